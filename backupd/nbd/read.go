@@ -1,0 +1,129 @@
+package nbd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// ReadAt reads len(p) bytes at offset off. Like io.ReaderAt it returns
+// io.EOF when the read reaches past the end of the export, together with
+// the bytes that were there. Large reads are split into requests of at most
+// MaxRequest bytes that run in parallel over the pool; unaligned reads are
+// widened to the server's minimum block size.
+func (c *Client) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("nbd read at negative offset %d", off)
+	}
+	if off >= c.info.Size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	var eof error
+	if rest := c.info.Size - off; int64(len(p)) > rest {
+		p, eof = p[:rest], io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := c.readAligned(ctx, p, off); err != nil {
+		return 0, err
+	}
+	return len(p), eof
+}
+
+// readAligned reads p at off, widening the range to the minimum block size
+// through a bounce buffer when needed. The range lies inside the export.
+func (c *Client) readAligned(ctx context.Context, p []byte, off int64) error {
+	bs := int64(c.info.BlockSize.Min)
+	end := off + int64(len(p))
+	start := off - off%bs
+	aend := min((end+bs-1)/bs*bs, c.info.Size)
+	if start == off && aend == end {
+		return c.readSplit(ctx, p, off)
+	}
+	buf := make([]byte, aend-start)
+	if err := c.readSplit(ctx, buf, start); err != nil {
+		return err
+	}
+	copy(p, buf[off-start:])
+	return nil
+}
+
+// readSplit reads p at off in requests of at most maxReq bytes, several in
+// flight at once. It stops at the first error.
+func (c *Client) readSplit(ctx context.Context, p []byte, off int64) error {
+	chunk := int64(c.maxReq)
+	n := (int64(len(p)) + chunk - 1) / chunk
+	if n == 1 {
+		return c.readOne(ctx, p, off)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	workers := min(n, int64(cap(c.sem)))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				lo := i * chunk
+				hi := min(lo+chunk, int64(len(p)))
+				if err := c.readOne(ctx, p[lo:hi], off+lo); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// readOne reads p at off with one NBD_CMD_READ, with retries.
+func (c *Client) readOne(ctx context.Context, p []byte, off int64) error {
+	_, err := c.do(ctx, func(*conn) (*request, error) {
+		r := newRequest(cmdRead, uint64(off), uint32(len(p)))
+		r.buf = p
+		return r, nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return fmt.Errorf("nbd read offset %d length %d: %w", off, len(p), err)
+	}
+	return nil
+}
+
+// ReaderAt adapts the client to io.ReaderAt; every read uses ctx.
+func (c *Client) ReaderAt(ctx context.Context) *ReaderAt {
+	return &ReaderAt{c: c, ctx: ctx}
+}
+
+// ReaderAt is an io.ReaderAt over a Client with a fixed context.
+type ReaderAt struct {
+	c   *Client
+	ctx context.Context
+}
+
+// ReadAt implements io.ReaderAt.
+func (r *ReaderAt) ReadAt(p []byte, off int64) (int, error) { return r.c.ReadAt(r.ctx, p, off) }
+
+// Size is the export size in bytes.
+func (r *ReaderAt) Size() int64 { return r.c.Size() }
