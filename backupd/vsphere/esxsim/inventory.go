@@ -1,0 +1,209 @@
+package esxsim
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"path"
+	"path/filepath"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Device keys as ESXi assigns them.
+const (
+	keySCSIController = 1000
+	keySATAController = 15000
+	keyNVMeController = 31000
+	keySCSIDisk       = 2000
+	keySATADisk       = 16000
+	keyNVMeDisk       = 32000
+)
+
+// buildInventory makes the datastore and the VMs through the vSphere API.
+func (s *Sim) buildInventory(ctx context.Context, o Options) error {
+	finder := find.NewFinder(s.inproc, true)
+	dc, err := finder.DefaultDatacenter(ctx)
+	if err != nil {
+		return fmt.Errorf("find datacenter: %w", err)
+	}
+	finder.SetDatacenter(dc)
+	s.Datacenter = dc.Name()
+	host, err := finder.DefaultHostSystem(ctx)
+	if err != nil {
+		return fmt.Errorf("find host: %w", err)
+	}
+	s.Host = host.Name()
+	dss, err := host.ConfigManager().DatastoreSystem(ctx)
+	if err != nil {
+		return fmt.Errorf("datastore system: %w", err)
+	}
+	ds, err := dss.CreateLocalDatastore(ctx, s.Datastore, s.DatastoreDir)
+	if err != nil {
+		return fmt.Errorf("create datastore %s on %s: %w", s.Datastore, s.DatastoreDir, err)
+	}
+	pool, err := host.ResourcePool(ctx)
+	if err != nil {
+		return fmt.Errorf("resource pool: %w", err)
+	}
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return fmt.Errorf("datacenter folders: %w", err)
+	}
+	specs := o.VMs
+	if o.ProxyVM != "" {
+		specs = append(specs, VMSpec{Name: o.ProxyVM, HardwareVersion: DefaultHardwareVersion})
+	}
+	for _, spec := range specs {
+		if err := s.createVM(ctx, spec, folders.VmFolder, pool, host, ds.Reference()); err != nil {
+			return fmt.Errorf("create vm %s: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// createVM creates one VM with real flat disk files and powers it on.
+func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, pool *object.ResourcePool, host *object.HostSystem, ds types.ManagedObjectReference) error {
+	hw, _ := hardwareVersionNumber(spec.HardwareVersion)
+	vm := &vmState{name: spec.Name, hwVersion: hw, failQuiesce: spec.FailQuiesce, attached: map[string]bool{}}
+	cfg := types.VirtualMachineConfigSpec{
+		Name:     spec.Name,
+		GuestId:  string(types.VirtualMachineGuestOsIdentifierOtherLinux64Guest),
+		Version:  spec.HardwareVersion,
+		NumCPUs:  1,
+		MemoryMB: 512,
+		Files:    &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", s.Datastore)},
+	}
+	if spec.ChangeTracking && hw >= 7 {
+		cfg.ChangeTrackingEnabled = types.NewBool(true)
+		vm.cbt = true
+	}
+	add := func(d types.BaseVirtualDevice, op types.VirtualDeviceConfigSpecFileOperation) {
+		cfg.DeviceChange = append(cfg.DeviceChange, &types.VirtualDeviceConfigSpec{
+			Operation: types.VirtualDeviceConfigSpecOperationAdd, FileOperation: op, Device: d,
+		})
+	}
+	add(&types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{
+		SharedBus:         types.VirtualSCSISharingNoSharing,
+		VirtualController: types.VirtualController{BusNumber: 0, VirtualDevice: types.VirtualDevice{Key: keySCSIController}},
+	}}, "")
+	need := map[string]bool{}
+	for _, d := range spec.Disks {
+		need[d.Controller] = true
+	}
+	if need[ControllerSATA] {
+		add(&types.VirtualAHCIController{VirtualSATAController: types.VirtualSATAController{
+			VirtualController: types.VirtualController{BusNumber: 0, VirtualDevice: types.VirtualDevice{Key: keySATAController}},
+		}}, "")
+	}
+	if need[ControllerNVMe] {
+		add(&types.VirtualNVMEController{
+			VirtualController: types.VirtualController{BusNumber: 0, VirtualDevice: types.VirtualDevice{Key: keyNVMeController}},
+		}, "")
+	}
+	units := map[string]int32{}
+	for i, d := range spec.Disks {
+		unit := units[d.Controller]
+		if d.Controller == ControllerSCSI && unit == 7 {
+			unit++ // the SCSI controller's own unit
+		}
+		units[d.Controller] = unit + 1
+		ctrlKey, diskKey := int32(keySCSIController), int32(keySCSIDisk)
+		switch d.Controller {
+		case ControllerSATA:
+			ctrlKey, diskKey = keySATAController, keySATADisk
+		case ControllerNVMe:
+			ctrlKey, diskKey = keyNVMeController, keyNVMeDisk
+		}
+		base := spec.Name
+		if i > 0 {
+			base = fmt.Sprintf("%s_%d", spec.Name, i)
+		}
+		uuid, err := newDiskUUID()
+		if err != nil {
+			return err
+		}
+		rel := path.Join(spec.Name, base+".vmdk")
+		disk := &diskState{
+			vm: vm, index: i, key: diskKey + unit, controller: d.Controller, uuid: uuid,
+			dsPath:   fmt.Sprintf("[%s] %s", s.Datastore, rel),
+			descPath: filepath.Join(s.DatastoreDir, filepath.FromSlash(rel)),
+			size:     d.Size,
+		}
+		disk.flatPath = flatName(disk.descPath)
+		if err := disk.track.start(vm.cbt, disk.size); err != nil {
+			return err
+		}
+		vm.disks = append(vm.disks, disk)
+		u := unit
+		add(&types.VirtualDisk{
+			VirtualDevice: types.VirtualDevice{
+				Key: disk.key, ControllerKey: ctrlKey, UnitNumber: &u,
+				Backing: &types.VirtualDiskFlatVer2BackingInfo{
+					VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: disk.dsPath, Datastore: &ds},
+					DiskMode:                     string(types.VirtualDiskModePersistent),
+					ThinProvisioned:              types.NewBool(true),
+				},
+			},
+			CapacityInBytes: d.Size,
+			CapacityInKB:    d.Size / 1024,
+		}, types.VirtualDeviceConfigSpecFileOperationCreate)
+	}
+	hostRef := host.Reference()
+	task, err := folder.CreateVM(ctx, cfg, pool, object.NewHostSystem(s.inproc, hostRef))
+	if err != nil {
+		return err
+	}
+	info, err := task.WaitForResult(ctx)
+	if err != nil {
+		return err
+	}
+	vm.ref = info.Result.(types.ManagedObjectReference)
+	for _, d := range vm.disks {
+		if err := createFlat(d.flatPath, d.size); err != nil {
+			return err
+		}
+		if err := writeDescriptor(d.descPath, d.size, d.uuid, adapterType(d.controller), vm.hwVersion); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.vms[vm.name] = vm
+	s.byRef[vm.ref.Value] = vm
+	s.mu.Unlock()
+	if err := s.fixupCreatedVM(vm); err != nil {
+		return err
+	}
+	if !spec.PoweredOff {
+		task, err := object.NewVirtualMachine(s.inproc, vm.ref).PowerOn(ctx)
+		if err != nil {
+			return fmt.Errorf("power on: %w", err)
+		}
+		if err := task.Wait(ctx); err != nil {
+			return fmt.Errorf("power on: %w", err)
+		}
+	}
+	return nil
+}
+
+func adapterType(controller string) string {
+	switch controller {
+	case ControllerSATA, ControllerNVMe:
+		return "ide" // ESXi writes "ide" for SATA; NVMe disks carry no adapter hint
+	default:
+		return "lsilogic"
+	}
+}
+
+// newDiskUUID makes a disk uuid in the 6000C29x-... form ESXi gives disks.
+func newDiskUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("disk uuid: %w", err)
+	}
+	b[0], b[1], b[2] = 0x60, 0x00, 0xc2
+	b[3] = 0x90 | b[3]&0x0f
+	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}

@@ -1,0 +1,163 @@
+package esxsim
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// Controller names accepted in DiskSpec.Controller.
+const (
+	ControllerSCSI = "scsi" // ParaVirtual SCSI, devices scsi0:N (the default)
+	ControllerSATA = "sata" // AHCI, devices sata0:N
+	ControllerNVMe = "nvme" // NVMe, devices nvme0:N
+)
+
+// Defaults used when the matching Options field is zero.
+const (
+	DefaultUser            = "administrator@vsphere.local"
+	DefaultPassword        = "cairn-esxsim"
+	DefaultDatastore       = "datastore1"
+	DefaultHardwareVersion = "vmx-19"
+	DefaultDiskSize        = 64 << 20
+	DefaultMaxChangedAreas = 64
+)
+
+// Options configures a simulated vCenter with one ESXi host and one local datastore.
+type Options struct {
+	// User and Password are the only credentials Login accepts.
+	// Defaults: DefaultUser, DefaultPassword.
+	User     string
+	Password string
+
+	// DatastoreDir is the real directory holding the datastore's files.
+	// Empty: a temporary directory that Close removes.
+	DatastoreDir string
+	// DatastoreName is the datastore's vSphere name (default "datastore1").
+	DatastoreName string
+
+	// VMs lists the virtual machines to create. When empty, NumVMs machines
+	// named vm1..vmN are made, each with DisksPerVM SCSI disks of DiskSize bytes.
+	VMs        []VMSpec
+	NumVMs     int   // default 1 (used only when VMs is empty)
+	DisksPerVM int   // default 1 (used only when VMs is empty)
+	DiskSize   int64 // default DefaultDiskSize (used only when VMs is empty)
+
+	// ProxyVM, when set, adds a powered-on VM of that name with a SCSI
+	// controller and no disks: the backup proxy for HotAdd.
+	ProxyVM string
+
+	// MaxChangedAreas caps the extents one QueryChangedDiskAreas answer
+	// returns (default DefaultMaxChangedAreas); callers must loop on startOffset.
+	MaxChangedAreas int
+
+	// Logger receives the simulator's own log lines (default: discarded).
+	Logger *slog.Logger
+}
+
+// VMSpec describes one simulated virtual machine.
+type VMSpec struct {
+	Name string
+	// Disks in order: disk index i in the back doors is Disks[i].
+	Disks []DiskSpec
+	// HardwareVersion such as "vmx-19" (default) or "vmx-04" (no CBT support).
+	HardwareVersion string
+	// FailQuiesce makes every quiesced CreateSnapshot fail with ApplicationQuiesceFault.
+	FailQuiesce bool
+	// PoweredOff leaves the VM powered off (default: powered on).
+	PoweredOff bool
+	// ChangeTracking starts the VM with changeTrackingEnabled=true.
+	ChangeTracking bool
+}
+
+// DiskSpec describes one virtual disk of a VMSpec.
+type DiskSpec struct {
+	// Size in bytes, a multiple of 1 MiB (default DefaultDiskSize).
+	Size int64
+	// Controller is ControllerSCSI (default), ControllerSATA or ControllerNVMe.
+	Controller string
+}
+
+// withDefaults returns a copy of o with every zero field set and validates it.
+func (o Options) withDefaults() (Options, error) {
+	if o.User == "" {
+		o.User = DefaultUser
+	}
+	if o.Password == "" {
+		o.Password = DefaultPassword
+	}
+	if o.DatastoreName == "" {
+		o.DatastoreName = DefaultDatastore
+	}
+	if o.MaxChangedAreas <= 0 {
+		o.MaxChangedAreas = DefaultMaxChangedAreas
+	}
+	if len(o.VMs) == 0 {
+		n, disks, size := o.NumVMs, o.DisksPerVM, o.DiskSize
+		if n <= 0 {
+			n = 1
+		}
+		if disks <= 0 {
+			disks = 1
+		}
+		if size <= 0 {
+			size = DefaultDiskSize
+		}
+		for i := 1; i <= n; i++ {
+			spec := VMSpec{Name: fmt.Sprintf("vm%d", i)}
+			for range disks {
+				spec.Disks = append(spec.Disks, DiskSpec{Size: size})
+			}
+			o.VMs = append(o.VMs, spec)
+		}
+	} else {
+		o.VMs = append([]VMSpec(nil), o.VMs...)
+	}
+	seen := map[string]bool{}
+	for i := range o.VMs {
+		vm := &o.VMs[i]
+		if vm.Name == "" || strings.ContainsAny(vm.Name, "/[]") {
+			return o, fmt.Errorf("vm %d: invalid name %q", i, vm.Name)
+		}
+		if seen[vm.Name] || vm.Name == o.ProxyVM {
+			return o, fmt.Errorf("vm %q: duplicate name", vm.Name)
+		}
+		seen[vm.Name] = true
+		if vm.HardwareVersion == "" {
+			vm.HardwareVersion = DefaultHardwareVersion
+		}
+		if _, err := hardwareVersionNumber(vm.HardwareVersion); err != nil {
+			return o, fmt.Errorf("vm %q: %w", vm.Name, err)
+		}
+		vm.Disks = append([]DiskSpec(nil), vm.Disks...)
+		for j := range vm.Disks {
+			d := &vm.Disks[j]
+			if d.Size == 0 {
+				d.Size = DefaultDiskSize
+			}
+			if d.Size < 0 || d.Size%(1<<20) != 0 {
+				return o, fmt.Errorf("vm %q disk %d: size %d is not a positive multiple of 1 MiB", vm.Name, j, d.Size)
+			}
+			switch d.Controller {
+			case "":
+				d.Controller = ControllerSCSI
+			case ControllerSCSI, ControllerSATA, ControllerNVMe:
+			default:
+				return o, fmt.Errorf("vm %q disk %d: unknown controller %q", vm.Name, j, d.Controller)
+			}
+		}
+	}
+	if strings.ContainsAny(o.ProxyVM, "/[]") {
+		return o, fmt.Errorf("proxy vm: invalid name %q", o.ProxyVM)
+	}
+	return o, nil
+}
+
+// hardwareVersionNumber parses "vmx-NN".
+func hardwareVersionNumber(v string) (int, error) {
+	var n int
+	if _, err := fmt.Sscanf(v, "vmx-%d", &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("hardware version %q is not of the form vmx-NN", v)
+	}
+	return n, nil
+}
