@@ -1,0 +1,289 @@
+package blockmap
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// PointIDLayout formats point ids: UTC, sortable, no colons.
+const PointIDLayout = "2006-01-02T15-04-05Z"
+
+// Consistency labels of recovery points.
+const (
+	ConsistencyQuiesced      = "quiesced"
+	ConsistencyCrash         = "crash-consistent"
+	ConsistencyImported      = "imported"
+	ConsistencyUnknownSource = "unknown"
+)
+
+// Point is a committed recovery point of one VM. Committed points never change.
+type Point struct {
+	VM          string          `json:"vm"`
+	ID          string          `json:"id"`
+	Gen         uint32          `json:"generation"`
+	Time        time.Time       `json:"time"`
+	Consistency string          `json:"consistency"`
+	Started     time.Time       `json:"started"`
+	Committed   time.Time       `json:"committed"`
+	Disks       []DiskInfo      `json:"disks"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+}
+
+// DiskInfo describes one disk of a recovery point.
+type DiskInfo struct {
+	Name      string `json:"name"`
+	ID        uint32 `json:"id"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	// StoredBytes are the bytes this point added to the repository.
+	StoredBytes int64 `json:"stored_bytes"`
+	// ReadBytes are the bytes read from the source for this point.
+	ReadBytes     int64 `json:"read_bytes"`
+	ChangedBlocks int64 `json:"changed_blocks"`
+	ZeroedBlocks  int64 `json:"zeroed_blocks"`
+	// Full is true when every block was read (first backup, or a fallback).
+	Full       bool            `json:"full"`
+	FullReason string          `json:"full_reason,omitempty"`
+	Meta       json.RawMessage `json:"meta,omitempty"`
+}
+
+// Disk returns the named disk of the point.
+func (p Point) Disk(name string) (DiskInfo, bool) {
+	for _, d := range p.Disks {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return DiskInfo{}, false
+}
+
+// StoredBytes is the sum of the bytes the point's disks added.
+func (p Point) StoredBytes() int64 {
+	var n int64
+	for _, d := range p.Disks {
+		n += d.StoredBytes
+	}
+	return n
+}
+
+// vmRecord is the per-VM state in the index.
+type vmRecord struct {
+	Name    string            `json:"name"`
+	NextGen uint32            `json:"next_gen"`
+	Disks   map[string]uint32 `json:"disks"`
+}
+
+// sessionRecord marks a generation being written; it is deleted by commit.
+type sessionRecord struct {
+	VM      string    `json:"vm"`
+	Gen     uint32    `json:"gen"`
+	Disks   []uint32  `json:"disks"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+// VMSummary is one VM in the catalog.
+type VMSummary struct {
+	Name   string  `json:"name"`
+	Points []Point `json:"points"`
+}
+
+// Latest is the newest point of the VM; ok is false when it has none.
+func (v VMSummary) Latest() (Point, bool) {
+	if len(v.Points) == 0 {
+		return Point{}, false
+	}
+	return v.Points[len(v.Points)-1], true
+}
+
+// Catalog lists every VM that has recovery points, by name, with its points
+// oldest first.
+func (r *Repo) Catalog(ctx context.Context) ([]VMSummary, error) {
+	var out []VMSummary
+	err := r.view(ctx, func(db *badger.DB) error {
+		var err error
+		out, err = readCatalog(db)
+		return err
+	})
+	return out, err
+}
+
+func readCatalog(db *badger.DB) ([]VMSummary, error) {
+	byVM := map[string][]Point{}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPoint}, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var p Point
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				return fmt.Errorf("decode point record %q: %w", it.Item().Key(), err)
+			}
+			byVM[p.VM] = append(byVM[p.VM], p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	out := make([]VMSummary, 0, len(byVM))
+	for name, pts := range byVM {
+		sort.Slice(pts, func(i, j int) bool { return pts[i].Gen < pts[j].Gen })
+		out = append(out, VMSummary{Name: name, Points: pts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Points lists the committed points of one VM, oldest first. A VM with no
+// points gives an ErrNotFound error.
+func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
+	var pts []Point
+	err := r.view(ctx, func(db *badger.DB) error {
+		var err error
+		pts, err = readPoints(db, vm)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(pts) == 0 {
+		return nil, fmt.Errorf("VM %q: %w: the repository has no recovery points for it (see `cairn points`)", vm, ErrNotFound)
+	}
+	return pts, nil
+}
+
+func readPoints(db *badger.DB, vm string) ([]Point, error) {
+	var pts []Point
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: vmGenPrefix(prefixPoint, vm), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var p Point
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				return fmt.Errorf("decode point record of %s: %w", vm, err)
+			}
+			pts = append(pts, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read points of %s: %w", vm, err)
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].Gen < pts[j].Gen })
+	return pts, nil
+}
+
+// ResolvePoint finds a point of a VM by id, "latest", or generation number.
+func (r *Repo) ResolvePoint(ctx context.Context, vm, ref string) (Point, error) {
+	pts, err := r.Points(ctx, vm)
+	if err != nil {
+		return Point{}, err
+	}
+	return FindPoint(pts, vm, ref)
+}
+
+// FindPoint picks a point from a list by id, "latest", or generation number.
+func FindPoint(pts []Point, vm, ref string) (Point, error) {
+	if len(pts) == 0 {
+		return Point{}, fmt.Errorf("VM %q: %w: no recovery points", vm, ErrNotFound)
+	}
+	if ref == "" || ref == "latest" {
+		return pts[len(pts)-1], nil
+	}
+	for _, p := range pts {
+		if p.ID == ref {
+			return p, nil
+		}
+	}
+	if g, err := strconv.ParseUint(ref, 10, 32); err == nil {
+		for _, p := range pts {
+			if uint64(p.Gen) == g {
+				return p, nil
+			}
+		}
+	}
+	return Point{}, fmt.Errorf("VM %q has no recovery point %q: %w (give an id from `cairn points --vm %s`, a generation number, or latest)", vm, ref, ErrNotFound, vm)
+}
+
+func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}
+
+// readSessions returns every open session record.
+func readSessions(txn *badger.Txn) ([]sessionRecord, error) {
+	var out []sessionRecord
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixSession}, PrefetchValues: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var s sessionRecord
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &s) }); err != nil {
+			return nil, fmt.Errorf("decode session record: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// uniquePointID makes a point id from a time, adding -2, -3, ... when the
+// VM already has a point with that id.
+func uniquePointID(t time.Time, existing []Point) string {
+	base := t.UTC().Format(PointIDLayout)
+	taken := map[string]bool{}
+	for _, p := range existing {
+		taken[p.ID] = true
+	}
+	id := base
+	for n := 2; taken[id]; n++ {
+		id = base + "-" + strconv.Itoa(n)
+	}
+	return id
+}
+
+func nextDiskID(txn *badger.Txn) (uint32, error) {
+	var n uint32 = 1
+	item, err := txn.Get([]byte(keyNextDiskID))
+	switch {
+	case err == nil:
+		if err := item.Value(func(v []byte) error {
+			if len(v) != 4 {
+				return fmt.Errorf("disk id counter has %d bytes", len(v))
+			}
+			n = binary.BigEndian.Uint32(v)
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return 0, err
+	}
+	if err := txn.Set([]byte(keyNextDiskID), binary.BigEndian.AppendUint32(nil, n+1)); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+var _ = bytes.Equal

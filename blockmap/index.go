@@ -1,0 +1,186 @@
+package blockmap
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
+)
+
+// indexLocker serialises access to the Badger index across processes and
+// goroutines: readers share the lock, a writer that commits excludes all.
+// Every acquisition opens the lock file anew, so flock's per-open-file
+// semantics make goroutines of one process exclude each other too.
+type indexLocker struct {
+	path string
+}
+
+func newIndexLocker(path string) *indexLocker { return &indexLocker{path: path} }
+
+// lock acquires the lock (shared or exclusive), polling until ctx ends.
+func (l *indexLocker) lock(ctx context.Context, exclusive bool) (release func(), err error) {
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open index lock: %w", err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	delay := time.Millisecond
+	for {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			f.Close()
+			return nil, fmt.Errorf("lock index: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for the repository index: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 50*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func (r *Repo) badgerOptions(readOnly bool) badger.Options {
+	opts := badger.DefaultOptions(filepath.Join(r.dir, "index")).
+		WithReadOnly(readOnly).
+		WithLogger(badgerLogger{r.log}).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithValueLogFileSize(8 << 20).
+		WithValueThreshold(1 << 10).
+		WithMetricsEnabled(false)
+	if readOnly {
+		opts = opts.WithNumCompactors(0)
+	}
+	return opts
+}
+
+// roIdle is how long a read-only index handle stays open after its last
+// use, so that bursts of reads (a FUSE listing, a test) share one open.
+const roIdle = 300 * time.Millisecond
+
+// roCache keeps one read-only index handle (and the shared lock) open
+// while reads keep coming. update closes it before it takes the exclusive
+// lock, so this process never blocks itself.
+type roCache struct {
+	gate    sync.RWMutex // readers hold R while using db; update holds W
+	mu      sync.Mutex
+	db      *badger.DB
+	release func()
+	lastUse time.Time
+	timer   *time.Timer
+}
+
+// view runs fn with the index opened read-only under the shared lock.
+func (r *Repo) view(ctx context.Context, fn func(db *badger.DB) error) error {
+	c := &r.ro
+	c.gate.RLock()
+	defer c.gate.RUnlock()
+	c.mu.Lock()
+	if c.db == nil {
+		release, err := r.locker.lock(ctx, false)
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		db, err := badger.Open(r.badgerOptions(true))
+		if err != nil {
+			release()
+			c.mu.Unlock()
+			return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
+		}
+		c.db, c.release = db, release
+		if c.timer == nil {
+			c.timer = time.AfterFunc(roIdle, func() { r.closeIdleRO(false) })
+		} else {
+			c.timer.Reset(roIdle)
+		}
+	}
+	db := c.db
+	c.lastUse = time.Now()
+	c.mu.Unlock()
+	return fn(db)
+}
+
+// closeIdleRO closes the cached read-only handle if it has been idle (or
+// at once with force). The caller must not hold c.gate.
+func (r *Repo) closeIdleRO(force bool) {
+	c := &r.ro
+	if !force {
+		c.gate.Lock()
+		defer c.gate.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.db == nil {
+		return
+	}
+	if idle := time.Since(c.lastUse); !force && idle < roIdle {
+		c.timer.Reset(roIdle - idle)
+		return
+	}
+	c.db.Close()
+	c.release()
+	c.db, c.release = nil, nil
+}
+
+// Close releases any index handle the repository keeps open.
+func (r *Repo) Close() error {
+	r.ro.gate.Lock()
+	defer r.ro.gate.Unlock()
+	r.closeIdleRO(true)
+	return nil
+}
+
+// update runs fn with the index opened read-write under the exclusive lock.
+func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err error) {
+	r.ro.gate.Lock()
+	defer r.ro.gate.Unlock()
+	r.closeIdleRO(true)
+	release, err := r.locker.lock(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	db, err := badger.Open(r.badgerOptions(false))
+	if err != nil {
+		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close index: %w", cerr)
+		}
+	}()
+	return fn(db)
+}
+
+// badgerLogger forwards Badger's warnings and errors to slog and drops its
+// chatter.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("index: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("index: " + fmt.Sprintf(f, a...)) }
+func (l badgerLogger) Infof(string, ...any)        {}
+func (l badgerLogger) Debugf(string, ...any)       {}

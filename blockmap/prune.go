@@ -1,0 +1,181 @@
+package blockmap
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Policy says which recovery points of a VM to keep. A point is kept if
+// any rule keeps it. The newest point is always kept, so a policy can never
+// delete a VM's only good point.
+type Policy struct {
+	KeepLast    int `json:"keep_last" yaml:"keep_last"`
+	KeepHourly  int `json:"keep_hourly" yaml:"keep_hourly"`
+	KeepDaily   int `json:"keep_daily" yaml:"keep_daily"`
+	KeepWeekly  int `json:"keep_weekly" yaml:"keep_weekly"`
+	KeepMonthly int `json:"keep_monthly" yaml:"keep_monthly"`
+}
+
+// IsZero reports whether the policy has no rule at all.
+func (p Policy) IsZero() bool { return p == Policy{} }
+
+// Keep returns the subset of pts (any order) the policy keeps, as a set of
+// generations. Buckets are in UTC: for each hour, day, ISO week or month
+// the newest point is kept, for the given number of most recent buckets.
+func (p Policy) Keep(pts []Point) map[uint32]bool {
+	sorted := append([]Point(nil), pts...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Gen > sorted[j].Gen })
+	keep := map[uint32]bool{}
+	if len(sorted) == 0 {
+		return keep
+	}
+	keep[sorted[0].Gen] = true
+	for i := 0; i < p.KeepLast && i < len(sorted); i++ {
+		keep[sorted[i].Gen] = true
+	}
+	bucketRule := func(n int, bucket func(time.Time) string) {
+		seen := map[string]bool{}
+		for _, pt := range sorted {
+			if len(seen) >= n {
+				return
+			}
+			b := bucket(pt.Time.UTC())
+			if !seen[b] {
+				seen[b] = true
+				keep[pt.Gen] = true
+			}
+		}
+	}
+	bucketRule(p.KeepHourly, func(t time.Time) string { return t.Format("2006-01-02T15") })
+	bucketRule(p.KeepDaily, func(t time.Time) string { return t.Format("2006-01-02") })
+	bucketRule(p.KeepWeekly, func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) })
+	bucketRule(p.KeepMonthly, func(t time.Time) string { return t.Format("2006-01") })
+	return keep
+}
+
+// PruneResult says what a prune or forget removed (or would remove).
+type PruneResult struct {
+	DryRun  bool    `json:"dry_run"`
+	Kept    []Point `json:"kept"`
+	Deleted []Point `json:"deleted"`
+	GCStats
+}
+
+// Prune applies the policy to one VM, or to every VM when vm is "".
+// With dryRun nothing is changed.
+func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*PruneResult, error) {
+	if pol.IsZero() {
+		return nil, fmt.Errorf("prune: %w: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly", ErrInvalid)
+	}
+	cat, err := r.Catalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &PruneResult{DryRun: dryRun}
+	found := false
+	for _, v := range cat {
+		if vm != "" && v.Name != vm {
+			continue
+		}
+		found = true
+		keep := pol.Keep(v.Points)
+		var del []uint32
+		for _, p := range v.Points {
+			if keep[p.Gen] {
+				res.Kept = append(res.Kept, p)
+			} else {
+				res.Deleted = append(res.Deleted, p)
+				del = append(del, p.Gen)
+			}
+		}
+		if dryRun || len(del) == 0 {
+			continue
+		}
+		st, err := r.deletePoints(ctx, v.Name, del)
+		if err != nil {
+			return res, err
+		}
+		res.VersionsDeleted += st.VersionsDeleted
+		res.BytesReleased += st.BytesReleased
+		res.ImagesDeleted += st.ImagesDeleted
+	}
+	if vm != "" && !found {
+		return nil, fmt.Errorf("prune: VM %q: %w: the repository has no recovery points for it", vm, ErrNotFound)
+	}
+	return res, nil
+}
+
+// Forget deletes the given points (ids, generation numbers or "latest") of one VM.
+func (r *Repo) Forget(ctx context.Context, vm string, refs []string, dryRun bool) (*PruneResult, error) {
+	pts, err := r.Points(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	res := &PruneResult{DryRun: dryRun}
+	var del []uint32
+	seen := map[uint32]bool{}
+	for _, ref := range refs {
+		p, err := FindPoint(pts, vm, ref)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[p.Gen] {
+			seen[p.Gen] = true
+			del = append(del, p.Gen)
+			res.Deleted = append(res.Deleted, p)
+		}
+	}
+	for _, p := range pts {
+		if !seen[p.Gen] {
+			res.Kept = append(res.Kept, p)
+		}
+	}
+	if dryRun {
+		return res, nil
+	}
+	st, err := r.deletePoints(ctx, vm, del)
+	if err != nil {
+		return res, err
+	}
+	res.GCStats = st
+	return res, nil
+}
+
+// deletePoints removes catalog records and, in the same transaction, marks
+// the VM for garbage collection; then collects. A crash after the first
+// step is finished by the next sweep.
+func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCStats, error) {
+	lock, err := r.lockVM(vm, "cairn prune")
+	if err != nil {
+		return GCStats{}, err
+	}
+	defer lock.release()
+	var st GCStats
+	err = r.update(ctx, func(db *badger.DB) error {
+		if err := r.sweepVM(db, vm); err != nil {
+			return err
+		}
+		err := db.Update(func(txn *badger.Txn) error {
+			for _, g := range gens {
+				if err := txn.Delete(vmGenKey(prefixPoint, vm, g)); err != nil {
+					return err
+				}
+			}
+			return txn.Set(gcKey(vm), []byte{1})
+		})
+		if err != nil {
+			return err
+		}
+		r.bumpCatalogSeq()
+		st, err = r.collect(db, vm)
+		return err
+	})
+	if err != nil {
+		return st, fmt.Errorf("delete points of %s: %w", vm, err)
+	}
+	return st, nil
+}

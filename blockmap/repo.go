@@ -1,0 +1,219 @@
+package blockmap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// FormatVersion is the repository format this package reads and writes.
+const FormatVersion = 1
+
+// DefaultBlockSize is the block size of new repositories (see docs/repository.md
+// for the measurements behind it).
+const DefaultBlockSize = 256 << 10
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrNotRepository = errors.New("not a cairn repository")
+	ErrNotFound      = errors.New("not found")
+	ErrInUse         = errors.New("in use")
+	ErrCorrupt       = errors.New("stored data fails its checksum")
+	ErrNoData        = errors.New("no data after offset")
+	ErrInvalid       = errors.New("invalid argument")
+)
+
+// Config is the content of <repo>/cairn.json.
+type Config struct {
+	Format    int       `json:"format"`
+	BlockSize int       `json:"block_size"`
+	Created   time.Time `json:"created"`
+}
+
+// Repo is an open repository. It is safe for concurrent use; it holds no
+// index handle between operations, so other processes may use the same
+// repository at the same time.
+type Repo struct {
+	dir    string
+	cfg    Config
+	log    *slog.Logger
+	locker *indexLocker
+	ro     roCache
+}
+
+// InitOptions configure a new repository.
+type InitOptions struct {
+	BlockSize int // bytes; a power of two from 64 KiB to 1 MiB; 0 means DefaultBlockSize
+}
+
+// Options configure how a repository is opened.
+type Options struct {
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// Init creates a repository in dir, which must be missing or empty.
+func Init(ctx context.Context, dir string, opts InitOptions) error {
+	bs := opts.BlockSize
+	if bs == 0 {
+		bs = DefaultBlockSize
+	}
+	if bs < 64<<10 || bs > 1<<20 || bs&(bs-1) != 0 {
+		return fmt.Errorf("block size %d: %w: use a power of two from 64 KiB to 1 MiB (65536..1048576)", bs, ErrInvalid)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		if _, err := os.Stat(filepath.Join(dir, "cairn.json")); err == nil {
+			return fmt.Errorf("init %s: a repository already exists there", dir)
+		}
+		return fmt.Errorf("init %s: directory is not empty; choose an empty or new directory", dir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	for _, sub := range []string{"index", "images", "locks"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	r := &Repo{dir: dir, cfg: Config{Format: FormatVersion, BlockSize: bs, Created: time.Now().UTC()}, log: slog.Default()}
+	r.locker = newIndexLocker(filepath.Join(dir, "index.lock"))
+	if err := r.update(ctx, func(*badger.DB) error { return nil }); err != nil {
+		return fmt.Errorf("init %s: create index: %w", dir, err)
+	}
+	// cairn.json is written last: a directory without it is not a repository.
+	data, _ := json.MarshalIndent(r.cfg, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, "cairn.json"), append(data, '\n')); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Open opens an existing repository.
+func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("no repository given: %w (use --repo DIR or set CAIRN_REPO)", ErrNotRepository)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "cairn.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(dir); serr != nil {
+			return nil, fmt.Errorf("repository %s does not exist: %w (create it with `cairn init --repo %s`)", dir, ErrNotRepository, dir)
+		}
+		return nil, fmt.Errorf("%s: %w: cairn.json is missing (create one with `cairn init --repo DIR`)", dir, ErrNotRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w: cairn.json is not valid JSON: %v", dir, ErrNotRepository, err)
+	}
+	if cfg.Format != FormatVersion {
+		return nil, fmt.Errorf("%s: repository format %d is not supported by this cairn (format %d)", dir, cfg.Format, FormatVersion)
+	}
+	if cfg.BlockSize < 4096 || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
+		return nil, fmt.Errorf("%s: %w: block size %d in cairn.json", dir, ErrNotRepository, cfg.BlockSize)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Repo{dir: dir, cfg: cfg, log: log, locker: newIndexLocker(filepath.Join(dir, "index.lock"))}
+	for _, sub := range []string{"images", "locks"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+	}
+	return r, nil
+}
+
+// Dir is the repository directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// BlockSize is the repository's block size in bytes.
+func (r *Repo) BlockSize() int { return r.cfg.BlockSize }
+
+// Config returns the repository configuration.
+func (r *Repo) Config() Config { return r.cfg }
+
+// CatalogSeq is a counter that changes whenever a recovery point is
+// committed or deleted. It is cheap (one small file read) so that a FUSE
+// mount can poll it to notice new points.
+func (r *Repo) CatalogSeq() uint64 {
+	data, err := os.ReadFile(filepath.Join(r.dir, "catalog.seq"))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	return n
+}
+
+func (r *Repo) bumpCatalogSeq() {
+	n := r.CatalogSeq() + 1
+	if err := writeFileAtomic(filepath.Join(r.dir, "catalog.seq"), []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
+		r.log.Warn("cannot update catalog.seq; mounts may show new points late", "err", err)
+	}
+}
+
+func (r *Repo) imagePath(disk uint32, gen uint32) string {
+	return filepath.Join(r.dir, "images", strconv.FormatUint(uint64(disk), 10), strconv.FormatUint(uint64(gen), 10)+".img")
+}
+
+func (r *Repo) imageDir(disk uint32) string {
+	return filepath.Join(r.dir, "images", strconv.FormatUint(uint64(disk), 10))
+}
+
+// writeFileAtomic writes data to path through a temporary file, fsync and rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ValidateName checks a VM or disk name: it becomes a directory or file
+// name in the FUSE mount, so it must be a single non-empty path element.
+func ValidateName(kind, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%s name is empty: %w", kind, ErrInvalid)
+	case name == "." || name == "..":
+		return fmt.Errorf("%s name %q: %w: not allowed", kind, name, ErrInvalid)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%s name %q: %w: must not contain '/' or NUL", kind, name, ErrInvalid)
+	case len(name) > 200:
+		return fmt.Errorf("%s name %q: %w: longer than 200 bytes", kind, name, ErrInvalid)
+	}
+	return nil
+}

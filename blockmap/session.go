@@ -1,0 +1,553 @@
+package blockmap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// PointOptions describe the recovery point a session will commit.
+type PointOptions struct {
+	// Time is the moment the data was captured (the snapshot); zero means now.
+	Time time.Time
+	// Consistency is the point's label (ConsistencyQuiesced, ConsistencyCrash, ...).
+	Consistency string
+	// Meta is free-form JSON kept with the point (info.json shows it).
+	Meta json.RawMessage
+	// Purpose names the writer in "in use by" errors, e.g. "cairn import".
+	Purpose string
+}
+
+// DiskOptions describe one disk of a session.
+type DiskOptions struct {
+	// Full means the caller supplies every block: blocks it never writes are
+	// zero. Otherwise unwritten blocks keep their content from the previous
+	// point (an incremental backup driven by changed-block tracking).
+	Full bool
+	// FullReason says why a full backup was chosen (kept in the point).
+	FullReason string
+	Meta       json.RawMessage
+}
+
+// Session writes one new recovery point of a VM. Nothing it writes is
+// visible until Commit; Abort (or a crash) leaves no trace after the next
+// sweep. A session holds the VM's writer lock until Commit or Abort.
+type Session struct {
+	repo    *Repo
+	vm      string
+	gen     uint32
+	opts    PointOptions
+	started time.Time
+	lock    *vmLock
+	base    *Point
+
+	mu    sync.Mutex
+	disks []*DiskWriter
+	done  bool
+}
+
+// BeginPoint starts a new recovery point of vm. It fails with ErrInUse when
+// another writer holds the VM.
+func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*Session, error) {
+	if err := ValidateName("VM", vm); err != nil {
+		return nil, err
+	}
+	if opts.Purpose == "" {
+		opts.Purpose = "cairn backup"
+	}
+	if opts.Consistency == "" {
+		opts.Consistency = ConsistencyCrash
+	}
+	lock, err := r.lockVM(vm, opts.Purpose)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{repo: r, vm: vm, opts: opts, started: time.Now().UTC(), lock: lock}
+	if s.opts.Time.IsZero() {
+		s.opts.Time = s.started
+	}
+	err = r.update(ctx, func(db *badger.DB) error {
+		if err := r.sweepVM(db, vm); err != nil {
+			return err
+		}
+		pts, err := readPoints(db, vm)
+		if err != nil {
+			return err
+		}
+		if len(pts) > 0 {
+			b := pts[len(pts)-1]
+			s.base = &b
+		}
+		return db.Update(func(txn *badger.Txn) error {
+			rec := vmRecord{Name: vm, NextGen: 1, Disks: map[string]uint32{}}
+			if _, err := getJSON(txn, vmKey(vm), &rec); err != nil {
+				return fmt.Errorf("read VM record: %w", err)
+			}
+			if rec.Disks == nil {
+				rec.Disks = map[string]uint32{}
+			}
+			s.gen = rec.NextGen
+			rec.NextGen++
+			if err := setJSON(txn, vmKey(vm), rec); err != nil {
+				return err
+			}
+			return setJSON(txn, vmGenKey(prefixSession, vm, s.gen), sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started})
+		})
+	})
+	if err != nil {
+		lock.release()
+		return nil, fmt.Errorf("begin recovery point of %s: %w", vm, err)
+	}
+	return s, nil
+}
+
+// VM is the session's VM.
+func (s *Session) VM() string { return s.vm }
+
+// Gen is the generation the session writes.
+func (s *Session) Gen() uint32 { return s.gen }
+
+// Base is the point the session builds on (the VM's latest), if any.
+func (s *Session) Base() (Point, bool) {
+	if s.base == nil {
+		return Point{}, false
+	}
+	return *s.base, true
+}
+
+// DiskWriter receives the blocks of one disk of a session. Its methods are
+// safe for concurrent use.
+type DiskWriter struct {
+	s        *Session
+	name     string
+	id       uint32
+	size     int64
+	bs       int
+	nblocks  int64
+	opts     DiskOptions
+	baseSize int64
+	hasBase  bool
+	baseKind []byte     // per block: 0 none, kindData, kindZero
+	baseSum  [][32]byte // per block, for kindData
+	touched  []atomic.Uint64
+
+	fileOnce sync.Once
+	file     *os.File
+	fileErr  error
+
+	mu      sync.Mutex
+	entries []entry
+
+	stored, read, changed, zeroed atomic.Int64
+	meta                          json.RawMessage
+}
+
+type entry struct {
+	block uint64
+	val   blockValue
+}
+
+// AddDisk adds a disk of the given logical size to the session. A disk
+// whose size differs from the previous point, or that is new, is always
+// written in full (the returned writer says why).
+func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts DiskOptions) (*DiskWriter, error) {
+	if err := ValidateName("disk", name); err != nil {
+		return nil, err
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("disk %q: %w: size %d must be positive", name, ErrInvalid, size)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil, fmt.Errorf("disk %q: session already ended", name)
+	}
+	for _, d := range s.disks {
+		if d.name == name {
+			return nil, fmt.Errorf("disk %q: %w: given twice", name, ErrInvalid)
+		}
+	}
+	r := s.repo
+	bs := r.cfg.BlockSize
+	w := &DiskWriter{s: s, name: name, size: size, bs: bs, nblocks: (size + int64(bs) - 1) / int64(bs), opts: opts, meta: opts.Meta}
+	if s.base != nil {
+		if d, ok := s.base.Disk(name); ok {
+			w.hasBase, w.baseSize = true, d.Size
+		}
+	}
+	switch {
+	case !w.hasBase:
+		w.opts.Full = true
+		if w.opts.FullReason == "" {
+			w.opts.FullReason = "first backup of this disk"
+		}
+	case w.baseSize != size:
+		w.opts.Full = true
+		w.opts.FullReason = fmt.Sprintf("disk size changed from %d to %d bytes", w.baseSize, size)
+	}
+	// An existing disk needs only a read of the index; a new one gets an id.
+	err := r.view(ctx, func(db *badger.DB) error {
+		return db.View(func(txn *badger.Txn) error {
+			var rec vmRecord
+			if _, err := getJSON(txn, vmKey(s.vm), &rec); err != nil {
+				return fmt.Errorf("read VM record: %w", err)
+			}
+			w.id = rec.Disks[name]
+			return nil
+		})
+	})
+	if err == nil && w.id != 0 && w.hasBase {
+		err = r.view(ctx, w.loadBase)
+	}
+	if err == nil && w.id == 0 {
+		err = r.update(ctx, func(db *badger.DB) error {
+			return db.Update(func(txn *badger.Txn) error {
+				var rec vmRecord
+				if _, err := getJSON(txn, vmKey(s.vm), &rec); err != nil {
+					return fmt.Errorf("read VM record: %w", err)
+				}
+				if rec.Disks == nil {
+					rec.Disks = map[string]uint32{}
+				}
+				id, err := nextDiskID(txn)
+				if err != nil {
+					return fmt.Errorf("allocate disk id: %w", err)
+				}
+				rec.Disks[name] = id
+				if err := setJSON(txn, vmKey(s.vm), rec); err != nil {
+					return err
+				}
+				w.id = id
+				return setJSON(txn, diskKey(id), map[string]any{"vm": s.vm, "name": name, "id": id})
+			})
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("add disk %q to %s: %w", name, s.vm, err)
+	}
+	if err := os.MkdirAll(r.imageDir(w.id), 0o755); err != nil {
+		return nil, fmt.Errorf("add disk %q: %w", name, err)
+	}
+	w.touched = make([]atomic.Uint64, (w.nblocks+63)/64)
+	s.disks = append(s.disks, w)
+	return w, nil
+}
+
+// loadBase reads the newest version of every block: after the sweep and
+// garbage collection these are exactly the blocks of the latest point.
+func (w *DiskWriter) loadBase(db *badger.DB) error {
+	n := w.nblocks
+	if bn := (w.baseSize + int64(w.bs) - 1) / int64(w.bs); bn > n {
+		n = bn
+	}
+	w.baseKind = make([]byte, n)
+	w.baseSum = make([][32]byte, n)
+	return db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		last := int64(-1)
+		for it.Rewind(); it.Valid(); it.Next() {
+			_, block, _, ok := parseBlockKey(it.Item().Key())
+			if !ok {
+				return fmt.Errorf("malformed index key %x", it.Item().Key())
+			}
+			b := int64(block)
+			if b == last || b >= n {
+				continue // older version, or past every size we care about
+			}
+			last = b
+			err := it.Item().Value(func(v []byte) error {
+				bv, ok := decodeBlockValue(v)
+				if !ok {
+					return fmt.Errorf("malformed index value for block %d", b)
+				}
+				w.baseKind[b] = bv.kind
+				w.baseSum[b] = bv.sum
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Name is the disk's name.
+func (w *DiskWriter) Name() string { return w.name }
+
+// Size is the disk's logical size.
+func (w *DiskWriter) Size() int64 { return w.size }
+
+// BlockSize is the repository block size.
+func (w *DiskWriter) BlockSize() int { return w.bs }
+
+// Full reports whether the caller must supply every block, and why.
+func (w *DiskWriter) Full() (bool, string) { return w.opts.Full, w.opts.FullReason }
+
+// SetMeta replaces the disk's free-form metadata.
+func (w *DiskWriter) SetMeta(meta json.RawMessage) {
+	w.mu.Lock()
+	w.meta = meta
+	w.mu.Unlock()
+}
+
+// AddBytesRead counts bytes read from the source for this disk.
+func (w *DiskWriter) AddBytesRead(n int64) { w.read.Add(n) }
+
+// BlockLen is the length of block idx: the block size, shorter at the end.
+func (w *DiskWriter) BlockLen(idx int64) int {
+	if rest := w.size - idx*int64(w.bs); rest < int64(w.bs) {
+		return int(rest)
+	}
+	return w.bs
+}
+
+// WriteAt stores p at off. off must be block aligned and p must cover
+// whole blocks, except that the last block of the disk may be short.
+func (w *DiskWriter) WriteAt(p []byte, off int64) (int, error) {
+	if off%int64(w.bs) != 0 {
+		return 0, fmt.Errorf("disk %q: %w: write at %d is not aligned to the %d-byte block", w.name, ErrInvalid, off, w.bs)
+	}
+	n := 0
+	for n < len(p) {
+		idx := (off + int64(n)) / int64(w.bs)
+		if idx >= w.nblocks {
+			return n, fmt.Errorf("disk %q: %w: write at %d beyond the disk's end (%d)", w.name, ErrInvalid, off+int64(n), w.size)
+		}
+		l := w.BlockLen(idx)
+		if len(p)-n < l {
+			return n, fmt.Errorf("disk %q: %w: write of %d bytes at %d ends inside a block", w.name, ErrInvalid, len(p), off)
+		}
+		if err := w.WriteBlock(idx, p[n:n+l]); err != nil {
+			return n, err
+		}
+		n += l
+	}
+	return n, nil
+}
+
+var zeroBlock = make([]byte, 1<<20)
+
+func isZero(p []byte) bool {
+	for len(p) > 0 {
+		n := min(len(p), len(zeroBlock))
+		if !bytes.Equal(p[:n], zeroBlock[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
+}
+
+// WriteBlock stores block idx. data must be exactly BlockLen(idx) bytes.
+// A block that is all zero is recorded as zero and never written; a block
+// whose hash equals the previous point's is not stored again.
+func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
+	if idx < 0 || idx >= w.nblocks {
+		return fmt.Errorf("disk %q: %w: block %d outside the disk (%d blocks)", w.name, ErrInvalid, idx, w.nblocks)
+	}
+	if len(data) != w.BlockLen(idx) {
+		return fmt.Errorf("disk %q: %w: block %d has %d bytes, want %d", w.name, ErrInvalid, idx, len(data), w.BlockLen(idx))
+	}
+	w.touched[idx/64].Or(1 << (idx % 64))
+	var baseKind byte
+	if w.baseKind != nil && idx < int64(len(w.baseKind)) {
+		baseKind = w.baseKind[idx]
+	}
+	if isZero(data) {
+		if baseKind == kindData {
+			w.add(entry{block: uint64(idx), val: blockValue{kind: kindZero}})
+			w.zeroed.Add(1)
+		}
+		return nil
+	}
+	full := data
+	if len(data) < w.bs {
+		full = make([]byte, w.bs)
+		copy(full, data)
+	}
+	val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
+	if baseKind == kindData && w.baseSum[idx] == val.sum {
+		return nil
+	}
+	val.crc = crc32.Checksum(full, castagnoli)
+	f, err := w.imageFile()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
+		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), err)
+	}
+	w.stored.Add(int64(len(data)))
+	w.changed.Add(1)
+	w.add(entry{block: uint64(idx), val: val})
+	return nil
+}
+
+func (w *DiskWriter) add(e entry) {
+	w.mu.Lock()
+	w.entries = append(w.entries, e)
+	w.mu.Unlock()
+}
+
+func (w *DiskWriter) imageFile() (*os.File, error) {
+	w.fileOnce.Do(func() {
+		path := w.s.repo.imagePath(w.id, w.s.gen)
+		w.file, w.fileErr = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if w.fileErr != nil {
+			w.fileErr = fmt.Errorf("disk %q: create delta image: %w", w.name, w.fileErr)
+		}
+	})
+	return w.file, w.fileErr
+}
+
+// finalEntries returns the index entries of this disk: the last write of
+// each block, plus zero versions for blocks a full backup did not supply.
+func (w *DiskWriter) finalEntries() []entry {
+	es := w.entries
+	slices.SortStableFunc(es, func(a, b entry) int {
+		switch {
+		case a.block < b.block:
+			return -1
+		case a.block > b.block:
+			return 1
+		}
+		return 0
+	})
+	out := es[:0]
+	for i, e := range es {
+		if i+1 < len(es) && es[i+1].block == e.block {
+			continue // a later write of the same block wins
+		}
+		out = append(out, e)
+	}
+	if w.opts.Full && w.baseKind != nil {
+		for b, k := range w.baseKind {
+			if k != kindData {
+				continue
+			}
+			if int64(b) < w.nblocks && w.touched[b/64].Load()&(1<<(b%64)) != 0 {
+				continue
+			}
+			out = append(out, entry{block: uint64(b), val: blockValue{kind: kindZero}})
+			w.zeroed.Add(1)
+		}
+	}
+	return out
+}
+
+func (w *DiskWriter) info() DiskInfo {
+	w.mu.Lock()
+	meta := w.meta
+	w.mu.Unlock()
+	return DiskInfo{
+		Name: w.name, ID: w.id, Size: w.size, BlockSize: w.bs,
+		StoredBytes: w.stored.Load(), ReadBytes: w.read.Load(),
+		ChangedBlocks: w.changed.Load(), ZeroedBlocks: w.zeroed.Load(),
+		Full: w.opts.Full, FullReason: w.opts.FullReason, Meta: meta,
+	}
+}
+
+// Commit makes the point visible: delta images are synced, index entries
+// written, and the catalog record committed in one transaction. After an
+// error the session is still open and must be aborted.
+func (s *Session) Commit(ctx context.Context) (Point, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return Point{}, errors.New("commit: session already ended")
+	}
+	if len(s.disks) == 0 {
+		return Point{}, fmt.Errorf("commit point of %s: %w: no disks", s.vm, ErrInvalid)
+	}
+	for _, w := range s.disks {
+		if w.file != nil {
+			if err := w.file.Sync(); err != nil {
+				return Point{}, fmt.Errorf("commit: sync delta image of disk %q: %w", w.name, err)
+			}
+		}
+		if err := syncDir(s.repo.imageDir(w.id)); err != nil {
+			return Point{}, fmt.Errorf("commit: sync image directory: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
+	}
+	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta}
+	err := s.repo.update(ctx, func(db *badger.DB) error {
+		wb := db.NewWriteBatch()
+		defer wb.Cancel()
+		for _, w := range s.disks {
+			for _, e := range w.finalEntries() {
+				if err := wb.Set(blockKey(w.id, e.block, s.gen), e.val.encode()); err != nil {
+					return fmt.Errorf("write index entries of disk %q: %w", w.name, err)
+				}
+			}
+			p.Disks = append(p.Disks, w.info())
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("write index entries: %w", err)
+		}
+		return db.Update(func(txn *badger.Txn) error {
+			pts, err := readPoints(db, s.vm)
+			if err != nil {
+				return err
+			}
+			p.ID = uniquePointID(p.Time, pts)
+			p.Committed = time.Now().UTC()
+			if err := setJSON(txn, vmGenKey(prefixPoint, s.vm, s.gen), p); err != nil {
+				return err
+			}
+			return txn.Delete(vmGenKey(prefixSession, s.vm, s.gen))
+		})
+	})
+	if err != nil {
+		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
+	}
+	s.finish()
+	s.repo.bumpCatalogSeq()
+	return p, nil
+}
+
+// Abort discards the session: its delta images and session record are
+// removed. It is safe to call after Commit (then it does nothing).
+func (s *Session) Abort(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	defer s.finish()
+	for _, w := range s.disks {
+		if w.file != nil {
+			w.file.Close()
+		}
+	}
+	return s.repo.update(context.WithoutCancel(ctx), func(db *badger.DB) error {
+		return s.repo.sweepVM(db, s.vm)
+	})
+}
+
+func (s *Session) finish() {
+	for _, w := range s.disks {
+		if w.file != nil {
+			w.file.Close()
+		}
+	}
+	s.done = true
+	s.lock.release()
+}

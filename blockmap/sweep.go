@@ -1,0 +1,308 @@
+package blockmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
+)
+
+// sweepVM removes what dead sessions of vm left behind (index entries and
+// delta images of generations that never committed) and finishes a garbage
+// collection that a crash interrupted. The caller holds the VM's lock and
+// the exclusive index lock.
+func (r *Repo) sweepVM(db *badger.DB, vm string) error {
+	var sessions []sessionRecord
+	var gcPending bool
+	var rec vmRecord
+	err := db.View(func(txn *badger.Txn) error {
+		if _, err := getJSON(txn, vmKey(vm), &rec); err != nil {
+			return err
+		}
+		all, err := readSessions(txn)
+		if err != nil {
+			return err
+		}
+		for _, s := range all {
+			if s.VM == vm {
+				sessions = append(sessions, s)
+			}
+		}
+		_, err = txn.Get(gcKey(vm))
+		gcPending = err == nil
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			err = nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sweep %s: %w", vm, err)
+	}
+	for _, s := range sessions {
+		r.log.Info("sweeping an interrupted backup", "vm", vm, "generation", s.Gen, "pid", s.PID, "started", s.Started)
+		disks := map[uint32]bool{}
+		for _, d := range s.Disks {
+			disks[d] = true
+		}
+		for _, d := range rec.Disks {
+			disks[d] = true
+		}
+		for disk := range disks {
+			if err := deleteGeneration(db, disk, s.Gen); err != nil {
+				return fmt.Errorf("sweep %s generation %d: %w", vm, s.Gen, err)
+			}
+			if err := os.Remove(r.imagePath(disk, s.Gen)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("sweep %s generation %d: %w", vm, s.Gen, err)
+			}
+		}
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Delete(vmGenKey(prefixSession, vm, s.Gen)) }); err != nil {
+			return fmt.Errorf("sweep %s generation %d: %w", vm, s.Gen, err)
+		}
+	}
+	if gcPending {
+		if _, err := r.collect(db, vm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteGeneration removes every index entry of one disk generation.
+func deleteGeneration(db *badger.DB, disk uint32, gen uint32) error {
+	var keys [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(disk)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if _, _, g, ok := parseBlockKey(it.Item().Key()); ok && g == gen {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// GCStats count what a garbage collection released.
+type GCStats struct {
+	VersionsDeleted int   `json:"versions_deleted"`
+	BytesReleased   int64 `json:"bytes_released"`
+	ImagesDeleted   int   `json:"images_deleted"`
+}
+
+// collect deletes every block version of vm's disks that no committed
+// point can see, punching their bytes out of the delta images and
+// deleting images left with no live block. Then it clears the VM's
+// pending-GC mark.
+func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
+	var st GCStats
+	var rec vmRecord
+	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
+		return st, fmt.Errorf("collect %s: %w", vm, err)
+	}
+	pts, err := readPoints(db, vm)
+	if err != nil {
+		return st, err
+	}
+	retained := make([]uint32, len(pts))
+	for i, p := range pts {
+		retained[i] = p.Gen
+	}
+	ids := make([]uint32, 0, len(rec.Disks))
+	for _, id := range rec.Disks {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		ds, err := r.collectDisk(db, id, retained)
+		if err != nil {
+			return st, fmt.Errorf("collect %s disk %d: %w", vm, id, err)
+		}
+		st.VersionsDeleted += ds.VersionsDeleted
+		st.BytesReleased += ds.BytesReleased
+		st.ImagesDeleted += ds.ImagesDeleted
+	}
+	err = db.Update(func(txn *badger.Txn) error { return txn.Delete(gcKey(vm)) })
+	return st, err
+}
+
+// visible reports whether the version of generation g, whose next newer
+// version has generation newer (0 when none), is seen by a retained point:
+// some retained p with g <= p < newer.
+func visible(retained []uint32, g, newer uint32) bool {
+	i := sort.Search(len(retained), func(i int) bool { return retained[i] >= g })
+	if i == len(retained) {
+		return false
+	}
+	return newer == 0 || retained[i] < newer
+}
+
+func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []uint32) (GCStats, error) {
+	var st GCStats
+	type dead struct {
+		key   []byte
+		block uint64
+		gen   uint32
+		data  bool
+	}
+	var deads []dead
+	live := map[uint32]int{} // gen -> live data versions
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(disk), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		lastBlock, newer := uint64(0), uint32(0)
+		first := true
+		for it.Rewind(); it.Valid(); it.Next() {
+			_, block, gen, ok := parseBlockKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			if first || block != lastBlock {
+				newer = 0
+			}
+			first, lastBlock = false, block
+			var kind byte
+			if err := it.Item().Value(func(v []byte) error {
+				if len(v) > 0 {
+					kind = v[0]
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if visible(retained, gen, newer) {
+				if kind == kindData {
+					live[gen]++
+				}
+			} else {
+				deads = append(deads, dead{key: it.Item().KeyCopy(nil), block: block, gen: gen, data: kind == kindData})
+			}
+			newer = gen
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	// Punch first, delete keys second: a crash in between leaves invisible
+	// versions that the next collection removes, never unreferenced bytes.
+	files := map[uint32]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	bs := int64(r.cfg.BlockSize)
+	for _, d := range deads {
+		if !d.data || live[d.gen] == 0 {
+			continue // the whole image goes below
+		}
+		f, ok := files[d.gen]
+		if !ok {
+			var err error
+			f, err = os.OpenFile(r.imagePath(disk, d.gen), os.O_RDWR, 0)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return st, err
+			}
+			files[d.gen] = f
+		}
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(d.block)*bs, bs); err != nil {
+			return st, fmt.Errorf("release block %d of %s: %w", d.block, f.Name(), err)
+		}
+		st.BytesReleased += bs
+	}
+	for _, f := range files {
+		if err := f.Sync(); err != nil {
+			return st, err
+		}
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, d := range deads {
+		if err := wb.Delete(d.key); err != nil {
+			return st, err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return st, err
+	}
+	st.VersionsDeleted = len(deads)
+	// Delete images without a live block (also ones of swept generations).
+	entries, err := os.ReadDir(r.imageDir(disk))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return st, err
+	}
+	for _, e := range entries {
+		var gen uint32
+		if _, err := fmt.Sscanf(e.Name(), "%d.img", &gen); err != nil {
+			continue
+		}
+		if live[gen] > 0 {
+			continue
+		}
+		path := r.imagePath(disk, gen)
+		if fi, err := os.Stat(path); err == nil {
+			if sys, ok := fi.Sys().(*unix.Stat_t); ok {
+				st.BytesReleased += sys.Blocks * 512
+			}
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return st, err
+		}
+		st.ImagesDeleted++
+	}
+	return st, nil
+}
+
+// Sweep cleans up after interrupted writers of every VM that no running
+// process holds. It is called by the daemon at start; writers sweep their
+// own VM on their own.
+func (r *Repo) Sweep(ctx context.Context) error {
+	var vms []string
+	err := r.view(ctx, func(db *badger.DB) error {
+		return db.View(func(txn *badger.Txn) error {
+			ss, err := readSessions(txn)
+			for _, s := range ss {
+				vms = append(vms, s.VM)
+			}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				vms = append(vms, string(it.Item().Key()[1:]))
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	for _, vm := range vms {
+		lock, err := r.lockVM(vm, "cairn sweep")
+		if err != nil {
+			continue // a live writer; it sweeps for itself
+		}
+		err = r.update(ctx, func(db *badger.DB) error { return r.sweepVM(db, vm) })
+		lock.release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

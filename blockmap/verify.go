@@ -1,0 +1,340 @@
+package blockmap
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// VerifyOptions select what Verify checks.
+type VerifyOptions struct {
+	VM    string // "" = every VM
+	Point string // "" = every point; else an id, generation or "latest" (needs VM)
+	// Progress, when set, is called with bytes checked so far and the total.
+	Progress func(done, total int64)
+}
+
+// BadBlock is one stored block whose bytes do not match their hash.
+type BadBlock struct {
+	VM      string   `json:"vm"`
+	Disk    string   `json:"disk"`
+	Offset  int64    `json:"offset"`
+	Gen     uint32   `json:"generation"`
+	Points  []string `json:"points"`
+	Problem string   `json:"problem"`
+}
+
+func (b BadBlock) String() string {
+	return fmt.Sprintf("BAD vm=%s disk=%s offset=%d generation=%d points=%v: %s", b.VM, b.Disk, b.Offset, b.Gen, b.Points, b.Problem)
+}
+
+// VerifyReport is the outcome of Verify.
+type VerifyReport struct {
+	Blocks int64      `json:"blocks_checked"`
+	Bytes  int64      `json:"bytes_checked"`
+	Bad    []BadBlock `json:"bad"`
+}
+
+// OK reports whether nothing bad was found.
+func (v *VerifyReport) OK() bool { return len(v.Bad) == 0 }
+
+type version struct {
+	disk     uint32
+	diskName string
+	vm       string
+	block    uint64
+	gen      uint32
+	newer    uint32 // generation of the next newer version, 0 if none
+	sum      [32]byte
+	points   []Point // points of the VM (for "who sees it")
+}
+
+// Verify re-reads every stored data block (of the selected VMs/points) and
+// checks it against its SHA-256.
+func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
+	if opts.Point != "" && opts.VM == "" {
+		return nil, fmt.Errorf("verify: %w: --point needs --vm", ErrInvalid)
+	}
+	var versions []version
+	err := r.view(ctx, func(db *badger.DB) error {
+		cat, err := readCatalog(db)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, v := range cat {
+			if opts.VM != "" && v.Name != opts.VM {
+				continue
+			}
+			found = true
+			pts := v.Points
+			if opts.Point != "" {
+				p, err := FindPoint(v.Points, v.Name, opts.Point)
+				if err != nil {
+					return err
+				}
+				pts = []Point{p}
+			}
+			vs, err := listVersions(db, v.Name, v.Points, pts)
+			if err != nil {
+				return err
+			}
+			versions = append(versions, vs...)
+		}
+		if opts.VM != "" && !found {
+			return fmt.Errorf("verify: VM %q: %w: the repository has no recovery points for it", opts.VM, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{}
+	total := int64(len(versions)) * int64(r.cfg.BlockSize)
+	buf := make([]byte, r.cfg.BlockSize)
+	files := map[string]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var suspects []version
+	var problems []string
+	for i, v := range versions {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		path := r.imagePath(v.disk, v.gen)
+		f, ok := files[path]
+		if !ok {
+			var err error
+			if f, err = os.Open(path); err != nil {
+				suspects, problems = append(suspects, v), append(problems, fmt.Sprintf("delta image unreadable: %v", err))
+				continue
+			}
+			files[path] = f
+		}
+		if err := preadFull(f, buf, int64(v.block)*int64(r.cfg.BlockSize)); err != nil && !errors.Is(err, io.EOF) {
+			suspects, problems = append(suspects, v), append(problems, fmt.Sprintf("read error: %v", err))
+			continue
+		}
+		rep.Blocks++
+		rep.Bytes += int64(len(buf))
+		if sha256.Sum256(buf) != v.sum {
+			suspects, problems = append(suspects, v), append(problems, "stored bytes do not match their SHA-256")
+		}
+		if opts.Progress != nil && i%64 == 0 {
+			opts.Progress(int64(i)*int64(len(buf)), total)
+		}
+	}
+	if opts.Progress != nil {
+		opts.Progress(total, total)
+	}
+	if len(suspects) == 0 {
+		return rep, nil
+	}
+	// A concurrent prune may have released a suspect; confirm it still exists.
+	err = r.view(ctx, func(db *badger.DB) error {
+		return db.View(func(txn *badger.Txn) error {
+			for i, v := range suspects {
+				if _, err := txn.Get(blockKey(v.disk, v.block, v.gen)); errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				rep.Bad = append(rep.Bad, BadBlock{VM: v.vm, Disk: v.diskName, Offset: int64(v.block) * int64(r.cfg.BlockSize),
+					Gen: v.gen, Points: seenBy(v, int64(r.cfg.BlockSize)), Problem: problems[i]})
+			}
+			return nil
+		})
+	})
+	return rep, err
+}
+
+// seenBy lists the ids of the points that read version v.
+func seenBy(v version, bs int64) []string {
+	var ids []string
+	for _, p := range v.points {
+		d, ok := p.Disk(v.diskName)
+		if !ok || p.Gen < v.gen || (v.newer != 0 && p.Gen >= v.newer) || int64(v.block)*bs >= d.Size {
+			continue
+		}
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// listVersions lists the data versions of a VM's disks that are visible to
+// any point in sel (all of them the VM's points).
+func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error) {
+	var rec vmRecord
+	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
+		return nil, err
+	}
+	selGens := make([]uint32, len(sel))
+	for i, p := range sel {
+		selGens[i] = p.Gen
+	}
+	sort.Slice(selGens, func(i, j int) bool { return selGens[i] < selGens[j] })
+	names := make([]string, 0, len(rec.Disks))
+	for n := range rec.Disks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []version
+	for _, name := range names {
+		id := rec.Disks[name]
+		err := db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
+			defer it.Close()
+			var lastBlock uint64
+			var newer uint32
+			first := true
+			for it.Rewind(); it.Valid(); it.Next() {
+				_, block, gen, ok := parseBlockKey(it.Item().Key())
+				if !ok {
+					continue
+				}
+				if first || block != lastBlock {
+					newer = 0
+				}
+				first, lastBlock = false, block
+				vis := visible(selGens, gen, newer)
+				thisNewer := newer
+				newer = gen
+				if !vis {
+					continue
+				}
+				var bv blockValue
+				if err := it.Item().Value(func(b []byte) error {
+					var ok bool
+					bv, ok = decodeBlockValue(b)
+					if !ok {
+						return fmt.Errorf("malformed index value of disk %s block %d", name, block)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				if bv.kind == kindData {
+					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: thisNewer, sum: bv.sum, points: all})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list stored blocks of %s disk %s: %w", vm, name, err)
+		}
+	}
+	return out, nil
+}
+
+// Check looks for leftovers that a correct repository never has: open
+// sessions, pending collections, block versions no point can see, delta
+// images without a live block, and live blocks whose image is missing.
+// It returns one line per problem; none means consistent.
+func (r *Repo) Check(ctx context.Context) ([]string, error) {
+	var problems []string
+	err := r.view(ctx, func(db *badger.DB) error {
+		cat, err := readCatalog(db)
+		if err != nil {
+			return err
+		}
+		byVM := map[string][]Point{}
+		for _, v := range cat {
+			byVM[v.Name] = v.Points
+		}
+		var vmRecs []vmRecord
+		err = db.View(func(txn *badger.Txn) error {
+			ss, err := readSessions(txn)
+			if err != nil {
+				return err
+			}
+			for _, s := range ss {
+				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d)", s.VM, s.Gen, s.PID))
+			}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
+			for it.Rewind(); it.Valid(); it.Next() {
+				problems = append(problems, fmt.Sprintf("pending garbage collection: VM %s", it.Item().Key()[1:]))
+			}
+			it.Close()
+			it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixVM}, PrefetchValues: true})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				var rec vmRecord
+				if _, err := getJSON(txn, it.Item().KeyCopy(nil), &rec); err != nil {
+					return err
+				}
+				vmRecs = append(vmRecs, rec)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		knownDisks := map[string]bool{}
+		for _, rec := range vmRecs {
+			var gens []uint32
+			for _, p := range byVM[rec.Name] {
+				gens = append(gens, p.Gen)
+			}
+			for name, id := range rec.Disks {
+				knownDisks[fmt.Sprint(id)] = true
+				live := map[uint32]bool{}
+				err := db.View(func(txn *badger.Txn) error {
+					it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true})
+					defer it.Close()
+					var lastBlock uint64
+					var newer uint32
+					first := true
+					for it.Rewind(); it.Valid(); it.Next() {
+						_, block, gen, _ := parseBlockKey(it.Item().Key())
+						if first || block != lastBlock {
+							newer = 0
+						}
+						first, lastBlock = false, block
+						if !visible(gens, gen, newer) {
+							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, block, gen))
+						} else if v, _ := it.Item().ValueCopy(nil); len(v) > 0 && v[0] == kindData {
+							if !live[gen] {
+								if _, err := os.Stat(r.imagePath(id, gen)); err != nil {
+									problems = append(problems, fmt.Sprintf("missing delta image %s", r.imagePath(id, gen)))
+								}
+							}
+							live[gen] = true
+						}
+						newer = gen
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				entries, _ := os.ReadDir(r.imageDir(id))
+				for _, e := range entries {
+					var g uint32
+					if _, err := fmt.Sscanf(e.Name(), "%d.img", &g); err != nil || !live[g] {
+						problems = append(problems, fmt.Sprintf("orphaned delta image %s", r.imageDir(id)+"/"+e.Name()))
+					}
+				}
+			}
+		}
+		dirs, _ := os.ReadDir(r.dir + "/images")
+		for _, d := range dirs {
+			if !knownDisks[d.Name()] {
+				if sub, _ := os.ReadDir(r.dir + "/images/" + d.Name()); len(sub) > 0 {
+					problems = append(problems, fmt.Sprintf("image directory of unknown disk %s", d.Name()))
+				}
+			}
+		}
+		return nil
+	})
+	sort.Strings(problems)
+	return problems, err
+}
