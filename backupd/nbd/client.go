@@ -26,6 +26,7 @@ type Client struct {
 	sem    chan struct{}
 	closed atomic.Bool
 	done   chan struct{}
+	stats  counters
 }
 
 // slot holds one connection of the pool and redials it when it broke.
@@ -222,6 +223,7 @@ func (c *Client) redial(ctx context.Context, s *slot, othersAlive bool) (*conn, 
 		return nil, ErrClosed
 	}
 	s.c = cn
+	c.stats.reconnects.Add(1)
 	return cn, nil
 }
 
@@ -231,6 +233,7 @@ func (c *Client) do(ctx context.Context, mk func(*conn) (*request, error)) (*req
 	var last error
 	for attempt := 0; attempt <= c.opts.Retries; attempt++ {
 		if attempt > 0 {
+			c.stats.retries.Add(1)
 			if err := c.sleep(ctx, attempt); err != nil {
 				return nil, err
 			}
@@ -277,7 +280,11 @@ func (c *Client) try(ctx context.Context, mk func(*conn) (*request, error)) (*re
 	if err != nil {
 		return nil, err
 	}
+	c.stats.requests.Add(1)
 	if err := cn.do(ctx, req); err != nil {
+		if errors.Is(err, ErrStalled) {
+			c.stats.stalls.Add(1)
+		}
 		var se *ServerError
 		if errors.As(err, &se) && se.Errno == ESHUTDOWN {
 			cn.abort(err)

@@ -21,7 +21,7 @@ const scratchSize = 256 << 10
 // pipelined: any goroutine may submit, and one reader goroutine demuxes the
 // replies by cookie.
 type conn struct {
-	nc   net.Conn  // the socket, closed to abort
+	nc   net.Conn // the socket, closed to abort
 	r    *bufio.Reader
 	w    io.Writer // the (possibly TLS) stream
 	wmu  sync.Mutex
@@ -31,6 +31,7 @@ type conn struct {
 	stall        time.Duration
 	lastProgress atomic.Int64 // unix nanoseconds of the last byte received
 	inflight     atomic.Int64 // submitted and not yet returned to the caller
+	submitted    atomic.Int64 // requests sent on this connection
 
 	mu         sync.Mutex
 	pending    map[uint64]*request
@@ -163,6 +164,7 @@ func (c *conn) submit(req *request) error {
 	}
 	c.pending[req.cookie] = req
 	c.mu.Unlock()
+	c.submitted.Add(1)
 
 	var h [requestHeaderLen]byte
 	putRequest(h[:], 0, req.cmd, req.cookie, req.off, req.length)
