@@ -1,0 +1,146 @@
+package xfs
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+
+	"github.com/cairnbackup/cairn/partinfo"
+)
+
+// Cache bounds: parsed inodes, extent records and directory entries.
+const (
+	inodeCacheEntries  = 4096
+	extentCacheRecords = 1 << 20
+	dirCacheEntries    = 1 << 18
+)
+
+// xfs is a read-only XFS filesystem. All state after Open is immutable
+// except the caches, which lock internally, so methods are goroutine-safe.
+type xfs struct {
+	r    io.ReaderAt
+	base int64 // partition start in r
+	sb   *superblock
+	geo  geometry
+
+	inodes  *lru[uint64, *inode]
+	extents *lru[uint64, []extent]
+	dirs    *lru[uint64, *directory]
+}
+
+var _ partinfo.Filesystem = (*xfs)(nil)
+
+// Probe reports whether the partition at off in r starts with an XFS superblock.
+func Probe(r io.ReaderAt, off int64) bool {
+	var magic [4]byte
+	if _, err := r.ReadAt(magic[:], off); err != nil {
+		return false
+	}
+	return string(magic[:]) == "XFSB"
+}
+
+// Open reads the XFS filesystem in the partition of size bytes starting at
+// off in r. Only the superblock is read here; everything else on demand.
+func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) {
+	defer recoverCorrupt("open", &err)
+	if off < 0 || size <= 0 {
+		return nil, fmt.Errorf("xfs: bad partition bounds offset %d size %d", off, size)
+	}
+	sb, err := readSuperblock(r, off)
+	if err != nil {
+		return nil, err
+	}
+	x := &xfs{
+		r:    r,
+		base: off,
+		sb:   sb,
+		geo: geometry{
+			blockSize:  int64(sb.blockSize),
+			blockLog:   uint(sb.blockLog),
+			agBlocks:   uint64(sb.agBlocks),
+			agCount:    uint64(sb.agCount),
+			agBlkLog:   uint(sb.agBlkLog),
+			inoPBLog:   uint(sb.inoPBLog),
+			inodeSize:  int64(sb.inodeSize),
+			dblocks:    sb.dblocks,
+			partSize:   size,
+			dirBlkSize: int64(sb.blockSize) << sb.dirBlkLog,
+			dirBlkFsb:  uint64(1) << sb.dirBlkLog,
+		},
+		inodes:  newLRU[uint64, *inode](inodeCacheEntries),
+		extents: newLRU[uint64, []extent](extentCacheRecords),
+		dirs:    newLRU[uint64, *directory](dirCacheEntries),
+	}
+	if fsBytes := int64(sb.dblocks) * int64(sb.blockSize); fsBytes > size {
+		return nil, fmt.Errorf("xfs: filesystem of %d bytes exceeds its %d-byte partition: %w", fsBytes, size, partinfo.ErrCorrupt)
+	}
+	root, err := x.readInode(sb.rootIno)
+	if err != nil {
+		return nil, fmt.Errorf("xfs: root inode: %w", err)
+	}
+	if !root.isDir() {
+		return nil, corruptf("root inode %d is not a directory", sb.rootIno)
+	}
+	return x, nil
+}
+
+// recoverCorrupt turns a panic inside a public method into an ErrCorrupt error.
+func recoverCorrupt(op string, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("xfs: %s: internal error on malformed input (%v): %w", op, p, partinfo.ErrCorrupt)
+	}
+}
+
+// readRaw reads len(p) bytes at partition offset off, refusing reads
+// outside the partition.
+func (x *xfs) readRaw(p []byte, off int64) error {
+	if off < 0 || int64(len(p)) > x.geo.partSize || off > x.geo.partSize-int64(len(p)) {
+		return corruptf("read of %d bytes at %d outside the partition", len(p), off)
+	}
+	n, err := x.r.ReadAt(p, x.base+off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read %d bytes at %d: %w", len(p), off, err)
+}
+
+// Info describes the filesystem from its superblock.
+func (x *xfs) Info() partinfo.Info {
+	size := int64(x.sb.dblocks) * x.geo.blockSize
+	free := int64(-1)
+	used := int64(-1)
+	if x.sb.fdblocks <= x.sb.dblocks {
+		free = int64(x.sb.fdblocks) * x.geo.blockSize
+		used = size - free
+	}
+	return partinfo.Info{
+		Type:      "xfs",
+		Label:     x.sb.label,
+		UUID:      formatUUID(x.sb.uuid),
+		BlockSize: int(x.sb.blockSize),
+		Size:      size,
+		Used:      used,
+		Free:      free,
+	}
+}
+
+func formatUUID(u [16]byte) string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// Root returns the root directory's inode number.
+func (x *xfs) Root() uint64 { return x.sb.rootIno }
+
+// Stat returns the attributes of inode ino.
+func (x *xfs) Stat(ino uint64) (a partinfo.Attr, err error) {
+	defer recoverCorrupt("stat", &err)
+	in, err := x.readInode(ino)
+	if err != nil {
+		return partinfo.Attr{}, err
+	}
+	return in.attr(x.geo.blockSize), nil
+}
