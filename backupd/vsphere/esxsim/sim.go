@@ -45,6 +45,7 @@ type Sim struct {
 	model    *simulator.Model
 	server   *simulator.Server
 	inproc   *vim25.Client // in-process client for back doors
+	router   *router
 	maxAreas int
 	ownsDir  bool
 
@@ -161,6 +162,8 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	s.CertificatePEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(o.User, o.Password)}
+	s.router = &router{Self: types.ManagedObjectReference{Type: "EsxsimRouter", Value: "esxsim-router"}, sim: s}
+	m.Map().Put(s.router)
 	m.Map().Handler = s.route
 
 	s.inproc, err = vim25.NewClient(ctx, m.Service)

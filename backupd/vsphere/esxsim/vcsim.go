@@ -3,6 +3,7 @@ package esxsim
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -66,12 +67,28 @@ func waitTask(ctx *simulator.Context, ref types.ManagedObjectReference) (types.A
 	return info.Result, nil
 }
 
-// failedTask starts a task on entity that fails with fault, as ESXi reports
-// most operation failures through the task rather than the call.
+// failedTask registers a task on entity that has already failed with fault,
+// as ESXi reports most operation failures through the task rather than the
+// call. Its localized message is msg, or the fault's own message.
 func failedTask(ctx *simulator.Context, entity types.ManagedObjectReference, name string, fault types.BaseMethodFault) types.ManagedObjectReference {
-	return simulator.CreateTask(entity, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
-		return nil, fault
-	}).Run(ctx)
+	msg := fmt.Sprintf("%T", fault)
+	if m := fault.GetMethodFault().FaultMessage; len(m) > 0 {
+		msg = m[0].Message
+	} else if f, ok := fault.(*types.FileFault); ok {
+		msg = "Error caused by file " + f.File
+	} else if f, ok := fault.(*types.FileLocked); ok {
+		msg = "Unable to access file " + f.File + " since it is locked"
+	}
+	t := simulator.CreateTask(entity, name, nil)
+	now := time.Now()
+	t.Info.State = types.TaskInfoStateError
+	t.Info.StartTime = &now
+	t.Info.CompleteTime = &now
+	t.Info.Error = &types.LocalizedMethodFault{Fault: fault, LocalizedMessage: msg}
+	ref := ctx.Map.Put(t).Reference()
+	t.Info.Key = ref.Value
+	t.Info.Task = ref
+	return ref
 }
 
 // taskRef extracts the returned task of a vcsim *_Task method body.
@@ -95,36 +112,103 @@ func taskRef(res soap.HasFault) (types.ManagedObjectReference, types.BaseMethodF
 	return types.ManagedObjectReference{}, &types.SystemError{Reason: fmt.Sprintf("unexpected task body %T", res)}
 }
 
-// route sends the calls the simulator must answer like ESXi to our
-// handlers; every other call goes to vcsim unchanged.
+// router receives the calls the simulator must answer like ESXi. vcsim
+// dispatches a call to the object its session finds for method.This, so
+// route (vcsim's Registry.Handler hook) points method.This at the router,
+// and the router hands the call to a handler wrapping the real object,
+// holding that object's lock as vcsim would. The router itself opts out
+// of vcsim's per-object locking (it implements sync.Locker).
+type router struct {
+	Self types.ManagedObjectReference
+	sim  *Sim
+}
+
+func (r *router) Reference() types.ManagedObjectReference { return r.Self }
+
+// Lock and Unlock are no-ops: each routed call locks the object it acts on.
+func (r *router) Lock()   {}
+func (r *router) Unlock() {}
+
+// route is the Registry.Handler: it redirects the methods esxsim
+// implements to the router; every other call goes to vcsim unchanged.
 func (s *Sim) route(ctx *simulator.Context, m *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 	switch m.This.Type {
 	case "VirtualMachine":
 		switch m.Name {
 		case "QueryChangedDiskAreas", "CreateSnapshot_Task", "CreateSnapshotEx_Task",
 			"ReconfigVM_Task", "RemoveAllSnapshots_Task":
-			if vm, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine); ok {
-				return &vmHandler{VirtualMachine: vm, sim: s}, nil
+			if _, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine); ok {
+				m.This = s.router.Self
+				return s.router, nil
 			}
 		}
 	case "VirtualMachineSnapshot":
 		if m.Name == "RemoveSnapshot_Task" {
-			if snap, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachineSnapshot); ok {
-				return &snapshotHandler{VirtualMachineSnapshot: snap, sim: s}, nil
+			if _, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachineSnapshot); ok {
+				m.This = s.router.Self
+				return s.router, nil
 			}
 		}
 	}
 	return nil, nil
 }
 
-// vmHandler answers VirtualMachine calls; methods it does not define are
-// vcsim's own (promoted from the embedded object).
+// vmCall runs f with a handler for the VM this, holding its lock.
+func (r *router) vmCall(ctx *simulator.Context, this types.ManagedObjectReference, f func(*vmHandler) soap.HasFault) soap.HasFault {
+	vm, ok := ctx.Map.Get(this).(*simulator.VirtualMachine)
+	if !ok {
+		return &methods.QueryChangedDiskAreasBody{Fault_: simulator.Fault("", &types.ManagedObjectNotFound{Obj: this})}
+	}
+	var res soap.HasFault
+	ctx.WithLock(vm, func() { res = f(&vmHandler{VirtualMachine: vm, sim: r.sim}) })
+	return res
+}
+
+// QueryChangedDiskAreas routes to vmHandler.QueryChangedDiskAreas.
+func (r *router) QueryChangedDiskAreas(ctx *simulator.Context, req *types.QueryChangedDiskAreas) soap.HasFault {
+	return r.vmCall(ctx, req.This, func(h *vmHandler) soap.HasFault { return h.QueryChangedDiskAreas(ctx, req) })
+}
+
+// CreateSnapshotTask routes to vmHandler.CreateSnapshotTask.
+func (r *router) CreateSnapshotTask(ctx *simulator.Context, req *types.CreateSnapshot_Task) soap.HasFault {
+	return r.vmCall(ctx, req.This, func(h *vmHandler) soap.HasFault { return h.CreateSnapshotTask(ctx, req) })
+}
+
+// CreateSnapshotExTask routes to vmHandler.CreateSnapshotExTask.
+func (r *router) CreateSnapshotExTask(ctx *simulator.Context, req *types.CreateSnapshotEx_Task) soap.HasFault {
+	return r.vmCall(ctx, req.This, func(h *vmHandler) soap.HasFault { return h.CreateSnapshotExTask(ctx, req) })
+}
+
+// ReconfigVMTask routes to vmHandler.ReconfigVMTask.
+func (r *router) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM_Task) soap.HasFault {
+	return r.vmCall(ctx, req.This, func(h *vmHandler) soap.HasFault { return h.ReconfigVMTask(ctx, req) })
+}
+
+// RemoveAllSnapshotsTask routes to vmHandler.RemoveAllSnapshotsTask.
+func (r *router) RemoveAllSnapshotsTask(ctx *simulator.Context, req *types.RemoveAllSnapshots_Task) soap.HasFault {
+	return r.vmCall(ctx, req.This, func(h *vmHandler) soap.HasFault { return h.RemoveAllSnapshotsTask(ctx, req) })
+}
+
+// RemoveSnapshotTask routes to snapshotHandler.RemoveSnapshotTask.
+func (r *router) RemoveSnapshotTask(ctx *simulator.Context, req *types.RemoveSnapshot_Task) soap.HasFault {
+	snap, ok := ctx.Map.Get(req.This).(*simulator.VirtualMachineSnapshot)
+	if !ok {
+		return &methods.RemoveSnapshot_TaskBody{Fault_: simulator.Fault("", &types.ManagedObjectNotFound{Obj: req.This})}
+	}
+	var res soap.HasFault
+	ctx.WithLock(snap, func() {
+		res = (&snapshotHandler{VirtualMachineSnapshot: snap, sim: r.sim}).RemoveSnapshotTask(ctx, req)
+	})
+	return res
+}
+
+// vmHandler implements VirtualMachine methods on top of vcsim's object.
 type vmHandler struct {
 	*simulator.VirtualMachine
 	sim *Sim
 }
 
-// snapshotHandler answers VirtualMachineSnapshot calls.
+// snapshotHandler implements VirtualMachineSnapshot methods on top of vcsim's object.
 type snapshotHandler struct {
 	*simulator.VirtualMachineSnapshot
 	sim *Sim
