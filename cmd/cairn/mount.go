@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairnbackup/cairn/fusefs"
+)
+
+// mountCommands are `cairn mount` and `cairn umount`.
+func mountCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:      "mount",
+			Usage:     "show every recovery point as files (FUSE), in the foreground until Ctrl-C or SIGTERM",
+			ArgsUsage: "MOUNTPOINT",
+			Description: "Shows /MOUNTPOINT/<vm>/<point>/{info.json,disks/<disk>.img,disks/<disk>.vmdk}\n" +
+				"and <vm>/latest. Read-only. New points appear and deleted points disappear\n" +
+				"without remounting. Stop it with Ctrl-C, SIGTERM or `cairn umount MOUNTPOINT`.\n" +
+				"See docs/mount.md.",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "allow-other", Usage: "let other users read the mount (non-root needs user_allow_other in /etc/fuse.conf)"},
+				&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on stop, how long a busy (detached) mount keeps serving files that are still open"},
+				&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+			},
+			Action: runMount,
+		},
+		{
+			Name:      "umount",
+			Aliases:   []string{"unmount"},
+			Usage:     "unmount a cairn mount (from another shell)",
+			ArgsUsage: "MOUNTPOINT",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "lazy", Usage: "detach the mount even when files are open there (umount -l)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return cli.Exit("usage: cairn umount [--lazy] MOUNTPOINT", 2)
+				}
+				dir := c.Args().First()
+				if err := fusefs.Unmount(dir, c.Bool("lazy")); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "unmounted %s\n", dir)
+				return nil
+			},
+		},
+	}
+}
+
+func runMount(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("usage: cairn mount [--allow-other] MOUNTPOINT", 2)
+	}
+	dir := c.Args().First()
+	// Check the mount point before opening the repository, so the most
+	// likely mistake gets the clearest message.
+	if err := fusefs.CheckMountPoint(dir); err != nil {
+		return err
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	srv, err := fusefs.Mount(c.Context, repo, dir, fusefs.Options{
+		Logger:     slog.Default(),
+		AllowOther: c.Bool("allow-other"),
+		Debug:      c.Bool("debug-fuse"),
+	})
+	if err != nil {
+		return err
+	}
+	slog.Info("mounted; stop with Ctrl-C or `cairn umount "+srv.Dir()+"`", "repo", repo.Dir(), "dir", srv.Dir())
+	select {
+	case <-srv.Done():
+		slog.Info("unmounted from outside", "dir", srv.Dir())
+		return nil
+	case <-c.Context.Done():
+	}
+	slog.Info("unmounting", "dir", srv.Dir())
+	if err := srv.Unmount(true, c.Duration("grace")); err != nil {
+		if errors.Is(err, fusefs.ErrNotMounted) {
+			return nil
+		}
+		return fmt.Errorf("unmount %s: %w", srv.Dir(), err)
+	}
+	slog.Info("unmounted", "dir", srv.Dir())
+	return nil
+}

@@ -1,0 +1,178 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// ErrPointGone is returned by reads of a recovery point that has been
+// deleted from the repository while it was open.
+var ErrPointGone = errors.New("recovery point was deleted")
+
+// pointKey names one recovery point.
+type pointKey struct {
+	VM  string
+	Gen uint32
+}
+
+// vmView is one VM of a catalog snapshot.
+type vmView struct {
+	name   string
+	points []blockmap.Point // oldest first
+	byID   map[string]int
+}
+
+func (v *vmView) point(id string) (blockmap.Point, bool) {
+	i, ok := v.byID[id]
+	if !ok {
+		return blockmap.Point{}, false
+	}
+	return v.points[i], true
+}
+
+func (v *vmView) latest() (blockmap.Point, bool) {
+	if len(v.points) == 0 {
+		return blockmap.Point{}, false
+	}
+	return v.points[len(v.points)-1], true
+}
+
+// catalogSnap is an immutable view of the catalog at one sequence number.
+type catalogSnap struct {
+	seq   uint64
+	names []string // VM names, sorted
+	vms   map[string]*vmView
+	alive map[pointKey]bool
+}
+
+func newSnap(seq uint64, sums []blockmap.VMSummary) *catalogSnap {
+	s := &catalogSnap{seq: seq, vms: map[string]*vmView{}, alive: map[pointKey]bool{}}
+	for _, vm := range sums {
+		if len(vm.Points) == 0 {
+			continue
+		}
+		v := &vmView{name: vm.Name, points: vm.Points, byID: make(map[string]int, len(vm.Points))}
+		for i, p := range vm.Points {
+			v.byID[p.ID] = i
+			s.alive[pointKey{p.VM, p.Gen}] = true
+		}
+		s.names = append(s.names, vm.Name)
+		s.vms[vm.Name] = v
+	}
+	return s
+}
+
+// catalogCache keeps the newest catalog snapshot and reloads it when the
+// repository's catalog sequence number changes.
+type catalogCache struct {
+	repo  *blockmap.Repo
+	log   *slog.Logger
+	watch *seqWatch // nil: poll the sequence file instead
+	poll  time.Duration
+	ctx   context.Context // the mount's lifetime
+
+	mu       sync.Mutex // serialises reloads
+	snap     atomic.Pointer[catalogSnap]
+	checked  atomic.Int64 // unix nanoseconds of the last sequence check
+	stale    atomic.Bool  // a change notification arrived
+	failed   atomic.Bool  // the last reload failed
+	onChange func(old, cur *catalogSnap)
+}
+
+func newCatalogCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, poll time.Duration) *catalogCache {
+	c := &catalogCache{repo: repo, log: log, poll: poll, ctx: ctx}
+	w, err := newSeqWatch(repo.Dir())
+	if err != nil {
+		log.Warn("no change notification for the repository catalog; polling it", "err", err)
+	} else {
+		c.watch = w
+	}
+	return c
+}
+
+// load reads the catalog for the first time.
+func (c *catalogCache) load() error {
+	_, err := c.reload(true)
+	return err
+}
+
+// notified drains change notifications and reports whether a check is due.
+func (c *catalogCache) notified() bool {
+	if c.watch != nil && c.watch.changed() {
+		c.stale.Store(true)
+	}
+	return c.stale.Load() || c.failed.Load()
+}
+
+// current returns a snapshot that is at most the poll interval old, or
+// fresh after a change notification. Directory operations use it.
+func (c *catalogCache) current() *catalogSnap {
+	due := c.notified() || time.Since(time.Unix(0, c.checked.Load())) > c.poll
+	if !due {
+		return c.snap.Load()
+	}
+	s, err := c.reload(false)
+	if err != nil {
+		c.log.Error("read repository catalog; showing the previous one", "err", err)
+	}
+	return s
+}
+
+// alive reports whether the point is still in the catalog, checking the
+// sequence number first whenever it may have changed. Reads call it after
+// reading, so bytes that pruning may have released are never returned:
+// blockmap bumps the sequence number before it releases anything.
+func (c *catalogCache) alive(k pointKey) bool {
+	due := c.watch == nil || c.notified()
+	s := c.snap.Load()
+	if due {
+		var err error
+		if s, err = c.reload(false); err != nil {
+			c.log.Error("read repository catalog to check a point", "vm", k.VM, "generation", k.Gen, "err", err)
+			return false
+		}
+	}
+	return s.alive[k]
+}
+
+// reload re-reads the catalog when its sequence number changed (or always
+// when force is set). It returns the newest snapshot it has.
+func (c *catalogCache) reload(force bool) (*catalogSnap, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stale.Store(false)
+	seq := c.repo.CatalogSeq()
+	old := c.snap.Load()
+	if !force && old != nil && seq == old.seq && !c.failed.Load() {
+		c.checked.Store(time.Now().UnixNano())
+		return old, nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+	defer cancel()
+	sums, err := c.repo.Catalog(ctx)
+	if err != nil {
+		c.failed.Store(true)
+		return old, fmt.Errorf("catalog of %s: %w", c.repo.Dir(), err)
+	}
+	c.failed.Store(false)
+	cur := newSnap(seq, sums)
+	c.snap.Store(cur)
+	c.checked.Store(time.Now().UnixNano())
+	if old != nil && c.onChange != nil {
+		c.onChange(old, cur)
+	}
+	return cur, nil
+}
+
+func (c *catalogCache) close() {
+	if c.watch != nil {
+		c.watch.close()
+	}
+}

@@ -1,0 +1,66 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// disksDir holds <disk>.img and <disk>.vmdk for every disk of a point.
+type disksDir struct {
+	gofs.Inode
+	readOnly
+	t *tree
+	p blockmap.Point
+}
+
+var (
+	_ gofs.NodeLookuper  = (*disksDir)(nil)
+	_ gofs.NodeReaddirer = (*disksDir)(nil)
+	_ gofs.NodeGetattrer = (*disksDir)(nil)
+)
+
+func (n *disksDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.p.Time)
+	out.SetTimeout(pointTimeout)
+	return 0
+}
+
+func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var entries []fuse.DirEntry
+	for _, d := range n.p.Disks {
+		entries = append(entries, fuse.DirEntry{Name: d.Name + ".img", Mode: syscall.S_IFREG})
+		if vmdkSafeName(d.Name) {
+			entries = append(entries, fuse.DirEntry{Name: d.Name + ".vmdk", Mode: syscall.S_IFREG})
+		}
+	}
+	return newDirStream(entries), 0
+}
+
+func (n *disksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	for _, d := range n.p.Disks {
+		switch name {
+		case d.Name + ".img":
+			ch := n.GetChild(name)
+			if ch == nil {
+				ch = n.NewInode(ctx, &imgFile{t: n.t, p: n.p, disk: d}, gofs.StableAttr{Mode: syscall.S_IFREG})
+			}
+			return ch, fillEntry(ctx, ch, out)
+		case d.Name + ".vmdk":
+			if !vmdkSafeName(d.Name) {
+				continue
+			}
+			ch := n.GetChild(name)
+			if ch == nil {
+				data := vmdkDescriptor(n.p, d)
+				ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+			}
+			return ch, fillEntry(ctx, ch, out)
+		}
+	}
+	return nil, syscall.ENOENT
+}

@@ -1,0 +1,28 @@
+// Package fusefs shows a cairn repository as a read-only FUSE file system:
+//
+//	/<mount>/
+//	  <vm>/
+//	    latest -> <newest point id>
+//	    <point>/                 e.g. 2026-11-23T01-00-00Z
+//	      info.json              the point's record (consistency, disks, sizes, stats)
+//	      disks/<disk>.img       the raw disk as it was at the point
+//	      disks/<disk>.vmdk      monolithic-flat VMDK descriptor over <disk>.img
+//	      fs/<disk>/...          guest filesystems (only with Options.FSProvider)
+//
+// Committed recovery points never change, so everything under a point is
+// cached by the kernel (keep-cache, long attribute and entry timeouts);
+// the root and the VM directories use short timeouts and re-read the
+// repository catalog when it changes, so new points appear and deleted
+// points disappear without remounting.
+//
+// Disk images are read through shared blockmap.DiskReaders (one per point
+// and disk, kept in a bounded cache). SEEK_DATA and SEEK_HOLE answer the
+// point's block map, so cp --sparse and qemu-img keep holes. Every read of
+// a point is checked against the catalog afterwards: once a point has been
+// deleted, reads of it fail with EIO rather than return bytes that pruning
+// may have released. Bytes that fail their checksum give EIO and a log line
+// naming the VM, point, disk and offset.
+//
+// Every write (open for writing, create, chmod, unlink, ...) fails with
+// EROFS; the mount itself is read-only as well.
+package fusefs

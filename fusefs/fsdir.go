@@ -1,0 +1,137 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// errorFileName is the file that explains why a directory is empty.
+const errorFileName = "ERROR.txt"
+
+// fsDir is fs/ of a point: one directory per disk, built by the FSProvider.
+type fsDir struct {
+	gofs.Inode
+	readOnly
+	t *tree
+	p blockmap.Point
+}
+
+var (
+	_ gofs.NodeLookuper  = (*fsDir)(nil)
+	_ gofs.NodeReaddirer = (*fsDir)(nil)
+	_ gofs.NodeGetattrer = (*fsDir)(nil)
+)
+
+func (n *fsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.p.Time)
+	out.SetTimeout(pointTimeout)
+	return 0
+}
+
+func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var entries []fuse.DirEntry
+	for _, d := range n.p.Disks {
+		entries = append(entries, fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR})
+	}
+	return newDirStream(entries), 0
+}
+
+func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d, ok := n.p.Disk(name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	ch := n.GetChild(name)
+	if ch == nil {
+		ch = n.t.diskFS(ctx, n, n.p, d)
+	}
+	var a fuse.AttrOut
+	if g, ok := ch.Operations().(gofs.NodeGetattrer); ok {
+		if errno := g.Getattr(ctx, nil, &a); errno != 0 {
+			return nil, errno
+		}
+	} else {
+		n.t.fillAttr(&a.Attr, syscall.S_IFDIR|0o555, 0, n.p.Time)
+	}
+	entry(out, a.Attr, pointTimeout, pointTimeout)
+	return ch, 0
+}
+
+// diskFS returns the node of fs/<disk>, asking the FSProvider once per
+// point and disk for the life of the mount.
+func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d blockmap.DiskInfo) *gofs.Inode {
+	key := readerKey{pointKey{p.VM, p.Gen}, d.Name}
+	t.fsMu.Lock()
+	defer t.fsMu.Unlock()
+	if in, ok := t.fsNodes[key]; ok {
+		return in
+	}
+	node, err := t.callProvider(p, d)
+	if err != nil {
+		t.log.Error("guest filesystems of a disk", "vm", p.VM, "point", p.ID, "disk", d.Name, "err", err)
+		msg := fmt.Sprintf("cairn cannot show the filesystems of disk %s of %s at %s:\n%v\n\nThe raw image is in ../../disks/%s.img.\n", d.Name, p.VM, p.ID, err, d.Name)
+		node = &errorDir{t: t, p: p, text: []byte(msg)}
+	}
+	in := parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	t.fsNodes[key] = in
+	return in
+}
+
+// callProvider runs the FSProvider, turning a panic into an error.
+func (t *tree) callProvider(p blockmap.Point, d blockmap.DiskInfo) (node gofs.InodeEmbedder, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.log.Error("FSProvider panicked", "vm", p.VM, "point", p.ID, "disk", d.Name, "panic", r, "stack", string(debug.Stack()))
+			node, err = nil, fmt.Errorf("internal error while reading the disk: %v", r)
+		}
+	}()
+	src := DiskSource{Point: p, Disk: d, Reader: &pointReaderAt{t: t, p: p, disk: d.Name}, Size: d.Size}
+	node, err = t.opts.FSProvider(t.ctx, src)
+	if err == nil && node == nil {
+		err = fmt.Errorf("no filesystem view")
+	}
+	return node, err
+}
+
+// errorDir is a directory holding only ERROR.txt.
+type errorDir struct {
+	gofs.Inode
+	readOnly
+	t    *tree
+	p    blockmap.Point
+	text []byte
+}
+
+var (
+	_ gofs.NodeLookuper  = (*errorDir)(nil)
+	_ gofs.NodeReaddirer = (*errorDir)(nil)
+	_ gofs.NodeGetattrer = (*errorDir)(nil)
+)
+
+func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.p.Time)
+	out.SetTimeout(pointTimeout)
+	return 0
+}
+
+func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return newDirStream([]fuse.DirEntry{{Name: errorFileName, Mode: syscall.S_IFREG}}), 0
+}
+
+func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name != errorFileName {
+		return nil, syscall.ENOENT
+	}
+	ch := n.GetChild(name)
+	if ch == nil {
+		ch = n.NewInode(ctx, &contentFile{t: n.t, data: n.text, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+	}
+	return ch, fillEntry(ctx, ch, out)
+}

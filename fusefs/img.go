@@ -1,0 +1,164 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// lseek whence values for holes (not in package syscall).
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// imgFile is disks/<disk>.img: the raw disk as it was at the point.
+type imgFile struct {
+	gofs.Inode
+	readOnly
+	t    *tree
+	p    blockmap.Point
+	disk blockmap.DiskInfo
+	// dataBytes is the size of the disk's data extents once a reader was
+	// opened (-1 before): st_blocks reports it, so du and cp see holes.
+	dataBytes atomic.Int64
+	dataOnce  sync.Once
+}
+
+var (
+	_ gofs.NodeOpener    = (*imgFile)(nil)
+	_ gofs.NodeGetattrer = (*imgFile)(nil)
+)
+
+func (n *imgFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFREG|0o444, uint64(n.disk.Size), n.p.Time)
+	out.Blocks = uint64(n.dataBytes.Load()+511) / 512
+	out.SetTimeout(pointTimeout)
+	return 0
+}
+
+func (n *imgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := readOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	key := pointKey{n.p.VM, n.p.Gen}
+	if !n.t.cat.alive(key) {
+		return nil, 0, syscall.ENOENT
+	}
+	e, err := n.t.readers.acquire(n.p, n.disk.Name)
+	if err != nil {
+		n.t.log.Error("open disk image", "vm", n.p.VM, "point", n.p.ID, "disk", n.disk.Name, "err", err)
+		return nil, 0, syscall.EIO
+	}
+	n.dataOnce.Do(func() { n.dataBytes.Store(e.dr.DataBytes()) })
+	h := &imgHandle{n: n, e: e, key: key}
+	return h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// imgHandle is an open disk image; it holds a shared reader.
+type imgHandle struct {
+	n        *imgFile
+	e        *readerEntry
+	key      pointKey
+	released atomic.Bool
+}
+
+var (
+	_ gofs.FileReader   = (*imgHandle)(nil)
+	_ gofs.FileLseeker  = (*imgHandle)(nil)
+	_ gofs.FileReleaser = (*imgHandle)(nil)
+)
+
+func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.e.dr.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, h.n.t.readError(h.n.p, h.n.disk.Name, off, err)
+	}
+	// Check after reading: bytes of a deleted point may already be released.
+	if !h.n.t.cat.alive(h.key) {
+		h.n.t.log.Warn("read of a deleted recovery point refused", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *imgHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	var (
+		pos int64
+		err error
+	)
+	switch whence {
+	case seekData:
+		pos, err = h.e.dr.NextData(int64(off))
+	case seekHole:
+		pos, err = h.e.dr.NextHole(int64(off))
+	default:
+		return 0, syscall.EINVAL
+	}
+	if errors.Is(err, blockmap.ErrNoData) {
+		return 0, syscall.ENXIO
+	}
+	if err != nil {
+		return 0, syscall.EIO
+	}
+	return uint64(pos), 0
+}
+
+func (h *imgHandle) Release(ctx context.Context) syscall.Errno {
+	if h.released.CompareAndSwap(false, true) {
+		h.n.t.readers.release(h.e)
+	}
+	return 0
+}
+
+// readError maps a read failure to an errno and logs it with its place.
+func (t *tree) readError(p blockmap.Point, disk string, off int64, err error) syscall.Errno {
+	var be *blockmap.BlockError
+	switch {
+	case errors.Is(err, os.ErrClosed):
+		t.log.Warn("read of a deleted recovery point refused", "vm", p.VM, "point", p.ID, "disk", disk, "offset", off)
+	case errors.As(err, &be):
+		t.log.Error("disk image read failed", "vm", be.VM, "point", be.Point, "disk", be.Disk, "offset", be.Offset,
+			"generation", be.Gen, "corrupt", errors.Is(err, blockmap.ErrCorrupt), "err", be.Err)
+	default:
+		t.log.Error("disk image read failed", "vm", p.VM, "point", p.ID, "disk", disk, "offset", off, "err", err)
+	}
+	return syscall.EIO
+}
+
+// pointReaderAt is the io.ReaderAt an FSProvider gets: it borrows the
+// shared reader for each call, so it never holds a closed one.
+type pointReaderAt struct {
+	t    *tree
+	p    blockmap.Point
+	disk string
+}
+
+func (r *pointReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	key := pointKey{r.p.VM, r.p.Gen}
+	if !r.t.cat.alive(key) {
+		return 0, ErrPointGone
+	}
+	e, err := r.t.readers.acquire(r.p, r.disk)
+	if err != nil {
+		return 0, err
+	}
+	defer r.t.readers.release(e)
+	n, err := e.dr.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, err
+	}
+	if !r.t.cat.alive(key) {
+		return 0, ErrPointGone
+	}
+	return n, err
+}

@@ -1,0 +1,92 @@
+package fusefs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// DiskSource is what an FSProvider gets to build the directory fs/<disk>
+// of one disk of a recovery point.
+type DiskSource struct {
+	// Point is the recovery point; Disk the disk inside it.
+	Point blockmap.Point
+	Disk  blockmap.DiskInfo
+	// Reader reads the disk's bytes as they were at the point. It is safe
+	// for concurrent use and stays valid for the life of the mount (it
+	// borrows a reader from the mount's cache for every call). Reads fail
+	// with an error wrapping blockmap.ErrCorrupt (a *blockmap.BlockError)
+	// when stored bytes fail their checksum, and with ErrPointGone once the
+	// point has been deleted.
+	Reader io.ReaderAt
+	// Size is the disk's logical size in bytes.
+	Size int64
+}
+
+// FSProvider builds the node of the directory fs/<disk> for one disk of a
+// point: typically a read-only tree of the disk's partitions and guest
+// filesystems (see package partinfo). It is called at most once per point
+// and disk per mount, the first time fs/<disk> is looked up, with a context
+// that ends when the mount ends.
+//
+// The returned node must be a directory node of the go-fuse fs package
+// (it is added with mode S_IFDIR). Nodes below it should use long timeouts
+// (the content of a point never changes) and should never panic; the
+// mount is read-only, so write operations fail with EROFS in the kernel
+// whatever the nodes implement. If the provider returns an error (or
+// panics), fs/<disk> shows a single file ERROR.txt that explains it.
+type FSProvider func(ctx context.Context, src DiskSource) (gofs.InodeEmbedder, error)
+
+// Options configure a mount.
+type Options struct {
+	// Logger receives errors (corrupt blocks, failed catalog reads) and
+	// notices. nil means slog.Default().
+	Logger *slog.Logger
+	// FSProvider, when set, adds fs/<disk> directories to every point.
+	// When nil, points have no fs/ directory.
+	FSProvider FSProvider
+	// AllowOther lets users other than the one who mounted read the tree
+	// (FUSE allow_other; non-root users need user_allow_other in
+	// /etc/fuse.conf).
+	AllowOther bool
+	// MaxReaders bounds the number of idle disk readers kept open
+	// (0 means 64). Readers held by open files do not count.
+	MaxReaders int
+	// ReaderMemory bounds the memory of idle disk readers' block maps in
+	// bytes (0 means 256 MiB).
+	ReaderMemory int64
+	// CatalogPoll is how often the root and VM directories check the
+	// repository for new or deleted points when no change notification
+	// arrived (0 means 1s).
+	CatalogPoll time.Duration
+	// ReadAheadKB is written to the mount's /sys/class/bdi/<dev>/read_ahead_kb
+	// after mounting, so sequential reads reach FUSE as 1 MiB requests
+	// (0 means 1024; negative leaves the kernel default).
+	ReadAheadKB int
+	// Debug logs every FUSE request (go-fuse's debug output).
+	Debug bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxReaders <= 0 {
+		o.MaxReaders = 64
+	}
+	if o.ReaderMemory <= 0 {
+		o.ReaderMemory = 256 << 20
+	}
+	if o.CatalogPoll <= 0 {
+		o.CatalogPoll = time.Second
+	}
+	if o.ReadAheadKB == 0 {
+		o.ReadAheadKB = 1024
+	}
+	return o
+}

@@ -1,0 +1,92 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// Names inside a point directory.
+const (
+	infoName  = "info.json"
+	disksName = "disks"
+	fsName    = "fs"
+)
+
+// pointDir is one recovery point: info.json, disks/ and (with an
+// FSProvider) fs/. Its content never changes.
+type pointDir struct {
+	gofs.Inode
+	readOnly
+	t *tree
+	p blockmap.Point
+}
+
+var (
+	_ gofs.NodeLookuper  = (*pointDir)(nil)
+	_ gofs.NodeReaddirer = (*pointDir)(nil)
+	_ gofs.NodeGetattrer = (*pointDir)(nil)
+)
+
+func (n *pointDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.p.Time)
+	out.SetTimeout(pointTimeout)
+	return 0
+}
+
+func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	entries := []fuse.DirEntry{
+		{Name: infoName, Mode: syscall.S_IFREG},
+		{Name: disksName, Mode: syscall.S_IFDIR},
+	}
+	if n.t.opts.FSProvider != nil {
+		entries = append(entries, fuse.DirEntry{Name: fsName, Mode: syscall.S_IFDIR})
+	}
+	return newDirStream(entries), 0
+}
+
+func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch := n.GetChild(name)
+	switch name {
+	case infoName:
+		if ch == nil {
+			data, err := pointInfoJSON(n.p)
+			if err != nil {
+				n.t.log.Error("build info.json", "vm", n.p.VM, "point", n.p.ID, "err", err)
+				return nil, syscall.EIO
+			}
+			ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+		}
+	case disksName:
+		if ch == nil {
+			ch = n.NewInode(ctx, &disksDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
+	case fsName:
+		if n.t.opts.FSProvider == nil {
+			return nil, syscall.ENOENT
+		}
+		if ch == nil {
+			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
+	default:
+		return nil, syscall.ENOENT
+	}
+	return ch, fillEntry(ctx, ch, out)
+}
+
+// fillEntry fills a lookup reply from the child's own Getattr, with the
+// long timeouts of point contents.
+func fillEntry(ctx context.Context, ch *gofs.Inode, out *fuse.EntryOut) syscall.Errno {
+	var a fuse.AttrOut
+	if g, ok := ch.Operations().(gofs.NodeGetattrer); ok {
+		if errno := g.Getattr(ctx, nil, &a); errno != 0 {
+			return errno
+		}
+	}
+	entry(out, a.Attr, pointTimeout, pointTimeout)
+	return 0
+}

@@ -1,0 +1,52 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// rootNode is the mount's root: one directory per VM with points.
+type rootNode struct {
+	gofs.Inode
+	readOnly
+	t *tree
+}
+
+var (
+	_ gofs.NodeLookuper  = (*rootNode)(nil)
+	_ gofs.NodeReaddirer = (*rootNode)(nil)
+	_ gofs.NodeGetattrer = (*rootNode)(nil)
+)
+
+func (n *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.t.started)
+	out.SetTimeout(dirTimeout)
+	return 0
+}
+
+func (n *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	snap := n.t.cat.current()
+	entries := make([]fuse.DirEntry, 0, len(snap.names))
+	for _, name := range snap.names {
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR})
+	}
+	return newDirStream(entries), 0
+}
+
+func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	snap := n.t.cat.current()
+	if _, ok := snap.vms[name]; !ok {
+		return nil, syscall.ENOENT
+	}
+	ch := n.GetChild(name)
+	if ch == nil {
+		ch = n.NewInode(ctx, &vmDir{t: n.t, name: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	}
+	var a fuse.AttrOut
+	ch.Operations().(*vmDir).Getattr(ctx, nil, &a)
+	entry(out, a.Attr, dirTimeout, dirTimeout)
+	return ch, 0
+}

@@ -1,0 +1,234 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// fsType is the mount's file system type suffix: fuse.cairn.
+const fsType = "cairn"
+
+// maxRequest is the largest FUSE request the kernel sends (1 MiB).
+const maxRequest = 1 << 20
+
+// Server is a mounted repository.
+type Server struct {
+	dir    string
+	srv    *fuse.Server
+	t      *tree
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Mount shows the repository at dir (an existing, empty, unmounted
+// directory) and serves it until Unmount or an external unmount. ctx
+// bounds only the mounting itself.
+func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (*Server, error) {
+	opts = opts.withDefaults()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if err := CheckMountPoint(abs); err != nil {
+		return nil, err
+	}
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t := &tree{ctx: life, repo: repo, opts: opts, log: opts.Logger, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
+		started: time.Now(), fsNodes: map[readerKey]*gofs.Inode{}}
+	t.cat = newCatalogCache(life, repo, t.log, opts.CatalogPoll)
+	t.cat.onChange = t.catalogChanged
+	t.readers = newReaderCache(life, repo, t.log, opts.MaxReaders, opts.ReaderMemory)
+	if err := t.cat.load(); err != nil {
+		cancel()
+		t.cat.close()
+		return nil, fmt.Errorf("mount %s: %w", abs, err)
+	}
+	t.root = &rootNode{t: t}
+
+	long := pointTimeout
+	fopts := &gofs.Options{
+		EntryTimeout: &long,
+		AttrTimeout:  &long,
+		UID:          t.uid,
+		GID:          t.gid,
+		Logger:       log.New(slogWriter{t.log}, "", 0),
+		MountOptions: fuse.MountOptions{
+			AllowOther:   opts.AllowOther,
+			FsName:       fsType,
+			Name:         fsType,
+			MaxWrite:     maxRequest,
+			MaxReadAhead: maxRequest,
+			// A few more background requests than the default 12 keep
+			// readahead and parallel readers busy.
+			MaxBackground: 64,
+			// Splice needs pipes larger than the 1 MiB requests and gave no
+			// gain over plain data (NOTES.md).
+			DisableSplice: true,
+			Debug:         opts.Debug,
+			Logger:        log.New(slogWriter{t.log}, "fuse: ", 0),
+			PanicHandler: func(r any) fuse.Status {
+				t.log.Error("panic in a FUSE request (answered EIO)", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				return fuse.EIO
+			},
+		},
+	}
+	if os.Geteuid() == 0 {
+		fopts.DirectMountStrict = true
+		fopts.DirectMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY
+	} else {
+		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "ro")
+	}
+	srv, err := gofs.Mount(abs, t.root, fopts)
+	if err != nil {
+		cancel()
+		t.cat.close()
+		return nil, fmt.Errorf("mount %s: %w", abs, err)
+	}
+	s := &Server{dir: abs, srv: srv, t: t, log: t.log, cancel: cancel, done: make(chan struct{})}
+	if opts.ReadAheadKB > 0 {
+		if err := setReadAhead(abs, opts.ReadAheadKB); err != nil {
+			t.log.Debug("cannot raise the mount's readahead; sequential reads use 128 KiB requests", "err", err)
+		}
+	}
+	go func() {
+		srv.Wait()
+		cancel()
+		t.readers.closeAll()
+		t.cat.close()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// Dir is the mount point.
+func (s *Server) Dir() string { return s.dir }
+
+// Done is closed when the mount has ended (by Unmount or an external
+// unmount such as `cairn umount` or fusermount3 -u).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until the mount has ended.
+func (s *Server) Wait() { <-s.done }
+
+// Unmount unmounts. When files are still open it returns an error
+// wrapping ErrBusy and leaves the mount in place, unless lazy is set: then
+// it detaches the mount (umount2 MNT_DETACH) so that it disappears from
+// the namespace at once, while open files keep working until they are
+// closed or grace has passed, whichever is first. It returns when the
+// server has stopped (or after grace, for a detached busy mount).
+func (s *Server) Unmount(lazy bool, grace time.Duration) error {
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	err := Unmount(s.dir, false)
+	if err == nil {
+		s.Wait()
+		return nil
+	}
+	if !lazy || !errors.Is(err, ErrBusy) {
+		return err
+	}
+	s.log.Warn("mount point busy: files are still open; detaching it (open files keep working until closed)", "dir", s.dir, "grace", grace)
+	if err := Unmount(s.dir, true); err != nil {
+		return err
+	}
+	select {
+	case <-s.done:
+	case <-time.After(grace):
+		s.log.Warn("files of the detached mount are still open; stopping anyway (their reads now fail)", "dir", s.dir)
+	}
+	return nil
+}
+
+// Unmount unmounts the FUSE mount at dir: with umount2 as root, with
+// fusermount3 -u otherwise. lazy detaches a busy mount (MNT_DETACH, -z).
+// A busy mount gives an error wrapping ErrBusy; a directory with nothing
+// mounted gives ErrNotMounted.
+func Unmount(dir string, lazy bool) error {
+	mi, mounted, err := FindMount(dir)
+	if err != nil {
+		return err
+	}
+	if !mounted {
+		return fmt.Errorf("%s: %w", dir, ErrNotMounted)
+	}
+	if !strings.HasPrefix(mi.FSType, "fuse") {
+		return fmt.Errorf("%s: %s is mounted there, not a cairn FUSE mount; refusing to unmount it", dir, mi.FSType)
+	}
+	if os.Geteuid() == 0 {
+		flags := 0
+		if lazy {
+			flags = unix.MNT_DETACH
+		}
+		for try := 0; ; try++ {
+			err = unix.Unmount(mi.Dir, flags)
+			if err == nil {
+				return nil
+			}
+			// The kernel may still be releasing files that were just closed.
+			if !errors.Is(err, unix.EBUSY) || try == 4 {
+				break
+			}
+			time.Sleep(time.Duration(10<<try) * time.Millisecond)
+		}
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("unmount %s: %w: files are open there (see `fuser -vm %s`); use --lazy to detach it anyway", dir, ErrBusy, dir)
+		}
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	args := []string{"-u"}
+	if lazy {
+		args = append(args, "-z")
+	}
+	bin, lerr := exec.LookPath("fusermount3")
+	if lerr != nil {
+		bin = "fusermount"
+	}
+	out, err := exec.Command(bin, append(args, mi.Dir)...).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if strings.Contains(msg, "busy") {
+			return fmt.Errorf("unmount %s: %w: %s; use --lazy to detach it anyway", dir, ErrBusy, msg)
+		}
+		return fmt.Errorf("unmount %s: %s: %w", dir, msg, err)
+	}
+	return nil
+}
+
+// setReadAhead raises the readahead of the mount's backing device so the
+// kernel sends 1 MiB reads instead of 128 KiB ones.
+func setReadAhead(dir string, kb int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(p, []byte(fmt.Sprintf("%d\n", kb)), 0o644)
+}
+
+// slogWriter turns go-fuse's log.Logger lines into slog warnings.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

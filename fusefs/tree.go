@@ -1,0 +1,118 @@
+package fusefs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// Cache timeouts. Point contents never change; the root and VM
+// directories do when points are committed or deleted.
+const (
+	dirTimeout   = time.Second
+	pointTimeout = 24 * time.Hour
+)
+
+// tree is the state shared by every node of one mount.
+type tree struct {
+	ctx     context.Context
+	repo    *blockmap.Repo
+	opts    Options
+	log     *slog.Logger
+	cat     *catalogCache
+	readers *readerCache
+	uid     uint32
+	gid     uint32
+	started time.Time
+	root    *rootNode
+
+	fsMu    sync.Mutex
+	fsNodes map[readerKey]*gofs.Inode // FSProvider results, kept for the mount's life
+}
+
+// fillAttr sets the attributes every node shares.
+func (t *tree) fillAttr(a *fuse.Attr, mode uint32, size uint64, mtime time.Time) {
+	a.Mode = mode
+	a.Size = size
+	a.Uid, a.Gid = t.uid, t.gid
+	a.Nlink = 1
+	if mode&syscall.S_IFDIR != 0 {
+		a.Nlink = 2
+	}
+	a.Blksize = 4096
+	a.SetTimes(&mtime, &mtime, &mtime)
+}
+
+// entry fills a lookup reply from a node's attributes and timeouts.
+func entry(out *fuse.EntryOut, a fuse.Attr, entryTimeout, attrTimeout time.Duration) {
+	out.Attr = a
+	out.SetEntryTimeout(entryTimeout)
+	out.SetAttrTimeout(attrTimeout)
+}
+
+// catalogChanged runs after every catalog reload: readers and guest
+// filesystem nodes of deleted points are dropped, and the kernel is told
+// to forget their directory entries.
+func (t *tree) catalogChanged(old, cur *catalogSnap) {
+	var gone []pointKey
+	for k := range old.alive {
+		if !cur.alive[k] {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	isGone := func(k pointKey) bool { return !cur.alive[k] }
+	t.readers.forget(isGone)
+	t.fsMu.Lock()
+	for k := range t.fsNodes {
+		if isGone(k.pointKey) {
+			delete(t.fsNodes, k)
+		}
+	}
+	t.fsMu.Unlock()
+	// Notifications must not run inside the request that triggered the
+	// reload: the kernel may hold the directory lock it needs.
+	go t.forgetEntries(old, cur, gone)
+}
+
+func (t *tree) forgetEntries(old, cur *catalogSnap, gone []pointKey) {
+	if t.root == nil {
+		return
+	}
+	root := t.root.EmbeddedInode()
+	for _, k := range gone {
+		vmInode := root.GetChild(k.VM)
+		if _, still := cur.vms[k.VM]; !still {
+			root.NotifyEntry(k.VM)
+		}
+		if vmInode == nil {
+			continue
+		}
+		v := old.vms[k.VM]
+		for _, p := range v.points {
+			if p.Gen != k.Gen {
+				continue
+			}
+			if ch := vmInode.GetChild(p.ID); ch != nil {
+				if pd, ok := ch.Operations().(*pointDir); ok && pd.p.Gen == k.Gen {
+					vmInode.RmChild(p.ID)
+				}
+			}
+			vmInode.NotifyEntry(p.ID)
+		}
+	}
+}
+
+// newDirStream lists names in order, all of the given mode.
+func newDirStream(entries []fuse.DirEntry) gofs.DirStream {
+	return gofs.NewListDirStream(entries)
+}
