@@ -23,10 +23,10 @@ type mountGen struct {
 	sha   string
 }
 
-// diskGen writes generations of one disk of one VM: the first in full,
+// mountDiskGen writes generations of one disk of one VM: the first in full,
 // then incrementals that change a fraction of the blocks (to random data,
 // half-zero blocks or zeros). It keeps the source image of each generation.
-type diskGen struct {
+type mountDiskGen struct {
 	t       testing.TB
 	repo    *blockmap.Repo
 	vm      string
@@ -40,19 +40,19 @@ type diskGen struct {
 	written int
 }
 
-func newDiskGen(t testing.TB, repo *blockmap.Repo, vm, disk string, size int64, seed uint64) *diskGen {
+func newMountDiskGen(t testing.TB, repo *blockmap.Repo, vm, disk string, size int64, seed uint64) *mountDiskGen {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "src-"+vm)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &diskGen{t: t, repo: repo, vm: vm, disk: disk, size: size, bs: int64(repo.BlockSize()),
+	return &mountDiskGen{t: t, repo: repo, vm: vm, disk: disk, size: size, bs: int64(repo.BlockSize()),
 		cur: make([]byte, size), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), srcDir: dir,
 		when: time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)}
 }
 
 // fillBlock gives block b new content: random, half random, or zero.
-func (g *diskGen) fillBlock(b int64, zeroShare float64) {
+func (g *mountDiskGen) fillBlock(b int64, zeroShare float64) {
 	start := b * g.bs
 	blk := g.cur[start:min(start+g.bs, g.size)]
 	r := g.rng.Float64()
@@ -61,13 +61,13 @@ func (g *diskGen) fillBlock(b int64, zeroShare float64) {
 		clear(blk)
 	case r < zeroShare+0.1:
 		clear(blk)
-		fillRandom(g.rng, blk[:len(blk)/2])
+		mountFillRandom(g.rng, blk[:len(blk)/2])
 	default:
-		fillRandom(g.rng, blk)
+		mountFillRandom(g.rng, blk)
 	}
 }
 
-func fillRandom(rng *rand.Rand, p []byte) {
+func mountFillRandom(rng *rand.Rand, p []byte) {
 	for i := 0; i+8 <= len(p); i += 8 {
 		v := rng.Uint64()
 		for j := 0; j < 8; j++ {
@@ -81,7 +81,7 @@ func fillRandom(rng *rand.Rand, p []byte) {
 
 // next writes one more generation (changed is the share of blocks that
 // change; the first generation is always full) and commits it.
-func (g *diskGen) next(ctx context.Context, changed float64) mountGen {
+func (g *mountDiskGen) next(ctx context.Context, changed float64) mountGen {
 	g.t.Helper()
 	nblocks := (g.size + g.bs - 1) / g.bs
 	full := g.written == 0
@@ -120,11 +120,11 @@ func (g *diskGen) next(ctx context.Context, changed float64) mountGen {
 		s.Abort(ctx)
 		g.t.Fatalf("commit: %v", err)
 	}
-	return mountGen{point: p, src: g.writeSource(p.ID), sha: sha256Hex(g.cur)}
+	return mountGen{point: p, src: g.writeSource(p.ID), sha: mountSHA256(g.cur)}
 }
 
 // writeSource saves the current content as a sparse file.
-func (g *diskGen) writeSource(id string) string {
+func (g *mountDiskGen) writeSource(id string) string {
 	g.t.Helper()
 	path := filepath.Join(g.srcDir, id+".raw")
 	f, err := os.Create(path)
@@ -148,12 +148,12 @@ func (g *diskGen) writeSource(id string) string {
 	return path
 }
 
-func sha256Hex(p []byte) string {
+func mountSHA256(p []byte) string {
 	s := sha256.Sum256(p)
 	return hex.EncodeToString(s[:])
 }
 
-func sha256File(t testing.TB, path string) string {
+func mountSHA256File(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

@@ -27,14 +27,14 @@ import (
 // mountDiskSize is deliberately not a multiple of the 256 KiB block size.
 const mountDiskSize = 64<<20 + 100<<10
 
-// testLogger logs to the test.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// mountLogger logs to the test.
+func mountLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(mountLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type tWriter struct{ t testing.TB }
+type mountLogWriter struct{ t testing.TB }
 
-func (w tWriter) Write(p []byte) (int, error) {
+func (w mountLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
@@ -46,7 +46,7 @@ func newMountRepo(t testing.TB, ctx context.Context) *blockmap.Repo {
 	if err := blockmap.Init(ctx, dir, blockmap.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	repo, err := blockmap.Open(ctx, dir, blockmap.Options{Logger: testLogger(t)})
+	repo, err := blockmap.Open(ctx, dir, blockmap.Options{Logger: mountLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func mountRepo(t testing.TB, ctx context.Context, repo *blockmap.Repo) (*fusefs.
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: testLogger(t)})
+	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t)})
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
@@ -69,12 +69,12 @@ func mountRepo(t testing.TB, ctx context.Context, repo *blockmap.Repo) (*fusefs.
 		if err := srv.Unmount(true, 5*time.Second); err != nil {
 			t.Errorf("unmount: %v", err)
 		}
-		requireUnmounted(t, mnt)
+		mountRequireGone(t, mnt)
 	})
 	return srv, mnt
 }
 
-func requireUnmounted(t testing.TB, mnt string) {
+func mountRequireGone(t testing.TB, mnt string) {
 	t.Helper()
 	data, err := os.ReadFile("/proc/mounts")
 	if err != nil {
@@ -85,8 +85,8 @@ func requireUnmounted(t testing.TB, mnt string) {
 	}
 }
 
-// eventually retries check until it succeeds or a generous deadline passes.
-func eventually(t testing.TB, what string, check func() error) {
+// mountEventually retries check until it succeeds or a generous deadline passes.
+func mountEventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -101,7 +101,7 @@ func eventually(t testing.TB, what string, check func() error) {
 	}
 }
 
-func imgPath(mnt string, p blockmap.Point, disk string) string {
+func mountImgPath(mnt string, p blockmap.Point, disk string) string {
 	return filepath.Join(mnt, p.VM, p.ID, "disks", disk+".img")
 }
 
@@ -110,7 +110,7 @@ func TestMountEndToEnd(t *testing.T) {
 	testutil.RequireTools(t, "qemu-img", "cp")
 	ctx := context.Background()
 	repo := newMountRepo(t, ctx)
-	g := newDiskGen(t, repo, "web01", "disk0", mountDiskSize, 1)
+	g := newMountDiskGen(t, repo, "web01", "disk0", mountDiskSize, 1)
 	gens := []mountGen{g.next(ctx, 0), g.next(ctx, 0.15), g.next(ctx, 0.15), g.next(ctx, 0.15)}
 	_, mnt := mountRepo(t, ctx, repo)
 
@@ -135,7 +135,7 @@ func TestMountEndToEnd(t *testing.T) {
 		if err != nil || target != gens[3].point.ID {
 			t.Errorf("latest -> %q (%v), want %q", target, err, gens[3].point.ID)
 		}
-		st, err := os.Stat(imgPath(mnt, gens[0].point, "disk0"))
+		st, err := os.Stat(mountImgPath(mnt, gens[0].point, "disk0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestMountEndToEnd(t *testing.T) {
 
 	t.Run("sha256", func(t *testing.T) {
 		for _, gn := range gens {
-			if got := sha256File(t, imgPath(mnt, gn.point, "disk0")); got != gn.sha {
+			if got := mountSHA256File(t, mountImgPath(mnt, gn.point, "disk0")); got != gn.sha {
 				t.Errorf("point %s: sha256 of disk0.img %s, source %s", gn.point.ID, got, gn.sha)
 			}
 		}
@@ -200,7 +200,7 @@ func TestMountEndToEnd(t *testing.T) {
 			}
 			want := dr.DataExtents()
 			dr.Close()
-			got := seekExtents(t, imgPath(mnt, gn.point, "disk0"))
+			got := mountSeekExtents(t, mountImgPath(mnt, gn.point, "disk0"))
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("point %s: SEEK_DATA/SEEK_HOLE walk gives %d extents, block map %d\n got %v\nwant %v", gn.point.ID, len(got), len(want), got, want)
 			}
@@ -213,10 +213,10 @@ func TestMountEndToEnd(t *testing.T) {
 	t.Run("cp --sparse keeps holes", func(t *testing.T) {
 		gn := gens[3]
 		dst := filepath.Join(t.TempDir(), "copy.img")
-		if out, err := exec.Command("cp", "--sparse=always", imgPath(mnt, gn.point, "disk0"), dst).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "--sparse=always", mountImgPath(mnt, gn.point, "disk0"), dst).CombinedOutput(); err != nil {
 			t.Fatalf("cp: %v\n%s", err, out)
 		}
-		if got := sha256File(t, dst); got != gn.sha {
+		if got := mountSHA256File(t, dst); got != gn.sha {
 			t.Errorf("copy sha256 %s, source %s", got, gn.sha)
 		}
 		var dst1, src unix.Stat_t
@@ -236,13 +236,13 @@ func TestMountEndToEnd(t *testing.T) {
 
 	t.Run("qemu-img", func(t *testing.T) {
 		for _, gn := range gens {
-			img := imgPath(mnt, gn.point, "disk0")
-			runOK(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", img, gn.src)
+			img := mountImgPath(mnt, gn.point, "disk0")
+			mountRun(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", img, gn.src)
 		}
 		gn := gens[2]
-		img := imgPath(mnt, gn.point, "disk0")
+		img := mountImgPath(mnt, gn.point, "disk0")
 		vmdk := strings.TrimSuffix(img, ".img") + ".vmdk"
-		out := runOK(t, "qemu-img", "info", "--output=json", vmdk)
+		out := mountRun(t, "qemu-img", "info", "--output=json", vmdk)
 		var info struct {
 			VirtualSize int64  `json:"virtual-size"`
 			Format      string `json:"format"`
@@ -253,7 +253,7 @@ func TestMountEndToEnd(t *testing.T) {
 		if info.Format != "vmdk" || info.VirtualSize != mountDiskSize {
 			t.Errorf("qemu-img info of the .vmdk: format %q virtual size %d, want vmdk %d\n%s", info.Format, info.VirtualSize, mountDiskSize, out)
 		}
-		runOK(t, "qemu-img", "compare", "-f", "vmdk", "-F", "raw", vmdk, img)
+		mountRun(t, "qemu-img", "compare", "-f", "vmdk", "-F", "raw", vmdk, img)
 		desc, err := os.ReadFile(vmdk)
 		if err != nil {
 			t.Fatal(err)
@@ -268,13 +268,13 @@ func TestMountEndToEnd(t *testing.T) {
 	t.Run("qcow2 overlay on a point", func(t *testing.T) {
 		gn := gens[1]
 		overlay := filepath.Join(t.TempDir(), "overlay.qcow2")
-		runOK(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", imgPath(mnt, gn.point, "disk0"), "-F", "raw", overlay)
-		runOK(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", overlay, gn.src)
+		mountRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", mountImgPath(mnt, gn.point, "disk0"), "-F", "raw", overlay)
+		mountRun(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", overlay, gn.src)
 	})
 
 	t.Run("parallel random reads", func(t *testing.T) {
 		gn := gens[2]
-		f, err := os.Open(imgPath(mnt, gn.point, "disk0"))
+		f, err := os.Open(mountImgPath(mnt, gn.point, "disk0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +313,7 @@ func TestMountEndToEnd(t *testing.T) {
 
 	t.Run("read-only", func(t *testing.T) {
 		p := gens[0].point
-		img := imgPath(mnt, p, "disk0")
+		img := mountImgPath(mnt, p, "disk0")
 		checks := map[string]error{}
 		_, err := os.OpenFile(img, os.O_WRONLY, 0)
 		checks["open for writing"] = err
@@ -345,7 +345,7 @@ func TestMountEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		gn := g.next(ctx, 0.05)
-		eventually(t, "new point appears", func() error {
+		mountEventually(t, "new point appears", func() error {
 			target, err := os.Readlink(filepath.Join(mnt, "web01", "latest"))
 			if err != nil {
 				return err
@@ -355,20 +355,20 @@ func TestMountEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		if got := sha256File(t, filepath.Join(mnt, "web01", "latest", "disks", "disk0.img")); got != gn.sha {
+		if got := mountSHA256File(t, filepath.Join(mnt, "web01", "latest", "disks", "disk0.img")); got != gn.sha {
 			t.Errorf("new point: sha256 %s, source %s", got, gn.sha)
 		}
 		// A new VM appears at the root too.
-		g2 := newDiskGen(t, repo, "db01", "disk0", 1<<20, 9)
+		g2 := newMountDiskGen(t, repo, "db01", "disk0", 1<<20, 9)
 		db := g2.next(ctx, 0)
-		eventually(t, "new VM appears", func() error {
-			_, err := os.Stat(imgPath(mnt, db.point, "disk0"))
+		mountEventually(t, "new VM appears", func() error {
+			_, err := os.Stat(mountImgPath(mnt, db.point, "disk0"))
 			return err
 		})
 
 		// Forget the first point while one of its files is open.
 		victim := gens[0].point
-		held, err := os.Open(imgPath(mnt, victim, "disk0"))
+		held, err := os.Open(mountImgPath(mnt, victim, "disk0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func TestMountEndToEnd(t *testing.T) {
 		if _, err := repo.Forget(ctx, "web01", []string{victim.ID}, false); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "forgotten point disappears", func() error {
+		mountEventually(t, "forgotten point disappears", func() error {
 			if _, err := os.Stat(filepath.Join(mnt, "web01", victim.ID)); !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("stat: %v, want not found", err)
 			}
@@ -407,14 +407,14 @@ func TestMountEndToEnd(t *testing.T) {
 			}
 		}
 		// Other points are untouched.
-		if got := sha256File(t, imgPath(mnt, gens[1].point, "disk0")); got != gens[1].sha {
+		if got := mountSHA256File(t, mountImgPath(mnt, gens[1].point, "disk0")); got != gens[1].sha {
 			t.Errorf("point %s after forgetting %s: sha256 %s, source %s", gens[1].point.ID, victim.ID, got, gens[1].sha)
 		}
 	})
 }
 
-// seekExtents walks a file with SEEK_DATA / SEEK_HOLE.
-func seekExtents(t testing.TB, path string) []blockmap.Extent {
+// mountSeekExtents walks a file with SEEK_DATA / SEEK_HOLE.
+func mountSeekExtents(t testing.TB, path string) []blockmap.Extent {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -445,7 +445,7 @@ func seekExtents(t testing.TB, path string) []blockmap.Extent {
 	return out
 }
 
-func runOK(t testing.TB, name string, args ...string) string {
+func mountRun(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
