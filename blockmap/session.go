@@ -532,9 +532,15 @@ func (s *Session) Abort(ctx context.Context) error {
 		return nil
 	}
 	defer s.finish()
+	// Release the space first: the index may need it to record the sweep
+	// (an abort after "no space left on device" is the common case).
 	for _, w := range s.disks {
 		if w.file != nil {
 			w.file.Close()
+			if err := os.Remove(w.file.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.repo.log.Warn("cannot remove delta image of an aborted backup", "path", w.file.Name(), "err", err)
+			}
+			w.file = nil
 		}
 	}
 	return s.repo.update(context.WithoutCancel(ctx), func(db *badger.DB) error {

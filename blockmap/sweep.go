@@ -43,7 +43,9 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 		return fmt.Errorf("sweep %s: %w", vm, err)
 	}
 	for _, s := range sessions {
-		r.log.Info("sweeping an interrupted backup", "vm", vm, "generation", s.Gen, "pid", s.PID, "started", s.Started)
+		if s.PID != os.Getpid() {
+			r.log.Info("sweeping an interrupted backup", "vm", vm, "generation", s.Gen, "pid", s.PID, "started", s.Started)
+		}
 		disks := map[uint32]bool{}
 		for _, d := range s.Disks {
 			disks[d] = true

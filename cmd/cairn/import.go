@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "import",
+		Usage: "back up local raw images or block devices as one new recovery point of a VM",
+		Description: "The first import of a disk stores its non-zero blocks; later imports store only blocks\n" +
+			"whose hash changed. With --changed or --changed-file only those areas are read (as\n" +
+			"VMware's changed block tracking reports them); a disk whose size changed is read in full.\n" +
+			"Prints the new point's id.",
+		ArgsUsage: "PATH [PATH ...] (one per --disk, in the same order)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
+			&cli.StringSliceFlag{Name: "disk", Required: true, Usage: "disk name (repeatable, one per PATH)"},
+			&cli.StringSliceFlag{Name: "changed", Usage: "changed areas OFFSET:LENGTH,... (repeatable, one per disk in --disk order)"},
+			&cli.StringSliceFlag{Name: "changed-file", Usage: "file of changed areas, one OFFSET:LENGTH (or OFFSET LENGTH) per line, or a JSON list of {offset,length} (repeatable, one per disk)"},
+			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
+			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
+			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
+		},
+		Action: importAction,
+	}
+}
+
+type importDisk struct {
+	name    string
+	path    string
+	changed []blockmap.Extent
+	hasList bool
+}
+
+func importAction(c *cli.Context) error {
+	names, paths := c.StringSlice("disk"), c.Args().Slice()
+	if len(paths) != len(names) {
+		return fmt.Errorf("import: %d --disk names but %d paths: give one PATH per --disk, in the same order", len(names), len(paths))
+	}
+	disks := make([]importDisk, len(names))
+	for i := range names {
+		disks[i] = importDisk{name: names[i], path: paths[i]}
+	}
+	if err := parseChangedFlags(c, disks); err != nil {
+		return err
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	opts := blockmap.PointOptions{Consistency: c.String("consistency"), Purpose: "cairn import"}
+	if t := c.Timestamp("time"); t != nil {
+		opts.Time = *t
+	}
+	p, err := importDisks(c.Context, repo, c.String("vm"), disks, c.Bool("full"), opts)
+	if err != nil {
+		return err
+	}
+	fmt.Println(p.ID)
+	return nil
+}
+
+func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []importDisk, full bool, opts blockmap.PointOptions) (p blockmap.Point, err error) {
+	type opened struct {
+		f    *os.File
+		size int64
+	}
+	srcs := make([]opened, len(disks))
+	for i, d := range disks {
+		f, size, err := copier.OpenSource(d.path)
+		if err != nil {
+			return p, fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		srcs[i] = opened{f, size}
+	}
+	sess, err := repo.BeginPoint(ctx, vm, opts)
+	if err != nil {
+		return p, fmt.Errorf("import: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if aerr := sess.Abort(ctx); aerr != nil {
+				err = fmt.Errorf("%w (and cleaning up failed: %v; the next import cleans up)", err, aerr)
+			}
+		}
+	}()
+	for i, d := range disks {
+		meta, _ := json.Marshal(map[string]any{"transport": "file", "source": d.path})
+		w, err := sess.AddDisk(ctx, d.name, srcs[i].size, blockmap.DiskOptions{Full: full || !d.hasList, Meta: meta, FullReason: fullReason(full, d.hasList)})
+		if err != nil {
+			return p, fmt.Errorf("import: %w", err)
+		}
+		var extents []blockmap.Extent
+		if isFull, _ := w.Full(); isFull {
+			extents, err = copier.DataExtents(srcs[i].f, srcs[i].size)
+			if err != nil {
+				return p, fmt.Errorf("import: %w", err)
+			}
+		} else {
+			extents = d.changed
+		}
+		extents = copier.Align(extents, w.BlockSize(), w.Size())
+		bar := newProgressBar(d.name, copier.Total(extents))
+		_, err = copier.Copy(ctx, srcs[i].f, w, extents, copier.Options{Progress: bar.Add})
+		bar.Finish()
+		if err != nil {
+			return p, fmt.Errorf("import disk %s from %s: %w", d.name, d.path, err)
+		}
+	}
+	p, err = sess.Commit(ctx)
+	if err != nil {
+		return p, fmt.Errorf("import: %w", err)
+	}
+	return p, nil
+}
+
+func fullReason(full, hasList bool) string {
+	switch {
+	case full:
+		return "--full given"
+	case !hasList:
+		return "no changed areas given: every block read and compared by hash"
+	}
+	return ""
+}
+
+func parseChangedFlags(c *cli.Context, disks []importDisk) error {
+	lists := c.StringSlice("changed")
+	files := c.StringSlice("changed-file")
+	if len(lists) > 0 && len(files) > 0 {
+		return fmt.Errorf("import: give --changed or --changed-file, not both")
+	}
+	if len(files) > 0 {
+		lists = nil
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("import: --changed-file: %w", err)
+			}
+			lists = append(lists, string(data))
+		}
+	}
+	if len(lists) == 0 {
+		return nil
+	}
+	if len(lists) != len(disks) {
+		return fmt.Errorf("import: %d changed-area lists for %d disks: give one per --disk, in the same order", len(lists), len(disks))
+	}
+	for i, l := range lists {
+		ext, err := parseExtents(l)
+		if err != nil {
+			return fmt.Errorf("import: changed areas of disk %s: %w", disks[i].name, err)
+		}
+		disks[i].changed, disks[i].hasList = ext, true
+	}
+	return nil
+}
+
+// parseExtents reads OFFSET:LENGTH items separated by commas, spaces or
+// newlines, "OFFSET LENGTH" lines, or a JSON list of objects with
+// offset/start/startOffset and length.
+func parseExtents(s string) ([]blockmap.Extent, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "[") {
+		var items []map[string]int64
+		if err := json.Unmarshal([]byte(s), &items); err != nil {
+			return nil, fmt.Errorf("not a JSON list of {offset, length}: %w", err)
+		}
+		var out []blockmap.Extent
+		for _, it := range items {
+			off, ok := it["offset"]
+			if !ok {
+				if off, ok = it["start"]; !ok {
+					off = it["startOffset"]
+				}
+			}
+			out = append(out, blockmap.Extent{Offset: off, Length: it["length"]})
+		}
+		return checkExtents(out)
+	}
+	var out []blockmap.Extent
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) == 2 && !strings.Contains(line, ":") {
+			line = f[0] + ":" + f[1]
+		}
+		for _, item := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			off, length, ok := strings.Cut(item, ":")
+			if !ok {
+				return nil, fmt.Errorf("%q is not OFFSET:LENGTH", item)
+			}
+			o, err1 := strconv.ParseInt(off, 0, 64)
+			l, err2 := strconv.ParseInt(length, 0, 64)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("%q is not OFFSET:LENGTH in bytes", item)
+			}
+			out = append(out, blockmap.Extent{Offset: o, Length: l})
+		}
+	}
+	return checkExtents(out)
+}
+
+func checkExtents(ext []blockmap.Extent) ([]blockmap.Extent, error) {
+	for _, e := range ext {
+		if e.Offset < 0 || e.Length < 0 {
+			return nil, fmt.Errorf("area %d:%d has a negative offset or length", e.Offset, e.Length)
+		}
+	}
+	return ext, nil
+}

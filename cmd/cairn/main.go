@@ -1,0 +1,77 @@
+// Command cairn is an agentless backup appliance for VMware vSphere: it
+// keeps every backup as a recovery point and shows every point as plain
+// files through a FUSE mount.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "cairn:", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	app := &cli.App{
+		Name:    "cairn",
+		Usage:   "agentless VMware vSphere backup; every recovery point is a plain file",
+		Version: version,
+		Description: "cairn stores backups of virtual machines as recovery points in a repository\n" +
+			"(sparse delta images indexed in Badger) and shows every point through a FUSE\n" +
+			"mount as raw disk images and guest files. See README.md and docs/.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "repository `DIR`", EnvVars: []string{"CAIRN_REPO"}},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Before: func(c *cli.Context) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", c.String("log-level"))
+			}
+			slog.SetDefault(newLogger(level))
+			return nil
+		},
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+	}
+	app.Commands = append(app.Commands, repoCommands()...)
+	app.Commands = append(app.Commands, extraCommands()...)
+	return app
+}
+
+// newLogger logs text to a terminal and JSON otherwise, on stderr.
+func newLogger(level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// openRepo opens the repository named by --repo / $CAIRN_REPO.
+func openRepo(c *cli.Context) (*blockmap.Repo, error) {
+	return blockmap.Open(c.Context, c.String("repo"), blockmap.Options{Logger: slog.Default()})
+}

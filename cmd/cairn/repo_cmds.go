@@ -1,0 +1,317 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+func repoCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:      "init",
+			Usage:     "create a repository",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "block-size", Value: blockmap.DefaultBlockSize, Usage: "block size in bytes: a power of two from 65536 to 1048576 (see docs/repository.md)"},
+			},
+			Action: func(c *cli.Context) error {
+				dir := c.String("repo")
+				if dir == "" {
+					return fmt.Errorf("init: no repository given: use --repo DIR or set CAIRN_REPO")
+				}
+				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: c.Int("block-size")}); err != nil {
+					return err
+				}
+				fmt.Printf("created repository %s (block size %s)\n", dir, humanBytes(int64(c.Int("block-size"))))
+				return nil
+			},
+		},
+		importCommand(),
+		{
+			Name:  "points",
+			Usage: "list VMs and their recovery points",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: pointsAction,
+		},
+		{
+			Name:      "export",
+			Usage:     "write a disk of a recovery point as a sparse raw image",
+			ArgsUsage: "OUT (a file, or - for stdout)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
+				&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation number or latest"},
+				&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
+			},
+			Action: exportAction,
+		},
+		{
+			Name:  "verify",
+			Usage: "re-read every stored block and check its hash",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
+				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: verifyAction,
+		},
+		{
+			Name:  "prune",
+			Usage: "delete recovery points outside a retention policy (never copies data)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Usage: "only this VM (default: every VM)"},
+				&cli.IntFlag{Name: "keep-last", Usage: "keep the newest N points"},
+				&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest point of each of the last N hours"},
+				&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest point of each of the last N days"},
+				&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the last N weeks"},
+				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months"},
+				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: func(c *cli.Context) error {
+				repo, err := openRepo(c)
+				if err != nil {
+					return err
+				}
+				defer repo.Close()
+				pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+					KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+				res, err := repo.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run"))
+				if err != nil {
+					return err
+				}
+				return printPrune(c, res)
+			},
+		},
+		{
+			Name:  "forget",
+			Usage: "delete recovery points of a VM",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
+				&cli.StringSliceFlag{Name: "point", Required: true, Usage: "point id, generation number or latest (repeatable)"},
+				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: func(c *cli.Context) error {
+				repo, err := openRepo(c)
+				if err != nil {
+					return err
+				}
+				defer repo.Close()
+				res, err := repo.Forget(c.Context, c.String("vm"), c.StringSlice("point"), c.Bool("dry-run"))
+				if err != nil {
+					return err
+				}
+				return printPrune(c, res)
+			},
+		},
+	}
+}
+
+func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
+	if c.Bool("json") {
+		return printJSON(res)
+	}
+	verb := "deleted"
+	if res.DryRun {
+		verb = "would delete"
+	}
+	for _, p := range res.Deleted {
+		fmt.Printf("%s %s %s (generation %d)\n", verb, p.VM, p.ID, p.Gen)
+	}
+	fmt.Printf("%d points %s, %d kept", len(res.Deleted), verb, len(res.Kept))
+	if !res.DryRun {
+		fmt.Printf(", %d block versions removed, %s released, %d delta images deleted", res.VersionsDeleted, humanBytes(res.BytesReleased), res.ImagesDeleted)
+	}
+	fmt.Println()
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// pointsJSON is the shape of `cairn points --json`.
+type pointsJSON struct {
+	VMs    []blockmap.VMSummary `json:"vms"`
+	Totals pointsTotals         `json:"totals"`
+}
+
+type pointsTotals struct {
+	VMs         int   `json:"vms"`
+	Points      int   `json:"points"`
+	StoredBytes int64 `json:"stored_bytes"`
+	// RepoBytes is the space the repository's files occupy on disk.
+	RepoBytes int64 `json:"repository_bytes"`
+}
+
+func pointsAction(c *cli.Context) error {
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	cat, err := repo.Catalog(c.Context)
+	if err != nil {
+		return err
+	}
+	if vm := c.String("vm"); vm != "" {
+		var only []blockmap.VMSummary
+		for _, v := range cat {
+			if v.Name == vm {
+				only = append(only, v)
+			}
+		}
+		if len(only) == 0 {
+			return fmt.Errorf("VM %q: %w: the repository has no recovery points for it", vm, blockmap.ErrNotFound)
+		}
+		cat = only
+	}
+	out := pointsJSON{VMs: cat}
+	if out.VMs == nil {
+		out.VMs = []blockmap.VMSummary{}
+	}
+	out.Totals.VMs = len(cat)
+	for _, v := range cat {
+		out.Totals.Points += len(v.Points)
+		for _, p := range v.Points {
+			out.Totals.StoredBytes += p.StoredBytes()
+		}
+	}
+	out.Totals.RepoBytes = allocatedBytes(repo.Dir())
+	if c.Bool("json") {
+		return printJSON(out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED")
+	for _, v := range cat {
+		for _, p := range v.Points {
+			var disks []string
+			for _, d := range p.Disks {
+				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
+				p.Consistency, strings.Join(disks, ", "), humanBytes(p.StoredBytes()))
+		}
+	}
+	tw.Flush()
+	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
+		humanBytes(out.Totals.StoredBytes), humanBytes(out.Totals.RepoBytes))
+	return nil
+}
+
+// allocatedBytes sums the allocated size of the files under dir.
+func allocatedBytes(dir string) int64 {
+	var total int64
+	var walk func(string)
+	walk = func(d string) {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			p := d + "/" + e.Name()
+			if e.IsDir() {
+				walk(p)
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Lstat(p, &st) == nil {
+				total += st.Blocks * 512
+			}
+		}
+	}
+	walk(dir)
+	return total
+}
+
+func exportAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("export: give exactly one OUT (a file path, or - for stdout)")
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
+	if err != nil {
+		return err
+	}
+	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	out := c.Args().First()
+	bar := newProgressBar(c.String("disk"), dr.DataBytes())
+	defer bar.Finish()
+	if out == "-" {
+		if fi, err := os.Stdout.Stat(); err == nil && fi.Mode().IsRegular() {
+			return dr.ExportSparse(c.Context, os.Stdout, nil)
+		}
+		return dr.ExportStream(c.Context, os.Stdout, nil)
+	}
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	var done int64
+	err = dr.ExportSparse(c.Context, f, func(d int64) { bar.Add(d - done); done = d })
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("export: close %s: %w", out, cerr)
+	}
+	if err != nil {
+		os.Remove(out)
+		return err
+	}
+	return nil
+}
+
+func verifyAction(c *cli.Context) error {
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	bar := newProgressBar("verify", 0)
+	rep, err := repo.Verify(c.Context, blockmap.VerifyOptions{VM: c.String("vm"), Point: c.String("point"),
+		Progress: func(done, total int64) { bar.total = total; bar.done.Store(done) }})
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	problems, err := repo.Check(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := printJSON(map[string]any{"report": rep, "problems": problems}); err != nil {
+			return err
+		}
+	} else {
+		for _, b := range rep.Bad {
+			fmt.Println(b.String())
+		}
+		for _, p := range problems {
+			fmt.Println("PROBLEM", p)
+		}
+		fmt.Printf("checked %d blocks (%s): %d bad, %d other problems\n", rep.Blocks, humanBytes(rep.Bytes), len(rep.Bad), len(problems))
+	}
+	if !rep.OK() {
+		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)
+	}
+	return nil
+}
