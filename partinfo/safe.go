@@ -1,0 +1,78 @@
+package partinfo
+
+import "fmt"
+
+// Safe wraps a Filesystem so that a panic inside any method becomes an
+// error wrapping ErrCorrupt that names the filesystem and the operation.
+// Info and Root cannot fail: a panic there yields the zero value.
+func Safe(fs Filesystem, name string) Filesystem {
+	if s, ok := fs.(*safeFS); ok && s.name == name {
+		return s
+	}
+	return &safeFS{fs: fs, name: name}
+}
+
+type safeFS struct {
+	fs   Filesystem
+	name string
+}
+
+// catch converts a recovered panic into an ErrCorrupt error in *err.
+func (s *safeFS) catch(op string, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%s: %s: parser panic (%v): %w", s.name, op, p, ErrCorrupt)
+	}
+}
+
+func (s *safeFS) Info() (i Info) {
+	defer func() {
+		if recover() != nil {
+			i = Info{Used: -1, Free: -1}
+		}
+	}()
+	return s.fs.Info()
+}
+
+func (s *safeFS) Root() (ino uint64) {
+	defer func() {
+		if recover() != nil {
+			ino = 0
+		}
+	}()
+	return s.fs.Root()
+}
+
+func (s *safeFS) Stat(ino uint64) (a Attr, err error) {
+	defer s.catch(fmt.Sprintf("stat inode %d", ino), &err)
+	return s.fs.Stat(ino)
+}
+
+func (s *safeFS) ReadDir(ino uint64) (d []DirEntry, err error) {
+	defer s.catch(fmt.Sprintf("read directory %d", ino), &err)
+	return s.fs.ReadDir(ino)
+}
+
+func (s *safeFS) Lookup(dir uint64, name string) (ino uint64, err error) {
+	defer s.catch(fmt.Sprintf("look up %q in directory %d", name, dir), &err)
+	return s.fs.Lookup(dir, name)
+}
+
+func (s *safeFS) Readlink(ino uint64) (t string, err error) {
+	defer s.catch(fmt.Sprintf("read link %d", ino), &err)
+	return s.fs.Readlink(ino)
+}
+
+func (s *safeFS) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
+	defer s.catch(fmt.Sprintf("read inode %d at %d", ino, off), &err)
+	return s.fs.ReadAt(ino, p, off)
+}
+
+func (s *safeFS) SeekData(ino uint64, off int64) (o int64, err error) {
+	defer s.catch(fmt.Sprintf("seek data in inode %d", ino), &err)
+	return s.fs.SeekData(ino, off)
+}
+
+func (s *safeFS) SeekHole(ino uint64, off int64) (o int64, err error) {
+	defer s.catch(fmt.Sprintf("seek hole in inode %d", ino), &err)
+	return s.fs.SeekHole(ino, off)
+}

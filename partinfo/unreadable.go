@@ -1,0 +1,86 @@
+package partinfo
+
+import "fmt"
+
+// UnreadableError says that a volume holds something cairn cannot browse.
+// Its message is the text of the ERROR.txt a user sees in the mount, so
+// it explains what the volume is and how to get at its data.
+type UnreadableError struct {
+	What string // what the volume holds, e.g. "an LVM2 physical volume"
+	Why  string // why cairn cannot show it and what to do instead
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("This partition holds %s. %s", e.What, e.Why)
+}
+
+// exportHint is the common way out: the raw image is always available.
+const exportHint = "The raw disk image is always available under disks/: export it " +
+	"(cp --sparse=always) or attach it to a machine that understands this format."
+
+// Unreadable returns the UnreadableError for a detection that cairn cannot
+// open as a filesystem, or nil when the type has a reader.
+func Unreadable(d Detection) *UnreadableError {
+	switch d.Type {
+	case "lvm2":
+		return &UnreadableError{What: "an LVM2 physical volume" + withID(d),
+			Why: "cairn cannot browse LVM yet: export the disk image and attach it to a Linux machine " +
+				"(losetup -P -r IMAGE; vgscan; vgchange -ay), then mount the logical volumes read-only. " + exportHint}
+	case "bitlocker":
+		return &UnreadableError{What: "a BitLocker-encrypted volume",
+			Why: "cairn does not decrypt BitLocker: attach the exported disk image to a Windows machine and " +
+				"unlock it with the password or recovery key (or use dislocker on Linux). " + exportHint}
+	case "luks":
+		return &UnreadableError{What: "a " + orDefault(d.Version, "LUKS") + " encrypted volume" + withID(d),
+			Why: "cairn does not hold encryption keys and cannot show encrypted data: export the disk image, " +
+				"then on Linux run losetup -P -r IMAGE and cryptsetup open --readonly with the passphrase. " + exportHint}
+	case "refs":
+		return &UnreadableError{What: "a ReFS volume",
+			Why: "cairn has no ReFS reader: attach the exported disk image to a Windows Server machine " +
+				"(Disk Management, Attach VHD, or mount the raw image with a disk-image tool). " + exportHint}
+	case TypeLDM:
+		return &UnreadableError{What: "part of a Windows dynamic disk (LDM)",
+			Why: "cairn cannot assemble dynamic-disk volumes: export all disks of the machine and attach " +
+				"them to a Windows machine (Disk Management, Import Foreign Disks), or use ldmtool on Linux. " + exportHint}
+	case "swap":
+		return &UnreadableError{What: "Linux swap space" + withID(d),
+			Why: "swap holds no files: it is the paging area of the running system and has nothing to restore."}
+	case "btrfs":
+		return &UnreadableError{What: "a btrfs filesystem" + withID(d),
+			Why: "cairn has no btrfs reader yet: export the disk image and mount it read-only on Linux " +
+				"(losetup -P -r IMAGE; mount -o ro /dev/loopNpM /mnt). " + exportHint}
+	case "exfat":
+		return &UnreadableError{What: "an exFAT filesystem" + withID(d),
+			Why: "cairn has no exFAT reader yet: export the disk image and mount it read-only on Linux " +
+				"(mount -o ro) or attach it to Windows or macOS. " + exportHint}
+	case "iso9660":
+		return &UnreadableError{What: "an ISO 9660 (CD/DVD) filesystem" + withID(d),
+			Why: "cairn does not browse ISO images: export the disk image and open it with any ISO tool " +
+				"(mount -o ro,loop, 7z, bsdtar). " + exportHint}
+	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32":
+		return nil
+	default:
+		return &UnreadableError{What: "no filesystem cairn recognises",
+			Why: "it may be empty, unformatted, encrypted by software cairn does not know, or a format " +
+				"cairn has no reader for. " + exportHint}
+	}
+}
+
+func withID(d Detection) string {
+	switch {
+	case d.Label != "" && d.UUID != "":
+		return fmt.Sprintf(" (label %q, UUID %s)", d.Label, d.UUID)
+	case d.UUID != "":
+		return " (UUID " + d.UUID + ")"
+	case d.Label != "":
+		return fmt.Sprintf(" (label %q)", d.Label)
+	}
+	return ""
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
