@@ -1,9 +1,9 @@
 package xfs
 
 import (
-	"fmt"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"

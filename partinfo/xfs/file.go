@@ -18,6 +18,9 @@ func (x *xfs) regular(ino uint64) (*inode, error) {
 		return nil, fmt.Errorf("xfs: inode %d: %w", ino, partinfo.ErrNotRegular)
 	}
 	if in.flags&diflagRealtime != 0 {
+		if x.sb.rblocks == 0 {
+			return nil, corruptf("inode %d: realtime flag without a realtime device", ino)
+		}
 		return nil, fmt.Errorf("xfs: inode %d lives on the realtime device: %w", ino, ErrUnsupported)
 	}
 	if in.format != fmtLocal && in.format != fmtExtents && in.format != fmtBtree {

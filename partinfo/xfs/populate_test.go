@@ -168,16 +168,17 @@ func populateData(t testing.TB, root string, spec fixtureSpec, rng *rand.Rand) {
 	must(f.Truncate(5<<30 - 1000))
 	must(f.Close())
 
-	// 16 MiB written, then every other 4 KiB block punched: > 2,000
-	// extents, so the data fork becomes a B+tree.
+	// 48 MiB written, then every other 4 KiB block punched: 6,144 extents,
+	// more than a one-level bmbt under a 512-byte inode's root can index
+	// (20 pointers x 251 records), so the B+tree gets two levels.
 	f = mkfile("data/fragmented")
-	for i := 0; i < 16; i++ {
+	for i := 0; i < 48; i++ {
 		fill()
 		_, err := f.Write(chunk)
 		must(err)
 	}
 	must(f.Sync())
-	for off := int64(4096); off < 16<<20; off += 8192 {
+	for off := int64(4096); off < 48<<20; off += 8192 {
 		must(unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, 4096))
 	}
 	must(f.Close())
@@ -187,9 +188,9 @@ func populateData(t testing.TB, root string, spec fixtureSpec, rng *rand.Rand) {
 	fill()
 	_, err := f.Write(chunk)
 	must(err)
-	must(unix.Fallocate(int(f.Fd()), 0, 1<<20, 2<<20))               // unwritten, extends size
+	must(unix.Fallocate(int(f.Fd()), 0, 1<<20, 2<<20))                        // unwritten, extends size
 	must(unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 3<<20, 1<<20)) // beyond EOF
-	_, err = f.WriteAt(chunk[:4096], 2<<20)                            // data inside the unwritten range
+	_, err = f.WriteAt(chunk[:4096], 2<<20)                                   // data inside the unwritten range
 	must(err)
 	must(f.Close())
 	f = mkfile("data/prealloc-only")

@@ -47,6 +47,7 @@ func TestXFSTree(t *testing.T) {
 	checkRandomReads(t, x, dir, want, []string{"data/big.bin", "data/sparse5g", "data/fragmented", "data/prealloc", "dirs/d500/entry-00321"})
 	checkFormats(t, x, want)
 	checkInfo(t, x, img, dir)
+	checkCorruptBmbt(t, x, want["data/fragmented"].Ino)
 	phase("random")
 }
 
@@ -277,8 +278,8 @@ func checkFormats(t *testing.T, x *xfs, want map[string]expected) {
 	if m := leafMagic("dirs/huge"); m != 0x3ebe {
 		t.Errorf("dirs/huge: leaf magic %#x, want node-form 0x3ebe", m)
 	}
-	if in := inodeOf("data/fragmented"); in.format != fmtBtree || in.nextents < 2000 {
-		t.Errorf("data/fragmented: format %d with %d extents, want a btree of 2000+", in.format, in.nextents)
+	if in := inodeOf("data/fragmented"); in.format != fmtBtree || in.nextents < 6000 || binary.BigEndian.Uint16(in.fork) < 2 {
+		t.Errorf("data/fragmented: format %d with %d extents, want a btree of 6000+ with 2+ levels", in.format, in.nextents)
 	}
 	if f := inodeOf("links/short").format; f != fmtLocal {
 		t.Errorf("links/short: format %d, want local", f)
@@ -317,4 +318,28 @@ func abs(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// checkCorruptBmbt damages one bmbt block of a btree-format file and
+// expects reads to fail with ErrCorrupt on a fresh reader.
+func checkCorruptBmbt(t *testing.T, x *xfs, ino uint64) {
+	t.Helper()
+	in, err := x.readInode(ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxrecs := (len(in.fork) - 4) / 16
+	child, ok := x.geo.fsbToByte(binary.BigEndian.Uint64(in.fork[4+maxrecs*8:]))
+	if !ok {
+		t.Fatal("bmbt root points outside the filesystem")
+	}
+	for _, at := range []int64{0, 6, 100} { // magic, record count, a key
+		y, err := Open(&patchedImage{base: x.r, patches: map[int64]byte{child + at: 0x20}}, 0, x.geo.partSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := y.ReadAt(ino, make([]byte, 4096), 0); !errors.Is(err, partinfo.ErrCorrupt) {
+			t.Errorf("read through a bmbt block damaged at +%d: %v, want ErrCorrupt", at, err)
+		}
+	}
 }

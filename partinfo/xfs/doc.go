@@ -1,0 +1,46 @@
+// Package xfs is a read-only reader of XFS filesystems over an io.ReaderAt,
+// implementing partinfo.Filesystem for cairn's FUSE browsing of recovery
+// points. It reads through the ReaderAt only, is safe for concurrent use
+// and answers random reads (ReadAt) directly from the extent map.
+//
+// Supported:
+//   - v5 (CRC) superblocks as current mkfs.xfs makes them, and v4
+//     superblocks (no CRCs; with or without the ftype feature);
+//   - AG geometry: block and inode numbers split into AG number and
+//     AG-relative part (agblklog, inopblog);
+//   - v3 (and v1/v2 on v4) inodes; data forks in local, extents and btree
+//     (multi-level bmbt) format; the nrext64 large extent counters;
+//   - directories in short-form, block, leaf and node form (entries come
+//     from the data blocks; leaf, node and free-index blocks are not
+//     needed); entries without ftype get their type from the inode;
+//   - symlinks inline and remote (v5 remote blocks with their header);
+//   - modes incl. setuid/setgid/sticky, uid/gid, nlink, sizes, device
+//     numbers (Linux encoding), timestamps incl. bigtime;
+//   - holes and unwritten (preallocated) extents read as zeros and are
+//     reported as holes by SeekData/SeekHole;
+//   - CRC32C verification on v5 of the superblock, inodes, directory data
+//     blocks, bmbt blocks and remote symlink blocks, plus owner and
+//     inode-number checks. Failures wrap partinfo.ErrCorrupt.
+//
+// Refused or ignored:
+//   - incompatible feature bits it does not know (ErrUnsupported), e.g.
+//     metadir and zoned devices;
+//   - files on a realtime device (ErrUnsupported on read); the external
+//     log is never needed (a read-only reader does not replay the log, so
+//     an image taken from a running system shows the last checkpointed
+//     metadata, like a crash-consistent snapshot);
+//   - extended attributes (the attribute fork is skipped), quotas,
+//     reflink sharing (shared blocks are simply read), the free-space
+//     and inode btrees (not needed to read files).
+//
+// Used and free space come from the superblock counters (sb_fdblocks),
+// which lazy-count filesystems update at unmount; they may lag on an
+// image of a mounted filesystem.
+//
+// Caches are bounded: decoded inodes, extent maps (by record count) and
+// parsed directories (by entry count, which makes Lookup a map access
+// after the first use of a directory). Corrupt input is bounded too:
+// btree depth and block budget, record counts, extent placement, and a
+// recover() in every public method turns an unforeseen fault into an
+// error wrapping partinfo.ErrCorrupt.
+package xfs
