@@ -1,0 +1,98 @@
+package ntfs
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cairnbackup/cairn/partinfo"
+	"www.velocidex.com/golang/go-ntfs/parser"
+)
+
+// rootIno is the MFT record of the root directory.
+const rootIno = 5
+
+// firstUserRecord is the first MFT record that is not NTFS metadata.
+const firstUserRecord = 24
+
+// cacheLimit bounds the per-volume caches of directories and streams.
+const cacheLimit = 512
+
+// FS is an open NTFS volume. It is safe for concurrent use.
+type FS struct {
+	mu      sync.Mutex // serialises every go-ntfs call
+	ctx     *parser.NTFSContext
+	info    partinfo.Info
+	dirs    map[uint64][]partinfo.DirEntry
+	streams map[uint64]stream
+}
+
+// stream is the opened unnamed $DATA stream of a file.
+type stream struct {
+	r    parser.RangeReaderAt
+	size int64
+}
+
+// Open parses the NTFS volume at r[off:off+size].
+func Open(r io.ReaderAt, off, size int64) (f *FS, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, err = nil, fmt.Errorf("open NTFS volume: parser panic (%v): %w", p, partinfo.ErrCorrupt)
+		}
+	}()
+	sr := io.NewSectionReader(r, off, size)
+	ctx, err := parser.GetNTFSContext(sr, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open NTFS volume: %v: %w", err, partinfo.ErrCorrupt)
+	}
+	f = &FS{ctx: ctx, dirs: map[uint64][]partinfo.DirEntry{}, streams: map[uint64]stream{}}
+	root, err := f.record(rootIno)
+	if err != nil {
+		return nil, fmt.Errorf("open NTFS root directory: %w", err)
+	}
+	if !root.isDir {
+		return nil, fmt.Errorf("NTFS record 5 is not a directory: %w", partinfo.ErrCorrupt)
+	}
+	d := partinfo.Detect(r, off, size)
+	f.info = partinfo.Info{Type: "ntfs", UUID: d.UUID, BlockSize: d.BlockSize, Size: d.Size, Used: -1, Free: -1}
+	f.info.Label = f.volumeLabel()
+	return f, nil
+}
+
+// Info describes the volume.
+func (f *FS) Info() partinfo.Info { return f.info }
+
+// Root returns the MFT record number of the root directory.
+func (f *FS) Root() uint64 { return rootIno }
+
+// guard runs fn holding the parser mutex and turns a panic into an error.
+func (f *FS) guard(op string, fn func() error) (err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("ntfs: %s: parser panic (%v): %w", op, p, partinfo.ErrCorrupt)
+		}
+	}()
+	return fn()
+}
+
+// volumeLabel reads $VOLUME_NAME from the $Volume record (3).
+func (f *FS) volumeLabel() string {
+	var label string
+	_ = f.guard("read volume label", func() error {
+		m, err := f.ctx.GetMFT(3)
+		if err != nil {
+			return err
+		}
+		for _, a := range m.EnumerateAttributes(f.ctx) {
+			if a.Type().Value == attrVolumeName {
+				b := make([]byte, min(a.DataSize(), 256))
+				n, _ := a.Data(f.ctx).ReadAt(b, 0)
+				label = decodeUTF16(b[:n])
+			}
+		}
+		return nil
+	})
+	return label
+}
