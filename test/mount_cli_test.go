@@ -135,6 +135,41 @@ func TestMountCommand(t *testing.T) {
 		mountRequireGone(t, mnt)
 	})
 
+	t.Run("import in another process while mounted", func(t *testing.T) {
+		cmd := mountStartCLI(t, bin, repo.Dir(), mnt)
+		// Look at the VM first, so the new point must replace cached state.
+		if _, err := os.ReadDir(filepath.Join(mnt, "app01")); err != nil {
+			t.Fatal(err)
+		}
+		src := filepath.Join(t.TempDir(), "new.raw")
+		data := bytes.Repeat([]byte("cairn-import\n"), 300000)
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "--repo", repo.Dir(), "import", "--vm", "app01", "--disk", "disk0",
+			"--time", "2026-12-01T00:00:00Z", src).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cairn import while mounted: %v\n%s", err, out)
+		}
+		mountEventually(t, "imported point appears as latest", func() error {
+			target, err := os.Readlink(filepath.Join(mnt, "app01", "latest"))
+			if err != nil {
+				return err
+			}
+			if target != "2026-12-01T00-00-00Z" {
+				return errors.New("latest -> " + target)
+			}
+			return nil
+		})
+		got, err := os.ReadFile(filepath.Join(mnt, "app01", "latest", "disks", "disk0.img"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("imported image through the mount: %d bytes, equal %v, %v", len(got), bytes.Equal(got, data), err)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		mountWaitExit(t, cmd)
+		mountRequireGone(t, mnt)
+	})
+
 	t.Run("SIGTERM while busy detaches", func(t *testing.T) {
 		cmd := mountStartCLI(t, bin, repo.Dir(), mnt, "--grace", "2s")
 		held, err := os.Open(mountImgPath(mnt, gn.point, "disk0"))
