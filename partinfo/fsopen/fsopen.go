@@ -1,0 +1,77 @@
+// Package fsopen opens a detected volume with the right read-only reader:
+// ext2/3/4 (partinfo/ext4), XFS (partinfo/xfs), NTFS (partinfo/ntfs) and
+// FAT12/16/32 (partinfo/fat). Everything else gets a
+// *partinfo.UnreadableError whose message is the ERROR.txt a user sees.
+//
+// It is a package of its own so that the readers can import partinfo
+// without an import cycle.
+package fsopen
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/fat"
+	"github.com/cairnbackup/cairn/partinfo/ntfs"
+	"github.com/cairnbackup/cairn/partinfo/xfs"
+)
+
+// Opener opens one kind of filesystem at r[off:off+size].
+type Opener func(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error)
+
+// openers maps a Detection.Type to its reader.
+func openers() map[string]Opener {
+	openFAT := func(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
+		return fat.Open(r, off, size)
+	}
+	openNTFS := func(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
+		return ntfs.Open(r, off, size)
+	}
+	m := map[string]Opener{
+		"xfs":   xfs.Open,
+		"ntfs":  openNTFS,
+		"fat12": openFAT,
+		"fat16": openFAT,
+		"fat32": openFAT,
+	}
+	addExt(m)
+	return m
+}
+
+// Open opens the volume at r[off:off+size] that Detect described as d.
+// The result is wrapped in partinfo.Safe. Volumes cairn cannot browse
+// return a *partinfo.UnreadableError.
+func Open(r io.ReaderAt, off, size int64, d partinfo.Detection) (fsys partinfo.Filesystem, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fsys, err = nil, fmt.Errorf("open %s volume: reader panic (%v): %w", d.Type, p, partinfo.ErrCorrupt)
+		}
+	}()
+	open, ok := openers()[d.Type]
+	if !ok {
+		if u := partinfo.Unreadable(d); u != nil {
+			return nil, u
+		}
+		return nil, &partinfo.UnreadableError{
+			What: "an " + d.Type + " filesystem",
+			Why:  "this build of cairn has no " + d.Type + " reader yet: export the disk image and mount it read-only on Linux.",
+		}
+	}
+	fsys, err = open(r, off, size)
+	if err != nil {
+		return nil, fmt.Errorf("open %s volume: %w", d.Type, err)
+	}
+	return partinfo.Safe(fsys, d.Type), nil
+}
+
+// OpenPartition detects and opens one partition of a disk.
+func OpenPartition(r io.ReaderAt, p partinfo.Partition) (partinfo.Filesystem, partinfo.Detection, error) {
+	d := partinfo.DetectPartition(r, p)
+	if p.Extended {
+		return nil, d, &partinfo.UnreadableError{What: "an MBR extended partition",
+			Why: "it is only a container: its logical partitions are listed separately (p5, p6, ...)."}
+	}
+	fsys, err := Open(r, p.Start, p.Size, d)
+	return fsys, d, err
+}
