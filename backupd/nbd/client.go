@@ -3,6 +3,7 @@ package nbd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -140,10 +141,15 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	return cn, nil
 }
 
-// permanent reports errors that no retry can fix.
+// permanent reports errors that no retry can fix: option refusals, TLS
+// certificate problems and a closed client.
 func permanent(err error) bool {
 	var oe *OptionError
-	return errors.As(err, &oe) || errors.Is(err, ErrClosed)
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	return errors.As(err, &oe) || errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) ||
+		errors.Is(err, ErrClosed)
 }
 
 // sleep waits the backoff before attempt (1-based) or until ctx is done.

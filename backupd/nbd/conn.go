@@ -356,6 +356,9 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 			req.extents = ext
 		}
 	case typ&replyTypeErrorBit != 0:
+		if length > 6+0xffff+8 {
+			return protocolErrorf("error chunk of %d bytes", length)
+		}
 		p, err := c.readPayload(length)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ func TestServerErrorSurfaced(t *testing.T) {
 	srv := nbdkit(t, "--filter=error", "memory", "size=8M", "error-pread-rate=100%", "error=EIO")
 	o := testOptions()
 	o.Retries = 2
+	o.MaxRequestSize = 1 << 20 // one request for the read below
 	c := dialT(t, srv.uri(""), o)
 	buf := make([]byte, 1<<20)
 	_, err := c.ReadAt(context.Background(), buf, 2<<20)
@@ -89,9 +90,9 @@ func TestStallTimeout(t *testing.T) {
 	o.Retries = 1
 	c := dialT(t, srv.uri(""), o)
 	pauseServer(t, ctl, 'p')
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, 128<<10) // one request
 	_, err := c.ReadAt(context.Background(), buf, 0)
-	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "offset 0 length 1048576") {
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "offset 0 length 131072") {
 		t.Fatalf("read from a paused server: %v, want ErrStalled naming the range", err)
 	}
 	if st := c.Stats(); st.Stalls != 2 {

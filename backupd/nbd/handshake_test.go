@@ -106,4 +106,7 @@ func TestBlockSizeConstraints(t *testing.T) {
 	if !bytes.Equal(buf, all[3<<20+123:3<<20+123+100000]) {
 		t.Fatal("unaligned read differs")
 	}
+	if ext, err := c.AllocatedExtents(context.Background()); err != nil || len(ext) == 0 {
+		t.Fatalf("allocated extents under block size constraints: %v %v", ext, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +24,27 @@ type server struct {
 	sock   string
 	args   []string
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	exited chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's output copier and
+// the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // startServer runs name with args (which must make it listen on sock) and
@@ -41,7 +61,7 @@ func startServer(t testing.TB, sock, name string, args ...string) *server {
 func (s *server) start() {
 	s.t.Helper()
 	_ = os.Remove(s.sock)
-	s.stderr = &bytes.Buffer{}
+	s.stderr = &syncBuffer{}
 	s.cmd = exec.Command(s.args[0], s.args[1:]...)
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {

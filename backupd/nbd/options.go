@@ -15,7 +15,7 @@ type Options struct {
 	// MaxInFlight is how many requests may be outstanding per connection
 	// (default 16).
 	MaxInFlight int
-	// MaxRequestSize caps one read request in bytes (default 2 MiB); the
+	// MaxRequestSize caps one read request in bytes (default 256 KiB); the
 	// server's maximum block size always applies too.
 	MaxRequestSize uint32
 	// MetaContexts are metadata contexts to negotiate besides
@@ -69,7 +69,7 @@ func (o Options) withDefaults() Options {
 		o.MaxInFlight = 16
 	}
 	if o.MaxRequestSize == 0 {
-		o.MaxRequestSize = 2 << 20
+		o.MaxRequestSize = 256 << 10
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 30 * time.Second
