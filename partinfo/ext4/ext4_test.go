@@ -88,6 +88,7 @@ func TestKernelWrittenImages(t *testing.T) {
 			st := compareWithKernel(t, f, mnt)
 			t.Logf("%s: %+v", v.name, st)
 			checkCoverage(t, f, st, v.variant, true)
+			checkLargeReads(t, img, "data/big.bin")
 		})
 	}
 }
@@ -124,7 +125,7 @@ func checkInfo(t *testing.T, f *FS, v variant, size int64) {
 }
 
 // resolve looks up a slash-separated path from the root.
-func resolve(t *testing.T, f *FS, path string) uint64 {
+func resolve(t testing.TB, f *FS, path string) uint64 {
 	t.Helper()
 	ino := f.Root()
 	for _, name := range strings.Split(path, "/") {

@@ -37,7 +37,13 @@ func isPower(n, base uint64) bool {
 func (s *superblock) descriptorBlock(nr uint64) uint64 {
 	first := uint64(s.firstDataBlock)
 	if s.incompat&incompatMetaBG == 0 || nr < uint64(s.firstMetaBG) {
-		return first + nr + 1
+		// Right after the superblock's block: block 1 with 1 KiB blocks
+		// (even when bigalloc makes the first data block 0), else block 0.
+		sbBlock := uint64(0)
+		if s.blockSize == 1024 {
+			sbBlock = 1
+		}
+		return sbBlock + nr + 1
 	}
 	perBlock := uint64(s.blockSize) / uint64(s.descSize)
 	bg := perBlock * nr

@@ -125,10 +125,18 @@ func parseSuperblock(b []byte) (*superblock, error) {
 		// s_checksum_seed already holds that value from mkfs time.
 		s.checksumSeed = crc32c(^uint32(0), s.uuid[:])
 	}
+	// With bigalloc a group spans 8*blocksize clusters of 2^n blocks.
+	var clusterShift uint32
+	if s.roCompat&roCompatBigalloc != 0 {
+		clusterShift = le.Uint32(b[0x1C:]) - logBS
+		if le.Uint32(b[0x1C:]) < logBS || clusterShift > 16 {
+			return nil, fmt.Errorf("cluster size 2^(10+%d) invalid: %w", le.Uint32(b[0x1C:]), partinfo.ErrCorrupt)
+		}
+	}
 	switch {
 	case s.inodeSize < 128 || s.inodeSize&(s.inodeSize-1) != 0 || int64(s.inodeSize) > s.blockSize:
 		return nil, fmt.Errorf("inode size %d invalid: %w", s.inodeSize, partinfo.ErrCorrupt)
-	case s.blocksPerGroup == 0 || int64(s.blocksPerGroup) > 8*s.blockSize:
+	case s.blocksPerGroup == 0 || int64(s.blocksPerGroup) > 8*s.blockSize<<clusterShift:
 		return nil, fmt.Errorf("blocks per group %d invalid: %w", s.blocksPerGroup, partinfo.ErrCorrupt)
 	case s.inodesPerGroup == 0 || int64(s.inodesPerGroup) > 8*s.blockSize:
 		return nil, fmt.Errorf("inodes per group %d invalid: %w", s.inodesPerGroup, partinfo.ErrCorrupt)
