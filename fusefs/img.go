@@ -70,6 +70,7 @@ type imgHandle struct {
 	e        *readerEntry
 	key      pointKey
 	released atomic.Bool
+	seq      seqTracker
 }
 
 var (
@@ -88,6 +89,7 @@ func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 		h.n.t.log.Warn("read of a deleted recovery point refused", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
 		return nil, syscall.EIO
 	}
+	h.seq.observe(h.n.t.prefetch, h.e, off, n, h.n.disk.Size)
 	return fuse.ReadResultData(dest[:n]), 0
 }
 

@@ -91,6 +91,13 @@ func (c *readerCache) acquire(p blockmap.Point, disk string) (*readerEntry, erro
 	return e, nil
 }
 
+// retain adds a reference to an entry the caller already holds.
+func (c *readerCache) retain(e *readerEntry) {
+	c.mu.Lock()
+	e.refs++
+	c.mu.Unlock()
+}
+
 // release drops one reference; unused readers become idle or are closed.
 func (c *readerCache) release(e *readerEntry) {
 	var toClose []*blockmap.DiskReader
