@@ -66,8 +66,8 @@ func (r *Repo) badgerOptions(readOnly bool) badger.Options {
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithNumCompactors(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
+		WithNumLevelZeroTables(8).
+		WithNumLevelZeroTablesStall(16).
 		WithValueLogFileSize(8 << 20).
 		WithValueThreshold(1 << 10).
 		WithMetricsEnabled(false)
@@ -159,19 +159,24 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	r.ro.gate.Lock()
 	defer r.ro.gate.Unlock()
 	r.closeIdleRO(true)
+	start := time.Now()
 	release, err := r.locker.lock(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer release()
+	locked := time.Now()
 	db, err := badger.Open(r.badgerOptions(false))
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 	}
+	opened := time.Now()
 	defer func() {
+		work := time.Now()
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close index: %w", cerr)
 		}
+		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened), "close", time.Since(work))
 	}()
 	return fn(db)
 }

@@ -20,7 +20,7 @@ const FormatVersion = 1
 
 // DefaultBlockSize is the block size of new repositories (see docs/repository.md
 // for the measurements behind it).
-const DefaultBlockSize = 256 << 10
+const DefaultBlockSize = 64 << 10
 
 // Errors callers can test for with errors.Is.
 var (

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -342,6 +343,9 @@ func (w *DiskWriter) WriteAt(p []byte, off int64) (int, error) {
 
 var zeroBlock = make([]byte, 1<<20)
 
+// writebackEvery is how many stored bytes pass between writeback kicks.
+const writebackEvery = 64 << 20
+
 func isZero(p []byte) bool {
 	for len(p) > 0 {
 		n := min(len(p), len(zeroBlock))
@@ -392,7 +396,11 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 	if _, err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
 		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), err)
 	}
-	w.stored.Add(int64(len(data)))
+	if w.stored.Add(int64(len(data)))/writebackEvery != (w.stored.Load()-int64(len(data)))/writebackEvery {
+		// Start writeback of what is written so far, so that Commit's
+		// fsync finds little left to do and the page cache stays clean.
+		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 	w.changed.Add(1)
 	w.add(entry{block: uint64(idx), val: val})
 	return nil

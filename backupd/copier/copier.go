@@ -26,7 +26,8 @@ type BlockWriter interface {
 
 // Options tune Copy.
 type Options struct {
-	// Workers read and hash in parallel; 0 means 2 x GOMAXPROCS.
+	// Workers read and hash in parallel; 0 means max(8, 2 x GOMAXPROCS):
+	// more reads in flight than cores, since small CBT extents wait on I/O.
 	Workers int
 	// ChunkSize is the size of one read; rounded to whole blocks; 0 means 4 MiB.
 	ChunkSize int
@@ -82,7 +83,7 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 	chunk = max(chunk/bs, 1) * bs
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = 2 * runtime.GOMAXPROCS(0)
+		workers = max(8, 2*runtime.GOMAXPROCS(0))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -106,6 +107,7 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 		}
 		var extents []blockmap.Extent
 		if isFull, _ := w.Full(); isFull {
+			_ = unix.Fadvise(int(srcs[i].f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 			extents, err = copier.DataExtents(srcs[i].f, srcs[i].size)
 			if err != nil {
 				return p, fmt.Errorf("import: %w", err)

@@ -1,0 +1,39 @@
+# cairn — make demo, make test, make bench. See README.md.
+GO        ?= go
+export PATH := $(PATH):/usr/local/go/bin
+BIN       := bin/cairn
+FUZZTIME  ?= 5s
+TESTFLAGS ?= -count=1 -timeout 20m
+
+.PHONY: all build deps test test-go fuzz vet demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+deps:
+	@bash scripts/install-deps.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# The whole suite: real tools, real mounts, real servers. Needs root for
+# loop and FUSE mounts (tests skip locally without it; CI=true fails them).
+test: deps vet test-go fuzz
+
+test-go:
+	$(GO) test $(TESTFLAGS) ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+demo: deps build
+	@bash scripts/demo.sh
+
+bench: deps build
+	@bash scripts/bench.sh
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cairn's tests, demo and benchmarks use.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+packages=(
+  qemu-utils nbdkit libnbd-bin fio
+  e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
+  fuse3 rsync fdisk gdisk parted util-linux cryptsetup-bin lvm2 kmod
+)
+missing=()
+for p in "${packages[@]}"; do
+  case "$p" in *-) continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
