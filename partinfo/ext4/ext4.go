@@ -16,6 +16,7 @@ const (
 	groupCacheSize = 65536
 	mapCacheRuns   = 1 << 20
 	dirCacheNames  = 256 << 10
+	itableBytes    = 8 << 20
 )
 
 const rootIno = 2
@@ -31,6 +32,7 @@ type FS struct {
 
 	inodes *lru[uint64, *inode]
 	groups *lru[uint64, uint64]
+	itable *lru[uint64, []byte] // raw inode table blocks, read-only once cached
 	maps   *lru[uint64, *fileMap]
 	dirs   *lru[uint64, *dirIndex]
 }
@@ -78,6 +80,7 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 	}
 	f.inodes = newLRU[uint64, *inode](inodeCacheSize)
 	f.groups = newLRU[uint64, uint64](groupCacheSize)
+	f.itable = newLRU[uint64, []byte](itableBytes)
 	f.maps = newLRU[uint64, *fileMap](mapCacheRuns)
 	f.dirs = newLRU[uint64, *dirIndex](dirCacheNames)
 	root, err := f.readInode(rootIno)

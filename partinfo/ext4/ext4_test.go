@@ -75,10 +75,12 @@ func TestKernelWrittenImages(t *testing.T) {
 			treeOptions{bigFile: 256 << 20, smallFiles: 2000, bigDir: 10000, fallocate: true}},
 		{variant{"ext3-kernel", "mkfs.ext3", nil, "ext3", 4096},
 			treeOptions{bigFile: 16 << 20, smallFiles: 500, bigDir: 3000}},
+		{variant{"ext4-kernel-inline", "mkfs.ext4", []string{"-O", "inline_data"}, "ext4", 4096},
+			treeOptions{bigFile: 1 << 20, smallFiles: 300, bigDir: 2000, fallocate: true}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			img := filepath.Join(ramDir(t), "fs.img")
-			makeImage(t, img, 1<<30, v.mkfs, "-L", "cairn-"+v.mkfs[5:], "-U", testUUID)
+			makeImage(t, img, 1<<30, v.mkfs, append(slices.Clone(v.args), "-L", "cairn-"+v.mkfs[5:], "-U", testUUID)...)
 			mnt, unmount := loopMount(t, img, false)
 			buildTree(t, mnt, v.tree)
 			unmount()
@@ -177,17 +179,24 @@ func checkCoverage(t *testing.T, f *FS, st compareStats, v variant, kernel bool)
 		}
 	}
 	if slices.Contains(v.args, "inline_data") {
-		inline := 0
-		for _, e := range must(f.ReadDir(resolve(t, f, "small/d01"))) {
-			if n, _ := f.readInode(e.Ino); n.flags&flagInlineData != 0 {
-				inline++
+		files, dirs := 0, 0
+		for _, d := range must(f.ReadDir(resolve(t, f, "small"))) {
+			for _, e := range must(f.ReadDir(d.Ino)) {
+				if n, _ := f.readInode(e.Ino); n.flags&flagInlineData != 0 {
+					files++
+				}
+			}
+		}
+		for _, p := range []string{"links/sub", "dev", "deep/level00/level01"} {
+			if n, _ := f.readInode(resolve(t, f, p)); n.flags&flagInlineData != 0 {
+				dirs++
 			}
 		}
 		if n, _ := f.readInode(resolve(t, f, "names/slowlink")); n.flags&flagInlineData != 0 {
-			inline++
+			files++
 		}
-		if inline < 10 {
-			t.Errorf("only %d inline-data inodes in small/d01", inline)
+		if files < 20 || dirs == 0 {
+			t.Errorf("only %d inline-data files and %d inline directories", files, dirs)
 		}
 	}
 }

@@ -66,11 +66,20 @@ func (f *FS) readInode(ino uint64) (*inode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}
-	raw := make([]byte, s.inodeSize)
-	if err := f.readFull(raw, int64(table)*s.blockSize+int64(idx)*int64(s.inodeSize)); err != nil {
-		return nil, fmt.Errorf("read inode %d: %w", ino, err)
+	// Inodes are read a table block at a time: a directory walk touches
+	// neighbouring inodes, so one underlying read serves many Stat calls.
+	byteOff := idx * uint64(s.inodeSize)
+	blk := table + byteOff/uint64(s.blockSize)
+	within := byteOff % uint64(s.blockSize)
+	buf, ok := f.itable.get(blk)
+	if !ok {
+		buf = make([]byte, s.blockSize)
+		if err := f.readFull(buf, int64(blk)*s.blockSize); err != nil {
+			return nil, fmt.Errorf("read inode %d: %w", ino, err)
+		}
+		f.itable.add(blk, buf, len(buf))
 	}
-	n, err := f.parseInode(ino, raw)
+	n, err := f.parseInode(ino, buf[within:within+uint64(s.inodeSize)])
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}
@@ -118,6 +127,11 @@ func (f *FS) parseInode(ino uint64, raw []byte) (*inode, error) {
 		generation: generation,
 		fileACL:    uint64(le.Uint32(raw[0x68:])) | uint64(le.Uint16(raw[0x76:]))<<32,
 		csumSeed:   seed,
+	}
+	if n.nlink == 0 {
+		// The kernel treats a zero link count as deleted (orphans aside,
+		// which no directory entry reaches).
+		return nil, fmt.Errorf("inode deleted (no links): %w", fs.ErrNotExist)
 	}
 	copy(n.iblock[:], raw[0x28:0x64])
 	size := uint64(le.Uint32(raw[0x4:]))
