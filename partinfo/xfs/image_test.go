@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -45,8 +46,19 @@ func makeImage(t testing.TB, size int64, mkfsArgs ...string) string {
 func mountImage(t testing.TB, img string, opts ...string) (string, func()) {
 	t.Helper()
 	dir := t.TempDir()
-	args := []string{"-o", strings.Join(append([]string{"loop"}, opts...), ",")}
-	run(t, "mount", append(args, img, dir)...)
+	args := append([]string{"-o", strings.Join(append([]string{"loop"}, opts...), ",")}, img, dir)
+	// Loop device setup can race with other tests (or fuzz workers)
+	// attaching loop devices at the same moment: retry a few times.
+	for attempt := 1; ; attempt++ {
+		out, err := exec.Command("mount", args...).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("mount %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	}
 	mounted := true
 	unmount := func() {
 		if mounted {

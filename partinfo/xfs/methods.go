@@ -21,12 +21,27 @@ func (x *xfs) ReadDir(ino uint64) (entries []partinfo.DirEntry, err error) {
 // Lookup finds name in directory dir.
 func (x *xfs) Lookup(dir uint64, name string) (ino uint64, err error) {
 	defer recoverCorrupt("lookup", &err)
-	d, err := x.readDirectory(dir)
-	if err != nil {
-		return 0, err
+	if name == "" || len(name) > 255 {
+		return 0, fmt.Errorf("xfs: lookup %q in directory %d: %w", name, dir, fs.ErrNotExist)
 	}
-	ino, ok := d.byName[name]
+	d, ok := x.dirs.get(dir)
 	if !ok {
+		in, err := x.readInode(dir)
+		if err != nil {
+			return 0, err
+		}
+		if !in.isDir() {
+			return 0, fmt.Errorf("xfs: inode %d: %w", dir, partinfo.ErrNotDir)
+		}
+		if in.size >= x.hashLookupFrom && x.hashedLookupOK(in) {
+			return x.lookupHashed(in, name)
+		}
+		if d, err = x.readDirectory(dir); err != nil {
+			return 0, err
+		}
+	}
+	ino, found := d.byName[name]
+	if !found {
 		return 0, fmt.Errorf("xfs: lookup %q in directory %d: %w", name, dir, fs.ErrNotExist)
 	}
 	return ino, nil

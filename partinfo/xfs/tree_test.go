@@ -48,6 +48,7 @@ func TestXFSTree(t *testing.T) {
 	checkFormats(t, x, want)
 	checkInfo(t, x, img, dir)
 	checkCorruptBmbt(t, x, want["data/fragmented"].Ino)
+	checkHashedLookup(t, x, want)
 	phase("random")
 }
 
@@ -341,5 +342,41 @@ func checkCorruptBmbt(t *testing.T, x *xfs, ino uint64) {
 		if _, err := y.ReadAt(ino, make([]byte, 4096), 0); !errors.Is(err, partinfo.ErrCorrupt) {
 			t.Errorf("read through a bmbt block damaged at +%d: %v, want ErrCorrupt", at, err)
 		}
+	}
+}
+
+// checkHashedLookup looks up every name of the leaf- and node-form
+// directories through the hash index and checks no directory got parsed.
+func checkHashedLookup(t *testing.T, x *xfs, want map[string]expected) {
+	t.Helper()
+	y, err := Open(x.r, x.base, x.geo.partSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hy := y.(*xfs)
+	hy.hashLookupFrom = 0
+	n := 0
+	for p, w := range want {
+		dir := path.Dir(p)
+		if dir != "dirs/d500" && dir != "dirs/huge" {
+			continue
+		}
+		n++
+		if got, err := y.Lookup(want[dir].Ino, path.Base(p)); err != nil || got != w.Ino {
+			t.Errorf("%s: hashed lookup = %d, %v; want %d", p, got, err, w.Ino)
+		}
+	}
+	for _, dir := range []string{"dirs/d500", "dirs/huge"} {
+		for _, name := range []string{"entry-99999", "file-with-a-longer-name-010000", "x"} {
+			if _, err := y.Lookup(want[dir].Ino, name); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s/%s: hashed lookup of a missing name: %v", dir, name, err)
+			}
+		}
+		if _, cached := hy.dirs.get(want[dir].Ino); cached {
+			t.Errorf("%s: was parsed whole instead of searched by hash", dir)
+		}
+	}
+	if n != 10500 {
+		t.Errorf("hash-looked-up %d names, want 10500", n)
 	}
 }

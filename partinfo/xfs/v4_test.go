@@ -70,6 +70,12 @@ func TestV5Proto(t *testing.T) {
 // together (the prototype file keeps modes, contents and targets).
 func compareWithSource(t *testing.T, x *xfs, src string, headerlessRemoteLinks bool) {
 	t.Helper()
+	// A second reader answers Lookup through the hash index only.
+	hashed, err := Open(x.r, x.base, x.geo.partSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashed.(*xfs).hashLookupFrom = 0
 	count := 0
 	var walk func(rel string, ino uint64)
 	walk = func(rel string, ino uint64) {
@@ -84,9 +90,15 @@ func compareWithSource(t *testing.T, x *xfs, src string, headerlessRemoteLinks b
 		if len(entries) != len(srcEntries) {
 			t.Errorf("%s: %d entries, source has %d", rel, len(entries), len(srcEntries))
 		}
+		if _, err := hashed.Lookup(ino, "no-such-name"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: hashed lookup of a missing name: %v", rel, err)
+		}
 		for _, e := range entries {
 			count++
 			p := path.Join(rel, e.Name)
+			if got, err := hashed.Lookup(ino, e.Name); err != nil || got != e.Ino {
+				t.Errorf("%s: hashed lookup = %d, %v; want %d", p, got, err, e.Ino)
+			}
 			info, err := os.Lstat(filepath.Join(src, p))
 			if err != nil {
 				t.Errorf("%s: not in the source: %v", p, err)

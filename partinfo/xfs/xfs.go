@@ -13,6 +13,9 @@ const (
 	inodeCacheEntries  = 4096
 	extentCacheRecords = 1 << 20
 	dirCacheEntries    = 1 << 18
+	// hashLookupFrom is the directory size from which Lookup of an
+	// uncached directory walks the hash index instead of parsing it all.
+	hashLookupFrom = 1 << 20
 )
 
 // xfs is a read-only XFS filesystem. All state after Open is immutable
@@ -26,6 +29,8 @@ type xfs struct {
 	inodes  *lru[uint64, *inode]
 	extents *lru[uint64, []extent]
 	dirs    *lru[uint64, *directory]
+
+	hashLookupFrom int64 // see the constant; tests lower it
 }
 
 var _ partinfo.Filesystem = (*xfs)(nil)
@@ -70,6 +75,8 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 		inodes:  newLRU[uint64, *inode](inodeCacheEntries),
 		extents: newLRU[uint64, []extent](extentCacheRecords),
 		dirs:    newLRU[uint64, *directory](dirCacheEntries),
+
+		hashLookupFrom: hashLookupFrom,
 	}
 	if fsBytes := int64(sb.dblocks) * int64(sb.blockSize); fsBytes > size {
 		return nil, fmt.Errorf("xfs: filesystem of %d bytes exceeds its %d-byte partition: %w", fsBytes, size, partinfo.ErrCorrupt)
