@@ -22,7 +22,7 @@ func craftEntry(disk []byte, sec int64, idx int, status, typ byte, lba, count ui
 func TestMBROverlapAndRangeAreFlaggedNotFatal(t *testing.T) {
 	disk := make([]byte, 1<<20) // 2048 sectors
 	craftEntry(disk, 0, 0, 0x80, 0x83, 100, 500)
-	craftEntry(disk, 0, 1, 0, 0x83, 400, 500)  // overlaps p1
+	craftEntry(disk, 0, 1, 0, 0x83, 400, 500)   // overlaps p1
 	craftEntry(disk, 0, 2, 0, 0x07, 1500, 9000) // past the end
 	tab, err := partinfo.ReadTable(bytes.NewReader(disk), int64(len(disk)))
 	if err != nil {
