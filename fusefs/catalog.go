@@ -79,6 +79,7 @@ type catalogCache struct {
 	ctx   context.Context // the mount's lifetime
 
 	mu       sync.Mutex // serialises reloads
+	drainMu  sync.Mutex // serialises draining the watch
 	snap     atomic.Pointer[catalogSnap]
 	checked  atomic.Int64 // unix nanoseconds of the last sequence check
 	stale    atomic.Bool  // a change notification arrived
@@ -104,9 +105,16 @@ func (c *catalogCache) load() error {
 }
 
 // notified drains change notifications and reports whether a check is due.
+// Draining and marking stale happen under one lock: otherwise a reader
+// could find the queue empty while another goroutine holds the event it
+// drained but has not yet marked the catalog stale.
 func (c *catalogCache) notified() bool {
-	if c.watch != nil && c.watch.changed() {
-		c.stale.Store(true)
+	if c.watch != nil {
+		c.drainMu.Lock()
+		if c.watch.changed() {
+			c.stale.Store(true)
+		}
+		c.drainMu.Unlock()
 	}
 	return c.stale.Load() || c.failed.Load()
 }
