@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Errors of mount point checks; callers can test for them with errors.Is.
@@ -96,6 +97,9 @@ func CheckMountPoint(dir string) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s: %w (create it first: mkdir -p %s)", dir, ErrNoMountPoint, dir)
+	}
+	if errors.Is(err, syscall.ENOTCONN) {
+		return fmt.Errorf("%s: %w: a FUSE mount whose server has died is still there; remove it with `cairn umount --lazy %s`", dir, ErrAlreadyMounted, dir)
 	}
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", dir, err)
