@@ -70,6 +70,7 @@ type imgHandle struct {
 	e        *readerEntry
 	key      pointKey
 	released atomic.Bool
+	warned   atomic.Bool // a refused read of a deleted point was logged
 	seq      seqTracker
 }
 
@@ -86,7 +87,9 @@ func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 	}
 	// Check after reading: bytes of a deleted point may already be released.
 	if !h.n.t.cat.alive(h.key) {
-		h.n.t.log.Warn("read of a deleted recovery point refused", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
+		if h.warned.CompareAndSwap(false, true) {
+			h.n.t.log.Warn("reads of a deleted recovery point are refused (EIO)", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
+		}
 		return nil, syscall.EIO
 	}
 	h.seq.observe(h.n.t.prefetch, h.e, off, n, h.n.disk.Size)
