@@ -2,6 +2,7 @@ package xfs
 
 import (
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,6 +64,16 @@ func BenchmarkRead256MiB(b *testing.B) {
 			}
 		}
 	}
+	b.Run("reader-random-128KiB-warm", func(b *testing.B) {
+		b.SetBytes(128 << 10)
+		rng := rand.New(rand.NewPCG(7, 8))
+		p := make([]byte, 128<<10)
+		for b.Loop() {
+			if _, err := x.ReadAt(ino, p, rng.Int64N(size-int64(len(p)))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, bc := range []struct {
 		name string
 		cold bool

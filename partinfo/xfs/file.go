@@ -69,6 +69,13 @@ func (x *xfs) readFile(in *inode, p []byte, off int64) (int, error) {
 			e := m[i]
 			start, stop := x.blockByte(e.off), x.blockByte(e.end())
 			if start <= pos {
+				// Extend the read over following extents that continue
+				// the same run on disk, so it stays one large read.
+				for !e.unwritten && stop < end && i+1 < len(m) && !m[i+1].unwritten &&
+					m[i+1].off == m[i].end() && m[i+1].phys == m[i].phys+int64(m[i].count)<<x.geo.blockLog {
+					i++
+					stop = x.blockByte(m[i].end())
+				}
 				n := min(stop, end) - pos
 				dst := p[pos-off : pos-off+n]
 				if e.unwritten {
