@@ -39,7 +39,9 @@
 //
 // Caches are bounded: decoded inodes, extent maps (by record count) and
 // parsed directories (by entry count, which makes Lookup a map access
-// after the first use of a directory). Corrupt input is bounded too:
+// after the first use of a directory). Lookup in a large (over 1 MiB)
+// leaf- or node-form directory that is not cached walks the directory's
+// hash index instead: a few block reads, nothing parsed whole. Corrupt input is bounded too:
 // btree depth and block budget, record counts, extent placement, and a
 // recover() in every public method turns an unforeseen fault into an
 // error wrapping partinfo.ErrCorrupt.
