@@ -137,3 +137,28 @@ func TestDirtyBitmap(t *testing.T) {
 		t.Fatalf("unknown bitmap: %v, want ErrContextNotNegotiated", err)
 	}
 }
+
+// TestBlockStatusLargeExport covers a 100 GiB empty export, which takes
+// several block status requests.
+func TestBlockStatusLargeExport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.raw")
+	if out, err := exec.Command("truncate", "-s", "100G", path).CombinedOutput(); err != nil {
+		t.Fatalf("truncate: %v %s", err, out)
+	}
+	srv := qemuNBD(t, "-r", "-f", "raw", path)
+	c := dialT(t, srv.uri(""), testOptions())
+	ext, err := c.BlockStatus(context.Background(), 0, c.Size(), ContextBaseAllocation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Extent{{0, 100 << 30, StateHole | StateZero}}
+	if !reflect.DeepEqual(ext, want) {
+		t.Fatalf("extents %v, want %v", ext, want)
+	}
+	if alloc, err := c.AllocatedExtents(context.Background()); err != nil || len(alloc) != 0 {
+		t.Fatalf("allocated extents of an empty export: %v %v", alloc, err)
+	}
+	if c.Stats().Requests < 100 {
+		t.Fatalf("stats %+v: want one request per GiB at least", c.Stats())
+	}
+}

@@ -1,10 +1,12 @@
 package nbd
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +14,17 @@ import (
 )
 
 func TestServerErrorSurfaced(t *testing.T) {
-	srv := nbdkit(t, "--filter=error", "memory", "size=8M", "error-pread-rate=100%", "error=EIO")
+	for _, sr := range []string{"--sr", "--no-sr"} { // structured and simple error replies
+		t.Run(sr, func(t *testing.T) { testServerErrorSurfaced(t, sr) })
+	}
+}
+
+func testServerErrorSurfaced(t *testing.T, sr string) {
+	args := []string{"--filter=error", "memory", "size=8M", "error-pread-rate=100%", "error=EIO"}
+	if sr == "--no-sr" {
+		args = append([]string{sr}, args...)
+	}
+	srv := nbdkit(t, args...)
 	o := testOptions()
 	o.Retries = 2
 	o.MaxRequestSize = 1 << 20 // one request for the read below
@@ -174,4 +186,48 @@ func TestMultiConn(t *testing.T) {
 		t.Fatalf("without multi-conn: connections %d", c1.Connections())
 	}
 	checkWholeRead(t, c1, path)
+}
+
+// TestPipelining holds a paused server while one connection fills up with
+// requests: the client keeps MaxInFlight requests outstanding at once and
+// never more.
+func TestPipelining(t *testing.T) {
+	path := sparseImage(t, testImageSize, testSpans...)
+	ctl := filepath.Join(t.TempDir(), "pause.sock")
+	srv := nbdkit(t, "--filter=multi-conn", "--filter=pause", "file", path, "pause-control="+ctl, "multi-conn-mode=disable")
+	o := testOptions()
+	o.MaxInFlight = 8
+	o.MaxRequestSize = 64 << 10
+	c := dialT(t, srv.uri(""), o)
+	pauseServer(t, ctl, 'p')
+	done := make(chan error, 1)
+	buf := make([]byte, 4<<20) // 64 requests
+	go func() { _, err := c.ReadAt(context.Background(), buf, 0); done <- err }()
+	cn := waitInFlight(t, c)
+	for i := 0; ; i++ {
+		cn.mu.Lock()
+		n := len(cn.pending)
+		cn.mu.Unlock()
+		if n > 8 {
+			t.Fatalf("%d requests in flight, MaxInFlight is 8", n)
+		}
+		if n == 8 {
+			break
+		}
+		if i > 2000 {
+			t.Fatalf("only %d requests in flight on the paused server", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pauseServer(t, ctl, 'r')
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, src[:len(buf)]) {
+		t.Fatal("pipelined read differs from the file")
+	}
 }

@@ -99,12 +99,15 @@ func TestBlockSizeConstraints(t *testing.T) {
 	if sha256.Sum256(all) != fileSHA(t, path) {
 		t.Fatal("export content differs from the file")
 	}
-	buf := make([]byte, 100000)
-	if _, err := c.ReadAt(context.Background(), buf, 3<<20+123); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(buf, all[3<<20+123:3<<20+123+100000]) {
-		t.Fatal("unaligned read differs")
+	for _, r := range []span{{3<<20 + 123, 100000}, {5, 10}, {4090, 10}, {4096, 1 << 20}, {8191, 4097},
+		{1 << 20, 2<<20 + 1}, {int64(len(all)) - 5000, 5000}, {123, 3 << 20}} {
+		buf := make([]byte, r.len)
+		if _, err := c.ReadAt(context.Background(), buf, r.off); err != nil {
+			t.Fatalf("read %+v: %v", r, err)
+		}
+		if !bytes.Equal(buf, all[r.off:r.off+r.len]) {
+			t.Fatalf("unaligned read %+v differs", r)
+		}
 	}
 	if ext, err := c.AllocatedExtents(context.Background()); err != nil || len(ext) == 0 {
 		t.Fatalf("allocated extents under block size constraints: %v %v", ext, err)

@@ -37,16 +37,40 @@ func (c *Client) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return len(p), eof
 }
 
-// readAligned reads p at off, widening the range to the minimum block size
-// through a bounce buffer when needed. The range lies inside the export.
+// readAligned reads p at off. When the range is not aligned to the
+// server's minimum block size, the partial first and last blocks go
+// through a bounce buffer and the aligned middle is read in place. The
+// range lies inside the export.
 func (c *Client) readAligned(ctx context.Context, p []byte, off int64) error {
 	bs := int64(c.info.BlockSize.Min)
 	end := off + int64(len(p))
-	start := off - off%bs
-	aend := min((end+bs-1)/bs*bs, c.info.Size)
-	if start == off && aend == end {
+	head := (off + bs - 1) / bs * bs // first block boundary at or after off
+	tail := end / bs * bs            // last block boundary at or before end
+	if off == head && (end == tail || end == c.info.Size) {
 		return c.readSplit(ctx, p, off)
 	}
+	if head >= tail { // inside one block, or across one boundary only
+		return c.bounce(ctx, p, off)
+	}
+	if off < head {
+		if err := c.bounce(ctx, p[:head-off], off); err != nil {
+			return err
+		}
+	}
+	if err := c.readSplit(ctx, p[head-off:tail-off], head); err != nil {
+		return err
+	}
+	if tail < end {
+		return c.bounce(ctx, p[tail-off:], tail)
+	}
+	return nil
+}
+
+// bounce reads p at off through a buffer widened to whole blocks.
+func (c *Client) bounce(ctx context.Context, p []byte, off int64) error {
+	bs := int64(c.info.BlockSize.Min)
+	start := off / bs * bs
+	aend := min((off+int64(len(p))+bs-1)/bs*bs, c.info.Size)
 	buf := make([]byte, aend-start)
 	if err := c.readSplit(ctx, buf, start); err != nil {
 		return err
