@@ -70,11 +70,14 @@ func (s *Sim) queryChangedDiskAreas(self types.ManagedObjectReference, power typ
 	}
 	var blocks []int64
 	if req.ChangeId == "*" {
-		b, err := nonZeroBlocks(fd.flatPath, fd.size, BlockSize)
-		if err != nil {
-			return none, err.Error(), &types.FileFault{File: fd.dsPath}
+		if !fd.scanned {
+			b, err := nonZeroBlocks(fd.flatPath, fd.size, BlockSize)
+			if err != nil {
+				return none, err.Error(), &types.FileFault{File: fd.dsPath}
+			}
+			fd.allocated, fd.scanned = b, true
 		}
-		blocks = b
+		blocks = fd.allocated
 	} else {
 		epoch, seq, ok := parseChangeID(req.ChangeId)
 		if !ok {

@@ -207,3 +207,68 @@ func TestHardwareVersion4HasNoCBT(t *testing.T) {
 		t.Errorf("vmx-04 snapshot disk has changeId %q", id)
 	}
 }
+
+func TestAddAndRemoveDiskThroughReconfigure(t *testing.T) {
+	sim, c := startWithClient(t, esxsim.Options{DiskSize: 64 * mib})
+	ctx := context.Background()
+	vm := vmObject(t, sim, c, "vm1")
+	enableCBT(t, vm)
+	devices, err := vm.Device(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := devices.FindSCSIController("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := devices.CreateDisk(ctrl, types.ManagedObjectReference{}, "")
+	disk.CapacityInKB = 32 * mib / 1024
+	if err := vm.AddDevice(ctx, disk); err != nil {
+		t.Fatalf("add disk: %v", err)
+	}
+	infos, err := sim.Disks("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 2 {
+		t.Fatalf("%d disks after adding one, want 2", len(infos))
+	}
+	added := infos[1]
+	st, err := os.Stat(added.LocalPath)
+	if err != nil || st.Size() != 32*mib || added.Size != 32*mib || !added.ChangeTracking {
+		t.Fatalf("new disk %+v: file %v %v", added, st, err)
+	}
+	g, _ := sim.Guest("vm1")
+	if err := g.WriteRandom(1, mib, esxsim.BlockSize, rand.New(rand.NewPCG(2, 2))); err != nil {
+		t.Fatalf("write the new disk: %v", err)
+	}
+	snap := snapshot(t, vm, "s", false)
+	var sd *types.VirtualDisk
+	for _, d := range snapshotDisks(t, c, snap) {
+		if d.Key == added.Key {
+			sd = d
+		}
+	}
+	if sd == nil {
+		t.Fatal("snapshot lacks the new disk")
+	}
+	full, _ := queryAll(t, vm, snap, sd.Key, sd.CapacityInBytes, "*")
+	sameBlocks(t, "new disk", blocksOf(full), extentBlocks(esxsim.Extent{Offset: mib, Length: esxsim.BlockSize}))
+	if err := removeSnapshot(vm, snap); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, d := range vmDisks(t, vm) {
+		if d.Key == added.Key {
+			if err := vm.RemoveDevice(ctx, false, d); err != nil {
+				t.Fatalf("remove disk: %v", err)
+			}
+		}
+	}
+	if infos, _ := sim.Disks("vm1"); len(infos) != 1 {
+		t.Errorf("%d disks after removing one, want 1", len(infos))
+	}
+	if _, err := os.Stat(added.LocalPath); !os.IsNotExist(err) {
+		t.Errorf("destroyed disk's flat file still there: %v", err)
+	}
+}

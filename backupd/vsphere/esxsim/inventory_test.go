@@ -134,3 +134,11 @@ func TestControllersForNaming(t *testing.T) {
 		t.Errorf("disks on %q, want %q", got, want)
 	}
 }
+
+func TestBusyListenAddressIsAnError(t *testing.T) {
+	sim := esxsimtest.Start(t, esxsim.Options{})
+	_, err := esxsim.Start(context.Background(), esxsim.Options{ListenAddr: sim.URL.Host, DatastoreDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("a second simulator on the same port started")
+	}
+}

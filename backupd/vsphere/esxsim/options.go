@@ -25,6 +25,10 @@ const (
 
 // Options configures a simulated vCenter with one ESXi host and one local datastore.
 type Options struct {
+	// ListenAddr is the TCP address to serve on (default "127.0.0.1:0", a
+	// free port). The lab may pin a port, e.g. "127.0.0.1:8989".
+	ListenAddr string
+
 	// User and Password are the only credentials Login accepts.
 	// Defaults: DefaultUser, DefaultPassword.
 	User     string
@@ -85,6 +89,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Password == "" {
 		o.Password = DefaultPassword
+	}
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1:0"
 	}
 	if o.DatastoreName == "" {
 		o.DatastoreName = DefaultDatastore

@@ -30,15 +30,16 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 		}})
 		return body
 	}
-	created := map[string]bool{}
+	// Disks the spec creates: vcsim may choose their names, so a disk
+	// that appears after a create operation is new.
+	creates := false
 	for _, dc := range req.Spec.DeviceChange {
 		spec := dc.GetVirtualDeviceConfigSpec()
-		if spec.FileOperation == types.VirtualDeviceConfigSpecFileOperationCreate {
-			if b, ok := spec.Device.GetVirtualDevice().Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
-				created[b.GetVirtualDeviceFileBackingInfo().FileName] = true
-			}
+		if _, ok := spec.Device.(*types.VirtualDisk); ok && spec.FileOperation == types.VirtualDeviceConfigSpecFileOperationCreate {
+			creates = true
 		}
 	}
+	before := diskFileNames(h.Config.Hardware.Device)
 	ref, fault := taskRef(h.VirtualMachine.ReconfigVMTask(ctx, req))
 	if fault == nil {
 		_, fault = waitTask(ctx, ref)
@@ -49,6 +50,14 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 		}
 		body.Res.Returnval = ref
 		return body
+	}
+	created := map[string]bool{}
+	if creates {
+		for name := range diskFileNames(h.Config.Hardware.Device) {
+			if !before[name] {
+				created[name] = true
+			}
+		}
 	}
 	if err := s.syncVM(vm, h.VirtualMachine, created); err != nil {
 		s.log.Error("sync vm after reconfigure", "vm", vm.name, "err", err)
@@ -200,4 +209,17 @@ func (s *Sim) growLocked(d *diskState, size int64) error {
 	}
 	s.record(JournalEntry{Op: OpGrow, VM: d.vm.name, Disk: d.index, Offset: old, Length: size - old})
 	return nil
+}
+
+// diskFileNames is the set of backing file names of the disks in devices.
+func diskFileNames(devices []types.BaseVirtualDevice) map[string]bool {
+	out := map[string]bool{}
+	for _, dev := range devices {
+		if disk, ok := dev.(*types.VirtualDisk); ok {
+			if b, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+				out[b.GetVirtualDeviceFileBackingInfo().FileName] = true
+			}
+		}
+	}
+	return out
 }

@@ -101,6 +101,9 @@ type frozenDisk struct {
 	flatPath string
 	size     int64
 	track    frozenTracking
+	// allocated caches the "*" answer: a frozen disk never changes.
+	allocated []int64
+	scanned   bool
 }
 
 // Start builds the inventory described by opts and serves it on 127.0.0.1.
@@ -161,7 +164,7 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	s.Thumbprint = Thumbprint(cert.Certificate[0])
 	s.CertificatePEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	m.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(o.User, o.Password)}
+	m.Service.Listen = &url.URL{Host: o.ListenAddr, User: url.UserPassword(o.User, o.Password)}
 	s.router = &router{Self: types.ManagedObjectReference{Type: "EsxsimRouter", Value: "esxsim-router"}, sim: s}
 	m.Map().Put(s.router)
 	m.Map().Handler = s.route
@@ -173,7 +176,9 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	if err := s.buildInventory(ctx, o); err != nil {
 		return err
 	}
-	s.server = m.Service.NewServer()
+	if s.server, err = newServer(m.Service); err != nil {
+		return fmt.Errorf("listen on %s: %w", o.ListenAddr, err)
+	}
 	u := *s.server.URL
 	u.User = nil
 	s.URL = &u
@@ -288,4 +293,15 @@ func (s *Sim) record(e JournalEntry) {
 	e.Seq = len(s.journal) + 1
 	e.Time = time.Now()
 	s.journal = append(s.journal, e)
+}
+
+// newServer starts vcsim's HTTPS server, turning its panic on a busy or
+// invalid listen address into an error.
+func newServer(svc *simulator.Service) (srv *simulator.Server, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return svc.NewServer(), nil
 }
