@@ -89,8 +89,21 @@ func (f *FS) describe() partinfo.Info {
 	if l, ok := f.volumeLabel(); ok {
 		label = l
 	}
-	return partinfo.Info{Type: f.g.Type, Label: label, UUID: d.UUID, BlockSize: int(f.g.ClusterSize),
+	info := partinfo.Info{Type: f.g.Type, Label: label, UUID: d.UUID, BlockSize: int(f.g.ClusterSize),
 		Size: f.g.TotalSectors * f.g.BytesPerSector, Used: d.Used, Free: d.Free}
+	if f.fat != nil {
+		// Count free clusters in the FAT itself: FSInfo is only a hint
+		// and FAT12/16 have none.
+		free := int64(0)
+		for c := uint32(2); c < f.g.ClusterCount+2; c++ {
+			if v, err := f.next(c); err == nil && v == 0 {
+				free++
+			}
+		}
+		info.Free = free * f.g.ClusterSize
+		info.Used = int64(f.g.ClusterCount)*f.g.ClusterSize - info.Free
+	}
+	return info
 }
 
 // Root returns the root directory's inode number.

@@ -89,6 +89,9 @@ func TestFATVariantsMatchSource(t *testing.T) {
 			if info.Label != fmt.Sprintf("CAIRN%d", c.bits) {
 				t.Errorf("label %q", info.Label)
 			}
+			if info.Used < c.spec.BigFile || info.Free <= 0 || info.Used+info.Free > info.Size {
+				t.Errorf("used %d free %d size %d", info.Used, info.Free, info.Size)
+			}
 			fsys := partinfo.AsFS(partinfo.Safe(v, "fat"))
 			if n := fixture.Compare(t, fsys, src, 2*time.Second); n != len(files) {
 				t.Errorf("compared %d files, source has %d", n, len(files))

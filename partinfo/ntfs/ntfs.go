@@ -56,6 +56,12 @@ func Open(r io.ReaderAt, off, size int64) (f *FS, err error) {
 	d := partinfo.Detect(r, off, size)
 	f.info = partinfo.Info{Type: "ntfs", UUID: d.UUID, BlockSize: d.BlockSize, Size: d.Size, Used: -1, Free: -1}
 	f.info.Label = f.volumeLabel()
+	if d.BlockSize > 0 {
+		if used, ok := f.usedClusters(d.Size / int64(d.BlockSize)); ok {
+			f.info.Used = used * int64(d.BlockSize)
+			f.info.Free = f.info.Size - f.info.Used
+		}
+	}
 	return f, nil
 }
 
@@ -95,4 +101,30 @@ func (f *FS) volumeLabel() string {
 		return nil
 	})
 	return label
+}
+
+// maxBitmapBytes bounds the $Bitmap read at Open (32 MiB covers 1 TiB
+// of 4 KiB clusters); larger volumes report Used/Free as unknown.
+const maxBitmapBytes = 32 << 20
+
+// usedClusters counts the allocated clusters in $Bitmap (record 6).
+func (f *FS) usedClusters(clusters int64) (int64, bool) {
+	if clusters <= 0 || (clusters+7)/8 > maxBitmapBytes {
+		return 0, false
+	}
+	s, err := f.openStream(6)
+	if err != nil || s.r == nil || s.size < (clusters+7)/8 {
+		return 0, false
+	}
+	b := make([]byte, (clusters+7)/8)
+	if n, err := f.ReadAt(6, b, 0); n != len(b) && err != nil {
+		return 0, false
+	}
+	used := int64(0)
+	for i := int64(0); i < clusters; i++ {
+		if b[i/8]&(1<<(i%8)) != 0 {
+			used++
+		}
+	}
+	return used, true
 }

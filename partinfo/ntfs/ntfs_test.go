@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -116,6 +117,13 @@ func TestNTFSMatchesSource(t *testing.T) {
 	info := v.Info()
 	if info.Type != "ntfs" || info.Label != "CAIRNNTFS" || info.UUID == "" {
 		t.Errorf("info %+v", info)
+	}
+	// The tree holds over 64 MiB; ntfsinfo's free-cluster count must agree.
+	if info.Used < 64<<20 || info.Free <= 0 || info.Used+info.Free != info.Size {
+		t.Errorf("used %d free %d size %d", info.Used, info.Free, info.Size)
+	}
+	if out := fixture.Run(t, nil, "ntfsinfo", "-m", img); !strings.Contains(out, fmt.Sprintf("Free Clusters: %d ", info.Free/int64(info.BlockSize))) {
+		t.Errorf("free clusters %d, ntfsinfo says:\n%s", info.Free/int64(info.BlockSize), grepLine(out, "Free Clusters"))
 	}
 	fsys := partinfo.AsFS(v)
 	// NTFS keeps 100 ns ticks.
@@ -248,6 +256,15 @@ func lookupPath(v partinfo.Filesystem, p string) (uint64, error) {
 		}
 	}
 	return ino, nil
+}
+
+func grepLine(s, key string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, key) {
+			return l
+		}
+	}
+	return "(no " + key + " line)"
 }
 
 func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
