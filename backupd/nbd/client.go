@@ -117,7 +117,7 @@ func (c *Client) dialFirst(ctx context.Context) (*conn, error) {
 			return cn, nil
 		}
 		last = err
-		if permanent(err) || ctx.Err() != nil {
+		if !retryable(err) || ctx.Err() != nil {
 			return nil, err
 		}
 		c.log.Debug("nbd dial failed, retrying", "attempt", attempt+1, "err", err)
@@ -150,6 +150,23 @@ func permanent(err error) bool {
 	var hn x509.HostnameError
 	return errors.As(err, &oe) || errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) ||
 		errors.Is(err, ErrClosed)
+}
+
+// retryable reports whether another attempt of a request may succeed:
+// after a broken connection, a transient server error (EIO, ENOMEM,
+// ESHUTDOWN) or a failed reconnection, but not after a refusal, a protocol
+// violation or a missing metadata context.
+func retryable(err error) bool {
+	var se *ServerError
+	switch {
+	case isConnError(err):
+		return true
+	case errors.As(err, &se):
+		return se.transient()
+	case permanent(err), errors.Is(err, ErrProtocol), errors.Is(err, ErrContextNotNegotiated):
+		return false
+	}
+	return true
 }
 
 // sleep waits the backoff before attempt (1-based) or until ctx is done.
@@ -255,14 +272,7 @@ func (c *Client) do(ctx context.Context, mk func(*conn) (*request, error)) (*req
 			return nil, ctx.Err()
 		}
 		last = err
-		var se *ServerError
-		switch {
-		case isConnError(err):
-		case errors.As(err, &se) && se.transient():
-		default:
-			if !permanent(err) && !errors.Is(err, ErrProtocol) && !errors.As(err, &se) {
-				continue // a failed redial
-			}
+		if !retryable(err) {
 			return nil, err
 		}
 		c.log.Debug("nbd request failed, retrying", "attempt", attempt+1, "err", err)
