@@ -1,15 +1,29 @@
 // Package nbd is cairn's own Network Block Device client, written from the
 // NBD protocol specification.
 //
-// It speaks the fixed newstyle handshake (with fallbacks to plain newstyle
-// and oldstyle servers), NBD_OPT_GO/NBD_OPT_INFO with export and block-size
-// information, optional NBD_OPT_STARTTLS, structured replies and metadata
-// contexts (base:allocation, qemu:dirty-bitmap:NAME). A Client keeps one or
-// more connections (several only when the server advertises
-// NBD_FLAG_CAN_MULTI_CONN), pipelines many requests on each, retries
-// transient failures with exponential backoff, reconnects dropped or
-// stalled connections and re-issues the requests that were in flight.
+// It speaks the fixed newstyle handshake (falling back to plain newstyle,
+// NBD_OPT_EXPORT_NAME and oldstyle servers), NBD_OPT_GO/NBD_OPT_INFO with
+// export and block-size information, optional NBD_OPT_STARTTLS, structured
+// replies and metadata contexts (base:allocation, qemu:dirty-bitmap:NAME).
 //
-// The backup code uses Dial, Client.ReadAt and Client.BlockStatus (or the
-// AllocatedExtents and DirtyExtents helpers).
+// A Client is a pool: it keeps one connection, or Options.Connections when
+// the server advertises NBD_FLAG_CAN_MULTI_CONN, pipelines up to
+// Options.MaxInFlight requests on each (one reader goroutine per
+// connection demuxes replies by cookie), retries transient failures with
+// exponential backoff, reconnects dropped or stalled connections and
+// re-issues the requests that were in flight.
+//
+// Typical use by a backup:
+//
+//	c, err := nbd.Dial(ctx, "nbd+unix:///disk?socket=/run/nbd.sock", nbd.Options{
+//		MetaContexts: []string{nbd.ContextDirtyBitmapPrefix + "backup-1"},
+//	})
+//	if err != nil { ... }
+//	defer c.Close()
+//	areas, err := c.AllocatedExtents(ctx) // or c.DirtyExtents(ctx, "backup-1")
+//	for _, a := range areas {
+//		buf := make([]byte, a.Length) // in practice, bounded windows
+//		_, err := c.ReadAt(ctx, buf, a.Offset)
+//		...
+//	}
 package nbd

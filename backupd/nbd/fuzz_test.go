@@ -99,6 +99,14 @@ type fakeStream struct{ io.Reader }
 
 func (fakeStream) Write(p []byte) (int, error) { return len(p), nil }
 
+// recordStream is a server that says Reader and records what it is sent.
+type recordStream struct {
+	io.Reader
+	sent bytes.Buffer
+}
+
+func (r *recordStream) Write(p []byte) (int, error) { return r.sent.Write(p) }
+
 func FuzzHandshake(f *testing.F) {
 	greeting := cat(be64(magicNBD), be64(magicOption), be16(flagFixedNewstyle|flagNoZeroes))
 	info := cat(be16(infoExport), be64(1<<30), be16(FlagHasFlags|FlagReadOnly|FlagCanMultiConn))
@@ -153,7 +161,32 @@ func TestSeedsParse(t *testing.T) {
 	if !bytes.Equal(rd.buf[:1024], data) || rd.covered != 4096 {
 		t.Fatalf("data chunk not delivered (covered %d)", rd.covered)
 	}
-	_, info, err := negotiate(fakeStream{bytes.NewReader(cat(be64(magicNBD), be64(magicOldstyle), be64(1<<20), be32(3), make([]byte, 124)))}, handshakeConfig{})
+	// A fixed newstyle server without NBD_OPT_GO or structured replies:
+	// the client falls back to NBD_OPT_EXPORT_NAME (no zero padding).
+	greeting := cat(be64(magicNBD), be64(magicOption), be16(flagFixedNewstyle|flagNoZeroes))
+	rec := &recordStream{Reader: bytes.NewReader(cat(greeting,
+		optReplyBytes(optStructuredRepl, repErrUnsup, nil),
+		optReplyBytes(optGo, repErrUnsup, nil),
+		be64(3<<20), be16(FlagHasFlags|FlagReadOnly)))}
+	_, info, err := negotiate(rec, handshakeConfig{export: "vm-disk", structured: true, contexts: []string{ContextBaseAllocation}})
+	if err != nil || info.Size != 3<<20 || info.Flags != FlagHasFlags|FlagReadOnly || info.StructuredReplies || info.Name != "vm-disk" {
+		t.Fatalf("fallback to NBD_OPT_EXPORT_NAME: %+v %v", info, err)
+	}
+	wantSent := cat(be32(clientFlagFixedNewstyle|clientFlagNoZeroes),
+		be64(magicOption), be32(optStructuredRepl), be32(0),
+		be64(magicOption), be32(optGo), be32(4+7+2+2), be32(7), []byte("vm-disk"), be16(1), be16(infoBlockSize),
+		be64(magicOption), be32(optExportName), be32(7), []byte("vm-disk"))
+	if !bytes.Equal(rec.sent.Bytes(), wantSent) {
+		t.Fatalf("client sent\n%x\nwant\n%x", rec.sent.Bytes(), wantSent)
+	}
+
+	var h [requestHeaderLen]byte
+	putRequest(h[:], 0, cmdBlockStatus, 0x1122, 1<<20, 4096)
+	if !bytes.Equal(h[:], cat(be32(0x25609513), be16(0), be16(7), be64(0x1122), be64(1<<20), be32(4096))) {
+		t.Fatalf("request header %x", h)
+	}
+
+	_, info, err = negotiate(fakeStream{bytes.NewReader(cat(be64(magicNBD), be64(magicOldstyle), be64(1<<20), be32(3), make([]byte, 124)))}, handshakeConfig{})
 	if err != nil || info.Size != 1<<20 || info.Flags != 3 || info.Handshake != "oldstyle" {
 		t.Fatalf("oldstyle greeting: %+v %v", info, err)
 	}

@@ -92,7 +92,8 @@ const (
 	replyTypeErrorOffset uint16 = replyTypeErrorBit | 2
 )
 
-// Block status flags of the base:allocation context.
+// Block status flags: StateHole and StateZero in base:allocation, StateDirty
+// in qemu:dirty-bitmap:NAME.
 const (
 	// StateHole marks an extent that is not allocated on the server.
 	StateHole uint32 = 1 << 0
