@@ -174,6 +174,23 @@ func TestCBTFaults(t *testing.T) {
 	if err := query(s1, d1.Key, 0, id1); err != nil {
 		t.Errorf("snapshot 1 with its own changeId: %v", err)
 	}
+
+	// Switching CBT off through the API: no changeId, queries fail.
+	task, err := vm.Reconfigure(ctx, types.VirtualMachineConfigSpec{ChangeTrackingEnabled: types.NewBool(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s3 := snapshot(t, vm, "s3", false)
+	d3 := snapshotDisks(t, c, s3)[0]
+	if id := flatBacking(t, d3).ChangeId; id != "" {
+		t.Errorf("changeId %q after disabling CBT", id)
+	}
+	if err := query(s3, d3.Key, 0, "*"); faultName(err) != "FileFault" {
+		t.Errorf("query after disabling CBT: %v (%s), want FileFault", err, faultName(err))
+	}
 }
 
 func TestSilentlyMissedChangeIsNotReported(t *testing.T) {
