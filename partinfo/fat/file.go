@@ -118,13 +118,14 @@ func (f *FS) SeekData(ino uint64, off int64) (int64, error) {
 	return off, nil
 }
 
-// SeekHole returns the file size: FAT has no holes.
+// SeekHole returns the file size (FAT has no holes); like lseek, an
+// offset at or past the end gives ErrNoData.
 func (f *FS) SeekHole(ino uint64, off int64) (int64, error) {
 	e, _, err := f.file(ino)
 	if err != nil {
 		return 0, err
 	}
-	if off < 0 || off > int64(e.size) {
+	if off < 0 || off >= int64(e.size) {
 		return 0, partinfo.ErrNoData
 	}
 	return int64(e.size), nil

@@ -140,13 +140,14 @@ func (f *FS) SeekData(ino uint64, off int64) (int64, error) {
 }
 
 // SeekHole returns the first offset >= off inside a sparse range, or the
-// file size when none follows.
+// file size when none follows; like lseek, an offset at or past the end
+// gives ErrNoData.
 func (f *FS) SeekHole(ino uint64, off int64) (int64, error) {
 	rs, size, err := f.ranges(ino)
 	if err != nil {
 		return 0, err
 	}
-	if off < 0 || off > size {
+	if off < 0 || off >= size {
 		return 0, partinfo.ErrNoData
 	}
 	for _, r := range rs {
