@@ -99,7 +99,7 @@ func TestStallTimeout(t *testing.T) {
 	ctl := filepath.Join(t.TempDir(), "pause.sock")
 	srv := nbdkit(t, "--filter=pause", "memory", "size=8M", "pause-control="+ctl)
 	o := testOptions()
-	o.StallTimeout = 300 * time.Millisecond
+	o.StallTimeout = 500 * time.Millisecond
 	o.Retries = 1
 	c := dialT(t, srv.uri(""), o)
 	pauseServer(t, ctl, 'p')
@@ -125,7 +125,8 @@ func TestServerKilledMidRead(t *testing.T) {
 	ctl := filepath.Join(t.TempDir(), "pause.sock")
 	srv := nbdkit(t, "--filter=pause", "file", path, "pause-control="+ctl)
 	o := testOptions()
-	o.Retries = 20
+	o.Retries = 50 // about 7 s of backoff: room for the restart on a busy machine
+	o.MaxRetryBackoff = 200 * time.Millisecond
 	c := dialT(t, srv.uri(""), o)
 	pauseServer(t, ctl, 'p')
 
@@ -156,6 +157,7 @@ func TestServerKilledMidRead(t *testing.T) {
 
 	// Without a server to come back to, reads fail cleanly.
 	srv.stop()
+	c.opts.Retries = 2
 	_, err := c.ReadAt(context.Background(), make([]byte, 4096), 0)
 	if err == nil || !strings.Contains(err.Error(), "offset 0 length 4096") {
 		t.Fatalf("read with the server gone: %v, want an error naming the range", err)

@@ -29,8 +29,8 @@ func checkWholeRead(t *testing.T, c *Client, path string) {
 
 func TestReadQemuNBD(t *testing.T) {
 	path := sparseImage(t, testImageSize, testSpans...)
-	srv := qemuNBD(t, "-r", "-f", "raw", path)
-	c := dialT(t, srv.uri(""), testOptions())
+	srv := qemuNBD(t, "-r", "-f", "raw", "-x", "disk0", path)
+	c := dialT(t, srv.uri("disk0"), testOptions())
 	if !c.StructuredReplies() || !c.ReadOnly() {
 		t.Fatalf("structured=%v readonly=%v, want both", c.StructuredReplies(), c.ReadOnly())
 	}
