@@ -19,9 +19,10 @@ type disksDir struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*disksDir)(nil)
-	_ gofs.NodeReaddirer = (*disksDir)(nil)
-	_ gofs.NodeGetattrer = (*disksDir)(nil)
+	_ gofs.NodeLookuper       = (*disksDir)(nil)
+	_ gofs.NodeReaddirer      = (*disksDir)(nil)
+	_ gofs.NodeOpendirHandler = (*disksDir)(nil)
+	_ gofs.NodeGetattrer      = (*disksDir)(nil)
 )
 
 func (n *disksDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -30,7 +31,7 @@ func (n *disksDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *disksDir) list() []fuse.DirEntry {
 	var entries []fuse.DirEntry
 	for _, d := range n.p.Disks {
 		entries = append(entries, fuse.DirEntry{Name: d.Name + ".img", Mode: syscall.S_IFREG})
@@ -38,7 +39,15 @@ func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 			entries = append(entries, fuse.DirEntry{Name: d.Name + ".vmdk", Mode: syscall.S_IFREG})
 		}
 	}
-	return newDirStream(entries), 0
+	return entries
+}
+
+func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return newDirStream(n.list()), 0
+}
+
+func (n *disksDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return openCachedDir(n.list())
 }
 
 func (n *disksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

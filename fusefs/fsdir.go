@@ -24,9 +24,10 @@ type fsDir struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*fsDir)(nil)
-	_ gofs.NodeReaddirer = (*fsDir)(nil)
-	_ gofs.NodeGetattrer = (*fsDir)(nil)
+	_ gofs.NodeLookuper       = (*fsDir)(nil)
+	_ gofs.NodeReaddirer      = (*fsDir)(nil)
+	_ gofs.NodeOpendirHandler = (*fsDir)(nil)
+	_ gofs.NodeGetattrer      = (*fsDir)(nil)
 )
 
 func (n *fsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -35,12 +36,20 @@ func (n *fsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
-func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *fsDir) list() []fuse.DirEntry {
 	var entries []fuse.DirEntry
 	for _, d := range n.p.Disks {
 		entries = append(entries, fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR})
 	}
-	return newDirStream(entries), 0
+	return entries
+}
+
+func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return newDirStream(n.list()), 0
+}
+
+func (n *fsDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return openCachedDir(n.list())
 }
 
 func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -110,9 +119,10 @@ type errorDir struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*errorDir)(nil)
-	_ gofs.NodeReaddirer = (*errorDir)(nil)
-	_ gofs.NodeGetattrer = (*errorDir)(nil)
+	_ gofs.NodeLookuper       = (*errorDir)(nil)
+	_ gofs.NodeReaddirer      = (*errorDir)(nil)
+	_ gofs.NodeOpendirHandler = (*errorDir)(nil)
+	_ gofs.NodeGetattrer      = (*errorDir)(nil)
 )
 
 func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -121,8 +131,16 @@ func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
+func (n *errorDir) list() []fuse.DirEntry {
+	return []fuse.DirEntry{{Name: errorFileName, Mode: syscall.S_IFREG}}
+}
+
 func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream([]fuse.DirEntry{{Name: errorFileName, Mode: syscall.S_IFREG}}), 0
+	return newDirStream(n.list()), 0
+}
+
+func (n *errorDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return openCachedDir(n.list())
 }
 
 func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -27,9 +27,10 @@ type pointDir struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*pointDir)(nil)
-	_ gofs.NodeReaddirer = (*pointDir)(nil)
-	_ gofs.NodeGetattrer = (*pointDir)(nil)
+	_ gofs.NodeLookuper       = (*pointDir)(nil)
+	_ gofs.NodeReaddirer      = (*pointDir)(nil)
+	_ gofs.NodeOpendirHandler = (*pointDir)(nil)
+	_ gofs.NodeGetattrer      = (*pointDir)(nil)
 )
 
 func (n *pointDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -38,7 +39,7 @@ func (n *pointDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *pointDir) list() []fuse.DirEntry {
 	entries := []fuse.DirEntry{
 		{Name: infoName, Mode: syscall.S_IFREG},
 		{Name: disksName, Mode: syscall.S_IFDIR},
@@ -46,7 +47,15 @@ func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	if n.t.opts.FSProvider != nil {
 		entries = append(entries, fuse.DirEntry{Name: fsName, Mode: syscall.S_IFDIR})
 	}
-	return newDirStream(entries), 0
+	return entries
+}
+
+func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return newDirStream(n.list()), 0
+}
+
+func (n *pointDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return openCachedDir(n.list())
 }
 
 func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

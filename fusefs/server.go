@@ -84,6 +84,9 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 			// Splice needs pipes larger than the 1 MiB requests and gave no
 			// gain over plain data (NOTES.md).
 			DisableSplice: true,
+			// ls -l asks for ACL and security xattrs of every file; ENOSYS
+			// makes the kernel stop asking (points carry no xattrs).
+			DisableXAttrs: true,
 			Debug:         opts.Debug,
 			Logger:        log.New(slogWriter{t.log}, "fuse: ", 0),
 			PanicHandler: func(r any) fuse.Status {

@@ -1,0 +1,471 @@
+// Package guest builds the fs/<disk> directories of the FUSE mount: a
+// disk's partitions (p1, p2, ... or whole) and, inside each, the guest
+// filesystem read-only through package partinfo, straight from the stored
+// blocks. A partition that cannot be browsed shows ERROR.txt instead.
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/fusefs"
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/fsopen"
+)
+
+// timeout is how long the kernel may cache names and attributes: the
+// content of a recovery point never changes.
+const timeout = time.Hour
+
+// ErrorFileName is the file that explains why a partition cannot be browsed.
+const ErrorFileName = "ERROR.txt"
+
+// Provider returns the fusefs.FSProvider that shows partitions and guest
+// filesystems. Errors inside a reader are logged with the point, disk and
+// partition and answered with EIO.
+func Provider(log *slog.Logger) fusefs.FSProvider {
+	if log == nil {
+		log = slog.Default()
+	}
+	volumes := new(atomic.Uint64)
+	return func(ctx context.Context, src fusefs.DiskSource) (gofs.InodeEmbedder, error) {
+		d, err := newDiskDir(src, log)
+		if d != nil {
+			d.volumes = volumes
+		}
+		return d, err
+	}
+}
+
+// Volume is one browsable (or not) area of a disk: a partition or the whole disk.
+type Volume struct {
+	Name      string // p1, p2, ... or whole
+	Partition *partinfo.Partition
+	Offset    int64
+	Size      int64
+	Detection partinfo.Detection
+}
+
+// Volumes lists the volumes of a disk: its partitions (not extended
+// containers), or the whole disk when it has no partition table.
+func Volumes(r io.ReaderAt, size int64) ([]Volume, *partinfo.Table, error) {
+	t, err := partinfo.ReadTable(r, size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read partition table: %w", err)
+	}
+	var vols []Volume
+	if t.Type == partinfo.TableNone {
+		vols = append(vols, Volume{Name: "whole", Offset: 0, Size: size, Detection: partinfo.Detect(r, 0, size)})
+		return vols, t, nil
+	}
+	for i := range t.Partitions {
+		p := t.Partitions[i]
+		if p.Extended {
+			continue
+		}
+		vols = append(vols, Volume{Name: fmt.Sprintf("p%d", p.Number), Partition: &p, Offset: p.Start, Size: p.Size, Detection: partinfo.DetectPartition(r, p)})
+	}
+	return vols, t, nil
+}
+
+// diskDir is fs/<disk>: one directory per volume.
+type diskDir struct {
+	gofs.Inode
+	src  fusefs.DiskSource
+	log  *slog.Logger
+	vols    []Volume
+	volumes *atomic.Uint64 // per-mount counter that keeps inode numbers apart
+}
+
+func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
+	vols, t, err := Volumes(src.Reader, src.Size)
+	if err != nil {
+		return nil, err
+	}
+	if t.DynamicDisk {
+		return nil, errors.New("This disk is a Windows dynamic disk (LDM). cairn cannot browse dynamic volumes: export the disk image (disks/*.img) and attach it to a Windows machine, which assembles the volumes.")
+	}
+	if len(vols) == 0 {
+		return nil, errors.New("This disk has a partition table with no partitions: there is nothing to browse. The raw image is in disks/.")
+	}
+	return &diskDir{src: src, log: log, vols: vols}, nil
+}
+
+var (
+	_ gofs.NodeLookuper   = (*diskDir)(nil)
+	_ gofs.NodeReaddirer  = (*diskDir)(nil)
+	_ gofs.NodeGetattrer  = (*diskDir)(nil)
+	_ gofs.NodeOnAdder    = (*diskDir)(nil)
+	_ gofs.NodeStatfser   = (*diskDir)(nil)
+	_ gofs.NodeOpendirer  = (*diskDir)(nil)
+	_ gofs.NodeSetattrer  = (*diskDir)(nil)
+	_ gofs.NodeCreater    = (*diskDir)(nil)
+	_ gofs.NodeMkdirer    = (*diskDir)(nil)
+	_ gofs.NodeUnlinker   = (*diskDir)(nil)
+	_ gofs.NodeRmdirer    = (*diskDir)(nil)
+	_ gofs.NodeRenamer    = (*diskDir)(nil)
+	_ gofs.NodeSymlinker  = (*diskDir)(nil)
+	_ gofs.NodeLinker     = (*diskDir)(nil)
+	_ gofs.NodeMknoder    = (*diskDir)(nil)
+	_ gofs.NodeSetxattrer = (*diskDir)(nil)
+)
+
+func (d *diskDir) OnAdd(ctx context.Context) {
+	for _, v := range d.vols {
+		vd := &volumeDir{src: d.src, log: d.log, vol: v, salt: inoSalt(d.volumes)}
+		d.AddChild(v.Name, d.NewPersistentInode(ctx, vd, gofs.StableAttr{Mode: syscall.S_IFDIR}), false)
+	}
+}
+
+func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch := d.GetChild(name)
+	if ch == nil {
+		return nil, syscall.ENOENT
+	}
+	dirAttr(&out.Attr, d.src.Point.Time)
+	out.SetEntryTimeout(timeout)
+	out.SetAttrTimeout(timeout)
+	return ch, 0
+}
+
+func (d *diskDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var es []fuse.DirEntry
+	for _, v := range d.vols {
+		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
+	}
+	return gofs.NewListDirStream(es), 0
+}
+
+func (d *diskDir) Opendir(ctx context.Context) syscall.Errno { return 0 }
+
+func (d *diskDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.src.Point.Time)
+	out.SetTimeout(timeout)
+	return 0
+}
+
+func (d *diskDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno { return 0 }
+
+func dirAttr(a *fuse.Attr, t time.Time) {
+	a.Mode = syscall.S_IFDIR | 0o555
+	a.Nlink = 2
+	a.SetTimes(&t, &t, &t)
+}
+
+// volumeDir is fs/<disk>/<volume>: the filesystem's root directory, or a
+// directory with ERROR.txt. The filesystem is opened on first use.
+type volumeDir struct {
+	gofs.Inode
+	src fusefs.DiskSource
+	log *slog.Logger
+	vol  Volume
+	salt uint64
+
+	once sync.Once
+	fsys partinfo.Filesystem
+	root *guestNode
+	err  error
+}
+
+var (
+	_ gofs.NodeLookuper  = (*volumeDir)(nil)
+	_ gofs.NodeReaddirer = (*volumeDir)(nil)
+	_ gofs.NodeGetattrer = (*volumeDir)(nil)
+	_ gofs.NodeOpendirer = (*volumeDir)(nil)
+)
+
+func (v *volumeDir) where() []any {
+	return []any{"vm", v.src.Point.VM, "point", v.src.Point.ID, "disk", v.src.Disk.Name, "partition", v.vol.Name}
+}
+
+// open opens the volume's filesystem once; panics become errors.
+func (v *volumeDir) open() {
+	v.once.Do(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				v.err = fmt.Errorf("the filesystem reader failed on this volume (%v); the raw image is in disks/", p)
+				v.log.Error("guest filesystem reader panicked", append(v.where(), "panic", p, "stack", string(debug.Stack()))...)
+			}
+		}()
+		fsys, err := fsopen.Open(v.src.Reader, v.vol.Offset, v.vol.Size, v.vol.Detection)
+		if err != nil {
+			var ue *partinfo.UnreadableError
+			if !errors.As(err, &ue) {
+				err = fmt.Errorf("This partition holds %s, but cairn could not open it: %v\nThe raw disk image is in disks/; attach it to a machine that can repair or read it.", describe(v.vol.Detection), err)
+				v.log.Warn("cannot open guest filesystem", append(v.where(), "type", v.vol.Detection.Type, "err", err)...)
+			}
+			v.err = err
+			return
+		}
+		v.fsys = fsys
+		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, log: v.log, where: v.where()}
+	})
+}
+
+func describe(d partinfo.Detection) string {
+	if d.Type == "" || d.Type == partinfo.TypeUnknown {
+		return "data cairn does not recognise"
+	}
+	return "a " + d.Type + " filesystem"
+}
+
+func (v *volumeDir) errorText() string {
+	msg := v.err.Error()
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	return msg
+}
+
+func (v *volumeDir) Opendir(ctx context.Context) syscall.Errno { return 0 }
+
+func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	v.open()
+	if v.err != nil {
+		dirAttr(&out.Attr, v.src.Point.Time)
+		out.SetTimeout(timeout)
+		return 0
+	}
+	return v.root.getattr(out)
+}
+
+func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	v.open()
+	if v.err != nil {
+		return gofs.NewListDirStream([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}), 0
+	}
+	return v.root.readdir()
+}
+
+func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	v.open()
+	if v.err != nil {
+		if name != ErrorFileName {
+			return nil, syscall.ENOENT
+		}
+		text := []byte(v.errorText())
+		f := &gofs.MemRegularFile{Data: text, Attr: fuse.Attr{Mode: 0o444}}
+		t := v.src.Point.Time
+		f.Attr.SetTimes(&t, &t, &t)
+		out.Attr.Mode = syscall.S_IFREG | 0o444
+		out.Attr.Size = uint64(len(text))
+		out.Attr.SetTimes(&t, &t, &t)
+		out.SetEntryTimeout(timeout)
+		out.SetAttrTimeout(timeout)
+		return v.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), 0
+	}
+	return v.root.lookup(ctx, &v.Inode, name, out)
+}
+
+// guestNode is a file, directory, symlink or special file of a guest
+// filesystem. Its methods turn reader errors into EIO and log them.
+type guestNode struct {
+	gofs.Inode
+	fs    partinfo.Filesystem
+	ino   uint64
+	salt  uint64
+	log   *slog.Logger
+	where []any
+}
+
+var (
+	_ gofs.NodeLookuper   = (*guestNode)(nil)
+	_ gofs.NodeReaddirer  = (*guestNode)(nil)
+	_ gofs.NodeGetattrer  = (*guestNode)(nil)
+	_ gofs.NodeOpener     = (*guestNode)(nil)
+	_ gofs.NodeReader     = (*guestNode)(nil)
+	_ gofs.NodeReadlinker = (*guestNode)(nil)
+	_ gofs.NodeLseeker    = (*guestNode)(nil)
+	_ gofs.NodeOpendirer  = (*guestNode)(nil)
+)
+
+func (n *guestNode) fail(op string, err error) syscall.Errno {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, partinfo.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, partinfo.ErrNotSymlink), errors.Is(err, partinfo.ErrNotRegular):
+		return syscall.EINVAL
+	}
+	n.log.Error("guest filesystem read failed", append(append([]any{}, n.where...), "op", op, "inode", n.ino, "err", err)...)
+	return syscall.EIO
+}
+
+// goModeToSys converts a Go file mode to the st_mode bits.
+func goModeToSys(m fs.FileMode) uint32 {
+	mode := uint32(m.Perm())
+	switch {
+	case m&fs.ModeDir != 0:
+		mode |= syscall.S_IFDIR
+	case m&fs.ModeSymlink != 0:
+		mode |= syscall.S_IFLNK
+	case m&fs.ModeNamedPipe != 0:
+		mode |= syscall.S_IFIFO
+	case m&fs.ModeSocket != 0:
+		mode |= syscall.S_IFSOCK
+	case m&fs.ModeCharDevice != 0:
+		mode |= syscall.S_IFCHR
+	case m&fs.ModeDevice != 0:
+		mode |= syscall.S_IFBLK
+	default:
+		mode |= syscall.S_IFREG
+	}
+	if m&fs.ModeSetuid != 0 {
+		mode |= syscall.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= syscall.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= syscall.S_ISVTX
+	}
+	return mode
+}
+
+// inoSalt gives each opened volume of a mount its own range of inode
+// numbers: the same guest inode number in two partitions or two points is
+// two different files. Automatic go-fuse numbers have the top bit set.
+func inoSalt(counter *atomic.Uint64) uint64 {
+	if counter == nil {
+		counter = new(atomic.Uint64)
+	}
+	return (counter.Add(1) & 0x7fff) << 48
+}
+
+// mountIno is the inode number a guest inode has in the mount.
+func mountIno(salt, ino uint64) uint64 { return salt | ino&(1<<48-1) }
+
+func fillAttr(out *fuse.Attr, a partinfo.Attr, salt uint64) {
+	out.Ino = mountIno(salt, a.Ino)
+	out.Mode = goModeToSys(a.Mode)
+	out.Size = uint64(max(a.Size, 0))
+	out.Blocks = uint64(max(a.Blocks, 0))
+	out.Nlink = max(a.Nlink, 1)
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Rdev = a.Rdev
+	out.Blksize = 4096
+	out.SetTimes(&a.Atime, &a.Mtime, &a.Ctime)
+}
+
+func (n *guestNode) getattr(out *fuse.AttrOut) syscall.Errno {
+	a, err := n.fs.Stat(n.ino)
+	if err != nil {
+		return n.fail("stat", err)
+	}
+	fillAttr(&out.Attr, a, n.salt)
+	out.SetTimeout(timeout)
+	return 0
+}
+
+func (n *guestNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	return n.getattr(out)
+}
+
+func (n *guestNode) Opendir(ctx context.Context) syscall.Errno { return 0 }
+
+func (n *guestNode) readdir() (gofs.DirStream, syscall.Errno) {
+	entries, err := n.fs.ReadDir(n.ino)
+	if err != nil {
+		return nil, n.fail("readdir", err)
+	}
+	out := make([]fuse.DirEntry, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, fuse.DirEntry{Name: e.Name, Ino: mountIno(n.salt, e.Ino), Mode: goModeToSys(e.Type) &^ 0o7777})
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) { return n.readdir() }
+
+func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if ch := parent.GetChild(name); ch != nil {
+		if g, ok := ch.Operations().(*guestNode); ok {
+			if a, err := g.fs.Stat(g.ino); err == nil {
+				fillAttr(&out.Attr, a, g.salt)
+				out.SetEntryTimeout(timeout)
+				out.SetAttrTimeout(timeout)
+				return ch, 0
+			}
+		}
+	}
+	ino, err := n.fs.Lookup(n.ino, name)
+	if err != nil {
+		return nil, n.fail("lookup", err)
+	}
+	a, err := n.fs.Stat(ino)
+	if err != nil {
+		return nil, n.fail("stat", err)
+	}
+	fillAttr(&out.Attr, a, n.salt)
+	out.SetEntryTimeout(timeout)
+	out.SetAttrTimeout(timeout)
+	child := &guestNode{fs: n.fs, ino: ino, salt: n.salt, log: n.log, where: n.where}
+	// The guest inode number keeps hard links one inode in the mount.
+	return parent.NewInode(ctx, child, gofs.StableAttr{Mode: out.Attr.Mode &^ 0o7777, Ino: mountIno(n.salt, ino)}), 0
+}
+
+func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return n.lookup(ctx, &n.Inode, name, out)
+}
+
+func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+func (n *guestNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	m, err := n.fs.ReadAt(n.ino, dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, n.fail("read", err)
+	}
+	return fuse.ReadResultData(dest[:m]), 0
+}
+
+func (n *guestNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	var pos int64
+	var err error
+	switch whence {
+	case unixSeekData:
+		pos, err = n.fs.SeekData(n.ino, int64(off))
+	case unixSeekHole:
+		pos, err = n.fs.SeekHole(n.ino, int64(off))
+	default:
+		return 0, syscall.EINVAL
+	}
+	if errors.Is(err, partinfo.ErrNoData) {
+		return 0, syscall.ENXIO
+	}
+	if err != nil {
+		return 0, n.fail("lseek", err)
+	}
+	return uint64(pos), 0
+}
+
+func (n *guestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	target, err := n.fs.Readlink(n.ino)
+	if err != nil {
+		return nil, n.fail("readlink", err)
+	}
+	return []byte(target), 0
+}
+
+const (
+	unixSeekData = 3
+	unixSeekHole = 4
+)
