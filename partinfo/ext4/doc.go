@@ -29,6 +29,10 @@
 //   - metadata_csum: superblock, inode and extent block checksums are
 //     verified (crc32c); a mismatch is an error wrapping partinfo.ErrCorrupt.
 //     Directory block and group descriptor checksums are not checked.
+//   - Crash-consistent images (needs_recovery set, as in a snapshot of a
+//     mounted filesystem): the internal jbd2 journal (v2/v3 checksums,
+//     64-bit, revoke records) is replayed in memory at Open; reads see the
+//     newest committed copy of each block, the image is never written.
 //   - SeekData/SeekHole come from the block map. Offsets at or past the end
 //     give an error wrapping partinfo.ErrNoData, like lseek's ENXIO.
 //
@@ -37,9 +41,9 @@
 //   - INCOMPAT features compression, encrypt, dirdata, journal_dev and any
 //     unknown INCOMPAT bit: Open fails with an error naming them. Unknown
 //     RO_COMPAT features are accepted (read-only access is what they allow).
-//   - The journal is never replayed: a crash-consistent image (needs_recovery
-//     set) is read as the main filesystem stands, which may miss the last
-//     committed transactions.
+//   - Fast-commit journal blocks are not replayed, nor are external journal
+//     devices; a journal that cannot be parsed is ignored (FS.JournalReplay
+//     reports why) and the main filesystem is read as it stands.
 //   - Extended attributes and ACLs are not exposed; crtime is not reported.
 //
 // Corrupt input never panics: sizes, block numbers, tree depths, entry

@@ -35,6 +35,12 @@ type FS struct {
 	itable *lru[uint64, []byte] // raw inode table blocks, read-only once cached
 	maps   *lru[uint64, *fileMap]
 	dirs   *lru[uint64, *dirIndex]
+
+	// journal holds the committed journal blocks that a recovery would
+	// write (nil when the filesystem is clean); journalErr says why a
+	// damaged journal was ignored.
+	journal    *overlay
+	journalErr error
 }
 
 var _ partinfo.Filesystem = (*FS)(nil)
@@ -78,11 +84,16 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 		Used:      int64(sb.blocksCount-free) * sb.blockSize,
 		Free:      int64(free) * sb.blockSize,
 	}
-	f.inodes = newLRU[uint64, *inode](inodeCacheSize)
-	f.groups = newLRU[uint64, uint64](groupCacheSize)
-	f.itable = newLRU[uint64, []byte](itableBytes)
-	f.maps = newLRU[uint64, *fileMap](mapCacheRuns)
-	f.dirs = newLRU[uint64, *dirIndex](dirCacheNames)
+	f.resetCaches()
+	if sb.incompat&incompatRecover != 0 && sb.compat&compatHasJournal != 0 && sb.journalIno != 0 {
+		// Replay in memory: reads see the committed transactions. A
+		// damaged journal is ignored (the main filesystem stays readable).
+		f.journal, f.journalErr = f.loadJournalOverlay(uint64(sb.journalIno))
+		if f.journalErr != nil {
+			f.journal = nil
+		}
+		f.resetCaches() // drop what was read before the overlay existed
+	}
 	root, err := f.readInode(rootIno)
 	if err != nil {
 		return nil, fmt.Errorf("ext4: root directory: %w", err)
@@ -91,6 +102,24 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 		return nil, fmt.Errorf("ext4: root inode is not a directory: %w", partinfo.ErrCorrupt)
 	}
 	return f, nil
+}
+
+func (f *FS) resetCaches() {
+	f.inodes = newLRU[uint64, *inode](inodeCacheSize)
+	f.groups = newLRU[uint64, uint64](groupCacheSize)
+	f.itable = newLRU[uint64, []byte](itableBytes)
+	f.maps = newLRU[uint64, *fileMap](mapCacheRuns)
+	f.dirs = newLRU[uint64, *dirIndex](dirCacheNames)
+}
+
+// JournalReplay reports how many blocks the in-memory journal replay
+// supplies (0 for a clean filesystem) and, if the journal needed recovery
+// but could not be parsed, why it was ignored.
+func (f *FS) JournalReplay() (blocks int, err error) {
+	if f.journal != nil {
+		blocks = len(f.journal.blocks)
+	}
+	return blocks, f.journalErr
 }
 
 // guard turns a panic into an error wrapping partinfo.ErrCorrupt.

@@ -2,8 +2,12 @@ package ext4
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // FuzzExt4 opens small mkfs images with fuzzer-chosen byte flips and walks
@@ -16,6 +20,10 @@ func FuzzExt4(f *testing.F) {
 	noCsum, _ := smallImage(f, "-O", "^metadata_csum")
 	inline, _ := smallImage(f, "-O", "^metadata_csum,inline_data")
 	bases := [][]byte{withCsum, noCsum, inline}
+	if os.Geteuid() == 0 {
+		// As root, also fuzz the journal replay with a small crash image.
+		bases = append(bases, smallCrashImage(f))
+	}
 
 	// Seeds: flips in the superblock, descriptors, inodes and directory blocks.
 	flip := func(base byte, offs ...int) []byte {
@@ -117,4 +125,33 @@ func walkBounded(t *testing.T, f *FS) {
 			checkNoPanic(t, err)
 		}
 	}
+}
+
+// smallCrashImage returns a 4 MiB ext4 image copied while mounted, after an
+// fsync: needs_recovery is set and the journal holds committed transactions.
+func smallCrashImage(t testing.TB) []byte {
+	t.Helper()
+	testutil.RequireTools(t, "mkfs.ext4", "mount", "umount")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "live.img")
+	makeImage(t, img, 4<<20, "mkfs.ext4", "-b", "1024", "-N", "128", "-U", testUUID)
+	mnt, _ := loopMount(t, img, false)
+	smallTree(t, mnt)
+	fh, err := os.Open(filepath.Join(mnt, "hello.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpen(t, b)
+	if n, err := f.JournalReplay(); n == 0 || err != nil {
+		t.Fatalf("crash image: journal replay %d blocks, %v", n, err)
+	}
+	return b
 }

@@ -10,8 +10,20 @@ import (
 // maxReadChunk bounds a single ReadAt issued to the underlying reader.
 const maxReadChunk = 8 << 20
 
-// readFull reads len(p) bytes at off (relative to the filesystem start).
+// readFull reads len(p) bytes at off (relative to the filesystem start),
+// as the filesystem stands after replaying its journal.
 func (f *FS) readFull(p []byte, off int64) error {
+	if err := f.readRaw(p, off); err != nil {
+		return err
+	}
+	if f.journal != nil {
+		return f.journal.apply(f, p, off)
+	}
+	return nil
+}
+
+// readRaw reads len(p) bytes at off as they are on disk.
+func (f *FS) readRaw(p []byte, off int64) error {
 	if off < 0 || (f.size > 0 && off+int64(len(p)) > f.size) {
 		return fmt.Errorf("read %d bytes at %d beyond the partition (%d bytes): %w", len(p), off, f.size, partinfo.ErrCorrupt)
 	}

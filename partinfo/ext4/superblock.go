@@ -36,6 +36,7 @@ type superblock struct {
 	firstMetaBG    uint32
 	checksumSeed   uint32
 	backupBGs      [2]uint32
+	journalIno     uint32
 	groupCount     uint64
 }
 
@@ -69,6 +70,7 @@ func parseSuperblock(b []byte) (*superblock, error) {
 		firstMetaBG:    le.Uint32(b[0x104:]),
 		checksumSeed:   le.Uint32(b[0x270:]),
 		backupBGs:      [2]uint32{le.Uint32(b[0x24C:]), le.Uint32(b[0x250:])},
+		journalIno:     le.Uint32(b[0xE0:]),
 	}
 	if s.revLevel == 0 {
 		// Original ext2 revision: no feature flags at all.
