@@ -1,0 +1,161 @@
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// SnapshotPrefix starts the name of every snapshot cairn takes; snapshots
+// with this prefix left by a killed run are removed at the next start.
+const SnapshotPrefix = "cairn-"
+
+// Quiesce modes of a backup snapshot.
+const (
+	QuiesceAuto    = "auto"    // quiesce; on a quiesce fault retry crash-consistent
+	QuiesceRequire = "require" // quiesce or fail
+	QuiesceOff     = "off"     // crash-consistent
+)
+
+// Consistency labels (the same strings as blockmap's).
+const (
+	ConsistencyQuiesced = "quiesced"
+	ConsistencyCrash    = "crash-consistent"
+)
+
+// ParseQuiesce checks a quiesce mode ("" means auto).
+func ParseQuiesce(s string) (string, error) {
+	switch s {
+	case "", QuiesceAuto:
+		return QuiesceAuto, nil
+	case QuiesceRequire, QuiesceOff:
+		return s, nil
+	}
+	return "", fmt.Errorf("quiesce mode %q: use auto, require or off", s)
+}
+
+// Snapshot is a backup snapshot and the frozen disks it holds.
+type Snapshot struct {
+	Ref         types.ManagedObjectReference
+	Name        string
+	Consistency string
+	// QuiesceError is the quiesce fault that made an auto snapshot
+	// crash-consistent ("" otherwise).
+	QuiesceError string
+	Time         time.Time
+	Disks        []Disk
+}
+
+// Disk returns the snapshot's disk with the given device key.
+func (s *Snapshot) Disk(key int32) (Disk, bool) {
+	for _, d := range s.Disks {
+		if d.Key == key {
+			return d, true
+		}
+	}
+	return Disk{}, false
+}
+
+// CreateSnapshot takes a snapshot without memory, quiesced according to
+// mode, and reads the frozen disks from the snapshot's own configuration.
+func (v *VM) CreateSnapshot(ctx context.Context, name, mode string) (*Snapshot, error) {
+	mode, err := ParseQuiesce(mode)
+	if err != nil {
+		return nil, err
+	}
+	quiesce := mode != QuiesceOff
+	snap := &Snapshot{Name: name, Consistency: ConsistencyQuiesced}
+	if !quiesce {
+		snap.Consistency = ConsistencyCrash
+	}
+	ref, err := v.createSnapshot(ctx, name, quiesce)
+	if err != nil && quiesce && isQuiesceFault(err) {
+		if mode == QuiesceRequire {
+			return nil, fmt.Errorf("quiesced snapshot of VM %s failed and --quiesce=require: %w", v.Name, err)
+		}
+		v.conn.log.Warn("quiescing failed; taking a crash-consistent snapshot instead", "vm", v.Name, "error", err)
+		snap.Consistency, snap.QuiesceError = ConsistencyCrash, err.Error()
+		ref, err = v.createSnapshot(ctx, name, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot VM %s: %w", v.Name, err)
+	}
+	snap.Ref = ref
+	var m mo.VirtualMachineSnapshot
+	if err := property.DefaultCollector(v.conn.Client).RetrieveOne(ctx, ref, []string{"config"}, &m); err != nil {
+		return snap, fmt.Errorf("read snapshot %s of VM %s: %w", name, v.Name, err)
+	}
+	snap.Disks = DisksOf(m.Config.Hardware.Device)
+	snap.Time = time.Now().UTC()
+	return snap, nil
+}
+
+func (v *VM) createSnapshot(ctx context.Context, name string, quiesce bool) (types.ManagedObjectReference, error) {
+	task, err := v.Object().CreateSnapshot(ctx, name, "taken by cairn for a backup; removed when it ends", false, quiesce)
+	if err != nil {
+		return types.ManagedObjectReference{}, err
+	}
+	info, err := task.WaitForResult(ctx)
+	if err != nil {
+		return types.ManagedObjectReference{}, err
+	}
+	ref, ok := info.Result.(types.ManagedObjectReference)
+	if !ok {
+		return ref, errors.New("snapshot task returned no snapshot")
+	}
+	return ref, nil
+}
+
+func isQuiesceFault(err error) bool {
+	return fault.Is(err, &types.ApplicationQuiesceFault{}) ||
+		fault.Is(err, &types.ToolsUnavailable{}) ||
+		strings.Contains(strings.ToLower(err.Error()), "quiesc")
+}
+
+// RemoveSnapshot removes one snapshot (consolidating its disks). It uses
+// its own context so that it also runs after the job's was cancelled.
+func (v *VM) RemoveSnapshot(ref types.ManagedObjectReference) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	req := types.RemoveSnapshot_Task{This: ref, RemoveChildren: false}
+	task, err := removeSnapshotTask(ctx, v.conn, req)
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s of VM %s: %w", ref.Value, v.Name, err)
+	}
+	if _, err := task.WaitForResult(ctx); err != nil {
+		return fmt.Errorf("remove snapshot %s of VM %s: %w", ref.Value, v.Name, err)
+	}
+	return nil
+}
+
+// RemoveStaleSnapshots removes every snapshot whose name starts with
+// SnapshotPrefix: left behind by a run that was killed. It returns their
+// names.
+func (v *VM) RemoveStaleSnapshots(ctx context.Context) ([]string, error) {
+	fresh, err := v.conn.LoadVM(ctx, v.Ref)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, s := range fresh.Snapshots {
+		if !strings.HasPrefix(s.Name, SnapshotPrefix) {
+			continue
+		}
+		v.conn.log.Warn("removing a snapshot left by an interrupted cairn run", "vm", v.Name, "snapshot", s.Name)
+		if err := v.RemoveSnapshot(s.Ref); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, s.Name)
+	}
+	v.Snapshots = nil
+	return removed, errors.Join(errs...)
+}
