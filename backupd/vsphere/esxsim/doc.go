@@ -78,7 +78,10 @@
 // # Back doors (not vSphere API)
 //
 // GuestWriter (Sim.Guest) writes to a running disk as a guest would and
-// records the change; Sim.SilentlyMissChange writes without recording it
+// records the change (WriteAt, WriteRandom, WriteRandomBlocks, WriteZeros,
+// Grow, and SyncFromImage, which copies in only the 64 KiB blocks of a raw
+// image that differ, so a filesystem built and changed with real tools
+// lands as an exact CBT delta); Sim.SilentlyMissChange writes without recording it
 // (to exercise verify --against-source); Sim.ResetCBT, Sim.GrowDisk,
 // Sim.SetFailQuiesce change behaviour; Sim.Disks, Sim.SnapshotDisks,
 // Sim.LocalPath, Sim.DeviceLocalPath and Sim.Journal inspect state.
