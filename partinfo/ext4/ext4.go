@@ -201,7 +201,7 @@ func (f *FS) Readlink(ino uint64) (target string, err error) {
 	if n.size > maxSymlinkSize {
 		return "", fmt.Errorf("symlink %d size %d absurd: %w", ino, n.size, partinfo.ErrCorrupt)
 	}
-	if n.isFastSymlink(f.sb.blockSize) {
+	if n.isFastSymlink(f.sb.clusterSize) {
 		return string(n.iblock[:n.size]), nil
 	}
 	buf := make([]byte, n.size)
@@ -211,14 +211,16 @@ func (f *FS) Readlink(ino uint64) (target string, err error) {
 	return string(buf), nil
 }
 
-// isFastSymlink reports whether the target lives in i_block itself.
-func (n *inode) isFastSymlink(blockSize int64) bool {
-	if n.flags&(flagInlineData|flagExtents) != 0 || n.size >= int64(len(n.iblock)) {
+// isFastSymlink reports whether the target lives in i_block itself. Like
+// the kernel, this is decided by the inode owning no blocks besides an
+// extended attribute block.
+func (n *inode) isFastSymlink(clusterSize int64) bool {
+	if n.flags&flagInlineData != 0 || n.size >= int64(len(n.iblock)) {
 		return false
 	}
 	dataBlocks := n.blocks
 	if n.fileACL != 0 {
-		dataBlocks -= blockSize / 512
+		dataBlocks -= clusterSize / 512
 	}
 	return dataBlocks <= 0
 }

@@ -22,6 +22,7 @@ type superblock struct {
 	freeBlocks     uint64
 	firstDataBlock uint32
 	blockSize      int64
+	clusterSize    int64 // blockSize unless bigalloc
 	blocksPerGroup uint32
 	inodesPerGroup uint32
 	revLevel       uint32
@@ -135,6 +136,7 @@ func parseSuperblock(b []byte) (*superblock, error) {
 			return nil, fmt.Errorf("cluster size 2^(10+%d) invalid: %w", le.Uint32(b[0x1C:]), partinfo.ErrCorrupt)
 		}
 	}
+	s.clusterSize = s.blockSize << clusterShift
 	switch {
 	case s.inodeSize < 128 || s.inodeSize&(s.inodeSize-1) != 0 || int64(s.inodeSize) > s.blockSize:
 		return nil, fmt.Errorf("inode size %d invalid: %w", s.inodeSize, partinfo.ErrCorrupt)
