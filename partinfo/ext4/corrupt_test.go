@@ -93,7 +93,9 @@ func TestCorruptInode(t *testing.T) {
 // TestSmallImageContents checks contents, Lookup misses, type errors and
 // concurrent readers on a small image (inline data on and off).
 func TestSmallImageContents(t *testing.T) {
-	for _, args := range [][]string{nil, {"-O", "inline_data"}, {"-O", "^metadata_csum,^extent,^64bit"}, {"-O", "bigalloc", "-C", "4096"}} {
+	for _, args := range [][]string{nil, {"-O", "inline_data"}, {"-O", "^metadata_csum,^extent,^64bit"}, {"-O", "bigalloc", "-C", "4096"},
+		{"-O", "^metadata_csum,^extent,^64bit,^filetype,^flex_bg,^huge_file,^dir_nlink,^extra_isize"},
+		{"-O", "casefold"}, {"-O", "metadata_csum_seed"}, {"-I", "1024"}} {
 		img, files := smallImage(t, args...)
 		f := mustOpen(t, img)
 		var wg sync.WaitGroup
@@ -113,6 +115,13 @@ func TestSmallImageContents(t *testing.T) {
 		close(errs)
 		for name := range errs {
 			t.Errorf("%v: %s reads wrong under concurrency", args, name)
+		}
+		types := map[string]fs.FileMode{}
+		for _, e := range must(f.ReadDir(f.Root())) {
+			types[e.Name] = e.Type
+		}
+		if types["sub"] != fs.ModeDir || types["fast"] != fs.ModeSymlink || types["hello.txt"] != 0 {
+			t.Errorf("%v: ReadDir types %v", args, types)
 		}
 		if _, err := f.Lookup(f.Root(), "missing"); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%v: Lookup of a missing name: %v", args, err)
