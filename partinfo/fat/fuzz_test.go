@@ -16,6 +16,12 @@ import (
 // name, a subdirectory, an empty file and a multi-cluster file.
 func smallFAT(f *testing.F, bits, perCluster string, size int64) []byte {
 	f.Helper()
+	return buildSmallFAT(f, bits, perCluster, size)
+}
+
+func buildSmallFAT(f testing.TB, bits, perCluster string, size int64) []byte {
+	f.Helper()
+	testutil.RequireTools(f, "mkfs.vfat", "mcopy")
 	dir := f.TempDir()
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(filepath.Join(src, "Sub Directory"), 0o755)

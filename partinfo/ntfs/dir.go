@@ -99,7 +99,7 @@ func (f *FS) readDirLocked(ino uint64) ([]partinfo.DirEntry, error) {
 	}
 	seen := map[string]bool{}
 	var out []partinfo.DirEntry
-	for _, ie := range m.Dir(f.ctx) {
+	for _, ie := range f.indexEntries(m) {
 		if ie.Flags()&2 != 0 {
 			continue // end-of-node marker carries no name
 		}

@@ -17,6 +17,12 @@ import (
 // and a non-resident file into it with ntfscp (no mount needed).
 func smallNTFS(f *testing.F) []byte {
 	f.Helper()
+	return buildSmallNTFS(f)
+}
+
+func buildSmallNTFS(f testing.TB) []byte {
+	f.Helper()
+	testutil.RequireTools(f, "mkntfs", "ntfscp")
 	dir := f.TempDir()
 	img := filepath.Join(dir, "n.img")
 	fixture.Image(f, img, 2<<20)
