@@ -157,4 +157,3 @@ func (f *FS) SeekHole(ino uint64, off int64) (int64, error) {
 	}
 	return size, nil
 }
-
