@@ -34,13 +34,11 @@ func (f *FS) dirStream(ino uint64) ([]byte, func(i int) uint64, error) {
 			return nil, nil, fmt.Errorf("inode %d: %w", ino, partinfo.ErrNotDir)
 		}
 		if e.cluster == 0 {
-			first = f.g.RootCluster
-			if f.g.Type != "fat32" {
-				return f.dirStream(rootIno)
-			}
-		} else {
-			first = e.cluster
+			// Only ".." may point at the root this way, and ".." is
+			// never listed: a directory without clusters is corrupt.
+			return nil, nil, fmt.Errorf("directory %d has no clusters: %w", ino, partinfo.ErrCorrupt)
 		}
+		first = e.cluster
 	}
 	ex, err := f.chain(first)
 	if err != nil {
