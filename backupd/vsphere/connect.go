@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/fault"
@@ -44,6 +45,9 @@ type Conn struct {
 	URL    *url.URL
 	log    *slog.Logger
 	sm     *session.Manager
+	// proxyMu serializes reconfigurations of the proxy VM: concurrent
+	// hot-adds would pick the same controller unit.
+	proxyMu sync.Mutex
 }
 
 // ParseURL turns "HOST", "HOST:PORT" or "https://HOST/sdk" into the SDK URL.
@@ -183,4 +187,10 @@ func serverThumbprint(ctx context.Context, u *url.URL) string {
 		return ""
 	}
 	return soap.ThumbprintSHA256(certs[0])
+}
+
+// ServerThumbprint is the SHA-256 thumbprint of the server's certificate
+// ("" when it cannot be read), for NBD servers that must pin it (VDDK).
+func (c *Conn) ServerThumbprint(ctx context.Context) string {
+	return serverThumbprint(ctx, c.URL)
 }

@@ -47,6 +47,8 @@ type HotAdded struct {
 // proxy, non-persistent, on its first SCSI controller, and returns the new
 // device.
 func (p *Proxy) Attach(ctx context.Context, fileName string) (HotAdded, error) {
+	p.vm.conn.proxyMu.Lock()
+	defer p.vm.conn.proxyMu.Unlock()
 	obj := p.vm.Object()
 	devices, err := obj.Device(ctx)
 	if err != nil {
@@ -84,6 +86,8 @@ func (p *Proxy) Attach(ctx context.Context, fileName string) (HotAdded, error) {
 func (p *Proxy) Detach(key int32) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	p.vm.conn.proxyMu.Lock()
+	defer p.vm.conn.proxyMu.Unlock()
 	obj := p.vm.Object()
 	devices, err := obj.Device(ctx)
 	if err != nil {
@@ -102,20 +106,24 @@ func (p *Proxy) Detach(key int32) error {
 // snapshotDiskName matches the disk files of snapshots ("vm-000001.vmdk").
 var snapshotDiskName = regexp.MustCompile(`-[0-9]{6}\.vmdk$`)
 
-// CleanupStale detaches disks that a killed run left attached: every
-// snapshot disk ("-00000N.vmdk") of the proxy whose file lives outside the
-// proxy's own folder (hot-added disks live in the source VM's folder).
-func (p *Proxy) CleanupStale(ctx context.Context) ([]string, error) {
+// CleanupStale detaches disks that a killed backup of vm left attached:
+// every snapshot disk ("-00000N.vmdk") of the proxy that lives in vm's
+// folder. The caller must hold vm's job lock, so that no live job of that
+// VM has a disk attached; disks of other VMs are left alone.
+func (p *Proxy) CleanupStale(ctx context.Context, vm *VM) ([]string, error) {
 	obj := p.vm.Object()
 	devices, err := obj.Device(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("devices of proxy %s: %w", p.vm.Name, err)
 	}
-	own := dsFolder(p.vm.VMPathName)
+	own, src := dsFolder(p.vm.VMPathName), dsFolder(vm.VMPathName)
+	if src == "" || src == own {
+		return nil, nil
+	}
 	var removed []string
 	var errs []error
 	for _, d := range DisksOf(devices) {
-		if dsFolder(d.FileName) == own || !snapshotDiskName.MatchString(d.FileName) {
+		if dsFolder(d.FileName) != src || !snapshotDiskName.MatchString(d.FileName) {
 			continue
 		}
 		p.vm.conn.log.Warn("detaching a disk an interrupted cairn run left on the proxy", "proxy", p.vm.Name, "disk", d.FileName)

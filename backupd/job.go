@@ -1,0 +1,366 @@
+package backupd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// JobOptions configure backup jobs.
+type JobOptions struct {
+	// Transports are tried in order for each disk (default DefaultTransports).
+	Transports []string
+	// NBDCommand is the NBD server command template (default
+	// DefaultNBDCommand); NBDURL, when set, is dialed instead (it may use
+	// the same placeholders).
+	NBDCommand string
+	NBDURL     string
+	// NBD tunes cairn's NBD client (retries, stall timeout, connections).
+	NBD nbd.Options
+	// NBDStartTimeout bounds the wait for the server's socket (default 30s).
+	NBDStartTimeout time.Duration
+	// ProxyVM is the appliance VM that hotadd attaches disks to.
+	ProxyVM string
+	// HotAddDevice finds the local device of a hot-added disk (default
+	// DeviceByUUID).
+	HotAddDevice HotAddDeviceFunc
+	// DatastoreDirs maps datastore names to local directories, on top of
+	// the datastores whose URL is a local directory (file transport and
+	// {disk_local_path}).
+	DatastoreDirs vsphere.DatastoreDirs
+	// Quiesce is auto (default), require or off.
+	Quiesce string
+	// ParallelDisks is how many disks of a VM are read at once (default 2).
+	ParallelDisks int
+	// Copy tunes the copier (workers, chunk size).
+	Copy copier.Options
+	// Credentials and Thumbprint fill {user}, {password_file} and
+	// {thumbprint} in the NBD command.
+	Credentials vsphere.Credentials
+	Thumbprint  string
+	// Progress, when set, is called once per disk before it is read; add
+	// counts bytes read and finish is called when the disk is done.
+	Progress func(vm, disk string, total int64) (add func(int64), finish func())
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o JobOptions) nbdStartTimeout() time.Duration {
+	if o.NBDStartTimeout > 0 {
+		return o.NBDStartTimeout
+	}
+	return 30 * time.Second
+}
+
+// DiskResult is what a job did for one disk.
+type DiskResult struct {
+	Name         string `json:"name"`
+	Transport    string `json:"transport"`
+	Full         bool   `json:"full"`
+	FullReason   string `json:"full_reason,omitempty"`
+	ChangedBytes int64  `json:"changed_bytes"`
+	BytesRead    int64  `json:"bytes_read"`
+	BytesWritten int64  `json:"bytes_written"`
+	ChangeID     string `json:"change_id,omitempty"`
+}
+
+// Result is the outcome of a successful job.
+type Result struct {
+	JobID       string         `json:"job_id"`
+	VM          string         `json:"vm"`
+	Point       blockmap.Point `json:"-"`
+	PointID     string         `json:"point"`
+	Consistency string         `json:"consistency"`
+	Disks       []DiskResult   `json:"disks"`
+}
+
+// BytesRead sums the disks' bytes read.
+func (r *Result) BytesRead() (n int64) {
+	for _, d := range r.Disks {
+		n += d.BytesRead
+	}
+	return n
+}
+
+// BytesWritten sums the disks' bytes stored.
+func (r *Result) BytesWritten() (n int64) {
+	for _, d := range r.Disks {
+		n += d.BytesWritten
+	}
+	return n
+}
+
+// NewJobID returns a sortable, unique job id (UTC time and random hex).
+func NewJobID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// vmJob is one running backup of one VM.
+type vmJob struct {
+	id    string
+	spec  string
+	repo  *blockmap.Repo
+	conn  *vsphere.Conn
+	opts  JobOptions
+	log   *slog.Logger
+	vm    *vsphere.VM
+	snap  *vsphere.Snapshot
+	proxy *vsphere.Proxy
+
+	dirsOnce sync.Once
+	dirs     vsphere.DatastoreDirs
+	dirsErr  error
+}
+
+// BackupVM backs up one VM (name, inventory path or MoRef) as one new
+// recovery point and records the job in <repo>/jobs/.
+func BackupVM(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) (*Result, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.Transports) == 0 {
+		opts.Transports = DefaultTransports
+	}
+	if opts.ParallelDisks <= 0 {
+		opts.ParallelDisks = 2
+	}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
+	j.log = opts.Logger.With("job", j.id)
+	rec := JobRecord{ID: j.id, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
+	jobs := NewJobLog(repo.Dir())
+	if err := jobs.Append(rec); err != nil {
+		j.log.Warn("cannot record the job", "error", err)
+	}
+	res, err := j.run(ctx)
+	rec.End = time.Now().UTC()
+	if j.vm != nil {
+		rec.VM = j.vm.Name
+	}
+	if err != nil {
+		rec.State, rec.Error = JobFailed, err.Error()
+	} else {
+		rec.State, rec.Point, rec.BytesRead, rec.BytesWritten = JobOK, res.PointID, res.BytesRead(), res.BytesWritten()
+		rec.Consistency = res.Consistency
+	}
+	if aerr := jobs.Append(rec); aerr != nil {
+		j.log.Warn("cannot record the job", "error", aerr)
+	}
+	return res, err
+}
+
+func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
+	vm, err := j.conn.FindVM(ctx, j.spec)
+	if err != nil {
+		return nil, err
+	}
+	j.vm = vm
+	if err := blockmap.ValidateName("VM", vm.Name); err != nil {
+		return nil, err
+	}
+	unlock, err := lockVM(j.repo.Dir(), vm.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
+		if j.proxy, err = j.conn.FindProxy(ctx, j.opts.ProxyVM); err != nil {
+			return nil, err
+		}
+		if _, err := j.proxy.CleanupStale(ctx, vm); err != nil {
+			return nil, fmt.Errorf("clean up disks left on proxy %s: %w", j.proxy.Name(), err)
+		}
+	}
+	if _, err := vm.RemoveStaleSnapshots(ctx); err != nil {
+		return nil, fmt.Errorf("remove snapshots left by an interrupted run: %w", err)
+	}
+	if _, err := vm.EnableCBT(ctx); err != nil {
+		return nil, err
+	}
+	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+j.id, j.opts.Quiesce)
+	if snap != nil && snap.Ref.Value != "" {
+		defer func() {
+			if rerr := vm.RemoveSnapshot(snap.Ref); rerr != nil {
+				j.log.Error("removing the backup snapshot failed; the next run removes it", "vm", vm.Name, "snapshot", snap.Name, "error", rerr)
+				if err == nil {
+					err = rerr
+				}
+			}
+		}()
+	}
+	if err != nil {
+		return nil, err
+	}
+	j.snap = snap
+	j.log.Info("snapshot taken", "vm", vm.Name, "snapshot", snap.Name, "consistency", snap.Consistency)
+	return j.backup(ctx)
+}
+
+// backup reads the snapshot into a new point and commits it.
+func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
+	pm := PointMeta{
+		Source: "vsphere", VCenter: j.conn.URL.Host, VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
+		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
+		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
+	}
+	sess, err := j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
+		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn backup job " + j.id,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("begin point of %s: %w", j.vm.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			if aerr := sess.Abort(context.WithoutCancel(ctx)); aerr != nil {
+				j.log.Error("aborting the point failed; the next writer sweeps it", "error", aerr)
+			}
+		}
+	}()
+	var base *blockmap.Point
+	if b, ok := sess.Base(); ok {
+		base = &b
+	}
+	disks := make([]*diskJob, 0, len(j.snap.Disks))
+	for _, d := range j.snap.Disks {
+		dj, err := j.prepareDisk(ctx, sess, d, base)
+		if err != nil {
+			return nil, err
+		}
+		disks = append(disks, dj)
+	}
+	if err := j.copyDisks(ctx, disks); err != nil {
+		return nil, err
+	}
+	p, err := sess.Commit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("commit point of %s: %w", j.vm.Name, err)
+	}
+	res = &Result{JobID: j.id, VM: j.vm.Name, Point: p, PointID: p.ID, Consistency: p.Consistency}
+	for _, dj := range disks {
+		dr := dj.result
+		if info, ok := p.Disk(dr.Name); ok {
+			dr.BytesWritten, dr.BytesRead = info.StoredBytes, info.ReadBytes
+		}
+		res.Disks = append(res.Disks, dr)
+	}
+	j.log.Info("backup committed", "vm", j.vm.Name, "point", p.ID, "consistency", p.Consistency, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
+	return res, nil
+}
+
+// diskJob is one disk of a job: its plan and writer.
+type diskJob struct {
+	plan   diskPlan
+	w      *blockmap.DiskWriter
+	meta   DiskMeta
+	result DiskResult
+}
+
+func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphere.Disk, base *blockmap.Point) (*diskJob, error) {
+	plan, err := planDisk(ctx, j.vm, j.snap, d, base)
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+	}
+	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
+	w, err := sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)})
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+	}
+	if full, reason := w.Full(); full && !plan.full {
+		if plan, err = fullPlan(ctx, j.vm, j.snap, plan, reason); err != nil {
+			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
+		}
+	}
+	if plan.full {
+		j.log.Info("full backup of disk", "vm", j.vm.Name, "disk", d.Name, "reason", plan.fullReason)
+	}
+	return &diskJob{plan: plan, w: w, meta: meta}, nil
+}
+
+// copyDisks reads the disks, ParallelDisks at a time.
+func (j *vmJob) copyDisks(ctx context.Context, disks []*diskJob) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, j.opts.ParallelDisks)
+	var wg sync.WaitGroup
+	for _, dj := range disks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			if err := j.copyDisk(ctx, dj); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
+	d := dj.plan.disk
+	src, transport, err := j.openSource(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := src.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("disk %s: close %s transport: %w", d.Name, transport, cerr)
+		}
+	}()
+	extents := dj.plan.extents
+	if !dj.plan.haveExtent {
+		if extents, err = src.Allocated(ctx); err != nil {
+			return fmt.Errorf("disk %s: allocation map: %w", d.Name, err)
+		}
+	}
+	extents = copier.Align(extents, dj.w.BlockSize(), dj.w.Size())
+	total := copier.Total(extents)
+	copts := j.opts.Copy
+	finish := func() {}
+	if j.opts.Progress != nil {
+		var add func(int64)
+		add, finish = j.opts.Progress(j.vm.Name, d.Name, total)
+		copts.Progress = add
+	}
+	j.log.Info("reading disk", "vm", j.vm.Name, "disk", d.Name, "transport", transport, "full", dj.plan.full, "bytes", total)
+	read, err := copier.Copy(ctx, src, dj.w, extents, copts)
+	finish()
+	if err != nil {
+		return fmt.Errorf("disk %s via %s: %w", d.Name, transport, err)
+	}
+	m := dj.meta
+	m.Transport, m.BytesRead, m.ChangedBytes = transport, read, copier.Total(dj.plan.extents)
+	m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
+	dj.w.SetMeta(mustJSON(m))
+	dj.result = DiskResult{Name: d.Name, Transport: transport, Full: m.Full, FullReason: m.FullReason, ChangedBytes: total, BytesRead: read, ChangeID: d.ChangeID}
+	return nil
+}
+
+// localPath maps a snapshot disk to its local flat file.
+func (j *vmJob) localPath(ctx context.Context, d vsphere.Disk) (string, error) {
+	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs) })
+	if j.dirsErr != nil {
+		return "", j.dirsErr
+	}
+	return j.dirs.LocalPath(d.FileName)
+}

@@ -1,0 +1,139 @@
+package backupd
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// nbdSource reads an export with cairn's NBD client.
+type nbdSource struct {
+	ctx    context.Context
+	client *nbd.Client
+	server *nbdServer
+	tmp    string
+}
+
+func (s *nbdSource) ReadAt(p []byte, off int64) (int, error) { return s.client.ReadAt(s.ctx, p, off) }
+
+func (s *nbdSource) Allocated(ctx context.Context) ([]blockmap.Extent, error) {
+	ext, err := s.client.AllocatedExtents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]blockmap.Extent, 0, len(ext))
+	for _, e := range ext {
+		if !e.Zero() {
+			out = append(out, blockmap.Extent{Offset: e.Offset, Length: e.Length})
+		}
+	}
+	return out, nil
+}
+
+func (s *nbdSource) Close() error {
+	var err error
+	if s.client != nil {
+		err = s.client.Close()
+	}
+	if s.server != nil {
+		s.server.stop()
+	}
+	if s.tmp != "" {
+		_ = os.RemoveAll(s.tmp)
+	}
+	return err
+}
+
+// openNBD connects to --nbd-url, or starts the --nbd-command server for the
+// disk on a private unix socket, and dials it.
+func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err error) {
+	s := &nbdSource{ctx: ctx}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	s.tmp, err = os.MkdirTemp("", "cairn-nbd-")
+	if err != nil {
+		return nil, fmt.Errorf("nbd: %w", err)
+	}
+	socket := filepath.Join(s.tmp, "nbd.sock")
+	value := func(name string) (string, error) { return j.templateValue(ctx, name, d, socket, s.tmp) }
+	uri := j.opts.NBDURL
+	if uri != "" {
+		words, err := expandTemplate(uri, value)
+		if err != nil {
+			return nil, err
+		}
+		uri = words[0]
+	} else {
+		tmpl := j.opts.NBDCommand
+		if tmpl == "" {
+			tmpl = DefaultNBDCommand
+		}
+		args, err := expandTemplate(tmpl, value)
+		if err != nil {
+			return nil, err
+		}
+		if s.server, err = startNBDServer(ctx, args, socket, j.opts.nbdStartTimeout()); err != nil {
+			return nil, err
+		}
+		uri = nbd.UnixTarget(socket, "").String()
+	}
+	opts := j.opts.NBD
+	if opts.Logger == nil {
+		opts.Logger = j.log
+	}
+	if s.client, err = nbd.Dial(ctx, uri, opts); err != nil {
+		return nil, fmt.Errorf("nbd: connect to %s: %w", uri, err)
+	}
+	if s.client.Size() < d.Capacity {
+		return nil, fmt.Errorf("nbd: export %s has %d bytes, the disk %d", uri, s.client.Size(), d.Capacity)
+	}
+	return s, nil
+}
+
+// templateValue computes one placeholder of an NBD command for a disk.
+func (j *vmJob) templateValue(ctx context.Context, name string, d vsphere.Disk, socket, tmp string) (string, error) {
+	switch name {
+	case "socket":
+		return socket, nil
+	case "server":
+		return j.conn.URL.Hostname(), nil
+	case "user":
+		return j.opts.Credentials.User, nil
+	case "password_file":
+		f := filepath.Join(tmp, "password")
+		if err := os.WriteFile(f, []byte(j.opts.Credentials.Password), 0o600); err != nil {
+			return "", err
+		}
+		return f, nil
+	case "thumbprint":
+		if tp := j.opts.Thumbprint; tp != "" {
+			return vsphere.NormalizeThumbprint(tp)
+		}
+		if tp := j.conn.ServerThumbprint(ctx); tp != "" {
+			return tp, nil
+		}
+		return "", fmt.Errorf("cannot read the server certificate of %s", j.conn.URL.Host)
+	case "vm_moref":
+		return j.vm.Ref.Value, nil
+	case "snapshot_moref":
+		return j.snap.Ref.Value, nil
+	case "disk_file":
+		return d.FileName, nil
+	case "disk_local_path":
+		return j.localPath(ctx, d)
+	case "vm":
+		return url.PathEscape(j.vm.Name), nil
+	case "disk":
+		return d.Name, nil
+	}
+	return "", fmt.Errorf("unknown placeholder")
+}
