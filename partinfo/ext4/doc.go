@@ -18,9 +18,13 @@
 //     count as holes); classic direct/indirect/double/triple block maps
 //     (zero pointers are holes); inline_data files, directories and
 //     symlinks; fast and slow symlinks; device nodes, FIFOs, sockets.
-//   - Linear and htree directories (htree blocks are read linearly; Lookup
-//     uses a cached name index per directory); casefold names are returned
-//     as stored and looked up exactly.
+//   - Linear and htree directories. ReadDir parses all blocks linearly and
+//     caches a name index per directory; Lookup uses that index, or, in a
+//     large htree directory not parsed yet, hashes the name (half_md4,
+//     signed or unsigned) and reads only the index path and one leaf,
+//     falling back to the full parse for anything unusual (other hash
+//     versions, collision chains, damaged index). Casefold names are
+//     returned as stored and looked up exactly.
 //   - Attributes: 32-bit uid/gid, nanosecond timestamps with the extra
 //     epoch bits, 64-bit sizes, huge_file block counts. Like the kernel,
 //     an inline-data file reports at least its size in 512-byte blocks.

@@ -166,6 +166,17 @@ func (f *FS) Lookup(dir uint64, name string) (ino uint64, err error) {
 	if err != nil {
 		return 0, err
 	}
+	if _, cached := f.dirs.get(dir); !cached && name != "." && name != ".." {
+		// Large hashed directory not parsed yet: read one path of the
+		// htree instead of the whole directory. Any doubt (unhandled hash,
+		// collision chain, damaged index) falls back to the full parse.
+		if ino, found, err := f.htreeLookup(n, name); err == nil {
+			if !found {
+				return 0, fmt.Errorf("%q in directory %d: %w", name, dir, fs.ErrNotExist)
+			}
+			return ino, nil
+		}
+	}
 	d, err := f.loadDir(n)
 	if err != nil {
 		return 0, err

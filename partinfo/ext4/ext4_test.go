@@ -91,6 +91,9 @@ func TestKernelWrittenImages(t *testing.T) {
 			t.Logf("%s: %+v", v.name, st)
 			checkCoverage(t, f, st, v.variant, true)
 			checkLargeReads(t, img, "data/big.bin")
+			if v.tree.bigDir >= 10000 { // large enough for the hashed lookup path
+				checkHtreeLookup(t, img, "bigdir")
+			}
 		})
 	}
 }

@@ -38,6 +38,8 @@ type superblock struct {
 	checksumSeed   uint32
 	backupBGs      [2]uint32
 	journalIno     uint32
+	flags          uint32    // s_flags (signed/unsigned directory hash)
+	hashSeed       [4]uint32 // s_hash_seed for htree name hashes
 	groupCount     uint64
 }
 
@@ -72,6 +74,8 @@ func parseSuperblock(b []byte) (*superblock, error) {
 		checksumSeed:   le.Uint32(b[0x270:]),
 		backupBGs:      [2]uint32{le.Uint32(b[0x24C:]), le.Uint32(b[0x250:])},
 		journalIno:     le.Uint32(b[0xE0:]),
+		flags:          le.Uint32(b[0x160:]),
+		hashSeed:       [4]uint32{le.Uint32(b[0xEC:]), le.Uint32(b[0xF0:]), le.Uint32(b[0xF4:]), le.Uint32(b[0xF8:])},
 	}
 	if s.revLevel == 0 {
 		// Original ext2 revision: no feature flags at all.

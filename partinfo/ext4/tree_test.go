@@ -60,7 +60,11 @@ func buildTree(t testing.TB, dir string, o treeOptions) {
 	// One large directory: the kernel (or mkfs) indexes it as an htree.
 	must(os.MkdirAll(filepath.Join(dir, "bigdir"), 0o755))
 	for i := 0; i < o.bigDir; i++ {
-		f, err := os.Create(filepath.Join(dir, "bigdir", fmt.Sprintf("entry-with-a-longish-name-%05d", i)))
+		name := fmt.Sprintf("entry-with-a-longish-name-%05d", i)
+		if i%250 == 0 {
+			name = fmt.Sprintf("entrée-ünïcödé-日本語-%05d", i) // high-bit bytes hash differently signed/unsigned
+		}
+		f, err := os.Create(filepath.Join(dir, "bigdir", name))
 		must(err)
 		if i%100 == 0 {
 			_, err = f.WriteString(fmt.Sprint(i))
