@@ -123,6 +123,24 @@ func TestSmallImageContents(t *testing.T) {
 		if types["sub"] != fs.ModeDir || types["fast"] != fs.ModeSymlink || types["hello.txt"] != 0 {
 			t.Errorf("%v: ReadDir types %v", args, types)
 		}
+		data := resolve(t, f, "sub/data.bin")
+		size := int64(len(files["sub/data.bin"]))
+		if pos, err := f.SeekData(data, 10); err != nil || pos != 10 {
+			t.Errorf("%v: SeekData(10) = %d, %v", args, pos, err)
+		}
+		if pos, err := f.SeekHole(data, 10); err != nil || pos != size {
+			t.Errorf("%v: SeekHole(10) = %d, %v; want the size %d", args, pos, err, size)
+		}
+		for _, seek := range []func(uint64, int64) (int64, error){f.SeekData, f.SeekHole} {
+			if _, err := seek(data, size); !errors.Is(err, partinfo.ErrNoData) {
+				t.Errorf("%v: seek at EOF: %v, want ErrNoData", args, err)
+			}
+		}
+		for _, ino := range []uint64{0, 1 << 40} {
+			if _, err := f.Stat(ino); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%v: Stat(%d) = %v", args, ino, err)
+			}
+		}
 		if _, err := f.Lookup(f.Root(), "missing"); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%v: Lookup of a missing name: %v", args, err)
 		}
