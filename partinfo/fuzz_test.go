@@ -10,10 +10,12 @@ import (
 )
 
 // gptSeed builds a small valid GPT disk (1 MiB) in code.
-func gptSeed(entries int) []byte {
-	const ss = 512
-	disk := make([]byte, 1<<20)
-	last := uint64(len(disk)/ss - 1)
+func gptSeed(entries int) []byte { return gptDisk(entries, 512, 1<<20) }
+
+// gptDisk builds a valid GPT disk with the given sector size.
+func gptDisk(entries int, ss uint64, size int) []byte {
+	disk := make([]byte, size)
+	last := uint64(len(disk))/ss - 1
 	craftEntry(disk, 0, 0, 0, 0xEE, 1, uint32(last))
 	ents := make([]byte, 128*128)
 	for i := 0; i < entries; i++ {
@@ -31,8 +33,8 @@ func gptSeed(entries int) []byte {
 		binary.LittleEndian.PutUint32(h[12:], 92)
 		binary.LittleEndian.PutUint64(h[24:], hdrLBA)
 		binary.LittleEndian.PutUint64(h[32:], backupLBA)
-		binary.LittleEndian.PutUint64(h[40:], 34)
-		binary.LittleEndian.PutUint64(h[48:], last-33)
+		binary.LittleEndian.PutUint64(h[40:], 2+uint64(len(ents))/ss)
+		binary.LittleEndian.PutUint64(h[48:], last-1-uint64(len(ents))/ss)
 		binary.LittleEndian.PutUint64(h[72:], entLBA)
 		binary.LittleEndian.PutUint32(h[80:], 128)
 		binary.LittleEndian.PutUint32(h[84:], 128)
@@ -42,7 +44,7 @@ func gptSeed(entries int) []byte {
 		binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
 	}
 	put(1, last, 2)
-	put(last, 1, last-32)
+	put(last, 1, last-uint64(len(ents))/ss)
 	return disk
 }
 
@@ -56,6 +58,12 @@ func TestGPTSeedIsValid(t *testing.T) {
 	tab, err = partinfo.ReadTable(bytes.NewReader(d), int64(len(d)))
 	if err != nil || !tab.UsedBackupGPT || len(tab.Partitions) != 5 {
 		t.Fatalf("seed GPT with broken primary: %+v, %v", tab, err)
+	}
+	// A 4Kn disk: the GPT header sits at byte 4096.
+	d = gptDisk(3, 4096, 4<<20)
+	tab, err = partinfo.ReadTable(bytes.NewReader(d), int64(len(d)))
+	if err != nil || tab.SectorSize != 4096 || len(tab.Partitions) != 3 || tab.Partitions[1].Start != 300*4096 {
+		t.Fatalf("4Kn GPT: %+v, %v", tab, err)
 	}
 }
 
