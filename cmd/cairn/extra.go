@@ -8,5 +8,6 @@ import "github.com/urfave/cli/v2"
 func extraCommands() []*cli.Command {
 	var cmds []*cli.Command
 	cmds = append(cmds, mountCommands()...)
+	cmds = append(cmds, backupCommands()...)
 	return cmds
 }

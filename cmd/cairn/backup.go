@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+)
+
+func backupCommands() []*cli.Command {
+	return []*cli.Command{backupCommand(), jobsCommand()}
+}
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "back up vSphere VMs (agentless: snapshot + changed block tracking) as new recovery points",
+		Description: "Each VM gets a snapshot named cairn-<job id> (quiesced unless --quiesce=off), the\n" +
+			"areas changed since its last point are read through the first transport that works,\n" +
+			"and one recovery point is committed. The first backup of a disk, or one after a CBT\n" +
+			"reset or a disk resize, reads every allocated area. Credentials come from --credentials\n" +
+			"FILE (user and password on two lines, mode 0600) or CAIRN_VC_USER/CAIRN_VC_PASSWORD.\n" +
+			"NBD command placeholders: {socket} {server} {user} {password_file} {thumbprint}\n" +
+			"{vm_moref} {snapshot_moref} {disk_file} {disk_local_path} {vm} {disk}.\n" +
+			"Prints one line per VM: VM, point id, consistency, bytes read, bytes stored.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
+			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM name, inventory path or MoRef (repeatable)"},
+			&cli.StringFlag{Name: "transport", Value: strings.Join(backupd.DefaultTransports, ","), Usage: "transports to try in order: hotadd, nbd, file"},
+			&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultNBDCommand, Usage: "NBD server command `TEMPLATE` started per disk"},
+			&cli.StringFlag{Name: "nbd-url", Usage: "connect to this NBD `URI` instead of starting a server (placeholders allowed)"},
+			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
+			&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD read"},
+			&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd"},
+			&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine (file transport, {disk_local_path})"},
+			&cli.StringFlag{Name: "quiesce", Value: vsphere.QuiesceAuto, Usage: "auto (fall back to crash-consistent), require or off"},
+			&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
+			&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
+			&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
+			&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
+			&cli.IntFlag{Name: "parallel-vms", Value: 1, Usage: "VMs backed up at once"},
+			&cli.IntFlag{Name: "per-host", Value: 2, Usage: "VMs backed up at once on one ESXi host"},
+			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+		},
+		Action: backupAction,
+	}
+}
+
+func backupAction(c *cli.Context) error {
+	transports, err := backupd.ParseTransports(c.String("transport"))
+	if err != nil {
+		return err
+	}
+	quiesce, err := vsphere.ParseQuiesce(c.String("quiesce"))
+	if err != nil {
+		return err
+	}
+	dirs, err := parseDatastoreDirs(c.StringSlice("datastore-dir"))
+	if err != nil {
+		return err
+	}
+	creds, err := vsphere.LoadCredentials(c.String("credentials"))
+	if err != nil {
+		return err
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
+		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	opts := backupd.JobOptions{
+		Transports: transports, NBDCommand: c.String("nbd-command"), NBDURL: c.String("nbd-url"),
+		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries")},
+		ProxyVM: c.String("proxy-vm"), DatastoreDirs: dirs, Quiesce: quiesce, ParallelDisks: c.Int("parallel-disks"),
+		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
+	}
+	if opts.NBD.Retries == 0 {
+		opts.NBD.Retries = -1
+	}
+	outs := backupd.BackupVMs(c.Context, repo, conn, c.StringSlice("vm"), opts,
+		backupd.ParallelOptions{VMs: c.Int("parallel-vms"), PerHost: c.Int("per-host")})
+	return printBackupResults(c.Bool("json"), outs)
+}
+
+// diskProgress draws a progress bar per disk (on a terminal only).
+func diskProgress() func(vm, disk string, total int64) (func(int64), func()) {
+	var mu sync.Mutex // bars of parallel disks draw one at a time
+	return func(vm, disk string, total int64) (func(int64), func()) {
+		mu.Lock()
+		bar := newProgressBar(vm+"/"+disk, total)
+		return bar.Add, func() { bar.Finish(); mu.Unlock() }
+	}
+}
+
+func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
+	var failed []string
+	if asJSON {
+		type item struct {
+			VM     string          `json:"vm"`
+			Result *backupd.Result `json:"result,omitempty"`
+			Error  string          `json:"error,omitempty"`
+		}
+		var items []item
+		for _, o := range outs {
+			it := item{VM: o.Spec, Result: o.Result}
+			if o.Err != nil {
+				it.Error = o.Err.Error()
+				failed = append(failed, o.Spec)
+			}
+			items = append(items, it)
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(items); err != nil {
+			return err
+		}
+	} else {
+		for _, o := range outs {
+			if o.Err != nil {
+				fmt.Fprintf(os.Stderr, "cairn: backup of %s failed: %v\n", o.Spec, o.Err)
+				failed = append(failed, o.Spec)
+				continue
+			}
+			r := o.Result
+			fmt.Printf("%s\t%s\t%s\tread %s\tstored %s\n", r.VM, r.PointID, r.Consistency, humanBytes(r.BytesRead()), humanBytes(r.BytesWritten()))
+		}
+	}
+	if len(failed) > 0 {
+		return cli.Exit(fmt.Sprintf("backup failed for %d of %d VMs: %s", len(failed), len(outs), strings.Join(failed, ", ")), 1)
+	}
+	return nil
+}
+
+func parseDatastoreDirs(items []string) (vsphere.DatastoreDirs, error) {
+	dirs := vsphere.DatastoreDirs{}
+	for _, it := range items {
+		name, dir, ok := strings.Cut(it, "=")
+		if !ok || name == "" || dir == "" {
+			return nil, fmt.Errorf("--datastore-dir %q: want NAME=DIR", it)
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--datastore-dir %q: %s is not a directory", it, dir)
+		}
+		dirs[name] = dir
+	}
+	return dirs, nil
+}
+
+func jobsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "jobs",
+		Usage: "list backup jobs (start, end, VM, result, bytes read and stored, error)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.IntFlag{Name: "last", Usage: "show only the last N jobs"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.String("repo") == "" {
+				return errors.New("jobs: give --repo DIR or set CAIRN_REPO")
+			}
+			repo, err := openRepo(c)
+			if err != nil {
+				return err
+			}
+			dir := repo.Dir()
+			repo.Close()
+			jobs, err := backupd.NewJobLog(dir).List()
+			if err != nil {
+				return err
+			}
+			if n := c.Int("last"); n > 0 && len(jobs) > n {
+				jobs = jobs[len(jobs)-n:]
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if jobs == nil {
+					jobs = []backupd.JobRecord{}
+				}
+				return enc.Encode(jobs)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tERROR")
+			for _, j := range jobs {
+				end := "-"
+				if !j.End.IsZero() {
+					end = j.End.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.VM, j.Start.Format(time.RFC3339), end, j.State,
+					dash(j.Point), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), oneLine(j.Error))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
