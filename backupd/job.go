@@ -73,6 +73,9 @@ type DiskResult struct {
 	BytesRead    int64  `json:"bytes_read"`
 	BytesWritten int64  `json:"bytes_written"`
 	ChangeID     string `json:"change_id,omitempty"`
+	// Retries counts NBD reads that were retried (transient server errors,
+	// reconnects).
+	Retries int64 `json:"retries,omitempty"`
 }
 
 // Result is the outcome of a successful job.
@@ -353,6 +356,9 @@ func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 	m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
 	dj.w.SetMeta(mustJSON(m))
 	dj.result = DiskResult{Name: d.Name, Transport: transport, Full: m.Full, FullReason: m.FullReason, ChangedBytes: total, BytesRead: read, ChangeID: d.ChangeID}
+	if ns, ok := src.(*nbdSource); ok {
+		dj.result.Retries = ns.client.Stats().Retries
+	}
 	return nil
 }
 

@@ -1,0 +1,317 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// faultEnv is one VM "vm1" with two disks that the guest filled partly.
+type faultEnv struct {
+	sim   *esxsim.Sim
+	conn  *vsphere.Conn
+	repo  *blockmap.Repo
+	names []string
+	rng   *rand.Rand
+}
+
+func newFaultEnv(t *testing.T, spec esxsim.VMSpec, proxy string) *faultEnv {
+	t.Helper()
+	spec.Name = "vm1"
+	if len(spec.Disks) == 0 {
+		spec.Disks = []esxsim.DiskSpec{{Size: 16 << 20}, {Size: 8 << 20, Controller: esxsim.ControllerSATA}}
+	}
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{spec}, ProxyVM: proxy})
+	e := &faultEnv{sim: sim, conn: connectSim(t, sim), repo: newTestRepo(t), rng: rand.New(rand.NewPCG(11, 12))}
+	e.names = diskNames(t, sim, "vm1")
+	e.write(t, 40)
+	return e
+}
+
+// write changes n random blocks on every disk.
+func (e *faultEnv) write(t *testing.T, n int) {
+	t.Helper()
+	g, err := e.sim.Guest("vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range e.names {
+		if _, err := g.WriteRandomBlocks(d, n, esxsim.BlockSize, e.rng); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *faultEnv) backup(opts backupd.JobOptions) (*backupd.Result, error) {
+	if opts.NBD.RetryBackoff == 0 {
+		opts.NBD.RetryBackoff = time.Millisecond
+	}
+	return backupd.BackupVM(context.Background(), e.repo, e.conn, "vm1", opts)
+}
+
+// mustBackup backs up and checks the point against the running disks.
+func (e *faultEnv) mustBackup(t *testing.T, opts backupd.JobOptions) *backupd.Result {
+	t.Helper()
+	res, err := e.backup(opts)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	checkPoint(t, e.repo, res.Point, e.names, runningImages(t, e.sim, "vm1"))
+	e.noSnapshots(t)
+	return res
+}
+
+func (e *faultEnv) noSnapshots(t *testing.T) {
+	t.Helper()
+	if s := vmSnapshots(t, e.conn, e.sim, "vm1"); len(s) != 0 {
+		t.Fatalf("snapshots left: %v", s)
+	}
+}
+
+func (e *faultEnv) points(t *testing.T) int {
+	t.Helper()
+	pts, err := e.repo.Points(context.Background(), "vm1")
+	if errors.Is(err, blockmap.ErrNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(pts)
+}
+
+func nbdOpts(tmpl string) backupd.JobOptions {
+	return backupd.JobOptions{Transports: []string{"nbd"}, NBDCommand: tmpl}
+}
+
+func TestBackupNBDErrorsRetried(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	e.write(t, 100)
+	opts := nbdOpts("nbdkit -t 1 -U {socket} -f --filter=error file {disk_local_path} error-pread-rate=1% error=EIO")
+	opts.NBD = nbd.Options{MaxRequestSize: 64 << 10, Retries: 8}
+	res := e.mustBackup(t, opts)
+	var retries int64
+	for _, d := range res.Disks {
+		retries += d.Retries
+	}
+	t.Logf("%d reads retried", retries)
+}
+
+func TestBackupNBDAlwaysFailing(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	opts := nbdOpts("nbdkit -t 1 -U {socket} -f --filter=error file {disk_local_path} error-pread-rate=100% error=EIO")
+	opts.NBD = nbd.Options{Retries: 2}
+	_, err := e.backup(opts)
+	if err == nil || !strings.Contains(err.Error(), "nbd") {
+		t.Fatalf("backup through a failing server: %v", err)
+	}
+	e.noSnapshots(t)
+	if n := e.points(t); n != 0 {
+		t.Fatalf("a failed backup left %d points", n)
+	}
+	res := e.mustBackup(t, nbdOpts(nbdkitTemplate))
+	for _, d := range res.Disks {
+		if !d.Full {
+			t.Errorf("disk %s: the first good backup must be full", d.Name)
+		}
+	}
+	if probs, err := e.repo.Check(context.Background()); err != nil || len(probs) != 0 {
+		t.Errorf("repository check after a failed backup: %v %v", probs, err)
+	}
+}
+
+func TestBackupNBDStallTimesOut(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	opts := nbdOpts("nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-read=5")
+	opts.NBD = nbd.Options{StallTimeout: 300 * time.Millisecond, Retries: 1}
+	_, err := e.backup(opts)
+	if !errors.Is(err, nbd.ErrStalled) {
+		t.Fatalf("backup through a stalled server: %v, want ErrStalled", err)
+	}
+	e.noSnapshots(t)
+	if n := e.points(t); n != 0 {
+		t.Fatalf("a failed backup left %d points", n)
+	}
+}
+
+func TestBackupNBDServerKilled(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	pidDir := t.TempDir()
+	opts := nbdOpts("nbdkit -t 1 -U {socket} -f -P " + filepath.Join(pidDir, "{disk}.pid") + " --filter=delay file {disk_local_path} delay-read=100ms")
+	opts.NBD = nbd.Options{Retries: 2}
+	opts.ParallelDisks = 1
+	go func() {
+		for i := 0; i < 500; i++ {
+			b, err := os.ReadFile(filepath.Join(pidDir, e.names[0]+".pid"))
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+				time.Sleep(150 * time.Millisecond)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	_, err := e.backup(opts)
+	if err == nil {
+		t.Fatal("backup succeeded although its NBD server was killed")
+	}
+	e.noSnapshots(t)
+	if n := e.points(t); n != 0 {
+		t.Fatalf("a failed backup left %d points", n)
+	}
+	e.mustBackup(t, nbdOpts(qemuNBDTemplate))
+}
+
+func TestBackupQuiesceFault(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{FailQuiesce: true}, "")
+	file := backupd.JobOptions{Transports: []string{"file"}}
+	res := e.mustBackup(t, file)
+	if res.Point.Consistency != blockmap.ConsistencyCrash {
+		t.Errorf("consistency %q after a quiesce fault, want crash-consistent", res.Point.Consistency)
+	}
+	if !strings.Contains(string(res.Point.Meta), "quiesce_error") {
+		t.Errorf("point meta does not record the quiesce fault: %s", res.Point.Meta)
+	}
+	file.Quiesce = vsphere.QuiesceRequire
+	if _, err := e.backup(file); err == nil || !strings.Contains(err.Error(), "require") {
+		t.Fatalf("--quiesce=require with a quiesce fault: %v", err)
+	}
+	e.noSnapshots(t)
+	if err := e.sim.SetFailQuiesce("vm1", false); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.mustBackup(t, file); res.Point.Consistency != blockmap.ConsistencyQuiesced {
+		t.Errorf("consistency %q", res.Point.Consistency)
+	}
+}
+
+func TestBackupCBTResetAndGrowthFallBackToFull(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	file := backupd.JobOptions{Transports: []string{"file"}}
+	e.mustBackup(t, file)
+	e.write(t, 3)
+	if res := e.mustBackup(t, file); res.Disks[0].Full || res.Disks[1].Full {
+		t.Fatalf("second backup was full: %+v", res.Disks)
+	}
+	if err := e.sim.ResetCBT("vm1"); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, 3)
+	res := e.mustBackup(t, file)
+	for _, d := range res.Disks {
+		if !d.Full || !strings.Contains(d.FullReason, "reset") {
+			t.Errorf("after a CBT reset disk %s: full=%v reason %q", d.Name, d.Full, d.FullReason)
+		}
+		info, _ := res.Point.Disk(d.Name)
+		if !info.Full || info.FullReason != d.FullReason {
+			t.Errorf("point disk %s does not record the full reason: %+v", d.Name, info)
+		}
+	}
+	if err := e.sim.GrowDisk(context.Background(), "vm1", 1, 12<<20); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, 2)
+	res = e.mustBackup(t, file)
+	for _, d := range res.Disks {
+		grown := d.Name == e.names[1]
+		if d.Full != grown || (grown && !strings.Contains(d.FullReason, "size changed")) {
+			t.Errorf("after growing disk %s: disk %s full=%v reason %q", e.names[1], d.Name, d.Full, d.FullReason)
+		}
+	}
+}
+
+func TestBackupRejectedChangeIDFallsBackToFull(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	file := backupd.JobOptions{Transports: []string{"file"}}
+	first := e.mustBackup(t, file).Point
+	// A point whose stored changeId has the right epoch but a sequence
+	// number from the future: the server refuses it.
+	ctx := context.Background()
+	sess, err := e.repo.BeginPoint(ctx, "vm1", blockmap.PointOptions{Consistency: first.Consistency, Meta: first.Meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range first.Disks {
+		m, _ := backupd.ReadDiskMeta(d)
+		m.ChangeID = vsphere.ChangeIDEpoch(m.ChangeID) + "/999999"
+		b, _ := json.Marshal(m)
+		if _, err := sess.AddDisk(ctx, d.Name, d.Size, blockmap.DiskOptions{Meta: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sess.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.write(t, 2)
+	res := e.mustBackup(t, file)
+	for _, d := range res.Disks {
+		if !d.Full || !strings.Contains(d.FullReason, "rejected") {
+			t.Errorf("disk %s with a refused changeId: full=%v reason %q", d.Name, d.Full, d.FullReason)
+		}
+	}
+}
+
+func TestBackupCleansStaleHotAddAndSnapshot(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "cairn-proxy")
+	ctx := context.Background()
+	vm, err := e.conn.FindVM(ctx, "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// what a killed hotadd run leaves: a cairn snapshot whose disk is
+	// still attached to the proxy
+	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+"killed", vsphere.QuiesceOff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := e.conn.FindProxy(ctx, "cairn-proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.Attach(ctx, snap.Disks[0].FileName); err != nil {
+		t.Fatal(err)
+	}
+	res := e.mustBackup(t, backupd.JobOptions{Transports: []string{"hotadd"}, ProxyVM: "cairn-proxy", HotAddDevice: simHotAdd(e.sim)})
+	if res.Disks[0].Transport != "hotadd" {
+		t.Errorf("transport %s", res.Disks[0].Transport)
+	}
+	disks, err := e.sim.Disks("cairn-proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(disks) != 0 {
+		t.Errorf("proxy still has %d disks attached: %+v", len(disks), disks)
+	}
+}
+
+func TestBackupTransportFallback(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	// hotadd without a proxy and a broken nbd command fail to open; file works
+	opts := backupd.JobOptions{Transports: []string{"hotadd", "nbd", "file"}, NBDCommand: "/nonexistent/nbd-server {socket}"}
+	res := e.mustBackup(t, opts)
+	for _, d := range res.Disks {
+		if d.Transport != "file" {
+			t.Errorf("disk %s used %s", d.Name, d.Transport)
+		}
+	}
+}
