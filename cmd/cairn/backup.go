@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/nbd"
@@ -100,14 +103,94 @@ func backupAction(c *cli.Context) error {
 	return printBackupResults(c.Bool("json"), outs)
 }
 
-// diskProgress draws a progress bar per disk (on a terminal only).
+// diskProgress shows one progress line per disk on a terminal (stderr);
+// parallel disks get a line each. Nothing is drawn when stderr is not a
+// terminal.
 func diskProgress() func(vm, disk string, total int64) (func(int64), func()) {
-	var mu sync.Mutex // bars of parallel disks draw one at a time
-	return func(vm, disk string, total int64) (func(int64), func()) {
-		mu.Lock()
-		bar := newProgressBar(vm+"/"+disk, total)
-		return bar.Add, func() { bar.Finish(); mu.Unlock() }
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
 	}
+	m := &multiBar{out: os.Stderr}
+	return m.add
+}
+
+// multiBar redraws a block of progress lines, one per disk.
+type multiBar struct {
+	mu     sync.Mutex
+	out    io.Writer
+	bars   []*barLine
+	drawn  int // lines drawn last time
+	ticker *time.Ticker
+	stop   chan struct{}
+}
+
+type barLine struct {
+	label      string
+	total      int64
+	done       atomic.Int64
+	start, end time.Time
+	isFinished bool
+}
+
+func (m *multiBar) add(vm, disk string, total int64) (func(int64), func()) {
+	b := &barLine{label: vm + "/" + disk, total: total, start: time.Now()}
+	m.mu.Lock()
+	m.bars = append(m.bars, b)
+	if m.ticker == nil {
+		m.ticker, m.stop = time.NewTicker(200*time.Millisecond), make(chan struct{})
+		go m.loop(m.ticker, m.stop)
+	}
+	m.mu.Unlock()
+	return func(n int64) { b.done.Add(n) }, func() {
+		m.mu.Lock()
+		b.isFinished, b.end = true, time.Now()
+		m.drawLocked()
+		active := false
+		for _, o := range m.bars {
+			active = active || !o.isFinished
+		}
+		if !active && m.ticker != nil {
+			m.ticker.Stop()
+			close(m.stop)
+			m.ticker, m.bars, m.drawn = nil, nil, 0
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *multiBar) loop(t *time.Ticker, stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.drawLocked()
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (m *multiBar) drawLocked() {
+	if m.drawn > 0 {
+		fmt.Fprintf(m.out, "\x1b[%dA", m.drawn)
+	}
+	for _, b := range m.bars {
+		done := b.done.Load()
+		pct := 100.0
+		if b.total > 0 {
+			pct = float64(done) * 100 / float64(b.total)
+		}
+		end := time.Now()
+		if b.isFinished {
+			end = b.end
+		}
+		rate := float64(done) / max(end.Sub(b.start).Seconds(), 0.001)
+		filled := min(int(pct/100*30), 30)
+		fmt.Fprintf(m.out, "\r\x1b[K%-20s [%s%s] %5.1f%% %s/%s %s/s\n", b.label, strings.Repeat("#", filled), strings.Repeat(".", 30-filled),
+			pct, humanBytes(done), humanBytes(b.total), humanBytes(int64(rate)))
+	}
+	m.drawn = len(m.bars)
 }
 
 func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
