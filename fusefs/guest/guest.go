@@ -84,8 +84,8 @@ func Volumes(r io.ReaderAt, size int64) ([]Volume, *partinfo.Table, error) {
 // diskDir is fs/<disk>: one directory per volume.
 type diskDir struct {
 	gofs.Inode
-	src  fusefs.DiskSource
-	log  *slog.Logger
+	src     fusefs.DiskSource
+	log     *slog.Logger
 	vols    []Volume
 	volumes *atomic.Uint64 // per-mount counter that keeps inode numbers apart
 }
@@ -169,8 +169,8 @@ func dirAttr(a *fuse.Attr, t time.Time) {
 // directory with ERROR.txt. The filesystem is opened on first use.
 type volumeDir struct {
 	gofs.Inode
-	src fusefs.DiskSource
-	log *slog.Logger
+	src  fusefs.DiskSource
+	log  *slog.Logger
 	vol  Volume
 	salt uint64
 
