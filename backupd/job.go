@@ -111,6 +111,21 @@ func NewJobID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
+func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) *vmJob {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.Transports) == 0 {
+		opts.Transports = DefaultTransports
+	}
+	if opts.ParallelDisks <= 0 {
+		opts.ParallelDisks = 2
+	}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
+	j.log = opts.Logger.With("job", j.id)
+	return j
+}
+
 // vmJob is one running backup of one VM.
 type vmJob struct {
 	id    string
@@ -131,18 +146,8 @@ type vmJob struct {
 // BackupVM backs up one VM (name, inventory path or MoRef) as one new
 // recovery point and records the job in <repo>/jobs/.
 func BackupVM(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) (*Result, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if len(opts.Transports) == 0 {
-		opts.Transports = DefaultTransports
-	}
-	if opts.ParallelDisks <= 0 {
-		opts.ParallelDisks = 2
-	}
-	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
-	j.log = opts.Logger.With("job", j.id)
-	rec := JobRecord{ID: j.id, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
+	j := newVMJob(repo, conn, vmSpec, opts)
+	rec := JobRecord{ID: j.id, Kind: JobBackup, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
 	jobs := NewJobLog(repo.Dir())
 	if err := jobs.Append(rec); err != nil {
 		j.log.Warn("cannot record the job", "error", err)
@@ -165,32 +170,43 @@ func BackupVM(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSp
 }
 
 func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
+	err = j.withSnapshot(ctx, func(ctx context.Context) error {
+		res, err = j.backup(ctx)
+		return err
+	})
+	return res, err
+}
+
+// withSnapshot finds and locks the VM, cleans up what a killed run left,
+// makes sure CBT is on, takes the job's snapshot, runs body and removes the
+// snapshot whatever happens.
+func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) (err error) {
 	vm, err := j.conn.FindVM(ctx, j.spec)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	j.vm = vm
 	if err := blockmap.ValidateName("VM", vm.Name); err != nil {
-		return nil, err
+		return err
 	}
 	unlock, err := lockVM(j.repo.Dir(), vm.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
 		if j.proxy, err = j.conn.FindProxy(ctx, j.opts.ProxyVM); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := j.proxy.CleanupStale(ctx, vm); err != nil {
-			return nil, fmt.Errorf("clean up disks left on proxy %s: %w", j.proxy.Name(), err)
+			return fmt.Errorf("clean up disks left on proxy %s: %w", j.proxy.Name(), err)
 		}
 	}
 	if _, err := vm.RemoveStaleSnapshots(ctx); err != nil {
-		return nil, fmt.Errorf("remove snapshots left by an interrupted run: %w", err)
+		return fmt.Errorf("remove snapshots left by an interrupted run: %w", err)
 	}
 	if _, err := vm.EnableCBT(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+j.id, j.opts.Quiesce)
 	if snap != nil && snap.Ref.Value != "" {
@@ -204,11 +220,11 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 		}()
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	j.snap = snap
 	j.log.Info("snapshot taken", "vm", vm.Name, "snapshot", snap.Name, "consistency", snap.Consistency)
-	return j.backup(ctx)
+	return body(ctx)
 }
 
 // backup reads the snapshot into a new point and commits it.

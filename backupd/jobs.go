@@ -21,11 +21,18 @@ const (
 	JobInterrupted = "interrupted" // running, but its process is gone
 )
 
+// Job kinds.
+const (
+	JobBackup = "backup"
+	JobVerify = "verify-source"
+)
+
 // JobRecord is one line of <repo>/jobs/jobs.jsonl. A job writes a running
 // record when it starts and its final record when it ends; the last line
 // of an id wins.
 type JobRecord struct {
 	ID           string    `json:"id"`
+	Kind         string    `json:"kind,omitempty"`
 	VM           string    `json:"vm"`
 	VCenter      string    `json:"vcenter,omitempty"`
 	Start        time.Time `json:"start"`

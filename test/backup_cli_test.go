@@ -79,12 +79,26 @@ func TestBackupCLIErrors(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "app\t") {
 		t.Fatalf("backup with a 0600 credentials file: exit %d %s %s", res.code, res.stdout, res.stderr)
 	}
+	vs := []string{"--repo", repo, "verify-source", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint, "--transport", "file", "--vm", "app"}
+	if out := mustCairnEnv(t, env, vs...); !strings.Contains(out, "\tok") {
+		t.Errorf("verify-source right after a backup: %s", out)
+	}
+	if err := sim.SilentlyMissChange("app", 1, 5*esxsim.BlockSize, 10); err != nil {
+		t.Fatal(err)
+	}
+	res = runCairn(t, env, vs...)
+	if res.code != 1 || !strings.Contains(res.stdout, "CBT MISSED") || !strings.Contains(res.stdout, "missed 327680+65536") {
+		t.Errorf("verify-source after a change CBT missed: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 	var jobs []backupd.JobRecord
 	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "jobs", "--json")), &jobs); err != nil {
 		t.Fatal(err)
 	}
 	var ok, failed int
 	for _, j := range jobs {
+		if j.Kind != backupd.JobBackup {
+			continue
+		}
 		switch j.State {
 		case backupd.JobOK:
 			ok++

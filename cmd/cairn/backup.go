@@ -19,10 +19,137 @@ import (
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
 )
 
 func backupCommands() []*cli.Command {
-	return []*cli.Command{backupCommand(), jobsCommand()}
+	return []*cli.Command{backupCommand(), jobsCommand(), verifySourceCommand()}
+}
+
+// vcenterFlags are the connection and transport flags shared by backup
+// and verify-source.
+func vcenterFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
+		&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM name, inventory path or MoRef (repeatable)"},
+		&cli.StringFlag{Name: "transport", Value: strings.Join(backupd.DefaultTransports, ","), Usage: "transports to try in order: hotadd, nbd, file"},
+		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultNBDCommand, Usage: "NBD server command `TEMPLATE` started per disk"},
+		&cli.StringFlag{Name: "nbd-url", Usage: "connect to this NBD `URI` instead of starting a server (placeholders allowed)"},
+		&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
+		&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD read"},
+		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd"},
+		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine (file transport, {disk_local_path})"},
+		&cli.StringFlag{Name: "quiesce", Value: vsphere.QuiesceAuto, Usage: "auto (fall back to crash-consistent), require or off"},
+		&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
+		&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
+		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
+		&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
+		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+	}
+}
+
+// jobSetup parses the shared flags, opens the repository and connects.
+func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions, error) {
+	var opts backupd.JobOptions
+	transports, err := backupd.ParseTransports(c.String("transport"))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	quiesce, err := vsphere.ParseQuiesce(c.String("quiesce"))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	dirs, err := parseDatastoreDirs(c.StringSlice("datastore-dir"))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	creds, err := vsphere.LoadCredentials(c.String("credentials"))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
+		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
+	})
+	if err != nil {
+		repo.Close()
+		return nil, nil, opts, err
+	}
+	opts = backupd.JobOptions{
+		Transports: transports, NBDCommand: c.String("nbd-command"), NBDURL: c.String("nbd-url"),
+		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries")},
+		ProxyVM: c.String("proxy-vm"), DatastoreDirs: dirs, Quiesce: quiesce, ParallelDisks: c.Int("parallel-disks"),
+		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
+	}
+	if opts.NBD.Retries == 0 {
+		opts.NBD.Retries = -1
+	}
+	return repo, conn, opts, nil
+}
+
+func verifySourceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify-source",
+		Usage: "compare each VM's latest point with the VM itself, to catch changes CBT missed",
+		Description: "Snapshots the VM, reads every disk whole and compares every block with the latest\n" +
+			"point. A block that differs where CBT reports no change since that point is a change\n" +
+			"CBT missed (VMware documents that this can happen). With --repair a corrected point\n" +
+			"(everything read from the snapshot) is stored. Exit code 1 when something was missed.",
+		Flags: append(vcenterFlags(), &cli.BoolFlag{Name: "repair", Usage: "store a corrected point when CBT missed changes"}),
+		Action: func(c *cli.Context) error {
+			repo, conn, opts, err := jobSetup(c)
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			defer conn.Close()
+			var bad []string
+			var reps []*backupd.SourceReport
+			for _, vm := range c.StringSlice("vm") {
+				rep, err := backupd.VerifyAgainstSource(c.Context, repo, conn, vm, backupd.VerifySourceOptions{JobOptions: opts, Repair: c.Bool("repair")})
+				if err != nil {
+					return fmt.Errorf("verify %s against its source: %w", vm, err)
+				}
+				reps = append(reps, rep)
+				if !rep.OK() {
+					bad = append(bad, vm)
+				}
+				if c.Bool("json") {
+					continue
+				}
+				for _, d := range rep.Disks {
+					state := "ok"
+					if len(d.Missed) > 0 {
+						state = fmt.Sprintf("CBT MISSED %s in %d areas", humanBytes(d.MissedBytes()), len(d.Missed))
+					}
+					fmt.Printf("%s\t%s\t%s\tcompared %s\t%s\n", rep.VM, rep.Point, d.Name, humanBytes(d.Compared), state)
+					for _, e := range d.Missed {
+						fmt.Printf("\tmissed %d+%d\n", e.Offset, e.Length)
+					}
+					if d.Note != "" {
+						fmt.Printf("\tnote: %s\n", d.Note)
+					}
+				}
+				if rep.Repaired != "" {
+					fmt.Printf("%s\trepaired: new point %s\n", rep.VM, rep.Repaired)
+				}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(reps); err != nil {
+					return err
+				}
+			}
+			if len(bad) > 0 {
+				return cli.Exit("CBT missed changes on: "+strings.Join(bad, ", "), 1)
+			}
+			return nil
+		},
+	}
 }
 
 func backupCommand() *cli.Command {
@@ -37,67 +164,21 @@ func backupCommand() *cli.Command {
 			"NBD command placeholders: {socket} {server} {user} {password_file} {thumbprint}\n" +
 			"{vm_moref} {snapshot_moref} {disk_file} {disk_local_path} {vm} {disk}.\n" +
 			"Prints one line per VM: VM, point id, consistency, bytes read, bytes stored.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
-			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM name, inventory path or MoRef (repeatable)"},
-			&cli.StringFlag{Name: "transport", Value: strings.Join(backupd.DefaultTransports, ","), Usage: "transports to try in order: hotadd, nbd, file"},
-			&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultNBDCommand, Usage: "NBD server command `TEMPLATE` started per disk"},
-			&cli.StringFlag{Name: "nbd-url", Usage: "connect to this NBD `URI` instead of starting a server (placeholders allowed)"},
-			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
-			&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD read"},
-			&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd"},
-			&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine (file transport, {disk_local_path})"},
-			&cli.StringFlag{Name: "quiesce", Value: vsphere.QuiesceAuto, Usage: "auto (fall back to crash-consistent), require or off"},
-			&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
-			&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
-			&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
-			&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
+		Flags: append(vcenterFlags(),
 			&cli.IntFlag{Name: "parallel-vms", Value: 1, Usage: "VMs backed up at once"},
 			&cli.IntFlag{Name: "per-host", Value: 2, Usage: "VMs backed up at once on one ESXi host"},
-			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
-		},
+		),
 		Action: backupAction,
 	}
 }
 
 func backupAction(c *cli.Context) error {
-	transports, err := backupd.ParseTransports(c.String("transport"))
-	if err != nil {
-		return err
-	}
-	quiesce, err := vsphere.ParseQuiesce(c.String("quiesce"))
-	if err != nil {
-		return err
-	}
-	dirs, err := parseDatastoreDirs(c.StringSlice("datastore-dir"))
-	if err != nil {
-		return err
-	}
-	creds, err := vsphere.LoadCredentials(c.String("credentials"))
-	if err != nil {
-		return err
-	}
-	repo, err := openRepo(c)
+	repo, conn, opts, err := jobSetup(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
-		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
-	})
-	if err != nil {
-		return err
-	}
 	defer conn.Close()
-	opts := backupd.JobOptions{
-		Transports: transports, NBDCommand: c.String("nbd-command"), NBDURL: c.String("nbd-url"),
-		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries")},
-		ProxyVM: c.String("proxy-vm"), DatastoreDirs: dirs, Quiesce: quiesce, ParallelDisks: c.Int("parallel-disks"),
-		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
-	}
-	if opts.NBD.Retries == 0 {
-		opts.NBD.Retries = -1
-	}
 	outs := backupd.BackupVMs(c.Context, repo, conn, c.StringSlice("vm"), opts,
 		backupd.ParallelOptions{VMs: c.Int("parallel-vms"), PerHost: c.Int("per-host")})
 	return printBackupResults(c.Bool("json"), outs)
