@@ -1,0 +1,113 @@
+package backupd
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestExpandTemplate(t *testing.T) {
+	vals := map[string]string{"socket": "/run/s.sock", "disk_local_path": "/ds/vm 1/vm-flat.vmdk", "vm": "web", "disk": "scsi0-0"}
+	calls := map[string]int{}
+	value := func(n string) (string, error) {
+		calls[n]++
+		v, ok := vals[n]
+		if !ok {
+			return "", errors.New("no value")
+		}
+		return v, nil
+	}
+	got, err := expandTemplate("qemu-nbd -r  -k {socket} {disk_local_path} --log=/l/{vm}-{disk}.log", value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"qemu-nbd", "-r", "-k", "/run/s.sock", "/ds/vm 1/vm-flat.vmdk", "--log=/l/web-scsi0-0.log"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if calls["thumbprint"] != 0 || calls["password_file"] != 0 {
+		t.Errorf("unused placeholders were computed: %v", calls)
+	}
+	for _, bad := range []string{"", "nbdkit {nosuch}", "nbdkit {socket", "nbdkit {thumbprint}"} {
+		if _, err := expandTemplate(bad, value); err == nil {
+			t.Errorf("template %q accepted", bad)
+		}
+	}
+}
+
+func FuzzExpandTemplate(f *testing.F) {
+	for _, s := range []string{DefaultNBDCommand, "a {socket}{disk} b", "{", "}{", "{{socket}}", "x {vm"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tmpl string) {
+		words, err := expandTemplate(tmpl, func(n string) (string, error) { return "<" + n + ">", nil })
+		if err != nil {
+			return
+		}
+		for _, w := range words {
+			if strings.Contains(w, "{") {
+				t.Fatalf("placeholder left in %q from %q", w, tmpl)
+			}
+		}
+	})
+}
+
+func TestParseTransports(t *testing.T) {
+	got, err := ParseTransports(" hotadd, nbd,file ")
+	if err != nil || strings.Join(got, ",") != "hotadd,nbd,file" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"", "san", "nbd,,ssh"} {
+		if _, err := ParseTransports(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestJobLogLastRecordWinsAndInterrupted(t *testing.T) {
+	l := NewJobLog(t.TempDir())
+	if jobs, err := l.List(); err != nil || len(jobs) != 0 {
+		t.Fatalf("empty log: %v %v", jobs, err)
+	}
+	must := func(r JobRecord) {
+		if err := l.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(JobRecord{ID: "a", VM: "web", State: JobRunning})
+	must(JobRecord{ID: "a", VM: "web", State: JobOK, Point: "p1", BytesRead: 10})
+	must(JobRecord{ID: "b", VM: "db", State: JobRunning, PID: 1 << 30}) // no such process
+	jobs, err := l.List()
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("%v %v", jobs, err)
+	}
+	for _, j := range jobs {
+		switch j.ID {
+		case "a":
+			if j.State != JobOK || j.Point != "p1" || j.BytesRead != 10 {
+				t.Errorf("job a: %+v", j)
+			}
+		case "b":
+			if j.State != JobInterrupted {
+				t.Errorf("job b of a dead process: %s", j.State)
+			}
+		}
+	}
+}
+
+func TestLockVMExcludesSecondJob(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockVM(dir, "web/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockVM(dir, "web/1"); err == nil || !strings.Contains(err.Error(), "another cairn process") {
+		t.Errorf("second lock: %v", err)
+	}
+	unlock()
+	unlock2, err := lockVM(dir, "web/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock2()
+}
