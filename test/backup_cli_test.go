@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,4 +227,61 @@ func mustCairnEnv(t *testing.T, env []string, args ...string) string {
 		t.Fatalf("cairn %s: exit %d: %s", strings.Join(args, " "), res.code, res.stderr)
 	}
 	return res.stdout
+}
+
+// TestBackupInterruptedCleansUp stops `cairn backup` with SIGINT while it
+// reads: it must remove its snapshot and stop its NBD server itself, record
+// the job as failed and leave no point.
+func TestBackupInterruptedCleansUp(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	sim, env := cliSim(t)
+	repoDir := cliRepo(t)
+	g, _ := sim.Guest("app")
+	if _, err := g.WriteRandomBlocks(0, 40, esxsim.BlockSize, rand.New(rand.NewPCG(1, 9))); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "nbdkit.pid")
+	cmd := exec.Command(buildCairn(t), "--repo", repoDir, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
+		"--vm", "app", "--transport", "nbd", "--parallel-disks", "1",
+		"--nbd-command", "nbdkit -t 1 -U {socket} -f -P "+pidFile+" --filter=delay file {disk_local_path} delay-read=300ms")
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "reading disk") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the backup never started reading: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("an interrupted backup exited 0: %s", stderr.String())
+	}
+	conn := connectSim(t, sim)
+	if snaps := vmSnapshots(t, conn, sim, "app"); len(snaps) != 0 {
+		t.Errorf("an interrupted backup left snapshots %v", snaps)
+	}
+	if b, err := os.ReadFile(pidFile); err == nil {
+		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 && syscall.Kill(pid, 0) == nil {
+			t.Errorf("nbdkit (pid %d) still runs after the backup was interrupted", pid)
+		}
+	}
+	var jobs []backupd.JobRecord
+	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repoDir, "jobs", "--json")), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].State != backupd.JobFailed || !strings.Contains(jobs[0].Error, "canceled") {
+		t.Errorf("jobs after an interrupt: %+v", jobs)
+	}
+	if out := mustCairn(t, "--repo", repoDir, "points", "--json"); strings.Contains(out, "app") {
+		t.Errorf("an interrupted backup left a point: %s", out)
+	}
 }
