@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -233,6 +234,44 @@ func TestGuestFilesystems(t *testing.T) {
 	t.Run("read-only", func(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(fsRoot(p2, "p1"), "new"), nil, 0o644); err == nil || !strings.Contains(err.Error(), "read-only") {
 			t.Fatalf("create in a guest fs: %v, want EROFS", err)
+		}
+	})
+	t.Run("cli partitions files restore-file", func(t *testing.T) {
+		out := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "guest", "--point", p2, "--json")
+		var tables []struct {
+			Table      string `json:"table"`
+			Partitions []struct {
+				Name       string `json:"name"`
+				Filesystem string `json:"filesystem"`
+				Label      string `json:"label"`
+				Browsable  bool   `json:"browsable"`
+				Used       int64  `json:"used"`
+			} `json:"partitions"`
+		}
+		if err := json.Unmarshal([]byte(out), &tables); err != nil || len(tables) != 1 {
+			t.Fatalf("partitions --json: %v\n%s", err, out)
+		}
+		var got []string
+		for _, p := range tables[0].Partitions {
+			got = append(got, fmt.Sprintf("%s=%s:%v", p.Name, p.Filesystem, p.Browsable))
+		}
+		want := "p1=ext4:true p2=xfs:true p3=fat32:true p4=ntfs:true p5=lvm2:false p6=ext4:false"
+		if tables[0].Table != "gpt" || strings.Join(got, " ") != want {
+			t.Fatalf("partitions: %s %v, want gpt %s", tables[0].Table, got, want)
+		}
+		if l := tables[0].Partitions[0]; l.Label != "guest-ext4" || l.Used <= 256*mib {
+			t.Fatalf("ext4 partition: label %q used %d", l.Label, l.Used)
+		}
+		ls := mustCairn(t, "--repo", repoDir, "files", "--vm", "guest", "--point", p2, "--disk", "sda", "--part", "1", "/names")
+		if !strings.Contains(ls, "Grüße aus Köln.txt") || !strings.Contains(ls, "-rw-r--r--") {
+			t.Fatalf("files /names:\n%s", ls)
+		}
+		dest := filepath.Join(t.TempDir(), "restored")
+		mustCairn(t, "--repo", repoDir, "restore-file", "--vm", "guest", "--point", p2, "--disk", "sda", "--part", "p2", "/", dest)
+		compareTrees(t, walkTree(t, sources["xfs"], nil), walkTree(t, dest, nil), compareOpts{modes: true, links: true})
+		res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "guest", "--disk", "sda", "--part", "5")
+		if res.code == 0 || !strings.Contains(res.stderr, "LVM") {
+			t.Fatalf("files on an LVM partition: %d %s", res.code, res.stderr)
 		}
 	})
 	t.Run("sparse file keeps holes", func(t *testing.T) {

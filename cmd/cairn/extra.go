@@ -8,6 +8,7 @@ import "github.com/urfave/cli/v2"
 func extraCommands() []*cli.Command {
 	var cmds []*cli.Command
 	cmds = append(cmds, mountCommands()...)
+	cmds = append(cmds, fileCommands()...)
 	cmds = append(cmds, backupCommands()...)
 	return cmds
 }
