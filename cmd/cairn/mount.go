@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/fusefs"
+	"github.com/cairnbackup/cairn/fusefs/guest"
 )
 
 // mountCommands are `cairn mount` and `cairn umount`.
@@ -68,6 +69,7 @@ func runMount(c *cli.Context) error {
 	}
 	srv, err := fusefs.Mount(c.Context, repo, dir, fusefs.Options{
 		Logger:     slog.Default(),
+		FSProvider: guest.Provider(slog.Default()),
 		AllowOther: c.Bool("allow-other"),
 		Debug:      c.Bool("debug-fuse"),
 	})
