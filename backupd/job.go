@@ -337,6 +337,15 @@ func (j *vmJob) copyDisks(ctx context.Context, disks []*diskJob) error {
 
 func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 	d := dj.plan.disk
+	if dj.plan.haveExtent && len(dj.plan.extents) == 0 {
+		// nothing changed: no transport to open
+		m := dj.meta
+		m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
+		dj.w.SetMeta(mustJSON(m))
+		dj.result = DiskResult{Name: d.Name, Full: m.Full, FullReason: m.FullReason, ChangeID: d.ChangeID}
+		j.log.Info("disk unchanged", "vm", j.vm.Name, "disk", d.Name)
+		return nil
+	}
 	src, transport, err := j.openSource(ctx, d)
 	if err != nil {
 		return err

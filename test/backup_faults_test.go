@@ -317,3 +317,21 @@ func TestBackupTransportFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupUnchangedDiskOpensNoTransport: when CBT reports no change, the
+// disk is not opened at all (a broken NBD command is never started).
+func TestBackupUnchangedDiskOpensNoTransport(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	first := e.mustBackup(t, backupd.JobOptions{Transports: []string{"file"}})
+	res := e.mustBackup(t, nbdOpts("/nonexistent/nbd-server {socket}"))
+	for _, d := range res.Disks {
+		if d.Full || d.BytesRead != 0 || d.Transport != "" {
+			t.Errorf("unchanged disk %s: %+v", d.Name, d)
+		}
+		prev, _ := first.Point.Disk(d.Name)
+		pm, _ := backupd.ReadDiskMeta(prev)
+		if d.ChangeID == "" || pm.ChangeID == "" {
+			t.Errorf("disk %s: no changeId stored", d.Name)
+		}
+	}
+}
