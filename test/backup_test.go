@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -40,11 +41,19 @@ func TestBackupEndToEnd(t *testing.T) {
 	conn := connectSim(t, sim)
 	repo := newTestRepo(t)
 	logDir := t.TempDir()
+	// the qemu-nbd round goes through a script that first keeps a copy of
+	// the frozen snapshot file it serves, to compare the point with
+	frozenDir := t.TempDir()
+	serve := filepath.Join(t.TempDir(), "serve.sh")
+	script := "#!/bin/sh\ncp --sparse=always \"$1\" \"" + frozenDir + "/$3-$4.frozen\" && exec qemu-nbd -r -f raw --persistent -e 4 -k \"$2\" \"$1\"\n"
+	if err := os.WriteFile(serve, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	base := backupd.JobOptions{ParallelDisks: 2, ProxyVM: "cairn-proxy", HotAddDevice: simHotAdd(sim),
 		NBD: nbd.Options{RetryBackoff: 10e6}}
 	rounds := []backupRound{
 		{"nbd-qemu", func(o backupd.JobOptions) backupd.JobOptions {
-			o.Transports, o.NBDCommand = []string{"nbd"}, qemuNBDTemplate
+			o.Transports, o.NBDCommand = []string{"nbd"}, serve+" {disk_local_path} {socket} {vm} {disk}"
 			return o
 		}},
 		{"nbd-nbdkit", func(o backupd.JobOptions) backupd.JobOptions {
@@ -100,6 +109,17 @@ func TestBackupEndToEnd(t *testing.T) {
 			}
 			res := out.Result
 			checkPoint(t, repo, res.Point, names[vm], runningImages(t, sim, vm))
+			if round.name == "nbd-qemu" {
+				var frozen [][]byte
+				for _, name := range names[vm] {
+					b, err := os.ReadFile(filepath.Join(frozenDir, vm+"-"+name+".frozen"))
+					if err != nil {
+						t.Fatalf("frozen copy: %v", err)
+					}
+					frozen = append(frozen, b)
+				}
+				checkPoint(t, repo, res.Point, names[vm], frozen)
+			}
 			if got := len(vmSnapshots(t, conn, sim, vm)); got != 0 {
 				t.Fatalf("backup %d of %s left %d snapshots", i, vm, got)
 			}
