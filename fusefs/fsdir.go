@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -73,24 +74,34 @@ func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 	return ch, 0
 }
 
+// fsEntry is the node of one fs/<disk>, built once.
+type fsEntry struct {
+	once sync.Once
+	in   *gofs.Inode
+}
+
 // diskFS returns the node of fs/<disk>, asking the FSProvider once per
-// point and disk for the life of the mount.
+// point and disk for the life of the mount. Providers of different disks
+// run concurrently.
 func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d blockmap.DiskInfo) *gofs.Inode {
 	key := readerKey{pointKey{p.VM, p.Gen}, d.Name}
 	t.fsMu.Lock()
-	defer t.fsMu.Unlock()
-	if in, ok := t.fsNodes[key]; ok {
-		return in
+	e, ok := t.fsNodes[key]
+	if !ok {
+		e = &fsEntry{}
+		t.fsNodes[key] = e
 	}
-	node, err := t.callProvider(p, d)
-	if err != nil {
-		t.log.Error("guest filesystems of a disk", "vm", p.VM, "point", p.ID, "disk", d.Name, "err", err)
-		msg := fmt.Sprintf("cairn cannot show the filesystems of disk %s of %s at %s:\n%v\n\nThe raw image is in ../../disks/%s.img.\n", d.Name, p.VM, p.ID, err, d.Name)
-		node = &errorDir{t: t, p: p, text: []byte(msg)}
-	}
-	in := parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR})
-	t.fsNodes[key] = in
-	return in
+	t.fsMu.Unlock()
+	e.once.Do(func() {
+		node, err := t.callProvider(p, d)
+		if err != nil {
+			t.log.Error("guest filesystems of a disk", "vm", p.VM, "point", p.ID, "disk", d.Name, "err", err)
+			msg := fmt.Sprintf("cairn cannot show the filesystems of disk %s of %s at %s:\n%v\n\nThe raw image is in ../../disks/%s.img.\n", d.Name, p.VM, p.ID, err, d.Name)
+			node = &errorDir{t: t, p: p, text: []byte(msg)}
+		}
+		e.in = parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR})
+	})
+	return e.in
 }
 
 // callProvider runs the FSProvider, turning a panic into an error.

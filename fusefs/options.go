@@ -31,8 +31,9 @@ type DiskSource struct {
 // FSProvider builds the node of the directory fs/<disk> for one disk of a
 // point: typically a read-only tree of the disk's partitions and guest
 // filesystems (see package partinfo). It is called at most once per point
-// and disk per mount, the first time fs/<disk> is looked up, with a context
-// that ends when the mount ends.
+// and disk per mount, the first time fs/<disk> is looked up or fs/ is
+// listed (a listing looks up every entry), with a context that ends when
+// the mount ends. Calls for different disks may run concurrently.
 //
 // The returned node must be a directory node of the go-fuse fs package
 // (it is added with mode S_IFDIR). Nodes below it should use long timeouts

@@ -51,7 +51,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	}
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t := &tree{ctx: life, repo: repo, opts: opts, log: opts.Logger, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
-		started: time.Now(), fsNodes: map[readerKey]*gofs.Inode{}}
+		started: time.Now(), fsNodes: map[readerKey]*fsEntry{}}
 	t.cat = newCatalogCache(life, repo, t.log, opts.CatalogPoll)
 	t.cat.onChange = t.catalogChanged
 	t.readers = newReaderCache(life, repo, t.log, opts.MaxReaders, opts.ReaderMemory)

@@ -35,7 +35,7 @@ type tree struct {
 	root     *rootNode
 
 	fsMu    sync.Mutex
-	fsNodes map[readerKey]*gofs.Inode // FSProvider results, kept for the mount's life
+	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life
 }
 
 // fillAttr sets the attributes every node shares.
