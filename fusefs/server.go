@@ -71,7 +71,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 		AttrTimeout:  &long,
 		UID:          t.uid,
 		GID:          t.gid,
-		Logger:       log.New(slogWriter{t.log}, "", 0),
+		Logger:       log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
 			FsName:       fsType,
@@ -88,7 +88,8 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 			// makes the kernel stop asking (points carry no xattrs).
 			DisableXAttrs: true,
 			Debug:         opts.Debug,
-			Logger:        log.New(slogWriter{t.log}, "fuse: ", 0),
+			// Request tracing (Debug) and go-fuse's own notices.
+			Logger: log.New(slogWriter{t.log, slog.LevelInfo}, "fuse: ", 0),
 			PanicHandler: func(r any) fuse.Status {
 				t.log.Error("panic in a FUSE request (answered EIO)", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				return fuse.EIO
@@ -231,10 +232,13 @@ func setReadAhead(dir string, kb int) error {
 	return os.WriteFile(p, []byte(fmt.Sprintf("%d\n", kb)), 0o644)
 }
 
-// slogWriter turns go-fuse's log.Logger lines into slog warnings.
-type slogWriter struct{ log *slog.Logger }
+// slogWriter turns go-fuse's log.Logger lines into slog records.
+type slogWriter struct {
+	log   *slog.Logger
+	level slog.Level
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(strings.TrimRight(string(p), "\n"))
+	w.log.Log(context.Background(), w.level, strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
