@@ -140,3 +140,40 @@ func TestLoadCredentials(t *testing.T) {
 		t.Error("String shows the password")
 	}
 }
+
+func TestFindVMRefusesTemplate(t *testing.T) {
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "golden", PoweredOff: true, Disks: []esxsim.DiskSpec{{}}}}})
+	c := connect(t, sim)
+	ctx := context.Background()
+	vm, err := c.FindVM(ctx, "golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Object().MarkAsTemplate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FindVM(ctx, "golden"); err == nil || !strings.Contains(err.Error(), "template") {
+		t.Errorf("template: %v", err)
+	}
+}
+
+func TestQuiesceRequireAndAuto(t *testing.T) {
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "q", FailQuiesce: true, Disks: []esxsim.DiskSpec{{}}}}})
+	c := connect(t, sim)
+	ctx := context.Background()
+	vm, err := c.FindVM(ctx, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vm.CreateSnapshot(ctx, "cairn-r", vsphere.QuiesceRequire); err == nil {
+		t.Fatal("require succeeded despite a quiesce fault")
+	}
+	s, err := vm.CreateSnapshot(ctx, "cairn-a", vsphere.QuiesceAuto)
+	if err != nil || s.Consistency != vsphere.ConsistencyCrash || s.QuiesceError == "" {
+		t.Fatalf("auto: %+v %v", s, err)
+	}
+	removed, err := vm.RemoveStaleSnapshots(ctx)
+	if err != nil || len(removed) != 1 {
+		t.Fatalf("stale removal: %v %v", removed, err)
+	}
+}
