@@ -24,17 +24,17 @@ const mib = 1 << 20
 type guestPart struct {
 	name    string // test case name
 	sizeMiB int64
-	build   func(t *testing.T, img, src string) // makes the filesystem image from src
+	build   func(t testing.TB, img, src string) // makes the filesystem image from src
 	spec    treeSpec
 	cmp     compareOpts
 	skip    func(rel string) bool // paths the filesystem keeps for itself
 }
 
-func buildExt4(t *testing.T, img, src string) {
+func buildExt4(t testing.TB, img, src string) {
 	sh(t, "mkfs.ext4", "-q", "-F", "-L", "guest-ext4", "-d", src, img, fmt.Sprintf("%dM", 700))
 }
 
-func buildXFS(t *testing.T, img, src string) {
+func buildXFS(t testing.TB, img, src string) {
 	makeImage(t, img, 700*mib)
 	sh(t, "mkfs.xfs", "-q", "-f", "-L", "guestxfs", img)
 	mnt := t.TempDir()
@@ -44,7 +44,7 @@ func buildXFS(t *testing.T, img, src string) {
 	sh(t, "umount", mnt)
 }
 
-func buildFAT(t *testing.T, img, src string) {
+func buildFAT(t testing.TB, img, src string) {
 	makeImage(t, img, 128*mib)
 	sh(t, "mkfs.vfat", "-F", "32", "-n", "GUESTFAT", img)
 	entries, _ := os.ReadDir(src)
@@ -55,8 +55,10 @@ func buildFAT(t *testing.T, img, src string) {
 	sh(t, "mcopy", append(args, "::/")...)
 }
 
-func buildNTFS(t *testing.T, img, src string) {
-	makeImage(t, img, 256*mib)
+func buildNTFS(t testing.TB, img, src string) { buildNTFSSized(t, img, src, 256*mib) }
+
+func buildNTFSSized(t testing.TB, img, src string, size int64) {
+	makeImage(t, img, size)
 	sh(t, "mkntfs", "-q", "-Q", "-F", "-L", "guestntfs", img)
 	mnt := t.TempDir()
 	sh(t, "ntfs-3g", img, mnt)
@@ -66,7 +68,7 @@ func buildNTFS(t *testing.T, img, src string) {
 }
 
 // writeAt copies the file src into dst at off (sparse-aware through dd).
-func writeAt(t *testing.T, dst, src string, off int64) {
+func writeAt(t testing.TB, dst, src string, off int64) {
 	sh(t, "dd", "if="+src, "of="+dst, "bs=1M", fmt.Sprintf("seek=%d", off/mib), "conv=notrunc,sparse", "status=none")
 }
 
