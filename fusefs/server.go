@@ -87,7 +87,10 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 			// ls -l asks for ACL and security xattrs of every file; ENOSYS
 			// makes the kernel stop asking (points carry no xattrs).
 			DisableXAttrs: true,
-			Debug:         opts.Debug,
+			// Paths through latest/ resolve the link on every lookup;
+			// cached targets are invalidated when a VM's newest point changes.
+			EnableSymlinkCaching: true,
+			Debug:                opts.Debug,
 			// Request tracing (Debug) and go-fuse's own notices.
 			Logger: log.New(slogWriter{t.log, slog.LevelInfo}, "fuse: ", 0),
 			PanicHandler: func(r any) fuse.Status {
@@ -108,6 +111,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 		t.cat.close()
 		return nil, fmt.Errorf("mount %s: %w", abs, err)
 	}
+	go t.watchCatalog()
 	s := &Server{dir: abs, srv: srv, t: t, log: t.log, cancel: cancel, done: make(chan struct{})}
 	if opts.ReadAheadKB > 0 {
 		if err := setReadAhead(abs, opts.ReadAheadKB); err != nil {
@@ -241,4 +245,21 @@ type slogWriter struct {
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Log(context.Background(), w.level, strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// watchCatalog checks the catalog every poll interval while the mount
+// lives, so that changes reach the kernel's caches (the latest links'
+// cached targets, entries of deleted points) even when nobody lists a
+// directory.
+func (t *tree) watchCatalog() {
+	tick := time.NewTicker(t.opts.CatalogPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+			t.cat.current()
+		}
+	}
 }

@@ -68,6 +68,23 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 			gone = append(gone, k)
 		}
 	}
+	// The kernel caches symlink targets (EnableSymlinkCaching): when a
+	// VM's newest point changes, drop the cached target of its latest link.
+	var moved []string
+	for name, v := range cur.vms {
+		np, nok := v.latest()
+		var op blockmap.Point
+		var ook bool
+		if ov, ok := old.vms[name]; ok {
+			op, ook = ov.latest()
+		}
+		if nok != ook || np.Gen != op.Gen {
+			moved = append(moved, name)
+		}
+	}
+	if len(moved) > 0 {
+		go t.invalidateLatest(moved)
+	}
 	if len(gone) == 0 {
 		return
 	}
@@ -83,6 +100,25 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 	// Notifications must not run inside the request that triggered the
 	// reload: the kernel may hold the directory lock it needs.
 	go t.forgetEntries(old, cur, gone)
+}
+
+// invalidateLatest makes the kernel forget the cached target and entry of
+// the latest links of the named VMs. It runs outside any request.
+func (t *tree) invalidateLatest(vms []string) {
+	if t.root == nil {
+		return
+	}
+	root := t.root.EmbeddedInode()
+	for _, name := range vms {
+		vmInode := root.GetChild(name)
+		if vmInode == nil {
+			continue
+		}
+		if ch := vmInode.GetChild(latestName); ch != nil {
+			ch.NotifyContent(0, 0)
+		}
+		vmInode.NotifyEntry(latestName)
+	}
 }
 
 func (t *tree) forgetEntries(old, cur *catalogSnap, gone []pointKey) {

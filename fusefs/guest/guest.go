@@ -181,10 +181,10 @@ type volumeDir struct {
 }
 
 var (
-	_ gofs.NodeLookuper  = (*volumeDir)(nil)
-	_ gofs.NodeReaddirer = (*volumeDir)(nil)
-	_ gofs.NodeGetattrer = (*volumeDir)(nil)
-	_ gofs.NodeOpendirer = (*volumeDir)(nil)
+	_ gofs.NodeLookuper       = (*volumeDir)(nil)
+	_ gofs.NodeReaddirer      = (*volumeDir)(nil)
+	_ gofs.NodeGetattrer      = (*volumeDir)(nil)
+	_ gofs.NodeOpendirHandler = (*volumeDir)(nil)
 )
 
 func (v *volumeDir) where() []any {
@@ -211,7 +211,7 @@ func (v *volumeDir) open() {
 			return
 		}
 		v.fsys = fsys
-		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, log: v.log, where: v.where()}
+		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCache(), log: v.log, where: v.where()}
 	})
 }
 
@@ -230,8 +230,6 @@ func (v *volumeDir) errorText() string {
 	return msg
 }
 
-func (v *volumeDir) Opendir(ctx context.Context) syscall.Errno { return 0 }
-
 func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	v.open()
 	if v.err != nil {
@@ -240,6 +238,14 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 		return 0
 	}
 	return v.root.getattr(out)
+}
+
+func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	v.open()
+	if v.err != nil {
+		return &dirHandle{entries: []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return v.root.OpendirHandle(ctx, flags)
 }
 
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -277,19 +283,20 @@ type guestNode struct {
 	fs    partinfo.Filesystem
 	ino   uint64
 	salt  uint64
+	cache *dirCache
 	log   *slog.Logger
 	where []any
 }
 
 var (
-	_ gofs.NodeLookuper   = (*guestNode)(nil)
-	_ gofs.NodeReaddirer  = (*guestNode)(nil)
-	_ gofs.NodeGetattrer  = (*guestNode)(nil)
-	_ gofs.NodeOpener     = (*guestNode)(nil)
-	_ gofs.NodeReader     = (*guestNode)(nil)
-	_ gofs.NodeReadlinker = (*guestNode)(nil)
-	_ gofs.NodeLseeker    = (*guestNode)(nil)
-	_ gofs.NodeOpendirer  = (*guestNode)(nil)
+	_ gofs.NodeLookuper       = (*guestNode)(nil)
+	_ gofs.NodeReaddirer      = (*guestNode)(nil)
+	_ gofs.NodeGetattrer      = (*guestNode)(nil)
+	_ gofs.NodeOpener         = (*guestNode)(nil)
+	_ gofs.NodeReader         = (*guestNode)(nil)
+	_ gofs.NodeReadlinker     = (*guestNode)(nil)
+	_ gofs.NodeLseeker        = (*guestNode)(nil)
+	_ gofs.NodeOpendirHandler = (*guestNode)(nil)
 )
 
 func (n *guestNode) fail(op string, err error) syscall.Errno {
@@ -375,18 +382,37 @@ func (n *guestNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 	return n.getattr(out)
 }
 
-func (n *guestNode) Opendir(ctx context.Context) syscall.Errno { return 0 }
-
-func (n *guestNode) readdir() (gofs.DirStream, syscall.Errno) {
+// entries lists the directory for FUSE (mount inode numbers) and fills
+// the lookup cache with the guest inode numbers.
+func (n *guestNode) entries() ([]fuse.DirEntry, syscall.Errno) {
 	entries, err := n.fs.ReadDir(n.ino)
 	if err != nil {
 		return nil, n.fail("readdir", err)
 	}
 	out := make([]fuse.DirEntry, 0, len(entries))
+	guest := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, fuse.DirEntry{Name: e.Name, Ino: mountIno(n.salt, e.Ino), Mode: goModeToSys(e.Type) &^ 0o7777})
+		guest = append(guest, fuse.DirEntry{Name: e.Name, Ino: e.Ino})
+	}
+	n.cache.put(n.ino, guest)
+	return out, 0
+}
+
+func (n *guestNode) readdir() (gofs.DirStream, syscall.Errno) {
+	out, errno := n.entries()
+	if errno != 0 {
+		return nil, errno
 	}
 	return gofs.NewListDirStream(out), 0
+}
+
+func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	out, errno := n.entries()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return &dirHandle{entries: out}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) { return n.readdir() }
@@ -402,9 +428,15 @@ func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string,
 			}
 		}
 	}
-	ino, err := n.fs.Lookup(n.ino, name)
-	if err != nil {
-		return nil, n.fail("lookup", err)
+	ino, found, known := n.cache.lookup(n.ino, name)
+	if known && !found {
+		return nil, syscall.ENOENT
+	}
+	if !known {
+		var err error
+		if ino, err = n.fs.Lookup(n.ino, name); err != nil {
+			return nil, n.fail("lookup", err)
+		}
 	}
 	a, err := n.fs.Stat(ino)
 	if err != nil {
@@ -413,7 +445,7 @@ func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string,
 	fillAttr(&out.Attr, a, n.salt)
 	out.SetEntryTimeout(timeout)
 	out.SetAttrTimeout(timeout)
-	child := &guestNode{fs: n.fs, ino: ino, salt: n.salt, log: n.log, where: n.where}
+	child := &guestNode{fs: n.fs, ino: ino, salt: n.salt, cache: n.cache, log: n.log, where: n.where}
 	// The guest inode number keeps hard links one inode in the mount.
 	return parent.NewInode(ctx, child, gofs.StableAttr{Mode: out.Attr.Mode &^ 0o7777, Ino: mountIno(n.salt, ino)}), 0
 }

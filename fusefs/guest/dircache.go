@@ -1,0 +1,98 @@
+package guest
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// maxCachedNames bounds the names the directory cache of one volume holds
+// (about 100 bytes each: some 20 MiB per volume at most).
+const maxCachedNames = 200_000
+
+// dirCache keeps the name -> inode maps of recently listed directories of
+// one volume, so that the lookups that follow a listing (READDIRPLUS, ls -l,
+// find) never ask the reader again. Least recently used directories go first.
+type dirCache struct {
+	mu    sync.Mutex
+	lru   *list.List // of *cachedDir, front = newest
+	byIno map[uint64]*list.Element
+	names int
+}
+
+type cachedDir struct {
+	ino   uint64
+	names map[string]uint64
+}
+
+func newDirCache() *dirCache {
+	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}}
+}
+
+func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {
+	if len(entries) > maxCachedNames/4 {
+		return
+	}
+	names := make(map[string]uint64, len(entries))
+	for _, e := range entries {
+		names[e.Name] = e.Ino
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byIno[ino]; ok {
+		c.names -= len(el.Value.(*cachedDir).names)
+		c.lru.Remove(el)
+	}
+	c.byIno[ino] = c.lru.PushFront(&cachedDir{ino: ino, names: names})
+	c.names += len(names)
+	for c.names > maxCachedNames {
+		old := c.lru.Back()
+		d := old.Value.(*cachedDir)
+		c.lru.Remove(old)
+		delete(c.byIno, d.ino)
+		c.names -= len(d.names)
+	}
+}
+
+// lookup answers from the cache; known is false when the directory is not cached.
+func (c *dirCache) lookup(dir uint64, name string) (ino uint64, found, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byIno[dir]
+	if !ok {
+		return 0, false, false
+	}
+	c.lru.MoveToFront(el)
+	ino, found = el.Value.(*cachedDir).names[name]
+	return ino, found, true
+}
+
+// dirHandle is an open guest directory. Opened with FOPEN_CACHE_DIR, the
+// kernel keeps the listing: points never change.
+type dirHandle struct {
+	mu      sync.Mutex
+	entries []fuse.DirEntry
+	pos     int
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.pos]
+	h.pos++
+	e.Off = uint64(h.pos)
+	return &e, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pos = int(min(off, uint64(len(h.entries))))
+	return 0
+}
