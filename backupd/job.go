@@ -43,7 +43,7 @@ type JobOptions struct {
 	Quiesce string
 	// ParallelDisks is how many disks of a VM are read at once (default 2).
 	ParallelDisks int
-	// Copy tunes the copier (workers, chunk size).
+	// Copy tunes the copier (workers; chunk size, default 2 MiB here).
 	Copy copier.Options
 	// Credentials and Thumbprint fill {user}, {password_file} and
 	// {thumbprint} in the NBD command.
@@ -54,6 +54,8 @@ type JobOptions struct {
 	Progress func(vm, disk string, total int64) (add func(int64), finish func())
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+
+	gate *spawnGate // shared by the jobs of one BackupVMs call
 }
 
 func (o JobOptions) nbdStartTimeout() time.Duration {
@@ -121,7 +123,15 @@ func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOp
 	if opts.ParallelDisks <= 0 {
 		opts.ParallelDisks = 2
 	}
-	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
+	if opts.Copy.ChunkSize <= 0 {
+		// memory in flight is ParallelDisks x workers x chunk: 2 MiB chunks
+		// keep 4 parallel disks well under 256 MiB RSS
+		opts.Copy.ChunkSize = 2 << 20
+	}
+	if opts.gate == nil {
+		opts.gate = &spawnGate{}
+	}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts, gate: opts.gate}
 	j.log = opts.Logger.With("job", j.id)
 	return j
 }
@@ -137,6 +147,7 @@ type vmJob struct {
 	vm    *vsphere.VM
 	snap  *vsphere.Snapshot
 	proxy *vsphere.Proxy
+	gate  *spawnGate
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
@@ -234,7 +245,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
 		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
 	}
-	sess, err := j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
+	sess, err := j.beginPoint(ctx, blockmap.PointOptions{
 		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn backup job " + j.id,
 	})
 	if err != nil {
@@ -242,7 +253,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if aerr := sess.Abort(context.WithoutCancel(ctx)); aerr != nil {
+			if aerr := j.abort(context.WithoutCancel(ctx), sess); aerr != nil {
 				j.log.Error("aborting the point failed; the next writer sweeps it", "error", aerr)
 			}
 		}
@@ -262,7 +273,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	if err := j.copyDisks(ctx, disks); err != nil {
 		return nil, err
 	}
-	p, err := sess.Commit(ctx)
+	p, err := j.commit(ctx, sess)
 	if err != nil {
 		return nil, fmt.Errorf("commit point of %s: %w", j.vm.Name, err)
 	}
@@ -292,7 +303,7 @@ func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphe
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
 	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
-	w, err := sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)})
+	w, err := j.addDisk(ctx, sess, d.Name, d.Capacity, blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)})
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}

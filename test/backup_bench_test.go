@@ -1,0 +1,265 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// The backup benchmarks (issue 5's performance targets):
+//
+//	go test -run '^$' -bench 'BenchmarkBackup' -benchtime 1x -timeout 60m ./test/
+//
+// $CAIRN_BENCH_BACKUP_GIB sets the disk size (default 4; half data, half holes).
+
+func benchBackupSize() int64 {
+	if g, err := strconv.Atoi(os.Getenv("CAIRN_BENCH_BACKUP_GIB")); err == nil && g > 0 {
+		return int64(g) << 30
+	}
+	return 4 << 30
+}
+
+// writeHalfSparse makes a raw image of size bytes: 64 MiB of random data,
+// 64 MiB of hole, and so on.
+func writeHalfSparse(b *testing.B, path string, size int64) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < size; off += 128 << 20 {
+		for p := off; p < off+64<<20 && p < size; p += int64(len(buf)) {
+			for i := 0; i < len(buf); i += 8 {
+				v := rng.Uint64()
+				for k := 0; k < 8; k++ {
+					buf[i+k] = byte(v >> (8 * k))
+				}
+			}
+			if _, err := f.WriteAt(buf[:min(int64(len(buf)), size-p)], p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// startServer runs an NBD server on a unix socket and waits for it.
+func startServer(b *testing.B, sock string, args ...string) func() {
+	cmd := exec.Command(args[0], args[1:]...)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait(); os.Remove(sock) }
+}
+
+// cairnRead backs the export up as a point the way a backup job does:
+// allocation map (or the given extents), parallel copy, commit.
+func cairnRead(ctx context.Context, repo *blockmap.Repo, sock string, changed []blockmap.Extent) error {
+	c, err := nbd.DialUnix(ctx, sock, "", nbd.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sess, err := repo.BeginPoint(ctx, "bench", blockmap.PointOptions{})
+	if err != nil {
+		return err
+	}
+	defer sess.Abort(ctx)
+	w, err := sess.AddDisk(ctx, "scsi0-0", c.Size(), blockmap.DiskOptions{Full: changed == nil})
+	if err != nil {
+		return err
+	}
+	extents := changed
+	if full, _ := w.Full(); full {
+		ext, err := c.AllocatedExtents(ctx)
+		if err != nil {
+			return err
+		}
+		extents = nil
+		for _, e := range ext {
+			if !e.Zero() {
+				extents = append(extents, blockmap.Extent{Offset: e.Offset, Length: e.Length})
+			}
+		}
+	}
+	extents = copier.Align(extents, w.BlockSize(), w.Size())
+	if _, err := copier.Copy(ctx, c.ReaderAt(ctx), w, extents, copier.Options{}); err != nil {
+		return err
+	}
+	_, err = sess.Commit(ctx)
+	return err
+}
+
+func BenchmarkBackupNBD(b *testing.B) {
+	testutil.RequireTools(b, "qemu-nbd", "nbdkit", "nbdcopy")
+	ctx := context.Background()
+	size := benchBackupSize()
+	dir := b.TempDir()
+	img := filepath.Join(dir, "disk.raw")
+	writeHalfSparse(b, img, size)
+	sock := filepath.Join(dir, "nbd.sock")
+	servers := []struct {
+		name string
+		args []string
+	}{
+		{"qemu-nbd", []string{"qemu-nbd", "-r", "-f", "raw", "--persistent", "-e", "8", "-k", sock, img}},
+		{"nbdkit", []string{"nbdkit", "-t", "4", "-U", sock, "-f", "-r", "file", img}},
+	}
+	var rows []string
+	var fullQemu time.Duration
+	for _, s := range servers {
+		stop := startServer(b, sock, s.args...)
+		copyPath := filepath.Join(dir, "copy.raw")
+		ref, err := timeIt(func() error {
+			return runQuiet("nbdcopy", "--destination-is-zero", "nbd+unix:///?socket="+sock, copyPath)
+		})
+		os.Remove(copyPath)
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		repoDir := filepath.Join(dir, "repo-"+s.name)
+		if err := blockmap.Init(ctx, repoDir, blockmap.InitOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		full, err := timeIt(func() error { return cairnRead(ctx, repo, sock, nil) })
+		stop()
+		repo.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.name == "qemu-nbd" {
+			fullQemu = full
+		}
+		mbs := func(d time.Duration) float64 { return float64(size/2) / d.Seconds() / 1e6 }
+		rows = append(rows, fmt.Sprintf("| full, %s | %.2f s (%.0f MB/s of data) | %.2f s (%.0f MB/s) | %.0f %% | ≥ 80 %% |",
+			s.name, full.Seconds(), mbs(full), ref.Seconds(), mbs(ref), 100*ref.Seconds()/full.Seconds()))
+	}
+	// incremental: 1 % of the blocks changed, read through qemu-nbd into
+	// the qemu-nbd repository (which holds the full point)
+	list := changeBlocks(b, img, size, size, 64<<10, 0.01, 9)
+	changed, err := parseChangedList(list)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := startServer(b, sock, servers[0].args...)
+	repo, err := blockmap.Open(ctx, filepath.Join(dir, "repo-qemu-nbd"), blockmap.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	inc, err := timeIt(func() error { return cairnRead(ctx, repo, sock, changed) })
+	stop()
+	repo.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows = append(rows, fmt.Sprintf("| incremental, 1 %% changed, qemu-nbd | %.2f s | full: %.2f s | %.1f %% of the full | < 5 %% |",
+		inc.Seconds(), fullQemu.Seconds(), 100*inc.Seconds()/fullQemu.Seconds()))
+	b.ReportMetric(inc.Seconds()/fullQemu.Seconds(), "inc/full")
+	writeSection(b, "backup", fmt.Sprintf(`## Backup over NBD (BenchmarkBackupNBD)
+
+A %d GiB raw disk, half random data and half holes, served over a unix
+socket. cairn: its NBD client (block status, then parallel pipelined
+reads) through the copier into a new repository point, committed
+(hashing, fsync). Reference: `+"`nbdcopy`"+` from the same server into a
+raw file on the same filesystem.
+
+| what | cairn | nbdcopy | nbdcopy time / cairn time | target |
+|---|---|---|---|---|
+%s
+`, size>>30, strings.Join(rows, "\n")))
+}
+
+// parseChangedList reads the OFFSET:LENGTH lines changeBlocks returns.
+func parseChangedList(s string) ([]blockmap.Extent, error) {
+	var out []blockmap.Extent
+	for _, line := range strings.Split(s, "\n") {
+		off, length, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		o, err1 := strconv.ParseInt(off, 10, 64)
+		l, err2 := strconv.ParseInt(length, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("bad extent %q", line)
+		}
+		out = append(out, blockmap.Extent{Offset: o, Length: l})
+	}
+	return out, nil
+}
+
+// BenchmarkBackupRSS measures the peak RSS of `cairn backup` reading 4
+// disks in parallel from esxsim through qemu-nbd.
+func BenchmarkBackupRSS(b *testing.B) {
+	testutil.RequireTools(b, "qemu-nbd")
+	size := benchBackupSize() / 4
+	d := esxsim.DiskSpec{Size: size}
+	sim, err := esxsim.Start(context.Background(), esxsim.Options{DatastoreDir: b.TempDir(), VMs: []esxsim.VMSpec{{Name: "big", Disks: []esxsim.DiskSpec{d, d, d, d}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	disks, _ := sim.Disks("big")
+	g, _ := sim.Guest("big")
+	rng := rand.New(rand.NewPCG(4, 4))
+	buf := make([]byte, 8<<20)
+	for i, dk := range disks {
+		for off := int64(0); off < dk.Size/2; off += int64(len(buf)) {
+			for k := range buf {
+				buf[k] = byte(rng.Uint32())
+			}
+			if err := g.WriteAt(i, buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	repoDir := filepath.Join(b.TempDir(), "repo")
+	if err := blockmap.Init(context.Background(), repoDir, blockmap.InitOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(buildCairn(b), "--repo", repoDir, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
+		"--vm", "big", "--transport", "nbd", "--parallel-disks", "4", "--nbd-command", qemuNBDTemplate)
+	cmd.Env = append(os.Environ(), "CAIRN_VC_USER="+sim.User, "CAIRN_VC_PASSWORD="+sim.Password)
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("cairn backup: %v: %s", err, out)
+	}
+	elapsed := time.Since(start)
+	// wait4's rusage: the largest of cairn and the qemu-nbd servers it waited for
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	b.ReportMetric(float64(rss)/(1<<20), "MiB-RSS")
+	writeSection(b, "backup-rss", fmt.Sprintf(`## Memory of cairn backup (BenchmarkBackupRSS)
+
+One VM with 4 disks of %d MiB (half data) in esxsim, `+"`cairn backup --parallel-disks 4`"+`
+through qemu-nbd: peak RSS %d MiB (target < 256 MiB), %.1f s including the
+simulator's snapshot copy.
+`, size>>20, rss>>20, elapsed.Seconds()))
+}
