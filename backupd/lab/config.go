@@ -1,0 +1,115 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ServeConfig is the cairn.yaml `cairn lab` writes for `cairn serve`
+// (schema in docs/lab.md).
+type ServeConfig struct {
+	Repository string          `yaml:"repository"`
+	Mount      string          `yaml:"mount"`
+	Listen     string          `yaml:"listen"`
+	VCenters   []VCenterConfig `yaml:"vcenters"`
+	Jobs       []JobConfig     `yaml:"jobs"`
+}
+
+// VCenterConfig is one vCenter cairn serve connects to.
+type VCenterConfig struct {
+	Name        string `yaml:"name"`
+	URL         string `yaml:"url"`
+	Credentials string `yaml:"credentials"` // file: user, password on two lines, mode 0600
+	Thumbprint  quoted `yaml:"thumbprint"`
+}
+
+// quoted is a string always written double-quoted, so that a value like a
+// colon-separated thumbprint can never be read back as something else.
+type quoted string
+
+// MarshalYAML implements yaml.Marshaler.
+func (q quoted) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: string(q)}, nil
+}
+
+// JobConfig is one scheduled backup job.
+type JobConfig struct {
+	Name       string          `yaml:"name"`
+	VCenter    string          `yaml:"vcenter"`
+	VMs        []string        `yaml:"vms"`      // names or globs
+	Schedule   string          `yaml:"schedule"` // interval ("30s") or 5-field cron
+	Retention  RetentionConfig `yaml:"retention"`
+	Transports []string        `yaml:"transports"`
+	NBDCommand string          `yaml:"nbd_command"`
+	Quiesce    string          `yaml:"quiesce"`
+}
+
+// RetentionConfig says which points a job keeps.
+type RetentionConfig struct {
+	KeepLast   int `yaml:"keep_last,omitempty"`
+	KeepHourly int `yaml:"keep_hourly,omitempty"`
+	KeepDaily  int `yaml:"keep_daily,omitempty"`
+}
+
+// LabNBDCommand serves a snapshot's flat file of the lab's local datastore
+// read-only over NBD.
+const LabNBDCommand = "qemu-nbd -r -f raw --persistent -e 4 -k {socket} {disk_local_path}"
+
+// serveConfig is the configuration for this lab.
+func (l *Lab) serveConfig(listen, schedule string) ServeConfig {
+	return ServeConfig{
+		Repository: filepath.Join(l.Dir, "repo"),
+		Mount:      filepath.Join(l.Dir, "mnt"),
+		Listen:     listen,
+		VCenters: []VCenterConfig{{
+			Name: "lab", URL: l.URL, Credentials: l.CredentialsFile, Thumbprint: quoted(l.Thumbprint),
+		}},
+		Jobs: []JobConfig{{
+			Name:       "lab",
+			VCenter:    "lab",
+			VMs:        []string{VMPrefix + "*"},
+			Schedule:   schedule,
+			Retention:  RetentionConfig{KeepLast: 20, KeepHourly: 24, KeepDaily: 7},
+			Transports: []string{"file", "nbd"},
+			NBDCommand: LabNBDCommand,
+			Quiesce:    "auto",
+		}},
+	}
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so a reader waiting for path never sees it half written.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func marshalConfig(c ServeConfig) ([]byte, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode cairn.yaml: %w", err)
+	}
+	header := "# cairn serve configuration written by `cairn lab` (see docs/lab.md).\n"
+	return append([]byte(header), b...), nil
+}

@@ -1,0 +1,189 @@
+package lab
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/fat"
+)
+
+const (
+	sectorSize = 512
+	// partStart is the first partition's start sector (1 MiB, as tools align).
+	partStart = 2048
+	// MinDiskSize is the smallest disk the lab makes: FAT32 needs room.
+	MinDiskSize = 64 << 20
+)
+
+// image is a raw disk image file holding one FAT32 partition, open for
+// changes with go-diskfs.
+type image struct {
+	path string
+	disk *disk.Disk
+	fs   filesystem.FileSystem
+	// partOff and partSize locate the FAT32 partition in the image.
+	partOff, partSize int64
+}
+
+// tableKind selects the partition table of a new image.
+type tableKind int
+
+const (
+	tableGPT tableKind = iota
+	tableMBR
+)
+
+// createImage makes a sparse raw image of size bytes at path with a
+// partition table and one FAT32 partition labelled label, and fills it
+// with files.
+func createImage(path string, size int64, kind tableKind, label string, files map[string][]byte) (*image, error) {
+	if size < MinDiskSize || size%(1<<20) != 0 {
+		return nil, fmt.Errorf("disk size %d: must be a multiple of 1 MiB and at least %d MiB", size, MinDiskSize>>20)
+	}
+	_ = os.Remove(path)
+	d, err := diskfs.Create(path, size, diskfs.SectorSizeDefault)
+	if err != nil {
+		return nil, fmt.Errorf("create image %s: %w", path, err)
+	}
+	// Leave 1 MiB free at the end (room for the backup GPT).
+	end := uint64(size/sectorSize) - partStart - 1
+	img := &image{path: path, disk: d, partOff: partStart * sectorSize, partSize: int64(end-partStart+1) * sectorSize}
+	var table partition.Table
+	switch kind {
+	case tableGPT:
+		table = &gpt.Table{
+			LogicalSectorSize:  sectorSize,
+			PhysicalSectorSize: sectorSize,
+			ProtectiveMBR:      true,
+			Partitions: []*gpt.Partition{{
+				Index: 1, Start: partStart, End: end, Type: gpt.MicrosoftBasicData, Name: label,
+			}},
+		}
+	case tableMBR:
+		table = &mbr.Table{
+			LogicalSectorSize:  sectorSize,
+			PhysicalSectorSize: sectorSize,
+			Partitions: []*mbr.Partition{{
+				Index: 1, Type: mbr.Fat32LBA, Start: partStart, Size: uint32(end - partStart + 1),
+			}},
+		}
+	}
+	if err := d.Partition(table); err != nil {
+		img.close()
+		return nil, fmt.Errorf("write partition table to %s: %w", path, err)
+	}
+	fsys, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: label})
+	if err != nil {
+		img.close()
+		return nil, fmt.Errorf("create FAT32 on %s: %w", path, err)
+	}
+	img.fs = fsys
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if err := img.writeFile(p, files[p]); err != nil {
+			img.close()
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// writeFile creates or overwrites a file (and its parent directories).
+func (img *image) writeFile(p string, data []byte) error {
+	if dir := path.Dir(p); dir != "/" {
+		if err := img.fs.Mkdir(dir); err != nil {
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+	}
+	f, err := img.fs.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("open %s for writing: %w", p, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", p, err)
+	}
+	return nil
+}
+
+// removeFile deletes a file. Its clusters are first cut to one with a
+// truncating open, because go-diskfs does not free them on Remove.
+func (img *image) removeFile(p string) error {
+	f, err := img.fs.OpenFile(p, os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("truncate %s: %w", p, err)
+	}
+	f.Close()
+	if err := img.fs.Remove(p); err != nil {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// check reads files back from the image with cairn's own FAT reader
+// (go-diskfs's reads can be stale after its own writes) and compares them
+// with what was written; deleted files must be gone.
+func (img *image) check(written map[string][]byte, deleted []string) error {
+	f, err := os.Open(img.path)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	defer f.Close()
+	vol, err := fat.Open(f, img.partOff, img.partSize)
+	if err != nil {
+		return fmt.Errorf("read back: open FAT: %w", err)
+	}
+	fsys := partinfo.AsFS(vol)
+	for p, data := range written {
+		got, err := iofs.ReadFile(fsys, strings.TrimPrefix(p, "/"))
+		if err != nil {
+			return fmt.Errorf("read back %s: %w", p, err)
+		}
+		if !bytes.Equal(got, data) {
+			return fmt.Errorf("read back %s: %d bytes (sha256 %s), wrote %d (sha256 %s)", p, len(got), sha256Hex(got), len(data), sha256Hex(data))
+		}
+	}
+	for _, p := range deleted {
+		if _, err := iofs.Stat(fsys, strings.TrimPrefix(p, "/")); !errors.Is(err, iofs.ErrNotExist) {
+			return fmt.Errorf("read back %s: still there after delete (%v)", p, err)
+		}
+	}
+	return nil
+}
+
+func (img *image) close() error {
+	if img.disk == nil {
+		return nil
+	}
+	err := img.disk.Close()
+	img.disk = nil
+	return err
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
