@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 )
@@ -127,14 +126,4 @@ func flatExtent(path string) (string, error) {
 		return extents[0], nil
 	}
 	return filepath.Join(filepath.Dir(path), extents[0]), nil
-}
-
-// datastoreName returns the name of a datastore MoRef.
-func (c *Conn) datastoreName(ctx context.Context, ref string) string {
-	var m mo.Datastore
-	r := object.NewDatastore(c.Client, refOf("Datastore", ref)).Reference()
-	if err := property.DefaultCollector(c.Client).RetrieveOne(ctx, r, []string{"name"}, &m); err != nil {
-		return ""
-	}
-	return m.Name
 }

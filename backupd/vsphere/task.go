@@ -15,7 +15,3 @@ func removeSnapshotTask(ctx context.Context, c *Conn, req types.RemoveSnapshot_T
 	}
 	return object.NewTask(c.Client, res.Returnval), nil
 }
-
-func refOf(kind, value string) types.ManagedObjectReference {
-	return types.ManagedObjectReference{Type: kind, Value: value}
-}
