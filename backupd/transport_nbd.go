@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
@@ -59,7 +61,8 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 			_ = s.Close()
 		}
 	}()
-	s.tmp, err = os.MkdirTemp("", "cairn-nbd-")
+	sweepNBDDirs()
+	s.tmp, err = os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, fmt.Errorf("nbd: %w", err)
 	}
@@ -97,6 +100,24 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		return nil, fmt.Errorf("nbd: export %s has %d bytes, the disk %d", uri, s.client.Size(), d.Capacity)
 	}
 	return s, nil
+}
+
+// nbdDirPrefix starts the private directory (socket, password file) of each
+// NBD server: cairn-nbd-<pid>-<random> in $TMPDIR.
+const nbdDirPrefix = "cairn-nbd-"
+
+// sweepNBDDirs removes the directories of cairn processes that are gone
+// (killed while a server ran).
+func sweepNBDDirs() {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), nbdDirPrefix+"*-*"))
+	for _, m := range matches {
+		pidStr, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(m), nbdDirPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(m)
+	}
 }
 
 // templateValue computes one placeholder of an NBD command for a disk.

@@ -171,6 +171,7 @@ func TestBackupKilledMidRun(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
+	killedPID := cmd.Process.Pid
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +193,9 @@ func TestBackupKilledMidRun(t *testing.T) {
 	}
 	if snaps := vmSnapshots(t, conn, sim, "app"); len(snaps) != 0 {
 		t.Fatalf("snapshots left after the next run: %v", snaps)
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "cairn-nbd-"+strconv.Itoa(killedPID)+"-*")); len(left) != 0 {
+		t.Errorf("the killed run's NBD directories are still there: %v", left)
 	}
 	repo, err := blockmap.Open(context.Background(), repoDir, blockmap.Options{})
 	if err != nil {
