@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,19 @@ type VCenterConfig struct {
 	Name        string `yaml:"name"`
 	URL         string `yaml:"url"`
 	Credentials string `yaml:"credentials"` // file: user, password on two lines, mode 0600
-	Thumbprint  quoted `yaml:"thumbprint"`
+	Thumbprint  string `yaml:"thumbprint"`  // written double-quoted
+}
+
+// MarshalYAML writes the thumbprint double-quoted, so that a
+// colon-separated value can never be read back as something else.
+func (v VCenterConfig) MarshalYAML() (any, error) {
+	type plain struct {
+		Name        string `yaml:"name"`
+		URL         string `yaml:"url"`
+		Credentials string `yaml:"credentials"`
+		Thumbprint  quoted `yaml:"thumbprint"`
+	}
+	return plain{Name: v.Name, URL: v.URL, Credentials: v.Credentials, Thumbprint: quoted(v.Thumbprint)}, nil
 }
 
 // quoted is a string always written double-quoted, so that a value like a
@@ -65,7 +78,7 @@ func (l *Lab) serveConfig(listen, schedule string) ServeConfig {
 		Mount:      filepath.Join(l.Dir, "mnt"),
 		Listen:     listen,
 		VCenters: []VCenterConfig{{
-			Name: "lab", URL: l.URL, Credentials: l.CredentialsFile, Thumbprint: quoted(l.Thumbprint),
+			Name: "lab", URL: l.URL, Credentials: l.CredentialsFile, Thumbprint: l.Thumbprint,
 		}},
 		Jobs: []JobConfig{{
 			Name:       "lab",
@@ -106,10 +119,15 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 }
 
 func marshalConfig(c ServeConfig) ([]byte, error) {
-	b, err := yaml.Marshal(c)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.WriteString("# cairn serve configuration written by `cairn lab` (see docs/lab.md).\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
 		return nil, fmt.Errorf("encode cairn.yaml: %w", err)
 	}
-	header := "# cairn serve configuration written by `cairn lab` (see docs/lab.md).\n"
-	return append([]byte(header), b...), nil
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode cairn.yaml: %w", err)
+	}
+	return buf.Bytes(), nil
 }

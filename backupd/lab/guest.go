@@ -124,9 +124,14 @@ func (g *guest) syncInitial(disk int, img *image, files map[string][]byte) ([]Jo
 	return out, nil
 }
 
-// run changes the guest's files every interval until ctx is done or a
+// run waits delay, then changes the guest's files every interval until ctx is done or a
 // change fails (then the guest stops writing and says why).
-func (g *guest) run(ctx context.Context, interval time.Duration) {
+func (g *guest) run(ctx context.Context, delay, interval time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(delay):
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -148,6 +153,7 @@ func (g *guest) run(ctx context.Context, interval time.Duration) {
 // in one SyncFromImage, which a snapshot sees entirely or not at all.
 func (g *guest) step() error {
 	batch := g.batch + 1
+	start := time.Now()
 	written := map[string][]byte{}
 	var deleted []string
 
@@ -188,6 +194,7 @@ func (g *guest) step() error {
 	if err := g.img.check(written, deleted); err != nil {
 		return fmt.Errorf("batch %d: %w", batch, err)
 	}
+	syncStart := time.Now()
 	ext, err := g.gw.SyncFromImage(0, g.img.path)
 	if err != nil {
 		return fmt.Errorf("batch %d: copy to the running disk: %w", batch, err)
@@ -211,7 +218,7 @@ func (g *guest) step() error {
 	for _, p := range deleted {
 		g.docs = removeString(g.docs, p)
 	}
-	g.log.Debug("guest batch", "batch", batch, "written", len(paths), "deleted", len(deleted), "extents", len(ext))
+	g.log.Debug("guest batch", "batch", batch, "written", len(paths), "deleted", len(deleted), "extents", len(ext), "took", time.Since(start), "sync", time.Since(syncStart))
 	return nil
 }
 

@@ -20,7 +20,7 @@ const VMPrefix = "lab-vm-"
 // Defaults used when the matching Options field is zero.
 const (
 	DefaultVMs         = 3
-	DefaultDiskSize    = 256 << 20
+	DefaultDiskSize    = 288 << 20
 	DefaultInterval    = 5 * time.Second
 	DefaultServeListen = "127.0.0.1:8480"
 	DefaultSchedule    = "30s"
@@ -30,7 +30,7 @@ const (
 type Options struct {
 	// Dir holds everything the lab makes: datastore/ (the VMs' disk files),
 	// guest/ (the guest writer's working images), journal/, credentials,
-	// cairn.yaml, and repo/ and mnt/ for cairn serve. It is created if
+	// cairn.yaml (naming repo/ and mnt/ for cairn serve). It is created if
 	// missing; datastore/, guest/ and journal/ are emptied on Start.
 	Dir string
 	// VMs is the number of VMs (default DefaultVMs). Even-numbered VMs get
@@ -38,7 +38,9 @@ type Options struct {
 	VMs int
 	// DiskSize is the size of each VM's system disk, a multiple of 1 MiB,
 	// at least MinDiskSize (default DefaultDiskSize). Data disks are half
-	// as big (at least MinDiskSize).
+	// as big (at least MinDiskSize). go-diskfs picks 512-byte clusters for
+	// FAT32 volumes up to 260 MiB and 4 KiB ones above: bigger system
+	// disks make the guest writer cheaper (a smaller FAT to rewrite).
 	DiskSize int64
 	// Interval is the guest writer's period (default DefaultInterval).
 	Interval time.Duration
@@ -124,11 +126,14 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = cancel
-	for _, g := range l.guests {
+	for i, g := range l.guests {
+		// Spread the guests over the interval: their copies into the
+		// running disks take the simulator's lock in turn.
+		delay := o.Interval * time.Duration(i) / time.Duration(len(l.guests))
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			g.run(wctx, o.Interval)
+			g.run(wctx, delay, o.Interval)
 		}()
 	}
 	l.log.Info("lab ready", "url", l.URL, "vms", len(l.VMs), "config", l.ConfigFile)
@@ -155,11 +160,6 @@ func (l *Lab) setUp(ctx context.Context, o Options, specs []esxsim.VMSpec) error
 	l.CredentialsFile = filepath.Join(o.Dir, "credentials")
 	if err := writeFileAtomic(l.CredentialsFile, []byte(l.User+"\n"+l.Password+"\n"), 0o600); err != nil {
 		return err
-	}
-	for _, sub := range []string{"repo", "mnt"} {
-		if err := os.MkdirAll(filepath.Join(o.Dir, sub), 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", sub, err)
-		}
 	}
 	data, err := marshalConfig(l.serveConfig(o.ServeListen, o.Schedule))
 	if err != nil {

@@ -45,7 +45,7 @@ func TestLab(t *testing.T) {
 		t.Fatalf("cairn.yaml: %v\n%s", err, raw)
 	}
 	if cfg.Repository != filepath.Join(dir, "repo") || cfg.Mount != filepath.Join(dir, "mnt") ||
-		len(cfg.VCenters) != 1 || cfg.VCenters[0].URL != l.URL || string(cfg.VCenters[0].Thumbprint) != l.Thumbprint ||
+		len(cfg.VCenters) != 1 || cfg.VCenters[0].URL != l.URL || cfg.VCenters[0].Thumbprint != l.Thumbprint ||
 		cfg.VCenters[0].Credentials != l.CredentialsFile || len(cfg.Jobs) != 1 || cfg.Jobs[0].VMs[0] != "lab-vm-*" {
 		t.Errorf("cairn.yaml:\n%s", raw)
 	}

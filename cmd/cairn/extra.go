@@ -10,5 +10,6 @@ func extraCommands() []*cli.Command {
 	cmds = append(cmds, mountCommands()...)
 	cmds = append(cmds, fileCommands()...)
 	cmds = append(cmds, backupCommands()...)
+	cmds = append(cmds, labCommands()...)
 	return cmds
 }

@@ -1,0 +1,272 @@
+package test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/lab"
+)
+
+// TestLabCLI runs `cairn lab` as a child process, backs one of its VMs up
+// twice with `cairn backup`, and checks that every file restored from each
+// point is what the lab's journal says the guest had written at that
+// point's snapshot; then SIGTERM must stop the lab cleanly.
+func TestLabCLI(t *testing.T) {
+	bin := buildCairn(t)
+	dir := t.TempDir()
+	labDir := filepath.Join(dir, "lab")
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, "lab", "--dir", labDir, "--vms", "2", "--interval", "200ms", "--disk-size-mib", "64")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	}()
+
+	cfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), exited, &errb)
+	vc := cfg.VCenters[0]
+	if cfg.Repository != filepath.Join(labDir, "repo") || len(cfg.Jobs) != 1 || cfg.Jobs[0].VMs[0] != "lab-vm-*" {
+		t.Fatalf("cairn.yaml: %+v", cfg)
+	}
+	if !strings.Contains(out.String(), vc.URL) || !strings.Contains(out.String(), "govc ls") {
+		t.Errorf("lab printed:\n%s", out.String())
+	}
+
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	journal := filepath.Join(labDir, "journal", "lab-vm-2.jsonl")
+	backup := func() (backupd.Result, time.Time, time.Time) {
+		t.Helper()
+		before := time.Now()
+		stdout := mustCairn(t, "--repo", repo, "backup", "--vcenter", vc.URL, "--credentials", vc.Credentials,
+			"--thumbprint", vc.Thumbprint, "--vm", "lab-vm-2", "--transport", "file", "--json")
+		after := time.Now()
+		var res []struct {
+			Result *backupd.Result `json:"result"`
+			Error  string          `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil || len(res) != 1 || res[0].Result == nil {
+			t.Fatalf("backup output %q: %v", stdout, err)
+		}
+		return *res[0].Result, before, after
+	}
+
+	r1, b1, a1 := backup()
+	gen1 := checkLabPoint(t, repo, journal, r1, b1, a1)
+	// Wait until the guest has written two more batches, so the second
+	// point must hold newer content than the first.
+	waitJournalBatch(t, journal, gen1+2, exited)
+	r2, b2, a2 := backup()
+	gen2 := checkLabPoint(t, repo, journal, r2, b2, a2)
+	if gen2 < gen1+2 {
+		t.Errorf("second point holds batch %d, first %d: the second backup missed later writes", gen2, gen1)
+	}
+	for _, d := range r2.Disks {
+		if d.Full {
+			t.Errorf("second backup of disk %s was full (%s), want incremental", d.Name, d.FullReason)
+		}
+	}
+
+	// SIGTERM: the lab stops with status 0 and leaves no process behind.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Fatalf("lab exited with %v:\n%s", err, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("lab did not stop within 30s of SIGTERM:\n%s", errb.String())
+	}
+	if left := processesInGroup(t, cmd.Process.Pid); len(left) > 0 {
+		t.Errorf("processes left in the lab's process group: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(labDir, "datastore")); !os.IsNotExist(err) {
+		t.Errorf("lab left its datastore behind: %v", err)
+	}
+}
+
+// waitLabConfig waits for the lab's cairn.yaml and parses it.
+func waitLabConfig(t *testing.T, path string, exited <-chan error, stderr *bytes.Buffer) lab.ServeConfig {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			var cfg lab.ServeConfig
+			if err := yaml.Unmarshal(raw, &cfg); err != nil || len(cfg.VCenters) != 1 {
+				t.Fatalf("cairn.yaml (%v):\n%s", err, raw)
+			}
+			return cfg
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("cairn lab exited early (%v):\n%s", err, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 60s:\n%s", path, stderr.String())
+		}
+	}
+}
+
+// waitJournalBatch waits until the journal records batch n.
+func waitJournalBatch(t *testing.T, path string, n int, exited <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		entries, err := lab.ReadJournal(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bs := lab.Batches(entries); len(bs) > 0 && bs[len(bs)-1] >= n {
+			return
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("cairn lab exited (%v)", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal %s never reached batch %d", path, n)
+		}
+	}
+}
+
+// checkLabPoint restores every disk's first partition of a point and
+// compares it with the journal state of the batch the point holds (read
+// from lab.GenerationFile in the point itself). The batch must fit the
+// backup's time: on disk before the backup ended, and the next batch not
+// on disk before it started. It returns that batch.
+func checkLabPoint(t *testing.T, repo, journal string, r backupd.Result, before, after time.Time) int {
+	t.Helper()
+	if len(r.Disks) != 2 {
+		t.Fatalf("point %s has %d disks, want 2 (system and data)", r.PointID, len(r.Disks))
+	}
+	restore := func(disk string) string {
+		dest := filepath.Join(t.TempDir(), "restored")
+		mustCairn(t, "--repo", repo, "restore-file", "--vm", "lab-vm-2", "--point", r.PointID, "--disk", disk, "--part", "1", "/", dest)
+		return dest
+	}
+	system := restore(r.Disks[0].Name)
+	raw, err := os.ReadFile(filepath.Join(system, lab.GenerationFile))
+	if err != nil {
+		t.Fatalf("point %s: %v", r.PointID, err)
+	}
+	gen, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("point %s: generation file holds %q", r.PointID, raw)
+	}
+	// The journal line of a batch is written just after the batch reaches
+	// the disk: wait for it.
+	waitJournalBatch(t, journal, gen, nil)
+	entries, err := lab.ReadJournal(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := lab.BatchTimes(entries)
+	if times[gen].After(after) {
+		t.Errorf("point %s holds batch %d, journaled at %s, after the backup ended at %s", r.PointID, gen, times[gen], after)
+	}
+	if next, ok := times[gen+1]; ok && next.Before(before) {
+		t.Errorf("point %s holds batch %d, but batch %d was on disk at %s, before the backup started at %s", r.PointID, gen, gen+1, next, before)
+	}
+	for i, dest := range []string{system, restore(r.Disks[1].Name)} {
+		want := lab.State(entries, i, 1, gen)
+		got := hashTree(t, dest)
+		if len(want) < 50 {
+			t.Fatalf("journal state of disk %d at batch %d has only %d files", i, gen, len(want))
+		}
+		for p, w := range want {
+			if g, ok := got[p]; !ok {
+				t.Errorf("point %s disk %d (batch %d): %s missing", r.PointID, i, gen, p)
+			} else if g != w {
+				t.Errorf("point %s disk %d (batch %d): %s is %+v, journal says %+v", r.PointID, i, gen, p, g, w)
+			}
+		}
+		for p := range got {
+			if _, ok := want[p]; !ok {
+				t.Errorf("point %s disk %d (batch %d): %s should not exist", r.PointID, i, gen, p)
+			}
+		}
+	}
+	return gen
+}
+
+// hashTree returns the sha256 and size of every regular file under root,
+// keyed by its path inside the guest ("/etc/hostname").
+func hashTree(t *testing.T, root string) map[string]lab.FileState {
+	t.Helper()
+	out := make(map[string]lab.FileState)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		sum := sha256.Sum256(data)
+		out["/"+filepath.ToSlash(rel)] = lab.FileState{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// processesInGroup lists the processes still in process group pgid.
+func processesInGroup(t *testing.T, pgid int) []string {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): state ppid pgrp ...
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+			out = append(out, d.Name()+" "+string(stat[:i+1]))
+		}
+	}
+	return out
+}
