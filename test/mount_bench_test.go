@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -174,17 +175,24 @@ func BenchmarkMountSequential(b *testing.B) {
 	repo, raw := benchDeepFixture(b)
 	mnt := benchMount(b, repo)
 	img := filepath.Join(mnt, "deep", "latest", "disks", "disk0.img")
+	// The shared disk under these machines swings by 2-4x between runs:
+	// alternate raw and mount reads five times and report the median pair.
+	const rounds = 5
+	var ratios []float64
 	var tRaw, tImg time.Duration
-	for i := 0; i < b.N; i++ {
+	for i := 0; i < b.N*rounds; i++ {
 		dropCaches(b)
-		tRaw += timeCmd(b, "dd", "if="+raw, "of=/dev/null", "bs=1M")
+		r := timeCmd(b, "dd", "if="+raw, "of=/dev/null", "bs=1M")
 		dropCaches(b)
-		tImg += timeCmd(b, "dd", "if="+img, "of=/dev/null", "bs=1M")
+		m := timeCmd(b, "dd", "if="+img, "of=/dev/null", "bs=1M")
+		tRaw, tImg = tRaw+r, tImg+m
+		ratios = append(ratios, 100*r.Seconds()/m.Seconds())
 	}
-	mb := float64(benchDiskSize) / 1e6 * float64(b.N)
+	sort.Float64s(ratios)
+	mb := float64(benchDiskSize) / 1e6 * float64(b.N*rounds)
 	b.ReportMetric(mb/tRaw.Seconds(), "raw-MB/s")
 	b.ReportMetric(mb/tImg.Seconds(), "mount-MB/s")
-	b.ReportMetric(100*tRaw.Seconds()/tImg.Seconds(), "mount/raw-%")
+	b.ReportMetric(ratios[len(ratios)/2], "mount/raw-%")
 }
 
 // BenchmarkMountRandom4K: random 4 KiB reads, cold cache, 8 parallel
