@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/lab"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // TestLabCLI runs `cairn lab` as a child process, backs one of its VMs up
@@ -58,11 +59,12 @@ func TestLabCLI(t *testing.T) {
 	repo := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repo, "init")
 	journal := filepath.Join(labDir, "journal", "lab-vm-2.jsonl")
-	backup := func() (backupd.Result, time.Time, time.Time) {
+	backup := func(transport ...string) (backupd.Result, time.Time, time.Time) {
 		t.Helper()
 		before := time.Now()
-		stdout := mustCairn(t, "--repo", repo, "backup", "--vcenter", vc.URL, "--credentials", vc.Credentials,
-			"--thumbprint", vc.Thumbprint, "--vm", "lab-vm-2", "--transport", "file", "--json")
+		args := append([]string{"--repo", repo, "backup", "--vcenter", vc.URL, "--credentials", vc.Credentials,
+			"--thumbprint", vc.Thumbprint, "--vm", "lab-vm-2", "--json"}, transport...)
+		stdout := mustCairn(t, args...)
 		after := time.Now()
 		var res []struct {
 			Result *backupd.Result `json:"result"`
@@ -74,12 +76,13 @@ func TestLabCLI(t *testing.T) {
 		return *res[0].Result, before, after
 	}
 
-	r1, b1, a1 := backup()
+	fileTransport := []string{"--transport", "file"}
+	r1, b1, a1 := backup(fileTransport...)
 	gen1 := checkLabPoint(t, repo, journal, r1, b1, a1)
 	// Wait until the guest has written two more batches, so the second
 	// point must hold newer content than the first.
 	waitJournalBatch(t, journal, gen1+2, exited)
-	r2, b2, a2 := backup()
+	r2, b2, a2 := backup(fileTransport...)
 	gen2 := checkLabPoint(t, repo, journal, r2, b2, a2)
 	if gen2 < gen1+2 {
 		t.Errorf("second point holds batch %d, first %d: the second backup missed later writes", gen2, gen1)
@@ -88,6 +91,18 @@ func TestLabCLI(t *testing.T) {
 		if d.Full {
 			t.Errorf("second backup of disk %s was full (%s), want incremental", d.Name, d.FullReason)
 		}
+	}
+
+	// The NBD command of cairn.yaml works too.
+	testutil.RequireTools(t, "qemu-nbd")
+	waitJournalBatch(t, journal, gen2+1, exited)
+	r3, b3, a3 := backup("--transport", "nbd", "--nbd-command", cfg.Jobs[0].NBDCommand)
+	if gen3 := checkLabPoint(t, repo, journal, r3, b3, a3); gen3 <= gen2 {
+		t.Errorf("third point holds batch %d, second %d", gen3, gen2)
+	}
+	// Only the system disk changed (the data disk is read by nobody).
+	if d := r3.Disks[0]; d.Transport != "nbd" || d.BytesRead == 0 {
+		t.Errorf("system disk %s: read %d bytes through %q, want nbd", d.Name, d.BytesRead, d.Transport)
 	}
 
 	// SIGTERM: the lab stops with status 0 and leaves no process behind.
