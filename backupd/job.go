@@ -191,7 +191,7 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 // withSnapshot finds and locks the VM, cleans up what a killed run left,
 // makes sure CBT is on, takes the job's snapshot, runs body and removes the
 // snapshot whatever happens.
-func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) (err error) {
+func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) error {
 	vm, err := j.conn.FindVM(ctx, j.spec)
 	if err != nil {
 		return err
@@ -222,11 +222,10 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+j.id, j.opts.Quiesce)
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
+			// A failed removal does not fail a job whose point is
+			// committed: it is logged and the next run removes the snapshot.
 			if rerr := vm.RemoveSnapshot(snap.Ref); rerr != nil {
 				j.log.Error("removing the backup snapshot failed; the next run removes it", "vm", vm.Name, "snapshot", snap.Name, "error", rerr)
-				if err == nil {
-					err = rerr
-				}
 			}
 		}()
 	}
