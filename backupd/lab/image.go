@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -129,17 +130,89 @@ func (img *image) writeFile(p string, data []byte) error {
 	return nil
 }
 
-// removeFile deletes a file. Its clusters are first cut to one with a
-// truncating open, because go-diskfs does not free them on Remove.
+// removeFile deletes a file and frees its clusters: go-diskfs's Remove
+// only drops the directory entry, so the lab clears the file's FAT entries
+// itself and reopens the filesystem (go-diskfs keeps the FAT in memory).
 func (img *image) removeFile(p string) error {
-	f, err := img.fs.OpenFile(p, os.O_RDWR|os.O_TRUNC)
+	f, err := img.fs.OpenFile(p, os.O_RDONLY)
 	if err != nil {
-		return fmt.Errorf("truncate %s: %w", p, err)
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	var chain []uint32
+	if c, ok := f.(interface{ GetClusterChain() ([]uint32, error) }); ok {
+		chain, err = c.GetClusterChain()
 	}
 	f.Close()
+	if err != nil {
+		return fmt.Errorf("clusters of %s: %w", p, err)
+	}
 	if err := img.fs.Remove(p); err != nil {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
+	if len(chain) == 0 {
+		return nil
+	}
+	if err := img.freeClusters(chain); err != nil {
+		return fmt.Errorf("free the clusters of %s: %w", p, err)
+	}
+	return img.reopen()
+}
+
+// freeClusters marks clusters free in every FAT copy of the volume.
+func (img *image) freeClusters(clusters []uint32) error {
+	f, err := os.OpenFile(img.path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	boot := make([]byte, sectorSize)
+	if _, err := f.ReadAt(boot, img.partOff); err != nil {
+		return fmt.Errorf("read boot sector: %w", err)
+	}
+	geo, err := partinfo.ParseFATBootSector(boot)
+	if err != nil {
+		return err
+	}
+	if geo.Type != "fat32" {
+		return fmt.Errorf("volume is %s, not fat32", geo.Type)
+	}
+	entry := make([]byte, 4)
+	for n := int64(0); n < geo.NumFATs; n++ {
+		base := img.partOff + geo.FATOffset + n*geo.FATSectors*geo.BytesPerSector
+		for _, c := range clusters {
+			if c < 2 || c >= geo.ClusterCount+2 {
+				return fmt.Errorf("cluster %d out of range", c)
+			}
+			off := base + int64(c)*4
+			if _, err := f.ReadAt(entry, off); err != nil {
+				return fmt.Errorf("read FAT entry %d: %w", c, err)
+			}
+			// The top 4 bits of a FAT32 entry are reserved: keep them.
+			v := binary.LittleEndian.Uint32(entry) & 0xF0000000
+			binary.LittleEndian.PutUint32(entry, v)
+			if _, err := f.WriteAt(entry, off); err != nil {
+				return fmt.Errorf("write FAT entry %d: %w", c, err)
+			}
+		}
+	}
+	return nil
+}
+
+// reopen drops go-diskfs's in-memory state and reads the volume again.
+func (img *image) reopen() error {
+	if err := img.close(); err != nil {
+		return fmt.Errorf("close %s: %w", img.path, err)
+	}
+	d, err := diskfs.Open(img.path)
+	if err != nil {
+		return fmt.Errorf("reopen %s: %w", img.path, err)
+	}
+	fsys, err := d.GetFilesystem(1)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("reopen FAT32 on %s: %w", img.path, err)
+	}
+	img.disk, img.fs = d, fsys
 	return nil
 }
 

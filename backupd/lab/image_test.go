@@ -134,3 +134,33 @@ func TestCreateImageRejectsBadSize(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveFreesClusters writes and deletes far more data than the volume
+// holds: go-diskfs alone never frees a deleted file's clusters.
+func TestRemoveFreesClusters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.img")
+	img, err := createImage(path, 64<<20, tableGPT, "system", map[string][]byte{"/keep.txt": []byte("keep\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.close()
+	big := make([]byte, 8<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for i := 0; i < 20; i++ { // 160 MiB through a 62 MiB volume
+		big[0] = byte(i)
+		if err := img.writeFile("/tmp/big.bin", big); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if err := img.removeFile("/tmp/big.bin"); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if err := img.writeFile("/tmp/last.bin", big); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.check(map[string][]byte{"/keep.txt": []byte("keep\n"), "/tmp/last.bin": big}, []string{"/tmp/big.bin"}); err != nil {
+		t.Fatal(err)
+	}
+}
