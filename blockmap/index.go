@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func (r *Repo) view(ctx context.Context, fn func(db *badger.DB) error) error {
 			c.mu.Unlock()
 			return err
 		}
-		db, err := badger.Open(r.badgerOptions(true))
+		db, err := openBadger(ctx, r.badgerOptions(true))
 		if err != nil {
 			release()
 			c.mu.Unlock()
@@ -166,7 +167,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	}
 	defer release()
 	locked := time.Now()
-	db, err := badger.Open(r.badgerOptions(false))
+	db, err := openBadger(ctx, r.badgerOptions(false))
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 	}
@@ -189,3 +190,25 @@ func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("index: " + fmt
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("index: " + fmt.Sprintf(f, a...)) }
 func (l badgerLogger) Infof(string, ...any)        {}
 func (l badgerLogger) Debugf(string, ...any)       {}
+
+// openBadger opens the index, retrying for a while when Badger's own
+// directory lock is taken. Our index.lock already excludes other cairn
+// users, so a conflict there is transient: a child process forked by this
+// one (a transport's NBD server) holds a copy of the lock's file until it
+// execs.
+func openBadger(ctx context.Context, opts badger.Options) (*badger.DB, error) {
+	delay := 2 * time.Millisecond
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db, err := badger.Open(opts)
+		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
+			return db, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}

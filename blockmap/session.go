@@ -406,6 +406,93 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 	return nil
 }
 
+// WriteBlocks stores consecutive blocks starting at block idx: data holds
+// whole blocks, except that the disk's last block may be short. It does
+// what WriteBlock does for each block, but writes runs of stored blocks
+// with one call, so a large read costs few writes.
+func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
+	bs := int64(w.bs)
+	n := (int64(len(data)) + bs - 1) / bs
+	if idx < 0 || idx+n > w.nblocks {
+		return fmt.Errorf("disk %q: %w: blocks %d..%d outside the disk (%d blocks)", w.name, ErrInvalid, idx, idx+n-1, w.nblocks)
+	}
+	if int64(len(data)) != (n-1)*bs+int64(w.BlockLen(idx+n-1)) {
+		return fmt.Errorf("disk %q: %w: %d bytes at block %d do not end at a block boundary or the disk's end", w.name, ErrInvalid, len(data), idx)
+	}
+	var adds []entry
+	var runStart int64 = -1 // first block of the pending run of stored blocks
+	flush := func(end int64) error {
+		if runStart < 0 {
+			return nil
+		}
+		f, err := w.imageFile()
+		if err != nil {
+			return err
+		}
+		lo, hi := (runStart-idx)*bs, min((end-idx)*bs, int64(len(data)))
+		if _, err := f.WriteAt(data[lo:hi], runStart*bs); err != nil {
+			return fmt.Errorf("disk %q: write blocks %d..%d to %s: %w", w.name, runStart, end-1, f.Name(), err)
+		}
+		before := w.stored.Add(hi-lo) - (hi - lo)
+		if (before+hi-lo)/writebackEvery != before/writebackEvery {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		}
+		runStart = -1
+		return nil
+	}
+	var pad []byte
+	for i := int64(0); i < n; i++ {
+		b := idx + i
+		block := data[i*bs : min((i+1)*bs, int64(len(data)))]
+		w.touched[b/64].Or(1 << (b % 64))
+		var baseKind byte
+		if w.baseKind != nil && b < int64(len(w.baseKind)) {
+			baseKind = w.baseKind[b]
+		}
+		store := false
+		if isZero(block) {
+			if baseKind == kindData {
+				adds = append(adds, entry{block: uint64(b), val: blockValue{kind: kindZero}})
+				w.zeroed.Add(1)
+			}
+		} else {
+			full := block
+			if int64(len(block)) < bs {
+				if pad == nil {
+					pad = make([]byte, bs)
+				}
+				clear(pad)
+				copy(pad, block)
+				full = pad
+			}
+			val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
+			if !(baseKind == kindData && w.baseSum[b] == val.sum) {
+				val.crc = crc32.Checksum(full, castagnoli)
+				adds = append(adds, entry{block: uint64(b), val: val})
+				w.changed.Add(1)
+				store = true
+			}
+		}
+		switch {
+		case store && runStart < 0:
+			runStart = b
+		case !store:
+			if err := flush(b); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(idx + n); err != nil {
+		return err
+	}
+	if len(adds) > 0 {
+		w.mu.Lock()
+		w.entries = append(w.entries, adds...)
+		w.mu.Unlock()
+	}
+	return nil
+}
+
 func (w *DiskWriter) add(e entry) {
 	w.mu.Lock()
 	w.entries = append(w.entries, e)

@@ -24,6 +24,11 @@ type BlockWriter interface {
 	AddBytesRead(n int64)
 }
 
+// multiBlockWriter stores runs of blocks with few writes (*blockmap.DiskWriter).
+type multiBlockWriter interface {
+	WriteBlocks(idx int64, data []byte) error
+}
+
 // Options tune Copy.
 type Options struct {
 	// Workers read and hash in parallel; 0 means max(8, 2 x GOMAXPROCS):
@@ -143,6 +148,9 @@ func copyChunk(src io.ReaderAt, w BlockWriter, buf []byte, off int64) error {
 		return fmt.Errorf("read %d bytes at offset %d: %w", len(buf), off, err)
 	}
 	bs := int64(w.BlockSize())
+	if mw, ok := w.(multiBlockWriter); ok {
+		return mw.WriteBlocks(off/bs, buf)
+	}
 	for p := int64(0); p < int64(len(buf)); p += bs {
 		idx := (off + p) / bs
 		l := min(bs, int64(len(buf))-p)
