@@ -38,7 +38,7 @@ type guest struct {
 
 // newGuest fills the VM's disks with their initial content (batch 0) and
 // opens the system disk's working image for later changes.
-func newGuest(sim *esxsim.Sim, dir, vm string, n, ndisks int, log *slog.Logger) (*guest, error) {
+func newGuest(ctx context.Context, sim *esxsim.Sim, dir, vm string, n, ndisks int, log *slog.Logger) (*guest, error) {
 	gw, err := sim.Guest(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest of %s: %w", vm, err)
@@ -56,7 +56,7 @@ func newGuest(sim *esxsim.Sim, dir, vm string, n, ndisks int, log *slog.Logger) 
 		return nil, err
 	}
 	files := osTree(vm, n)
-	g.img, err = createImage(filepath.Join(dir, "guest", vm+"-system.img"), disks[0].Size, tableGPT, "system", files)
+	g.img, err = createImage(filepath.Join(dir, "guest", vm+"-system.img"), disks[0].Size, tableGPT, "system", files, 0)
 	if err != nil {
 		g.close()
 		return nil, fmt.Errorf("system disk of %s: %w", vm, err)
@@ -78,19 +78,7 @@ func newGuest(sim *esxsim.Sim, dir, vm string, n, ndisks int, log *slog.Logger) 
 		return nil, err
 	}
 	if ndisks > 1 {
-		data := dataTree(vm, n)
-		img, err := createImage(filepath.Join(dir, "guest", vm+"-data.img"), disks[1].Size, tableMBR, "data", data)
-		if err != nil {
-			g.close()
-			return nil, fmt.Errorf("data disk of %s: %w", vm, err)
-		}
-		err = img.check(data, nil)
-		var more []JournalEntry
-		if err == nil {
-			more, err = g.syncInitial(1, img, data)
-		}
-		img.close()
-		os.Remove(img.path)
+		more, err := g.setUpDataDisk(ctx, dir, n, disks[1].Size)
 		if err != nil {
 			g.close()
 			return nil, err
@@ -104,13 +92,48 @@ func newGuest(sim *esxsim.Sim, dir, vm string, n, ndisks int, log *slog.Logger) 
 	return g, nil
 }
 
+// setUpDataDisk fills disk 1: an MBR with a FAT32 partition and, when
+// mkfs.ext4 is installed, an ext4 partition 2. Its content never changes.
+func (g *guest) setUpDataDisk(ctx context.Context, dir string, n int, size int64) ([]JournalEntry, error) {
+	data := dataTree(g.vm, n)
+	var ext4Files map[string][]byte
+	var reserve int64
+	if haveMkfsExt4() && size >= MinDiskSize+ext4Size {
+		ext4Files, reserve = ext4Tree(g.vm, n), ext4Size
+	}
+	img, err := createImage(filepath.Join(dir, "guest", g.vm+"-data.img"), size, tableMBR, "data", data, reserve)
+	if err != nil {
+		return nil, fmt.Errorf("data disk of %s: %w", g.vm, err)
+	}
+	defer os.Remove(img.path)
+	defer img.close()
+	if err := img.check(data, nil); err != nil {
+		return nil, fmt.Errorf("data disk of %s: %w", g.vm, err)
+	}
+	if ext4Files != nil {
+		if err := img.writeExt4(ctx, filepath.Join(dir, "guest"), "data-ext4", ext4Files); err != nil {
+			return nil, fmt.Errorf("data disk of %s: %w", g.vm, err)
+		}
+	}
+	if _, err := g.gw.SyncFromImage(1, img.path); err != nil {
+		return nil, fmt.Errorf("copy initial content to disk 1 of %s: %w", g.vm, err)
+	}
+	now := time.Now().UTC()
+	entries := initialEntries(now, g.vm, 1, 1, data)
+	return append(entries, initialEntries(now, g.vm, 1, 2, ext4Files)...), nil
+}
+
 // syncInitial copies a freshly built image onto a disk and returns the
 // batch-0 journal entries of its files.
 func (g *guest) syncInitial(disk int, img *image, files map[string][]byte) ([]JournalEntry, error) {
 	if _, err := g.gw.SyncFromImage(disk, img.path); err != nil {
 		return nil, fmt.Errorf("copy initial content to disk %d of %s: %w", disk, g.vm, err)
 	}
-	now := time.Now().UTC()
+	return initialEntries(time.Now().UTC(), g.vm, disk, 1, files), nil
+}
+
+// initialEntries are the batch-0 journal entries of a partition's files.
+func initialEntries(now time.Time, vm string, disk, part int, files map[string][]byte) []JournalEntry {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
@@ -118,10 +141,10 @@ func (g *guest) syncInitial(disk int, img *image, files map[string][]byte) ([]Jo
 	sort.Strings(paths)
 	out := make([]JournalEntry, 0, len(paths))
 	for _, p := range paths {
-		out = append(out, JournalEntry{Time: now, Batch: 0, VM: g.vm, Disk: disk, Part: 1, Path: p,
+		out = append(out, JournalEntry{Time: now, Batch: 0, VM: vm, Disk: disk, Part: part, Path: p,
 			SHA256: sha256Hex(files[p]), Size: int64(len(files[p]))})
 	}
-	return out, nil
+	return out
 }
 
 // run waits delay, then changes the guest's files every interval until ctx is done or a

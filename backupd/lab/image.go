@@ -38,8 +38,10 @@ type image struct {
 	path string
 	disk *disk.Disk
 	fs   filesystem.FileSystem
-	// partOff and partSize locate the FAT32 partition in the image.
-	partOff, partSize int64
+	// partOff and partSize locate the FAT32 partition in the image;
+	// extraOff and extraSize the second (Linux) partition, if any.
+	partOff, partSize   int64
+	extraOff, extraSize int64
 }
 
 // tableKind selects the partition table of a new image.
@@ -52,8 +54,10 @@ const (
 
 // createImage makes a sparse raw image of size bytes at path with a
 // partition table and one FAT32 partition labelled label, and fills it
-// with files.
-func createImage(path string, size int64, kind tableKind, label string, files map[string][]byte) (*image, error) {
+// with files. With reserve > 0 (MBR only) the FAT32 partition stops
+// reserve bytes early and a second, Linux partition fills that room
+// (content written later with writeExt4).
+func createImage(path string, size int64, kind tableKind, label string, files map[string][]byte, reserve int64) (*image, error) {
 	if size < MinDiskSize || size%(1<<20) != 0 {
 		return nil, fmt.Errorf("disk size %d: must be a multiple of 1 MiB and at least %d MiB", size, MinDiskSize>>20)
 	}
@@ -63,7 +67,11 @@ func createImage(path string, size int64, kind tableKind, label string, files ma
 		return nil, fmt.Errorf("create image %s: %w", path, err)
 	}
 	// Leave 1 MiB free at the end (room for the backup GPT).
-	end := uint64(size/sectorSize) - partStart - 1
+	end := uint64((size-reserve)/sectorSize) - partStart - 1
+	if reserve < 0 || reserve%(1<<20) != 0 || (reserve > 0 && kind != tableMBR) || size-reserve < MinDiskSize/2 {
+		d.Close()
+		return nil, fmt.Errorf("image %s: cannot reserve %d bytes", path, reserve)
+	}
 	img := &image{path: path, disk: d, partOff: partStart * sectorSize, partSize: int64(end-partStart+1) * sectorSize}
 	var table partition.Table
 	switch kind {
@@ -77,13 +85,21 @@ func createImage(path string, size int64, kind tableKind, label string, files ma
 			}},
 		}
 	case tableMBR:
-		table = &mbr.Table{
+		t := &mbr.Table{
 			LogicalSectorSize:  sectorSize,
 			PhysicalSectorSize: sectorSize,
 			Partitions: []*mbr.Partition{{
 				Index: 1, Type: mbr.Fat32LBA, Start: partStart, Size: uint32(end - partStart + 1),
 			}},
 		}
+		if reserve > 0 {
+			img.extraOff = int64(end+1) * sectorSize
+			img.extraSize = reserve
+			t.Partitions = append(t.Partitions, &mbr.Partition{
+				Index: 2, Type: mbr.Linux, Start: uint32(end + 1), Size: uint32(reserve / sectorSize),
+			})
+		}
+		table = t
 	}
 	if err := d.Partition(table); err != nil {
 		img.close()

@@ -95,7 +95,7 @@ func TestCreateImageGPT(t *testing.T) {
 	if len(files) < 200 {
 		t.Fatalf("tree has only %d files", len(files))
 	}
-	img, err := createImage(path, 128<<20, tableGPT, "system", files)
+	img, err := createImage(path, 128<<20, tableGPT, "system", files, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCreateImageGPT(t *testing.T) {
 func TestCreateImageMBR(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
 	files := dataTree("lab-vm-2", 2)
-	img, err := createImage(path, 64<<20, tableMBR, "data", files)
+	img, err := createImage(path, 64<<20, tableMBR, "data", files, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestCreateImageMBR(t *testing.T) {
 
 func TestCreateImageRejectsBadSize(t *testing.T) {
 	for _, size := range []int64{0, 1 << 20, 100<<20 + 1} {
-		if _, err := createImage(filepath.Join(t.TempDir(), "d.img"), size, tableGPT, "x", nil); err == nil {
+		if _, err := createImage(filepath.Join(t.TempDir(), "d.img"), size, tableGPT, "x", nil, 0); err == nil {
 			t.Errorf("size %d accepted", size)
 		}
 	}
@@ -139,7 +139,7 @@ func TestCreateImageRejectsBadSize(t *testing.T) {
 // holds: go-diskfs alone never frees a deleted file's clusters.
 func TestRemoveFreesClusters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	img, err := createImage(path, 64<<20, tableGPT, "system", map[string][]byte{"/keep.txt": []byte("keep\n")})
+	img, err := createImage(path, 64<<20, tableGPT, "system", map[string][]byte{"/keep.txt": []byte("keep\n")}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ type Options struct {
 	VMs int
 	// DiskSize is the size of each VM's system disk, a multiple of 1 MiB,
 	// at least MinDiskSize (default DefaultDiskSize). Data disks are half
-	// as big (at least MinDiskSize). go-diskfs picks 512-byte clusters for
+	// as big (at least 96 MiB). go-diskfs picks 512-byte clusters for
 	// FAT32 volumes up to 260 MiB and 4 KiB ones above: bigger system
 	// disks make the guest writer cheaper (a smaller FAT to rewrite).
 	DiskSize int64
@@ -146,7 +146,7 @@ func (l *Lab) setUp(ctx context.Context, o Options, specs []esxsim.VMSpec) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		g, err := newGuest(l.sim, o.Dir, spec.Name, i+1, len(spec.Disks), l.log)
+		g, err := newGuest(ctx, l.sim, o.Dir, spec.Name, i+1, len(spec.Disks), l.log)
 		if err != nil {
 			return err
 		}
@@ -240,6 +240,8 @@ func withDefaults(o Options) (Options, error) {
 	return o, nil
 }
 
+// dataDiskSize is half the system disk, at least room for a FAT32 and an
+// ext4 partition.
 func dataDiskSize(system int64) int64 {
-	return max(MinDiskSize, (system/2)&^(1<<20-1))
+	return max(MinDiskSize+ext4Size, (system/2)&^(1<<20-1))
 }

@@ -81,6 +81,19 @@ func TestLab(t *testing.T) {
 				t.Fatalf("%s disk %d: journal lists only %d files", vm.Name, d, len(want))
 			}
 			compareStates(t, got, want)
+			if d == 1 {
+				want2 := State(entries, 1, 2, last)
+				if haveMkfsExt4() != (len(want2) > 0) || (len(want2) > 0 && len(table.Partitions) != 2) {
+					t.Fatalf("%s data disk: mkfs.ext4 %v, %d ext4 files in the journal, table %+v", vm.Name, haveMkfsExt4(), len(want2), table)
+				}
+				if len(want2) > 0 {
+					if p := table.Partitions[1]; p.MBRType != 0x83 || p.Size != ext4Size {
+						t.Errorf("%s data disk partition 2: %+v", vm.Name, p)
+					}
+					_, got2 := readTree(t, disk.LocalPath, 2)
+					compareStates(t, got2, want2)
+				}
+			}
 			if d == 0 {
 				if table.Type != "gpt" {
 					t.Errorf("%s disk 0: table %s", vm.Name, table.Type)

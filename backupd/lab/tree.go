@@ -79,6 +79,21 @@ func dataTree(vm string, n int) map[string][]byte {
 	return t
 }
 
+// ext4Tree is the content of a data disk's ext4 partition.
+func ext4Tree(vm string, n int) map[string][]byte {
+	rng := rand.New(rand.NewPCG(uint64(n), 0xe74))
+	t := map[string][]byte{
+		"/etc/app.conf": []byte("# " + vm + "\nlisten = 0.0.0.0:8080\nworkers = 4\n"),
+	}
+	for i := 0; i < 20; i++ {
+		t[fmt.Sprintf("/var/lib/db/table-%02d.dat", i)] = randomBytes(rng, 1<<10+rng.IntN(64<<10))
+	}
+	for i := 0; i < 10; i++ {
+		t[fmt.Sprintf("/log/app-%02d.log", i)] = text(rng, 2<<10+rng.IntN(8<<10))
+	}
+	return t
+}
+
 // docPath names the i-th document the guest writer plays with.
 func docPath(i int) string { return fmt.Sprintf("/home/user/docs/doc-%04d.txt", i) }
 
