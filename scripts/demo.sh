@@ -77,5 +77,5 @@ cat <<TXT
 - partitions and guest files of any point, with no restore step;
 - the mount: raw images (holes kept by cp --sparse), a VMDK descriptor for
   VMware tools, and the guest files as they were at each point.
-Next: cairn --help; the lab keeps running with 'cairn lab --dir $DEMO/lab'.
+Next: cairn --help; start the lab yourself with 'cairn lab --dir $DEMO/lab' and try the commands it prints.
 TXT
