@@ -20,6 +20,7 @@ are shared (2 vCPUs); absolute numbers move between runs.
 
 HDR
   for f in "$out"/*.md; do [ -e "$f" ] && { cat "$f"; echo; }; done
+  cat docs/performance-notes.md
 } > docs/performance.md.new
 mv docs/performance.md.new docs/performance.md
 echo "wrote docs/performance.md"
