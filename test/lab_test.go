@@ -299,3 +299,24 @@ func processesInGroup(t *testing.T, pgid int) []string {
 	}
 	return out
 }
+
+func TestLabCLIErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--vms", "0"}, "--vms 0: want at least 1"},
+		{[]string{"--disk-size-mib", "10"}, "--disk-size-mib 10: want at least 64"},
+		{[]string{"--interval", "1ns"}, "interval 1ns is too short"},
+		{[]string{"stray"}, "no arguments"},
+	} {
+		res := runCairn(t, nil, append([]string{"lab", "--dir", dir}, tc.args...)...)
+		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("cairn lab %v: exit %d, stderr %q, want %q", tc.args, res.code, res.stderr, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cairn.yaml")); !os.IsNotExist(err) {
+		t.Errorf("a refused lab wrote cairn.yaml: %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +36,15 @@ func labCommands() []*cli.Command {
 }
 
 func runLab(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return fmt.Errorf("lab takes no arguments, got %q", c.Args().Slice())
+	}
+	if n := c.Int("vms"); n < 1 {
+		return fmt.Errorf("--vms %d: want at least 1", n)
+	}
+	if n := c.Int("disk-size-mib"); n < lab.MinDiskSize>>20 {
+		return fmt.Errorf("--disk-size-mib %d: want at least %d", n, lab.MinDiskSize>>20)
+	}
 	l, err := lab.Start(c.Context, lab.Options{
 		Dir:         c.String("dir"),
 		VMs:         c.Int("vms"),
@@ -45,6 +56,9 @@ func runLab(c *cli.Context) error {
 		Logger:      slog.Default().With("component", "lab"),
 	})
 	if err != nil {
+		if c.Context.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // Ctrl-C while starting
+		}
 		return err
 	}
 	printLab(c.App.Writer, l)
