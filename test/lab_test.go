@@ -207,11 +207,11 @@ func checkLabPoint(t *testing.T, repo, journal string, r backupd.Result, before,
 		t.Fatal(err)
 	}
 	times := lab.BatchTimes(entries)
-	if times[gen].After(after) {
-		t.Errorf("point %s holds batch %d, journaled at %s, after the backup ended at %s", r.PointID, gen, times[gen], after)
+	if start := times[gen].Start; start.After(after) {
+		t.Errorf("point %s holds batch %d, begun at %s, after the backup ended at %s", r.PointID, gen, start, after)
 	}
-	if next, ok := times[gen+1]; ok && next.Before(before) {
-		t.Errorf("point %s holds batch %d, but batch %d was on disk at %s, before the backup started at %s", r.PointID, gen, gen+1, next, before)
+	if next, ok := times[gen+1]; ok && next.End.Before(before) {
+		t.Errorf("point %s holds batch %d, but batch %d was on disk at %s, before the backup started at %s", r.PointID, gen, gen+1, next.End, before)
 	}
 	type partition struct{ disk, part int }
 	parts := []partition{{0, 1}, {1, 1}}

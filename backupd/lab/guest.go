@@ -115,25 +115,27 @@ func (g *guest) setUpDataDisk(ctx context.Context, dir string, n int, size int64
 			return nil, fmt.Errorf("data disk of %s: %w", g.vm, err)
 		}
 	}
+	start := time.Now().UTC()
 	if _, err := g.gw.SyncFromImage(1, img.path); err != nil {
 		return nil, fmt.Errorf("copy initial content to disk 1 of %s: %w", g.vm, err)
 	}
 	now := time.Now().UTC()
-	entries := initialEntries(now, g.vm, 1, 1, data)
-	return append(entries, initialEntries(now, g.vm, 1, 2, ext4Files)...), nil
+	entries := initialEntries(start, now, g.vm, 1, 1, data)
+	return append(entries, initialEntries(start, now, g.vm, 1, 2, ext4Files)...), nil
 }
 
 // syncInitial copies a freshly built image onto a disk and returns the
 // batch-0 journal entries of its files.
 func (g *guest) syncInitial(disk int, img *image, files map[string][]byte) ([]JournalEntry, error) {
+	start := time.Now().UTC()
 	if _, err := g.gw.SyncFromImage(disk, img.path); err != nil {
 		return nil, fmt.Errorf("copy initial content to disk %d of %s: %w", disk, g.vm, err)
 	}
-	return initialEntries(time.Now().UTC(), g.vm, disk, 1, files), nil
+	return initialEntries(start, time.Now().UTC(), g.vm, disk, 1, files), nil
 }
 
 // initialEntries are the batch-0 journal entries of a partition's files.
-func initialEntries(now time.Time, vm string, disk, part int, files map[string][]byte) []JournalEntry {
+func initialEntries(start, now time.Time, vm string, disk, part int, files map[string][]byte) []JournalEntry {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
@@ -141,7 +143,7 @@ func initialEntries(now time.Time, vm string, disk, part int, files map[string][
 	sort.Strings(paths)
 	out := make([]JournalEntry, 0, len(paths))
 	for _, p := range paths {
-		out = append(out, JournalEntry{Time: now, Batch: 0, VM: vm, Disk: disk, Part: part, Path: p,
+		out = append(out, JournalEntry{Start: start, Time: now, Batch: 0, VM: vm, Disk: disk, Part: part, Path: p,
 			SHA256: sha256Hex(files[p]), Size: int64(len(files[p]))})
 	}
 	return out
@@ -225,11 +227,11 @@ func (g *guest) step() error {
 	now := time.Now().UTC()
 	entries := make([]JournalEntry, 0, len(paths)+len(deleted))
 	for _, p := range paths {
-		entries = append(entries, JournalEntry{Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p,
+		entries = append(entries, JournalEntry{Start: syncStart.UTC(), Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p,
 			SHA256: sha256Hex(written[p]), Size: int64(len(written[p]))})
 	}
 	for _, p := range deleted {
-		entries = append(entries, JournalEntry{Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p, Deleted: true})
+		entries = append(entries, JournalEntry{Start: syncStart.UTC(), Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p, Deleted: true})
 	}
 	if err := g.jr.append(entries); err != nil {
 		return err

@@ -17,7 +17,10 @@ const GenerationFile = "/var/lib/cairn-lab/generation"
 // JournalEntry is one line of a VM's journal: a file's content after a
 // batch of guest changes, or its deletion.
 type JournalEntry struct {
-	// Time is when the batch reached the running disk.
+	// Start is when the batch began to be copied into the running disk,
+	// Time when it was there: a snapshot that holds the batch was taken
+	// after Start, one that does not before Time.
+	Start time.Time `json:"start"`
 	Time  time.Time `json:"time"`
 	Batch int       `json:"batch"`
 	VM    string    `json:"vm"`
@@ -50,7 +53,8 @@ func openJournal(path string) (*journal, error) {
 	return &journal{f: f}, nil
 }
 
-// append writes entries and syncs them, so a reader never sees half a batch.
+// append writes a batch's entries with one write; a reader that finds a
+// last line without its newline ignores it.
 func (j *journal) append(entries []JournalEntry) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -115,11 +119,16 @@ func State(entries []JournalEntry, disk, part, batch int) map[string]FileState {
 	return st
 }
 
-// BatchTimes returns the time each batch reached the disk, indexed by batch.
-func BatchTimes(entries []JournalEntry) map[int]time.Time {
-	out := make(map[int]time.Time)
+// BatchTime is when a batch was copied into the running disk.
+type BatchTime struct {
+	Start, End time.Time
+}
+
+// BatchTimes returns when each batch reached the disk, indexed by batch.
+func BatchTimes(entries []JournalEntry) map[int]BatchTime {
+	out := make(map[int]BatchTime)
 	for _, e := range entries {
-		out[e.Batch] = e.Time
+		out[e.Batch] = BatchTime{Start: e.Start, End: e.Time}
 	}
 	return out
 }
