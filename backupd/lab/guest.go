@@ -172,35 +172,14 @@ func (g *guest) run(ctx context.Context, delay, interval time.Duration) {
 	}
 }
 
-// step applies one batch: it appends to the application log, rewrites a
-// few documents, adds one and deletes one, records the batch number in
-// GenerationFile, and then copies the changed blocks into the running disk
-// in one SyncFromImage, which a snapshot sees entirely or not at all.
+// step applies one batch: the changes planBatch chose are made on the
+// working image and checked, then the changed blocks are copied into the
+// running disk in one SyncFromImage, which a snapshot sees entirely or not
+// at all, and journaled.
 func (g *guest) step() error {
 	batch := g.batch + 1
 	start := time.Now()
-	written := map[string][]byte{}
-	var deleted []string
-
-	line := fmt.Sprintf("%s batch %d: %s", time.Now().UTC().Format(time.RFC3339Nano), batch, text(g.rng, 40))
-	g.appLog = append(g.appLog, line...)
-	if len(g.appLog) > maxAppLog {
-		g.appLog = append([]byte(nil), g.appLog[len(g.appLog)-maxAppLog/2:]...)
-	}
-	written["/var/log/app.log"] = g.appLog
-	for i := 0; i < 1+g.rng.IntN(3) && len(g.docs) > 0; i++ {
-		written[g.docs[g.rng.IntN(len(g.docs))]] = text(g.rng, 100+g.rng.IntN(16<<10))
-	}
-	added := fmt.Sprintf("/home/user/docs/new-%06d.txt", batch)
-	written[added] = text(g.rng, 100+g.rng.IntN(8<<10))
-	if len(g.docs) > 60 {
-		victim := g.docs[g.rng.IntN(len(g.docs))]
-		if _, ok := written[victim]; !ok {
-			deleted = append(deleted, victim)
-		}
-	}
-	written[GenerationFile] = []byte(strconv.Itoa(batch) + "\n")
-
+	written, deleted := g.planBatch(batch)
 	paths := make([]string, 0, len(written))
 	for p := range written {
 		paths = append(paths, p)
@@ -219,7 +198,7 @@ func (g *guest) step() error {
 	if err := g.img.check(written, deleted); err != nil {
 		return fmt.Errorf("batch %d: %w", batch, err)
 	}
-	syncStart := time.Now()
+	syncStart := time.Now().UTC()
 	ext, err := g.gw.SyncFromImage(0, g.img.path)
 	if err != nil {
 		return fmt.Errorf("batch %d: copy to the running disk: %w", batch, err)
@@ -227,28 +206,54 @@ func (g *guest) step() error {
 	now := time.Now().UTC()
 	entries := make([]JournalEntry, 0, len(paths)+len(deleted))
 	for _, p := range paths {
-		entries = append(entries, JournalEntry{Start: syncStart.UTC(), Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p,
+		entries = append(entries, JournalEntry{Start: syncStart, Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p,
 			SHA256: sha256Hex(written[p]), Size: int64(len(written[p]))})
 	}
 	for _, p := range deleted {
-		entries = append(entries, JournalEntry{Start: syncStart.UTC(), Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p, Deleted: true})
+		entries = append(entries, JournalEntry{Start: syncStart, Time: now, Batch: batch, VM: g.vm, Disk: 0, Part: 1, Path: p, Deleted: true})
 	}
 	if err := g.jr.append(entries); err != nil {
-		return err
+		return fmt.Errorf("batch %d: %w", batch, err)
 	}
 	g.mu.Lock()
 	g.batch = batch
 	g.mu.Unlock()
-	g.docs = append(g.docs, added)
-	for _, p := range deleted {
-		g.docs = removeString(g.docs, p)
-	}
-	g.log.Debug("guest batch", "batch", batch, "written", len(paths), "deleted", len(deleted), "extents", len(ext), "took", time.Since(start), "sync", time.Since(syncStart))
+	g.log.Debug("guest batch", "batch", batch, "written", len(paths), "deleted", len(deleted),
+		"extents", len(ext), "took", time.Since(start), "sync", now.Sub(syncStart))
 	return nil
 }
 
-// batchDone is the number of the last batch on the disk (read only while
-// the writer is stopped, or racy; tests poll it).
+// planBatch chooses a batch's changes: a line appended to the application
+// log, 1-3 documents rewritten, one added, one deleted (while more than 60
+// remain), and the batch number in GenerationFile. It returns the new
+// content of every written file and the deleted paths.
+func (g *guest) planBatch(batch int) (map[string][]byte, []string) {
+	written := map[string][]byte{}
+	var deleted []string
+	line := fmt.Sprintf("%s batch %d: %s", time.Now().UTC().Format(time.RFC3339Nano), batch, text(g.rng, 40))
+	g.appLog = append(g.appLog, line...)
+	if len(g.appLog) > maxAppLog {
+		g.appLog = append([]byte(nil), g.appLog[len(g.appLog)-maxAppLog/2:]...)
+	}
+	written["/var/log/app.log"] = g.appLog
+	for i := 0; i < 1+g.rng.IntN(3) && len(g.docs) > 0; i++ {
+		written[g.docs[g.rng.IntN(len(g.docs))]] = text(g.rng, 100+g.rng.IntN(16<<10))
+	}
+	if len(g.docs) > 60 {
+		victim := g.docs[g.rng.IntN(len(g.docs))]
+		if _, ok := written[victim]; !ok {
+			deleted = append(deleted, victim)
+			g.docs = removeString(g.docs, victim)
+		}
+	}
+	added := fmt.Sprintf("/home/user/docs/new-%06d.txt", batch)
+	written[added] = text(g.rng, 100+g.rng.IntN(8<<10))
+	g.docs = append(g.docs, added)
+	written[GenerationFile] = []byte(strconv.Itoa(batch) + "\n")
+	return written, deleted
+}
+
+// batchDone is the number of the last batch on the disk and in the journal.
 func (g *guest) batchDone() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
