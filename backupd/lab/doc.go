@@ -5,9 +5,11 @@
 //
 // Every VM's first disk carries a GPT with one FAT32 partition holding a
 // small OS-like tree (/etc/hostname, /etc/os-release, /var/log/app.log,
-// /home/user/notes.txt, a few hundred documents). Some VMs have a second
-// disk with an MBR and a FAT32 data partition that never changes. All of it
-// is written in-process with go-diskfs; no external tool is needed.
+// /home/user/notes.txt, a few hundred documents). Even-numbered VMs have a
+// second disk with an MBR, a FAT32 data partition and, when mkfs.ext4 is
+// installed, an ext4 partition made with `mkfs.ext4 -d`; it never changes.
+// The FAT32 volumes are written in-process with go-diskfs (read back with
+// cairn's own reader); no external tool is needed.
 //
 // The guest writer works on a private copy of each changing disk: every
 // Interval it overwrites, adds and deletes a few files with go-diskfs and
