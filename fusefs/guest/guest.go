@@ -105,22 +105,22 @@ func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
 }
 
 var (
-	_ gofs.NodeLookuper   = (*diskDir)(nil)
-	_ gofs.NodeReaddirer  = (*diskDir)(nil)
-	_ gofs.NodeGetattrer  = (*diskDir)(nil)
-	_ gofs.NodeOnAdder    = (*diskDir)(nil)
-	_ gofs.NodeStatfser   = (*diskDir)(nil)
-	_ gofs.NodeOpendirer  = (*diskDir)(nil)
-	_ gofs.NodeSetattrer  = (*diskDir)(nil)
-	_ gofs.NodeCreater    = (*diskDir)(nil)
-	_ gofs.NodeMkdirer    = (*diskDir)(nil)
-	_ gofs.NodeUnlinker   = (*diskDir)(nil)
-	_ gofs.NodeRmdirer    = (*diskDir)(nil)
-	_ gofs.NodeRenamer    = (*diskDir)(nil)
-	_ gofs.NodeSymlinker  = (*diskDir)(nil)
-	_ gofs.NodeLinker     = (*diskDir)(nil)
-	_ gofs.NodeMknoder    = (*diskDir)(nil)
-	_ gofs.NodeSetxattrer = (*diskDir)(nil)
+	_ gofs.NodeLookuper       = (*diskDir)(nil)
+	_ gofs.NodeReaddirer      = (*diskDir)(nil)
+	_ gofs.NodeGetattrer      = (*diskDir)(nil)
+	_ gofs.NodeOnAdder        = (*diskDir)(nil)
+	_ gofs.NodeStatfser       = (*diskDir)(nil)
+	_ gofs.NodeOpendirHandler = (*diskDir)(nil)
+	_ gofs.NodeSetattrer      = (*diskDir)(nil)
+	_ gofs.NodeCreater        = (*diskDir)(nil)
+	_ gofs.NodeMkdirer        = (*diskDir)(nil)
+	_ gofs.NodeUnlinker       = (*diskDir)(nil)
+	_ gofs.NodeRmdirer        = (*diskDir)(nil)
+	_ gofs.NodeRenamer        = (*diskDir)(nil)
+	_ gofs.NodeSymlinker      = (*diskDir)(nil)
+	_ gofs.NodeLinker         = (*diskDir)(nil)
+	_ gofs.NodeMknoder        = (*diskDir)(nil)
+	_ gofs.NodeSetxattrer     = (*diskDir)(nil)
 )
 
 func (d *diskDir) OnAdd(ctx context.Context) {
@@ -149,7 +149,13 @@ func (d *diskDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(es), 0
 }
 
-func (d *diskDir) Opendir(ctx context.Context) syscall.Errno { return 0 }
+func (d *diskDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	var es []fuse.DirEntry
+	for _, v := range d.vols {
+		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
+	}
+	return &dirHandle{entries: es}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
 
 func (d *diskDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	dirAttr(&out.Attr, d.src.Point.Time)
