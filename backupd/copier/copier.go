@@ -34,7 +34,8 @@ type Options struct {
 	// Workers read and hash in parallel; 0 means max(8, 2 x GOMAXPROCS):
 	// more reads in flight than cores, since small CBT extents wait on I/O.
 	Workers int
-	// ChunkSize is the size of one read; rounded to whole blocks; 0 means 4 MiB.
+	// ChunkSize is the size of one read; rounded to whole blocks; 0 means
+	// 1 MiB (4 MiB reads by 8 workers cost three times the system time).
 	ChunkSize int
 	// Progress is called (from several goroutines) with bytes just read.
 	Progress func(n int64)
@@ -83,7 +84,7 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 	bs := int64(w.BlockSize())
 	chunk := int64(opts.ChunkSize)
 	if chunk <= 0 {
-		chunk = 4 << 20
+		chunk = 1 << 20
 	}
 	chunk = max(chunk/bs, 1) * bs
 	workers := opts.Workers
