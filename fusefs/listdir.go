@@ -5,6 +5,7 @@ import (
 	"sync"
 	"syscall"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -20,6 +21,14 @@ type listDirHandle struct {
 // openCachedDir answers OPENDIR for a directory with fixed entries.
 func openCachedDir(entries []fuse.DirEntry) (*listDirHandle, uint32, syscall.Errno) {
 	return &listDirHandle{entries: entries}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// OpenCachedDir answers OPENDIR for a directory whose entries never change
+// (anything inside a recovery point, such as a guest directory): the
+// kernel keeps the listing, so later listings cost no READDIR request.
+// FSProvider nodes use it from their OpendirHandle.
+func OpenCachedDir(entries []fuse.DirEntry) (gofs.FileHandle, uint32, syscall.Errno) {
+	return openCachedDir(entries)
 }
 
 func (h *listDirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {

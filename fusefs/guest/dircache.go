@@ -2,9 +2,7 @@ package guest
 
 import (
 	"container/list"
-	"context"
 	"sync"
-	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -68,31 +66,4 @@ func (c *dirCache) lookup(dir uint64, name string) (ino uint64, found, known boo
 	c.lru.MoveToFront(el)
 	ino, found = el.Value.(*cachedDir).names[name]
 	return ino, found, true
-}
-
-// dirHandle is an open guest directory. Opened with FOPEN_CACHE_DIR, the
-// kernel keeps the listing: points never change.
-type dirHandle struct {
-	mu      sync.Mutex
-	entries []fuse.DirEntry
-	pos     int
-}
-
-func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.pos >= len(h.entries) {
-		return nil, 0
-	}
-	e := h.entries[h.pos]
-	h.pos++
-	e.Off = uint64(h.pos)
-	return &e, 0
-}
-
-func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.pos = int(min(off, uint64(len(h.entries))))
-	return 0
 }

@@ -154,7 +154,7 @@ func (d *diskDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 	for _, v := range d.vols {
 		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
 	}
-	return &dirHandle{entries: es}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return fusefs.OpenCachedDir(es)
 }
 
 func (d *diskDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -249,7 +249,7 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return &dirHandle{entries: []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}})
 	}
 	return v.root.OpendirHandle(ctx, flags)
 }
@@ -418,7 +418,7 @@ func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return &dirHandle{entries: out}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return fusefs.OpenCachedDir(out)
 }
 
 func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) { return n.readdir() }
