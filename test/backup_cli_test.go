@@ -93,7 +93,8 @@ func TestBackupCLIErrors(t *testing.T) {
 	if err := sim.SilentlyMissChange("app", 1, 5*esxsim.BlockSize, 10); err != nil {
 		t.Fatal(err)
 	}
-	res = runCairn(t, env, vs...)
+	// The same check through the spelling: cairn verify --against-source.
+	res = runCairn(t, env, append([]string{"--repo", repo, "verify", "--against-source"}, vs[3:]...)...)
 	if res.code != 1 || !strings.Contains(res.stdout, "CBT MISSED") || !strings.Contains(res.stdout, "missed 327680+65536") {
 		t.Errorf("verify-source after a change CBT missed: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}

@@ -24,7 +24,7 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newApp().RunContext(ctx, os.Args); err != nil {
+	if err := newApp().RunContext(ctx, rewriteArgs(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -74,4 +74,26 @@ func newLogger(level slog.Level) *slog.Logger {
 // openRepo opens the repository named by --repo / $CAIRN_REPO.
 func openRepo(c *cli.Context) (*blockmap.Repo, error) {
 	return blockmap.Open(c.Context, c.String("repo"), blockmap.Options{Logger: slog.Default()})
+}
+
+// rewriteArgs turns `cairn ... verify --against-source FLAGS` into
+// `cairn ... verify-source FLAGS`: verify against the VM itself takes the
+// vCenter flags of verify-source.
+func rewriteArgs(args []string) []string {
+	cmd, against := -1, -1
+	for i, a := range args {
+		if cmd < 0 && a == "verify" {
+			cmd = i
+		}
+		if cmd >= 0 && (a == "--against-source" || a == "-against-source") {
+			against = i
+		}
+	}
+	if cmd < 0 || against < 0 {
+		return args
+	}
+	out := append([]string{}, args[:cmd]...)
+	out = append(out, "verify-source")
+	out = append(out, args[cmd+1:against]...)
+	return append(out, args[against+1:]...)
 }

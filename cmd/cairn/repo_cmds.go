@@ -62,6 +62,7 @@ func repoCommands() []*cli.Command {
 				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				&cli.BoolFlag{Name: "against-source", Usage: "compare the latest point with the VM itself instead (runs `cairn verify-source`; give its --vcenter, --vm, ... flags)"},
 			},
 			Action: verifyAction,
 		},

@@ -1,0 +1,21 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestRewriteArgs(t *testing.T) {
+	cases := []struct{ in, want []string }{
+		{[]string{"cairn", "verify"}, []string{"cairn", "verify"}},
+		{[]string{"cairn", "--repo", "r", "verify", "--against-source", "--vcenter", "u", "--vm", "a"},
+			[]string{"cairn", "--repo", "r", "verify-source", "--vcenter", "u", "--vm", "a"}},
+		{[]string{"cairn", "verify", "--vcenter", "u", "--against-source", "--repair"}, []string{"cairn", "verify-source", "--vcenter", "u", "--repair"}},
+		{[]string{"cairn", "import", "--against-source"}, []string{"cairn", "import", "--against-source"}},
+	}
+	for _, c := range cases {
+		if got := rewriteArgs(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("rewriteArgs(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
