@@ -11,5 +11,6 @@ func extraCommands() []*cli.Command {
 	cmds = append(cmds, fileCommands()...)
 	cmds = append(cmds, backupCommands()...)
 	cmds = append(cmds, labCommands()...)
+	cmds = append(cmds, serveCommands()...)
 	return cmds
 }

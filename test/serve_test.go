@@ -1,0 +1,235 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/serve"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startChild starts bin with args in its own process group; the returned
+// channel receives its exit. The child is killed when the test ends.
+func startChild(t *testing.T, bin string, stderr io.Writer, args ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	done := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	return cmd, exited
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// getJSON GETs url into v; it returns false while the server is not up.
+func getJSON(url string, v any) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
+}
+
+// waitFor polls cond every 200ms for up to 45s.
+func waitFor(t *testing.T, what string, exited <-chan error, logs *syncBuffer, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		select {
+		case err := <-exited:
+			t.Fatalf("cairn serve exited (%v) while waiting for %s:\n%s", err, what, logs.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, logs.String())
+		}
+	}
+}
+
+// TestServeLab runs `cairn serve` against `cairn lab`, both as child
+// processes: scheduled points appear in the API and the mount, a job
+// requested through the API runs, SIGHUP with a broken config keeps the
+// server up, and SIGTERM stops it cleanly with the mount released.
+func TestServeLab(t *testing.T) {
+	testutil.RequireFUSE(t)
+	bin := buildCairn(t)
+	dir := t.TempDir()
+	labDir := filepath.Join(dir, "lab")
+	listen := freeAddr(t)
+	var labErr syncBuffer
+	_, labExited := startChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "1", "--interval", "2s",
+		"--disk-size-mib", "64", "--schedule", "3s", "--serve-listen", listen)
+	labCfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), labExited, nil)
+	mustCairn(t, "--repo", labCfg.Repository, "init")
+
+	// serve reads its own copy, so the test can break it later.
+	raw, err := os.ReadFile(filepath.Join(labDir, "cairn.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	srv, exited := startChild(t, bin, &logs, "serve", "--config", cfgFile)
+	base := "http://" + listen
+	vm := "lab-vm-1"
+
+	var pts []blockmap.Point
+	waitFor(t, "two points of "+vm, exited, &logs, func() bool {
+		pts = nil
+		return getJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
+	})
+	info := filepath.Join(labCfg.Mount, vm, "latest", "info.json")
+	waitFor(t, info, exited, &logs, func() bool {
+		raw, err := os.ReadFile(info)
+		var p blockmap.Point
+		return err == nil && json.Unmarshal(raw, &p) == nil && p.VM == vm
+	})
+	if !strings.Contains(logs.String(), "vm="+vm) && !strings.Contains(logs.String(), `"vm":"`+vm+`"`) {
+		t.Errorf("serve logs do not name the VM:\n%s", logs.String())
+	}
+
+	// A backup requested through the API runs.
+	resp, err := http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted struct{ ID string }
+	if err := json.NewDecoder(resp.Body).Decode(&accepted); err != nil || resp.StatusCode != http.StatusAccepted || accepted.ID == "" {
+		t.Fatalf("POST /api/v1/jobs: status %d, id %q, %v", resp.StatusCode, accepted.ID, err)
+	}
+	resp.Body.Close()
+	waitFor(t, "API run "+accepted.ID, exited, &logs, func() bool {
+		var jobs serve.JobsResponse
+		if !getJSON(base+"/api/v1/jobs", &jobs) {
+			return false
+		}
+		for _, r := range jobs.Runs {
+			if r.ID == accepted.ID {
+				if r.State == serve.StateFailed {
+					t.Fatalf("API run failed: %s", r.Error)
+				}
+				return r.State == serve.StateOK && r.Point != "" && r.Trigger == "api"
+			}
+		}
+		return false
+	})
+	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"vm":"no-such-vm"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST for an unknown VM: status %d, want 404", resp.StatusCode)
+	}
+
+	// Metrics name the VM's points.
+	mresp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`cairn_points{vm="lab-vm-1"}`, `cairn_last_success_timestamp_seconds{vm="lab-vm-1"}`, "cairn_repository_bytes"} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
+		}
+	}
+
+	// SIGHUP with a broken config: rejected with its line, server stays up.
+	if err := os.WriteFile(cfgFile, append(raw, []byte("bogus_key: 1\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload to be rejected", exited, &logs, func() bool {
+		return strings.Contains(logs.String(), "reload rejected") && strings.Contains(logs.String(), "bogus_key")
+	})
+	var health string
+	if r, err := http.Get(base + "/healthz"); err != nil || r.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after a broken reload: %v", err)
+	} else {
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		health = string(b)
+	}
+	if strings.TrimSpace(health) != "ok" {
+		t.Errorf("healthz said %q", health)
+	}
+
+	// SIGTERM: exit 0 and no mount left.
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("serve exited with %v:\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not stop within 30s of SIGTERM:\n%s", logs.String())
+	}
+	mounts, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(mounts, []byte(" "+labCfg.Mount+" ")) {
+		t.Errorf("%s still mounted after serve stopped", labCfg.Mount)
+	}
+}
