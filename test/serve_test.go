@@ -120,6 +120,12 @@ func TestServeLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Keep two points, so retention has something to delete.
+	kept := bytes.Replace(raw, []byte("keep_last: 20"), []byte("keep_last: 2"), 1)
+	if bytes.Equal(kept, raw) {
+		t.Fatalf("no keep_last: 20 in the lab's cairn.yaml:\n%s", raw)
+	}
+	raw = kept
 	cfgFile := filepath.Join(dir, "serve.yaml")
 	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
 		t.Fatal(err)
@@ -169,6 +175,31 @@ func TestServeLab(t *testing.T) {
 		}
 		return false
 	})
+	// Retention: once three or more backups are done and none is running,
+	// two points are left and the newest is the last backup's.
+	var state string
+	waitFor(t, "retention to leave two points", exited, &logs, func() bool {
+		var jobs serve.JobsResponse
+		pts = nil
+		if !getJSON(base+"/api/v1/jobs", &jobs) || !getJSON(base+"/api/v1/points?vm="+vm, &pts) {
+			return false
+		}
+		okRuns, pruned, last := 0, 0, serve.RunRecord{}
+		for _, r := range jobs.Runs {
+			if r.State == serve.StateRunning || r.State == serve.StateQueued {
+				return false
+			}
+			if r.State == serve.StateOK {
+				okRuns, pruned = okRuns+1, pruned+r.Pruned
+				if r.End.After(last.End) {
+					last = r
+				}
+			}
+		}
+		state = fmt.Sprintf("%d successful runs pruned %d points; points %d, newest run's point %s", okRuns, pruned, len(pts), last.Point)
+		return okRuns >= 3 && pruned > 0 && len(pts) == 2 && pts[1].ID == last.Point
+	})
+	t.Log(state)
 	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"vm":"no-such-vm"}`))
 	if err != nil {
 		t.Fatal(err)
