@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,32 +17,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/lab"
 	"github.com/cairnbackup/cairn/backupd/serve"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
+// serveLogBuffer is a bytes.Buffer a child process writes while the test reads.
+type serveLogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *serveLogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *serveLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-// startChild starts bin with args in its own process group; the returned
+// serveStartChild starts bin with args in its own process group; the returned
 // channel receives its exit. The child is killed when the test ends.
-func startChild(t *testing.T, bin string, stderr io.Writer, args ...string) (*exec.Cmd, <-chan error) {
+func serveStartChild(t *testing.T, bin string, stderr io.Writer, args ...string) (*exec.Cmd, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, stderr
@@ -63,7 +66,7 @@ func startChild(t *testing.T, bin string, stderr io.Writer, args ...string) (*ex
 	return cmd, exited
 }
 
-func freeAddr(t *testing.T) string {
+func serveFreeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,8 +76,8 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// getJSON GETs url into v; it returns false while the server is not up.
-func getJSON(url string, v any) bool {
+// serveGetJSON GETs url into v; it returns false while the server is not up.
+func serveGetJSON(url string, v any) bool {
 	resp, err := http.Get(url)
 	if err != nil {
 		return false
@@ -83,8 +86,8 @@ func getJSON(url string, v any) bool {
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
 }
 
-// waitFor polls cond every 200ms for up to 45s.
-func waitFor(t *testing.T, what string, exited <-chan error, logs *syncBuffer, cond func() bool) {
+// serveWaitFor polls cond every 200ms for up to 45s.
+func serveWaitFor(t *testing.T, what string, exited <-chan error, logs *serveLogBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for !cond() {
@@ -108,9 +111,9 @@ func TestServeLab(t *testing.T) {
 	bin := buildCairn(t)
 	dir := t.TempDir()
 	labDir := filepath.Join(dir, "lab")
-	listen := freeAddr(t)
-	var labErr syncBuffer
-	_, labExited := startChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "1", "--interval", "2s",
+	listen := serveFreeAddr(t)
+	var labErr serveLogBuffer
+	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "1", "--interval", "2s",
 		"--disk-size-mib", "64", "--schedule", "3s", "--serve-listen", listen)
 	labCfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), labExited, nil)
 	mustCairn(t, "--repo", labCfg.Repository, "init")
@@ -130,18 +133,18 @@ func TestServeLab(t *testing.T) {
 	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
-	srv, exited := startChild(t, bin, &logs, "serve", "--config", cfgFile)
+	var logs serveLogBuffer
+	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	base := "http://" + listen
 	vm := "lab-vm-1"
 
 	var pts []blockmap.Point
-	waitFor(t, "two points of "+vm, exited, &logs, func() bool {
+	serveWaitFor(t, "two points of "+vm, exited, &logs, func() bool {
 		pts = nil
-		return getJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
+		return serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
 	})
 	info := filepath.Join(labCfg.Mount, vm, "latest", "info.json")
-	waitFor(t, info, exited, &logs, func() bool {
+	serveWaitFor(t, info, exited, &logs, func() bool {
 		raw, err := os.ReadFile(info)
 		var p blockmap.Point
 		return err == nil && json.Unmarshal(raw, &p) == nil && p.VM == vm
@@ -160,9 +163,9 @@ func TestServeLab(t *testing.T) {
 		t.Fatalf("POST /api/v1/jobs: status %d, id %q, %v", resp.StatusCode, accepted.ID, err)
 	}
 	resp.Body.Close()
-	waitFor(t, "API run "+accepted.ID, exited, &logs, func() bool {
+	serveWaitFor(t, "API run "+accepted.ID, exited, &logs, func() bool {
 		var jobs serve.JobsResponse
-		if !getJSON(base+"/api/v1/jobs", &jobs) {
+		if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
 			return false
 		}
 		for _, r := range jobs.Runs {
@@ -178,10 +181,10 @@ func TestServeLab(t *testing.T) {
 	// Retention: once three or more backups are done and none is running,
 	// two points are left and the newest is the last backup's.
 	var state string
-	waitFor(t, "retention to leave two points", exited, &logs, func() bool {
+	serveWaitFor(t, "retention to leave two points", exited, &logs, func() bool {
 		var jobs serve.JobsResponse
 		pts = nil
-		if !getJSON(base+"/api/v1/jobs", &jobs) || !getJSON(base+"/api/v1/points?vm="+vm, &pts) {
+		if !serveGetJSON(base+"/api/v1/jobs", &jobs) || !serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) {
 			return false
 		}
 		okRuns, pruned, last := 0, 0, serve.RunRecord{}
@@ -229,7 +232,7 @@ func TestServeLab(t *testing.T) {
 	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reload to be rejected", exited, &logs, func() bool {
+	serveWaitFor(t, "the reload to be rejected", exited, &logs, func() bool {
 		return strings.Contains(logs.String(), "reload rejected") && strings.Contains(logs.String(), "bogus_key")
 	})
 	var health string
@@ -244,6 +247,30 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("healthz said %q", health)
 	}
 
+	// SIGTERM while a requested backup runs (or, if it was quick, after it
+	// ended): exit 0, no mount, no snapshot left on the VM, and the
+	// repository verifies (no partial point).
+	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&accepted); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("second POST /api/v1/jobs: status %d, %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	serveWaitFor(t, "the second API run to start", exited, &logs, func() bool {
+		var jobs serve.JobsResponse
+		if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
+			return false
+		}
+		for _, r := range jobs.Runs {
+			if r.ID == accepted.ID && r.State != serve.StateQueued {
+				t.Logf("SIGTERM with the API run %s", r.State)
+				return true
+			}
+		}
+		return false
+	})
 	// SIGTERM: exit 0 and no mount left.
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -263,4 +290,32 @@ func TestServeLab(t *testing.T) {
 	if bytes.Contains(mounts, []byte(" "+labCfg.Mount+" ")) {
 		t.Errorf("%s still mounted after serve stopped", labCfg.Mount)
 	}
+	if snaps := serveLabSnapshots(t, labCfg.VCenters[0], vm); len(snaps) > 0 {
+		t.Errorf("snapshots left on %s after SIGTERM: %v", vm, snaps)
+	}
+	mustCairn(t, "--repo", labCfg.Repository, "verify")
+}
+
+// serveLabSnapshots lists the snapshots of vm in the lab's vCenter.
+func serveLabSnapshots(t *testing.T, vc lab.VCenterConfig, vm string) []string {
+	t.Helper()
+	creds, err := vsphere.LoadCredentials(vc.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := vsphere.Connect(ctx, vsphere.ConnectOptions{URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	v, err := conn.FindVM(ctx, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range v.Snapshots {
+		out = append(out, s.Name)
+	}
+	return out
 }
