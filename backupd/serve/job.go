@@ -71,7 +71,7 @@ func (s *Server) Runs() []RunRecord {
 // runs when given), then applies its retention to each VM backed up.
 // Failures are recorded and logged; the next tick tries again.
 func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRecord, trigger string) {
-	log := s.log.With("job", job.Name)
+	log := s.log.With("job_name", job.Name) // backupd adds "job": its job id
 	s.backupMu.Lock()
 	defer s.backupMu.Unlock()
 	if ctx.Err() != nil {
