@@ -247,6 +247,17 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("healthz said %q", health)
 	}
 
+	// SIGHUP with a valid config again: it is taken.
+	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	serveWaitFor(t, "the valid config to be reloaded", exited, &logs, func() bool {
+		return strings.Contains(logs.String(), "configuration reloaded")
+	})
+
 	// SIGTERM while a requested backup runs (or, if it was quick, after it
 	// ended): exit 0, no mount, no snapshot left on the VM, and the
 	// repository verifies (no partial point).
