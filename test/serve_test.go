@@ -330,3 +330,17 @@ func serveLabSnapshots(t *testing.T, vc lab.VCenterConfig, vm string) []string {
 	}
 	return out
 }
+
+// TestServeBadConfig: `cairn serve` refuses to start with an invalid
+// config and names the file, line and reason.
+func TestServeBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "cairn.yaml")
+	bad := "repository: /r\nvcenters:\n  - name: vc\n    url: https://vc/sdk\n    credentials: /c\njobs:\n  - name: j\n    vcenter: vc\n    vms: [a]\n    schedule: often\n"
+	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCairn(t, nil, "serve", "--config", cfg)
+	if res.code == 0 || !strings.Contains(res.stderr, cfg+":10:") || !strings.Contains(res.stderr, "not a duration") {
+		t.Fatalf("exit %d, stderr %q: want the file, line 10 and the reason", res.code, res.stderr)
+	}
+}
