@@ -153,6 +153,11 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("serve logs do not name the VM:\n%s", logs.String())
 	}
 
+	var vms []serve.VMStatus
+	if !serveGetJSON(base+"/api/v1/vms", &vms) || len(vms) != 1 || vms[0].Name != vm || vms[0].Points < 1 || vms[0].Latest == nil {
+		t.Errorf("/api/v1/vms: %+v", vms)
+	}
+
 	// A backup requested through the API runs.
 	resp, err := http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
 	if err != nil {
