@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+// exampleConfig is what `cairn config example` prints: a commented
+// cairn.yaml for `cairn serve` (docs/serve.md).
+const exampleConfig = `# cairn.yaml: the configuration of cairn serve (docs/serve.md).
+# Check it with: cairn serve --config cairn.yaml (an invalid file is
+# rejected with its line and the reason; SIGHUP reloads it).
+
+# The repository (create it first: cairn --repo /srv/cairn/repo init).
+repository: /srv/cairn/repo
+# Where every recovery point is shown as files while serve runs.
+mount: /srv/cairn/mnt
+# The HTTP API: /healthz, /metrics, /api/v1/{vms,points,jobs}.
+listen: 127.0.0.1:8480
+
+vcenters:
+  - name: prod
+    url: https://vcenter.example.com/sdk
+    # The user on line 1 and the password on line 2; mode 0600.
+    credentials: /etc/cairn/vc-credentials
+    # SHA-256 thumbprint of a self-signed vCenter certificate (cairn backup
+    # prints it when the certificate is not trusted).
+    thumbprint: "75:CE:57:10:5A:C0:55:14:F8:73:3E:12:9B:32:E3:7D:B0:1C:9D:0B:5E:6A:43:2C:8D:20:91:AA:73:23:10:FF"
+
+jobs:
+  - name: nightly
+    vcenter: prod
+    # VM names or globs.
+    vms: ["web-*", "db-1"]
+    # An interval: 30s, 15m, 1h, 24h.
+    schedule: 24h
+    # Kept after each successful backup; the newest point is always kept.
+    retention: {keep_last: 7, keep_daily: 14, keep_weekly: 8, keep_monthly: 12}
+    # Tried in order (Datto's order is hotadd, then nbd).
+    transports: [hotadd, nbd]
+    # quiesced snapshots, falling back to crash-consistent ones (auto),
+    # or only quiesced (require), or never (off).
+    quiesce: auto
+`
+
+func configCommands() []*cli.Command {
+	return []*cli.Command{{
+		Name:  "config",
+		Usage: "configuration helpers for cairn serve",
+		Subcommands: []*cli.Command{{
+			Name:  "example",
+			Usage: "print a commented cairn.yaml",
+			Action: func(c *cli.Context) error {
+				_, err := fmt.Print(exampleConfig)
+				return err
+			},
+		}},
+	}}
+}
