@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -94,8 +95,27 @@ type roCache struct {
 	timer   *time.Timer
 }
 
-// view runs fn with the index opened read-only under the shared lock.
+// errNeedsRecovery says that a writer was killed with its write-ahead log
+// open: only a read-write open can replay and truncate it.
+var errNeedsRecovery = errors.New("index needs recovery by a read-write open")
+
+// view runs fn with the index opened read-only under the shared lock. When
+// a killed writer left a write-ahead log that read-only Badger cannot
+// replay, the index is opened read-write once (under the exclusive lock)
+// to recover it, and the read is tried again.
 func (r *Repo) view(ctx context.Context, fn func(db *badger.DB) error) error {
+	err := r.viewOnce(ctx, fn)
+	if errors.Is(err, errNeedsRecovery) {
+		r.log.Info("recovering the index after an interrupted writer")
+		if uerr := r.update(ctx, func(*badger.DB) error { return nil }); uerr != nil {
+			return fmt.Errorf("recover the index after an interrupted writer: %w", uerr)
+		}
+		err = r.viewOnce(ctx, fn)
+	}
+	return err
+}
+
+func (r *Repo) viewOnce(ctx context.Context, fn func(db *badger.DB) error) error {
 	c := &r.ro
 	c.gate.RLock()
 	defer c.gate.RUnlock()
@@ -110,6 +130,9 @@ func (r *Repo) view(ctx context.Context, fn func(db *badger.DB) error) error {
 		if err != nil {
 			release()
 			c.mu.Unlock()
+			if strings.Contains(err.Error(), "truncate required") {
+				return fmt.Errorf("open index %s: %w: %v", filepath.Join(r.dir, "index"), errNeedsRecovery, err)
+			}
 			return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 		}
 		c.db, c.release = db, release
