@@ -71,7 +71,6 @@ type imgHandle struct {
 	key      pointKey
 	released atomic.Bool
 	warned   atomic.Bool // a refused read of a deleted point was logged
-	seq      seqTracker
 }
 
 var (
@@ -92,7 +91,6 @@ func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 		}
 		return nil, syscall.EIO
 	}
-	h.seq.observe(h.n.t.prefetch, h.e, off, n, h.n.disk.Size)
 	return fuse.ReadResultData(dest[:n]), 0
 }
 

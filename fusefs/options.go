@@ -69,9 +69,6 @@ type Options struct {
 	// after mounting, so sequential reads reach FUSE as 1 MiB requests
 	// (0 means 1024; negative leaves the kernel default).
 	ReadAheadKB int
-	// NoPrefetch turns off the background read-ahead of sequentially read
-	// images (for measurements).
-	NoPrefetch bool
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
 }

@@ -55,9 +55,6 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	t.cat = newCatalogCache(life, repo, t.log, opts.CatalogPoll)
 	t.cat.onChange = t.catalogChanged
 	t.readers = newReaderCache(life, repo, t.log, opts.MaxReaders, opts.ReaderMemory)
-	if !opts.NoPrefetch {
-		t.prefetch = newPrefetcher(life, t.readers)
-	}
 	if err := t.cat.load(); err != nil {
 		cancel()
 		t.cat.close()

@@ -22,17 +22,16 @@ const (
 
 // tree is the state shared by every node of one mount.
 type tree struct {
-	ctx      context.Context
-	repo     *blockmap.Repo
-	opts     Options
-	log      *slog.Logger
-	cat      *catalogCache
-	readers  *readerCache
-	prefetch *prefetcher // nil: no background read-ahead
-	uid      uint32
-	gid      uint32
-	started  time.Time
-	root     *rootNode
+	ctx     context.Context
+	repo    *blockmap.Repo
+	opts    Options
+	log     *slog.Logger
+	cat     *catalogCache
+	readers *readerCache
+	uid     uint32
+	gid     uint32
+	started time.Time
+	root    *rootNode
 
 	fsMu    sync.Mutex
 	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life

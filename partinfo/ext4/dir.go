@@ -45,7 +45,7 @@ func direntType(t byte) (fs.FileMode, bool) {
 
 // loadDir returns the (cached) parsed directory of inode n.
 func (f *FS) loadDir(n *inode) (*dirIndex, error) {
-	if d, ok := f.dirs.get(n.ino); ok {
+	if d, ok := f.dirs.Get(n.ino); ok {
 		return d, nil
 	}
 	if n.typ() != modeDir {
@@ -63,7 +63,7 @@ func (f *FS) loadDir(n *inode) (*dirIndex, error) {
 		return nil, fmt.Errorf("directory %d: %w", n.ino, err)
 	}
 	f.fillUnknownTypes(d)
-	f.dirs.add(n.ino, d, len(d.entries)+1)
+	f.dirs.Add(n.ino, d, len(d.entries)+1)
 	return d, nil
 }
 

@@ -3,6 +3,7 @@ package ext4
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/cairnbackup/cairn/internal/lru"
 	"io"
 	"io/fs"
 
@@ -30,11 +31,11 @@ type FS struct {
 	sb   *superblock
 	info partinfo.Info
 
-	inodes *lru[uint64, *inode]
-	groups *lru[uint64, uint64]
-	itable *lru[uint64, []byte] // raw inode table blocks, read-only once cached
-	maps   *lru[uint64, *fileMap]
-	dirs   *lru[uint64, *dirIndex]
+	inodes *lru.Cache[uint64, *inode]
+	groups *lru.Cache[uint64, uint64]
+	itable *lru.Cache[uint64, []byte] // raw inode table blocks, read-only once cached
+	maps   *lru.Cache[uint64, *fileMap]
+	dirs   *lru.Cache[uint64, *dirIndex]
 
 	// journal holds the committed journal blocks that a recovery would
 	// write (nil when the filesystem is clean); journalErr says why a
@@ -105,11 +106,11 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 }
 
 func (f *FS) resetCaches() {
-	f.inodes = newLRU[uint64, *inode](inodeCacheSize)
-	f.groups = newLRU[uint64, uint64](groupCacheSize)
-	f.itable = newLRU[uint64, []byte](itableBytes)
-	f.maps = newLRU[uint64, *fileMap](mapCacheRuns)
-	f.dirs = newLRU[uint64, *dirIndex](dirCacheNames)
+	f.inodes = lru.New[uint64, *inode](inodeCacheSize)
+	f.groups = lru.New[uint64, uint64](groupCacheSize)
+	f.itable = lru.New[uint64, []byte](itableBytes)
+	f.maps = lru.New[uint64, *fileMap](mapCacheRuns)
+	f.dirs = lru.New[uint64, *dirIndex](dirCacheNames)
 }
 
 // JournalReplay reports how many blocks the in-memory journal replay
@@ -166,7 +167,7 @@ func (f *FS) Lookup(dir uint64, name string) (ino uint64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, cached := f.dirs.get(dir); !cached && name != "." && name != ".." {
+	if _, cached := f.dirs.Get(dir); !cached && name != "." && name != ".." {
 		// Large hashed directory not parsed yet: read one path of the
 		// htree instead of the whole directory. Any doubt (unhandled hash,
 		// collision chain, damaged index) falls back to the full parse.

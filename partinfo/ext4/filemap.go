@@ -50,7 +50,7 @@ func (m *fileMap) find(lb uint64) int {
 // fileMapOf returns the (cached) block map of an inode that uses extents or
 // an indirect block map.
 func (f *FS) fileMapOf(n *inode) (*fileMap, error) {
-	if m, ok := f.maps.get(n.ino); ok {
+	if m, ok := f.maps.Get(n.ino); ok {
 		return m, nil
 	}
 	var (
@@ -65,7 +65,7 @@ func (f *FS) fileMapOf(n *inode) (*fileMap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("block map of inode %d: %w", n.ino, err)
 	}
-	f.maps.add(n.ino, m, len(m.runs)+1)
+	f.maps.Add(n.ino, m, len(m.runs)+1)
 	return m, nil
 }
 

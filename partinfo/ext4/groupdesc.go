@@ -59,7 +59,7 @@ func (s *superblock) descriptorBlock(nr uint64) uint64 {
 
 // inodeTable returns the first block of group g's inode table.
 func (f *FS) inodeTable(g uint64) (uint64, error) {
-	if blk, ok := f.groups.get(g); ok {
+	if blk, ok := f.groups.Get(g); ok {
 		return blk, nil
 	}
 	s := f.sb
@@ -81,6 +81,6 @@ func (f *FS) inodeTable(g uint64) (uint64, error) {
 	if table == 0 || table+itBlocks > s.blocksCount {
 		return 0, fmt.Errorf("inode table of group %d at block %d outside the filesystem: %w", g, table, partinfo.ErrCorrupt)
 	}
-	f.groups.add(g, table, 1)
+	f.groups.Add(g, table, 1)
 	return table, nil
 }

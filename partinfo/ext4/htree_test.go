@@ -37,7 +37,7 @@ func checkHtreeLookup(t *testing.T, img, dir string) {
 	if _, err := f.Lookup(dirIno, "absent"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Lookup of a missing name: %v", err)
 	}
-	if _, cached := f.dirs.get(dirIno); cached {
+	if _, cached := f.dirs.Get(dirIno); cached {
 		t.Errorf("Lookup parsed the whole htree directory instead of hashing")
 	}
 }

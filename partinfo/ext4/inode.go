@@ -53,7 +53,7 @@ func (n *inode) typ() uint16 { return n.mode & 0xF000 }
 
 // readInode loads inode ino, verifying its checksum where the fs has them.
 func (f *FS) readInode(ino uint64) (*inode, error) {
-	if n, ok := f.inodes.get(ino); ok {
+	if n, ok := f.inodes.Get(ino); ok {
 		return n, nil
 	}
 	s := f.sb
@@ -71,19 +71,19 @@ func (f *FS) readInode(ino uint64) (*inode, error) {
 	byteOff := idx * uint64(s.inodeSize)
 	blk := table + byteOff/uint64(s.blockSize)
 	within := byteOff % uint64(s.blockSize)
-	buf, ok := f.itable.get(blk)
+	buf, ok := f.itable.Get(blk)
 	if !ok {
 		buf = make([]byte, s.blockSize)
 		if err := f.readFull(buf, int64(blk)*s.blockSize); err != nil {
 			return nil, fmt.Errorf("read inode %d: %w", ino, err)
 		}
-		f.itable.add(blk, buf, len(buf))
+		f.itable.Add(blk, buf, len(buf))
 	}
 	n, err := f.parseInode(ino, buf[within:within+uint64(s.inodeSize)])
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", ino, err)
 	}
-	f.inodes.add(ino, n, 1)
+	f.inodes.Add(ino, n, 1)
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package xfs
 
 import (
+	"github.com/cairnbackup/cairn/internal/lru"
 	"sync"
 	"testing"
 )
@@ -11,9 +12,9 @@ import (
 func TestConcurrent(t *testing.T) {
 	src := smallSource(t)
 	x := openImage(t, protoImage(t, src, 64<<20))
-	x.inodes = newLRU[uint64, *inode](8)
-	x.extents = newLRU[uint64, []extent](4)
-	x.dirs = newLRU[uint64, *directory](60)
+	x.inodes = lru.New[uint64, *inode](8)
+	x.extents = lru.New[uint64, []extent](4)
+	x.dirs = lru.New[uint64, *directory](60)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { compareWithSource(t, x, src, true) })

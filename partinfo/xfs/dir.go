@@ -31,7 +31,7 @@ type directory struct {
 
 // readDirectory parses directory ino (any format), cached per inode.
 func (x *xfs) readDirectory(ino uint64) (*directory, error) {
-	if d, ok := x.dirs.get(ino); ok {
+	if d, ok := x.dirs.Get(ino); ok {
 		return d, nil
 	}
 	in, err := x.readInode(ino)
@@ -62,7 +62,7 @@ func (x *xfs) readDirectory(ino uint64) (*directory, error) {
 			d.byName[e.Name] = e.Ino
 		}
 	}
-	x.dirs.put(ino, d, len(entries)+1)
+	x.dirs.Add(ino, d, len(entries)+1)
 	return d, nil
 }
 

@@ -41,7 +41,7 @@ func decodeExtent(rec []byte) (off, fsb, count uint64, unwritten bool) {
 // extentMap returns the sorted, validated extent list of a data fork in
 // extents or btree format, cached per inode.
 func (x *xfs) extentMap(in *inode) ([]extent, error) {
-	if m, ok := x.extents.get(in.ino); ok {
+	if m, ok := x.extents.Get(in.ino); ok {
 		return m, nil
 	}
 	var m []extent
@@ -63,7 +63,7 @@ func (x *xfs) extentMap(in *inode) ([]extent, error) {
 	if uint64(len(m)) != in.nextents {
 		return nil, corruptf("inode %d: found %d extents, inode records %d", in.ino, len(m), in.nextents)
 	}
-	x.extents.put(in.ino, m, len(m))
+	x.extents.Add(in.ino, m, len(m))
 	return m, nil
 }
 

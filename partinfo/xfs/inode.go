@@ -56,7 +56,7 @@ type inode struct {
 
 // readInode reads and validates inode ino.
 func (x *xfs) readInode(ino uint64) (*inode, error) {
-	if in, ok := x.inodes.get(ino); ok {
+	if in, ok := x.inodes.Get(ino); ok {
 		return in, nil
 	}
 	off, ok := x.geo.inoToByte(ino)
@@ -71,7 +71,7 @@ func (x *xfs) readInode(ino uint64) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
-	x.inodes.put(ino, in, 1)
+	x.inodes.Add(ino, in, 1)
 	return in, nil
 }
 

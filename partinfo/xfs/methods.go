@@ -24,7 +24,7 @@ func (x *xfs) Lookup(dir uint64, name string) (ino uint64, err error) {
 	if name == "" || len(name) > 255 {
 		return 0, fmt.Errorf("xfs: lookup %q in directory %d: %w", name, dir, fs.ErrNotExist)
 	}
-	d, ok := x.dirs.get(dir)
+	d, ok := x.dirs.Get(dir)
 	if !ok {
 		in, err := x.readInode(dir)
 		if err != nil {

@@ -372,7 +372,7 @@ func checkHashedLookup(t *testing.T, x *xfs, want map[string]expected) {
 				t.Errorf("%s/%s: hashed lookup of a missing name: %v", dir, name, err)
 			}
 		}
-		if _, cached := hy.dirs.get(want[dir].Ino); cached {
+		if _, cached := hy.dirs.Get(want[dir].Ino); cached {
 			t.Errorf("%s: was parsed whole instead of searched by hash", dir)
 		}
 	}

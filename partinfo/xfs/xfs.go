@@ -3,6 +3,7 @@ package xfs
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/cairnbackup/cairn/internal/lru"
 	"io"
 
 	"github.com/cairnbackup/cairn/partinfo"
@@ -26,9 +27,9 @@ type xfs struct {
 	sb   *superblock
 	geo  geometry
 
-	inodes  *lru[uint64, *inode]
-	extents *lru[uint64, []extent]
-	dirs    *lru[uint64, *directory]
+	inodes  *lru.Cache[uint64, *inode]
+	extents *lru.Cache[uint64, []extent]
+	dirs    *lru.Cache[uint64, *directory]
 
 	hashLookupFrom int64 // see the constant; tests lower it
 }
@@ -72,9 +73,9 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 			dirBlkSize: int64(sb.blockSize) << sb.dirBlkLog,
 			dirBlkFsb:  uint64(1) << sb.dirBlkLog,
 		},
-		inodes:  newLRU[uint64, *inode](inodeCacheEntries),
-		extents: newLRU[uint64, []extent](extentCacheRecords),
-		dirs:    newLRU[uint64, *directory](dirCacheEntries),
+		inodes:  lru.New[uint64, *inode](inodeCacheEntries),
+		extents: lru.New[uint64, []extent](extentCacheRecords),
+		dirs:    lru.New[uint64, *directory](dirCacheEntries),
 
 		hashLookupFrom: hashLookupFrom,
 	}

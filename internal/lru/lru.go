@@ -1,13 +1,15 @@
-package ext4
+// Package lru is a goroutine-safe least-recently-used cache bounded by a
+// total cost, shared by the filesystem readers.
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lru is a goroutine-safe least-recently-used cache bounded by a total cost.
+// Cache is a goroutine-safe least-recently-used cache bounded by a total cost.
 // Values are immutable once added, so callers may share them freely.
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu      sync.Mutex
 	maxCost int
 	cost    int
@@ -21,12 +23,13 @@ type lruEntry[K comparable, V any] struct {
 	cost int
 }
 
-func newLRU[K comparable, V any](maxCost int) *lru[K, V] {
-	return &lru[K, V]{maxCost: maxCost, items: make(map[K]*list.Element)}
+// New makes a cache that holds entries up to maxCost in total.
+func New[K comparable, V any](maxCost int) *Cache[K, V] {
+	return &Cache[K, V]{maxCost: maxCost, items: make(map[K]*list.Element)}
 }
 
-// get returns the cached value for key and marks it recently used.
-func (c *lru[K, V]) get(key K) (V, bool) {
+// Get returns the cached value for key and marks it recently used.
+func (c *Cache[K, V]) Get(key K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -37,10 +40,10 @@ func (c *lru[K, V]) get(key K) (V, bool) {
 	return zero, false
 }
 
-// add stores val under key, evicting the least recently used entries until
+// Add stores val under key, evicting the least recently used entries until
 // the total cost fits. A single entry larger than the budget is still kept
 // (alone) so that the caller's next access hits.
-func (c *lru[K, V]) add(key K, val V, cost int) {
+func (c *Cache[K, V]) Add(key K, val V, cost int) {
 	if cost < 1 {
 		cost = 1
 	}
