@@ -2,11 +2,25 @@
 // `cairn lab`: govmomi's vcsim (v0.52.0) made to behave like ESXi where a
 // backup cares, reachable only through the ordinary vSphere SOAP API.
 //
-// Start(ctx, Options) serves one datacenter (DC0) with one host (DC0_H0),
-// one local datastore ("datastore1") on a real directory, and the VMs the
-// options ask for, on https://127.0.0.1:PORT/sdk with a fresh self-signed
-// certificate (Sim.Thumbprint, Sim.CertificatePEM). The package does not
-// import testing; the esxsimtest subpackage has the test helpers.
+// Start(ctx, Options) serves one datacenter (DC0) with Options.Hosts
+// standalone hosts (DC0_H0, DC0_H1, ...; default one, names in Sim.Hosts),
+// one local datastore ("datastore1") on a real directory mounted on every
+// host, and the VMs the options ask for, on https://127.0.0.1:PORT/sdk with
+// a fresh self-signed certificate (Sim.Thumbprint, Sim.CertificatePEM).
+// The package does not import testing; the esxsimtest subpackage has the
+// test helpers.
+//
+// # Inventory
+//
+//   - VMSpec.Host places a VM on a host (its runtime.host); VMSpec.Folder
+//     ("prod/web") creates the folders below DC0/vm and the VM in them, so
+//     its inventory path is /DC0/vm/prod/web/NAME; VMSpec.Template marks it
+//     as a template.
+//   - VMSpec.Tags ("category:tag") are created and attached through the
+//     vSphere Automation API: the same HTTPS server serves govmomi's vAPI
+//     simulator on /rest (sessions with the same credentials, tag
+//     categories, tags, associations), so govmomi's vapi/tags and
+//     `govc tags.*` work against it. Sim.TagVM tags a VM later.
 //
 // # Faithful to ESXi
 //

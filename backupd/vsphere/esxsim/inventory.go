@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -22,7 +23,8 @@ const (
 	keyNVMeDisk       = 32000
 )
 
-// buildInventory makes the datastore and the VMs through the vSphere API.
+// buildInventory makes the datastore, mounted on every host, the VM
+// folders and the VMs through the vSphere API.
 func (s *Sim) buildInventory(ctx context.Context, o Options) error {
 	finder := find.NewFinder(s.inproc, true)
 	dc, err := finder.DefaultDatacenter(ctx)
@@ -31,37 +33,78 @@ func (s *Sim) buildInventory(ctx context.Context, o Options) error {
 	}
 	finder.SetDatacenter(dc)
 	s.Datacenter = dc.Name()
-	host, err := finder.DefaultHostSystem(ctx)
-	if err != nil {
-		return fmt.Errorf("find host: %w", err)
+	hosts := make([]*object.HostSystem, o.Hosts)
+	pools := make([]*object.ResourcePool, o.Hosts)
+	var ds types.ManagedObjectReference
+	for i := range hosts {
+		name := fmt.Sprintf("%s_H%d", dc.Name(), i)
+		host, err := finder.HostSystem(ctx, name)
+		if err != nil {
+			return fmt.Errorf("find host %s: %w", name, err)
+		}
+		hosts[i] = host
+		s.Hosts = append(s.Hosts, host.Name())
+		// The same name and path on every host: vcsim mounts the one
+		// datastore on each of them, like shared storage.
+		if ds, err = mountDatastore(ctx, host, s.Datastore, s.DatastoreDir); err != nil {
+			return err
+		}
+		if pools[i], err = host.ResourcePool(ctx); err != nil {
+			return fmt.Errorf("resource pool of %s: %w", name, err)
+		}
 	}
-	s.Host = host.Name()
-	dss, err := host.ConfigManager().DatastoreSystem(ctx)
-	if err != nil {
-		return fmt.Errorf("datastore system: %w", err)
-	}
-	ds, err := dss.CreateLocalDatastore(ctx, s.Datastore, s.DatastoreDir)
-	if err != nil {
-		return fmt.Errorf("create datastore %s on %s: %w", s.Datastore, s.DatastoreDir, err)
-	}
-	pool, err := host.ResourcePool(ctx)
-	if err != nil {
-		return fmt.Errorf("resource pool: %w", err)
-	}
+	s.Host = s.Hosts[0]
 	folders, err := dc.Folders(ctx)
 	if err != nil {
 		return fmt.Errorf("datacenter folders: %w", err)
 	}
+	vmFolders := map[string]*object.Folder{"": folders.VmFolder}
 	specs := o.VMs
 	if o.ProxyVM != "" {
 		specs = append(specs, VMSpec{Name: o.ProxyVM, HardwareVersion: DefaultHardwareVersion})
 	}
 	for _, spec := range specs {
-		if err := s.createVM(ctx, spec, folders.VmFolder, pool, host, ds.Reference()); err != nil {
+		folder, err := s.vmFolder(ctx, vmFolders, spec.Folder)
+		if err != nil {
+			return fmt.Errorf("create vm %s: %w", spec.Name, err)
+		}
+		if err := s.createVM(ctx, spec, folder, pools[spec.Host], hosts[spec.Host], ds); err != nil {
 			return fmt.Errorf("create vm %s: %w", spec.Name, err)
 		}
 	}
 	return nil
+}
+
+// mountDatastore creates (or, when it exists, mounts) the local datastore on host.
+func mountDatastore(ctx context.Context, host *object.HostSystem, name, dir string) (types.ManagedObjectReference, error) {
+	dss, err := host.ConfigManager().DatastoreSystem(ctx)
+	if err != nil {
+		return types.ManagedObjectReference{}, fmt.Errorf("datastore system of %s: %w", host.Name(), err)
+	}
+	ds, err := dss.CreateLocalDatastore(ctx, name, dir)
+	if err != nil {
+		return types.ManagedObjectReference{}, fmt.Errorf("create datastore %s on %s at %s: %w", name, host.Name(), dir, err)
+	}
+	return ds.Reference(), nil
+}
+
+// vmFolder returns the folder at rel below the VM folder, creating the
+// missing ones; made caches the folders by relative path.
+func (s *Sim) vmFolder(ctx context.Context, made map[string]*object.Folder, rel string) (*object.Folder, error) {
+	if f, ok := made[rel]; ok {
+		return f, nil
+	}
+	parentPath, name := path.Split(rel)
+	parent, err := s.vmFolder(ctx, made, strings.TrimSuffix(parentPath, "/"))
+	if err != nil {
+		return nil, err
+	}
+	f, err := parent.CreateFolder(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("create folder %s: %w", rel, err)
+	}
+	made[rel] = f
+	return f, nil
 }
 
 // createVM creates one VM with real flat disk files and powers it on.
@@ -175,6 +218,11 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 	s.mu.Unlock()
 	if err := s.fixupCreatedVM(vm); err != nil {
 		return err
+	}
+	if spec.Template {
+		if err := object.NewVirtualMachine(s.inproc, vm.ref).MarkAsTemplate(ctx); err != nil {
+			return fmt.Errorf("mark as template: %w", err)
+		}
 	}
 	if !spec.PoweredOff {
 		task, err := object.NewVirtualMachine(s.inproc, vm.ref).PowerOn(ctx)

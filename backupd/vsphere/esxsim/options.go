@@ -23,7 +23,8 @@ const (
 	DefaultMaxChangedAreas = 64
 )
 
-// Options configures a simulated vCenter with one ESXi host and one local datastore.
+// Options configures a simulated vCenter: one datacenter, Hosts ESXi hosts
+// and one local datastore mounted on every host.
 type Options struct {
 	// ListenAddr is the TCP address to serve on (default "127.0.0.1:0", a
 	// free port). The lab may pin a port, e.g. "127.0.0.1:8989".
@@ -39,6 +40,11 @@ type Options struct {
 	DatastoreDir string
 	// DatastoreName is the datastore's vSphere name (default "datastore1").
 	DatastoreName string
+
+	// Hosts is the number of standalone ESXi hosts in the datacenter,
+	// named DC0_H0, DC0_H1, ... (default 1). The datastore is mounted on
+	// all of them; VMSpec.Host picks where a VM runs.
+	Hosts int
 
 	// VMs lists the virtual machines to create. When empty, NumVMs machines
 	// named vm1..vmN are made, each with DisksPerVM SCSI disks of DiskSize bytes.
@@ -72,6 +78,17 @@ type VMSpec struct {
 	PoweredOff bool
 	// ChangeTracking starts the VM with changeTrackingEnabled=true.
 	ChangeTracking bool
+	// Host is the index of the ESXi host the VM runs on (runtime.host),
+	// 0 <= Host < Options.Hosts (default 0).
+	Host int
+	// Folder is a folder path below the datacenter's VM folder ("prod" or
+	// "prod/web"), created as needed; empty puts the VM in the VM folder.
+	Folder string
+	// Tags are vSphere tags ("category:tag") attached to the VM through the
+	// vSphere Automation API; categories and tags are created as needed.
+	Tags []string
+	// Template marks the VM as a template (it is then powered off).
+	Template bool
 }
 
 // DiskSpec describes one virtual disk of a VMSpec.
@@ -95,6 +112,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DatastoreName == "" {
 		o.DatastoreName = DefaultDatastore
+	}
+	if o.Hosts <= 0 {
+		o.Hosts = 1
 	}
 	if o.MaxChangedAreas <= 0 {
 		o.MaxChangedAreas = DefaultMaxChangedAreas
@@ -136,6 +156,23 @@ func (o Options) withDefaults() (Options, error) {
 		if _, err := hardwareVersionNumber(vm.HardwareVersion); err != nil {
 			return o, fmt.Errorf("vm %q: %w", vm.Name, err)
 		}
+		if vm.Host < 0 || vm.Host >= o.Hosts {
+			return o, fmt.Errorf("vm %q: host index %d out of range: the simulator has %d host(s), indexes 0..%d", vm.Name, vm.Host, o.Hosts, o.Hosts-1)
+		}
+		folder, err := cleanFolder(vm.Folder)
+		if err != nil {
+			return o, fmt.Errorf("vm %q: %w", vm.Name, err)
+		}
+		vm.Folder = folder
+		vm.Tags = append([]string(nil), vm.Tags...)
+		for _, tag := range vm.Tags {
+			if _, _, err := splitTag(tag); err != nil {
+				return o, fmt.Errorf("vm %q: %w", vm.Name, err)
+			}
+		}
+		if vm.Template {
+			vm.PoweredOff = true
+		}
 		vm.Disks = append([]DiskSpec(nil), vm.Disks...)
 		for j := range vm.Disks {
 			d := &vm.Disks[j]
@@ -167,4 +204,28 @@ func hardwareVersionNumber(v string) (int, error) {
 		return 0, fmt.Errorf("hardware version %q is not of the form vmx-NN", v)
 	}
 	return n, nil
+}
+
+// cleanFolder validates a folder path below the VM folder and returns it
+// without leading or trailing slashes.
+func cleanFolder(folder string) (string, error) {
+	f := strings.Trim(folder, "/")
+	if f == "" {
+		return "", nil
+	}
+	for _, part := range strings.Split(f, "/") {
+		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "[]") {
+			return "", fmt.Errorf("invalid folder %q: want names separated by single slashes, like \"prod/web\"", folder)
+		}
+	}
+	return f, nil
+}
+
+// splitTag splits "category:tag" at its first colon.
+func splitTag(tag string) (category, name string, err error) {
+	category, name, ok := strings.Cut(tag, ":")
+	if !ok || strings.TrimSpace(category) == "" || strings.TrimSpace(name) == "" {
+		return "", "", fmt.Errorf("invalid tag %q: want \"category:tag\"", tag)
+	}
+	return category, name, nil
 }

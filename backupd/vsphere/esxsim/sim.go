@@ -20,8 +20,10 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// Sim is a running simulated vCenter (one datacenter, one ESXi host, one
-// local datastore on a real directory) reachable over HTTPS/SOAP.
+// Sim is a running simulated vCenter (one datacenter, Options.Hosts ESXi
+// hosts, one local datastore on a real directory mounted on all of them)
+// reachable over HTTPS: SOAP on /sdk, the vSphere Automation API (tags) on
+// /rest and /api.
 type Sim struct {
 	// URL is the SDK endpoint, https://127.0.0.1:PORT/sdk, without credentials.
 	URL *url.URL
@@ -34,10 +36,13 @@ type Sim struct {
 	// CertificatePEM is the server certificate (valid for 127.0.0.1), for
 	// clients that verify the chain instead of pinning the thumbprint.
 	CertificatePEM []byte
-	// Datacenter, Host and Datastore are the inventory names.
+	// Datacenter, Host and Datastore are the inventory names; Host is the
+	// first host, Hosts[0].
 	Datacenter string
 	Host       string
 	Datastore  string
+	// Hosts are the ESXi host names, indexed as VMSpec.Host.
+	Hosts []string
 	// DatastoreDir is the local directory backing Datastore.
 	DatastoreDir string
 
@@ -150,7 +155,7 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	m.Portgroup = 0
 	m.Cluster = 0
 	m.ClusterHost = 0
-	m.Host = 1
+	m.Host = o.Hosts
 	m.Datastore = 0
 	m.Machine = 0
 	if err := m.Create(); err != nil {
@@ -165,6 +170,7 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	s.CertificatePEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	m.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	m.Service.Listen = &url.URL{Host: o.ListenAddr, User: url.UserPassword(o.User, o.Password)}
+	m.Service.RegisterEndpoints = true // the vAPI simulator (tags.go)
 	s.router = &router{Self: types.ManagedObjectReference{Type: "EsxsimRouter", Value: "esxsim-router"}, sim: s}
 	m.Map().Put(s.router)
 	m.Map().Handler = s.route
@@ -182,6 +188,9 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	u := *s.server.URL
 	u.User = nil
 	s.URL = &u
+	if err := s.attachSpecTags(ctx, o.VMs); err != nil {
+		return err
+	}
 	s.log.Info("esxsim started", "url", s.URL.String(), "datastore", s.DatastoreDir, "vms", len(s.vms))
 	return nil
 }
