@@ -3,6 +3,7 @@ package vsphere_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/cairnbackup/cairn/backupd"
@@ -326,4 +328,55 @@ func selectTestRepo(t *testing.T) *blockmap.Repo {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// TestSelectVMsAcrossDatacenters uses a plain vcsim inventory with two
+// datacenters, one inside a folder (/F0/DC1), which esxsim does not model:
+// relative folders resolve in every datacenter's VM folder.
+func TestSelectVMsAcrossDatacenters(t *testing.T) {
+	m := simulator.VPX()
+	m.Datacenter, m.Folder, m.Cluster, m.ClusterHost, m.Host, m.App, m.Machine, m.Pool = 2, 1, 1, 1, 0, 1, 1, 0
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Remove)
+	m.Service.TLS = new(tls.Config)
+	s := m.Service.NewServer()
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{URL: s.URL.String(), Credentials: vsphere.Credentials{User: "u", Password: "p"}, Thumbprint: soap.ThumbprintSHA256(s.Certificate())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	// vcsim makes a folder F0 in DC1's VM folder holding DC1's VMs
+	for _, tc := range []struct {
+		sel  vsphere.Selection
+		want []string
+	}{
+		{vsphere.Selection{Folders: []string{"/F0/DC1"}}, []string{"/F0/DC1/vm/F0/DC1_C0_APP0_VM0", "/F0/DC1/vm/F0/DC1_C0_RP0_VM0"}},
+		{vsphere.Selection{Folders: []string{"F0"}}, []string{"/F0/DC1/vm/F0/DC1_C0_APP0_VM0", "/F0/DC1/vm/F0/DC1_C0_RP0_VM0"}},
+		{vsphere.Selection{Folders: []string{"/DC0/vm"}}, []string{"/DC0/vm/DC0_C0_APP0_VM0", "/DC0/vm/DC0_C0_RP0_VM0"}},
+		{vsphere.Selection{Names: []string{"*_RP0_VM0"}}, []string{"/DC0/vm/DC0_C0_RP0_VM0", "/F0/DC1/vm/F0/DC1_C0_RP0_VM0"}},
+		{vsphere.Selection{Names: []string{"/F0/*/vm/*/*"}}, []string{"/F0/DC1/vm/F0/DC1_C0_APP0_VM0", "/F0/DC1/vm/F0/DC1_C0_RP0_VM0"}},
+	} {
+		got, err := c.SelectVMs(ctx, tc.sel)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.sel, err)
+		}
+		var paths []string
+		for _, vm := range got {
+			paths = append(paths, vm.Path)
+			if wantHost := vm.Name[:3] + "_C0_H0"; vm.Host != wantHost {
+				t.Errorf("%s on %q, want %s", vm.Name, vm.Host, wantHost)
+			}
+		}
+		if !slices.Equal(paths, tc.want) {
+			t.Errorf("%+v selected %v, want %v", tc.sel, paths, tc.want)
+		}
+	}
+	_, err = c.SelectVMs(ctx, vsphere.Selection{Folders: []string{"DC1"}})
+	if err == nil || !strings.Contains(err.Error(), "/F0/DC1/vm/F0") || !strings.Contains(err.Error(), "/DC0/vm") {
+		t.Errorf("unknown relative folder: %v", err)
+	}
 }
