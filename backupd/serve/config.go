@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/schedule"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -19,13 +21,35 @@ import (
 // DefaultListen is the HTTP address when the config names none.
 const DefaultListen = "127.0.0.1:8480"
 
-// Config is a validated cairn.yaml (schema in docs/lab.md and docs/serve.md).
+// Defaults of a job's retries and of the server's parallelism.
+const (
+	DefaultRetries       = 2
+	DefaultRetryDelay    = 5 * time.Minute
+	DefaultParallelVMs   = 4
+	DefaultParallelHosts = 2
+)
+
+// Config is a validated cairn.yaml (schema in docs/serve.md).
 type Config struct {
+	File       string // the file it was read from ("" when parsed from memory)
 	Repository string
 	Mount      string
 	Listen     string
-	VCenters   []VCenter
-	Jobs       []Job
+	// Location is the time zone of cron schedules (timezone:, default local).
+	Location *time.Location
+	// Parallelism caps the VM backups running at once across all jobs.
+	Parallelism Parallelism
+	// Verify is the repository verify schedule (nil: never).
+	Verify   schedule.Schedule
+	VCenters []VCenter
+	Jobs     []Job
+}
+
+// Parallelism caps concurrent VM backups: in total and per ESXi host
+// (VMware advises spreading snapshot and NBD load across hosts).
+type Parallelism struct {
+	VMs     int // default DefaultParallelVMs
+	PerHost int // default DefaultParallelHosts
 }
 
 // VCenter is one vCenter the jobs connect to.
@@ -39,15 +63,46 @@ type VCenter struct {
 
 // Job is one scheduled backup job.
 type Job struct {
-	Name       string
-	VCenter    string   // name of an entry of Config.VCenters
-	VMs        []string // names or path.Match globs
-	Interval   time.Duration
-	Retention  blockmap.Policy
-	Transports []string
-	NBDCommand string
-	Quiesce    string
-	Parallel   int // VMs of this job backed up at once (default 1)
+	Name    string
+	VCenter string // name of an entry of Config.VCenters
+	// VMs (names, globs, inventory paths, MoRefs), Folders and Tags select
+	// the job's VMs (any of them); Exclude removes VMs by name glob.
+	VMs, Folders, Tags, Exclude []string
+	Schedule                    schedule.Schedule
+	Retention                   blockmap.Policy
+	Transports                  []string
+	NBDCommand                  string
+	Quiesce                     string
+	Parallel                    int           // VMs of this job backed up at once (default: the server's cap)
+	Retries                     int           // further attempts of a failed VM backup (default DefaultRetries)
+	RetryDelay                  time.Duration // wait before each retry (default DefaultRetryDelay)
+	// VerifySourceEvery: every Nth successful backup of a VM is followed
+	// by a verify against the source (0: never).
+	VerifySourceEvery int
+	// Repair: a verify against the source that finds changes CBT missed
+	// commits a corrected point (default true).
+	Repair bool
+}
+
+// Selection is the job's VM selection for vsphere.SelectVMs.
+func (j *Job) Selection() vsphere.Selection {
+	return vsphere.Selection{Names: j.VMs, Folders: j.Folders, Tags: j.Tags, Exclude: j.Exclude}
+}
+
+// SelectsByName reports whether the job's name patterns select vm (the
+// check that needs no vCenter; folders and tags need SelectVMs).
+func (j *Job) SelectsByName(vm string) bool {
+	for _, p := range j.Exclude {
+		if ok, _ := path.Match(p, vm); ok {
+			return false
+		}
+	}
+	for _, p := range j.VMs {
+		if ok, _ := path.Match(p, vm); ok || p == vm {
+			return true
+		}
+	}
+	return false
 }
 
 // VCenterByName returns the vCenter called name, or nil.
@@ -81,7 +136,14 @@ func LoadConfig(file string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(file, data)
+	cfg, err := ParseConfig(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		cfg.File = abs
+	}
+	return cfg, nil
 }
 
 // ParseConfig validates the YAML data; name is used in errors.
@@ -177,11 +239,38 @@ func (p *parser) strs(n *yaml.Node, what string) ([]string, error) {
 }
 
 func (p *parser) config(root *yaml.Node) (*Config, error) {
-	m, err := p.fields(root, "config", "repository", "mount", "listen", "vcenters", "jobs")
+	m, err := p.fields(root, "config", "repository", "mount", "listen", "timezone", "parallelism", "verify", "vcenters", "jobs")
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{}
+	cfg := &Config{Location: time.Local, Parallelism: Parallelism{VMs: DefaultParallelVMs, PerHost: DefaultParallelHosts}}
+	tz, err := p.str(m, "timezone", "config", false, root)
+	if err != nil {
+		return nil, err
+	}
+	if tz != "" {
+		if cfg.Location, err = time.LoadLocation(tz); err != nil {
+			return nil, p.errf(m["timezone"], "config: timezone %q: unknown time zone (like UTC or Europe/Berlin)", tz)
+		}
+	}
+	if n := m["parallelism"]; n != nil {
+		if cfg.Parallelism, err = p.parallelism(n); err != nil {
+			return nil, err
+		}
+	}
+	if n := m["verify"]; n != nil {
+		vm, err := p.fields(n, "verify", "schedule")
+		if err != nil {
+			return nil, err
+		}
+		spec, err := p.str(vm, "schedule", "verify", true, n)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Verify, err = schedule.Parse(spec, cfg.Location); err != nil {
+			return nil, p.errf(vm["schedule"], "verify: %v", err)
+		}
+	}
 	if cfg.Repository, err = p.str(m, "repository", "config", true, root); err != nil {
 		return nil, err
 	}
@@ -270,8 +359,9 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 }
 
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
-	j := Job{Parallel: 1}
-	m, err := p.fields(n, "job", "name", "vcenter", "vms", "schedule", "retention", "transports", "nbd_command", "quiesce", "parallel")
+	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
+	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair")
 	if err != nil {
 		return j, err
 	}
@@ -285,32 +375,34 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	if cfg.VCenterByName(j.VCenter) == nil {
 		return j, p.errf(m["vcenter"], "%s: unknown vcenter %q", what, j.VCenter)
 	}
-	if m["vms"] == nil {
-		return j, p.errf(n, "%s: missing \"vms\"", what)
-	}
-	if j.VMs, err = p.strs(m["vms"], what+": vms"); err != nil {
-		return j, err
-	}
-	if len(j.VMs) == 0 {
-		return j, p.errf(m["vms"], "%s: vms is empty", what)
-	}
-	for _, g := range j.VMs {
-		if _, err := path.Match(g, ""); err != nil {
-			return j, p.errf(m["vms"], "%s: vms: bad pattern %q", what, g)
+	for key, dst := range map[string]*[]string{"vms": &j.VMs, "folders": &j.Folders, "tags": &j.Tags, "exclude": &j.Exclude} {
+		v := m[key]
+		if v == nil {
+			continue
 		}
+		if *dst, err = p.strs(v, what+": "+key); err != nil {
+			return j, err
+		}
+		if len(*dst) == 0 {
+			return j, p.errf(v, "%s: %s is empty", what, key)
+		}
+		if key == "vms" || key == "exclude" {
+			for _, g := range *dst {
+				if _, err := path.Match(g, ""); err != nil {
+					return j, p.errf(v, "%s: %s: bad pattern %q", what, key, g)
+				}
+			}
+		}
+	}
+	if len(j.VMs)+len(j.Folders)+len(j.Tags) == 0 {
+		return j, p.errf(n, "%s: select VMs with \"vms\" (names or globs), \"folders\" or \"tags\"", what)
 	}
 	sched, err := p.str(m, "schedule", what, true, n)
 	if err != nil {
 		return j, err
 	}
-	if strings.Count(strings.TrimSpace(sched), " ") >= 4 {
-		return j, p.errf(m["schedule"], "%s: schedule %q: cron expressions are not supported yet; give an interval like 30s or 1h", what, sched)
-	}
-	if j.Interval, err = time.ParseDuration(sched); err != nil {
-		return j, p.errf(m["schedule"], "%s: schedule %q: not a duration (like 30s, 15m, 1h)", what, sched)
-	}
-	if j.Interval < time.Second {
-		return j, p.errf(m["schedule"], "%s: schedule %s: shorter than 1s", what, sched)
+	if j.Schedule, err = schedule.Parse(sched, cfg.Location); err != nil {
+		return j, p.errf(m["schedule"], "%s: %v", what, err)
 	}
 	if r := m["retention"]; r != nil {
 		if j.Retention, err = p.retention(r, what); err != nil {
@@ -336,12 +428,46 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	if j.Quiesce, err = vsphere.ParseQuiesce(q); err != nil {
 		return j, p.errf(m["quiesce"], "%s: %v", what, err)
 	}
-	if pn := m["parallel"]; pn != nil {
-		if err := pn.Decode(&j.Parallel); err != nil || j.Parallel < 1 {
-			return j, p.errf(pn, "%s: parallel: want a number >= 1", what)
+	for key, dst := range map[string]*int{"parallel": &j.Parallel, "retries": &j.Retries, "verify_against_source_every": &j.VerifySourceEvery} {
+		v := m[key]
+		if v == nil {
+			continue
+		}
+		min := 0
+		if key == "parallel" {
+			min = 1
+		}
+		if err := v.Decode(dst); err != nil || *dst < min {
+			return j, p.errf(v, "%s: %s: want a number >= %d", what, key, min)
+		}
+	}
+	if v := m["retry_delay"]; v != nil {
+		if j.RetryDelay, err = time.ParseDuration(v.Value); err != nil || j.RetryDelay < 0 || v.Kind != yaml.ScalarNode {
+			return j, p.errf(v, "%s: retry_delay %q: want a duration like 30s or 5m", what, v.Value)
+		}
+	}
+	if v := m["repair"]; v != nil {
+		if err := v.Decode(&j.Repair); err != nil {
+			return j, p.errf(v, "%s: repair: want true or false", what)
 		}
 	}
 	return j, nil
+}
+
+func (p *parser) parallelism(n *yaml.Node) (Parallelism, error) {
+	par := Parallelism{VMs: DefaultParallelVMs, PerHost: DefaultParallelHosts}
+	m, err := p.fields(n, "parallelism", "vms", "per_host")
+	if err != nil {
+		return par, err
+	}
+	for key, dst := range map[string]*int{"vms": &par.VMs, "per_host": &par.PerHost} {
+		if v := m[key]; v != nil {
+			if err := v.Decode(dst); err != nil || *dst < 1 {
+				return par, p.errf(v, "parallelism: %s: want a number >= 1", key)
+			}
+		}
+	}
+	return par, nil
 }
 
 func (p *parser) retention(n *yaml.Node, what string) (blockmap.Policy, error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // Europe/Berlin on machines without zoneinfo
 )
 
 const goodConfig = `repository: /r/repo
@@ -43,8 +44,9 @@ func TestLoadConfigGood(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 	j := cfg.Jobs[0]
-	if j.Interval != 30*time.Second || j.Retention.KeepLast != 20 || j.Retention.KeepDaily != 7 ||
-		len(j.Transports) != 2 || j.VMs[0] != "lab-vm-*" || j.Parallel != 1 || cfg.VCenterByName("lab") == nil {
+	if j.Schedule.String() != "30s" || j.Retries != DefaultRetries || j.RetryDelay != DefaultRetryDelay || !j.Repair || j.Retention.KeepLast != 20 || j.Retention.KeepDaily != 7 ||
+		len(j.Transports) != 2 || j.VMs[0] != "lab-vm-*" || j.Parallel != 0 || cfg.VCenterByName("lab") == nil ||
+		cfg.Parallelism != (Parallelism{VMs: DefaultParallelVMs, PerHost: DefaultParallelHosts}) || cfg.Verify != nil || cfg.File != file {
 		t.Errorf("job %+v", j)
 	}
 }
@@ -58,10 +60,21 @@ func TestLoadConfigBad(t *testing.T) {
 		{"unknown top key", "mount: /r/mnt", "mount: /r/mnt\nmounts: x", 3, `unknown key "mounts"`},
 		{"unknown job key", "    quiesce: auto", "    quiesce: auto\n    colour: red", 20, `unknown key "colour"`},
 		{"bad duration", "schedule: 30s", "schedule: soon", 13, "not a duration"},
-		{"cron unsupported", "schedule: 30s", `schedule: "*/5 * * * *"`, 13, "cron"},
+		{"bad cron", "schedule: 30s", `schedule: "*/5 25 * * *"`, 13, "hour: 25 is outside 0-23"},
+		{"cron fields", "schedule: 30s", `schedule: "0 3 * *"`, 13, "has 4 fields"},
+		{"no selection", "    vms:\n      - lab-vm-*\n", "", 9, `select VMs with "vms"`},
+		{"empty folders", "    vms:\n", "    folders: []\n    vms:\n", 11, "folders is empty"},
+		{"bad exclude", "    vms:\n", "    exclude: [\"[\"]\n    vms:\n", 11, `exclude: bad pattern "["`},
+		{"bad timezone", "mount: /r/mnt", "mount: /r/mnt\ntimezone: Mars/Olympus", 3, "unknown time zone"},
+		{"bad parallelism", "mount: /r/mnt", "mount: /r/mnt\nparallelism:\n  per_host: 0", 4, "per_host: want a number >= 1"},
+		{"unknown parallelism key", "mount: /r/mnt", "mount: /r/mnt\nparallelism:\n  hosts: 2", 4, `unknown key "hosts"`},
+		{"bad verify schedule", "mount: /r/mnt", "mount: /r/mnt\nverify:\n  schedule: weekly", 4, "not a duration"},
+		{"bad retries", "    quiesce: auto", "    quiesce: auto\n    retries: -1", 20, "retries: want a number >= 0"},
+		{"bad retry delay", "    quiesce: auto", "    quiesce: auto\n    retry_delay: later", 20, "retry_delay"},
+		{"bad verify every", "    quiesce: auto", "    quiesce: auto\n    verify_against_source_every: x", 20, "verify_against_source_every"},
+		{"bad parallel", "    quiesce: auto", "    quiesce: auto\n    parallel: 0", 20, "parallel: want a number >= 1"},
 		{"unknown vcenter", "    vcenter: lab", "    vcenter: prod", 10, `unknown vcenter "prod"`},
 		{"missing repository", "repository: /r/repo\n", "", 1, `missing "repository"`},
-		{"missing vms", "    vms:\n      - lab-vm-*\n", "", 9, `missing "vms"`},
 		{"bad retention", "keep_last: 20", "keep_last: many", 15, "keep_last"},
 		{"bad transport", "[file, nbd]", "[file, carrier-pigeon]", 17, "carrier-pigeon"},
 		{"bad quiesce", "quiesce: auto", "quiesce: maybe", 19, "maybe"},
@@ -94,5 +107,45 @@ func TestLoadConfigBad(t *testing.T) {
 func TestLoadConfigMissingFile(t *testing.T) {
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml")); err == nil || IsConfigError(err) {
 		t.Fatalf("got %v, want a read error", err)
+	}
+}
+
+// TestLoadConfigFull reads every optional key.
+func TestLoadConfigFull(t *testing.T) {
+	full := strings.Replace(goodConfig, "mount: /r/mnt", `mount: /r/mnt
+timezone: Europe/Berlin
+parallelism:
+  vms: 6
+  per_host: 1
+verify:
+  schedule: "0 4 * * sun"`, 1)
+	full = strings.Replace(full, "    schedule: 30s", `    folders: [prod, /DC0/vm/web]
+    tags: ["backup:gold", silver]
+    exclude: ["*-test"]
+    schedule: "30 22 * * mon-fri"
+    parallel: 3
+    retries: 0
+    retry_delay: 90s
+    verify_against_source_every: 10
+    repair: false`, 1)
+	cfg, err := ParseConfig("cairn.yaml", []byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Location.String() != "Europe/Berlin" || cfg.Parallelism != (Parallelism{VMs: 6, PerHost: 1}) || cfg.Verify == nil || cfg.Verify.String() != "0 4 * * sun" {
+		t.Errorf("config %+v", cfg)
+	}
+	j := cfg.Jobs[0]
+	if len(j.Folders) != 2 || j.Tags[0] != "backup:gold" || j.Exclude[0] != "*-test" || j.Parallel != 3 || j.Retries != 0 ||
+		j.RetryDelay != 90*time.Second || j.VerifySourceEvery != 10 || j.Repair {
+		t.Errorf("job %+v", j)
+	}
+	// Cron times are in the configured zone: 22:30 in Berlin.
+	next := j.Schedule.Next(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	if want := time.Date(2026, 11, 23, 21, 30, 0, 0, time.UTC); !next.Equal(want) {
+		t.Errorf("next run %s, want %s", next.UTC(), want)
+	}
+	if j.SelectsByName("lab-vm-1") == false || j.SelectsByName("lab-vm-test") {
+		t.Errorf("SelectsByName: patterns %v exclude %v", j.VMs, j.Exclude)
 	}
 }

@@ -1,11 +1,13 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path"
+	"os"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -13,8 +15,9 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
-// Handler is the HTTP API: /healthz, /metrics, GET /api/v1/vms,
-// /api/v1/points, /api/v1/jobs and POST /api/v1/jobs {"vm": NAME}.
+// Handler is the HTTP API: /healthz, /metrics, GET /api/v1/status,
+// /api/v1/vms, /api/v1/points, /api/v1/jobs, POST /api/v1/jobs
+// {"vm": NAME[, "job": JOB]} and POST /api/v1/verify.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -25,6 +28,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/points", s.handlePoints)
 	mux.HandleFunc("GET /api/v1/jobs", s.handleJobs)
 	mux.HandleFunc("POST /api/v1/jobs", s.handleRunNow)
+	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
+	mux.HandleFunc("POST /api/v1/verify", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.VerifyNow(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"verify": "started"})
+	})
 	return mux
 }
 
@@ -47,11 +58,10 @@ type VMStatus struct {
 	Latest *blockmap.Point `json:"latest,omitempty"`
 }
 
-func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
-	cat, err := s.repo.Catalog(r.Context())
+func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
+	cat, err := s.repo.Catalog(ctx)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
+		return nil, err
 	}
 	out := []VMStatus{}
 	for _, v := range cat {
@@ -60,6 +70,15 @@ func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
 			st.Latest = &p
 		}
 		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
+	out, err := s.vmStatuses(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -102,23 +121,11 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		VM string `json:"vm"`
+		VM  string `json:"vm"`
+		Job string `json:"job"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.VM == "" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME}"))
-		return
-	}
-	cfg := s.Config()
-	var job *Job
-	for i := range cfg.Jobs {
-		for _, p := range cfg.Jobs[i].VMs {
-			if ok, _ := path.Match(p, req.VM); ok && job == nil {
-				job = &cfg.Jobs[i]
-			}
-		}
-	}
-	if job == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no job of the configuration selects VM %q", req.VM))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME} (optionally \"job\": JOB)"))
 		return
 	}
 	ctx := s.runCtx()
@@ -126,12 +133,114 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("server is stopping"))
 		return
 	}
+	cfg := s.Config()
+	job, err := s.jobFor(r.Context(), cfg, req.VM, req.Job)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
 	run := s.newRun(job.Name, req.VM, "api")
-	j := *job
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
-		s.runJob(ctx, cfg, j, []*RunRecord{run}, "api")
+		s.runJob(ctx, cfg, job, []*RunRecord{run}, "api")
 	}()
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "job": j.Name, "vm": req.VM})
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "job": job.Name, "vm": req.VM})
+}
+
+// jobFor finds the job that backs vm up: the one named, or the first
+// whose name patterns select it, or the first whose folders or tags do
+// (which asks the vCenter).
+func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job, error) {
+	if name != "" {
+		for _, j := range cfg.Jobs {
+			if j.Name == name {
+				return j, nil
+			}
+		}
+		return Job{}, fmt.Errorf("no job %q in the configuration", name)
+	}
+	for _, j := range cfg.Jobs {
+		if j.SelectsByName(vm) {
+			return j, nil
+		}
+	}
+	for _, j := range cfg.Jobs {
+		if len(j.Folders)+len(j.Tags) == 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		conn, opts, err := s.connect(cctx, cfg.VCenterByName(j.VCenter), j, s.log)
+		if err != nil {
+			cancel()
+			return Job{}, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		sel := j.Selection()
+		sel.Credentials = opts.Credentials
+		vms, err := conn.SelectVMs(cctx, sel)
+		conn.Close()
+		cancel()
+		if err != nil {
+			return Job{}, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		for _, v := range vms {
+			if v.Name == vm {
+				return j, nil
+			}
+		}
+	}
+	return Job{}, fmt.Errorf("no job of the configuration selects VM %q", vm)
+}
+
+// Status is GET /api/v1/status.
+type Status struct {
+	Version    string       `json:"version,omitempty"`
+	PID        int          `json:"pid"`
+	Started    time.Time    `json:"started"`
+	Config     string       `json:"config,omitempty"`
+	Repository string       `json:"repository"`
+	Mount      string       `json:"mount,omitempty"`
+	Listen     string       `json:"listen"`
+	Jobs       []JobStatus  `json:"jobs"`
+	Running    []RunRecord  `json:"running"`
+	Verify     VerifyStatus `json:"verify"`
+	VMs        []VMStatus   `json:"vms"`
+}
+
+// Status returns the server's state: jobs with their next runs, the
+// backups in progress, the last repository verify and every VM's points.
+func (s *Server) Status(ctx context.Context) (Status, error) {
+	cfg := s.Config()
+	vms, err := s.vmStatuses(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{
+		Version: s.version, PID: os.Getpid(), Config: cfg.File, Repository: cfg.Repository, Mount: cfg.Mount,
+		Listen: s.listen, Jobs: []JobStatus{}, Running: []RunRecord{}, VMs: vms,
+	}
+	s.mu.Lock()
+	st.Started = s.started
+	for _, j := range cfg.Jobs {
+		js := *s.jobStatus(j.Name)
+		js.Schedule = j.Schedule.String()
+		st.Jobs = append(st.Jobs, js)
+	}
+	for _, r := range s.runs {
+		if r.State == StateRunning || r.State == StateQueued {
+			st.Running = append(st.Running, *r)
+		}
+	}
+	st.Verify = s.verify
+	s.mu.Unlock()
+	return st, nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Status(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }

@@ -2,33 +2,39 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"path"
-	"sort"
+	"sync"
 	"time"
-
-	"github.com/vmware/govmomi/find"
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
 // RunRecord is one backup of one VM run by the server (scheduled or
-// requested through the API). A run that could not reach its vCenter has
-// VM "*" when it had not resolved its VMs yet.
+// requested through the API). A run that could not reach its vCenter or
+// select its VMs has VM "*".
 type RunRecord struct {
-	ID      string    `json:"id"`
-	Job     string    `json:"job"`
-	VM      string    `json:"vm"`
-	Trigger string    `json:"trigger"` // schedule or api
-	State   string    `json:"state"`   // queued, running, ok, failed
-	Queued  time.Time `json:"queued"`
-	Start   time.Time `json:"start,omitzero"`
-	End     time.Time `json:"end,omitzero"`
-	Point   string    `json:"point,omitempty"`
-	Pruned  int       `json:"pruned,omitempty"`
-	Error   string    `json:"error,omitempty"`
+	ID           string    `json:"id"`
+	Job          string    `json:"job"`
+	VM           string    `json:"vm"`
+	Host         string    `json:"host,omitempty"` // ESXi host of the VM
+	Trigger      string    `json:"trigger"`        // schedule or api
+	State        string    `json:"state"`          // queued, running, ok, failed
+	Attempts     int       `json:"attempts,omitempty"`
+	Queued       time.Time `json:"queued"`
+	Start        time.Time `json:"start,omitzero"`
+	End          time.Time `json:"end,omitzero"`
+	Point        string    `json:"point,omitempty"`
+	BytesRead    int64     `json:"bytes_read,omitempty"`
+	BytesWritten int64     `json:"bytes_written,omitempty"`
+	Pruned       int       `json:"pruned,omitempty"`
+	// SourceVerify is the result of the verify against the source that
+	// followed this backup, when one was due: "ok", "repaired POINT",
+	// "differs" or "failed: reason".
+	SourceVerify string `json:"source_verify,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // Run states.
@@ -38,6 +44,17 @@ const (
 	StateOK      = "ok"
 	StateFailed  = "failed"
 )
+
+// JobStatus is what /api/v1/status says about one job.
+type JobStatus struct {
+	Name     string    `json:"name"`
+	Schedule string    `json:"schedule"`
+	NextRun  time.Time `json:"next_run,omitzero"`
+	Running  int       `json:"running"` // VM backups of the job in progress
+	LastEnd  time.Time `json:"last_end,omitzero"`
+	LastOK   int       `json:"last_ok"`     // VMs backed up by the last run
+	LastFail int       `json:"last_failed"` // VMs that failed in the last run
+}
 
 func (s *Server) newRun(job, vm, trigger string) *RunRecord {
 	r := &RunRecord{ID: backupd.NewJobID(), Job: job, VM: vm, Trigger: trigger, State: StateQueued, Queued: time.Now().UTC()}
@@ -67,24 +84,31 @@ func (s *Server) Runs() []RunRecord {
 	return out
 }
 
-// runJob backs up the VMs of job (those matching its patterns, or only
-// runs when given), then applies its retention to each VM backed up.
-// Failures are recorded and logged; the next tick tries again.
+func (s *Server) jobStatus(name string) *JobStatus {
+	st := s.jobs[name]
+	if st == nil {
+		st = &JobStatus{Name: name}
+		s.jobs[name] = st
+	}
+	return st
+}
+
+func (s *Server) setNextRun(job, sched string, next time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobStatus(job)
+	st.Schedule, st.NextRun = sched, next.UTC()
+}
+
+// runJob backs up the VMs of job (those it selects, or only runs when
+// given), each within the server's total and per-host caps and the job's
+// own parallelism, retrying failed VMs; then applies retention and, when
+// due, a verify against the source. Failures are recorded and logged; the
+// next run tries again.
 func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRecord, trigger string) {
 	log := s.log.With("job_name", job.Name) // backupd adds "job": its job id
-	s.backupMu.Lock()
-	defer s.backupMu.Unlock()
-	if ctx.Err() != nil {
-		for _, r := range runs {
-			s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", ctx.Err()))
-		}
-		return
-	}
-	vc := cfg.VCenterByName(job.VCenter)
 	start := time.Now()
-	conn, opts, err := s.connect(ctx, vc, job, log)
-	if err != nil {
-		log.Error("job failed: cannot connect to the vCenter; retrying at the next tick", "vcenter", vc.Name, "error", err)
+	fail := func(err error) {
 		if runs == nil {
 			runs = []*RunRecord{s.newRun(job.Name, "*", trigger)}
 		}
@@ -92,57 +116,170 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			s.finish(r, start, err)
 		}
 		s.metrics.jobFailed(job.Name)
+		s.jobEnded(job.Name, 0, len(runs))
+	}
+	if ctx.Err() != nil {
+		fail(fmt.Errorf("server stopping: %w", ctx.Err()))
+		return
+	}
+	vc := cfg.VCenterByName(job.VCenter)
+	conn, opts, err := s.connect(ctx, vc, job, log)
+	if err != nil {
+		log.Error("job failed: cannot connect to the vCenter; it runs again at its next time", "vcenter", vc.Name, "error", err)
+		fail(err)
 		return
 	}
 	defer conn.Close()
+	hosts := map[string]string{}
 	if runs == nil {
-		names, err := matchVMs(ctx, conn, job.VMs)
+		sel := job.Selection()
+		sel.Credentials = opts.Credentials
+		vms, err := conn.SelectVMs(ctx, sel)
 		if err != nil {
-			log.Error("job failed: list VMs", "error", err)
-			s.finish(s.newRun(job.Name, "*", trigger), start, err)
-			s.metrics.jobFailed(job.Name)
+			log.Error("job failed: select VMs", "error", err)
+			fail(err)
 			return
 		}
-		if len(names) == 0 {
-			log.Warn("no VM matches the job's patterns", "vms", job.VMs)
+		if len(vms) == 0 {
+			log.Warn("the job selects no VM", "vms", job.VMs, "folders", job.Folders, "tags", job.Tags)
 		}
-		for _, n := range names {
-			runs = append(runs, s.newRun(job.Name, n, trigger))
+		for _, vm := range vms {
+			r := s.newRun(job.Name, vm.Name, trigger)
+			runs = append(runs, r)
+			hosts[vm.Name] = vm.Host
 		}
 	}
-	specs := make([]string, len(runs))
-	for i, r := range runs {
-		specs[i] = r.VM
-		s.update(r, func(r *RunRecord) { r.State, r.Start = StateRunning, time.Now().UTC() })
-		log.Info("backup started", "vm", r.VM, "run", r.ID, "trigger", trigger)
+	par := job.Parallel
+	if par < 1 {
+		par = cfg.Parallelism.VMs
 	}
-	outs := backupd.BackupVMs(ctx, s.repo, conn, specs, opts, backupd.ParallelOptions{VMs: job.Parallel})
-	for i, o := range outs {
-		r := runs[i]
-		vlog := log.With("vm", r.VM, "run", r.ID)
-		if o.Err != nil {
-			vlog.Error("backup failed", "error", o.Err)
-			s.finish(r, start, o.Err)
-			s.metrics.jobFailed(job.Name)
-			continue
-		}
-		s.update(r, func(r *RunRecord) { r.Point = o.Result.PointID })
-		vlog.Info("backup done", "point", o.Result.PointID, "bytes_read", o.Result.BytesRead(), "bytes_written", o.Result.BytesWritten())
-		s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start))
-		if !job.Retention.IsZero() {
-			pr, err := s.repo.Prune(ctx, r.VM, job.Retention, false)
-			if err != nil {
-				vlog.Error("retention failed", "error", err)
-			} else {
-				s.update(r, func(r *RunRecord) { r.Pruned = len(pr.Deleted) })
-				if len(pr.Deleted) > 0 {
-					vlog.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted))
+	jobSem := make(chan struct{}, max(par, 1))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, failed := 0, 0
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case jobSem <- struct{}{}:
+				defer func() { <-jobSem }()
+			case <-ctx.Done():
+				s.finish(r, start, fmt.Errorf("server stopping: %w", ctx.Err()))
+				return
+			}
+			host, known := hosts[r.VM]
+			if !known {
+				if vm, err := conn.FindVM(ctx, r.VM); err == nil {
+					host = vm.Host
 				}
 			}
-		}
-		s.finish(r, start, nil)
+			err := s.backupOne(ctx, conn, opts, job, r, host, log.With("vm", r.VM, "run", r.ID))
+			mu.Lock()
+			if err != nil {
+				failed++
+			} else {
+				ok++
+			}
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
+	s.jobEnded(job.Name, ok, failed)
 	s.updateRepoMetrics(ctx)
+}
+
+func (s *Server) jobEnded(job string, ok, failed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobStatus(job)
+	st.LastEnd, st.LastOK, st.LastFail = time.Now().UTC(), ok, failed
+}
+
+// backupOne backs up one VM of a job run with retries, then applies
+// retention and the verify against the source when due.
+func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd.JobOptions, job Job, r *RunRecord, host string, log *slog.Logger) error {
+	s.update(r, func(r *RunRecord) { r.Host = host })
+	unlock, err := s.lockVM(ctx, r.VM)
+	if err != nil {
+		s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
+		return err
+	}
+	defer unlock()
+	var res *backupd.Result
+	for attempt := 1; ; attempt++ {
+		release, err := s.currentSlots().acquire(ctx, host)
+		if err != nil {
+			s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
+			return err
+		}
+		s.setRunning(job.Name, 1)
+		s.update(r, func(r *RunRecord) {
+			r.State, r.Attempts = StateRunning, attempt
+			if r.Start.IsZero() {
+				r.Start = time.Now().UTC()
+			}
+		})
+		log.Info("backup started", "trigger", r.Trigger, "attempt", attempt, "host", host)
+		c := conn
+		if attempt > 1 { // the failure may have been the connection: log in again
+			var cerr error
+			if c, _, cerr = s.connect(ctx, s.Config().VCenterByName(job.VCenter), job, log); cerr != nil {
+				c, err = nil, cerr
+			}
+		}
+		if c != nil {
+			res, err = backupd.BackupVM(ctx, s.repo, c, r.VM, opts)
+			if c != conn {
+				c.Close()
+			}
+		}
+		release()
+		s.setRunning(job.Name, -1)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || attempt > job.Retries {
+			log.Error("backup failed", "attempts", attempt, "error", err)
+			s.finish(r, time.Now(), err)
+			s.metrics.jobFailed(job.Name)
+			return err
+		}
+		s.metrics.retried(job.Name)
+		log.Warn("backup failed; retrying", "attempt", attempt, "retry_in", job.RetryDelay.String(), "error", err)
+		if !sleepUntil(ctx, time.Now().Add(job.RetryDelay)) {
+			s.finish(r, time.Now(), fmt.Errorf("server stopping before retry: %w (last error: %v)", ctx.Err(), err))
+			return ctx.Err()
+		}
+	}
+	s.update(r, func(r *RunRecord) {
+		r.Point, r.BytesRead, r.BytesWritten = res.PointID, res.BytesRead(), res.BytesWritten()
+	})
+	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
+	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
+	if !job.Retention.IsZero() {
+		pr, err := s.repo.Prune(ctx, r.VM, job.Retention, false)
+		if err != nil {
+			log.Error("retention failed", "error", err)
+		} else {
+			s.update(r, func(r *RunRecord) { r.Pruned = len(pr.Deleted) })
+			if len(pr.Deleted) > 0 {
+				log.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted))
+			}
+		}
+	}
+	if job.VerifySourceEvery > 0 {
+		s.maybeVerifySource(ctx, conn, opts, job, r, host, log)
+	}
+	s.finish(r, time.Now(), nil)
+	return nil
+}
+
+func (s *Server) setRunning(job string, delta int) {
+	s.mu.Lock()
+	s.jobStatus(job).Running += delta
+	s.mu.Unlock()
+	s.metrics.running.Add(float64(delta))
 }
 
 func (s *Server) finish(r *RunRecord, start time.Time, err error) {
@@ -161,6 +298,9 @@ func (s *Server) finish(r *RunRecord, start time.Time, err error) {
 // connect logs in to vc and builds the job options of job.
 func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Logger) (*vsphere.Conn, backupd.JobOptions, error) {
 	var opts backupd.JobOptions
+	if vc == nil {
+		return nil, opts, fmt.Errorf("job %s: vcenter %q is no longer configured", job.Name, job.VCenter)
+	}
 	creds, err := vsphere.LoadCredentials(vc.Credentials)
 	if err != nil {
 		return nil, opts, err
@@ -171,6 +311,9 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 		URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint, Insecure: vc.Insecure, Logger: log,
 	})
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("vcenter %s did not answer within 30s: %w", vc.Name, err)
+		}
 		return nil, opts, err
 	}
 	opts = backupd.JobOptions{
@@ -183,39 +326,4 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	opts.NBD.Retries = 5
 	opts.NBD.StallTimeout = 60 * time.Second
 	return conn, opts, nil
-}
-
-// matchVMs lists the vCenter's VMs and returns the names matching any of
-// the patterns (path.Match), sorted and without duplicates.
-func matchVMs(ctx context.Context, conn *vsphere.Conn, patterns []string) ([]string, error) {
-	f := find.NewFinder(conn.Client, true)
-	dcs, err := f.DatacenterList(ctx, "*")
-	if err != nil {
-		return nil, fmt.Errorf("list datacenters: %w", err)
-	}
-	seen := map[string]bool{}
-	for _, dc := range dcs {
-		f.SetDatacenter(dc)
-		vms, err := f.VirtualMachineList(ctx, "*")
-		if err != nil {
-			if _, ok := err.(*find.NotFoundError); ok {
-				continue
-			}
-			return nil, fmt.Errorf("list VMs of %s: %w", dc.Name(), err)
-		}
-		for _, vm := range vms {
-			name := vm.Name()
-			for _, p := range patterns {
-				if ok, _ := path.Match(p, name); ok {
-					seen[name] = true
-				}
-			}
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out, nil
 }

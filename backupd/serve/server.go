@@ -1,6 +1,9 @@
 // Package serve is the cairn daemon: it keeps the repository mounted, runs
-// the backup jobs of a cairn.yaml on their schedule, applies retention
-// after each successful job and answers an HTTP API (see docs/serve.md).
+// the backup jobs of a cairn.yaml on their schedules (intervals or cron)
+// within a total and a per-ESXi-host cap, retries failed VMs, applies
+// retention after each successful backup, verifies the repository and
+// (every N backups) the VMs against their source, and answers an HTTP API
+// with Prometheus metrics (see docs/serve.md).
 package serve
 
 import (
@@ -21,8 +24,11 @@ import (
 
 // Server is a running cairn serve.
 type Server struct {
-	log  *slog.Logger
-	repo *blockmap.Repo
+	log     *slog.Logger
+	repo    *blockmap.Repo
+	version string
+	started time.Time
+	listen  string // the address HTTP really listens on
 
 	mu      sync.Mutex
 	cfg     *Config
@@ -30,19 +36,28 @@ type Server struct {
 	runs    []*RunRecord // newest last, at most maxRuns
 	ctx     context.Context
 	running sync.WaitGroup
+	slots   *slots
+	vmLocks map[string]chan struct{} // held while a VM is backed up or verified
+	jobs    map[string]*JobStatus
+	verify  VerifyStatus
 
-	backupMu sync.Mutex // one backup run at a time
-	metrics  *metrics
+	metrics *metrics
 }
 
 const maxRuns = 500
+
+// Options are the server's settings that do not come from the config.
+type Options struct {
+	Logger  *slog.Logger
+	Version string // shown by /api/v1/status
+}
 
 // Run serves cfg until ctx is cancelled: it mounts the repository at
 // cfg.Mount, schedules the jobs and answers HTTP on cfg.Listen. When ctx
 // ends, running backups are aborted (backupd removes their snapshots), the
 // mount is released and Run returns.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	s, err := New(cfg, log)
+	s, err := New(cfg, Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -50,15 +65,23 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 }
 
 // New returns a server for cfg; nothing runs until Run.
-func New(cfg *Config, log *slog.Logger) (*Server, error) {
+func New(cfg *Config, opts Options) (*Server, error) {
+	if cfg == nil {
+		return nil, errors.New("serve: no configuration")
+	}
+	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{log: log, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics()}, nil
+	return &Server{
+		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
+		slots: newSlots(cfg.Parallelism), vmLocks: map[string]chan struct{}{}, jobs: map[string]*JobStatus{},
+	}, nil
 }
 
-// Reload replaces the jobs with those of cfg (the repository, mount and
-// listen address stay until a restart).
+// Reload replaces the jobs, parallelism and verify schedule with those of
+// cfg (the repository, mount and listen address stay until a restart).
+// Running backups finish under the old settings.
 func (s *Server) Reload(cfg *Config) {
 	select {
 	case <-s.reload:
@@ -85,15 +108,24 @@ func (s *Server) Run(ctx context.Context) error {
 	s.repo = repo
 	s.mu.Lock()
 	s.ctx = ctx
+	s.started = time.Now().UTC()
 	s.mu.Unlock()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (another cairn serve? set listen: in the config or --listen)", cfg.Listen, err)
+	}
+	s.listen = ln.Addr().String()
 
 	var srv *fusefs.Server
 	if cfg.Mount != "" {
 		if err := os.MkdirAll(cfg.Mount, 0o755); err != nil {
+			ln.Close()
 			return fmt.Errorf("create mount point: %w", err)
 		}
 		srv, err = fusefs.Mount(ctx, repo, cfg.Mount, fusefs.Options{Logger: s.log, FSProvider: guest.Provider(s.log)})
 		if err != nil {
+			ln.Close()
 			return fmt.Errorf("mount %s: %w", cfg.Mount, err)
 		}
 		s.log.Info("mounted", "dir", srv.Dir())
@@ -109,66 +141,109 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("unmounted", "dir", srv.Dir())
 	}()
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
 	httpSrv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http", "error", err)
 		}
 	}()
-	s.log.Info("serving", "listen", ln.Addr().String(), "repo", cfg.Repository, "jobs", len(cfg.Jobs))
+	if err := writeServeFile(repo.Dir(), ServeFile{PID: os.Getpid(), Listen: s.listen, Config: cfg.File, Started: s.started}); err != nil {
+		s.log.Warn("cannot record the server in the repository; cairn status and cairn jobs will not find it", "error", err)
+	}
+	defer removeServeFile(repo.Dir())
+	s.log.Info("serving", "listen", s.listen, "repo", cfg.Repository, "jobs", len(cfg.Jobs))
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = httpSrv.Shutdown(sctx)
 	}()
+	s.updateRepoMetrics(ctx)
 
 	schedCtx, stopSched := context.WithCancel(ctx)
-	s.startSchedules(schedCtx, cfg)
+	var schedWG sync.WaitGroup
+	s.startSchedules(schedCtx, cfg, &schedWG)
 	for {
 		select {
 		case <-ctx.Done():
 			stopSched()
 			s.log.Info("stopping: aborting running jobs")
+			schedWG.Wait()
 			s.running.Wait()
 			return nil
 		case ncfg := <-s.reload:
 			stopSched()
+			schedWG.Wait() // running jobs go on; only the timers stop
 			s.mu.Lock()
 			if ncfg.Repository != cfg.Repository || ncfg.Mount != cfg.Mount || ncfg.Listen != cfg.Listen {
 				s.log.Warn("reload: repository, mount and listen changes take effect after a restart")
 				ncfg.Repository, ncfg.Mount, ncfg.Listen = cfg.Repository, cfg.Mount, cfg.Listen
 			}
 			s.cfg, cfg = ncfg, ncfg
+			s.slots = newSlots(ncfg.Parallelism)
 			s.mu.Unlock()
 			s.log.Info("configuration reloaded", "jobs", len(cfg.Jobs))
 			schedCtx, stopSched = context.WithCancel(ctx)
-			s.startSchedules(schedCtx, cfg)
+			s.startSchedules(schedCtx, cfg, &schedWG)
 		}
 	}
 }
 
-// startSchedules runs each job at once and then every interval until
-// ctx ends. A job still running at a tick delays the next run.
-func (s *Server) startSchedules(ctx context.Context, cfg *Config) {
+// startSchedules starts one timer goroutine per job (and one for the
+// repository verify) that runs it on its schedule until ctx ends. A job
+// still running when its time comes runs again right after it ends.
+func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	for _, j := range cfg.Jobs {
-		s.running.Add(1)
+		wg.Add(1)
 		go func() {
-			defer s.running.Done()
+			defer wg.Done()
+			next := time.Now()
+			if !j.Schedule.RunAtStart() {
+				next = j.Schedule.Next(next)
+			}
 			for {
-				s.runJob(s.runCtx(), cfg, j, nil, "schedule")
-				t := time.NewTimer(j.Interval)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				s.setNextRun(j.Name, j.Schedule.String(), next)
+				if !sleepUntil(ctx, next) {
 					return
-				case <-t.C:
 				}
+				s.runJob(s.runCtx(), cfg, j, nil, "schedule")
+				next = j.Schedule.Next(time.Now())
 			}
 		}()
+	}
+	if cfg.Verify != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				next := cfg.Verify.Next(time.Now())
+				s.mu.Lock()
+				s.verify.Schedule, s.verify.NextRun = cfg.Verify.String(), next
+				s.mu.Unlock()
+				if !sleepUntil(ctx, next) {
+					return
+				}
+				s.verifyRepository(s.runCtx())
+			}
+		}()
+	}
+}
+
+// sleepUntil waits until t (re-checking the wall clock every minute, so a
+// suspended machine or a clock change does not stretch the wait) and
+// reports false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		timer := time.NewTimer(min(d, time.Minute))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
 	}
 }
 

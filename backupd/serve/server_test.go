@@ -10,8 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/schedule"
 	"github.com/cairnbackup/cairn/blockmap"
 )
+
+func mustSchedule(t *testing.T, spec string) schedule.Schedule {
+	t.Helper()
+	s, err := schedule.Parse(spec, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // TestRunVCenterDown: with its vCenter unreachable a job fails, is
 // recorded, and runs again at the next tick; cancelling the context makes
@@ -43,9 +53,9 @@ func TestRunVCenterDown(t *testing.T) {
 	cfg := &Config{
 		Repository: repo, Listen: httpAddr,
 		VCenters: []VCenter{{Name: "vc", URL: "https://" + down + "/sdk", Credentials: creds, Insecure: true}},
-		Jobs:     []Job{{Name: "nightly", VCenter: "vc", VMs: []string{"*"}, Interval: time.Second, Parallel: 1}},
+		Jobs:     []Job{{Name: "nightly", VCenter: "vc", VMs: []string{"*"}, Schedule: mustSchedule(t, "1s"), Parallel: 1}},
 	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

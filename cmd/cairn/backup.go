@@ -332,13 +332,27 @@ func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
 		Usage: "list backup jobs (start, end, VM, result, bytes read and stored, error)",
+		Description: "When cairn serve runs on the repository (or --server is given) this lists the\n" +
+			"server's runs, queued and running ones included; --history (or no server) lists\n" +
+			"the repository's job log, which every cairn process appends to.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.IntFlag{Name: "last", Usage: "show only the last N jobs"},
+			&cli.BoolFlag{Name: "history", Usage: "list the repository's job log even when a server runs"},
+			serverFlag,
 		},
 		Action: func(c *cli.Context) error {
+			if !c.Bool("history") {
+				srv, err := findServer(c)
+				if err != nil {
+					return err
+				}
+				if srv != nil {
+					return serverJobs(c, srv)
+				}
+			}
 			if c.String("repo") == "" {
-				return errors.New("jobs: give --repo DIR or set CAIRN_REPO")
+				return errors.New("jobs: give --repo DIR or set CAIRN_REPO (or --server URL of cairn serve)")
 			}
 			repo, err := openRepo(c)
 			if err != nil {

@@ -13,12 +13,16 @@ import (
 
 // serveCommands is `cairn serve`.
 func serveCommands() []*cli.Command {
-	return []*cli.Command{{
+	return []*cli.Command{statusCommand(), {
 		Name:  "serve",
 		Usage: "run the backup daemon: scheduled jobs, retention, the mount and the HTTP API",
-		Description: "Reads --config (cairn.yaml, see docs/serve.md), mounts the repository, runs every\n" +
-			"job at start and then on its interval, applies retention after each successful\n" +
-			"backup and serves /healthz, /metrics and /api/v1/* on the config's listen address.\n" +
+		Description: "Reads --config (cairn.yaml, see docs/serve.md; `cairn config example` prints one),\n" +
+			"mounts the repository, runs each job on its schedule (an interval: at start and then\n" +
+			"every interval; or a cron expression) within the total and per-ESXi-host caps,\n" +
+			"retries failed VMs, applies retention after each successful backup, verifies the\n" +
+			"repository and the VMs against their source when configured, and serves /healthz,\n" +
+			"/metrics and /api/v1/* on the config's listen address (cairn status and cairn jobs\n" +
+			"find it through the repository's serve.json).\n" +
 			"SIGHUP reloads the config (an invalid one is logged and the old one stays);\n" +
 			"SIGINT or SIGTERM abort running jobs, release the mount and exit.",
 		Flags: []cli.Flag{
@@ -38,7 +42,7 @@ func serveCommands() []*cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := serve.New(cfg, slog.Default())
+			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version})
 			if err != nil {
 				return err
 			}

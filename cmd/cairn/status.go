@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/serve"
+)
+
+// serverFlag names the cairn serve to ask; without it the repository's
+// serve.json says where its server listens.
+var serverFlag = &cli.StringFlag{
+	Name: "server", EnvVars: []string{"CAIRN_SERVER"},
+	Usage: "`URL` of cairn serve (default: the server recorded in the repository's serve.json)",
+}
+
+// serverClient talks to a running cairn serve.
+type serverClient struct {
+	base string
+	http *http.Client
+}
+
+// findServer returns a client for the server named by --server, or the
+// one recorded in the repository; nil (and no error) when none runs.
+func findServer(c *cli.Context) (*serverClient, error) {
+	base := c.String("server")
+	if base == "" {
+		repo := c.String("repo")
+		if repo == "" {
+			return nil, nil
+		}
+		f, err := serve.ReadServeFile(repo)
+		if errors.Is(err, serve.ErrNotServing) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		base = f.Listen
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &serverClient{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// get fetches path into v.
+func (s *serverClient) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cairn serve at %s: %w (is it running? give --server URL)", s.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("cairn serve at %s: %s: %w", s.base, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cairn serve at %s: %s: %s: %s", s.base, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("cairn serve at %s: %s: %w", s.base, path, err)
+	}
+	return nil
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show what cairn serve is doing: jobs and their next runs, running backups, verify, points per VM",
+		Description: "Asks the cairn serve running on --repo (found through the repository's serve.json)\n" +
+			"or at --server URL. Without a server it shows the repository: VMs, points and\n" +
+			"each VM's last job.",
+		Flags: []cli.Flag{serverFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			srv, err := findServer(c)
+			if err != nil {
+				return err
+			}
+			if srv == nil {
+				if c.String("repo") == "" {
+					return errors.New("status: give --repo DIR (or set CAIRN_REPO), or --server URL of cairn serve")
+				}
+				return repoStatus(c)
+			}
+			var st serve.Status
+			if err := srv.get(c.Context, "/api/v1/status", &st); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(st)
+			}
+			printStatus(os.Stdout, srv.base, st)
+			return nil
+		},
+	}
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func printStatus(w io.Writer, base string, st serve.Status) {
+	fmt.Fprintf(w, "cairn serve %s, pid %d, up since %s\n", st.Version, st.PID, when(st.Started))
+	fmt.Fprintf(w, "  api %s  config %s\n  repository %s  mount %s\n\n", base, dash(st.Config), st.Repository, dash(st.Mount))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSCHEDULE\tNEXT RUN\tRUNNING\tLAST END\tLAST OK\tLAST FAILED")
+	for _, j := range st.Jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", j.Name, j.Schedule, when(j.NextRun), j.Running, when(j.LastEnd), j.LastOK, j.LastFail)
+	}
+	tw.Flush()
+	if len(st.Running) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN\tJOB\tVM\tHOST\tSTATE\tATTEMPT\tSINCE")
+		for _, r := range st.Running {
+			since := r.Start
+			if since.IsZero() {
+				since = r.Queued
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Job, r.VM, dash(r.Host), r.State, r.Attempts, when(since))
+		}
+		tw.Flush()
+	}
+	v := st.Verify
+	fmt.Fprintln(w)
+	switch {
+	case v.Running:
+		fmt.Fprintf(w, "repository verify: running since %s\n", when(v.Start))
+	case v.End.IsZero():
+		fmt.Fprintf(w, "repository verify: not run since the server started (schedule %s, next %s)\n", dash(v.Schedule), when(v.NextRun))
+	case v.Error != "":
+		fmt.Fprintf(w, "repository verify: FAILED at %s: %s\n", when(v.End), v.Error)
+	default:
+		state := "clean"
+		if len(v.Bad) > 0 {
+			state = fmt.Sprintf("%d BAD BLOCKS (cairn verify names them)", len(v.Bad))
+		}
+		fmt.Fprintf(w, "repository verify: %s, %d blocks (%s) at %s; next %s\n", state, v.Blocks, humanBytes(v.Bytes), when(v.End), when(v.NextRun))
+	}
+	fmt.Fprintln(w)
+	printVMTable(w, st.VMs)
+}
+
+func printVMTable(w io.Writer, vms []serve.VMStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tCONSISTENCY")
+	for _, v := range vms {
+		latest, cons := "-", "-"
+		if v.Latest != nil {
+			latest, cons = v.Latest.ID, v.Latest.Consistency
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", v.Name, v.Points, latest, cons)
+	}
+	tw.Flush()
+}
+
+// repoStatus is `cairn status` without a server: the repository's VMs and
+// each VM's last job.
+func repoStatus(c *cli.Context) error {
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	cat, err := repo.Catalog(c.Context)
+	if err != nil {
+		return err
+	}
+	jobs, err := backupd.NewJobLog(repo.Dir()).List()
+	if err != nil {
+		return err
+	}
+	last := map[string]backupd.JobRecord{}
+	for _, j := range jobs {
+		last[j.VM] = j
+	}
+	type vmOut struct {
+		serve.VMStatus
+		LastJob *backupd.JobRecord `json:"last_job,omitempty"`
+	}
+	out := []vmOut{}
+	for _, v := range cat {
+		o := vmOut{VMStatus: serve.VMStatus{Name: v.Name, Points: len(v.Points)}}
+		if p, ok := v.Latest(); ok {
+			o.Latest = &p
+		}
+		if j, ok := last[v.Name]; ok {
+			o.LastJob = &j
+		}
+		out = append(out, o)
+	}
+	if c.Bool("json") {
+		return printJSON(map[string]any{"server": nil, "repository": repo.Dir(), "vms": out})
+	}
+	fmt.Printf("cairn serve is not running on %s (no live serve.json); the repository:\n\n", repo.Dir())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tLAST JOB\tRESULT\tERROR")
+	for _, o := range out {
+		latest, lj, res, msg := "-", "-", "-", ""
+		if o.Latest != nil {
+			latest = o.Latest.ID
+		}
+		if o.LastJob != nil {
+			lj, res, msg = when(o.LastJob.Start), o.LastJob.State, oneLine(o.LastJob.Error)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", o.Name, o.Points, latest, lj, res, msg)
+	}
+	return tw.Flush()
+}
+
+// serverJobs prints the runs of a cairn serve (`cairn jobs` when a server
+// runs on the repository).
+func serverJobs(c *cli.Context, srv *serverClient) error {
+	var jr serve.JobsResponse
+	if err := srv.get(c.Context, "/api/v1/jobs", &jr); err != nil {
+		return err
+	}
+	if n := c.Int("last"); n > 0 && len(jr.Runs) > n {
+		jr.Runs = jr.Runs[len(jr.Runs)-n:]
+	}
+	if c.Bool("json") {
+		return printJSON(jr)
+	}
+	fmt.Printf("runs of cairn serve at %s (the repository's full history: cairn jobs --history)\n", srv.base)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tJOB\tVM\tHOST\tTRIGGER\tSTATE\tATTEMPTS\tSTART\tEND\tPOINT\tREAD\tSTORED\tERROR")
+	for _, r := range jr.Runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Job, r.VM, dash(r.Host), r.Trigger, r.State,
+			r.Attempts, when(r.Start), when(r.End), dash(r.Point), humanBytes(r.BytesRead), humanBytes(r.BytesWritten), oneLine(r.Error))
+	}
+	return tw.Flush()
+}
