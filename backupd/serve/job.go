@@ -16,16 +16,19 @@ import (
 // requested through the API). A run that could not reach its vCenter or
 // select its VMs has VM "*".
 type RunRecord struct {
-	ID           string    `json:"id"`
-	Job          string    `json:"job"`
-	VM           string    `json:"vm"`
-	Host         string    `json:"host,omitempty"` // ESXi host of the VM
-	Trigger      string    `json:"trigger"`        // schedule or api
-	State        string    `json:"state"`          // queued, running, ok, failed
-	Attempts     int       `json:"attempts,omitempty"`
-	Queued       time.Time `json:"queued"`
-	Start        time.Time `json:"start,omitzero"`
-	End          time.Time `json:"end,omitzero"`
+	ID       string    `json:"id"`
+	Job      string    `json:"job"`
+	VM       string    `json:"vm"`
+	Host     string    `json:"host,omitempty"` // ESXi host of the VM
+	Trigger  string    `json:"trigger"`        // schedule or api
+	State    string    `json:"state"`          // queued, running, ok, failed
+	Attempts int       `json:"attempts,omitempty"`
+	Queued   time.Time `json:"queued"`
+	Start    time.Time `json:"start,omitzero"`
+	End      time.Time `json:"end,omitzero"`
+	// Committed is when the point was committed and the VM's host slot
+	// released; retention and any verify against the source follow.
+	Committed    time.Time `json:"committed,omitzero"`
 	Point        string    `json:"point,omitempty"`
 	BytesRead    int64     `json:"bytes_read,omitempty"`
 	BytesWritten int64     `json:"bytes_written,omitempty"`
@@ -233,6 +236,9 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 			if c != conn {
 				c.Close()
 			}
+		}
+		if err == nil {
+			s.update(r, func(r *RunRecord) { r.Committed = time.Now().UTC() })
 		}
 		release()
 		s.setRunning(job.Name, -1)
