@@ -50,7 +50,7 @@ func TestLabCLI(t *testing.T) {
 
 	cfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), exited, &errb)
 	vc := cfg.VCenters[0]
-	if cfg.Repository != filepath.Join(labDir, "repo") || len(cfg.Jobs) != 1 || cfg.Jobs[0].VMs[0] != "lab-vm-*" {
+	if cfg.Repository != filepath.Join(labDir, "repo") || len(cfg.Jobs) != 1 || cfg.Jobs[0].Tags[0] != lab.Tag {
 		t.Fatalf("cairn.yaml: %+v", cfg)
 	}
 	if !strings.Contains(out.String(), vc.URL) || !strings.Contains(out.String(), "govc ls") {
@@ -190,14 +190,26 @@ func checkLabPoint(t *testing.T, repo, journal string, r backupd.Result, before,
 			"--part", strconv.Itoa(part), "/", dest)
 		return dest
 	}
-	system := restore(r.Disks[0].Name, 1)
+	return checkJournalTrees(t, "point "+r.PointID, journal, []string{r.Disks[0].Name, r.Disks[1].Name}, restore, before, after)
+}
+
+// checkJournalTrees compares the guest files of a lab VM's point with its
+// journal: root(disk, part) gives the directory holding a partition's
+// files (restored, or in the mount). The generation file names the last
+// batch the point holds; that batch must have begun before the backup
+// ended (after) and the next one must not have been on disk before it
+// started (before). Every file must be as the journal says after that
+// batch. It returns the batch.
+func checkJournalTrees(t *testing.T, where, journal string, disks []string, root func(disk string, part int) string, before, after time.Time) int {
+	t.Helper()
+	system := root(disks[0], 1)
 	raw, err := os.ReadFile(filepath.Join(system, lab.GenerationFile))
 	if err != nil {
-		t.Fatalf("point %s: %v", r.PointID, err)
+		t.Fatalf("%s: %v", where, err)
 	}
 	gen, err := strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil {
-		t.Fatalf("point %s: generation file holds %q", r.PointID, raw)
+		t.Fatalf("%s: generation file holds %q", where, raw)
 	}
 	// The journal line of a batch is written just after the batch reaches
 	// the disk: wait for it.
@@ -208,39 +220,42 @@ func checkLabPoint(t *testing.T, repo, journal string, r backupd.Result, before,
 	}
 	times := lab.BatchTimes(entries)
 	if start := times[gen].Start; start.After(after) {
-		t.Errorf("point %s holds batch %d, begun at %s, after the backup ended at %s", r.PointID, gen, start, after)
+		t.Errorf("%s holds batch %d, begun at %s, after the backup ended at %s", where, gen, start, after)
 	}
 	if next, ok := times[gen+1]; ok && next.End.Before(before) {
-		t.Errorf("point %s holds batch %d, but batch %d was on disk at %s, before the backup started at %s", r.PointID, gen, gen+1, next.End, before)
+		t.Errorf("%s holds batch %d, but batch %d was on disk at %s, before the backup started at %s", where, gen, gen+1, next.End, before)
 	}
 	type partition struct{ disk, part int }
-	parts := []partition{{0, 1}, {1, 1}}
-	if len(lab.State(entries, 1, 2, gen)) > 0 { // ext4 (made when mkfs.ext4 is installed)
-		parts = append(parts, partition{1, 2})
-	} else if _, err := exec.LookPath("mkfs.ext4"); err == nil {
-		t.Fatalf("mkfs.ext4 is installed but the journal lists no ext4 files on the data disk")
+	parts := []partition{{0, 1}}
+	if len(disks) > 1 {
+		parts = append(parts, partition{1, 1})
+		if len(lab.State(entries, 1, 2, gen)) > 0 { // ext4 (made when mkfs.ext4 is installed)
+			parts = append(parts, partition{1, 2})
+		} else if _, err := exec.LookPath("mkfs.ext4"); err == nil {
+			t.Fatalf("mkfs.ext4 is installed but the journal lists no ext4 files on the data disk")
+		}
 	}
 	for _, pt := range parts {
-		dest := system
+		dir := system
 		if pt != (partition{0, 1}) {
-			dest = restore(r.Disks[pt.disk].Name, pt.part)
+			dir = root(disks[pt.disk], pt.part)
 		}
 		want := lab.State(entries, pt.disk, pt.part, gen)
-		got := hashTree(t, dest)
+		got := hashTree(t, dir)
 		if len(want) < 20 {
 			t.Fatalf("journal state of disk %d partition %d at batch %d has only %d files", pt.disk, pt.part, gen, len(want))
 		}
-		where := fmt.Sprintf("point %s disk %d partition %d (batch %d)", r.PointID, pt.disk, pt.part, gen)
+		at := fmt.Sprintf("%s disk %d partition %d (batch %d)", where, pt.disk, pt.part, gen)
 		for p, w := range want {
 			if g, ok := got[p]; !ok {
-				t.Errorf("%s: %s missing", where, p)
+				t.Errorf("%s: %s missing", at, p)
 			} else if g != w {
-				t.Errorf("%s: %s is %+v, journal says %+v", where, p, g, w)
+				t.Errorf("%s: %s is %+v, journal says %+v", at, p, g, w)
 			}
 		}
 		for p := range got {
 			if _, ok := want[p]; !ok && !strings.HasPrefix(p, "/lost+found/") {
-				t.Errorf("%s: %s should not exist", where, p)
+				t.Errorf("%s: %s should not exist", at, p)
 			}
 		}
 	}

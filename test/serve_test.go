@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,28 +105,35 @@ func serveWaitFor(t *testing.T, what string, exited <-chan error, logs *serveLog
 }
 
 // TestServeLab runs `cairn serve` against `cairn lab`, both as child
-// processes: scheduled points appear in the API and the mount, a job
-// requested through the API runs, SIGHUP with a broken config keeps the
-// server up, and SIGTERM stops it cleanly with the mount released.
+// processes, with the lab's own cairn.yaml (VMs selected by their vSphere
+// tag, on two ESXi hosts): scheduled points appear in the API and the
+// mount, every guest file read through the mount matches what the lab's
+// guest writer wrote at that point's snapshot, retention keeps the newest
+// points, a job requested through the API runs, metrics and `cairn
+// status`/`cairn jobs` reflect it, SIGHUP with a broken config keeps the
+// old one, and SIGTERM while a backup reads its disk leaves no snapshot,
+// no mount and no partial point.
 func TestServeLab(t *testing.T) {
 	testutil.RequireFUSE(t)
+	testutil.RequireTools(t, "nbdkit")
 	bin := buildCairn(t)
 	dir := t.TempDir()
 	labDir := filepath.Join(dir, "lab")
 	listen := serveFreeAddr(t)
 	var labErr serveLogBuffer
-	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "1", "--interval", "2s",
+	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "2", "--interval", "2s",
 		"--disk-size-mib", "64", "--schedule", "3s", "--serve-listen", listen)
 	labCfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), labExited, nil)
-	mustCairn(t, "--repo", labCfg.Repository, "init")
+	repo := labCfg.Repository
+	mustCairn(t, "--repo", repo, "init")
 
 	// serve reads its own copy, so the test can break it later.
 	raw, err := os.ReadFile(filepath.Join(labDir, "cairn.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Keep two points, so retention has something to delete.
-	kept := bytes.Replace(raw, []byte("keep_last: 20"), []byte("keep_last: 2"), 1)
+	// Keep three points, so retention has something to delete.
+	kept := bytes.Replace(raw, []byte("keep_last: 20"), []byte("keep_last: 3"), 1)
 	if bytes.Equal(kept, raw) {
 		t.Fatalf("no keep_last: 20 in the lab's cairn.yaml:\n%s", raw)
 	}
@@ -136,26 +145,56 @@ func TestServeLab(t *testing.T) {
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	base := "http://" + listen
-	vm := "lab-vm-1"
+	vms := []string{"lab-vm-1", "lab-vm-2"}
 
-	var pts []blockmap.Point
-	serveWaitFor(t, "two points of "+vm, exited, &logs, func() bool {
-		pts = nil
-		return serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
-	})
-	info := filepath.Join(labCfg.Mount, vm, "latest", "info.json")
-	serveWaitFor(t, info, exited, &logs, func() bool {
-		raw, err := os.ReadFile(info)
-		var p blockmap.Point
-		return err == nil && json.Unmarshal(raw, &p) == nil && p.VM == vm
-	})
-	if !strings.Contains(logs.String(), "vm="+vm) && !strings.Contains(logs.String(), `"vm":"`+vm+`"`) {
-		t.Errorf("serve logs do not name the VM:\n%s", logs.String())
+	for _, vm := range vms {
+		var pts []blockmap.Point
+		serveWaitFor(t, "two points of "+vm, exited, &logs, func() bool {
+			pts = nil
+			return serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
+		})
+	}
+	if !strings.Contains(logs.String(), `"vm":"lab-vm-2"`) || !strings.Contains(logs.String(), `"disk":"scsi0-0"`) {
+		t.Errorf("serve's JSON logs do not name the VM and the disk:\n%s", logs.String())
+	}
+	// The lab puts its VMs on two hosts; the runs say which.
+	var jobs serve.JobsResponse
+	if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
+		t.Fatal("GET /api/v1/jobs failed")
+	}
+	hosts := map[string]string{}
+	for _, r := range jobs.Runs {
+		if r.State == serve.StateOK {
+			hosts[r.VM] = r.Host
+		}
+	}
+	if len(hosts) != 2 || hosts["lab-vm-1"] == hosts["lab-vm-2"] || hosts["lab-vm-1"] == "" {
+		t.Errorf("hosts of the lab VMs' runs: %v, want two different ESXi hosts", hosts)
 	}
 
-	var vms []serve.VMStatus
-	if !serveGetJSON(base+"/api/v1/vms", &vms) || len(vms) != 1 || vms[0].Name != vm || vms[0].Points < 1 || vms[0].Latest == nil {
-		t.Errorf("/api/v1/vms: %+v", vms)
+	// Every guest file of the newest points, read through serve's mount,
+	// is what the guest writer wrote at the snapshot.
+	for _, vm := range vms {
+		var pts []blockmap.Point
+		if !serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) || len(pts) == 0 {
+			t.Fatalf("points of %s", vm)
+		}
+		p := pts[len(pts)-1]
+		var disks []string
+		for _, d := range p.Disks {
+			disks = append(disks, d.Name)
+		}
+		root := func(disk string, part int) string {
+			return filepath.Join(labCfg.Mount, vm, p.ID, "fs", disk, fmt.Sprintf("p%d", part))
+		}
+		gen := checkJournalTrees(t, vm+" point "+p.ID+" (mount)", filepath.Join(labDir, "journal", vm+".jsonl"), disks, root, p.Started, p.Committed)
+		t.Logf("%s point %s: guest batch %d, every file as the journal says", vm, p.ID, gen)
+	}
+
+	vm := "lab-vm-1"
+	var vmStatus []serve.VMStatus
+	if !serveGetJSON(base+"/api/v1/vms", &vmStatus) || len(vmStatus) != 2 || vmStatus[0].Name != vm || vmStatus[0].Points < 1 || vmStatus[0].Latest == nil {
+		t.Errorf("/api/v1/vms: %+v", vmStatus)
 	}
 
 	// A backup requested through the API runs.
@@ -183,17 +222,20 @@ func TestServeLab(t *testing.T) {
 		}
 		return false
 	})
-	// Retention: once three or more backups are done and none is running,
-	// two points are left and the newest is the last backup's.
+	// Retention: once four or more backups of the VM are done and none is
+	// running, three points are left and the newest is the last backup's.
 	var state string
-	serveWaitFor(t, "retention to leave two points", exited, &logs, func() bool {
+	serveWaitFor(t, "retention to leave three points", exited, &logs, func() bool {
 		var jobs serve.JobsResponse
-		pts = nil
+		var pts []blockmap.Point
 		if !serveGetJSON(base+"/api/v1/jobs", &jobs) || !serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) {
 			return false
 		}
 		okRuns, pruned, last := 0, 0, serve.RunRecord{}
 		for _, r := range jobs.Runs {
+			if r.VM != vm {
+				continue
+			}
 			if r.State == serve.StateRunning || r.State == serve.StateQueued {
 				return false
 			}
@@ -205,7 +247,7 @@ func TestServeLab(t *testing.T) {
 			}
 		}
 		state = fmt.Sprintf("%d successful runs pruned %d points; points %d, newest run's point %s", okRuns, pruned, len(pts), last.Point)
-		return okRuns >= 3 && pruned > 0 && len(pts) == 2 && pts[1].ID == last.Point
+		return okRuns >= 4 && pruned > 0 && len(pts) == 3 && pts[2].ID == last.Point
 	})
 	t.Log(state)
 	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"vm":"no-such-vm"}`))
@@ -217,17 +259,30 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("POST for an unknown VM: status %d, want 404", resp.StatusCode)
 	}
 
-	// Metrics name the VM's points.
+	// Metrics name the VMs' points, bytes and last success.
 	mresp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
-	for _, want := range []string{`cairn_points{vm="lab-vm-1"}`, `cairn_last_success_timestamp_seconds{vm="lab-vm-1"}`, "cairn_repository_bytes"} {
+	for _, want := range []string{`cairn_points{vm="lab-vm-1"} 3`, `cairn_last_success_timestamp_seconds{vm="lab-vm-2"}`,
+		`cairn_backup_read_bytes_total{vm="lab-vm-2"}`, `cairn_vm_stored_bytes{vm="lab-vm-1"}`, "cairn_repository_bytes",
+		`cairn_job_duration_seconds_count{job="lab",vm="lab-vm-1"}`} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}
+	}
+
+	// cairn status and cairn jobs find the server through the repository.
+	status := mustCairn(t, "--repo", repo, "status")
+	for _, want := range []string{"cairn serve", "http://" + listen, "lab", "@every 1h", "lab-vm-1", "lab-vm-2"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("cairn status lacks %q:\n%s", want, status)
+		}
+	}
+	if out := mustCairn(t, "--repo", repo, "jobs", "--last", "5"); !strings.Contains(out, "runs of cairn serve") || !strings.Contains(out, "schedule") {
+		t.Errorf("cairn jobs with a server:\n%s", out)
 	}
 
 	// SIGHUP with a broken config: rejected with its line, server stays up.
@@ -252,8 +307,16 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("healthz said %q", health)
 	}
 
-	// SIGHUP with a valid config again: it is taken.
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
+	// SIGHUP with a valid config: backups now read over NBD from nbdkit
+	// throttled to 128 KiB/s, so the next backup is still reading its
+	// disk when SIGTERM comes.
+	slow := bytes.Replace(raw, []byte("transports:\n      - file\n      - nbd"), []byte("transports:\n      - nbd"), 1)
+	slow = regexp.MustCompile(`nbd_command: .*`).ReplaceAll(slow,
+		[]byte("nbd_command: nbdkit -t 1 -f -r -U {socket} --filter=rate file {disk_local_path} rate=128K"))
+	if bytes.Equal(slow, raw) || !bytes.Contains(slow, []byte("rate=128K")) || bytes.Contains(slow, []byte("- file")) {
+		t.Fatalf("cannot switch the config to slow NBD:\n%s", slow)
+	}
+	if err := os.WriteFile(cfgFile, slow, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
@@ -262,32 +325,22 @@ func TestServeLab(t *testing.T) {
 	serveWaitFor(t, "the valid config to be reloaded", exited, &logs, func() bool {
 		return strings.Contains(logs.String(), "configuration reloaded")
 	})
-
-	// SIGTERM while a requested backup runs (or, if it was quick, after it
-	// ended): exit 0, no mount, no snapshot left on the VM, and the
-	// repository verifies (no partial point).
-	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&accepted); err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("second POST /api/v1/jobs: status %d, %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
-	serveWaitFor(t, "the second API run to start", exited, &logs, func() bool {
-		var jobs serve.JobsResponse
-		if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
-			return false
-		}
-		for _, r := range jobs.Runs {
-			if r.ID == accepted.ID && r.State != serve.StateQueued {
-				t.Logf("SIGTERM with the API run %s", r.State)
-				return true
+	var reading string
+	serveWaitFor(t, "a backup reading through the throttled nbdkit", exited, &logs, func() bool {
+		for _, cmdline := range processesMatching(t, "rate=128K") {
+			for _, v := range vms {
+				if strings.Contains(cmdline, "/"+v+"/") {
+					reading = v
+					return true
+				}
 			}
 		}
 		return false
 	})
-	// SIGTERM: exit 0 and no mount left.
+	var before []blockmap.Point
+	if !serveGetJSON(base+"/api/v1/points?vm="+reading, &before) {
+		t.Fatal("points before SIGTERM")
+	}
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -306,10 +359,60 @@ func TestServeLab(t *testing.T) {
 	if bytes.Contains(mounts, []byte(" "+labCfg.Mount+" ")) {
 		t.Errorf("%s still mounted after serve stopped", labCfg.Mount)
 	}
-	if snaps := serveLabSnapshots(t, labCfg.VCenters[0], vm); len(snaps) > 0 {
-		t.Errorf("snapshots left on %s after SIGTERM: %v", vm, snaps)
+	for _, v := range vms {
+		if snaps := serveLabSnapshots(t, labCfg.VCenters[0], v); len(snaps) > 0 {
+			t.Errorf("snapshots left on %s after SIGTERM: %v", v, snaps)
+		}
 	}
-	mustCairn(t, "--repo", labCfg.Repository, "verify")
+	if left := processesMatching(t, "rate=128K"); len(left) > 0 {
+		t.Errorf("NBD servers left after SIGTERM: %v", left)
+	}
+	// No partial point: the interrupted VM has the points it had, the
+	// repository verifies and holds no leftovers, the job log says why.
+	out := mustCairn(t, "--repo", repo, "points", "--vm", reading, "--json")
+	var after struct {
+		VMs []struct {
+			Points []blockmap.Point `json:"points"`
+		} `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(out), &after); err != nil || len(after.VMs) != 1 {
+		t.Fatalf("points --json: %v\n%s", err, out)
+	}
+	if len(after.VMs[0].Points) != len(before) || after.VMs[0].Points[len(before)-1].ID != before[len(before)-1].ID {
+		t.Errorf("%s: %d points before SIGTERM, %d after", reading, len(before), len(after.VMs[0].Points))
+	}
+	mustCairn(t, "--repo", repo, "verify")
+	if status := mustCairn(t, "--repo", repo, "status"); !strings.Contains(status, "not running") {
+		t.Errorf("cairn status after serve stopped:\n%s", status)
+	}
+	if hist := mustCairn(t, "--repo", repo, "jobs", "--last", "4"); !strings.Contains(hist, "failed") || !strings.Contains(hist, "context canceled") {
+		t.Errorf("job log does not record the aborted backup:\n%s", hist)
+	}
+}
+
+// processesMatching lists the command lines of processes whose command
+// line contains s.
+func processesMatching(t *testing.T, s string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		cmdline := strings.ReplaceAll(string(raw), "\x00", " ")
+		if strings.Contains(cmdline, s) && !strings.Contains(cmdline, "go test") {
+			out = append(out, cmdline)
+		}
+	}
+	return out
 }
 
 // serveLabSnapshots lists the snapshots of vm in the lab's vCenter.

@@ -12,11 +12,24 @@ import (
 // ServeConfig is the cairn.yaml `cairn lab` writes for `cairn serve`
 // (schema in docs/lab.md).
 type ServeConfig struct {
-	Repository string          `yaml:"repository"`
-	Mount      string          `yaml:"mount"`
-	Listen     string          `yaml:"listen"`
-	VCenters   []VCenterConfig `yaml:"vcenters"`
-	Jobs       []JobConfig     `yaml:"jobs"`
+	Repository  string            `yaml:"repository"`
+	Mount       string            `yaml:"mount"`
+	Listen      string            `yaml:"listen"`
+	Parallelism ParallelismConfig `yaml:"parallelism"`
+	Verify      VerifyConfig      `yaml:"verify"`
+	VCenters    []VCenterConfig   `yaml:"vcenters"`
+	Jobs        []JobConfig       `yaml:"jobs"`
+}
+
+// ParallelismConfig caps concurrent VM backups, in total and per ESXi host.
+type ParallelismConfig struct {
+	VMs     int `yaml:"vms"`
+	PerHost int `yaml:"per_host"`
+}
+
+// VerifyConfig is the repository verify schedule.
+type VerifyConfig struct {
+	Schedule string `yaml:"schedule"`
 }
 
 // VCenterConfig is one vCenter cairn serve connects to.
@@ -52,12 +65,19 @@ func (q quoted) MarshalYAML() (any, error) {
 type JobConfig struct {
 	Name       string          `yaml:"name"`
 	VCenter    string          `yaml:"vcenter"`
-	VMs        []string        `yaml:"vms"`      // names or globs
-	Schedule   string          `yaml:"schedule"` // interval ("30s") or 5-field cron
+	VMs        []string        `yaml:"vms,omitempty"`     // names or globs
+	Folders    []string        `yaml:"folders,omitempty"` // VM folders (recursive)
+	Tags       []string        `yaml:"tags,omitempty"`    // vSphere tags, category:name
+	Schedule   string          `yaml:"schedule"`          // interval ("30s") or 5-field cron
 	Retention  RetentionConfig `yaml:"retention"`
 	Transports []string        `yaml:"transports"`
 	NBDCommand string          `yaml:"nbd_command"`
 	Quiesce    string          `yaml:"quiesce"`
+	Retries    int             `yaml:"retries"`
+	RetryDelay string          `yaml:"retry_delay"`
+	// VerifyAgainstSourceEvery: every Nth backup of a VM is followed by a
+	// full comparison with the VM's disks (catches changes CBT missed).
+	VerifyAgainstSourceEvery int `yaml:"verify_against_source_every"`
 }
 
 // RetentionConfig says which points a job keeps.
@@ -74,21 +94,27 @@ const LabNBDCommand = "qemu-nbd -r -f raw --persistent -e 4 -k {socket} {disk_lo
 // serveConfig is the configuration for this lab.
 func (l *Lab) serveConfig(listen, schedule string) ServeConfig {
 	return ServeConfig{
-		Repository: filepath.Join(l.Dir, "repo"),
-		Mount:      filepath.Join(l.Dir, "mnt"),
-		Listen:     listen,
+		Repository:  filepath.Join(l.Dir, "repo"),
+		Mount:       filepath.Join(l.Dir, "mnt"),
+		Listen:      listen,
+		Parallelism: ParallelismConfig{VMs: 4, PerHost: 2},
+		Verify:      VerifyConfig{Schedule: "@every 1h"},
 		VCenters: []VCenterConfig{{
 			Name: "lab", URL: l.URL, Credentials: l.CredentialsFile, Thumbprint: l.Thumbprint,
 		}},
 		Jobs: []JobConfig{{
 			Name:       "lab",
 			VCenter:    "lab",
-			VMs:        []string{VMPrefix + "*"},
+			Tags:       []string{Tag},
 			Schedule:   schedule,
 			Retention:  RetentionConfig{KeepLast: 20, KeepHourly: 24, KeepDaily: 7},
 			Transports: []string{"file", "nbd"},
 			NBDCommand: LabNBDCommand,
 			Quiesce:    "auto",
+			Retries:    2,
+			RetryDelay: "10s",
+			// Every 10th backup of a VM reads it whole and compares.
+			VerifyAgainstSourceEvery: 10,
 		}},
 	}
 }

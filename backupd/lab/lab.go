@@ -26,6 +26,14 @@ const (
 	DefaultSchedule    = "30s"
 )
 
+// The lab's inventory: its VMs are spread over Hosts ESXi hosts, live in
+// the VM folder Folder and carry the vSphere tag Tag (category:name).
+const (
+	Hosts  = 2
+	Folder = "lab"
+	Tag    = "backup:daily"
+)
+
 // Options configures a lab.
 type Options struct {
 	// Dir holds everything the lab makes: datastore/ (the VMs' disk files),
@@ -106,14 +114,16 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	specs := make([]esxsim.VMSpec, o.VMs)
 	for i := range specs {
 		n := i + 1
+		// Two ESXi hosts, one folder, one tag: the cairn.yaml job selects
+		// the VMs by their tag and caps backups per host.
 		specs[i] = esxsim.VMSpec{Name: fmt.Sprintf("%s%d", VMPrefix, n), ChangeTracking: true,
-			Disks: []esxsim.DiskSpec{{Size: o.DiskSize}}}
+			Disks: []esxsim.DiskSpec{{Size: o.DiskSize}}, Host: i % Hosts, Folder: Folder, Tags: []string{Tag}}
 		if n%2 == 0 {
 			specs[i].Disks = append(specs[i].Disks, esxsim.DiskSpec{Size: dataDiskSize(o.DiskSize)})
 		}
 	}
 	sim, err := esxsim.Start(ctx, esxsim.Options{
-		ListenAddr: o.Listen, DatastoreDir: filepath.Join(o.Dir, "datastore"), VMs: specs, Logger: o.Logger,
+		ListenAddr: o.Listen, DatastoreDir: filepath.Join(o.Dir, "datastore"), VMs: specs, Logger: o.Logger, Hosts: Hosts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start simulated vCenter: %w", err)

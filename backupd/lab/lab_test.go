@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"github.com/cairnbackup/cairn/backupd/serve"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,8 +47,11 @@ func TestLab(t *testing.T) {
 	}
 	if cfg.Repository != filepath.Join(dir, "repo") || cfg.Mount != filepath.Join(dir, "mnt") ||
 		len(cfg.VCenters) != 1 || cfg.VCenters[0].URL != l.URL || cfg.VCenters[0].Thumbprint != l.Thumbprint ||
-		cfg.VCenters[0].Credentials != l.CredentialsFile || len(cfg.Jobs) != 1 || cfg.Jobs[0].VMs[0] != "lab-vm-*" {
+		cfg.VCenters[0].Credentials != l.CredentialsFile || len(cfg.Jobs) != 1 || len(cfg.Jobs[0].Tags) != 1 || cfg.Jobs[0].Tags[0] != Tag {
 		t.Errorf("cairn.yaml:\n%s", raw)
+	}
+	if _, err := serve.ParseConfig("cairn.yaml", raw); err != nil {
+		t.Errorf("cairn serve refuses the lab's cairn.yaml: %v\n%s", err, raw)
 	}
 	if !strings.Contains(string(raw), `thumbprint: "`+l.Thumbprint+`"`) {
 		t.Errorf("thumbprint not quoted:\n%s", raw)
