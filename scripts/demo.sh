@@ -1,62 +1,81 @@
 #!/usr/bin/env bash
-# make demo: cairn against an embedded vCenter (cairn lab): agentless
-# backups with snapshots and changed block tracking, then the recovery
-# points as files. Ctrl-C at any time stops everything cleanly.
+# make demo: cairn as an appliance against an embedded vCenter (cairn lab):
+# `cairn serve` backs up every lab VM every 30 seconds (agentless:
+# snapshot + changed block tracking) into ./demo/repo and keeps the
+# recovery points mounted at ./demo/mnt as plain files.
+# Runs until Ctrl-C (or for DEMO_SECONDS seconds), then stops everything
+# cleanly: no mount, snapshot or process is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAIRN="$PWD/bin/cairn"
 DEMO="$PWD/demo"
 export CAIRN_REPO="$DEMO/repo"
+LISTEN="${DEMO_LISTEN:-127.0.0.1:8480}"
+API="http://$LISTEN"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-lab_pid="" mount_pid=""
+lab_pid="" serve_pid=""
 cleanup() {
-  [ -n "$mount_pid" ] && kill -TERM "$mount_pid" 2>/dev/null && wait "$mount_pid" 2>/dev/null || true
+  trap - EXIT INT TERM
+  if [ -n "$serve_pid" ]; then
+    echo; echo "stopping cairn serve (running backups abort, their snapshots are removed, the mount is released)..."
+    kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true
+  fi
   [ -n "$lab_pid" ] && kill -TERM "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null || true
-  mountpoint -q "$DEMO/mnt" 2>/dev/null && umount -l "$DEMO/mnt" || true
+  if mountpoint -q "$DEMO/mnt" 2>/dev/null; then
+    echo "the mount was still there; unmounting"; umount -l "$DEMO/mnt" || true
+  fi
+  echo "stopped. The repository stays in $DEMO/repo (cairn --repo $DEMO/repo points)."
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 [ -d "$DEMO/mnt" ] && mountpoint -q "$DEMO/mnt" && umount -l "$DEMO/mnt"
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
-say "Start cairn lab: a simulated vCenter with 2 VMs whose guests keep changing files"
-"$CAIRN" lab --dir "$DEMO/lab" --vms 2 --interval 3s > "$DEMO/lab.log" 2>&1 &
+say "Start cairn lab: a simulated vCenter (2 ESXi hosts) with 2 VMs whose guests keep changing files"
+"$CAIRN" lab --dir "$DEMO/lab" --vms 2 --interval 3s --schedule 30s --serve-listen "$LISTEN" > "$DEMO/lab.log" 2>&1 &
 lab_pid=$!
-for _ in $(seq 100); do [ -s "$DEMO/lab/cairn.yaml" ] && grep -q thumbprint "$DEMO/lab.log" && break; sleep 0.2; done
-sed -n '1,8p' "$DEMO/lab.log"
-url=$(awk '/^vCenter:/ {print $2}' "$DEMO/lab.log")
-thumb=$(awk '/^thumbprint:/ {print $2}' "$DEMO/lab.log")
-creds="$DEMO/lab/credentials"
+for _ in $(seq 150); do
+  [ -s "$DEMO/lab/cairn.yaml" ] && grep -q '^thumbprint:' "$DEMO/lab.log" && break
+  kill -0 "$lab_pid" 2>/dev/null || { cat "$DEMO/lab.log"; exit 1; }
+  sleep 0.2
+done
+sed -n '1,9p' "$DEMO/lab.log"
 
-say "A repository, then the first backup: snapshot, CBT '*', only allocated areas read"
+say "A cairn.yaml for cairn serve: every VM tagged backup:daily, every 30 s, into ./demo/repo, mounted at ./demo/mnt"
+mount_ok=1
+if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
+  mount_ok=0
+  echo "(not root or no /dev/fuse: serve runs without the mount)"
+fi
+sed -e "s|^repository: .*|repository: $DEMO/repo|" \
+    -e "s|^mount: .*|mount: $DEMO/mnt|" \
+    "$DEMO/lab/cairn.yaml" > "$DEMO/cairn.yaml"
+[ "$mount_ok" -eq 1 ] || sed -i '/^mount: /d' "$DEMO/cairn.yaml"
+cat "$DEMO/cairn.yaml"
 run "$CAIRN" init
-backup() {
-  run "$CAIRN" backup --vcenter "$url" --credentials "$creds" --thumbprint "$thumb" \
-    --vm lab-vm-1 --vm lab-vm-2 --transport file --datastore-dir "datastore1=$DEMO/lab/datastore"
+
+say "cairn serve: it mounts the repository and runs the job now and every 30 s"
+"$CAIRN" serve --config "$DEMO/cairn.yaml" > "$DEMO/serve.log" 2>&1 &
+serve_pid=$!
+echo "logs (JSON, one line per event, with job id, VM and disk): $DEMO/serve.log"
+points_of() { "$CAIRN" points --vm "$1" --json 2>/dev/null | grep -c '"generation"' || true; }
+wait_points() {
+  for _ in $(seq 300); do
+    kill -0 "$serve_pid" 2>/dev/null || { echo "cairn serve exited:"; tail -20 "$DEMO/serve.log"; exit 1; }
+    if [ "$(points_of lab-vm-1)" -ge "$1" ] && [ "$(points_of lab-vm-2)" -ge "$1" ]; then return 0; fi
+    sleep 0.5
+  done
+  echo "no backups after 150 s:"; tail -20 "$DEMO/serve.log"; exit 1
 }
-backup
-say "The guests change files for a few seconds; the second backup reads only what CBT says changed"
-sleep 7
-backup
-run "$CAIRN" points
-run "$CAIRN" jobs
+wait_points 1
+run "$CAIRN" status
 
-say "What is inside a point"
-run "$CAIRN" partitions --vm lab-vm-1 --point latest
-run "$CAIRN" files --vm lab-vm-1 --point latest --disk scsi0-0 --part 1 /etc
-
-say "Verify every stored block against its SHA-256"
-run "$CAIRN" verify
-
-if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
-  say "Mount the repository: every point is plain files"
-  mkdir -p "$DEMO/mnt"
-  "$CAIRN" mount "$DEMO/mnt" 2>"$DEMO/mount.log" &
-  mount_pid=$!
-  for _ in $(seq 50); do mountpoint -q "$DEMO/mnt" && break; sleep 0.1; done
+if [ "$mount_ok" -eq 1 ]; then
+  say "Every recovery point is plain files"
   run ls -l "$DEMO/mnt/lab-vm-1"
   run ls -l "$DEMO/mnt/lab-vm-1/latest/disks"
   run cat "$DEMO/mnt/lab-vm-1/latest/fs/scsi0-0/p1/etc/hostname"
@@ -65,17 +84,35 @@ if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
   du -h --apparent-size "$DEMO/exported.img" | sed 's/^/apparent  /'
   du -h "$DEMO/exported.img" | sed 's/^/allocated /'
   command -v qemu-img >/dev/null && run qemu-img info "$DEMO/mnt/lab-vm-1/latest/disks/scsi0-0.vmdk"
-  kill -TERM "$mount_pid"; wait "$mount_pid" || true; mount_pid=""
-  echo "unmounted."
 fi
 
-say "What this showed"
+say "Metrics for Prometheus"
+if command -v curl >/dev/null; then
+  curl -s "$API/metrics" | grep -E '^cairn_(points|last_backup_read_bytes|vm_stored_bytes|repository_bytes)' || true
+fi
+
+say "The guests keep writing; the next scheduled backup (within 30 s) reads only what CBT says changed"
+wait_points 2
+run "$CAIRN" points
+run "$CAIRN" jobs --last 6
+
 cat <<TXT
-- two agentless backups of two VMs from a (simulated) vCenter: snapshot,
-  changed block tracking, the snapshot removed afterwards;
-- the second backup stored only the changed blocks (STORED in 'cairn points');
-- partitions and guest files of any point, with no restore step;
-- the mount: raw images (holes kept by cp --sparse), a VMDK descriptor for
-  VMware tools, and the guest files as they were at each point.
-Next: cairn --help; start the lab yourself with 'cairn lab --dir $DEMO/lab' and try the commands it prints.
+
+cairn serve keeps running: a new recovery point of each VM every 30 seconds.
+Try, in another shell:
+  ls $DEMO/mnt/lab-vm-2/                          every point, and 'latest'
+  ls $DEMO/mnt/lab-vm-2/latest/fs/                guest files of every disk and partition
+  cp $DEMO/mnt/lab-vm-1/latest/fs/scsi0-0/p1/etc/hostname /tmp/   restore a file
+  qemu-img info $DEMO/mnt/lab-vm-1/latest/disks/scsi0-0.vmdk
+  curl -s $API/metrics | grep ^cairn_
+  curl -s $API/api/v1/status
+  curl -s -X POST -d '{"vm":"lab-vm-1"}' $API/api/v1/jobs      back up now
+  CAIRN_REPO=$DEMO/repo $CAIRN status
+Press Ctrl-C to stop everything.
 TXT
+if [ -n "${DEMO_SECONDS:-}" ]; then
+  sleep "$DEMO_SECONDS"
+else
+  wait "$serve_pid" || true
+  serve_pid=""
+fi

@@ -17,8 +17,9 @@ func labCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "lab",
 		Usage: "run a simulated vCenter with VMs whose guests keep writing files, to try cairn on",
-		Description: "Starts an in-process vCenter simulator (one ESXi host, one datastore) with --vms VMs\n" +
-			"named lab-vm-1, lab-vm-2, ... Their disks hold a GPT (or MBR) and a FAT32 filesystem with a\n" +
+		Description: "Starts an in-process vCenter simulator (two ESXi hosts, one datastore) with --vms VMs\n" +
+			"named lab-vm-1, lab-vm-2, ... in the VM folder \"lab\", tagged backup:daily and spread over\n" +
+			"the hosts. Their disks hold a GPT (or MBR) and a FAT32 filesystem with a\n" +
 			"small OS-like tree, and a guest writer changes, adds and deletes files every --interval,\n" +
 			"journaling each change in DIR/journal/<vm>.jsonl. Writes DIR/credentials and a ready\n" +
 			"DIR/cairn.yaml for `cairn serve`, prints how to connect, and runs until Ctrl-C.",
@@ -86,11 +87,12 @@ func printLab(w io.Writer, l *lab.Lab) {
 	}
 	fmt.Fprintf(w, "\njournal:      %s\n\n", filepath.Join(l.Dir, "journal"))
 	fmt.Fprintf(w, "Try:\n")
-	fmt.Fprintf(w, "  GOVC_URL=%s GOVC_USERNAME='%s' GOVC_PASSWORD=\"$(sed -n 2p %s)\" GOVC_INSECURE=1 govc ls /DC0/vm\n",
-		l.URL, l.User, l.CredentialsFile)
+	fmt.Fprintf(w, "  GOVC_URL=%s GOVC_USERNAME='%s' GOVC_PASSWORD=\"$(sed -n 2p %s)\" GOVC_INSECURE=1 govc ls /DC0/vm/%s\n",
+		l.URL, l.User, l.CredentialsFile, lab.Folder)
 	fmt.Fprintf(w, "  cairn --repo %s init\n", repo)
 	fmt.Fprintf(w, "  cairn --repo %s backup --vcenter %s --credentials %s --thumbprint %s --vm %s1 --transport file\n",
 		repo, l.URL, l.CredentialsFile, l.Thumbprint, lab.VMPrefix)
 	fmt.Fprintf(w, "  cairn --repo %s points\n", repo)
-	fmt.Fprintf(w, "  cairn serve --config %s\n", l.ConfigFile)
+	fmt.Fprintf(w, "  cairn serve --config %s     (backs up every VM tagged %s)\n", l.ConfigFile, lab.Tag)
+	fmt.Fprintf(w, "  cairn --repo %s status\n", repo)
 }
