@@ -16,8 +16,16 @@ const exampleConfig = `# cairn.yaml: the configuration of cairn serve (docs/serv
 repository: /srv/cairn/repo
 # Where every recovery point is shown as files while serve runs.
 mount: /srv/cairn/mnt
-# The HTTP API: /healthz, /metrics, /api/v1/{vms,points,jobs}.
+# The HTTP API: /healthz, /metrics, /api/v1/{status,vms,points,jobs,verify}.
 listen: 127.0.0.1:8480
+# Time zone of cron schedules (default: the machine's).
+timezone: Europe/Berlin
+# VM backups at once, in total and per ESXi host (VMware advises spreading
+# snapshot and NBD load across hosts).
+parallelism: {vms: 4, per_host: 2}
+# Re-read every stored block and check its hash (as cairn verify does).
+verify:
+  schedule: "0 4 * * sun"
 
 vcenters:
   - name: prod
@@ -31,10 +39,15 @@ vcenters:
 jobs:
   - name: nightly
     vcenter: prod
-    # VM names or globs.
+    # VMs: names or globs, VM folders (with everything below them) and
+    # vSphere tags (category:tag, or a tag name); any of them selects.
     vms: ["web-*", "db-1"]
-    # An interval: 30s, 15m, 1h, 24h.
-    schedule: 24h
+    folders: [production]
+    tags: ["backup:nightly"]
+    exclude: ["*-scratch"]
+    # A cron expression (minute hour day-of-month month day-of-week, or
+    # @daily, @hourly...) or an interval (30m, 4h: at start, then every 4h).
+    schedule: "30 22 * * *"
     # Kept after each successful backup; the newest point is always kept.
     retention: {keep_last: 7, keep_daily: 14, keep_weekly: 8, keep_monthly: 12}
     # Tried in order (Datto's order is hotadd, then nbd).
@@ -42,6 +55,13 @@ jobs:
     # quiesced snapshots, falling back to crash-consistent ones (auto),
     # or only quiesced (require), or never (off).
     quiesce: auto
+    # A failed VM is tried again this often, after retry_delay.
+    retries: 2
+    retry_delay: 5m
+    # Every 10th backup of a VM reads it whole and compares it with the
+    # point (catches changes CBT missed); a difference is repaired with a
+    # full point unless repair: false.
+    verify_against_source_every: 10
 `
 
 func configCommands() []*cli.Command {
