@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,10 @@ type vmView struct {
 	name   string
 	points []blockmap.Point // oldest first
 	byID   map[string]int
+	// mtime is the VM directory's mtime: its newest point's time when
+	// the mount started, and the time the mount saw its points change
+	// after that. The kernel lists the directory anew when it moves.
+	mtime time.Time
 }
 
 func (v *vmView) point(id string) (blockmap.Point, bool) {
@@ -50,10 +55,17 @@ type catalogSnap struct {
 	names []string // VM names, sorted
 	vms   map[string]*vmView
 	alive map[pointKey]bool
+	// rootMtime is the root directory's mtime: the mount's start, then
+	// the time the mount saw the set of VMs change.
+	rootMtime time.Time
 }
 
-func newSnap(seq uint64, sums []blockmap.VMSummary) *catalogSnap {
-	s := &catalogSnap{seq: seq, vms: map[string]*vmView{}, alive: map[pointKey]bool{}}
+// newSnap builds a snapshot from the catalog. prev is the snapshot it
+// replaces (nil for the first); now is when it was read. Directory mtimes
+// carry over from prev where the entries did not change and move forward
+// (at least by a nanosecond) where they did.
+func newSnap(seq uint64, sums []blockmap.VMSummary, prev *catalogSnap, now time.Time) *catalogSnap {
+	s := &catalogSnap{seq: seq, vms: map[string]*vmView{}, alive: map[pointKey]bool{}, rootMtime: now}
 	for _, vm := range sums {
 		if len(vm.Points) == 0 {
 			continue
@@ -63,10 +75,40 @@ func newSnap(seq uint64, sums []blockmap.VMSummary) *catalogSnap {
 			v.byID[p.ID] = i
 			s.alive[pointKey{p.VM, p.Gen}] = true
 		}
+		switch {
+		case prev == nil:
+			v.mtime = vm.Points[len(vm.Points)-1].Time
+		case prev.vms[vm.Name] != nil && samePoints(prev.vms[vm.Name].points, v.points):
+			v.mtime = prev.vms[vm.Name].mtime
+		case prev.vms[vm.Name] != nil:
+			v.mtime = later(now, prev.vms[vm.Name].mtime)
+		default:
+			v.mtime = now
+		}
 		s.names = append(s.names, vm.Name)
 		s.vms[vm.Name] = v
 	}
+	if prev != nil {
+		s.rootMtime = prev.rootMtime
+		if !slices.Equal(prev.names, s.names) {
+			s.rootMtime = later(now, prev.rootMtime)
+		}
+	}
 	return s
+}
+
+// samePoints reports whether two lists hold the same points.
+func samePoints(a, b []blockmap.Point) bool {
+	return slices.EqualFunc(a, b, func(x, y blockmap.Point) bool { return x.Gen == y.Gen && x.ID == y.ID })
+}
+
+// later returns now, or a nanosecond after prev if now is not after it:
+// a changed directory must never show its previous mtime again.
+func later(now, prev time.Time) time.Time {
+	if now.After(prev) {
+		return now
+	}
+	return prev.Add(time.Nanosecond)
 }
 
 // catalogCache keeps the newest catalog snapshot and reloads it when the
@@ -170,7 +212,7 @@ func (c *catalogCache) reload(force bool) (*catalogSnap, error) {
 		return old, fmt.Errorf("catalog of %s: %w", c.repo.Dir(), err)
 	}
 	c.failed.Store(false)
-	cur := newSnap(seq, sums)
+	cur := newSnap(seq, sums, old, time.Now())
 	c.snap.Store(cur)
 	c.checked.Store(time.Now().UnixNano())
 	if old != nil && c.onChange != nil {

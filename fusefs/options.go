@@ -66,12 +66,20 @@ type Options struct {
 	// arrived (0 means 1s).
 	CatalogPoll time.Duration
 	// ReadAheadKB is written to the mount's /sys/class/bdi/<dev>/read_ahead_kb
-	// after mounting, so sequential reads reach FUSE as 1 MiB requests
-	// (0 means 1024; negative leaves the kernel default).
+	// after mounting (0 means 16384; negative leaves the kernel default).
+	// Sequential readers then reach FUSE as 1 MiB requests, many in
+	// flight at once: a cold point spread over many delta images is read
+	// by parallel requests instead of one at a time.
 	ReadAheadKB int
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
 }
+
+// defaultReadAheadKB is the mount's readahead: 16 MiB measured best for
+// dd of a cold point 20 incrementals deep (1 MiB: 40 % of a plain file,
+// 8 MiB: ~95 %, 16 MiB: ~125 %, 32-64 MiB: no better; medians of
+// alternating runs on a shared 2-core machine).
+const defaultReadAheadKB = 16 << 10
 
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
@@ -87,7 +95,7 @@ func (o Options) withDefaults() Options {
 		o.CatalogPoll = time.Second
 	}
 	if o.ReadAheadKB == 0 {
-		o.ReadAheadKB = 1024
+		o.ReadAheadKB = defaultReadAheadKB
 	}
 	return o
 }

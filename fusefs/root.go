@@ -21,9 +21,12 @@ var (
 	_ gofs.NodeGetattrer = (*rootNode)(nil)
 )
 
+// Getattr answers with a zero attribute timeout: the kernel caches the
+// root's listing and asks for its mtime at the start of every listing,
+// which moves when VMs come or go (see noOpendirFS).
 func (n *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.t.started)
-	out.SetTimeout(dirTimeout)
+	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, n.t.cat.current().rootMtime)
+	out.SetTimeout(0)
 	return 0
 }
 
@@ -47,6 +50,6 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	var a fuse.AttrOut
 	ch.Operations().(*vmDir).Getattr(ctx, nil, &a)
-	entry(out, a.Attr, dirTimeout, dirTimeout)
+	entry(out, a.Attr, dirTimeout, 0)
 	return ch, 0
 }

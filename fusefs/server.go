@@ -51,7 +51,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	}
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t := &tree{ctx: life, repo: repo, opts: opts, log: opts.Logger, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
-		started: time.Now(), fsNodes: map[readerKey]*fsEntry{}}
+		fsNodes: map[readerKey]*fsEntry{}}
 	t.cat = newCatalogCache(life, repo, t.log, opts.CatalogPoll)
 	t.cat.onChange = t.catalogChanged
 	t.readers = newReaderCache(life, repo, t.log, opts.MaxReaders, opts.ReaderMemory)
@@ -62,13 +62,13 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	}
 	t.root = &rootNode{t: t}
 
-	long := pointTimeout
 	fopts := &gofs.Options{
-		EntryTimeout: &long,
-		AttrTimeout:  &long,
-		UID:          t.uid,
-		GID:          t.gid,
-		Logger:       log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
+		// No default timeouts: every node sets its own, and go-fuse would
+		// replace a deliberate zero (the root and VM directories) with
+		// the default.
+		UID:    t.uid,
+		GID:    t.gid,
+		Logger: log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
 			FsName:       fsType,
@@ -102,7 +102,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	} else {
 		fopts.MountOptions.Options = append(fopts.MountOptions.Options, "ro")
 	}
-	srv, err := gofs.Mount(abs, t.root, fopts)
+	srv, err := serve(abs, t.root, fopts)
 	if err != nil {
 		cancel()
 		t.cat.close()
@@ -123,6 +123,21 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// serve mounts the node tree at dir like gofs.Mount, with directories
+// opened without OPENDIR requests (noOpendirFS).
+func serve(dir string, root gofs.InodeEmbedder, opts *gofs.Options) (*fuse.Server, error) {
+	srv, err := fuse.NewServer(newNoOpendirFS(gofs.NewNodeFS(root, opts)), dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		// As gofs.Mount: the serve loop ends by itself when the mount failed.
+		return nil, err
+	}
+	return srv, nil
 }
 
 // Dir is the mount point.
@@ -223,7 +238,8 @@ func Unmount(dir string, lazy bool) error {
 }
 
 // setReadAhead raises the readahead of the mount's backing device so the
-// kernel sends 1 MiB reads instead of 128 KiB ones.
+// kernel sends 1 MiB reads instead of 128 KiB ones, several at a time.
+// (MaxReadAhead only lowers it: the kernel starts the mount at 128 KiB.)
 func setReadAhead(dir string, kb int) error {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {

@@ -30,7 +30,6 @@ type tree struct {
 	readers *readerCache
 	uid     uint32
 	gid     uint32
-	started time.Time
 	root    *rootNode
 
 	fsMu    sync.Mutex

@@ -26,18 +26,20 @@ var (
 	_ gofs.NodeGetattrer = (*vmDir)(nil)
 )
 
+// Getattr answers with a zero attribute timeout: the kernel caches the
+// VM's listing and asks for its mtime at the start of every listing,
+// which moves when points come or go (see noOpendirFS).
 func (n *vmDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	mtime := n.t.started
+	snap := n.t.cat.current()
+	mtime := snap.rootMtime
 	count := 0
-	if v, ok := n.t.cat.current().vms[n.name]; ok {
-		if p, ok := v.latest(); ok {
-			mtime = p.Time
-		}
+	if v, ok := snap.vms[n.name]; ok {
+		mtime = v.mtime
 		count = len(v.points)
 	}
 	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, mtime)
 	out.Nlink = uint32(2 + count)
-	out.SetTimeout(dirTimeout)
+	out.SetTimeout(0)
 	return 0
 }
 
@@ -86,9 +88,9 @@ func (n *vmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 		ch = n.NewInode(ctx, &pointDir{t: n.t, p: p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 	}
 	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, p.Time)
-	// A point's directory entry expires soon (the point may be deleted);
-	// its attributes never change.
-	entry(out, out.Attr, dirTimeout, pointTimeout)
+	// A point never changes; when it is deleted, the mount tells the
+	// kernel to drop its entry (tree.forgetEntries).
+	entry(out, out.Attr, pointTimeout, pointTimeout)
 	return ch, 0
 }
 
