@@ -285,6 +285,14 @@ func TestServeLab(t *testing.T) {
 		t.Errorf("cairn jobs with a server:\n%s", out)
 	}
 
+	// cairn trigger asks the server for a backup and waits for it.
+	if out := mustCairn(t, "--repo", repo, "trigger", "--vm", "lab-vm-2", "--wait"); !strings.Contains(out, "lab-vm-2: point ") {
+		t.Errorf("cairn trigger --wait:\n%s", out)
+	}
+	if res := runCairn(t, nil, "--repo", repo, "trigger", "--vm", "no-such-vm"); res.code == 0 || !strings.Contains(res.stderr, `no job of the configuration selects VM "no-such-vm"`) {
+		t.Errorf("cairn trigger of an unknown VM: exit %d, %s", res.code, res.stderr)
+	}
+
 	// SIGHUP with a broken config: rejected with its line, server stays up.
 	if err := os.WriteFile(cfgFile, append(raw, []byte("bogus_key: 1\n")...), 0o600); err != nil {
 		t.Fatal(err)

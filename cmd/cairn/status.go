@@ -249,3 +249,93 @@ func serverJobs(c *cli.Context, srv *serverClient) error {
 	}
 	return tw.Flush()
 }
+
+// post sends a JSON body to path and decodes the answer into v; want is
+// the expected status code.
+func (s *serverClient) post(ctx context.Context, path string, body any, want int, v any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(string(data)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cairn serve at %s: %w (is it running? give --server URL)", s.base, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		var e struct{ Error string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("cairn serve at %s: %s", s.base, e.Error)
+		}
+		return fmt.Errorf("cairn serve at %s: %s: %s", s.base, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func triggerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "trigger",
+		Usage: "ask cairn serve to back a VM up now (its job's transports, caps, retries and retention apply)",
+		Flags: []cli.Flag{
+			serverFlag,
+			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM `NAME` (repeatable)"},
+			&cli.StringFlag{Name: "job", Usage: "the `JOB` to run it with (default: the first job that selects the VM)"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed"},
+		},
+		Action: func(c *cli.Context) error {
+			srv, err := findServer(c)
+			if err != nil {
+				return err
+			}
+			if srv == nil {
+				return errors.New("trigger: no cairn serve runs on this repository; give --repo DIR of a served repository or --server URL (or run cairn backup)")
+			}
+			ids := map[string]string{}
+			for _, vm := range c.StringSlice("vm") {
+				var acc struct{ ID, Job, VM string }
+				if err := srv.post(c.Context, "/api/v1/jobs", map[string]string{"vm": vm, "job": c.String("job")}, http.StatusAccepted, &acc); err != nil {
+					return fmt.Errorf("trigger %s: %w", vm, err)
+				}
+				fmt.Printf("%s: run %s (job %s)\n", vm, acc.ID, acc.Job)
+				ids[acc.ID] = vm
+			}
+			if !c.Bool("wait") {
+				return nil
+			}
+			failed := 0
+			for len(ids) > 0 {
+				select {
+				case <-c.Context.Done():
+					return c.Context.Err()
+				case <-time.After(time.Second):
+				}
+				var jr serve.JobsResponse
+				if err := srv.get(c.Context, "/api/v1/jobs", &jr); err != nil {
+					return err
+				}
+				for _, r := range jr.Runs {
+					if _, ok := ids[r.ID]; !ok || (r.State != serve.StateOK && r.State != serve.StateFailed) {
+						continue
+					}
+					delete(ids, r.ID)
+					if r.State == serve.StateFailed {
+						failed++
+						fmt.Printf("%s: FAILED: %s\n", r.VM, oneLine(r.Error))
+					} else {
+						fmt.Printf("%s: point %s (read %s, stored %s)\n", r.VM, r.Point, humanBytes(r.BytesRead), humanBytes(r.BytesWritten))
+					}
+				}
+			}
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("%d backups failed", failed), 1)
+			}
+			return nil
+		},
+	}
+}
