@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,6 +187,9 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	if s.server, err = newServer(m.Service); err != nil {
 		return fmt.Errorf("listen on %s: %w", o.ListenAddr, err)
 	}
+	// No connection has been accepted yet, so the server reads ErrorLog
+	// only after this write.
+	s.server.Server.Config.ErrorLog = log.New(httpErrorFilter{s.log}, "", 0)
 	u := *s.server.URL
 	u.User = nil
 	s.URL = &u
@@ -313,4 +318,18 @@ func newServer(svc *simulator.Service) (srv *simulator.Server, err error) {
 		}
 	}()
 	return svc.NewServer(), nil
+}
+
+// httpErrorFilter passes the HTTPS server's error lines to the sim's
+// logger, except the handshakes that govmomi clients pinned to a
+// thumbprint abort on purpose: they try the system CAs first, reject the
+// self-signed certificate, and then reconnect checking the thumbprint.
+type httpErrorFilter struct{ log *slog.Logger }
+
+func (f httpErrorFilter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if !(strings.Contains(line, "TLS handshake error") && strings.Contains(line, "bad certificate")) {
+		f.log.Warn(line, "component", "https")
+	}
+	return len(p), nil
 }
