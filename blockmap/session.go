@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"golang.org/x/sys/unix"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -80,10 +79,11 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 	if s.opts.Time.IsZero() {
 		s.opts.Time = s.started
 	}
-	err = r.update(ctx, func(db *badger.DB) error {
-		if err := r.sweepVM(db, vm); err != nil {
-			return err
-		}
+	// A read-only look at the index is enough unless an interrupted
+	// writer left something to sweep: then the sweep opens it read-write.
+	var rec vmRecord
+	var dirty bool
+	read := func(db *badger.DB) error {
 		pts, err := readPoints(db, vm)
 		if err != nil {
 			return err
@@ -92,22 +92,34 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 			b := pts[len(pts)-1]
 			s.base = &b
 		}
-		return db.Update(func(txn *badger.Txn) error {
-			rec := vmRecord{Name: vm, NextGen: 1, Disks: map[string]uint32{}}
+		return db.View(func(txn *badger.Txn) error {
 			if _, err := getJSON(txn, vmKey(vm), &rec); err != nil {
 				return fmt.Errorf("read VM record: %w", err)
 			}
-			if rec.Disks == nil {
-				rec.Disks = map[string]uint32{}
-			}
-			s.gen = rec.NextGen
-			rec.NextGen++
-			if err := setJSON(txn, vmKey(vm), rec); err != nil {
+			dirty, err = vmNeedsSweep(txn, vm)
+			return err
+		})
+	}
+	err = r.view(ctx, read)
+	if err == nil && !dirty {
+		_, dirty, err = r.readSessionFile(vm)
+	}
+	if err == nil && dirty {
+		s.base = nil
+		err = r.update(ctx, func(db *badger.DB) error {
+			if err := r.sweepVM(db, vm); err != nil {
 				return err
 			}
-			return setJSON(txn, vmGenKey(prefixSession, vm, s.gen), sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started})
+			return read(db)
 		})
-	})
+	}
+	if err == nil {
+		s.gen = max(rec.NextGen, 1)
+		if s.base != nil && s.base.Gen >= s.gen {
+			s.gen = s.base.Gen + 1
+		}
+		err = r.writeSessionFile(sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started})
+	}
 	if err != nil {
 		lock.release()
 		return nil, fmt.Errorf("begin recovery point of %s: %w", vm, err)
@@ -146,7 +158,7 @@ type DiskWriter struct {
 	touched  []atomic.Uint64
 
 	fileOnce sync.Once
-	file     *os.File
+	file     *imageFile
 	fileErr  error
 
 	mu      sync.Mutex
@@ -216,7 +228,7 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if err == nil && w.id == 0 {
 		err = r.update(ctx, func(db *badger.DB) error {
 			return db.Update(func(txn *badger.Txn) error {
-				var rec vmRecord
+				rec := vmRecord{Name: s.vm, NextGen: s.gen}
 				if _, err := getJSON(txn, vmKey(s.vm), &rec); err != nil {
 					return fmt.Errorf("read VM record: %w", err)
 				}
@@ -343,9 +355,6 @@ func (w *DiskWriter) WriteAt(p []byte, off int64) (int, error) {
 
 var zeroBlock = make([]byte, 1<<20)
 
-// writebackEvery is how many stored bytes pass between writeback kicks.
-const writebackEvery = 64 << 20
-
 func isZero(p []byte) bool {
 	for len(p) > 0 {
 		n := min(len(p), len(zeroBlock))
@@ -393,14 +402,10 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
+	if err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
 		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), err)
 	}
-	if w.stored.Add(int64(len(data)))/writebackEvery != (w.stored.Load()-int64(len(data)))/writebackEvery {
-		// Start writeback of what is written so far, so that Commit's
-		// fsync finds little left to do and the page cache stays clean.
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
+	w.stored.Add(int64(len(data)))
 	w.changed.Add(1)
 	w.add(entry{block: uint64(idx), val: val})
 	return nil
@@ -430,13 +435,10 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 			return err
 		}
 		lo, hi := (runStart-idx)*bs, min((end-idx)*bs, int64(len(data)))
-		if _, err := f.WriteAt(data[lo:hi], runStart*bs); err != nil {
+		if err := f.WriteAt(data[lo:hi], runStart*bs); err != nil {
 			return fmt.Errorf("disk %q: write blocks %d..%d to %s: %w", w.name, runStart, end-1, f.Name(), err)
 		}
-		before := w.stored.Add(hi-lo) - (hi - lo)
-		if (before+hi-lo)/writebackEvery != before/writebackEvery {
-			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-		}
+		w.stored.Add(hi - lo)
 		runStart = -1
 		return nil
 	}
@@ -499,10 +501,10 @@ func (w *DiskWriter) add(e entry) {
 	w.mu.Unlock()
 }
 
-func (w *DiskWriter) imageFile() (*os.File, error) {
+func (w *DiskWriter) imageFile() (*imageFile, error) {
 	w.fileOnce.Do(func() {
 		path := w.s.repo.imagePath(w.id, w.s.gen)
-		w.file, w.fileErr = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		w.file, w.fileErr = createImageFile(path)
 		if w.fileErr != nil {
 			w.fileErr = fmt.Errorf("disk %q: create delta image: %w", w.name, w.fileErr)
 		}
@@ -607,11 +609,22 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 			if err := setJSON(txn, vmGenKey(prefixPoint, s.vm, s.gen), p); err != nil {
 				return err
 			}
-			return txn.Delete(vmGenKey(prefixSession, s.vm, s.gen))
+			rec := vmRecord{Name: s.vm, Disks: map[string]uint32{}}
+			if _, err := getJSON(txn, vmKey(s.vm), &rec); err != nil {
+				return fmt.Errorf("read VM record: %w", err)
+			}
+			rec.Name = s.vm
+			rec.NextGen = max(rec.NextGen, s.gen+1)
+			return setJSON(txn, vmKey(s.vm), rec)
 		})
 	})
 	if err != nil {
 		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
+	}
+	// The point is committed: a session file left behind by a crash here
+	// names a generation that has a point, and the next sweep only removes it.
+	if err := s.repo.removeSessionFile(s.vm); err != nil {
+		s.repo.log.Warn("cannot remove the session file of a committed point; the next backup removes it", "vm", s.vm, "err", err)
 	}
 	s.finish()
 	s.repo.bumpCatalogSeq()

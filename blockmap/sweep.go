@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
@@ -42,6 +43,21 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 	if err != nil {
 		return fmt.Errorf("sweep %s: %w", vm, err)
 	}
+	fileSession, hasFile, err := r.readSessionFile(vm)
+	if err != nil {
+		return fmt.Errorf("sweep %s: %w", vm, err)
+	}
+	if hasFile {
+		pts, err := readPoints(db, vm)
+		if err != nil {
+			return fmt.Errorf("sweep %s: %w", vm, err)
+		}
+		// A session whose point was committed (the process died before it
+		// removed the file) leaves nothing else behind.
+		if !slices.ContainsFunc(pts, func(p Point) bool { return p.Gen == fileSession.Gen }) {
+			sessions = append(sessions, fileSession)
+		}
+	}
 	for _, s := range sessions {
 		if s.PID != os.Getpid() {
 			r.log.Info("sweeping an interrupted backup", "vm", vm, "generation", s.Gen, "pid", s.PID, "started", s.Started)
@@ -65,12 +81,34 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 			return fmt.Errorf("sweep %s generation %d: %w", vm, s.Gen, err)
 		}
 	}
+	if hasFile {
+		if err := r.removeSessionFile(vm); err != nil {
+			return fmt.Errorf("sweep %s: %w", vm, err)
+		}
+	}
 	if gcPending {
 		if _, err := r.collect(db, vm); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// vmNeedsSweep reports whether the index holds leftovers of vm for
+// sweepVM: session records of the older format, or a pending collection.
+func vmNeedsSweep(txn *badger.Txn, vm string) (bool, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: vmGenPrefix(prefixSession, vm)})
+	it.Rewind()
+	open := it.Valid()
+	it.Close()
+	if open {
+		return true, nil
+	}
+	_, err := txn.Get(gcKey(vm))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // deleteGeneration removes every index entry of one disk generation.
@@ -283,6 +321,13 @@ func (r *Repo) Sweep(ctx context.Context) error {
 			ss, err := readSessions(txn)
 			for _, s := range ss {
 				vms = append(vms, s.VM)
+			}
+			files, ferr := r.readSessionFiles()
+			for _, s := range files {
+				vms = append(vms, s.VM)
+			}
+			if err == nil {
+				err = ferr
 			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
 			defer it.Close()

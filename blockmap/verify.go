@@ -256,7 +256,11 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			for _, s := range ss {
+			files, err := r.readSessionFiles()
+			if err != nil {
+				return err
+			}
+			for _, s := range append(ss, files...) {
 				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d)", s.VM, s.Gen, s.PID))
 			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})

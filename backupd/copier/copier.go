@@ -116,7 +116,7 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, chunk)
+			buf := alignedBuffer(int(chunk))
 			for j := range jobs {
 				if ctx.Err() != nil {
 					return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -88,10 +89,12 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 		defer f.Close()
 		srcs[i] = opened{f, size}
 	}
+	begin := time.Now()
 	sess, err := repo.BeginPoint(ctx, vm, opts)
 	if err != nil {
 		return p, fmt.Errorf("import: %w", err)
 	}
+	slog.Debug("point begun", "vm", vm, "generation", sess.Gen(), "took", time.Since(begin))
 	defer func() {
 		if err != nil {
 			if aerr := sess.Abort(ctx); aerr != nil {
@@ -101,10 +104,12 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 	}()
 	for i, d := range disks {
 		meta, _ := json.Marshal(map[string]any{"transport": "file", "source": d.path})
+		start := time.Now()
 		w, err := sess.AddDisk(ctx, d.name, srcs[i].size, blockmap.DiskOptions{Full: full || !d.hasList, Meta: meta, FullReason: fullReason(full, d.hasList)})
 		if err != nil {
 			return p, fmt.Errorf("import: %w", err)
 		}
+		slog.Debug("disk added", "disk", d.name, "took", time.Since(start))
 		var extents []blockmap.Extent
 		if isFull, _ := w.Full(); isFull {
 			_ = unix.Fadvise(int(srcs[i].f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
@@ -117,16 +122,22 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 		}
 		extents = copier.Align(extents, w.BlockSize(), w.Size())
 		bar := newProgressBar(d.name, copier.Total(extents))
-		_, err = copier.Copy(ctx, srcs[i].f, w, extents, copier.Options{Progress: bar.Add})
+		src := copier.NewFileReader(srcs[i].f)
+		start = time.Now()
+		_, err = copier.Copy(ctx, src, w, extents, copier.Options{Progress: bar.Add})
+		src.Close()
 		bar.Finish()
+		slog.Debug("disk copied", "disk", d.name, "bytes", copier.Total(extents), "direct", src.Direct(), "took", time.Since(start))
 		if err != nil {
 			return p, fmt.Errorf("import disk %s from %s: %w", d.name, d.path, err)
 		}
 	}
+	start := time.Now()
 	p, err = sess.Commit(ctx)
 	if err != nil {
 		return p, fmt.Errorf("import: %w", err)
 	}
+	slog.Debug("point committed", "vm", vm, "point", p.ID, "took", time.Since(start))
 	return p, nil
 }
 

@@ -1,0 +1,117 @@
+package blockmap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// imageFile is the delta image a session writes. Writes whose buffer,
+// offset and length suit direct I/O go straight to the device (O_DIRECT:
+// no copy into the page cache, no writeback work, and the Commit fsync
+// finds only metadata left); anything else, and filesystems without
+// O_DIRECT, take the ordinary buffered path. Both paths write the same
+// file, so Sync covers both.
+//
+// Before a direct write the range is allocated with fallocate: a direct
+// write into allocated (unwritten) extents is an overwrite, which ext4
+// runs concurrently under a shared inode lock; into a hole it would take
+// the inode lock exclusively for the whole I/O.
+type imageFile struct {
+	f        *os.File // buffered
+	direct   *os.File // O_DIRECT twin, nil when unsupported
+	memAlign uintptr  // buffer address alignment for direct writes
+	offAlign int64    // offset and length alignment for direct writes
+	noAlloc  atomic.Bool
+
+	buffered atomic.Int64 // bytes written through the page cache
+}
+
+// writebackEvery is how many buffered bytes pass between writeback kicks.
+const writebackEvery = 64 << 20
+
+// createImageFile creates (truncates) the delta image at path.
+func createImageFile(path string) (*imageFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	im := &imageFile{f: f, memAlign: 4096, offAlign: 4096}
+	if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		im.direct = d
+		var st unix.Statx_t
+		if unix.Statx(int(d.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st) == nil &&
+			st.Mask&unix.STATX_DIOALIGN != 0 && st.Dio_offset_align > 0 {
+			im.memAlign = max(uintptr(st.Dio_mem_align), 1)
+			im.offAlign = max(int64(st.Dio_offset_align), 1)
+		}
+	}
+	return im, nil
+}
+
+// Name is the image's path.
+func (im *imageFile) Name() string { return im.f.Name() }
+
+// WriteAt writes p at off, directly where it can.
+func (im *imageFile) WriteAt(p []byte, off int64) error {
+	if im.direct != nil && off%im.offAlign == 0 && len(p) > 0 && uintptr(unsafe.Pointer(&p[0]))%im.memAlign == 0 {
+		n := int64(len(p)) / im.offAlign * im.offAlign
+		if n > 0 {
+			if err := im.writeDirect(p[:n], off); err != nil {
+				return err
+			}
+			p, off = p[n:], off+n
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return im.writeBuffered(p, off)
+}
+
+func (im *imageFile) writeDirect(p []byte, off int64) error {
+	if !im.noAlloc.Load() {
+		err := unix.Fallocate(int(im.direct.Fd()), 0, off, int64(len(p)))
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
+			im.noAlloc.Store(true) // the write allocates; correct, only less parallel
+		case err != nil:
+			return fmt.Errorf("allocate %d bytes at %d: %w", len(p), off, err)
+		}
+	}
+	for len(p) > 0 {
+		n, err := im.direct.WriteAt(p, off)
+		if err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func (im *imageFile) writeBuffered(p []byte, off int64) error {
+	if _, err := im.f.WriteAt(p, off); err != nil {
+		return err
+	}
+	if after := im.buffered.Add(int64(len(p))); after/writebackEvery != (after-int64(len(p)))/writebackEvery {
+		// Start writeback of what is written so far, so that Commit's
+		// fsync finds little left to do and the page cache stays clean.
+		_ = unix.SyncFileRange(int(im.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
+	return nil
+}
+
+// Sync makes everything written durable.
+func (im *imageFile) Sync() error { return im.f.Sync() }
+
+// Close closes both descriptors.
+func (im *imageFile) Close() error {
+	if im.direct != nil {
+		im.direct.Close()
+	}
+	return im.f.Close()
+}
