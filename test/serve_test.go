@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -142,6 +143,29 @@ func TestServeLab(t *testing.T) {
 	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A cairn mount killed with SIGKILL leaves a dead FUSE mount at the
+	// mount point; serve must clear it rather than fail to start.
+	if err := os.MkdirAll(labCfg.Mount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var mountErr serveLogBuffer
+	mnt, _ := serveStartChild(t, bin, &mountErr, "--repo", repo, "mount", labCfg.Mount)
+	serveWaitFor(t, "the mount to be dead", nil, &mountErr, func() bool {
+		if _, err := os.Stat(filepath.Join(labCfg.Mount, ".")); err != nil {
+			return false
+		}
+		if m, _ := os.ReadFile("/proc/mounts"); !bytes.Contains(m, []byte(" "+labCfg.Mount+" ")) {
+			return false
+		}
+		syscall.Kill(-mnt.Process.Pid, syscall.SIGKILL)
+		_, err := os.Stat(labCfg.Mount)
+		for i := 0; i < 50 && !errors.Is(err, syscall.ENOTCONN); i++ {
+			time.Sleep(20 * time.Millisecond)
+			_, err = os.Stat(labCfg.Mount)
+		}
+		return errors.Is(err, syscall.ENOTCONN)
+	})
+
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	base := "http://" + listen
@@ -153,6 +177,9 @@ func TestServeLab(t *testing.T) {
 			pts = nil
 			return serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
 		})
+	}
+	if !strings.Contains(logs.String(), "removed the dead mount") {
+		t.Errorf("serve did not say it cleared the dead mount:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), `"vm":"lab-vm-2"`) || !strings.Contains(logs.String(), `"disk":"scsi0-0"`) {
 		t.Errorf("serve's JSON logs do not name the VM and the disk:\n%s", logs.String())

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
@@ -119,6 +120,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var srv *fusefs.Server
 	if cfg.Mount != "" {
+		s.removeDeadMount(cfg.Mount)
 		if err := os.MkdirAll(cfg.Mount, 0o755); err != nil {
 			ln.Close()
 			return fmt.Errorf("create mount point: %w", err)
@@ -186,6 +188,26 @@ func (s *Server) Run(ctx context.Context) error {
 			s.startSchedules(schedCtx, cfg, &schedWG)
 		}
 	}
+}
+
+// removeDeadMount lazily unmounts a cairn FUSE mount at dir whose server
+// died (a cairn serve or mount that was killed), so that a restarted
+// appliance mounts again instead of failing on "transport endpoint is not
+// connected". Live mounts and other file systems are left alone (Mount
+// then reports them).
+func (s *Server) removeDeadMount(dir string) {
+	if _, err := os.Stat(dir); !errors.Is(err, syscall.ENOTCONN) {
+		return
+	}
+	mi, ok, err := fusefs.FindMount(dir)
+	if err != nil || !ok || mi.FSType != "fuse.cairn" {
+		return
+	}
+	if err := fusefs.Unmount(dir, true); err != nil {
+		s.log.Warn("cannot remove the dead mount of a killed cairn", "dir", dir, "error", err)
+		return
+	}
+	s.log.Warn("removed the dead mount a killed cairn left behind", "dir", dir)
 }
 
 // startSchedules starts one timer goroutine per job (and one for the
