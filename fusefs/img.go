@@ -80,18 +80,58 @@ var (
 )
 
 func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	ra := h.n.t.around
+	if start, end, ok := ra.span(off, len(dest), h.n.disk.Size); ok {
+		if res, ok := h.readAround(dest, off, start, end); ok {
+			return res, 0
+		}
+		// A failed read of the blocks around is retried as asked: only
+		// the requested bytes decide the answer (EIO names their block).
+	}
 	n, err := h.e.dr.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, h.n.t.readError(h.n.p, h.n.disk.Name, off, err)
 	}
-	// Check after reading: bytes of a deleted point may already be released.
-	if !h.n.t.cat.alive(h.key) {
-		if h.warned.CompareAndSwap(false, true) {
-			h.n.t.log.Warn("reads of a deleted recovery point are refused (EIO)", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
-		}
-		return nil, syscall.EIO
+	if errno := h.checkAlive(off); errno != 0 {
+		return nil, errno
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readAround answers a small read from the whole blocks around it and
+// gives the rest of those blocks to the kernel's page cache. ok is false
+// when the blocks could not be read or the point is gone; the caller then
+// reads as asked.
+func (h *imgHandle) readAround(dest []byte, off, start, end int64) (res fuse.ReadResult, ok bool) {
+	ra := h.n.t.around
+	bufp := ra.bufs.Get().(*[]byte)
+	buf := (*bufp)[:end-start]
+	got, err := h.e.dr.ReadAt(buf, start)
+	if (err != nil && !errors.Is(err, io.EOF)) || !h.n.t.cat.alive(h.key) {
+		ra.bufs.Put(bufp)
+		return nil, false
+	}
+	before := int(off - start)
+	n := copy(dest, buf[min(before, got):got])
+	if before+len(dest) <= got {
+		ra.store(&h.n.Inode, bufp, start, off, len(dest), got)
+	} else {
+		ra.bufs.Put(bufp)
+	}
+	return fuse.ReadResultData(dest[:n]), true
+}
+
+// checkAlive refuses the bytes just read when the point has been deleted
+// meanwhile: pruning may already have released them. It runs after every
+// read.
+func (h *imgHandle) checkAlive(off int64) syscall.Errno {
+	if h.n.t.cat.alive(h.key) {
+		return 0
+	}
+	if h.warned.CompareAndSwap(false, true) {
+		h.n.t.log.Warn("reads of a deleted recovery point are refused (EIO)", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
+	}
+	return syscall.EIO
 }
 
 func (h *imgHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {

@@ -36,8 +36,9 @@ type DiskSource struct {
 // the mount ends. Calls for different disks may run concurrently.
 //
 // The returned node must be a directory node of the go-fuse fs package
-// (it is added with mode S_IFDIR). Nodes below it should use long timeouts
-// (the content of a point never changes) and should never panic; the
+// (it is added with mode S_IFDIR). Nodes below it should set long entry
+// and attribute timeouts (the content of a point never changes; the mount
+// sets no default) and should never panic; the
 // mount is read-only, so write operations fail with EROFS in the kernel
 // whatever the nodes implement. If the provider returns an error (or
 // panics), fs/<disk> shows a single file ERROR.txt that explains it.

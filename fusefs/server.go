@@ -55,6 +55,7 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 	t.cat = newCatalogCache(life, repo, t.log, opts.CatalogPoll)
 	t.cat.onChange = t.catalogChanged
 	t.readers = newReaderCache(life, repo, t.log, opts.MaxReaders, opts.ReaderMemory)
+	t.around = newReadAround(repo.BlockSize())
 	if err := t.cat.load(); err != nil {
 		cancel()
 		t.cat.close()

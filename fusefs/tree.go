@@ -28,6 +28,7 @@ type tree struct {
 	log     *slog.Logger
 	cat     *catalogCache
 	readers *readerCache
+	around  *readAround
 	uid     uint32
 	gid     uint32
 	root    *rootNode
