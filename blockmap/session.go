@@ -40,6 +40,11 @@ type DiskOptions struct {
 	// FullReason says why a full backup was chosen (kept in the point).
 	FullReason string
 	Meta       json.RawMessage
+	// Changed, for an incremental (not Full), are the areas the caller
+	// will write, as changed-block tracking reports them. Then only their
+	// blocks' previous versions are read from the index (not the whole
+	// disk's); a block written outside them is stored as changed.
+	Changed []Extent
 }
 
 // Session writes one new recovery point of a VM. Nothing it writes is
@@ -155,7 +160,11 @@ type DiskWriter struct {
 	hasBase  bool
 	baseKind []byte     // per block: 0 none, kindData, kindZero
 	baseSum  [][32]byte // per block, for kindData
-	touched  []atomic.Uint64
+	// With DiskOptions.Changed: the previous versions of just the blocks
+	// in covered (sorted block ranges [first, end)); see base.
+	baseSparse map[int64]blockValue
+	covered    [][2]int64
+	touched    []atomic.Uint64
 
 	fileOnce sync.Once
 	file     *imageFile
@@ -223,7 +232,16 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 		})
 	})
 	if err == nil && w.id != 0 && w.hasBase {
-		err = r.view(ctx, w.loadBase)
+		if !w.opts.Full && opts.Changed != nil {
+			covered, n := coveredBlocks(opts.Changed, int64(bs), w.nblocks)
+			if n <= w.nblocks/sparseBaseLimit {
+				w.covered = covered
+				err = r.view(ctx, w.loadSparseBase)
+			}
+		}
+		if err == nil && w.baseSparse == nil {
+			err = r.view(ctx, w.loadBase)
+		}
 	}
 	if err == nil && w.id == 0 {
 		err = r.update(ctx, func(db *badger.DB) error {
@@ -377,12 +395,9 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 		return fmt.Errorf("disk %q: %w: block %d has %d bytes, want %d", w.name, ErrInvalid, idx, len(data), w.BlockLen(idx))
 	}
 	w.touched[idx/64].Or(1 << (idx % 64))
-	var baseKind byte
-	if w.baseKind != nil && idx < int64(len(w.baseKind)) {
-		baseKind = w.baseKind[idx]
-	}
+	baseKind, baseSum, known := w.base(idx)
 	if isZero(data) {
-		if baseKind == kindData {
+		if baseKind == kindData || !known {
 			w.add(entry{block: uint64(idx), val: blockValue{kind: kindZero}})
 			w.zeroed.Add(1)
 		}
@@ -394,7 +409,7 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 		copy(full, data)
 	}
 	val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
-	if baseKind == kindData && w.baseSum[idx] == val.sum {
+	if baseKind == kindData && baseSum == val.sum {
 		return nil
 	}
 	val.crc = crc32.Checksum(full, castagnoli)
@@ -447,13 +462,10 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 		b := idx + i
 		block := data[i*bs : min((i+1)*bs, int64(len(data)))]
 		w.touched[b/64].Or(1 << (b % 64))
-		var baseKind byte
-		if w.baseKind != nil && b < int64(len(w.baseKind)) {
-			baseKind = w.baseKind[b]
-		}
+		baseKind, baseSum, known := w.base(b)
 		store := false
 		if isZero(block) {
-			if baseKind == kindData {
+			if baseKind == kindData || !known {
 				adds = append(adds, entry{block: uint64(b), val: blockValue{kind: kindZero}})
 				w.zeroed.Add(1)
 			}
@@ -468,7 +480,7 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 				full = pad
 			}
 			val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
-			if !(baseKind == kindData && w.baseSum[b] == val.sum) {
+			if !(baseKind == kindData && baseSum == val.sum) {
 				val.crc = crc32.Checksum(full, castagnoli)
 				adds = append(adds, entry{block: uint64(b), val: val})
 				w.changed.Add(1)

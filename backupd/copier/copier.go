@@ -35,7 +35,10 @@ type Options struct {
 	// more reads in flight than cores, since small CBT extents wait on I/O.
 	Workers int
 	// ChunkSize is the size of one read; rounded to whole blocks; 0 means
-	// 1 MiB (4 MiB reads by 8 workers cost three times the system time).
+	// 4 MiB. Reads of a FileReader and writes of delta images bypass the
+	// page cache, so larger requests mean fewer system calls (each one is
+	// costly in a virtual machine) without copying through the CPU cache;
+	// readers that go through the page cache may prefer 1 MiB.
 	ChunkSize int
 	// Progress is called (from several goroutines) with bytes just read.
 	Progress func(n int64)
@@ -84,7 +87,7 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 	bs := int64(w.BlockSize())
 	chunk := int64(opts.ChunkSize)
 	if chunk <= 0 {
-		chunk = 1 << 20
+		chunk = 4 << 20
 	}
 	chunk = max(chunk/bs, 1) * bs
 	workers := opts.Workers

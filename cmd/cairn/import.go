@@ -105,7 +105,7 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 	for i, d := range disks {
 		meta, _ := json.Marshal(map[string]any{"transport": "file", "source": d.path})
 		start := time.Now()
-		w, err := sess.AddDisk(ctx, d.name, srcs[i].size, blockmap.DiskOptions{Full: full || !d.hasList, Meta: meta, FullReason: fullReason(full, d.hasList)})
+		w, err := sess.AddDisk(ctx, d.name, srcs[i].size, blockmap.DiskOptions{Full: full || !d.hasList, Meta: meta, FullReason: fullReason(full, d.hasList), Changed: d.changed})
 		if err != nil {
 			return p, fmt.Errorf("import: %w", err)
 		}

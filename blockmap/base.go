@@ -1,0 +1,103 @@
+package blockmap
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// sparseBaseLimit is the share of a disk's blocks up to which an
+// incremental with known changed areas loads only their previous versions
+// (one index seek per block) instead of the whole disk's (one pass).
+const sparseBaseLimit = 8 // 1/8 of the blocks
+
+// coveredBlocks turns byte extents into sorted, merged block ranges
+// [first, end) clipped to nblocks, and counts their blocks.
+func coveredBlocks(extents []Extent, bs int64, nblocks int64) ([][2]int64, int64) {
+	var rs [][2]int64
+	for _, e := range extents {
+		if e.Length <= 0 || e.Offset < 0 {
+			continue
+		}
+		first, end := e.Offset/bs, min((e.Offset+e.Length+bs-1)/bs, nblocks)
+		if first < end {
+			rs = append(rs, [2]int64{first, end})
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i][0] < rs[j][0] })
+	merged := rs[:0]
+	var n int64
+	for _, r := range rs {
+		if k := len(merged); k > 0 && r[0] <= merged[k-1][1] {
+			if r[1] > merged[k-1][1] {
+				n += r[1] - merged[k-1][1]
+				merged[k-1][1] = r[1]
+			}
+			continue
+		}
+		merged = append(merged, r)
+		n += r[1] - r[0]
+	}
+	return merged, n
+}
+
+// loadSparseBase reads the newest version of each block in w.covered (the
+// blocks of the latest point, as loadBase explains) with one seek each.
+func (w *DiskWriter) loadSparseBase(db *badger.DB) error {
+	w.baseSparse = map[int64]blockValue{}
+	return db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id)})
+		defer it.Close()
+		for _, r := range w.covered {
+			for b := r[0]; b < r[1]; b++ {
+				// ^gen is stored, so generation MaxUint32 sorts first: the
+				// first key at or after it is the block's newest version.
+				it.Seek(blockKey(w.id, uint64(b), math.MaxUint32))
+				if !it.Valid() {
+					return nil
+				}
+				_, block, _, ok := parseBlockKey(it.Item().Key())
+				if !ok {
+					return fmt.Errorf("malformed index key %x", it.Item().Key())
+				}
+				if int64(block) != b {
+					continue // no version: never written
+				}
+				err := it.Item().Value(func(v []byte) error {
+					bv, ok := decodeBlockValue(v)
+					if !ok {
+						return fmt.Errorf("malformed index value for block %d", b)
+					}
+					w.baseSparse[b] = bv
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// base is what the previous point holds for block idx: kind 0 (nothing:
+// a hole), kindData with its SHA-256, or kindZero. known is false for a
+// block whose previous version the writer did not load (outside the
+// changed areas it was given); callers then store the block as if it
+// changed, which is always correct.
+func (w *DiskWriter) base(idx int64) (kind byte, sum [32]byte, known bool) {
+	switch {
+	case w.baseSparse != nil:
+		i := sort.Search(len(w.covered), func(i int) bool { return w.covered[i][1] > idx })
+		if i == len(w.covered) || idx < w.covered[i][0] {
+			return 0, sum, false
+		}
+		v := w.baseSparse[idx]
+		return v.kind, v.sum, true
+	case w.baseKind != nil && idx < int64(len(w.baseKind)):
+		return w.baseKind[idx], w.baseSum[idx], true
+	}
+	return 0, sum, true
+}

@@ -1,0 +1,85 @@
+package blockmap
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+// TestChangedAreasBase backs up an incremental that names its changed
+// areas (so only those blocks' previous versions are loaded) and writes
+// inside and outside them: an unchanged block inside is not stored again,
+// a block zeroed inside is recorded as zero, a changed block outside is
+// stored, a zeroed block outside is recorded as zero, and the point reads
+// back exactly.
+func TestChangedAreasBase(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRepo(t)
+	d := &modelDisk{name: "d0", data: make([]byte, 64*testBS+100), changed: map[int64]bool{}}
+	for i := range d.data[:40*testBS] {
+		d.data[i] = byte(i%253 + 1)
+	}
+	backup(t, r, "vm", []*modelDisk{d}, true, time.Time{})
+
+	s, err := r.BeginPoint(ctx, "vm", PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := []Extent{{Offset: 2 * testBS, Length: 3 * testBS}, {Offset: 10*testBS + 5, Length: 1}}
+	w, err := s.AddDisk(ctx, "d0", int64(len(d.data)), DiskOptions{Changed: changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.baseSparse == nil {
+		t.Fatal("a small change list did not load the sparse base")
+	}
+	block := func(b int64) []byte { return d.data[b*testBS : (b+1)*testBS] }
+	// inside: block 2 unchanged, block 3 zeroed, block 4 changed, block 10 unchanged
+	clear(block(3))
+	block(4)[7] ^= 0xFF
+	for _, b := range []int64{2, 3, 4, 10} {
+		if err := w.WriteBlock(b, block(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// outside: block 20 changed, block 21 zeroed, block 50 (a hole) still zero
+	block(20)[0] ^= 0xFF
+	clear(block(21))
+	if err := w.WriteBlocks(20, d.data[20*testBS:22*testBS]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteBlock(50, block(50)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r, p, "d0"); !bytes.Equal(got, d.data) {
+		t.Fatal("incremental with changed areas reads back wrong")
+	}
+	di := p.Disks[0]
+	if di.StoredBytes != 2*testBS || di.ChangedBlocks != 2 {
+		t.Fatalf("stored %d bytes in %d blocks, want blocks 4 and 20 only (%d bytes)", di.StoredBytes, di.ChangedBlocks, 2*testBS)
+	}
+	if di.Full {
+		t.Fatal("incremental recorded as full")
+	}
+	if problems, err := r.Check(ctx); err != nil || len(problems) != 0 {
+		t.Fatalf("Check = %v, %v", problems, err)
+	}
+}
+
+func TestCoveredBlocks(t *testing.T) {
+	got, n := coveredBlocks([]Extent{{Offset: 5 * testBS, Length: 1}, {Offset: 0, Length: 2*testBS + 1}, {Offset: 2 * testBS, Length: testBS}, {Offset: 99 * testBS, Length: 5 * testBS}, {Offset: 3, Length: 0}}, testBS, 100)
+	want := [][2]int64{{0, 3}, {5, 6}, {99, 100}}
+	if n != 5 || len(got) != len(want) {
+		t.Fatalf("coveredBlocks = %v (%d blocks), want %v (5)", got, n, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("coveredBlocks = %v, want %v", got, want)
+		}
+	}
+}
