@@ -197,7 +197,17 @@ func (c *conn) do(ctx context.Context, req *request) error {
 	select {
 	case <-req.done:
 	case <-ctx.Done():
-		req.abandon()
+		if !req.tryAbandon() {
+			// The reader is reading the reply into the caller's buffer,
+			// which the caller may reuse once we return: wait for it, and
+			// if the payload does not arrive promptly, break the
+			// connection so that the read ends.
+			t := time.AfterFunc(abandonWait, func() {
+				c.abort(fmt.Errorf("request abandoned while its reply was arriving: %w", ctx.Err()))
+			})
+			req.abandon()
+			t.Stop()
+		}
 		return ctx.Err()
 	}
 	if req.connErr != nil {
@@ -273,14 +283,27 @@ func (c *conn) simpleReply(errno uint32, cookie uint64) error {
 	return nil
 }
 
-// readData reads n bytes of payload belonging at offset off of req.
+// abandonWait is how long a cancelled request waits for the part of its
+// reply being read into its buffer before the connection is broken.
+const abandonWait = 100 * time.Millisecond
+
+// readData reads n bytes of payload belonging at offset off of req: into
+// the request's buffer directly, in pieces of at most scratchSize so that
+// a cancelled request waits for one piece at most; into scratch (to be
+// dropped) when the request was abandoned.
 func (c *conn) readData(req *request, off, n uint64) error {
 	for n > 0 {
 		k := min(n, uint64(len(c.scratch)))
-		if _, err := io.ReadFull(c.r, c.scratch[:k]); err != nil {
+		var err error
+		if dst := req.claim(off, k); dst != nil {
+			_, err = io.ReadFull(c.r, dst)
+			req.release()
+		} else {
+			_, err = io.ReadFull(c.r, c.scratch[:k])
+		}
+		if err != nil {
 			return fmt.Errorf("read data: %w", err)
 		}
-		req.deliver(off, c.scratch[:k])
 		off += k
 		n -= k
 	}

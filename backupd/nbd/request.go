@@ -35,15 +35,22 @@ func (r *request) setErr(err error) {
 	}
 }
 
-// deliver copies data read at offset off into the request's buffer unless
-// the submitter gave up on it. The caller has checked the bounds.
-func (r *request) deliver(off uint64, data []byte) {
+// claim returns the part of the request's buffer for n bytes at offset
+// off, locked so that the connection's reader can read the payload
+// straight into it (no copy through a scratch buffer); release unlocks
+// it. It returns nil when the submitter gave up on the request. The
+// caller has checked the bounds.
+func (r *request) claim(off, n uint64) []byte {
 	r.mu.Lock()
-	if !r.abandoned {
-		copy(r.buf[off-r.off:], data)
+	if r.abandoned {
+		r.mu.Unlock()
+		return nil
 	}
-	r.mu.Unlock()
+	return r.buf[off-r.off : off-r.off+n]
 }
+
+// release ends a claim.
+func (r *request) release() { r.mu.Unlock() }
 
 // zero fills [off, off+n) of the request's buffer with zeros.
 func (r *request) zero(off uint64, n uint32) {
@@ -54,9 +61,21 @@ func (r *request) zero(off uint64, n uint32) {
 	r.mu.Unlock()
 }
 
-// abandon stops all further writes into the request's buffer.
+// abandon stops all further writes into the request's buffer. It waits
+// while the reader is filling the buffer.
 func (r *request) abandon() {
 	r.mu.Lock()
 	r.abandoned = true
 	r.mu.Unlock()
+}
+
+// tryAbandon abandons the request unless the reader is filling its buffer
+// right now; it reports whether it did.
+func (r *request) tryAbandon() bool {
+	if !r.mu.TryLock() {
+		return false
+	}
+	r.abandoned = true
+	r.mu.Unlock()
+	return true
 }
