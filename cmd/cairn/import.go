@@ -124,7 +124,7 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 		bar := newProgressBar(d.name, copier.Total(extents))
 		src := copier.NewFileReader(srcs[i].f)
 		start = time.Now()
-		_, err = copier.Copy(ctx, src, w, extents, copier.Options{Progress: bar.Add})
+		_, err = copier.Copy(ctx, src, w, extents, copier.Options{Progress: bar.Add, Workers: importWorkers})
 		src.Close()
 		bar.Finish()
 		slog.Debug("disk copied", "disk", d.name, "bytes", copier.Total(extents), "direct", src.Direct(), "took", time.Since(start))
@@ -140,6 +140,11 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 	slog.Debug("point committed", "vm", vm, "point", p.ID, "took", time.Since(start))
 	return p, nil
 }
+
+// importWorkers is how many 4 MiB direct reads and writes an import keeps
+// in flight: on the virtual disks measured here 16 beat 8 and 4 in paired
+// runs of a probe (the CPU work, hashing, needs only one per core).
+const importWorkers = 16
 
 func fullReason(full, hasList bool) string {
 	switch {
