@@ -302,7 +302,12 @@ func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphe
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
 	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
-	w, err := j.addDisk(ctx, sess, d.Name, d.Capacity, blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)})
+	dopts := blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)}
+	if !plan.full && plan.haveExtent {
+		// Only the changed areas' previous versions need loading.
+		dopts.Changed = plan.extents
+	}
+	w, err := j.addDisk(ctx, sess, d.Name, d.Capacity, dopts)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
