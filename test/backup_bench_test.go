@@ -186,13 +186,27 @@ func BenchmarkBackupNBD(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	inc, err := timeIt(func() error { return cairnRead(ctx, repo, sock, changed) })
+	// Five incrementals (new changes each time), median.
+	var incs []time.Duration
+	for i := 0; i < 5; i++ {
+		if i > 0 {
+			list := changeBlocks(b, img, size, size, 64<<10, 0.01, uint64(10+i))
+			if changed, err = parseChangedList(list); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dropPageCache()
+		d, err := timeIt(func() error { return cairnRead(ctx, repo, sock, changed) })
+		if err != nil {
+			stop()
+			b.Fatal(err)
+		}
+		incs = append(incs, d)
+	}
 	stop()
 	repo.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	rows = append(rows, fmt.Sprintf("| incremental, 1 %% changed, qemu-nbd | %.2f s | full: %.2f s | %.1f %% of the full | < 5 %% |",
+	inc := medianDuration(incs)
+	rows = append(rows, fmt.Sprintf("| incremental, 1 %% changed, qemu-nbd (median of 5) | %.2f s | full: %.2f s | %.1f %% of the full | < 5 %% |",
 		inc.Seconds(), fullQemu.Seconds(), 100*inc.Seconds()/fullQemu.Seconds()))
 	b.ReportMetric(inc.Seconds()/fullQemu.Seconds(), "inc/full")
 	writeSection(b, "backup", fmt.Sprintf(`## Backup over NBD (BenchmarkBackupNBD)
