@@ -29,7 +29,7 @@ cleanup() {
   echo "stopped. The repository stays in $DEMO/repo (cairn --repo $DEMO/repo points)."
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT TERM   # Ctrl-C is how the demo ends
 
 [ -d "$DEMO/mnt" ] && mountpoint -q "$DEMO/mnt" && umount -l "$DEMO/mnt"
 rm -rf "$DEMO"
