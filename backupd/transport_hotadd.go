@@ -2,10 +2,12 @@ package backupd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
@@ -15,23 +17,65 @@ import (
 type HotAddDeviceFunc func(ctx context.Context, proxy string, disk vsphere.HotAdded) (string, error)
 
 // DeviceByUUID finds a hot-added disk under /dev/disk/by-id by its UUID
-// (VMware shows it as the disk's WWN/serial when disk.EnableUUID is set on
-// the proxy).
-func DeviceByUUID(_ context.Context, _ string, disk vsphere.HotAdded) (string, error) {
+// (VMware shows it as the disk's WWN/serial, wwn-0x6000c29..., when
+// disk.EnableUUID is set on the proxy). The reconfigure task can end
+// before the guest's kernel and udev have made the device, so it waits up
+// to 60 s, and asks the SCSI hosts to rescan if the disk has not shown up
+// after 5 s (as when the guest missed the hot-plug event).
+func DeviceByUUID(ctx context.Context, _ string, disk vsphere.HotAdded) (string, error) {
+	return findDevice(ctx, deviceSearch{byID: "/dev/disk/by-id", scsiHosts: "/sys/class/scsi_host", rescanAfter: 5 * time.Second, timeout: 60 * time.Second}, disk)
+}
+
+// deviceSearch says where and how long to look for a hot-added disk.
+type deviceSearch struct {
+	byID        string // /dev/disk/by-id
+	scsiHosts   string // /sys/class/scsi_host: each host's "scan" file
+	rescanAfter time.Duration
+	timeout     time.Duration
+}
+
+func findDevice(ctx context.Context, s deviceSearch, disk vsphere.HotAdded) (string, error) {
 	id := strings.ToLower(strings.ReplaceAll(disk.UUID, "-", ""))
 	if id == "" {
 		return "", fmt.Errorf("hot-added disk %s has no UUID", disk.FileName)
 	}
-	entries, err := os.ReadDir("/dev/disk/by-id")
-	if err != nil {
-		return "", fmt.Errorf("find hot-added disk %s: %w", disk.FileName, err)
-	}
-	for _, e := range entries {
-		if strings.Contains(strings.ToLower(e.Name()), id) && !strings.Contains(e.Name(), "-part") {
-			return filepath.EvalSymlinks(filepath.Join("/dev/disk/by-id", e.Name()))
+	start := time.Now()
+	rescanned := false
+	for {
+		entries, err := os.ReadDir(s.byID)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("find hot-added disk %s: %w", disk.FileName, err)
+		}
+		for _, e := range entries {
+			name := strings.ToLower(e.Name())
+			if strings.Contains(name, id) && !strings.Contains(name, "-part") {
+				return filepath.EvalSymlinks(filepath.Join(s.byID, e.Name()))
+			}
+		}
+		waited := time.Since(start)
+		if waited >= s.timeout {
+			return "", fmt.Errorf("hot-added disk %s (uuid %s) has no device under %s after %s (is disk.EnableUUID set on the proxy VM?)",
+				disk.FileName, disk.UUID, s.byID, s.timeout)
+		}
+		if !rescanned && waited >= s.rescanAfter {
+			rescanned = true
+			rescanSCSI(s.scsiHosts)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("find hot-added disk %s: %w", disk.FileName, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return "", fmt.Errorf("hot-added disk %s (uuid %s) has no device under /dev/disk/by-id (is disk.EnableUUID set on the proxy VM?)", disk.FileName, disk.UUID)
+}
+
+// rescanSCSI asks every SCSI host to look for new devices ("- - -": all
+// channels, targets and LUNs). Errors are ignored: this is a nudge.
+func rescanSCSI(hostsDir string) {
+	hosts, _ := os.ReadDir(hostsDir)
+	for _, h := range hosts {
+		_ = os.WriteFile(filepath.Join(hostsDir, h.Name(), "scan"), []byte("- - -\n"), 0)
+	}
 }
 
 // openHotAdd attaches the frozen disk to the proxy VM and opens its
