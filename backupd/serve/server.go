@@ -227,8 +227,11 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 				if !sleepUntil(ctx, next) {
 					return
 				}
+				began := time.Now()
 				s.runJob(s.runCtx(), cfg, j, nil, "schedule")
-				next = j.Schedule.Next(time.Now())
+				// The next time after this run began: a run that outlasted
+				// it is followed at once by the next one.
+				next = j.Schedule.Next(began)
 			}
 		}()
 	}
