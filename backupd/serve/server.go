@@ -117,6 +117,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w (another cairn serve? set listen: in the config or --listen)", cfg.Listen, err)
 	}
 	s.listen = ln.Addr().String()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		s.log.Warn("the HTTP API listens beyond this machine and has no authentication: anyone who reaches it can start backups; keep it on 127.0.0.1 or behind an authenticating proxy", "listen", s.listen)
+	}
 
 	var srv *fusefs.Server
 	if cfg.Mount != "" {
