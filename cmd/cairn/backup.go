@@ -348,7 +348,12 @@ func jobsCommand() *cli.Command {
 					return err
 				}
 				if srv != nil {
-					return serverJobs(c, srv)
+					err := serverJobs(c, srv)
+					if err == nil || c.String("server") != "" {
+						return err
+					}
+					// serve.json names a server that does not answer.
+					fmt.Fprintf(os.Stderr, "cairn: %v; listing the repository's job log\n", err)
 				}
 			}
 			if c.String("repo") == "" {

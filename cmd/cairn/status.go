@@ -100,7 +100,13 @@ func statusCommand() *cli.Command {
 			}
 			var st serve.Status
 			if err := srv.get(c.Context, "/api/v1/status", &st); err != nil {
-				return err
+				if c.String("server") != "" || c.String("repo") == "" {
+					return err
+				}
+				// serve.json names a server that does not answer (killed,
+				// and its pid reused): show the repository instead.
+				fmt.Fprintf(os.Stderr, "cairn: %v; showing the repository\n", err)
+				return repoStatus(c)
 			}
 			if c.Bool("json") {
 				return printJSON(st)
