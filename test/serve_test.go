@@ -427,6 +427,14 @@ func TestServeLab(t *testing.T) {
 	if status := mustCairn(t, "--repo", repo, "status"); !strings.Contains(status, "not running") {
 		t.Errorf("cairn status after serve stopped:\n%s", status)
 	}
+	// A serve.json whose server does not answer (killed, pid reused):
+	// status and jobs say so and show the repository.
+	if err := os.WriteFile(filepath.Join(repo, serve.ServeFileName), []byte(`{"pid":1,"listen":"127.0.0.1:1","started":"2026-11-23T00:00:00Z"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := runCairn(t, nil, "--repo", repo, "status"); res.code != 0 || !strings.Contains(res.stderr, "showing the repository") || !strings.Contains(res.stdout, reading) {
+		t.Errorf("cairn status with a dead serve.json: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 	if hist := mustCairn(t, "--repo", repo, "jobs", "--last", "4"); !strings.Contains(hist, "failed") || !strings.Contains(hist, "context canceled") {
 		t.Errorf("job log does not record the aborted backup:\n%s", hist)
 	}
