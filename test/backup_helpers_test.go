@@ -13,6 +13,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // Test NBD server templates: the real servers, started by cairn per disk.
@@ -49,20 +50,7 @@ func serverReadBytes(t *testing.T, logFile string) int64 {
 	return n
 }
 
-func newTestRepo(t *testing.T) *blockmap.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	ctx := context.Background()
-	if err := blockmap.Init(ctx, dir, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := blockmap.Open(ctx, dir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func newTestRepo(t *testing.T) *blockmap.Repo { return testutil.NewRepo(t) }
 
 func connectSim(t *testing.T, sim *esxsim.Sim) *vsphere.Conn {
 	t.Helper()

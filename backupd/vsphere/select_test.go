@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -315,20 +314,7 @@ func TestTransportsOnThirdHost(t *testing.T) {
 	}
 }
 
-func selectTestRepo(t *testing.T) *blockmap.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	ctx := context.Background()
-	if err := blockmap.Init(ctx, dir, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := blockmap.Open(ctx, dir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func selectTestRepo(t *testing.T) *blockmap.Repo { return testutil.NewRepo(t) }
 
 // TestSelectVMsAcrossDatacenters uses a plain vcsim inventory with two
 // datacenters, one inside a folder (/F0/DC1), which esxsim does not model:
