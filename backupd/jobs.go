@@ -51,12 +51,22 @@ type JobRecord struct {
 type JobLog struct {
 	dir string
 	mu  sync.Mutex
+	// rotateAt is the size at which jobs.jsonl becomes jobs.1.jsonl
+	// (replacing the previous one), so the log stays bounded.
+	rotateAt int64
 }
 
-// NewJobLog returns the job log of the repository in repoDir.
-func NewJobLog(repoDir string) *JobLog { return &JobLog{dir: filepath.Join(repoDir, "jobs")} }
+// JobLogRotateAt is the default size at which the job log is rotated:
+// about 50,000 jobs in each of the two files kept.
+const JobLogRotateAt = 16 << 20
 
-func (l *JobLog) path() string { return filepath.Join(l.dir, "jobs.jsonl") }
+// NewJobLog returns the job log of the repository in repoDir.
+func NewJobLog(repoDir string) *JobLog {
+	return &JobLog{dir: filepath.Join(repoDir, "jobs"), rotateAt: JobLogRotateAt}
+}
+
+func (l *JobLog) path() string    { return filepath.Join(l.dir, "jobs.jsonl") }
+func (l *JobLog) oldPath() string { return filepath.Join(l.dir, "jobs.1.jsonl") }
 
 // Append writes one record as one line (O_APPEND, so concurrent
 // processes do not interleave lines).
@@ -76,6 +86,21 @@ func (l *JobLog) Append(r JobRecord) error {
 	if err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
+	// Processes append at once (O_APPEND keeps lines whole); the lock
+	// keeps two of them from rotating the same full file twice.
+	lock, err := os.OpenFile(filepath.Join(l.dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("job log: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("job log: lock: %w", err)
+	}
+	if st, err := os.Stat(l.path()); err == nil && l.rotateAt > 0 && st.Size() >= l.rotateAt {
+		if err := os.Rename(l.path(), l.oldPath()); err != nil {
+			return fmt.Errorf("job log: rotate: %w", err)
+		}
+	}
 	f, err := os.OpenFile(l.path(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("job log: %w", err)
@@ -89,27 +114,14 @@ func (l *JobLog) Append(r JobRecord) error {
 
 // List returns the jobs, oldest first; a running job whose process on
 // this host is gone is shown as interrupted. A damaged line is skipped.
+// The rotated file is read first, so a job begun before a rotation and
+// ended after it shows its final record.
 func (l *JobLog) List() ([]JobRecord, error) {
-	f, err := os.Open(l.path())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("job log: %w", err)
-	}
-	defer f.Close()
 	byID := map[string]JobRecord{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var r JobRecord
-		if json.Unmarshal(sc.Bytes(), &r) != nil || r.ID == "" {
-			continue
+	for _, p := range []string{l.oldPath(), l.path()} {
+		if err := readJobFile(p, byID); err != nil {
+			return nil, err
 		}
-		byID[r.ID] = r
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("job log: %w", err)
 	}
 	host, _ := os.Hostname()
 	out := make([]JobRecord, 0, len(byID))
@@ -126,6 +138,32 @@ func (l *JobLog) List() ([]JobRecord, error) {
 		return out[i].ID < out[k].ID
 	})
 	return out, nil
+}
+
+// readJobFile adds the records of one job log file to byID (later lines
+// win); a missing file adds nothing.
+func readJobFile(path string, byID map[string]JobRecord) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("job log: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var r JobRecord
+		if json.Unmarshal(sc.Bytes(), &r) != nil || r.ID == "" {
+			continue
+		}
+		byID[r.ID] = r
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("job log %s: %w", path, err)
+	}
+	return nil
 }
 
 func processAlive(pid int) bool {

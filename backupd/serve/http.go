@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -99,8 +100,9 @@ func (s *Server) handlePoints(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// JobsResponse is GET /api/v1/jobs: the server's runs and the
-// repository's job history (backupd records, every process).
+// JobsResponse is GET /api/v1/jobs[?limit=N]: the server's runs and the
+// newest N (default 500; 0: all) records of the repository's job history
+// (backupd records, every process).
 type JobsResponse struct {
 	Runs    []RunRecord         `json:"runs"`
 	History []backupd.JobRecord `json:"history"`
@@ -113,6 +115,18 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sort.SliceStable(hist, func(i, j int) bool { return hist[i].Start.Before(hist[j].Start) })
+	limit := 500
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a number >= 0 (0: the whole history)", v))
+			return
+		}
+		limit = n
+	}
+	if limit > 0 && len(hist) > limit {
+		hist = hist[len(hist)-limit:]
+	}
 	if hist == nil {
 		hist = []backupd.JobRecord{}
 	}

@@ -1,0 +1,75 @@
+package backupd
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestJobLogRotation: the log is rotated when it reaches its limit, keeps
+// two files at most, and List merges them (a job that began before a
+// rotation and ended after it shows its final record), also when several
+// writers append at once.
+func TestJobLogRotation(t *testing.T) {
+	l := NewJobLog(t.TempDir())
+	l.rotateAt = 4 << 10
+	start := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	if err := l.Append(JobRecord{ID: "long", VM: "vm", Start: start, State: JobRunning, PID: os.Getpid()}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				r := JobRecord{ID: fmt.Sprintf("j%d-%02d", w, i), VM: "vm", Start: start.Add(time.Duration(i) * time.Second), State: JobOK}
+				if err := l.Append(r); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < 5; i++ {
+		if err := l.Append(JobRecord{ID: fmt.Sprintf("last-%d", i), VM: "vm", Start: start.Add(time.Hour), State: JobOK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The long job ends after the file it began in was rotated.
+	if err := l.Append(JobRecord{ID: "long", VM: "vm", Start: start, End: start.Add(time.Hour), State: JobOK}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{l.path(), l.oldPath()} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("want %s: %v", p, err)
+		}
+		if st.Size() > l.rotateAt+1024 {
+			t.Errorf("%s has %d bytes, rotation at %d", p, st.Size(), l.rotateAt)
+		}
+	}
+	recs, err := l.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]JobRecord{}
+	for _, r := range recs {
+		ids[r.ID] = r
+	}
+	if r, ok := ids["long"]; !ok || r.State != JobOK {
+		t.Errorf("the job begun before the rotation: %+v (present %v)", r, ok)
+	}
+	// 161 records of ~130 bytes in two files of at most ~4 KiB: the oldest
+	// are gone, the newest are all there.
+	if len(recs) >= 161 || len(recs) < 20 {
+		t.Errorf("%d records listed, want the newest only (fewer than 161, at least 20)", len(recs))
+	}
+	for i := 0; i < 5; i++ {
+		if _, ok := ids[fmt.Sprintf("last-%d", i)]; !ok {
+			t.Errorf("job last-%d, among the newest, is missing", i)
+		}
+	}
+}
