@@ -245,7 +245,8 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || attempt > job.Retries {
+		permanent := errors.Is(err, vsphere.ErrVMNotFound) || errors.Is(err, vsphere.ErrNotBackupable)
+		if ctx.Err() != nil || attempt > job.Retries || permanent {
 			log.Error("backup failed", "attempts", attempt, "error", err)
 			s.finish(r, time.Now(), err)
 			s.metrics.jobFailed(job.Name)

@@ -49,9 +49,10 @@ func TestServeJobs(t *testing.T) {
 		{Name: "db-1", Host: 1, Tags: []string{"backup:gold"}, Disks: disk},
 		{Name: "db-2", Host: 1, Tags: []string{"backup:gold"}, Disks: disk},
 		{Name: "other", Host: 2, Disks: disk},
+		{Name: "golden", Host: 2, Folder: "prod", Template: true, Disks: disk},
 	}})
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, vm := range sim.VMNames() {
+	for _, vm := range []string{"web-1", "web-2", "web-test", "db-1", "db-2", "other"} {
 		g, err := sim.Guest(vm)
 		if err != nil {
 			t.Fatal(err)
@@ -216,8 +217,22 @@ jobs:
 	if rec := api("POST", "/api/v1/jobs", `{"vm":"web-test"}`); rec.Code != http.StatusNotFound {
 		t.Errorf("POST for an excluded VM: %d %s", rec.Code, rec.Body)
 	}
-	runs = waitRuns("the requested runs", func(r []RunRecord) bool { return settled(r, 6) })
+	// Named explicitly, a job runs any VM; a template or a VM that does
+	// not exist fails at once (retrying cannot help).
+	for _, vm := range []string{"golden", "gone"} {
+		if rec := api("POST", "/api/v1/jobs", `{"vm":"`+vm+`","job":"prod"}`); rec.Code != http.StatusAccepted {
+			t.Fatalf("POST %s with job prod: %d %s", vm, rec.Code, rec.Body)
+		}
+	}
+	runs = waitRuns("the requested runs", func(r []RunRecord) bool { return settled(r, 8) })
 	for _, r := range runs[4:] {
+		if r.VM == "golden" || r.VM == "gone" {
+			want := map[string]string{"golden": "template", "gone": "not found"}[r.VM]
+			if r.State != StateFailed || r.Attempts != 1 || !strings.Contains(r.Error, want) {
+				t.Errorf("run of %s: %s after %d attempts: %q (want failed at once, %q)", r.VM, r.State, r.Attempts, r.Error, want)
+			}
+			continue
+		}
 		if r.State != StateOK || r.Trigger != "api" {
 			t.Errorf("requested run of %s: %s %s: %s", r.VM, r.Trigger, r.State, r.Error)
 		}

@@ -17,6 +17,10 @@ import (
 // ErrVMNotFound means no virtual machine matches the name, path or MoRef.
 var ErrVMNotFound = errors.New("virtual machine not found")
 
+// ErrNotBackupable means the VM exists but cannot be backed up: it is a
+// template or has no virtual disks. Retrying does not help.
+var ErrNotBackupable = errors.New("nothing to back up")
+
 // VM is a virtual machine selected for backup.
 type VM struct {
 	Ref  types.ManagedObjectReference
@@ -66,7 +70,7 @@ func (c *Conn) FindVM(ctx context.Context, spec string) (*VM, error) {
 		return nil, err
 	}
 	if len(vm.Disks) == 0 {
-		return nil, fmt.Errorf("VM %s has no virtual disks: nothing to back up", vm.Name)
+		return nil, fmt.Errorf("VM %s has no virtual disks: %w", vm.Name, ErrNotBackupable)
 	}
 	return vm, nil
 }
@@ -137,7 +141,7 @@ func (c *Conn) LoadVM(ctx context.Context, ref types.ManagedObjectReference) (*V
 		return nil, fmt.Errorf("VM %s (%s) has no configuration (inaccessible or being created)", m.Name, ref.Value)
 	}
 	if m.Config.Template {
-		return nil, fmt.Errorf("VM %s is a template, not a virtual machine: templates are not backed up", m.Name)
+		return nil, fmt.Errorf("VM %s is a template, not a virtual machine: templates are not backed up: %w", m.Name, ErrNotBackupable)
 	}
 	vm := &VM{Ref: ref, Name: m.Name, HardwareVersion: m.Config.Version, VMPathName: m.Config.Files.VmPathName, conn: c}
 	if m.Runtime.Host != nil {
