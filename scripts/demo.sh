@@ -36,14 +36,15 @@ rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
 say "Start cairn lab: a simulated vCenter (2 ESXi hosts) with 2 VMs whose guests keep changing files"
-"$CAIRN" lab --dir "$DEMO/lab" --vms 2 --interval 3s --schedule 30s --serve-listen "$LISTEN" > "$DEMO/lab.log" 2>&1 &
+"$CAIRN" lab --dir "$DEMO/lab" --vms 2 --interval 3s --schedule 30s --serve-listen "$LISTEN" > "$DEMO/lab.out" 2> "$DEMO/lab.log" &
 lab_pid=$!
 for _ in $(seq 150); do
-  [ -s "$DEMO/lab/cairn.yaml" ] && grep -q '^thumbprint:' "$DEMO/lab.log" && break
-  kill -0 "$lab_pid" 2>/dev/null || { cat "$DEMO/lab.log"; exit 1; }
+  [ -s "$DEMO/lab/cairn.yaml" ] && grep -q '^thumbprint:' "$DEMO/lab.out" && break
+  kill -0 "$lab_pid" 2>/dev/null || { cat "$DEMO/lab.out" "$DEMO/lab.log"; exit 1; }
   sleep 0.2
 done
-sed -n '1,9p' "$DEMO/lab.log"
+sed -n '1,9p' "$DEMO/lab.out"
+echo "(the lab's log: $DEMO/lab.log)"
 
 say "A cairn.yaml for cairn serve: every VM tagged backup:daily, every 30 s, into ./demo/repo, mounted at ./demo/mnt"
 mount_ok=1
