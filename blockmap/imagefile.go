@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cairnbackup/cairn/internal/directio"
 )
 
 // imageFile is the delta image a session writes. Writes whose buffer,
@@ -22,11 +23,10 @@ import (
 // runs concurrently under a shared inode lock; into a hole it would take
 // the inode lock exclusively for the whole I/O.
 type imageFile struct {
-	f        *os.File // buffered
-	direct   *os.File // O_DIRECT twin, nil when unsupported
-	memAlign uintptr  // buffer address alignment for direct writes
-	offAlign int64    // offset and length alignment for direct writes
-	noAlloc  atomic.Bool
+	f       *os.File // buffered
+	direct  *os.File // O_DIRECT twin, nil when unsupported
+	align   directio.Align
+	noAlloc atomic.Bool
 
 	buffered atomic.Int64 // bytes written through the page cache
 }
@@ -40,15 +40,9 @@ func createImageFile(path string) (*imageFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &imageFile{f: f, memAlign: 4096, offAlign: 4096}
-	if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
-		im.direct = d
-		var st unix.Statx_t
-		if unix.Statx(int(d.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st) == nil &&
-			st.Mask&unix.STATX_DIOALIGN != 0 && st.Dio_offset_align > 0 {
-			im.memAlign = max(uintptr(st.Dio_mem_align), 1)
-			im.offAlign = max(int64(st.Dio_offset_align), 1)
-		}
+	im := &imageFile{f: f}
+	if d, align, err := directio.Open(path, os.O_WRONLY); err == nil {
+		im.direct, im.align = d, align
 	}
 	return im, nil
 }
@@ -58,8 +52,8 @@ func (im *imageFile) Name() string { return im.f.Name() }
 
 // WriteAt writes p at off, directly where it can.
 func (im *imageFile) WriteAt(p []byte, off int64) error {
-	if im.direct != nil && off%im.offAlign == 0 && len(p) > 0 && uintptr(unsafe.Pointer(&p[0]))%im.memAlign == 0 {
-		n := int64(len(p)) / im.offAlign * im.offAlign
+	if im.direct != nil && im.align.Start(p, off) {
+		n := int64(len(p)) / im.align.Off * im.align.Off
 		if n > 0 {
 			if err := im.writeDirect(p[:n], off); err != nil {
 				return err

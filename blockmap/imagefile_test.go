@@ -20,7 +20,7 @@ func TestImageFileWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("direct I/O: %v (alignment %d/%d)", im.direct != nil, im.memAlign, im.offAlign)
+	t.Logf("direct I/O: %v (alignment %d/%d)", im.direct != nil, im.align.Mem, im.align.Off)
 	const bs = 64 << 10
 	backing := make([]byte, 12*bs+2*4096)
 	skip := 0

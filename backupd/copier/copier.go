@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/directio"
 )
 
 // BlockWriter is what Copy writes to (a *blockmap.DiskWriter).
@@ -119,7 +120,7 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := alignedBuffer(int(chunk))
+			buf := directio.AlignedBuffer(int(chunk))
 			for j := range jobs {
 				if ctx.Err() != nil {
 					return

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"unsafe"
+
+	"github.com/cairnbackup/cairn/internal/directio"
 )
 
 // TestFileReader reads a file whose size is not a multiple of 4 KiB
@@ -38,9 +40,9 @@ func TestFileReader(t *testing.T) {
 	r := NewFileReader(f)
 	defer r.Close()
 	t.Logf("direct I/O: %v", r.Direct())
-	big := alignedBuffer(2 << 20)
-	if uintptr(unsafe.Pointer(&big[0]))%bufferAlign != 0 {
-		t.Fatal("alignedBuffer is not aligned")
+	big := directio.AlignedBuffer(2 << 20)
+	if uintptr(unsafe.Pointer(&big[0]))%directio.BufferAlign != 0 {
+		t.Fatal("AlignedBuffer is not aligned")
 	}
 	cases := []struct {
 		name     string
