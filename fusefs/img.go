@@ -82,8 +82,8 @@ var (
 func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	ra := h.n.t.around
 	if start, end, ok := ra.span(off, len(dest), h.n.disk.Size); ok {
-		if res, ok := h.readAround(dest, off, start, end); ok {
-			return res, 0
+		if res, errno, ok := h.readAround(dest, off, start, end); ok {
+			return res, errno
 		}
 		// A failed read of the blocks around is retried as asked: only
 		// the requested bytes decide the answer (EIO names their block).
@@ -100,16 +100,19 @@ func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 
 // readAround answers a small read from the whole blocks around it and
 // gives the rest of those blocks to the kernel's page cache. ok is false
-// when the blocks could not be read or the point is gone; the caller then
-// reads as asked.
-func (h *imgHandle) readAround(dest []byte, off, start, end int64) (res fuse.ReadResult, ok bool) {
+// when the blocks could not be read; the caller then reads as asked.
+func (h *imgHandle) readAround(dest []byte, off, start, end int64) (res fuse.ReadResult, errno syscall.Errno, ok bool) {
 	ra := h.n.t.around
 	bufp := ra.bufs.Get().(*[]byte)
 	buf := (*bufp)[:end-start]
 	got, err := h.e.dr.ReadAt(buf, start)
-	if (err != nil && !errors.Is(err, io.EOF)) || !h.n.t.cat.alive(h.key) {
+	if err != nil && !errors.Is(err, io.EOF) {
 		ra.bufs.Put(bufp)
-		return nil, false
+		return nil, 0, false
+	}
+	if errno := h.checkAlive(off); errno != 0 {
+		ra.bufs.Put(bufp)
+		return nil, errno, true
 	}
 	before := int(off - start)
 	n := copy(dest, buf[min(before, got):got])
@@ -118,7 +121,7 @@ func (h *imgHandle) readAround(dest []byte, off, start, end int64) (res fuse.Rea
 	} else {
 		ra.bufs.Put(bufp)
 	}
-	return fuse.ReadResultData(dest[:n]), true
+	return fuse.ReadResultData(dest[:n]), 0, true
 }
 
 // checkAlive refuses the bytes just read when the point has been deleted
