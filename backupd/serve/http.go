@@ -59,11 +59,8 @@ type VMStatus struct {
 	Latest *blockmap.Point `json:"latest,omitempty"`
 }
 
-func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
-	cat, err := s.repo.Catalog(ctx)
-	if err != nil {
-		return nil, err
-	}
+// VMStatuses summarizes a repository catalog, one entry per VM.
+func VMStatuses(cat []blockmap.VMSummary) []VMStatus {
 	out := []VMStatus{}
 	for _, v := range cat {
 		st := VMStatus{Name: v.Name, Points: len(v.Points)}
@@ -72,7 +69,15 @@ func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
 		}
 		out = append(out, st)
 	}
-	return out, nil
+	return out
+}
+
+func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
+	cat, err := s.repo.Catalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return VMStatuses(cat), nil
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {

@@ -204,11 +204,8 @@ func repoStatus(c *cli.Context) error {
 		LastJob *backupd.JobRecord `json:"last_job,omitempty"`
 	}
 	out := []vmOut{}
-	for _, v := range cat {
-		o := vmOut{VMStatus: serve.VMStatus{Name: v.Name, Points: len(v.Points)}}
-		if p, ok := v.Latest(); ok {
-			o.Latest = &p
-		}
+	for _, v := range serve.VMStatuses(cat) {
+		o := vmOut{VMStatus: v}
 		if j, ok := last[v.Name]; ok {
 			o.LastJob = &j
 		}
