@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand/v2"
@@ -156,21 +155,7 @@ func TestBackupKilledMidRun(t *testing.T) {
 		changedBlocks[d] = blocksOf(exts, esxsim.BlockSize)
 	}
 	// the killed run
-	cmd := exec.Command(buildCairn(t), args("nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-read=300ms")...)
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "reading disk") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the backup never started reading: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd, _ := startReadingBackup(t, env, args("nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-read=300ms")...)
 	time.Sleep(200 * time.Millisecond)
 	killedPID := cmd.Process.Pid
 	if err := cmd.Process.Kill(); err != nil {
@@ -251,23 +236,9 @@ func TestBackupInterruptedCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	pidFile := filepath.Join(t.TempDir(), "nbdkit.pid")
-	cmd := exec.Command(buildCairn(t), "--repo", repoDir, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
+	cmd, stderr := startReadingBackup(t, env, "--repo", repoDir, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
 		"--vm", "app", "--transport", "nbd", "--parallel-disks", "1",
 		"--nbd-command", "nbdkit -t 1 -U {socket} -f -P "+pidFile+" --filter=delay file {disk_local_path} delay-read=300ms")
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "reading disk") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("the backup never started reading: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -294,4 +265,26 @@ func TestBackupInterruptedCleansUp(t *testing.T) {
 	if out := mustCairn(t, "--repo", repoDir, "points", "--json"); strings.Contains(out, "app") {
 		t.Errorf("an interrupted backup left a point: %s", out)
 	}
+}
+
+// startReadingBackup starts `cairn ARGS` with env added and returns once
+// it logs that it is reading a disk; its stderr stays readable.
+func startReadingBackup(t *testing.T, env []string, args ...string) (*exec.Cmd, *serveLogBuffer) {
+	t.Helper()
+	cmd := exec.Command(buildCairn(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr := &serveLogBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "reading disk") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the backup never started reading: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, stderr
 }
