@@ -11,12 +11,20 @@ import (
 	"github.com/cairnbackup/cairn/internal/directio"
 )
 
-// imageFile is the delta image a session writes. Writes whose buffer,
-// offset and length suit direct I/O go straight to the device (O_DIRECT:
-// no copy into the page cache, no writeback work, and the Commit fsync
-// finds only metadata left); anything else, and filesystems without
-// O_DIRECT, take the ordinary buffered path. Both paths write the same
-// file, so Sync covers both.
+// imageFile is the delta image a session writes. Large writes whose
+// buffer, offset and length suit direct I/O go straight to the device
+// (O_DIRECT: no copy into the page cache, no writeback work, and the
+// Commit fsync finds only metadata left); small writes, anything
+// unaligned, and filesystems without O_DIRECT take the ordinary buffered
+// path. Both paths write the same file, so Sync covers both.
+//
+// Small writes are buffered because a direct write is synchronous: each
+// costs an allocation (fallocate) and a device round trip while holding
+// the inode, so the scattered 64 KiB blocks of an incremental serialize;
+// through the page cache they cost a memory copy each and one fsync at
+// Commit writes them back together. Measured on the 1 % incremental of
+// the repository benchmark (655 blocks of 64 KiB, cold cache, alternating
+// runs): 0.33 s per import with direct writes, 0.28 s with buffered ones.
 //
 // Before a direct write the range is allocated with fallocate: a direct
 // write into allocated (unwritten) extents is an overwrite, which ext4
@@ -30,6 +38,9 @@ type imageFile struct {
 
 	buffered atomic.Int64 // bytes written through the page cache
 }
+
+// directMinWrite is the smallest write sent with O_DIRECT (see imageFile).
+const directMinWrite = 1 << 20
 
 // writebackEvery is how many buffered bytes pass between writeback kicks.
 const writebackEvery = 64 << 20
@@ -52,7 +63,7 @@ func (im *imageFile) Name() string { return im.f.Name() }
 
 // WriteAt writes p at off, directly where it can.
 func (im *imageFile) WriteAt(p []byte, off int64) error {
-	if im.direct != nil && im.align.Start(p, off) {
+	if im.direct != nil && len(p) >= directMinWrite && im.align.Start(p, off) {
 		n := int64(len(p)) / im.align.Off * im.align.Off
 		if n > 0 {
 			if err := im.writeDirect(p[:n], off); err != nil {

@@ -9,11 +9,11 @@ import (
 	"unsafe"
 )
 
-// TestImageFileWrites writes through both paths of imageFile (aligned
-// buffers go direct where the filesystem allows, unaligned buffers and a
-// short tail go through the page cache) from several goroutines at once
-// and reads the file back: every byte lands where it belongs and holes
-// stay holes.
+// TestImageFileWrites writes through both paths of imageFile (large
+// aligned buffers go direct where the filesystem allows; small writes,
+// unaligned buffers and a short tail go through the page cache) from
+// several goroutines at once and reads the file back: every byte lands
+// where it belongs and holes stay holes.
 func TestImageFileWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "1.img")
 	im, err := createImageFile(path)
@@ -21,7 +21,7 @@ func TestImageFileWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("direct I/O: %v (alignment %d/%d)", im.direct != nil, im.align.Mem, im.align.Off)
-	const bs = 64 << 10
+	const bs = directMinWrite
 	backing := make([]byte, 12*bs+2*4096)
 	skip := 0
 	if r := int(uintptr(unsafe.Pointer(&backing[0])) % 4096); r != 0 {
@@ -56,10 +56,17 @@ func TestImageFileWrites(t *testing.T) {
 	copy(want[15*bs:], tail)
 	wg.Add(1)
 	go write(tail, 15*bs)
+	small := aligned[3*bs : 3*bs+64<<10] // aligned but small: buffered
+	copy(want[13*bs:], small)
+	wg.Add(1)
+	go write(small, 13*bs)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if want := int64(bs + 777%int(im.align.Off) + 64<<10); im.direct != nil && im.buffered.Load() != want {
+		t.Errorf("%d bytes went through the page cache, want %d (the unaligned buffer, the tail and the small write)", im.buffered.Load(), want)
 	}
 	if err := im.Sync(); err != nil {
 		t.Fatal(err)

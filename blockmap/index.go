@@ -197,12 +197,51 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	opened := time.Now()
 	defer func() {
 		work := time.Now()
+		l0 := levelZeroTables(db) + 1 // Close flushes the memtable into one more
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close index: %w", cerr)
 		}
-		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened), "close", time.Since(work))
+		closed := time.Now()
+		if err == nil && l0 >= compactL0At {
+			r.compactL0(ctx)
+		}
+		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened),
+			"close", closed.Sub(work), "compact", time.Since(closed), "l0_tables", l0)
 	}()
 	return fn(db)
+}
+
+// compactL0At is how many level-0 tables the index may collect before a
+// writer compacts them. Every update flushes its memtable into a new
+// level-0 table, and cairn's processes live too briefly for Badger's
+// background compactors (they start after a random delay of up to a
+// second) ever to run: without this, every open and every lookup would
+// visit one more table for each update ever made.
+const compactL0At = 8
+
+// levelZeroTables counts the index's level-0 tables.
+func levelZeroTables(db *badger.DB) int {
+	n := 0
+	for _, t := range db.Tables() {
+		if t.Level == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// compactL0 merges the index's level-0 tables into the level below, as
+// Badger's own compaction on close does. The caller holds the exclusive
+// lock. A failure only costs speed, so it is logged, not returned: the
+// update that came before it is already durable.
+func (r *Repo) compactL0(ctx context.Context) {
+	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
+	if err == nil {
+		err = db.Close()
+	}
+	if err != nil {
+		r.log.Warn("compacting the index failed; lookups stay slower until the next update", "err", err)
+	}
 }
 
 // badgerLogger forwards Badger's warnings and errors to slog and drops its
