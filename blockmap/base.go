@@ -83,7 +83,7 @@ func (w *DiskWriter) loadSparseBase(db *badger.DB) error {
 }
 
 // base is what the previous point holds for block idx: kind 0 (nothing:
-// a hole), kindData with its SHA-256, or kindZero. known is false for a
+// a hole), kindData with its hash, or kindZero. known is false for a
 // block whose previous version the writer did not load (outside the
 // changed areas it was given); callers then store the block as if it
 // changed, which is always correct.

@@ -13,7 +13,7 @@
 // image of generation g holds, at their natural offsets, only the blocks
 // that changed in g; the rest are holes. The index maps
 // (disk, block, ^g) to what generation g holds for the block (data with
-// its SHA-256 and CRC-32C, or zero). Block b of recovery point g is the
+// its hash (BLAKE3, or SHA-256 in older repositories) and CRC-32C, or zero). Block b of recovery point g is the
 // newest version with generation <= g: the inverted generation makes it
 // the first key at or after (disk, block, ^g).
 //

@@ -72,7 +72,7 @@ func diskKey(disk uint32) []byte {
 type blockValue struct {
 	kind byte
 	crc  uint32   // CRC-32C of the whole (zero-padded) block; read path check
-	sum  [32]byte // SHA-256 of the whole (zero-padded) block; change detection and verify
+	sum  [32]byte // hash (Config.Hash) of the whole (zero-padded) block; change detection and verify
 }
 
 func (v blockValue) encode() []byte {

@@ -34,9 +34,12 @@ var (
 
 // Config is the content of <repo>/cairn.json.
 type Config struct {
-	Format    int       `json:"format"`
-	BlockSize int       `json:"block_size"`
-	Created   time.Time `json:"created"`
+	Format    int `json:"format"`
+	BlockSize int `json:"block_size"`
+	// Hash is the block hash algorithm (HashBLAKE3, HashSHA256); empty in
+	// repositories made before the field existed, which use SHA-256.
+	Hash    string    `json:"hash,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // Repo is an open repository. It is safe for concurrent use; it holds no
@@ -48,11 +51,14 @@ type Repo struct {
 	log    *slog.Logger
 	locker *indexLocker
 	ro     roCache
+	sum    func([]byte) [32]byte // the block hash (Config.Hash)
 }
 
 // InitOptions configure a new repository.
 type InitOptions struct {
 	BlockSize int // bytes; a power of two from 64 KiB to 1 MiB; 0 means DefaultBlockSize
+	// Hash is the block hash algorithm; "" means HashBLAKE3.
+	Hash string
 }
 
 // Options configure how a repository is opened.
@@ -69,6 +75,13 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if bs < 64<<10 || bs > 1<<20 || bs&(bs-1) != 0 {
 		return fmt.Errorf("block size %d: %w: use a power of two from 64 KiB to 1 MiB (65536..1048576)", bs, ErrInvalid)
 	}
+	hash := opts.Hash
+	if hash == "" {
+		hash = HashBLAKE3
+	}
+	if _, err := blockHasher(hash); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, "cairn.json")); err == nil {
 			return fmt.Errorf("init %s: a repository already exists there", dir)
@@ -82,7 +95,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 			return fmt.Errorf("init %s: %w", dir, err)
 		}
 	}
-	r := &Repo{dir: dir, cfg: Config{Format: FormatVersion, BlockSize: bs, Created: time.Now().UTC()}, log: slog.Default()}
+	r := &Repo{dir: dir, cfg: Config{Format: FormatVersion, BlockSize: bs, Hash: hash, Created: time.Now().UTC()}, log: slog.Default()}
 	r.locker = newIndexLocker(filepath.Join(dir, "index.lock"))
 	if err := r.update(ctx, func(*badger.DB) error { return nil }); err != nil {
 		return fmt.Errorf("init %s: create index: %w", dir, err)
@@ -120,11 +133,15 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if cfg.BlockSize < 4096 || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
 		return nil, fmt.Errorf("%s: %w: block size %d in cairn.json", dir, ErrNotRepository, cfg.BlockSize)
 	}
+	sum, err := blockHasher(cfg.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Repo{dir: dir, cfg: cfg, log: log, locker: newIndexLocker(filepath.Join(dir, "index.lock"))}
+	r := &Repo{dir: dir, cfg: cfg, log: log, locker: newIndexLocker(filepath.Join(dir, "index.lock")), sum: sum}
 	for _, sub := range []string{"images", "locks"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)

@@ -3,7 +3,6 @@ package blockmap
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -408,7 +407,7 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 		full = make([]byte, w.bs)
 		copy(full, data)
 	}
-	val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
+	val := blockValue{kind: kindData, sum: w.s.repo.sum(full)}
 	if baseKind == kindData && baseSum == val.sum {
 		return nil
 	}
@@ -479,7 +478,7 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 				copy(pad, block)
 				full = pad
 			}
-			val := blockValue{kind: kindData, sum: sha256.Sum256(full)}
+			val := blockValue{kind: kindData, sum: w.s.repo.sum(full)}
 			if !(baseKind == kindData && baseSum == val.sum) {
 				val.crc = crc32.Checksum(full, castagnoli)
 				adds = append(adds, entry{block: uint64(b), val: val})

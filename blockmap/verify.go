@@ -2,7 +2,6 @@ package blockmap
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -56,7 +55,7 @@ type version struct {
 }
 
 // Verify re-reads every stored data block (of the selected VMs/points) and
-// checks it against its SHA-256.
+// checks it against its hash (Config.Hash).
 func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	if opts.Point != "" && opts.VM == "" {
 		return nil, fmt.Errorf("verify: %w: --point needs --vm", ErrInvalid)
@@ -126,8 +125,8 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 		}
 		rep.Blocks++
 		rep.Bytes += int64(len(buf))
-		if sha256.Sum256(buf) != v.sum {
-			suspects, problems = append(suspects, v), append(problems, "stored bytes do not match their SHA-256")
+		if r.sum(buf) != v.sum {
+			suspects, problems = append(suspects, v), append(problems, "stored bytes do not match their hash")
 		}
 		if opts.Progress != nil && i%64 == 0 {
 			opts.Progress(int64(i)*int64(len(buf)), total)

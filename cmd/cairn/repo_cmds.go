@@ -21,16 +21,17 @@ func repoCommands() []*cli.Command {
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "block-size", Value: blockmap.DefaultBlockSize, Usage: "block size in bytes: a power of two from 65536 to 1048576 (see docs/repository.md)"},
+				&cli.StringFlag{Name: "hash", Value: blockmap.HashBLAKE3, Usage: "block hash: blake3 or sha256 (see docs/repository.md)"},
 			},
 			Action: func(c *cli.Context) error {
 				dir := c.String("repo")
 				if dir == "" {
 					return fmt.Errorf("init: no repository given: use --repo DIR or set CAIRN_REPO")
 				}
-				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: c.Int("block-size")}); err != nil {
+				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: c.Int("block-size"), Hash: c.String("hash")}); err != nil {
 					return err
 				}
-				fmt.Printf("created repository %s (block size %s)\n", dir, humanBytes(int64(c.Int("block-size"))))
+				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, humanBytes(int64(c.Int("block-size"))), c.String("hash"))
 				return nil
 			},
 		},
