@@ -76,6 +76,9 @@ func (r *Repo) badgerOptions(readOnly bool) badger.Options {
 	if readOnly {
 		opts = opts.WithNumCompactors(0)
 	}
+	if r.tuneIndex != nil {
+		opts = r.tuneIndex(opts)
+	}
 	return opts
 }
 
@@ -231,17 +234,57 @@ func levelZeroTables(db *badger.DB) int {
 }
 
 // compactL0 merges the index's level-0 tables into the level below, as
-// Badger's own compaction on close does. The caller holds the exclusive
-// lock. A failure only costs speed, so it is logged, not returned: the
-// update that came before it is already durable.
+// Badger's own compaction on close does. When that leaves a lower level
+// over its target size (the base level fills up as the index grows), it
+// keeps the index open until Badger's background compactors have pushed
+// the excess down, as they would in a long-lived process; that is rare
+// (each level is ten times the one above) and bounded by deepCompactFor.
+// The caller holds the exclusive lock. A failure only costs speed, so it
+// is logged, not returned: the update that came before it is durable.
 func (r *Repo) compactL0(ctx context.Context) {
-	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
-	if err == nil {
-		err = db.Close()
-	}
-	if err != nil {
+	fail := func(err error) {
 		r.log.Warn("compacting the index failed; lookups stay slower until the next update", "err", err)
 	}
+	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := db.Close(); err != nil {
+		fail(err)
+		return
+	}
+	// The levels' sizes are known only to an open index.
+	if db, err = openBadger(ctx, r.badgerOptions(false)); err != nil {
+		fail(err)
+		return
+	}
+	if levelsOverTarget(db) {
+		start := time.Now()
+		tick := time.NewTicker(50 * time.Millisecond)
+		for levelsOverTarget(db) && time.Since(start) < deepCompactFor && ctx.Err() == nil {
+			<-tick.C
+		}
+		tick.Stop()
+		r.log.Debug("index levels compacted", "took", time.Since(start), "done", !levelsOverTarget(db))
+	}
+	if err := db.Close(); err != nil {
+		fail(err)
+	}
+}
+
+// deepCompactFor bounds how long a writer waits for Badger's compactors.
+const deepCompactFor = 2 * time.Minute
+
+// levelsOverTarget reports whether a level below 0 holds more than its
+// target size, so that Badger's compactors have work to do there.
+func levelsOverTarget(db *badger.DB) bool {
+	for _, l := range db.Levels() {
+		if l.Level > 0 && l.Score >= 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // badgerLogger forwards Badger's warnings and errors to slog and drops its

@@ -52,6 +52,8 @@ type Repo struct {
 	locker *indexLocker
 	ro     roCache
 	sum    func([]byte) [32]byte // the block hash (Config.Hash)
+	// tuneIndex, when set (by tests), adjusts every Badger open's options.
+	tuneIndex func(badger.Options) badger.Options
 }
 
 // InitOptions configure a new repository.
