@@ -91,6 +91,14 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 		chunk = 4 << 20
 	}
 	chunk = max(chunk/bs, 1) * bs
+	// A buffer larger than the largest extent is never filled: the
+	// scattered blocks of an incremental need 64 KiB each, not 4 MiB (16
+	// workers would clear and fault in 64 MiB for nothing).
+	var longest int64
+	for _, e := range extents {
+		longest = max(longest, e.Length)
+	}
+	chunk = min(chunk, max(longest, bs))
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = max(8, 2*runtime.GOMAXPROCS(0))
