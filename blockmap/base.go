@@ -1,9 +1,13 @@
 package blockmap
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -46,40 +50,91 @@ func coveredBlocks(extents []Extent, bs int64, nblocks int64) ([][2]int64, int64
 // loadSparseBase reads the newest version of each block in w.covered (the
 // blocks of the latest point, as loadBase explains) with one seek each.
 func (w *DiskWriter) loadSparseBase(db *badger.DB) error {
-	w.baseSparse = map[int64]blockValue{}
-	return db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id)})
-		defer it.Close()
-		for _, r := range w.covered {
-			for b := r[0]; b < r[1]; b++ {
-				// ^gen is stored, so generation MaxUint32 sorts first: the
-				// first key at or after it is the block's newest version.
-				it.Seek(blockKey(w.id, uint64(b), math.MaxUint32))
-				if !it.Valid() {
-					return nil
-				}
-				_, block, _, ok := parseBlockKey(it.Item().Key())
+	// The seeks decompress index blocks, which is CPU work: split the
+	// ranges into one part per core, each with its own iterator.
+	parts := splitRanges(w.covered, min(runtime.GOMAXPROCS(0), 4), 256)
+	found := make([]map[int64]blockValue, len(parts))
+	err := db.View(func(txn *badger.Txn) error {
+		errs := make([]error, len(parts))
+		var wg sync.WaitGroup
+		for i, part := range parts {
+			found[i] = map[int64]blockValue{}
+			wg.Go(func() { errs[i] = w.seekVersions(txn, part, found[i]) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		return err
+	}
+	w.baseSparse = found[0]
+	for _, m := range found[1:] {
+		maps.Copy(w.baseSparse, m)
+	}
+	return nil
+}
+
+// seekVersions finds the newest version of each block in ranges.
+func (w *DiskWriter) seekVersions(txn *badger.Txn, ranges [][2]int64, into map[int64]blockValue) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id)})
+	defer it.Close()
+	for _, r := range ranges {
+		for b := r[0]; b < r[1]; b++ {
+			// ^gen is stored, so generation MaxUint32 sorts first: the
+			// first key at or after it is the block's newest version.
+			it.Seek(blockKey(w.id, uint64(b), math.MaxUint32))
+			if !it.Valid() {
+				return nil
+			}
+			_, block, _, ok := parseBlockKey(it.Item().Key())
+			if !ok {
+				return fmt.Errorf("malformed index key %x", it.Item().Key())
+			}
+			if int64(block) != b {
+				continue // no version: never written
+			}
+			err := it.Item().Value(func(v []byte) error {
+				bv, ok := decodeBlockValue(v)
 				if !ok {
-					return fmt.Errorf("malformed index key %x", it.Item().Key())
+					return fmt.Errorf("malformed index value for block %d", b)
 				}
-				if int64(block) != b {
-					continue // no version: never written
-				}
-				err := it.Item().Value(func(v []byte) error {
-					bv, ok := decodeBlockValue(v)
-					if !ok {
-						return fmt.Errorf("malformed index value for block %d", b)
-					}
-					w.baseSparse[b] = bv
-					return nil
-				})
-				if err != nil {
-					return err
-				}
+				into[b] = bv
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// splitRanges cuts sorted block ranges into at most n parts of about the
+// same number of blocks, none smaller than minBlocks (so small lists stay
+// whole).
+func splitRanges(rs [][2]int64, n int, minBlocks int64) [][][2]int64 {
+	var total int64
+	for _, r := range rs {
+		total += r[1] - r[0]
+	}
+	per := max((total+int64(n)-1)/int64(max(n, 1)), minBlocks)
+	var parts [][][2]int64
+	var cur [][2]int64
+	var have int64
+	for _, r := range rs {
+		for r[0] < r[1] {
+			take := min(r[1]-r[0], per-have)
+			cur = append(cur, [2]int64{r[0], r[0] + take})
+			r[0] += take
+			if have += take; have == per {
+				parts, cur, have = append(parts, cur), nil, 0
+			}
+		}
+	}
+	if len(cur) > 0 || len(parts) == 0 {
+		parts = append(parts, cur)
+	}
+	return parts
 }
 
 // base is what the previous point holds for block idx: kind 0 (nothing:

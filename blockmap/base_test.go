@@ -3,6 +3,7 @@ package blockmap
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -80,6 +81,43 @@ func TestCoveredBlocks(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("coveredBlocks = %v, want %v", got, want)
+		}
+	}
+}
+
+func TestSplitRanges(t *testing.T) {
+	for _, tc := range []struct {
+		rs       [][2]int64
+		n        int
+		min      int64
+		wantLens []int64
+	}{
+		{nil, 2, 256, []int64{0}},
+		{[][2]int64{{0, 100}}, 2, 256, []int64{100}},
+		{[][2]int64{{0, 600}}, 2, 256, []int64{300, 300}},
+		{[][2]int64{{0, 10}, {20, 610}, {700, 701}}, 2, 256, []int64{301, 300}},
+		{[][2]int64{{0, 1000}}, 3, 1, []int64{334, 334, 332}},
+	} {
+		parts := splitRanges(tc.rs, tc.n, tc.min)
+		var lens []int64
+		var all [][2]int64
+		for _, p := range parts {
+			var l int64
+			for _, r := range p {
+				l += r[1] - r[0]
+				if k := len(all); k > 0 && all[k-1][1] == r[0] {
+					all[k-1][1] = r[1]
+				} else {
+					all = append(all, r)
+				}
+			}
+			lens = append(lens, l)
+		}
+		if fmt.Sprint(lens) != fmt.Sprint(tc.wantLens) {
+			t.Errorf("splitRanges(%v, %d, %d): part sizes %v, want %v", tc.rs, tc.n, tc.min, lens, tc.wantLens)
+		}
+		if len(tc.rs) > 0 && fmt.Sprint(all) != fmt.Sprint(tc.rs) {
+			t.Errorf("splitRanges(%v): parts %v do not cover the ranges exactly", tc.rs, parts)
 		}
 	}
 }

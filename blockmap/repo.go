@@ -173,9 +173,13 @@ func (r *Repo) CatalogSeq() uint64 {
 	return n
 }
 
+// bumpCatalogSeq moves the counter on. It is replaced by rename but not
+// fsynced: it only tells running readers that something changed, and a
+// crash that loses it also ends every reader that saw it (after a reboot
+// readers start from whatever value it has).
 func (r *Repo) bumpCatalogSeq() {
 	n := r.CatalogSeq() + 1
-	if err := writeFileAtomic(filepath.Join(r.dir, "catalog.seq"), []byte(strconv.FormatUint(n, 10)+"\n")); err != nil {
+	if err := writeFileReplace(filepath.Join(r.dir, "catalog.seq"), []byte(strconv.FormatUint(n, 10)+"\n"), false); err != nil {
 		r.log.Warn("cannot update catalog.seq; mounts may show new points late", "err", err)
 	}
 }
@@ -190,6 +194,13 @@ func (r *Repo) imageDir(disk uint32) string {
 
 // writeFileAtomic writes data to path through a temporary file, fsync and rename.
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileReplace(path, data, true)
+}
+
+// writeFileReplace writes data to a temporary file and renames it over
+// path, so readers see the old content or the new, never a mix; with
+// durable, the file and the directory are fsynced too.
+func writeFileReplace(path string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -199,15 +210,20 @@ func writeFileAtomic(path string, data []byte) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

@@ -582,21 +582,20 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 	if len(s.disks) == 0 {
 		return Point{}, fmt.Errorf("commit point of %s: %w: no disks", s.vm, ErrInvalid)
 	}
-	for _, w := range s.disks {
-		if w.file != nil {
-			if err := w.file.Sync(); err != nil {
-				return Point{}, fmt.Errorf("commit: sync delta image of disk %q: %w", w.name, err)
-			}
-		}
-		if err := syncDir(s.repo.imageDir(w.id)); err != nil {
-			return Point{}, fmt.Errorf("commit: sync image directory: %w", err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
-	}
+	// The delta images are made durable while the index is being opened;
+	// nothing is written to the index before they are.
+	synced := make(chan error, 1)
+	go func() { synced <- s.syncImages() }()
+	waited := false
 	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta}
 	err := s.repo.update(ctx, func(db *badger.DB) error {
+		waited = true
+		if err := <-synced; err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
 		for _, w := range s.disks {
@@ -630,6 +629,9 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		})
 	})
 	if err != nil {
+		if !waited {
+			<-synced // the index could not be opened: let the sync end before Abort closes the files
+		}
 		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
 	}
 	// The point is committed: a session file left behind by a crash here
@@ -640,6 +642,21 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 	s.finish()
 	s.repo.bumpCatalogSeq()
 	return p, nil
+}
+
+// syncImages makes the session's delta images and their directories durable.
+func (s *Session) syncImages() error {
+	for _, w := range s.disks {
+		if w.file != nil {
+			if err := w.file.Sync(); err != nil {
+				return fmt.Errorf("sync delta image of disk %q: %w", w.name, err)
+			}
+		}
+		if err := syncDir(s.repo.imageDir(w.id)); err != nil {
+			return fmt.Errorf("sync image directory: %w", err)
+		}
+	}
+	return nil
 }
 
 // Abort discards the session: its delta images and session record are
