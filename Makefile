@@ -15,6 +15,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/cairn
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/cairn-lab ./cmd/cairn-lab
 
 deps:
 	@bash scripts/install-deps.sh

@@ -29,12 +29,16 @@ func buildCairn(t testing.TB) string {
 		binPath = filepath.Join(dir, "cairn")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(file))
-		// The same flags as the Makefile's build.
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-trimpath", "-o", binPath, "./cmd/cairn")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &buildError{err: err, out: string(out)}
+		// The same flags as the Makefile's build; cairn-lab (which
+		// `cairn lab` runs) goes beside cairn.
+		for _, prog := range []string{"cairn", "cairn-lab"} {
+			cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-trimpath", "-o", filepath.Join(dir, prog), "./cmd/"+prog)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = &buildError{err: err, out: string(out)}
+				return
+			}
 		}
 	})
 	if buildErr != nil {
