@@ -334,4 +334,19 @@ func TestLabCLIErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "cairn.yaml")); !os.IsNotExist(err) {
 		t.Errorf("a refused lab wrote cairn.yaml: %v", err)
 	}
+	// cairn alone, without cairn-lab beside it or on PATH.
+	alone := filepath.Join(t.TempDir(), "cairn")
+	data, err := os.ReadFile(buildCairn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(alone, "lab", "--dir", dir)
+	cmd.Env = []string{"PATH=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cairn-lab is not installed") || !strings.Contains(string(out), "make build") {
+		t.Errorf("cairn lab without cairn-lab: %v, %q", err, out)
+	}
 }
