@@ -200,6 +200,9 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	opened := time.Now()
 	defer func() {
 		work := time.Now()
+		if err == nil {
+			r.settleLevels(ctx, db) // what an earlier writer's budget left
+		}
 		l0 := levelZeroTables(db) + 1 // Close flushes the memtable into one more
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close index: %w", cerr)
@@ -236,9 +239,9 @@ func levelZeroTables(db *badger.DB) int {
 // compactL0 merges the index's level-0 tables into the level below, as
 // Badger's own compaction on close does. When that leaves a lower level
 // over its target size (the base level fills up as the index grows), it
-// keeps the index open until Badger's background compactors have pushed
-// the excess down, as they would in a long-lived process; that is rare
-// (each level is ten times the one above) and bounded by deepCompactFor.
+// keeps the index open while Badger's background compactors push the
+// excess down, as they would in a long-lived process (settleLevels); that
+// is rare, since each level is ten times the one above.
 // The caller holds the exclusive lock. A failure only costs speed, so it
 // is logged, not returned: the update that came before it is durable.
 func (r *Repo) compactL0(ctx context.Context) {
@@ -259,22 +262,35 @@ func (r *Repo) compactL0(ctx context.Context) {
 		fail(err)
 		return
 	}
-	if levelsOverTarget(db) {
-		start := time.Now()
-		tick := time.NewTicker(50 * time.Millisecond)
-		for levelsOverTarget(db) && time.Since(start) < deepCompactFor && ctx.Err() == nil {
-			<-tick.C
-		}
-		tick.Stop()
-		r.log.Debug("index levels compacted", "took", time.Since(start), "done", !levelsOverTarget(db))
-	}
+	r.settleLevels(ctx, db)
 	if err := db.Close(); err != nil {
 		fail(err)
 	}
 }
 
-// deepCompactFor bounds how long a writer waits for Badger's compactors.
-const deepCompactFor = 2 * time.Minute
+// settleLevels gives Badger's compactors, which run in every read-write
+// open, up to deepCompactFor to bring the levels below 0 under their
+// targets. The exclusive lock is held meanwhile (mounts and other
+// writers wait), so the budget is short: work left over is continued by
+// the next writer. Close lets a running compaction finish.
+func (r *Repo) settleLevels(ctx context.Context, db *badger.DB) {
+	if !levelsOverTarget(db) {
+		return
+	}
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for levelsOverTarget(db) && time.Since(start) < deepCompactFor && ctx.Err() == nil {
+		<-tick.C
+	}
+	r.log.Debug("index levels compacted", "took", time.Since(start), "done", !levelsOverTarget(db))
+}
+
+// deepCompactFor bounds how long one writer waits for Badger's compactors.
+// They start after a random delay of up to a second, and each compaction
+// they begin (a table and its overlap in the next level) finishes before
+// the index closes.
+const deepCompactFor = 5 * time.Second
 
 // levelsOverTarget reports whether a level below 0 holds more than its
 // target size, so that Badger's compactors have work to do there.
