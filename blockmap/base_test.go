@@ -121,3 +121,75 @@ func TestSplitRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestSparseBaseInParts: a change list large enough to be looked up by
+// several iterators at once (more than 256 blocks per part) still finds
+// every block's previous version: rewritten blocks with the same bytes
+// are not stored again, changed ones are, and all read back.
+func TestSparseBaseInParts(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRepo(t)
+	const nblocks, covered = 4160, 520 // covered*sparseBaseLimit == nblocks: still sparse
+	content := func(b int64, gen byte) []byte {
+		buf := make([]byte, testBS)
+		for i := range buf {
+			buf[i] = byte(int64(i)*7+b) ^ gen
+		}
+		return buf
+	}
+	s, err := r.BeginPoint(ctx, "vm", PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.AddDisk(ctx, "d0", nblocks*testBS, DiskOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := int64(0); b < covered; b++ {
+		if err := w.WriteBlock(b, content(b, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err = r.BeginPoint(ctx, "vm", PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err = s.AddDisk(ctx, "d0", nblocks*testBS, DiskOptions{Changed: []Extent{{Offset: 0, Length: covered * testBS}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.baseSparse == nil || len(w.baseSparse) != covered {
+		t.Fatalf("sparse base holds %d blocks, want %d", len(w.baseSparse), covered)
+	}
+	for b := int64(0); b < covered; b++ {
+		gen := byte(1)
+		if b%2 == 1 {
+			gen = 2
+		}
+		if err := w.WriteBlock(b, content(b, gen)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Disks[0].ChangedBlocks; got != covered/2 {
+		t.Errorf("stored %d changed blocks, want %d (every odd block)", got, covered/2)
+	}
+	dr, err := r.OpenDisk(ctx, p, "d0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dr.Close()
+	buf := make([]byte, testBS)
+	for _, b := range []int64{0, 1, 255, 256, 257, 300, 518, 519} {
+		gen := byte(1 + b%2)
+		if _, err := dr.ReadAt(buf, b*testBS); err != nil || !bytes.Equal(buf, content(b, gen)) {
+			t.Fatalf("block %d reads back wrong (%v)", b, err)
+		}
+	}
+}
