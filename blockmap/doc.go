@@ -13,9 +13,10 @@
 // image of generation g holds, at their natural offsets, only the blocks
 // that changed in g; the rest are holes. The index maps
 // (disk, block, ^g) to what generation g holds for the block (data with
-// its hash (BLAKE3, or SHA-256 in older repositories) and CRC-32C, or zero). Block b of recovery point g is the
-// newest version with generation <= g: the inverted generation makes it
-// the first key at or after (disk, block, ^g).
+// its hash, BLAKE3 or SHA-256 in older repositories, and its CRC-32C; or
+// zero). Block b of recovery point g is the newest version with
+// generation <= g: the inverted generation makes it the first key at or
+// after (disk, block, ^g).
 //
 // A recovery point becomes visible only when its catalog record is
 // committed, after its delta images are fsynced. A session that dies
