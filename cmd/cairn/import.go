@@ -11,26 +11,33 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
 func importCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "import",
-		Usage: "back up local raw images or block devices as one new recovery point of a VM",
-		Description: "The first import of a disk stores its non-zero blocks; later imports store only blocks\n" +
+		Usage: "back up raw images, block devices or NBD exports as one new recovery point of a VM",
+		Description: "Each SOURCE is a raw image, a block device, an NBD URI (nbd://HOST[:PORT]/EXPORT,\n" +
+			"nbds://..., nbd+unix:///EXPORT?socket=PATH) or the unix socket of an NBD server.\n" +
+			"The first import of a disk stores its non-zero blocks; later imports store only blocks\n" +
 			"whose hash changed. With --changed or --changed-file only those areas are read (as\n" +
-			"VMware's changed block tracking reports them); a disk whose size changed is read in full.\n" +
-			"Prints the new point's id.",
-		ArgsUsage: "PATH [PATH ...] (one per --disk, in the same order)",
+			"VMware's changed block tracking reports them); with --dirty-bitmap NAME only the areas\n" +
+			"that QEMU dirty bitmap marks (qemu-nbd -B NAME exports it). A disk whose size changed,\n" +
+			"or that has no earlier point, is read in full. Prints the new point's id.",
+		ArgsUsage: "SOURCE [SOURCE ...] (one per --disk, in the same order)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
 			&cli.StringSliceFlag{Name: "disk", Required: true, Usage: "disk name (repeatable, one per PATH)"},
 			&cli.StringSliceFlag{Name: "changed", Usage: "changed areas OFFSET:LENGTH,... (repeatable, one per disk in --disk order)"},
 			&cli.StringSliceFlag{Name: "changed-file", Usage: "file of changed areas, one OFFSET:LENGTH (or OFFSET LENGTH) per line, or a JSON list of {offset,length} (repeatable, one per disk)"},
+			&cli.StringSliceFlag{Name: "dirty-bitmap", Usage: "NBD sources: read only the areas the qemu dirty bitmap `NAME` marks (once for every disk, or once per disk in --disk order; \"\" for none)"},
+			&cli.StringFlag{Name: "nbd-tls-ca", Usage: "NBD sources: PEM `FILE` of the CAs that sign the server's certificate (turns TLS on)"},
+			&cli.StringFlag{Name: "nbd-tls-cert", Usage: "NBD sources: client certificate PEM `FILE` (with --nbd-tls-key)"},
+			&cli.StringFlag{Name: "nbd-tls-key", Usage: "NBD sources: client key PEM `FILE`"},
 			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
@@ -44,6 +51,7 @@ type importDisk struct {
 	path    string
 	changed []blockmap.Extent
 	hasList bool
+	bitmap  string // qemu dirty bitmap to read the changed areas from
 }
 
 func importAction(c *cli.Context) error {
@@ -58,6 +66,13 @@ func importAction(c *cli.Context) error {
 	if err := parseChangedFlags(c, disks); err != nil {
 		return err
 	}
+	if err := parseBitmapFlags(c, disks); err != nil {
+		return err
+	}
+	srcOpts, err := importTLSOptions(c)
+	if err != nil {
+		return err
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -67,7 +82,7 @@ func importAction(c *cli.Context) error {
 	if t := c.Timestamp("time"); t != nil {
 		opts.Time = *t
 	}
-	p, err := importDisks(c.Context, repo, c.String("vm"), disks, c.Bool("full"), opts)
+	p, err := importDisks(c.Context, repo, c.String("vm"), disks, c.Bool("full"), opts, srcOpts)
 	if err != nil {
 		return err
 	}
@@ -75,19 +90,17 @@ func importAction(c *cli.Context) error {
 	return nil
 }
 
-func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []importDisk, full bool, opts blockmap.PointOptions) (p blockmap.Point, err error) {
-	type opened struct {
-		f    *os.File
-		size int64
-	}
-	srcs := make([]opened, len(disks))
+func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []importDisk, full bool, opts blockmap.PointOptions, srcOpts importSourceOptions) (p blockmap.Point, err error) {
+	srcs := make([]importSource, len(disks))
 	for i, d := range disks {
-		f, size, err := copier.OpenSource(d.path)
+		o := srcOpts
+		o.DirtyBitmap = d.bitmap
+		src, err := openImportSource(ctx, d.path, o)
 		if err != nil {
-			return p, fmt.Errorf("import: %w", err)
+			return p, fmt.Errorf("import disk %s: %w", d.name, err)
 		}
-		defer f.Close()
-		srcs[i] = opened{f, size}
+		defer src.Close()
+		srcs[i] = src
 	}
 	begin := time.Now()
 	sess, err := repo.BeginPoint(ctx, vm, opts)
@@ -103,33 +116,8 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 		}
 	}()
 	for i, d := range disks {
-		meta, _ := json.Marshal(map[string]any{"transport": "file", "source": d.path})
-		start := time.Now()
-		w, err := sess.AddDisk(ctx, d.name, srcs[i].size, blockmap.DiskOptions{Full: full || !d.hasList, Meta: meta, FullReason: fullReason(full, d.hasList), Changed: d.changed})
-		if err != nil {
-			return p, fmt.Errorf("import: %w", err)
-		}
-		slog.Debug("disk added", "disk", d.name, "took", time.Since(start))
-		var extents []blockmap.Extent
-		if isFull, _ := w.Full(); isFull {
-			_ = unix.Fadvise(int(srcs[i].f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-			extents, err = copier.DataExtents(srcs[i].f, srcs[i].size)
-			if err != nil {
-				return p, fmt.Errorf("import: %w", err)
-			}
-		} else {
-			extents = d.changed
-		}
-		extents = copier.Align(extents, w.BlockSize(), w.Size())
-		bar := newProgressBar(d.name, copier.Total(extents))
-		src := copier.NewFileReader(srcs[i].f)
-		start = time.Now()
-		_, err = copier.Copy(ctx, src, w, extents, copier.Options{Progress: bar.Add, Workers: importWorkers})
-		src.Close()
-		bar.Finish()
-		slog.Debug("disk copied", "disk", d.name, "bytes", copier.Total(extents), "direct", src.Direct(), "took", time.Since(start))
-		if err != nil {
-			return p, fmt.Errorf("import disk %s from %s: %w", d.name, d.path, err)
+		if err := copyDisk(ctx, sess, d, srcs[i], full); err != nil {
+			return p, err
 		}
 	}
 	start := time.Now()
@@ -139,6 +127,57 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 	}
 	slog.Debug("point committed", "vm", vm, "point", p.ID, "took", time.Since(start))
 	return p, nil
+}
+
+// copyDisk reads one disk into the session: the given changed areas, the
+// areas a dirty bitmap marks, or (full) every allocated area.
+func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src importSource, full bool) error {
+	changed, hasList := d.changed, d.hasList
+	var how string
+	switch {
+	case full:
+	case hasList:
+		how = "changed areas given"
+	case d.bitmap != "":
+		ns, ok := src.(*nbdSource)
+		if !ok {
+			return fmt.Errorf("import disk %s: --dirty-bitmap applies to NBD sources only", d.name)
+		}
+		dirty, err := ns.Dirty(ctx)
+		if err != nil {
+			return fmt.Errorf("import disk %s: %w", d.name, err)
+		}
+		changed, hasList, how = dirty, true, "dirty bitmap "+d.bitmap
+	}
+	meta := src.Meta()
+	start := time.Now()
+	w, err := sess.AddDisk(ctx, d.name, src.Size(), blockmap.DiskOptions{Full: full || !hasList, FullReason: fullReason(full, hasList), Changed: changed})
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	slog.Debug("disk added", "disk", d.name, "took", time.Since(start))
+	extents := changed
+	if isFull, _ := w.Full(); isFull {
+		if extents, err = src.Allocated(ctx); err != nil {
+			return fmt.Errorf("import disk %s: %w", d.name, err)
+		}
+		how = "allocated areas"
+	}
+	meta["read"] = how
+	metaJSON, _ := json.Marshal(meta)
+	w.SetMeta(metaJSON)
+	extents = copier.Align(extents, w.BlockSize(), w.Size())
+	bar := newProgressBar(d.name, copier.Total(extents))
+	copts := src.CopyOptions()
+	copts.Progress = bar.Add
+	start = time.Now()
+	_, err = copier.Copy(ctx, src, w, extents, copts)
+	bar.Finish()
+	slog.Debug("disk copied", "disk", d.name, "bytes", copier.Total(extents), "took", time.Since(start))
+	if err != nil {
+		return fmt.Errorf("import disk %s from %s: %w", d.name, d.path, err)
+	}
+	return nil
 }
 
 // importWorkers is how many 4 MiB direct reads and writes an import keeps
@@ -154,6 +193,63 @@ func fullReason(full, hasList bool) string {
 		return "no changed areas given: every block read and compared by hash"
 	}
 	return ""
+}
+
+// parseBitmapFlags gives each disk its --dirty-bitmap: one name for all,
+// or one per disk.
+func parseBitmapFlags(c *cli.Context, disks []importDisk) error {
+	names := c.StringSlice("dirty-bitmap")
+	switch {
+	case len(names) == 0:
+		return nil
+	case len(names) == 1:
+		for i := range disks {
+			disks[i].bitmap = names[0]
+		}
+	case len(names) == len(disks):
+		for i := range disks {
+			disks[i].bitmap = names[i]
+		}
+	default:
+		return fmt.Errorf("import: %d --dirty-bitmap names for %d disks: give one for every disk, or one per --disk in the same order", len(names), len(disks))
+	}
+	for _, d := range disks {
+		if d.bitmap != "" && d.hasList {
+			return fmt.Errorf("import: disk %s has both --dirty-bitmap and changed areas: give one of them", d.name)
+		}
+		if c.Bool("full") && d.bitmap != "" {
+			return fmt.Errorf("import: --full reads every disk whole: drop --dirty-bitmap, or --full")
+		}
+	}
+	return nil
+}
+
+// importTLSOptions turns the --nbd-tls-* flags into TLS options for NBD
+// sources (no flags: nil, so only nbds:// URIs use TLS, with the system
+// roots).
+func importTLSOptions(c *cli.Context) (importSourceOptions, error) {
+	ca, cert, key := c.String("nbd-tls-ca"), c.String("nbd-tls-cert"), c.String("nbd-tls-key")
+	if ca == "" && cert == "" && key == "" {
+		return importSourceOptions{}, nil
+	}
+	if (cert == "") != (key == "") {
+		return importSourceOptions{}, fmt.Errorf("import: give --nbd-tls-cert and --nbd-tls-key together")
+	}
+	for _, f := range []string{ca, cert, key} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return importSourceOptions{}, fmt.Errorf("import: NBD TLS file: %w", err)
+		}
+	}
+	return importSourceOptions{TLS: &nbd.TLSOptions{CAFile: ca, CertFile: cert, KeyFile: key}}, nil
+}
+
+// isSocket reports whether path is a unix socket (an NBD server's).
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 func parseChangedFlags(c *cli.Context, disks []importDisk) error {
