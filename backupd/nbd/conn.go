@@ -344,10 +344,14 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 		if off < req.off || off-req.off > uint64(req.length)-n {
 			return protocolErrorf("data chunk [%d,+%d) outside read [%d,+%d)", off, n, req.off, req.length)
 		}
+		// Checked before the payload is read: an overlapping chunk must
+		// not overwrite bytes an earlier chunk delivered.
+		if err := req.cover("data", off, n); err != nil {
+			return err
+		}
 		if err := c.readData(req, off, n); err != nil {
 			return err
 		}
-		req.covered += n
 	case typ == replyTypeOffsetHole && req.cmd == cmdRead:
 		p, err := c.readPayload(length)
 		if err != nil {
@@ -360,8 +364,10 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 		if off < req.off || n > req.length || off-req.off > uint64(req.length-n) {
 			return protocolErrorf("hole chunk [%d,+%d) outside read [%d,+%d)", off, n, req.off, req.length)
 		}
+		if err := req.cover("hole", off, uint64(n)); err != nil {
+			return err
+		}
 		req.zero(off, n)
-		req.covered += uint64(n)
 	case typ == replyTypeBlockStatus && req.cmd == cmdBlockStatus:
 		p, err := c.readPayload(length)
 		if err != nil {
@@ -397,6 +403,8 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 	if flags&replyFlagDone == 0 {
 		return nil
 	}
+	// Data and hole chunks never overlap (cover), so a read covered short
+	// of its length left part of its buffer unwritten.
 	if req.err == nil {
 		switch {
 		case req.cmd == cmdRead && req.covered != uint64(req.length):
