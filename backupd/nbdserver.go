@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,34 +25,39 @@ var placeholders = []string{"socket", "server", "user", "password_file", "thumbp
 
 // expandTemplate splits a command template into words and fills in the
 // placeholders; values are computed only when a word uses them. An unknown
-// {placeholder} is an error.
+// {placeholder} is an error. Values are inserted as they are and never
+// scanned again, so a path such as /vmfs/web{1}/web-flat.vmdk stays intact.
 func expandTemplate(tmpl string, value func(name string) (string, error)) ([]string, error) {
 	words := strings.Fields(tmpl)
 	if len(words) == 0 {
 		return nil, errors.New("empty NBD command")
 	}
 	for i, w := range words {
-		for strings.Contains(w, "{") {
-			start := strings.Index(w, "{")
-			end := strings.Index(w[start:], "}")
+		var out strings.Builder
+		rest := w
+		for {
+			start := strings.IndexByte(rest, '{')
+			if start < 0 {
+				out.WriteString(rest)
+				break
+			}
+			end := strings.IndexByte(rest[start:], '}')
 			if end < 0 {
-				return nil, fmt.Errorf("NBD command word %q: unclosed {", words[i])
+				return nil, fmt.Errorf("NBD command word %q: unclosed {", w)
 			}
-			name := w[start+1 : start+end]
-			known := false
-			for _, p := range placeholders {
-				known = known || p == name
-			}
-			if !known {
+			name := rest[start+1 : start+end]
+			if !slices.Contains(placeholders, name) {
 				return nil, fmt.Errorf("NBD command: unknown placeholder {%s} (known: {%s})", name, strings.Join(placeholders, "} {"))
 			}
 			v, err := value(name)
 			if err != nil {
 				return nil, fmt.Errorf("NBD command {%s}: %w", name, err)
 			}
-			w = w[:start] + v + w[start+end+1:]
+			out.WriteString(rest[:start])
+			out.WriteString(v)
+			rest = rest[start+end+1:]
 		}
-		words[i] = w
+		words[i] = out.String()
 	}
 	return words, nil
 }

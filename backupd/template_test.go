@@ -28,6 +28,11 @@ func TestExpandTemplate(t *testing.T) {
 	if calls["thumbprint"] != 0 || calls["password_file"] != 0 {
 		t.Errorf("unused placeholders were computed: %v", calls)
 	}
+	// A value with braces (or a placeholder's name) is not expanded again.
+	vals["disk_local_path"] = "/vmfs/volumes/ds1/web{1}/{disk}-flat.vmdk"
+	if got, err := expandTemplate("qemu-nbd {disk_local_path}", value); err != nil || got[1] != vals["disk_local_path"] {
+		t.Errorf("value with braces: %q, %v", got, err)
+	}
 	for _, bad := range []string{"", "nbdkit {nosuch}", "nbdkit {socket", "nbdkit {thumbprint}"} {
 		if _, err := expandTemplate(bad, value); err == nil {
 			t.Errorf("template %q accepted", bad)
@@ -36,11 +41,15 @@ func TestExpandTemplate(t *testing.T) {
 }
 
 func FuzzExpandTemplate(f *testing.F) {
-	for _, s := range []string{DefaultNBDCommand, "a {socket}{disk} b", "{", "}{", "{{socket}}", "x {vm"} {
+	for _, s := range []string{DefaultNBDCommand, "a {socket}{disk} b", "{", "}{", "{{socket}}", "x {vm", "a}b {vm}}"} {
 		f.Add(s)
 	}
+	// Plain values, and values full of braces (a datastore folder named
+	// web{1}): the words must be the same but for the values.
+	plain := func(n string) (string, error) { return "<" + n + ">", nil }
+	braced := func(n string) (string, error) { return "{" + n + "}", nil }
 	f.Fuzz(func(t *testing.T, tmpl string) {
-		words, err := expandTemplate(tmpl, func(n string) (string, error) { return "<" + n + ">", nil })
+		words, err := expandTemplate(tmpl, plain)
 		if err != nil {
 			return
 		}
@@ -48,6 +57,14 @@ func FuzzExpandTemplate(f *testing.F) {
 			if strings.Contains(w, "{") {
 				t.Fatalf("placeholder left in %q from %q", w, tmpl)
 			}
+		}
+		got, err := expandTemplate(tmpl, braced)
+		if err != nil {
+			t.Fatalf("template %q: braces in values broke the expansion: %v", tmpl, err)
+		}
+		norm := strings.NewReplacer("{", "<", "}", ">")
+		if a, b := norm.Replace(strings.Join(words, " ")), norm.Replace(strings.Join(got, " ")); a != b {
+			t.Fatalf("template %q: %q with plain values, %q with braced ones", tmpl, a, b)
 		}
 	})
 }

@@ -97,6 +97,14 @@ func TestBackupCLIErrors(t *testing.T) {
 	if res.code != 1 || !strings.Contains(res.stdout, "CBT MISSED") || !strings.Contains(res.stdout, "missed 327680+65536") {
 		t.Errorf("verify-source after a change CBT missed: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
+	// --repair stores a corrected point; the next check finds nothing.
+	res = runCairn(t, env, append([]string{"--repo", repo, "verify", "--against-source=true", "--repair"}, vs[3:]...)...)
+	if !strings.Contains(res.stdout, "missed 327680+65536") || !strings.Contains(res.stdout, "\trepaired: new point ") {
+		t.Errorf("verify --repair: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if out := mustCairnEnv(t, env, vs...); !strings.Contains(out, "\tok") {
+		t.Errorf("verify-source after --repair: %s", out)
+	}
 	var jobs []backupd.JobRecord
 	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "jobs", "--json")), &jobs); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,6 +156,60 @@ func TestBackupNBDStallTimesOut(t *testing.T) {
 	}
 }
 
+// TestBackupNBDPausedTimesOut pauses the NBD server (nbdkit's pause
+// filter) just as the backup starts reading: the stall timeout fails the
+// reads, the reconnect meets the same paused server, and the job fails
+// cleanly: no point, no snapshot. Once the server is resumed the next
+// backup works.
+func TestBackupNBDPausedTimesOut(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	e.write(t, 100)
+	ctl := filepath.Join(t.TempDir(), "pause.sock")
+	// delay-read keeps the reads going for seconds, so the pause lands
+	// among them whatever the machine's speed.
+	opts := nbdOpts("nbdkit -t 1 -U {socket} -f --filter=pause --filter=delay file {disk_local_path} delay-read=200ms pause-control=" + ctl)
+	opts.NBD = nbd.Options{StallTimeout: 500 * time.Millisecond, Retries: 1}
+	paused, backedUp := make(chan error, 1), make(chan struct{})
+	go func() {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			select {
+			case <-backedUp:
+				paused <- errors.New("the backup ended before the server could be paused")
+				return
+			default:
+			}
+			pc, err := net.Dial("unix", ctl)
+			if err != nil {
+				continue
+			}
+			defer pc.Close()
+			_, err = pc.Write([]byte{'p'})
+			paused <- err
+			return
+		}
+		paused <- errors.New("the pause control socket never appeared")
+	}()
+	_, err := e.backup(opts)
+	close(backedUp)
+	if perr := <-paused; perr != nil {
+		t.Fatalf("%v (the backup: %v)", perr, err)
+	}
+	if !errors.Is(err, nbd.ErrStalled) {
+		t.Fatalf("backup through a paused server: %v, want ErrStalled", err)
+	}
+	e.noSnapshots(t)
+	if n := e.points(t); n != 0 {
+		t.Fatalf("a failed backup left %d points", n)
+	}
+	res := e.mustBackup(t, nbdOpts(nbdkitTemplate))
+	for _, d := range res.Disks {
+		if !d.Full {
+			t.Errorf("disk %s: the first good backup must be full", d.Name)
+		}
+	}
+}
+
 func TestBackupNBDServerKilled(t *testing.T) {
 	testutil.RequireTools(t, "nbdkit")
 	e := newFaultEnv(t, esxsim.VMSpec{}, "")
@@ -199,6 +254,13 @@ func TestBackupQuiesceFault(t *testing.T) {
 		t.Fatalf("--quiesce=require with a quiesce fault: %v", err)
 	}
 	e.noSnapshots(t)
+	// --quiesce=off does not ask the guest at all: no fault to record.
+	file.Quiesce = vsphere.QuiesceOff
+	res = e.mustBackup(t, file)
+	if res.Point.Consistency != blockmap.ConsistencyCrash || strings.Contains(string(res.Point.Meta), "quiesce_error") {
+		t.Errorf("--quiesce=off: consistency %q, meta %s; want crash-consistent without a quiesce fault", res.Point.Consistency, res.Point.Meta)
+	}
+	file.Quiesce = vsphere.QuiesceAuto
 	if err := e.sim.SetFailQuiesce("vm1", false); err != nil {
 		t.Fatal(err)
 	}

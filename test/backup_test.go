@@ -148,10 +148,13 @@ func TestBackupEndToEnd(t *testing.T) {
 				_ = d
 				changed[vm][idx] = map[int64]bool{}
 			}
-			info, ok := res.Point.Disk(names[vm][0])
-			meta, mok := backupd.ReadDiskMeta(info)
-			if !ok || !mok || meta.ChangeID == "" || meta.Transport != opts.Transports[0] || meta.BackingFile == "" || meta.Capacity != info.Size {
-				t.Errorf("point %s disk meta %+v", res.Point.ID, meta)
+			for _, dr := range res.Disks {
+				info, ok := res.Point.Disk(dr.Name)
+				meta, mok := backupd.ReadDiskMeta(info)
+				if !ok || !mok || meta.ChangeID == "" || meta.Transport != opts.Transports[0] || meta.BackingFile == "" || meta.Capacity != info.Size ||
+					meta.Label == "" || meta.BytesRead != dr.BytesRead || meta.Full != dr.Full || meta.UUID == "" {
+					t.Errorf("point %s disk %s meta %+v (result %+v)", res.Point.ID, dr.Name, meta, dr)
+				}
 			}
 			if res.Point.Consistency != blockmap.ConsistencyQuiesced {
 				t.Errorf("consistency %s", res.Point.Consistency)

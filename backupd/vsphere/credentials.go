@@ -1,8 +1,10 @@
 package vsphere
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 )
@@ -16,6 +18,22 @@ type Credentials struct {
 
 // String shows the user only.
 func (c Credentials) String() string { return c.User + ":***" }
+
+// GoString keeps %#v from printing the password.
+func (c Credentials) GoString() string {
+	return fmt.Sprintf("vsphere.Credentials{User: %q, Password: \"***\"}", c.User)
+}
+
+// LogValue keeps log/slog (text or JSON handler) from printing the
+// password.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("user", c.User), slog.String("password", "***"))
+}
+
+// MarshalJSON keeps encoding/json from writing the password.
+func (c Credentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"user": c.User, "password": "***"})
+}
 
 // Environment variables read by CredentialsFromEnv.
 const (

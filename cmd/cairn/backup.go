@@ -29,7 +29,7 @@ func backupCommands() []*cli.Command {
 // vcenterFlags are the connection and transport flags shared by backup
 // and verify-source.
 func vcenterFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
 		&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM name, inventory path or MoRef (repeatable)"},
 		&cli.StringFlag{Name: "transport", Value: strings.Join(backupd.DefaultTransports, ","), Usage: "transports to try in order: hotadd, nbd, file"},
@@ -45,7 +45,7 @@ func vcenterFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
 		&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
 		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
-	}
+	}, nbdTLSFlags()...)
 }
 
 // jobSetup parses the shared flags, opens the repository and connects.
@@ -60,6 +60,10 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 		return nil, nil, opts, err
 	}
 	dirs, err := parseDatastoreDirs(c.StringSlice("datastore-dir"))
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	nbdTLS, err := nbdTLSOptions(c)
 	if err != nil {
 		return nil, nil, opts, err
 	}
@@ -80,7 +84,7 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 	}
 	opts = backupd.JobOptions{
 		Transports: transports, NBDCommand: c.String("nbd-command"), NBDURL: c.String("nbd-url"),
-		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries")},
+		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries"), TLS: nbdTLS},
 		ProxyVM: c.String("proxy-vm"), DatastoreDirs: dirs, Quiesce: quiesce, ParallelDisks: c.Int("parallel-disks"),
 		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/copier"
-	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
@@ -29,19 +28,16 @@ func importCommand() *cli.Command {
 			"that QEMU dirty bitmap marks (qemu-nbd -B NAME exports it). A disk whose size changed,\n" +
 			"or that has no earlier point, is read in full. Prints the new point's id.",
 		ArgsUsage: "SOURCE [SOURCE ...] (one per --disk, in the same order)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
 			&cli.StringSliceFlag{Name: "disk", Required: true, Usage: "disk name (repeatable, one per PATH)"},
 			&cli.StringSliceFlag{Name: "changed", Usage: "changed areas OFFSET:LENGTH,... (repeatable, one per disk in --disk order)"},
 			&cli.StringSliceFlag{Name: "changed-file", Usage: "file of changed areas, one OFFSET:LENGTH (or OFFSET LENGTH) per line, or a JSON list of {offset,length} (repeatable, one per disk)"},
 			&cli.StringSliceFlag{Name: "dirty-bitmap", Usage: "NBD sources: read only the areas the qemu dirty bitmap `NAME` marks (once for every disk, or once per disk in --disk order; \"\" for none)"},
-			&cli.StringFlag{Name: "nbd-tls-ca", Usage: "NBD sources: PEM `FILE` of the CAs that sign the server's certificate (turns TLS on)"},
-			&cli.StringFlag{Name: "nbd-tls-cert", Usage: "NBD sources: client certificate PEM `FILE` (with --nbd-tls-key)"},
-			&cli.StringFlag{Name: "nbd-tls-key", Usage: "NBD sources: client key PEM `FILE`"},
 			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
-		},
+		}, nbdTLSFlags()...),
 		Action: importAction,
 	}
 }
@@ -69,10 +65,11 @@ func importAction(c *cli.Context) error {
 	if err := parseBitmapFlags(c, disks); err != nil {
 		return err
 	}
-	srcOpts, err := importTLSOptions(c)
+	tlsOpts, err := nbdTLSOptions(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("import: %w", err)
 	}
+	srcOpts := importSourceOptions{TLS: tlsOpts}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -222,28 +219,6 @@ func parseBitmapFlags(c *cli.Context, disks []importDisk) error {
 		}
 	}
 	return nil
-}
-
-// importTLSOptions turns the --nbd-tls-* flags into TLS options for NBD
-// sources (no flags: nil, so only nbds:// URIs use TLS, with the system
-// roots).
-func importTLSOptions(c *cli.Context) (importSourceOptions, error) {
-	ca, cert, key := c.String("nbd-tls-ca"), c.String("nbd-tls-cert"), c.String("nbd-tls-key")
-	if ca == "" && cert == "" && key == "" {
-		return importSourceOptions{}, nil
-	}
-	if (cert == "") != (key == "") {
-		return importSourceOptions{}, fmt.Errorf("import: give --nbd-tls-cert and --nbd-tls-key together")
-	}
-	for _, f := range []string{ca, cert, key} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			return importSourceOptions{}, fmt.Errorf("import: NBD TLS file: %w", err)
-		}
-	}
-	return importSourceOptions{TLS: &nbd.TLSOptions{CAFile: ca, CertFile: cert, KeyFile: key}}, nil
 }
 
 // isSocket reports whether path is a unix socket (an NBD server's).

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -78,22 +80,50 @@ func openRepo(c *cli.Context) (*blockmap.Repo, error) {
 
 // rewriteArgs turns `cairn ... verify --against-source FLAGS` into
 // `cairn ... verify-source FLAGS`: verify against the VM itself takes the
-// vCenter flags of verify-source.
+// vCenter flags of verify-source. The command is the first word after the
+// global flags (so `--repo verify` names a directory, not the command);
+// --against-source=false keeps the repository verify.
 func rewriteArgs(args []string) []string {
-	cmd, against := -1, -1
-	for i, a := range args {
-		if cmd < 0 && a == "verify" {
-			cmd = i
+	cmd := -1
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			if a == "verify" {
+				cmd = i
+			}
+			break
 		}
-		if cmd >= 0 && (a == "--against-source" || a == "-against-source") {
-			against = i
+		if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && globalValueFlags[name] {
+			i++ // its value
 		}
 	}
-	if cmd < 0 || against < 0 {
+	if cmd < 0 {
 		return args
 	}
 	out := append([]string{}, args[:cmd]...)
-	out = append(out, "verify-source")
-	out = append(out, args[cmd+1:against]...)
-	return append(out, args[against+1:]...)
+	verb := "verify"
+	var rest []string
+	for i := cmd + 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "against-source" {
+			if on, err := strconv.ParseBool(val); !hasVal || (err == nil && on) {
+				verb = "verify-source"
+			} else if err != nil {
+				rest = append(rest, a) // let the flag parser name the bad value
+			}
+			continue
+		}
+		rest = append(rest, a)
+	}
+	out = append(out, verb)
+	return append(out, rest...)
 }
+
+// globalValueFlags are cairn's global flags that take a value as the next
+// argument.
+var globalValueFlags = map[string]bool{"repo": true, "log-level": true}
