@@ -27,6 +27,8 @@ func cliSim(t *testing.T) (*esxsim.Sim, []string) {
 	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{
 		{Name: "app", Disks: []esxsim.DiskSpec{{Size: 16 << 20}, {Size: 8 << 20}}},
 		{Name: "old", HardwareVersion: "vmx-04", Disks: []esxsim.DiskSpec{{Size: 8 << 20}}},
+		{Name: "diskless"},
+		{Name: "golden", Template: true, Disks: []esxsim.DiskSpec{{Size: 8 << 20}}},
 	}})
 	return sim, []string{"CAIRN_VC_USER=" + sim.User, "CAIRN_VC_PASSWORD=" + sim.Password}
 }
@@ -53,6 +55,8 @@ func TestBackupCLIErrors(t *testing.T) {
 		{"untrusted", env, []string{"--vm", "app", "--thumbprint", ""}, "--thumbprint " + sim.Thumbprint},
 		{"vm not found", env, []string{"--vm", "nosuchvm"}, "virtual machine not found"},
 		{"cbt unsupported", env, []string{"--vm", "old"}, "changed block tracking is not supported"},
+		{"no disks", env, []string{"--vm", "diskless"}, "VM diskless has no virtual disks"},
+		{"template", env, []string{"--vm", "golden"}, "template"},
 		{"bad quiesce", env, []string{"--vm", "app", "--quiesce", "maybe"}, "use auto, require or off"},
 		{"no credentials", []string{"CAIRN_VC_USER=", "CAIRN_VC_PASSWORD="}, []string{"--vm", "app"}, "no vCenter credentials"},
 	}
@@ -124,10 +128,10 @@ func TestBackupCLIErrors(t *testing.T) {
 			}
 		}
 	}
-	// connection failures happen before a job starts; not-found and CBT
-	// failures are jobs
-	if ok != 2 || failed != 2 {
-		t.Errorf("jobs: %d ok, %d failed, want 2 and 2: %+v", ok, failed, jobs)
+	// connection failures happen before a job starts; not-found, CBT,
+	// no-disk and template failures are jobs
+	if ok != 2 || failed != 4 {
+		t.Errorf("jobs: %d ok, %d failed, want 2 and 4: %+v", ok, failed, jobs)
 	}
 }
 

@@ -42,6 +42,23 @@ func TestSnapshotChangedAreasAndLocalPath(t *testing.T) {
 	if changed, err := vm.EnableCBT(ctx); err != nil || !changed {
 		t.Fatalf("enable CBT: %v %v", changed, err)
 	}
+	// ESXi applies the setting at the next stun: a snapshot was taken and
+	// removed again.
+	took, removed := map[string]bool{}, map[string]bool{} // snapshot morefs (the journal has one entry per disk)
+	for _, e := range sim.Journal() {
+		if e.VM == "web" && e.Op == esxsim.OpSnapshot {
+			took[e.Snapshot] = true
+		}
+		if e.VM == "web" && e.Op == esxsim.OpRemoveSnapshot {
+			removed[e.Snapshot] = true
+		}
+	}
+	if len(took) != 1 || len(removed) != 1 {
+		t.Errorf("enabling CBT took snapshots %v and removed %v, want one create/remove cycle", took, removed)
+	}
+	if changed, err := vm.EnableCBT(ctx); err != nil || changed {
+		t.Errorf("enabling CBT again: changed %v, %v; want no change", changed, err)
+	}
 	g, _ := sim.Guest("web")
 	rng := rand.New(rand.NewPCG(1, 2))
 	written, err := g.WriteRandomBlocks(0, 10, esxsim.BlockSize, rng)
