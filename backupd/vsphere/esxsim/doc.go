@@ -47,10 +47,15 @@
 //     switches it on/off (a new epoch each time). QueryChangedDiskAreas
 //     answers "*" with the allocated, non-zero 64 KiB blocks of the disk at
 //     the snapshot, and "<epoch>/<seq>" with the blocks written since that
-//     changeId was handed out, merged into extents. Answers are paged: at
-//     most Options.MaxChangedAreas extents, with length reaching only to the
-//     end of the last extent when more remain (else to the end of the disk),
-//     so callers must loop on startOffset. A changeId of another epoch
+//     changeId was handed out, merged into extents. Answers are paged as on
+//     ESXi: startOffset is the one asked for, and a page covers at most
+//     DefaultMaxPageBytes (512 MiB) of the disk and at most
+//     Options.MaxChangedAreas extents (clipped to the page), its length
+//     reaching only to the end of the last extent when more begin inside
+//     it (else to the page's end, at most the disk's). A page over an
+//     unchanged stretch has a length and no changedArea, so callers must
+//     loop on startOffset until the capacity and never stop at an empty
+//     page. A changeId of another epoch
 //     (after ResetCBT, a disk extend, or CBT off/on) fails with FileFault
 //     "Error caused by file ..."; a malformed or future changeId, an unknown
 //     deviceKey or an offset outside the disk with InvalidArgument; a disk
@@ -79,9 +84,10 @@
 //   - Snapshot copies are full clones (cheap with reflink), not deltas;
 //     RevertToSnapshot does not restore disk contents.
 //   - CBT takes effect at once (ESXi needs a stun/unstun: power cycle or
-//     snapshot); CBT granularity is a fixed 64 KiB; "*" reports non-zero
-//     blocks, so zeros the guest wrote are not "allocated" (an incremental
-//     query does report them as changed).
+//     snapshot); CBT granularity is a fixed 64 KiB and the page bound a
+//     fixed DefaultMaxPageBytes (ESXi's page lengths vary); "*" reports
+//     non-zero blocks, so zeros the guest wrote are not "allocated" (an
+//     incremental query does report them as changed).
 //   - Only VirtualDiskFlatVer2BackingInfo disks; no RDM, no vVols, no
 //     NFC/HTTP disk transfer, no VDDK/NBD service: tests serve the local
 //     flat files (Sim.LocalPath, DiskInfo.LocalPath) with qemu-nbd/nbdkit.

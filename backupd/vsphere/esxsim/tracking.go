@@ -114,12 +114,36 @@ func (f frozenTracking) changedBlocks(seq uint64) []int64 {
 	return out
 }
 
-// changeInfo builds one page of a QueryChangedDiskAreas answer: the extents
-// made of the given sorted blocks that end after start, at most maxAreas of
-// them. Length covers the rest of the disk when every extent fits, else only
-// up to the end of the last extent returned.
+// DefaultMaxPageBytes is how much of a disk one QueryChangedDiskAreas
+// answer covers at most. ESXi answers in pages that can end before the
+// disk does, also over stretches without changes, so a page can hold no
+// ChangedArea at all while more changes follow: callers must loop on
+// startOffset until the capacity, never stop at an empty page. Disks no
+// larger than this are answered as before, in pages bounded only by the
+// number of extents.
+const DefaultMaxPageBytes = 512 << 20
+
+// changeInfo builds one page of a QueryChangedDiskAreas answer for a query
+// at start, covering at most DefaultMaxPageBytes of the disk and at most
+// maxAreas extents (see changePage).
 func changeInfo(blocks []int64, capacity, start int64, maxAreas int) types.DiskChangeInfo {
+	return changePage(blocks, capacity, start, maxAreas, DefaultMaxPageBytes)
+}
+
+// changePage builds one page of a QueryChangedDiskAreas answer: StartOffset
+// is start, as on ESXi, and the page covers [start, start+Length), where
+// Length reaches at most maxBytes (no bound when maxBytes <= 0) and at most
+// to capacity. ChangedArea lists the extents made of the given sorted blocks
+// that overlap the page, clipped to it, at most maxAreas of them; when more
+// extents begin inside the page, Length reaches only to the end of the last
+// extent returned. A page over an unchanged stretch has Length > 0 and no
+// ChangedArea.
+func changePage(blocks []int64, capacity, start int64, maxAreas int, maxBytes int64) types.DiskChangeInfo {
 	info := types.DiskChangeInfo{StartOffset: start}
+	end := capacity
+	if maxBytes > 0 && maxBytes < capacity-start {
+		end = start + maxBytes
+	}
 	truncated := false
 	for i := 0; i < len(blocks); {
 		j := i
@@ -131,7 +155,10 @@ func changeInfo(blocks []int64, capacity, start int64, maxAreas int) types.DiskC
 		if e <= start {
 			continue
 		}
-		s = max(s, start)
+		if s >= end {
+			break
+		}
+		s, e = max(s, start), min(e, end)
 		if len(info.ChangedArea) == maxAreas {
 			truncated = true
 			break
@@ -140,9 +167,8 @@ func changeInfo(blocks []int64, capacity, start int64, maxAreas int) types.DiskC
 	}
 	if truncated {
 		last := info.ChangedArea[len(info.ChangedArea)-1]
-		info.Length = last.Start + last.Length - start
-	} else {
-		info.Length = capacity - start
+		end = last.Start + last.Length
 	}
+	info.Length = end - start
 	return info
 }
