@@ -80,7 +80,7 @@ func TestBackupCLIErrors(t *testing.T) {
 	if err := os.Chmod(cred, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res = runCairn(t, []string{"CAIRN_VC_USER=", "CAIRN_VC_PASSWORD="}, append(base, "--vm", "app", "--credentials", cred)...)
+	res = runCairn(t, []string{"CAIRN_VC_USER=", "CAIRN_VC_PASSWORD="}, append(base, "--vm", "app", "--credentials", cred, "--parallel-vms", "2", "--per-host", "1")...)
 	if res.code != 0 || !strings.Contains(res.stdout, "app\t") {
 		t.Fatalf("backup with a 0600 credentials file: exit %d %s %s", res.code, res.stdout, res.stderr)
 	}
