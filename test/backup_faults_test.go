@@ -368,6 +368,50 @@ func TestBackupCleansStaleHotAddAndSnapshot(t *testing.T) {
 	}
 }
 
+// TestBackupHotAddDetachesOnFailure fails a hotadd backup after the disk
+// was attached to the proxy: once when the device cannot be found, once
+// when the job is cancelled while it reads. Each time the disk must be
+// detached from the proxy and the snapshot removed, and no point stored.
+func TestBackupHotAddDetachesOnFailure(t *testing.T) {
+	e := newFaultEnv(t, esxsim.VMSpec{}, "cairn-proxy")
+	attached := 0
+	lost := func(ctx context.Context, proxy string, d vsphere.HotAdded) (string, error) {
+		attached++
+		return "", errors.New("no such device under /dev/disk/by-id")
+	}
+	opts := backupd.JobOptions{Transports: []string{"hotadd"}, ProxyVM: "cairn-proxy", HotAddDevice: lost}
+	clean := func(what string) {
+		t.Helper()
+		disks, err := e.sim.Disks("cairn-proxy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(disks) != 0 {
+			t.Errorf("%s: the proxy still has %d disks attached: %+v", what, len(disks), disks)
+		}
+		e.noSnapshots(t)
+		if n := e.points(t); n != 0 {
+			t.Fatalf("%s: %d points stored", what, n)
+		}
+	}
+	if _, err := e.backup(opts); err == nil || attached == 0 {
+		t.Fatalf("backup with the device lost: %v after %d attaches", err, attached)
+	}
+	clean("device lost")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts.HotAddDevice = simHotAdd(e.sim)
+	opts.Progress = func(vm, disk string, total int64) (func(int64), func()) {
+		return func(int64) { cancel() }, func() {}
+	}
+	if _, err := backupd.BackupVM(ctx, e.repo, e.conn, "vm1", opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("backup cancelled while reading: %v, want context.Canceled", err)
+	}
+	clean("cancelled")
+	opts.Progress = nil
+	e.mustBackup(t, opts)
+}
+
 func TestBackupTransportFallback(t *testing.T) {
 	e := newFaultEnv(t, esxsim.VMSpec{}, "")
 	// hotadd without a proxy and a broken nbd command fail to open; file works

@@ -66,10 +66,16 @@ func (p *Proxy) Attach(ctx context.Context, fileName string) (HotAdded, error) {
 		},
 	}}
 	devices.AssignController(disk, ctrl)
-	if err := obj.AddDevice(ctx, disk); err != nil {
+	// Once the reconfigure is sent the disk may end up attached whatever
+	// happens to ctx: wait for it and learn its key without ctx's
+	// cancellation, so that the caller can detach it. A disk left on the
+	// proxy keeps the snapshot's file locked and the snapshot unremovable.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	if err := obj.AddDevice(actx, disk); err != nil {
 		return HotAdded{}, fmt.Errorf("hot-add %s to proxy %s: %w", fileName, p.vm.Name, err)
 	}
-	after, err := obj.Device(ctx)
+	after, err := obj.Device(actx)
 	if err != nil {
 		return HotAdded{}, fmt.Errorf("hot-add %s: devices of proxy %s: %w", fileName, p.vm.Name, err)
 	}
