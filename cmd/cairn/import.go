@@ -148,7 +148,13 @@ func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src imp
 	}
 	meta := src.Meta()
 	start := time.Now()
-	w, err := sess.AddDisk(ctx, d.name, src.Size(), blockmap.DiskOptions{Full: full || !hasList, FullReason: fullReason(full, hasList), Changed: changed})
+	reason := fullReason(full, hasList)
+	if base, ok := sess.Base(); !ok {
+		reason = "" // the point records "first backup of this disk"
+	} else if _, ok := base.Disk(d.name); !ok {
+		reason = ""
+	}
+	w, err := sess.AddDisk(ctx, d.name, src.Size(), blockmap.DiskOptions{Full: full || !hasList, FullReason: reason, Changed: changed})
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
