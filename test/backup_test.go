@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd"
@@ -152,7 +153,7 @@ func TestBackupEndToEnd(t *testing.T) {
 				info, ok := res.Point.Disk(dr.Name)
 				meta, mok := backupd.ReadDiskMeta(info)
 				if !ok || !mok || meta.ChangeID == "" || meta.Transport != opts.Transports[0] || meta.BackingFile == "" || meta.Capacity != info.Size ||
-					meta.Label == "" || meta.BytesRead != dr.BytesRead || meta.Full != dr.Full || meta.UUID == "" {
+					!strings.HasPrefix(meta.Label, "Hard disk ") || meta.BytesRead != dr.BytesRead || meta.Full != dr.Full || meta.UUID == "" {
 					t.Errorf("point %s disk %s meta %+v (result %+v)", res.Point.ID, dr.Name, meta, dr)
 				}
 			}

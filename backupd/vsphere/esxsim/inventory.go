@@ -184,6 +184,9 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 		add(&types.VirtualDisk{
 			VirtualDevice: types.VirtualDevice{
 				Key: disk.key, ControllerKey: ctrlKey, UnitNumber: &u,
+				// ESXi labels disks "Hard disk N" in creation order (vcsim
+				// would make "disk-KEY-UNIT").
+				DeviceInfo: &types.Description{Label: fmt.Sprintf("Hard disk %d", i+1)},
 				Backing: &types.VirtualDiskFlatVer2BackingInfo{
 					VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: disk.dsPath, Datastore: &ds},
 					DiskMode:                     string(types.VirtualDiskModePersistent),
