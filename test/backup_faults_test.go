@@ -78,6 +78,28 @@ func (e *faultEnv) mustBackup(t *testing.T, opts backupd.JobOptions) *backupd.Re
 	return res
 }
 
+// failedCleanly checks what a failed backup must leave: no snapshot and
+// no new point.
+func (e *faultEnv) failedCleanly(t *testing.T) {
+	t.Helper()
+	e.noSnapshots(t)
+	if n := e.points(t); n != 0 {
+		t.Fatalf("a failed backup left %d points", n)
+	}
+}
+
+// recoversWithFull backs up through nbdkit after failures and checks that
+// the first good backup is full.
+func (e *faultEnv) recoversWithFull(t *testing.T) {
+	t.Helper()
+	res := e.mustBackup(t, nbdOpts(nbdkitTemplate))
+	for _, d := range res.Disks {
+		if !d.Full {
+			t.Errorf("disk %s: the first good backup must be full", d.Name)
+		}
+	}
+}
+
 func (e *faultEnv) noSnapshots(t *testing.T) {
 	t.Helper()
 	if s := vmSnapshots(t, e.conn, e.sim, "vm1"); len(s) != 0 {
@@ -126,16 +148,8 @@ func TestBackupNBDAlwaysFailing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nbd") {
 		t.Fatalf("backup through a failing server: %v", err)
 	}
-	e.noSnapshots(t)
-	if n := e.points(t); n != 0 {
-		t.Fatalf("a failed backup left %d points", n)
-	}
-	res := e.mustBackup(t, nbdOpts(nbdkitTemplate))
-	for _, d := range res.Disks {
-		if !d.Full {
-			t.Errorf("disk %s: the first good backup must be full", d.Name)
-		}
-	}
+	e.failedCleanly(t)
+	e.recoversWithFull(t)
 	if probs, err := e.repo.Check(context.Background()); err != nil || len(probs) != 0 {
 		t.Errorf("repository check after a failed backup: %v %v", probs, err)
 	}
@@ -150,10 +164,7 @@ func TestBackupNBDStallTimesOut(t *testing.T) {
 	if !errors.Is(err, nbd.ErrStalled) {
 		t.Fatalf("backup through a stalled server: %v, want ErrStalled", err)
 	}
-	e.noSnapshots(t)
-	if n := e.points(t); n != 0 {
-		t.Fatalf("a failed backup left %d points", n)
-	}
+	e.failedCleanly(t)
 }
 
 // TestBackupNBDPausedTimesOut pauses the NBD server (nbdkit's pause
@@ -198,16 +209,8 @@ func TestBackupNBDPausedTimesOut(t *testing.T) {
 	if !errors.Is(err, nbd.ErrStalled) {
 		t.Fatalf("backup through a paused server: %v, want ErrStalled", err)
 	}
-	e.noSnapshots(t)
-	if n := e.points(t); n != 0 {
-		t.Fatalf("a failed backup left %d points", n)
-	}
-	res := e.mustBackup(t, nbdOpts(nbdkitTemplate))
-	for _, d := range res.Disks {
-		if !d.Full {
-			t.Errorf("disk %s: the first good backup must be full", d.Name)
-		}
-	}
+	e.failedCleanly(t)
+	e.recoversWithFull(t)
 }
 
 func TestBackupNBDServerKilled(t *testing.T) {
@@ -232,10 +235,7 @@ func TestBackupNBDServerKilled(t *testing.T) {
 	if err == nil {
 		t.Fatal("backup succeeded although its NBD server was killed")
 	}
-	e.noSnapshots(t)
-	if n := e.points(t); n != 0 {
-		t.Fatalf("a failed backup left %d points", n)
-	}
+	e.failedCleanly(t)
 	e.mustBackup(t, nbdOpts(qemuNBDTemplate))
 }
 

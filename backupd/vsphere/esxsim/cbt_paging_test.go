@@ -161,16 +161,7 @@ func FuzzChangePage(f *testing.F) {
 	f.Add([]byte{0, 254}, uint8(7), uint8(15), uint16(1))
 	f.Add([]byte{}, uint8(0), uint8(1), uint16(7))
 	f.Fuzz(func(t *testing.T, raw []byte, areas, pageBlocks uint8, startBlock uint16) {
-		set := map[int64]bool{}
-		for _, b := range raw {
-			set[int64(b)] = true
-		}
-		var blocks []int64
-		for b := int64(0); b < 256; b++ {
-			if set[b] {
-				blocks = append(blocks, b)
-			}
-		}
+		blocks := sortedBlocks(raw)
 		capacity := int64(256) * BlockSize
 		first := int64(startBlock%256) * BlockSize
 		maxAreas := int(areas%8) + 1

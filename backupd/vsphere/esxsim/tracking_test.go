@@ -116,16 +116,7 @@ func FuzzChangeInfo(f *testing.F) {
 	f.Add([]byte{255}, uint8(3), uint16(100))
 	f.Add([]byte{}, uint8(0), uint16(7))
 	f.Fuzz(func(t *testing.T, raw []byte, pageSize uint8, startBlock uint16) {
-		set := map[int64]bool{}
-		for _, b := range raw {
-			set[int64(b)] = true
-		}
-		var blocks []int64
-		for b := int64(0); b < 256; b++ {
-			if set[b] {
-				blocks = append(blocks, b)
-			}
-		}
+		blocks := sortedBlocks(raw)
 		capacity := int64(256) * BlockSize
 		first := int64(startBlock%256) * BlockSize
 		maxAreas := int(pageSize%8) + 1
@@ -160,4 +151,20 @@ func FuzzChangeInfo(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sortedBlocks turns fuzz bytes into a sorted set of block numbers below
+// 256.
+func sortedBlocks(raw []byte) []int64 {
+	set := map[int64]bool{}
+	for _, b := range raw {
+		set[int64(b)] = true
+	}
+	var blocks []int64
+	for b := int64(0); b < 256; b++ {
+		if set[b] {
+			blocks = append(blocks, b)
+		}
+	}
+	return blocks
 }
