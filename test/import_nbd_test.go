@@ -251,7 +251,7 @@ func TestImportNBDErrors(t *testing.T) {
 		{"bitmap for a file", append(imp, "--dirty-bitmap", "b0", src), "applies to NBD sources only"},
 		{"bitmap and changed", append(imp, "--dirty-bitmap", "b0", "--changed", "0:4096", uri), "both --dirty-bitmap and changed areas"},
 		{"bitmap and full", append(imp, "--dirty-bitmap", "b0", "--full", uri), "drop --dirty-bitmap, or --full"},
-		{"no server", append(imp, "nbd+unix:///?socket="+filepath.Join(dir, "none.sock")), "none.sock"},
+		{"no server", append(imp, "nbd+unix:///?socket="+filepath.Join(dir, "none.sock")), "no NBD server socket at " + filepath.Join(dir, "none.sock")},
 		{"bad scheme", append(imp, "nbd+tcp://host/x"), "unsupported scheme"},
 		{"unknown export", append(imp, "nbd+unix:///nope?socket="+sock), "nope"},
 		{"cert without key", append(imp, "--nbd-tls-cert", src, uri), "--nbd-tls-cert and --nbd-tls-key together"},

@@ -123,6 +123,11 @@ func openNBDSource(ctx context.Context, name, uri string, opts importSourceOptio
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", name, err)
 	}
+	if t.Network == "unix" {
+		if _, err := os.Stat(t.Address); err != nil {
+			return nil, fmt.Errorf("source %s: no NBD server socket at %s (is qemu-nbd or nbdkit running?): %w", name, t.Address, err)
+		}
+	}
 	o := nbd.Options{TLS: opts.TLS}
 	if opts.TLS != nil {
 		t.TLS = true
