@@ -174,7 +174,7 @@ func TestBackupNBDStallTimesOut(t *testing.T) {
 // backup works.
 func TestBackupNBDPausedTimesOut(t *testing.T) {
 	testutil.RequireTools(t, "nbdkit")
-	e := newFaultEnv(t, esxsim.VMSpec{}, "")
+	e := newFaultEnv(t, esxsim.VMSpec{Disks: []esxsim.DiskSpec{{Size: 16 << 20}}}, "") // one disk: one server, one pause control socket
 	e.write(t, 100)
 	ctl := filepath.Join(t.TempDir(), "pause.sock")
 	// delay-read keeps the reads going for seconds, so the pause lands

@@ -14,7 +14,7 @@ import (
 )
 
 // TestKeepAliveHoldsSession makes the simulated vCenter drop sessions idle
-// for a second (config.vmacore.soap.sessionTimeout, as on a real vCenter
+// for 2 s (config.vmacore.soap.sessionTimeout, as on a real vCenter
 // where it is 30 minutes) and stays idle for longer: a connection with
 // keepalive still works, one without has lost its session.
 func TestKeepAliveHoldsSession(t *testing.T) {
@@ -22,7 +22,7 @@ func TestKeepAliveHoldsSession(t *testing.T) {
 	ctx := context.Background()
 	admin := connect(t, sim)
 	om := object.NewOptionManager(admin.Client, *admin.Client.ServiceContent.Setting)
-	if err := om.Update(ctx, []types.BaseOptionValue{&types.OptionValue{Key: "config.vmacore.soap.sessionTimeout", Value: "1s"}}); err != nil {
+	if err := om.Update(ctx, []types.BaseOptionValue{&types.OptionValue{Key: "config.vmacore.soap.sessionTimeout", Value: "2s"}}); err != nil {
 		t.Fatalf("set the session timeout: %v", err)
 	}
 	dial := func(keepAlive time.Duration) *vsphere.Conn {
@@ -37,11 +37,11 @@ func TestKeepAliveHoldsSession(t *testing.T) {
 		return c
 	}
 	kept, idle := dial(200*time.Millisecond), dial(time.Hour)
-	time.Sleep(3 * time.Second)
+	time.Sleep(5 * time.Second)
 	if _, err := kept.FindVM(ctx, "vm1"); err != nil {
-		t.Errorf("with keepalive, after 3 s idle: %v", err)
+		t.Errorf("with keepalive, after 5 s idle: %v", err)
 	}
 	if _, err := idle.FindVM(ctx, "vm1"); err == nil {
-		t.Errorf("without keepalive the session outlived the 1 s timeout: the test shows nothing")
+		t.Errorf("without keepalive the session outlived the 2 s timeout: the test shows nothing")
 	}
 }
