@@ -25,17 +25,7 @@ type nbdSource struct {
 func (s *nbdSource) ReadAt(p []byte, off int64) (int, error) { return s.client.ReadAt(s.ctx, p, off) }
 
 func (s *nbdSource) Allocated(ctx context.Context) ([]blockmap.Extent, error) {
-	ext, err := s.client.AllocatedExtents(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]blockmap.Extent, 0, len(ext))
-	for _, e := range ext {
-		if !e.Zero() {
-			out = append(out, blockmap.Extent{Offset: e.Offset, Length: e.Length})
-		}
-	}
-	return out, nil
+	return NBDDataAreas(ctx, s.client)
 }
 
 func (s *nbdSource) Close() error {

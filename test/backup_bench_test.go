@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
@@ -95,15 +96,8 @@ func cairnRead(ctx context.Context, repo *blockmap.Repo, sock string, changed []
 	}
 	extents := changed
 	if full, _ := w.Full(); full {
-		ext, err := c.AllocatedExtents(ctx)
-		if err != nil {
+		if extents, err = backupd.NBDDataAreas(ctx, c); err != nil {
 			return err
-		}
-		extents = nil
-		for _, e := range ext {
-			if !e.Zero() {
-				extents = append(extents, blockmap.Extent{Offset: e.Offset, Length: e.Length})
-			}
 		}
 	}
 	extents = copier.Align(extents, w.BlockSize(), w.Size())

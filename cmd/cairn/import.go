@@ -227,12 +227,6 @@ func parseBitmapFlags(c *cli.Context, disks []importDisk) error {
 	return nil
 }
 
-// isSocket reports whether path is a unix socket (an NBD server's).
-func isSocket(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode()&os.ModeSocket != 0
-}
-
 func parseChangedFlags(c *cli.Context, disks []importDisk) error {
 	lists := c.StringSlice("changed")
 	files := c.StringSlice("changed-file")

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -128,10 +129,7 @@ func openNBDSource(ctx context.Context, name, uri string, opts importSourceOptio
 			return nil, fmt.Errorf("source %s: no NBD server socket at %s (is qemu-nbd or nbdkit running?): %w", name, t.Address, err)
 		}
 	}
-	o := nbd.Options{TLS: opts.TLS}
-	if opts.TLS != nil {
-		t.TLS = true
-	}
+	o := nbd.Options{TLS: opts.TLS} // TLS options turn TLS on, as nbds:// does
 	if opts.DirtyBitmap != "" {
 		o.MetaContexts = []string{nbd.ContextDirtyBitmapPrefix + opts.DirtyBitmap}
 	}
@@ -155,36 +153,21 @@ func openNBDSource(ctx context.Context, name, uri string, opts importSourceOptio
 func (s *nbdSource) ReadAt(p []byte, off int64) (int, error) { return s.r.ReadAt(p, off) }
 func (s *nbdSource) Size() int64                             { return s.c.Size() }
 
-// Allocated asks base:allocation; a server without block status gives the
-// whole export.
 func (s *nbdSource) Allocated(ctx context.Context) ([]blockmap.Extent, error) {
-	if !s.c.HasContext(nbd.ContextBaseAllocation) {
-		return []blockmap.Extent{{Offset: 0, Length: s.c.Size()}}, nil
-	}
-	ext, err := s.c.AllocatedExtents(ctx)
+	ext, err := backupd.NBDDataAreas(ctx, s.c)
 	if err != nil {
 		return nil, fmt.Errorf("allocated areas of %s: %w", s.uri, err)
 	}
-	var out []blockmap.Extent
-	for _, e := range ext {
-		if !e.Zero() {
-			out = append(out, blockmap.Extent{Offset: e.Offset, Length: e.Length})
-		}
-	}
-	return out, nil
+	return ext, nil
 }
 
 // Dirty lists the areas the dirty bitmap marks.
 func (s *nbdSource) Dirty(ctx context.Context) ([]blockmap.Extent, error) {
-	ext, err := s.c.DirtyExtents(ctx, s.bitmap)
+	ext, err := backupd.NBDDirtyAreas(ctx, s.c, s.bitmap)
 	if err != nil {
 		return nil, fmt.Errorf("dirty bitmap %q of %s: %w", s.bitmap, s.uri, err)
 	}
-	out := make([]blockmap.Extent, len(ext))
-	for i, e := range ext {
-		out[i] = blockmap.Extent{Offset: e.Offset, Length: e.Length}
-	}
-	return out, nil
+	return ext, nil
 }
 
 func (s *nbdSource) Meta() map[string]any {
@@ -200,3 +183,9 @@ func (s *nbdSource) Meta() map[string]any {
 func (s *nbdSource) CopyOptions() copier.Options { return copier.Options{ChunkSize: 2 << 20} }
 
 func (s *nbdSource) Close() error { return s.c.Close() }
+
+// isSocket reports whether path is a unix socket (an NBD server's).
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
+}

@@ -26,7 +26,8 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newApp().RunContext(ctx, rewriteArgs(os.Args)); err != nil {
+	app := newApp()
+	if err := app.RunContext(ctx, rewriteArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -83,7 +84,15 @@ func openRepo(c *cli.Context) (*blockmap.Repo, error) {
 // vCenter flags of verify-source. The command is the first word after the
 // global flags (so `--repo verify` names a directory, not the command);
 // --against-source=false keeps the repository verify.
-func rewriteArgs(args []string) []string {
+func rewriteArgs(app *cli.App, args []string) []string {
+	takesValue := map[string]bool{} // global flags whose value is the next argument
+	for _, f := range app.Flags {
+		if _, isBool := f.(*cli.BoolFlag); !isBool {
+			for _, n := range f.Names() {
+				takesValue[n] = true
+			}
+		}
+	}
 	cmd := -1
 	for i := 1; i < len(args); i++ {
 		a := args[i]
@@ -93,7 +102,7 @@ func rewriteArgs(args []string) []string {
 			}
 			break
 		}
-		if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && globalValueFlags[name] {
+		if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && takesValue[name] {
 			i++ // its value
 		}
 	}
@@ -123,7 +132,3 @@ func rewriteArgs(args []string) []string {
 	out = append(out, verb)
 	return append(out, rest...)
 }
-
-// globalValueFlags are cairn's global flags that take a value as the next
-// argument.
-var globalValueFlags = map[string]bool{"repo": true, "log-level": true}

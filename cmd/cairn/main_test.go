@@ -20,7 +20,7 @@ func TestRewriteArgs(t *testing.T) {
 		{[]string{"cairn", "verify", "--", "--against-source"}, []string{"cairn", "verify", "--", "--against-source"}},
 	}
 	for _, c := range cases {
-		if got := rewriteArgs(c.in); !reflect.DeepEqual(got, c.want) {
+		if got := rewriteArgs(newApp(), c.in); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("rewriteArgs(%v) = %v, want %v", c.in, got, c.want)
 		}
 	}
