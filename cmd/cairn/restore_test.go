@@ -310,3 +310,53 @@ func TestRestoreFileFATCycle(t *testing.T) {
 		t.Errorf("A/a.txt: %q %v", b, err)
 	}
 }
+
+// TestRestoreFileHugeSparseFinishes restores an XFS file of 2^63-1 bytes
+// (legal on XFS, made by the kernel with truncate) next to a normal one:
+// the restore finishes, the huge file is either restored sparse or
+// reported with the local filesystem's reason, never read as endless zeros.
+func TestRestoreFileHugeSparseFinishes(t *testing.T) {
+	testutil.RequireTools(t, "mkfs.xfs", "mount", "umount")
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "x.img")
+	mnt := filepath.Join(dir, "mnt")
+	mustT(t, os.Mkdir(mnt, 0o755))
+	sparseImage(t, img, 320<<20)
+	run(t, "mkfs.xfs", "-q", img)
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		if testutil.InCI() {
+			t.Fatalf("loop mount: %v %s", err, out)
+		}
+		t.Skipf("no loop mount here: %v %s", err, out)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	mustT(t, os.WriteFile(filepath.Join(mnt, "huge"), []byte("head"), 0o644))
+	mustT(t, os.Truncate(filepath.Join(mnt, "huge"), 1<<63-1))
+	mustT(t, os.WriteFile(filepath.Join(mnt, "normal"), []byte("normal"), 0o644))
+	run(t, "umount", mnt)
+	mounted = false
+	raw, err := os.ReadFile(img)
+	mustT(t, err)
+	fsys := openImage(t, raw)
+	dest := filepath.Join(t.TempDir(), "out")
+	rep, lines, err := restore(t, fsys, ".", dest, false)
+	if err != nil {
+		t.Fatalf("restore stopped: %v\n%s", err, lines)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "normal")); err != nil || string(b) != "normal" {
+		t.Errorf("normal: %q %v", b, err)
+	}
+	if rep.failed == 1 {
+		if !strings.Contains(lines, "FAILED /huge: ") {
+			t.Errorf("failure does not name the file:\n%s", lines)
+		}
+	} else if st, err := os.Stat(filepath.Join(dest, "huge")); err != nil || st.Size() != 1<<63-1 {
+		t.Errorf("huge restored as %v, %v\n%s", st, err, lines)
+	}
+}
