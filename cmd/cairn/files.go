@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -101,6 +102,7 @@ type volumeJSON struct {
 	PartName   string   `json:"partition_name,omitempty"`
 	GUID       string   `json:"guid,omitempty"`
 	Bootable   bool     `json:"bootable,omitempty"`
+	Extended   bool     `json:"extended,omitempty"` // MBR extended container of the logical partitions
 	Filesystem string   `json:"filesystem"`
 	Label      string   `json:"label,omitempty"`
 	UUID       string   `json:"uuid,omitempty"`
@@ -147,6 +149,24 @@ func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
 			}
 		}
 		out.Partitions = append(out.Partitions, j)
+	}
+	// The MBR extended container holds no filesystem, but it is a
+	// partition of the table: list it where its number puts it.
+	for _, p := range t.Partitions {
+		if !p.Extended {
+			continue
+		}
+		j := volumeJSON{Name: fmt.Sprintf("p%d", p.Number), Number: p.Number, Start: p.Start, Size: p.Size, Type: p.Type,
+			TypeName: p.TypeName, Extended: true, Used: -1, Free: -1, Problems: p.Problems,
+			Why: "extended partition: the container of the logical partitions (p5 and up), which are listed on their own"}
+		at := len(out.Partitions)
+		for i, v := range out.Partitions {
+			if v.Number > p.Number {
+				at = i
+				break
+			}
+		}
+		out.Partitions = slices.Insert(out.Partitions, at, j)
 	}
 	return out, nil
 }
@@ -196,7 +216,9 @@ func partitionsAction(c *cli.Context) error {
 				typ = v.Type
 			}
 			fs := v.Filesystem
-			if !v.Browsable {
+			if v.Extended {
+				fs = "(extended container)"
+			} else if !v.Browsable {
 				fs += " (not browsable)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
