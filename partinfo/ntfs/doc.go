@@ -23,7 +23,8 @@
 //     and junctions 0777 with ModeSymlink), times come from
 //     $STANDARD_INFORMATION;
 //   - every call into go-ntfs is serialised by a mutex (its caches are not
-//     goroutine-safe) and runs behind recover().
+//     goroutine-safe) and runs behind recover(); file data is read by
+//     cairn's own reader outside that mutex.
 //
 // Inode numbers are MFT record numbers; the root directory is record 5.
 // Metadata files ($MFT, $Bitmap, $Extend, ...) are hidden.
