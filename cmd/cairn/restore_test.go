@@ -43,6 +43,29 @@ func sparseImage(t *testing.T, path string, size int64) {
 	}
 }
 
+// mountImage mounts img on mnt with the given command (a loop mount may
+// be missing locally: skipped then, a failure under CI) and returns the
+// unmount function; the mount is also dropped when the test ends.
+func mountImage(t *testing.T, img, mnt string, cmd ...string) (unmount func()) {
+	t.Helper()
+	if out, err := exec.Command(cmd[0], append(cmd[1:], img, mnt)...).CombinedOutput(); err != nil {
+		if testutil.InCI() || cmd[0] != "mount" {
+			t.Fatalf("%v: %v %s", cmd, err, out)
+		}
+		t.Skipf("no loop mount here: %v %s", err, out)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	return func() {
+		run(t, "umount", mnt)
+		mounted = false
+	}
+}
+
 // openImage opens the filesystem of a whole image file.
 func openImage(t *testing.T, img []byte) partinfo.Filesystem {
 	t.Helper()
@@ -92,13 +115,7 @@ func TestRestoreFileNTFSLongNamesAndTimes(t *testing.T) {
 	mustT(t, os.Mkdir(mnt, 0o755))
 	sparseImage(t, img, 32<<20)
 	run(t, "mkntfs", "-F", "-Q", "-q", img)
-	run(t, "ntfs-3g", img, mnt)
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
+	unmount := mountImage(t, img, mnt, "ntfs-3g")
 	long := strings.Repeat("漢", 250) // 250 UTF-16 units, 750 bytes of UTF-8
 	mustT(t, os.MkdirAll(filepath.Join(mnt, "tree", "sub"), 0o755))
 	mustT(t, os.WriteFile(filepath.Join(mnt, "tree", long), []byte("long name"), 0o644))
@@ -114,8 +131,7 @@ func TestRestoreFileNTFSLongNamesAndTimes(t *testing.T) {
 		mustT(t, os.WriteFile(p, []byte(name), 0o644))
 		mustT(t, unix.Setxattr(p, "system.ntfs_times", ntfsTime(tm), 0))
 	}
-	run(t, "umount", mnt)
-	mounted = false
+	unmount()
 	raw, err := os.ReadFile(img)
 	mustT(t, err)
 	fsys := openImage(t, raw)
@@ -182,18 +198,7 @@ func TestRestoreFileExt4SpecialFilesAndDamage(t *testing.T) {
 	mustT(t, os.Mkdir(mnt, 0o755))
 	sparseImage(t, img, 16<<20)
 	run(t, "mkfs.ext4", "-q", "-I", "256", img)
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		if testutil.InCI() {
-			t.Fatalf("loop mount: %v %s", err, out)
-		}
-		t.Skipf("no loop mount here: %v %s", err, out)
-	}
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
+	unmount := mountImage(t, img, mnt, "mount", "-o", "loop")
 	tree := filepath.Join(mnt, "tree")
 	mustT(t, os.Mkdir(tree, 0o755))
 	mustT(t, unix.Mkfifo(filepath.Join(tree, "fifo"), 0o640))
@@ -210,8 +215,7 @@ func TestRestoreFileExt4SpecialFilesAndDamage(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		mustT(t, os.WriteFile(filepath.Join(tree, fmt.Sprintf("ok%d", i)), []byte("fine"), 0o644))
 	}
-	run(t, "umount", mnt)
-	mounted = false
+	unmount()
 
 	// Wreck the victim's inode (its mode and checksum no longer agree).
 	out := run(t, "debugfs", "-R", "imap /tree/victim.txt", img)
@@ -324,23 +328,11 @@ func TestRestoreFileHugeSparseFinishes(t *testing.T) {
 	mustT(t, os.Mkdir(mnt, 0o755))
 	sparseImage(t, img, 320<<20)
 	run(t, "mkfs.xfs", "-q", img)
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		if testutil.InCI() {
-			t.Fatalf("loop mount: %v %s", err, out)
-		}
-		t.Skipf("no loop mount here: %v %s", err, out)
-	}
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			exec.Command("umount", "-l", mnt).Run()
-		}
-	})
+	unmount := mountImage(t, img, mnt, "mount", "-o", "loop")
 	mustT(t, os.WriteFile(filepath.Join(mnt, "huge"), []byte("head"), 0o644))
 	mustT(t, os.Truncate(filepath.Join(mnt, "huge"), 1<<63-1))
 	mustT(t, os.WriteFile(filepath.Join(mnt, "normal"), []byte("normal"), 0o644))
-	run(t, "umount", mnt)
-	mounted = false
+	unmount()
 	raw, err := os.ReadFile(img)
 	mustT(t, err)
 	fsys := openImage(t, raw)
