@@ -53,8 +53,8 @@ func fileCommands() []*cli.Command {
 			Description: "Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
-				"deterministic shortened name (RENAMED line); FIFOs and device nodes are restored as\n" +
-				"root and otherwise listed as SKIPPED, like sockets.",
+				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
+				"too when run as root, else they are listed as SKIPPED, like sockets.",
 			Flags:  volFlags(&cli.BoolFlag{Name: "fail-fast", Usage: "stop at the first entry that cannot be restored"}),
 			Action: restoreFileAction,
 		},
