@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,6 +228,10 @@ func TestGuestFilesystems(t *testing.T) {
 		badText, err := os.ReadFile(filepath.Join(fsRoot(p2, "p6"), guest.ErrorFileName))
 		if err != nil || !strings.Contains(string(badText), "ext4") {
 			t.Fatalf("corrupt ext4: ERROR.txt %q, %v", badText, err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(fsRoot(p2, "p6"), guest.ErrorFileName), &st); err != nil || st.Nlink != 1 {
+			t.Errorf("ERROR.txt: %v, link count %d, want 1", err, st.Nlink)
 		}
 		// The rest of the mount still works.
 		if _, err := os.ReadFile(filepath.Join(fsRoot(p2, "p1"), "names", "Grüße aus Köln.txt")); err != nil {

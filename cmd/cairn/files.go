@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,8 +50,13 @@ func fileCommands() []*cli.Command {
 			Name:      "restore-file",
 			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes and times",
 			ArgsUsage: "PATH DEST",
-			Flags:     volFlags(),
-			Action:    restoreFileAction,
+			Description: "Restores every entry it can: an entry that cannot be read or written is reported on\n" +
+				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
+				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
+				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
+				"too when run as root, else they are listed as SKIPPED, like sockets.",
+			Flags:  volFlags(&cli.BoolFlag{Name: "fail-fast", Usage: "stop at the first entry that cannot be restored"}),
+			Action: restoreFileAction,
 		},
 	}
 }
@@ -100,6 +102,7 @@ type volumeJSON struct {
 	PartName   string   `json:"partition_name,omitempty"`
 	GUID       string   `json:"guid,omitempty"`
 	Bootable   bool     `json:"bootable,omitempty"`
+	Extended   bool     `json:"extended,omitempty"` // MBR extended container of the logical partitions
 	Filesystem string   `json:"filesystem"`
 	Label      string   `json:"label,omitempty"`
 	UUID       string   `json:"uuid,omitempty"`
@@ -146,6 +149,24 @@ func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
 			}
 		}
 		out.Partitions = append(out.Partitions, j)
+	}
+	// The MBR extended container holds no filesystem, but it is a
+	// partition of the table: list it where its number puts it.
+	for _, p := range t.Partitions {
+		if !p.Extended {
+			continue
+		}
+		j := volumeJSON{Name: fmt.Sprintf("p%d", p.Number), Number: p.Number, Start: p.Start, Size: p.Size, Type: p.Type,
+			TypeName: p.TypeName, Extended: true, Used: -1, Free: -1, Problems: p.Problems,
+			Why: "extended partition: the container of the logical partitions (p5 and up), which are listed on their own"}
+		at := len(out.Partitions)
+		for i, v := range out.Partitions {
+			if v.Number > p.Number {
+				at = i
+				break
+			}
+		}
+		out.Partitions = slices.Insert(out.Partitions, at, j)
 	}
 	return out, nil
 }
@@ -195,7 +216,9 @@ func partitionsAction(c *cli.Context) error {
 				typ = v.Type
 			}
 			fs := v.Filesystem
-			if !v.Browsable {
+			if v.Extended {
+				fs = "(extended container)"
+			} else if !v.Browsable {
 				fs += " (not browsable)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
@@ -338,141 +361,15 @@ func restoreFileAction(c *cli.Context) error {
 	}
 	dest := c.Args().Get(1)
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
-		dest = filepath.Join(dest, path.Base(p))
+		dest = filepath.Join(dest, restoreName(path.Base(p)))
 	}
-	n, err := restoreTree(c.Context, partinfo.AsFS(fsys), p, dest)
+	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), report: os.Stderr})
+	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}
-	fmt.Printf("restored %d files to %s\n", n, dest)
+	if rep.failed > 0 {
+		return fmt.Errorf("restore-file: %d entries failed (each listed above with its reason); the rest is restored in %s", rep.failed, dest)
+	}
 	return nil
-}
-
-// restoreTree copies src (file, symlink or directory tree) of gfs to dest,
-// keeping modes and modification times (and owners when run as root).
-// Files are written sparse: all-zero blocks become holes.
-func restoreTree(ctx context.Context, gfs fs.FS, src, dest string) (int, error) {
-	count := 0
-	type dirTime struct {
-		path string
-		fi   fs.FileInfo
-	}
-	var dirs []dirTime
-	linked := map[uint64]string{} // guest inode -> restored path
-	err := fs.WalkDir(gfs, src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, src), "/")
-		target := dest
-		if rel != "" {
-			target = filepath.Join(dest, filepath.FromSlash(rel))
-		}
-		fi, err := fs.Lstat(gfs, p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.IsDir():
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirTime{target, fi})
-			return nil
-		case fi.Mode()&fs.ModeSymlink != 0:
-			link, err := fs.ReadLink(gfs, p)
-			if err != nil {
-				return err
-			}
-			os.Remove(target)
-			if err := os.Symlink(link, target); err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-			// A hard link is restored as a hard link to the first name.
-			if a, ok := fi.Sys().(partinfo.Attr); ok && a.Nlink > 1 {
-				if first, ok := linked[a.Ino]; ok {
-					os.Remove(target)
-					if err := os.Link(first, target); err != nil {
-						return err
-					}
-					count++
-					return nil
-				}
-				linked[a.Ino] = target
-			}
-			if err := restoreFile(gfs, p, target, fi); err != nil {
-				return err
-			}
-		default:
-			return nil // devices, fifos and sockets are not restored
-		}
-		applyMeta(target, fi)
-		count++
-		return nil
-	})
-	// Directory times last, deepest first, after their content is written.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		applyMeta(dirs[i].path, dirs[i].fi)
-	}
-	return count, err
-}
-
-func restoreFile(gfs fs.FS, p, target string, fi fs.FileInfo) error {
-	in, err := gfs.Open(p)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, 64<<10)
-	var off int64
-	for {
-		n, rerr := io.ReadFull(in, buf)
-		for b := 0; b < n; b += len(zero) {
-			chunk := buf[b:min(b+len(zero), n)]
-			if !bytes.Equal(chunk, zero[:len(chunk)]) {
-				if _, err := out.WriteAt(chunk, off+int64(b)); err != nil {
-					out.Close()
-					return err
-				}
-			}
-		}
-		off += int64(n)
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			return fmt.Errorf("read %s: %w", p, rerr)
-		}
-	}
-	if err := out.Truncate(off); err != nil {
-		out.Close()
-		return err
-	}
-	if off != fi.Size() {
-		out.Close()
-		return fmt.Errorf("read %s: got %d bytes, the file has %d", p, off, fi.Size())
-	}
-	return out.Close()
-}
-
-// applyMeta sets mode, owner (as root) and times; failures are not fatal.
-func applyMeta(target string, fi fs.FileInfo) {
-	if a, ok := fi.Sys().(partinfo.Attr); ok && os.Geteuid() == 0 {
-		_ = os.Lchown(target, int(a.Uid), int(a.Gid))
-	}
-	if fi.Mode()&fs.ModeSymlink == 0 {
-		mode := fi.Mode().Perm() | fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
-		_ = os.Chmod(target, mode)
-		_ = os.Chtimes(target, fi.ModTime(), fi.ModTime())
-	}
 }

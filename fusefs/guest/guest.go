@@ -269,10 +269,11 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 			return nil, syscall.ENOENT
 		}
 		text := []byte(v.errorText())
-		f := &gofs.MemRegularFile{Data: text, Attr: fuse.Attr{Mode: 0o444}}
+		f := &gofs.MemRegularFile{Data: text, Attr: fuse.Attr{Mode: 0o444, Nlink: 1}}
 		t := v.src.Point.Time
 		f.Attr.SetTimes(&t, &t, &t)
 		out.Attr.Mode = syscall.S_IFREG | 0o444
+		out.Attr.Nlink = 1
 		out.Attr.Size = uint64(len(text))
 		out.Attr.SetTimes(&t, &t, &t)
 		out.SetEntryTimeout(timeout)

@@ -246,6 +246,11 @@ func (f *FS) regular(ino uint64) (*inode, error) {
 	if n.typ() != modeReg {
 		return nil, fmt.Errorf("inode %d: %w", ino, partinfo.ErrNotRegular)
 	}
+	// No ext2/3/4 block map reaches past 2^32 blocks (16 TiB at 4 KiB):
+	// a larger size is corruption, not endless zeros to read.
+	if lim := int64(1<<32) * f.sb.blockSize; n.size > lim || n.size < 0 {
+		return nil, fmt.Errorf("inode %d: size %d is beyond the %d bytes ext4 can map: %w", ino, n.size, lim, partinfo.ErrCorrupt)
+	}
 	return n, nil
 }
 

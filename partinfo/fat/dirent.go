@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"strings"
 	"time"
-	"unicode/utf16"
+
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // Directory entry attribute bits.
@@ -158,5 +159,5 @@ func (l *lfnState) name(short [11]byte) (string, bool) {
 	if len(u) == 0 {
 		return "", false
 	}
-	return string(utf16.Decode(u)), true
+	return partinfo.DecodeUTF16Name(u), true
 }

@@ -25,8 +25,13 @@ type FS struct {
 	off  int64
 	sz   int64
 	g    partinfo.FATGeometry
-	fat  []byte // whole first FAT, or nil when read on demand
+	fat  []byte // whole preferred FAT copy, or nil when read on demand
 	info partinfo.Info
+	// copies are the volume offsets of the FAT copies, the preferred one
+	// (the first whose entry 0 is valid) first; a chain that is corrupt
+	// in one copy is looked up in the others.
+	copies []int64
+	media  byte // media descriptor of the boot sector
 
 	mu     sync.Mutex
 	dirs   map[uint64][]entry  // parsed directories by inode
@@ -53,10 +58,11 @@ func Open(r io.ReaderAt, off, size int64) (*FS, error) {
 		return nil, fmt.Errorf("FAT volume claims %d bytes, partition has %d: %w",
 			g.TotalSectors*g.BytesPerSector, size, partinfo.ErrCorrupt)
 	}
-	f := &FS{r: r, off: off, sz: size, g: g, dirs: map[uint64][]entry{}, chains: map[uint32][]extent{}}
+	f := &FS{r: r, off: off, sz: size, g: g, media: boot[21], dirs: map[uint64][]entry{}, chains: map[uint32][]extent{}}
+	f.copies = f.orderCopies()
 	if n := g.FATSectors * g.BytesPerSector; n <= maxFATInMemory {
 		f.fat = make([]byte, n)
-		if err := readFull(r, f.fat, off+g.FATOffset); err != nil {
+		if err := readFull(r, f.fat, off+f.copies[0]); err != nil {
 			return nil, fmt.Errorf("read FAT: %w", err)
 		}
 	}
@@ -109,8 +115,47 @@ func (f *FS) describe() partinfo.Info {
 // Root returns the root directory's inode number.
 func (f *FS) Root() uint64 { return rootIno }
 
-// next returns the FAT entry of cluster c.
+// orderCopies returns the FAT copies' offsets, valid ones first. A copy
+// is valid when its entry 0 holds the media descriptor with every other
+// bit set, as every formatter writes it; a damaged primary FAT (zeroed,
+// overwritten) fails this and the next copy is used, as chkdsk and
+// fsck.fat would.
+func (f *FS) orderCopies() []int64 {
+	var good, bad []int64
+	for i := int64(0); i < f.g.NumFATs; i++ {
+		at := f.g.FATOffset + i*f.g.FATSectors*f.g.BytesPerSector
+		if v, err := f.entryIn(at, nil, 0); err == nil && f.validEntry0(v) {
+			good = append(good, at)
+		} else {
+			bad = append(bad, at)
+		}
+	}
+	return append(good, bad...)
+}
+
+// validEntry0 checks FAT entry 0 (as returned by entryIn) against the media byte.
+func (f *FS) validEntry0(v uint32) bool {
+	if byte(v) != f.media || f.media < 0xF0 {
+		return false
+	}
+	switch f.g.Type {
+	case "fat12":
+		return v&0xF00 == 0xF00
+	case "fat16":
+		return v&0xFF00 == 0xFF00
+	default:
+		return v&0x0FFFFF00 == 0x0FFFFF00
+	}
+}
+
+// next returns the preferred FAT copy's entry of cluster c.
 func (f *FS) next(c uint32) (uint32, error) {
+	return f.entryIn(f.copies[0], f.fat, c)
+}
+
+// entryIn returns the entry of cluster c in the FAT copy at volume offset
+// at, from mem when that copy is in memory.
+func (f *FS) entryIn(at int64, mem []byte, c uint32) (uint32, error) {
 	var off int64
 	switch f.g.Type {
 	case "fat12":
@@ -125,12 +170,12 @@ func (f *FS) next(c uint32) (uint32, error) {
 	if f.g.Type == "fat32" {
 		n = 4
 	}
-	if f.fat != nil {
-		if off+int64(n) > int64(len(f.fat)) {
-			return 0, fmt.Errorf("FAT entry %d past the FAT: %w", c, partinfo.ErrCorrupt)
-		}
-		copy(b[:n], f.fat[off:])
-	} else if err := readFull(f.r, b[:n], f.off+f.g.FATOffset+off); err != nil {
+	if off+int64(n) > f.g.FATSectors*f.g.BytesPerSector {
+		return 0, fmt.Errorf("FAT entry %d past the FAT: %w", c, partinfo.ErrCorrupt)
+	}
+	if mem != nil {
+		copy(b[:n], mem[off:])
+	} else if err := readFull(f.r, b[:n], f.off+at+off); err != nil {
 		return 0, fmt.Errorf("read FAT entry %d: %w", c, err)
 	}
 	switch f.g.Type {
@@ -156,7 +201,9 @@ func (f *FS) next(c uint32) (uint32, error) {
 }
 
 // chain returns the cluster chain starting at first as extents. Loops,
-// out-of-range clusters, free or bad clusters inside a chain are errors.
+// out-of-range clusters, free or bad clusters inside a chain are errors;
+// the chain is then followed in the other FAT copies, and the first copy
+// that holds it whole wins.
 func (f *FS) chain(first uint32) ([]extent, error) {
 	f.mu.Lock()
 	ex, ok := f.chains[first]
@@ -164,6 +211,29 @@ func (f *FS) chain(first uint32) ([]extent, error) {
 	if ok {
 		return ex, nil
 	}
+	out, err := f.chainIn(first, f.next)
+	for _, at := range f.copies[1:] {
+		if err == nil {
+			break
+		}
+		if alt, aerr := f.chainIn(first, func(c uint32) (uint32, error) { return f.entryIn(at, nil, c) }); aerr == nil {
+			out, err = alt, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if len(f.chains) > 4096 {
+		clear(f.chains)
+	}
+	f.chains[first] = out
+	f.mu.Unlock()
+	return out, nil
+}
+
+// chainIn follows the chain from first through one FAT copy's next.
+func (f *FS) chainIn(first uint32, next func(uint32) (uint32, error)) ([]extent, error) {
 	maxC := f.g.ClusterCount + 1
 	var out []extent
 	c := first
@@ -179,7 +249,7 @@ func (f *FS) chain(first uint32) ([]extent, error) {
 		} else {
 			out = append(out, extent{first: c, count: 1})
 		}
-		nx, err := f.next(c)
+		nx, err := next(c)
 		if err != nil {
 			return nil, err
 		}
@@ -192,12 +262,6 @@ func (f *FS) chain(first uint32) ([]extent, error) {
 		}
 		c = nx
 	}
-	f.mu.Lock()
-	if len(f.chains) > 4096 {
-		clear(f.chains)
-	}
-	f.chains[first] = out
-	f.mu.Unlock()
 	return out, nil
 }
 

@@ -192,7 +192,10 @@ func TestFATClusterLoopIsDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	w.WriteAt([]byte{byte(first), byte(first >> 8)}, g.FATOffset+int64(first+2)*2)
+	// In every FAT copy: a chain that is whole in one copy is read from it.
+	for i := int64(0); i < g.NumFATs; i++ {
+		w.WriteAt([]byte{byte(first), byte(first >> 8)}, g.FATOffset+i*g.FATSectors*g.BytesPerSector+int64(first+2)*2)
+	}
 	v2, err := fat.Open(w, 0, 16<<20)
 	if err != nil {
 		t.Fatal(err)

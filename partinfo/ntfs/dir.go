@@ -107,7 +107,7 @@ func (f *FS) readDirLocked(ino uint64) ([]partinfo.DirEntry, error) {
 		if fn.NameType().Value == 2 {
 			continue // DOS 8.3 alias of a long name
 		}
-		name := fn.Name()
+		name := fileNameOf(fn)
 		child := ie.MftReference()
 		if name == "" || name == "." || seen[name] || child == ino || strings.ContainsAny(name, "/\x00") {
 			continue

@@ -1,9 +1,19 @@
 // Package ntfs is cairn's read-only NTFS reader, implementing
 // partinfo.Filesystem on top of www.velocidex.com/golang/go-ntfs.
 //
-// go-ntfs reads data right, including sparse and compressed files, and
-// its Ranges() gives the data/hole map. What cairn adds around it:
+// go-ntfs parses MFT records, attributes and indexes. What cairn adds
+// around it:
 //
+//   - file data is read by cairn's own runlist reader (stream.go): runs
+//     are decoded and validated against the volume, compressed data is
+//     decompressed one compression unit (2^n clusters) at a time with
+//     LZNT1, and a read the volume cannot satisfy is an error, never
+//     zeros;
+//   - names are decoded from the raw UTF-16LE units with
+//     partinfo.DecodeUTF16Name (no byte-order sniffing) and times from
+//     the raw 100 ns ticks (no int64-nanosecond overflow);
+//   - files with reparse tags cairn cannot translate show as marker
+//     symbolic links ("unsupported-ntfs-reparse-point:0xTAG:name");
 //   - directory listings come from the $I30 index entries themselves, one
 //     name per entry, so every hard link keeps its own name (go-ntfs's
 //     ListDir drops a file's second name); each entry is checked against
@@ -13,7 +23,8 @@
 //     and junctions 0777 with ModeSymlink), times come from
 //     $STANDARD_INFORMATION;
 //   - every call into go-ntfs is serialised by a mutex (its caches are not
-//     goroutine-safe) and runs behind recover().
+//     goroutine-safe) and runs behind recover(); file data is read by
+//     cairn's own reader outside that mutex.
 //
 // Inode numbers are MFT record numbers; the root directory is record 5.
 // Metadata files ($MFT, $Bitmap, $Extend, ...) are hidden.

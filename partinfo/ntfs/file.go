@@ -43,11 +43,13 @@ func (f *FS) openStream(ino uint64) (stream, error) {
 			if err != nil {
 				return fmt.Errorf("MFT record %d: %v: %w", ino, err, partinfo.ErrCorrupt)
 			}
-			r, err := parser.OpenStream(f.ctx, m, parser.ATTR_TYPE_DATA, parser.WILDCARD_STREAM_ID, "")
-			if err != nil {
-				return fmt.Errorf("open $DATA of %d: %v: %w", ino, err, partinfo.ErrCorrupt)
+			if rec.resident {
+				if s.res, err = f.residentData(m, rec.size); err != nil {
+					return fmt.Errorf("MFT record %d: %w", ino, err)
+				}
+			} else if s.data, err = f.newDataStream(ino, m); err != nil {
+				return err
 			}
-			s.r = r
 		}
 		if len(f.streams) >= cacheLimit {
 			clear(f.streams)
@@ -58,7 +60,27 @@ func (f *FS) openStream(ino uint64) (stream, error) {
 	return s, err
 }
 
-// ReadAt reads a file's bytes; holes and the uninitialised tail read as zeros.
+// residentData returns the bytes of a resident unnamed $DATA attribute.
+func (f *FS) residentData(m *parser.MFT_ENTRY, size int64) ([]byte, error) {
+	for _, a := range m.EnumerateAttributes(f.ctx) {
+		if a.Type().Value != parser.ATTR_TYPE_DATA || a.Name() != "" || !a.IsResident() {
+			continue
+		}
+		if int64(a.Content_size()) < size || size > int64(a.Length()) {
+			return nil, fmt.Errorf("resident $DATA of %d bytes holds only %d: %w", size, a.Content_size(), partinfo.ErrCorrupt)
+		}
+		b := make([]byte, size)
+		if n, _ := a.Data(f.ctx).ReadAt(b, 0); int64(n) != size {
+			return nil, fmt.Errorf("resident $DATA cut short at %d of %d bytes: %w", n, size, partinfo.ErrCorrupt)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("resident $DATA vanished: %w", partinfo.ErrCorrupt)
+}
+
+// ReadAt reads a file's bytes; holes and the uninitialised tail read as
+// zeros. A read the volume cannot satisfy (a run past its end, a short
+// read, a corrupt compression unit) is an error, never zeros.
 func (f *FS) ReadAt(ino uint64, p []byte, off int64) (int, error) {
 	s, err := f.openStream(ino)
 	if err != nil {
@@ -72,23 +94,17 @@ func (f *FS) ReadAt(ino uint64, p []byte, off int64) (int, error) {
 	}
 	want := p[:min(int64(len(p)), s.size-off)]
 	done := 0
-	err = f.guard(fmt.Sprintf("read %d at %d", ino, off), func() error {
-		for done < len(want) {
-			n, err := s.r.ReadAt(want[done:], off+int64(done))
-			done += n
-			if err != nil && err != io.EOF {
-				return fmt.Errorf("read data of %d at %d: %w", ino, off+int64(done), err)
-			}
-			if n == 0 {
-				// Past the last run but inside the size: NTFS reads zeros.
-				clear(want[done:])
-				done = len(want)
-			}
+	switch {
+	case s.data != nil:
+		done, err = s.data.ReadAt(want, off)
+		if err != nil {
+			return done, fmt.Errorf("read data of MFT record %d at %d: %w", ino, off+int64(done), err)
 		}
-		return nil
-	})
-	if err != nil {
-		return done, err
+	case s.res != nil:
+		done = copy(want, s.res[off:])
+	default:
+		clear(want)
+		done = len(want)
 	}
 	if done < len(p) {
 		return done, io.EOF
@@ -102,15 +118,13 @@ func (f *FS) ranges(ino uint64) ([]parser.Range, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if s.r == nil {
+	if s.data == nil {
+		if s.res != nil {
+			return []parser.Range{{Offset: 0, Length: s.size}}, s.size, nil
+		}
 		return nil, s.size, nil
 	}
-	var rs []parser.Range
-	err = f.guard(fmt.Sprintf("map %d", ino), func() error {
-		rs = s.r.Ranges()
-		return nil
-	})
-	return rs, s.size, err
+	return s.data.ranges(), s.size, nil
 }
 
 // SeekData returns the first offset >= off inside a non-sparse range.

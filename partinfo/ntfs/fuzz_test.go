@@ -3,7 +3,9 @@ package ntfs_test
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -40,6 +42,84 @@ func buildSmallNTFS(f testing.TB) []byte {
 	return b
 }
 
+// ntfsRef holds, for each file of the seed image, the bytes ntfscat
+// (ntfs-3g, the reference reader) returns, computed once.
+type ntfsRef struct {
+	seed    []byte
+	mftOff  int64
+	recSize int64
+	files   map[string]ntfsRefFile
+}
+
+type ntfsRefFile struct {
+	ino  uint64
+	data []byte
+}
+
+func ntfsReference(f *testing.F, seed []byte) ntfsRef {
+	f.Helper()
+	testutil.RequireTools(f, "ntfscat")
+	path := filepath.Join(f.TempDir(), "seed.img")
+	if err := os.WriteFile(path, seed, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	v, err := ntfs.Open(bytes.NewReader(seed), 0, int64(len(seed)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	cluster := int64(binary.LittleEndian.Uint16(seed[0x0B:])) * int64(seed[0x0D])
+	ref := ntfsRef{seed: seed, mftOff: int64(binary.LittleEndian.Uint64(seed[0x30:])) * cluster, files: map[string]ntfsRefFile{}}
+	if c := int8(seed[0x40]); c < 0 {
+		ref.recSize = 1 << -c
+	} else {
+		ref.recSize = int64(c) * cluster
+	}
+	for _, name := range []string{"small.txt", "Big File.bin"} {
+		out, err := exec.Command("ntfscat", path, "/"+name).Output()
+		if err != nil {
+			f.Fatalf("ntfscat %s: %v", name, err)
+		}
+		ino, err := v.Lookup(v.Root(), name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ref.files[name] = ntfsRefFile{ino: ino, data: out}
+	}
+	return ref
+}
+
+// check compares what v reads with ntfscat's bytes for every file the
+// mutation left intact (same boot sector, same $MFT record 0, same
+// record of its own, found by name at the same record): a read that
+// succeeds there must return exactly the reference bytes.
+func (r ntfsRef) check(t testing.TB, v partinfo.Filesystem, img []byte) (compared int) {
+	if !bytes.Equal(img[:512], r.seed[:512]) || !bytes.Equal(img[r.mftOff:r.mftOff+r.recSize], r.seed[r.mftOff:r.mftOff+r.recSize]) {
+		return 0
+	}
+	for name, rf := range r.files {
+		rec := r.mftOff + int64(rf.ino)*r.recSize
+		if !bytes.Equal(img[rec:rec+r.recSize], r.seed[rec:rec+r.recSize]) {
+			continue
+		}
+		if ino, err := v.Lookup(v.Root(), name); err != nil || ino != rf.ino {
+			continue
+		}
+		buf := make([]byte, len(rf.data)+10)
+		n, err := v.ReadAt(rf.ino, buf, 0)
+		if err != nil && err != io.EOF {
+			continue
+		}
+		if !bytes.Equal(buf[:n], rf.data) {
+			t.Fatalf("%s: read %d bytes that differ from ntfscat's %d", name, n, len(rf.data))
+		}
+		compared++
+	}
+	return compared
+}
+
+// FuzzNTFS opens mutated NTFS images and walks them: no panic, and a
+// read that succeeds on a file the mutation left intact returns the
+// bytes ntfscat returned for it (differential against ntfs-3g).
 func FuzzNTFS(f *testing.F) {
 	testutil.RequireTools(f, "mkntfs", "ntfscp")
 	seed := smallNTFS(f)
@@ -52,9 +132,13 @@ func FuzzNTFS(f *testing.F) {
 	} else if a, _ := v.Stat(ino); a.Size != 36000 {
 		f.Fatalf("seed file size %d", a.Size)
 	}
+	ref := ntfsReference(f, seed)
+	if n := ref.check(f, v, seed); n != len(ref.files) {
+		f.Fatalf("the seed itself compares %d of %d files with ntfscat", n, len(ref.files))
+	}
 	// The fuzzer mutates a small window, not the 2 MiB image: the boot
 	// sector followed by the first MFT records, laid over the seed.
-	mftOff := int64(binary.LittleEndian.Uint64(seed[0x30:])) * 512
+	mftOff := ref.mftOff
 	const window = 48 << 10
 	f.Add(append(append([]byte(nil), seed[:512]...), seed[mftOff:mftOff+window]...))
 	f.Fuzz(func(t *testing.T, patch []byte) {
@@ -69,6 +153,7 @@ func FuzzNTFS(f *testing.F) {
 		}
 		_ = v.Info()
 		walk(v, v.Root(), 0)
+		ref.check(t, v, img)
 	})
 }
 

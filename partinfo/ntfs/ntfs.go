@@ -20,16 +20,20 @@ const cacheLimit = 512
 
 // FS is an open NTFS volume. It is safe for concurrent use.
 type FS struct {
-	mu      sync.Mutex // serialises every go-ntfs call
-	ctx     *parser.NTFSContext
-	info    partinfo.Info
-	dirs    map[uint64][]partinfo.DirEntry
-	streams map[uint64]stream
+	mu       sync.Mutex // serialises every go-ntfs call
+	ctx      *parser.NTFSContext
+	vol      io.ReaderAt // the volume, offset 0 = boot sector
+	volBytes int64       // bytes of the volume
+	info     partinfo.Info
+	dirs     map[uint64][]partinfo.DirEntry
+	streams  map[uint64]stream
 }
 
-// stream is the opened unnamed $DATA stream of a file.
+// stream is the opened unnamed $DATA stream of a file: resident bytes
+// or a non-resident runlist reader.
 type stream struct {
-	r    parser.RangeReaderAt
+	res  []byte
+	data *dataStream
 	size int64
 }
 
@@ -45,7 +49,7 @@ func Open(r io.ReaderAt, off, size int64) (f *FS, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open NTFS volume: %v: %w", err, partinfo.ErrCorrupt)
 	}
-	f = &FS{ctx: ctx, dirs: map[uint64][]partinfo.DirEntry{}, streams: map[uint64]stream{}}
+	f = &FS{ctx: ctx, vol: sr, volBytes: size, dirs: map[uint64][]partinfo.DirEntry{}, streams: map[uint64]stream{}}
 	root, err := f.record(rootIno)
 	if err != nil {
 		return nil, fmt.Errorf("open NTFS root directory: %w", err)
@@ -113,7 +117,7 @@ func (f *FS) usedClusters(clusters int64) (int64, bool) {
 		return 0, false
 	}
 	s, err := f.openStream(6)
-	if err != nil || s.r == nil || s.size < (clusters+7)/8 {
+	if err != nil || s.data == nil || s.size < (clusters+7)/8 {
 		return 0, false
 	}
 	b := make([]byte, (clusters+7)/8)

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"strings"
 	"time"
-	"unicode/utf16"
 
 	"github.com/cairnbackup/cairn/partinfo"
 	"www.velocidex.com/golang/go-ntfs/parser"
@@ -22,7 +21,52 @@ const (
 const (
 	reparseTagSymlink    = 0xA000000C
 	reparseTagMountPoint = 0xA0000003
+	reparseTagLxSymlink  = 0xA000001D // WSL symlink: version, then UTF-8 target
 )
+
+// unsupportedPrefix starts the link target shown for a file whose reparse
+// point cairn cannot translate (see unsupportedReparseTarget).
+const unsupportedPrefix = "unsupported-ntfs-reparse-point:"
+
+// reparseNames names the reparse tags seen on Windows volumes whose data
+// cairn cannot produce; the name goes into the marker link target.
+var reparseNames = map[uint32]string{
+	0x80000013: "dedup",       // Data Deduplication: data in the chunk store
+	0x80000017: "wof",         // Windows Overlay Filter (compact OS, WIM-backed)
+	0x8000001B: "appexeclink", // app execution alias
+	0x80000023: "af-unix",     // WSL / Windows AF_UNIX socket
+	0x80000024: "lx-fifo",     // WSL FIFO
+	0x80000025: "lx-chr",      // WSL character device
+	0x80000026: "lx-blk",      // WSL block device
+	0x8000000A: "dfs",
+	0x80000012: "dfsr",
+	0x8000001E: "storage-sync", // Azure File Sync tiered file
+	0xC0000004: "hsm",
+	0x80000005: "driver-extender",
+	0x80000006: "hsm2",
+	0x80000007: "sis", // Single Instance Storage
+}
+
+// unsupportedReparseTarget is the link target of a file (not a directory)
+// carrying a reparse tag other than symlink, junction or WSL symlink.
+// Such files (deduplicated, cloud placeholders, WOF-compressed, ...) keep
+// their real data outside the unnamed $DATA stream, so showing that
+// stream as the file's content would hand out wrong bytes silently.
+// Instead they show as symbolic links to a target that cannot exist and
+// says what the file is, like ntfs-3g's unsupported reparse points:
+// "unsupported-ntfs-reparse-point:0x80000013:dedup". Cloud files
+// (0x9000xxxA, OneDrive and other sync engines) are named "cloud".
+func unsupportedReparseTarget(tag uint32) string {
+	name, ok := reparseNames[tag]
+	switch {
+	case ok:
+	case tag&0xFFFF0FFF == 0x9000001A:
+		name = "cloud"
+	default:
+		name = "unknown"
+	}
+	return fmt.Sprintf("%s0x%08x:%s", unsupportedPrefix, tag, name)
+}
 
 // $STANDARD_INFORMATION file attribute bits.
 const (
@@ -45,6 +89,7 @@ type record struct {
 	ctime        time.Time
 	siFlags      uint64
 	hasData      bool
+	resident     bool  // unnamed $DATA is resident
 	size         int64 // unnamed $DATA size
 	allocated    int64
 	reparseTag   uint32
@@ -89,16 +134,20 @@ func (f *FS) recordLocked(ino uint64) (*record, error) {
 				continue
 			}
 			haveSI = true
-			si := f.ctx.Profile.STANDARD_INFORMATION(a.Data(f.ctx), 0)
-			rec.mtime = si.File_altered_time().Time
-			rec.atime = si.File_accessed_time().Time
-			rec.ctime = si.Mft_altered_time().Time
-			rec.siFlags = si.Flags().Value
+			var si [0x24]byte
+			if n, _ := a.Data(f.ctx).ReadAt(si[:], 0); n < len(si) {
+				return nil, fmt.Errorf("MFT record %d: $STANDARD_INFORMATION of %d bytes: %w", ino, n, partinfo.ErrCorrupt)
+			}
+			le := binary.LittleEndian
+			rec.mtime = filetime(le.Uint64(si[0x08:]))
+			rec.ctime = filetime(le.Uint64(si[0x10:]))
+			rec.atime = filetime(le.Uint64(si[0x18:]))
+			rec.siFlags = uint64(le.Uint32(si[0x20:]))
 		case parser.ATTR_TYPE_FILE_NAME:
 			fn := f.ctx.Profile.FILE_NAME(a.Data(f.ctx), 0)
 			rec.names = append(rec.names, fileName{
 				parent: fn.MftReference(),
-				name:   fn.Name(),
+				name:   fileNameOf(fn),
 				dos:    fn.NameType().Value == 2,
 			})
 		case parser.ATTR_TYPE_DATA:
@@ -108,6 +157,7 @@ func (f *FS) recordLocked(ino uint64) (*record, error) {
 			rec.hasData = true
 			rec.size = a.DataSize()
 			if a.IsResident() {
+				rec.resident = true
 				rec.allocated = rec.size
 			} else {
 				rec.allocated = int64(a.Allocated_size())
@@ -129,6 +179,9 @@ func (f *FS) recordLocked(ino uint64) (*record, error) {
 		return nil, fmt.Errorf("MFT record %d: negative size: %w", ino, partinfo.ErrCorrupt)
 	}
 	rec.linkTarget = reparseTarget(rec.reparseTag, rec.reparseData)
+	if rec.linkTarget == "" && rec.reparseTag != 0 && !rec.isDir {
+		rec.linkTarget = unsupportedReparseTarget(rec.reparseTag)
+	}
 	if rec.linkTarget == "" && !rec.isDir && rec.siFlags&fileAttrSystem != 0 && rec.size > 8 && rec.size < 4096 {
 		rec.linkTarget = f.interixTarget(m, rec.size)
 	}
@@ -139,6 +192,15 @@ func (f *FS) recordLocked(ino uint64) (*record, error) {
 func reparseTarget(tag uint32, b []byte) string {
 	var hdr int
 	switch tag {
+	case reparseTagLxSymlink:
+		if len(b) <= 12 {
+			return ""
+		}
+		n := min(int(binary.LittleEndian.Uint16(b[4:]))+8, len(b))
+		if n <= 12 {
+			return ""
+		}
+		return string(b[12:n])
 	case reparseTagSymlink:
 		hdr = 20 // tag, length, reserved, 4 name fields, flags
 	case reparseTagMountPoint:
@@ -181,17 +243,46 @@ func (f *FS) interixTarget(m *parser.MFT_ENTRY, size int64) string {
 	return decodeUTF16(b[8:])
 }
 
-// decodeUTF16 decodes UTF-16LE bytes up to the first NUL.
+// decodeUTF16 decodes UTF-16LE bytes up to the first NUL, with no byte
+// order sniffing (see partinfo.DecodeUTF16Name).
 func decodeUTF16(b []byte) string {
 	u := make([]uint16, 0, len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
+		u = append(u, binary.LittleEndian.Uint16(b[i:]))
+	}
+	return partinfo.DecodeUTF16Name(u)
+}
+
+// fileNameOf decodes the name of a $FILE_NAME (attribute or index key)
+// from its raw UTF-16LE units. go-ntfs's Name() sniffs a byte order mark
+// and decodes a name starting with U+FEFF as big-endian.
+func fileNameOf(fn *parser.FILE_NAME) string {
+	var l [1]byte
+	if n, _ := fn.Reader.ReadAt(l[:], fn.Offset+fn.Profile.Off_FILE_NAME__length_of_name); n != 1 {
+		return ""
+	}
+	b := make([]byte, 2*int(l[0]))
+	n, _ := fn.Reader.ReadAt(b, fn.Offset+fn.Profile.Off_FILE_NAME_name)
+	u := make([]uint16, 0, n/2)
+	for i := 0; i+1 < n; i += 2 {
 		c := binary.LittleEndian.Uint16(b[i:])
 		if c == 0 {
-			break
+			return "" // a NUL inside a name is corruption
 		}
 		u = append(u, c)
 	}
-	return string(utf16.Decode(u))
+	return partinfo.DecodeUTF16Name(u)
+}
+
+// filetimeEpoch is 1601-01-01 in Unix seconds.
+const filetimeEpoch = -11644473600
+
+// filetime converts an NTFS time (100 ns ticks since 1601-01-01 UTC) in
+// seconds and ticks, so every representable value (1601 to 60056)
+// converts exactly; one nanosecond count since 1970 would overflow
+// outside 1678-2262.
+func filetime(v uint64) time.Time {
+	return time.Unix(int64(v/1e7)+filetimeEpoch, int64(v%1e7)*100).UTC()
 }
 
 // attr converts a record to partinfo.Attr with synthesised modes.
