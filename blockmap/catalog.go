@@ -54,6 +54,11 @@ type DiskInfo struct {
 	Full       bool            `json:"full"`
 	FullReason string          `json:"full_reason,omitempty"`
 	Meta       json.RawMessage `json:"meta,omitempty"`
+	// Lineage is the generation where this disk's history begins for the
+	// point: block versions of older generations belong to an earlier life
+	// of the disk id (before points without the disk) and are not read.
+	// 0 (points written before lineages were recorded): every version is.
+	Lineage uint32 `json:"lineage,omitempty"`
 }
 
 // Disk returns the named disk of the point.

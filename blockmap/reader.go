@@ -93,6 +93,9 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 					break
 				}
 				last = b
+				if gen < d.Lineage {
+					continue // an earlier life of the disk id: a hole here
+				}
 				err := it.Item().Value(func(v []byte) error {
 					bv, ok := decodeBlockValue(v)
 					if !ok {

@@ -158,17 +158,13 @@ func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	retained := make([]uint32, len(pts))
-	for i, p := range pts {
-		retained[i] = p.Gen
-	}
 	ids := make([]uint32, 0, len(rec.Disks))
 	for _, id := range rec.Disks {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		ds, err := r.collectDisk(db, id, retained)
+		ds, err := r.collectDisk(db, id, diskSpans(pts, id))
 		if err != nil {
 			return st, fmt.Errorf("collect %s disk %d: %w", vm, id, err)
 		}
@@ -180,18 +176,9 @@ func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
 	return st, err
 }
 
-// visible reports whether the version of generation g, whose next newer
-// version has generation newer (0 when none), is seen by a retained point:
-// some retained p with g <= p < newer.
-func visible(retained []uint32, g, newer uint32) bool {
-	i := sort.Search(len(retained), func(i int) bool { return retained[i] >= g })
-	if i == len(retained) {
-		return false
-	}
-	return newer == 0 || retained[i] < newer
-}
-
-func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []uint32) (GCStats, error) {
+// collectDisk collects one disk; retained are the spans of the points
+// that hold it (none when no point does: then every version goes).
+func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []span) (GCStats, error) {
 	var st GCStats
 	type dead struct {
 		key   []byte

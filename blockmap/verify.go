@@ -161,7 +161,7 @@ func seenBy(v version, bs int64) []string {
 	var ids []string
 	for _, p := range v.points {
 		d, ok := p.Disk(v.diskName)
-		if !ok || p.Gen < v.gen || (v.newer != 0 && p.Gen >= v.newer) || int64(v.block)*bs >= d.Size {
+		if !ok || d.ID != v.disk || !visible([]span{diskSpan(p, d)}, v.gen, v.newer) || int64(v.block)*bs >= d.Size {
 			continue
 		}
 		ids = append(ids, p.ID)
@@ -176,11 +176,6 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
 		return nil, err
 	}
-	selGens := make([]uint32, len(sel))
-	for i, p := range sel {
-		selGens[i] = p.Gen
-	}
-	sort.Slice(selGens, func(i, j int) bool { return selGens[i] < selGens[j] })
 	names := make([]string, 0, len(rec.Disks))
 	for n := range rec.Disks {
 		names = append(names, n)
@@ -189,6 +184,7 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 	var out []version
 	for _, name := range names {
 		id := rec.Disks[name]
+		spans := diskSpans(sel, id)
 		err := db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
 			defer it.Close()
@@ -204,7 +200,7 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 					newer = 0
 				}
 				first, lastBlock = false, block
-				vis := visible(selGens, gen, newer)
+				vis := visible(spans, gen, newer)
 				thisNewer := newer
 				newer = gen
 				if !vis {
@@ -283,11 +279,8 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 		}
 		knownDisks := map[string]bool{}
 		for _, rec := range vmRecs {
-			var gens []uint32
-			for _, p := range byVM[rec.Name] {
-				gens = append(gens, p.Gen)
-			}
 			for name, id := range rec.Disks {
+				spans := diskSpans(byVM[rec.Name], id)
 				knownDisks[fmt.Sprint(id)] = true
 				live := map[uint32]bool{}
 				err := db.View(func(txn *badger.Txn) error {
@@ -302,7 +295,7 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 							newer = 0
 						}
 						first, lastBlock = false, block
-						if !visible(gens, gen, newer) {
+						if !visible(spans, gen, newer) {
 							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, block, gen))
 						} else if v, _ := it.Item().ValueCopy(nil); len(v) > 0 && v[0] == kindData {
 							if !live[gen] {
