@@ -7,8 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -41,14 +43,15 @@ type Extent struct {
 // io.ReaderAt plus a data/hole map, safe for concurrent use. Whole blocks
 // are checked against their CRC-32C on every read, partial reads the
 // first time a block is read. A point deleted while a reader is open makes
-// its reads fail, except partial reads of blocks verified before: callers
-// that keep readers open across prunes (the FUSE mount) check CatalogSeq
-// and the catalog after reading.
+// its reads fail with ErrPointDeleted (never ErrCorrupt), except partial
+// reads of blocks verified before: callers that keep readers open across
+// prunes (the FUSE mount) check CatalogState after reading.
 type DiskReader struct {
 	repo  *Repo
 	point Point
 	disk  DiskInfo
 	bs    int64
+	seq   uint64   // catalog.seq when the reader was opened
 	gens  []uint32 // per block: generation holding its data, 0 for a hole
 	crcs  []uint32
 	ok    []atomic.Uint64 // per block: checksum already verified
@@ -78,6 +81,7 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, gens: make([]uint32, n), crcs: make([]uint32, n),
 		ok: make([]atomic.Uint64, (n+63)/64), files: map[uint32]*os.File{}}
 	dr.pool.New = func() any { b := make([]byte, bs); return &b }
+	dr.seq = r.CatalogSeq()
 	err := r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(d.ID)})
@@ -159,8 +163,33 @@ func (dr *DiskReader) file(gen uint32) (*os.File, error) {
 
 func (dr *DiskReader) verified(b int64) bool { return dr.ok[b/64].Load()&(1<<(b%64)) != 0 }
 
+// blockErr describes a failed read of block b. When the point has been
+// deleted since the reader was opened, the failure is the deletion's (its
+// bytes may have been released), not damage: the error wraps
+// ErrPointDeleted and is no BlockError.
 func (dr *DiskReader) blockErr(b int64, err error) error {
+	if dr.deleted() {
+		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
+	}
 	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gens[b], Err: err}
+}
+
+// deleted reports whether the reader's point has been deleted since the
+// reader was opened: from catalog.seq, or the catalog when that cannot tell.
+func (dr *DiskReader) deleted() bool {
+	ref := PointRef{VM: dr.point.VM, Gen: dr.point.Gen}
+	if st, err := dr.repo.CatalogState(); err == nil {
+		if gone, known := st.Gone(ref, dr.seq); known {
+			return gone
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pts, err := dr.repo.Points(ctx, dr.point.VM)
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return !slices.ContainsFunc(pts, func(p Point) bool { return p.Gen == dr.point.Gen })
 }
 
 // preadFull reads len(p) bytes at off, zero-filling past the file's end.
@@ -232,28 +261,24 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		switch {
 		case gen == 0:
 			clear(dst)
-		case dr.verified(b):
-			// Extend over following verified blocks of the same image.
-			for nb := b + 1; pos+n < end && dr.gens[nb] == gen && dr.verified(nb); nb++ {
-				n = min(n+dr.bs, end-pos)
-			}
-			dst = p[pos-off : pos-off+n]
-			f, err := dr.file(gen)
-			if err != nil {
-				return int(pos - off), dr.blockErr(b, err)
-			}
-			if err := preadFull(f, dst, pos); err != nil {
-				return int(pos - off), dr.blockErr(b, err)
-			}
 		case in == 0 && n == dr.bs:
 			// Whole blocks: read the run of this image straight into p and
-			// check each block's checksum in place.
+			// check each block's checksum in place, every time.
 			for nb := b + 1; pos+n+dr.bs <= end && dr.gens[nb] == gen; nb++ {
 				n += dr.bs
 			}
 			dst = p[pos-off : pos-off+n]
 			if err := dr.readRunVerified(b, gen, dst, pos); err != nil {
 				return int(pos - off), err
+			}
+		case dr.verified(b):
+			// Part of a block checked before: read just the part.
+			f, err := dr.file(gen)
+			if err != nil {
+				return int(pos - off), dr.blockErr(b, err)
+			}
+			if err := preadFull(f, dst, pos); err != nil {
+				return int(pos - off), dr.blockErr(b, err)
 			}
 		default:
 			bufp := dr.pool.Get().(*[]byte)

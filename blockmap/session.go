@@ -624,7 +624,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("write index entries: %w", err)
 		}
-		return db.Update(func(txn *badger.Txn) error {
+		err := db.Update(func(txn *badger.Txn) error {
 			pts, err := readPoints(db, s.vm)
 			if err != nil {
 				return err
@@ -642,6 +642,10 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 			rec.NextGen = max(rec.NextGen, s.gen+1)
 			return setJSON(txn, vmKey(s.vm), rec)
 		})
+		if err == nil {
+			s.repo.bumpCatalogSeq() // under the exclusive lock, like every writer of catalog.seq
+		}
+		return err
 	})
 	if err != nil {
 		if !waited {
@@ -655,7 +659,6 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		s.repo.log.Warn("cannot remove the session file of a committed point; the next backup removes it", "vm", s.vm, "err", err)
 	}
 	s.finish()
-	s.repo.bumpCatalogSeq()
 	return p, nil
 }
 

@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 	var sessions []sessionRecord
 	var gcPending bool
+	var gcGens []uint32
 	var rec vmRecord
 	err := db.View(func(txn *badger.Txn) error {
 		if _, err := getJSON(txn, vmKey(vm), &rec); err != nil {
@@ -33,11 +35,7 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 				sessions = append(sessions, s)
 			}
 		}
-		_, err = txn.Get(gcKey(vm))
-		gcPending = err == nil
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			err = nil
-		}
+		gcGens, gcPending, err = readGC(txn, vm)
 		return err
 	})
 	if err != nil {
@@ -87,11 +85,46 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 		}
 	}
 	if gcPending {
+		// Readers may not have learned of the deletion yet (publishing
+		// it failed): tell them again before anything is released.
+		if err := r.publishDeleted(vm, gcGens); err != nil {
+			r.log.Warn("space of deleted points stays unreleased until readers can be told", "vm", vm, "err", err)
+			return nil
+		}
 		if _, err := r.collect(db, vm); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// markGC marks vm for garbage collection, adding gens to the generations
+// whose deletion it finishes. Marks of older versions hold no list.
+func markGC(txn *badger.Txn, vm string, gens []uint32) error {
+	old, _, err := readGC(txn, vm)
+	if err != nil {
+		return err
+	}
+	return setJSON(txn, gcKey(vm), append(old, gens...))
+}
+
+// readGC reads vm's garbage-collection mark: whether one is pending and
+// the deleted generations it names.
+func readGC(txn *badger.Txn, vm string) (gens []uint32, pending bool, err error) {
+	item, err := txn.Get(gcKey(vm))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) > 0 && v[0] == '[' {
+			return json.Unmarshal(v, &gens)
+		}
+		return nil // the older mark: one byte
+	})
+	return gens, true, err
 }
 
 // vmNeedsSweep reports whether the index holds leftovers of vm for

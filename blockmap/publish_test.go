@@ -1,0 +1,93 @@
+package blockmap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"os"
+	"testing"
+)
+
+// TestForgetUnpublishedReleasesNothing: when catalog.seq cannot be written
+// (immutable here; ENOSPC or a quota in life), a forget deletes the point
+// but releases none of its bytes, and says so; a reader that had the point
+// open still reads the right bytes. Once the file is writable again, the
+// next writer publishes the deletion and releases the space. (Issue #12,
+// item 3.)
+func TestForgetUnpublishedReleasesNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chattr +i needs root")
+	}
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Skip("chattr is not installed")
+	}
+	ctx := context.Background()
+	r := newTestRepo(t)
+	rng := rand.New(rand.NewPCG(3, 3))
+	data := make([]byte, 8*testBS)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	p1 := pointOf(t, r, "vm", true, "d", data)
+	other := bytes.Clone(data) // shares its first half with point 1
+	for i := len(other) / 2; i < len(other); i++ {
+		other[i]++
+	}
+	pointOf(t, r, "vm", true, "d", other)
+	dr, err := r.OpenDisk(ctx, p1, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dr.Close()
+	seq := filepath.Join(r.Dir(), "catalog.seq")
+	if out, err := exec.Command("chattr", "+i", seq).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i not supported here: %v %s", err, out)
+	}
+	defer exec.Command("chattr", "-i", seq).Run()
+	_, err = r.Forget(ctx, "vm", []string{"1"}, false)
+	if !errors.Is(err, ErrNotReleased) {
+		t.Fatalf("forget with catalog.seq unwritable: %v, want ErrNotReleased", err)
+	}
+	if pts, _ := r.Points(ctx, "vm"); len(pts) != 1 {
+		t.Fatalf("%d points after forget, want 1", len(pts))
+	}
+	got := make([]byte, len(data))
+	if _, err := dr.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatalf("read of the forgotten point before readers were told: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("a forgotten point's bytes were released before readers could know")
+	}
+	// Still unwritable: a backup of the VM does not release them either.
+	pointOf(t, r, "vm", true, "d", other)
+	if _, err := dr.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a backup released the bytes of an unpublished deletion: %v", err)
+	}
+	if err := exec.Command("chattr", "-i", seq).Run(); err != nil {
+		t.Fatal(err)
+	}
+	pointOf(t, r, "vm", true, "d", other)
+	st, err := r.CatalogState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone, _ := st.Gone(PointRef{VM: "vm", Gen: 1}, 0); !gone {
+		t.Fatalf("catalog.seq does not list the deleted point: %+v", st)
+	}
+	if probs, err := r.Check(ctx); err != nil || len(probs) > 0 {
+		t.Fatalf("check after the space was released: %v %v", err, probs)
+	}
+	// Its own bytes are released now, and the reader says so: deleted, not
+	// corrupt (the shared half still reads).
+	if _, err := dr.ReadAt(got[:len(got)/2], 0); err != nil || !bytes.Equal(got[:len(got)/2], data[:len(data)/2]) {
+		t.Fatalf("read of the half a retained point shares: %v", err)
+	}
+	_, err = dr.ReadAt(got, 0)
+	if !errors.Is(err, ErrPointDeleted) || IsCorrupt(err) {
+		t.Fatalf("read of a released point: %v, want ErrPointDeleted and not corrupt", err)
+	}
+}
