@@ -84,37 +84,16 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	dr.seq = r.CatalogSeq()
 	err := r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(d.ID)})
-			defer it.Close()
-			last := int64(-1)
-			for it.Rewind(); it.Valid(); it.Next() {
-				_, block, gen, ok := parseBlockKey(it.Item().Key())
-				if !ok || gen > p.Gen || int64(block) == last {
-					continue
-				}
-				b := int64(block)
-				if b >= n {
-					break
-				}
-				last = b
-				if gen < d.Lineage {
-					continue // an earlier life of the disk id: a hole here
-				}
-				err := it.Item().Value(func(v []byte) error {
-					bv, ok := decodeBlockValue(v)
-					if !ok {
-						return fmt.Errorf("malformed index value for block %d", b)
-					}
-					if bv.kind == kindData {
-						dr.gens[b], dr.crcs[b] = gen, bv.crc
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
+			var dg mapDigest
+			err := walkMap(txn, d.ID, diskSpan(p, d), n, func(block uint64, gen uint32, v blockValue) error {
+				dr.gens[block], dr.crcs[block] = gen, v.crc
+				dg.add(block, &v.sum)
+				return nil
+			})
+			if err == nil && !dg.matches(d) {
+				err = damagedMap(p, d, dg)
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {

@@ -53,6 +53,7 @@ type Repo struct {
 	log    *slog.Logger
 	locker *indexLocker
 	ro     roCache
+	tables checkedTables
 	sum    func([]byte) [32]byte // the block hash (Config.Hash)
 	// tuneIndex, when set (by tests), adjusts every Badger open's options.
 	tuneIndex func(badger.Options) badger.Options

@@ -160,6 +160,7 @@ type DiskWriter struct {
 	// base is the span of the base point's version of this disk (when
 	// hasBase); lineage is where this point's history of the disk begins.
 	baseSpan span
+	baseDisk DiskInfo
 	lineage  uint32
 	baseKind []byte     // per block: 0 none, kindData, kindZero
 	baseSum  [][32]byte // per block, for kindData
@@ -211,7 +212,7 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if s.base != nil {
 		if d, ok := s.base.Disk(name); ok {
 			w.hasBase, w.baseSize = true, d.Size
-			w.baseSpan, w.lineage = diskSpan(*s.base, d), d.Lineage
+			w.baseSpan, w.baseDisk, w.lineage = diskSpan(*s.base, d), d, d.Lineage
 		}
 	}
 	if !w.hasBase {
@@ -613,16 +614,36 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		}
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
-		for _, w := range s.disks {
-			for _, e := range w.finalEntries() {
+		var walk []int // disks whose map digest is computed from the index
+		for i, w := range s.disks {
+			es := w.finalEntries()
+			for _, e := range es {
 				if err := wb.Set(blockKey(w.id, e.block, s.gen), e.val.encode()); err != nil {
 					return fmt.Errorf("write index entries of disk %q: %w", w.name, err)
 				}
 			}
-			p.Disks = append(p.Disks, w.info())
+			info := w.info()
+			if d, ok := w.digestFrom(es); ok {
+				info.DataBlocks, info.MapDigest = d.n, d.String()
+			} else {
+				walk = append(walk, i)
+			}
+			p.Disks = append(p.Disks, info)
 		}
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("write index entries: %w", err)
+		}
+		if err := db.View(func(txn *badger.Txn) error {
+			for _, i := range walk {
+				d, err := digestOf(txn, p, p.Disks[i], int64(s.repo.cfg.BlockSize))
+				if err != nil {
+					return fmt.Errorf("digest of the block map of disk %q: %w", p.Disks[i].Name, err)
+				}
+				p.Disks[i].DataBlocks, p.Disks[i].MapDigest = d.n, d.String()
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
 		err := db.Update(func(txn *badger.Txn) error {
 			pts, err := readPoints(db, s.vm)

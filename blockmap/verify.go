@@ -19,7 +19,9 @@ type VerifyOptions struct {
 	Progress func(done, total int64)
 }
 
-// BadBlock is one stored block whose bytes do not match their hash.
+// BadBlock is one stored block whose bytes do not match their hash, or
+// (Offset -1) a point's block map in the index that does not match the
+// record made when the point was committed.
 type BadBlock struct {
 	VM      string   `json:"vm"`
 	Disk    string   `json:"disk"`
@@ -61,6 +63,7 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 		return nil, fmt.Errorf("verify: %w: --point needs --vm", ErrInvalid)
 	}
 	var versions []version
+	var mapBad []BadBlock
 	err := r.view(ctx, func(db *badger.DB) error {
 		cat, err := readCatalog(db)
 		if err != nil {
@@ -85,6 +88,11 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 				return err
 			}
 			versions = append(versions, vs...)
+			maps, err := r.checkMaps(db, pts)
+			if err != nil {
+				return err
+			}
+			mapBad = append(mapBad, maps...)
 		}
 		if opts.VM != "" && !found {
 			return fmt.Errorf("verify: VM %q: %w: the repository has no recovery points for it", opts.VM, ErrNotFound)
@@ -94,7 +102,7 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{}
+	rep := &VerifyReport{Bad: mapBad}
 	total := int64(len(versions)) * int64(r.cfg.BlockSize)
 	buf := make([]byte, r.cfg.BlockSize)
 	files := map[string]*os.File{}
@@ -154,6 +162,32 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 		})
 	})
 	return rep, err
+}
+
+// checkMaps recomputes the block map digest of every disk of the points
+// and reports each that differs from its record (Offset -1: the damage is
+// in the index, not in one stored block).
+func (r *Repo) checkMaps(db *badger.DB, pts []Point) ([]BadBlock, error) {
+	var bad []BadBlock
+	err := db.View(func(txn *badger.Txn) error {
+		for _, p := range pts {
+			for _, d := range p.Disks {
+				if d.MapDigest == "" {
+					continue
+				}
+				got, err := digestOf(txn, p, d, int64(r.cfg.BlockSize))
+				if err != nil {
+					return fmt.Errorf("block map of VM %s point %s disk %s: %w", p.VM, p.ID, d.Name, err)
+				}
+				if !got.matches(d) {
+					bad = append(bad, BadBlock{VM: p.VM, Disk: d.Name, Offset: -1, Gen: p.Gen, Points: []string{p.ID},
+						Problem: damagedMap(p, d, got).Error()})
+				}
+			}
+		}
+		return nil
+	})
+	return bad, err
 }
 
 // seenBy lists the ids of the points that read version v.

@@ -1,0 +1,115 @@
+package blockmap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
+	"github.com/dgraph-io/ristretto/v2/z"
+)
+
+// checkedTables remembers the index tables (.sst files, immutable once
+// written) whose checksums this process has verified, by name, size and
+// modification time, so each is read whole once per process.
+type checkedTables struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// checkTables verifies every table of the index before Badger opens it:
+// Badger opens tables in goroutines of its own, where a damaged footer
+// makes it panic beyond any recover. Each table's index and every block
+// are checked against their checksums here, in this goroutine.
+func (r *Repo) checkTables(opts badger.Options) error {
+	c := &r.tables
+	entries, err := os.ReadDir(opts.Dir)
+	if err != nil {
+		return fmt.Errorf("read index directory: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sst") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile (a compaction)
+		}
+		key := fmt.Sprintf("%s/%d/%d", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		c.mu.Lock()
+		done := c.seen[key]
+		c.mu.Unlock()
+		if done {
+			continue
+		}
+		if err := checkTable(filepath.Join(opts.Dir, e.Name()), opts); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		c.mu.Lock()
+		if c.seen == nil {
+			c.seen = map[string]bool{}
+		}
+		c.seen[key] = true
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// checkTable opens one table read-only and verifies its checksums.
+func checkTable(path string, opts badger.Options) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: table %s cannot be read: %v", ErrIndexDamaged, path, p)
+		}
+	}()
+	mf, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err != nil { // z.NewFile: an empty file
+		return fmt.Errorf("%w: table %s: %v", ErrIndexDamaged, path, err)
+	}
+	t, err := table.OpenTable(mf, table.Options{
+		ReadOnly:             true,
+		TableSize:            uint64(opts.BaseTableSize),
+		BlockSize:            opts.BlockSize,
+		BloomFalsePositive:   opts.BloomFalsePositive,
+		ChkMode:              options.OnTableRead,
+		Compression:          opts.Compression,
+		ZSTDCompressionLevel: opts.ZSTDCompressionLevel,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: table %s: %v", ErrIndexDamaged, path, err)
+	}
+	t.MmapFile.Close(-1)
+	return nil
+}
+
+// damageError turns what Badger reports about a damaged index into an
+// error that wraps ErrIndexDamaged and names the index.
+func (r *Repo) damageError(err error) error {
+	if err == nil || errors.Is(err, ErrIndexDamaged) {
+		return err
+	}
+	if errors.Is(err, y.ErrChecksumMismatch) {
+		return fmt.Errorf("%w (%s): %v", ErrIndexDamaged, filepath.Join(r.dir, "index"), err)
+	}
+	return err
+}
+
+// recovered converts a panic inside Badger (a damaged index it did not
+// check) into an ErrIndexDamaged error naming the index.
+func (r *Repo) recovered(p any, what string) error {
+	r.log.Debug("index panic", "what", what, "panic", p, "stack", string(debug.Stack()))
+	return fmt.Errorf("%w (%s): %s: %v", ErrIndexDamaged, filepath.Join(r.dir, "index"), what, p)
+}
