@@ -6,9 +6,9 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"os"
 	"testing"
 )
 
