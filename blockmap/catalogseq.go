@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // catalog.seq tells running readers (a FUSE mount, an export in another
@@ -110,6 +112,16 @@ func (r *Repo) CatalogState() (CatalogState, error) {
 func (r *Repo) CatalogSeq() uint64 {
 	st, _ := r.CatalogState()
 	return st.Seq
+}
+
+// catalogSeqIno is the inode number of catalog.seq (0 when it is
+// missing): it changes with every change of the catalog.
+func (r *Repo) catalogSeqIno() uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(r.dir, catalogSeqFile), &st); err != nil {
+		return 0
+	}
+	return st.Ino
 }
 
 // writeCatalogState replaces catalog.seq. It is replaced by rename, not

@@ -91,3 +91,50 @@ func TestForgetUnpublishedReleasesNothing(t *testing.T) {
 		t.Fatalf("read of a released point: %v, want ErrPointDeleted and not corrupt", err)
 	}
 }
+
+// TestPartialReadOfDeletedPoint: a part of a block that the reader checked
+// before is read without a checksum; once the point is deleted and the
+// block released, that read fails with ErrPointDeleted instead of
+// returning the released bytes (zeros). (Issue #12, item 2, for readers
+// outside the mount: restore-file, export.)
+func TestPartialReadOfDeletedPoint(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRepo(t)
+	rng := rand.New(rand.NewPCG(5, 5))
+	data := make([]byte, 8*testBS)
+	for i := range data {
+		data[i] = byte(rng.Uint32()) | 1
+	}
+	p1 := pointOf(t, r, "vm", true, "d", data)
+	other := bytes.Clone(data) // shares its first half with point 1
+	for i := len(other) / 2; i < len(other); i++ {
+		other[i]++
+	}
+	pointOf(t, r, "vm", true, "d", other)
+	dr, err := r.OpenDisk(ctx, p1, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dr.Close()
+	part := make([]byte, 4096)
+	off := int64(6*testBS + 100) // in point 1's own half
+	for i := 0; i < 2; i++ {     // the first read checks the block, the second does not
+		if _, err := dr.ReadAt(part, off); err != nil || !bytes.Equal(part, data[off:off+4096]) {
+			t.Fatalf("partial read before the forget: %v", err)
+		}
+	}
+	if _, err := r.Forget(ctx, "vm", []string{"1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dr.ReadAt(part, off)
+	if err == nil && !bytes.Equal(part, data[off:off+4096]) {
+		t.Fatal("a partial read of a deleted point returned released bytes")
+	}
+	if err != nil && !errors.Is(err, ErrPointDeleted) {
+		t.Fatalf("partial read of a deleted point: %v, want ErrPointDeleted", err)
+	}
+	// The shared half is still the retained point's: it reads.
+	if _, err := dr.ReadAt(part, 100); err != nil && !errors.Is(err, ErrPointDeleted) {
+		t.Fatalf("read of the shared half: %v", err)
+	}
+}

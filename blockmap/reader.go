@@ -52,6 +52,9 @@ type DiskReader struct {
 	disk  DiskInfo
 	bs    int64
 	seq   uint64   // catalog.seq when the reader was opened
+	// seqIno is the inode of catalog.seq when last checked: the file is
+	// replaced by rename on every change, so a new inode means "look".
+	seqIno atomic.Uint64
 	gens  []uint32 // per block: generation holding its data, 0 for a hole
 	crcs  []uint32
 	ok    []atomic.Uint64 // per block: checksum already verified
@@ -81,6 +84,7 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, gens: make([]uint32, n), crcs: make([]uint32, n),
 		ok: make([]atomic.Uint64, (n+63)/64), files: map[uint32]*os.File{}}
 	dr.pool.New = func() any { b := make([]byte, bs); return &b }
+	dr.seqIno.Store(r.catalogSeqIno())
 	dr.seq = r.CatalogSeq()
 	err := r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
@@ -151,6 +155,20 @@ func (dr *DiskReader) blockErr(b int64, err error) error {
 		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
 	}
 	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gens[b], Err: err}
+}
+
+// checkNotDeleted fails with ErrPointDeleted when the point has been
+// deleted. It costs one stat of catalog.seq while the catalog is unchanged.
+func (dr *DiskReader) checkNotDeleted(b int64) error {
+	ino := dr.repo.catalogSeqIno()
+	if old := dr.seqIno.Load(); ino == old {
+		return nil
+	}
+	if dr.deleted() {
+		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
+	}
+	dr.seqIno.Store(ino)
+	return nil
 }
 
 // deleted reports whether the reader's point has been deleted since the
@@ -258,6 +276,11 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 			}
 			if err := preadFull(f, dst, pos); err != nil {
 				return int(pos - off), dr.blockErr(b, err)
+			}
+			// No checksum covers a part: make sure the point was not
+			// deleted (and the block released) before the read.
+			if err := dr.checkNotDeleted(b); err != nil {
+				return int(pos - off), err
 			}
 		default:
 			bufp := dr.pool.Get().(*[]byte)
