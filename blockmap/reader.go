@@ -51,14 +51,14 @@ type DiskReader struct {
 	point Point
 	disk  DiskInfo
 	bs    int64
-	seq   uint64   // catalog.seq when the reader was opened
+	seq   uint64 // catalog.seq when the reader was opened
 	// seqIno is the inode of catalog.seq when last checked: the file is
 	// replaced by rename on every change, so a new inode means "look".
 	seqIno atomic.Uint64
-	gens  []uint32 // per block: generation holding its data, 0 for a hole
-	crcs  []uint32
-	ok    []atomic.Uint64 // per block: checksum already verified
-	pool  sync.Pool
+	gens   []uint32 // per block: generation holding its data, 0 for a hole
+	crcs   []uint32
+	ok     []atomic.Uint64 // per block: checksum already verified
+	pool   sync.Pool
 
 	lastEnd  atomic.Int64 // end of the previous read, to spot sequential readers
 	raIssued atomic.Int64 // readahead has been asked for up to here
