@@ -42,10 +42,9 @@ type Extent struct {
 // DiskReader reads one disk as it was at one recovery point. It is an
 // io.ReaderAt plus a data/hole map, safe for concurrent use. Whole blocks
 // are checked against their CRC-32C on every read, partial reads the
-// first time a block is read. A point deleted while a reader is open makes
-// its reads fail with ErrPointDeleted (never ErrCorrupt), except partial
-// reads of blocks verified before: callers that keep readers open across
-// prunes (the FUSE mount) check CatalogState after reading.
+// first time a block is read (later partial reads stat catalog.seq
+// instead). A reader of a point deleted while it is open gets the right
+// bytes or ErrPointDeleted (never ErrCorrupt), never released bytes.
 type DiskReader struct {
 	repo  *Repo
 	point Point
