@@ -19,7 +19,7 @@ import (
 // process) what changed in the catalog without opening the index:
 //
 //	<seq>                         first line: bumped on every catalog change
-//	deleted <seq> <gen> <vm>      one line per recently deleted point
+//	deleted <seq> <gen> "<vm>"    one line per recently deleted point (Go-quoted name)
 //	trimmed <seq>                 deletions up to <seq> are no longer listed
 //
 // A deletion is published here (the file is replaced by rename) after the
@@ -32,7 +32,7 @@ const catalogSeqFile = "catalog.seq"
 // keepTombstones is how many deletions catalog.seq lists; a reader whose
 // view of the catalog is older than the oldest listed one reads the
 // catalog from the index instead.
-const keepTombstones = 4096
+const keepTombstones = 1024
 
 // PointRef names one recovery point of a VM by generation.
 type PointRef struct {
@@ -90,10 +90,11 @@ func (r *Repo) CatalogState() (CatalogState, error) {
 		case len(f) == 4 && f[0] == "deleted":
 			seq, err1 := strconv.ParseUint(f[1], 10, 64)
 			gen, err2 := strconv.ParseUint(f[2], 10, 32)
-			if err1 != nil || err2 != nil {
+			vm, err3 := strconv.Unquote(f[3])
+			if err1 != nil || err2 != nil || err3 != nil {
 				return st, fmt.Errorf("%s: %w: line %q", catalogSeqFile, ErrInvalid, line)
 			}
-			st.Deleted[PointRef{VM: f[3], Gen: uint32(gen)}] = seq
+			st.Deleted[PointRef{VM: vm, Gen: uint32(gen)}] = seq
 		case len(f) == 2 && f[0] == "trimmed":
 			if st.Trimmed, err = strconv.ParseUint(f[1], 10, 64); err != nil {
 				return st, fmt.Errorf("%s: %w: line %q", catalogSeqFile, ErrInvalid, line)
@@ -151,7 +152,7 @@ func (r *Repo) writeCatalogState(st CatalogState) error {
 		fmt.Fprintf(&b, "trimmed %d\n", trimmed)
 	}
 	for _, t := range ts {
-		fmt.Fprintf(&b, "deleted %d %d %s\n", t.seq, t.p.Gen, t.p.VM)
+		fmt.Fprintf(&b, "deleted %d %d %s\n", t.seq, t.p.Gen, strconv.Quote(t.p.VM))
 	}
 	return writeFileReplace(filepath.Join(r.dir, catalogSeqFile), []byte(b.String()), false)
 }

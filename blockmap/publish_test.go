@@ -138,3 +138,56 @@ func TestPartialReadOfDeletedPoint(t *testing.T) {
 		t.Fatalf("read of the shared half: %v", err)
 	}
 }
+
+// TestCatalogStateRoundTrip: deletions of VMs with any name (spaces,
+// newlines, quotes) survive catalog.seq, and the oldest are trimmed.
+func TestCatalogStateRoundTrip(t *testing.T) {
+	r := newTestRepo(t)
+	names := []string{"web01", "a b", "line\nbreak", `q"uote`, "deleted 1 2 x"}
+	for i, vm := range names {
+		if err := r.publishDeleted(vm, []uint32{uint32(i + 1), 99}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := r.CatalogState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Seq != uint64(len(names)) {
+		t.Errorf("seq %d, want %d", st.Seq, len(names))
+	}
+	for i, vm := range names {
+		if gone, known := st.Gone(PointRef{VM: vm, Gen: uint32(i + 1)}, 0); !gone || !known {
+			t.Errorf("deletion of %q generation %d not listed", vm, i+1)
+		}
+	}
+	if gone, _ := st.Gone(PointRef{VM: "web01", Gen: 2}, 0); gone {
+		t.Error("a point never deleted is listed")
+	}
+	r.bumpCatalogSeq()
+	if st2, err := r.CatalogState(); err != nil || len(st2.Deleted) != len(st.Deleted) || st2.Seq != st.Seq+1 {
+		t.Errorf("a commit's bump lost deletions: %v %+v", err, st2)
+	}
+	for i := 0; i < keepTombstones; i += 100 {
+		var gens []uint32
+		for g := i; g < i+100; g++ {
+			gens = append(gens, uint32(g+1))
+		}
+		if err := r.publishDeleted("many", gens); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err = r.CatalogState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Deleted) != keepTombstones || st.Trimmed == 0 {
+		t.Fatalf("%d deletions listed, trimmed %d", len(st.Deleted), st.Trimmed)
+	}
+	if _, known := st.Gone(PointRef{VM: "web01", Gen: 1}, 0); known {
+		t.Error("a view older than the trimmed deletions is told it knows")
+	}
+	if _, known := st.Gone(PointRef{VM: "web01", Gen: 1}, st.Trimmed); !known {
+		t.Error("a view newer than the trimmed deletions is told it does not know")
+	}
+}
