@@ -58,7 +58,7 @@ func repoCommands() []*cli.Command {
 		},
 		{
 			Name:  "verify",
-			Usage: "re-read every stored block and check its hash",
+			Usage: "re-read every stored block and check its hash; check every point's block map in the index",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
