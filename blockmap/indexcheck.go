@@ -75,7 +75,9 @@ func (r *Repo) checkTables(opts badger.Options) error {
 // runs past the end of the file (taking it for a write cut short), so a
 // damaged length there would drop every later change, and with it tables
 // and recovery points, without a word. Records are appended with one
-// write each, so a killed process never leaves one cut short.
+// write each, so only a crash of the machine or a full disk leaves the
+// last one cut short: that one is let through (Badger drops it, as it
+// was never complete), a whole record behind a damaged length is not.
 func checkManifest(dir string) error {
 	path := filepath.Join(dir, "MANIFEST")
 	data, err := os.ReadFile(path)
@@ -98,7 +100,13 @@ func checkManifest(dir string) error {
 		n := int(binary.BigEndian.Uint32(data[off:]))
 		sum := binary.BigEndian.Uint32(data[off+4:])
 		if n > len(data)-off-8 {
-			return bad("a record runs past the end of the file", off)
+			// A write cut short (the machine crashed, or the disk was
+			// full) leaves part of the last record, which Badger drops;
+			// a damaged length leaves a record that is whole, shorter.
+			if wholeRecordAt(data[off+8:], sum) {
+				return bad("a record's length runs past the end of the file", off)
+			}
+			return nil
 		}
 		if crc32.Checksum(data[off+8:off+8+n], castagnoli) != sum {
 			return bad("a record fails its checksum", off)
@@ -106,6 +114,19 @@ func checkManifest(dir string) error {
 		off += 8 + n
 	}
 	return nil
+}
+
+// wholeRecordAt reports whether some prefix of rest has the checksum sum:
+// the record is whole there, and its length field is what was damaged.
+func wholeRecordAt(rest []byte, sum uint32) bool {
+	var c uint32
+	for i := 0; i < len(rest); i++ {
+		c = crc32.Update(c, castagnoli, rest[i:i+1])
+		if c == sum {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTable opens one table read-only and verifies its checksums.
