@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -162,14 +163,25 @@ func (r *Repo) writeCatalogState(st CatalogState) error {
 // caller holds the exclusive index lock (writers of catalog.seq take
 // turns under it).
 func (r *Repo) bumpCatalogSeq() {
-	st, err := r.CatalogState()
-	if err == nil {
-		st.Seq++
-		err = r.writeCatalogState(st)
-	}
-	if err != nil {
+	st := r.stateToWrite()
+	st.Seq++
+	if err := r.writeCatalogState(st); err != nil {
 		r.log.Warn("cannot update catalog.seq; mounts may show new points late", "err", err)
 	}
+}
+
+// stateToWrite reads catalog.seq for a writer. A damaged file is replaced
+// by a fresh state whose number no reader has seen and which says that
+// every earlier deletion is no longer listed, so every reader reads the
+// catalog itself once (readers refused to trust the damaged file).
+func (r *Repo) stateToWrite() CatalogState {
+	st, err := r.CatalogState()
+	if err != nil {
+		r.log.Warn("catalog.seq is damaged; writing it anew", "err", err)
+		now := uint64(time.Now().UnixNano())
+		st = CatalogState{Seq: now, Trimmed: now, Deleted: map[PointRef]uint64{}}
+	}
+	return st
 }
 
 // publishDeleted lists deleted points in catalog.seq and moves the counter
@@ -177,12 +189,7 @@ func (r *Repo) bumpCatalogSeq() {
 // reader could not learn that they are gone. The caller holds the
 // exclusive index lock.
 func (r *Repo) publishDeleted(vm string, gens []uint32) error {
-	st, err := r.CatalogState()
-	if err != nil {
-		// A damaged file is replaced; readers that cannot parse it
-		// already refuse to trust it.
-		st = CatalogState{Seq: st.Seq, Deleted: map[PointRef]uint64{}}
-	}
+	st := r.stateToWrite()
 	st.Seq++
 	for _, g := range gens {
 		st.Deleted[PointRef{VM: vm, Gen: g}] = st.Seq

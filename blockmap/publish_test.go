@@ -191,3 +191,25 @@ func TestCatalogStateRoundTrip(t *testing.T) {
 		t.Error("a view newer than the trimmed deletions is told it does not know")
 	}
 }
+
+// TestDamagedCatalogSeqIsRewritten: a catalog.seq that cannot be parsed
+// (readers refuse to trust it) is written anew by the next commit, and
+// readers are told to read the catalog itself.
+func TestDamagedCatalogSeqIsRewritten(t *testing.T) {
+	r := newTestRepo(t)
+	pointOf(t, r, "vm", true, "d", bytes.Repeat([]byte{3}, testBS))
+	if err := os.WriteFile(filepath.Join(r.Dir(), "catalog.seq"), []byte("garbage\x00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CatalogState(); err == nil {
+		t.Fatal("a damaged catalog.seq parses")
+	}
+	pointOf(t, r, "vm", true, "d", bytes.Repeat([]byte{4}, testBS))
+	st, err := r.CatalogState()
+	if err != nil {
+		t.Fatalf("catalog.seq after a commit: %v", err)
+	}
+	if _, known := st.Gone(PointRef{VM: "vm", Gen: 1}, 5); known {
+		t.Error("readers with an older view are not sent to the catalog")
+	}
+}
