@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // indexFixture is a repository with a few points whose bytes are known.
@@ -239,5 +241,37 @@ func TestManifestCutShortIsNotDamage(t *testing.T) {
 	}
 	if n := fx.exercise(t, fx.dir, "MANIFEST cut short"); n != 0 {
 		t.Fatalf("%d operations failed on an index whose MANIFEST ends in a write cut short", n)
+	}
+}
+
+// TestLostVersionIsFound: an index that lost one block version (a newer
+// version of block 0) would serve the older, well-checksummed bytes for
+// the newer point. The point's block map record finds it: opening the
+// disk fails with ErrIndexDamaged and verify names the point.
+func TestLostVersionIsFound(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRepo(t)
+	x := bytes.Repeat([]byte{1}, 4*testBS)
+	p1 := pointOf(t, r, "vm", true, "d", x)
+	y := bytes.Clone(x)
+	y[0] = 2
+	p2 := pointOf(t, r, "vm", true, "d", y)
+	if err := r.update(ctx, func(db *badger.DB) error {
+		return db.Update(func(txn *badger.Txn) error { return txn.Delete(blockKey(p2.Disks[0].ID, 0, p2.Gen)) })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.OpenDisk(ctx, p2, "d"); !errors.Is(err, ErrIndexDamaged) {
+		t.Fatalf("open of a point whose index lost a version: %v, want ErrIndexDamaged", err)
+	}
+	if got := readAll(t, r, p1, "d"); !bytes.Equal(got, x) {
+		t.Fatal("the older point no longer reads")
+	}
+	rep, err := r.Verify(ctx, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Bad) != 1 || rep.Bad[0].Offset != -1 || rep.Bad[0].Gen != p2.Gen || !strings.Contains(rep.Bad[0].Problem, "index is damaged") {
+		t.Fatalf("verify: %+v", rep.Bad)
 	}
 }

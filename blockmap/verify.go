@@ -83,15 +83,11 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 				}
 				pts = []Point{p}
 			}
-			vs, err := listVersions(db, v.Name, v.Points, pts)
+			vs, maps, err := listVersions(db, v.Name, v.Points, pts, int64(r.cfg.BlockSize))
 			if err != nil {
 				return err
 			}
 			versions = append(versions, vs...)
-			maps, err := r.checkMaps(db, pts)
-			if err != nil {
-				return err
-			}
 			mapBad = append(mapBad, maps...)
 		}
 		if opts.VM != "" && !found {
@@ -164,32 +160,6 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 	return rep, err
 }
 
-// checkMaps recomputes the block map digest of every disk of the points
-// and reports each that differs from its record (Offset -1: the damage is
-// in the index, not in one stored block).
-func (r *Repo) checkMaps(db *badger.DB, pts []Point) ([]BadBlock, error) {
-	var bad []BadBlock
-	err := db.View(func(txn *badger.Txn) error {
-		for _, p := range pts {
-			for _, d := range p.Disks {
-				if d.MapDigest == "" {
-					continue
-				}
-				got, err := digestOf(txn, p, d, int64(r.cfg.BlockSize))
-				if err != nil {
-					return fmt.Errorf("block map of VM %s point %s disk %s: %w", p.VM, p.ID, d.Name, err)
-				}
-				if !got.matches(d) {
-					bad = append(bad, BadBlock{VM: p.VM, Disk: d.Name, Offset: -1, Gen: p.Gen, Points: []string{p.ID},
-						Problem: damagedMap(p, d, got).Error()})
-				}
-			}
-		}
-		return nil
-	})
-	return bad, err
-}
-
 // seenBy lists the ids of the points that read version v.
 func seenBy(v version, bs int64) []string {
 	var ids []string
@@ -204,11 +174,14 @@ func seenBy(v version, bs int64) []string {
 }
 
 // listVersions lists the data versions of a VM's disks that are visible to
-// any point in sel (all of them the VM's points).
-func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error) {
+// any point in sel (all of them the VM's points). In the same walk it
+// recomputes the block map digest of every disk of the points in sel and
+// reports each that differs from its record as a BadBlock with Offset -1:
+// the damage is in the index, not in one stored block.
+func listVersions(db *badger.DB, vm string, all, sel []Point, bs int64) ([]version, []BadBlock, error) {
 	var rec vmRecord
 	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	names := make([]string, 0, len(rec.Disks))
 	for n := range rec.Disks {
@@ -216,9 +189,26 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 	}
 	sort.Strings(names)
 	var out []version
+	var bad []BadBlock
 	for _, name := range names {
 		id := rec.Disks[name]
 		spans := diskSpans(sel, id)
+		// The selected points that hold the disk, each with its digest.
+		type mapCheck struct {
+			p       Point
+			d       DiskInfo
+			sp      span
+			nblocks uint64
+			got     mapDigest
+		}
+		var checks []*mapCheck
+		for _, p := range sel {
+			for _, d := range p.Disks {
+				if d.ID == id {
+					checks = append(checks, &mapCheck{p: p, d: d, sp: diskSpan(p, d), nblocks: uint64((d.Size + bs - 1) / bs)})
+				}
+			}
+		}
 		err := db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
 			defer it.Close()
@@ -253,15 +243,26 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 				}
 				if bv.kind == kindData {
 					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: thisNewer, sum: bv.sum, points: all})
+					for _, c := range checks {
+						if block < c.nblocks && visible([]span{c.sp}, gen, thisNewer) {
+							c.got.add(block, &bv.sum)
+						}
+					}
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("list stored blocks of %s disk %s: %w", vm, name, err)
+			return nil, nil, fmt.Errorf("list stored blocks of %s disk %s: %w", vm, name, err)
+		}
+		for _, c := range checks {
+			if !c.got.matches(c.d) {
+				bad = append(bad, BadBlock{VM: vm, Disk: name, Offset: -1, Gen: c.p.Gen, Points: []string{c.p.ID},
+					Problem: damagedMap(c.p, c.d, c.got).Error()})
+			}
 		}
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // Check looks for leftovers that a correct repository never has: open
