@@ -12,6 +12,30 @@ import (
 	"testing"
 )
 
+// twoPointsSharingHalf commits two points of VM "vm" with one disk "d" of
+// 8 blocks of random non-zero bytes, the second sharing its first half
+// with the first, and opens a reader of the first point.
+func twoPointsSharingHalf(t *testing.T, r *Repo, seed uint64) (data, other []byte, dr *DiskReader) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	data = make([]byte, 8*testBS)
+	for i := range data {
+		data[i] = byte(rng.Uint32()) | 1
+	}
+	p1 := pointOf(t, r, "vm", true, "d", data)
+	other = bytes.Clone(data)
+	for i := len(other) / 2; i < len(other); i++ {
+		other[i]++
+	}
+	pointOf(t, r, "vm", true, "d", other)
+	dr, err := r.OpenDisk(context.Background(), p1, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dr.Close() })
+	return data, other, dr
+}
+
 // TestForgetUnpublishedReleasesNothing: when catalog.seq cannot be written
 // (immutable here; ENOSPC or a quota in life), a forget deletes the point
 // but releases none of its bytes, and says so; a reader that had the point
@@ -27,28 +51,13 @@ func TestForgetUnpublishedReleasesNothing(t *testing.T) {
 	}
 	ctx := context.Background()
 	r := newTestRepo(t)
-	rng := rand.New(rand.NewPCG(3, 3))
-	data := make([]byte, 8*testBS)
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
-	p1 := pointOf(t, r, "vm", true, "d", data)
-	other := bytes.Clone(data) // shares its first half with point 1
-	for i := len(other) / 2; i < len(other); i++ {
-		other[i]++
-	}
-	pointOf(t, r, "vm", true, "d", other)
-	dr, err := r.OpenDisk(ctx, p1, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dr.Close()
+	data, other, dr := twoPointsSharingHalf(t, r, 3)
 	seq := filepath.Join(r.Dir(), "catalog.seq")
 	if out, err := exec.Command("chattr", "+i", seq).CombinedOutput(); err != nil {
 		t.Skipf("chattr +i not supported here: %v %s", err, out)
 	}
 	defer exec.Command("chattr", "-i", seq).Run()
-	_, err = r.Forget(ctx, "vm", []string{"1"}, false)
+	_, err := r.Forget(ctx, "vm", []string{"1"}, false)
 	if !errors.Is(err, ErrNotReleased) {
 		t.Fatalf("forget with catalog.seq unwritable: %v, want ErrNotReleased", err)
 	}
@@ -100,22 +109,7 @@ func TestForgetUnpublishedReleasesNothing(t *testing.T) {
 func TestPartialReadOfDeletedPoint(t *testing.T) {
 	ctx := context.Background()
 	r := newTestRepo(t)
-	rng := rand.New(rand.NewPCG(5, 5))
-	data := make([]byte, 8*testBS)
-	for i := range data {
-		data[i] = byte(rng.Uint32()) | 1
-	}
-	p1 := pointOf(t, r, "vm", true, "d", data)
-	other := bytes.Clone(data) // shares its first half with point 1
-	for i := len(other) / 2; i < len(other); i++ {
-		other[i]++
-	}
-	pointOf(t, r, "vm", true, "d", other)
-	dr, err := r.OpenDisk(ctx, p1, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dr.Close()
+	data, _, dr := twoPointsSharingHalf(t, r, 5)
 	part := make([]byte, 4096)
 	off := int64(6*testBS + 100) // in point 1's own half
 	for i := 0; i < 2; i++ {     // the first read checks the block, the second does not
@@ -126,7 +120,7 @@ func TestPartialReadOfDeletedPoint(t *testing.T) {
 	if _, err := r.Forget(ctx, "vm", []string{"1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	_, err = dr.ReadAt(part, off)
+	_, err := dr.ReadAt(part, off)
 	if err == nil && !bytes.Equal(part, data[off:off+4096]) {
 		t.Fatal("a partial read of a deleted point returned released bytes")
 	}
