@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"runtime"
 	"sort"
 	"sync"
@@ -80,18 +79,18 @@ func (w *DiskWriter) seekVersions(txn *badger.Txn, ranges [][2]int64, into map[i
 	defer it.Close()
 	for _, r := range ranges {
 		for b := r[0]; b < r[1]; b++ {
-			// ^gen is stored, so generation MaxUint32 sorts first: the
-			// first key at or after it is the block's newest version.
-			it.Seek(blockKey(w.id, uint64(b), math.MaxUint32))
+			// ^gen is stored, so the first key at or after the base's
+			// generation is the block's newest version the base sees.
+			it.Seek(blockKey(w.id, uint64(b), w.baseSpan.to))
 			if !it.Valid() {
 				return nil
 			}
-			_, block, _, ok := parseBlockKey(it.Item().Key())
+			_, block, gen, ok := parseBlockKey(it.Item().Key())
 			if !ok {
 				return fmt.Errorf("malformed index key %x", it.Item().Key())
 			}
-			if int64(block) != b {
-				continue // no version: never written
+			if int64(block) != b || gen < w.baseSpan.from {
+				continue // no version: never written (in this life of the disk)
 			}
 			err := it.Item().Value(func(v []byte) error {
 				bv, ok := decodeBlockValue(v)

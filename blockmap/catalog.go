@@ -54,6 +54,17 @@ type DiskInfo struct {
 	Full       bool            `json:"full"`
 	FullReason string          `json:"full_reason,omitempty"`
 	Meta       json.RawMessage `json:"meta,omitempty"`
+	// Lineage is the generation where this disk's history begins for the
+	// point: block versions of older generations belong to an earlier life
+	// of the disk id (before points without the disk) and are not read.
+	// 0 (points written before lineages were recorded): every version is.
+	Lineage uint32 `json:"lineage,omitempty"`
+	// DataBlocks and MapDigest summarise the point's block map of the
+	// disk (its data blocks, and a digest of their numbers and hashes):
+	// readers and verify recompute them from the index to find index
+	// damage. Empty in points written before they were recorded.
+	DataBlocks int64  `json:"data_blocks,omitempty"`
+	MapDigest  string `json:"map_digest,omitempty"`
 }
 
 // Disk returns the named disk of the point.

@@ -7,7 +7,7 @@
 //	<repo>/images/<disk-id>/<gen>.img sparse delta image of one disk generation
 //	<repo>/locks/<vm>.lock            one writer per VM at a time (flock)
 //	<repo>/index.lock                 readers share, committers exclude (flock)
-//	<repo>/catalog.seq                bumped on every catalog change
+//	<repo>/catalog.seq                catalog sequence number and recent deletions
 //
 // Each backup of a VM is a generation g (counting up from 1). The delta
 // image of generation g holds, at their natural offsets, only the blocks
@@ -18,12 +18,26 @@
 // generation <= g: the inverted generation makes it the first key at or
 // after (disk, block, ^g).
 //
+// A disk's lineage (DiskInfo.Lineage) is the generation where its history
+// begins for a point: a disk new to a point (first backup, or back after
+// points without it) starts one at the point's generation, and versions
+// older than the lineage (an earlier disk of the same name) are not read.
+// The span of a disk in a point is [lineage, gen]; walkMap is the one walk
+// of a point's block map. Each point records per disk its number of data
+// blocks and a digest of its block map (mapDigest), recomputed by OpenDisk
+// and Verify, so index damage is named (ErrIndexDamaged), never served;
+// Badger's checksums are on and its tables and MANIFEST are checked before
+// it opens them (indexcheck.go).
+//
 // A recovery point becomes visible only when its catalog record is
 // committed, after its delta images are fsynced. A session that dies
 // leaves a session record; the next writer of that VM sweeps it (index
 // entries and delta images of the dead generation). Deleting points never
-// copies data: versions no retained point can see are removed from the
-// index and their bytes are released with fallocate(PUNCH_HOLE).
+// copies data: the deletion is made durable, then published in
+// catalog.seq (CatalogState), and only then are the versions no retained
+// point can see removed from the index and their bytes released with
+// fallocate(PUNCH_HOLE); if it cannot be published nothing is released
+// (ErrNotReleased) until a later writer can.
 //
 // The Badger index is opened only for the moment it is needed (shared for
 // readers, exclusive for commits), so a FUSE mount, an export and an

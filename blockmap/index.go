@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,7 +73,12 @@ func (r *Repo) badgerOptions(readOnly bool) badger.Options {
 		WithNumLevelZeroTablesStall(16).
 		WithValueLogFileSize(8 << 20).
 		WithValueThreshold(1 << 10).
-		WithMetricsEnabled(false)
+		WithMetricsEnabled(false).
+		// Damage is found, never served: every block read from a table
+		// and every value read from the value log is checked against its
+		// checksum (whole tables are checked before opening: checkTables).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true)
 	if readOnly {
 		opts = opts.WithNumCompactors(0)
 	}
@@ -129,7 +135,7 @@ func (r *Repo) viewOnce(ctx context.Context, fn func(db *badger.DB) error) error
 			c.mu.Unlock()
 			return err
 		}
-		db, err := openBadger(ctx, r.badgerOptions(true))
+		db, err := r.openIndex(ctx, r.badgerOptions(true))
 		if err != nil {
 			release()
 			c.mu.Unlock()
@@ -148,7 +154,34 @@ func (r *Repo) viewOnce(ctx context.Context, fn func(db *badger.DB) error) error
 	db := c.db
 	c.lastUse = time.Now()
 	c.mu.Unlock()
-	return fn(db)
+	return r.run(db, fn)
+}
+
+// run calls fn with the open index. A panic inside Badger (damage it did
+// not check) becomes an ErrIndexDamaged error, and so does a checksum
+// failure it reports.
+func (r *Repo) run(db *badger.DB, fn func(db *badger.DB) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = r.recovered(p, "read")
+		}
+	}()
+	return r.damageError(fn(db))
+}
+
+// openIndex checks the index's tables, then opens it; a panic while
+// opening becomes an ErrIndexDamaged error.
+func (r *Repo) openIndex(ctx context.Context, opts badger.Options) (db *badger.DB, err error) {
+	if err := r.checkTables(opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, r.recovered(p, "open")
+		}
+	}()
+	db, err = openBadger(ctx, opts)
+	return db, r.damageError(err)
 }
 
 // closeIdleRO closes the cached read-only handle if it has been idle (or
@@ -183,6 +216,11 @@ func (r *Repo) Close() error {
 
 // update runs fn with the index opened read-write under the exclusive lock.
 func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil { // in Close or a compaction of a damaged index
+			err = r.recovered(p, "update")
+		}
+	}()
 	r.ro.gate.Lock()
 	defer r.ro.gate.Unlock()
 	r.closeIdleRO(true)
@@ -193,7 +231,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	}
 	defer release()
 	locked := time.Now()
-	db, err := openBadger(ctx, r.badgerOptions(false))
+	db, err := r.openIndex(ctx, r.badgerOptions(false))
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 	}
@@ -214,7 +252,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened),
 			"close", closed.Sub(work), "compact", time.Since(closed), "l0_tables", l0)
 	}()
-	return fn(db)
+	return r.run(db, fn)
 }
 
 // compactL0At is how many level-0 tables the index may collect before a

@@ -146,8 +146,11 @@ func (r *Repo) Forget(ctx context.Context, vm string, refs []string, dryRun bool
 }
 
 // deletePoints removes catalog records and, in the same transaction, marks
-// the VM for garbage collection; then collects. A crash after the first
-// step is finished by the next sweep.
+// the VM for garbage collection (naming the deleted generations); syncs
+// the index; publishes the deletion in catalog.seq; then collects. A crash
+// after the first step is finished by the next sweep. When the deletion
+// cannot be published, nothing is released and the error wraps
+// ErrNotReleased: the points are gone, their space comes back later.
 func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCStats, error) {
 	lock, err := r.lockVM(vm, "cairn prune")
 	if err != nil {
@@ -165,12 +168,18 @@ func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCSt
 					return err
 				}
 			}
-			return txn.Set(gcKey(vm), []byte{1})
+			return markGC(txn, vm, gens)
 		})
+		if err == nil {
+			err = db.Sync()
+		}
 		if err != nil {
 			return err
 		}
-		r.bumpCatalogSeq()
+		// The deletion is durable; readers learn of it before a byte goes.
+		if err := r.publishDeleted(vm, gens); err != nil {
+			return err
+		}
 		st, err = r.collect(db, vm)
 		return err
 	})

@@ -7,8 +7,10 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -40,19 +42,22 @@ type Extent struct {
 // DiskReader reads one disk as it was at one recovery point. It is an
 // io.ReaderAt plus a data/hole map, safe for concurrent use. Whole blocks
 // are checked against their CRC-32C on every read, partial reads the
-// first time a block is read. A point deleted while a reader is open makes
-// its reads fail, except partial reads of blocks verified before: callers
-// that keep readers open across prunes (the FUSE mount) check CatalogSeq
-// and the catalog after reading.
+// first time a block is read (later partial reads stat catalog.seq
+// instead). A reader of a point deleted while it is open gets the right
+// bytes or ErrPointDeleted (never ErrCorrupt), never released bytes.
 type DiskReader struct {
 	repo  *Repo
 	point Point
 	disk  DiskInfo
 	bs    int64
-	gens  []uint32 // per block: generation holding its data, 0 for a hole
-	crcs  []uint32
-	ok    []atomic.Uint64 // per block: checksum already verified
-	pool  sync.Pool
+	seq   uint64 // catalog.seq when the reader was opened
+	// seqIno is the inode of catalog.seq when last checked: the file is
+	// replaced by rename on every change, so a new inode means "look".
+	seqIno atomic.Uint64
+	gens   []uint32 // per block: generation holding its data, 0 for a hole
+	crcs   []uint32
+	ok     []atomic.Uint64 // per block: checksum already verified
+	pool   sync.Pool
 
 	lastEnd  atomic.Int64 // end of the previous read, to spot sequential readers
 	raIssued atomic.Int64 // readahead has been asked for up to here
@@ -78,36 +83,20 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, gens: make([]uint32, n), crcs: make([]uint32, n),
 		ok: make([]atomic.Uint64, (n+63)/64), files: map[uint32]*os.File{}}
 	dr.pool.New = func() any { b := make([]byte, bs); return &b }
+	dr.seqIno.Store(r.catalogSeqIno())
+	dr.seq = r.CatalogSeq()
 	err := r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(d.ID)})
-			defer it.Close()
-			last := int64(-1)
-			for it.Rewind(); it.Valid(); it.Next() {
-				_, block, gen, ok := parseBlockKey(it.Item().Key())
-				if !ok || gen > p.Gen || int64(block) == last {
-					continue
-				}
-				b := int64(block)
-				if b >= n {
-					break
-				}
-				last = b
-				err := it.Item().Value(func(v []byte) error {
-					bv, ok := decodeBlockValue(v)
-					if !ok {
-						return fmt.Errorf("malformed index value for block %d", b)
-					}
-					if bv.kind == kindData {
-						dr.gens[b], dr.crcs[b] = gen, bv.crc
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
+			var dg mapDigest
+			err := walkMap(txn, d.ID, diskSpan(p, d), n, func(block uint64, gen uint32, v blockValue) error {
+				dr.gens[block], dr.crcs[block] = gen, v.crc
+				dg.add(block, &v.sum)
+				return nil
+			})
+			if err == nil && !dg.matches(d) {
+				err = damagedMap(p, d, dg)
 			}
-			return nil
+			return err
 		})
 	})
 	if err != nil {
@@ -156,8 +145,47 @@ func (dr *DiskReader) file(gen uint32) (*os.File, error) {
 
 func (dr *DiskReader) verified(b int64) bool { return dr.ok[b/64].Load()&(1<<(b%64)) != 0 }
 
+// blockErr describes a failed read of block b. When the point has been
+// deleted since the reader was opened, the failure is the deletion's (its
+// bytes may have been released), not damage: the error wraps
+// ErrPointDeleted and is no BlockError.
 func (dr *DiskReader) blockErr(b int64, err error) error {
+	if dr.deleted() {
+		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
+	}
 	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gens[b], Err: err}
+}
+
+// checkNotDeleted fails with ErrPointDeleted when the point has been
+// deleted. It costs one stat of catalog.seq while the catalog is unchanged.
+func (dr *DiskReader) checkNotDeleted(b int64) error {
+	ino := dr.repo.catalogSeqIno()
+	if old := dr.seqIno.Load(); ino == old {
+		return nil
+	}
+	if dr.deleted() {
+		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
+	}
+	dr.seqIno.Store(ino)
+	return nil
+}
+
+// deleted reports whether the reader's point has been deleted since the
+// reader was opened: from catalog.seq, or the catalog when that cannot tell.
+func (dr *DiskReader) deleted() bool {
+	ref := PointRef{VM: dr.point.VM, Gen: dr.point.Gen}
+	if st, err := dr.repo.CatalogState(); err == nil {
+		if gone, known := st.Gone(ref, dr.seq); known {
+			return gone
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pts, err := dr.repo.Points(ctx, dr.point.VM)
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return !slices.ContainsFunc(pts, func(p Point) bool { return p.Gen == dr.point.Gen })
 }
 
 // preadFull reads len(p) bytes at off, zero-filling past the file's end.
@@ -229,12 +257,18 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		switch {
 		case gen == 0:
 			clear(dst)
-		case dr.verified(b):
-			// Extend over following verified blocks of the same image.
-			for nb := b + 1; pos+n < end && dr.gens[nb] == gen && dr.verified(nb); nb++ {
-				n = min(n+dr.bs, end-pos)
+		case in == 0 && n == dr.bs:
+			// Whole blocks: read the run of this image straight into p and
+			// check each block's checksum in place, every time.
+			for nb := b + 1; pos+n+dr.bs <= end && dr.gens[nb] == gen; nb++ {
+				n += dr.bs
 			}
 			dst = p[pos-off : pos-off+n]
+			if err := dr.readRunVerified(b, gen, dst, pos); err != nil {
+				return int(pos - off), err
+			}
+		case dr.verified(b):
+			// Part of a block checked before: read just the part.
 			f, err := dr.file(gen)
 			if err != nil {
 				return int(pos - off), dr.blockErr(b, err)
@@ -242,14 +276,9 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 			if err := preadFull(f, dst, pos); err != nil {
 				return int(pos - off), dr.blockErr(b, err)
 			}
-		case in == 0 && n == dr.bs:
-			// Whole blocks: read the run of this image straight into p and
-			// check each block's checksum in place.
-			for nb := b + 1; pos+n+dr.bs <= end && dr.gens[nb] == gen; nb++ {
-				n += dr.bs
-			}
-			dst = p[pos-off : pos-off+n]
-			if err := dr.readRunVerified(b, gen, dst, pos); err != nil {
+			// No checksum covers a part: make sure the point was not
+			// deleted (and the block released) before the read.
+			if err := dr.checkNotDeleted(b); err != nil {
 				return int(pos - off), err
 			}
 		default:

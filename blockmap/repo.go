@@ -30,6 +30,8 @@ var (
 	ErrCorrupt       = errors.New("stored data fails its checksum")
 	ErrNoData        = errors.New("no data after offset")
 	ErrInvalid       = errors.New("invalid argument")
+	// ErrPointDeleted: the recovery point was deleted while it was being read.
+	ErrPointDeleted = errors.New("recovery point was deleted while it was read")
 )
 
 // Config is the content of <repo>/cairn.json.
@@ -51,6 +53,7 @@ type Repo struct {
 	log    *slog.Logger
 	locker *indexLocker
 	ro     roCache
+	tables checkedTables
 	sum    func([]byte) [32]byte // the block hash (Config.Hash)
 	// tuneIndex, when set (by tests), adjusts every Badger open's options.
 	tuneIndex func(badger.Options) badger.Options
@@ -160,29 +163,6 @@ func (r *Repo) BlockSize() int { return r.cfg.BlockSize }
 
 // Config returns the repository configuration.
 func (r *Repo) Config() Config { return r.cfg }
-
-// CatalogSeq is a counter that changes whenever a recovery point is
-// committed or deleted. It is cheap (one small file read) so that a FUSE
-// mount can poll it to notice new points.
-func (r *Repo) CatalogSeq() uint64 {
-	data, err := os.ReadFile(filepath.Join(r.dir, "catalog.seq"))
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
-	return n
-}
-
-// bumpCatalogSeq moves the counter on. It is replaced by rename but not
-// fsynced: it only tells running readers that something changed, and a
-// crash that loses it also ends every reader that saw it (after a reboot
-// readers start from whatever value it has).
-func (r *Repo) bumpCatalogSeq() {
-	n := r.CatalogSeq() + 1
-	if err := writeFileReplace(filepath.Join(r.dir, "catalog.seq"), []byte(strconv.FormatUint(n, 10)+"\n"), false); err != nil {
-		r.log.Warn("cannot update catalog.seq; mounts may show new points late", "err", err)
-	}
-}
 
 func (r *Repo) imagePath(disk uint32, gen uint32) string {
 	return filepath.Join(r.dir, "images", strconv.FormatUint(uint64(disk), 10), strconv.FormatUint(uint64(gen), 10)+".img")

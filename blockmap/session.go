@@ -157,6 +157,11 @@ type DiskWriter struct {
 	opts     DiskOptions
 	baseSize int64
 	hasBase  bool
+	// base is the span of the base point's version of this disk (when
+	// hasBase); lineage is where this point's history of the disk begins.
+	baseSpan span
+	baseDisk DiskInfo
+	lineage  uint32
 	baseKind []byte     // per block: 0 none, kindData, kindZero
 	baseSum  [][32]byte // per block, for kindData
 	// With DiskOptions.Changed: the previous versions of just the blocks
@@ -207,7 +212,14 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if s.base != nil {
 		if d, ok := s.base.Disk(name); ok {
 			w.hasBase, w.baseSize = true, d.Size
+			w.baseSpan, w.baseDisk, w.lineage = diskSpan(*s.base, d), d, d.Lineage
 		}
+	}
+	if !w.hasBase {
+		// A disk new to the VM, or back after points without it: its
+		// history begins here, and whatever an earlier disk of the same
+		// id left in the index is not part of it.
+		w.lineage = s.gen
 	}
 	switch {
 	case !w.hasBase:
@@ -276,8 +288,9 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	return w, nil
 }
 
-// loadBase reads the newest version of every block: after the sweep and
-// garbage collection these are exactly the blocks of the latest point.
+// loadBase reads the base point's version of every block: the newest
+// version in its span (after the sweep and garbage collection nothing
+// newer exists).
 func (w *DiskWriter) loadBase(db *badger.DB) error {
 	n := w.nblocks
 	if bn := (w.baseSize + int64(w.bs) - 1) / int64(w.bs); bn > n {
@@ -290,15 +303,18 @@ func (w *DiskWriter) loadBase(db *badger.DB) error {
 		defer it.Close()
 		last := int64(-1)
 		for it.Rewind(); it.Valid(); it.Next() {
-			_, block, _, ok := parseBlockKey(it.Item().Key())
+			_, block, gen, ok := parseBlockKey(it.Item().Key())
 			if !ok {
 				return fmt.Errorf("malformed index key %x", it.Item().Key())
 			}
 			b := int64(block)
-			if b == last || b >= n {
-				continue // older version, or past every size we care about
+			if b == last || b >= n || gen > w.baseSpan.to {
+				continue // older version, past every size we care about, or not the base's
 			}
 			last = b
+			if gen < w.baseSpan.from {
+				continue // an earlier life of the disk id: a hole in the base
+			}
 			err := it.Item().Value(func(v []byte) error {
 				bv, ok := decodeBlockValue(v)
 				if !ok {
@@ -566,7 +582,7 @@ func (w *DiskWriter) info() DiskInfo {
 		Name: w.name, ID: w.id, Size: w.size, BlockSize: w.bs,
 		StoredBytes: w.stored.Load(), ReadBytes: w.read.Load(),
 		ChangedBlocks: w.changed.Load(), ZeroedBlocks: w.zeroed.Load(),
-		Full: w.opts.Full, FullReason: w.opts.FullReason, Meta: meta,
+		Full: w.opts.Full, FullReason: w.opts.FullReason, Meta: meta, Lineage: w.lineage,
 	}
 }
 
@@ -598,18 +614,38 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		}
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
-		for _, w := range s.disks {
-			for _, e := range w.finalEntries() {
+		var walk []int // disks whose map digest is computed from the index
+		for i, w := range s.disks {
+			es := w.finalEntries()
+			for _, e := range es {
 				if err := wb.Set(blockKey(w.id, e.block, s.gen), e.val.encode()); err != nil {
 					return fmt.Errorf("write index entries of disk %q: %w", w.name, err)
 				}
 			}
-			p.Disks = append(p.Disks, w.info())
+			info := w.info()
+			if d, ok := w.digestFrom(es); ok {
+				info.DataBlocks, info.MapDigest = d.n, d.String()
+			} else {
+				walk = append(walk, i)
+			}
+			p.Disks = append(p.Disks, info)
 		}
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("write index entries: %w", err)
 		}
-		return db.Update(func(txn *badger.Txn) error {
+		if err := db.View(func(txn *badger.Txn) error {
+			for _, i := range walk {
+				d, err := digestOf(txn, p, p.Disks[i], int64(s.repo.cfg.BlockSize))
+				if err != nil {
+					return fmt.Errorf("digest of the block map of disk %q: %w", p.Disks[i].Name, err)
+				}
+				p.Disks[i].DataBlocks, p.Disks[i].MapDigest = d.n, d.String()
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		err := db.Update(func(txn *badger.Txn) error {
 			pts, err := readPoints(db, s.vm)
 			if err != nil {
 				return err
@@ -627,6 +663,10 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 			rec.NextGen = max(rec.NextGen, s.gen+1)
 			return setJSON(txn, vmKey(s.vm), rec)
 		})
+		if err == nil {
+			s.repo.bumpCatalogSeq() // under the exclusive lock, like every writer of catalog.seq
+		}
+		return err
 	})
 	if err != nil {
 		if !waited {
@@ -640,7 +680,6 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		s.repo.log.Warn("cannot remove the session file of a committed point; the next backup removes it", "vm", s.vm, "err", err)
 	}
 	s.finish()
-	s.repo.bumpCatalogSeq()
 	return p, nil
 }
 

@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 	var sessions []sessionRecord
 	var gcPending bool
+	var gcGens []uint32
 	var rec vmRecord
 	err := db.View(func(txn *badger.Txn) error {
 		if _, err := getJSON(txn, vmKey(vm), &rec); err != nil {
@@ -33,11 +35,7 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 				sessions = append(sessions, s)
 			}
 		}
-		_, err = txn.Get(gcKey(vm))
-		gcPending = err == nil
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			err = nil
-		}
+		gcGens, gcPending, err = readGC(txn, vm)
 		return err
 	})
 	if err != nil {
@@ -87,11 +85,46 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 		}
 	}
 	if gcPending {
+		// Readers may not have learned of the deletion yet (publishing
+		// it failed): tell them again before anything is released.
+		if err := r.publishDeleted(vm, gcGens); err != nil {
+			r.log.Warn("space of deleted points stays unreleased until readers can be told", "vm", vm, "err", err)
+			return nil
+		}
 		if _, err := r.collect(db, vm); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// markGC marks vm for garbage collection, adding gens to the generations
+// whose deletion it finishes. Marks of older versions hold no list.
+func markGC(txn *badger.Txn, vm string, gens []uint32) error {
+	old, _, err := readGC(txn, vm)
+	if err != nil {
+		return err
+	}
+	return setJSON(txn, gcKey(vm), append(old, gens...))
+}
+
+// readGC reads vm's garbage-collection mark: whether one is pending and
+// the deleted generations it names.
+func readGC(txn *badger.Txn, vm string) (gens []uint32, pending bool, err error) {
+	item, err := txn.Get(gcKey(vm))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) > 0 && v[0] == '[' {
+			return json.Unmarshal(v, &gens)
+		}
+		return nil // the older mark: one byte
+	})
+	return gens, true, err
 }
 
 // vmNeedsSweep reports whether the index holds leftovers of vm for
@@ -158,17 +191,13 @@ func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	retained := make([]uint32, len(pts))
-	for i, p := range pts {
-		retained[i] = p.Gen
-	}
 	ids := make([]uint32, 0, len(rec.Disks))
 	for _, id := range rec.Disks {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		ds, err := r.collectDisk(db, id, retained)
+		ds, err := r.collectDisk(db, id, diskSpans(pts, id))
 		if err != nil {
 			return st, fmt.Errorf("collect %s disk %d: %w", vm, id, err)
 		}
@@ -180,18 +209,9 @@ func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
 	return st, err
 }
 
-// visible reports whether the version of generation g, whose next newer
-// version has generation newer (0 when none), is seen by a retained point:
-// some retained p with g <= p < newer.
-func visible(retained []uint32, g, newer uint32) bool {
-	i := sort.Search(len(retained), func(i int) bool { return retained[i] >= g })
-	if i == len(retained) {
-		return false
-	}
-	return newer == 0 || retained[i] < newer
-}
-
-func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []uint32) (GCStats, error) {
+// collectDisk collects one disk; retained are the spans of the points
+// that hold it (none when no point does: then every version goes).
+func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []span) (GCStats, error) {
 	var st GCStats
 	type dead struct {
 		key   []byte

@@ -19,7 +19,9 @@ type VerifyOptions struct {
 	Progress func(done, total int64)
 }
 
-// BadBlock is one stored block whose bytes do not match their hash.
+// BadBlock is one stored block whose bytes do not match their hash, or
+// (Offset -1) a point's block map in the index that does not match the
+// record made when the point was committed.
 type BadBlock struct {
 	VM      string   `json:"vm"`
 	Disk    string   `json:"disk"`
@@ -61,6 +63,7 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 		return nil, fmt.Errorf("verify: %w: --point needs --vm", ErrInvalid)
 	}
 	var versions []version
+	var mapBad []BadBlock
 	err := r.view(ctx, func(db *badger.DB) error {
 		cat, err := readCatalog(db)
 		if err != nil {
@@ -80,11 +83,12 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 				}
 				pts = []Point{p}
 			}
-			vs, err := listVersions(db, v.Name, v.Points, pts)
+			vs, maps, err := listVersions(db, v.Name, v.Points, pts, int64(r.cfg.BlockSize))
 			if err != nil {
 				return err
 			}
 			versions = append(versions, vs...)
+			mapBad = append(mapBad, maps...)
 		}
 		if opts.VM != "" && !found {
 			return fmt.Errorf("verify: VM %q: %w: the repository has no recovery points for it", opts.VM, ErrNotFound)
@@ -94,7 +98,7 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 	if err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{}
+	rep := &VerifyReport{Bad: mapBad}
 	total := int64(len(versions)) * int64(r.cfg.BlockSize)
 	buf := make([]byte, r.cfg.BlockSize)
 	files := map[string]*os.File{}
@@ -161,7 +165,7 @@ func seenBy(v version, bs int64) []string {
 	var ids []string
 	for _, p := range v.points {
 		d, ok := p.Disk(v.diskName)
-		if !ok || p.Gen < v.gen || (v.newer != 0 && p.Gen >= v.newer) || int64(v.block)*bs >= d.Size {
+		if !ok || d.ID != v.disk || !visible([]span{diskSpan(p, d)}, v.gen, v.newer) || int64(v.block)*bs >= d.Size {
 			continue
 		}
 		ids = append(ids, p.ID)
@@ -170,25 +174,41 @@ func seenBy(v version, bs int64) []string {
 }
 
 // listVersions lists the data versions of a VM's disks that are visible to
-// any point in sel (all of them the VM's points).
-func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error) {
+// any point in sel (all of them the VM's points). In the same walk it
+// recomputes the block map digest of every disk of the points in sel and
+// reports each that differs from its record as a BadBlock with Offset -1:
+// the damage is in the index, not in one stored block.
+func listVersions(db *badger.DB, vm string, all, sel []Point, bs int64) ([]version, []BadBlock, error) {
 	var rec vmRecord
 	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	selGens := make([]uint32, len(sel))
-	for i, p := range sel {
-		selGens[i] = p.Gen
-	}
-	sort.Slice(selGens, func(i, j int) bool { return selGens[i] < selGens[j] })
 	names := make([]string, 0, len(rec.Disks))
 	for n := range rec.Disks {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	var out []version
+	var bad []BadBlock
 	for _, name := range names {
 		id := rec.Disks[name]
+		spans := diskSpans(sel, id)
+		// The selected points that hold the disk, each with its digest.
+		type mapCheck struct {
+			p       Point
+			d       DiskInfo
+			sp      span
+			nblocks uint64
+			got     mapDigest
+		}
+		var checks []*mapCheck
+		for _, p := range sel {
+			for _, d := range p.Disks {
+				if d.ID == id {
+					checks = append(checks, &mapCheck{p: p, d: d, sp: diskSpan(p, d), nblocks: uint64((d.Size + bs - 1) / bs)})
+				}
+			}
+		}
 		err := db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
 			defer it.Close()
@@ -204,7 +224,7 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 					newer = 0
 				}
 				first, lastBlock = false, block
-				vis := visible(selGens, gen, newer)
+				vis := visible(spans, gen, newer)
 				thisNewer := newer
 				newer = gen
 				if !vis {
@@ -223,15 +243,26 @@ func listVersions(db *badger.DB, vm string, all, sel []Point) ([]version, error)
 				}
 				if bv.kind == kindData {
 					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: thisNewer, sum: bv.sum, points: all})
+					for _, c := range checks {
+						if block < c.nblocks && visible([]span{c.sp}, gen, thisNewer) {
+							c.got.add(block, &bv.sum)
+						}
+					}
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("list stored blocks of %s disk %s: %w", vm, name, err)
+			return nil, nil, fmt.Errorf("list stored blocks of %s disk %s: %w", vm, name, err)
+		}
+		for _, c := range checks {
+			if !c.got.matches(c.d) {
+				bad = append(bad, BadBlock{VM: vm, Disk: name, Offset: -1, Gen: c.p.Gen, Points: []string{c.p.ID},
+					Problem: damagedMap(c.p, c.d, c.got).Error()})
+			}
 		}
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // Check looks for leftovers that a correct repository never has: open
@@ -283,11 +314,8 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 		}
 		knownDisks := map[string]bool{}
 		for _, rec := range vmRecs {
-			var gens []uint32
-			for _, p := range byVM[rec.Name] {
-				gens = append(gens, p.Gen)
-			}
 			for name, id := range rec.Disks {
+				spans := diskSpans(byVM[rec.Name], id)
 				knownDisks[fmt.Sprint(id)] = true
 				live := map[uint32]bool{}
 				err := db.View(func(txn *badger.Txn) error {
@@ -302,7 +330,7 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 							newer = 0
 						}
 						first, lastBlock = false, block
-						if !visible(gens, gen, newer) {
+						if !visible(spans, gen, newer) {
 							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, block, gen))
 						} else if v, _ := it.Item().ValueCopy(nil); len(v) > 0 && v[0] == kindData {
 							if !live[gen] {

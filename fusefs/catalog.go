@@ -51,10 +51,11 @@ func (v *vmView) latest() (blockmap.Point, bool) {
 
 // catalogSnap is an immutable view of the catalog at one sequence number.
 type catalogSnap struct {
-	seq   uint64
-	names []string // VM names, sorted
-	vms   map[string]*vmView
-	alive map[pointKey]bool
+	seq    uint64
+	events uint64   // change notifications counted before it was read
+	names  []string // VM names, sorted
+	vms    map[string]*vmView
+	alive  map[pointKey]bool
 	// rootMtime is the root directory's mtime: the mount's start, then
 	// the time the mount saw the set of VMs change.
 	rootMtime time.Time
@@ -120,13 +121,25 @@ type catalogCache struct {
 	poll  time.Duration
 	ctx   context.Context // the mount's lifetime
 
-	mu       sync.Mutex // serialises reloads
-	drainMu  sync.Mutex // serialises draining the watch
-	snap     atomic.Pointer[catalogSnap]
-	checked  atomic.Int64 // unix nanoseconds of the last sequence check
-	stale    atomic.Bool  // a change notification arrived
-	failed   atomic.Bool  // the last reload failed
+	mu      sync.Mutex // serialises reloads
+	drainMu sync.Mutex // serialises draining the watch
+	snap    atomic.Pointer[catalogSnap]
+	checked atomic.Int64 // unix nanoseconds of the last sequence check
+	// events counts change notifications; a snapshot (and a deletion
+	// list) is current when it was read after the last one counted.
+	events   atomic.Uint64
+	failed   atomic.Bool // the last reload failed
 	onChange func(old, cur *catalogSnap)
+
+	stateMu sync.Mutex // serialises reads of catalog.seq
+	state   atomic.Pointer[seqState]
+}
+
+// seqState is catalog.seq as read after a number of change notifications.
+type seqState struct {
+	events uint64
+	st     blockmap.CatalogState
+	err    error
 }
 
 func newCatalogCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, poll time.Duration) *catalogCache {
@@ -146,19 +159,27 @@ func (c *catalogCache) load() error {
 	return err
 }
 
-// notified drains change notifications and reports whether a check is due.
-// Draining and marking stale happen under one lock: otherwise a reader
-// could find the queue empty while another goroutine holds the event it
-// drained but has not yet marked the catalog stale.
+// notified drains change notifications and reports whether the snapshot
+// may be out of date.
 func (c *catalogCache) notified() bool {
+	e := c.drain()
+	s := c.snap.Load()
+	return s == nil || s.events < e || c.failed.Load()
+}
+
+// drain counts pending change notifications and returns the count.
+// Draining and counting happen under one lock: otherwise a reader could
+// find the queue empty while another goroutine holds the event it drained
+// but has not yet counted it.
+func (c *catalogCache) drain() uint64 {
 	if c.watch != nil {
 		c.drainMu.Lock()
 		if c.watch.changed() {
-			c.stale.Store(true)
+			c.events.Add(1)
 		}
 		c.drainMu.Unlock()
 	}
-	return c.stale.Load() || c.failed.Load()
+	return c.events.Load()
 }
 
 // current returns a snapshot that is at most the poll interval old, or
@@ -175,21 +196,51 @@ func (c *catalogCache) current() *catalogSnap {
 	return s
 }
 
-// alive reports whether the point is still in the catalog, checking the
-// sequence number first whenever it may have changed. Reads call it after
-// reading, so bytes that pruning may have released are never returned:
-// blockmap bumps the sequence number before it releases anything.
+// alive reports whether the point is still in the catalog. Reads call it
+// after reading, so bytes that pruning may have released are never
+// returned: blockmap lists a deletion in catalog.seq before it releases
+// anything. It reads only catalog.seq (when a change was notified, or
+// always without a watch), never the index, so a read never waits for a
+// writer.
 func (c *catalogCache) alive(k pointKey) bool {
-	due := c.watch == nil || c.notified()
-	s := c.snap.Load()
-	if due {
-		var err error
-		if s, err = c.reload(false); err != nil {
-			c.log.Error("read repository catalog to check a point", "vm", k.VM, "generation", k.Gen, "err", err)
-			return false
-		}
+	e := c.drain()
+	snap := c.snap.Load()
+	if !snap.alive[k] {
+		return false
+	}
+	st := c.state.Load()
+	if c.watch == nil || st == nil || st.events < e {
+		st = c.readState(e)
+	}
+	if st.err != nil {
+		c.log.Error("read catalog.seq to check a point; refusing its reads", "vm", k.VM, "generation", k.Gen, "err", st.err)
+		return false
+	}
+	gone, known := st.st.Gone(blockmap.PointRef{VM: k.VM, Gen: k.Gen}, snap.seq)
+	if known {
+		return !gone
+	}
+	// Deletions since the snapshot are no longer all listed: read the catalog.
+	s, err := c.reload(false)
+	if err != nil {
+		c.log.Error("read repository catalog to check a point", "vm", k.VM, "generation", k.Gen, "err", err)
+		return false
 	}
 	return s.alive[k]
+}
+
+// readState reads catalog.seq after e change notifications (unless a
+// read after as many is already there).
+func (c *catalogCache) readState(e uint64) *seqState {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if st := c.state.Load(); c.watch != nil && st != nil && st.events >= e {
+		return st
+	}
+	cs, err := c.repo.CatalogState()
+	st := &seqState{events: e, st: cs, err: err}
+	c.state.Store(st)
+	return st
 }
 
 // reload re-reads the catalog when its sequence number changed (or always
@@ -197,10 +248,16 @@ func (c *catalogCache) alive(k pointKey) bool {
 func (c *catalogCache) reload(force bool) (*catalogSnap, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stale.Store(false)
+	events := c.drain()
 	seq := c.repo.CatalogSeq()
 	old := c.snap.Load()
 	if !force && old != nil && seq == old.seq && !c.failed.Load() {
+		if old.events < events {
+			cp := *old
+			cp.events = events
+			old = &cp
+			c.snap.Store(old)
+		}
 		c.checked.Store(time.Now().UnixNano())
 		return old, nil
 	}
@@ -213,6 +270,7 @@ func (c *catalogCache) reload(force bool) (*catalogSnap, error) {
 	}
 	c.failed.Store(false)
 	cur := newSnap(seq, sums, old, time.Now())
+	cur.events = events
 	c.snap.Store(cur)
 	c.checked.Store(time.Now().UnixNano())
 	if old != nil && c.onChange != nil {

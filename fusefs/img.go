@@ -90,6 +90,9 @@ func (h *imgHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 	}
 	n, err := h.e.dr.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
+		if errno := h.checkAlive(off); errno != 0 {
+			return nil, errno // released by a prune, not damaged
+		}
 		return nil, h.n.t.readError(h.n.p, h.n.disk.Name, off, err)
 	}
 	if errno := h.checkAlive(off); errno != 0 {
@@ -170,7 +173,7 @@ func (h *imgHandle) Release(ctx context.Context) syscall.Errno {
 func (t *tree) readError(p blockmap.Point, disk string, off int64, err error) syscall.Errno {
 	var be *blockmap.BlockError
 	switch {
-	case errors.Is(err, os.ErrClosed):
+	case errors.Is(err, os.ErrClosed), errors.Is(err, blockmap.ErrPointDeleted):
 		t.log.Warn("read of a deleted recovery point refused", "vm", p.VM, "point", p.ID, "disk", disk, "offset", off)
 	case errors.As(err, &be):
 		t.log.Error("disk image read failed", "vm", be.VM, "point", be.Point, "disk", be.Disk, "offset", be.Offset,

@@ -29,6 +29,9 @@ func main() {
 	app := newApp()
 	if err := app.RunContext(ctx, rewriteArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
+		if a := adviceFor(err); a != "" {
+			fmt.Fprintln(os.Stderr, "cairn:", a)
+		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

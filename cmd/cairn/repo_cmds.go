@@ -58,7 +58,7 @@ func repoCommands() []*cli.Command {
 		},
 		{
 			Name:  "verify",
-			Usage: "re-read every stored block and check its hash",
+			Usage: "re-read every stored block and check its hash; check every point's block map in the index",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
@@ -90,7 +90,7 @@ func repoCommands() []*cli.Command {
 					KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
 				res, err := repo.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run"))
 				if err != nil {
-					return err
+					return deletionResult(func() error { return printPrune(c, res) }, err)
 				}
 				return printPrune(c, res)
 			},
@@ -112,7 +112,7 @@ func repoCommands() []*cli.Command {
 				defer repo.Close()
 				res, err := repo.Forget(c.Context, c.String("vm"), c.StringSlice("point"), c.Bool("dry-run"))
 				if err != nil {
-					return err
+					return deletionResult(func() error { return printPrune(c, res) }, err)
 				}
 				return printPrune(c, res)
 			},
