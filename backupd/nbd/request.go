@@ -27,8 +27,8 @@ type request struct {
 	gotStatus bool
 	statusIDs []uint32 // contexts whose block status chunk arrived
 	errChunks int      // error chunks received
-	err       error // first error the server reported for this request
-	connErr   error // the connection broke before the request completed
+	err       error    // first error the server reported for this request
+	connErr   error    // the connection broke before the request completed
 	done      chan struct{}
 }
 
