@@ -36,6 +36,7 @@ func importCommand() *cli.Command {
 			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
+			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "NBD sources: fail a connection that makes no progress for this long (the handshake gets at most 30s of it)"},
 		}, nbdTLSFlags()...),
 		Action: importAction,
 	}
@@ -68,7 +69,10 @@ func importAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	srcOpts := importSourceOptions{TLS: tlsOpts}
+	if c.Duration("nbd-stall-timeout") <= 0 {
+		return fmt.Errorf("import: --nbd-stall-timeout must be positive")
+	}
+	srcOpts := importSourceOptions{TLS: tlsOpts, StallTimeout: c.Duration("nbd-stall-timeout")}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
