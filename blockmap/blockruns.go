@@ -3,6 +3,7 @@ package blockmap
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -20,14 +21,16 @@ import (
 const MaxDiskSize int64 = 1 << 53
 
 // dataRun is a run of consecutive data blocks stored by one generation.
+// It is 24 bytes: a disk of one long run costs 4 bytes a block, one whose
+// every block alternates between generations 28.
 type dataRun struct {
 	first int64  // first block
-	n     int64  // number of blocks
 	idx   int64  // index of the first block's values in dataMap.crcs
+	n     uint32 // number of blocks
 	gen   uint32 // generation whose delta image holds the blocks
 }
 
-func (r dataRun) end() int64 { return r.first + r.n }
+func (r dataRun) end() int64 { return r.first + int64(r.n) }
 
 // dataMap is the data blocks of one disk at one point: sorted runs, and a
 // checksum and a verified bit per data block. Holes and zero blocks cost
@@ -40,7 +43,7 @@ type dataMap struct {
 
 // add appends block b (greater than every block added before).
 func (m *dataMap) add(b int64, gen, crc uint32) {
-	if k := len(m.runs); k > 0 && m.runs[k-1].end() == b && m.runs[k-1].gen == gen {
+	if k := len(m.runs); k > 0 && m.runs[k-1].end() == b && m.runs[k-1].gen == gen && m.runs[k-1].n < math.MaxUint32 {
 		m.runs[k-1].n++
 	} else {
 		m.runs = append(m.runs, dataRun{first: b, n: 1, idx: int64(len(m.crcs)), gen: gen})
@@ -80,16 +83,19 @@ func (m *dataMap) blocks() int64 { return int64(len(m.crcs)) }
 
 // memory estimates the bytes the map holds.
 func (m *dataMap) memory() int64 {
-	return int64(cap(m.runs))*32 + int64(cap(m.crcs))*4 + int64(len(m.ok))*8
+	return int64(cap(m.runs))*24 + int64(cap(m.crcs))*4 + int64(len(m.ok))*8
 }
 
 // baseRun is a run of consecutive blocks whose newest versions have one
 // kind (kindData or kindZero).
 type baseRun struct {
-	first, n int64
-	idx      int64 // kindData: index of the first block's hash in baseMap.sums
-	kind     byte
+	first int64
+	idx   int64 // kindData: index of the first block's hash in baseMap.sums
+	n     uint32
+	kind  byte
 }
+
+func (r baseRun) end() int64 { return r.first + int64(r.n) }
 
 // baseMap is what the previous point holds for each block of a disk
 // (see DiskWriter.base): runs of blocks, with a hash per data block.
@@ -101,7 +107,7 @@ type baseMap struct {
 
 // add appends block b (greater than every block added before).
 func (m *baseMap) add(b int64, kind byte, sum [32]byte) {
-	if k := len(m.runs); k > 0 && m.runs[k-1].first+m.runs[k-1].n == b && m.runs[k-1].kind == kind {
+	if k := len(m.runs); k > 0 && m.runs[k-1].end() == b && m.runs[k-1].kind == kind && m.runs[k-1].n < math.MaxUint32 {
 		m.runs[k-1].n++
 	} else {
 		m.runs = append(m.runs, baseRun{first: b, n: 1, idx: int64(len(m.sums)), kind: kind})
@@ -113,7 +119,7 @@ func (m *baseMap) add(b int64, kind byte, sum [32]byte) {
 
 // at is the kind and hash of block b's newest version (kind 0: none).
 func (m *baseMap) at(b int64) (kind byte, sum [32]byte) {
-	k := sort.Search(len(m.runs), func(i int) bool { return m.runs[i].first+m.runs[i].n > b })
+	k := sort.Search(len(m.runs), func(i int) bool { return m.runs[i].end() > b })
 	if k == len(m.runs) || m.runs[k].first > b {
 		return 0, sum
 	}

@@ -365,7 +365,7 @@ func (dr *DiskReader) DataExtents() []Extent {
 	var out []Extent
 	for _, r := range dr.m.runs {
 		start := r.first * dr.bs
-		l := min(r.n*dr.bs, dr.disk.Size-start)
+		l := min(int64(r.n)*dr.bs, dr.disk.Size-start)
 		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start {
 			out[n-1].Length += l
 		} else {
@@ -379,7 +379,7 @@ func (dr *DiskReader) DataExtents() []Extent {
 func (dr *DiskReader) DataBytes() int64 {
 	var n int64
 	for _, r := range dr.m.runs {
-		n += min(r.n*dr.bs, dr.disk.Size-r.first*dr.bs)
+		n += min(int64(r.n)*dr.bs, dr.disk.Size-r.first*dr.bs)
 	}
 	return n
 }

@@ -549,7 +549,7 @@ func (w *DiskWriter) finalEntries() []entry {
 			if r.kind != kindData {
 				continue
 			}
-			for b := r.first; b < r.first+r.n; b++ {
+			for b := r.first; b < r.end(); b++ {
 				if b < w.nblocks && w.touched.contains(b) {
 					continue
 				}
