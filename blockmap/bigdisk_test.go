@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +94,30 @@ func TestBlockRanges(t *testing.T) {
 		if got, want := s.contains(b), b < 20000 && b%3 != 0; got != want {
 			t.Fatalf("contains(%d) = %v", b, got)
 		}
+	}
+}
+
+// A block past what the repository's filesystem allows in one file (ext4:
+// 16 TiB) fails with advice, not a bare EFBIG. Skipped where the
+// filesystem takes it (XFS, tmpfs).
+func TestFileTooLargeExplained(t *testing.T) {
+	r := newTestRepo(t)
+	ctx := context.Background()
+	s, err := r.BeginPoint(ctx, "vm", PointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Abort(ctx)
+	const size = int64(32) << 40
+	w, err := s.AddDisk(ctx, "d0", size, DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.WriteBlock(size/int64(r.BlockSize())-1, bytes.Repeat([]byte{7}, r.BlockSize()))
+	if err == nil {
+		t.Skip("the repository's filesystem holds files of 32 TiB")
+	}
+	if !strings.Contains(err.Error(), "XFS") {
+		t.Errorf("write past the filesystem's file size limit: %v, want advice", err)
 	}
 }
