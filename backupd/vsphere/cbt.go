@@ -81,7 +81,7 @@ func (e *ChangeIDRejectedError) Unwrap() error { return e.Err }
 // maxChangedAreas bounds the changed-area list of one disk (16 bytes an
 // area: 64 MiB). ESXi reports areas of at least its CBT granularity, so a
 // real list stays far below it; a longer one is refused, not held.
-const maxChangedAreas = 4 << 20
+var maxChangedAreas = 4 << 20
 
 // ChangedAreas asks QueryChangedDiskAreas for the areas of the disk (at the
 // snapshot) that changed since changeID ("*" for every allocated area).
