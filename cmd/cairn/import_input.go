@@ -96,13 +96,21 @@ func openCancellable(ctx context.Context, path string, fi os.FileInfo) (*os.File
 	case r := <-done:
 		return r.f, r.err
 	case <-ctx.Done():
-		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			w.Close()
+		// The write side opens (and so releases the reader) only once the
+		// reader waits in open: try until it did.
+		for {
+			if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				w.Close()
+			}
+			select {
+			case r := <-done:
+				if r.f != nil {
+					r.f.Close()
+				}
+				return nil, fmt.Errorf("waiting for a writer of FIFO %s: %w", path, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
-		if r := <-done; r.f != nil {
-			r.f.Close()
-		}
-		return nil, fmt.Errorf("waiting for a writer of FIFO %s: %w", path, ctx.Err())
 	}
 }
 
