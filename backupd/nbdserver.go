@@ -76,6 +76,7 @@ func startNBDServer(ctx context.Context, gate *spawnGate, args []string, socket 
 	cmd := exec.Command(args[0], args[1:]...)
 	out := &boundedBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = childEnv(os.Environ()) // no vCenter password or other secret in the server's environment
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := gate.spawn(cmd.Start); err != nil {
 		return nil, fmt.Errorf("start NBD server %s: %w", args[0], err)

@@ -150,8 +150,9 @@ func (w *DiskWriter) base(idx int64) (kind byte, sum [32]byte, known bool) {
 		}
 		v := w.baseSparse[idx]
 		return v.kind, v.sum, true
-	case w.baseKind != nil && idx < int64(len(w.baseKind)):
-		return w.baseKind[idx], w.baseSum[idx], true
+	case w.baseAll != nil:
+		kind, sum = w.baseAll.at(idx)
+		return kind, sum, true
 	}
 	return 0, sum, true
 }

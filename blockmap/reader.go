@@ -54,9 +54,8 @@ type DiskReader struct {
 	// seqIno is the inode of catalog.seq when last checked: the file is
 	// replaced by rename on every change, so a new inode means "look".
 	seqIno atomic.Uint64
-	gens   []uint32 // per block: generation holding its data, 0 for a hole
-	crcs   []uint32
-	ok     []atomic.Uint64 // per block: checksum already verified
+	n      int64   // blocks of the disk
+	m      dataMap // the data blocks: sized by data, not by the disk's size
 	pool   sync.Pool
 
 	lastEnd  atomic.Int64 // end of the previous read, to spot sequential readers
@@ -80,8 +79,7 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	}
 	bs := int64(r.cfg.BlockSize)
 	n := (d.Size + bs - 1) / bs
-	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, gens: make([]uint32, n), crcs: make([]uint32, n),
-		ok: make([]atomic.Uint64, (n+63)/64), files: map[uint32]*os.File{}}
+	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, n: n, files: map[uint32]*os.File{}}
 	dr.pool.New = func() any { b := make([]byte, bs); return &b }
 	dr.seqIno.Store(r.catalogSeqIno())
 	dr.seq = r.CatalogSeq()
@@ -89,7 +87,7 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 		return db.View(func(txn *badger.Txn) error {
 			var dg mapDigest
 			err := walkMap(txn, d.ID, diskSpan(p, d), n, func(block uint64, gen uint32, v blockValue) error {
-				dr.gens[block], dr.crcs[block] = gen, v.crc
+				dr.m.add(int64(block), gen, v.crc)
 				dg.add(block, &v.sum)
 				return nil
 			})
@@ -102,6 +100,7 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 	if err != nil {
 		return nil, fmt.Errorf("open disk %s of %s point %s: %w", disk, p.VM, p.ID, err)
 	}
+	dr.m.seal()
 	return dr, nil
 }
 
@@ -143,7 +142,20 @@ func (dr *DiskReader) file(gen uint32) (*os.File, error) {
 	return f, nil
 }
 
-func (dr *DiskReader) verified(b int64) bool { return dr.ok[b/64].Load()&(1<<(b%64)) != 0 }
+// gen is the generation holding block b's data, 0 for a hole.
+func (dr *DiskReader) gen(b int64) uint32 {
+	g, _ := dr.m.at(b)
+	return g
+}
+
+func (dr *DiskReader) verified(b int64) bool {
+	g, i := dr.m.at(b)
+	return g != 0 && dr.m.verified(i)
+}
+
+// MapBytes is the memory the reader's block map holds: it grows with the
+// disk's data, not with its size.
+func (dr *DiskReader) MapBytes() int64 { return dr.m.memory() }
 
 // blockErr describes a failed read of block b. When the point has been
 // deleted since the reader was opened, the failure is the deletion's (its
@@ -153,7 +165,7 @@ func (dr *DiskReader) blockErr(b int64, err error) error {
 	if dr.deleted() {
 		return fmt.Errorf("VM %s point %s disk %s: read at offset %d: %w", dr.point.VM, dr.point.ID, dr.disk.Name, b*dr.bs, ErrPointDeleted)
 	}
-	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gens[b], Err: err}
+	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gen(b), Err: err}
 }
 
 // checkNotDeleted fails with ErrPointDeleted when the point has been
@@ -200,17 +212,18 @@ func preadFull(f *os.File, p []byte, off int64) error {
 
 // loadBlock reads block b whole and checks its checksum.
 func (dr *DiskReader) loadBlock(b int64, buf []byte) error {
-	f, err := dr.file(dr.gens[b])
+	gen, i := dr.m.at(b)
+	f, err := dr.file(gen)
 	if err != nil {
 		return dr.blockErr(b, err)
 	}
 	if err := preadFull(f, buf, b*dr.bs); err != nil {
 		return dr.blockErr(b, err)
 	}
-	if crc32.Checksum(buf, castagnoli) != dr.crcs[b] {
+	if crc32.Checksum(buf, castagnoli) != dr.m.crcs[i] {
 		return dr.blockErr(b, ErrCorrupt)
 	}
-	dr.ok[b/64].Or(1 << (b % 64))
+	dr.m.setVerified(i)
 	return nil
 }
 
@@ -228,10 +241,11 @@ func (dr *DiskReader) readRunVerified(b int64, gen uint32, dst []byte, pos int64
 	// bytes released by a concurrent prune never pass as data.
 	for i := int64(0); i*dr.bs < int64(len(dst)); i++ {
 		blk := b + i
-		if crc32.Checksum(dst[i*dr.bs:(i+1)*dr.bs], castagnoli) != dr.crcs[blk] {
+		_, ci := dr.m.at(blk)
+		if crc32.Checksum(dst[i*dr.bs:(i+1)*dr.bs], castagnoli) != dr.m.crcs[ci] {
 			return dr.blockErr(blk, ErrCorrupt)
 		}
-		dr.ok[blk/64].Or(1 << (blk % 64))
+		dr.m.setVerified(ci)
 	}
 	return nil
 }
@@ -253,14 +267,14 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		in := pos - b*dr.bs
 		n := min(dr.bs-in, end-pos)
 		dst := p[pos-off : pos-off+n]
-		gen := dr.gens[b]
+		gen := dr.gen(b)
 		switch {
 		case gen == 0:
 			clear(dst)
 		case in == 0 && n == dr.bs:
 			// Whole blocks: read the run of this image straight into p and
 			// check each block's checksum in place, every time.
-			for nb := b + 1; pos+n+dr.bs <= end && dr.gens[nb] == gen; nb++ {
+			for nb := b + 1; pos+n+dr.bs <= end && dr.gen(nb) == gen; nb++ {
 				n += dr.bs
 			}
 			dst = p[pos-off : pos-off+n]
@@ -322,9 +336,9 @@ func (dr *DiskReader) readahead(off, end int64) {
 		return
 	}
 	for b := from / dr.bs; b*dr.bs < to; {
-		gen := dr.gens[b]
+		gen := dr.gen(b)
 		n := int64(1)
-		for b+n < int64(len(dr.gens)) && (b+n)*dr.bs < to && dr.gens[b+n] == gen {
+		for b+n < dr.n && (b+n)*dr.bs < to && dr.gen(b+n) == gen {
 			n++
 		}
 		if gen != 0 {
@@ -345,12 +359,12 @@ func (dr *DiskReader) NextData(off int64) (int64, error) {
 	if off >= dr.disk.Size {
 		return 0, ErrNoData
 	}
-	for b := off / dr.bs; b < int64(len(dr.gens)); b++ {
-		if dr.gens[b] != 0 {
-			return max(off, b*dr.bs), nil
-		}
+	b := off / dr.bs
+	k := dr.m.search(b)
+	if k == len(dr.m.runs) {
+		return 0, ErrNoData
 	}
-	return 0, ErrNoData
+	return max(off, dr.m.runs[k].first*dr.bs), nil
 }
 
 // NextHole returns the first offset >= off inside a hole; the end of the
@@ -363,23 +377,24 @@ func (dr *DiskReader) NextHole(off int64) (int64, error) {
 	if off >= dr.disk.Size {
 		return 0, ErrNoData
 	}
-	for b := off / dr.bs; b < int64(len(dr.gens)); b++ {
-		if dr.gens[b] == 0 {
-			return max(off, b*dr.bs), nil
-		}
+	b := off / dr.bs
+	k := dr.m.search(b)
+	if k == len(dr.m.runs) || dr.m.runs[k].first > b {
+		return off, nil
 	}
-	return dr.disk.Size, nil
+	end := dr.m.runs[k].end()
+	for k++; k < len(dr.m.runs) && dr.m.runs[k].first == end; k++ {
+		end = dr.m.runs[k].end()
+	}
+	return min(end*dr.bs, dr.disk.Size), nil
 }
 
 // DataExtents lists the disk's data extents in order, merged.
 func (dr *DiskReader) DataExtents() []Extent {
 	var out []Extent
-	for b := int64(0); b < int64(len(dr.gens)); b++ {
-		if dr.gens[b] == 0 {
-			continue
-		}
-		start := b * dr.bs
-		l := min(dr.bs, dr.disk.Size-start)
+	for _, r := range dr.m.runs {
+		start := r.first * dr.bs
+		l := min(int64(r.n)*dr.bs, dr.disk.Size-start)
 		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start {
 			out[n-1].Length += l
 		} else {
@@ -392,8 +407,8 @@ func (dr *DiskReader) DataExtents() []Extent {
 // DataBytes is the number of bytes in data extents.
 func (dr *DiskReader) DataBytes() int64 {
 	var n int64
-	for _, e := range dr.DataExtents() {
-		n += e.Length
+	for _, r := range dr.m.runs {
+		n += min(int64(r.n)*dr.bs, dr.disk.Size-r.first*dr.bs)
 	}
 	return n
 }

@@ -162,13 +162,12 @@ type DiskWriter struct {
 	baseSpan span
 	baseDisk DiskInfo
 	lineage  uint32
-	baseKind []byte     // per block: 0 none, kindData, kindZero
-	baseSum  [][32]byte // per block, for kindData
+	baseAll  *baseMap // the previous versions of every block, when loaded (loadBase)
 	// With DiskOptions.Changed: the previous versions of just the blocks
 	// in covered (sorted block ranges [first, end)); see base.
 	baseSparse map[int64]blockValue
 	covered    [][2]int64
-	touched    []atomic.Uint64
+	touched    blockRanges // blocks the caller wrote
 
 	fileOnce sync.Once
 	file     *imageFile
@@ -195,6 +194,9 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	}
 	if size <= 0 {
 		return nil, fmt.Errorf("disk %q: %w: size %d must be positive", name, ErrInvalid, size)
+	}
+	if size > MaxDiskSize {
+		return nil, fmt.Errorf("disk %q: %w: size %d bytes is larger than the largest disk cairn stores (%d bytes, 8 PiB)", name, ErrInvalid, size, MaxDiskSize)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,7 +285,6 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if err := os.MkdirAll(r.imageDir(w.id), 0o755); err != nil {
 		return nil, fmt.Errorf("add disk %q: %w", name, err)
 	}
-	w.touched = make([]atomic.Uint64, (w.nblocks+63)/64)
 	s.disks = append(s.disks, w)
 	return w, nil
 }
@@ -296,8 +297,7 @@ func (w *DiskWriter) loadBase(db *badger.DB) error {
 	if bn := (w.baseSize + int64(w.bs) - 1) / int64(w.bs); bn > n {
 		n = bn
 	}
-	w.baseKind = make([]byte, n)
-	w.baseSum = make([][32]byte, n)
+	w.baseAll = &baseMap{}
 	return db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id), PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
@@ -320,8 +320,9 @@ func (w *DiskWriter) loadBase(db *badger.DB) error {
 				if !ok {
 					return fmt.Errorf("malformed index value for block %d", b)
 				}
-				w.baseKind[b] = bv.kind
-				w.baseSum[b] = bv.sum
+				if bv.kind == kindData || bv.kind == kindZero {
+					w.baseAll.add(b, bv.kind, bv.sum)
+				}
 				return nil
 			})
 			if err != nil {
@@ -409,7 +410,7 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 	if len(data) != w.BlockLen(idx) {
 		return fmt.Errorf("disk %q: %w: block %d has %d bytes, want %d", w.name, ErrInvalid, idx, len(data), w.BlockLen(idx))
 	}
-	w.touched[idx/64].Or(1 << (idx % 64))
+	w.touched.add(idx, idx+1)
 	baseKind, baseSum, known := w.base(idx)
 	if isZero(data) {
 		if baseKind == kindData || !known {
@@ -433,7 +434,7 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 		return err
 	}
 	if err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
-		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), err)
+		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), fileSizeAdvice(err))
 	}
 	w.stored.Add(int64(len(data)))
 	w.changed.Add(1)
@@ -466,17 +467,17 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 		}
 		lo, hi := (runStart-idx)*bs, min((end-idx)*bs, int64(len(data)))
 		if err := f.WriteAt(data[lo:hi], runStart*bs); err != nil {
-			return fmt.Errorf("disk %q: write blocks %d..%d to %s: %w", w.name, runStart, end-1, f.Name(), err)
+			return fmt.Errorf("disk %q: write blocks %d..%d to %s: %w", w.name, runStart, end-1, f.Name(), fileSizeAdvice(err))
 		}
 		w.stored.Add(hi - lo)
 		runStart = -1
 		return nil
 	}
 	var pad []byte
+	w.touched.add(idx, idx+n)
 	for i := int64(0); i < n; i++ {
 		b := idx + i
 		block := data[i*bs : min((i+1)*bs, int64(len(data)))]
-		w.touched[b/64].Or(1 << (b % 64))
 		baseKind, baseSum, known := w.base(b)
 		store := false
 		if isZero(block) {
@@ -559,16 +560,18 @@ func (w *DiskWriter) finalEntries() []entry {
 		}
 		out = append(out, e)
 	}
-	if w.opts.Full && w.baseKind != nil {
-		for b, k := range w.baseKind {
-			if k != kindData {
+	if w.opts.Full && w.baseAll != nil {
+		for _, r := range w.baseAll.runs {
+			if r.kind != kindData {
 				continue
 			}
-			if int64(b) < w.nblocks && w.touched[b/64].Load()&(1<<(b%64)) != 0 {
-				continue
+			for b := r.first; b < r.end(); b++ {
+				if b < w.nblocks && w.touched.contains(b) {
+					continue
+				}
+				out = append(out, entry{block: uint64(b), val: blockValue{kind: kindZero}})
+				w.zeroed.Add(1)
 			}
-			out = append(out, entry{block: uint64(b), val: blockValue{kind: kindZero}})
-			w.zeroed.Add(1)
 		}
 	}
 	return out

@@ -46,9 +46,10 @@ func newReaderCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, 
 	return &readerCache{repo: repo, log: log, ctx: ctx, maxIdle: maxIdle, budget: budget, entries: map[readerKey]*readerEntry{}}
 }
 
-// readerCost estimates the memory of a reader's block map.
-func readerCost(size int64, blockSize int) int64 {
-	return (size/int64(blockSize)+1)*9 + 4096
+// readerCost is the memory of an open reader: its block map (sized by the
+// disk's data, not its size) and a little more.
+func readerCost(dr *blockmap.DiskReader) int64 {
+	return dr.MapBytes() + 4096
 }
 
 // acquire returns the reader of a disk of a point, opening it when no one
@@ -72,16 +73,18 @@ func (c *readerCache) acquire(p blockmap.Point, disk string) (*readerEntry, erro
 		}
 		return e, nil
 	}
-	e = &readerEntry{key: key, ready: make(chan struct{}), refs: 1}
-	if d, ok := p.Disk(disk); ok {
-		e.cost = readerCost(d.Size, c.repo.BlockSize())
-	}
+	e = &readerEntry{key: key, ready: make(chan struct{}), refs: 1, cost: 4096}
 	c.entries[key] = e
 	c.mu.Unlock()
 
 	// The open serves every waiter, so it must not end with the request
 	// that happened to start it.
 	e.dr, e.err = c.repo.OpenDisk(c.ctx, p, disk)
+	if e.err == nil {
+		c.mu.Lock()
+		e.cost = readerCost(e.dr)
+		c.mu.Unlock()
+	}
 	close(e.ready)
 	if e.err != nil {
 		err := e.err

@@ -103,12 +103,20 @@ func requestSize(want uint32, bs BlockSize) uint32 {
 	return max(m, bs.Min)
 }
 
-// dialFirst dials the first connection with retries.
+// dialFirst dials the first connection with retries. All attempts share
+// one deadline, Options.DialTimeout: a server that accepts and then stays
+// silent fails after that long, not after every retry's timeout.
 func (c *Client) dialFirst(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.DialTimeout,
+		fmt.Errorf("%w: no NBD handshake with %s within %v", ErrStalled, c.target, c.opts.DialTimeout))
+	defer cancel()
 	var last error
 	for attempt := 0; attempt <= c.opts.Retries; attempt++ {
 		if attempt > 0 {
 			if err := c.sleep(ctx, attempt); err != nil {
+				if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+					return nil, fmt.Errorf("%w (last attempt: %v)", cause, last)
+				}
 				return nil, err
 			}
 		}
@@ -117,7 +125,13 @@ func (c *Client) dialFirst(ctx context.Context) (*conn, error) {
 			return cn, nil
 		}
 		last = err
-		if !retryable(err) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+				return nil, fmt.Errorf("%w (last attempt: %v)", cause, err)
+			}
+			return nil, err
+		}
+		if !retryable(err) {
 			return nil, err
 		}
 		c.log.Debug("nbd dial failed, retrying", "attempt", attempt+1, "err", err)
@@ -159,6 +173,8 @@ func permanent(err error) bool {
 func retryable(err error) bool {
 	var se *ServerError
 	switch {
+	case errors.Is(err, ErrProtocol):
+		return false // a server that broke the protocol once will again
 	case isConnError(err):
 		return true
 	case errors.As(err, &se):
@@ -252,12 +268,21 @@ func (c *Client) redial(ctx context.Context, s *slot, othersAlive bool) (*conn, 
 
 // do runs one request built by mk for the chosen connection, retrying transient failures with
 // exponential backoff on a live (possibly new) connection.
+//
+// Retries after a stall share one budget: once a request stalled, all
+// further attempts must end within half a stall timeout more, so that a
+// server that stalls for good fails the request after about 1.5 stall
+// timeouts, not after one per retry.
 func (c *Client) do(ctx context.Context, mk func(*conn) (*request, error)) (*request, error) {
+	parent := ctx
 	var last error
 	for attempt := 0; attempt <= c.opts.Retries; attempt++ {
 		if attempt > 0 {
 			c.stats.retries.Add(1)
 			if err := c.sleep(ctx, attempt); err != nil {
+				if parent.Err() == nil && ctx.Err() != nil {
+					return nil, fmt.Errorf("%w (no progress after retrying for %v)", last, c.opts.StallTimeout/2)
+				}
 				return nil, err
 			}
 		}
@@ -268,12 +293,20 @@ func (c *Client) do(ctx context.Context, mk func(*conn) (*request, error)) (*req
 		if err == nil {
 			return req, nil
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if parent.Err() != nil {
+			return nil, parent.Err()
+		}
+		if ctx.Err() != nil { // the stall budget ran out
+			return nil, fmt.Errorf("%w (no progress after retrying for %v)", last, c.opts.StallTimeout/2)
 		}
 		last = err
 		if !retryable(err) {
 			return nil, err
+		}
+		if errors.Is(err, ErrStalled) && ctx == parent && c.opts.StallTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(parent, c.opts.StallTimeout/2)
+			defer cancel()
 		}
 		c.log.Debug("nbd request failed, retrying", "attempt", attempt+1, "err", err)
 	}

@@ -113,7 +113,10 @@ func (c *conn) readLoop() {
 				r.connErr = cause
 				close(r.done)
 			}
-			if len(reqs) > 0 {
+			switch {
+			case errors.Is(cause, ErrProtocol):
+				c.log.Warn("nbd server broke the protocol, dropping the connection", "requests", len(reqs), "err", cause)
+			case len(reqs) > 0:
 				c.log.Debug("nbd connection lost with requests in flight", "requests", len(reqs), "err", cause)
 			}
 			return
@@ -377,10 +380,19 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 		if err != nil {
 			return err
 		}
-		if id == req.ctxID {
-			if req.gotStatus {
+		// One chunk per negotiated context at most: a server repeating
+		// chunks (or naming contexts never agreed) would keep the request
+		// open for ever.
+		if !c.negotiatedID(id) {
+			return protocolErrorf("block status chunk for context id %d, which was not negotiated", id)
+		}
+		for _, seen := range req.statusIDs {
+			if seen == id {
 				return protocolErrorf("two block status chunks for context %d", id)
 			}
+		}
+		req.statusIDs = append(req.statusIDs, id)
+		if id == req.ctxID {
 			req.gotStatus = true
 			req.extents = ext
 		}
@@ -395,6 +407,9 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 		se, err := parseChunkError(typ, p)
 		if err != nil {
 			return err
+		}
+		if req.errChunks++; req.errChunks > maxErrorChunks {
+			return protocolErrorf("more than %d error chunks for one request (first: %v)", maxErrorChunks, req.err)
 		}
 		req.setErr(se)
 	default:
@@ -415,6 +430,20 @@ func (c *conn) structuredChunk(flags, typ uint16, cookie uint64, length uint32) 
 	}
 	c.complete(req)
 	return nil
+}
+
+// maxErrorChunks bounds the error chunks one request may receive: a
+// server may report several errors for a read, not an endless stream.
+const maxErrorChunks = 64
+
+// negotiatedID reports whether id is the id of an agreed metadata context.
+func (c *conn) negotiatedID(id uint32) bool {
+	for _, v := range c.info.MetaContexts {
+		if v == id {
+			return true
+		}
+	}
+	return false
 }
 
 // disconnect waits (bounded) for outstanding requests, sends NBD_CMD_DISC

@@ -13,6 +13,15 @@
 // exponential backoff, reconnects dropped or stalled connections and
 // re-issues the requests that were in flight.
 //
+// A server is not trusted to be finite: every input-driven structure has a
+// bound. Block status is streamed and kept in at most MaxExtents areas
+// (widened, never narrowed, past that); a request takes one block-status
+// chunk per negotiated context and at most 64 error chunks; handshake
+// replies are capped. A protocol violation drops the connection, is logged
+// and is not retried. All attempts of the first dial share
+// Options.DialTimeout, and the retries after a stall share half of
+// Options.StallTimeout. backupd/nbd/nbdtest is a hostile server for tests.
+//
 // Typical use by a backup:
 //
 //	c, err := nbd.Dial(ctx, "nbd+unix:///disk?socket=/run/nbd.sock", nbd.Options{

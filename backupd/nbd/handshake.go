@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // BlockSize holds the server's block size constraints in bytes.
@@ -267,7 +268,11 @@ func setMetaContext(rw io.ReadWriter, export string, contexts []string) (map[str
 			if len(payload) < 4 {
 				return nil, protocolErrorf("meta context reply of %d bytes", len(payload))
 			}
-			ids[string(payload[4:])] = binary.BigEndian.Uint32(payload[0:4])
+			name := string(payload[4:])
+			if _, dup := ids[name]; dup || !slices.Contains(contexts, name) {
+				return nil, protocolErrorf("meta context reply for %q, which was not asked for or was given twice", printable(payload[4:]))
+			}
+			ids[name] = binary.BigEndian.Uint32(payload[0:4])
 		default:
 			return nil, optionError(optSetMetaContext, typ, payload)
 		}
@@ -284,7 +289,10 @@ func goOption(rw io.ReadWriter, opt uint32, export string, info *ExportInfo) err
 		return fmt.Errorf("send option %d: %w", opt, err)
 	}
 	haveExport := false
-	for {
+	for replies := 0; ; replies++ {
+		if replies > maxInfoReplies {
+			return protocolErrorf("more than %d info replies to option %d", maxInfoReplies, opt)
+		}
 		typ, payload, err := readOptionReply(rw, opt)
 		if err != nil {
 			return err
@@ -307,6 +315,9 @@ func goOption(rw io.ReadWriter, opt uint32, export string, info *ExportInfo) err
 		}
 	}
 }
+
+// maxInfoReplies bounds the NBD_REP_INFO replies to one NBD_OPT_GO.
+const maxInfoReplies = 64
 
 // parseInfo applies one NBD_REP_INFO payload to info. It reports whether
 // the payload was NBD_INFO_EXPORT.

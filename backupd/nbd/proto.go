@@ -121,6 +121,8 @@ const (
 	defaultMaxBlock = 32 << 20
 	// maxOptionReply bounds an option reply payload we are willing to read.
 	maxOptionReply = 1 << 20
-	// maxStatusPayload bounds a block status chunk we are willing to read.
-	maxStatusPayload = 64 << 20
+	// maxStatusPayload bounds a block status chunk we are willing to read:
+	// 2M extents (qemu-nbd sends at most 128K per reply, nbdkit 1M), which
+	// parse into 48 MiB.
+	maxStatusPayload = 16<<20 + 4
 )

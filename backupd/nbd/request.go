@@ -25,8 +25,10 @@ type request struct {
 	seen      []uint64 // bit i set: read byte off+i delivered; nil until needed
 	extents   []Extent // block status result
 	gotStatus bool
-	err       error // first error the server reported for this request
-	connErr   error // the connection broke before the request completed
+	statusIDs []uint32 // contexts whose block status chunk arrived
+	errChunks int      // error chunks received
+	err       error    // first error the server reported for this request
+	connErr   error    // the connection broke before the request completed
 	done      chan struct{}
 }
 

@@ -78,6 +78,11 @@ func (e *ChangeIDRejectedError) Error() string {
 
 func (e *ChangeIDRejectedError) Unwrap() error { return e.Err }
 
+// maxChangedAreas bounds the changed-area list of one disk (16 bytes an
+// area: 64 MiB). ESXi reports areas of at least its CBT granularity, so a
+// real list stays far below it; a longer one is refused, not held.
+var maxChangedAreas = 4 << 20
+
 // ChangedAreas asks QueryChangedDiskAreas for the areas of the disk (at the
 // snapshot) that changed since changeID ("*" for every allocated area).
 // It loops over startOffset until the end of the disk: each answer covers
@@ -97,9 +102,17 @@ func (v *VM) ChangedAreas(ctx context.Context, snap types.ManagedObjectReference
 		}
 		info := res.Returnval
 		for _, a := range info.ChangedArea {
-			if a.Length > 0 {
-				out = append(out, Extent{Offset: a.Start, Length: a.Length})
+			if a.Length <= 0 {
+				continue
 			}
+			if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == a.Start {
+				out[n-1].Length += a.Length // touching areas merge as they arrive
+				continue
+			}
+			if len(out) == maxChangedAreas {
+				return nil, fmt.Errorf("QueryChangedDiskAreas of disk %s: more than %d separate changed areas; the list is not kept in memory (a CBT reset makes the next backup read the disk whole)", disk.Name, maxChangedAreas)
+			}
+			out = append(out, Extent{Offset: a.Start, Length: a.Length})
 		}
 		next := info.StartOffset + info.Length
 		if next <= off {

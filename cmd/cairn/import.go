@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +30,13 @@ func importCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
 			&cli.StringSliceFlag{Name: "disk", Required: true, Usage: "disk name (repeatable, one per PATH)"},
-			&cli.StringSliceFlag{Name: "changed", Usage: "changed areas OFFSET:LENGTH,... (repeatable, one per disk in --disk order)"},
-			&cli.StringSliceFlag{Name: "changed-file", Usage: "file of changed areas, one OFFSET:LENGTH (or OFFSET LENGTH) per line, or a JSON list of {offset,length} (repeatable, one per disk)"},
+			&cli.GenericFlag{Name: "changed", Value: &areaLists{}, Usage: "changed areas OFFSET:LENGTH,... of one disk (repeatable, one per disk in --disk order)"},
+			&cli.GenericFlag{Name: "changed-file", Value: &areaLists{}, Usage: "file of changed areas, one OFFSET:LENGTH (or OFFSET LENGTH) per line, or a JSON list of {offset,length} (repeatable, one per disk)"},
 			&cli.StringSliceFlag{Name: "dirty-bitmap", Usage: "NBD sources: read only the areas the qemu dirty bitmap `NAME` marks (once for every disk, or once per disk in --disk order; \"\" for none)"},
 			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
+			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "NBD sources: fail a connection that makes no progress for this long (the handshake gets at most 30s of it)"},
 		}, nbdTLSFlags()...),
 		Action: importAction,
 	}
@@ -69,7 +69,10 @@ func importAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	srcOpts := importSourceOptions{TLS: tlsOpts}
+	if c.Duration("nbd-stall-timeout") <= 0 {
+		return fmt.Errorf("import: --nbd-stall-timeout must be positive")
+	}
+	srcOpts := importSourceOptions{TLS: tlsOpts, StallTimeout: c.Duration("nbd-stall-timeout")}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -77,6 +80,9 @@ func importAction(c *cli.Context) error {
 	defer repo.Close()
 	opts := blockmap.PointOptions{Consistency: c.String("consistency"), Purpose: "cairn import"}
 	if t := c.Timestamp("time"); t != nil {
+		if err := checkPointTime(*t, time.Now()); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
 		opts.Time = *t
 	}
 	p, err := importDisks(c.Context, repo, c.String("vm"), disks, c.Bool("full"), opts, srcOpts)
@@ -154,6 +160,11 @@ func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src imp
 	} else if _, ok := base.Disk(d.name); !ok {
 		reason = ""
 	}
+	if hasList {
+		if err := checkAreasInDisk(d.name, changed, src.Size()); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+	}
 	w, err := sess.AddDisk(ctx, d.name, src.Size(), blockmap.DiskOptions{Full: full || !hasList, FullReason: reason, Changed: changed})
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
@@ -228,19 +239,19 @@ func parseBitmapFlags(c *cli.Context, disks []importDisk) error {
 }
 
 func parseChangedFlags(c *cli.Context, disks []importDisk) error {
-	lists := c.StringSlice("changed")
-	files := c.StringSlice("changed-file")
+	lists := flagLists(c.Generic("changed"))
+	files := flagLists(c.Generic("changed-file"))
 	if len(lists) > 0 && len(files) > 0 {
 		return fmt.Errorf("import: give --changed or --changed-file, not both")
 	}
 	if len(files) > 0 {
 		lists = nil
 		for _, f := range files {
-			data, err := os.ReadFile(f)
+			data, err := readChangedFile(c.Context, f)
 			if err != nil {
 				return fmt.Errorf("import: --changed-file: %w", err)
 			}
-			lists = append(lists, string(data))
+			lists = append(lists, data)
 		}
 	}
 	if len(lists) == 0 {
@@ -265,24 +276,35 @@ func parseChangedFlags(c *cli.Context, disks []importDisk) error {
 func parseExtents(s string) ([]blockmap.Extent, error) {
 	s = strings.TrimSpace(s)
 	if strings.HasPrefix(s, "[") {
-		var items []map[string]int64
+		var items []struct {
+			Offset      *int64 `json:"offset"`
+			Start       *int64 `json:"start"`
+			StartOffset *int64 `json:"startOffset"`
+			Length      int64  `json:"length"`
+		}
 		if err := json.Unmarshal([]byte(s), &items); err != nil {
 			return nil, fmt.Errorf("not a JSON list of {offset, length}: %w", err)
 		}
-		var out []blockmap.Extent
+		if len(items) > maxChangedAreas {
+			return nil, tooManyAreas(len(items))
+		}
+		out := make([]blockmap.Extent, 0, len(items))
 		for _, it := range items {
-			off, ok := it["offset"]
-			if !ok {
-				if off, ok = it["start"]; !ok {
-					off = it["startOffset"]
-				}
+			var off int64
+			switch {
+			case it.Offset != nil:
+				off = *it.Offset
+			case it.Start != nil:
+				off = *it.Start
+			case it.StartOffset != nil:
+				off = *it.StartOffset
 			}
-			out = append(out, blockmap.Extent{Offset: off, Length: it["length"]})
+			out = append(out, blockmap.Extent{Offset: off, Length: it.Length})
 		}
 		return checkExtents(out)
 	}
 	var out []blockmap.Extent
-	for _, line := range strings.Split(s, "\n") {
+	for line := range strings.Lines(s) {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -300,6 +322,9 @@ func parseExtents(s string) ([]blockmap.Extent, error) {
 			if err1 != nil || err2 != nil {
 				return nil, fmt.Errorf("%q is not OFFSET:LENGTH in bytes", item)
 			}
+			if len(out) == maxChangedAreas {
+				return nil, tooManyAreas(len(out) + 1)
+			}
 			out = append(out, blockmap.Extent{Offset: o, Length: l})
 		}
 	}
@@ -313,4 +338,8 @@ func checkExtents(ext []blockmap.Extent) ([]blockmap.Extent, error) {
 		}
 	}
 	return ext, nil
+}
+
+func tooManyAreas(n int) error {
+	return fmt.Errorf("more than %d areas (%d or more): too many for a changed-area list (VMware reports a few thousand per disk); read the disk whole instead (leave out --changed)", maxChangedAreas, n)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -38,6 +39,9 @@ type importSourceOptions struct {
 	DirtyBitmap string
 	// TLS configures nbds:// sources (nil: system roots).
 	TLS *nbd.TLSOptions
+	// StallTimeout fails an NBD connection without progress for this
+	// long; the handshake gets at most 30s of it (0: the client's defaults).
+	StallTimeout time.Duration
 }
 
 // isURI reports whether path is a URI (SCHEME://...) rather than a file:
@@ -130,6 +134,10 @@ func openNBDSource(ctx context.Context, name, uri string, opts importSourceOptio
 		}
 	}
 	o := nbd.Options{TLS: opts.TLS} // TLS options turn TLS on, as nbds:// does
+	if opts.StallTimeout > 0 {
+		o.StallTimeout = opts.StallTimeout
+		o.DialTimeout = min(opts.StallTimeout, 30*time.Second)
+	}
 	if opts.DirtyBitmap != "" {
 		o.MetaContexts = []string{nbd.ContextDirtyBitmapPrefix + opts.DirtyBitmap}
 	}
