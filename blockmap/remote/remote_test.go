@@ -1,0 +1,130 @@
+package remote
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// twoVMs writes two VMs with two generations each: random, compressible
+// and zero regions, a partial last block, a second disk.
+func twoVMs(t *testing.T, repo *blockmap.Repo) []blockmap.Point {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	t0 := time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC)
+	var pts []blockmap.Point
+	for i, vm := range []string{"web", "db"} {
+		base := randBytes(rnd, 3<<20)
+		d1 := diskSpec{name: "disk-0", size: 16<<20 + 1000, data: map[int64][]byte{0: base, 5 << 20: textBytes(2 << 20), 16 << 20: randBytes(rnd, 1000)}}
+		d2 := diskSpec{name: "disk-1", size: 4 << 20, data: map[int64][]byte{1 << 20: randBytes(rnd, 320<<10)}}
+		pts = append(pts, writePoint(t, repo, vm, t0.Add(time.Duration(i)*time.Hour), []diskSpec{d1, d2}))
+		// Second generation: a little changed.
+		d1.data[64<<10] = randBytes(rnd, 128<<10)
+		pts = append(pts, writePoint(t, repo, vm, t0.Add(24*time.Hour+time.Duration(i)*time.Hour), []diskSpec{d1, d2}))
+	}
+	return pts
+}
+
+// TestReplicatePullRoundTrip replicates several VMs and generations,
+// lists them remotely, reads them through the remote reader and pulls each
+// into a fresh repository: every disk equals the local one byte for byte,
+// with the same data map, time, consistency and metadata.
+func TestReplicatePullRoundTrip(t *testing.T) {
+	e := newEnv(t, 0)
+	repo := testutil.NewRepo(t)
+	pts := twoVMs(t, repo)
+	r := e.open()
+	st, err := r.Replicate(ctx(t), repo, pts, ReplicateOptions{CacheDir: cacheDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Replicated) != 4 || st.Packs < 2 {
+		t.Fatalf("replicated %d points in %d packs", len(st.Replicated), st.Packs)
+	}
+	t.Logf("read %d blocks, %d new, %d raw bytes -> %d in packs, %d uploaded", st.BlocksRead, st.BlocksNew, st.RawNew, st.PackBytes, st.BytesUploaded)
+	// Object names say nothing about VMs or disks.
+	opaque := regexp.MustCompile(`^cairn/(config|(packs|index|points)/[0-9a-f]{64})$`)
+	for name := range e.objects("") {
+		if !opaque.MatchString(name) {
+			t.Fatalf("object name %q is not opaque", name)
+		}
+	}
+	rpts, bad, err := r.Points(ctx(t))
+	if err != nil || len(bad) != 0 {
+		t.Fatalf("points: %v %v", err, bad)
+	}
+	if len(rpts) != 4 {
+		t.Fatalf("remote lists %d points, want 4", len(rpts))
+	}
+	fresh := newRepoAt(t, filepath.Join(t.TempDir(), "fresh"))
+	for _, p := range pts {
+		dr, err := r.OpenDisk(ctx(t), p.VM, p.ID, "disk-0", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr, _ := repo.OpenDisk(ctx(t), p, "disk-0")
+		if !bytes.Equal(readAll(t, dr, dr.Size()), readAll(t, lr, lr.Size())) {
+			t.Fatalf("%s %s: remote reader differs", p.VM, p.ID)
+		}
+		if !equalExtents(dr.DataExtents(), lr.DataExtents()) {
+			t.Fatalf("%s %s: remote data map %v, local %v", p.VM, p.ID, dr.DataExtents(), lr.DataExtents())
+		}
+		lr.Close()
+		np, pulled, err := r.Pull(ctx(t), fresh, p.VM, p.ID)
+		if err != nil || !pulled {
+			t.Fatalf("pull %s %s: %v (pulled %v)", p.VM, p.ID, err, pulled)
+		}
+		if np.ID != p.ID || !np.Time.Equal(p.Time) || np.Consistency != p.Consistency || string(np.Meta) != string(p.Meta) {
+			t.Fatalf("pulled point %+v, want %+v", np, p)
+		}
+		sameLocal(t, repo, fresh, p, np)
+	}
+	// A second replication finds everything there.
+	st, err = r.Replicate(ctx(t), repo, pts, ReplicateOptions{CacheDir: cacheDir(t)})
+	if err != nil || len(st.Replicated) != 0 || len(st.Present) != 4 || st.BytesUploaded != 0 {
+		t.Fatalf("second replication: %v, %+v", err, st)
+	}
+	// Pulling again does nothing.
+	if _, pulled, err := r.Pull(ctx(t), fresh, pts[0].VM, pts[0].ID); err != nil || pulled {
+		t.Fatalf("second pull: pulled %v, %v", pulled, err)
+	}
+	rep, err := r.Verify(ctx(t), VerifyOptions{})
+	if err != nil || !rep.OK() || rep.PacksRead == 0 {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+}
+
+// TestWrongKey: another passphrase fails clearly and writes nothing.
+func TestWrongKey(t *testing.T) {
+	e := newEnv(t, 0)
+	before := e.objects("")
+	o := e.opts
+	o.Secret = []byte("wrong")
+	if _, err := Open(ctx(t), o); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open with a wrong key: %v, want ErrWrongKey", err)
+	}
+	if after := e.objects(""); len(after) != len(before) {
+		t.Fatalf("objects %v after a wrong key, before %v", after, before)
+	}
+}
+
+// TestWrongCredentials: a bad secret key is ErrAccessDenied.
+func TestWrongCredentials(t *testing.T) {
+	e := newEnv(t, 0)
+	o := e.opts
+	o.Store.SecretKey = "not-the-secret"
+	_, err := Open(ctx(t), o)
+	if !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("open with wrong credentials: %v, want ErrAccessDenied", err)
+	}
+	if strings.Contains(err.Error(), "not-the-secret") {
+		t.Fatalf("error shows the secret: %v", err)
+	}
+}
