@@ -47,12 +47,19 @@ func (r *Remote) Extend(ctx context.Context) (*ExtendStats, error) {
 			objs = append(objs, o)
 		}
 	}
-	add(obj{name: configName})
+	// cairn writes each name once: the oldest data version of a config,
+	// manifest or index name is cairn's (later ones are someone else's).
+	oldest, err := r.st.oldestVersions(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	add(obj{name: configName, version: oldest[configName]})
 	for _, m := range ms {
-		add(obj{name: pointsPrefix + r.keys.manifestName(m.Point.VM, m.Point.ID)})
+		name := pointsPrefix + r.keys.manifestName(m.Point.VM, m.Point.ID)
+		add(obj{name: name, version: oldest[name]})
 		for _, p := range m.Packs {
 			add(obj{name: packPrefix + p.ID, version: p.Version})
-			add(obj{name: indexPrefix + p.ID})
+			add(obj{name: indexPrefix + p.ID, version: oldest[indexPrefix+p.ID]})
 		}
 	}
 	st := &ExtendStats{Objects: len(objs)}

@@ -56,6 +56,8 @@ type Remote struct {
 	packSize int
 	enc      *zstd.Encoder
 	dec      *zstd.Decoder
+
+	afterPack func(n int64) // tests: called after each stored pack and its index
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock

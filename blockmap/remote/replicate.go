@@ -99,6 +99,7 @@ type uploader struct {
 	mu     sync.Mutex
 	err    error
 	up     atomic.Int64
+	stored atomic.Int64
 }
 
 func (r *Remote) newUploader(ctx context.Context, cache *blockCache, st *ReplicateStats, workers int) (*uploader, context.Context) {
@@ -152,6 +153,9 @@ func (u *uploader) store(ctx context.Context, p *pack) error {
 	}
 	u.cache.add(pi)
 	u.up.Add(int64(len(p.data) + len(sealed)))
+	if u.r.afterPack != nil {
+		u.r.afterPack(u.stored.Add(1))
+	}
 	return nil
 }
 

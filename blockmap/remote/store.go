@@ -228,6 +228,25 @@ func (s *store) versions(ctx context.Context, name string) ([]string, error) {
 	return out, nil
 }
 
+// oldestVersions maps each name under pfx to its oldest data version.
+func (s *store) oldestVersions(ctx context.Context, pfx string) (map[string]string, error) {
+	out := map[string]string{}
+	for o := range s.cl.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: pfx, Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			return nil, s.s3err("list versions", pfx, o.Err)
+		}
+		if o.IsDeleteMarker {
+			continue
+		}
+		v := o.VersionID
+		if v == "null" {
+			v = ""
+		}
+		out[o.Key] = v // versions come newest first: the last one stays
+	}
+	return out, nil
+}
+
 func (s *store) remove(ctx context.Context, name, version string) error {
 	return s.s3err("delete", name, s.cl.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{VersionID: version}))
 }
