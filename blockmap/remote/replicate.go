@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -23,6 +24,9 @@ type ReplicateStats struct {
 	// BlocksNew those the remote lacked (uploaded); the rest were
 	// deduplicated against blocks it has.
 	BlocksRead int64 `json:"blocks_read"`
+	// BlocksUnchanged were not read: an earlier copied point of the VM
+	// holds the same version of them.
+	BlocksUnchanged int64 `json:"blocks_unchanged"`
 	BlocksNew  int64 `json:"blocks_new"`
 	BytesRead  int64 `json:"bytes_read"`
 	// RawNew are the plaintext bytes of new blocks; PackBytes what they
@@ -36,7 +40,8 @@ type ReplicateStats struct {
 
 // ReplicateOptions tune a replication.
 type ReplicateOptions struct {
-	// CacheDir holds the block cache (see blockCache); required.
+	// CacheDir holds the block cache (see blockCache) and what this
+	// machine copied (see pointState); required.
 	CacheDir string
 	// Progress, when set, is told about each point as it starts.
 	Progress func(p blockmap.Point)
@@ -50,7 +55,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	if o.CacheDir == "" {
 		return nil, errors.New("replicate: no cache directory")
 	}
-	cache, err := r.loadCache(ctx, o.CacheDir)
+	cache, err := r.loadCache(ctx, filepath.Join(o.CacheDir, "index"))
 	if err != nil {
 		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", err)
 	}
@@ -73,7 +78,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		if o.Progress != nil {
 			o.Progress(p)
 		}
-		if err := r.replicatePoint(ctx, repo, p, cache, st); err != nil {
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present); err != nil {
 			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
 		}
 		st.Replicated = append(st.Replicated, p)
@@ -176,9 +181,11 @@ type pendingBlob struct {
 	raw  uint32
 }
 
-func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats) error {
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
+	prev := r.loadPrev(ctx, cacheDir, p, present)
+	gens := map[string][]uint32{}
 	up, uctx := r.newUploader(ctx, cache, st, 2)
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up)
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, gens)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
 	}
@@ -207,6 +214,10 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 		return err
 	}
 	st.BytesUploaded += int64(len(data))
+	present[name] = true
+	if err := r.saveState(cacheDir, p, gens); err != nil {
+		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
+	}
 	return nil
 }
 
@@ -217,12 +228,11 @@ type block struct {
 	id     ID
 	sealed []byte
 	ref    blobRef
-	known  bool
 }
 
 const batchBlocks = 64
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader) (*manifest, error) {
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, gensOut map[string][]uint32) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
 	packNum := map[ID]int{}
@@ -258,65 +268,93 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			return nil, err
 		}
 		var entries []blockEntry
-		err = func() error {
-			defer dr.Close()
-			for _, e := range dr.DataExtents() {
-				for off := e.Offset; off < e.Offset+e.Length; {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					n := min(int64(len(buf)), e.Offset+e.Length-off)
-					if _, err := dr.ReadAt(buf[:n], off); err != nil {
-						return fmt.Errorf("read local disk %s: %w", d.Name, err)
-					}
-					st.BytesRead += n
-					var blocks []*block
-					for i := int64(0); i < n; i += bs {
-						blocks = append(blocks, &block{n: (off + i) / bs, data: buf[i:min(n, i+bs)]})
-					}
-					// Hash in parallel, look up in order, seal new ones in parallel.
-					parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
-					var fresh []*block
-					for _, b := range blocks {
-						if ref, ok := cache.lookup(b.id); ok {
-							b.ref, b.known = ref, true
-						} else if _, ok := pending[b.id]; ok {
-							b.known = true
-						} else {
-							fresh = append(fresh, b)
-							pending[b.id] = pendingBlob{}
-						}
-					}
-					parallel(fresh, workers, func(b *block) { b.sealed = r.sealBlob(nil, b.id, b.data) })
-					for _, b := range fresh {
-						if cur == nil {
-							cur = &pack{id: randomID(), data: make([]byte, 0, r.packSize+int(bs)+64)}
-						}
-						pb := pendingBlob{pack: cur, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
-						cur.data = append(cur.data, b.sealed...)
-						cur.entries = append(cur.entries, indexEntry{ID: b.id, Off: pb.off, Len: pb.len, Raw: pb.raw})
-						pending[b.id] = pb
-						st.BlocksNew++
-						st.RawNew += int64(len(b.data))
-						st.PackBytes += int64(len(b.sealed))
-						if len(cur.data) >= r.packSize {
-							if err := flush(); err != nil {
-								return err
-							}
-						}
-					}
-					for _, b := range blocks {
-						st.BlocksRead++
-						ref := b.ref
-						if pb, ok := pending[b.id]; ok && !(b.known && ref.Len != 0) {
-							ref = blobRef{Pack: pb.pack.id, Off: pb.off, Len: pb.len, Raw: pb.raw}
-						}
-						entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
-					}
-					off += n
+		gens := dr.BlockGens()
+		if gensOut != nil {
+			gensOut[d.Name] = gens
+		}
+		// readRun reads consecutive blocks, stores the new ones and
+		// records all of them.
+		readRun := func(run []int64) error {
+			if len(run) == 0 {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			off := run[0] * bs
+			n := min(int64(len(run))*bs, d.Size-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("read local disk %s: %w", d.Name, err)
+			}
+			st.BytesRead += n
+			var blocks []*block
+			for i := int64(0); i < n; i += bs {
+				blocks = append(blocks, &block{n: (off + i) / bs, data: buf[i:min(n, i+bs)]})
+			}
+			// Hash in parallel, look up in order, seal new ones in parallel.
+			parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
+			var fresh []*block
+			for _, b := range blocks {
+				if ref, ok := cache.lookup(b.id); ok {
+					b.ref = ref
+				} else if _, ok := pending[b.id]; !ok {
+					fresh = append(fresh, b)
+					pending[b.id] = pendingBlob{}
 				}
 			}
+			parallel(fresh, workers, func(b *block) { b.sealed = r.sealBlob(nil, b.id, b.data) })
+			for _, b := range fresh {
+				if cur == nil {
+					cur = &pack{id: randomID(), data: make([]byte, 0, r.packSize+int(bs)+64)}
+				}
+				pb := pendingBlob{pack: cur, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
+				cur.data = append(cur.data, b.sealed...)
+				cur.entries = append(cur.entries, indexEntry{ID: b.id, Off: pb.off, Len: pb.len, Raw: pb.raw})
+				pending[b.id] = pb
+				st.BlocksNew++
+				st.RawNew += int64(len(b.data))
+				st.PackBytes += int64(len(b.sealed))
+				if len(cur.data) >= r.packSize {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			for _, b := range blocks {
+				st.BlocksRead++
+				ref := b.ref
+				if ref.Len == 0 {
+					pb := pending[b.id]
+					ref = blobRef{Pack: pb.pack.id, Off: pb.off, Len: pb.len, Raw: pb.raw}
+				}
+				entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
+			}
 			return nil
+		}
+		err = func() error {
+			defer dr.Close()
+			var run []int64
+			for _, e := range dr.DataExtents() {
+				for b := e.Offset / bs; b*bs < e.Offset+e.Length; b++ {
+					if ref, id, ok := prev.reuse(d.Name, b, gens[b], cache); ok {
+						if err := readRun(run); err != nil {
+							return err
+						}
+						run = run[:0]
+						entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+						st.BlocksUnchanged++
+						continue
+					}
+					if len(run) > 0 && (run[len(run)-1] != b-1 || len(run) == batchBlocks) {
+						if err := readRun(run); err != nil {
+							return err
+						}
+						run = run[:0]
+					}
+					run = append(run, b)
+				}
+			}
+			return readRun(run)
 		}()
 		if err != nil {
 			return nil, err

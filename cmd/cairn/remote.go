@@ -478,7 +478,7 @@ func replicateAction(c *cli.Context) error {
 	}
 	started := time.Now()
 	st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
-		CacheDir: filepath.Join(remoteCacheDir(repo.Dir(), rc.Name), "index"),
+		CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
 		Progress: func(p blockmap.Point) {
 			if !c.Bool("json") {
 				fmt.Printf("replicating %s %s\n", p.VM, p.ID)

@@ -108,6 +108,9 @@ osd crush chooseleaf type = 0
 mon data avail crit = 1
 mon data avail warn = 1
 paxos propose interval = 0.05
+# a killed radosgw leaves watches on its control objects; a new one
+# notifies them on every bucket creation and waits for them to expire
+osd client watch timeout = 3
 osd objectstore = memstore
 memstore device bytes = 8589934592
 osd data = %[3]s/osd
