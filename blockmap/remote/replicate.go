@@ -27,8 +27,8 @@ type ReplicateStats struct {
 	// BlocksUnchanged were not read: an earlier copied point of the VM
 	// holds the same version of them.
 	BlocksUnchanged int64 `json:"blocks_unchanged"`
-	BlocksNew  int64 `json:"blocks_new"`
-	BytesRead  int64 `json:"bytes_read"`
+	BlocksNew       int64 `json:"blocks_new"`
+	BytesRead       int64 `json:"bytes_read"`
 	// RawNew are the plaintext bytes of new blocks; PackBytes what they
 	// took in packs (compressed and encrypted).
 	RawNew    int64 `json:"raw_new"`

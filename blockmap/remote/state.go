@@ -143,5 +143,3 @@ func (pp *prevPoint) reuse(disk string, b int64, gen uint32, cache *blockCache) 
 	}
 	return blobRef{Pack: pk, Off: e.Off, Len: e.Len, Raw: e.Raw}, e.ID, true
 }
-
-
