@@ -251,3 +251,43 @@ func TestRemoteImmutableCLI(t *testing.T) {
 		t.Fatalf("extend right after replicate: %s", out)
 	}
 }
+
+// TestRemotePruneCLI: prune --remote keeps what the policy keeps and the
+// kept point still exports identically; forget --remote deletes one point.
+func TestRemotePruneCLI(t *testing.T) {
+	f := newRemoteFixture(t)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(dir, "a.img")
+	makeImage(t, img, 16<<20)
+	for i := range 3 {
+		writeRandom(t, img, int64(i)*(2<<20), 2<<20, uint64(40+i))
+		mustCairn(t, "--repo", repo, "import", "--vm", "a", "--disk", "d0", img)
+	}
+	f.add(t, repo, "off")
+	mustCairn(t, "--repo", repo, "remote", "init", "off")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	out := mustCairn(t, "--repo", repo, "prune", "--remote", "off", "--keep-last", "2")
+	if !strings.Contains(out, "1 points deleted, 2 kept") {
+		t.Fatalf("prune --remote said:\n%s", out)
+	}
+	pts := remotePoints(t, repo, "off")
+	if len(pts) != 2 {
+		t.Fatalf("%d remote points after prune", len(pts))
+	}
+	out = mustCairn(t, "--repo", repo, "forget", "--remote", "off", "--vm", "a", "--point", pts[0].ID)
+	if !strings.Contains(out, "deleted a "+pts[0].ID) {
+		t.Fatalf("forget --remote said:\n%s", out)
+	}
+	left := remotePoints(t, repo, "off")
+	if len(left) != 1 || left[0].ID != pts[1].ID {
+		t.Fatalf("remote points after forget: %v", left)
+	}
+	outImg := filepath.Join(t.TempDir(), "r.img")
+	mustCairn(t, "--repo", repo, "export", "--remote", "off", "--vm", "a", "--point", "latest", "--disk", "d0", outImg)
+	if fileSHA(t, outImg) != fileSHA(t, img) {
+		t.Fatal("the kept remote point differs from its source")
+	}
+	mustCairn(t, "--repo", repo, "verify", "--remote", "off")
+}

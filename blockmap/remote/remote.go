@@ -57,6 +57,7 @@ type Remote struct {
 	enc      *zstd.Encoder
 	dec      *zstd.Decoder
 
+	lockOn    bool          // the bucket has Object Lock (known during a prune)
 	afterPack func(n int64) // tests: called after each stored pack and its index
 }
 

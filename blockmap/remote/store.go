@@ -184,9 +184,10 @@ func (s *store) get(ctx context.Context, name, version string, off, length int64
 }
 
 type objectInfo struct {
-	Name    string
-	Size    int64
-	Version string
+	Name     string
+	Size     int64
+	Version  string
+	Modified time.Time
 }
 
 // list lists the objects under prefix (latest versions; with hidden also
@@ -207,7 +208,7 @@ func (s *store) list(ctx context.Context, pfx string, hidden bool) ([]objectInfo
 		if v == "null" {
 			v = ""
 		}
-		out = append(out, objectInfo{Name: o.Key, Size: o.Size, Version: v})
+		out = append(out, objectInfo{Name: o.Key, Size: o.Size, Version: v, Modified: o.LastModified})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -243,6 +244,33 @@ func (s *store) oldestVersions(ctx context.Context, pfx string) (map[string]stri
 			v = ""
 		}
 		out[o.Key] = v // versions come newest first: the last one stays
+	}
+	return out, nil
+}
+
+// objectVersion is one version of an object, or a delete marker.
+type objectVersion struct {
+	id     string
+	marker bool
+	size   int64
+}
+
+// allVersions lists every version and delete marker of one object ("" is
+// the only version of an unversioned object).
+func (s *store) allVersions(ctx context.Context, name string) ([]objectVersion, error) {
+	var out []objectVersion
+	for o := range s.cl.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: name, Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			return nil, s.s3err("list versions", name, o.Err)
+		}
+		if o.Key != name {
+			continue
+		}
+		v := o.VersionID
+		if v == "null" {
+			v = ""
+		}
+		out = append(out, objectVersion{id: v, marker: o.IsDeleteMarker, size: o.Size})
 	}
 	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -476,6 +477,11 @@ func replicateAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockRemote(repo.Dir(), rc.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	started := time.Now()
 	st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
 		CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
@@ -773,4 +779,79 @@ func (a *afterName) Bool(name string) bool {
 		return b
 	}
 	return a.c.Bool(name)
+}
+
+// lockRemote takes this machine's exclusive lock of a remote: replicate
+// and prune of one remote never run at once from one appliance (a prune
+// could delete a pack a running replication is about to reference).
+func lockRemote(repoDir, name string) (func(), error) {
+	dir := remoteCacheDir(repoDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("remote %s is in use by another cairn replicate or prune on this machine (%s): wait for it to end", name, f.Name())
+	}
+	return func() { f.Close() }, nil
+}
+
+// remotePruneAction is prune and forget with --remote.
+func remotePruneAction(c *cli.Context) error {
+	repo, rem, rc, err := openRemote(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	defer rem.Close()
+	unlock, err := lockRemote(repo.Dir(), rc.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var rep *remote.PruneReport
+	if c.Command.Name == "forget" {
+		pts, _, err := rem.Points(c.Context)
+		if err != nil {
+			return remoteAdvice(rc, err)
+		}
+		var sel []blockmap.Point
+		for _, ref := range c.StringSlice("point") {
+			p, err := blockmap.FindPoint(filterVM(pts, c.String("vm")), c.String("vm"), ref)
+			if err != nil {
+				return err
+			}
+			sel = append(sel, p)
+		}
+		rep, err = rem.Forget(c.Context, sel, c.Bool("dry-run"))
+		if err != nil {
+			return err
+		}
+	} else {
+		pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+			KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+		if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(rep)
+	}
+	verb := "deleted"
+	if rep.DryRun {
+		verb = "would delete"
+	}
+	for _, p := range rep.Deleted {
+		fmt.Printf("%s %s %s\n", verb, p.VM, p.ID)
+	}
+	for _, p := range rep.Locked {
+		fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
+	}
+	fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
+		rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
+	return nil
 }

@@ -83,8 +83,12 @@ func repoCommands() []*cli.Command {
 				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
 			},
 			Action: func(c *cli.Context) error {
+				if c.String("remote") != "" {
+					return remotePruneAction(c)
+				}
 				repo, err := openRepo(c)
 				if err != nil {
 					return err
@@ -107,8 +111,12 @@ func repoCommands() []*cli.Command {
 				&cli.StringSliceFlag{Name: "point", Required: true, Usage: "point id, generation number or latest (repeatable)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
 			},
 			Action: func(c *cli.Context) error {
+				if c.String("remote") != "" {
+					return remotePruneAction(c)
+				}
 				repo, err := openRepo(c)
 				if err != nil {
 					return err
