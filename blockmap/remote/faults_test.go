@@ -227,3 +227,47 @@ func TestTamperedObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLocalPrunedDuringReplication: a point is forgotten locally while
+// its replication runs, so the blocks only it held are released under the
+// reader. The run fails cleanly (it never copies the released blocks as
+// zeros), no remote point appears, and the next run copies what is left.
+func TestLocalPrunedDuringReplication(t *testing.T) {
+	e := newEnv(t, 0)
+	repo := testutil.NewRepo(t)
+	p1 := bigPoint(t, repo, "vm", 41)
+	rnd := rand.New(rand.NewPCG(43, 44))
+	bs := int64(repo.BlockSize())
+	// p2 rewrites 8-12 MiB: p1's versions there become p1's alone.
+	p2 := writeIncr(t, repo, "vm", "disk-0", 24<<20, p1.Time.Add(time.Hour), map[int64][]byte{8 << 20: randBytes(rnd, 4<<20)})
+	r := e.open()
+	var forgetErr error
+	done := false
+	r.beforeRead = func(b int64) {
+		if !done && b*bs >= 8<<20 {
+			done = true
+			_, forgetErr = repo.Forget(context.Background(), p1.VM, []string{p1.ID}, false)
+		}
+	}
+	_, err := r.Replicate(ctx(t), repo, []blockmap.Point{p1}, ReplicateOptions{CacheDir: cacheDir(t)})
+	if !done || forgetErr != nil {
+		t.Fatalf("forget during replication: ran %v, %v", done, forgetErr)
+	}
+	if err == nil {
+		t.Fatal("replication of a point forgotten midway succeeded")
+	}
+	t.Logf("replication failed as it should: %v", err)
+	if pts, _, err := r.Points(ctx(t)); err != nil || len(pts) != 0 {
+		t.Fatalf("remote points after the failed run: %v %v", pts, err)
+	}
+	r.beforeRead = nil
+	if _, err := r.Replicate(ctx(t), repo, []blockmap.Point{p2}, ReplicateOptions{CacheDir: cacheDir(t)}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newRepoAt(t, t.TempDir()+"/fresh")
+	np, _, err := r.Pull(ctx(t), fresh, p2.VM, p2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameLocal(t, repo, fresh, p2, np)
+}

@@ -57,8 +57,9 @@ type Remote struct {
 	enc      *zstd.Encoder
 	dec      *zstd.Decoder
 
-	lockOn    bool          // the bucket has Object Lock (known during a prune)
-	afterPack func(n int64) // tests: called after each stored pack and its index
+	lockOn     bool          // the bucket has Object Lock (known during a prune)
+	afterPack  func(n int64) // tests: called after each stored pack and its index
+	beforeRead func(b int64) // tests: called before blocks from b on are read
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock

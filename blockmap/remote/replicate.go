@@ -281,6 +281,9 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if r.beforeRead != nil {
+				r.beforeRead(run[0])
+			}
 			off := run[0] * bs
 			n := min(int64(len(run))*bs, d.Size-off)
 			if _, err := dr.ReadAt(buf[:n], off); err != nil {
