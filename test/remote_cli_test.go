@@ -159,17 +159,25 @@ func TestRemoteDisasterRecovery(t *testing.T) {
 	}
 }
 
+// repoWithOnePoint makes a repository whose VM "a" has one point of an
+// 8 MiB disk d0 holding n random bytes.
+func repoWithOnePoint(t *testing.T, n int64, seed uint64) (dir, repo string) {
+	t.Helper()
+	dir = t.TempDir()
+	repo = filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(dir, "a.img")
+	makeImage(t, img, 8<<20)
+	writeRandom(t, img, 0, n, seed)
+	mustCairn(t, "--repo", repo, "import", "--vm", "a", "--disk", "d0", img)
+	return dir, repo
+}
+
 // TestRemoteWrongKeyAndCredentials: a wrong passphrase and a wrong secret
 // key fail with one clear error each and write nothing.
 func TestRemoteWrongKeyAndCredentials(t *testing.T) {
 	f := newRemoteFixture(t)
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	mustCairn(t, "--repo", repo, "init")
-	img := filepath.Join(dir, "a.img")
-	makeImage(t, img, 8<<20)
-	writeRandom(t, img, 0, 2<<20, 1)
-	mustCairn(t, "--repo", repo, "import", "--vm", "a", "--disk", "d0", img)
+	dir, repo := repoWithOnePoint(t, 2<<20, 1)
 	f.add(t, repo, "good")
 	mustCairn(t, "--repo", repo, "remote", "init", "good")
 	before := f.objectCount(t)
@@ -210,13 +218,7 @@ func TestRemoteWrongKeyAndCredentials(t *testing.T) {
 // renews them.
 func TestRemoteImmutableCLI(t *testing.T) {
 	f := newRemoteFixture(t)
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	mustCairn(t, "--repo", repo, "init")
-	img := filepath.Join(dir, "a.img")
-	makeImage(t, img, 8<<20)
-	writeRandom(t, img, 0, 3<<20, 2)
-	mustCairn(t, "--repo", repo, "import", "--vm", "a", "--disk", "d0", img)
+	_, repo := repoWithOnePoint(t, 3<<20, 2)
 	if err := f.s3.MakeBucket(context.Background(), f.bucket, minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -179,28 +179,40 @@ func orEnv(f string) string {
 	return f
 }
 
-// openRemote opens the repository and the remote named by --remote.
-func openRemote(c *cli.Context) (*blockmap.Repo, *remote.Remote, *remoteConfig, error) {
+// withRemote opens the repository and the remote named by --remote, runs
+// fn and closes both.
+func withRemote(c *cli.Context, fn func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error) error {
 	repo, err := openRepo(c)
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
+	defer repo.Close()
 	rc, err := loadRemoteConfig(repo.Dir(), c.String("remote"))
 	if err != nil {
-		repo.Close()
-		return nil, nil, nil, err
+		return err
 	}
 	o, err := rc.options()
 	if err != nil {
-		repo.Close()
-		return nil, nil, nil, err
+		return err
 	}
 	rem, err := remote.Open(c.Context, o)
 	if err != nil {
-		repo.Close()
-		return nil, nil, nil, remoteAdvice(rc, err)
+		return remoteAdvice(rc, err)
 	}
-	return repo, rem, rc, nil
+	defer rem.Close()
+	return fn(repo, rem, rc)
+}
+
+// remotePointsOf lists a remote's points (of one VM when vm is not "").
+func remotePointsOf(c *cli.Context, rem *remote.Remote, rc *remoteConfig, vm string) ([]blockmap.Point, []remote.BadObject, error) {
+	pts, bad, err := rem.Points(c.Context)
+	if err != nil {
+		return nil, nil, remoteAdvice(rc, err)
+	}
+	if vm != "" {
+		pts = filterVM(pts, vm)
+	}
+	return pts, bad, nil
 }
 
 func remoteCacheDir(repoDir, name string) string {
@@ -289,19 +301,15 @@ func remoteCommands() []*cli.Command {
 						if err := c.Set("remote", c.Args().First()); err != nil {
 							return err
 						}
-						repo, rem, _, err := openRemote(c)
-						if err != nil {
-							return err
-						}
-						defer repo.Close()
-						defer rem.Close()
-						st, err := rem.Extend(c.Context)
-						if err != nil {
-							return err
-						}
-						_ = writeExtendStamp(repo.Dir(), c.Args().First())
-						fmt.Printf("%d objects referenced, %d retentions extended (%d requests)\n", st.Objects, st.Extended, st.Requests)
-						return nil
+						return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, _ *remoteConfig) error {
+							st, err := rem.Extend(c.Context)
+							if err != nil {
+								return err
+							}
+							_ = writeExtendStamp(repo.Dir(), c.Args().First())
+							fmt.Printf("%d objects referenced, %d retentions extended (%d requests)\n", st.Objects, st.Extended, st.Requests)
+							return nil
+						})
 					},
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
@@ -467,251 +475,223 @@ func writeExtendStamp(repoDir, name string) error {
 }
 
 func replicateAction(c *cli.Context) error {
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	pts, err := selectLocal(c, repo)
-	if err != nil {
-		return err
-	}
-	unlock, err := lockRemote(repo.Dir(), rc.Name)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	started := time.Now()
-	st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
-		CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
-		Progress: func(p blockmap.Point) {
-			if !c.Bool("json") {
-				fmt.Printf("replicating %s %s\n", p.VM, p.ID)
-			}
-		},
-	})
-	if err != nil {
-		return remoteAdvice(rc, fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err))
-	}
-	var ext *remote.ExtendStats
-	if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
-		if ext, err = rem.Extend(c.Context); err != nil {
-			return fmt.Errorf("replicated, but extending retentions failed: %w (run cairn remote extend %s)", err, rc.Name)
-		}
-		_ = writeExtendStamp(repo.Dir(), rc.Name)
-	}
-	if c.Bool("json") {
-		return printJSON(map[string]any{"stats": st, "extend": ext})
-	}
-	ratio := 0.0
-	if st.PackBytes > 0 {
-		ratio = float64(st.RawNew) / float64(st.PackBytes)
-	}
-	fmt.Printf("%d points replicated, %d already there; read %s, %d of %d blocks new (%s, %s after compression and encryption, %.2fx), %d packs, %s uploaded in %s\n",
-		len(st.Replicated), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, st.BlocksRead, humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
-		st.Packs, humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
-	if ext != nil {
-		fmt.Printf("retention: %d objects referenced, %d extended to %d days\n", ext.Objects, ext.Extended, rc.ImmutableDays)
-	}
-	return nil
-}
-
-func pullAction(c *cli.Context) error {
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	pts, bad, err := rem.Points(c.Context)
-	if err != nil {
-		return remoteAdvice(rc, err)
-	}
-	for _, b := range bad {
-		fmt.Fprintf(os.Stderr, "warning: unreadable manifest %s: %s\n", b.Object, b.Err)
-	}
-	vms := c.StringSlice("vm")
-	if c.String("point") != "" && len(vms) != 1 {
-		return errors.New("--point needs exactly one --vm")
-	}
-	want := map[string]bool{}
-	for _, v := range vms {
-		want[v] = true
-	}
-	var sel []blockmap.Point
-	for _, p := range pts {
-		if len(want) > 0 && !want[p.VM] || c.String("point") != "" && p.ID != c.String("point") {
-			continue
-		}
-		sel = append(sel, p)
-	}
-	if len(sel) == 0 {
-		return fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, rc.Name)
-	}
-	sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
-	pulled := 0
-	for _, p := range sel {
-		np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, err := selectLocal(c, repo)
 		if err != nil {
 			return err
 		}
-		if did {
-			pulled++
-			fmt.Printf("pulled %s %s (generation %d)\n", np.VM, np.ID, np.Gen)
-		} else {
-			fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
+		unlock, err := lockRemote(repo.Dir(), rc.Name)
+		if err != nil {
+			return err
 		}
-	}
-	fmt.Printf("%d points pulled, %d already there\n", pulled, len(sel)-pulled)
-	return nil
+		defer unlock()
+		started := time.Now()
+		st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
+			CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
+			Progress: func(p blockmap.Point) {
+				if !c.Bool("json") {
+					fmt.Printf("replicating %s %s\n", p.VM, p.ID)
+				}
+			},
+		})
+		if err != nil {
+			return remoteAdvice(rc, fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err))
+		}
+		var ext *remote.ExtendStats
+		if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
+			if ext, err = rem.Extend(c.Context); err != nil {
+				return fmt.Errorf("replicated, but extending retentions failed: %w (run cairn remote extend %s)", err, rc.Name)
+			}
+			_ = writeExtendStamp(repo.Dir(), rc.Name)
+		}
+		if c.Bool("json") {
+			return printJSON(map[string]any{"stats": st, "extend": ext})
+		}
+		ratio := 0.0
+		if st.PackBytes > 0 {
+			ratio = float64(st.RawNew) / float64(st.PackBytes)
+		}
+		fmt.Printf("%d points replicated, %d already there; read %s, %d of %d blocks new (%s, %s after compression and encryption, %.2fx), %d packs, %s uploaded in %s\n",
+			len(st.Replicated), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, st.BlocksRead, humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
+			st.Packs, humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
+		if ext != nil {
+			fmt.Printf("retention: %d objects referenced, %d extended to %d days\n", ext.Objects, ext.Extended, rc.ImmutableDays)
+		}
+		return nil
+	})
+}
+
+func pullAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
+		if err != nil {
+			return err
+		}
+		for _, b := range bad {
+			fmt.Fprintf(os.Stderr, "warning: unreadable manifest %s: %s\n", b.Object, b.Err)
+		}
+		vms := c.StringSlice("vm")
+		if c.String("point") != "" && len(vms) != 1 {
+			return errors.New("--point needs exactly one --vm")
+		}
+		want := map[string]bool{}
+		for _, v := range vms {
+			want[v] = true
+		}
+		var sel []blockmap.Point
+		for _, p := range pts {
+			if len(want) > 0 && !want[p.VM] || c.String("point") != "" && p.ID != c.String("point") {
+				continue
+			}
+			sel = append(sel, p)
+		}
+		if len(sel) == 0 {
+			return fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, rc.Name)
+		}
+		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
+		pulled := 0
+		for _, p := range sel {
+			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			if err != nil {
+				return err
+			}
+			if did {
+				pulled++
+				fmt.Printf("pulled %s %s (generation %d)\n", np.VM, np.ID, np.Gen)
+			} else {
+				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
+			}
+		}
+		fmt.Printf("%d points pulled, %d already there\n", pulled, len(sel)-pulled)
+		return nil
+	})
 }
 
 func remotePointsAction(c *cli.Context) error {
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	pts, bad, err := rem.Points(c.Context)
-	if err != nil {
-		return remoteAdvice(rc, err)
-	}
-	if vm := c.String("vm"); vm != "" {
-		var only []blockmap.Point
-		for _, p := range pts {
-			if p.VM == vm {
-				only = append(only, p)
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			if pts == nil {
+				pts = []blockmap.Point{}
 			}
+			return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
 		}
-		pts = only
-	}
-	if c.Bool("json") {
-		if pts == nil {
-			pts = []blockmap.Point{}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VM\tPOINT\tTIME (UTC)\tCONSISTENCY\tDISKS")
+		for _, p := range pts {
+			var disks []string
+			for _, d := range p.Disks {
+				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.VM, p.ID, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
 		}
-		return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tPOINT\tTIME (UTC)\tCONSISTENCY\tDISKS")
-	for _, p := range pts {
-		var disks []string
-		for _, d := range p.Disks {
-			disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+		tw.Flush()
+		for _, b := range bad {
+			fmt.Printf("UNREADABLE %s: %s\n", b.Object, b.Err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.VM, p.ID, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
-	}
-	tw.Flush()
-	for _, b := range bad {
-		fmt.Printf("UNREADABLE %s: %s\n", b.Object, b.Err)
-	}
-	fmt.Printf("remote %s: %d points\n", rc.Name, len(pts))
-	return nil
+		fmt.Printf("remote %s: %d points\n", rc.Name, len(pts))
+		return nil
+	})
 }
 
 func remoteVerifyAction(c *cli.Context) error {
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	var pct float64
-	if s := strings.TrimSuffix(c.String("sample"), "%"); s != "" {
-		if pct, err = strconv.ParseFloat(s, 64); err != nil || pct <= 0 || pct > 100 {
-			return fmt.Errorf("--sample %q: want a percentage in (0, 100], e.g. 10%%", c.String("sample"))
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		var pct float64
+		if s := strings.TrimSuffix(c.String("sample"), "%"); s != "" {
+			var err error
+			if pct, err = strconv.ParseFloat(s, 64); err != nil || pct <= 0 || pct > 100 {
+				return fmt.Errorf("--sample %q: want a percentage in (0, 100], e.g. 10%%", c.String("sample"))
+			}
 		}
-	}
-	rep, err := rem.Verify(c.Context, remote.VerifyOptions{SamplePercent: pct})
-	if err != nil {
-		return remoteAdvice(rc, err)
-	}
-	if c.Bool("json") {
-		if err := printJSON(rep); err != nil {
-			return err
+		rep, err := rem.Verify(c.Context, remote.VerifyOptions{SamplePercent: pct})
+		if err != nil {
+			return remoteAdvice(rc, err)
 		}
-	} else {
-		for _, b := range rep.BadObjects {
-			fmt.Printf("BAD OBJECT %s: %s\n", b.Object, b.Err)
+		if c.Bool("json") {
+			if err := printJSON(rep); err != nil {
+				return err
+			}
+		} else {
+			for _, b := range rep.BadObjects {
+				fmt.Printf("BAD OBJECT %s: %s\n", b.Object, b.Err)
+			}
+			for _, b := range rep.BadBlocks {
+				fmt.Printf("BAD %s %s disk %s offset %d (pack %s): %s\n", b.VM, b.Point, b.Disk, b.Offset, b.Pack, b.Err)
+			}
+			for _, p := range rep.BadPoints {
+				fmt.Printf("DAMAGED POINT %s\n", p)
+			}
+			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s): %d bad blocks, %d bad objects, %d unreferenced packs\n",
+				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks)
 		}
-		for _, b := range rep.BadBlocks {
-			fmt.Printf("BAD %s %s disk %s offset %d (pack %s): %s\n", b.VM, b.Point, b.Disk, b.Offset, b.Pack, b.Err)
+		if !rep.OK() {
+			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)
 		}
-		for _, p := range rep.BadPoints {
-			fmt.Printf("DAMAGED POINT %s\n", p)
-		}
-		fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s): %d bad blocks, %d bad objects, %d unreferenced packs\n",
-			rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks)
-	}
-	if !rep.OK() {
-		return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)
-	}
-	return nil
+		return nil
+	})
 }
 
 func remoteExportAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("export: give exactly one OUT (a file path, or - for stdout)")
 	}
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	pts, _, err := rem.Points(c.Context)
-	if err != nil {
-		return remoteAdvice(rc, err)
-	}
-	p, err := blockmap.FindPoint(filterVM(pts, c.String("vm")), c.String("vm"), c.String("point"))
-	if err != nil {
-		return err
-	}
-	dr, err := rem.OpenDisk(c.Context, p.VM, p.ID, c.String("disk"), 0)
-	if err != nil {
-		return err
-	}
-	defer dr.Close()
-	var w io.Writer = os.Stdout
-	var f *os.File
-	if out := c.Args().First(); out != "-" {
-		if f, err = os.Create(out); err != nil {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, _, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		if err != nil {
 			return err
 		}
-		defer f.Close()
-		w = nil
-	}
-	buf := make([]byte, 4<<20)
-	if f != nil {
-		for _, e := range dr.DataExtents() {
-			for off := e.Offset; off < e.Offset+e.Length; {
-				n := min(int64(len(buf)), e.Offset+e.Length-off)
-				if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-					return err
-				}
-				if _, err := f.WriteAt(buf[:n], off); err != nil {
-					return err
-				}
-				off += n
+		p, err := blockmap.FindPoint(pts, c.String("vm"), c.String("point"))
+		if err != nil {
+			return err
+		}
+		dr, err := rem.OpenDisk(c.Context, p.VM, p.ID, c.String("disk"), 0)
+		if err != nil {
+			return err
+		}
+		defer dr.Close()
+		var w io.Writer = os.Stdout
+		var f *os.File
+		if out := c.Args().First(); out != "-" {
+			if f, err = os.Create(out); err != nil {
+				return err
 			}
+			defer f.Close()
+			w = nil
 		}
-		if err := f.Truncate(dr.Size()); err != nil {
-			return err
+		buf := make([]byte, 4<<20)
+		if f != nil {
+			for _, e := range dr.DataExtents() {
+				for off := e.Offset; off < e.Offset+e.Length; {
+					n := min(int64(len(buf)), e.Offset+e.Length-off)
+					if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+						return err
+					}
+					if _, err := f.WriteAt(buf[:n], off); err != nil {
+						return err
+					}
+					off += n
+				}
+			}
+			if err := f.Truncate(dr.Size()); err != nil {
+				return err
+			}
+			return f.Close()
 		}
-		return f.Close()
-	}
-	for off := int64(0); off < dr.Size(); {
-		n := min(int64(len(buf)), dr.Size()-off)
-		if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-			return err
+		for off := int64(0); off < dr.Size(); {
+			n := min(int64(len(buf)), dr.Size()-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			off += n
 		}
-		if _, err := w.Write(buf[:n]); err != nil {
-			return err
-		}
-		off += n
-	}
-	return nil
+		return nil
+	})
 }
 
 func filterVM(pts []blockmap.Point, vm string) []blockmap.Point {
@@ -802,56 +782,52 @@ func lockRemote(repoDir, name string) (func(), error) {
 
 // remotePruneAction is prune and forget with --remote.
 func remotePruneAction(c *cli.Context) error {
-	repo, rem, rc, err := openRemote(c)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	defer rem.Close()
-	unlock, err := lockRemote(repo.Dir(), rc.Name)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	var rep *remote.PruneReport
-	if c.Command.Name == "forget" {
-		pts, _, err := rem.Points(c.Context)
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		unlock, err := lockRemote(repo.Dir(), rc.Name)
 		if err != nil {
-			return remoteAdvice(rc, err)
+			return err
 		}
-		var sel []blockmap.Point
-		for _, ref := range c.StringSlice("point") {
-			p, err := blockmap.FindPoint(filterVM(pts, c.String("vm")), c.String("vm"), ref)
+		defer unlock()
+		var rep *remote.PruneReport
+		if c.Command.Name == "forget" {
+			pts, _, err := remotePointsOf(c, rem, rc, c.String("vm"))
 			if err != nil {
 				return err
 			}
-			sel = append(sel, p)
+			var sel []blockmap.Point
+			for _, ref := range c.StringSlice("point") {
+				p, err := blockmap.FindPoint(pts, c.String("vm"), ref)
+				if err != nil {
+					return err
+				}
+				sel = append(sel, p)
+			}
+			rep, err = rem.Forget(c.Context, sel, c.Bool("dry-run"))
+			if err != nil {
+				return err
+			}
+		} else {
+			pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+				KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+			if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
+				return err
+			}
 		}
-		rep, err = rem.Forget(c.Context, sel, c.Bool("dry-run"))
-		if err != nil {
-			return err
+		if c.Bool("json") {
+			return printJSON(rep)
 		}
-	} else {
-		pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
-			KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
-		if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
-			return err
+		verb := "deleted"
+		if rep.DryRun {
+			verb = "would delete"
 		}
-	}
-	if c.Bool("json") {
-		return printJSON(rep)
-	}
-	verb := "deleted"
-	if rep.DryRun {
-		verb = "would delete"
-	}
-	for _, p := range rep.Deleted {
-		fmt.Printf("%s %s %s\n", verb, p.VM, p.ID)
-	}
-	for _, p := range rep.Locked {
-		fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
-	}
-	fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
-		rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
-	return nil
+		for _, p := range rep.Deleted {
+			fmt.Printf("%s %s %s\n", verb, p.VM, p.ID)
+		}
+		for _, p := range rep.Locked {
+			fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
+		}
+		fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
+			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
+		return nil
+	})
 }
