@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -58,9 +59,18 @@ func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryR
 	}
 	var del, kept []blockmap.Point
 	for _, vp := range byVM {
-		keep := pol.Keep(vp)
-		for _, p := range vp {
-			if keep[p.Gen] {
+		// Generations come from whichever repository replicated a point
+		// (a repository rebuilt by pull numbers its own), so the policy
+		// sees the points numbered in time order instead.
+		sort.SliceStable(vp, func(i, j int) bool { return vp[i].Time.Before(vp[j].Time) })
+		byTime := make([]blockmap.Point, len(vp))
+		for i, p := range vp {
+			byTime[i] = p
+			byTime[i].Gen = uint32(i + 1)
+		}
+		keep := pol.Keep(byTime)
+		for i, p := range vp {
+			if keep[byTime[i].Gen] {
 				kept = append(kept, p)
 			} else {
 				del = append(del, p)

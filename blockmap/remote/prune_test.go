@@ -91,3 +91,42 @@ func TestPruneRemoteLeavesLocked(t *testing.T) {
 		t.Fatalf("points: %v %v", pts, err)
 	}
 }
+
+// TestPruneRemoteOrdersByTime: points replicated from a repository rebuilt
+// by pull carry that repository's generations, which can be lower than
+// older points'; prune must still keep the newest point by time.
+func TestPruneRemoteOrdersByTime(t *testing.T) {
+	e := newEnv(t, 0)
+	repoA := testutil.NewRepo(t)
+	rnd := rand.New(rand.NewPCG(51, 52))
+	t0 := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	var pts []blockmap.Point
+	for i := range 3 {
+		pts = append(pts, writePoint(t, repoA, "vm", t0.Add(time.Duration(i)*time.Hour),
+			[]diskSpec{{name: "d", size: 1 << 20, data: map[int64][]byte{0: randBytes(rnd, 256<<10)}}}))
+	}
+	r := e.open()
+	if _, err := r.Replicate(ctx(t), repoA, pts, ReplicateOptions{CacheDir: cacheDir(t)}); err != nil {
+		t.Fatal(err)
+	}
+	// Disaster: repository B pulls only the newest point (its generation 1)
+	// and backs up once more (generation 2, newest of all).
+	repoB := newRepoAt(t, t.TempDir()+"/b")
+	if _, _, err := r.Pull(ctx(t), repoB, "vm", pts[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	q := writePoint(t, repoB, "vm", t0.Add(5*time.Hour), []diskSpec{{name: "d", size: 1 << 20, data: map[int64][]byte{0: randBytes(rnd, 256<<10)}}})
+	if q.Gen != 2 {
+		t.Fatalf("new point has generation %d", q.Gen)
+	}
+	if _, err := r.Replicate(ctx(t), repoB, []blockmap.Point{q}, ReplicateOptions{CacheDir: cacheDir(t)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Prune(ctx(t), "vm", blockmap.Policy{KeepLast: 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Kept) != 1 || rep.Kept[0].ID != q.ID || len(rep.Deleted) != 3 {
+		t.Fatalf("prune keeps %v and deletes %d points; want only %s kept", rep.Kept, len(rep.Deleted), q.ID)
+	}
+}

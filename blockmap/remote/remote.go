@@ -167,6 +167,9 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 			return err
 		}
 		master = m
+		// A remote initialized with a retention keeps it even when this
+		// machine's configuration says less.
+		r.opts.ImmutableDays = max(r.opts.ImmutableDays, cfg.ImmutableDays)
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {

@@ -158,6 +158,7 @@ func (u *uploader) store(ctx context.Context, p *pack) error {
 	}
 	u.cache.add(pi)
 	u.up.Add(int64(len(p.data) + len(sealed)))
+	p.data = nil
 	if u.r.afterPack != nil {
 		u.r.afterPack(u.stored.Add(1))
 	}
@@ -173,9 +174,10 @@ func (u *uploader) finish() error {
 	return u.firstErr()
 }
 
-// pendingBlob is a blob of a pack not yet stored.
+// pendingBlob is a blob of a pack not yet stored (by id: the pack's
+// bytes are released once it is stored).
 type pendingBlob struct {
-	pack *pack
+	pack ID
 	off  uint32
 	len  uint32
 	raw  uint32
@@ -310,7 +312,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 				if cur == nil {
 					cur = &pack{id: randomID(), data: make([]byte, 0, r.packSize+int(bs)+64)}
 				}
-				pb := pendingBlob{pack: cur, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
+				pb := pendingBlob{pack: cur.id, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
 				cur.data = append(cur.data, b.sealed...)
 				cur.entries = append(cur.entries, indexEntry{ID: b.id, Off: pb.off, Len: pb.len, Raw: pb.raw})
 				pending[b.id] = pb
@@ -328,7 +330,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 				ref := b.ref
 				if ref.Len == 0 {
 					pb := pending[b.id]
-					ref = blobRef{Pack: pb.pack.id, Off: pb.off, Len: pb.len, Raw: pb.raw}
+					ref = blobRef{Pack: pb.pack, Off: pb.off, Len: pb.len, Raw: pb.raw}
 				}
 				entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
 			}

@@ -143,6 +143,9 @@ func (s *store) put(ctx context.Context, name string, data []byte, po putOptions
 		ContentType:    "application/octet-stream",
 		PartSize:       uint64(max(len(data)+1, 16<<20)), // one PUT, never multipart
 		SendContentMd5: true,                             // required with Object Lock; also guards the payload
+		// The MD5 guards the payload; hashing it again with SHA-256 for
+		// the signature (minio-go does that over plain http) costs CPU.
+		DisableContentSha256: true,
 	}
 	if !po.retainUntil.IsZero() {
 		o.Mode = minio.Compliance

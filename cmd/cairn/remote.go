@@ -166,6 +166,10 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 		return fmt.Errorf("%w\nprepare the bucket with: cairn remote init %s", err, rc.Name)
 	case errors.Is(err, remote.ErrNoObjectLock):
 		return fmt.Errorf("%w\n--immutable-days needs a bucket created with Object Lock enabled (it cannot be switched on later on most stores): let cairn remote init create the bucket, or create it with e.g. aws s3api create-bucket --bucket %s --object-lock-enabled-for-bucket", err, rc.Bucket)
+	case errors.Is(err, remote.ErrNotEmpty):
+		return fmt.Errorf("%w\ncairn remote init wants an empty bucket: give another --bucket (cairn remote add) or empty this one", err)
+	case errors.Is(err, remote.ErrAlreadyInitialized):
+		return fmt.Errorf("%w\nthe bucket already holds a cairn remote: use it as it is (cairn points --remote %s)", err, rc.Name)
 	case errors.Is(err, remote.ErrNoBucket):
 		return fmt.Errorf("%w\ncreate it, or let cairn remote init %s create it", err, rc.Name)
 	}
