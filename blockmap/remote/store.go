@@ -140,16 +140,18 @@ type putOptions struct {
 // an unversioned bucket).
 func (s *store) put(ctx context.Context, name string, data []byte, po putOptions) (string, error) {
 	o := minio.PutObjectOptions{
-		ContentType:    "application/octet-stream",
-		PartSize:       uint64(max(len(data)+1, 16<<20)), // one PUT, never multipart
-		SendContentMd5: true,                             // required with Object Lock; also guards the payload
-		// The MD5 guards the payload; hashing it again with SHA-256 for
-		// the signature (minio-go does that over plain http) costs CPU.
-		DisableContentSha256: true,
+		ContentType: "application/octet-stream",
+		PartSize:    uint64(max(len(data)+1, 16<<20)), // one PUT, never multipart
 	}
+	// The payload is checked by the store on arrival: over plain http
+	// minio-go signs its SHA-256, over https TLS guards it. S3 requires a
+	// Content-MD5 with an Object Lock retention; then that MD5 is the
+	// check and a second pass for the SHA-256 is skipped.
 	if !po.retainUntil.IsZero() {
 		o.Mode = minio.Compliance
 		o.RetainUntilDate = po.retainUntil.UTC()
+		o.SendContentMd5 = true
+		o.DisableContentSha256 = true
 	}
 	info, err := s.cl.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), o)
 	if err != nil {
