@@ -114,7 +114,7 @@ func later(now, prev time.Time) time.Time {
 // catalogCache keeps the newest catalog snapshot and reloads it when the
 // repository's catalog sequence number changes.
 type catalogCache struct {
-	repo  *blockmap.Repo
+	repo  Source
 	log   *slog.Logger
 	watch *seqWatch // nil: poll the sequence file instead
 	poll  time.Duration
@@ -129,8 +129,11 @@ type catalogCache struct {
 	onChange func(old, cur *catalogSnap)
 }
 
-func newCatalogCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, poll time.Duration) *catalogCache {
+func newCatalogCache(ctx context.Context, repo Source, log *slog.Logger, poll time.Duration) *catalogCache {
 	c := &catalogCache{repo: repo, log: log, poll: poll, ctx: ctx}
+	if repo.Dir() == "" {
+		return c // a source without a directory is polled
+	}
 	w, err := newSeqWatch(repo.Dir())
 	if err != nil {
 		log.Warn("no change notification for the repository catalog; polling it", "err", err)

@@ -1,12 +1,16 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/rgwtest"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // remoteFixture is a bucket on the shared RGW with the files cairn needs.
@@ -292,4 +297,75 @@ func TestRemotePruneCLI(t *testing.T) {
 		t.Fatal("the kept remote point differs from its source")
 	}
 	mustCairn(t, "--repo", repo, "verify", "--remote", "off")
+}
+
+// TestRemoteMount: `cairn mount --remote` shows the remote's points
+// through the same FUSE tree; every image equals the local export byte for
+// byte; after a pack is altered behind cairn's back, reads of its blocks
+// answer EIO while the other blocks still read.
+func TestRemoteMount(t *testing.T) {
+	testutil.RequireFUSE(t)
+	f := newRemoteFixture(t)
+	dir, repo := repoWithOnePoint(t, 3<<20, 5)
+	img := filepath.Join(dir, "a.img")
+	writeRandom(t, img, 5<<20, 1<<20, 6)
+	mustCairn(t, "--repo", repo, "import", "--vm", "a", "--disk", "d0", img)
+	f.add(t, repo, "off")
+	mustCairn(t, "--repo", repo, "remote", "init", "off")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	pts := remotePoints(t, repo, "off")
+	mnt := t.TempDir()
+	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off", "--cache-size", "8MiB")
+	for i, p := range pts {
+		path := filepath.Join(mnt, "a", p.ID, "disks", "d0.img")
+		if got, want := fileSHA(t, path), exportSHA(t, repo, "a", p.ID, "d0"); got != want {
+			t.Fatalf("point %d: %s through mount --remote differs from the local export", i, path)
+		}
+	}
+	if got := fileSHA(t, filepath.Join(mnt, "a", "latest", "disks", "d0.img")); got != fileSHA(t, img) {
+		t.Fatal("latest image through mount --remote differs from its source")
+	}
+	mustCairn(t, "umount", mnt)
+	mountWaitExit(t, cmd)
+
+	// Alter one byte in the middle of every pack of the bucket.
+	for o := range f.s3.ListObjects(context.Background(), f.bucket, minio.ListObjectsOptions{Prefix: "cairn/packs/", Recursive: true}) {
+		obj, err := f.s3.GetObject(context.Background(), f.bucket, o.Key, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(obj)
+		obj.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 1
+		if _, err := f.s3.PutObject(context.Background(), f.bucket, o.Key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd = mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
+	fh, err := os.Open(filepath.Join(mnt, "a", "latest", "disks", "d0.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, good := 0, 0
+	buf := make([]byte, 64<<10)
+	for off := int64(0); off < 6<<20; off += int64(len(buf)) {
+		if _, err := fh.ReadAt(buf, off); err != nil {
+			if !errors.Is(err, syscall.EIO) {
+				t.Fatalf("read at %d: %v, want EIO or data", off, err)
+			}
+			bad++
+		} else {
+			good++
+		}
+	}
+	fh.Close()
+	if bad == 0 || good == 0 {
+		t.Fatalf("%d blocks answered EIO and %d read: want both", bad, good)
+	}
+	t.Logf("after the damage: %d blocks EIO, %d read", bad, good)
+	mustCairn(t, "umount", mnt)
+	mountWaitExit(t, cmd)
 }

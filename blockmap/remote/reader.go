@@ -23,8 +23,8 @@ type DiskReader struct {
 	bs      int64
 	packs   []manifestPack
 	entries []blockEntry
-	byBlock []int32 // per block: index into entries, -1 for a hole
-	cache   *lru.Cache[int64, []byte]
+	byBlock []int32                // per block: index into entries, -1 for a hole
+	cache   *lru.Cache[ID, []byte] // by block id: equal blocks share an entry
 }
 
 // BlockError names a block of a remote point that cannot be read.
@@ -41,8 +41,13 @@ func (e *BlockError) Error() string {
 
 func (e *BlockError) Unwrap() error { return e.Err }
 
+// SetReadCache makes every reader opened afterwards share one cache of
+// decrypted blocks bounded to bytes (a mount's --cache-size).
+func (r *Remote) SetReadCache(bytes int) { r.readCache = lru.New[ID, []byte](bytes) }
+
 // OpenDisk opens a disk of a remote point. cacheBytes bounds the blocks
-// kept in memory (0: 64 MiB). ctx bounds every read of the reader.
+// it keeps in memory (0: 64 MiB) unless SetReadCache set a shared cache.
+// ctx bounds every read of the reader.
 func (r *Remote) OpenDisk(ctx context.Context, vm, pointID, disk string, cacheBytes int) (*DiskReader, error) {
 	m, err := r.manifest(ctx, vm, pointID)
 	if err != nil {
@@ -80,11 +85,14 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 		}
 		by[e.Block] = int32(i)
 	}
-	if cacheBytes <= 0 {
-		cacheBytes = 64 << 20
+	cache := r.readCache
+	if cache == nil {
+		if cacheBytes <= 0 {
+			cacheBytes = 64 << 20
+		}
+		cache = lru.New[ID, []byte](cacheBytes)
 	}
-	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, byBlock: by,
-		cache: lru.New[int64, []byte](cacheBytes)}, nil
+	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, byBlock: by, cache: cache}, nil
 }
 
 // Size is the disk's size in bytes.
@@ -110,7 +118,7 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	var need []blockEntry
 	for b := off / dr.bs; b*dr.bs < end; b++ {
 		if i := dr.byBlock[b]; i >= 0 {
-			if _, ok := dr.cache.Get(b); !ok {
+			if _, ok := dr.cache.Get(dr.entries[i].ID); !ok {
 				need = append(need, dr.entries[i])
 			}
 		}
@@ -125,7 +133,7 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 			mu.Lock()
 			got[e.Block] = data
 			mu.Unlock()
-			dr.cache.Add(e.Block, data, len(data))
+			dr.cache.Add(e.ID, data, len(data))
 			return nil
 		})
 		if err != nil {
@@ -142,7 +150,7 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		} else {
 			data, ok := got[b]
 			if !ok {
-				if data, ok = dr.cache.Get(b); !ok {
+				if data, ok = dr.cache.Get(dr.entries[dr.byBlock[b]].ID); !ok {
 					return n, fmt.Errorf("internal error: block %d not fetched", b)
 				}
 			}
@@ -183,6 +191,15 @@ func (dr *DiskReader) NextHole(off int64) (int64, error) {
 		}
 	}
 	return dr.disk.Size, nil
+}
+
+// DataBytes is the number of bytes in data extents.
+func (dr *DiskReader) DataBytes() int64 {
+	var n int64
+	for _, e := range dr.DataExtents() {
+		n += e.Length
+	}
+	return n
 }
 
 // DataExtents lists the data extents in order, merged.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/cairnbackup/cairn/internal/lru"
 )
 
 // FormatVersion is the remote format this package writes and reads.
@@ -57,9 +59,10 @@ type Remote struct {
 	enc      *zstd.Encoder
 	dec      *zstd.Decoder
 
-	lockOn     bool          // the bucket has Object Lock (known during a prune)
-	afterPack  func(n int64) // tests: called after each stored pack and its index
-	beforeRead func(b int64) // tests: called before blocks from b on are read
+	readCache  *lru.Cache[ID, []byte] // shared by readers when set
+	lockOn     bool                   // the bucket has Object Lock (known during a prune)
+	afterPack  func(n int64)          // tests: called after each stored pack and its index
+	beforeRead func(b int64)          // tests: called before blocks from b on are read
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/fusefs"
 )
 
 // remoteConfig is <repo>/remotes/<name>.json (0600). It names the files
@@ -834,4 +837,80 @@ func remotePruneAction(c *cli.Context) error {
 			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
 		return nil
 	})
+}
+
+// remoteSource shows a remote's points through the FUSE tree. Its catalog
+// is read once at mount time (remount to see points replicated later).
+type remoteSource struct {
+	rem *remote.Remote
+	cat []blockmap.VMSummary
+}
+
+func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) { return s.cat, nil }
+func (s *remoteSource) CatalogSeq() uint64                                    { return 1 }
+func (s *remoteSource) Dir() string                                           { return "" }
+func (s *remoteSource) BlockSize() int                                        { return blockmap.DefaultBlockSize }
+
+func (s *remoteSource) OpenDisk(ctx context.Context, p blockmap.Point, disk string) (fusefs.Disk, error) {
+	dr, err := s.rem.OpenDisk(ctx, p.VM, p.ID, disk, 0)
+	if err != nil {
+		return nil, err
+	}
+	return dr, nil
+}
+
+// mountRemote mounts the remote named by --remote at dir.
+func mountRemote(c *cli.Context, dir string, opts fusefs.Options) error {
+	size, err := parseSize(c.String("cache-size"))
+	if err != nil || size < 1<<20 {
+		return fmt.Errorf("--cache-size %q: want a size of at least 1MiB, e.g. 256MiB", c.String("cache-size"))
+	}
+	return withRemote(c, func(_ *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
+		if err != nil {
+			return err
+		}
+		for _, b := range bad {
+			slog.Warn("unreadable remote manifest; its point is not shown", "object", b.Object, "err", b.Err)
+		}
+		rem.SetReadCache(int(size))
+		// The tree names points by VM and generation; generations come
+		// from whichever repository replicated a point, so number each
+		// VM's points by time here.
+		src := &remoteSource{rem: rem}
+		for _, p := range pts {
+			if n := len(src.cat); n == 0 || src.cat[n-1].Name != p.VM {
+				src.cat = append(src.cat, blockmap.VMSummary{Name: p.VM})
+			}
+			v := &src.cat[len(src.cat)-1]
+			p.Gen = uint32(len(v.Points) + 1)
+			v.Points = append(v.Points, p)
+		}
+		srv, err := fusefs.MountSource(c.Context, src, dir, opts)
+		if err != nil {
+			return err
+		}
+		slog.Info("mounted the remote; stop with Ctrl-C or `cairn umount "+srv.Dir()+"`", "remote", rc.Name, "dir", srv.Dir(), "points", len(pts))
+		return serveMount(c, srv)
+	})
+}
+
+// parseSize reads sizes like 256MiB, 2GiB, 512M or plain bytes.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
 }
