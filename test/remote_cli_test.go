@@ -369,3 +369,37 @@ func TestRemoteMount(t *testing.T) {
 	mustCairn(t, "umount", mnt)
 	mountWaitExit(t, cmd)
 }
+
+// TestRemoteMountGuestFiles: guest files under fs/ read through
+// `cairn mount --remote` equal their source (content, modes, links, times).
+func TestRemoteMountGuestFiles(t *testing.T) {
+	testutil.RequireFUSE(t)
+	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
+	f := newRemoteFixture(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	makeGuestTree(t, src, treeSpec{files: 200, bigDir: 300, depth: 8, bigFile: 8 * mib, links: true, modes: true, sparse: true}, 7)
+	fs := filepath.Join(dir, "ext4.fs")
+	buildExt4(t, fs, src)
+	st, err := os.Stat(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk.img")
+	makeImage(t, disk, st.Size()+2*mib)
+	sh(t, "sgdisk", "-n", fmt.Sprintf("1:2048:%d", (mib+st.Size())/512-1), disk)
+	writeAt(t, disk, fs, mib)
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	mustCairn(t, "--repo", repo, "import", "--vm", "g", "--disk", "sda", disk)
+	f.add(t, repo, "off")
+	mustCairn(t, "--repo", repo, "remote", "init", "off")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	mnt := t.TempDir()
+	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
+	want := walkTree(t, src, nil)
+	got := walkTree(t, filepath.Join(mnt, "g", "latest", "fs", "sda", "p1"), func(rel string) bool { return rel == "lost+found" })
+	compareTrees(t, want, got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
+	mustCairn(t, "umount", mnt)
+	mountWaitExit(t, cmd)
+}
