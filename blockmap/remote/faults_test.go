@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,4 +271,99 @@ func TestLocalPrunedDuringReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameLocal(t, repo, fresh, p2, np)
+}
+
+// stallProxy forwards TCP to target until stall is set; then it stops
+// moving bytes in either direction (a store that hangs mid-request).
+type stallProxy struct {
+	l      net.Listener
+	target string
+	stall  atomic.Bool
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{l: l, target: target}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) serve(c net.Conn) {
+	defer c.Close()
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.stall.Load() {
+				time.Sleep(50 * time.Millisecond) // hold the bytes; never close
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go pipe(u, c)
+	pipe(c, u)
+}
+
+// TestStalledStoreMidReplication: the store stops moving bytes in the
+// middle of an upload. The run fails within its timeout instead of
+// hanging, and no point appears.
+func TestStalledStoreMidReplication(t *testing.T) {
+	e := newEnv(t, 0)
+	repo := testutil.NewRepo(t)
+	rnd := rand.New(rand.NewPCG(61, 62))
+	// Packs larger than the socket buffers, so a stalled upload blocks
+	// in the middle of its body.
+	p := writePoint(t, repo, "stall", time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC),
+		[]diskSpec{{name: "disk-0", size: 64 << 20, data: map[int64][]byte{0: randBytes(rnd, 64<<20)}}})
+	proxy := newStallProxy(t, strings.TrimPrefix(e.c.Endpoint, "http://"))
+	o := e.opts
+	o.Store.Endpoint = "http://" + proxy.l.Addr().String()
+	o.Store.Timeout = 2 * time.Second
+	o.Store.MinRate = 16 << 20
+	o.PackSize = 24 << 20
+	r, err := Open(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.afterPack = func(n int64) {
+		if n == 1 {
+			proxy.stall.Store(true)
+		}
+	}
+	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	_, err = r.Replicate(c, repo, []blockmap.Point{p}, ReplicateOptions{CacheDir: cacheDir(t)})
+	if err == nil || c.Err() != nil {
+		t.Fatalf("replication through a stalled store: %v (test context: %v)", err, c.Err())
+	}
+	t.Logf("failed as it should: %v", err)
+	proxy.stall.Store(false)
+	if pts, _, err := e.open().Points(ctx(t)); err != nil || len(pts) != 0 {
+		t.Fatalf("points after the stall: %v %v", pts, err)
+	}
 }

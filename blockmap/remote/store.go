@@ -56,6 +56,9 @@ type StoreOptions struct {
 	// (0: two minutes); a stalled store fails the operation instead of
 	// hanging it.
 	Timeout time.Duration
+	// MinRate is the slowest transfer, in bytes per second, a request may
+	// make before it counts as stalled (0: 256 KiB/s).
+	MinRate int64
 }
 
 // String never shows the secret key.
@@ -68,6 +71,7 @@ type store struct {
 	cl      *minio.Client
 	bucket  string
 	timeout time.Duration
+	minRate int64
 }
 
 func newStore(o StoreOptions) (*store, error) {
@@ -105,7 +109,11 @@ func newStore(o StoreOptions) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", o.Endpoint, err)
 	}
-	return &store{cl: cl, bucket: o.Bucket, timeout: timeout}, nil
+	minRate := o.MinRate
+	if minRate <= 0 {
+		minRate = 256 << 10
+	}
+	return &store{cl: cl, bucket: o.Bucket, timeout: timeout, minRate: minRate}, nil
 }
 
 // s3err turns the store's answers into the package's sentinels.
@@ -132,6 +140,14 @@ func (s *store) s3err(op, name string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// opContext bounds one request that moves n bytes: the answer timeout
+// plus the time n bytes take at the slowest acceptable rate. The
+// transport's timeout alone does not catch a store that stops reading a
+// request body larger than the socket buffers.
+func (s *store) opContext(ctx context.Context, n int64) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout+time.Duration(n)*time.Second/time.Duration(s.minRate))
+}
+
 type putOptions struct {
 	retainUntil time.Time // zero: no retention
 }
@@ -153,6 +169,8 @@ func (s *store) put(ctx context.Context, name string, data []byte, po putOptions
 		o.SendContentMd5 = true
 		o.DisableContentSha256 = true
 	}
+	ctx, cancel := s.opContext(ctx, int64(len(data)))
+	defer cancel()
 	info, err := s.cl.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), o)
 	if err != nil {
 		return "", s.s3err("put", name, err)
@@ -173,6 +191,8 @@ func (s *store) get(ctx context.Context, name, version string, off, length int64
 			return nil, err
 		}
 	}
+	ctx, cancel := s.opContext(ctx, max(length, 32<<20))
+	defer cancel()
 	obj, err := s.cl.GetObject(ctx, s.bucket, name, o)
 	if err != nil {
 		return nil, s.s3err("get", name, err)
