@@ -339,3 +339,7 @@ func (s *store) setRetention(ctx context.Context, name, version string, until ti
 	return s.s3err("put retention", name, s.cl.PutObjectRetention(ctx, s.bucket, name, minio.PutObjectRetentionOptions{
 		Mode: &mode, RetainUntilDate: &until, VersionID: version}))
 }
+
+func makeBucketOptions(region string, lock bool) minio.MakeBucketOptions {
+	return minio.MakeBucketOptions{Region: region, ObjectLocking: lock}
+}
