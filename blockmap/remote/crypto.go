@@ -130,29 +130,33 @@ func open(a cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
 	return out, nil
 }
 
-// wrapMaster seals the master key with a key derived from secret.
-func wrapMaster(kdf KDF, secret, master []byte) ([]byte, error) {
+// kekAEAD is the cipher of the key derived from secret.
+func kekAEAD(kdf KDF, secret []byte) (cipher.AEAD, error) {
 	kek, err := kdf.derive(secret)
 	if err != nil {
 		return nil, err
 	}
-	a, err := chacha20poly1305.NewX(kek)
-	if err != nil {
-		return nil, err
-	}
-	return seal(a, nil, master, []byte("cairn remote master key")), nil
+	return chacha20poly1305.NewX(kek)
 }
 
+const masterAD = "cairn remote master key"
+
+// wrapMaster seals the master key with a key derived from secret.
+func wrapMaster(kdf KDF, secret, master []byte) ([]byte, error) {
+	a, err := kekAEAD(kdf, secret)
+	if err != nil {
+		return nil, err
+	}
+	return seal(a, nil, master, []byte(masterAD)), nil
+}
+
+// unwrapMaster opens the wrapped master key; a wrong secret is ErrWrongKey.
 func unwrapMaster(kdf KDF, secret, wrapped []byte) ([]byte, error) {
-	kek, err := kdf.derive(secret)
+	a, err := kekAEAD(kdf, secret)
 	if err != nil {
 		return nil, err
 	}
-	a, err := chacha20poly1305.NewX(kek)
-	if err != nil {
-		return nil, err
-	}
-	m, err := open(a, nil, wrapped, []byte("cairn remote master key"))
+	m, err := open(a, nil, wrapped, []byte(masterAD))
 	if err != nil {
 		return nil, ErrWrongKey
 	}
