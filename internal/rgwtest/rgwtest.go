@@ -275,6 +275,7 @@ func Shared(t testing.TB) *Cluster {
 			return
 		}
 		sharedDir = dir
+		reapWhenGone(dir)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		shared, sharedErr = Start(ctx, dir)
@@ -299,6 +300,18 @@ func Main(m *testing.M) int {
 		_ = os.RemoveAll(sharedDir)
 	}
 	return code
+}
+
+// reapWhenGone removes dir once this process has exited: test binaries
+// without a TestMain that calls Main would leave the cluster's directory
+// (tens of MB of monitor store and logs) behind. The daemons themselves
+// die with the process (Pdeathsig).
+func reapWhenGone(dir string) {
+	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf "$2"`, "rgwtest-reaper", strconv.Itoa(os.Getpid()), dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Start() == nil {
+		go func() { _ = cmd.Wait() }()
+	}
 }
 
 // NewBucketName returns a bucket name no other test uses.
