@@ -115,7 +115,7 @@ func later(now, prev time.Time) time.Time {
 // catalogCache keeps the newest catalog snapshot and reloads it when the
 // repository's catalog sequence number changes.
 type catalogCache struct {
-	repo  *blockmap.Repo
+	repo  Source
 	log   *slog.Logger
 	watch *seqWatch // nil: poll the sequence file instead
 	poll  time.Duration
@@ -142,8 +142,11 @@ type seqState struct {
 	err    error
 }
 
-func newCatalogCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, poll time.Duration) *catalogCache {
+func newCatalogCache(ctx context.Context, repo Source, log *slog.Logger, poll time.Duration) *catalogCache {
 	c := &catalogCache{repo: repo, log: log, poll: poll, ctx: ctx}
+	if repo.Dir() == "" {
+		return c // a source without a directory is polled
+	}
 	w, err := newSeqWatch(repo.Dir())
 	if err != nil {
 		log.Warn("no change notification for the repository catalog; polling it", "err", err)

@@ -19,7 +19,7 @@ type readerKey struct {
 type readerEntry struct {
 	key   readerKey
 	ready chan struct{} // closed when dr/err are set
-	dr    *blockmap.DiskReader
+	dr    Disk
 	err   error
 	refs  int
 	dead  bool          // its point was deleted: close when unused
@@ -30,7 +30,7 @@ type readerEntry struct {
 // readerCache shares DiskReaders between open files and keeps a bounded
 // number of idle ones, because building a reader reads the index.
 type readerCache struct {
-	repo    *blockmap.Repo
+	repo    Source
 	log     *slog.Logger
 	ctx     context.Context
 	maxIdle int
@@ -42,7 +42,7 @@ type readerCache struct {
 	idleCost int64
 }
 
-func newReaderCache(ctx context.Context, repo *blockmap.Repo, log *slog.Logger, maxIdle int, budget int64) *readerCache {
+func newReaderCache(ctx context.Context, repo Source, log *slog.Logger, maxIdle int, budget int64) *readerCache {
 	return &readerCache{repo: repo, log: log, ctx: ctx, maxIdle: maxIdle, budget: budget, entries: map[readerKey]*readerEntry{}}
 }
 
@@ -103,7 +103,7 @@ func (c *readerCache) retain(e *readerEntry) {
 
 // release drops one reference; unused readers become idle or are closed.
 func (c *readerCache) release(e *readerEntry) {
-	var toClose []*blockmap.DiskReader
+	var toClose []Disk
 	c.mu.Lock()
 	e.refs--
 	if e.refs == 0 {
@@ -136,7 +136,7 @@ func (c *readerCache) release(e *readerEntry) {
 // Readers still in use are closed by their last release; reads through
 // them fail from now on (the catalog check in the read path).
 func (c *readerCache) forget(gone func(pointKey) bool) {
-	var toClose []*blockmap.DiskReader
+	var toClose []Disk
 	c.mu.Lock()
 	for key, e := range c.entries {
 		if !gone(key.pointKey) {

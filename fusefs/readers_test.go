@@ -56,7 +56,7 @@ func commitPoint(t *testing.T, repo *blockmap.Repo, vm string, fill byte) blockm
 
 func TestReaderCacheSharesAndBounds(t *testing.T) {
 	repo, pts := testRepo(t, 3)
-	c := newReaderCache(context.Background(), repo, slog.New(slog.DiscardHandler), 1, 1<<30)
+	c := newReaderCache(context.Background(), repoSource{repo}, slog.New(slog.DiscardHandler), 1, 1<<30)
 	a, err := c.acquire(pts[0], "disk0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestReaderCacheSharesAndBounds(t *testing.T) {
 func TestCatalogSeesChangesAndGuardsReads(t *testing.T) {
 	repo, pts := testRepo(t, 2)
 	ctx := context.Background()
-	c := newCatalogCache(ctx, repo, slog.New(slog.DiscardHandler), time.Hour)
+	c := newCatalogCache(ctx, repoSource{repo}, slog.New(slog.DiscardHandler), time.Hour)
 	defer c.close()
 	if c.watch == nil {
 		t.Fatal("no inotify watch on the repository")
@@ -153,10 +153,10 @@ func TestCatalogSeesChangesAndGuardsReads(t *testing.T) {
 func TestPointReaderAtRefusesDeletedPoint(t *testing.T) {
 	repo, pts := testRepo(t, 2)
 	ctx := context.Background()
-	tr := &tree{ctx: ctx, repo: repo, log: slog.New(slog.DiscardHandler)}
-	tr.cat = newCatalogCache(ctx, repo, tr.log, time.Hour)
+	tr := &tree{ctx: ctx, repo: repoSource{repo}, log: slog.New(slog.DiscardHandler)}
+	tr.cat = newCatalogCache(ctx, repoSource{repo}, tr.log, time.Hour)
 	defer tr.cat.close()
-	tr.readers = newReaderCache(ctx, repo, tr.log, 4, 1<<30)
+	tr.readers = newReaderCache(ctx, repoSource{repo}, tr.log, 4, 1<<30)
 	tr.cat.onChange = tr.catalogChanged
 	if err := tr.cat.load(); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,12 @@ type Server struct {
 // directory) and serves it until Unmount or an external unmount. ctx
 // bounds only the mounting itself.
 func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (*Server, error) {
+	return MountSource(ctx, repoSource{repo}, dir, opts)
+}
+
+// MountSource mounts any Source (a remote, for one) at dir, as Mount does
+// a repository.
+func MountSource(ctx context.Context, repo Source, dir string, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
 	abs, err := filepath.Abs(dir)
 	if err != nil {

@@ -23,7 +23,7 @@ const (
 // tree is the state shared by every node of one mount.
 type tree struct {
 	ctx     context.Context
-	repo    *blockmap.Repo
+	repo    Source
 	opts    Options
 	log     *slog.Logger
 	cat     *catalogCache

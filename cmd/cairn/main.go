@@ -65,6 +65,7 @@ func newApp() *cli.App {
 	}
 	app.Commands = append(app.Commands, repoCommands()...)
 	app.Commands = append(app.Commands, extraCommands()...)
+	app.Commands = append(app.Commands, remoteCommands()...)
 	return app
 }
 

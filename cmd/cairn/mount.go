@@ -27,6 +27,8 @@ func mountCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "allow-other", Usage: "let other users read the mount (non-root needs user_allow_other in /etc/fuse.conf)"},
 				&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on stop, how long a busy (detached) mount keeps serving files that are still open"},
 				&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+				remoteFlag,
+				&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "with --remote: memory for blocks read from the remote (e.g. 512MiB, 2GiB)"},
 			},
 			Action: runMount,
 		},
@@ -63,20 +65,30 @@ func runMount(c *cli.Context) error {
 	if err := fusefs.CheckMountPoint(dir); err != nil {
 		return err
 	}
-	repo, err := openRepo(c)
-	if err != nil {
-		return err
-	}
-	srv, err := fusefs.Mount(c.Context, repo, dir, fusefs.Options{
+	opts := fusefs.Options{
 		Logger:     slog.Default(),
 		FSProvider: guest.Provider(slog.Default()),
 		AllowOther: c.Bool("allow-other"),
 		Debug:      c.Bool("debug-fuse"),
-	})
+	}
+	if c.String("remote") != "" {
+		return mountRemote(c, dir, opts)
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	srv, err := fusefs.Mount(c.Context, repo, dir, opts)
 	if err != nil {
 		return err
 	}
 	slog.Info("mounted; stop with Ctrl-C or `cairn umount "+srv.Dir()+"`", "repo", repo.Dir(), "dir", srv.Dir())
+	return serveMount(c, srv)
+}
+
+// serveMount waits until the mount is unmounted from outside or cairn is
+// told to stop, and then unmounts it.
+func serveMount(c *cli.Context, srv *fusefs.Server) error {
 	select {
 	case <-srv.Done():
 		slog.Info("unmounted from outside", "dir", srv.Dir())

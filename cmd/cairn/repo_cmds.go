@@ -42,6 +42,7 @@ func repoCommands() []*cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
 			},
 			Action: pointsAction,
 		},
@@ -53,6 +54,7 @@ func repoCommands() []*cli.Command {
 				&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
 				&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation number or latest"},
 				&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
+				remoteFlag,
 			},
 			Action: exportAction,
 		},
@@ -63,6 +65,8 @@ func repoCommands() []*cli.Command {
 				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
+				&cli.StringFlag{Name: "sample", Usage: "with --remote: read only `P%` of the packs, chosen at random"},
 				&cli.BoolFlag{Name: "against-source", Usage: "compare the latest point with the VM itself instead (runs `cairn verify-source`; give its --vcenter, --vm, ... flags)"},
 			},
 			Action: verifyAction,
@@ -79,8 +83,12 @@ func repoCommands() []*cli.Command {
 				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
 			},
 			Action: func(c *cli.Context) error {
+				if c.String("remote") != "" {
+					return remotePruneAction(c)
+				}
 				repo, err := openRepo(c)
 				if err != nil {
 					return err
@@ -103,8 +111,12 @@ func repoCommands() []*cli.Command {
 				&cli.StringSliceFlag{Name: "point", Required: true, Usage: "point id, generation number or latest (repeatable)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				remoteFlag,
 			},
 			Action: func(c *cli.Context) error {
+				if c.String("remote") != "" {
+					return remotePruneAction(c)
+				}
 				repo, err := openRepo(c)
 				if err != nil {
 					return err
@@ -160,6 +172,9 @@ type pointsTotals struct {
 }
 
 func pointsAction(c *cli.Context) error {
+	if c.String("remote") != "" {
+		return remotePointsAction(c)
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -240,6 +255,9 @@ func allocatedBytes(dir string) int64 {
 }
 
 func exportAction(c *cli.Context) error {
+	if c.String("remote") != "" {
+		return remoteExportAction(c)
+	}
 	if c.NArg() != 1 {
 		return fmt.Errorf("export: give exactly one OUT (a file path, or - for stdout)")
 	}
@@ -283,6 +301,9 @@ func exportAction(c *cli.Context) error {
 }
 
 func verifyAction(c *cli.Context) error {
+	if c.String("remote") != "" {
+		return remoteVerifyAction(c)
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err

@@ -1,0 +1,164 @@
+package remote
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// ID is a block id (keyed MAC of the block) or a pack id (random).
+type ID [32]byte
+
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+func parseID(s string) (ID, error) {
+	var id ID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("bad object id %q", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+func randomID() ID {
+	var id ID
+	if _, err := rand.Read(id[:]); err != nil {
+		panic(err)
+	}
+	return id
+}
+
+// KDF are the argon2id parameters that turn a secret into the key that
+// wraps the master key.
+type KDF struct {
+	Alg       string `json:"alg"`
+	Salt      []byte `json:"salt"`
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+}
+
+// defaultKDF costs about 64 MiB and a fraction of a second once per open.
+func defaultKDF() KDF {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		panic(err)
+	}
+	return KDF{Alg: "argon2id", Salt: salt, Time: 3, MemoryKiB: 64 << 10, Threads: 2}
+}
+
+func (k KDF) derive(secret []byte) ([]byte, error) {
+	if k.Alg != "argon2id" || k.Time == 0 || k.MemoryKiB == 0 || k.Threads == 0 || len(k.Salt) < 16 {
+		return nil, fmt.Errorf("%w: unsupported key derivation %q", ErrFormat, k.Alg)
+	}
+	if k.MemoryKiB > 4<<20 || k.Time > 100 {
+		return nil, fmt.Errorf("%w: key derivation parameters too large (memory %d KiB, time %d)", ErrFormat, k.MemoryKiB, k.Time)
+	}
+	return argon2.IDKey(secret, k.Salt, k.Time, k.MemoryKiB, k.Threads, chacha20poly1305.KeySize), nil
+}
+
+// keys are the master keys of a remote.
+type keys struct {
+	aead cipher.AEAD
+	mac  [32]byte // block ids
+	name [32]byte // manifest names
+}
+
+const masterKeyLen = 96
+
+func newKeys(master []byte) (*keys, error) {
+	if len(master) != masterKeyLen {
+		return nil, fmt.Errorf("%w: master key of %d bytes", ErrFormat, len(master))
+	}
+	a, err := chacha20poly1305.NewX(master[:32])
+	if err != nil {
+		return nil, err
+	}
+	k := &keys{aead: a}
+	copy(k.mac[:], master[32:64])
+	copy(k.name[:], master[64:96])
+	return k, nil
+}
+
+// blockID is the keyed MAC of a block's bytes.
+func (k *keys) blockID(data []byte) ID {
+	h, _ := blake3.NewKeyed(k.mac[:])
+	h.Write(data)
+	var id ID
+	h.Sum(id[:0])
+	return id
+}
+
+// manifestName is the object name of a point's manifest.
+func (k *keys) manifestName(vm, point string) string {
+	h, _ := blake3.NewKeyed(k.name[:])
+	h.Write([]byte("manifest\x00" + vm + "\x00" + point))
+	var id ID
+	h.Sum(id[:0])
+	return id.String()
+}
+
+// seal encrypts plain with a random nonce: nonce || ciphertext.
+func seal(a cipher.AEAD, dst, plain, ad []byte) []byte {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	dst = append(dst, nonce...)
+	return a.Seal(dst, nonce, plain, ad)
+}
+
+var errAuth = errors.New("authentication failed")
+
+// open decrypts nonce || ciphertext.
+func open(a cipher.AEAD, dst, sealed, ad []byte) ([]byte, error) {
+	ns := a.NonceSize()
+	if len(sealed) < ns+a.Overhead() {
+		return nil, errAuth
+	}
+	out, err := a.Open(dst, sealed[:ns], sealed[ns:], ad)
+	if err != nil {
+		return nil, errAuth
+	}
+	return out, nil
+}
+
+// kekAEAD is the cipher of the key derived from secret.
+func kekAEAD(kdf KDF, secret []byte) (cipher.AEAD, error) {
+	kek, err := kdf.derive(secret)
+	if err != nil {
+		return nil, err
+	}
+	return chacha20poly1305.NewX(kek)
+}
+
+const masterAD = "cairn remote master key"
+
+// wrapMaster seals the master key with a key derived from secret.
+func wrapMaster(kdf KDF, secret, master []byte) ([]byte, error) {
+	a, err := kekAEAD(kdf, secret)
+	if err != nil {
+		return nil, err
+	}
+	return seal(a, nil, master, []byte(masterAD)), nil
+}
+
+// unwrapMaster opens the wrapped master key; a wrong secret is ErrWrongKey.
+func unwrapMaster(kdf KDF, secret, wrapped []byte) ([]byte, error) {
+	a, err := kekAEAD(kdf, secret)
+	if err != nil {
+		return nil, err
+	}
+	m, err := open(a, nil, wrapped, []byte(masterAD))
+	if err != nil {
+		return nil, ErrWrongKey
+	}
+	return m, nil
+}

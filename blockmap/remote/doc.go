@@ -1,0 +1,42 @@
+// Package remote is the offsite twin of a cairn repository: recovery points
+// copied to an S3-compatible object store (Ceph RGW, MinIO, AWS, Wasabi,
+// Backblaze), deduplicated, compressed, encrypted and optionally immutable.
+//
+// A Remote is one bucket opened with its key. Its objects:
+//
+//	cairn/config          plaintext: format, KDF parameters, the wrapped master key
+//	cairn/packs/<id>      a pack: encrypted blobs, one per distinct block
+//	cairn/index/<id>      the encrypted index of the pack with the same id
+//	cairn/points/<name>   the encrypted manifest of one recovery point
+//
+// Pack ids are random; a manifest's name is a keyed MAC of the VM name and
+// point id. The store sees no VM or disk names, no block hashes and no
+// plaintext.
+//
+// A block id is the keyed BLAKE3 MAC of a block's bytes: equal blocks of
+// any VM and point share one blob (deduplication), and the store cannot
+// test a guess of a block's content. A blob is
+// nonce || XChaCha20-Poly1305(mode || zstd(block)) with the block id as
+// additional data; a blob read back is authenticated and its plaintext MAC
+// must equal its id.
+//
+// A manifest holds the point (disks, sizes, meta, info.json facts) and per
+// disk the block → (pack, version, offset, length, id) map. It is written
+// last: a point is visible remotely only when all its data is.
+//
+// The block cache (under the local repository) knows which blocks the
+// remote holds. It is rebuilt from the remote's pack indexes: each run
+// lists cairn/index/ and fetches the indexes it does not know, so an
+// interrupted replication resumes by uploading only missing packs.
+//
+// The master key (encryption, MAC and name keys) is random and stored in
+// cairn/config wrapped by a key derived with argon2id from a key file or a
+// passphrase. Losing the key file or passphrase means losing the data.
+//
+// Immutability: with ImmutableDays every object is written with an Object
+// Lock COMPLIANCE retention; Extend renews the retention of objects that
+// the remote's points still reference. Objects are read at the version
+// that was written, and a replaced or delete-marked manifest, index or
+// config is read from its older version, so neither an overwrite nor a
+// delete by someone holding the credentials hides locked data.
+package remote

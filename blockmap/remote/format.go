@@ -1,0 +1,254 @@
+package remote
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// blob modes (the first plaintext byte of a blob).
+const (
+	modeRaw  = 0
+	modeZstd = 1
+)
+
+// blobRef locates one blob: its pack and byte range.
+type blobRef struct {
+	Pack ID
+	Off  uint32
+	Len  uint32
+	Raw  uint32 // plaintext block length
+}
+
+// packIndex is the decrypted content of cairn/index/<pack>.
+type packIndex struct {
+	Pack    ID
+	Version string // the pack object's version ("" unversioned)
+	Entries []indexEntry
+}
+
+type indexEntry struct {
+	ID            ID
+	Off, Len, Raw uint32
+}
+
+const indexMagic = "CRNIDX1\n"
+
+func (pi *packIndex) encode() []byte {
+	var b bytes.Buffer
+	b.WriteString(indexMagic)
+	b.Write(pi.Pack[:])
+	b.Write(binary.AppendUvarint(nil, uint64(len(pi.Version))))
+	b.WriteString(pi.Version)
+	b.Write(binary.AppendUvarint(nil, uint64(len(pi.Entries))))
+	var tmp [12]byte
+	for _, e := range pi.Entries {
+		b.Write(e.ID[:])
+		binary.LittleEndian.PutUint32(tmp[0:], e.Off)
+		binary.LittleEndian.PutUint32(tmp[4:], e.Len)
+		binary.LittleEndian.PutUint32(tmp[8:], e.Raw)
+		b.Write(tmp[:])
+	}
+	return b.Bytes()
+}
+
+var errShort = errors.New("truncated")
+
+func decodePackIndex(data []byte) (*packIndex, error) {
+	if !bytes.HasPrefix(data, []byte(indexMagic)) {
+		return nil, fmt.Errorf("%w: pack index without its magic", ErrFormat)
+	}
+	p := data[len(indexMagic):]
+	pi := &packIndex{}
+	if len(p) < 32 {
+		return nil, errShort
+	}
+	copy(pi.Pack[:], p)
+	p = p[32:]
+	vl, n := binary.Uvarint(p)
+	if n <= 0 || uint64(len(p)-n) < vl {
+		return nil, errShort
+	}
+	pi.Version = string(p[n : n+int(vl)])
+	p = p[n+int(vl):]
+	cnt, n := binary.Uvarint(p)
+	if n <= 0 || uint64(len(p)-n) != cnt*44 {
+		return nil, fmt.Errorf("%w: pack index entries", ErrFormat)
+	}
+	p = p[n:]
+	pi.Entries = make([]indexEntry, cnt)
+	for i := range pi.Entries {
+		e := &pi.Entries[i]
+		copy(e.ID[:], p)
+		e.Off = binary.LittleEndian.Uint32(p[32:])
+		e.Len = binary.LittleEndian.Uint32(p[36:])
+		e.Raw = binary.LittleEndian.Uint32(p[40:])
+		p = p[44:]
+	}
+	return pi, nil
+}
+
+// manifest is the decrypted content of cairn/points/<name>.
+type manifest struct {
+	Format    int            `json:"format"`
+	Point     blockmap.Point `json:"point"`
+	BlockSize int            `json:"block_size"`
+	// Packs are the packs the point's blocks live in, with the version of
+	// each pack object that was written.
+	Packs []manifestPack `json:"packs"`
+	Disks []manifestDisk `json:"disks"`
+}
+
+type manifestPack struct {
+	ID      string `json:"id"`
+	Version string `json:"version,omitempty"`
+}
+
+type manifestDisk struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Blocks is the binary block map (see blockEntry): block number delta,
+	// pack number, offset, length, plaintext length, block id.
+	Blocks []byte `json:"blocks"`
+	Count  int    `json:"count"`
+}
+
+// blockEntry is one data block of a disk in a manifest.
+type blockEntry struct {
+	Block int64
+	Pack  int // index into manifest.Packs
+	Off   uint32
+	Len   uint32
+	Raw   uint32
+	ID    ID
+}
+
+func encodeBlocks(es []blockEntry) []byte {
+	var b []byte
+	prev := int64(-1)
+	for _, e := range es {
+		b = binary.AppendUvarint(b, uint64(e.Block-prev))
+		b = binary.AppendUvarint(b, uint64(e.Pack))
+		b = binary.AppendUvarint(b, uint64(e.Off))
+		b = binary.AppendUvarint(b, uint64(e.Len))
+		b = binary.AppendUvarint(b, uint64(e.Raw))
+		b = append(b, e.ID[:]...)
+		prev = e.Block
+	}
+	return b
+}
+
+func decodeBlocks(b []byte, count, npacks int) ([]blockEntry, error) {
+	out := make([]blockEntry, 0, count)
+	prev := int64(-1)
+	for len(b) > 0 {
+		var v [5]uint64
+		for i := range v {
+			x, n := binary.Uvarint(b)
+			if n <= 0 {
+				return nil, fmt.Errorf("%w: manifest block map", ErrFormat)
+			}
+			v[i], b = x, b[n:]
+		}
+		if len(b) < 32 || v[0] == 0 || v[1] >= uint64(npacks) || v[2] > 1<<32-1 || v[3] > 1<<32-1 || v[4] > 1<<32-1 {
+			return nil, fmt.Errorf("%w: manifest block map", ErrFormat)
+		}
+		e := blockEntry{Block: prev + int64(v[0]), Pack: int(v[1]), Off: uint32(v[2]), Len: uint32(v[3]), Raw: uint32(v[4])}
+		copy(e.ID[:], b)
+		b = b[32:]
+		prev = e.Block
+		out = append(out, e)
+	}
+	if len(out) != count {
+		return nil, fmt.Errorf("%w: manifest block map holds %d blocks, header says %d", ErrFormat, len(out), count)
+	}
+	return out, nil
+}
+
+func (r *Remote) sealManifest(name string, m *manifest) ([]byte, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return seal(r.keys.aead, nil, r.enc.EncodeAll(js, nil), []byte("manifest\x00"+name)), nil
+}
+
+func (r *Remote) openManifest(name string, data []byte) (*manifest, error) {
+	plain, err := open(r.keys.aead, nil, data, []byte("manifest\x00"+name))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", name, ErrCorrupt)
+	}
+	js, err := r.dec.DecodeAll(plain, nil)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %v", name, ErrFormat, err)
+	}
+	var m manifest
+	if err := json.Unmarshal(js, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %v", name, ErrFormat, err)
+	}
+	if m.Format != FormatVersion {
+		return nil, fmt.Errorf("manifest %s: %w: format %d", name, ErrFormat, m.Format)
+	}
+	return &m, nil
+}
+
+func (r *Remote) sealIndex(pi *packIndex) []byte {
+	return seal(r.keys.aead, nil, pi.encode(), []byte("index\x00"+pi.Pack.String()))
+}
+
+func (r *Remote) openIndex(pack ID, data []byte) (*packIndex, error) {
+	plain, err := open(r.keys.aead, nil, data, []byte("index\x00"+pack.String()))
+	if err != nil {
+		return nil, fmt.Errorf("index of pack %s: %w", pack, ErrCorrupt)
+	}
+	pi, err := decodePackIndex(plain)
+	if err != nil {
+		return nil, fmt.Errorf("index of pack %s: %w", pack, err)
+	}
+	if pi.Pack != pack {
+		return nil, fmt.Errorf("index of pack %s: %w: names pack %s", pack, ErrCorrupt, pi.Pack)
+	}
+	return pi, nil
+}
+
+// sealBlob compresses (when that helps) and encrypts one block.
+func (r *Remote) sealBlob(dst []byte, id ID, data []byte) []byte {
+	plain := make([]byte, 1, len(data)+1)
+	z := r.enc.EncodeAll(data, plain[:1])
+	if len(z) < len(data)*15/16 {
+		z[0] = modeZstd
+		plain = z
+	} else {
+		plain[0] = modeRaw
+		plain = append(plain, data...)
+	}
+	return seal(r.keys.aead, dst, plain, id[:])
+}
+
+// openBlob authenticates, decrypts and decompresses one blob, and checks
+// that the block's MAC is its id.
+func (r *Remote) openBlob(id ID, sealed []byte, raw uint32) ([]byte, error) {
+	plain, err := open(r.keys.aead, nil, sealed, id[:])
+	if err != nil || len(plain) == 0 {
+		return nil, ErrCorrupt
+	}
+	var data []byte
+	switch plain[0] {
+	case modeRaw:
+		data = plain[1:]
+	case modeZstd:
+		if data, err = r.dec.DecodeAll(plain[1:], make([]byte, 0, raw)); err != nil {
+			return nil, ErrCorrupt
+		}
+	default:
+		return nil, ErrCorrupt
+	}
+	if uint32(len(data)) != raw || r.keys.blockID(data) != id {
+		return nil, ErrCorrupt
+	}
+	return data, nil
+}

@@ -1,0 +1,82 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// Pull copies one remote point into a local repository as a new point of
+// the same VM with the same time, consistency, metadata and disk contents
+// (byte for byte). It fails with blockmap.ErrInvalid when the repository's
+// block size differs from the remote point's, and does nothing when the
+// VM already has a point with that id. Nothing is committed unless every
+// block was fetched and authenticated.
+func (r *Remote) Pull(ctx context.Context, repo *blockmap.Repo, vm, pointID string) (blockmap.Point, bool, error) {
+	m, err := r.manifest(ctx, vm, pointID)
+	if err != nil {
+		return blockmap.Point{}, false, err
+	}
+	if local, err := repo.Points(ctx, vm); err == nil {
+		for _, p := range local {
+			if p.ID == pointID {
+				return p, false, nil
+			}
+		}
+	}
+	if m.BlockSize != repo.BlockSize() {
+		return blockmap.Point{}, false, fmt.Errorf("pull %s point %s: %w: the remote point has %d-byte blocks, the repository %d (create the repository with cairn init --block-size %d)",
+			vm, pointID, blockmap.ErrInvalid, m.BlockSize, repo.BlockSize(), m.BlockSize)
+	}
+	s, err := repo.BeginPoint(ctx, vm, blockmap.PointOptions{Time: m.Point.Time, Consistency: m.Point.Consistency, Meta: m.Point.Meta, Purpose: "cairn pull"})
+	if err != nil {
+		return blockmap.Point{}, false, err
+	}
+	p, err := r.pullInto(ctx, s, m)
+	if err != nil {
+		if aerr := s.Abort(ctx); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+		return blockmap.Point{}, false, fmt.Errorf("pull %s point %s: %w", vm, pointID, err)
+	}
+	return p, true, nil
+}
+
+func (r *Remote) pullInto(ctx context.Context, s *blockmap.Session, m *manifest) (blockmap.Point, error) {
+	for _, d := range m.Point.Disks {
+		var md *manifestDisk
+		for i := range m.Disks {
+			if m.Disks[i].Name == d.Name {
+				md = &m.Disks[i]
+			}
+		}
+		if md == nil {
+			return blockmap.Point{}, fmt.Errorf("%w: manifest lacks the block map of disk %s", ErrFormat, d.Name)
+		}
+		es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
+		if err != nil {
+			return blockmap.Point{}, err
+		}
+		w, err := s.AddDisk(ctx, d.Name, md.Size, blockmap.DiskOptions{Full: true, FullReason: "pulled from a remote", Meta: d.Meta})
+		if err != nil {
+			return blockmap.Point{}, err
+		}
+		bs := int64(m.BlockSize)
+		err = r.fetchBlobs(ctx, m.Packs, es, func(e blockEntry, data []byte, err error) error {
+			if err != nil {
+				return &BlockError{VM: m.Point.VM, Point: m.Point.ID, Disk: d.Name, Offset: e.Block * bs, Pack: m.Packs[e.Pack].ID, Err: err}
+			}
+			if _, err := w.WriteAt(data, e.Block*bs); err != nil {
+				return err
+			}
+			w.AddBytesRead(int64(len(data)))
+			return nil
+		})
+		if err != nil {
+			return blockmap.Point{}, err
+		}
+	}
+	return s.Commit(ctx)
+}

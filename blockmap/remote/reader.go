@@ -1,0 +1,302 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/lru"
+)
+
+// DiskReader reads one disk of a remote point: an io.ReaderAt plus the
+// data/hole map, like blockmap.DiskReader. Blocks are fetched with ranged
+// GETs, authenticated, and kept in a bounded cache. Safe for concurrent use.
+type DiskReader struct {
+	r       *Remote
+	ctx     context.Context
+	point   blockmap.Point
+	disk    manifestDisk
+	bs      int64
+	packs   []manifestPack
+	entries []blockEntry
+	byBlock []int32                // per block: index into entries, -1 for a hole
+	cache   *lru.Cache[ID, []byte] // by block id: equal blocks share an entry
+}
+
+// BlockError names a block of a remote point that cannot be read.
+type BlockError struct {
+	VM, Point, Disk string
+	Offset          int64
+	Pack            string
+	Err             error
+}
+
+func (e *BlockError) Error() string {
+	return fmt.Sprintf("remote VM %s point %s disk %s: block at offset %d (pack %s): %v", e.VM, e.Point, e.Disk, e.Offset, e.Pack, e.Err)
+}
+
+func (e *BlockError) Unwrap() error { return e.Err }
+
+// SetReadCache makes every reader opened afterwards share one cache of
+// decrypted blocks bounded to bytes (a mount's --cache-size).
+func (r *Remote) SetReadCache(bytes int) { r.readCache = lru.New[ID, []byte](bytes) }
+
+// OpenDisk opens a disk of a remote point. cacheBytes bounds the blocks
+// it keeps in memory (0: 64 MiB) unless SetReadCache set a shared cache.
+// ctx bounds every read of the reader.
+func (r *Remote) OpenDisk(ctx context.Context, vm, pointID, disk string, cacheBytes int) (*DiskReader, error) {
+	m, err := r.manifest(ctx, vm, pointID)
+	if err != nil {
+		return nil, err
+	}
+	return r.openDisk(ctx, m, disk, cacheBytes)
+}
+
+func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBytes int) (*DiskReader, error) {
+	var md *manifestDisk
+	for i := range m.Disks {
+		if m.Disks[i].Name == disk {
+			md = &m.Disks[i]
+		}
+	}
+	if md == nil {
+		return nil, fmt.Errorf("remote point %s of %s has no disk %q: %w", m.Point.ID, m.Point.VM, disk, ErrNotFound)
+	}
+	if m.BlockSize <= 0 {
+		return nil, fmt.Errorf("%w: block size %d", ErrFormat, m.BlockSize)
+	}
+	es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
+	if err != nil {
+		return nil, err
+	}
+	bs := int64(m.BlockSize)
+	nb := (md.Size + bs - 1) / bs
+	by := make([]int32, nb)
+	for i := range by {
+		by[i] = -1
+	}
+	for i, e := range es {
+		if e.Block >= nb {
+			return nil, fmt.Errorf("%w: block %d past the end of disk %s", ErrFormat, e.Block, disk)
+		}
+		by[e.Block] = int32(i)
+	}
+	cache := r.readCache
+	if cache == nil {
+		if cacheBytes <= 0 {
+			cacheBytes = 64 << 20
+		}
+		cache = lru.New[ID, []byte](cacheBytes)
+	}
+	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, byBlock: by, cache: cache}, nil
+}
+
+// Size is the disk's size in bytes.
+func (dr *DiskReader) Size() int64 { return dr.disk.Size }
+
+// Point is the point the reader shows.
+func (dr *DiskReader) Point() blockmap.Point { return dr.point }
+
+// Close releases the reader.
+func (dr *DiskReader) Close() error { return nil }
+
+// ReadAt reads the disk; blocks that fail authentication fail the read
+// with a *BlockError wrapping ErrCorrupt, never wrong bytes.
+func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= dr.disk.Size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), dr.disk.Size)
+	// Fetch the blocks not cached, coalesced, before copying.
+	var need []blockEntry
+	for b := off / dr.bs; b*dr.bs < end; b++ {
+		if i := dr.byBlock[b]; i >= 0 {
+			if _, ok := dr.cache.Get(dr.entries[i].ID); !ok {
+				need = append(need, dr.entries[i])
+			}
+		}
+	}
+	got := map[int64][]byte{}
+	var mu sync.Mutex
+	if len(need) > 0 {
+		err := dr.r.fetchBlobs(dr.ctx, dr.packs, need, func(e blockEntry, data []byte, err error) error {
+			if err != nil {
+				return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: e.Block * dr.bs, Pack: dr.packs[e.Pack].ID, Err: err}
+			}
+			mu.Lock()
+			got[e.Block] = data
+			mu.Unlock()
+			dr.cache.Add(e.ID, data, len(data))
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for pos := off; pos < end; {
+		b := pos / dr.bs
+		bend := min((b+1)*dr.bs, end)
+		dst := p[pos-off : bend-off]
+		if dr.byBlock[b] < 0 {
+			clear(dst)
+		} else {
+			data, ok := got[b]
+			if !ok {
+				if data, ok = dr.cache.Get(dr.entries[dr.byBlock[b]].ID); !ok {
+					return n, fmt.Errorf("internal error: block %d not fetched", b)
+				}
+			}
+			in := pos - b*dr.bs
+			c := copy(dst, data[min(in, int64(len(data))):])
+			clear(dst[c:])
+		}
+		n += len(dst)
+		pos = bend
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// NextData returns the first offset >= off that holds data, or
+// blockmap.ErrNoData.
+func (dr *DiskReader) NextData(off int64) (int64, error) {
+	off = max(off, 0)
+	for b := off / dr.bs; b < int64(len(dr.byBlock)); b++ {
+		if dr.byBlock[b] >= 0 {
+			return max(off, b*dr.bs), nil
+		}
+	}
+	return 0, blockmap.ErrNoData
+}
+
+// NextHole returns the first offset >= off inside a hole (the end counts).
+func (dr *DiskReader) NextHole(off int64) (int64, error) {
+	off = max(off, 0)
+	if off >= dr.disk.Size {
+		return 0, blockmap.ErrNoData
+	}
+	for b := off / dr.bs; b < int64(len(dr.byBlock)); b++ {
+		if dr.byBlock[b] < 0 {
+			return max(off, b*dr.bs), nil
+		}
+	}
+	return dr.disk.Size, nil
+}
+
+// DataBytes is the number of bytes in data extents.
+func (dr *DiskReader) DataBytes() int64 {
+	var n int64
+	for _, e := range dr.DataExtents() {
+		n += e.Length
+	}
+	return n
+}
+
+// DataExtents lists the data extents in order, merged.
+func (dr *DiskReader) DataExtents() []blockmap.Extent {
+	var out []blockmap.Extent
+	for _, e := range dr.entries {
+		start := e.Block * dr.bs
+		l := min(dr.bs, dr.disk.Size-start)
+		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start {
+			out[n-1].Length += l
+		} else {
+			out = append(out, blockmap.Extent{Offset: start, Length: l})
+		}
+	}
+	return out
+}
+
+// maxRun bounds one coalesced ranged GET.
+const maxRun = 8 << 20
+
+// fetchBlobs fetches the blobs of es (any order) with ranged GETs that
+// cover neighbouring blobs of one pack at once, four in flight, and hands
+// each authenticated block (or its error) to fn. A GET that fails hands
+// its error to every block it covers. fn's error stops the fetch.
+func (r *Remote) fetchBlobs(ctx context.Context, packs []manifestPack, es []blockEntry, fn func(e blockEntry, data []byte, err error) error) error {
+	es = append([]blockEntry(nil), es...)
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Pack != es[j].Pack {
+			return es[i].Pack < es[j].Pack
+		}
+		return es[i].Off < es[j].Off
+	})
+	type run struct{ es []blockEntry }
+	var runs []run
+	for i := 0; i < len(es); {
+		j := i + 1
+		end := int64(es[i].Off) + int64(es[i].Len)
+		// Neighbours (a gap of up to 64 KiB is read through) of one pack
+		// share a GET; a blob two blocks share appears twice.
+		for j < len(es) && es[j].Pack == es[i].Pack && int64(es[j].Off) <= end+64<<10 &&
+			int64(es[j].Off)+int64(es[j].Len)-int64(es[i].Off) <= maxRun {
+			end = max(end, int64(es[j].Off)+int64(es[j].Len))
+			j++
+		}
+		runs = append(runs, run{es[i:j]})
+		i = j
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, ru := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(ru run) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			first := ru.es[0]
+			start := int64(first.Off)
+			end := start
+			for _, e := range ru.es {
+				end = max(end, int64(e.Off)+int64(e.Len))
+			}
+			pk := packs[first.Pack]
+			data, gerr := r.st.get(ctx, packPrefix+pk.ID, pk.Version, start, end-start)
+			if gerr != nil && ctx.Err() != nil {
+				fail(ctx.Err())
+				return
+			}
+			for _, e := range ru.es {
+				var blk []byte
+				err := gerr
+				if err == nil {
+					blk, err = r.openBlob(e.ID, data[int64(e.Off)-start:int64(e.Off)+int64(e.Len)-start], e.Raw)
+				}
+				if ferr := fn(e, blk, err); ferr != nil {
+					fail(ferr)
+					return
+				}
+			}
+		}(ru)
+	}
+	wg.Wait()
+	return firstErr
+}

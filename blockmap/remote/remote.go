@@ -1,0 +1,240 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/cairnbackup/cairn/internal/lru"
+)
+
+// FormatVersion is the remote format this package writes and reads.
+const FormatVersion = 1
+
+// DefaultPackSize is the size a pack grows to before it is uploaded:
+// 32 MiB. Requests cost money and time on every store (a PUT is about as
+// dear as storing 1-2 MiB for a month on the big clouds), so a pack holds
+// hundreds of blocks; 32 MiB stays one PUT (no multipart), keeps a few
+// packs in flight within a bounded buffer, and a lost upload costs little
+// to redo. Reads never fetch a whole pack: they ask for the ranges of
+// the blobs they need.
+const DefaultPackSize = 32 << 20
+
+// Options open a remote.
+type Options struct {
+	Store StoreOptions
+	// Secret is the key file's contents or the passphrase.
+	Secret []byte
+	// ImmutableDays > 0 writes every object with an Object Lock
+	// COMPLIANCE retention of this many days.
+	ImmutableDays int
+	// PackSize overrides DefaultPackSize (tests use small packs).
+	PackSize int
+	Logger   *slog.Logger
+}
+
+// config is the plaintext object cairn/config.
+type config struct {
+	Format  int       `json:"format"`
+	Created time.Time `json:"created"`
+	KDF     KDF       `json:"kdf"`
+	Key     []byte    `json:"key"` // the master key, wrapped
+	// ImmutableDays is what init was asked for; writers keep using their own setting.
+	ImmutableDays int `json:"immutable_days,omitempty"`
+}
+
+// Remote is an opened remote: a bucket and its master key.
+type Remote struct {
+	st       *store
+	keys     *keys
+	opts     Options
+	log      *slog.Logger
+	packSize int
+	enc      *zstd.Encoder
+	dec      *zstd.Decoder
+
+	readCache  *lru.Cache[ID, []byte] // shared by readers when set
+	lockOn     bool                   // the bucket has Object Lock (known during a prune)
+	afterPack  func(n int64)          // tests: called after each stored pack and its index
+	beforeRead func(b int64)          // tests: called before blocks from b on are read
+}
+
+// Init prepares an empty bucket (created when missing; with Object Lock
+// when ImmutableDays is set) as a remote. It refuses a bucket that already
+// holds a remote or other objects, and with ImmutableDays a bucket without
+// Object Lock.
+func Init(ctx context.Context, o Options) error {
+	st, err := newStore(o.Store)
+	if err != nil {
+		return err
+	}
+	if len(o.Secret) == 0 {
+		return errors.New("init remote: no key: give a key file or a passphrase")
+	}
+	exists, err := st.cl.BucketExists(ctx, st.bucket)
+	if err != nil {
+		return st.s3err("look up bucket", st.bucket, err)
+	}
+	if !exists {
+		if err := st.makeBucket(ctx, o.Store.Region, o.ImmutableDays > 0); err != nil {
+			return err
+		}
+	}
+	if o.ImmutableDays > 0 {
+		locked, err := st.objectLock(ctx)
+		if err != nil {
+			return err
+		}
+		if !locked {
+			return fmt.Errorf("bucket %s: %w", st.bucket, ErrNoObjectLock)
+		}
+	}
+	objs, err := st.list(ctx, "", true)
+	if err != nil {
+		return err
+	}
+	for _, ob := range objs {
+		if ob.Name == configName {
+			return fmt.Errorf("bucket %s: %w", st.bucket, ErrAlreadyInitialized)
+		}
+	}
+	if len(objs) > 0 {
+		return fmt.Errorf("bucket %s holds %d objects (first: %s): %w", st.bucket, len(objs), objs[0].Name, ErrNotEmpty)
+	}
+	master := make([]byte, masterKeyLen)
+	if _, err := rand.Read(master); err != nil {
+		return err
+	}
+	kdf := defaultKDF()
+	wrapped, err := wrapMaster(kdf, o.Secret, master)
+	if err != nil {
+		return err
+	}
+	cfg := config{Format: FormatVersion, Created: time.Now().UTC(), KDF: kdf, Key: wrapped, ImmutableDays: o.ImmutableDays}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = st.put(ctx, configName, data, putOptions{retainUntil: retainUntil(o.ImmutableDays)})
+	return err
+}
+
+func (s *store) makeBucket(ctx context.Context, region string, lock bool) error {
+	err := s.cl.MakeBucket(ctx, s.bucket, makeBucketOptions(region, lock))
+	return s.s3err("create bucket", s.bucket, err)
+}
+
+func retainUntil(days int) time.Time {
+	if days <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(time.Duration(days) * 24 * time.Hour).UTC()
+}
+
+// Open opens an initialized remote with its key. A wrong key fails with
+// ErrWrongKey before anything is written.
+func Open(ctx context.Context, o Options) (*Remote, error) {
+	st, err := newStore(o.Store)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.Secret) == 0 {
+		return nil, errors.New("open remote: no key: give a key file or a passphrase")
+	}
+	r := &Remote{st: st, opts: o, log: o.Logger, packSize: o.PackSize}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.packSize <= 0 {
+		r.packSize = DefaultPackSize
+	}
+	// Older versions are tried when the newest does not open: an attacker
+	// can put a new version over a locked object but not remove the old one.
+	var master []byte
+	err = r.readVersions(ctx, configName, func(data []byte) error {
+		var cfg config
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrFormat, configName, err)
+		}
+		if cfg.Format != FormatVersion {
+			return fmt.Errorf("%w: format %d (this cairn reads %d)", ErrFormat, cfg.Format, FormatVersion)
+		}
+		m, err := unwrapMaster(cfg.KDF, o.Secret, cfg.Key)
+		if err != nil {
+			return err
+		}
+		master = m
+		// A remote initialized with a retention keeps it even when this
+		// machine's configuration says less.
+		r.opts.ImmutableDays = max(r.opts.ImmutableDays, cfg.ImmutableDays)
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("bucket %s: %w (run cairn remote init)", st.bucket, ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.keys, err = newKeys(master); err != nil {
+		return nil, err
+	}
+	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	r.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	return r, nil
+}
+
+// Close releases the remote's codecs.
+func (r *Remote) Close() error {
+	r.enc.Close()
+	r.dec.Close()
+	return nil
+}
+
+// readVersions reads object name and hands it to use; when use fails
+// (damaged or replaced object) older versions are tried, oldest last. It
+// returns use's first error when no version is accepted.
+func (r *Remote) readVersions(ctx context.Context, name string, use func([]byte) error) error {
+	data, err := r.st.get(ctx, name, "", 0, 0)
+	var firstErr error
+	if err == nil {
+		if firstErr = use(data); firstErr == nil {
+			return nil
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	vs, lerr := r.st.versions(ctx, name)
+	if lerr != nil || len(vs) == 0 {
+		if firstErr != nil {
+			return firstErr
+		}
+		return err
+	}
+	for _, v := range vs {
+		data, gerr := r.st.get(ctx, name, v, 0, 0)
+		if gerr != nil {
+			continue
+		}
+		if uerr := use(data); uerr == nil {
+			if firstErr != nil || err != nil {
+				r.log.Warn("remote object replaced or deleted behind cairn's back; using an older version", "object", name, "version", v)
+			}
+			return nil
+		} else if firstErr == nil {
+			firstErr = uerr
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return err
+}
+
+// ImmutableDays is the retention new objects get (0: none).
+func (r *Remote) ImmutableDays() int { return r.opts.ImmutableDays }

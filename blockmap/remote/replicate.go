@@ -1,0 +1,399 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// ReplicateStats count what a replication did.
+type ReplicateStats struct {
+	// Replicated are the points copied by this run; Present those the
+	// remote already had.
+	Replicated []blockmap.Point `json:"replicated"`
+	Present    []blockmap.Point `json:"present"`
+	// BlocksRead are the data blocks read from the local repository;
+	// BlocksNew those the remote lacked (uploaded); the rest were
+	// deduplicated against blocks it has.
+	BlocksRead int64 `json:"blocks_read"`
+	// BlocksUnchanged were not read: an earlier copied point of the VM
+	// holds the same version of them.
+	BlocksUnchanged int64 `json:"blocks_unchanged"`
+	BlocksNew       int64 `json:"blocks_new"`
+	BytesRead       int64 `json:"bytes_read"`
+	// RawNew are the plaintext bytes of new blocks; PackBytes what they
+	// took in packs (compressed and encrypted).
+	RawNew    int64 `json:"raw_new"`
+	PackBytes int64 `json:"pack_bytes"`
+	Packs     int64 `json:"packs"`
+	// BytesUploaded counts every object body written (packs, indexes, manifests).
+	BytesUploaded int64 `json:"bytes_uploaded"`
+}
+
+// ReplicateOptions tune a replication.
+type ReplicateOptions struct {
+	// CacheDir holds the block cache (see blockCache) and what this
+	// machine copied (see pointState); required.
+	CacheDir string
+	// Progress, when set, is told about each point as it starts.
+	Progress func(p blockmap.Point)
+}
+
+// Replicate copies the given local points that the remote lacks, oldest
+// first. A point's manifest is written only after every pack it refers to
+// is stored, so an interrupted run leaves no point that refers to missing
+// data; the next run skips the packs already there.
+func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []blockmap.Point, o ReplicateOptions) (*ReplicateStats, error) {
+	if o.CacheDir == "" {
+		return nil, errors.New("replicate: no cache directory")
+	}
+	cache, err := r.loadCache(ctx, filepath.Join(o.CacheDir, "index"))
+	if err != nil {
+		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", err)
+	}
+	have, err := r.st.list(ctx, pointsPrefix, false)
+	if err != nil {
+		return nil, err
+	}
+	present := map[string]bool{}
+	for _, ob := range have {
+		present[strings.TrimPrefix(ob.Name, pointsPrefix)] = true
+	}
+	pts = append([]blockmap.Point(nil), pts...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Committed.Before(pts[j].Committed) })
+	st := &ReplicateStats{}
+	for _, p := range pts {
+		if present[r.keys.manifestName(p.VM, p.ID)] {
+			st.Present = append(st.Present, p)
+			continue
+		}
+		if o.Progress != nil {
+			o.Progress(p)
+		}
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present); err != nil {
+			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
+		}
+		st.Replicated = append(st.Replicated, p)
+	}
+	return st, nil
+}
+
+// pack is a pack being filled or uploaded.
+type pack struct {
+	id      ID
+	data    []byte
+	entries []indexEntry
+}
+
+// uploader stores full packs (pack, then its index) in the background.
+type uploader struct {
+	r      *Remote
+	cache  *blockCache
+	st     *ReplicateStats
+	ch     chan *pack
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error
+	up     atomic.Int64
+	stored atomic.Int64
+}
+
+func (r *Remote) newUploader(ctx context.Context, cache *blockCache, st *ReplicateStats, workers int) (*uploader, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	u := &uploader{r: r, cache: cache, st: st, ch: make(chan *pack, 1), cancel: cancel}
+	for range workers {
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			for p := range u.ch {
+				if err := u.store(ctx, p); err != nil {
+					u.fail(err)
+				}
+			}
+		}()
+	}
+	return u, ctx
+}
+
+func (u *uploader) fail(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.mu.Unlock()
+	u.cancel()
+}
+
+func (u *uploader) firstErr() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+func (u *uploader) store(ctx context.Context, p *pack) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	until := retainUntil(u.r.opts.ImmutableDays)
+	v, err := u.r.st.put(ctx, packPrefix+p.id.String(), p.data, putOptions{retainUntil: until})
+	if err != nil {
+		return err
+	}
+	pi := &packIndex{Pack: p.id, Version: v, Entries: p.entries}
+	sealed := u.r.sealIndex(pi)
+	if _, err := u.r.st.put(ctx, indexPrefix+p.id.String(), sealed, putOptions{retainUntil: until}); err != nil {
+		return err
+	}
+	if err := u.cache.writeLocal(pi); err != nil {
+		return err
+	}
+	u.cache.add(pi)
+	u.up.Add(int64(len(p.data) + len(sealed)))
+	p.data = nil
+	if u.r.afterPack != nil {
+		u.r.afterPack(u.stored.Add(1))
+	}
+	return nil
+}
+
+// finish waits for every queued pack; it returns the first upload error.
+func (u *uploader) finish() error {
+	close(u.ch)
+	u.wg.Wait()
+	u.cancel()
+	u.st.BytesUploaded += u.up.Load()
+	return u.firstErr()
+}
+
+// pendingBlob is a blob of a pack not yet stored (by id: the pack's
+// bytes are released once it is stored).
+type pendingBlob struct {
+	pack ID
+	off  uint32
+	len  uint32
+	raw  uint32
+}
+
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
+	prev := r.loadPrev(ctx, cacheDir, p, present)
+	gens := map[string][]uint32{}
+	up, uctx := r.newUploader(ctx, cache, st, 2)
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, gens)
+	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Every pack is stored: resolve the manifest's pack versions and
+	// write it last.
+	for i := range m.Packs {
+		id, _ := parseID(m.Packs[i].ID)
+		v, ok := cache.version(id)
+		if !ok {
+			return fmt.Errorf("internal error: pack %s not recorded after upload", id)
+		}
+		m.Packs[i].Version = v
+	}
+	name := r.keys.manifestName(p.VM, p.ID)
+	data, err := r.sealManifest(name, m)
+	if err != nil {
+		return err
+	}
+	if _, err := r.st.put(ctx, pointsPrefix+name, data, putOptions{retainUntil: retainUntil(r.opts.ImmutableDays)}); err != nil {
+		return err
+	}
+	st.BytesUploaded += int64(len(data))
+	present[name] = true
+	if err := r.saveState(cacheDir, p, gens); err != nil {
+		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
+	}
+	return nil
+}
+
+// block is one block on its way from the local reader to a pack.
+type block struct {
+	n      int64
+	data   []byte
+	id     ID
+	sealed []byte
+	ref    blobRef
+}
+
+const batchBlocks = 64
+
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, gensOut map[string][]uint32) (*manifest, error) {
+	bs := int64(repo.BlockSize())
+	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
+	packNum := map[ID]int{}
+	pending := map[ID]pendingBlob{}
+	var cur *pack
+	flush := func() error {
+		if cur == nil || len(cur.entries) == 0 {
+			return nil
+		}
+		select {
+		case up.ch <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		st.Packs++
+		cur = nil
+		return nil
+	}
+	packIndexOf := func(id ID) int {
+		n, ok := packNum[id]
+		if !ok {
+			n = len(m.Packs)
+			packNum[id] = n
+			m.Packs = append(m.Packs, manifestPack{ID: id.String()})
+		}
+		return n
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	buf := make([]byte, batchBlocks*bs)
+	for _, d := range p.Disks {
+		dr, err := repo.OpenDisk(ctx, p, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		var entries []blockEntry
+		gens := dr.BlockGens()
+		if gensOut != nil {
+			gensOut[d.Name] = gens
+		}
+		// readRun reads consecutive blocks, stores the new ones and
+		// records all of them.
+		readRun := func(run []int64) error {
+			if len(run) == 0 {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if r.beforeRead != nil {
+				r.beforeRead(run[0])
+			}
+			off := run[0] * bs
+			n := min(int64(len(run))*bs, d.Size-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("read local disk %s: %w", d.Name, err)
+			}
+			st.BytesRead += n
+			var blocks []*block
+			for i := int64(0); i < n; i += bs {
+				blocks = append(blocks, &block{n: (off + i) / bs, data: buf[i:min(n, i+bs)]})
+			}
+			// Hash in parallel, look up in order, seal new ones in parallel.
+			parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
+			var fresh []*block
+			for _, b := range blocks {
+				if ref, ok := cache.lookup(b.id); ok {
+					b.ref = ref
+				} else if _, ok := pending[b.id]; !ok {
+					fresh = append(fresh, b)
+					pending[b.id] = pendingBlob{}
+				}
+			}
+			parallel(fresh, workers, func(b *block) { b.sealed = r.sealBlob(nil, b.id, b.data) })
+			for _, b := range fresh {
+				if cur == nil {
+					cur = &pack{id: randomID(), data: make([]byte, 0, r.packSize+int(bs)+64)}
+				}
+				pb := pendingBlob{pack: cur.id, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
+				cur.data = append(cur.data, b.sealed...)
+				cur.entries = append(cur.entries, indexEntry{ID: b.id, Off: pb.off, Len: pb.len, Raw: pb.raw})
+				pending[b.id] = pb
+				st.BlocksNew++
+				st.RawNew += int64(len(b.data))
+				st.PackBytes += int64(len(b.sealed))
+				if len(cur.data) >= r.packSize {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			for _, b := range blocks {
+				st.BlocksRead++
+				ref := b.ref
+				if ref.Len == 0 {
+					pb := pending[b.id]
+					ref = blobRef{Pack: pb.pack, Off: pb.off, Len: pb.len, Raw: pb.raw}
+				}
+				entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
+			}
+			return nil
+		}
+		err = func() error {
+			defer dr.Close()
+			var run []int64
+			for _, e := range dr.DataExtents() {
+				for b := e.Offset / bs; b*bs < e.Offset+e.Length; b++ {
+					if ref, id, ok := prev.reuse(d.Name, b, gens[b], cache); ok {
+						if err := readRun(run); err != nil {
+							return err
+						}
+						run = run[:0]
+						entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+						st.BlocksUnchanged++
+						continue
+					}
+					if len(run) > 0 && (run[len(run)-1] != b-1 || len(run) == batchBlocks) {
+						if err := readRun(run); err != nil {
+							return err
+						}
+						run = run[:0]
+					}
+					run = append(run, b)
+				}
+			}
+			return readRun(run)
+		}()
+		if err != nil {
+			return nil, err
+		}
+		m.Disks = append(m.Disks, manifestDisk{Name: d.Name, Size: d.Size, Blocks: encodeBlocks(entries), Count: len(entries)})
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// parallel runs fn on every item with up to workers goroutines.
+func parallel[T any](items []T, workers int, fn func(T)) {
+	if len(items) < 2 || workers < 2 {
+		for _, it := range items {
+			fn(it)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range min(workers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(items)) {
+					return
+				}
+				fn(items[i])
+			}
+		}()
+	}
+	wg.Wait()
+}

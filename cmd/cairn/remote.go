@@ -1,0 +1,916 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/fusefs"
+)
+
+// remoteConfig is <repo>/remotes/<name>.json (0600). It names the files
+// holding secrets; the secrets themselves are never stored or logged.
+type remoteConfig struct {
+	Name            string `json:"name"`
+	Endpoint        string `json:"endpoint"`
+	Bucket          string `json:"bucket"`
+	Region          string `json:"region,omitempty"`
+	CredentialsFile string `json:"credentials_file,omitempty"`
+	KeyFile         string `json:"key_file,omitempty"`
+	PassphraseFile  string `json:"passphrase_file,omitempty"`
+	ImmutableDays   int    `json:"immutable_days,omitempty"`
+	Insecure        bool   `json:"insecure,omitempty"`
+	// PackSize overrides the default pack size (bytes; tests).
+	PackSize int `json:"pack_size,omitempty"`
+}
+
+func remotesDir(repoDir string) string { return filepath.Join(repoDir, "remotes") }
+
+func remoteConfigPath(repoDir, name string) string {
+	return filepath.Join(remotesDir(repoDir), name+".json")
+}
+
+func loadRemoteConfig(repoDir, name string) (*remoteConfig, error) {
+	if name == "" {
+		return nil, errors.New("no remote given: use --remote NAME (cairn remote list shows them)")
+	}
+	if err := blockmap.ValidateName("remote", name); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(remoteConfigPath(repoDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remote %q is not configured in repository %s: add it with cairn remote add %s --endpoint URL --bucket B ...", name, repoDir, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rc remoteConfig
+	if err := json.Unmarshal(data, &rc); err != nil {
+		return nil, fmt.Errorf("remote %q: %s: %w", name, remoteConfigPath(repoDir, name), err)
+	}
+	return &rc, nil
+}
+
+// readSecretFile reads a file that holds a secret; it must not be readable
+// by group or others.
+func readSecretFile(kind, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s file: %w", kind, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s file %s is readable by others (mode %v): chmod 600 %s", kind, path, fi.Mode().Perm(), path)
+	}
+	return os.ReadFile(path)
+}
+
+// readCredentials reads an access key and secret key from an AWS-style
+// credentials file (aws_access_key_id / aws_secret_access_key, the first
+// profile) or from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+func readCredentials(path string) (string, string, error) {
+	if path == "" {
+		ak, sk := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+		if ak == "" || sk == "" {
+			return "", "", errors.New("no credentials: give --credentials FILE when adding the remote, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+		}
+		return ak, sk, nil
+	}
+	data, err := readSecretFile("credentials", path)
+	if err != nil {
+		return "", "", err
+	}
+	var ak, sk string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") && (ak != "" || sk != "") {
+			break // only the first profile
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		switch k {
+		case "aws_access_key_id", "access_key_id", "access_key":
+			ak = v
+		case "aws_secret_access_key", "secret_access_key", "secret_key":
+			sk = v
+		}
+	}
+	if ak == "" || sk == "" {
+		return "", "", fmt.Errorf("credentials file %s: want aws_access_key_id = ... and aws_secret_access_key = ... lines", path)
+	}
+	return ak, sk, nil
+}
+
+// remoteOptions turns a remote's configuration into remote.Options,
+// reading its credentials and key.
+func (rc *remoteConfig) options() (remote.Options, error) {
+	ak, sk, err := readCredentials(rc.CredentialsFile)
+	if err != nil {
+		return remote.Options{}, fmt.Errorf("remote %s: %w", rc.Name, err)
+	}
+	var secret []byte
+	switch {
+	case rc.KeyFile != "":
+		if secret, err = readSecretFile("key", rc.KeyFile); err == nil && len(secret) < 16 {
+			err = fmt.Errorf("key file %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom > FILE)", rc.KeyFile, len(secret))
+		}
+	case rc.PassphraseFile != "":
+		secret, err = readSecretFile("passphrase", rc.PassphraseFile)
+		secret = bytes.TrimRight(secret, "\r\n")
+		if err == nil && len(secret) == 0 {
+			err = fmt.Errorf("passphrase file %s is empty", rc.PassphraseFile)
+		}
+	default:
+		err = errors.New("no key: add the remote with --key-file FILE or --passphrase-file FILE")
+	}
+	if err != nil {
+		return remote.Options{}, fmt.Errorf("remote %s: %w", rc.Name, err)
+	}
+	return remote.Options{
+		Store:         remote.StoreOptions{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region, AccessKey: ak, SecretKey: sk, Insecure: rc.Insecure},
+		Secret:        secret,
+		ImmutableDays: rc.ImmutableDays,
+		PackSize:      rc.PackSize,
+	}, nil
+}
+
+// remoteAdvice adds what to do to the remote package's errors.
+func remoteAdvice(rc *remoteConfig, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, remote.ErrWrongKey):
+		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read", err, rc.Name)
+	case errors.Is(err, remote.ErrAccessDenied):
+		return fmt.Errorf("%w\ncheck the access key and secret key in %s and that they may use bucket %s", err, orEnv(rc.CredentialsFile), rc.Bucket)
+	case errors.Is(err, remote.ErrNotInitialized):
+		return fmt.Errorf("%w\nprepare the bucket with: cairn remote init %s", err, rc.Name)
+	case errors.Is(err, remote.ErrNoObjectLock):
+		return fmt.Errorf("%w\n--immutable-days needs a bucket created with Object Lock enabled (it cannot be switched on later on most stores): let cairn remote init create the bucket, or create it with e.g. aws s3api create-bucket --bucket %s --object-lock-enabled-for-bucket", err, rc.Bucket)
+	case errors.Is(err, remote.ErrNotEmpty):
+		return fmt.Errorf("%w\ncairn remote init wants an empty bucket: give another --bucket (cairn remote add) or empty this one", err)
+	case errors.Is(err, remote.ErrAlreadyInitialized):
+		return fmt.Errorf("%w\nthe bucket already holds a cairn remote: use it as it is (cairn points --remote %s)", err, rc.Name)
+	case errors.Is(err, remote.ErrNoBucket):
+		return fmt.Errorf("%w\ncreate it, or let cairn remote init %s create it", err, rc.Name)
+	}
+	return err
+}
+
+func orEnv(f string) string {
+	if f == "" {
+		return "$AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY"
+	}
+	return f
+}
+
+// withRemote opens the repository and the remote named by --remote, runs
+// fn and closes both.
+func withRemote(c *cli.Context, fn func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error) error {
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	rc, err := loadRemoteConfig(repo.Dir(), c.String("remote"))
+	if err != nil {
+		return err
+	}
+	o, err := rc.options()
+	if err != nil {
+		return err
+	}
+	rem, err := remote.Open(c.Context, o)
+	if err != nil {
+		return remoteAdvice(rc, err)
+	}
+	defer rem.Close()
+	return fn(repo, rem, rc)
+}
+
+// remotePointsOf lists a remote's points (of one VM when vm is not "").
+func remotePointsOf(c *cli.Context, rem *remote.Remote, rc *remoteConfig, vm string) ([]blockmap.Point, []remote.BadObject, error) {
+	pts, bad, err := rem.Points(c.Context)
+	if err != nil {
+		return nil, nil, remoteAdvice(rc, err)
+	}
+	if vm != "" {
+		pts = filterVM(pts, vm)
+	}
+	return pts, bad, nil
+}
+
+func remoteCacheDir(repoDir, name string) string {
+	return filepath.Join(remotesDir(repoDir), name+".cache")
+}
+
+var remoteFlag = &cli.StringFlag{Name: "remote", Usage: "the offsite remote `NAME` (see cairn remote add)"}
+
+func remoteCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:  "remote",
+			Usage: "offsite copies on an S3-compatible object store (see docs/remote.md)",
+			Subcommands: []*cli.Command{
+				{
+					Name:      "add",
+					Usage:     "register a remote for this repository",
+					ArgsUsage: "NAME",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "endpoint", Usage: "the store's `URL`: https://host[:port] (http:// for a store on a trusted network)"},
+						&cli.StringFlag{Name: "bucket", Usage: "bucket `NAME`"},
+						&cli.StringFlag{Name: "region", Usage: "region (when the store needs one)"},
+						&cli.StringFlag{Name: "credentials", Usage: "`FILE` (mode 0600) with aws_access_key_id and aws_secret_access_key; default $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY"},
+						&cli.StringFlag{Name: "key-file", Usage: "`FILE` (mode 0600) whose bytes are the key; losing it loses the remote's data"},
+						&cli.StringFlag{Name: "passphrase-file", Usage: "`FILE` (mode 0600) holding the passphrase; losing it loses the remote's data"},
+						&cli.IntFlag{Name: "immutable-days", Usage: "write every object with an Object Lock COMPLIANCE retention of `N` days (the bucket needs Object Lock)"},
+						&cli.BoolFlag{Name: "insecure", Usage: "do not verify the store's TLS certificate"},
+						&cli.IntFlag{Name: "pack-size", Hidden: true, Usage: "pack size in bytes (tests)"},
+					},
+					Action: remoteAddAction,
+				},
+				{
+					Name:      "init",
+					Usage:     "prepare an empty bucket for the remote (creates the bucket when missing)",
+					ArgsUsage: "NAME",
+					Action: func(c *cli.Context) error {
+						rc, o, err := remoteArg(c)
+						if err != nil {
+							return err
+						}
+						if err := remote.Init(c.Context, o); err != nil {
+							return remoteAdvice(rc, err)
+						}
+						fmt.Printf("initialized remote %s (bucket %s", rc.Name, rc.Bucket)
+						if rc.ImmutableDays > 0 {
+							fmt.Printf(", Object Lock retention %d days", rc.ImmutableDays)
+						}
+						fmt.Println(")")
+						return nil
+					},
+				},
+				{
+					Name:  "list",
+					Usage: "list the repository's remotes",
+					Action: func(c *cli.Context) error {
+						repo, err := openRepo(c)
+						if err != nil {
+							return err
+						}
+						defer repo.Close()
+						ents, _ := os.ReadDir(remotesDir(repo.Dir()))
+						tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS")
+						for _, e := range ents {
+							name, ok := strings.CutSuffix(e.Name(), ".json")
+							if !ok {
+								continue
+							}
+							rc, err := loadRemoteConfig(repo.Dir(), name)
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", rc.Name, rc.Endpoint, rc.Bucket, rc.ImmutableDays)
+						}
+						return tw.Flush()
+					},
+				},
+				{
+					Name:      "extend",
+					Usage:     "renew the Object Lock retention of every object the remote's points still reference",
+					ArgsUsage: "NAME",
+					Action: func(c *cli.Context) error {
+						if c.NArg() != 1 {
+							return errors.New("remote extend: give the remote's NAME")
+						}
+						if err := c.Set("remote", c.Args().First()); err != nil {
+							return err
+						}
+						return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, _ *remoteConfig) error {
+							st, err := rem.Extend(c.Context)
+							if err != nil {
+								return err
+							}
+							_ = writeExtendStamp(repo.Dir(), c.Args().First())
+							fmt.Printf("%d objects referenced, %d retentions extended (%d requests)\n", st.Objects, st.Extended, st.Requests)
+							return nil
+						})
+					},
+					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
+				},
+			},
+		},
+		{
+			Name:  "replicate",
+			Usage: "copy recovery points the remote lacks to it",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
+				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
+				&cli.StringFlag{Name: "point", Usage: "only this point (id, generation or latest; needs one --vm)"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: replicateAction,
+		},
+		{
+			Name:  "pull",
+			Usage: "copy recovery points from a remote into this repository (disaster recovery)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
+				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
+				&cli.StringFlag{Name: "point", Usage: "only this point id (needs one --vm)"},
+			},
+			Action: pullAction,
+		},
+	}
+}
+
+// remoteArg loads the remote named by the first argument.
+func remoteArg(c *cli.Context) (*remoteConfig, remote.Options, error) {
+	if c.NArg() != 1 {
+		return nil, remote.Options{}, errors.New("give the remote's NAME")
+	}
+	dir := c.String("repo")
+	if dir == "" {
+		return nil, remote.Options{}, errors.New("no repository given: use --repo DIR or set CAIRN_REPO")
+	}
+	rc, err := loadRemoteConfig(dir, c.Args().First())
+	if err != nil {
+		return nil, remote.Options{}, err
+	}
+	o, err := rc.options()
+	return rc, o, err
+}
+
+func remoteAddAction(c *cli.Context) error {
+	if c.NArg() < 1 {
+		return errors.New("remote add: give the remote's NAME")
+	}
+	a, err := parseAfterName(c)
+	if err != nil {
+		return err
+	}
+	name := a.name
+	if err := blockmap.ValidateName("remote", name); err != nil {
+		return err
+	}
+	if a.String("endpoint") == "" || a.String("bucket") == "" {
+		return errors.New("remote add: give --endpoint URL and --bucket NAME")
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	abs := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		return a
+	}
+	rc := &remoteConfig{Name: name, Endpoint: a.String("endpoint"), Bucket: a.String("bucket"), Region: a.String("region"),
+		CredentialsFile: abs(a.String("credentials")), KeyFile: abs(a.String("key-file")), PassphraseFile: abs(a.String("passphrase-file")),
+		ImmutableDays: a.Int("immutable-days"), Insecure: a.Bool("insecure"), PackSize: a.Int("pack-size")}
+	if (rc.KeyFile == "") == (rc.PassphraseFile == "") {
+		return errors.New("remote add: give exactly one of --key-file FILE or --passphrase-file FILE")
+	}
+	if rc.ImmutableDays < 0 {
+		return errors.New("remote add: --immutable-days must be positive")
+	}
+	if _, err := rc.options(); err != nil { // the files exist, are private and parse
+		return err
+	}
+	path := remoteConfigPath(repo.Dir(), name)
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("remote %q already exists (%s): remove that file to replace it", name, path)
+	}
+	if err := os.MkdirAll(remotesDir(repo.Dir()), 0o700); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(rc, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	fmt.Printf("added remote %s: %s bucket %s\n", name, rc.Endpoint, rc.Bucket)
+	return nil
+}
+
+// selectLocal picks the local points --vm/--point name (all by default).
+func selectLocal(c *cli.Context, repo *blockmap.Repo) ([]blockmap.Point, error) {
+	cat, err := repo.Catalog(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	vms := c.StringSlice("vm")
+	if c.String("point") != "" {
+		if len(vms) != 1 {
+			return nil, errors.New("--point needs exactly one --vm")
+		}
+		p, err := repo.ResolvePoint(c.Context, vms[0], c.String("point"))
+		if err != nil {
+			return nil, err
+		}
+		return []blockmap.Point{p}, nil
+	}
+	want := map[string]bool{}
+	for _, v := range vms {
+		want[v] = true
+	}
+	var pts []blockmap.Point
+	found := map[string]bool{}
+	for _, v := range cat {
+		if len(want) > 0 && !want[v.Name] {
+			continue
+		}
+		found[v.Name] = true
+		pts = append(pts, v.Points...)
+	}
+	for v := range want {
+		if !found[v] {
+			return nil, fmt.Errorf("VM %q: %w: the repository has no recovery points for it", v, blockmap.ErrNotFound)
+		}
+	}
+	return pts, nil
+}
+
+// extendEvery is how often replicate renews retentions: a quarter of the
+// retention, so an object is renewed at least twice before it could expire.
+func extendDue(repoDir, name string, days int) bool {
+	data, err := os.ReadFile(filepath.Join(remoteCacheDir(repoDir, name), "extended"))
+	if err != nil {
+		return true
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(data)))
+	return err != nil || time.Since(t) > time.Duration(days)*6*time.Hour
+}
+
+func writeExtendStamp(repoDir, name string) error {
+	dir := remoteCacheDir(repoDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "extended"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+}
+
+func replicateAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, err := selectLocal(c, repo)
+		if err != nil {
+			return err
+		}
+		unlock, err := lockRemote(repo.Dir(), rc.Name)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		started := time.Now()
+		st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
+			CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
+			Progress: func(p blockmap.Point) {
+				if !c.Bool("json") {
+					fmt.Printf("replicating %s %s\n", p.VM, p.ID)
+				}
+			},
+		})
+		if err != nil {
+			return remoteAdvice(rc, fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err))
+		}
+		var ext *remote.ExtendStats
+		if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
+			if ext, err = rem.Extend(c.Context); err != nil {
+				return fmt.Errorf("replicated, but extending retentions failed: %w (run cairn remote extend %s)", err, rc.Name)
+			}
+			_ = writeExtendStamp(repo.Dir(), rc.Name)
+		}
+		if c.Bool("json") {
+			return printJSON(map[string]any{"stats": st, "extend": ext})
+		}
+		ratio := 0.0
+		if st.PackBytes > 0 {
+			ratio = float64(st.RawNew) / float64(st.PackBytes)
+		}
+		fmt.Printf("%d points replicated, %d already there; read %s, %d of %d blocks new (%s, %s after compression and encryption, %.2fx), %d packs, %s uploaded in %s\n",
+			len(st.Replicated), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, st.BlocksRead, humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
+			st.Packs, humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
+		if ext != nil {
+			fmt.Printf("retention: %d objects referenced, %d extended to %d days\n", ext.Objects, ext.Extended, rc.ImmutableDays)
+		}
+		return nil
+	})
+}
+
+func pullAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
+		if err != nil {
+			return err
+		}
+		for _, b := range bad {
+			fmt.Fprintf(os.Stderr, "warning: unreadable manifest %s: %s\n", b.Object, b.Err)
+		}
+		vms := c.StringSlice("vm")
+		if c.String("point") != "" && len(vms) != 1 {
+			return errors.New("--point needs exactly one --vm")
+		}
+		want := map[string]bool{}
+		for _, v := range vms {
+			want[v] = true
+		}
+		var sel []blockmap.Point
+		for _, p := range pts {
+			if len(want) > 0 && !want[p.VM] || c.String("point") != "" && p.ID != c.String("point") {
+				continue
+			}
+			sel = append(sel, p)
+		}
+		if len(sel) == 0 {
+			return fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, rc.Name)
+		}
+		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
+		pulled := 0
+		for _, p := range sel {
+			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			if err != nil {
+				return err
+			}
+			if did {
+				pulled++
+				fmt.Printf("pulled %s %s (generation %d)\n", np.VM, np.ID, np.Gen)
+			} else {
+				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
+			}
+		}
+		fmt.Printf("%d points pulled, %d already there\n", pulled, len(sel)-pulled)
+		return nil
+	})
+}
+
+func remotePointsAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			if pts == nil {
+				pts = []blockmap.Point{}
+			}
+			return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VM\tPOINT\tTIME (UTC)\tCONSISTENCY\tDISKS")
+		for _, p := range pts {
+			var disks []string
+			for _, d := range p.Disks {
+				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.VM, p.ID, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
+		}
+		tw.Flush()
+		for _, b := range bad {
+			fmt.Printf("UNREADABLE %s: %s\n", b.Object, b.Err)
+		}
+		fmt.Printf("remote %s: %d points\n", rc.Name, len(pts))
+		return nil
+	})
+}
+
+func remoteVerifyAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		var pct float64
+		if s := strings.TrimSuffix(c.String("sample"), "%"); s != "" {
+			var err error
+			if pct, err = strconv.ParseFloat(s, 64); err != nil || pct <= 0 || pct > 100 {
+				return fmt.Errorf("--sample %q: want a percentage in (0, 100], e.g. 10%%", c.String("sample"))
+			}
+		}
+		rep, err := rem.Verify(c.Context, remote.VerifyOptions{SamplePercent: pct})
+		if err != nil {
+			return remoteAdvice(rc, err)
+		}
+		if c.Bool("json") {
+			if err := printJSON(rep); err != nil {
+				return err
+			}
+		} else {
+			for _, b := range rep.BadObjects {
+				fmt.Printf("BAD OBJECT %s: %s\n", b.Object, b.Err)
+			}
+			for _, b := range rep.BadBlocks {
+				fmt.Printf("BAD %s %s disk %s offset %d (pack %s): %s\n", b.VM, b.Point, b.Disk, b.Offset, b.Pack, b.Err)
+			}
+			for _, p := range rep.BadPoints {
+				fmt.Printf("DAMAGED POINT %s\n", p)
+			}
+			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s): %d bad blocks, %d bad objects, %d unreferenced packs\n",
+				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks)
+		}
+		if !rep.OK() {
+			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)
+		}
+		return nil
+	})
+}
+
+func remoteExportAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("export: give exactly one OUT (a file path, or - for stdout)")
+	}
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, _, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		if err != nil {
+			return err
+		}
+		p, err := blockmap.FindPoint(pts, c.String("vm"), c.String("point"))
+		if err != nil {
+			return err
+		}
+		dr, err := rem.OpenDisk(c.Context, p.VM, p.ID, c.String("disk"), 0)
+		if err != nil {
+			return err
+		}
+		defer dr.Close()
+		var w io.Writer = os.Stdout
+		var f *os.File
+		if out := c.Args().First(); out != "-" {
+			if f, err = os.Create(out); err != nil {
+				return err
+			}
+			defer f.Close()
+			w = nil
+		}
+		buf := make([]byte, 4<<20)
+		if f != nil {
+			for _, e := range dr.DataExtents() {
+				for off := e.Offset; off < e.Offset+e.Length; {
+					n := min(int64(len(buf)), e.Offset+e.Length-off)
+					if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+						return err
+					}
+					if _, err := f.WriteAt(buf[:n], off); err != nil {
+						return err
+					}
+					off += n
+				}
+			}
+			if err := f.Truncate(dr.Size()); err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		for off := int64(0); off < dr.Size(); {
+			n := min(int64(len(buf)), dr.Size()-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			off += n
+		}
+		return nil
+	})
+}
+
+func filterVM(pts []blockmap.Point, vm string) []blockmap.Point {
+	var out []blockmap.Point
+	for _, p := range pts {
+		if p.VM == vm {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// afterName holds a command's flags given after its NAME argument
+// (`cairn remote add NAME --endpoint URL ...`): urfave/cli stops parsing
+// at the first argument, so the rest is parsed here with the command's
+// own flag definitions.
+type afterName struct {
+	c    *cli.Context
+	set  *flag.FlagSet
+	seen map[string]bool
+	name string
+}
+
+func parseAfterName(c *cli.Context) (*afterName, error) {
+	a := &afterName{c: c, seen: map[string]bool{}, name: c.Args().First()}
+	if c.NArg() <= 1 {
+		return a, nil
+	}
+	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range c.Command.Flags {
+		if err := f.Apply(set); err != nil {
+			return nil, err
+		}
+	}
+	if err := set.Parse(c.Args().Tail()); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Command.FullName(), err)
+	}
+	if set.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected argument %q (give one NAME)", c.Command.FullName(), set.Arg(0))
+	}
+	set.Visit(func(f *flag.Flag) { a.seen[f.Name] = true })
+	a.set = set
+	return a, nil
+}
+
+func (a *afterName) String(name string) string {
+	if a.seen[name] {
+		return a.set.Lookup(name).Value.String()
+	}
+	return a.c.String(name)
+}
+
+func (a *afterName) Int(name string) int {
+	if a.seen[name] {
+		n, _ := strconv.Atoi(a.set.Lookup(name).Value.String())
+		return n
+	}
+	return a.c.Int(name)
+}
+
+func (a *afterName) Bool(name string) bool {
+	if a.seen[name] {
+		b, _ := strconv.ParseBool(a.set.Lookup(name).Value.String())
+		return b
+	}
+	return a.c.Bool(name)
+}
+
+// lockRemote takes this machine's exclusive lock of a remote: replicate
+// and prune of one remote never run at once from one appliance (a prune
+// could delete a pack a running replication is about to reference).
+func lockRemote(repoDir, name string) (func(), error) {
+	dir := remoteCacheDir(repoDir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("remote %s is in use by another cairn replicate or prune on this machine (%s): wait for it to end", name, f.Name())
+	}
+	return func() { f.Close() }, nil
+}
+
+// remotePruneAction is prune and forget with --remote.
+func remotePruneAction(c *cli.Context) error {
+	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		unlock, err := lockRemote(repo.Dir(), rc.Name)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		var rep *remote.PruneReport
+		if c.Command.Name == "forget" {
+			pts, _, err := remotePointsOf(c, rem, rc, c.String("vm"))
+			if err != nil {
+				return err
+			}
+			var sel []blockmap.Point
+			for _, ref := range c.StringSlice("point") {
+				p, err := blockmap.FindPoint(pts, c.String("vm"), ref)
+				if err != nil {
+					return err
+				}
+				sel = append(sel, p)
+			}
+			rep, err = rem.Forget(c.Context, sel, c.Bool("dry-run"))
+			if err != nil {
+				return err
+			}
+		} else {
+			pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+				KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+			if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
+				return err
+			}
+		}
+		if c.Bool("json") {
+			return printJSON(rep)
+		}
+		verb := "deleted"
+		if rep.DryRun {
+			verb = "would delete"
+		}
+		for _, p := range rep.Deleted {
+			fmt.Printf("%s %s %s\n", verb, p.VM, p.ID)
+		}
+		for _, p := range rep.Locked {
+			fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
+		}
+		fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
+			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
+		return nil
+	})
+}
+
+// remoteSource shows a remote's points through the FUSE tree. Its catalog
+// is read once at mount time (remount to see points replicated later).
+type remoteSource struct {
+	rem *remote.Remote
+	cat []blockmap.VMSummary
+}
+
+func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) { return s.cat, nil }
+func (s *remoteSource) CatalogSeq() uint64                                    { return 1 }
+func (s *remoteSource) Dir() string                                           { return "" }
+func (s *remoteSource) BlockSize() int                                        { return blockmap.DefaultBlockSize }
+
+func (s *remoteSource) OpenDisk(ctx context.Context, p blockmap.Point, disk string) (fusefs.Disk, error) {
+	dr, err := s.rem.OpenDisk(ctx, p.VM, p.ID, disk, 0)
+	if err != nil {
+		return nil, err
+	}
+	return dr, nil
+}
+
+// mountRemote mounts the remote named by --remote at dir.
+func mountRemote(c *cli.Context, dir string, opts fusefs.Options) error {
+	size, err := parseSize(c.String("cache-size"))
+	if err != nil || size < 1<<20 {
+		return fmt.Errorf("--cache-size %q: want a size of at least 1MiB, e.g. 256MiB", c.String("cache-size"))
+	}
+	return withRemote(c, func(_ *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
+		if err != nil {
+			return err
+		}
+		for _, b := range bad {
+			slog.Warn("unreadable remote manifest; its point is not shown", "object", b.Object, "err", b.Err)
+		}
+		rem.SetReadCache(int(size))
+		// The tree names points by VM and generation; generations come
+		// from whichever repository replicated a point, so number each
+		// VM's points by time here.
+		src := &remoteSource{rem: rem}
+		for _, p := range pts {
+			if n := len(src.cat); n == 0 || src.cat[n-1].Name != p.VM {
+				src.cat = append(src.cat, blockmap.VMSummary{Name: p.VM})
+			}
+			v := &src.cat[len(src.cat)-1]
+			p.Gen = uint32(len(v.Points) + 1)
+			v.Points = append(v.Points, p)
+		}
+		srv, err := fusefs.MountSource(c.Context, src, dir, opts)
+		if err != nil {
+			return err
+		}
+		slog.Info("mounted the remote; stop with Ctrl-C or `cairn umount "+srv.Dir()+"`", "remote", rc.Name, "dir", srv.Dir(), "points", len(pts))
+		return serveMount(c, srv)
+	})
+}
+
+// parseSize reads sizes like 256MiB, 2GiB, 512M or plain bytes.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,48 @@
+package fusefs
+
+import (
+	"context"
+	"io"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// Source is what a mount shows: the local repository (Mount) or another
+// store of recovery points of the same shape, such as a remote
+// (MountSource). The tree does not know where bytes come from.
+type Source interface {
+	// Catalog lists every VM with its points, oldest first.
+	Catalog(ctx context.Context) ([]blockmap.VMSummary, error)
+	// CatalogSeq changes whenever the catalog may have changed.
+	CatalogSeq() uint64
+	// Dir is the repository directory whose catalog.seq is watched for
+	// changes; "" means no watch (CatalogSeq is polled).
+	Dir() string
+	// BlockSize sizes read-around and reader memory estimates.
+	BlockSize() int
+	// OpenDisk opens one disk of one point.
+	OpenDisk(ctx context.Context, p blockmap.Point, disk string) (Disk, error)
+}
+
+// Disk is one disk of one point: bytes and the data/hole map. Reads of
+// damaged data fail (the mount answers EIO), never returning wrong bytes.
+type Disk interface {
+	io.ReaderAt
+	// NextData and NextHole follow the lseek SEEK_DATA/SEEK_HOLE
+	// contract, with blockmap.ErrNoData for ENXIO.
+	NextData(off int64) (int64, error)
+	NextHole(off int64) (int64, error)
+	DataBytes() int64
+	Close() error
+}
+
+// repoSource is a local repository as a Source.
+type repoSource struct{ *blockmap.Repo }
+
+func (s repoSource) OpenDisk(ctx context.Context, p blockmap.Point, disk string) (Disk, error) {
+	dr, err := s.Repo.OpenDisk(ctx, p, disk)
+	if err != nil {
+		return nil, err
+	}
+	return dr, nil
+}
