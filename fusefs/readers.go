@@ -48,8 +48,11 @@ func newReaderCache(ctx context.Context, repo Source, log *slog.Logger, maxIdle 
 
 // readerCost is the memory of an open reader: its block map (sized by the
 // disk's data, not its size) and a little more.
-func readerCost(dr *blockmap.DiskReader) int64 {
-	return dr.MapBytes() + 4096
+func readerCost(d Disk) int64 {
+	if m, ok := d.(interface{ MapBytes() int64 }); ok {
+		return m.MapBytes() + 4096
+	}
+	return 4096
 }
 
 // acquire returns the reader of a disk of a point, opening it when no one

@@ -15,6 +15,10 @@ type Source interface {
 	Catalog(ctx context.Context) ([]blockmap.VMSummary, error)
 	// CatalogSeq changes whenever the catalog may have changed.
 	CatalogSeq() uint64
+	// CatalogState is catalog.seq's content: the sequence number and the
+	// recently deleted points, so that a read can tell whether its point
+	// is gone without reading the catalog.
+	CatalogState() (blockmap.CatalogState, error)
 	// Dir is the repository directory whose catalog.seq is watched for
 	// changes; "" means no watch (CatalogSeq is polled).
 	Dir() string

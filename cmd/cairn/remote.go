@@ -848,8 +848,11 @@ type remoteSource struct {
 
 func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) { return s.cat, nil }
 func (s *remoteSource) CatalogSeq() uint64                                    { return 1 }
-func (s *remoteSource) Dir() string                                           { return "" }
-func (s *remoteSource) BlockSize() int                                        { return blockmap.DefaultBlockSize }
+func (s *remoteSource) CatalogState() (blockmap.CatalogState, error) {
+	return blockmap.CatalogState{Seq: 1, Deleted: map[blockmap.PointRef]uint64{}}, nil
+}
+func (s *remoteSource) Dir() string    { return "" }
+func (s *remoteSource) BlockSize() int { return blockmap.DefaultBlockSize }
 
 func (s *remoteSource) OpenDisk(ctx context.Context, p blockmap.Point, disk string) (fusefs.Disk, error) {
 	dr, err := s.rem.OpenDisk(ctx, p.VM, p.ID, disk, 0)
