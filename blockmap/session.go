@@ -268,7 +268,7 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if err != nil {
 		return nil, fmt.Errorf("add disk %q to %s: %w", name, s.vm, err)
 	}
-	if err := os.MkdirAll(r.imageDir(w.id), 0o755); err != nil {
+	if err := os.MkdirAll(r.imageDir(w.id), DirMode); err != nil {
 		return nil, fmt.Errorf("add disk %q: %w", name, err)
 	}
 	w.touched = make([]atomic.Uint64, (w.nblocks+63)/64)

@@ -29,7 +29,7 @@ func writeServeFile(repoDir string, f ServeFile) error {
 		return err
 	}
 	tmp := filepath.Join(repoDir, ".serve.json.tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	return os.Rename(tmp, filepath.Join(repoDir, ServeFileName))
