@@ -68,6 +68,9 @@ type PruneResult struct {
 // Prune applies the policy to one VM, or to every VM when vm is "".
 // With dryRun nothing is changed.
 func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*PruneResult, error) {
+	if err := pol.Validate(); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
 	if pol.IsZero() {
 		return nil, fmt.Errorf("prune: %w: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly", ErrInvalid)
 	}

@@ -63,6 +63,9 @@ func runMount(c *cli.Context) error {
 	if err := fusefs.CheckMountPoint(dir); err != nil {
 		return err
 	}
+	if err := refuseInsideRepo(c.String("repo"), dir, "mount point"); err != nil {
+		return err
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
