@@ -18,6 +18,9 @@ type ServeFile struct {
 	Listen  string    `json:"listen"`
 	Config  string    `json:"config,omitempty"`
 	Started time.Time `json:"started"`
+	// TLSCert is the API's certificate when it serves HTTPS: clients on
+	// this machine trust exactly this certificate.
+	TLSCert string `json:"tls_cert,omitempty"`
 }
 
 // ServeFileName is the file's name inside the repository.
