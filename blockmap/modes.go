@@ -91,6 +91,7 @@ func (r *Repo) fixRepoModes() {
 	n := 0
 	if first && err == nil {
 		n, err = fixModes(r.dir)
+		r.ensureReserve(false) // a repository made before the reserve existed
 	}
 	if err != nil {
 		r.log.Warn("cannot make the repository private to its owner; run cairn as the repository's owner or fix the modes (chmod -R go-rwx)", "dir", r.dir, "error", err)

@@ -157,6 +157,10 @@ func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCSt
 		return GCStats{}, err
 	}
 	defer lock.release()
+	// On a full filesystem the index cannot even be opened: the reserve
+	// (reserve.go) makes the room, and is made again afterwards.
+	r.releaseReserve()
+	defer r.ensureReserve(true)
 	var st GCStats
 	err = r.update(ctx, func(db *badger.DB) error {
 		if err := r.sweepVM(db, vm); err != nil {

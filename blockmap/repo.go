@@ -109,6 +109,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if err := writeFileAtomic(filepath.Join(dir, "cairn.json"), append(data, '\n')); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	r.ensureReserve(true)
 	return nil
 }
 

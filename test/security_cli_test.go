@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // looseRepoPaths lists the repository paths other users may read.
@@ -255,4 +257,98 @@ func runCairnIn(t *testing.T, dir, stdoutFile string, args ...string) cairnResul
 		t.Fatal(err)
 	}
 	return res
+}
+
+// fillFilesystem fills the filesystem mounted at dir to the last block:
+// one big file, then small ones until even one byte does not fit.
+func fillFilesystem(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	for _, size := range []int{4096, 1} {
+		for i := 0; ; i++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("fill-%d-%d", size, i)), buf[:size], 0o600); err != nil {
+				break
+			}
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Bavail != 0 {
+		t.Fatalf("%s not full: %d blocks free", dir, st.Bavail)
+	}
+}
+
+// TestForgetOnFullFilesystem: on a filesystem filled to the last block
+// (a loop-mounted ext4 without root reserve), forget and prune still run
+// (the repository's reserve file makes room for the index) and release
+// space; verify is clean and the kept point exports right.
+func TestForgetOnFullFilesystem(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4", "mount", "umount")
+	dir := t.TempDir()
+	fsImg := filepath.Join(dir, "fs.img")
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	makeImage(t, fsImg, 96<<20)
+	for _, c := range [][]string{{"mkfs.ext4", "-q", "-m", "0", "-F", fsImg}, {"mount", "-o", "loop", fsImg, mnt}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	repo := filepath.Join(mnt, "repo")
+	img := filepath.Join(dir, "disk.img")
+	makeImage(t, img, 16<<20)
+	mustCairn(t, "--repo", repo, "init")
+	if fi, err := os.Stat(filepath.Join(repo, blockmap.ReserveFileName)); err != nil || fi.Size() == 0 {
+		t.Errorf("no reserve after init: %v", err)
+	}
+	// Three points, each overwriting the same 6 MiB: forgetting the
+	// first two releases their bytes.
+	for i := range 3 {
+		writeRandom(t, img, 0, 6<<20, uint64(i+1))
+		mustCairn(t, "--repo", repo, "import", "--vm", "vm1", "--disk", "d0", "--time", time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC).Format(time.RFC3339), img)
+	}
+	want := fileSHA(t, img)
+	fillFilesystem(t, mnt)
+
+	res := runCairn(t, nil, "--repo", repo, "forget", "--vm", "vm1", "--point", "1")
+	if res.code != 0 || !strings.Contains(res.stdout, "1 points deleted") {
+		t.Fatalf("forget on a full filesystem: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "released the space reserve") {
+		t.Errorf("forget did not say it used the reserve:\n%s", res.stderr)
+	}
+	fillFilesystem(t, mnt)
+	res = runCairn(t, nil, "--repo", repo, "prune", "--keep-last", "1")
+	if res.code != 0 || !strings.Contains(res.stdout, "1 points deleted") {
+		t.Fatalf("prune on a full filesystem: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil || st.Bavail*uint64(st.Bsize) < 4<<20 {
+		t.Errorf("prune released %d bytes, want most of the 6 MiB of a deleted point (%v)", st.Bavail*uint64(st.Bsize), err)
+	}
+	if pts := listPoints(t, repo, "vm1"); len(pts) != 1 {
+		t.Fatalf("%d points left, want 1", len(pts))
+	}
+	mustCairn(t, "--repo", repo, "verify")
+	out := filepath.Join(dir, "out.img")
+	mustCairn(t, "--repo", repo, "export", "--vm", "vm1", "--disk", "d0", out)
+	if got := fileSHA(t, out); got != want {
+		t.Error("the kept point does not export as the source")
+	}
 }
