@@ -185,6 +185,9 @@ func TestOutputsOutsideRepo(t *testing.T) {
 	if fileSHA(t, out) != fileSHA(t, img) {
 		t.Error("export outside the repository differs from the source")
 	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("a new export file: mode %v (%v), want 0600: it is a VM's disk", fi.Mode().Perm(), err)
+	}
 }
 
 // TestPruneSkipsBusyVM: prune of every VM while another process holds

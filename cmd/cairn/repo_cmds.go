@@ -327,7 +327,7 @@ func exportAction(c *cli.Context) error {
 		}
 		return dr.ExportStream(c.Context, os.Stdout, nil)
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600) // a VM's disk: private, like the repository
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
