@@ -2,17 +2,11 @@ package test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -276,33 +270,6 @@ func TestServeAPISecurity(t *testing.T) {
 	}
 }
 
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
-func selfSigned(t *testing.T, dir string) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cairn test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
-	return cert, key
-}
-
 // TestServeTLS: `cairn serve` refuses to listen beyond loopback without
 // TLS; with api tls_cert/tls_key it serves HTTPS only, and cairn status
 // reaches it through the certificate recorded in serve.json and the
@@ -326,7 +293,8 @@ func TestServeTLS(t *testing.T) {
 	if res := runCairn(t, nil, "serve", "--config", loop, "--listen", "0.0.0.0:"+port); res.code == 0 || !strings.Contains(res.stderr, "tls_cert") {
 		t.Fatalf("serve --listen 0.0.0.0 without TLS: exit %d, %s", res.code, res.stderr)
 	}
-	cert, key := selfSigned(t, dir)
+	testutil.WriteTLSCerts(t, dir)
+	cert, key := filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
 	cfg = strings.Replace(cfg, "vcenters:", fmt.Sprintf("api:\n  tls_cert: %s\n  tls_key: %s\nvcenters:", cert, key), 1)
 	os.WriteFile(cfgFile, []byte(cfg), 0o600)
 	var logs serveLogBuffer
@@ -345,10 +313,10 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pemData, _ := os.ReadFile(cert)
+	pemData, _ := os.ReadFile(filepath.Join(dir, "ca-cert.pem"))
 	pool.AppendCertsFromPEM(pemData)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, _ := http.NewRequest("GET", "https://"+base+"/api/v1/status", nil)
+	req, _ := http.NewRequest("GET", "https://localhost:"+port+"/api/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := client.Do(req)
 	if err != nil || resp.StatusCode != 200 {
@@ -359,7 +327,9 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("cairn status over HTTPS:\n%s", out)
 	}
 	// A client pinned to the certificate refuses another server's.
-	other, _ := selfSigned(t, t.TempDir())
+	otherDir := t.TempDir()
+	testutil.WriteTLSCerts(t, otherDir)
+	other := filepath.Join(otherDir, "server-cert.pem")
 	sf, _ := serve.ReadServeFile(repo)
 	sf.TLSCert = other
 	data, _ := json.Marshal(sf)
