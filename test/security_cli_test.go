@@ -120,6 +120,18 @@ func TestPruneRefusesNegativeKeep(t *testing.T) {
 	if pts := listPoints(t, repo, "vm1"); len(pts) != 3 {
 		t.Errorf("after refused prunes: %d points, want 3", len(pts))
 	}
+	// Siblings: every count, limit and timeout flag refuses a negative
+	// value instead of silently defaulting it.
+	for _, a := range [][]string{
+		{"--repo", repo, "jobs", "--last", "-1"},
+		{"backup", "--vcenter", "https://127.0.0.1:1/sdk", "--vm", "x", "--nbd-stall-timeout", "-5s"},
+		{"backup", "--vcenter", "https://127.0.0.1:1/sdk", "--vm", "x", "--parallel-disks", "-2"},
+		{"--repo", repo, "mount", "--grace", "-1s", dir},
+	} {
+		if res := runCairn(t, nil, a...); res.code == 0 || !strings.Contains(res.stderr, "0 or more") || !strings.Contains(res.stderr, a[len(a)-2]) {
+			t.Errorf("cairn %s: exit %d, %s", strings.Join(a, " "), res.code, res.stderr)
+		}
+	}
 	// The library refuses too (serve's retention, any other caller).
 	r, err := blockmap.Open(context.Background(), repo, blockmap.Options{})
 	if err != nil {

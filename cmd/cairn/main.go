@@ -62,6 +62,7 @@ func newApp() *cli.App {
 	}
 	app.Commands = append(app.Commands, repoCommands()...)
 	app.Commands = append(app.Commands, extraCommands()...)
+	refuseNegativeFlags(app.Commands)
 	return app
 }
 

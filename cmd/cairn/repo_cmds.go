@@ -108,15 +108,11 @@ func repoCommands() []*cli.Command {
 	}
 }
 
-// pruneAction is `cairn prune`. Without --vm it prunes every VM on its
+// pruneAction is `cairn prune` (negative counts are refused before it
+// runs: flagcheck.go). Without --vm it prunes every VM on its
 // own: a VM that another process holds (a running import or backup) is
 // reported and skipped, the others are pruned, and the exit status is 1.
 func pruneAction(c *cli.Context) error {
-	for _, f := range []string{"keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly"} {
-		if n := c.Int(f); n < 0 {
-			return fmt.Errorf("prune: --%s %d: give a number of points to keep, 0 or more (0: this rule keeps none)", f, n)
-		}
-	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
