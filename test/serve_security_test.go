@@ -293,6 +293,10 @@ func TestServeTLS(t *testing.T) {
 	if res := runCairn(t, nil, "serve", "--config", loop, "--listen", "0.0.0.0:"+port); res.code == 0 || !strings.Contains(res.stderr, "tls_cert") {
 		t.Fatalf("serve --listen 0.0.0.0 without TLS: exit %d, %s", res.code, res.stderr)
 	}
+	// Nor does the CLI send the token over plain HTTP beyond loopback.
+	if res := runCairn(t, nil, "--repo", repo, "status", "--server", "http://192.0.2.1:8480"); res.code == 0 || !strings.Contains(res.stderr, "clear text") {
+		t.Errorf("cairn status --server http://192.0.2.1: exit %d, %s", res.code, res.stderr)
+	}
 	testutil.WriteTLSCerts(t, dir)
 	cert, key := filepath.Join(dir, "server-cert.pem"), filepath.Join(dir, "server-key.pem")
 	cfg = strings.Replace(cfg, "vcenters:", fmt.Sprintf("api:\n  tls_cert: %s\n  tls_key: %s\nvcenters:", cert, key), 1)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -77,6 +78,9 @@ func findServer(c *cli.Context) (*serverClient, error) {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	if err := checkPlainHTTP(base); err != nil {
+		return nil, err
+	}
 	var token string
 	var err error
 	switch {
@@ -109,6 +113,23 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("API token: %s is empty", path)
 	}
 	return tok, nil
+}
+
+// checkPlainHTTP refuses to send the API token in clear text beyond this
+// machine: an http:// URL must name a loopback address.
+func checkPlainHTTP(base string) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("--server %s: %w", base, err)
+	}
+	if u.Scheme != "http" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("--server %s: the API token would cross the network in clear text; use https:// (cairn serve needs api: tls_cert beyond loopback)", base)
 }
 
 // dialable turns a listen address on every interface into one a client
