@@ -140,11 +140,17 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, JobsResponse{Runs: s.Runs(), History: hist})
 }
 
-// Errors of a backup request, by HTTP status.
-var (
-	errNoSuchJob   = errors.New("no such job")
-	errNotSelected = errors.New("not selected")
-)
+// requestError is a refused backup request: its HTTP status and why.
+type requestError struct {
+	status int
+	reason string
+}
+
+func (e *requestError) Error() string { return e.reason }
+
+func refused(status int, format string, args ...any) error {
+	return &requestError{status: status, reason: fmt.Sprintf(format, args...)}
+}
 
 func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 	var req struct {
@@ -162,19 +168,15 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg := s.Config()
 	job, err := s.jobFor(r.Context(), cfg, req.VM, req.Job)
+	var re *requestError
 	switch {
-	case errors.Is(err, errNoSuchJob):
-		writeError(w, http.StatusNotFound, err)
-		return
-	case errors.Is(err, errNotSelected):
-		s.metrics.apiRefused.WithLabelValues("not_selected").Inc()
-		if req.Job != "" {
-			writeError(w, http.StatusForbidden, err)
-		} else {
-			writeError(w, http.StatusNotFound, err)
+	case errors.As(err, &re):
+		if re.status == http.StatusForbidden {
+			s.metrics.apiRefused.WithLabelValues("not_selected").Inc()
 		}
+		writeError(w, re.status, err)
 		return
-	case err != nil:
+	case err != nil: // the vCenter could not list the selection
 		writeError(w, http.StatusServiceUnavailable, err)
 		return
 	}
@@ -236,11 +238,11 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 				return Job{}, err
 			}
 			if !ok {
-				return Job{}, fmt.Errorf("job %s does not select VM %q (its vms, folders, tags and exclude decide; the vCenter's inventory is read at most every %s): %w", name, vm, inventoryMinRefresh, errNotSelected)
+				return Job{}, refused(http.StatusForbidden, "job %s does not select VM %q (its vms, folders, tags and exclude decide; the vCenter's inventory is read at most every %s)", name, vm, inventoryMinRefresh)
 			}
 			return j, nil
 		}
-		return Job{}, fmt.Errorf("no job %q in the configuration: %w", name, errNoSuchJob)
+		return Job{}, refused(http.StatusNotFound, "no job %q in the configuration", name)
 	}
 	var firstErr error
 	for _, j := range cfg.Jobs {
@@ -258,7 +260,7 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 	if firstErr != nil {
 		return Job{}, firstErr
 	}
-	return Job{}, fmt.Errorf("no job of the configuration selects VM %q: %w", vm, errNotSelected)
+	return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q", vm)
 }
 
 // jobSelects reports whether job's selection holds vm: a name its
