@@ -80,6 +80,20 @@ func fixModes(dir string) (int, error) {
 	return n, err
 }
 
+// FixModes makes the whole repository private to its owner now (0600
+// files, 0700 directories), as the first update of this Repo would, and
+// reports how many paths it changed. A long-lived writer (cairn serve)
+// calls it when it starts, so an older world-readable repository is not
+// left open until its first backup.
+func (r *Repo) FixModes() (int, error) {
+	r.modesOnce.Do(func() {})
+	n, err := fixModes(r.dir)
+	if err == nil && n > 0 {
+		r.log.Info("made repository files private to their owner (0600 files, 0700 directories)", "dir", r.dir, "changed", n)
+	}
+	return n, err
+}
+
 // fixRepoModes tightens the index directory's modes after every update
 // (Badger creates its files 0644) and, the first time this Repo writes,
 // the whole repository's (older cairn versions made everything

@@ -102,4 +102,19 @@ func TestRepoModes(t *testing.T) {
 	d.changed[1] = true
 	backup(t, r2, "vm1", []*modelDisk{d}, false, time.Unix(2000, 0))
 	privateTree(t, r.Dir())
+
+	// FixModes (cairn serve at start) fixes everything at once.
+	n = 0
+	filepath.WalkDir(r.Dir(), func(p string, de fs.DirEntry, err error) error {
+		n++
+		return os.Chmod(p, map[bool]fs.FileMode{true: 0o775, false: 0o664}[de.IsDir()])
+	})
+	r3, err := Open(ctx, r.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed, err := r3.FixModes(); err != nil || fixed != n {
+		t.Errorf("FixModes changed %d of %d paths (%v)", fixed, n, err)
+	}
+	privateTree(t, r.Dir())
 }

@@ -114,6 +114,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer repo.Close()
 	s.repo = repo
+	if _, err := repo.FixModes(); err != nil {
+		s.log.Warn("cannot make the repository private to its owner; run cairn serve as the repository's owner or fix the modes (chmod -R go-rwx)", "dir", repo.Dir(), "error", err)
+	}
 	s.mu.Lock()
 	s.ctx = ctx
 	s.started = time.Now().UTC()
