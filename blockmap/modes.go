@@ -56,11 +56,14 @@ func looseModes(dir string) ([]string, error) {
 
 // fixModes makes every directory under dir (dir included) DirMode and
 // every file FileMode where they allow more than their owner. It reports
-// how many it changed; paths that vanish meanwhile are skipped.
+// how many it changed; paths that vanish meanwhile are skipped. Children
+// are changed before their parents, so dir itself is private only once
+// everything below it is (fixRepoModes relies on that).
 func fixModes(dir string) (int, error) {
 	loose, err := looseModes(dir)
 	n := 0
-	for _, p := range loose {
+	for i := len(loose) - 1; i >= 0; i-- {
+		p := loose[i]
 		fi, serr := os.Lstat(p)
 		if serr != nil {
 			continue
@@ -96,15 +99,19 @@ func (r *Repo) FixModes() (int, error) {
 
 // fixRepoModes tightens the index directory's modes after every update
 // (Badger creates its files 0644) and, the first time this Repo writes,
-// the whole repository's (older cairn versions made everything
-// world-readable).
+// the whole repository's when its directory is not private yet (older
+// cairn versions made everything world-readable; fixModes makes the
+// directory private last, so a private one has been fixed whole, and a
+// backup does not walk every delta image each time it starts).
 func (r *Repo) fixRepoModes() {
 	_, err := fixModes(filepath.Join(r.dir, "index"))
 	first := false
 	r.modesOnce.Do(func() { first = true })
 	n := 0
 	if first && err == nil {
-		n, err = fixModes(r.dir)
+		if fi, serr := os.Stat(r.dir); serr != nil || fi.Mode().Perm()&looseBits != 0 {
+			n, err = fixModes(r.dir)
+		}
 		r.ensureReserve(false) // a repository made before the reserve existed
 	}
 	if err != nil {
