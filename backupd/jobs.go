@@ -79,7 +79,7 @@ func (l *JobLog) Append(r JobRecord) error {
 	if r.Host == "" {
 		r.Host, _ = os.Hostname()
 	}
-	if err := os.MkdirAll(l.dir, 0o755); err != nil {
+	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
 	b, err := json.Marshal(r)
@@ -88,7 +88,7 @@ func (l *JobLog) Append(r JobRecord) error {
 	}
 	// Processes append at once (O_APPEND keeps lines whole); the lock
 	// keeps two of them from rotating the same full file twice.
-	lock, err := os.OpenFile(filepath.Join(l.dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(filepath.Join(l.dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
@@ -101,7 +101,7 @@ func (l *JobLog) Append(r JobRecord) error {
 			return fmt.Errorf("job log: rotate: %w", err)
 		}
 	}
-	f, err := os.OpenFile(l.path(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(l.path(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}

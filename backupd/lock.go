@@ -14,10 +14,10 @@ import (
 // snapshot of a live run. The kernel drops the lock when the process dies.
 func lockVM(repoDir, vm string) (func(), error) {
 	dir := filepath.Join(repoDir, "jobs", "locks")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock VM %s: %w", vm, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, url.PathEscape(vm)+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, url.PathEscape(vm)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock VM %s: %w", vm, err)
 	}

@@ -47,7 +47,7 @@ const writebackEvery = 64 << 20
 
 // createImageFile creates (truncates) the delta image at path.
 func createImageFile(path string) (*imageFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func newIndexLocker(path string) *indexLocker { return &indexLocker{path: path} 
 
 // lock acquires the lock (shared or exclusive), polling until ctx ends.
 func (l *indexLocker) lock(ctx context.Context, exclusive bool) (release func(), err error) {
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open index lock: %w", err)
 	}
@@ -249,6 +249,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 		if err == nil && l0 >= compactL0At {
 			r.compactL0(ctx)
 		}
+		r.fixRepoModes()
 		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened),
 			"close", closed.Sub(work), "compact", time.Since(closed), "l0_tables", l0)
 	}()

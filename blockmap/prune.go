@@ -68,6 +68,9 @@ type PruneResult struct {
 // Prune applies the policy to one VM, or to every VM when vm is "".
 // With dryRun nothing is changed.
 func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*PruneResult, error) {
+	if err := pol.Validate(); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
 	if pol.IsZero() {
 		return nil, fmt.Errorf("prune: %w: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly", ErrInvalid)
 	}
@@ -157,6 +160,10 @@ func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCSt
 		return GCStats{}, err
 	}
 	defer lock.release()
+	// On a full filesystem the index cannot even be opened: the reserve
+	// (reserve.go) makes the room, and is made again afterwards.
+	r.releaseReserve()
+	defer r.ensureReserve(true)
 	var st GCStats
 	err = r.update(ctx, func(db *badger.DB) error {
 		if err := r.sweepVM(db, vm); err != nil {

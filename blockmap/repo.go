@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -57,6 +58,7 @@ type Repo struct {
 	sum    func([]byte) [32]byte // the block hash (Config.Hash)
 	// tuneIndex, when set (by tests), adjusts every Badger open's options.
 	tuneIndex func(badger.Options) badger.Options
+	modesOnce sync.Once // the first update makes the whole tree private (modes.go)
 }
 
 // InitOptions configure a new repository.
@@ -96,7 +98,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
 	for _, sub := range []string{"index", "images", "locks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, sub), DirMode); err != nil {
 			return fmt.Errorf("init %s: %w", dir, err)
 		}
 	}
@@ -110,6 +112,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if err := writeFileAtomic(filepath.Join(dir, "cairn.json"), append(data, '\n')); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	r.ensureReserve(true)
 	return nil
 }
 
@@ -148,7 +151,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	}
 	r := &Repo{dir: dir, cfg: cfg, log: log, locker: newIndexLocker(filepath.Join(dir, "index.lock")), sum: sum}
 	for _, sub := range []string{"images", "locks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, sub), DirMode); err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
 		}
 	}

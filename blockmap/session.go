@@ -282,7 +282,7 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 	if err != nil {
 		return nil, fmt.Errorf("add disk %q to %s: %w", name, s.vm, err)
 	}
-	if err := os.MkdirAll(r.imageDir(w.id), 0o755); err != nil {
+	if err := os.MkdirAll(r.imageDir(w.id), DirMode); err != nil {
 		return nil, fmt.Errorf("add disk %q: %w", name, err)
 	}
 	s.disks = append(s.disks, w)

@@ -22,7 +22,7 @@ func (r *Repo) sessionPath(vm string) string { return filepath.Join(r.sessionDir
 
 // writeSessionFile records an open session durably.
 func (r *Repo) writeSessionFile(s sessionRecord) error {
-	if err := os.MkdirAll(r.sessionDir(), 0o755); err != nil {
+	if err := os.MkdirAll(r.sessionDir(), DirMode); err != nil {
 		return fmt.Errorf("record session: %w", err)
 	}
 	data, err := json.Marshal(s)

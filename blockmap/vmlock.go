@@ -16,7 +16,7 @@ type vmLock struct{ f *os.File }
 
 func (r *Repo) lockVM(vm, purpose string) (*vmLock, error) {
 	path := filepath.Join(r.dir, "locks", vm+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("lock VM %q: %w", vm, err)
 	}

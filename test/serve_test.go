@@ -81,9 +81,33 @@ func serveFreeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// serveGetJSON GETs url into v; it returns false while the server is not up.
-func serveGetJSON(url string, v any) bool {
-	resp, err := http.Get(url)
+// serveAPI is a client of a cairn serve's API with the token of its
+// repository (read on each request: serve writes it when it starts).
+type serveAPI struct{ base, repo string }
+
+func (a serveAPI) request(method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(method, a.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := serve.ReadToken(a.repo); err == nil {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return http.DefaultClient.Do(req)
+}
+
+func (a serveAPI) get(path string) (*http.Response, error) { return a.request("GET", path, nil) }
+
+func (a serveAPI) post(path string, body io.Reader) (*http.Response, error) {
+	return a.request("POST", path, body)
+}
+
+// getJSON GETs path into v; it returns false while the server is not up.
+func (a serveAPI) getJSON(path string, v any) bool {
+	resp, err := a.get(path)
 	if err != nil {
 		return false
 	}
@@ -171,13 +195,14 @@ func TestServeLab(t *testing.T) {
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	base := "http://" + listen
+	api := serveAPI{base: base, repo: repo}
 	vms := []string{"lab-vm-1", "lab-vm-2"}
 
 	for _, vm := range vms {
 		var pts []blockmap.Point
 		serveWaitFor(t, "two points of "+vm, exited, &logs, func() bool {
 			pts = nil
-			return serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
+			return api.getJSON("/api/v1/points?vm="+vm, &pts) && len(pts) >= 2
 		})
 	}
 	if !strings.Contains(logs.String(), "removed the dead mount") {
@@ -188,7 +213,7 @@ func TestServeLab(t *testing.T) {
 	}
 	// The lab puts its VMs on two hosts; the runs say which.
 	var jobs serve.JobsResponse
-	if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
+	if !api.getJSON("/api/v1/jobs", &jobs) {
 		t.Fatal("GET /api/v1/jobs failed")
 	}
 	hosts := map[string]string{}
@@ -205,7 +230,7 @@ func TestServeLab(t *testing.T) {
 	// is what the guest writer wrote at the snapshot.
 	for _, vm := range vms {
 		var pts []blockmap.Point
-		if !serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) || len(pts) == 0 {
+		if !api.getJSON("/api/v1/points?vm="+vm, &pts) || len(pts) == 0 {
 			t.Fatalf("points of %s", vm)
 		}
 		p := pts[len(pts)-1]
@@ -222,12 +247,12 @@ func TestServeLab(t *testing.T) {
 
 	vm := "lab-vm-1"
 	var vmStatus []serve.VMStatus
-	if !serveGetJSON(base+"/api/v1/vms", &vmStatus) || len(vmStatus) != 2 || vmStatus[0].Name != vm || vmStatus[0].Points < 1 || vmStatus[0].Latest == nil {
+	if !api.getJSON("/api/v1/vms", &vmStatus) || len(vmStatus) != 2 || vmStatus[0].Name != vm || vmStatus[0].Points < 1 || vmStatus[0].Latest == nil {
 		t.Errorf("/api/v1/vms: %+v", vmStatus)
 	}
 
 	// A backup requested through the API runs.
-	resp, err := http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
+	resp, err := api.post("/api/v1/jobs", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +263,7 @@ func TestServeLab(t *testing.T) {
 	resp.Body.Close()
 	serveWaitFor(t, "API run "+accepted.ID, exited, &logs, func() bool {
 		var jobs serve.JobsResponse
-		if !serveGetJSON(base+"/api/v1/jobs", &jobs) {
+		if !api.getJSON("/api/v1/jobs", &jobs) {
 			return false
 		}
 		for _, r := range jobs.Runs {
@@ -257,7 +282,7 @@ func TestServeLab(t *testing.T) {
 	serveWaitFor(t, "retention to leave three points", exited, &logs, func() bool {
 		var jobs serve.JobsResponse
 		var pts []blockmap.Point
-		if !serveGetJSON(base+"/api/v1/jobs", &jobs) || !serveGetJSON(base+"/api/v1/points?vm="+vm, &pts) {
+		if !api.getJSON("/api/v1/jobs", &jobs) || !api.getJSON("/api/v1/points?vm="+vm, &pts) {
 			return false
 		}
 		okRuns, pruned := 0, 0
@@ -284,7 +309,7 @@ func TestServeLab(t *testing.T) {
 		return okRuns >= 4 && pruned > 0 && len(made) >= 3 && slices.Equal(kept, made[len(made)-3:])
 	})
 	t.Log(state)
-	resp, err = http.Post(base+"/api/v1/jobs", "application/json", strings.NewReader(`{"vm":"no-such-vm"}`))
+	resp, err = api.post("/api/v1/jobs", strings.NewReader(`{"vm":"no-such-vm"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +319,7 @@ func TestServeLab(t *testing.T) {
 	}
 
 	// Metrics name the VMs' points, bytes and last success.
-	mresp, err := http.Get(base + "/metrics")
+	mresp, err := api.get("/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +405,7 @@ func TestServeLab(t *testing.T) {
 		return false
 	})
 	var before []blockmap.Point
-	if !serveGetJSON(base+"/api/v1/points?vm="+reading, &before) {
+	if !api.getJSON("/api/v1/points?vm="+reading, &before) {
 		t.Fatal("points before SIGTERM")
 	}
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {

@@ -3,6 +3,7 @@ package serve
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -35,6 +36,8 @@ type Config struct {
 	Repository string
 	Mount      string
 	Listen     string
+	// API is the HTTP API's transport and names (api: in the config).
+	API APIConfig
 	// Location is the time zone of cron schedules (timezone:, default local).
 	Location *time.Location
 	// Parallelism caps the VM backups running at once across all jobs.
@@ -50,6 +53,34 @@ type Config struct {
 type Parallelism struct {
 	VMs     int // default DefaultParallelVMs
 	PerHost int // default DefaultParallelHosts
+}
+
+// APIConfig is the api: section: the host names the API answers besides
+// IP addresses and localhost (against DNS rebinding), and its TLS
+// certificate and key, required when it listens beyond loopback.
+type APIConfig struct {
+	Hosts   []string
+	TLSCert string
+	TLSKey  string
+}
+
+// TLS reports whether the API serves HTTPS.
+func (a APIConfig) TLS() bool { return a.TLSCert != "" }
+
+// CheckListen refuses a listen address beyond loopback without TLS: the
+// API token would cross the network in clear text.
+func (c *Config) CheckListen() error {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: want HOST:PORT (like 127.0.0.1:8480): %v", c.Listen, err)
+	}
+	if c.API.TLS() {
+		return nil
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("listen %s reaches beyond this machine: give api: tls_cert and tls_key (the API token must not cross the network in clear text), or listen on 127.0.0.1", c.Listen)
 }
 
 // VCenter is one vCenter the jobs connect to.
@@ -239,7 +270,7 @@ func (p *parser) strs(n *yaml.Node, what string) ([]string, error) {
 }
 
 func (p *parser) config(root *yaml.Node) (*Config, error) {
-	m, err := p.fields(root, "config", "repository", "mount", "listen", "timezone", "parallelism", "verify", "vcenters", "jobs")
+	m, err := p.fields(root, "config", "repository", "mount", "listen", "api", "timezone", "parallelism", "verify", "vcenters", "jobs")
 	if err != nil {
 		return nil, err
 	}
@@ -277,11 +308,26 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	if cfg.Mount, err = p.str(m, "mount", "config", false, root); err != nil {
 		return nil, err
 	}
+	if cfg.Mount != "" {
+		rep, _ := filepath.Abs(cfg.Repository)
+		mnt, _ := filepath.Abs(cfg.Mount)
+		if rel, err := filepath.Rel(rep, mnt); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+			return nil, p.errf(m["mount"], "config: mount %s is inside the repository %s: choose a mount point outside it", cfg.Mount, cfg.Repository)
+		}
+	}
 	if cfg.Listen, err = p.str(m, "listen", "config", false, root); err != nil {
 		return nil, err
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
+	}
+	if n := m["api"]; n != nil {
+		if cfg.API, err = p.api(n); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.CheckListen(); err != nil {
+		return nil, p.errf(orNode(m["listen"], root), "config: %v", err)
 	}
 	vcs := m["vcenters"]
 	if vcs == nil || vcs.Kind != yaml.SequenceNode || len(vcs.Content) == 0 {
@@ -321,6 +367,29 @@ func orNode(n, fallback *yaml.Node) *yaml.Node {
 		return n
 	}
 	return fallback
+}
+
+func (p *parser) api(n *yaml.Node) (APIConfig, error) {
+	var a APIConfig
+	m, err := p.fields(n, "api", "hosts", "tls_cert", "tls_key")
+	if err != nil {
+		return a, err
+	}
+	if h := m["hosts"]; h != nil {
+		if a.Hosts, err = p.strs(h, "api: hosts"); err != nil {
+			return a, err
+		}
+	}
+	if a.TLSCert, err = p.str(m, "tls_cert", "api", false, n); err != nil {
+		return a, err
+	}
+	if a.TLSKey, err = p.str(m, "tls_key", "api", false, n); err != nil {
+		return a, err
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return a, p.errf(n, "api: give both tls_cert and tls_key, or neither")
+	}
+	return a, nil
 }
 
 func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {

@@ -80,6 +80,11 @@ func TestLoadConfigBad(t *testing.T) {
 		{"bad quiesce", "quiesce: auto", "quiesce: maybe", 19, "maybe"},
 		{"bad thumbprint", `thumbprint: "75`, `thumbprint: "ZZ`, 7, "thumbprint"},
 		{"syntax error", "jobs:", "jobs: [", 0, ""},
+		{"mount in the repository", "mount: /r/mnt", "mount: /r/repo/mnt", 2, "inside the repository"},
+		{"listen beyond loopback without TLS", "mount: /r/mnt", "mount: /r/mnt\nlisten: 0.0.0.0:8480", 3, "tls_cert and tls_key"},
+		{"listen on a name without TLS", "mount: /r/mnt", "mount: /r/mnt\nlisten: backup.example.com:8480", 3, "beyond this machine"},
+		{"tls cert without key", "mount: /r/mnt", "mount: /r/mnt\napi:\n  tls_cert: /r/c.pem", 4, "both tls_cert and tls_key"},
+		{"unknown api key", "mount: /r/mnt", "mount: /r/mnt\napi:\n  token: x", 4, `unknown key "token"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := strings.Replace(goodConfig, tc.from, tc.to, 1)

@@ -3,9 +3,11 @@ package serve
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"time"
@@ -138,6 +140,18 @@ func (s *Server) handleJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, JobsResponse{Runs: s.Runs(), History: hist})
 }
 
+// requestError is a refused backup request: its HTTP status and why.
+type requestError struct {
+	status int
+	reason string
+}
+
+func (e *requestError) Error() string { return e.reason }
+
+func refused(status int, format string, args ...any) error {
+	return &requestError{status: status, reason: fmt.Sprintf(format, args...)}
+}
+
 func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		VM  string `json:"vm"`
@@ -154,61 +168,130 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg := s.Config()
 	job, err := s.jobFor(r.Context(), cfg, req.VM, req.Job)
-	if err != nil {
-		writeError(w, http.StatusNotFound, err)
+	var re *requestError
+	switch {
+	case errors.As(err, &re):
+		if re.status == http.StatusForbidden {
+			s.metrics.apiRefused.WithLabelValues("not_selected").Inc()
+		}
+		writeError(w, re.status, err)
+		return
+	case err != nil: // the vCenter could not list the selection
+		writeError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	run := s.newRun(job.Name, req.VM, "api")
+	// One waiting request per VM: a request for a VM whose backup is
+	// queued (not yet started) is that backup; and at most
+	// MaxQueuedRequests requests wait at once.
+	s.mu.Lock()
+	queued := 0
+	for _, q := range s.runs {
+		if q.State != StateQueued {
+			continue
+		}
+		if q.VM == req.VM {
+			id, jobName := q.ID, q.Job
+			s.mu.Unlock()
+			writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "job": jobName, "vm": req.VM, "deduplicated": true})
+			return
+		}
+		if q.Trigger == "api" {
+			queued++
+		}
+	}
+	if !s.posts.allow(time.Now()) {
+		s.mu.Unlock()
+		s.metrics.apiRefused.WithLabelValues("rate").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Errorf("too many backup requests: at most %d a second (bursts of %d); ask again shortly", postRate, postBurst))
+		return
+	}
+	if queued >= MaxQueuedRequests {
+		s.mu.Unlock()
+		s.metrics.apiRefused.WithLabelValues("queue_full").Inc()
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, fmt.Errorf("%d requested backups are waiting already (the most); ask again when some have started", queued))
+		return
+	}
+	run := s.newRunLocked(job.Name, req.VM, "api")
+	s.mu.Unlock()
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
 		s.runJob(ctx, cfg, job, []*RunRecord{run}, "api")
 	}()
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "job": job.Name, "vm": req.VM})
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": run.ID, "job": job.Name, "vm": req.VM})
 }
 
-// jobFor finds the job that backs vm up: the one named, or the first
-// whose name patterns select it, or the first whose folders or tags do
-// (which asks the vCenter).
+// jobFor finds the job that backs vm up: the one named, which must
+// select it, or else the first whose selection holds it. Selections come
+// from the inventory cache, so requests for unknown VMs do not log in to
+// the vCenter one by one.
 func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job, error) {
 	if name != "" {
 		for _, j := range cfg.Jobs {
-			if j.Name == name {
-				return j, nil
+			if j.Name != name {
+				continue
 			}
+			ok, err := s.jobSelects(ctx, cfg, j, vm)
+			if err != nil {
+				return Job{}, err
+			}
+			if !ok {
+				return Job{}, refused(http.StatusForbidden, "job %s does not select VM %q (its vms, folders, tags and exclude decide; the vCenter's inventory is read at most every %s)", name, vm, inventoryMinRefresh)
+			}
+			return j, nil
 		}
-		return Job{}, fmt.Errorf("no job %q in the configuration", name)
+		return Job{}, refused(http.StatusNotFound, "no job %q in the configuration", name)
 	}
+	var firstErr error
 	for _, j := range cfg.Jobs {
-		if j.SelectsByName(vm) {
+		ok, err := s.jobSelects(ctx, cfg, j, vm)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if ok {
 			return j, nil
 		}
 	}
-	for _, j := range cfg.Jobs {
-		if len(j.Folders)+len(j.Tags) == 0 {
-			continue
+	if firstErr != nil {
+		return Job{}, firstErr
+	}
+	return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q", vm)
+}
+
+// jobSelects reports whether job's selection holds vm: a name its
+// exclude patterns match never does; otherwise the job's selection as
+// the vCenter last listed it (inventory.go).
+func (s *Server) jobSelects(ctx context.Context, cfg *Config, j Job, vm string) (bool, error) {
+	for _, p := range j.Exclude {
+		if ok, _ := path.Match(p, vm); ok || p == vm {
+			return false, nil
 		}
+	}
+	return s.inv.selects(ctx, j.Name, vm, func(ctx context.Context) ([]string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
 		conn, opts, err := s.connect(cctx, cfg.VCenterByName(j.VCenter), j, s.log)
 		if err != nil {
-			cancel()
-			return Job{}, fmt.Errorf("job %s: %w", j.Name, err)
+			return nil, fmt.Errorf("job %s: %w", j.Name, err)
 		}
+		defer conn.Close()
 		sel := j.Selection()
 		sel.Credentials = opts.Credentials
 		vms, err := conn.SelectVMs(cctx, sel)
-		conn.Close()
-		cancel()
 		if err != nil {
-			return Job{}, fmt.Errorf("job %s: %w", j.Name, err)
+			return nil, fmt.Errorf("job %s: %w", j.Name, err)
 		}
-		for _, v := range vms {
-			if v.Name == vm {
-				return j, nil
-			}
+		names := make([]string, len(vms))
+		for i, v := range vms {
+			names[i] = v.Name
 		}
-	}
-	return Job{}, fmt.Errorf("no job of the configuration selects VM %q", vm)
+		return names, nil
+	})
 }
 
 // Status is GET /api/v1/status.

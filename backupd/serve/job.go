@@ -60,13 +60,18 @@ type JobStatus struct {
 }
 
 func (s *Server) newRun(job, vm, trigger string) *RunRecord {
-	r := &RunRecord{ID: backupd.NewJobID(), Job: job, VM: vm, Trigger: trigger, State: StateQueued, Queued: time.Now().UTC()}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newRunLocked(job, vm, trigger)
+}
+
+// newRunLocked is newRun with s.mu held.
+func (s *Server) newRunLocked(job, vm, trigger string) *RunRecord {
+	r := &RunRecord{ID: backupd.NewJobID(), Job: job, VM: vm, Trigger: trigger, State: StateQueued, Queued: time.Now().UTC()}
 	s.runs = append(s.runs, r)
 	if len(s.runs) > maxRuns {
 		s.runs = s.runs[len(s.runs)-maxRuns:]
 	}
-	s.mu.Unlock()
 	return r
 }
 
@@ -146,6 +151,11 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		if len(vms) == 0 {
 			log.Warn("the job selects no VM", "vms", job.VMs, "folders", job.Folders, "tags", job.Tags)
 		}
+		names := make([]string, len(vms))
+		for i, vm := range vms {
+			names[i] = vm.Name
+		}
+		s.inv.put(job.Name, names)
 		for _, vm := range vms {
 			r := s.newRun(job.Name, vm.Name, trigger)
 			runs = append(runs, r)
@@ -314,6 +324,7 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	s.metrics.logins.WithLabelValues(vc.Name).Inc()
 	conn, err := vsphere.Connect(cctx, vsphere.ConnectOptions{
 		URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint, Insecure: vc.Insecure, Logger: log,
 	})

@@ -30,6 +30,8 @@ type metrics struct {
 	verifyLast   prometheus.Gauge
 	srcVerifies  *prometheus.CounterVec
 	srcMissed    *prometheus.GaugeVec
+	logins       *prometheus.CounterVec
+	apiRefused   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -84,8 +86,14 @@ func newMetrics() *metrics {
 		srcMissed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_source_verify_missed_extents", Help: "Areas the last verify against the source found changed where CBT reported none.",
 		}, []string{"vm"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_vcenter_logins_total", Help: "Logins to the vCenter (backups, selections, API requests).",
+		}, []string{"vcenter"}),
+		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_api_refused_total", Help: "API requests refused, by reason (host, origin, token, content_type, rate, queue_full, not_selected).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.duration, m.failures, m.retries, m.running, m.lastSuccess, m.bytesRead, m.bytesWritten,
+	m.reg.MustRegister(m.logins, m.apiRefused, m.duration, m.failures, m.retries, m.running, m.lastSuccess, m.bytesRead, m.bytesWritten,
 		m.lastRead, m.lastWritten, m.points, m.storedBytes, m.repoBytes, m.verifyErrors, m.verifyLast, m.srcVerifies, m.srcMissed)
 	return m
 }

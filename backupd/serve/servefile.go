@@ -18,6 +18,9 @@ type ServeFile struct {
 	Listen  string    `json:"listen"`
 	Config  string    `json:"config,omitempty"`
 	Started time.Time `json:"started"`
+	// TLSCert is the API's certificate when it serves HTTPS: clients on
+	// this machine trust exactly this certificate.
+	TLSCert string `json:"tls_cert,omitempty"`
 }
 
 // ServeFileName is the file's name inside the repository.
@@ -29,7 +32,7 @@ func writeServeFile(repoDir string, f ServeFile) error {
 		return err
 	}
 	tmp := filepath.Join(repoDir, ".serve.json.tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	return os.Rename(tmp, filepath.Join(repoDir, ServeFileName))

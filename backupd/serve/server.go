@@ -8,12 +8,14 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +45,10 @@ type Server struct {
 	verify  VerifyStatus
 
 	metrics *metrics
+	inv     *inventory   // the jobs' selections, for API requests
+	token   string       // the API's bearer token (apiguard.go)
+	hosts   []string     // Host names the API answers besides IPs and localhost
+	posts   *rateLimiter // POST requests
 }
 
 const maxRuns = 500
@@ -77,6 +83,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	return &Server{
 		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
 		slots: newSlots(cfg.Parallelism), vmLocks: map[string]chan struct{}{}, jobs: map[string]*JobStatus{},
+		inv: newInventory(), posts: newRateLimiter(postRate, postBurst), hosts: allowedHosts(cfg),
 	}, nil
 }
 
@@ -107,18 +114,39 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer repo.Close()
 	s.repo = repo
+	if _, err := repo.FixModes(); err != nil {
+		s.log.Warn("cannot make the repository private to its owner; run cairn serve as the repository's owner or fix the modes (chmod -R go-rwx)", "dir", repo.Dir(), "error", err)
+	}
 	s.mu.Lock()
 	s.ctx = ctx
 	s.started = time.Now().UTC()
 	s.mu.Unlock()
 
+	if err := cfg.CheckListen(); err != nil {
+		return err
+	}
+	if s.token, err = ensureToken(repo.Dir()); err != nil {
+		return fmt.Errorf("API token: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if cfg.API.TLS() {
+		cert, err := tls.LoadX509KeyPair(cfg.API.TLSCert, cfg.API.TLSKey)
+		if err != nil {
+			return fmt.Errorf("api: load tls_cert %s and tls_key %s: %w", cfg.API.TLSCert, cfg.API.TLSKey, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	raiseFileLimit(s.log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (another cairn serve? set listen: in the config or --listen)", cfg.Listen, err)
 	}
 	s.listen = ln.Addr().String()
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		s.log.Warn("the HTTP API listens beyond this machine and has no authentication: anyone who reaches it can start backups; keep it on 127.0.0.1 or behind an authenticating proxy", "listen", s.listen)
+	// The API holds at most MaxConns descriptors: the rest stay for the
+	// mount and the backups, whatever clients do.
+	ln = newLimitListener(ln, MaxConns)
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 
 	var srv *fusefs.Server
@@ -146,13 +174,24 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("unmounted", "dir", srv.Dir())
 	}()
 
-	httpSrv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{
+		Handler: s.guard(s.Handler()),
+		// A client that sends its request slowly, or never reads the
+		// answer, gives its connection back within these times.
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http", "error", err)
 		}
 	}()
-	if err := writeServeFile(repo.Dir(), ServeFile{PID: os.Getpid(), Listen: s.listen, Config: cfg.File, Started: s.started}); err != nil {
+	sf := ServeFile{PID: os.Getpid(), Listen: s.listen, Config: cfg.File, Started: s.started}
+	if cfg.API.TLS() {
+		sf.TLSCert, _ = filepath.Abs(cfg.API.TLSCert)
+	}
+	if err := writeServeFile(repo.Dir(), sf); err != nil {
 		s.log.Warn("cannot record the server in the repository; cairn status and cairn jobs will not find it", "error", err)
 	}
 	defer removeServeFile(repo.Dir())
@@ -183,8 +222,10 @@ func (s *Server) Run(ctx context.Context) error {
 				s.log.Warn("reload: repository, mount and listen changes take effect after a restart")
 				ncfg.Repository, ncfg.Mount, ncfg.Listen = cfg.Repository, cfg.Mount, cfg.Listen
 			}
+			ncfg.API = cfg.API
 			s.cfg, cfg = ncfg, ncfg
 			s.slots = newSlots(ncfg.Parallelism)
+			s.inv.reset()
 			s.mu.Unlock()
 			s.log.Info("configuration reloaded", "jobs", len(cfg.Jobs))
 			schedCtx, stopSched = context.WithCancel(ctx)
@@ -281,4 +322,24 @@ func (s *Server) runCtx() context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ctx
+}
+
+// raiseFileLimit raises the soft limit of open files to the hard limit
+// (Go does so at start as well; this says what the limit is), so that
+// the mount's descriptors are never short while the API holds its
+// MaxConns.
+func raiseFileLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			log.Warn("cannot raise the open-files limit", "error", err)
+		}
+	}
+	if lim.Cur < 4*MaxConns {
+		log.Warn("the open-files limit is low; the mount and backups may run short of descriptors (raise LimitNOFILE)", "limit", lim.Cur)
+	}
 }

@@ -106,6 +106,14 @@ func (v *VM) createSnapshot(ctx context.Context, name string, quiesce bool) (typ
 	if err != nil {
 		return types.ManagedObjectReference{}, err
 	}
+	if info == nil {
+		// The wait ended without the task's end (the job was cancelled
+		// and its session closed): govmomi then gives no info and no error.
+		if err := ctx.Err(); err != nil {
+			return types.ManagedObjectReference{}, fmt.Errorf("snapshot task: %w", err)
+		}
+		return types.ManagedObjectReference{}, errors.New("snapshot task: the vCenter ended the wait without the task's result")
+	}
 	ref, ok := info.Result.(types.ManagedObjectReference)
 	if !ok {
 		return ref, errors.New("snapshot task returned no snapshot")

@@ -343,7 +343,7 @@ func jobsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.IntFlag{Name: "last", Usage: "show only the last N jobs"},
 			&cli.BoolFlag{Name: "history", Usage: "list the repository's job log even when a server runs"},
-			serverFlag,
+			serverFlag, tokenFileFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if !c.Bool("history") {

@@ -17,7 +17,15 @@ repository: /srv/cairn/repo
 # Where every recovery point is shown as files while serve runs.
 mount: /srv/cairn/mnt
 # The HTTP API: /healthz, /metrics, /api/v1/{status,vms,points,jobs,verify}.
+# Every request but /healthz needs the token serve writes to
+# <repository>/api-token (cairn status, jobs and trigger read it there).
 listen: 127.0.0.1:8480
+# Beyond loopback the API needs TLS; hosts are the names it answers to
+# besides IP addresses and localhost (docs/security.md).
+# api:
+#   hosts: [backup.example.com]
+#   tls_cert: /etc/cairn/api.crt
+#   tls_key: /etc/cairn/api.key
 # Time zone of cron schedules (default: the machine's).
 timezone: Europe/Berlin
 # VM backups at once, in total and per ESXi host (VMware advises spreading

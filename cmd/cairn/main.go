@@ -66,6 +66,7 @@ func newApp() *cli.App {
 	app.Commands = append(app.Commands, repoCommands()...)
 	app.Commands = append(app.Commands, extraCommands()...)
 	app.Commands = append(app.Commands, remoteCommands()...)
+	refuseNegativeFlags(app.Commands)
 	return app
 }
 

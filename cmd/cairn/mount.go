@@ -65,6 +65,9 @@ func runMount(c *cli.Context) error {
 	if err := fusefs.CheckMountPoint(dir); err != nil {
 		return err
 	}
+	if err := refuseInsideRepo(c.String("repo"), dir, "mount point"); err != nil {
+		return err
+	}
 	opts := fusefs.Options{
 		Logger:     slog.Default(),
 		FSProvider: guest.Provider(slog.Default()),

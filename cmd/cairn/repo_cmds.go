@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -85,23 +86,7 @@ func repoCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				remoteFlag,
 			},
-			Action: func(c *cli.Context) error {
-				if c.String("remote") != "" {
-					return remotePruneAction(c)
-				}
-				repo, err := openRepo(c)
-				if err != nil {
-					return err
-				}
-				defer repo.Close()
-				pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
-					KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
-				res, err := repo.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run"))
-				if err != nil {
-					return deletionResult(func() error { return printPrune(c, res) }, err)
-				}
-				return printPrune(c, res)
-			},
+			Action: pruneAction,
 		},
 		{
 			Name:  "forget",
@@ -130,6 +115,71 @@ func repoCommands() []*cli.Command {
 			},
 		},
 	}
+}
+
+// pruneAction is `cairn prune` (negative counts are refused before it
+// runs: flagcheck.go). Without --vm it prunes every VM on its
+// own: a VM that another process holds (a running import or backup) is
+// reported and skipped, the others are pruned, and the exit status is 1.
+func pruneAction(c *cli.Context) error {
+	if c.String("remote") != "" {
+		return remotePruneAction(c)
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
+		KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+	if vm := c.String("vm"); vm != "" {
+		res, err := repo.Prune(c.Context, vm, pol, c.Bool("dry-run"))
+		if err != nil {
+			return deletionResult(func() error { return printPrune(c, res) }, err)
+		}
+		return printPrune(c, res)
+	}
+	if err := pol.Validate(); err != nil {
+		return err
+	}
+	if pol.IsZero() {
+		_, err := repo.Prune(c.Context, "", pol, true) // its error names the flags
+		return err
+	}
+	cat, err := repo.Catalog(c.Context)
+	if err != nil {
+		return err
+	}
+	all := &blockmap.PruneResult{DryRun: c.Bool("dry-run")}
+	var busy []string
+	for _, v := range cat {
+		res, err := repo.Prune(c.Context, v.Name, pol, c.Bool("dry-run"))
+		if err == nil || errors.Is(err, blockmap.ErrNotReleased) && res != nil {
+			all.Deleted = append(all.Deleted, res.Deleted...)
+			all.Kept = append(all.Kept, res.Kept...)
+			all.VersionsDeleted += res.VersionsDeleted
+			all.BytesReleased += res.BytesReleased
+			all.ImagesDeleted += res.ImagesDeleted
+		}
+		if errors.Is(err, blockmap.ErrInUse) {
+			fmt.Fprintf(os.Stderr, "cairn: skipped: %v\n", err)
+			busy = append(busy, v.Name)
+			continue
+		}
+		if err != nil {
+			if perr := printPrune(c, all); perr != nil {
+				return perr
+			}
+			return fmt.Errorf("prune %s: %w", v.Name, err)
+		}
+	}
+	if err := printPrune(c, all); err != nil {
+		return err
+	}
+	if len(busy) > 0 {
+		return cli.Exit(fmt.Sprintf("prune: %d VMs in use were not pruned (%s); run cairn prune again when they are free", len(busy), strings.Join(busy, ", ")), 1)
+	}
+	return nil
 }
 
 func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
@@ -261,6 +311,14 @@ func exportAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("export: give exactly one OUT (a file path, or - for stdout)")
 	}
+	out := c.Args().First()
+	if out == "-" {
+		if err := refuseStdoutInsideRepo(c.String("repo")); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	} else if err := refuseInsideRepo(c.String("repo"), out, "output"); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -275,7 +333,6 @@ func exportAction(c *cli.Context) error {
 		return err
 	}
 	defer dr.Close()
-	out := c.Args().First()
 	bar := newProgressBar(c.String("disk"), dr.DataBytes())
 	defer bar.Finish()
 	if out == "-" {
@@ -284,7 +341,7 @@ func exportAction(c *cli.Context) error {
 		}
 		return dr.ExportStream(c.Context, os.Stdout, nil)
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600) // a VM's disk: private, like the repository
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -320,8 +377,13 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	loose, err := repo.LooseModes()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn: WARNING: cannot check the repository's file modes: %v\n", err)
+	}
+	warnLooseModes(repo.Dir(), loose)
 	if c.Bool("json") {
-		if err := printJSON(map[string]any{"report": rep, "problems": problems}); err != nil {
+		if err := printJSON(map[string]any{"report": rep, "problems": problems, "loose_modes": loose}); err != nil {
 			return err
 		}
 	} else {
@@ -337,4 +399,22 @@ func verifyAction(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)
 	}
 	return nil
+}
+
+// warnLooseModes tells on stderr which repository paths other users may
+// read (backup data must be private to the repository's owner) and how
+// to fix them.
+func warnLooseModes(dir string, loose []string) {
+	if len(loose) == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "cairn: WARNING: %d paths of the repository are open to other users (want 0600 files, 0700 directories):\n", len(loose))
+	for i, p := range loose {
+		if i == 20 {
+			fmt.Fprintf(os.Stderr, "  ... and %d more\n", len(loose)-i)
+			break
+		}
+		fmt.Fprintf(os.Stderr, "  %s\n", p)
+	}
+	fmt.Fprintf(os.Stderr, "cairn: fix: chmod -R go-rwx %s (any backup, import, prune or forget by the repository's owner also fixes them)\n", dir)
 }

@@ -22,7 +22,9 @@ func serveCommands() []*cli.Command {
 			"retries failed VMs, applies retention after each successful backup, verifies the\n" +
 			"repository and the VMs against their source when configured, and serves /healthz,\n" +
 			"/metrics and /api/v1/* on the config's listen address (cairn status and cairn jobs\n" +
-			"find it through the repository's serve.json).\n" +
+			"find it through the repository's serve.json). Every request but /healthz needs the\n" +
+			"bearer token serve writes to <repo>/api-token (mode 0600) on its first start;\n" +
+			"a listen address beyond loopback needs api: tls_cert and tls_key (docs/security.md).\n" +
 			"SIGHUP reloads the config (an invalid one is logged and the old one stays);\n" +
 			"SIGINT or SIGTERM abort running jobs, release the mount and exit.",
 		Flags: []cli.Flag{

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,18 +31,30 @@ var serverFlag = &cli.StringFlag{
 	Usage: "`URL` of cairn serve (default: the server recorded in the repository's serve.json)",
 }
 
+// tokenFileFlag names the API token's file; without it the repository's
+// api-token is read.
+var tokenFileFlag = &cli.StringFlag{
+	Name: "token-file", EnvVars: []string{"CAIRN_TOKEN_FILE"},
+	Usage: "`FILE` holding the API token (default: the repository's " + serve.TokenFileName + ")",
+}
+
 // serverClient talks to a running cairn serve.
 type serverClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
 // findServer returns a client for the server named by --server, or the
-// one recorded in the repository; nil (and no error) when none runs.
+// one recorded in the repository; nil (and no error) when none runs. Its
+// token comes from --token-file or the repository; a server recorded
+// with a TLS certificate is reached over HTTPS trusting exactly that
+// certificate.
 func findServer(c *cli.Context) (*serverClient, error) {
 	base := c.String("server")
+	repo := c.String("repo")
+	client := &http.Client{Timeout: 30 * time.Second}
 	if base == "" {
-		repo := c.String("repo")
 		if repo == "" {
 			return nil, nil
 		}
@@ -47,12 +65,122 @@ func findServer(c *cli.Context) (*serverClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		base = f.Listen
+		base = "http://" + dialable(f.Listen)
+		if f.TLSCert != "" {
+			pin, err := pinnedTLS(f.TLSCert)
+			if err != nil {
+				return nil, err
+			}
+			base = "https://" + dialable(f.Listen)
+			client.Transport = &http.Transport{TLSClientConfig: pin}
+		}
 	}
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &serverClient{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+	if err := checkPlainHTTP(base); err != nil {
+		return nil, err
+	}
+	var token string
+	var err error
+	switch {
+	case c.String("token-file") != "":
+		token, err = readTokenFile(c.String("token-file"))
+	case repo != "":
+		token, err = serve.ReadToken(repo)
+		if errors.Is(err, serve.ErrNoToken) {
+			// A serve.json without a token (left by an older cairn):
+			// the server will say 401, and status falls back to the
+			// repository.
+			token, err = "", nil
+		}
+	default:
+		err = errors.New("no API token: give --token-file FILE (the api-token of the server's repository) or --repo DIR")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &serverClient{base: strings.TrimSuffix(base, "/"), token: token, http: client}, nil
+}
+
+func readTokenFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("API token: %s is empty", path)
+	}
+	return tok, nil
+}
+
+// checkPlainHTTP refuses to send the API token in clear text beyond this
+// machine: an http:// URL must name a loopback address.
+func checkPlainHTTP(base string) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("--server %s: %w", base, err)
+	}
+	if u.Scheme != "http" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("--server %s: the API token would cross the network in clear text; use https:// (cairn serve needs api: tls_cert beyond loopback)", base)
+}
+
+// dialable turns a listen address on every interface into one a client
+// can dial (127.0.0.1).
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // also reaches a dual-stack [::] listener
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// pinnedTLS trusts exactly the certificate in certFile (the server's own,
+// recorded in serve.json), whatever names it carries.
+func pinnedTLS(certFile string) (*tls.Config, error) {
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("the API's certificate: %w (give --server URL to use the system's trust store)", err)
+	}
+	var pinned [][]byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			pinned = append(pinned, b.Bytes)
+		}
+	}
+	if len(pinned) == 0 {
+		return nil, fmt.Errorf("the API's certificate %s holds no PEM certificate", certFile)
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 && bytes.Equal(cs.PeerCertificates[0].Raw, pinned[0]) {
+				return nil
+			}
+			return fmt.Errorf("the server's certificate is not %s", certFile)
+		},
+	}, nil
+}
+
+// authorize adds the API token to req.
+func (s *serverClient) authorize(req *http.Request) {
+	req.Header.Set("Authorization", "Bearer "+s.token)
 }
 
 // get fetches path into v.
@@ -61,6 +189,7 @@ func (s *serverClient) get(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return err
 	}
+	s.authorize(req)
 	resp, err := s.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cairn serve at %s: %w (is it running? give --server URL)", s.base, err)
@@ -86,7 +215,7 @@ func statusCommand() *cli.Command {
 		Description: "Asks the cairn serve running on --repo (found through the repository's serve.json)\n" +
 			"or at --server URL. Without a server it shows the repository: VMs, points and\n" +
 			"each VM's last job.",
-		Flags: []cli.Flag{serverFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: []cli.Flag{serverFlag, tokenFileFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			srv, err := findServer(c)
 			if err != nil {
@@ -260,14 +389,29 @@ func (s *serverClient) post(ctx context.Context, path string, body any, want int
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(string(data)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cairn serve at %s: %w (is it running? give --server URL)", s.base, err)
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(string(data)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		s.authorize(req)
+		resp, err = s.http.Do(req)
+		if err != nil {
+			return fmt.Errorf("cairn serve at %s: %w (is it running? give --server URL)", s.base, err)
+		}
+		// The server limits the rate of backup requests: wait as it says.
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != http.StatusTooManyRequests || wait < 1 || wait > 5 || attempt >= 30 {
+			break
+		}
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(wait) * time.Second):
+		}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -286,7 +430,7 @@ func triggerCommand() *cli.Command {
 		Name:  "trigger",
 		Usage: "ask cairn serve to back a VM up now (its job's transports, caps, retries and retention apply)",
 		Flags: []cli.Flag{
-			serverFlag,
+			serverFlag, tokenFileFlag,
 			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM `NAME` (repeatable)"},
 			&cli.StringFlag{Name: "job", Usage: "the `JOB` to run it with (default: the first job that selects the VM)"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed"},
