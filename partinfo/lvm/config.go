@@ -59,6 +59,14 @@ func (s *Section) Section(name string) *Section {
 	return nil
 }
 
+// children returns the nested sections (none for a nil section).
+func (s *Section) children() []*Section {
+	if s == nil {
+		return nil
+	}
+	return s.Sections
+}
+
 // Int returns an integer value and whether it was present and an integer.
 func (s *Section) Int(key string) (int64, bool) {
 	if s == nil {

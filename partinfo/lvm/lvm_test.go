@@ -2,6 +2,7 @@ package lvm_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -256,5 +257,83 @@ func TestLVMMissingPV(t *testing.T) {
 			}
 			compareVolume(t, vol, srcs[name])
 		})
+	}
+}
+
+// TestLVMMetadataCopies: after lvcreate on the VG, disk1 gets its old
+// metadata area back (as if the write to it had been lost): the newest
+// copy (disk0) wins and disk1 is named as older. Then the newest copy's
+// text is damaged: its checksum fails, the scan says so and falls back to
+// the older, intact copy.
+func TestLVMMetadataCopies(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, lvmfixture.Required...)
+	dir := t.TempDir()
+	layout := lvmfixture.Build(t, dir, nil)
+	old := make([]byte, 1<<20)
+	f1, err := os.OpenFile(layout.Disks[1], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f1.Close()
+	if _, err := f1.ReadAt(old, 0); err != nil {
+		t.Fatal(err)
+	}
+	layout.LVM("lvcreate", "-q", "-an", "-Zn", "-y", "-L", "4M", "-n", "extra", layout.VG)
+	layout.LVM("vgs", layout.VG) // drop the loop device's cached pages before the write below
+	if _, err := f1.WriteAt(old, 0); err != nil {
+		t.Fatal(err)
+	}
+	devs := devices(t, layout.Disks)
+	set, err := lvm.Scan(context.Background(), devs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vg := set.VG("vgdata")
+	if vg == nil || vg.LV("extra") == nil {
+		t.Fatalf("newest metadata (with LV extra) not used: %+v", set)
+	}
+	if p := strings.Join(vg.Problems, "\n"); !strings.Contains(p, "disk1/whole metadata area 1 holds older metadata") {
+		t.Errorf("problems do not name disk1's older copy: %q", vg.Problems)
+	}
+
+	// Damage one byte of the newest text (on disk0/p2).
+	var pv lvm.Device
+	for _, d := range devs {
+		if d.Name == "disk0/p2" {
+			pv = d
+		}
+	}
+	hdr := make([]byte, 512)
+	if _, err := pv.ReadAt(hdr, 4096); err != nil || string(hdr[4:20]) != " LVM2 x[5A%r0N*>" {
+		t.Fatalf("no metadata area header at 4096 of disk0/p2: %v", err)
+	}
+	textOff := int64(binary.LittleEndian.Uint64(hdr[40:]))
+	f0, err := os.OpenFile(layout.Disks[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f0.Close()
+	b := make([]byte, 1)
+	at := pv.Off + 4096 + textOff + 20
+	f0.ReadAt(b, at)
+	b[0] ^= 0x20
+	f0.WriteAt(b, at)
+	set, err = lvm.Scan(context.Background(), devices(t, layout.Disks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vg = set.VG("vgdata")
+	if vg == nil {
+		t.Fatalf("VG not assembled from the intact copy; problems %q", set.Problems)
+	}
+	if vg.LV("extra") != nil {
+		t.Error("LV extra comes from the damaged copy")
+	}
+	if p := strings.Join(set.Problems, "\n"); !strings.Contains(p, "disk0/p2: metadata area 1") || !strings.Contains(p, "checksum") {
+		t.Errorf("problems do not name the damaged copy: %q", set.Problems)
+	}
+	if vg.LV("span") == nil || vg.LV("mirror1") == nil {
+		t.Error("older copy lost the fixture's LVs")
 	}
 }

@@ -54,31 +54,12 @@ func Scan(ctx context.Context, devs []Device) (*Set, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		l, err := ReadLabel(dev)
-		if err != nil {
-			set.Problems = append(set.Problems, err.Error())
-			continue
-		}
-		if l == nil {
-			continue
-		}
+		l, cs, problems := scanDevice(dev)
+		set.Problems = append(set.Problems, problems...)
 		labels[i] = l
-		copies, errs := readMetadata(dev, l)
-		for _, e := range errs {
-			set.Problems = append(set.Problems, e.Error())
-		}
-		for _, c := range copies {
-			root, err := ParseConfig(c.text)
-			if err != nil {
-				set.Problems = append(set.Problems, fmt.Sprintf("%s: %v", c.where, err))
-				continue
-			}
-			vg, err := parseVG(root)
-			if err != nil {
-				set.Problems = append(set.Problems, fmt.Sprintf("%s: %v", c.where, err))
-				continue
-			}
-			cands = append(cands, candidate{vg: vg, text: c.text, from: c.where, dev: i})
+		for _, c := range cs {
+			c.dev = i
+			cands = append(cands, c)
 		}
 	}
 	// The newest copy of each VG (by UUID) wins; older copies are noted.
@@ -143,6 +124,42 @@ func Scan(ctx context.Context, devs []Device) (*Set, error) {
 	}
 	sort.SliceStable(set.VGs, func(i, j int) bool { return set.VGs[i].Name < set.VGs[j].Name })
 	return set, nil
+}
+
+// scanDevice reads one device's label and metadata copies; a parser
+// panic becomes a problem, never a crash.
+func scanDevice(dev Device) (l *Label, cands []candidate, problems []string) {
+	defer func() {
+		if p := recover(); p != nil {
+			l, cands = nil, nil
+			problems = append(problems, fmt.Sprintf("%s: LVM reader failed on this device (%v): %v", dev.Name, p, ErrCorrupt))
+		}
+	}()
+	l, err := ReadLabel(dev)
+	if err != nil {
+		return nil, nil, []string{err.Error()}
+	}
+	if l == nil {
+		return nil, nil, nil
+	}
+	copies, errs := readMetadata(dev, l)
+	for _, e := range errs {
+		problems = append(problems, e.Error())
+	}
+	for _, c := range copies {
+		root, err := ParseConfig(c.text)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.where, err))
+			continue
+		}
+		vg, err := parseVG(root)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.where, err))
+			continue
+		}
+		cands = append(cands, candidate{vg: vg, text: c.text, from: c.where})
+	}
+	return l, cands, problems
 }
 
 func orUnknown(s string) string {

@@ -108,7 +108,7 @@ func parseVG(root *Section) (*VG, error) {
 	}
 	vg.ExtentSize = es * sector
 	pvByName := map[string]*PV{}
-	for _, ps := range sec.Section("physical_volumes").Sections {
+	for _, ps := range sec.Section("physical_volumes").children() {
 		pv := &PV{Name: ps.Name}
 		pv.UUID, _ = ps.Str("id")
 		pv.DeviceHint, _ = ps.Str("device")
@@ -121,7 +121,7 @@ func parseVG(root *Section) (*VG, error) {
 		vg.PVs = append(vg.PVs, pv)
 		pvByName[pv.Name] = pv
 	}
-	for _, ls := range sec.Section("logical_volumes").Sections {
+	for _, ls := range sec.Section("logical_volumes").children() {
 		lv := &LV{Name: ls.Name, vg: vg}
 		lv.UUID, _ = ls.Str("id")
 		lv.Status = ls.Strings("status")
