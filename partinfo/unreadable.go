@@ -24,8 +24,8 @@ func Unreadable(d Detection) *UnreadableError {
 	switch d.Type {
 	case "lvm2":
 		return &UnreadableError{What: "an LVM2 physical volume" + withID(d),
-			Why: "cairn cannot browse LVM yet: export the disk image and attach it to a Linux machine " +
-				"(losetup -P -r IMAGE; vgscan; vgchange -ay), then mount the logical volumes read-only. " + exportHint}
+			Why: "Its logical volumes are assembled across the VM's disks under fs/lvm/<vg>/<lv>/ of this point " +
+				"(`cairn partitions` lists them; fs/lvm/ERROR.txt says what kept a volume group from being assembled). " + exportHint}
 	case "bitlocker":
 		return &UnreadableError{What: "a BitLocker-encrypted volume",
 			Why: "cairn does not decrypt BitLocker: attach the exported disk image to a Windows machine and " +

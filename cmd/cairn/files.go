@@ -31,14 +31,15 @@ func fileCommands() []*cli.Command {
 	}
 	volFlags := func(extra ...cli.Flag) []cli.Flag {
 		return pointFlags(append([]cli.Flag{
-			&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
+			&cli.StringFlag{Name: "disk", Usage: "disk name (or --volume)"},
 			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
+			volumeFlag,
 		}, extra...)...)
 	}
 	return []*cli.Command{
 		{
 			Name:   "partitions",
-			Usage:  "print the partition tables and filesystems of a recovery point's disks",
+			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the LVM volume groups across them (lvm/VG)",
 			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 			Action: partitionsAction,
 		},
@@ -61,9 +62,10 @@ func fileCommands() []*cli.Command {
 
 // openedDisk is one disk of a point, open for reading.
 type openedDisk struct {
-	repo  *blockmap.Repo
-	point blockmap.Point
-	dr    *blockmap.DiskReader
+	repo   *blockmap.Repo
+	point  blockmap.Point
+	dr     *blockmap.DiskReader
+	others []*blockmap.DiskReader // every disk, for --volume
 }
 
 func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
@@ -85,7 +87,12 @@ func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
 }
 
 func (o *openedDisk) Close() {
-	o.dr.Close()
+	if o.dr != nil {
+		o.dr.Close()
+	}
+	for _, dr := range o.others {
+		dr.Close()
+	}
 	o.repo.Close()
 }
 
@@ -106,6 +113,7 @@ type volumeJSON struct {
 	Used       int64    `json:"used"`
 	Free       int64    `json:"free"`
 	Browsable  bool     `json:"browsable"`
+	VG         string   `json:"volume_group,omitempty"` // an LVM PV: its VG
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 }
@@ -116,6 +124,7 @@ type diskTableJSON struct {
 	Table      string       `json:"table"`
 	DiskGUID   string       `json:"disk_guid,omitempty"`
 	Warnings   []string     `json:"warnings,omitempty"`
+	PVs        []string     `json:"physical_volumes,omitempty"` // lvm/<vg>: pvN=disk/part
 	Partitions []volumeJSON `json:"partitions"`
 }
 
@@ -179,6 +188,11 @@ func partitionsAction(c *cli.Context) error {
 	if len(tables) == 0 {
 		return fmt.Errorf("point %s of %s has no disk %q", p.ID, p.VM, c.String("disk"))
 	}
+	if c.String("disk") == "" {
+		if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		return printJSON(tables)
 	}
@@ -195,7 +209,10 @@ func partitionsAction(c *cli.Context) error {
 				typ = v.Type
 			}
 			fs := v.Filesystem
-			if !v.Browsable {
+			switch {
+			case v.VG != "":
+				fs += " (PV of " + v.VG + ")"
+			case !v.Browsable:
 				fs += " (not browsable)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
@@ -203,6 +220,9 @@ func partitionsAction(c *cli.Context) error {
 		}
 		for _, w := range t.Warnings {
 			fmt.Fprintf(tw, "%s\twarning: %s\n", t.Disk, w)
+		}
+		if len(t.PVs) > 0 {
+			fmt.Fprintf(tw, "%s\tphysical volumes: %s\n", t.Disk, strings.Join(t.PVs, " "))
 		}
 	}
 	return tw.Flush()
@@ -217,6 +237,15 @@ func orDash(s string) string {
 
 // openVolume opens the guest filesystem of --disk/--part of a point.
 func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
+	if v := c.String("volume"); v != "" {
+		if c.IsSet("disk") || c.IsSet("part") {
+			return nil, nil, fmt.Errorf("give either --volume or --disk/--part, not both")
+		}
+		return openSpannedVolume(c, v)
+	}
+	if c.String("disk") == "" {
+		return nil, nil, fmt.Errorf("which volume? give --disk (and --part), or --volume lvm/VG/LV; `cairn partitions` lists them")
+	}
 	o, err := openPointDisk(c, c.String("disk"))
 	if err != nil {
 		return nil, nil, err

@@ -68,10 +68,11 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	srv, err := fusefs.Mount(c.Context, repo, dir, fusefs.Options{
-		Logger:     slog.Default(),
-		FSProvider: guest.Provider(slog.Default()),
-		AllowOther: c.Bool("allow-other"),
-		Debug:      c.Bool("debug-fuse"),
+		Logger:         slog.Default(),
+		FSProvider:     guest.Provider(slog.Default()),
+		VolumeProvider: guest.VolumeProvider(slog.Default()),
+		AllowOther:     c.Bool("allow-other"),
+		Debug:          c.Bool("debug-fuse"),
 	})
 	if err != nil {
 		return err

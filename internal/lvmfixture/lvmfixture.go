@@ -33,6 +33,9 @@ type Layout struct {
 	ExtentSize int64
 	// LVs maps each visible LV name to its size in bytes.
 	LVs map[string]int64
+	// Fill writes the file src (a filesystem image) into a visible LV
+	// again, both legs of raid1 and mirror LVs.
+	Fill func(lv, src string)
 	// LVM runs an lvm2 command (name first) on the fixture's loop
 	// devices, which stay attached until the test ends.
 	LVM func(args ...string) string
@@ -296,7 +299,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 			}
 		}
 	}
-	for name, src := range fill {
+	fillLV := func(name, src string) {
 		switch name {
 		case "mirror1":
 			write("mirror1_rimage_0", src)
@@ -308,7 +311,10 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 			write(name, src)
 		}
 	}
-	return &Layout{Disks: []string{d0, d1}, VG: vg, ExtentSize: es,
+	for name, src := range fill {
+		fillLV(name, src)
+	}
+	return &Layout{Fill: fillLV, Disks: []string{d0, d1}, VG: vg, ExtentSize: es,
 		LVs: map[string]int64{"stripe": StripeSize, "mirror1": RaidSize, "legacy": MirrorSize, "span": SpanSize},
 		LVM: e.run}
 }

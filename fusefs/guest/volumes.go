@@ -1,0 +1,197 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/fusefs"
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/lvm"
+)
+
+// LVMDirName is the directory of fs/ that holds LVM volume groups.
+const LVMDirName = "lvm"
+
+// Disk is one disk of a point, for assembling volumes across disks.
+type Disk struct {
+	Name string
+	R    io.ReaderAt
+	Size int64
+}
+
+// ScanLVM looks for LVM physical volumes on every partition (or whole
+// disk, without a partition table) of the disks and assembles the volume
+// groups. Disks whose partition table cannot be read are skipped and
+// named in the set's Problems.
+func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
+	var devs []lvm.Device
+	var problems []string
+	for _, d := range disks {
+		vols, _, err := Volumes(d.R, d.Size)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("disk %s: %v", d.Name, err))
+			continue
+		}
+		for _, v := range vols {
+			if v.Detection.Type == "lvm2" {
+				devs = append(devs, lvm.Device{Name: d.Name + "/" + v.Name, R: d.R, Off: v.Offset, Size: v.Size})
+			}
+		}
+	}
+	set, err := lvm.Scan(ctx, devs)
+	if err != nil {
+		return nil, err
+	}
+	set.Problems = append(problems, set.Problems...)
+	return set, nil
+}
+
+// LVPath is the name of an LV under fs/ and in --volume: lvm/<vg>/<lv>.
+func LVPath(lv *lvm.LV) string { return LVMDirName + "/" + lv.VG().Name + "/" + lv.Name }
+
+// VolumeProvider returns the fusefs.VolumeProvider that shows LVM volume
+// groups as fs/lvm/<vg>/<lv>/, each LV's filesystem read through the
+// same readers as partitions. Points without LVM get no fs/lvm.
+func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
+	if log == nil {
+		log = slog.Default()
+	}
+	// Salts 0x4000-0x7fff: apart from the partitions' (Provider counts
+	// up from 1) for the first 16,383 volumes of each kind.
+	salts := new(atomic.Uint64)
+	salt := func() uint64 { return (0x4000 | salts.Add(1)&0x3fff) << 48 }
+	return func(ctx context.Context, src fusefs.PointSource) ([]fusefs.VolumeDir, error) {
+		var disks []Disk
+		for _, d := range src.Disks {
+			disks = append(disks, Disk{Name: d.Disk.Name, R: d.Reader, Size: d.Size})
+		}
+		set, err := ScanLVM(ctx, disks)
+		if err != nil {
+			return nil, err
+		}
+		if len(set.VGs) == 0 && len(set.PVs) == 0 {
+			return nil, nil
+		}
+		p := src.Point
+		top := &staticDir{mtime: p.Time}
+		if len(set.Problems) > 0 {
+			top.errText = "Problems found while assembling LVM volume groups:\n- " + strings.Join(set.Problems, "\n- ") + "\n"
+		}
+		for _, vg := range set.VGs {
+			vd := &staticDir{mtime: p.Time}
+			if len(vg.Problems) > 0 {
+				vd.errText = fmt.Sprintf("Volume group %s (UUID %s), metadata from %s:\n- %s\n", vg.Name, vg.UUID, vg.MetadataFrom, strings.Join(vg.Problems, "\n- "))
+			}
+			for _, lv := range vg.VisibleLVs() {
+				vd.add(lv.Name, lvDir(p, lv, log, salt()))
+			}
+			top.add(vg.Name, vd)
+		}
+		return []fusefs.VolumeDir{{Name: LVMDirName, Node: top}}, nil
+	}
+}
+
+// lvDir is the directory of one LV: its filesystem, or ERROR.txt.
+func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, salt uint64) *volumeDir {
+	name := LVPath(lv)
+	v := &volumeDir{log: log, salt: salt,
+		src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
+	v.vol.Name = lv.Name
+	vol, err := lv.Open()
+	if err != nil {
+		v.once.Do(func() {
+			v.err = fmt.Errorf("This is logical volume %s (%s, %d bytes), which cannot be read: %v\nThe raw disk images are in disks/.", name, lv.Type(), lv.Size(), err)
+		})
+		return v
+	}
+	v.src.Reader, v.src.Size = vol, vol.Size()
+	v.vol.Size = vol.Size()
+	v.vol.Detection = partinfo.Detect(vol, 0, vol.Size())
+	return v
+}
+
+// staticDir is a directory whose children are fixed when it is built,
+// plus ERROR.txt when errText is set.
+type staticDir struct {
+	gofs.Inode
+	mtime   time.Time
+	names   []string
+	nodes   []gofs.InodeEmbedder
+	errText string
+}
+
+var (
+	_ gofs.NodeOnAdder        = (*staticDir)(nil)
+	_ gofs.NodeGetattrer      = (*staticDir)(nil)
+	_ gofs.NodeOpendirHandler = (*staticDir)(nil)
+	_ gofs.NodeReaddirer      = (*staticDir)(nil)
+	_ gofs.NodeLookuper       = (*staticDir)(nil)
+)
+
+func (d *staticDir) add(name string, n gofs.InodeEmbedder) {
+	d.names = append(d.names, name)
+	d.nodes = append(d.nodes, n)
+}
+
+func (d *staticDir) OnAdd(ctx context.Context) {
+	for i, n := range d.nodes {
+		d.AddChild(d.names[i], d.NewPersistentInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFDIR}), false)
+	}
+	if d.errText != "" {
+		f := &gofs.MemRegularFile{Data: []byte(d.errText), Attr: fuse.Attr{Mode: 0o444}}
+		f.Attr.SetTimes(&d.mtime, &d.mtime, &d.mtime)
+		d.AddChild(ErrorFileName, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
+}
+
+func (d *staticDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.mtime)
+	out.SetTimeout(timeout)
+	return 0
+}
+
+func (d *staticDir) entries() []fuse.DirEntry {
+	var es []fuse.DirEntry
+	for _, n := range d.names {
+		es = append(es, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR})
+	}
+	if d.errText != "" {
+		es = append(es, fuse.DirEntry{Name: ErrorFileName, Mode: syscall.S_IFREG})
+	}
+	return es
+}
+
+func (d *staticDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return fusefs.OpenCachedDir(d.entries())
+}
+
+func (d *staticDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return gofs.NewListDirStream(d.entries()), 0
+}
+
+func (d *staticDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ch := d.GetChild(name)
+	if ch == nil {
+		return nil, syscall.ENOENT
+	}
+	var a fuse.AttrOut
+	if g, ok := ch.Operations().(gofs.NodeGetattrer); ok {
+		if errno := g.Getattr(ctx, nil, &a); errno != 0 {
+			return nil, errno
+		}
+	}
+	out.Attr = a.Attr
+	out.SetEntryTimeout(timeout)
+	out.SetAttrTimeout(timeout)
+	return ch, 0
+}
