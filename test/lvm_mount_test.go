@@ -40,8 +40,11 @@ func TestLVMVolumes(t *testing.T) {
 		{"stripe", treeSpec{files: 200, bigDir: 50, depth: 5, bigFile: 4 * mib, links: true, modes: true}},
 		{"mirror1", treeSpec{files: 200, bigDir: 50, depth: 5, bigFile: 4 * mib, links: true, modes: true}},
 		{"legacy", treeSpec{files: 100, bigDir: 20, depth: 3, bigFile: 2 * mib, modes: true}},
+		{"thin1", treeSpec{files: 200, bigDir: 50, depth: 5, bigFile: 4 * mib, links: true, modes: true}},
+		{"thin2", treeSpec{}}, // thin1's tree, changed: a snapshot
 	}
-	sizes := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize, "legacy": lvmfixture.MirrorSize}
+	sizes := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize,
+		"legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize}
 	srcs := map[string]string{}
 	fill := map[string]string{}
 	mkfs := func(name, src string) string {
@@ -52,7 +55,13 @@ func TestLVMVolumes(t *testing.T) {
 	}
 	for i, c := range cases {
 		src := filepath.Join(dir, "src-"+c.name)
-		makeGuestTree(t, src, c.spec, uint64(i+10))
+		if c.name == "thin2" {
+			sh(t, "cp", "-a", srcs["thin1"], src)
+			os.WriteFile(filepath.Join(src, "etc", "d01", "file-0001.conf"), []byte("changed in the snapshot\n"), 0o644)
+			os.WriteFile(filepath.Join(src, "only-in-thin2.txt"), []byte("new\n"), 0o644)
+		} else {
+			makeGuestTree(t, src, c.spec, uint64(i+10))
+		}
 		if err := os.Lchown(filepath.Join(src, "empty"), 4321, 8765); err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +104,7 @@ func TestLVMVolumes(t *testing.T) {
 	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs")); got != "lvm,sda,sdb" {
 		t.Fatalf("fs/ lists %s, want lvm,sda,sdb", got)
 	}
-	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs", "lvm", "vgdata")); got != "legacy,mirror1,span,stripe" {
+	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs", "lvm", "vgdata")); got != "legacy,mirror1,pool,span,stripe,thin1,thin2" {
 		t.Fatalf("fs/lvm/vgdata lists %s", got)
 	}
 	for _, c := range cases {
@@ -120,6 +129,12 @@ func TestLVMVolumes(t *testing.T) {
 			t.Fatalf("point 2 shows %q", b)
 		}
 	})
+	t.Run("thin pool", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(lvRoot("lvmvm", p2, "pool"), guest.ErrorFileName))
+		if err != nil || !strings.Contains(string(b), "thin pool") {
+			t.Fatalf("pool/ERROR.txt: %q %v", b, err)
+		}
+	})
 	t.Run("the PV partition points at fs/lvm", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(mnt, "lvmvm", p2, "fs", "sda", "p2", guest.ErrorFileName))
 		if err != nil || !strings.Contains(string(b), "fs/lvm/") {
@@ -131,7 +146,7 @@ func TestLVMVolumes(t *testing.T) {
 		if err != nil || !strings.Contains(string(b), "is on none of the disks of this point") {
 			t.Fatalf("fs/lvm/vgdata/ERROR.txt: %q %v", b, err)
 		}
-		for _, lv := range []string{"span", "stripe"} {
+		for _, lv := range []string{"span", "stripe", "thin1"} {
 			b, err := os.ReadFile(filepath.Join(lvRoot("halfvm", half, lv), guest.ErrorFileName))
 			if err != nil || !strings.Contains(string(b), "physical volume missing") {
 				t.Errorf("%s/ERROR.txt: %q %v", lv, b, err)
@@ -171,7 +186,8 @@ func TestLVMVolumes(t *testing.T) {
 		for _, p := range vg.Partitions {
 			got = append(got, fmt.Sprintf("%s=%s:%s:%s:%v", p.Name, p.Type, p.Filesystem, p.Label, p.Browsable))
 		}
-		want := "legacy=mirror:ext4:legacy:true mirror1=raid1:ext4:mirror1:true span=linear:ext4:span:true stripe=striped:ext4:stripe:true"
+		want := "legacy=mirror:ext4:legacy:true mirror1=raid1:ext4:mirror1:true pool=thin-pool:unknown::false span=linear:ext4:span:true " +
+			"stripe=striped:ext4:stripe:true thin1=thin:ext4:thin1:true thin2=thin:ext4:thin2:true"
 		if strings.Join(sortStrings(got), " ") != want {
 			t.Errorf("LVs %v, want %s", got, want)
 		}

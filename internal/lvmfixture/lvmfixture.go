@@ -47,6 +47,9 @@ const (
 	RaidSize   = 16 * MiB  // "mirror1": raid1, one image on each disk
 	MirrorSize = 8 * MiB   // "legacy": old "mirror" segment type
 	SpanSize   = 120 * MiB // "span": two linear segments, disk0 then disk1
+	ThinSize   = 48 * MiB  // "thin1" and its snapshot "thin2" in thin pool "pool" (32 MiB on disk1)
+	// ThinChunk is the thin pool's data block size.
+	ThinChunk = 64 << 10
 )
 
 // lvmEnv runs lvm commands with a private config: no udev, no backups,
@@ -79,7 +82,7 @@ func sh(t testing.TB, name string, args ...string) string {
 }
 
 // Required lists the commands Build needs.
-var Required = []string{"pvcreate", "vgcreate", "lvcreate", "lvs", "pvs", "vgcfgbackup", "vgcfgrestore", "losetup", "sgdisk", "dd"}
+var Required = []string{"pvcreate", "vgcreate", "lvcreate", "lvs", "pvs", "vgcfgbackup", "vgcfgrestore", "losetup", "sgdisk", "thin_restore", "thin_dump"}
 
 // Build makes the two disks under dir and fills each LV named in fill
 // with the bytes of the file given (a filesystem image, at most the LV's
@@ -90,7 +93,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 	for _, d := range []struct {
 		p string
 		n int64
-	}{{d0, 160 * MiB}, {d1, 96 * MiB}} {
+	}{{d0, 160 * MiB}, {d1, 128 * MiB}} {
 		f, err := os.Create(d.p)
 		if err != nil {
 			t.Fatal(err)
@@ -145,6 +148,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 		{"tmpA", "mirror1_rmeta_0", "4M", l0}, {"tmpB", "mirror1_rimage_0", "16M", l0},
 		{"tmpC", "mirror1_rmeta_1", "4M", l1}, {"tmpD", "mirror1_rimage_1", "16M", l1},
 		{"tmpE", "legacy_mimage_0", "8M", l0}, {"tmpF", "legacy_mimage_1", "8M", l1},
+		{"tmpG", "pool_tmeta", "4M", l1}, {"tmpH", "pool_tdata", "32M", l1},
 	}
 	for _, im := range images {
 		lv(im.tmp, im.size, vg, im.pv)
@@ -175,7 +179,26 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 			`type = "mirror"
 				mirror_count = 2
 				region_size = 1024
-				mirrors = ["legacy_mimage_0", 0, "legacy_mimage_1", 0]`)
+				mirrors = ["legacy_mimage_0", 0, "legacy_mimage_1", 0]`) +
+		lvSection("pool", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa3", 8,
+			`type = "thin-pool"
+				metadata = "pool_tmeta"
+				pool = "pool_tdata"
+				transaction_id = 2
+				chunk_size = 128
+				discards = "passdown"
+				zero_new_blocks = 0`) +
+		lvSection("thin1", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa4", ThinSize/(4*MiB),
+			`type = "thin"
+				thin_pool = "pool"
+				transaction_id = 0
+				device_id = 1`) +
+		lvSection("thin2", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa5", ThinSize/(4*MiB),
+			`type = "thin"
+				thin_pool = "pool"
+				transaction_id = 1
+				device_id = 2
+				origin = "thin1"`)
 	i := strings.Index(s, "logical_volumes {\n")
 	if i < 0 {
 		t.Fatalf("metadata without logical_volumes:\n%s", s)
@@ -248,59 +271,67 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 		}
 		return w.img, w.off + peStart[m[1]] + first*es
 	}
-	write := func(lvName, src string) {
-		data, err := os.ReadFile(src)
-		if err != nil {
+	files := map[string]*os.File{}
+	t.Cleanup(func() {
+		for _, f := range files {
+			f.Close()
+		}
+	})
+	put := func(img string, b []byte, off int64) {
+		f := files[img]
+		if f == nil {
+			var err error
+			if f, err = os.OpenFile(img, os.O_RDWR, 0); err != nil {
+				t.Fatal(err)
+			}
+			files[img] = f
+		}
+		if _, err := f.WriteAt(b, off); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// writeAt writes data at byte offset at of an LV (visible or not).
+	writeAt := func(lvName string, data []byte, at int64) {
 		ss := segs[lvName]
 		if len(ss) == 0 {
 			t.Fatalf("lvs shows no segments for %s", lvName)
 		}
 		sort.Slice(ss, func(i, j int) bool { return ss[i].start < ss[j].start })
-		files := map[string]*os.File{}
-		defer func() {
-			for _, f := range files {
-				f.Close()
-			}
-		}()
-		put := func(img string, b []byte, off int64) {
-			f := files[img]
-			if f == nil {
-				if f, err = os.OpenFile(img, os.O_RDWR, 0); err != nil {
-					t.Fatal(err)
-				}
-				files[img] = f
-			}
-			if _, err := f.WriteAt(b, off); err != nil {
-				t.Fatal(err)
-			}
-		}
+		end := at + int64(len(data))
 		for _, sg := range ss {
-			lo, hi := sg.start*es, (sg.start+sg.size)*es
-			if lo >= int64(len(data)) {
-				break
+			lo, hi := max(sg.start*es, at), min((sg.start+sg.size)*es, end)
+			if lo >= hi {
+				continue
 			}
-			if hi > int64(len(data)) {
-				hi = int64(len(data))
-			}
+			segLo := sg.start * es
 			n := int64(len(sg.ranges))
 			if n == 1 {
 				img, off := rangeOff(sg.ranges[0])
-				put(img, data[lo:hi], off)
+				put(img, data[lo-at:hi-at], off+lo-segLo)
 				continue
 			}
 			// dm-stripe: chunk c of the segment is chunk c/n of stripe c%n.
-			for o := lo; o < hi; o += sg.stripeSize {
-				c := (o - lo) / sg.stripeSize
+			for o := lo; o < hi; {
+				c := (o - segLo) / sg.stripeSize
+				in := (o - segLo) % sg.stripeSize
 				img, off := rangeOff(sg.ranges[c%n])
-				end := min(o+sg.stripeSize, hi)
-				put(img, data[o:end], off+(c/n)*sg.stripeSize)
+				e := min(o+sg.stripeSize-in, hi)
+				put(img, data[o-at:e-at], off+(c/n)*sg.stripeSize+in)
+				o = e
 			}
 		}
 	}
+	write := func(lvName, src string) {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAt(lvName, data, 0)
+	}
 	fillLV := func(name, src string) {
 		switch name {
+		case "thin1", "thin2", "pool":
+			t.Fatalf("lvmfixture: thin volumes are filled by Build only")
 		case "mirror1":
 			write("mirror1_rimage_0", src)
 			write("mirror1_rimage_1", src)
@@ -312,10 +343,13 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 		}
 	}
 	for name, src := range fill {
-		fillLV(name, src)
+		if name != "thin1" && name != "thin2" {
+			fillLV(name, src)
+		}
 	}
+	fillThin(t, dir, fill, func(data []byte, at int64) { writeAt("pool_tdata", data, at) }, func(data []byte) { writeAt("pool_tmeta", data, 0) })
 	return &Layout{Fill: fillLV, Disks: []string{d0, d1}, VG: vg, ExtentSize: es,
-		LVs: map[string]int64{"stripe": StripeSize, "mirror1": RaidSize, "legacy": MirrorSize, "span": SpanSize},
+		LVs: map[string]int64{"stripe": StripeSize, "mirror1": RaidSize, "legacy": MirrorSize, "span": SpanSize, "thin1": ThinSize, "thin2": ThinSize},
 		LVM: e.run}
 }
 

@@ -90,6 +90,26 @@ vg0 {
 				raids = ["r_rmeta_0", "r_rimage_0", "r_rmeta_1", "r_rimage_1"]
 			}
 		}
+		snap {
+			status = ["READ", "VISIBLE"]
+			segment1 {
+				start_extent = 0
+				extent_count = 1
+				type = "striped"
+				stripes = ["pv1", 19]
+			}
+		}
+		snapshot0 {
+			status = ["READ"]
+			segment1 {
+				start_extent = 0
+				extent_count = 6
+				type = "snapshot"
+				chunk_size = 8
+				origin = "lin"
+				cow_store = "snap"
+			}
+		}
 		r_rimage_0 {
 			status = ["READ", "WRITE"]
 			segment1 {
@@ -224,6 +244,9 @@ func TestCraftedPVs(t *testing.T) {
 		if string(got) != c.want {
 			t.Errorf("%s reads %s, want %s", c.lv, got, c.want)
 		}
+	}
+	if _, err := vg.LV("snap").Open(); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "snapshot of lin") {
+		t.Errorf("COW snapshot: %v", err)
 	}
 	// The raid1 LV reads its second image when the first is on a missing PV.
 	set = scanCrafted(t, make([]byte, 1<<20), d1)

@@ -22,6 +22,9 @@ import (
 	"github.com/cairnbackup/cairn/partinfo/lvm"
 )
 
+// lvNames are the visible LVs with a filesystem.
+var lvNames = []string{"span", "stripe", "mirror1", "legacy", "thin1", "thin2"}
+
 // shared is the fixture every test reads (built once per test binary).
 var shared struct {
 	once   sync.Once
@@ -47,13 +50,20 @@ func build(t *testing.T) (*lvmfixture.Layout, map[string]string) {
 		ft := &onceT{TB: t}
 		shared.srcs = map[string]string{}
 		fill := map[string]string{}
-		for i, name := range []string{"span", "stripe", "mirror1", "legacy"} {
+		for i, name := range lvNames {
 			src := filepath.Join(dir, "src-"+name)
-			fixture.Tree(ft, src, fixture.Spec{ManyFiles: 40 + 10*i, BigDir: 20, Depth: 3, BigFile: int64(3+i) << 20, Seed: uint64(i + 1)})
-			os.Chmod(filepath.Join(src, "lower.txt"), 0o4750)
-			os.Lchown(filepath.Join(src, "MixedCase.TXT"), 1234, 5678)
+			if name == "thin2" {
+				// A snapshot of thin1 with one file changed and one added.
+				fixture.Run(ft, nil, "cp", "-a", shared.srcs["thin1"], src)
+				os.WriteFile(filepath.Join(src, "lower.txt"), []byte("changed in the snapshot\n"), 0o4750)
+				os.WriteFile(filepath.Join(src, "only-in-thin2.txt"), []byte("new\n"), 0o644)
+			} else {
+				fixture.Tree(ft, src, fixture.Spec{ManyFiles: 40 + 10*i, BigDir: 20, Depth: 3, BigFile: int64(3+i) << 20, Seed: uint64(i + 1)})
+				os.Chmod(filepath.Join(src, "lower.txt"), 0o4750)
+				os.Lchown(filepath.Join(src, "MixedCase.TXT"), 1234, 5678)
+			}
 			img := filepath.Join(dir, name+".ext4")
-			size := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize, "legacy": lvmfixture.MirrorSize}[name]
+			size := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize, "legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize}[name]
 			fixture.Run(ft, nil, "mkfs.ext4", "-q", "-F", "-L", name, "-d", src, img, itoa(size/1024)+"K")
 			shared.srcs[name] = src
 			fill[name] = img
@@ -135,10 +145,13 @@ func TestLVMVolumes(t *testing.T) {
 	for _, lv := range vg.VisibleLVs() {
 		names = append(names, lv.Name)
 	}
-	if got := strings.Join(names, ","); got != "legacy,mirror1,stripe,span" && !sameSet(names, []string{"legacy", "mirror1", "stripe", "span"}) {
-		t.Errorf("visible LVs %s", got)
+	if !sameSet(names, append([]string{"pool"}, lvNames...)) {
+		t.Errorf("visible LVs %s", strings.Join(names, ","))
 	}
-	for _, name := range []string{"span", "stripe", "mirror1", "legacy"} {
+	if _, err := vg.LV("pool").Open(); !errors.Is(err, lvm.ErrUnsupported) || !strings.Contains(err.Error(), "thin pool") {
+		t.Errorf("opening the thin pool itself: %v", err)
+	}
+	for _, name := range lvNames {
 		t.Run(name, func(t *testing.T) {
 			lv := vg.LV(name)
 			if lv == nil {

@@ -89,6 +89,9 @@ func (lv *LV) open(depth int) (*Volume, error) {
 	if len(lv.Segments) == 0 {
 		return nil, fmt.Errorf("LV %s/%s has no segments: %w", lv.vg.Name, lv.Name, ErrCorrupt)
 	}
+	if lv.SnapshotOf != "" && depth == 0 {
+		return nil, fmt.Errorf("LV %s/%s is an old-style (COW) snapshot of %s: cairn does not read COW exception stores; the origin's content at the time of the backup is in %s: %w", lv.vg.Name, lv.Name, lv.SnapshotOf, lv.SnapshotOf, ErrUnsupported)
+	}
 	v := &Volume{lv: lv, size: lv.Size()}
 	es := lv.vg.ExtentSize
 	for i := range lv.Segments {
@@ -167,6 +170,8 @@ func (lv *LV) segmentReader(s *Segment, depth int) (func([]byte, int64) (int, er
 		return nil, fmt.Errorf("an error segment (its data was removed): %w", ErrUnsupported)
 	case "thin":
 		return lv.thinReader(s, depth)
+	case "thin-pool":
+		return nil, fmt.Errorf("a thin pool holds the blocks of its thin volumes, not a filesystem: its thin volumes are listed beside it: %w", ErrUnsupported)
 	case "snapshot":
 		return nil, fmt.Errorf("an old-style (COW) snapshot: cairn shows its origin, not the snapshot: %w", ErrUnsupported)
 	}

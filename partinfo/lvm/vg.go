@@ -49,7 +49,11 @@ type LV struct {
 	Status   []string
 	Extents  int64
 	Segments []Segment
-	vg       *VG
+	// SnapshotOf names the origin when this LV is the COW store of an
+	// old-style snapshot (its bytes are an exception store, not the
+	// snapshot's content).
+	SnapshotOf string
+	vg         *VG
 }
 
 // VG returns the volume group of the LV.
@@ -151,6 +155,18 @@ func parseVG(root *Section) (*VG, error) {
 		}
 		vg.byName[lv.Name] = lv
 		vg.LVs = append(vg.LVs, lv)
+	}
+	for _, lv := range vg.LVs {
+		for _, s := range lv.Segments {
+			if s.Type != "snapshot" {
+				continue
+			}
+			origin, _ := s.sec.Str("origin")
+			cow, _ := s.sec.Str("cow_store")
+			if c := vg.byName[cow]; c != nil && origin != "" {
+				c.SnapshotOf = origin
+			}
+		}
 	}
 	return vg, nil
 }
