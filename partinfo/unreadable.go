@@ -26,6 +26,10 @@ func Unreadable(d Detection) *UnreadableError {
 		return &UnreadableError{What: "an LVM2 physical volume" + withID(d),
 			Why: "Its logical volumes are assembled across the VM's disks under fs/lvm/<vg>/<lv>/ of this point " +
 				"(`cairn partitions` lists them; fs/lvm/ERROR.txt says what kept a volume group from being assembled). " + exportHint}
+	case TypeMDMember:
+		return &UnreadableError{What: "a member of a Linux MD RAID array" + withID(d),
+			Why: "The array is assembled across the VM's disks under fs/md/<array>/ of this point " +
+				"(fs/md/ERROR.txt says what kept it from being assembled). " + exportHint}
 	case "bitlocker":
 		return &UnreadableError{What: "a BitLocker-encrypted volume",
 			Why: "cairn does not decrypt BitLocker: attach the exported disk image to a Windows machine and " +

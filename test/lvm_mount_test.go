@@ -162,7 +162,7 @@ func TestLVMVolumes(t *testing.T) {
 		var tables []struct {
 			Disk       string   `json:"disk"`
 			Table      string   `json:"table"`
-			PVs        []string `json:"physical_volumes"`
+			PVs        []string `json:"made_of"`
 			Partitions []struct {
 				Name       string `json:"name"`
 				Type       string `json:"type"`

@@ -114,6 +114,7 @@ type volumeJSON struct {
 	Free       int64    `json:"free"`
 	Browsable  bool     `json:"browsable"`
 	VG         string   `json:"volume_group,omitempty"` // an LVM PV: its VG
+	Array      string   `json:"md_array,omitempty"`     // an MD member: md/<array>
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 }
@@ -124,7 +125,7 @@ type diskTableJSON struct {
 	Table      string       `json:"table"`
 	DiskGUID   string       `json:"disk_guid,omitempty"`
 	Warnings   []string     `json:"warnings,omitempty"`
-	PVs        []string     `json:"physical_volumes,omitempty"` // lvm/<vg>: pvN=disk/part
+	MadeOf     []string     `json:"made_of,omitempty"` // lvm/<vg>: pvN=disk/part; md/<array>: slotN=disk/part
 	Partitions []volumeJSON `json:"partitions"`
 }
 
@@ -212,6 +213,8 @@ func partitionsAction(c *cli.Context) error {
 			switch {
 			case v.VG != "":
 				fs += " (PV of " + v.VG + ")"
+			case v.Array != "":
+				fs += " (member of " + v.Array + ")"
 			case !v.Browsable:
 				fs += " (not browsable)"
 			}
@@ -221,8 +224,8 @@ func partitionsAction(c *cli.Context) error {
 		for _, w := range t.Warnings {
 			fmt.Fprintf(tw, "%s\twarning: %s\n", t.Disk, w)
 		}
-		if len(t.PVs) > 0 {
-			fmt.Fprintf(tw, "%s\tphysical volumes: %s\n", t.Disk, strings.Join(t.PVs, " "))
+		if len(t.MadeOf) > 0 {
+			fmt.Fprintf(tw, "%s\tmade of: %s\n", t.Disk, strings.Join(t.MadeOf, " "))
 		}
 	}
 	return tw.Flush()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -13,10 +14,11 @@ import (
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
+	"github.com/cairnbackup/cairn/partinfo/md"
 )
 
 // volumeFlag selects a volume assembled across disks (files, restore-file).
-var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV"}
+var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV or md/ARRAY"}
 
 // openAllDisks opens a reader of every disk of a point.
 func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []guest.Disk, error) {
@@ -39,8 +41,10 @@ func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([
 // openSpannedVolume opens the filesystem of --volume lvm/<vg>/<lv>.
 func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Filesystem, error) {
 	parts := strings.Split(strings.Trim(spec, "/"), "/")
-	if len(parts) != 3 || parts[0] != guest.LVMDirName || parts[1] == "" || parts[2] == "" {
-		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV (see `cairn partitions`)", spec)
+	isLVM := len(parts) == 3 && parts[0] == guest.LVMDirName && parts[1] != "" && parts[2] != ""
+	isMD := len(parts) == 2 && parts[0] == guest.MDDirName && parts[1] != ""
+	if !isLVM && !isMD {
+		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV or md/ARRAY (see `cairn partitions`)", spec)
 	}
 	repo, err := openRepo(c)
 	if err != nil {
@@ -61,10 +65,30 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 		o.Close()
 		return nil, nil, err
 	}
-	set, err := guest.ScanLVM(c.Context, disks)
+	st, err := guest.ScanStack(c.Context, disks)
 	if err != nil {
 		return fail(err)
 	}
+	if isMD {
+		vol := st.Arrays[parts[1]]
+		if vol == nil {
+			if err := st.ArrayErrors[parts[1]]; err != nil {
+				return fail(err)
+			}
+			var names []string
+			for _, a := range st.MD.Arrays {
+				names = append(names, a.Name)
+			}
+			return fail(fmt.Errorf("point %s of %s has no MD array %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
+		}
+		d := partinfo.Detect(vol, 0, vol.Size())
+		fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+		}
+		return o, fsys, nil
+	}
+	set := st.LVM
 	vg := set.VG(parts[1])
 	if vg == nil {
 		var names []string
@@ -112,24 +136,62 @@ func orNone(names []string) string {
 // "lvm/<vg>" whose partitions are its visible LVs, and marks the PV
 // partitions of the disk tables with their VG.
 func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON) ([]diskTableJSON, error) {
-	set, err := guest.ScanLVM(ctx, disks)
+	st, err := guest.ScanStack(ctx, disks)
 	if err != nil {
 		return nil, err
+	}
+	set := st.LVM
+	var out []diskTableJSON
+	// MD arrays: members marked, each array a pseudo disk md/<name>
+	// holding one volume.
+	memberOf := map[string]string{}
+	for _, a := range st.MD.Arrays {
+		t := diskTableJSON{Disk: guest.MDDirName + "/" + a.Name, Table: "md", DiskGUID: a.UUID, Warnings: a.Problems}
+		for r, m := range a.Members {
+			where := "missing"
+			if m != nil {
+				where = m.Device.Name
+				memberOf[m.Device.Name] = t.Disk
+			}
+			t.MadeOf = append(t.MadeOf, fmt.Sprintf("slot%d=%s", r, where))
+		}
+		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: "MD " + a.Version, Used: -1, Free: -1}
+		if vol := st.Arrays[a.Name]; vol == nil {
+			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
+		} else {
+			t.Size, j.Size = vol.Size(), vol.Size()
+			describeVolume(&j, vol, vol.Size())
+		}
+		t.Partitions = append(t.Partitions, j)
+		out = append(out, t)
+	}
+	for i := range tables {
+		for j := range tables[i].Partitions {
+			v := &tables[i].Partitions[j]
+			if a, ok := memberOf[tables[i].Disk+"/"+v.Name]; ok {
+				v.Array = a
+			}
+		}
 	}
 	pvOf := map[string]lvm.FoundPV{}
 	for _, pv := range set.PVs {
 		pvOf[pv.Device.Name] = pv
 	}
-	for i := range tables {
-		for j := range tables[i].Partitions {
-			v := &tables[i].Partitions[j]
-			if pv, ok := pvOf[tables[i].Disk+"/"+v.Name]; ok && pv.VG != "" {
-				v.VG = pv.VG
-				v.Why = "LVM physical volume of volume group " + pv.VG + ": its logical volumes are listed under lvm/" + pv.VG
+	for _, list := range [][]diskTableJSON{tables, out} {
+		for i := range list {
+			for j := range list[i].Partitions {
+				v := &list[i].Partitions[j]
+				name := list[i].Disk + "/" + v.Name
+				if list[i].Table == "md" {
+					name = list[i].Disk
+				}
+				if pv, ok := pvOf[name]; ok && pv.VG != "" {
+					v.VG = pv.VG
+					v.Why = "LVM physical volume of volume group " + pv.VG + ": its logical volumes are listed under lvm/" + pv.VG
+				}
 			}
 		}
 	}
-	var out []diskTableJSON
 	for _, vg := range set.VGs {
 		t := diskTableJSON{Disk: guest.LVMDirName + "/" + vg.Name, Table: "lvm", DiskGUID: vg.UUID, Warnings: vg.Problems}
 		var pvs []string
@@ -142,7 +204,7 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 			pvs = append(pvs, pv.Name+"="+where)
 		}
 		sort.Strings(pvs)
-		t.PVs = pvs
+		t.MadeOf = pvs
 		for _, lv := range vg.VisibleLVs() {
 			j := volumeJSON{Name: lv.Name, Size: lv.Size(), Type: lv.Type(), UUID: lv.UUID, Used: -1, Free: -1}
 			vol, err := lv.Open()
@@ -151,20 +213,7 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 				t.Partitions = append(t.Partitions, j)
 				continue
 			}
-			d := partinfo.Detect(vol, 0, vol.Size())
-			j.Filesystem, j.Label, j.Used, j.Free = d.Type, d.Label, d.Used, d.Free
-			if d.UUID != "" {
-				j.UUID = d.UUID
-			}
-			fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
-			if err != nil {
-				j.Why = strings.SplitN(err.Error(), "\n", 2)[0]
-			} else {
-				j.Browsable = true
-				if info := fsys.Info(); info.Used >= 0 {
-					j.Used, j.Free = info.Used, info.Free
-				}
-			}
+			describeVolume(&j, vol, vol.Size())
 			t.Partitions = append(t.Partitions, j)
 		}
 		out = append(out, t)
@@ -201,3 +250,26 @@ func addLVM(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, tables [
 	}
 	return append(tables, vgs...), nil
 }
+
+// describeVolume fills the filesystem fields of j from the volume's bytes.
+func describeVolume(j *volumeJSON, r io.ReaderAt, size int64) {
+	d := partinfo.Detect(r, 0, size)
+	j.Filesystem, j.Label, j.Used, j.Free = d.Type, d.Label, d.Used, d.Free
+	if d.UUID != "" {
+		j.UUID = d.UUID
+	}
+	fsys, err := fsopen.Open(r, 0, size, d)
+	if err != nil {
+		j.Why = strings.SplitN(err.Error(), "\n", 2)[0]
+		return
+	}
+	j.Browsable = true
+	if info := fsys.Info(); info.Used >= 0 {
+		j.Used, j.Free = info.Used, info.Free
+	}
+	if j.Label == "" {
+		j.Label = info(fsys)
+	}
+}
+
+func info(f partinfo.Filesystem) string { return f.Info().Label }

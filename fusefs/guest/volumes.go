@@ -17,6 +17,7 @@ import (
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
+	"github.com/cairnbackup/cairn/partinfo/md"
 )
 
 // LVMDirName is the directory of fs/ that holds LVM volume groups.
@@ -29,12 +30,29 @@ type Disk struct {
 	Size int64
 }
 
-// ScanLVM looks for LVM physical volumes on every partition (or whole
-// disk, without a partition table) of the disks and assembles the volume
-// groups. Disks whose partition table cannot be read are skipped and
-// named in the set's Problems.
-func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
-	var devs []lvm.Device
+// Stack is what lies across the disks of a point: MD arrays and LVM
+// volume groups (on partitions, whole disks or arrays).
+type Stack struct {
+	MD  *md.Set
+	LVM *lvm.Set
+	// Arrays maps an array's name to its reader (arrays that cannot be
+	// read are absent; ArrayErrors says why).
+	Arrays      map[string]*md.Volume
+	ArrayErrors map[string]error
+}
+
+// ScanStack finds MD members and LVM physical volumes on every partition
+// (or whole disk, without a partition table) of the disks, assembles the
+// arrays, then the volume groups on partitions, disks and arrays. Disks
+// whose partition table cannot be read are skipped and named in the LVM
+// set's Problems.
+func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
+	type cand struct {
+		dev lvm.Device
+		typ string
+	}
+	var cands []cand
+	var mdDevs []md.Device
 	var problems []string
 	for _, d := range disks {
 		vols, _, err := Volumes(d.R, d.Size)
@@ -43,18 +61,51 @@ func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
 			continue
 		}
 		for _, v := range vols {
-			if v.Detection.Type == "lvm2" {
-				devs = append(devs, lvm.Device{Name: d.Name + "/" + v.Name, R: d.R, Off: v.Offset, Size: v.Size})
-			}
+			name := d.Name + "/" + v.Name
+			cands = append(cands, cand{lvm.Device{Name: name, R: d.R, Off: v.Offset, Size: v.Size}, v.Detection.Type})
+			mdDevs = append(mdDevs, md.Device{Name: name, R: d.R, Off: v.Offset, Size: v.Size})
 		}
 	}
-	set, err := lvm.Scan(ctx, devs)
+	st := &Stack{Arrays: map[string]*md.Volume{}, ArrayErrors: map[string]error{}}
+	var err error
+	if st.MD, err = md.Scan(ctx, mdDevs); err != nil {
+		return nil, err
+	}
+	var devs []lvm.Device
+	for _, c := range cands {
+		if c.typ == "lvm2" && !st.MD.IsMember(c.dev.Name) {
+			devs = append(devs, c.dev)
+		}
+	}
+	for _, a := range st.MD.Arrays {
+		vol, err := a.Open()
+		if err != nil {
+			st.ArrayErrors[a.Name] = err
+			continue
+		}
+		st.Arrays[a.Name] = vol
+		if partinfo.Detect(vol, 0, vol.Size()).Type == "lvm2" {
+			devs = append(devs, lvm.Device{Name: MDDirName + "/" + a.Name, R: vol, Size: vol.Size()})
+		}
+	}
+	if st.LVM, err = lvm.Scan(ctx, devs); err != nil {
+		return nil, err
+	}
+	st.LVM.Problems = append(problems, st.LVM.Problems...)
+	return st, nil
+}
+
+// ScanLVM is ScanStack's volume groups.
+func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
+	st, err := ScanStack(ctx, disks)
 	if err != nil {
 		return nil, err
 	}
-	set.Problems = append(problems, set.Problems...)
-	return set, nil
+	return st.LVM, nil
 }
+
+// MDDirName is the directory of fs/ that holds MD arrays.
+const MDDirName = "md"
 
 // LVPath is the name of an LV under fs/ and in --volume: lvm/<vg>/<lv>.
 func LVPath(lv *lvm.LV) string { return LVMDirName + "/" + lv.VG().Name + "/" + lv.Name }
@@ -75,14 +126,19 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 		for _, d := range src.Disks {
 			disks = append(disks, Disk{Name: d.Disk.Name, R: d.Reader, Size: d.Size})
 		}
-		set, err := ScanLVM(ctx, disks)
+		st, err := ScanStack(ctx, disks)
 		if err != nil {
 			return nil, err
 		}
-		if len(set.VGs) == 0 && len(set.PVs) == 0 {
-			return nil, nil
-		}
 		p := src.Point
+		var out []fusefs.VolumeDir
+		if d := mdDir(p, st, log, salt); d != nil {
+			out = append(out, fusefs.VolumeDir{Name: MDDirName, Node: d})
+		}
+		set := st.LVM
+		if len(set.VGs) == 0 && len(set.PVs) == 0 {
+			return out, nil
+		}
 		top := &staticDir{mtime: p.Time}
 		if len(set.Problems) > 0 {
 			top.errText = "Problems found while assembling LVM volume groups:\n- " + strings.Join(set.Problems, "\n- ") + "\n"
@@ -97,8 +153,46 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 			}
 			top.add(vg.Name, vd)
 		}
-		return []fusefs.VolumeDir{{Name: LVMDirName, Node: top}}, nil
+		return append(out, fusefs.VolumeDir{Name: LVMDirName, Node: top}), nil
 	}
+}
+
+// mdDir is fs/md: one directory per array with its filesystem, or nil
+// when the point has no MD member.
+func mdDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64) *staticDir {
+	if len(st.MD.Members) == 0 && len(st.MD.Problems) == 0 {
+		return nil
+	}
+	top := &staticDir{mtime: p.Time}
+	var problems []string
+	problems = append(problems, st.MD.Problems...)
+	for _, a := range st.MD.Arrays {
+		for _, pr := range a.Problems {
+			problems = append(problems, fmt.Sprintf("%s (%s, UUID %s): %s", a.Name, md.LevelName(a.Level), a.UUID, pr))
+		}
+		name := MDDirName + "/" + a.Name
+		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
+		v.vol.Name = a.Name
+		if vol := st.Arrays[a.Name]; vol != nil {
+			v.src.Reader, v.src.Size, v.vol.Size = vol, vol.Size(), vol.Size()
+			v.vol.Detection = partinfo.Detect(vol, 0, vol.Size())
+			if v.vol.Detection.Type == "lvm2" {
+				v.once.Do(func() {
+					v.err = fmt.Errorf("MD array %s is an LVM2 physical volume: its logical volumes are under fs/lvm/<vg>/ of this point.", a.Name)
+				})
+			}
+		} else {
+			err := st.ArrayErrors[a.Name]
+			v.once.Do(func() {
+				v.err = fmt.Errorf("MD array %s (%s, UUID %s) cannot be read: %v\nThe raw disk images are in disks/.", a.Name, md.LevelName(a.Level), a.UUID, err)
+			})
+		}
+		top.add(a.Name, v)
+	}
+	if len(problems) > 0 {
+		top.errText = "Problems found while assembling MD arrays:\n- " + strings.Join(problems, "\n- ") + "\n"
+	}
+	return top
 }
 
 // lvDir is the directory of one LV: its filesystem, or ERROR.txt.

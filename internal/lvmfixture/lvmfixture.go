@@ -380,3 +380,46 @@ func lvSection(name, id string, extents int64, seg string) string {
 		}
 `, name, id, extents, seg)
 }
+
+// Simple makes img (an existing file) one LVM physical volume holding VG
+// vg with linear LVs of the given sizes (MiB, created in the order
+// given), and returns each LV's byte offset in img as lvs and pvs report
+// it.
+func Simple(t testing.TB, dir, img, vg string, names []string, sizesMiB []int) map[string]int64 {
+	t.Helper()
+	dev := strings.TrimSpace(sh(t, "losetup", "--find", "--show", img))
+	defer exec.Command("losetup", "-d", dev).Run()
+	sys := filepath.Join(dir, "lvm-etc-"+vg)
+	os.MkdirAll(sys, 0o755)
+	conf := "global { use_lvmetad = 0 }\nactivation { udev_sync = 0 udev_rules = 0 }\nbackup { backup = 0 archive = 0 }\ndevices { obtain_device_list_from_udev = 0 }\n"
+	if err := os.WriteFile(filepath.Join(sys, "lvm.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := &lvmEnv{t: t, env: []string{"LVM_SYSTEM_DIR=" + sys, "LVM_SUPPRESS_FD_WARNINGS=1"}, devs: dev}
+	e.run("pvcreate", "-q", "-ff", "-y", dev)
+	e.run("vgcreate", "-q", "-s", "4M", vg, dev)
+	for i, n := range names {
+		e.run("lvcreate", "-q", "-an", "-Zn", "-y", "-L", fmt.Sprintf("%dM", sizesMiB[i]), "-n", n, vg)
+	}
+	out := e.run("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_name,seg_pe_ranges", vg)
+	peFields := strings.Fields(e.run("pvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "pe_start", dev))
+	pe := peFields[len(peFields)-1] // after lvm's warnings
+	peStart, err := strconv.ParseInt(pe, 10, 64)
+	if err != nil {
+		t.Fatalf("pvs pe_start %q", pe)
+	}
+	offs := map[string]int64{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		m := regexp.MustCompile(`:(\d+)-\d+$`).FindStringSubmatch(f[1])
+		if m == nil {
+			continue // a warning
+		}
+		first, _ := strconv.ParseInt(m[1], 10, 64)
+		offs[f[0]] = peStart + first*4*MiB
+	}
+	return offs
+}

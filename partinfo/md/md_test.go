@@ -10,22 +10,25 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/internal/mdfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
+type spec = mdfixture.Spec
+
 var specs = []spec{
-	{version: "0.90", level: Level1, members: 2, memberLen: 3 << 20, name: "boot"},
-	{version: "1.0", level: Level1, members: 3, memberLen: 3 << 20, name: "boot10"},
-	{version: "1.1", level: Level0, chunk: 64 << 10, members: 3, memberLen: 3 << 20, name: "stripe"},
-	{version: "1.2", level: LevelLinear, members: 2, memberLen: 3 << 20, name: "lin"},
-	{version: "1.2", level: Level10, layout: 0x102, chunk: 64 << 10, members: 4, memberLen: 3 << 20, name: "r10"},
-	{version: "1.2", level: Level10, layout: 0x102, chunk: 32 << 10, members: 3, memberLen: 3 << 20, name: "r10odd"},
-	{version: "1.2", level: Level5, layout: algLeftSymmetric, chunk: 64 << 10, members: 4, memberLen: 3 << 20, name: "r5"},
-	{version: "1.2", level: Level5, layout: algLeftAsymmetric, chunk: 16 << 10, members: 3, memberLen: 3 << 20, name: "r5la"},
-	{version: "1.2", level: Level5, layout: algRightSymmetric, chunk: 16 << 10, members: 5, memberLen: 3 << 20, name: "r5rs"},
-	{version: "0.90", level: Level5, layout: algLeftSymmetric, chunk: 64 << 10, members: 3, memberLen: 3 << 20, name: "r5old"},
-	{version: "1.2", level: Level6, layout: algLeftSymmetric, chunk: 64 << 10, members: 5, memberLen: 3 << 20, name: "r6"},
-	{version: "1.2", level: Level4, chunk: 64 << 10, members: 3, memberLen: 3 << 20, name: "r4"},
+	{Version: "0.90", Level: Level1, Members: 2, MemberLen: 3 << 20, Name: "boot"},
+	{Version: "1.0", Level: Level1, Members: 3, MemberLen: 3 << 20, Name: "boot10"},
+	{Version: "1.1", Level: Level0, Chunk: 64 << 10, Members: 3, MemberLen: 3 << 20, Name: "stripe"},
+	{Version: "1.2", Level: LevelLinear, Members: 2, MemberLen: 3 << 20, Name: "lin"},
+	{Version: "1.2", Level: Level10, Layout: 0x102, Chunk: 64 << 10, Members: 4, MemberLen: 3 << 20, Name: "r10"},
+	{Version: "1.2", Level: Level10, Layout: 0x102, Chunk: 32 << 10, Members: 3, MemberLen: 3 << 20, Name: "r10odd"},
+	{Version: "1.2", Level: Level5, Layout: algLeftSymmetric, Chunk: 64 << 10, Members: 4, MemberLen: 3 << 20, Name: "r5"},
+	{Version: "1.2", Level: Level5, Layout: algLeftAsymmetric, Chunk: 16 << 10, Members: 3, MemberLen: 3 << 20, Name: "r5la"},
+	{Version: "1.2", Level: Level5, Layout: algRightSymmetric, Chunk: 16 << 10, Members: 5, MemberLen: 3 << 20, Name: "r5rs"},
+	{Version: "0.90", Level: Level5, Layout: algLeftSymmetric, Chunk: 64 << 10, Members: 3, MemberLen: 3 << 20, Name: "r5old"},
+	{Version: "1.2", Level: Level6, Layout: algLeftSymmetric, Chunk: 64 << 10, Members: 5, MemberLen: 3 << 20, Name: "r6"},
+	{Version: "1.2", Level: Level4, Chunk: 64 << 10, Members: 3, MemberLen: 3 << 20, Name: "r4"},
 }
 
 func devicesOf(t *testing.T, paths []string, skip int) []Device {
@@ -54,24 +57,24 @@ func TestArrays(t *testing.T) {
 		haveMdadm = false
 	}
 	for _, s := range specs {
-		t.Run(s.name+"-"+s.version, func(t *testing.T) {
+		t.Run(s.Name+"-"+s.Version, func(t *testing.T) {
 			dir := t.TempDir()
-			data := make([]byte, s.arraySize())
-			rng := rand.New(rand.NewPCG(uint64(s.members), uint64(s.level+10)))
+			data := make([]byte, s.ArraySize())
+			rng := rand.New(rand.NewPCG(uint64(s.Members), uint64(s.Level+10)))
 			for i := range data {
 				data[i] = byte(rng.Uint32())
 			}
-			paths := s.build(t, dir, data)
+			paths := s.Build(t, dir, data)
 			if haveMdadm {
-				out := examine(t, paths[0])
-				if lvl := fieldOf(out, "Raid Level"); lvl != LevelName(s.level) {
-					t.Errorf("mdadm --examine: Raid Level %q, want %s\n%s", lvl, LevelName(s.level), out)
+				out := mdfixture.Examine(t, paths[0])
+				if lvl := mdfixture.FieldOf(out, "Raid Level"); lvl != LevelName(s.Level) {
+					t.Errorf("mdadm --examine: Raid Level %q, want %s\n%s", lvl, LevelName(s.Level), out)
 				}
-				if !strings.Contains(fieldOf(out, "Checksum"), "correct") {
+				if !strings.Contains(mdfixture.FieldOf(out, "Checksum"), "correct") {
 					t.Errorf("mdadm --examine: checksum not correct\n%s", out)
 				}
-				if v := fieldOf(out, "Version"); v != s.version && !(s.version == "0.90" && v == "0.90.00") {
-					t.Errorf("mdadm --examine: Version %q, want %s", v, s.version)
+				if v := mdfixture.FieldOf(out, "Version"); v != s.Version && !(s.Version == "0.90" && v == "0.90.00") {
+					t.Errorf("mdadm --examine: Version %q, want %s", v, s.Version)
 				}
 			}
 			set, err := Scan(context.Background(), devicesOf(t, paths, -1))
@@ -83,27 +86,27 @@ func TestArrays(t *testing.T) {
 			}
 			a := set.Arrays[0]
 			if haveMdadm {
-				out := examine(t, paths[0])
-				uuid := fieldOf(out, "Array UUID")
+				out := mdfixture.Examine(t, paths[0])
+				uuid := mdfixture.FieldOf(out, "Array UUID")
 				if uuid == "" {
-					uuid = fieldOf(out, "UUID")
+					uuid = mdfixture.FieldOf(out, "UUID")
 				}
 				if uuid != a.UUID {
 					t.Errorf("UUID %s, mdadm says %s", a.UUID, uuid)
 				}
 				// mdadm prints the array size in KiB for 1.x (not for linear/raid0, which 0.90 and 1.x leave to the driver).
-				if size := fieldOf(out, "Array Size"); size != "" && s.level != Level0 && s.level != LevelLinear {
+				if size := mdfixture.FieldOf(out, "Array Size"); size != "" && s.Level != Level0 && s.Level != LevelLinear {
 					kib := strings.Fields(size)[0]
-					if kib != fmt.Sprint(s.arraySize()/1024) {
-						t.Errorf("array size %d KiB, mdadm says %s", s.arraySize()/1024, kib)
+					if kib != fmt.Sprint(s.ArraySize()/1024) {
+						t.Errorf("array size %d KiB, mdadm says %s", s.ArraySize()/1024, kib)
 					}
 				}
 			}
 			if len(a.Problems) > 0 {
 				t.Errorf("array problems %q", a.Problems)
 			}
-			wantName := s.name
-			if s.version == "0.90" {
+			wantName := s.Name
+			if s.Version == "0.90" {
 				wantName = "md3"
 			}
 			if a.Name != wantName {
@@ -121,10 +124,10 @@ func TestArrays(t *testing.T) {
 				t.Errorf("missing member not reported: %q", a.Problems)
 			}
 			v, err := a.Open()
-			switch s.level {
+			switch s.Level {
 			case Level0, LevelLinear:
 				if !errors.Is(err, ErrMissing) {
-					t.Errorf("%s with a member missing: %v, want ErrMissing", LevelName(s.level), err)
+					t.Errorf("%s with a member missing: %v, want ErrMissing", LevelName(s.Level), err)
 				}
 			default:
 				if err != nil {
@@ -171,10 +174,10 @@ func readAll(t *testing.T, a *Array, data []byte) {
 // A stale member (fewer events) is left out; a damaged superblock is
 // reported and the member not used.
 func TestStaleAndCorrupt(t *testing.T) {
-	s := spec{version: "1.2", level: Level1, members: 3, memberLen: 3 << 20, name: "m"}
+	s := spec{Version: "1.2", Level: Level1, Members: 3, MemberLen: 3 << 20, Name: "m"}
 	dir := t.TempDir()
-	data := bytes.Repeat([]byte("cairn"), int(s.arraySize()/5)+1)[:s.arraySize()]
-	paths := s.build(t, dir, data)
+	data := bytes.Repeat([]byte("cairn"), int(s.ArraySize()/5)+1)[:s.ArraySize()]
+	paths := s.Build(t, dir, data)
 	devs := devicesOf(t, paths, -1)
 	// member 0: events 40 (stale) and different data.
 	b0, _ := os.ReadFile(paths[0])
@@ -182,7 +185,7 @@ func TestStaleAndCorrupt(t *testing.T) {
 	sb[200] = 40
 	le := func(b []byte) { csumFix(b) }
 	le(sb)
-	copy(b0[dataOff1x:], "STALE")
+	copy(b0[mdfixture.DataOff1x:], "STALE")
 	devs[0].R = bytes.NewReader(b0)
 	// member 2: flipped byte in its superblock.
 	b2, _ := os.ReadFile(paths[2])
@@ -211,13 +214,13 @@ func csumFix(b []byte) {
 // FuzzSuperblock examines mutated 1.2 and 0.90 superblocks (checksums
 // refreshed) and reads what assembles.
 func FuzzSuperblock(f *testing.F) {
-	s := spec{version: "1.2", level: Level5, layout: algLeftSymmetric, chunk: 4096, members: 3, memberLen: 1 << 20, name: "f"}
-	img := make([]byte, s.memberLen)
-	s.super1(img, []byte("0123456789abcdef"), 0)
-	o := spec{version: "0.90", level: Level1, members: 2, memberLen: 1 << 20}
-	img0 := make([]byte, o.memberLen)
-	o.super090(img0, []byte("0123456789abcdef"), 0)
-	off0 := o.memberLen&^(reserved090-1) - reserved090
+	s := spec{Version: "1.2", Level: Level5, Layout: algLeftSymmetric, Chunk: 4096, Members: 3, MemberLen: 1 << 20, Name: "f"}
+	img := make([]byte, s.MemberLen)
+	s.Super1(img, []byte("0123456789abcdef"), 0)
+	o := spec{Version: "0.90", Level: Level1, Members: 2, MemberLen: 1 << 20}
+	img0 := make([]byte, o.MemberLen)
+	o.Super090(img0, []byte("0123456789abcdef"), 0)
+	off0 := o.MemberLen&^(reserved090-1) - reserved090
 	f.Add(img[4096:4096+300], img0[off0:off0+600], img0[off0+3968:off0+4096])
 	f.Fuzz(func(t *testing.T, sb1, sb0, desc []byte) {
 		a := bytes.Clone(img)
