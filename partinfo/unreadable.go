@@ -53,15 +53,11 @@ func Unreadable(d Detection) *UnreadableError {
 		return &UnreadableError{What: "a btrfs filesystem" + withID(d),
 			Why: "cairn has no btrfs reader yet: export the disk image and mount it read-only on Linux " +
 				"(losetup -P -r IMAGE; mount -o ro /dev/loopNpM /mnt). " + exportHint}
-	case "exfat":
-		return &UnreadableError{What: "an exFAT filesystem" + withID(d),
-			Why: "cairn has no exFAT reader yet: export the disk image and mount it read-only on Linux " +
-				"(mount -o ro) or attach it to Windows or macOS. " + exportHint}
 	case "iso9660":
 		return &UnreadableError{What: "an ISO 9660 (CD/DVD) filesystem" + withID(d),
 			Why: "cairn does not browse ISO images: export the disk image and open it with any ISO tool " +
 				"(mount -o ro,loop, 7z, bsdtar). " + exportHint}
-	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32":
+	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "exfat":
 		return nil
 	default:
 		return &UnreadableError{What: "no filesystem cairn recognises",
