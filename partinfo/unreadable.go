@@ -49,15 +49,11 @@ func Unreadable(d Detection) *UnreadableError {
 	case "swap":
 		return &UnreadableError{What: "Linux swap space" + withID(d),
 			Why: "swap holds no files: it is the paging area of the running system and has nothing to restore."}
-	case "btrfs":
-		return &UnreadableError{What: "a btrfs filesystem" + withID(d),
-			Why: "cairn has no btrfs reader yet: export the disk image and mount it read-only on Linux " +
-				"(losetup -P -r IMAGE; mount -o ro /dev/loopNpM /mnt). " + exportHint}
 	case "iso9660":
 		return &UnreadableError{What: "an ISO 9660 (CD/DVD) filesystem" + withID(d),
 			Why: "cairn does not browse ISO images: export the disk image and open it with any ISO tool " +
 				"(mount -o ro,loop, 7z, bsdtar). " + exportHint}
-	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "exfat":
+	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "exfat", "btrfs":
 		return nil
 	default:
 		return &UnreadableError{What: "no filesystem cairn recognises",

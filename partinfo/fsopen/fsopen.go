@@ -1,6 +1,7 @@
 // Package fsopen opens a detected volume with the right read-only reader:
 // ext2/3/4 (partinfo/ext4), XFS (partinfo/xfs), NTFS (partinfo/ntfs),
-// FAT12/16/32 (partinfo/fat) and exFAT (partinfo/exfat). Everything else gets a
+// FAT12/16/32 (partinfo/fat), exFAT (partinfo/exfat) and single-device
+// btrfs (partinfo/btrfs). Everything else gets a
 // *partinfo.UnreadableError whose message is the ERROR.txt a user sees.
 //
 // It is a package of its own so that the readers can import partinfo
@@ -12,6 +13,7 @@ import (
 	"io"
 
 	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/btrfs"
 	"github.com/cairnbackup/cairn/partinfo/exfat"
 	"github.com/cairnbackup/cairn/partinfo/fat"
 	"github.com/cairnbackup/cairn/partinfo/ntfs"
@@ -36,9 +38,14 @@ func openers() map[string]Opener {
 		"fat16": openFAT,
 		"fat32": openFAT,
 		"exfat": openExFAT,
+		"btrfs": openBtrfs,
 	}
 	addExt(m)
 	return m
+}
+
+func openBtrfs(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
+	return btrfs.Open(r, off, size)
 }
 
 func openExFAT(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
