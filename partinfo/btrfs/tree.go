@@ -103,7 +103,11 @@ func (f *FS) physical(logical uint64, n int) ([]int64, error) {
 			}
 			var out []int64
 			for _, p := range c.physical {
-				out = append(out, int64(p+logical-c.logical))
+				o := int64(p + logical - c.logical)
+				if p > 1<<62 || o < 0 || o+int64(n) > f.size {
+					return nil, corrupt("logical %d maps to device offset %d, outside the %d-byte device", logical, o, f.size)
+				}
+				out = append(out, o)
 			}
 			return out, nil
 		}
