@@ -1,17 +1,12 @@
 package test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -23,7 +18,6 @@ import (
 func TestSUSELayout(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, "mkfs.btrfs", "btrfs", "sgdisk", "mount")
-	ctx := context.Background()
 	dir := t.TempDir()
 	fsImg := filepath.Join(dir, "root.btrfs")
 	makeImage(t, fsImg, 300*mib)
@@ -56,25 +50,8 @@ func TestSUSELayout(t *testing.T) {
 	mustCairn(t, "--repo", repoDir, "init")
 	point := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "suse", "--disk", "sda", disk))
 
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t),
-		FSProvider: guest.Provider(mountLogger(t)), VolumeProvider: guest.VolumeProvider(mountLogger(t))})
-	if err != nil {
-		repo.Close()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-		repo.Close()
-	}()
+	mountVolumes(t, repoDir, mnt)
 	sh(t, "mount", "-o", "loop,ro", fsImg, kmnt)
 	defer exec.Command("umount", kmnt).Run()
 	root := filepath.Join(mnt, "suse", point, "fs", "sda", "p2")

@@ -29,7 +29,6 @@ import (
 func TestLVMVolumes(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, append(lvmfixture.Required, "mkfs.ext4")...)
-	ctx := context.Background()
 	dir := t.TempDir()
 	type lvCase struct {
 		name string
@@ -80,25 +79,8 @@ func TestLVMVolumes(t *testing.T) {
 	p2 := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "lvmvm", "--disk", "sda", "--disk", "sdb", layout.Disks[0], layout.Disks[1]))
 	half := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "halfvm", "--disk", "sda", layout.Disks[0]))
 
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t),
-		FSProvider: guest.Provider(mountLogger(t)), VolumeProvider: guest.VolumeProvider(mountLogger(t))})
-	if err != nil {
-		repo.Close()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-		repo.Close()
-	}()
+	mountVolumes(t, repoDir, mnt)
 	lvRoot := func(vm, point, lv string) string { return filepath.Join(mnt, vm, point, "fs", "lvm", "vgdata", lv) }
 
 	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs")); got != "lvm,sda,sdb" {
@@ -238,4 +220,29 @@ func sortStrings(s []string) []string {
 		}
 	}
 	return out
+}
+
+// mountVolumes mounts the repository with the guest filesystem and volume
+// providers; the mount and repository close when the test ends.
+func mountVolumes(t *testing.T, repoDir, mnt string) {
+	t.Helper()
+	ctx := context.Background()
+	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(mnt, 0o755)
+	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t),
+		FSProvider: guest.Provider(mountLogger(t)), VolumeProvider: guest.VolumeProvider(mountLogger(t))})
+	if err != nil {
+		repo.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(true, 5*time.Second); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+		mountRequireGone(t, mnt)
+		repo.Close()
+	})
 }

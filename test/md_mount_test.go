@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/lvmfixture"
 	"github.com/cairnbackup/cairn/internal/mdfixture"
@@ -30,7 +27,6 @@ import (
 func TestCentOSLayout(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, append(lvmfixture.Required, "mkfs.ext4", "mdadm")...)
-	ctx := context.Background()
 	dir := t.TempDir()
 	bootSpec := mdfixture.Spec{Version: "1.0", Level: mdfixture.Level1, Members: 2, MemberLen: 40 * mib, Name: "boot"}
 	pvSpec := mdfixture.Spec{Version: "1.2", Level: mdfixture.Level1, Members: 2, MemberLen: 100 * mib, Name: "pv"}
@@ -79,25 +75,8 @@ func TestCentOSLayout(t *testing.T) {
 	full := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "centos", "--disk", "sda", "--disk", "sdb", disks[0], disks[1]))
 	half := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "halfcentos", "--disk", "sda", disks[0]))
 
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t),
-		FSProvider: guest.Provider(mountLogger(t)), VolumeProvider: guest.VolumeProvider(mountLogger(t))})
-	if err != nil {
-		repo.Close()
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-		repo.Close()
-	}()
+	mountVolumes(t, repoDir, mnt)
 	noLost := func(rel string) bool { return rel == "lost+found" }
 	cmp := compareOpts{modes: true, links: true, mtimeGran: time.Second}
 	fsOf := func(vm, point string, p ...string) string {

@@ -48,11 +48,11 @@ type Stack struct {
 // set's Problems.
 func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
 	type cand struct {
-		dev lvm.Device
+		dev partinfo.Region
 		typ string
 	}
 	var cands []cand
-	var mdDevs []md.Device
+	var regions []partinfo.Region
 	var problems []string
 	for _, d := range disks {
 		vols, _, err := Volumes(d.R, d.Size)
@@ -62,13 +62,14 @@ func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
 		}
 		for _, v := range vols {
 			name := d.Name + "/" + v.Name
-			cands = append(cands, cand{lvm.Device{Name: name, R: d.R, Off: v.Offset, Size: v.Size}, v.Detection.Type})
-			mdDevs = append(mdDevs, md.Device{Name: name, R: d.R, Off: v.Offset, Size: v.Size})
+			r := partinfo.Region{Name: name, R: d.R, Off: v.Offset, Size: v.Size}
+			cands = append(cands, cand{r, v.Detection.Type})
+			regions = append(regions, r)
 		}
 	}
 	st := &Stack{Arrays: map[string]*md.Volume{}, ArrayErrors: map[string]error{}}
 	var err error
-	if st.MD, err = md.Scan(ctx, mdDevs); err != nil {
+	if st.MD, err = md.Scan(ctx, regions); err != nil {
 		return nil, err
 	}
 	var devs []lvm.Device
@@ -85,7 +86,7 @@ func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
 		}
 		st.Arrays[a.Name] = vol
 		if partinfo.Detect(vol, 0, vol.Size()).Type == "lvm2" {
-			devs = append(devs, lvm.Device{Name: MDDirName + "/" + a.Name, R: vol, Size: vol.Size()})
+			devs = append(devs, partinfo.Region{Name: MDDirName + "/" + a.Name, R: vol, Size: vol.Size()})
 		}
 	}
 	if st.LVM, err = lvm.Scan(ctx, devs); err != nil {

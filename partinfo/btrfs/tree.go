@@ -3,7 +3,6 @@ package btrfs
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -18,16 +17,7 @@ func corrupt(format string, a ...any) error {
 	return fmt.Errorf("btrfs: "+format+": %w", append(a, partinfo.ErrCorrupt)...)
 }
 
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
+func readFull(r io.ReaderAt, p []byte, off int64) error { return partinfo.ReadFull(r, p, off) }
 
 // key is a btrfs item key.
 type key struct {

@@ -24,7 +24,6 @@ package exfat
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -101,16 +100,7 @@ type dir struct {
 	byIno   map[uint64]int
 }
 
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
+func readFull(r io.ReaderAt, p []byte, off int64) error { return partinfo.ReadFull(r, p, off) }
 
 func corrupt(format string, a ...any) error {
 	return fmt.Errorf("exfat: "+format+": %w", append(a, partinfo.ErrCorrupt)...)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // ErrCorrupt marks superblocks that fail their checksum or hold
@@ -35,42 +37,9 @@ const (
 )
 
 // Device is a whole disk or partition that may be an array member.
-type Device struct {
-	Name string
-	R    io.ReaderAt
-	Off  int64
-	Size int64
-}
+type Device = partinfo.Region
 
-// ReadAt reads the device's bytes, bounded by its size.
-func (d Device) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("%s: negative offset %d", d.Name, off)
-	}
-	if off >= d.Size {
-		return 0, io.EOF
-	}
-	short := false
-	if max := d.Size - off; int64(len(p)) > max {
-		p, short = p[:max], true
-	}
-	n, err := d.R.ReadAt(p, d.Off+off)
-	if err == nil && short {
-		err = io.EOF
-	}
-	return n, err
-}
-
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
+func readFull(r io.ReaderAt, p []byte, off int64) error { return partinfo.ReadFull(r, p, off) }
 
 // Role values other than a slot number.
 const (
