@@ -267,6 +267,22 @@ func TestCraftedPVs(t *testing.T) {
 	}
 }
 
+// Two VGs of one name are both shown, the second under a suffixed name.
+func TestSameVGName(t *testing.T) {
+	text := []byte(seedMetadata + "\x00")
+	other := []byte(strings.Replace(strings.Replace(seedMetadata, "Xo0bJ0-1Ag9", "Yo0bJ0-1Ag9", 1), "Cf8Mn2", "Cf8Mn9", 1) + "\x00")
+	d0 := craftPV("Zr2oy3-lAJa-cLzb-4eXm-BQnb-e3Jp-Cf8Mn1", text, 512)
+	d1 := craftPV("Zr2oy3-lAJa-cLzb-4eXm-BQnb-e3Jp-Cf8Mn9", other, 512)
+	set := scanCrafted(t, d0, d1)
+	if len(set.VGs) != 2 || set.VGs[0].Name != "vg0" || set.VGs[1].Name != "vg0-Yo0bJ0" {
+		var names []string
+		for _, v := range set.VGs {
+			names = append(names, v.Name)
+		}
+		t.Errorf("VGs %v, want vg0 and vg0-Yo0bJ0", names)
+	}
+}
+
 func TestParseConfig(t *testing.T) {
 	root, err := ParseConfig([]byte(seedMetadata))
 	if err != nil {

@@ -123,6 +123,16 @@ func Scan(ctx context.Context, devs []Device) (*Set, error) {
 		}
 	}
 	sort.SliceStable(set.VGs, func(i, j int) bool { return set.VGs[i].Name < set.VGs[j].Name })
+	// Two VGs of one name (disks of two machines, or a cloned disk):
+	// both are shown, the second and later named <name>-<uuid prefix>.
+	seen := map[string]bool{}
+	for _, vg := range set.VGs {
+		if seen[vg.Name] {
+			vg.Problems = append(vg.Problems, fmt.Sprintf("another volume group on these disks is also called %s: this one (UUID %s) is shown as %s-%s", vg.Name, vg.UUID, vg.Name, shortID(vg.UUID)))
+			vg.Name = vg.Name + "-" + shortID(vg.UUID)
+		}
+		seen[vg.Name] = true
+	}
 	return set, nil
 }
 
@@ -160,6 +170,14 @@ func scanDevice(dev Device) (l *Label, cands []candidate, problems []string) {
 		cands = append(cands, candidate{vg: vg, text: c.text, from: c.where})
 	}
 	return l, cands, problems
+}
+
+func shortID(uuid string) string {
+	id := stripDashes(uuid)
+	if len(id) > 6 {
+		id = id[:6]
+	}
+	return id
 }
 
 func orUnknown(s string) string {
