@@ -20,8 +20,9 @@ import (
 
 // TestLVMVolumes builds a VM of two disks holding one LVM volume group
 // (made by lvm2 on loop devices): a linear LV crossing from disk sda's
-// partition 2 to the whole disk sdb, a striped LV over both, a raid1 LV
-// and an old-style mirror LV, each with its own ext4. Imported as two
+// partition 2 to the whole disk sdb, a striped LV over both, a raid1 LV,
+// an old-style mirror LV, a raid5 LV and a thin pool with a thin LV and
+// its snapshot, each with its own ext4. Imported as two
 // points (the linear LV's filesystem changes in between), the mount shows
 // every LV under fs/lvm/vgdata/<lv>/ with every file equal to its source
 // (content, mode, links, times, owner). A VM with only the first disk
@@ -41,9 +42,10 @@ func TestLVMVolumes(t *testing.T) {
 		{"legacy", treeSpec{files: 100, bigDir: 20, depth: 3, bigFile: 2 * mib, modes: true}},
 		{"thin1", treeSpec{files: 200, bigDir: 50, depth: 5, bigFile: 4 * mib, links: true, modes: true}},
 		{"thin2", treeSpec{}}, // thin1's tree, changed: a snapshot
+		{"parity", treeSpec{files: 100, bigDir: 20, depth: 3, bigFile: 3 * mib, links: true, modes: true}},
 	}
 	sizes := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize,
-		"legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize}
+		"legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize, "parity": lvmfixture.ParitySize}
 	srcs := map[string]string{}
 	fill := map[string]string{}
 	mkfs := func(name, src string) string {
@@ -86,7 +88,7 @@ func TestLVMVolumes(t *testing.T) {
 	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs")); got != "lvm,sda,sdb" {
 		t.Fatalf("fs/ lists %s, want lvm,sda,sdb", got)
 	}
-	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs", "lvm", "vgdata")); got != "legacy,mirror1,pool,span,stripe,thin1,thin2" {
+	if got := listNames(t, filepath.Join(mnt, "lvmvm", p2, "fs", "lvm", "vgdata")); got != "legacy,mirror1,parity,pool,span,stripe,thin1,thin2" {
 		t.Fatalf("fs/lvm/vgdata lists %s", got)
 	}
 	for _, c := range cases {
@@ -128,9 +130,9 @@ func TestLVMVolumes(t *testing.T) {
 		if err != nil || !strings.Contains(string(b), "is on none of the disks of this point") {
 			t.Fatalf("fs/lvm/vgdata/ERROR.txt: %q %v", b, err)
 		}
-		for _, lv := range []string{"span", "stripe", "thin1"} {
+		for _, lv := range []string{"span", "stripe", "thin1", "parity"} {
 			b, err := os.ReadFile(filepath.Join(lvRoot("halfvm", half, lv), guest.ErrorFileName))
-			if err != nil || !strings.Contains(string(b), "physical volume missing") {
+			if err != nil || !strings.Contains(string(b), "missing") || !strings.Contains(string(b), "on none of the disks") {
 				t.Errorf("%s/ERROR.txt: %q %v", lv, b, err)
 			}
 		}
@@ -168,7 +170,7 @@ func TestLVMVolumes(t *testing.T) {
 		for _, p := range vg.Partitions {
 			got = append(got, fmt.Sprintf("%s=%s:%s:%s:%v", p.Name, p.Type, p.Filesystem, p.Label, p.Browsable))
 		}
-		want := "legacy=mirror:ext4:legacy:true mirror1=raid1:ext4:mirror1:true pool=thin-pool:unknown::false span=linear:ext4:span:true " +
+		want := "legacy=mirror:ext4:legacy:true mirror1=raid1:ext4:mirror1:true parity=raid5_ls:ext4:parity:true pool=thin-pool:unknown::false span=linear:ext4:span:true " +
 			"stripe=striped:ext4:stripe:true thin1=thin:ext4:thin1:true thin2=thin:ext4:thin2:true"
 		if strings.Join(sortStrings(got), " ") != want {
 			t.Errorf("LVs %v, want %s", got, want)

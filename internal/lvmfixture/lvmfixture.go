@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/internal/mdfixture"
 )
 
 // MiB is a mebibyte.
@@ -48,6 +50,7 @@ const (
 	MirrorSize = 8 * MiB   // "legacy": old "mirror" segment type
 	SpanSize   = 120 * MiB // "span": two linear segments, disk0 then disk1
 	ThinSize   = 48 * MiB  // "thin1" and its snapshot "thin2" in thin pool "pool" (32 MiB on disk1)
+	ParitySize = 16 * MiB  // "parity": raid5 (left-symmetric, 64 KiB stripes) over three 8 MiB images
 	// ThinChunk is the thin pool's data block size.
 	ThinChunk = 64 << 10
 )
@@ -93,7 +96,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 	for _, d := range []struct {
 		p string
 		n int64
-	}{{d0, 160 * MiB}, {d1, 128 * MiB}} {
+	}{{d0, 176 * MiB}, {d1, 160 * MiB}} {
 		f, err := os.Create(d.p)
 		if err != nil {
 			t.Fatal(err)
@@ -149,6 +152,9 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 		{"tmpC", "mirror1_rmeta_1", "4M", l1}, {"tmpD", "mirror1_rimage_1", "16M", l1},
 		{"tmpE", "legacy_mimage_0", "8M", l0}, {"tmpF", "legacy_mimage_1", "8M", l1},
 		{"tmpG", "pool_tmeta", "4M", l1}, {"tmpH", "pool_tdata", "32M", l1},
+		{"tmpI", "parity_rmeta_0", "4M", l0}, {"tmpJ", "parity_rimage_0", "8M", l0},
+		{"tmpK", "parity_rmeta_1", "4M", l1}, {"tmpL", "parity_rimage_1", "8M", l1},
+		{"tmpM", "parity_rmeta_2", "4M", l1}, {"tmpN", "parity_rimage_2", "8M", l1},
 	}
 	for _, im := range images {
 		lv(im.tmp, im.size, vg, im.pv)
@@ -188,6 +194,12 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 				chunk_size = 128
 				discards = "passdown"
 				zero_new_blocks = 0`) +
+		lvSection("parity", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa6", ParitySize/(4*MiB),
+			`type = "raid5_ls"
+				device_count = 3
+				region_size = 8192
+				stripe_size = 128
+				raids = ["parity_rmeta_0", "parity_rimage_0", "parity_rmeta_1", "parity_rimage_1", "parity_rmeta_2", "parity_rimage_2"]`) +
 		lvSection("thin1", "aaaaaa-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaa4", ThinSize/(4*MiB),
 			`type = "thin"
 				thin_pool = "pool"
@@ -338,6 +350,16 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 		case "legacy":
 			write("legacy_mimage_0", src)
 			write("legacy_mimage_1", src)
+		case "parity":
+			// md's raid5 placement (dm-raid is md underneath), parity included.
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := mdfixture.Spec{Level: mdfixture.Level5, Layout: mdfixture.AlgLeftSymmetric, Chunk: 64 << 10, Members: 3, MemberLen: 8 * MiB, Raw: true}
+			for i, m := range spec.LayOut(data) {
+				writeAt(fmt.Sprintf("parity_rimage_%d", i), m, 0)
+			}
 		default:
 			write(name, src)
 		}
@@ -349,7 +371,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 	}
 	fillThin(t, dir, fill, func(data []byte, at int64) { writeAt("pool_tdata", data, at) }, func(data []byte) { writeAt("pool_tmeta", data, 0) })
 	return &Layout{Fill: fillLV, Disks: []string{d0, d1}, VG: vg, ExtentSize: es,
-		LVs: map[string]int64{"stripe": StripeSize, "mirror1": RaidSize, "legacy": MirrorSize, "span": SpanSize, "thin1": ThinSize, "thin2": ThinSize},
+		LVs: map[string]int64{"stripe": StripeSize, "mirror1": RaidSize, "legacy": MirrorSize, "span": SpanSize, "thin1": ThinSize, "thin2": ThinSize, "parity": ParitySize},
 		LVM: e.run}
 }
 

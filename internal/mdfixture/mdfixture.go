@@ -69,6 +69,9 @@ type Spec struct {
 	Members   int
 	MemberLen int64 // bytes of each member device
 	Name      string
+	// Raw members have no superblock: data from offset 0 to MemberLen
+	// (LVM raid images, whose superblock is in a separate rmeta LV).
+	Raw bool
 }
 
 // DataOff1x is the data offset of 1.1/1.2 members.
@@ -77,6 +80,9 @@ const DataOff1x = 1 << 20 // data offset of 1.1/1.2 members (mdadm's default is 
 // dataArea returns where member data lives for a version.
 // DataArea is where a member's data lives.
 func (s Spec) DataArea() (off, size int64) {
+	if s.Raw {
+		return 0, s.MemberLen
+	}
 	switch s.Version {
 	case "0.90":
 		return 0, s.MemberLen&^(reserved090-1) - reserved090

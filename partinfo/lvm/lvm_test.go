@@ -23,7 +23,7 @@ import (
 )
 
 // lvNames are the visible LVs with a filesystem.
-var lvNames = []string{"span", "stripe", "mirror1", "legacy", "thin1", "thin2"}
+var lvNames = []string{"span", "stripe", "mirror1", "legacy", "thin1", "thin2", "parity"}
 
 // shared is the fixture every test reads (built once per test binary).
 var shared struct {
@@ -63,7 +63,7 @@ func build(t *testing.T) (*lvmfixture.Layout, map[string]string) {
 				os.Lchown(filepath.Join(src, "MixedCase.TXT"), 1234, 5678)
 			}
 			img := filepath.Join(dir, name+".ext4")
-			size := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize, "legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize}[name]
+			size := map[string]int64{"span": lvmfixture.SpanSize, "stripe": lvmfixture.StripeSize, "mirror1": lvmfixture.RaidSize, "legacy": lvmfixture.MirrorSize, "thin1": lvmfixture.ThinSize, "thin2": lvmfixture.ThinSize, "parity": lvmfixture.ParitySize}[name]
 			fixture.Run(ft, nil, "mkfs.ext4", "-q", "-F", "-L", name, "-d", src, img, itoa(size/1024)+"K")
 			shared.srcs[name] = src
 			fill[name] = img

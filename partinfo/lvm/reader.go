@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/md"
 )
 
 // ErrUnsupported marks LVs whose segment type cairn cannot read.
@@ -164,6 +167,8 @@ func (lv *LV) segmentReader(s *Segment, depth int) (func([]byte, int64) (int, er
 			return func(p []byte, off int64) (int, error) { return leg.ReadAt(p, base+off) }, nil
 		}
 		return nil, fmt.Errorf("no healthy leg: %s: %w", strings.Join(errs, "; "), ErrMissingPV)
+	case "raid5", "raid5_ls", "raid5_la", "raid5_rs", "raid5_ra", "raid5_n", "raid10":
+		return lv.raidReader(s, depth)
 	case "zero":
 		return func(p []byte, off int64) (int, error) { clear(p); return len(p), nil }, nil
 	case "error":
@@ -225,4 +230,51 @@ func readExact(r io.ReaderAt, p []byte, off int64) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// dm-raid's raid5 layouts as MD numbers them; LVM's raid10 is MD raid10
+// with two near copies. (dm-raid's raid4 puts parity first and its raid6
+// layouts rotate differently from MD's: those are not read.)
+var raidLayouts = map[string]struct{ level, layout int }{
+	"raid5": {md.Level5, 2}, "raid5_ls": {md.Level5, 2}, "raid5_la": {md.Level5, 0},
+	"raid5_rs": {md.Level5, 3}, "raid5_ra": {md.Level5, 1}, "raid5_n": {md.Level5, 5},
+	"raid10": {md.Level10, 0x102},
+}
+
+// raidReader reads raid5 and raid10 LVs through the MD layouts: each
+// image LV is a member (its data from offset 0); an image on a missing
+// PV is a missing member.
+func (lv *LV) raidReader(s *Segment, depth int) (func([]byte, int64) (int, error), error) {
+	l := raidLayouts[s.Type]
+	if s.StripeSize <= 0 {
+		return nil, fmt.Errorf("%s segment without stripe_size: %w", s.Type, ErrCorrupt)
+	}
+	a := &md.Array{Name: lv.vg.Name + "/" + lv.Name, UUID: lv.UUID, Level: l.level, Layout: l.layout, Chunk: s.StripeSize}
+	var missing []string
+	for _, ar := range s.Areas {
+		if strings.Contains(ar.LV, "_rmeta_") {
+			continue
+		}
+		img, err := lv.sub(ar.LV, depth)
+		if err != nil {
+			a.Members = append(a.Members, nil)
+			missing = append(missing, err.Error())
+			continue
+		}
+		a.Members = append(a.Members, &md.Member{Device: partinfo.Region{Name: ar.LV, R: img, Size: img.Size()},
+			DataSize: img.Size(), Role: len(a.Members)})
+	}
+	a.RaidDisks = len(a.Members)
+	vol, err := a.Open()
+	if err != nil {
+		if len(missing) > 0 {
+			err = fmt.Errorf("%w (%s)", err, strings.Join(missing, "; "))
+		}
+		return nil, err
+	}
+	base := s.Start * lv.vg.ExtentSize
+	if base+s.Count*lv.vg.ExtentSize > vol.Size() {
+		return nil, fmt.Errorf("%s segment of %d extents at %d: its images hold %d bytes: %w", s.Type, s.Count, s.Start, vol.Size(), ErrCorrupt)
+	}
+	return func(p []byte, off int64) (int, error) { return readExact(vol, p, base+off) }, nil
 }
