@@ -39,7 +39,7 @@ func fileCommands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name:   "partitions",
-			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays and LVM volume groups across them (md/ARRAY, lvm/VG)",
+			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups and dynamic volumes across them (md/ARRAY, lvm/VG, ldm/VOLUME)",
 			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 			Action: partitionsAction,
 		},

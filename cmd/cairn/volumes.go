@@ -18,7 +18,7 @@ import (
 )
 
 // volumeFlag selects a volume assembled across disks (files, restore-file).
-var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV or md/ARRAY"}
+var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV, md/ARRAY or ldm/VOLUME"}
 
 // openAllDisks opens a reader of every disk of a point.
 func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []guest.Disk, error) {
@@ -43,8 +43,9 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	parts := strings.Split(strings.Trim(spec, "/"), "/")
 	isLVM := len(parts) == 3 && parts[0] == guest.LVMDirName && parts[1] != "" && parts[2] != ""
 	isMD := len(parts) == 2 && parts[0] == guest.MDDirName && parts[1] != ""
-	if !isLVM && !isMD {
-		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV or md/ARRAY (see `cairn partitions`)", spec)
+	isLDM := len(parts) == 2 && parts[0] == guest.LDMDirName && parts[1] != ""
+	if !isLVM && !isMD && !isLDM {
+		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV, md/ARRAY or ldm/VOLUME (see `cairn partitions`)", spec)
 	}
 	repo, err := openRepo(c)
 	if err != nil {
@@ -68,6 +69,26 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	st, err := guest.ScanStack(c.Context, disks)
 	if err != nil {
 		return fail(err)
+	}
+	if isLDM {
+		var names []string
+		for _, v := range st.LDM.Volumes {
+			names = append(names, v.Name)
+			if v.Name != parts[1] {
+				continue
+			}
+			r, err := v.Open()
+			if err != nil {
+				return fail(err)
+			}
+			d := partinfo.Detect(r, 0, r.Size())
+			fsys, err := fsopen.Open(r, 0, r.Size(), d)
+			if err != nil {
+				return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+			}
+			return o, fsys, nil
+		}
+		return fail(fmt.Errorf("point %s of %s has no dynamic volume %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
 	}
 	if isMD {
 		vol := st.Arrays[parts[1]]
@@ -142,6 +163,21 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 	}
 	set := st.LVM
 	var out []diskTableJSON
+	// Dynamic volumes: one pseudo disk ldm/<volume> each.
+	for _, v := range st.LDM.Volumes {
+		t := diskTableJSON{Disk: guest.LDMDirName + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
+		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
+		if r, err := v.Open(); err != nil {
+			j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+		} else {
+			describeVolume(&j, r, r.Size())
+		}
+		t.Partitions = append(t.Partitions, j)
+		out = append(out, t)
+	}
+	for _, pr := range st.LDM.Problems {
+		out = append(out, diskTableJSON{Disk: guest.LDMDirName, Table: "ldm", Warnings: []string{pr}})
+	}
 	// MD arrays: members marked, each array a pseudo disk md/<name>
 	// holding one volume.
 	memberOf := map[string]string{}

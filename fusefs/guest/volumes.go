@@ -16,6 +16,7 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/ldm"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
 	"github.com/cairnbackup/cairn/partinfo/md"
 )
@@ -39,6 +40,8 @@ type Stack struct {
 	// read are absent; ArrayErrors says why).
 	Arrays      map[string]*md.Volume
 	ArrayErrors map[string]error
+	// LDM holds the Windows dynamic volumes (MBR dynamic disks).
+	LDM *ldm.Set
 }
 
 // ScanStack finds MD members and LVM physical volumes on every partition
@@ -68,7 +71,14 @@ func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
 		}
 	}
 	st := &Stack{Arrays: map[string]*md.Volume{}, ArrayErrors: map[string]error{}}
+	var wholes []partinfo.Region
+	for _, d := range disks {
+		wholes = append(wholes, partinfo.Region{Name: d.Name, R: d.R, Size: d.Size})
+	}
 	var err error
+	if st.LDM, err = ldm.Scan(ctx, wholes); err != nil {
+		return nil, err
+	}
 	if st.MD, err = md.Scan(ctx, regions); err != nil {
 		return nil, err
 	}
@@ -105,6 +115,47 @@ func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
 	return st.LVM, nil
 }
 
+// LDMDirName is the directory of fs/ that holds Windows dynamic volumes.
+const LDMDirName = "ldm"
+
+// ldmDir is fs/ldm: one directory per dynamic volume, or nil when the
+// point has no dynamic disk.
+func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64) *staticDir {
+	if len(set.Disks) == 0 && len(set.Problems) == 0 {
+		return nil
+	}
+	top := &staticDir{mtime: p.Time}
+	problems := append([]string(nil), set.Problems...)
+	seen := map[string]bool{}
+	for _, vol := range set.Volumes {
+		name := strings.NewReplacer("/", "_", "\x00", "_").Replace(vol.Name)
+		if name == "" || name == "." || name == ".." || seen[name] || name == ErrorFileName {
+			problems = append(problems, fmt.Sprintf("a volume named %q is not shown (empty, reserved or duplicate name)", vol.Name))
+			continue
+		}
+		seen[name] = true
+		for _, pr := range vol.Problems {
+			problems = append(problems, vol.Name+": "+pr)
+		}
+		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: LDMDirName + "/" + name}}}
+		v.vol.Name = name
+		r, err := vol.Open()
+		if err != nil {
+			v.once.Do(func() {
+				v.err = fmt.Errorf("Dynamic volume %s (%s, %d bytes) cannot be read: %v\nThe raw disk images are in disks/.", vol.Name, vol.Type, vol.Size, err)
+			})
+		} else {
+			v.src.Reader, v.src.Size, v.vol.Size = r, r.Size(), r.Size()
+			v.vol.Detection = partinfo.Detect(r, 0, r.Size())
+		}
+		top.add(name, v)
+	}
+	if len(problems) > 0 {
+		top.errText = "Problems found while reading the dynamic disks (LDM):\n- " + strings.Join(problems, "\n- ") + "\n"
+	}
+	return top
+}
+
 // MDDirName is the directory of fs/ that holds MD arrays.
 const MDDirName = "md"
 
@@ -135,6 +186,9 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 		var out []fusefs.VolumeDir
 		if d := mdDir(p, st, log, salt); d != nil {
 			out = append(out, fusefs.VolumeDir{Name: MDDirName, Node: d})
+		}
+		if d := ldmDir(p, st.LDM, log, salt); d != nil {
+			out = append(out, fusefs.VolumeDir{Name: LDMDirName, Node: d})
 		}
 		set := st.LVM
 		if len(set.VGs) == 0 && len(set.PVs) == 0 {
