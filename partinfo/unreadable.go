@@ -44,9 +44,9 @@ func Unreadable(d Detection) *UnreadableError {
 				"(Disk Management, Attach VHD, or mount the raw image with a disk-image tool). " + exportHint}
 	case TypeLDM:
 		return &UnreadableError{What: "part of a Windows dynamic disk (LDM)",
-			Why: "The dynamic volumes of MBR dynamic disks are assembled across the VM's disks under fs/ldm/<volume>/ " +
-				"of this point; for GPT dynamic disks export all disks of the machine and attach them to a Windows " +
-				"machine (Disk Management, Import Foreign Disks), or use ldmtool on Linux. " + exportHint}
+			Why: "The dynamic volumes are assembled across the VM's disks under fs/ldm/<volume>/ of this point " +
+				"(RAID-5 volumes excepted: for those export all disks of the machine and attach them to a Windows " +
+				"machine, Disk Management, Import Foreign Disks). " + exportHint}
 	case "swap":
 		return &UnreadableError{What: "Linux swap space" + withID(d),
 			Why: "swap holds no files: it is the paging area of the running system and has nothing to restore."}

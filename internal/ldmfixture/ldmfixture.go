@@ -8,6 +8,10 @@ package ldmfixture
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
 )
 
 const (
@@ -46,10 +50,43 @@ const DataStart = dataLBA * sector
 // GUID returns the GUID string of disk i.
 func GUID(i int) string { return fmt.Sprintf("%08x-1111-2222-3333-44444444444%d", 0xabc00000+i, i) }
 
-// Build returns the images (all sizes[i] bytes) of the dynamic disks of
-// one disk group holding the volumes. The caller writes volume data at
+// Build returns the images (all sizes[i] bytes) of the MBR dynamic disks
+// of one disk group holding the volumes. The caller writes volume data at
 // DataStart + Part.Start of each disk.
-func Build(sizes []int64, vols []Volume) [][]byte {
+func Build(sizes []int64, vols []Volume) [][]byte { return build(sizes, vols, false) }
+
+// BuildGPT is Build for GPT dynamic disks: the database lies in an LDM
+// metadata partition (its last sector the PRIVHEAD), the data area in an
+// LDM data partition; sgdisk writes the partition table.
+func BuildGPT(t testing.TB, dir string, sizes []int64, vols []Volume) []string {
+	t.Helper()
+	var paths []string
+	for i, img := range build(sizes, vols, true) {
+		p := filepath.Join(dir, fmt.Sprintf("gpt-disk%d.img", i))
+		if err := os.WriteFile(p, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := configStart(sizes[i], true)
+		out, err := exec.Command("sgdisk", "-o", "-a", "1", "-n", fmt.Sprintf("1:%d:%d", cfg, cfg+dbSecs-1), "-t", "1:4201",
+			"-n", fmt.Sprintf("2:%d:%d", dataLBA, cfg-1), "-t", "2:4200", p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sgdisk: %v\n%s", err, out)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// configStart is the database's first sector: the last MiB of an MBR
+// disk, before the backup GPT of a GPT one.
+func configStart(size int64, gpt bool) int64 {
+	if gpt {
+		return size/sector - 34 - dbSecs
+	}
+	return size/sector - dbSecs
+}
+
+func build(sizes []int64, vols []Volume, gpt bool) [][]byte {
 	var recs [][]byte
 	id := uint64(1)
 	next := func() uint64 { id++; return id }
@@ -98,7 +135,7 @@ func Build(sizes []int64, vols []Volume) [][]byte {
 	}
 	var out [][]byte
 	for i, size := range sizes {
-		out = append(out, disk(size, i, recs))
+		out = append(out, disk(size, i, recs, gpt))
 	}
 	return out
 }
@@ -130,16 +167,19 @@ func record(typ, flags byte, id uint64, name string, fields ...[]byte) []byte {
 	return append(r, body...)
 }
 
-func disk(size int64, idx int, recs [][]byte) []byte {
+func disk(size int64, idx int, recs [][]byte, gpt bool) []byte {
 	img := make([]byte, size)
 	be := binary.BigEndian
 	secs := size / sector
-	cfg := secs - dbSecs
-	// MBR: one partition of type 0x42 over the data area and database.
-	img[446+4] = 0x42
-	binary.LittleEndian.PutUint32(img[446+8:], 63)
-	binary.LittleEndian.PutUint32(img[446+12:], uint32(secs-63))
-	img[510], img[511] = 0x55, 0xAA
+	cfg := configStart(size, gpt)
+	// MBR: one partition of type 0x42 over the data area and database
+	// (sgdisk writes the protective MBR of a GPT disk).
+	if !gpt {
+		img[446+4] = 0x42
+		binary.LittleEndian.PutUint32(img[446+8:], 63)
+		binary.LittleEndian.PutUint32(img[446+12:], uint32(secs-63))
+		img[510], img[511] = 0x55, 0xAA
+	}
 	ph := func(at int64) {
 		p := img[at*sector:]
 		copy(p, "PRIVHEAD")

@@ -4,7 +4,8 @@
 //
 // # Vocabulary
 //
-//   - PRIVHEAD (sector 6 of an MBR dynamic disk): the disk's GUID, where
+//   - PRIVHEAD (sector 6 of an MBR dynamic disk, the last sector of the
+//     LDM metadata partition of a GPT one): the disk's GUID, where
 //     its data area starts (logical disk start) and where the 1 MiB
 //     database lies (config start). All LDM numbers are big-endian.
 //   - Database: TOCBLOCK (sector 1 or 2 of it), VMDB (sector 17: VBLK size
@@ -22,7 +23,9 @@
 //
 // Every dynamic disk carries the whole database of its disk group; the
 // copy of the first disk found is used and the disks are matched by GUID.
-// Only MBR dynamic disks (partition type 0x42) are read.
+// MBR dynamic disks (partition type 0x42, PRIVHEAD in sector 6) and GPT
+// ones (PRIVHEAD in the last sector of the LDM metadata partition) are
+// read.
 package ldm
 
 import (
@@ -156,17 +159,29 @@ func readDisk(r partinfo.Region) (*Disk, []byte, error) {
 	if partinfo.ReadFull(r, mbr, 0) != nil || mbr[510] != 0x55 || mbr[511] != 0xAA {
 		return nil, nil, nil
 	}
-	dynamic := false
+	privAt := int64(-1)
 	for i := 0; i < 4; i++ {
 		if mbr[446+16*i+4] == 0x42 {
-			dynamic = true
+			privAt = offPriv1 * sector
 		}
 	}
-	if !dynamic {
+	if privAt < 0 && mbr[446+4] == 0xEE {
+		// GPT: the PRIVHEAD is the last sector of the LDM metadata partition.
+		t, err := partinfo.ReadTable(r, r.Size)
+		if err != nil {
+			return nil, nil, nil
+		}
+		for _, p := range t.Partitions {
+			if p.Type == partinfo.GUIDLDMMetadata && p.Size >= sector {
+				privAt = p.Start + p.Size - sector
+			}
+		}
+	}
+	if privAt < 0 {
 		return nil, nil, nil
 	}
 	ph := make([]byte, sector)
-	if err := partinfo.ReadFull(r, ph, offPriv1*sector); err != nil {
+	if err := partinfo.ReadFull(r, ph, privAt); err != nil {
 		return nil, nil, fmt.Errorf("%s: read PRIVHEAD: %w", r.Name, err)
 	}
 	if string(ph[:8]) != "PRIVHEAD" {

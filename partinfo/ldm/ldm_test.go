@@ -192,3 +192,52 @@ func TestVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestGPTDynamicDisks: the same volumes on GPT dynamic disks (PRIVHEAD at
+// the end of the LDM metadata partition), checked with ldmtool too.
+func TestGPTDynamicDisks(t *testing.T) {
+	testutil.RequireTools(t, "sgdisk")
+	paths := ldmfixture.BuildGPT(t, t.TempDir(), []int64{64 * mib, 64 * mib}, vols)
+	var imgs [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, b)
+	}
+	want := layout(imgs)
+	set, err := Scan(context.Background(), regions(imgs, -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Problems) > 0 || len(set.Disks) != 2 || len(set.Volumes) != len(vols) {
+		t.Fatalf("problems %q, %d disks, %d volumes", set.Problems, len(set.Disks), len(set.Volumes))
+	}
+	if _, err := exec.LookPath("ldmtool"); err == nil {
+		crossCheck(t, set, func(args ...string) []byte {
+			var a []string
+			for _, p := range paths {
+				a = append(a, "-d", p)
+			}
+			out, err := exec.Command("ldmtool", append(a, args...)...).Output()
+			if err != nil {
+				t.Fatalf("ldmtool %v: %v", args, err)
+			}
+			return out
+		})
+	}
+	for _, v := range set.Volumes {
+		r, err := v.Open()
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		got := make([]byte, v.Size)
+		if _, err := r.ReadAt(got, 0); err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		if !bytes.Equal(got, want[v.Name]) {
+			t.Errorf("%s reads different bytes", v.Name)
+		}
+	}
+}
