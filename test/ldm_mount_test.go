@@ -46,19 +46,7 @@ func TestWindowsDynamicDisks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range v.Comps {
-			for _, p := range c.Parts {
-				dst := imgs[p.Disk][ldmfixture.DataStart+p.Start : ldmfixture.DataStart+p.Start+p.Size]
-				if !c.Striped {
-					copy(dst, data[p.VolOffset:p.VolOffset+p.Size])
-					continue
-				}
-				n := int64(len(c.Parts))
-				for ch := int64(p.Index); ch*c.Stripe < v.Size; ch += n {
-					copy(dst[(ch/n)*c.Stripe:], data[ch*c.Stripe:(ch+1)*c.Stripe])
-				}
-			}
-		}
+		ldmfixture.Place(imgs, v, data)
 	}
 	var disks []string
 	for i, img := range imgs {

@@ -254,3 +254,22 @@ func disk(size int64, idx int, recs [][]byte, gpt bool) []byte {
 	}
 	return img
 }
+
+// Place writes a volume's bytes into the disk images where its parts
+// lie: spanned parts by their offset in the component, striped parts
+// chunk by chunk round the columns; every mirror component gets a copy.
+func Place(imgs [][]byte, v Volume, data []byte) {
+	for _, c := range v.Comps {
+		for _, p := range c.Parts {
+			dst := imgs[p.Disk][DataStart+p.Start : DataStart+p.Start+p.Size]
+			if !c.Striped {
+				copy(dst, data[p.VolOffset:p.VolOffset+p.Size])
+				continue
+			}
+			n := int64(len(c.Parts))
+			for ch := int64(p.Index); ch*c.Stripe < v.Size; ch += n {
+				copy(dst[(ch/n)*c.Stripe:], data[ch*c.Stripe:(ch+1)*c.Stripe])
+			}
+		}
+	}
+}

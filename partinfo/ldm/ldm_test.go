@@ -43,19 +43,7 @@ func layout(imgs [][]byte) map[string][]byte {
 			data[i] = byte(rng.Uint32())
 		}
 		want[v.Name] = data
-		for _, c := range v.Comps {
-			for _, p := range c.Parts {
-				dst := imgs[p.Disk][ldmfixture.DataStart+p.Start : ldmfixture.DataStart+p.Start+p.Size]
-				if !c.Striped {
-					copy(dst, data[p.VolOffset:p.VolOffset+p.Size])
-					continue
-				}
-				n := int64(len(c.Parts))
-				for ch := int64(p.Index); ch*c.Stripe < v.Size; ch += n {
-					copy(dst[(ch/n)*c.Stripe:], data[ch*c.Stripe:(ch+1)*c.Stripe])
-				}
-			}
-		}
+		ldmfixture.Place(imgs, v, data)
 	}
 	return want
 }
