@@ -120,13 +120,16 @@ type volumeJSON struct {
 }
 
 type diskTableJSON struct {
-	Disk       string       `json:"disk"`
-	Size       int64        `json:"size"`
-	Table      string       `json:"table"`
-	DiskGUID   string       `json:"disk_guid,omitempty"`
-	Warnings   []string     `json:"warnings,omitempty"`
-	MadeOf     []string     `json:"made_of,omitempty"` // lvm/<vg>: pvN=disk/part; md/<array>: slotN=disk/part
-	Partitions []volumeJSON `json:"partitions"`
+	Disk     string   `json:"disk"`
+	Size     int64    `json:"size"`
+	Table    string   `json:"table"`
+	DiskGUID string   `json:"disk_guid,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	MadeOf   []string `json:"made_of,omitempty"` // lvm/<vg>: pvN=disk/part; md/<array>: slotN=disk/part
+	// Allocated and Unallocated are a VG's extents in use by LVs and free, in bytes.
+	Allocated   int64        `json:"allocated,omitempty"`
+	Unallocated int64        `json:"unallocated,omitempty"`
+	Partitions  []volumeJSON `json:"partitions"`
 }
 
 func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
@@ -226,6 +229,9 @@ func partitionsAction(c *cli.Context) error {
 		}
 		if len(t.MadeOf) > 0 {
 			fmt.Fprintf(tw, "%s\tmade of: %s\n", t.Disk, strings.Join(t.MadeOf, " "))
+		}
+		if t.Allocated > 0 || t.Unallocated > 0 {
+			fmt.Fprintf(tw, "%s\tallocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
 		}
 	}
 	return tw.Flush()

@@ -241,6 +241,8 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 		}
 		sort.Strings(pvs)
 		t.MadeOf = pvs
+		total, alloc := vg.Extents()
+		t.Allocated, t.Unallocated = alloc*vg.ExtentSize, (total-alloc)*vg.ExtentSize
 		for _, lv := range vg.VisibleLVs() {
 			j := volumeJSON{Name: lv.Name, Size: lv.Size(), Type: lv.Type(), UUID: lv.UUID, Used: -1, Free: -1}
 			vol, err := lv.Open()

@@ -248,6 +248,10 @@ func TestCraftedPVs(t *testing.T) {
 	if _, err := vg.LV("snap").Open(); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "snapshot of lin") {
 		t.Errorf("COW snapshot: %v", err)
 	}
+	// 400 extents; lin 6, str 4, snap 1, raid images 2+2.
+	if total, alloc := vg.Extents(); total != 400 || alloc != 15 {
+		t.Errorf("extents %d allocated of %d, want 15 of 400", alloc, total)
+	}
 	// The raid1 LV reads its second image when the first is on a missing PV.
 	set = scanCrafted(t, make([]byte, 1<<20), d1)
 	if len(set.VGs) != 1 {

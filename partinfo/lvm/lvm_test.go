@@ -167,6 +167,13 @@ func TestLVMVolumes(t *testing.T) {
 			compareVolume(t, vol, srcs[name])
 		})
 	}
+	// Extents agree with vgs.
+	out := layout.LVM("vgs", "--noheadings", "-o", "vg_extent_count,vg_free_count", "vgdata")
+	f := strings.Fields(out)
+	total, alloc := vg.Extents()
+	if len(f) < 2 || f[len(f)-2] != strconv.FormatInt(total, 10) || f[len(f)-1] != strconv.FormatInt(total-alloc, 10) {
+		t.Errorf("extents %d, free %d; vgs says %q", total, total-alloc, out)
+	}
 	if typ := vg.LV("span").Type(); typ != "linear" || len(vg.LV("span").Segments) != 2 {
 		t.Errorf("span: type %s, %d segments; want linear in 2 segments (crossing the disks)", typ, len(vg.LV("span").Segments))
 	}

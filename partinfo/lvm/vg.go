@@ -231,6 +231,24 @@ func parseSegment(vg *VG, lv *LV, ss *Section, pvs map[string]*PV) (Segment, err
 	return seg, nil
 }
 
+// Extents returns the VG's physical extents in all and those allocated
+// to LVs (what vgs prints as #PE and Alloc PE).
+func (vg *VG) Extents() (total, allocated int64) {
+	for _, pv := range vg.PVs {
+		total += pv.PECount
+	}
+	for _, lv := range vg.LVs {
+		for _, s := range lv.Segments {
+			for _, a := range s.Areas {
+				if a.PV != nil {
+					allocated += s.Count / int64(len(s.Areas))
+				}
+			}
+		}
+	}
+	return total, allocated
+}
+
 // LV returns the logical volume called name, or nil.
 func (vg *VG) LV(name string) *LV { return vg.byName[name] }
 
