@@ -37,26 +37,26 @@ func (n *fsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
-func (n *fsDir) list() []fuse.DirEntry {
+func (n *fsDir) list(ctx context.Context) []fuse.DirEntry {
 	var entries []fuse.DirEntry
 	for _, d := range n.p.Disks {
 		entries = append(entries, fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR})
 	}
-	return entries
+	return append(entries, n.volumeEntries(ctx)...)
 }
 
 func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list()), 0
+	return newDirStream(n.list(ctx)), 0
 }
 
 func (n *fsDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list())
+	return openCachedDir(n.list(ctx))
 }
 
 func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d, ok := n.p.Disk(name)
 	if !ok {
-		return nil, syscall.ENOENT
+		return n.lookupVolume(ctx, name, out)
 	}
 	ch := n.GetChild(name)
 	if ch == nil {

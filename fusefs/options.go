@@ -52,6 +52,9 @@ type Options struct {
 	// FSProvider, when set, adds fs/<disk> directories to every point.
 	// When nil, points have no fs/ directory.
 	FSProvider FSProvider
+	// VolumeProvider, when set with FSProvider, adds directories of
+	// volumes assembled across a point's disks to fs/ (fs/lvm).
+	VolumeProvider VolumeProvider
 	// AllowOther lets users other than the one who mounted read the tree
 	// (FUSE allow_other; non-root users need user_allow_other in
 	// /etc/fuse.conf).

@@ -35,6 +35,8 @@ type tree struct {
 
 	fsMu    sync.Mutex
 	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life
+	// volNodes holds VolumeProvider results per point (fs/lvm, ...).
+	volNodes map[pointKey]*volEntry
 }
 
 // fillAttr sets the attributes every node shares.
@@ -93,6 +95,11 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 	for k := range t.fsNodes {
 		if isGone(k.pointKey) {
 			delete(t.fsNodes, k)
+		}
+	}
+	for k := range t.volNodes {
+		if isGone(k) {
+			delete(t.volNodes, k)
 		}
 	}
 	t.fsMu.Unlock()

@@ -10,7 +10,7 @@ import (
 // Detection is what a filesystem signature says about a volume.
 type Detection struct {
 	// Type is one of: ext2 ext3 ext4 xfs ntfs fat12 fat16 fat32 exfat
-	// btrfs swap lvm2 bitlocker luks refs iso9660 ldm unknown.
+	// btrfs swap lvm2 linux_raid_member bitlocker luks refs iso9660 ldm unknown.
 	Type      string
 	Version   string // e.g. "LUKS2", swap header version
 	Label     string
@@ -33,7 +33,7 @@ type detector func(v *volume) (Detection, bool)
 // detectors run in order; formats that overlay a FAT-like boot sector
 // (BitLocker, NTFS, exFAT, ReFS) come before FAT.
 var detectors = []detector{
-	detectLUKS, detectLVM2, detectBitLocker, detectNTFS, detectExFAT, detectReFS,
+	detectLUKS, detectMD, detectLVM2, detectBitLocker, detectNTFS, detectExFAT, detectReFS,
 	detectXFS, detectExt, detectBtrfs, detectSwap, detectFAT, detectISO9660,
 }
 
@@ -144,6 +144,23 @@ func formatLVMUUID(s string) string {
 		s = s[n:]
 	}
 	return string(out)
+}
+
+// TypeMDMember is a Linux MD RAID member whose superblock (1.1, 1.2)
+// comes before its data; 0.90 and 1.0 members show their data's type.
+const TypeMDMember = "linux_raid_member"
+
+func detectMD(v *volume) (Detection, bool) {
+	for _, off := range []int64{0, 4096} {
+		b := v.at(off, 256)
+		if b == nil || le32(b, 0) != 0xa92b4efc || le32(b, 4) != 1 {
+			continue
+		}
+		d := unknownSpace(Detection{Type: TypeMDMember, Version: map[int64]string{0: "1.1", 4096: "1.2"}[off],
+			UUID: fmt.Sprintf("%x:%x:%x:%x", b[16:20], b[20:24], b[24:28], b[28:32]), Label: cString(b[32:64])})
+		return d, true
+	}
+	return Detection{}, false
 }
 
 func detectBitLocker(v *volume) (Detection, bool) {

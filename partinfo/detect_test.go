@@ -155,7 +155,7 @@ func TestDetectEachKind(t *testing.T) {
 				}
 			}
 			u := partinfo.Unreadable(d)
-			readable := map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "ntfs": true, "fat12": true, "fat16": true, "fat32": true}
+			readable := map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "ntfs": true, "fat12": true, "fat16": true, "fat32": true, "exfat": true, "btrfs": true}
 			if readable[d.Type] != (u == nil) {
 				t.Errorf("Unreadable(%s) = %v", d.Type, u)
 			}

@@ -24,8 +24,12 @@ func Unreadable(d Detection) *UnreadableError {
 	switch d.Type {
 	case "lvm2":
 		return &UnreadableError{What: "an LVM2 physical volume" + withID(d),
-			Why: "cairn cannot browse LVM yet: export the disk image and attach it to a Linux machine " +
-				"(losetup -P -r IMAGE; vgscan; vgchange -ay), then mount the logical volumes read-only. " + exportHint}
+			Why: "Its logical volumes are assembled across the VM's disks under fs/lvm/<vg>/<lv>/ of this point " +
+				"(`cairn partitions` lists them; fs/lvm/ERROR.txt says what kept a volume group from being assembled). " + exportHint}
+	case TypeMDMember:
+		return &UnreadableError{What: "a member of a Linux MD RAID array" + withID(d),
+			Why: "The array is assembled across the VM's disks under fs/md/<array>/ of this point " +
+				"(fs/md/ERROR.txt says what kept it from being assembled). " + exportHint}
 	case "bitlocker":
 		return &UnreadableError{What: "a BitLocker-encrypted volume",
 			Why: "cairn does not decrypt BitLocker: attach the exported disk image to a Windows machine and " +
@@ -40,24 +44,17 @@ func Unreadable(d Detection) *UnreadableError {
 				"(Disk Management, Attach VHD, or mount the raw image with a disk-image tool). " + exportHint}
 	case TypeLDM:
 		return &UnreadableError{What: "part of a Windows dynamic disk (LDM)",
-			Why: "cairn cannot assemble dynamic-disk volumes: export all disks of the machine and attach " +
-				"them to a Windows machine (Disk Management, Import Foreign Disks), or use ldmtool on Linux. " + exportHint}
+			Why: "The dynamic volumes are assembled across the VM's disks under fs/ldm/<volume>/ of this point " +
+				"(RAID-5 volumes excepted: for those export all disks of the machine and attach them to a Windows " +
+				"machine, Disk Management, Import Foreign Disks). " + exportHint}
 	case "swap":
 		return &UnreadableError{What: "Linux swap space" + withID(d),
 			Why: "swap holds no files: it is the paging area of the running system and has nothing to restore."}
-	case "btrfs":
-		return &UnreadableError{What: "a btrfs filesystem" + withID(d),
-			Why: "cairn has no btrfs reader yet: export the disk image and mount it read-only on Linux " +
-				"(losetup -P -r IMAGE; mount -o ro /dev/loopNpM /mnt). " + exportHint}
-	case "exfat":
-		return &UnreadableError{What: "an exFAT filesystem" + withID(d),
-			Why: "cairn has no exFAT reader yet: export the disk image and mount it read-only on Linux " +
-				"(mount -o ro) or attach it to Windows or macOS. " + exportHint}
 	case "iso9660":
 		return &UnreadableError{What: "an ISO 9660 (CD/DVD) filesystem" + withID(d),
 			Why: "cairn does not browse ISO images: export the disk image and open it with any ISO tool " +
 				"(mount -o ro,loop, 7z, bsdtar). " + exportHint}
-	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32":
+	case "ext2", "ext3", "ext4", "xfs", "ntfs", "fat12", "fat16", "fat32", "exfat", "btrfs":
 		return nil
 	default:
 		return &UnreadableError{What: "no filesystem cairn recognises",

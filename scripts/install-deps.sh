@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   qemu-utils nbdkit libnbd-bin fio
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
-  fuse3 rsync fdisk gdisk parted util-linux bsdutils cryptsetup-bin lvm2 kmod
+  fuse3 rsync fdisk gdisk parted util-linux bsdutils cryptsetup-bin lvm2 thin-provisioning-tools mdadm exfatprogs exfat-fuse ldmtool kmod
   ceph-mon ceph-osd radosgw ceph-common
 )
 missing=()

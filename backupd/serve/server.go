@@ -156,7 +156,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 			return fmt.Errorf("create mount point: %w", err)
 		}
-		srv, err = fusefs.Mount(ctx, repo, cfg.Mount, fusefs.Options{Logger: s.log, FSProvider: guest.Provider(s.log)})
+		srv, err = fusefs.Mount(ctx, repo, cfg.Mount, fusefs.Options{Logger: s.log, FSProvider: guest.Provider(s.log), VolumeProvider: guest.VolumeProvider(s.log)})
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("mount %s: %w", cfg.Mount, err)

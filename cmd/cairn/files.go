@@ -28,14 +28,15 @@ func fileCommands() []*cli.Command {
 	}
 	volFlags := func(extra ...cli.Flag) []cli.Flag {
 		return pointFlags(append([]cli.Flag{
-			&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
+			&cli.StringFlag{Name: "disk", Usage: "disk name (or --volume)"},
 			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
+			volumeFlag,
 		}, extra...)...)
 	}
 	return []*cli.Command{
 		{
 			Name:   "partitions",
-			Usage:  "print the partition tables and filesystems of a recovery point's disks",
+			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups and dynamic volumes across them (md/ARRAY, lvm/VG, ldm/VOLUME)",
 			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 			Action: partitionsAction,
 		},
@@ -63,9 +64,10 @@ func fileCommands() []*cli.Command {
 
 // openedDisk is one disk of a point, open for reading.
 type openedDisk struct {
-	repo  *blockmap.Repo
-	point blockmap.Point
-	dr    *blockmap.DiskReader
+	repo   *blockmap.Repo
+	point  blockmap.Point
+	dr     *blockmap.DiskReader
+	others []*blockmap.DiskReader // every disk, for --volume
 }
 
 func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
@@ -87,7 +89,12 @@ func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
 }
 
 func (o *openedDisk) Close() {
-	o.dr.Close()
+	if o.dr != nil {
+		o.dr.Close()
+	}
+	for _, dr := range o.others {
+		dr.Close()
+	}
 	o.repo.Close()
 }
 
@@ -109,17 +116,23 @@ type volumeJSON struct {
 	Used       int64    `json:"used"`
 	Free       int64    `json:"free"`
 	Browsable  bool     `json:"browsable"`
+	VG         string   `json:"volume_group,omitempty"` // an LVM PV: its VG
+	Array      string   `json:"md_array,omitempty"`     // an MD member: md/<array>
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 }
 
 type diskTableJSON struct {
-	Disk       string       `json:"disk"`
-	Size       int64        `json:"size"`
-	Table      string       `json:"table"`
-	DiskGUID   string       `json:"disk_guid,omitempty"`
-	Warnings   []string     `json:"warnings,omitempty"`
-	Partitions []volumeJSON `json:"partitions"`
+	Disk     string   `json:"disk"`
+	Size     int64    `json:"size"`
+	Table    string   `json:"table"`
+	DiskGUID string   `json:"disk_guid,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	MadeOf   []string `json:"made_of,omitempty"` // lvm/<vg>: pvN=disk/part; md/<array>: slotN=disk/part
+	// Allocated and Unallocated are a VG's extents in use by LVs and free, in bytes.
+	Allocated   int64        `json:"allocated,omitempty"`
+	Unallocated int64        `json:"unallocated,omitempty"`
+	Partitions  []volumeJSON `json:"partitions"`
 }
 
 func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
@@ -200,6 +213,11 @@ func partitionsAction(c *cli.Context) error {
 	if len(tables) == 0 {
 		return fmt.Errorf("point %s of %s has no disk %q", p.ID, p.VM, c.String("disk"))
 	}
+	if c.String("disk") == "" {
+		if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		return printJSON(tables)
 	}
@@ -216,9 +234,14 @@ func partitionsAction(c *cli.Context) error {
 				typ = v.Type
 			}
 			fs := v.Filesystem
-			if v.Extended {
+			switch {
+			case v.Extended:
 				fs = "(extended container)"
-			} else if !v.Browsable {
+			case v.VG != "":
+				fs += " (PV of " + v.VG + ")"
+			case v.Array != "":
+				fs += " (member of " + v.Array + ")"
+			case !v.Browsable:
 				fs += " (not browsable)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
@@ -226,6 +249,12 @@ func partitionsAction(c *cli.Context) error {
 		}
 		for _, w := range t.Warnings {
 			fmt.Fprintf(tw, "%s\twarning: %s\n", t.Disk, w)
+		}
+		if len(t.MadeOf) > 0 {
+			fmt.Fprintf(tw, "%s\tmade of: %s\n", t.Disk, strings.Join(t.MadeOf, " "))
+		}
+		if t.Allocated > 0 || t.Unallocated > 0 {
+			fmt.Fprintf(tw, "%s\tallocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
 		}
 	}
 	return tw.Flush()
@@ -240,6 +269,15 @@ func orDash(s string) string {
 
 // openVolume opens the guest filesystem of --disk/--part of a point.
 func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
+	if v := c.String("volume"); v != "" {
+		if c.IsSet("disk") || c.IsSet("part") {
+			return nil, nil, fmt.Errorf("give either --volume or --disk/--part, not both")
+		}
+		return openSpannedVolume(c, v)
+	}
+	if c.String("disk") == "" {
+		return nil, nil, fmt.Errorf("which volume? give --disk (and --part), or --volume lvm/VG/LV; `cairn partitions` lists them")
+	}
 	o, err := openPointDisk(c, c.String("disk"))
 	if err != nil {
 		return nil, nil, err

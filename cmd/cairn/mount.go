@@ -69,10 +69,11 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	opts := fusefs.Options{
-		Logger:     slog.Default(),
-		FSProvider: guest.Provider(slog.Default()),
-		AllowOther: c.Bool("allow-other"),
-		Debug:      c.Bool("debug-fuse"),
+		Logger:         slog.Default(),
+		FSProvider:     guest.Provider(slog.Default()),
+		VolumeProvider: guest.VolumeProvider(slog.Default()),
+		AllowOther:     c.Bool("allow-other"),
+		Debug:          c.Bool("debug-fuse"),
 	}
 	if c.String("remote") != "" {
 		return mountRemote(c, dir, opts)

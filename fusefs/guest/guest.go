@@ -96,7 +96,7 @@ func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
 		return nil, err
 	}
 	if t.DynamicDisk {
-		return nil, errors.New("This disk is a Windows dynamic disk (LDM). cairn cannot browse dynamic volumes: export the disk image (disks/*.img) and attach it to a Windows machine, which assembles the volumes.")
+		return nil, errors.New("This disk is a Windows dynamic disk (LDM). Its volumes are assembled across the VM's disks under fs/ldm/<volume>/ of this point (fs/ldm/ERROR.txt says what kept a volume from being assembled).")
 	}
 	if len(vols) == 0 {
 		return nil, errors.New("This disk has a partition table with no partitions: there is nothing to browse. The raw image is in disks/.")

@@ -1,6 +1,7 @@
 // Package fsopen opens a detected volume with the right read-only reader:
-// ext2/3/4 (partinfo/ext4), XFS (partinfo/xfs), NTFS (partinfo/ntfs) and
-// FAT12/16/32 (partinfo/fat). Everything else gets a
+// ext2/3/4 (partinfo/ext4), XFS (partinfo/xfs), NTFS (partinfo/ntfs),
+// FAT12/16/32 (partinfo/fat), exFAT (partinfo/exfat) and single-device
+// btrfs (partinfo/btrfs). Everything else gets a
 // *partinfo.UnreadableError whose message is the ERROR.txt a user sees.
 //
 // It is a package of its own so that the readers can import partinfo
@@ -12,6 +13,8 @@ import (
 	"io"
 
 	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/btrfs"
+	"github.com/cairnbackup/cairn/partinfo/exfat"
 	"github.com/cairnbackup/cairn/partinfo/fat"
 	"github.com/cairnbackup/cairn/partinfo/ntfs"
 	"github.com/cairnbackup/cairn/partinfo/xfs"
@@ -34,9 +37,19 @@ func openers() map[string]Opener {
 		"fat12": openFAT,
 		"fat16": openFAT,
 		"fat32": openFAT,
+		"exfat": openExFAT,
+		"btrfs": openBtrfs,
 	}
 	addExt(m)
 	return m
+}
+
+func openBtrfs(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
+	return btrfs.Open(r, off, size)
+}
+
+func openExFAT(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
+	return exfat.Open(r, off, size)
 }
 
 // Open opens the volume at r[off:off+size] that Detect described as d.

@@ -112,7 +112,7 @@ func itoa(n int64) string {
 }
 
 func TestUnreadableKindsExplainThemselves(t *testing.T) {
-	for _, typ := range []string{"lvm2", "bitlocker", "luks", "refs", "ldm", "swap", "btrfs", "exfat", "iso9660", "unknown"} {
+	for _, typ := range []string{"lvm2", partinfo.TypeMDMember, "bitlocker", "luks", "refs", "ldm", "swap", "iso9660", "unknown"} {
 		_, err := fsopen.Open(strings.NewReader(""), 0, 0, partinfo.Detection{Type: typ})
 		var u *partinfo.UnreadableError
 		if !errors.As(err, &u) {
@@ -127,7 +127,7 @@ func TestUnreadableKindsExplainThemselves(t *testing.T) {
 
 func TestCorruptVolumeGivesCleanError(t *testing.T) {
 	zero := strings.NewReader(strings.Repeat("\x00", 1<<20))
-	for _, typ := range []string{"ext4", "xfs", "ntfs", "fat16"} {
+	for _, typ := range []string{"ext4", "xfs", "ntfs", "fat16", "exfat", "btrfs"} {
 		_, err := fsopen.Open(zero, 0, 1<<20, partinfo.Detection{Type: typ})
 		if err == nil {
 			t.Errorf("%s over zeros opened", typ)

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/fsopen"
+	"github.com/cairnbackup/cairn/partinfo/lvm"
+	"github.com/cairnbackup/cairn/partinfo/md"
+)
+
+// volumeFlag selects a volume assembled across disks (files, restore-file).
+var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV, md/ARRAY or ldm/VOLUME"}
+
+// openAllDisks opens a reader of every disk of a point.
+func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []guest.Disk, error) {
+	var drs []*blockmap.DiskReader
+	var disks []guest.Disk
+	for _, d := range p.Disks {
+		dr, err := repo.OpenDisk(ctx, p, d.Name)
+		if err != nil {
+			for _, o := range drs {
+				o.Close()
+			}
+			return nil, nil, err
+		}
+		drs = append(drs, dr)
+		disks = append(disks, guest.Disk{Name: d.Name, R: dr, Size: dr.Size()})
+	}
+	return drs, disks, nil
+}
+
+// openSpannedVolume opens the filesystem of --volume lvm/<vg>/<lv>.
+func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Filesystem, error) {
+	parts := strings.Split(strings.Trim(spec, "/"), "/")
+	isLVM := len(parts) == 3 && parts[0] == guest.LVMDirName && parts[1] != "" && parts[2] != ""
+	isMD := len(parts) == 2 && parts[0] == guest.MDDirName && parts[1] != ""
+	isLDM := len(parts) == 2 && parts[0] == guest.LDMDirName && parts[1] != ""
+	if !isLVM && !isMD && !isLDM {
+		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV, md/ARRAY or ldm/VOLUME (see `cairn partitions`)", spec)
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	drs, disks, err := openAllDisks(c.Context, repo, p)
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	o := &openedDisk{repo: repo, point: p, others: drs}
+	fail := func(err error) (*openedDisk, partinfo.Filesystem, error) {
+		o.Close()
+		return nil, nil, err
+	}
+	st, err := guest.ScanStack(c.Context, disks)
+	if err != nil {
+		return fail(err)
+	}
+	if isLDM {
+		var names []string
+		for _, v := range st.LDM.Volumes {
+			names = append(names, v.Name)
+			if v.Name != parts[1] {
+				continue
+			}
+			r, err := v.Open()
+			if err != nil {
+				return fail(err)
+			}
+			d := partinfo.Detect(r, 0, r.Size())
+			fsys, err := fsopen.Open(r, 0, r.Size(), d)
+			if err != nil {
+				return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+			}
+			return o, fsys, nil
+		}
+		return fail(fmt.Errorf("point %s of %s has no dynamic volume %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
+	}
+	if isMD {
+		vol := st.Arrays[parts[1]]
+		if vol == nil {
+			if err := st.ArrayErrors[parts[1]]; err != nil {
+				return fail(err)
+			}
+			var names []string
+			for _, a := range st.MD.Arrays {
+				names = append(names, a.Name)
+			}
+			return fail(fmt.Errorf("point %s of %s has no MD array %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
+		}
+		d := partinfo.Detect(vol, 0, vol.Size())
+		fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+		}
+		return o, fsys, nil
+	}
+	set := st.LVM
+	vg := set.VG(parts[1])
+	if vg == nil {
+		var names []string
+		for _, v := range set.VGs {
+			names = append(names, v.Name)
+		}
+		msg := fmt.Sprintf("point %s of %s has no LVM volume group %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names))
+		if len(set.Problems) > 0 {
+			msg += "; problems: " + strings.Join(set.Problems, "; ")
+		}
+		return fail(fmt.Errorf("%s", msg))
+	}
+	lv := vg.LV(parts[2])
+	if lv == nil {
+		var names []string
+		for _, l := range vg.VisibleLVs() {
+			names = append(names, l.Name)
+		}
+		return fail(fmt.Errorf("volume group %s has no logical volume %q (it has: %s)", vg.Name, parts[2], orNone(names)))
+	}
+	vol, err := lv.Open()
+	if err != nil {
+		msg := err.Error()
+		if len(vg.Problems) > 0 {
+			msg += " (volume group: " + strings.Join(vg.Problems, "; ") + ")"
+		}
+		return fail(fmt.Errorf("%s", msg))
+	}
+	d := partinfo.Detect(vol, 0, vol.Size())
+	fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+	}
+	return o, fsys, nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// describeLVM lists each volume group of a point as a pseudo disk
+// "lvm/<vg>" whose partitions are its visible LVs, and marks the PV
+// partitions of the disk tables with their VG.
+func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON) ([]diskTableJSON, error) {
+	st, err := guest.ScanStack(ctx, disks)
+	if err != nil {
+		return nil, err
+	}
+	set := st.LVM
+	var out []diskTableJSON
+	// Dynamic volumes: one pseudo disk ldm/<volume> each.
+	for _, v := range st.LDM.Volumes {
+		t := diskTableJSON{Disk: guest.LDMDirName + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
+		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
+		if r, err := v.Open(); err != nil {
+			j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+		} else {
+			describeVolume(&j, r, r.Size())
+		}
+		t.Partitions = append(t.Partitions, j)
+		out = append(out, t)
+	}
+	for _, pr := range st.LDM.Problems {
+		out = append(out, diskTableJSON{Disk: guest.LDMDirName, Table: "ldm", Warnings: []string{pr}})
+	}
+	// MD arrays: members marked, each array a pseudo disk md/<name>
+	// holding one volume.
+	memberOf := map[string]string{}
+	for _, a := range st.MD.Arrays {
+		t := diskTableJSON{Disk: guest.MDDirName + "/" + a.Name, Table: "md", DiskGUID: a.UUID, Warnings: a.Problems}
+		for r, m := range a.Members {
+			where := "missing"
+			if m != nil {
+				where = m.Device.Name
+				memberOf[m.Device.Name] = t.Disk
+			}
+			t.MadeOf = append(t.MadeOf, fmt.Sprintf("slot%d=%s", r, where))
+		}
+		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: "MD " + a.Version, Used: -1, Free: -1}
+		if vol := st.Arrays[a.Name]; vol == nil {
+			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
+		} else {
+			t.Size, j.Size = vol.Size(), vol.Size()
+			describeVolume(&j, vol, vol.Size())
+		}
+		t.Partitions = append(t.Partitions, j)
+		out = append(out, t)
+	}
+	for i := range tables {
+		for j := range tables[i].Partitions {
+			v := &tables[i].Partitions[j]
+			if a, ok := memberOf[tables[i].Disk+"/"+v.Name]; ok {
+				v.Array = a
+			}
+		}
+	}
+	pvOf := map[string]lvm.FoundPV{}
+	for _, pv := range set.PVs {
+		pvOf[pv.Device.Name] = pv
+	}
+	for _, list := range [][]diskTableJSON{tables, out} {
+		for i := range list {
+			for j := range list[i].Partitions {
+				v := &list[i].Partitions[j]
+				name := list[i].Disk + "/" + v.Name
+				if list[i].Table == "md" {
+					name = list[i].Disk
+				}
+				if pv, ok := pvOf[name]; ok && pv.VG != "" {
+					v.VG = pv.VG
+					v.Why = "LVM physical volume of volume group " + pv.VG + ": its logical volumes are listed under lvm/" + pv.VG
+				}
+			}
+		}
+	}
+	for _, vg := range set.VGs {
+		t := diskTableJSON{Disk: guest.LVMDirName + "/" + vg.Name, Table: "lvm", DiskGUID: vg.UUID, Warnings: vg.Problems}
+		var pvs []string
+		for _, pv := range vg.PVs {
+			t.Size += pv.PECount * vg.ExtentSize
+			where := "missing"
+			if pv.Device != nil {
+				where = pv.Device.Name
+			}
+			pvs = append(pvs, pv.Name+"="+where)
+		}
+		sort.Strings(pvs)
+		t.MadeOf = pvs
+		total, alloc := vg.Extents()
+		t.Allocated, t.Unallocated = alloc*vg.ExtentSize, (total-alloc)*vg.ExtentSize
+		for _, lv := range vg.VisibleLVs() {
+			j := volumeJSON{Name: lv.Name, Size: lv.Size(), Type: lv.Type(), UUID: lv.UUID, Used: -1, Free: -1}
+			vol, err := lv.Open()
+			if err != nil {
+				j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+				t.Partitions = append(t.Partitions, j)
+				continue
+			}
+			describeVolume(&j, vol, vol.Size())
+			t.Partitions = append(t.Partitions, j)
+		}
+		out = append(out, t)
+	}
+	// Problems name their device ("disk/part: ..."): they go to that
+	// disk's warnings.
+problems:
+	for _, pr := range set.Problems {
+		for i := range tables {
+			if strings.HasPrefix(pr, tables[i].Disk+"/") || strings.HasPrefix(pr, "disk "+tables[i].Disk+":") {
+				tables[i].Warnings = append(tables[i].Warnings, pr)
+				continue problems
+			}
+		}
+		out = append(out, diskTableJSON{Disk: guest.LVMDirName, Table: "lvm", Warnings: []string{pr}})
+	}
+	return out, nil
+}
+
+// addLVM appends the volume groups of a point to the disk tables.
+func addLVM(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, tables []diskTableJSON) ([]diskTableJSON, error) {
+	drs, disks, err := openAllDisks(ctx, repo, p)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, dr := range drs {
+			dr.Close()
+		}
+	}()
+	vgs, err := describeLVM(ctx, disks, tables)
+	if err != nil {
+		return nil, err
+	}
+	return append(tables, vgs...), nil
+}
+
+// describeVolume fills the filesystem fields of j from the volume's bytes.
+func describeVolume(j *volumeJSON, r io.ReaderAt, size int64) {
+	d := partinfo.Detect(r, 0, size)
+	j.Filesystem, j.Label, j.Used, j.Free = d.Type, d.Label, d.Used, d.Free
+	if d.UUID != "" {
+		j.UUID = d.UUID
+	}
+	fsys, err := fsopen.Open(r, 0, size, d)
+	if err != nil {
+		j.Why = strings.SplitN(err.Error(), "\n", 2)[0]
+		return
+	}
+	j.Browsable = true
+	if info := fsys.Info(); info.Used >= 0 {
+		j.Used, j.Free = info.Used, info.Free
+	}
+	if j.Label == "" {
+		j.Label = info(fsys)
+	}
+}
+
+func info(f partinfo.Filesystem) string { return f.Info().Label }

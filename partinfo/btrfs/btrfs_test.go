@@ -1,0 +1,300 @@
+package btrfs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/cairnbackup/cairn/internal/testutil"
+	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/internal/fixture"
+)
+
+var shared struct {
+	once sync.Once
+	img  string
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+func sh(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// build makes a btrfs image with mkfs.btrfs --rootdir, then through a
+// kernel mount: subvolumes (one nested), a read-only snapshot taken
+// before a change, zlib/lzo/zstd-compressed directories with large and
+// inline files, sparse and preallocated files, links, modes and owners.
+func build(t *testing.T) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.btrfs", "btrfs", "mount", "umount", "fallocate")
+	shared.once.Do(func() {
+		dir, err := os.MkdirTemp("", "btrfs-fixture-")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		shared.dir = dir
+		src := filepath.Join(dir, "src")
+		fixture.Tree(t, src, fixture.Spec{ManyFiles: 200, BigDir: 300, Depth: 5, BigFile: 3 << 20, Seed: 3})
+		os.Symlink("many/d01", filepath.Join(src, "link-to-dir"))
+		os.Link(filepath.Join(src, "lower.txt"), filepath.Join(src, "hardlink.txt"))
+		os.Chmod(filepath.Join(src, "MixedCase.TXT"), 0o4711)
+		os.Lchown(filepath.Join(src, "empty.txt"), 1001, 2002)
+		img := filepath.Join(dir, "btrfs.img")
+		fixture.Image(t, img, 320<<20)
+		sh(t, "mkfs.btrfs", "-q", "-L", "cairn-btrfs", "-r", src, img)
+		mnt := filepath.Join(dir, "mnt")
+		os.Mkdir(mnt, 0o755)
+		sh(t, "mount", "-o", "loop", img, mnt)
+		defer exec.Command("umount", mnt).Run()
+		text := bytes.Repeat([]byte("compressible line of text for btrfs extents 0123456789\n"), 40000)
+		for _, c := range []string{"zlib", "lzo", "zstd"} {
+			d := filepath.Join(mnt, "c-"+c)
+			os.Mkdir(d, 0o755)
+			sh(t, "btrfs", "property", "set", d, "compression", c)
+			os.WriteFile(filepath.Join(d, "big.txt"), text, 0o644)
+			os.WriteFile(filepath.Join(d, "small.txt"), text[:1500], 0o644)
+			os.WriteFile(filepath.Join(d, "tiny.txt"), []byte("x"), 0o600)
+		}
+		sp, _ := os.Create(filepath.Join(mnt, "sparse.bin"))
+		sp.WriteAt([]byte("start"), 0)
+		sp.WriteAt(bytes.Repeat([]byte("m"), 10000), 40<<20)
+		sp.Truncate(100 << 20)
+		sp.Close()
+		sh(t, "fallocate", "-l", "3M", filepath.Join(mnt, "prealloc.bin"))
+		pa, _ := os.OpenFile(filepath.Join(mnt, "prealloc.bin"), os.O_RDWR, 0)
+		pa.WriteAt([]byte("written in the middle"), 1<<20)
+		pa.Close()
+		syscall.Mkfifo(filepath.Join(mnt, "fifo"), 0o640)
+		sh(t, "btrfs", "subvolume", "create", filepath.Join(mnt, "home"))
+		fixture.Tree(t, filepath.Join(mnt, "home", "user"), fixture.Spec{ManyFiles: 50, Seed: 4})
+		sh(t, "btrfs", "subvolume", "create", filepath.Join(mnt, "home", "nested"))
+		os.WriteFile(filepath.Join(mnt, "home", "nested", "deep.txt"), []byte("in a nested subvolume\n"), 0o644)
+		sh(t, "btrfs", "subvolume", "snapshot", "-r", mnt, filepath.Join(mnt, "snap"))
+		os.WriteFile(filepath.Join(mnt, "lower.txt"), []byte("changed after the snapshot\n"), 0o644)
+		os.WriteFile(filepath.Join(mnt, "after-snapshot.txt"), []byte("new\n"), 0o644)
+		sh(t, "umount", mnt)
+		shared.img = img
+	})
+	if shared.err != nil || shared.img == "" {
+		t.Fatalf("btrfs fixture: %v", shared.err)
+	}
+	return shared.img
+}
+
+func openImage(t *testing.T, img string) (*FS, []byte) {
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(bytes.NewReader(data), 0, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, data
+}
+
+// TestBtrfsAgainstKernel compares every path of the image as the kernel
+// shows it (read-only loop mount) with the reader: type, mode, owner,
+// size, times (ns), link targets and content.
+func TestBtrfsAgainstKernel(t *testing.T) {
+	img := build(t)
+	f, _ := openImage(t, img)
+	if info := f.Info(); info.Label != "cairn-btrfs" || info.Type != "btrfs" {
+		t.Errorf("info %+v", info)
+	}
+	mnt := t.TempDir()
+	sh(t, "mount", "-o", "loop,ro", img, mnt)
+	defer exec.Command("umount", mnt).Run()
+	gfs := partinfo.AsFS(Safe(f))
+	checked := 0
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(mnt, p)
+		rel = filepath.ToSlash(rel)
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		ino, err := lookupPath(f, rel)
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		a, err := f.Stat(ino)
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		// The kernel dates the placeholder of a subvolume inside a
+		// snapshot when it is first looked up; the reader uses the
+		// snapshot root's times.
+		placeholder := st.Ino == 2
+		if rel != "." {
+			if got, want := uint32(a.Mode.Perm())|modeBits(a.Mode), st.Mode&0o7777; got != want {
+				t.Errorf("%s: mode %o, kernel %o", rel, got, want)
+			}
+			if a.Uid != st.Uid || a.Gid != st.Gid {
+				t.Errorf("%s: owner %d:%d, kernel %d:%d", rel, a.Uid, a.Gid, st.Uid, st.Gid)
+			}
+			if mt := a.Mtime.UnixNano(); mt != st.Mtim.Nano() && !placeholder {
+				t.Errorf("%s: mtime %d, kernel %d", rel, mt, st.Mtim.Nano())
+			}
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			want, _ := os.Readlink(p)
+			got, err := f.Readlink(a.Ino)
+			if err != nil || got != want {
+				t.Errorf("%s: link %q %v, kernel %q", rel, got, err, want)
+			}
+		case d.Type().IsRegular():
+			if a.Size != st.Size {
+				t.Errorf("%s: size %d, kernel %d", rel, a.Size, st.Size)
+			}
+			if got, want := sum(gfs.Open(rel)), sum(os.Open(p)); got != want {
+				t.Errorf("%s: content differs", rel)
+			}
+		case d.IsDir():
+			want, _ := os.ReadDir(p)
+			got, err := fs.ReadDir(gfs, rel)
+			if err != nil || len(got) != len(want) {
+				t.Errorf("%s: %d entries (%v), kernel %d", rel, len(got), err, len(want))
+			}
+		case d.Type()&fs.ModeNamedPipe != 0:
+			if a.Mode&fs.ModeNamedPipe == 0 {
+				t.Errorf("%s: not a fifo: %v", rel, a.Mode)
+			}
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 1000 {
+		t.Errorf("only %d paths checked", checked)
+	}
+	// The snapshot shows the content from before the change.
+	b, err := fs.ReadFile(gfs, "snap/lower.txt")
+	if err != nil || strings.Contains(string(b), "changed") {
+		t.Errorf("snapshot: %q %v", b, err)
+	}
+	if _, err := fs.Stat(gfs, "home/nested/deep.txt"); err != nil {
+		t.Errorf("nested subvolume: %v", err)
+	}
+	// Holes are reported.
+	ino, _ := lookupPath(f, "sparse.bin")
+	if d, err := f.SeekData(ino, 8192); err != nil || d != 40<<20 {
+		t.Errorf("SeekData(sparse, 8192) = %d, %v; want %d", d, err, 40<<20)
+	}
+	if h, err := f.SeekHole(ino, 0); err != nil || h != 4096 {
+		t.Errorf("SeekHole(sparse, 0) = %d, %v", h, err)
+	}
+}
+
+func modeBits(m fs.FileMode) uint32 {
+	var b uint32
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+func sum(f io.ReadCloser, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func lookupPath(f *FS, p string) (uint64, error) {
+	ino := f.Root()
+	if p == "." {
+		return ino, nil
+	}
+	for _, n := range strings.Split(p, "/") {
+		var err error
+		if ino, err = f.Lookup(ino, n); err != nil {
+			return 0, err
+		}
+	}
+	return ino, nil
+}
+
+// TestBtrfsDataChecksum flips one byte in the data of a file (uncompressed
+// and compressed): reading it fails with ErrCorrupt instead of returning
+// the damaged bytes.
+func TestBtrfsDataChecksum(t *testing.T) {
+	img := build(t)
+	for _, name := range []string{"big/large.bin", "c-zstd/big.txt"} {
+		t.Run(strings.ReplaceAll(name, "/", "_"), func(t *testing.T) {
+			f, data := openImage(t, img)
+			ino, err := lookupPath(f, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, m, err := f.fileMapOf(ino)
+			if err != nil || len(m.extents) == 0 {
+				t.Fatalf("%v %d", err, len(m.extents))
+			}
+			e := m.extents[0]
+			phys, err := f.physical(e.diskAddr, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := bytes.Clone(data)
+			bad[phys[0]+100] ^= 0xff
+			f2, err := Open(bytes.NewReader(bad), 0, int64(len(bad)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, min(in.size, 64<<10))
+			if _, err := f2.ReadAt(ino, buf, 0); !errors.Is(err, partinfo.ErrCorrupt) {
+				t.Errorf("read of a damaged extent: %v, want ErrCorrupt", err)
+			}
+			if _, err := f.ReadAt(ino, buf, 0); err != nil {
+				t.Errorf("intact image: %v", err)
+			}
+		})
+	}
+}
+
+// Safe wraps the reader as fsopen does.
+func Safe(f *FS) partinfo.Filesystem { return partinfo.Safe(f, "btrfs") }

@@ -1,0 +1,28 @@
+// Package btrfs is cairn's read-only btrfs reader (single device),
+// implementing partinfo.Filesystem over an io.ReaderAt.
+//
+// # Vocabulary
+//
+//   - Superblock (at 64 KiB): tree roots, node and sector sizes, the
+//     bootstrap chunk array; its CRC-32C is checked.
+//   - Chunk: maps logical addresses to device offsets. Single and DUP
+//     profiles are read (DUP: the second copy when the first fails its
+//     checksum); filesystems of several devices are refused.
+//   - Tree block (node): header (checksum, own address, fsid, level) and
+//     items (leaf) or key pointers (internal); every block's CRC-32C,
+//     address, fsid, level and key order are checked.
+//   - Root tree: ROOT_ITEMs locate the FS tree (5) and every subvolume
+//     and snapshot tree; the "default" dir item names the default
+//     subvolume, which is the root of the view.
+//   - Inode: the view's inode number is tree index << 40 | objectid, so
+//     subvolumes (which reuse objectids) stay apart; a directory entry
+//     pointing at a subvolume leads to that tree's root directory, as the
+//     kernel shows it.
+//   - File extents: inline, regular and prealloc (zeros); holes between
+//     extents; zlib, LZO (btrfs's per-sector segments) and zstd
+//     compression. Data checksums (csum tree, CRC-32C per sector) are
+//     verified for every read: a mismatch is an error wrapping
+//     partinfo.ErrCorrupt (EIO in the mount), never wrong bytes.
+//
+// Only the crc32c checksum type is read (mkfs.btrfs's default).
+package btrfs

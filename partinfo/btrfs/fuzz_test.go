@@ -1,0 +1,140 @@
+package btrfs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/cairnbackup/cairn/partinfo"
+)
+
+// overlay reads base with patch laid over it at off.
+type overlay struct {
+	base  []byte
+	off   int64
+	patch []byte
+}
+
+func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if off >= int64(len(o.base)) {
+		return 0, io.EOF
+	}
+	n := copy(p, o.base[off:])
+	for i := 0; i < n; i++ {
+		if j := off + int64(i) - o.off; j >= 0 && j < int64(len(o.patch)) {
+			p[i] = o.patch[j]
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// FuzzTree builds a small btrfs with mkfs.btrfs (at start-up; images are
+// never committed), then mutates one tree block — the root tree's, the
+// FS tree's, the chunk tree's or the csum tree's root — at an offset the
+// fuzzer picks, refreshes the block's checksum and reads the whole
+// filesystem: errors are fine, panics and hangs are not.
+func FuzzTree(f *testing.F) {
+	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
+		f.Skip("mkfs.btrfs not installed")
+	}
+	dir := f.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "a"), []byte("inline\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "d", "b"), bytes.Repeat([]byte("regular extent data\n"), 2000), 0o640)
+	os.Symlink("d/b", filepath.Join(src, "l"))
+	img := filepath.Join(dir, "fuzz.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	os.Truncate(img, 200<<20)
+	if out, err := exec.Command("mkfs.btrfs", "-q", "-r", src, "--shrink", img).CombinedOutput(); err != nil {
+		f.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	base, err := os.ReadFile(img)
+	if err != nil {
+		f.Fatal(err)
+	}
+	fs0, err := Open(bytes.NewReader(base), 0, int64(len(base)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	fsTree := fs0.tree(fs0.treeIdx[fsTreeID])
+	sb := base[superOffset:]
+	roots := []uint64{fs0.rootTree, fsTree.root, binary.LittleEndian.Uint64(sb[0x58:]), fs0.csumRoot}
+	var phys []int64
+	for _, r := range roots {
+		p, err := fs0.physical(r, int(fs0.nodesize))
+		if err != nil {
+			f.Fatal(err)
+		}
+		phys = append(phys, p[0])
+	}
+	ns := int64(fs0.nodesize)
+	for i := range roots {
+		f.Add(uint8(i), uint16(101), []byte{0xff, 0x00, 0x10})
+		f.Add(uint8(i), uint16(96), []byte{0x40})
+	}
+	f.Fuzz(func(t *testing.T, which uint8, at uint16, patch []byte) {
+		if len(patch) > 256 {
+			return
+		}
+		p := phys[int(which)%len(phys)]
+		blk := bytes.Clone(base[p : p+ns])
+		o := int64(at) % ns
+		if o < 32 {
+			o = 32 // keep the checksum field for the refresh below
+		}
+		copy(blk[o:], patch)
+		binary.LittleEndian.PutUint32(blk, crc32.Checksum(blk[32:], castagnoli))
+		r := &overlay{base: base, off: p, patch: blk}
+		fsys, err := Open(r, 0, int64(len(base)))
+		if err != nil {
+			return
+		}
+		walkAll(partinfo.Safe(fsys, "btrfs"), fsys.Root(), 0)
+	})
+}
+
+// walkAll lists, stats, reads and follows everything below dir.
+func walkAll(fsys partinfo.Filesystem, dir uint64, depth int) {
+	if depth > 8 {
+		return
+	}
+	es, err := fsys.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	for _, e := range es {
+		a, err := fsys.Stat(e.Ino)
+		if err != nil {
+			continue
+		}
+		switch {
+		case a.Mode.IsDir():
+			walkAll(fsys, e.Ino, depth+1)
+		case a.Mode.IsRegular():
+			for off := int64(0); off < min(a.Size, 1<<20); off += int64(len(buf)) {
+				if _, err := fsys.ReadAt(e.Ino, buf, off); err != nil {
+					break
+				}
+			}
+			fsys.SeekData(e.Ino, 0)
+			fsys.SeekHole(e.Ino, 0)
+		default:
+			fsys.Readlink(e.Ino)
+		}
+	}
+}
