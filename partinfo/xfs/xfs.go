@@ -14,6 +14,7 @@ const (
 	inodeCacheEntries  = 4096
 	extentCacheRecords = 1 << 20
 	dirCacheEntries    = 1 << 18
+	xattrCacheBytes    = 8 << 20
 	// hashLookupFrom is the directory size from which Lookup of an
 	// uncached directory walks the hash index instead of parsing it all.
 	hashLookupFrom = 1 << 20
@@ -30,6 +31,7 @@ type xfs struct {
 	inodes  *lru.Cache[uint64, *inode]
 	extents *lru.Cache[uint64, []extent]
 	dirs    *lru.Cache[uint64, *directory]
+	xattrs  *lru.Cache[uint64, []partinfo.Xattr] // by inode, cost in bytes
 
 	hashLookupFrom int64 // see the constant; tests lower it
 }
@@ -76,6 +78,7 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 		inodes:  lru.New[uint64, *inode](inodeCacheEntries),
 		extents: lru.New[uint64, []extent](extentCacheRecords),
 		dirs:    lru.New[uint64, *directory](dirCacheEntries),
+		xattrs:  lru.New[uint64, []partinfo.Xattr](xattrCacheBytes),
 
 		hashLookupFrom: hashLookupFrom,
 	}
