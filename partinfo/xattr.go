@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // ErrNoXattrs is returned (wrapped) by Xattrs for a filesystem whose reader
@@ -88,4 +89,27 @@ func ValidACLTag(t uint16) bool {
 		return true
 	}
 	return false
+}
+
+// XattrFS is implemented by the fs.FS that AsFS returns: the extended
+// attributes of a named file, not following a final symbolic link (like
+// llistxattr). Its error wraps ErrNoXattrs when the reader has none.
+type XattrFS interface {
+	fs.FS
+	LXattrs(name string) ([]Xattr, error)
+}
+
+var _ XattrFS = (*ioFS)(nil)
+
+// LXattrs returns the extended attributes of the named file itself.
+func (x *ioFS) LXattrs(name string) ([]Xattr, error) {
+	ino, _, err := x.resolve("lxattrs", name, false)
+	if err != nil {
+		return nil, err
+	}
+	xs, err := Xattrs(x.f, ino)
+	if err != nil {
+		return nil, &fs.PathError{Op: "lxattrs", Path: name, Err: err}
+	}
+	return xs, nil
 }

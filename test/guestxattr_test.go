@@ -119,6 +119,15 @@ func TestGuestXattrsThroughMount(t *testing.T) {
 		}
 		mountRequireGone(t, mnt)
 	}()
+	// restore-file writes into a kernel-mounted XFS: the host's own
+	// filesystem may not hold 60 KiB values.
+	target := filepath.Join(dir, "target")
+	os.Mkdir(target, 0o755)
+	targetImg := filepath.Join(dir, "target.img")
+	makeImage(t, targetImg, 320*mib)
+	sh(t, "mkfs.xfs", "-q", "-f", targetImg)
+	sh(t, "mount", "-o", "loop", targetImg, target)
+	defer exec.Command("umount", target).Run()
 	for _, f := range fixtures {
 		t.Run(f.name, func(t *testing.T) {
 			root := filepath.Join(mnt, "x-"+f.name, points[f.name], "fs", "sda", "whole")
@@ -154,6 +163,24 @@ func TestGuestXattrsThroughMount(t *testing.T) {
 				}
 			}
 			t.Logf("%d getfattr lines, %d getfacl lines equal to the kernel mount's", strings.Count(gotAttr, "\n"), strings.Count(gotACL, "\n"))
+
+			// restore-file writes the same attributes, ACLs, capabilities and
+			// labels onto the restored tree; --no-xattrs leaves them out.
+			dest := filepath.Join(target, "restored-"+f.name)
+			mustCairn(t, "--repo", repoDir, "restore-file", "--vm", "x-"+f.name, "--point", points[f.name], "--disk", "sda", "--part", "whole", "/", dest)
+			resAttr, resACL := xattrDumps(t, dest)
+			// The target is XFS, which also lists its ACLs as trusted.SGI_ACL_*.
+			if a, b := dropXFSACLs(resAttr), dropXFSACLs(f.getfattr); a != b {
+				t.Errorf("getfattr of the restored tree differs from the kernel mount:\n%s", firstDiff(a, b))
+			}
+			if resACL != f.getfacl {
+				t.Errorf("getfacl of the restored tree differs from the kernel mount:\n%s", firstDiff(resACL, f.getfacl))
+			}
+			bare := filepath.Join(target, "bare-"+f.name)
+			mustCairn(t, "--repo", repoDir, "restore-file", "--no-xattrs", "--vm", "x-"+f.name, "--point", points[f.name], "--disk", "sda", "--part", "whole", "/", bare)
+			if out := inDir(t, bare, "getfattr", "-R", "-P", "-h", "-d", "-m", "-", "."); strings.TrimSpace(out) != "" {
+				t.Errorf("restore-file --no-xattrs wrote extended attributes:\n%.600s", out)
+			}
 		})
 	}
 }
@@ -181,4 +208,16 @@ func firstDiff(got, want string) string {
 		}
 	}
 	return "(equal)"
+}
+
+// dropXFSACLs removes the trusted.SGI_ACL_* lines XFS shows beside its
+// system.posix_acl_* names.
+func dropXFSACLs(dump string) string {
+	var keep []string
+	for _, l := range strings.Split(dump, "\n") {
+		if !strings.HasPrefix(l, "trusted.SGI_ACL_") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }

@@ -51,9 +51,9 @@ func fileCommands() []*cli.Command {
 		},
 		{
 			Name:      "restore-file",
-			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes and times",
+			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
-			Flags:     volFlags(),
+			Flags:     volFlags(&cli.BoolFlag{Name: "no-xattrs", Usage: "do not restore extended attributes, ACLs, file capabilities and SELinux labels"}),
 			Action:    restoreFileAction,
 		},
 	}
@@ -340,7 +340,11 @@ func restoreFileAction(c *cli.Context) error {
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
 		dest = filepath.Join(dest, path.Base(p))
 	}
-	n, err := restoreTree(c.Context, partinfo.AsFS(fsys), p, dest)
+	gfs := partinfo.AsFS(fsys)
+	if c.Bool("no-xattrs") {
+		gfs = hideXattrs(gfs)
+	}
+	n, err := restoreTree(c.Context, gfs, p, dest)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}
@@ -354,8 +358,9 @@ func restoreFileAction(c *cli.Context) error {
 func restoreTree(ctx context.Context, gfs fs.FS, src, dest string) (int, error) {
 	count := 0
 	type dirTime struct {
-		path string
-		fi   fs.FileInfo
+		path  string
+		guest string
+		fi    fs.FileInfo
 	}
 	var dirs []dirTime
 	linked := map[uint64]string{} // guest inode -> restored path
@@ -380,7 +385,7 @@ func restoreTree(ctx context.Context, gfs fs.FS, src, dest string) (int, error) 
 			if err := os.MkdirAll(target, 0o700); err != nil {
 				return err
 			}
-			dirs = append(dirs, dirTime{target, fi})
+			dirs = append(dirs, dirTime{target, p, fi})
 			return nil
 		case fi.Mode()&fs.ModeSymlink != 0:
 			link, err := fs.ReadLink(gfs, p)
@@ -411,12 +416,19 @@ func restoreTree(ctx context.Context, gfs fs.FS, src, dest string) (int, error) 
 			return nil // devices, fifos and sockets are not restored
 		}
 		applyMeta(target, fi)
+		if err := restoreXattrs(gfs, p, target); err != nil {
+			return err
+		}
 		count++
 		return nil
 	})
-	// Directory times last, deepest first, after their content is written.
+	// Directory metadata last, deepest first, after their content is
+	// written (a default ACL set earlier would be inherited by the content).
 	for i := len(dirs) - 1; i >= 0; i-- {
 		applyMeta(dirs[i].path, dirs[i].fi)
+		if xerr := restoreXattrs(gfs, dirs[i].guest, dirs[i].path); xerr != nil && err == nil {
+			err = xerr
+		}
 	}
 	return count, err
 }
