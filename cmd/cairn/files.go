@@ -108,6 +108,7 @@ type volumeJSON struct {
 	Browsable  bool     `json:"browsable"`
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+	Recovered  string   `json:"recovered,omitempty"` // journal or log replayed in memory (crash-consistent image)
 }
 
 type diskTableJSON struct {
@@ -144,6 +145,7 @@ func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
 			if j.Label == "" {
 				j.Label = info.Label
 			}
+			j.Recovered = info.Recovered
 		}
 		out.Partitions = append(out.Partitions, j)
 	}
@@ -197,6 +199,8 @@ func partitionsAction(c *cli.Context) error {
 			fs := v.Filesystem
 			if !v.Browsable {
 				fs += " (not browsable)"
+			} else if v.Recovered != "" {
+				fs += " (recovered)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
 				orDash(typ), orDash(v.PartName), fs, orDash(v.Label), orDash(v.UUID), used, free)

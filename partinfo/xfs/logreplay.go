@@ -50,8 +50,10 @@ const (
 	ilogDFork  = ilogDData | ilogDExt | ilogDBroot | ilogDev
 	ilogAFork  = ilogAData | ilogAExt | ilogABroot
 
-	// maxLogReplay bounds the overlay (sectors) a damaged log can build.
-	maxLogReplay = 1 << 21
+	// maxLogReplay bounds the overlay (512 MiB of sectors) a log can build.
+	maxLogReplay = 1 << 20
+	// maxRecordBBs bounds the search for the newest record header.
+	maxRecordBBs = 2048
 )
 
 // errLogClean means the log holds nothing to replay.
@@ -198,7 +200,9 @@ func (r *logRecovery) findHead() (int64, error) {
 
 // lastHeader finds the newest record header before head.
 func (r *logRecovery) lastHeader(head int64) (int64, []byte, error) {
-	for i := int64(1); i <= r.nbb; i++ {
+	// A record is at most 256 KiB plus its headers: its header lies
+	// within that distance of the head.
+	for i := int64(1); i <= min(r.nbb, maxRecordBBs); i++ {
 		b := ((head-i)%r.nbb + r.nbb) % r.nbb
 		p, err := r.readBB(b, 1)
 		if err != nil {

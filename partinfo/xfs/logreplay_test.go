@@ -25,33 +25,10 @@ import (
 // then the filesystem shut down with its log flushed, so that the
 // metadata of many changes lives only in the log. xfs_logprint must call
 // the log dirty, or the recipe no longer does what the test needs.
-func crashedXFS(t *testing.T) string {
-	testutil.RequireRoot(t)
-	testutil.RequireTools(t, "mkfs.xfs", "xfs_io", "xfs_logprint", "mount", "umount", "setfattr")
-	dir := t.TempDir()
-	img := filepath.Join(dir, "crashed.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(320 << 20)
-	f.Close()
-	run := func(name string, args ...string) {
-		t.Helper()
-		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
-	run("mkfs.xfs", "-q", "-f", img)
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	run("mount", "-o", "loop", img, mnt)
-	mounted := true
-	defer func() {
-		if mounted {
-			exec.Command("umount", mnt).Run()
-		}
-	}()
+func crashedXFS(t testing.TB, size int64, files int) string {
+	testutil.RequireTools(t, "xfs_io", "xfs_logprint", "setfattr")
+	img := makeImage(t, size)
+	mnt, unmount := mountImage(t, img)
 	w := func(rel, content string) {
 		p := filepath.Join(mnt, rel)
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -61,8 +38,8 @@ func crashedXFS(t *testing.T) string {
 	}
 	w("old/kept.txt", "written before the first sync\n")
 	w("old/removed.txt", "removed later\n")
-	run("sync")
-	for i := 0; i < 600; i++ { // a directory in node form
+	run(t, "sync")
+	for i := 0; i < files; i++ { // 600: a directory in node form
 		w(fmt.Sprintf("big/file-with-a-longer-name-%04d.txt", i), fmt.Sprintf("file %d\n", i))
 	}
 	w("new/data.bin", strings.Repeat("0123456789abcdef", 70000))
@@ -72,13 +49,12 @@ func crashedXFS(t *testing.T) string {
 	os.Rename(filepath.Join(mnt, "big/file-with-a-longer-name-0007.txt"), filepath.Join(mnt, "new/renamed.txt"))
 	os.Chmod(filepath.Join(mnt, "new/data.bin"), 0o600)
 	os.Chown(filepath.Join(mnt, "new/data.bin"), 1001, 1002)
-	run("setfattr", "-n", "user.note", "-v", "logged", filepath.Join(mnt, "new/renamed.txt"))
+	run(t, "setfattr", "-n", "user.note", "-v", "logged", filepath.Join(mnt, "new/renamed.txt"))
 	os.Mkdir(filepath.Join(mnt, "new/emptydir"), 0o750)
-	run("sync")
+	run(t, "sync")
 	w("last/after-sync.txt", "data not synced: the file exists, its bytes may not\n")
-	run("xfs_io", "-x", "-c", "shutdown -f", mnt)
-	run("umount", mnt)
-	mounted = false
+	run(t, "xfs_io", "-x", "-c", "shutdown -f", mnt)
+	unmount()
 	out, err := exec.Command("xfs_logprint", "-t", img).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("DIRTY")) {
 		t.Fatalf("the fixture's log is not dirty (xfs_logprint: %v):\n%.2000s", err, out)
@@ -135,7 +111,7 @@ func diffTrees(want, got map[string]string) []string {
 // replayed in memory, shows exactly what the kernel shows after its own
 // log recovery (on a copy), and that without the replay it would not.
 func TestLogReplayMatchesKernel(t *testing.T) {
-	img := crashedXFS(t)
+	img := crashedXFS(t, 320<<20, 600)
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
