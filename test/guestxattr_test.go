@@ -27,11 +27,13 @@ type xattrFixture struct {
 	root      syscall.Stat_t
 }
 
-// inDir runs a command in dir and returns its standard output.
+// inDir runs a command in dir and returns its standard output. The shell
+// changes directory after exec: a child that changed into a FUSE mount
+// served by this process between fork and exec (cmd.Dir) deadlocks with
+// the server (the kernel's ACCESS request waits on the paused parent).
 func inDir(t testing.TB, dir, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
+	cmd := exec.Command("sh", append([]string{"-c", `cd "$0" && exec "$@"`, dir, name}, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("%s %s in %s: %v", name, strings.Join(args, " "), dir, err)
