@@ -35,8 +35,8 @@ const (
 	liBuf   = 0x123c
 
 	blfInodeBuf = 0x1
-	blfCancel   = 0x4
-	blfDquots   = 0x2 | 0x8 | 0x10
+	blfCancel   = 0x2
+	blfDquots   = 0x4 | 0x8 | 0x10
 	blfChunk    = 128
 
 	ilogCore   = 0x001
@@ -316,6 +316,11 @@ func parseTransactions(recs []logRecord) ([]logTrans, error) {
 			}
 			t := open[tid]
 			if t == nil {
+				// A transaction whose start lies before the tail (or slack
+				// space): ignored, as the kernel does.
+				if flags&opStartTrans == 0 {
+					continue
+				}
 				t = &openTrans{lsn: rec.lsn}
 				open[tid] = t
 			}
@@ -378,7 +383,7 @@ func (r *logRecovery) replay(trans []logTrans) error {
 		}
 	}
 	for _, t := range trans {
-		for _, it := range t.items {
+		for _, it := range reorderItems(t.items) {
 			switch le.Uint16(it[0]) {
 			case liBuf:
 				if err := r.replayBuf(it, cancelled); err != nil {
@@ -395,6 +400,32 @@ func (r *logRecovery) replay(trans []logTrans) error {
 		}
 	}
 	return nil
+}
+
+// reorderItems orders one transaction's items as the kernel replays
+// them: buffers first, then inode and other items, then inode unlink
+// buffers, and buffer cancels last (an item logged in the same checkpoint
+// as the cancel of its buffer must still see the buffer cancelled).
+func reorderItems(items [][][]byte) [][][]byte {
+	le := binary.LittleEndian
+	var bufs, others, inodeBufs, cancels [][][]byte
+	for _, it := range items {
+		if le.Uint16(it[0]) != liBuf || len(it[0]) < 6 {
+			others = append(others, it)
+			continue
+		}
+		switch flags := le.Uint16(it[0][4:]); {
+		case flags&blfCancel != 0:
+			cancels = append(cancels, it)
+		case flags&blfInodeBuf != 0:
+			inodeBufs = append(inodeBufs, it)
+		default:
+			bufs = append(bufs, it)
+		}
+	}
+	out := append(bufs, others...)
+	out = append(out, inodeBufs...)
+	return append(out, cancels...)
 }
 
 // read returns n bytes at partition offset off as replayed so far.
