@@ -73,9 +73,12 @@ func MountSource(ctx context.Context, repo Source, dir string, opts Options) (*S
 		// No default timeouts: every node sets its own, and go-fuse would
 		// replace a deliberate zero (the root and VM directories) with
 		// the default.
-		UID:    t.uid,
-		GID:    t.gid,
-		Logger: log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
+		// Guest files keep mode 0000 (go-fuse would show 0644/0755);
+		// every node of the tree sets its own permissions.
+		NullPermissions: true,
+		UID:             t.uid,
+		GID:             t.gid,
+		Logger:          log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
 			FsName:       fsType,
@@ -88,9 +91,9 @@ func MountSource(ctx context.Context, repo Source, dir string, opts Options) (*S
 			// Splice needs pipes larger than the 1 MiB requests and gave no
 			// gain over plain data (NOTES.md).
 			DisableSplice: true,
-			// ls -l asks for ACL and security xattrs of every file; ENOSYS
-			// makes the kernel stop asking (points carry no xattrs).
-			DisableXAttrs: true,
+			// Guest files answer listxattr/getxattr with their own extended
+			// attributes (fusefs/guest); other nodes have none.
+			DisableXAttrs: false,
 			// Paths through latest/ resolve the link on every lookup;
 			// cached targets are invalidated when a VM's newest point changes.
 			EnableSymlinkCaching: true,

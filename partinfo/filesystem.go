@@ -52,6 +52,11 @@ type Info struct {
 	Size      int64 // bytes the filesystem spans
 	Used      int64 // bytes in use, -1 when unknown
 	Free      int64 // bytes free, -1 when unknown
+	// Recovered says what the reader replayed in memory because the image
+	// was taken from a running system ("journal replayed: 12 blocks",
+	// "log replayed: 3 transactions"), or why a journal or log that needed
+	// recovery was ignored; "" for a clean filesystem.
+	Recovered string
 }
 
 // Filesystem is a read-only guest filesystem opened over an io.ReaderAt.

@@ -76,3 +76,14 @@ func (s *safeFS) SeekHole(ino uint64, off int64) (o int64, err error) {
 	defer s.catch(fmt.Sprintf("seek hole in inode %d", ino), &err)
 	return s.fs.SeekHole(ino, off)
 }
+
+// Xattrs lists an inode's extended attributes when the wrapped reader has
+// them (partinfo.XattrReader); otherwise an error wrapping ErrNoXattrs.
+func (s *safeFS) Xattrs(ino uint64) (x []Xattr, err error) {
+	defer s.catch(fmt.Sprintf("list extended attributes of inode %d", ino), &err)
+	r, ok := s.fs.(XattrReader)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", s.name, ErrNoXattrs)
+	}
+	return r.Xattrs(ino)
+}

@@ -7,6 +7,7 @@ packages=(
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
   fuse3 rsync fdisk gdisk parted util-linux bsdutils cryptsetup-bin lvm2 thin-provisioning-tools mdadm exfatprogs exfat-fuse ldmtool kmod
   ceph-mon ceph-osd radosgw ceph-common
+  attr acl libcap2-bin
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -49,14 +49,15 @@ func fileCommands() []*cli.Command {
 		},
 		{
 			Name:      "restore-file",
-			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes and times",
+			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
 			Description: "Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
 				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
 				"too when run as root, else they are listed as SKIPPED, like sockets.",
-			Flags:  volFlags(&cli.BoolFlag{Name: "fail-fast", Usage: "stop at the first entry that cannot be restored"}),
+			Flags: volFlags(&cli.BoolFlag{Name: "fail-fast", Usage: "stop at the first entry that cannot be restored"},
+				&cli.BoolFlag{Name: "no-xattrs", Usage: "do not restore extended attributes, ACLs, file capabilities and SELinux labels"}),
 			Action: restoreFileAction,
 		},
 	}
@@ -120,6 +121,7 @@ type volumeJSON struct {
 	Array      string   `json:"md_array,omitempty"`     // an MD member: md/<array>
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+	Recovered  string   `json:"recovered,omitempty"` // journal or log replayed in memory (crash-consistent image)
 }
 
 type diskTableJSON struct {
@@ -160,6 +162,7 @@ func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
 			if j.Label == "" {
 				j.Label = info.Label
 			}
+			j.Recovered = info.Recovered
 		}
 		out.Partitions = append(out.Partitions, j)
 	}
@@ -243,6 +246,8 @@ func partitionsAction(c *cli.Context) error {
 				fs += " (member of " + v.Array + ")"
 			case !v.Browsable:
 				fs += " (not browsable)"
+			case v.Recovered != "":
+				fs += " (recovered)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
 				orDash(typ), orDash(v.PartName), fs, orDash(v.Label), orDash(v.UUID), used, free)
@@ -401,7 +406,7 @@ func restoreFileAction(c *cli.Context) error {
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
 		dest = filepath.Join(dest, restoreName(path.Base(p)))
 	}
-	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), report: os.Stderr})
+	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)

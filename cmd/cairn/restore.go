@@ -27,6 +27,7 @@ const nameMax = 255
 // restoreOptions steer restoreTree.
 type restoreOptions struct {
 	failFast bool      // stop at the first failure (the old behaviour)
+	noXattrs bool      // --no-xattrs: leave extended attributes and ACLs out
 	report   io.Writer // one line per failed, skipped or renamed entry
 }
 
@@ -49,8 +50,9 @@ type restorer struct {
 }
 
 type dirMeta struct {
-	path string
-	fi   fs.FileInfo
+	path  string
+	guest string
+	fi    fs.FileInfo
 }
 
 // errStop ends the walk (cancelled, or --fail-fast after a failure).
@@ -68,12 +70,22 @@ func restoreTree(ctx context.Context, fsys partinfo.Filesystem, src, dest string
 	if opt.report == nil {
 		opt.report = io.Discard
 	}
-	r := &restorer{ctx: ctx, fsys: fsys, gfs: partinfo.AsFS(fsys), opt: opt,
+	gfs := partinfo.AsFS(fsys)
+	if opt.noXattrs {
+		gfs = hideXattrs(gfs)
+	}
+	r := &restorer{ctx: ctx, fsys: fsys, gfs: gfs, opt: opt,
 		linked: map[uint64]string{}, onPath: map[uint64]bool{}, buf: make([]byte, 1<<20)}
 	err := r.walk(src, dest)
 	// Directory modes and times last, deepest first, after their content.
 	for i := len(r.dirs) - 1; i >= 0; i-- {
-		if merr := applyMeta(r.dirs[i].path, r.dirs[i].fi); merr != nil && err == nil {
+		merr := applyMeta(r.dirs[i].path, r.dirs[i].fi)
+		if merr == nil {
+			// After their content: a default ACL set earlier would be
+			// inherited by it.
+			merr = restoreXattrs(r.gfs, r.dirs[i].guest, r.dirs[i].path)
+		}
+		if merr != nil && err == nil {
 			if ferr := r.fail(r.dirs[i].path, merr); ferr != nil {
 				err = ferr
 			}
@@ -178,6 +190,10 @@ func (r *restorer) walk(p, target string) error {
 	if err := applyMeta(target, fi); err != nil {
 		return r.fail(p, err)
 	}
+	// After owner and mode: chown clears a file capability.
+	if err := restoreXattrs(r.gfs, p, target); err != nil {
+		return r.fail(p, err)
+	}
 	r.rep.restored++
 	return nil
 }
@@ -190,7 +206,7 @@ func (r *restorer) dir(p, target string, fi fs.FileInfo, a partinfo.Attr) error 
 	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return r.fail(p, err)
 	}
-	r.dirs = append(r.dirs, dirMeta{target, fi})
+	r.dirs = append(r.dirs, dirMeta{target, p, fi})
 	r.rep.restored++
 	ents, err := fs.ReadDir(r.gfs, p)
 	if err != nil {

@@ -135,7 +135,14 @@ func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if ch == nil {
 		return nil, syscall.ENOENT
 	}
-	dirAttr(&out.Attr, d.src.Point.Time)
+	// A volume directory is its filesystem's root directory: the entry
+	// carries the root inode's attributes, not made-up ones.
+	var a fuse.AttrOut
+	if vd, ok := ch.Operations().(*volumeDir); ok && vd.Getattr(ctx, nil, &a) == 0 {
+		out.Attr = a.Attr
+	} else {
+		dirAttr(&out.Attr, d.src.Point.Time)
+	}
 	out.SetEntryTimeout(timeout)
 	out.SetAttrTimeout(timeout)
 	return ch, 0
@@ -243,7 +250,11 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 		out.SetTimeout(timeout)
 		return 0
 	}
-	return v.root.getattr(out)
+	if errno := v.root.getattr(out); errno != 0 {
+		return errno
+	}
+	out.Ino = 0 // the volume directory keeps its own inode number
+	return 0
 }
 
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

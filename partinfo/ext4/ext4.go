@@ -94,6 +94,11 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 			f.journal = nil
 		}
 		f.resetCaches() // drop what was read before the overlay existed
+		if blocks, err := f.JournalReplay(); err != nil {
+			f.info.Recovered = "journal needed recovery but was ignored: " + err.Error()
+		} else if blocks > 0 {
+			f.info.Recovered = fmt.Sprintf("journal replayed: %d blocks", blocks)
+		}
 	}
 	root, err := f.readInode(rootIno)
 	if err != nil {

@@ -98,6 +98,8 @@ func walkBounded(t *testing.T, f *FS) {
 		if err != nil {
 			continue
 		}
+		_, err = f.Xattrs(ino)
+		checkNoPanic(t, err)
 		switch {
 		case a.Mode.IsDir():
 			entries, err := f.ReadDir(ino)

@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,6 +37,9 @@ func TestJournalReplay(t *testing.T) {
 	blocks, jerr := f.JournalReplay()
 	if jerr != nil || blocks == 0 {
 		t.Fatalf("journal replay: %d blocks, %v", blocks, jerr)
+	}
+	if want := fmt.Sprintf("journal replayed: %d blocks", blocks); f.Info().Recovered != want {
+		t.Errorf("Info().Recovered = %q, want %q", f.Info().Recovered, want)
 	}
 	changed := 0
 	for _, b := range f.journal.blocks {

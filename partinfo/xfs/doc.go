@@ -20,16 +20,32 @@
 //     reported as holes by SeekData/SeekHole;
 //   - CRC32C verification on v5 of the superblock, inodes, directory data
 //     blocks, bmbt blocks and remote symlink blocks, plus owner and
-//     inode-number checks. Failures wrap partinfo.ErrCorrupt.
+//     inode-number checks. Failures wrap partinfo.ErrCorrupt;
+//   - extended attributes (Xattrs, partinfo.XattrReader): the attribute
+//     fork in shortform, leaf and node (da-btree) form, remote values
+//     (v5 blocks with their header), names by namespace (user., trusted.
+//     for ATTR_ROOT, security. for ATTR_SECURE; parent pointers hidden),
+//     and trusted.SGI_ACL_FILE/DEFAULT also listed as
+//     system.posix_acl_access/default in the Linux xattr ACL format, as
+//     the kernel does;
+//   - log recovery (logreplay.go): an internal log that a crash left
+//     dirty is replayed in memory at Open, read-only — head found by the
+//     cycle numbers, records from the tail unpacked, transactions
+//     reassembled; buffer items (honouring cancel records) and inode items
+//     (the logged core converted from the log's little-endian form, data
+//     and attribute forks, bmbt roots converted to the on-disk form) are
+//     laid over the image as 512-byte sectors, and the CRCs of every
+//     changed block and inode recomputed. LogReplay and Info().Recovered
+//     report it; a log that cannot be parsed is ignored and reported.
+//     Intent items (extent frees, rmap/reflink/bmap and attribute
+//     intents) are not replayed.
 //
 // Refused or ignored:
 //   - incompatible feature bits it does not know (ErrUnsupported), e.g.
 //     metadir and zoned devices;
-//   - files on a realtime device (ErrUnsupported on read); the external
-//     log is never needed (a read-only reader does not replay the log, so
-//     an image taken from a running system shows the last checkpointed
-//     metadata, like a crash-consistent snapshot);
-//   - extended attributes (the attribute fork is skipped), quotas,
+//   - files on a realtime device (ErrUnsupported on read); an external
+//     log device (not part of the image: not replayed);
+//   - quotas,
 //     reflink sharing (shared blocks are simply read), the free-space
 //     and inode btrees (not needed to read files).
 //

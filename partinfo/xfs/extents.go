@@ -44,6 +44,17 @@ func (x *xfs) extentMap(in *inode) ([]extent, error) {
 	if m, ok := x.extents.Get(in.ino); ok {
 		return m, nil
 	}
+	m, err := x.forkExtents(in)
+	if err != nil {
+		return nil, err
+	}
+	x.extents.Add(in.ino, m, len(m))
+	return m, nil
+}
+
+// forkExtents decodes the extent map of in.fork (format in.format,
+// in.nextents records) without caching.
+func (x *xfs) forkExtents(in *inode) ([]extent, error) {
 	var m []extent
 	var err error
 	switch in.format {
@@ -63,7 +74,6 @@ func (x *xfs) extentMap(in *inode) ([]extent, error) {
 	if uint64(len(m)) != in.nextents {
 		return nil, corruptf("inode %d: found %d extents, inode records %d", in.ino, len(m), in.nextents)
 	}
-	x.extents.Add(in.ino, m, len(m))
 	return m, nil
 }
 

@@ -139,6 +139,15 @@ func fuzzWalk(x partinfo.Filesystem) error {
 			if err != nil {
 				continue
 			}
+			if xr, ok := x.(partinfo.XattrReader); ok {
+				if xs, err := xr.Xattrs(e.Ino); err == nil {
+					for _, a := range xs {
+						if a.Name == "" || len(a.Value) > maxAttrValue {
+							return fmt.Errorf("inode %d: xattr %q of %d bytes", e.Ino, a.Name, len(a.Value))
+						}
+					}
+				}
+			}
 			switch {
 			case a.Mode.IsDir():
 				if err := walk(e.Ino, depth+1); err != nil {

@@ -52,6 +52,12 @@ type inode struct {
 	flags    uint16
 	rdev     uint32
 	fork     []byte
+
+	// The attribute fork: format, extent count and a private copy of its
+	// bytes in the inode (nil when the inode has no attribute fork).
+	aformat   uint8
+	anextents uint64
+	afork     []byte
 }
 
 // readInode reads and validates inode ino.
@@ -123,8 +129,10 @@ func (x *xfs) decodeInode(ino uint64, buf []byte) (*inode, error) {
 	in.size = int64(size)
 	if flags2&diflag2Nrext64 != 0 {
 		in.nextents = be.Uint64(buf[24:])
+		in.anextents = uint64(be.Uint32(buf[76:]))
 	} else {
 		in.nextents = uint64(be.Uint32(buf[76:]))
+		in.anextents = uint64(be.Uint16(buf[80:]))
 	}
 	forkSize := len(buf) - coreSize
 	if forkoff := int(buf[82]) * 8; forkoff != 0 {
@@ -132,6 +140,8 @@ func (x *xfs) decodeInode(ino uint64, buf []byte) (*inode, error) {
 			return nil, corruptf("inode %d: attribute fork offset %d beyond %d", ino, forkoff, forkSize)
 		}
 		forkSize = forkoff
+		in.aformat = buf[83]
+		in.afork = append([]byte(nil), buf[coreSize+forkoff:]...)
 	}
 	in.fork = append([]byte(nil), buf[coreSize:coreSize+forkSize]...)
 	switch in.mode & sIFMT {

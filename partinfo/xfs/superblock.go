@@ -53,6 +53,8 @@ type superblock struct {
 	features2  uint32
 	incompat   uint32
 	rblocks    uint64
+	logStart   uint64 // first filesystem block of an internal log (0: external log)
+	logBlocks  uint32
 }
 
 // v5 reports a version 5 (CRC-enabled) filesystem.
@@ -99,6 +101,8 @@ func readSuperblock(r io.ReaderAt, off int64) (*superblock, error) {
 		dirBlkLog:  head[192],
 		features2:  be.Uint32(head[200:]),
 		incompat:   be.Uint32(head[216:]),
+		logStart:   be.Uint64(head[48:]),
+		logBlocks:  be.Uint32(head[96:]),
 	}
 	copy(sb.uuid[:], head[32:48])
 	if err := sb.validate(); err != nil {

@@ -2,6 +2,7 @@ package xfs
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"github.com/cairnbackup/cairn/internal/lru"
 	"io"
@@ -14,6 +15,7 @@ const (
 	inodeCacheEntries  = 4096
 	extentCacheRecords = 1 << 20
 	dirCacheEntries    = 1 << 18
+	xattrCacheBytes    = 8 << 20
 	// hashLookupFrom is the directory size from which Lookup of an
 	// uncached directory walks the hash index instead of parsing it all.
 	hashLookupFrom = 1 << 20
@@ -30,8 +32,14 @@ type xfs struct {
 	inodes  *lru.Cache[uint64, *inode]
 	extents *lru.Cache[uint64, []extent]
 	dirs    *lru.Cache[uint64, *directory]
+	xattrs  *lru.Cache[uint64, []partinfo.Xattr] // by inode, cost in bytes
 
 	hashLookupFrom int64 // see the constant; tests lower it
+
+	// log holds what replaying a dirty log changed (nil for a clean log);
+	// logErr says why a log that needed recovery could not be replayed.
+	log    *logOverlay
+	logErr error
 }
 
 var _ partinfo.Filesystem = (*xfs)(nil)
@@ -48,6 +56,11 @@ func Probe(r io.ReaderAt, off int64) bool {
 // Open reads the XFS filesystem in the partition of size bytes starting at
 // off in r. Only the superblock is read here; everything else on demand.
 func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) {
+	return open(r, off, size, true)
+}
+
+// open is Open with the log replay optional (tests compare both).
+func open(r io.ReaderAt, off, size int64, replay bool) (fsys partinfo.Filesystem, err error) {
 	defer recoverCorrupt("open", &err)
 	if off < 0 || size <= 0 {
 		return nil, fmt.Errorf("xfs: bad partition bounds offset %d size %d", off, size)
@@ -76,11 +89,20 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 		inodes:  lru.New[uint64, *inode](inodeCacheEntries),
 		extents: lru.New[uint64, []extent](extentCacheRecords),
 		dirs:    lru.New[uint64, *directory](dirCacheEntries),
+		xattrs:  lru.New[uint64, []partinfo.Xattr](xattrCacheBytes),
 
 		hashLookupFrom: hashLookupFrom,
 	}
 	if fsBytes := int64(sb.dblocks) * int64(sb.blockSize); fsBytes > size {
 		return nil, fmt.Errorf("xfs: filesystem of %d bytes exceeds its %d-byte partition: %w", fsBytes, size, partinfo.ErrCorrupt)
+	}
+	// Replay a dirty log in memory; a damaged log is ignored (the
+	// filesystem stays readable as it is on disk) and reported.
+	if !replay {
+	} else if o, err := x.replayLog(); err == nil {
+		x.log = o
+	} else if !errors.Is(err, errLogClean) {
+		x.logErr = err
 	}
 	root, err := x.readInode(sb.rootIno)
 	if err != nil {
@@ -100,8 +122,19 @@ func recoverCorrupt(op string, err *error) {
 }
 
 // readRaw reads len(p) bytes at partition offset off, refusing reads
-// outside the partition.
+// outside the partition, as the filesystem stands after log recovery.
 func (x *xfs) readRaw(p []byte, off int64) error {
+	if err := x.readDisk(p, off); err != nil {
+		return err
+	}
+	if x.log != nil {
+		x.log.apply(p, off)
+	}
+	return nil
+}
+
+// readDisk reads len(p) bytes at partition offset off as they are on disk.
+func (x *xfs) readDisk(p []byte, off int64) error {
 	if off < 0 || int64(len(p)) > x.geo.partSize || off > x.geo.partSize-int64(len(p)) {
 		return corruptf("read of %d bytes at %d outside the partition", len(p), off)
 	}
@@ -124,7 +157,14 @@ func (x *xfs) Info() partinfo.Info {
 		free = int64(x.sb.fdblocks) * x.geo.blockSize
 		used = size - free
 	}
+	recovered := ""
+	if n, err := x.LogReplay(); err != nil {
+		recovered = "log needed recovery but was ignored: " + err.Error()
+	} else if n > 0 {
+		recovered = fmt.Sprintf("log replayed: %d transactions", n)
+	}
 	return partinfo.Info{
+		Recovered: recovered,
 		Type:      "xfs",
 		Label:     x.sb.label,
 		UUID:      formatUUID(x.sb.uuid),
@@ -151,4 +191,14 @@ func (x *xfs) Stat(ino uint64) (a partinfo.Attr, err error) {
 		return partinfo.Attr{}, err
 	}
 	return in.attr(x.geo.blockSize), nil
+}
+
+// LogReplay reports how many committed transactions the in-memory log
+// replay applied (0 for a clean log) and, if the log needed recovery but
+// could not be replayed, why it was ignored.
+func (x *xfs) LogReplay() (transactions int, err error) {
+	if x.log != nil {
+		transactions = x.log.trans
+	}
+	return transactions, x.logErr
 }

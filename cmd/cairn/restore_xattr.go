@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairnbackup/cairn/partinfo"
+)
+
+// restoreXattrs gives target the extended attributes the guest file p of
+// gfs has: user.* always, and as root also trusted.* and security.* (file
+// capabilities, SELinux labels), like owners. POSIX ACLs are set from
+// system.posix_acl_access/default, and ACLs the target picked up that the
+// guest file does not have (inherited from a default ACL) are removed;
+// XFS's trusted.SGI_ACL_* copies of them are not written as such.
+// Nothing happens when gfs does not expose xattrs (see hideXattrs) or its
+// filesystem has none. Call it after owner and mode are set: chown clears
+// a file capability.
+func restoreXattrs(gfs fs.FS, p, target string) error {
+	xfs, ok := gfs.(partinfo.XattrFS)
+	if !ok {
+		return nil
+	}
+	xs, err := xfs.LXattrs(p)
+	if errors.Is(err, partinfo.ErrNoXattrs) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read extended attributes of %s: %w", p, err)
+	}
+	root := os.Geteuid() == 0
+	has := map[string]bool{}
+	var failed []string
+	for _, x := range xs {
+		has[x.Name] = true
+		if !root && (strings.HasPrefix(x.Name, "trusted.") || strings.HasPrefix(x.Name, "security.")) {
+			continue
+		}
+		if x.Name == "trusted.SGI_ACL_FILE" || x.Name == "trusted.SGI_ACL_DEFAULT" {
+			continue // XFS's own form of the ACLs, restored as system.posix_acl_*
+		}
+		if err := unix.Lsetxattr(target, x.Name, x.Value, 0); err != nil {
+			failed = append(failed, fmt.Sprintf("%s (%v)", x.Name, err))
+		}
+	}
+	for _, acl := range []string{partinfo.XattrACLAccess, partinfo.XattrACLDefault} {
+		if has[acl] {
+			continue
+		}
+		err := unix.Lremovexattr(target, acl)
+		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
+			failed = append(failed, fmt.Sprintf("remove inherited %s (%v)", acl, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s: cannot set extended attributes %s: restore onto a filesystem that can hold them (XFS, or ext4 with ea_inode for values larger than a block), as root for trusted.* and security.*, or pass --no-xattrs to leave them out",
+			target, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// hideXattrs returns gfs without its extended attributes (--no-xattrs):
+// restoreXattrs then does nothing.
+func hideXattrs(gfs fs.FS) fs.FS {
+	if l, ok := gfs.(linkFS); ok {
+		return noXattrFS{l}
+	}
+	return gfs
+}
+
+// linkFS is what restore-file uses of a guest fs.FS besides xattrs.
+type linkFS interface {
+	fs.ReadDirFS
+	fs.StatFS
+	fs.ReadLinkFS
+}
+
+type noXattrFS struct{ linkFS }

@@ -1,0 +1,93 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/cairnbackup/cairn/partinfo"
+)
+
+// Extended attributes of guest files: listxattr and getxattr answer what
+// the guest filesystem holds, named and encoded as a kernel mount of it
+// shows them. Filesystems whose reader has none (NTFS, FAT) answer ENOTSUP.
+
+var (
+	_ gofs.NodeGetxattrer  = (*guestNode)(nil)
+	_ gofs.NodeListxattrer = (*guestNode)(nil)
+	_ gofs.NodeGetxattrer  = (*volumeDir)(nil)
+	_ gofs.NodeListxattrer = (*volumeDir)(nil)
+)
+
+func (n *guestNode) xattrs() ([]partinfo.Xattr, syscall.Errno) {
+	xs, err := partinfo.Xattrs(n.fs, n.ino)
+	if errors.Is(err, partinfo.ErrNoXattrs) {
+		return nil, syscall.ENOTSUP
+	}
+	if err != nil {
+		return nil, n.fail("xattrs", err)
+	}
+	return xs, 0
+}
+
+// Getxattr copies one attribute's value into dest (its size when dest is
+// empty, ERANGE when too small, ENODATA when the file has no such name).
+func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	xs, errno := n.xattrs()
+	if errno != 0 {
+		return 0, errno
+	}
+	for _, x := range xs {
+		if x.Name != attr {
+			continue
+		}
+		if len(dest) < len(x.Value) {
+			return uint32(len(x.Value)), syscall.ERANGE
+		}
+		return uint32(copy(dest, x.Value)), 0
+	}
+	return 0, syscall.ENODATA
+}
+
+// Listxattr fills dest with the NUL-terminated names.
+func (n *guestNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	xs, errno := n.xattrs()
+	if errno != 0 {
+		return 0, errno
+	}
+	size := 0
+	for _, x := range xs {
+		size += len(x.Name) + 1
+	}
+	if len(dest) < size {
+		return uint32(size), syscall.ERANGE
+	}
+	off := 0
+	for _, x := range xs {
+		off += copy(dest[off:], x.Name)
+		dest[off] = 0
+		off++
+	}
+	return uint32(size), 0
+}
+
+// The root directory of a guest filesystem shows its root inode's
+// attributes; a volume that cannot be opened has none.
+
+func (v *volumeDir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	v.open()
+	if v.err != nil {
+		return 0, syscall.ENODATA
+	}
+	return v.root.Getxattr(ctx, attr, dest)
+}
+
+func (v *volumeDir) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	v.open()
+	if v.err != nil {
+		return 0, 0
+	}
+	return v.root.Listxattr(ctx, dest)
+}
