@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"slices"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -15,6 +16,7 @@ const (
 	infoName  = "info.json"
 	disksName = "disks"
 	fsName    = "fs"
+	bootName  = "boot"
 )
 
 // pointDir is one recovery point: info.json, disks/ and (with an
@@ -46,6 +48,9 @@ func (n *pointDir) list() []fuse.DirEntry {
 	}
 	if n.t.opts.FSProvider != nil {
 		entries = append(entries, fuse.DirEntry{Name: fsName, Mode: syscall.S_IFDIR})
+	}
+	for _, d := range attachmentDirs(n.p) {
+		entries = append(entries, fuse.DirEntry{Name: d, Mode: syscall.S_IFDIR})
 	}
 	return entries
 }
@@ -82,7 +87,12 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 		}
 	default:
-		return nil, syscall.ENOENT
+		if !slices.Contains(attachmentDirs(n.p), name) {
+			return nil, syscall.ENOENT
+		}
+		if ch == nil {
+			ch = n.NewInode(ctx, &attachDir{t: n.t, p: n.p, dir: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
 	}
 	return ch, fillEntry(ctx, ch, out)
 }

@@ -37,6 +37,7 @@ func importCommand() *cli.Command {
 			&cli.BoolFlag{Name: "full", Usage: "read every disk whole even if it was backed up before"},
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
+			&cli.StringFlag{Name: "vm-config", Usage: "VM configuration JSON `FILE` (the format of a point's vm/config.json) kept with the point, so `cairn boot` can use it"},
 		}, nbdTLSFlags()...),
 		Action: importAction,
 	}
@@ -76,6 +77,11 @@ func importAction(c *cli.Context) error {
 	}
 	defer repo.Close()
 	opts := blockmap.PointOptions{Consistency: c.String("consistency"), Purpose: "cairn import"}
+	if f := c.String("vm-config"); f != "" {
+		if opts.Attachments, err = readVMConfigFlag(f, names); err != nil {
+			return err
+		}
+	}
 	if t := c.Timestamp("time"); t != nil {
 		opts.Time = *t
 	}
