@@ -529,7 +529,6 @@ func (e *Export) status(off, length int64, one bool) []uint32 {
 	return out
 }
 
-
 func (c *conn) writeReply(parts ...[]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
