@@ -14,7 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/cairnbackup/cairn/backupd/boot")
+	"github.com/cairnbackup/cairn/backupd/boot"
+)
 
 func bootCommand() *cli.Command {
 	return &cli.Command{
