@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 
@@ -52,6 +54,10 @@ func (n *pointDir) list() []fuse.DirEntry {
 	for _, d := range attachmentDirs(n.p) {
 		entries = append(entries, fuse.DirEntry{Name: d, Mode: syscall.S_IFDIR})
 	}
+	// boot/ is listed once a check ran; it can be looked up always
+	if _, err := os.Stat(filepath.Join(n.t.opts.BootChecksDir, n.p.VM, n.p.ID)); err == nil {
+		entries = append(entries, fuse.DirEntry{Name: bootName, Mode: syscall.S_IFDIR})
+	}
 	return entries
 }
 
@@ -85,6 +91,10 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		}
 		if ch == nil {
 			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
+	case bootName:
+		if ch == nil {
+			ch = n.NewInode(ctx, &bootDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 		}
 	default:
 		if !slices.Contains(attachmentDirs(n.p), name) {

@@ -42,6 +42,9 @@ type Server struct {
 // bounds only the mounting itself.
 func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
+	if opts.BootChecksDir == "" {
+		opts.BootChecksDir = filepath.Join(repo.Dir(), "bootchecks")
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("mount point %s: %w", dir, err)

@@ -248,8 +248,13 @@ func (m *Machine) plan() ([]string, error) {
 		args = append(args, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+v)
 	} else {
-		// SeaBIOS writes its messages ("No bootable device.") to the serial port too
-		args = append(args, "-fw_cfg", "name=etc/sercon-port,string=0x3f8")
+		// SeaBIOS writes its messages ("No bootable device.") to the serial
+		// port too: etc/sercon-port holds the port as a little-endian integer
+		port := filepath.Join(m.RunDir, "sercon-port")
+		if err := os.WriteFile(port, []byte{0xf8, 0x03}, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-fw_cfg", "name=etc/sercon-port,file="+port)
 	}
 	dargs, err := m.diskArgs()
 	if err != nil {

@@ -65,7 +65,8 @@ func bootStop(vm string) error {
 		return fmt.Errorf("boot --stop: the machine of VM %q is no longer running", vm)
 	}
 	for range 300 {
-		if syscall.Kill(pid, 0) != nil {
+		// ended: its state file is removed on exit (or it is gone, or a zombie)
+		if _, err := os.Stat(f); err != nil || syscall.Kill(pid, 0) != nil || processZombie(pid) {
 			fmt.Printf("stopped the machine of %s\n", vm)
 			return nil
 		}
@@ -212,4 +213,14 @@ func verifyBootAction(c *cli.Context) error {
 		return fmt.Errorf("verify-boot: %s point %s: %s: %s", p.VM, p.ID, res.Verdict, res.Reason)
 	}
 	return nil
+}
+
+// processZombie reports whether pid has exited but was not reaped yet.
+func processZombie(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	return i > 0 && strings.HasPrefix(string(st[i+1:]), " Z")
 }
