@@ -100,7 +100,7 @@ func TestPlan(t *testing.T) {
 		t.Errorf("caps and renumbering not said: %v", m.Notes)
 	}
 	// BIOS, no NICs with --network none
-	cfg.Firmware, cfg.NICs = vmconfig.FirmwareBIOS, cfg.NICs
+	cfg.Firmware = vmconfig.FirmwareBIOS
 	m = &Machine{opts: Options{Config: cfg, Network: NetworkNone, Accel: "tcg", Disks: []Disk{{Name: "scsi0-0"}}}, RunDir: t.TempDir()}
 	args, err = m.plan()
 	if err != nil {
