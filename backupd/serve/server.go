@@ -43,6 +43,7 @@ type Server struct {
 	verify  VerifyStatus
 
 	metrics *metrics
+	boots   bootChecks
 }
 
 const maxRuns = 500
