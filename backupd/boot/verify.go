@@ -88,8 +88,10 @@ func Verify(ctx context.Context, m *Machine, o VerifyOptions) Result {
 	defer m.Stop()
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(o.Interval)
+	// the serial console is read every second, the screen every Interval
+	tick := time.NewTicker(min(time.Second, o.Interval))
 	defer tick.Stop()
+	nextShot := start.Add(o.Interval)
 	var last screenStats
 	var lastSerial int64 = -1
 	changed := start
@@ -139,6 +141,10 @@ func Verify(ctx context.Context, m *Machine, o VerifyOptions) Result {
 			return res
 		case <-tick.C:
 		}
+		if time.Now().Before(nextShot) {
+			continue
+		}
+		nextShot = time.Now().Add(o.Interval)
 		st, ok := shot()
 		if !ok {
 			continue
