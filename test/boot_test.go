@@ -260,6 +260,40 @@ func TestBootPoints(t *testing.T) {
 	}()
 	wg.Wait()
 
+	// a timeout powers the machine off too
+	res := runCairn(t, nil, "--repo", repoDir, "verify-boot", "--vm", "bguest", "--timeout", "2s", "--pattern", "never-printed", "--json")
+	var tr boot.Result
+	if err := json.Unmarshal([]byte(res.stdout), &tr); err != nil || tr.Verdict != boot.VerdictTimeout || res.code == 0 {
+		t.Errorf("verify-boot --timeout 2s: %v %+v exit %d", err, tr, res.code)
+	}
+	if left := cairnBootProcs(); len(left) != 0 {
+		t.Errorf("qemu left after a timeout: %v", left)
+	}
+	// cairn boot killed with SIGKILL: qemu dies with it (PR_SET_PDEATHSIG)
+	cmd := exec.Command(buildCairn(t), "--repo", repoDir, "boot", "--vm", "emptyvm", "--firmware", "bios")
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	qemuPid := 0
+	for range 300 {
+		if qemuPid = childQEMU(cmd.Process.Pid); qemuPid != 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if qemuPid == 0 {
+		t.Error("no qemu under cairn boot")
+	}
+	for i := 0; i < 100 && len(cairnBootProcs()) > 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := cairnBootProcs(); len(left) != 0 {
+		t.Errorf("qemu outlived a killed cairn boot: %v", left)
+	}
+
 	if after := treeHash(t, filepath.Join(repoDir, "images")); after != before {
 		t.Error("booting changed the repository's images")
 	}
