@@ -294,6 +294,30 @@ func TestBootPoints(t *testing.T) {
 		t.Errorf("qemu outlived a killed cairn boot: %v", left)
 	}
 
+	// --keep-overlay DIR keeps the overlays after --stop
+	keep := filepath.Join(t.TempDir(), "keep")
+	tmp := t.TempDir()
+	cmd = exec.Command(buildCairn(t), "--repo", repoDir, "boot", "--vm", "emptyvm", "--firmware", "bios", "--keep-overlay", keep)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// running once its state file (for --stop) is written
+	for i := 0; i < 600; i++ {
+		if _, err := os.Stat(filepath.Join(tmp, "cairn-boot", "emptyvm.pid")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res := runCairn(t, []string{"TMPDIR=" + tmp}, "boot", "--stop", "--vm", "emptyvm"); res.code != 0 {
+		t.Errorf("boot --stop: %s", res.stderr)
+		cmd.Process.Kill()
+	}
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(keep, "scsi0-0.qcow2")); err != nil {
+		t.Errorf("--keep-overlay: %v", err)
+	}
+
 	if after := treeHash(t, filepath.Join(repoDir, "images")); after != before {
 		t.Error("booting changed the repository's images")
 	}

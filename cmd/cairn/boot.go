@@ -105,12 +105,13 @@ func bootAction(c *cli.Context) error {
 	} else if opts.RunDir, err = os.MkdirTemp("", "cairn-boot-"); err != nil {
 		return err
 	}
+	// written before starting, so --stop also ends a machine still starting
+	if err := os.WriteFile(state, []byte(strconv.Itoa(os.Getpid())), 0o600); err == nil {
+		defer os.Remove(state)
+	}
 	pm, err := boot.StartPoint(c.Context, repo, p, opts)
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
-	}
-	if err := os.WriteFile(state, []byte(strconv.Itoa(os.Getpid())), 0o600); err == nil {
-		defer os.Remove(state)
 	}
 	fmt.Fprintf(os.Stderr, "booting %s point %s: firmware %s, %s, %d CPUs, %d MiB, network %s\n", p.VM, p.ID, pm.Firmware, strings.ToUpper(pm.Accel), pm.CPUs, pm.MemoryMB, c.String("network"))
 	for _, n := range pm.Notes {
