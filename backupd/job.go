@@ -272,6 +272,9 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	if err := j.copyDisks(ctx, disks); err != nil {
 		return nil, err
 	}
+	if err := j.attachVMFiles(ctx, sess); err != nil {
+		return nil, err
+	}
 	p, err := j.commit(ctx, sess)
 	if err != nil {
 		return nil, fmt.Errorf("commit point of %s: %w", j.vm.Name, err)

@@ -36,6 +36,8 @@ type Point struct {
 	Committed   time.Time       `json:"committed"`
 	Disks       []DiskInfo      `json:"disks"`
 	Meta        json.RawMessage `json:"meta,omitempty"`
+	// Attachments are the named files committed with the point (Session.Attach).
+	Attachments []AttachmentInfo `json:"attachments,omitempty"`
 }
 
 // DiskInfo describes one disk of a recovery point.

@@ -174,6 +174,9 @@ func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCSt
 				if err := txn.Delete(vmGenKey(prefixPoint, vm, g)); err != nil {
 					return err
 				}
+				if err := deleteAttachments(txn, vm, g); err != nil {
+					return err
+				}
 			}
 			return markGC(txn, vm, gens)
 		})

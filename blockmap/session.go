@@ -28,6 +28,9 @@ type PointOptions struct {
 	Meta json.RawMessage
 	// Purpose names the writer in "in use by" errors, e.g. "cairn import".
 	Purpose string
+	// Attachments are named files committed with the point, as if given
+	// to Session.Attach.
+	Attachments map[string][]byte
 }
 
 // DiskOptions describe one disk of a session.
@@ -58,9 +61,10 @@ type Session struct {
 	lock    *vmLock
 	base    *Point
 
-	mu    sync.Mutex
-	disks []*DiskWriter
-	done  bool
+	mu     sync.Mutex
+	disks  []*DiskWriter
+	attach map[string][]byte // Attach: name -> data, stored by Commit
+	done   bool
 }
 
 // BeginPoint starts a new recovery point of vm. It fails with ErrInUse when
@@ -80,6 +84,12 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 		return nil, err
 	}
 	s := &Session{repo: r, vm: vm, opts: opts, started: time.Now().UTC(), lock: lock}
+	for name, data := range opts.Attachments {
+		if err := s.Attach(name, data); err != nil {
+			lock.release()
+			return nil, fmt.Errorf("begin recovery point of %s: %w", vm, err)
+		}
+	}
 	if s.opts.Time.IsZero() {
 		s.opts.Time = s.started
 	}
@@ -606,7 +616,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 	synced := make(chan error, 1)
 	go func() { synced <- s.syncImages() }()
 	waited := false
-	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta}
+	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta, Attachments: s.attachmentInfos()}
 	err := s.repo.update(ctx, func(db *badger.DB) error {
 		waited = true
 		if err := <-synced; err != nil {
@@ -656,6 +666,9 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 			p.ID = uniquePointID(p.Time, pts)
 			p.Committed = time.Now().UTC()
 			if err := setJSON(txn, vmGenKey(prefixPoint, s.vm, s.gen), p); err != nil {
+				return err
+			}
+			if err := s.writeAttachments(txn); err != nil {
 				return err
 			}
 			rec := vmRecord{Name: s.vm, Disks: map[string]uint32{}}

@@ -8,6 +8,11 @@
 //	      disks/<disk>.img       the raw disk as it was at the point
 //	      disks/<disk>.vmdk      monolithic-flat VMDK descriptor over <disk>.img
 //	      fs/<disk>/...          guest filesystems (only with Options.FSProvider)
+//	      vm/config.json         files committed with the point (blockmap attachments):
+//	      vm/<name>.vmx          the VM's configuration, .vmx and .nvram at backup time
+//	      vm/<name>.nvram
+//	      boot/result.json       the last boot check (cairn verify-boot), kept beside the
+//	      boot/screenshot.png    point in Options.BootChecksDir (<repo>/bootchecks/<vm>/<point>/)
 //
 // Committed recovery points never change, so everything under a point is
 // cached by the kernel (keep-cache, long attribute and entry timeouts);

@@ -19,6 +19,11 @@ type pointInfo struct {
 	StoredBytes int64           `json:"stored_bytes"`
 	Disks       []diskInfo      `json:"disks"`
 	Meta        json.RawMessage `json:"meta,omitempty"`
+	// VMConfig is the path of the VM's recorded configuration in the
+	// point ("vm/config.json"), empty when the point has none;
+	// Attachments list every file committed with the point.
+	VMConfig    string                    `json:"vm_config,omitempty"`
+	Attachments []blockmap.AttachmentInfo `json:"attachments,omitempty"`
 }
 
 type diskInfo struct {
@@ -40,7 +45,10 @@ func pointInfoJSON(p blockmap.Point) ([]byte, error) {
 	info := pointInfo{
 		VM: p.VM, Point: p.ID, Generation: p.Gen, Time: p.Time, Consistency: p.Consistency,
 		Started: p.Started, Committed: p.Committed, StoredBytes: p.StoredBytes(), Meta: validJSON(p.Meta),
-		Disks: []diskInfo{},
+		Disks: []diskInfo{}, Attachments: p.Attachments,
+	}
+	if _, ok := p.Attachment(vmConfigAttachment); ok {
+		info.VMConfig = vmConfigAttachment
 	}
 	for _, d := range p.Disks {
 		info.Disks = append(info.Disks, diskInfo{
@@ -55,6 +63,10 @@ func pointInfoJSON(p blockmap.Point) ([]byte, error) {
 	}
 	return append(data, '\n'), nil
 }
+
+// vmConfigAttachment is the attachment a VM's configuration is kept in
+// (backupd/vmconfig.AttachmentConfig; fusefs does not import backupd).
+const vmConfigAttachment = "vm/config.json"
 
 // validJSON drops metadata that is not valid JSON, so info.json always is.
 func validJSON(m json.RawMessage) json.RawMessage {

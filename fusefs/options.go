@@ -77,6 +77,10 @@ type Options struct {
 	ReadAheadKB int
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
+	// BootChecksDir holds boot check results by <vm>/<point>/ (result.json,
+	// screenshot.png), shown in every point as boot/. Default:
+	// <repo>/bootchecks, where cairn verify-boot keeps them.
+	BootChecksDir string
 }
 
 // defaultReadAheadKB is the mount's readahead: 16 MiB measured best for

@@ -2,6 +2,9 @@ package fusefs
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -15,6 +18,7 @@ const (
 	infoName  = "info.json"
 	disksName = "disks"
 	fsName    = "fs"
+	bootName  = "boot"
 )
 
 // pointDir is one recovery point: info.json, disks/ and (with an
@@ -46,6 +50,13 @@ func (n *pointDir) list() []fuse.DirEntry {
 	}
 	if n.t.opts.FSProvider != nil {
 		entries = append(entries, fuse.DirEntry{Name: fsName, Mode: syscall.S_IFDIR})
+	}
+	for _, d := range attachmentDirs(n.p) {
+		entries = append(entries, fuse.DirEntry{Name: d, Mode: syscall.S_IFDIR})
+	}
+	// boot/ is listed once a check ran; it can be looked up always
+	if _, err := os.Stat(filepath.Join(n.t.opts.BootChecksDir, n.p.VM, n.p.ID)); err == nil {
+		entries = append(entries, fuse.DirEntry{Name: bootName, Mode: syscall.S_IFDIR})
 	}
 	return entries
 }
@@ -81,8 +92,17 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		if ch == nil {
 			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 		}
+	case bootName:
+		if ch == nil {
+			ch = n.NewInode(ctx, &bootDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
 	default:
-		return nil, syscall.ENOENT
+		if !slices.Contains(attachmentDirs(n.p), name) {
+			return nil, syscall.ENOENT
+		}
+		if ch == nil {
+			ch = n.NewInode(ctx, &attachDir{t: n.t, p: n.p, dir: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		}
 	}
 	return ch, fillEntry(ctx, ch, out)
 }

@@ -48,6 +48,9 @@ func Mount(ctx context.Context, repo *blockmap.Repo, dir string, opts Options) (
 // a repository.
 func MountSource(ctx context.Context, repo Source, dir string, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
+	if opts.BootChecksDir == "" {
+		opts.BootChecksDir = filepath.Join(repo.Dir(), "bootchecks")
+	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("mount point %s: %w", dir, err)

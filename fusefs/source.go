@@ -24,6 +24,9 @@ type Source interface {
 	Dir() string
 	// BlockSize sizes read-around and reader memory estimates.
 	BlockSize() int
+	// Attachment reads a file kept with a point (Point.Attachments: the
+	// VM's configuration, .vmx, .nvram), checked against its hash.
+	Attachment(ctx context.Context, p blockmap.Point, name string) ([]byte, error)
 	// OpenDisk opens one disk of one point.
 	OpenDisk(ctx context.Context, p blockmap.Point, disk string) (Disk, error)
 }

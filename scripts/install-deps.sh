@@ -8,6 +8,7 @@ packages=(
   fuse3 rsync fdisk gdisk parted util-linux bsdutils cryptsetup-bin lvm2 thin-provisioning-tools mdadm exfatprogs exfat-fuse ldmtool kmod
   ceph-mon ceph-osd radosgw ceph-common
   attr acl libcap2-bin
+  qemu-system-x86 ovmf syslinux syslinux-common grub-efi-amd64-bin grub-common busybox-static
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -29,6 +29,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/vms", s.handleVMs)
 	mux.HandleFunc("GET /api/v1/points", s.handlePoints)
+	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/boot", s.handleBootResult)
+	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/boot/screenshot.png", s.handleBootScreenshot)
 	mux.HandleFunc("GET /api/v1/jobs", s.handleJobs)
 	mux.HandleFunc("POST /api/v1/jobs", s.handleRunNow)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)

@@ -288,6 +288,9 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	if job.VerifySourceEvery > 0 {
 		s.maybeVerifySource(ctx, conn, opts, job, r, host, log)
 	}
+	if job.BootCheck != nil && job.BootCheck.AfterBackup {
+		s.startBootCheck(ctx, job, r.VM, res.PointID, log)
+	}
 	s.finish(r, time.Now(), nil)
 	return nil
 }

@@ -49,6 +49,7 @@ type Server struct {
 	token   string       // the API's bearer token (apiguard.go)
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
+	boots   bootChecks
 }
 
 const maxRuns = 500

@@ -38,7 +38,9 @@ type VM struct {
 	Snapshots []SnapshotRef
 	// VMPathName is the datastore path of the .vmx file.
 	VMPathName string
-	conn       *Conn
+	// Config is the VM's configuration as read (see VMConfig).
+	Config *types.VirtualMachineConfigInfo
+	conn   *Conn
 }
 
 // Object is the govmomi object of the VM.
@@ -143,7 +145,7 @@ func (c *Conn) LoadVM(ctx context.Context, ref types.ManagedObjectReference) (*V
 	if m.Config.Template {
 		return nil, fmt.Errorf("VM %s is a template, not a virtual machine: templates are not backed up: %w", m.Name, ErrNotBackupable)
 	}
-	vm := &VM{Ref: ref, Name: m.Name, HardwareVersion: m.Config.Version, VMPathName: m.Config.Files.VmPathName, conn: c}
+	vm := &VM{Ref: ref, Name: m.Name, HardwareVersion: m.Config.Version, VMPathName: m.Config.Files.VmPathName, Config: m.Config, conn: c}
 	if m.Runtime.Host != nil {
 		vm.Host = m.Runtime.Host.Value
 	}

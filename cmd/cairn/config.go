@@ -70,6 +70,9 @@ jobs:
     # point (catches changes CBT missed); a difference is repaired with a
     # full point unless repair: false.
     verify_against_source_every: 10
+    # Boot every new point headless and isolated and keep a verdict and a
+    # screenshot (cairn verify-boot; needs qemu-system-x86 and ovmf).
+    # boot_check: {after_backup: true, timeout: 10m, max_parallel: 1}
 `
 
 func configCommands() []*cli.Command {

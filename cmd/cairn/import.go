@@ -37,6 +37,7 @@ func importCommand() *cli.Command {
 			&cli.StringFlag{Name: "consistency", Value: blockmap.ConsistencyImported, Usage: "consistency label of the point"},
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
 			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "NBD sources: fail a connection that makes no progress for this long (the handshake gets at most 30s of it)"},
+			&cli.StringFlag{Name: "vm-config", Usage: "VM configuration JSON `FILE` (the format of a point's vm/config.json) kept with the point, so `cairn boot` can use it"},
 		}, nbdTLSFlags()...),
 		Action: importAction,
 	}
@@ -79,6 +80,11 @@ func importAction(c *cli.Context) error {
 	}
 	defer repo.Close()
 	opts := blockmap.PointOptions{Consistency: c.String("consistency"), Purpose: "cairn import"}
+	if f := c.String("vm-config"); f != "" {
+		if opts.Attachments, err = readVMConfigFlag(f, names); err != nil {
+			return err
+		}
+	}
 	if t := c.Timestamp("time"); t != nil {
 		if err := checkPointTime(*t, time.Now()); err != nil {
 			return fmt.Errorf("import: %w", err)

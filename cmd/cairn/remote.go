@@ -846,7 +846,24 @@ type remoteSource struct {
 	cat []blockmap.VMSummary
 }
 
-func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) { return s.cat, nil }
+func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) {
+	// Attachments (vm/) are not replicated yet: a remote point shows none.
+	out := make([]blockmap.VMSummary, len(s.cat))
+	for i, v := range s.cat {
+		out[i] = v
+		out[i].Points = make([]blockmap.Point, len(v.Points))
+		for j, p := range v.Points {
+			p.Attachments = nil
+			out[i].Points[j] = p
+		}
+	}
+	return out, nil
+}
+
+// Attachment fails: a remote does not hold a point's attachments yet.
+func (s *remoteSource) Attachment(_ context.Context, p blockmap.Point, name string) ([]byte, error) {
+	return nil, fmt.Errorf("%s of %s point %s: %w (attachments are not replicated)", name, p.VM, p.ID, blockmap.ErrNotFound)
+}
 func (s *remoteSource) CatalogSeq() uint64                                    { return 1 }
 func (s *remoteSource) CatalogState() (blockmap.CatalogState, error) {
 	return blockmap.CatalogState{Seq: 1, Deleted: map[blockmap.PointRef]uint64{}}, nil

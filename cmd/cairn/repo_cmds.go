@@ -262,15 +262,15 @@ func pointsAction(c *cli.Context) error {
 		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED")
+	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
 	for _, v := range cat {
 		for _, p := range v.Points {
 			var disks []string
 			for _, d := range p.Disks {
 				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
-				p.Consistency, strings.Join(disks, ", "), humanBytes(p.StoredBytes()))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
+				p.Consistency, strings.Join(disks, ", "), humanBytes(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
 		}
 	}
 	tw.Flush()

@@ -31,6 +31,16 @@
 //     pvscsi key 1000 with disks 2000+unit on scsi0:N, AHCI 15000 (sata0:N,
 //     keys 16000+), NVMe 31000 (nvme0:N, keys 32000+). backing.uuid is a
 //     per-disk 6000C29x-... uuid, also in the descriptor.
+//   - VM files: each VM's directory holds a .vmx rendered from its
+//     configuration as ESXi writes it (rewritten after every
+//     ReconfigVM_Task) and a .nvram firmware image (the MRVN container:
+//     CMOS for BIOS VMs, a variable store for EFI ones); the datastore's
+//     HTTP interface (/folder, govmomi's Datastore.Download) serves them.
+//     VMSpec sets firmware and secure boot, CPUs, cores per socket,
+//     memory, guest id, the SCSI controller type (pvscsi, lsilogic,
+//     lsilogic-sas, buslogic), NICs (vmxnet3, e1000, e1000e), an IDE
+//     CD-ROM, annotation, extraConfig, and per disk thin, thick or eager
+//     provisioning. Sim.VMXPath and Sim.NVRAMPath give their local paths.
 //   - Login accepts only Sim.User/Sim.Password (InvalidLogin otherwise).
 //   - CreateSnapshot_Task/CreateSnapshotEx_Task freeze every disk: the flat
 //     file is cloned (FICLONE reflink, else a hole-preserving copy) to

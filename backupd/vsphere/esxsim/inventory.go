@@ -21,6 +21,8 @@ const (
 	keySCSIDisk       = 2000
 	keySATADisk       = 16000
 	keyNVMeDisk       = 32000
+	keyIDEController  = 200
+	keyCDROM          = 3000
 )
 
 // buildInventory makes the datastore, mounted on every host, the VM
@@ -111,13 +113,29 @@ func (s *Sim) vmFolder(ctx context.Context, made map[string]*object.Folder, rel 
 func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, pool *object.ResourcePool, host *object.HostSystem, ds types.ManagedObjectReference) error {
 	hw, _ := hardwareVersionNumber(spec.HardwareVersion)
 	vm := &vmState{name: spec.Name, hwVersion: hw, failQuiesce: spec.FailQuiesce, attached: map[string]bool{}}
+	guest := spec.GuestID
+	if guest == "" {
+		guest = string(types.VirtualMachineGuestOsIdentifierOtherLinux64Guest)
+	}
 	cfg := types.VirtualMachineConfigSpec{
-		Name:     spec.Name,
-		GuestId:  string(types.VirtualMachineGuestOsIdentifierOtherLinux64Guest),
-		Version:  spec.HardwareVersion,
-		NumCPUs:  1,
-		MemoryMB: 512,
-		Files:    &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", s.Datastore)},
+		Name:              spec.Name,
+		GuestId:           guest,
+		Version:           spec.HardwareVersion,
+		NumCPUs:           spec.NumCPUs,
+		NumCoresPerSocket: spec.CoresPerSocket,
+		MemoryMB:          spec.MemoryMB,
+		Firmware:          spec.Firmware,
+		Annotation:        spec.Annotation,
+		Files:             &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", s.Datastore)},
+	}
+	if cfg.NumCPUs == 0 { // specs made without withDefaults (the proxy VM)
+		cfg.NumCPUs, cfg.NumCoresPerSocket, cfg.MemoryMB, cfg.Firmware = 1, 1, 512, "bios"
+	}
+	if spec.Firmware == "efi" {
+		cfg.BootOptions = &types.VirtualMachineBootOptions{EfiSecureBootEnabled: types.NewBool(spec.SecureBoot)}
+	}
+	for _, k := range sortedKeys(spec.ExtraConfig) {
+		cfg.ExtraConfig = append(cfg.ExtraConfig, &types.OptionValue{Key: k, Value: spec.ExtraConfig[k]})
 	}
 	if spec.ChangeTracking && hw >= 7 {
 		cfg.ChangeTrackingEnabled = types.NewBool(true)
@@ -128,10 +146,7 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 			Operation: types.VirtualDeviceConfigSpecOperationAdd, FileOperation: op, Device: d,
 		})
 	}
-	add(&types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{
-		SharedBus:         types.VirtualSCSISharingNoSharing,
-		VirtualController: types.VirtualController{BusNumber: 0, VirtualDevice: types.VirtualDevice{Key: keySCSIController}},
-	}}, "")
+	add(scsiController(spec.SCSIController), "")
 	need := map[string]bool{}
 	for _, d := range spec.Disks {
 		need[d.Controller] = true
@@ -190,12 +205,25 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 				Backing: &types.VirtualDiskFlatVer2BackingInfo{
 					VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: disk.dsPath, Datastore: &ds},
 					DiskMode:                     string(types.VirtualDiskModePersistent),
-					ThinProvisioned:              types.NewBool(true),
+					ThinProvisioned:              types.NewBool(d.Provisioning == "" || d.Provisioning == "thin"),
+					EagerlyScrub:                 types.NewBool(d.Provisioning == "eager"),
 				},
 			},
 			CapacityInBytes: d.Size,
 			CapacityInKB:    d.Size / 1024,
 		}, types.VirtualDeviceConfigSpecFileOperationCreate)
+	}
+	for i, n := range spec.NICs {
+		add(nicDevice(n, int32(4000+i)), "")
+	}
+	if spec.CDROM {
+		unit := int32(0)
+		// vcsim gives every VM the IDE controllers 200 and 201, as ESXi does
+		add(&types.VirtualCdrom{VirtualDevice: types.VirtualDevice{
+			Key: keyCDROM, ControllerKey: keyIDEController, UnitNumber: &unit,
+			Backing:     &types.VirtualCdromRemotePassthroughBackingInfo{VirtualDeviceRemoteDeviceBackingInfo: types.VirtualDeviceRemoteDeviceBackingInfo{}},
+			Connectable: &types.VirtualDeviceConnectInfo{AllowGuestControl: true},
+		}}, "")
 	}
 	hostRef := host.Reference()
 	task, err := folder.CreateVM(ctx, cfg, pool, object.NewHostSystem(s.inproc, hostRef))
@@ -220,6 +248,9 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 	s.byRef[vm.ref.Value] = vm
 	s.mu.Unlock()
 	if err := s.fixupCreatedVM(vm); err != nil {
+		return err
+	}
+	if err := s.writeVMFiles(ctx, vm); err != nil {
 		return err
 	}
 	if spec.Template {

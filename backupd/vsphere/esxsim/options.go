@@ -89,6 +89,36 @@ type VMSpec struct {
 	Tags []string
 	// Template marks the VM as a template (it is then powered off).
 	Template bool
+
+	// Firmware is "bios" (default) or "efi"; SecureBoot needs "efi".
+	Firmware   string
+	SecureBoot bool
+	// NumCPUs (default 1), CoresPerSocket (default NumCPUs) and MemoryMB
+	// (default 512).
+	NumCPUs        int32
+	CoresPerSocket int32
+	MemoryMB       int64
+	// GuestID is the guest OS identifier (default otherLinux64Guest).
+	GuestID string
+	// SCSIController is the type of scsi0: "pvscsi" (default), "lsilogic",
+	// "lsilogic-sas" or "buslogic".
+	SCSIController string
+	// NICs are the VM's network adapters (none by default).
+	NICs []NICSpec
+	// CDROM adds an IDE CD-ROM drive (ide0:0) with no media.
+	CDROM bool
+	// Annotation is the VM's notes.
+	Annotation string
+	// ExtraConfig are advanced settings (also written to the .vmx).
+	ExtraConfig map[string]string
+}
+
+// NICSpec describes one network adapter of a VMSpec.
+type NICSpec struct {
+	// Type is "vmxnet3" (default), "e1000" or "e1000e".
+	Type string
+	// Network is the port group (default "VM Network").
+	Network string
 }
 
 // DiskSpec describes one virtual disk of a VMSpec.
@@ -97,6 +127,9 @@ type DiskSpec struct {
 	Size int64
 	// Controller is ControllerSCSI (default), ControllerSATA or ControllerNVMe.
 	Controller string
+	// Provisioning is "thin" (default), "thick" or "eager" (eagerly
+	// zeroed thick); the flat file stays sparse either way.
+	Provisioning string
 }
 
 // withDefaults returns a copy of o with every zero field set and validates it.
@@ -173,6 +206,9 @@ func (o Options) withDefaults() (Options, error) {
 		if vm.Template {
 			vm.PoweredOff = true
 		}
+		if err := vm.withHardwareDefaults(); err != nil {
+			return o, fmt.Errorf("vm %q: %w", vm.Name, err)
+		}
 		vm.Disks = append([]DiskSpec(nil), vm.Disks...)
 		for j := range vm.Disks {
 			d := &vm.Disks[j]
@@ -181,6 +217,13 @@ func (o Options) withDefaults() (Options, error) {
 			}
 			if d.Size < 0 || d.Size%(1<<20) != 0 {
 				return o, fmt.Errorf("vm %q disk %d: size %d is not a positive multiple of 1 MiB", vm.Name, j, d.Size)
+			}
+			switch d.Provisioning {
+			case "":
+				d.Provisioning = "thin"
+			case "thin", "thick", "eager":
+			default:
+				return o, fmt.Errorf("vm %q disk %d: unknown provisioning %q (thin, thick or eager)", vm.Name, j, d.Provisioning)
 			}
 			switch d.Controller {
 			case "":
@@ -228,4 +271,52 @@ func splitTag(tag string) (category, name string, err error) {
 		return "", "", fmt.Errorf("invalid tag %q: want \"category:tag\"", tag)
 	}
 	return category, name, nil
+}
+
+// withHardwareDefaults fills and checks the hardware fields of a VMSpec.
+func (vm *VMSpec) withHardwareDefaults() error {
+	switch vm.Firmware {
+	case "":
+		vm.Firmware = "bios"
+	case "bios", "efi":
+	default:
+		return fmt.Errorf("unknown firmware %q (bios or efi)", vm.Firmware)
+	}
+	if vm.SecureBoot && vm.Firmware != "efi" {
+		return fmt.Errorf("secure boot needs efi firmware")
+	}
+	if vm.NumCPUs <= 0 {
+		vm.NumCPUs = 1
+	}
+	if vm.CoresPerSocket <= 0 {
+		vm.CoresPerSocket = vm.NumCPUs
+	}
+	if vm.NumCPUs%vm.CoresPerSocket != 0 {
+		return fmt.Errorf("%d CPUs are not a multiple of %d cores per socket", vm.NumCPUs, vm.CoresPerSocket)
+	}
+	if vm.MemoryMB <= 0 {
+		vm.MemoryMB = 512
+	}
+	switch vm.SCSIController {
+	case "":
+		vm.SCSIController = "pvscsi"
+	case "pvscsi", "lsilogic", "lsilogic-sas", "buslogic":
+	default:
+		return fmt.Errorf("unknown SCSI controller %q (pvscsi, lsilogic, lsilogic-sas or buslogic)", vm.SCSIController)
+	}
+	vm.NICs = append([]NICSpec(nil), vm.NICs...)
+	for i := range vm.NICs {
+		n := &vm.NICs[i]
+		switch n.Type {
+		case "":
+			n.Type = "vmxnet3"
+		case "vmxnet3", "e1000", "e1000e":
+		default:
+			return fmt.Errorf("nic %d: unknown type %q (vmxnet3, e1000 or e1000e)", i, n.Type)
+		}
+		if n.Network == "" {
+			n.Network = "VM Network"
+		}
+	}
+	return nil
 }

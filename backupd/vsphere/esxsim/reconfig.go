@@ -62,6 +62,10 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 	if err := s.syncVM(vm, h.VirtualMachine, created); err != nil {
 		s.log.Error("sync vm after reconfigure", "vm", vm.name, "err", err)
 	}
+	// ESXi rewrites the .vmx on every reconfiguration.
+	if err := s.writeVMX(h.VirtualMachine); err != nil {
+		s.log.Error("write .vmx after reconfigure", "vm", vm.name, "err", err)
+	}
 	body.Res.Returnval = ref
 	return body
 }

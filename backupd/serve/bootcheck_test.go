@@ -1,0 +1,161 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/guestimg"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+func TestBootCheckConfig(t *testing.T) {
+	for _, tc := range []struct{ bc, err string }{
+		{"{timeout: 5m, pattern: 'login:', max_parallel: 2}", ""},
+		{"{schedule: daily}", "not supported yet"},
+		{"{timeout: soon}", "timeout"},
+		{"{pattern: '('}", "pattern"},
+		{"{max_parallel: 9}", "max_parallel"},
+		{"{reboot: true}", "reboot"},
+	} {
+		text := strings.Replace(goodConfig, "    quiesce: auto\n", "    quiesce: auto\n    boot_check: "+tc.bc+"\n", 1)
+		cfg, err := ParseConfig("cairn.yaml", []byte(text))
+		if tc.err == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.bc, err)
+				continue
+			}
+			bc := cfg.Jobs[0].BootCheck
+			if bc == nil || !bc.AfterBackup || bc.Timeout != 5*time.Minute || bc.MaxParallel != 2 || bc.Pattern != "login:" {
+				t.Errorf("boot_check %+v", bc)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: error %v, want it to mention %q", tc.bc, err, tc.err)
+		}
+	}
+}
+
+// TestServeBootCheck: a job with boot_check boots each new point after
+// its backup; the verdict reaches the API, the screenshot URL and the
+// metrics, and the backup run itself is not held back by the check.
+func TestServeBootCheck(t *testing.T) {
+	testutil.RequireTools(t, append([]string{"qemu-system-x86_64", "qemu-img"}, guestimg.Tools...)...)
+	img, err := guestimg.Build(guestimg.Spec{Kind: guestimg.KindBIOS, Marker: "serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "bootvm", Disks: []esxsim.DiskSpec{{Size: guestimg.Size}}}}})
+	g, err := sim.Guest("bootvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SyncFromImage(0, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(dir, "credentials")
+	os.WriteFile(creds, []byte(sim.User+"\n"+sim.Password+"\n"), 0o600)
+	cfg, err := ParseConfig("cairn.yaml", []byte(fmt.Sprintf(`repository: %s
+listen: 127.0.0.1:0
+vcenters:
+  - name: sim
+    url: %s
+    credentials: %s
+    thumbprint: %q
+jobs:
+  - name: boot
+    vcenter: sim
+    vms: [bootvm]
+    schedule: 1h
+    transports: [file]
+    boot_check: {timeout: 5m}
+`, repo, sim.URL, creds, sim.Thumbprint)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	api := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+	deadline := time.Now().Add(6 * time.Minute)
+	for len(s.Runs()) == 0 { // the repository is open once the first run is queued
+		if time.Now().After(deadline) {
+			t.Fatal("no run started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var res boot.Result
+	for {
+		rec := api("/api/v1/points/bootvm/latest/boot")
+		if rec.Code == 200 {
+			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if runs := s.Runs(); len(runs) > 0 && runs[0].State == StateFailed {
+			t.Fatalf("backup failed: %s", runs[0].Error)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no boot check result; runs %+v", s.Runs())
+		}
+		time.Sleep(time.Second)
+	}
+	if res.Verdict != boot.VerdictBooted || !strings.HasSuffix(res.Screenshot, "/boot/screenshot.png") {
+		t.Fatalf("boot check %+v", res)
+	}
+	if runs := s.Runs(); len(runs) != 1 || runs[0].State != StateOK {
+		t.Errorf("runs %+v", runs)
+	}
+	rec := api(res.Screenshot)
+	if _, err := png.Decode(rec.Body); err != nil || rec.Header().Get("Content-Type") != "image/png" {
+		t.Errorf("screenshot: %v %s", err, rec.Header().Get("Content-Type"))
+	}
+	var m string
+	for range 50 { // the gauge is set just after the result is saved
+		m = api("/metrics").Body.String()
+		if strings.Contains(m, `cairn_boot_check_ok{vm="bootvm"} 1`) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(m, `cairn_boot_check_ok{vm="bootvm"} 1`) || !strings.Contains(m, `cairn_boot_check_timestamp_seconds{vm="bootvm"}`) {
+		t.Errorf("metrics lack the boot check:\n%s", m)
+	}
+	if rec := api("/api/v1/points/nosuch/latest/boot"); rec.Code != 404 {
+		t.Errorf("unknown VM: %d", rec.Code)
+	}
+}
