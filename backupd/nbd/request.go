@@ -16,7 +16,7 @@ type request struct {
 	buf    []byte // NBD_CMD_READ destination, len(buf) == length
 	// payload is sent after the header (NBD_CMD_WRITE), len == length
 	payload []byte
-	ctxID  uint32 // NBD_CMD_BLOCK_STATUS: the context whose extents we keep
+	ctxID   uint32 // NBD_CMD_BLOCK_STATUS: the context whose extents we keep
 
 	mu        sync.Mutex // guards buf against writes after abandon
 	abandoned bool
