@@ -62,6 +62,10 @@ type Sim struct {
 	snapshots map[string]*snapState
 	journal   []JournalEntry
 	closed    bool
+	// dsFree is the datastore space left for new thick disks when
+	// dsLimited (SetDatastoreFree).
+	dsFree    int64
+	dsLimited bool
 }
 
 // vmState is what the simulator knows about one VM beyond vcsim's object.
@@ -154,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 func (s *Sim) start(ctx context.Context, o Options) error {
 	m := simulator.VPX()
 	m.Autostart = false
-	m.Portgroup = 0
+	m.Portgroup = o.DVPortgroups // distributed port groups DC0_DVPG0, ...
 	m.Cluster = 0
 	m.ClusterHost = 0
 	m.Host = o.Hosts
