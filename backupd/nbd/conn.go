@@ -279,7 +279,7 @@ func (c *conn) simpleReply(errno uint32, cookie uint64) error {
 			return err
 		}
 		req.covered = uint64(req.length)
-	case req.cmd == cmdWrite || req.cmd == cmdFlush:
+	case req.cmd == cmdWrite || req.cmd == cmdFlush || req.cmd == cmdWriteZeroes:
 		// success without payload
 	default:
 		req.setErr(protocolErrorf("simple success reply to command %d", req.cmd))

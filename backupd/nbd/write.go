@@ -100,3 +100,38 @@ func (c *Client) Flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// cmdWriteZeroes is NBD_CMD_WRITE_ZEROES.
+const cmdWriteZeroes uint16 = 6
+
+// WriteZeroes makes [off, off+n) read as zeros: NBD_CMD_WRITE_ZEROES where
+// the server offers it (no payload travels), else writes of a zero buffer.
+func (c *Client) WriteZeroes(ctx context.Context, off, n int64) error {
+	if c.ReadOnly() {
+		return ErrReadOnly
+	}
+	if off < 0 || n < 0 || off+n > c.Size() {
+		return fmt.Errorf("nbd write zeroes [%d,+%d) outside the export of %d bytes", off, n, c.Size())
+	}
+	const step = 1 << 30
+	if c.Flags()&FlagSendWriteZeroes != 0 {
+		for n > 0 {
+			k := min(n, step)
+			_, err := c.do(ctx, func(*conn) (*request, error) { return newRequest(cmdWriteZeroes, uint64(off), uint32(k)), nil })
+			if err != nil {
+				return fmt.Errorf("nbd write zeroes offset %d length %d: %w", off, k, err)
+			}
+			off, n = off+k, n-k
+		}
+		return nil
+	}
+	buf := make([]byte, min(n, 4<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if err := c.WriteAt(ctx, buf[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
