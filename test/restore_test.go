@@ -154,4 +154,3 @@ func checkRestoredConfig(t *testing.T, src *vmconfig.Config, got vmconfig.Config
 		t.Errorf("%s has %d CD-ROMs, point %d", got.Name, len(got.CDROMs), len(src.CDROMs))
 	}
 }
-
