@@ -420,6 +420,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			continue
 		}
 		res.Transport = tr
+		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
 		err = j.copyDisk(ctx, dr, t, areas, zeroHoles, &res)
 		res.Retries = t.Retries()
 		cerr := t.Close()

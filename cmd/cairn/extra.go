@@ -13,5 +13,6 @@ func extraCommands() []*cli.Command {
 	cmds = append(cmds, backupCommands()...)
 	cmds = append(cmds, labCommands()...)
 	cmds = append(cmds, serveCommands()...)
+	cmds = append(cmds, restoreCommands()...)
 	return cmds
 }
