@@ -59,7 +59,12 @@ func noVMNamed(t *testing.T, sim *esxsim.Sim, conn *vsphere.Conn, name string) {
 		}
 	}
 	if _, err := os.Stat(filepath.Join(sim.DatastoreDir, name)); !os.IsNotExist(err) {
-		t.Errorf("directory of %s still on the datastore: %v", name, err)
+		ents, _ := os.ReadDir(filepath.Join(sim.DatastoreDir, name))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory of %s still on the datastore: %v %v", name, err, names)
 	}
 }
 

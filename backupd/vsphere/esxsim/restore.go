@@ -3,6 +3,7 @@ package esxsim
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/vmware/govmomi/simulator"
@@ -106,9 +107,16 @@ func allocateThick(path string, size int64) error {
 	return nil
 }
 
-// DestroyTask lets vcsim destroy the VM (which deletes its directory) and
-// forgets esxsim's state of it.
+// DestroyTask lets vcsim destroy the VM, deletes its directory before the
+// task completes (as ESXi does; vcsim deletes it in a task of its own
+// that may finish later) and forgets esxsim's state of the VM.
 func (h *vmHandler) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task) soap.HasFault {
+	var dir string
+	if h.Config != nil {
+		if vmx, err := h.sim.localDescriptor(h.Config.Files.VmPathName); err == nil && filepath.Dir(vmx) != filepath.Clean(h.sim.DatastoreDir) {
+			dir = filepath.Dir(vmx)
+		}
+	}
 	res := h.VirtualMachine.DestroyTask(ctx, req)
 	ref, fault := taskRef(res)
 	if fault == nil {
@@ -116,6 +124,11 @@ func (h *vmHandler) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task)
 	}
 	if fault == nil {
 		s := h.sim
+		if dir != "" {
+			if err := os.RemoveAll(dir); err != nil {
+				s.log.Error("delete the directory of a destroyed VM", "dir", dir, "err", err)
+			}
+		}
 		s.mu.Lock()
 		if vm, ok := s.byRef[h.Self.Value]; ok {
 			delete(s.byRef, h.Self.Value)
