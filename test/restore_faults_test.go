@@ -137,6 +137,24 @@ func TestRestoreFaults(t *testing.T) {
 			}
 		}
 	})
+	t.Run("replace", func(t *testing.T) {
+		ep := latestPoint(t, repo, "efivm")
+		g, _ := sim.Guest("efivm")
+		if err := g.WriteRandom(0, 0, 1<<20, rand.New(rand.NewPCG(1, 1))); err != nil {
+			t.Fatal(err)
+		}
+		res, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: ep, Replace: true, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := sim.DiskLocalPaths("efivm")
+		for _, d := range res.Disks {
+			sameAsPoint(t, repo, ep, d.Name, files[d.Name])
+		}
+		if res.Mode != "replace" {
+			t.Errorf("mode %s", res.Mode)
+		}
+	})
 	t.Run("point without configuration", func(t *testing.T) {
 		bare := p
 		bare.Attachments = nil
