@@ -97,3 +97,39 @@ func TestQuickRollback(t *testing.T) {
 		t.Errorf("mode %s", res.Mode)
 	}
 }
+
+// TestRestoreDiskToVM restores one data disk of a point to another VM: a
+// new disk appears on the asked controller, equal to the point's disk,
+// and only its data travelled; an unknown controller fails and leaves the
+// target's disks as they were.
+func TestRestoreDiskToVM(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	sim, conn, repo := restoreFixture(t)
+	ctx := context.Background()
+	p := latestPoint(t, repo, "biosvm")
+	before, _ := sim.DiskLocalPaths("efivm")
+	res, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi0"}, restoreOpts(sim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := sim.DiskLocalPaths("efivm")
+	if len(after) != len(before)+1 || res.Disks[0].Target != "scsi0-1" {
+		t.Fatalf("disks before %v after %v, result %+v", before, after, res.Disks)
+	}
+	sameAsPoint(t, repo, p, "scsi0-1", after[res.Disks[0].Target])
+	if _, data := readPoint(t, repo, p, "scsi0-1"); res.Disks[0].BytesWritten != data {
+		t.Errorf("wrote %d bytes, the disk holds %d", res.Disks[0].BytesWritten, data)
+	}
+	if _, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi7"}, restoreOpts(sim)); err == nil {
+		t.Fatal("restore to a missing controller worked")
+	}
+	opts := restoreOpts(sim)
+	opts.NBDCommand = "nbdkit -t 1 -U {socket} -f --filter=error file {disk_local_path} error-pwrite-rate=100% error=EIO"
+	opts.NBD.Retries = 1
+	if _, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-0", TargetVM: "efivm"}, opts); err == nil {
+		t.Fatal("restore through a failing server worked")
+	}
+	if now, _ := sim.DiskLocalPaths("efivm"); len(now) != len(after) {
+		t.Errorf("a failed disk restore left a disk: %v", now)
+	}
+}

@@ -556,3 +556,159 @@ func (c *Conn) IncompleteRestores(ctx context.Context) ([]IncompleteRestore, err
 	}
 	return out, nil
 }
+
+// AddDiskSpec describes a disk to add to an existing VM.
+type AddDiskSpec struct {
+	// Controller is the controller to attach to, as disks name it
+	// ("scsi0", "sata0", "nvme0"); "" picks the first SCSI, SATA or NVMe
+	// controller with a free unit.
+	Controller string
+	Capacity   int64
+	// Provisioning is thin (default), thick or eager.
+	Provisioning string
+	// FileBase names the disk file in the VM's directory
+	// ("<FileBase>.vmdk"); a number is added when it exists.
+	FileBase string
+	Label    string
+}
+
+// AddDisk creates a new empty disk on a VM and returns it.
+func (c *Conn) AddDisk(ctx context.Context, ref types.ManagedObjectReference, spec AddDiskSpec) (Disk, error) {
+	vm, err := c.LoadVM(ctx, ref)
+	if err != nil {
+		return Disk{}, err
+	}
+	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
+	used := map[string]bool{}
+	for _, d := range DisksOf(devices) {
+		used[d.Name] = true
+	}
+	var ctrlKey, unit int32 = 0, -1
+	var ctrlName string
+	for _, d := range devices {
+		var prefix string
+		var bus, maxUnit int32
+		switch x := d.(type) {
+		case types.BaseVirtualSCSIController:
+			prefix, bus, maxUnit = "scsi", x.GetVirtualSCSIController().BusNumber, 16
+		case types.BaseVirtualSATAController:
+			prefix, bus, maxUnit = "sata", x.GetVirtualSATAController().BusNumber, 30
+		case *types.VirtualNVMEController:
+			prefix, bus, maxUnit = "nvme", x.BusNumber, 15
+		default:
+			continue
+		}
+		name := fmt.Sprintf("%s%d", prefix, bus)
+		if spec.Controller != "" && spec.Controller != name {
+			continue
+		}
+		for u := int32(0); u < maxUnit; u++ {
+			if prefix == "scsi" && u == 7 {
+				continue
+			}
+			if !used[fmt.Sprintf("%s-%d", name, u)] && !unitTaken(devices, d.GetVirtualDevice().Key, u) {
+				ctrlKey, unit, ctrlName = d.GetVirtualDevice().Key, u, name
+				break
+			}
+		}
+		if unit >= 0 {
+			break
+		}
+	}
+	if unit < 0 {
+		if spec.Controller != "" {
+			return Disk{}, fmt.Errorf("VM %s has no controller %s with a free unit (give another --controller)", vm.Name, spec.Controller)
+		}
+		return Disk{}, fmt.Errorf("VM %s has no disk controller with a free unit", vm.Name)
+	}
+	var p object.DatastorePath
+	if !p.FromString(vm.VMPathName) {
+		return Disk{}, fmt.Errorf("VM %s: cannot parse its path %q", vm.Name, vm.VMPathName)
+	}
+	base := orDefault(spec.FileBase, "restored")
+	fileName := fmt.Sprintf("[%s] %s/%s.vmdk", p.Datastore, path.Dir(p.Path), base)
+	for i := 1; fileTaken(devices, fileName); i++ {
+		fileName = fmt.Sprintf("[%s] %s/%s_%d.vmdk", p.Datastore, path.Dir(p.Path), base, i)
+	}
+	u := unit
+	disk := &types.VirtualDisk{
+		VirtualDevice: types.VirtualDevice{
+			Key: -1, ControllerKey: ctrlKey, UnitNumber: &u,
+			Backing: &types.VirtualDiskFlatVer2BackingInfo{
+				VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: fileName},
+				DiskMode:                     string(types.VirtualDiskModePersistent),
+				ThinProvisioned:              types.NewBool(spec.Provisioning == "" || spec.Provisioning == vmconfig.ProvisioningThin),
+				EagerlyScrub:                 types.NewBool(spec.Provisioning == vmconfig.ProvisioningEager),
+			},
+		},
+		CapacityInBytes: spec.Capacity, CapacityInKB: spec.Capacity / 1024,
+	}
+	if spec.Label != "" {
+		disk.DeviceInfo = &types.Description{Label: spec.Label, Summary: spec.Label}
+	}
+	t, err := vm.Object().Reconfigure(ctx, types.VirtualMachineConfigSpec{DeviceChange: []types.BaseVirtualDeviceConfigSpec{
+		&types.VirtualDeviceConfigSpec{
+			Operation: types.VirtualDeviceConfigSpecOperationAdd, FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate, Device: disk,
+		},
+	}})
+	if err == nil {
+		err = t.Wait(ctx)
+	}
+	if err != nil {
+		return Disk{}, fmt.Errorf("add a disk to %s: %w", vm.Name, err)
+	}
+	nvm, err := c.LoadVM(ctx, ref)
+	if err != nil {
+		return Disk{}, err
+	}
+	want := fmt.Sprintf("%s-%d", ctrlName, unit)
+	for _, d := range nvm.Disks {
+		if d.Name == want {
+			return d, nil
+		}
+	}
+	return Disk{}, fmt.Errorf("the disk added to %s at %s does not show", vm.Name, want)
+}
+
+func unitTaken(devices object.VirtualDeviceList, ctrl, unit int32) bool {
+	for _, d := range devices {
+		vd := d.GetVirtualDevice()
+		if vd.ControllerKey == ctrl && vd.UnitNumber != nil && *vd.UnitNumber == unit {
+			return true
+		}
+	}
+	return false
+}
+
+func fileTaken(devices object.VirtualDeviceList, name string) bool {
+	for _, d := range devices {
+		if b, ok := d.GetVirtualDevice().Backing.(types.BaseVirtualDeviceFileBackingInfo); ok && b.GetVirtualDeviceFileBackingInfo().FileName == name {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveDisk detaches a disk from a VM and deletes its files.
+func (c *Conn) RemoveDisk(ctx context.Context, ref types.ManagedObjectReference, key int32) error {
+	vm, err := c.LoadVM(ctx, ref)
+	if err != nil {
+		return err
+	}
+	for _, d := range vm.Config.Hardware.Device {
+		if d.GetVirtualDevice().Key != key {
+			continue
+		}
+		t, err := vm.Object().Reconfigure(ctx, types.VirtualMachineConfigSpec{DeviceChange: []types.BaseVirtualDeviceConfigSpec{
+			&types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationRemove, FileOperation: types.VirtualDeviceConfigSpecFileOperationDestroy, Device: d},
+		}})
+		if err == nil {
+			err = t.Wait(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("remove disk %d of %s: %w", key, vm.Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("VM %s has no device %d", vm.Name, key)
+}

@@ -25,6 +25,7 @@ func restoreCommands() []*cli.Command {
 		Usage: "bring a VM (or one disk) of a recovery point back to vSphere",
 		Subcommands: []*cli.Command{
 			restoreVMCommand(),
+			restoreDiskCommand(),
 			restoreCleanupCommand(),
 		},
 	}}
@@ -227,6 +228,52 @@ func restoreCleanupCommand() *cli.Command {
 				fmt.Printf("removed %s\n", n)
 			}
 			return err
+		},
+	}
+}
+
+func restoreDiskCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "disk",
+		Usage: "attach a restored copy of one disk of a point to another VM",
+		Description: "Creates a new disk of the point disk's capacity on --to-vm (on --controller, or the\n" +
+			"first controller with a free unit), writes the point's data areas to it and leaves it\n" +
+			"attached. A failed or cancelled restore removes the new disk again. With the VDDK NBD\n" +
+			"command the target VM should be powered off (a running VM locks its disks).",
+		Flags: append(restoreConnFlags(),
+			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
+			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
+			&cli.StringFlag{Name: "disk", Required: true, Usage: "the disk's `NAME` in the point (scsi0-1)"},
+			&cli.StringFlag{Name: "to-vm", Required: true, Usage: "`VM` that receives the disk (name, inventory path or MoRef)"},
+			&cli.StringFlag{Name: "controller", Usage: "controller of the target (scsi0, sata0, nvme0)"},
+			&cli.StringFlag{Name: "disk-provisioning", Value: vmconfig.ProvisioningThin, Usage: "thin, thick or eager"},
+		),
+		Action: func(c *cli.Context) error {
+			repo, conn, opts, err := restoreSetup(c)
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			defer conn.Close()
+			p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
+			if err != nil {
+				return err
+			}
+			res, err := backupd.RestoreDisk(c.Context, repo, conn, backupd.RestoreDiskRequest{
+				Point: p, Disk: c.String("disk"), TargetVM: c.String("to-vm"), Controller: c.String("controller"),
+				Provisioning: c.String("disk-provisioning"), VCenter: conn.URL.Host,
+			}, opts)
+			if err != nil {
+				return fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			d := res.Disks[0]
+			fmt.Printf("%s\t%s -> %s\t%s\twritten %s\n", res.VM, d.Name, d.Target, d.Transport, humanBytes(d.BytesWritten))
+			return nil
 		},
 	}
 }

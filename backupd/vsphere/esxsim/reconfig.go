@@ -65,6 +65,7 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 			}
 		}
 	}
+	s.destroyRemovedFiles(req)
 	if err := s.syncVM(vm, h.VirtualMachine, created); err != nil {
 		s.log.Error("sync vm after reconfigure", "vm", vm.name, "err", err)
 	}

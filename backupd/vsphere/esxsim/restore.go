@@ -212,3 +212,26 @@ func (s *Sim) DiskLocalPaths(vmName string) (map[string]string, error) {
 	})
 	return out, err
 }
+
+// destroyRemovedFiles deletes the descriptor and flat file of every disk
+// that req removes with fileOperation=destroy (vcsim removes only the file
+// the backing names, not the flat extent beside it).
+func (s *Sim) destroyRemovedFiles(req *types.ReconfigVM_Task) {
+	for _, dc := range req.Spec.DeviceChange {
+		spec := dc.GetVirtualDeviceConfigSpec()
+		disk, ok := spec.Device.(*types.VirtualDisk)
+		if !ok || spec.Operation != types.VirtualDeviceConfigSpecOperationRemove || spec.FileOperation != types.VirtualDeviceConfigSpecFileOperationDestroy {
+			continue
+		}
+		b, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo)
+		if !ok {
+			continue
+		}
+		desc, err := s.localDescriptor(b.GetVirtualDeviceFileBackingInfo().FileName)
+		if err != nil {
+			continue
+		}
+		_ = os.Remove(desc)
+		_ = os.Remove(flatName(desc))
+	}
+}
