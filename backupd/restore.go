@@ -23,7 +23,8 @@ const JobRestore = "restore"
 
 // Write transports.
 const (
-	WriteTransportNBD = "nbd"
+	WriteTransportNBD    = "nbd"
+	WriteTransportHotAdd = "hotadd"
 )
 
 // DefaultRestoreNBDCommand writes a disk with nbdkit's VDDK plugin (the
@@ -61,6 +62,11 @@ type RestoreOptions struct {
 	DatastoreDirs   vsphere.DatastoreDirs
 	Credentials     vsphere.Credentials
 	Thumbprint      string
+	// ProxyVM is the appliance's own VM, for the hotadd write transport;
+	// HotAddDevice finds the local device of a disk attached to it
+	// (default DeviceByUUID).
+	ProxyVM      string
+	HotAddDevice HotAddDeviceFunc
 	// ChunkSize is the size of each read from the repository and write
 	// to the target (default 4 MiB).
 	ChunkSize int
@@ -510,8 +516,10 @@ func (j *restoreJob) openTarget(ctx context.Context, transport string, d vsphere
 	switch transport {
 	case WriteTransportNBD:
 		return j.openNBDTarget(ctx, d)
+	case WriteTransportHotAdd:
+		return j.openHotAddTarget(ctx, d)
 	}
-	return nil, fmt.Errorf("unknown write transport %q (known: %s)", transport, WriteTransportNBD)
+	return nil, fmt.Errorf("unknown write transport %q (known: %s, %s)", transport, WriteTransportNBD, WriteTransportHotAdd)
 }
 
 // nbdTarget writes through an NBD server started for the disk.
@@ -630,7 +638,7 @@ func (j *restoreJob) templateValue(ctx context.Context, name string, d vsphere.D
 // cleanupStale removes VMs left by restores of this machine whose process
 // is gone (killed mid-restore): they still carry the restore marker.
 func (j *restoreJob) cleanupStale(ctx context.Context) {
-	if _, err := CleanupRestores(ctx, j.conn, j.log); err != nil {
+	if _, err := CleanupRestores(ctx, j.conn, j.opts.ProxyVM, j.log); err != nil {
 		j.log.Warn("looking for VMs of interrupted restores failed", "err", err)
 	}
 }
@@ -638,7 +646,10 @@ func (j *restoreJob) cleanupStale(ctx context.Context) {
 // CleanupRestores destroys the VMs that carry vsphere.RestoreMarkerKey and
 // were made by a restore process of this host that no longer runs. It
 // returns their names; markers of other hosts or live processes are left.
-func CleanupRestores(ctx context.Context, conn *vsphere.Conn, log *slog.Logger) ([]string, error) {
+//
+// With a proxy VM, disks of such a VM that a killed hotadd restore left
+// attached to the proxy are detached first.
+func CleanupRestores(ctx context.Context, conn *vsphere.Conn, proxyVM string, log *slog.Logger) ([]string, error) {
 	inc, err := conn.IncompleteRestores(ctx)
 	if err != nil {
 		return nil, err
@@ -649,6 +660,19 @@ func CleanupRestores(ctx context.Context, conn *vsphere.Conn, log *slog.Logger) 
 		if r.Host != host || r.PID <= 0 || (r.PID != os.Getpid() && processAlive(r.PID)) || r.PID == os.Getpid() {
 			log.Info("VM of a restore still running or of another host left alone", "vm", r.Name, "job", r.Job, "host", r.Host, "pid", r.PID)
 			continue
+		}
+		if proxyVM != "" {
+			proxy, err := conn.FindProxy(ctx, proxyVM)
+			if err != nil {
+				return removed, err
+			}
+			detached, err := proxy.DetachFolder(ctx, r.VMXPath)
+			if err != nil {
+				return removed, err
+			}
+			for _, f := range detached {
+				log.Warn("detached a disk of an interrupted restore from the proxy", "disk", f, "proxy", proxyVM)
+			}
 		}
 		if err := conn.DestroyVM(ctx, r.Ref); err != nil {
 			return removed, fmt.Errorf("remove VM %s left by interrupted restore %s: %w", r.Name, r.Job, err)

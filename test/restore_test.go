@@ -15,15 +15,16 @@ import (
 )
 
 // TestRestoreVMEachPoint backs up a BIOS and an EFI VM three times (guest
-// writes in between), restores every point as a new VM through the nbd
-// write transport (nbdkit file on the new disk's flat file) and checks
+// writes in between), restores every point as a new VM through each write
+// transport (nbd: nbdkit file on the new disk's flat file; hotadd: the new
+// disk attached to the proxy VM and written as its device) and checks
 // that each new VM's disks equal the point byte for byte, that only the
 // point's data travelled (bytes written = data bytes of the point), and
 // that its configuration matches with the network mapped and a new
 // identity; the restore is in the job log.
 func TestRestoreVMEachPoint(t *testing.T) {
 	testutil.RequireTools(t, "nbdkit")
-	sim := esxsimtest.Start(t, esxsim.Options{DVPortgroups: 1, VMs: restoreVMs()})
+	sim := esxsimtest.Start(t, esxsim.Options{DVPortgroups: 1, VMs: restoreVMs(), ProxyVM: "proxy"})
 	conn := connectSim(t, sim)
 	ctx := context.Background()
 	repo := newTestRepo(t)
@@ -43,35 +44,44 @@ func TestRestoreVMEachPoint(t *testing.T) {
 			t.Fatalf("points of %s: %d %v", vm, len(pts), err)
 		}
 		for i, p := range pts {
-			name := vm + "-r" + string(rune('0'+i))
-			req := backupd.RestoreRequest{Point: p, VCenter: sim.URL.Host, Create: vsphere.CreateSpec{
-				Name: name, Networks: map[string]string{"VM Network": "DC0_DVPG0"},
-			}}
-			res, err := backupd.Restore(ctx, repo, conn, req, restoreOpts(sim))
-			if err != nil {
-				t.Fatalf("restore %s point %s: %v", vm, p.ID, err)
-			}
-			src, err := backupd.PointVMConfig(ctx, repo, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files, err := sim.DiskLocalPaths(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Disks) != len(p.Disks) || len(files) != len(p.Disks) {
-				t.Fatalf("%s: %d disks restored, %d files, point has %d", name, len(res.Disks), len(files), len(p.Disks))
-			}
-			for _, d := range res.Disks {
-				sameAsPoint(t, repo, p, d.Name, files[d.Name])
-				_, data := readPoint(t, repo, p, d.Name)
-				if d.BytesWritten != data || d.Transport != backupd.WriteTransportNBD {
-					t.Errorf("%s disk %s: %d bytes written through %q, the point holds %d data bytes", name, d.Name, d.BytesWritten, d.Transport, data)
+			for _, tr := range []string{backupd.WriteTransportNBD, backupd.WriteTransportHotAdd} {
+				name := vm + "-r" + string(rune('0'+i)) + "-" + tr
+				opts := restoreOpts(sim)
+				opts.Transports, opts.ProxyVM, opts.HotAddDevice = []string{tr}, "proxy", simHotAdd(sim)
+				req := backupd.RestoreRequest{Point: p, VCenter: sim.URL.Host, Create: vsphere.CreateSpec{
+					Name: name, Networks: map[string]string{"VM Network": "DC0_DVPG0"},
+				}}
+				res, err := backupd.Restore(ctx, repo, conn, req, opts)
+				if err != nil {
+					t.Fatalf("restore %s point %s through %s: %v", vm, p.ID, tr, err)
 				}
+				src, err := backupd.PointVMConfig(ctx, repo, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files, err := sim.DiskLocalPaths(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(res.Disks) != len(p.Disks) || len(files) != len(p.Disks) {
+					t.Fatalf("%s: %d disks restored, %d files, point has %d", name, len(res.Disks), len(files), len(p.Disks))
+				}
+				for _, d := range res.Disks {
+					sameAsPoint(t, repo, p, d.Name, files[d.Name])
+					_, data := readPoint(t, repo, p, d.Name)
+					if d.BytesWritten != data || d.Transport != tr {
+						t.Errorf("%s disk %s: %d bytes written through %q, the point holds %d data bytes", name, d.Name, d.BytesWritten, d.Transport, data)
+					}
+				}
+				nc := restoredConfig(t, conn, name)
+				checkRestoredConfig(t, src, nc)
 			}
-			nc := restoredConfig(t, conn, name)
-			checkRestoredConfig(t, src, nc)
 		}
+	}
+	if ref, err := conn.LookupVM(ctx, "proxy"); err != nil {
+		t.Fatal(err)
+	} else if pv, err := conn.LoadVM(ctx, ref); err != nil || len(pv.Disks) != 0 {
+		t.Errorf("hotadd restores left disks on the proxy: %v %v", pv, err)
 	}
 	jobs, err := backupd.NewJobLog(repo.Dir()).List()
 	if err != nil {
@@ -83,8 +93,8 @@ func TestRestoreVMEachPoint(t *testing.T) {
 			restores++
 		}
 	}
-	if restores != 6 {
-		t.Errorf("job log holds %d finished restores, want 6", restores)
+	if restores != 12 {
+		t.Errorf("job log holds %d finished restores, want 12", restores)
 	}
 }
 

@@ -514,6 +514,8 @@ func (c *Conn) RenameVM(ctx context.Context, ref types.ManagedObjectReference, n
 type IncompleteRestore struct {
 	Ref  types.ManagedObjectReference
 	Name string
+	// VMXPath is the datastore path of its .vmx ("[ds] name/name.vmx").
+	VMXPath string
 	// Job, Host, PID and Started are parsed from the marker.
 	Job     string
 	Host    string
@@ -530,7 +532,7 @@ func (c *Conn) IncompleteRestores(ctx context.Context) ([]IncompleteRestore, err
 	}
 	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
 	var all []mo.VirtualMachine
-	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig"}, &all); err != nil {
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name", "config.extraConfig", "config.files"}, &all); err != nil {
 		return nil, fmt.Errorf("list VMs: %w", err)
 	}
 	var out []IncompleteRestore
@@ -544,7 +546,7 @@ func (c *Conn) IncompleteRestores(ctx context.Context) ([]IncompleteRestore, err
 			if ov.Key != RestoreMarkerKey || val == "" {
 				continue
 			}
-			ir := IncompleteRestore{Ref: vm.Self, Name: vm.Name}
+			ir := IncompleteRestore{Ref: vm.Self, Name: vm.Name, VMXPath: vm.Config.Files.VmPathName}
 			f := strings.Fields(val)
 			if len(f) == 4 {
 				ir.Job, ir.Host = f[0], f[1]

@@ -39,7 +39,8 @@ func restoreConnFlags() []cli.Flag {
 		&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
 		&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
-		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNBD, Usage: "write transports to try in order: nbd"},
+		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNBD, Usage: "write transports to try in order: nbd, hotadd"},
+		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd (and to detach disks a killed hotadd restore left on it)"},
 		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly)"},
 		&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
 		&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD write"},
@@ -90,8 +91,8 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 	var transports []string
 	for _, t := range strings.Split(c.String("transport"), ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			if t != backupd.WriteTransportNBD {
-				return nil, nil, opts, fmt.Errorf("--transport %q: restores write through nbd", t)
+			if t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd {
+				return nil, nil, opts, fmt.Errorf("--transport %q: restores write through nbd or hotadd", t)
 			}
 			transports = append(transports, t)
 		}
@@ -119,6 +120,7 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 		Transports: transports, NBDCommand: c.String("nbd-command"),
 		NBD:           nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries")},
 		DatastoreDirs: dirs, Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
+		ProxyVM: c.String("proxy-vm"),
 	}
 	if opts.NBD.Retries == 0 {
 		opts.NBD.Retries = -1
@@ -223,7 +225,7 @@ func restoreCleanupCommand() *cli.Command {
 				return err
 			}
 			defer conn.Close()
-			removed, err := backupd.CleanupRestores(c.Context, conn, slog.Default())
+			removed, err := backupd.CleanupRestores(c.Context, conn, c.String("proxy-vm"), slog.Default())
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
 			}
