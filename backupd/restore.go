@@ -108,6 +108,8 @@ type RestoreDiskResult struct {
 	// ranges made zero (write-zeroes requests, no data sent).
 	BytesWritten int64 `json:"bytes_written"`
 	ZeroBytes    int64 `json:"zero_bytes"`
+	// StreamBytes is the length of the streamOptimized VMDK sent (nfc).
+	StreamBytes int64 `json:"stream_bytes,omitempty"`
 	// ChangedBytes is what CBT reported for a quick rollback.
 	ChangedBytes int64 `json:"changed_bytes,omitempty"`
 	Retries      int64 `json:"retries,omitempty"`
@@ -241,9 +243,24 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	}
 	spec := req.Create
 	spec.Config, spec.Name, spec.JobID = cfg, name, j.id
-	created, err := conn.CreateVM(ctx, spec)
-	if err != nil {
-		return nil, err
+	var (
+		created  *vsphere.CreatedVM
+		imported []RestoreDiskResult
+	)
+	if opts.Transports[0] == WriteTransportNFC {
+		created, imported, err = j.importVM(ctx, req.Point, spec)
+		if err != nil {
+			if ctx.Err() != nil || len(opts.Transports) == 1 {
+				return nil, err
+			}
+			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)
+			j.opts.Transports = opts.Transports[1:]
+		}
+	}
+	if created == nil {
+		if created, err = conn.CreateVM(ctx, spec); err != nil {
+			return nil, err
+		}
 	}
 	j.log.Info("VM created for restore", "vm", name, "moref", created.Ref.Value, "datastore", created.Datastore)
 	defer func() {
@@ -265,7 +282,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	}()
 	j.vm = created.VM
 	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new"}
+	res.Disks = imported
 	for _, cd := range created.Disks {
+		if imported != nil {
+			break // written during the import
+		}
 		dr, err := j.writeDisk(ctx, req.Point, cd.Name, cd.Disk, nil, false)
 		if err != nil {
 			return nil, err
@@ -518,6 +539,8 @@ func (j *restoreJob) openTarget(ctx context.Context, transport string, d vsphere
 		return j.openNBDTarget(ctx, d)
 	case WriteTransportHotAdd:
 		return j.openHotAddTarget(ctx, d)
+	case WriteTransportNFC:
+		return nil, fmt.Errorf("nfc writes disks only while it creates a VM (restore vm); use nbd or hotadd here")
 	}
 	return nil, fmt.Errorf("unknown write transport %q (known: %s, %s)", transport, WriteTransportNBD, WriteTransportHotAdd)
 }

@@ -44,7 +44,7 @@ func TestRestoreVMEachPoint(t *testing.T) {
 			t.Fatalf("points of %s: %d %v", vm, len(pts), err)
 		}
 		for i, p := range pts {
-			for _, tr := range []string{backupd.WriteTransportNBD, backupd.WriteTransportHotAdd} {
+			for _, tr := range []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD, backupd.WriteTransportHotAdd} {
 				name := vm + "-r" + string(rune('0'+i)) + "-" + tr
 				opts := restoreOpts(sim)
 				opts.Transports, opts.ProxyVM, opts.HotAddDevice = []string{tr}, "proxy", simHotAdd(sim)
@@ -73,6 +73,21 @@ func TestRestoreVMEachPoint(t *testing.T) {
 						t.Errorf("%s disk %s: %d bytes written through %q, the point holds %d data bytes", name, d.Name, d.BytesWritten, d.Transport, data)
 					}
 				}
+				if tr == backupd.WriteTransportNFC { // what the simulator's lease received and converted
+					var uploaded, data int64
+					for _, e := range sim.Journal() {
+						if e.Op == esxsim.OpNFCUpload && e.VM == name {
+							uploaded += e.Length
+						}
+					}
+					for _, d := range res.Disks {
+						_, n := readPoint(t, repo, p, d.Name)
+						data += n
+					}
+					if uploaded != data {
+						t.Errorf("%s: the lease received %d bytes of grains, the point holds %d data bytes", name, uploaded, data)
+					}
+				}
 				nc := restoredConfig(t, conn, name)
 				checkRestoredConfig(t, src, nc)
 			}
@@ -93,8 +108,8 @@ func TestRestoreVMEachPoint(t *testing.T) {
 			restores++
 		}
 	}
-	if restores != 12 {
-		t.Errorf("job log holds %d finished restores, want 12", restores)
+	if restores != 18 {
+		t.Errorf("job log holds %d finished restores, want 18", restores)
 	}
 }
 

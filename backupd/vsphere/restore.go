@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
@@ -178,6 +181,84 @@ func marker(job string) string {
 // carries RestoreMarkerKey until FinishRestore; on an error the partly
 // created VM is destroyed before CreateVM returns.
 func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err error) {
+	b, err := c.buildVM(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	name, p, cs := b.name, b.p, b.cs
+	task, err := p.folder.CreateVM(ctx, cs, p.pool, p.host)
+	if err != nil {
+		return nil, fmt.Errorf("create VM %s: %w", name, err)
+	}
+	info, err := task.WaitForResult(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create VM %s: %w", name, err)
+	}
+	ref := info.Result.(types.ManagedObjectReference)
+	defer func() {
+		if err != nil {
+			if derr := c.DestroyVM(context.WithoutCancel(ctx), ref); derr != nil {
+				err = fmt.Errorf("%w (and removing the half-created VM %s failed: %v)", err, name, derr)
+			}
+		}
+	}()
+	// Disks in a second step, named as ESXi names them (NAME.vmdk,
+	// NAME_1.vmdk, ...) in the VM's directory.
+	var disks types.VirtualMachineConfigSpec
+	if disks.DeviceChange, err = b.diskChanges(); err != nil {
+		return nil, err
+	}
+	obj := object.NewVirtualMachine(c.Client, ref)
+	if len(disks.DeviceChange) > 0 {
+		t, err := obj.Reconfigure(ctx, disks)
+		if err != nil {
+			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
+		}
+		if err := t.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
+		}
+	}
+	return c.createdVM(ctx, ref, b)
+}
+
+// createdVM loads a VM made from b and maps its disks to the recorded ones.
+func (c *Conn) createdVM(ctx context.Context, ref types.ManagedObjectReference, b *builtVM) (*CreatedVM, error) {
+	cfg, name, dsName := b.cfg, b.name, b.dsName
+	vm, err := c.loadAny(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	out := &CreatedVM{VM: vm, Datastore: dsName}
+	// The new disks in recorded order: match by controller bus and unit.
+	newByPos := map[string]Disk{}
+	for _, d := range vm.Disks {
+		newByPos[diskPos(d.Name)] = d
+	}
+	for _, d := range cfg.Disks {
+		nd, ok := newByPos[diskPos(d.Name)]
+		if !ok {
+			return nil, fmt.Errorf("disk %s was not created on %s", d.Name, name)
+		}
+		if nd.Capacity < d.Capacity {
+			return nil, fmt.Errorf("disk %s of %s has %d bytes, want %d", nd.Name, name, nd.Capacity, d.Capacity)
+		}
+		out.Disks = append(out.Disks, CreatedDisk{Name: d.Name, Disk: nd})
+	}
+	return out, nil
+}
+
+// builtVM is the configuration of a VM to create.
+type builtVM struct {
+	spec     CreateSpec
+	cfg      *vmconfig.Config
+	name     string
+	p        *placement
+	cs       types.VirtualMachineConfigSpec
+	dsName   string
+	ctrlKeys map[int32]int32
+}
+
+func (c *Conn) buildVM(ctx context.Context, spec CreateSpec) (*builtVM, error) {
 	cfg := spec.Config
 	if cfg == nil {
 		return nil, errors.New("create VM: no configuration")
@@ -263,26 +344,14 @@ func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err
 			Connectable: &types.VirtualDeviceConnectInfo{AllowGuestControl: true},
 		}}, "")
 	}
-	task, err := p.folder.CreateVM(ctx, cs, p.pool, p.host)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
-	}
-	info, err := task.WaitForResult(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
-	}
-	ref := info.Result.(types.ManagedObjectReference)
-	defer func() {
-		if err != nil {
-			if derr := c.DestroyVM(context.WithoutCancel(ctx), ref); derr != nil {
-				err = fmt.Errorf("%w (and removing the half-created VM %s failed: %v)", err, name, derr)
-			}
-		}
-	}()
-	// Disks in a second step, named as ESXi names them (NAME.vmdk,
-	// NAME_1.vmdk, ...) in the VM's directory.
-	var disks types.VirtualMachineConfigSpec
-	dsRef := p.ds.Reference()
+	return &builtVM{spec: spec, cfg: cfg, name: name, p: p, cs: cs, dsName: dsName, ctrlKeys: ctrlKeys}, nil
+}
+
+// diskChanges are the device changes that create the VM's disks.
+func (b *builtVM) diskChanges() ([]types.BaseVirtualDeviceConfigSpec, error) {
+	var out []types.BaseVirtualDeviceConfigSpec
+	cfg, name, dsName, ctrlKeys, spec := b.cfg, b.name, b.dsName, b.ctrlKeys, b.spec
+	dsRef := b.p.ds.Reference()
 	for i, d := range cfg.Disks {
 		ckey, ok := ctrlKeys[d.ControllerKey]
 		if !ok {
@@ -297,7 +366,7 @@ func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err
 			prov = spec.Provisioning
 		}
 		unit := d.Unit
-		disks.DeviceChange = append(disks.DeviceChange, &types.VirtualDeviceConfigSpec{
+		out = append(out, &types.VirtualDeviceConfigSpec{
 			Operation:     types.VirtualDeviceConfigSpecOperationAdd,
 			FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate,
 			Device: &types.VirtualDisk{
@@ -316,36 +385,6 @@ func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err
 				CapacityInBytes: d.Capacity, CapacityInKB: d.Capacity / 1024,
 			},
 		})
-	}
-	obj := object.NewVirtualMachine(c.Client, ref)
-	if len(disks.DeviceChange) > 0 {
-		t, err := obj.Reconfigure(ctx, disks)
-		if err != nil {
-			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
-		}
-		if err := t.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
-		}
-	}
-	vm, err := c.loadAny(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	out := &CreatedVM{VM: vm, Datastore: dsName}
-	// The new disks in recorded order: match by controller bus and unit.
-	newByPos := map[string]Disk{}
-	for _, d := range vm.Disks {
-		newByPos[diskPos(d.Name)] = d
-	}
-	for _, d := range cfg.Disks {
-		nd, ok := newByPos[diskPos(d.Name)]
-		if !ok {
-			return nil, fmt.Errorf("disk %s was not created on %s", d.Name, name)
-		}
-		if nd.Capacity < d.Capacity {
-			return nil, fmt.Errorf("disk %s of %s has %d bytes, want %d", nd.Name, name, nd.Capacity, d.Capacity)
-		}
-		out.Disks = append(out.Disks, CreatedDisk{Name: d.Name, Disk: nd})
 	}
 	return out, nil
 }
@@ -713,4 +752,90 @@ func (c *Conn) RemoveDisk(ctx context.Context, ref types.ManagedObjectReference,
 		return nil
 	}
 	return fmt.Errorf("VM %s has no device %d", vm.Name, key)
+}
+
+// UploadFunc streams the disk recorded as name to an upload URL of an
+// import lease.
+type UploadFunc func(ctx context.Context, name string, capacity int64, u *url.URL, upload func(r io.Reader) error) error
+
+// ImportVM creates the VM of spec as an OVF import does (ImportVApp of a
+// VirtualMachineImportSpec: the VM and its disks in one step) and fills
+// each disk through the import's HttpNfcLease: upload is called once per
+// disk with the lease URL and a function that POSTs a streamOptimized
+// VMDK to it. Nothing but vSphere itself is needed. On an error the lease
+// is aborted and the VM destroyed.
+func (c *Conn) ImportVM(ctx context.Context, spec CreateSpec, upload UploadFunc) (_ *CreatedVM, err error) {
+	b, err := c.buildVM(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	disks, err := b.diskChanges()
+	if err != nil {
+		return nil, err
+	}
+	cs := b.cs
+	cs.DeviceChange = append(cs.DeviceChange, disks...)
+	// file base name ("web_1.vmdk") -> recorded disk
+	byFile := map[string]vmconfig.Disk{}
+	for i, dc := range disks {
+		d := dc.GetVirtualDeviceConfigSpec().Device.(*types.VirtualDisk)
+		fb := d.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName
+		byFile[path.Base(fb)] = b.cfg.Disks[i]
+	}
+	lease, err := b.p.pool.ImportVApp(ctx, &types.VirtualMachineImportSpec{ConfigSpec: cs}, b.p.folder, b.p.host)
+	if err != nil {
+		return nil, fmt.Errorf("import VM %s: %w", b.name, err)
+	}
+	info, err := lease.Wait(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("import VM %s: %w", b.name, err)
+	}
+	ref := info.Entity
+	defer func() {
+		if err != nil {
+			actx := context.WithoutCancel(ctx)
+			_ = lease.Abort(actx, nil)
+			if derr := c.DestroyVM(actx, ref); derr != nil {
+				err = fmt.Errorf("%w (and removing the half-imported VM %s failed: %v)", err, b.name, derr)
+			}
+		}
+	}()
+	done := 0
+	for _, du := range info.DeviceUrl {
+		if du.Disk == nil || !*du.Disk {
+			continue
+		}
+		d, ok := byFile[du.TargetId]
+		if !ok {
+			d, ok = byFile[path.Base(du.Url)]
+		}
+		if !ok {
+			return nil, fmt.Errorf("import VM %s: the lease offers disk %q (%s), which is not one of the VM's", b.name, du.TargetId, du.Key)
+		}
+		u, err := c.Client.ParseURL(du.Url)
+		if err != nil {
+			return nil, fmt.Errorf("import VM %s: lease URL: %w", b.name, err)
+		}
+		if u.Hostname() == "*" {
+			u.Host = c.URL.Host
+		}
+		if du.SslThumbprint != "" {
+			c.Client.SetThumbprint(u.Host, du.SslThumbprint)
+		}
+		put := func(r io.Reader) error {
+			return c.Client.Upload(ctx, r, u, &soap.Upload{Method: "POST", Type: "application/x-vnd.vmware-streamVmdk", ContentLength: -1})
+		}
+		if err := upload(ctx, d.Name, d.Capacity, u, put); err != nil {
+			return nil, fmt.Errorf("upload disk %s of %s: %w", d.Name, b.name, err)
+		}
+		done++
+		_ = lease.Progress(ctx, int32(done*100/max(1, len(disks))))
+	}
+	if done != len(disks) {
+		return nil, fmt.Errorf("import VM %s: the lease offered %d of its %d disks", b.name, done, len(disks))
+	}
+	if err := lease.Complete(ctx); err != nil {
+		return nil, fmt.Errorf("import VM %s: complete the lease: %w", b.name, err)
+	}
+	return c.createdVM(ctx, ref, b)
 }

@@ -39,7 +39,7 @@ func restoreConnFlags() []cli.Flag {
 		&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
 		&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
-		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNBD, Usage: "write transports to try in order: nbd, hotadd"},
+		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNFC + "," + backupd.WriteTransportNBD, Usage: "write transports to try in order: nfc (OVF import, new VMs only), nbd, hotadd"},
 		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd (and to detach disks a killed hotadd restore left on it)"},
 		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly)"},
 		&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
@@ -91,8 +91,8 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 	var transports []string
 	for _, t := range strings.Split(c.String("transport"), ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			if t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd {
-				return nil, nil, opts, fmt.Errorf("--transport %q: restores write through nbd or hotadd", t)
+			if t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd && t != backupd.WriteTransportNFC {
+				return nil, nil, opts, fmt.Errorf("--transport %q: restores write through nfc, nbd or hotadd", t)
 			}
 			transports = append(transports, t)
 		}

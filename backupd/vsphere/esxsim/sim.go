@@ -66,6 +66,8 @@ type Sim struct {
 	// dsLimited (SetDatastoreFree).
 	dsFree    int64
 	dsLimited bool
+	// leases maps HttpNfcLease moref values of imports to their VM's.
+	leases map[string]string
 }
 
 // vmState is what the simulator knows about one VM beyond vcsim's object.
@@ -131,6 +133,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		maxAreas:  o.MaxChangedAreas,
 		vms:       map[string]*vmState{},
 		byRef:     map[string]*vmState{},
+		leases:    map[string]string{},
 		snapshots: map[string]*snapState{},
 	}
 	if s.log == nil {
@@ -191,6 +194,10 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	if s.server, err = newServer(m.Service); err != nil {
 		return fmt.Errorf("listen on %s: %w", o.ListenAddr, err)
 	}
+	// Uploads of HttpNfcLeases become real disk files (vcsim's /nfc/
+	// handler, which stays for GET, only counts the bytes).
+	m.Service.ServeMux.HandleFunc("PUT /nfc/", s.serveNFCUpload)
+	m.Service.ServeMux.HandleFunc("POST /nfc/", s.serveNFCUpload)
 	// No connection has been accepted yet, so the server reads ErrorLog
 	// only after this write.
 	s.server.Server.Config.ErrorLog = log.New(httpErrorFilter{s.log}, "", 0)

@@ -146,6 +146,11 @@ func (s *Sim) route(ctx *simulator.Context, m *simulator.Method) (mo.Reference, 
 				return s.router, nil
 			}
 		}
+	case "ResourcePool":
+		if m.Name == "ImportVApp" {
+			m.This = s.router.Self
+			return s.router, nil
+		}
 	case "VirtualMachineSnapshot":
 		if m.Name == "RemoveSnapshot_Task" {
 			if _, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachineSnapshot); ok {
