@@ -64,6 +64,7 @@ func TestRestoreCLI(t *testing.T) {
 		return append([]string{"--repo", repoDir, "restore", "vm", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
 			"--vm", "efivm", "--nbd-command", tmpl}, more...)
 	}
+	nbdOnly := func(tmpl string, more ...string) []string { return base(tmpl, append([]string{"--transport", "nbd"}, more...)...) }
 	conn := connectSim(t, sim)
 	ctx := context.Background()
 
@@ -72,18 +73,18 @@ func TestRestoreCLI(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "--replace") {
 		t.Fatalf("restore over the existing efivm: exit %d: %s", r.code, r.stderr)
 	}
-	// a new VM
+	// a new VM, through the default transports (nfc first)
 	r = collect(runCairn(t, env, base(restoreNBDCommand, "--name", "efi-copy", "--network", "VM Network=DC0_DVPG0", "--json")...))
 	if r.code != 0 {
 		t.Fatalf("restore: %s", r.stderr)
 	}
 	var res backupd.RestoreResult
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.VM != "efi-copy" || len(res.Disks) != 2 {
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.VM != "efi-copy" || len(res.Disks) != 2 || res.Disks[0].Transport != backupd.WriteTransportNFC {
 		t.Fatalf("restore output %q: %v", r.stdout, err)
 	}
 	// SIGINT mid-write: the VM it created is removed
 	slow := "nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-write=200ms"
-	cmd, stderr := startRestore(t, env, base(slow, "--name", "efi-int")...)
+	cmd, stderr := startRestore(t, env, nbdOnly(slow, "--name", "efi-int")...)
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestRestoreCLI(t *testing.T) {
 		t.Errorf("after Ctrl-C the half-created VM is still there: %v\n%s", err, stderr.String())
 	}
 	// SIGKILL mid-write: the VM stays, marked; cleanup removes it
-	cmd, stderr = startRestore(t, env, base(slow, "--name", "efi-kill")...)
+	cmd, stderr = startRestore(t, env, nbdOnly(slow, "--name", "efi-kill")...)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	logs.WriteString(stderr.String())
