@@ -162,6 +162,28 @@ func PointVMConfig(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (
 	return vmconfig.Parse(data)
 }
 
+// record writes the running record of the job to the repository's job
+// log and returns the function that writes its final record.
+func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResult, error) {
+	rec := JobRecord{ID: j.id, Kind: JobRestore, VM: p.VM, VCenter: vcenter, Start: time.Now().UTC(), State: JobRunning, Point: p.ID}
+	jobs := NewJobLog(j.repo.Dir())
+	if err := jobs.Append(rec); err != nil {
+		j.log.Warn("job log", "err", err)
+	}
+	return func(res *RestoreResult, err error) {
+		rec.End, rec.State = time.Now().UTC(), JobOK
+		if res != nil {
+			rec.BytesWritten = res.BytesWritten()
+		}
+		if err != nil {
+			rec.State, rec.Error = JobFailed, err.Error()
+		}
+		if aerr := jobs.Append(rec); aerr != nil {
+			j.log.Warn("job log", "err", aerr)
+		}
+	}
+}
+
 // restoreJob is one running restore.
 type restoreJob struct {
 	id   string
@@ -192,24 +214,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
 	j.log = opts.Logger.With("job", j.id)
 	name := req.Create.Name
-	rec := JobRecord{ID: j.id, Kind: JobRestore, VM: req.Point.VM, VCenter: req.VCenter, Start: time.Now().UTC(), State: JobRunning, Point: req.Point.ID}
-	jobs := NewJobLog(repo.Dir())
-	if err := jobs.Append(rec); err != nil {
-		j.log.Warn("job log", "err", err)
-	}
-	defer func() {
-		rec.End = time.Now().UTC()
-		rec.State = JobOK
-		if res != nil {
-			rec.BytesWritten = res.BytesWritten()
-		}
-		if err != nil {
-			rec.State, rec.Error = JobFailed, err.Error()
-		}
-		if aerr := jobs.Append(rec); aerr != nil {
-			j.log.Warn("job log", "err", aerr)
-		}
-	}()
+	finish := j.record(req.Point, req.VCenter)
+	defer func() { finish(res, err) }()
 	j.cleanupStale(ctx)
 	if req.InPlace {
 		return j.inPlace(ctx, req, name, !req.Full)

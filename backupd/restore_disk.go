@@ -44,23 +44,8 @@ func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, r
 	}
 	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
 	j.log = opts.Logger.With("job", j.id)
-	rec := JobRecord{ID: j.id, Kind: JobRestore, VM: req.Point.VM, VCenter: req.VCenter, Start: time.Now().UTC(), State: JobRunning, Point: req.Point.ID}
-	jobs := NewJobLog(repo.Dir())
-	if err := jobs.Append(rec); err != nil {
-		j.log.Warn("job log", "err", err)
-	}
-	defer func() {
-		rec.End, rec.State = time.Now().UTC(), JobOK
-		if res != nil {
-			rec.BytesWritten = res.BytesWritten()
-		}
-		if err != nil {
-			rec.State, rec.Error = JobFailed, err.Error()
-		}
-		if aerr := jobs.Append(rec); aerr != nil {
-			j.log.Warn("job log", "err", aerr)
-		}
-	}()
+	finish := j.record(req.Point, req.VCenter)
+	defer func() { finish(res, err) }()
 	ref, err := conn.LookupVM(ctx, req.TargetVM)
 	if err != nil {
 		return nil, err

@@ -1,13 +1,6 @@
 package vsphere
 
-import (
-	"context"
-	"fmt"
-
-	"github.com/vmware/govmomi/fault"
-	"github.com/vmware/govmomi/vim25/methods"
-	"github.com/vmware/govmomi/vim25/types"
-)
+import "context"
 
 // ChangedAreasOfBase asks QueryChangedDiskAreas, without a snapshot, which
 // areas of the VM's current disk changed since changeID: the question of
@@ -15,28 +8,5 @@ import (
 // changeId of another epoch (CBT reset, disk extended) is a
 // *ChangeIDRejectedError. It pages like ChangedAreas.
 func (v *VM) ChangedAreasOfBase(ctx context.Context, disk Disk, changeID string) ([]Extent, error) {
-	var out []Extent
-	for off := int64(0); off < disk.Capacity; {
-		res, err := methods.QueryChangedDiskAreas(ctx, v.conn.Client, &types.QueryChangedDiskAreas{
-			This: v.Ref, DeviceKey: disk.Key, StartOffset: off, ChangeId: changeID,
-		})
-		if err != nil {
-			if fault.Is(err, &types.FileFault{}) || fault.Is(err, &types.InvalidArgument{}) {
-				return nil, &ChangeIDRejectedError{ChangeID: changeID, Err: err}
-			}
-			return nil, fmt.Errorf("QueryChangedDiskAreas of disk %s at offset %d: %w", disk.Name, off, err)
-		}
-		info := res.Returnval
-		for _, a := range info.ChangedArea {
-			if a.Length > 0 {
-				out = append(out, Extent{Offset: a.Start, Length: a.Length})
-			}
-		}
-		next := info.StartOffset + info.Length
-		if next <= off {
-			return nil, fmt.Errorf("QueryChangedDiskAreas of disk %s at offset %d made no progress", disk.Name, off)
-		}
-		off = next
-	}
-	return out, nil
+	return v.changedAreas(ctx, nil, disk, changeID)
 }
