@@ -64,7 +64,9 @@ func TestRestoreCLI(t *testing.T) {
 		return append([]string{"--repo", repoDir, "restore", "vm", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
 			"--vm", "efivm", "--nbd-command", tmpl}, more...)
 	}
-	nbdOnly := func(tmpl string, more ...string) []string { return base(tmpl, append([]string{"--transport", "nbd"}, more...)...) }
+	nbdOnly := func(tmpl string, more ...string) []string {
+		return base(tmpl, append([]string{"--transport", "nbd"}, more...)...)
+	}
 	conn := connectSim(t, sim)
 	ctx := context.Background()
 
