@@ -155,6 +155,29 @@ func TestRestoreFaults(t *testing.T) {
 			t.Errorf("mode %s", res.Mode)
 		}
 	})
+	t.Run("nfc refused, nbd next", func(t *testing.T) {
+		sim.SetDenyImport(true)
+		defer sim.SetDenyImport(false)
+		opts := restoreOpts(sim)
+		opts.Transports = []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD}
+		res, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "fallback"}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := sim.DiskLocalPaths("fallback")
+		for _, d := range res.Disks {
+			if d.Transport != backupd.WriteTransportNBD {
+				t.Errorf("disk %s written through %q, want nbd after nfc was refused", d.Name, d.Transport)
+			}
+			sameAsPoint(t, repo, p, d.Name, files[d.Name])
+		}
+		opts.Transports = []string{backupd.WriteTransportNFC}
+		_, err = backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "refused"}}, opts)
+		if err == nil || !strings.Contains(err.Error(), "VApp.Import") && !strings.Contains(err.Error(), "ermission") {
+			t.Fatalf("nfc only, refused: %v", err)
+		}
+		noVMNamed(t, sim, conn, "refused")
+	})
 	t.Run("point without configuration", func(t *testing.T) {
 		bare := p
 		bare.Attachments = nil

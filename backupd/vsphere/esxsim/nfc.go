@@ -24,6 +24,13 @@ func (r *router) ImportVApp(ctx *simulator.Context, req *types.ImportVApp) soap.
 	if !ok {
 		return &methods.ImportVAppBody{Fault_: simulator.Fault("", &types.ManagedObjectNotFound{Obj: req.This})}
 	}
+	r.sim.mu.Lock()
+	deny := r.sim.denyImport
+	r.sim.mu.Unlock()
+	if deny {
+		return &methods.ImportVAppBody{Fault_: simulator.Fault("Permission to perform this operation was denied.",
+			&types.NoPermission{Object: &req.This, PrivilegeId: "VApp.Import"})}
+	}
 	var res soap.HasFault
 	ctx.WithLock(pool, func() { res = pool.ImportVApp(ctx, req) })
 	body, ok := res.(*methods.ImportVAppBody)
@@ -154,4 +161,12 @@ func (s *Sim) serveNFCUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(JournalEntry{Op: OpNFCUpload, VM: vmName, Disk: -1, Length: written})
 	w.WriteHeader(http.StatusOK)
+}
+
+// SetDenyImport makes ImportVApp fail with NoPermission (privilege
+// VApp.Import), as for a user whose role lacks it.
+func (s *Sim) SetDenyImport(deny bool) {
+	s.mu.Lock()
+	s.denyImport = deny
+	s.mu.Unlock()
 }

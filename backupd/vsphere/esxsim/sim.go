@@ -68,6 +68,8 @@ type Sim struct {
 	dsLimited bool
 	// leases maps HttpNfcLease moref values of imports to their VM's.
 	leases map[string]string
+	// denyImport makes ImportVApp fail (SetDenyImport).
+	denyImport bool
 }
 
 // vmState is what the simulator knows about one VM beyond vcsim's object.
