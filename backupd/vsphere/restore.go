@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmware/govmomi/find"
@@ -754,6 +755,9 @@ func (c *Conn) RemoveDisk(ctx context.Context, ref types.ManagedObjectReference,
 	return fmt.Errorf("VM %s has no device %d", vm.Name, key)
 }
 
+// leaseKeepAlive is how often an import lease hears of progress.
+const leaseKeepAlive = 30 * time.Second
+
 // UploadFunc streams the disk recorded as name to an upload URL of an
 // import lease.
 type UploadFunc func(ctx context.Context, name string, capacity int64, u *url.URL, upload func(r io.Reader) error) error
@@ -800,7 +804,23 @@ func (c *Conn) ImportVM(ctx context.Context, spec CreateSpec, upload UploadFunc)
 			}
 		}
 	}()
-	done := 0
+	// A lease without progress reports times out (info.LeaseTimeout, 5
+	// minutes on ESXi): report while a large disk uploads.
+	var done atomic.Int32
+	kctx, stopKeep := context.WithCancel(ctx)
+	defer stopKeep()
+	go func() {
+		t := time.NewTicker(leaseKeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				_ = lease.Progress(kctx, done.Load()*100/int32(max(1, len(disks))))
+			}
+		}
+	}()
 	for _, du := range info.DeviceUrl {
 		if du.Disk == nil || !*du.Disk {
 			continue
@@ -828,11 +848,12 @@ func (c *Conn) ImportVM(ctx context.Context, spec CreateSpec, upload UploadFunc)
 		if err := upload(ctx, d.Name, d.Capacity, u, put); err != nil {
 			return nil, fmt.Errorf("upload disk %s of %s: %w", d.Name, b.name, err)
 		}
-		done++
-		_ = lease.Progress(ctx, int32(done*100/max(1, len(disks))))
+		done.Add(1)
+		_ = lease.Progress(ctx, done.Load()*100/int32(max(1, len(disks))))
 	}
-	if done != len(disks) {
-		return nil, fmt.Errorf("import VM %s: the lease offered %d of its %d disks", b.name, done, len(disks))
+	stopKeep()
+	if int(done.Load()) != len(disks) {
+		return nil, fmt.Errorf("import VM %s: the lease offered %d of its %d disks", b.name, done.Load(), len(disks))
 	}
 	if err := lease.Complete(ctx); err != nil {
 		return nil, fmt.Errorf("import VM %s: complete the lease: %w", b.name, err)
