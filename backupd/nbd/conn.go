@@ -173,6 +173,9 @@ func (c *conn) submit(req *request) error {
 	putRequest(h[:], 0, req.cmd, req.cookie, req.off, req.length)
 	c.wmu.Lock()
 	_, err := c.w.Write(h[:])
+	if err == nil && len(req.payload) > 0 {
+		_, err = c.w.Write(req.payload) // NBD_CMD_WRITE data follows its header
+	}
 	c.wmu.Unlock()
 	if err != nil {
 		c.abort(fmt.Errorf("send request: %w", err))
@@ -279,6 +282,8 @@ func (c *conn) simpleReply(errno uint32, cookie uint64) error {
 			return err
 		}
 		req.covered = uint64(req.length)
+	case req.cmd == cmdWrite || req.cmd == cmdFlush || req.cmd == cmdWriteZeroes:
+		// success without payload
 	default:
 		req.setErr(protocolErrorf("simple success reply to command %d", req.cmd))
 	}

@@ -14,7 +14,9 @@ type request struct {
 	off    uint64
 	length uint32
 	buf    []byte // NBD_CMD_READ destination, len(buf) == length
-	ctxID  uint32 // NBD_CMD_BLOCK_STATUS: the context whose extents we keep
+	// payload is sent after the header (NBD_CMD_WRITE), len == length
+	payload []byte
+	ctxID   uint32 // NBD_CMD_BLOCK_STATUS: the context whose extents we keep
 
 	mu        sync.Mutex // guards buf against writes after abandon
 	abandoned bool

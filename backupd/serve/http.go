@@ -34,6 +34,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/jobs", s.handleJobs)
 	mux.HandleFunc("POST /api/v1/jobs", s.handleRunNow)
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
+	mux.HandleFunc("GET /api/v1/restores", s.handleRestores) // restore.go
+	mux.HandleFunc("POST /api/v1/restores", s.handleRestore)
 	mux.HandleFunc("POST /api/v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.VerifyNow(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)

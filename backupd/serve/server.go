@@ -43,6 +43,8 @@ type Server struct {
 	vmLocks map[string]chan struct{} // held while a VM is backed up or verified
 	jobs    map[string]*JobStatus
 	verify  VerifyStatus
+	// restores are the restores run through the API (restore.go).
+	restores restoreList
 
 	metrics *metrics
 	inv     *inventory   // the jobs' selections, for API requests

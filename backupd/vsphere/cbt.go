@@ -89,10 +89,16 @@ var maxChangedAreas = 4 << 20
 // [StartOffset, StartOffset+Length), the next query starts right there
 // (set, not added), and an empty page does not end the loop.
 func (v *VM) ChangedAreas(ctx context.Context, snap types.ManagedObjectReference, disk Disk, changeID string) ([]Extent, error) {
+	return v.changedAreas(ctx, &snap, disk, changeID)
+}
+
+// changedAreas pages QueryChangedDiskAreas of the disk at snap (nil: the
+// VM's current disk) since changeID.
+func (v *VM) changedAreas(ctx context.Context, snap *types.ManagedObjectReference, disk Disk, changeID string) ([]Extent, error) {
 	var out []Extent
 	for off := int64(0); off < disk.Capacity; {
 		res, err := methods.QueryChangedDiskAreas(ctx, v.conn.Client, &types.QueryChangedDiskAreas{
-			This: v.Ref, Snapshot: &snap, DeviceKey: disk.Key, StartOffset: off, ChangeId: changeID,
+			This: v.Ref, Snapshot: snap, DeviceKey: disk.Key, StartOffset: off, ChangeId: changeID,
 		})
 		if err != nil {
 			if changeID != "*" && (fault.Is(err, &types.FileFault{}) || fault.Is(err, &types.InvalidArgument{})) {

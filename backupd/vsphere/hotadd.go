@@ -47,6 +47,10 @@ type HotAdded struct {
 // proxy, non-persistent, on its first SCSI controller, and returns the new
 // device.
 func (p *Proxy) Attach(ctx context.Context, fileName string) (HotAdded, error) {
+	return p.attach(ctx, fileName, types.VirtualDiskModeIndependent_nonpersistent)
+}
+
+func (p *Proxy) attach(ctx context.Context, fileName string, mode types.VirtualDiskMode) (HotAdded, error) {
 	p.vm.conn.proxyMu.Lock()
 	defer p.vm.conn.proxyMu.Unlock()
 	obj := p.vm.Object()
@@ -62,7 +66,7 @@ func (p *Proxy) Attach(ctx context.Context, fileName string) (HotAdded, error) {
 		Key: -1,
 		Backing: &types.VirtualDiskFlatVer2BackingInfo{
 			VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: fileName},
-			DiskMode:                     string(types.VirtualDiskModeIndependent_nonpersistent),
+			DiskMode:                     string(mode),
 		},
 	}}
 	devices.AssignController(disk, ctrl)

@@ -391,7 +391,11 @@ func jobsCommand() *cli.Command {
 				if !j.End.IsZero() {
 					end = j.End.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.VM, j.Start.Format(time.RFC3339), end, j.State,
+				vm := j.VM
+				if j.Kind != "" && j.Kind != backupd.JobBackup {
+					vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, vm, j.Start.Format(time.RFC3339), end, j.State,
 					dash(j.Point), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), oneLine(j.Error))
 			}
 			return tw.Flush()

@@ -14,5 +14,6 @@ func extraCommands() []*cli.Command {
 	cmds = append(cmds, labCommands()...)
 	cmds = append(cmds, serveCommands()...)
 	cmds = append(cmds, bootCommands()...)
+	cmds = append(cmds, restoreCommands()...)
 	return cmds
 }

@@ -864,7 +864,7 @@ func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) {
 func (s *remoteSource) Attachment(_ context.Context, p blockmap.Point, name string) ([]byte, error) {
 	return nil, fmt.Errorf("%s of %s point %s: %w (attachments are not replicated)", name, p.VM, p.ID, blockmap.ErrNotFound)
 }
-func (s *remoteSource) CatalogSeq() uint64                                    { return 1 }
+func (s *remoteSource) CatalogSeq() uint64 { return 1 }
 func (s *remoteSource) CatalogState() (blockmap.CatalogState, error) {
 	return blockmap.CatalogState{Seq: 1, Deleted: map[blockmap.PointRef]uint64{}}, nil
 }

@@ -13,6 +13,7 @@ const (
 	OpCBTEnable      = "cbt-enable"
 	OpCBTDisable     = "cbt-disable"
 	OpCBTReset       = "cbt-reset"
+	OpNFCUpload      = "nfc-upload" // a disk uploaded through an HttpNfcLease (Length: bytes of grains)
 )
 
 // JournalEntry is one event that changed a disk or its tracking.

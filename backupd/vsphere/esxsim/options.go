@@ -57,6 +57,11 @@ type Options struct {
 	// controller and no disks: the backup proxy for HotAdd.
 	ProxyVM string
 
+	// DVPortgroups adds that many distributed port groups (DC0_DVPG0,
+	// DC0_DVPG1, ... on one distributed switch) beside "VM Network", for
+	// restores that map networks (default 0).
+	DVPortgroups int
+
 	// MaxChangedAreas caps the extents one QueryChangedDiskAreas answer
 	// returns (default DefaultMaxChangedAreas); callers must loop on startOffset.
 	MaxChangedAreas int

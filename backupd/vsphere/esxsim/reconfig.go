@@ -19,7 +19,13 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 	vm, ok := s.byRef[h.Self.Value]
 	s.mu.Unlock()
 	if !ok {
-		return h.VirtualMachine.ReconfigVMTask(ctx, req)
+		if vm, ok = s.adopt(h.VirtualMachine, req); !ok {
+			return h.VirtualMachine.ReconfigVMTask(ctx, req)
+		}
+	}
+	if f := s.checkSpace(req); f != nil {
+		body.Res.Returnval = failedTask(ctx, h.Self, "reconfigVm", f)
+		return body
 	}
 	if req.Spec.ChangeTrackingEnabled != nil && *req.Spec.ChangeTrackingEnabled && vm.hwVersion < 7 {
 		body.Res.Returnval = failedTask(ctx, h.Self, "reconfigVm", &types.NotSupported{RuntimeFault: types.RuntimeFault{
@@ -59,6 +65,7 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 			}
 		}
 	}
+	s.destroyRemovedFiles(req)
 	if err := s.syncVM(vm, h.VirtualMachine, created); err != nil {
 		s.log.Error("sync vm after reconfigure", "vm", vm.name, "err", err)
 	}
@@ -183,6 +190,11 @@ func (s *Sim) newDiskLocked(vm *vmState, disk *types.VirtualDisk, b *types.Virtu
 	}
 	if err := writeDescriptor(d.descPath, d.size, uuid, adapterType(d.controller), vm.hwVersion); err != nil {
 		return nil, err
+	}
+	if b.ThinProvisioned == nil || !*b.ThinProvisioned {
+		if err := allocateThick(d.flatPath, d.size); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.track.start(vm.cbt, d.size); err != nil {
 		return nil, err

@@ -62,6 +62,14 @@ type Sim struct {
 	snapshots map[string]*snapState
 	journal   []JournalEntry
 	closed    bool
+	// dsFree is the datastore space left for new thick disks when
+	// dsLimited (SetDatastoreFree).
+	dsFree    int64
+	dsLimited bool
+	// leases maps HttpNfcLease moref values of imports to their VM's.
+	leases map[string]string
+	// denyImport makes ImportVApp fail (SetDenyImport).
+	denyImport bool
 }
 
 // vmState is what the simulator knows about one VM beyond vcsim's object.
@@ -127,6 +135,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 		maxAreas:  o.MaxChangedAreas,
 		vms:       map[string]*vmState{},
 		byRef:     map[string]*vmState{},
+		leases:    map[string]string{},
 		snapshots: map[string]*snapState{},
 	}
 	if s.log == nil {
@@ -154,7 +163,7 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 func (s *Sim) start(ctx context.Context, o Options) error {
 	m := simulator.VPX()
 	m.Autostart = false
-	m.Portgroup = 0
+	m.Portgroup = o.DVPortgroups // distributed port groups DC0_DVPG0, ...
 	m.Cluster = 0
 	m.ClusterHost = 0
 	m.Host = o.Hosts
@@ -187,6 +196,10 @@ func (s *Sim) start(ctx context.Context, o Options) error {
 	if s.server, err = newServer(m.Service); err != nil {
 		return fmt.Errorf("listen on %s: %w", o.ListenAddr, err)
 	}
+	// Uploads of HttpNfcLeases become real disk files (vcsim's /nfc/
+	// handler, which stays for GET, only counts the bytes).
+	m.Service.ServeMux.HandleFunc("PUT /nfc/", s.serveNFCUpload)
+	m.Service.ServeMux.HandleFunc("POST /nfc/", s.serveNFCUpload)
 	// No connection has been accepted yet, so the server reads ErrorLog
 	// only after this write.
 	s.server.Server.Config.ErrorLog = log.New(httpErrorFilter{s.log}, "", 0)

@@ -108,6 +108,10 @@ func taskRef(res soap.HasFault) (types.ManagedObjectReference, types.BaseMethodF
 		return b.Res.Returnval, nil
 	case *methods.RemoveAllSnapshots_TaskBody:
 		return b.Res.Returnval, nil
+	case *methods.Destroy_TaskBody:
+		return b.Res.Returnval, nil
+	case *methods.Rename_TaskBody:
+		return b.Res.Returnval, nil
 	}
 	return types.ManagedObjectReference{}, &types.SystemError{Reason: fmt.Sprintf("unexpected task body %T", res)}
 }
@@ -136,11 +140,16 @@ func (s *Sim) route(ctx *simulator.Context, m *simulator.Method) (mo.Reference, 
 	case "VirtualMachine":
 		switch m.Name {
 		case "QueryChangedDiskAreas", "CreateSnapshot_Task", "CreateSnapshotEx_Task",
-			"ReconfigVM_Task", "RemoveAllSnapshots_Task":
+			"ReconfigVM_Task", "RemoveAllSnapshots_Task", "Destroy_Task", "Rename_Task":
 			if _, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine); ok {
 				m.This = s.router.Self
 				return s.router, nil
 			}
+		}
+	case "ResourcePool":
+		if m.Name == "ImportVApp" {
+			m.This = s.router.Self
+			return s.router, nil
 		}
 	case "VirtualMachineSnapshot":
 		if m.Name == "RemoveSnapshot_Task" {

@@ -1,0 +1,713 @@
+package backupd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// JobRestore is the kind of restore jobs in the job log.
+const JobRestore = "restore"
+
+// Write transports.
+const (
+	WriteTransportNBD    = "nbd"
+	WriteTransportHotAdd = "hotadd"
+)
+
+// DefaultRestoreNBDCommand writes a disk with nbdkit's VDDK plugin (the
+// production default; needs VMware's VDDK library on the appliance). It is
+// DefaultNBDCommand without --readonly and without a snapshot.
+const DefaultRestoreNBDCommand = "nbdkit -t 1 -U {socket} -f vddk server={server} user={user} password=+{password_file} thumbprint={thumbprint} vm=moref={vm_moref} file={disk_file}"
+
+// FailedRestoreSuffix is appended to the name of a VM a failed restore
+// could not remove.
+const FailedRestoreSuffix = "-failed-restore"
+
+// Errors of restores, for the CLI's advice.
+var (
+	// ErrNoVMConfig means the point carries no VM configuration (an
+	// imported disk): give one with RestoreRequest.Config.
+	ErrNoVMConfig = errors.New("the point has no VM configuration")
+	// ErrCBTCannotAnswer means a quick rollback cannot learn what changed
+	// since the point (another CBT epoch, a resized disk, CBT off); a full
+	// overwrite is needed.
+	ErrCBTCannotAnswer = errors.New("changed block tracking cannot say what changed since the point")
+	// ErrNotPoweredOff means an in-place restore found the VM running.
+	ErrNotPoweredOff = errors.New("the VM is powered on")
+)
+
+// RestoreOptions tune restores.
+type RestoreOptions struct {
+	// Transports are tried in order for each disk (default "nbd").
+	Transports []string
+	// NBDCommand is the NBD server command template for the target disk
+	// (default DefaultRestoreNBDCommand), with the placeholders of backups
+	// minus {snapshot_moref}; {disk_local_path} is the new disk's flat file.
+	NBDCommand      string
+	NBD             nbd.Options
+	NBDStartTimeout time.Duration
+	DatastoreDirs   vsphere.DatastoreDirs
+	Credentials     vsphere.Credentials
+	Thumbprint      string
+	// ProxyVM is the appliance's own VM, for the hotadd write transport;
+	// HotAddDevice finds the local device of a disk attached to it
+	// (default DeviceByUUID).
+	ProxyVM      string
+	HotAddDevice HotAddDeviceFunc
+	// ChunkSize is the size of each read from the repository and write
+	// to the target (default 4 MiB).
+	ChunkSize int
+	// Progress, when set, is called once per disk; add counts bytes
+	// written and finish is called when the disk is done.
+	Progress func(vm, disk string, total int64) (add func(int64), finish func())
+	Logger   *slog.Logger
+}
+
+// RestoreRequest says what to restore where.
+type RestoreRequest struct {
+	Point blockmap.Point
+	// Config overrides the point's recorded configuration (required for
+	// points without one).
+	Config *vmconfig.Config
+	// Create places a new VM (Name, Host, Cluster, Datastore, Folder,
+	// Networks, Provisioning, KeepIdentity; Config and JobID are filled in).
+	Create vsphere.CreateSpec
+	// Replace lets a restore overwrite an existing VM of the target name in
+	// place (it is powered off first); without it such a VM is never
+	// touched.
+	Replace bool
+	// InPlace rolls the VM named Create.Name back to the point, writing
+	// only what CBT says changed since; with Full it overwrites every disk.
+	InPlace bool
+	Full    bool
+	// PowerOn powers the VM on after a successful restore.
+	PowerOn bool
+	// VCenter is recorded in the job log.
+	VCenter string
+}
+
+// RestoreDiskResult is what a restore did for one disk.
+type RestoreDiskResult struct {
+	Name      string `json:"name"`
+	Target    string `json:"target"`
+	Transport string `json:"transport"`
+	// BytesWritten are data bytes sent to the target; ZeroBytes the
+	// ranges made zero (write-zeroes requests, no data sent).
+	BytesWritten int64 `json:"bytes_written"`
+	ZeroBytes    int64 `json:"zero_bytes"`
+	// StreamBytes is the length of the streamOptimized VMDK sent (nfc).
+	StreamBytes int64 `json:"stream_bytes,omitempty"`
+	// ChangedBytes is what CBT reported for a quick rollback.
+	ChangedBytes int64 `json:"changed_bytes,omitempty"`
+	Retries      int64 `json:"retries,omitempty"`
+}
+
+// RestoreResult is the outcome of a successful restore.
+type RestoreResult struct {
+	JobID  string              `json:"job_id"`
+	VM     string              `json:"vm"`
+	MoRef  string              `json:"moref"`
+	Point  string              `json:"point"`
+	Mode   string              `json:"mode"` // new, replace, rollback, full
+	Disks  []RestoreDiskResult `json:"disks"`
+	Reused bool                `json:"-"`
+}
+
+// BytesWritten sums the disks' data bytes sent.
+func (r *RestoreResult) BytesWritten() (n int64) {
+	for _, d := range r.Disks {
+		n += d.BytesWritten
+	}
+	return n
+}
+
+// RestoreError is a failed restore; LeftVM names a VM that could not be
+// removed and was renamed instead ("" when nothing was left).
+type RestoreError struct {
+	Err    error
+	LeftVM string
+}
+
+func (e *RestoreError) Error() string {
+	if e.LeftVM != "" {
+		return fmt.Sprintf("%v (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", e.Err, e.LeftVM)
+	}
+	return e.Err.Error()
+}
+
+func (e *RestoreError) Unwrap() error { return e.Err }
+
+// PointVMConfig reads a point's recorded VM configuration.
+func PointVMConfig(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (*vmconfig.Config, error) {
+	if _, ok := p.Attachment(vmconfig.AttachmentConfig); !ok {
+		return nil, fmt.Errorf("point %s of %s: %w", p.ID, p.VM, ErrNoVMConfig)
+	}
+	data, err := repo.Attachment(ctx, p, vmconfig.AttachmentConfig)
+	if err != nil {
+		return nil, fmt.Errorf("point %s of %s: VM configuration: %w", p.ID, p.VM, err)
+	}
+	return vmconfig.Parse(data)
+}
+
+// record writes the running record of the job to the repository's job
+// log and returns the function that writes its final record.
+func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResult, error) {
+	rec := JobRecord{ID: j.id, Kind: JobRestore, VM: p.VM, VCenter: vcenter, Start: time.Now().UTC(), State: JobRunning, Point: p.ID}
+	jobs := NewJobLog(j.repo.Dir())
+	if err := jobs.Append(rec); err != nil {
+		j.log.Warn("job log", "err", err)
+	}
+	return func(res *RestoreResult, err error) {
+		rec.End, rec.State = time.Now().UTC(), JobOK
+		if res != nil {
+			rec.BytesWritten = res.BytesWritten()
+		}
+		if err != nil {
+			rec.State, rec.Error = JobFailed, err.Error()
+		}
+		if aerr := jobs.Append(rec); aerr != nil {
+			j.log.Warn("job log", "err", aerr)
+		}
+	}
+}
+
+// restoreJob is one running restore.
+type restoreJob struct {
+	id   string
+	repo *blockmap.Repo
+	conn *vsphere.Conn
+	opts RestoreOptions
+	log  *slog.Logger
+	gate *spawnGate
+	dirs vsphere.DatastoreDirs
+	vm   *vsphere.VM
+}
+
+// Restore brings a point back to vSphere: as a new VM (default), over an
+// existing VM of the same name (Replace: every disk overwritten), or as a
+// quick rollback of the original VM (InPlace). It records a job in the
+// repository's job log. A new VM that fails or is cancelled half-way is
+// destroyed, or renamed with FailedRestoreSuffix when that fails too.
+func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req RestoreRequest, opts RestoreOptions) (res *RestoreResult, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.Transports) == 0 {
+		opts.Transports = []string{WriteTransportNBD}
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 4 << 20
+	}
+	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
+	j.log = opts.Logger.With("job", j.id)
+	name := req.Create.Name
+	finish := j.record(req.Point, req.VCenter)
+	defer func() { finish(res, err) }()
+	j.cleanupStale(ctx)
+	if req.InPlace {
+		return j.inPlace(ctx, req, name, !req.Full)
+	}
+	cfg := req.Config
+	if cfg == nil {
+		if cfg, err = PointVMConfig(ctx, repo, req.Point); err != nil {
+			return nil, err
+		}
+	}
+	if name == "" {
+		name = cfg.Name
+	}
+	for _, d := range cfg.Disks {
+		if _, ok := req.Point.Disk(d.Name); !ok {
+			return nil, fmt.Errorf("disk %s of the VM configuration is not in point %s (points hold %s)", d.Name, req.Point.ID, diskNames(req.Point))
+		}
+	}
+	if _, err := conn.LookupVM(ctx, name); err == nil {
+		if !req.Replace {
+			return nil, fmt.Errorf("VM %q: %w: give --name NEW to restore beside it, or --replace to overwrite it", name, vsphere.ErrVMExists)
+		}
+		req.Create.Name = name
+		r, err := j.inPlace(ctx, req, name, false)
+		if r != nil {
+			r.Mode = "replace"
+		}
+		return r, err
+	} else if !errors.Is(err, vsphere.ErrVMNotFound) {
+		return nil, err
+	}
+	spec := req.Create
+	spec.Config, spec.Name, spec.JobID = cfg, name, j.id
+	var (
+		created  *vsphere.CreatedVM
+		imported []RestoreDiskResult
+	)
+	if opts.Transports[0] == WriteTransportNFC {
+		created, imported, err = j.importVM(ctx, req.Point, spec)
+		if err != nil {
+			if ctx.Err() != nil || len(opts.Transports) == 1 {
+				return nil, err
+			}
+			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)
+			j.opts.Transports = opts.Transports[1:]
+		}
+	}
+	if created == nil {
+		if created, err = conn.CreateVM(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
+	j.log.Info("VM created for restore", "vm", name, "moref", created.Ref.Value, "datastore", created.Datastore)
+	defer func() {
+		if err == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if derr := conn.DestroyVM(cctx, created.Ref); derr != nil {
+			left := name + FailedRestoreSuffix
+			j.log.Error("removing the half-restored VM failed; renaming it", "vm", name, "err", derr, "renamed", left)
+			if rerr := conn.RenameVM(cctx, created.Ref, left); rerr != nil {
+				left = name
+			}
+			err = &RestoreError{Err: err, LeftVM: left}
+			return
+		}
+		j.log.Info("half-restored VM removed", "vm", name)
+	}()
+	j.vm = created.VM
+	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new"}
+	res.Disks = imported
+	for _, cd := range created.Disks {
+		if imported != nil {
+			break // written during the import
+		}
+		dr, err := j.writeDisk(ctx, req.Point, cd.Name, cd.Disk, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		res.Disks = append(res.Disks, dr)
+	}
+	note := cfg.Annotation
+	if note == "" {
+		// vSphere keeps an annotation that a reconfiguration sets to ""
+		// (the field is then left out): say where the VM came from instead
+		// of leaving the in-progress line.
+		note = fmt.Sprintf("restored by cairn from %s point %s", req.Point.VM, req.Point.ID)
+	}
+	if err := conn.FinishRestore(ctx, created.Ref, note); err != nil {
+		return nil, err
+	}
+	if req.PowerOn {
+		if err := conn.PowerOn(ctx, created.Ref); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func diskNames(p blockmap.Point) string {
+	var n []string
+	for _, d := range p.Disks {
+		n = append(n, d.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// inPlace writes the point over the disks of an existing VM: only the
+// areas CBT reports changed since the point (quick), or everything.
+func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name string, quick bool) (*RestoreResult, error) {
+	if name == "" {
+		name = req.Point.VM
+	}
+	ref, err := j.conn.LookupVM(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if req.Replace {
+		if err := j.conn.PowerOff(ctx, ref); err != nil {
+			return nil, err
+		}
+	}
+	off, err := j.conn.PoweredOff(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if !off {
+		return nil, fmt.Errorf("VM %s: %w: power it off first (an in-place restore overwrites its disks)", name, ErrNotPoweredOff)
+	}
+	vm, err := j.conn.LoadVM(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	j.vm = vm
+	mode := "full"
+	if quick {
+		mode = "rollback"
+	}
+	res := &RestoreResult{JobID: j.id, VM: name, MoRef: ref.Value, Point: req.Point.ID, Mode: mode}
+	targets := map[string]vsphere.Disk{}
+	for _, d := range vm.Disks {
+		targets[d.Name] = d
+	}
+	type plan struct {
+		pd    blockmap.DiskInfo
+		td    vsphere.Disk
+		areas []blockmap.Extent
+		cbt   int64
+	}
+	var plans []plan
+	// Ask CBT for every disk before writing anything: a rollback either
+	// can be done quickly for the whole VM or says so before any change.
+	for _, pd := range req.Point.Disks {
+		td, ok := targets[pd.Name]
+		if !ok {
+			return nil, fmt.Errorf("VM %s has no disk %s (it has %d disks): the point's disks must all exist", name, pd.Name, len(vm.Disks))
+		}
+		if td.Capacity != pd.Size {
+			if quick {
+				return nil, fmt.Errorf("disk %s of %s has %d bytes, the point %d: %w; use --full", pd.Name, name, td.Capacity, pd.Size, ErrCBTCannotAnswer)
+			}
+			if td.Capacity < pd.Size {
+				return nil, fmt.Errorf("disk %s of %s has %d bytes, smaller than the point's %d: grow it first", pd.Name, name, td.Capacity, pd.Size)
+			}
+		}
+		p := plan{pd: pd, td: td}
+		if quick {
+			meta, _ := ReadDiskMeta(pd)
+			if meta.ChangeID == "" {
+				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w; use --full", pd.Name, ErrCBTCannotAnswer)
+			}
+			areas, err := vm.ChangedAreasOfBase(ctx, td, meta.ChangeID)
+			if err != nil {
+				var rej *vsphere.ChangeIDRejectedError
+				if errors.As(err, &rej) {
+					return nil, fmt.Errorf("disk %s: %v: %w; use --full to overwrite the whole disk", pd.Name, err, ErrCBTCannotAnswer)
+				}
+				return nil, err
+			}
+			for _, a := range areas {
+				p.areas = append(p.areas, blockmap.Extent{Offset: a.Offset, Length: a.Length})
+				p.cbt += a.Length
+			}
+		} else {
+			p.areas = []blockmap.Extent{{Offset: 0, Length: pd.Size}}
+		}
+		plans = append(plans, p)
+	}
+	for _, p := range plans {
+		dr, err := j.writeDisk(ctx, req.Point, p.pd.Name, p.td, p.areas, true)
+		if err != nil {
+			return nil, err
+		}
+		dr.ChangedBytes = p.cbt
+		res.Disks = append(res.Disks, dr)
+	}
+	if req.PowerOn {
+		if err := j.conn.PowerOn(ctx, ref); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// diskTarget is an open write path to one target disk.
+type diskTarget interface {
+	WriteAt(ctx context.Context, p []byte, off int64) error
+	WriteZeroes(ctx context.Context, off, n int64) error
+	Flush(ctx context.Context) error
+	Retries() int64
+	Close() error
+}
+
+// writeDisk copies the point's disk name to target. areas == nil: a new
+// (zero) disk, only data extents travel. Otherwise only the given areas
+// are written: the point's data there, zeros for its holes.
+func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name string, target vsphere.Disk, areas []blockmap.Extent, zeroHoles bool) (RestoreDiskResult, error) {
+	res := RestoreDiskResult{Name: name, Target: target.Name}
+	dr, err := j.repo.OpenDisk(ctx, p, name)
+	if err != nil {
+		return res, err
+	}
+	defer dr.Close()
+	var lastErr error
+	for _, tr := range j.opts.Transports {
+		t, err := j.openTarget(ctx, tr, target)
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			j.log.Warn("write transport unavailable", "transport", tr, "disk", name, "err", err)
+			lastErr = fmt.Errorf("%s: %w", tr, err)
+			continue
+		}
+		res.Transport = tr
+		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
+		err = j.copyDisk(ctx, dr, t, areas, zeroHoles, &res)
+		res.Retries = t.Retries()
+		cerr := t.Close()
+		if err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return res, fmt.Errorf("restore disk %s through %s: %w", name, tr, err)
+		}
+		j.log.Info("disk restored", "disk", name, "target", target.FileName, "transport", tr, "bytes_written", res.BytesWritten, "zero_bytes", res.ZeroBytes, "retries", res.Retries)
+		return res, nil
+	}
+	return res, fmt.Errorf("restore disk %s: no write transport worked: %w", name, lastErr)
+}
+
+func (j *restoreJob) copyDisk(ctx context.Context, dr *blockmap.DiskReader, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
+	data := dr.DataExtents()
+	var work []blockmap.Extent // data to send
+	var zeros []blockmap.Extent
+	if areas == nil {
+		work = data
+	} else {
+		work, zeros = splitAreas(areas, data)
+		if !zeroHoles {
+			zeros = nil
+		}
+	}
+	var total int64
+	for _, e := range work {
+		total += e.Length
+	}
+	add, finish := func(int64) {}, func() {}
+	if j.opts.Progress != nil {
+		add, finish = j.opts.Progress(j.vm.Name, res.Name, total)
+	}
+	defer finish()
+	buf := make([]byte, j.opts.ChunkSize)
+	for _, e := range work {
+		for off := e.Offset; off < e.Offset+e.Length; {
+			n := min(int64(len(buf)), e.Offset+e.Length-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("read the point at offset %d: %w", off, err)
+			}
+			if err := t.WriteAt(ctx, buf[:n], off); err != nil {
+				return err
+			}
+			res.BytesWritten += n
+			add(n)
+			off += n
+		}
+	}
+	for _, z := range zeros {
+		if err := t.WriteZeroes(ctx, z.Offset, z.Length); err != nil {
+			return err
+		}
+		res.ZeroBytes += z.Length
+	}
+	return t.Flush(ctx)
+}
+
+// splitAreas cuts areas into the parts covered by data (sorted, merged
+// extents) and the rest.
+func splitAreas(areas, data []blockmap.Extent) (inData, holes []blockmap.Extent) {
+	for _, a := range areas {
+		pos, end := a.Offset, a.Offset+a.Length
+		for _, d := range data {
+			de := d.Offset + d.Length
+			if de <= pos || d.Offset >= end {
+				continue
+			}
+			lo, hi := max(pos, d.Offset), min(end, de)
+			if lo > pos {
+				holes = append(holes, blockmap.Extent{Offset: pos, Length: lo - pos})
+			}
+			inData = append(inData, blockmap.Extent{Offset: lo, Length: hi - lo})
+			pos = hi
+		}
+		if pos < end {
+			holes = append(holes, blockmap.Extent{Offset: pos, Length: end - pos})
+		}
+	}
+	return inData, holes
+}
+
+// openTarget opens a write transport to the target disk.
+func (j *restoreJob) openTarget(ctx context.Context, transport string, d vsphere.Disk) (diskTarget, error) {
+	switch transport {
+	case WriteTransportNBD:
+		return j.openNBDTarget(ctx, d)
+	case WriteTransportHotAdd:
+		return j.openHotAddTarget(ctx, d)
+	case WriteTransportNFC:
+		return nil, fmt.Errorf("nfc writes disks only while it creates a VM (restore vm); use nbd or hotadd here")
+	}
+	return nil, fmt.Errorf("unknown write transport %q (known: %s, %s)", transport, WriteTransportNBD, WriteTransportHotAdd)
+}
+
+// nbdTarget writes through an NBD server started for the disk.
+type nbdTarget struct {
+	*nbd.Client
+	server *nbdServer
+	tmp    string
+}
+
+func (t *nbdTarget) Retries() int64 { return t.Client.Stats().Retries }
+
+func (t *nbdTarget) Close() error {
+	var err error
+	if t.Client != nil {
+		err = t.Client.Close()
+	}
+	if t.server != nil {
+		t.server.stop()
+	}
+	if t.tmp != "" {
+		_ = os.RemoveAll(t.tmp)
+	}
+	return err
+}
+
+func (j *restoreJob) openNBDTarget(ctx context.Context, d vsphere.Disk) (_ diskTarget, err error) {
+	t := &nbdTarget{}
+	defer func() {
+		if err != nil {
+			_ = t.Close()
+		}
+	}()
+	sweepNBDDirs()
+	if t.tmp, err = os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-"); err != nil {
+		return nil, fmt.Errorf("nbd: %w", err)
+	}
+	socket := filepath.Join(t.tmp, "nbd.sock")
+	tmpl := j.opts.NBDCommand
+	if tmpl == "" {
+		tmpl = DefaultRestoreNBDCommand
+	}
+	args, err := expandTemplate(tmpl, func(name string) (string, error) { return j.templateValue(ctx, name, d, socket, t.tmp) })
+	if err != nil {
+		return nil, err
+	}
+	timeout := j.opts.NBDStartTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if t.server, err = startNBDServer(ctx, j.gate, args, socket, timeout); err != nil {
+		return nil, err
+	}
+	o := j.opts.NBD
+	if o.Logger == nil {
+		o.Logger = j.log
+	}
+	uri := nbd.UnixTarget(socket, "").String()
+	if t.Client, err = nbd.Dial(ctx, uri, o); err != nil {
+		return nil, fmt.Errorf("nbd: connect to %s: %w", uri, err)
+	}
+	if t.Client.ReadOnly() {
+		return nil, fmt.Errorf("nbd: the server for disk %s is read-only (remove --readonly / -r from the restore NBD command)", d.Name)
+	}
+	if t.Client.Size() < d.Capacity {
+		return nil, fmt.Errorf("nbd: export has %d bytes, the disk %d", t.Client.Size(), d.Capacity)
+	}
+	return t, nil
+}
+
+// templateValue fills one placeholder of the restore NBD command.
+func (j *restoreJob) templateValue(ctx context.Context, name string, d vsphere.Disk, socket, tmp string) (string, error) {
+	switch name {
+	case "socket":
+		return socket, nil
+	case "server":
+		return j.conn.URL.Hostname(), nil
+	case "user":
+		return j.opts.Credentials.User, nil
+	case "password_file":
+		f := filepath.Join(tmp, "password")
+		if err := os.WriteFile(f, []byte(j.opts.Credentials.Password), 0o600); err != nil {
+			return "", err
+		}
+		return f, nil
+	case "thumbprint":
+		if tp := j.opts.Thumbprint; tp != "" {
+			return vsphere.NormalizeThumbprint(tp)
+		}
+		if tp := j.conn.ServerThumbprint(ctx); tp != "" {
+			return tp, nil
+		}
+		return "", fmt.Errorf("cannot read the server certificate of %s", j.conn.URL.Host)
+	case "vm_moref":
+		return j.vm.Ref.Value, nil
+	case "snapshot_moref":
+		return "", errors.New("a restore writes no snapshot: remove {snapshot_moref} from the restore NBD command")
+	case "disk_file":
+		return d.FileName, nil
+	case "disk_local_path":
+		if j.dirs == nil {
+			dirs, err := j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs)
+			if err != nil {
+				return "", err
+			}
+			j.dirs = dirs
+		}
+		return j.dirs.LocalPath(d.FileName)
+	case "vm":
+		return url.PathEscape(j.vm.Name), nil
+	case "disk":
+		return d.Name, nil
+	}
+	return "", fmt.Errorf("unknown placeholder")
+}
+
+// cleanupStale removes VMs left by restores of this machine whose process
+// is gone (killed mid-restore): they still carry the restore marker.
+func (j *restoreJob) cleanupStale(ctx context.Context) {
+	if _, err := CleanupRestores(ctx, j.conn, j.opts.ProxyVM, j.log); err != nil {
+		j.log.Warn("looking for VMs of interrupted restores failed", "err", err)
+	}
+}
+
+// CleanupRestores destroys the VMs that carry vsphere.RestoreMarkerKey and
+// were made by a restore process of this host that no longer runs. It
+// returns their names; markers of other hosts or live processes are left.
+//
+// With a proxy VM, disks of such a VM that a killed hotadd restore left
+// attached to the proxy are detached first.
+func CleanupRestores(ctx context.Context, conn *vsphere.Conn, proxyVM string, log *slog.Logger) ([]string, error) {
+	inc, err := conn.IncompleteRestores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	var removed []string
+	for _, r := range inc {
+		if r.Host != host || r.PID <= 0 || (r.PID != os.Getpid() && processAlive(r.PID)) || r.PID == os.Getpid() {
+			log.Info("VM of a restore still running or of another host left alone", "vm", r.Name, "job", r.Job, "host", r.Host, "pid", r.PID)
+			continue
+		}
+		if proxyVM != "" {
+			proxy, err := conn.FindProxy(ctx, proxyVM)
+			if err != nil {
+				return removed, err
+			}
+			detached, err := proxy.DetachFolder(ctx, r.VMXPath)
+			if err != nil {
+				return removed, err
+			}
+			for _, f := range detached {
+				log.Warn("detached a disk of an interrupted restore from the proxy", "disk", f, "proxy", proxyVM)
+			}
+		}
+		if err := conn.DestroyVM(ctx, r.Ref); err != nil {
+			return removed, fmt.Errorf("remove VM %s left by interrupted restore %s: %w", r.Name, r.Job, err)
+		}
+		log.Warn("removed a VM left by an interrupted restore", "vm", r.Name, "job", r.Job, "pid", r.PID, "started", r.Started)
+		removed = append(removed, r.Name)
+	}
+	return removed, nil
+}

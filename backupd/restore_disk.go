@@ -1,0 +1,80 @@
+package backupd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// RestoreDiskRequest says which disk of a point goes to which VM.
+type RestoreDiskRequest struct {
+	Point blockmap.Point
+	// Disk is the disk's name in the point ("scsi0-1").
+	Disk string
+	// TargetVM receives the restored copy as a new disk.
+	TargetVM string
+	// Controller of the target ("scsi0"); "" picks one with a free unit.
+	Controller   string
+	Provisioning string
+	VCenter      string
+}
+
+// RestoreDisk creates a new disk of the point disk's capacity on the
+// target VM, writes the point's data areas to it and leaves it attached:
+// the "restore a data disk to a helper VM" case. A failure removes the
+// new disk again. The job is recorded like a VM restore.
+func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req RestoreDiskRequest, opts RestoreOptions) (res *RestoreResult, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if len(opts.Transports) == 0 {
+		opts.Transports = []string{WriteTransportNBD}
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 4 << 20
+	}
+	pd, ok := req.Point.Disk(req.Disk)
+	if !ok {
+		return nil, fmt.Errorf("point %s of %s has no disk %s (it has %s)", req.Point.ID, req.Point.VM, req.Disk, diskNames(req.Point))
+	}
+	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
+	j.log = opts.Logger.With("job", j.id)
+	finish := j.record(req.Point, req.VCenter)
+	defer func() { finish(res, err) }()
+	ref, err := conn.LookupVM(ctx, req.TargetVM)
+	if err != nil {
+		return nil, err
+	}
+	vm, err := conn.LoadVM(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	j.vm = vm
+	base := "cairn-" + strings.NewReplacer("/", "_", " ", "_").Replace(req.Point.VM) + "-" + req.Disk
+	disk, err := conn.AddDisk(ctx, ref, vsphere.AddDiskSpec{
+		Controller: req.Controller, Capacity: pd.Size, Provisioning: req.Provisioning, FileBase: base,
+	})
+	if err != nil {
+		return nil, err
+	}
+	j.log.Info("disk added for restore", "vm", vm.Name, "disk", disk.Name, "file", disk.FileName)
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if rerr := conn.RemoveDisk(cctx, ref, disk.Key); rerr != nil {
+				err = fmt.Errorf("%w (and removing the new disk %s of %s failed: %v; remove it in vSphere)", err, disk.FileName, vm.Name, rerr)
+			}
+		}
+	}()
+	dr, err := j.writeDisk(ctx, req.Point, req.Disk, disk, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return &RestoreResult{JobID: j.id, VM: vm.Name, MoRef: ref.Value, Point: req.Point.ID, Mode: "disk", Disks: []RestoreDiskResult{dr}}, nil
+}

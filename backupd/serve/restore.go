@@ -1,0 +1,170 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// RestoreRequest is the body of POST /api/v1/restores: a point of VM
+// (its name in the repository) restored through the configured vCenter
+// (by name; default the first). The NBD server command cannot be given
+// through the API (it would run any program): restores through the API
+// use the nfc transport, hotadd, or the default nbd command (nbdkit vddk).
+type RestoreRequest struct {
+	VM               string            `json:"vm"`
+	Point            string            `json:"point"`
+	VCenter          string            `json:"vcenter,omitempty"`
+	Name             string            `json:"name,omitempty"`
+	Host             string            `json:"host,omitempty"`
+	Cluster          string            `json:"cluster,omitempty"`
+	Datastore        string            `json:"datastore,omitempty"`
+	Folder           string            `json:"folder,omitempty"`
+	Networks         map[string]string `json:"networks,omitempty"`
+	DiskProvisioning string            `json:"disk_provisioning,omitempty"`
+	PowerOn          bool              `json:"power_on,omitempty"`
+	KeepIdentity     bool              `json:"keep_identity,omitempty"`
+	Replace          bool              `json:"replace,omitempty"`
+	InPlace          bool              `json:"in_place,omitempty"`
+	Full             bool              `json:"full,omitempty"`
+	Transports       []string          `json:"transports,omitempty"`
+	ProxyVM          string            `json:"proxy_vm,omitempty"`
+}
+
+// RestoreRecord is one restore the server ran or runs (GET /api/v1/restores).
+type RestoreRecord struct {
+	ID      string                 `json:"id"`
+	Request RestoreRequest         `json:"request"`
+	State   string                 `json:"state"`
+	Start   time.Time              `json:"start"`
+	End     time.Time              `json:"end,omitzero"`
+	Error   string                 `json:"error,omitempty"`
+	Result  *backupd.RestoreResult `json:"result,omitempty"`
+}
+
+// restoreList holds the server's restores, newest last.
+type restoreList struct {
+	mu   sync.Mutex
+	list []*RestoreRecord
+	seq  int
+}
+
+func (l *restoreList) snapshot() []RestoreRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]RestoreRecord, 0, len(l.list))
+	for _, r := range l.list {
+		out = append(out, *r)
+	}
+	return out
+}
+
+func (l *restoreList) update(r *RestoreRecord, f func(*RestoreRecord)) {
+	l.mu.Lock()
+	f(r)
+	l.mu.Unlock()
+}
+
+func (s *Server) handleRestores(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.restores.snapshot())
+}
+
+func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
+	var req RestoreRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.VM == "" {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME, \"point\": ID|latest, ...} (see docs/restore.md): %v", err))
+		return
+	}
+	if req.Point == "" {
+		req.Point = "latest"
+	}
+	for _, t := range req.Transports {
+		if t != backupd.WriteTransportNFC && t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("transport %q: use nfc, nbd or hotadd", t))
+			return
+		}
+	}
+	cfg := s.Config()
+	var vc *VCenter
+	for i := range cfg.VCenters {
+		if req.VCenter == "" || cfg.VCenters[i].Name == req.VCenter {
+			vc = &cfg.VCenters[i]
+			break
+		}
+	}
+	if vc == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no vcenter %q in the configuration", req.VCenter))
+		return
+	}
+	ctx := s.runCtx()
+	if ctx == nil || ctx.Err() != nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("server is starting or stopping"))
+		return
+	}
+	// s.repo is set before the run context (under s.mu), so it is ready here
+	p, err := s.repo.ResolvePoint(r.Context(), req.VM, req.Point)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	s.restores.mu.Lock()
+	s.restores.seq++
+	rec := &RestoreRecord{ID: fmt.Sprintf("restore-%d", s.restores.seq), Request: req, State: StateRunning, Start: time.Now().UTC()}
+	s.restores.list = append(s.restores.list, rec)
+	if len(s.restores.list) > maxRuns {
+		s.restores.list = s.restores.list[len(s.restores.list)-maxRuns:]
+	}
+	s.restores.mu.Unlock()
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		res, err := s.runRestore(ctx, vc, req, p)
+		s.restores.update(rec, func(r *RestoreRecord) {
+			r.End, r.State, r.Result = time.Now().UTC(), StateOK, res
+			if err != nil {
+				r.State, r.Error = StateFailed, err.Error()
+			}
+		})
+	}()
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": rec.ID, "vm": req.VM, "point": p.ID})
+}
+
+func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest, p blockmap.Point) (*backupd.RestoreResult, error) {
+	log := s.log.With("restore", req.VM, "point", p.ID)
+	conn, _, err := s.connect(ctx, vc, Job{Name: "restore", VCenter: vc.Name}, log)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	creds, err := vsphere.LoadCredentials(vc.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	name := req.Name
+	if req.InPlace && name == "" {
+		name = p.VM
+	}
+	transports := req.Transports
+	if len(transports) == 0 {
+		transports = []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD}
+	}
+	return backupd.Restore(ctx, s.repo, conn, backupd.RestoreRequest{
+		Point: p, PowerOn: req.PowerOn, Replace: req.Replace, InPlace: req.InPlace, Full: req.Full, VCenter: vc.Name,
+		Create: vsphere.CreateSpec{
+			Name: name, Host: req.Host, Cluster: req.Cluster, Datastore: req.Datastore, Folder: req.Folder,
+			Networks: req.Networks, Provisioning: req.DiskProvisioning, KeepIdentity: req.KeepIdentity,
+		},
+	}, backupd.RestoreOptions{
+		Transports: transports, ProxyVM: req.ProxyVM, Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
+	})
+}

@@ -1,0 +1,139 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// startRestore starts `cairn ARGS` and returns once it logs that it writes
+// a disk.
+func startRestore(t *testing.T, env []string, args ...string) (*exec.Cmd, *serveLogBuffer) {
+	t.Helper()
+	cmd := exec.Command(buildCairn(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr := &serveLogBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "writing disk") {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the restore never started writing: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, stderr
+}
+
+// TestRestoreCLI drives `cairn restore vm` against the simulator: a
+// restore as a new VM (listed by cairn jobs), a refused existing name, a
+// SIGINT that removes the half-created VM, a SIGKILL whose leftover the
+// next `cairn restore cleanup` removes; the password never shows in any
+// output.
+func TestRestoreCLI(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	sim := esxsimtest.Start(t, esxsim.Options{DVPortgroups: 1, VMs: restoreVMs()})
+	env := []string{"CAIRN_VC_USER=" + sim.User, "CAIRN_VC_PASSWORD=" + sim.Password}
+	repoDir := cliRepo(t)
+	g, _ := sim.Guest("efivm")
+	if _, err := g.WriteRandomBlocks(0, 100, esxsim.BlockSize, rand.New(rand.NewPCG(5, 6))); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	collect := func(r cairnResult) cairnResult {
+		logs.WriteString(r.stdout + r.stderr)
+		return r
+	}
+	collect(runCairn(t, env, "--repo", repoDir, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint, "--vm", "efivm", "--transport", "file"))
+	base := func(tmpl string, more ...string) []string {
+		return append([]string{"--repo", repoDir, "restore", "vm", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint,
+			"--vm", "efivm", "--nbd-command", tmpl}, more...)
+	}
+	nbdOnly := func(tmpl string, more ...string) []string {
+		return base(tmpl, append([]string{"--transport", "nbd"}, more...)...)
+	}
+	conn := connectSim(t, sim)
+	ctx := context.Background()
+
+	// existing name without --replace
+	r := collect(runCairn(t, env, base(restoreNBDCommand)...))
+	if r.code == 0 || !strings.Contains(r.stderr, "--replace") {
+		t.Fatalf("restore over the existing efivm: exit %d: %s", r.code, r.stderr)
+	}
+	// a new VM, through the default transports (nfc first)
+	r = collect(runCairn(t, env, base(restoreNBDCommand, "--name", "efi-copy", "--network", "VM Network=DC0_DVPG0", "--json")...))
+	if r.code != 0 {
+		t.Fatalf("restore: %s", r.stderr)
+	}
+	var res backupd.RestoreResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.VM != "efi-copy" || len(res.Disks) != 2 || res.Disks[0].Transport != backupd.WriteTransportNFC {
+		t.Fatalf("restore output %q: %v", r.stdout, err)
+	}
+	// SIGINT mid-write: the VM it created is removed
+	slow := "nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-write=200ms"
+	cmd, stderr := startRestore(t, env, nbdOnly(slow, "--name", "efi-int")...)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("an interrupted restore exited 0: %s", stderr.String())
+	}
+	logs.WriteString(stderr.String())
+	if _, err := conn.LookupVM(ctx, "efi-int"); !errors.Is(err, vsphere.ErrVMNotFound) {
+		t.Errorf("after Ctrl-C the half-created VM is still there: %v\n%s", err, stderr.String())
+	}
+	// SIGKILL mid-write: the VM stays, marked; cleanup removes it
+	cmd, stderr = startRestore(t, env, nbdOnly(slow, "--name", "efi-kill")...)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	logs.WriteString(stderr.String())
+	inc, err := conn.IncompleteRestores(ctx)
+	if err != nil || len(inc) != 1 || inc[0].Name != "efi-kill" || inc[0].PID != cmd.Process.Pid {
+		t.Fatalf("after SIGKILL: incomplete restores %+v %v", inc, err)
+	}
+	r = collect(runCairn(t, env, "restore", "cleanup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint))
+	if r.code != 0 || !strings.Contains(r.stdout, "removed efi-kill") {
+		t.Fatalf("cleanup: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	noVMNamed(t, sim, conn, "efi-kill")
+	if _, err := conn.LookupVM(ctx, "efi-copy"); err != nil {
+		t.Errorf("cleanup touched the finished restore: %v", err)
+	}
+	// cairn jobs lists the restores
+	var jobs []backupd.JobRecord
+	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repoDir, "jobs", "--json")), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]int{}
+	for _, j := range jobs {
+		if j.Kind == backupd.JobRestore {
+			states[j.State]++
+		}
+	}
+	// refused + ok + cancelled = failed 2, ok 1; the killed one is interrupted
+	if states[backupd.JobOK] != 1 || states[backupd.JobFailed] != 2 || states[backupd.JobInterrupted] != 1 {
+		t.Errorf("restore jobs by state %v", states)
+	}
+	out := mustCairn(t, "--repo", repoDir, "jobs")
+	if !strings.Contains(out, "efivm (restore)") {
+		t.Errorf("cairn jobs does not show restores:\n%s", out)
+	}
+	if strings.Contains(logs.String(), sim.Password) {
+		t.Errorf("the vCenter password appears in cairn's output")
+	}
+}
