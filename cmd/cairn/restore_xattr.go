@@ -18,6 +18,10 @@ import (
 // system.posix_acl_access/default, and ACLs the target picked up that the
 // guest file does not have (inherited from a default ACL) are removed;
 // XFS's trusted.SGI_ACL_* copies of them are not written as such.
+// NTFS named data streams come as user.<stream> and are restored as such;
+// NTFS's system.ntfs_* (DOS attributes, security descriptor, times) are
+// never set: ext4 and XFS cannot hold them. A stream larger than 64 KiB
+// fails the file's xattrs with an error naming it.
 // Nothing happens when gfs does not expose xattrs (see hideXattrs) or its
 // filesystem has none. Call it after owner and mode are set: chown clears
 // a file capability.
@@ -40,6 +44,9 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 		has[x.Name] = true
 		if !root && (strings.HasPrefix(x.Name, "trusted.") || strings.HasPrefix(x.Name, "security.")) {
 			continue
+		}
+		if strings.HasPrefix(x.Name, "system.ntfs_") {
+			continue // NTFS DOS attributes, descriptor, times: no Linux filesystem holds them
 		}
 		if x.Name == "trusted.SGI_ACL_FILE" || x.Name == "trusted.SGI_ACL_DEFAULT" {
 			continue // XFS's own form of the ACLs, restored as system.posix_acl_*
