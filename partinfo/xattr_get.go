@@ -11,6 +11,8 @@ var (
 	ErrNoSuchXattr = errors.New("no such extended attribute")
 	// ErrXattrTooLarge: the value is larger than a Linux extended
 	// attribute can be (XattrSizeMax), e.g. a big NTFS data stream (E2BIG).
+	// XattrReader.Xattrs may return it together with the attributes
+	// that fit (NTFS does).
 	ErrXattrTooLarge = errors.New("value is larger than a Linux extended attribute can hold")
 )
 

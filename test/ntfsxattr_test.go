@@ -99,4 +99,17 @@ func TestNTFSXattrsThroughMount(t *testing.T) {
 	if got != want {
 		t.Errorf("restored streams differ from ntfs-3g's:\n%s", firstDiff(got, want))
 	}
+	// A 100 KiB stream cannot be an xattr: the file and its small stream
+	// are restored, the big one is reported by name and the exit fails.
+	big := filepath.Join(target, "big-stream.bin")
+	res := runCairn(t, nil, "--repo", repoDir, "restore-file", "--vm", "win", "--point", point, "--disk", "sda", "--part", "whole", "/big-stream.bin", big)
+	if res.code == 0 || !strings.Contains(res.stdout+res.stderr, `"huge" (102400 bytes)`) {
+		t.Errorf("restore-file of a file with a 100 KiB stream: exit %d, %s%s; want a failure naming the stream", res.code, res.stdout, res.stderr)
+	}
+	if b, err := os.ReadFile(big); err != nil || string(b) != "main data" {
+		t.Errorf("restored big-stream.bin: %q, %v", b, err)
+	}
+	if out := inDir(t, target, "getfattr", "-h", "-d", "big-stream.bin"); !strings.Contains(out, `user.small="fits"`) {
+		t.Errorf("the small stream beside a big one was not restored:\n%s", out)
+	}
 }

@@ -21,7 +21,8 @@ import (
 // NTFS named data streams come as user.<stream> and are restored as such;
 // NTFS's system.ntfs_* (DOS attributes, security descriptor, times) are
 // never set: ext4 and XFS cannot hold them. A stream larger than 64 KiB
-// fails the file's xattrs with an error naming it.
+// (no Linux xattr holds it) is named in the error; the other attributes
+// are set all the same.
 // Nothing happens when gfs does not expose xattrs (see hideXattrs) or its
 // filesystem has none. Call it after owner and mode are set: chown clears
 // a file capability.
@@ -34,12 +35,13 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 	if errors.Is(err, partinfo.ErrNoXattrs) {
 		return nil
 	}
-	if err != nil {
+	var failed []string
+	tooLarge := errors.Is(err, partinfo.ErrXattrTooLarge)
+	if err != nil && !tooLarge {
 		return fmt.Errorf("read extended attributes of %s: %w", p, err)
 	}
 	root := os.Geteuid() == 0
 	has := map[string]bool{}
-	var failed []string
 	for _, x := range xs {
 		has[x.Name] = true
 		if !root && (strings.HasPrefix(x.Name, "trusted.") || strings.HasPrefix(x.Name, "security.")) {
@@ -63,6 +65,13 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
 			failed = append(failed, fmt.Sprintf("remove inherited %s (%v)", acl, err))
 		}
+	}
+	if tooLarge {
+		// The attributes that fit are set; the file is still reported.
+		if len(failed) > 0 {
+			return fmt.Errorf("%s: %w; also cannot set extended attributes %s", target, err, strings.Join(failed, ", "))
+		}
+		return fmt.Errorf("%s: %w; pass --no-xattrs to leave extended attributes out", target, err)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s: cannot set extended attributes %s: restore onto a filesystem that can hold them (XFS, or ext4 with ea_inode for values larger than a block), as root for trusted.* and security.*, or pass --no-xattrs to leave them out",

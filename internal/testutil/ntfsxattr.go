@@ -14,7 +14,8 @@ import (
 // NTFSXattrImage makes an NTFS image of size bytes at img with mkntfs and
 // fills it through ntfs-3g with what cairn shows as extended attributes:
 // alternate data streams (a Zone.Identifier, a 10 KiB non-resident one,
-// one on a directory, a 100 KiB one too big for an xattr), DOS
+// one on a directory, a 100 KiB one too big for an xattr beside a small
+// one), DOS
 // attributes set through system.ntfs_attrib_be and a security descriptor
 // set through system.ntfs_acl. It returns the paths, relative to the
 // volume root, of the files holding them. Needs root, FUSE, mkntfs,
@@ -54,6 +55,7 @@ func NTFSXattrImage(t testing.TB, img string, size int64) []string {
 	run("ntfs-3g", "-o", "streams_interface=windows", img, mnt)
 	check(os.WriteFile(filepath.Join(mnt, "big-stream.bin"), []byte("main data"), 0o644))
 	check(os.WriteFile(filepath.Join(mnt, "big-stream.bin:huge"), bytes.Repeat([]byte("0123456789abcdef"), 100<<10/16), 0o644))
+	check(os.WriteFile(filepath.Join(mnt, "big-stream.bin:small"), []byte("fits"), 0o644))
 	run("umount", mnt)
 
 	run("ntfs-3g", "-o", "streams_interface=xattr", img, mnt)

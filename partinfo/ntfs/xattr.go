@@ -201,20 +201,30 @@ var (
 
 // Xattrs returns the named data streams of ino as user.* attributes
 // with their bytes (what listxattr shows; the get-only system.ntfs_*
-// are left out). A stream beyond partinfo.XattrSizeMax is an error
-// wrapping partinfo.ErrXattrTooLarge.
+// are left out). Streams beyond partinfo.XattrSizeMax are left out of
+// the list and named in an error wrapping partinfo.ErrXattrTooLarge,
+// returned together with the streams that fit.
 func (f *FS) Xattrs(ino uint64) ([]partinfo.Xattr, error) {
 	x, err := f.xinfo(ino)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]partinfo.Xattr, 0, len(x.streams))
+	var big []string
 	for _, s := range x.streams {
+		if s.size > partinfo.XattrSizeMax {
+			big = append(big, fmt.Sprintf("%q (%d bytes)", s.name, s.size))
+			continue
+		}
 		v, err := f.streamValue(ino, s)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, partinfo.Xattr{Name: streamPrefix + s.name, Value: v})
+	}
+	if big != nil {
+		return out, fmt.Errorf("NTFS streams %s of MFT record %d are larger than the %d bytes a Linux extended attribute holds (read them with ntfs-3g -o streams_interface=windows): %w",
+			strings.Join(big, ", "), ino, partinfo.XattrSizeMax, partinfo.ErrXattrTooLarge)
 	}
 	return out, nil
 }

@@ -91,8 +91,8 @@ func TestNTFSXattrsMatchNtfs3g(t *testing.T) {
 	// Xattrs (restore-file's view) refuses the 100 KiB stream by name.
 	ino, err := lookupPath(v, "big-stream.bin")
 	must(t, err)
-	if _, err := partinfo.Xattrs(v, ino); !errors.Is(err, partinfo.ErrXattrTooLarge) || !strings.Contains(err.Error(), `"huge"`) {
-		t.Errorf("Xattrs of a 100 KiB stream: %v, want ErrXattrTooLarge naming it", err)
+	if xs, err := partinfo.Xattrs(v, ino); !errors.Is(err, partinfo.ErrXattrTooLarge) || !strings.Contains(err.Error(), `"huge" (102400 bytes)`) || len(xs) != 1 || xs[0].Name != "user.small" {
+		t.Errorf("Xattrs of a 100 KiB stream: %d attributes, %v; want user.small and ErrXattrTooLarge naming huge", len(xs), err)
 	}
 	ino, err = lookupPath(v, "two-streams.txt")
 	must(t, err)
