@@ -245,6 +245,11 @@ func (f *FS) XattrNames(ino uint64) ([]string, error) {
 // Xattr returns one attribute of ino: a user.* stream or a get-only
 // system.ntfs_* value.
 func (f *FS) Xattr(ino uint64, name string) ([]byte, error) {
+	if !strings.HasPrefix(name, streamPrefix) && !strings.HasPrefix(name, "system.ntfs_") {
+		// ls -l asks every file for security.selinux and the POSIX ACLs:
+		// answer without reading the record.
+		return nil, fmt.Errorf("MFT record %d: %s: %w", ino, name, partinfo.ErrNoSuchXattr)
+	}
 	x, err := f.xinfo(ino)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,8 @@ import (
 
 // ntfs3gXattrNames are the get-only names compared with ntfs-3g.
 var ntfs3gXattrNames = []string{"system.ntfs_attrib", "system.ntfs_attrib_be", "system.ntfs_acl",
-	"system.ntfs_times", "system.ntfs_times_be", "system.ntfs_crtime", "system.ntfs_crtime_be", "system.ntfs_reparse_data"}
+	"system.ntfs_times", "system.ntfs_times_be", "system.ntfs_crtime", "system.ntfs_crtime_be", "system.ntfs_reparse_data",
+	"security.selinux", "system.posix_acl_access", "user.absent"}
 
 // TestNTFSXattrsMatchNtfs3g writes streams, DOS attributes and a security
 // descriptor through ntfs-3g, then checks that cairn's reader lists and
