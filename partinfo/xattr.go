@@ -109,7 +109,8 @@ func (x *ioFS) LXattrs(name string) ([]Xattr, error) {
 	}
 	xs, err := Xattrs(x.f, ino)
 	if err != nil {
-		return nil, &fs.PathError{Op: "lxattrs", Path: name, Err: err}
+		// xs may hold the attributes that fit (ErrXattrTooLarge).
+		return xs, &fs.PathError{Op: "lxattrs", Path: name, Err: err}
 	}
 	return xs, nil
 }

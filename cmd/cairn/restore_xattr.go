@@ -18,6 +18,11 @@ import (
 // system.posix_acl_access/default, and ACLs the target picked up that the
 // guest file does not have (inherited from a default ACL) are removed;
 // XFS's trusted.SGI_ACL_* copies of them are not written as such.
+// NTFS named data streams come as user.<stream> and are restored as such;
+// NTFS's system.ntfs_* (DOS attributes, security descriptor, times) are
+// never set: ext4 and XFS cannot hold them. A stream larger than 64 KiB
+// (no Linux xattr holds it) is named in the error; the other attributes
+// are set all the same.
 // Nothing happens when gfs does not expose xattrs (see hideXattrs) or its
 // filesystem has none. Call it after owner and mode are set: chown clears
 // a file capability.
@@ -30,16 +35,20 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 	if errors.Is(err, partinfo.ErrNoXattrs) {
 		return nil
 	}
-	if err != nil {
+	var failed []string
+	tooLarge := errors.Is(err, partinfo.ErrXattrTooLarge)
+	if err != nil && !tooLarge {
 		return fmt.Errorf("read extended attributes of %s: %w", p, err)
 	}
 	root := os.Geteuid() == 0
 	has := map[string]bool{}
-	var failed []string
 	for _, x := range xs {
 		has[x.Name] = true
 		if !root && (strings.HasPrefix(x.Name, "trusted.") || strings.HasPrefix(x.Name, "security.")) {
 			continue
+		}
+		if strings.HasPrefix(x.Name, "system.ntfs_") {
+			continue // NTFS DOS attributes, descriptor, times: no Linux filesystem holds them
 		}
 		if x.Name == "trusted.SGI_ACL_FILE" || x.Name == "trusted.SGI_ACL_DEFAULT" {
 			continue // XFS's own form of the ACLs, restored as system.posix_acl_*
@@ -56,6 +65,13 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
 			failed = append(failed, fmt.Sprintf("remove inherited %s (%v)", acl, err))
 		}
+	}
+	if tooLarge {
+		// The attributes that fit are set; the file is still reported.
+		if len(failed) > 0 {
+			return fmt.Errorf("%s: %w; also cannot set extended attributes %s", target, err, strings.Join(failed, ", "))
+		}
+		return fmt.Errorf("%s: %w; pass --no-xattrs to leave extended attributes out", target, err)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s: cannot set extended attributes %s: restore onto a filesystem that can hold them (XFS, or ext4 with ea_inode for values larger than a block), as root for trusted.* and security.*, or pass --no-xattrs to leave them out",

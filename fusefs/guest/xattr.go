@@ -12,7 +12,9 @@ import (
 
 // Extended attributes of guest files: listxattr and getxattr answer what
 // the guest filesystem holds, named and encoded as a kernel mount of it
-// shows them. Filesystems whose reader has none (NTFS, FAT) answer ENOTSUP.
+// shows them (NTFS: as ntfs-3g -o streams_interface=xattr, through
+// partinfo.XattrGetter, whose get-only names listxattr does not show).
+// Filesystems whose reader has none (FAT) answer ENOTSUP.
 
 var (
 	_ gofs.NodeGetxattrer  = (*guestNode)(nil)
@@ -35,6 +37,20 @@ func (n *guestNode) xattrs() ([]partinfo.Xattr, syscall.Errno) {
 // Getxattr copies one attribute's value into dest (its size when dest is
 // empty, ERANGE when too small, ENODATA when the file has no such name).
 func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if g, ok := partinfo.XattrGetterOf(n.fs); ok {
+		v, err := g.Xattr(n.ino, attr)
+		switch {
+		case errors.Is(err, partinfo.ErrNoSuchXattr):
+			return 0, syscall.ENODATA
+		case errors.Is(err, partinfo.ErrXattrTooLarge):
+			return 0, syscall.E2BIG
+		case err != nil:
+			return 0, n.fail("xattr", err)
+		case len(dest) < len(v):
+			return uint32(len(v)), syscall.ERANGE
+		}
+		return uint32(copy(dest, v)), 0
+	}
 	xs, errno := n.xattrs()
 	if errno != 0 {
 		return 0, errno
@@ -53,20 +69,31 @@ func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 
 // Listxattr fills dest with the NUL-terminated names.
 func (n *guestNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	xs, errno := n.xattrs()
-	if errno != 0 {
-		return 0, errno
+	var names []string
+	if g, ok := partinfo.XattrGetterOf(n.fs); ok {
+		var err error
+		if names, err = g.XattrNames(n.ino); err != nil {
+			return 0, n.fail("xattr names", err)
+		}
+	} else {
+		xs, errno := n.xattrs()
+		if errno != 0 {
+			return 0, errno
+		}
+		for _, x := range xs {
+			names = append(names, x.Name)
+		}
 	}
 	size := 0
-	for _, x := range xs {
-		size += len(x.Name) + 1
+	for _, name := range names {
+		size += len(name) + 1
 	}
 	if len(dest) < size {
 		return uint32(size), syscall.ERANGE
 	}
 	off := 0
-	for _, x := range xs {
-		off += copy(dest[off:], x.Name)
+	for _, name := range names {
+		off += copy(dest[off:], name)
 		dest[off] = 0
 		off++
 	}

@@ -22,6 +22,13 @@
 //   - modes are synthesised (directories 0555, files 0444, symbolic links
 //     and junctions 0777 with ModeSymlink), times come from
 //     $STANDARD_INFORMATION;
+//   - extended attributes as ntfs-3g -o streams_interface=xattr shows
+//     them (xattr.go): named data streams ("ADS") as listed user.<name>
+//     attributes, and the get-only system.ntfs_attrib(_be) (DOS
+//     attributes), system.ntfs_acl (security descriptor, from
+//     $Secure:$SDS by security_id or the legacy $SECURITY_DESCRIPTOR;
+//     sd.go), system.ntfs_times(_be), system.ntfs_crtime(_be) and
+//     system.ntfs_reparse_data, through partinfo.XattrGetter;
 //   - every call into go-ntfs is serialised by a mutex (its caches are not
 //     goroutine-safe) and runs behind recover(); file data is read by
 //     cairn's own reader outside that mutex.

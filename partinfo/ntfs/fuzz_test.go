@@ -168,6 +168,7 @@ func walk(v partinfo.Filesystem, ino uint64, depth int) {
 			break
 		}
 		v.Lookup(ino, e.Name)
+		walkXattrs(v, e.Ino)
 		a, err := v.Stat(e.Ino)
 		if err != nil {
 			continue
@@ -183,5 +184,18 @@ func walk(v partinfo.Filesystem, ino uint64, depth int) {
 		default:
 			v.Readlink(e.Ino)
 		}
+	}
+}
+
+// walkXattrs reads every attribute of ino, listed and get-only.
+func walkXattrs(v partinfo.Filesystem, ino uint64) {
+	partinfo.Xattrs(v, ino)
+	g, ok := partinfo.XattrGetterOf(v)
+	if !ok {
+		return
+	}
+	names, _ := g.XattrNames(ino)
+	for _, n := range append(names, ntfs3gXattrNames...) {
+		g.Xattr(ino, n)
 	}
 }

@@ -27,6 +27,7 @@ type FS struct {
 	info     partinfo.Info
 	dirs     map[uint64][]partinfo.DirEntry
 	streams  map[uint64]stream
+	sds      sdsIdx // $Secure:$SDS index, built on first use (xattr.go)
 }
 
 // stream is the opened unnamed $DATA stream of a file: resident bytes

@@ -57,7 +57,13 @@ type dataStream struct {
 // newDataStream decodes the runlists of the unnamed $DATA extents of m
 // and validates them against the volume. The caller holds f.mu.
 func (f *FS) newDataStream(ino uint64, m *parser.MFT_ENTRY) (*dataStream, error) {
-	vcns := parser.GetAllVCNs(f.ctx, m, parser.ATTR_TYPE_DATA, parser.WILDCARD_STREAM_ID, "")
+	return f.newNamedStream(ino, m, "")
+}
+
+// newNamedStream is newDataStream for the $DATA stream called name (as
+// go-ntfs names it; "" is the unnamed stream).
+func (f *FS) newNamedStream(ino uint64, m *parser.MFT_ENTRY, name string) (*dataStream, error) {
+	vcns := parser.GetAllVCNs(f.ctx, m, parser.ATTR_TYPE_DATA, parser.WILDCARD_STREAM_ID, name)
 	if len(vcns) == 0 {
 		return nil, fmt.Errorf("MFT record %d: no $DATA attribute: %w", ino, partinfo.ErrCorrupt)
 	}
