@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -30,6 +31,7 @@ func fileCommands() []*cli.Command {
 		return pointFlags(append([]cli.Flag{
 			&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
 			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
+			remoteFlag,
 		}, extra...)...)
 	}
 	return []*cli.Command{
@@ -65,10 +67,14 @@ func fileCommands() []*cli.Command {
 type openedDisk struct {
 	repo  *blockmap.Repo
 	point blockmap.Point
-	dr    *blockmap.DiskReader
+	dr    pointDisk
+	rem   io.Closer // the remote the disk is read from (--remote), or nil
 }
 
 func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
+	if c.String("remote") != "" {
+		return openRemotePointDisk(c, disk)
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return nil, err
@@ -88,6 +94,9 @@ func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
 
 func (o *openedDisk) Close() {
 	o.dr.Close()
+	if o.rem != nil {
+		o.rem.Close()
+	}
 	o.repo.Close()
 }
 
