@@ -113,6 +113,8 @@ type Job struct {
 	// Repair: a verify against the source that finds changes CBT missed
 	// commits a corrected point (default true).
 	Repair bool
+	// Replicate copies the job's points offsite (nil: not replicated).
+	Replicate *Replicate
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -430,7 +432,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "replicate")
 	if err != nil {
 		return j, err
 	}
@@ -518,6 +520,11 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	if v := m["repair"]; v != nil {
 		if err := v.Decode(&j.Repair); err != nil {
 			return j, p.errf(v, "%s: repair: want true or false", what)
+		}
+	}
+	if v := m["replicate"]; v != nil {
+		if j.Replicate, err = p.replicate(v, what, cfg); err != nil {
+			return j, err
 		}
 	}
 	return j, nil
