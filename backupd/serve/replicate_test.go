@@ -1,8 +1,11 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 	"github.com/cairnbackup/cairn/internal/rgwtest"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 func TestMain(m *testing.M) { os.Exit(rgwtest.Main(m)) }
@@ -77,26 +81,7 @@ jobs:
 // grows to the age of a new local point that is not offsite yet; an
 // unknown remote is a 404 and the API needs the token.
 func TestServeReplicate(t *testing.T) {
-	c := rgwtest.Shared(t)
-	bucket := rgwtest.NewBucketName()
-	ropts := remote.Options{
-		Store:    remote.StoreOptions{Endpoint: c.Endpoint, Bucket: bucket, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: 20 * time.Second},
-		Secret:   []byte("serve replicate test passphrase"),
-		PackSize: 1 << 20,
-	}
-	if err := remote.Init(context.Background(), ropts); err != nil {
-		t.Fatal(err)
-	}
-	opener := func(ctx context.Context, repoDir, name string) (*OpenedRemote, error) {
-		if name != "off" {
-			return nil, ErrUnknownRemote
-		}
-		rem, err := remote.Open(ctx, ropts)
-		if err != nil {
-			return nil, err
-		}
-		return &OpenedRemote{Remote: rem, CacheDir: repoDir + "/remotes/off.cache", Release: func() { rem.Close() }}, nil
-	}
+	_, opener := testRemote(t)
 	t0 := time.Now().Add(-72 * time.Hour).UTC().Truncate(time.Second)
 	var local []blockmap.Point
 	a := startAPIServer(t, apiSim(t), replicateConfig, func(s *Server) {
@@ -230,4 +215,112 @@ func writeTestPoint(t *testing.T, repo *blockmap.Repo, vm string, when time.Time
 		t.Fatal(err)
 	}
 	return p
+}
+
+// testRemote initializes a bucket of the shared RGW as a remote and
+// returns its options and an opener that knows it as "off".
+func testRemote(t *testing.T) (remote.Options, RemoteOpener) {
+	t.Helper()
+	c := rgwtest.Shared(t)
+	ropts := remote.Options{
+		Store:    remote.StoreOptions{Endpoint: c.Endpoint, Bucket: rgwtest.NewBucketName(), AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: 20 * time.Second},
+		Secret:   []byte("serve replicate test passphrase"),
+		PackSize: 1 << 20,
+	}
+	if err := remote.Init(context.Background(), ropts); err != nil {
+		t.Fatal(err)
+	}
+	return ropts, func(ctx context.Context, repoDir, name string) (*OpenedRemote, error) {
+		if name != "off" {
+			return nil, ErrUnknownRemote
+		}
+		rem, err := remote.Open(ctx, ropts)
+		if err != nil {
+			return nil, err
+		}
+		return &OpenedRemote{Remote: rem, CacheDir: repoDir + "/remotes/off.cache", Release: func() { rem.Close() }}, nil
+	}
+}
+
+// TestServeReplicateAfterBackup: a job with replicate: {after_backup:
+// true} replicates each point its backup run commits, right after the
+// run; the remote point reads back equal to the local one.
+func TestServeReplicateAfterBackup(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	sim := apiSim(t)
+	g, err := sim.Guest("web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WriteRandom(0, 0, 512<<10, rand.New(rand.NewPCG(3, 4))); err != nil {
+		t.Fatal(err)
+	}
+	ropts, opener := testRemote(t)
+	a := startAPIServer(t, sim, `repository: %[1]s
+listen: 127.0.0.1:0
+timezone: UTC
+vcenters:
+  - name: sim
+    url: %[2]s
+    credentials: %[3]s
+    thumbprint: %[4]q
+jobs:
+  - name: web
+    vcenter: sim
+    vms: [web-1]
+    schedule: 1h
+    transports: [nbd]
+    nbd_command: nbdkit -t 1 -f -r -U {socket} file {disk_local_path}
+    retries: 0
+    replicate: {remote: off, after_backup: true}
+`, func(s *Server) { s.remotes = opener })
+	var rep ReplicationRecord
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if rs := a.s.Replications(); len(rs) > 0 && rs[0].State != StateRunning {
+			rep = rs[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replication after the backup; runs: %+v", a.s.Runs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	runs := a.s.Runs()
+	if len(runs) != 1 || runs[0].State != StateOK || runs[0].Point == "" {
+		t.Fatalf("backup runs: %+v", runs)
+	}
+	if rep.State != StateOK || rep.Trigger != "after_backup" || rep.Replicated != 1 || strings.Join(rep.VMs, ",") != "web-1" {
+		t.Fatalf("replication: %+v", rep)
+	}
+	rem, err := remote.Open(context.Background(), ropts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rem.Close()
+	p, err := a.s.repo.ResolvePoint(context.Background(), "web-1", runs[0].Point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range p.Disks {
+		rd, err := rem.OpenDisk(context.Background(), "web-1", p.ID, d.Name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld, err := a.s.repo.OpenDisk(context.Background(), p, d.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, lb := make([]byte, d.Size), make([]byte, d.Size)
+		if _, err := rd.ReadAt(rb, 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if _, err := ld.ReadAt(lb, 0); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		ld.Close()
+		if !bytes.Equal(rb, lb) || bytes.Count(lb, []byte{0}) == len(lb) {
+			t.Fatalf("disk %s: the remote point differs from the local one (or is empty)", d.Name)
+		}
+	}
 }
