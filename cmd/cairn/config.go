@@ -70,6 +70,15 @@ jobs:
     # point (catches changes CBT missed); a difference is repaired with a
     # full point unless repair: false.
     verify_against_source_every: 10
+    # Offsite copies to a remote of the repository (cairn remote add and
+    # init first; docs/remote.md): after each backup run and/or on a
+    # schedule, with the remote's own (usually longer) retention.
+    # replicate:
+    #   remote: offsite
+    #   after_backup: true
+    #   retention: {keep_daily: 30, keep_monthly: 24}
+    #   verify: "0 5 * * sun"
+    #   verify_sample: 10%
 `
 
 func configCommands() []*cli.Command {
