@@ -48,11 +48,12 @@ type OpenedRemote struct {
 	Release func()
 }
 
-// RemoteOpener opens remote name of the repository at repoDir and takes
-// this machine's lock of it (a CLI replicate or prune of the same remote
-// then waits its turn). cmd/cairn provides it: the remotes' configuration
+// RemoteOpener opens remote name of the repository at repoDir; with
+// exclusive (replication, verify) it first takes this machine's lock of
+// the remote, waiting while a CLI replicate or prune holds it (reads for
+// the API do not wait). cmd/cairn provides it: the remotes' configuration
 // and secrets are the CLI's.
-type RemoteOpener func(ctx context.Context, repoDir, name string) (*OpenedRemote, error)
+type RemoteOpener func(ctx context.Context, repoDir, name string, exclusive bool) (*OpenedRemote, error)
 
 // ReplicationRecord is one replication run of /api/v1/replications.
 type ReplicationRecord struct {
@@ -322,7 +323,7 @@ func (s *Server) openRemote(ctx context.Context, name string) (*OpenedRemote, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := s.remotes(ctx, s.repo.Dir(), name)
+	o, err := s.remotes(ctx, s.repo.Dir(), name, true)
 	if err != nil {
 		unlock()
 		return nil, nil, err
@@ -480,7 +481,7 @@ func (s *Server) handleRemotePoints(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 90*time.Second)
 	defer cancel()
-	o, err := s.remotes(ctx, s.repo.Dir(), name)
+	o, err := s.remotes(ctx, s.repo.Dir(), name, false)
 	if err != nil {
 		code := http.StatusBadGateway
 		if errors.Is(err, ErrUnknownRemote) {

@@ -230,7 +230,7 @@ func testRemote(t *testing.T) (remote.Options, RemoteOpener) {
 	if err := remote.Init(context.Background(), ropts); err != nil {
 		t.Fatal(err)
 	}
-	return ropts, func(ctx context.Context, repoDir, name string) (*OpenedRemote, error) {
+	return ropts, func(ctx context.Context, repoDir, name string, _ bool) (*OpenedRemote, error) {
 		if name != "off" {
 			return nil, ErrUnknownRemote
 		}

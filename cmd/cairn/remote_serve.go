@@ -12,10 +12,11 @@ import (
 )
 
 // openServeRemote is cairn serve's serve.RemoteOpener: it opens a remote
-// registered with cairn remote add, with this machine's lock of it, and
+// registered with cairn remote add (exclusive: with this machine's lock of
+// it), and
 // renews Object Lock retentions after a replication when due (as cairn
 // replicate does).
-func openServeRemote(ctx context.Context, repoDir, name string) (*serve.OpenedRemote, error) {
+func openServeRemote(ctx context.Context, repoDir, name string, exclusive bool) (*serve.OpenedRemote, error) {
 	if _, err := os.Stat(remoteConfigPath(repoDir, name)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remote %q: %w: add it with cairn remote add %s --endpoint URL --bucket B ... and cairn remote init %s", name, serve.ErrUnknownRemote, name, name)
 	}
@@ -27,9 +28,11 @@ func openServeRemote(ctx context.Context, repoDir, name string) (*serve.OpenedRe
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := waitRemoteLock(ctx, repoDir, name)
-	if err != nil {
-		return nil, err
+	unlock := func() {}
+	if exclusive {
+		if unlock, err = waitRemoteLock(ctx, repoDir, name); err != nil {
+			return nil, err
+		}
 	}
 	rem, err := remote.Open(ctx, o)
 	if err != nil {
