@@ -375,26 +375,7 @@ func TestRemoteMount(t *testing.T) {
 func TestRemoteMountGuestFiles(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
-	f := newRemoteFixture(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	makeGuestTree(t, src, treeSpec{files: 200, bigDir: 300, depth: 8, bigFile: 8 * mib, links: true, modes: true, sparse: true}, 7)
-	fs := filepath.Join(dir, "ext4.fs")
-	buildExt4(t, fs, src)
-	st, err := os.Stat(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(dir, "disk.img")
-	makeImage(t, disk, st.Size()+2*mib)
-	sh(t, "sgdisk", "-n", fmt.Sprintf("1:2048:%d", (mib+st.Size())/512-1), disk)
-	writeAt(t, disk, fs, mib)
-	repo := filepath.Join(dir, "repo")
-	mustCairn(t, "--repo", repo, "init")
-	mustCairn(t, "--repo", repo, "import", "--vm", "g", "--disk", "sda", disk)
-	f.add(t, repo, "off")
-	mustCairn(t, "--repo", repo, "remote", "init", "off")
-	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	repo, src := replicatedGuest(t, treeSpec{files: 200, bigDir: 300, depth: 8, bigFile: 8 * mib, links: true, modes: true, sparse: true}, 7)
 	mnt := t.TempDir()
 	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
 	want := walkTree(t, src, nil)
@@ -410,26 +391,7 @@ func TestRemoteMountGuestFiles(t *testing.T) {
 // (content, modes, links, times) — without a mount.
 func TestRemoteRestoreFile(t *testing.T) {
 	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
-	f := newRemoteFixture(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	makeGuestTree(t, src, treeSpec{files: 120, bigDir: 200, depth: 6, bigFile: 4 * mib, links: true, modes: true, sparse: true}, 11)
-	fs := filepath.Join(dir, "ext4.fs")
-	buildExt4(t, fs, src)
-	st, err := os.Stat(fs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(dir, "disk.img")
-	makeImage(t, disk, st.Size()+2*mib)
-	sh(t, "sgdisk", "-n", fmt.Sprintf("1:2048:%d", (mib+st.Size())/512-1), disk)
-	writeAt(t, disk, fs, mib)
-	repo := filepath.Join(dir, "repo")
-	mustCairn(t, "--repo", repo, "init")
-	mustCairn(t, "--repo", repo, "import", "--vm", "g", "--disk", "sda", disk)
-	f.add(t, repo, "off")
-	mustCairn(t, "--repo", repo, "remote", "init", "off")
-	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	repo, src := replicatedGuest(t, treeSpec{files: 120, bigDir: 200, depth: 6, bigFile: 4 * mib, links: true, modes: true, sparse: true}, 11)
 	sel := []string{"--vm", "g", "--point", "latest", "--disk", "sda", "--part", "1"}
 	for _, p := range []string{"/"} {
 		local := mustCairn(t, append(append([]string{"--repo", repo, "files"}, sel...), "--json", p)...)
@@ -452,4 +414,33 @@ func TestRemoteRestoreFile(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, "nosuch") {
 		t.Fatalf("files --remote of a missing VM: %d %s", res.code, res.stderr)
 	}
+}
+
+// replicatedGuest builds a guest tree, an ext4 filesystem of it in
+// partition 1 of a GPT disk, imports the disk as VM g (disk sda) into a
+// new repository and replicates it to remote "off" on the shared RGW. It
+// returns the repository and the tree's source directory.
+func replicatedGuest(t *testing.T, spec treeSpec, seed uint64) (repo, src string) {
+	t.Helper()
+	f := newRemoteFixture(t)
+	dir := t.TempDir()
+	src = filepath.Join(dir, "src")
+	makeGuestTree(t, src, spec, seed)
+	fs := filepath.Join(dir, "ext4.fs")
+	buildExt4(t, fs, src)
+	st, err := os.Stat(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(dir, "disk.img")
+	makeImage(t, disk, st.Size()+2*mib)
+	sh(t, "sgdisk", "-n", fmt.Sprintf("1:2048:%d", (mib+st.Size())/512-1), disk)
+	writeAt(t, disk, fs, mib)
+	repo = filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	mustCairn(t, "--repo", repo, "import", "--vm", "g", "--disk", "sda", disk)
+	f.add(t, repo, "off")
+	mustCairn(t, "--repo", repo, "remote", "init", "off")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	return repo, src
 }
