@@ -3,7 +3,8 @@
 // within a total and a per-ESXi-host cap, retries failed VMs, applies
 // retention after each successful backup, verifies the repository and
 // (every N backups) the VMs against their source, and answers an HTTP API
-// with Prometheus metrics (see docs/serve.md).
+// with Prometheus metrics; jobs with a replicate: section copy their
+// points to an offsite remote (replicate.go; see docs/serve.md).
 package serve
 
 import (
