@@ -375,10 +375,57 @@ func TestRemoteMount(t *testing.T) {
 func TestRemoteMountGuestFiles(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
+	repo, src := replicatedGuest(t, treeSpec{files: 200, bigDir: 300, depth: 8, bigFile: 8 * mib, links: true, modes: true, sparse: true}, 7)
+	mnt := t.TempDir()
+	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
+	want := walkTree(t, src, nil)
+	got := walkTree(t, filepath.Join(mnt, "g", "latest", "fs", "sda", "p1"), func(rel string) bool { return rel == "lost+found" })
+	compareTrees(t, want, got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
+	mustCairn(t, "umount", mnt)
+	mountWaitExit(t, cmd)
+}
+
+// TestRemoteRestoreFile: `cairn files --remote` lists what `cairn files`
+// lists, and files restored with `restore-file --remote` from a remote
+// point equal those restored from the local point and their source
+// (content, modes, links, times) — without a mount.
+func TestRemoteRestoreFile(t *testing.T) {
+	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
+	repo, src := replicatedGuest(t, treeSpec{files: 120, bigDir: 200, depth: 6, bigFile: 4 * mib, links: true, modes: true, sparse: true}, 11)
+	sel := []string{"--vm", "g", "--point", "latest", "--disk", "sda", "--part", "1"}
+	for _, p := range []string{"/"} {
+		local := mustCairn(t, append(append([]string{"--repo", repo, "files"}, sel...), "--json", p)...)
+		remote := mustCairn(t, append(append([]string{"--repo", repo, "files", "--remote", "off"}, sel...), "--json", p)...)
+		if local != remote || len(local) < 100 {
+			t.Fatalf("files %s --remote:\n%s\nlocal:\n%s", p, remote, local)
+		}
+	}
+	localDest := filepath.Join(t.TempDir(), "local")
+	remoteDest := filepath.Join(t.TempDir(), "remote")
+	mustCairn(t, append(append([]string{"--repo", repo, "restore-file"}, sel...), "/", localDest)...)
+	out := mustCairn(t, append(append([]string{"--repo", repo, "restore-file", "--remote", "off"}, sel...), "/", remoteDest)...)
+	t.Log(strings.TrimSpace(out))
+	skip := func(rel string) bool { return rel == "lost+found" }
+	got := walkTree(t, remoteDest, skip)
+	compareTrees(t, walkTree(t, localDest, skip), got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
+	compareTrees(t, walkTree(t, src, nil), got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
+	// A point the remote lacks is named.
+	res := runCairn(t, nil, append([]string{"--repo", repo, "files", "--remote", "off", "--vm", "nosuch", "--disk", "sda"}, "/")...)
+	if res.code == 0 || !strings.Contains(res.stderr, "nosuch") {
+		t.Fatalf("files --remote of a missing VM: %d %s", res.code, res.stderr)
+	}
+}
+
+// replicatedGuest builds a guest tree, an ext4 filesystem of it in
+// partition 1 of a GPT disk, imports the disk as VM g (disk sda) into a
+// new repository and replicates it to remote "off" on the shared RGW. It
+// returns the repository and the tree's source directory.
+func replicatedGuest(t *testing.T, spec treeSpec, seed uint64) (repo, src string) {
+	t.Helper()
 	f := newRemoteFixture(t)
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	makeGuestTree(t, src, treeSpec{files: 200, bigDir: 300, depth: 8, bigFile: 8 * mib, links: true, modes: true, sparse: true}, 7)
+	src = filepath.Join(dir, "src")
+	makeGuestTree(t, src, spec, seed)
 	fs := filepath.Join(dir, "ext4.fs")
 	buildExt4(t, fs, src)
 	st, err := os.Stat(fs)
@@ -389,17 +436,11 @@ func TestRemoteMountGuestFiles(t *testing.T) {
 	makeImage(t, disk, st.Size()+2*mib)
 	sh(t, "sgdisk", "-n", fmt.Sprintf("1:2048:%d", (mib+st.Size())/512-1), disk)
 	writeAt(t, disk, fs, mib)
-	repo := filepath.Join(dir, "repo")
+	repo = filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repo, "init")
 	mustCairn(t, "--repo", repo, "import", "--vm", "g", "--disk", "sda", disk)
 	f.add(t, repo, "off")
 	mustCairn(t, "--repo", repo, "remote", "init", "off")
 	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
-	mnt := t.TempDir()
-	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
-	want := walkTree(t, src, nil)
-	got := walkTree(t, filepath.Join(mnt, "g", "latest", "fs", "sda", "p1"), func(rel string) bool { return rel == "lost+found" })
-	compareTrees(t, want, got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
-	mustCairn(t, "umount", mnt)
-	mountWaitExit(t, cmd)
+	return repo, src
 }

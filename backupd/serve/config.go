@@ -115,6 +115,8 @@ type Job struct {
 	Repair bool
 	// BootCheck, when set, boots every new point and records a verdict.
 	BootCheck *BootCheck
+	// Replicate copies the job's points offsite (nil: not replicated).
+	Replicate *Replicate
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -432,7 +434,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate")
 	if err != nil {
 		return j, err
 	}
@@ -524,6 +526,11 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	}
 	if v := m["boot_check"]; v != nil {
 		if j.BootCheck, err = p.bootCheck(v, what); err != nil {
+			return j, err
+		}
+	}
+	if v := m["replicate"]; v != nil {
+		if j.Replicate, err = p.replicate(v, what, cfg); err != nil {
 			return j, err
 		}
 	}

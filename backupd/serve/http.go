@@ -20,7 +20,8 @@ import (
 
 // Handler is the HTTP API: /healthz, /metrics, GET /api/v1/status,
 // /api/v1/vms, /api/v1/points, /api/v1/jobs, POST /api/v1/jobs
-// {"vm": NAME[, "job": JOB]} and POST /api/v1/verify.
+// {"vm": NAME[, "job": JOB]}, POST /api/v1/verify, GET
+// /api/v1/replications and /api/v1/remotes/NAME/points (replicate.go).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +37,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /api/v1/restores", s.handleRestores) // restore.go
 	mux.HandleFunc("POST /api/v1/restores", s.handleRestore)
+	mux.HandleFunc("GET /api/v1/replications", s.handleReplications)
+	mux.HandleFunc("GET /api/v1/remotes/{name}/points", s.handleRemotePoints)
 	mux.HandleFunc("POST /api/v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.VerifyNow(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)

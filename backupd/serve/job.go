@@ -200,6 +200,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 	wg.Wait()
 	s.jobEnded(job.Name, ok, failed)
 	s.updateRepoMetrics(ctx)
+	s.replicateAfterBackup(ctx, cfg, job, committedVMs(runs))
 }
 
 func (s *Server) jobEnded(job string, ok, failed int) {

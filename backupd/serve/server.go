@@ -3,7 +3,8 @@
 // within a total and a per-ESXi-host cap, retries failed VMs, applies
 // retention after each successful backup, verifies the repository and
 // (every N backups) the VMs against their source, and answers an HTTP API
-// with Prometheus metrics (see docs/serve.md).
+// with Prometheus metrics; jobs with a replicate: section copy their
+// points to an offsite remote (replicate.go; see docs/serve.md).
 package serve
 
 import (
@@ -52,6 +53,10 @@ type Server struct {
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
+
+	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
+	repl     *replications  // replication runs and what is known offsite
+	rmetrics *remoteMetrics // the offsite tier's metrics
 }
 
 const maxRuns = 500
@@ -60,6 +65,9 @@ const maxRuns = 500
 type Options struct {
 	Logger  *slog.Logger
 	Version string // shown by /api/v1/status
+	// Remotes opens the remotes that jobs replicate to (nil: replicate:
+	// sections fail with a clear error).
+	Remotes RemoteOpener
 }
 
 // Run serves cfg until ctx is cancelled: it mounts the repository at
@@ -83,11 +91,14 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{
+	s := &Server{
 		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
 		slots: newSlots(cfg.Parallelism), vmLocks: map[string]chan struct{}{}, jobs: map[string]*JobStatus{},
 		inv: newInventory(), posts: newRateLimiter(postRate, postBurst), hosts: allowedHosts(cfg),
-	}, nil
+		remotes: opts.Remotes, repl: newReplications(),
+	}
+	s.registerRemoteMetrics(s.metrics.reg)
+	return s, nil
 }
 
 // Reload replaces the jobs, parallelism and verify schedule with those of
@@ -298,6 +309,7 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 			}
 		}()
 	}
+	s.startReplications(ctx, cfg, wg)
 }
 
 // sleepUntil waits until t (re-checking the wall clock every minute, so a

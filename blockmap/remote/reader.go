@@ -22,8 +22,7 @@ type DiskReader struct {
 	disk    manifestDisk
 	bs      int64
 	packs   []manifestPack
-	entries []blockEntry
-	byBlock []int32                // per block: index into entries, -1 for a hole
+	entries []blockEntry           // the data blocks, sorted by block: sized by data, not by the disk
 	cache   *lru.Cache[ID, []byte] // by block id: equal blocks share an entry
 }
 
@@ -75,15 +74,8 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 	}
 	bs := int64(m.BlockSize)
 	nb := (md.Size + bs - 1) / bs
-	by := make([]int32, nb)
-	for i := range by {
-		by[i] = -1
-	}
-	for i, e := range es {
-		if e.Block >= nb {
-			return nil, fmt.Errorf("%w: block %d past the end of disk %s", ErrFormat, e.Block, disk)
-		}
-		by[e.Block] = int32(i)
+	if k := len(es); k > 0 && es[k-1].Block >= nb {
+		return nil, fmt.Errorf("%w: block %d past the end of disk %s", ErrFormat, es[k-1].Block, disk)
 	}
 	cache := r.readCache
 	if cache == nil {
@@ -92,7 +84,12 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 		}
 		cache = lru.New[ID, []byte](cacheBytes)
 	}
-	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, byBlock: by, cache: cache}, nil
+	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, cache: cache}, nil
+}
+
+// search returns the index of the first entry at or after block b.
+func (dr *DiskReader) search(b int64) int {
+	return sort.Search(len(dr.entries), func(i int) bool { return dr.entries[i].Block >= b })
 }
 
 // Size is the disk's size in bytes.
@@ -115,12 +112,15 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	end := min(off+int64(len(p)), dr.disk.Size)
 	// Fetch the blocks not cached, coalesced, before copying.
+	first := dr.search(off / dr.bs)
+	last := first // entries[first:last] are the data blocks of the read
+	for last < len(dr.entries) && dr.entries[last].Block*dr.bs < end {
+		last++
+	}
 	var need []blockEntry
-	for b := off / dr.bs; b*dr.bs < end; b++ {
-		if i := dr.byBlock[b]; i >= 0 {
-			if _, ok := dr.cache.Get(dr.entries[i].ID); !ok {
-				need = append(need, dr.entries[i])
-			}
+	for _, e := range dr.entries[first:last] {
+		if _, ok := dr.cache.Get(e.ID); !ok {
+			need = append(need, e)
 		}
 	}
 	got := map[int64][]byte{}
@@ -141,16 +141,19 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	n := 0
+	k := first
 	for pos := off; pos < end; {
 		b := pos / dr.bs
 		bend := min((b+1)*dr.bs, end)
 		dst := p[pos-off : bend-off]
-		if dr.byBlock[b] < 0 {
+		if k == last || dr.entries[k].Block != b {
 			clear(dst)
 		} else {
+			e := dr.entries[k]
+			k++
 			data, ok := got[b]
 			if !ok {
-				if data, ok = dr.cache.Get(dr.entries[dr.byBlock[b]].ID); !ok {
+				if data, ok = dr.cache.Get(e.ID); !ok {
 					return n, fmt.Errorf("internal error: block %d not fetched", b)
 				}
 			}
@@ -171,12 +174,14 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 // blockmap.ErrNoData.
 func (dr *DiskReader) NextData(off int64) (int64, error) {
 	off = max(off, 0)
-	for b := off / dr.bs; b < int64(len(dr.byBlock)); b++ {
-		if dr.byBlock[b] >= 0 {
-			return max(off, b*dr.bs), nil
-		}
+	if off >= dr.disk.Size {
+		return 0, blockmap.ErrNoData
 	}
-	return 0, blockmap.ErrNoData
+	k := dr.search(off / dr.bs)
+	if k == len(dr.entries) {
+		return 0, blockmap.ErrNoData
+	}
+	return max(off, dr.entries[k].Block*dr.bs), nil
 }
 
 // NextHole returns the first offset >= off inside a hole (the end counts).
@@ -185,12 +190,11 @@ func (dr *DiskReader) NextHole(off int64) (int64, error) {
 	if off >= dr.disk.Size {
 		return 0, blockmap.ErrNoData
 	}
-	for b := off / dr.bs; b < int64(len(dr.byBlock)); b++ {
-		if dr.byBlock[b] < 0 {
-			return max(off, b*dr.bs), nil
-		}
+	b := off / dr.bs
+	for k := dr.search(b); k < len(dr.entries) && dr.entries[k].Block == b; k++ {
+		b++
 	}
-	return dr.disk.Size, nil
+	return min(max(off, b*dr.bs), dr.disk.Size), nil
 }
 
 // DataBytes is the number of bytes in data extents.

@@ -200,3 +200,36 @@ func TestIncrementalReadsOnlyChanges(t *testing.T) {
 		t.Fatalf("with a new cache: %d unchanged, %d new", st.BlocksUnchanged, st.BlocksNew)
 	}
 }
+
+// TestRunsRoundTrip: the saved replication state (runs of blocks and
+// generations) decodes to what was encoded, and damaged state is refused.
+func TestRunsRoundTrip(t *testing.T) {
+	for _, rs := range [][]genRun{
+		nil,
+		{{first: 0, n: 1, gen: 1}},
+		{{first: 0, n: 16, gen: 1}, {first: 16, n: 3, gen: 2}, {first: 1 << 34, n: 1, gen: 7}},
+		{{first: 1<<53 - 2, n: 2, gen: 1<<32 - 1}},
+	} {
+		got, err := decodeRuns(encodeRuns(rs))
+		if err != nil || len(got) != len(rs) {
+			t.Fatalf("%v: decoded %v, %v", rs, got, err)
+		}
+		for i := range rs {
+			if got[i] != rs[i] {
+				t.Fatalf("%v: decoded %v", rs, got)
+			}
+			if r, ok := findRun(got, rs[i].first+rs[i].n-1); !ok || r != rs[i] {
+				t.Fatalf("findRun of the last block of %v: %v %v", rs[i], r, ok)
+			}
+		}
+	}
+	if _, err := decodeRuns([]byte{0x80}); err == nil {
+		t.Fatal("truncated runs decoded")
+	}
+	if _, err := decodeRuns([]byte{0, 0, 1}); err == nil {
+		t.Fatal("an empty run decoded")
+	}
+	if _, ok := findRun([]genRun{{first: 4, n: 2, gen: 1}}, 3); ok {
+		t.Fatal("findRun found a block before the run")
+	}
+}

@@ -185,9 +185,9 @@ type pendingBlob struct {
 
 func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
 	prev := r.loadPrev(ctx, cacheDir, p, present)
-	gens := map[string][]uint32{}
+	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, 2)
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, gens)
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
 	}
@@ -217,7 +217,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	}
 	st.BytesUploaded += int64(len(data))
 	present[name] = true
-	if err := r.saveState(cacheDir, p, gens); err != nil {
+	if err := r.saveState(cacheDir, p, runs); err != nil {
 		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
 	}
 	return nil
@@ -234,7 +234,7 @@ type block struct {
 
 const batchBlocks = 64
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, gensOut map[string][]uint32) (*manifest, error) {
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
 	packNum := map[ID]int{}
@@ -270,9 +270,13 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			return nil, err
 		}
 		var entries []blockEntry
-		gens := dr.BlockGens()
-		if gensOut != nil {
-			gensOut[d.Name] = gens
+		var runs []genRun
+		dr.DataRuns(func(first, n int64, gen uint32) bool {
+			runs = append(runs, genRun{first: first, n: n, gen: gen})
+			return true
+		})
+		if runsOut != nil {
+			runsOut[d.Name] = runs
 		}
 		// readRun reads consecutive blocks, stores the new ones and
 		// records all of them.
@@ -339,9 +343,9 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		err = func() error {
 			defer dr.Close()
 			var run []int64
-			for _, e := range dr.DataExtents() {
-				for b := e.Offset / bs; b*bs < e.Offset+e.Length; b++ {
-					if ref, id, ok := prev.reuse(d.Name, b, gens[b], cache); ok {
+			for _, ru := range runs {
+				for b := ru.first; b < ru.end(); b++ {
+					if ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
 						if err := readRun(run); err != nil {
 							return err
 						}

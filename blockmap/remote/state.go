@@ -13,31 +13,96 @@ import (
 )
 
 // pointState is what the replicating machine remembers of a point it
-// copied: the local generation of each block. A later point of the VM
-// whose block has the same generation has the same bytes, so that block
-// is not read again; its blob is taken from the earlier point's manifest.
+// copied: which local generation held each data block, as runs (see
+// blockmap.DiskReader.DataRuns), so its size follows the data, not the
+// disks' capacity. A later point of the VM whose block has the same
+// generation has the same bytes, so that block is not read again; its blob
+// is taken from the earlier point's manifest. State files of the first
+// format (one uint32 per block, field "disks") are ignored: the next
+// replication of the VM then reads every block once.
 type pointState struct {
-	Gen   uint32            `json:"generation"`
-	ID    string            `json:"id"`
-	Disks map[string][]byte `json:"disks"` // little-endian uint32 per block
+	Gen  uint32            `json:"generation"`
+	ID   string            `json:"id"`
+	Runs map[string][]byte `json:"runs"` // per disk: encodeRuns
+}
+
+// genRun is blocks [first, first+n) held by local generation gen.
+type genRun struct {
+	first, n int64
+	gen      uint32
+}
+
+func (g genRun) end() int64 { return g.first + g.n }
+
+// encodeRuns writes sorted runs as uvarints: gap from the previous run's
+// end, length, generation.
+func encodeRuns(rs []genRun) []byte {
+	var b []byte
+	prev := int64(0)
+	for _, r := range rs {
+		b = binary.AppendUvarint(b, uint64(r.first-prev))
+		b = binary.AppendUvarint(b, uint64(r.n))
+		b = binary.AppendUvarint(b, uint64(r.gen))
+		prev = r.end()
+	}
+	return b
+}
+
+func decodeRuns(b []byte) ([]genRun, error) {
+	var out []genRun
+	prev := int64(0)
+	for len(b) > 0 {
+		var v [3]uint64
+		for i := range v {
+			x, n := binary.Uvarint(b)
+			if n <= 0 {
+				return nil, errShort
+			}
+			v[i], b = x, b[n:]
+		}
+		if v[0] > 1<<53 || v[1] == 0 || v[1] > 1<<53 || v[2] > 1<<32-1 {
+			return nil, ErrFormat
+		}
+		r := genRun{first: prev + int64(v[0]), n: int64(v[1]), gen: uint32(v[2])}
+		if r.end() > 1<<53 {
+			return nil, ErrFormat
+		}
+		out = append(out, r)
+		prev = r.end()
+	}
+	return out, nil
+}
+
+// findRun returns the run of sorted rs holding block b.
+func findRun(rs []genRun, b int64) (genRun, bool) {
+	k := sort.Search(len(rs), func(i int) bool { return rs[i].end() > b })
+	if k == len(rs) || rs[k].first > b {
+		return genRun{}, false
+	}
+	return rs[k], true
+}
+
+// findEntry returns the entry of block b in es (sorted by block).
+func findEntry(es []blockEntry, b int64) (blockEntry, bool) {
+	k := sort.Search(len(es), func(i int) bool { return es[i].Block >= b })
+	if k == len(es) || es[k].Block != b {
+		return blockEntry{}, false
+	}
+	return es[k], true
 }
 
 func (r *Remote) stateDir(cacheDir, vm string) string {
 	return filepath.Join(cacheDir, "points", r.keys.manifestName(vm, ""))
 }
 
-func (r *Remote) saveState(cacheDir string, p blockmap.Point, gens map[string][]uint32) error {
+func (r *Remote) saveState(cacheDir string, p blockmap.Point, runs map[string][]genRun) error {
 	dir := r.stateDir(cacheDir, p.VM)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	st := pointState{Gen: p.Gen, ID: p.ID, Disks: map[string][]byte{}}
-	for d, g := range gens {
-		b := make([]byte, 4*len(g))
-		for i, v := range g {
-			binary.LittleEndian.PutUint32(b[4*i:], v)
-		}
-		st.Disks[d] = b
+	st := pointState{Gen: p.Gen, ID: p.ID, Runs: map[string][]byte{}}
+	for d, rs := range runs {
+		st.Runs[d] = encodeRuns(rs)
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -52,10 +117,10 @@ func (r *Remote) saveState(cacheDir string, p blockmap.Point, gens map[string][]
 
 // prevPoint is an earlier copied point of the same VM, with its manifest.
 type prevPoint struct {
-	gens map[string][]uint32
+	runs map[string][]genRun
 	m    *manifest
-	// entries per disk by block number
-	entries map[string]map[int64]blockEntry
+	// entries per disk, sorted by block number
+	entries map[string][]blockEntry
 }
 
 // loadPrev finds the newest point of p's VM older than p that this
@@ -80,7 +145,7 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 			continue
 		}
 		var st pointState
-		if json.Unmarshal(data, &st) != nil {
+		if json.Unmarshal(data, &st) != nil || st.Runs == nil {
 			continue
 		}
 		name := r.keys.manifestName(p.VM, st.ID)
@@ -91,26 +156,23 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 		if err != nil || m.Point.Gen != st.Gen {
 			continue
 		}
-		pp := &prevPoint{gens: map[string][]uint32{}, m: m, entries: map[string]map[int64]blockEntry{}}
-		for d, b := range st.Disks {
-			g := make([]uint32, len(b)/4)
-			for i := range g {
-				g[i] = binary.LittleEndian.Uint32(b[4*i:])
-			}
-			pp.gens[d] = g
-		}
+		pp := &prevPoint{runs: map[string][]genRun{}, m: m, entries: map[string][]blockEntry{}}
 		ok := true
+		for d, b := range st.Runs {
+			rs, err := decodeRuns(b)
+			if err != nil {
+				ok = false
+				break
+			}
+			pp.runs[d] = rs
+		}
 		for _, md := range m.Disks {
 			es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
 			if err != nil {
 				ok = false
 				break
 			}
-			by := make(map[int64]blockEntry, len(es))
-			for _, e := range es {
-				by[e.Block] = e
-			}
-			pp.entries[md.Name] = by
+			pp.entries[md.Name] = es
 		}
 		if ok {
 			r.log.Debug("replicating changes since an earlier copied point", "vm", p.VM, "point", p.ID, "since", st.ID)
@@ -126,11 +188,10 @@ func (pp *prevPoint) reuse(disk string, b int64, gen uint32, cache *blockCache) 
 	if pp == nil || gen == 0 {
 		return blobRef{}, ID{}, false
 	}
-	g := pp.gens[disk]
-	if b >= int64(len(g)) || g[b] != gen {
+	if r, ok := findRun(pp.runs[disk], b); !ok || r.gen != gen {
 		return blobRef{}, ID{}, false
 	}
-	e, ok := pp.entries[disk][b]
+	e, ok := findEntry(pp.entries[disk], b)
 	if !ok {
 		return blobRef{}, ID{}, false
 	}

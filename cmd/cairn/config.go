@@ -73,6 +73,15 @@ jobs:
     # Boot every new point headless and isolated and keep a verdict and a
     # screenshot (cairn verify-boot; needs qemu-system-x86 and ovmf).
     # boot_check: {after_backup: true, timeout: 10m, max_parallel: 1}
+    # Offsite copies to a remote of the repository (cairn remote add and
+    # init first; docs/remote.md): after each backup run and/or on a
+    # schedule, with the remote's own (usually longer) retention.
+    # replicate:
+    #   remote: offsite
+    #   after_backup: true
+    #   retention: {keep_daily: 30, keep_monthly: 24}
+    #   verify: "0 5 * * sun"
+    #   verify_sample: 10%
 `
 
 func configCommands() []*cli.Command {

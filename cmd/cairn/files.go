@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -31,6 +32,7 @@ func fileCommands() []*cli.Command {
 			&cli.StringFlag{Name: "disk", Usage: "disk name (or --volume)"},
 			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
 			volumeFlag,
+			remoteFlag,
 		}, extra...)...)
 	}
 	return []*cli.Command{
@@ -67,11 +69,15 @@ func fileCommands() []*cli.Command {
 type openedDisk struct {
 	repo   *blockmap.Repo
 	point  blockmap.Point
-	dr     *blockmap.DiskReader
+	dr     pointDisk
 	others []*blockmap.DiskReader // every disk, for --volume
+	rem    io.Closer              // the remote the disk is read from (--remote), or nil
 }
 
 func openPointDisk(c *cli.Context, disk string) (*openedDisk, error) {
+	if c.String("remote") != "" {
+		return openRemotePointDisk(c, disk)
+	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return nil, err
@@ -95,6 +101,9 @@ func (o *openedDisk) Close() {
 	}
 	for _, dr := range o.others {
 		dr.Close()
+	}
+	if o.rem != nil {
+		o.rem.Close()
 	}
 	o.repo.Close()
 }

@@ -44,7 +44,7 @@ func serveCommands() []*cli.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version})
+			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote})
 			if err != nil {
 				return err
 			}
