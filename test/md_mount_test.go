@@ -11,64 +11,19 @@ import (
 
 	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/lvmfixture"
-	"github.com/cairnbackup/cairn/internal/mdfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// TestCentOSLayout is a CentOS-style VM of two disks: partition 1 of
-// each is a member of MD raid1 "boot" (superblock 1.0, ext4 /boot),
-// partition 2 a member of MD raid1 "pv" (superblock 1.2) that is the LVM
-// physical volume of VG "centos" with LVs root (ext4) and swap. The md
-// driver is not available here, so the members are laid out by
-// internal/mdfixture (superblocks checked with mdadm --examine); the VG is
-// made by lvm2 on the array's bytes. Imported, mounted and compared file
-// by file; a point holding only the first disk reads both arrays
+// TestCentOSLayout is the CentOS-style VM of buildCentOS (MD raid1
+// /boot, LVM on MD raid1 for root and swap) imported, mounted and compared
+// file by file; a point holding only the first disk reads both arrays
 // degraded.
 func TestCentOSLayout(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, append(lvmfixture.Required, "mkfs.ext4", "mdadm")...)
 	dir := t.TempDir()
-	bootSpec := mdfixture.Spec{Version: "1.0", Level: mdfixture.Level1, Members: 2, MemberLen: 40 * mib, Name: "boot"}
-	pvSpec := mdfixture.Spec{Version: "1.2", Level: mdfixture.Level1, Members: 2, MemberLen: 100 * mib, Name: "pv"}
-
-	srcBoot, srcRoot := filepath.Join(dir, "src-boot"), filepath.Join(dir, "src-root")
-	makeGuestTree(t, srcBoot, treeSpec{files: 60, bigDir: 20, depth: 3, bigFile: 3 * mib, modes: true}, 31)
-	makeGuestTree(t, srcRoot, treeSpec{files: 300, bigDir: 200, depth: 8, bigFile: 8 * mib, links: true, modes: true, longNames: true}, 32)
-	bootImg := filepath.Join(dir, "boot.ext4")
-	sh(t, "mkfs.ext4", "-q", "-F", "-L", "boot", "-d", srcBoot, bootImg, fmt.Sprintf("%dK", bootSpec.ArraySize()/1024))
-	pvImg := filepath.Join(dir, "pv.img")
-	makeImage(t, pvImg, pvSpec.ArraySize())
-	offs := lvmfixture.Simple(t, dir, pvImg, "centos", []string{"root", "swap"}, []int{60, 8})
-	rootImg := filepath.Join(dir, "root.ext4")
-	sh(t, "mkfs.ext4", "-q", "-F", "-L", "root", "-d", srcRoot, rootImg, "60M")
-	writeAt(t, pvImg, rootImg, offs["root"])
-
-	readAll := func(p string) []byte {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	bootDir, pvDir := filepath.Join(dir, "boot-members"), filepath.Join(dir, "pv-members")
-	os.Mkdir(bootDir, 0o755)
-	os.Mkdir(pvDir, 0o755)
-	bootMembers := bootSpec.Build(t, bootDir, readAll(bootImg))
-	pvMembers := pvSpec.Build(t, pvDir, readAll(pvImg))
-	for _, m := range append(bootMembers, pvMembers...) {
-		if out := mdfixture.Examine(t, m); !strings.Contains(mdfixture.FieldOf(out, "Checksum"), "correct") {
-			t.Fatalf("mdadm --examine %s:\n%s", m, out)
-		}
-	}
-	var disks []string
-	for i, name := range []string{"sda", "sdb"} {
-		d := filepath.Join(dir, name+".img")
-		makeImage(t, d, 142*mib)
-		sh(t, "sgdisk", "-n", "1:2048:+40M", "-t", "1:fd00", "-n", "2:0:+100M", "-t", "2:fd00", d)
-		writeAt(t, d, bootMembers[i], 1*mib)
-		writeAt(t, d, pvMembers[i], 41*mib)
-		disks = append(disks, d)
-	}
+	fx := buildCentOS(t, dir)
+	disks, srcBoot, srcRoot := fx.disks, fx.srcBoot, fx.srcRoot
 
 	repoDir := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repoDir, "init")

@@ -29,9 +29,15 @@ const (
 	AlgLeftAsymmetric = 0
 	AlgRightSymmetric = 3
 	AlgLeftSymmetric  = 2
-	mdMagic           = 0xa92b4efc
-	sector            = 512
-	reserved090       = 64 << 10
+	// AlgParity0 is raid5 with parity on the first member (dm-raid's raid4).
+	AlgParity0 = 4
+	// The DDF raid6 layouts dm-raid's raid6_zr, raid6_nr and raid6_nc use.
+	AlgRotatingZeroRestart = 8
+	AlgRotatingNRestart    = 9
+	AlgRotatingNContinue   = 10
+	mdMagic                = 0xa92b4efc
+	sector                 = 512
+	reserved090            = 64 << 10
 )
 
 // csum1 is the 1.x superblock checksum (calc_sb_1_csum).
@@ -188,6 +194,37 @@ func (s Spec) LayOut(data []byte) [][]byte {
 				}
 			case s.Level == Level5 && s.Layout == AlgRightSymmetric:
 				pd = int(r % int64(n))
+				for i := range slots {
+					slots[i] = (pd + 1 + i) % n
+				}
+			case s.Level == Level5 && s.Layout == AlgParity0:
+				pd = 0
+				for i := range slots {
+					slots[i] = i + 1
+				}
+			case s.Level == Level6 && (s.Layout == AlgRotatingZeroRestart || s.Layout == AlgRotatingNRestart):
+				// P rotates up from 0 (zero restart) or down from n-2
+				// (N restart), Q follows it; data restarts at 0.
+				if s.Layout == AlgRotatingZeroRestart {
+					pd = int(r % int64(n))
+				} else {
+					pd = n - 1 - int((r+1)%int64(n))
+				}
+				qd = pd + 1
+				for i := range slots {
+					switch {
+					case pd == n-1: // Q D D D P
+						qd, slots[i] = 0, i+1
+					case i >= pd: // D D P Q D
+						slots[i] = i + 2
+					default:
+						slots[i] = i
+					}
+				}
+			case s.Level == Level6 && s.Layout == AlgRotatingNContinue:
+				// Left-symmetric with Q just before P.
+				pd = n - 1 - int(r%int64(n))
+				qd = (pd + n - 1) % n
 				for i := range slots {
 					slots[i] = (pd + 1 + i) % n
 				}

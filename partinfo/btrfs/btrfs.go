@@ -50,6 +50,7 @@ type FS struct {
 	treeIdx map[uint64]int // tree id -> index
 	defTree int            // index of the default subvolume
 	files   map[uint64]*fileMap
+	csumWin *csumWindow // the checksums of the last data read's window
 }
 
 // tree is one subvolume (or the top-level FS tree).

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cairnbackup/cairn/internal/testutil"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/internal/fixture"
@@ -49,7 +51,7 @@ func sh(t testing.TB, name string, args ...string) {
 func build(t *testing.T) string {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.RequireTools(t, "mkfs.btrfs", "btrfs", "mount", "umount", "fallocate")
+	testutil.RequireTools(t, "mkfs.btrfs", "btrfs", "mount", "umount", "fallocate", "setfacl", "setcap")
 	shared.once.Do(func() {
 		dir, err := os.MkdirTemp("", "btrfs-fixture-")
 		if err != nil {
@@ -65,6 +67,8 @@ func build(t *testing.T) string {
 		os.Lchown(filepath.Join(src, "empty.txt"), 1001, 2002)
 		img := filepath.Join(dir, "btrfs.img")
 		fixture.Image(t, img, 320<<20)
+		// Copied by mkfs.btrfs --rootdir.
+		unix.Lsetxattr(filepath.Join(src, "lower.txt"), "user.from-rootdir", []byte("copied by mkfs"), 0)
 		sh(t, "mkfs.btrfs", "-q", "-L", "cairn-btrfs", "-r", src, img)
 		mnt := filepath.Join(dir, "mnt")
 		os.Mkdir(mnt, 0o755)
@@ -89,6 +93,7 @@ func build(t *testing.T) string {
 		pa.WriteAt([]byte("written in the middle"), 1<<20)
 		pa.Close()
 		syscall.Mkfifo(filepath.Join(mnt, "fifo"), 0o640)
+		setXattrs(t, mnt)
 		sh(t, "btrfs", "subvolume", "create", filepath.Join(mnt, "home"))
 		fixture.Tree(t, filepath.Join(mnt, "home", "user"), fixture.Spec{ManyFiles: 50, Seed: 4})
 		sh(t, "btrfs", "subvolume", "create", filepath.Join(mnt, "home", "nested"))
@@ -103,6 +108,30 @@ func build(t *testing.T) string {
 		t.Fatalf("btrfs fixture: %v", shared.err)
 	}
 	return shared.img
+}
+
+// setXattrs gives files of the kernel-mounted image extended attributes:
+// many names on one file, an empty value, a value of 3,000 bytes, trusted.*
+// and security.capability, access and default POSIX ACLs, xattrs on a
+// directory, a symlink and a FIFO (trusted.*: user.* is refused there; the snapshot taken later inherits them).
+func setXattrs(t *testing.T, mnt string) {
+	t.Helper()
+	set := func(rel, name string, v []byte) {
+		if err := unix.Lsetxattr(filepath.Join(mnt, rel), name, v, 0); err != nil {
+			t.Fatalf("setxattr %s %s: %v", rel, name, err)
+		}
+	}
+	for i := range 40 {
+		set("lower.txt", fmt.Sprintf("user.attr-%02d", i), []byte(strings.Repeat(fmt.Sprint(i), i)))
+	}
+	set("empty.txt", "user.big", bytes.Repeat([]byte{0xa5, 0x00, 0x5a}, 1000))
+	set("empty.txt", "trusted.overlay.opaque", []byte("y"))
+	set("many", "user.dir", []byte("on a directory"))
+	set("link-to-dir", "trusted.on-symlink", []byte("symlink"))
+	set("fifo", "trusted.fifo", []byte("fifo"))
+	sh(t, "setcap", "cap_net_raw+ep", filepath.Join(mnt, "MixedCase.TXT"))
+	sh(t, "setfacl", "-m", "u:1001:rw,g:2002:r", filepath.Join(mnt, "hardlink.txt"))
+	sh(t, "setfacl", "-d", "-m", "u:1001:rwx", filepath.Join(mnt, "many"))
 }
 
 func openImage(t *testing.T, img string) (*FS, []byte) {
@@ -130,7 +159,7 @@ func TestBtrfsAgainstKernel(t *testing.T) {
 	sh(t, "mount", "-o", "loop,ro", img, mnt)
 	defer exec.Command("umount", mnt).Run()
 	gfs := partinfo.AsFS(Safe(f))
-	checked := 0
+	checked, withXattrs := 0, 0
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -166,6 +195,12 @@ func TestBtrfsAgainstKernel(t *testing.T) {
 				t.Errorf("%s: mtime %d, kernel %d", rel, mt, st.Mtim.Nano())
 			}
 		}
+		if got, want := xattrsOf(t, f, a.Ino), kernelXattrs(t, p); got != want {
+			t.Errorf("%s: xattrs\n%s\nkernel\n%s", rel, got, want)
+		}
+		if strings.Contains(kernelXattrs(t, p), "=") {
+			withXattrs++
+		}
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
 			want, _ := os.Readlink(p)
@@ -200,6 +235,11 @@ func TestBtrfsAgainstKernel(t *testing.T) {
 	if checked < 1000 {
 		t.Errorf("only %d paths checked", checked)
 	}
+	// Those of setXattrs, twice (the snapshot), and the compression
+	// properties.
+	if withXattrs < 18 {
+		t.Errorf("only %d paths have xattrs", withXattrs)
+	}
 	// The snapshot shows the content from before the change.
 	b, err := fs.ReadFile(gfs, "snap/lower.txt")
 	if err != nil || strings.Contains(string(b), "changed") {
@@ -216,6 +256,42 @@ func TestBtrfsAgainstKernel(t *testing.T) {
 	if h, err := f.SeekHole(ino, 0); err != nil || h != 4096 {
 		t.Errorf("SeekHole(sparse, 0) = %d, %v", h, err)
 	}
+}
+
+// xattrsOf renders the reader's xattrs of ino as name=hex lines in order.
+func xattrsOf(t *testing.T, f *FS, ino uint64) string {
+	xs, err := f.Xattrs(ino)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var b strings.Builder
+	for _, x := range xs {
+		fmt.Fprintf(&b, "%s=%x\n", x.Name, x.Value)
+	}
+	return b.String()
+}
+
+// kernelXattrs renders the kernel's xattrs of path (llistxattr order) as
+// name=hex lines.
+func kernelXattrs(t *testing.T, path string) string {
+	buf := make([]byte, 1<<16)
+	n, err := unix.Llistxattr(path, buf)
+	if err != nil {
+		t.Fatalf("llistxattr %s: %v", path, err)
+	}
+	var b strings.Builder
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		v := make([]byte, 1<<16)
+		m, err := unix.Lgetxattr(path, name, v)
+		if err != nil {
+			t.Fatalf("lgetxattr %s %s: %v", path, name, err)
+		}
+		fmt.Fprintf(&b, "%s=%x\n", name, v[:m])
+	}
+	return b.String()
 }
 
 func modeBits(m fs.FileMode) uint32 {

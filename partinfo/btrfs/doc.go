@@ -23,6 +23,9 @@
 //     compression. Data checksums (csum tree, CRC-32C per sector) are
 //     verified for every read: a mismatch is an error wrapping
 //     partinfo.ErrCorrupt (EIO in the mount), never wrong bytes.
+//   - Xattr item: (inode, 24, name hash) holding one or more dir-item
+//     records (name, value); listed in key order as the kernel's
+//     listxattr does (partinfo.XattrReader).
 //
 // Only the crc32c checksum type is read (mkfs.btrfs's default).
 package btrfs

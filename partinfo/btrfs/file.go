@@ -204,44 +204,73 @@ func (f *FS) readData(addr uint64, dst []byte, noSum bool) error {
 	if err := f.readLogical(buf, lo); err != nil {
 		return err
 	}
-	sums, err := f.csums(lo, hi)
+	w, err := f.csumsFor(lo, hi)
 	if err != nil {
 		return err
 	}
 	for s := lo; s < hi; s += ss {
-		want, ok := sums[s]
-		if !ok {
+		i := (s - w.lo) / ss
+		if !w.has[i] {
 			continue // a sector without a checksum (nodatasum extents)
 		}
-		if got := crc32.Checksum(buf[s-lo:s-lo+ss], castagnoli); got != want {
-			return corrupt("data checksum of sector at logical %d: %08x, csum tree says %08x", s, got, want)
+		if got := crc32.Checksum(buf[s-lo:s-lo+ss], castagnoli); got != w.sums[i] {
+			return corrupt("data checksum of sector at logical %d: %08x, csum tree says %08x", s, got, w.sums[i])
 		}
 	}
 	copy(dst, buf[addr-lo:])
 	return nil
 }
 
-// csums returns the data checksums of the sectors in [lo, hi).
-func (f *FS) csums(lo, hi uint64) (map[uint64]uint32, error) {
-	out := map[uint64]uint32{}
+// csumWindowBytes is how much of the logical address space one csum tree
+// walk covers: a sequential read of 128 KiB calls finds the checksums of
+// the next 31 calls already decoded (4 KiB of CRCs at 4 KiB sectors).
+const csumWindowBytes = 4 << 20
+
+// csumWindow holds the data checksums of the sectors in [lo, hi): sums[i]
+// is sector lo+i*sector's CRC-32C when has[i]. Never changed once built.
+type csumWindow struct {
+	lo, hi uint64
+	sums   []uint32
+	has    []bool
+}
+
+// csumsFor returns a window holding the checksums of [lo, hi): the last
+// one when it covers the range, else a new one from lo, read from the
+// csum tree (one walk instead of one per read call).
+func (f *FS) csumsFor(lo, hi uint64) (*csumWindow, error) {
+	f.mu.Lock()
+	w := f.csumWin
+	f.mu.Unlock()
+	if w != nil && lo >= w.lo && hi <= w.hi {
+		return w, nil
+	}
 	ss := uint64(f.sector)
+	w = &csumWindow{lo: lo, hi: max(hi, lo+csumWindowBytes)}
+	n := (w.hi - w.lo) / ss
+	w.sums, w.has = make([]uint32, n), make([]bool, n)
 	le := binary.LittleEndian
 	err := f.walk(f.csumRoot, f.csumLevel, key{csumObject, csumItem, lo}, func(k key, d []byte) bool {
 		if k.objectid != csumObject || k.typ != csumItem {
 			return k.objectid < csumObject || (k.objectid == csumObject && k.typ < csumItem)
 		}
-		if k.offset >= hi {
+		if k.offset >= w.hi {
 			return false
 		}
 		for i := 0; i+4 <= len(d); i += 4 {
 			s := k.offset + uint64(i/4)*ss
-			if s >= lo && s < hi {
-				out[s] = le.Uint32(d[i:])
+			if s >= w.lo && s < w.hi {
+				w.sums[(s-w.lo)/ss], w.has[(s-w.lo)/ss] = le.Uint32(d[i:]), true
 			}
 		}
 		return true
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.csumWin = w
+	f.mu.Unlock()
+	return w, nil
 }
 
 // decompress expands one compressed extent to ram bytes.

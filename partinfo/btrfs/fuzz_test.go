@@ -107,7 +107,8 @@ func FuzzTree(f *testing.F) {
 	})
 }
 
-// walkAll lists, stats, reads and follows everything below dir.
+// walkAll lists, stats, reads, lists the xattrs of and follows everything
+// below dir.
 func walkAll(fsys partinfo.Filesystem, dir uint64, depth int) {
 	if depth > 8 {
 		return
@@ -122,6 +123,7 @@ func walkAll(fsys partinfo.Filesystem, dir uint64, depth int) {
 		if err != nil {
 			continue
 		}
+		partinfo.Xattrs(fsys, e.Ino)
 		switch {
 		case a.Mode.IsDir():
 			walkAll(fsys, e.Ino, depth+1)

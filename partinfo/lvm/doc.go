@@ -20,12 +20,13 @@
 //   - Extent: the VG's allocation unit (extent_size sectors).
 //   - LV (logical volume): segments of logical extents. Segment types
 //     read: striped (linear is one stripe), raid0, raid1 and mirror (the
-//     first leg whose PVs are all present), raid5 (all dm-raid layouts)
-//     and raid10 through partinfo/md's layouts (an image on a missing PV
-//     is a missing member), zero; thin volumes through their pool's
-//     metadata btrees. Others (raid4 and raid6, whose dm-raid layouts
-//     differ from MD's; cache; old-style COW snapshots; error) give
-//     ErrUnsupported with the reason.
+//     first leg whose PVs are all present), raid4 (md raid5 with parity
+//     first, as dm-raid runs it), raid5 (all dm-raid layouts), raid6
+//     (zr, nr, nc: md's DDF layouts) and raid10 through partinfo/md's
+//     layouts (an image on a missing PV is a missing member), zero; thin
+//     volumes through their pool's metadata btrees. Others (cache;
+//     old-style COW snapshots; error) give ErrUnsupported with the
+//     reason.
 //   - Volume: an io.ReaderAt over an LV's bytes, mapped to the devices.
 //
 // A VG missing a PV is still assembled: LVs wholly on present PVs read

@@ -167,7 +167,7 @@ func (lv *LV) segmentReader(s *Segment, depth int) (func([]byte, int64) (int, er
 			return func(p []byte, off int64) (int, error) { return leg.ReadAt(p, base+off) }, nil
 		}
 		return nil, fmt.Errorf("no healthy leg: %s: %w", strings.Join(errs, "; "), ErrMissingPV)
-	case "raid5", "raid5_ls", "raid5_la", "raid5_rs", "raid5_ra", "raid5_n", "raid10":
+	case "raid4", "raid5", "raid5_ls", "raid5_la", "raid5_rs", "raid5_ra", "raid5_n", "raid6", "raid6_zr", "raid6_nr", "raid6_nc", "raid10":
 		return lv.raidReader(s, depth)
 	case "zero":
 		return func(p []byte, off int64) (int, error) { clear(p); return len(p), nil }, nil
@@ -232,16 +232,21 @@ func readExact(r io.ReaderAt, p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// dm-raid's raid5 layouts as MD numbers them; LVM's raid10 is MD raid10
-// with two near copies. (dm-raid's raid4 puts parity first and its raid6
-// layouts rotate differently from MD's: those are not read.)
+// The md level and layout dm-raid runs each lvm2 raid segment type as
+// (dm-raid's raid_types table): raid4 is md raid5 with parity on the
+// first image (ALGORITHM_PARITY_0, not md raid4's last), raid5 is
+// raid5_ls, raid6 is raid6_zr, and raid6_zr/nr/nc are md's DDF layouts
+// 8/9/10 (rotating zero restart, N restart, N continue); LVM's raid10 is
+// MD raid10 with two near copies.
 var raidLayouts = map[string]struct{ level, layout int }{
+	"raid4": {md.Level5, 4},
 	"raid5": {md.Level5, 2}, "raid5_ls": {md.Level5, 2}, "raid5_la": {md.Level5, 0},
 	"raid5_rs": {md.Level5, 3}, "raid5_ra": {md.Level5, 1}, "raid5_n": {md.Level5, 5},
+	"raid6": {md.Level6, 8}, "raid6_zr": {md.Level6, 8}, "raid6_nr": {md.Level6, 9}, "raid6_nc": {md.Level6, 10},
 	"raid10": {md.Level10, 0x102},
 }
 
-// raidReader reads raid5 and raid10 LVs through the MD layouts: each
+// raidReader reads raid4/5/6 and raid10 LVs through the MD layouts: each
 // image LV is a member (its data from offset 0); an image on a missing
 // PV is a missing member.
 func (lv *LV) raidReader(s *Segment, depth int) (func([]byte, int64) (int, error), error) {

@@ -15,7 +15,9 @@
 //     and left out (Problems says so).
 //   - Chunk: the unit of striping. Levels read: linear, raid0 (members of
 //     one size), raid1 (any member with the data), raid10 with near copies,
-//     raid4, raid5 (all six layouts) and raid6 (left- and right-symmetric),
+//     raid4, raid5 (all six layouts) and raid6 (left- and right-symmetric
+//     and the DDF rotating layouts 8, 9, 10 that dm-raid's raid6_zr/nr/nc
+//     use),
 //     complete or with one member missing (rebuilt from P by XOR; raid6's Q
 //     is never needed for one missing member).
 //   - Volume: an io.ReaderAt over the array's bytes.

@@ -10,6 +10,10 @@ const (
 	algRightSymmetric  = 3
 	algParity0         = 4
 	algParityN         = 5
+	// The DDF raid6 layouts (dm-raid's raid6_zr, raid6_nr, raid6_nc).
+	algRotatingZeroRestart = 8
+	algRotatingNRestart    = 9
+	algRotatingNContinue   = 10
 )
 
 // stripeMap places data chunk i of stripe row r: the data slot, the
@@ -67,6 +71,30 @@ func (a *Array) parityMap() (stripeMap, error) {
 				pd := int(r % n)
 				qd := (pd + 1) % int(n)
 				return (pd + 2 + i) % int(n), pd, qd
+			}, nil
+		case algRotatingZeroRestart, algRotatingNRestart:
+			// P at r%n (zero restart) or n-1-(r+1)%n (N restart), Q
+			// after it; data from slot 0, skipping P and Q ("Q D D D P"
+			// when P is last).
+			restartN := a.Layout == algRotatingNRestart
+			return func(r int64, i int) (int, int, int) {
+				pd := int(r % n)
+				if restartN {
+					pd = int(n - 1 - (r+1)%n)
+				}
+				if pd == int(n-1) {
+					return i + 1, pd, 0
+				}
+				if i >= pd {
+					i += 2
+				}
+				return i, pd, pd + 1
+			}, nil
+		case algRotatingNContinue:
+			// Left-symmetric with Q just before P.
+			return func(r int64, i int) (int, int, int) {
+				pd := int(n - 1 - r%n)
+				return (pd + 1 + i) % int(n), pd, (pd + int(n) - 1) % int(n)
 			}, nil
 		}
 	}
