@@ -299,37 +299,18 @@ func (w *DiskWriter) loadBase(db *badger.DB) error {
 	}
 	w.baseAll = &baseMap{}
 	return db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id), PrefetchValues: true, PrefetchSize: 256})
-		defer it.Close()
-		last := int64(-1)
-		for it.Rewind(); it.Valid(); it.Next() {
-			_, block, gen, ok := parseBlockKey(it.Item().Key())
-			if !ok {
-				return fmt.Errorf("malformed index key %x", it.Item().Key())
-			}
-			b := int64(block)
-			if b == last || b >= n || gen > w.baseSpan.to {
-				continue // older version, past every size we care about, or not the base's
-			}
-			last = b
-			if gen < w.baseSpan.from {
-				continue // an earlier life of the disk id: a hole in the base
-			}
-			err := it.Item().Value(func(v []byte) error {
-				bv, ok := decodeBlockValue(v)
-				if !ok {
-					return fmt.Errorf("malformed index value for block %d", b)
-				}
-				if bv.kind == kindData || bv.kind == kindZero {
-					w.baseAll.add(b, bv.kind, bv.sum)
-				}
-				return nil
-			})
+		vi := newVersionIter(txn, w.id, true)
+		defer vi.close()
+		for vi.nextNewest(w.baseSpan, n) {
+			bv, err := vi.value()
 			if err != nil {
 				return err
 			}
+			if bv.kind == kindData || bv.kind == kindZero {
+				w.baseAll.add(int64(vi.block), bv.kind, bv.sum)
+			}
 		}
-		return nil
+		return vi.err
 	})
 }
 

@@ -210,41 +210,22 @@ func listVersions(db *badger.DB, vm string, all, sel []Point, bs int64) ([]versi
 			}
 		}
 		err := db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
-			defer it.Close()
-			var lastBlock uint64
-			var newer uint32
-			first := true
-			for it.Rewind(); it.Valid(); it.Next() {
-				_, block, gen, ok := parseBlockKey(it.Item().Key())
-				if !ok {
+			vi := newVersionIter(txn, id, true)
+			vi.lenient = true
+			defer vi.close()
+			for vi.next() {
+				block, gen, newer := vi.block, vi.gen, vi.newer
+				if !visible(spans, gen, newer) {
 					continue
 				}
-				if first || block != lastBlock {
-					newer = 0
-				}
-				first, lastBlock = false, block
-				vis := visible(spans, gen, newer)
-				thisNewer := newer
-				newer = gen
-				if !vis {
-					continue
-				}
-				var bv blockValue
-				if err := it.Item().Value(func(b []byte) error {
-					var ok bool
-					bv, ok = decodeBlockValue(b)
-					if !ok {
-						return fmt.Errorf("malformed index value of disk %s block %d", name, block)
-					}
-					return nil
-				}); err != nil {
+				bv, err := vi.value()
+				if err != nil {
 					return err
 				}
 				if bv.kind == kindData {
-					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: thisNewer, sum: bv.sum, points: all})
+					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: newer, sum: bv.sum, points: all})
 					for _, c := range checks {
-						if block < c.nblocks && visible([]span{c.sp}, gen, thisNewer) {
+						if block < c.nblocks && visible([]span{c.sp}, gen, newer) {
 							c.got.add(block, &bv.sum)
 						}
 					}
@@ -319,28 +300,23 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 				knownDisks[fmt.Sprint(id)] = true
 				live := map[uint32]bool{}
 				err := db.View(func(txn *badger.Txn) error {
-					it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true})
-					defer it.Close()
-					var lastBlock uint64
-					var newer uint32
-					first := true
-					for it.Rewind(); it.Valid(); it.Next() {
-						_, block, gen, _ := parseBlockKey(it.Item().Key())
-						if first || block != lastBlock {
-							newer = 0
-						}
-						first, lastBlock = false, block
-						if !visible(spans, gen, newer) {
-							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, block, gen))
-						} else if v, _ := it.Item().ValueCopy(nil); len(v) > 0 && v[0] == kindData {
-							if !live[gen] {
-								if _, err := os.Stat(r.imagePath(id, gen)); err != nil {
-									problems = append(problems, fmt.Sprintf("missing delta image %s", r.imagePath(id, gen)))
+					vi := newVersionIter(txn, id, true)
+					vi.lenient = true
+					defer vi.close()
+					for vi.next() {
+						if !visible(spans, vi.gen, vi.newer) {
+							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, vi.block, vi.gen))
+						} else if kind, _ := vi.kind(); kind == kindData {
+							if !live[vi.gen] {
+								if _, err := os.Stat(r.imagePath(id, vi.gen)); err != nil {
+									problems = append(problems, fmt.Sprintf("missing delta image %s", r.imagePath(id, vi.gen)))
 								}
 							}
-							live[gen] = true
+							live[vi.gen] = true
 						}
-						newer = gen
+					}
+					if vi.skipped > 0 {
+						problems = append(problems, fmt.Sprintf("malformed index keys: VM %s disk %s has %d", rec.Name, name, vi.skipped))
 					}
 					return nil
 				})
