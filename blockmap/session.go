@@ -391,36 +391,7 @@ func (w *DiskWriter) WriteBlock(idx int64, data []byte) error {
 	if len(data) != w.BlockLen(idx) {
 		return fmt.Errorf("disk %q: %w: block %d has %d bytes, want %d", w.name, ErrInvalid, idx, len(data), w.BlockLen(idx))
 	}
-	w.touched.add(idx, idx+1)
-	baseKind, baseSum, known := w.base(idx)
-	if isZero(data) {
-		if baseKind == kindData || !known {
-			w.add(entry{block: uint64(idx), val: blockValue{kind: kindZero}})
-			w.zeroed.Add(1)
-		}
-		return nil
-	}
-	full := data
-	if len(data) < w.bs {
-		full = make([]byte, w.bs)
-		copy(full, data)
-	}
-	val := blockValue{kind: kindData, sum: w.s.repo.sum(full)}
-	if baseKind == kindData && baseSum == val.sum {
-		return nil
-	}
-	val.crc = crc32.Checksum(full, castagnoli)
-	f, err := w.imageFile()
-	if err != nil {
-		return err
-	}
-	if err := f.WriteAt(data, idx*int64(w.bs)); err != nil {
-		return fmt.Errorf("disk %q: write block %d to %s: %w", w.name, idx, f.Name(), fileSizeAdvice(err))
-	}
-	w.stored.Add(int64(len(data)))
-	w.changed.Add(1)
-	w.add(entry{block: uint64(idx), val: val})
-	return nil
+	return w.WriteBlocks(idx, data)
 }
 
 // WriteBlocks stores consecutive blocks starting at block idx: data holds
@@ -502,12 +473,6 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 		w.mu.Unlock()
 	}
 	return nil
-}
-
-func (w *DiskWriter) add(e entry) {
-	w.mu.Lock()
-	w.entries = append(w.entries, e)
-	w.mu.Unlock()
 }
 
 func (w *DiskWriter) imageFile() (*imageFile, error) {

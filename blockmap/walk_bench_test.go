@@ -35,7 +35,7 @@ func benchRepo(b *testing.B) (*Repo, Point) {
 			var v blockValue
 			v.kind = kindData
 			binary.LittleEndian.PutUint64(v.sum[:], i*2654435761+uint64(round))
-			w.add(entry{block: i, val: v})
+			w.entries = append(w.entries, entry{block: i, val: v})
 		}
 		if p, err = s.Commit(ctx); err != nil {
 			b.Fatal(err)
