@@ -1,7 +1,6 @@
 package blockmap
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -296,5 +295,3 @@ func nextDiskID(txn *badger.Txn) (uint32, error) {
 	}
 	return n, nil
 }
-
-var _ = bytes.Equal
