@@ -26,7 +26,7 @@ func TestNBDServerEnvironmentHasNoCredentials(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s, err := startNBDServer(context.Background(), &spawnGate{}, []string{script}, socket, 10*time.Second)
+	s, err := startNBDServer(context.Background(), []string{script}, socket, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

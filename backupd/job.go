@@ -54,8 +54,6 @@ type JobOptions struct {
 	Progress func(vm, disk string, total int64) (add func(int64), finish func())
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
-
-	gate *spawnGate // shared by the jobs of one BackupVMs call
 }
 
 func (o JobOptions) nbdStartTimeout() time.Duration {
@@ -128,10 +126,7 @@ func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOp
 		// keep 4 parallel disks well under 256 MiB RSS
 		opts.Copy.ChunkSize = 2 << 20
 	}
-	if opts.gate == nil {
-		opts.gate = &spawnGate{}
-	}
-	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts, gate: opts.gate}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
 	return j
 }
@@ -147,7 +142,6 @@ type vmJob struct {
 	vm    *vsphere.VM
 	snap  *vsphere.Snapshot
 	proxy *vsphere.Proxy
-	gate  *spawnGate
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
@@ -244,7 +238,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
 		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
 	}
-	sess, err := j.beginPoint(ctx, blockmap.PointOptions{
+	sess, err := j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
 		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn backup job " + j.id,
 	})
 	if err != nil {
@@ -252,7 +246,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if aerr := j.abort(context.WithoutCancel(ctx), sess); aerr != nil {
+			if aerr := sess.Abort(context.WithoutCancel(ctx)); aerr != nil {
 				j.log.Error("aborting the point failed; the next writer sweeps it", "error", aerr)
 			}
 		}
@@ -275,7 +269,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	if err := j.attachVMFiles(ctx, sess); err != nil {
 		return nil, err
 	}
-	p, err := j.commit(ctx, sess)
+	p, err := sess.Commit(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("commit point of %s: %w", j.vm.Name, err)
 	}
@@ -310,7 +304,7 @@ func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphe
 		// Only the changed areas' previous versions need loading.
 		dopts.Changed = plan.extents
 	}
-	w, err := j.addDisk(ctx, sess, d.Name, d.Capacity, dopts)
+	w, err := sess.AddDisk(ctx, d.Name, d.Capacity, dopts)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}

@@ -72,13 +72,13 @@ type nbdServer struct {
 
 // startNBDServer runs the command (its own process group, killed if cairn
 // dies) and waits until socket appears.
-func startNBDServer(ctx context.Context, gate *spawnGate, args []string, socket string, timeout time.Duration) (*nbdServer, error) {
+func startNBDServer(ctx context.Context, args []string, socket string, timeout time.Duration) (*nbdServer, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	out := &boundedBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = childEnv(os.Environ()) // no vCenter password or other secret in the server's environment
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := gate.spawn(cmd.Start); err != nil {
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start NBD server %s: %w", args[0], err)
 	}
 	s := &nbdServer{cmd: cmd, output: out, exited: make(chan struct{})}

@@ -34,9 +34,6 @@ func BackupVMs(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, spe
 	if par.PerHost <= 0 {
 		par.PerHost = 2
 	}
-	if opts.gate == nil {
-		opts.gate = &spawnGate{}
-	}
 	out := make([]VMOutcome, len(specs))
 	all := make(chan struct{}, par.VMs)
 	var mu sync.Mutex

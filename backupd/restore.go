@@ -191,7 +191,6 @@ type restoreJob struct {
 	conn *vsphere.Conn
 	opts RestoreOptions
 	log  *slog.Logger
-	gate *spawnGate
 	dirs vsphere.DatastoreDirs
 	vm   *vsphere.VM
 }
@@ -211,7 +210,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 4 << 20
 	}
-	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
+	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
 	name := req.Create.Name
 	finish := j.record(req.Point, req.VCenter)
@@ -598,7 +597,7 @@ func (j *restoreJob) openNBDTarget(ctx context.Context, d vsphere.Disk) (_ diskT
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	if t.server, err = startNBDServer(ctx, j.gate, args, socket, timeout); err != nil {
+	if t.server, err = startNBDServer(ctx, args, socket, timeout); err != nil {
 		return nil, err
 	}
 	o := j.opts.NBD

@@ -42,7 +42,7 @@ func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, r
 	if !ok {
 		return nil, fmt.Errorf("point %s of %s has no disk %s (it has %s)", req.Point.ID, req.Point.VM, req.Disk, diskNames(req.Point))
 	}
-	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts, gate: &spawnGate{}}
+	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
 	finish := j.record(req.Point, req.VCenter)
 	defer func() { finish(res, err) }()

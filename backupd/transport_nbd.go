@@ -74,7 +74,7 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		if err != nil {
 			return nil, err
 		}
-		if s.server, err = startNBDServer(ctx, j.gate, args, socket, j.opts.nbdStartTimeout()); err != nil {
+		if s.server, err = startNBDServer(ctx, args, socket, j.opts.nbdStartTimeout()); err != nil {
 			return nil, err
 		}
 		uri = nbd.UnixTarget(socket, "").String()

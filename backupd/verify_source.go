@@ -90,7 +90,7 @@ func VerifyAgainstSource(ctx context.Context, repo *blockmap.Repo, conn *vsphere
 
 func (j *vmJob) verify(ctx context.Context, rep *SourceReport, repair bool) (err error) {
 	rep.VM = j.vm.Name
-	latest, err := j.resolvePoint(ctx, "latest")
+	latest, err := j.repo.ResolvePoint(ctx, j.vm.Name, "latest")
 	if err != nil {
 		return fmt.Errorf("verify %s against its source: %w", j.vm.Name, err)
 	}
@@ -99,12 +99,12 @@ func (j *vmJob) verify(ctx context.Context, rep *SourceReport, repair bool) (err
 	if repair {
 		pm := PointMeta{Source: "vsphere", VCenter: j.conn.URL.Host, VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
 			HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name, Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError}
-		if sess, err = j.beginPoint(ctx, blockmap.PointOptions{Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn verify --against-source --repair"}); err != nil {
+		if sess, err = j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn verify --against-source --repair"}); err != nil {
 			return err
 		}
 		defer func() {
 			if err != nil || rep.Repaired == "" {
-				_ = j.abort(context.WithoutCancel(ctx), sess)
+				_ = sess.Abort(context.WithoutCancel(ctx))
 			}
 		}()
 	}
@@ -116,7 +116,7 @@ func (j *vmJob) verify(ctx context.Context, rep *SourceReport, repair bool) (err
 		rep.Disks = append(rep.Disks, dv)
 	}
 	if sess != nil && !rep.OK() {
-		p, err := j.commit(ctx, sess)
+		p, err := sess.Commit(ctx)
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,7 @@ func (j *vmJob) verifyDisk(ctx context.Context, latest blockmap.Point, d vsphere
 	var dr *blockmap.DiskReader
 	if ok && info.Size == d.Capacity {
 		var err error
-		if dr, err = j.openDisk(ctx, latest, d.Name); err != nil {
+		if dr, err = j.repo.OpenDisk(ctx, latest, d.Name); err != nil {
 			return dv, err
 		}
 		defer dr.Close()
@@ -165,7 +165,7 @@ func (j *vmJob) verifyDisk(ctx context.Context, latest blockmap.Point, d vsphere
 		meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID,
 			Full: true, FullReason: "verify --against-source --repair: every block read from the source"}
 		var err error
-		if w, err = j.addDisk(ctx, sess, d.Name, d.Capacity, blockmap.DiskOptions{Full: true, FullReason: meta.FullReason, Meta: mustJSON(meta)}); err != nil {
+		if w, err = sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: true, FullReason: meta.FullReason, Meta: mustJSON(meta)}); err != nil {
 			return dv, err
 		}
 	}

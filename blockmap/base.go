@@ -2,7 +2,6 @@ package blockmap
 
 import (
 	"errors"
-	"fmt"
 	"maps"
 	"runtime"
 	"sort"
@@ -75,32 +74,18 @@ func (w *DiskWriter) loadSparseBase(db *badger.DB) error {
 
 // seekVersions finds the newest version of each block in ranges.
 func (w *DiskWriter) seekVersions(txn *badger.Txn, ranges [][2]int64, into map[int64]blockValue) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(w.id)})
-	defer it.Close()
+	vi := newVersionIter(txn, w.id, false)
+	defer vi.close()
 	for _, r := range ranges {
 		for b := r[0]; b < r[1]; b++ {
-			// ^gen is stored, so the first key at or after the base's
-			// generation is the block's newest version the base sees.
-			it.Seek(blockKey(w.id, uint64(b), w.baseSpan.to))
-			if !it.Valid() {
-				return nil
+			found, more, err := vi.seekNewest(uint64(b), w.baseSpan)
+			if err != nil || !more {
+				return err
 			}
-			_, block, gen, ok := parseBlockKey(it.Item().Key())
-			if !ok {
-				return fmt.Errorf("malformed index key %x", it.Item().Key())
-			}
-			if int64(block) != b || gen < w.baseSpan.from {
+			if !found {
 				continue // no version: never written (in this life of the disk)
 			}
-			err := it.Item().Value(func(v []byte) error {
-				bv, ok := decodeBlockValue(v)
-				if !ok {
-					return fmt.Errorf("malformed index value for block %d", b)
-				}
-				into[b] = bv
-				return nil
-			})
-			if err != nil {
+			if into[b], err = vi.value(); err != nil {
 				return err
 			}
 		}

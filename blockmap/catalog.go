@@ -1,7 +1,6 @@
 package blockmap
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -169,7 +168,7 @@ func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
 		return nil, err
 	}
 	if len(pts) == 0 {
-		return nil, fmt.Errorf("VM %q: %w: the repository has no recovery points for it (see `cairn points`)", vm, ErrNotFound)
+		return nil, &PointNotFoundError{VM: vm}
 	}
 	return pts, nil
 }
@@ -207,7 +206,7 @@ func (r *Repo) ResolvePoint(ctx context.Context, vm, ref string) (Point, error) 
 // FindPoint picks a point from a list by id, "latest", or generation number.
 func FindPoint(pts []Point, vm, ref string) (Point, error) {
 	if len(pts) == 0 {
-		return Point{}, fmt.Errorf("VM %q: %w: no recovery points", vm, ErrNotFound)
+		return Point{}, &PointNotFoundError{VM: vm}
 	}
 	if ref == "" || ref == "latest" {
 		return pts[len(pts)-1], nil
@@ -224,7 +223,7 @@ func FindPoint(pts []Point, vm, ref string) (Point, error) {
 			}
 		}
 	}
-	return Point{}, fmt.Errorf("VM %q has no recovery point %q: %w (give an id from `cairn points --vm %s`, a generation number, or latest)", vm, ref, ErrNotFound, vm)
+	return Point{}, &PointNotFoundError{VM: vm, Ref: ref}
 }
 
 func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
@@ -298,5 +297,3 @@ func nextDiskID(txn *badger.Txn) (uint32, error) {
 	}
 	return n, nil
 }
-
-var _ = bytes.Equal

@@ -2,12 +2,16 @@
 //
 // A repository is a directory:
 //
-//	<repo>/cairn.json                 format version, block size, created
-//	<repo>/index/                     Badger: block versions, catalog, sessions
+//	<repo>/cairn.json                 format version, block size, block hash, created
+//	<repo>/index/                     Badger: block versions, catalog, VM records
 //	<repo>/images/<disk-id>/<gen>.img sparse delta image of one disk generation
+//	<repo>/sessions/<vm>.json         the VM's open writer session
 //	<repo>/locks/<vm>.lock            one writer per VM at a time (flock)
 //	<repo>/index.lock                 readers share, committers exclude (flock)
 //	<repo>/catalog.seq                catalog sequence number and recent deletions
+//
+// (jobs/ and serve.json belong to the backup side; docs/repository.md
+// lists every file.)
 //
 // Each backup of a VM is a generation g (counting up from 1). The delta
 // image of generation g holds, at their natural offsets, only the blocks
@@ -22,8 +26,10 @@
 // begins for a point: a disk new to a point (first backup, or back after
 // points without it) starts one at the point's generation, and versions
 // older than the lineage (an earlier disk of the same name) are not read.
-// The span of a disk in a point is [lineage, gen]; walkMap is the one walk
-// of a point's block map. Each point records per disk its number of data
+// The span of a disk in a point is [lineage, gen]. versionIter is the one
+// loop over a disk's stored versions (each with the generation of the next
+// newer one, or only the newest in a span); walkMap, the writer's base,
+// verify, check and collection all walk with it. Each point records per disk its number of data
 // blocks and a digest of its block map (mapDigest), recomputed by OpenDisk
 // and Verify, so index damage is named (ErrIndexDamaged), never served;
 // Badger's checksums are on and its tables and MANIFEST are checked before
@@ -42,4 +48,8 @@
 // The Badger index is opened only for the moment it is needed (shared for
 // readers, exclusive for commits), so a FUSE mount, an export and an
 // import can run in different processes on one repository at once.
+//
+// Errors are sentinels (ErrNotFound, ErrInvalid, ErrIndexDamaged, ...) or
+// types that match them (RepoMissingError, PointNotFoundError, BlockError);
+// they name the thing, and the CLI adds which command fixes it.
 package blockmap

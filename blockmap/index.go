@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -139,7 +138,7 @@ func (r *Repo) viewOnce(ctx context.Context, fn func(db *badger.DB) error) error
 		if err != nil {
 			release()
 			c.mu.Unlock()
-			if strings.Contains(err.Error(), "truncate required") {
+			if isTruncateNeeded(err) {
 				return fmt.Errorf("open index %s: %w: %v", filepath.Join(r.dir, "index"), errNeedsRecovery, err)
 			}
 			return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
@@ -361,7 +360,7 @@ func openBadger(ctx context.Context, opts badger.Options) (*badger.DB, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		db, err := badger.Open(opts)
-		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") || time.Now().After(deadline) {
+		if err == nil || !isDirLocked(err) || time.Now().After(deadline) {
 			return db, err
 		}
 		select {

@@ -75,45 +75,23 @@ func damagedMap(p Point, di DiskInfo, got mapDigest) error {
 
 // walkMap calls fn for every block of disk id that holds data in the
 // span, below nblocks, in block order, with the generation holding it:
-// the newest version in the span, when it is data. This is the one walk
-// of a point's block map; OpenDisk, the digest and verify use it.
+// the newest version in the span, when it is data. OpenDisk, the digest
+// and verify use it.
 func walkMap(txn *badger.Txn, id uint32, sp span, nblocks int64, fn func(block uint64, gen uint32, v blockValue) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
-	defer it.Close()
-	last := int64(-1)
-	for it.Rewind(); it.Valid(); it.Next() {
-		_, block, gen, ok := parseBlockKey(it.Item().Key())
-		if !ok {
-			return fmt.Errorf("%w: malformed key %x", ErrIndexDamaged, it.Item().Key())
-		}
-		b := int64(block)
-		if gen > sp.to || b == last {
-			continue
-		}
-		if b >= nblocks {
-			break
-		}
-		last = b
-		if gen < sp.from {
-			continue // an earlier life of the disk id: a hole here
-		}
-		var bv blockValue
-		if err := it.Item().Value(func(v []byte) error {
-			var ok bool
-			if bv, ok = decodeBlockValue(v); !ok {
-				return fmt.Errorf("%w: malformed value of block %d generation %d", ErrIndexDamaged, b, gen)
-			}
-			return nil
-		}); err != nil {
+	vi := newVersionIter(txn, id, true)
+	defer vi.close()
+	for vi.nextNewest(sp, nblocks) {
+		bv, err := vi.value()
+		if err != nil {
 			return err
 		}
 		if bv.kind == kindData {
-			if err := fn(block, gen, bv); err != nil {
+			if err := fn(vi.block, vi.gen, bv); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return vi.err
 }
 
 // digestOf computes the digest of disk di of point p from the index.

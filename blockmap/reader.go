@@ -350,17 +350,23 @@ func (dr *DiskReader) readahead(off, end int64) {
 	}
 }
 
+// seekRun clamps off to the disk (ErrNoData at or past its end) and finds
+// the first run of data blocks that ends after off's block.
+func (dr *DiskReader) seekRun(off int64) (int64, int, error) {
+	off = max(off, 0)
+	if off >= dr.disk.Size {
+		return 0, 0, ErrNoData
+	}
+	return off, dr.m.search(off / dr.bs), nil
+}
+
 // NextData returns the first offset >= off that holds data, or ErrNoData
 // (the lseek SEEK_DATA / ENXIO contract).
 func (dr *DiskReader) NextData(off int64) (int64, error) {
-	if off < 0 {
-		off = 0
+	off, k, err := dr.seekRun(off)
+	if err != nil {
+		return 0, err
 	}
-	if off >= dr.disk.Size {
-		return 0, ErrNoData
-	}
-	b := off / dr.bs
-	k := dr.m.search(b)
 	if k == len(dr.m.runs) {
 		return 0, ErrNoData
 	}
@@ -371,15 +377,11 @@ func (dr *DiskReader) NextData(off int64) (int64, error) {
 // disk counts as a hole (the lseek SEEK_HOLE contract). ErrNoData when off
 // is at or past the end.
 func (dr *DiskReader) NextHole(off int64) (int64, error) {
-	if off < 0 {
-		off = 0
+	off, k, err := dr.seekRun(off)
+	if err != nil {
+		return 0, err
 	}
-	if off >= dr.disk.Size {
-		return 0, ErrNoData
-	}
-	b := off / dr.bs
-	k := dr.m.search(b)
-	if k == len(dr.m.runs) || dr.m.runs[k].first > b {
+	if k == len(dr.m.runs) || dr.m.runs[k].first > off/dr.bs {
 		return off, nil
 	}
 	end := dr.m.runs[k].end()

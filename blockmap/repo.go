@@ -119,14 +119,14 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 // Open opens an existing repository.
 func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if dir == "" {
-		return nil, fmt.Errorf("no repository given: %w (use --repo DIR or set CAIRN_REPO)", ErrNotRepository)
+		return nil, &RepoMissingError{}
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "cairn.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(dir); serr != nil {
-			return nil, fmt.Errorf("repository %s does not exist: %w (create it with `cairn init --repo %s`)", dir, ErrNotRepository, dir)
+			return nil, &RepoMissingError{Dir: dir}
 		}
-		return nil, fmt.Errorf("%s: %w: cairn.json is missing (create one with `cairn init --repo DIR`)", dir, ErrNotRepository)
+		return nil, &RepoMissingError{Dir: dir, Exists: true}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)

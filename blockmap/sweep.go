@@ -148,11 +148,12 @@ func vmNeedsSweep(txn *badger.Txn, vm string) (bool, error) {
 func deleteGeneration(db *badger.DB, disk uint32, gen uint32) error {
 	var keys [][]byte
 	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(disk)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if _, _, g, ok := parseBlockKey(it.Item().Key()); ok && g == gen {
-				keys = append(keys, it.Item().KeyCopy(nil))
+		vi := newVersionIter(txn, disk, false)
+		vi.lenient = true
+		defer vi.close()
+		for vi.next() {
+			if vi.gen == gen {
+				keys = append(keys, vi.key())
 			}
 		}
 		return nil
@@ -222,36 +223,21 @@ func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []span) (GCStats
 	var deads []dead
 	live := map[uint32]int{} // gen -> live data versions
 	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(disk), PrefetchValues: true, PrefetchSize: 256})
-		defer it.Close()
-		lastBlock, newer := uint64(0), uint32(0)
-		first := true
-		for it.Rewind(); it.Valid(); it.Next() {
-			_, block, gen, ok := parseBlockKey(it.Item().Key())
-			if !ok {
-				continue
-			}
-			if first || block != lastBlock {
-				newer = 0
-			}
-			first, lastBlock = false, block
-			var kind byte
-			if err := it.Item().Value(func(v []byte) error {
-				if len(v) > 0 {
-					kind = v[0]
-				}
-				return nil
-			}); err != nil {
+		vi := newVersionIter(txn, disk, true)
+		vi.lenient = true
+		defer vi.close()
+		for vi.next() {
+			kind, err := vi.kind()
+			if err != nil {
 				return err
 			}
-			if visible(retained, gen, newer) {
+			if visible(retained, vi.gen, vi.newer) {
 				if kind == kindData {
-					live[gen]++
+					live[vi.gen]++
 				}
 			} else {
-				deads = append(deads, dead{key: it.Item().KeyCopy(nil), block: block, gen: gen, data: kind == kindData})
+				deads = append(deads, dead{key: vi.key(), block: vi.block, gen: vi.gen, data: kind == kindData})
 			}
-			newer = gen
 		}
 		return nil
 	})

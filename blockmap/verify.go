@@ -210,41 +210,22 @@ func listVersions(db *badger.DB, vm string, all, sel []Point, bs int64) ([]versi
 			}
 		}
 		err := db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true, PrefetchSize: 256})
-			defer it.Close()
-			var lastBlock uint64
-			var newer uint32
-			first := true
-			for it.Rewind(); it.Valid(); it.Next() {
-				_, block, gen, ok := parseBlockKey(it.Item().Key())
-				if !ok {
+			vi := newVersionIter(txn, id, true)
+			vi.lenient = true
+			defer vi.close()
+			for vi.next() {
+				block, gen, newer := vi.block, vi.gen, vi.newer
+				if !visible(spans, gen, newer) {
 					continue
 				}
-				if first || block != lastBlock {
-					newer = 0
-				}
-				first, lastBlock = false, block
-				vis := visible(spans, gen, newer)
-				thisNewer := newer
-				newer = gen
-				if !vis {
-					continue
-				}
-				var bv blockValue
-				if err := it.Item().Value(func(b []byte) error {
-					var ok bool
-					bv, ok = decodeBlockValue(b)
-					if !ok {
-						return fmt.Errorf("malformed index value of disk %s block %d", name, block)
-					}
-					return nil
-				}); err != nil {
+				bv, err := vi.value()
+				if err != nil {
 					return err
 				}
 				if bv.kind == kindData {
-					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: thisNewer, sum: bv.sum, points: all})
+					out = append(out, version{disk: id, diskName: name, vm: vm, block: block, gen: gen, newer: newer, sum: bv.sum, points: all})
 					for _, c := range checks {
-						if block < c.nblocks && visible([]span{c.sp}, gen, thisNewer) {
+						if block < c.nblocks && visible([]span{c.sp}, gen, newer) {
 							c.got.add(block, &bv.sum)
 						}
 					}
@@ -263,109 +244,4 @@ func listVersions(db *badger.DB, vm string, all, sel []Point, bs int64) ([]versi
 		}
 	}
 	return out, bad, nil
-}
-
-// Check looks for leftovers that a correct repository never has: open
-// sessions, pending collections, block versions no point can see, delta
-// images without a live block, and live blocks whose image is missing.
-// It returns one line per problem; none means consistent.
-func (r *Repo) Check(ctx context.Context) ([]string, error) {
-	var problems []string
-	err := r.view(ctx, func(db *badger.DB) error {
-		cat, err := readCatalog(db)
-		if err != nil {
-			return err
-		}
-		byVM := map[string][]Point{}
-		for _, v := range cat {
-			byVM[v.Name] = v.Points
-		}
-		var vmRecs []vmRecord
-		err = db.View(func(txn *badger.Txn) error {
-			ss, err := readSessions(txn)
-			if err != nil {
-				return err
-			}
-			files, err := r.readSessionFiles()
-			if err != nil {
-				return err
-			}
-			for _, s := range append(ss, files...) {
-				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d)", s.VM, s.Gen, s.PID))
-			}
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
-			for it.Rewind(); it.Valid(); it.Next() {
-				problems = append(problems, fmt.Sprintf("pending garbage collection: VM %s", it.Item().Key()[1:]))
-			}
-			it.Close()
-			it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixVM}, PrefetchValues: true})
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				var rec vmRecord
-				if _, err := getJSON(txn, it.Item().KeyCopy(nil), &rec); err != nil {
-					return err
-				}
-				vmRecs = append(vmRecs, rec)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		knownDisks := map[string]bool{}
-		for _, rec := range vmRecs {
-			for name, id := range rec.Disks {
-				spans := diskSpans(byVM[rec.Name], id)
-				knownDisks[fmt.Sprint(id)] = true
-				live := map[uint32]bool{}
-				err := db.View(func(txn *badger.Txn) error {
-					it := txn.NewIterator(badger.IteratorOptions{Prefix: diskPrefix(id), PrefetchValues: true})
-					defer it.Close()
-					var lastBlock uint64
-					var newer uint32
-					first := true
-					for it.Rewind(); it.Valid(); it.Next() {
-						_, block, gen, _ := parseBlockKey(it.Item().Key())
-						if first || block != lastBlock {
-							newer = 0
-						}
-						first, lastBlock = false, block
-						if !visible(spans, gen, newer) {
-							problems = append(problems, fmt.Sprintf("invisible block version: VM %s disk %s block %d generation %d", rec.Name, name, block, gen))
-						} else if v, _ := it.Item().ValueCopy(nil); len(v) > 0 && v[0] == kindData {
-							if !live[gen] {
-								if _, err := os.Stat(r.imagePath(id, gen)); err != nil {
-									problems = append(problems, fmt.Sprintf("missing delta image %s", r.imagePath(id, gen)))
-								}
-							}
-							live[gen] = true
-						}
-						newer = gen
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				entries, _ := os.ReadDir(r.imageDir(id))
-				for _, e := range entries {
-					var g uint32
-					if _, err := fmt.Sscanf(e.Name(), "%d.img", &g); err != nil || !live[g] {
-						problems = append(problems, fmt.Sprintf("orphaned delta image %s", r.imageDir(id)+"/"+e.Name()))
-					}
-				}
-			}
-		}
-		dirs, _ := os.ReadDir(r.dir + "/images")
-		for _, d := range dirs {
-			if !knownDisks[d.Name()] {
-				if sub, _ := os.ReadDir(r.dir + "/images/" + d.Name()); len(sub) > 0 {
-					problems = append(problems, fmt.Sprintf("image directory of unknown disk %s", d.Name()))
-				}
-			}
-		}
-		return nil
-	})
-	sort.Strings(problems)
-	return problems, err
 }

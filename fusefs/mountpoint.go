@@ -19,6 +19,24 @@ var (
 	ErrBusy           = errors.New("mount point is busy")
 )
 
+// MountedError says that something is mounted at Dir already: a FUSE
+// mount whose server has died (Stale), or a live mount of FSType from
+// Source. It matches ErrAlreadyMounted; the CLI adds how to unmount it.
+type MountedError struct {
+	Dir            string
+	FSType, Source string
+	Stale          bool
+}
+
+func (e *MountedError) Error() string {
+	if e.Stale {
+		return fmt.Sprintf("%s: %v: a FUSE mount whose server has died is still there", e.Dir, ErrAlreadyMounted)
+	}
+	return fmt.Sprintf("%s: %v (%s from %s)", e.Dir, ErrAlreadyMounted, e.FSType, e.Source)
+}
+
+func (e *MountedError) Unwrap() error { return ErrAlreadyMounted }
+
 // MountInfo is one line of /proc/self/mountinfo.
 type MountInfo struct {
 	Dir    string // mount point
@@ -99,7 +117,7 @@ func CheckMountPoint(dir string) error {
 		return fmt.Errorf("%s: %w (create it first: mkdir -p %s)", dir, ErrNoMountPoint, dir)
 	}
 	if errors.Is(err, syscall.ENOTCONN) {
-		return fmt.Errorf("%s: %w: a FUSE mount whose server has died is still there; remove it with `cairn umount --lazy %s`", dir, ErrAlreadyMounted, dir)
+		return &MountedError{Dir: dir, Stale: true}
 	}
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", dir, err)
@@ -112,7 +130,7 @@ func CheckMountPoint(dir string) error {
 		return err
 	}
 	if mounted {
-		return fmt.Errorf("%s: %w (%s from %s); unmount it first (cairn umount %s)", dir, ErrAlreadyMounted, mi.FSType, mi.Source, dir)
+		return &MountedError{Dir: dir, FSType: mi.FSType, Source: mi.Source}
 	}
 	return nil
 }

@@ -2,9 +2,49 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/fusefs"
 )
+
+// hintFor is the one command that fixes a library error, when there is
+// one; the CLI prints it on the error's own line (errorLine), so that these
+// errors stay one line.
+func hintFor(err error) string {
+	var missing *blockmap.RepoMissingError
+	var noPoint *blockmap.PointNotFoundError
+	var mounted *fusefs.MountedError
+	switch {
+	case errors.As(err, &missing):
+		switch {
+		case missing.Dir == "":
+			return "use --repo DIR or set CAIRN_REPO"
+		case missing.Exists:
+			return fmt.Sprintf("create one with `cairn init --repo %s`", missing.Dir)
+		}
+		return fmt.Sprintf("create it with `cairn init --repo %s`", missing.Dir)
+	case errors.As(err, &noPoint):
+		if noPoint.Ref == "" {
+			return "see `cairn points`"
+		}
+		return fmt.Sprintf("give an id from `cairn points --vm %s`, a generation number, or latest", noPoint.VM)
+	case errors.As(err, &mounted):
+		if mounted.Stale {
+			return fmt.Sprintf("remove it with `cairn umount --lazy %s`", mounted.Dir)
+		}
+		return fmt.Sprintf("unmount it first with `cairn umount %s`", mounted.Dir)
+	}
+	return ""
+}
+
+// errorLine is an error as the CLI prints it: with its hint, if any.
+func errorLine(err error) string {
+	if h := hintFor(err); h != "" {
+		return fmt.Sprintf("%v (%s)", err, h)
+	}
+	return err.Error()
+}
 
 // adviceFor is what the CLI adds to a library error: what to do about it.
 func adviceFor(err error) string {

@@ -28,7 +28,7 @@ func main() {
 	defer stop()
 	app := newApp()
 	if err := app.RunContext(ctx, rewriteArgs(app, os.Args)); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn:", err)
+		fmt.Fprintln(os.Stderr, "cairn:", errorLine(err))
 		if a := adviceFor(err); a != "" {
 			fmt.Fprintln(os.Stderr, "cairn:", a)
 		}

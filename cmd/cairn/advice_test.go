@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/fusefs"
+)
+
+var cliCommand = regexp.MustCompile("`|cairn (init|points|umount)")
+
+// The library errors carry no CLI advice; the CLI adds it, naming the
+// command to run.
+func TestAdviceForLibraryErrors(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope")
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := func(d string) error {
+		r, err := blockmap.Open(ctx, d, blockmap.Options{})
+		if err == nil {
+			r.Close()
+		}
+		return err
+	}
+	_, noPoints := blockmap.FindPoint(nil, "vm1", "latest")
+	_, noPoint := blockmap.FindPoint([]blockmap.Point{{VM: "vm1", ID: "a", Gen: 1}}, "vm1", "b")
+	for _, tc := range []struct {
+		name        string
+		err         error
+		text, logic string // in the error; in the advice
+	}{
+		{"no repository", open(""), "no repository given", "--repo DIR or set CAIRN_REPO"},
+		{"missing repository", open(missing), "does not exist", "`cairn init --repo " + missing + "`"},
+		{"no cairn.json", open(empty), "cairn.json is missing", "`cairn init --repo " + empty + "`"},
+		{"no points", fmt.Errorf("export: %w", noPoints), "no recovery points", "`cairn points`"},
+		{"unknown point", noPoint, `has no recovery point "b"`, "`cairn points --vm vm1`"},
+		{"stale mount", &fusefs.MountedError{Dir: "/m", Stale: true}, "server has died", "`cairn umount --lazy /m`"},
+		{"mounted", &fusefs.MountedError{Dir: "/m", FSType: "ext4", Source: "/dev/x"}, "(ext4 from /dev/x)", "`cairn umount /m`"},
+	} {
+		if tc.err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if msg := tc.err.Error(); !strings.Contains(msg, tc.text) || cliCommand.MatchString(msg) {
+			t.Errorf("%s: error %q: want %q in it and no cairn command", tc.name, msg, tc.text)
+		}
+		if a := errorLine(tc.err); !strings.HasPrefix(a, tc.err.Error()) || !strings.Contains(a, tc.logic) || strings.Contains(a, "\n") {
+			t.Errorf("%s: printed %q, want the error with %q in one line", tc.name, a, tc.logic)
+		}
+	}
+}
