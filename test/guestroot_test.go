@@ -101,34 +101,7 @@ func TestRealRootTree(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	stage := filepath.Join(dir, "stage")
-	os.Mkdir(stage, 0o755)
-	for _, d := range realRootDirs {
-		if _, err := os.Stat(d); err != nil {
-			continue
-		}
-		dst := filepath.Join(stage, strings.TrimPrefix(d, "/"))
-		os.MkdirAll(filepath.Dir(dst), 0o755)
-		// Hard links when the stage is on the same filesystem, else copies.
-		if exec.Command("cp", "-al", d, dst).Run() != nil {
-			sh(t, "cp", "-a", d, dst)
-		}
-	}
-	os.MkdirAll(filepath.Join(stage, "dev"), 0o755)
-	for _, n := range []struct {
-		name string
-		mode uint32
-		dev  int
-	}{{"null", syscall.S_IFCHR | 0o666, int(unix.Mkdev(1, 3))}, {"sda", syscall.S_IFBLK | 0o660, int(unix.Mkdev(8, 0))},
-		{"big", syscall.S_IFCHR | 0o600, int(unix.Mkdev(259, 70000))}, {"fifo", syscall.S_IFIFO | 0o644, 0}} {
-		if err := syscall.Mknod(filepath.Join(stage, "dev", n.name), n.mode, n.dev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ping := filepath.Join(stage, "ping")
-	os.WriteFile(ping, []byte("#!/bin/sh\n"), 0o755)
-	sh(t, "setcap", "cap_net_raw+ep", ping)
-	os.Mkdir(filepath.Join(stage, "shared"), 0o2775)
-	sh(t, "setfacl", "-m", "g:100:rwx", "-d", "-m", "g:100:rwx", filepath.Join(stage, "shared"))
+	buildRealRootStage(t, stage)
 
 	imgs := map[string]string{"ext4": filepath.Join(dir, "ext4.img"), "xfs": filepath.Join(dir, "xfs.img")}
 	sh(t, "mkfs.ext4", "-q", "-F", "-d", stage, imgs["ext4"], "1500M")
@@ -194,4 +167,40 @@ func TestRealRootTree(t *testing.T) {
 			t.Logf("%s: %d entries compared with a kernel mount", name, len(want))
 		})
 	}
+}
+
+// buildRealRootStage fills stage with a copy of realRootDirs (hard links
+// when on the same filesystem), device nodes, a FIFO, a file with a
+// capability and a directory with default ACLs: a real root tree for
+// mkfs.ext4 -d or a copy into a kernel mount.
+func buildRealRootStage(t testing.TB, stage string) {
+	t.Helper()
+	os.Mkdir(stage, 0o755)
+	for _, d := range realRootDirs {
+		if _, err := os.Stat(d); err != nil {
+			continue
+		}
+		dst := filepath.Join(stage, strings.TrimPrefix(d, "/"))
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		// Hard links when the stage is on the same filesystem, else copies.
+		if exec.Command("cp", "-al", d, dst).Run() != nil {
+			sh(t, "cp", "-a", d, dst)
+		}
+	}
+	os.MkdirAll(filepath.Join(stage, "dev"), 0o755)
+	for _, n := range []struct {
+		name string
+		mode uint32
+		dev  int
+	}{{"null", syscall.S_IFCHR | 0o666, int(unix.Mkdev(1, 3))}, {"sda", syscall.S_IFBLK | 0o660, int(unix.Mkdev(8, 0))},
+		{"big", syscall.S_IFCHR | 0o600, int(unix.Mkdev(259, 70000))}, {"fifo", syscall.S_IFIFO | 0o644, 0}} {
+		if err := syscall.Mknod(filepath.Join(stage, "dev", n.name), n.mode, n.dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ping := filepath.Join(stage, "ping")
+	os.WriteFile(ping, []byte("#!/bin/sh\n"), 0o755)
+	sh(t, "setcap", "cap_net_raw+ep", ping)
+	os.Mkdir(filepath.Join(stage, "shared"), 0o2775)
+	sh(t, "setfacl", "-m", "g:100:rwx", "-d", "-m", "g:100:rwx", filepath.Join(stage, "shared"))
 }

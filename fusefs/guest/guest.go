@@ -213,7 +213,8 @@ func (v *volumeDir) open() {
 				v.log.Error("guest filesystem reader panicked", append(v.where(), "panic", p, "stack", string(debug.Stack()))...)
 			}
 		}()
-		fsys, err := fsopen.Open(v.src.Reader, v.vol.Offset, v.vol.Size, v.vol.Detection)
+		// The reader's small reads come from cached 64 KiB chunks.
+		fsys, err := fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
 		if err != nil {
 			var ue *partinfo.UnreadableError
 			if !errors.As(err, &ue) {
@@ -304,6 +305,7 @@ type guestNode struct {
 	cache *dirCache
 	log   *slog.Logger
 	where []any
+	xc    xattrCache
 }
 
 var (

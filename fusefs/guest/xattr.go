@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"errors"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -23,7 +24,31 @@ var (
 	_ gofs.NodeListxattrer = (*volumeDir)(nil)
 )
 
+// xattrCache is a node's attribute list, read once: `ls -l` asks two or
+// three names of every entry (security.selinux, system.posix_acl_access,
+// ...), nearly always absent, and a committed point never changes.
+// A failed read (EIO) is not kept.
+type xattrCache struct {
+	mu     sync.Mutex
+	loaded bool
+	xs     []partinfo.Xattr
+	errno  syscall.Errno
+}
+
 func (n *guestNode) xattrs() ([]partinfo.Xattr, syscall.Errno) {
+	n.xc.mu.Lock()
+	defer n.xc.mu.Unlock()
+	if n.xc.loaded {
+		return n.xc.xs, n.xc.errno
+	}
+	xs, errno := n.readXattrs()
+	if errno == 0 || errno == syscall.ENOTSUP {
+		n.xc.xs, n.xc.errno, n.xc.loaded = xs, errno, true
+	}
+	return xs, errno
+}
+
+func (n *guestNode) readXattrs() ([]partinfo.Xattr, syscall.Errno) {
 	xs, err := partinfo.Xattrs(n.fs, n.ino)
 	if errors.Is(err, partinfo.ErrNoXattrs) {
 		return nil, syscall.ENOTSUP
