@@ -29,8 +29,7 @@ func backupCommands() []*cli.Command {
 // vcenterFlags are the connection and transport flags shared by backup
 // and verify-source.
 func vcenterFlags() []cli.Flag {
-	return append([]cli.Flag{
-		&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
+	return append(append(vcenterConnFlags(),
 		&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM name, inventory path or MoRef (repeatable)"},
 		&cli.StringFlag{Name: "transport", Value: strings.Join(backupd.DefaultTransports, ","), Usage: "transports to try in order: hotadd, nbd, file"},
 		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultNBDCommand, Usage: "NBD server command `TEMPLATE` started per disk"},
@@ -40,12 +39,34 @@ func vcenterFlags() []cli.Flag {
 		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd"},
 		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine (file transport, {disk_local_path})"},
 		&cli.StringFlag{Name: "quiesce", Value: vsphere.QuiesceAuto, Usage: "auto (fall back to crash-consistent), require or off"},
+		&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
+		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+	), nbdTLSFlags()...)
+}
+
+// vcenterConnFlags are the flags that reach a vCenter: its URL, the
+// credentials file and how its certificate is checked (backup,
+// verify-source and the restore commands).
+func vcenterConnFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
 		&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
 		&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
-		&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
-		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
-	}, nbdTLSFlags()...)
+	}
+}
+
+// connectVCenter loads the credentials file and connects to the vCenter
+// that vcenterConnFlags name.
+func connectVCenter(c *cli.Context) (*vsphere.Conn, vsphere.Credentials, error) {
+	creds, err := vsphere.LoadCredentials(c.String("credentials"))
+	if err != nil {
+		return nil, creds, err
+	}
+	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
+		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
+	})
+	return conn, creds, err
 }
 
 // jobSetup parses the shared flags, opens the repository and connects.
@@ -67,17 +88,11 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	creds, err := vsphere.LoadCredentials(c.String("credentials"))
-	if err != nil {
-		return nil, nil, opts, err
-	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
-		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
-	})
+	conn, creds, err := connectVCenter(c)
 	if err != nil {
 		repo.Close()
 		return nil, nil, opts, err

@@ -34,11 +34,7 @@ func restoreCommands() []*cli.Command {
 // restoreConnFlags are the connection and write-transport flags of the
 // restore commands (the same names as cairn backup's).
 func restoreConnFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "vcenter", Required: true, Usage: "vCenter or ESXi SDK `URL` (https://HOST/sdk)", EnvVars: []string{"CAIRN_VCENTER"}},
-		&cli.StringFlag{Name: "credentials", Usage: "`FILE` with the user and password on two lines (mode 0600)"},
-		&cli.StringFlag{Name: "thumbprint", Usage: "pin the vCenter certificate by its SHA-256 thumbprint"},
-		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the vCenter certificate (not recommended)"},
+	return append(vcenterConnFlags(),
 		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNFC + "," + backupd.WriteTransportNBD, Usage: "write transports to try in order: nfc (OVF import, new VMs only), nbd, hotadd"},
 		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd (and to detach disks a killed hotadd restore left on it)"},
 		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly)"},
@@ -46,7 +42,7 @@ func restoreConnFlags() []cli.Flag {
 		&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD write"},
 		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine ({disk_local_path})"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
-	}
+	)
 }
 
 func restoreVMCommand() *cli.Command {
@@ -101,17 +97,11 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	creds, err := vsphere.LoadCredentials(c.String("credentials"))
-	if err != nil {
-		return nil, nil, opts, err
-	}
 	repo, err := openRepo(c)
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
-		URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
-	})
+	conn, creds, err := connectVCenter(c)
 	if err != nil {
 		repo.Close()
 		return nil, nil, opts, err
@@ -214,13 +204,7 @@ func restoreCleanupCommand() *cli.Command {
 			"on this machine is gone. Markers of other machines or of running restores are listed.",
 		Flags: restoreConnFlags(),
 		Action: func(c *cli.Context) error {
-			creds, err := vsphere.LoadCredentials(c.String("credentials"))
-			if err != nil {
-				return err
-			}
-			conn, err := vsphere.Connect(c.Context, vsphere.ConnectOptions{
-				URL: c.String("vcenter"), Credentials: creds, Thumbprint: c.String("thumbprint"), Insecure: c.Bool("insecure"), Logger: slog.Default(),
-			})
+			conn, _, err := connectVCenter(c)
 			if err != nil {
 				return err
 			}
