@@ -74,6 +74,9 @@ type RestoreOptions struct {
 	// written and finish is called when the disk is done.
 	Progress func(vm, disk string, total int64) (add func(int64), finish func())
 	Logger   *slog.Logger
+	// Source, when set, is where the point's disks and VM configuration
+	// are read (an offsite remote); the repository still keeps the job log.
+	Source PointSource
 }
 
 // RestoreRequest says what to restore where.
@@ -220,7 +223,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 		return j.inPlace(ctx, req, name, !req.Full)
 	}
 	cfg := req.Config
-	if cfg == nil {
+	if cfg == nil && opts.Source != nil {
+		if cfg, err = sourceVMConfig(ctx, opts.Source, req.Point); err != nil {
+			return nil, err
+		}
+	} else if cfg == nil {
 		if cfg, err = PointVMConfig(ctx, repo, req.Point); err != nil {
 			return nil, err
 		}
@@ -435,7 +442,7 @@ type diskTarget interface {
 // are written: the point's data there, zeros for its holes.
 func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name string, target vsphere.Disk, areas []blockmap.Extent, zeroHoles bool) (RestoreDiskResult, error) {
 	res := RestoreDiskResult{Name: name, Target: target.Name}
-	dr, err := j.repo.OpenDisk(ctx, p, name)
+	dr, err := j.openDisk(ctx, p, name)
 	if err != nil {
 		return res, err
 	}
@@ -468,7 +475,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	return res, fmt.Errorf("restore disk %s: no write transport worked: %w", name, lastErr)
 }
 
-func (j *restoreJob) copyDisk(ctx context.Context, dr *blockmap.DiskReader, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
+func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
 	data := dr.DataExtents()
 	var work []blockmap.Extent // data to send
 	var zeros []blockmap.Extent
