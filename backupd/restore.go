@@ -155,14 +155,7 @@ func (e *RestoreError) Unwrap() error { return e.Err }
 
 // PointVMConfig reads a point's recorded VM configuration.
 func PointVMConfig(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (*vmconfig.Config, error) {
-	if _, ok := p.Attachment(vmconfig.AttachmentConfig); !ok {
-		return nil, fmt.Errorf("point %s of %s: %w", p.ID, p.VM, ErrNoVMConfig)
-	}
-	data, err := repo.Attachment(ctx, p, vmconfig.AttachmentConfig)
-	if err != nil {
-		return nil, fmt.Errorf("point %s of %s: VM configuration: %w", p.ID, p.VM, err)
-	}
-	return vmconfig.Parse(data)
+	return sourceVMConfig(ctx, repo, p)
 }
 
 // record writes the running record of the job to the repository's job
@@ -223,12 +216,12 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 		return j.inPlace(ctx, req, name, !req.Full)
 	}
 	cfg := req.Config
-	if cfg == nil && opts.Source != nil {
-		if cfg, err = sourceVMConfig(ctx, opts.Source, req.Point); err != nil {
-			return nil, err
+	if cfg == nil {
+		var src attachmentReader = repo
+		if opts.Source != nil {
+			src = opts.Source
 		}
-	} else if cfg == nil {
-		if cfg, err = PointVMConfig(ctx, repo, req.Point); err != nil {
+		if cfg, err = sourceVMConfig(ctx, src, req.Point); err != nil {
 			return nil, err
 		}
 	}

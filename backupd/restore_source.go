@@ -38,8 +38,14 @@ func (j *restoreJob) openDisk(ctx context.Context, p blockmap.Point, name string
 	return dr, nil
 }
 
+// attachmentReader reads a point's attachments: the repository or a
+// PointSource.
+type attachmentReader interface {
+	Attachment(ctx context.Context, p blockmap.Point, name string) ([]byte, error)
+}
+
 // sourceVMConfig reads p's recorded VM configuration from src.
-func sourceVMConfig(ctx context.Context, src PointSource, p blockmap.Point) (*vmconfig.Config, error) {
+func sourceVMConfig(ctx context.Context, src attachmentReader, p blockmap.Point) (*vmconfig.Config, error) {
 	if _, ok := p.Attachment(vmconfig.AttachmentConfig); !ok {
 		return nil, fmt.Errorf("point %s of %s: %w", p.ID, p.VM, ErrNoVMConfig)
 	}
