@@ -74,6 +74,9 @@ type RestoreOptions struct {
 	// written and finish is called when the disk is done.
 	Progress func(vm, disk string, total int64) (add func(int64), finish func())
 	Logger   *slog.Logger
+	// Source, when set, is where the point's disks and VM configuration
+	// are read (an offsite remote); the repository still keeps the job log.
+	Source PointSource
 }
 
 // RestoreRequest says what to restore where.
@@ -152,14 +155,7 @@ func (e *RestoreError) Unwrap() error { return e.Err }
 
 // PointVMConfig reads a point's recorded VM configuration.
 func PointVMConfig(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (*vmconfig.Config, error) {
-	if _, ok := p.Attachment(vmconfig.AttachmentConfig); !ok {
-		return nil, fmt.Errorf("point %s of %s: %w", p.ID, p.VM, ErrNoVMConfig)
-	}
-	data, err := repo.Attachment(ctx, p, vmconfig.AttachmentConfig)
-	if err != nil {
-		return nil, fmt.Errorf("point %s of %s: VM configuration: %w", p.ID, p.VM, err)
-	}
-	return vmconfig.Parse(data)
+	return sourceVMConfig(ctx, repo, p)
 }
 
 // record writes the running record of the job to the repository's job
@@ -221,7 +217,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	}
 	cfg := req.Config
 	if cfg == nil {
-		if cfg, err = PointVMConfig(ctx, repo, req.Point); err != nil {
+		var src attachmentReader = repo
+		if opts.Source != nil {
+			src = opts.Source
+		}
+		if cfg, err = sourceVMConfig(ctx, src, req.Point); err != nil {
 			return nil, err
 		}
 	}
@@ -435,7 +435,7 @@ type diskTarget interface {
 // are written: the point's data there, zeros for its holes.
 func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name string, target vsphere.Disk, areas []blockmap.Extent, zeroHoles bool) (RestoreDiskResult, error) {
 	res := RestoreDiskResult{Name: name, Target: target.Name}
-	dr, err := j.repo.OpenDisk(ctx, p, name)
+	dr, err := j.openDisk(ctx, p, name)
 	if err != nil {
 		return res, err
 	}
@@ -468,7 +468,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	return res, fmt.Errorf("restore disk %s: no write transport worked: %w", name, lastErr)
 }
 
-func (j *restoreJob) copyDisk(ctx context.Context, dr *blockmap.DiskReader, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
+func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
 	data := dr.DataExtents()
 	var work []blockmap.Extent // data to send
 	var zeros []blockmap.Extent

@@ -22,7 +22,7 @@ const WriteTransportNFC = "nfc"
 func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vsphere.CreateSpec) (*vsphere.CreatedVM, []RestoreDiskResult, error) {
 	var results []RestoreDiskResult
 	upload := func(ctx context.Context, name string, capacity int64, u *url.URL, put func(io.Reader) error) error {
-		dr, err := j.repo.OpenDisk(ctx, p, name)
+		dr, err := j.openDisk(ctx, p, name)
 		if err != nil {
 			return err
 		}

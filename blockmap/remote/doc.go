@@ -21,7 +21,8 @@
 // must equal its id.
 //
 // A manifest holds the point (disks, sizes, meta, info.json facts) and per
-// disk the block → (pack, version, offset, length, id) map. It is written
+// disk the block → (pack, version, offset, length, id) map, and the bytes
+// of the point's attachments (small: blockmap caps them). It is written
 // last: a point is visible remotely only when all its data is.
 //
 // The block cache (under the local repository) knows which blocks the

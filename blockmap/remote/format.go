@@ -101,6 +101,9 @@ type manifest struct {
 	// each pack object that was written.
 	Packs []manifestPack `json:"packs"`
 	Disks []manifestDisk `json:"disks"`
+	// Attachments holds the bytes of the point's attachments by name
+	// (absent in manifests written before attachments were replicated).
+	Attachments map[string][]byte `json:"attachments,omitempty"`
 }
 
 type manifestPack struct {
@@ -193,6 +196,7 @@ func (r *Remote) openManifest(name string, data []byte) (*manifest, error) {
 	if m.Format != FormatVersion {
 		return nil, fmt.Errorf("manifest %s: %w: format %d", name, ErrFormat, m.Format)
 	}
+	m.normalizeAttachments()
 	return &m, nil
 }
 

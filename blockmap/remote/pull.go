@@ -78,5 +78,8 @@ func (r *Remote) pullInto(ctx context.Context, s *blockmap.Session, m *manifest)
 			return blockmap.Point{}, err
 		}
 	}
+	if err := attachInto(s, m); err != nil {
+		return blockmap.Point{}, err
+	}
 	return s.Commit(ctx)
 }

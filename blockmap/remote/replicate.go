@@ -237,6 +237,9 @@ const batchBlocks = 64
 func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
+	if err := readAttachments(ctx, repo, m); err != nil {
+		return nil, err
+	}
 	packNum := map[ID]int{}
 	pending := map[ID]pendingBlob{}
 	var cur *pack

@@ -847,22 +847,12 @@ type remoteSource struct {
 }
 
 func (s *remoteSource) Catalog(context.Context) ([]blockmap.VMSummary, error) {
-	// Attachments (vm/) are not replicated yet: a remote point shows none.
-	out := make([]blockmap.VMSummary, len(s.cat))
-	for i, v := range s.cat {
-		out[i] = v
-		out[i].Points = make([]blockmap.Point, len(v.Points))
-		for j, p := range v.Points {
-			p.Attachments = nil
-			out[i].Points[j] = p
-		}
-	}
-	return out, nil
+	return s.cat, nil
 }
 
-// Attachment fails: a remote does not hold a point's attachments yet.
-func (s *remoteSource) Attachment(_ context.Context, p blockmap.Point, name string) ([]byte, error) {
-	return nil, fmt.Errorf("%s of %s point %s: %w (attachments are not replicated)", name, p.VM, p.ID, blockmap.ErrNotFound)
+// Attachment reads a point's attachment (vm/) from its manifest.
+func (s *remoteSource) Attachment(ctx context.Context, p blockmap.Point, name string) ([]byte, error) {
+	return s.rem.Attachment(ctx, p.VM, p.ID, name)
 }
 func (s *remoteSource) CatalogSeq() uint64 { return 1 }
 func (s *remoteSource) CatalogState() (blockmap.CatalogState, error) {

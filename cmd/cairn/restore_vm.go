@@ -60,7 +60,8 @@ func restoreVMCommand() *cli.Command {
 			"removal fails). A VM left by a killed cairn carries the extraConfig key\n" +
 			vsphere.RestoreMarkerKey + " and is removed by the next restore or `cairn restore cleanup`.\n" +
 			"NBD command placeholders: {socket} {server} {user} {password_file} {thumbprint}\n" +
-			"{vm_moref} {disk_file} {disk_local_path} {vm} {disk}. See docs/restore.md.",
+			"{vm_moref} {disk_file} {disk_local_path} {vm} {disk}. --remote NAME reads the point\n" +
+			"(disks and VM configuration) from that offsite remote, without pulling it. See docs/restore.md.",
 		Flags: append(restoreConnFlags(),
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
 			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
@@ -77,6 +78,7 @@ func restoreVMCommand() *cli.Command {
 			&cli.BoolFlag{Name: "replace", Usage: "overwrite an existing VM of that name (powered off first)"},
 			&cli.BoolFlag{Name: "in-place", Usage: "roll the original VM back (powered off, CBT intact since the point)"},
 			&cli.BoolFlag{Name: "full", Usage: "with --in-place: overwrite every disk instead of the changed areas"},
+			remoteFlag,
 		),
 		Action: restoreVMAction,
 	}
@@ -135,6 +137,9 @@ func restoreVMAction(c *cli.Context) error {
 	if c.Bool("full") && !c.Bool("in-place") {
 		return errors.New("--full goes with --in-place (a new VM is always written whole)")
 	}
+	if c.Bool("in-place") && c.String("remote") != "" {
+		return errors.New("--in-place with --remote is not offered: pull the point first (cairn pull --remote NAME --vm VM --point ID), then restore vm --in-place")
+	}
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")
 	}
@@ -154,10 +159,11 @@ func restoreVMAction(c *cli.Context) error {
 	}
 	defer repo.Close()
 	defer conn.Close()
-	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
+	p, closeSrc, err := resolveRestorePoint(c, repo, &opts)
 	if err != nil {
 		return err
 	}
+	defer closeSrc()
 	req := backupd.RestoreRequest{
 		Point: p, Config: cfg, PowerOn: c.Bool("power-on"), Replace: c.Bool("replace"),
 		InPlace: c.Bool("in-place"), Full: c.Bool("full"), VCenter: conn.URL.Host,
