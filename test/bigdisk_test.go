@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -28,10 +27,16 @@ func runCairnRSS(t *testing.T, args ...string) (string, int64) {
 	cmd := exec.Command(buildCairn(t), args...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("cairn %s: %v", strings.Join(args, " "), err)
+	}
+	w := watchRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	peak := w.Peak()
+	if err != nil {
 		t.Fatalf("cairn %s: %v: %s", strings.Join(args, " "), err, se.String())
 	}
-	return so.String(), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	return so.String(), peak
 }
 
 // procPeakRSS reads VmHWM (peak RSS) of a running process.

@@ -24,6 +24,7 @@ func runCairnGuarded(t *testing.T, limit time.Duration, signalAfter time.Duratio
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	w := watchRSS(cmd.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var sig <-chan time.Time
@@ -43,7 +44,7 @@ func runCairnGuarded(t *testing.T, limit time.Duration, signalAfter time.Duratio
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			return res, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+			return res, w.Peak()
 		case <-sig:
 			cmd.Process.Signal(syscall.SIGTERM)
 			sig = nil
