@@ -15,22 +15,27 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/schedule"
 )
 
-// BootCheck is a job's boot_check: after each successful backup, the new
-// point is booted headless and isolated and judged (backupd/boot.Verify).
-// A failed check is logged and counted; it never fails the backup.
+// BootCheck is a job's boot_check: after each successful backup (and/or
+// on Schedule: the newest point of each VM of the job that has no verdict
+// yet), the point is booted headless and isolated and judged
+// (backupd/boot.Verify). A failed check is logged and counted; it never
+// fails the backup.
 type BootCheck struct {
 	AfterBackup bool
-	Timeout     time.Duration // default 10m
-	Pattern     string        // serial-console RE meaning booted (default: a login prompt)
-	MaxParallel int           // boot checks of this job at once (default 1)
+	Schedule    schedule.Schedule // nil: only after_backup
+	Timeout     time.Duration     // default 10m
+	Pattern     string            // serial-console RE meaning booted (default: a login prompt)
+	MaxParallel int               // boot checks of this job at once (default 1)
 	pattern     *regexp.Regexp
 }
 
-// bootCheck parses boot_check: {after_backup: true, timeout: 10m,
-// pattern: RE, max_parallel: 1}.
-func (p *parser) bootCheck(n *yaml.Node, what string) (*BootCheck, error) {
+// bootCheck parses boot_check: {after_backup: true, schedule: CRON|interval,
+// timeout: 10m, pattern: RE, max_parallel: 1}. With a schedule,
+// after_backup defaults to false.
+func (p *parser) bootCheck(n *yaml.Node, what string, cfg *Config) (*BootCheck, error) {
 	what += ": boot_check"
 	m, err := p.fields(n, what, "after_backup", "schedule", "timeout", "pattern", "max_parallel")
 	if err != nil {
@@ -38,7 +43,13 @@ func (p *parser) bootCheck(n *yaml.Node, what string) (*BootCheck, error) {
 	}
 	bc := &BootCheck{AfterBackup: true, Timeout: 10 * time.Minute, MaxParallel: 1}
 	if v := m["schedule"]; v != nil {
-		return nil, p.errf(v, "%s: schedule: not supported yet; boot checks run after_backup", what)
+		if v.Kind != yaml.ScalarNode {
+			return nil, p.errf(v, "%s: schedule: want an interval like 24h or a cron expression like \"0 4 * * *\"", what)
+		}
+		if bc.Schedule, err = schedule.Parse(v.Value, cfg.Location); err != nil {
+			return nil, p.errf(v, "%s: %v", what, err)
+		}
+		bc.AfterBackup = false
 	}
 	if v := m["after_backup"]; v != nil {
 		if err := v.Decode(&bc.AfterBackup); err != nil {
@@ -61,6 +72,9 @@ func (p *parser) bootCheck(n *yaml.Node, what string) (*BootCheck, error) {
 			return nil, p.errf(v, "%s: max_parallel: want 1 to 4", what)
 		}
 	}
+	if !bc.AfterBackup && bc.Schedule == nil {
+		return nil, p.errf(n, "%s: say when: after_backup: true or schedule: (an interval like 24h or a cron expression)", what)
+	}
 	return bc, nil
 }
 
@@ -68,12 +82,14 @@ func (p *parser) bootCheck(n *yaml.Node, what string) (*BootCheck, error) {
 // MaxParallel at once, outside the backup slots (a check never holds a
 // backup back).
 type bootChecks struct {
-	mu     sync.Mutex
-	sems   map[string]chan struct{}
-	once   sync.Once
-	ok     *prometheus.GaugeVec
-	last   *prometheus.GaugeVec
-	failed *prometheus.CounterVec
+	mu       sync.Mutex
+	sems     map[string]chan struct{}
+	inflight map[string]bool // "vm/point" being checked
+	once     sync.Once
+	ok       *prometheus.GaugeVec
+	last     *prometheus.GaugeVec
+	failed   *prometheus.CounterVec
+	runs     *prometheus.CounterVec
 }
 
 func (b *bootChecks) register(reg *prometheus.Registry) {
@@ -87,7 +103,10 @@ func (b *bootChecks) register(reg *prometheus.Registry) {
 		b.failed = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_boot_check_failures_total", Help: "Boot checks that did not boot (failed or timeout).",
 		}, []string{"vm"})
-		reg.MustRegister(b.ok, b.last, b.failed)
+		b.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_boot_checks_total", Help: "Boot checks run (after a backup or on the boot_check schedule).",
+		}, []string{"vm"})
+		reg.MustRegister(b.ok, b.last, b.failed, b.runs)
 	})
 }
 
@@ -107,37 +126,146 @@ func (b *bootChecks) sem(job string, n int) chan struct{} {
 
 // startBootCheck boots the new point in the background.
 func (s *Server) startBootCheck(ctx context.Context, job Job, vm, pointID string, log *slog.Logger) {
-	bc := job.BootCheck
-	s.boots.register(s.metrics.reg)
-	sem := s.boots.sem(job.Name, bc.MaxParallel)
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		defer func() { <-sem }()
-		res, err := s.bootCheck(ctx, bc, vm, pointID)
-		if err != nil {
-			log.Error("boot check could not run", "point", pointID, "error", err)
-			s.boots.failed.WithLabelValues(vm).Inc()
-			s.boots.ok.WithLabelValues(vm).Set(0)
-			s.boots.last.WithLabelValues(vm).Set(float64(time.Now().Unix()))
-			return
-		}
-		ok := res.Verdict == boot.VerdictBooted
-		if ok {
-			s.boots.ok.WithLabelValues(vm).Set(1)
-			log.Info("boot check", "point", pointID, "verdict", res.Verdict, "reason", res.Reason, "seconds", int(res.BootSeconds))
-		} else {
-			s.boots.ok.WithLabelValues(vm).Set(0)
-			s.boots.failed.WithLabelValues(vm).Inc()
-			log.Error("boot check: the point did not boot", "point", pointID, "verdict", res.Verdict, "reason", res.Reason)
-		}
-		s.boots.last.WithLabelValues(vm).Set(float64(res.Finished.Unix()))
+		s.runBootCheck(ctx, job, vm, pointID, log)
 	}()
+}
+
+// claim marks vm/point as being checked; false when it already is.
+func (b *bootChecks) claim(vm, pointID string) (release func(), ok bool) {
+	key := vm + "/" + pointID
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inflight[key] {
+		return nil, false
+	}
+	if b.inflight == nil {
+		b.inflight = map[string]bool{}
+	}
+	b.inflight[key] = true
+	return func() {
+		b.mu.Lock()
+		delete(b.inflight, key)
+		b.mu.Unlock()
+	}, true
+}
+
+// runBootCheck boots the point once a place among the job's MaxParallel
+// checks is free, records the verdict and sets the metrics. A point
+// already being checked is not booted twice.
+func (s *Server) runBootCheck(ctx context.Context, job Job, vm, pointID string, log *slog.Logger) {
+	bc := job.BootCheck
+	s.boots.register(s.metrics.reg)
+	release, ok := s.boots.claim(vm, pointID)
+	if !ok {
+		return
+	}
+	defer release()
+	sem := s.boots.sem(job.Name, bc.MaxParallel)
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-sem }()
+	s.boots.runs.WithLabelValues(vm).Inc()
+	res, err := s.bootCheck(ctx, bc, vm, pointID)
+	if err != nil {
+		log.Error("boot check could not run", "point", pointID, "error", err)
+		s.boots.failed.WithLabelValues(vm).Inc()
+		s.boots.ok.WithLabelValues(vm).Set(0)
+		s.boots.last.WithLabelValues(vm).Set(float64(time.Now().Unix()))
+		return
+	}
+	if res.Verdict == boot.VerdictBooted {
+		s.boots.ok.WithLabelValues(vm).Set(1)
+		log.Info("boot check", "point", pointID, "verdict", res.Verdict, "reason", res.Reason, "seconds", int(res.BootSeconds))
+	} else {
+		s.boots.ok.WithLabelValues(vm).Set(0)
+		s.boots.failed.WithLabelValues(vm).Inc()
+		log.Error("boot check: the point did not boot", "point", pointID, "verdict", res.Verdict, "reason", res.Reason)
+	}
+	s.boots.last.WithLabelValues(vm).Set(float64(res.Finished.Unix()))
+}
+
+// bootCheckDue lists the VMs of the job whose newest point has no boot
+// verdict yet (or one older than the point), with that point.
+func (s *Server) bootCheckDue(ctx context.Context, job Job) (map[string]string, error) {
+	vms, err := s.jobVMs(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, v := range vms {
+		want[v] = true
+	}
+	cat, err := s.repo.Catalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	due := map[string]string{}
+	for _, v := range cat {
+		p, ok := v.Latest()
+		if !want[v.Name] || !ok {
+			continue
+		}
+		made := p.Committed
+		if made.IsZero() {
+			made = p.Time
+		}
+		if res, ok := boot.LoadResult(s.repo.Dir(), v.Name, p.ID); ok && !res.Finished.Before(made) {
+			continue
+		}
+		due[v.Name] = p.ID
+	}
+	return due, nil
+}
+
+// scheduledBootChecks is one run of a job's boot_check schedule: the
+// newest point of each of its VMs without a verdict is booted, at most
+// MaxParallel at once. Checks hold no backup slot, so backups go on.
+func (s *Server) scheduledBootChecks(ctx context.Context, job Job) {
+	log := s.log.With("job_name", job.Name)
+	due, err := s.bootCheckDue(ctx, job)
+	if err != nil {
+		log.Error("scheduled boot check: list the job's points", "error", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for vm, id := range due {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runBootCheck(ctx, job, vm, id, log.With("vm", vm))
+		}()
+	}
+	wg.Wait()
+}
+
+// startBootCheckSchedules starts the timers of the jobs' boot_check
+// schedules.
+func (s *Server) startBootCheckSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
+	for _, j := range cfg.Jobs {
+		if j.BootCheck == nil || j.BootCheck.Schedule == nil {
+			continue
+		}
+		sc := j.BootCheck.Schedule
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			if !sc.RunAtStart() {
+				next = sc.Next(next)
+			}
+			for sleepUntil(ctx, next) {
+				began := time.Now()
+				s.scheduledBootChecks(s.runCtx(), j)
+				next = sc.Next(began)
+			}
+		}()
+	}
 }
 
 func (s *Server) bootCheck(ctx context.Context, bc *BootCheck, vm, pointID string) (boot.Result, error) {

@@ -25,7 +25,9 @@ import (
 func TestBootCheckConfig(t *testing.T) {
 	for _, tc := range []struct{ bc, err string }{
 		{"{timeout: 5m, pattern: 'login:', max_parallel: 2}", ""},
-		{"{schedule: daily}", "not supported yet"},
+		{"{schedule: daily}", "schedule"},
+		{"{schedule: [1h]}", "schedule"},
+		{"{after_backup: false}", "say when"},
 		{"{timeout: soon}", "timeout"},
 		{"{pattern: '('}", "pattern"},
 		{"{max_parallel: 9}", "max_parallel"},
@@ -54,69 +56,8 @@ func TestBootCheckConfig(t *testing.T) {
 // its backup; the verdict reaches the API, the screenshot URL and the
 // metrics, and the backup run itself is not held back by the check.
 func TestServeBootCheck(t *testing.T) {
-	testutil.RequireTools(t, append([]string{"qemu-system-x86_64", "qemu-img"}, guestimg.Tools...)...)
-	img, err := guestimg.Build(guestimg.Spec{Kind: guestimg.KindBIOS, Marker: "serve"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "bootvm", Disks: []esxsim.DiskSpec{{Size: guestimg.Size}}}}})
-	g, err := sim.Guest("bootvm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.SyncFromImage(0, img); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	creds := filepath.Join(dir, "credentials")
-	os.WriteFile(creds, []byte(sim.User+"\n"+sim.Password+"\n"), 0o600)
-	cfg, err := ParseConfig("cairn.yaml", []byte(fmt.Sprintf(`repository: %s
-listen: 127.0.0.1:0
-vcenters:
-  - name: sim
-    url: %s
-    credentials: %s
-    thumbprint: %q
-jobs:
-  - name: boot
-    vcenter: sim
-    vms: [bootvm]
-    schedule: 1h
-    transports: [file]
-    boot_check: {timeout: 5m}
-`, repo, sim.URL, creds, sim.Thumbprint)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	api := func(path string) *httptest.ResponseRecorder {
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		return rec
-	}
+	s, api := startBootServe(t, "{timeout: 5m}")
 	deadline := time.Now().Add(6 * time.Minute)
-	for len(s.Runs()) == 0 { // the repository is open once the first run is queued
-		if time.Now().After(deadline) {
-			t.Fatal("no run started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	var res boot.Result
 	for {
 		rec := api("/api/v1/points/bootvm/latest/boot")
@@ -157,5 +98,138 @@ jobs:
 	}
 	if rec := api("/api/v1/points/nosuch/latest/boot"); rec.Code != 404 {
 		t.Errorf("unknown VM: %d", rec.Code)
+	}
+}
+
+// startBootServe runs a server whose job backs up a real test guest (at
+// start, then hourly) with the given boot_check, until the test ends.
+func startBootServe(t *testing.T, bootCheck string) (*Server, func(string) *httptest.ResponseRecorder) {
+	t.Helper()
+	testutil.RequireTools(t, append([]string{"qemu-system-x86_64", "qemu-img"}, guestimg.Tools...)...)
+	img, err := guestimg.Build(guestimg.Spec{Kind: guestimg.KindBIOS, Marker: "serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "bootvm", Disks: []esxsim.DiskSpec{{Size: guestimg.Size}}}}})
+	g, err := sim.Guest("bootvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SyncFromImage(0, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(dir, "credentials")
+	os.WriteFile(creds, []byte(sim.User+"\n"+sim.Password+"\n"), 0o600)
+	cfg, err := ParseConfig("cairn.yaml", []byte(fmt.Sprintf(`repository: %s
+listen: 127.0.0.1:0
+vcenters:
+  - name: sim
+    url: %s
+    credentials: %s
+    thumbprint: %q
+jobs:
+  - name: boot
+    vcenter: sim
+    vms: [bootvm]
+    schedule: 1h
+    transports: [file]
+    boot_check: %s
+`, repo, sim.URL, creds, sim.Thumbprint, bootCheck)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	api := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(s.Runs()) == 0 { // the repository is open once the first run is queued
+		if time.Now().After(deadline) {
+			t.Fatal("no run started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s, api
+}
+
+func TestBootCheckScheduleConfig(t *testing.T) {
+	for _, tc := range []struct {
+		bc          string
+		sched       string
+		afterBackup bool
+	}{
+		{"{timeout: 5m}", "", true},
+		{"{schedule: 6h}", "6h", false},
+		{"{schedule: '0 4 * * *'}", "0 4 * * *", false},
+		{"{schedule: '@daily', after_backup: true}", "@daily", true},
+	} {
+		text := strings.Replace(goodConfig, "    quiesce: auto\n", "    quiesce: auto\n    boot_check: "+tc.bc+"\n", 1)
+		cfg, err := ParseConfig("cairn.yaml", []byte(text))
+		if err != nil {
+			t.Errorf("%s: %v", tc.bc, err)
+			continue
+		}
+		bc := cfg.Jobs[0].BootCheck
+		got := ""
+		if bc.Schedule != nil {
+			got = bc.Schedule.String()
+		}
+		if got != tc.sched || bc.AfterBackup != tc.afterBackup {
+			t.Errorf("%s: schedule %q after_backup %v, want %q %v", tc.bc, got, bc.AfterBackup, tc.sched, tc.afterBackup)
+		}
+	}
+}
+
+// TestServeBootCheckSchedule: with boot_check {schedule: 2s} (and so no
+// after_backup) the newest point of the job's VM is booted by the
+// schedule once; later runs of the schedule find its verdict and boot
+// nothing more.
+func TestServeBootCheckSchedule(t *testing.T) {
+	s, api := startBootServe(t, "{schedule: 2s, timeout: 5m}")
+	deadline := time.Now().Add(6 * time.Minute)
+	var res boot.Result
+	for {
+		rec := api("/api/v1/points/bootvm/latest/boot")
+		if rec.Code == 200 {
+			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if runs := s.Runs(); len(runs) > 0 && runs[0].State == StateFailed {
+			t.Fatalf("backup failed: %s", runs[0].Error)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled boot check result; runs %+v", s.Runs())
+		}
+		time.Sleep(time.Second)
+	}
+	if res.Verdict != boot.VerdictBooted {
+		t.Fatalf("boot check %+v", res)
+	}
+	// Three more runs of the schedule: the point has its verdict.
+	time.Sleep(7 * time.Second)
+	m := api("/metrics").Body.String()
+	if !strings.Contains(m, `cairn_boot_checks_total{vm="bootvm"} 1`+"\n") {
+		t.Errorf("want exactly one boot check of bootvm:\n%s", m)
 	}
 }

@@ -525,7 +525,7 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 		}
 	}
 	if v := m["boot_check"]; v != nil {
-		if j.BootCheck, err = p.bootCheck(v, what); err != nil {
+		if j.BootCheck, err = p.bootCheck(v, what, cfg); err != nil {
 			return j, err
 		}
 	}

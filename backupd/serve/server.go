@@ -310,6 +310,7 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 		}()
 	}
 	s.startReplications(ctx, cfg, wg)
+	s.startBootCheckSchedules(ctx, cfg, wg)
 }
 
 // sleepUntil waits until t (re-checking the wall clock every minute, so a
