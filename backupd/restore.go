@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -589,7 +588,7 @@ func (j *restoreJob) openNBDTarget(ctx context.Context, d vsphere.Disk) (_ diskT
 	if tmpl == "" {
 		tmpl = DefaultRestoreNBDCommand
 	}
-	args, err := expandTemplate(tmpl, func(name string) (string, error) { return j.templateValue(ctx, name, d, socket, t.tmp) })
+	args, err := j.nbdPlaceholders(d, socket, t.tmp).expand(ctx, tmpl)
 	if err != nil {
 		return nil, err
 	}
@@ -617,50 +616,32 @@ func (j *restoreJob) openNBDTarget(ctx context.Context, d vsphere.Disk) (_ diskT
 	return t, nil
 }
 
-// templateValue fills one placeholder of the restore NBD command.
-func (j *restoreJob) templateValue(ctx context.Context, name string, d vsphere.Disk, socket, tmp string) (string, error) {
-	switch name {
-	case "socket":
-		return socket, nil
-	case "server":
-		return j.conn.URL.Hostname(), nil
-	case "user":
-		return j.opts.Credentials.User, nil
-	case "password_file":
-		f := filepath.Join(tmp, "password")
-		if err := os.WriteFile(f, []byte(j.opts.Credentials.Password), 0o600); err != nil {
+// nbdPlaceholders is the template data of disk d of the restored VM,
+// served on socket with its password file in tmp. A restore writes no
+// snapshot, so {snapshot_moref} is refused.
+func (j *restoreJob) nbdPlaceholders(d vsphere.Disk, socket, tmp string) nbdPlaceholders {
+	p := nbdPlaceholders{
+		Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint,
+		Disk: d, Socket: socket, Tmp: tmp,
+		LocalPath: j.localPath,
+	}
+	if j.vm != nil {
+		p.VMRef, p.VMName = j.vm.Ref.Value, j.vm.Name
+	}
+	return p
+}
+
+// localPath maps a datastore file name to a local path, reading the
+// datastore directories once.
+func (j *restoreJob) localPath(ctx context.Context, fileName string) (string, error) {
+	if j.dirs == nil {
+		dirs, err := j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs)
+		if err != nil {
 			return "", err
 		}
-		return f, nil
-	case "thumbprint":
-		if tp := j.opts.Thumbprint; tp != "" {
-			return vsphere.NormalizeThumbprint(tp)
-		}
-		if tp := j.conn.ServerThumbprint(ctx); tp != "" {
-			return tp, nil
-		}
-		return "", fmt.Errorf("cannot read the server certificate of %s", j.conn.URL.Host)
-	case "vm_moref":
-		return j.vm.Ref.Value, nil
-	case "snapshot_moref":
-		return "", errors.New("a restore writes no snapshot: remove {snapshot_moref} from the restore NBD command")
-	case "disk_file":
-		return d.FileName, nil
-	case "disk_local_path":
-		if j.dirs == nil {
-			dirs, err := j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs)
-			if err != nil {
-				return "", err
-			}
-			j.dirs = dirs
-		}
-		return j.dirs.LocalPath(d.FileName)
-	case "vm":
-		return url.PathEscape(j.vm.Name), nil
-	case "disk":
-		return d.Name, nil
+		j.dirs = dirs
 	}
-	return "", fmt.Errorf("unknown placeholder")
+	return j.dirs.LocalPath(fileName)
 }
 
 // cleanupStale removes VMs left by restores of this machine whose process

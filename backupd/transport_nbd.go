@@ -3,7 +3,6 @@ package backupd
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,10 +56,10 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		return nil, fmt.Errorf("nbd: %w", err)
 	}
 	socket := filepath.Join(s.tmp, "nbd.sock")
-	value := func(name string) (string, error) { return j.templateValue(ctx, name, d, socket, s.tmp) }
+	ph := j.nbdPlaceholders(d, socket, s.tmp)
 	uri := j.opts.NBDURL
 	if uri != "" {
-		words, err := expandTemplate(uri, value)
+		words, err := ph.expand(ctx, uri)
 		if err != nil {
 			return nil, err
 		}
@@ -70,7 +69,7 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		if tmpl == "" {
 			tmpl = DefaultNBDCommand
 		}
-		args, err := expandTemplate(tmpl, value)
+		args, err := ph.expand(ctx, tmpl)
 		if err != nil {
 			return nil, err
 		}
@@ -110,41 +109,19 @@ func sweepNBDDirs() {
 	}
 }
 
-// templateValue computes one placeholder of an NBD command for a disk.
-func (j *vmJob) templateValue(ctx context.Context, name string, d vsphere.Disk, socket, tmp string) (string, error) {
-	switch name {
-	case "socket":
-		return socket, nil
-	case "server":
-		return j.conn.URL.Hostname(), nil
-	case "user":
-		return j.opts.Credentials.User, nil
-	case "password_file":
-		f := filepath.Join(tmp, "password")
-		if err := os.WriteFile(f, []byte(j.opts.Credentials.Password), 0o600); err != nil {
-			return "", err
-		}
-		return f, nil
-	case "thumbprint":
-		if tp := j.opts.Thumbprint; tp != "" {
-			return vsphere.NormalizeThumbprint(tp)
-		}
-		if tp := j.conn.ServerThumbprint(ctx); tp != "" {
-			return tp, nil
-		}
-		return "", fmt.Errorf("cannot read the server certificate of %s", j.conn.URL.Host)
-	case "vm_moref":
-		return j.vm.Ref.Value, nil
-	case "snapshot_moref":
-		return j.snap.Ref.Value, nil
-	case "disk_file":
-		return d.FileName, nil
-	case "disk_local_path":
-		return j.localPath(ctx, d)
-	case "vm":
-		return url.PathEscape(j.vm.Name), nil
-	case "disk":
-		return d.Name, nil
+// nbdPlaceholders is the template data of disk d, served on socket with
+// its password file in tmp.
+func (j *vmJob) nbdPlaceholders(d vsphere.Disk, socket, tmp string) nbdPlaceholders {
+	p := nbdPlaceholders{
+		Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint,
+		Disk: d, Socket: socket, Tmp: tmp,
+		LocalPath: func(ctx context.Context, _ string) (string, error) { return j.localPath(ctx, d) },
 	}
-	return "", fmt.Errorf("unknown placeholder")
+	if j.vm != nil {
+		p.VMRef, p.VMName = j.vm.Ref.Value, j.vm.Name
+	}
+	if j.snap != nil {
+		p.SnapshotRef = j.snap.Ref.Value
+	}
+	return p
 }

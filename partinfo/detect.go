@@ -120,7 +120,7 @@ func detectLVM2(v *volume) (Detection, bool) {
 		d := unknownSpace(Detection{Type: "lvm2"})
 		o := int(le32(b, 20))
 		if o >= 32 && o+40 <= 512 {
-			d.UUID = formatLVMUUID(string(b[o : o+32]))
+			d.UUID = FormatLVMUUID(string(b[o : o+32]))
 			if sz := int64(le64(b, o+32)); sz > 0 {
 				d.Size = sz
 			}
@@ -130,8 +130,10 @@ func detectLVM2(v *volume) (Detection, bool) {
 	return Detection{}, false
 }
 
-// formatLVMUUID inserts the dashes LVM tools print (6-4-4-4-4-4-6).
-func formatLVMUUID(s string) string {
+// FormatLVMUUID inserts the dashes LVM tools print (6-4-4-4-4-4-6) into
+// the 32 characters of an LVM2 PV, VG or LV id as stored on disk; any
+// other length is returned as it is.
+func FormatLVMUUID(s string) string {
 	if len(s) != 32 {
 		return s
 	}

@@ -82,18 +82,30 @@ func (c *Client) bounce(ctx context.Context, p []byte, off int64) error {
 // readSplit reads p at off in requests of at most maxReq bytes, several in
 // flight at once. It stops at the first error.
 func (c *Client) readSplit(ctx context.Context, p []byte, off int64) error {
-	chunk := int64(c.maxReq)
+	return c.split(ctx, p, off, int64(c.maxReq), c.readOne)
+}
+
+// split runs one(ctx, part, partOff) for every piece of p at off of at
+// most chunk bytes (32 MiB when chunk is not positive), with up to the
+// pool's in-flight limit of pieces at once. A single piece runs on the
+// caller's goroutine. It stops at, and returns, the first error.
+func (c *Client) split(ctx context.Context, p []byte, off, chunk int64, one func(context.Context, []byte, int64) error) error {
+	if chunk <= 0 {
+		chunk = 32 << 20
+	}
 	n := (int64(len(p)) + chunk - 1) / chunk
-	if n == 1 {
-		return c.readOne(ctx, p, off)
+	if n <= 1 {
+		return one(ctx, p, off)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var next atomic.Int64
-	var once sync.Once
-	var first error
-	var wg sync.WaitGroup
-	workers := min(n, int64(cap(c.sem)))
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	workers := min(n, int64(max(1, cap(c.sem))))
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -105,7 +117,7 @@ func (c *Client) readSplit(ctx context.Context, p []byte, off int64) error {
 				}
 				lo := i * chunk
 				hi := min(lo+chunk, int64(len(p)))
-				if err := c.readOne(ctx, p[lo:hi], off+lo); err != nil {
+				if err := one(ctx, p[lo:hi], off+lo); err != nil {
 					once.Do(func() { first = err; cancel() })
 					return
 				}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 )
 
 // Write-side commands (NBD protocol, "Request types").
@@ -29,46 +27,7 @@ func (c *Client) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if off < 0 || off+int64(len(p)) > c.Size() {
 		return fmt.Errorf("nbd write [%d,+%d) outside the export of %d bytes", off, len(p), c.Size())
 	}
-	chunk := int64(c.MaxRequest())
-	if chunk <= 0 {
-		chunk = 32 << 20
-	}
-	n := (int64(len(p)) + chunk - 1) / chunk
-	if n <= 1 {
-		return c.writeOne(ctx, p, off)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-	)
-	workers := min(int(n), max(1, cap(c.sem)))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				lo := i * chunk
-				hi := min(lo+chunk, int64(len(p)))
-				if err := c.writeOne(ctx, p[lo:hi], off+lo); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return c.split(ctx, p, off, int64(c.MaxRequest()), c.writeOne)
 }
 
 func (c *Client) writeOne(ctx context.Context, p []byte, off int64) error {

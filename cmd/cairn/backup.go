@@ -69,6 +69,21 @@ func connectVCenter(c *cli.Context) (*vsphere.Conn, vsphere.Credentials, error) 
 	return conn, creds, err
 }
 
+// openRepoAndVCenter opens the repository and connects to the vCenter;
+// on an error nothing stays open.
+func openRepoAndVCenter(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, vsphere.Credentials, error) {
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, vsphere.Credentials{}, err
+	}
+	conn, creds, err := connectVCenter(c)
+	if err != nil {
+		repo.Close()
+		return nil, nil, creds, err
+	}
+	return repo, conn, creds, nil
+}
+
 // jobSetup parses the shared flags, opens the repository and connects.
 func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions, error) {
 	var opts backupd.JobOptions
@@ -88,13 +103,8 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	repo, err := openRepo(c)
+	repo, conn, creds, err := openRepoAndVCenter(c)
 	if err != nil {
-		return nil, nil, opts, err
-	}
-	conn, creds, err := connectVCenter(c)
-	if err != nil {
-		repo.Close()
 		return nil, nil, opts, err
 	}
 	opts = backupd.JobOptions{

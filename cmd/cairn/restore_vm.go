@@ -99,13 +99,8 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 	if err != nil {
 		return nil, nil, opts, err
 	}
-	repo, err := openRepo(c)
+	repo, conn, creds, err := openRepoAndVCenter(c)
 	if err != nil {
-		return nil, nil, opts, err
-	}
-	conn, creds, err := connectVCenter(c)
-	if err != nil {
-		repo.Close()
 		return nil, nil, opts, err
 	}
 	opts = backupd.RestoreOptions{

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // Set is what a scan of a point's devices found: the volume groups and
@@ -99,7 +101,7 @@ func Scan(ctx context.Context, devs []Device) (*Set, error) {
 		if l == nil {
 			continue
 		}
-		found := FoundPV{Device: devs[i], UUID: formatUUID(l.UUID)}
+		found := FoundPV{Device: devs[i], UUID: partinfo.FormatLVMUUID(l.UUID)}
 		pv := byUUID[l.UUID]
 		switch {
 		case pv == nil:
@@ -185,20 +187,4 @@ func orUnknown(s string) string {
 		return "an unknown device"
 	}
 	return s
-}
-
-// formatUUID inserts the dashes LVM prints (6-4-4-4-4-4-6).
-func formatUUID(s string) string {
-	if len(s) != 32 {
-		return s
-	}
-	var out []byte
-	for i, n := range []int{6, 4, 4, 4, 4, 4, 6} {
-		if i > 0 {
-			out = append(out, '-')
-		}
-		out = append(out, s[:n]...)
-		s = s[n:]
-	}
-	return string(out)
 }
