@@ -89,7 +89,7 @@ fi
 
 say "Metrics for Prometheus"
 if command -v curl >/dev/null; then
-  curl -s "$API/metrics" | grep -E '^cairn_(points|last_backup_read_bytes|vm_stored_bytes|repository_bytes)' || true
+  curl -s -H "Authorization: Bearer $(cat "$DEMO/repo/api-token")" "$API/metrics" | grep -E '^cairn_(points|last_backup_read_bytes|vm_stored_bytes|repository_bytes)' || true
 fi
 
 say "The guests keep writing; the next scheduled backup (within 30 s) reads only what CBT says changed"
@@ -105,9 +105,11 @@ Try, in another shell:
   ls $DEMO/mnt/lab-vm-2/latest/fs/                guest files of every disk and partition
   cp $DEMO/mnt/lab-vm-1/latest/fs/scsi0-0/p1/etc/hostname /tmp/   restore a file
   qemu-img info $DEMO/mnt/lab-vm-1/latest/disks/scsi0-0.vmdk
-  curl -s $API/metrics | grep ^cairn_
-  curl -s $API/api/v1/status
-  curl -s -X POST -d '{"vm":"lab-vm-1"}' $API/api/v1/jobs      back up now
+  TOKEN=\$(cat $DEMO/repo/api-token)                  the API's bearer token (docs/security.md)
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/metrics | grep ^cairn_
+  curl -s -H "Authorization: Bearer \$TOKEN" $API/api/v1/status
+  curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"vm":"lab-vm-1"}' $API/api/v1/jobs            back up now
   CAIRN_REPO=$DEMO/repo $CAIRN status
 Press Ctrl-C to stop everything.
 TXT
