@@ -47,6 +47,9 @@ type Export struct {
 	opts Options
 	ov   *overlay
 	log  *slog.Logger
+	// bufs pools READ buffers: a fresh zeroed buffer per READ (nbdcopy
+	// asks 256 KiB at a time) costs about as much as the read itself.
+	bufs sync.Pool
 }
 
 // NewExport prepares src for serving. Close releases the overlay.
@@ -91,6 +94,7 @@ func (e *Export) flags() uint16 {
 func (e *Export) readAt(p []byte, off int64) error {
 	var err error
 	if e.ov != nil {
+		clear(p) // p is reused: an overlay file read short must not show old bytes
 		_, err = e.ov.ReadAt(p, off)
 	} else {
 		_, err = e.src.ReadAt(p, off)
@@ -432,7 +436,9 @@ func (c *conn) handle(rq request) error {
 		if rq.length > maxPayload {
 			return c.replyErr(rq, errOverflow, "read larger than the maximum block size")
 		}
-		buf := make([]byte, rq.length)
+		bufp := e.getReadBuf(int(rq.length))
+		defer e.putReadBuf(bufp)
+		buf := *bufp
 		if err := e.readAt(buf, int64(rq.off)); err != nil {
 			e.log.Error("nbd read failed", "offset", rq.off, "length", rq.length, "error", err)
 			return c.replyErr(rq, errIO, "read failed")
@@ -572,11 +578,48 @@ func (c *conn) replyErr(rq request, code uint32, msg string) error {
 }
 
 func (c *conn) replyData(rq request, data []byte) error {
+	var h []byte
 	if c.structured {
-		off := binary.BigEndian.AppendUint64(nil, rq.off)
-		return c.writeReply(c.chunk(rq, replyFlagDone, replyOffsetData, 8+len(data)), off, data)
+		h = c.chunk(rq, replyFlagDone, replyOffsetData, 8+len(data))
+		h = binary.BigEndian.AppendUint64(h, rq.off)
+	} else {
+		h = c.simple(rq, 0)
 	}
-	return c.writeReply(c.simple(rq, 0), data)
+	return c.writeData(h, data)
+}
+
+// writeData sends a reply header and its data with one writev, past the
+// buffered writer (which every reply leaves flushed), so the data is not
+// copied through the buffer in 64 KiB pieces.
+func (c *conn) writeData(h, data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	bufs := net.Buffers{h, data}
+	_, err := bufs.WriteTo(c.c)
+	return err
+}
+
+// readBufMax is the largest READ whose buffer goes back to the pool.
+const readBufMax = 4 << 20
+
+func (e *Export) getReadBuf(n int) *[]byte {
+	if n <= readBufMax {
+		if bp, ok := e.bufs.Get().(*[]byte); ok && cap(*bp) >= n {
+			*bp = (*bp)[:n]
+			return bp
+		}
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func (e *Export) putReadBuf(bp *[]byte) {
+	if cap(*bp) <= readBufMax {
+		e.bufs.Put(bp)
+	}
 }
 
 func (c *conn) replyStatus(rq request, desc []uint32) error {
