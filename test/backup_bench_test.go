@@ -16,8 +16,8 @@ import (
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

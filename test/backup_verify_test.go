@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // TestVerifyAgainstSourceFindsMissedChange writes behind CBT's back (the

@@ -9,8 +9,8 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 // TestBackupDiskComesBack backs up a VM through vSphere (the simulated

@@ -19,7 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/lab"
+	"github.com/cairnbackup/cairn/internal/lab"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

@@ -12,9 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/cairnbackup/cairn/backupd/lab"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/lab"
 	"github.com/cairnbackup/cairn/internal/lvmfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )

@@ -10,8 +10,8 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/nbd"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // restoreNBDCommand writes a restored disk through nbdkit's file plugin on

@@ -22,10 +22,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/backupd/lab"
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/lab"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

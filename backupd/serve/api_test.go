@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 // apiServer is a Server running in the test with its real HTTP listener.

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/guestimg"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )

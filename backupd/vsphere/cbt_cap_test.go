@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 // TestChangedAreasBounded: the changed-area list of a disk is capped (an

@@ -9,8 +9,8 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 // TestKeepAliveHoldsSession makes the simulated vCenter drop sessions idle

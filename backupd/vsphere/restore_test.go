@@ -10,8 +10,8 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 // TestCreateVMFromConfig records a VM's configuration, creates a new VM

@@ -19,9 +19,9 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 func connect(t *testing.T, sim *esxsim.Sim) *vsphere.Conn {

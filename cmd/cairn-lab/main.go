@@ -18,7 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/cairnbackup/cairn/backupd/lab"
+	"github.com/cairnbackup/cairn/internal/lab"
 )
 
 func main() {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // TestSnapshotsDuringGuestWritesSeeAPrefix takes snapshots while the guest

@@ -9,7 +9,7 @@ import (
 
 	"github.com/vmware/govmomi/vim25/mo"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 func TestSnapshotFreezesDisksAndRemovalDeletesThem(t *testing.T) {

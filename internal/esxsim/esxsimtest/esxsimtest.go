@@ -13,7 +13,7 @@ import (
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // Start starts a simulator whose datastore lives in t.TempDir() (unless

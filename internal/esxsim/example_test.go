@@ -10,7 +10,7 @@ import (
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // Example shows the lab's use: start a simulator, let the "guest" write,

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 func TestSyncFromImageWritesOnlyDifferingBlocks(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // maxAppLog bounds /var/log/app.log: beyond it the log keeps its last half.

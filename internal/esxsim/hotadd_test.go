@@ -11,7 +11,7 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // hotAdd attaches a snapshot's disk to the proxy the way a HotAdd backup

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
 // VMPrefix starts the name of every lab VM: lab-vm-1, lab-vm-2, ...

@@ -1,4 +1,4 @@
-// Package lab is `cairn lab`: a simulated vCenter (backupd/vsphere/esxsim)
+// Package lab is `cairn lab`: a simulated vCenter (internal/esxsim)
 // running in-process with a few VMs whose disks hold real content, and a
 // guest writer that keeps changing that content, so that cairn can be tried
 // (and tested end to end) without a real vSphere.

@@ -10,8 +10,8 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim"
-	"github.com/cairnbackup/cairn/backupd/vsphere/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
 
 func TestInventoryHasRealFlatDisks(t *testing.T) {
