@@ -28,8 +28,8 @@ func bootCommand() *cli.Command {
 			"else TCG (said so). Ctrl-C, SIGTERM or `cairn boot --stop --vm V` power it off and\n" +
 			"remove the overlays (--keep-overlay DIR keeps them). See docs/boot.md.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
-			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation or latest"},
+			vmFlag(),
+			pointFlag(),
 			&cli.StringFlag{Name: "firmware", Usage: "bios or efi (needed for points without a VM configuration)"},
 			&cli.StringFlag{Name: "network", Value: boot.NetworkIsolated, Usage: "none, isolated (NICs without a way out) or user (NAT)"},
 			&cli.StringFlag{Name: "vnc", Usage: "VNC display `ADDR` (127.0.0.1:5901 or :1); default no display"},
@@ -80,15 +80,11 @@ func bootAction(c *cli.Context) error {
 	if c.Bool("stop") {
 		return bootStop(vm)
 	}
-	repo, err := openRepo(c)
+	repo, p, err := openPoint(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := repo.ResolvePoint(c.Context, vm, c.String("point"))
-	if err != nil {
-		return err
-	}
 	state, err := bootStateFile(vm)
 	if err != nil {
 		return err
@@ -156,8 +152,8 @@ func verifyBootCommand() *cli.Command {
 			"(PNG) and serial log are kept in <repo>/bootchecks/<vm>/<point>/ (mount:\n" +
 			"<point>/boot/). Exits 0 only for booted.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
-			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation or latest"},
+			vmFlag(),
+			pointFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "give up after this long (verdict timeout)"},
 			&cli.StringFlag{Name: "pattern", Usage: "serial-console `RE` that means booted (default: a login prompt)"},
 			&cli.DurationFlag{Name: "settle", Value: 90 * time.Second, Usage: "an unchanged non-blank screen for this long means booted"},
@@ -169,15 +165,11 @@ func verifyBootCommand() *cli.Command {
 }
 
 func verifyBootAction(c *cli.Context) error {
-	repo, err := openRepo(c)
+	repo, p, err := openPoint(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
-	if err != nil {
-		return err
-	}
 	vo := boot.VerifyOptions{Timeout: c.Duration("timeout"), Settle: c.Duration("settle")}
 	if s := c.String("pattern"); s != "" {
 		if vo.Pattern, err = regexp.Compile(s); err != nil {

@@ -27,9 +27,9 @@ func nbdExportCommand() *cli.Command {
 			"it they go to the overlay FILE (a sparse file of the disk's size, reusable).\n" +
 			"Prints the export's URI on stdout once it accepts clients.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
-			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation or latest"},
-			&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name (see cairn points)"},
+			vmFlag(),
+			pointFlag(),
+			diskFlag(),
 			&cli.StringFlag{Name: "listen", Usage: "TCP `ADDR` to listen on (default 127.0.0.1:10809 without --socket)"},
 			&cli.StringFlag{Name: "socket", Usage: "unix socket `PATH` to listen on"},
 			&cli.StringFlag{Name: "writable-overlay", Usage: "sparse `FILE` that takes the clients' writes"},
@@ -73,15 +73,11 @@ func listenNBD(listen, socket string) (net.Listener, string, error) {
 }
 
 func nbdExportAction(c *cli.Context) error {
-	repo, err := openRepo(c)
+	repo, p, err := openPoint(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
-	if err != nil {
-		return err
-	}
 	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
 	if err != nil {
 		if errors.Is(err, blockmap.ErrNotFound) {

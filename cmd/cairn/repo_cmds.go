@@ -52,9 +52,9 @@ func repoCommands() []*cli.Command {
 			Usage:     "write a disk of a recovery point as a sparse raw image",
 			ArgsUsage: "OUT (a file, or - for stdout)",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
-				&cli.StringFlag{Name: "point", Value: "latest", Usage: "point id, generation number or latest"},
-				&cli.StringFlag{Name: "disk", Required: true, Usage: "disk name"},
+				vmFlag(),
+				pointFlag(),
+				diskFlag(),
 				remoteFlag,
 			},
 			Action: exportAction,
@@ -92,7 +92,7 @@ func repoCommands() []*cli.Command {
 			Name:  "forget",
 			Usage: "delete recovery points of a VM",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"},
+				vmFlag(),
 				&cli.StringSliceFlag{Name: "point", Required: true, Usage: "point id, generation number or latest (repeatable)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -319,15 +319,11 @@ func exportAction(c *cli.Context) error {
 	} else if err := refuseInsideRepo(c.String("repo"), out, "output"); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	repo, err := openRepo(c)
+	repo, p, err := openPoint(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	p, err := repo.ResolvePoint(c.Context, c.String("vm"), c.String("point"))
-	if err != nil {
-		return err
-	}
 	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
 	if err != nil {
 		return err
