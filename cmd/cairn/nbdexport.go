@@ -11,7 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/nbdserve"
-	"github.com/cairnbackup/cairn/blockmap"
 )
 
 func nbdExportCommand() *cli.Command {
@@ -73,22 +72,11 @@ func listenNBD(listen, socket string) (net.Listener, string, error) {
 }
 
 func nbdExportAction(c *cli.Context) error {
-	repo, p, err := openPoint(c)
+	repo, p, dr, err := openLocalDisk(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("nbd-export: %w", err)
 	}
 	defer repo.Close()
-	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
-	if err != nil {
-		if errors.Is(err, blockmap.ErrNotFound) {
-			var names []string
-			for _, d := range p.Disks {
-				names = append(names, d.Name)
-			}
-			return fmt.Errorf("nbd-export: point %s of %s has no disk %q (it has %v)", p.ID, p.VM, c.String("disk"), names)
-		}
-		return err
-	}
 	defer dr.Close()
 	exp, err := nbdserve.NewExport(dr, nbdserve.Options{Name: c.String("name"), Overlay: c.String("writable-overlay"), Logger: slog.Default()})
 	if err != nil {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
@@ -31,4 +34,26 @@ func openPoint(c *cli.Context) (*blockmap.Repo, blockmap.Point, error) {
 		return nil, blockmap.Point{}, err
 	}
 	return repo, p, nil
+}
+
+// openLocalDisk is openPoint and the --disk of that point; an unknown disk
+// is named with the disks the point has. The caller closes both.
+func openLocalDisk(c *cli.Context) (*blockmap.Repo, blockmap.Point, *blockmap.DiskReader, error) {
+	repo, p, err := openPoint(c)
+	if err != nil {
+		return nil, p, nil, err
+	}
+	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
+	if err != nil {
+		repo.Close()
+		if errors.Is(err, blockmap.ErrNotFound) {
+			var names []string
+			for _, d := range p.Disks {
+				names = append(names, d.Name)
+			}
+			return nil, p, nil, fmt.Errorf("point %s of %s has no disk %q (it has %v): %w", p.ID, p.VM, c.String("disk"), names, err)
+		}
+		return nil, p, nil, err
+	}
+	return repo, p, dr, nil
 }

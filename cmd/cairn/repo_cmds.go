@@ -319,15 +319,11 @@ func exportAction(c *cli.Context) error {
 	} else if err := refuseInsideRepo(c.String("repo"), out, "output"); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	repo, p, err := openPoint(c)
+	repo, _, dr, err := openLocalDisk(c)
 	if err != nil {
-		return err
+		return fmt.Errorf("export: %w", err)
 	}
 	defer repo.Close()
-	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
-	if err != nil {
-		return err
-	}
 	defer dr.Close()
 	bar := newProgressBar(c.String("disk"), dr.DataBytes())
 	defer bar.Finish()
