@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -82,7 +79,6 @@ func writeAt(t testing.TB, dst, src string, off int64) {
 func TestGuestFilesystems(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "mkfs.vfat", "mcopy", "mkntfs", "ntfs-3g", "sgdisk", "pvcreate", "losetup")
-	ctx := context.Background()
 	dir := t.TempDir()
 	noLost := func(rel string) bool { return rel == "lost+found" }
 	ntfsSkip := func(rel string) bool { return strings.HasPrefix(rel, "$") || rel == "System Volume Information" }
@@ -166,23 +162,8 @@ func TestGuestFilesystems(t *testing.T) {
 	writeAt(t, disk, img, starts["ext4"])
 	p2 := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "guest", "--disk", "sda", disk))
 
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t), FSProvider: guest.Provider(mountLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-	}()
+	mountVolumes(t, repoDir, mnt)
 	fsRoot := func(point, part string) string { return filepath.Join(mnt, "guest", point, "fs", "sda", part) }
 
 	entries, err := os.ReadDir(filepath.Join(mnt, "guest", p2, "fs", "sda"))

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -13,13 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -98,7 +93,6 @@ func TestRealRootTree(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "setcap", "setfacl")
-	ctx := context.Background()
 	dir := t.TempDir()
 	stage := filepath.Join(dir, "stage")
 	buildRealRootStage(t, stage)
@@ -119,23 +113,8 @@ func TestRealRootTree(t *testing.T) {
 	for name, img := range imgs {
 		points[name] = strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "root-"+name, "--disk", "sda", img))
 	}
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t), FSProvider: guest.Provider(mountLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-	}()
+	mountVolumes(t, repoDir, mnt)
 	for _, name := range []string{"ext4", "xfs"} {
 		t.Run(name, func(t *testing.T) {
 			km := filepath.Join(dir, "kernel-"+name)

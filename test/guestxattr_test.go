@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -92,7 +88,6 @@ func TestGuestXattrsThroughMount(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "getfattr", "getfacl", "setfattr", "setfacl", "setcap")
-	ctx := context.Background()
 	dir := t.TempDir()
 	fixtures := []xattrFixture{
 		buildXattrFixture(t, dir, "ext4", []string{"mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "ea_inode"}, testutil.XattrTreeOptions{Huge: true}),
@@ -104,23 +99,8 @@ func TestGuestXattrsThroughMount(t *testing.T) {
 	for _, f := range fixtures {
 		points[f.name] = strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "x-"+f.name, "--disk", "sda", f.img))
 	}
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t), FSProvider: guest.Provider(mountLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-	}()
+	mountVolumes(t, repoDir, mnt)
 	// restore-file writes into a kernel-mounted XFS: the host's own
 	// filesystem may not hold 60 KiB values.
 	target := filepath.Join(dir, "target")
@@ -232,7 +212,6 @@ func TestCrashedXFSPoint(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.xfs", "xfs_io", "xfs_logprint")
-	ctx := context.Background()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "crashed.img")
 	makeImage(t, img, 320*mib)
@@ -260,23 +239,8 @@ func TestCrashedXFSPoint(t *testing.T) {
 	if !strings.Contains(out, `"recovered": "log replayed:`) {
 		t.Errorf("partitions --json does not say the log was replayed:\n%s", out)
 	}
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t), FSProvider: guest.Provider(mountLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-	}()
+	mountVolumes(t, repoDir, mnt)
 	root := filepath.Join(mnt, "crashed", point, "fs", "sda", "whole")
 	ents, err := os.ReadDir(filepath.Join(root, "only-in-log"))
 	if err != nil || len(ents) != 50 {

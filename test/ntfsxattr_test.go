@@ -1,17 +1,12 @@
 package test
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -26,7 +21,6 @@ func TestNTFSXattrsThroughMount(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "getfattr", "ntfs-3g", "mkntfs", "mkfs.xfs")
-	ctx := context.Background()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "ntfs.img")
 	testutil.NTFSXattrImage(t, img, 64*mib)
@@ -56,23 +50,8 @@ func TestNTFSXattrsThroughMount(t *testing.T) {
 	repoDir := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repoDir, "init")
 	point := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "win", "--disk", "sda", img))
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{Logger: mountLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Logger: mountLogger(t), FSProvider: guest.Provider(mountLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := srv.Unmount(true, 5*time.Second); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-		mountRequireGone(t, mnt)
-	}()
+	mountVolumes(t, repoDir, mnt)
 	root := filepath.Join(mnt, "win", point, "fs", "sda", "whole")
 	if got := dump(root); got != wantDump {
 		t.Errorf("getfattr -d through the mount differs from ntfs-3g:\n%s", firstDiff(got, wantDump))
