@@ -351,12 +351,12 @@ func TestBtrfsDataChecksum(t *testing.T) {
 				t.Fatalf("%v %d", err, len(m.extents))
 			}
 			e := m.extents[0]
-			phys, err := f.physical(e.diskAddr, 1)
+			pieces, err := f.mapLogical(e.diskAddr, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
 			bad := bytes.Clone(data)
-			bad[phys[0]+100] ^= 0xff
+			bad[pieces[0].copies[0].off+100] ^= 0xff
 			f2, err := Open(bytes.NewReader(bad), 0, int64(len(bad)))
 			if err != nil {
 				t.Fatal(err)
