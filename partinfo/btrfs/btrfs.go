@@ -112,7 +112,7 @@ func open(regions []partinfo.Region, single bool) (*FS, error) {
 		return nil, corrupt("sector size %d, node size %d", f.sector, f.nodesize)
 	}
 	if nd := le.Uint64(sb[0x88:]); single && nd != 1 {
-		return nil, fmt.Errorf("btrfs: device %d of a filesystem of %d devices (UUID %s): %w", le.Uint64(sb[0xc9:]), nd, formatUUID(sb[0x20:0x30]), ErrMultiDevice)
+		return nil, multiDeviceError(sb)
 	} else if nd == 0 || nd > maxDevices {
 		return nil, corrupt("%d devices", nd)
 	}

@@ -47,6 +47,26 @@ const (
 	superDevsOff = 0x88
 )
 
+// multiDevice is the error of Open on one device of several: the text of
+// the partition's ERROR.txt (a partinfo.UnreadableError) and
+// ErrMultiDevice.
+type multiDevice struct{ *partinfo.UnreadableError }
+
+func (e multiDevice) Unwrap() []error { return []error{e.UnreadableError, ErrMultiDevice} }
+
+func multiDeviceError(sb []byte) error {
+	le := binary.LittleEndian
+	name, label := formatUUID(sb[0x20:0x30]), cString(sb[0x12b:0x12b+256])
+	if label != "" {
+		name = label + " (UUID " + name + ")"
+	}
+	return multiDevice{&partinfo.UnreadableError{
+		What: fmt.Sprintf("device %d of the btrfs filesystem %s of %d devices", le.Uint64(sb[devItemOff:]), name, le.Uint64(sb[superDevsOff:])),
+		Why: "The filesystem is read from all its devices together under fs/btrfs/<label or UUID>/ of this point " +
+			"when they are disks of this VM (fs/btrfs/ERROR.txt says what kept it from being assembled). " +
+			"The raw disk images are always available under disks/."}}
+}
+
 // device is one device of the filesystem.
 type device struct {
 	name string
