@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cairnbackup/cairn/internal/ldmfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // TestRAID5 lays out a RAID-5 volume over three and over four dynamic
@@ -96,4 +98,43 @@ func TestRAID5(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRAID5Reader opens RAID-5 components of any stripe, column count,
+// partition indexes, sizes and missing disks, and reads the volume the
+// partitions can hold: every read fills the buffer or fails, never
+// panics or reads outside a partition.
+func FuzzRAID5Reader(f *testing.F) {
+	f.Add(uint8(7), uint8(3), []byte{0, 1, 2}, []byte{8, 8, 8}, uint8(255))
+	f.Add(uint8(4), uint8(4), []byte{1, 0, 3, 2}, []byte{4, 4, 4, 4}, uint8(1))
+	f.Add(uint8(9), uint8(0), []byte{0, 1, 2}, []byte{3, 5, 4}, uint8(0))
+	f.Fuzz(func(t *testing.T, stripeLog, columns uint8, idx, sizes []byte, missing uint8) {
+		if len(idx) == 0 || len(idx) > 8 || len(sizes) < len(idx) {
+			return
+		}
+		stripe := int64(512) << (stripeLog % 10)
+		pl := &plex{typ: compRAID5, stripe: stripe, columns: int(columns)}
+		smallest := int64(-1)
+		for i := range idx {
+			size := int64(sizes[i]%16) * 16 << 10
+			disk := &Disk{Region: partinfo.Region{Name: "d", R: bytes.NewReader(make([]byte, size)), Size: size}}
+			if i == int(missing) {
+				disk = nil
+			}
+			pl.parts = append(pl.parts, &part{name: fmt.Sprint(i), size: size, index: int(idx[i]), disk: disk})
+			if smallest < 0 || size < smallest {
+				smallest = size
+			}
+		}
+		read, err := pl.reader()
+		if err != nil {
+			return
+		}
+		n := int64(len(idx))
+		vol := smallest / stripe * stripe * (n - 1)
+		buf := make([]byte, vol)
+		if err := read(buf, 0); err != nil && vol > 0 {
+			t.Fatalf("read of %d bytes: %v", vol, err)
+		}
+	})
 }
