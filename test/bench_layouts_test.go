@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"testing"
@@ -22,8 +23,10 @@ import (
 // (random bytes) on a linear LV, on an MD raid1 (ext4 on both) and on
 // btrfs (uncompressed) read through fs/, against the same file on a plain
 // ext4 partition through fs/ and against a kernel loop mount of the same
-// filesystem image. Cold reads, five alternating rounds; the median ratio
-// and the range are reported. Run alone with
+// filesystem image. Cold reads, five alternating rounds
+// (CAIRN_BENCH_ROUNDS sets another number); the median ratio and the
+// range are reported. CAIRN_BENCH_CPUPROFILE writes a CPU profile of the
+// rounds (the FUSE server runs in the benchmark's process). Run alone with
 //
 //	go test -run '^$' -bench BenchmarkLayoutReads -benchtime 1x ./test/
 func BenchmarkLayoutReads(b *testing.B) {
@@ -123,7 +126,17 @@ func BenchmarkLayoutReads(b *testing.B) {
 			b.Fatalf("%s: big.bin through fs/ differs from the source", ls[i].name)
 		}
 	}
-	const rounds = 5
+	rounds := 5
+	fmt.Sscan(os.Getenv("CAIRN_BENCH_ROUNDS"), &rounds)
+	if prof := os.Getenv("CAIRN_BENCH_CPUPROFILE"); prof != "" {
+		pf, err := os.Create(prof)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pf.Close()
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
 	rows := ""
 	for i, l := range ls {
 		kmnt := filepath.Join(dir, fmt.Sprintf("k%d", i))
@@ -137,7 +150,7 @@ func BenchmarkLayoutReads(b *testing.B) {
 			base := coldRead(ours(0))
 			o := coldRead(ours(i))
 			k := coldRead(filepath.Join(kmnt, "big.bin"))
-			tOurs += o / rounds
+			tOurs += o / time.Duration(rounds)
 			vsPlain = append(vsPlain, base.Seconds()/o.Seconds())
 			vsKernel = append(vsKernel, k.Seconds()/o.Seconds())
 		}

@@ -191,6 +191,9 @@ type volumeDir struct {
 	fsys partinfo.Filesystem
 	root *guestNode
 	err  error
+	// openFS, when set, opens a filesystem that lies across several
+	// devices (a btrfs of several disks) instead of src.Reader's.
+	openFS func() (partinfo.Filesystem, error)
 }
 
 var (
@@ -214,7 +217,13 @@ func (v *volumeDir) open() {
 			}
 		}()
 		// The reader's small reads come from cached 64 KiB chunks.
-		fsys, err := fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
+		var fsys partinfo.Filesystem
+		var err error
+		if v.openFS != nil {
+			fsys, err = v.openFS()
+		} else {
+			fsys, err = fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
+		}
 		if err != nil {
 			var ue *partinfo.UnreadableError
 			if !errors.As(err, &ue) {

@@ -16,6 +16,7 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/btrfs"
 	"github.com/cairnbackup/cairn/partinfo/ldm"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
 	"github.com/cairnbackup/cairn/partinfo/md"
@@ -42,6 +43,8 @@ type Stack struct {
 	ArrayErrors map[string]error
 	// LDM holds the Windows dynamic volumes (MBR dynamic disks).
 	LDM *ldm.Set
+	// Btrfs holds the btrfs filesystems of several devices.
+	Btrfs []*btrfs.Group
 }
 
 // ScanStack finds MD members and LVM physical volumes on every partition
@@ -82,6 +85,7 @@ func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
 	if st.MD, err = md.Scan(ctx, regions); err != nil {
 		return nil, err
 	}
+	st.Btrfs = btrfs.Scan(regions)
 	var devs []lvm.Device
 	for _, c := range cands {
 		if c.typ == "lvm2" && !st.MD.IsMember(c.dev.Name) {
@@ -189,6 +193,9 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 		}
 		if d := ldmDir(p, st.LDM, log, salt); d != nil {
 			out = append(out, fusefs.VolumeDir{Name: LDMDirName, Node: d})
+		}
+		if d := btrfsDir(p, st, log, salt); d != nil {
+			out = append(out, fusefs.VolumeDir{Name: BtrfsDirName, Node: d})
 		}
 		set := st.LVM
 		if len(set.VGs) == 0 && len(set.PVs) == 0 {

@@ -33,8 +33,12 @@ type Part struct {
 // Component is one plex of a volume.
 type Component struct {
 	Striped bool
-	Stripe  int64 // bytes
-	Parts   []Part
+	// RAID5 is a RAID-5 component (striped with rotating parity, laid
+	// out left-symmetric as libldm maps it to dm-raid's raid5_ls);
+	// Stripe and the parts' Index apply as for Striped.
+	RAID5  bool
+	Stripe int64 // bytes
+	Parts  []Part
 }
 
 // Volume is one dynamic volume.
@@ -102,19 +106,26 @@ func build(sizes []int64, vols []Volume, gpt bool) [][]byte {
 		vid := next()
 		state := make([]byte, 14)
 		copy(state, "ACTIVE")
-		fixed := append(state, 3, 0, byte(vid), 0, 0, 0, 0) // type gen, unknown, number, zeros, flags
-		recs = append(recs, record(0x51, 0, vid, v.Name, vstr("gen"), vstr(""), fixed, vnum(uint64(len(v.Comps))),
+		vtype, vname := byte(3), "gen"
+		if len(v.Comps) > 0 && v.Comps[0].RAID5 {
+			vtype, vname = 4, "raid5"
+		}
+		fixed := append(state, vtype, 0, byte(vid), 0, 0, 0, 0) // type gen/raid5, unknown, number, zeros, flags
+		recs = append(recs, record(0x51, 0, vid, v.Name, vstr(vname), vstr(""), fixed, vnum(uint64(len(v.Comps))),
 			make([]byte, 16), vnum(uint64(v.Size/sector)), make([]byte, 4), []byte{0x07}, make([]byte, 16)))
 		for ci, c := range v.Comps {
 			cid := next()
 			typ, flags := byte(2), byte(0)
 			var extra [][]byte
-			if c.Striped {
+			if c.Striped || c.RAID5 {
 				typ, flags = 1, 0x10
+				if c.RAID5 {
+					typ = 3
+				}
 				extra = [][]byte{{0}, vnum(uint64(c.Stripe / sector)), vnum(uint64(len(c.Parts)))}
 			}
 			fields := [][]byte{vstr("ACTIVE"), {typ, 0, 0, 0, 0}, vnum(uint64(len(c.Parts))), make([]byte, 16), vnum(vid)}
-			if !c.Striped {
+			if !c.Striped && !c.RAID5 {
 				fields = append(fields, []byte{0})
 			}
 			recs = append(recs, record(0x32, flags, cid, fmt.Sprintf("%s-01-%02d", v.Name, ci+1), append(fields, extra...)...))
@@ -124,7 +135,7 @@ func build(sizes []int64, vols []Volume, gpt bool) [][]byte {
 				binary.BigEndian.PutUint64(be[8:], uint64(p.VolOffset/sector))
 				pf := [][]byte{make([]byte, 12), be, vnum(uint64(p.Size / sector)), vnum(cid), vnum(diskIDs[p.Disk])}
 				pflags := byte(0)
-				if c.Striped {
+				if c.Striped || c.RAID5 {
 					pflags = 0x08
 					pf = append(pf, vnum(uint64(p.Index)))
 				}
@@ -260,6 +271,10 @@ func disk(size int64, idx int, recs [][]byte, gpt bool) []byte {
 // chunk by chunk round the columns; every mirror component gets a copy.
 func Place(imgs [][]byte, v Volume, data []byte) {
 	for _, c := range v.Comps {
+		if c.RAID5 {
+			placeRAID5(imgs, v, c, data)
+			continue
+		}
 		for _, p := range c.Parts {
 			dst := imgs[p.Disk][DataStart+p.Start : DataStart+p.Start+p.Size]
 			if !c.Striped {
@@ -271,5 +286,34 @@ func Place(imgs [][]byte, v Volume, data []byte) {
 				copy(dst[(ch/n)*c.Stripe:], data[ch*c.Stripe:(ch+1)*c.Stripe])
 			}
 		}
+	}
+}
+
+// placeRAID5 lays a RAID-5 component out left-symmetric: in row r of n
+// columns the parity (XOR of the row's data chunks) is in column
+// n-1-r%n, and the row's data chunks follow it round the columns.
+func placeRAID5(imgs [][]byte, v Volume, c Component, data []byte) {
+	n := int64(len(c.Parts))
+	col := make([]Part, n)
+	for _, p := range c.Parts {
+		col[p.Index] = p
+	}
+	for r := int64(0); r*(n-1)*c.Stripe < v.Size; r++ {
+		pd := n - 1 - r%n
+		parity := make([]byte, c.Stripe)
+		for i := int64(0); i < n-1; i++ {
+			ch := r*(n-1) + i
+			chunk := make([]byte, c.Stripe)
+			if ch*c.Stripe < int64(len(data)) {
+				copy(chunk, data[ch*c.Stripe:])
+			}
+			p := col[(pd+1+i)%n]
+			copy(imgs[p.Disk][DataStart+p.Start+r*c.Stripe:DataStart+p.Start+p.Size], chunk)
+			for x := range parity {
+				parity[x] ^= chunk[x]
+			}
+		}
+		p := col[pd]
+		copy(imgs[p.Disk][DataStart+p.Start+r*c.Stripe:DataStart+p.Start+p.Size], parity)
 	}
 }

@@ -2,7 +2,8 @@
 // machines without the md driver: superblocks 0.90 and 1.x written from
 // the published format (include/uapi/linux/raid/md_p.h; checked with
 // mdadm --examine by the tests) and data placed as drivers/md places it
-// (raid0/linear/raid1/raid10 near/raid4/raid5/raid6 with parity).
+// (raid0 with strip zones/linear/raid1/raid10 near, far and offset/raid4/
+// raid5/raid6 with parity).
 package mdfixture
 
 import (
@@ -74,7 +75,10 @@ type Spec struct {
 	Chunk     int64
 	Members   int
 	MemberLen int64 // bytes of each member device
-	Name      string
+	// MemberLens, when set, gives each member its own size (raid0 over
+	// members of different sizes: several strip zones).
+	MemberLens []int64
+	Name       string
 	// Raw members have no superblock: data from offset 0 to MemberLen
 	// (LVM raid images, whose superblock is in a separate rmeta LV).
 	Raw bool
@@ -83,31 +87,55 @@ type Spec struct {
 // DataOff1x is the data offset of 1.1/1.2 members.
 const DataOff1x = 1 << 20 // data offset of 1.1/1.2 members (mdadm's default is larger; any is valid)
 
-// dataArea returns where member data lives for a version.
-// DataArea is where a member's data lives.
-func (s Spec) DataArea() (off, size int64) {
+// DataArea is where a member's data lives (the first member's, when
+// MemberLens gives them different sizes).
+func (s Spec) DataArea() (off, size int64) { return s.dataAreaOf(0) }
+
+// lenOf is the size of member i.
+func (s Spec) lenOf(i int) int64 {
+	if s.MemberLens != nil {
+		return s.MemberLens[i]
+	}
+	return s.MemberLen
+}
+
+func (s Spec) dataAreaOf(i int) (off, size int64) {
+	l := s.lenOf(i)
 	if s.Raw {
-		return 0, s.MemberLen
+		return 0, l
 	}
 	switch s.Version {
 	case "0.90":
-		return 0, s.MemberLen&^(reserved090-1) - reserved090
+		return 0, l&^(reserved090-1) - reserved090
 	case "1.0":
-		sb := ((s.MemberLen/sector - 16) &^ 7) * sector
+		sb := ((l/sector - 16) &^ 7) * sector
 		return 0, sb - 4096 // leave room below the superblock
 	default:
-		return DataOff1x, s.MemberLen - DataOff1x
+		return DataOff1x, l - DataOff1x
 	}
 }
 
-// usable is the per-member size the array uses.
-// Usable is the bytes of each member the array uses.
+// Usable is the bytes of each member the array uses (of the smallest
+// member, when MemberLens gives them different sizes).
 func (s Spec) Usable() int64 {
-	_, size := s.DataArea()
+	u := s.usableOf(0)
+	for i := 1; i < s.Members; i++ {
+		u = min(u, s.usableOf(i))
+	}
+	return u
+}
+
+func (s Spec) usableOf(i int) int64 {
+	_, size := s.dataAreaOf(i)
 	if s.Chunk > 0 {
 		size -= size % s.Chunk
 	}
 	return size
+}
+
+// raid10 layout fields (md_p.h / raid10.c setup_geo).
+func (s Spec) r10() (near, far int64, offset bool) {
+	return int64(s.Layout & 0xff), int64(s.Layout >> 8 & 0xff), s.Layout>>16&1 == 1
 }
 
 // arraySize is the size of the array built from the members.
@@ -119,9 +147,14 @@ func (s Spec) ArraySize() int64 {
 	case Level1:
 		return u
 	case Level0, LevelLinear:
-		return u * n
+		var sum int64
+		for i := 0; i < s.Members; i++ {
+			sum += s.usableOf(i)
+		}
+		return sum
 	case Level10:
-		return u / s.Chunk * n / int64(s.Layout&0xff) * s.Chunk
+		near, far, _ := s.r10()
+		return u / s.Chunk / far * n / near * s.Chunk
 	case Level5, Level4:
 		return u * (n - 1)
 	case Level6:
@@ -138,7 +171,7 @@ func (s Spec) LayOut(data []byte) [][]byte {
 	u := s.Usable()
 	out := make([][]byte, n)
 	for i := range out {
-		out[i] = make([]byte, u)
+		out[i] = make([]byte, s.usableOf(i))
 	}
 	data = append(data, make([]byte, int(s.ArraySize())-len(data))...)
 	switch s.Level {
@@ -151,11 +184,14 @@ func (s Spec) LayOut(data []byte) [][]byte {
 			copy(out[i], data[int64(i)*u:])
 		}
 	case Level0:
-		for c := int64(0); c*s.Chunk < int64(len(data)); c++ {
-			copy(out[c%int64(n)][(c/int64(n))*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+		s.layOutRaid0(out, data)
+	case Level10:
+		near, far, offset := s.r10()
+		if far > 1 {
+			s.layOutFar(out, data, far, offset)
+			break
 		}
-	case Level10: // near copies: copy k of chunk c in slot c*near+k
-		near := int64(s.Layout & 0xff)
+		// near copies: copy k of chunk c in slot c*near+k
 		for c := int64(0); c*s.Chunk < int64(len(data)); c++ {
 			for k := int64(0); k < near; k++ {
 				slot := c*near + k
@@ -255,7 +291,61 @@ func (s Spec) LayOut(data []byte) [][]byte {
 	return out
 }
 
-// build writes the member image files under dir and returns their paths.
+// layOutRaid0 stripes chunks over every member until the smallest is
+// full, then over the members with room left (md(4): "collecting chunks
+// into smaller stripes that only span the drives which still have
+// remaining space"). Within a later zone the member of a chunk is the
+// array chunk number modulo the zone's members (layout 1, original) or
+// the chunk number within the zone (layout 2, alternate); single-zone
+// arrays do not care.
+func (s Spec) layOutRaid0(out [][]byte, data []byte) {
+	var devStart, c int64 // member bytes below the zone; the next array chunk
+	for c*s.Chunk < int64(len(data)) {
+		var members []int
+		zoneEnd := int64(-1)
+		for i := range out {
+			if l := int64(len(out[i])); l > devStart {
+				members = append(members, i)
+				if zoneEnd < 0 || l < zoneEnd {
+					zoneEnd = l
+				}
+			}
+		}
+		nb := int64(len(members))
+		for k := int64(0); k < (zoneEnd-devStart)/s.Chunk*nb; k++ {
+			pick := c // layout 1, original
+			if s.Layout == 2 {
+				pick = k
+			}
+			copy(out[members[pick%nb]][devStart+k/nb*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+			c++
+		}
+		devStart = zoneEnd
+	}
+}
+
+// layOutFar places raid10 "far" and "offset" copies, one near copy
+// (md(4)): far copies stripe all chunks RAID0-fashion over the first
+// part of every member, then again over each later part, shifted one
+// member on; offset copies duplicate each stripe in the next rows,
+// shifted one member on each time.
+func (s Spec) layOutFar(out [][]byte, data []byte, far int64, offset bool) {
+	if near, _, _ := s.r10(); near != 1 {
+		panic("mdfixture: far/offset with near copies")
+	}
+	n := int64(len(out))
+	part := s.Usable() / s.Chunk / far // chunks of each far part
+	for c := int64(0); c*s.Chunk < int64(len(data)); c++ {
+		for f := int64(0); f < far; f++ {
+			row := c/n + f*part
+			if offset {
+				row = c/n*far + f
+			}
+			copy(out[(c+f)%n][row*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+		}
+	}
+}
+
 // Build writes member image files under dir (member0.img, ...).
 func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	t.Helper()
@@ -264,8 +354,8 @@ func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	uuid := sum[:16]
 	var paths []string
 	for i, p := range parts {
-		img := make([]byte, s.MemberLen)
-		off, _ := s.DataArea()
+		img := make([]byte, s.lenOf(i))
+		off, _ := s.dataAreaOf(i)
 		copy(img[off:], p)
 		switch s.Version {
 		case "0.90":
@@ -291,7 +381,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 	case "1.2":
 		sbOff = 4096
 	case "1.0":
-		sbOff = ((s.MemberLen/sector - 16) &^ 7) * sector
+		sbOff = ((s.lenOf(role)/sector - 16) &^ 7) * sector
 	}
 	b := img[sbOff : sbOff+1024]
 	le := binary.LittleEndian
@@ -302,7 +392,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 	le.PutUint64(b[64:], 1700000000)
 	le.PutUint32(b[72:], uint32(int32(s.Level)))
 	le.PutUint32(b[76:], uint32(s.Layout))
-	off, size := s.DataArea()
+	off, size := s.dataAreaOf(role)
 	le.PutUint64(b[80:], uint64(s.Usable()/sector))
 	le.PutUint32(b[88:], uint32(s.Chunk/sector))
 	le.PutUint32(b[92:], uint32(s.Members))
@@ -329,7 +419,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 
 // Super090 writes a 0.90 superblock for the member in slot role into img.
 func (s Spec) Super090(img, uuid []byte, role int) {
-	off := s.MemberLen&^(reserved090-1) - reserved090
+	off := s.lenOf(role)&^(reserved090-1) - reserved090
 	b := img[off : off+4096]
 	le := binary.LittleEndian
 	w := func(i int, v uint32) { le.PutUint32(b[4*i:], v) }

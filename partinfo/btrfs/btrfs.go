@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"sort"
 	"sync"
@@ -23,8 +22,6 @@ const (
 	csumTreeID  = 7
 	rootDirObj  = 6
 	firstFree   = 256
-	dupFlag     = 1 << 5
-	profileMask = (1 << 3) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) // raid0/1/10/5/6/1c3/1c4
 	maxTrees    = 255
 	objectBits  = 40
 	objectMask  = 1<<objectBits - 1
@@ -32,8 +29,7 @@ const (
 
 // FS is an open btrfs filesystem.
 type FS struct {
-	r         io.ReaderAt
-	off, size int64
+	devs      map[uint64]*device // by devid
 	fsid      [16]byte
 	nodesize  uint32
 	sector    uint32
@@ -62,23 +58,51 @@ type tree struct {
 }
 
 // Open reads the superblock and chunk tree of the btrfs at r[off:off+size].
+// A device of a filesystem of several devices gives an error wrapping
+// ErrMultiDevice: OpenDevices reads those.
 func Open(r io.ReaderAt, off, size int64) (*FS, error) {
-	sb := make([]byte, superSize)
-	if err := readFull(r, sb, off+superOffset); err != nil {
-		return nil, fmt.Errorf("btrfs: read superblock: %w", err)
+	return open([]partinfo.Region{{Name: "btrfs", R: r, Off: off, Size: size}}, true)
+}
+
+// OpenDevices reads a btrfs filesystem from its devices (any order; each
+// found by the devid and device UUID of its superblock). Devices missing
+// from devs leave holes that mirrored chunks read around; a read that
+// needs one fails with ErrMissingDevice.
+func OpenDevices(devs []partinfo.Region) (*FS, error) {
+	if len(devs) == 0 {
+		return nil, fmt.Errorf("btrfs: no devices: %w", ErrMissingDevice)
+	}
+	return open(devs, false)
+}
+
+func open(regions []partinfo.Region, single bool) (*FS, error) {
+	f := &FS{devs: map[uint64]*device{}, nodes: nodeCache{m: map[uint64]*node{}}, treeIdx: map[uint64]int{},
+		trees: []tree{{}}, files: map[uint64]*fileMap{}}
+	var sb []byte
+	var gen uint64
+	for _, r := range regions {
+		b, err := readSuper(r)
+		if err != nil {
+			if len(regions) > 1 {
+				err = fmt.Errorf("%s: %w", r.Name, err)
+			}
+			return nil, err
+		}
+		d := deviceOf(r, b)
+		if sb != nil && !bytes.Equal(b[0x20:0x30], sb[0x20:0x30]) {
+			return nil, fmt.Errorf("btrfs: %s belongs to filesystem %s, not %s: %w", r.Name, formatUUID(b[0x20:0x30]), formatUUID(sb[0x20:0x30]), partinfo.ErrCorrupt)
+		}
+		if o := f.devs[d.id]; o != nil {
+			return nil, fmt.Errorf("btrfs: %s and %s both are device %d: %w", o.name, d.name, d.id, partinfo.ErrCorrupt)
+		}
+		f.devs[d.id] = d
+		// The newest superblock describes the filesystem (a device
+		// left behind has an older generation).
+		if g := binary.LittleEndian.Uint64(b[0x48:]); sb == nil || g > gen {
+			sb, gen = b, g
+		}
 	}
 	le := binary.LittleEndian
-	if string(sb[0x40:0x48]) != "_BHRfS_M" {
-		return nil, corrupt("no superblock magic")
-	}
-	if ct := le.Uint16(sb[0xc4:]); ct != 0 {
-		return nil, fmt.Errorf("btrfs: checksum type %d (only crc32c is read): %w", ct, partinfo.ErrCorrupt)
-	}
-	if got := crc32.Checksum(sb[0x20:], castagnoli); got != le.Uint32(sb) {
-		return nil, corrupt("superblock checksum %08x, superblock says %08x", got, le.Uint32(sb))
-	}
-	f := &FS{r: r, off: off, size: size, nodes: nodeCache{m: map[uint64]*node{}}, treeIdx: map[uint64]int{},
-		trees: []tree{{}}, files: map[uint64]*fileMap{}}
 	copy(f.fsid[:], sb[0x20:0x30])
 	if md := sb[0x23b : 0x23b+16]; le.Uint64(sb[0xbc:])&(1<<10) != 0 { // METADATA_UUID
 		copy(f.fsid[:], md)
@@ -87,8 +111,10 @@ func Open(r io.ReaderAt, off, size int64) (*FS, error) {
 	if f.sector < 512 || f.sector > 65536 || f.sector&(f.sector-1) != 0 || f.nodesize < f.sector || f.nodesize > 65536 {
 		return nil, corrupt("sector size %d, node size %d", f.sector, f.nodesize)
 	}
-	if nd := le.Uint64(sb[0x88:]); nd != 1 {
-		return nil, fmt.Errorf("btrfs: a filesystem of %d devices: cairn reads single-device btrfs only; export the disks and mount them together on Linux: %w", nd, partinfo.ErrCorrupt)
+	if nd := le.Uint64(sb[0x88:]); single && nd != 1 {
+		return nil, multiDeviceError(sb)
+	} else if nd == 0 || nd > maxDevices {
+		return nil, corrupt("%d devices", nd)
 	}
 	// Bootstrap chunks from the superblock.
 	n := int(le.Uint32(sb[0xa0:]))
@@ -101,7 +127,7 @@ func Open(r io.ReaderAt, off, size int64) (*FS, error) {
 			return nil, corrupt("short sys_chunk_array")
 		}
 		k := readKey(arr)
-		c, used, err := parseChunk(k, arr[17:])
+		c, used, err := f.parseChunk(k, arr[17:])
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +138,7 @@ func Open(r io.ReaderAt, off, size int64) (*FS, error) {
 	var perr error
 	err := f.walk(le.Uint64(sb[0x58:]), int(sb[0xc7]), key{0, 0, 0}, func(k key, d []byte) bool {
 		if k.typ == chunkItem {
-			c, _, e := parseChunk(k, d)
+			c, _, e := f.parseChunk(k, d)
 			if e != nil {
 				perr = e
 				return false
@@ -154,26 +180,6 @@ func (f *FS) addChunk(c chunk) {
 	}
 	f.chunks = append(f.chunks, c)
 	sort.Slice(f.chunks, func(i, j int) bool { return f.chunks[i].logical < f.chunks[j].logical })
-}
-
-func parseChunk(k key, b []byte) (chunk, int, error) {
-	le := binary.LittleEndian
-	if k.typ != chunkItem || len(b) < 48 {
-		return chunk{}, 0, corrupt("chunk item")
-	}
-	c := chunk{logical: k.offset, length: le.Uint64(b)}
-	typ := le.Uint64(b[24:])
-	ns := int(le.Uint16(b[44:]))
-	if ns < 1 || 48+32*ns > len(b) || c.length == 0 {
-		return chunk{}, 0, corrupt("chunk at %d: %d stripes", k.offset, ns)
-	}
-	if typ&profileMask != 0 {
-		return chunk{}, 0, fmt.Errorf("btrfs: chunk at %d has a RAID profile (%#x): multi-device btrfs is not read: %w", k.offset, typ, partinfo.ErrCorrupt)
-	}
-	for i := 0; i < ns; i++ {
-		c.physical = append(c.physical, le.Uint64(b[48+32*i+8:]))
-	}
-	return c, 48 + 32*ns, nil
 }
 
 // lookupTree finds a tree's root in the root tree.

@@ -1,13 +1,22 @@
-// Package btrfs is cairn's read-only btrfs reader (single device),
-// implementing partinfo.Filesystem over an io.ReaderAt.
+// Package btrfs is cairn's read-only btrfs reader, implementing
+// partinfo.Filesystem over one device (Open) or the devices of a
+// filesystem of several (OpenDevices; Scan groups them by UUID).
 //
 // # Vocabulary
 //
 //   - Superblock (at 64 KiB): tree roots, node and sector sizes, the
 //     bootstrap chunk array; its CRC-32C is checked.
-//   - Chunk: maps logical addresses to device offsets. Single and DUP
-//     profiles are read (DUP: the second copy when the first fails its
-//     checksum); filesystems of several devices are refused.
+//   - Device: a disk or partition with a superblock of the filesystem;
+//     its dev_item names its devid and device UUID. The newest superblock
+//     (highest generation) describes the filesystem.
+//   - Chunk: maps logical addresses to stripes (devid, device offset,
+//     device UUID). Profiles read: single, DUP, RAID1/1C3/1C4 (every
+//     stripe a whole copy: the next copy when one fails its checksum or
+//     its device is missing), RAID0 (stripe_len units round-robin over
+//     the stripes) and RAID10 (round-robin over groups of sub_stripes
+//     mirrors). RAID5/6 chunks are refused (ErrUnsupported); a read that
+//     needs a device not given fails with ErrMissingDevice; a device
+//     opened alone with Open says ErrMultiDevice.
 //   - Tree block (node): header (checksum, own address, fsid, level) and
 //     items (leaf) or key pointers (internal); every block's CRC-32C,
 //     address, fsid, level and key order are checked.

@@ -143,17 +143,23 @@ func (f *FS) readFile(ino uint64, in inode, p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	clear(p)
+	// Bytes no extent covers (holes with no-holes, the tail past the
+	// last extent) read as zeros; covered bytes are written by their
+	// extent, so p is cleared only in the gaps.
 	end := off + int64(len(p))
+	pos := off
 	i := sort.Search(len(m.extents), func(i int) bool { return m.extents[i].fileOff+m.extents[i].length > off })
 	for ; i < len(m.extents) && m.extents[i].fileOff < end; i++ {
 		e := &m.extents[i]
 		lo, hi := max(off, e.fileOff), min(end, e.fileOff+e.length)
+		clear(p[pos-off : lo-off])
 		dst := p[lo-off : hi-off]
 		if err := f.readExtent(e, in.flags&flagNoSum != 0, dst, lo-e.fileOff); err != nil {
 			return 0, fmt.Errorf("btrfs: inode %d at %d: %w", ino, lo, err)
 		}
+		pos = hi
 	}
+	clear(p[pos-off:])
 	return len(p), eof
 }
 
@@ -169,12 +175,15 @@ func (f *FS) readExtent(e *extent, noSum bool, dst []byte, rel int64) error {
 				return err
 			}
 		}
+		n := 0
 		if rel < int64(len(data)) {
-			copy(dst, data[rel:])
+			n = copy(dst, data[rel:])
 		}
+		clear(dst[n:])
 		return nil
 	case e.typ == extPrealloc || e.diskAddr == 0:
-		return nil // zeros
+		clear(dst)
+		return nil
 	case e.comp == compNone:
 		return f.readData(e.diskAddr+uint64(e.offset+rel), dst, noSum)
 	}
@@ -186,9 +195,11 @@ func (f *FS) readExtent(e *extent, noSum bool, dst []byte, rel int64) error {
 	if err != nil {
 		return err
 	}
+	n := 0
 	if s := e.offset + rel; s < int64(len(data)) {
-		copy(dst, data[s:])
+		n = copy(dst, data[s:])
 	}
+	clear(dst[n:])
 	return nil
 }
 
@@ -200,7 +211,14 @@ func (f *FS) readData(addr uint64, dst []byte, noSum bool) error {
 	ss := uint64(f.sector)
 	lo := addr / ss * ss
 	hi := (addr + uint64(len(dst)) + ss - 1) / ss * ss
-	buf := make([]byte, hi-lo)
+	// Sector-aligned reads (every read the page cache sends, at 4 KiB
+	// sectors) are verified in the caller's buffer; others through a
+	// bounce buffer of whole sectors. On a mismatch the caller gets the
+	// error, never the bytes.
+	buf, bounce := dst, lo != addr || hi-lo != uint64(len(dst))
+	if bounce {
+		buf = make([]byte, hi-lo)
+	}
 	if err := f.readLogical(buf, lo); err != nil {
 		return err
 	}
@@ -217,7 +235,9 @@ func (f *FS) readData(addr uint64, dst []byte, noSum bool) error {
 			return corrupt("data checksum of sector at logical %d: %08x, csum tree says %08x", s, got, w.sums[i])
 		}
 	}
-	copy(dst, buf[addr-lo:])
+	if bounce {
+		copy(dst, buf[addr-lo:])
+	}
 	return nil
 }
 

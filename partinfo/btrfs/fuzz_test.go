@@ -3,6 +3,7 @@ package btrfs
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
@@ -75,11 +76,11 @@ func FuzzTree(f *testing.F) {
 	roots := []uint64{fs0.rootTree, fsTree.root, binary.LittleEndian.Uint64(sb[0x58:]), fs0.csumRoot}
 	var phys []int64
 	for _, r := range roots {
-		p, err := fs0.physical(r, int(fs0.nodesize))
+		c, err := fs0.nodeCopies(r)
 		if err != nil {
 			f.Fatal(err)
 		}
-		phys = append(phys, p[0])
+		phys = append(phys, c[0].off)
 	}
 	ns := int64(fs0.nodesize)
 	for i := range roots {
@@ -139,4 +140,61 @@ func walkAll(fsys partinfo.Filesystem, dir uint64, depth int) {
 			fsys.Readlink(e.Ino)
 		}
 	}
+}
+
+// FuzzChunkMap parses a chunk item of any profile, stripe count, stripe
+// length and device placement, then maps a read inside it: an error, or
+// pieces that add up to the read, each copy inside its device (or on a
+// device not given) — never a panic.
+func FuzzChunkMap(f *testing.F) {
+	mkItem := func(typ uint64, stripeLen uint64, sub uint16, stripes [][2]uint64) []byte {
+		b := make([]byte, 48+32*len(stripes))
+		le := binary.LittleEndian
+		le.PutUint64(b, 64<<20)
+		le.PutUint64(b[16:], stripeLen)
+		le.PutUint64(b[24:], typ)
+		le.PutUint16(b[44:], uint16(len(stripes)))
+		le.PutUint16(b[46:], sub)
+		for i, s := range stripes {
+			le.PutUint64(b[48+32*i:], s[0])
+			le.PutUint64(b[48+32*i+8:], s[1])
+		}
+		return b
+	}
+	f.Add(mkItem(1|bgRaid0, 64<<10, 1, [][2]uint64{{1, 1 << 20}, {2, 1 << 20}}), uint64(100000), uint32(300000))
+	f.Add(mkItem(1|bgRaid10, 64<<10, 2, [][2]uint64{{1, 0}, {2, 0}, {3, 0}, {4, 0}}), uint64(0), uint32(1<<20))
+	f.Add(mkItem(4|bgRaid1, 64<<10, 1, [][2]uint64{{1, 8 << 20}, {2, 8 << 20}}), uint64(4096), uint32(16384))
+	f.Add(mkItem(2|bgDup, 64<<10, 1, [][2]uint64{{1, 8 << 20}, {1, 40 << 20}}), uint64(0), uint32(16384))
+	f.Fuzz(func(t *testing.T, item []byte, rel uint64, n uint32) {
+		fs := &FS{devs: map[uint64]*device{}, nodesize: 16384}
+		for id := uint64(1); id <= 3; id++ { // device 4 is missing
+			size := int64(id) * 64 << 20
+			fs.devs[id] = &device{name: fmt.Sprint(id), id: id, r: partinfo.Region{R: bytes.NewReader(nil), Size: size}}
+		}
+		c, _, err := fs.parseChunk(key{256, chunkItem, 1 << 30}, item)
+		if err != nil {
+			return
+		}
+		fs.chunks = []chunk{c}
+		n %= 4 << 20
+		pieces, err := fs.mapLogical(c.logical+rel%c.length, int(n))
+		if err != nil {
+			return
+		}
+		total := 0
+		for _, p := range pieces {
+			if p.n <= 0 || len(p.copies) == 0 {
+				t.Fatalf("piece of %d bytes, %d copies", p.n, len(p.copies))
+			}
+			total += p.n
+			for _, d := range p.copies {
+				if d.dev != nil && (d.off < 0 || d.off+int64(p.n) > d.dev.r.Size) {
+					t.Fatalf("copy at %d+%d outside device %d of %d bytes", d.off, p.n, d.id, d.dev.r.Size)
+				}
+			}
+		}
+		if total != int(n) {
+			t.Fatalf("pieces add up to %d, read of %d", total, n)
+		}
+	})
 }

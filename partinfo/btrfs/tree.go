@@ -49,12 +49,6 @@ const (
 	nodeCacheSz = 2048
 )
 
-// chunk maps a logical range to a physical offset (single device).
-type chunk struct {
-	logical, length uint64
-	physical        []uint64 // one per copy (DUP: two)
-}
-
 // node is a checked tree block.
 type node struct {
 	level uint8
@@ -84,61 +78,20 @@ func (c *nodeCache) put(a uint64, n *node) {
 	c.m[a] = n
 }
 
-// physical maps a logical address to device offsets (all copies).
-func (f *FS) physical(logical uint64, n int) ([]int64, error) {
-	for _, c := range f.chunks {
-		if logical >= c.logical && logical < c.logical+c.length {
-			if logical+uint64(n) > c.logical+c.length {
-				return nil, corrupt("read of %d bytes at logical %d crosses the end of its chunk", n, logical)
-			}
-			var out []int64
-			for _, p := range c.physical {
-				o := int64(p + logical - c.logical)
-				if p > 1<<62 || o < 0 || o+int64(n) > f.size {
-					return nil, corrupt("logical %d maps to device offset %d, outside the %d-byte device", logical, o, f.size)
-				}
-				out = append(out, o)
-			}
-			return out, nil
-		}
-	}
-	return nil, corrupt("logical address %d is in no chunk", logical)
-}
-
-// readLogical reads bytes at a logical address from the first copy
-// that reads.
-func (f *FS) readLogical(p []byte, logical uint64) error {
-	phys, err := f.physical(logical, len(p))
-	if err != nil {
-		return err
-	}
-	for i, off := range phys {
-		if off < 0 || off+int64(len(p)) > f.size {
-			err = corrupt("logical %d maps to %d, past the %d-byte device", logical, off, f.size)
-			continue
-		}
-		if err = readFull(f.r, p, f.off+off); err == nil {
-			return nil
-		}
-		_ = i
-	}
-	return err
-}
-
 // readNode reads and checks the tree block at a logical address: the
 // checksum, its own address, the filesystem id and the level.
 func (f *FS) readNode(addr uint64, wantLevel int) (*node, error) {
 	if n := f.nodes.get(addr); n != nil {
 		return n, nil
 	}
-	phys, err := f.physical(addr, int(f.nodesize))
+	copies, err := f.nodeCopies(addr)
 	if err != nil {
 		return nil, err
 	}
 	b := make([]byte, f.nodesize)
 	var lastErr error
-	for _, off := range phys {
-		if err := readFull(f.r, b, f.off+off); err != nil {
+	for _, c := range copies {
+		if err := c.read(b); err != nil {
 			lastErr = err
 			continue
 		}

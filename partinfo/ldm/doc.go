@@ -18,8 +18,9 @@
 //     area, offset in its component, size).
 //   - Volume: simple and spanned (partitions concatenated by offset),
 //     striped (chunks round the columns) and mirrored (two components:
-//     the first whose disks are all present is read). RAID-5 volumes are
-//     not read (ErrUnsupported).
+//     the first whose disks are all present is read) and RAID-5 (columns
+//     by partition index, left-symmetric parity as libldm maps it to
+//     dm-raid's raid5_ls; one missing disk is rebuilt by XOR).
 //
 // Every dynamic disk carries the whole database of its disk group; the
 // copy of the first disk found is used and the disks are matched by GUID.

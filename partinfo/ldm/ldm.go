@@ -507,7 +507,7 @@ func parseDB(db []byte, disks []*Disk) ([]*Volume, []string, error) {
 		vol := &Volume{Name: v.name, Size: v.size, plexes: volPlexes[v.id]}
 		for _, pl := range vol.plexes {
 			sort.Slice(pl.parts, func(i, j int) bool {
-				if pl.typ == compStripe {
+				if pl.typ == compStripe || pl.typ == compRAID5 {
 					return pl.parts[i].index < pl.parts[j].index
 				}
 				return pl.parts[i].volOffset < pl.parts[j].volOffset
@@ -573,6 +573,9 @@ func (p *part) readAt(b []byte, off int64) error {
 
 // plexReader maps a component's bytes to its partitions.
 func (pl *plex) reader() (func([]byte, int64) error, error) {
+	if pl.typ == compRAID5 {
+		return pl.raid5Reader()
+	}
 	for _, p := range pl.parts {
 		if p.disk == nil {
 			return nil, fmt.Errorf("ldm: partition %s is on disk %s, which is not among the disks of this point: %w", p.name, p.diskName, ErrMissing)
@@ -625,9 +628,6 @@ func (v *Volume) Open() (interface {
 	io.ReaderAt
 	Size() int64
 }, error) {
-	if v.Type == "raid5" {
-		return nil, fmt.Errorf("ldm: volume %s is a RAID-5 volume: %w", v.Name, ErrUnsupported)
-	}
 	if len(v.plexes) == 0 || v.Size <= 0 {
 		return nil, corrupt("volume %s has no components", v.Name)
 	}

@@ -75,12 +75,12 @@ func crossCheck(t *testing.T, set *Set, ldmtool func(args ...string) []byte) {
 		if err := json.Unmarshal(ldmtool("show", "volume", dg.GUID, v.Name), &lv); err != nil {
 			t.Fatal(err)
 		}
-		if lv.Type != v.Type || lv.Size*sector != v.Size {
+		if !strings.EqualFold(lv.Type, v.Type) || lv.Size*sector != v.Size { // ldmtool says "RAID5"
 			t.Errorf("%s: type %s size %d; ldmtool: %s, %d sectors", v.Name, v.Type, v.Size, lv.Type, lv.Size)
 		}
 		var ours []string
 		for _, pl := range v.plexes {
-			if pl.typ == compStripe && lv.ChunkSize*sector != pl.stripe {
+			if (pl.typ == compStripe || pl.typ == compRAID5) && lv.ChunkSize*sector != pl.stripe {
 				t.Errorf("%s: stripe %d; ldmtool chunk %d sectors", v.Name, pl.stripe, lv.ChunkSize)
 			}
 			for _, p := range pl.parts {

@@ -287,44 +287,19 @@ func (a *Array) Open() (*Volume, error) {
 		if a.Chunk <= 0 {
 			return nil, fmt.Errorf("md %s: raid0 without a chunk size: %w", a.Name, ErrCorrupt)
 		}
-		for _, m := range a.Members {
-			if s := m.DataSize - m.DataSize%a.Chunk; s != per {
-				return nil, fmt.Errorf("md %s: raid0 over members of different sizes (several zones): %w", a.Name, ErrUnsupported)
-			}
+		zones, size, err := a.raid0Zones()
+		if err != nil {
+			return nil, err
 		}
-		v.size = per * int64(n)
-		v.read = a.chunked(func(c int64) (int, int64) { return int(c % int64(n)), c / int64(n) })
+		v.size = size
+		v.read = a.readZones(zones)
 	case Level10:
-		near, far, offsetFlag := a.Layout&0xff, (a.Layout>>8)&0xff, (a.Layout>>16)&1
-		if far != 1 || offsetFlag != 0 || near < 1 || near > n {
-			return nil, fmt.Errorf("md %s: raid10 layout %#x (only near copies are read): %w", a.Name, a.Layout, ErrUnsupported)
+		g, err := a.raid10Geometry(per)
+		if err != nil {
+			return nil, err
 		}
-		if a.Chunk <= 0 {
-			return nil, fmt.Errorf("md %s: raid10 without a chunk size: %w", a.Name, ErrCorrupt)
-		}
-		v.size = per / a.Chunk * int64(n) / int64(near) * a.Chunk
-		v.read = func(p []byte, off int64) error {
-			for len(p) > 0 {
-				c, in := off/a.Chunk, off%a.Chunk
-				k := min(int64(len(p)), a.Chunk-in)
-				var err error = ErrMissing
-				for copyN := 0; copyN < near; copyN++ {
-					slot := c*int64(near) + int64(copyN)
-					r, row := int(slot%int64(n)), slot/int64(n)
-					if a.Members[r] == nil {
-						continue
-					}
-					if err = a.member(r, p[:k], row*a.Chunk+in); err == nil {
-						break
-					}
-				}
-				if err != nil {
-					return fmt.Errorf("chunk %d: no readable copy: %w", c, err)
-				}
-				p, off = p[k:], off+k
-			}
-			return nil
-		}
+		v.size = g.size
+		v.read = g.read
 	case Level4, Level5, Level6:
 		return a.openParity(v, per)
 	default:

@@ -14,7 +14,10 @@
 //     events describes it; members more than one event behind are stale
 //     and left out (Problems says so).
 //   - Chunk: the unit of striping. Levels read: linear, raid0 (members of
-//     one size), raid1 (any member with the data), raid10 with near copies,
+//     different sizes as strip zones: zone k stripes over the members
+//     larger than the k-th smallest; the original or alternate layout
+//     picks a chunk's member in later zones), raid1 (any member with the
+//     data), raid10 with near, far and offset copies,
 //     raid4, raid5 (all six layouts) and raid6 (left- and right-symmetric
 //     and the DDF rotating layouts 8, 9, 10 that dm-raid's raid6_zr/nr/nc
 //     use),

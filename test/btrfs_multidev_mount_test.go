@@ -1,0 +1,104 @@
+package test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// TestBtrfsMultiDeviceLayout: a btrfs of two devices (data raid0,
+// metadata raid1) made by mkfs.btrfs on loop devices and filled through
+// the kernel, one device a GPT partition of sda, the other the whole of
+// sdb. Imported and mounted, fs/btrfs/<label>/ equals the kernel's mount
+// of the two devices file by file; sda/p1 says where the filesystem is
+// shown; a point holding only sda names the missing device in
+// fs/btrfs/ERROR.txt and fails striped reads with EIO, never other bytes.
+func TestBtrfsMultiDeviceLayout(t *testing.T) {
+	testutil.RequireFUSE(t)
+	testutil.RequireTools(t, "mkfs.btrfs", "losetup", "sgdisk", "mount", "umount")
+	dir := t.TempDir()
+	const devSize = 200 * mib
+	dev0, dev1 := filepath.Join(dir, "dev0.img"), filepath.Join(dir, "dev1.img")
+	var loops []string
+	for _, img := range []string{dev0, dev1} {
+		makeImage(t, img, devSize)
+		out, err := exec.Command("losetup", "-f", "--show", img).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		loop := strings.TrimSpace(string(out))
+		defer exec.Command("losetup", "-d", loop).Run()
+		loops = append(loops, loop)
+	}
+	sh(t, "mkfs.btrfs", "-q", "-f", "-L", "pool", "-d", "raid0", "-m", "raid1", loops[0], loops[1])
+	kmnt := filepath.Join(dir, "kernel")
+	os.Mkdir(kmnt, 0o755)
+	sh(t, "mount", "-o", "device="+loops[1], loops[0], kmnt)
+	umounted := false
+	defer func() {
+		if !umounted {
+			exec.Command("umount", kmnt).Run()
+		}
+	}()
+	src := filepath.Join(dir, "src")
+	makeGuestTree(t, src, treeSpec{files: 150, bigDir: 200, depth: 4, bigFile: 3 * mib, links: true, modes: true, sparse: true}, 18)
+	sh(t, "cp", "-a", src+"/.", kmnt)
+	big := bytes.Repeat([]byte("striped over two devices in 64 KiB units\n"), 600000)
+	os.WriteFile(filepath.Join(kmnt, "big.txt"), big, 0o644)
+	sh(t, "umount", kmnt)
+	umounted = true
+
+	// sda: GPT with the first device as p1; sdb: the second, whole.
+	sda := filepath.Join(dir, "sda.img")
+	makeImage(t, sda, devSize+2*mib)
+	sh(t, "sgdisk", "-n", "1:2048:+200M", sda)
+	writeAt(t, sda, dev0, mib)
+
+	repoDir := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repoDir, "init")
+	full := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "pool", "--disk", "sda", "--disk", "sdb", sda, dev1))
+	half := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "halfpool", "--disk", "sda", sda))
+	mnt := filepath.Join(dir, "mnt")
+	mountVolumes(t, repoDir, mnt)
+	fsOf := func(vm, point string, p ...string) string {
+		return filepath.Join(append([]string{mnt, vm, point, "fs"}, p...)...)
+	}
+	if got := listNames(t, fsOf("pool", full)); got != "btrfs,sda,sdb" {
+		t.Fatalf("fs/ lists %s", got)
+	}
+	// The kernel's view, read-only through fresh loop devices.
+	loops = loops[:0]
+	for _, img := range []string{dev0, dev1} {
+		out, err := exec.Command("losetup", "-f", "-r", "--show", img).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		loop := strings.TrimSpace(string(out))
+		defer exec.Command("losetup", "-d", loop).Run()
+		loops = append(loops, loop)
+	}
+	sh(t, "mount", "-o", "ro,device="+loops[1], loops[0], kmnt)
+	defer exec.Command("umount", kmnt).Run()
+	compareTrees(t, walkTree(t, kmnt, nil), walkTree(t, fsOf("pool", full, "btrfs", "pool"), nil), compareOpts{modes: true, links: true})
+	if _, err := os.Stat(fsOf("pool", full, "btrfs", guest.ErrorFileName)); !os.IsNotExist(err) {
+		t.Errorf("complete filesystem has a btrfs/ERROR.txt: %v", err)
+	}
+	if b, err := os.ReadFile(fsOf("pool", full, "sda", "p1", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/btrfs/") {
+		t.Errorf("sda/p1/ERROR.txt %q %v", b, err)
+	}
+
+	// Only sda: the second device is missing.
+	if b, err := os.ReadFile(fsOf("halfpool", half, "btrfs", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "1 of 2 devices") {
+		t.Errorf("half: btrfs/ERROR.txt %q %v", b, err)
+	}
+	got, err := os.ReadFile(fsOf("halfpool", half, "btrfs", "pool", "big.txt"))
+	if err == nil || bytes.Equal(got, big) {
+		t.Errorf("striped file with a device missing: %d bytes, %v; want EIO", len(got), err)
+	}
+}
