@@ -13,13 +13,14 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
-// errorFileName is the file that explains why a directory is empty.
-const errorFileName = "ERROR.txt"
+// ErrorFileName is the file that stands in a directory of fs/ whose
+// content cannot be shown and says why (fusefs and fusefs/guest).
+const ErrorFileName = "ERROR.txt"
 
 // fsDir is fs/ of a point: one directory per disk, built by the FSProvider.
 type fsDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 	p blockmap.Point
 }
@@ -123,7 +124,7 @@ func (t *tree) callProvider(p blockmap.Point, d blockmap.DiskInfo) (node gofs.In
 // errorDir is a directory holding only ERROR.txt.
 type errorDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t    *tree
 	p    blockmap.Point
 	text []byte
@@ -143,7 +144,7 @@ func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 }
 
 func (n *errorDir) list() []fuse.DirEntry {
-	return []fuse.DirEntry{{Name: errorFileName, Mode: syscall.S_IFREG}}
+	return []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}
 }
 
 func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -155,7 +156,7 @@ func (n *errorDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 }
 
 func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name != errorFileName {
+	if name != ErrorFileName {
 		return nil, syscall.ENOENT
 	}
 	ch := n.GetChild(name)

@@ -20,6 +20,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
@@ -29,9 +30,6 @@ import (
 // timeout is how long the kernel may cache names and attributes: the
 // content of a recovery point never changes.
 const timeout = time.Hour
-
-// ErrorFileName is the file that explains why a partition cannot be browsed.
-const ErrorFileName = "ERROR.txt"
 
 // Provider returns the fusefs.FSProvider that shows partitions and guest
 // filesystems. Errors inside a reader are logged with the point, disk and
@@ -84,6 +82,7 @@ func Volumes(r io.ReaderAt, size int64) ([]Volume, *partinfo.Table, error) {
 // diskDir is fs/<disk>: one directory per volume.
 type diskDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	src     fusefs.DiskSource
 	log     *slog.Logger
 	vols    []Volume
@@ -182,6 +181,7 @@ func dirAttr(a *fuse.Attr, t time.Time) {
 // directory with ERROR.txt. The filesystem is opened on first use.
 type volumeDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	src  fusefs.DiskSource
 	log  *slog.Logger
 	vol  Volume
@@ -261,7 +261,7 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}})
+		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
 	}
 	return v.root.OpendirHandle(ctx, flags)
 }
@@ -269,7 +269,7 @@ func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return gofs.NewListDirStream([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}), 0
+		return gofs.NewListDirStream([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}}), 0
 	}
 	return v.root.readdir()
 }
@@ -277,7 +277,7 @@ func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		if name != ErrorFileName {
+		if name != fusefs.ErrorFileName {
 			return nil, syscall.ENOENT
 		}
 		text := []byte(v.errorText())
@@ -299,6 +299,7 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // filesystem. Its methods turn reader errors into EIO and log them.
 type guestNode struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	fs    partinfo.Filesystem
 	ino   uint64
 	salt  uint64
@@ -475,8 +476,8 @@ func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
+	if errno := fusefs.ReadOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
 	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
@@ -493,9 +494,9 @@ func (n *guestNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, wh
 	var pos int64
 	var err error
 	switch whence {
-	case unixSeekData:
+	case unix.SEEK_DATA:
 		pos, err = n.fs.SeekData(n.ino, int64(off))
-	case unixSeekHole:
+	case unix.SEEK_HOLE:
 		pos, err = n.fs.SeekHole(n.ino, int64(off))
 	default:
 		return 0, syscall.EINVAL
@@ -516,8 +517,3 @@ func (n *guestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	}
 	return []byte(target), 0
 }
-
-const (
-	unixSeekData = 3
-	unixSeekHole = 4
-)

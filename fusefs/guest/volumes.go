@@ -129,7 +129,7 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 	seen := map[string]bool{}
 	for _, vol := range set.Volumes {
 		name := strings.NewReplacer("/", "_", "\x00", "_").Replace(vol.Name)
-		if name == "" || name == "." || name == ".." || seen[name] || name == ErrorFileName {
+		if name == "" || name == "." || name == ".." || seen[name] || name == fusefs.ErrorFileName {
 			problems = append(problems, fmt.Sprintf("a volume named %q is not shown (empty, reserved or duplicate name)", vol.Name))
 			continue
 		}
@@ -273,6 +273,7 @@ func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, salt uint64) *volumeD
 // plus ERROR.txt when errText is set.
 type staticDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	mtime   time.Time
 	names   []string
 	nodes   []gofs.InodeEmbedder
@@ -299,7 +300,7 @@ func (d *staticDir) OnAdd(ctx context.Context) {
 	if d.errText != "" {
 		f := &gofs.MemRegularFile{Data: []byte(d.errText), Attr: fuse.Attr{Mode: 0o444}}
 		f.Attr.SetTimes(&d.mtime, &d.mtime, &d.mtime)
-		d.AddChild(ErrorFileName, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+		d.AddChild(fusefs.ErrorFileName, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
 }
 
@@ -315,7 +316,7 @@ func (d *staticDir) entries() []fuse.DirEntry {
 		es = append(es, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR})
 	}
 	if d.errText != "" {
-		es = append(es, fuse.DirEntry{Name: ErrorFileName, Mode: syscall.S_IFREG})
+		es = append(es, fuse.DirEntry{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG})
 	}
 	return es
 }
