@@ -25,6 +25,7 @@ import (
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 // timeout is how long the kernel may cache names and attributes: the
@@ -48,49 +49,18 @@ func Provider(log *slog.Logger) fusefs.FSProvider {
 	}
 }
 
-// Volume is one browsable (or not) area of a disk: a partition or the whole disk.
-type Volume struct {
-	Name      string // p1, p2, ... or whole
-	Partition *partinfo.Partition
-	Offset    int64
-	Size      int64
-	Detection partinfo.Detection
-}
-
-// Volumes lists the volumes of a disk: its partitions (not extended
-// containers), or the whole disk when it has no partition table.
-func Volumes(r io.ReaderAt, size int64) ([]Volume, *partinfo.Table, error) {
-	t, err := partinfo.ReadTable(r, size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read partition table: %w", err)
-	}
-	var vols []Volume
-	if t.Type == partinfo.TableNone {
-		vols = append(vols, Volume{Name: "whole", Offset: 0, Size: size, Detection: partinfo.Detect(r, 0, size)})
-		return vols, t, nil
-	}
-	for i := range t.Partitions {
-		p := t.Partitions[i]
-		if p.Extended {
-			continue
-		}
-		vols = append(vols, Volume{Name: fmt.Sprintf("p%d", p.Number), Partition: &p, Offset: p.Start, Size: p.Size, Detection: partinfo.DetectPartition(r, p)})
-	}
-	return vols, t, nil
-}
-
 // diskDir is fs/<disk>: one directory per volume.
 type diskDir struct {
 	gofs.Inode
 	fusefs.ReadOnly
 	src     fusefs.DiskSource
 	log     *slog.Logger
-	vols    []Volume
+	vols    []volumes.Volume
 	volumes *atomic.Uint64 // per-mount counter that keeps inode numbers apart
 }
 
 func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
-	vols, t, err := Volumes(src.Reader, src.Size)
+	vols, t, err := volumes.OfDisk(src.Reader, src.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +154,7 @@ type volumeDir struct {
 	fusefs.ReadOnly
 	src  fusefs.DiskSource
 	log  *slog.Logger
-	vol  Volume
+	vol  volumes.Volume
 	salt uint64
 
 	once sync.Once
