@@ -1,7 +1,3 @@
-// Package guest builds the fs/<disk> directories of the FUSE mount: a
-// disk's partitions (p1, p2, ... or whole) and, inside each, the guest
-// filesystem read-only through package partinfo, straight from the stored
-// blocks. A partition that cannot be browsed shows ERROR.txt instead.
 package guest
 
 import (
@@ -11,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,15 +169,10 @@ func (v *volumeDir) where() []any {
 	return []any{"vm", v.src.Point.VM, "point", v.src.Point.ID, "disk", v.src.Disk.Name, "partition", v.vol.Name}
 }
 
-// open opens the volume's filesystem once; panics become errors.
+// open opens the volume's filesystem once. fsopen.Open is the reader
+// boundary: a reader's panic comes back as an error (ERROR.txt).
 func (v *volumeDir) open() {
 	v.once.Do(func() {
-		defer func() {
-			if p := recover(); p != nil {
-				v.err = fmt.Errorf("the filesystem reader failed on this volume (%v); the raw image is in disks/", p)
-				v.log.Error("guest filesystem reader panicked", append(v.where(), "panic", p, "stack", string(debug.Stack()))...)
-			}
-		}()
 		// The reader's small reads come from cached 64 KiB chunks.
 		fsys, err := fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
 		if err != nil {
