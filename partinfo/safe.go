@@ -5,7 +5,8 @@ import "fmt"
 // Safe and SafeOpen are the reader boundary: every call from the mount
 // (fusefs/guest) or the CLI into a filesystem reader goes through them
 // (partinfo/fsopen opens with SafeOpen), and they are the one place a
-// reader's panic is recovered. The readers themselves do not recover.
+// reader's panic is recovered. The readers do not recover themselves
+// (the NTFS reader's guard around each go-ntfs call aside).
 
 // Safe wraps a Filesystem so that a panic inside any method becomes an
 // error wrapping ErrCorrupt that names the filesystem and the operation.
