@@ -35,7 +35,7 @@ func attachmentDirs(p blockmap.Point) []string {
 // committed with the point and never change.
 type attachDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t   *tree
 	p   blockmap.Point
 	dir string

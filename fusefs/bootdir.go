@@ -25,7 +25,7 @@ const bootTimeout = time.Second
 // itself never changes. It is empty while no check has run.
 type bootDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 	p blockmap.Point
 }
@@ -79,7 +79,7 @@ func (n *bootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 // bootFile is one file of a boot check, read whole when opened.
 type bootFile struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t    *tree
 	path string
 }
@@ -100,7 +100,7 @@ func (n *bootFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 }
 
 func (n *bootFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if errno := readOnlyOpen(flags); errno != 0 {
+	if errno := ReadOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	data, err := os.ReadFile(n.path)

@@ -13,7 +13,7 @@ import (
 // VMDK descriptors, ERROR.txt).
 type contentFile struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t     *tree
 	data  []byte
 	mtime time.Time
@@ -33,7 +33,7 @@ func (n *contentFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.
 }
 
 func (n *contentFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if errno := readOnlyOpen(flags); errno != 0 {
+	if errno := ReadOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0

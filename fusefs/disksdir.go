@@ -13,7 +13,7 @@ import (
 // disksDir holds <disk>.img and <disk>.vmdk for every disk of a point.
 type disksDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 	p blockmap.Point
 }

@@ -30,4 +30,23 @@
 //
 // Every write (open for writing, create, chmod, unlink, ...) fails with
 // EROFS; the mount itself is read-only as well.
+//
+// # Vocabulary
+//
+//   - tree: one mount's state (repository, caches, catalog watcher); nodes
+//     (rootNode, vmDir, pointDir, disksDir, imgFile, fsDir, ...) hold a
+//     pointer to it.
+//   - ReadOnly, ReadOnlyOpen: the EROFS answers every node embeds or
+//     calls, exported for the nodes providers build (fusefs/guest).
+//   - FSProvider, VolumeProvider: hooks that build fs/<disk> and the
+//     directories of fs/ that span disks (fusefs/guest implements both);
+//     DiskSource and PointSource are what they get.
+//   - ErrorFileName (ERROR.txt): the one file of a directory under fs/
+//     whose content cannot be shown; it says why.
+//   - OpenCachedDir: the handle of a directory whose listing never changes.
+//
+// Panics: go-fuse's handler is the mount's one recover (MountOptions'
+// PanicHandler logs the stack and answers EIO). fusefs adds none of its
+// own, not around the providers either; guest filesystem readers recover
+// at partinfo's reader boundary (partinfo.Safe).
 package fusefs

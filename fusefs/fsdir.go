@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -13,13 +12,14 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
-// errorFileName is the file that explains why a directory is empty.
-const errorFileName = "ERROR.txt"
+// ErrorFileName is the file that stands in a directory of fs/ whose
+// content cannot be shown and says why (fusefs and fusefs/guest).
+const ErrorFileName = "ERROR.txt"
 
 // fsDir is fs/ of a point: one directory per disk, built by the FSProvider.
 type fsDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 	p blockmap.Point
 }
@@ -62,6 +62,9 @@ func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 	if ch == nil {
 		ch = n.t.diskFS(ctx, n, n.p, d)
 	}
+	if ch == nil {
+		return nil, syscall.EIO // the FSProvider panicked (logged by go-fuse's handler)
+	}
 	var a fuse.AttrOut
 	if g, ok := ch.Operations().(gofs.NodeGetattrer); ok {
 		if errno := g.Getattr(ctx, nil, &a); errno != 0 {
@@ -82,7 +85,8 @@ type fsEntry struct {
 
 // diskFS returns the node of fs/<disk>, asking the FSProvider once per
 // point and disk for the life of the mount. Providers of different disks
-// run concurrently.
+// run concurrently. The node is nil for the life of the mount once the
+// provider has panicked.
 func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d blockmap.DiskInfo) *gofs.Inode {
 	key := readerKey{pointKey{p.VM, p.Gen}, d.Name}
 	t.fsMu.Lock()
@@ -104,16 +108,11 @@ func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d bl
 	return e.in
 }
 
-// callProvider runs the FSProvider, turning a panic into an error.
-func (t *tree) callProvider(p blockmap.Point, d blockmap.DiskInfo) (node gofs.InodeEmbedder, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.log.Error("FSProvider panicked", "vm", p.VM, "point", p.ID, "disk", d.Name, "panic", r, "stack", string(debug.Stack()))
-			node, err = nil, fmt.Errorf("internal error while reading the disk: %v", r)
-		}
-	}()
+// callProvider runs the FSProvider. It does not recover: a provider's
+// panic is answered EIO by go-fuse's handler (see FSProvider).
+func (t *tree) callProvider(p blockmap.Point, d blockmap.DiskInfo) (gofs.InodeEmbedder, error) {
 	src := DiskSource{Point: p, Disk: d, Reader: &pointReaderAt{t: t, p: p, disk: d.Name}, Size: d.Size}
-	node, err = t.opts.FSProvider(t.ctx, src)
+	node, err := t.opts.FSProvider(t.ctx, src)
 	if err == nil && node == nil {
 		err = fmt.Errorf("no filesystem view")
 	}
@@ -123,7 +122,7 @@ func (t *tree) callProvider(p blockmap.Point, d blockmap.DiskInfo) (node gofs.In
 // errorDir is a directory holding only ERROR.txt.
 type errorDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t    *tree
 	p    blockmap.Point
 	text []byte
@@ -143,7 +142,7 @@ func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 }
 
 func (n *errorDir) list() []fuse.DirEntry {
-	return []fuse.DirEntry{{Name: errorFileName, Mode: syscall.S_IFREG}}
+	return []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}
 }
 
 func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -155,7 +154,7 @@ func (n *errorDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 }
 
 func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if name != errorFileName {
+	if name != ErrorFileName {
 		return nil, syscall.ENOENT
 	}
 	ch := n.GetChild(name)

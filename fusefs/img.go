@@ -11,20 +11,15 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/blockmap"
-)
-
-// lseek whence values for holes (not in package syscall).
-const (
-	seekData = 3
-	seekHole = 4
 )
 
 // imgFile is disks/<disk>.img: the raw disk as it was at the point.
 type imgFile struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t    *tree
 	p    blockmap.Point
 	disk blockmap.DiskInfo
@@ -47,7 +42,7 @@ func (n *imgFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Attr
 }
 
 func (n *imgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if errno := readOnlyOpen(flags); errno != 0 {
+	if errno := ReadOnlyOpen(flags); errno != 0 {
 		return nil, 0, errno
 	}
 	key := pointKey{n.p.VM, n.p.Gen}
@@ -146,9 +141,9 @@ func (h *imgHandle) Lseek(ctx context.Context, off uint64, whence uint32) (uint6
 		err error
 	)
 	switch whence {
-	case seekData:
+	case unix.SEEK_DATA:
 		pos, err = h.e.dr.NextData(int64(off))
-	case seekHole:
+	case unix.SEEK_HOLE:
 		pos, err = h.e.dr.NextHole(int64(off))
 	default:
 		return 0, syscall.EINVAL

@@ -38,10 +38,15 @@ type DiskSource struct {
 // The returned node must be a directory node of the go-fuse fs package
 // (it is added with mode S_IFDIR). Nodes below it should set long entry
 // and attribute timeouts (the content of a point never changes; the mount
-// sets no default) and should never panic; the
-// mount is read-only, so write operations fail with EROFS in the kernel
-// whatever the nodes implement. If the provider returns an error (or
-// panics), fs/<disk> shows a single file ERROR.txt that explains it.
+// sets no default) and should never panic (fusefs/guest reads guest
+// filesystems only through partinfo's reader boundary, partinfo.Safe and
+// SafeOpen, which turn a reader's panic into an error); the mount is
+// read-only, so write operations fail with EROFS in the kernel whatever
+// the nodes implement. If the provider returns an error, fs/<disk> shows
+// a single file ERROR.txt that explains it. A panic is not recovered by
+// fusefs: go-fuse's handler, the mount's one recover, answers the request
+// EIO and logs the stack; fs/<disk> then answers EIO for the life of the
+// mount and everything else keeps being served.
 type FSProvider func(ctx context.Context, src DiskSource) (gofs.InodeEmbedder, error)
 
 // Options configure a mount.

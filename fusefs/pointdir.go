@@ -25,7 +25,7 @@ const (
 // FSProvider) fs/. Its content never changes.
 type pointDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 	p blockmap.Point
 }

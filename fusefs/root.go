@@ -11,7 +11,7 @@ import (
 // rootNode is the mount's root: one directory per VM with points.
 type rootNode struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t *tree
 }
 

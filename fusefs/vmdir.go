@@ -15,7 +15,7 @@ const latestName = "latest"
 // vmDir lists the points of one VM and the latest symlink.
 type vmDir struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t    *tree
 	name string
 }
@@ -97,7 +97,7 @@ func (n *vmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 // latestLink points to the newest point of a VM.
 type latestLink struct {
 	gofs.Inode
-	readOnly
+	ReadOnly
 	t  *tree
 	vm string
 }

@@ -2,8 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"fmt"
-	"runtime/debug"
 	"sort"
 	"sync"
 	"syscall"
@@ -31,8 +29,10 @@ type VolumeDir struct {
 // managers: fs/lvm/<vg>/<lv>/...). It is called at most once per point
 // per mount, the first time fs/ is listed or a name in it that is not a
 // disk is looked up, with a context that ends when the mount ends. It
-// returns no directories when the point has no such volumes; an error
-// (or a panic) is logged and leaves fs/ with the disks only. A name that
+// returns no directories when the point has no such volumes; an error is
+// logged and leaves fs/ with the disks only. A panic is not recovered
+// here: go-fuse's handler answers the request that ran the provider with
+// EIO and logs the stack, and fs/ then shows the disks only. A name that
 // equals a disk's name is dropped (the disk keeps it).
 type VolumeProvider func(ctx context.Context, src PointSource) ([]VolumeDir, error)
 
@@ -80,13 +80,10 @@ func (t *tree) pointVolumes(ctx context.Context, parent *fsDir) *volEntry {
 	return e
 }
 
-func (t *tree) callVolumeProvider(p blockmap.Point) (dirs []VolumeDir, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			t.log.Error("VolumeProvider panicked", "vm", p.VM, "point", p.ID, "panic", r, "stack", string(debug.Stack()))
-			dirs, err = nil, fmt.Errorf("internal error while assembling volumes: %v", r)
-		}
-	}()
+// callVolumeProvider runs the VolumeProvider. It does not recover: a
+// provider's panic is answered EIO by go-fuse's handler (see
+// VolumeProvider).
+func (t *tree) callVolumeProvider(p blockmap.Point) ([]VolumeDir, error) {
 	src := PointSource{Point: p}
 	for _, d := range p.Disks {
 		src.Disks = append(src.Disks, DiskSource{Point: p, Disk: d, Reader: &pointReaderAt{t: t, p: p, disk: d.Name}, Size: d.Size})

@@ -2,6 +2,12 @@ package partinfo
 
 import "fmt"
 
+// Safe and SafeOpen are the reader boundary: every call from the mount
+// (fusefs/guest) or the CLI into a filesystem reader goes through them
+// (partinfo/fsopen opens with SafeOpen), and they are the one place a
+// reader's panic is recovered. The readers do not recover themselves
+// (the NTFS reader's guard around each go-ntfs call aside).
+
 // Safe wraps a Filesystem so that a panic inside any method becomes an
 // error wrapping ErrCorrupt that names the filesystem and the operation.
 // Info and Root cannot fail: a panic there yields the zero value.
@@ -12,15 +18,26 @@ func Safe(fs Filesystem, name string) Filesystem {
 	return &safeFS{fs: fs, name: name}
 }
 
+// SafeOpen runs open, a reader's Open of a filesystem called name, turning
+// a panic into an error wrapping ErrCorrupt, and wraps what it opened in
+// Safe.
+func SafeOpen(name string, open func() (Filesystem, error)) (fsys Filesystem, err error) {
+	defer catch(name, "open", &err)
+	if fsys, err = open(); err != nil {
+		return nil, err
+	}
+	return Safe(fsys, name), nil
+}
+
 type safeFS struct {
 	fs   Filesystem
 	name string
 }
 
 // catch converts a recovered panic into an ErrCorrupt error in *err.
-func (s *safeFS) catch(op string, err *error) {
+func catch(name, op string, err *error) {
 	if p := recover(); p != nil {
-		*err = fmt.Errorf("%s: %s: parser panic (%v): %w", s.name, op, p, ErrCorrupt)
+		*err = fmt.Errorf("%s: %s: parser panic (%v): %w", name, op, p, ErrCorrupt)
 	}
 }
 
@@ -43,44 +60,44 @@ func (s *safeFS) Root() (ino uint64) {
 }
 
 func (s *safeFS) Stat(ino uint64) (a Attr, err error) {
-	defer s.catch(fmt.Sprintf("stat inode %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("stat inode %d", ino), &err)
 	return s.fs.Stat(ino)
 }
 
 func (s *safeFS) ReadDir(ino uint64) (d []DirEntry, err error) {
-	defer s.catch(fmt.Sprintf("read directory %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("read directory %d", ino), &err)
 	return s.fs.ReadDir(ino)
 }
 
 func (s *safeFS) Lookup(dir uint64, name string) (ino uint64, err error) {
-	defer s.catch(fmt.Sprintf("look up %q in directory %d", name, dir), &err)
+	defer catch(s.name, fmt.Sprintf("look up %q in directory %d", name, dir), &err)
 	return s.fs.Lookup(dir, name)
 }
 
 func (s *safeFS) Readlink(ino uint64) (t string, err error) {
-	defer s.catch(fmt.Sprintf("read link %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("read link %d", ino), &err)
 	return s.fs.Readlink(ino)
 }
 
 func (s *safeFS) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
-	defer s.catch(fmt.Sprintf("read inode %d at %d", ino, off), &err)
+	defer catch(s.name, fmt.Sprintf("read inode %d at %d", ino, off), &err)
 	return s.fs.ReadAt(ino, p, off)
 }
 
 func (s *safeFS) SeekData(ino uint64, off int64) (o int64, err error) {
-	defer s.catch(fmt.Sprintf("seek data in inode %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("seek data in inode %d", ino), &err)
 	return s.fs.SeekData(ino, off)
 }
 
 func (s *safeFS) SeekHole(ino uint64, off int64) (o int64, err error) {
-	defer s.catch(fmt.Sprintf("seek hole in inode %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("seek hole in inode %d", ino), &err)
 	return s.fs.SeekHole(ino, off)
 }
 
 // Xattrs lists an inode's extended attributes when the wrapped reader has
 // them (partinfo.XattrReader); otherwise an error wrapping ErrNoXattrs.
 func (s *safeFS) Xattrs(ino uint64) (x []Xattr, err error) {
-	defer s.catch(fmt.Sprintf("list extended attributes of inode %d", ino), &err)
+	defer catch(s.name, fmt.Sprintf("list extended attributes of inode %d", ino), &err)
 	r, ok := s.fs.(XattrReader)
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", s.name, ErrNoXattrs)

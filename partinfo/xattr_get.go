@@ -51,11 +51,11 @@ type safeGetter struct {
 }
 
 func (x safeGetter) XattrNames(ino uint64) (n []string, err error) {
-	defer x.s.catch(fmt.Sprintf("list extended attributes of inode %d", ino), &err)
+	defer catch(x.s.name, fmt.Sprintf("list extended attributes of inode %d", ino), &err)
 	return x.g.XattrNames(ino)
 }
 
 func (x safeGetter) Xattr(ino uint64, name string) (v []byte, err error) {
-	defer x.s.catch(fmt.Sprintf("read extended attribute %s of inode %d", name, ino), &err)
+	defer catch(x.s.name, fmt.Sprintf("read extended attribute %s of inode %d", name, ino), &err)
 	return x.g.Xattr(ino, name)
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -86,15 +86,15 @@ func TestBtrfsMultiDeviceLayout(t *testing.T) {
 	sh(t, "mount", "-o", "ro,device="+loops[1], loops[0], kmnt)
 	defer exec.Command("umount", kmnt).Run()
 	compareTrees(t, walkTree(t, kmnt, nil), walkTree(t, fsOf("pool", full, "btrfs", "pool"), nil), compareOpts{modes: true, links: true})
-	if _, err := os.Stat(fsOf("pool", full, "btrfs", guest.ErrorFileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(fsOf("pool", full, "btrfs", fusefs.ErrorFileName)); !os.IsNotExist(err) {
 		t.Errorf("complete filesystem has a btrfs/ERROR.txt: %v", err)
 	}
-	if b, err := os.ReadFile(fsOf("pool", full, "sda", "p1", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/btrfs/") {
+	if b, err := os.ReadFile(fsOf("pool", full, "sda", "p1", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/btrfs/") {
 		t.Errorf("sda/p1/ERROR.txt %q %v", b, err)
 	}
 
 	// Only sda: the second device is missing.
-	if b, err := os.ReadFile(fsOf("halfpool", half, "btrfs", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "1 of 2 devices") {
+	if b, err := os.ReadFile(fsOf("halfpool", half, "btrfs", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "1 of 2 devices") {
 		t.Errorf("half: btrfs/ERROR.txt %q %v", b, err)
 	}
 	got, err := os.ReadFile(fsOf("halfpool", half, "btrfs", "pool", "big.txt"))

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -202,16 +202,16 @@ func TestGuestFilesystems(t *testing.T) {
 		}
 	})
 	t.Run("unreadable volumes explain themselves", func(t *testing.T) {
-		lvmText, err := os.ReadFile(filepath.Join(fsRoot(p2, "p5"), guest.ErrorFileName))
+		lvmText, err := os.ReadFile(filepath.Join(fsRoot(p2, "p5"), fusefs.ErrorFileName))
 		if err != nil || !strings.Contains(string(lvmText), "LVM") {
 			t.Fatalf("LVM partition: ERROR.txt %q, %v", lvmText, err)
 		}
-		badText, err := os.ReadFile(filepath.Join(fsRoot(p2, "p6"), guest.ErrorFileName))
+		badText, err := os.ReadFile(filepath.Join(fsRoot(p2, "p6"), fusefs.ErrorFileName))
 		if err != nil || !strings.Contains(string(badText), "ext4") {
 			t.Fatalf("corrupt ext4: ERROR.txt %q, %v", badText, err)
 		}
 		var st syscall.Stat_t
-		if err := syscall.Stat(filepath.Join(fsRoot(p2, "p6"), guest.ErrorFileName), &st); err != nil || st.Nlink != 1 {
+		if err := syscall.Stat(filepath.Join(fsRoot(p2, "p6"), fusefs.ErrorFileName), &st); err != nil || st.Nlink != 1 {
 			t.Errorf("ERROR.txt: %v, link count %d, want 1", err, st.Nlink)
 		}
 		// The rest of the mount still works.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/ldmfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -74,18 +74,18 @@ func TestWindowsDynamicDisks(t *testing.T) {
 			compareTrees(t, walkTree(t, srcs[v.Name], nil), walkTree(t, ldmOf("win", full, v.Name), ntfsSkip), compareOpts{mtimeGran: time.Microsecond})
 		})
 	}
-	if b, err := os.ReadFile(filepath.Join(mnt, "win", full, "fs", "disk0", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/ldm/") {
+	if b, err := os.ReadFile(filepath.Join(mnt, "win", full, "fs", "disk0", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/ldm/") {
 		t.Errorf("fs/disk0/ERROR.txt: %q %v", b, err)
 	}
 	t.Run("missing disk", func(t *testing.T) {
 		compareTrees(t, walkTree(t, srcs["Mirror"], nil), walkTree(t, ldmOf("halfwin", half, "Mirror"), ntfsSkip), compareOpts{mtimeGran: time.Microsecond})
 		for _, name := range []string{"Data", "Stripe"} {
-			b, err := os.ReadFile(ldmOf("halfwin", half, name, guest.ErrorFileName))
+			b, err := os.ReadFile(ldmOf("halfwin", half, name, fusefs.ErrorFileName))
 			if err != nil || !strings.Contains(string(b), "Disk2") {
 				t.Errorf("%s/ERROR.txt: %q %v", name, b, err)
 			}
 		}
-		if b, err := os.ReadFile(ldmOf("halfwin", half, guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "not among the disks") {
+		if b, err := os.ReadFile(ldmOf("halfwin", half, fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "not among the disks") {
 			t.Errorf("fs/ldm/ERROR.txt: %q %v", b, err)
 		}
 	})

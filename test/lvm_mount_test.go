@@ -114,24 +114,24 @@ func TestLVMVolumes(t *testing.T) {
 		}
 	})
 	t.Run("thin pool", func(t *testing.T) {
-		b, err := os.ReadFile(filepath.Join(lvRoot("lvmvm", p2, "pool"), guest.ErrorFileName))
+		b, err := os.ReadFile(filepath.Join(lvRoot("lvmvm", p2, "pool"), fusefs.ErrorFileName))
 		if err != nil || !strings.Contains(string(b), "thin pool") {
 			t.Fatalf("pool/ERROR.txt: %q %v", b, err)
 		}
 	})
 	t.Run("the PV partition points at fs/lvm", func(t *testing.T) {
-		b, err := os.ReadFile(filepath.Join(mnt, "lvmvm", p2, "fs", "sda", "p2", guest.ErrorFileName))
+		b, err := os.ReadFile(filepath.Join(mnt, "lvmvm", p2, "fs", "sda", "p2", fusefs.ErrorFileName))
 		if err != nil || !strings.Contains(string(b), "fs/lvm/") {
 			t.Fatalf("fs/sda/p2/ERROR.txt: %q %v", b, err)
 		}
 	})
 	t.Run("missing disk", func(t *testing.T) {
-		b, err := os.ReadFile(filepath.Join(mnt, "halfvm", half, "fs", "lvm", "vgdata", guest.ErrorFileName))
+		b, err := os.ReadFile(filepath.Join(mnt, "halfvm", half, "fs", "lvm", "vgdata", fusefs.ErrorFileName))
 		if err != nil || !strings.Contains(string(b), "is on none of the disks of this point") {
 			t.Fatalf("fs/lvm/vgdata/ERROR.txt: %q %v", b, err)
 		}
 		for _, lv := range []string{"span", "stripe", "thin1", "parity"} {
-			b, err := os.ReadFile(filepath.Join(lvRoot("halfvm", half, lv), guest.ErrorFileName))
+			b, err := os.ReadFile(filepath.Join(lvRoot("halfvm", half, lv), fusefs.ErrorFileName))
 			if err != nil || !strings.Contains(string(b), "missing") || !strings.Contains(string(b), "on none of the disks") {
 				t.Errorf("%s/ERROR.txt: %q %v", lv, b, err)
 			}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/fusefs/guest"
+	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/lvmfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -47,18 +47,18 @@ func TestCentOSLayout(t *testing.T) {
 		t.Run(point.vm, func(t *testing.T) {
 			compareTrees(t, walkTree(t, srcBoot, nil), walkTree(t, fsOf(point.vm, point.id, "md", "boot"), noLost), cmp)
 			compareTrees(t, walkTree(t, srcRoot, nil), walkTree(t, fsOf(point.vm, point.id, "lvm", "centos", "root"), noLost), cmp)
-			if b, err := os.ReadFile(fsOf(point.vm, point.id, "md", "pv", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/lvm") {
+			if b, err := os.ReadFile(fsOf(point.vm, point.id, "md", "pv", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/lvm") {
 				t.Errorf("md/pv/ERROR.txt %q %v", b, err)
 			}
-			if b, err := os.ReadFile(fsOf(point.vm, point.id, "sda", "p2", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/md/") {
+			if b, err := os.ReadFile(fsOf(point.vm, point.id, "sda", "p2", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/md/") {
 				t.Errorf("sda/p2/ERROR.txt %q %v", b, err)
 			}
 		})
 	}
-	if b, err := os.ReadFile(fsOf("halfcentos", half, "md", guest.ErrorFileName)); err != nil || !strings.Contains(string(b), "slot 1 of 2 has no member") {
+	if b, err := os.ReadFile(fsOf("halfcentos", half, "md", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "slot 1 of 2 has no member") {
 		t.Errorf("degraded: md/ERROR.txt %q %v", b, err)
 	}
-	if _, err := os.Stat(fsOf("centos", full, "md", guest.ErrorFileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(fsOf("centos", full, "md", fusefs.ErrorFileName)); !os.IsNotExist(err) {
 		t.Errorf("complete arrays have an md/ERROR.txt: %v", err)
 	}
 

@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 func fileCommands() []*cli.Command {
@@ -148,7 +148,7 @@ type diskTableJSON struct {
 
 func describeDisk(dr *blockmap.DiskReader) (diskTableJSON, error) {
 	out := diskTableJSON{Disk: dr.Disk().Name, Size: dr.Size()}
-	vols, t, err := guest.Volumes(dr, dr.Size())
+	vols, t, err := volumes.OfDisk(dr, dr.Size())
 	if err != nil {
 		return out, fmt.Errorf("disk %s: %w", dr.Disk().Name, err)
 	}
@@ -300,7 +300,7 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 	if want != "whole" {
 		want = "p" + want
 	}
-	vols, _, err := guest.Volumes(o.dr, o.dr.Size())
+	vols, _, err := volumes.OfDisk(o.dr, o.dr.Size())
 	if err != nil {
 		o.Close()
 		return nil, nil, fmt.Errorf("disk %s: %w", c.String("disk"), err)

@@ -10,20 +10,20 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
 	"github.com/cairnbackup/cairn/partinfo/md"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 // volumeFlag selects a volume assembled across disks (files, restore-file).
 var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV, md/ARRAY or ldm/VOLUME"}
 
 // openAllDisks opens a reader of every disk of a point.
-func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []guest.Disk, error) {
+func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []volumes.Disk, error) {
 	var drs []*blockmap.DiskReader
-	var disks []guest.Disk
+	var disks []volumes.Disk
 	for _, d := range p.Disks {
 		dr, err := repo.OpenDisk(ctx, p, d.Name)
 		if err != nil {
@@ -33,7 +33,7 @@ func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([
 			return nil, nil, err
 		}
 		drs = append(drs, dr)
-		disks = append(disks, guest.Disk{Name: d.Name, R: dr, Size: dr.Size()})
+		disks = append(disks, volumes.Disk{Name: d.Name, R: dr, Size: dr.Size()})
 	}
 	return drs, disks, nil
 }
@@ -41,9 +41,9 @@ func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([
 // openSpannedVolume opens the filesystem of --volume lvm/<vg>/<lv>.
 func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Filesystem, error) {
 	parts := strings.Split(strings.Trim(spec, "/"), "/")
-	isLVM := len(parts) == 3 && parts[0] == guest.LVMDirName && parts[1] != "" && parts[2] != ""
-	isMD := len(parts) == 2 && parts[0] == guest.MDDirName && parts[1] != ""
-	isLDM := len(parts) == 2 && parts[0] == guest.LDMDirName && parts[1] != ""
+	isLVM := len(parts) == 3 && parts[0] == volumes.LVMDir && parts[1] != "" && parts[2] != ""
+	isMD := len(parts) == 2 && parts[0] == volumes.MDDir && parts[1] != ""
+	isLDM := len(parts) == 2 && parts[0] == volumes.LDMDir && parts[1] != ""
 	if !isLVM && !isMD && !isLDM {
 		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV, md/ARRAY or ldm/VOLUME (see `cairn partitions`)", spec)
 	}
@@ -66,7 +66,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 		o.Close()
 		return nil, nil, err
 	}
-	st, err := guest.ScanStack(c.Context, disks)
+	st, err := volumes.Scan(c.Context, disks)
 	if err != nil {
 		return fail(err)
 	}
@@ -156,8 +156,8 @@ func orNone(names []string) string {
 // describeLVM lists each volume group of a point as a pseudo disk
 // "lvm/<vg>" whose partitions are its visible LVs, and marks the PV
 // partitions of the disk tables with their VG.
-func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON) ([]diskTableJSON, error) {
-	st, err := guest.ScanStack(ctx, disks)
+func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJSON) ([]diskTableJSON, error) {
+	st, err := volumes.Scan(ctx, disks)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 	var out []diskTableJSON
 	// Dynamic volumes: one pseudo disk ldm/<volume> each.
 	for _, v := range st.LDM.Volumes {
-		t := diskTableJSON{Disk: guest.LDMDirName + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
+		t := diskTableJSON{Disk: volumes.LDMDir + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
 		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
 		if r, err := v.Open(); err != nil {
 			j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
@@ -176,13 +176,13 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 		out = append(out, t)
 	}
 	for _, pr := range st.LDM.Problems {
-		out = append(out, diskTableJSON{Disk: guest.LDMDirName, Table: "ldm", Warnings: []string{pr}})
+		out = append(out, diskTableJSON{Disk: volumes.LDMDir, Table: "ldm", Warnings: []string{pr}})
 	}
 	// MD arrays: members marked, each array a pseudo disk md/<name>
 	// holding one volume.
 	memberOf := map[string]string{}
 	for _, a := range st.MD.Arrays {
-		t := diskTableJSON{Disk: guest.MDDirName + "/" + a.Name, Table: "md", DiskGUID: a.UUID, Warnings: a.Problems}
+		t := diskTableJSON{Disk: volumes.MDDir + "/" + a.Name, Table: "md", DiskGUID: a.UUID, Warnings: a.Problems}
 		for r, m := range a.Members {
 			where := "missing"
 			if m != nil {
@@ -229,7 +229,7 @@ func describeLVM(ctx context.Context, disks []guest.Disk, tables []diskTableJSON
 		}
 	}
 	for _, vg := range set.VGs {
-		t := diskTableJSON{Disk: guest.LVMDirName + "/" + vg.Name, Table: "lvm", DiskGUID: vg.UUID, Warnings: vg.Problems}
+		t := diskTableJSON{Disk: volumes.LVMDir + "/" + vg.Name, Table: "lvm", DiskGUID: vg.UUID, Warnings: vg.Problems}
 		var pvs []string
 		for _, pv := range vg.PVs {
 			t.Size += pv.PECount * vg.ExtentSize
@@ -266,7 +266,7 @@ problems:
 				continue problems
 			}
 		}
-		out = append(out, diskTableJSON{Disk: guest.LVMDirName, Table: "lvm", Warnings: []string{pr}})
+		out = append(out, diskTableJSON{Disk: volumes.LVMDir, Table: "lvm", Warnings: []string{pr}})
 	}
 	return out, nil
 }

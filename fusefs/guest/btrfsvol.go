@@ -9,11 +9,8 @@ import (
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/btrfs"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
-
-// BtrfsDirName is the directory of fs/ that holds btrfs filesystems of
-// several devices, assembled across the point's disks.
-const BtrfsDirName = "btrfs"
 
 // BtrfsName is a multi-device btrfs's name under fs/btrfs/: its label
 // when that is a usable, unique name, else its UUID.
@@ -32,7 +29,7 @@ func BtrfsName(g *btrfs.Group, all []*btrfs.Group) string {
 
 // btrfsDir is fs/btrfs: one directory per btrfs of several devices, read
 // from its devices among the point's disks, or nil when there is none.
-func btrfsDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64) *staticDir {
+func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() uint64) *staticDir {
 	if len(st.Btrfs) == 0 {
 		return nil
 	}
@@ -48,7 +45,7 @@ func btrfsDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64)
 			problems = append(problems, fmt.Sprintf("%s (UUID %s): %d of %d devices found (%s); chunks on the missing devices "+
 				"cannot be read unless mirrored", name, g.FSID, len(g.Members), g.NumDevices, strings.Join(found, ", ")))
 		}
-		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: BtrfsDirName + "/" + name}}}
+		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.BtrfsDir + "/" + name}}}
 		v.vol.Name = name
 		v.vol.Detection = partinfo.Detection{Type: "btrfs", UUID: g.FSID, Label: g.Label}
 		v.openFS = func() (partinfo.Filesystem, error) {

@@ -1,7 +1,3 @@
-// Package guest builds the fs/<disk> directories of the FUSE mount: a
-// disk's partitions (p1, p2, ... or whole) and, inside each, the guest
-// filesystem read-only through package partinfo, straight from the stored
-// blocks. A partition that cannot be browsed shows ERROR.txt instead.
 package guest
 
 import (
@@ -11,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,18 +15,17 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 // timeout is how long the kernel may cache names and attributes: the
 // content of a recovery point never changes.
 const timeout = time.Hour
-
-// ErrorFileName is the file that explains why a partition cannot be browsed.
-const ErrorFileName = "ERROR.txt"
 
 // Provider returns the fusefs.FSProvider that shows partitions and guest
 // filesystems. Errors inside a reader are logged with the point, disk and
@@ -50,48 +44,18 @@ func Provider(log *slog.Logger) fusefs.FSProvider {
 	}
 }
 
-// Volume is one browsable (or not) area of a disk: a partition or the whole disk.
-type Volume struct {
-	Name      string // p1, p2, ... or whole
-	Partition *partinfo.Partition
-	Offset    int64
-	Size      int64
-	Detection partinfo.Detection
-}
-
-// Volumes lists the volumes of a disk: its partitions (not extended
-// containers), or the whole disk when it has no partition table.
-func Volumes(r io.ReaderAt, size int64) ([]Volume, *partinfo.Table, error) {
-	t, err := partinfo.ReadTable(r, size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read partition table: %w", err)
-	}
-	var vols []Volume
-	if t.Type == partinfo.TableNone {
-		vols = append(vols, Volume{Name: "whole", Offset: 0, Size: size, Detection: partinfo.Detect(r, 0, size)})
-		return vols, t, nil
-	}
-	for i := range t.Partitions {
-		p := t.Partitions[i]
-		if p.Extended {
-			continue
-		}
-		vols = append(vols, Volume{Name: fmt.Sprintf("p%d", p.Number), Partition: &p, Offset: p.Start, Size: p.Size, Detection: partinfo.DetectPartition(r, p)})
-	}
-	return vols, t, nil
-}
-
 // diskDir is fs/<disk>: one directory per volume.
 type diskDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	src     fusefs.DiskSource
 	log     *slog.Logger
-	vols    []Volume
+	vols    []volumes.Volume
 	volumes *atomic.Uint64 // per-mount counter that keeps inode numbers apart
 }
 
 func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
-	vols, t, err := Volumes(src.Reader, src.Size)
+	vols, t, err := volumes.OfDisk(src.Reader, src.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -182,9 +146,10 @@ func dirAttr(a *fuse.Attr, t time.Time) {
 // directory with ERROR.txt. The filesystem is opened on first use.
 type volumeDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	src  fusefs.DiskSource
 	log  *slog.Logger
-	vol  Volume
+	vol  volumes.Volume
 	salt uint64
 
 	once sync.Once
@@ -207,15 +172,10 @@ func (v *volumeDir) where() []any {
 	return []any{"vm", v.src.Point.VM, "point", v.src.Point.ID, "disk", v.src.Disk.Name, "partition", v.vol.Name}
 }
 
-// open opens the volume's filesystem once; panics become errors.
+// open opens the volume's filesystem once. fsopen.Open is the reader
+// boundary: a reader's panic comes back as an error (ERROR.txt).
 func (v *volumeDir) open() {
 	v.once.Do(func() {
-		defer func() {
-			if p := recover(); p != nil {
-				v.err = fmt.Errorf("the filesystem reader failed on this volume (%v); the raw image is in disks/", p)
-				v.log.Error("guest filesystem reader panicked", append(v.where(), "panic", p, "stack", string(debug.Stack()))...)
-			}
-		}()
 		// The reader's small reads come from cached 64 KiB chunks.
 		var fsys partinfo.Filesystem
 		var err error
@@ -270,7 +230,7 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}})
+		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
 	}
 	return v.root.OpendirHandle(ctx, flags)
 }
@@ -278,7 +238,7 @@ func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return gofs.NewListDirStream([]fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}), 0
+		return gofs.NewListDirStream([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}}), 0
 	}
 	return v.root.readdir()
 }
@@ -286,7 +246,7 @@ func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		if name != ErrorFileName {
+		if name != fusefs.ErrorFileName {
 			return nil, syscall.ENOENT
 		}
 		text := []byte(v.errorText())
@@ -308,6 +268,7 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // filesystem. Its methods turn reader errors into EIO and log them.
 type guestNode struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	fs    partinfo.Filesystem
 	ino   uint64
 	salt  uint64
@@ -484,8 +445,8 @@ func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
+	if errno := fusefs.ReadOnlyOpen(flags); errno != 0 {
+		return nil, 0, errno
 	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0
 }
@@ -502,9 +463,9 @@ func (n *guestNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, wh
 	var pos int64
 	var err error
 	switch whence {
-	case unixSeekData:
+	case unix.SEEK_DATA:
 		pos, err = n.fs.SeekData(n.ino, int64(off))
-	case unixSeekHole:
+	case unix.SEEK_HOLE:
 		pos, err = n.fs.SeekHole(n.ino, int64(off))
 	default:
 		return 0, syscall.EINVAL
@@ -525,8 +486,3 @@ func (n *guestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	}
 	return []byte(target), 0
 }
-
-const (
-	unixSeekData = 3
-	unixSeekHole = 4
-)

@@ -3,7 +3,6 @@ package guest
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -16,111 +15,11 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/partinfo"
-	"github.com/cairnbackup/cairn/partinfo/btrfs"
 	"github.com/cairnbackup/cairn/partinfo/ldm"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
 	"github.com/cairnbackup/cairn/partinfo/md"
+	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
-
-// LVMDirName is the directory of fs/ that holds LVM volume groups.
-const LVMDirName = "lvm"
-
-// Disk is one disk of a point, for assembling volumes across disks.
-type Disk struct {
-	Name string
-	R    io.ReaderAt
-	Size int64
-}
-
-// Stack is what lies across the disks of a point: MD arrays and LVM
-// volume groups (on partitions, whole disks or arrays).
-type Stack struct {
-	MD  *md.Set
-	LVM *lvm.Set
-	// Arrays maps an array's name to its reader (arrays that cannot be
-	// read are absent; ArrayErrors says why).
-	Arrays      map[string]*md.Volume
-	ArrayErrors map[string]error
-	// LDM holds the Windows dynamic volumes (MBR dynamic disks).
-	LDM *ldm.Set
-	// Btrfs holds the btrfs filesystems of several devices.
-	Btrfs []*btrfs.Group
-}
-
-// ScanStack finds MD members and LVM physical volumes on every partition
-// (or whole disk, without a partition table) of the disks, assembles the
-// arrays, then the volume groups on partitions, disks and arrays. Disks
-// whose partition table cannot be read are skipped and named in the LVM
-// set's Problems.
-func ScanStack(ctx context.Context, disks []Disk) (*Stack, error) {
-	type cand struct {
-		dev partinfo.Region
-		typ string
-	}
-	var cands []cand
-	var regions []partinfo.Region
-	var problems []string
-	for _, d := range disks {
-		vols, _, err := Volumes(d.R, d.Size)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("disk %s: %v", d.Name, err))
-			continue
-		}
-		for _, v := range vols {
-			name := d.Name + "/" + v.Name
-			r := partinfo.Region{Name: name, R: d.R, Off: v.Offset, Size: v.Size}
-			cands = append(cands, cand{r, v.Detection.Type})
-			regions = append(regions, r)
-		}
-	}
-	st := &Stack{Arrays: map[string]*md.Volume{}, ArrayErrors: map[string]error{}}
-	var wholes []partinfo.Region
-	for _, d := range disks {
-		wholes = append(wholes, partinfo.Region{Name: d.Name, R: d.R, Size: d.Size})
-	}
-	var err error
-	if st.LDM, err = ldm.Scan(ctx, wholes); err != nil {
-		return nil, err
-	}
-	if st.MD, err = md.Scan(ctx, regions); err != nil {
-		return nil, err
-	}
-	st.Btrfs = btrfs.Scan(regions)
-	var devs []lvm.Device
-	for _, c := range cands {
-		if c.typ == "lvm2" && !st.MD.IsMember(c.dev.Name) {
-			devs = append(devs, c.dev)
-		}
-	}
-	for _, a := range st.MD.Arrays {
-		vol, err := a.Open()
-		if err != nil {
-			st.ArrayErrors[a.Name] = err
-			continue
-		}
-		st.Arrays[a.Name] = vol
-		if partinfo.Detect(vol, 0, vol.Size()).Type == "lvm2" {
-			devs = append(devs, partinfo.Region{Name: MDDirName + "/" + a.Name, R: vol, Size: vol.Size()})
-		}
-	}
-	if st.LVM, err = lvm.Scan(ctx, devs); err != nil {
-		return nil, err
-	}
-	st.LVM.Problems = append(problems, st.LVM.Problems...)
-	return st, nil
-}
-
-// ScanLVM is ScanStack's volume groups.
-func ScanLVM(ctx context.Context, disks []Disk) (*lvm.Set, error) {
-	st, err := ScanStack(ctx, disks)
-	if err != nil {
-		return nil, err
-	}
-	return st.LVM, nil
-}
-
-// LDMDirName is the directory of fs/ that holds Windows dynamic volumes.
-const LDMDirName = "ldm"
 
 // ldmDir is fs/ldm: one directory per dynamic volume, or nil when the
 // point has no dynamic disk.
@@ -133,7 +32,7 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 	seen := map[string]bool{}
 	for _, vol := range set.Volumes {
 		name := strings.NewReplacer("/", "_", "\x00", "_").Replace(vol.Name)
-		if name == "" || name == "." || name == ".." || seen[name] || name == ErrorFileName {
+		if name == "" || name == "." || name == ".." || seen[name] || name == fusefs.ErrorFileName {
 			problems = append(problems, fmt.Sprintf("a volume named %q is not shown (empty, reserved or duplicate name)", vol.Name))
 			continue
 		}
@@ -141,7 +40,7 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 		for _, pr := range vol.Problems {
 			problems = append(problems, vol.Name+": "+pr)
 		}
-		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: LDMDirName + "/" + name}}}
+		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.LDMDir + "/" + name}}}
 		v.vol.Name = name
 		r, err := vol.Open()
 		if err != nil {
@@ -160,12 +59,6 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 	return top
 }
 
-// MDDirName is the directory of fs/ that holds MD arrays.
-const MDDirName = "md"
-
-// LVPath is the name of an LV under fs/ and in --volume: lvm/<vg>/<lv>.
-func LVPath(lv *lvm.LV) string { return LVMDirName + "/" + lv.VG().Name + "/" + lv.Name }
-
 // VolumeProvider returns the fusefs.VolumeProvider that shows LVM volume
 // groups as fs/lvm/<vg>/<lv>/, each LV's filesystem read through the
 // same readers as partitions. Points without LVM get no fs/lvm.
@@ -178,24 +71,24 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 	salts := new(atomic.Uint64)
 	salt := func() uint64 { return (0x4000 | salts.Add(1)&0x3fff) << 48 }
 	return func(ctx context.Context, src fusefs.PointSource) ([]fusefs.VolumeDir, error) {
-		var disks []Disk
+		var disks []volumes.Disk
 		for _, d := range src.Disks {
-			disks = append(disks, Disk{Name: d.Disk.Name, R: d.Reader, Size: d.Size})
+			disks = append(disks, volumes.Disk{Name: d.Disk.Name, R: d.Reader, Size: d.Size})
 		}
-		st, err := ScanStack(ctx, disks)
+		st, err := volumes.Scan(ctx, disks)
 		if err != nil {
 			return nil, err
 		}
 		p := src.Point
 		var out []fusefs.VolumeDir
 		if d := mdDir(p, st, log, salt); d != nil {
-			out = append(out, fusefs.VolumeDir{Name: MDDirName, Node: d})
+			out = append(out, fusefs.VolumeDir{Name: volumes.MDDir, Node: d})
 		}
 		if d := ldmDir(p, st.LDM, log, salt); d != nil {
-			out = append(out, fusefs.VolumeDir{Name: LDMDirName, Node: d})
+			out = append(out, fusefs.VolumeDir{Name: volumes.LDMDir, Node: d})
 		}
 		if d := btrfsDir(p, st, log, salt); d != nil {
-			out = append(out, fusefs.VolumeDir{Name: BtrfsDirName, Node: d})
+			out = append(out, fusefs.VolumeDir{Name: volumes.BtrfsDir, Node: d})
 		}
 		set := st.LVM
 		if len(set.VGs) == 0 && len(set.PVs) == 0 {
@@ -215,13 +108,13 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 			}
 			top.add(vg.Name, vd)
 		}
-		return append(out, fusefs.VolumeDir{Name: LVMDirName, Node: top}), nil
+		return append(out, fusefs.VolumeDir{Name: volumes.LVMDir, Node: top}), nil
 	}
 }
 
 // mdDir is fs/md: one directory per array with its filesystem, or nil
 // when the point has no MD member.
-func mdDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64) *staticDir {
+func mdDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() uint64) *staticDir {
 	if len(st.MD.Members) == 0 && len(st.MD.Problems) == 0 {
 		return nil
 	}
@@ -232,7 +125,7 @@ func mdDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64) *s
 		for _, pr := range a.Problems {
 			problems = append(problems, fmt.Sprintf("%s (%s, UUID %s): %s", a.Name, md.LevelName(a.Level), a.UUID, pr))
 		}
-		name := MDDirName + "/" + a.Name
+		name := volumes.MDDir + "/" + a.Name
 		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
 		v.vol.Name = a.Name
 		if vol := st.Arrays[a.Name]; vol != nil {
@@ -259,7 +152,7 @@ func mdDir(p blockmap.Point, st *Stack, log *slog.Logger, salt func() uint64) *s
 
 // lvDir is the directory of one LV: its filesystem, or ERROR.txt.
 func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, salt uint64) *volumeDir {
-	name := LVPath(lv)
+	name := volumes.LVPath(lv)
 	v := &volumeDir{log: log, salt: salt,
 		src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
 	v.vol.Name = lv.Name
@@ -280,6 +173,7 @@ func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, salt uint64) *volumeD
 // plus ERROR.txt when errText is set.
 type staticDir struct {
 	gofs.Inode
+	fusefs.ReadOnly
 	mtime   time.Time
 	names   []string
 	nodes   []gofs.InodeEmbedder
@@ -306,7 +200,7 @@ func (d *staticDir) OnAdd(ctx context.Context) {
 	if d.errText != "" {
 		f := &gofs.MemRegularFile{Data: []byte(d.errText), Attr: fuse.Attr{Mode: 0o444}}
 		f.Attr.SetTimes(&d.mtime, &d.mtime, &d.mtime)
-		d.AddChild(ErrorFileName, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+		d.AddChild(fusefs.ErrorFileName, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 	}
 }
 
@@ -322,7 +216,7 @@ func (d *staticDir) entries() []fuse.DirEntry {
 		es = append(es, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR})
 	}
 	if d.errText != "" {
-		es = append(es, fuse.DirEntry{Name: ErrorFileName, Mode: syscall.S_IFREG})
+		es = append(es, fuse.DirEntry{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG})
 	}
 	return es
 }

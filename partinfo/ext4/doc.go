@@ -58,7 +58,8 @@
 //   - crtime is not reported.
 //
 // Corrupt input never panics: sizes, block numbers, tree depths, entry
-// lengths and indirect-map work are bounded and checked, and every public
-// method also recovers from panics, returning an error wrapping
-// partinfo.ErrCorrupt.
+// lengths and indirect-map work are bounded and checked (FuzzExt4). The
+// reader does not recover from panics itself: callers reach it through
+// partinfo/fsopen, whose partinfo.SafeOpen and partinfo.Safe turn an
+// unforeseen fault into an error wrapping partinfo.ErrCorrupt.
 package ext4

@@ -59,7 +59,6 @@ func Probe(r io.ReaderAt, off int64) bool {
 // Open opens the ext2/3/4 filesystem in the partition [off, off+size) of r.
 // size <= 0 means unknown (no bound check against the partition end).
 func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) {
-	defer guard(&err)
 	f := &FS{r: r, off: off, size: size}
 	b := make([]byte, superblockSize)
 	if err := f.readFull(b, superblockOffset); err != nil {
@@ -128,13 +127,6 @@ func (f *FS) JournalReplay() (blocks int, err error) {
 	return blocks, f.journalErr
 }
 
-// guard turns a panic into an error wrapping partinfo.ErrCorrupt.
-func guard(err *error) {
-	if r := recover(); r != nil {
-		*err = fmt.Errorf("ext4: internal error on malformed input: %v: %w", r, partinfo.ErrCorrupt)
-	}
-}
-
 // Info describes the filesystem.
 func (f *FS) Info() partinfo.Info { return f.info }
 
@@ -143,7 +135,6 @@ func (f *FS) Root() uint64 { return rootIno }
 
 // Stat returns the attributes of inode ino.
 func (f *FS) Stat(ino uint64) (a partinfo.Attr, err error) {
-	defer guard(&err)
 	n, err := f.readInode(ino)
 	if err != nil {
 		return partinfo.Attr{}, err
@@ -153,7 +144,6 @@ func (f *FS) Stat(ino uint64) (a partinfo.Attr, err error) {
 
 // ReadDir lists directory ino in on-disk order, without "." and "..".
 func (f *FS) ReadDir(ino uint64) (entries []partinfo.DirEntry, err error) {
-	defer guard(&err)
 	n, err := f.readInode(ino)
 	if err != nil {
 		return nil, err
@@ -167,7 +157,6 @@ func (f *FS) ReadDir(ino uint64) (entries []partinfo.DirEntry, err error) {
 
 // Lookup finds name in directory dir ("." and ".." included).
 func (f *FS) Lookup(dir uint64, name string) (ino uint64, err error) {
-	defer guard(&err)
 	n, err := f.readInode(dir)
 	if err != nil {
 		return 0, err
@@ -207,7 +196,6 @@ const maxSymlinkSize = 65536
 
 // Readlink returns the target of symbolic link ino exactly as stored.
 func (f *FS) Readlink(ino uint64) (target string, err error) {
-	defer guard(&err)
 	n, err := f.readInode(ino)
 	if err != nil {
 		return "", err
@@ -262,7 +250,6 @@ func (f *FS) regular(ino uint64) (*inode, error) {
 // ReadAt reads regular file ino at off; holes and unwritten extents read
 // as zeros; io.EOF when the read reaches the end of the file.
 func (f *FS) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
-	defer guard(&err)
 	in, err := f.regular(ino)
 	if err != nil {
 		return 0, err
@@ -273,7 +260,6 @@ func (f *FS) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
 // SeekData returns the first offset >= off holding data; an error wrapping
 // partinfo.ErrNoData when none follows (or off is at or beyond the end).
 func (f *FS) SeekData(ino uint64, off int64) (pos int64, err error) {
-	defer guard(&err)
 	in, err := f.regular(ino)
 	if err != nil {
 		return 0, err
@@ -285,7 +271,6 @@ func (f *FS) SeekData(ino uint64, off int64) (pos int64, err error) {
 // extents count as holes), or the file size. Like lseek, off at or beyond
 // the end gives an error wrapping partinfo.ErrNoData.
 func (f *FS) SeekHole(ino uint64, off int64) (pos int64, err error) {
-	defer guard(&err)
 	in, err := f.regular(ino)
 	if err != nil {
 		return 0, err

@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // FuzzExt4 opens small mkfs images with fuzzer-chosen byte flips and walks
-// them: no panic (including one recovered by the public methods' guard),
-// no hang. Input: byte 0 picks the base image (high bit: flip only the first
+// them: no panic (the reader has no recover of its own, so a panic fails
+// the run), no hang. Input: byte 0 picks the base image (high bit: flip only the first
 // 128 KiB, where the metadata lives), then groups of 4 bytes
 // (24-bit offset, xor mask).
 func FuzzExt4(f *testing.F) {
@@ -64,7 +63,6 @@ func FuzzExt4(f *testing.F) {
 			img[off%span] ^= in[3]
 		}
 		fsys, err := Open(bytes.NewReader(img), 0, int64(len(img)))
-		checkNoPanic(t, err)
 		if err != nil {
 			return
 		}
@@ -72,16 +70,9 @@ func FuzzExt4(f *testing.F) {
 	})
 }
 
-// checkNoPanic fails when an error came from a recovered panic: the guard
-// keeps callers safe, but the fuzzer must still see the bug.
-func checkNoPanic(t *testing.T, err error) {
-	t.Helper()
-	if err != nil && strings.Contains(err.Error(), "internal error") {
-		t.Fatal(err)
-	}
-}
-
-// walkBounded visits at most a few hundred inodes, reading a little of each.
+// walkBounded visits at most a few hundred inodes, reading a little of
+// each. Errors are fine; a panic fails the run by itself (the reader has
+// no recover: partinfo.Safe is its callers' boundary).
 func walkBounded(t *testing.T, f *FS) {
 	seen := map[uint64]bool{}
 	queue := []uint64{f.Root()}
@@ -94,37 +85,28 @@ func walkBounded(t *testing.T, f *FS) {
 		}
 		seen[ino] = true
 		a, err := f.Stat(ino)
-		checkNoPanic(t, err)
 		if err != nil {
 			continue
 		}
-		_, err = f.Xattrs(ino)
-		checkNoPanic(t, err)
+		f.Xattrs(ino)
 		switch {
 		case a.Mode.IsDir():
-			entries, err := f.ReadDir(ino)
-			checkNoPanic(t, err)
+			entries, _ := f.ReadDir(ino)
 			for i, e := range entries {
 				if i < 20 {
-					_, err := f.Lookup(ino, e.Name)
-					checkNoPanic(t, err)
+					f.Lookup(ino, e.Name)
 				}
 				queue = append(queue, e.Ino)
 			}
-			_, err = f.Lookup(ino, "..")
-			checkNoPanic(t, err)
+			f.Lookup(ino, "..")
 		case a.Mode&0o170000 == 0 && a.Mode.IsRegular():
 			for _, off := range []int64{0, a.Size - 100, a.Size / 2} {
-				_, err := f.ReadAt(ino, buf, max(off, 0))
-				checkNoPanic(t, err)
+				f.ReadAt(ino, buf, max(off, 0))
 			}
-			_, err := f.SeekData(ino, 0)
-			checkNoPanic(t, err)
-			_, err = f.SeekHole(ino, 0)
-			checkNoPanic(t, err)
+			f.SeekData(ino, 0)
+			f.SeekHole(ino, 0)
 		default:
-			_, err := f.Readlink(ino)
-			checkNoPanic(t, err)
+			f.Readlink(ino)
 		}
 	}
 }

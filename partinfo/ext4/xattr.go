@@ -205,7 +205,6 @@ func ext4ACLToXattr(v []byte) ([]byte, error) {
 // those in the inode first, then those in the xattr block, values from EA
 // inodes fetched, ACLs converted to the Linux xattr format.
 func (f *FS) Xattrs(ino uint64) (out []partinfo.Xattr, err error) {
-	defer guard(&err)
 	n, err := f.readInode(ino)
 	if err != nil {
 		return nil, err

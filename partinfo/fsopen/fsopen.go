@@ -4,6 +4,10 @@
 // btrfs (partinfo/btrfs). Everything else gets a
 // *partinfo.UnreadableError whose message is the ERROR.txt a user sees.
 //
+// Open is how the mount and the CLI reach a reader: it opens through
+// partinfo.SafeOpen and returns the filesystem wrapped in partinfo.Safe,
+// the reader boundary where a reader's panic becomes an error.
+//
 // It is a package of its own so that the readers can import partinfo
 // without an import cycle.
 package fsopen
@@ -52,15 +56,12 @@ func openExFAT(r io.ReaderAt, off, size int64) (partinfo.Filesystem, error) {
 	return exfat.Open(r, off, size)
 }
 
-// Open opens the volume at r[off:off+size] that Detect described as d.
-// The result is wrapped in partinfo.Safe. Volumes cairn cannot browse
-// return a *partinfo.UnreadableError.
-func Open(r io.ReaderAt, off, size int64, d partinfo.Detection) (fsys partinfo.Filesystem, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			fsys, err = nil, fmt.Errorf("open %s volume: reader panic (%v): %w", d.Type, p, partinfo.ErrCorrupt)
-		}
-	}()
+// Open opens the volume at r[off:off+size] that Detect described as d,
+// through partinfo.SafeOpen: a reader's panic while opening is an error
+// wrapping partinfo.ErrCorrupt, and the result is wrapped in
+// partinfo.Safe. Volumes cairn cannot browse return a
+// *partinfo.UnreadableError.
+func Open(r io.ReaderAt, off, size int64, d partinfo.Detection) (partinfo.Filesystem, error) {
 	open, ok := openers()[d.Type]
 	if !ok {
 		if u := partinfo.Unreadable(d); u != nil {
@@ -71,11 +72,11 @@ func Open(r io.ReaderAt, off, size int64, d partinfo.Detection) (fsys partinfo.F
 			Why:  "this build of cairn has no " + d.Type + " reader yet: export the disk image and mount it read-only on Linux.",
 		}
 	}
-	fsys, err = open(r, off, size)
+	fsys, err := partinfo.SafeOpen(d.Type, func() (partinfo.Filesystem, error) { return open(r, off, size) })
 	if err != nil {
 		return nil, fmt.Errorf("open %s volume: %w", d.Type, err)
 	}
-	return partinfo.Safe(fsys, d.Type), nil
+	return fsys, nil
 }
 
 // OpenPartition detects and opens one partition of a disk.

@@ -30,8 +30,11 @@
 //     sd.go), system.ntfs_times(_be), system.ntfs_crtime(_be) and
 //     system.ntfs_reparse_data, through partinfo.XattrGetter;
 //   - every call into go-ntfs is serialised by a mutex (its caches are not
-//     goroutine-safe) and runs behind recover(); file data is read by
-//     cairn's own reader outside that mutex.
+//     goroutine-safe) and runs behind recover() (FS.guard: a panic in
+//     go-ntfs fails that one record, directory or stream, and the volume
+//     label is left empty); file data is read by cairn's own reader
+//     outside that mutex. Open has no recover of its own: callers reach
+//     it through partinfo/fsopen (partinfo.SafeOpen).
 //
 // Inode numbers are MFT record numbers; the root directory is record 5.
 // Metadata files ($MFT, $Bitmap, $Extend, ...) are hidden.

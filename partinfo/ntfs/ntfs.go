@@ -40,11 +40,6 @@ type stream struct {
 
 // Open parses the NTFS volume at r[off:off+size].
 func Open(r io.ReaderAt, off, size int64) (f *FS, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			f, err = nil, fmt.Errorf("open NTFS volume: parser panic (%v): %w", p, partinfo.ErrCorrupt)
-		}
-	}()
 	sr := io.NewSectionReader(r, off, size)
 	ctx, err := parser.GetNTFSContext(sr, 0)
 	if err != nil {

@@ -58,7 +58,8 @@
 // after the first use of a directory). Lookup in a large (over 1 MiB)
 // leaf- or node-form directory that is not cached walks the directory's
 // hash index instead: a few block reads, nothing parsed whole. Corrupt input is bounded too:
-// btree depth and block budget, record counts, extent placement, and a
-// recover() in every public method turns an unforeseen fault into an
-// error wrapping partinfo.ErrCorrupt.
+// btree depth and block budget, record counts, extent placement (FuzzXFS).
+// The reader does not recover from panics itself: callers reach it through
+// partinfo/fsopen, whose partinfo.SafeOpen and partinfo.Safe turn an
+// unforeseen fault into an error wrapping partinfo.ErrCorrupt.
 package xfs

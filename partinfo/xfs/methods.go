@@ -10,7 +10,6 @@ import (
 
 // ReadDir lists directory ino without "." and "..".
 func (x *xfs) ReadDir(ino uint64) (entries []partinfo.DirEntry, err error) {
-	defer recoverCorrupt("readdir", &err)
 	d, err := x.readDirectory(ino)
 	if err != nil {
 		return nil, err
@@ -20,7 +19,6 @@ func (x *xfs) ReadDir(ino uint64) (entries []partinfo.DirEntry, err error) {
 
 // Lookup finds name in directory dir.
 func (x *xfs) Lookup(dir uint64, name string) (ino uint64, err error) {
-	defer recoverCorrupt("lookup", &err)
 	if name == "" || len(name) > 255 {
 		return 0, fmt.Errorf("xfs: lookup %q in directory %d: %w", name, dir, fs.ErrNotExist)
 	}
@@ -49,7 +47,6 @@ func (x *xfs) Lookup(dir uint64, name string) (ino uint64, err error) {
 
 // Readlink returns the target of symlink ino exactly as stored.
 func (x *xfs) Readlink(ino uint64) (target string, err error) {
-	defer recoverCorrupt("readlink", &err)
 	in, err := x.readInode(ino)
 	if err != nil {
 		return "", err
@@ -59,7 +56,6 @@ func (x *xfs) Readlink(ino uint64) (target string, err error) {
 
 // ReadAt reads regular file ino at offset off; holes read as zeros.
 func (x *xfs) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
-	defer recoverCorrupt("read", &err)
 	in, err := x.regular(ino)
 	if err != nil {
 		return 0, err
@@ -69,7 +65,6 @@ func (x *xfs) ReadAt(ino uint64, p []byte, off int64) (n int, err error) {
 
 // SeekData returns the first offset >= off that holds data.
 func (x *xfs) SeekData(ino uint64, off int64) (pos int64, err error) {
-	defer recoverCorrupt("seek data", &err)
 	in, err := x.regular(ino)
 	if err != nil {
 		return 0, err
@@ -79,7 +74,6 @@ func (x *xfs) SeekData(ino uint64, off int64) (pos int64, err error) {
 
 // SeekHole returns the first offset >= off inside a hole, or the size.
 func (x *xfs) SeekHole(ino uint64, off int64) (pos int64, err error) {
-	defer recoverCorrupt("seek hole", &err)
 	in, err := x.regular(ino)
 	if err != nil {
 		return 0, err

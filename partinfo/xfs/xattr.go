@@ -296,7 +296,6 @@ func xfsACLToXattr(v []byte) ([]byte, error) {
 // trusted.SGI_ACL_FILE/DEFAULT also system.posix_acl_access/default with
 // the ACL converted to the Linux xattr format.
 func (x *xfs) Xattrs(ino uint64) (out []partinfo.Xattr, err error) {
-	defer recoverCorrupt("xattrs", &err)
 	if v, ok := x.xattrs.Get(ino); ok {
 		return v, nil
 	}

@@ -61,7 +61,6 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 
 // open is Open with the log replay optional (tests compare both).
 func open(r io.ReaderAt, off, size int64, replay bool) (fsys partinfo.Filesystem, err error) {
-	defer recoverCorrupt("open", &err)
 	if off < 0 || size <= 0 {
 		return nil, fmt.Errorf("xfs: bad partition bounds offset %d size %d", off, size)
 	}
@@ -112,13 +111,6 @@ func open(r io.ReaderAt, off, size int64, replay bool) (fsys partinfo.Filesystem
 		return nil, corruptf("root inode %d is not a directory", sb.rootIno)
 	}
 	return x, nil
-}
-
-// recoverCorrupt turns a panic inside a public method into an ErrCorrupt error.
-func recoverCorrupt(op string, err *error) {
-	if p := recover(); p != nil {
-		*err = fmt.Errorf("xfs: %s: internal error on malformed input (%v): %w", op, p, partinfo.ErrCorrupt)
-	}
 }
 
 // readRaw reads len(p) bytes at partition offset off, refusing reads
@@ -185,7 +177,6 @@ func (x *xfs) Root() uint64 { return x.sb.rootIno }
 
 // Stat returns the attributes of inode ino.
 func (x *xfs) Stat(ino uint64) (a partinfo.Attr, err error) {
-	defer recoverCorrupt("stat", &err)
 	in, err := x.readInode(ino)
 	if err != nil {
 		return partinfo.Attr{}, err
