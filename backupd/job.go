@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -393,17 +394,40 @@ func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 	m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
 	dj.w.SetMeta(mustJSON(m))
 	dj.result = DiskResult{Name: d.Name, Transport: transport, Full: m.Full, FullReason: m.FullReason, ChangedBytes: total, BytesRead: read, ChangeID: d.ChangeID}
-	if ns, ok := src.(*nbdSource); ok {
-		dj.result.Retries = ns.client.Stats().Retries
+	if ns, ok := src.(*source.NBD); ok {
+		dj.result.Retries = ns.Client().Stats().Retries
 	}
 	return nil
 }
 
-// localPath maps a snapshot disk to its local flat file.
-func (j *vmJob) localPath(ctx context.Context, d vsphere.Disk) (string, error) {
+// localPath maps a datastore file to its local path.
+func (j *vmJob) localPath(ctx context.Context, fileName string) (string, error) {
 	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs) })
 	if j.dirsErr != nil {
 		return "", j.dirsErr
 	}
-	return j.dirs.LocalPath(d.FileName)
+	return j.dirs.LocalPath(fileName)
+}
+
+// diskRef is the plain data the transports need for disk d of the
+// job's snapshot.
+func (j *vmJob) diskRef(d vsphere.Disk) DiskRef {
+	r := DiskRef{Disk: d, LocalPath: j.localPath, Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint}
+	if j.vm != nil {
+		r.VMRef, r.VMName = j.vm.Ref.Value, j.vm.Name
+	}
+	if j.snap != nil {
+		r.SnapshotRef = j.snap.Ref.Value
+	}
+	return r
+}
+
+// openSource opens disk d through the first of the job's transports that
+// can.
+func (j *vmJob) openSource(ctx context.Context, d vsphere.Disk) (source.Source, string, error) {
+	var proxy HotAddProxy
+	if j.proxy != nil {
+		proxy = j.proxy
+	}
+	return openFirst(ctx, transports(j.opts.Transports, j.opts, proxy, j.log), j.diskRef(d), j.log)
 }

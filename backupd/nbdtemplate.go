@@ -38,6 +38,9 @@ func (p nbdPlaceholders) value(ctx context.Context, name string) (string, error)
 	case "socket":
 		return p.Socket, nil
 	case "server":
+		if p.Conn == nil {
+			return "", errors.New("no vCenter connection to name the server")
+		}
 		return p.Conn.URL.Hostname(), nil
 	case "user":
 		return p.Credentials.User, nil
@@ -50,6 +53,9 @@ func (p nbdPlaceholders) value(ctx context.Context, name string) (string, error)
 	case "thumbprint":
 		if tp := p.Thumbprint; tp != "" {
 			return vsphere.NormalizeThumbprint(tp)
+		}
+		if p.Conn == nil {
+			return "", errors.New("no vCenter connection to read the certificate of: give --thumbprint")
 		}
 		if tp := p.Conn.ServerThumbprint(ctx); tp != "" {
 			return tp, nil

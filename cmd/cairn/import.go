@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
@@ -73,7 +74,7 @@ func importAction(c *cli.Context) error {
 	if c.Duration("nbd-stall-timeout") <= 0 {
 		return fmt.Errorf("import: --nbd-stall-timeout must be positive")
 	}
-	srcOpts := importSourceOptions{TLS: tlsOpts, StallTimeout: c.Duration("nbd-stall-timeout")}
+	srcOpts := source.Options{TLS: tlsOpts, StallTimeout: c.Duration("nbd-stall-timeout")}
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -99,12 +100,12 @@ func importAction(c *cli.Context) error {
 	return nil
 }
 
-func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []importDisk, full bool, opts blockmap.PointOptions, srcOpts importSourceOptions) (p blockmap.Point, err error) {
-	srcs := make([]importSource, len(disks))
+func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []importDisk, full bool, opts blockmap.PointOptions, srcOpts source.Options) (p blockmap.Point, err error) {
+	srcs := make([]source.Source, len(disks))
 	for i, d := range disks {
 		o := srcOpts
 		o.DirtyBitmap = d.bitmap
-		src, err := openImportSource(ctx, d.path, o)
+		src, err := source.Open(ctx, d.path, o)
 		if err != nil {
 			return p, fmt.Errorf("import disk %s: %w", d.name, err)
 		}
@@ -140,7 +141,7 @@ func importDisks(ctx context.Context, repo *blockmap.Repo, vm string, disks []im
 
 // copyDisk reads one disk into the session: the given changed areas, the
 // areas a dirty bitmap marks, or (full) every allocated area.
-func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src importSource, full bool) error {
+func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src source.Source, full bool) error {
 	changed, hasList := d.changed, d.hasList
 	var how string
 	switch {
@@ -148,11 +149,11 @@ func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src imp
 	case hasList:
 		how = "changed areas given"
 	case d.bitmap != "":
-		ns, ok := src.(*nbdSource)
+		ns, ok := src.(source.ChangeTracker)
 		if !ok {
 			return fmt.Errorf("import disk %s: --dirty-bitmap applies to NBD sources only", d.name)
 		}
-		dirty, err := ns.Dirty(ctx)
+		dirty, err := ns.Changed(ctx)
 		if err != nil {
 			return fmt.Errorf("import disk %s: %w", d.name, err)
 		}
@@ -199,11 +200,6 @@ func copyDisk(ctx context.Context, sess *blockmap.Session, d importDisk, src imp
 	}
 	return nil
 }
-
-// importWorkers is how many 4 MiB direct reads and writes an import keeps
-// in flight: on the virtual disks measured here 16 beat 8 and 4 in paired
-// runs of a probe (the CPU work, hashing, needs only one per core).
-const importWorkers = 16
 
 func fullReason(full, hasList bool) string {
 	switch {
