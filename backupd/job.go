@@ -52,7 +52,7 @@ type JobOptions struct {
 	Thumbprint  string
 	// Progress, when set, is called once per disk before it is read; add
 	// counts bytes read and finish is called when the disk is done.
-	Progress func(vm, disk string, total int64) (add func(int64), finish func())
+	Progress Progress
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -288,7 +288,8 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 
 // diskJob is one disk of a job: its plan and writer.
 type diskJob struct {
-	plan   diskPlan
+	disk   vsphere.Disk // the snapshot's frozen disk
+	plan   Plan
 	w      *blockmap.DiskWriter
 	meta   DiskMeta
 	result DiskResult
@@ -300,24 +301,16 @@ func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphe
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
 	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
-	dopts := blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)}
-	if !plan.full && plan.haveExtent {
-		// Only the changed areas' previous versions need loading.
-		dopts.Changed = plan.extents
-	}
-	w, err := sess.AddDisk(ctx, d.Name, d.Capacity, dopts)
+	w, plan, err := addDisk(ctx, sess, d.Name, d.Capacity, plan, mustJSON(meta), func(ctx context.Context, reason string) (Plan, error) {
+		return fullPlan(ctx, j.vm, j.snap, d, reason)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
-	if full, reason := w.Full(); full && !plan.full {
-		if plan, err = fullPlan(ctx, j.vm, j.snap, plan, reason); err != nil {
-			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
-		}
+	if plan.Full {
+		j.log.Info("full backup of disk", "vm", j.vm.Name, "disk", d.Name, "reason", plan.Reason)
 	}
-	if plan.full {
-		j.log.Info("full backup of disk", "vm", j.vm.Name, "disk", d.Name, "reason", plan.fullReason)
-	}
-	return &diskJob{plan: plan, w: w, meta: meta}, nil
+	return &diskJob{disk: d, plan: plan, w: w, meta: meta}, nil
 }
 
 // copyDisks reads the disks, ParallelDisks at a time.
@@ -349,11 +342,11 @@ func (j *vmJob) copyDisks(ctx context.Context, disks []*diskJob) error {
 }
 
 func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
-	d := dj.plan.disk
-	if dj.plan.haveExtent && len(dj.plan.extents) == 0 {
+	d := dj.disk
+	m := dj.meta
+	m.Full, m.FullReason, m.BaseChangeID = dj.plan.Full, dj.plan.Reason, dj.plan.Since
+	if dj.plan.Unchanged() {
 		// nothing changed: no transport to open
-		m := dj.meta
-		m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
 		dj.w.SetMeta(mustJSON(m))
 		dj.result = DiskResult{Name: d.Name, Full: m.Full, FullReason: m.FullReason, ChangeID: d.ChangeID}
 		j.log.Info("disk unchanged", "vm", j.vm.Name, "disk", d.Name)
@@ -368,30 +361,14 @@ func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 			err = fmt.Errorf("disk %s: close %s transport: %w", d.Name, transport, cerr)
 		}
 	}()
-	extents := dj.plan.extents
-	if !dj.plan.haveExtent {
-		if extents, err = src.Allocated(ctx); err != nil {
-			return fmt.Errorf("disk %s: allocation map: %w", d.Name, err)
-		}
-	}
-	extents = copier.Align(extents, dj.w.BlockSize(), dj.w.Size())
-	total := copier.Total(extents)
-	copts := j.opts.Copy
-	finish := func() {}
-	if j.opts.Progress != nil {
-		var add func(int64)
-		add, finish = j.opts.Progress(j.vm.Name, d.Name, total)
-		copts.Progress = add
-	}
-	j.log.Info("reading disk", "vm", j.vm.Name, "disk", d.Name, "transport", transport, "full", dj.plan.full, "bytes", total)
-	read, err := copier.Copy(ctx, src, dj.w, extents, copts)
-	finish()
+	read, total, err := copyDisk(ctx, src, dj.w, copyStep{VM: j.vm.Name, Disk: d.Name, Plan: dj.plan, Options: j.opts.Copy, Progress: j.opts.Progress,
+		Started: func(total int64) {
+			j.log.Info("reading disk", "vm", j.vm.Name, "disk", d.Name, "transport", transport, "full", dj.plan.Full, "bytes", total)
+		}})
 	if err != nil {
 		return fmt.Errorf("disk %s via %s: %w", d.Name, transport, err)
 	}
-	m := dj.meta
-	m.Transport, m.BytesRead, m.ChangedBytes = transport, read, copier.Total(dj.plan.extents)
-	m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
+	m.Transport, m.BytesRead, m.ChangedBytes = transport, read, copier.Total(dj.plan.Areas)
 	dj.w.SetMeta(mustJSON(m))
 	dj.result = DiskResult{Name: d.Name, Transport: transport, Full: m.Full, FullReason: m.FullReason, ChangedBytes: total, BytesRead: read, ChangeID: d.ChangeID}
 	if ns, ok := src.(*source.NBD); ok {
