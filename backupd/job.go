@@ -112,7 +112,7 @@ func NewJobID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) *vmJob {
+func newVMJob(repo *blockmap.Repo, hv Hypervisor, vmSpec string, opts JobOptions) *vmJob {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -127,7 +127,7 @@ func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOp
 		// keep 4 parallel disks well under 256 MiB RSS
 		opts.Copy.ChunkSize = 2 << 20
 	}
-	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, hv: hv, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
 	return j
 }
@@ -137,23 +137,30 @@ type vmJob struct {
 	id    string
 	spec  string
 	repo  *blockmap.Repo
-	conn  *vsphere.Conn
+	hv    Hypervisor
 	opts  JobOptions
 	log   *slog.Logger
 	vm    *vsphere.VM
 	snap  *vsphere.Snapshot
-	proxy *vsphere.Proxy
+	proxy Proxy // nil without hotadd
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
 	dirsErr  error
 }
 
-// BackupVM backs up one VM (name, inventory path or MoRef) as one new
-// recovery point and records the job in <repo>/jobs/.
+// BackupVM backs up one VM (name, inventory path or MoRef) of a vSphere
+// connection as one new recovery point and records the job in
+// <repo>/jobs/.
 func BackupVM(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) (*Result, error) {
-	j := newVMJob(repo, conn, vmSpec, opts)
-	rec := JobRecord{ID: j.id, Kind: JobBackup, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
+	return Backup(ctx, repo, NewVSphere(conn), vmSpec, opts)
+}
+
+// Backup backs up one VM of the hypervisor as one new recovery point and
+// records the job in <repo>/jobs/.
+func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec string, opts JobOptions) (*Result, error) {
+	j := newVMJob(repo, hv, vmSpec, opts)
+	rec := JobRecord{ID: j.id, Kind: JobBackup, VM: vmSpec, VCenter: hv.Endpoint(), Start: time.Now().UTC(), State: JobRunning}
 	jobs := NewJobLog(repo.Dir())
 	if err := jobs.Append(rec); err != nil {
 		j.log.Warn("cannot record the job", "error", err)
@@ -187,7 +194,7 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 // makes sure CBT is on, takes the job's snapshot, runs body and removes the
 // snapshot whatever happens.
 func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) error {
-	vm, err := j.conn.FindVM(ctx, j.spec)
+	vm, err := j.hv.FindVM(ctx, j.spec)
 	if err != nil {
 		return err
 	}
@@ -201,25 +208,28 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	}
 	defer unlock()
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
-		if j.proxy, err = j.conn.FindProxy(ctx, j.opts.ProxyVM); err != nil {
+		if j.proxy, err = j.hv.FindProxy(ctx, j.opts.ProxyVM); err != nil {
 			return err
 		}
 		if _, err := j.proxy.CleanupStale(ctx, vm); err != nil {
 			return fmt.Errorf("clean up disks left on proxy %s: %w", j.proxy.Name(), err)
 		}
 	}
-	if _, err := vm.RemoveStaleSnapshots(ctx); err != nil {
+	if _, err := j.hv.RemoveStaleSnapshots(ctx, vm); err != nil {
 		return fmt.Errorf("remove snapshots left by an interrupted run: %w", err)
 	}
-	if _, err := vm.EnableCBT(ctx); err != nil {
+	if _, err := j.hv.EnableCBT(ctx, vm); err != nil {
 		return err
 	}
-	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+j.id, j.opts.Quiesce)
+	name := vsphere.SnapshotPrefix + j.id
+	snap, err := vsphere.SnapshotWithMode(ctx, vm.Name, j.opts.Quiesce, j.log, func(ctx context.Context, quiesce bool) (*vsphere.Snapshot, error) {
+		return j.hv.CreateSnapshot(ctx, vm, name, quiesce)
+	})
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
 			// A failed removal does not fail a job whose point is
 			// committed: it is logged and the next run removes the snapshot.
-			if rerr := vm.RemoveSnapshot(snap.Ref); rerr != nil {
+			if rerr := j.hv.RemoveSnapshot(vm, snap); rerr != nil {
 				j.log.Error("removing the backup snapshot failed; the next run removes it", "vm", vm.Name, "snapshot", snap.Name, "error", rerr)
 			}
 		}()
@@ -234,14 +244,7 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 
 // backup reads the snapshot into a new point and commits it.
 func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
-	pm := PointMeta{
-		Source: "vsphere", VCenter: j.conn.URL.Host, VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
-		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
-		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
-	}
-	sess, err := j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
-		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn backup job " + j.id,
-	})
+	sess, err := j.beginPoint(ctx, "cairn backup job "+j.id)
 	if err != nil {
 		return nil, fmt.Errorf("begin point of %s: %w", j.vm.Name, err)
 	}
@@ -286,6 +289,18 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	return res, nil
 }
 
+// beginPoint begins the point of the job's snapshot.
+func (j *vmJob) beginPoint(ctx context.Context, purpose string) (*blockmap.Session, error) {
+	pm := PointMeta{
+		Source: "vsphere", VCenter: j.hv.Endpoint(), VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
+		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
+		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
+	}
+	return j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
+		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: purpose,
+	})
+}
+
 // diskJob is one disk of a job: its plan and writer.
 type diskJob struct {
 	disk   vsphere.Disk // the snapshot's frozen disk
@@ -296,13 +311,13 @@ type diskJob struct {
 }
 
 func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphere.Disk, base *blockmap.Point) (*diskJob, error) {
-	plan, err := planDisk(ctx, j.vm, j.snap, d, base)
+	plan, err := planDisk(ctx, j.hv, j.vm, j.snap, d, base)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
-	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
+	meta := diskMeta(d)
 	w, plan, err := addDisk(ctx, sess, d.Name, d.Capacity, plan, mustJSON(meta), func(ctx context.Context, reason string) (Plan, error) {
-		return fullPlan(ctx, j.vm, j.snap, d, reason)
+		return fullPlan(ctx, j.hv, j.vm, j.snap, d, reason)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
@@ -379,7 +394,7 @@ func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 
 // localPath maps a datastore file to its local path.
 func (j *vmJob) localPath(ctx context.Context, fileName string) (string, error) {
-	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs) })
+	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.hv.LocalDatastores(ctx, j.opts.DatastoreDirs) })
 	if j.dirsErr != nil {
 		return "", j.dirsErr
 	}
@@ -389,7 +404,7 @@ func (j *vmJob) localPath(ctx context.Context, fileName string) (string, error) 
 // diskRef is the plain data the transports need for disk d of the
 // job's snapshot.
 func (j *vmJob) diskRef(d vsphere.Disk) DiskRef {
-	r := DiskRef{Disk: d, LocalPath: j.localPath, Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint}
+	r := DiskRef{Disk: d, LocalPath: j.localPath, Server: j.hv.Server(), Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint}
 	if j.vm != nil {
 		r.VMRef, r.VMName = j.vm.Ref.Value, j.vm.Name
 	}

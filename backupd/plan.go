@@ -11,10 +11,10 @@ import (
 
 // planDisk decides between an incremental read since the stored changeId
 // and a full read, and asks CBT for the areas.
-func planDisk(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, base *blockmap.Point) (Plan, error) {
+func planDisk(ctx context.Context, hv Hypervisor, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, base *blockmap.Point) (Plan, error) {
 	prev, reason := previousChangeID(d, base)
 	if reason == "" {
-		areas, err := vm.ChangedAreas(ctx, snap.Ref, d, prev)
+		areas, err := hv.ChangedAreas(ctx, vm, snap, d, prev)
 		var rej *vsphere.ChangeIDRejectedError
 		switch {
 		case errors.As(err, &rej):
@@ -25,17 +25,17 @@ func planDisk(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, d vsp
 			return Plan{Since: prev, Areas: toExtents(areas), AreasKnown: true}, nil
 		}
 	}
-	return fullPlan(ctx, vm, snap, d, reason)
+	return fullPlan(ctx, hv, vm, snap, d, reason)
 }
 
 // fullPlan asks CBT for every allocated area ("*"), or leaves the extents
 // to the transport's allocation map when the disk has no changeId.
-func fullPlan(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, reason string) (Plan, error) {
+func fullPlan(ctx context.Context, hv Hypervisor, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, reason string) (Plan, error) {
 	p := Plan{Full: true, Reason: reason}
 	if d.ChangeID == "" {
 		return p, nil
 	}
-	areas, err := vm.ChangedAreas(ctx, snap.Ref, d, "*")
+	areas, err := hv.ChangedAreas(ctx, vm, snap, d, "*")
 	if err != nil {
 		return p, err
 	}

@@ -51,9 +51,9 @@ type DiskRef struct {
 	// LocalPath maps a datastore file name to a local path (the file
 	// transport, {disk_local_path}); nil when no datastore is local.
 	LocalPath func(ctx context.Context, fileName string) (string, error)
-	// Conn is the server the disk lives on: its host name and certificate
-	// ({server}, {thumbprint}).
-	Conn *vsphere.Conn
+	// Server is the server the disk lives on: its host name and
+	// certificate ({server}, {thumbprint}); nil when there is none.
+	Server Server
 	// Credentials and Thumbprint fill {user}, {password_file} and
 	// {thumbprint}.
 	Credentials vsphere.Credentials

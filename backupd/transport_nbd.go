@@ -110,7 +110,7 @@ func sweepNBDDirs() {
 // its password file in tmp.
 func (d DiskRef) placeholders(socket, tmp string) nbdPlaceholders {
 	return nbdPlaceholders{
-		Conn: d.Conn, Credentials: d.Credentials, Thumbprint: d.Thumbprint,
+		Conn: d.Server, Credentials: d.Credentials, Thumbprint: d.Thumbprint,
 		VMRef: d.VMRef, VMName: d.VMName, SnapshotRef: d.SnapshotRef,
 		Disk: d.Disk, Socket: socket, Tmp: tmp,
 		LocalPath: func(ctx context.Context, _ string) (string, error) { return d.localPath(ctx) },
