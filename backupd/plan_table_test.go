@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // wantDisk is what a point must record about one disk.
@@ -163,7 +164,7 @@ func TestPlan(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			repo := newTestRepo(t)
+			repo := testutil.NewRepo(t)
 			h := newMemHV(t.TempDir())
 			vm := h.addVM("vm", 2*mib, 2*mib)
 			var prev *blockmap.Point
@@ -284,19 +285,4 @@ func checkPoint(t *testing.T, step int, repo *blockmap.Repo, res *Result, vm *me
 			t.Errorf("step %d: disk %s: the point's bytes differ from the snapshot's", step, name)
 		}
 	}
-}
-
-func newTestRepo(t *testing.T) *blockmap.Repo {
-	t.Helper()
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := blockmap.Init(ctx, dir, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := blockmap.Open(ctx, dir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repo.Close() })
-	return repo
 }
