@@ -31,15 +31,12 @@ type Plan struct {
 // opening.
 func (p Plan) Unchanged() bool { return p.AreasKnown && len(p.Areas) == 0 }
 
-// Replanner gives the full plan of a disk whose incremental plan the
-// repository cannot build on (the disk has no earlier version), with the
-// repository's reason.
-type Replanner func(ctx context.Context, reason string) (Plan, error)
-
 // addDisk starts disk name of sess according to plan. When the
-// repository reads the disk whole although the plan is incremental, the
-// plan is replaced by full's.
-func addDisk(ctx context.Context, sess *blockmap.Session, name string, size int64, plan Plan, meta json.RawMessage, full Replanner) (*blockmap.DiskWriter, Plan, error) {
+// repository reads the disk whole although the plan is incremental (the
+// disk has no earlier version to build on), the plan is replaced by
+// full's, given the repository's reason.
+func addDisk(ctx context.Context, sess *blockmap.Session, name string, size int64, plan Plan, meta json.RawMessage,
+	full func(ctx context.Context, reason string) (Plan, error)) (*blockmap.DiskWriter, Plan, error) {
 	opts := blockmap.DiskOptions{Full: plan.Full, FullReason: plan.Reason, Meta: meta}
 	if !plan.Full && plan.AreasKnown {
 		// Only the changed areas' previous versions need loading.
