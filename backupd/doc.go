@@ -1,11 +1,56 @@
-// Package backupd runs backup jobs: one job protects one VM as one new
-// recovery point. It snapshots the VM (quiesced, falling back to
-// crash-consistent), decides per disk between a full read (first backup,
-// CBT reset, disk resized, changeId rejected) and an incremental read of
-// the areas Changed Block Tracking reports, reads those areas through a
-// transport (nbd, hotadd or file, tried in the order given), feeds them to
-// the repository writer, and commits. The snapshot is removed, NBD servers
-// are stopped and hot-added disks are detached on every path; what a
-// killed run left behind is cleaned up by the next one. Every job leaves a
-// record in <repo>/jobs/.
+// Package backupd is cairn's backup engine. Every way data comes in runs
+// through one pipeline:
+//
+//	Hypervisor (vSphere; in memory for tests)     cairn import: paths, NBD URIs
+//	  FindVM, EnableCBT, snapshot, ChangedAreas        |
+//	        |                                          |
+//	        v                                          v
+//	     Plan per disk  <---------------------  Plan per disk
+//	     (full or incremental, which areas, why)
+//	        |
+//	        v  Transport (hotadd, nbd, file) opens a DiskRef
+//	     Source (backupd/source: file or block device, NBD export)
+//	        |
+//	        v  Copy: areas (or the source's allocated areas), aligned,
+//	        |        read by copier.Copy; blockmap hashes, skips zero
+//	        |        and unchanged blocks
+//	     blockmap DiskWriter
+//	        |
+//	        v  Commit: the recovery point appears atomically
+//	     recovery point (PointMeta, DiskMeta per disk)
+//
+// Vocabulary:
+//
+//   - Job: one run for one VM (Backup, VerifySource), recorded in
+//     <repo>/jobs/ (JobLog). It finds and locks the VM, removes what a
+//     killed run left (snapshots, hot-added disks), makes sure CBT is on,
+//     takes the snapshot (quiesced per the quiesce mode, falling back to
+//     crash-consistent: vsphere.SnapshotWithMode) and removes it on every
+//     path.
+//   - Hypervisor: the narrow interface a job talks to (VM facts,
+//     snapshots, CBT, changed areas, VM files, the HotAdd proxy).
+//     NewVSphere adapts a vSphere connection; restores grow it.
+//   - Plan: per disk, full or incremental, the areas to read (or none
+//     known: the source's allocation map), what they are relative to
+//     (Since: a changeId, "*", a dirty bitmap) and why a disk is read in
+//     full (Reason, kept in the point). planDisk decides it from CBT for
+//     vSphere, planImport from flags and dirty bitmaps for an import.
+//   - DiskRef: the plain data a Transport needs to open one frozen disk
+//     (VM, snapshot, disk, datastore mapping, server, credentials).
+//   - Transport: nbd (a server command template or URL), hotadd (attach
+//     to the proxy VM) or file (a locally mounted datastore); tried in
+//     the order given until one opens the disk (openFirst).
+//   - Source: one disk to read (package source): an io.ReaderAt with its
+//     size, allocated areas, changed areas where it knows them (qemu
+//     dirty bitmaps), what the point records about it and its preferred
+//     copy options.
+//   - Copy: copyDisk, the one function that moves a plan's areas from a
+//     source into a blockmap.DiskWriter, for imports and backups alike.
+//   - Commit: the session's commit; a job that fails aborts its session,
+//     so no half-written point is ever visible.
+//
+// The snapshot is removed, NBD servers are stopped and hot-added disks
+// are detached on every path; what a killed run left behind is cleaned
+// up by the next one. The new changeId is saved only with the committed
+// point.
 package backupd

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -51,7 +52,7 @@ type JobOptions struct {
 	Thumbprint  string
 	// Progress, when set, is called once per disk before it is read; add
 	// counts bytes read and finish is called when the disk is done.
-	Progress func(vm, disk string, total int64) (add func(int64), finish func())
+	Progress Progress
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -111,7 +112,7 @@ func NewJobID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) *vmJob {
+func newVMJob(repo *blockmap.Repo, hv Hypervisor, vmSpec string, opts JobOptions) *vmJob {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -126,7 +127,7 @@ func newVMJob(repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOp
 		// keep 4 parallel disks well under 256 MiB RSS
 		opts.Copy.ChunkSize = 2 << 20
 	}
-	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, conn: conn, opts: opts}
+	j := &vmJob{id: NewJobID(), spec: vmSpec, repo: repo, hv: hv, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
 	return j
 }
@@ -136,23 +137,30 @@ type vmJob struct {
 	id    string
 	spec  string
 	repo  *blockmap.Repo
-	conn  *vsphere.Conn
+	hv    Hypervisor
 	opts  JobOptions
 	log   *slog.Logger
 	vm    *vsphere.VM
 	snap  *vsphere.Snapshot
-	proxy *vsphere.Proxy
+	proxy Proxy // nil without hotadd
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
 	dirsErr  error
 }
 
-// BackupVM backs up one VM (name, inventory path or MoRef) as one new
-// recovery point and records the job in <repo>/jobs/.
+// BackupVM backs up one VM (name, inventory path or MoRef) of a vSphere
+// connection as one new recovery point and records the job in
+// <repo>/jobs/.
 func BackupVM(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts JobOptions) (*Result, error) {
-	j := newVMJob(repo, conn, vmSpec, opts)
-	rec := JobRecord{ID: j.id, Kind: JobBackup, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
+	return Backup(ctx, repo, NewVSphere(conn), vmSpec, opts)
+}
+
+// Backup backs up one VM of the hypervisor as one new recovery point and
+// records the job in <repo>/jobs/.
+func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec string, opts JobOptions) (*Result, error) {
+	j := newVMJob(repo, hv, vmSpec, opts)
+	rec := JobRecord{ID: j.id, Kind: JobBackup, VM: vmSpec, VCenter: hv.Endpoint(), Start: time.Now().UTC(), State: JobRunning}
 	jobs := NewJobLog(repo.Dir())
 	if err := jobs.Append(rec); err != nil {
 		j.log.Warn("cannot record the job", "error", err)
@@ -186,7 +194,7 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 // makes sure CBT is on, takes the job's snapshot, runs body and removes the
 // snapshot whatever happens.
 func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) error {
-	vm, err := j.conn.FindVM(ctx, j.spec)
+	vm, err := j.hv.FindVM(ctx, j.spec)
 	if err != nil {
 		return err
 	}
@@ -200,25 +208,28 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	}
 	defer unlock()
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
-		if j.proxy, err = j.conn.FindProxy(ctx, j.opts.ProxyVM); err != nil {
+		if j.proxy, err = j.hv.FindProxy(ctx, j.opts.ProxyVM); err != nil {
 			return err
 		}
 		if _, err := j.proxy.CleanupStale(ctx, vm); err != nil {
 			return fmt.Errorf("clean up disks left on proxy %s: %w", j.proxy.Name(), err)
 		}
 	}
-	if _, err := vm.RemoveStaleSnapshots(ctx); err != nil {
+	if _, err := j.hv.RemoveStaleSnapshots(ctx, vm); err != nil {
 		return fmt.Errorf("remove snapshots left by an interrupted run: %w", err)
 	}
-	if _, err := vm.EnableCBT(ctx); err != nil {
+	if _, err := j.hv.EnableCBT(ctx, vm); err != nil {
 		return err
 	}
-	snap, err := vm.CreateSnapshot(ctx, vsphere.SnapshotPrefix+j.id, j.opts.Quiesce)
+	name := vsphere.SnapshotPrefix + j.id
+	snap, err := vsphere.SnapshotWithMode(ctx, vm.Name, j.opts.Quiesce, j.log, func(ctx context.Context, quiesce bool) (*vsphere.Snapshot, error) {
+		return j.hv.CreateSnapshot(ctx, vm, name, quiesce)
+	})
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
 			// A failed removal does not fail a job whose point is
 			// committed: it is logged and the next run removes the snapshot.
-			if rerr := vm.RemoveSnapshot(snap.Ref); rerr != nil {
+			if rerr := j.hv.RemoveSnapshot(vm, snap); rerr != nil {
 				j.log.Error("removing the backup snapshot failed; the next run removes it", "vm", vm.Name, "snapshot", snap.Name, "error", rerr)
 			}
 		}()
@@ -233,14 +244,7 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 
 // backup reads the snapshot into a new point and commits it.
 func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
-	pm := PointMeta{
-		Source: "vsphere", VCenter: j.conn.URL.Host, VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
-		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
-		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
-	}
-	sess, err := j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
-		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn backup job " + j.id,
-	})
+	sess, err := j.beginPoint(ctx, "cairn backup job "+j.id)
 	if err != nil {
 		return nil, fmt.Errorf("begin point of %s: %w", j.vm.Name, err)
 	}
@@ -285,38 +289,43 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	return res, nil
 }
 
+// beginPoint begins the point of the job's snapshot.
+func (j *vmJob) beginPoint(ctx context.Context, purpose string) (*blockmap.Session, error) {
+	pm := PointMeta{
+		Source: "vsphere", VCenter: j.hv.Endpoint(), VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
+		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
+		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
+	}
+	return j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
+		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: purpose,
+	})
+}
+
 // diskJob is one disk of a job: its plan and writer.
 type diskJob struct {
-	plan   diskPlan
+	disk   vsphere.Disk // the snapshot's frozen disk
+	plan   Plan
 	w      *blockmap.DiskWriter
 	meta   DiskMeta
 	result DiskResult
 }
 
 func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphere.Disk, base *blockmap.Point) (*diskJob, error) {
-	plan, err := planDisk(ctx, j.vm, j.snap, d, base)
+	plan, err := planDisk(ctx, j.hv, j.vm, j.snap, d, base)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
-	meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
-	dopts := blockmap.DiskOptions{Full: plan.full, FullReason: plan.fullReason, Meta: mustJSON(meta)}
-	if !plan.full && plan.haveExtent {
-		// Only the changed areas' previous versions need loading.
-		dopts.Changed = plan.extents
-	}
-	w, err := sess.AddDisk(ctx, d.Name, d.Capacity, dopts)
+	meta := diskMeta(d)
+	w, plan, err := addDisk(ctx, sess, d.Name, d.Capacity, plan, mustJSON(meta), func(ctx context.Context, reason string) (Plan, error) {
+		return fullPlan(ctx, j.hv, j.vm, j.snap, d, reason)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}
-	if full, reason := w.Full(); full && !plan.full {
-		if plan, err = fullPlan(ctx, j.vm, j.snap, plan, reason); err != nil {
-			return nil, fmt.Errorf("disk %s: %w", d.Name, err)
-		}
+	if plan.Full {
+		j.log.Info("full backup of disk", "vm", j.vm.Name, "disk", d.Name, "reason", plan.Reason)
 	}
-	if plan.full {
-		j.log.Info("full backup of disk", "vm", j.vm.Name, "disk", d.Name, "reason", plan.fullReason)
-	}
-	return &diskJob{plan: plan, w: w, meta: meta}, nil
+	return &diskJob{disk: d, plan: plan, w: w, meta: meta}, nil
 }
 
 // copyDisks reads the disks, ParallelDisks at a time.
@@ -348,11 +357,11 @@ func (j *vmJob) copyDisks(ctx context.Context, disks []*diskJob) error {
 }
 
 func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
-	d := dj.plan.disk
-	if dj.plan.haveExtent && len(dj.plan.extents) == 0 {
+	d := dj.disk
+	m := dj.meta
+	m.Full, m.FullReason, m.BaseChangeID = dj.plan.Full, dj.plan.Reason, dj.plan.Since
+	if dj.plan.Unchanged() {
 		// nothing changed: no transport to open
-		m := dj.meta
-		m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
 		dj.w.SetMeta(mustJSON(m))
 		dj.result = DiskResult{Name: d.Name, Full: m.Full, FullReason: m.FullReason, ChangeID: d.ChangeID}
 		j.log.Info("disk unchanged", "vm", j.vm.Name, "disk", d.Name)
@@ -367,43 +376,50 @@ func (j *vmJob) copyDisk(ctx context.Context, dj *diskJob) (err error) {
 			err = fmt.Errorf("disk %s: close %s transport: %w", d.Name, transport, cerr)
 		}
 	}()
-	extents := dj.plan.extents
-	if !dj.plan.haveExtent {
-		if extents, err = src.Allocated(ctx); err != nil {
-			return fmt.Errorf("disk %s: allocation map: %w", d.Name, err)
-		}
-	}
-	extents = copier.Align(extents, dj.w.BlockSize(), dj.w.Size())
-	total := copier.Total(extents)
-	copts := j.opts.Copy
-	finish := func() {}
-	if j.opts.Progress != nil {
-		var add func(int64)
-		add, finish = j.opts.Progress(j.vm.Name, d.Name, total)
-		copts.Progress = add
-	}
-	j.log.Info("reading disk", "vm", j.vm.Name, "disk", d.Name, "transport", transport, "full", dj.plan.full, "bytes", total)
-	read, err := copier.Copy(ctx, src, dj.w, extents, copts)
-	finish()
+	read, total, err := copyDisk(ctx, src, dj.w, copyStep{VM: j.vm.Name, Disk: d.Name, Plan: dj.plan, Options: j.opts.Copy, Progress: j.opts.Progress,
+		Started: func(total int64) {
+			j.log.Info("reading disk", "vm", j.vm.Name, "disk", d.Name, "transport", transport, "full", dj.plan.Full, "bytes", total)
+		}})
 	if err != nil {
 		return fmt.Errorf("disk %s via %s: %w", d.Name, transport, err)
 	}
-	m := dj.meta
-	m.Transport, m.BytesRead, m.ChangedBytes = transport, read, copier.Total(dj.plan.extents)
-	m.Full, m.FullReason, m.BaseChangeID = dj.plan.full, dj.plan.fullReason, dj.plan.baseChange
+	m.Transport, m.BytesRead, m.ChangedBytes = transport, read, copier.Total(dj.plan.Areas)
 	dj.w.SetMeta(mustJSON(m))
 	dj.result = DiskResult{Name: d.Name, Transport: transport, Full: m.Full, FullReason: m.FullReason, ChangedBytes: total, BytesRead: read, ChangeID: d.ChangeID}
-	if ns, ok := src.(*nbdSource); ok {
-		dj.result.Retries = ns.client.Stats().Retries
+	if ns, ok := src.(*source.NBD); ok {
+		dj.result.Retries = ns.Client().Stats().Retries
 	}
 	return nil
 }
 
-// localPath maps a snapshot disk to its local flat file.
-func (j *vmJob) localPath(ctx context.Context, d vsphere.Disk) (string, error) {
-	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs) })
+// localPath maps a datastore file to its local path.
+func (j *vmJob) localPath(ctx context.Context, fileName string) (string, error) {
+	j.dirsOnce.Do(func() { j.dirs, j.dirsErr = j.hv.LocalDatastores(ctx, j.opts.DatastoreDirs) })
 	if j.dirsErr != nil {
 		return "", j.dirsErr
 	}
-	return j.dirs.LocalPath(d.FileName)
+	return j.dirs.LocalPath(fileName)
+}
+
+// diskRef is the plain data the transports need for disk d of the
+// job's snapshot.
+func (j *vmJob) diskRef(d vsphere.Disk) DiskRef {
+	r := DiskRef{Disk: d, LocalPath: j.localPath, Server: j.hv.Server(), Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint}
+	if j.vm != nil {
+		r.VMRef, r.VMName = j.vm.Ref.Value, j.vm.Name
+	}
+	if j.snap != nil {
+		r.SnapshotRef = j.snap.Ref.Value
+	}
+	return r
+}
+
+// openSource opens disk d through the first of the job's transports that
+// can.
+func (j *vmJob) openSource(ctx context.Context, d vsphere.Disk) (source.Source, string, error) {
+	var proxy HotAddProxy
+	if j.proxy != nil {
+		proxy = j.proxy
+	}
+	return openFirst(ctx, transports(j.opts.Transports, j.opts, proxy, j.log), j.diskRef(d), j.log)
 }

@@ -3,6 +3,7 @@ package backupd
 import (
 	"encoding/json"
 
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
@@ -25,6 +26,11 @@ type DiskMeta struct {
 	ChangedBytes int64  `json:"changed_bytes"`
 	Full         bool   `json:"full"`
 	FullReason   string `json:"full_reason,omitempty"`
+}
+
+// diskMeta is what a point keeps about a snapshot's disk before it is read.
+func diskMeta(d vsphere.Disk) DiskMeta {
+	return DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID}
 }
 
 // PointMeta is what a point keeps about the job (Point.Meta).

@@ -16,7 +16,7 @@ import (
 // the backup and the restore transports both fill it, so neither needs the
 // other's job.
 type nbdPlaceholders struct {
-	Conn        *vsphere.Conn // the server: its host name and certificate
+	Conn        Server // the server: its host name and certificate
 	Credentials vsphere.Credentials
 	Thumbprint  string // as configured; empty reads the server's certificate
 	VMRef       string
@@ -32,13 +32,26 @@ type nbdPlaceholders struct {
 	LocalPath func(ctx context.Context, fileName string) (string, error)
 }
 
+// Server is the management server a disk lives on, as an NBD command
+// names it (*vsphere.Conn).
+type Server interface {
+	// Hostname is the server's host name ({server}).
+	Hostname() string
+	// ServerThumbprint is the SHA-1 thumbprint of its certificate
+	// ({thumbprint} when none is configured), "" when it cannot be read.
+	ServerThumbprint(ctx context.Context) string
+}
+
 // value computes the placeholder name.
 func (p nbdPlaceholders) value(ctx context.Context, name string) (string, error) {
 	switch name {
 	case "socket":
 		return p.Socket, nil
 	case "server":
-		return p.Conn.URL.Hostname(), nil
+		if p.Conn == nil {
+			return "", errors.New("no vCenter connection to name the server")
+		}
+		return p.Conn.Hostname(), nil
 	case "user":
 		return p.Credentials.User, nil
 	case "password_file":
@@ -51,10 +64,13 @@ func (p nbdPlaceholders) value(ctx context.Context, name string) (string, error)
 		if tp := p.Thumbprint; tp != "" {
 			return vsphere.NormalizeThumbprint(tp)
 		}
+		if p.Conn == nil {
+			return "", errors.New("no vCenter connection to read the certificate of: give --thumbprint")
+		}
 		if tp := p.Conn.ServerThumbprint(ctx); tp != "" {
 			return tp, nil
 		}
-		return "", fmt.Errorf("cannot read the server certificate of %s", p.Conn.URL.Host)
+		return "", fmt.Errorf("cannot read the server certificate of %s", p.Conn.Hostname())
 	case "vm_moref":
 		return p.VMRef, nil
 	case "snapshot_moref":

@@ -9,49 +9,37 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
-// diskPlan says how one disk is read.
-type diskPlan struct {
-	disk       vsphere.Disk // the snapshot's frozen disk
-	full       bool
-	fullReason string
-	baseChange string // changeId the areas are relative to
-	extents    []blockmap.Extent
-	haveExtent bool // extents known from CBT (else: the transport's allocation map)
-}
-
 // planDisk decides between an incremental read since the stored changeId
 // and a full read, and asks CBT for the areas.
-func planDisk(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, base *blockmap.Point) (diskPlan, error) {
-	p := diskPlan{disk: d}
+func planDisk(ctx context.Context, hv Hypervisor, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, base *blockmap.Point) (Plan, error) {
 	prev, reason := previousChangeID(d, base)
 	if reason == "" {
-		areas, err := vm.ChangedAreas(ctx, snap.Ref, d, prev)
+		areas, err := hv.ChangedAreas(ctx, vm, snap, d, prev)
 		var rej *vsphere.ChangeIDRejectedError
 		switch {
 		case errors.As(err, &rej):
 			reason = fmt.Sprintf("stored changeId rejected by vSphere (%v)", rej.Err)
 		case err != nil:
-			return p, err
+			return Plan{}, err
 		default:
-			p.baseChange, p.extents, p.haveExtent = prev, toExtents(areas), true
-			return p, nil
+			return Plan{Since: prev, Areas: toExtents(areas), AreasKnown: true}, nil
 		}
 	}
-	return fullPlan(ctx, vm, snap, p, reason)
+	return fullPlan(ctx, hv, vm, snap, d, reason)
 }
 
 // fullPlan asks CBT for every allocated area ("*"), or leaves the extents
 // to the transport's allocation map when the disk has no changeId.
-func fullPlan(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, p diskPlan, reason string) (diskPlan, error) {
-	p.full, p.fullReason, p.extents, p.haveExtent, p.baseChange = true, reason, nil, false, ""
-	if p.disk.ChangeID == "" {
+func fullPlan(ctx context.Context, hv Hypervisor, vm *vsphere.VM, snap *vsphere.Snapshot, d vsphere.Disk, reason string) (Plan, error) {
+	p := Plan{Full: true, Reason: reason}
+	if d.ChangeID == "" {
 		return p, nil
 	}
-	areas, err := vm.ChangedAreas(ctx, snap.Ref, p.disk, "*")
+	areas, err := hv.ChangedAreas(ctx, vm, snap, d, "*")
 	if err != nil {
 		return p, err
 	}
-	p.baseChange, p.extents, p.haveExtent = "*", toExtents(areas), true
+	p.Since, p.Areas, p.AreasKnown = "*", toExtents(areas), true
 	return p, nil
 }
 

@@ -3,11 +3,11 @@ package backupd
 import (
 	"context"
 	"fmt"
-	"io"
+	"log/slog"
 	"strings"
 
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/blockmap"
 )
 
 // Transport names.
@@ -40,42 +40,74 @@ func ParseTransports(s string) ([]string, error) {
 	return out, nil
 }
 
-// source is an opened snapshot disk.
-type source interface {
-	io.ReaderAt
-	// Allocated lists the areas worth reading when CBT cannot tell.
-	Allocated(ctx context.Context) ([]blockmap.Extent, error)
-	Close() error
+// DiskRef is the plain data a transport needs to open one frozen disk of
+// a snapshot: no job, no connection state beyond what is named here.
+type DiskRef struct {
+	VMRef  string // the VM's MoRef value
+	VMName string
+	// SnapshotRef is the MoRef value of the snapshot the disk is frozen in.
+	SnapshotRef string
+	Disk        vsphere.Disk
+	// LocalPath maps a datastore file name to a local path (the file
+	// transport, {disk_local_path}); nil when no datastore is local.
+	LocalPath func(ctx context.Context, fileName string) (string, error)
+	// Server is the server the disk lives on: its host name and
+	// certificate ({server}, {thumbprint}); nil when there is none.
+	Server Server
+	// Credentials and Thumbprint fill {user}, {password_file} and
+	// {thumbprint}.
+	Credentials vsphere.Credentials
+	Thumbprint  string
 }
 
-// opener opens one frozen disk of a snapshot through one transport.
-type opener func(ctx context.Context, j *vmJob, d vsphere.Disk) (source, error)
-
-func (j *vmJob) opener(name string) opener {
-	switch name {
-	case TransportNBD:
-		return openNBD
-	case TransportHotAdd:
-		return openHotAdd
-	default:
-		return openFile
+// localPath maps the disk's backing file to a local path.
+func (d DiskRef) localPath(ctx context.Context) (string, error) {
+	if d.LocalPath == nil {
+		return "", fmt.Errorf("disk %s: no datastore is mounted locally", d.Disk.Name)
 	}
+	return d.LocalPath(ctx, d.Disk.FileName)
 }
 
-// openSource tries the transports in order and returns the first that
-// opens the disk, with its name.
-func (j *vmJob) openSource(ctx context.Context, d vsphere.Disk) (source, string, error) {
+// Transport opens frozen disks as sources.
+type Transport interface {
+	// Name is the transport's name (nbd, hotadd, file).
+	Name() string
+	// Open opens the disk; closing the source releases what Open took
+	// (an NBD server, a hot-added disk).
+	Open(ctx context.Context, d DiskRef) (source.Source, error)
+}
+
+// transports builds the named transports from the job options; proxy is
+// the hotadd proxy (nil when none was found).
+func transports(names []string, opts JobOptions, proxy HotAddProxy, log *slog.Logger) []Transport {
+	out := make([]Transport, 0, len(names))
+	for _, n := range names {
+		switch n {
+		case TransportNBD:
+			out = append(out, &NBDTransport{Command: opts.NBDCommand, URL: opts.NBDURL, Client: opts.NBD, StartTimeout: opts.nbdStartTimeout(), Logger: log})
+		case TransportHotAdd:
+			out = append(out, &HotAddTransport{Proxy: proxy, Device: opts.HotAddDevice, Logger: log})
+		default:
+			out = append(out, FileTransport{})
+		}
+	}
+	return out
+}
+
+// openFirst tries the transports in order and returns the first source
+// that opens, with the transport's name.
+func openFirst(ctx context.Context, ts []Transport, d DiskRef, log *slog.Logger) (source.Source, string, error) {
 	var errs []string
-	for _, t := range j.opts.Transports {
-		src, err := j.opener(t)(ctx, j, d)
+	for _, t := range ts {
+		src, err := t.Open(ctx, d)
 		if err == nil {
-			return src, t, nil
+			return src, t.Name(), nil
 		}
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
 		}
-		j.log.Warn("transport failed; trying the next", "vm", j.vm.Name, "disk", d.Name, "transport", t, "error", err)
-		errs = append(errs, t+": "+err.Error())
+		log.Warn("transport failed; trying the next", "vm", d.VMName, "disk", d.Disk.Name, "transport", t.Name(), "error", err)
+		errs = append(errs, t.Name()+": "+err.Error())
 	}
-	return nil, "", fmt.Errorf("disk %s: no transport could open it (%s)", d.Name, strings.Join(errs, "; "))
+	return nil, "", fmt.Errorf("disk %s: no transport could open it (%s)", d.Disk.Name, strings.Join(errs, "; "))
 }

@@ -2,49 +2,22 @@ package backupd
 
 import (
 	"context"
-	"fmt"
-	"os"
 
-	"github.com/cairnbackup/cairn/backupd/copier"
-	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/backupd/source"
 )
 
-// fileSource reads a local raw file or block device.
-type fileSource struct {
-	*os.File
-	size    int64
-	onClose func() error
-}
-
-func (f *fileSource) Allocated(context.Context) ([]blockmap.Extent, error) {
-	return copier.DataExtents(f.File, f.size)
-}
-
-func (f *fileSource) Close() error {
-	err := f.File.Close()
-	if f.onClose != nil {
-		if cerr := f.onClose(); err == nil {
-			err = cerr
-		}
-	}
-	return err
-}
-
-// openFile reads the snapshot's flat file through a locally mounted
+// FileTransport reads the snapshot's flat file through a locally mounted
 // datastore (Direct NFS).
-func openFile(ctx context.Context, j *vmJob, d vsphere.Disk) (source, error) {
-	path, err := j.localPath(ctx, d)
+type FileTransport struct{}
+
+// Name is "file".
+func (FileTransport) Name() string { return TransportFile }
+
+// Open opens the disk's local flat file.
+func (FileTransport) Open(ctx context.Context, d DiskRef) (source.Source, error) {
+	path, err := d.localPath(ctx)
 	if err != nil {
 		return nil, err
 	}
-	f, size, err := copier.OpenSource(path)
-	if err != nil {
-		return nil, err
-	}
-	if size < d.Capacity {
-		f.Close()
-		return nil, fmt.Errorf("local file %s has %d bytes, the disk %d", path, size, d.Capacity)
-	}
-	return &fileSource{File: f, size: d.Capacity}, nil
+	return source.OpenFile(path, source.FileOptions{Size: d.Disk.Capacity})
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/cairnbackup/cairn/backupd/copier"
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -78,36 +79,54 @@ func rescanSCSI(hostsDir string) {
 	}
 }
 
-// openHotAdd attaches the frozen disk to the proxy VM and opens its
+// HotAddProxy is the proxy VM that HotAdd attaches disks to
+// (*vsphere.Proxy).
+type HotAddProxy interface {
+	Name() string
+	// Attach hot-adds a disk file; Detach removes the device again.
+	Attach(ctx context.Context, fileName string) (vsphere.HotAdded, error)
+	Detach(key int32) error
+}
+
+// HotAddTransport attaches the frozen disk to the proxy VM and reads its
 // device; closing the source detaches it.
-func openHotAdd(ctx context.Context, j *vmJob, d vsphere.Disk) (source, error) {
-	if j.proxy == nil {
+type HotAddTransport struct {
+	Proxy HotAddProxy // nil: no --proxy-vm given
+	// Device finds the attached disk's local device (default DeviceByUUID).
+	Device HotAddDeviceFunc
+	Logger *slog.Logger
+}
+
+// Name is "hotadd".
+func (*HotAddTransport) Name() string { return TransportHotAdd }
+
+// Open attaches the disk and opens its device.
+func (t *HotAddTransport) Open(ctx context.Context, d DiskRef) (source.Source, error) {
+	if t.Proxy == nil {
 		return nil, fmt.Errorf("hotadd needs --proxy-vm")
 	}
-	added, err := j.proxy.Attach(ctx, d.FileName)
+	added, err := t.Proxy.Attach(ctx, d.Disk.FileName)
 	if err != nil {
 		return nil, err
 	}
-	detach := func() error { return j.proxy.Detach(added.Key) }
-	find := j.opts.HotAddDevice
+	detach := func() error { return t.Proxy.Detach(added.Key) }
+	find := t.Device
 	if find == nil {
 		find = DeviceByUUID
 	}
-	dev, err := find(ctx, j.proxy.Name(), added)
+	dev, err := find(ctx, t.Proxy.Name(), added)
 	if err == nil {
-		var f *os.File
-		var size int64
-		if f, size, err = copier.OpenSource(dev); err == nil {
-			if size < d.Capacity {
-				f.Close()
-				err = fmt.Errorf("device %s has %d bytes, the disk %d", dev, size, d.Capacity)
-			} else {
-				return &fileSource{File: f, size: d.Capacity, onClose: detach}, nil
-			}
+		var src *source.File
+		if src, err = source.OpenFile(dev, source.FileOptions{Size: d.Disk.Capacity, Transport: TransportHotAdd, OnClose: detach}); err == nil {
+			return src, nil
 		}
 	}
 	if derr := detach(); derr != nil {
-		j.log.Error("detaching a hot-added disk failed; the next run retries", "disk", d.FileName, "error", derr)
+		log := t.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("detaching a hot-added disk failed; the next run retries", "disk", d.Disk.FileName, "error", derr)
 	}
 	return nil, err
 }

@@ -3,61 +3,56 @@ package backupd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cairnbackup/cairn/backupd/nbd"
-	"github.com/cairnbackup/cairn/backupd/vsphere"
-	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/backupd/source"
 )
 
-// nbdSource reads an export with cairn's NBD client.
-type nbdSource struct {
-	ctx    context.Context
-	client *nbd.Client
-	server *nbdServer
-	tmp    string
+// NBDTransport reads a disk over NBD: it dials URL, or starts Command (a
+// server command template, DefaultNBDCommand when empty) for the disk on
+// a private unix socket and dials that.
+type NBDTransport struct {
+	Command string
+	URL     string // may use the same placeholders as Command
+	// Client tunes cairn's NBD client.
+	Client nbd.Options
+	// StartTimeout bounds the wait for the server's socket (default 30s).
+	StartTimeout time.Duration
+	Logger       *slog.Logger
 }
 
-func (s *nbdSource) ReadAt(p []byte, off int64) (int, error) { return s.client.ReadAt(s.ctx, p, off) }
+// Name is "nbd".
+func (*NBDTransport) Name() string { return TransportNBD }
 
-func (s *nbdSource) Allocated(ctx context.Context) ([]blockmap.Extent, error) {
-	return NBDDataAreas(ctx, s.client)
-}
-
-func (s *nbdSource) Close() error {
-	var err error
-	if s.client != nil {
-		err = s.client.Close()
-	}
-	if s.server != nil {
-		s.server.stop()
-	}
-	if s.tmp != "" {
-		_ = os.RemoveAll(s.tmp)
-	}
-	return err
-}
-
-// openNBD connects to --nbd-url, or starts the --nbd-command server for the
-// disk on a private unix socket, and dials it.
-func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err error) {
-	s := &nbdSource{ctx: ctx}
-	defer func() {
-		if err != nil {
-			_ = s.Close()
-		}
-	}()
+// Open serves and dials the disk; closing the source stops the server.
+func (t *NBDTransport) Open(ctx context.Context, d DiskRef) (_ source.Source, err error) {
 	sweepNBDDirs()
-	s.tmp, err = os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	tmp, err := os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, fmt.Errorf("nbd: %w", err)
 	}
-	socket := filepath.Join(s.tmp, "nbd.sock")
-	ph := j.nbdPlaceholders(d, socket, s.tmp)
-	uri := j.opts.NBDURL
+	var server *nbdServer
+	release := func() error {
+		if server != nil {
+			server.stop()
+		}
+		_ = os.RemoveAll(tmp)
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			_ = release()
+		}
+	}()
+	socket := filepath.Join(tmp, "nbd.sock")
+	ph := d.placeholders(socket, tmp)
+	uri := t.URL
 	if uri != "" {
 		words, err := ph.expand(ctx, uri)
 		if err != nil {
@@ -65,7 +60,7 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		}
 		uri = words[0]
 	} else {
-		tmpl := j.opts.NBDCommand
+		tmpl := t.Command
 		if tmpl == "" {
 			tmpl = DefaultNBDCommand
 		}
@@ -73,22 +68,24 @@ func openNBD(ctx context.Context, j *vmJob, d vsphere.Disk) (src source, err err
 		if err != nil {
 			return nil, err
 		}
-		if s.server, err = startNBDServer(ctx, args, socket, j.opts.nbdStartTimeout()); err != nil {
+		timeout := t.StartTimeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		if server, err = startNBDServer(ctx, args, socket, timeout); err != nil {
 			return nil, err
 		}
 		uri = nbd.UnixTarget(socket, "").String()
 	}
-	opts := j.opts.NBD
+	opts := t.Client
 	if opts.Logger == nil {
-		opts.Logger = j.log
+		opts.Logger = t.Logger
 	}
-	if s.client, err = nbd.Dial(ctx, uri, opts); err != nil {
-		return nil, fmt.Errorf("nbd: connect to %s: %w", uri, err)
+	src, err := source.DialNBD(ctx, uri, uri, source.NBDOptions{Client: opts, Size: d.Disk.Capacity, OnClose: release})
+	if err != nil {
+		return nil, fmt.Errorf("nbd: %w", err)
 	}
-	if s.client.Size() < d.Capacity {
-		return nil, fmt.Errorf("nbd: export %s has %d bytes, the disk %d", uri, s.client.Size(), d.Capacity)
-	}
-	return s, nil
+	return src, nil
 }
 
 // nbdDirPrefix starts the private directory (socket, password file) of each
@@ -109,19 +106,13 @@ func sweepNBDDirs() {
 	}
 }
 
-// nbdPlaceholders is the template data of disk d, served on socket with
+// placeholders is the template data of the disk, served on socket with
 // its password file in tmp.
-func (j *vmJob) nbdPlaceholders(d vsphere.Disk, socket, tmp string) nbdPlaceholders {
-	p := nbdPlaceholders{
-		Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint,
-		Disk: d, Socket: socket, Tmp: tmp,
-		LocalPath: func(ctx context.Context, _ string) (string, error) { return j.localPath(ctx, d) },
+func (d DiskRef) placeholders(socket, tmp string) nbdPlaceholders {
+	return nbdPlaceholders{
+		Conn: d.Server, Credentials: d.Credentials, Thumbprint: d.Thumbprint,
+		VMRef: d.VMRef, VMName: d.VMName, SnapshotRef: d.SnapshotRef,
+		Disk: d.Disk, Socket: socket, Tmp: tmp,
+		LocalPath: func(ctx context.Context, _ string) (string, error) { return d.localPath(ctx) },
 	}
-	if j.vm != nil {
-		p.VMRef, p.VMName = j.vm.Ref.Value, j.vm.Name
-	}
-	if j.snap != nil {
-		p.SnapshotRef = j.snap.Ref.Value
-	}
-	return p
 }

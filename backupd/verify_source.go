@@ -65,8 +65,13 @@ func (r *SourceReport) OK() bool {
 // documents that this can happen). With Repair, a corrected point holding
 // the snapshot's full contents is committed when anything was missed.
 func VerifyAgainstSource(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, vmSpec string, opts VerifySourceOptions) (*SourceReport, error) {
-	j := newVMJob(repo, conn, vmSpec, opts.JobOptions)
-	rec := JobRecord{ID: j.id, Kind: JobVerify, VM: vmSpec, VCenter: conn.URL.Host, Start: time.Now().UTC(), State: JobRunning}
+	return VerifySource(ctx, repo, NewVSphere(conn), vmSpec, opts)
+}
+
+// VerifySource is VerifyAgainstSource for a VM of any hypervisor.
+func VerifySource(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec string, opts VerifySourceOptions) (*SourceReport, error) {
+	j := newVMJob(repo, hv, vmSpec, opts.JobOptions)
+	rec := JobRecord{ID: j.id, Kind: JobVerify, VM: vmSpec, VCenter: hv.Endpoint(), Start: time.Now().UTC(), State: JobRunning}
 	jobs := NewJobLog(repo.Dir())
 	_ = jobs.Append(rec)
 	rep := &SourceReport{JobID: j.id}
@@ -97,9 +102,7 @@ func (j *vmJob) verify(ctx context.Context, rep *SourceReport, repair bool) (err
 	rep.Point = latest.ID
 	var sess *blockmap.Session
 	if repair {
-		pm := PointMeta{Source: "vsphere", VCenter: j.conn.URL.Host, VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
-			HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name, Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError}
-		if sess, err = j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: "cairn verify --against-source --repair"}); err != nil {
+		if sess, err = j.beginPoint(ctx, "cairn verify --against-source --repair"); err != nil {
 			return err
 		}
 		defer func() {
@@ -145,7 +148,7 @@ func (j *vmJob) verifyDisk(ctx context.Context, latest blockmap.Point, d vsphere
 	changed := map[int64]bool{}
 	bs := int64(j.repo.BlockSize())
 	if meta, ok := ReadDiskMeta(info); ok && dr != nil && meta.ChangeID != "" {
-		areas, err := j.vm.ChangedAreas(ctx, j.snap.Ref, d, meta.ChangeID)
+		areas, err := j.hv.ChangedAreas(ctx, j.vm, j.snap, d, meta.ChangeID)
 		var rej *vsphere.ChangeIDRejectedError
 		switch {
 		case errors.As(err, &rej):
@@ -162,8 +165,8 @@ func (j *vmJob) verifyDisk(ctx context.Context, latest blockmap.Point, d vsphere
 	}
 	var w *blockmap.DiskWriter
 	if sess != nil {
-		meta := DiskMeta{Label: d.Label, BackingFile: d.FileName, Capacity: d.Capacity, UUID: d.UUID, DeviceKey: d.Key, ChangeID: d.ChangeID,
-			Full: true, FullReason: "verify --against-source --repair: every block read from the source"}
+		meta := diskMeta(d)
+		meta.Full, meta.FullReason = true, "verify --against-source --repair: every block read from the source"
 		var err error
 		if w, err = sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: true, FullReason: meta.FullReason, Meta: mustJSON(meta)}); err != nil {
 			return dv, err

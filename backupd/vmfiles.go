@@ -39,7 +39,7 @@ func (j *vmJob) attachVMFiles(ctx context.Context, sess *blockmap.Session) error
 		if f.path == "" {
 			continue
 		}
-		data, err := j.vm.DownloadFile(ctx, f.path, f.limit)
+		data, err := j.hv.DownloadFile(ctx, j.vm, f.path, f.limit)
 		if err == nil && f.name == vmconfig.VMXAttachment(j.vm.Name) {
 			// the .vmx holds extraConfig too: the same secrets go
 			data, _ = vmconfig.FilterVMX(data)

@@ -151,6 +151,9 @@ func (c *Conn) Close() error {
 // Logger is the connection's logger.
 func (c *Conn) Logger() *slog.Logger { return c.log }
 
+// Hostname is the server's host name (no port).
+func (c *Conn) Hostname() string { return c.URL.Hostname() }
+
 // explainTLS turns a certificate failure into an error that names the
 // server's thumbprint and the flags that trust it.
 func explainTLS(ctx context.Context, u *url.URL, opts ConnectOptions, err error) error {

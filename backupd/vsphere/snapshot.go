@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -64,27 +65,72 @@ func (s *Snapshot) Disk(key int32) (Disk, bool) {
 }
 
 // CreateSnapshot takes a snapshot without memory, quiesced according to
-// mode, and reads the frozen disks from the snapshot's own configuration.
+// mode (SnapshotWithMode), and reads the frozen disks from the snapshot's
+// own configuration.
 func (v *VM) CreateSnapshot(ctx context.Context, name, mode string) (*Snapshot, error) {
+	return SnapshotWithMode(ctx, v.Name, mode, v.conn.log, func(ctx context.Context, quiesce bool) (*Snapshot, error) {
+		return v.TakeSnapshot(ctx, name, quiesce)
+	})
+}
+
+// QuiesceFaultError means a quiesced snapshot failed because the guest
+// could not be quiesced (VMware Tools missing or a quiesce fault); a
+// crash-consistent snapshot may still work.
+type QuiesceFaultError struct {
+	VM  string
+	Err error
+}
+
+func (e *QuiesceFaultError) Error() string {
+	return fmt.Sprintf("snapshot VM %s: %v", e.VM, e.Err)
+}
+
+func (e *QuiesceFaultError) Unwrap() error { return e.Err }
+
+// SnapshotWithMode applies a quiesce mode to take, one attempt at a
+// snapshot: auto quiesces and on a *QuiesceFaultError takes a
+// crash-consistent snapshot instead (recording the fault); require fails
+// on the fault; off never quiesces. A hypervisor gives take; the policy
+// is the same for all.
+func SnapshotWithMode(ctx context.Context, vmName, mode string, log *slog.Logger, take func(ctx context.Context, quiesce bool) (*Snapshot, error)) (*Snapshot, error) {
 	mode, err := ParseQuiesce(mode)
 	if err != nil {
 		return nil, err
 	}
 	quiesce := mode != QuiesceOff
+	snap, err := take(ctx, quiesce)
+	var qf *QuiesceFaultError
+	if err != nil && quiesce && errors.As(err, &qf) {
+		if mode == QuiesceRequire {
+			return nil, fmt.Errorf("quiesced snapshot of VM %s failed and --quiesce=require: %w", vmName, qf.Err)
+		}
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("quiescing failed; taking a crash-consistent snapshot instead", "vm", vmName, "error", qf.Err)
+		snap, err = take(ctx, false)
+		if snap != nil {
+			snap.QuiesceError = qf.Err.Error()
+		}
+	}
+	return snap, err
+}
+
+// TakeSnapshot makes one attempt at a snapshot without memory, quiesced
+// or not, and reads the frozen disks from the snapshot's own
+// configuration. A quiesce fault is a *QuiesceFaultError. When the
+// snapshot was made but cannot be read, it is returned with the error, so
+// that the caller removes it.
+func (v *VM) TakeSnapshot(ctx context.Context, name string, quiesce bool) (*Snapshot, error) {
 	snap := &Snapshot{Name: name, Consistency: ConsistencyQuiesced}
 	if !quiesce {
 		snap.Consistency = ConsistencyCrash
 	}
 	ref, err := v.createSnapshot(ctx, name, quiesce)
-	if err != nil && quiesce && isQuiesceFault(err) {
-		if mode == QuiesceRequire {
-			return nil, fmt.Errorf("quiesced snapshot of VM %s failed and --quiesce=require: %w", v.Name, err)
-		}
-		v.conn.log.Warn("quiescing failed; taking a crash-consistent snapshot instead", "vm", v.Name, "error", err)
-		snap.Consistency, snap.QuiesceError = ConsistencyCrash, err.Error()
-		ref, err = v.createSnapshot(ctx, name, false)
-	}
 	if err != nil {
+		if quiesce && isQuiesceFault(err) {
+			return nil, &QuiesceFaultError{VM: v.Name, Err: err}
+		}
 		return nil, fmt.Errorf("snapshot VM %s: %w", v.Name, err)
 	}
 	snap.Ref = ref

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/cairnbackup/cairn/blockmap"
 )
 
 // Limits on what an import reads from its input: a changed-area list
@@ -123,17 +121,6 @@ func checkPointTime(t time.Time, now time.Time) error {
 		return fmt.Errorf("--time %s is before 1970: give the moment the data was captured (RFC 3339, e.g. %s), or leave --time out for now", t.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case t.After(now.Add(24 * time.Hour)):
 		return fmt.Errorf("--time %s is in the future: give the moment the data was captured (RFC 3339), or leave --time out for now", t.Format(time.RFC3339))
-	}
-	return nil
-}
-
-// checkAreasInDisk refuses changed areas that reach past the disk's end:
-// a changed-area list for another (larger) disk, or a typo.
-func checkAreasInDisk(disk string, areas []blockmap.Extent, size int64) error {
-	for _, e := range areas {
-		if e.Offset >= size || e.Length > size-e.Offset {
-			return fmt.Errorf("changed area %d:%d of disk %s ends at %d, past the disk's end (%d bytes): is the list for another disk?", e.Offset, e.Length, disk, e.Offset+e.Length, size)
-		}
 	}
 	return nil
 }
