@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/nbd"
@@ -30,6 +32,10 @@ const (
 // production default; needs VMware's VDDK library on the appliance). It is
 // DefaultNBDCommand without --readonly and without a snapshot.
 const DefaultRestoreNBDCommand = "nbdkit -t 1 -U {socket} -f vddk server={server} user={user} password=+{password_file} thumbprint={thumbprint} vm=moref={vm_moref} file={disk_file}"
+
+// DefaultRestoreWorkers is how many pieces of a disk a restore reads and
+// writes at once.
+const DefaultRestoreWorkers = 8
 
 // FailedRestoreSuffix is appended to the name of a VM a failed restore
 // could not remove.
@@ -69,6 +75,9 @@ type RestoreOptions struct {
 	// ChunkSize is the size of each read from the repository and write
 	// to the target (default 4 MiB).
 	ChunkSize int
+	// Workers is how many chunks are read and written at once per disk
+	// (default DefaultRestoreWorkers).
+	Workers int
 	// Progress, when set, is called once per disk; add counts bytes
 	// written and finish is called when the disk is done.
 	Progress func(vm, disk string, total int64) (add func(int64), finish func())
@@ -434,13 +443,34 @@ type diskTarget interface {
 // are written: the point's data there, zeros for its holes.
 func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name string, target vsphere.Disk, areas []blockmap.Extent, zeroHoles bool) (RestoreDiskResult, error) {
 	res := RestoreDiskResult{Name: name, Target: target.Name}
-	dr, err := j.openDisk(ctx, p, name)
-	if err != nil {
-		return res, err
-	}
-	defer dr.Close()
+	// Open the point's disk (its block map is read from the index) while
+	// the write transport starts (an NBD server, an attach): neither
+	// writes anything, and together they are most of a quick rollback's
+	// fixed cost.
+	opened := make(chan struct{})
+	var (
+		dr   PointDisk
+		derr error
+	)
+	go func() {
+		defer close(opened)
+		dr, derr = j.openDisk(ctx, p, name)
+	}()
+	defer func() {
+		<-opened
+		if dr != nil {
+			dr.Close()
+		}
+	}()
 	var lastErr error
 	for _, tr := range j.opts.Transports {
+		select {
+		case <-opened:
+			if derr != nil {
+				return res, derr
+			}
+		default:
+		}
 		t, err := j.openTarget(ctx, tr, target)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -449,6 +479,10 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			j.log.Warn("write transport unavailable", "transport", tr, "disk", name, "err", err)
 			lastErr = fmt.Errorf("%s: %w", tr, err)
 			continue
+		}
+		if <-opened; derr != nil {
+			_ = t.Close()
+			return res, derr
 		}
 		res.Transport = tr
 		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
@@ -463,6 +497,9 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 		}
 		j.log.Info("disk restored", "disk", name, "target", target.FileName, "transport", tr, "bytes_written", res.BytesWritten, "zero_bytes", res.ZeroBytes, "retries", res.Retries)
 		return res, nil
+	}
+	if <-opened; derr != nil {
+		return res, derr
 	}
 	return res, fmt.Errorf("restore disk %s: no write transport worked: %w", name, lastErr)
 }
@@ -488,28 +525,97 @@ func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t diskTarget, a
 		add, finish = j.opts.Progress(j.vm.Name, res.Name, total)
 	}
 	defer finish()
-	buf := make([]byte, j.opts.ChunkSize)
+	written, zeroed, err := copyExtents(ctx, dr, t, work, zeros, j.opts.ChunkSize, j.opts.Workers, add)
+	res.BytesWritten += written
+	res.ZeroBytes += zeroed
+	if err != nil {
+		return err
+	}
+	return t.Flush(ctx)
+}
+
+// copyPiece is one unit of a restore's copy: a data range of at most one
+// chunk, or a range to make zero.
+type copyPiece struct {
+	off, n int64
+	zero   bool
+}
+
+// copyExtents writes the point's bytes of work (sorted, disjoint data
+// ranges) and zeros over zeros to t with workers requests in flight: each
+// worker reads a piece of at most chunk bytes from the point and writes
+// it, so reads of the repository overlap writes to the target and the
+// target sees several writes at once (what makes a quick rollback of
+// hundreds of scattered blocks cost a few round trips' time, not one per
+// block). Pieces never overlap, so their order does not matter. It
+// returns the data and zero bytes done; the first error stops the rest.
+func copyExtents(ctx context.Context, dr io.ReaderAt, t diskTarget, work, zeros []blockmap.Extent, chunk, workers int, add func(int64)) (written, zeroed int64, err error) {
+	if workers <= 0 {
+		workers = DefaultRestoreWorkers
+	}
+	pieces := make(chan copyPiece)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex // guards written, zeroed and add
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, chunk)
+			for p := range pieces {
+				if p.zero {
+					if err := t.WriteZeroes(ctx, p.off, p.n); err != nil {
+						cancel(err)
+						continue
+					}
+					mu.Lock()
+					zeroed += p.n
+					mu.Unlock()
+					continue
+				}
+				b := buf[:p.n]
+				if k, err := dr.ReadAt(b, p.off); err != nil && (err != io.EOF || k < len(b)) {
+					cancel(fmt.Errorf("read the point at offset %d: %w", p.off, err))
+					continue
+				}
+				if err := t.WriteAt(ctx, b, p.off); err != nil {
+					cancel(err)
+					continue
+				}
+				mu.Lock()
+				written += p.n
+				add(p.n)
+				mu.Unlock()
+			}
+		}()
+	}
+	send := func(p copyPiece) bool {
+		select {
+		case pieces <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+feed:
 	for _, e := range work {
 		for off := e.Offset; off < e.Offset+e.Length; {
-			n := min(int64(len(buf)), e.Offset+e.Length-off)
-			if _, err := dr.ReadAt(buf[:n], off); err != nil {
-				return fmt.Errorf("read the point at offset %d: %w", off, err)
+			n := min(int64(chunk), e.Offset+e.Length-off)
+			if !send(copyPiece{off: off, n: n}) {
+				break feed
 			}
-			if err := t.WriteAt(ctx, buf[:n], off); err != nil {
-				return err
-			}
-			res.BytesWritten += n
-			add(n)
 			off += n
 		}
 	}
 	for _, z := range zeros {
-		if err := t.WriteZeroes(ctx, z.Offset, z.Length); err != nil {
-			return err
+		if ctx.Err() != nil || !send(copyPiece{off: z.Offset, n: z.Length, zero: true}) {
+			break
 		}
-		res.ZeroBytes += z.Length
 	}
-	return t.Flush(ctx)
+	close(pieces)
+	wg.Wait()
+	return written, zeroed, context.Cause(ctx)
 }
 
 // splitAreas cuts areas into the parts covered by data (sorted, merged

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sync"
 
 	"github.com/cairnbackup/cairn/backupd/vmdkstream"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
@@ -46,7 +47,7 @@ func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vspher
 		var st vmdkstream.Stats
 		go func() {
 			var err error
-			st, err = vmdkstream.Write(pw, progressReaderAt{dr, add}, capacity, exts, vmdkstream.Options{})
+			st, err = vmdkstream.Write(pw, progressReaderAt{r: dr, add: add, mu: new(sync.Mutex)}, capacity, exts, vmdkstream.Options{})
 			pw.CloseWithError(err)
 		}()
 		err = put(pr)
@@ -71,14 +72,18 @@ func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vspher
 	return created, results, nil
 }
 
-// progressReaderAt counts the bytes read for progress.
+// progressReaderAt counts the bytes read for progress; the stream writer
+// reads from several goroutines, so add is called under mu.
 type progressReaderAt struct {
 	r   io.ReaderAt
 	add func(int64)
+	mu  *sync.Mutex
 }
 
 func (p progressReaderAt) ReadAt(b []byte, off int64) (int, error) {
 	n, err := p.r.ReadAt(b, off)
+	p.mu.Lock()
 	p.add(int64(n))
+	p.mu.Unlock()
 	return n, err
 }

@@ -3,6 +3,10 @@ package test
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,6 +52,10 @@ func TestRestoreVMEachPoint(t *testing.T) {
 				name := vm + "-r" + string(rune('0'+i)) + "-" + tr
 				opts := restoreOpts(sim)
 				opts.Transports, opts.ProxyVM, opts.HotAddDevice = []string{tr}, "proxy", simHotAdd(sim)
+				logDir := t.TempDir()
+				if tr == backupd.WriteTransportNBD { // the server logs every write it receives
+					opts.NBDCommand = "nbdkit -t 1 -U {socket} -f --filter=log file {disk_local_path} logfile=" + logDir + "/{disk}.log"
+				}
 				req := backupd.RestoreRequest{Point: p, VCenter: sim.URL.Host, Create: vsphere.CreateSpec{
 					Name: name, Networks: map[string]string{"VM Network": "DC0_DVPG0"},
 				}}
@@ -71,6 +79,20 @@ func TestRestoreVMEachPoint(t *testing.T) {
 					_, data := readPoint(t, repo, p, d.Name)
 					if d.BytesWritten != data || d.Transport != tr {
 						t.Errorf("%s disk %s: %d bytes written through %q, the point holds %d data bytes", name, d.Name, d.BytesWritten, d.Transport, data)
+					}
+				}
+				if tr == backupd.WriteTransportNBD { // what the NBD server received
+					var received, data int64
+					for _, d := range res.Disks {
+						_, n := readPoint(t, repo, p, d.Name)
+						data += n
+					}
+					logs, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+					for _, l := range logs {
+						received += nbdkitLoggedWrites(t, l)
+					}
+					if len(logs) != len(res.Disks) || received != data {
+						t.Errorf("%s: the NBD servers (%d logs) received %d bytes of writes, the point holds %d data bytes", name, len(logs), received, data)
 					}
 				}
 				if tr == backupd.WriteTransportNFC { // what the simulator's lease received and converted
@@ -112,6 +134,27 @@ func TestRestoreVMEachPoint(t *testing.T) {
 		t.Errorf("job log holds %d finished restores, want 18", restores)
 	}
 }
+
+// nbdkitLoggedWrites sums the count of every NBD_CMD_WRITE that nbdkit's
+// log filter recorded in path.
+func nbdkitLoggedWrites(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, m := range loggedWrite.FindAllSubmatch(b, -1) {
+		v, err := strconv.ParseInt(string(m[1]), 0, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += v
+	}
+	return n
+}
+
+var loggedWrite = regexp.MustCompile(` Write id=\d+ offset=0x[0-9a-f]+ count=(0x[0-9a-f]+)`)
 
 func restoredConfig(t *testing.T, conn *vsphere.Conn, name string) vmconfig.Config {
 	t.Helper()

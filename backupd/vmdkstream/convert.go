@@ -3,11 +3,12 @@ package vmdkstream
 import (
 	"bufio"
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // ErrFormat marks input that is not a streamOptimized VMDK this package
@@ -61,6 +62,7 @@ func Convert(r io.Reader, out WriterAtTruncater) (capacity, written int64, err e
 		return 0, 0, formatErr("descriptor: %v", err)
 	}
 	raw := make([]byte, grain)
+	compBuf := make([]byte, 2*grain)
 	var zr io.ReadCloser
 	for {
 		if _, err := io.ReadFull(br, sec[:12]); err != nil {
@@ -77,7 +79,7 @@ func Convert(r io.Reader, out WriterAtTruncater) (capacity, written int64, err e
 			if size > uint32(2*grain) {
 				return capacity, written, formatErr("grain at sector %d: %d compressed bytes", lba, size)
 			}
-			comp := make([]byte, size)
+			comp := compBuf[:size]
 			if _, err := io.ReadFull(br, comp); err != nil {
 				return capacity, written, formatErr("grain at sector %d: %v", lba, err)
 			}

@@ -16,7 +16,10 @@
 //     marker close the file.
 //
 // Write streams a disk from an io.ReaderAt and its data extents, in one
-// pass and without seeking, so it can feed an HTTP upload directly.
+// pass and without seeking, so it can feed an HTTP upload directly. It
+// reads and deflates batches of grains (klauspost/compress, level 1) on
+// several goroutines and emits them in disk order: the stream is the same
+// bytes for any number of workers.
 // Convert turns a stream back into a raw image (holes kept), with the
 // meaning qemu-img gives it.
 package vmdkstream

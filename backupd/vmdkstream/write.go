@@ -3,11 +3,13 @@ package vmdkstream
 import (
 	"bufio"
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // Format constants.
@@ -80,6 +82,9 @@ type Options struct {
 	HardwareVersion string
 	// Level is the zlib level (default zlib.BestSpeed).
 	Level int
+	// Workers is how many goroutines read and compress grains at once
+	// (default GOMAXPROCS); the stream's order does not depend on it.
+	Workers int
 }
 
 // Write streams a streamOptimized VMDK of a disk of size bytes (a
@@ -98,6 +103,9 @@ func Write(w io.Writer, r io.ReaderAt, size int64, data []Extent, o Options) (St
 	}
 	if o.Level == 0 {
 		o.Level = zlib.BestSpeed
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	cw := &countWriter{w: bw}
@@ -140,58 +148,33 @@ func Write(w io.Writer, r io.ReaderAt, size int64, data []Extent, o Options) (St
 		curGT = -1
 		return nil
 	}
-	buf := make([]byte, GrainSize)
-	var comp bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&comp, o.Level)
-	last := int64(-1) // last grain written
-	for _, e := range data {
-		if e.Length <= 0 {
-			continue
+	err := compressGrains(r, size, data, o, func(g, n int64, comp []byte) error {
+		if g/gtEntries != curGT {
+			if err := flushGT(); err != nil {
+				return err
+			}
+			curGT = g / gtEntries
 		}
-		first := max(e.Offset/GrainSize, last+1)
-		end := (min(e.Offset+e.Length, size) + GrainSize - 1) / GrainSize
-		for g := first; g < end; g++ {
-			off := g * GrainSize
-			n := min(int64(GrainSize), size-off)
-			if _, err := r.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-				return st, fmt.Errorf("vmdk stream: read offset %d: %w", off, err)
-			}
-			clear(buf[n:]) // the last grain is stored whole, zero-padded
-			last = g
-			if isZero(buf[:n]) {
-				continue
-			}
-			if g/gtEntries != curGT {
-				if err := flushGT(); err != nil {
-					return st, err
-				}
-				curGT = g / gtEntries
-			}
-			comp.Reset()
-			zw.Reset(&comp)
-			if _, err := zw.Write(buf); err != nil {
-				return st, err
-			}
-			if err := zw.Close(); err != nil {
-				return st, err
-			}
-			sec := cw.n / SectorSize
-			var m [12]byte
-			binary.LittleEndian.PutUint64(m[0:8], uint64(off/SectorSize))
-			binary.LittleEndian.PutUint32(m[8:12], uint32(comp.Len()))
-			if _, err := cw.Write(m[:]); err != nil {
-				return st, err
-			}
-			if _, err := cw.Write(comp.Bytes()); err != nil {
-				return st, err
-			}
-			if err := padSector(cw); err != nil {
-				return st, err
-			}
-			gt[g%gtEntries] = uint32(sec)
-			st.Grains++
-			st.DataBytes += n
+		sec := cw.n / SectorSize
+		var m [12]byte
+		binary.LittleEndian.PutUint64(m[0:8], uint64(g*GrainSectors))
+		binary.LittleEndian.PutUint32(m[8:12], uint32(len(comp)))
+		if _, err := cw.Write(m[:]); err != nil {
+			return err
 		}
+		if _, err := cw.Write(comp); err != nil {
+			return err
+		}
+		if err := padSector(cw); err != nil {
+			return err
+		}
+		gt[g%gtEntries] = uint32(sec)
+		st.Grains++
+		st.DataBytes += n
+		return nil
+	})
+	if err != nil {
+		return st, err
 	}
 	if err := flushGT(); err != nil {
 		return st, err
