@@ -85,7 +85,10 @@ func startNBDServer(ctx context.Context, args []string, socket string, timeout t
 	go func() { _ = cmd.Wait(); close(s.exited) }()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
+	// Poll fast first (servers usually listen within a few ms; a quick
+	// rollback's whole copy can take less than one 20 ms tick), then back off.
+	wait := time.Millisecond
+	tick := time.NewTimer(wait)
 	defer tick.Stop()
 	for {
 		if _, err := os.Stat(socket); err == nil {
@@ -101,6 +104,8 @@ func startNBDServer(ctx context.Context, args []string, socket string, timeout t
 			s.stop()
 			return nil, ctx.Err()
 		case <-tick.C:
+			wait = min(2*wait, 20*time.Millisecond)
+			tick.Reset(wait)
 		}
 	}
 }
