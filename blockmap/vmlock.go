@@ -119,16 +119,20 @@ func (r *Repo) lockVM(ctx context.Context, vm, operation string, wait bool) (*VM
 		if err == nil {
 			break
 		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+		if err == unix.EINTR {
+			continue
+		}
+		if err != unix.EWOULDBLOCK {
 			f.Close()
 			return nil, fmt.Errorf("lock VM %q: %s: %w", vm, path, err)
 		}
-		if !wait || ctx.Err() != nil {
+		if !wait {
 			f.Close()
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("wait for VM %q: %w", vm, ctx.Err())
-			}
 			return nil, &VMLockedError{Repo: r.dir, VM: vm, Holder: readVMLockHolder(path)}
+		}
+		if ctx.Err() != nil {
+			f.Close()
+			return nil, fmt.Errorf("wait for VM %q (in use by %s): %w", vm, readVMLockHolder(path), ctx.Err())
 		}
 		select {
 		case <-ctx.Done():
