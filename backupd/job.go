@@ -202,11 +202,12 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	if err := blockmap.ValidateName("VM", vm.Name); err != nil {
 		return err
 	}
-	unlock, err := lockVM(j.repo.Dir(), vm.Name)
+	lock, err := j.repo.LockVM(ctx, vm.Name, "cairn backup job "+j.id)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Release()
+	ctx = blockmap.WithVMLock(ctx, lock)
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
 		if j.proxy, err = j.hv.FindProxy(ctx, j.opts.ProxyVM); err != nil {
 			return err

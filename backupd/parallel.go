@@ -35,17 +35,7 @@ func BackupVMs(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, spe
 		par.PerHost = 2
 	}
 	out := make([]VMOutcome, len(specs))
-	all := make(chan struct{}, par.VMs)
-	var mu sync.Mutex
-	hosts := map[string]chan struct{}{}
-	hostSem := func(h string) chan struct{} {
-		mu.Lock()
-		defer mu.Unlock()
-		if hosts[h] == nil {
-			hosts[h] = make(chan struct{}, par.PerHost)
-		}
-		return hosts[h]
-	}
+	slots := NewSlots(par.VMs, par.PerHost)
 	var wg sync.WaitGroup
 	for i, spec := range specs {
 		out[i].Spec = spec
@@ -56,16 +46,12 @@ func BackupVMs(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, spe
 			if vm, err := conn.FindVM(ctx, spec); err == nil {
 				host = vm.Host
 			}
-			hs := hostSem(host)
-			for _, sem := range []chan struct{}{hs, all} {
-				select {
-				case sem <- struct{}{}:
-					defer func() { <-sem }()
-				case <-ctx.Done():
-					out[i].Err = ctx.Err()
-					return
-				}
+			release, err := slots.Acquire(ctx, host)
+			if err != nil {
+				out[i].Err = err
+				return
 			}
+			defer release()
 			out[i].Result, out[i].Err = BackupVM(ctx, repo, conn, spec, opts)
 		}()
 	}

@@ -111,20 +111,3 @@ func TestJobLogLastRecordWinsAndInterrupted(t *testing.T) {
 		}
 	}
 }
-
-func TestLockVMExcludesSecondJob(t *testing.T) {
-	dir := t.TempDir()
-	unlock, err := lockVM(dir, "web/1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lockVM(dir, "web/1"); err == nil || !strings.Contains(err.Error(), "another cairn process") {
-		t.Errorf("second lock: %v", err)
-	}
-	unlock()
-	unlock2, err := lockVM(dir, "web/1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock2()
-}

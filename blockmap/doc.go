@@ -6,7 +6,7 @@
 //	<repo>/index/                     Badger: block versions, catalog, VM records
 //	<repo>/images/<disk-id>/<gen>.img sparse delta image of one disk generation
 //	<repo>/sessions/<vm>.json         the VM's open writer session
-//	<repo>/locks/<vm>.lock            one writer per VM at a time (flock)
+//	<repo>/locks/<vm>.lock            the VM's lock (VMLock): one backup, import, prune... at a time (flock)
 //	<repo>/index.lock                 readers share, committers exclude (flock)
 //	<repo>/catalog.seq                catalog sequence number and recent deletions
 //
@@ -50,6 +50,7 @@
 // import can run in different processes on one repository at once.
 //
 // Errors are sentinels (ErrNotFound, ErrInvalid, ErrIndexDamaged, ...) or
-// types that match them (RepoMissingError, PointNotFoundError, BlockError);
+// types that match them (RepoMissingError, PointNotFoundError, BlockError,
+// VMLockedError);
 // they name the thing, and the CLI adds which command fixes it.
 package blockmap

@@ -155,11 +155,11 @@ func (r *Repo) Forget(ctx context.Context, vm string, refs []string, dryRun bool
 // cannot be published, nothing is released and the error wraps
 // ErrNotReleased: the points are gone, their space comes back later.
 func (r *Repo) deletePoints(ctx context.Context, vm string, gens []uint32) (GCStats, error) {
-	lock, err := r.lockVM(vm, "cairn prune")
+	lock, err := r.LockVM(ctx, vm, "cairn prune or forget")
 	if err != nil {
 		return GCStats{}, err
 	}
-	defer lock.release()
+	defer lock.Release()
 	// On a full filesystem the index cannot even be opened: the reserve
 	// (reserve.go) makes the room, and is made again afterwards.
 	r.releaseReserve()

@@ -36,7 +36,7 @@ type Session struct {
 	gen     uint32
 	opts    PointOptions
 	started time.Time
-	lock    *vmLock
+	lock    *VMLock
 	base    *Point
 
 	mu     sync.Mutex
@@ -57,14 +57,14 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 	if opts.Consistency == "" {
 		opts.Consistency = ConsistencyCrash
 	}
-	lock, err := r.lockVM(vm, opts.Purpose)
+	lock, err := r.LockVM(ctx, vm, opts.Purpose)
 	if err != nil {
 		return nil, err
 	}
 	s := &Session{repo: r, vm: vm, opts: opts, started: time.Now().UTC(), lock: lock}
 	for name, data := range opts.Attachments {
 		if err := s.Attach(name, data); err != nil {
-			lock.release()
+			lock.Release()
 			return nil, fmt.Errorf("begin recovery point of %s: %w", vm, err)
 		}
 	}
@@ -113,7 +113,7 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 		err = r.writeSessionFile(sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started})
 	}
 	if err != nil {
-		lock.release()
+		lock.Release()
 		return nil, fmt.Errorf("begin recovery point of %s: %w", vm, err)
 	}
 	return s, nil
@@ -384,5 +384,5 @@ func (s *Session) finish() {
 		}
 	}
 	s.done = true
-	s.lock.release()
+	s.lock.Release()
 }

@@ -18,7 +18,7 @@ func crash(s *Session) {
 			w.file.Close()
 		}
 	}
-	s.lock.release()
+	s.lock.Release()
 }
 
 // TestSessionFileSweep crashes sessions at two moments and proves the

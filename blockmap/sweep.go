@@ -347,12 +347,12 @@ func (r *Repo) Sweep(ctx context.Context) error {
 		return fmt.Errorf("sweep: %w", err)
 	}
 	for _, vm := range vms {
-		lock, err := r.lockVM(vm, "cairn sweep")
+		lock, err := r.LockVM(ctx, vm, "cairn sweep")
 		if err != nil {
 			continue // a live writer; it sweeps for itself
 		}
 		err = r.update(ctx, func(db *badger.DB) error { return r.sweepVM(db, vm) })
-		lock.release()
+		lock.Release()
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
 )
 
 // RunRecord is one backup of one VM run by the server (scheduled or
@@ -214,15 +215,19 @@ func (s *Server) jobEnded(job string, ok, failed int) {
 // retention and the verify against the source when due.
 func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd.JobOptions, job Job, r *RunRecord, host string, log *slog.Logger) error {
 	s.update(r, func(r *RunRecord) { r.Host = host })
-	unlock, err := s.lockVM(ctx, r.VM)
+	// The VM's lock is held from the first attempt to the last step
+	// (retention, verify against the source): a second run of the VM
+	// waits, and an import or prune of it in another process is refused.
+	lock, err := s.repo.WaitLockVM(ctx, r.VM, "cairn serve job "+job.Name+" run "+r.ID)
 	if err != nil {
 		s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
 		return err
 	}
-	defer unlock()
+	defer lock.Release()
+	ctx = blockmap.WithVMLock(ctx, lock)
 	var res *backupd.Result
 	for attempt := 1; ; attempt++ {
-		release, err := s.currentSlots().acquire(ctx, host)
+		release, err := s.currentSlots().Acquire(ctx, host)
 		if err != nil {
 			s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
 			return err

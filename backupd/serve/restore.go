@@ -158,13 +158,19 @@ func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest
 	if len(transports) == 0 {
 		transports = []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD}
 	}
-	return backupd.Restore(ctx, s.repo, conn, backupd.RestoreRequest{
+	rreq := backupd.RestoreRequest{
 		Point: p, PowerOn: req.PowerOn, Replace: req.Replace, InPlace: req.InPlace, Full: req.Full, VCenter: vc.Name,
 		Create: vsphere.CreateSpec{
 			Name: name, Host: req.Host, Cluster: req.Cluster, Datastore: req.Datastore, Folder: req.Folder,
 			Networks: req.Networks, Provisioning: req.DiskProvisioning, KeepIdentity: req.KeepIdentity,
 		},
-	}, backupd.RestoreOptions{
+	}
+	lock, err := backupd.LockRestoreTarget(ctx, s.repo, rreq)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	return backupd.Restore(ctx, s.repo, conn, rreq, backupd.RestoreOptions{
 		Transports: transports, ProxyVM: req.ProxyVM, Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/fusefs/guest"
@@ -40,8 +41,7 @@ type Server struct {
 	runs    []*RunRecord // newest last, at most maxRuns
 	ctx     context.Context
 	running sync.WaitGroup
-	slots   *slots
-	vmLocks map[string]chan struct{} // held while a VM is backed up or verified
+	slots   *backupd.Slots // caps of the configuration in force
 	jobs    map[string]*JobStatus
 	verify  VerifyStatus
 	// restores are the restores run through the API (restore.go).
@@ -93,7 +93,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	}
 	s := &Server{
 		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
-		slots: newSlots(cfg.Parallelism), vmLocks: map[string]chan struct{}{}, jobs: map[string]*JobStatus{},
+		slots: newSlots(cfg.Parallelism), jobs: map[string]*JobStatus{},
 		inv: newInventory(), posts: newRateLimiter(postRate, postBurst), hosts: allowedHosts(cfg),
 		remotes: opts.Remotes, repl: newReplications(),
 	}

@@ -111,7 +111,7 @@ func (s *Server) maybeVerifySource(ctx context.Context, conn *vsphere.Conn, opts
 	if n < job.VerifySourceEvery {
 		return
 	}
-	release, err := s.currentSlots().acquire(ctx, host)
+	release, err := s.currentSlots().Acquire(ctx, host)
 	if err != nil {
 		return
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
@@ -15,6 +16,7 @@ func hintFor(err error) string {
 	var missing *blockmap.RepoMissingError
 	var noPoint *blockmap.PointNotFoundError
 	var mounted *fusefs.MountedError
+	var locked *blockmap.VMLockedError
 	switch {
 	case errors.As(err, &missing):
 		switch {
@@ -34,8 +36,24 @@ func hintFor(err error) string {
 			return fmt.Sprintf("remove it with `cairn umount --lazy %s`", mounted.Dir)
 		}
 		return fmt.Sprintf("unmount it first with `cairn umount %s`", mounted.Dir)
+	case errors.As(err, &locked):
+		return vmLockedHint(locked.Holder)
 	}
 	return ""
+}
+
+// vmLockedHint is what to do about a VM another process holds: wait, or
+// stop that process (its lock ends with it; a killed backup's snapshot is
+// removed by the VM's next backup).
+func vmLockedHint(h blockmap.VMLockHolder) string {
+	host, _ := os.Hostname()
+	switch {
+	case h.PID == 0:
+		return "wait for it to end and run the command again"
+	case h.Host != "" && h.Host != host:
+		return fmt.Sprintf("wait for it to end, or stop pid %d on host %s; the lock ends with that process", h.PID, h.Host)
+	}
+	return fmt.Sprintf("wait for it to end, or stop it with `kill %d`; the lock ends with that process", h.PID)
 }
 
 // errorLine is an error as the CLI prints it: with its hint, if any.

@@ -34,6 +34,22 @@ func TestAdviceForLibraryErrors(t *testing.T) {
 	}
 	_, noPoints := blockmap.FindPoint(nil, "vm1", "latest")
 	_, noPoint := blockmap.FindPoint([]blockmap.Point{{VM: "vm1", ID: "a", Gen: 1}}, "vm1", "b")
+	host, _ := os.Hostname()
+	lockRepo := filepath.Join(dir, "repo")
+	if err := blockmap.Init(ctx, lockRepo, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := blockmap.Open(ctx, lockRepo, blockmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	held, err := repo.LockVM(ctx, "vm1", "cairn import")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	_, locked := repo.LockVM(ctx, "vm1", "cairn prune")
 	for _, tc := range []struct {
 		name        string
 		err         error
@@ -45,6 +61,9 @@ func TestAdviceForLibraryErrors(t *testing.T) {
 		{"no points", fmt.Errorf("export: %w", noPoints), "no recovery points", "`cairn points`"},
 		{"unknown point", noPoint, `has no recovery point "b"`, "`cairn points --vm vm1`"},
 		{"stale mount", &fusefs.MountedError{Dir: "/m", Stale: true}, "server has died", "`cairn umount --lazy /m`"},
+		{"VM locked", fmt.Errorf("import: %w", locked), fmt.Sprintf("in use by pid %d (cairn import) on host %s since", os.Getpid(), host), fmt.Sprintf("`kill %d`", os.Getpid())},
+		{"VM locked elsewhere", &blockmap.VMLockedError{VM: "vm1", Holder: blockmap.VMLockHolder{PID: 7, Host: "other-" + host}}, "in use by pid 7 on host other-", "stop pid 7 on host other-" + host},
+		{"VM locked by whom?", &blockmap.VMLockedError{VM: "vm1"}, "in use by another process", "wait for it to end"},
 		{"mounted", &fusefs.MountedError{Dir: "/m", FSType: "ext4", Source: "/dev/x"}, "(ext4 from /dev/x)", "`cairn umount /m`"},
 	} {
 		if tc.err == nil {

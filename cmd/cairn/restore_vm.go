@@ -170,6 +170,11 @@ func restoreVMAction(c *cli.Context) error {
 	if req.InPlace && req.Create.Name == "" {
 		req.Create.Name = p.VM
 	}
+	lock, err := backupd.LockRestoreTarget(c.Context, repo, req)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	res, err := backupd.Restore(c.Context, repo, conn, req, opts)
 	if err != nil {
 		switch {
