@@ -241,7 +241,7 @@ func TestServeLab(t *testing.T) {
 		root := func(disk string, part int) string {
 			return filepath.Join(labCfg.Mount, vm, p.ID, "fs", disk, fmt.Sprintf("p%d", part))
 		}
-		gen := checkJournalTrees(t, vm+" point "+p.ID+" (mount)", filepath.Join(labDir, "journal", vm+".jsonl"), disks, root, p.Started, p.Committed)
+		gen := checkJournalTrees(t, vm+" point "+p.ID+" (mount)", filepath.Join(labDir, "journal", vm+".jsonl"), disks, root, p.Time, p.Committed) // p.Time: the snapshot, taken before the point began
 		t.Logf("%s point %s: guest batch %d, every file as the journal says", vm, p.ID, gen)
 	}
 
