@@ -48,6 +48,12 @@
 //     source into a blockmap.DiskWriter, for imports and backups alike.
 //   - Commit: the session's commit; a job that fails aborts its session,
 //     so no half-written point is ever visible.
+//   - VM lock: the repository's (blockmap.Repo.LockVM), one per VM, held
+//     by a job from before its stale-snapshot cleanup to its commit and
+//     passed down to BeginPoint through the context (blockmap.WithVMLock);
+//     restores that overwrite a VM take it too (LockRestoreTarget).
+//   - Slots: the caps on VM jobs running at once, in total and per host
+//     (NewSlots), for BackupVMs and cairn serve alike.
 //
 // The snapshot is removed, NBD servers are stopped and hot-added disks
 // are detached on every path; what a killed run left behind is cleaned
