@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/vmware/govmomi/vim25/types"
 	"github.com/vmware/govmomi/vmdk"
 	"golang.org/x/sys/unix"
 )
@@ -196,4 +198,24 @@ func allZero(p []byte) bool {
 		}
 	}
 	return true
+}
+
+// flatDisks yields the virtual disks among devices whose backing is a flat
+// file (the only kind the simulator keeps data for), with that backing.
+func flatDisks(devices []types.BaseVirtualDevice) iter.Seq2[*types.VirtualDisk, *types.VirtualDiskFlatVer2BackingInfo] {
+	return func(yield func(*types.VirtualDisk, *types.VirtualDiskFlatVer2BackingInfo) bool) {
+		for _, dev := range devices {
+			disk, ok := dev.(*types.VirtualDisk)
+			if !ok {
+				continue
+			}
+			b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+			if !ok {
+				continue
+			}
+			if !yield(disk, b) {
+				return
+			}
+		}
+	}
 }

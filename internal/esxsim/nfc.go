@@ -86,15 +86,7 @@ func (s *Sim) adoptImported(ctx *simulator.Context, ref types.ManagedObjectRefer
 		defer s.mu.Unlock()
 		s.vms[vm.name] = vm
 		s.byRef[vm.ref.Value] = vm
-		for _, dev := range obj.Config.Hardware.Device {
-			disk, ok := dev.(*types.VirtualDisk)
-			if !ok {
-				continue
-			}
-			b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-			if !ok {
-				continue
-			}
+		for disk, b := range flatDisks(obj.Config.Hardware.Device) {
 			d, err := s.newDiskLocked(vm, disk, b)
 			if err != nil {
 				s.log.Error("disk of an imported VM", "vm", vm.name, "err", err)

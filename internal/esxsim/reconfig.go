@@ -103,15 +103,7 @@ func (s *Sim) syncVM(vm *vmState, obj *simulator.VirtualMachine, created map[str
 	var kept []*diskState
 	attached := map[string]bool{}
 	var firstErr error
-	for _, dev := range obj.Config.Hardware.Device {
-		disk, ok := dev.(*types.VirtualDisk)
-		if !ok {
-			continue
-		}
-		b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-		if !ok {
-			continue
-		}
+	for disk, b := range flatDisks(obj.Config.Hardware.Device) {
 		if d := own[b.FileName]; d != nil {
 			d.key = disk.Key
 			if disk.CapacityInBytes > d.size {

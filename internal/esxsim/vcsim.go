@@ -29,15 +29,7 @@ func (s *Sim) withVM(ref types.ManagedObjectReference, f func(ctx *simulator.Con
 // from the file name) and clears the CBT capability of old hardware.
 func (s *Sim) fixupCreatedVM(st *vmState) error {
 	return s.withVM(st.ref, func(_ *simulator.Context, vm *simulator.VirtualMachine) {
-		for _, dev := range vm.Config.Hardware.Device {
-			disk, ok := dev.(*types.VirtualDisk)
-			if !ok {
-				continue
-			}
-			b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-			if !ok {
-				continue
-			}
+		for disk, b := range flatDisks(vm.Config.Hardware.Device) {
 			for _, d := range st.disks {
 				if d.dsPath == b.FileName {
 					b.Uuid = d.uuid
