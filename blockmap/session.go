@@ -255,11 +255,14 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 	go func() { synced <- s.syncImages() }()
 	waited := false
 	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta, Attachments: s.attachmentInfos()}
+	var opened, imagesSynced, entriesWritten time.Time
 	err := s.repo.update(ctx, func(db *badger.DB) error {
 		waited = true
+		opened = time.Now()
 		if err := <-synced; err != nil {
 			return err
 		}
+		imagesSynced = time.Now()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -284,6 +287,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("write index entries: %w", err)
 		}
+		entriesWritten = time.Now()
 		if err := db.View(func(txn *badger.Txn) error {
 			for _, i := range walk {
 				d, err := digestOf(txn, p, p.Disks[i], int64(s.repo.cfg.BlockSize))
@@ -328,6 +332,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		}
 		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
 	}
+	s.repo.log.Debug("commit", "vm", s.vm, "gen", s.gen, "wait_for_images", imagesSynced.Sub(opened), "index_entries", entriesWritten.Sub(imagesSynced))
 	// The point is committed: a session file left behind by a crash here
 	// names a generation that has a point, and the next sweep only removes it.
 	if err := s.repo.removeSessionFile(s.vm); err != nil {

@@ -197,10 +197,10 @@ func BenchmarkBackupNBD(b *testing.B) {
 		full, ref, refFlush := medianDuration(fulls), medianDuration(refs), medianDuration(refFlushes)
 		fullOf[s.name] = full
 		mbs := func(d time.Duration) float64 { return float64(size/2) / d.Seconds() / 1e6 }
-		rows = append(rows, fmt.Sprintf("| full, %s | %.2f s (%.0f MB/s of data) | %.2f s (%.0f MB/s) | **%.0f %%** %s | ≥ 80 %% |",
-			s.name, full.Seconds(), mbs(full), ref.Seconds(), mbs(ref), medianFloat(ratios), percentList(ratios)),
-			fmt.Sprintf("| full, %s, same durability | %.2f s | `nbdcopy --flush` %.2f s | %.0f %% %s | (for reference) |",
-				s.name, full.Seconds(), refFlush.Seconds(), medianFloat(flushRatios), percentList(flushRatios)))
+		rows = append(rows, fmt.Sprintf("| full, %s, same durability | %.2f s (%.0f MB/s of data) | `nbdcopy --flush` %.2f s | **%.0f %%** %s | ≥ 90 %% |",
+			s.name, full.Seconds(), mbs(full), refFlush.Seconds(), medianFloat(flushRatios), percentList(flushRatios)),
+			fmt.Sprintf("| full, %s | %.2f s | `nbdcopy` %.2f s (%.0f MB/s), nothing made durable | %.0f %% %s | (for reference) |",
+				s.name, full.Seconds(), ref.Seconds(), mbs(ref), medianFloat(ratios), percentList(ratios)))
 	}
 	// Incrementals: 1 % of the blocks changed each time, read through each
 	// server into its own repository (which holds that server's full
@@ -258,9 +258,10 @@ func BenchmarkBackupNBD(b *testing.B) {
 A %d GiB raw disk, half random data and half holes, served over a unix
 socket. cairn: its NBD client (block status, then parallel pipelined
 reads) through the copier into a new repository point, committed
-(hashing, fsync). Reference: `+"`nbdcopy`"+` from the same server into a
-raw file on the same filesystem, and `+"`nbdcopy --flush`"+` (the copy made
-durable, as a committed point is). Three alternating rounds per server,
+(hashing, fsync). Reference (the target, issue #13): `+"`nbdcopy --flush`"+`
+from the same server into a raw file on the same filesystem, the copy
+made durable as a committed point is; plain `+"`nbdcopy`"+` (its writes
+left in the page cache) for reference. Three alternating rounds per server,
 each step preceded by an untimed nbdcopy that is removed again (so that no
 step inherits the cost of the previous one's writes on this thin,
 discarding virtual disk); median times, median of the per-round ratios
@@ -269,7 +270,7 @@ anywhere on the disk) changed five times; each change is backed up through
 both servers in turn, each into the repository holding its own full point,
 with a cold page cache; median of five against that server's full.
 
-| what | cairn | nbdcopy | nbdcopy time / cairn time | target |
+| what | cairn | reference | reference time / cairn time | target |
 |---|---|---|---|---|
 %s
 `, size>>30, strings.Join(rows, "\n")))

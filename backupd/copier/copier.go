@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/internal/directio"
 )
 
 // BlockWriter is what Copy writes to (a *blockmap.DiskWriter).
@@ -128,7 +127,8 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := directio.AlignedBuffer(int(chunk))
+			buf, release := chunkBuffer(int(chunk))
+			defer release()
 			for j := range jobs {
 				if ctx.Err() != nil {
 					return
