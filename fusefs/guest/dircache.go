@@ -19,6 +19,8 @@ type dirCache struct {
 	lru   *list.List // of *cachedDir, front = newest
 	byIno map[uint64]*list.Element
 	names int
+	// ahead lists subdirectories in the background (prefetch.go).
+	ahead *prefetcher
 }
 
 type cachedDir struct {
@@ -27,7 +29,7 @@ type cachedDir struct {
 }
 
 func newDirCache() *dirCache {
-	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}}
+	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}, ahead: newPrefetcher()}
 }
 
 func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {

@@ -1,0 +1,120 @@
+package guest
+
+import (
+	"io/fs"
+	"sync"
+
+	"github.com/cairnbackup/cairn/partinfo"
+)
+
+// A tree walk (find, tar, ls -R) lists a directory and then descends into
+// its subdirectories one at a time, and every listing of a cold volume
+// waits for reads of the stored blocks: the directory's blocks, then its
+// entries' inodes (READDIRPLUS answers each entry's attributes). The
+// prefetcher overlaps the directory reads: once a directory is listed, a
+// few workers list its subdirectories in the background, so that the walk
+// finds their listings ready. (Reading the entries' inodes ahead as well
+// gave nothing more: they sit together in a few chunks.) The newest directories go first (a walk goes depth
+// first), and the work is bounded: one level ahead of what was listed,
+// maxPrefetchQueue directories waiting, maxPrefetchNames names held.
+const (
+	prefetchWorkers  = 4
+	maxPrefetchQueue = 1024
+	maxPrefetchNames = 100_000
+)
+
+type prefetcher struct {
+	mu       sync.Mutex
+	queue    []uint64 // directories to list, newest last
+	queued   map[uint64]bool
+	listings map[uint64][]partinfo.DirEntry // listed ahead, not yet asked for
+	names    int
+	workers  int
+}
+
+func newPrefetcher() *prefetcher {
+	return &prefetcher{queued: map[uint64]bool{}, listings: map[uint64][]partinfo.DirEntry{}}
+}
+
+// take returns (and forgets) the listing of dir when it was listed ahead.
+func (p *prefetcher) take(dir uint64) ([]partinfo.DirEntry, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	es, ok := p.listings[dir]
+	if ok {
+		delete(p.listings, dir)
+		p.names -= len(es)
+	}
+	return es, ok
+}
+
+// ahead queues the subdirectories of a listing just made for listing in
+// the background. Errors there are dropped: the walk's own request
+// reports them.
+func (p *prefetcher) ahead(fsys partinfo.Filesystem, entries []partinfo.DirEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range entries {
+		if e.Type&fs.ModeDir == 0 || p.queued[e.Ino] {
+			continue
+		}
+		p.queued[e.Ino] = true
+		p.queue = append(p.queue, e.Ino)
+	}
+	if len(p.queue) > maxPrefetchQueue {
+		for _, ino := range p.queue[:len(p.queue)-maxPrefetchQueue] {
+			delete(p.queued, ino)
+		}
+		p.queue = append(p.queue[:0], p.queue[len(p.queue)-maxPrefetchQueue:]...)
+	}
+	for p.workers < prefetchWorkers && p.workers < len(p.queue) {
+		p.workers++
+		go p.work(fsys)
+	}
+}
+
+func (p *prefetcher) work(fsys partinfo.Filesystem) {
+	for {
+		p.mu.Lock()
+		if len(p.queue) == 0 {
+			p.workers--
+			p.mu.Unlock()
+			return
+		}
+		dir := p.queue[len(p.queue)-1]
+		p.queue = p.queue[:len(p.queue)-1]
+		p.mu.Unlock()
+
+		p.done(dir, listAhead(fsys, dir))
+	}
+}
+
+// listAhead lists dir; nil when that fails, even by a panic of the
+// reader (the walk's own request then reports it).
+func listAhead(fsys partinfo.Filesystem, dir uint64) (es []partinfo.DirEntry) {
+	defer func() {
+		if recover() != nil {
+			es = nil
+		}
+	}()
+	es, err := fsys.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	return es
+}
+
+// done keeps a listing made ahead (unless too many names are held) and
+// lets the directory be queued again later.
+func (p *prefetcher) done(dir uint64, es []partinfo.DirEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.queued, dir)
+	if es != nil && p.names+len(es) <= maxPrefetchNames {
+		if old, ok := p.listings[dir]; ok {
+			p.names -= len(old)
+		}
+		p.listings[dir] = es
+		p.names += len(es)
+	}
+}
