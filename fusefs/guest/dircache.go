@@ -19,7 +19,8 @@ type dirCache struct {
 	lru   *list.List // of *cachedDir, front = newest
 	byIno map[uint64]*list.Element
 	names int
-	// ahead lists subdirectories in the background (prefetch.go).
+	// ahead lists subdirectories in the background (prefetch.go); nil
+	// for volumes whose reader serialises its calls.
 	ahead *prefetcher
 }
 
@@ -29,7 +30,7 @@ type cachedDir struct {
 }
 
 func newDirCache() *dirCache {
-	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}, ahead: newPrefetcher()}
+	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}}
 }
 
 func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {

@@ -225,7 +225,7 @@ func (v *volumeDir) open() {
 			return
 		}
 		v.fsys = fsys
-		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCache(), log: v.log, where: v.where()}
+		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCacheFor(v.vol.Detection.Type), log: v.log, where: v.where()}
 	})
 }
 

@@ -14,9 +14,11 @@ import (
 // prefetcher overlaps the directory reads: once a directory is listed, a
 // few workers list its subdirectories in the background, so that the walk
 // finds their listings ready. (Reading the entries' inodes ahead as well
-// gave nothing more: they sit together in a few chunks.) The newest directories go first (a walk goes depth
-// first), and the work is bounded: one level ahead of what was listed,
-// maxPrefetchQueue directories waiting, maxPrefetchNames names held.
+// gave nothing more: they sit together in a few chunks.) The newest
+// directories go first, in listing order (a walk goes depth first); a
+// request for a directory being listed waits for that listing. The work
+// is bounded: one level ahead of what was listed, maxPrefetchQueue
+// directories waiting, maxPrefetchNames names held.
 const (
 	prefetchWorkers  = 4
 	maxPrefetchQueue = 1024
@@ -25,20 +27,43 @@ const (
 
 type prefetcher struct {
 	mu       sync.Mutex
-	queue    []uint64 // directories to list, newest last
+	queue    []uint64 // directories to list, next last
 	queued   map[uint64]bool
+	inflight map[uint64]chan struct{}       // being listed; closed when done
 	listings map[uint64][]partinfo.DirEntry // listed ahead, not yet asked for
 	names    int
 	workers  int
 }
 
 func newPrefetcher() *prefetcher {
-	return &prefetcher{queued: map[uint64]bool{}, listings: map[uint64][]partinfo.DirEntry{}}
+	return &prefetcher{queued: map[uint64]bool{}, inflight: map[uint64]chan struct{}{}, listings: map[uint64][]partinfo.DirEntry{}}
 }
 
-// take returns (and forgets) the listing of dir when it was listed ahead.
+// newDirCacheFor is the directory cache of a volume of type typ. It lists
+// ahead where the reader serves requests in parallel (ext2/3/4 and XFS
+// take no lock). The other readers serialise every call, so work ahead
+// would only queue in front of the walk's own requests.
+func newDirCacheFor(typ string) *dirCache {
+	c := newDirCache()
+	switch typ {
+	case "ext2", "ext3", "ext4", "xfs":
+		c.ahead = newPrefetcher()
+	}
+	return c
+}
+
+// take returns (and forgets) the listing of dir when it was listed ahead,
+// waiting for it when a worker is listing it right now.
 func (p *prefetcher) take(dir uint64) ([]partinfo.DirEntry, bool) {
+	if p == nil {
+		return nil, false
+	}
 	p.mu.Lock()
+	if ch, ok := p.inflight[dir]; ok {
+		p.mu.Unlock()
+		<-ch
+		p.mu.Lock()
+	}
 	defer p.mu.Unlock()
 	es, ok := p.listings[dir]
 	if ok {
@@ -52,9 +77,15 @@ func (p *prefetcher) take(dir uint64) ([]partinfo.DirEntry, bool) {
 // the background. Errors there are dropped: the walk's own request
 // reports them.
 func (p *prefetcher) ahead(fsys partinfo.Filesystem, entries []partinfo.DirEntry) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range entries {
+	// Last entry first: the walk descends in listing order, and the queue
+	// is taken from its end.
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
 		if e.Type&fs.ModeDir == 0 || p.queued[e.Ino] {
 			continue
 		}
@@ -83,6 +114,7 @@ func (p *prefetcher) work(fsys partinfo.Filesystem) {
 		}
 		dir := p.queue[len(p.queue)-1]
 		p.queue = p.queue[:len(p.queue)-1]
+		p.inflight[dir] = make(chan struct{})
 		p.mu.Unlock()
 
 		p.done(dir, listAhead(fsys, dir))
@@ -110,6 +142,8 @@ func (p *prefetcher) done(dir uint64, es []partinfo.DirEntry) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.queued, dir)
+	close(p.inflight[dir])
+	delete(p.inflight, dir)
 	if es != nil && p.names+len(es) <= maxPrefetchNames {
 		if old, ok := p.listings[dir]; ok {
 			p.names -= len(old)

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,5 +97,21 @@ func TestPrefetcherListsSubdirectoriesAhead(t *testing.T) {
 	}
 	if p.names != 0 {
 		t.Errorf("%d names still held after every listing was taken", p.names)
+	}
+}
+
+// TestListAheadOnlyForParallelReaders: ext2/3/4 and XFS list ahead; the
+// readers that serialise every call (NTFS, FAT, exFAT, btrfs) do not,
+// and a nil prefetcher is a no-op.
+func TestListAheadOnlyForParallelReaders(t *testing.T) {
+	for typ, want := range map[string]bool{"ext4": true, "ext3": true, "ext2": true, "xfs": true, "ntfs": false, "fat32": false, "exfat": false, "btrfs": false} {
+		if got := newDirCacheFor(typ).ahead != nil; got != want {
+			t.Errorf("%s lists ahead: %v, want %v", typ, got, want)
+		}
+	}
+	var p *prefetcher
+	p.ahead(nil, []partinfo.DirEntry{{Name: "d", Ino: 5, Type: fs.ModeDir}})
+	if _, ok := p.take(5); ok {
+		t.Error("a nil prefetcher returned a listing")
 	}
 }
