@@ -40,13 +40,17 @@ func newPrefetcher() *prefetcher {
 }
 
 // newDirCacheFor is the directory cache of a volume of type typ. It lists
-// ahead where the reader serves requests in parallel (ext2/3/4 and XFS
-// take no lock). The other readers serialise every call, so work ahead
-// would only queue in front of the walk's own requests.
+// ahead on ext2/3/4, whose directory blocks lie scattered between the
+// files (a cold find of a root tree waits for some 1,100 of them). XFS
+// keeps most directories inside their inodes, next to each other, so
+// listing ahead saved no reads there and made find slower (0.76 -> 0.96 s,
+// alternating rounds); NTFS, FAT, exFAT and btrfs serialise every call of
+// their reader, so work ahead would only queue in front of the walk's
+// own requests.
 func newDirCacheFor(typ string) *dirCache {
 	c := newDirCache()
 	switch typ {
-	case "ext2", "ext3", "ext4", "xfs":
+	case "ext2", "ext3", "ext4":
 		c.ahead = newPrefetcher()
 	}
 	return c

@@ -100,11 +100,11 @@ func TestPrefetcherListsSubdirectoriesAhead(t *testing.T) {
 	}
 }
 
-// TestListAheadOnlyForParallelReaders: ext2/3/4 and XFS list ahead; the
-// readers that serialise every call (NTFS, FAT, exFAT, btrfs) do not,
-// and a nil prefetcher is a no-op.
-func TestListAheadOnlyForParallelReaders(t *testing.T) {
-	for typ, want := range map[string]bool{"ext4": true, "ext3": true, "ext2": true, "xfs": true, "ntfs": false, "fat32": false, "exfat": false, "btrfs": false} {
+// TestListAheadOnlyOnExt: ext2/3/4 list ahead; XFS (no reads saved) and
+// the readers that serialise every call (NTFS, FAT, exFAT, btrfs) do
+// not, and a nil prefetcher is a no-op.
+func TestListAheadOnlyOnExt(t *testing.T) {
+	for typ, want := range map[string]bool{"ext4": true, "ext3": true, "ext2": true, "xfs": false, "ntfs": false, "fat32": false, "exfat": false, "btrfs": false} {
 		if got := newDirCacheFor(typ).ahead != nil; got != want {
 			t.Errorf("%s lists ahead: %v, want %v", typ, got, want)
 		}
