@@ -58,6 +58,10 @@ type DiskReader struct {
 	m      dataMap // the data blocks: sized by data, not by the disk's size
 	pool   sync.Pool
 
+	// callerChecks: the caller checks after every read that the point
+	// still exists (CallerChecksDeleted), so partial reads skip the stat.
+	callerChecks atomic.Bool
+
 	lastEnd  atomic.Int64 // end of the previous read, to spot sequential readers
 	raIssued atomic.Int64 // readahead has been asked for up to here
 
@@ -168,9 +172,21 @@ func (dr *DiskReader) blockErr(b int64, err error) error {
 	return &BlockError{VM: dr.point.VM, Point: dr.point.ID, Disk: dr.disk.Name, Offset: b * dr.bs, Gen: dr.gen(b), Err: err}
 }
 
+// CallerChecksDeleted tells the reader that its caller checks, after
+// every ReadAt, whether the point has been deleted, and then refuses the
+// bytes read (a FUSE mount does, from its watch of catalog.seq). Partial
+// reads of checked blocks then skip their own stat of catalog.seq, which
+// would only repeat the caller's check. Whole blocks are still checked
+// against their CRC-32C.
+func (dr *DiskReader) CallerChecksDeleted() { dr.callerChecks.Store(true) }
+
 // checkNotDeleted fails with ErrPointDeleted when the point has been
-// deleted. It costs one stat of catalog.seq while the catalog is unchanged.
+// deleted. It costs one stat of catalog.seq while the catalog is unchanged,
+// nothing when the caller checks (CallerChecksDeleted).
 func (dr *DiskReader) checkNotDeleted(b int64) error {
+	if dr.callerChecks.Load() {
+		return nil
+	}
 	ino := dr.repo.catalogSeqIno()
 	if old := dr.seqIno.Load(); ino == old {
 		return nil

@@ -2,6 +2,8 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -87,6 +89,7 @@ type bootFile struct {
 var (
 	_ gofs.NodeOpener    = (*bootFile)(nil)
 	_ gofs.NodeGetattrer = (*bootFile)(nil)
+	_ gofs.NodeReader    = (*bootFile)(nil)
 )
 
 func (n *bootFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -108,6 +111,29 @@ func (n *bootFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		return nil, 0, syscall.ENOENT
 	}
 	return &bytesHandle{data: data}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// Read serves a read from the data read at OPEN or, when the kernel opened
+// the file by itself (noopen.go), from the file now. Such a file is in
+// the page cache, but a check that replaces it is a new inode: the lookup
+// after bootTimeout gives a new node.
+func (n *bootFile) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := f.(*bytesHandle); ok {
+		return h.Read(ctx, dest, off)
+	}
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	file, err := os.Open(n.path)
+	if err != nil {
+		return nil, syscall.ENOENT
+	}
+	defer file.Close()
+	got, err := file.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:got]), 0
 }
 
 // bytesHandle serves reads from data read at open.

@@ -27,11 +27,14 @@ type imgFile struct {
 	// opened (-1 before): st_blocks reports it, so du and cp see holes.
 	dataBytes atomic.Int64
 	dataOnce  sync.Once
+	warned    atomic.Bool // a refused read of a deleted point was logged
 }
 
 var (
 	_ gofs.NodeOpener    = (*imgFile)(nil)
 	_ gofs.NodeGetattrer = (*imgFile)(nil)
+	_ gofs.NodeReader    = (*imgFile)(nil)
+	_ gofs.NodeLseeker   = (*imgFile)(nil)
 )
 
 func (n *imgFile) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -59,13 +62,56 @@ func (n *imgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
+// borrow returns a handle for one request of a file opened without an
+// OPEN request (noopen.go): it borrows the shared reader, which done gives
+// back.
+func (n *imgFile) borrow() (h *imgHandle, done func(), errno syscall.Errno) {
+	key := pointKey{n.p.VM, n.p.Gen}
+	if !n.t.cat.alive(key) {
+		return nil, nil, syscall.EIO
+	}
+	e, err := n.t.readers.acquire(n.p, n.disk.Name)
+	if err != nil {
+		n.t.log.Error("open disk image", "vm", n.p.VM, "point", n.p.ID, "disk", n.disk.Name, "err", err)
+		return nil, nil, syscall.EIO
+	}
+	n.dataOnce.Do(func() { n.dataBytes.Store(e.dr.DataBytes()) })
+	return &imgHandle{n: n, e: e, key: key}, func() { n.t.readers.release(e) }, 0
+}
+
+// Read serves a read: through the handle of an OPEN, or with a reader
+// borrowed for this read when the kernel opened the file by itself.
+func (n *imgFile) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := f.(*imgHandle); ok {
+		return h.Read(ctx, dest, off)
+	}
+	h, done, errno := n.borrow()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer done()
+	return h.Read(ctx, dest, off)
+}
+
+// Lseek finds data and holes, as Read through a handle or a borrowed reader.
+func (n *imgFile) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if h, ok := f.(*imgHandle); ok {
+		return h.Lseek(ctx, off, whence)
+	}
+	h, done, errno := n.borrow()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer done()
+	return h.Lseek(ctx, off, whence)
+}
+
 // imgHandle is an open disk image; it holds a shared reader.
 type imgHandle struct {
 	n        *imgFile
 	e        *readerEntry
 	key      pointKey
 	released atomic.Bool
-	warned   atomic.Bool // a refused read of a deleted point was logged
 }
 
 var (
@@ -129,7 +175,7 @@ func (h *imgHandle) checkAlive(off int64) syscall.Errno {
 	if h.n.t.cat.alive(h.key) {
 		return 0
 	}
-	if h.warned.CompareAndSwap(false, true) {
+	if h.n.warned.CompareAndSwap(false, true) {
 		h.n.t.log.Warn("reads of a deleted recovery point are refused (EIO)", "vm", h.n.p.VM, "point", h.n.p.ID, "disk", h.n.disk.Name, "offset", off)
 	}
 	return syscall.EIO

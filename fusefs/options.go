@@ -68,7 +68,8 @@ type Options struct {
 	// (0 means 64). Readers held by open files do not count.
 	MaxReaders int
 	// ReaderMemory bounds the memory of idle disk readers' block maps in
-	// bytes (0 means 256 MiB).
+	// bytes (0 means 256 MiB); the most recently used reader is kept even
+	// when it alone is larger.
 	ReaderMemory int64
 	// CatalogPoll is how often the root and VM directories check the
 	// repository for new or deleted points when no change notification

@@ -120,7 +120,10 @@ func (c *readerCache) release(e *readerEntry) {
 		} else {
 			e.idle = c.idle.PushFront(e)
 			c.idleCost += e.cost
-			for c.idle.Len() > 0 && (c.idle.Len() > c.maxIdle || c.idleCost > c.budget) {
+			// The reader just released stays even when it alone is over
+			// the memory budget: files opened without OPEN (noopen.go)
+			// borrow it again for their next read.
+			for c.idle.Len() > 1 && (c.idle.Len() > c.maxIdle || c.idleCost > c.budget) {
 				old := c.idle.Remove(c.idle.Back()).(*readerEntry)
 				old.idle = nil
 				c.idleCost -= old.cost

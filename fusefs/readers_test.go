@@ -107,6 +107,30 @@ func TestReaderCacheSharesAndBounds(t *testing.T) {
 	if err != nil || again == held {
 		t.Errorf("acquire after forget: %v, same entry %v", err, again == held)
 	}
+	c.release(again)
+
+	// A reader larger than the whole memory budget stays idle when it is
+	// the last one released: the next read of an image opened without
+	// OPEN borrows it again instead of building its block map anew.
+	tight := newReaderCache(context.Background(), repoSource{repo}, slog.New(slog.DiscardHandler), 4, 1)
+	big, err := tight.acquire(pts[0], "disk0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tight.release(big)
+	if next, err := tight.acquire(pts[0], "disk0"); err != nil || next != big {
+		t.Errorf("reader over the budget was closed at its release (%v, same %v)", err, next == big)
+	} else {
+		tight.release(next)
+	}
+	small, err := tight.acquire(pts[1], "disk0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tight.release(small)
+	if tight.idle.Len() != 1 || tight.idle.Front().Value.(*readerEntry) != small {
+		t.Errorf("over the budget, %d idle readers kept, want only the newest", tight.idle.Len())
+	}
 }
 
 func TestCatalogSeesChangesAndGuardsReads(t *testing.T) {

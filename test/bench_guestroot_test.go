@@ -85,7 +85,9 @@ func buildRealRootFixture(b *testing.B) realRootFixture {
 //	go test -run '^$' -bench BenchmarkGuestRootTree -benchtime 1x ./test/
 //
 // CAIRN_BENCH_ROUNDS sets the rounds (default 5); CAIRN_BENCH_CPUPROFILE
-// writes a CPU profile of the cairn side (this process serves the mount).
+// writes a CPU profile of the cairn side (this process serves the mount);
+// CAIRN_BENCH_FS and CAIRN_BENCH_OPS pick filesystems and commands (e.g.
+// "ext4 xfs", "find"; default all).
 func BenchmarkGuestRootTree(b *testing.B) {
 	testutil.RequireRoot(b)
 	testutil.RequireFUSE(b)
@@ -128,7 +130,13 @@ func BenchmarkGuestRootTree(b *testing.B) {
 	type result struct{ ours, ref, ratios []float64 }
 	res := map[string]*result{}
 	var rows []string
-	for _, fsName := range []string{"ext4", "xfs", "ntfs"} {
+	pick := func(env string, all []string) []string {
+		if v := strings.Fields(os.Getenv(env)); len(v) > 0 {
+			return v
+		}
+		return all
+	}
+	for _, fsName := range pick("CAIRN_BENCH_FS", []string{"ext4", "xfs", "ntfs"}) {
 		kernelMount := func() {
 			if fsName == "ntfs" {
 				sh(b, "ntfs-3g", "-o", "ro", f.imgs[fsName], kmnt)
@@ -137,6 +145,9 @@ func BenchmarkGuestRootTree(b *testing.B) {
 			}
 		}
 		for _, op := range ops {
+			if !slices.Contains(pick("CAIRN_BENCH_OPS", []string{"tar", "find"}), op.name) {
+				continue
+			}
 			r := &result{}
 			res[fsName+op.name] = r
 			for i := 0; i < rounds; i++ {

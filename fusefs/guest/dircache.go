@@ -19,6 +19,9 @@ type dirCache struct {
 	lru   *list.List // of *cachedDir, front = newest
 	byIno map[uint64]*list.Element
 	names int
+	// ahead lists subdirectories in the background (prefetch.go); nil
+	// for volumes whose reader serialises its calls.
+	ahead *prefetcher
 }
 
 type cachedDir struct {

@@ -194,7 +194,7 @@ func (v *volumeDir) open() {
 			return
 		}
 		v.fsys = fsys
-		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCache(), log: v.log, where: v.where()}
+		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCacheFor(v.vol.Detection.Type), log: v.log, where: v.where()}
 	})
 }
 
@@ -375,10 +375,14 @@ func (n *guestNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 // entries lists the directory for FUSE (mount inode numbers) and fills
 // the lookup cache with the guest inode numbers.
 func (n *guestNode) entries() ([]fuse.DirEntry, syscall.Errno) {
-	entries, err := n.fs.ReadDir(n.ino)
-	if err != nil {
-		return nil, n.fail("readdir", err)
+	entries, ok := n.cache.ahead.take(n.ino)
+	if !ok {
+		var err error
+		if entries, err = n.fs.ReadDir(n.ino); err != nil {
+			return nil, n.fail("readdir", err)
+		}
 	}
+	n.cache.ahead.ahead(n.fs, entries)
 	out := make([]fuse.DirEntry, 0, len(entries))
 	guest := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
