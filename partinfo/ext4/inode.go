@@ -199,31 +199,8 @@ func verifyInodeChecksum(raw []byte, extra int, seed uint32) error {
 
 // goMode converts an ext4 i_mode to an fs.FileMode.
 func goMode(m uint16) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	switch m & 0xF000 {
-	case modeFIFO:
-		mode |= fs.ModeNamedPipe
-	case modeChar:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case modeDir:
-		mode |= fs.ModeDir
-	case modeBlock:
-		mode |= fs.ModeDevice
-	case modeLink:
-		mode |= fs.ModeSymlink
-	case modeSocket:
-		mode |= fs.ModeSocket
-	case modeReg:
-	default:
+	mode, known := partinfo.UnixMode(uint32(m))
+	if !known {
 		mode |= fs.ModeIrregular
 	}
 	return mode

@@ -182,37 +182,12 @@ func decodeTime(v uint64, bigtime bool) time.Time {
 
 // fileMode converts a Unix mode into a Go fs.FileMode.
 func fileMode(m uint16) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode | typeMode(m)
+	mode, _ := partinfo.UnixMode(uint32(m))
+	return mode
 }
 
 // typeMode returns only the Go type bits of a Unix mode.
-func typeMode(m uint16) fs.FileMode {
-	switch m & sIFMT {
-	case sIFDIR:
-		return fs.ModeDir
-	case sIFLNK:
-		return fs.ModeSymlink
-	case sIFCHR:
-		return fs.ModeDevice | fs.ModeCharDevice
-	case sIFBLK:
-		return fs.ModeDevice
-	case sIFIFO:
-		return fs.ModeNamedPipe
-	case sIFSOCK:
-		return fs.ModeSocket
-	}
-	return 0
-}
+func typeMode(m uint16) fs.FileMode { return fileMode(m).Type() }
 
 // attr converts the inode into the shared attribute form.
 func (in *inode) attr(blockSize int64) partinfo.Attr {
