@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
@@ -105,14 +106,16 @@ func (k *keys) manifestName(vm, point string) string {
 	return id.String()
 }
 
-// seal encrypts plain with a random nonce: nonce || ciphertext.
+// seal appends nonce || ciphertext of plain, with a random nonce, to dst.
 func seal(a cipher.AEAD, dst, plain, ad []byte) []byte {
-	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	ns := a.NonceSize()
+	dst = slices.Grow(dst, ns+len(plain)+a.Overhead())
+	n := len(dst)
+	dst = dst[:n+ns]
+	if _, err := rand.Read(dst[n:]); err != nil {
 		panic(err)
 	}
-	dst = append(dst, nonce...)
-	return a.Seal(dst, nonce, plain, ad)
+	return a.Seal(dst, dst[n:], plain, ad)
 }
 
 var errAuth = errors.New("authentication failed")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -56,7 +57,9 @@ type Remote struct {
 	opts     Options
 	log      *slog.Logger
 	packSize int
-	enc      *zstd.Encoder
+	uploads  int           // packs uploaded at once (0: uploadWorkers' default)
+	enc      *zstd.Encoder // default level: manifests, blocks that compress
+	fast     *zstd.Encoder // fastest level: tells incompressible blocks
 	dec      *zstd.Decoder
 
 	readCache  *lru.Cache[ID, []byte] // shared by readers when set
@@ -184,7 +187,10 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	if r.keys, err = newKeys(master); err != nil {
 		return nil, err
 	}
-	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	// One encoder per CPU: blocks are sealed in parallel, and EncodeAll
+	// waits for a free encoder.
+	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	r.fast, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	r.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 	return r, nil
 }
@@ -192,6 +198,7 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 // Close releases the remote's codecs.
 func (r *Remote) Close() error {
 	r.enc.Close()
+	r.fast.Close()
 	r.dec.Close()
 	return nil
 }

@@ -186,7 +186,7 @@ type pendingBlob struct {
 func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
 	prev := r.loadPrev(ctx, cacheDir, p, present)
 	runs := map[string][]genRun{}
-	up, uctx := r.newUploader(ctx, cache, st, 2)
+	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
 	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
@@ -233,6 +233,9 @@ type block struct {
 }
 
 const batchBlocks = 64
+
+// sealedPool holds the buffers blocks are sealed into before they join a pack.
+var sealedPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10+128); return &b }}
 
 func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun) (*manifest, error) {
 	bs := int64(repo.BlockSize())
@@ -314,13 +317,18 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 					pending[b.id] = pendingBlob{}
 				}
 			}
-			parallel(fresh, workers, func(b *block) { b.sealed = r.sealBlob(nil, b.id, b.data) })
+			parallel(fresh, workers, func(b *block) {
+				bp := sealedPool.Get().(*[]byte)
+				b.sealed = r.sealBlob((*bp)[:0], b.id, b.data)
+			})
 			for _, b := range fresh {
 				if cur == nil {
 					cur = &pack{id: randomID(), data: make([]byte, 0, r.packSize+int(bs)+64)}
 				}
 				pb := pendingBlob{pack: cur.id, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
 				cur.data = append(cur.data, b.sealed...)
+				bp := b.sealed[:0]
+				sealedPool.Put(&bp)
 				cur.entries = append(cur.entries, indexEntry{ID: b.id, Off: pb.off, Len: pb.len, Raw: pb.raw})
 				pending[b.id] = pb
 				st.BlocksNew++
@@ -403,4 +411,12 @@ func parallel[T any](items []T, workers int, fn func(T)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// uploadWorkers is the number of packs uploaded at once.
+func (r *Remote) uploadWorkers() int {
+	if r.uploads > 0 {
+		return r.uploads
+	}
+	return 2
 }
