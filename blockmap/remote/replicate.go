@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -55,6 +56,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	if o.CacheDir == "" {
 		return nil, errors.New("replicate: no cache directory")
 	}
+	start := time.Now()
 	cache, err := r.loadCache(ctx, filepath.Join(o.CacheDir, "index"))
 	if err != nil {
 		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", err)
@@ -63,6 +65,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	if err != nil {
 		return nil, err
 	}
+	r.log.Debug("replicate: block cache in step with the remote", "packs", len(cache.packs), "points", len(have), "took", time.Since(start))
 	present := map[string]bool{}
 	for _, ob := range have {
 		present[strings.TrimPrefix(ob.Name, pointsPrefix)] = true
@@ -184,13 +187,19 @@ type pendingBlob struct {
 }
 
 func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
+	start := time.Now()
 	prev := r.loadPrev(ctx, cacheDir, p, present)
+	r.log.Debug("replicate: earlier copied point loaded", "vm", p.VM, "point", p.ID, "found", prev != nil, "took", time.Since(start))
+	start = time.Now()
 	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
 	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs)
+	built := time.Since(start)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
 	}
+	r.log.Debug("replicate: blocks read and packs stored", "vm", p.VM, "point", p.ID, "read", built, "took", time.Since(start))
+	start = time.Now()
 	if err != nil {
 		return err
 	}
@@ -220,6 +229,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	if err := r.saveState(cacheDir, p, runs); err != nil {
 		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
 	}
+	r.log.Debug("replicate: manifest stored", "vm", p.VM, "point", p.ID, "bytes", len(data), "took", time.Since(start))
 	return nil
 }
 
