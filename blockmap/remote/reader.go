@@ -106,7 +106,9 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 	} else {
 		cacheBytes = r.readCacheBytes
 	}
-	dr := &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, cache: cache,
+	d := *md
+	d.Blocks = nil // decoded into es: do not keep both
+	dr := &DiskReader{r: r, ctx: ctx, point: m.Point, disk: d, bs: bs, packs: m.Packs, entries: es, cache: cache,
 		raWindow: min(readAheadMax, cacheBytes/4), pending: map[ID]chan struct{}{}}
 	dr.lastEnd.Store(-1)
 	return dr, nil

@@ -269,14 +269,14 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		cur = nil
 		return nil
 	}
-	packIndexOf := func(id ID) int {
+	packIndexOf := func(id ID) int32 {
 		n, ok := packNum[id]
 		if !ok {
 			n = len(m.Packs)
 			packNum[id] = n
 			m.Packs = append(m.Packs, manifestPack{ID: id.String()})
 		}
-		return n
+		return int32(n) // a point refers to far fewer than 2^31 packs
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
 	buf := make([]byte, batchBlocks*bs)
