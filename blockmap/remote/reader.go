@@ -154,11 +154,12 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 			got[e.Block] = data
 			continue
 		}
-		if dr.waitPending(e.ID) {
-			if data, ok := dr.cache.Get(e.ID); ok {
-				got[e.Block] = data
-				continue
-			}
+		// Look again whether or not a read-ahead was waited for: one may
+		// have cached the block (and ended) since the first look.
+		dr.waitPending(e.ID)
+		if data, ok := dr.cache.Get(e.ID); ok {
+			got[e.Block] = data
+			continue
 		}
 		need = append(need, e)
 	}
@@ -275,20 +276,18 @@ func (dr *DiskReader) donePending(id ID) {
 	dr.raMu.Unlock()
 }
 
-// waitPending waits for a read-ahead fetching block id; it reports
-// whether there was one.
-func (dr *DiskReader) waitPending(id ID) bool {
+// waitPending waits for a read-ahead fetching block id, if one is.
+func (dr *DiskReader) waitPending(id ID) {
 	dr.raMu.Lock()
 	ch, ok := dr.pending[id]
 	dr.raMu.Unlock()
 	if !ok {
-		return false
+		return
 	}
 	select {
 	case <-ch:
 	case <-dr.ctx.Done():
 	}
-	return true
 }
 
 // NextData returns the first offset >= off that holds data, or

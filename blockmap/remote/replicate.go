@@ -94,26 +94,30 @@ type pack struct {
 	id      ID
 	data    []byte
 	entries []indexEntry
+	tokens  int // of the uploader's budget, returned once stored
 }
 
 // uploader stores full packs (pack, then its index) in the background.
 type uploader struct {
-	r       *Remote
-	workers int
-	cache   *blockCache
-	st      *ReplicateStats
-	ch      chan *pack
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
-	mu      sync.Mutex
-	err     error
-	up      atomic.Int64
-	stored  atomic.Int64
+	r        *Remote
+	workers  int
+	budget   chan struct{} // one token per budgetUnit bytes being uploaded
+	budgetMu sync.Mutex
+	cache    *blockCache
+	st       *ReplicateStats
+	ch       chan *pack
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	err      error
+	up       atomic.Int64
+	stored   atomic.Int64
 }
 
 func (r *Remote) newUploader(ctx context.Context, cache *blockCache, st *ReplicateStats, workers int) (*uploader, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
-	u := &uploader{r: r, workers: workers, cache: cache, st: st, ch: make(chan *pack, 1), cancel: cancel}
+	u := &uploader{r: r, workers: workers, cache: cache, st: st, ch: make(chan *pack, 1), cancel: cancel,
+		budget: make(chan struct{}, uploadBudget/budgetUnit)}
 	for range workers {
 		u.wg.Add(1)
 		go func() {
@@ -143,7 +147,40 @@ func (u *uploader) firstErr() error {
 	return u.err
 }
 
+// uploadBudget bounds the bytes of packs handed to the uploader (queued
+// or being uploaded): three full packs. Four workers upload four small
+// packs (an incremental's) at once, but full packs as two workers did
+// (two uploading, one queued), so memory stays where it was.
+const (
+	uploadBudget = 3 * (DefaultPackSize + budgetUnit)
+	budgetUnit   = 1 << 20
+)
+
+// acquire takes the budget for n bytes (at most the whole budget); the
+// caller returns it with release.
+func (u *uploader) acquire(ctx context.Context, n int) (int, error) {
+	k := min(cap(u.budget), max(1, (n+budgetUnit-1)/budgetUnit))
+	u.budgetMu.Lock() // one taker at a time: two partial takers cannot block each other
+	defer u.budgetMu.Unlock()
+	for i := 0; i < k; i++ {
+		select {
+		case u.budget <- struct{}{}:
+		case <-ctx.Done():
+			u.release(i)
+			return 0, ctx.Err()
+		}
+	}
+	return k, nil
+}
+
+func (u *uploader) release(k int) {
+	for range k {
+		<-u.budget
+	}
+}
+
 func (u *uploader) store(ctx context.Context, p *pack) error {
+	defer u.release(p.tokens)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -261,9 +298,15 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		if cur == nil || len(cur.entries) == 0 {
 			return nil
 		}
+		k, err := up.acquire(ctx, len(cur.data))
+		if err != nil {
+			return err
+		}
+		cur.tokens = k
 		select {
 		case up.ch <- cur:
 		case <-ctx.Done():
+			up.release(k)
 			return ctx.Err()
 		}
 		st.Packs++
@@ -454,8 +497,8 @@ func parallel[T any](items []T, workers int, fn func(T)) {
 	wg.Wait()
 }
 
-// uploadWorkers is the number of packs uploaded at once: four (with one
-// queued and one filling, up to six packs in memory).
+// uploadWorkers is the number of packs uploaded at once: four, within
+// uploadBudget.
 func (r *Remote) uploadWorkers() int {
 	if r.uploads > 0 {
 		return r.uploads
