@@ -3,9 +3,13 @@ package remote
 import (
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
@@ -105,14 +109,16 @@ func (k *keys) manifestName(vm, point string) string {
 	return id.String()
 }
 
-// seal encrypts plain with a random nonce: nonce || ciphertext.
+// seal appends nonce || ciphertext of plain, with a random nonce, to dst.
 func seal(a cipher.AEAD, dst, plain, ad []byte) []byte {
-	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	ns := a.NonceSize()
+	dst = slices.Grow(dst, ns+len(plain)+a.Overhead())
+	n := len(dst)
+	dst = dst[:n+ns]
+	if _, err := rand.Read(dst[n:]); err != nil {
 		panic(err)
 	}
-	dst = append(dst, nonce...)
-	return a.Seal(dst, nonce, plain, ad)
+	return a.Seal(dst, dst[n:], plain, ad)
 }
 
 var errAuth = errors.New("authentication failed")
@@ -161,4 +167,58 @@ func unwrapMaster(kdf KDF, secret, wrapped []byte) ([]byte, error) {
 		return nil, ErrWrongKey
 	}
 	return m, nil
+}
+
+const keyCacheContext = "cairn remote key cache v1"
+
+// keyCacheAEAD is the cipher of a key cache: its key is derived from the
+// secret and the remote's wrapped master key, so a cache opens only with
+// the same secret for the same remote.
+func keyCacheAEAD(secret, wrapped []byte) (cipher.AEAD, error) {
+	material := make([]byte, 0, 8+len(secret)+len(wrapped))
+	material = binary.LittleEndian.AppendUint64(material, uint64(len(secret)))
+	material = append(append(material, secret...), wrapped...)
+	key := make([]byte, chacha20poly1305.KeySize)
+	blake3.DeriveKey(keyCacheContext, material, key)
+	return chacha20poly1305.NewX(key)
+}
+
+// readKeyCache returns the master key kept in path, if path holds one
+// sealed for this secret and wrapped key.
+func readKeyCache(path string, secret, wrapped []byte) ([]byte, bool) {
+	if path == "" {
+		return nil, false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	a, err := keyCacheAEAD(secret, wrapped)
+	if err != nil {
+		return nil, false
+	}
+	m, err := open(a, nil, data, []byte(keyCacheContext))
+	if err != nil || len(m) != masterKeyLen {
+		return nil, false
+	}
+	return m, true
+}
+
+// writeKeyCache keeps the master key in path (mode 0600).
+func writeKeyCache(path string, secret, wrapped, master []byte) error {
+	if path == "" {
+		return nil
+	}
+	a, err := keyCacheAEAD(secret, wrapped)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, seal(a, nil, master, []byte(keyCacheContext)), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -33,6 +33,11 @@
 // The master key (encryption, MAC and name keys) is random and stored in
 // cairn/config wrapped by a key derived with argon2id from a key file or a
 // passphrase. Losing the key file or passphrase means losing the data.
+// With Options.KeyCache the unwrapped master key is kept locally, sealed
+// with a key BLAKE3-derived from the secret, so later opens skip argon2id.
+//
+// A DiskReader that is read in order fetches ahead (read-ahead) up to
+// 32 MiB of blocks into its block cache.
 //
 // Immutability: with ImmutableDays every object is written with an Object
 // Lock COMPLIANCE retention; Extend renews the retention of objects that

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/lru"
@@ -24,6 +25,15 @@ type DiskReader struct {
 	packs   []manifestPack
 	entries []blockEntry           // the data blocks, sorted by block: sized by data, not by the disk
 	cache   *lru.Cache[ID, []byte] // by block id: equal blocks share an entry
+	// raWindow is how far ahead of a sequential reader blocks are
+	// fetched (0: no read-ahead).
+	raWindow int
+
+	lastEnd atomic.Int64 // end of the previous read: sequential reads are detected by it
+	raMu    sync.Mutex
+	raNext  int                  // entries before it were handed to a read-ahead
+	raBusy  int                  // read-aheads running
+	pending map[ID]chan struct{} // block id → closed when the read-ahead fetching it is done
 }
 
 // BlockError names a block of a remote point that cannot be read.
@@ -42,7 +52,17 @@ func (e *BlockError) Unwrap() error { return e.Err }
 
 // SetReadCache makes every reader opened afterwards share one cache of
 // decrypted blocks bounded to bytes (a mount's --cache-size).
-func (r *Remote) SetReadCache(bytes int) { r.readCache = lru.New[ID, []byte](bytes) }
+func (r *Remote) SetReadCache(bytes int) {
+	r.readCache = lru.New[ID, []byte](bytes)
+	r.readCacheBytes = bytes
+}
+
+// readAheadMax bounds how far ahead of a sequential reader blocks are
+// fetched: 32 MiB is four ranged GETs of up to 8 MiB (maxRun) in flight,
+// enough to keep a store on a fast link busy. The window is at most a
+// quarter of the block cache, so read-ahead never evicts what it fetched
+// before it is read.
+const readAheadMax = 32 << 20
 
 // OpenDisk opens a disk of a remote point. cacheBytes bounds the blocks
 // it keeps in memory (0: 64 MiB) unless SetReadCache set a shared cache.
@@ -83,8 +103,15 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 			cacheBytes = 64 << 20
 		}
 		cache = lru.New[ID, []byte](cacheBytes)
+	} else {
+		cacheBytes = r.readCacheBytes
 	}
-	return &DiskReader{r: r, ctx: ctx, point: m.Point, disk: *md, bs: bs, packs: m.Packs, entries: es, cache: cache}, nil
+	d := *md
+	d.Blocks = nil // decoded into es: do not keep both
+	dr := &DiskReader{r: r, ctx: ctx, point: m.Point, disk: d, bs: bs, packs: m.Packs, entries: es, cache: cache,
+		raWindow: min(readAheadMax, cacheBytes/4), pending: map[ID]chan struct{}{}}
+	dr.lastEnd.Store(-1)
+	return dr, nil
 }
 
 // search returns the index of the first entry at or after block b.
@@ -117,13 +144,25 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	for last < len(dr.entries) && dr.entries[last].Block*dr.bs < end {
 		last++
 	}
+	dr.readAhead(off, end, last)
+	// got holds every block of the read once found: a block found in the
+	// cache here may be evicted before it is copied.
+	got := make(map[int64][]byte, last-first)
 	var need []blockEntry
 	for _, e := range dr.entries[first:last] {
-		if _, ok := dr.cache.Get(e.ID); !ok {
-			need = append(need, e)
+		if data, ok := dr.cache.Get(e.ID); ok {
+			got[e.Block] = data
+			continue
 		}
+		// Look again whether or not a read-ahead was waited for: one may
+		// have cached the block (and ended) since the first look.
+		dr.waitPending(e.ID)
+		if data, ok := dr.cache.Get(e.ID); ok {
+			got[e.Block] = data
+			continue
+		}
+		need = append(need, e)
 	}
-	got := map[int64][]byte{}
 	var mu sync.Mutex
 	if len(need) > 0 {
 		err := dr.r.fetchBlobs(dr.ctx, dr.packs, need, func(e blockEntry, data []byte, err error) error {
@@ -149,13 +188,10 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		if k == last || dr.entries[k].Block != b {
 			clear(dst)
 		} else {
-			e := dr.entries[k]
 			k++
 			data, ok := got[b]
 			if !ok {
-				if data, ok = dr.cache.Get(e.ID); !ok {
-					return n, fmt.Errorf("internal error: block %d not fetched", b)
-				}
+				return n, fmt.Errorf("internal error: block %d not fetched", b)
 			}
 			in := pos - b*dr.bs
 			c := copy(dst, data[min(in, int64(len(data))):])
@@ -168,6 +204,90 @@ func (dr *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// readAhead starts fetching the blocks after entries[:last] in the
+// background when reads are sequential (a read starting within 2 MiB of
+// where the previous one ended: the kernel may hand in a few FUSE reads
+// out of order). Blocks a read-ahead fetches are waited for, not fetched
+// twice (waitPending); a failed read-ahead only leaves its blocks to the
+// reads, which fetch them again and report the error.
+func (dr *DiskReader) readAhead(off, end int64, last int) {
+	prev := dr.lastEnd.Swap(end)
+	if dr.raWindow <= 0 || prev < 0 || off < prev-2<<20 || off > prev+2<<20 {
+		return
+	}
+	win := max(1, dr.raWindow/int(dr.bs))
+	dr.raMu.Lock()
+	from := max(dr.raNext, last)
+	to := min(len(dr.entries), last+win)
+	if dr.raBusy >= 2 || from >= to || from > last+win/2 {
+		dr.raMu.Unlock()
+		return
+	}
+	var es []blockEntry
+	var chans []chan struct{}
+	for _, e := range dr.entries[from:to] {
+		if _, ok := dr.pending[e.ID]; ok {
+			continue
+		}
+		if _, ok := dr.cache.Get(e.ID); ok {
+			continue
+		}
+		ch := make(chan struct{})
+		dr.pending[e.ID] = ch
+		es = append(es, e)
+		chans = append(chans, ch)
+	}
+	dr.raNext = to
+	if len(es) == 0 {
+		dr.raMu.Unlock()
+		return
+	}
+	dr.raBusy++
+	dr.raMu.Unlock()
+	go func() {
+		_ = dr.r.fetchBlobs(dr.ctx, dr.packs, es, func(e blockEntry, data []byte, err error) error {
+			if err == nil {
+				dr.cache.Add(e.ID, data, len(data))
+			}
+			dr.donePending(e.ID)
+			return nil
+		})
+		dr.raMu.Lock()
+		dr.raBusy--
+		for i, e := range es {
+			if dr.pending[e.ID] == chans[i] {
+				delete(dr.pending, e.ID)
+				close(chans[i])
+			}
+		}
+		dr.raMu.Unlock()
+	}()
+}
+
+// donePending ends the wait for block id.
+func (dr *DiskReader) donePending(id ID) {
+	dr.raMu.Lock()
+	if ch, ok := dr.pending[id]; ok {
+		delete(dr.pending, id)
+		close(ch)
+	}
+	dr.raMu.Unlock()
+}
+
+// waitPending waits for a read-ahead fetching block id, if one is.
+func (dr *DiskReader) waitPending(id ID) {
+	dr.raMu.Lock()
+	ch, ok := dr.pending[id]
+	dr.raMu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case <-ch:
+	case <-dr.ctx.Done():
+	}
 }
 
 // NextData returns the first offset >= off that holds data, or
@@ -283,6 +403,8 @@ func (r *Remote) fetchBlobs(ctx context.Context, packs []manifestPack, es []bloc
 				end = max(end, int64(e.Off)+int64(e.Len))
 			}
 			pk := packs[first.Pack]
+			r.blobGets.Add(1)
+			r.blobsFetched.Add(int64(len(ru.es)))
 			data, gerr := r.st.get(ctx, packPrefix+pk.ID, pk.Version, start, end-start)
 			if gerr != nil && ctx.Err() != nil {
 				fail(ctx.Err())

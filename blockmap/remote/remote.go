@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -36,6 +38,13 @@ type Options struct {
 	ImmutableDays int
 	// PackSize overrides DefaultPackSize (tests use small packs).
 	PackSize int
+	// KeyCache, when set, is a file where Open keeps the master key
+	// sealed with a key derived from Secret by BLAKE3 (not argon2id), so
+	// later opens skip the memory-hard derivation (0.2-2 s of CPU). The
+	// file is as sensitive as Secret itself: it opens only with Secret,
+	// but guessing a passphrase against it is cheap. Keep it beside the
+	// key file, on the machine that already holds Secret.
+	KeyCache string
 	Logger   *slog.Logger
 }
 
@@ -56,13 +65,19 @@ type Remote struct {
 	opts     Options
 	log      *slog.Logger
 	packSize int
-	enc      *zstd.Encoder
+	uploads  int           // packs uploaded at once (0: uploadWorkers' default)
+	enc      *zstd.Encoder // default level: manifests, blocks that compress
+	fast     *zstd.Encoder // fastest level: tells incompressible blocks
 	dec      *zstd.Decoder
 
-	readCache  *lru.Cache[ID, []byte] // shared by readers when set
-	lockOn     bool                   // the bucket has Object Lock (known during a prune)
-	afterPack  func(n int64)          // tests: called after each stored pack and its index
-	beforeRead func(b int64)          // tests: called before blocks from b on are read
+	readCache      *lru.Cache[ID, []byte] // shared by readers when set
+	readCacheBytes int                    // its size
+	lockOn         bool                   // the bucket has Object Lock (known during a prune)
+	keyCached      bool                   // Open took the master key from Options.KeyCache
+	afterPack      func(n int64)          // tests: called after each stored pack and its index
+	blobGets       atomic.Int64           // ranged GETs of blobs made by readers (tests)
+	blobsFetched   atomic.Int64           // blobs those GETs covered (tests)
+	beforeRead     func(b int64)          // tests: called before blocks from b on are read
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock
@@ -157,6 +172,7 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	// Older versions are tried when the newest does not open: an attacker
 	// can put a new version over a locked object but not remove the old one.
 	var master []byte
+	start := time.Now()
 	err = r.readVersions(ctx, configName, func(data []byte) error {
 		var cfg config
 		if err := json.Unmarshal(data, &cfg); err != nil {
@@ -165,11 +181,19 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 		if cfg.Format != FormatVersion {
 			return fmt.Errorf("%w: format %d (this cairn reads %d)", ErrFormat, cfg.Format, FormatVersion)
 		}
-		m, err := unwrapMaster(cfg.KDF, o.Secret, cfg.Key)
-		if err != nil {
-			return err
+		if m, ok := readKeyCache(o.KeyCache, o.Secret, cfg.Key); ok {
+			master = m
+			r.keyCached = true
+		} else {
+			m, err := unwrapMaster(cfg.KDF, o.Secret, cfg.Key)
+			if err != nil {
+				return err
+			}
+			master = m
+			if err := writeKeyCache(o.KeyCache, o.Secret, cfg.Key, m); err != nil {
+				r.log.Warn("cannot keep the remote's key for the next run; every run derives it again", "err", err)
+			}
 		}
-		master = m
 		// A remote initialized with a retention keeps it even when this
 		// machine's configuration says less.
 		r.opts.ImmutableDays = max(r.opts.ImmutableDays, cfg.ImmutableDays)
@@ -184,7 +208,11 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	if r.keys, err = newKeys(master); err != nil {
 		return nil, err
 	}
-	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	r.log.Debug("remote opened", "bucket", st.bucket, "took", time.Since(start))
+	// One encoder per CPU: blocks are sealed in parallel, and EncodeAll
+	// waits for a free encoder.
+	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	r.fast, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	r.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 	return r, nil
 }
@@ -192,6 +220,7 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 // Close releases the remote's codecs.
 func (r *Remote) Close() error {
 	r.enc.Close()
+	r.fast.Close()
 	r.dec.Close()
 	return nil
 }

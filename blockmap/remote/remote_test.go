@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -231,5 +232,58 @@ func TestRunsRoundTrip(t *testing.T) {
 	}
 	if _, ok := findRun([]genRun{{first: 4, n: 2, gen: 1}}, 3); ok {
 		t.Fatal("findRun found a block before the run")
+	}
+}
+
+// TestKeyCache: with Options.KeyCache the first open derives the key with
+// argon2id and keeps it sealed in the file (0600); later opens take it
+// from there and work; a wrong secret still fails with ErrWrongKey, and a
+// damaged cache file is ignored and written again.
+func TestKeyCache(t *testing.T) {
+	e := newEnv(t, 0)
+	path := filepath.Join(t.TempDir(), "cache", "key")
+	e.opts.KeyCache = path
+	repo := testutil.NewRepo(t)
+	pts := twoVMs(t, repo)[:1]
+	r := e.open()
+	if r.keyCached {
+		t.Fatal("first open took the key from an empty cache")
+	}
+	if _, err := r.Replicate(ctx(t), repo, pts, ReplicateOptions{CacheDir: cacheDir(t)}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key cache: %v %v, want a 0600 file", err, fi)
+	}
+	data, _ := os.ReadFile(path)
+	if bytes.Contains(data, e.opts.Secret) {
+		t.Fatal("the key cache holds the secret in plain")
+	}
+	r2 := e.open()
+	if !r2.keyCached {
+		t.Fatal("second open did not use the key cache")
+	}
+	if got, bad, err := r2.Points(ctx(t)); err != nil || len(bad) != 0 || len(got) != 1 {
+		t.Fatalf("points through the cached key: %v %v %v", got, bad, err)
+	}
+	wrong := e.opts
+	wrong.Secret = []byte("not the passphrase")
+	if _, err := Open(ctx(t), wrong); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open with a wrong secret and a key cache: %v, want ErrWrongKey", err)
+	}
+	data[len(data)-1] ^= 1
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r3 := e.open()
+	if r3.keyCached {
+		t.Fatal("a damaged key cache was used")
+	}
+	if got, _, err := r3.Points(ctx(t)); err != nil || len(got) != 1 {
+		t.Fatalf("points after a damaged key cache: %v %v", got, err)
+	}
+	if r4 := e.open(); !r4.keyCached {
+		t.Fatal("the damaged key cache was not written again")
 	}
 }

@@ -155,6 +155,21 @@ func (rc *remoteConfig) options() (remote.Options, error) {
 	}, nil
 }
 
+// optionsIn is options for a remote of the repository in repoDir: the
+// master key is kept (sealed with the secret) in the remote's cache
+// directory, so only the first open on this machine pays the argon2id
+// derivation.
+func (rc *remoteConfig) optionsIn(repoDir string) (remote.Options, error) {
+	o, err := rc.options()
+	// Only a key file's random bytes may seal the cached master key: a
+	// passphrase could be guessed against the cache far faster than
+	// against argon2id, so with one every command pays argon2id.
+	if err == nil && rc.KeyFile != "" {
+		o.KeyCache = filepath.Join(remoteCacheDir(repoDir, rc.Name), "key")
+	}
+	return o, err
+}
+
 // remoteAdvice adds what to do to the remote package's errors.
 func remoteAdvice(rc *remoteConfig, err error) error {
 	if err == nil {
@@ -198,7 +213,7 @@ func withRemote(c *cli.Context, fn func(repo *blockmap.Repo, rem *remote.Remote,
 	if err != nil {
 		return err
 	}
-	o, err := rc.options()
+	o, err := rc.optionsIn(repo.Dir())
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func openServeRemote(ctx context.Context, repoDir, name string, exclusive bool) 
 	if err != nil {
 		return nil, err
 	}
-	o, err := rc.options()
+	o, err := rc.optionsIn(repoDir)
 	if err != nil {
 		return nil, err
 	}
