@@ -58,7 +58,7 @@ func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vspher
 		results = append(results, RestoreDiskResult{Name: name, Transport: WriteTransportNFC, BytesWritten: st.DataBytes, StreamBytes: st.Bytes})
 		return nil
 	}
-	created, err := j.conn.ImportVM(ctx, spec, upload)
+	created, err := j.hv.ImportVM(ctx, spec, upload)
 	if err != nil {
 		return nil, nil, err
 	}
