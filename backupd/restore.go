@@ -428,6 +428,12 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		plans = append(plans, p)
 	}
 	for _, p := range plans {
+		if quick && len(p.areas) == 0 {
+			// nothing changed since the point: no write path to open (and
+			// nil areas would mean a whole new disk to writeDisk)
+			res.Disks = append(res.Disks, RestoreDiskResult{Name: p.pd.Name, Target: p.td.Name})
+			continue
+		}
 		dr, err := j.writeDisk(ctx, req.Point, p.pd.Name, p.td, p.areas, true)
 		if err != nil {
 			return nil, err
