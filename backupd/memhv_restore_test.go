@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -118,9 +119,13 @@ func (h *memHV) IncompleteRestores(context.Context) ([]vsphere.IncompleteRestore
 	var out []vsphere.IncompleteRestore
 	for _, vm := range h.vms {
 		if vm.marker != "" {
-			// a restore of this process: CleanupRestores leaves it alone
 			host, _ := os.Hostname()
-			out = append(out, vsphere.IncompleteRestore{Ref: vm.facts().Ref, Name: vm.name, Job: vm.marker, Host: host, PID: os.Getpid()})
+			pid := vm.markerPID
+			if pid == 0 {
+				pid = os.Getpid() // a restore running here: left alone
+			}
+			out = append(out, vsphere.IncompleteRestore{Ref: vm.facts().Ref, Name: vm.name, VMXPath: vm.facts().VMPathName,
+				Job: vm.marker, Host: host, PID: pid})
 		}
 	}
 	return out, nil
@@ -264,7 +269,21 @@ func (p *memProxy) AttachForWrite(ctx context.Context, fileName string) (vsphere
 	return p.Attach(ctx, fileName)
 }
 
-func (p *memProxy) DetachFolder(context.Context, string) ([]string, error) { return nil, nil }
+// DetachFolder detaches the disks attached from the folder of vmxPath.
+func (p *memProxy) DetachFolder(_ context.Context, vmxPath string) ([]string, error) {
+	p.hv.mu.Lock()
+	defer p.hv.mu.Unlock()
+	p.hv.call("detach-folder %s", vmxPath)
+	folder := strings.TrimSuffix(vmxPath, path.Base(vmxPath))
+	var out []string
+	for key, f := range p.attached {
+		if strings.HasPrefix(f, folder) {
+			out = append(out, f)
+			delete(p.attached, key)
+		}
+	}
+	return out, nil
+}
 
 // localPath is the datastore file of a disk.
 func (h *memHV) localPath(vm *memVM, d *memDisk) string {

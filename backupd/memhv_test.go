@@ -53,6 +53,7 @@ type memVM struct {
 	cpus               int
 	poweredOn          bool
 	marker             string // the restore marker ("" when none)
+	markerPID          int    // the process of the marker (0: this one)
 	annotation         string
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -420,4 +421,104 @@ func nbdLogWritten(t *testing.T, file string) int64 {
 		}
 	}
 	return n
+}
+
+// TestRestoreDiskPlan: a disk of a point restored to another VM is added,
+// written (its data only) and left attached; a write failure removes it.
+func TestRestoreDiskPlan(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "written", true: "write fails"}[fail], func(t *testing.T) {
+			ctx := context.Background()
+			repo := testutil.NewRepo(t)
+			h := newMemHV(t.TempDir())
+			h.addVM("web", 2<<20, 1<<20)
+			helper := h.addVM("helper", 1<<20)
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			bres, err := Backup(ctx, repo, h, "web", JobOptions{Transports: []string{TransportFile}, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := t.TempDir()
+			if fail {
+				os.WriteFile(filepath.Join(logs, "scsi0-1.fail"), nil, 0o644)
+			}
+			opts := RestoreOptions{
+				NBDCommand: "nbdkit -t 1 -U {socket} -f --filter=log --filter=error file {disk_local_path} logfile=" + logs + "/{disk}.log" +
+					" error=EIO error-pwrite-rate=100% error-file=" + logs + "/{disk}.fail",
+				NBD:    nbd.Options{Retries: 1, RetryBackoff: time.Millisecond},
+				Logger: quiet,
+			}
+			h.calls = nil
+			res, err := RestoreDisk(ctx, repo, h, RestoreDiskRequest{Point: bres.Point, Disk: "scsi0-1", TargetVM: "helper"}, opts)
+			if rerr := h.reload(); rerr != nil {
+				t.Fatal(rerr)
+			}
+			if fail {
+				if err == nil {
+					t.Fatal("restore of a disk whose writes fail succeeded")
+				}
+				checkCalls(t, 0, h.calls, []string{"lookup helper", "add-disk helper 1048576", "remove-disk helper scsi0-1"})
+				if len(helper.disks) != 1 {
+					t.Errorf("helper has %d disks after a failed restore, want 1", len(helper.disks))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCalls(t, 0, h.calls, []string{"lookup helper", "add-disk helper 1048576"})
+			r, err := repo.OpenDisk(ctx, bres.Point, "scsi0-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			want := make([]byte, r.Size())
+			r.ReadAt(want, 0)
+			if len(helper.disks) != 2 || !bytes.Equal(helper.disk("scsi0-1").data, want) {
+				t.Fatal("the new disk of helper differs from the point's")
+			}
+			if sent := nbdLogWritten(t, filepath.Join(logs, "scsi0-1.log")); sent != r.DataBytes() || res.BytesWritten() != sent {
+				t.Errorf("%d bytes reached the disk (result %d), want the point's data %d", sent, res.BytesWritten(), r.DataBytes())
+			}
+		})
+	}
+}
+
+// TestCleanupRestoresMem: a VM still marked by a restore process that is
+// gone is destroyed (its disks detached from the proxy first); one of a
+// running restore is left alone.
+func TestCleanupRestoresMem(t *testing.T) {
+	ctx := context.Background()
+	h := newMemHV(t.TempDir())
+	dead := h.addVM("dead", 1<<20)
+	dead.marker, dead.markerPID = "job-1", deadPID(t)
+	live := h.addVM("live", 1<<20)
+	live.marker = "job-2"
+	h.addVM("web", 1<<20)
+	h.proxy.hv = h
+	if _, err := h.proxy.AttachForWrite(ctx, "[mem] dead/scsi0-0.vmdk"); err != nil {
+		t.Fatal(err)
+	}
+	h.calls = nil
+	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"dead"}) {
+		t.Errorf("removed %v, want [dead]", removed)
+	}
+	checkCalls(t, 0, h.calls, []string{"incomplete", "find-proxy proxy", "detach-folder [mem] dead/dead.vmx", "destroy dead"})
+	if _, ok := h.vms["live"]; !ok || len(h.proxy.attached) != 0 {
+		t.Errorf("live VM kept %v, attached disks left %v", ok, h.proxy.attached)
+	}
+}
+
+// deadPID is the id of a process that has ended.
+func deadPID(t *testing.T) int {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
 }
