@@ -23,14 +23,7 @@ import (
 var _ RestoreHypervisor = (*memHV)(nil)
 
 func (h *memHV) LookupVM(_ context.Context, spec string) (*vsphere.VM, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.call("lookup %s", spec)
-	vm, ok := h.vms[spec]
-	if !ok {
-		return nil, fmt.Errorf("VM %q: %w", spec, vsphere.ErrVMNotFound)
-	}
-	return vm.facts(), nil
+	return h.lookup("lookup", spec)
 }
 
 // vm is the VM of v (by name); an error when it is gone.
@@ -252,14 +245,10 @@ func (h *memHV) RemoveDisk(_ context.Context, v *vsphere.VM, disk vsphere.Disk) 
 	return nil
 }
 
-func (h *memHV) FindRestoreProxy(_ context.Context, spec string) (RestoreProxy, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.call("find-proxy %s", spec)
-	if h.proxyErr != nil {
-		return nil, h.proxyErr
+func (h *memHV) FindRestoreProxy(ctx context.Context, spec string) (RestoreProxy, error) {
+	if _, err := h.FindProxy(ctx, spec); err != nil {
+		return nil, err
 	}
-	h.proxy.hv = h
 	return h.proxy, nil
 }
 

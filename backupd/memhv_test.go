@@ -143,9 +143,14 @@ func (h *memHV) Endpoint() string { return "mem.test" }
 func (h *memHV) Server() Server   { return nil }
 
 func (h *memHV) FindVM(_ context.Context, spec string) (*vsphere.VM, error) {
+	return h.lookup("find", spec)
+}
+
+// lookup is FindVM and LookupVM, recorded as verb.
+func (h *memHV) lookup(verb, spec string) (*vsphere.VM, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.call("find %s", spec)
+	h.call("%s %s", verb, spec)
 	vm, ok := h.vms[spec]
 	if !ok {
 		return nil, fmt.Errorf("VM %q: %w", spec, vsphere.ErrVMNotFound)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -27,37 +28,21 @@ func (t *HotAddWriteTransport) Open(ctx context.Context, d DiskRef) (DiskTarget,
 	if t.Proxy == nil {
 		return nil, errors.New("hotadd needs --proxy-vm (the appliance's own VM)")
 	}
-	added, err := t.Proxy.AttachForWrite(ctx, d.Disk.FileName)
-	if err != nil {
-		return nil, err
-	}
-	detach := func() error { return t.Proxy.Detach(added.Key) }
-	find := t.Device
-	if find == nil {
-		find = DeviceByUUID
-	}
-	dev, err := find(ctx, t.Proxy.Name(), added)
-	if err == nil {
-		var f *os.File
-		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
-			var size int64
-			if size, err = f.Seek(0, 2); err == nil && size < d.Disk.Capacity {
-				err = fmt.Errorf("device %s has %d bytes, the disk %d", dev, size, d.Disk.Capacity)
+	return openAttached(ctx, t.Proxy.Name(), t.Proxy.AttachForWrite, t.Proxy.Detach, d.Disk.FileName, t.Device, t.Logger,
+		func(dev string, detach func() error) (DiskTarget, error) {
+			f, err := os.OpenFile(dev, os.O_RDWR, 0)
+			if err != nil {
+				return nil, err
 			}
-			if err == nil {
-				return &hotaddTarget{f: f, size: d.Disk.Capacity, detach: detach}, nil
+			if size, err := f.Seek(0, io.SeekEnd); err != nil || size < d.Disk.Capacity {
+				f.Close()
+				if err == nil {
+					err = fmt.Errorf("device %s has %d bytes, the disk %d", dev, size, d.Disk.Capacity)
+				}
+				return nil, err
 			}
-			f.Close()
-		}
-	}
-	if derr := detach(); derr != nil {
-		log := t.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.Error("detaching a hot-added disk failed; the next restore detaches it", "disk", d.Disk.FileName, "error", derr)
-	}
-	return nil, err
+			return &hotaddTarget{f: f, size: d.Disk.Capacity, detach: detach}, nil
+		})
 }
 
 // hotaddTarget writes a disk hot-added to the proxy VM as a local device.
