@@ -465,7 +465,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	)
 	go func() {
 		defer close(opened)
-		dr, derr = j.openDisk(ctx, p, name)
+		dr, derr = j.openDisk(ctx, p, name, areas)
 	}()
 	defer func() {
 		<-opened
