@@ -38,7 +38,7 @@ func (r *Repo) OpenDiskAreas(ctx context.Context, p Point, disk string, areas []
 	sp := diskSpan(p, d)
 	err = r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
-			vi := newVersionIter(txn, d.ID, true)
+			vi := newVersionIter(txn, d.ID, false)
 			defer vi.close()
 			for _, br := range ar.blocks {
 				for b := br[0]; b < br[1]; b++ {
