@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -57,7 +58,7 @@ func TestOpenDiskAreas(t *testing.T) {
 				}
 			}
 		}
-		if got := ar.DataExtents(); !equalExtents(got, wantData) {
+		if got := ar.DataExtents(); !slices.Equal(got, wantData) {
 			t.Errorf("point %d: data extents %v, want %v", p.Gen, got, wantData)
 		}
 		for _, off := range []int64{0, 4 * testBS, 28*testBS - 1, 39 * testBS} {
@@ -76,16 +77,4 @@ func appendMerged(out []Extent, e Extent) []Extent {
 		return out
 	}
 	return append(out, e)
-}
-
-func equalExtents(a, b []Extent) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
