@@ -19,6 +19,21 @@
 //	        v  Commit: the recovery point appears atomically
 //	     recovery point (PointMeta, DiskMeta per disk)
 //
+// Restores run the other way over the same pieces:
+//
+//	recovery point (or a PointSource: an offsite remote) + its vmconfig
+//	        |
+//	        v  RestoreHypervisor: LookupVM; CreateVM (or ImportVM: nfc)
+//	        |  for a new VM, PowerOff for --replace
+//	plan per disk: a new disk's data areas, every area (--replace,
+//	        |  --full), or the areas CBT reports changed since the
+//	        |  point's changeId (quick rollback: ChangedAreasOfBase)
+//	        v  WriteTransport (nbd, hotadd) opens a DiskRef as a DiskTarget
+//	     copyExtents: data pieces and zero ranges, several in flight
+//	        |
+//	        v  FinishRestore (marker cleared), PowerOn; on a failure
+//	           DestroyVM, or RenameVM to NAME-failed-restore
+//
 // Vocabulary:
 //
 //   - Job: one run for one VM (Backup, VerifySource), recorded in
@@ -29,14 +44,21 @@
 //     path.
 //   - Hypervisor: the narrow interface a job talks to (VM facts,
 //     snapshots, CBT, changed areas, VM files, the HotAdd proxy).
-//     NewVSphere adapts a vSphere connection; restores grow it.
+//     NewVSphere adapts a vSphere connection.
+//   - RestoreHypervisor: Hypervisor plus the restore side (create a VM
+//     from a vmconfig, find, rename, destroy, power, changed areas of a
+//     powered-off VM's disk, add and remove disks, the proxy to write
+//     through, the restore marker). Restore, RestoreDisk and
+//     CleanupRestores talk to it only; NewVSphere implements it too.
 //   - Plan: per disk, full or incremental, the areas to read (or none
 //     known: the source's allocation map), what they are relative to
 //     (Since: a changeId, "*", a dirty bitmap) and why a disk is read in
 //     full (Reason, kept in the point). planDisk decides it from CBT for
 //     vSphere, planImport from flags and dirty bitmaps for an import.
 //   - DiskRef: the plain data a Transport needs to open one frozen disk
-//     (VM, snapshot, disk, datastore mapping, server, credentials).
+//     (VM, snapshot, disk, datastore mapping, server, credentials); a
+//     WriteTransport opens the same, without a snapshot, to write the
+//     disk of a VM being restored (a DiskTarget).
 //   - Transport: nbd (a server command template or URL), hotadd (attach
 //     to the proxy VM) or file (a locally mounted datastore); tried in
 //     the order given until one opens the disk (openFirst).

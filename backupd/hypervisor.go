@@ -62,10 +62,12 @@ type Proxy interface {
 	CleanupStale(ctx context.Context, vm *vsphere.VM) ([]string, error)
 }
 
-// NewVSphere is the Hypervisor of a vSphere connection.
-func NewVSphere(conn *vsphere.Conn) Hypervisor { return vsphereHypervisor{conn} }
+// NewVSphere is the Hypervisor of a vSphere connection, with its restore
+// side.
+func NewVSphere(conn *vsphere.Conn) RestoreHypervisor { return vsphereHypervisor{conn} }
 
-// vsphereHypervisor adapts *vsphere.Conn and its VMs to Hypervisor.
+// vsphereHypervisor adapts *vsphere.Conn and its VMs to Hypervisor and
+// RestoreHypervisor (hypervisor_restore.go).
 type vsphereHypervisor struct{ conn *vsphere.Conn }
 
 func (h vsphereHypervisor) Endpoint() string { return h.conn.URL.Host }

@@ -32,6 +32,10 @@ type memHV struct {
 	proxyErr        error // FindProxy fails with it
 	attachErr       error // the proxy's Attach fails with it
 	proxy           *memProxy
+
+	// the restore side (memhv_restore_test.go)
+	destroyErr error // DestroyVM fails with it
+	nvm        int   // VMs created, for new identities
 }
 
 type memVM struct {
@@ -42,6 +46,15 @@ type memVM struct {
 	disks         []*memDisk
 	snaps         []*vsphere.Snapshot
 	snapChangeSeq map[string]map[string]int // snapshot -> disk -> seq
+
+	// identity and devices beside the disks (what a point's configuration
+	// records), and the restore side's state
+	uuid, mac, network string
+	cpus               int
+	poweredOn          bool
+	marker             string // the restore marker ("" when none)
+	markerPID          int    // the process of the marker (0: this one)
+	annotation         string
 }
 
 type memDisk struct {
@@ -53,6 +66,7 @@ type memDisk struct {
 	pending []vsphere.Extent
 	history map[int][]vsphere.Extent // seq -> areas written before it
 	noCBT   bool                     // the disk gives no changeId (e.g. independent)
+	prov    string                   // provisioning ("" is thin)
 }
 
 func newMemHV(dir string) *memHV {
@@ -62,7 +76,8 @@ func newMemHV(dir string) *memHV {
 // addVM adds a VM with CBT on and disks of the given sizes, filled with
 // a pattern in their first half.
 func (h *memHV) addVM(name string, sizes ...int) *memVM {
-	vm := &memVM{name: name, cbtSupported: true, cbtEnabled: true, snapChangeSeq: map[string]map[string]int{}}
+	vm := &memVM{name: name, cbtSupported: true, cbtEnabled: true, snapChangeSeq: map[string]map[string]int{},
+		uuid: "4200-" + name, mac: "00:50:56:00:00:01", network: "VM Network", cpus: 2}
 	for i, size := range sizes {
 		vm.addDisk(fmt.Sprintf("scsi0-%d", i), size)
 	}
@@ -128,24 +143,55 @@ func (h *memHV) Endpoint() string { return "mem.test" }
 func (h *memHV) Server() Server   { return nil }
 
 func (h *memHV) FindVM(_ context.Context, spec string) (*vsphere.VM, error) {
+	return h.lookup("find", spec)
+}
+
+// lookup is FindVM and LookupVM, recorded as verb.
+func (h *memHV) lookup(verb, spec string) (*vsphere.VM, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.call("find %s", spec)
+	h.call("%s %s", verb, spec)
 	vm, ok := h.vms[spec]
 	if !ok {
 		return nil, fmt.Errorf("VM %q: %w", spec, vsphere.ErrVMNotFound)
 	}
+	return vm.facts(), nil
+}
+
+// facts is the VM as a Hypervisor describes it, with a configuration of
+// one pvscsi controller, its disks and a NIC (what a backup records).
+func (vm *memVM) facts() *vsphere.VM {
 	out := &vsphere.VM{Ref: types.ManagedObjectReference{Type: "VirtualMachine", Value: "vm-" + vm.name}, Name: vm.name,
-		HardwareVersion: "vmx-19", CBTSupported: vm.cbtSupported, CBTEnabled: vm.cbtEnabled}
+		HardwareVersion: "vmx-19", CBTSupported: vm.cbtSupported, CBTEnabled: vm.cbtEnabled, VMPathName: "[mem] " + vm.name + "/" + vm.name + ".vmx"}
+	hw := types.VirtualHardware{NumCPU: int32(vm.cpus), NumCoresPerSocket: 1, MemoryMB: 1024, Device: []types.BaseVirtualDevice{
+		&types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{VirtualController: types.VirtualController{
+			BusNumber: 0, VirtualDevice: types.VirtualDevice{Key: 1000}}}},
+		&types.VirtualVmxnet3{VirtualVmxnet: types.VirtualVmxnet{VirtualEthernetCard: types.VirtualEthernetCard{
+			VirtualDevice: types.VirtualDevice{Key: 4000, Backing: &types.VirtualEthernetCardNetworkBackingInfo{
+				VirtualDeviceDeviceBackingInfo: types.VirtualDeviceDeviceBackingInfo{DeviceName: vm.network}}},
+			MacAddress: vm.mac, AddressType: "assigned"}}},
+	}}
 	for _, d := range vm.disks {
 		out.Disks = append(out.Disks, vsphere.Disk{Name: d.name, Key: d.key, Capacity: int64(len(d.data)), ChangeID: d.changeID(),
-			FileName: "[mem] " + vm.name + "/" + d.name + ".vmdk"})
+			FileName: d.fileName(vm)})
+		var unit int32
+		fmt.Sscanf(d.name, "scsi0-%d", &unit)
+		hw.Device = append(hw.Device, &types.VirtualDisk{CapacityInBytes: int64(len(d.data)), VirtualDevice: types.VirtualDevice{
+			Key: d.key, ControllerKey: 1000, UnitNumber: &unit,
+			Backing: &types.VirtualDiskFlatVer2BackingInfo{VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: d.fileName(vm)},
+				ThinProvisioned: types.NewBool(d.prov == "" || d.prov == "thin"), EagerlyScrub: types.NewBool(d.prov == "eager")}}})
 	}
+	out.Config = &types.VirtualMachineConfigInfo{Name: vm.name, Uuid: vm.uuid, InstanceUuid: "5000-" + vm.uuid, GuestId: "otherLinux64Guest",
+		Version: "vmx-19", Firmware: "bios", Files: types.VirtualMachineFileInfo{VmPathName: out.VMPathName}, Hardware: hw, Annotation: vm.annotation}
 	for _, s := range vm.snaps {
 		out.Snapshots = append(out.Snapshots, vsphere.SnapshotRef{Ref: s.Ref, Name: s.Name})
 	}
-	return out, nil
+	return out
 }
+
+// fileName is the disk's datastore path: its bytes live in that file of
+// the datastore directory while a restore writes it (memHV.store).
+func (d *memDisk) fileName(vm *memVM) string { return "[mem] " + vm.name + "/" + d.name + ".vmdk" }
 
 func (h *memHV) EnableCBT(_ context.Context, v *vsphere.VM) (bool, error) {
 	h.mu.Lock()

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -192,19 +190,17 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 type restoreJob struct {
 	id   string
 	repo *blockmap.Repo
-	conn *vsphere.Conn
+	hv   RestoreHypervisor
 	opts RestoreOptions
 	log  *slog.Logger
 	dirs vsphere.DatastoreDirs
 	vm   *vsphere.VM
+	// transports are the write transports, built at the first disk.
+	transports []WriteTransport
 }
 
-// Restore brings a point back to vSphere: as a new VM (default), over an
-// existing VM of the same name (Replace: every disk overwritten), or as a
-// quick rollback of the original VM (InPlace). It records a job in the
-// repository's job log. A new VM that fails or is cancelled half-way is
-// destroyed, or renamed with FailedRestoreSuffix when that fails too.
-func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req RestoreRequest, opts RestoreOptions) (res *RestoreResult, err error) {
+// newRestoreJob fills in the options' defaults.
+func newRestoreJob(repo *blockmap.Repo, hv RestoreHypervisor, opts RestoreOptions) *restoreJob {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -214,8 +210,22 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 4 << 20
 	}
-	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts}
+	j := &restoreJob{id: NewJobID(), repo: repo, hv: hv, opts: opts}
 	j.log = opts.Logger.With("job", j.id)
+	return j
+}
+
+// Restore brings a point back to vSphere: as a new VM (default), over an
+// existing VM of the same name (Replace: every disk overwritten), or as a
+// quick rollback of the original VM (InPlace). It records a job in the
+// repository's job log. A new VM that fails or is cancelled half-way is
+// destroyed, or renamed with FailedRestoreSuffix when that fails too.
+//
+// hv is the platform (NewVSphere of a connection); the restore talks to
+// it only.
+func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req RestoreRequest, opts RestoreOptions) (res *RestoreResult, err error) {
+	j := newRestoreJob(repo, hv, opts)
+	opts = j.opts
 	name := req.Create.Name
 	finish := j.record(req.Point, req.VCenter)
 	defer func() { finish(res, err) }()
@@ -241,12 +251,12 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 			return nil, fmt.Errorf("disk %s of the VM configuration is not in point %s (points hold %s)", d.Name, req.Point.ID, diskNames(req.Point))
 		}
 	}
-	if _, err := conn.LookupVM(ctx, name); err == nil {
+	if existing, err := hv.LookupVM(ctx, name); err == nil {
 		if !req.Replace {
 			return nil, fmt.Errorf("VM %q: %w: give --name NEW to restore beside it, or --replace to overwrite it", name, vsphere.ErrVMExists)
 		}
 		req.Create.Name = name
-		r, err := j.inPlace(ctx, req, name, false)
+		r, err := j.overwrite(ctx, req, existing, false)
 		if r != nil {
 			r.Mode = "replace"
 		}
@@ -271,7 +281,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 		}
 	}
 	if created == nil {
-		if created, err = conn.CreateVM(ctx, spec); err != nil {
+		if created, err = hv.CreateVM(ctx, spec); err != nil {
 			return nil, err
 		}
 	}
@@ -282,10 +292,10 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if derr := conn.DestroyVM(cctx, created.Ref); derr != nil {
+		if derr := hv.DestroyVM(cctx, created.VM); derr != nil {
 			left := name + FailedRestoreSuffix
 			j.log.Error("removing the half-restored VM failed; renaming it", "vm", name, "err", derr, "renamed", left)
-			if rerr := conn.RenameVM(cctx, created.Ref, left); rerr != nil {
+			if rerr := hv.RenameVM(cctx, created.VM, left); rerr != nil {
 				left = name
 			}
 			err = &RestoreError{Err: err, LeftVM: left}
@@ -313,11 +323,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req R
 		// of leaving the in-progress line.
 		note = fmt.Sprintf("restored by cairn from %s point %s", req.Point.VM, req.Point.ID)
 	}
-	if err := conn.FinishRestore(ctx, created.Ref, note); err != nil {
+	if err := hv.FinishRestore(ctx, created.VM, note); err != nil {
 		return nil, err
 	}
 	if req.PowerOn {
-		if err := conn.PowerOn(ctx, created.Ref); err != nil {
+		if err := hv.PowerOn(ctx, created.VM); err != nil {
 			return nil, err
 		}
 	}
@@ -338,27 +348,31 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 	if name == "" {
 		name = req.Point.VM
 	}
-	ref, err := j.conn.LookupVM(ctx, name)
+	vm, err := j.hv.LookupVM(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	return j.overwrite(ctx, req, vm, quick)
+}
+
+// overwrite writes the point over the disks of vm (inPlace); with
+// req.Replace it powers the VM off first.
+func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsphere.VM, quick bool) (*RestoreResult, error) {
+	name := vm.Name
 	if req.Replace {
-		if err := j.conn.PowerOff(ctx, ref); err != nil {
+		if err := j.hv.PowerOff(ctx, vm); err != nil {
 			return nil, err
 		}
 	}
-	off, err := j.conn.PoweredOff(ctx, ref)
+	off, err := j.hv.PoweredOff(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
 	if !off {
 		return nil, fmt.Errorf("VM %s: %w: power it off first (an in-place restore overwrites its disks)", name, ErrNotPoweredOff)
 	}
-	vm, err := j.conn.LoadVM(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
 	j.vm = vm
+	ref := vm.Ref
 	mode := "full"
 	if quick {
 		mode = "rollback"
@@ -396,7 +410,7 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 			if meta.ChangeID == "" {
 				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w; use --full", pd.Name, ErrCBTCannotAnswer)
 			}
-			areas, err := vm.ChangedAreasOfBase(ctx, td, meta.ChangeID)
+			areas, err := j.hv.ChangedAreasOfBase(ctx, vm, td, meta.ChangeID)
 			if err != nil {
 				var rej *vsphere.ChangeIDRejectedError
 				if errors.As(err, &rej) {
@@ -414,6 +428,12 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 		plans = append(plans, p)
 	}
 	for _, p := range plans {
+		if quick && len(p.areas) == 0 {
+			// nothing changed since the point: no write path to open (and
+			// nil areas would mean a whole new disk to writeDisk)
+			res.Disks = append(res.Disks, RestoreDiskResult{Name: p.pd.Name, Target: p.td.Name})
+			continue
+		}
 		dr, err := j.writeDisk(ctx, req.Point, p.pd.Name, p.td, p.areas, true)
 		if err != nil {
 			return nil, err
@@ -422,20 +442,11 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 		res.Disks = append(res.Disks, dr)
 	}
 	if req.PowerOn {
-		if err := j.conn.PowerOn(ctx, ref); err != nil {
+		if err := j.hv.PowerOn(ctx, vm); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
-}
-
-// diskTarget is an open write path to one target disk.
-type diskTarget interface {
-	WriteAt(ctx context.Context, p []byte, off int64) error
-	WriteZeroes(ctx context.Context, off, n int64) error
-	Flush(ctx context.Context) error
-	Retries() int64
-	Close() error
 }
 
 // writeDisk copies the point's disk name to target. areas == nil: a new
@@ -454,7 +465,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	)
 	go func() {
 		defer close(opened)
-		dr, derr = j.openDisk(ctx, p, name)
+		dr, derr = j.openDisk(ctx, p, name, areas)
 	}()
 	defer func() {
 		<-opened
@@ -462,8 +473,12 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			dr.Close()
 		}
 	}()
+	if j.transports == nil {
+		j.transports = j.writeTransports(ctx)
+	}
 	var lastErr error
-	for _, tr := range j.opts.Transports {
+	for _, wt := range j.transports {
+		tr := wt.Name()
 		select {
 		case <-opened:
 			if derr != nil {
@@ -471,7 +486,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			}
 		default:
 		}
-		t, err := j.openTarget(ctx, tr, target)
+		t, err := wt.Open(ctx, j.targetRef(target))
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, ctx.Err()
@@ -504,7 +519,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	return res, fmt.Errorf("restore disk %s: no write transport worked: %w", name, lastErr)
 }
 
-func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t diskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
+func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t DiskTarget, areas []blockmap.Extent, zeroHoles bool, res *RestoreDiskResult) error {
 	data := dr.DataExtents()
 	var work []blockmap.Extent // data to send
 	var zeros []blockmap.Extent
@@ -549,7 +564,7 @@ type copyPiece struct {
 // hundreds of scattered blocks cost a few round trips' time, not one per
 // block). Pieces never overlap, so their order does not matter. It
 // returns the data and zero bytes done; the first error stops the rest.
-func copyExtents(ctx context.Context, dr io.ReaderAt, t diskTarget, work, zeros []blockmap.Extent, chunk, workers int, add func(int64)) (written, zeroed int64, err error) {
+func copyExtents(ctx context.Context, dr io.ReaderAt, t DiskTarget, work, zeros []blockmap.Extent, chunk, workers int, add func(int64)) (written, zeroed int64, err error) {
 	if workers <= 0 {
 		workers = DefaultRestoreWorkers
 	}
@@ -642,106 +657,21 @@ func splitAreas(areas, data []blockmap.Extent) (inData, holes []blockmap.Extent)
 	return inData, holes
 }
 
-// openTarget opens a write transport to the target disk.
-func (j *restoreJob) openTarget(ctx context.Context, transport string, d vsphere.Disk) (diskTarget, error) {
-	switch transport {
-	case WriteTransportNBD:
-		return j.openNBDTarget(ctx, d)
-	case WriteTransportHotAdd:
-		return j.openHotAddTarget(ctx, d)
-	case WriteTransportNFC:
-		return nil, fmt.Errorf("nfc writes disks only while it creates a VM (restore vm); use nbd or hotadd here")
-	}
-	return nil, fmt.Errorf("unknown write transport %q (known: %s, %s)", transport, WriteTransportNBD, WriteTransportHotAdd)
-}
-
-// nbdTarget writes through an NBD server started for the disk.
-type nbdTarget struct {
-	*nbd.Client
-	server *nbdServer
-	tmp    string
-}
-
-func (t *nbdTarget) Retries() int64 { return t.Client.Stats().Retries }
-
-func (t *nbdTarget) Close() error {
-	var err error
-	if t.Client != nil {
-		err = t.Client.Close()
-	}
-	if t.server != nil {
-		t.server.stop()
-	}
-	if t.tmp != "" {
-		_ = os.RemoveAll(t.tmp)
-	}
-	return err
-}
-
-func (j *restoreJob) openNBDTarget(ctx context.Context, d vsphere.Disk) (_ diskTarget, err error) {
-	t := &nbdTarget{}
-	defer func() {
-		if err != nil {
-			_ = t.Close()
-		}
-	}()
-	sweepNBDDirs()
-	if t.tmp, err = os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-"); err != nil {
-		return nil, fmt.Errorf("nbd: %w", err)
-	}
-	socket := filepath.Join(t.tmp, "nbd.sock")
-	tmpl := j.opts.NBDCommand
-	if tmpl == "" {
-		tmpl = DefaultRestoreNBDCommand
-	}
-	args, err := j.nbdPlaceholders(d, socket, t.tmp).expand(ctx, tmpl)
-	if err != nil {
-		return nil, err
-	}
-	timeout := j.opts.NBDStartTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	if t.server, err = startNBDServer(ctx, args, socket, timeout); err != nil {
-		return nil, err
-	}
-	o := j.opts.NBD
-	if o.Logger == nil {
-		o.Logger = j.log
-	}
-	uri := nbd.UnixTarget(socket, "").String()
-	if t.Client, err = nbd.Dial(ctx, uri, o); err != nil {
-		return nil, fmt.Errorf("nbd: connect to %s: %w", uri, err)
-	}
-	if t.Client.ReadOnly() {
-		return nil, fmt.Errorf("nbd: the server for disk %s is read-only (remove --readonly / -r from the restore NBD command)", d.Name)
-	}
-	if t.Client.Size() < d.Capacity {
-		return nil, fmt.Errorf("nbd: export has %d bytes, the disk %d", t.Client.Size(), d.Capacity)
-	}
-	return t, nil
-}
-
-// nbdPlaceholders is the template data of disk d of the restored VM,
-// served on socket with its password file in tmp. A restore writes no
-// snapshot, so {snapshot_moref} is refused.
-func (j *restoreJob) nbdPlaceholders(d vsphere.Disk, socket, tmp string) nbdPlaceholders {
-	p := nbdPlaceholders{
-		Conn: j.conn, Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint,
-		Disk: d, Socket: socket, Tmp: tmp,
-		LocalPath: j.localPath,
-	}
+// targetRef is the plain data a write transport needs for disk d of the
+// VM being restored.
+func (j *restoreJob) targetRef(d vsphere.Disk) DiskRef {
+	r := DiskRef{Disk: d, LocalPath: j.localPath, Server: j.hv.Server(), Credentials: j.opts.Credentials, Thumbprint: j.opts.Thumbprint}
 	if j.vm != nil {
-		p.VMRef, p.VMName = j.vm.Ref.Value, j.vm.Name
+		r.VMRef, r.VMName = j.vm.Ref.Value, j.vm.Name
 	}
-	return p
+	return r
 }
 
 // localPath maps a datastore file name to a local path, reading the
 // datastore directories once.
 func (j *restoreJob) localPath(ctx context.Context, fileName string) (string, error) {
 	if j.dirs == nil {
-		dirs, err := j.conn.LocalDatastores(ctx, j.opts.DatastoreDirs)
+		dirs, err := j.hv.LocalDatastores(ctx, j.opts.DatastoreDirs)
 		if err != nil {
 			return "", err
 		}
@@ -753,7 +683,7 @@ func (j *restoreJob) localPath(ctx context.Context, fileName string) (string, er
 // cleanupStale removes VMs left by restores of this machine whose process
 // is gone (killed mid-restore): they still carry the restore marker.
 func (j *restoreJob) cleanupStale(ctx context.Context) {
-	if _, err := CleanupRestores(ctx, j.conn, j.opts.ProxyVM, j.log); err != nil {
+	if _, err := CleanupRestores(ctx, j.hv, j.opts.ProxyVM, j.log); err != nil {
 		j.log.Warn("looking for VMs of interrupted restores failed", "err", err)
 	}
 }
@@ -764,8 +694,8 @@ func (j *restoreJob) cleanupStale(ctx context.Context) {
 //
 // With a proxy VM, disks of such a VM that a killed hotadd restore left
 // attached to the proxy are detached first.
-func CleanupRestores(ctx context.Context, conn *vsphere.Conn, proxyVM string, log *slog.Logger) ([]string, error) {
-	inc, err := conn.IncompleteRestores(ctx)
+func CleanupRestores(ctx context.Context, hv RestoreHypervisor, proxyVM string, log *slog.Logger) ([]string, error) {
+	inc, err := hv.IncompleteRestores(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -777,7 +707,7 @@ func CleanupRestores(ctx context.Context, conn *vsphere.Conn, proxyVM string, lo
 			continue
 		}
 		if proxyVM != "" {
-			proxy, err := conn.FindProxy(ctx, proxyVM)
+			proxy, err := hv.FindRestoreProxy(ctx, proxyVM)
 			if err != nil {
 				return removed, err
 			}
@@ -789,7 +719,7 @@ func CleanupRestores(ctx context.Context, conn *vsphere.Conn, proxyVM string, lo
 				log.Warn("detached a disk of an interrupted restore from the proxy", "disk", f, "proxy", proxyVM)
 			}
 		}
-		if err := conn.DestroyVM(ctx, r.Ref); err != nil {
+		if err := hv.DestroyVM(ctx, &vsphere.VM{Ref: r.Ref, Name: r.Name, VMPathName: r.VMXPath}); err != nil {
 			return removed, fmt.Errorf("remove VM %s left by interrupted restore %s: %w", r.Name, r.Job, err)
 		}
 		log.Warn("removed a VM left by an interrupted restore", "vm", r.Name, "job", r.Job, "pid", r.PID, "started", r.Started)

@@ -3,7 +3,6 @@ package backupd
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -28,35 +27,21 @@ type RestoreDiskRequest struct {
 // target VM, writes the point's data areas to it and leaves it attached:
 // the "restore a data disk to a helper VM" case. A failure removes the
 // new disk again. The job is recorded like a VM restore.
-func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, req RestoreDiskRequest, opts RestoreOptions) (res *RestoreResult, err error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if len(opts.Transports) == 0 {
-		opts.Transports = []string{WriteTransportNBD}
-	}
-	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = 4 << 20
-	}
+func RestoreDisk(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req RestoreDiskRequest, opts RestoreOptions) (res *RestoreResult, err error) {
 	pd, ok := req.Point.Disk(req.Disk)
 	if !ok {
 		return nil, fmt.Errorf("point %s of %s has no disk %s (it has %s)", req.Point.ID, req.Point.VM, req.Disk, diskNames(req.Point))
 	}
-	j := &restoreJob{id: NewJobID(), repo: repo, conn: conn, opts: opts}
-	j.log = opts.Logger.With("job", j.id)
+	j := newRestoreJob(repo, hv, opts)
 	finish := j.record(req.Point, req.VCenter)
 	defer func() { finish(res, err) }()
-	ref, err := conn.LookupVM(ctx, req.TargetVM)
-	if err != nil {
-		return nil, err
-	}
-	vm, err := conn.LoadVM(ctx, ref)
+	vm, err := hv.LookupVM(ctx, req.TargetVM)
 	if err != nil {
 		return nil, err
 	}
 	j.vm = vm
 	base := "cairn-" + strings.NewReplacer("/", "_", " ", "_").Replace(req.Point.VM) + "-" + req.Disk
-	disk, err := conn.AddDisk(ctx, ref, vsphere.AddDiskSpec{
+	disk, err := hv.AddDisk(ctx, vm, vsphere.AddDiskSpec{
 		Controller: req.Controller, Capacity: pd.Size, Provisioning: req.Provisioning, FileBase: base,
 	})
 	if err != nil {
@@ -67,7 +52,7 @@ func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, r
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if rerr := conn.RemoveDisk(cctx, ref, disk.Key); rerr != nil {
+			if rerr := hv.RemoveDisk(cctx, vm, disk); rerr != nil {
 				err = fmt.Errorf("%w (and removing the new disk %s of %s failed: %v; remove it in vSphere)", err, disk.FileName, vm.Name, rerr)
 			}
 		}
@@ -76,5 +61,5 @@ func RestoreDisk(ctx context.Context, repo *blockmap.Repo, conn *vsphere.Conn, r
 	if err != nil {
 		return nil, err
 	}
-	return &RestoreResult{JobID: j.id, VM: vm.Name, MoRef: ref.Value, Point: req.Point.ID, Mode: "disk", Disks: []RestoreDiskResult{dr}}, nil
+	return &RestoreResult{JobID: j.id, VM: vm.Name, MoRef: vm.Ref.Value, Point: req.Point.ID, Mode: "disk", Disks: []RestoreDiskResult{dr}}, nil
 }

@@ -4,12 +4,46 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
+
+// HotAddWriteTransport attaches the target disk to the proxy VM
+// (persistent) and writes its device; closing the target detaches it.
+type HotAddWriteTransport struct {
+	Proxy RestoreProxy
+	// Device finds the attached disk's local device (default DeviceByUUID).
+	Device HotAddDeviceFunc
+	Logger *slog.Logger
+}
+
+// Name is "hotadd".
+func (*HotAddWriteTransport) Name() string { return WriteTransportHotAdd }
+
+// Open attaches the disk and opens its device for writing.
+func (t *HotAddWriteTransport) Open(ctx context.Context, d DiskRef) (DiskTarget, error) {
+	if t.Proxy == nil {
+		return nil, errors.New("hotadd needs --proxy-vm (the appliance's own VM)")
+	}
+	return openAttached(ctx, t.Proxy.Name(), t.Proxy.AttachForWrite, t.Proxy.Detach, d.Disk.FileName, t.Device, t.Logger,
+		func(dev string, detach func() error) (DiskTarget, error) {
+			f, err := os.OpenFile(dev, os.O_RDWR, 0)
+			if err != nil {
+				return nil, err
+			}
+			if size, err := f.Seek(0, io.SeekEnd); err != nil || size < d.Disk.Capacity {
+				f.Close()
+				if err == nil {
+					err = fmt.Errorf("device %s has %d bytes, the disk %d", dev, size, d.Disk.Capacity)
+				}
+				return nil, err
+			}
+			return &hotaddTarget{f: f, size: d.Disk.Capacity, detach: detach}, nil
+		})
+}
 
 // hotaddTarget writes a disk hot-added to the proxy VM as a local device.
 type hotaddTarget struct {
@@ -63,43 +97,4 @@ func (t *hotaddTarget) Close() error {
 		err = errors.Join(err, derr)
 	}
 	return err
-}
-
-// openHotAddTarget attaches the target disk to the proxy VM (persistent)
-// and opens its device for writing; closing detaches it.
-func (j *restoreJob) openHotAddTarget(ctx context.Context, d vsphere.Disk) (diskTarget, error) {
-	if j.opts.ProxyVM == "" {
-		return nil, errors.New("hotadd needs --proxy-vm (the appliance's own VM)")
-	}
-	proxy, err := j.conn.FindProxy(ctx, j.opts.ProxyVM)
-	if err != nil {
-		return nil, err
-	}
-	added, err := proxy.AttachForWrite(ctx, d.FileName)
-	if err != nil {
-		return nil, err
-	}
-	detach := func() error { return proxy.Detach(added.Key) }
-	find := j.opts.HotAddDevice
-	if find == nil {
-		find = DeviceByUUID
-	}
-	dev, err := find(ctx, proxy.Name(), added)
-	if err == nil {
-		var f *os.File
-		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
-			var size int64
-			if size, err = f.Seek(0, 2); err == nil && size < d.Capacity {
-				err = fmt.Errorf("device %s has %d bytes, the disk %d", dev, size, d.Capacity)
-			}
-			if err == nil {
-				return &hotaddTarget{f: f, size: d.Capacity, detach: detach}, nil
-			}
-			f.Close()
-		}
-	}
-	if derr := detach(); derr != nil {
-		j.log.Error("detaching a hot-added disk failed; the next restore detaches it", "disk", d.FileName, "error", derr)
-	}
-	return nil, err
 }

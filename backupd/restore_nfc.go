@@ -23,7 +23,7 @@ const WriteTransportNFC = "nfc"
 func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vsphere.CreateSpec) (*vsphere.CreatedVM, []RestoreDiskResult, error) {
 	var results []RestoreDiskResult
 	upload := func(ctx context.Context, name string, capacity int64, u *url.URL, put func(io.Reader) error) error {
-		dr, err := j.openDisk(ctx, p, name)
+		dr, err := j.openDisk(ctx, p, name, nil)
 		if err != nil {
 			return err
 		}
@@ -58,7 +58,7 @@ func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vspher
 		results = append(results, RestoreDiskResult{Name: name, Transport: WriteTransportNFC, BytesWritten: st.DataBytes, StreamBytes: st.Bytes})
 		return nil
 	}
-	created, err := j.conn.ImportVM(ctx, spec, upload)
+	created, err := j.hv.ImportVM(ctx, spec, upload)
 	if err != nil {
 		return nil, nil, err
 	}

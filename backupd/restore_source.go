@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -26,10 +27,15 @@ type PointSource interface {
 }
 
 // openDisk opens a disk of p from RestoreOptions.Source, or from the
-// repository when there is none.
-func (j *restoreJob) openDisk(ctx context.Context, p blockmap.Point, name string) (PointDisk, error) {
+// repository when there is none. When only areas will be read and they
+// are a small part of the disk (a quick rollback), only their blocks are
+// looked up in the index instead of the disk's whole map.
+func (j *restoreJob) openDisk(ctx context.Context, p blockmap.Point, name string, areas []blockmap.Extent) (PointDisk, error) {
 	if j.opts.Source != nil {
 		return j.opts.Source.OpenPointDisk(ctx, p, name)
+	}
+	if d, ok := p.Disk(name); ok && areas != nil && copier.Total(areas) <= d.Size/areaReadLimit {
+		return j.repo.OpenDiskAreas(ctx, p, name, areas)
 	}
 	dr, err := j.repo.OpenDisk(ctx, p, name)
 	if err != nil {
@@ -37,6 +43,10 @@ func (j *restoreJob) openDisk(ctx context.Context, p blockmap.Point, name string
 	}
 	return dr, nil
 }
+
+// areaReadLimit: areas up to 1/areaReadLimit of a disk are read through
+// an area reader (a seek per block); more walk the whole map (one pass).
+const areaReadLimit = 8
 
 // attachmentReader reads a point's attachments: the repository or a
 // PointSource.

@@ -41,7 +41,9 @@ func ParseTransports(s string) ([]string, error) {
 }
 
 // DiskRef is the plain data a transport needs to open one frozen disk of
-// a snapshot: no job, no connection state beyond what is named here.
+// a snapshot: no job, no connection state beyond what is named here. A
+// WriteTransport opens one with no SnapshotRef: the disk of a VM being
+// restored.
 type DiskRef struct {
 	VMRef  string // the VM's MoRef value
 	VMName string

@@ -105,28 +105,41 @@ func (t *HotAddTransport) Open(ctx context.Context, d DiskRef) (source.Source, e
 	if t.Proxy == nil {
 		return nil, fmt.Errorf("hotadd needs --proxy-vm")
 	}
-	added, err := t.Proxy.Attach(ctx, d.Disk.FileName)
+	return openAttached(ctx, t.Proxy.Name(), t.Proxy.Attach, t.Proxy.Detach, d.Disk.FileName, t.Device, t.Logger,
+		func(dev string, detach func() error) (source.Source, error) {
+			return source.OpenFile(dev, source.FileOptions{Size: d.Disk.Capacity, Transport: TransportHotAdd, OnClose: detach})
+		})
+}
+
+// openAttached attaches fileName to the proxy, finds its local device
+// (find, default DeviceByUUID) and opens it with open, which owns detach
+// from then on. When any step fails the disk is detached again; a failed
+// detach is logged (the next run detaches it). Backups and restores both
+// open hot-added disks through it.
+func openAttached[T any](ctx context.Context, proxy string, attach func(context.Context, string) (vsphere.HotAdded, error),
+	detachKey func(int32) error, fileName string, find HotAddDeviceFunc, log *slog.Logger,
+	open func(dev string, detach func() error) (T, error)) (T, error) {
+	var zero T
+	added, err := attach(ctx, fileName)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	detach := func() error { return t.Proxy.Detach(added.Key) }
-	find := t.Device
+	detach := func() error { return detachKey(added.Key) }
 	if find == nil {
 		find = DeviceByUUID
 	}
-	dev, err := find(ctx, t.Proxy.Name(), added)
+	dev, err := find(ctx, proxy, added)
 	if err == nil {
-		var src *source.File
-		if src, err = source.OpenFile(dev, source.FileOptions{Size: d.Disk.Capacity, Transport: TransportHotAdd, OnClose: detach}); err == nil {
-			return src, nil
+		var out T
+		if out, err = open(dev, detach); err == nil {
+			return out, nil
 		}
 	}
 	if derr := detach(); derr != nil {
-		log := t.Logger
 		if log == nil {
 			log = slog.Default()
 		}
-		log.Error("detaching a hot-added disk failed; the next run retries", "disk", d.Disk.FileName, "error", derr)
+		log.Error("detaching a hot-added disk failed; the next run detaches it", "disk", fileName, "error", derr)
 	}
-	return nil, err
+	return zero, err
 }

@@ -32,29 +32,18 @@ func (*NBDTransport) Name() string { return TransportNBD }
 
 // Open serves and dials the disk; closing the source stops the server.
 func (t *NBDTransport) Open(ctx context.Context, d DiskRef) (_ source.Source, err error) {
-	sweepNBDDirs()
-	tmp, err := os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	dir, err := newNBDDir()
 	if err != nil {
-		return nil, fmt.Errorf("nbd: %w", err)
-	}
-	var server *nbdServer
-	release := func() error {
-		if server != nil {
-			server.stop()
-		}
-		_ = os.RemoveAll(tmp)
-		return nil
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = release()
+			_ = dir.release()
 		}
 	}()
-	socket := filepath.Join(tmp, "nbd.sock")
-	ph := d.placeholders(socket, tmp)
 	uri := t.URL
 	if uri != "" {
-		words, err := ph.expand(ctx, uri)
+		words, err := d.placeholders(dir.socket, dir.tmp).expand(ctx, uri)
 		if err != nil {
 			return nil, err
 		}
@@ -64,28 +53,63 @@ func (t *NBDTransport) Open(ctx context.Context, d DiskRef) (_ source.Source, er
 		if tmpl == "" {
 			tmpl = DefaultNBDCommand
 		}
-		args, err := ph.expand(ctx, tmpl)
-		if err != nil {
+		if uri, err = dir.serve(ctx, d, tmpl, t.StartTimeout); err != nil {
 			return nil, err
 		}
-		timeout := t.StartTimeout
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		if server, err = startNBDServer(ctx, args, socket, timeout); err != nil {
-			return nil, err
-		}
-		uri = nbd.UnixTarget(socket, "").String()
 	}
 	opts := t.Client
 	if opts.Logger == nil {
 		opts.Logger = t.Logger
 	}
-	src, err := source.DialNBD(ctx, uri, uri, source.NBDOptions{Client: opts, Size: d.Disk.Capacity, OnClose: release})
+	src, err := source.DialNBD(ctx, uri, uri, source.NBDOptions{Client: opts, Size: d.Disk.Capacity, OnClose: dir.release})
 	if err != nil {
 		return nil, fmt.Errorf("nbd: %w", err)
 	}
 	return src, nil
+}
+
+// nbdDir is the private directory of one disk's NBD server (its socket
+// and password file) and, once started, the server: the backup and the
+// restore transports both serve disks through it.
+type nbdDir struct {
+	tmp, socket string
+	server      *nbdServer
+}
+
+// newNBDDir makes the directory, after sweeping those of dead processes.
+func newNBDDir() (*nbdDir, error) {
+	sweepNBDDirs()
+	tmp, err := os.MkdirTemp("", nbdDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return nil, fmt.Errorf("nbd: %w", err)
+	}
+	return &nbdDir{tmp: tmp, socket: filepath.Join(tmp, "nbd.sock")}, nil
+}
+
+// serve fills the command template tmpl for d, starts the server on the
+// directory's socket (waiting at most timeout, default 30 s) and returns
+// the URI to dial.
+func (s *nbdDir) serve(ctx context.Context, d DiskRef, tmpl string, timeout time.Duration) (string, error) {
+	args, err := d.placeholders(s.socket, s.tmp).expand(ctx, tmpl)
+	if err != nil {
+		return "", err
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if s.server, err = startNBDServer(ctx, args, s.socket, timeout); err != nil {
+		return "", err
+	}
+	return nbd.UnixTarget(s.socket, "").String(), nil
+}
+
+// release stops the server and removes the directory.
+func (s *nbdDir) release() error {
+	if s.server != nil {
+		s.server.stop()
+	}
+	_ = os.RemoveAll(s.tmp)
+	return nil
 }
 
 // nbdDirPrefix starts the private directory (socket, password file) of each

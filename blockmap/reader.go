@@ -73,21 +73,12 @@ type DiskReader struct {
 // OpenDisk opens a disk of a point for reading. The block map is built once
 // here; reads go straight to the delta images.
 func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader, error) {
-	d, ok := p.Disk(disk)
-	if !ok {
-		names := make([]string, len(p.Disks))
-		for i, d := range p.Disks {
-			names[i] = d.Name
-		}
-		return nil, fmt.Errorf("point %s of %s has no disk %q: %w (its disks: %v)", p.ID, p.VM, disk, ErrNotFound, names)
+	dr, err := r.newDiskReader(p, disk)
+	if err != nil {
+		return nil, err
 	}
-	bs := int64(r.cfg.BlockSize)
-	n := (d.Size + bs - 1) / bs
-	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, n: n, files: map[uint32]*os.File{}}
-	dr.pool.New = func() any { b := make([]byte, bs); return &b }
-	dr.seqIno.Store(r.catalogSeqIno())
-	dr.seq = r.CatalogSeq()
-	err := r.view(ctx, func(db *badger.DB) error {
+	d, n := dr.disk, dr.n
+	err = r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
 			var dg mapDigest
 			err := walkMap(txn, d.ID, diskSpan(p, d), n, func(block uint64, gen uint32, v blockValue) error {
@@ -105,6 +96,25 @@ func (r *Repo) OpenDisk(ctx context.Context, p Point, disk string) (*DiskReader,
 		return nil, fmt.Errorf("open disk %s of %s point %s: %w", disk, p.VM, p.ID, err)
 	}
 	dr.m.seal()
+	return dr, nil
+}
+
+// newDiskReader is a reader of disk of p with an empty map.
+func (r *Repo) newDiskReader(p Point, disk string) (*DiskReader, error) {
+	d, ok := p.Disk(disk)
+	if !ok {
+		names := make([]string, len(p.Disks))
+		for i, d := range p.Disks {
+			names[i] = d.Name
+		}
+		return nil, fmt.Errorf("point %s of %s has no disk %q: %w (its disks: %v)", p.ID, p.VM, disk, ErrNotFound, names)
+	}
+	bs := int64(r.cfg.BlockSize)
+	n := (d.Size + bs - 1) / bs
+	dr := &DiskReader{repo: r, point: p, disk: d, bs: bs, n: n, files: map[uint32]*os.File{}}
+	dr.pool.New = func() any { b := make([]byte, bs); return &b }
+	dr.seqIno.Store(r.catalogSeqIno())
+	dr.seq = r.CatalogSeq()
 	return dr, nil
 }
 

@@ -92,7 +92,7 @@ func BenchmarkRestore(b *testing.B) {
 			var res *backupd.RestoreResult
 			d, err := timeIt(func() error {
 				var err error
-				res, err = backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: name}}, opts)
+				res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: name}}, opts)
 				return err
 			})
 			if err != nil {
@@ -137,7 +137,7 @@ func BenchmarkRestore(b *testing.B) {
 			var res *backupd.RestoreResult
 			d, err := timeIt(func() error {
 				var err error
-				res, err = backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: rp, InPlace: true, Create: vsphere.CreateSpec{Name: "big"}},
+				res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: rp, InPlace: true, Create: vsphere.CreateSpec{Name: "big"}},
 					backupd.RestoreOptions{NBDCommand: restoreNBDCommand})
 				return err
 			})
@@ -149,7 +149,7 @@ func BenchmarkRestore(b *testing.B) {
 		}
 		full := func() (time.Duration, error) {
 			return timeIt(func() error {
-				_, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: rp, InPlace: true, Full: true, Create: vsphere.CreateSpec{Name: "big"}},
+				_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: rp, InPlace: true, Full: true, Create: vsphere.CreateSpec{Name: "big"}},
 					backupd.RestoreOptions{NBDCommand: restoreNBDCommand})
 				return err
 			})

@@ -90,7 +90,7 @@ func TestRestoreFaults(t *testing.T) {
 		var retries int64
 		for attempt := 1; attempt <= 4 && retries == 0; attempt++ {
 			name := fmt.Sprintf("flaky%d", attempt)
-			res, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: name}}, opts)
+			res, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: name}}, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestRestoreFaults(t *testing.T) {
 		opts := restoreOpts(sim)
 		opts.NBDCommand = "nbdkit -t 1 -U {socket} -f --filter=error file {disk_local_path} error-pwrite-rate=100% error=EIO"
 		opts.NBD.Retries = 2
-		_, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "broken"}}, opts)
+		_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "broken"}}, opts)
 		if err == nil || !strings.Contains(err.Error(), "nbd write") {
 			t.Fatalf("restore through a failing server: %v", err)
 		}
@@ -121,7 +121,7 @@ func TestRestoreFaults(t *testing.T) {
 	t.Run("datastore full", func(t *testing.T) {
 		sim.SetDatastoreFree(1 << 20)
 		defer sim.SetDatastoreFree(-1)
-		_, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "full", Provisioning: "thick"}}, restoreOpts(sim))
+		_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "full", Provisioning: "thick"}}, restoreOpts(sim))
 		if err == nil || !strings.Contains(err.Error(), "not enough space") {
 			t.Fatalf("restore to a full datastore: %v", err)
 		}
@@ -133,7 +133,7 @@ func TestRestoreFaults(t *testing.T) {
 		for n, f := range before {
 			sums[n], _ = os.ReadFile(f)
 		}
-		_, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
+		_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
 		if !errors.Is(err, vsphere.ErrVMExists) || !strings.Contains(err.Error(), "--replace") {
 			t.Fatalf("restore over an existing name: %v", err)
 		}
@@ -150,7 +150,7 @@ func TestRestoreFaults(t *testing.T) {
 		if err := g.WriteRandom(0, 0, 1<<20, rand.New(rand.NewPCG(1, 1))); err != nil {
 			t.Fatal(err)
 		}
-		res, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: ep, Replace: true, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
+		res, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: ep, Replace: true, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func TestRestoreFaults(t *testing.T) {
 		defer sim.SetDenyImport(false)
 		opts := restoreOpts(sim)
 		opts.Transports = []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD}
-		res, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "fallback"}}, opts)
+		res, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "fallback"}}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +179,7 @@ func TestRestoreFaults(t *testing.T) {
 			sameAsPoint(t, repo, p, d.Name, files[d.Name])
 		}
 		opts.Transports = []string{backupd.WriteTransportNFC}
-		_, err = backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "refused"}}, opts)
+		_, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "refused"}}, opts)
 		if err == nil || !strings.Contains(err.Error(), "VApp.Import") && !strings.Contains(err.Error(), "ermission") {
 			t.Fatalf("nfc only, refused: %v", err)
 		}
@@ -188,7 +188,7 @@ func TestRestoreFaults(t *testing.T) {
 	t.Run("point without configuration", func(t *testing.T) {
 		bare := p
 		bare.Attachments = nil
-		_, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: bare, Create: vsphere.CreateSpec{Name: "bare"}}, restoreOpts(sim))
+		_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: bare, Create: vsphere.CreateSpec{Name: "bare"}}, restoreOpts(sim))
 		if !errors.Is(err, backupd.ErrNoVMConfig) {
 			t.Fatalf("restore of a point without configuration: %v", err)
 		}
@@ -198,7 +198,7 @@ func TestRestoreFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.CPUs = 1
-		if _, err := backupd.Restore(ctx, repo, conn, backupd.RestoreRequest{Point: bare, Config: cfg, Create: vsphere.CreateSpec{Name: "bare"}}, restoreOpts(sim)); err != nil {
+		if _, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: bare, Config: cfg, Create: vsphere.CreateSpec{Name: "bare"}}, restoreOpts(sim)); err != nil {
 			t.Fatalf("with a configuration: %v", err)
 		}
 		if got := restoredConfig(t, conn, "bare"); got.CPUs != 1 {

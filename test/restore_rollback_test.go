@@ -55,14 +55,14 @@ func TestQuickRollback(t *testing.T) {
 		changed += esxsim.BlockSize
 	}
 	req := backupd.RestoreRequest{Point: p, InPlace: true, Create: vsphere.CreateSpec{Name: "db"}}
-	if _, err := backupd.Restore(ctx, repo, conn, req, restoreOpts(sim)); !errors.Is(err, backupd.ErrNotPoweredOff) {
+	if _, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), req, restoreOpts(sim)); !errors.Is(err, backupd.ErrNotPoweredOff) {
 		t.Fatalf("rollback of a running VM: %v", err)
 	}
 	ref, _ := conn.LookupVM(ctx, "db")
 	if err := conn.PowerOff(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	res, err := backupd.Restore(ctx, repo, conn, req, restoreOpts(sim))
+	res, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), req, restoreOpts(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +82,11 @@ func TestQuickRollback(t *testing.T) {
 	if err := sim.ResetCBT("db"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backupd.Restore(ctx, repo, conn, req, restoreOpts(sim)); !errors.Is(err, backupd.ErrCBTCannotAnswer) {
+	if _, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), req, restoreOpts(sim)); !errors.Is(err, backupd.ErrCBTCannotAnswer) {
 		t.Fatalf("rollback after a CBT reset: %v", err)
 	}
 	req.Full = true
-	res, err = backupd.Restore(ctx, repo, conn, req, restoreOpts(sim))
+	res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), req, restoreOpts(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestRestoreDiskToVM(t *testing.T) {
 	ctx := context.Background()
 	p := latestPoint(t, repo, "biosvm")
 	before, _ := sim.DiskLocalPaths("efivm")
-	res, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi0"}, restoreOpts(sim))
+	res, err := backupd.RestoreDisk(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi0"}, restoreOpts(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +120,13 @@ func TestRestoreDiskToVM(t *testing.T) {
 	if _, data := readPoint(t, repo, p, "scsi0-1"); res.Disks[0].BytesWritten != data {
 		t.Errorf("wrote %d bytes, the disk holds %d", res.Disks[0].BytesWritten, data)
 	}
-	if _, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi7"}, restoreOpts(sim)); err == nil {
+	if _, err := backupd.RestoreDisk(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-1", TargetVM: "efivm", Controller: "scsi7"}, restoreOpts(sim)); err == nil {
 		t.Fatal("restore to a missing controller worked")
 	}
 	opts := restoreOpts(sim)
 	opts.NBDCommand = "nbdkit -t 1 -U {socket} -f --filter=error file {disk_local_path} error-pwrite-rate=100% error=EIO"
 	opts.NBD.Retries = 1
-	if _, err := backupd.RestoreDisk(ctx, repo, conn, backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-0", TargetVM: "efivm"}, opts); err == nil {
+	if _, err := backupd.RestoreDisk(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreDiskRequest{Point: p, Disk: "scsi0-0", TargetVM: "efivm"}, opts); err == nil {
 		t.Fatal("restore through a failing server worked")
 	}
 	if now, _ := sim.DiskLocalPaths("efivm"); len(now) != len(after) {

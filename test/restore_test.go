@@ -59,7 +59,7 @@ func TestRestoreVMEachPoint(t *testing.T) {
 				req := backupd.RestoreRequest{Point: p, VCenter: sim.URL.Host, Create: vsphere.CreateSpec{
 					Name: name, Networks: map[string]string{"VM Network": "DC0_DVPG0"},
 				}}
-				res, err := backupd.Restore(ctx, repo, conn, req, opts)
+				res, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), req, opts)
 				if err != nil {
 					t.Fatalf("restore %s point %s through %s: %v", vm, p.ID, tr, err)
 				}

@@ -170,7 +170,7 @@ func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest
 		return nil, err
 	}
 	defer lock.Release()
-	return backupd.Restore(ctx, s.repo, conn, rreq, backupd.RestoreOptions{
+	return backupd.Restore(ctx, s.repo, backupd.NewVSphere(conn), rreq, backupd.RestoreOptions{
 		Transports: transports, ProxyVM: req.ProxyVM, Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
 	})
 }

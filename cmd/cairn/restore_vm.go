@@ -175,7 +175,7 @@ func restoreVMAction(c *cli.Context) error {
 		return err
 	}
 	defer lock.Release()
-	res, err := backupd.Restore(c.Context, repo, conn, req, opts)
+	res, err := backupd.Restore(c.Context, repo, backupd.NewVSphere(conn), req, opts)
 	if err != nil {
 		switch {
 		case errors.Is(err, backupd.ErrNoVMConfig):
@@ -215,7 +215,7 @@ func restoreCleanupCommand() *cli.Command {
 				return err
 			}
 			defer conn.Close()
-			removed, err := backupd.CleanupRestores(c.Context, conn, c.String("proxy-vm"), slog.Default())
+			removed, err := backupd.CleanupRestores(c.Context, backupd.NewVSphere(conn), c.String("proxy-vm"), slog.Default())
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
 			}
@@ -251,7 +251,7 @@ func restoreDiskCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := backupd.RestoreDisk(c.Context, repo, conn, backupd.RestoreDiskRequest{
+			res, err := backupd.RestoreDisk(c.Context, repo, backupd.NewVSphere(conn), backupd.RestoreDiskRequest{
 				Point: p, Disk: c.String("disk"), TargetVM: c.String("to-vm"), Controller: c.String("controller"),
 				Provisioning: c.String("disk-provisioning"), VCenter: conn.URL.Host,
 			}, opts)

@@ -1,0 +1,524 @@
+package backupd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/nbd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// restoreCase is one restore against the in-memory hypervisor, after a
+// backup of VM "web" (disks scsi0-0 of 2 MiB and scsi0-1 of 1 MiB, each
+// half data, half holes) and change.
+type restoreCase struct {
+	name   string
+	change func(h *memHV, vm *memVM, dir string)
+	req    func(p blockmap.Point) RestoreRequest
+	opts   func(o *RestoreOptions, h *memHV)
+	// wantErr is matched with errors.Is, errText against the message.
+	wantErr error
+	errText string
+	// calls must appear in this order among the hypervisor's; no call
+	// may start with one of forbid.
+	calls  []string
+	forbid []string
+	// vm is the VM whose disks must equal the point afterwards ("" when
+	// none), except the areas in keep (checked by check).
+	vm string
+	// written is the data bytes that must reach the target disks (-1:
+	// the point's data bytes), per the NBD server's log and the result.
+	written int64
+	check   func(t *testing.T, h *memHV, res *RestoreResult, err error)
+}
+
+// TestRestorePlan drives whole restores against the in-memory
+// hypervisor, the disks written through a real NBD server (nbdkit, its
+// log filter counting the bytes that reached the target files), and
+// checks the calls made, the result and the target disks' bytes.
+func TestRestorePlan(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	const mib = 1 << 20
+	newVM := func(name string) func(p blockmap.Point) RestoreRequest {
+		return func(p blockmap.Point) RestoreRequest {
+			return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: name}}
+		}
+	}
+	rollback := func(full bool) func(p blockmap.Point) RestoreRequest {
+		return func(p blockmap.Point) RestoreRequest {
+			return RestoreRequest{Point: p, InPlace: true, Full: full, Create: vsphere.CreateSpec{Name: "web"}}
+		}
+	}
+	writes := []string{"create", "destroy", "rename", "power-on=", "add-disk", "remove-disk", "attach"}
+	cases := []restoreCase{
+		{
+			name: "new VM, new identity, network mapped, thick",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, PowerOn: true, Create: vsphere.CreateSpec{Name: "web2", Provisioning: "thick",
+					Networks: map[string]string{"VM Network": "lab"}}}
+			},
+			calls: []string{"incomplete", "lookup web2", "create web2", "finish web2", "power-on=true web2"},
+			vm:    "web2", written: -1,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				vm := h.vms["web2"]
+				if vm.uuid == h.vms["web"].uuid || vm.mac == h.vms["web"].mac {
+					t.Errorf("identity kept: uuid %s mac %s", vm.uuid, vm.mac)
+				}
+				if vm.network != "lab" || vm.cpus != 2 || !vm.poweredOn || vm.marker != "" {
+					t.Errorf("network %q cpus %d on %v marker %q", vm.network, vm.cpus, vm.poweredOn, vm.marker)
+				}
+				for _, d := range vm.disks {
+					if d.prov != "thick" {
+						t.Errorf("disk %s provisioned %q", d.name, d.prov)
+					}
+				}
+				if res.Mode != "new" || res.Disks[0].ZeroBytes != 0 {
+					t.Errorf("mode %s, zero bytes %d (a new disk needs none)", res.Mode, res.Disks[0].ZeroBytes)
+				}
+			},
+		},
+		{
+			name: "new VM, identity kept",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", KeepIdentity: true}}
+			},
+			calls: []string{"create web2", "finish web2"}, forbid: []string{"power-on="},
+			vm: "web2", written: -1,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				vm, orig := h.vms["web2"], h.vms["web"]
+				if vm.uuid != orig.uuid || vm.mac != orig.mac || vm.network != orig.network {
+					t.Errorf("identity not kept: uuid %s mac %s network %s", vm.uuid, vm.mac, vm.network)
+				}
+			},
+		},
+		{
+			name:    "name exists without --replace",
+			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
+			req:     newVM("web"),
+			wantErr: vsphere.ErrVMExists, errText: "--replace",
+			calls: []string{"lookup web"}, forbid: append(writes, "power-on=false"),
+			written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if !h.vms["web"].poweredOn {
+					t.Error("the existing VM was powered off")
+				}
+			},
+		},
+		{
+			name: "--replace: powered off, disks overwritten",
+			change: func(h *memHV, vm *memVM, _ string) {
+				vm.poweredOn = true
+				vm.disk("scsi0-0").write(1536<<10, bytes.Repeat([]byte{0xaa}, 8192)) // in a hole of the point
+				vm.disk("scsi0-1").write(0, bytes.Repeat([]byte{0xbb}, 4096))
+			},
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			calls: []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "destroy", "changed-base"},
+			vm: "web", written: -1,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if res.Mode != "replace" || h.vms["web"].poweredOn {
+					t.Errorf("mode %s, powered on %v", res.Mode, h.vms["web"].poweredOn)
+				}
+				var zero int64
+				for _, d := range res.Disks {
+					zero += d.ZeroBytes
+				}
+				if zero != 1536<<10 { // the holes: half of each disk
+					t.Errorf("%d bytes zeroed, want the point's holes (%d)", zero, 1536<<10)
+				}
+			},
+		},
+		{
+			name: "quick rollback: only the changed areas",
+			change: func(h *memHV, vm *memVM, _ string) {
+				vm.disk("scsi0-0").write(64<<10, bytes.Repeat([]byte{0xcc}, 12288))  // data area of the point
+				vm.disk("scsi0-0").write(1600<<10, bytes.Repeat([]byte{0xdd}, 4096)) // a hole of the point
+				// bytes CBT does not know of: a rollback must not touch them
+				copy(vm.disk("scsi0-1").data[8192:], "not tracked")
+			},
+			req:    rollback(false),
+			calls:  []string{"lookup web", `changed-base scsi0-0 since "52 scsi0-0 e1/1"`, `changed-base scsi0-1 since "52 scsi0-1 e1/1"`},
+			forbid: writes,
+			vm:     "web", written: 12288,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if res.Mode != "rollback" || res.Disks[0].ChangedBytes != 16384 || res.Disks[0].ZeroBytes != 4096 {
+					t.Errorf("mode %s, disk 0: CBT %d, zeroed %d; want rollback, 16384, 4096", res.Mode, res.Disks[0].ChangedBytes, res.Disks[0].ZeroBytes)
+				}
+				if !bytes.Equal(h.vms["web"].disk("scsi0-1").data[8192:8192+11], []byte("not tracked")) {
+					t.Error("an area CBT did not report was written")
+				}
+			},
+		},
+		{
+			name:    "quick rollback: VM powered on",
+			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
+			req:     rollback(false),
+			wantErr: ErrNotPoweredOff, forbid: append(writes, "changed-base"),
+		},
+		{
+			name: "quick rollback: another CBT epoch",
+			change: func(h *memHV, vm *memVM, _ string) {
+				d := vm.disk("scsi0-1")
+				d.epoch, d.seq = "52 scsi0-1 e2", 0
+				d.write(0, []byte("after the reset"))
+			},
+			req:     rollback(false),
+			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			calls: []string{`changed-base scsi0-1 since "52 scsi0-1 e1/1"`}, forbid: writes,
+			written: 0,
+		},
+		{
+			name: "quick rollback: resized disk",
+			change: func(h *memHV, vm *memVM, _ string) {
+				vm.disk("scsi0-1").resize(2 * mib)
+			},
+			req:     rollback(false),
+			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			forbid: writes, written: 0,
+		},
+		{
+			name: "--full after another epoch: everything written",
+			change: func(h *memHV, vm *memVM, _ string) {
+				d := vm.disk("scsi0-1")
+				d.epoch, d.seq = "52 scsi0-1 e2", 0
+				d.write(0, []byte("after the reset"))
+			},
+			req:   rollback(true),
+			calls: []string{"lookup web"}, forbid: append(writes, "changed-base"),
+			vm: "web", written: -1,
+		},
+		{
+			name: "write failure mid-restore: the new VM removed",
+			change: func(h *memHV, vm *memVM, dir string) {
+				os.WriteFile(filepath.Join(dir, "scsi0-1.fail"), nil, 0o644)
+			},
+			req:     newVM("web2"),
+			errText: "restore disk scsi0-1 through nbd",
+			calls:   []string{"create web2", "destroy web2"}, forbid: []string{"finish", "rename"},
+			written: 1 << 20, // scsi0-0's data, then scsi0-1 failed
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if _, ok := h.vms["web2"]; ok {
+					t.Error("the half-restored VM is left")
+				}
+				var re *RestoreError
+				if errors.As(err, &re) {
+					t.Errorf("RestoreError %v, want a plain failure (the VM was removed)", re)
+				}
+			},
+		},
+		{
+			name: "write failure, removal fails: renamed -failed-restore",
+			change: func(h *memHV, vm *memVM, dir string) {
+				os.WriteFile(filepath.Join(dir, "scsi0-0.fail"), nil, 0o644)
+				h.destroyErr = errors.New("destroy refused")
+			},
+			req:     newVM("web2"),
+			errText: "renamed \"web2-failed-restore\"",
+			calls:   []string{"create web2", "destroy web2", "rename web2 web2-failed-restore"}, forbid: []string{"finish"},
+			written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var re *RestoreError
+				if !errors.As(err, &re) || re.LeftVM != "web2"+FailedRestoreSuffix {
+					t.Errorf("error %v, want a RestoreError naming the renamed VM", err)
+				}
+				if _, ok := h.vms["web2"+FailedRestoreSuffix]; !ok {
+					t.Error("no VM renamed -failed-restore")
+				}
+			},
+		},
+		{
+			name: "point without configuration",
+			req: func(p blockmap.Point) RestoreRequest {
+				p.Attachments = nil
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2"}}
+			},
+			wantErr: ErrNoVMConfig, forbid: writes, written: 0,
+		},
+		{
+			name: "nfc refused, nbd next",
+			req:  newVM("web2"),
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+			},
+			calls: []string{"import web2", "create web2", "finish web2"},
+			vm:    "web2", written: -1,
+		},
+		{
+			name: "hotadd writes through the proxy",
+			req:  newVM("web2"),
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportHotAdd}
+				o.ProxyVM, o.HotAddDevice = "proxy", h.device
+			},
+			calls: []string{"create web2", "find-proxy proxy", "attach [mem] web2/scsi0-0.vmdk", "detach [mem] web2/scsi0-0.vmdk",
+				"attach [mem] web2/scsi0-1.vmdk", "detach [mem] web2/scsi0-1.vmdk", "finish web2"},
+			vm: "web2", written: 0, // no NBD server saw them
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runRestoreCase(t, tc)
+		})
+	}
+}
+
+func runRestoreCase(t *testing.T, tc restoreCase) {
+	ctx := context.Background()
+	repo := testutil.NewRepo(t)
+	h := newMemHV(t.TempDir())
+	vm := h.addVM("web", 2<<20, 1<<20)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bres, err := Backup(ctx, repo, h, "web", JobOptions{Transports: []string{TransportFile}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bres.Point
+	logs := t.TempDir()
+	if tc.change != nil {
+		tc.change(h, vm, logs)
+	}
+	if err := h.store(); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	for _, d := range vm.disks {
+		before[d.name] = slices.Clone(d.data)
+	}
+	opts := RestoreOptions{
+		NBDCommand: "nbdkit -t 1 -U {socket} -f --filter=log --filter=error file {disk_local_path} logfile=" + logs + "/{vm}-{disk}.log" +
+			" error=EIO error-pwrite-rate=100% error-zero-rate=100% error-file=" + logs + "/{disk}.fail",
+		NBD:    nbd.Options{Retries: 2, RetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond},
+		Logger: quiet,
+	}
+	if tc.opts != nil {
+		tc.opts(&opts, h)
+	}
+	h.calls = nil
+	res, err := Restore(ctx, repo, h, tc.req(p), opts)
+	if rerr := h.reload(); rerr != nil {
+		t.Fatal(rerr)
+	}
+	switch {
+	case tc.wantErr == nil && tc.errText == "" && err != nil:
+		t.Fatalf("restore: %v", err)
+	case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+		t.Fatalf("error %v, want %v", err, tc.wantErr)
+	case tc.errText != "" && (err == nil || !strings.Contains(err.Error(), tc.errText)):
+		t.Fatalf("error %v, want one saying %q", err, tc.errText)
+	}
+	checkCalls(t, 0, h.calls, tc.calls)
+	for _, c := range h.calls {
+		for _, f := range tc.forbid {
+			if strings.HasPrefix(c, f) {
+				t.Errorf("call %q made (calls %q)", c, h.calls)
+			}
+		}
+	}
+	// the bytes that reached the target files, by the NBD server's log
+	var dataBytes, sent int64
+	for _, pd := range p.Disks {
+		r, err := repo.OpenDisk(ctx, p, pd.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.DataExtents() {
+			dataBytes += e.Length
+		}
+		r.Close()
+	}
+	logFiles, _ := filepath.Glob(filepath.Join(logs, "*.log"))
+	for _, f := range logFiles {
+		sent += nbdLogWritten(t, f)
+	}
+	want := tc.written
+	if want < 0 {
+		want = dataBytes
+	}
+	if sent != want {
+		t.Errorf("%d bytes reached the target disks, want %d (the point holds %d data bytes)", sent, want, dataBytes)
+	}
+	if res != nil && tc.written != 0 && res.BytesWritten() != want {
+		t.Errorf("the result says %d bytes written, want %d", res.BytesWritten(), want)
+	}
+	if err == nil && tc.vm == "" {
+		t.Fatal("restore succeeded; the case names no VM to check")
+	}
+	if tc.vm != "" {
+		target := h.vms[tc.vm]
+		if target == nil {
+			t.Fatalf("no VM %s after the restore", tc.vm)
+		}
+		for _, pd := range p.Disks {
+			r, err := repo.OpenDisk(ctx, p, pd.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]byte, pd.Size)
+			if _, err := r.ReadAt(want, 0); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			r.Close()
+			got := target.disk(pd.Name).data
+			if tc.name == "quick rollback: only the changed areas" && pd.Name == "scsi0-1" {
+				copy(want[8192:], "not tracked")
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("disk %s of %s differs from the point", pd.Name, tc.vm)
+			}
+		}
+	} else if err != nil {
+		// a refused restore leaves the existing VM's disks as they were
+		for _, d := range vm.disks {
+			if !bytes.Equal(d.data, before[d.name]) {
+				t.Errorf("disk %s of web changed by a refused restore", d.name)
+			}
+		}
+	}
+	if tc.check != nil {
+		tc.check(t, h, res, err)
+	}
+}
+
+// nbdWriteRE matches a write request in nbdkit's log filter output and
+// its reply.
+var (
+	nbdWriteRE  = regexp.MustCompile(`Write id=(\d+) offset=0x[0-9a-f]+ count=0x([0-9a-f]+)`)
+	nbdReturnRE = regexp.MustCompile(`\.\.\.Write id=(\d+) return=0`)
+)
+
+// nbdLogWritten sums the bytes of the write requests the server
+// completed without error.
+func nbdLogWritten(t *testing.T, file string) int64 {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := nbdReturnRE.FindStringSubmatch(line); m != nil {
+			n += sizes[m[1]]
+			continue
+		}
+		if m := nbdWriteRE.FindStringSubmatch(line); m != nil {
+			c, _ := strconv.ParseInt(m[2], 16, 64)
+			sizes[m[1]] = c
+		}
+	}
+	return n
+}
+
+// TestRestoreDiskPlan: a disk of a point restored to another VM is added,
+// written (its data only) and left attached; a write failure removes it.
+func TestRestoreDiskPlan(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "written", true: "write fails"}[fail], func(t *testing.T) {
+			ctx := context.Background()
+			repo := testutil.NewRepo(t)
+			h := newMemHV(t.TempDir())
+			h.addVM("web", 2<<20, 1<<20)
+			helper := h.addVM("helper", 1<<20)
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			bres, err := Backup(ctx, repo, h, "web", JobOptions{Transports: []string{TransportFile}, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := t.TempDir()
+			if fail {
+				os.WriteFile(filepath.Join(logs, "scsi0-1.fail"), nil, 0o644)
+			}
+			opts := RestoreOptions{
+				NBDCommand: "nbdkit -t 1 -U {socket} -f --filter=log --filter=error file {disk_local_path} logfile=" + logs + "/{disk}.log" +
+					" error=EIO error-pwrite-rate=100% error-file=" + logs + "/{disk}.fail",
+				NBD:    nbd.Options{Retries: 1, RetryBackoff: time.Millisecond},
+				Logger: quiet,
+			}
+			h.calls = nil
+			res, err := RestoreDisk(ctx, repo, h, RestoreDiskRequest{Point: bres.Point, Disk: "scsi0-1", TargetVM: "helper"}, opts)
+			if rerr := h.reload(); rerr != nil {
+				t.Fatal(rerr)
+			}
+			if fail {
+				if err == nil {
+					t.Fatal("restore of a disk whose writes fail succeeded")
+				}
+				checkCalls(t, 0, h.calls, []string{"lookup helper", "add-disk helper 1048576", "remove-disk helper scsi0-1"})
+				if len(helper.disks) != 1 {
+					t.Errorf("helper has %d disks after a failed restore, want 1", len(helper.disks))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCalls(t, 0, h.calls, []string{"lookup helper", "add-disk helper 1048576"})
+			r, err := repo.OpenDisk(ctx, bres.Point, "scsi0-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			want := make([]byte, r.Size())
+			r.ReadAt(want, 0)
+			if len(helper.disks) != 2 || !bytes.Equal(helper.disk("scsi0-1").data, want) {
+				t.Fatal("the new disk of helper differs from the point's")
+			}
+			if sent := nbdLogWritten(t, filepath.Join(logs, "scsi0-1.log")); sent != r.DataBytes() || res.BytesWritten() != sent {
+				t.Errorf("%d bytes reached the disk (result %d), want the point's data %d", sent, res.BytesWritten(), r.DataBytes())
+			}
+		})
+	}
+}
+
+// TestCleanupRestoresMem: a VM still marked by a restore process that is
+// gone is destroyed (its disks detached from the proxy first); one of a
+// running restore is left alone.
+func TestCleanupRestoresMem(t *testing.T) {
+	ctx := context.Background()
+	h := newMemHV(t.TempDir())
+	dead := h.addVM("dead", 1<<20)
+	dead.marker, dead.markerPID = "job-1", deadPID(t)
+	live := h.addVM("live", 1<<20)
+	live.marker = "job-2"
+	h.addVM("web", 1<<20)
+	h.proxy.hv = h
+	if _, err := h.proxy.AttachForWrite(ctx, "[mem] dead/scsi0-0.vmdk"); err != nil {
+		t.Fatal(err)
+	}
+	h.calls = nil
+	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"dead"}) {
+		t.Errorf("removed %v, want [dead]", removed)
+	}
+	checkCalls(t, 0, h.calls, []string{"incomplete", "find-proxy proxy", "detach-folder [mem] dead/dead.vmx", "destroy dead"})
+	if _, ok := h.vms["live"]; !ok || len(h.proxy.attached) != 0 {
+		t.Errorf("live VM kept %v, attached disks left %v", ok, h.proxy.attached)
+	}
+}
+
+// deadPID is the id of a process that has ended.
+func deadPID(t *testing.T) int {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
