@@ -365,7 +365,7 @@ func jobsCommand() *cli.Command {
 			"server's runs, queued and running ones included; --history (or no server) lists\n" +
 			"the repository's job log, which every cairn process appends to.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			jsonFlag(),
 			&cli.IntFlag{Name: "last", Usage: "show only the last N jobs"},
 			&cli.BoolFlag{Name: "history", Usage: "list the repository's job log even when a server runs"},
 			serverFlag, tokenFileFlag,

@@ -39,14 +39,14 @@ func fileCommands() []*cli.Command {
 		{
 			Name:   "partitions",
 			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups and dynamic volumes across them (md/ARRAY, lvm/VG, ldm/VOLUME)",
-			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, jsonFlag()),
 			Action: partitionsAction,
 		},
 		{
 			Name:      "files",
 			Usage:     "list a directory of a guest filesystem in a recovery point",
 			ArgsUsage: "[PATH]",
-			Flags:     volFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			Flags:     volFlags(jsonFlag()),
 			Action:    filesAction,
 		},
 		{

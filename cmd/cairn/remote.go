@@ -344,7 +344,7 @@ func remoteCommands() []*cli.Command {
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
 				&cli.StringFlag{Name: "point", Usage: "only this point (id, generation or latest; needs one --vm)"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				jsonFlag(),
 			},
 			Action: replicateAction,
 		},

@@ -41,8 +41,8 @@ func repoCommands() []*cli.Command {
 			Name:  "points",
 			Usage: "list VMs and their recovery points",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				onlyVMFlag(),
+				jsonFlag(),
 				remoteFlag,
 			},
 			Action: pointsAction,
@@ -63,9 +63,9 @@ func repoCommands() []*cli.Command {
 			Name:  "verify",
 			Usage: "re-read every stored block and check its hash; check every point's block map in the index",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vm", Usage: "only this VM"},
+				onlyVMFlag(),
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				jsonFlag(),
 				remoteFlag,
 				&cli.StringFlag{Name: "sample", Usage: "with --remote: read only `P%` of the packs, chosen at random"},
 				&cli.BoolFlag{Name: "against-source", Usage: "compare the latest point with the VM itself instead (runs `cairn verify-source`; give its --vcenter, --vm, ... flags)"},
@@ -83,7 +83,7 @@ func repoCommands() []*cli.Command {
 				&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the last N weeks"},
 				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				jsonFlag(),
 				remoteFlag,
 			},
 			Action: pruneAction,
@@ -95,7 +95,7 @@ func repoCommands() []*cli.Command {
 				vmFlag(),
 				&cli.StringSliceFlag{Name: "point", Required: true, Usage: "point id, generation number or latest (repeatable)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
-				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				jsonFlag(),
 				remoteFlag,
 			},
 			Action: func(c *cli.Context) error {
@@ -225,15 +225,11 @@ func pointsAction(c *cli.Context) error {
 	if c.String("remote") != "" {
 		return remotePointsAction(c)
 	}
-	repo, err := openRepo(c)
+	repo, cat, err := openCatalog(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	cat, err := repo.Catalog(c.Context)
-	if err != nil {
-		return err
-	}
 	if vm := c.String("vm"); vm != "" {
 		var only []blockmap.VMSummary
 		for _, v := range cat {

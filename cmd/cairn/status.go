@@ -215,7 +215,7 @@ func statusCommand() *cli.Command {
 		Description: "Asks the cairn serve running on --repo (found through the repository's serve.json)\n" +
 			"or at --server URL. Without a server it shows the repository: VMs, points and\n" +
 			"each VM's last job.",
-		Flags: []cli.Flag{serverFlag, tokenFileFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: []cli.Flag{serverFlag, tokenFileFlag, jsonFlag()},
 		Action: func(c *cli.Context) error {
 			srv, err := findServer(c)
 			if err != nil {
@@ -311,15 +311,11 @@ func printVMTable(w io.Writer, vms []serve.VMStatus) {
 // repoStatus is `cairn status` without a server: the repository's VMs and
 // each VM's last job.
 func repoStatus(c *cli.Context) error {
-	repo, err := openRepo(c)
+	repo, cat, err := openCatalog(c)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	cat, err := repo.Catalog(c.Context)
-	if err != nil {
-		return err
-	}
 	jobs, err := backupd.NewJobLog(repo.Dir()).List()
 	if err != nil {
 		return err

@@ -239,13 +239,22 @@ func place(img, part string) error {
 	return err
 }
 
-func buildBIOS(spec Spec, tmp, img string) error {
-	k, err := Kernel(spec.Cache)
-	if err != nil {
-		return err
+// kernelAndInitrd returns Debian's kernel (cached) and a fresh initramfs
+// in tmp whose init writes spec.Marker.
+func kernelAndInitrd(spec Spec, tmp string) (kernel, initrd string, err error) {
+	if kernel, err = Kernel(spec.Cache); err != nil {
+		return "", "", err
 	}
-	rd := filepath.Join(tmp, "initrd.img")
-	if err := initramfs(rd, spec.Marker); err != nil {
+	initrd = filepath.Join(tmp, "initrd.img")
+	if err := initramfs(initrd, spec.Marker); err != nil {
+		return "", "", err
+	}
+	return kernel, initrd, nil
+}
+
+func buildBIOS(spec Spec, tmp, img string) error {
+	k, rd, err := kernelAndInitrd(spec, tmp)
+	if err != nil {
 		return err
 	}
 	// no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
@@ -288,12 +297,8 @@ func buildEFI(spec Spec, tmp, img string) error {
 	grubCfg := "serial --unit=0 --speed=115200\nterminal_output serial console\nterminal_input serial console\n"
 	files := map[string]string{}
 	if spec.Kind == KindEFI {
-		k, err := Kernel(spec.Cache)
+		k, rd, err := kernelAndInitrd(spec, tmp)
 		if err != nil {
-			return err
-		}
-		rd := filepath.Join(tmp, "initrd.img")
-		if err := initramfs(rd, spec.Marker); err != nil {
 			return err
 		}
 		files["vmlinuz"], files["initrd.img"] = k, rd

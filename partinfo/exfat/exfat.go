@@ -564,18 +564,20 @@ func (f *FS) ReadAt(ino uint64, p []byte, off int64) (int, error) {
 // SeekData: exFAT files have no holes (the tail past the valid data
 // length is reported as data, as the kernel does).
 func (f *FS) SeekData(ino uint64, off int64) (int64, error) {
-	a, err := f.Stat(ino)
-	if err != nil {
+	if _, err := f.sizeAbove(ino, off); err != nil {
 		return 0, err
-	}
-	if off >= a.Size {
-		return 0, partinfo.ErrNoData
 	}
 	return off, nil
 }
 
 // SeekHole returns the file size.
 func (f *FS) SeekHole(ino uint64, off int64) (int64, error) {
+	return f.sizeAbove(ino, off)
+}
+
+// sizeAbove returns the file's size, or partinfo.ErrNoData when off is at
+// or past it.
+func (f *FS) sizeAbove(ino uint64, off int64) (int64, error) {
 	a, err := f.Stat(ino)
 	if err != nil {
 		return 0, err

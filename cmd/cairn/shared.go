@@ -9,8 +9,10 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
-// The flags that name one recovery point (and one of its disks), shared by
-// the commands that act on a single point.
+// Flags and openers shared by several commands.
+
+// vmFlag, pointFlag and diskFlag name one recovery point (and one of its
+// disks) for the commands that act on a single point.
 func vmFlag() cli.Flag { return &cli.StringFlag{Name: "vm", Required: true, Usage: "VM name"} }
 
 func pointFlag() cli.Flag {
@@ -56,4 +58,25 @@ func openLocalDisk(c *cli.Context) (*blockmap.Repo, blockmap.Point, *blockmap.Di
 		return nil, p, nil, err
 	}
 	return repo, p, dr, nil
+}
+
+// jsonFlag is --json: print JSON instead of text.
+func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
+
+// onlyVMFlag is --vm for commands that act on every VM by default.
+func onlyVMFlag() cli.Flag { return &cli.StringFlag{Name: "vm", Usage: "only this VM"} }
+
+// openCatalog opens the repository and reads its catalog (every VM and its
+// points). The caller closes the repository; on error nothing is left open.
+func openCatalog(c *cli.Context) (*blockmap.Repo, []blockmap.VMSummary, error) {
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cat, err := repo.Catalog(c.Context)
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	return repo, cat, nil
 }
