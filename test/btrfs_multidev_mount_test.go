@@ -93,6 +93,27 @@ func TestBtrfsMultiDeviceLayout(t *testing.T) {
 		t.Errorf("sda/p1/ERROR.txt %q %v", b, err)
 	}
 
+	// The CLI reads the same filesystem with --volume btrfs/<label>, and
+	// `cairn partitions` shows it with its devices.
+	if ls := mustCairn(t, "--repo", repoDir, "files", "--vm", "pool", "--volume", "btrfs/pool", "/"); !strings.Contains(ls, "big.txt") {
+		t.Errorf("files --volume btrfs/pool does not list big.txt:\n%s", ls)
+	}
+	restored := filepath.Join(dir, "restored.txt")
+	mustCairn(t, "--repo", repoDir, "restore-file", "--vm", "pool", "--volume", "btrfs/pool", "/big.txt", restored)
+	if got, err := os.ReadFile(restored); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("restore-file --volume btrfs/pool /big.txt: %d bytes, %v", len(got), err)
+	}
+	parts := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "pool", "--json")
+	for _, want := range []string{`"disk": "btrfs/pool"`, `"devid1=sda/p1"`, `"devid2=sdb/whole"`, "its files are listed under btrfs/pool"} {
+		if !strings.Contains(parts, want) {
+			t.Errorf("partitions --json lacks %s:\n%s", want, parts)
+		}
+	}
+	res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "pool", "--volume", "btrfs/nope", "/")
+	if res.code == 0 || !strings.Contains(res.stderr, "pool") {
+		t.Errorf("unknown btrfs volume: %d %q", res.code, res.stderr)
+	}
+
 	// Only sda: the second device is missing.
 	if b, err := os.ReadFile(fsOf("halfpool", half, "btrfs", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "1 of 2 devices") {
 		t.Errorf("half: btrfs/ERROR.txt %q %v", b, err)

@@ -38,7 +38,7 @@ func fileCommands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name:   "partitions",
-			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups and dynamic volumes across them (md/ARRAY, lvm/VG, ldm/VOLUME)",
+			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups, dynamic volumes and btrfs filesystems across them (md/ARRAY, lvm/VG, ldm/VOLUME, btrfs/NAME)",
 			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, jsonFlag()),
 			Action: partitionsAction,
 		},

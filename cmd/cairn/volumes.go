@@ -18,7 +18,7 @@ import (
 )
 
 // volumeFlag selects a volume assembled across disks (files, restore-file).
-var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV, md/ARRAY or ldm/VOLUME"}
+var volumeFlag = &cli.StringFlag{Name: "volume", Usage: "a volume across the VM's disks instead of --disk/--part: lvm/VG/LV, md/ARRAY, ldm/VOLUME or btrfs/NAME (a btrfs of several devices)"}
 
 // openAllDisks opens a reader of every disk of a point.
 func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([]*blockmap.DiskReader, []volumes.Disk, error) {
@@ -38,14 +38,16 @@ func openAllDisks(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) ([
 	return drs, disks, nil
 }
 
-// openSpannedVolume opens the filesystem of --volume lvm/<vg>/<lv>.
+// openSpannedVolume opens the filesystem of --volume lvm/<vg>/<lv>,
+// md/<array>, ldm/<volume> or btrfs/<label or UUID>.
 func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Filesystem, error) {
 	parts := strings.Split(strings.Trim(spec, "/"), "/")
 	isLVM := len(parts) == 3 && parts[0] == volumes.LVMDir && parts[1] != "" && parts[2] != ""
 	isMD := len(parts) == 2 && parts[0] == volumes.MDDir && parts[1] != ""
 	isLDM := len(parts) == 2 && parts[0] == volumes.LDMDir && parts[1] != ""
-	if !isLVM && !isMD && !isLDM {
-		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV, md/ARRAY or ldm/VOLUME (see `cairn partitions`)", spec)
+	isBtrfs := len(parts) == 2 && parts[0] == volumes.BtrfsDir && parts[1] != ""
+	if !isLVM && !isMD && !isLDM && !isBtrfs {
+		return nil, nil, fmt.Errorf("--volume %q: want lvm/VG/LV, md/ARRAY, ldm/VOLUME or btrfs/NAME (see `cairn partitions`)", spec)
 	}
 	repo, err := openRepo(c)
 	if err != nil {
@@ -69,6 +71,22 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	st, err := volumes.Scan(c.Context, disks)
 	if err != nil {
 		return fail(err)
+	}
+	if isBtrfs {
+		var names []string
+		for _, g := range st.Btrfs {
+			name := volumes.BtrfsName(g, st.Btrfs)
+			names = append(names, name)
+			if name != parts[1] {
+				continue
+			}
+			fsys, err := g.Open()
+			if err != nil {
+				return fail(fmt.Errorf("%s: btrfs filesystem %s (%d of %d devices found): %w", spec, g.FSID, len(g.Members), g.NumDevices, err))
+			}
+			return o, partinfo.Safe(fsys, "btrfs"), nil
+		}
+		return fail(fmt.Errorf("point %s of %s has no btrfs of several devices named %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
 	}
 	if isLDM {
 		var names []string
@@ -178,6 +196,30 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 	for _, pr := range st.LDM.Problems {
 		out = append(out, diskTableJSON{Disk: volumes.LDMDir, Table: "ldm", Warnings: []string{pr}})
 	}
+	// btrfs of several devices: one pseudo disk btrfs/<name> each, its
+	// devices marked in the disk tables.
+	btrfsOf := map[string]string{}
+	for _, g := range st.Btrfs {
+		t := diskTableJSON{Disk: volumes.BtrfsDir + "/" + volumes.BtrfsName(g, st.Btrfs), Table: "btrfs", DiskGUID: g.FSID}
+		for _, m := range g.Members {
+			t.MadeOf = append(t.MadeOf, fmt.Sprintf("devid%d=%s", m.DevID, m.Region.Name))
+			btrfsOf[m.Region.Name] = t.Disk
+		}
+		if n := g.Missing(); n > 0 {
+			t.Warnings = append(t.Warnings, fmt.Sprintf("%d of %d devices found: chunks on the missing devices cannot be read unless mirrored", len(g.Members), g.NumDevices))
+		}
+		j := volumeJSON{Name: "whole", Type: "btrfs", Filesystem: "btrfs", Label: g.Label, UUID: g.FSID, Used: -1, Free: -1}
+		if fsys, err := g.Open(); err != nil {
+			j.Why = err.Error()
+		} else {
+			j.Browsable = true
+			if info := fsys.Info(); info.Used >= 0 {
+				j.Used, j.Free, t.Size, j.Size = info.Used, info.Free, info.Used+info.Free, info.Used+info.Free
+			}
+		}
+		t.Partitions = append(t.Partitions, j)
+		out = append(out, t)
+	}
 	// MD arrays: members marked, each array a pseudo disk md/<name>
 	// holding one volume.
 	memberOf := map[string]string{}
@@ -206,6 +248,9 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			v := &tables[i].Partitions[j]
 			if a, ok := memberOf[tables[i].Disk+"/"+v.Name]; ok {
 				v.Array = a
+			}
+			if b, ok := btrfsOf[tables[i].Disk+"/"+v.Name]; ok {
+				v.Why = "device of a btrfs of several devices: its files are listed under " + b
 			}
 		}
 	}

@@ -12,21 +12,6 @@ import (
 	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
-// BtrfsName is a multi-device btrfs's name under fs/btrfs/: its label
-// when that is a usable, unique name, else its UUID.
-func BtrfsName(g *btrfs.Group, all []*btrfs.Group) string {
-	l := g.Label
-	if l == "" || l == "." || l == ".." || strings.ContainsAny(l, "/\x00") {
-		return g.FSID
-	}
-	for _, o := range all {
-		if o != g && o.Label == l {
-			return g.FSID
-		}
-	}
-	return l
-}
-
 // btrfsDir is fs/btrfs: one directory per btrfs of several devices, read
 // from its devices among the point's disks, or nil when there is none.
 func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() uint64) *staticDir {
@@ -36,7 +21,7 @@ func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func()
 	top := &staticDir{mtime: p.Time}
 	var problems []string
 	for _, g := range st.Btrfs {
-		name := BtrfsName(g, st.Btrfs)
+		name := volumes.BtrfsName(g, st.Btrfs)
 		var found []string
 		for _, m := range g.Members {
 			found = append(found, fmt.Sprintf("%s (devid %d)", m.Region.Name, m.DevID))

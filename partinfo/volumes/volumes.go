@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/btrfs"
@@ -142,4 +143,19 @@ func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
 	}
 	st.LVM.Problems = append(problems, st.LVM.Problems...)
 	return st, nil
+}
+
+// BtrfsName is a multi-device btrfs's name under fs/btrfs/: its label
+// when that is a usable, unique name, else its UUID.
+func BtrfsName(g *btrfs.Group, all []*btrfs.Group) string {
+	l := g.Label
+	if l == "" || l == "." || l == ".." || strings.ContainsAny(l, "/\x00") {
+		return g.FSID
+	}
+	for _, o := range all {
+		if o != g && o.Label == l {
+			return g.FSID
+		}
+	}
+	return l
 }
