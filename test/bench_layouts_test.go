@@ -24,11 +24,16 @@ import (
 // BenchmarkLayoutReads is issue #18's performance item: a 256 MiB file
 // (random bytes) on a linear LV, on an MD raid1 (ext4 on both) and on
 // btrfs (uncompressed) read through fs/, against the same file on a plain
-// ext4 partition through fs/ and against a kernel loop mount of the same
-// filesystem image. Cold reads, five alternating rounds
-// (CAIRN_BENCH_ROUNDS sets another number); the median ratio and the
-// range are reported. CAIRN_BENCH_CPUPROFILE writes a CPU profile of the
-// rounds (the FUSE server runs in the benchmark's process). Run alone with
+// ext4 partition through fs/ and against a kernel mount of a read-only
+// loop device over the same bytes of the same disk image. Cold reads (sync
+// and drop_caches before each), dd with 1 MiB reads on both sides, a
+// warm-up round and then seven rounds that each read every layout both
+// ways in a rotated order (CAIRN_BENCH_ROUNDS sets another number); the
+// median ratio within a round and the range are reported, the server's
+// CPU per read is logged. CAIRN_BENCH_CPUPROFILE writes a CPU profile of
+// the rounds (the FUSE server runs in the benchmark's process);
+// CAIRN_BENCH_OLDREF=1 also times a loop mount of the separate filesystem
+// image (the reference used before) and logs the ratio. Run alone with
 //
 //	go test -run '^$' -bench BenchmarkLayoutReads -benchtime 1x ./test/
 func BenchmarkLayoutReads(b *testing.B) {
