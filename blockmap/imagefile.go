@@ -22,8 +22,9 @@ import (
 // Small writes are buffered because a direct write is synchronous: each
 // costs an allocation (fallocate) and a device round trip while holding
 // the inode, so the scattered 64 KiB blocks of an incremental serialize;
-// through the page cache they cost a memory copy each and one fsync at
-// Commit writes them back together. Measured on the 1 % incremental of
+// through the page cache they cost a memory copy each, a background
+// goroutine starts their writeback every writebackEvery bytes while the
+// copy goes on, and Commit's fsync waits only for the rest. Measured on the 1 % incremental of
 // the repository benchmark (655 blocks of 64 KiB, cold cache, alternating
 // runs): 0.33 s per import with direct writes, 0.28 s with buffered ones.
 //
