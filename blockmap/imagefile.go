@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -21,8 +22,9 @@ import (
 // Small writes are buffered because a direct write is synchronous: each
 // costs an allocation (fallocate) and a device round trip while holding
 // the inode, so the scattered 64 KiB blocks of an incremental serialize;
-// through the page cache they cost a memory copy each and one fsync at
-// Commit writes them back together. Measured on the 1 % incremental of
+// through the page cache they cost a memory copy each, a background
+// goroutine starts their writeback every writebackEvery bytes while the
+// copy goes on, and Commit's fsync waits only for the rest. Measured on the 1 % incremental of
 // the repository benchmark (655 blocks of 64 KiB, cold cache, alternating
 // runs): 0.33 s per import with direct writes, 0.28 s with buffered ones.
 //
@@ -37,13 +39,17 @@ type imageFile struct {
 	noAlloc atomic.Bool
 
 	buffered atomic.Int64 // bytes written through the page cache
+
+	kick     chan struct{}  // wakes the writeback goroutine (nil until the first kick)
+	kickOnce sync.Once      // starts it
+	kickDone sync.WaitGroup // it has ended (Close waits before closing f)
 }
 
 // directMinWrite is the smallest write sent with O_DIRECT (see imageFile).
 const directMinWrite = 1 << 20
 
 // writebackEvery is how many buffered bytes pass between writeback kicks.
-const writebackEvery = 64 << 20
+const writebackEvery = 2 << 20
 
 // createImageFile creates (truncates) the delta image at path.
 func createImageFile(path string) (*imageFile, error) {
@@ -103,11 +109,42 @@ func (im *imageFile) writeBuffered(p []byte, off int64) error {
 		return err
 	}
 	if after := im.buffered.Add(int64(len(p))); after/writebackEvery != (after-int64(len(p)))/writebackEvery {
-		// Start writeback of what is written so far, so that Commit's
-		// fsync finds little left to do and the page cache stays clean.
-		_ = unix.SyncFileRange(int(im.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		im.startWriteback()
 	}
 	return nil
+}
+
+// startWriteback asks a background goroutine to start writeback of what
+// is written so far (sync_file_range WRITE: it only starts the I/O), so
+// that Commit's fsync finds little left to do and the page cache stays
+// clean. The writer does not wait for it: submitting the I/O can block
+// on the device's queue, and the copy's reads should not. Durability is
+// still Sync's alone.
+func (im *imageFile) startWriteback() {
+	im.kickOnce.Do(func() {
+		im.kick = make(chan struct{}, 1)
+		im.kickDone.Add(1)
+		go func() {
+			defer im.kickDone.Done()
+			for range im.kick {
+				_ = unix.SyncFileRange(int(im.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			}
+		}()
+	})
+	select {
+	case im.kick <- struct{}{}:
+	default: // a kick is pending: it covers these bytes too
+	}
+}
+
+// stopWriteback ends the writeback goroutine, if one was started.
+func (im *imageFile) stopWriteback() {
+	im.kickOnce.Do(func() {}) // none can start after this
+	if im.kick != nil {
+		close(im.kick)
+		im.kickDone.Wait()
+		im.kick = nil
+	}
 }
 
 // Sync makes everything written durable.
@@ -115,6 +152,7 @@ func (im *imageFile) Sync() error { return im.f.Sync() }
 
 // Close closes both descriptors.
 func (im *imageFile) Close() error {
+	im.stopWriteback()
 	if im.direct != nil {
 		im.direct.Close()
 	}

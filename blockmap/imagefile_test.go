@@ -86,3 +86,60 @@ func TestImageFileWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestImageFileWritebackKicks writes scattered small blocks (the buffered
+// path of an incremental) from several goroutines, enough to start the
+// background writeback several times, then syncs and closes (twice): the
+// writeback goroutine has ended, and every block reads back as written.
+func TestImageFileWritebackKicks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "2.img")
+	im, err := createImageFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bs, blocks, writers = 64 << 10, 4 * writebackEvery / (64 << 10), 8
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, bs)
+			for b := w; b < blocks; b += writers {
+				for i := range buf {
+					buf[i] = byte(b + 1)
+				}
+				if err := im.WriteAt(buf, int64(3*b)*bs); err != nil { // every third block: holes between
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if im.kick == nil {
+		t.Fatalf("%d buffered bytes written and no writeback started (every %d bytes)", im.buffered.Load(), writebackEvery)
+	}
+	if err := im.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Close(); err != nil {
+		t.Fatal(err)
+	}
+	im.Close() // a second Close (Abort after a failed commit) must not panic
+	im.kickDone.Wait()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < blocks; b++ {
+		want := bytes.Repeat([]byte{byte(b + 1)}, bs)
+		if !bytes.Equal(got[3*b*bs:(3*b+1)*bs], want) {
+			t.Fatalf("block %d does not read back as written", b)
+		}
+	}
+}

@@ -252,7 +252,13 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 	// The delta images are made durable while the index is being opened;
 	// nothing is written to the index before they are.
 	synced := make(chan error, 1)
-	go func() { synced <- s.syncImages() }()
+	var syncTook time.Duration
+	go func() {
+		t := time.Now()
+		err := s.syncImages()
+		syncTook = time.Since(t)
+		synced <- err
+	}()
 	waited := false
 	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta, Attachments: s.attachmentInfos()}
 	var opened, imagesSynced, entriesWritten time.Time
@@ -332,7 +338,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		}
 		return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
 	}
-	s.repo.log.Debug("commit", "vm", s.vm, "gen", s.gen, "wait_for_images", imagesSynced.Sub(opened), "index_entries", entriesWritten.Sub(imagesSynced))
+	s.repo.log.Debug("commit", "vm", s.vm, "gen", s.gen, "images_sync", syncTook, "wait_for_images", imagesSynced.Sub(opened), "index_entries", entriesWritten.Sub(imagesSynced))
 	// The point is committed: a session file left behind by a crash here
 	// names a generation that has a point, and the next sweep only removes it.
 	if err := s.repo.removeSessionFile(s.vm); err != nil {
