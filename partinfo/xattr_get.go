@@ -51,11 +51,19 @@ type safeGetter struct {
 }
 
 func (x safeGetter) XattrNames(ino uint64) (n []string, err error) {
-	defer catch(x.s.name, fmt.Sprintf("list extended attributes of inode %d", ino), &err)
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicked(x.s.name, fmt.Sprintf("list extended attributes of inode %d", ino), p)
+		}
+	}()
 	return x.g.XattrNames(ino)
 }
 
 func (x safeGetter) Xattr(ino uint64, name string) (v []byte, err error) {
-	defer catch(x.s.name, fmt.Sprintf("read extended attribute %s of inode %d", name, ino), &err)
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicked(x.s.name, fmt.Sprintf("read extended attribute %s of inode %d", name, ino), p)
+		}
+	}()
 	return x.g.Xattr(ino, name)
 }

@@ -22,11 +22,19 @@ type dirCache struct {
 	// ahead lists subdirectories in the background (prefetch.go); nil
 	// for volumes whose reader serialises its calls.
 	ahead *prefetcher
+	// store pushes files' contents into the kernel's page cache ahead of
+	// a reader (storeahead.go); nil where it is off.
+	store *storer
 }
 
 type cachedDir struct {
 	ino   uint64
 	names map[string]uint64
+	// order is the listing (guest inode numbers), index a name's place
+	// in it; stored is how far store-ahead has claimed entries.
+	order  []fuse.DirEntry
+	index  map[string]int
+	stored int
 }
 
 func newDirCache() *dirCache {
@@ -38,8 +46,10 @@ func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {
 		return
 	}
 	names := make(map[string]uint64, len(entries))
-	for _, e := range entries {
+	index := make(map[string]int, len(entries))
+	for i, e := range entries {
 		names[e.Name] = e.Ino
+		index[e.Name] = i
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -47,7 +57,7 @@ func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {
 		c.names -= len(el.Value.(*cachedDir).names)
 		c.lru.Remove(el)
 	}
-	c.byIno[ino] = c.lru.PushFront(&cachedDir{ino: ino, names: names})
+	c.byIno[ino] = c.lru.PushFront(&cachedDir{ino: ino, names: names, order: entries, index: index})
 	c.names += len(names)
 	for c.names > maxCachedNames {
 		old := c.lru.Back()
@@ -69,4 +79,27 @@ func (c *dirCache) lookup(dir uint64, name string) (ino uint64, found, known boo
 	c.lru.MoveToFront(el)
 	ino, found = el.Value.(*cachedDir).names[name]
 	return ino, found, true
+}
+
+// claimAfter returns up to n entries that follow name in the listing of
+// dir and were not claimed before, and marks them claimed.
+func (c *dirCache) claimAfter(dir uint64, name string, n int) []fuse.DirEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byIno[dir]
+	if !ok {
+		return nil
+	}
+	d := el.Value.(*cachedDir)
+	i, ok := d.index[name]
+	if !ok {
+		return nil
+	}
+	from := max(i+1, d.stored)
+	to := min(i+1+n, len(d.order))
+	if from >= to {
+		return nil
+	}
+	d.stored = to
+	return d.order[from:to]
 }

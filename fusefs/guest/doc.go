@@ -21,6 +21,11 @@
 //   - chunk cache, dir cache, xattr cache: 64 KiB chunks of the disk
 //     under a reader's small reads; listings that answer lookups; an
 //     inode's extended attributes.
+//   - listing ahead (prefetch.go): ext2/3/4 subdirectories listed in the
+//     background once their parent is listed.
+//   - store-ahead (storeahead.go): reading a small ext or XFS file from
+//     its start pushes the next small files of its directory into the
+//     kernel's page cache (NOTIFY_STORE), so a tar sends no READ for them.
 //   - salt: the high bits that give each opened volume its own inode
 //     number range in the mount.
 //

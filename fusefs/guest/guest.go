@@ -460,6 +460,9 @@ func (n *guestNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, of
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, n.fail("read", err)
 	}
+	if off == 0 {
+		n.storeAhead()
+	}
 	return fuse.ReadResultData(dest[:m]), 0
 }
 

@@ -53,6 +53,10 @@ func newDirCacheFor(typ string) *dirCache {
 	case "ext2", "ext3", "ext4":
 		c.ahead = newPrefetcher()
 	}
+	switch typ {
+	case "ext2", "ext3", "ext4", "xfs":
+		c.store = newStorer()
+	}
 	return c
 }
 
