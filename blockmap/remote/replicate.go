@@ -57,21 +57,32 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		return nil, errors.New("replicate: no cache directory")
 	}
 	start := time.Now()
-	cache, err := r.loadCache(ctx, filepath.Join(o.CacheDir, "index"))
-	if err != nil {
-		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", err)
+	pts = append([]blockmap.Point(nil), pts...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Committed.Before(pts[j].Committed) })
+	// The block cache, the remote's point list and the manifests of the
+	// earlier copied points are fetched at once (independent round trips).
+	var (
+		wg         sync.WaitGroup
+		cache      *blockCache
+		have       []objectInfo
+		cerr, herr error
+	)
+	wg.Add(2)
+	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
+	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
+	known := r.prefetchPrev(ctx, o.CacheDir, pts)
+	wg.Wait()
+	if cerr != nil {
+		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", cerr)
 	}
-	have, err := r.st.list(ctx, pointsPrefix, false)
-	if err != nil {
-		return nil, err
+	if herr != nil {
+		return nil, herr
 	}
 	r.log.Debug("replicate: block cache in step with the remote", "packs", len(cache.packs), "points", len(have), "took", time.Since(start))
 	present := map[string]bool{}
 	for _, ob := range have {
 		present[strings.TrimPrefix(ob.Name, pointsPrefix)] = true
 	}
-	pts = append([]blockmap.Point(nil), pts...)
-	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Committed.Before(pts[j].Committed) })
 	st := &ReplicateStats{}
 	for _, p := range pts {
 		if present[r.keys.manifestName(p.VM, p.ID)] {
@@ -81,7 +92,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		if o.Progress != nil {
 			o.Progress(p)
 		}
-		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present); err != nil {
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known); err != nil {
 			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
 		}
 		st.Replicated = append(st.Replicated, p)
@@ -224,9 +235,9 @@ type pendingBlob struct {
 	raw  uint32
 }
 
-func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests) error {
 	start := time.Now()
-	prev := r.loadPrev(ctx, cacheDir, p, present)
+	prev := r.loadPrev(ctx, cacheDir, p, present, known)
 	r.log.Debug("replicate: earlier copied point loaded", "vm", p.VM, "point", p.ID, "found", prev != nil, "took", time.Since(start))
 	start = time.Now()
 	runs := map[string][]genRun{}
@@ -264,6 +275,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	}
 	st.BytesUploaded += int64(len(data))
 	present[name] = true
+	known.put(name, m) // the VM's next point in this run starts from it
 	if err := r.saveState(cacheDir, p, runs); err != nil {
 		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
 	}
