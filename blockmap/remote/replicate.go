@@ -123,12 +123,16 @@ type uploader struct {
 	err      error
 	up       atomic.Int64
 	stored   atomic.Int64
+	// free holds the buffers of stored packs for the next packs: a fresh
+	// 32 MiB buffer per pack left the garbage of the stored ones for the
+	// collector, and the heap grew to about twice the packs in flight.
+	free chan []byte
 }
 
 func (r *Remote) newUploader(ctx context.Context, cache *blockCache, st *ReplicateStats, workers int) (*uploader, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	u := &uploader{r: r, workers: workers, cache: cache, st: st, ch: make(chan *pack, 1), cancel: cancel,
-		budget: make(chan struct{}, uploadBudget/budgetUnit)}
+		budget: make(chan struct{}, uploadBudget/budgetUnit), free: make(chan []byte, workers+1)}
 	for range workers {
 		u.wg.Add(1)
 		go func() {
@@ -210,11 +214,32 @@ func (u *uploader) store(ctx context.Context, p *pack) error {
 	}
 	u.cache.add(pi)
 	u.up.Add(int64(len(p.data) + len(sealed)))
+	// The store answered after reading the whole body (it checks the
+	// payload hash), so the buffer is free.
+	select {
+	case u.free <- p.data[:0]:
+	default:
+	}
 	p.data = nil
 	if u.r.afterPack != nil {
 		u.r.afterPack(u.stored.Add(1))
 	}
 	return nil
+}
+
+// buffer returns an empty pack buffer of at least n bytes' capacity,
+// a stored pack's when one is free.
+func (u *uploader) buffer(n int) []byte {
+	for {
+		select {
+		case b := <-u.free:
+			if cap(b) >= n {
+				return b
+			}
+		default:
+			return make([]byte, 0, n)
+		}
+	}
 }
 
 // finish waits for every queued pack; it returns the first upload error.
@@ -390,7 +415,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			})
 			for _, b := range fresh {
 				if cur == nil {
-					cur = &pack{id: randomID(), data: make([]byte, 0, target+int(bs)+64)}
+					cur = &pack{id: randomID(), data: up.buffer(target + int(bs) + 64)}
 				}
 				pb := pendingBlob{pack: cur.id, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
 				cur.data = append(cur.data, b.sealed...)
