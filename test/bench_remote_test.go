@@ -101,11 +101,27 @@ func BenchmarkRemote(b *testing.B) {
 			BytesUploaded int64 `json:"bytes_uploaded"`
 		} `json:"stats"`
 	}
+	// $CAIRN_BENCH_REMOTE_DEBUG=FILE appends replicate's phase timings
+	// (--log-level debug) to FILE.
+	debugFile := os.Getenv("CAIRN_BENCH_REMOTE_DEBUG")
+	debug := debugFile != ""
 	replicate := func(repo, name string, args ...string) (time.Duration, int64, repStats) {
 		b.Helper()
 		start := time.Now()
-		out, peak := runCairnPeak(b, append([]string{"--repo", repo, "replicate", "--remote", name, "--json"}, args...)...)
+		pre := []string{"--repo", repo}
+		if debug {
+			pre = append(pre, "--log-level", "debug")
+		}
+		out, errOut, peak := runCairnPeak(b, append(append(pre, "replicate", "--remote", name, "--json"), args...)...)
 		d := time.Since(start)
+		if debug {
+			f, err := os.OpenFile(debugFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(f, "replicate %s (%v):\n%s\n", strings.Join(args, " "), d, errOut)
+			f.Close()
+		}
 		var st repStats
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			b.Fatalf("replicate --json: %v\n%s", err, out)
@@ -328,8 +344,8 @@ func runEnv(env []string, name string, args ...string) error {
 	return nil
 }
 
-// runCairnPeak runs cairn and returns its stdout and peak RSS.
-func runCairnPeak(tb testing.TB, args ...string) (string, int64) {
+// runCairnPeak runs cairn and returns its stdout, stderr and peak RSS.
+func runCairnPeak(tb testing.TB, args ...string) (stdout, stderr string, peak int64) {
 	tb.Helper()
 	cmd := exec.Command(buildCairn(tb), args...)
 	var so, se bytes.Buffer
@@ -339,11 +355,11 @@ func runCairnPeak(tb testing.TB, args ...string) (string, int64) {
 	}
 	w := watchRSS(cmd.Process.Pid)
 	err := cmd.Wait()
-	peak := w.Peak()
+	peak = w.Peak()
 	if err != nil {
 		tb.Fatalf("cairn %s: %v: %s", strings.Join(args, " "), err, se.String())
 	}
-	return so.String(), peak
+	return so.String(), se.String(), peak
 }
 
 // startMount starts `cairn mount` (flags before the mount point) and

@@ -30,13 +30,24 @@ func (r *Remote) loadCache(ctx context.Context, dir string) (*blockCache, error)
 		return nil, fmt.Errorf("block cache: %w", err)
 	}
 	c := &blockCache{dir: dir, blobs: map[ID]blobRef{}, packs: map[ID]string{}}
-	idxs, err := r.st.list(ctx, indexPrefix, false)
-	if err != nil {
-		return nil, err
+	// The two listings and the local indexes are read at once: each is a
+	// round trip or a directory read the others need not wait for.
+	var (
+		wg          sync.WaitGroup
+		idxs, packs []objectInfo
+		ierr, perr  error
+		local       map[string]*packIndex
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); idxs, ierr = r.st.list(ctx, indexPrefix, false) }()
+	go func() { defer wg.Done(); packs, perr = r.st.list(ctx, packPrefix, false) }()
+	go func() { defer wg.Done(); local = c.readAllLocal() }()
+	wg.Wait()
+	if ierr != nil {
+		return nil, ierr
 	}
-	packs, err := r.st.list(ctx, packPrefix, false)
-	if err != nil {
-		return nil, err
+	if perr != nil {
+		return nil, perr
 	}
 	havePack := map[string]bool{}
 	for _, p := range packs {
@@ -55,8 +66,8 @@ func (r *Remote) loadCache(ctx context.Context, dir string) (*blockCache, error)
 			r.log.Warn("pack index without its pack (deleted behind cairn's back?); its blocks will be uploaded again", "pack", name)
 			continue
 		}
-		pi, err := c.readLocal(id)
-		if err != nil {
+		pi := local[name]
+		if pi == nil {
 			data, gerr := r.st.get(ctx, o.Name, "", 0, 0)
 			if gerr != nil {
 				return nil, gerr
@@ -81,6 +92,26 @@ func (r *Remote) loadCache(ctx context.Context, dir string) (*blockCache, error)
 		}
 	}
 	return c, nil
+}
+
+// readAllLocal reads every cached pack index, by pack name; unreadable
+// ones are left out (fetched again).
+func (c *blockCache) readAllLocal() map[string]*packIndex {
+	out := map[string]*packIndex{}
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		id, err := parseID(e.Name())
+		if err != nil {
+			continue
+		}
+		if pi, err := c.readLocal(id); err == nil {
+			out[e.Name()] = pi
+		}
+	}
+	return out
 }
 
 func (c *blockCache) readLocal(id ID) (*packIndex, error) {

@@ -58,8 +58,8 @@ func (r *Remote) SetReadCache(bytes int) {
 }
 
 // readAheadMax bounds how far ahead of a sequential reader blocks are
-// fetched: 32 MiB is four ranged GETs of up to 8 MiB (maxRun) in flight,
-// enough to keep a store on a fast link busy. The window is at most a
+// fetched: 32 MiB is four ranged GETs of up to 8 MiB (maxRun) in flight
+// (see readAhead), enough to keep a store on a fast link busy. The window is at most a
 // quarter of the block cache, so read-ahead never evicts what it fetched
 // before it is read.
 const readAheadMax = 32 << 20
@@ -221,7 +221,11 @@ func (dr *DiskReader) readAhead(off, end int64, last int) {
 	dr.raMu.Lock()
 	from := max(dr.raNext, last)
 	to := min(len(dr.entries), last+win)
-	if dr.raBusy >= 2 || from >= to || from > last+win/2 {
+	// Refill once a quarter of the window is read, so that about four
+	// ranged GETs (a quarter window each: maxRun for the full window)
+	// stay in flight all along; refilling at half the window let the
+	// depth swing between two GETs and four.
+	if dr.raBusy >= 4 || from >= to || from > last+win-max(1, win/4) {
 		dr.raMu.Unlock()
 		return
 	}

@@ -210,12 +210,20 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	}
 	r.log.Debug("remote opened", "bucket", st.bucket, "took", time.Since(start))
 	// One encoder per CPU: blocks are sealed in parallel, and EncodeAll
-	// waits for a free encoder.
-	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
-	r.fast, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	// waits for a free encoder. The window is 1 MiB, not the default
+	// 8 MiB: each encoder keeps a history buffer of twice its window
+	// (16 MiB by default, 64 MiB for two levels on two CPUs), and what
+	// is compressed is a block of at most a few hundred KiB or a
+	// manifest made mostly of random block ids.
+	conc := runtime.GOMAXPROCS(0)
+	r.enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(encoderWindow))
+	r.fast, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(encoderWindow))
 	r.dec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 	return r, nil
 }
+
+// encoderWindow is the zstd window of what cairn compresses.
+const encoderWindow = 1 << 20
 
 // Close releases the remote's codecs.
 func (r *Remote) Close() error {

@@ -57,21 +57,32 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		return nil, errors.New("replicate: no cache directory")
 	}
 	start := time.Now()
-	cache, err := r.loadCache(ctx, filepath.Join(o.CacheDir, "index"))
-	if err != nil {
-		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", err)
+	pts = append([]blockmap.Point(nil), pts...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Committed.Before(pts[j].Committed) })
+	// The block cache, the remote's point list and the manifests of the
+	// earlier copied points are fetched at once (independent round trips).
+	var (
+		wg         sync.WaitGroup
+		cache      *blockCache
+		have       []objectInfo
+		cerr, herr error
+	)
+	wg.Add(2)
+	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
+	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
+	known := r.prefetchPrev(ctx, o.CacheDir, pts)
+	wg.Wait()
+	if cerr != nil {
+		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", cerr)
 	}
-	have, err := r.st.list(ctx, pointsPrefix, false)
-	if err != nil {
-		return nil, err
+	if herr != nil {
+		return nil, herr
 	}
 	r.log.Debug("replicate: block cache in step with the remote", "packs", len(cache.packs), "points", len(have), "took", time.Since(start))
 	present := map[string]bool{}
 	for _, ob := range have {
 		present[strings.TrimPrefix(ob.Name, pointsPrefix)] = true
 	}
-	pts = append([]blockmap.Point(nil), pts...)
-	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Committed.Before(pts[j].Committed) })
 	st := &ReplicateStats{}
 	for _, p := range pts {
 		if present[r.keys.manifestName(p.VM, p.ID)] {
@@ -81,7 +92,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		if o.Progress != nil {
 			o.Progress(p)
 		}
-		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present); err != nil {
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known); err != nil {
 			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
 		}
 		st.Replicated = append(st.Replicated, p)
@@ -112,12 +123,16 @@ type uploader struct {
 	err      error
 	up       atomic.Int64
 	stored   atomic.Int64
+	// free holds the buffers of stored packs for the next packs: a fresh
+	// 32 MiB buffer per pack left the garbage of the stored ones for the
+	// collector, and the heap grew to about twice the packs in flight.
+	free chan []byte
 }
 
 func (r *Remote) newUploader(ctx context.Context, cache *blockCache, st *ReplicateStats, workers int) (*uploader, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	u := &uploader{r: r, workers: workers, cache: cache, st: st, ch: make(chan *pack, 1), cancel: cancel,
-		budget: make(chan struct{}, uploadBudget/budgetUnit)}
+		budget: make(chan struct{}, uploadBudget/budgetUnit), free: make(chan []byte, workers+1)}
 	for range workers {
 		u.wg.Add(1)
 		go func() {
@@ -199,11 +214,32 @@ func (u *uploader) store(ctx context.Context, p *pack) error {
 	}
 	u.cache.add(pi)
 	u.up.Add(int64(len(p.data) + len(sealed)))
+	// The store answered after reading the whole body (it checks the
+	// payload hash), so the buffer is free.
+	select {
+	case u.free <- p.data[:0]:
+	default:
+	}
 	p.data = nil
 	if u.r.afterPack != nil {
 		u.r.afterPack(u.stored.Add(1))
 	}
 	return nil
+}
+
+// buffer returns an empty pack buffer of at least n bytes' capacity,
+// a stored pack's when one is free.
+func (u *uploader) buffer(n int) []byte {
+	for {
+		select {
+		case b := <-u.free:
+			if cap(b) >= n {
+				return b
+			}
+		default:
+			return make([]byte, 0, n)
+		}
+	}
 }
 
 // finish waits for every queued pack; it returns the first upload error.
@@ -224,9 +260,9 @@ type pendingBlob struct {
 	raw  uint32
 }
 
-func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool) error {
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests) error {
 	start := time.Now()
-	prev := r.loadPrev(ctx, cacheDir, p, present)
+	prev := r.loadPrev(ctx, cacheDir, p, present, known)
 	r.log.Debug("replicate: earlier copied point loaded", "vm", p.VM, "point", p.ID, "found", prev != nil, "took", time.Since(start))
 	start = time.Now()
 	runs := map[string][]genRun{}
@@ -264,6 +300,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	}
 	st.BytesUploaded += int64(len(data))
 	present[name] = true
+	known.put(name, m) // the VM's next point in this run starts from it
 	if err := r.saveState(cacheDir, p, runs); err != nil {
 		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
 	}
@@ -378,7 +415,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			})
 			for _, b := range fresh {
 				if cur == nil {
-					cur = &pack{id: randomID(), data: make([]byte, 0, target+int(bs)+64)}
+					cur = &pack{id: randomID(), data: up.buffer(target + int(bs) + 64)}
 				}
 				pb := pendingBlob{pack: cur.id, off: uint32(len(cur.data)), len: uint32(len(b.sealed)), raw: uint32(len(b.data))}
 				cur.data = append(cur.data, b.sealed...)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -126,33 +127,16 @@ type prevPoint struct {
 // loadPrev finds the newest point of p's VM older than p that this
 // machine copied and the remote still has. Nothing found is not an error:
 // then every block is read.
-func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point, present map[string]bool) *prevPoint {
-	dir := r.stateDir(cacheDir, p.VM)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	var gens []uint64
-	for _, e := range ents {
-		if g, err := strconv.ParseUint(e.Name(), 10, 32); err == nil && uint32(g) < p.Gen {
-			gens = append(gens, g)
-		}
-	}
-	sort.Slice(gens, func(i, j int) bool { return gens[i] > gens[j] })
-	for _, g := range gens {
-		data, err := os.ReadFile(filepath.Join(dir, strconv.FormatUint(g, 10)))
-		if err != nil {
-			continue
-		}
-		var st pointState
-		if json.Unmarshal(data, &st) != nil || st.Runs == nil {
-			continue
-		}
+func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point, present map[string]bool, known *knownManifests) *prevPoint {
+	for _, st := range r.prevStates(cacheDir, p) {
 		name := r.keys.manifestName(p.VM, st.ID)
 		if !present[name] {
 			continue
 		}
-		m, err := r.readManifest(ctx, name)
+		m, err := known.get(name)
+		if m == nil && err == nil {
+			m, err = r.readManifest(ctx, name)
+		}
 		if err != nil || m.Point.Gen != st.Gen {
 			continue
 		}
@@ -180,6 +164,101 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 		}
 	}
 	return nil
+}
+
+// prevStates returns what this machine recorded of the points of p's VM
+// older than p, newest first.
+func (r *Remote) prevStates(cacheDir string, p blockmap.Point) []pointState {
+	dir := r.stateDir(cacheDir, p.VM)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var gens []uint64
+	for _, e := range ents {
+		if g, err := strconv.ParseUint(e.Name(), 10, 32); err == nil && uint32(g) < p.Gen {
+			gens = append(gens, g)
+		}
+	}
+	sort.Slice(gens, func(i, j int) bool { return gens[i] > gens[j] })
+	var out []pointState
+	for _, g := range gens {
+		data, err := os.ReadFile(filepath.Join(dir, strconv.FormatUint(g, 10)))
+		if err != nil {
+			continue
+		}
+		var st pointState
+		if json.Unmarshal(data, &st) != nil || st.Runs == nil {
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// knownManifests holds manifests read ahead of their use: the earlier
+// copied point of each VM, fetched while the block cache is brought in
+// step, and each point this run stored (the VM's next point starts from
+// it). A manifest is used only when the remote lists its name.
+type knownManifests struct {
+	mu   sync.Mutex
+	wait map[string]chan struct{}
+	m    map[string]*manifest
+	err  map[string]error
+}
+
+// put records the manifest just stored under name; it replaces the
+// VM's others (only the newest is a VM's next starting point).
+func (k *knownManifests) put(name string, m *manifest) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for n, o := range k.m {
+		if o != nil && o.Point.VM == m.Point.VM {
+			delete(k.m, n)
+		}
+	}
+	k.m[name] = m
+}
+
+// get waits for a prefetch of name; (nil, nil) when there was none.
+func (k *knownManifests) get(name string) (*manifest, error) {
+	k.mu.Lock()
+	ch := k.wait[name]
+	k.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m[name], k.err[name]
+}
+
+// prefetchPrev starts reading, for the oldest of pts of each VM, the
+// manifest of the newest earlier point this machine copied.
+func (r *Remote) prefetchPrev(ctx context.Context, cacheDir string, pts []blockmap.Point) *knownManifests {
+	k := &knownManifests{wait: map[string]chan struct{}{}, m: map[string]*manifest{}, err: map[string]error{}}
+	seen := map[string]bool{}
+	for _, p := range pts { // oldest first
+		if seen[p.VM] {
+			continue
+		}
+		seen[p.VM] = true
+		sts := r.prevStates(cacheDir, p)
+		if len(sts) == 0 {
+			continue
+		}
+		name := r.keys.manifestName(p.VM, sts[0].ID)
+		ch := make(chan struct{})
+		k.wait[name] = ch
+		go func() {
+			defer close(ch)
+			m, err := r.readManifest(ctx, name)
+			k.mu.Lock()
+			k.m[name], k.err[name] = m, err
+			k.mu.Unlock()
+		}()
+	}
+	return k
 }
 
 // reuse returns the blob of block b of disk when the earlier point holds
