@@ -181,6 +181,14 @@ func TestRestorePlan(t *testing.T) {
 			wantErr: ErrCBTCannotAnswer, errText: "--full",
 			calls: []string{`changed-base scsi0-1 since "52 scsi0-1 e1/1"`}, forbid: writes,
 			written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				// scsi0-0's NBD server started while CBT was asked: the
+				// refusal stops it and removes its directory
+				left, _ := filepath.Glob(filepath.Join(os.TempDir(), nbdDirPrefix+strconv.Itoa(os.Getpid())+"-*"))
+				if len(left) > 0 {
+					t.Errorf("NBD server directories left after a refused rollback: %q", left)
+				}
+			},
 		},
 		{
 			name: "quick rollback: resized disk",
@@ -343,7 +351,15 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 	}
 	logFiles, _ := filepath.Glob(filepath.Join(logs, "*.log"))
 	for _, f := range logFiles {
-		sent += nbdLogWritten(t, f)
+		n := nbdLogWritten(t, f)
+		sent += n
+		// one flush makes a disk durable, whatever the connections (the
+		// server advertises multi-conn: a flush covers them all)
+		if data, _ := os.ReadFile(f); err == nil && n > 0 {
+			if k := len(nbdFlushRE.FindAll(data, -1)); k != 1 {
+				t.Errorf("%s: %d flush requests, want 1", filepath.Base(f), k)
+			}
+		}
 	}
 	want := tc.written
 	if want < 0 {
@@ -399,6 +415,7 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 var (
 	nbdWriteRE  = regexp.MustCompile(`Write id=(\d+) offset=0x[0-9a-f]+ count=0x([0-9a-f]+)`)
 	nbdReturnRE = regexp.MustCompile(`\.\.\.Write id=(\d+) return=0`)
+	nbdFlushRE  = regexp.MustCompile(`(?m)connection=\d+ Flush id=`)
 )
 
 // nbdLogWritten sums the bytes of the write requests the server
