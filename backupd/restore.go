@@ -440,6 +440,9 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		if quick && len(p.areas) == 0 {
 			// nothing changed since the point: no write path to open (and
 			// nil areas would mean a whole new disk to writeDisk)
+			if j.pre != nil && j.pre.disk == p.td.Name {
+				j.discardPrestart()
+			}
 			res.Disks = append(res.Disks, RestoreDiskResult{Name: p.pd.Name, Target: p.td.Name})
 			continue
 		}

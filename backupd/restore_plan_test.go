@@ -165,6 +165,25 @@ func TestRestorePlan(t *testing.T) {
 			},
 		},
 		{
+			// the first disk's prestarted NBD server is stopped unused
+			name: "quick rollback: only the second disk changed",
+			change: func(h *memHV, vm *memVM, _ string) {
+				vm.disk("scsi0-1").write(0, bytes.Repeat([]byte{0xee}, 8192))
+			},
+			req:    rollback(false),
+			forbid: writes,
+			vm:     "web", written: 8192,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if res.Disks[0].Transport != "" || res.Disks[1].ChangedBytes != 8192 {
+					t.Errorf("disk 0 written through %q, disk 1 CBT %d; want none, 8192", res.Disks[0].Transport, res.Disks[1].ChangedBytes)
+				}
+				left, _ := filepath.Glob(filepath.Join(os.TempDir(), nbdDirPrefix+strconv.Itoa(os.Getpid())+"-*"))
+				if len(left) > 0 {
+					t.Errorf("NBD server directories left after the rollback: %q", left)
+				}
+			},
+		},
+		{
 			name:    "quick rollback: VM powered on",
 			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
 			req:     rollback(false),
