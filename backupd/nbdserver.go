@@ -85,11 +85,14 @@ func startNBDServer(ctx context.Context, args []string, socket string, timeout t
 	go func() { _ = cmd.Wait(); close(s.exited) }()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	// Poll fast first (servers usually listen within a few ms; a quick
-	// rollback's whole copy can take less than one 20 ms tick), then back off.
+	// Poll every millisecond for the first 100 ms (servers usually listen
+	// within a few ms, and a doubling backoff would notice a socket made
+	// at 9 ms only at 15; a quick rollback's whole copy can take less
+	// than one 20 ms tick), then back off to 20 ms.
 	wait := time.Millisecond
 	tick := time.NewTimer(wait)
 	defer tick.Stop()
+	fastUntil := time.Now().Add(100 * time.Millisecond)
 	for {
 		if _, err := os.Stat(socket); err == nil {
 			return s, nil
@@ -104,7 +107,9 @@ func startNBDServer(ctx context.Context, args []string, socket string, timeout t
 			s.stop()
 			return nil, ctx.Err()
 		case <-tick.C:
-			wait = min(2*wait, 20*time.Millisecond)
+			if time.Now().After(fastUntil) {
+				wait = min(2*wait, 20*time.Millisecond)
+			}
 			tick.Reset(wait)
 		}
 	}

@@ -197,6 +197,8 @@ type restoreJob struct {
 	vm   *vsphere.VM
 	// transports are the write transports, built at the first disk.
 	transports []WriteTransport
+	// pre is a write target opened ahead of its disk's turn (prestart).
+	pre *prestarted
 }
 
 // newRestoreJob fills in the options' defaults.
@@ -389,6 +391,13 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		cbt   int64
 	}
 	var plans []plan
+	if quick {
+		// The NBD server of the first disk starts while CBT is asked:
+		// starting it writes nothing, and it is most of a quick
+		// rollback's fixed cost. A rollback CBT cannot answer stops it.
+		j.prestart(ctx, req.Point, targets)
+		defer j.discardPrestart()
+	}
 	// Ask CBT for every disk before writing anything: a rollback either
 	// can be done quickly for the whole VM or says so before any change.
 	for _, pd := range req.Point.Disks {
@@ -431,6 +440,9 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		if quick && len(p.areas) == 0 {
 			// nothing changed since the point: no write path to open (and
 			// nil areas would mean a whole new disk to writeDisk)
+			if j.pre != nil && j.pre.disk == p.td.Name {
+				j.discardPrestart()
+			}
 			res.Disks = append(res.Disks, RestoreDiskResult{Name: p.pd.Name, Target: p.td.Name})
 			continue
 		}
@@ -486,7 +498,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			}
 		default:
 		}
-		t, err := wt.Open(ctx, j.targetRef(target))
+		t, err := j.openTarget(ctx, wt, target)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, ctx.Err()

@@ -165,6 +165,25 @@ func TestRestorePlan(t *testing.T) {
 			},
 		},
 		{
+			// the first disk's prestarted NBD server is stopped unused
+			name: "quick rollback: only the second disk changed",
+			change: func(h *memHV, vm *memVM, _ string) {
+				vm.disk("scsi0-1").write(0, bytes.Repeat([]byte{0xee}, 8192))
+			},
+			req:    rollback(false),
+			forbid: writes,
+			vm:     "web", written: 8192,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if res.Disks[0].Transport != "" || res.Disks[1].ChangedBytes != 8192 {
+					t.Errorf("disk 0 written through %q, disk 1 CBT %d; want none, 8192", res.Disks[0].Transport, res.Disks[1].ChangedBytes)
+				}
+				left, _ := filepath.Glob(filepath.Join(os.TempDir(), nbdDirPrefix+strconv.Itoa(os.Getpid())+"-*"))
+				if len(left) > 0 {
+					t.Errorf("NBD server directories left after the rollback: %q", left)
+				}
+			},
+		},
+		{
 			name:    "quick rollback: VM powered on",
 			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
 			req:     rollback(false),
@@ -181,6 +200,14 @@ func TestRestorePlan(t *testing.T) {
 			wantErr: ErrCBTCannotAnswer, errText: "--full",
 			calls: []string{`changed-base scsi0-1 since "52 scsi0-1 e1/1"`}, forbid: writes,
 			written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				// scsi0-0's NBD server started while CBT was asked: the
+				// refusal stops it and removes its directory
+				left, _ := filepath.Glob(filepath.Join(os.TempDir(), nbdDirPrefix+strconv.Itoa(os.Getpid())+"-*"))
+				if len(left) > 0 {
+					t.Errorf("NBD server directories left after a refused rollback: %q", left)
+				}
+			},
 		},
 		{
 			name: "quick rollback: resized disk",
@@ -343,7 +370,15 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 	}
 	logFiles, _ := filepath.Glob(filepath.Join(logs, "*.log"))
 	for _, f := range logFiles {
-		sent += nbdLogWritten(t, f)
+		n := nbdLogWritten(t, f)
+		sent += n
+		// one flush makes a disk durable, whatever the connections (the
+		// server advertises multi-conn: a flush covers them all)
+		if data, _ := os.ReadFile(f); err == nil && n > 0 {
+			if k := len(nbdFlushRE.FindAll(data, -1)); k != 1 {
+				t.Errorf("%s: %d flush requests, want 1", filepath.Base(f), k)
+			}
+		}
 	}
 	want := tc.written
 	if want < 0 {
@@ -399,6 +434,7 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 var (
 	nbdWriteRE  = regexp.MustCompile(`Write id=(\d+) offset=0x[0-9a-f]+ count=0x([0-9a-f]+)`)
 	nbdReturnRE = regexp.MustCompile(`\.\.\.Write id=(\d+) return=0`)
+	nbdFlushRE  = regexp.MustCompile(`(?m)connection=\d+ Flush id=`)
 )
 
 // nbdLogWritten sums the bytes of the write requests the server

@@ -45,17 +45,18 @@ func (c *Client) writeOne(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-// Flush asks the server to make every completed write durable
-// (NBD_CMD_FLUSH on every connection, as writes may have used any of
-// them); a server that does not advertise flush needs none.
+// Flush asks the server to make every completed write durable: one
+// NBD_CMD_FLUSH. The client opens several connections only to a server
+// that advertises NBD_FLAG_CAN_MULTI_CONN, which promises that a flush on
+// any connection covers the writes completed on all of them (a flush per
+// connection would make the server sync the same file again for
+// nothing); a server that does not advertise flush needs none.
 func (c *Client) Flush(ctx context.Context) error {
 	if c.Flags()&FlagSendFlush == 0 {
 		return nil
 	}
-	for range c.Connections() {
-		if _, err := c.do(ctx, func(*conn) (*request, error) { return newRequest(cmdFlush, 0, 0), nil }); err != nil {
-			return fmt.Errorf("nbd flush: %w", err)
-		}
+	if _, err := c.do(ctx, func(*conn) (*request, error) { return newRequest(cmdFlush, 0, 0), nil }); err != nil {
+		return fmt.Errorf("nbd flush: %w", err)
 	}
 	return nil
 }
