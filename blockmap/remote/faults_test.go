@@ -73,11 +73,14 @@ func bigPoint(t *testing.T, repo *blockmap.Repo, vm string, seed uint64) blockma
 		[]diskSpec{{name: "disk-0", size: 24 << 20, data: map[int64][]byte{0: randBytes(rnd, 12<<20)}}})
 }
 
-// TestRadosgwKilledMidReplication: the object store dies after a few packs.
-// The run fails cleanly, no point is visible, and the next run uploads only
-// the packs that are missing; the result pulls back byte for byte.
-func TestRadosgwKilledMidReplication(t *testing.T) {
-	e := newEnv(t, 0)
+// TestRadosgwKilledMidReplication: the object store (radosgw, versitygw)
+// dies after a few packs. The run fails cleanly, no point is visible, and
+// the next run uploads only the packs that are missing; the result pulls
+// back byte for byte.
+func TestRadosgwKilledMidReplication(t *testing.T) { s3test.Each(t, testRadosgwKilledMidReplication) }
+
+func testRadosgwKilledMidReplication(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	repo := testutil.NewRepo(t)
 	p := bigPoint(t, repo, "big", 1)
 	r := e.open()
