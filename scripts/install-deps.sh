@@ -22,3 +22,19 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# versitygw, the second S3 engine of the remote tests (internal/versitytest),
+# is a Go program with no Debian package: built from the Go module proxy
+# (about a minute) into /usr/local/bin, unless that version is there.
+versitygw_version=v1.8.0 # internal/versitytest.Version
+export PATH="$PATH:/usr/local/go/bin"
+have=$(command -v versitygw || true)
+if [ -z "$have" ] || ! go version -m "$have" 2>/dev/null | grep -Eq "^[[:space:]]mod[[:space:]]+github.com/versity/versitygw[[:space:]]+${versitygw_version}[[:space:]]"; then
+  echo "installing: versitygw ${versitygw_version}"
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" go install "github.com/versity/versitygw/cmd/versitygw@${versitygw_version}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO install -m 0755 "$gobin/versitygw" /usr/local/bin/versitygw
+  rm -rf "$gobin"
+fi

@@ -15,37 +15,40 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/internal/rgwtest"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// remoteFixture is a bucket on the shared RGW with the files cairn needs.
+// remoteFixture is a bucket on a shared S3 engine with the files cairn needs.
 type remoteFixture struct {
-	c      *rgwtest.Cluster
+	c      s3test.Engine
 	bucket string
 	creds  string
 	pass   string
 	s3     *minio.Client
 }
 
+// newRemoteFixture is a bucket on the shared Ceph RGW; newRemoteFixtureOn
+// one on any engine (tests that must hold on every engine run under
+// s3test.Each).
 func newRemoteFixture(t *testing.T) *remoteFixture {
 	t.Helper()
-	c := rgwtest.Shared(t)
+	return newRemoteFixtureOn(t, s3test.RGW(t))
+}
+
+func newRemoteFixtureOn(t *testing.T, c s3test.Engine) *remoteFixture {
+	t.Helper()
 	dir := t.TempDir()
-	f := &remoteFixture{c: c, bucket: rgwtest.NewBucketName(), creds: filepath.Join(dir, "creds"), pass: filepath.Join(dir, "pass")}
+	f := &remoteFixture{c: c, bucket: s3test.NewBucketName(), creds: filepath.Join(dir, "creds"), pass: filepath.Join(dir, "pass")}
 	if err := os.WriteFile(f.creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKey, c.SecretKey)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(f.pass, []byte("a long offsite passphrase\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	if f.s3, err = minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")}); err != nil {
-		t.Fatal(err)
-	}
+	f.s3 = c.Client(t)
 	return f
 }
 
@@ -83,8 +86,10 @@ func remotePoints(t *testing.T, repo, name string) []blockmap.Point {
 // through the CLI; every remote point exported with --remote equals the
 // local export; then the local repository is deleted, a new one pulls
 // everything from the remote alone, verifies, and exports the same bytes.
-func TestRemoteDisasterRecovery(t *testing.T) {
-	f := newRemoteFixture(t)
+func TestRemoteDisasterRecovery(t *testing.T) { s3test.Each(t, testRemoteDisasterRecovery) }
+
+func testRemoteDisasterRecovery(t *testing.T, eng s3test.Engine) {
+	f := newRemoteFixtureOn(t, eng)
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repo, "init")
@@ -180,8 +185,10 @@ func repoWithOnePoint(t *testing.T, n int64, seed uint64) (dir, repo string) {
 
 // TestRemoteWrongKeyAndCredentials: a wrong passphrase and a wrong secret
 // key fail with one clear error each and write nothing.
-func TestRemoteWrongKeyAndCredentials(t *testing.T) {
-	f := newRemoteFixture(t)
+func TestRemoteWrongKeyAndCredentials(t *testing.T) { s3test.Each(t, testRemoteWrongKeyAndCredentials) }
+
+func testRemoteWrongKeyAndCredentials(t *testing.T, eng s3test.Engine) {
+	f := newRemoteFixtureOn(t, eng)
 	dir, repo := repoWithOnePoint(t, 2<<20, 1)
 	f.add(t, repo, "good")
 	mustCairn(t, "--repo", repo, "remote", "init", "good")
@@ -204,6 +211,14 @@ func TestRemoteWrongKeyAndCredentials(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, "access denied") || !strings.Contains(res.stderr, badCreds) {
 		t.Fatalf("replicate with wrong credentials: exit %d: %s", res.code, res.stderr)
 	}
+	// An access key the store does not know (versitygw: 404 XAdminUserNotFound).
+	if err := os.WriteFile(badCreds, []byte("aws_access_key_id = CAIRNNOSUCHKEY\naws_secret_access_key = nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = runCairn(t, nil, "--repo", repo, "replicate", "--remote", "wrongcreds")
+	if res.code == 0 || !strings.Contains(res.stderr, "access denied") || !strings.Contains(res.stderr, badCreds) {
+		t.Fatalf("replicate with an unknown access key: exit %d: %s", res.code, res.stderr)
+	}
 	if after := f.objectCount(t); after != before {
 		t.Fatalf("%d objects after failed runs, %d before", after, before)
 	}
@@ -221,8 +236,10 @@ func TestRemoteWrongKeyAndCredentials(t *testing.T) {
 // Lock (saying how to make one), creates one when missing, and every
 // object replicate writes carries a COMPLIANCE retention; remote extend
 // renews them.
-func TestRemoteImmutableCLI(t *testing.T) {
-	f := newRemoteFixture(t)
+func TestRemoteImmutableCLI(t *testing.T) { s3test.Each(t, testRemoteImmutableCLI) }
+
+func testRemoteImmutableCLI(t *testing.T, eng s3test.Engine) {
+	f := newRemoteFixtureOn(t, eng)
 	_, repo := repoWithOnePoint(t, 3<<20, 2)
 	if err := f.s3.MakeBucket(context.Background(), f.bucket, minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
@@ -232,7 +249,7 @@ func TestRemoteImmutableCLI(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, "Object Lock") || !strings.Contains(res.stderr, "object-lock-enabled-for-bucket") {
 		t.Fatalf("init of an unlocked bucket with --immutable-days: exit %d: %s", res.code, res.stderr)
 	}
-	f.bucket = rgwtest.NewBucketName()
+	f.bucket = s3test.NewBucketName()
 	f.add(t, repo, "locked", "--immutable-days", "2")
 	mustCairn(t, "--repo", repo, "remote", "init", "locked")
 	out := mustCairn(t, "--repo", repo, "replicate", "--remote", "locked")
@@ -241,8 +258,8 @@ func TestRemoteImmutableCLI(t *testing.T) {
 	}
 	n := 0
 	for o := range f.s3.ListObjects(context.Background(), f.bucket, minio.ListObjectsOptions{Recursive: true, WithVersions: true}) {
-		mode, until, err := f.s3.GetObjectRetention(context.Background(), f.bucket, o.Key, o.VersionID)
-		if err != nil || mode == nil || *mode != minio.Compliance || until.Before(time.Now().Add(47*time.Hour)) {
+		mode, until, err := s3test.Retention(context.Background(), f.s3, f.bucket, o.Key, o.VersionID)
+		if err != nil || mode != minio.Compliance || until.Before(time.Now().Add(47*time.Hour)) {
 			t.Fatalf("%s: retention %v %v %v", o.Key, mode, until, err)
 		}
 		if err := f.s3.RemoveObject(context.Background(), f.bucket, o.Key, minio.RemoveObjectOptions{VersionID: o.VersionID}); err == nil {
@@ -303,9 +320,11 @@ func TestRemotePruneCLI(t *testing.T) {
 // through the same FUSE tree; every image equals the local export byte for
 // byte; after a pack is altered behind cairn's back, reads of its blocks
 // answer EIO while the other blocks still read.
-func TestRemoteMount(t *testing.T) {
+func TestRemoteMount(t *testing.T) { s3test.Each(t, testRemoteMount) }
+
+func testRemoteMount(t *testing.T, eng s3test.Engine) {
 	testutil.RequireFUSE(t)
-	f := newRemoteFixture(t)
+	f := newRemoteFixtureOn(t, eng)
 	dir, repo := repoWithOnePoint(t, 3<<20, 5)
 	img := filepath.Join(dir, "a.img")
 	writeRandom(t, img, 5<<20, 1<<20, 6)

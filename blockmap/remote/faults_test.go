@@ -14,6 +14,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -72,11 +73,14 @@ func bigPoint(t *testing.T, repo *blockmap.Repo, vm string, seed uint64) blockma
 		[]diskSpec{{name: "disk-0", size: 24 << 20, data: map[int64][]byte{0: randBytes(rnd, 12<<20)}}})
 }
 
-// TestRadosgwKilledMidReplication: the object store dies after a few packs.
-// The run fails cleanly, no point is visible, and the next run uploads only
-// the packs that are missing; the result pulls back byte for byte.
-func TestRadosgwKilledMidReplication(t *testing.T) {
-	e := newEnv(t, 0)
+// TestRadosgwKilledMidReplication: the object store (radosgw, versitygw)
+// dies after a few packs. The run fails cleanly, no point is visible, and
+// the next run uploads only the packs that are missing; the result pulls
+// back byte for byte.
+func TestRadosgwKilledMidReplication(t *testing.T) { s3test.Each(t, testRadosgwKilledMidReplication) }
+
+func testRadosgwKilledMidReplication(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	repo := testutil.NewRepo(t)
 	p := bigPoint(t, repo, "big", 1)
 	r := e.open()
@@ -84,12 +88,12 @@ func TestRadosgwKilledMidReplication(t *testing.T) {
 	restarted := false
 	defer func() {
 		if !restarted {
-			_ = e.c.StartRGW(context.Background())
+			_ = e.c.Restart(context.Background())
 		}
 	}()
 	r.afterPack = func(n int64) {
 		if n == 4 {
-			e.c.KillRGW()
+			e.c.Kill()
 		}
 	}
 	st1, err := r.Replicate(ctx(t), repo, []blockmap.Point{p}, ReplicateOptions{CacheDir: cd})
@@ -97,7 +101,7 @@ func TestRadosgwKilledMidReplication(t *testing.T) {
 		t.Fatal("replication succeeded with radosgw killed")
 	}
 	t.Logf("first run failed as it should: %v", err)
-	if err := e.c.StartRGW(ctx(t)); err != nil {
+	if err := e.c.Restart(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true
@@ -161,8 +165,10 @@ func TestStalledStore(t *testing.T) {
 // TestTamperedObjects: a pack altered and another deleted behind cairn's
 // back: verify names the points, disks and blocks; the reader and pull
 // fail on them and never return wrong bytes; nothing is committed.
-func TestTamperedObjects(t *testing.T) {
-	e := newEnv(t, 0)
+func TestTamperedObjects(t *testing.T) { s3test.Each(t, testTamperedObjects) }
+
+func testTamperedObjects(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	repo := testutil.NewRepo(t)
 	a := bigPoint(t, repo, "alpha", 5)
 	b := bigPoint(t, repo, "beta", 6)

@@ -11,39 +11,40 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/internal/rgwtest"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-func TestMain(m *testing.M) { os.Exit(rgwtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(s3test.Main(m)) }
 
-// env is one test's bucket on the shared RGW.
+// env is one test's bucket on a shared S3 engine.
 type env struct {
 	t      *testing.T
-	c      *rgwtest.Cluster
+	c      s3test.Engine
 	opts   Options
 	s3     *minio.Client
 	bucket string
 }
 
+// newEnv is a bucket on the shared Ceph RGW; newEnvOn one on any engine
+// (tests that must hold on every engine run under s3test.Each).
 func newEnv(t *testing.T, immutableDays int) *env {
 	t.Helper()
-	c := rgwtest.Shared(t)
-	b := rgwtest.NewBucketName()
+	return newEnvOn(t, s3test.RGW(t), immutableDays)
+}
+
+func newEnvOn(t *testing.T, c s3test.Engine, immutableDays int) *env {
+	t.Helper()
+	b := s3test.NewBucketName()
 	e := &env{t: t, c: c, bucket: b, opts: Options{
 		Store:         StoreOptions{Endpoint: c.Endpoint, Bucket: b, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: 20 * time.Second},
 		Secret:        []byte("correct horse battery staple"),
 		ImmutableDays: immutableDays,
 		PackSize:      1 << 20, // small packs: several per test
 	}}
-	var err error
-	e.s3, err = minio.New(c.Endpoint[len("http://"):], &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.s3 = c.Client(t)
 	if err := Init(ctx(t), e.opts); err != nil {
 		t.Fatal(err)
 	}

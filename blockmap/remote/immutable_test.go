@@ -10,18 +10,20 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/internal/rgwtest"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // TestImmutableRefusesUnlockedBucket: --immutable-days on a bucket made
 // without Object Lock is refused.
 func TestImmutableRefusesUnlockedBucket(t *testing.T) {
-	c := rgwtest.Shared(t)
-	e := newEnv(t, 0)
-	_ = c
+	s3test.Each(t, testImmutableRefusesUnlockedBucket)
+}
+
+func testImmutableRefusesUnlockedBucket(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	o := e.opts
-	o.Store.Bucket = rgwtest.NewBucketName()
+	o.Store.Bucket = s3test.NewBucketName()
 	if err := e.s3.MakeBucket(ctx(t), o.Store.Bucket, minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +38,10 @@ func TestImmutableRefusesUnlockedBucket(t *testing.T) {
 // every version refuses DELETE; an overwrite or a delete marker (all that
 // the appliance's credentials can do) leaves the written version, which
 // cairn still reads; Extend moves the retention of referenced objects.
-func TestImmutablePoint(t *testing.T) {
-	e := newEnv(t, 1)
+func TestImmutablePoint(t *testing.T) { s3test.Each(t, testImmutablePoint) }
+
+func testImmutablePoint(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 1)
 	repo := testutil.NewRepo(t)
 	p := bigPoint(t, repo, "locked", 7)
 	r := e.open()
@@ -56,8 +60,8 @@ func TestImmutablePoint(t *testing.T) {
 		t.Fatalf("%d object versions", len(vers))
 	}
 	for _, v := range vers {
-		mode, until, err := e.s3.GetObjectRetention(ctx(t), e.bucket, v.key, v.id)
-		if err != nil || mode == nil || *mode != minio.Compliance || until == nil || until.Before(time.Now().Add(23*time.Hour)) {
+		mode, until, err := s3test.Retention(ctx(t), e.s3, e.bucket, v.key, v.id)
+		if err != nil || mode != minio.Compliance || until.Before(time.Now().Add(23*time.Hour)) {
 			t.Fatalf("%s: retention %v %v %v", v.key, mode, until, err)
 		}
 		err = e.s3.RemoveObject(ctx(t), e.bucket, v.key, minio.RemoveObjectOptions{VersionID: v.id, GovernanceBypass: true})
@@ -125,7 +129,7 @@ func TestImmutablePoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, until, err := e.s3.GetObjectRetention(ctx(t), e.bucket, packPrefix+m.Packs[0].ID, m.Packs[0].Version)
+	_, until, err := s3test.Retention(ctx(t), e.s3, e.bucket, packPrefix+m.Packs[0].ID, m.Packs[0].Version)
 	if err != nil || until.Before(time.Now().Add(71*time.Hour)) {
 		t.Fatalf("pack retention after extend: %v %v", until, err)
 	}

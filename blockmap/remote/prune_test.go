@@ -6,14 +6,17 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // TestPruneRemote: prune deletes the points outside the policy and the
 // packs only they referenced; the kept point still pulls byte for byte and
 // verifies; a dry run changes nothing.
-func TestPruneRemote(t *testing.T) {
-	e := newEnv(t, 0)
+func TestPruneRemote(t *testing.T) { s3test.Each(t, testPruneRemote) }
+
+func testPruneRemote(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	repo := testutil.NewRepo(t)
 	p1 := bigPoint(t, repo, "vm", 21)
 	rnd := rand.New(rand.NewPCG(22, 23))
@@ -68,8 +71,10 @@ func TestPruneRemote(t *testing.T) {
 
 // TestPruneRemoteLeavesLocked: under Object Lock, forget deletes nothing
 // whose retention has not passed and says until when.
-func TestPruneRemoteLeavesLocked(t *testing.T) {
-	e := newEnv(t, 1)
+func TestPruneRemoteLeavesLocked(t *testing.T) { s3test.Each(t, testPruneRemoteLeavesLocked) }
+
+func testPruneRemoteLeavesLocked(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 1)
 	repo := testutil.NewRepo(t)
 	p1 := bigPoint(t, repo, "vm", 31)
 	r := e.open()

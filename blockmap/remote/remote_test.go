@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/s3test"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -37,8 +38,10 @@ func twoVMs(t *testing.T, repo *blockmap.Repo) []blockmap.Point {
 // lists them remotely, reads them through the remote reader and pulls each
 // into a fresh repository: every disk equals the local one byte for byte,
 // with the same data map, time, consistency and metadata.
-func TestReplicatePullRoundTrip(t *testing.T) {
-	e := newEnv(t, 0)
+func TestReplicatePullRoundTrip(t *testing.T) { s3test.Each(t, testReplicatePullRoundTrip) }
+
+func testReplicatePullRoundTrip(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	repo := testutil.NewRepo(t)
 	pts := twoVMs(t, repo)
 	r := e.open()
@@ -103,8 +106,10 @@ func TestReplicatePullRoundTrip(t *testing.T) {
 }
 
 // TestWrongKey: another passphrase fails clearly and writes nothing.
-func TestWrongKey(t *testing.T) {
-	e := newEnv(t, 0)
+func TestWrongKey(t *testing.T) { s3test.Each(t, testWrongKey) }
+
+func testWrongKey(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	before := e.objects("")
 	o := e.opts
 	o.Secret = []byte("wrong")
@@ -117,8 +122,10 @@ func TestWrongKey(t *testing.T) {
 }
 
 // TestWrongCredentials: a bad secret key is ErrAccessDenied.
-func TestWrongCredentials(t *testing.T) {
-	e := newEnv(t, 0)
+func TestWrongCredentials(t *testing.T) { s3test.Each(t, testWrongCredentials) }
+
+func testWrongCredentials(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
 	o := e.opts
 	o.Store.SecretKey = "not-the-secret"
 	_, err := Open(ctx(t), o)
@@ -127,6 +134,12 @@ func TestWrongCredentials(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "not-the-secret") {
 		t.Fatalf("error shows the secret: %v", err)
+	}
+	// An access key the store does not know (RGW: 403
+	// InvalidAccessKeyId; versitygw: 404 XAdminUserNotFound).
+	o.Store.AccessKey = "CAIRNNOSUCHKEY"
+	if _, err := Open(ctx(t), o); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("open with an unknown access key: %v, want ErrAccessDenied", err)
 	}
 }
 

@@ -293,13 +293,20 @@ func Shared(t testing.TB) *Cluster {
 // func TestMain(m *testing.M) { os.Exit(rgwtest.Main(m)) }.
 func Main(m *testing.M) int {
 	code := m.Run()
+	StopShared()
+	return code
+}
+
+// StopShared stops the shared cluster (if started) and removes its
+// directory; Main calls it (and internal/s3test.Main, for binaries that
+// test against several engines).
+func StopShared() {
 	if shared != nil {
 		shared.Stop()
 	}
 	if sharedDir != "" {
 		_ = os.RemoveAll(sharedDir)
 	}
-	return code
 }
 
 // reapWhenGone removes dir once this process has exited: test binaries
