@@ -2,7 +2,8 @@
 // machines without the md driver: superblocks 0.90 and 1.x written from
 // the published format (include/uapi/linux/raid/md_p.h; checked with
 // mdadm --examine by the tests) and data placed as drivers/md places it
-// (raid0 with strip zones/linear/raid1/raid10 near, far and offset/raid4/
+// (raid0 with strip zones/linear/raid1/raid10 near, far and offset, also in
+// far sets/raid4/
 // raid5/raid6 with parity).
 package mdfixture
 
@@ -187,6 +188,10 @@ func (s Spec) LayOut(data []byte) [][]byte {
 		s.layOutRaid0(out, data)
 	case Level10:
 		near, far, offset := s.r10()
+		if s.Layout>>17 != 0 {
+			s.layOutByVirt(out, data)
+			break
+		}
 		if far > 1 {
 			s.layOutFar(out, data, far, offset)
 			break
@@ -342,6 +347,74 @@ func (s Spec) layOutFar(out [][]byte, data []byte, far int64, offset bool) {
 				row = c/n*far + f
 			}
 			copy(out[(c+f)%n][row*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+		}
+	}
+}
+
+// layOutByVirt fills every member chunk of a raid10 from the array chunk
+// that drivers/md/raid10.c's raid10_find_virt says it holds (the reverse
+// of __raid10_find_phys, which the reader follows): far sets (layout bits
+// 17-18) and near copies with far or offset ones are laid out this way.
+func (s Spec) layOutByVirt(out [][]byte, data []byte) {
+	near, far, offset := s.r10()
+	disks := int64(s.Members)
+	var farSet int64
+	switch s.Layout >> 17 {
+	case 0:
+		farSet = disks
+	case 1:
+		farSet = disks / far
+	case 2:
+		farSet = far * near
+	default:
+		panic("mdfixture: raid10 far-set kind")
+	}
+	// calc_sectors: the stride between far copies.
+	chunks := s.Usable() / s.Chunk / far * disks / near
+	devChunks := (chunks*near*far + disks - 1) / disks
+	stride := devChunks / far * s.Chunk
+	if offset {
+		stride = s.Chunk
+	}
+	virt := func(dev, sector int64) int64 {
+		setStart, setSize := dev/farSet*farSet, farSet
+		if disks%farSet != 0 {
+			last := (disks/farSet - 1) * farSet
+			if dev >= last {
+				setStart, setSize = last, farSet+disks%farSet
+			}
+		}
+		var chunk int64
+		if offset {
+			chunk = sector / s.Chunk
+			fc := chunk % far
+			chunk /= far
+			dev -= fc * near
+			if dev < setStart {
+				dev += setSize
+			}
+		} else {
+			for sector >= stride {
+				sector -= stride
+				if dev < near+setStart {
+					dev += setSize - near
+				} else {
+					dev -= near
+				}
+			}
+			chunk = sector / s.Chunk
+		}
+		return (chunk*disks + dev) / near
+	}
+	rows := devChunks // offset copies: every row of the used area
+	if !offset {
+		rows = far * stride / s.Chunk
+	}
+	for dev := range out {
+		for row := int64(0); row < rows && (row+1)*s.Chunk <= int64(len(out[dev])); row++ {
+			if c := virt(int64(dev), row*s.Chunk); (c+1)*s.Chunk <= int64(len(data)) {
+				copy(out[dev][row*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+			}
 		}
 	}
 }
