@@ -164,6 +164,26 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	return o, fsys, nil
 }
 
+// markBtrfsDevices says on each device of a btrfs of several devices
+// (a partition, a whole disk, an array md/<name> or an LV lvm/<vg>/<lv>)
+// where its files are listed.
+func markBtrfsDevices(btrfsOf map[string]string, lists ...[]diskTableJSON) {
+	for _, list := range lists {
+		for i := range list {
+			for j := range list[i].Partitions {
+				v := &list[i].Partitions[j]
+				name := list[i].Disk + "/" + v.Name
+				if list[i].Table == "md" {
+					name = list[i].Disk
+				}
+				if b, ok := btrfsOf[name]; ok {
+					v.Why = "device of a btrfs of several devices: its files are listed under " + b
+				}
+			}
+		}
+	}
+}
+
 func orNone(names []string) string {
 	if len(names) == 0 {
 		return "none"
@@ -249,9 +269,6 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			if a, ok := memberOf[tables[i].Disk+"/"+v.Name]; ok {
 				v.Array = a
 			}
-			if b, ok := btrfsOf[tables[i].Disk+"/"+v.Name]; ok {
-				v.Why = "device of a btrfs of several devices: its files are listed under " + b
-			}
 		}
 	}
 	pvOf := map[string]lvm.FoundPV{}
@@ -301,6 +318,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		}
 		out = append(out, t)
 	}
+	markBtrfsDevices(btrfsOf, tables, out)
 	// Problems name their device ("disk/part: ..."): they go to that
 	// disk's warnings.
 problems:

@@ -423,8 +423,7 @@ func (s Spec) layOutByVirt(out [][]byte, data []byte) {
 func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	t.Helper()
 	parts := s.LayOut(data)
-	sum := sha256.Sum256([]byte("array " + s.Name)) // one UUID per array name
-	uuid := sum[:16]
+	uuid := s.uuidOf()
 	var paths []string
 	for i, p := range parts {
 		img := make([]byte, s.lenOf(i))
@@ -445,8 +444,70 @@ func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	return paths
 }
 
+// uuidOf is the array UUID of the fixture: one per array name.
+func (s Spec) uuidOf() []byte {
+	sum := sha256.Sum256([]byte("array " + s.Name))
+	return sum[:16]
+}
+
+// BuildRaid1 writes raid1 member images (superblock 1.x) under dir
+// (member0.img, ...) from the array's bytes in the file src, a piece at a
+// time, leaving its zero MiBs as holes: for arrays too large to hold in
+// memory three times, as Build does.
+func (s Spec) BuildRaid1(t testing.TB, dir, src string) []string {
+	t.Helper()
+	if s.Level != Level1 || s.Version == "0.90" || s.Raw {
+		t.Fatalf("mdfixture: BuildRaid1 takes raid1 with a 1.x superblock, not level %d version %s", s.Level, s.Version)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var paths []string
+	buf := make([]byte, 1<<20)
+	for i := 0; i < s.Members; i++ {
+		path := filepath.Join(dir, fmt.Sprintf("member%d.img", i))
+		out, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+		off, size := s.dataAreaOf(i)
+		if err := out.Truncate(s.lenOf(i)); err != nil {
+			t.Fatal(err)
+		}
+		for pos := int64(0); pos < size; pos += int64(len(buf)) {
+			n, err := in.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+			if n == 0 && err != nil {
+				break // the array's tail past src reads as zeros
+			}
+			if !bytes.Equal(buf[:n], make([]byte, n)) {
+				if _, err := out.WriteAt(buf[:n], off+pos); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		sbOff, sb := s.super1Block(s.uuidOf(), i)
+		if _, err := out.WriteAt(sb, sbOff); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return paths
+}
+
 // Super1 writes a 1.x superblock for the member in slot role into img.
 func (s Spec) Super1(img, uuid []byte, role int) {
+	off, b := s.super1Block(uuid, role)
+	copy(img[off:], b)
+}
+
+// super1Block is the 1.x superblock of the member in slot role and its
+// offset in the member.
+func (s Spec) super1Block(uuid []byte, role int) (int64, []byte) {
 	var sbOff int64
 	switch s.Version {
 	case "1.1":
@@ -456,7 +517,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 	case "1.0":
 		sbOff = ((s.lenOf(role)/sector - 16) &^ 7) * sector
 	}
-	b := img[sbOff : sbOff+1024]
+	b := make([]byte, 1024)
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], mdMagic)
 	le.PutUint32(b[4:], 1)
@@ -488,6 +549,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 		le.PutUint16(b[256+2*i:], r)
 	}
 	le.PutUint32(b[216:], csum1(b[:256+2*maxDev]))
+	return sbOff, b
 }
 
 // Super090 writes a 0.90 superblock for the member in slot role into img.
