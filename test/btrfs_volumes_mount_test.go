@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,20 +78,7 @@ func TestBtrfsOnVolumesLayout(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(dir, "btrfs_pool.restored")); err != nil || !bytes.Equal(got, fx.poolBig) {
 			t.Errorf("restore-file --volume btrfs/pool /big.bin: %d bytes, %v; want what was written", len(got), err)
 		}
-		out := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "nas", "--json")
-		var tables []struct {
-			Disk       string   `json:"disk"`
-			MadeOf     []string `json:"made_of"`
-			Partitions []struct {
-				Name       string `json:"name"`
-				Filesystem string `json:"filesystem"`
-				Browsable  bool   `json:"browsable"`
-				Why        string `json:"why_not_browsable"`
-			} `json:"partitions"`
-		}
-		if err := json.Unmarshal([]byte(out), &tables); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+		tables, out := cairnPartitions(t, repoDir, "nas", "")
 		var got []string
 		for _, tb := range tables {
 			if !strings.HasPrefix(tb.Disk, "sd") {
