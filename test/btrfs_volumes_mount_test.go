@@ -59,6 +59,17 @@ func TestBtrfsOnVolumesLayout(t *testing.T) {
 		t.Errorf("complete filesystem has a btrfs/ERROR.txt: %v", err)
 	}
 
+	t.Run("sda only", func(t *testing.T) {
+		// Every array degraded to one member: the same bytes.
+		half := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "halfnas", "--disk", "sda", fx.disks[0]))
+		b, err := os.ReadFile(filepath.Join(mnt, "halfnas", half, "fs", "btrfs", "pool", "big.bin"))
+		if err != nil || !bytes.Equal(b, fx.poolBig) {
+			t.Errorf("pool/big.bin from sda alone: %d bytes, %v", len(b), err)
+		}
+		if got := listNames(t, filepath.Join(mnt, "halfnas", half, "fs", "lvm", "nasvg", "vol1", "share")); !strings.Contains(got, "etc") {
+			t.Errorf("vol1/share from sda alone lists %s", got)
+		}
+	})
 	t.Run("cli", func(t *testing.T) {
 		for vol, file := range map[string]string{"md/nas": "/@home/user/data/big.bin", "lvm/nasvg/vol1": "/share/data/big.bin", "btrfs/pool": "/big.bin"} {
 			parent := filepath.Dir(file)
@@ -102,6 +113,9 @@ func TestBtrfsOnVolumesLayout(t *testing.T) {
 			"lvm/nasvg<pv0=md/vault> lvm/nasvg/vol1=btrfs:true lvm/nasvg/pool0=btrfs:false->btrfs/pool"
 		if g := strings.Join(got, " "); g != want {
 			t.Errorf("partitions:\n got %s\nwant %s\n%s", g, want, out)
+		}
+		if text := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "nas"); !strings.Contains(text, "made of: devid1=lvm/nasvg/pool0 devid2=md/poolmd") {
+			t.Errorf("partitions text does not show pool's devices:\n%s", text)
 		}
 	})
 }
