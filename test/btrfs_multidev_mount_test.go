@@ -3,7 +3,6 @@ package test
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,34 +24,15 @@ func TestBtrfsMultiDeviceLayout(t *testing.T) {
 	dir := t.TempDir()
 	const devSize = 200 * mib
 	dev0, dev1 := filepath.Join(dir, "dev0.img"), filepath.Join(dir, "dev1.img")
-	var loops []string
-	for _, img := range []string{dev0, dev1} {
-		makeImage(t, img, devSize)
-		out, err := exec.Command("losetup", "-f", "--show", img).Output()
-		if err != nil {
+	makeImage(t, dev0, devSize)
+	makeImage(t, dev1, devSize)
+	big := bytes.Repeat([]byte("striped over two devices in 64 KiB units\n"), 600000)
+	mkfsBtrfsOn(t, dir, "pool", []byteRange{{dev0, 0, 0}, {dev1, 0, 0}}, []string{"-d", "raid0", "-m", "raid1"}, func(mnt string) {
+		makeGuestTree(t, mnt, treeSpec{files: 150, bigDir: 200, depth: 4, bigFile: 3 * mib, links: true, modes: true, sparse: true}, 18)
+		if err := os.WriteFile(filepath.Join(mnt, "big.txt"), big, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		loop := strings.TrimSpace(string(out))
-		defer exec.Command("losetup", "-d", loop).Run()
-		loops = append(loops, loop)
-	}
-	sh(t, "mkfs.btrfs", "-q", "-f", "-L", "pool", "-d", "raid0", "-m", "raid1", loops[0], loops[1])
-	kmnt := filepath.Join(dir, "kernel")
-	os.Mkdir(kmnt, 0o755)
-	sh(t, "mount", "-o", "device="+loops[1], loops[0], kmnt)
-	umounted := false
-	defer func() {
-		if !umounted {
-			exec.Command("umount", kmnt).Run()
-		}
-	}()
-	src := filepath.Join(dir, "src")
-	makeGuestTree(t, src, treeSpec{files: 150, bigDir: 200, depth: 4, bigFile: 3 * mib, links: true, modes: true, sparse: true}, 18)
-	sh(t, "cp", "-a", src+"/.", kmnt)
-	big := bytes.Repeat([]byte("striped over two devices in 64 KiB units\n"), 600000)
-	os.WriteFile(filepath.Join(kmnt, "big.txt"), big, 0o644)
-	sh(t, "umount", kmnt)
-	umounted = true
+	})
 
 	// sda: GPT with the first device as p1; sdb: the second, whole.
 	sda := filepath.Join(dir, "sda.img")
@@ -73,18 +53,8 @@ func TestBtrfsMultiDeviceLayout(t *testing.T) {
 		t.Fatalf("fs/ lists %s", got)
 	}
 	// The kernel's view, read-only through fresh loop devices.
-	loops = loops[:0]
-	for _, img := range []string{dev0, dev1} {
-		out, err := exec.Command("losetup", "-f", "-r", "--show", img).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		loop := strings.TrimSpace(string(out))
-		defer exec.Command("losetup", "-d", loop).Run()
-		loops = append(loops, loop)
-	}
-	sh(t, "mount", "-o", "ro,device="+loops[1], loops[0], kmnt)
-	defer exec.Command("umount", kmnt).Run()
+	kmnt := filepath.Join(dir, "kernel")
+	mountBtrfsRanges(t, kmnt, byteRange{dev0, 0, 0}, byteRange{dev1, 0, 0})
 	compareTrees(t, walkTree(t, kmnt, nil), walkTree(t, fsOf("pool", full, "btrfs", "pool"), nil), compareOpts{modes: true, links: true})
 	if _, err := os.Stat(fsOf("pool", full, "btrfs", fusefs.ErrorFileName)); !os.IsNotExist(err) {
 		t.Errorf("complete filesystem has a btrfs/ERROR.txt: %v", err)

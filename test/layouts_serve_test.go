@@ -146,21 +146,7 @@ func TestLayoutsThroughServe(t *testing.T) {
 			root := fsOf("suse", point, "scsi0-0", "p2")
 			waitFor(root)
 			suse.withKernelMount(t, sdir, "loop,ro", func(kmnt string) {
-				if got, want := listNames(t, root), listNames(t, kmnt); got != want {
-					t.Fatalf("root lists %s, kernel %s", got, want)
-				}
-				for _, sub := range []string{"etcroot", "@home", "@var", ".snapshots/1/snapshot/etcroot"} {
-					compareTrees(t, walkTree(t, filepath.Join(kmnt, sub), nil), walkTree(t, filepath.Join(root, sub), nil),
-						compareOpts{modes: true, links: true})
-				}
-				gotAttr, gotACL := xattrDumps(t, root)
-				wantAttr, wantACL := xattrDumps(t, kmnt)
-				if gotAttr != wantAttr || !strings.Contains(wantAttr, "user.leaf-attribute-039") {
-					t.Errorf("getfattr through serve's mount differs from the kernel mount:\n%s", firstDiff(gotAttr, wantAttr))
-				}
-				if gotACL != wantACL {
-					t.Errorf("getfacl through serve's mount differs from the kernel mount:\n%s", firstDiff(gotACL, wantACL))
-				}
+				suse.compareWithKernel(t, root, kmnt)
 			})
 		}
 		compareSUSE(first)

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,28 +33,7 @@ func TestWindowsDynamicDisks(t *testing.T) {
 			{Parts: []ldmfixture.Part{{Disk: 0, Start: 96 * mib, Size: 32 * mib}}},
 			{Parts: []ldmfixture.Part{{Disk: 1, Start: 64 * mib, Size: 32 * mib}}}}},
 	}
-	imgs := ldmfixture.Build([]int64{140 * mib, 110 * mib}, vols)
-	srcs := map[string]string{}
-	for i, v := range vols {
-		src := filepath.Join(dir, "src-"+v.Name)
-		makeGuestTree(t, src, treeSpec{files: 150, bigDir: 100, depth: 5, bigFile: 4 * mib, longNames: true}, uint64(50+i))
-		srcs[v.Name] = src
-		fsImg := filepath.Join(dir, v.Name+".ntfs")
-		buildNTFSSized(t, fsImg, src, v.Size)
-		data, err := os.ReadFile(fsImg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ldmfixture.Place(imgs, v, data)
-	}
-	var disks []string
-	for i, img := range imgs {
-		p := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
-		if err := os.WriteFile(p, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		disks = append(disks, p)
-	}
+	disks, srcs := buildLDMDisks(t, dir, []int64{140 * mib, 110 * mib}, vols, 50)
 	repoDir := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repoDir, "init")
 	full := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "win", "--disk", "disk0", "--disk", "disk1", disks[0], disks[1]))
@@ -68,17 +46,16 @@ func TestWindowsDynamicDisks(t *testing.T) {
 	if got := listNames(t, ldmOf("win", full)); got != "Data,Mirror,Stripe" {
 		t.Fatalf("fs/ldm lists %s", got)
 	}
-	ntfsSkip := func(rel string) bool { return strings.HasPrefix(rel, "$") || rel == "System Volume Information" }
 	for _, v := range vols {
 		t.Run(v.Name, func(t *testing.T) {
-			compareTrees(t, walkTree(t, srcs[v.Name], nil), walkTree(t, ldmOf("win", full, v.Name), ntfsSkip), compareOpts{mtimeGran: time.Microsecond})
+			compareTrees(t, walkTree(t, srcs[v.Name], nil), walkTree(t, ldmOf("win", full, v.Name), ntfsMetadata), compareOpts{mtimeGran: time.Microsecond})
 		})
 	}
 	if b, err := os.ReadFile(filepath.Join(mnt, "win", full, "fs", "disk0", fusefs.ErrorFileName)); err != nil || !strings.Contains(string(b), "fs/ldm/") {
 		t.Errorf("fs/disk0/ERROR.txt: %q %v", b, err)
 	}
 	t.Run("missing disk", func(t *testing.T) {
-		compareTrees(t, walkTree(t, srcs["Mirror"], nil), walkTree(t, ldmOf("halfwin", half, "Mirror"), ntfsSkip), compareOpts{mtimeGran: time.Microsecond})
+		compareTrees(t, walkTree(t, srcs["Mirror"], nil), walkTree(t, ldmOf("halfwin", half, "Mirror"), ntfsMetadata), compareOpts{mtimeGran: time.Microsecond})
 		for _, name := range []string{"Data", "Stripe"} {
 			b, err := os.ReadFile(ldmOf("halfwin", half, name, fusefs.ErrorFileName))
 			if err != nil || !strings.Contains(string(b), "Disk2") {
@@ -90,18 +67,7 @@ func TestWindowsDynamicDisks(t *testing.T) {
 		}
 	})
 	t.Run("cli", func(t *testing.T) {
-		out := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "win", "--point", full, "--json")
-		var tables []struct {
-			Disk       string `json:"disk"`
-			Partitions []struct {
-				Type       string `json:"type"`
-				Filesystem string `json:"filesystem"`
-				Browsable  bool   `json:"browsable"`
-			} `json:"partitions"`
-		}
-		if err := json.Unmarshal([]byte(out), &tables); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+		tables, _ := cairnPartitions(t, repoDir, "win", full)
 		var got []string
 		for _, tb := range tables {
 			if strings.HasPrefix(tb.Disk, "ldm/") {

@@ -1,8 +1,6 @@
 package test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,34 +22,16 @@ func TestLDMRAID5Volume(t *testing.T) {
 	dir := t.TempDir()
 	v := ldmfixture.Volume{Name: "Parity", Size: 64 * mib, Comps: []ldmfixture.Component{{RAID5: true, Stripe: 64 << 10, Parts: []ldmfixture.Part{
 		{Disk: 0, Start: 0, Size: 32 * mib, Index: 0}, {Disk: 1, Start: 0, Size: 32 * mib, Index: 1}, {Disk: 2, Start: 0, Size: 32 * mib, Index: 2}}}}}
-	imgs := ldmfixture.Build([]int64{40 * mib, 40 * mib, 40 * mib}, []ldmfixture.Volume{v})
-	src := filepath.Join(dir, "src")
-	makeGuestTree(t, src, treeSpec{files: 150, bigDir: 100, depth: 5, bigFile: 4 * mib, longNames: true}, 77)
-	fsImg := filepath.Join(dir, "parity.ntfs")
-	buildNTFSSized(t, fsImg, src, v.Size)
-	data, err := os.ReadFile(fsImg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ldmfixture.Place(imgs, v, data)
-	var disks []string
-	for i, img := range imgs {
-		p := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
-		if err := os.WriteFile(p, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		disks = append(disks, p)
-	}
+	disks, srcs := buildLDMDisks(t, dir, []int64{40 * mib, 40 * mib, 40 * mib}, []ldmfixture.Volume{v}, 77)
 	repoDir := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repoDir, "init")
 	full := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "win", "--disk", "disk0", "--disk", "disk1", "--disk", "disk2", disks[0], disks[1], disks[2]))
 	degraded := strings.TrimSpace(mustCairn(t, "--repo", repoDir, "import", "--vm", "win2", "--disk", "disk0", "--disk", "disk2", disks[0], disks[2]))
 	mnt := filepath.Join(dir, "mnt")
 	mountVolumes(t, repoDir, mnt)
-	ntfsSkip := func(rel string) bool { return strings.HasPrefix(rel, "$") || rel == "System Volume Information" }
 	for _, p := range []struct{ vm, id string }{{"win", full}, {"win2", degraded}} {
 		t.Run(p.vm, func(t *testing.T) {
-			compareTrees(t, walkTree(t, src, nil), walkTree(t, filepath.Join(mnt, p.vm, p.id, "fs", "ldm", "Parity"), ntfsSkip),
+			compareTrees(t, walkTree(t, srcs["Parity"], nil), walkTree(t, filepath.Join(mnt, p.vm, p.id, "fs", "ldm", "Parity"), ntfsMetadata),
 				compareOpts{mtimeGran: time.Microsecond})
 		})
 	}

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -142,28 +141,15 @@ func TestLVMVolumes(t *testing.T) {
 		}
 	})
 	t.Run("cli", func(t *testing.T) {
-		out := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "lvmvm", "--point", p2, "--json")
-		var tables []struct {
-			Disk       string   `json:"disk"`
-			Table      string   `json:"table"`
-			PVs        []string `json:"made_of"`
-			Partitions []struct {
-				Name       string `json:"name"`
-				Type       string `json:"type"`
-				Filesystem string `json:"filesystem"`
-				Label      string `json:"label"`
-				Browsable  bool   `json:"browsable"`
-				VG         string `json:"volume_group"`
-			} `json:"partitions"`
-		}
-		if err := json.Unmarshal([]byte(out), &tables); err != nil || len(tables) != 3 {
-			t.Fatalf("partitions --json: %v\n%s", err, out)
+		tables, out := cairnPartitions(t, repoDir, "lvmvm", p2)
+		if len(tables) != 3 {
+			t.Fatalf("partitions --json: %d tables, want 3\n%s", len(tables), out)
 		}
 		if tables[0].Partitions[1].VG != "vgdata" || tables[1].Partitions[0].VG != "vgdata" {
 			t.Errorf("PVs not marked with their VG:\n%s", out)
 		}
 		vg := tables[2]
-		if vg.Disk != "lvm/vgdata" || vg.Table != "lvm" || strings.Join(vg.PVs, " ") != "pv0=sda/p2 pv1=sdb/whole" {
+		if vg.Disk != "lvm/vgdata" || vg.Table != "lvm" || strings.Join(vg.MadeOf, " ") != "pv0=sda/p2 pv1=sdb/whole" {
 			t.Errorf("VG entry %+v", vg)
 		}
 		var got []string

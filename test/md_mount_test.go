@@ -1,7 +1,6 @@
 package test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,22 +62,7 @@ func TestCentOSLayout(t *testing.T) {
 	}
 
 	t.Run("cli", func(t *testing.T) {
-		out := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "centos", "--point", full, "--json")
-		var tables []struct {
-			Disk       string   `json:"disk"`
-			Table      string   `json:"table"`
-			MadeOf     []string `json:"made_of"`
-			Partitions []struct {
-				Name       string `json:"name"`
-				Filesystem string `json:"filesystem"`
-				Browsable  bool   `json:"browsable"`
-				VG         string `json:"volume_group"`
-				Array      string `json:"md_array"`
-			} `json:"partitions"`
-		}
-		if err := json.Unmarshal([]byte(out), &tables); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+		tables, _ := cairnPartitions(t, repoDir, "centos", full)
 		var got []string
 		for _, tb := range tables {
 			for _, p := range tb.Partitions {

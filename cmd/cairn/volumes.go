@@ -164,6 +164,24 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	return o, fsys, nil
 }
 
+// forEachVolume calls fn on every volume of the tables with its path:
+// disk/part (lvm/<vg>/<lv> for an LV), or md/<array> for an array's one
+// volume.
+func forEachVolume(fn func(path string, v *volumeJSON), lists ...[]diskTableJSON) {
+	for _, list := range lists {
+		for i := range list {
+			for j := range list[i].Partitions {
+				v := &list[i].Partitions[j]
+				path := list[i].Disk + "/" + v.Name
+				if list[i].Table == "md" {
+					path = list[i].Disk
+				}
+				fn(path, v)
+			}
+		}
+	}
+}
+
 func orNone(names []string) string {
 	if len(names) == 0 {
 		return "none"
@@ -249,30 +267,18 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			if a, ok := memberOf[tables[i].Disk+"/"+v.Name]; ok {
 				v.Array = a
 			}
-			if b, ok := btrfsOf[tables[i].Disk+"/"+v.Name]; ok {
-				v.Why = "device of a btrfs of several devices: its files are listed under " + b
-			}
 		}
 	}
 	pvOf := map[string]lvm.FoundPV{}
 	for _, pv := range set.PVs {
 		pvOf[pv.Device.Name] = pv
 	}
-	for _, list := range [][]diskTableJSON{tables, out} {
-		for i := range list {
-			for j := range list[i].Partitions {
-				v := &list[i].Partitions[j]
-				name := list[i].Disk + "/" + v.Name
-				if list[i].Table == "md" {
-					name = list[i].Disk
-				}
-				if pv, ok := pvOf[name]; ok && pv.VG != "" {
-					v.VG = pv.VG
-					v.Why = "LVM physical volume of volume group " + pv.VG + ": its logical volumes are listed under lvm/" + pv.VG
-				}
-			}
+	forEachVolume(func(path string, v *volumeJSON) {
+		if pv, ok := pvOf[path]; ok && pv.VG != "" {
+			v.VG = pv.VG
+			v.Why = "LVM physical volume of volume group " + pv.VG + ": its logical volumes are listed under lvm/" + pv.VG
 		}
-	}
+	}, tables, out)
 	for _, vg := range set.VGs {
 		t := diskTableJSON{Disk: volumes.LVMDir + "/" + vg.Name, Table: "lvm", DiskGUID: vg.UUID, Warnings: vg.Problems}
 		var pvs []string
@@ -301,6 +307,13 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		}
 		out = append(out, t)
 	}
+	// Devices of a btrfs of several devices (partitions, disks, arrays,
+	// LVs) say where its files are.
+	forEachVolume(func(path string, v *volumeJSON) {
+		if b, ok := btrfsOf[path]; ok {
+			v.Why = "device of a btrfs of several devices: its files are listed under " + b
+		}
+	}, tables, out)
 	// Problems name their device ("disk/part: ..."): they go to that
 	// disk's warnings.
 problems:

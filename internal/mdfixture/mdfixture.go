@@ -2,7 +2,8 @@
 // machines without the md driver: superblocks 0.90 and 1.x written from
 // the published format (include/uapi/linux/raid/md_p.h; checked with
 // mdadm --examine by the tests) and data placed as drivers/md places it
-// (raid0 with strip zones/linear/raid1/raid10 near, far and offset/raid4/
+// (raid0 with strip zones/linear/raid1/raid10 near, far and offset, also in
+// far sets/raid4/
 // raid5/raid6 with parity).
 package mdfixture
 
@@ -187,6 +188,10 @@ func (s Spec) LayOut(data []byte) [][]byte {
 		s.layOutRaid0(out, data)
 	case Level10:
 		near, far, offset := s.r10()
+		if s.Layout>>17 != 0 {
+			s.layOutByVirt(out, data)
+			break
+		}
 		if far > 1 {
 			s.layOutFar(out, data, far, offset)
 			break
@@ -346,12 +351,79 @@ func (s Spec) layOutFar(out [][]byte, data []byte, far int64, offset bool) {
 	}
 }
 
+// layOutByVirt fills every member chunk of a raid10 from the array chunk
+// that drivers/md/raid10.c's raid10_find_virt says it holds (the reverse
+// of __raid10_find_phys, which the reader follows): far sets (layout bits
+// 17-18) and near copies with far or offset ones are laid out this way.
+func (s Spec) layOutByVirt(out [][]byte, data []byte) {
+	near, far, offset := s.r10()
+	disks := int64(s.Members)
+	var farSet int64
+	switch s.Layout >> 17 {
+	case 0:
+		farSet = disks
+	case 1:
+		farSet = disks / far
+	case 2:
+		farSet = far * near
+	default:
+		panic("mdfixture: raid10 far-set kind")
+	}
+	// calc_sectors: the stride between far copies.
+	chunks := s.Usable() / s.Chunk / far * disks / near
+	devChunks := (chunks*near*far + disks - 1) / disks
+	stride := devChunks / far * s.Chunk
+	if offset {
+		stride = s.Chunk
+	}
+	virt := func(dev, sector int64) int64 {
+		setStart, setSize := dev/farSet*farSet, farSet
+		if disks%farSet != 0 {
+			last := (disks/farSet - 1) * farSet
+			if dev >= last {
+				setStart, setSize = last, farSet+disks%farSet
+			}
+		}
+		var chunk int64
+		if offset {
+			chunk = sector / s.Chunk
+			fc := chunk % far
+			chunk /= far
+			dev -= fc * near
+			if dev < setStart {
+				dev += setSize
+			}
+		} else {
+			for sector >= stride {
+				sector -= stride
+				if dev < near+setStart {
+					dev += setSize - near
+				} else {
+					dev -= near
+				}
+			}
+			chunk = sector / s.Chunk
+		}
+		return (chunk*disks + dev) / near
+	}
+	rows := devChunks // offset copies: every row of the used area
+	if !offset {
+		rows = far * stride / s.Chunk
+	}
+	for dev := range out {
+		for row := int64(0); row < rows && (row+1)*s.Chunk <= int64(len(out[dev])); row++ {
+			if c := virt(int64(dev), row*s.Chunk); (c+1)*s.Chunk <= int64(len(data)) {
+				copy(out[dev][row*s.Chunk:], data[c*s.Chunk:(c+1)*s.Chunk])
+			}
+		}
+	}
+}
+
 // Build writes member image files under dir (member0.img, ...).
 func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	t.Helper()
 	parts := s.LayOut(data)
-	sum := sha256.Sum256([]byte("array " + s.Name)) // one UUID per array name
-	uuid := sum[:16]
+	uuid := s.uuidOf()
 	var paths []string
 	for i, p := range parts {
 		img := make([]byte, s.lenOf(i))
@@ -372,8 +444,70 @@ func (s Spec) Build(t testing.TB, dir string, data []byte) []string {
 	return paths
 }
 
+// uuidOf is the array UUID of the fixture: one per array name.
+func (s Spec) uuidOf() []byte {
+	sum := sha256.Sum256([]byte("array " + s.Name))
+	return sum[:16]
+}
+
+// BuildRaid1 writes raid1 member images (superblock 1.x) under dir
+// (member0.img, ...) from the array's bytes in the file src, a piece at a
+// time, leaving its zero MiBs as holes: for arrays too large to hold in
+// memory three times, as Build does.
+func (s Spec) BuildRaid1(t testing.TB, dir, src string) []string {
+	t.Helper()
+	if s.Level != Level1 || s.Version == "0.90" || s.Raw {
+		t.Fatalf("mdfixture: BuildRaid1 takes raid1 with a 1.x superblock, not level %d version %s", s.Level, s.Version)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var paths []string
+	buf := make([]byte, 1<<20)
+	for i := 0; i < s.Members; i++ {
+		path := filepath.Join(dir, fmt.Sprintf("member%d.img", i))
+		out, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+		off, size := s.dataAreaOf(i)
+		if err := out.Truncate(s.lenOf(i)); err != nil {
+			t.Fatal(err)
+		}
+		for pos := int64(0); pos < size; pos += int64(len(buf)) {
+			n, err := in.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+			if n == 0 && err != nil {
+				break // the array's tail past src reads as zeros
+			}
+			if !bytes.Equal(buf[:n], make([]byte, n)) {
+				if _, err := out.WriteAt(buf[:n], off+pos); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		sbOff, sb := s.super1Block(s.uuidOf(), i)
+		if _, err := out.WriteAt(sb, sbOff); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return paths
+}
+
 // Super1 writes a 1.x superblock for the member in slot role into img.
 func (s Spec) Super1(img, uuid []byte, role int) {
+	off, b := s.super1Block(uuid, role)
+	copy(img[off:], b)
+}
+
+// super1Block is the 1.x superblock of the member in slot role and its
+// offset in the member.
+func (s Spec) super1Block(uuid []byte, role int) (int64, []byte) {
 	var sbOff int64
 	switch s.Version {
 	case "1.1":
@@ -383,7 +517,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 	case "1.0":
 		sbOff = ((s.lenOf(role)/sector - 16) &^ 7) * sector
 	}
-	b := img[sbOff : sbOff+1024]
+	b := make([]byte, 1024)
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], mdMagic)
 	le.PutUint32(b[4:], 1)
@@ -415,6 +549,7 @@ func (s Spec) Super1(img, uuid []byte, role int) {
 		le.PutUint16(b[256+2*i:], r)
 	}
 	le.PutUint32(b[216:], csum1(b[:256+2*maxDev]))
+	return sbOff, b
 }
 
 // Super090 writes a 0.90 superblock for the member in slot role into img.

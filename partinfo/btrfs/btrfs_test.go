@@ -159,79 +159,7 @@ func TestBtrfsAgainstKernel(t *testing.T) {
 	sh(t, "mount", "-o", "loop,ro", img, mnt)
 	defer exec.Command("umount", mnt).Run()
 	gfs := partinfo.AsFS(Safe(f))
-	checked, withXattrs := 0, 0
-	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(mnt, p)
-		rel = filepath.ToSlash(rel)
-		var st syscall.Stat_t
-		if err := syscall.Lstat(p, &st); err != nil {
-			return err
-		}
-		ino, err := lookupPath(f, rel)
-		if err != nil {
-			t.Errorf("%s: %v", rel, err)
-			return nil
-		}
-		a, err := f.Stat(ino)
-		if err != nil {
-			t.Errorf("%s: %v", rel, err)
-			return nil
-		}
-		// The kernel dates the placeholder of a subvolume inside a
-		// snapshot when it is first looked up; the reader uses the
-		// snapshot root's times.
-		placeholder := st.Ino == 2
-		if rel != "." {
-			if got, want := uint32(a.Mode.Perm())|modeBits(a.Mode), st.Mode&0o7777; got != want {
-				t.Errorf("%s: mode %o, kernel %o", rel, got, want)
-			}
-			if a.Uid != st.Uid || a.Gid != st.Gid {
-				t.Errorf("%s: owner %d:%d, kernel %d:%d", rel, a.Uid, a.Gid, st.Uid, st.Gid)
-			}
-			if mt := a.Mtime.UnixNano(); mt != st.Mtim.Nano() && !placeholder {
-				t.Errorf("%s: mtime %d, kernel %d", rel, mt, st.Mtim.Nano())
-			}
-		}
-		if got, want := xattrsOf(t, f, a.Ino), kernelXattrs(t, p); got != want {
-			t.Errorf("%s: xattrs\n%s\nkernel\n%s", rel, got, want)
-		}
-		if strings.Contains(kernelXattrs(t, p), "=") {
-			withXattrs++
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			want, _ := os.Readlink(p)
-			got, err := f.Readlink(a.Ino)
-			if err != nil || got != want {
-				t.Errorf("%s: link %q %v, kernel %q", rel, got, err, want)
-			}
-		case d.Type().IsRegular():
-			if a.Size != st.Size {
-				t.Errorf("%s: size %d, kernel %d", rel, a.Size, st.Size)
-			}
-			if got, want := sum(gfs.Open(rel)), sum(os.Open(p)); got != want {
-				t.Errorf("%s: content differs", rel)
-			}
-		case d.IsDir():
-			want, _ := os.ReadDir(p)
-			got, err := fs.ReadDir(gfs, rel)
-			if err != nil || len(got) != len(want) {
-				t.Errorf("%s: %d entries (%v), kernel %d", rel, len(got), err, len(want))
-			}
-		case d.Type()&fs.ModeNamedPipe != 0:
-			if a.Mode&fs.ModeNamedPipe == 0 {
-				t.Errorf("%s: not a fifo: %v", rel, a.Mode)
-			}
-		}
-		checked++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	checked, withXattrs := compareTree(t, f, mnt)
 	if checked < 1000 {
 		t.Errorf("only %d paths checked", checked)
 	}
@@ -269,6 +197,89 @@ func xattrsOf(t *testing.T, f *FS, ino uint64) string {
 		fmt.Fprintf(&b, "%s=%x\n", x.Name, x.Value)
 	}
 	return b.String()
+}
+
+// compareTree compares every path under mnt (the kernel's read-only
+// mount of the same filesystem) with the reader: mode, owner and mtime
+// (ns), size and content, link targets, directory entries, fifos and
+// extended attributes. It returns how many paths it compared and how
+// many of them have xattrs.
+func compareTree(t *testing.T, f *FS, mnt string) (checked, withXattrs int) {
+	t.Helper()
+	gfs := partinfo.AsFS(Safe(f))
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(mnt, p)
+		rel = filepath.ToSlash(rel)
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		ino, err := lookupPath(f, rel)
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		a, err := f.Stat(ino)
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return nil
+		}
+		// The kernel dates the placeholder of a subvolume inside a
+		// snapshot when it is first looked up; the reader uses the
+		// snapshot root's times.
+		placeholder := st.Ino == 2
+		if rel != "." {
+			if got, want := uint32(a.Mode.Perm())|modeBits(a.Mode), st.Mode&0o7777; got != want {
+				t.Errorf("%s: mode %o, kernel %o", rel, got, want)
+			}
+			if a.Uid != st.Uid || a.Gid != st.Gid {
+				t.Errorf("%s: owner %d:%d, kernel %d:%d", rel, a.Uid, a.Gid, st.Uid, st.Gid)
+			}
+			if mt := a.Mtime.UnixNano(); mt != st.Mtim.Nano() && !placeholder {
+				t.Errorf("%s: mtime %d, kernel %d", rel, mt, st.Mtim.Nano())
+			}
+		}
+		kx := kernelXattrs(t, p)
+		if got := xattrsOf(t, f, a.Ino); got != kx {
+			t.Errorf("%s: xattrs\n%s\nkernel\n%s", rel, got, kx)
+		}
+		if strings.Contains(kx, "=") {
+			withXattrs++
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			want, _ := os.Readlink(p)
+			got, err := f.Readlink(a.Ino)
+			if err != nil || got != want {
+				t.Errorf("%s: link %q %v, kernel %q", rel, got, err, want)
+			}
+		case d.Type().IsRegular():
+			if a.Size != st.Size {
+				t.Errorf("%s: size %d, kernel %d", rel, a.Size, st.Size)
+			} else if got, want := sum(gfs.Open(rel)), sum(os.Open(p)); got != want {
+				t.Errorf("%s: content differs", rel)
+			}
+		case d.IsDir():
+			want, _ := os.ReadDir(p)
+			got, err := fs.ReadDir(gfs, rel)
+			if err != nil || len(got) != len(want) {
+				t.Errorf("%s: %d entries (%v), kernel %d", rel, len(got), err, len(want))
+			}
+		case d.Type()&fs.ModeNamedPipe != 0:
+			if a.Mode&fs.ModeNamedPipe == 0 {
+				t.Errorf("%s: not a fifo: %v", rel, a.Mode)
+			}
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checked, withXattrs
 }
 
 // kernelXattrs renders the kernel's xattrs of path (llistxattr order) as

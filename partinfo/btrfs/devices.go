@@ -1,10 +1,12 @@
 package btrfs
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"github.com/cairnbackup/cairn/partinfo"
 )
@@ -147,7 +149,8 @@ func (g *Group) Open() (*FS, error) {
 }
 
 // Scan finds the regions holding a device of a btrfs of several devices
-// and groups them by filesystem UUID (in the order first seen).
+// and groups them by filesystem UUID (in the order first seen), each
+// group's members in devid order.
 // Single-device filesystems and regions without a valid superblock are
 // left out.
 func Scan(regions []partinfo.Region) []*Group {
@@ -178,6 +181,9 @@ func Scan(regions []partinfo.Region) []*Group {
 		if !dup { // the same device seen twice (a disk and its partition) counts once
 			g.Members = append(g.Members, m)
 		}
+	}
+	for _, g := range groups {
+		slices.SortStableFunc(g.Members, func(a, b Member) int { return cmp.Compare(a.DevID, b.DevID) })
 	}
 	return groups
 }

@@ -107,31 +107,51 @@ func crossCheck(t *testing.T, set *Set, ldmtool func(args ...string) []byte) {
 	}
 }
 
+// ldmtoolOn returns a runner of ldmtool over the disk image files given,
+// or nil where ldmtool is not installed (outside CI, where it is
+// required).
+func ldmtoolOn(t *testing.T, paths []string) func(args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("ldmtool"); err != nil && !testutil.InCI() {
+		return nil
+	}
+	testutil.RequireTools(t, "ldmtool")
+	var a []string
+	for _, p := range paths {
+		a = append(a, "-d", p)
+	}
+	return func(args ...string) []byte {
+		t.Helper()
+		out, err := exec.Command("ldmtool", append(append([]string(nil), a...), args...)...).Output()
+		if err != nil {
+			t.Fatalf("ldmtool %v: %v", args, err)
+		}
+		return out
+	}
+}
+
+// ldmtoolFor is ldmtoolOn over disk images in memory, written to files.
+func ldmtoolFor(t *testing.T, imgs [][]byte) func(args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("ldmtool"); err != nil && !testutil.InCI() {
+		return nil
+	}
+	dir := t.TempDir()
+	var paths []string
+	for i, b := range imgs {
+		p := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return ldmtoolOn(t, paths)
+}
+
 func TestVolumes(t *testing.T) {
-	var ldmtool func(args ...string) []byte
 	imgs := ldmfixture.Build([]int64{64 * mib, 64 * mib}, vols)
 	want := layout(imgs)
-	if _, err := exec.LookPath("ldmtool"); err == nil || testutil.InCI() {
-		testutil.RequireTools(t, "ldmtool")
-		dir := t.TempDir()
-		var paths []string
-		for i, b := range imgs {
-			p := filepath.Join(dir, "disk"+string(rune('0'+i))+".img")
-			os.WriteFile(p, b, 0o644)
-			paths = append(paths, p)
-		}
-		ldmtool = func(args ...string) []byte {
-			var a []string
-			for _, p := range paths {
-				a = append(a, "-d", p)
-			}
-			out, err := exec.Command("ldmtool", append(a, args...)...).Output()
-			if err != nil {
-				t.Fatalf("ldmtool %v: %v", args, err)
-			}
-			return out
-		}
-	}
+	ldmtool := ldmtoolFor(t, imgs)
 	set, err := Scan(context.Background(), regions(imgs, -1))
 	if err != nil {
 		t.Fatal(err)
@@ -202,18 +222,8 @@ func TestGPTDynamicDisks(t *testing.T) {
 	if len(set.Problems) > 0 || len(set.Disks) != 2 || len(set.Volumes) != len(vols) {
 		t.Fatalf("problems %q, %d disks, %d volumes", set.Problems, len(set.Disks), len(set.Volumes))
 	}
-	if _, err := exec.LookPath("ldmtool"); err == nil {
-		crossCheck(t, set, func(args ...string) []byte {
-			var a []string
-			for _, p := range paths {
-				a = append(a, "-d", p)
-			}
-			out, err := exec.Command("ldmtool", append(a, args...)...).Output()
-			if err != nil {
-				t.Fatalf("ldmtool %v: %v", args, err)
-			}
-			return out
-		})
+	if ldmtool := ldmtoolOn(t, paths); ldmtool != nil {
+		crossCheck(t, set, ldmtool)
 	}
 	for _, v := range set.Volumes {
 		r, err := v.Open()

@@ -6,13 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/cairnbackup/cairn/internal/ldmfixture"
-	"github.com/cairnbackup/cairn/internal/testutil"
 	"github.com/cairnbackup/cairn/partinfo"
 )
 
@@ -44,22 +40,8 @@ func TestRAID5(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := exec.LookPath("ldmtool"); err == nil || testutil.InCI() {
-				testutil.RequireTools(t, "ldmtool")
-				dir := t.TempDir()
-				var args []string
-				for i, b := range imgs {
-					p := filepath.Join(dir, "disk"+string(rune('0'+i))+".img")
-					os.WriteFile(p, b, 0o644)
-					args = append(args, "-d", p)
-				}
-				crossCheck(t, set, func(a ...string) []byte {
-					out, err := exec.Command("ldmtool", append(args, a...)...).Output()
-					if err != nil {
-						t.Fatalf("ldmtool %v: %v", a, err)
-					}
-					return out
-				})
+			if ldmtool := ldmtoolFor(t, imgs); ldmtool != nil {
+				crossCheck(t, set, ldmtool)
 			}
 			if len(set.Volumes) != 1 || set.Volumes[0].Type != "raid5" {
 				t.Fatalf("volumes %+v", set.Volumes)

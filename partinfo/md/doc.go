@@ -17,7 +17,8 @@
 //     different sizes as strip zones: zone k stripes over the members
 //     larger than the k-th smallest; the original or alternate layout
 //     picks a chunk's member in later zones), raid1 (any member with the
-//     data), raid10 with near, far and offset copies,
+//     data), raid10 with near, far and offset copies (also in far sets:
+//     layout bits 17-18, far copies rotating within groups of members),
 //     raid4, raid5 (all six layouts) and raid6 (left- and right-symmetric
 //     and the DDF rotating layouts 8, 9, 10 that dm-raid's raid6_zr/nr/nc
 //     use),

@@ -99,13 +99,18 @@ func (a *Array) readZones(zones []zone) func([]byte, int64) error {
 }
 
 // raid10 is the geometry of a raid10 (layout: near copies in bits 0-7,
-// far copies in 8-15, bit 16 offset instead of far, bits 17+ far sets).
+// far copies in 8-15, bit 16 offset instead of far, bits 17-18 far sets).
 type raid10 struct {
 	a                *Array
 	near, far, disks int64
 	offset           bool
 	stride           int64 // member bytes between far copies
 	size             int64
+	// farSet is how many members a far copy rotates within (setup_geo's
+	// far_set_size): all of them in the original layout (bits 17-18 = 0),
+	// disks/far in the first "improved" layout (1), near*far in the fixed
+	// one (2). The last set takes the disks%farSet members left over.
+	farSet, lastSetStart, lastSetSize int64
 }
 
 // raid10Geometry checks a raid10's layout and sizes it from the per-member
@@ -113,12 +118,21 @@ type raid10 struct {
 func (a *Array) raid10Geometry(per int64) (*raid10, error) {
 	g := &raid10{a: a, near: int64(a.Layout & 0xff), far: int64(a.Layout >> 8 & 0xff), offset: a.Layout>>16&1 == 1,
 		disks: int64(a.RaidDisks)}
-	if a.Layout>>17 != 0 {
-		return nil, fmt.Errorf("md %s: raid10 layout %#x with far sets (only the original far layout is read): %w", a.Name, a.Layout, ErrUnsupported)
-	}
 	if g.near < 1 || g.far < 1 || g.near*g.far > g.disks {
 		return nil, fmt.Errorf("md %s: raid10 layout %#x over %d members: %w", a.Name, a.Layout, g.disks, ErrCorrupt)
 	}
+	switch a.Layout >> 17 {
+	case 0:
+		g.farSet = g.disks
+	case 1:
+		g.farSet = g.disks / g.far
+	case 2:
+		g.farSet = g.far * g.near
+	default:
+		return nil, fmt.Errorf("md %s: raid10 layout %#x: far-set kind %d is none the kernel knows (0, 1 or 2): %w", a.Name, a.Layout, a.Layout>>17, ErrCorrupt)
+	}
+	g.lastSetStart = (g.disks/g.farSet - 1) * g.farSet
+	g.lastSetSize = g.farSet + g.disks%g.farSet
 	if a.Chunk <= 0 {
 		return nil, fmt.Errorf("md %s: raid10 without a chunk size: %w", a.Name, ErrCorrupt)
 	}
@@ -136,8 +150,9 @@ func (a *Array) raid10Geometry(per int64) (*raid10, error) {
 }
 
 // copies returns the (slot, member offset) of every copy of the chunk
-// at array chunk c, byte in within it (__raid10_find_phys with the far
-// set as wide as the array).
+// at array chunk c, byte in within it (__raid10_find_phys): near copies
+// on consecutive members, each far copy one stride further down and near
+// members on, wrapping within its far set.
 func (g *raid10) copies(c, in int64) [][2]int64 {
 	chunk := c * g.near
 	dev, stripe := chunk%g.disks, chunk/g.disks
@@ -150,7 +165,13 @@ func (g *raid10) copies(c, in int64) [][2]int64 {
 		d, s := dev, sector
 		out = append(out, [2]int64{d, s})
 		for f := int64(1); f < g.far; f++ {
-			d = (d + g.near) % g.disks
+			set := d / g.farSet
+			d += g.near
+			if g.disks%g.farSet != 0 && d > g.lastSetStart {
+				d = (d-g.lastSetStart)%g.lastSetSize + g.lastSetStart
+			} else {
+				d = d%g.farSet + g.farSet*set
+			}
 			s += g.stride
 			out = append(out, [2]int64{d, s})
 		}

@@ -40,6 +40,14 @@ var specs = []spec{
 	{Version: "1.0", Level: Level10, Layout: 0x301, Chunk: 16 << 10, Members: 4, MemberLen: 3 << 20, Name: "r10f3"},
 	{Version: "1.2", Level: Level10, Layout: 0x10201, Chunk: 64 << 10, Members: 3, MemberLen: 3 << 20, Name: "r10o2"},
 	{Version: "1.2", Level: Level10, Layout: 0x10301, Chunk: 32 << 10, Members: 4, MemberLen: 3 << 20, Name: "r10o3"},
+	// raid10 far sets (layout bits 17-18): far copies rotate within sets
+	// of near*far members (kind 2) or members/far (kind 1); the last set
+	// takes the members left over. Laid out by raid10_find_virt.
+	{Version: "1.2", Level: Level10, Layout: 2<<17 | 0x201, Chunk: 64 << 10, Members: 4, MemberLen: 3 << 20, Name: "r10f2sets"},
+	{Version: "1.2", Level: Level10, Layout: 2<<17 | 0x201, Chunk: 32 << 10, Members: 5, MemberLen: 3<<20 + 96<<10, Name: "r10f2sets5"},
+	{Version: "1.0", Level: Level10, Layout: 2<<17 | 0x202, Chunk: 16 << 10, Members: 8, MemberLen: 3 << 20, Name: "r10n2f2sets"},
+	{Version: "1.2", Level: Level10, Layout: 2<<17 | 0x10201, Chunk: 64 << 10, Members: 5, MemberLen: 3 << 20, Name: "r10o2sets5"},
+	{Version: "1.2", Level: Level10, Layout: 1<<17 | 0x201, Chunk: 32 << 10, Members: 6, MemberLen: 3 << 20, Name: "r10f2sets1"},
 }
 
 func devicesOf(t *testing.T, paths []string, skip int) []Device {
@@ -281,16 +289,22 @@ func FuzzSuperblock(f *testing.F) {
 	})
 }
 
-// r10LayoutName is how mdadm --examine names a raid10 layout of one kind
-// of copies.
+// r10LayoutName is how mdadm --examine names a raid10 layout
+// (print_r10_layout, which says nothing of far sets).
 func r10LayoutName(layout int) string {
-	switch {
-	case layout>>16&1 == 1:
-		return fmt.Sprintf("offset=%d", layout>>8&0xff)
-	case layout>>8&0xff > 1:
-		return fmt.Sprintf("far=%d", layout>>8&0xff)
+	near, far := layout&0xff, layout>>8&0xff
+	var parts []string
+	if near != 1 {
+		parts = append(parts, fmt.Sprintf("near=%d", near))
 	}
-	return fmt.Sprintf("near=%d", layout&0xff)
+	if far != 1 {
+		kind := "far"
+		if layout>>16&1 == 1 {
+			kind = "offset"
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d", kind, far))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // TestRaid0ZonesNeedLayout: a raid0 over members of different sizes whose
@@ -329,6 +343,8 @@ func FuzzGeometry(f *testing.F) {
 	f.Add(int8(10), uint32(0x10301), uint8(2), []byte{6, 6, 6, 6})
 	f.Add(int8(10), uint32(0x102), uint8(3), []byte{4, 4, 4, 4})
 	f.Add(int8(5), uint32(2), uint8(3), []byte{4, 4, 4})
+	f.Add(int8(10), uint32(2<<17|0x201), uint8(2), []byte{4, 4, 4, 4, 4})
+	f.Add(int8(10), uint32(1<<17|0x10202), uint8(1), []byte{5, 5, 5, 5, 5, 5, 5})
 	f.Fuzz(func(t *testing.T, level int8, layout uint32, chunkLog uint8, sizes []byte) {
 		if len(sizes) == 0 || len(sizes) > 8 {
 			return
@@ -352,4 +368,86 @@ func FuzzGeometry(f *testing.F) {
 			t.Fatalf("read %d of %d: %v", n, len(buf), err)
 		}
 	})
+}
+
+// TestRaid10EveryCopy reads every copy of every chunk of each raid10
+// fixture (laid out by md(4)'s description, or by raid10_find_virt for
+// far sets) where __raid10_find_phys puts it: a read of the whole array
+// only meets the first copy of each chunk.
+func TestRaid10EveryCopy(t *testing.T) {
+	for _, s := range specs {
+		if s.Level != Level10 {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			data := make([]byte, s.ArraySize())
+			rng := rand.New(rand.NewPCG(uint64(s.Members), uint64(s.Layout)))
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			set, err := Scan(context.Background(), devicesOf(t, s.Build(t, t.TempDir(), data), -1))
+			if err != nil || len(set.Arrays) != 1 {
+				t.Fatalf("%v %v", set, err)
+			}
+			a := set.Arrays[0]
+			g, err := a.raid10Geometry(a.perMember())
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, s.Chunk)
+			for c := int64(0); c < g.size/s.Chunk; c++ {
+				want := data[c*s.Chunk : (c+1)*s.Chunk]
+				cps := g.copies(c, 0)
+				if int64(len(cps)) != g.near*g.far {
+					t.Fatalf("chunk %d: %d copies, want %d", c, len(cps), g.near*g.far)
+				}
+				seen := map[int64]bool{}
+				for _, cp := range cps {
+					if seen[cp[0]] {
+						t.Fatalf("chunk %d: two copies on member %d: %v", c, cp[0], cps)
+					}
+					seen[cp[0]] = true
+					if err := a.member(int(cp[0]), buf, cp[1]); err != nil || !bytes.Equal(buf, want) {
+						t.Fatalf("chunk %d: copy on member %d at %d: %v, bytes equal %v", c, cp[0], cp[1], err, bytes.Equal(buf, want))
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRaid10FarSetMembers: the members holding each copy of the first
+// chunks with far sets, worked out by hand from the kernel's description
+// (commit 475901aff158, "Improve redundancy for 'far' and 'offset'
+// algorithms"): a far copy moves near members on within its set, and the
+// last set takes the members left over.
+func TestRaid10FarSetMembers(t *testing.T) {
+	for _, c := range []struct {
+		layout, disks int
+		want          string // members of each copy of chunks 0, 1, ...
+	}{
+		{0x201, 4, "0,1 1,2 2,3 3,0"},                 // original: one set of all
+		{2<<17 | 0x201, 4, "0,1 1,0 2,3 3,2"},         // sets {0,1} {2,3}
+		{2<<17 | 0x201, 5, "0,1 1,0 2,3 3,4 4,2"},     // sets {0,1} {2,3,4}
+		{1<<17 | 0x201, 6, "0,1 1,2 2,0 3,4 4,5 5,3"}, // disks/far: sets of 3
+		{2<<17 | 0x202, 8, "0,2,1,3 2,0,3,1 4,6,5,7 6,4,7,5"},
+		{2<<17 | 0x10201, 5, "0,1 1,0 2,3 3,4 4,2"},
+	} {
+		a := &Array{Name: "t", Layout: c.layout, Chunk: 4096, RaidDisks: c.disks}
+		g, err := a.raid10Geometry(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for ch := int64(0); len(got) < len(strings.Fields(c.want)); ch++ {
+			var ds []string
+			for _, cp := range g.copies(ch, 0) {
+				ds = append(ds, fmt.Sprint(cp[0]))
+			}
+			got = append(got, strings.Join(ds, ","))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("layout %#x over %d: copies on %s, want %s", c.layout, c.disks, strings.Join(got, " "), c.want)
+		}
+	}
 }

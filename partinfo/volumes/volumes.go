@@ -67,8 +67,10 @@ type Disk struct {
 	Size int64
 }
 
-// Stack is what lies across the disks of a point: MD arrays and LVM
-// volume groups (on partitions, whole disks or arrays).
+// Stack is what lies across the disks of a point: MD arrays, LVM volume
+// groups (on partitions, whole disks or arrays), dynamic volumes and
+// btrfs filesystems of several devices (on partitions, whole disks,
+// arrays or LVs).
 type Stack struct {
 	MD  *md.Set
 	LVM *lvm.Set
@@ -78,13 +80,16 @@ type Stack struct {
 	ArrayErrors map[string]error
 	// LDM holds the Windows dynamic volumes (MBR dynamic disks).
 	LDM *ldm.Set
-	// Btrfs holds the btrfs filesystems of several devices.
+	// Btrfs holds the btrfs filesystems of several devices; a device
+	// on an array or an LV is named by its volume path (md/<array>,
+	// lvm/<vg>/<lv>).
 	Btrfs []*btrfs.Group
 }
 
 // Scan finds MD members and LVM physical volumes on every partition
 // (or whole disk, without a partition table) of the disks, assembles the
-// arrays, then the volume groups on partitions, disks and arrays. Disks
+// arrays, then the volume groups on partitions, disks and arrays, then
+// the btrfs filesystems of several devices on all of these and the LVs. Disks
 // whose partition table cannot be read are skipped and named in the LVM
 // set's Problems.
 func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
@@ -120,7 +125,6 @@ func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
 	if st.MD, err = md.Scan(ctx, regions); err != nil {
 		return nil, err
 	}
-	st.Btrfs = btrfs.Scan(regions)
 	var devs []lvm.Device
 	for _, c := range cands {
 		if c.typ == "lvm2" && !st.MD.IsMember(c.dev.Name) {
@@ -142,7 +146,47 @@ func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
 		return nil, err
 	}
 	st.LVM.Problems = append(problems, st.LVM.Problems...)
+	st.Btrfs = btrfs.Scan(st.btrfsRegions(regions))
 	return st, nil
+}
+
+// btrfsRegions is where a device of a btrfs of several devices may be:
+// the partitions and whole disks that are not members of an array that
+// could be assembled (a raid1 member with its data at offset 0 shows the
+// array's superblock too: the array is the device), then the arrays,
+// then the visible LVs, named by their volume paths (md/<array>,
+// lvm/<vg>/<lv>).
+func (st *Stack) btrfsRegions(parts []partinfo.Region) []partinfo.Region {
+	inArray := map[string]bool{}
+	for _, a := range st.MD.Arrays {
+		if st.Arrays[a.Name] == nil {
+			continue
+		}
+		for _, m := range a.Members {
+			if m != nil {
+				inArray[m.Device.Name] = true
+			}
+		}
+	}
+	var rs []partinfo.Region
+	for _, r := range parts {
+		if !inArray[r.Name] {
+			rs = append(rs, r)
+		}
+	}
+	for _, a := range st.MD.Arrays {
+		if vol := st.Arrays[a.Name]; vol != nil {
+			rs = append(rs, partinfo.Region{Name: MDDir + "/" + a.Name, R: vol, Size: vol.Size()})
+		}
+	}
+	for _, vg := range st.LVM.VGs {
+		for _, lv := range vg.VisibleLVs() {
+			if vol, err := lv.Open(); err == nil {
+				rs = append(rs, partinfo.Region{Name: LVPath(lv), R: vol, Size: vol.Size()})
+			}
+		}
+	}
+	return rs
 }
 
 // BtrfsName is a multi-device btrfs's name under fs/btrfs/: its label
