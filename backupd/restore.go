@@ -248,6 +248,9 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	if name == "" {
 		name = cfg.Name
 	}
+	if err := checkNetworkMap(cfg, req.Create.Networks); err != nil {
+		return nil, err
+	}
 	for _, d := range cfg.Disks {
 		if _, ok := req.Point.Disk(d.Name); !ok {
 			return nil, fmt.Errorf("disk %s of the VM configuration is not in point %s (points hold %s)", d.Name, req.Point.ID, diskNames(req.Point))

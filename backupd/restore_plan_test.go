@@ -92,6 +92,14 @@ func TestRestorePlan(t *testing.T) {
 			},
 		},
 		{
+			name: "a network mapping of no recorded network is refused",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Networks: map[string]string{"VM Netwrok": "lab"}}}
+			},
+			wantErr: ErrNetworkNotInConfig, errText: `"VM Network"`,
+			forbid: writes, written: 0,
+		},
+		{
 			name: "new VM, identity kept",
 			req: func(p blockmap.Point) RestoreRequest {
 				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", KeepIdentity: true}}
