@@ -53,7 +53,10 @@ func fileCommands() []*cli.Command {
 			Name:      "restore-file",
 			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
-			Description: "Restores every entry it can: an entry that cannot be read or written is reported on\n" +
+			Description: "DEST names the restored copy of PATH, as with cp -a; when DEST is an existing\n" +
+				"directory, PATH is restored into it under its own name. Missing parent directories\n" +
+				"of DEST are created.\n" +
+				"Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
 				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
@@ -322,6 +325,22 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
 }
 
+// restoreDest is where restore-file writes guest path p: dest itself, or
+// dest/<base of p> when dest is an existing directory (as cp -a does).
+// Missing parents of the result are created, so that a DEST such as
+// ./restored/etc works without a mkdir first.
+func restoreDest(dest, p string) (string, error) {
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
+		dest = filepath.Join(dest, restoreName(path.Base(p)))
+	}
+	if parent := filepath.Dir(dest); parent != "" {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return "", fmt.Errorf("DEST %s: %w", dest, err)
+		}
+	}
+	return dest, nil
+}
+
 // guestPath cleans a guest path for io/fs ("" and "/" are the root).
 func guestPath(p string) (string, error) {
 	p = strings.Trim(path.Clean("/"+p), "/")
@@ -411,9 +430,9 @@ func restoreFileAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dest := c.Args().Get(1)
-	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
-		dest = filepath.Join(dest, restoreName(path.Base(p)))
+	dest, err := restoreDest(c.Args().Get(1), p)
+	if err != nil {
+		return fmt.Errorf("restore-file: %w", err)
 	}
 	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
