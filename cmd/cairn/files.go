@@ -236,7 +236,15 @@ func partitionsAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(tables)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	return printPartitionTable(os.Stdout, tables)
+}
+
+// printPartitionTable prints the tables' partitions and volumes as one
+// aligned table, then each disk's or volume's notes (warnings, members,
+// allocation) as plain lines below it: a note inside the table would end
+// text/tabwriter's column blocks and misalign every row after it.
+func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DISK\tTABLE\tPART\tSTART\tSIZE\tTYPE\tNAME\tFS\tLABEL\tUUID\tUSED\tFREE")
 	for _, t := range tables {
 		for _, v := range t.Partitions {
@@ -264,17 +272,22 @@ func partitionsAction(c *cli.Context) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
 				orDash(typ), orDash(v.PartName), fs, orDash(v.Label), orDash(v.UUID), used, free)
 		}
-		for _, w := range t.Warnings {
-			fmt.Fprintf(tw, "%s\twarning: %s\n", t.Disk, w)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		for _, warn := range t.Warnings {
+			fmt.Fprintf(w, "%s: warning: %s\n", t.Disk, warn)
 		}
 		if len(t.MadeOf) > 0 {
-			fmt.Fprintf(tw, "%s\tmade of: %s\n", t.Disk, strings.Join(t.MadeOf, " "))
+			fmt.Fprintf(w, "%s: made of %s\n", t.Disk, strings.Join(t.MadeOf, " "))
 		}
 		if t.Allocated > 0 || t.Unallocated > 0 {
-			fmt.Fprintf(tw, "%s\tallocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
+			fmt.Fprintf(w, "%s: allocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func orDash(s string) string {
