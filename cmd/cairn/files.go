@@ -330,12 +330,31 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		fsys, err := fsopen.Open(o.dr, v.Offset, v.Size, v.Detection)
 		if err != nil {
 			o.Close()
-			return nil, nil, fmt.Errorf("disk %s partition %s: %s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "))
+			return nil, nil, fmt.Errorf("disk %s partition %s: %s%s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "),
+				volumeAdvice(v.Detection.Type, c.String("vm")))
 		}
 		return o, fsys, nil
 	}
 	o.Close()
 	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
+}
+
+// volumeAdvice is what files and restore-file add when --disk/--part
+// names a piece of a volume assembled across disks (the mount's fs/md/,
+// fs/lvm/ and fs/ldm/ paths mean nothing to them): the --volume to give.
+func volumeAdvice(detected, vm string) string {
+	var kind string
+	switch detected {
+	case partinfo.TypeMDMember:
+		kind = "--volume md/ARRAY"
+	case "lvm2":
+		kind = "--volume lvm/VG/LV"
+	case partinfo.TypeLDM:
+		kind = "--volume ldm/VOLUME"
+	default:
+		return ""
+	}
+	return fmt.Sprintf(" Read the assembled volume with %s instead of --disk/--part (`cairn partitions --vm %s` lists them).", kind, vm)
 }
 
 // restoreDest is where restore-file writes guest path p: dest itself, or
