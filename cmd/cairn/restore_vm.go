@@ -183,7 +183,7 @@ func restoreVMAction(c *cli.Context) error {
 		case errors.Is(err, c.Context.Err()) && c.Context.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", err)
 		}
-		return fmt.Errorf("restore of %s point %s: %w", p.VM, p.ID, err)
+		return withRestoreAdvice(fmt.Errorf("restore of %s point %s: %w", p.VM, p.ID, err))
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
@@ -256,7 +256,7 @@ func restoreDiskCommand() *cli.Command {
 				Provisioning: c.String("disk-provisioning"), VCenter: conn.URL.Host,
 			}, opts)
 			if err != nil {
-				return fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err)
+				return withRestoreAdvice(fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err))
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(os.Stdout)
