@@ -111,6 +111,11 @@ func TestRestoreCLI(t *testing.T) {
 		t.Fatalf("cleanup: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	noVMNamed(t, sim, conn, "efi-kill")
+	// a second cleanup has nothing to do and says so
+	r = collect(runCairn(t, env, "restore", "cleanup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint))
+	if r.code != 0 || !strings.Contains(r.stdout, "no VM left by an interrupted restore") {
+		t.Errorf("second cleanup: exit %d, stdout %q", r.code, r.stdout)
+	}
 	if _, err := conn.LookupVM(ctx, "efi-copy"); err != nil {
 		t.Errorf("cleanup touched the finished restore: %v", err)
 	}

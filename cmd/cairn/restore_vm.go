@@ -219,6 +219,9 @@ func restoreCleanupCommand() *cli.Command {
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
 			}
+			if err == nil && len(removed) == 0 {
+				fmt.Println("no VM left by an interrupted restore to remove")
+			}
 			return err
 		},
 	}
