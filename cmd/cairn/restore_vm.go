@@ -190,7 +190,11 @@ func restoreVMAction(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s\n", res.VM, res.MoRef, res.Mode, res.Point, humanBytes(res.BytesWritten()))
+	powered := ""
+	if req.PowerOn {
+		powered = "\tpowered on"
+	}
+	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s%s\n", res.VM, res.MoRef, res.Mode, res.Point, humanBytes(res.BytesWritten()), powered)
 	for _, d := range res.Disks {
 		extra := ""
 		if res.Mode == "rollback" {
