@@ -360,7 +360,7 @@ func parseDatastoreDirs(items []string) (vsphere.DatastoreDirs, error) {
 func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
-		Usage: "list backup jobs (start, end, VM, result, bytes read and stored, error)",
+		Usage: "list backup and restore jobs (start, end, VM, result, bytes read and stored or written, error)",
 		Description: "When cairn serve runs on the repository (or --server is given) this lists the\n" +
 			"server's runs, queued and running ones included; --history (or no server) lists\n" +
 			"the repository's job log, which every cairn process appends to.",
