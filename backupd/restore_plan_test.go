@@ -64,6 +64,7 @@ func TestRestorePlan(t *testing.T) {
 		}
 	}
 	writes := []string{"create", "destroy", "rename", "power-on=", "add-disk", "remove-disk", "attach"}
+	var warnings bytes.Buffer // the log of the case that sets it as its Logger
 	cases := []restoreCase{
 		{
 			name: "new VM, new identity, network mapped, thick",
@@ -150,6 +151,34 @@ func TestRestorePlan(t *testing.T) {
 					t.Errorf("%d bytes zeroed, want the point's holes (%d)", zero, 1536<<10)
 				}
 			},
+		},
+		{
+			name: "--replace through the default transports: nfc skipped without a warning",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			calls: []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "import"},
+			vm: "web", written: -1,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if warnings.Len() != 0 || res.Disks[0].Transport != WriteTransportNBD {
+					t.Errorf("transport %s, warnings:\n%s", res.Disks[0].Transport, warnings.String())
+				}
+			},
+		},
+		{
+			name: "--replace through nfc only: refused, saying why",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			opts:    func(o *RestoreOptions, h *memHV) { o.Transports = []string{WriteTransportNFC} },
+			errText: "nfc writes disks only while it creates a VM",
+			calls:   []string{"lookup web"}, forbid: []string{"create", "import"},
+			written: 0,
 		},
 		{
 			name: "quick rollback: only the changed areas",
