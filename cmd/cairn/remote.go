@@ -601,20 +601,7 @@ func remotePointsAction(c *cli.Context) error {
 			}
 			return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
 		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VM\tPOINT\tTIME (UTC)\tCONSISTENCY\tDISKS")
-		for _, p := range pts {
-			var disks []string
-			for _, d := range p.Disks {
-				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.VM, p.ID, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
-		}
-		tw.Flush()
-		for _, b := range bad {
-			fmt.Printf("UNREADABLE %s: %s\n", b.Object, b.Err)
-		}
-		fmt.Printf("remote %s: %d points\n", rc.Name, len(pts))
+		printRemotePoints(os.Stdout, rc.Name, pts, bad)
 		return nil
 	})
 }
@@ -665,7 +652,7 @@ func remoteExportAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := blockmap.FindPoint(pts, c.String("vm"), c.String("point"))
+		p, err := findRemotePoint(pts, rc.Name, c.String("vm"), c.String("point"))
 		if err != nil {
 			return err
 		}
@@ -818,7 +805,7 @@ func remotePruneAction(c *cli.Context) error {
 			}
 			var sel []blockmap.Point
 			for _, ref := range c.StringSlice("point") {
-				p, err := blockmap.FindPoint(pts, c.String("vm"), ref)
+				p, err := findRemotePoint(pts, rc.Name, c.String("vm"), ref)
 				if err != nil {
 					return err
 				}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/blockmap/remote"
+)
+
+// printRemotePoints is `cairn points --remote`'s table: the columns of
+// `cairn points` that a remote knows, GEN included (--point takes a
+// generation number on a remote too), then the unreadable manifests.
+func printRemotePoints(w io.Writer, name string, pts []blockmap.Point, bad []remote.BadObject) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS")
+	for _, p := range pts {
+		var disks []string
+		for _, d := range p.Disks {
+			disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.VM, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
+	}
+	tw.Flush()
+	for _, b := range bad {
+		fmt.Fprintf(w, "UNREADABLE %s: %s\n", b.Object, b.Err)
+	}
+	fmt.Fprintf(w, "remote %s: %d points\n", name, len(pts))
+}
+
+// remotePointError is a point looked up on a remote that has no such
+// point; hintFor sends the user to the remote's list, not the local one.
+type remotePointError struct {
+	Remote string
+	Err    error
+}
+
+func (e *remotePointError) Error() string { return e.Err.Error() + " on remote " + e.Remote }
+func (e *remotePointError) Unwrap() error { return e.Err }
+
+// findRemotePoint is blockmap.FindPoint over a remote's points, its
+// not-found error naming the remote.
+func findRemotePoint(pts []blockmap.Point, remoteName, vm, ref string) (blockmap.Point, error) {
+	p, err := blockmap.FindPoint(pts, vm, ref)
+	var nf *blockmap.PointNotFoundError
+	if errors.As(err, &nf) {
+		return p, &remotePointError{Remote: remoteName, Err: err}
+	}
+	return p, err
+}
+
+// remotePointHint is the hint for a point a remote lacks.
+func remotePointHint(e *remotePointError) string {
+	var nf *blockmap.PointNotFoundError
+	if !errors.As(e.Err, &nf) {
+		return ""
+	}
+	if nf.Ref == "" {
+		return fmt.Sprintf("see `cairn points --remote %s`", e.Remote)
+	}
+	return fmt.Sprintf("give an id from `cairn points --remote %s --vm %s`, a generation number, or latest", e.Remote, nf.VM)
+}
