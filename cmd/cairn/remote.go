@@ -354,7 +354,7 @@ func remoteCommands() []*cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
-				&cli.StringFlag{Name: "point", Usage: "only this point id (needs one --vm)"},
+				&cli.StringFlag{Name: "point", Usage: "only this point: id, generation number or latest (needs one --vm)"},
 			},
 			Action: pullAction,
 		},
@@ -552,23 +552,9 @@ func pullAction(c *cli.Context) error {
 		for _, b := range bad {
 			fmt.Fprintf(os.Stderr, "warning: unreadable manifest %s: %s\n", b.Object, b.Err)
 		}
-		vms := c.StringSlice("vm")
-		if c.String("point") != "" && len(vms) != 1 {
-			return errors.New("--point needs exactly one --vm")
-		}
-		want := map[string]bool{}
-		for _, v := range vms {
-			want[v] = true
-		}
-		var sel []blockmap.Point
-		for _, p := range pts {
-			if len(want) > 0 && !want[p.VM] || c.String("point") != "" && p.ID != c.String("point") {
-				continue
-			}
-			sel = append(sel, p)
-		}
-		if len(sel) == 0 {
-			return fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, rc.Name)
+		sel, err := selectPull(pts, rc.Name, c.StringSlice("vm"), c.String("point"))
+		if err != nil {
+			return err
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
 		pulled := 0

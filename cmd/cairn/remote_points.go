@@ -63,3 +63,33 @@ func remotePointHint(e *remotePointError) string {
 	}
 	return fmt.Sprintf("give an id from `cairn points --remote %s --vm %s`, a generation number, or latest", e.Remote, nf.VM)
 }
+
+// selectPull picks the points `cairn pull` copies: every point, those of
+// the VMs named, or one point of one VM (--point: id, generation number or
+// latest, as everywhere else).
+func selectPull(pts []blockmap.Point, remoteName string, vms []string, point string) ([]blockmap.Point, error) {
+	if point != "" {
+		if len(vms) != 1 {
+			return nil, errors.New("--point needs exactly one --vm")
+		}
+		p, err := findRemotePoint(filterVM(pts, vms[0]), remoteName, vms[0], point)
+		if err != nil {
+			return nil, fmt.Errorf("pull: %w", err)
+		}
+		return []blockmap.Point{p}, nil
+	}
+	want := map[string]bool{}
+	for _, v := range vms {
+		want[v] = true
+	}
+	var sel []blockmap.Point
+	for _, p := range pts {
+		if len(want) == 0 || want[p.VM] {
+			sel = append(sel, p)
+		}
+	}
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, remoteName)
+	}
+	return sel, nil
+}

@@ -41,3 +41,40 @@ func TestRemotePointHint(t *testing.T) {
 		t.Errorf("generation 1: %v", err)
 	}
 }
+
+// TestSelectPull: pull --point takes an id, a generation number or
+// latest like every other --point (it took only an id: `pull --vm web
+// --point latest` and `--point 2` said the remote had no such points).
+func TestSelectPull(t *testing.T) {
+	pts := []blockmap.Point{{VM: "db", ID: "a", Gen: 1}, {VM: "web", ID: "b", Gen: 1}, {VM: "web", ID: "c", Gen: 2}}
+	for _, tc := range []struct {
+		vms   []string
+		point string
+		want  string // ids, or "error: text"
+	}{
+		{nil, "", "a b c"},
+		{[]string{"web"}, "", "b c"},
+		{[]string{"web"}, "latest", "c"},
+		{[]string{"web"}, "1", "b"},
+		{[]string{"web"}, "c", "c"},
+		{[]string{"web"}, "9", "error: cairn points --remote offsite --vm web"},
+		{nil, "latest", "error: --point needs exactly one --vm"},
+		{[]string{"mail"}, "", "error: no such points"},
+	} {
+		sel, err := selectPull(pts, "offsite", tc.vms, tc.point)
+		var got []string
+		for _, p := range sel {
+			got = append(got, p.ID)
+		}
+		g := strings.Join(got, " ")
+		if err != nil {
+			g = "error: " + err.Error()
+			if h := hintFor(err); h != "" {
+				g += " (" + h + ")"
+			}
+		}
+		if strings.HasPrefix(tc.want, "error: ") && !strings.Contains(g, strings.TrimPrefix(tc.want, "error: ")) || !strings.HasPrefix(tc.want, "error: ") && g != tc.want {
+			t.Errorf("pull --vm %v --point %q: %s, want %s", tc.vms, tc.point, g, tc.want)
+		}
+	}
+}
