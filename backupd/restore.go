@@ -175,7 +175,7 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 	return func(res *RestoreResult, err error) {
 		rec.End, rec.State = time.Now().UTC(), JobOK
 		if res != nil {
-			rec.BytesWritten = res.BytesWritten()
+			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
 			rec.State, rec.Error = JobFailed, err.Error()

@@ -133,6 +133,9 @@ func TestRestoreCLI(t *testing.T) {
 	for _, j := range jobs {
 		if j.Kind == backupd.JobRestore {
 			states[j.State]++
+			if j.State == backupd.JobOK && j.Target == "" {
+				t.Errorf("restore job %s: no target VM recorded", j.ID)
+			}
 		}
 	}
 	// refused + ok + powered on + cancelled = failed 2, ok 2; the killed one is interrupted
@@ -140,7 +143,7 @@ func TestRestoreCLI(t *testing.T) {
 		t.Errorf("restore jobs by state %v", states)
 	}
 	out := mustCairn(t, "--repo", repoDir, "jobs")
-	if !strings.Contains(out, "efivm (restore)") {
+	if !strings.Contains(out, "efivm (restore)") || !strings.Contains(out, "efivm (restore to efi-copy)") {
 		t.Errorf("cairn jobs does not show restores:\n%s", out)
 	}
 	if strings.Contains(logs.String(), sim.Password) {

@@ -418,7 +418,11 @@ func jobsCommand() *cli.Command {
 				}
 				vm := j.VM
 				if j.Kind != "" && j.Kind != backupd.JobBackup {
-					vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
+					if j.Target != "" {
+						vm += " (" + j.Kind + " to " + j.Target + ")" // where a restore went
+					} else {
+						vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
+					}
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, vm, j.Start.Format(time.RFC3339), end, j.State,
 					dash(j.Point), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), oneLine(j.Error))
