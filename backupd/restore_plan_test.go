@@ -574,9 +574,16 @@ func TestCleanupRestoresMem(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.calls = nil
-	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// as a restore calls it: with its logger, which carries its own job id
+	var logs bytes.Buffer
+	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewJSONHandler(&logs, nil)).With("job", "job-3"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Count(l, `"job":`) != 1 || !strings.Contains(l, `"restore_job":"job-`) {
+			t.Errorf("log line with a duplicate or missing key: %s", l)
+		}
 	}
 	if !slices.Equal(removed, []string{"dead"}) {
 		t.Errorf("removed %v, want [dead]", removed)
