@@ -823,7 +823,7 @@ func remotePruneAction(c *cli.Context) error {
 		}
 		fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
 			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
-		return nil
+		return forgetLockedError(c.Command.Name, rep)
 	})
 }
 

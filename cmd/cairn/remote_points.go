@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -92,4 +93,22 @@ func selectPull(pts []blockmap.Point, remoteName string, vms []string, point str
 		return nil, fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, remoteName)
 	}
 	return sel, nil
+}
+
+// forgetLockedError fails `forget --remote` when points it was asked to
+// delete are under Object Lock retention and were kept: the user named
+// them, so exit 0 would claim they are gone. (A prune keeping locked
+// points is its policy working, not a failure.)
+func forgetLockedError(command string, rep *remote.PruneReport) error {
+	if command != "forget" || rep.DryRun || len(rep.Locked) == 0 {
+		return nil
+	}
+	var last time.Time
+	for _, p := range rep.Locked {
+		if p.Until.After(last) {
+			last = p.Until
+		}
+	}
+	return fmt.Errorf("forget: %d of the points named are under Object Lock retention and were kept; forget them again after %s",
+		len(rep.Locked), last.UTC().Format(time.RFC3339))
 }
