@@ -37,7 +37,7 @@ func restoreConnFlags() []cli.Flag {
 	return append(vcenterConnFlags(),
 		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNFC + "," + backupd.WriteTransportNBD, Usage: "write transports to try in order: nfc (OVF import, new VMs only), nbd, hotadd"},
 		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd (and to detach disks a killed hotadd restore left on it)"},
-		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly)"},
+		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly; split at spaces and run without a shell)"},
 		&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
 		&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD write"},
 		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine ({disk_local_path})"},
