@@ -45,6 +45,9 @@ type JobRecord struct {
 	Error        string    `json:"error,omitempty"`
 	PID          int       `json:"pid,omitempty"`
 	Host         string    `json:"host,omitempty"`
+	// Target is the VM a finished restore wrote (a new VM, the replaced or
+	// rolled-back one, or the VM that received a disk).
+	Target string `json:"target,omitempty"`
 }
 
 // JobLog is the job history of a repository.

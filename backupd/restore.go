@@ -175,7 +175,7 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 	return func(res *RestoreResult, err error) {
 		rec.End, rec.State = time.Now().UTC(), JobOK
 		if res != nil {
-			rec.BytesWritten = res.BytesWritten()
+			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
 			rec.State, rec.Error = JobFailed, err.Error()
@@ -247,6 +247,9 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	}
 	if name == "" {
 		name = cfg.Name
+	}
+	if err := checkNetworkMap(cfg, req.Create.Networks); err != nil {
+		return nil, err
 	}
 	for _, d := range cfg.Disks {
 		if _, ok := req.Point.Disk(d.Name); !ok {
@@ -703,6 +706,8 @@ func (j *restoreJob) cleanupStale(ctx context.Context) {
 // CleanupRestores destroys the VMs that carry vsphere.RestoreMarkerKey and
 // were made by a restore process of this host that no longer runs. It
 // returns their names; markers of other hosts or live processes are left.
+// It logs the marker's job as restore_job: log is often a running
+// restore's logger, which already carries its own "job".
 //
 // With a proxy VM, disks of such a VM that a killed hotadd restore left
 // attached to the proxy are detached first.
@@ -715,7 +720,7 @@ func CleanupRestores(ctx context.Context, hv RestoreHypervisor, proxyVM string, 
 	var removed []string
 	for _, r := range inc {
 		if r.Host != host || r.PID <= 0 || (r.PID != os.Getpid() && processAlive(r.PID)) || r.PID == os.Getpid() {
-			log.Info("VM of a restore still running or of another host left alone", "vm", r.Name, "job", r.Job, "host", r.Host, "pid", r.PID)
+			log.Info("VM of a restore still running or of another host left alone", "vm", r.Name, "restore_job", r.Job, "host", r.Host, "pid", r.PID)
 			continue
 		}
 		if proxyVM != "" {
@@ -728,13 +733,13 @@ func CleanupRestores(ctx context.Context, hv RestoreHypervisor, proxyVM string, 
 				return removed, err
 			}
 			for _, f := range detached {
-				log.Warn("detached a disk of an interrupted restore from the proxy", "disk", f, "proxy", proxyVM)
+				log.Warn("detached a disk of an interrupted restore from the proxy", "disk", f, "proxy", proxyVM, "restore_job", r.Job)
 			}
 		}
 		if err := hv.DestroyVM(ctx, &vsphere.VM{Ref: r.Ref, Name: r.Name, VMPathName: r.VMXPath}); err != nil {
 			return removed, fmt.Errorf("remove VM %s left by interrupted restore %s: %w", r.Name, r.Job, err)
 		}
-		log.Warn("removed a VM left by an interrupted restore", "vm", r.Name, "job", r.Job, "pid", r.PID, "started", r.Started)
+		log.Warn("removed a VM left by an interrupted restore", "vm", r.Name, "restore_job", r.Job, "pid", r.PID, "started", r.Started)
 		removed = append(removed, r.Name)
 	}
 	return removed, nil

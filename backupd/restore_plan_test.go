@@ -64,6 +64,7 @@ func TestRestorePlan(t *testing.T) {
 		}
 	}
 	writes := []string{"create", "destroy", "rename", "power-on=", "add-disk", "remove-disk", "attach"}
+	var warnings bytes.Buffer // the log of the case that sets it as its Logger
 	cases := []restoreCase{
 		{
 			name: "new VM, new identity, network mapped, thick",
@@ -90,6 +91,14 @@ func TestRestorePlan(t *testing.T) {
 					t.Errorf("mode %s, zero bytes %d (a new disk needs none)", res.Mode, res.Disks[0].ZeroBytes)
 				}
 			},
+		},
+		{
+			name: "a network mapping of no recorded network is refused",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Networks: map[string]string{"VM Netwrok": "lab"}}}
+			},
+			wantErr: ErrNetworkNotInConfig, errText: `"VM Network"`,
+			forbid: writes, written: 0,
 		},
 		{
 			name: "new VM, identity kept",
@@ -142,6 +151,34 @@ func TestRestorePlan(t *testing.T) {
 					t.Errorf("%d bytes zeroed, want the point's holes (%d)", zero, 1536<<10)
 				}
 			},
+		},
+		{
+			name: "--replace through the default transports: nfc skipped without a warning",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			calls: []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "import"},
+			vm: "web", written: -1,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if warnings.Len() != 0 || res.Disks[0].Transport != WriteTransportNBD {
+					t.Errorf("transport %s, warnings:\n%s", res.Disks[0].Transport, warnings.String())
+				}
+			},
+		},
+		{
+			name: "--replace through nfc only: refused, saying why",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			opts:    func(o *RestoreOptions, h *memHV) { o.Transports = []string{WriteTransportNFC} },
+			errText: "nfc writes disks only while it creates a VM",
+			calls:   []string{"lookup web"}, forbid: []string{"create", "import"},
+			written: 0,
 		},
 		{
 			name: "quick rollback: only the changed areas",
@@ -537,9 +574,16 @@ func TestCleanupRestoresMem(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.calls = nil
-	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// as a restore calls it: with its logger, which carries its own job id
+	var logs bytes.Buffer
+	removed, err := CleanupRestores(ctx, h, "proxy", slog.New(slog.NewJSONHandler(&logs, nil)).With("job", "job-3"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Count(l, `"job":`) != 1 || !strings.Contains(l, `"restore_job":"job-`) {
+			t.Errorf("log line with a duplicate or missing key: %s", l)
+		}
 	}
 	if !slices.Equal(removed, []string{"dead"}) {
 		t.Errorf("removed %v, want [dead]", removed)

@@ -111,8 +111,9 @@ func (t unavailableTransport) Name() string { return t.name }
 
 func (t unavailableTransport) Open(context.Context, DiskRef) (DiskTarget, error) { return nil, t.err }
 
-// writeTransports builds the named write transports (nfc excluded: it is
-// tried when the VM is created). The hotadd proxy is found once here.
+// writeTransports builds the named write transports for existing disks
+// (nfc is tried when the VM is created: here it is skipped, or, when it is
+// the only one named, fails saying why). The hotadd proxy is found once here.
 func (j *restoreJob) writeTransports(ctx context.Context) []WriteTransport {
 	out := make([]WriteTransport, 0, len(j.opts.Transports))
 	for _, n := range j.opts.Transports {
@@ -131,6 +132,9 @@ func (j *restoreJob) writeTransports(ctx context.Context) []WriteTransport {
 			}
 			out = append(out, &HotAddWriteTransport{Proxy: proxy, Device: j.opts.HotAddDevice, Logger: j.log})
 		case WriteTransportNFC:
+			if len(j.opts.Transports) > 1 {
+				continue // the default nfc,nbd: the others write existing disks, nfc has nothing to say
+			}
 			out = append(out, unavailableTransport{n, errors.New("nfc writes disks only while it creates a VM (restore vm); use nbd or hotadd here")})
 		default:
 			out = append(out, unavailableTransport{n, fmt.Errorf("unknown write transport %q (known: %s, %s, %s)", n, WriteTransportNFC, WriteTransportNBD, WriteTransportHotAdd)})

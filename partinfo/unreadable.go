@@ -49,7 +49,7 @@ func Unreadable(d Detection) *UnreadableError {
 				"machine, Disk Management, Import Foreign Disks). " + exportHint}
 	case "swap":
 		return &UnreadableError{What: "Linux swap space" + withID(d),
-			Why: "swap holds no files: it is the paging area of the running system and has nothing to restore."}
+			Why: "Swap holds no files: it is the paging area of the running system and has nothing to restore."}
 	case "iso9660":
 		return &UnreadableError{What: "an ISO 9660 (CD/DVD) filesystem" + withID(d),
 			Why: "cairn does not browse ISO images: export the disk image and open it with any ISO tool " +
@@ -58,7 +58,7 @@ func Unreadable(d Detection) *UnreadableError {
 		return nil
 	default:
 		return &UnreadableError{What: "no filesystem cairn recognises",
-			Why: "it may be empty, unformatted, encrypted by software cairn does not know, or a format " +
+			Why: "It may be empty, unformatted, encrypted by software cairn does not know, or a format " +
 				"cairn has no reader for. " + exportHint}
 	}
 }

@@ -114,7 +114,7 @@ func TestBtrfsOnVolumesLayout(t *testing.T) {
 		if g := strings.Join(got, " "); g != want {
 			t.Errorf("partitions:\n got %s\nwant %s\n%s", g, want, out)
 		}
-		if text := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "nas"); !strings.Contains(text, "made of: devid1=lvm/nasvg/pool0 devid2=md/poolmd") {
+		if text := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "nas"); !strings.Contains(text, "btrfs/pool: made of devid1=lvm/nasvg/pool0 devid2=md/poolmd") {
 			t.Errorf("partitions text does not show pool's devices:\n%s", text)
 		}
 	})

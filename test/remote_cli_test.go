@@ -274,6 +274,15 @@ func testRemoteImmutableCLI(t *testing.T, eng s3test.Engine) {
 	if !strings.Contains(out, "0 retentions extended") {
 		t.Fatalf("extend right after replicate: %s", out)
 	}
+	// forgetting a locked point keeps it, and says so with a failing exit
+	pts := remotePoints(t, repo, "locked")
+	res = runCairn(t, nil, "--repo", repo, "forget", "--remote", "locked", "--vm", pts[0].VM, "--point", pts[0].ID)
+	if res.code == 0 || !strings.Contains(res.stderr, "Object Lock retention") || !strings.Contains(res.stdout, "locked "+pts[0].VM) {
+		t.Errorf("forget --remote of a locked point: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if left := remotePoints(t, repo, "locked"); len(left) != len(pts) {
+		t.Errorf("forget of a locked point deleted it: %d points left of %d", len(left), len(pts))
+	}
 }
 
 // TestRemotePruneCLI: prune --remote keeps what the policy keeps and the

@@ -84,6 +84,11 @@ func TestRestoreCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.VM != "efi-copy" || len(res.Disks) != 2 || res.Disks[0].Transport != backupd.WriteTransportNFC {
 		t.Fatalf("restore output %q: %v", r.stdout, err)
 	}
+	// the text output says the VM was powered on
+	r = collect(runCairn(t, env, base(restoreNBDCommand, "--name", "efi-on", "--network", "VM Network=DC0_DVPG0", "--power-on")...))
+	if r.code != 0 || !strings.Contains(r.stdout, "\tpowered on") {
+		t.Errorf("restore --power-on: exit %d, stdout %q", r.code, r.stdout)
+	}
 	// SIGINT mid-write: the VM it created is removed
 	slow := "nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-write=200ms"
 	cmd, stderr := startRestore(t, env, nbdOnly(slow, "--name", "efi-int")...)
@@ -111,6 +116,11 @@ func TestRestoreCLI(t *testing.T) {
 		t.Fatalf("cleanup: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	noVMNamed(t, sim, conn, "efi-kill")
+	// a second cleanup has nothing to do and says so
+	r = collect(runCairn(t, env, "restore", "cleanup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint))
+	if r.code != 0 || !strings.Contains(r.stdout, "no VM left by an interrupted restore") {
+		t.Errorf("second cleanup: exit %d, stdout %q", r.code, r.stdout)
+	}
 	if _, err := conn.LookupVM(ctx, "efi-copy"); err != nil {
 		t.Errorf("cleanup touched the finished restore: %v", err)
 	}
@@ -123,14 +133,17 @@ func TestRestoreCLI(t *testing.T) {
 	for _, j := range jobs {
 		if j.Kind == backupd.JobRestore {
 			states[j.State]++
+			if j.State == backupd.JobOK && j.Target == "" {
+				t.Errorf("restore job %s: no target VM recorded", j.ID)
+			}
 		}
 	}
-	// refused + ok + cancelled = failed 2, ok 1; the killed one is interrupted
-	if states[backupd.JobOK] != 1 || states[backupd.JobFailed] != 2 || states[backupd.JobInterrupted] != 1 {
+	// refused + ok + powered on + cancelled = failed 2, ok 2; the killed one is interrupted
+	if states[backupd.JobOK] != 2 || states[backupd.JobFailed] != 2 || states[backupd.JobInterrupted] != 1 {
 		t.Errorf("restore jobs by state %v", states)
 	}
 	out := mustCairn(t, "--repo", repoDir, "jobs")
-	if !strings.Contains(out, "efivm (restore)") {
+	if !strings.Contains(out, "efivm (restore)") || !strings.Contains(out, "efivm (restore to efi-copy)") {
 		t.Errorf("cairn jobs does not show restores:\n%s", out)
 	}
 	if strings.Contains(logs.String(), sim.Password) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -88,11 +89,9 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	if req.Point == "" {
 		req.Point = "latest"
 	}
-	for _, t := range req.Transports {
-		if t != backupd.WriteTransportNFC && t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("transport %q: use nfc, nbd or hotadd", t))
-			return
-		}
+	if err := req.check(); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
 	cfg := s.Config()
 	var vc *VCenter
@@ -137,6 +136,35 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		})
 	}()
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": rec.ID, "vm": req.VM, "point": p.ID})
+}
+
+// check refuses what `cairn restore vm` refuses before it starts: a
+// request that cannot mean one thing. in_place with replace in particular
+// would power off the running original and roll it back, which an
+// in-place restore never does on its own.
+func (req RestoreRequest) check() error {
+	for _, t := range req.Transports {
+		if t != backupd.WriteTransportNFC && t != backupd.WriteTransportNBD && t != backupd.WriteTransportHotAdd {
+			return fmt.Errorf("transport %q: use nfc, nbd or hotadd", t)
+		}
+	}
+	switch {
+	case req.InPlace && req.Replace:
+		return errors.New(`"in_place" and "replace" exclude each other: in_place rolls the (powered-off) VM back, replace overwrites a VM of the target name`)
+	case req.Full && !req.InPlace:
+		return errors.New(`"full" goes with "in_place" (a new VM is always written whole)`)
+	}
+	switch req.DiskProvisioning {
+	case "", vmconfig.ProvisioningThin, vmconfig.ProvisioningThick, vmconfig.ProvisioningEager:
+	default:
+		return fmt.Errorf("disk_provisioning %q: use thin, thick or eager", req.DiskProvisioning)
+	}
+	for old, nw := range req.Networks {
+		if old == "" || nw == "" {
+			return fmt.Errorf("networks {%q: %q}: want {\"RECORDED NETWORK\": \"NEW NETWORK\"}, both names non-empty", old, nw)
+		}
+	}
+	return nil
 }
 
 func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest, p blockmap.Point) (*backupd.RestoreResult, error) {

@@ -103,7 +103,10 @@ jobs:
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("POST /api/v1/restores: %d %s", rec.Code, rec.Body)
 	}
-	for _, bad := range []string{`{}`, `{"vm": "app", "nbd_command": "sh -c reboot"}`, `{"vm": "app", "point": "99"}`, `{"vm": "app", "transports": ["ftp"]}`} {
+	for _, bad := range []string{`{}`, `{"vm": "app", "nbd_command": "sh -c reboot"}`, `{"vm": "app", "point": "99"}`, `{"vm": "app", "transports": ["ftp"]}`,
+		// what the CLI refuses too; in_place with replace would power off the running original
+		`{"vm": "app", "in_place": true, "replace": true}`, `{"vm": "app", "name": "app-full", "full": true}`,
+		`{"vm": "app", "name": "app-fat", "disk_provisioning": "fat"}`, `{"vm": "app", "name": "app-net", "networks": {"VM Network": ""}}`} {
 		if r := api("POST", "/api/v1/restores", bad); r.Code < 400 {
 			t.Errorf("POST %s: %d %s", bad, r.Code, r.Body)
 		}

@@ -129,6 +129,9 @@ func printLab(w io.Writer, l *lab.Lab) {
 	fmt.Fprintf(w, "  cairn --repo %s backup --vcenter %s --credentials %s --thumbprint %s --vm %s1 --transport file\n",
 		repo, l.URL, l.CredentialsFile, l.Thumbprint, lab.VMPrefix)
 	fmt.Fprintf(w, "  cairn --repo %s points\n", repo)
+	fmt.Fprintf(w, "  cairn --repo %s restore vm --vcenter %s --credentials %s --thumbprint %s --vm %s1 --name %s1-copy\n",
+		repo, l.URL, l.CredentialsFile, l.Thumbprint, lab.VMPrefix, lab.VMPrefix)
+	fmt.Fprintf(w, "      (over an existing VM, --replace or --in-place: add --transport nbd --nbd-command 'nbdkit -t 1 -U {socket} -f file {disk_local_path}')\n")
 	fmt.Fprintf(w, "  cairn serve --config %s     (backs up every VM tagged %s)\n", l.ConfigFile, lab.Tag)
 	fmt.Fprintf(w, "  cairn --repo %s status\n", repo)
 }

@@ -17,7 +17,10 @@ func hintFor(err error) string {
 	var noPoint *blockmap.PointNotFoundError
 	var mounted *fusefs.MountedError
 	var locked *blockmap.VMLockedError
+	var onRemote *remotePointError
 	switch {
+	case errors.As(err, &onRemote) && remotePointHint(onRemote) != "":
+		return remotePointHint(onRemote)
 	case errors.As(err, &missing):
 		switch {
 		case missing.Dir == "":

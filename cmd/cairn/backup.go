@@ -360,7 +360,7 @@ func parseDatastoreDirs(items []string) (vsphere.DatastoreDirs, error) {
 func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
-		Usage: "list backup jobs (start, end, VM, result, bytes read and stored, error)",
+		Usage: "list backup and restore jobs (start, end, VM, result, bytes read and stored or written, error)",
 		Description: "When cairn serve runs on the repository (or --server is given) this lists the\n" +
 			"server's runs, queued and running ones included; --history (or no server) lists\n" +
 			"the repository's job log, which every cairn process appends to.",
@@ -418,7 +418,11 @@ func jobsCommand() *cli.Command {
 				}
 				vm := j.VM
 				if j.Kind != "" && j.Kind != backupd.JobBackup {
-					vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
+					if j.Target != "" {
+						vm += " (" + j.Kind + " to " + j.Target + ")" // where a restore went
+					} else {
+						vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
+					}
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, vm, j.Start.Format(time.RFC3339), end, j.State,
 					dash(j.Point), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), oneLine(j.Error))

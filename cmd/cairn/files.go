@@ -53,7 +53,10 @@ func fileCommands() []*cli.Command {
 			Name:      "restore-file",
 			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
-			Description: "Restores every entry it can: an entry that cannot be read or written is reported on\n" +
+			Description: "DEST names the restored copy of PATH, as with cp -a; when DEST is an existing\n" +
+				"directory, PATH is restored into it under its own name. Missing parent directories\n" +
+				"of DEST are created.\n" +
+				"Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
 				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
@@ -233,7 +236,15 @@ func partitionsAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(tables)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	return printPartitionTable(os.Stdout, tables)
+}
+
+// printPartitionTable prints the tables' partitions and volumes as one
+// aligned table, then each disk's or volume's notes (warnings, members,
+// allocation) as plain lines below it: a note inside the table would end
+// text/tabwriter's column blocks and misalign every row after it.
+func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DISK\tTABLE\tPART\tSTART\tSIZE\tTYPE\tNAME\tFS\tLABEL\tUUID\tUSED\tFREE")
 	for _, t := range tables {
 		for _, v := range t.Partitions {
@@ -261,17 +272,22 @@ func partitionsAction(c *cli.Context) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
 				orDash(typ), orDash(v.PartName), fs, orDash(v.Label), orDash(v.UUID), used, free)
 		}
-		for _, w := range t.Warnings {
-			fmt.Fprintf(tw, "%s\twarning: %s\n", t.Disk, w)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		for _, warn := range t.Warnings {
+			fmt.Fprintf(w, "%s: warning: %s\n", t.Disk, warn)
 		}
 		if len(t.MadeOf) > 0 {
-			fmt.Fprintf(tw, "%s\tmade of: %s\n", t.Disk, strings.Join(t.MadeOf, " "))
+			fmt.Fprintf(w, "%s: made of %s\n", t.Disk, strings.Join(t.MadeOf, " "))
 		}
 		if t.Allocated > 0 || t.Unallocated > 0 {
-			fmt.Fprintf(tw, "%s\tallocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
+			fmt.Fprintf(w, "%s: allocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func orDash(s string) string {
@@ -314,12 +330,47 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		fsys, err := fsopen.Open(o.dr, v.Offset, v.Size, v.Detection)
 		if err != nil {
 			o.Close()
-			return nil, nil, fmt.Errorf("disk %s partition %s: %s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "))
+			return nil, nil, fmt.Errorf("disk %s partition %s: %s%s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "),
+				volumeAdvice(v.Detection.Type, c.String("vm")))
 		}
 		return o, fsys, nil
 	}
 	o.Close()
 	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
+}
+
+// volumeAdvice is what files and restore-file add when --disk/--part
+// names a piece of a volume assembled across disks (the mount's fs/md/,
+// fs/lvm/ and fs/ldm/ paths mean nothing to them): the --volume to give.
+func volumeAdvice(detected, vm string) string {
+	var kind string
+	switch detected {
+	case partinfo.TypeMDMember:
+		kind = "--volume md/ARRAY"
+	case "lvm2":
+		kind = "--volume lvm/VG/LV"
+	case partinfo.TypeLDM:
+		kind = "--volume ldm/VOLUME"
+	default:
+		return ""
+	}
+	return fmt.Sprintf(" Read the assembled volume with %s instead of --disk/--part (`cairn partitions --vm %s` lists them).", kind, vm)
+}
+
+// restoreDest is where restore-file writes guest path p: dest itself, or
+// dest/<base of p> when dest is an existing directory (as cp -a does).
+// Missing parents of the result are created, so that a DEST such as
+// ./restored/etc works without a mkdir first.
+func restoreDest(dest, p string) (string, error) {
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
+		dest = filepath.Join(dest, restoreName(path.Base(p)))
+	}
+	if parent := filepath.Dir(dest); parent != "" {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return "", fmt.Errorf("DEST %s: %w", dest, err)
+		}
+	}
+	return dest, nil
 }
 
 // guestPath cleans a guest path for io/fs ("" and "/" are the root).
@@ -411,9 +462,9 @@ func restoreFileAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dest := c.Args().Get(1)
-	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
-		dest = filepath.Join(dest, restoreName(path.Base(p)))
+	dest, err := restoreDest(c.Args().Get(1), p)
+	if err != nil {
+		return fmt.Errorf("restore-file: %w", err)
 	}
 	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)

@@ -46,7 +46,7 @@ func openRemotePointDisk(c *cli.Context, disk string) (*openedDisk, error) {
 		pts, _, err := remotePointsOf(c, rem, rc, c.String("vm"))
 		if err == nil {
 			var p blockmap.Point
-			if p, err = blockmap.FindPoint(pts, c.String("vm"), c.String("point")); err == nil {
+			if p, err = findRemotePoint(pts, rc.Name, c.String("vm"), c.String("point")); err == nil {
 				var dr *remote.DiskReader
 				if dr, err = rem.OpenDisk(c.Context, p.VM, p.ID, disk, remoteFileCache); err == nil {
 					return &openedDisk{repo: repo, point: p, dr: dr, rem: rem}, nil

@@ -59,3 +59,35 @@ func TestPartitionsListsExtendedContainer(t *testing.T) {
 		t.Errorf("table %s partitions %v, want mbr p1 p2 p5 p6", d.Table, got)
 	}
 }
+
+// TestPartitionTableAligned: every row of `cairn partitions` starts its
+// columns at the same offsets, MD and LVM rows after the notes of an
+// earlier array included (a note line inside the tabwriter table ended
+// its column blocks, so the rows after it were aligned among themselves
+// only); the notes follow the table.
+func TestPartitionTableAligned(t *testing.T) {
+	tables := []diskTableJSON{
+		{Disk: "sda", Table: "gpt", Partitions: []volumeJSON{{Name: "p1", Start: 1 << 20, Size: 40 << 20, TypeName: "Linux RAID", Filesystem: "ext4", Array: "md/boot", Browsable: true}}},
+		{Disk: "md/boot", Table: "md", MadeOf: []string{"slot0=sda/p1", "slot1=sdb/p1"}, Partitions: []volumeJSON{{Name: "whole", Size: 40 << 20, TypeName: "MD 1.0", Filesystem: "ext4", Label: "boot", Browsable: true}}},
+		{Disk: "lvm/centos", Table: "lvm", MadeOf: []string{"pv0=md/pv"}, Allocated: 68 << 20, Unallocated: 28 << 20,
+			Warnings:   []string{"a metadata area is damaged"},
+			Partitions: []volumeJSON{{Name: "root", Size: 60 << 20, TypeName: "linear", Filesystem: "ext4", Label: "root", Browsable: true}}},
+	}
+	var b strings.Builder
+	mustT(t, printPartitionTable(&b, tables))
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	header := lines[0]
+	col := strings.Index(header, "SIZE")
+	fsCol := strings.Index(header, "FS")
+	for _, l := range lines[1:4] {
+		if len(l) <= fsCol || l[col-1] != ' ' || l[col] == ' ' || l[fsCol-1] != ' ' || l[fsCol] == ' ' {
+			t.Errorf("row not aligned with the header (SIZE at %d, FS at %d):\n%s\n%s", col, fsCol, header, l)
+		}
+	}
+	notes := strings.Join(lines[4:], "\n")
+	for _, want := range []string{"md/boot: made of slot0=sda/p1 slot1=sdb/p1", "lvm/centos: warning: a metadata area is damaged", "lvm/centos: allocated 68.0 MiB, free 28.0 MiB"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes after the table lack %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -354,7 +354,7 @@ func remoteCommands() []*cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
-				&cli.StringFlag{Name: "point", Usage: "only this point id (needs one --vm)"},
+				&cli.StringFlag{Name: "point", Usage: "only this point: id, generation number or latest (needs one --vm)"},
 			},
 			Action: pullAction,
 		},
@@ -552,23 +552,9 @@ func pullAction(c *cli.Context) error {
 		for _, b := range bad {
 			fmt.Fprintf(os.Stderr, "warning: unreadable manifest %s: %s\n", b.Object, b.Err)
 		}
-		vms := c.StringSlice("vm")
-		if c.String("point") != "" && len(vms) != 1 {
-			return errors.New("--point needs exactly one --vm")
-		}
-		want := map[string]bool{}
-		for _, v := range vms {
-			want[v] = true
-		}
-		var sel []blockmap.Point
-		for _, p := range pts {
-			if len(want) > 0 && !want[p.VM] || c.String("point") != "" && p.ID != c.String("point") {
-				continue
-			}
-			sel = append(sel, p)
-		}
-		if len(sel) == 0 {
-			return fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, rc.Name)
+		sel, err := selectPull(pts, rc.Name, c.StringSlice("vm"), c.String("point"))
+		if err != nil {
+			return err
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
 		pulled := 0
@@ -601,20 +587,7 @@ func remotePointsAction(c *cli.Context) error {
 			}
 			return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
 		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VM\tPOINT\tTIME (UTC)\tCONSISTENCY\tDISKS")
-		for _, p := range pts {
-			var disks []string
-			for _, d := range p.Disks {
-				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.VM, p.ID, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
-		}
-		tw.Flush()
-		for _, b := range bad {
-			fmt.Printf("UNREADABLE %s: %s\n", b.Object, b.Err)
-		}
-		fmt.Printf("remote %s: %d points\n", rc.Name, len(pts))
+		printRemotePoints(os.Stdout, rc.Name, pts, bad)
 		return nil
 	})
 }
@@ -665,7 +638,7 @@ func remoteExportAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := blockmap.FindPoint(pts, c.String("vm"), c.String("point"))
+		p, err := findRemotePoint(pts, rc.Name, c.String("vm"), c.String("point"))
 		if err != nil {
 			return err
 		}
@@ -818,7 +791,7 @@ func remotePruneAction(c *cli.Context) error {
 			}
 			var sel []blockmap.Point
 			for _, ref := range c.StringSlice("point") {
-				p, err := blockmap.FindPoint(pts, c.String("vm"), ref)
+				p, err := findRemotePoint(pts, rc.Name, c.String("vm"), ref)
 				if err != nil {
 					return err
 				}
@@ -850,7 +823,7 @@ func remotePruneAction(c *cli.Context) error {
 		}
 		fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
 			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
-		return nil
+		return forgetLockedError(c.Command.Name, rep)
 	})
 }
 

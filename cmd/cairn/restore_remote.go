@@ -52,7 +52,7 @@ func resolveRestorePoint(c *cli.Context, repo *blockmap.Repo, opts *backupd.Rest
 		rem.Close()
 		return blockmap.Point{}, nil, err
 	}
-	p, err := blockmap.FindPoint(pts, c.String("vm"), c.String("point"))
+	p, err := findRemotePoint(pts, rc.Name, c.String("vm"), c.String("point"))
 	if err != nil {
 		rem.Close()
 		return blockmap.Point{}, nil, err

@@ -37,7 +37,7 @@ func restoreConnFlags() []cli.Flag {
 	return append(vcenterConnFlags(),
 		&cli.StringFlag{Name: "transport", Value: backupd.WriteTransportNFC + "," + backupd.WriteTransportNBD, Usage: "write transports to try in order: nfc (OVF import, new VMs only), nbd, hotadd"},
 		&cli.StringFlag{Name: "proxy-vm", Usage: "the appliance's own VM, for hotadd (and to detach disks a killed hotadd restore left on it)"},
-		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly)"},
+		&cli.StringFlag{Name: "nbd-command", Value: backupd.DefaultRestoreNBDCommand, Usage: "NBD server command `TEMPLATE` started per target disk (writable: no --readonly; split at spaces and run without a shell)"},
 		&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "fail an NBD connection that makes no progress for this long"},
 		&cli.IntFlag{Name: "nbd-retries", Value: 5, Usage: "retries of a failed NBD write"},
 		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine ({disk_local_path})"},
@@ -183,14 +183,18 @@ func restoreVMAction(c *cli.Context) error {
 		case errors.Is(err, c.Context.Err()) && c.Context.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", err)
 		}
-		return fmt.Errorf("restore of %s point %s: %w", p.VM, p.ID, err)
+		return withRestoreAdvice(fmt.Errorf("restore of %s point %s: %w", p.VM, p.ID, err))
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s\n", res.VM, res.MoRef, res.Mode, res.Point, humanBytes(res.BytesWritten()))
+	powered := ""
+	if req.PowerOn {
+		powered = "\tpowered on"
+	}
+	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s%s\n", res.VM, res.MoRef, res.Mode, res.Point, humanBytes(res.BytesWritten()), powered)
 	for _, d := range res.Disks {
 		extra := ""
 		if res.Mode == "rollback" {
@@ -218,6 +222,9 @@ func restoreCleanupCommand() *cli.Command {
 			removed, err := backupd.CleanupRestores(c.Context, backupd.NewVSphere(conn), c.String("proxy-vm"), slog.Default())
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
+			}
+			if err == nil && len(removed) == 0 {
+				fmt.Println("no VM left by an interrupted restore to remove")
 			}
 			return err
 		},
@@ -256,7 +263,7 @@ func restoreDiskCommand() *cli.Command {
 				Provisioning: c.String("disk-provisioning"), VCenter: conn.URL.Host,
 			}, opts)
 			if err != nil {
-				return fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err)
+				return withRestoreAdvice(fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err))
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(os.Stdout)

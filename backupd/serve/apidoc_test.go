@@ -1,0 +1,47 @@
+package serve
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestAPIRoutesDocumented: every route the server's mux serves has a row
+// in docs/serve.md's API table (`| `METHOD PATH...` |`), path parameters
+// written as {x} or NAME.
+func TestAPIRoutesDocumented(t *testing.T) {
+	src, err := os.ReadFile("http.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/serve.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, l := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(l, "| `") {
+			rows = append(rows, strings.TrimPrefix(l, "| `"))
+		}
+	}
+	routes := regexp.MustCompile(`mux\.Handle(?:Func)?\("([A-Z]+ [^"]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(routes) < 10 {
+		t.Fatalf("found %d routes in http.go", len(routes))
+	}
+	param := regexp.MustCompile(`\\\{[^}]+\\\}`)
+	for _, m := range routes {
+		pat := param.ReplaceAllString(regexp.QuoteMeta(m[1]), `(\{[^}]+\}|[A-Z]+)`)
+		re := regexp.MustCompile(`^` + pat + `[ ?\x60\[]`)
+		found := false
+		for _, r := range rows {
+			if re.MatchString(r) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("%s has no row in docs/serve.md's API table", m[1])
+		}
+	}
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// labNBDCommand writes a datastore's flat file directly: for a datastore
+// mounted on this machine (NFS, --datastore-dir, the lab's simulator).
+const labNBDCommand = "nbdkit -t 1 -U {socket} -f file {disk_local_path}"
+
+// restoreAdvice is what the CLI adds to a failed restore's error when the
+// fix is a flag: the default NBD command needs nbdkit's VDDK plugin, which
+// a machine without VMware's VDDK (a test machine, the lab) lacks.
+func restoreAdvice(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "cannot open plugin 'vddk'") || strings.Contains(msg, "nbdkit-vddk-plugin") {
+		return fmt.Sprintf("nbdkit's vddk plugin (VMware's VDDK) is not installed on this machine: install it, or, where the datastore is mounted here "+
+			"(an NFS datastore with --datastore-dir NAME=DIR, or cairn lab), write the disk files directly with "+
+			"--transport nbd --nbd-command '%s' (docs/restore.md, Write transports)", labNBDCommand)
+	}
+	return ""
+}
+
+// withRestoreAdvice appends restoreAdvice to err, if any.
+func withRestoreAdvice(err error) error {
+	if a := restoreAdvice(err); a != "" {
+		return fmt.Errorf("%w\n%s", err, a)
+	}
+	return err
+}
