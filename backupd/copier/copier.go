@@ -112,12 +112,21 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 				cancel(fmt.Errorf("extent at %d is not block aligned", e.Offset))
 				return
 			}
-			for off := e.Offset; off < e.Offset+e.Length; off += chunk {
+			// Chunks end on multiples of the chunk size (the first one
+			// may be short), so the delta image's extents do too: a
+			// page-cache folio of up to 2 MiB that a later read fills
+			// then never straddles two of them, which would make ext4
+			// read it through buffer heads (docs/performance-notes.md,
+			// #18).
+			end := e.Offset + e.Length
+			for off := e.Offset; off < end; {
+				n := min(chunk-off%chunk, end-off)
 				select {
-				case jobs <- blockmap.Extent{Offset: off, Length: min(chunk, e.Offset+e.Length-off)}:
+				case jobs <- blockmap.Extent{Offset: off, Length: n}:
 				case <-ctx.Done():
 					return
 				}
+				off += n
 			}
 		}
 	}()
