@@ -38,7 +38,9 @@ type Options struct {
 	// 4 MiB. Reads of a FileReader and writes of delta images bypass the
 	// page cache, so larger requests mean fewer system calls (each one is
 	// costly in a virtual machine) without copying through the CPU cache;
-	// readers that go through the page cache may prefer 1 MiB.
+	// readers that go through the page cache may prefer 1 MiB. Chunks
+	// end on multiples of ChunkSize (an extent's first one may be
+	// shorter), and so do the delta image's extents.
 	ChunkSize int
 	// Progress is called (from several goroutines) with bytes just read.
 	Progress func(n int64)
