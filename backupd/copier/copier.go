@@ -38,7 +38,9 @@ type Options struct {
 	// 4 MiB. Reads of a FileReader and writes of delta images bypass the
 	// page cache, so larger requests mean fewer system calls (each one is
 	// costly in a virtual machine) without copying through the CPU cache;
-	// readers that go through the page cache may prefer 1 MiB.
+	// readers that go through the page cache may prefer 1 MiB. Chunks
+	// end on multiples of ChunkSize (an extent's first one may be
+	// shorter), and so do the delta image's extents.
 	ChunkSize int
 	// Progress is called (from several goroutines) with bytes just read.
 	Progress func(n int64)
@@ -112,12 +114,21 @@ func Copy(ctx context.Context, src io.ReaderAt, w BlockWriter, extents []blockma
 				cancel(fmt.Errorf("extent at %d is not block aligned", e.Offset))
 				return
 			}
-			for off := e.Offset; off < e.Offset+e.Length; off += chunk {
+			// Chunks end on multiples of the chunk size (the first one
+			// may be short), so the delta image's extents do too: a
+			// page-cache folio of up to 2 MiB that a later read fills
+			// then never straddles two of them, which would make ext4
+			// read it through buffer heads (docs/performance-notes.md,
+			// #18).
+			end := e.Offset + e.Length
+			for off := e.Offset; off < end; {
+				n := min(chunk-off%chunk, end-off)
 				select {
-				case jobs <- blockmap.Extent{Offset: off, Length: min(chunk, e.Offset+e.Length-off)}:
+				case jobs <- blockmap.Extent{Offset: off, Length: n}:
 				case <-ctx.Done():
 					return
 				}
+				off += n
 			}
 		}
 	}()
