@@ -20,12 +20,10 @@ import (
 	"encoding/hex"
 
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,7 +59,7 @@ func Start(ctx context.Context, dir string) (*Cluster, error) {
 		}
 	}
 	c := &Cluster{Dir: dir, conf: filepath.Join(dir, "ceph.conf"), procs: map[string]*exec.Cmd{},
-		AccessKey: "CAIRNTEST" + strings.ToUpper(randHex(6)), SecretKey: randHex(20)}
+		AccessKey: "CAIRNTEST" + strings.ToUpper(testutil.RandHex(6)), SecretKey: testutil.RandHex(20)}
 	if err := c.start(ctx); err != nil {
 		c.Stop()
 		return nil, err
@@ -75,11 +73,11 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	monPort, err := freePort()
+	monPort, err := testutil.FreePort()
 	if err != nil {
 		return err
 	}
-	if c.rgwPort, err = freePort(); err != nil {
+	if c.rgwPort, err = testutil.FreePort(); err != nil {
 		return err
 	}
 	c.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", c.rgwPort)
@@ -255,39 +253,26 @@ func (c *Cluster) run(ctx context.Context, prog string, args ...string) error {
 	return nil
 }
 
-var (
-	sharedOnce sync.Once
-	shared     *Cluster
-	sharedErr  error
-	sharedDir  string
-)
+var shared = testutil.SharedService[*Cluster]{
+	Name:    "Ceph RGW",
+	Prefix:  "cairn-rgw-",
+	Timeout: 3 * time.Minute,
+	Tools:   Tools,
+	Start:   Start,
+}
 
 // Shared returns the test binary's cluster, starting it on first use. It
-// skips the test (locally) or fails it (CI=true) when Ceph is missing or
-// does not start.
+// skips the test (locally) or fails it (CI=true) when Ceph is missing
+// or does not start.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	testutil.RequireTools(t, Tools...)
-	sharedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-rgw-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		sharedDir = dir
-		reapWhenGone(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		shared, sharedErr = Start(ctx, dir)
-	})
-	if sharedErr != nil {
-		if testutil.InCI() {
-			t.Fatalf("Ceph RGW did not start: %v", sharedErr)
-		}
-		t.Skipf("Ceph RGW did not start: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
+
+// StopShared stops the shared cluster (if started) and removes its
+// directory; Main calls it (and internal/s3test.Main, for binaries that
+// test against several engines).
+func StopShared() { shared.Stop() }
 
 // Main runs the tests of a binary and then stops the shared cluster:
 // func TestMain(m *testing.M) { os.Exit(rgwtest.Main(m)) }.
@@ -297,32 +282,8 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// StopShared stops the shared cluster (if started) and removes its
-// directory; Main calls it (and internal/s3test.Main, for binaries that
-// test against several engines).
-func StopShared() {
-	if shared != nil {
-		shared.Stop()
-	}
-	if sharedDir != "" {
-		_ = os.RemoveAll(sharedDir)
-	}
-}
-
-// reapWhenGone removes dir once this process has exited: test binaries
-// without a TestMain that calls Main would leave the cluster's directory
-// (tens of MB of monitor store and logs) behind. The daemons themselves
-// die with the process (Pdeathsig).
-func reapWhenGone(dir string) {
-	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf "$2"`, "rgwtest-reaper", strconv.Itoa(os.Getpid()), dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if cmd.Start() == nil {
-		go func() { _ = cmd.Wait() }()
-	}
-}
-
 // NewBucketName returns a bucket name no other test uses.
-func NewBucketName() string { return "cairn-" + randHex(8) }
+func NewBucketName() string { return "cairn-" + testutil.RandHex(8) }
 
 // Admin runs radosgw-admin against the cluster (for tests that need to
 // look past the S3 API).
@@ -333,24 +294,6 @@ func (c *Cluster) Admin(ctx context.Context, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("radosgw-admin %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return out, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return strconv.Atoi(p)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 func uuid() string {

@@ -2,15 +2,11 @@ package versitytest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +46,7 @@ func Start(ctx context.Context, dir string) (*Gateway, error) {
 	if _, err := exec.LookPath("versitygw"); err != nil {
 		return nil, fmt.Errorf("versitytest: versitygw not found (scripts/install-deps.sh: go install github.com/versity/versitygw/cmd/versitygw@%s): %w", Version, err)
 	}
-	g := &Gateway{Dir: dir, AccessKey: "CAIRNVGW" + strings.ToUpper(randHex(6)), SecretKey: randHex(20)}
+	g := &Gateway{Dir: dir, AccessKey: "CAIRNVGW" + strings.ToUpper(testutil.RandHex(6)), SecretKey: testutil.RandHex(20)}
 	for _, d := range []string{"data", "versions", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -60,7 +56,7 @@ func Start(ctx context.Context, dir string) (*Gateway, error) {
 	// then the gateway exits at once and another port is tried.
 	var err error
 	for range 3 {
-		if g.port, err = freePort(); err != nil {
+		if g.port, err = testutil.FreePort(); err != nil {
 			return nil, err
 		}
 		g.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", g.port)
@@ -144,50 +140,26 @@ func (g *Gateway) Kill() {
 // Stop kills the gateway and removes nothing: the caller owns Dir.
 func (g *Gateway) Stop() { g.Kill() }
 
-var (
-	sharedOnce sync.Once
-	shared     *Gateway
-	sharedErr  error
-	sharedDir  string
-)
+var shared = testutil.SharedService[*Gateway]{
+	Name:    "versitygw",
+	Prefix:  "cairn-vgw-",
+	Timeout: time.Minute,
+	Tools:   Tools,
+	Start:   Start,
+}
 
 // Shared returns the test binary's gateway, starting it on first use. It
 // skips the test (locally) or fails it (CI=true) when versitygw is missing
 // or does not start.
 func Shared(t testing.TB) *Gateway {
 	t.Helper()
-	testutil.RequireTools(t, Tools...)
-	sharedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-vgw-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		sharedDir = dir
-		reapWhenGone(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		shared, sharedErr = Start(ctx, dir)
-	})
-	if sharedErr != nil {
-		if testutil.InCI() {
-			t.Fatalf("versitygw did not start: %v", sharedErr)
-		}
-		t.Skipf("versitygw did not start: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
 // StopShared stops the shared gateway (if started) and removes its
-// directory; Main calls it.
-func StopShared() {
-	if shared != nil {
-		shared.Stop()
-	}
-	if sharedDir != "" {
-		_ = os.RemoveAll(sharedDir)
-	}
-}
+// directory; Main calls it (and internal/s3test.Main, for binaries that
+// test against several engines).
+func StopShared() { shared.Stop() }
 
 // Main runs the tests of a binary and then stops the shared gateway:
 // func TestMain(m *testing.M) { os.Exit(versitytest.Main(m)) }.
@@ -197,37 +169,8 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// reapWhenGone removes dir once this process has exited (test binaries
-// without a TestMain that calls Main). The gateway itself dies with the
-// process (Pdeathsig).
-func reapWhenGone(dir string) {
-	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf "$2"`, "versitytest-reaper", strconv.Itoa(os.Getpid()), dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if cmd.Start() == nil {
-		go func() { _ = cmd.Wait() }()
-	}
-}
-
 // NewBucketName returns a bucket name no other test uses.
-func NewBucketName() string { return "cairn-" + randHex(8) }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return strconv.Atoi(p)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
+func NewBucketName() string { return "cairn-" + testutil.RandHex(8) }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
