@@ -14,12 +14,14 @@ import "sync"
 //   - Directories always come with attributes: every walk descends into
 //     them, and the kernel would otherwise send a LOOKUP first.
 //   - Other entries (files, symlinks, devices) come with attributes at
-//     first. Every probeEvery-th listing that has such entries is a probe,
-//     listed bare (node id 0: the kernel lists the name but creates no
-//     inode for it, and looks it up when it is used). When probeMisses
-//     probes in a row see none of their entries looked up by the time of
-//     the next probe, the walk does not stat what it lists, and every
-//     listing goes bare.
+//     first. Every so often a listing is a probe, listed bare (node id 0:
+//     the kernel lists the name but creates no inode for it, and looks it
+//     up when it is used): the first listing with at most probeFiles such
+//     entries once probeEvery listings passed since the last probe, or
+//     any listing once 4*probeEvery passed (small probes cost a walk that
+//     stats, such as tar, few LOOKUPs). When probeMisses probes in a row
+//     see none of their entries looked up by the time of the next probe,
+//     the walk does not stat what it lists, and every listing goes bare.
 //   - In bare mode, a LOOKUP of a non-directory entry of one of the last
 //     recentBare directories listed means the walk stats its entries
 //     again: listings carry attributes again.
@@ -28,7 +30,8 @@ import "sync"
 // inode per file), never a wrong answer: a bare entry is looked up when
 // used and gets the same attributes.
 const (
-	probeEvery  = 16
+	probeEvery  = 32
+	probeFiles  = 8
 	probeMisses = 2
 	recentBare  = 4
 )
@@ -37,7 +40,7 @@ const (
 type entryMode struct {
 	mu       sync.Mutex
 	bareMode bool               // non-directory entries come bare
-	listings int                // listings with files since attributes came back
+	since    int                // listings with files since the last probe
 	probe    uint64             // the last probe's directory (0: none)
 	probeHit bool               // an entry of probe was looked up
 	misses   int                // probes in a row without a hit
@@ -46,19 +49,19 @@ type entryMode struct {
 }
 
 // bare reports whether the listing of dir being opened should leave its
-// non-directory entries without attributes; files says whether it has
-// any such entries.
-func (m *entryMode) bare(dir uint64, files bool) bool {
-	if m == nil || !files {
+// non-directory entries without attributes; files is how many it has.
+func (m *entryMode) bare(dir uint64, files int) bool {
+	if m == nil || files == 0 {
 		return false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.bareMode {
-		m.listings++
-		if m.listings%probeEvery != 0 {
+		m.since++
+		if m.since < probeEvery || files > probeFiles && m.since < 4*probeEvery {
 			return false
 		}
+		m.since = 0
 		if m.probe != 0 {
 			if m.probeHit {
 				m.misses = 0
@@ -92,7 +95,7 @@ func (m *entryMode) lookedUp(dir uint64) {
 	}
 	for _, d := range m.recent {
 		if d == dir {
-			m.bareMode, m.listings, m.probe, m.probeHit, m.misses = false, 0, 0, false, 0
+			m.bareMode, m.since, m.probe, m.probeHit, m.misses = false, 0, 0, false, 0
 			return
 		}
 	}

@@ -3,12 +3,12 @@ package guest
 import "testing"
 
 // walk drives an entryMode the way a tree walk does: dirs directories
-// listed one after another (each with files), statting each listed
-// directory's files (a LOOKUP of each bare one) when stat is set. It
-// returns how many listings were bare.
-func walk(m *entryMode, first uint64, dirs int, stat bool) (bare int) {
+// listed one after another, each with files non-directory entries,
+// statting each listed directory's entries (a LOOKUP of each bare one)
+// when stat is set. It returns how many listings were bare.
+func walk(m *entryMode, first uint64, dirs, files int, stat bool) (bare int) {
 	for d := first; d < first+uint64(dirs); d++ {
-		b := m.bare(d, true)
+		b := m.bare(d, files)
 		if b {
 			bare++
 		}
@@ -20,31 +20,37 @@ func walk(m *entryMode, first uint64, dirs int, stat bool) (bare int) {
 }
 
 func TestEntryModeGuessesTheWalk(t *testing.T) {
+	type step struct {
+		stat  bool // the walk stats its entries (tar) or not (find)
+		files int  // non-directory entries per directory
+		want  int  // bare listings of the walk's 200
+	}
 	tests := []struct {
 		name  string
-		steps []bool // walks of 200 directories: true = stats its entries
-		// want is the bare listings of each walk.
-		want []int
+		steps []step
 	}{
-		// find: probes at listings 16 and 32 go unused, so from the
-		// third probe (48) on every listing is bare: 2 + 153.
-		{"names only", []bool{false}, []int{155}},
-		// tar: one bare probe in probeEvery listings, never more.
-		{"stats every entry", []bool{true}, []int{200 / probeEvery}},
-		// find, then tar: the first stat (of the first, bare listing)
-		// brings attributes back: 1 + probes at 16, 32, ... 192.
-		{"names then stats", []bool{false, true}, []int{155, 1 + 12}},
-		// tar, then find: the probes continue the count (the tar's 200
-		// listings are 8 short of the next probe): probes at 8 and 24
-		// go unused, bare from 40 on: 2 + 161.
-		{"stats then names", []bool{true, false}, []int{200 / probeEvery, 163}},
+		// find: probes at listings 32 and 64 go unused, so from the
+		// third probe (96) on every listing is bare: 2 + 105.
+		{"names only", []step{{false, 3, 107}}},
+		// tar: one bare probe in 32 listings, never more.
+		{"stats every entry", []step{{true, 3, 6}}},
+		// Large directories are probed only every 128 listings (a probe
+		// costs tar a LOOKUP per file): probe at 128 only.
+		{"stats every entry, large directories", []step{{true, 20, 1}}},
+		// find, then tar: the first stat (in the first listing, bare)
+		// brings attributes back: 1 + probes 32, 64, ... 192 listings later.
+		{"names then stats", []step{{false, 3, 107}, {true, 3, 1 + 6}}},
+		// tar, then find: the probe count goes on (the tar's last probe
+		// was 8 listings before its end): probes at 24 and 56 go unused,
+		// bare from 88 on: 2 + 113.
+		{"stats then names", []step{{true, 3, 6}, {false, 3, 115}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &entryMode{}
-			for i, stat := range tt.steps {
-				if got := walk(m, uint64(1+i*1000), 200, stat); got != tt.want[i] {
-					t.Errorf("walk %d (stat %v): %d bare listings, want %d", i, stat, got, tt.want[i])
+			for i, s := range tt.steps {
+				if got := walk(m, uint64(1+i*1000), 200, s.files, s.stat); got != s.want {
+					t.Errorf("walk %d (%+v): %d bare listings, want %d", i, s, got, s.want)
 				}
 			}
 		})
@@ -53,16 +59,16 @@ func TestEntryModeGuessesTheWalk(t *testing.T) {
 
 func TestEntryModeDirectoriesOnlyNeverBare(t *testing.T) {
 	m := &entryMode{}
-	for d := uint64(1); d < 100; d++ {
-		if m.bare(d, false) {
+	for d := uint64(1); d < 500; d++ {
+		if m.bare(d, 0) {
 			t.Fatalf("listing %d without files went bare", d)
 		}
 	}
-	if m.listings != 0 {
-		t.Errorf("listings without files counted toward probes: %d", m.listings)
+	if m.since != 0 {
+		t.Errorf("listings without files counted toward probes: %d", m.since)
 	}
 	var nilMode *entryMode
-	if nilMode.bare(1, true) {
+	if nilMode.bare(1, 1) {
 		t.Error("a nil entryMode went bare")
 	}
 	nilMode.lookedUp(1)
@@ -70,15 +76,15 @@ func TestEntryModeDirectoriesOnlyNeverBare(t *testing.T) {
 
 func TestEntryModeLookupOutsideRecentListingsKeepsBare(t *testing.T) {
 	m := &entryMode{}
-	walk(m, 1, 100, false)
+	walk(m, 1, 200, 3, false)
 	if !m.bareMode {
 		t.Fatal("not bare after a names-only walk")
 	}
-	m.lookedUp(5) // listed long ago: a path lookup, not the walk
+	m.lookedUp(150) // listed 50 directories ago: a path lookup, not the walk
 	if !m.bareMode {
 		t.Error("a lookup in a directory listed long ago brought attributes back")
 	}
-	m.lookedUp(100)
+	m.lookedUp(200)
 	if m.bareMode {
 		t.Error("a lookup in the directory listed last kept listings bare")
 	}

@@ -416,11 +416,10 @@ func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscal
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	files := false
+	files := 0
 	for _, e := range out {
 		if e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-			files = true
-			break
+			files++
 		}
 	}
 	if !n.cache.mode.bare(n.ino, files) {
