@@ -28,7 +28,7 @@
 //     kernel's page cache (NOTIFY_STORE), so a tar sends no READ for them.
 //   - bare entries, probe (bareentries.go): a listing's files answered
 //     without attributes (node id 0) while the walk only reads names and
-//     types, as probes (one listing in 16) find out.
+//     types, as probes (about one listing in 32) find out.
 //   - salt: the high bits that give each opened volume its own inode
 //     number range in the mount.
 //
