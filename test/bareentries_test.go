@@ -1,18 +1,12 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
-	"github.com/cairnbackup/cairn/fusefs"
-	"github.com/cairnbackup/cairn/fusefs/guest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -49,21 +43,8 @@ func TestGuestListingGuessesTheWalk(t *testing.T) {
 	repoDir := filepath.Join(dir, "repo")
 	mustCairn(t, "--repo", repoDir, "init")
 	mustCairn(t, "--repo", repoDir, "import", "--vm", "w", "--disk", "sda", img)
-	ctx := context.Background()
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
-	trace := &traceLog{}
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Debug: true,
-		Logger: slog.New(slog.NewTextHandler(trace, &slog.HandlerOptions{Level: slog.LevelDebug})), FSProvider: guest.Provider(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Unmount(true, 5*time.Second)
+	trace := mountTraced(t, repoDir, mnt)
 	root := filepath.Join(mnt, "w", "latest", "fs", "sda", "whole")
 
 	// A names-only walk of a/ (WalkDir reads d_type, stats nothing).
