@@ -43,7 +43,9 @@
 //     DiskSource and PointSource are what they get.
 //   - ErrorFileName (ERROR.txt): the one file of a directory under fs/
 //     whose content cannot be shown; it says why.
-//   - OpenCachedDir: the handle of a directory whose listing never changes.
+//   - OpenCachedDir: the handle of a directory whose listing never changes;
+//     OpenCachedDirLookup also decides per entry what a READDIRPLUS answer
+//     carries (DirEntryLookup; an error leaves the entry bare, node id 0).
 //
 // Panics: go-fuse's handler is the mount's one recover (MountOptions'
 // PanicHandler logs the stack and answers EIO). fusefs adds none of its

@@ -49,3 +49,45 @@ func (h *listDirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	h.pos = int(min(off, uint64(len(h.entries))))
 	return 0
 }
+
+// DirEntryLookup answers the lookup of one listed entry for READDIRPLUS:
+// the entry as listed (name and type), out to fill. An error (any
+// errno) leaves the entry without attributes (node id 0): the kernel
+// then lists the name but creates no inode for it, and looks it up
+// when it is used.
+type DirEntryLookup func(ctx context.Context, e fuse.DirEntry, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno)
+
+// lookupDirHandle is a listDirHandle whose READDIRPLUS entries come from
+// its own lookup function (gofs.FileLookuper) instead of the node's Lookup.
+type lookupDirHandle struct {
+	*listDirHandle
+	lookup DirEntryLookup
+}
+
+// OpenCachedDirLookup is OpenCachedDir for a directory that decides per
+// entry what a READDIRPLUS answer carries (see DirEntryLookup).
+func OpenCachedDirLookup(entries []fuse.DirEntry, lookup DirEntryLookup) (gofs.FileHandle, uint32, syscall.Errno) {
+	h, flags, errno := openCachedDir(entries)
+	return &lookupDirHandle{listDirHandle: h, lookup: lookup}, flags, errno
+}
+
+var _ gofs.FileLookuper = (*lookupDirHandle)(nil)
+
+// Lookup is go-fuse's READDIRPLUS lookup of the entry Readdirent produced
+// last (or, after an interrupted request, one produced earlier).
+func (h *lookupDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	e := fuse.DirEntry{Name: name}
+	h.mu.Lock()
+	if h.pos > 0 && h.entries[h.pos-1].Name == name {
+		e = h.entries[h.pos-1]
+	} else {
+		for _, x := range h.entries {
+			if x.Name == name {
+				e = x
+				break
+			}
+		}
+	}
+	h.mu.Unlock()
+	return h.lookup(ctx, e, out)
+}

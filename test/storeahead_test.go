@@ -48,6 +48,27 @@ func (l *traceLog) ops() map[string]int {
 	return out
 }
 
+// mountTraced mounts the repository at mnt (made here) with guest
+// filesystems and go-fuse's request trace, until the test ends.
+func mountTraced(t *testing.T, repoDir, mnt string) *traceLog {
+	t.Helper()
+	ctx := context.Background()
+	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repo.Close() })
+	trace := &traceLog{}
+	os.Mkdir(mnt, 0o755)
+	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Debug: true,
+		Logger: slog.New(slog.NewTextHandler(trace, &slog.HandlerOptions{Level: slog.LevelDebug})), FSProvider: guest.Provider(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount(true, 5*time.Second) })
+	return trace
+}
+
 // resident reports whether every page of the file is in the page cache,
 // without reading it (mmap + mincore).
 func resident(path string) (bool, error) {
@@ -121,21 +142,8 @@ func TestGuestFilesStoredAhead(t *testing.T) {
 		sh(t, "umount", m)
 		mustCairn(t, "--repo", repoDir, "import", "--vm", "s-"+fsName, "--disk", "sda", img)
 	}
-	ctx := context.Background()
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
-	trace := &traceLog{}
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
-	srv, err := fusefs.Mount(ctx, repo, mnt, fusefs.Options{Debug: true,
-		Logger: slog.New(slog.NewTextHandler(trace, &slog.HandlerOptions{Level: slog.LevelDebug})), FSProvider: guest.Provider(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Unmount(true, 5*time.Second)
+	trace := mountTraced(t, repoDir, mnt)
 	for _, fsName := range []string{"ext4", "xfs"} {
 		t.Run(fsName, func(t *testing.T) {
 			root := filepath.Join(mnt, "s-"+fsName, "latest", "fs", "sda", "whole")

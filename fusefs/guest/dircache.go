@@ -25,6 +25,9 @@ type dirCache struct {
 	// store pushes files' contents into the kernel's page cache ahead of
 	// a reader (storeahead.go); nil where it is off.
 	store *storer
+	// mode guesses whether listings should carry every entry's
+	// attributes (bareentries.go).
+	mode *entryMode
 }
 
 type cachedDir struct {
@@ -38,7 +41,7 @@ type cachedDir struct {
 }
 
 func newDirCache() *dirCache {
-	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}}
+	return &dirCache{lru: list.New(), byIno: map[uint64]*list.Element{}, mode: &entryMode{}}
 }
 
 func (c *dirCache) put(ino uint64, entries []fuse.DirEntry) {

@@ -26,12 +26,16 @@
 //   - store-ahead (storeahead.go): reading a small ext or XFS file from
 //     its start pushes the next small files of its directory into the
 //     kernel's page cache (NOTIFY_STORE), so a tar sends no READ for them.
+//   - bare entries, probe (bareentries.go): a listing's files answered
+//     without attributes (node id 0) while the walk only reads names and
+//     types, as probes (about one listing in 32) find out.
 //   - salt: the high bits that give each opened volume its own inode
 //     number range in the mount.
 //
 // Volume discovery (partitions, MD, LVM, LDM) is partinfo/volumes'; the
 // EROFS answers (fusefs.ReadOnly, fusefs.ReadOnlyOpen), the ERROR.txt name
-// and the cached directory handles (fusefs.OpenCachedDir) are fusefs's.
+// and the cached directory handles (fusefs.OpenCachedDir, OpenCachedDirLookup)
+// are fusefs's.
 //
 // Panics: this package has no recover. Filesystem readers are reached only
 // through partinfo's reader boundary (fsopen.Open, partinfo.SafeOpen and

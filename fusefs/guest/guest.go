@@ -232,7 +232,7 @@ func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	if v.err != nil {
 		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
 	}
-	return v.root.OpendirHandle(ctx, flags)
+	return v.root.openDir(&v.Inode)
 }
 
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -261,7 +261,11 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		out.SetAttrTimeout(timeout)
 		return v.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), 0
 	}
-	return v.root.lookup(ctx, &v.Inode, name, out)
+	ch, errno := v.root.lookup(ctx, &v.Inode, name, out)
+	if errno == 0 && out.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		v.root.cache.mode.lookedUp(v.root.ino)
+	}
+	return ch, errno
 }
 
 // guestNode is a file, directory, symlink or special file of a guest
@@ -402,11 +406,31 @@ func (n *guestNode) readdir() (gofs.DirStream, syscall.Errno) {
 }
 
 func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return n.openDir(&n.Inode)
+}
+
+// openDir opens the directory n, which is parent in the mount's tree (the
+// volume directory for a filesystem's root).
+func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscall.Errno) {
 	out, errno := n.entries()
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return fusefs.OpenCachedDir(out)
+	files := 0
+	for _, e := range out {
+		if e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			files++
+		}
+	}
+	if !n.cache.mode.bare(n.ino, files) {
+		return fusefs.OpenCachedDir(out)
+	}
+	return fusefs.OpenCachedDirLookup(out, func(ctx context.Context, e fuse.DirEntry, eo *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+		if e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return nil, syscall.ENOENT // bare: no attributes, no inode (bareentries.go)
+		}
+		return n.lookup(ctx, parent, e.Name, eo)
+	})
 }
 
 func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) { return n.readdir() }
@@ -445,7 +469,11 @@ func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string,
 }
 
 func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	return n.lookup(ctx, &n.Inode, name, out)
+	ch, errno := n.lookup(ctx, &n.Inode, name, out)
+	if errno == 0 && out.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		n.cache.mode.lookedUp(n.ino)
+	}
+	return ch, errno
 }
 
 func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
