@@ -199,6 +199,17 @@ type restoreJob struct {
 	transports []WriteTransport
 	// pre is a write target opened ahead of its disk's turn (prestart).
 	pre *prestarted
+	// start is when the restore began (for the debug log's phase times).
+	start time.Time
+	// staleDone, when set, is closed when the scan for VMs of
+	// interrupted restores running beside an in-place restore is done.
+	staleDone chan struct{}
+}
+
+// phase logs at debug level how long after its start the restore reached
+// a step (where a quick rollback's time goes).
+func (j *restoreJob) phase(step string, args ...any) {
+	j.log.Debug("restore phase", append([]any{"step", step, "at", time.Since(j.start)}, args...)...)
 }
 
 // newRestoreJob fills in the options' defaults.
@@ -212,7 +223,7 @@ func newRestoreJob(repo *blockmap.Repo, hv RestoreHypervisor, opts RestoreOption
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 4 << 20
 	}
-	j := &restoreJob{id: NewJobID(), repo: repo, hv: hv, opts: opts}
+	j := &restoreJob{id: NewJobID(), repo: repo, hv: hv, opts: opts, start: time.Now()}
 	j.log = opts.Logger.With("job", j.id)
 	return j
 }
@@ -230,11 +241,27 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	opts = j.opts
 	name := req.Create.Name
 	finish := j.record(req.Point, req.VCenter)
-	defer func() { finish(res, err) }()
-	j.cleanupStale(ctx)
+	defer func() {
+		finish(res, err)
+		j.phase("done")
+	}()
+	j.phase("job recorded")
 	if req.InPlace {
+		// The scan for VMs of interrupted restores (a container view:
+		// 25-80 ms in a new process) runs beside the VM's lookup and its
+		// NBD server's start, which write nothing; it ends before CBT is
+		// asked and anything is written.
+		stale := make(chan struct{})
+		go func() {
+			defer close(stale)
+			j.cleanupStale(ctx)
+		}()
+		defer func() { <-stale }()
+		j.staleDone = stale
 		return j.inPlace(ctx, req, name, !req.Full)
 	}
+	j.cleanupStale(ctx)
+	j.phase("stale restores checked")
 	cfg := req.Config
 	if cfg == nil {
 		var src attachmentReader = repo
@@ -357,6 +384,7 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 	if err != nil {
 		return nil, err
 	}
+	j.phase("VM looked up")
 	return j.overwrite(ctx, req, vm, quick)
 }
 
@@ -376,6 +404,7 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 	if !off {
 		return nil, fmt.Errorf("VM %s: %w: power it off first (an in-place restore overwrites its disks)", name, ErrNotPoweredOff)
 	}
+	j.phase("power state read")
 	j.vm = vm
 	ref := vm.Ref
 	mode := "full"
@@ -400,6 +429,10 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		// rollback's fixed cost. A rollback CBT cannot answer stops it.
 		j.prestart(ctx, req.Point, targets)
 		defer j.discardPrestart()
+	}
+	if j.staleDone != nil {
+		<-j.staleDone
+		j.phase("stale restores checked")
 	}
 	// Ask CBT for every disk before writing anything: a rollback either
 	// can be done quickly for the whole VM or says so before any change.
@@ -434,6 +467,7 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 				p.areas = append(p.areas, blockmap.Extent{Offset: a.Offset, Length: a.Length})
 				p.cbt += a.Length
 			}
+			j.phase("CBT answered", "disk", pd.Name, "areas", len(areas), "bytes", p.cbt)
 		} else {
 			p.areas = []blockmap.Extent{{Offset: 0, Length: pd.Size}}
 		}
@@ -481,6 +515,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 	go func() {
 		defer close(opened)
 		dr, derr = j.openDisk(ctx, p, name, areas)
+		j.phase("point disk opened", "disk", name)
 	}()
 	defer func() {
 		<-opened
@@ -515,10 +550,13 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 			return res, derr
 		}
 		res.Transport = tr
+		j.phase("target opened", "disk", name)
 		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
 		err = j.copyDisk(ctx, dr, t, areas, zeroHoles, &res)
 		res.Retries = t.Retries()
+		j.phase("disk written and flushed", "disk", name)
 		cerr := t.Close()
+		j.phase("target closed", "disk", name)
 		if err == nil {
 			err = cerr
 		}
@@ -555,12 +593,14 @@ func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t DiskTarget, a
 		add, finish = j.opts.Progress(j.vm.Name, res.Name, total)
 	}
 	defer finish()
+	j.phase("copy planned", "disk", res.Name, "data_pieces", len(work), "zero_pieces", len(zeros))
 	written, zeroed, err := copyExtents(ctx, dr, t, work, zeros, j.opts.ChunkSize, j.opts.Workers, add)
 	res.BytesWritten += written
 	res.ZeroBytes += zeroed
 	if err != nil {
 		return err
 	}
+	j.phase("copied", "disk", res.Name)
 	return t.Flush(ctx)
 }
 
@@ -595,7 +635,7 @@ func copyExtents(ctx context.Context, dr io.ReaderAt, t DiskTarget, work, zeros 
 			buf := make([]byte, chunk)
 			for p := range pieces {
 				if p.zero {
-					if err := t.WriteZeroes(ctx, p.off, p.n); err != nil {
+					if err := writeZeroes(ctx, t, p.off, p.n); err != nil {
 						cancel(err)
 						continue
 					}
@@ -646,6 +686,31 @@ feed:
 	close(pieces)
 	wg.Wait()
 	return written, zeroed, context.Cause(ctx)
+}
+
+// smallZeroRange: zero ranges smaller than this are made zero without
+// being deallocated (see allocatedZeroer).
+const smallZeroRange = 1 << 20
+
+// allocatedZeroer is a DiskTarget that can make a range read as zeros
+// while keeping it allocated (NBD_CMD_FLAG_NO_HOLE, fallocate
+// FALLOC_FL_ZERO_RANGE).
+type allocatedZeroer interface {
+	WriteZeroesAllocated(ctx context.Context, off, n int64) error
+}
+
+// writeZeroes makes [off, off+n) of t read as zeros. Ranges smaller than
+// smallZeroRange stay allocated where the target can do that: a quick
+// rollback zeroes hundreds of single blocks the guest wrote into the
+// point's holes, and punching each one is a filesystem metadata change
+// and a discard of its own (on ext4 with -o discard under nbdkit's file
+// plugin: 0.3 ms a block, three times a 64 KiB write; see
+// docs/performance-notes.md, #14). Larger ranges may become holes.
+func writeZeroes(ctx context.Context, t DiskTarget, off, n int64) error {
+	if az, ok := t.(allocatedZeroer); ok && n < smallZeroRange {
+		return az.WriteZeroesAllocated(ctx, off, n)
+	}
+	return t.WriteZeroes(ctx, off, n)
 }
 
 // splitAreas cuts areas into the parts covered by data (sorted, merged

@@ -49,8 +49,10 @@ func (r *failingReader) ReadAt(p []byte, off int64) (int, error) {
 // quick rollback's shape: hundreds of single blocks, plus chunks larger
 // than one piece) and zero ranges into a file that holds other bytes
 // with many workers: the data ranges then equal the source, the zero
-// ranges read as zeros and became holes, everything else is untouched,
-// and the counts are exact. A read error stops the copy with that error.
+// ranges read as zeros, everything else is untouched,
+// and the counts are exact. Zero ranges under smallZeroRange stay
+// allocated (zeroed in place), larger ones become holes. A read error
+// stops the copy with that error.
 func TestCopyExtentsWritesDataAndZeros(t *testing.T) {
 	const size = 64 << 20
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -59,10 +61,16 @@ func TestCopyExtentsWritesDataAndZeros(t *testing.T) {
 		src[i] = byte(rng.Uint32())
 	}
 	var work, zeros []blockmap.Extent
-	var wantData, wantZero int64
+	var wantData, wantZero, bigZero int64
 	for b := int64(0); b < size/(64<<10); b++ {
 		e := blockmap.Extent{Offset: b * 64 << 10, Length: 64 << 10}
 		switch {
+		case b >= 800 && b < 864: // a large zero range: punched
+			if b == 800 {
+				zeros = append(zeros, blockmap.Extent{Offset: e.Offset, Length: 64 * 64 << 10})
+				wantZero += 64 * 64 << 10
+				bigZero += 64 * 64 << 10
+			}
 		case b >= 512 && b < 700: // one long extent: several pieces
 			if b == 512 {
 				work = append(work, blockmap.Extent{Offset: e.Offset, Length: 188 * 64 << 10})
@@ -113,8 +121,10 @@ func TestCopyExtentsWritesDataAndZeros(t *testing.T) {
 	if err := syscall.Stat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	if allocated := st.Blocks * 512; allocated > size-wantZero+(1<<20) {
-		t.Errorf("%d bytes allocated: the zero ranges were written, not punched", allocated)
+	if allocated := st.Blocks * 512; allocated > size-bigZero+(1<<20) {
+		t.Errorf("%d bytes allocated: the large zero range was written, not punched", allocated)
+	} else if allocated < size-bigZero-(1<<20) {
+		t.Errorf("%d bytes allocated, want %d: the small zero ranges were punched, not zeroed in place", allocated, size-bigZero)
 	}
 
 	// a bad block in the middle stops the copy with its error

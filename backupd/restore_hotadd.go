@@ -82,6 +82,23 @@ func (t *hotaddTarget) WriteZeroes(ctx context.Context, off, n int64) error {
 	return nil
 }
 
+// WriteZeroesAllocated zeroes the range in place (FALLOC_FL_ZERO_RANGE),
+// else writes zeros; the range stays allocated.
+func (t *hotaddTarget) WriteZeroesAllocated(ctx context.Context, off, n int64) error {
+	if err := unix.Fallocate(int(t.f.Fd()), unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+		return nil
+	}
+	buf := make([]byte, min(n, 4<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if err := t.WriteAt(ctx, buf[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
+
 func (t *hotaddTarget) Flush(context.Context) error {
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", t.f.Name(), err)

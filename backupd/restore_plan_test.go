@@ -202,6 +202,24 @@ func TestRestorePlan(t *testing.T) {
 			},
 		},
 		{
+			// a rollback's usual shape: many small areas, in data and in
+			// holes of the point (read through an area reader)
+			name: "quick rollback: many scattered areas",
+			change: func(h *memHV, vm *memVM, _ string) {
+				for i := 0; i < 80; i++ { // 43 in the data half, 37 in holes
+					vm.disk("scsi0-0").write(i*24<<10, bytes.Repeat([]byte{0xcc}, 1024))
+				}
+			},
+			req:    rollback(false),
+			forbid: writes,
+			vm:     "web", written: 43 << 10,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				if d := res.Disks[0]; d.ChangedBytes != 80<<10 || d.ZeroBytes != 37<<10 {
+					t.Errorf("disk 0: CBT %d, zeroed %d; want %d, %d", d.ChangedBytes, d.ZeroBytes, 80<<10, 37<<10)
+				}
+			},
+		},
+		{
 			// the first disk's prestarted NBD server is stopped unused
 			name: "quick rollback: only the second disk changed",
 			change: func(h *memHV, vm *memVM, _ string) {

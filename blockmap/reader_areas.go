@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 )
 
 // ErrOutsideAreas means a read of an AreaReader left the areas it was
@@ -23,6 +24,7 @@ var ErrOutsideAreas = errors.New("read outside the areas the disk was opened for
 type AreaReader struct {
 	dr     *DiskReader
 	blocks [][2]int64 // sorted, merged block ranges [first, end)
+	ra     *prefetcher
 }
 
 // OpenDiskAreas opens disk of p for reading the given byte areas
@@ -36,6 +38,7 @@ func (r *Repo) OpenDiskAreas(ctx context.Context, p Point, disk string, areas []
 	ar := &AreaReader{dr: dr, blocks: blocks}
 	d := dr.disk
 	sp := diskSpan(p, d)
+	var ra prefetcher
 	err = r.view(ctx, func(db *badger.DB) error {
 		return db.View(func(txn *badger.Txn) error {
 			vi := newVersionIter(txn, d.ID, false)
@@ -55,16 +58,21 @@ func (r *Repo) OpenDiskAreas(ctx context.Context, p Point, disk string, areas []
 					}
 					if v.kind == kindData {
 						dr.m.add(b, vi.gen, v.crc)
+						ra.add(dr, b, vi.gen)
 					}
 				}
 			}
 			return nil
 		})
 	})
+	ra.finish(dr)
 	if err != nil {
+		ra.wait()
+		_ = dr.Close()
 		return nil, fmt.Errorf("open areas of disk %s of %s point %s: %w", disk, p.VM, p.ID, err)
 	}
 	dr.m.seal()
+	ar.ra = &ra
 	return ar, nil
 }
 
@@ -91,5 +99,70 @@ func (a *AreaReader) DataExtents() []Extent { return a.dr.DataExtents() }
 // Size is the disk's logical size in bytes.
 func (a *AreaReader) Size() int64 { return a.dr.Size() }
 
-// Close releases the reader's open delta images.
-func (a *AreaReader) Close() error { return a.dr.Close() }
+// Close releases the reader's open delta images (after the read-ahead
+// calls still being made).
+func (a *AreaReader) Close() error {
+	if a.ra != nil {
+		a.ra.wait()
+	}
+	return a.dr.Close()
+}
+
+// prefetcher asks the kernel to read the blocks an AreaReader will be
+// asked for (posix_fadvise WILLNEED) while the rest of the areas are
+// still being looked up: a quick rollback's reads are scattered single
+// blocks, mostly cold, and a sequential reader's readahead never starts
+// for them. Consecutive blocks of one delta image go in one call. The
+// calls are made by a goroutine of their own: WILLNEED submits the reads
+// and blocks while the device queue is full, which must not hold up the
+// lookups.
+type prefetcher struct {
+	first, n int64
+	gen      uint32
+	ch       chan [3]int64 // gen, first block, blocks
+	done     chan struct{}
+}
+
+// add notes data block b of image gen.
+func (p *prefetcher) add(dr *DiskReader, b int64, gen uint32) {
+	if p.n > 0 && gen == p.gen && b == p.first+p.n {
+		p.n++
+		return
+	}
+	p.flush(dr)
+	p.first, p.n, p.gen = b, 1, gen
+}
+
+// flush hands the pending range to the goroutine, starting it.
+func (p *prefetcher) flush(dr *DiskReader) {
+	if p.n == 0 {
+		return
+	}
+	if p.ch == nil {
+		p.ch, p.done = make(chan [3]int64, 256), make(chan struct{})
+		go func() {
+			defer close(p.done)
+			for r := range p.ch {
+				if f, err := dr.file(uint32(r[0])); err == nil {
+					_ = unix.Fadvise(int(f.Fd()), r[1]*dr.bs, r[2]*dr.bs, unix.FADV_WILLNEED)
+				}
+			}
+		}()
+	}
+	p.ch <- [3]int64{int64(p.gen), p.first, p.n}
+	p.n = 0
+}
+
+// finish sends the last range; wait returns when every call was made.
+func (p *prefetcher) finish(dr *DiskReader) {
+	p.flush(dr)
+	if p.ch != nil {
+		close(p.ch)
+	}
+}
+
+func (p *prefetcher) wait() {
+	if p.done != nil {
+		<-p.done
+	}
+}

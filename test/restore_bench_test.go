@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -120,6 +121,12 @@ func BenchmarkRestore(b *testing.B) {
 	if err := conn.PowerOff(ctx, ref); err != nil {
 		b.Fatal(err)
 	}
+	// $CAIRN_BENCH_RESTORE_DEBUG=1 logs the phases of every rollback and
+	// full overwrite (debug level, to stderr): where their time goes.
+	var rbLog *slog.Logger
+	if os.Getenv("CAIRN_BENCH_RESTORE_DEBUG") != "" {
+		rbLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	var rollbacks, fulls []time.Duration
 	var rbRatios []float64
 	var rbWritten, rbChanged []int64
@@ -144,7 +151,7 @@ func BenchmarkRestore(b *testing.B) {
 			d, err := timeIt(func() error {
 				var err error
 				res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: rp, InPlace: true, Create: vsphere.CreateSpec{Name: "big"}},
-					backupd.RestoreOptions{NBDCommand: restoreNBDCommand})
+					backupd.RestoreOptions{NBDCommand: restoreNBDCommand, Logger: rbLog})
 				return err
 			})
 			if err == nil {
@@ -156,7 +163,7 @@ func BenchmarkRestore(b *testing.B) {
 		full := func() (time.Duration, error) {
 			return timeIt(func() error {
 				_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: rp, InPlace: true, Full: true, Create: vsphere.CreateSpec{Name: "big"}},
-					backupd.RestoreOptions{NBDCommand: restoreNBDCommand})
+					backupd.RestoreOptions{NBDCommand: restoreNBDCommand, Logger: rbLog})
 				return err
 			})
 		}

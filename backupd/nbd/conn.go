@@ -170,7 +170,7 @@ func (c *conn) submit(req *request) error {
 	c.submitted.Add(1)
 
 	var h [requestHeaderLen]byte
-	putRequest(h[:], 0, req.cmd, req.cookie, req.off, req.length)
+	putRequest(h[:], req.flags, req.cmd, req.cookie, req.off, req.length)
 	c.wmu.Lock()
 	_, err := c.w.Write(h[:])
 	if err == nil && len(req.payload) > 0 {

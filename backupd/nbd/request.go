@@ -10,6 +10,7 @@ import (
 // them only afterwards.
 type request struct {
 	cookie uint64
+	flags  uint16 // command flags (NBD_CMD_FLAG_*)
 	cmd    uint16
 	off    uint64
 	length uint32

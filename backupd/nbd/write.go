@@ -67,6 +67,20 @@ const cmdWriteZeroes uint16 = 6
 // WriteZeroes makes [off, off+n) read as zeros: NBD_CMD_WRITE_ZEROES where
 // the server offers it (no payload travels), else writes of a zero buffer.
 func (c *Client) WriteZeroes(ctx context.Context, off, n int64) error {
+	return c.writeZeroes(ctx, off, n, 0)
+}
+
+// cmdFlagNoHole is NBD_CMD_FLAG_NO_HOLE: the server must not punch a hole
+// for a write-zeroes request (the range stays allocated).
+const cmdFlagNoHole uint16 = 1 << 1
+
+// WriteZeroesAllocated is WriteZeroes with NBD_CMD_FLAG_NO_HOLE: the range
+// reads as zeros and stays allocated (the server may not deallocate it).
+func (c *Client) WriteZeroesAllocated(ctx context.Context, off, n int64) error {
+	return c.writeZeroes(ctx, off, n, cmdFlagNoHole)
+}
+
+func (c *Client) writeZeroes(ctx context.Context, off, n int64, flags uint16) error {
 	if c.ReadOnly() {
 		return ErrReadOnly
 	}
@@ -77,7 +91,11 @@ func (c *Client) WriteZeroes(ctx context.Context, off, n int64) error {
 	if c.Flags()&FlagSendWriteZeroes != 0 {
 		for n > 0 {
 			k := min(n, step)
-			_, err := c.do(ctx, func(*conn) (*request, error) { return newRequest(cmdWriteZeroes, uint64(off), uint32(k)), nil })
+			_, err := c.do(ctx, func(*conn) (*request, error) {
+				r := newRequest(cmdWriteZeroes, uint64(off), uint32(k))
+				r.flags = flags
+				return r, nil
+			})
 			if err != nil {
 				return fmt.Errorf("nbd write zeroes offset %d length %d: %w", off, k, err)
 			}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestWriteNbdkitAndQemuNBD writes a pattern larger than one request at an
@@ -53,5 +55,57 @@ func TestWriteNbdkitAndQemuNBD(t *testing.T) {
 	c := dialT(t, nbdkit(t, "--readonly", "file", path).uri(""), testOptions())
 	if err := c.WriteAt(context.Background(), []byte{1}, 0); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("write to a read-only export: %v, want ErrReadOnly", err)
+	}
+}
+
+// TestWriteZeroesAllocated: WriteZeroes lets the server punch a hole,
+// WriteZeroesAllocated (NBD_CMD_FLAG_NO_HOLE) zeroes the range and keeps
+// it allocated, through nbdkit's file plugin and qemu-nbd.
+func TestWriteZeroesAllocated(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		srv  func(t testing.TB, path string) *server
+	}{
+		{"nbdkit", func(t testing.TB, p string) *server { return nbdkit(t, "file", p) }},
+		{"qemu-nbd", func(t testing.TB, p string) *server { return qemuNBD(t, "-f", "raw", p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const mib = 1 << 20
+			path := sparseImage(t, 4*mib, span{0, 2 * mib})
+			c := dialT(t, tc.srv(t, path).uri(""), testOptions())
+			ctx := context.Background()
+			if err := c.WriteZeroes(ctx, 0, 256<<10); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.WriteZeroesAllocated(ctx, mib, 256<<10); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range [][2]int{{0, 256 << 10}, {mib, mib + 256<<10}} {
+				if !bytes.Equal(got[r[0]:r[1]], make([]byte, r[1]-r[0])) {
+					t.Fatalf("[%d, %d) does not read as zeros", r[0], r[1])
+				}
+			}
+			if got[256<<10] == 0 && got[256<<10+1] == 0 && got[256<<10+2] == 0 {
+				t.Fatal("the data after the zeroed range was changed")
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if d, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA); err != nil || d < 256<<10 {
+				t.Errorf("WriteZeroes left [0, 256 KiB) allocated (first data at %d, %v): the server may punch it", d, err)
+			}
+			if h, err := unix.Seek(int(f.Fd()), mib, unix.SEEK_HOLE); err != nil || h < mib+256<<10 {
+				t.Errorf("WriteZeroesAllocated left a hole at %d (%v), want the range allocated", h, err)
+			}
+		})
 	}
 }
