@@ -360,13 +360,11 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		return int32(n) // a point refers to far fewer than 2^31 packs
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
-	buf := make([]byte, batchBlocks*bs)
 	for _, d := range p.Disks {
 		dr, err := repo.OpenDisk(ctx, p, d.Name)
 		if err != nil {
 			return nil, err
 		}
-		var entries []blockEntry
 		var runs []genRun
 		dr.DataRuns(func(first, n int64, gen uint32) bool {
 			runs = append(runs, genRun{first: first, n: n, gen: gen})
@@ -375,29 +373,32 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		if runsOut != nil {
 			runsOut[d.Name] = runs
 		}
-		target := r.packTarget(d.Name, runs, prev, cache, bs, up.workers)
-		// readRun reads consecutive blocks, stores the new ones and
-		// records all of them.
-		readRun := func(run []int64) error {
-			if len(run) == 0 {
-				return nil
+		// The blocks an earlier copied point holds at the same generation
+		// are taken from its manifest; the others are read.
+		var reused []blockEntry
+		var toRead []genRun
+		var nRead int64
+		for _, ru := range runs {
+			for b := ru.first; b < ru.end(); b++ {
+				if ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
+					reused = append(reused, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+					continue
+				}
+				nRead++
+				if k := len(toRead) - 1; k >= 0 && toRead[k].end() == b {
+					toRead[k].n++
+				} else {
+					toRead = append(toRead, genRun{first: b, n: 1})
+				}
 			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if r.beforeRead != nil {
-				r.beforeRead(run[0])
-			}
-			off := run[0] * bs
-			n := min(int64(len(run))*bs, d.Size-off)
-			if _, err := dr.ReadAt(buf[:n], off); err != nil {
-				return fmt.Errorf("read local disk %s: %w", d.Name, err)
-			}
-			st.BytesRead += n
-			var blocks []*block
-			for i := int64(0); i < n; i += bs {
-				blocks = append(blocks, &block{n: (off + i) / bs, data: buf[i:min(n, i+bs)]})
-			}
+		}
+		st.BlocksUnchanged += int64(len(reused))
+		target := r.packTarget(nRead, bs, up.workers)
+		// process stores the new blocks of one batch read and records all
+		// of them.
+		var read []blockEntry
+		process := func(bt *readBatch) error {
+			blocks := bt.blocks
 			// Hash in parallel, look up in order, seal new ones in parallel.
 			parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
 			var fresh []*block
@@ -439,38 +440,19 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 					pb := pending[b.id]
 					ref = blobRef{Pack: pb.pack, Off: pb.off, Len: pb.len, Raw: pb.raw}
 				}
-				entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
+				read = append(read, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
 			}
+			st.BytesRead += bt.bytes
 			return nil
 		}
 		err = func() error {
 			defer dr.Close()
-			var run []int64
-			for _, ru := range runs {
-				for b := ru.first; b < ru.end(); b++ {
-					if ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
-						if err := readRun(run); err != nil {
-							return err
-						}
-						run = run[:0]
-						entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
-						st.BlocksUnchanged++
-						continue
-					}
-					if len(run) > 0 && (run[len(run)-1] != b-1 || len(run) == batchBlocks) {
-						if err := readRun(run); err != nil {
-							return err
-						}
-						run = run[:0]
-					}
-					run = append(run, b)
-				}
-			}
-			return readRun(run)
+			return r.readBatches(ctx, dr, d, bs, toRead, process)
 		}()
 		if err != nil {
 			return nil, err
 		}
+		entries := mergeEntries(reused, read)
 		m.Disks = append(m.Disks, manifestDisk{Name: d.Name, Size: d.Size, Blocks: encodeBlocks(entries), Count: len(entries)})
 	}
 	if err := flush(); err != nil {
@@ -482,28 +464,17 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 // minPackSize is the smallest pack packTarget asks for.
 const minPackSize = 8 << 20
 
-// packTarget is the pack size for a disk's blocks: the full pack size,
-// unless the disk has less to upload than a full pack per upload worker
-// (an incremental). Then its packs are cut smaller (never below
-// minPackSize) so that they go up at once: one upload stream to a store is
-// far slower than several (RGW on this machine: 10 MiB in one PUT at
-// 12 MB/s while two PUTs at once moved 50 MB/s), and the last pack of a
-// point would otherwise go up alone after every block was read.
-func (r *Remote) packTarget(disk string, runs []genRun, prev *prevPoint, cache *blockCache, bs int64, workers int) int {
-	var toRead int64
-	for _, ru := range runs {
-		if prev == nil {
-			toRead += ru.n
-			continue
-		}
-		for b := ru.first; b < ru.end(); b++ {
-			if _, _, ok := prev.reuse(disk, b, ru.gen, cache); !ok {
-				toRead++
-			}
-		}
-		if toRead*bs >= int64(r.packSize)*int64(workers) {
-			return r.packSize
-		}
+// packTarget is the pack size for a disk's blocks, toRead of them to be
+// read: the full pack size, unless the disk has less to upload than a
+// full pack per upload worker (an incremental). Then its packs are cut
+// smaller (never below minPackSize) so that they go up at once: one
+// upload stream to a store is far slower than several (RGW on this
+// machine: 10 MiB in one PUT at 12 MB/s while two PUTs at once moved 50
+// MB/s), and the last pack of a point would otherwise go up alone after
+// every block was read.
+func (r *Remote) packTarget(toRead, bs int64, workers int) int {
+	if toRead*bs >= int64(r.packSize)*int64(workers) {
+		return r.packSize
 	}
 	return int(min(int64(r.packSize), max(minPackSize, toRead*bs/int64(workers))))
 }

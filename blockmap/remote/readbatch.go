@@ -1,0 +1,176 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// readBatch is up to batchBlocks blocks of a disk read from the local
+// repository, in block order, into buf.
+type readBatch struct {
+	blocks []*block
+	bytes  int64
+	buf    []byte
+	err    error
+}
+
+const (
+	// readAhead is the number of batches read ahead of the one being
+	// hashed and sealed.
+	readAhead = 2
+	// readersPerBatch is the number of runs of a batch read at once: the
+	// changed blocks of an incremental are scattered, and one pread at a
+	// time leaves the disk (and, cold, the page cache) idle between them.
+	readersPerBatch = 8
+)
+
+// readBatches reads the blocks of runs (sorted, of one disk) in batches
+// of at most batchBlocks and hands each batch to process in order. Batches
+// are read ahead of process (readAhead of them), and the runs of a batch
+// are read at once (readersPerBatch), so that reading overlaps hashing,
+// sealing and uploading even when every run is one scattered block.
+func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk blockmap.DiskInfo, bs int64, runs []genRun, process func(*readBatch) error) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	ch := make(chan *readBatch, readAhead-1)
+	free := make(chan []byte, readAhead+1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ch)
+		var segs []genRun
+		var count int64
+		send := func() bool {
+			if len(segs) == 0 {
+				return true
+			}
+			var buf []byte
+			select {
+			case buf = <-free:
+			default:
+				buf = make([]byte, batchBlocks*bs)
+			}
+			bt := r.readSegments(ctx, dr, disk, bs, segs, buf)
+			segs, count = segs[:0], 0
+			select {
+			case ch <- bt:
+				return bt.err == nil
+			case <-stop:
+				return false
+			}
+		}
+		for _, ru := range runs {
+			for b := ru.first; b < ru.end(); {
+				n := min(ru.end()-b, batchBlocks-count)
+				segs = append(segs, genRun{first: b, n: n})
+				count += n
+				b += n
+				if count == batchBlocks && !send() {
+					return
+				}
+			}
+		}
+		send()
+	}()
+	var err error
+	for bt := range ch {
+		if err == nil {
+			err = bt.err
+		}
+		if err == nil {
+			err = process(bt)
+		}
+		if err != nil {
+			break
+		}
+		select {
+		case free <- bt.buf:
+		default:
+		}
+	}
+	close(stop)
+	for range ch { // let the reader end
+	}
+	wg.Wait()
+	return err
+}
+
+// readSegments reads the blocks of segs (at most batchBlocks in all)
+// into buf, readersPerBatch segments at once.
+func (r *Remote) readSegments(ctx context.Context, dr *blockmap.DiskReader, disk blockmap.DiskInfo, bs int64, segs []genRun, buf []byte) *readBatch {
+	bt := &readBatch{buf: buf}
+	type part struct {
+		off int64
+		dst []byte
+	}
+	parts := make([]part, len(segs))
+	pos := int64(0)
+	for i, sg := range segs {
+		off := sg.first * bs
+		n := min(sg.n*bs, disk.Size-off)
+		parts[i] = part{off: off, dst: buf[pos : pos+n]}
+		for j := int64(0); j < n; j += bs {
+			bt.blocks = append(bt.blocks, &block{n: (off + j) / bs, data: buf[pos+j : pos+min(n, j+bs)]})
+		}
+		bt.bytes += n
+		pos += n
+	}
+	if err := ctx.Err(); err != nil {
+		bt.err = err
+		return bt
+	}
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, readersPerBatch)
+		errs = make([]error, len(parts))
+	)
+	for i, pt := range parts {
+		if r.beforeRead != nil {
+			r.beforeRead(segs[i].first)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := dr.ReadAt(pt.dst, pt.off); err != nil {
+				errs[i] = fmt.Errorf("read local disk %s: %w", disk.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			bt.err = err
+			break
+		}
+	}
+	return bt
+}
+
+// mergeEntries merges two lists of block entries sorted by block (no
+// block in both) into one.
+func mergeEntries(a, b []blockEntry) []blockEntry {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]blockEntry, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Block < b[0].Block {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}
