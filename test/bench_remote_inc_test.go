@@ -34,7 +34,8 @@ import (
 // $CAIRN_BENCH_REMOTE_POINTS the incremental points per round (default 3),
 // $CAIRN_BENCH_REMOTE_KEY=passphrase|keyfile the remote's key (default
 // passphrase, as BenchmarkRemote), $CAIRN_BENCH_REMOTE_DEBUG=FILE appends
-// each incremental run's --log-level debug output to FILE. It writes no
+// each incremental run's --log-level debug output to FILE,
+// $CAIRN_BENCH_REMOTE_PERF=DIR profiles each with perf record into DIR. It writes no
 // section of docs/performance.md: it logs each run and the medians.
 func BenchmarkRemoteIncremental(b *testing.B) {
 	testutil.RequireRoot(b)
@@ -85,6 +86,7 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 	for off := int64(0); off < size; off += 128 << 20 {
 		writeRandom(b, src, off, 64<<20, uint64(off>>20)+1)
 	}
+	var lastCPU time.Duration // user + system time of the last run
 	run := func(bin string, args ...string) (time.Duration, string) {
 		b.Helper()
 		cmd := exec.Command(bin, args...)
@@ -94,12 +96,27 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 		if err != nil {
 			b.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
 		}
+		lastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		return d, string(out)
 	}
-	times := map[string][]time.Duration{}
+	times, cpus := map[string][]time.Duration{}, map[string][]time.Duration{}
 	seed := uint64(1000)
-	for round := 0; round < rounds; round++ {
+	// Paired: one repository and bucket per round, set up by the first
+	// binary, and each binary in turn replicates the next 1 % point (the
+	// binaries must share the remote format): pairs seconds apart on a
+	// machine whose load swings.
+	paired := os.Getenv("CAIRN_BENCH_REMOTE_PAIRED") != ""
+	groups := [][]bin{}
+	if paired {
+		groups = append(groups, bins)
+	} else {
 		for _, bn := range bins {
+			groups = append(groups, []bin{bn})
+		}
+	}
+	for round := 0; round < rounds; round++ {
+		for _, group := range groups {
+			bn := group[0]
 			repo := filepath.Join(dir, "repo-"+bn.name)
 			os.RemoveAll(repo)
 			run(bn.path, "--repo", repo, "init")
@@ -108,7 +125,8 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 			run(bn.path, append([]string{"--repo", repo, "remote", "add", "off", "--endpoint", c.Endpoint, "--bucket", bucket, "--credentials", creds}, keyFlag...)...)
 			run(bn.path, "--repo", repo, "remote", "init", "off")
 			first, _ := run(bn.path, "--repo", repo, "replicate", "--remote", "off")
-			for p := 0; p < points; p++ {
+			for p := 0; p < points*len(group); p++ {
+				bn := group[p%len(group)]
 				seed++
 				cf := filepath.Join(dir, "changed")
 				if err := os.WriteFile(cf, []byte(changeBlocks(b, src, size, size, 64<<10, 0.01, seed)), 0o644); err != nil {
@@ -120,15 +138,22 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 				if debugFile != "" {
 					args = append(args, "--log-level", "debug")
 				}
-				d, out := run(bn.path, append(args, "replicate", "--remote", "off")...)
-				times[bn.name] = append(times[bn.name], d)
-				b.Logf("round %d %s: first %v, incremental %d: %v (%.1f %%)", round, bn.name, first.Round(time.Millisecond), p, d.Round(time.Millisecond), 100*d.Seconds()/first.Seconds())
+				started := time.Now()
+				bin, rargs := bn.path, append(args, "replicate", "--remote", "off")
+				if pd := os.Getenv("CAIRN_BENCH_REMOTE_PERF"); pd != "" {
+					// profile each incremental run (perf record)
+					rargs = append([]string{"record", "-F", "2000", "-g", "-o", filepath.Join(pd, fmt.Sprintf("perf-%s-%d-%d.data", bn.name, round, p)), "--", bin}, rargs...)
+					bin = "perf"
+				}
+				d, out := run(bin, rargs...)
+				times[bn.name], cpus[bn.name] = append(times[bn.name], d), append(cpus[bn.name], lastCPU)
+				b.Logf("round %d %s: first %v, incremental %d: %v (%.1f %%), CPU %v", round, bn.name, first.Round(time.Millisecond), p, d.Round(time.Millisecond), 100*d.Seconds()/first.Seconds(), lastCPU.Round(time.Millisecond))
 				if debugFile != "" {
 					f, err := os.OpenFile(debugFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 					if err != nil {
 						b.Fatal(err)
 					}
-					fmt.Fprintf(f, "== %s round %d point %d: %v\n%s\n", bn.name, round, p, d, out)
+					fmt.Fprintf(f, "== %s round %d point %d: %v started %s\n%s\n", bn.name, round, p, d, started.UTC().Format(time.RFC3339Nano), out)
 					f.Close()
 				}
 			}
@@ -143,6 +168,10 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 	for _, bn := range bins {
 		ds := append([]time.Duration(nil), times[bn.name]...)
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		b.Logf("%s: incremental median %v, range %v-%v over %d runs", bn.name, medianDuration(ds).Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), len(ds))
+		cs := append([]time.Duration(nil), cpus[bn.name]...)
+		sort.Slice(cs, func(i, j int) bool { return cs[i] < cs[j] })
+		b.Logf("%s: incremental median %v, range %v-%v over %d runs; CPU (user+system) median %v, range %v-%v", bn.name,
+			medianDuration(ds).Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), len(ds),
+			medianDuration(cs).Round(time.Millisecond), cs[0].Round(time.Millisecond), cs[len(cs)-1].Round(time.Millisecond))
 	}
 }

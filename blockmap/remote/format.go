@@ -180,7 +180,10 @@ func (r *Remote) sealManifest(name string, m *manifest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return seal(r.keys.aead, nil, r.enc.EncodeAll(js, nil), []byte("manifest\x00"+name)), nil
+	// The fastest level: most of a manifest is random block ids, which
+	// no level shrinks, and the default level spent ~6 % of an
+	// incremental replication's CPU failing to.
+	return seal(r.keys.aead, nil, r.fast.EncodeAll(js, nil), []byte("manifest\x00"+name)), nil
 }
 
 func (r *Remote) openManifest(name string, data []byte) (*manifest, error) {

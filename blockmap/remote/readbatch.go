@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -32,7 +33,7 @@ const (
 // are read ahead of process (readAhead of them), and the runs of a batch
 // are read at once (readersPerBatch), so that reading overlaps hashing,
 // sealing and uploading even when every run is one scattered block.
-func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk blockmap.DiskInfo, bs int64, runs []genRun, process func(*readBatch) error) error {
+func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk blockmap.DiskInfo, bs int64, runs []genRun, process func(*readBatch) error, waited *time.Duration) error {
 	if len(runs) == 0 {
 		return nil
 	}
@@ -79,7 +80,13 @@ func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk 
 		send()
 	}()
 	var err error
-	for bt := range ch {
+	for {
+		t := time.Now()
+		bt, ok := <-ch
+		*waited += time.Since(t)
+		if !ok {
+			break
+		}
 		if err == nil {
 			err = bt.err
 		}

@@ -267,12 +267,14 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	start = time.Now()
 	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs)
+	var bt buildTimes
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt)
 	built := time.Since(start)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
 	}
-	r.log.Debug("replicate: blocks read and packs stored", "vm", p.VM, "point", p.ID, "read", built, "took", time.Since(start))
+	r.log.Debug("replicate: blocks read and packs stored", "vm", p.VM, "point", p.ID, "read", built, "took", time.Since(start),
+		"open_disks", bt.open, "wait_reads", bt.wait, "hash_seal_pack", bt.work)
 	start = time.Now()
 	if err != nil {
 		return err
@@ -322,7 +324,14 @@ const batchBlocks = 64
 // sealedPool holds the buffers blocks are sealed into before they join a pack.
 var sealedPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10+128); return &b }}
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun) (*manifest, error) {
+// buildTimes split buildManifest's time (debug log).
+type buildTimes struct {
+	open time.Duration // opening the local disks
+	wait time.Duration // waiting for blocks read from them
+	work time.Duration // hashing, sealing, packing (and waiting for the upload budget)
+}
+
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
 	if err := readAttachments(ctx, repo, m); err != nil {
@@ -361,10 +370,12 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
 	for _, d := range p.Disks {
+		opened := time.Now()
 		dr, err := repo.OpenDisk(ctx, p, d.Name)
 		if err != nil {
 			return nil, err
 		}
+		bt.open += time.Since(opened)
 		var runs []genRun
 		dr.DataRuns(func(first, n int64, gen uint32) bool {
 			runs = append(runs, genRun{first: first, n: n, gen: gen})
@@ -393,12 +404,17 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			}
 		}
 		st.BlocksUnchanged += int64(len(reused))
+		if nRead > 0 && int64(len(toRead))*4 > nRead {
+			// Scattered blocks (an incremental): no readahead around them.
+			dr.AdviseRandom()
+		}
 		target := r.packTarget(nRead, bs, up.workers)
 		// process stores the new blocks of one batch read and records all
 		// of them.
 		var read []blockEntry
-		process := func(bt *readBatch) error {
-			blocks := bt.blocks
+		process := func(rb *readBatch) error {
+			defer func(t time.Time) { bt.work += time.Since(t) }(time.Now())
+			blocks := rb.blocks
 			// Hash in parallel, look up in order, seal new ones in parallel.
 			parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
 			var fresh []*block
@@ -442,12 +458,12 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 				}
 				read = append(read, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
 			}
-			st.BytesRead += bt.bytes
+			st.BytesRead += rb.bytes
 			return nil
 		}
 		err = func() error {
 			defer dr.Close()
-			return r.readBatches(ctx, dr, d, bs, toRead, process)
+			return r.readBatches(ctx, dr, d, bs, toRead, process, &bt.wait)
 		}()
 		if err != nil {
 			return nil, err
