@@ -3,6 +3,9 @@ package remote
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,4 +183,67 @@ func mergeEntries(a, b []blockEntry) []blockEntry {
 	}
 	out = append(out, a...)
 	return append(out, b...)
+}
+
+// preopened holds the local disks of the point a replication will most
+// likely copy first, opened (their block maps read from the repository
+// index) while the remote is listed: the first point this machine has no
+// record of copying. Disks not taken are closed by close.
+type preopened struct {
+	p    blockmap.Point
+	done chan struct{}
+	mu   sync.Mutex
+	drs  map[string]*blockmap.DiskReader
+}
+
+func (r *Remote) preopen(ctx context.Context, repo *blockmap.Repo, cacheDir string, pts []blockmap.Point) *preopened {
+	for _, p := range pts { // oldest first
+		if _, err := os.Stat(filepath.Join(r.stateDir(cacheDir, p.VM), strconv.FormatUint(uint64(p.Gen), 10))); err == nil {
+			continue // copied before (the remote may still lack it: then it opens as usual)
+		}
+		po := &preopened{p: p, done: make(chan struct{}), drs: map[string]*blockmap.DiskReader{}}
+		go func() {
+			defer close(po.done)
+			for _, d := range p.Disks {
+				dr, err := repo.OpenDisk(ctx, p, d.Name)
+				if err != nil {
+					return // opened again (and the error reported) when needed
+				}
+				po.mu.Lock()
+				po.drs[d.Name] = dr
+				po.mu.Unlock()
+			}
+		}()
+		return po
+	}
+	return nil
+}
+
+// open returns disk of p: the one opened ahead when there is one.
+func (po *preopened) open(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, disk string) (*blockmap.DiskReader, error) {
+	if po != nil && po.p.VM == p.VM && po.p.ID == p.ID && po.p.Gen == p.Gen {
+		<-po.done
+		po.mu.Lock()
+		dr := po.drs[disk]
+		delete(po.drs, disk)
+		po.mu.Unlock()
+		if dr != nil {
+			return dr, nil
+		}
+	}
+	return repo.OpenDisk(ctx, p, disk)
+}
+
+// close closes the disks opened ahead and not taken.
+func (po *preopened) close() {
+	if po == nil {
+		return
+	}
+	<-po.done
+	po.mu.Lock()
+	defer po.mu.Unlock()
+	for n, dr := range po.drs {
+		dr.Close()
+		delete(po.drs, n)
+	}
 }

@@ -71,6 +71,8 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
 	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
 	known := r.prefetchPrev(ctx, o.CacheDir, pts)
+	pre := r.preopen(ctx, repo, o.CacheDir, pts)
+	defer pre.close()
 	wg.Wait()
 	if cerr != nil {
 		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", cerr)
@@ -92,7 +94,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		if o.Progress != nil {
 			o.Progress(p)
 		}
-		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known); err != nil {
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known, pre); err != nil {
 			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
 		}
 		st.Replicated = append(st.Replicated, p)
@@ -260,7 +262,7 @@ type pendingBlob struct {
 	raw  uint32
 }
 
-func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests) error {
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests, pre *preopened) error {
 	start := time.Now()
 	prev := r.loadPrev(ctx, cacheDir, p, present, known)
 	r.log.Debug("replicate: earlier copied point loaded", "vm", p.VM, "point", p.ID, "found", prev != nil, "took", time.Since(start))
@@ -268,7 +270,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
 	var bt buildTimes
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt)
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt, pre)
 	built := time.Since(start)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
@@ -331,7 +333,7 @@ type buildTimes struct {
 	work time.Duration // hashing, sealing, packing (and waiting for the upload budget)
 }
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes) (*manifest, error) {
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes, pre *preopened) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
 	if err := readAttachments(ctx, repo, m); err != nil {
@@ -371,7 +373,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 	workers := max(1, runtime.GOMAXPROCS(0))
 	for _, d := range p.Disks {
 		opened := time.Now()
-		dr, err := repo.OpenDisk(ctx, p, d.Name)
+		dr, err := pre.open(ctx, repo, p, d.Name)
 		if err != nil {
 			return nil, err
 		}
