@@ -36,6 +36,7 @@ const (
 // are read ahead of process (readAhead of them), and the runs of a batch
 // are read at once (readersPerBatch), so that reading overlaps hashing,
 // sealing and uploading even when every run is one scattered block.
+// waited accumulates the time spent waiting for a batch.
 func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk blockmap.DiskInfo, bs int64, runs []genRun, process func(*readBatch) error, waited *time.Duration) error {
 	if len(runs) == 0 {
 		return nil
