@@ -59,7 +59,7 @@ func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk 
 			select {
 			case buf = <-free:
 			default:
-				buf = make([]byte, batchBlocks*bs)
+				buf = batchBuffer(int(batchBlocks * bs))
 			}
 			bt := r.readSegments(ctx, dr, disk, bs, segs, buf)
 			segs, count = segs[:0], 0
@@ -103,13 +103,39 @@ func (r *Remote) readBatches(ctx context.Context, dr *blockmap.DiskReader, disk 
 		select {
 		case free <- bt.buf:
 		default:
+			putBatchBuffer(bt.buf)
 		}
 	}
 	close(stop)
-	for range ch { // let the reader end
+	for bt := range ch { // let the reader end
+		putBatchBuffer(bt.buf)
 	}
 	wg.Wait()
-	return err
+	for {
+		select {
+		case b := <-free:
+			putBatchBuffer(b)
+		default:
+			return err
+		}
+	}
+}
+
+// batchPool keeps read batch buffers for the next disk or point of a run
+// (a VM of 50 points read 50 times three fresh buffers).
+var batchPool sync.Pool
+
+func batchBuffer(n int) []byte {
+	if bp, ok := batchPool.Get().(*[]byte); ok && cap(*bp) >= n {
+		return (*bp)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBatchBuffer(b []byte) {
+	if b != nil {
+		batchPool.Put(&b)
+	}
 }
 
 // readSegments reads the blocks of segs (at most batchBlocks in all)
