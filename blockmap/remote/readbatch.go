@@ -191,27 +191,6 @@ func (r *Remote) readSegments(ctx context.Context, dr *blockmap.DiskReader, disk
 	return bt
 }
 
-// mergeEntries merges two lists of block entries sorted by block (no
-// block in both) into one.
-func mergeEntries(a, b []blockEntry) []blockEntry {
-	if len(a) == 0 {
-		return b
-	}
-	if len(b) == 0 {
-		return a
-	}
-	out := make([]blockEntry, 0, len(a)+len(b))
-	for len(a) > 0 && len(b) > 0 {
-		if a[0].Block < b[0].Block {
-			out, a = append(out, a[0]), a[1:]
-		} else {
-			out, b = append(out, b[0]), b[1:]
-		}
-	}
-	out = append(out, a...)
-	return append(out, b...)
-}
-
 // preopened holds the local disks of the point a replication will most
 // likely copy first, opened (their block maps read from the repository
 // index) while the remote is listed: the first point this machine has no

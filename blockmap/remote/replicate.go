@@ -387,14 +387,14 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			runsOut[d.Name] = runs
 		}
 		// The blocks an earlier copied point holds at the same generation
-		// are taken from its manifest; the others are read.
-		var reused []blockEntry
+		// are taken from its manifest (below, once the others are read);
+		// the others are read.
 		var toRead []genRun
-		var nRead int64
+		var nRead, nReused int64
 		for _, ru := range runs {
 			for b := ru.first; b < ru.end(); b++ {
-				if ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
-					reused = append(reused, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+				if _, _, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
+					nReused++
 					continue
 				}
 				nRead++
@@ -405,7 +405,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 				}
 			}
 		}
-		st.BlocksUnchanged += int64(len(reused))
+		st.BlocksUnchanged += nReused
 		if nRead > 0 && int64(len(toRead))*4 > nRead {
 			// Scattered blocks (an incremental): no readahead around them.
 			dr.AdviseRandom()
@@ -470,7 +470,26 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		if err != nil {
 			return nil, err
 		}
-		entries := mergeEntries(reused, read)
+		// The map in block order: the blocks read and those taken from
+		// the earlier point (the same answers as in the plan above: the
+		// earlier point's packs are still in the cache).
+		entries := read
+		if nReused > 0 {
+			entries = make([]blockEntry, 0, nReused+int64(len(read)))
+			for _, ru := range runs {
+				for b := ru.first; b < ru.end(); b++ {
+					if len(read) > 0 && read[0].Block == b {
+						entries, read = append(entries, read[0]), read[1:]
+						continue
+					}
+					ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache)
+					if !ok {
+						return nil, fmt.Errorf("internal error: block %d of disk %s neither read nor taken from the earlier point", b, d.Name)
+					}
+					entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+				}
+			}
+		}
 		m.Disks = append(m.Disks, manifestDisk{Name: d.Name, Size: d.Size, Blocks: encodeBlocks(entries), Count: len(entries)})
 	}
 	if err := flush(); err != nil {
