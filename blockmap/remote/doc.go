@@ -36,6 +36,11 @@
 // With Options.KeyCache the unwrapped master key is kept locally, sealed
 // with a key BLAKE3-derived from the secret, so later opens skip argon2id.
 //
+// Replication reads a local disk's blocks in read batches (up to 64
+// blocks, their runs read at once, two batches ahead of hashing and
+// sealing); the disks of the first point to copy are preopened while the
+// remote is listed.
+//
 // A DiskReader that is read in order fetches ahead (read-ahead) up to
 // 32 MiB of blocks into its block cache.
 //

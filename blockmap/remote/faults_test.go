@@ -356,6 +356,11 @@ func TestStalledStoreMidReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	// One upload at a time: the stall then always catches the second
+	// pack mid-upload (with packs uploaded at once, all of them can be
+	// stored before it, and the manifest's PUT, held by the proxy, lands
+	// once the proxy lets its bytes go: a complete point).
+	r.uploads = 1
 	r.afterPack = func(n int64) {
 		if n == 1 {
 			proxy.stall.Store(true)

@@ -173,7 +173,9 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	// can put a new version over a locked object but not remove the old one.
 	var master []byte
 	start := time.Now()
+	var fetched time.Duration
 	err = r.readVersions(ctx, configName, func(data []byte) error {
+		fetched = time.Since(start)
 		var cfg config
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrFormat, configName, err)
@@ -208,7 +210,7 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 	if r.keys, err = newKeys(master); err != nil {
 		return nil, err
 	}
-	r.log.Debug("remote opened", "bucket", st.bucket, "took", time.Since(start))
+	r.log.Debug("remote opened", "bucket", st.bucket, "took", time.Since(start), "config_get", fetched, "key_cached", r.keyCached)
 	// One encoder per CPU: blocks are sealed in parallel, and EncodeAll
 	// waits for a free encoder. The window is 1 MiB, not the default
 	// 8 MiB: each encoder keeps a history buffer of twice its window

@@ -215,6 +215,47 @@ func TestIncrementalReadsOnlyChanges(t *testing.T) {
 	}
 }
 
+// TestIncrementalScatteredBlocks: an incremental whose changed blocks are
+// scattered (single blocks, read several at once without readahead) and
+// a run that crosses the 64-block batches reads exactly the changed
+// blocks, interleaves them with the unchanged ones in the manifest, and
+// pulls back byte for byte.
+func TestIncrementalScatteredBlocks(t *testing.T) {
+	e := newEnv(t, 0)
+	repo := testutil.NewRepo(t)
+	p1 := bigPoint(t, repo, "scatter", 21)
+	r := e.open()
+	cd := cacheDir(t)
+	if _, err := r.Replicate(ctx(t), repo, []blockmap.Point{p1}, ReplicateOptions{CacheDir: cd}); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(22, 23))
+	bs := int64(repo.BlockSize())
+	changes := map[int64][]byte{}
+	want := int64(0)
+	for b := int64(1); b < 200; b += 2 { // 100 single blocks, in data and in the hole after it
+		changes[b*bs] = randBytes(rnd, int(bs))
+		want++
+	}
+	changes[250*bs] = randBytes(rnd, int(70*bs)) // a run longer than a batch
+	want += 70
+	p2 := writeIncr(t, repo, "scatter", "disk-0", 24<<20, p1.Time.Add(time.Hour), changes)
+	st, err := r.Replicate(ctx(t), repo, []blockmap.Point{p2}, ReplicateOptions{CacheDir: cd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataBlocks := 12<<20/bs + (200-12<<20/bs)/2 + 70 // p1's data plus the changes in its hole
+	if st.BlocksRead != want || st.BlocksNew != want || st.BlocksRead+st.BlocksUnchanged != dataBlocks {
+		t.Fatalf("incremental read %d blocks (%d new, %d unchanged), want %d read of %d", st.BlocksRead, st.BlocksNew, st.BlocksUnchanged, want, dataBlocks)
+	}
+	fresh := newRepoAt(t, t.TempDir()+"/fresh")
+	np, _, err := r.Pull(ctx(t), fresh, p2.VM, p2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameLocal(t, repo, fresh, p2, np)
+}
+
 // TestRunsRoundTrip: the saved replication state (runs of blocks and
 // generations) decodes to what was encoded, and damaged state is refused.
 func TestRunsRoundTrip(t *testing.T) {

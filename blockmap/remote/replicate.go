@@ -71,6 +71,8 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
 	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
 	known := r.prefetchPrev(ctx, o.CacheDir, pts)
+	pre := r.preopen(ctx, repo, o.CacheDir, pts)
+	defer pre.close()
 	wg.Wait()
 	if cerr != nil {
 		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", cerr)
@@ -92,7 +94,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		if o.Progress != nil {
 			o.Progress(p)
 		}
-		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known); err != nil {
+		if err := r.replicatePoint(ctx, repo, p, cache, st, o.CacheDir, present, known, pre); err != nil {
 			return st, fmt.Errorf("replicate %s point %s: %w", p.VM, p.ID, err)
 		}
 		st.Replicated = append(st.Replicated, p)
@@ -260,19 +262,21 @@ type pendingBlob struct {
 	raw  uint32
 }
 
-func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests) error {
+func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, cacheDir string, present map[string]bool, known *knownManifests, pre *preopened) error {
 	start := time.Now()
 	prev := r.loadPrev(ctx, cacheDir, p, present, known)
 	r.log.Debug("replicate: earlier copied point loaded", "vm", p.VM, "point", p.ID, "found", prev != nil, "took", time.Since(start))
 	start = time.Now()
 	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs)
+	var bt buildTimes
+	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt, pre)
 	built := time.Since(start)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
 	}
-	r.log.Debug("replicate: blocks read and packs stored", "vm", p.VM, "point", p.ID, "read", built, "took", time.Since(start))
+	r.log.Debug("replicate: blocks read and packs stored", "vm", p.VM, "point", p.ID, "read", built, "took", time.Since(start),
+		"open_disks", bt.open, "wait_reads", bt.wait, "hash_seal_pack", bt.work)
 	start = time.Now()
 	if err != nil {
 		return err
@@ -322,7 +326,14 @@ const batchBlocks = 64
 // sealedPool holds the buffers blocks are sealed into before they join a pack.
 var sealedPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10+128); return &b }}
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun) (*manifest, error) {
+// buildTimes split buildManifest's time (debug log).
+type buildTimes struct {
+	open time.Duration // opening the local disks
+	wait time.Duration // waiting for blocks read from them
+	work time.Duration // hashing, sealing, packing (and waiting for the upload budget)
+}
+
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes, pre *preopened) (*manifest, error) {
 	bs := int64(repo.BlockSize())
 	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
 	if err := readAttachments(ctx, repo, m); err != nil {
@@ -360,13 +371,13 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		return int32(n) // a point refers to far fewer than 2^31 packs
 	}
 	workers := max(1, runtime.GOMAXPROCS(0))
-	buf := make([]byte, batchBlocks*bs)
 	for _, d := range p.Disks {
-		dr, err := repo.OpenDisk(ctx, p, d.Name)
+		opened := time.Now()
+		dr, err := pre.open(ctx, repo, p, d.Name)
 		if err != nil {
 			return nil, err
 		}
-		var entries []blockEntry
+		bt.open += time.Since(opened)
 		var runs []genRun
 		dr.DataRuns(func(first, n int64, gen uint32) bool {
 			runs = append(runs, genRun{first: first, n: n, gen: gen})
@@ -375,29 +386,37 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		if runsOut != nil {
 			runsOut[d.Name] = runs
 		}
-		target := r.packTarget(d.Name, runs, prev, cache, bs, up.workers)
-		// readRun reads consecutive blocks, stores the new ones and
-		// records all of them.
-		readRun := func(run []int64) error {
-			if len(run) == 0 {
-				return nil
+		// The blocks an earlier copied point holds at the same generation
+		// are taken from its manifest (below, once the others are read);
+		// the others are read.
+		var toRead []genRun
+		var nRead, nReused int64
+		for _, ru := range runs {
+			for b := ru.first; b < ru.end(); b++ {
+				if _, _, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
+					nReused++
+					continue
+				}
+				nRead++
+				if k := len(toRead) - 1; k >= 0 && toRead[k].end() == b {
+					toRead[k].n++
+				} else {
+					toRead = append(toRead, genRun{first: b, n: 1})
+				}
 			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if r.beforeRead != nil {
-				r.beforeRead(run[0])
-			}
-			off := run[0] * bs
-			n := min(int64(len(run))*bs, d.Size-off)
-			if _, err := dr.ReadAt(buf[:n], off); err != nil {
-				return fmt.Errorf("read local disk %s: %w", d.Name, err)
-			}
-			st.BytesRead += n
-			var blocks []*block
-			for i := int64(0); i < n; i += bs {
-				blocks = append(blocks, &block{n: (off + i) / bs, data: buf[i:min(n, i+bs)]})
-			}
+		}
+		st.BlocksUnchanged += nReused
+		if nRead > 0 && int64(len(toRead))*4 > nRead {
+			// Scattered blocks (an incremental): no readahead around them.
+			dr.AdviseRandom()
+		}
+		target := r.packTarget(nRead, bs, up.workers)
+		// process stores the new blocks of one batch read and records all
+		// of them.
+		var read []blockEntry
+		process := func(rb *readBatch) error {
+			defer func(t time.Time) { bt.work += time.Since(t) }(time.Now())
+			blocks := rb.blocks
 			// Hash in parallel, look up in order, seal new ones in parallel.
 			parallel(blocks, workers, func(b *block) { b.id = r.keys.blockID(b.data) })
 			var fresh []*block
@@ -439,37 +458,37 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 					pb := pending[b.id]
 					ref = blobRef{Pack: pb.pack, Off: pb.off, Len: pb.len, Raw: pb.raw}
 				}
-				entries = append(entries, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
+				read = append(read, blockEntry{Block: b.n, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: b.id})
 			}
+			st.BytesRead += rb.bytes
 			return nil
 		}
 		err = func() error {
 			defer dr.Close()
-			var run []int64
-			for _, ru := range runs {
-				for b := ru.first; b < ru.end(); b++ {
-					if ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache); ok {
-						if err := readRun(run); err != nil {
-							return err
-						}
-						run = run[:0]
-						entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
-						st.BlocksUnchanged++
-						continue
-					}
-					if len(run) > 0 && (run[len(run)-1] != b-1 || len(run) == batchBlocks) {
-						if err := readRun(run); err != nil {
-							return err
-						}
-						run = run[:0]
-					}
-					run = append(run, b)
-				}
-			}
-			return readRun(run)
+			return r.readBatches(ctx, dr, d, bs, toRead, process, &bt.wait)
 		}()
 		if err != nil {
 			return nil, err
+		}
+		// The map in block order: the blocks read and those taken from
+		// the earlier point (the same answers as in the plan above: the
+		// earlier point's packs are still in the cache).
+		entries := read
+		if nReused > 0 {
+			entries = make([]blockEntry, 0, nReused+int64(len(read)))
+			for _, ru := range runs {
+				for b := ru.first; b < ru.end(); b++ {
+					if len(read) > 0 && read[0].Block == b {
+						entries, read = append(entries, read[0]), read[1:]
+						continue
+					}
+					ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache)
+					if !ok {
+						return nil, fmt.Errorf("internal error: block %d of disk %s neither read nor taken from the earlier point", b, d.Name)
+					}
+					entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
+				}
+			}
 		}
 		m.Disks = append(m.Disks, manifestDisk{Name: d.Name, Size: d.Size, Blocks: encodeBlocks(entries), Count: len(entries)})
 	}
@@ -482,28 +501,17 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 // minPackSize is the smallest pack packTarget asks for.
 const minPackSize = 8 << 20
 
-// packTarget is the pack size for a disk's blocks: the full pack size,
-// unless the disk has less to upload than a full pack per upload worker
-// (an incremental). Then its packs are cut smaller (never below
-// minPackSize) so that they go up at once: one upload stream to a store is
-// far slower than several (RGW on this machine: 10 MiB in one PUT at
-// 12 MB/s while two PUTs at once moved 50 MB/s), and the last pack of a
-// point would otherwise go up alone after every block was read.
-func (r *Remote) packTarget(disk string, runs []genRun, prev *prevPoint, cache *blockCache, bs int64, workers int) int {
-	var toRead int64
-	for _, ru := range runs {
-		if prev == nil {
-			toRead += ru.n
-			continue
-		}
-		for b := ru.first; b < ru.end(); b++ {
-			if _, _, ok := prev.reuse(disk, b, ru.gen, cache); !ok {
-				toRead++
-			}
-		}
-		if toRead*bs >= int64(r.packSize)*int64(workers) {
-			return r.packSize
-		}
+// packTarget is the pack size for a disk's blocks, toRead of them to be
+// read: the full pack size, unless the disk has less to upload than a
+// full pack per upload worker (an incremental). Then its packs are cut
+// smaller (never below minPackSize) so that they go up at once: one
+// upload stream to a store is far slower than several (RGW on this
+// machine: 10 MiB in one PUT at 12 MB/s while two PUTs at once moved 50
+// MB/s), and the last pack of a point would otherwise go up alone after
+// every block was read.
+func (r *Remote) packTarget(toRead, bs int64, workers int) int {
+	if toRead*bs >= int64(r.packSize)*int64(workers) {
+		return r.packSize
 	}
 	return int(min(int64(r.packSize), max(minPackSize, toRead*bs/int64(workers))))
 }

@@ -133,15 +133,18 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 		if !present[name] {
 			continue
 		}
-		m, err := known.get(name)
+		m, es, err := known.get(name)
 		if m == nil && err == nil {
 			m, err = r.readManifest(ctx, name)
 		}
 		if err != nil || m.Point.Gen != st.Gen {
 			continue
 		}
-		pp := &prevPoint{runs: map[string][]genRun{}, m: m, entries: map[string][]blockEntry{}}
-		ok := true
+		if es == nil {
+			es = decodeDisks(m)
+		}
+		pp := &prevPoint{runs: map[string][]genRun{}, m: m, entries: es}
+		ok := es != nil
 		for d, b := range st.Runs {
 			rs, err := decodeRuns(b)
 			if err != nil {
@@ -149,14 +152,6 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 				break
 			}
 			pp.runs[d] = rs
-		}
-		for _, md := range m.Disks {
-			es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
-			if err != nil {
-				ok = false
-				break
-			}
-			pp.entries[md.Name] = es
 		}
 		if ok {
 			r.log.Debug("replicating changes since an earlier copied point", "vm", p.VM, "point", p.ID, "since", st.ID)
@@ -205,6 +200,9 @@ type knownManifests struct {
 	wait map[string]chan struct{}
 	m    map[string]*manifest
 	err  map[string]error
+	// entries are the prefetched manifests' block maps, decoded while
+	// the remote is listed (per disk, nil when a map does not decode).
+	entries map[string]map[string][]blockEntry
 }
 
 // put records the manifest just stored under name; it replaces the
@@ -215,13 +213,15 @@ func (k *knownManifests) put(name string, m *manifest) {
 	for n, o := range k.m {
 		if o != nil && o.Point.VM == m.Point.VM {
 			delete(k.m, n)
+			delete(k.entries, n)
 		}
 	}
 	k.m[name] = m
 }
 
-// get waits for a prefetch of name; (nil, nil) when there was none.
-func (k *knownManifests) get(name string) (*manifest, error) {
+// get waits for a prefetch of name; (nil, nil) when there was none. The
+// block maps are returned when they were decoded ahead.
+func (k *knownManifests) get(name string) (*manifest, map[string][]blockEntry, error) {
 	k.mu.Lock()
 	ch := k.wait[name]
 	k.mu.Unlock()
@@ -230,13 +230,27 @@ func (k *knownManifests) get(name string) (*manifest, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.m[name], k.err[name]
+	return k.m[name], k.entries[name], k.err[name]
+}
+
+// decodeDisks decodes the block maps of m's disks; nil when one does not
+// decode.
+func decodeDisks(m *manifest) map[string][]blockEntry {
+	out := map[string][]blockEntry{}
+	for _, md := range m.Disks {
+		es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
+		if err != nil {
+			return nil
+		}
+		out[md.Name] = es
+	}
+	return out
 }
 
 // prefetchPrev starts reading, for the oldest of pts of each VM, the
 // manifest of the newest earlier point this machine copied.
 func (r *Remote) prefetchPrev(ctx context.Context, cacheDir string, pts []blockmap.Point) *knownManifests {
-	k := &knownManifests{wait: map[string]chan struct{}{}, m: map[string]*manifest{}, err: map[string]error{}}
+	k := &knownManifests{wait: map[string]chan struct{}{}, m: map[string]*manifest{}, err: map[string]error{}, entries: map[string]map[string][]blockEntry{}}
 	seen := map[string]bool{}
 	for _, p := range pts { // oldest first
 		if seen[p.VM] {
@@ -253,8 +267,12 @@ func (r *Remote) prefetchPrev(ctx context.Context, cacheDir string, pts []blockm
 		go func() {
 			defer close(ch)
 			m, err := r.readManifest(ctx, name)
+			var es map[string][]blockEntry
+			if err == nil {
+				es = decodeDisks(m)
+			}
 			k.mu.Lock()
-			k.m[name], k.err[name] = m, err
+			k.m[name], k.err[name], k.entries[name] = m, err, es
 			k.mu.Unlock()
 		}()
 	}

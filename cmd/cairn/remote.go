@@ -204,6 +204,14 @@ func orEnv(f string) string {
 // withRemote opens the repository and the remote named by --remote, runs
 // fn and closes both.
 func withRemote(c *cli.Context, fn func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error) error {
+	return withRemoteLocal(c, nil, fn)
+}
+
+// withRemoteLocal is withRemote with local preparation: local runs while
+// the remote is opened (a GET of its config and, without a key cache,
+// argon2id), and fn runs only when both succeeded. The cleanup local
+// returns runs after fn (or when opening the remote failed).
+func withRemoteLocal(c *cli.Context, local func(repo *blockmap.Repo, rc *remoteConfig) (func(), error), fn func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error) error {
 	repo, err := openRepo(c)
 	if err != nil {
 		return err
@@ -217,11 +225,31 @@ func withRemote(c *cli.Context, fn func(repo *blockmap.Repo, rem *remote.Remote,
 	if err != nil {
 		return err
 	}
+	var (
+		cleanup func()
+		lerr    error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		if local != nil {
+			start := time.Now()
+			cleanup, lerr = local(repo, rc)
+			slog.Debug("local side prepared", "took", time.Since(start))
+		}
+	}()
 	rem, err := remote.Open(c.Context, o)
+	<-done
+	if cleanup != nil {
+		defer cleanup()
+	}
 	if err != nil {
 		return remoteAdvice(rc, err)
 	}
 	defer rem.Close()
+	if lerr != nil {
+		return lerr
+	}
 	return fn(repo, rem, rc)
 }
 
@@ -497,16 +525,17 @@ func writeExtendStamp(repoDir, name string) error {
 }
 
 func replicateAction(c *cli.Context) error {
-	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
-		pts, err := selectLocal(c, repo)
-		if err != nil {
-			return err
+	var pts []blockmap.Point
+	// The local points are listed and the remote's lock taken while the
+	// remote is opened.
+	local := func(repo *blockmap.Repo, rc *remoteConfig) (func(), error) {
+		var err error
+		if pts, err = selectLocal(c, repo); err != nil {
+			return nil, err
 		}
-		unlock, err := lockRemote(repo.Dir(), rc.Name)
-		if err != nil {
-			return err
-		}
-		defer unlock()
+		return lockRemote(repo.Dir(), rc.Name)
+	}
+	return withRemoteLocal(c, local, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
 		started := time.Now()
 		st, err := rem.Replicate(c.Context, repo, pts, remote.ReplicateOptions{
 			CacheDir: remoteCacheDir(repo.Dir(), rc.Name),
