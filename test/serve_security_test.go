@@ -40,15 +40,8 @@ func TestServeAPISecurity(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
 	bin := buildCairn(t)
-	dir := t.TempDir()
-	labDir := filepath.Join(dir, "lab")
-	listen := serveFreeAddr(t)
-	var labErr serveLogBuffer
-	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "3", "--interval", "2s",
-		"--disk-size-mib", "64", "--schedule", "1h", "--serve-listen", listen)
-	labCfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), labExited, nil)
-	repo := labCfg.Repository
-	mustCairn(t, "--repo", repo, "init")
+	lb := startServeLab(t, bin, 3, "1h")
+	listen, labCfg, repo := lb.listen, lb.cfg, lb.cfg.Repository
 	// As an older cairn left it: world-readable. serve fixes it at start.
 	filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
 		if d.IsDir() {
@@ -56,18 +49,11 @@ func TestServeAPISecurity(t *testing.T) {
 		}
 		return os.Chmod(p, 0o644)
 	})
-	raw, err := os.ReadFile(filepath.Join(labDir, "cairn.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	excl := regexp.MustCompile(`(?m)^(\s+)vcenter: lab\n`).ReplaceAll(lb.raw, []byte("${1}vcenter: lab\n${1}exclude: [lab-vm-3]\n"))
+	if bytes.Equal(excl, lb.raw) {
+		t.Fatalf("cannot add an exclusion to the lab's job:\n%s", lb.raw)
 	}
-	excl := regexp.MustCompile(`(?m)^(\s+)vcenter: lab\n`).ReplaceAll(raw, []byte("${1}vcenter: lab\n${1}exclude: [lab-vm-3]\n"))
-	if bytes.Equal(excl, raw) {
-		t.Fatalf("cannot add an exclusion to the lab's job:\n%s", raw)
-	}
-	cfgFile := filepath.Join(dir, "serve.yaml")
-	if err := os.WriteFile(cfgFile, excl, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := lb.writeConfig(t, excl)
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	base := "http://" + listen
@@ -269,7 +255,7 @@ func TestServeAPISecurity(t *testing.T) {
 		t.Errorf("cairn jobs:\n%s", out)
 	}
 	// Without the token (another user, or --token-file of a wrong file).
-	wrong := filepath.Join(dir, "wrong-token")
+	wrong := filepath.Join(t.TempDir(), "wrong-token")
 	os.WriteFile(wrong, []byte(strings.Repeat("a", 64)), 0o600)
 	if res := runCairn(t, nil, "--repo", repo, "jobs", "--token-file", wrong, "--server", base); res.code == 0 || !strings.Contains(res.stderr, "401") {
 		t.Errorf("cairn jobs with a wrong token: exit %d, %s", res.code, res.stderr)

@@ -131,6 +131,45 @@ func serveWaitFor(t *testing.T, what string, exited <-chan error, logs *serveLog
 	}
 }
 
+// serveLab is a `cairn lab` child started for a serve test, with its
+// repository initialised (serve itself is the test's to start).
+type serveLab struct {
+	dir    string // the lab's directory: cairn.yaml, journal/
+	listen string // the free address the lab's config gives serve
+	cfg    lab.ServeConfig
+	raw    []byte // the lab's cairn.yaml as written
+}
+
+// startServeLab starts `cairn lab` with vms VMs writing every 2s, 64 MiB
+// disks and the job schedule sched, waits for its config and runs
+// `cairn init` on its repository.
+func startServeLab(t *testing.T, bin string, vms int, sched string) *serveLab {
+	t.Helper()
+	l := &serveLab{dir: filepath.Join(t.TempDir(), "lab"), listen: serveFreeAddr(t)}
+	var labErr serveLogBuffer
+	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", l.dir, "--vms", strconv.Itoa(vms), "--interval", "2s",
+		"--disk-size-mib", "64", "--schedule", sched, "--serve-listen", l.listen)
+	l.cfg = waitLabConfig(t, filepath.Join(l.dir, "cairn.yaml"), labExited, nil)
+	mustCairn(t, "--repo", l.cfg.Repository, "init")
+	raw, err := os.ReadFile(filepath.Join(l.dir, "cairn.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.raw = raw
+	return l
+}
+
+// writeConfig writes serve's own config (beside the lab's directory, so
+// the test may change it while serve runs) and returns its path.
+func (l *serveLab) writeConfig(t *testing.T, data []byte) string {
+	t.Helper()
+	f := filepath.Join(filepath.Dir(l.dir), "serve.yaml")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestServeLab runs `cairn serve` against `cairn lab`, both as child
 // processes, with the lab's own cairn.yaml (VMs selected by their vSphere
 // tag, on two ESXi hosts): scheduled points appear in the API and the
@@ -144,31 +183,16 @@ func TestServeLab(t *testing.T) {
 	testutil.RequireFUSE(t)
 	testutil.RequireTools(t, "nbdkit")
 	bin := buildCairn(t)
-	dir := t.TempDir()
-	labDir := filepath.Join(dir, "lab")
-	listen := serveFreeAddr(t)
-	var labErr serveLogBuffer
-	_, labExited := serveStartChild(t, bin, &labErr, "lab", "--dir", labDir, "--vms", "2", "--interval", "2s",
-		"--disk-size-mib", "64", "--schedule", "3s", "--serve-listen", listen)
-	labCfg := waitLabConfig(t, filepath.Join(labDir, "cairn.yaml"), labExited, nil)
-	repo := labCfg.Repository
-	mustCairn(t, "--repo", repo, "init")
+	lb := startServeLab(t, bin, 2, "3s")
+	labDir, listen, labCfg, repo := lb.dir, lb.listen, lb.cfg, lb.cfg.Repository
 
 	// serve reads its own copy, so the test can break it later.
-	raw, err := os.ReadFile(filepath.Join(labDir, "cairn.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Keep three points, so retention has something to delete.
-	kept := bytes.Replace(raw, []byte("keep_last: 20"), []byte("keep_last: 3"), 1)
-	if bytes.Equal(kept, raw) {
-		t.Fatalf("no keep_last: 20 in the lab's cairn.yaml:\n%s", raw)
+	raw := bytes.Replace(lb.raw, []byte("keep_last: 20"), []byte("keep_last: 3"), 1)
+	if bytes.Equal(raw, lb.raw) {
+		t.Fatalf("no keep_last: 20 in the lab's cairn.yaml:\n%s", lb.raw)
 	}
-	raw = kept
-	cfgFile := filepath.Join(dir, "serve.yaml")
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := lb.writeConfig(t, raw)
 	// A cairn mount killed with SIGKILL leaves a dead FUSE mount at the
 	// mount point; serve must clear it rather than fail to start.
 	if err := os.MkdirAll(labCfg.Mount, 0o755); err != nil {

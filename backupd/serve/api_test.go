@@ -136,10 +136,10 @@ func (a *apiServer) metric(t *testing.T, name string) float64 {
 	return sum
 }
 
-// apiConfig: two jobs on one vCenter, neither scheduled during a test; a
-// backup's NBD server never starts, so requested backups stay in
-// progress (queued or running) while the test looks at them.
-const apiConfig = `repository: %[1]s
+// simConfigHeader starts a test config for startAPIServer: the
+// repository, a listener on a free loopback port and the esxsim vCenter
+// "sim" (the %[1]s..%[4]s verbs). A test appends its jobs: section.
+const simConfigHeader = `repository: %[1]s
 listen: 127.0.0.1:0
 timezone: UTC
 vcenters:
@@ -147,7 +147,12 @@ vcenters:
     url: %[2]s
     credentials: %[3]s
     thumbprint: %[4]q
-jobs:
+`
+
+// apiConfig: two jobs on one vCenter, neither scheduled during a test; a
+// backup's NBD server never starts, so requested backups stay in
+// progress (queued or running) while the test looks at them.
+const apiConfig = simConfigHeader + `jobs:
   - name: web
     vcenter: sim
     vms: ["web-*"]

@@ -1,26 +1,24 @@
 package serve
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"image/png"
-	"io"
-	"log/slog"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
-	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/guestimg"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
+
+// withBootCheck is goodConfig with boot_check: bc in its first job.
+func withBootCheck(bc string) []byte {
+	return []byte(strings.Replace(goodConfig, "    quiesce: auto\n", "    quiesce: auto\n    boot_check: "+bc+"\n", 1))
+}
 
 func TestBootCheckConfig(t *testing.T) {
 	for _, tc := range []struct{ bc, err string }{
@@ -33,8 +31,7 @@ func TestBootCheckConfig(t *testing.T) {
 		{"{max_parallel: 9}", "max_parallel"},
 		{"{reboot: true}", "reboot"},
 	} {
-		text := strings.Replace(goodConfig, "    quiesce: auto\n", "    quiesce: auto\n    boot_check: "+tc.bc+"\n", 1)
-		cfg, err := ParseConfig("cairn.yaml", []byte(text))
+		cfg, err := ParseConfig("cairn.yaml", withBootCheck(tc.bc))
 		if tc.err == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tc.bc, err)
@@ -57,24 +54,7 @@ func TestBootCheckConfig(t *testing.T) {
 // metrics, and the backup run itself is not held back by the check.
 func TestServeBootCheck(t *testing.T) {
 	s, api := startBootServe(t, "{timeout: 5m}")
-	deadline := time.Now().Add(6 * time.Minute)
-	var res boot.Result
-	for {
-		rec := api("/api/v1/points/bootvm/latest/boot")
-		if rec.Code == 200 {
-			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if runs := s.Runs(); len(runs) > 0 && runs[0].State == StateFailed {
-			t.Fatalf("backup failed: %s", runs[0].Error)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no boot check result; runs %+v", s.Runs())
-		}
-		time.Sleep(time.Second)
-	}
+	res := waitBootResult(t, s, api, "boot check")
 	if res.Verdict != boot.VerdictBooted || !strings.HasSuffix(res.Screenshot, "/boot/screenshot.png") {
 		t.Fatalf("boot check %+v", res)
 	}
@@ -118,44 +98,13 @@ func startBootServe(t *testing.T, bootCheck string) (*Server, func(string) *http
 	if _, err := g.SyncFromImage(0, img); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	creds := filepath.Join(dir, "credentials")
-	os.WriteFile(creds, []byte(sim.User+"\n"+sim.Password+"\n"), 0o600)
-	cfg, err := ParseConfig("cairn.yaml", []byte(fmt.Sprintf(`repository: %s
-listen: 127.0.0.1:0
-vcenters:
-  - name: sim
-    url: %s
-    credentials: %s
-    thumbprint: %q
-jobs:
+	s := startAPIServer(t, sim, simConfigHeader+`jobs:
   - name: boot
     vcenter: sim
     vms: [bootvm]
     schedule: 1h
     transports: [file]
-    boot_check: %s
-`, repo, sim.URL, creds, sim.Thumbprint, bootCheck)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+    boot_check: `+strings.ReplaceAll(bootCheck, "%", "%%")+"\n", nil).s
 	api := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -171,6 +120,31 @@ jobs:
 	return s, api
 }
 
+// waitBootResult polls bootvm's latest boot check until it has a
+// verdict; it fails the test when the backup fails or, within six
+// minutes, no verdict (what) came.
+func waitBootResult(t *testing.T, s *Server, api func(string) *httptest.ResponseRecorder, what string) boot.Result {
+	t.Helper()
+	deadline := time.Now().Add(6 * time.Minute)
+	for {
+		rec := api("/api/v1/points/bootvm/latest/boot")
+		if rec.Code == 200 {
+			var res boot.Result
+			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		if runs := s.Runs(); len(runs) > 0 && runs[0].State == StateFailed {
+			t.Fatalf("backup failed: %s", runs[0].Error)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s result; runs %+v", what, s.Runs())
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func TestBootCheckScheduleConfig(t *testing.T) {
 	for _, tc := range []struct {
 		bc          string
@@ -182,8 +156,7 @@ func TestBootCheckScheduleConfig(t *testing.T) {
 		{"{schedule: '0 4 * * *'}", "0 4 * * *", false},
 		{"{schedule: '@daily', after_backup: true}", "@daily", true},
 	} {
-		text := strings.Replace(goodConfig, "    quiesce: auto\n", "    quiesce: auto\n    boot_check: "+tc.bc+"\n", 1)
-		cfg, err := ParseConfig("cairn.yaml", []byte(text))
+		cfg, err := ParseConfig("cairn.yaml", withBootCheck(tc.bc))
 		if err != nil {
 			t.Errorf("%s: %v", tc.bc, err)
 			continue
@@ -205,24 +178,7 @@ func TestBootCheckScheduleConfig(t *testing.T) {
 // nothing more.
 func TestServeBootCheckSchedule(t *testing.T) {
 	s, api := startBootServe(t, "{schedule: 2s, timeout: 5m}")
-	deadline := time.Now().Add(6 * time.Minute)
-	var res boot.Result
-	for {
-		rec := api("/api/v1/points/bootvm/latest/boot")
-		if rec.Code == 200 {
-			if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if runs := s.Runs(); len(runs) > 0 && runs[0].State == StateFailed {
-			t.Fatalf("backup failed: %s", runs[0].Error)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no scheduled boot check result; runs %+v", s.Runs())
-		}
-		time.Sleep(time.Second)
-	}
+	res := waitBootResult(t, s, api, "scheduled boot check")
 	if res.Verdict != boot.VerdictBooted {
 		t.Fatalf("boot check %+v", res)
 	}

@@ -3,9 +3,6 @@ package serve
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
@@ -61,33 +57,16 @@ func TestServeJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	creds := filepath.Join(dir, "credentials")
-	if err := os.WriteFile(creds, []byte(sim.User+"\n"+sim.Password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	script := filepath.Join(dir, "nbd", "flaky-nbd")
+	script := filepath.Join(t.TempDir(), "nbd", "flaky-nbd")
 	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(script, []byte(flakyNBD), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfgText := fmt.Sprintf(`repository: %s
-listen: 127.0.0.1:0
-timezone: UTC
-parallelism:
+	srv := startAPIServer(t, sim, simConfigHeader+`parallelism:
   vms: 4
   per_host: 1
-vcenters:
-  - name: sim
-    url: %s
-    credentials: %s
-    thumbprint: %q
 jobs:
   - name: prod
     vcenter: sim
@@ -96,7 +75,7 @@ jobs:
     exclude: ["*-test"]
     schedule: 1h
     transports: [nbd]
-    nbd_command: %s {socket} {disk_local_path}
+    nbd_command: `+script+` {socket} {disk_local_path}
     retries: 1
     retry_delay: 1s
     verify_against_source_every: 2
@@ -104,24 +83,8 @@ jobs:
     vcenter: sim
     vms: [other]
     schedule: "0 0 1 1 *"
-`, repo, sim.URL, creds, sim.Thumbprint, script)
-	cfg, err := ParseConfig("cairn.yaml", []byte(cfgText))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+`, nil)
+	s, repo := srv.s, srv.repo
 	api := func(method, path, body string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))

@@ -53,15 +53,7 @@ func TestReplicateConfig(t *testing.T) {
 // replicateConfig: job web replicates web-* to remote "off" every hour
 // (so at start) and prunes the remote to the newest point of each VM; the
 // remote is verified at start as well. No backup runs during the test.
-const replicateConfig = `repository: %[1]s
-listen: 127.0.0.1:0
-timezone: UTC
-vcenters:
-  - name: sim
-    url: %[2]s
-    credentials: %[3]s
-    thumbprint: %[4]q
-jobs:
+const replicateConfig = simConfigHeader + `jobs:
   - name: web
     vcenter: sim
     vms: ["web-*"]
@@ -256,15 +248,7 @@ func TestServeReplicateAfterBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ropts, opener := testRemote(t)
-	a := startAPIServer(t, sim, `repository: %[1]s
-listen: 127.0.0.1:0
-timezone: UTC
-vcenters:
-  - name: sim
-    url: %[2]s
-    credentials: %[3]s
-    thumbprint: %[4]q
-jobs:
+	a := startAPIServer(t, sim, simConfigHeader+`jobs:
   - name: web
     vcenter: sim
     vms: [web-1]

@@ -20,15 +20,7 @@ func TestServeWaitsForVMLock(t *testing.T) {
 	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "web-1", Disks: []esxsim.DiskSpec{{Size: 1 << 20}}}}})
 	var holder *blockmap.VMLock
 	var repo *blockmap.Repo
-	a := startAPIServer(t, sim, `repository: %[1]s
-listen: 127.0.0.1:0
-timezone: UTC
-vcenters:
-  - name: sim
-    url: %[2]s
-    credentials: %[3]s
-    thumbprint: %[4]q
-jobs:
+	a := startAPIServer(t, sim, simConfigHeader+`jobs:
   - name: web
     vcenter: sim
     vms: [web-1]
