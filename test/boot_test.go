@@ -302,9 +302,13 @@ func TestBootPoints(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// running once its state file (for --stop) is written
+	// running once its state file (for --stop) and its overlay are
+	// written: the state file comes first, so --stop also ends a machine
+	// still starting, and a stop that early leaves no overlay to keep
 	for i := 0; i < 600; i++ {
-		if _, err := os.Stat(filepath.Join(tmp, "cairn-boot", "emptyvm.pid")); err == nil {
+		_, errState := os.Stat(filepath.Join(tmp, "cairn-boot", "emptyvm.pid"))
+		_, errOverlay := os.Stat(filepath.Join(keep, "scsi0-0.qcow2"))
+		if errState == nil && errOverlay == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
