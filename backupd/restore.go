@@ -144,17 +144,23 @@ func (r *RestoreResult) BytesWritten() (n int64) {
 }
 
 // RestoreError is a failed restore; LeftVM names a VM that could not be
-// removed and was renamed instead ("" when nothing was left).
+// removed and was renamed instead ("" when nothing was left), PoweredOff
+// a VM the restore powered off to overwrite it (Replace) and left off.
 type RestoreError struct {
-	Err    error
-	LeftVM string
+	Err        error
+	LeftVM     string
+	PoweredOff string
 }
 
 func (e *RestoreError) Error() string {
+	msg := e.Err.Error()
 	if e.LeftVM != "" {
-		return fmt.Sprintf("%v (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", e.Err, e.LeftVM)
+		msg = fmt.Sprintf("%s (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", msg, e.LeftVM)
 	}
-	return e.Err.Error()
+	if e.PoweredOff != "" {
+		msg = fmt.Sprintf("%s (VM %s was powered off for --replace and stays off: its disks may be partly overwritten)", msg, e.PoweredOff)
+	}
+	return msg
 }
 
 func (e *RestoreError) Unwrap() error { return e.Err }
@@ -389,13 +395,20 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 }
 
 // overwrite writes the point over the disks of vm (inPlace); with
-// req.Replace it powers the VM off first.
-func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsphere.VM, quick bool) (*RestoreResult, error) {
+// req.Replace it powers the VM off first, and a failure after that is a
+// RestoreError saying the VM stays off. (An in-place rollback never
+// powers a VM off: it refuses a running one.)
+func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsphere.VM, quick bool) (_ *RestoreResult, err error) {
 	name := vm.Name
 	if req.Replace {
 		if err := j.hv.PowerOff(ctx, vm); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				err = &RestoreError{Err: err, PoweredOff: name}
+			}
+		}()
 	}
 	off, err := j.hv.PoweredOff(ctx, vm)
 	if err != nil {

@@ -43,7 +43,12 @@ type restoreCase struct {
 	// written is the data bytes that must reach the target disks (-1:
 	// the point's data bytes), per the NBD server's log and the result.
 	written int64
-	check   func(t *testing.T, h *memHV, res *RestoreResult, err error)
+	// overwrote: the restore failed after writing to web's disks (they
+	// are not checked unchanged).
+	overwrote bool
+	check     func(t *testing.T, h *memHV, res *RestoreResult, err error)
+	// job checks the restore's final record in the job log.
+	job func(t *testing.T, rec JobRecord)
 }
 
 // TestRestorePlan drives whole restores against the in-memory
@@ -149,6 +154,30 @@ func TestRestorePlan(t *testing.T) {
 				}
 				if zero != 1536<<10 { // the holes: half of each disk
 					t.Errorf("%d bytes zeroed, want the point's holes (%d)", zero, 1536<<10)
+				}
+			},
+		},
+		{
+			name: "--replace, a write fails: the error says the VM stays off",
+			change: func(h *memHV, vm *memVM, dir string) {
+				vm.poweredOn = true
+				os.WriteFile(filepath.Join(dir, "scsi0-1.fail"), nil, 0o644)
+			},
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			errText: `VM web was powered off for --replace and stays off`,
+			calls:   []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "destroy", "power-on=true"},
+			written: 1 << 20, overwrote: true,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var re *RestoreError
+				if !errors.As(err, &re) || re.PoweredOff != "web" || h.vms["web"].poweredOn {
+					t.Errorf("error %#v, powered on %v; want a RestoreError naming web, powered off", err, h.vms["web"].poweredOn)
+				}
+			},
+			job: func(t *testing.T, rec JobRecord) {
+				if rec.State != JobFailed || !strings.Contains(rec.Error, "was powered off for --replace and stays off") {
+					t.Errorf("job record %s: %q, want the error saying the VM stays off", rec.State, rec.Error)
 				}
 			},
 		},
@@ -471,7 +500,7 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 				t.Errorf("disk %s of %s differs from the point", pd.Name, tc.vm)
 			}
 		}
-	} else if err != nil {
+	} else if err != nil && !tc.overwrote {
 		// a refused restore leaves the existing VM's disks as they were
 		for _, d := range vm.disks {
 			if !bytes.Equal(d.data, before[d.name]) {
@@ -481,6 +510,22 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 	}
 	if tc.check != nil {
 		tc.check(t, h, res, err)
+	}
+	recs, jerr := NewJobLog(repo.Dir()).List()
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	var rec *JobRecord
+	for i := range recs {
+		if recs[i].Kind == JobRestore {
+			rec = &recs[i]
+		}
+	}
+	if rec == nil {
+		t.Fatalf("no restore in the job log (%d records)", len(recs))
+	}
+	if tc.job != nil {
+		tc.job(t, *rec)
 	}
 }
 
