@@ -266,6 +266,9 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		j.staleDone = stale
 		return j.inPlace(ctx, req, name, !req.Full)
 	}
+	if err := req.Create.CheckPlacement(); err != nil {
+		return nil, err
+	}
 	j.cleanupStale(ctx)
 	j.phase("stale restores checked")
 	cfg := req.Config
@@ -311,7 +314,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	if opts.Transports[0] == WriteTransportNFC {
 		created, imported, err = j.importVM(ctx, req.Point, spec)
 		if err != nil {
-			if ctx.Err() != nil || len(opts.Transports) == 1 {
+			// where the VM goes is wrong whatever writes its disks: stop
+			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) {
 				return nil, err
 			}
 			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)

@@ -370,6 +370,91 @@ func TestRestorePlan(t *testing.T) {
 			vm:    "web2", written: -1,
 		},
 		{
+			name: "unknown host: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Host: "esx9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `host "esx9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "host" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown datastore: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Datastore: "ds9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `datastore "ds9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "datastore" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown folder: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Folder: "nofolder"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `folder "nofolder"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "folder" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown cluster: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Cluster: "cl9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `cluster "cl9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "cluster" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "host and cluster both: refused before any call",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Host: "esx1", Cluster: "cl1"}}
+			},
+			opts:    func(o *RestoreOptions, h *memHV) { o.Transports = []string{WriteTransportNFC, WriteTransportNBD} },
+			wantErr: vsphere.ErrPlacement, errText: `cluster "cl1" both given`,
+			forbid: append(writes, "import", "lookup", "incomplete"), written: 0,
+		},
+		{
 			name: "hotadd writes through the proxy",
 			req:  newVM("web2"),
 			opts: func(o *RestoreOptions, h *memHV) {
