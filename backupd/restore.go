@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/nbd"
@@ -126,13 +127,16 @@ type RestoreDiskResult struct {
 
 // RestoreResult is the outcome of a successful restore.
 type RestoreResult struct {
-	JobID  string              `json:"job_id"`
-	VM     string              `json:"vm"`
-	MoRef  string              `json:"moref"`
-	Point  string              `json:"point"`
-	Mode   string              `json:"mode"` // new, replace, rollback, full
-	Disks  []RestoreDiskResult `json:"disks"`
-	Reused bool                `json:"-"`
+	JobID string              `json:"job_id"`
+	VM    string              `json:"vm"`
+	MoRef string              `json:"moref"`
+	Point string              `json:"point"`
+	Mode  string              `json:"mode"` // new, replace, rollback, full
+	Disks []RestoreDiskResult `json:"disks"`
+	// BytesRead are the bytes read from the point (its data in what was
+	// written; for nfc also the zero grains, which are read, not sent).
+	BytesRead int64 `json:"bytes_read"`
+	Reused    bool  `json:"-"`
 }
 
 // BytesWritten sums the disks' data bytes sent.
@@ -180,7 +184,9 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 	}
 	return func(res *RestoreResult, err error) {
 		rec.End, rec.State = time.Now().UTC(), JobOK
+		rec.BytesRead = j.read.Load()
 		if res != nil {
+			res.BytesRead = rec.BytesRead
 			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
@@ -205,6 +211,8 @@ type restoreJob struct {
 	transports []WriteTransport
 	// pre is a write target opened ahead of its disk's turn (prestart).
 	pre *prestarted
+	// read counts the bytes read from the point (the job's bytes_read).
+	read atomic.Int64
 	// start is when the restore began (for the debug log's phase times).
 	start time.Time
 	// staleDone, when set, is closed when the scan for VMs of
@@ -569,7 +577,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 		res.Transport = tr
 		j.phase("target opened", "disk", name)
 		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
-		err = j.copyDisk(ctx, dr, t, areas, zeroHoles, &res)
+		err = j.copyDisk(ctx, countingDisk{dr, &j.read}, t, areas, zeroHoles, &res)
 		res.Retries = t.Retries()
 		j.phase("disk written and flushed", "disk", name)
 		cerr := t.Close()
@@ -619,6 +627,18 @@ func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t DiskTarget, a
 	}
 	j.phase("copied", "disk", res.Name)
 	return t.Flush(ctx)
+}
+
+// countingDisk counts the bytes read from a point's disk into n.
+type countingDisk struct {
+	PointDisk
+	n *atomic.Int64
+}
+
+func (d countingDisk) ReadAt(b []byte, off int64) (int, error) {
+	k, err := d.PointDisk.ReadAt(b, off)
+	d.n.Add(int64(k))
+	return k, err
 }
 
 // copyPiece is one unit of a restore's copy: a data range of at most one

@@ -609,6 +609,14 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 	if rec == nil {
 		t.Fatalf("no restore in the job log (%d records)", len(recs))
 	}
+	// bytes_read: what was read from the point; nbd and hotadd read
+	// exactly the data they write
+	if res != nil && (rec.BytesRead != res.BytesWritten() || res.BytesRead != rec.BytesRead) {
+		t.Errorf("job record: %d bytes read, result %d, want the %d bytes written", rec.BytesRead, res.BytesRead, res.BytesWritten())
+	}
+	if tc.written > 0 && rec.BytesRead < tc.written {
+		t.Errorf("job record: %d bytes read, fewer than the %d written", rec.BytesRead, tc.written)
+	}
 	if tc.job != nil {
 		tc.job(t, *rec)
 	}
