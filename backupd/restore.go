@@ -302,7 +302,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	}
 	if existing, err := hv.LookupVM(ctx, name); err == nil {
 		if !req.Replace {
-			return nil, fmt.Errorf("VM %q: %w: give --name NEW to restore beside it, or --replace to overwrite it", name, vsphere.ErrVMExists)
+			// the CLI and the API add their advice (a new name, or replace)
+			return nil, fmt.Errorf("VM %q: %w", name, vsphere.ErrVMExists)
 		}
 		req.Create.Name = name
 		r, err := j.overwrite(ctx, req, existing, false)

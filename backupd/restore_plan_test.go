@@ -123,7 +123,7 @@ func TestRestorePlan(t *testing.T) {
 			name:    "name exists without --replace",
 			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
 			req:     newVM("web"),
-			wantErr: vsphere.ErrVMExists, errText: "--replace",
+			wantErr: vsphere.ErrVMExists, errText: `VM "web"`,
 			calls: []string{"lookup web"}, forbid: append(writes, "power-on=false"),
 			written: 0,
 			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {

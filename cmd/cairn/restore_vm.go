@@ -135,6 +135,9 @@ func restoreVMAction(c *cli.Context) error {
 	if c.Bool("in-place") && c.String("remote") != "" {
 		return errors.New("--in-place with --remote is not offered: pull the point first (cairn pull --remote NAME --vm VM --point ID), then restore vm --in-place")
 	}
+	if c.String("host") != "" && c.String("cluster") != "" {
+		return errors.New("--host and --cluster exclude each other: the VM goes to a host, or to a cluster (which picks the host)")
+	}
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")
 	}
