@@ -47,7 +47,8 @@ var (
 	ErrNoVMConfig = errors.New("the point has no VM configuration")
 	// ErrCBTCannotAnswer means a quick rollback cannot learn what changed
 	// since the point (another CBT epoch, a resized disk, CBT off); a full
-	// overwrite is needed.
+	// overwrite (RestoreRequest.Full) is needed: the CLI and the API say
+	// how to ask for one.
 	ErrCBTCannotAnswer = errors.New("changed block tracking cannot say what changed since the point")
 	// ErrNotPoweredOff means an in-place restore found the VM running.
 	ErrNotPoweredOff = errors.New("the VM is powered on")
@@ -469,7 +470,7 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		}
 		if td.Capacity != pd.Size {
 			if quick {
-				return nil, fmt.Errorf("disk %s of %s has %d bytes, the point %d: %w; use --full", pd.Name, name, td.Capacity, pd.Size, ErrCBTCannotAnswer)
+				return nil, fmt.Errorf("disk %s of %s has %d bytes, the point %d: %w", pd.Name, name, td.Capacity, pd.Size, ErrCBTCannotAnswer)
 			}
 			if td.Capacity < pd.Size {
 				return nil, fmt.Errorf("disk %s of %s has %d bytes, smaller than the point's %d: grow it first", pd.Name, name, td.Capacity, pd.Size)
@@ -479,13 +480,13 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		if quick {
 			meta, _ := ReadDiskMeta(pd)
 			if meta.ChangeID == "" {
-				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w; use --full", pd.Name, ErrCBTCannotAnswer)
+				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w", pd.Name, ErrCBTCannotAnswer)
 			}
 			areas, err := j.hv.ChangedAreasOfBase(ctx, vm, td, meta.ChangeID)
 			if err != nil {
 				var rej *vsphere.ChangeIDRejectedError
 				if errors.As(err, &rej) {
-					return nil, fmt.Errorf("disk %s: %v: %w; use --full to overwrite the whole disk", pd.Name, err, ErrCBTCannotAnswer)
+					return nil, fmt.Errorf("disk %s: %v: %w", pd.Name, err, ErrCBTCannotAnswer)
 				}
 				return nil, err
 			}

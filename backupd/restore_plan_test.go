@@ -281,7 +281,7 @@ func TestRestorePlan(t *testing.T) {
 				d.write(0, []byte("after the reset"))
 			},
 			req:     rollback(false),
-			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			wantErr: ErrCBTCannotAnswer, errText: "scsi0-1",
 			calls: []string{`changed-base scsi0-1 since "52 scsi0-1 e1/1"`}, forbid: writes,
 			written: 0,
 			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
@@ -299,7 +299,7 @@ func TestRestorePlan(t *testing.T) {
 				vm.disk("scsi0-1").resize(2 * mib)
 			},
 			req:     rollback(false),
-			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			wantErr: ErrCBTCannotAnswer, errText: "scsi0-1",
 			forbid: writes, written: 0,
 		},
 		{

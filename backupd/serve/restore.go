@@ -217,6 +217,8 @@ func withAPIRestoreAdvice(err error) error {
 	switch {
 	case errors.Is(err, vsphere.ErrVMExists):
 		return fmt.Errorf(`%w: give "name" to restore beside it, or "replace": true to overwrite it`, err)
+	case errors.Is(err, backupd.ErrCBTCannotAnswer):
+		return fmt.Errorf(`%w: give "full": true to overwrite every disk whole`, err)
 	case errors.As(err, &pe):
 		return fmt.Errorf(`%w: give an existing %q, or leave it out`, err, pe.Field)
 	}

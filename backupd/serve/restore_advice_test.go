@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -18,6 +19,7 @@ func TestRestoreAPIAdvice(t *testing.T) {
 		want []string
 	}{
 		{fmt.Errorf("VM %q: %w", "app", vsphere.ErrVMExists), []string{`give "name" to restore beside it`, `"replace": true`}},
+		{fmt.Errorf("disk scsi0-0: %w", backupd.ErrCBTCannotAnswer), []string{`"full": true`}},
 		{&vsphere.PlacementError{Field: "datastore", Value: "ds9", Reason: "is not mounted on host esx1"}, []string{`give an existing "datastore"`}},
 		{&vsphere.PlacementError{Field: "folder", Value: "f9", Reason: "not found in DC0"}, []string{`give an existing "folder"`}},
 	} {

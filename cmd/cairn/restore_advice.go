@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -21,6 +22,9 @@ func restoreAdvice(err error) string {
 	}
 	if errors.Is(err, vsphere.ErrVMExists) {
 		return "give --name NEW to restore beside it, or --replace to overwrite it"
+	}
+	if errors.Is(err, backupd.ErrCBTCannotAnswer) {
+		return "use --full to overwrite every disk whole"
 	}
 	var pe *vsphere.PlacementError
 	if errors.As(err, &pe) {

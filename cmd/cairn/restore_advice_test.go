@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -33,6 +34,7 @@ func TestRestoreAdviceFlags(t *testing.T) {
 		want string
 	}{
 		{fmt.Errorf("VM %q: %w", "web", vsphere.ErrVMExists), "--name NEW to restore beside it, or --replace"},
+		{fmt.Errorf("disk scsi0-0: %w", backupd.ErrCBTCannotAnswer), "use --full"},
 		{&vsphere.PlacementError{Field: "host", Value: "esx9", Reason: "is no ESXi host of DC0"}, "--host NAME of an existing ESXi host"},
 		{&vsphere.PlacementError{Field: "cluster", Value: "c9", Reason: "not found"}, "--cluster NAME of an existing cluster"},
 		{&vsphere.PlacementError{Field: "datastore", Value: "d9", Reason: "is not mounted"}, "--datastore NAME"},
