@@ -43,6 +43,9 @@ func (h *memHV) CreateVM(_ context.Context, spec vsphere.CreateSpec) (*vsphere.C
 	if _, ok := h.vms[name]; ok {
 		return nil, fmt.Errorf("VM %q: %w", name, vsphere.ErrVMExists)
 	}
+	if err := memPlace(spec); err != nil {
+		return nil, err
+	}
 	cfg := spec.Config
 	h.nvm++
 	vm := &memVM{name: name, cbtSupported: true, snapChangeSeq: map[string]map[string]int{}, cpus: cfg.CPUs,
@@ -90,7 +93,28 @@ func (h *memHV) ImportVM(_ context.Context, spec vsphere.CreateSpec, _ vsphere.U
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.call("import %s", spec.Name)
+	if err := memPlace(spec); err != nil {
+		return nil, err
+	}
 	return nil, errors.New("in memory: no import lease (permission to VApp.Import denied)")
+}
+
+// memPlace places a VM as vSphere does, with one host "esx1", datastore
+// "mem", no cluster and only the default folder.
+func memPlace(spec vsphere.CreateSpec) error {
+	switch {
+	case spec.Host != "" && spec.Cluster != "":
+		return vsphere.ErrHostAndCluster(spec.Host, spec.Cluster)
+	case spec.Host != "" && spec.Host != "esx1":
+		return &vsphere.PlacementError{Field: "host", Value: spec.Host, Reason: "is no ESXi host of mem"}
+	case spec.Cluster != "":
+		return &vsphere.PlacementError{Field: "cluster", Value: spec.Cluster, Reason: "not found in mem"}
+	case spec.Datastore != "" && spec.Datastore != "mem":
+		return &vsphere.PlacementError{Field: "datastore", Value: spec.Datastore, Reason: "is not mounted on host esx1"}
+	case spec.Folder != "":
+		return &vsphere.PlacementError{Field: "folder", Value: spec.Folder, Reason: "not found in mem"}
+	}
+	return nil
 }
 
 func (h *memHV) FinishRestore(_ context.Context, v *vsphere.VM, annotation string) error {

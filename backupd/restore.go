@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/nbd"
@@ -46,7 +47,8 @@ var (
 	ErrNoVMConfig = errors.New("the point has no VM configuration")
 	// ErrCBTCannotAnswer means a quick rollback cannot learn what changed
 	// since the point (another CBT epoch, a resized disk, CBT off); a full
-	// overwrite is needed.
+	// overwrite (RestoreRequest.Full) is needed: the CLI and the API say
+	// how to ask for one.
 	ErrCBTCannotAnswer = errors.New("changed block tracking cannot say what changed since the point")
 	// ErrNotPoweredOff means an in-place restore found the VM running.
 	ErrNotPoweredOff = errors.New("the VM is powered on")
@@ -126,13 +128,16 @@ type RestoreDiskResult struct {
 
 // RestoreResult is the outcome of a successful restore.
 type RestoreResult struct {
-	JobID  string              `json:"job_id"`
-	VM     string              `json:"vm"`
-	MoRef  string              `json:"moref"`
-	Point  string              `json:"point"`
-	Mode   string              `json:"mode"` // new, replace, rollback, full
-	Disks  []RestoreDiskResult `json:"disks"`
-	Reused bool                `json:"-"`
+	JobID string              `json:"job_id"`
+	VM    string              `json:"vm"`
+	MoRef string              `json:"moref"`
+	Point string              `json:"point"`
+	Mode  string              `json:"mode"` // new, replace, rollback, full
+	Disks []RestoreDiskResult `json:"disks"`
+	// BytesRead are the bytes read from the point (its data in what was
+	// written; for nfc also the zero grains, which are read, not sent).
+	BytesRead int64 `json:"bytes_read"`
+	Reused    bool  `json:"-"`
 }
 
 // BytesWritten sums the disks' data bytes sent.
@@ -144,17 +149,23 @@ func (r *RestoreResult) BytesWritten() (n int64) {
 }
 
 // RestoreError is a failed restore; LeftVM names a VM that could not be
-// removed and was renamed instead ("" when nothing was left).
+// removed and was renamed instead ("" when nothing was left), PoweredOff
+// a VM the restore powered off to overwrite it (Replace) and left off.
 type RestoreError struct {
-	Err    error
-	LeftVM string
+	Err        error
+	LeftVM     string
+	PoweredOff string
 }
 
 func (e *RestoreError) Error() string {
+	msg := e.Err.Error()
 	if e.LeftVM != "" {
-		return fmt.Sprintf("%v (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", e.Err, e.LeftVM)
+		msg = fmt.Sprintf("%s (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", msg, e.LeftVM)
 	}
-	return e.Err.Error()
+	if e.PoweredOff != "" {
+		msg = fmt.Sprintf("%s (VM %s was powered off for --replace and stays off: its disks may be partly overwritten)", msg, e.PoweredOff)
+	}
+	return msg
 }
 
 func (e *RestoreError) Unwrap() error { return e.Err }
@@ -174,7 +185,9 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 	}
 	return func(res *RestoreResult, err error) {
 		rec.End, rec.State = time.Now().UTC(), JobOK
+		rec.BytesRead = j.read.Load()
 		if res != nil {
+			res.BytesRead = rec.BytesRead
 			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
@@ -199,6 +212,8 @@ type restoreJob struct {
 	transports []WriteTransport
 	// pre is a write target opened ahead of its disk's turn (prestart).
 	pre *prestarted
+	// read counts the bytes read from the point (the job's bytes_read).
+	read atomic.Int64
 	// start is when the restore began (for the debug log's phase times).
 	start time.Time
 	// staleDone, when set, is closed when the scan for VMs of
@@ -260,6 +275,9 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		j.staleDone = stale
 		return j.inPlace(ctx, req, name, !req.Full)
 	}
+	if err := req.Create.CheckPlacement(); err != nil {
+		return nil, err
+	}
 	j.cleanupStale(ctx)
 	j.phase("stale restores checked")
 	cfg := req.Config
@@ -285,7 +303,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	}
 	if existing, err := hv.LookupVM(ctx, name); err == nil {
 		if !req.Replace {
-			return nil, fmt.Errorf("VM %q: %w: give --name NEW to restore beside it, or --replace to overwrite it", name, vsphere.ErrVMExists)
+			// the CLI and the API add their advice (a new name, or replace)
+			return nil, fmt.Errorf("VM %q: %w", name, vsphere.ErrVMExists)
 		}
 		req.Create.Name = name
 		r, err := j.overwrite(ctx, req, existing, false)
@@ -305,7 +324,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	if opts.Transports[0] == WriteTransportNFC {
 		created, imported, err = j.importVM(ctx, req.Point, spec)
 		if err != nil {
-			if ctx.Err() != nil || len(opts.Transports) == 1 {
+			// where the VM goes is wrong whatever writes its disks: stop
+			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) {
 				return nil, err
 			}
 			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)
@@ -389,13 +409,20 @@ func (j *restoreJob) inPlace(ctx context.Context, req RestoreRequest, name strin
 }
 
 // overwrite writes the point over the disks of vm (inPlace); with
-// req.Replace it powers the VM off first.
-func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsphere.VM, quick bool) (*RestoreResult, error) {
+// req.Replace it powers the VM off first, and a failure after that is a
+// RestoreError saying the VM stays off. (An in-place rollback never
+// powers a VM off: it refuses a running one.)
+func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsphere.VM, quick bool) (_ *RestoreResult, err error) {
 	name := vm.Name
 	if req.Replace {
 		if err := j.hv.PowerOff(ctx, vm); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				err = &RestoreError{Err: err, PoweredOff: name}
+			}
+		}()
 	}
 	off, err := j.hv.PoweredOff(ctx, vm)
 	if err != nil {
@@ -443,7 +470,7 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		}
 		if td.Capacity != pd.Size {
 			if quick {
-				return nil, fmt.Errorf("disk %s of %s has %d bytes, the point %d: %w; use --full", pd.Name, name, td.Capacity, pd.Size, ErrCBTCannotAnswer)
+				return nil, fmt.Errorf("disk %s of %s has %d bytes, the point %d: %w", pd.Name, name, td.Capacity, pd.Size, ErrCBTCannotAnswer)
 			}
 			if td.Capacity < pd.Size {
 				return nil, fmt.Errorf("disk %s of %s has %d bytes, smaller than the point's %d: grow it first", pd.Name, name, td.Capacity, pd.Size)
@@ -453,13 +480,13 @@ func (j *restoreJob) overwrite(ctx context.Context, req RestoreRequest, vm *vsph
 		if quick {
 			meta, _ := ReadDiskMeta(pd)
 			if meta.ChangeID == "" {
-				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w; use --full", pd.Name, ErrCBTCannotAnswer)
+				return nil, fmt.Errorf("disk %s: the point recorded no CBT changeId: %w", pd.Name, ErrCBTCannotAnswer)
 			}
 			areas, err := j.hv.ChangedAreasOfBase(ctx, vm, td, meta.ChangeID)
 			if err != nil {
 				var rej *vsphere.ChangeIDRejectedError
 				if errors.As(err, &rej) {
-					return nil, fmt.Errorf("disk %s: %v: %w; use --full to overwrite the whole disk", pd.Name, err, ErrCBTCannotAnswer)
+					return nil, fmt.Errorf("disk %s: %v: %w", pd.Name, err, ErrCBTCannotAnswer)
 				}
 				return nil, err
 			}
@@ -552,7 +579,7 @@ func (j *restoreJob) writeDisk(ctx context.Context, p blockmap.Point, name strin
 		res.Transport = tr
 		j.phase("target opened", "disk", name)
 		j.log.Info("writing disk", "disk", name, "target", target.FileName, "transport", tr)
-		err = j.copyDisk(ctx, dr, t, areas, zeroHoles, &res)
+		err = j.copyDisk(ctx, countingDisk{dr, &j.read}, t, areas, zeroHoles, &res)
 		res.Retries = t.Retries()
 		j.phase("disk written and flushed", "disk", name)
 		cerr := t.Close()
@@ -602,6 +629,18 @@ func (j *restoreJob) copyDisk(ctx context.Context, dr PointDisk, t DiskTarget, a
 	}
 	j.phase("copied", "disk", res.Name)
 	return t.Flush(ctx)
+}
+
+// countingDisk counts the bytes read from a point's disk into n.
+type countingDisk struct {
+	PointDisk
+	n *atomic.Int64
+}
+
+func (d countingDisk) ReadAt(b []byte, off int64) (int, error) {
+	k, err := d.PointDisk.ReadAt(b, off)
+	d.n.Add(int64(k))
+	return k, err
 }
 
 // copyPiece is one unit of a restore's copy: a data range of at most one

@@ -47,7 +47,7 @@ func (j *restoreJob) importVM(ctx context.Context, p blockmap.Point, spec vspher
 		var st vmdkstream.Stats
 		go func() {
 			var err error
-			st, err = vmdkstream.Write(pw, progressReaderAt{r: dr, add: add, mu: new(sync.Mutex)}, capacity, exts, vmdkstream.Options{})
+			st, err = vmdkstream.Write(pw, progressReaderAt{r: countingDisk{dr, &j.read}, add: add, mu: new(sync.Mutex)}, capacity, exts, vmdkstream.Options{})
 			pw.CloseWithError(err)
 		}()
 		err = put(pr)

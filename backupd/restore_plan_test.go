@@ -43,7 +43,12 @@ type restoreCase struct {
 	// written is the data bytes that must reach the target disks (-1:
 	// the point's data bytes), per the NBD server's log and the result.
 	written int64
-	check   func(t *testing.T, h *memHV, res *RestoreResult, err error)
+	// overwrote: the restore failed after writing to web's disks (they
+	// are not checked unchanged).
+	overwrote bool
+	check     func(t *testing.T, h *memHV, res *RestoreResult, err error)
+	// job checks the restore's final record in the job log.
+	job func(t *testing.T, rec JobRecord)
 }
 
 // TestRestorePlan drives whole restores against the in-memory
@@ -118,7 +123,7 @@ func TestRestorePlan(t *testing.T) {
 			name:    "name exists without --replace",
 			change:  func(h *memHV, vm *memVM, _ string) { vm.poweredOn = true },
 			req:     newVM("web"),
-			wantErr: vsphere.ErrVMExists, errText: "--replace",
+			wantErr: vsphere.ErrVMExists, errText: `VM "web"`,
 			calls: []string{"lookup web"}, forbid: append(writes, "power-on=false"),
 			written: 0,
 			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
@@ -149,6 +154,30 @@ func TestRestorePlan(t *testing.T) {
 				}
 				if zero != 1536<<10 { // the holes: half of each disk
 					t.Errorf("%d bytes zeroed, want the point's holes (%d)", zero, 1536<<10)
+				}
+			},
+		},
+		{
+			name: "--replace, a write fails: the error says the VM stays off",
+			change: func(h *memHV, vm *memVM, dir string) {
+				vm.poweredOn = true
+				os.WriteFile(filepath.Join(dir, "scsi0-1.fail"), nil, 0o644)
+			},
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
+			},
+			errText: `VM web was powered off for --replace and stays off`,
+			calls:   []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "destroy", "power-on=true"},
+			written: 1 << 20, overwrote: true,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var re *RestoreError
+				if !errors.As(err, &re) || re.PoweredOff != "web" || h.vms["web"].poweredOn {
+					t.Errorf("error %#v, powered on %v; want a RestoreError naming web, powered off", err, h.vms["web"].poweredOn)
+				}
+			},
+			job: func(t *testing.T, rec JobRecord) {
+				if rec.State != JobFailed || !strings.Contains(rec.Error, "was powered off for --replace and stays off") {
+					t.Errorf("job record %s: %q, want the error saying the VM stays off", rec.State, rec.Error)
 				}
 			},
 		},
@@ -252,7 +281,7 @@ func TestRestorePlan(t *testing.T) {
 				d.write(0, []byte("after the reset"))
 			},
 			req:     rollback(false),
-			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			wantErr: ErrCBTCannotAnswer, errText: "scsi0-1",
 			calls: []string{`changed-base scsi0-1 since "52 scsi0-1 e1/1"`}, forbid: writes,
 			written: 0,
 			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
@@ -270,7 +299,7 @@ func TestRestorePlan(t *testing.T) {
 				vm.disk("scsi0-1").resize(2 * mib)
 			},
 			req:     rollback(false),
-			wantErr: ErrCBTCannotAnswer, errText: "--full",
+			wantErr: ErrCBTCannotAnswer, errText: "scsi0-1",
 			forbid: writes, written: 0,
 		},
 		{
@@ -339,6 +368,91 @@ func TestRestorePlan(t *testing.T) {
 			},
 			calls: []string{"import web2", "create web2", "finish web2"},
 			vm:    "web2", written: -1,
+		},
+		{
+			name: "unknown host: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Host: "esx9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `host "esx9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "host" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown datastore: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Datastore: "ds9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `datastore "ds9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "datastore" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown folder: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Folder: "nofolder"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `folder "nofolder"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "folder" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "unknown cluster: stopped at once, not retried through nbd",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Cluster: "cl9"}}
+			},
+			opts: func(o *RestoreOptions, h *memHV) {
+				o.Transports = []string{WriteTransportNFC, WriteTransportNBD}
+				warnings.Reset()
+				o.Logger = slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			},
+			wantErr: vsphere.ErrPlacement, errText: `cluster "cl9"`,
+			calls: []string{"import web2"}, forbid: writes, written: 0,
+			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
+				var pe *vsphere.PlacementError
+				if !errors.As(err, &pe) || pe.Field != "cluster" || warnings.Len() != 0 {
+					t.Errorf("error %v, warnings:\n%s", err, warnings.String())
+				}
+			},
+		},
+		{
+			name: "host and cluster both: refused before any call",
+			req: func(p blockmap.Point) RestoreRequest {
+				return RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "web2", Host: "esx1", Cluster: "cl1"}}
+			},
+			opts:    func(o *RestoreOptions, h *memHV) { o.Transports = []string{WriteTransportNFC, WriteTransportNBD} },
+			wantErr: vsphere.ErrPlacement, errText: `cluster "cl1" both given`,
+			forbid: append(writes, "import", "lookup", "incomplete"), written: 0,
 		},
 		{
 			name: "hotadd writes through the proxy",
@@ -471,7 +585,7 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 				t.Errorf("disk %s of %s differs from the point", pd.Name, tc.vm)
 			}
 		}
-	} else if err != nil {
+	} else if err != nil && !tc.overwrote {
 		// a refused restore leaves the existing VM's disks as they were
 		for _, d := range vm.disks {
 			if !bytes.Equal(d.data, before[d.name]) {
@@ -481,6 +595,30 @@ func runRestoreCase(t *testing.T, tc restoreCase) {
 	}
 	if tc.check != nil {
 		tc.check(t, h, res, err)
+	}
+	recs, jerr := NewJobLog(repo.Dir()).List()
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	var rec *JobRecord
+	for i := range recs {
+		if recs[i].Kind == JobRestore {
+			rec = &recs[i]
+		}
+	}
+	if rec == nil {
+		t.Fatalf("no restore in the job log (%d records)", len(recs))
+	}
+	// bytes_read: what was read from the point; nbd and hotadd read
+	// exactly the data they write
+	if res != nil && (rec.BytesRead != res.BytesWritten() || res.BytesRead != rec.BytesRead) {
+		t.Errorf("job record: %d bytes read, result %d, want the %d bytes written", rec.BytesRead, res.BytesRead, res.BytesWritten())
+	}
+	if tc.written > 0 && rec.BytesRead < tc.written {
+		t.Errorf("job record: %d bytes read, fewer than the %d written", rec.BytesRead, tc.written)
+	}
+	if tc.job != nil {
+		tc.job(t, *rec)
 	}
 }
 

@@ -302,7 +302,7 @@ func TestRemotePruneCLI(t *testing.T) {
 	mustCairn(t, "--repo", repo, "remote", "init", "off")
 	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
 	out := mustCairn(t, "--repo", repo, "prune", "--remote", "off", "--keep-last", "2")
-	if !strings.Contains(out, "1 points deleted, 2 kept") {
+	if !strings.Contains(out, "1 point deleted, 2 kept") {
 		t.Fatalf("prune --remote said:\n%s", out)
 	}
 	pts := remotePoints(t, repo, "off")

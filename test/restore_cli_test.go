@@ -75,6 +75,20 @@ func TestRestoreCLI(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "--replace") {
 		t.Fatalf("restore over the existing efivm: exit %d: %s", r.code, r.stderr)
 	}
+	// --host with --cluster: refused before connecting (the vCenter
+	// named here does not answer), no job recorded
+	r = collect(runCairn(t, env, "--repo", repoDir, "restore", "vm", "--vcenter", "https://127.0.0.1:1/sdk", "--insecure",
+		"--vm", "efivm", "--name", "efi-both", "--host", "DC0_H0", "--cluster", "DC0_C0"))
+	if r.code == 0 || !strings.Contains(r.stderr, "--host and --cluster exclude each other") {
+		t.Errorf("restore --host --cluster: exit %d: %s", r.code, r.stderr)
+	}
+	// an unknown --host is no transport failure: the restore stops with
+	// it at once (not logged as nfc failing, not tried again through nbd)
+	r = collect(runCairn(t, env, base(restoreNBDCommand, "--name", "efi-nohost", "--host", "esx-nope")...))
+	if r.code == 0 || !strings.Contains(r.stderr, `host "esx-nope"`) || !strings.Contains(r.stderr, "give --host NAME") ||
+		strings.Contains(r.stderr, "trying the next") || strings.Contains(r.stderr, "transport=nbd") {
+		t.Errorf("restore --host esx-nope: exit %d: %s", r.code, r.stderr)
+	}
 	// a new VM, through the default transports (nfc first)
 	r = collect(runCairn(t, env, base(restoreNBDCommand, "--name", "efi-copy", "--network", "VM Network=DC0_DVPG0", "--json")...))
 	if r.code != 0 {
@@ -136,10 +150,14 @@ func TestRestoreCLI(t *testing.T) {
 			if j.State == backupd.JobOK && j.Target == "" {
 				t.Errorf("restore job %s: no target VM recorded", j.ID)
 			}
+			if j.State == backupd.JobOK && (j.BytesRead == 0 || j.BytesRead < j.BytesWritten) {
+				t.Errorf("restore job %s: %d bytes read, %d written", j.ID, j.BytesRead, j.BytesWritten)
+			}
 		}
 	}
-	// refused + ok + powered on + cancelled = failed 2, ok 2; the killed one is interrupted
-	if states[backupd.JobOK] != 2 || states[backupd.JobFailed] != 2 || states[backupd.JobInterrupted] != 1 {
+	// refused + unknown host + ok + powered on + cancelled = failed 3, ok
+	// 2 (--host with --cluster never started); the killed one is interrupted
+	if states[backupd.JobOK] != 2 || states[backupd.JobFailed] != 3 || states[backupd.JobInterrupted] != 1 {
 		t.Errorf("restore jobs by state %v", states)
 	}
 	out := mustCairn(t, "--repo", repoDir, "jobs")

@@ -134,7 +134,7 @@ func TestRestoreFaults(t *testing.T) {
 			sums[n], _ = os.ReadFile(f)
 		}
 		_, err := backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{Point: p, Create: vsphere.CreateSpec{Name: "efivm"}}, restoreOpts(sim))
-		if !errors.Is(err, vsphere.ErrVMExists) || !strings.Contains(err.Error(), "--replace") {
+		if !errors.Is(err, vsphere.ErrVMExists) || !strings.Contains(err.Error(), `"efivm"`) {
 			t.Fatalf("restore over an existing name: %v", err)
 		}
 		for n, f := range before {

@@ -342,7 +342,7 @@ func TestForgetOnFullFilesystem(t *testing.T) {
 	fillFilesystem(t, mnt)
 
 	res := runCairn(t, nil, "--repo", repo, "forget", "--vm", "vm1", "--point", "1")
-	if res.code != 0 || !strings.Contains(res.stdout, "1 points deleted") {
+	if res.code != 0 || !strings.Contains(res.stdout, "1 point deleted") {
 		t.Fatalf("forget on a full filesystem: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	if !strings.Contains(res.stderr, "released the space reserve") {
@@ -350,7 +350,7 @@ func TestForgetOnFullFilesystem(t *testing.T) {
 	}
 	fillFilesystem(t, mnt)
 	res = runCairn(t, nil, "--repo", repo, "prune", "--keep-last", "1")
-	if res.code != 0 || !strings.Contains(res.stdout, "1 points deleted") {
+	if res.code != 0 || !strings.Contains(res.stdout, "1 point deleted") {
 		t.Fatalf("prune on a full filesystem: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	var st syscall.Statfs_t

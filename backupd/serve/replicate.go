@@ -505,10 +505,7 @@ func (s *Server) handleRemotePoints(w http.ResponseWriter, r *http.Request) {
 		}
 		pts = sel
 	}
-	if pts == nil {
-		pts = []blockmap.Point{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"remote": name, "points": pts, "bad": bad})
+	writeJSON(w, http.StatusOK, NewRemotePoints(name, pts, bad))
 }
 
 // ErrUnknownRemote is returned by a RemoteOpener for a name the

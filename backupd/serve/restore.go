@@ -128,6 +128,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.running.Done()
 		res, err := s.runRestore(ctx, vc, req, p)
+		err = withAPIRestoreAdvice(err)
 		s.restores.update(rec, func(r *RestoreRecord) {
 			r.End, r.State, r.Result = time.Now().UTC(), StateOK, res
 			if err != nil {
@@ -151,6 +152,8 @@ func (req RestoreRequest) check() error {
 	switch {
 	case req.InPlace && req.Replace:
 		return errors.New(`"in_place" and "replace" exclude each other: in_place rolls the (powered-off) VM back, replace overwrites a VM of the target name`)
+	case req.Host != "" && req.Cluster != "":
+		return errors.New(`"host" and "cluster" exclude each other: the VM goes to a host, or to a cluster (which picks the host)`)
 	case req.Full && !req.InPlace:
 		return errors.New(`"full" goes with "in_place" (a new VM is always written whole)`)
 	}
@@ -201,4 +204,23 @@ func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest
 	return backupd.Restore(ctx, s.repo, backupd.NewVSphere(conn), rreq, backupd.RestoreOptions{
 		Transports: transports, ProxyVM: req.ProxyVM, Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
 	})
+}
+
+// withAPIRestoreAdvice adds to a failed restore's error what an API caller
+// can change, in the request's field names (the library names none, the
+// CLI adds its flags).
+func withAPIRestoreAdvice(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *vsphere.PlacementError
+	switch {
+	case errors.Is(err, vsphere.ErrVMExists):
+		return fmt.Errorf(`%w: give "name" to restore beside it, or "replace": true to overwrite it`, err)
+	case errors.Is(err, backupd.ErrCBTCannotAnswer):
+		return fmt.Errorf(`%w: give "full": true to overwrite every disk whole`, err)
+	case errors.As(err, &pe):
+		return fmt.Errorf(`%w: give an existing %q, or leave it out`, err, pe.Field)
+	}
+	return err
 }

@@ -29,6 +29,51 @@ import (
 // ErrVMExists means a VM of the requested name exists already.
 var ErrVMExists = errors.New("a VM of that name exists")
 
+// ErrPlacement means a new VM cannot go where it was asked to (an unknown
+// host, cluster, datastore or folder; a host and a cluster both given).
+// Retrying through another write transport cannot help. It is matched
+// by every *PlacementError.
+var ErrPlacement = errors.New("cannot place the new VM")
+
+// PlacementError says which part of a CreateSpec's placement is wrong.
+// Field is the CreateSpec field in lower case ("host", "cluster",
+// "datastore", "folder"), Value what was asked; the CLI and the API name
+// their own flag or field from it.
+type PlacementError struct {
+	Field, Value string
+	// Reason says what is wrong with Value, after it in the message.
+	Reason string
+	Err    error
+}
+
+func (e *PlacementError) Error() string {
+	msg := fmt.Sprintf("%s: %s %q %s", ErrPlacement, e.Field, e.Value, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes every PlacementError match ErrPlacement.
+func (e *PlacementError) Is(target error) bool { return target == ErrPlacement }
+
+func (e *PlacementError) Unwrap() error { return e.Err }
+
+// ErrHostAndCluster is the PlacementError of a CreateSpec that names both
+// a host and a cluster.
+func ErrHostAndCluster(host, cluster string) error {
+	return &PlacementError{Field: "host", Value: host, Reason: fmt.Sprintf("and cluster %q both given: a VM goes to a host or a cluster", cluster)}
+}
+
+// CheckPlacement refuses what a placement can never satisfy, before any
+// connection: a host and a cluster both given.
+func (s CreateSpec) CheckPlacement() error {
+	if s.Host != "" && s.Cluster != "" {
+		return ErrHostAndCluster(s.Host, s.Cluster)
+	}
+	return nil
+}
+
 // RestoreMarkerKey is the extraConfig key cairn sets on a VM it is
 // creating for a restore: "<job id> <host name> <pid> <RFC 3339 start>".
 // It is removed when the restore finished; a VM still carrying it was left
@@ -116,23 +161,23 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 			fp = path.Join(folders.VmFolder.InventoryPath, fp)
 		}
 		if p.folder, err = finder.Folder(ctx, fp); err != nil {
-			return nil, fmt.Errorf("folder %q: %w (create it in vSphere or give an existing --folder)", spec.Folder, err)
+			return nil, &PlacementError{Field: "folder", Value: spec.Folder, Reason: "not found in " + dc.Name(), Err: err}
 		}
 	}
 	switch {
 	case spec.Host != "" && spec.Cluster != "":
-		return nil, errors.New("give --host or --cluster, not both")
+		return nil, ErrHostAndCluster(spec.Host, spec.Cluster)
 	case spec.Cluster != "":
 		cl, err := finder.ClusterComputeResource(ctx, spec.Cluster)
 		if err != nil {
-			return nil, fmt.Errorf("cluster %q: %w", spec.Cluster, err)
+			return nil, &PlacementError{Field: "cluster", Value: spec.Cluster, Reason: "not found in " + dc.Name(), Err: err}
 		}
 		if p.pool, err = cl.ResourcePool(ctx); err != nil {
 			return nil, fmt.Errorf("resource pool of cluster %q: %w", spec.Cluster, err)
 		}
 		hosts, err := cl.Hosts(ctx)
 		if err != nil || len(hosts) == 0 {
-			return nil, fmt.Errorf("cluster %q has no hosts", spec.Cluster)
+			return nil, &PlacementError{Field: "cluster", Value: spec.Cluster, Reason: "has no hosts", Err: err}
 		}
 		p.host = hosts[0]
 	default:
@@ -142,7 +187,7 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		}
 		hosts, err := finder.HostSystemList(ctx, hs)
 		if err != nil || len(hosts) == 0 {
-			return nil, fmt.Errorf("host %q: not found (give --host NAME of an ESXi host of %s)", spec.Host, dc.Name())
+			return nil, &PlacementError{Field: "host", Value: spec.Host, Reason: "is no ESXi host of " + dc.Name()}
 		}
 		p.host = hosts[0]
 		if p.pool, err = p.host.ResourcePool(ctx); err != nil {
@@ -165,7 +210,7 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		}
 	}
 	if p.ds == nil {
-		return nil, fmt.Errorf("datastore %q is not mounted on host %s (give --datastore NAME of one that is)", spec.Datastore, p.host.Name())
+		return nil, &PlacementError{Field: "datastore", Value: spec.Datastore, Reason: "is not mounted on host " + p.host.Name()}
 	}
 	return p, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 	"github.com/cairnbackup/cairn/fusefs"
@@ -308,7 +309,7 @@ func remoteCommands() []*cli.Command {
 						}
 						fmt.Printf("initialized remote %s (bucket %s", rc.Name, rc.Bucket)
 						if rc.ImmutableDays > 0 {
-							fmt.Printf(", Object Lock retention %d days", rc.ImmutableDays)
+							fmt.Printf(", Object Lock retention %s", count(rc.ImmutableDays, "day"))
 						}
 						fmt.Println(")")
 						return nil
@@ -357,7 +358,7 @@ func remoteCommands() []*cli.Command {
 								return err
 							}
 							_ = writeExtendStamp(repo.Dir(), c.Args().First())
-							fmt.Printf("%d objects referenced, %d retentions extended (%d requests)\n", st.Objects, st.Extended, st.Requests)
+							fmt.Printf("%s referenced, %d retentions extended (%s)\n", count(st.Objects, "object"), st.Extended, count(st.Requests, "request"))
 							return nil
 						})
 					},
@@ -562,11 +563,11 @@ func replicateAction(c *cli.Context) error {
 		if st.PackBytes > 0 {
 			ratio = float64(st.RawNew) / float64(st.PackBytes)
 		}
-		fmt.Printf("%d points replicated, %d already there; read %s, %d of %d blocks new (%s, %s after compression and encryption, %.2fx), %d packs, %s uploaded in %s\n",
-			len(st.Replicated), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, st.BlocksRead, humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
-			st.Packs, humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
+		fmt.Printf("%s replicated, %d already there; read %s, %d of %s new (%s, %s after compression and encryption, %.2fx), %s, %s uploaded in %s\n",
+			count(len(st.Replicated), "point"), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, count(st.BlocksRead, "block"), humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
+			count(st.Packs, "pack"), humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
 		if ext != nil {
-			fmt.Printf("retention: %d objects referenced, %d extended to %d days\n", ext.Objects, ext.Extended, rc.ImmutableDays)
+			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(rc.ImmutableDays, "day"))
 		}
 		return nil
 	})
@@ -599,7 +600,7 @@ func pullAction(c *cli.Context) error {
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}
-		fmt.Printf("%d points pulled, %d already there\n", pulled, len(sel)-pulled)
+		fmt.Printf("%s pulled, %d already there\n", count(pulled, "point"), len(sel)-pulled)
 		return nil
 	})
 }
@@ -611,10 +612,7 @@ func remotePointsAction(c *cli.Context) error {
 			return err
 		}
 		if c.Bool("json") {
-			if pts == nil {
-				pts = []blockmap.Point{}
-			}
-			return printJSON(map[string]any{"remote": rc.Name, "points": pts, "unreadable": bad})
+			return printJSON(serve.NewRemotePoints(rc.Name, pts, bad))
 		}
 		printRemotePoints(os.Stdout, rc.Name, pts, bad)
 		return nil
@@ -850,8 +848,7 @@ func remotePruneAction(c *cli.Context) error {
 		for _, p := range rep.Locked {
 			fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
 		}
-		fmt.Printf("remote %s: %d points %s, %d kept, %d locked; %d packs %s (%s), %d unreferenced packs still locked, %d orphan packs\n",
-			rc.Name, len(rep.Deleted), verb, len(rep.Kept), len(rep.Locked), rep.PacksDeleted, verb, humanBytes(rep.BytesFreed), rep.PacksLocked, rep.Orphans)
+		fmt.Println(pruneSummary(rc.Name, rep, verb))
 		return forgetLockedError(c.Command.Name, rep)
 	})
 }

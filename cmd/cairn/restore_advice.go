@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
 // labNBDCommand writes a datastore's flat file directly: for a datastore
@@ -15,6 +19,23 @@ const labNBDCommand = "nbdkit -t 1 -U {socket} -f file {disk_local_path}"
 func restoreAdvice(err error) string {
 	if err == nil {
 		return ""
+	}
+	if errors.Is(err, vsphere.ErrVMExists) {
+		return "give --name NEW to restore beside it, or --replace to overwrite it"
+	}
+	if errors.Is(err, backupd.ErrCBTCannotAnswer) {
+		return "use --full to overwrite every disk whole"
+	}
+	var pe *vsphere.PlacementError
+	if errors.As(err, &pe) {
+		switch pe.Field {
+		case "folder":
+			return "create the folder in vSphere, or give an existing --folder (an inventory path, or a path below the datacenter's VM folder)"
+		case "datastore":
+			return "give --datastore NAME of a datastore mounted on the host (or leave it out for the host's first)"
+		default:
+			return fmt.Sprintf("give --%s NAME of an existing %s (or leave it out)", pe.Field, map[string]string{"host": "ESXi host", "cluster": "cluster"}[pe.Field])
+		}
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "cannot open plugin 'vddk'") || strings.Contains(msg, "nbdkit-vddk-plugin") {

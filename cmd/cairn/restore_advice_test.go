@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
 // TestRestoreAdviceVDDK: a restore whose default NBD command fails for
@@ -17,8 +20,29 @@ func TestRestoreAdviceVDDK(t *testing.T) {
 	if !errors.Is(err, nbdkit) || !strings.Contains(err.Error(), "--nbd-command '"+labNBDCommand+"'") || !strings.Contains(err.Error(), "--datastore-dir") {
 		t.Errorf("advice missing: %v", err)
 	}
-	other := errors.New("VM \"web\": a VM of that name exists")
+	other := errors.New("nbd server error EIO")
 	if got := withRestoreAdvice(other); got != other {
 		t.Errorf("advice added to %v: %v", other, got)
+	}
+}
+
+// TestRestoreAdviceFlags: the library's typed errors get the CLI's flags
+// as advice (the library itself names no flag).
+func TestRestoreAdviceFlags(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("VM %q: %w", "web", vsphere.ErrVMExists), "--name NEW to restore beside it, or --replace"},
+		{fmt.Errorf("disk scsi0-0: %w", backupd.ErrCBTCannotAnswer), "use --full"},
+		{&vsphere.PlacementError{Field: "host", Value: "esx9", Reason: "is no ESXi host of DC0"}, "--host NAME of an existing ESXi host"},
+		{&vsphere.PlacementError{Field: "cluster", Value: "c9", Reason: "not found"}, "--cluster NAME of an existing cluster"},
+		{&vsphere.PlacementError{Field: "datastore", Value: "d9", Reason: "is not mounted"}, "--datastore NAME"},
+		{&vsphere.PlacementError{Field: "folder", Value: "f9", Reason: "not found"}, "existing --folder"},
+	} {
+		err := withRestoreAdvice(fmt.Errorf("restore of web point 1: %w", tc.err))
+		if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: want advice %q", err, tc.want)
+		}
 	}
 }

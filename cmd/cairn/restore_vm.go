@@ -66,8 +66,8 @@ func restoreVMCommand() *cli.Command {
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
 			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
 			&cli.StringFlag{Name: "name", Usage: "name of the restored VM (default: the recorded name)"},
-			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on"},
-			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in"},
+			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster)"},
+			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host)"},
 			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and disks"},
 			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder)"},
 			&cli.StringSliceFlag{Name: "network", Usage: "OLD=NEW: connect NICs of network OLD to NEW (repeatable)"},
@@ -75,7 +75,7 @@ func restoreVMCommand() *cli.Command {
 			&cli.StringFlag{Name: "vm-config", Usage: "`FILE`: VM configuration (vm/config.json format) for a point without one"},
 			&cli.BoolFlag{Name: "power-on", Usage: "power the VM on after the restore"},
 			&cli.BoolFlag{Name: "keep-identity", Usage: "keep the BIOS/instance UUIDs and MAC addresses"},
-			&cli.BoolFlag{Name: "replace", Usage: "overwrite an existing VM of that name (powered off first)"},
+			&cli.BoolFlag{Name: "replace", Usage: "overwrite an existing VM of that name (powered off first; it stays off if the restore fails)"},
 			&cli.BoolFlag{Name: "in-place", Usage: "roll the original VM back (powered off, CBT intact since the point)"},
 			&cli.BoolFlag{Name: "full", Usage: "with --in-place: overwrite every disk instead of the changed areas"},
 			remoteFlag,
@@ -134,6 +134,9 @@ func restoreVMAction(c *cli.Context) error {
 	}
 	if c.Bool("in-place") && c.String("remote") != "" {
 		return errors.New("--in-place with --remote is not offered: pull the point first (cairn pull --remote NAME --vm VM --point ID), then restore vm --in-place")
+	}
+	if c.String("host") != "" && c.String("cluster") != "" {
+		return errors.New("--host and --cluster exclude each other: the VM goes to a host, or to a cluster (which picks the host)")
 	}
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")

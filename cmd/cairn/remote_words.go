@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/cairnbackup/cairn/blockmap/remote"
+)
+
+// count says n things: "1 point", "2 points" (noun is the singular; the
+// plural adds an s, which is all the remote's messages need).
+func count[N int | int64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// pruneSummary is the last line of `cairn forget --remote` / `prune
+// --remote`: verb is "deleted" or "would delete".
+func pruneSummary(name string, rep *remote.PruneReport, verb string) string {
+	return fmt.Sprintf("remote %s: %s %s, %d kept, %d locked; %s %s (%s), %s still locked, %s",
+		name, count(len(rep.Deleted), "point"), verb, len(rep.Kept), len(rep.Locked), count(rep.PacksDeleted, "pack"), verb,
+		humanBytes(rep.BytesFreed), count(rep.PacksLocked, "unreferenced pack"), count(rep.Orphans, "orphan pack"))
+}
