@@ -163,7 +163,7 @@ func (e *RestoreError) Error() string {
 		msg = fmt.Sprintf("%s (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", msg, e.LeftVM)
 	}
 	if e.PoweredOff != "" {
-		msg = fmt.Sprintf("%s (VM %s was powered off for --replace and stays off: its disks may be partly overwritten)", msg, e.PoweredOff)
+		msg = fmt.Sprintf("%s (VM %s was powered off to be replaced and stays off: its disks may be partly overwritten)", msg, e.PoweredOff)
 	}
 	return msg
 }

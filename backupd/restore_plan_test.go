@@ -166,7 +166,7 @@ func TestRestorePlan(t *testing.T) {
 			req: func(p blockmap.Point) RestoreRequest {
 				return RestoreRequest{Point: p, Replace: true, Create: vsphere.CreateSpec{Name: "web"}}
 			},
-			errText: `VM web was powered off for --replace and stays off`,
+			errText: `VM web was powered off to be replaced and stays off`,
 			calls:   []string{"lookup web", "power-on=false web"}, forbid: []string{"create", "destroy", "power-on=true"},
 			written: 1 << 20, overwrote: true,
 			check: func(t *testing.T, h *memHV, res *RestoreResult, err error) {
@@ -176,7 +176,7 @@ func TestRestorePlan(t *testing.T) {
 				}
 			},
 			job: func(t *testing.T, rec JobRecord) {
-				if rec.State != JobFailed || !strings.Contains(rec.Error, "was powered off for --replace and stays off") {
+				if rec.State != JobFailed || !strings.Contains(rec.Error, "was powered off to be replaced and stays off") {
 					t.Errorf("job record %s: %q, want the error saying the VM stays off", rec.State, rec.Error)
 				}
 			},
