@@ -409,7 +409,13 @@ func (r *Remote) fetchBlobs(ctx context.Context, packs []manifestPack, es []bloc
 			pk := packs[first.Pack]
 			r.blobGets.Add(1)
 			r.blobsFetched.Add(int64(len(ru.es)))
-			data, gerr := r.st.get(ctx, packPrefix+pk.ID, pk.Version, start, end-start)
+			bufp, _ := r.getBufs.Get().(*[]byte)
+			if bufp == nil {
+				b := make([]byte, maxRun)
+				bufp = &b
+			}
+			defer r.getBufs.Put(bufp) // blocks are decrypted into their own buffers
+			data, gerr := r.st.getInto(ctx, packPrefix+pk.ID, pk.Version, start, end-start, *bufp)
 			if gerr != nil && ctx.Err() != nil {
 				fail(ctx.Err())
 				return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,7 @@ type Remote struct {
 	keyCached      bool                   // Open took the master key from Options.KeyCache
 	afterPack      func(n int64)          // tests: called after each stored pack and its index
 	blobGets       atomic.Int64           // ranged GETs of blobs made by readers (tests)
+	getBufs        sync.Pool              // of *[]byte of maxRun bytes: ranged GETs' buffers
 	blobsFetched   atomic.Int64           // blobs those GETs covered (tests)
 	beforeRead     func(b int64)          // tests: called before blocks from b on are read
 }

@@ -199,6 +199,14 @@ func (s *store) put(ctx context.Context, name string, data []byte, po putOptions
 // get reads an object (or a range of it when length > 0) of one version
 // ("" for the latest).
 func (s *store) get(ctx context.Context, name, version string, off, length int64) ([]byte, error) {
+	return s.getInto(ctx, name, version, off, length, nil)
+}
+
+// getInto is get reading a range (length > 0) into buf when it is large
+// enough, so that readers reuse their buffers instead of growing a new
+// one per request (io.ReadAll doubles its way up, copying as it goes, and
+// every fresh buffer costs page faults and clearing).
+func (s *store) getInto(ctx context.Context, name, version string, off, length int64, buf []byte) ([]byte, error) {
 	o := minio.GetObjectOptions{VersionID: version}
 	if length > 0 {
 		if err := o.SetRange(off, off+length-1); err != nil {
@@ -212,8 +220,20 @@ func (s *store) get(ctx context.Context, name, version string, off, length int64
 		return nil, s.s3err("get", name, err)
 	}
 	defer obj.Close()
-	data, err := io.ReadAll(obj)
-	if err != nil {
+	var data []byte
+	if length > 0 {
+		if int64(cap(buf)) < length {
+			buf = make([]byte, length)
+		}
+		data = buf[:length]
+		n, err := io.ReadFull(obj, data)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			data = data[:n] // shorter than asked: reported below
+		case err != nil:
+			return nil, s.s3err("get", name, err)
+		}
+	} else if data, err = io.ReadAll(obj); err != nil {
 		return nil, s.s3err("get", name, err)
 	}
 	if length > 0 && int64(len(data)) != length {
