@@ -68,24 +68,18 @@ func (t *hotaddTarget) WriteAt(ctx context.Context, p []byte, off int64) error {
 // WriteZeroes punches the range (a block device discards it and reads
 // zeros, a file gets a hole), else writes zeros.
 func (t *hotaddTarget) WriteZeroes(ctx context.Context, off, n int64) error {
-	if err := unix.Fallocate(int(t.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
-		return nil
-	}
-	buf := make([]byte, min(n, 4<<20))
-	for n > 0 {
-		k := min(n, int64(len(buf)))
-		if err := t.WriteAt(ctx, buf[:k], off); err != nil {
-			return err
-		}
-		off, n = off+k, n-k
-	}
-	return nil
+	return t.zero(ctx, unix.FALLOC_FL_PUNCH_HOLE, off, n)
 }
 
 // WriteZeroesAllocated zeroes the range in place (FALLOC_FL_ZERO_RANGE),
 // else writes zeros; the range stays allocated.
 func (t *hotaddTarget) WriteZeroesAllocated(ctx context.Context, off, n int64) error {
-	if err := unix.Fallocate(int(t.f.Fd()), unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
+	return t.zero(ctx, unix.FALLOC_FL_ZERO_RANGE, off, n)
+}
+
+// zero zeroes the range with fallocate(mode), else by writing zeros.
+func (t *hotaddTarget) zero(ctx context.Context, mode uint32, off, n int64) error {
+	if err := unix.Fallocate(int(t.f.Fd()), mode|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
 		return nil
 	}
 	buf := make([]byte, min(n, 4<<20))

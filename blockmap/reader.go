@@ -368,11 +368,17 @@ func (dr *DiskReader) readahead(off, end int64) {
 			n++
 		}
 		if gen != 0 {
-			if f, err := dr.file(gen); err == nil {
-				_ = unix.Fadvise(int(f.Fd()), b*dr.bs, n*dr.bs, unix.FADV_WILLNEED)
-			}
+			dr.willNeed(gen, b, n)
 		}
 		b += n
+	}
+}
+
+// willNeed asks the kernel to read n blocks from first of delta image gen
+// into the page cache (posix_fadvise WILLNEED; errors only lose the hint).
+func (dr *DiskReader) willNeed(gen uint32, first, n int64) {
+	if f, err := dr.file(gen); err == nil {
+		_ = unix.Fadvise(int(f.Fd()), first*dr.bs, n*dr.bs, unix.FADV_WILLNEED)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
-	"golang.org/x/sys/unix"
 )
 
 // ErrOutsideAreas means a read of an AreaReader left the areas it was
@@ -143,9 +142,7 @@ func (p *prefetcher) flush(dr *DiskReader) {
 		go func() {
 			defer close(p.done)
 			for r := range p.ch {
-				if f, err := dr.file(uint32(r[0])); err == nil {
-					_ = unix.Fadvise(int(f.Fd()), r[1]*dr.bs, r[2]*dr.bs, unix.FADV_WILLNEED)
-				}
+				dr.willNeed(uint32(r[0]), r[1], r[2])
 			}
 		}()
 	}

@@ -77,6 +77,14 @@ func (s *SharedService[T]) Stop() {
 	}
 }
 
+// Main runs the tests of a binary and then stops the instance:
+// func TestMain(m *testing.M) { os.Exit(pkg.Main(m)) }.
+func (s *SharedService[T]) Main(m *testing.M) int {
+	code := m.Run()
+	s.Stop()
+	return code
+}
+
 // ReapWhenGone removes dir once this process has exited, for test binaries
 // whose TestMain does not stop their services.
 func ReapWhenGone(dir string) {

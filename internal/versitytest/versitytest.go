@@ -163,11 +163,7 @@ func StopShared() { shared.Stop() }
 
 // Main runs the tests of a binary and then stops the shared gateway:
 // func TestMain(m *testing.M) { os.Exit(versitytest.Main(m)) }.
-func Main(m *testing.M) int {
-	code := m.Run()
-	StopShared()
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // NewBucketName returns a bucket name no other test uses.
 func NewBucketName() string { return "cairn-" + testutil.RandHex(8) }
