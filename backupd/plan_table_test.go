@@ -158,7 +158,7 @@ func TestPlan(t *testing.T) {
 				o.Transports = []string{TransportHotAdd, TransportNBD}
 				o.NBDURL = "nbd+unix:///?socket=" + filepath.Join(h.dir, "no-server.sock")
 			},
-			wantErr: "no transport could open it (hotadd: hotadd needs --proxy-vm; nbd: ",
+			wantErr: "no transport could open it (hotadd: hotadd needs the appliance's own VM (the proxy VM) to attach disks to; nbd: ",
 		}}},
 	}
 	for _, tc := range cases {

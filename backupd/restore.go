@@ -52,7 +52,15 @@ var (
 	ErrCBTCannotAnswer = errors.New("changed block tracking cannot say what changed since the point")
 	// ErrNotPoweredOff means an in-place restore found the VM running.
 	ErrNotPoweredOff = errors.New("the VM is powered on")
+	// ErrNBDReadOnly means a restore's NBD server refuses writes (started
+	// read-only); the CLI names the flag of the NBD command to drop.
+	ErrNBDReadOnly = errors.New("the NBD server is read-only")
 )
+
+// ErrNoProxyVM means hotadd was asked for without the appliance's own VM,
+// to which hotadd attaches the disks (backups and restores alike); the CLI
+// and the API say how to name it.
+var ErrNoProxyVM = errors.New("hotadd needs the appliance's own VM (the proxy VM) to attach disks to")
 
 // RestoreOptions tune restores.
 type RestoreOptions struct {

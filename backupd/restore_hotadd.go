@@ -26,7 +26,7 @@ func (*HotAddWriteTransport) Name() string { return WriteTransportHotAdd }
 // Open attaches the disk and opens its device for writing.
 func (t *HotAddWriteTransport) Open(ctx context.Context, d DiskRef) (DiskTarget, error) {
 	if t.Proxy == nil {
-		return nil, errors.New("hotadd needs --proxy-vm (the appliance's own VM)")
+		return nil, ErrNoProxyVM
 	}
 	return openAttached(ctx, t.Proxy.Name(), t.Proxy.AttachForWrite, t.Proxy.Detach, d.Disk.FileName, t.Device, t.Logger,
 		func(dev string, detach func() error) (DiskTarget, error) {

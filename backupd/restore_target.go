@@ -75,7 +75,7 @@ func (t *NBDWriteTransport) Open(ctx context.Context, d DiskRef) (_ DiskTarget, 
 		return nil, fmt.Errorf("nbd: connect to %s: %w", uri, err)
 	}
 	if nt.Client.ReadOnly() {
-		return nil, fmt.Errorf("nbd: the server for disk %s is read-only (remove --readonly / -r from the restore NBD command)", d.Disk.Name)
+		return nil, fmt.Errorf("nbd: disk %s: %w", d.Disk.Name, ErrNBDReadOnly)
 	}
 	if nt.Client.Size() < d.Disk.Capacity {
 		return nil, fmt.Errorf("nbd: export has %d bytes, the disk %d", nt.Client.Size(), d.Disk.Capacity)
@@ -122,7 +122,7 @@ func (j *restoreJob) writeTransports(ctx context.Context) []WriteTransport {
 			out = append(out, &NBDWriteTransport{Command: j.opts.NBDCommand, Client: j.opts.NBD, StartTimeout: j.opts.NBDStartTimeout, Logger: j.log})
 		case WriteTransportHotAdd:
 			if j.opts.ProxyVM == "" {
-				out = append(out, unavailableTransport{n, errors.New("hotadd needs --proxy-vm (the appliance's own VM)")})
+				out = append(out, unavailableTransport{n, ErrNoProxyVM})
 				continue
 			}
 			proxy, err := j.hv.FindRestoreProxy(ctx, j.opts.ProxyVM)

@@ -103,7 +103,7 @@ func (*HotAddTransport) Name() string { return TransportHotAdd }
 // Open attaches the disk and opens its device.
 func (t *HotAddTransport) Open(ctx context.Context, d DiskRef) (source.Source, error) {
 	if t.Proxy == nil {
-		return nil, fmt.Errorf("hotadd needs --proxy-vm")
+		return nil, ErrNoProxyVM
 	}
 	return openAttached(ctx, t.Proxy.Name(), t.Proxy.Attach, t.Proxy.Detach, d.Disk.FileName, t.Device, t.Logger,
 		func(dev string, detach func() error) (source.Source, error) {

@@ -3,6 +3,7 @@ package backupd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +88,7 @@ func TestTransportsOpenADiskRef(t *testing.T) {
 		if strings.Join(h.calls, "|") != "attach [ds] web-flat.img|detach [ds] web-flat.img" {
 			t.Errorf("proxy calls %q: want an attach and, on close, a detach", h.calls)
 		}
-		if _, err := (&HotAddTransport{}).Open(ctx, ref); err == nil || !strings.Contains(err.Error(), "--proxy-vm") {
+		if _, err := (&HotAddTransport{}).Open(ctx, ref); !errors.Is(err, ErrNoProxyVM) {
 			t.Errorf("no proxy: %v", err)
 		}
 	})

@@ -214,6 +214,7 @@ func withAPIRestoreAdvice(err error) error {
 		return nil
 	}
 	var pe *vsphere.PlacementError
+	var ne *vsphere.NetworkError
 	switch {
 	case errors.Is(err, vsphere.ErrVMExists):
 		return fmt.Errorf(`%w: give "name" to restore beside it, or "replace": true to overwrite it`, err)
@@ -221,6 +222,10 @@ func withAPIRestoreAdvice(err error) error {
 		return fmt.Errorf(`%w: give "full": true to overwrite every disk whole`, err)
 	case errors.As(err, &pe):
 		return fmt.Errorf(`%w: give an existing %q, or leave it out`, err, pe.Field)
+	case errors.As(err, &ne):
+		return fmt.Errorf(`%w: map it in "networks": {%q: "NEW"}`, err, ne.Recorded)
+	case errors.Is(err, backupd.ErrNoProxyVM):
+		return fmt.Errorf(`%w: give "proxy_vm" (the appliance's own VM), or leave hotadd out of "transports"`, err)
 	}
 	return err
 }

@@ -22,6 +22,8 @@ func TestRestoreAPIAdvice(t *testing.T) {
 		{fmt.Errorf("disk scsi0-0: %w", backupd.ErrCBTCannotAnswer), []string{`"full": true`}},
 		{&vsphere.PlacementError{Field: "datastore", Value: "ds9", Reason: "is not mounted on host esx1"}, []string{`give an existing "datastore"`}},
 		{&vsphere.PlacementError{Field: "folder", Value: "f9", Reason: "not found in DC0"}, []string{`give an existing "folder"`}},
+		{&vsphere.NetworkError{NIC: "Network adapter 1", Network: "VM Netwrk", Recorded: "VM Network"}, []string{`"networks": {"VM Network": "NEW"}`}},
+		{fmt.Errorf("restore disk scsi0-0: hotadd: %w", backupd.ErrNoProxyVM), []string{`"proxy_vm"`, `"transports"`}},
 	} {
 		err := withAPIRestoreAdvice(tc.err)
 		if !errors.Is(err, tc.err) || strings.Contains(err.Error(), "--") {

@@ -65,6 +65,14 @@ func localDir(u string) string {
 	return ""
 }
 
+// DatastoreNotLocalError means a datastore has no local directory in
+// DatastoreDirs: the CLI says how to give one.
+type DatastoreNotLocalError struct{ Datastore string }
+
+func (e *DatastoreNotLocalError) Error() string {
+	return fmt.Sprintf("datastore %s is not reachable from this machine", e.Datastore)
+}
+
 // LocalPath maps a datastore path ("[ds] vm/vm.vmdk") to the local file of
 // its raw data: the flat extent named in the descriptor (or the file itself
 // when it is not a descriptor).
@@ -75,7 +83,7 @@ func (d DatastoreDirs) LocalPath(dsPath string) (string, error) {
 	}
 	dir, ok := d[p.Datastore]
 	if !ok {
-		return "", fmt.Errorf("datastore %s is not reachable from this machine (mount it and give --datastore-dir %s=DIR)", p.Datastore, p.Datastore)
+		return "", &DatastoreNotLocalError{Datastore: p.Datastore}
 	}
 	rel := filepath.Clean(filepath.FromSlash(p.Path))
 	if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {

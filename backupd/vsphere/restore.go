@@ -29,6 +29,29 @@ import (
 // ErrVMExists means a VM of the requested name exists already.
 var ErrVMExists = errors.New("a VM of that name exists")
 
+// ErrNetworkNotFound means a NIC's network (after the request's network
+// map) does not exist in the datacenter: the CLI and the API say how to
+// map it to another. It is matched by every *NetworkError.
+var ErrNetworkNotFound = errors.New("network not found")
+
+// NetworkError names the NIC whose network is missing: Network is the one
+// looked up, Recorded the one the point's configuration names (they differ
+// when the request mapped it).
+type NetworkError struct {
+	NIC, Network, Recorded string
+}
+
+func (e *NetworkError) Error() string {
+	return fmt.Sprintf("NIC %s: network %q not found", e.NIC, e.Network)
+}
+
+// Is makes a *NetworkError match ErrNetworkNotFound.
+func (e *NetworkError) Is(target error) bool { return target == ErrNetworkNotFound }
+
+// ErrNoFreeUnit means the VM has no disk controller (or not the one asked
+// for) with a free unit for another disk.
+var ErrNoFreeUnit = errors.New("no disk controller with a free unit")
+
 // ErrPlacement means a new VM cannot go where it was asked to (an unknown
 // host, cluster, datastore or folder; a host and a cluster both given).
 // Retrying through another write transport cannot help. It is matched
@@ -481,7 +504,7 @@ func (c *Conn) nicDevice(ctx context.Context, p *placement, n vmconfig.NIC, key 
 	finder.SetDatacenter(p.dc)
 	net, err := finder.Network(ctx, netName)
 	if err != nil {
-		return nil, fmt.Errorf("NIC %s: network %q not found: map it with --network %s=NEW", orDefault(n.Label, strconv.Itoa(int(n.Key))), netName, n.Network)
+		return nil, &NetworkError{NIC: orDefault(n.Label, strconv.Itoa(int(n.Key))), Network: netName, Recorded: n.Network}
 	}
 	backing, err := net.EthernetCardBackingInfo(ctx)
 	if err != nil {
@@ -704,9 +727,9 @@ func (c *Conn) AddDisk(ctx context.Context, ref types.ManagedObjectReference, sp
 	}
 	if unit < 0 {
 		if spec.Controller != "" {
-			return Disk{}, fmt.Errorf("VM %s has no controller %s with a free unit (give another --controller)", vm.Name, spec.Controller)
+			return Disk{}, fmt.Errorf("VM %s, controller %s: %w", vm.Name, spec.Controller, ErrNoFreeUnit)
 		}
-		return Disk{}, fmt.Errorf("VM %s has no disk controller with a free unit", vm.Name)
+		return Disk{}, fmt.Errorf("VM %s: %w", vm.Name, ErrNoFreeUnit)
 	}
 	var p object.DatastorePath
 	if !p.FromString(vm.VMPathName) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 )
@@ -18,7 +20,12 @@ func hintFor(err error) string {
 	var mounted *fusefs.MountedError
 	var locked *blockmap.VMLockedError
 	var onRemote *remotePointError
+	var notLocal *vsphere.DatastoreNotLocalError
 	switch {
+	case errors.Is(err, backupd.ErrNoProxyVM):
+		return "give --proxy-vm NAME (the appliance's own VM), or leave hotadd out of --transport"
+	case errors.As(err, &notLocal):
+		return fmt.Sprintf("mount it on this machine and give --datastore-dir %s=DIR, or use another --transport", notLocal.Datastore)
 	case errors.As(err, &onRemote) && remotePointHint(onRemote) != "":
 		return remotePointHint(onRemote)
 	case errors.As(err, &missing):

@@ -26,6 +26,16 @@ func restoreAdvice(err error) string {
 	if errors.Is(err, backupd.ErrCBTCannotAnswer) {
 		return "use --full to overwrite every disk whole"
 	}
+	if errors.Is(err, backupd.ErrNBDReadOnly) {
+		return "remove --readonly / -r from --nbd-command (a restore writes through it)"
+	}
+	var ne *vsphere.NetworkError
+	if errors.As(err, &ne) {
+		return fmt.Sprintf("map it to an existing network with --network %s=NEW", ne.Recorded)
+	}
+	if errors.Is(err, vsphere.ErrNoFreeUnit) {
+		return "give another --controller, or add a controller to the VM in vSphere"
+	}
 	var pe *vsphere.PlacementError
 	if errors.As(err, &pe) {
 		switch pe.Field {
