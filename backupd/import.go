@@ -94,7 +94,7 @@ func planImport(ctx context.Context, d ImportDisk, src source.Source, full bool,
 	case d.DirtyBitmap != "":
 		ct, ok := src.(source.ChangeTracker)
 		if !ok {
-			return plan, fmt.Errorf("--dirty-bitmap applies to NBD sources only")
+			return plan, fmt.Errorf("disk %s: %w", d.Name, source.ErrBitmapNotNBD)
 		}
 		dirty, err := ct.Changed(ctx)
 		if err != nil {

@@ -11,6 +11,10 @@ import (
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
+// ErrNoThumbprint means an NBD command template names {thumbprint} while
+// no thumbprint was given and no vCenter connection can read it.
+var ErrNoThumbprint = errors.New("no vCenter thumbprint for {thumbprint}: none given and no vCenter connection to read it from")
+
 // nbdPlaceholders is the plain data an NBD server command template of one
 // disk is filled from ({socket}, {server}, {thumbprint}, {disk_file}, …);
 // the backup and the restore transports both fill it, so neither needs the
@@ -65,7 +69,7 @@ func (p nbdPlaceholders) value(ctx context.Context, name string) (string, error)
 			return vsphere.NormalizeThumbprint(tp)
 		}
 		if p.Conn == nil {
-			return "", errors.New("no vCenter connection to read the certificate of: give --thumbprint")
+			return "", ErrNoThumbprint
 		}
 		if tp := p.Conn.ServerThumbprint(ctx); tp != "" {
 			return tp, nil

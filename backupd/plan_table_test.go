@@ -124,7 +124,7 @@ func TestPlan(t *testing.T) {
 		{"quiesce fault, require: fails", []planStep{{
 			change:  func(h *memHV, vm *memVM) { vm.quiesceFault = true },
 			opts:    func(o *JobOptions, _ *memHV) { o.Quiesce = vsphere.QuiesceRequire },
-			wantErr: "failed and --quiesce=require",
+			wantErr: "failed and quiescing is required",
 		}}},
 		{"quiesce off: never quiesced", []planStep{{
 			change:      func(h *memHV, vm *memVM) { vm.quiesceFault = true },

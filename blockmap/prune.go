@@ -72,7 +72,7 @@ func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	if pol.IsZero() {
-		return nil, fmt.Errorf("prune: %w: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly", ErrInvalid)
+		return nil, fmt.Errorf("prune: %w: the policy has no keep rule (last, hourly, daily, weekly or monthly), so it would delete every point", ErrInvalid)
 	}
 	cat, err := r.Catalog(ctx)
 	if err != nil {

@@ -60,7 +60,7 @@ type version struct {
 // checks it against its hash (Config.Hash).
 func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	if opts.Point != "" && opts.VM == "" {
-		return nil, fmt.Errorf("verify: %w: --point needs --vm", ErrInvalid)
+		return nil, fmt.Errorf("verify: %w: point %s is named without its VM", ErrInvalid, opts.Point)
 	}
 	var versions []version
 	var mapBad []BadBlock

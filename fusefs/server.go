@@ -227,7 +227,7 @@ func Unmount(dir string, lazy bool) error {
 			time.Sleep(time.Duration(10<<try) * time.Millisecond)
 		}
 		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("unmount %s: %w: files are open there (see `fuser -vm %s`); use --lazy to detach it anyway", dir, ErrBusy, dir)
+			return fmt.Errorf("unmount %s: %w: files are open there (see `fuser -vm %s`)", dir, ErrBusy, dir)
 		}
 		return fmt.Errorf("unmount %s: %w", dir, err)
 	}
@@ -243,7 +243,7 @@ func Unmount(dir string, lazy bool) error {
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
 		if strings.Contains(msg, "busy") {
-			return fmt.Errorf("unmount %s: %w: %s; use --lazy to detach it anyway", dir, ErrBusy, msg)
+			return fmt.Errorf("unmount %s: %w: %s", dir, ErrBusy, msg)
 		}
 		return fmt.Errorf("unmount %s: %s: %w", dir, msg, err)
 	}

@@ -248,7 +248,7 @@ func TestImportNBDErrors(t *testing.T) {
 	}{
 		{"bitmap not exported", append(imp, "--dirty-bitmap", "b0", uri), "start qemu-nbd with -B b0"},
 		{"bitmap on a file", append(imp, "--dirty-bitmap", "b0", "--dirty-bitmap", "b0", src), "2 --dirty-bitmap names for 1 disks"},
-		{"bitmap for a file", append(imp, "--dirty-bitmap", "b0", src), "applies to NBD sources only"},
+		{"bitmap for a file", append(imp, "--dirty-bitmap", "b0", src), "can be read from NBD sources only (nbd://HOST/EXPORT"},
 		{"bitmap and changed", append(imp, "--dirty-bitmap", "b0", "--changed", "0:4096", uri), "both --dirty-bitmap and changed areas"},
 		{"bitmap and full", append(imp, "--dirty-bitmap", "b0", "--full", uri), "drop --dirty-bitmap, or --full"},
 		{"no server", append(imp, "nbd+unix:///?socket="+filepath.Join(dir, "none.sock")), "no NBD server socket at " + filepath.Join(dir, "none.sock")},

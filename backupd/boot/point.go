@@ -56,7 +56,7 @@ func StartPoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, opts
 		if ok {
 			opts.Config = cfg
 		} else if opts.Firmware == "" {
-			return nil, fmt.Errorf("point %s of %s: %w (an imported point?): give --firmware bios or efi, or import it with --vm-config", p.ID, p.VM, ErrNoConfig)
+			return nil, fmt.Errorf("point %s of %s: %w (an imported point?) and no firmware was given", p.ID, p.VM, ErrNoConfig)
 		}
 	}
 	if err := os.MkdirAll(opts.RunDir, 0o700); err != nil {

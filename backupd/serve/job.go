@@ -329,6 +329,9 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	}
 	creds, err := vsphere.LoadCredentials(vc.Credentials)
 	if err != nil {
+		if errors.Is(err, vsphere.ErrNoCredentials) {
+			err = fmt.Errorf("vcenter %s: %w: give credentials: FILE for it in the config", vc.Name, err)
+		}
 		return nil, opts, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -338,8 +341,12 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 		URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint, Insecure: vc.Insecure, Logger: log,
 	})
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		var untrusted *vsphere.UntrustedCertError
+		switch {
+		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 			err = fmt.Errorf("vcenter %s did not answer within 30s: %w", vc.Name, err)
+		case errors.As(err, &untrusted):
+			err = fmt.Errorf("%w: if that is the thumbprint vCenter %s shows, set thumbprint: %s for it in the config", err, vc.Name, untrusted.Thumbprint)
 		}
 		return nil, opts, err
 	}

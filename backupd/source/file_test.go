@@ -94,7 +94,7 @@ func TestOpenRefusesWhatIsNoDisk(t *testing.T) {
 	}{
 		{fifo, Options{}, "FIFO"},
 		{dir, Options{}, "not a regular file"},
-		{sparseFile(t), Options{DirtyBitmap: "b1"}, "--dirty-bitmap applies to NBD sources only"},
+		{sparseFile(t), Options{DirtyBitmap: "b1"}, "a dirty bitmap can be read from NBD sources only"},
 		{"nbd+unix:///?socket=" + filepath.Join(dir, "none.sock"), Options{}, "no NBD server socket"},
 		{"http://host/x", Options{}, "source http://host/x"},
 	} {

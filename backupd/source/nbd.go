@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -68,13 +69,24 @@ func DialNBD(ctx context.Context, name, uri string, opts NBDOptions) (*NBD, erro
 		return nil, fmt.Errorf("nbd: export %s has %d bytes, the disk %d", name, c.Size(), opts.Size)
 	case opts.DirtyBitmap != "" && !c.HasContext(nbd.ContextDirtyBitmapPrefix+opts.DirtyBitmap):
 		c.Close()
-		return nil, fmt.Errorf("source %s: the server does not export dirty bitmap %q: start qemu-nbd with -B %s (or drop --dirty-bitmap for a read compared by hash)",
-			name, opts.DirtyBitmap, opts.DirtyBitmap)
+		return nil, &NoBitmapError{Source: name, Bitmap: opts.DirtyBitmap}
 	}
 	if opts.Size > 0 {
 		s.size = opts.Size
 	}
 	return s, nil
+}
+
+// ErrBitmapNotNBD means a dirty bitmap was asked of a source that is no
+// NBD export (only an NBD server exports dirty bitmaps).
+var ErrBitmapNotNBD = errors.New("a dirty bitmap can be read from NBD sources only")
+
+// NoBitmapError means an NBD server does not export the dirty bitmap asked
+// for (qemu-nbd exports one with -B NAME); the CLI says what to do.
+type NoBitmapError struct{ Source, Bitmap string }
+
+func (e *NoBitmapError) Error() string {
+	return fmt.Sprintf("source %s: the server does not export dirty bitmap %q", e.Source, e.Bitmap)
 }
 
 // ReadAt implements io.ReaderAt.
@@ -194,7 +206,7 @@ func Open(ctx context.Context, spec string, opts Options) (Source, error) {
 	if !IsURI(spec) {
 		if !isSocket(spec) {
 			if opts.DirtyBitmap != "" {
-				return nil, fmt.Errorf("source %s: --dirty-bitmap applies to NBD sources only (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH); use --changed for a file", spec)
+				return nil, fmt.Errorf("source %s: %w (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH)", spec, ErrBitmapNotNBD)
 			}
 			return OpenFile(spec, FileOptions{Direct: true})
 		}

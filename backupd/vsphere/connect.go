@@ -50,10 +50,13 @@ type Conn struct {
 	proxyMu sync.Mutex
 }
 
+// ErrNoURL means no vCenter URL was given.
+var ErrNoURL = errors.New("no vCenter URL")
+
 // ParseURL turns "HOST", "HOST:PORT" or "https://HOST/sdk" into the SDK URL.
 func ParseURL(s string) (*url.URL, error) {
 	if s == "" {
-		return nil, errors.New("no vCenter URL: give --vcenter https://HOST/sdk")
+		return nil, ErrNoURL
 	}
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
@@ -155,7 +158,7 @@ func (c *Conn) Logger() *slog.Logger { return c.log }
 func (c *Conn) Hostname() string { return c.URL.Hostname() }
 
 // explainTLS turns a certificate failure into an error that names the
-// server's thumbprint and the flags that trust it.
+// server's thumbprint (an *UntrustedCertError when nothing was pinned).
 func explainTLS(ctx context.Context, u *url.URL, opts ConnectOptions, err error) error {
 	tp := serverThumbprint(ctx, u)
 	if tp == "" {
@@ -167,8 +170,22 @@ func explainTLS(ctx context.Context, u *url.URL, opts ConnectOptions, err error)
 	if opts.Insecure {
 		return fmt.Errorf("connect to %s: %w", u.Host, err)
 	}
-	return fmt.Errorf("connect to %s: the server certificate is not trusted (%v); if its SHA-256 thumbprint %s is the one your vCenter shows, pin it with --thumbprint %s", u.Host, err, tp, tp)
+	return &UntrustedCertError{Host: u.Host, Thumbprint: tp, Err: err}
 }
+
+// UntrustedCertError means the server's certificate is not trusted by this
+// machine; Thumbprint is its SHA-256 thumbprint, which the CLI and cairn
+// serve say how to pin once the user has compared it with vCenter's.
+type UntrustedCertError struct {
+	Host, Thumbprint string
+	Err              error
+}
+
+func (e *UntrustedCertError) Error() string {
+	return fmt.Sprintf("connect to %s: the server certificate is not trusted (%v); its SHA-256 thumbprint is %s", e.Host, e.Err, e.Thumbprint)
+}
+
+func (e *UntrustedCertError) Unwrap() error { return e.Err }
 
 // serverThumbprint fetches the server certificate without trusting it,
 // only to name its thumbprint in an error message.

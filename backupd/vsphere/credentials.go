@@ -41,6 +41,10 @@ const (
 	EnvPassword = "CAIRN_VC_PASSWORD"
 )
 
+// ErrNoCredentials means no credentials file was given and the environment
+// holds none: the CLI and cairn serve say where to give them.
+var ErrNoCredentials = errors.New("no vCenter credentials")
+
 // LoadCredentials reads credentials from file ("user" on the first line,
 // "password" on the second), or from $CAIRN_VC_USER and
 // $CAIRN_VC_PASSWORD when file is "". A file that group or others may
@@ -49,7 +53,7 @@ func LoadCredentials(file string) (Credentials, error) {
 	if file == "" {
 		c := Credentials{User: os.Getenv(EnvUser), Password: os.Getenv(EnvPassword)}
 		if c.User == "" || c.Password == "" {
-			return Credentials{}, fmt.Errorf("no vCenter credentials: give --credentials FILE (user and password on two lines, mode 0600) or set %s and %s", EnvUser, EnvPassword)
+			return Credentials{}, fmt.Errorf("%w: no credentials file, and %s or %s is not set", ErrNoCredentials, EnvUser, EnvPassword)
 		}
 		return c, nil
 	}

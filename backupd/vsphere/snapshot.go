@@ -102,7 +102,7 @@ func SnapshotWithMode(ctx context.Context, vmName, mode string, log *slog.Logger
 	var qf *QuiesceFaultError
 	if err != nil && quiesce && errors.As(err, &qf) {
 		if mode == QuiesceRequire {
-			return nil, fmt.Errorf("quiesced snapshot of VM %s failed and --quiesce=require: %w", vmName, qf.Err)
+			return nil, fmt.Errorf("quiesced snapshot of VM %s failed and quiescing is required: %w", vmName, qf.Err)
 		}
 		if log == nil {
 			log = slog.Default()

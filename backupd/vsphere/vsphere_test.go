@@ -135,7 +135,8 @@ func TestConnectErrors(t *testing.T) {
 		t.Errorf("wrong thumbprint: %v", err)
 	}
 	_, err = vsphere.Connect(ctx, vsphere.ConnectOptions{URL: sim.URL.String(), Credentials: vsphere.Credentials{User: sim.User, Password: sim.Password}})
-	if err == nil || !strings.Contains(err.Error(), "--thumbprint") {
+	var untrusted *vsphere.UntrustedCertError
+	if !errors.As(err, &untrusted) || untrusted.Thumbprint != sim.Thumbprint || !strings.Contains(err.Error(), sim.Thumbprint) {
 		t.Errorf("untrusted: %v", err)
 	}
 }

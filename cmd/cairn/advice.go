@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
@@ -21,7 +23,25 @@ func hintFor(err error) string {
 	var locked *blockmap.VMLockedError
 	var onRemote *remotePointError
 	var notLocal *vsphere.DatastoreNotLocalError
+	var untrusted *vsphere.UntrustedCertError
+	var noBitmap *source.NoBitmapError
 	switch {
+	case errors.As(err, &untrusted):
+		return fmt.Sprintf("if %s is the thumbprint your vCenter shows, pin it with --thumbprint %s", untrusted.Thumbprint, untrusted.Thumbprint)
+	case errors.Is(err, vsphere.ErrNoCredentials):
+		return fmt.Sprintf("give --credentials FILE (user and password on two lines, mode 0600) or set %s and %s", vsphere.EnvUser, vsphere.EnvPassword)
+	case errors.Is(err, vsphere.ErrNoURL):
+		return "give --vcenter https://HOST/sdk"
+	case errors.Is(err, backupd.ErrNoThumbprint):
+		return "give --thumbprint"
+	case errors.Is(err, boot.ErrNoConfig):
+		return "give --firmware bios or efi, or import the point with --vm-config"
+	case errors.Is(err, fusefs.ErrBusy):
+		return "close the files open there, or detach it anyway with --lazy"
+	case errors.Is(err, source.ErrBitmapNotNBD):
+		return "use --changed for a file, or serve it over NBD"
+	case errors.As(err, &noBitmap):
+		return fmt.Sprintf("start qemu-nbd with -B %s, or drop --dirty-bitmap for a read compared by hash", noBitmap.Bitmap)
 	case errors.Is(err, backupd.ErrNoProxyVM):
 		return "give --proxy-vm NAME (the appliance's own VM), or leave hotadd out of --transport"
 	case errors.As(err, &notLocal):

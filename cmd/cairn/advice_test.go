@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/source"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
 )
@@ -75,6 +80,48 @@ func TestAdviceForLibraryErrors(t *testing.T) {
 		}
 		if a := errorLine(tc.err); !strings.HasPrefix(a, tc.err.Error()) || !strings.Contains(a, tc.logic) || strings.Contains(a, "\n") {
 			t.Errorf("%s: printed %q, want the error with %q in one line", tc.name, a, tc.logic)
+		}
+	}
+}
+
+// TestHintsForFlagErrors: library errors whose fix is a CLI flag name no
+// flag themselves (the API and cairn serve reach them too); the CLI's
+// error line adds the flag. The errors come from the libraries' own calls
+// where that needs no server.
+func TestHintsForFlagErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv(vsphere.EnvUser, "")
+	t.Setenv(vsphere.EnvPassword, "")
+	_, noCreds := vsphere.LoadCredentials("")
+	_, noURL := vsphere.ParseURL("")
+	img := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(img, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, notNBD := source.Open(ctx, img, source.Options{DirtyBitmap: "b0"})
+	for _, tc := range []struct {
+		name string
+		err  error
+		hint string
+	}{
+		{"no credentials", noCreds, "give --credentials FILE"},
+		{"no URL", noURL, "give --vcenter https://HOST/sdk"},
+		{"bitmap of a file", notNBD, "use --changed for a file"},
+		{"bitmap not exported", &source.NoBitmapError{Source: "nbd://h/x", Bitmap: "b0"}, "start qemu-nbd with -B b0"},
+		{"untrusted", &vsphere.UntrustedCertError{Host: "vc", Thumbprint: "AA:BB", Err: errors.New("x509: unknown authority")}, "--thumbprint AA:BB"},
+		{"no thumbprint", fmt.Errorf("nbd command: %w", backupd.ErrNoThumbprint), "give --thumbprint"},
+		{"no VM config", fmt.Errorf("point 1 of web: %w", boot.ErrNoConfig), "--firmware bios or efi"},
+		{"busy", fmt.Errorf("unmount /mnt: %w", fusefs.ErrBusy), "--lazy"},
+	} {
+		if tc.err == nil {
+			t.Errorf("%s: no error from the library", tc.name)
+			continue
+		}
+		if strings.Contains(tc.err.Error(), "--") {
+			t.Errorf("%s: the library's error names a flag: %v", tc.name, tc.err)
+		}
+		if got := errorLine(tc.err); !strings.Contains(got, tc.hint) {
+			t.Errorf("%s: %q lacks %q", tc.name, got, tc.hint)
 		}
 	}
 }
