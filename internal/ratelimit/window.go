@@ -152,12 +152,17 @@ func dayTitle(d int) string { return strings.ToUpper(dayNames[d][:1]) + dayNames
 type Schedule struct {
 	Rate    Rate
 	Windows []Window
+	// Location is the time zone of the Windows (nil: the time's own).
+	Location *time.Location
 }
 
 // At is the rate in force at t.
 func (s Schedule) At(t time.Time) Rate {
 	if len(s.Windows) == 0 {
 		return s.Rate
+	}
+	if s.Location != nil {
+		t = t.In(s.Location)
 	}
 	for _, w := range s.Windows {
 		if w.Contains(t) {
