@@ -43,13 +43,13 @@ func ParseRate(s string) (Rate, error) {
 	if i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' && r != '-' && r != '+' }); i >= 0 {
 		num, unit = t[:i], strings.TrimSpace(t[i:])
 	}
-	mult, ok := rateUnits[unit]
-	if !ok {
-		return 0, fmt.Errorf("%w %q: unknown unit %q: want bytes per second with k, M, G (1024-based) or bits with kbit, Mbit, Gbit, e.g. %s", ErrBadRate, in, unit, RateExample)
-	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("%w %q: not a number: want e.g. %s", ErrBadRate, in, RateExample)
+	}
+	mult, ok := rateUnits[unit]
+	if !ok {
+		return 0, fmt.Errorf("%w %q: unknown unit %q: want bytes per second with k, M, G (1024-based) or bits with kbit, Mbit, Gbit, e.g. %s", ErrBadRate, in, unit, RateExample)
 	}
 	if f <= 0 {
 		return 0, fmt.Errorf("%w %q: a limit must be positive (for no limit say unlimited); e.g. %s", ErrBadRate, in, RateExample)
