@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,4 +79,39 @@ func TestRemoteLimitRateCLI(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stderr, "no bandwidth limit") || strings.Contains(res.stderr, "20MiB/s") {
 		t.Fatalf("replicate --limit-rate unlimited: exit %d: %s", res.code, res.stderr)
 	}
+	// remote limit changes the default, or lifts it.
+	if res := runCairn(t, nil, "--repo", repo, "remote", "limit", "wan", "0"); res.code == 0 || !strings.Contains(res.stderr, "unlimited") {
+		t.Fatalf("remote limit wan 0: exit %d: %s", res.code, res.stderr)
+	}
+	mustCairn(t, "--repo", repo, "remote", "limit", "wan", "1.5G")
+	if list := mustCairn(t, "--repo", repo, "remote", "list"); !strings.Contains(list, "1.5GiB/s") {
+		t.Fatalf("remote list after remote limit wan 1.5G:\n%s", list)
+	}
+	// Reads of the remote use its default too; their --limit-rate overrides it.
+	out := filepath.Join(t.TempDir(), "d0.img")
+	res = runCairn(t, nil, "--repo", repo, "export", "--remote", "wan", "--vm", "a", "--disk", "d0", out)
+	if res.code != 0 || !strings.Contains(res.stderr, "bandwidth limit") || !strings.Contains(res.stderr, "1.5GiB/s") {
+		t.Fatalf("export --remote with the remote's default limit: exit %d: %s", res.code, res.stderr)
+	}
+	res = runCairn(t, nil, "--repo", repo, "export", "--remote", "wan", "--vm", "a", "--disk", "d0", "--limit-rate", "64M", out+".2")
+	if res.code != 0 || !strings.Contains(res.stderr, "64MiB/s") {
+		t.Fatalf("export --remote --limit-rate 64M: exit %d: %s", res.code, res.stderr)
+	}
+	if a, b := limitTestRead(t, out), limitTestRead(t, out+".2"); !bytes.Equal(a, b) || len(a) != 8<<20 {
+		t.Fatalf("the exports differ or are short (%d, %d bytes)", len(a), len(b))
+	}
+	mustCairn(t, "--repo", repo, "remote", "limit", "wan", "unlimited")
+	res = runCairn(t, nil, "--repo", repo, "points", "--remote", "wan")
+	if res.code != 0 || strings.Contains(res.stderr, "bandwidth limit") {
+		t.Fatalf("points after the limit was lifted: exit %d: %s", res.code, res.stderr)
+	}
+}
+
+func limitTestRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -368,6 +368,7 @@ func remoteCommands() []*cli.Command {
 					},
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
+				remoteLimitCommand(),
 			},
 		},
 		{

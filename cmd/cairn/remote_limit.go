@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -81,4 +83,53 @@ func applyLimitFlag(c *cli.Context, rc *remoteConfig, o *remote.Options) error {
 	}
 	logLimit(rc.Name, o.Store.Limiter, "--limit-rate")
 	return nil
+}
+
+// remoteLimitCommand is `cairn remote limit NAME RATE`: it sets (or with
+// unlimited lifts) the remote's default limit.
+func remoteLimitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "limit",
+		Usage:     "set the remote's default bandwidth limit (RATE bytes per second: 50M, 800k, 1.5G or 100Mbit), or lift it with unlimited",
+		ArgsUsage: "NAME RATE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return fmt.Errorf("remote limit: give the remote's NAME and a RATE, e.g. cairn remote limit offsite 50M (or unlimited)")
+			}
+			r, err := parseLimitRate("remote limit", c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			repo, err := openRepo(c)
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			rc, err := loadRemoteConfig(repo.Dir(), c.Args().First())
+			if err != nil {
+				return err
+			}
+			rc.LimitRate = int64(r)
+			if err := storeRemoteLimit(repo.Dir(), rc); err != nil {
+				return err
+			}
+			fmt.Printf("remote %s: default bandwidth limit %s\n", rc.Name, r)
+			return nil
+		},
+	}
+}
+
+// storeRemoteLimit rewrites a remote's configuration file (mode 0600,
+// replaced atomically).
+func storeRemoteLimit(repoDir string, rc *remoteConfig) error {
+	path := remoteConfigPath(repoDir, rc.Name)
+	data, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
