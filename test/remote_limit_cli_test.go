@@ -67,6 +67,19 @@ func TestRemoteLimitRateCLI(t *testing.T) {
 	if after := f.objectCount(t); after != before {
 		t.Fatalf("%d objects after refused runs, %d before", after, before)
 	}
+	// Reading commands check the flag before they start, and want --remote with it.
+	for _, args := range [][]string{
+		{"mount", "--remote", "wan", "--limit-rate", "0", t.TempDir()},
+		{"export", "--remote", "wan", "--vm", "a", "--disk", "d0", "--limit-rate", "lots", filepath.Join(t.TempDir(), "x.img")},
+	} {
+		res := runCairn(t, nil, append([]string{"--repo", repo}, args...)...)
+		if res.code == 0 || !strings.Contains(res.stderr, "--limit-rate") || !strings.Contains(res.stderr, "50M") {
+			t.Errorf("%s: exit %d: %s", strings.Join(args, " "), res.code, res.stderr)
+		}
+	}
+	if res := runCairn(t, nil, "--repo", repo, "export", "--vm", "a", "--disk", "d0", "--limit-rate", "10M", filepath.Join(t.TempDir(), "x.img")); res.code == 0 || !strings.Contains(res.stderr, "give --remote NAME") {
+		t.Errorf("export --limit-rate without --remote: exit %d: %s", res.code, res.stderr)
+	}
 	res := runCairn(t, nil, "--repo", repo, "replicate", "--remote", "wan")
 	if res.code != 0 || !strings.Contains(res.stderr, "bandwidth limit") || !strings.Contains(res.stderr, "20MiB/s") || !strings.Contains(res.stderr, "default") {
 		t.Fatalf("replicate with the remote's default limit: exit %d: %s", res.code, res.stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,7 +16,20 @@ import (
 // limitRateFlag caps one run's bandwidth to a remote (docs/remote.md,
 // "Bandwidth").
 var limitRateFlag = &cli.StringFlag{Name: "limit-rate", Usage: "cap this run's bandwidth to the remote (uploads and downloads together) at `RATE` " +
-	"bytes per second: 50M, 800k, 1.5G (1024-based, like curl) or 100Mbit (bits); unlimited lifts the remote's default (cairn remote add --limit-rate)"}
+	"bytes per second: 50M, 800k, 1.5G (1024-based, like curl) or 100Mbit (bits); unlimited lifts the remote's default (cairn remote add --limit-rate)",
+	Action: checkLimitRateFlag}
+
+// checkLimitRateFlag refuses a bad --limit-rate, and one given without
+// --remote, before the command does anything.
+func checkLimitRateFlag(c *cli.Context, v string) error {
+	if _, err := parseLimitRate("--limit-rate", v); err != nil {
+		return err
+	}
+	if c.String("remote") == "" {
+		return errors.New("--limit-rate caps transfers to and from a remote: give --remote NAME too (reads of the local repository are not limited)")
+	}
+	return nil
+}
 
 // parseLimitRate reads a --limit-rate value; the error names the flag and
 // an example.
