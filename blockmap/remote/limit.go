@@ -107,6 +107,10 @@ func stretchTimeout(parent context.Context, d time.Duration) (context.Context, c
 // fire ends the context, unless extensions moved its deadline on.
 func (s *stretchCtx) fire() {
 	s.mu.Lock()
+	if s.Context.Err() != nil { // cancelled first: it stays cancelled
+		s.mu.Unlock()
+		return
+	}
 	if left := time.Until(s.deadline); left > 0 {
 		s.timer.Reset(left)
 		s.mu.Unlock()
