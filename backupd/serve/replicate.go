@@ -18,6 +18,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd/schedule"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/internal/ratelimit"
 )
 
 // Replicate is a job's replicate: section: copy the job's VMs' points to
@@ -33,6 +34,10 @@ type Replicate struct {
 	// pack or a VerifySample percentage of them.
 	Verify       schedule.Schedule
 	VerifySample float64
+	// Limit caps the bandwidth of the job's replication runs (limit_rate,
+	// limit_rate_hours): nil keeps the remote's default (cairn remote add
+	// --limit-rate); a Rate of ratelimit.Unlimited lifts it.
+	Limit *ratelimit.Schedule
 }
 
 // OpenedRemote is a remote opened for the server by its RemoteOpener.
@@ -360,7 +365,7 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 			pts = append(pts, v.Points...)
 		}
 	}
-	log.Info("replication started", "vms", len(vms), "local_points", len(pts))
+	log.Info("replication started", "vms", len(vms), "local_points", len(pts), "limit_rate", applyLimit(o.Remote, rc))
 	st, err := o.Remote.Replicate(ctx, s.repo, pts, remote.ReplicateOptions{CacheDir: o.CacheDir})
 	if st != nil {
 		objects := 2*st.Packs + int64(len(st.Replicated))
@@ -441,6 +446,7 @@ func (s *Server) verifyRemote(ctx context.Context, job Job) {
 			return err
 		}
 		defer release()
+		log.Info("remote verify started", "limit_rate", applyLimit(o.Remote, rc))
 		rep, err := o.Remote.Verify(ctx, remote.VerifyOptions{SamplePercent: rc.VerifySample})
 		if err != nil {
 			return err
@@ -514,7 +520,7 @@ var ErrUnknownRemote = errors.New("unknown remote")
 
 // parseReplicate reads a job's replicate: section.
 func (p *parser) replicate(n *yaml.Node, what string, cfg *Config) (*Replicate, error) {
-	m, err := p.fields(n, what+": replicate", "remote", "schedule", "after_backup", "retention", "verify", "verify_sample")
+	m, err := p.fields(n, what+": replicate", "remote", "schedule", "after_backup", "retention", "verify", "verify_sample", "limit_rate", "limit_rate_hours")
 	if err != nil {
 		return nil, err
 	}
@@ -560,6 +566,9 @@ func (p *parser) replicate(n *yaml.Node, what string, cfg *Config) (*Replicate, 
 			return nil, p.errf(v, "%s: verify_sample needs verify: SCHEDULE", what)
 		}
 	}
+	if rc.Limit, err = p.limitRate(m, what, cfg); err != nil {
+		return nil, err
+	}
 	return rc, nil
 }
 
@@ -572,4 +581,52 @@ func committedVMs(runs []*RunRecord) []string {
 		}
 	}
 	return out
+}
+
+// applyLimit gives a run of the job's remote the job's limit, when it has
+// one (else the remote's default stays), and says what the run's limit is.
+func applyLimit(rem *remote.Remote, rc *Replicate) string {
+	if rc.Limit != nil {
+		var l *ratelimit.Limiter
+		if rc.Limit.Rate != ratelimit.Unlimited {
+			l = ratelimit.New(*rc.Limit)
+		}
+		rem.SetLimiter(l)
+	}
+	if l := rem.Limiter(); l != nil {
+		return l.Schedule().String()
+	}
+	return "unlimited"
+}
+
+// limitRate reads a replicate: section's limit_rate and limit_rate_hours
+// (nil: neither given).
+func (p *parser) limitRate(m map[string]*yaml.Node, what string, cfg *Config) (*ratelimit.Schedule, error) {
+	rn, hn := m["limit_rate"], m["limit_rate_hours"]
+	if rn == nil {
+		if hn != nil {
+			return nil, p.errf(hn, "%s: limit_rate_hours needs limit_rate: RATE (e.g. limit_rate: 50M)", what)
+		}
+		return nil, nil
+	}
+	if rn.Kind != yaml.ScalarNode {
+		return nil, p.errf(rn, "%s: limit_rate: want a rate like %s", what, ratelimit.RateExample)
+	}
+	r, err := ratelimit.ParseRate(rn.Value)
+	if err != nil {
+		return nil, p.errf(rn, "%s: limit_rate: %v", what, err)
+	}
+	s := &ratelimit.Schedule{Rate: r, Location: cfg.Location}
+	if hn != nil {
+		if r == ratelimit.Unlimited {
+			return nil, p.errf(hn, "%s: limit_rate_hours with limit_rate: unlimited limits nothing: give a rate (e.g. limit_rate: 50M) or drop limit_rate_hours", what)
+		}
+		if hn.Kind != yaml.ScalarNode {
+			return nil, p.errf(hn, "%s: limit_rate_hours: want windows like %s", what, ratelimit.WindowExample)
+		}
+		if s.Windows, err = ratelimit.ParseWindows(hn.Value); err != nil {
+			return nil, p.errf(hn, "%s: limit_rate_hours: %v", what, err)
+		}
+	}
+	return s, nil
 }

@@ -44,6 +44,12 @@
 // A DiskReader that is read in order fetches ahead (read-ahead) up to
 // 32 MiB of blocks into its block cache.
 //
+// Bandwidth: with StoreOptions.Limiter (or Remote.SetLimiter) every
+// request and response body of the store streams through one
+// internal/ratelimit Limiter, shared by the run's parallel uploads and
+// ranged GETs; a request's stall timeout does not count the limiter's
+// waits (limit.go).
+//
 // Immutability: with ImmutableDays every object is written with an Object
 // Lock COMPLIANCE retention; Extend renews the retention of objects that
 // the remote's points still reference. Objects are read at the version

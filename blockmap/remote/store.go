@@ -20,6 +20,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cairnbackup/cairn/internal/ratelimit"
 )
 
 // Sentinel errors; the CLI adds advice.
@@ -63,6 +65,8 @@ type StoreOptions struct {
 	// MinRate is the slowest transfer, in bytes per second, a request may
 	// make before it counts as stalled (0: 256 KiB/s).
 	MinRate int64
+	// Limiter, when set, caps the bandwidth of every transfer (limit.go).
+	Limiter *ratelimit.Limiter
 }
 
 // String never shows the secret key.
@@ -77,6 +81,7 @@ type store struct {
 	timeout time.Duration
 	minRate int64
 	hc      *http.Client // presigned requests minio-go cannot decode (store_compat.go)
+	lt      *limitTransport
 }
 
 func newStore(o StoreOptions) (*store, error) {
@@ -101,11 +106,13 @@ func newStore(o StoreOptions) (*store, error) {
 		ExpectContinueTimeout: time.Second,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure}, //nolint:gosec // only with --insecure
 	}
+	lt := &limitTransport{base: tr}
+	lt.lim.Store(o.Limiter)
 	cl, err := minio.New(u.Host, &minio.Options{
 		Creds:     credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
 		Secure:    u.Scheme == "https",
 		Region:    o.Region,
-		Transport: tr,
+		Transport: lt,
 		// Path-style requests work on every store (virtual-host style
 		// needs DNS for each bucket name).
 		BucketLookup: minio.BucketLookupPath,
@@ -118,7 +125,7 @@ func newStore(o StoreOptions) (*store, error) {
 	if minRate <= 0 {
 		minRate = 256 << 10
 	}
-	return &store{cl: cl, bucket: o.Bucket, timeout: timeout, minRate: minRate, hc: &http.Client{Transport: tr}}, nil
+	return &store{cl: cl, bucket: o.Bucket, timeout: timeout, minRate: minRate, hc: &http.Client{Transport: lt}, lt: lt}, nil
 }
 
 // s3err turns the store's answers into the package's sentinels.
@@ -150,9 +157,14 @@ func (s *store) s3err(op, name string, err error) error {
 // opContext bounds one request that moves n bytes: the answer timeout
 // plus the time n bytes take at the slowest acceptable rate. The
 // transport's timeout alone does not catch a store that stops reading a
-// request body larger than the socket buffers.
+// request body larger than the socket buffers. Waits for a bandwidth
+// limit do not count (limit.go).
 func (s *store) opContext(ctx context.Context, n int64) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout+time.Duration(n)*time.Second/time.Duration(s.minRate))
+	d := s.timeout + time.Duration(n)*time.Second/time.Duration(s.minRate)
+	if c, cancel, ok := s.limitedContext(ctx, d); ok {
+		return c, cancel
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 type putOptions struct {

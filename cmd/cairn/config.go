@@ -82,6 +82,8 @@ jobs:
     #   retention: {keep_daily: 30, keep_monthly: 24}
     #   verify: "0 5 * * sun"
     #   verify_sample: 10%
+    #   limit_rate: 20M                       # bandwidth cap (bytes/s; 100Mbit)
+    #   limit_rate_hours: "Mon-Fri 08:00-18:00"  # ... only then
 `
 
 func configCommands() []*cli.Command {

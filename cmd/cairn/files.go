@@ -32,7 +32,7 @@ func fileCommands() []*cli.Command {
 			&cli.StringFlag{Name: "disk", Usage: "disk name (or --volume)"},
 			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
 			volumeFlag,
-			remoteFlag,
+			remoteFlag, limitRateFlag,
 		}, extra...)...)
 	}
 	return []*cli.Command{

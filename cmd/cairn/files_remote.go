@@ -35,7 +35,7 @@ func openRemotePointDisk(c *cli.Context, disk string) (*openedDisk, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts, err := rc.optionsIn(repo.Dir())
+		opts, err := rc.optionsFor(c, repo.Dir())
 		if err != nil {
 			return nil, err
 		}

@@ -27,7 +27,7 @@ func mountCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "allow-other", Usage: "let other users read the mount (non-root needs user_allow_other in /etc/fuse.conf)"},
 				&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on stop, how long a busy (detached) mount keeps serving files that are still open"},
 				&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
-				remoteFlag,
+				remoteFlag, limitRateFlag,
 				&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "with --remote: memory for blocks read from the remote (e.g. 512MiB, 2GiB)"},
 			},
 			Action: runMount,

@@ -41,6 +41,9 @@ type remoteConfig struct {
 	Insecure        bool   `json:"insecure,omitempty"`
 	// PackSize overrides the default pack size (bytes; tests).
 	PackSize int `json:"pack_size,omitempty"`
+	// LimitRate caps every transfer of the remote, in bytes per second
+	// (0: unlimited); a command's --limit-rate overrides it.
+	LimitRate int64 `json:"limit_rate,omitempty"`
 }
 
 func remotesDir(repoDir string) string { return filepath.Join(repoDir, "remotes") }
@@ -149,7 +152,7 @@ func (rc *remoteConfig) options() (remote.Options, error) {
 		return remote.Options{}, fmt.Errorf("remote %s: %w", rc.Name, err)
 	}
 	return remote.Options{
-		Store:         remote.StoreOptions{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region, AccessKey: ak, SecretKey: sk, Insecure: rc.Insecure},
+		Store:         remote.StoreOptions{Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region, AccessKey: ak, SecretKey: sk, Insecure: rc.Insecure, Limiter: rc.limiter()},
 		Secret:        secret,
 		ImmutableDays: rc.ImmutableDays,
 		PackSize:      rc.PackSize,
@@ -222,7 +225,7 @@ func withRemoteLocal(c *cli.Context, local func(repo *blockmap.Repo, rc *remoteC
 	if err != nil {
 		return err
 	}
-	o, err := rc.optionsIn(repo.Dir())
+	o, err := rc.optionsFor(c, repo.Dir())
 	if err != nil {
 		return err
 	}
@@ -292,6 +295,7 @@ func remoteCommands() []*cli.Command {
 						&cli.IntFlag{Name: "immutable-days", Usage: "write every object with an Object Lock COMPLIANCE retention of `N` days (the bucket needs Object Lock)"},
 						&cli.BoolFlag{Name: "insecure", Usage: "do not verify the store's TLS certificate"},
 						&cli.IntFlag{Name: "pack-size", Hidden: true, Usage: "pack size in bytes (tests)"},
+						&cli.StringFlag{Name: "limit-rate", Usage: "cap every transfer of this remote (replicate, pull, mount, restores) at `RATE` bytes per second by default: 50M, 800k, 1.5G or 100Mbit; a command's --limit-rate overrides it"},
 					},
 					Action: remoteAddAction,
 				},
@@ -326,7 +330,7 @@ func remoteCommands() []*cli.Command {
 						defer repo.Close()
 						ents, _ := os.ReadDir(remotesDir(repo.Dir()))
 						tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS")
+						fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS\tLIMIT RATE")
 						for _, e := range ents {
 							name, ok := strings.CutSuffix(e.Name(), ".json")
 							if !ok {
@@ -336,7 +340,7 @@ func remoteCommands() []*cli.Command {
 							if err != nil {
 								return err
 							}
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", rc.Name, rc.Endpoint, rc.Bucket, rc.ImmutableDays)
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", rc.Name, rc.Endpoint, rc.Bucket, rc.ImmutableDays, rc.limitString())
 						}
 						return tw.Flush()
 					},
@@ -364,6 +368,7 @@ func remoteCommands() []*cli.Command {
 					},
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
+				remoteLimitCommand(),
 			},
 		},
 		{
@@ -373,6 +378,7 @@ func remoteCommands() []*cli.Command {
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
 				&cli.StringFlag{Name: "point", Usage: "only this point (id, generation or latest; needs one --vm)"},
+				limitRateFlag,
 				jsonFlag(),
 			},
 			Action: replicateAction,
@@ -384,6 +390,7 @@ func remoteCommands() []*cli.Command {
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
 				&cli.StringFlag{Name: "point", Usage: "only this point: id, generation number or latest (needs one --vm)"},
+				limitRateFlag,
 			},
 			Action: pullAction,
 		},
@@ -445,6 +452,13 @@ func remoteAddAction(c *cli.Context) error {
 	}
 	if rc.ImmutableDays < 0 {
 		return errors.New("remote add: --immutable-days must be positive")
+	}
+	if v := a.String("limit-rate"); v != "" {
+		r, err := parseLimitRate("remote add: --limit-rate", v)
+		if err != nil {
+			return err
+		}
+		rc.LimitRate = int64(r)
 	}
 	if _, err := rc.options(); err != nil { // the files exist, are private and parse
 		return err

@@ -55,7 +55,7 @@ func repoCommands() []*cli.Command {
 				vmFlag(),
 				pointFlag(),
 				diskFlag(),
-				remoteFlag,
+				remoteFlag, limitRateFlag,
 			},
 			Action: exportAction,
 		},

@@ -39,7 +39,7 @@ func resolveRestorePoint(c *cli.Context, repo *blockmap.Repo, opts *backupd.Rest
 	if err != nil {
 		return blockmap.Point{}, nil, err
 	}
-	o, err := rc.optionsIn(repo.Dir())
+	o, err := rc.optionsFor(c, repo.Dir())
 	if err != nil {
 		return blockmap.Point{}, nil, err
 	}

@@ -78,7 +78,7 @@ func restoreVMCommand() *cli.Command {
 			&cli.BoolFlag{Name: "replace", Usage: "overwrite an existing VM of that name (powered off first; it stays off if the restore fails)"},
 			&cli.BoolFlag{Name: "in-place", Usage: "roll the original VM back (powered off, CBT intact since the point)"},
 			&cli.BoolFlag{Name: "full", Usage: "with --in-place: overwrite every disk instead of the changed areas"},
-			remoteFlag,
+			remoteFlag, limitRateFlag,
 		),
 		Action: restoreVMAction,
 	}
