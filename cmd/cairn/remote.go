@@ -277,7 +277,7 @@ func remoteCommands() []*cli.Command {
 		{
 			Name:  "remote",
 			Usage: "offsite copies on an S3-compatible object store (see docs/remote.md)",
-			Subcommands: []*cli.Command{
+			Subcommands: append([]*cli.Command{
 				{
 					Name:      "add",
 					Usage:     "register a remote for this repository",
@@ -364,7 +364,7 @@ func remoteCommands() []*cli.Command {
 					},
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
-			},
+			}, remoteManageCommands()...),
 		},
 		{
 			Name:  "replicate",
