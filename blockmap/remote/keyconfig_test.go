@@ -248,3 +248,66 @@ func testRekeyObjectLock(t *testing.T, eng s3test.Engine) {
 		t.Fatalf("current config %s (sealed %v, older %v, %v), want %s", cur, sealed, older, err, rep.Version)
 	}
 }
+
+// TestRekeyOldConfigPruned: on an Object Lock bucket, an old config
+// version whose retention has not passed stays after Rekey (the store
+// refuses its deletion) and prune deletes it once the date has passed;
+// the new key still opens the remote and the old one still does not.
+func TestRekeyOldConfigPruned(t *testing.T) { s3test.Each(t, testRekeyOldConfigPruned) }
+
+func testRekeyOldConfigPruned(t *testing.T, eng s3test.Engine) {
+	b := s3test.NewBucketName()
+	cl := eng.Client(t)
+	if err := cl.MakeBucket(ctx(t), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, c: eng, bucket: b, s3: cl, opts: Options{
+		Store:    StoreOptions{Endpoint: eng.Endpoint, Bucket: b, AccessKey: eng.AccessKey, SecretKey: eng.SecretKey, Timeout: 20 * time.Second},
+		Secret:   []byte("correct horse battery staple"),
+		PackSize: 1 << 20,
+	}}
+	if err := Init(ctx(t), e.opts); err != nil {
+		t.Fatal(err)
+	}
+	// The first config gets a retention of a few seconds (cairn's own
+	// retentions are whole days).
+	old := e.configVersions()
+	until := time.Now().Add(3 * time.Second).UTC()
+	mode := minio.Compliance
+	if err := cl.PutObjectRetention(ctx(t), b, configName, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &until, VersionID: old[0]}); err != nil {
+		t.Fatal(err)
+	}
+	repo := testutil.NewRepo(t)
+	newSecret := []byte("the next key, long enough.......")
+	pts, rep := rekeyed(t, e, repo, newSecret)
+	if len(rep.OldRetained) != 1 || rep.OldDeleted != 0 {
+		t.Fatalf("rekey report %+v, want the old version retained", rep)
+	}
+	o := e.opts
+	o.Secret, o.KeyCache = newSecret, ""
+	r, err := Open(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if pr, err := r.Prune(ctx(t), "", blockmap.Policy{KeepLast: 5}, false); err != nil || pr.ConfigsDeleted != 0 {
+		t.Fatalf("prune under the old config's retention: %v %+v", err, pr)
+	}
+	if vs := e.configVersions(); len(vs) != 2 {
+		t.Fatalf("config versions %v, want 2 while retained", vs)
+	}
+	time.Sleep(time.Until(rep.OldRetained[0].Until.Add(1500 * time.Millisecond)))
+	pr, err := r.Prune(ctx(t), "", blockmap.Policy{KeepLast: 5}, false)
+	if err != nil || pr.ConfigsDeleted != 1 || len(pr.Deleted) != 0 {
+		t.Fatalf("prune after the old config's retention: %v %+v", err, pr)
+	}
+	if vs := e.configVersions(); len(vs) != 1 || vs[0] != rep.Version {
+		t.Fatalf("config versions %v, want only the new %s", vs, rep.Version)
+	}
+	old2 := e.opts
+	old2.KeyCache = ""
+	if _, err := Open(ctx(t), old2); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open with the old key: %v", err)
+	}
+	readsSame(t, o, repo, pts)
+}
