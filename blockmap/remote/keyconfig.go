@@ -16,7 +16,7 @@ import (
 // ErrKeyChanged means the secret opened only an older version of
 // cairn/config: the remote's key was changed since (Rekey). It comes
 // wrapped together with ErrWrongKey.
-var ErrKeyChanged = errors.New("the remote's key was changed (cairn remote rekey): this key file or passphrase is an old one")
+var ErrKeyChanged = errors.New("the remote's key was changed (cairn remote rekey)")
 
 // loadedConfig is the config whose master key Open unwrapped.
 type loadedConfig struct {
@@ -133,7 +133,7 @@ func (r *Remote) loadConfig(ctx context.Context) (*loadedConfig, error) {
 			continue
 		}
 		if when, ok := rekeyedSince(newer, lc.master); ok {
-			return nil, fmt.Errorf("%w: %w on %s", ErrWrongKey, ErrKeyChanged, when.UTC().Format(time.RFC3339))
+			return nil, fmt.Errorf("%w: %w on %s; this key file or passphrase is an old one", ErrWrongKey, ErrKeyChanged, when.UTC().Format(time.RFC3339))
 		}
 		r.log.Warn("remote object replaced or deleted behind cairn's back; using an older version", "object", configName, "version", v)
 		lc.fetched = fetched

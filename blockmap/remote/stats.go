@@ -69,7 +69,7 @@ const listPage = 1000
 // no pack or index is read.
 func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 	st := &Stats{ImmutableDays: r.opts.ImmutableDays}
-	pages := func(n int) int { return n/listPage + 1 }
+	pages := func(n int) int { return max(1, (n+listPage-1)/listPage) }
 	objs, err := r.st.list(ctx, prefix, false)
 	if err != nil {
 		return nil, err

@@ -177,6 +177,8 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, remote.ErrKeyChanged):
+		return fmt.Errorf("%w\nget the new key file or passphrase from whoever changed it and give it to this repository with: cairn remote rekey %s --new-key-file FILE (or --new-passphrase-file FILE)", err, rc.Name)
 	case errors.Is(err, remote.ErrWrongKey):
 		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read", err, rc.Name)
 	case errors.Is(err, remote.ErrAccessDenied):
