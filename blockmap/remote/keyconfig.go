@@ -266,6 +266,7 @@ func (r *Remote) Rekey(ctx context.Context, newSecret []byte) (*RekeyReport, err
 			return rep, err
 		}
 		r.lockOn = lockOn
+		r.conf.cfg = cfg
 		rep.OldDeleted, rep.OldRetained, err = r.dropOldConfigs(ctx)
 		return rep, err
 	}
@@ -288,6 +289,7 @@ func (r *Remote) Rekey(ctx context.Context, newSecret []byte) (*RekeyReport, err
 	if !bytes.Equal(got, data) {
 		return nil, fmt.Errorf("rekey: %w: %s reads back other bytes than were written (the authenticated copy is %s)", ErrCorrupt, configName, rekeyTemp)
 	}
+	r.conf.cfg = cfg
 	if err := r.st.remove(ctx, rekeyTemp, ""); err != nil {
 		r.log.Warn("cannot delete the temporary copy of the new config", "object", rekeyTemp, "err", err)
 	}
