@@ -160,6 +160,12 @@ func newVersionedEnv(t *testing.T, eng s3test.Engine) *env {
 	if err := cl.EnableVersioning(ctx(t), b); err != nil {
 		t.Fatal(err)
 	}
+	return initEnvIn(t, eng, cl, b)
+}
+
+// initEnvIn initializes a remote without retention in an existing bucket.
+func initEnvIn(t *testing.T, eng s3test.Engine, cl *minio.Client, b string) *env {
+	t.Helper()
 	e := &env{t: t, c: eng, bucket: b, s3: cl, opts: Options{
 		Store:    StoreOptions{Endpoint: eng.Endpoint, Bucket: b, AccessKey: eng.AccessKey, SecretKey: eng.SecretKey, Timeout: 20 * time.Second},
 		Secret:   []byte("correct horse battery staple"),
@@ -261,14 +267,7 @@ func testRekeyOldConfigPruned(t *testing.T, eng s3test.Engine) {
 	if err := cl.MakeBucket(ctx(t), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, c: eng, bucket: b, s3: cl, opts: Options{
-		Store:    StoreOptions{Endpoint: eng.Endpoint, Bucket: b, AccessKey: eng.AccessKey, SecretKey: eng.SecretKey, Timeout: 20 * time.Second},
-		Secret:   []byte("correct horse battery staple"),
-		PackSize: 1 << 20,
-	}}
-	if err := Init(ctx(t), e.opts); err != nil {
-		t.Fatal(err)
-	}
+	e := initEnvIn(t, eng, cl, b)
 	// The first config gets a retention of a few seconds (cairn's own
 	// retentions are whole days).
 	old := e.configVersions()

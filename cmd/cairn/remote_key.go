@@ -66,19 +66,23 @@ func remoteManageCommands() []*cli.Command {
 	}
 }
 
-// remoteByName loads the remote named by the first argument of the
-// repository given by --repo (without opening the repository: a running
-// cairn serve may hold it).
-func remoteByName(c *cli.Context, what string) (string, *remoteConfig, error) {
+// remoteByName parses the flags given after NAME and loads the remote
+// NAME of the repository given by --repo (without opening the
+// repository: a running cairn serve may hold it).
+func remoteByName(c *cli.Context, what string) (*afterName, string, *remoteConfig, error) {
 	if c.NArg() < 1 {
-		return "", nil, fmt.Errorf("remote %s: give the remote's NAME (cairn remote list shows them)", what)
+		return nil, "", nil, fmt.Errorf("remote %s: give the remote's NAME (cairn remote list shows them)", what)
+	}
+	a, err := parseAfterName(c)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	dir := c.String("repo")
 	if dir == "" {
-		return "", nil, errors.New("no repository given: use --repo DIR or set CAIRN_REPO")
+		return nil, "", nil, errors.New("no repository given: use --repo DIR or set CAIRN_REPO")
 	}
 	rc, err := loadRemoteConfig(dir, c.Args().First())
-	return dir, rc, err
+	return a, dir, rc, err
 }
 
 // writeRemoteConfig replaces <repo>/remotes/NAME.json (0600) atomically.
@@ -107,11 +111,7 @@ func (rc *remoteConfig) keyDescription() string {
 }
 
 func remoteRekeyAction(c *cli.Context) error {
-	a, err := parseAfterName(c)
-	if err != nil {
-		return err
-	}
-	dir, rc, err := remoteByName(c, "rekey")
+	a, dir, rc, err := remoteByName(c, "rekey")
 	if err != nil {
 		return err
 	}
@@ -218,11 +218,7 @@ func servingJobs(dir, name, extra string) (jobs []string, warnings []string) {
 }
 
 func remoteRemoveAction(c *cli.Context) error {
-	a, err := parseAfterName(c)
-	if err != nil {
-		return err
-	}
-	dir, rc, err := remoteByName(c, "remove")
+	a, dir, rc, err := remoteByName(c, "remove")
 	if err != nil {
 		return err
 	}
@@ -274,11 +270,7 @@ func (rc *remoteConfig) addCommand() string {
 }
 
 func remoteStatsAction(c *cli.Context) error {
-	a, err := parseAfterName(c)
-	if err != nil {
-		return err
-	}
-	dir, rc, err := remoteByName(c, "stats")
+	a, dir, rc, err := remoteByName(c, "stats")
 	if err != nil {
 		return err
 	}
