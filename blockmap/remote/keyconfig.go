@@ -173,7 +173,8 @@ func rekeyedSince(newer [][]byte, master []byte) (time.Time, bool) {
 }
 
 // RetainedVersion is an object version the store keeps under Object Lock
-// retention until Until.
+// retention until Until (zero: a legal hold or another lock the store
+// gave as its reason to refuse the deletion).
 type RetainedVersion struct {
 	Object  string    `json:"object"`
 	Version string    `json:"version"`
@@ -368,7 +369,11 @@ func (r *Remote) dropOldConfigs(ctx context.Context) (int, []RetainedVersion, er
 			kept = append(kept, RetainedVersion{Object: configName, Version: v.id, Until: until})
 			continue
 		}
-		if err := r.st.remove(ctx, configName, v.id); err != nil {
+		if err := r.st.remove(ctx, configName, v.id); errors.Is(err, ErrLocked) {
+			// A legal hold or a governance retention: the store keeps it.
+			kept = append(kept, RetainedVersion{Object: configName, Version: v.id})
+			continue
+		} else if err != nil {
 			return deleted, kept, fmt.Errorf("delete an old version of the config: %w", err)
 		}
 		deleted++

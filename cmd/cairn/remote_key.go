@@ -167,6 +167,10 @@ func remoteRekeyAction(c *cli.Context) error {
 		fmt.Printf("deleted %s of the old config from the bucket's version history\n", count(rep.OldDeleted, "version"))
 	}
 	for _, v := range rep.OldRetained {
+		if v.Until.IsZero() {
+			fmt.Printf("the old config (version %s) stays in the bucket: the store refused its deletion (a legal hold?); while it is there the old key still unwraps the master key from it: delete that version once the hold is lifted\n", v.Version)
+			continue
+		}
 		fmt.Printf("the old config (version %s) stays in the bucket under Object Lock until %s: until then the old key still unwraps the master key from it; cairn prune --remote %s deletes it after that date\n",
 			v.Version, v.Until.UTC().Format(time.RFC3339), rc.Name)
 	}
