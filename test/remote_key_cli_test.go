@@ -73,7 +73,7 @@ func TestRemoteRekeyCLI(t *testing.T) {
 	mustCairn(t, "--repo", repo, "remote", "add", "wrong", "--endpoint", f.c.Endpoint, "--bucket", f.bucket, "--credentials", f.creds, "--passphrase-file", bad)
 	before, n := f.configBytes(t), f.objectCount(t)
 	res := runCairn(t, nil, "--repo", repo, "remote", "rekey", "wrong", "--new-key-file", keyFile)
-	if res.code == 0 || !strings.Contains(res.stderr, "wrong key") {
+	if res.code == 0 || !strings.Contains(res.stderr, "wrong key") || !strings.Contains(res.stderr, "rekey needs the current key") {
 		t.Fatalf("rekey with a wrong current key: exit %d: %s", res.code, res.stderr)
 	}
 	if string(f.configBytes(t)) != string(before) || f.objectCount(t) != n {
@@ -81,6 +81,10 @@ func TestRemoteRekeyCLI(t *testing.T) {
 	}
 	if m := readRemoteJSON(t, repo, "wrong"); m["passphrase_file"] != bad {
 		t.Fatalf("the failed rekey changed the registration: %v", m)
+	}
+	// The same key again is refused.
+	if res := runCairn(t, nil, "--repo", repo, "remote", "rekey", "offsite", "--new-passphrase-file", f.pass); res.code == 0 || !strings.Contains(res.stderr, "same key") {
+		t.Fatalf("rekey to the same passphrase: exit %d: %s", res.code, res.stderr)
 	}
 	// A key file that others may read is refused before anything happens.
 	loose := write("loose.key", "0123456789abcdef0123456789abcdef")

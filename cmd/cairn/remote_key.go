@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,6 +135,9 @@ func remoteRekeyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if bytes.Equal(o.Secret, no.Secret) {
+		return fmt.Errorf("remote rekey: the new %s holds the same key as the current %s: nothing to change", next.keyDescription(), rc.keyDescription())
+	}
 	rem, err := remote.Open(c.Context, o)
 	if errors.Is(err, remote.ErrWrongKey) {
 		// An earlier rekey may have replaced the config and ended before
@@ -146,6 +150,9 @@ func remoteRekeyAction(c *cli.Context) error {
 			fmt.Printf("remote %s already opens with the new %s (an earlier rekey ended before this repository's registration was updated): registration updated\n", rc.Name, next.keyDescription())
 			return nil
 		}
+	}
+	if errors.Is(err, remote.ErrWrongKey) && !errors.Is(err, remote.ErrKeyChanged) {
+		return fmt.Errorf("%w\nrekey needs the current key: the registration names the %s; if that file was already overwritten with the new key, put the current one back there and give the new one with --new-key-file or --new-passphrase-file", err, rc.keyDescription())
 	}
 	if err != nil {
 		return remoteAdvice(rc, err)
