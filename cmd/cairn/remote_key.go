@@ -151,7 +151,10 @@ func remoteRekeyAction(c *cli.Context) error {
 			return nil
 		}
 	}
-	if errors.Is(err, remote.ErrWrongKey) && !errors.Is(err, remote.ErrKeyChanged) {
+	if errors.Is(err, remote.ErrKeyChanged) {
+		return fmt.Errorf("%w\nthe new %s does not open it either: give the key file or passphrase it was changed to", err, next.keyDescription())
+	}
+	if errors.Is(err, remote.ErrWrongKey) {
 		return fmt.Errorf("%w\nrekey needs the current key: the registration names the %s; if that file was already overwritten with the new key, put the current one back there and give the new one with --new-key-file or --new-passphrase-file", err, rc.keyDescription())
 	}
 	if err != nil {
