@@ -477,26 +477,11 @@ func (s *Server) handleReplications(w http.ResponseWriter, r *http.Request) {
 // remote's points (of ?vm=NAME only) and the manifests it cannot read.
 func (s *Server) handleRemotePoints(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := blockmap.ValidateName("remote", name); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	o, ctx, release, ok := s.openAPIRemote(w, r) // remote_stats.go
+	if !ok {
 		return
 	}
-	if s.remotes == nil {
-		writeError(w, http.StatusNotImplemented, errors.New("this server cannot open remotes"))
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 90*time.Second)
-	defer cancel()
-	o, err := s.remotes(ctx, s.repo.Dir(), name, false)
-	if err != nil {
-		code := http.StatusBadGateway
-		if errors.Is(err, ErrUnknownRemote) {
-			code = http.StatusNotFound
-		}
-		writeError(w, code, err)
-		return
-	}
-	defer o.Release()
+	defer release()
 	pts, bad, err := o.Remote.Points(ctx)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err)

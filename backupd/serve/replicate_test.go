@@ -167,7 +167,18 @@ func TestServeReplicate(t *testing.T) {
 	if code, body := a.do(t, http.MethodGet, "/api/v1/remotes/nosuch/points", "", nil); code != http.StatusNotFound {
 		t.Fatalf("unknown remote: %d %s", code, body)
 	}
-	for _, path := range []string{"/api/v1/replications", "/api/v1/remotes/off/points"} {
+	// What the remote holds: the two points, in packs.
+	code, body = a.do(t, http.MethodGet, "/api/v1/remotes/off/stats", "", nil)
+	var rs struct {
+		Stats remote.Stats `json:"stats"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &rs) != nil || rs.Stats.Points != 2 || len(rs.Stats.VMs) != 2 || rs.Stats.Packs == 0 || rs.Stats.LogicalBytes == 0 {
+		t.Fatalf("/api/v1/remotes/off/stats: %d %s", code, body)
+	}
+	if code, body := a.do(t, http.MethodGet, "/api/v1/remotes/nosuch/stats", "", nil); code != http.StatusNotFound {
+		t.Fatalf("stats of an unknown remote: %d %s", code, body)
+	}
+	for _, path := range []string{"/api/v1/replications", "/api/v1/remotes/off/points", "/api/v1/remotes/off/stats"} {
 		if code, _ := a.do(t, http.MethodGet, path, "", map[string]string{"Authorization": "-"}); code != http.StatusUnauthorized {
 			t.Fatalf("%s without the token: %d", path, code)
 		}

@@ -35,6 +35,13 @@
 // passphrase. Losing the key file or passphrase means losing the data.
 // With Options.KeyCache the unwrapped master key is kept locally, sealed
 // with a key BLAKE3-derived from the secret, so later opens skip argon2id.
+// Every config cairn writes carries a seal: a MAC of its fields under a
+// key derived from the master key. Rekey wraps the same master key with a
+// new secret (the data is not re-encrypted) and writes a new sealed
+// config; an older config version that opens while a newer one bears the
+// seal is a superseded key (ErrKeyChanged), not a tampered config.
+//
+// Stats counts what a remote holds from its listing and manifests.
 //
 // Replication reads a local disk's blocks in read batches (up to 64
 // blocks, their runs read at once, two batches ahead of hashing and

@@ -53,7 +53,16 @@ func (r *Remote) Extend(ctx context.Context) (*ExtendStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	add(obj{name: configName, version: oldest[configName]})
+	// The config's version is the one cairn wrote last (after a rekey,
+	// the old versions are left to expire: prune deletes them).
+	cfgVersion, sealed, _, err := r.currentConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !sealed {
+		cfgVersion = oldest[configName]
+	}
+	add(obj{name: configName, version: cfgVersion})
 	for _, m := range ms {
 		name := pointsPrefix + r.keys.manifestName(m.Point.VM, m.Point.ID)
 		add(obj{name: name, version: oldest[name]})

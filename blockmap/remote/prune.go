@@ -32,6 +32,9 @@ type PruneReport struct {
 	PacksLocked  int   `json:"packs_locked"`
 	Orphans      int   `json:"orphans_deleted"`
 	BytesFreed   int64 `json:"bytes_freed"`
+	// ConfigsDeleted are old versions of the config (wrapped with a key
+	// replaced by cairn remote rekey) deleted once their retention passed.
+	ConfigsDeleted int `json:"old_configs_deleted,omitempty"`
 }
 
 // orphanAge is how old a pack without an index must be before prune
@@ -127,7 +130,13 @@ func (r *Remote) Forget(ctx context.Context, pts []blockmap.Point, dryRun bool) 
 		}
 		rep.Deleted = append(rep.Deleted, p)
 	}
-	return rep, r.collect(ctx, rep, dryRun)
+	if err := r.collect(ctx, rep, dryRun); err != nil || dryRun {
+		return rep, err
+	}
+	// Versions of the config a rekey left behind, once their retention passed.
+	n, _, err := r.dropOldConfigs(ctx)
+	rep.ConfigsDeleted = n
+	return rep, err
 }
 
 // collect deletes packs (and their indexes) that no manifest references.

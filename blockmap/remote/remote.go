@@ -57,6 +57,12 @@ type config struct {
 	Key     []byte    `json:"key"` // the master key, wrapped
 	// ImmutableDays is what init was asked for; writers keep using their own setting.
 	ImmutableDays int `json:"immutable_days,omitempty"`
+	// Rekeyed is when Rekey last wrapped the master key anew (nil: never).
+	Rekeyed *time.Time `json:"rekeyed,omitempty"`
+	// Seal is a MAC of the fields above under a key derived from the
+	// master key (configSeal): it tells a config cairn wrote from one
+	// someone else put over it. Configs written before it existed have none.
+	Seal []byte `json:"seal,omitempty"`
 }
 
 // Remote is an opened remote: a bucket and its master key.
@@ -80,6 +86,7 @@ type Remote struct {
 	getBufs        sync.Pool              // of *[]byte of maxRun bytes: ranged GETs' buffers
 	blobsFetched   atomic.Int64           // blobs those GETs covered (tests)
 	beforeRead     func(b int64)          // tests: called before blocks from b on are read
+	conf           *loadedConfig          // the config Open unwrapped the master key from
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock
@@ -134,6 +141,7 @@ func Init(ctx context.Context, o Options) error {
 		return err
 	}
 	cfg := config{Format: FormatVersion, Created: time.Now().UTC(), KDF: kdf, Key: wrapped, ImmutableDays: o.ImmutableDays}
+	cfg.Seal = configSeal(&cfg, master)
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
@@ -172,43 +180,21 @@ func Open(ctx context.Context, o Options) (*Remote, error) {
 		r.packSize = DefaultPackSize
 	}
 	// Older versions are tried when the newest does not open: an attacker
-	// can put a new version over a locked object but not remove the old one.
-	var master []byte
+	// can put a new version over a locked object but not remove the old one
+	// (loadConfig, keyconfig.go).
 	start := time.Now()
-	var fetched time.Duration
-	err = r.readVersions(ctx, configName, func(data []byte) error {
-		fetched = time.Since(start)
-		var cfg config
-		if err := json.Unmarshal(data, &cfg); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrFormat, configName, err)
-		}
-		if cfg.Format != FormatVersion {
-			return fmt.Errorf("%w: format %d (this cairn reads %d)", ErrFormat, cfg.Format, FormatVersion)
-		}
-		if m, ok := readKeyCache(o.KeyCache, o.Secret, cfg.Key); ok {
-			master = m
-			r.keyCached = true
-		} else {
-			m, err := unwrapMaster(cfg.KDF, o.Secret, cfg.Key)
-			if err != nil {
-				return err
-			}
-			master = m
-			if err := writeKeyCache(o.KeyCache, o.Secret, cfg.Key, m); err != nil {
-				r.log.Warn("cannot keep the remote's key for the next run; every run derives it again", "err", err)
-			}
-		}
-		// A remote initialized with a retention keeps it even when this
-		// machine's configuration says less.
-		r.opts.ImmutableDays = max(r.opts.ImmutableDays, cfg.ImmutableDays)
-		return nil
-	})
+	lc, err := r.loadConfig(ctx)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("bucket %s: %w (run cairn remote init)", st.bucket, ErrNotInitialized)
 	}
 	if err != nil {
 		return nil, err
 	}
+	master, fetched := lc.master, lc.fetched
+	r.conf, r.keyCached = lc, lc.cached
+	// A remote initialized with a retention keeps it even when this
+	// machine's configuration says less.
+	r.opts.ImmutableDays = max(r.opts.ImmutableDays, lc.cfg.ImmutableDays)
 	if r.keys, err = newKeys(master); err != nil {
 		return nil, err
 	}

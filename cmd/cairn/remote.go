@@ -180,6 +180,8 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, remote.ErrKeyChanged):
+		return fmt.Errorf("%w\nget the new key file or passphrase from whoever changed it and give it to this repository with: cairn remote rekey %s --new-key-file FILE (or --new-passphrase-file FILE)", err, rc.Name)
 	case errors.Is(err, remote.ErrWrongKey):
 		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read", err, rc.Name)
 	case errors.Is(err, remote.ErrAccessDenied):
@@ -280,7 +282,7 @@ func remoteCommands() []*cli.Command {
 		{
 			Name:  "remote",
 			Usage: "offsite copies on an S3-compatible object store (see docs/remote.md)",
-			Subcommands: []*cli.Command{
+			Subcommands: append([]*cli.Command{
 				{
 					Name:      "add",
 					Usage:     "register a remote for this repository",
@@ -369,7 +371,7 @@ func remoteCommands() []*cli.Command {
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
 				remoteLimitCommand(),
-			},
+			}, remoteManageCommands()...),
 		},
 		{
 			Name:  "replicate",
