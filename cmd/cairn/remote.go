@@ -467,17 +467,9 @@ func remoteAddAction(c *cli.Context) error {
 	}
 	path := remoteConfigPath(repo.Dir(), name)
 	if _, err := os.Stat(path); err == nil {
-		return fmt.Errorf("remote %q already exists (%s): remove that file to replace it", name, path)
+		return fmt.Errorf("remote %q already exists (%s): `cairn remote remove %s` first to replace it", name, path, name)
 	}
-	if err := os.MkdirAll(remotesDir(repo.Dir()), 0o700); err != nil {
-		return err
-	}
-	data, _ := json.MarshalIndent(rc, "", "  ")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeRemoteConfig(repo.Dir(), rc); err != nil {
 		return err
 	}
 	fmt.Printf("added remote %s: %s bucket %s\n", name, rc.Endpoint, rc.Bucket)

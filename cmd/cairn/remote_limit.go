@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -124,26 +122,11 @@ func remoteLimitCommand() *cli.Command {
 				return err
 			}
 			rc.LimitRate = int64(r)
-			if err := storeRemoteLimit(repo.Dir(), rc); err != nil {
+			if err := writeRemoteConfig(repo.Dir(), rc); err != nil {
 				return err
 			}
 			fmt.Printf("remote %s: default bandwidth limit %s\n", rc.Name, r)
 			return nil
 		},
 	}
-}
-
-// storeRemoteLimit rewrites a remote's configuration file (mode 0600,
-// replaced atomically).
-func storeRemoteLimit(repoDir string, rc *remoteConfig) error {
-	path := remoteConfigPath(repoDir, rc.Name)
-	data, err := json.MarshalIndent(rc, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
