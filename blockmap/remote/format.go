@@ -276,11 +276,11 @@ func (r *Remote) openBlob(id ID, sealed []byte, raw uint32, scratch *[]byte) ([]
 		}
 		// Checked in the scratch buffer, which nothing else writes: the
 		// copy is the bytes authenticated.
-		data = make([]byte, raw)
+		data = newBlock(int(raw))
 		copy(data, body)
 		return data, nil
 	case modeZstd:
-		if data, err = r.dec.DecodeAll(plain[1:], make([]byte, 0, raw)); err != nil {
+		if data, err = r.dec.DecodeAll(plain[1:], newBlock(int(raw))[:0]); err != nil {
 			return nil, ErrCorrupt
 		}
 	default:
