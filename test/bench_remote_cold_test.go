@@ -39,8 +39,10 @@ import (
 // $CAIRN_BENCH_REMOTE_RCLONE=1 adds rclone's download of the packs to
 // each round (the benchmark's reference), $CAIRN_BENCH_REMOTE_PERF=DIR
 // profiles the mount process during each cold read (perf record -g) into
-// DIR. It writes no section of docs/performance.md: it logs each run and
-// the medians, and make bench (which sets $CAIRN_BENCH_OUT) skips it.
+// DIR, $CAIRN_BENCH_REMOTE_CACHE sets the mount's --cache-size (default
+// 3GiB, as BenchmarkRemote). It writes no section of docs/performance.md:
+// it logs each run and the medians, and make bench (which sets
+// $CAIRN_BENCH_OUT) skips it.
 // $CAIRN_BENCH_REMOTE_MOUNTLOG=FILE appends the mounts' stderr to FILE
 // (with GODEBUG=gctrace=1: the mount's garbage collections).
 func BenchmarkRemoteColdRead(b *testing.B) {
@@ -69,6 +71,10 @@ func BenchmarkRemoteColdRead(b *testing.B) {
 	}
 	withRclone := os.Getenv("CAIRN_BENCH_REMOTE_RCLONE") != ""
 	perfDir := os.Getenv("CAIRN_BENCH_REMOTE_PERF")
+	cacheSize := "3GiB" // BenchmarkRemote's: the warm read is served from it
+	if s := os.Getenv("CAIRN_BENCH_REMOTE_CACHE"); s != "" {
+		cacheSize = s
+	}
 	ctx := context.Background()
 	s3, err := minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")})
 	if err != nil {
@@ -151,7 +157,7 @@ func BenchmarkRemoteColdRead(b *testing.B) {
 				clearDir(b, shm)
 			}
 			mnt := filepath.Join(dir, "mnt-"+bn.name)
-			pid, stop := startMountPID(b, bn.path, repo, mnt, "--remote", "off", "--cache-size", "3GiB")
+			pid, stop := startMountPID(b, bn.path, repo, mnt, "--remote", "off", "--cache-size", cacheSize)
 			img := filepath.Join(mnt, "big", pointID, "disks", "d0.img")
 			dropPageCache()
 			var perf *exec.Cmd
