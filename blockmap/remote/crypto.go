@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
@@ -73,6 +74,10 @@ type keys struct {
 	aead cipher.AEAD
 	mac  [32]byte // block ids
 	name [32]byte // manifest names
+	// macs keeps keyed BLAKE3 hashers for blockID: a hasher is 11 KiB,
+	// and one per block was a stream of garbage for the GC (replication
+	// and the remote reader hash every block).
+	macs sync.Pool
 }
 
 const masterKeyLen = 96
@@ -93,10 +98,15 @@ func newKeys(master []byte) (*keys, error) {
 
 // blockID is the keyed MAC of a block's bytes.
 func (k *keys) blockID(data []byte) ID {
-	h, _ := blake3.NewKeyed(k.mac[:])
+	h, _ := k.macs.Get().(*blake3.Hasher)
+	if h == nil {
+		h, _ = blake3.NewKeyed(k.mac[:])
+	}
 	h.Write(data)
 	var id ID
 	h.Sum(id[:0])
+	h.Reset() // keeps the key
+	k.macs.Put(h)
 	return id
 }
 

@@ -348,6 +348,11 @@ func (dr *DiskReader) DataExtents() []blockmap.Extent {
 // maxRun bounds one coalesced ranged GET.
 const maxRun = 8 << 20
 
+// blobScratch is the room after a ranged GET's bytes in its buffer where
+// the blobs are decrypted (a block of up to 1 MiB; larger ones grow a
+// scratch buffer of their own).
+const blobScratch = 1 << 20
+
 // fetchBlobs fetches the blobs of es (any order) with ranged GETs that
 // cover neighbouring blobs of one pack at once, four in flight, and hands
 // each authenticated block (or its error) to fn. A GET that fails hands
@@ -411,20 +416,33 @@ func (r *Remote) fetchBlobs(ctx context.Context, packs []manifestPack, es []bloc
 			r.blobsFetched.Add(int64(len(ru.es)))
 			bufp, _ := r.getBufs.Get().(*[]byte)
 			if bufp == nil {
-				b := make([]byte, maxRun)
+				b := make([]byte, maxRun+blobScratch)
 				bufp = &b
 			}
-			defer r.getBufs.Put(bufp) // blocks are decrypted into their own buffers
+			defer r.getBufs.Put(bufp) // blocks are copied out into their own buffers
 			data, gerr := r.st.getInto(ctx, packPrefix+pk.ID, pk.Version, start, end-start, *bufp)
 			if gerr != nil && ctx.Err() != nil {
 				fail(ctx.Err())
 				return
 			}
-			for _, e := range ru.es {
+			// Blobs are decrypted in the buffer's tail, past the run.
+			scratch := (*bufp)[min(end-start, int64(len(*bufp))):]
+			var (
+				prev    *blockEntry
+				prevBlk []byte
+				prevErr error
+			)
+			for i, e := range ru.es {
 				var blk []byte
 				err := gerr
-				if err == nil {
-					blk, err = r.openBlob(e.ID, data[int64(e.Off)-start:int64(e.Off)+int64(e.Len)-start], e.Raw)
+				switch {
+				case err != nil:
+				case prev != nil && prev.ID == e.ID && prev.Off == e.Off && prev.Len == e.Len:
+					// Two blocks of the read share the blob: opened once.
+					blk, err = prevBlk, prevErr
+				default:
+					blk, err = r.openBlob(e.ID, data[int64(e.Off)-start:int64(e.Off)+int64(e.Len)-start], e.Raw, &scratch)
+					prev, prevBlk, prevErr = &ru.es[i], blk, err
 				}
 				if ferr := fn(e, blk, err); ferr != nil {
 					fail(ferr)
