@@ -80,6 +80,8 @@ type Remote struct {
 	getBufs        sync.Pool              // of *[]byte of maxRun bytes: ranged GETs' buffers
 	blobsFetched   atomic.Int64           // blobs those GETs covered (tests)
 	beforeRead     func(b int64)          // tests: called before blocks from b on are read
+	inlineMaps     bool                   // tests: write manifests of format 1 (full maps inline)
+	mapGrace       time.Duration          // how old an unreferenced map must be for prune (0: orphanAge)
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock
