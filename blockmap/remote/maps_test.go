@@ -510,3 +510,39 @@ func TestMapDeltaMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestMapBeforeManifest: a point's map object is stored (and locked)
+// before the manifest that refers to it, so no listed point lacks its
+// map; a replication stopped between the two leaves an unreferenced map
+// that prune leaves alone during the grace period.
+func TestMapBeforeManifest(t *testing.T) {
+	e := deltaEnv(t, s3test.RGW(t), 1)
+	repo := testutil.NewRepo(t)
+	p1 := deltaFull(t, repo, "vm", 51)
+	r := e.open()
+	c, cancel := context.WithCancel(ctx(t))
+	checked := false
+	r.beforeManifest = func(m *manifest) {
+		if _, ok := e.objects(mapsPrefix)[m.Map.object()]; !ok {
+			t.Errorf("manifest about to be stored before its map %s", m.Map.object())
+		}
+		if _, _, err := s3test.Retention(ctx(t), e.s3, e.bucket, m.Map.object(), m.Map.Version); err != nil {
+			t.Errorf("map not locked before the manifest: %v", err)
+		}
+		if len(e.objects(pointsPrefix)) != 0 {
+			t.Error("a manifest is stored already")
+		}
+		checked = true
+		cancel() // the run stops between the map and the manifest
+	}
+	if _, err := r.Replicate(c, repo, []blockmap.Point{p1}, ReplicateOptions{CacheDir: cacheDir(t)}); !errors.Is(err, context.Canceled) || !checked {
+		t.Fatalf("replicate stopped before the manifest: %v (checked %v)", err, checked)
+	}
+	if pts, _, err := r.Points(ctx(t)); err != nil || len(pts) != 0 {
+		t.Fatalf("points after a stopped run: %v %v", pts, err)
+	}
+	rep, err := r.Forget(ctx(t), nil, false)
+	if err != nil || rep.MapsDeleted != 0 || rep.MapsLocked != 0 || len(e.objects(mapsPrefix)) != 1 {
+		t.Fatalf("prune within the grace period: %v %+v", err, rep)
+	}
+}

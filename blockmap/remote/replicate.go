@@ -309,6 +309,9 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	if err != nil {
 		return err
 	}
+	if r.beforeManifest != nil {
+		r.beforeManifest(m)
+	}
 	name := r.keys.manifestName(p.VM, p.ID)
 	data, err := r.sealManifest(name, m)
 	if err != nil {
