@@ -158,6 +158,14 @@ func (r *Remote) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, er
 		keys = append(keys, k)
 		referenced[pu.pk.ID] = true
 	}
+	// A manifest of format 2 lists its map's whole pack table, which may
+	// name packs none of the point's blocks use any more: prune keeps
+	// them, so they are not orphans.
+	for _, m := range ms {
+		for _, pk := range m.Packs {
+			referenced[pk.ID] = true
+		}
+	}
 	sort.Strings(keys)
 	for name := range havePack {
 		if !referenced[name] {
