@@ -158,26 +158,9 @@ func encodeBlocks(es []blockEntry) []byte {
 	return b
 }
 
+// decodeBlocks decodes a full map (a delta of nothing on it).
 func decodeBlocks(b []byte, count, npacks int) ([]blockEntry, error) {
-	if count < 0 || count > len(b) {
-		return nil, fmt.Errorf("%w: manifest block map count", ErrFormat)
-	}
-	out := make([]blockEntry, 0, count)
-	dec := blockDecoder{b: b, prev: -1, npacks: npacks}
-	for {
-		e, ok, err := dec.next()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			break
-		}
-		out = append(out, e)
-	}
-	if len(out) != count {
-		return nil, fmt.Errorf("%w: manifest block map holds %d blocks, header says %d", ErrFormat, len(out), count)
-	}
-	return out, nil
+	return mergeDelta(b, count, npacks, nil)
 }
 
 func (r *Remote) sealManifest(name string, m *manifest) ([]byte, error) {
