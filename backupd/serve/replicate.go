@@ -368,7 +368,7 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 	log.Info("replication started", "vms", len(vms), "local_points", len(pts), "limit_rate", applyLimit(o.Remote, rc))
 	st, err := o.Remote.Replicate(ctx, s.repo, pts, remote.ReplicateOptions{CacheDir: o.CacheDir})
 	if st != nil {
-		objects := 2*st.Packs + int64(len(st.Replicated))
+		objects := 2*st.Packs + st.Maps + int64(len(st.Replicated))
 		s.rmetrics.uploaded.WithLabelValues(rc.Remote).Add(float64(st.BytesUploaded))
 		s.rmetrics.objects.WithLabelValues(rc.Remote).Add(float64(objects))
 		s.repl.update(rec, func(r *ReplicationRecord) {

@@ -7,6 +7,7 @@
 //	cairn/config          plaintext: format, KDF parameters, the wrapped master key
 //	cairn/packs/<id>      a pack: encrypted blobs, one per distinct block
 //	cairn/index/<id>      the encrypted index of the pack with the same id
+//	cairn/maps/<id>       an encrypted full block map (every data block of a point's disks → blob)
 //	cairn/points/<name>   the encrypted manifest of one recovery point
 //
 // Pack ids are random; a manifest's name is a keyed MAC of the VM name and
@@ -20,10 +21,17 @@
 // additional data; a blob read back is authenticated and its plaintext MAC
 // must equal its id.
 //
-// A manifest holds the point (disks, sizes, meta, info.json facts) and per
-// disk the block → (pack, version, offset, length, id) map, and the bytes
-// of the point's attachments (small: blockmap caps them). It is written
-// last: a point is visible remotely only when all its data is.
+// A block map maps each data block of a disk to its blob (pack, offset,
+// length, size, id). A full map is its own object (a map object), shared
+// by points like a pack. A manifest holds the point (disks, sizes, meta,
+// info.json facts), the packs it reads, a reference to one map object and
+// per disk the delta on that map (changed and removed blocks; depth one:
+// never a delta on a delta), and the bytes of the point's attachments
+// (small: blockmap caps them). Replicate writes a new full map when the
+// delta would pass fullMapShare of it. Manifests of format 1 hold each
+// disk's full map inline instead. The map is stored before the manifest
+// and the manifest last: a point is visible remotely only when all its
+// data and its map are.
 //
 // The block cache (under the local repository) knows which blocks the
 // remote holds. It is rebuilt from the remote's pack indexes: each run

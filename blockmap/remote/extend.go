@@ -10,7 +10,7 @@ import (
 // ExtendStats count what Extend did.
 type ExtendStats struct {
 	// Objects are the objects retained points still need (config,
-	// manifests, packs and their indexes).
+	// manifests, block maps, packs and their indexes).
 	Objects int `json:"objects"`
 	// Extended got a new retain-until date; the rest kept theirs.
 	Extended int `json:"extended"`
@@ -66,6 +66,9 @@ func (r *Remote) Extend(ctx context.Context) (*ExtendStats, error) {
 	for _, m := range ms {
 		name := pointsPrefix + r.keys.manifestName(m.Point.VM, m.Point.ID)
 		add(obj{name: name, version: oldest[name]})
+		if m.Map != nil {
+			add(obj{name: m.Map.object(), version: m.Map.Version})
+		}
 		for _, p := range m.Packs {
 			add(obj{name: packPrefix + p.ID, version: p.Version})
 			add(obj{name: indexPrefix + p.ID, version: oldest[indexPrefix+p.ID]})

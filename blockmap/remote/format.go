@@ -95,12 +95,18 @@ func decodePackIndex(data []byte) (*packIndex, error) {
 
 // manifest is the decrypted content of cairn/points/<name>.
 type manifest struct {
+	// Format is manifestFormatInline (each disk's full map inline) or
+	// manifestFormatMap (a map object plus a delta per disk).
 	Format    int            `json:"format"`
 	Point     blockmap.Point `json:"point"`
 	BlockSize int            `json:"block_size"`
 	// Packs are the packs the point's blocks live in, with the version of
-	// each pack object that was written.
+	// each pack object that was written. In format 2 the first Map.Packs
+	// of them are the map object's pack table.
 	Packs []manifestPack `json:"packs"`
+	// Map is the full block map object the disks' deltas apply to
+	// (format 2).
+	Map   *mapRef        `json:"map,omitempty"`
 	Disks []manifestDisk `json:"disks"`
 	// Attachments holds the bytes of the point's attachments by name
 	// (absent in manifests written before attachments were replicated).
@@ -115,10 +121,14 @@ type manifestPack struct {
 type manifestDisk struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
-	// Blocks is the binary block map (see blockEntry): block number delta,
-	// pack number, offset, length, plaintext length, block id.
-	Blocks []byte `json:"blocks"`
-	Count  int    `json:"count"`
+	// Blocks (format 1) is the binary block map (see blockEntry): block
+	// number delta, pack number, offset, length, plaintext length, block id.
+	Blocks []byte `json:"blocks,omitempty"`
+	Count  int    `json:"count,omitempty"`
+	// Delta (format 2) is the disk's delta on the map object's map (see
+	// encodeDelta): DeltaCount entries.
+	Delta      []byte `json:"delta,omitempty"`
+	DeltaCount int    `json:"delta_count,omitempty"`
 }
 
 // blockEntry is one data block of a disk in a manifest.
@@ -126,7 +136,7 @@ type manifestDisk struct {
 // 16 Mi blocks): keep it small.
 type blockEntry struct {
 	Block int64
-	Pack  int32 // index into manifest.Packs
+	Pack  int32 // index into manifest.Packs (-1 in a delta: removed)
 	Off   uint32
 	Len   uint32
 	Raw   uint32
@@ -148,33 +158,9 @@ func encodeBlocks(es []blockEntry) []byte {
 	return b
 }
 
+// decodeBlocks decodes a full map (a delta of nothing on it).
 func decodeBlocks(b []byte, count, npacks int) ([]blockEntry, error) {
-	out := make([]blockEntry, 0, count)
-	prev := int64(-1)
-	for len(b) > 0 {
-		var v [5]uint64
-		for i := range v {
-			x, n := binary.Uvarint(b)
-			if n <= 0 {
-				return nil, fmt.Errorf("%w: manifest block map", ErrFormat)
-			}
-			v[i], b = x, b[n:]
-		}
-		// Blocks strictly increase (readers binary-search them): a delta
-		// of 0 or one that wraps is damage.
-		if len(b) < 32 || v[0] == 0 || v[0] > 1<<62 || prev+int64(v[0]) < prev || v[1] >= uint64(npacks) || v[1] > 1<<31-1 || v[2] > 1<<32-1 || v[3] > 1<<32-1 || v[4] > 1<<32-1 {
-			return nil, fmt.Errorf("%w: manifest block map", ErrFormat)
-		}
-		e := blockEntry{Block: prev + int64(v[0]), Pack: int32(v[1]), Off: uint32(v[2]), Len: uint32(v[3]), Raw: uint32(v[4])}
-		copy(e.ID[:], b)
-		b = b[32:]
-		prev = e.Block
-		out = append(out, e)
-	}
-	if len(out) != count {
-		return nil, fmt.Errorf("%w: manifest block map holds %d blocks, header says %d", ErrFormat, len(out), count)
-	}
-	return out, nil
+	return mergeDelta(b, count, npacks, nil)
 }
 
 func (r *Remote) sealManifest(name string, m *manifest) ([]byte, error) {
@@ -201,8 +187,17 @@ func (r *Remote) openManifest(name string, data []byte) (*manifest, error) {
 	if err := json.Unmarshal(js, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w: %v", name, ErrFormat, err)
 	}
-	if m.Format != FormatVersion {
-		return nil, fmt.Errorf("manifest %s: %w: format %d", name, ErrFormat, m.Format)
+	switch m.Format {
+	case manifestFormatInline:
+	case manifestFormatMap:
+		if m.Map == nil || m.Map.Packs < 0 || m.Map.Packs > len(m.Packs) {
+			return nil, fmt.Errorf("manifest %s: %w: format 2 without a valid block map reference", name, ErrFormat)
+		}
+		if _, err := parseID(m.Map.ID); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w: block map id %q", name, ErrFormat, m.Map.ID)
+		}
+	default:
+		return nil, fmt.Errorf("manifest %s: %w: format %d (this cairn reads 1 and 2)", name, ErrFormat, m.Format)
 	}
 	m.normalizeAttachments()
 	return &m, nil

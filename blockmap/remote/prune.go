@@ -28,6 +28,12 @@ type PruneReport struct {
 	// were unreferenced but still under retention (a later prune
 	// deletes them); Orphans are packs an interrupted replication left
 	// without an index.
+	// MapsDeleted are block map objects no remaining point refers to;
+	// MapsLocked such maps still under retention. An unreferenced map
+	// younger than a day is left alone: a running replication may be
+	// about to refer to it.
+	MapsDeleted  int   `json:"maps_deleted"`
+	MapsLocked   int   `json:"maps_locked"`
 	PacksDeleted int   `json:"packs_deleted"`
 	PacksLocked  int   `json:"packs_locked"`
 	Orphans      int   `json:"orphans_deleted"`
@@ -154,6 +160,7 @@ func (r *Remote) collect(ctx context.Context, rep *PruneReport, dryRun bool) err
 		deleted[p.VM+"\x00"+p.ID] = true
 	}
 	used := map[string]bool{}
+	usedMaps := map[string]bool{}
 	for _, m := range ms {
 		if dryRun && deleted[m.Point.VM+"\x00"+m.Point.ID] {
 			continue
@@ -161,6 +168,12 @@ func (r *Remote) collect(ctx context.Context, rep *PruneReport, dryRun bool) err
 		for _, p := range m.Packs {
 			used[p.ID] = true
 		}
+		if m.Map != nil {
+			usedMaps[m.Map.ID] = true
+		}
+	}
+	if err := r.collectMaps(ctx, rep, usedMaps, dryRun); err != nil {
+		return err
 	}
 	packs, err := r.st.list(ctx, packPrefix, true)
 	if err != nil {
@@ -241,4 +254,58 @@ func (r *Remote) retention(ctx context.Context, name, version string) (time.Time
 		return time.Time{}, nil
 	}
 	return r.st.retention(ctx, name, version)
+}
+
+// collectMaps deletes the block map objects (every version) that no
+// remaining manifest refers to, once they are older than the grace period
+// (a replication writes its map before the manifest that refers to it)
+// and no retention protects them.
+func (r *Remote) collectMaps(ctx context.Context, rep *PruneReport, used map[string]bool, dryRun bool) error {
+	maps, err := r.st.list(ctx, mapsPrefix, true)
+	if err != nil {
+		return err
+	}
+	grace := r.mapGrace
+	if grace <= 0 {
+		grace = orphanAge
+	}
+	now := time.Now()
+	for _, o := range maps {
+		if used[strings.TrimPrefix(o.Name, mapsPrefix)] || now.Sub(o.Modified) < grace {
+			continue
+		}
+		vs, err := r.st.allVersions(ctx, o.Name)
+		if err != nil {
+			return err
+		}
+		locked := false
+		var size int64
+		for _, v := range vs {
+			if v.marker {
+				continue
+			}
+			until, err := r.retention(ctx, o.Name, v.id)
+			if err != nil {
+				return err
+			}
+			if until.After(now) {
+				locked = true
+			}
+			size += v.size
+		}
+		if locked {
+			rep.MapsLocked++
+			continue
+		}
+		if !dryRun {
+			for _, v := range vs {
+				if err := r.st.remove(ctx, o.Name, v.id); err != nil {
+					return err
+				}
+			}
+		}
+		rep.MapsDeleted++
+		rep.BytesFreed += size
+	}
+	return nil
 }

@@ -45,6 +45,10 @@ func (r *Remote) Pull(ctx context.Context, repo *blockmap.Repo, vm, pointID stri
 }
 
 func (r *Remote) pullInto(ctx context.Context, s *blockmap.Session, m *manifest) (blockmap.Point, error) {
+	maps, err := r.openMaps(ctx, m)
+	if err != nil {
+		return blockmap.Point{}, err
+	}
 	for _, d := range m.Point.Disks {
 		var md *manifestDisk
 		for i := range m.Disks {
@@ -55,7 +59,7 @@ func (r *Remote) pullInto(ctx context.Context, s *blockmap.Session, m *manifest)
 		if md == nil {
 			return blockmap.Point{}, fmt.Errorf("%w: manifest lacks the block map of disk %s", ErrFormat, d.Name)
 		}
-		es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
+		es, err := maps.entries(md)
 		if err != nil {
 			return blockmap.Point{}, err
 		}

@@ -88,7 +88,7 @@ func (r *Remote) openDisk(ctx context.Context, m *manifest, disk string, cacheBy
 	if m.BlockSize <= 0 {
 		return nil, fmt.Errorf("%w: block size %d", ErrFormat, m.BlockSize)
 	}
-	es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
+	es, err := r.diskEntries(ctx, m, md)
 	if err != nil {
 		return nil, err
 	}

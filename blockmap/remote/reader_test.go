@@ -44,7 +44,7 @@ func TestSequentialReadAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, err := decodeBlocks(m.Disks[0].Blocks, m.Disks[0].Count, len(m.Packs))
+	es, err := r.diskEntries(ctx(t), m, &m.Disks[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,6 +87,9 @@ type Remote struct {
 	blobsFetched   atomic.Int64           // blobs those GETs covered (tests)
 	beforeRead     func(b int64)          // tests: called before blocks from b on are read
 	conf           *loadedConfig          // the config Open unwrapped the master key from
+	inlineMaps     bool                   // tests: write manifests of format 1 (full maps inline)
+	beforeManifest func(m *manifest)      // tests: called before a point's manifest is stored
+	mapGrace       time.Duration          // how old an unreferenced map must be for prune (0: orphanAge)
 }
 
 // Init prepares an empty bucket (created when missing; with Object Lock

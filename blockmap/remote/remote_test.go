@@ -54,7 +54,7 @@ func testReplicatePullRoundTrip(t *testing.T, eng s3test.Engine) {
 	}
 	t.Logf("read %d blocks, %d new, %d raw bytes -> %d in packs, %d uploaded", st.BlocksRead, st.BlocksNew, st.RawNew, st.PackBytes, st.BytesUploaded)
 	// Object names say nothing about VMs or disks.
-	opaque := regexp.MustCompile(`^cairn/(config|(packs|index|points)/[0-9a-f]{64})$`)
+	opaque := regexp.MustCompile(`^cairn/(config|(packs|index|points|maps)/[0-9a-f]{64})$`)
 	for name := range e.objects("") {
 		if !opaque.MatchString(name) {
 			t.Fatalf("object name %q is not opaque", name)

@@ -35,8 +35,15 @@ type ReplicateStats struct {
 	RawNew    int64 `json:"raw_new"`
 	PackBytes int64 `json:"pack_bytes"`
 	Packs     int64 `json:"packs"`
-	// BytesUploaded counts every object body written (packs, indexes, manifests).
+	// BytesUploaded counts every object body written (packs, indexes,
+	// block maps, manifests).
 	BytesUploaded int64 `json:"bytes_uploaded"`
+	// Maps are the full block map objects written (a point whose delta
+	// on its VM's last map is small gets none); MapBytes their size.
+	Maps     int64 `json:"maps"`
+	MapBytes int64 `json:"map_bytes"`
+	// ManifestBytes is the size of the manifests written.
+	ManifestBytes int64 `json:"manifest_bytes"`
 }
 
 // ReplicateOptions tune a replication.
@@ -270,7 +277,7 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	runs := map[string][]genRun{}
 	up, uctx := r.newUploader(ctx, cache, st, r.uploadWorkers())
 	var bt buildTimes
-	m, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt, pre)
+	m, entries, seeded, err := r.buildManifest(uctx, repo, p, cache, st, up, prev, runs, &bt, pre)
 	built := time.Since(start)
 	if ferr := up.finish(); err == nil || errors.Is(err, context.Canceled) && ferr != nil {
 		err = ferr
@@ -284,15 +291,26 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Every pack is stored: resolve the manifest's pack versions and
-	// write it last.
+	// Every pack is stored: resolve the manifest's pack versions (the
+	// map's pack table, seeded, has them), store the block map when the
+	// point needs a new one, and write the manifest last.
 	for i := range m.Packs {
+		if i < seeded {
+			continue
+		}
 		id, _ := parseID(m.Packs[i].ID)
 		v, ok := cache.version(id)
 		if !ok {
 			return fmt.Errorf("internal error: pack %s not recorded after upload", id)
 		}
 		m.Packs[i].Version = v
+	}
+	rm, err := r.attachMaps(ctx, m, p, entries, prev, st)
+	if err != nil {
+		return err
+	}
+	if r.beforeManifest != nil {
+		r.beforeManifest(m)
 	}
 	name := r.keys.manifestName(p.VM, p.ID)
 	data, err := r.sealManifest(name, m)
@@ -303,8 +321,9 @@ func (r *Remote) replicatePoint(ctx context.Context, repo *blockmap.Repo, p bloc
 		return err
 	}
 	st.BytesUploaded += int64(len(data))
+	st.ManifestBytes += int64(len(data))
 	present[name] = true
-	known.put(name, m) // the VM's next point in this run starts from it
+	known.put(name, m, rm) // the VM's next point in this run starts from it
 	if err := r.saveState(cacheDir, p, runs); err != nil {
 		r.log.Warn("cannot record the copied point's block versions; the next replication of the VM reads every block", "err", err)
 	}
@@ -333,13 +352,29 @@ type buildTimes struct {
 	work time.Duration // hashing, sealing, packing (and waiting for the upload budget)
 }
 
-func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes, pre *preopened) (*manifest, error) {
+// buildManifest reads and stores the point's new blocks and returns its
+// manifest (without block maps: see attachMaps) and each disk's map (in
+// p.Disks order). When the earlier point has a map object, the manifest's
+// packs start with that map's pack table (seeded of them, versions known)
+// so that the point can be written as a delta on it.
+func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, cache *blockCache, st *ReplicateStats, up *uploader, prev *prevPoint, runsOut map[string][]genRun, bt *buildTimes, pre *preopened) (*manifest, [][]blockEntry, int, error) {
 	bs := int64(repo.BlockSize())
-	m := &manifest{Format: FormatVersion, Point: p, BlockSize: int(bs)}
+	m := &manifest{Format: manifestFormatMap, Point: p, BlockSize: int(bs)}
 	if err := readAttachments(ctx, repo, m); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	packNum := map[ID]int{}
+	seeded := 0
+	if prev != nil && prev.maps != nil && prev.maps.ref != nil && !r.inlineMaps {
+		seeded = prev.maps.ref.Packs
+		m.Packs = append([]manifestPack(nil), prev.m.Packs[:seeded]...)
+		for i, pk := range m.Packs {
+			if id, err := parseID(pk.ID); err == nil {
+				packNum[id] = i
+			}
+		}
+	}
+	var diskEntries [][]blockEntry
 	pending := map[ID]pendingBlob{}
 	var cur *pack
 	flush := func() error {
@@ -375,7 +410,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 		opened := time.Now()
 		dr, err := pre.open(ctx, repo, p, d.Name)
 		if err != nil {
-			return nil, err
+			return nil, nil, 0, err
 		}
 		bt.open += time.Since(opened)
 		var runs []genRun
@@ -468,7 +503,7 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 			return r.readBatches(ctx, dr, d, bs, toRead, process, &bt.wait)
 		}()
 		if err != nil {
-			return nil, err
+			return nil, nil, 0, err
 		}
 		// The map in block order: the blocks read and those taken from
 		// the earlier point (the same answers as in the plan above: the
@@ -484,18 +519,18 @@ func (r *Remote) buildManifest(ctx context.Context, repo *blockmap.Repo, p block
 					}
 					ref, id, ok := prev.reuse(d.Name, b, ru.gen, cache)
 					if !ok {
-						return nil, fmt.Errorf("internal error: block %d of disk %s neither read nor taken from the earlier point", b, d.Name)
+						return nil, nil, 0, fmt.Errorf("internal error: block %d of disk %s neither read nor taken from the earlier point", b, d.Name)
 					}
 					entries = append(entries, blockEntry{Block: b, Pack: packIndexOf(ref.Pack), Off: ref.Off, Len: ref.Len, Raw: ref.Raw, ID: id})
 				}
 			}
 		}
-		m.Disks = append(m.Disks, manifestDisk{Name: d.Name, Size: d.Size, Blocks: encodeBlocks(entries), Count: len(entries)})
+		diskEntries = append(diskEntries, entries)
 	}
 	if err := flush(); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
-	return m, nil
+	return m, diskEntries, seeded, nil
 }
 
 // minPackSize is the smallest pack packTarget asks for.

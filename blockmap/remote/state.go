@@ -120,8 +120,8 @@ func (r *Remote) saveState(cacheDir string, p blockmap.Point, runs map[string][]
 type prevPoint struct {
 	runs map[string][]genRun
 	m    *manifest
-	// entries per disk, sorted by block number
-	entries map[string][]blockEntry
+	// maps are its block maps (the full map and its delta)
+	maps *replMaps
 }
 
 // loadPrev finds the newest point of p's VM older than p that this
@@ -133,18 +133,18 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 		if !present[name] {
 			continue
 		}
-		m, es, err := known.get(name)
+		m, rm, err := known.get(name)
 		if m == nil && err == nil {
 			m, err = r.readManifest(ctx, name)
 		}
 		if err != nil || m.Point.Gen != st.Gen {
 			continue
 		}
-		if es == nil {
-			es = decodeDisks(m)
+		if rm == nil {
+			rm = r.loadReplMaps(ctx, m)
 		}
-		pp := &prevPoint{runs: map[string][]genRun{}, m: m, entries: es}
-		ok := es != nil
+		pp := &prevPoint{runs: map[string][]genRun{}, m: m, maps: rm}
+		ok := rm != nil
 		for d, b := range st.Runs {
 			rs, err := decodeRuns(b)
 			if err != nil {
@@ -200,28 +200,29 @@ type knownManifests struct {
 	wait map[string]chan struct{}
 	m    map[string]*manifest
 	err  map[string]error
-	// entries are the prefetched manifests' block maps, decoded while
-	// the remote is listed (per disk, nil when a map does not decode).
-	entries map[string]map[string][]blockEntry
+	// maps are the manifests' block maps, decoded while the remote is
+	// listed (nil when a map does not decode).
+	maps map[string]*replMaps
 }
 
 // put records the manifest just stored under name; it replaces the
 // VM's others (only the newest is a VM's next starting point).
-func (k *knownManifests) put(name string, m *manifest) {
+func (k *knownManifests) put(name string, m *manifest, rm *replMaps) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for n, o := range k.m {
 		if o != nil && o.Point.VM == m.Point.VM {
 			delete(k.m, n)
-			delete(k.entries, n)
+			delete(k.maps, n)
 		}
 	}
 	k.m[name] = m
+	k.maps[name] = rm
 }
 
 // get waits for a prefetch of name; (nil, nil) when there was none. The
 // block maps are returned when they were decoded ahead.
-func (k *knownManifests) get(name string) (*manifest, map[string][]blockEntry, error) {
+func (k *knownManifests) get(name string) (*manifest, *replMaps, error) {
 	k.mu.Lock()
 	ch := k.wait[name]
 	k.mu.Unlock()
@@ -230,27 +231,13 @@ func (k *knownManifests) get(name string) (*manifest, map[string][]blockEntry, e
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.m[name], k.entries[name], k.err[name]
-}
-
-// decodeDisks decodes the block maps of m's disks; nil when one does not
-// decode.
-func decodeDisks(m *manifest) map[string][]blockEntry {
-	out := map[string][]blockEntry{}
-	for _, md := range m.Disks {
-		es, err := decodeBlocks(md.Blocks, md.Count, len(m.Packs))
-		if err != nil {
-			return nil
-		}
-		out[md.Name] = es
-	}
-	return out
+	return k.m[name], k.maps[name], k.err[name]
 }
 
 // prefetchPrev starts reading, for the oldest of pts of each VM, the
 // manifest of the newest earlier point this machine copied.
 func (r *Remote) prefetchPrev(ctx context.Context, cacheDir string, pts []blockmap.Point) *knownManifests {
-	k := &knownManifests{wait: map[string]chan struct{}{}, m: map[string]*manifest{}, err: map[string]error{}, entries: map[string]map[string][]blockEntry{}}
+	k := &knownManifests{wait: map[string]chan struct{}{}, m: map[string]*manifest{}, err: map[string]error{}, maps: map[string]*replMaps{}}
 	seen := map[string]bool{}
 	for _, p := range pts { // oldest first
 		if seen[p.VM] {
@@ -267,12 +254,12 @@ func (r *Remote) prefetchPrev(ctx context.Context, cacheDir string, pts []blockm
 		go func() {
 			defer close(ch)
 			m, err := r.readManifest(ctx, name)
-			var es map[string][]blockEntry
+			var rm *replMaps
 			if err == nil {
-				es = decodeDisks(m)
+				rm = r.loadReplMaps(ctx, m)
 			}
 			k.mu.Lock()
-			k.m[name], k.err[name], k.entries[name] = m, err, es
+			k.m[name], k.err[name], k.maps[name] = m, err, rm
 			k.mu.Unlock()
 		}()
 	}
@@ -288,7 +275,7 @@ func (pp *prevPoint) reuse(disk string, b int64, gen uint32, cache *blockCache) 
 	if r, ok := findRun(pp.runs[disk], b); !ok || r.gen != gen {
 		return blobRef{}, ID{}, false
 	}
-	e, ok := findEntry(pp.entries[disk], b)
+	e, ok := pp.maps.lookup(disk, b)
 	if !ok {
 		return blobRef{}, ID{}, false
 	}

@@ -30,14 +30,17 @@ type Stats struct {
 	// of their sizes: the stored data.
 	Packs     int   `json:"packs"`
 	PackBytes int64 `json:"pack_bytes"`
-	// Indexes and Manifests count the other objects; StoredBytes is the
-	// sum of every object's size (packs, indexes, manifests, config;
+	// Indexes, Manifests and Maps (full block map objects) count the
+	// other objects; StoredBytes is the sum of every object's size
+	// (packs, indexes, manifests, maps, config;
 	// latest versions only: older versions kept by a versioned bucket are
 	// not listed).
 	Indexes       int   `json:"indexes"`
 	IndexBytes    int64 `json:"index_bytes"`
 	Manifests     int   `json:"manifests"`
 	ManifestBytes int64 `json:"manifest_bytes"`
+	Maps          int   `json:"maps"`
+	MapBytes      int64 `json:"map_bytes"`
 	StoredBytes   int64 `json:"stored_bytes"`
 	// LogicalBytes is the data of every point (sum over points of their
 	// non-zero blocks); Ratio is LogicalBytes / PackBytes: deduplication
@@ -65,8 +68,9 @@ const listPage = 1000
 // Stats reports what the remote holds: points per VM, packs and their
 // bytes, the points' logical bytes and the ratio of the two. It lists
 // the bucket's cairn/ objects (latest versions: one request per 1,000
-// objects), lists cairn/points/ and reads every manifest (one GET each);
-// no pack or index is read.
+// objects), lists cairn/points/ and reads every manifest (one GET each)
+// and every block map object they name (one GET each); no pack or index
+// is read.
 func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 	st := &Stats{ImmutableDays: r.opts.ImmutableDays}
 	pages := func(n int) int { return max(1, (n+listPage-1)/listPage) }
@@ -94,20 +98,20 @@ func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 		case strings.HasPrefix(o.Name, pointsPrefix):
 			st.Manifests++
 			st.ManifestBytes += o.Size
+		case strings.HasPrefix(o.Name, mapsPrefix):
+			st.Maps++
+			st.MapBytes += o.Size
 		}
 	}
 	used := map[string]bool{}
+	maps := map[string]map[string]mapDisk{} // map objects read, by id
 	for _, m := range ms {
 		for _, p := range m.Packs {
 			used[p.ID] = true
 		}
-		var logical int64
-		for _, d := range m.Disks {
-			n, err := dataBytes(d.Blocks)
-			if err != nil {
-				return nil, fmt.Errorf("point %s of %s: disk %s: %w", m.Point.ID, m.Point.VM, d.Name, err)
-			}
-			logical += n
+		logical, err := r.logicalBytes(ctx, m, maps)
+		if err != nil {
+			return nil, err
 		}
 		p := m.Point
 		if n := len(st.VMs); n == 0 || st.VMs[n-1].VM != p.VM {
@@ -131,6 +135,7 @@ func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 		st.Points++
 		st.LogicalBytes += logical
 	}
+	st.Requests += len(maps)
 	if len(bad) == 0 {
 		for _, o := range packs {
 			if !used[strings.TrimPrefix(o.Name, packPrefix)] {
@@ -143,6 +148,42 @@ func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 		st.Ratio = float64(st.LogicalBytes) / float64(st.PackBytes)
 	}
 	return st, nil
+}
+
+// logicalBytes is the plaintext bytes of a point's data blocks: summed
+// from the inline maps of a format 1 manifest, from its map object (read
+// once per object into maps) and delta in format 2.
+func (r *Remote) logicalBytes(ctx context.Context, m *manifest, maps map[string]map[string]mapDisk) (int64, error) {
+	var logical int64
+	if m.Format != manifestFormatMap {
+		for _, d := range m.Disks {
+			n, err := dataBytes(d.Blocks)
+			if err != nil {
+				return 0, fmt.Errorf("point %s of %s: disk %s: %w", m.Point.ID, m.Point.VM, d.Name, err)
+			}
+			logical += n
+		}
+		return logical, nil
+	}
+	disks, ok := maps[m.Map.ID]
+	if !ok {
+		pm, err := r.openMaps(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		disks, maps[m.Map.ID] = pm.disks, pm.disks
+	}
+	pm := &pointMaps{m: m, disks: disks}
+	for i := range m.Disks {
+		es, err := pm.entries(&m.Disks[i])
+		if err != nil {
+			return 0, fmt.Errorf("point %s of %s: disk %s: %w", m.Point.ID, m.Point.VM, m.Disks[i].Name, err)
+		}
+		for _, e := range es {
+			logical += int64(e.Raw)
+		}
+	}
+	return logical, nil
 }
 
 // dataBytes sums the plaintext lengths of a manifest disk's block map

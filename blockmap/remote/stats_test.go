@@ -31,7 +31,7 @@ func testStats(t *testing.T, eng s3test.Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var packs int
+		var packs, maps int
 		var packBytes, all int64
 		for name, size := range e.objects("") {
 			all += size
@@ -39,9 +39,12 @@ func testStats(t *testing.T, eng s3test.Engine) {
 				packs++
 				packBytes += size
 			}
+			if strings.HasPrefix(name, mapsPrefix) {
+				maps++
+			}
 		}
-		if st.Packs != packs || st.PackBytes != packBytes || st.StoredBytes != all {
-			t.Fatalf("stats: %d packs, %d pack bytes, %d stored; the store lists %d, %d, %d", st.Packs, st.PackBytes, st.StoredBytes, packs, packBytes, all)
+		if st.Packs != packs || st.PackBytes != packBytes || st.StoredBytes != all || st.Maps != maps || maps == 0 {
+			t.Fatalf("stats: %d packs, %d pack bytes, %d stored, %d maps; the store lists %d, %d, %d, %d", st.Packs, st.PackBytes, st.StoredBytes, st.Maps, packs, packBytes, all, maps)
 		}
 		if st.UnreferencedPacks != orphans || st.UnreferencedBytes != orphanBytes {
 			t.Fatalf("stats: %d unreferenced packs (%d bytes), want %d (%d)", st.UnreferencedPacks, st.UnreferencedBytes, orphans, orphanBytes)
@@ -88,8 +91,8 @@ func testStats(t *testing.T, eng s3test.Engine) {
 	if st.Ratio <= 1 || st.Ratio != float64(logical)/float64(st.PackBytes) {
 		t.Fatalf("ratio %.3f of %d logical bytes in %d", st.Ratio, logical, st.PackBytes)
 	}
-	if st.Requests != 1+1+len(pts) {
-		t.Fatalf("stats made %d requests, want %d (two lists, one GET per manifest)", st.Requests, 2+len(pts))
+	if st.Requests != 1+1+len(pts)+st.Maps {
+		t.Fatalf("stats made %d requests, want %d (two lists, one GET per manifest and per map)", st.Requests, 2+len(pts)+st.Maps)
 	}
 	t.Logf("%d points, %d packs (%d bytes), %d logical bytes: %.2fx, %d requests", st.Points, st.Packs, st.PackBytes, st.LogicalBytes, st.Ratio, st.Requests)
 	// A pack no manifest refers to.

@@ -38,6 +38,11 @@ type VerifyReport struct {
 	BadBlocks   []BadBlock  `json:"bad_blocks,omitempty"`
 	BadPoints   []string    `json:"bad_points,omitempty"` // "vm point"
 	OrphanPacks int         `json:"orphan_packs"`
+	// MapsRead are the block map objects read (every one a point refers
+	// to); OrphanMaps those no point refers to (an interrupted
+	// replication's, or a pruned point's: prune deletes them).
+	MapsRead   int `json:"maps_read"`
+	OrphanMaps int `json:"orphan_maps"`
 }
 
 // OK is true when nothing is wrong.
@@ -90,9 +95,47 @@ func (r *Remote) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, er
 		uses []use
 	}
 	byPack := map[string]*packUse{}
+	// Each block map object is read and authenticated once (points are
+	// sorted by VM and time, so those sharing a map come together); a
+	// missing or damaged one is named with every point it leaves
+	// unreadable.
+	var lastMap string
+	var lastMaps *pointMaps
+	mapErr := map[string]error{}
+	referencedMaps := map[string]bool{}
+	var mapBad []string
 	for _, m := range ms {
-		for _, d := range m.Disks {
-			es, err := decodeBlocks(d.Blocks, d.Count, len(m.Packs))
+		maps := &pointMaps{m: m}
+		if m.Map != nil {
+			key := m.Map.ID + "@" + m.Map.Version
+			referencedMaps[m.Map.ID] = true
+			if err, ok := mapErr[key]; ok {
+				if err != nil {
+					mapBad = append(mapBad, m.Point.VM+" "+m.Point.ID)
+					continue
+				}
+			}
+			if key != lastMap || lastMaps == nil {
+				lastMaps, err = r.openMaps(ctx, m)
+				if err != nil {
+					if errors.Is(err, ErrAccessDenied) || ctx.Err() != nil {
+						return nil, err
+					}
+					mapErr[key] = err
+					lastMap, lastMaps = "", nil
+					rep.BadObjects = append(rep.BadObjects, BadObject{Object: m.Map.object(), Err: err.Error()})
+					mapBad = append(mapBad, m.Point.VM+" "+m.Point.ID)
+					continue
+				}
+				mapErr[key] = nil
+				lastMap = key
+			}
+			rep.MapsRead = len(mapErr)
+			maps = &pointMaps{m: m, disks: lastMaps.disks}
+		}
+		for i := range m.Disks {
+			d := &m.Disks[i]
+			es, err := maps.entries(d)
 			if err != nil {
 				rep.BadObjects = append(rep.BadObjects, BadObject{Object: pointsPrefix + r.keys.manifestName(m.Point.VM, m.Point.ID), Err: err.Error()})
 				continue
@@ -115,6 +158,14 @@ func (r *Remote) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, er
 		keys = append(keys, k)
 		referenced[pu.pk.ID] = true
 	}
+	// A manifest of format 2 lists its map's whole pack table, which may
+	// name packs none of the point's blocks use any more: prune keeps
+	// them, so they are not orphans.
+	for _, m := range ms {
+		for _, pk := range m.Packs {
+			referenced[pk.ID] = true
+		}
+	}
 	sort.Strings(keys)
 	for name := range havePack {
 		if !referenced[name] {
@@ -127,8 +178,20 @@ func (r *Remote) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, er
 		keys = keys[:max(1, int(float64(len(keys))*p/100+0.5))]
 		sort.Strings(keys)
 	}
+	mapObjs, err := r.st.list(ctx, mapsPrefix, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, ob := range mapObjs {
+		if !referencedMaps[strings.TrimPrefix(ob.Name, mapsPrefix)] {
+			rep.OrphanMaps++
+		}
+	}
 	var mu sync.Mutex
 	badPoint := map[string]bool{}
+	for _, p := range mapBad {
+		badPoint[p] = true
+	}
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -654,8 +654,9 @@ func remoteVerifyAction(c *cli.Context) error {
 			for _, p := range rep.BadPoints {
 				fmt.Printf("DAMAGED POINT %s\n", p)
 			}
-			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s): %d bad blocks, %d bad objects, %d unreferenced packs\n",
-				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks)
+			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s) and %s: %d bad blocks, %d bad objects, %d unreferenced packs, %s\n",
+				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), count(rep.MapsRead, "block map"),
+				len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks, count(rep.OrphanMaps, "unreferenced block map"))
 		}
 		if !rep.OK() {
 			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)

@@ -320,7 +320,7 @@ func remoteStatsAction(c *cli.Context) error {
 			return err
 		}
 	}
-	fmt.Printf("stored: %s in %s (%s with %s and %s)\n", humanBytes(st.PackBytes), count(st.Packs, "pack"), humanBytes(st.StoredBytes), fmt.Sprintf("%d pack indexes", st.Indexes), count(st.Manifests, "manifest"))
+	fmt.Printf("stored: %s in %s (%s with %s, %s and %s)\n", humanBytes(st.PackBytes), count(st.Packs, "pack"), humanBytes(st.StoredBytes), fmt.Sprintf("%d pack indexes", st.Indexes), count(st.Manifests, "manifest"), count(st.Maps, "block map"))
 	fmt.Printf("data of all points: %s, %.2fx the packs (deduplication and compression)\n", humanBytes(st.LogicalBytes), st.Ratio)
 	if st.UnreferencedPacks > 0 {
 		fmt.Printf("unreferenced: %s (%s) no point refers to; cairn prune --remote %s deletes them when their retention allows\n", count(st.UnreferencedPacks, "pack"), humanBytes(st.UnreferencedBytes), rc.Name)

@@ -18,7 +18,11 @@ func count[N int | int64](n N, noun string) string {
 // pruneSummary is the last line of `cairn forget --remote` / `prune
 // --remote`: verb is "deleted" or "would delete".
 func pruneSummary(name string, rep *remote.PruneReport, verb string) string {
-	return fmt.Sprintf("remote %s: %s %s, %d kept, %d locked; %s %s (%s), %s still locked, %s",
+	s := fmt.Sprintf("remote %s: %s %s, %d kept, %d locked; %s %s (%s), %s still locked, %s",
 		name, count(len(rep.Deleted), "point"), verb, len(rep.Kept), len(rep.Locked), count(rep.PacksDeleted, "pack"), verb,
 		humanBytes(rep.BytesFreed), count(rep.PacksLocked, "unreferenced pack"), count(rep.Orphans, "orphan pack"))
+	if rep.MapsDeleted > 0 || rep.MapsLocked > 0 {
+		s += fmt.Sprintf("; %s %s, %s still locked", count(rep.MapsDeleted, "block map"), verb, count(rep.MapsLocked, "unreferenced block map"))
+	}
+	return s
 }
