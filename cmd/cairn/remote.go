@@ -547,7 +547,10 @@ func replicateAction(c *cli.Context) error {
 			},
 		})
 		if err != nil {
-			return remoteAdvice(rc, fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err))
+			if !errors.Is(err, remote.ErrNoObjectLock) { // a second run fails alike: no resume advice
+				err = fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err)
+			}
+			return remoteAdvice(rc, err)
 		}
 		var ext *remote.ExtendStats
 		if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
