@@ -58,7 +58,7 @@ func loadRemoteConfig(repoDir, name string) (*remoteConfig, error) {
 	}
 	data, err := os.ReadFile(remoteConfigPath(repoDir, name))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remote %q is not configured in repository %s: add it with cairn remote add %s --endpoint URL --bucket B ...", name, repoDir, name)
+		return nil, remoteNotConfigured(repoDir, name)
 	}
 	if err != nil {
 		return nil, err
@@ -190,7 +190,10 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 	case errors.Is(err, remote.ErrAlreadyInitialized):
 		return fmt.Errorf("%w\nthe bucket already holds a cairn remote: use it as it is (cairn points --remote %s)", err, rc.Name)
 	case errors.Is(err, remote.ErrNoBucket):
-		return fmt.Errorf("%w\ncreate it, or let cairn remote init %s create it", err, rc.Name)
+		return fmt.Errorf("%w\n%s", err, noBucketAdvice(rc))
+	}
+	if a := unreachableAdvice(rc, err); a != "" {
+		return fmt.Errorf("%w\n%s", err, a)
 	}
 	return err
 }

@@ -346,6 +346,9 @@ func exportAction(c *cli.Context) error {
 }
 
 func verifyAction(c *cli.Context) error {
+	if err := checkVerifyFlags(c.String("remote"), c.String("sample"), c.String("vm"), c.String("point")); err != nil {
+		return err
+	}
 	if c.String("remote") != "" {
 		return remoteVerifyAction(c)
 	}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Advice for the mistakes of an administrator who sets up a remote on a
+// new machine (disaster recovery): a misspelt remote name, a wrong bucket
+// or endpoint.
+
+// remoteNotConfigured is the error for a --remote NAME the repository does
+// not know: it names the remotes it does know (a typo is the usual cause)
+// and how to add one.
+func remoteNotConfigured(repoDir, name string) error {
+	known := configuredRemotes(repoDir)
+	have := "the repository has no remotes yet"
+	if len(known) > 0 {
+		have = "its remotes: " + strings.Join(known, ", ")
+	}
+	return fmt.Errorf("remote %q is not configured in repository %s (%s); add it with cairn remote add %s --endpoint URL --bucket B --credentials FILE --key-file FILE (or --passphrase-file FILE; on a new machine: the same bucket, credentials and key as the old one)",
+		name, repoDir, have, name)
+}
+
+// configuredRemotes lists the names of the repository's remotes, sorted.
+func configuredRemotes(repoDir string) []string {
+	ents, err := os.ReadDir(remotesDir(repoDir))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// noBucketAdvice follows ErrNoBucket: a misspelt bucket is likelier than a
+// new remote whose init was forgotten, and creating an empty bucket is the
+// wrong fix for a pull.
+func noBucketAdvice(rc *remoteConfig) string {
+	return fmt.Sprintf("remote %s names bucket %q at %s (cairn remote list): check its spelling and the endpoint; for a new remote, cairn remote init %s creates the bucket",
+		rc.Name, rc.Bucket, rc.Endpoint, rc.Name)
+}
+
+// unreachableAdvice explains a store that cannot be reached at all
+// (connection refused, no such host, no route), or "" for other errors.
+func unreachableAdvice(rc *remoteConfig, err error) string {
+	var op *net.OpError
+	var dns *net.DNSError
+	if !errors.As(err, &op) && !errors.As(err, &dns) {
+		return ""
+	}
+	return fmt.Sprintf("the object store at %s (remote %s) cannot be reached: check the endpoint (cairn remote list) and that the store is running and reachable from this machine",
+		rc.Endpoint, rc.Name)
+}
+
+// checkVerifyFlags refuses verify flags that would be silently ignored:
+// --sample reads a share of a remote's packs (the repository verify reads
+// every block), and verify --remote checks the whole remote (packs are
+// shared by every VM and point), so it cannot narrow to --vm or --point.
+func checkVerifyFlags(remoteName, sample, vm, point string) error {
+	if remoteName == "" && sample != "" {
+		return fmt.Errorf("verify: --sample %s reads a share of a remote's packs: add --remote NAME, or drop --sample (the repository verify reads every block)", sample)
+	}
+	if remoteName != "" && (vm != "" || point != "") {
+		return fmt.Errorf("verify --remote %s checks every point of the remote (its packs are shared by all VMs and points): drop --vm and --point (--sample P%% reads a share of the packs)", remoteName)
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/blockmap/remote"
+)
+
+// TestCheckVerifyFlags: flags verify would ignore are refused with what to
+// do instead.
+func TestCheckVerifyFlags(t *testing.T) {
+	for _, tc := range []struct {
+		remote, sample, vm, point string
+		want                      string // "" = accepted
+	}{
+		{"", "", "", "", ""},
+		{"", "", "web", "latest", ""},
+		{"off", "5%", "", "", ""},
+		{"", "5%", "", "", "add --remote NAME"},
+		{"off", "", "web", "", "drop --vm and --point"},
+		{"off", "", "", "latest", "drop --vm and --point"},
+	} {
+		err := checkVerifyFlags(tc.remote, tc.sample, tc.vm, tc.point)
+		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("remote %q sample %q vm %q point %q: %v, want %q", tc.remote, tc.sample, tc.vm, tc.point, err, tc.want)
+		}
+	}
+}
+
+// TestRemoteNotConfiguredNamesKnown: a misspelt --remote names the
+// remotes the repository has.
+func TestRemoteNotConfiguredNamesKnown(t *testing.T) {
+	repo := t.TempDir()
+	if _, err := loadRemoteConfig(repo, "offsite"); err == nil || !strings.Contains(err.Error(), "has no remotes yet") {
+		t.Fatalf("no remotes: %v", err)
+	}
+	if err := os.MkdirAll(remotesDir(repo), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"offsite", "cold"} {
+		if err := os.WriteFile(filepath.Join(remotesDir(repo), n+".json"), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := loadRemoteConfig(repo, "ofsite")
+	if err == nil || !strings.Contains(err.Error(), "its remotes: cold, offsite") || !strings.Contains(err.Error(), "cairn remote add ofsite") {
+		t.Fatalf("misspelt remote: %v", err)
+	}
+}
+
+// TestRemoteAdviceWrongBucketOrEndpoint: a missing bucket is advised as a
+// likely typo (not "create it": an empty new bucket is the wrong fix for a
+// pull), an unreachable store names the endpoint.
+func TestRemoteAdviceWrongBucketOrEndpoint(t *testing.T) {
+	rc := &remoteConfig{Name: "offsite", Endpoint: "http://127.0.0.1:1", Bucket: "cairn-offsit"}
+	err := remoteAdvice(rc, fmt.Errorf("get cairn/config: bucket cairn-offsit: %w", remote.ErrNoBucket))
+	if msg := err.Error(); !strings.Contains(msg, `names bucket "cairn-offsit"`) || !strings.Contains(msg, "check its spelling") || strings.Contains(msg, "create it,") {
+		t.Errorf("no bucket: %s", msg)
+	}
+	_, derr := net.Dial("tcp", "127.0.0.1:1")
+	if derr == nil {
+		t.Skip("something listens on port 1")
+	}
+	err = remoteAdvice(rc, fmt.Errorf("get cairn/config: %w", &url.Error{Op: "Get", URL: "http://127.0.0.1:1/", Err: derr}))
+	if msg := err.Error(); !strings.Contains(msg, "http://127.0.0.1:1 (remote offsite) cannot be reached") {
+		t.Errorf("unreachable: %s", msg)
+	}
+	if err := remoteAdvice(rc, errors.New("other")); err.Error() != "other" {
+		t.Errorf("other error: %v", err)
+	}
+}
