@@ -597,7 +597,7 @@ func pullAction(c *cli.Context) error {
 		for _, p := range sel {
 			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
 			if err != nil {
-				return err
+				return pullAdvice(rc, repo.Dir(), err, pulled)
 			}
 			if did {
 				pulled++

@@ -7,6 +7,10 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
+
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/blockmap/remote"
 )
 
 // Advice for the mistakes of an administrator who sets up a remote on a
@@ -74,4 +78,19 @@ func checkVerifyFlags(remoteName, sample, vm, point string) error {
 		return fmt.Errorf("verify --remote %s checks every point of the remote (its packs are shared by all VMs and points): drop --vm and --point (--sample P%% reads a share of the packs)", remoteName)
 	}
 	return nil
+}
+
+// pullAdvice follows a failed pull of one point: nothing of that point was
+// committed, the points pulled before it stay, and a second run goes on
+// where this one stopped; a full repository filesystem says so.
+func pullAdvice(rc *remoteConfig, repoDir string, err error, pulled int) error {
+	err = remoteAdvice(rc, err)
+	if errors.Is(err, remote.ErrWrongKey) || errors.Is(err, remote.ErrAccessDenied) || errors.Is(err, blockmap.ErrInvalid) {
+		return err
+	}
+	done := fmt.Sprintf("nothing of that point was committed (%s pulled before it stay)", count(pulled, "point"))
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w\nthe repository's filesystem is full: %s; free space there (df -h %s) or pull less (--vm, --point), then run cairn pull again", err, done, repoDir)
+	}
+	return fmt.Errorf("%w\n%s; run cairn pull --remote %s again to go on (points already pulled are skipped)", err, done, rc.Name)
 }

@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 )
 
@@ -74,5 +76,21 @@ func TestRemoteAdviceWrongBucketOrEndpoint(t *testing.T) {
 	}
 	if err := remoteAdvice(rc, errors.New("other")); err.Error() != "other" {
 		t.Errorf("other error: %v", err)
+	}
+}
+
+// TestPullAdvice: a failed pull says that nothing of the point was
+// committed and how to go on; a full filesystem says so.
+func TestPullAdvice(t *testing.T) {
+	rc := &remoteConfig{Name: "offsite"}
+	full := fmt.Errorf("pull big point P: write /r/images/1/1.img: %w", &os.PathError{Op: "write", Path: "/r/images/1/1.img", Err: syscall.ENOSPC})
+	if msg := pullAdvice(rc, "/r", full, 2).Error(); !strings.Contains(msg, "filesystem is full") || !strings.Contains(msg, "2 points pulled before it stay") || !strings.Contains(msg, "df -h /r") {
+		t.Errorf("full: %s", msg)
+	}
+	if msg := pullAdvice(rc, "/r", errors.New("get cairn/packs/x: timeout"), 0).Error(); !strings.Contains(msg, "run cairn pull --remote offsite again") {
+		t.Errorf("store failure: %s", msg)
+	}
+	if msg := pullAdvice(rc, "/r", fmt.Errorf("x: %w", blockmap.ErrInvalid), 0).Error(); strings.Contains(msg, "again") {
+		t.Errorf("invalid: %s", msg)
 	}
 }
