@@ -1,0 +1,80 @@
+package test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/internal/s3test"
+)
+
+// TestRemotePullLatestFirst is the disaster recovery an administrator does
+// first: pull the latest point (to restore now), then the history. The
+// history gets higher generations than the latest point; latest, the
+// mount's latest link and retention must still mean the newest point by
+// time (latest named an old point, and prune --keep-last 1 deleted the
+// newest). Every pulled point keeps its id and bytes.
+func TestRemotePullLatestFirst(t *testing.T) {
+	f := newRemoteFixtureOn(t, s3test.Versity(t))
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(dir, "web.img")
+	makeImage(t, img, 16<<20)
+	for i := range 3 {
+		writeRandom(t, img, int64(i)<<20, 512<<10, uint64(40+i))
+		mustCairn(t, "--repo", repo, "import", "--vm", "web", "--disk", "d0", img)
+	}
+	pts := listPoints(t, repo, "web")
+	want := map[string]string{}
+	for _, p := range pts {
+		want[p.ID] = exportSHA(t, repo, "web", p.ID, "d0")
+	}
+	newest := pts[len(pts)-1].ID
+	f.add(t, repo, "offsite")
+	mustCairn(t, "--repo", repo, "remote", "init", "offsite")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "offsite")
+
+	rebuilt := filepath.Join(dir, "rebuilt")
+	mustCairn(t, "--repo", rebuilt, "init")
+	f.add(t, rebuilt, "offsite")
+	if out := mustCairn(t, "--repo", rebuilt, "pull", "--remote", "offsite", "--vm", "web", "--point", "latest"); !strings.Contains(out, "pulled web "+newest) {
+		t.Fatalf("pull latest said:\n%s", out)
+	}
+	mustCairn(t, "--repo", rebuilt, "pull", "--remote", "offsite")
+	got := listPoints(t, rebuilt, "web")
+	if len(got) != len(pts) {
+		t.Fatalf("rebuilt repository has %d points, want %d", len(got), len(pts))
+	}
+	for _, p := range got {
+		if sha, ok := want[p.ID]; !ok || exportSHA(t, rebuilt, "web", p.ID, "d0") != sha {
+			t.Fatalf("pulled point %s (generation %d) is not the original point of that id", p.ID, p.Gen)
+		}
+	}
+	if exportSHA(t, rebuilt, "web", "latest", "d0") != want[newest] {
+		t.Fatal("latest of the rebuilt repository is not the newest point")
+	}
+	out := mustCairn(t, "--repo", rebuilt, "prune", "--vm", "web", "--keep-last", "1", "--dry-run")
+	if strings.Contains(out, newest) || strings.Count(out, "would delete web") != len(pts)-1 {
+		t.Fatalf("prune --keep-last 1 would not keep only the newest point %s:\n%s", newest, out)
+	}
+}
+
+// TestRemoteImmutableOnUnlockedBucketCLI: a remote added with
+// --immutable-days over a bucket initialized without Object Lock fails
+// replicate with the Object Lock advice, not "run cairn replicate again".
+func TestRemoteImmutableOnUnlockedBucketCLI(t *testing.T) {
+	f := newRemoteFixtureOn(t, s3test.Versity(t))
+	_, repo := repoWithOnePoint(t, 1<<20, 3)
+	f.add(t, repo, "plain")
+	mustCairn(t, "--repo", repo, "remote", "init", "plain")
+	before := f.objectCount(t)
+	f.add(t, repo, "locked", "--immutable-days", "3")
+	res := runCairn(t, nil, "--repo", repo, "replicate", "--remote", "locked")
+	if res.code == 0 || !strings.Contains(res.stderr, "Object Lock") || strings.Contains(res.stderr, "again to resume") {
+		t.Fatalf("replicate with --immutable-days into an unlocked bucket: exit %d:\n%s", res.code, res.stderr)
+	}
+	if after := f.objectCount(t); after != before {
+		t.Fatalf("%d objects after the refused replicate, %d before", after, before)
+	}
+}
