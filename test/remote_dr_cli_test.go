@@ -78,3 +78,21 @@ func TestRemoteImmutableOnUnlockedBucketCLI(t *testing.T) {
 		t.Fatalf("%d objects after the refused replicate, %d before", after, before)
 	}
 }
+
+// TestRemoteRetentionFromBucket: a new machine that adds an immutable
+// remote without --immutable-days (the bucket's config carries the
+// retention) still renews retentions when it replicates; it never did, so
+// the old packs its new points refer to lost their lock on time.
+func TestRemoteRetentionFromBucket(t *testing.T) {
+	f := newRemoteFixtureOn(t, s3test.Versity(t))
+	_, repo := repoWithOnePoint(t, 1<<20, 5)
+	f.add(t, repo, "offsite", "--immutable-days", "3")
+	mustCairn(t, "--repo", repo, "remote", "init", "offsite")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "offsite")
+	_, repo2 := repoWithOnePoint(t, 1<<20, 6)
+	f.add(t, repo2, "offsite")
+	out := mustCairn(t, "--repo", repo2, "replicate", "--remote", "offsite")
+	if !strings.Contains(out, "retention: ") || !strings.Contains(out, "to 3 days") {
+		t.Fatalf("replicate from a machine that added the remote without --immutable-days did not renew retentions:\n%s", out)
+	}
+}

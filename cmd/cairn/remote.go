@@ -556,7 +556,10 @@ func replicateAction(c *cli.Context) error {
 			return remoteAdvice(rc, err)
 		}
 		var ext *remote.ExtendStats
-		if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
+		// The remote's own retention (its config's, when this machine
+		// added it without --immutable-days: a new machine after a disaster).
+		days := rem.ImmutableDays()
+		if days > 0 && extendDue(repo.Dir(), rc.Name, days) {
 			if ext, err = rem.Extend(c.Context); err != nil {
 				return fmt.Errorf("replicated, but extending retentions failed: %w (run cairn remote extend %s)", err, rc.Name)
 			}
@@ -573,7 +576,7 @@ func replicateAction(c *cli.Context) error {
 			count(len(st.Replicated), "point"), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, count(st.BlocksRead, "block"), humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
 			count(st.Packs, "pack"), humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
 		if ext != nil {
-			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(rc.ImmutableDays, "day"))
+			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(days, "day"))
 		}
 		return nil
 	})
