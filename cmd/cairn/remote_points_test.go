@@ -78,3 +78,23 @@ func TestSelectPull(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteGenerationAmbiguous: a generation number that two points of a
+// VM carry on a remote (replicated by the old and the rebuilt repository)
+// is refused, naming both ids; an id or a unique generation still works.
+func TestRemoteGenerationAmbiguous(t *testing.T) {
+	pts := []blockmap.Point{
+		{VM: "web", ID: "2026-12-06T08-00-00Z", Gen: 1},
+		{VM: "web", ID: "2026-12-06T09-00-00Z", Gen: 2},
+		{VM: "web", ID: "2026-12-07T08-00-00Z", Gen: 2}, // the rebuilt repository's second point
+	}
+	_, err := findRemotePoint(pts, "offsite", "web", "2")
+	if err == nil || !strings.Contains(err.Error(), "2026-12-06T09-00-00Z, 2026-12-07T08-00-00Z") || !strings.Contains(err.Error(), "give the point's id") {
+		t.Fatalf("ambiguous generation: %v", err)
+	}
+	for ref, want := range map[string]string{"1": "2026-12-06T08-00-00Z", "2026-12-07T08-00-00Z": "2026-12-07T08-00-00Z"} {
+		if p, err := findRemotePoint(pts, "offsite", "web", ref); err != nil || p.ID != want {
+			t.Errorf("%s: %v %v, want %s", ref, p.ID, err, want)
+		}
+	}
+}
