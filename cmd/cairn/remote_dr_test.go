@@ -10,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 )
@@ -92,5 +94,32 @@ func TestPullAdvice(t *testing.T) {
 	}
 	if msg := pullAdvice(rc, "/r", fmt.Errorf("x: %w", blockmap.ErrInvalid), 0).Error(); strings.Contains(msg, "again") {
 		t.Errorf("invalid: %s", msg)
+	}
+}
+
+// TestStatusReplications: `cairn status` shows each remote's last
+// replicate and verify run, a failure with the first line of its error.
+func TestStatusReplications(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 11, 30, 0, 0, time.UTC)
+	runs := []serve.ReplicationRecord{
+		{Remote: "offsite", Kind: "replicate", Trigger: "after_backup", State: "ok", End: t0, Replicated: 2, Present: 4, BytesUploaded: 1 << 20},
+		{Remote: "offsite", Kind: "verify", Trigger: "schedule", State: "ok", End: t0, VerifyErrors: 1},
+		{Remote: "offsite", Kind: "replicate", Trigger: "after_backup", State: "failed", End: t0.Add(time.Minute), Error: "connection refused\ncheck the endpoint"},
+	}
+	var b strings.Builder
+	printReplications(&b, runs)
+	out := b.String()
+	for _, want := range []string{
+		"remote offsite: last replicate (after_backup) FAILED at 2026-12-06 11:31:00: connection refused\n",
+		"remote offsite: last verify (schedule) ok at 2026-12-06 11:30:00, 1 error\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status replication section lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	printReplications(&b, runs[:1])
+	if !strings.Contains(b.String(), "ok at 2026-12-06 11:30:00: 2 points copied, 4 already there, 0 pruned, 1.0 MiB uploaded") {
+		t.Errorf("ok run: %s", b.String())
 	}
 }
