@@ -178,7 +178,7 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 	}
 	switch {
 	case errors.Is(err, remote.ErrWrongKey):
-		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read", err, rc.Name)
+		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read\n%s", err, rc.Name, wrongKeyHint(rc))
 	case errors.Is(err, remote.ErrAccessDenied):
 		return fmt.Errorf("%w\ncheck the access key and secret key in %s and that they may use bucket %s", err, orEnv(rc.CredentialsFile), rc.Bucket)
 	case errors.Is(err, remote.ErrNotInitialized):

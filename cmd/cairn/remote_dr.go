@@ -94,3 +94,14 @@ func pullAdvice(rc *remoteConfig, repoDir string, err error, pulled int) error {
 	}
 	return fmt.Errorf("%w\n%s; run cairn pull --remote %s again to go on (points already pulled are skipped)", err, done, rc.Name)
 }
+
+// wrongKeyHint names the other way of giving the key: a file written as a
+// passphrase (a line of text) given as --key-file counts its newline, and
+// a key file given as --passphrase-file loses a trailing newline, so the
+// right file given the wrong way is a wrong key.
+func wrongKeyHint(rc *remoteConfig) string {
+	if rc.KeyFile != "" {
+		return fmt.Sprintf("if the remote was made with --passphrase-file, register it with --passphrase-file %s instead: a --key-file counts every byte, a trailing newline too", rc.KeyFile)
+	}
+	return fmt.Sprintf("if the remote was made with --key-file, register it with --key-file %s instead: a --passphrase-file loses its trailing newline", rc.PassphraseFile)
+}

@@ -123,3 +123,16 @@ func TestStatusReplications(t *testing.T) {
 		t.Errorf("ok run: %s", b.String())
 	}
 }
+
+// TestWrongKeyHint: a wrong key names the other flag, the usual mistake
+// when the right file is given the wrong way.
+func TestWrongKeyHint(t *testing.T) {
+	err := remoteAdvice(&remoteConfig{Name: "o", KeyFile: "/etc/cairn/pass"}, fmt.Errorf("open: %w", remote.ErrWrongKey))
+	if !strings.Contains(err.Error(), "--passphrase-file /etc/cairn/pass") {
+		t.Errorf("key file: %v", err)
+	}
+	err = remoteAdvice(&remoteConfig{Name: "o", PassphraseFile: "/etc/cairn/key"}, fmt.Errorf("open: %w", remote.ErrWrongKey))
+	if !strings.Contains(err.Error(), "--key-file /etc/cairn/key") {
+		t.Errorf("passphrase file: %v", err)
+	}
+}
