@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -134,5 +137,15 @@ func TestWrongKeyHint(t *testing.T) {
 	err = remoteAdvice(&remoteConfig{Name: "o", PassphraseFile: "/etc/cairn/key"}, fmt.Errorf("open: %w", remote.ErrWrongKey))
 	if !strings.Contains(err.Error(), "--key-file /etc/cairn/key") {
 		t.Errorf("passphrase file: %v", err)
+	}
+}
+
+// TestRestoreDiskRemoteRefused: restore disk --remote says to pull the
+// point first (it was "flag provided but not defined: -remote").
+func TestRestoreDiskRemoteRefused(t *testing.T) {
+	app := &cli.App{Name: "cairn", Commands: []*cli.Command{restoreDiskCommand()}, Writer: io.Discard, ErrWriter: io.Discard}
+	err := app.Run([]string{"cairn", "disk", "--remote", "offsite", "--vcenter", "https://vc/sdk", "--vm", "web", "--disk", "scsi0-1", "--to-vm", "db"})
+	if err == nil || !strings.Contains(err.Error(), "cairn pull --remote offsite --vm web --point latest") {
+		t.Fatalf("restore disk --remote: %v", err)
 	}
 }
