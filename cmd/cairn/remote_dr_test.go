@@ -149,3 +149,17 @@ func TestRestoreDiskRemoteRefused(t *testing.T) {
 		t.Fatalf("restore disk --remote: %v", err)
 	}
 }
+
+// TestRemoteFlagElsewhereAdvice: a command without --remote (partitions,
+// boot, nbd-export, ...) given one says how to reach a remote point.
+func TestRemoteFlagElsewhereAdvice(t *testing.T) {
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := app.Run([]string{"cairn", "--repo", t.TempDir(), "partitions", "--remote", "offsite", "--vm", "web"})
+	if err == nil {
+		t.Fatal("partitions --remote was accepted")
+	}
+	if a := adviceFor(err); !strings.Contains(a, "cairn pull --remote NAME") || !strings.Contains(a, "cairn mount --remote NAME") {
+		t.Fatalf("advice for %v: %q", err, a)
+	}
+}
