@@ -655,8 +655,7 @@ func remoteVerifyAction(c *cli.Context) error {
 			for _, p := range rep.BadPoints {
 				fmt.Printf("DAMAGED POINT %s\n", p)
 			}
-			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s): %d bad blocks, %d bad objects, %d unreferenced packs\n",
-				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks)
+			fmt.Println(remoteVerifySummary(rc.Name, rep))
 		}
 		if !rep.OK() {
 			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)

@@ -105,3 +105,16 @@ func wrongKeyHint(rc *remoteConfig) string {
 	}
 	return fmt.Sprintf("if the remote was made with --key-file, register it with --key-file %s instead: a --passphrase-file loses its trailing newline", rc.PassphraseFile)
 }
+
+// remoteVerifySummary is the last line of `cairn verify --remote`; the
+// unreferenced packs (an interrupted replication's, or a forgotten
+// point's under a lock) say who removes them.
+func remoteVerifySummary(name string, rep *remote.VerifyReport) string {
+	s := fmt.Sprintf("remote %s: %s, read %d of %s (%s, %s): %s, %s, %s",
+		name, count(rep.Points, "point"), rep.PacksRead, count(rep.Packs, "pack"), count(rep.BlobsRead, "blob"), humanBytes(rep.BytesRead),
+		count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object"), count(rep.OrphanPacks, "unreferenced pack"))
+	if rep.OrphanPacks > 0 {
+		s += fmt.Sprintf(" (cairn prune --remote %s deletes them once unlocked; one left without its index by an interrupted upload after a day)", name)
+	}
+	return s
+}

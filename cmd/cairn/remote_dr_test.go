@@ -163,3 +163,13 @@ func TestRemoteFlagElsewhereAdvice(t *testing.T) {
 		t.Fatalf("advice for %v: %q", err, a)
 	}
 }
+
+// TestRemoteVerifySummary: counts of one are singular ("1 unreferenced
+// packs" read wrong) and unreferenced packs say who removes them.
+func TestRemoteVerifySummary(t *testing.T) {
+	got := remoteVerifySummary("off", &remote.VerifyReport{Points: 4, Packs: 4, PacksRead: 1, BlobsRead: 1, BytesRead: 1 << 20, OrphanPacks: 1})
+	want := "remote off: 4 points, read 1 of 4 packs (1 blob, 1.0 MiB): 0 bad blocks, 0 bad objects, 1 unreferenced pack (cairn prune --remote off deletes them once unlocked; one left without its index by an interrupted upload after a day)"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
