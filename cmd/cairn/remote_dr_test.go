@@ -173,3 +173,14 @@ func TestRemoteVerifySummary(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestMountCacheSizeNeedsRemote: --cache-size without --remote is refused
+// (it was silently ignored).
+func TestMountCacheSizeNeedsRemote(t *testing.T) {
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	err := app.Run([]string{"cairn", "--repo", t.TempDir(), "mount", "--cache-size", "1GiB", t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "add --remote NAME, or drop --cache-size") {
+		t.Fatalf("mount --cache-size without --remote: %v", err)
+	}
+}
