@@ -616,9 +616,14 @@ func pullAction(c *cli.Context) error {
 
 func remotePointsAction(c *cli.Context) error {
 	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
-		pts, bad, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
 		if err != nil {
 			return err
+		}
+		if vm := c.String("vm"); vm != "" {
+			if pts, err = remoteVMPoints(rc.Name, vm, pts, len(bad)); err != nil {
+				return err
+			}
 		}
 		if c.Bool("json") {
 			return printJSON(serve.NewRemotePoints(rc.Name, pts, bad))

@@ -118,3 +118,36 @@ func remoteVerifySummary(name string, rep *remote.VerifyReport) string {
 	}
 	return s
 }
+
+// remoteVMPoints narrows a remote's points to one VM; a VM the remote has
+// no point of (a misspelt name, most often) is an error naming the VMs it
+// has, unless unreadable manifests might hold it.
+func remoteVMPoints(remoteName, vm string, all []blockmap.Point, unreadable int) ([]blockmap.Point, error) {
+	var out []blockmap.Point
+	for _, p := range all {
+		if p.VM == vm {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 && unreadable == 0 {
+		return nil, fmt.Errorf("VM %q: %w: remote %s has no points of it (%s)", vm, blockmap.ErrNotFound, remoteName, remoteVMList(all))
+	}
+	return out, nil
+}
+
+// remoteVMList says which VMs a remote holds points of.
+func remoteVMList(pts []blockmap.Point) string {
+	seen := map[string]bool{}
+	var vms []string
+	for _, p := range pts {
+		if !seen[p.VM] {
+			seen[p.VM] = true
+			vms = append(vms, p.VM)
+		}
+	}
+	if len(vms) == 0 {
+		return "it holds no points"
+	}
+	sort.Strings(vms)
+	return "its VMs: " + strings.Join(vms, ", ")
+}

@@ -184,3 +184,22 @@ func TestMountCacheSizeNeedsRemote(t *testing.T) {
 		t.Fatalf("mount --cache-size without --remote: %v", err)
 	}
 }
+
+// TestRemoteVMMisspelt: points --remote --vm and pull --vm of a VM the
+// remote lacks name the VMs it has (points printed "0 points", exit 0).
+func TestRemoteVMMisspelt(t *testing.T) {
+	all := []blockmap.Point{{VM: "web", ID: "a"}, {VM: "db", ID: "b"}, {VM: "web", ID: "c"}}
+	if pts, err := remoteVMPoints("off", "web", all, 0); err != nil || len(pts) != 2 {
+		t.Fatalf("web: %v %v", pts, err)
+	}
+	_, err := remoteVMPoints("off", "wbe", all, 0)
+	if err == nil || !errors.Is(err, blockmap.ErrNotFound) || !strings.Contains(err.Error(), "its VMs: db, web") {
+		t.Fatalf("misspelt VM: %v", err)
+	}
+	if _, err := remoteVMPoints("off", "wbe", all, 1); err != nil {
+		t.Fatalf("with unreadable manifests: %v", err)
+	}
+	if _, err := selectPull(all, "off", []string{"wbe"}, ""); err == nil || !strings.Contains(err.Error(), "its VMs: db, web") {
+		t.Fatalf("pull --vm wbe: %v", err)
+	}
+}

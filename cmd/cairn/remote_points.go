@@ -119,7 +119,7 @@ func selectPull(pts []blockmap.Point, remoteName string, vms []string, point str
 		}
 	}
 	if len(sel) == 0 {
-		return nil, fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, remoteName)
+		return nil, fmt.Errorf("pull: %w: the remote has no points of %s (%s; cairn points --remote %s lists them)", blockmap.ErrNotFound, strings.Join(vms, ", "), remoteVMList(pts), remoteName)
 	}
 	return sel, nil
 }
