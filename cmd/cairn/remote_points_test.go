@@ -59,7 +59,7 @@ func TestSelectPull(t *testing.T) {
 		{[]string{"web"}, "c", "c"},
 		{[]string{"web"}, "9", "error: cairn points --remote offsite --vm web"},
 		{nil, "latest", "error: --point needs exactly one --vm"},
-		{[]string{"mail"}, "", "error: no such points"},
+		{[]string{"mail"}, "", "error: the remote has no points of mail (its VMs: db, web"},
 	} {
 		sel, err := selectPull(pts, "offsite", tc.vms, tc.point)
 		var got []string
