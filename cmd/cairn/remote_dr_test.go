@@ -203,3 +203,25 @@ func TestRemoteVMMisspelt(t *testing.T) {
 		t.Fatalf("pull --vm wbe: %v", err)
 	}
 }
+
+// TestServeRefusesUnknownRemote: a job replicating to a remote the
+// repository lacks is refused at start (and at a reload), naming the
+// remotes it has; serve started and failed every replication before.
+func TestServeRefusesUnknownRemote(t *testing.T) {
+	repo := t.TempDir()
+	if err := os.MkdirAll(remotesDir(repo), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(remoteConfigPath(repo, "offsite"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &serve.Config{Repository: repo, Jobs: []serve.Job{{Name: "nightly"}, {Name: "lab", Replicate: &serve.Replicate{Remote: "ofsite"}}}}
+	err := checkServeRemotes(cfg)
+	if err == nil || !strings.Contains(err.Error(), "job lab: replicate.remote") || !strings.Contains(err.Error(), "its remotes: offsite") {
+		t.Fatalf("unknown remote: %v", err)
+	}
+	cfg.Jobs[1].Replicate.Remote = "offsite"
+	if err := checkServeRemotes(cfg); err != nil {
+		t.Fatalf("known remote: %v", err)
+	}
+}

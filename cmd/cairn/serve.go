@@ -38,6 +38,9 @@ func serveCommands() []*cli.Command {
 				if err == nil && c.String("listen") != "" {
 					cfg.Listen = c.String("listen")
 				}
+				if err == nil {
+					err = checkServeRemotes(cfg)
+				}
 				return cfg, err
 			}
 			cfg, err := load()
