@@ -195,6 +195,9 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 	if a := unreachableAdvice(rc, err); a != "" {
 		return fmt.Errorf("%w\n%s", err, a)
 	}
+	if a := tlsAdvice(rc, err); a != "" {
+		return fmt.Errorf("%w\n%s", err, a)
+	}
 	return err
 }
 

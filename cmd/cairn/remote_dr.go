@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -52,6 +54,20 @@ func configuredRemotes(repoDir string) []string {
 func noBucketAdvice(rc *remoteConfig) string {
 	return fmt.Sprintf("remote %s names bucket %q at %s (cairn remote list): check its spelling and the endpoint; for a new remote, cairn remote init %s creates the bucket",
 		rc.Name, rc.Bucket, rc.Endpoint, rc.Name)
+}
+
+// tlsAdvice explains a store certificate this machine does not trust, or
+// "" for other errors.
+func tlsAdvice(rc *remoteConfig, err error) string {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if !errors.As(err, &cv) && !errors.As(err, &ua) && !errors.As(err, &hn) && !errors.As(err, &ci) {
+		return ""
+	}
+	return fmt.Sprintf("the TLS certificate of %s (remote %s) is not trusted here: add its CA to the system's (update-ca-certificates) or name it with SSL_CERT_FILE=CA.pem; check the endpoint's host name; --insecure on cairn remote add skips the check (not recommended)",
+		rc.Endpoint, rc.Name)
 }
 
 // unreachableAdvice explains a store that cannot be reached at all

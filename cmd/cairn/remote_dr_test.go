@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -223,5 +225,21 @@ func TestServeRefusesUnknownRemote(t *testing.T) {
 	cfg.Jobs[1].Replicate.Remote = "offsite"
 	if err := checkServeRemotes(cfg); err != nil {
 		t.Fatalf("known remote: %v", err)
+	}
+}
+
+// TestRemoteAdviceUntrustedTLS: a store whose certificate this machine
+// does not trust gets advice naming the CA and SSL_CERT_FILE (it had none).
+func TestRemoteAdviceUntrustedTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	_, gerr := http.Get(srv.URL)
+	if gerr == nil {
+		t.Fatal("a self-signed certificate was trusted")
+	}
+	rc := &remoteConfig{Name: "offsite", Endpoint: srv.URL}
+	err := remoteAdvice(rc, fmt.Errorf("get cairn/config: %w", gerr))
+	if msg := err.Error(); !strings.Contains(msg, "is not trusted here") || !strings.Contains(msg, "SSL_CERT_FILE") {
+		t.Fatalf("untrusted certificate: %s", msg)
 	}
 }
