@@ -452,6 +452,9 @@ func remoteAddAction(c *cli.Context) error {
 	if rc.ImmutableDays < 0 {
 		return errors.New("remote add: --immutable-days must be positive")
 	}
+	if err := remote.CheckStore(rc.Endpoint, rc.Bucket); err != nil {
+		return fmt.Errorf("remote add: %w", err)
+	}
 	if _, err := rc.options(); err != nil { // the files exist, are private and parse
 		return err
 	}

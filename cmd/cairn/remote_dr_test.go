@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -241,5 +243,37 @@ func TestRemoteAdviceUntrustedTLS(t *testing.T) {
 	err := remoteAdvice(rc, fmt.Errorf("get cairn/config: %w", gerr))
 	if msg := err.Error(); !strings.Contains(msg, "is not trusted here") || !strings.Contains(msg, "SSL_CERT_FILE") {
 		t.Fatalf("untrusted certificate: %s", msg)
+	}
+}
+
+// TestRemoteAddChecksStore: remote add refuses an endpoint without a
+// scheme and a bucket name S3 refuses, registering nothing (both were
+// registered and failed every later command, a disaster recovery too).
+func TestRemoteAddChecksStore(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	creds, key := filepath.Join(dir, "creds"), filepath.Join(dir, "key")
+	if err := os.WriteFile(creds, []byte("aws_access_key_id = a\naws_secret_access_key = b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, bytes.Repeat([]byte{1}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ endpoint, bucket, want string }{
+		{"127.0.0.1:9000", "cairn-offsite", "want http://HOST[:PORT]"},
+		{"http://127.0.0.1:9000", "Cairn_Offsite", "not a valid S3 bucket name"},
+	} {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		err := app.Run([]string{"cairn", "--repo", repo, "remote", "add", "off", "--endpoint", tc.endpoint, "--bucket", tc.bucket, "--credentials", creds, "--key-file", key})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("remote add --endpoint %s --bucket %s: %v, want %q", tc.endpoint, tc.bucket, err, tc.want)
+		}
+		if _, err := os.Stat(remoteConfigPath(repo, "off")); err == nil {
+			t.Fatalf("remote add --endpoint %s --bucket %s registered the remote", tc.endpoint, tc.bucket)
+		}
 	}
 }
