@@ -1,9 +1,16 @@
 package test
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/cairnbackup/cairn/internal/s3test"
 )
@@ -94,5 +101,64 @@ func TestRemoteRetentionFromBucket(t *testing.T) {
 	out := mustCairn(t, "--repo", repo2, "replicate", "--remote", "offsite")
 	if !strings.Contains(out, "retention: ") || !strings.Contains(out, "to 3 days") {
 		t.Fatalf("replicate from a machine that added the remote without --immutable-days did not renew retentions:\n%s", out)
+	}
+}
+
+// TestRemoteDamagedPointPullAndExport: a point whose pack was altered
+// behind cairn's back fails its pull alone (the other points are pulled,
+// the exit status says which one failed; it stopped the whole pull and
+// advised running it again), and export --remote of it leaves no file
+// (it left a partial image); a good export is private (0600, was 0644).
+func TestRemoteDamagedPointPullAndExport(t *testing.T) {
+	f := newRemoteFixtureOn(t, s3test.Versity(t))
+	dir, repo := repoWithOnePoint(t, 2<<20, 7) // VM a, the older point
+	f.add(t, repo, "off")
+	mustCairn(t, "--repo", repo, "remote", "init", "off")
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	packsOfA := map[string]bool{}
+	for o := range f.s3.ListObjects(context.Background(), f.bucket, minio.ListObjectsOptions{Prefix: "cairn/packs/", Recursive: true}) {
+		packsOfA[o.Key] = true
+	}
+	img := filepath.Join(dir, "b.img")
+	makeImage(t, img, 8<<20)
+	writeRandom(t, img, 0, 2<<20, 8)
+	mustCairn(t, "--repo", repo, "import", "--vm", "b", "--disk", "d0", img)
+	mustCairn(t, "--repo", repo, "replicate", "--remote", "off")
+	for key := range packsOfA {
+		obj, err := f.s3.GetObject(context.Background(), f.bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(obj)
+		obj.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 1
+		if _, err := f.s3.PutObject(context.Background(), f.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rebuilt := filepath.Join(dir, "rebuilt")
+	mustCairn(t, "--repo", rebuilt, "init")
+	f.add(t, rebuilt, "off")
+	res := runCairn(t, nil, "--repo", rebuilt, "pull", "--remote", "off")
+	if res.code == 0 || !strings.Contains(res.stderr, "FAILED a ") || !strings.Contains(res.stderr, "1 point not pulled, the remote copy is damaged") || !strings.Contains(res.stdout, "pulled b ") {
+		t.Fatalf("pull with a damaged point: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if pts := listPoints(t, rebuilt, "b"); len(pts) != 1 || exportSHA(t, rebuilt, "b", "latest", "d0") != exportSHA(t, repo, "b", "latest", "d0") {
+		t.Fatalf("the undamaged point of b was not pulled whole: %v", pts)
+	}
+	out := filepath.Join(dir, "a.img")
+	if res := runCairn(t, nil, "--repo", rebuilt, "export", "--remote", "off", "--vm", "a", "--disk", "d0", out); res.code == 0 {
+		t.Fatal("export --remote of a damaged point succeeded")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("export --remote of a damaged point left %s: %v", out, err)
+	}
+	good := filepath.Join(dir, "b.out")
+	mustCairn(t, "--repo", rebuilt, "export", "--remote", "off", "--vm", "b", "--disk", "d0", good)
+	if fi, err := os.Stat(good); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export --remote wrote %s with mode %v (%v), want 0600", good, fi.Mode().Perm(), err)
 	}
 }

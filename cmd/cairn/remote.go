@@ -603,8 +603,16 @@ func pullAction(c *cli.Context) error {
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
 		pulled := 0
+		var damaged []string
 		for _, p := range sel {
 			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			if err != nil && pointDamaged(err) {
+				// One damaged point must not keep the others from
+				// coming back: say so and go on.
+				fmt.Fprintf(os.Stderr, "FAILED %s %s: %v\n", p.VM, p.ID, err)
+				damaged = append(damaged, p.VM+" "+p.ID)
+				continue
+			}
 			if err != nil {
 				return pullAdvice(rc, repo.Dir(), err, pulled)
 			}
@@ -615,8 +623,12 @@ func pullAction(c *cli.Context) error {
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}
-		fmt.Printf("%s pulled, %d already there\n", count(pulled, "point"), len(sel)-pulled)
-		return nil
+		fmt.Printf("%s pulled, %d already there", count(pulled, "point"), len(sel)-pulled-len(damaged))
+		if len(damaged) > 0 {
+			fmt.Printf(", %d damaged", len(damaged))
+		}
+		fmt.Println()
+		return damagedPullError(rc.Name, damaged)
 	})
 }
 
@@ -694,33 +706,10 @@ func remoteExportAction(c *cli.Context) error {
 		}
 		defer dr.Close()
 		var w io.Writer = os.Stdout
-		var f *os.File
 		if out := c.Args().First(); out != "-" {
-			if f, err = os.Create(out); err != nil {
-				return err
-			}
-			defer f.Close()
-			w = nil
+			return exportRemoteFile(repo.Dir(), out, dr)
 		}
 		buf := make([]byte, 4<<20)
-		if f != nil {
-			for _, e := range dr.DataExtents() {
-				for off := e.Offset; off < e.Offset+e.Length; {
-					n := min(int64(len(buf)), e.Offset+e.Length-off)
-					if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-						return err
-					}
-					if _, err := f.WriteAt(buf[:n], off); err != nil {
-						return err
-					}
-					off += n
-				}
-			}
-			if err := f.Truncate(dr.Size()); err != nil {
-				return err
-			}
-			return f.Close()
-		}
 		for off := int64(0); off < dr.Size(); {
 			n := min(int64(len(buf)), dr.Size()-off)
 			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {

@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -166,4 +169,61 @@ func remoteVMList(pts []blockmap.Point) string {
 	}
 	sort.Strings(vms)
 	return "its VMs: " + strings.Join(vms, ", ")
+}
+
+// exportRemoteFile writes a remote disk to the file out as a sparse raw
+// image, as the local export does: mode 0600 (a VM's disk is as private
+// as the repository), never inside the repository, and removed again when
+// a block cannot be read (a damaged pack), so that no partial image is
+// left to be taken for a good one. It was created 0644 and left behind.
+func exportRemoteFile(repoDir, out string, dr *remote.DiskReader) error {
+	if err := refuseInsideRepo(repoDir, out, "output"); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	err = writeRemoteExtents(f, dr)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("export: close %s: %w", out, cerr)
+	}
+	if err != nil {
+		os.Remove(out)
+		return err
+	}
+	return nil
+}
+
+func writeRemoteExtents(f *os.File, dr *remote.DiskReader) error {
+	buf := make([]byte, 4<<20)
+	for _, e := range dr.DataExtents() {
+		for off := e.Offset; off < e.Offset+e.Length; {
+			n := min(int64(len(buf)), e.Offset+e.Length-off)
+			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := f.WriteAt(buf[:n], off); err != nil {
+				return err
+			}
+			off += n
+		}
+	}
+	return f.Truncate(dr.Size())
+}
+
+// pointDamaged tells a pull failure that is the remote point's own (a
+// blob or object that fails authentication or is missing): running pull
+// again fails alike, and the other points can still be pulled.
+func pointDamaged(err error) bool {
+	return errors.Is(err, remote.ErrCorrupt) || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrFormat)
+}
+
+// damagedPullError ends a pull that skipped damaged points (nil when none).
+func damagedPullError(remoteName string, damaged []string) error {
+	if len(damaged) == 0 {
+		return nil
+	}
+	return cli.Exit(fmt.Sprintf("pull: %s not pulled, the remote copy is damaged (%s): nothing of them was committed; cairn verify --remote %s names the damaged objects and blocks, and the remote's other points were pulled",
+		count(len(damaged), "point"), strings.Join(damaged, ", "), remoteName), 1)
 }
