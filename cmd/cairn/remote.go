@@ -681,7 +681,7 @@ func remoteVerifyAction(c *cli.Context) error {
 			fmt.Println(remoteVerifySummary(rc.Name, rep))
 		}
 		if !rep.OK() {
-			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)
+			return cli.Exit(fmt.Sprintf("verify --remote: %s, %s", count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object")), 1)
 		}
 		return nil
 	})
