@@ -109,12 +109,13 @@ type VMSummary struct {
 	Points []Point `json:"points"`
 }
 
-// Latest is the newest point of the VM; ok is false when it has none.
+// Latest is the newest point of the VM by time (see Latest); ok is false
+// when it has none.
 func (v VMSummary) Latest() (Point, bool) {
 	if len(v.Points) == 0 {
 		return Point{}, false
 	}
-	return v.Points[len(v.Points)-1], true
+	return Latest(v.Points), true
 }
 
 // Catalog lists every VM that has recovery points, by name, with its points

@@ -35,6 +35,9 @@ func TestLatestGoesByTime(t *testing.T) {
 			if p.ID != tc.want || Latest(tc.pts).ID != tc.want {
 				t.Fatalf("latest = %s (Latest %s), want %s", p.ID, Latest(tc.pts).ID, tc.want)
 			}
+			if v, ok := (VMSummary{Name: "v", Points: tc.pts}).Latest(); !ok || v.ID != tc.want {
+				t.Fatalf("VMSummary.Latest = %s, want %s", v.ID, tc.want)
+			}
 		})
 	}
 }
