@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -275,5 +276,48 @@ func TestRemoteAddChecksStore(t *testing.T) {
 		if _, err := os.Stat(remoteConfigPath(repo, "off")); err == nil {
 			t.Fatalf("remote add --endpoint %s --bucket %s registered the remote", tc.endpoint, tc.bucket)
 		}
+	}
+}
+
+// TestRefuseSecondServer: serve refuses a repository whose serve.json
+// names a live cairn serve, and ignores one whose pid is another program.
+func TestRefuseSecondServer(t *testing.T) {
+	repo := t.TempDir()
+	other := exec.Command("bash", "-c", "exec -a 'cairn serve --config x' sleep 30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	plain := exec.Command("sleep", "30")
+	if err := plain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { plain.Process.Kill(); plain.Wait() }()
+	write := func(pid int) {
+		data := fmt.Sprintf(`{"pid": %d, "listen": "127.0.0.1:8480", "started": "2026-12-06T11:30:00Z"}`, pid)
+		if err := os.WriteFile(filepath.Join(repo, serve.ServeFileName), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// /proc/PID/cmdline shows the new argv only once bash has exec'd.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", other.Process.Pid))
+		if bytes.Contains(b, []byte("cairn serve")) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	write(other.Process.Pid)
+	if err := refuseSecondServer(repo); err == nil || !strings.Contains(err.Error(), "another cairn serve runs") {
+		t.Fatalf("a live cairn serve: %v", err)
+	}
+	write(plain.Process.Pid)
+	if err := refuseSecondServer(repo); err != nil {
+		t.Fatalf("a pid of another program: %v", err)
+	}
+	os.Remove(filepath.Join(repo, serve.ServeFileName))
+	if err := refuseSecondServer(repo); err != nil {
+		t.Fatalf("no serve.json: %v", err)
 	}
 }

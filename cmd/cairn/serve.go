@@ -47,6 +47,9 @@ func serveCommands() []*cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := refuseSecondServer(cfg.Repository); err != nil {
+				return err
+			}
 			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote})
 			if err != nil {
 				return err
