@@ -109,12 +109,13 @@ type VMSummary struct {
 	Points []Point `json:"points"`
 }
 
-// Latest is the newest point of the VM; ok is false when it has none.
+// Latest is the newest point of the VM by time (see Latest); ok is false
+// when it has none.
 func (v VMSummary) Latest() (Point, bool) {
 	if len(v.Points) == 0 {
 		return Point{}, false
 	}
-	return v.Points[len(v.Points)-1], true
+	return Latest(v.Points), true
 }
 
 // Catalog lists every VM that has recovery points, by name, with its points
@@ -203,13 +204,39 @@ func (r *Repo) ResolvePoint(ctx context.Context, vm, ref string) (Point, error) 
 	return FindPoint(pts, vm, ref)
 }
 
-// FindPoint picks a point from a list by id, "latest", or generation number.
+// Latest returns the newest point of pts by time, the highest generation
+// among points of one time; the zero Point when pts is empty. Generations
+// follow time for points a repository backed up itself, but a point pulled
+// from a remote gets the next generation whatever its time: pulling the
+// latest point first and its history after it numbers the older points
+// higher. "latest", the mount's latest link and retention go by time.
+func Latest(pts []Point) Point {
+	var best Point
+	for i, p := range pts {
+		if i == 0 || newerPoint(p, best) {
+			best = p
+		}
+	}
+	return best
+}
+
+// newerPoint reports whether a is newer than b: a later time, or the same
+// time and a higher generation.
+func newerPoint(a, b Point) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.After(b.Time)
+	}
+	return a.Gen > b.Gen
+}
+
+// FindPoint picks a point from a list by id, "latest" (the newest by
+// time, see Latest), or generation number.
 func FindPoint(pts []Point, vm, ref string) (Point, error) {
 	if len(pts) == 0 {
 		return Point{}, &PointNotFoundError{VM: vm}
 	}
 	if ref == "" || ref == "latest" {
-		return pts[len(pts)-1], nil
+		return Latest(pts), nil
 	}
 	for _, p := range pts {
 		if p.ID == ref {

@@ -24,11 +24,13 @@ type Policy struct {
 func (p Policy) IsZero() bool { return p == Policy{} }
 
 // Keep returns the subset of pts (any order) the policy keeps, as a set of
-// generations. Buckets are in UTC: for each hour, day, ISO week or month
+// generations; "newest" and "last" go by the points' times. Buckets are in UTC: for each hour, day, ISO week or month
 // the newest point is kept, for the given number of most recent buckets.
 func (p Policy) Keep(pts []Point) map[uint32]bool {
+	// Newest first by time (see Latest): a repository rebuilt by pull
+	// may number an older point higher than a newer one.
 	sorted := append([]Point(nil), pts...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Gen > sorted[j].Gen })
+	sort.Slice(sorted, func(i, j int) bool { return newerPoint(sorted[i], sorted[j]) })
 	keep := map[uint32]bool{}
 	if len(sorted) == 0 {
 		return keep

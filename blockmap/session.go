@@ -25,7 +25,19 @@ type PointOptions struct {
 	// Attachments are named files committed with the point, as if given
 	// to Session.Attach.
 	Attachments map[string][]byte
+	// ID, when set, is the point's id instead of one made from Time: a
+	// point pulled from a remote keeps its id (two points of one second
+	// are T and T-2, and pulling T-2 alone must not name it T).
+	// BeginPoint and Commit fail with ErrPointExists when the VM already
+	// has a point of that id.
+	ID string
 }
+
+// latestRef is the point reference that means the newest point.
+const latestRef = "latest"
+
+// ErrPointExists: the VM already has a point of the id PointOptions.ID asks for.
+var ErrPointExists = errors.New("the VM already has a point of that id")
 
 // Session writes one new recovery point of a VM. Nothing it writes is
 // visible until Commit; Abort (or a crash) leaves no trace after the next
@@ -51,6 +63,9 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 	if err := ValidateName("VM", vm); err != nil {
 		return nil, err
 	}
+	if opts.ID != "" && (opts.ID == latestRef || ValidateName("point", opts.ID) != nil) {
+		return nil, fmt.Errorf("begin recovery point of %s: point id %q: %w", vm, opts.ID, ErrInvalid)
+	}
 	if opts.Purpose == "" {
 		opts.Purpose = "cairn backup"
 	}
@@ -60,6 +75,14 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 	lock, err := r.LockVM(ctx, vm, opts.Purpose)
 	if err != nil {
 		return nil, err
+	}
+	if opts.ID != "" {
+		// Checked under the VM's lock: a second writer of the same id
+		// (two pulls at once) finds the first one's point here.
+		if err := r.checkPointID(ctx, vm, opts.ID); err != nil {
+			lock.Release()
+			return nil, err
+		}
 	}
 	s := &Session{repo: r, vm: vm, opts: opts, started: time.Now().UTC(), lock: lock}
 	for name, data := range opts.Attachments {
@@ -312,6 +335,12 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 				return err
 			}
 			p.ID = uniquePointID(p.Time, pts)
+			if s.opts.ID != "" {
+				if err := pointIDFree(pts, s.vm, s.opts.ID); err != nil {
+					return err
+				}
+				p.ID = s.opts.ID
+			}
 			p.Committed = time.Now().UTC()
 			if err := setJSON(txn, vmGenKey(prefixPoint, s.vm, s.gen), p); err != nil {
 				return err
@@ -396,4 +425,25 @@ func (s *Session) finish() {
 	}
 	s.done = true
 	s.lock.Release()
+}
+
+// checkPointID fails with ErrPointExists when vm has a point of the given id.
+func (r *Repo) checkPointID(ctx context.Context, vm, id string) error {
+	pts, err := r.Points(ctx, vm)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return pointIDFree(pts, vm, id)
+}
+
+func pointIDFree(pts []Point, vm, id string) error {
+	for _, p := range pts {
+		if p.ID == id {
+			return fmt.Errorf("VM %s point %s: %w", vm, id, ErrPointExists)
+		}
+	}
+	return nil
 }

@@ -46,7 +46,9 @@ func (v *vmView) latest() (blockmap.Point, bool) {
 	if len(v.points) == 0 {
 		return blockmap.Point{}, false
 	}
-	return v.points[len(v.points)-1], true
+	// By time, not generation: a pulled point may be numbered after a
+	// newer one (blockmap.Latest).
+	return blockmap.Latest(v.points), true
 }
 
 // catalogSnap is an immutable view of the catalog at one sequence number.
@@ -78,7 +80,7 @@ func newSnap(seq uint64, sums []blockmap.VMSummary, prev *catalogSnap, now time.
 		}
 		switch {
 		case prev == nil:
-			v.mtime = vm.Points[len(vm.Points)-1].Time
+			v.mtime = blockmap.Latest(vm.Points).Time
 		case prev.vms[vm.Name] != nil && samePoints(prev.vms[vm.Name].points, v.points):
 			v.mtime = prev.vms[vm.Name].mtime
 		case prev.vms[vm.Name] != nil:

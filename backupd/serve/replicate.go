@@ -360,12 +360,15 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 		return err
 	}
 	var pts []blockmap.Point
+	skipped := 0
 	for _, v := range cat {
 		if want[v.Name] {
-			pts = append(pts, v.Points...)
+			kept := keptByRemoteRetention(rc.Retention, v.Points)
+			skipped += len(v.Points) - len(kept)
+			pts = append(pts, kept...)
 		}
 	}
-	log.Info("replication started", "vms", len(vms), "local_points", len(pts), "limit_rate", applyLimit(o.Remote, rc))
+	log.Info("replication started", "vms", len(vms), "local_points", len(pts), "outside_remote_retention", skipped, "limit_rate", applyLimit(o.Remote, rc))
 	st, err := o.Remote.Replicate(ctx, s.repo, pts, remote.ReplicateOptions{CacheDir: o.CacheDir})
 	if st != nil {
 		objects := 2*st.Packs + st.Maps + int64(len(st.Replicated))

@@ -33,6 +33,30 @@ func testImmutableRefusesUnlockedBucket(t *testing.T, eng s3test.Engine) {
 	}
 }
 
+// TestImmutableReplicateRefusesUnlockedBucket: a remote initialized without
+// Object Lock, opened with --immutable-days (added again with it), fails
+// replicate with ErrNoObjectLock before it writes anything (versitygw
+// keeps a PUT it refuses: an unlocked pack was left behind).
+func TestImmutableReplicateRefusesUnlockedBucket(t *testing.T) {
+	s3test.Each(t, testImmutableReplicateRefusesUnlockedBucket)
+}
+
+func testImmutableReplicateRefusesUnlockedBucket(t *testing.T, eng s3test.Engine) {
+	e := newEnvOn(t, eng, 0)
+	before := len(e.objects(""))
+	e.opts.ImmutableDays = 3
+	r := e.open()
+	repo := testutil.NewRepo(t)
+	pts := twoVMs(t, repo)
+	_, err := r.Replicate(ctx(t), repo, pts[:1], ReplicateOptions{CacheDir: cacheDir(t)})
+	if !errors.Is(err, ErrNoObjectLock) {
+		t.Fatalf("replicate with a retention into an unlocked bucket: %v, want ErrNoObjectLock", err)
+	}
+	if after := len(e.objects("")); after != before {
+		t.Fatalf("%d objects after the refused replicate, %d before", after, before)
+	}
+}
+
 // TestImmutablePoint proves through the S3 API that a replicated point's
 // objects cannot be deleted or overwritten before their retention date:
 // every version refuses DELETE; an overwrite or a delete marker (all that

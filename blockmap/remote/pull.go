@@ -30,7 +30,14 @@ func (r *Remote) Pull(ctx context.Context, repo *blockmap.Repo, vm, pointID stri
 		return blockmap.Point{}, false, fmt.Errorf("pull %s point %s: %w: the remote point has %d-byte blocks, the repository %d (create the repository with cairn init --block-size %d)",
 			vm, pointID, blockmap.ErrInvalid, m.BlockSize, repo.BlockSize(), m.BlockSize)
 	}
-	s, err := repo.BeginPoint(ctx, vm, blockmap.PointOptions{Time: m.Point.Time, Consistency: m.Point.Consistency, Meta: m.Point.Meta, Purpose: "cairn pull"})
+	// The point keeps its id (two points of one second are T and T-2:
+	// pulled alone, T-2 must not become T); another pull that committed
+	// it since the check above is found under the VM's lock.
+	s, err := repo.BeginPoint(ctx, vm, blockmap.PointOptions{ID: pointID, Time: m.Point.Time, Consistency: m.Point.Consistency, Meta: m.Point.Meta, Purpose: "cairn pull"})
+	if errors.Is(err, blockmap.ErrPointExists) {
+		p, rerr := repo.ResolvePoint(ctx, vm, pointID)
+		return p, false, rerr
+	}
 	if err != nil {
 		return blockmap.Point{}, false, err
 	}

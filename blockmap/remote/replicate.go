@@ -74,13 +74,18 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 		have       []objectInfo
 		cerr, herr error
 	)
-	wg.Add(2)
+	var lerr error
+	wg.Add(3)
 	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
 	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
+	go func() { defer wg.Done(); lerr = r.checkObjectLock(ctx) }()
 	known := r.prefetchPrev(ctx, o.CacheDir, pts)
 	pre := r.preopen(ctx, repo, o.CacheDir, pts)
 	defer pre.close()
 	wg.Wait()
+	if lerr != nil {
+		return nil, lerr
+	}
 	if cerr != nil {
 		return nil, fmt.Errorf("replicate: read the remote's pack indexes: %w", cerr)
 	}
@@ -584,4 +589,22 @@ func (r *Remote) uploadWorkers() int {
 		return r.uploads
 	}
 	return 4
+}
+
+// checkObjectLock fails with ErrNoObjectLock when the remote writes with a
+// retention (--immutable-days) into a bucket without Object Lock: every
+// PUT would be refused (or, on some stores, kept without a lock), and a
+// second run would fail the same way.
+func (r *Remote) checkObjectLock(ctx context.Context) error {
+	if r.opts.ImmutableDays <= 0 {
+		return nil
+	}
+	on, err := r.st.objectLock(ctx)
+	if err != nil {
+		return err
+	}
+	if !on {
+		return fmt.Errorf("bucket %s: %w", r.st.bucket, ErrNoObjectLock)
+	}
+	return nil
 }

@@ -99,6 +99,9 @@ func adviceFor(err error) string {
 	switch {
 	case errors.Is(err, blockmap.ErrIndexDamaged):
 		return "the repository index is damaged and nothing was read from the damaged part: run `cairn verify` to see which points are affected, and restore the repository from an offsite copy (`cairn verify` names bad blocks and block maps)"
+	case err.Error() == "flag provided but not defined: -remote":
+		// partitions, boot, verify-boot, nbd-export, restore disk, ...
+		return "this command reads the local repository only: pull the point first (cairn pull --remote NAME --vm VM --point ID), or read it through cairn mount --remote NAME DIR (disks/*.img, fs/)"
 	case errors.Is(err, blockmap.ErrNotReleased):
 		return "the points are deleted, but their space stays in use until running mounts can be told: make <repo>/catalog.seq writable again (free space, lift a quota or `chattr -i`); the next prune, forget or backup of the VM then releases it"
 	}

@@ -56,6 +56,10 @@ func mountCommands() []*cli.Command {
 }
 
 func runMount(c *cli.Context) error {
+	if c.IsSet("cache-size") && c.String("remote") == "" {
+		// The local mount reads the repository through the page cache.
+		return fmt.Errorf("mount: --cache-size sizes the cache of blocks read from a remote: add --remote NAME, or drop --cache-size")
+	}
 	if c.NArg() != 1 {
 		return cli.Exit("usage: cairn mount [--allow-other] MOUNTPOINT", 2)
 	}

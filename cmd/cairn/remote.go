@@ -61,7 +61,7 @@ func loadRemoteConfig(repoDir, name string) (*remoteConfig, error) {
 	}
 	data, err := os.ReadFile(remoteConfigPath(repoDir, name))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remote %q is not configured in repository %s: add it with cairn remote add %s --endpoint URL --bucket B ...", name, repoDir, name)
+		return nil, remoteNotConfigured(repoDir, name)
 	}
 	if err != nil {
 		return nil, err
@@ -183,7 +183,7 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 	case errors.Is(err, remote.ErrKeyChanged):
 		return fmt.Errorf("%w\nget the new key file or passphrase from whoever changed it and give it to this repository with: cairn remote rekey %s --new-key-file FILE (or --new-passphrase-file FILE)", err, rc.Name)
 	case errors.Is(err, remote.ErrWrongKey):
-		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read", err, rc.Name)
+		return fmt.Errorf("%w\nthe remote %s was initialized with another key file or passphrase; without it its data cannot be read\n%s", err, rc.Name, wrongKeyHint(rc))
 	case errors.Is(err, remote.ErrAccessDenied):
 		return fmt.Errorf("%w\ncheck the access key and secret key in %s and that they may use bucket %s", err, orEnv(rc.CredentialsFile), rc.Bucket)
 	case errors.Is(err, remote.ErrNotInitialized):
@@ -195,7 +195,13 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 	case errors.Is(err, remote.ErrAlreadyInitialized):
 		return fmt.Errorf("%w\nthe bucket already holds a cairn remote: use it as it is (cairn points --remote %s)", err, rc.Name)
 	case errors.Is(err, remote.ErrNoBucket):
-		return fmt.Errorf("%w\ncreate it, or let cairn remote init %s create it", err, rc.Name)
+		return fmt.Errorf("%w\n%s", err, noBucketAdvice(rc))
+	}
+	if a := unreachableAdvice(rc, err); a != "" {
+		return fmt.Errorf("%w\n%s", err, a)
+	}
+	if a := tlsAdvice(rc, err); a != "" {
+		return fmt.Errorf("%w\n%s", err, a)
 	}
 	return err
 }
@@ -462,6 +468,9 @@ func remoteAddAction(c *cli.Context) error {
 		}
 		rc.LimitRate = int64(r)
 	}
+	if err := remote.CheckStore(rc.Endpoint, rc.Bucket); err != nil {
+		return fmt.Errorf("remote add: %w", err)
+	}
 	if _, err := rc.options(); err != nil { // the files exist, are private and parse
 		return err
 	}
@@ -555,10 +564,16 @@ func replicateAction(c *cli.Context) error {
 			},
 		})
 		if err != nil {
-			return remoteAdvice(rc, fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err))
+			if !errors.Is(err, remote.ErrNoObjectLock) { // a second run fails alike: no resume advice
+				err = fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err)
+			}
+			return remoteAdvice(rc, err)
 		}
 		var ext *remote.ExtendStats
-		if rc.ImmutableDays > 0 && extendDue(repo.Dir(), rc.Name, rc.ImmutableDays) {
+		// The remote's own retention (its config's, when this machine
+		// added it without --immutable-days: a new machine after a disaster).
+		days := rem.ImmutableDays()
+		if days > 0 && extendDue(repo.Dir(), rc.Name, days) {
 			if ext, err = rem.Extend(c.Context); err != nil {
 				return fmt.Errorf("replicated, but extending retentions failed: %w (run cairn remote extend %s)", err, rc.Name)
 			}
@@ -575,7 +590,7 @@ func replicateAction(c *cli.Context) error {
 			count(len(st.Replicated), "point"), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, count(st.BlocksRead, "block"), humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
 			count(st.Packs, "pack"), humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
 		if ext != nil {
-			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(rc.ImmutableDays, "day"))
+			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(days, "day"))
 		}
 		return nil
 	})
@@ -596,10 +611,18 @@ func pullAction(c *cli.Context) error {
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
 		pulled := 0
+		var damaged []string
 		for _, p := range sel {
 			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			if err != nil && pointDamaged(err) {
+				// One damaged point must not keep the others from
+				// coming back: say so and go on.
+				fmt.Fprintf(os.Stderr, "FAILED %s %s: %v\n", p.VM, p.ID, err)
+				damaged = append(damaged, p.VM+" "+p.ID)
+				continue
+			}
 			if err != nil {
-				return err
+				return pullAdvice(rc, repo.Dir(), err, pulled)
 			}
 			if did {
 				pulled++
@@ -608,16 +631,25 @@ func pullAction(c *cli.Context) error {
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}
-		fmt.Printf("%s pulled, %d already there\n", count(pulled, "point"), len(sel)-pulled)
-		return nil
+		fmt.Printf("%s pulled, %d already there", count(pulled, "point"), len(sel)-pulled-len(damaged))
+		if len(damaged) > 0 {
+			fmt.Printf(", %d damaged", len(damaged))
+		}
+		fmt.Println()
+		return damagedPullError(rc.Name, damaged)
 	})
 }
 
 func remotePointsAction(c *cli.Context) error {
 	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
-		pts, bad, err := remotePointsOf(c, rem, rc, c.String("vm"))
+		pts, bad, err := remotePointsOf(c, rem, rc, "")
 		if err != nil {
 			return err
+		}
+		if vm := c.String("vm"); vm != "" {
+			if pts, err = remoteVMPoints(rc.Name, vm, pts, len(bad)); err != nil {
+				return err
+			}
 		}
 		if c.Bool("json") {
 			return printJSON(serve.NewRemotePoints(rc.Name, pts, bad))
@@ -654,12 +686,10 @@ func remoteVerifyAction(c *cli.Context) error {
 			for _, p := range rep.BadPoints {
 				fmt.Printf("DAMAGED POINT %s\n", p)
 			}
-			fmt.Printf("remote %s: %d points, read %d of %d packs (%d blobs, %s) and %s: %d bad blocks, %d bad objects, %d unreferenced packs, %s\n",
-				rc.Name, rep.Points, rep.PacksRead, rep.Packs, rep.BlobsRead, humanBytes(rep.BytesRead), count(rep.MapsRead, "block map"),
-				len(rep.BadBlocks), len(rep.BadObjects), rep.OrphanPacks, count(rep.OrphanMaps, "unreferenced block map"))
+			fmt.Println(remoteVerifySummary(rc.Name, rep))
 		}
 		if !rep.OK() {
-			return cli.Exit(fmt.Sprintf("verify --remote: %d bad blocks, %d bad objects", len(rep.BadBlocks), len(rep.BadObjects)), 1)
+			return cli.Exit(fmt.Sprintf("verify --remote: %s, %s", count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object")), 1)
 		}
 		return nil
 	})
@@ -684,33 +714,10 @@ func remoteExportAction(c *cli.Context) error {
 		}
 		defer dr.Close()
 		var w io.Writer = os.Stdout
-		var f *os.File
 		if out := c.Args().First(); out != "-" {
-			if f, err = os.Create(out); err != nil {
-				return err
-			}
-			defer f.Close()
-			w = nil
+			return exportRemoteFile(repo.Dir(), out, dr)
 		}
 		buf := make([]byte, 4<<20)
-		if f != nil {
-			for _, e := range dr.DataExtents() {
-				for off := e.Offset; off < e.Offset+e.Length; {
-					n := min(int64(len(buf)), e.Offset+e.Length-off)
-					if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-						return err
-					}
-					if _, err := f.WriteAt(buf[:n], off); err != nil {
-						return err
-					}
-					off += n
-				}
-			}
-			if err := f.Truncate(dr.Size()); err != nil {
-				return err
-			}
-			return f.Close()
-		}
 		for off := int64(0); off < dr.Size(); {
 			n := min(int64(len(buf)), dr.Size()-off)
 			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,12 +46,40 @@ func (e *remotePointError) Unwrap() error { return e.Err }
 // findRemotePoint is blockmap.FindPoint over a remote's points, its
 // not-found error naming the remote.
 func findRemotePoint(pts []blockmap.Point, remoteName, vm, ref string) (blockmap.Point, error) {
+	if err := ambiguousRemoteGen(pts, remoteName, vm, ref); err != nil {
+		return blockmap.Point{}, err
+	}
 	p, err := blockmap.FindPoint(pts, vm, ref)
 	var nf *blockmap.PointNotFoundError
 	if errors.As(err, &nf) {
 		return p, &remotePointError{Remote: remoteName, Err: err}
 	}
 	return p, err
+}
+
+// ambiguousRemoteGen refuses a generation number that names several
+// points of a VM on a remote: generations are numbered by whichever
+// repository replicated a point, so after a disaster the new repository's
+// numbers repeat the old one's.
+func ambiguousRemoteGen(pts []blockmap.Point, remoteName, vm, ref string) error {
+	g, err := strconv.ParseUint(ref, 10, 32)
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, p := range pts {
+		if p.ID == ref {
+			return nil
+		}
+		if uint64(p.Gen) == g {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) < 2 {
+		return nil
+	}
+	return fmt.Errorf("generation %d names %d points of VM %s on remote %s (%s), replicated from different repositories: give the point's id",
+		g, len(ids), vm, remoteName, strings.Join(ids, ", "))
 }
 
 // remotePointHint is the hint for a point a remote lacks.
@@ -90,7 +119,7 @@ func selectPull(pts []blockmap.Point, remoteName string, vms []string, point str
 		}
 	}
 	if len(sel) == 0 {
-		return nil, fmt.Errorf("pull: %w: the remote has no such points (cairn points --remote %s lists them)", blockmap.ErrNotFound, remoteName)
+		return nil, fmt.Errorf("pull: %w: the remote has no points of %s (%s; cairn points --remote %s lists them)", blockmap.ErrNotFound, strings.Join(vms, ", "), remoteVMList(pts), remoteName)
 	}
 	return sel, nil
 }

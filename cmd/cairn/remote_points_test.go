@@ -59,7 +59,7 @@ func TestSelectPull(t *testing.T) {
 		{[]string{"web"}, "c", "c"},
 		{[]string{"web"}, "9", "error: cairn points --remote offsite --vm web"},
 		{nil, "latest", "error: --point needs exactly one --vm"},
-		{[]string{"mail"}, "", "error: no such points"},
+		{[]string{"mail"}, "", "error: the remote has no points of mail (its VMs: db, web"},
 	} {
 		sel, err := selectPull(pts, "offsite", tc.vms, tc.point)
 		var got []string
@@ -75,6 +75,26 @@ func TestSelectPull(t *testing.T) {
 		}
 		if strings.HasPrefix(tc.want, "error: ") && !strings.Contains(g, strings.TrimPrefix(tc.want, "error: ")) || !strings.HasPrefix(tc.want, "error: ") && g != tc.want {
 			t.Errorf("pull --vm %v --point %q: %s, want %s", tc.vms, tc.point, g, tc.want)
+		}
+	}
+}
+
+// TestRemoteGenerationAmbiguous: a generation number that two points of a
+// VM carry on a remote (replicated by the old and the rebuilt repository)
+// is refused, naming both ids; an id or a unique generation still works.
+func TestRemoteGenerationAmbiguous(t *testing.T) {
+	pts := []blockmap.Point{
+		{VM: "web", ID: "2026-12-06T08-00-00Z", Gen: 1},
+		{VM: "web", ID: "2026-12-06T09-00-00Z", Gen: 2},
+		{VM: "web", ID: "2026-12-07T08-00-00Z", Gen: 2}, // the rebuilt repository's second point
+	}
+	_, err := findRemotePoint(pts, "offsite", "web", "2")
+	if err == nil || !strings.Contains(err.Error(), "2026-12-06T09-00-00Z, 2026-12-07T08-00-00Z") || !strings.Contains(err.Error(), "give the point's id") {
+		t.Fatalf("ambiguous generation: %v", err)
+	}
+	for ref, want := range map[string]string{"1": "2026-12-06T08-00-00Z", "2026-12-07T08-00-00Z": "2026-12-07T08-00-00Z"} {
+		if p, err := findRemotePoint(pts, "offsite", "web", ref); err != nil || p.ID != want {
+			t.Errorf("%s: %v %v, want %s", ref, p.ID, err, want)
 		}
 	}
 }

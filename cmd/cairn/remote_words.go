@@ -15,9 +15,19 @@ func count[N int | int64](n N, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// passive turns a prune line's verb into the summary's: "1 point would
+// delete" says the opposite of what is meant.
+func passive(verb string) string {
+	if verb == "would delete" {
+		return "would be deleted"
+	}
+	return verb
+}
+
 // pruneSummary is the last line of `cairn forget --remote` / `prune
 // --remote`: verb is "deleted" or "would delete".
 func pruneSummary(name string, rep *remote.PruneReport, verb string) string {
+	verb = passive(verb)
 	s := fmt.Sprintf("remote %s: %s %s, %d kept, %d locked; %s %s (%s), %s still locked, %s",
 		name, count(len(rep.Deleted), "point"), verb, len(rep.Kept), len(rep.Locked), count(rep.PacksDeleted, "pack"), verb,
 		humanBytes(rep.BytesFreed), count(rep.PacksLocked, "unreferenced pack"), count(rep.Orphans, "orphan pack"))

@@ -16,8 +16,10 @@ func TestRemoteWording(t *testing.T) {
 		{count(int64(0), "pack"), "0 packs"},
 		{pruneSummary("off", &remote.PruneReport{Deleted: []blockmap.Point{{}}, PacksDeleted: 1, PacksLocked: 2, Orphans: 1}, "deleted"),
 			"remote off: 1 point deleted, 0 kept, 0 locked; 1 pack deleted (0 B), 2 unreferenced packs still locked, 1 orphan pack"},
+		{pruneSummary("off", &remote.PruneReport{Deleted: []blockmap.Point{{}}, PacksDeleted: 2}, "would delete"),
+			"remote off: 1 point would be deleted, 0 kept, 0 locked; 2 packs would be deleted (0 B), 0 unreferenced packs still locked, 0 orphan packs"},
 		{pruneSummary("off", &remote.PruneReport{MapsDeleted: 1, MapsLocked: 2}, "would delete"),
-			"remote off: 0 points would delete, 0 kept, 0 locked; 0 packs would delete (0 B), 0 unreferenced packs still locked, 0 orphan packs; 1 block map would delete, 2 unreferenced block maps still locked"},
+			"remote off: 0 points would be deleted, 0 kept, 0 locked; 0 packs would be deleted (0 B), 0 unreferenced packs still locked, 0 orphan packs; 1 block map would be deleted, 2 unreferenced block maps still locked"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

@@ -193,7 +193,7 @@ func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
 	for _, p := range res.Deleted {
 		fmt.Printf("%s %s %s (generation %d)\n", verb, p.VM, p.ID, p.Gen)
 	}
-	fmt.Printf("%s %s, %d kept", count(len(res.Deleted), "point"), verb, len(res.Kept))
+	fmt.Printf("%s %s, %d kept", count(len(res.Deleted), "point"), passive(verb), len(res.Kept))
 	if !res.DryRun {
 		fmt.Printf(", %d block versions removed, %s released, %d delta images deleted", res.VersionsDeleted, humanBytes(res.BytesReleased), res.ImagesDeleted)
 	}
@@ -346,6 +346,9 @@ func exportAction(c *cli.Context) error {
 }
 
 func verifyAction(c *cli.Context) error {
+	if err := checkVerifyFlags(c.String("remote"), c.String("sample"), c.String("vm"), c.String("point")); err != nil {
+		return err
+	}
 	if c.String("remote") != "" {
 		return remoteVerifyAction(c)
 	}

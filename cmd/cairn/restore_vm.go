@@ -249,8 +249,14 @@ func restoreDiskCommand() *cli.Command {
 			&cli.StringFlag{Name: "to-vm", Required: true, Usage: "`VM` that receives the disk (name, inventory path or MoRef)"},
 			&cli.StringFlag{Name: "controller", Usage: "controller of the target (scsi0, sata0, nvme0)"},
 			&cli.StringFlag{Name: "disk-provisioning", Value: vmconfig.ProvisioningThin, Usage: "thin, thick or eager"},
+			// Not offered; accepted only to say what to do instead of
+			// "flag provided but not defined".
+			&cli.StringFlag{Name: "remote", Hidden: true},
 		),
 		Action: func(c *cli.Context) error {
+			if r := c.String("remote"); r != "" {
+				return fmt.Errorf("restore disk --remote is not offered: pull the point first (cairn pull --remote %s --vm %s --point %s), then cairn restore disk", r, c.String("vm"), c.String("point"))
+			}
 			repo, conn, opts, err := restoreSetup(c)
 			if err != nil {
 				return err

@@ -38,10 +38,16 @@ func serveCommands() []*cli.Command {
 				if err == nil && c.String("listen") != "" {
 					cfg.Listen = c.String("listen")
 				}
+				if err == nil {
+					err = checkServeRemotes(cfg)
+				}
 				return cfg, err
 			}
 			cfg, err := load()
 			if err != nil {
+				return err
+			}
+			if err := refuseSecondServer(cfg.Repository); err != nil {
 				return err
 			}
 			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote})

@@ -241,6 +241,12 @@ func statusCommand() *cli.Command {
 				return printJSON(st)
 			}
 			printStatus(os.Stdout, srv.base, st)
+			var rr struct {
+				Replications []serve.ReplicationRecord `json:"replications"`
+			}
+			if err := srv.get(c.Context, "/api/v1/replications", &rr); err == nil {
+				printReplications(os.Stdout, rr.Replications)
+			}
 			return nil
 		},
 	}

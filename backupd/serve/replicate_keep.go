@@ -1,0 +1,25 @@
+package serve
+
+import "github.com/cairnbackup/cairn/blockmap"
+
+// keptByRemoteRetention returns the points of one VM that the remote's
+// retention keeps (all of them when it has none). A point it does not
+// keep among the VM's local points is not kept among the local and remote
+// points together either (more points only push it further down), so the
+// replication skips it: uploading it only for the prune right after to
+// delete it again cost every run the upload (and, under Object Lock,
+// objects that stay for the lock's days) when the local retention keeps
+// more points than the remote's.
+func keptByRemoteRetention(pol blockmap.Policy, pts []blockmap.Point) []blockmap.Point {
+	if pol.IsZero() {
+		return pts
+	}
+	keep := pol.Keep(pts)
+	out := make([]blockmap.Point, 0, len(keep))
+	for _, p := range pts {
+		if keep[p.Gen] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
