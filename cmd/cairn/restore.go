@@ -203,7 +203,16 @@ func (r *restorer) dir(p, target string, fi fs.FileInfo, a partinfo.Attr) error 
 	if r.onPath[a.Ino] {
 		return r.fail(p, fmt.Errorf("directory cycle: this directory (inode %d) is also one of its own ancestors; the filesystem is corrupt, not descended", a.Ino))
 	}
-	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(target, 0o700); errors.Is(err, fs.ErrExist) {
+		// Restore into an existing directory only: never onto a file
+		// (its attributes would become the directory's) nor through a
+		// symlink (the children would land wherever it points).
+		if st, lerr := os.Lstat(target); lerr != nil {
+			return r.fail(p, lerr)
+		} else if !st.IsDir() {
+			return r.fail(p, fmt.Errorf("%s exists and is not a directory (%s): a directory is not restored onto it; move it away or give another DEST", target, fileKind(st.Mode())))
+		}
+	} else if err != nil {
 		return r.fail(p, err)
 	}
 	r.dirs = append(r.dirs, dirMeta{target, p, fi})
@@ -354,4 +363,21 @@ func timespec(t time.Time) unix.Timespec {
 // devString renders a Linux device number (new_encode_dev form).
 func devString(d uint32) string {
 	return fmt.Sprintf("%d:%d", unix.Major(uint64(d)), unix.Minor(uint64(d)))
+}
+
+// fileKind names the type of a local file for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device node"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a directory"
 }
