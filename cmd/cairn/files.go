@@ -387,8 +387,11 @@ func guestPath(p string) (string, error) {
 
 type fileJSON struct {
 	Name   string    `json:"name"`
-	Mode   string    `json:"mode"`
+	Mode   string    `json:"mode"` // as ls -l shows it
+	UID    *uint32   `json:"uid,omitempty"`
+	GID    *uint32   `json:"gid,omitempty"`
 	Size   int64     `json:"size"`
+	Device string    `json:"device,omitempty"` // major:minor of a device node
 	Mtime  time.Time `json:"mtime"`
 	Target string    `json:"target,omitempty"`
 }
@@ -406,7 +409,7 @@ func filesAction(c *cli.Context) error {
 	gfs := partinfo.AsFS(fsys)
 	st, err := fs.Stat(gfs, p)
 	if err != nil {
-		return fmt.Errorf("files: %w", err)
+		return guestPathError("files", p, err)
 	}
 	var infos []fs.FileInfo
 	if st.IsDir() {
@@ -426,7 +429,8 @@ func filesAction(c *cli.Context) error {
 	}
 	var out []fileJSON
 	for _, fi := range infos {
-		j := fileJSON{Name: fi.Name(), Mode: fi.Mode().String(), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
+		j := fileJSON{Name: fi.Name(), Mode: lsMode(fi.Mode()), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
+		fileEntry(&j, fi)
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			j.Target, _ = fs.ReadLink(gfs, path.Join(p, fi.Name()))
 		}
@@ -444,7 +448,14 @@ func filesAction(c *cli.Context) error {
 		if j.Target != "" {
 			name += " -> " + j.Target
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t %s\n", j.Mode, j.Size, j.Mtime.Format("2006-01-02 15:04:05"), name)
+		owner, size := "-", fmt.Sprint(j.Size)
+		if j.UID != nil {
+			owner = fmt.Sprintf("%d:%d", *j.UID, *j.GID)
+		}
+		if j.Device != "" {
+			size = j.Device
+		}
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\n", j.Mode, owner, size, j.Mtime.Format("2006-01-02 15:04:05"), name)
 	}
 	return tw.Flush()
 }
@@ -462,6 +473,9 @@ func restoreFileAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := fs.Lstat(partinfo.AsFS(fsys), p); err != nil {
+		return guestPathError("restore-file", p, err) // before DEST or its parents are made
+	}
 	dest, err := restoreDest(c.Args().Get(1), p)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
@@ -470,6 +484,9 @@ func restoreFileAction(c *cli.Context) error {
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
+	}
+	if rep.failed > 0 && rep.restored == 0 {
+		return fmt.Errorf("restore-file: nothing restored: %d failed (listed above with the reason)", rep.failed)
 	}
 	if rep.failed > 0 {
 		return fmt.Errorf("restore-file: %d entries failed (each listed above with its reason); the rest is restored in %s", rep.failed, dest)
