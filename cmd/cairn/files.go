@@ -39,7 +39,7 @@ func fileCommands() []*cli.Command {
 		{
 			Name:   "partitions",
 			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups, dynamic volumes and btrfs filesystems across them (md/ARRAY, lvm/VG, ldm/VOLUME, btrfs/NAME)",
-			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, jsonFlag()),
+			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk, or one volume across disks as the DISK column names it (md/ARRAY, lvm/VG, ldm/VOLUME, btrfs/NAME)"}, jsonFlag()),
 			Action: partitionsAction,
 		},
 		{
@@ -209,11 +209,11 @@ func partitionsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// --disk names a disk or a volume across disks (md/ARRAY, lvm/VG,
+	// ldm/VOLUME, btrfs/NAME, as the DISK column shows them); a disk's
+	// partitions are described with the volumes they belong to.
 	var tables []diskTableJSON
 	for _, d := range p.Disks {
-		if only := c.String("disk"); only != "" && d.Name != only {
-			continue
-		}
 		dr, err := repo.OpenDisk(c.Context, p, d.Name)
 		if err != nil {
 			return err
@@ -225,13 +225,22 @@ func partitionsAction(c *cli.Context) error {
 		}
 		tables = append(tables, t)
 	}
-	if len(tables) == 0 {
-		return fmt.Errorf("point %s of %s has no disk %q", p.ID, p.VM, c.String("disk"))
+	if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
+		return err
 	}
-	if c.String("disk") == "" {
-		if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
-			return err
+	if only := c.String("disk"); only != "" {
+		var names []string
+		var kept []diskTableJSON
+		for _, t := range tables {
+			names = append(names, t.Disk)
+			if t.Disk == only {
+				kept = append(kept, t)
+			}
 		}
+		if kept == nil {
+			return fmt.Errorf("point %s of %s has no disk or volume %q (it has: %s)", p.ID, p.VM, only, strings.Join(names, ", "))
+		}
+		tables = kept
 	}
 	if c.Bool("json") {
 		return printJSON(tables)
