@@ -477,7 +477,10 @@ func (f *FS) dirOf(ino uint64) (*dir, error) {
 // Stat returns an inode's attributes.
 func (f *FS) Stat(ino uint64) (partinfo.Attr, error) {
 	if ino == rootIno {
-		return partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2}, nil
+		// No times are stored for the root: the Unix epoch, as
+		// exfat-fuse shows it (Go's zero time is year 1).
+		epoch := time.Unix(0, 0).UTC()
+		return partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2, Mtime: epoch, Atime: epoch, Ctime: epoch}, nil
 	}
 	e, err := f.lookupEntry(ino)
 	if err != nil {
