@@ -136,6 +136,14 @@ func (r *restorer) walk(p, target string) error {
 	}
 	a, _ := fi.Sys().(partinfo.Attr)
 	mode := fi.Mode()
+	if !mode.IsDir() {
+		// As cp -a: a directory in the way is never replaced (removing
+		// it failed silently when it held anything, or dropped it when
+		// it was empty).
+		if st, err := os.Lstat(target); err == nil && st.IsDir() {
+			return r.fail(p, fmt.Errorf("%s exists and is a directory: the guest's %s is not restored onto it; move it away or give another DEST", target, guestKind(mode)))
+		}
+	}
 	switch {
 	case mode.IsDir():
 		return r.dir(p, target, fi, a)
@@ -380,4 +388,12 @@ func fileKind(m fs.FileMode) string {
 		return "a socket"
 	}
 	return "not a directory"
+}
+
+// guestKind names the type of a guest entry for messages.
+func guestKind(m fs.FileMode) string {
+	if m.IsRegular() {
+		return "file"
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(fileKind(m), "a "), "an ")
 }

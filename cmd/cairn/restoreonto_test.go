@@ -44,6 +44,20 @@ func TestRestoreDirOntoNonDirectory(t *testing.T) {
 			t.Errorf("the existing file was changed: mode %v, %q, %v", fi.Mode(), b, err)
 		}
 	})
+	t.Run("file onto a directory", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "etc")
+		mustT(t, os.MkdirAll(filepath.Join(dest, "hostname", "mine"), 0o755))
+		rep, lines, err := restore(t, fsys, "etc", dest, false)
+		if err != nil {
+			t.Fatalf("restore stopped: %v\n%s", err, lines)
+		}
+		if rep.failed != 1 || !strings.Contains(lines, "FAILED /etc/hostname: ") || !strings.Contains(lines, "exists and is a directory") {
+			t.Errorf("report %+v, want /etc/hostname FAILED as a directory in the way:\n%s", rep, lines)
+		}
+		if _, err := os.Stat(filepath.Join(dest, "hostname", "mine")); err != nil {
+			t.Errorf("the directory in the way was changed: %v", err)
+		}
+	})
 	t.Run("symlink below DEST", func(t *testing.T) {
 		d := t.TempDir()
 		outside := filepath.Join(d, "outside")
