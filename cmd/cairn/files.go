@@ -363,7 +363,7 @@ func volumeAdvice(detected, vm string) string {
 	default:
 		return ""
 	}
-	return fmt.Sprintf(" Read the assembled volume with %s instead of --disk/--part (`cairn partitions --vm %s` lists them).", kind, vm)
+	return fmt.Sprintf(" Read the assembled volume with %s (`cairn partitions --vm %s` lists them).", kind, vm)
 }
 
 // restoreDest is where restore-file writes guest path p: dest itself, or

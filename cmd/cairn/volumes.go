@@ -86,7 +86,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 			}
 			return o, partinfo.Safe(fsys, "btrfs"), nil
 		}
-		return fail(fmt.Errorf("point %s of %s has no btrfs of several devices named %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
+		return fail(fmt.Errorf("point %s of %s has no btrfs of several devices named %q (it has: %s); a btrfs of one device is read where it lives, with --disk/--part, --volume md/ARRAY or --volume lvm/VG/LV (`cairn partitions --vm %s` shows it)", p.ID, p.VM, parts[1], orNone(names), p.VM))
 	}
 	if isLDM {
 		var names []string
@@ -102,7 +102,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 			d := partinfo.Detect(r, 0, r.Size())
 			fsys, err := fsopen.Open(r, 0, r.Size(), d)
 			if err != nil {
-				return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+				return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
 			}
 			return o, fsys, nil
 		}
@@ -123,7 +123,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 		d := partinfo.Detect(vol, 0, vol.Size())
 		fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 		if err != nil {
-			return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+			return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
 		}
 		return o, fsys, nil
 	}
@@ -159,7 +159,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	d := partinfo.Detect(vol, 0, vol.Size())
 	fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 	if err != nil {
-		return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+		return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
 	}
 	return o, fsys, nil
 }
