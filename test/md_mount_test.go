@@ -96,6 +96,11 @@ func TestCentOSLayout(t *testing.T) {
 			!strings.Contains(res.stderr, "it has: sda, sdb, md/boot, md/pv, lvm/centos") {
 			t.Errorf("partitions --disk md/nope: exit %d %s", res.code, res.stderr)
 		}
+		// An LV is a volume, not a partition.
+		if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "centos", "--volume", "lvm/centos/swap", "/"); res.code == 0 ||
+			!strings.Contains(res.stderr, "This volume holds") {
+			t.Errorf("files --volume lvm/centos/swap: exit %d %s", res.code, res.stderr)
+		}
 		// The array holding the PV says which --volume reads its LVs.
 		if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "centos", "--volume", "md/pv", "/"); res.code == 0 ||
 			!strings.Contains(res.stderr, "--volume lvm/VG/LV") || strings.Contains(res.stderr, "--disk/--part") {
