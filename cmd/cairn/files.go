@@ -134,6 +134,9 @@ type volumeJSON struct {
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 	Recovered  string   `json:"recovered,omitempty"` // journal or log replayed in memory (crash-consistent image)
+	// VolumeError: the volume itself (an LV, an array, a dynamic
+	// volume) cannot be read, so nothing is known of its filesystem.
+	VolumeError string `json:"volume_error,omitempty"`
 }
 
 type diskTableJSON struct {
@@ -267,6 +270,8 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 			}
 			fs := v.Filesystem
 			switch {
+			case v.VolumeError != "":
+				fs = "(unreadable volume)"
 			case v.Extended:
 				fs = "(extended container)"
 			case v.VG != "":
@@ -288,6 +293,11 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 	for _, t := range tables {
 		for _, warn := range t.Warnings {
 			fmt.Fprintf(w, "%s: warning: %s\n", t.Disk, warn)
+		}
+		for _, v := range t.Partitions {
+			if v.VolumeError != "" {
+				fmt.Fprintf(w, "%s/%s: cannot be read: %s\n", t.Disk, v.Name, v.VolumeError)
+			}
 		}
 		if len(t.MadeOf) > 0 {
 			fmt.Fprintf(w, "%s: made of %s\n", t.Disk, strings.Join(t.MadeOf, " "))

@@ -204,7 +204,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		t := diskTableJSON{Disk: volumes.LDMDir + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
 		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
 		if r, err := v.Open(); err != nil {
-			j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+			j.Filesystem, j.Why, j.VolumeError = partinfo.TypeUnknown, err.Error(), err.Error()
 		} else {
 			describeVolume(&j, r, r.Size())
 		}
@@ -254,6 +254,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: "MD " + a.Version, Used: -1, Free: -1}
 		if vol := st.Arrays[a.Name]; vol == nil {
 			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
+			j.VolumeError = j.Why
 		} else {
 			t.Size, j.Size = vol.Size(), vol.Size()
 			describeVolume(&j, vol, vol.Size())
@@ -299,6 +300,9 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			vol, err := lv.Open()
 			if err != nil {
 				j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+				if lv.Type() != "thin-pool" { // a pool is never read: its thin volumes are
+					j.VolumeError = err.Error()
+				}
 				t.Partitions = append(t.Partitions, j)
 				continue
 			}
