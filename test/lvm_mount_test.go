@@ -176,7 +176,7 @@ func TestLVMVolumes(t *testing.T) {
 			t.Errorf("restored big.bin differs")
 		}
 		r := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "halfvm", "--volume", "lvm/vgdata/span", "/")
-		if r.code == 0 || !strings.Contains(r.stderr, "on none of the disks") {
+		if r.code == 0 || strings.Count(r.stderr, "on none of the disks") != 1 { // said once, not again as the VG's problem
 			t.Errorf("files on a LV with a missing PV: exit %d\n%s", r.code, r.stderr)
 		}
 		// partitions says the LV cannot be read and why, not that it

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -151,7 +152,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	vol, err := lv.Open()
 	if err != nil {
 		msg := err.Error()
-		if len(vg.Problems) > 0 {
+		if len(vg.Problems) > 0 && !errors.Is(err, lvm.ErrMissingPV) { // that error names the PV already
 			msg += " (volume group: " + strings.Join(vg.Problems, "; ") + ")"
 		}
 		return fail(fmt.Errorf("%s", msg))
