@@ -131,6 +131,7 @@ type volumeJSON struct {
 	Browsable  bool     `json:"browsable"`
 	VG         string   `json:"volume_group,omitempty"` // an LVM PV: its VG
 	Array      string   `json:"md_array,omitempty"`     // an MD member: md/<array>
+	LDM        []string `json:"ldm_volumes,omitempty"`  // a dynamic disk's partition: the ldm/<volume>s on it
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 	Recovered  string   `json:"recovered,omitempty"` // journal or log replayed in memory (crash-consistent image)
@@ -278,6 +279,8 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 				fs += " (PV of " + v.VG + ")"
 			case v.Array != "":
 				fs += " (member of " + v.Array + ")"
+			case len(v.LDM) > 0:
+				fs += " (holds " + strings.Join(v.LDM, ", ") + ")"
 			case !v.Browsable:
 				fs += " (not browsable)"
 			case v.Recovered != "":

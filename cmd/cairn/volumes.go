@@ -201,8 +201,13 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 	set := st.LVM
 	var out []diskTableJSON
 	// Dynamic volumes: one pseudo disk ldm/<volume> each.
+	ldmOf := map[string][]string{} // region -> the dynamic volumes on it
 	for _, v := range st.LDM.Volumes {
 		t := diskTableJSON{Disk: volumes.LDMDir + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
+		t.MadeOf = v.Devices()
+		for _, d := range t.MadeOf {
+			ldmOf[d] = append(ldmOf[d], t.Disk)
+		}
 		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
 		if r, err := v.Open(); err != nil {
 			j.Filesystem, j.Why, j.VolumeError = partinfo.TypeUnknown, err.Error(), err.Error()
@@ -211,6 +216,18 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		}
 		t.Partitions = append(t.Partitions, j)
 		out = append(out, t)
+	}
+	// A dynamic disk is read whole: its LDM partitions say which
+	// volumes it holds.
+	for i := range tables {
+		vols, ok := ldmOf[tables[i].Disk]
+		for j := range tables[i].Partitions {
+			v := &tables[i].Partitions[j]
+			if ok && v.Filesystem == partinfo.TypeLDM {
+				v.LDM = vols
+				v.Why = "part of a Windows dynamic disk (LDM): its volumes are listed as " + strings.Join(vols, ", ")
+			}
+		}
 	}
 	for _, pr := range st.LDM.Problems {
 		out = append(out, diskTableJSON{Disk: volumes.LDMDir, Table: "ldm", Warnings: []string{pr}})
