@@ -88,6 +88,11 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, "/etc/hostname/x: a part of the path before its last name is not a directory") {
 		t.Errorf("files /etc/hostname/x: exit %d, %s", res.code, res.stderr)
 	}
+	// Two paths: refused, not the second silently ignored.
+	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc", "/usr")...)
+	if res.code == 0 || !strings.Contains(res.stderr, "give one PATH") {
+		t.Errorf("files /etc /usr: exit %d, %s%s", res.code, res.stdout, res.stderr)
+	}
 	out := filepath.Join(dir, "out")
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "restore-file"}, vol...), "/etc/nope", filepath.Join(out, "x"))...)
 	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope does not exist") {

@@ -419,6 +419,9 @@ type fileJSON struct {
 }
 
 func filesAction(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return fmt.Errorf("files: give one PATH (a directory to list, or a file), got %d: %s", c.NArg(), strings.Join(c.Args().Slice(), " "))
+	}
 	o, fsys, err := openVolume(c)
 	if err != nil {
 		return err
