@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,11 @@ func TestCentOSLayout(t *testing.T) {
 		if res := runCairn(t, nil, "--repo", repoDir, "partitions", "--vm", "centos", "--disk", "md/nope"); res.code == 0 ||
 			!strings.Contains(res.stderr, "it has: sda, sdb, md/boot, md/pv, lvm/centos") {
 			t.Errorf("partitions --disk md/nope: exit %d %s", res.code, res.stderr)
+		}
+		// The text table says each array's RAID level, not only its
+		// superblock version.
+		if ptxt := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "centos"); !regexp.MustCompile(`(?m)^md/boot +md +whole .* raid1, MD 1\.0 `).MatchString(ptxt) {
+			t.Errorf("partitions does not say md/boot is raid1:\n%s", ptxt)
 		}
 		// An LV is a volume, not a partition.
 		if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "centos", "--volume", "lvm/centos/swap", "/"); res.code == 0 ||

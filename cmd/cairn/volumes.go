@@ -269,7 +269,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			}
 			t.MadeOf = append(t.MadeOf, fmt.Sprintf("slot%d=%s", r, where))
 		}
-		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: "MD " + a.Version, Used: -1, Free: -1}
+		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: md.LevelName(a.Level) + ", MD " + a.Version, Used: -1, Free: -1}
 		if vol := st.Arrays[a.Name]; vol == nil {
 			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
 			j.VolumeError = j.Why
