@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -507,6 +509,9 @@ func restoreFileAction(c *cli.Context) error {
 	}
 	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("restore-file: interrupted after %d entries (listed in the summary above); the file being written was removed, nothing partly written is left in %s", rep.restored, dest)
+	}
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}

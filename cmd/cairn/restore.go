@@ -170,6 +170,9 @@ func (r *restorer) walk(p, target string) error {
 		}
 		if err := r.file(p, target, fi, a); err != nil {
 			os.Remove(target) // never leave a half-written file behind
+			if cerr := r.ctx.Err(); cerr != nil {
+				return errStop{cerr} // interrupted, not a failure of this entry
+			}
 			return r.fail(p, err)
 		}
 		if a.Nlink > 1 {
@@ -311,6 +314,9 @@ func (r *restorer) copyData(out *os.File, ino uint64, size int64) error {
 			return nil
 		}
 		for pos := start; pos < end; {
+			if err := r.ctx.Err(); err != nil {
+				return err // Ctrl-C inside a large file
+			}
 			n, rerr := r.fsys.ReadAt(ino, r.buf[:min(int64(len(r.buf)), end-pos)], pos)
 			for b := 0; b < n; b += len(zero) {
 				chunk := r.buf[b:min(b+len(zero), n)]
