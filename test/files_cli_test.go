@@ -46,6 +46,7 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	must(os.WriteFile(filepath.Join(src, "home/alice/notes"), []byte("n\n"), 0o640))
 	must(os.Chown(filepath.Join(src, "home/alice/notes"), 1000, 1001))
 	must(os.WriteFile(filepath.Join(src, "etc/hostname"), []byte("h\n"), 0o644))
+	must(os.Symlink("hostname", filepath.Join(src, "etc/hn")))
 	img := filepath.Join(dir, "ext4.img")
 	sh(t, "mkfs.ext4", "-q", "-F", "-d", src, img, "16M")
 	repoDir := filepath.Join(dir, "repo")
@@ -87,6 +88,10 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc/hostname/x")...)
 	if res.code == 0 || !strings.Contains(res.stderr, "/etc/hostname/x: a part of the path before its last name is not a directory") {
 		t.Errorf("files /etc/hostname/x: exit %d, %s", res.code, res.stderr)
+	}
+	// A symlink given as PATH is shown as ls -l shows it: the link.
+	if got := files("/etc/hn"); !strings.Contains(got, "lrwxrwxrwx") || !strings.Contains(got, "hn -> hostname") {
+		t.Errorf("cairn files /etc/hn:\n%s", got)
 	}
 	// Two paths: refused, not the second silently ignored.
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc", "/usr")...)

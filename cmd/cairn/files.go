@@ -452,14 +452,24 @@ func filesAction(c *cli.Context) error {
 			infos = append(infos, fi)
 		}
 	} else {
-		infos = append(infos, st)
+		// One entry, as ls -l shows it: a symlink is the link itself,
+		// with its target (Stat followed it to know it is no directory).
+		lfi, err := fs.Lstat(gfs, p)
+		if err != nil {
+			return guestPathError("files", p, err)
+		}
+		infos = append(infos, lfi)
 	}
 	var out []fileJSON
 	for _, fi := range infos {
 		j := fileJSON{Name: fi.Name(), Mode: lsMode(fi.Mode()), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
 		fileEntry(&j, fi)
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			j.Target, _ = fs.ReadLink(gfs, path.Join(p, fi.Name()))
+			lp := path.Join(p, fi.Name())
+			if !st.IsDir() {
+				lp = p
+			}
+			j.Target, _ = fs.ReadLink(gfs, lp)
 		}
 		out = append(out, j)
 	}
