@@ -56,8 +56,8 @@ func fileCommands() []*cli.Command {
 			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
 			Description: "DEST names the restored copy of PATH, as with cp -a; when DEST is an existing\n" +
-				"directory, PATH is restored into it under its own name. Missing parent directories\n" +
-				"of DEST are created.\n" +
+				"directory or ends in /, PATH is restored into it under its own name (DEST/NAME, the\n" +
+				"same on every run). Missing parent directories of DEST are created.\n" +
 				"Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
@@ -386,7 +386,12 @@ func volumeAdvice(detected, vm string) string {
 // Missing parents of the result are created, so that a DEST such as
 // ./restored/etc works without a mkdir first.
 func restoreDest(dest, p string) (string, error) {
-	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
+	// A trailing slash says "into this directory", existing or not: the
+	// file or tree lands at DEST/NAME on the first run as on the next
+	// (DEST/ was made the directory itself, and a file restored to a
+	// missing DEST/ failed after its directory had been created).
+	into := strings.HasSuffix(dest, "/") && p != "."
+	if fi, err := os.Stat(dest); (into || err == nil && fi.IsDir()) && p != "." {
 		dest = filepath.Join(dest, restoreName(path.Base(p)))
 	}
 	if parent := filepath.Dir(dest); parent != "" {
