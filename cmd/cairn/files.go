@@ -140,6 +140,7 @@ type volumeJSON struct {
 	// VolumeError: the volume itself (an LV, an array, a dynamic
 	// volume) cannot be read, so nothing is known of its filesystem.
 	VolumeError string `json:"volume_error,omitempty"`
+	Btrfs       string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
 }
 
 type diskTableJSON struct {
@@ -281,6 +282,8 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 				fs += " (PV of " + v.VG + ")"
 			case v.Array != "":
 				fs += " (member of " + v.Array + ")"
+			case v.Btrfs != "":
+				fs += " (device of " + v.Btrfs + ")"
 			case len(v.LDM) > 0:
 				fs += " (holds " + strings.Join(v.LDM, ", ") + ")"
 			case !v.Browsable:
@@ -355,7 +358,7 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		if err != nil {
 			o.Close()
 			return nil, nil, fmt.Errorf("disk %s partition %s: %s%s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "),
-				volumeAdvice(v.Detection.Type, c.String("vm")))
+				openAdvice(v.Detection.Type, err, c.String("vm")))
 		}
 		return o, fsys, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/partinfo"
+	"github.com/cairnbackup/cairn/partinfo/btrfs"
 )
 
 // lsMode renders a mode as ls -l does (drwxr-xr-x, crw-rw----,
@@ -78,4 +79,13 @@ func guestPathError(cmd, p string, err error) error {
 		return fmt.Errorf("%s: %s: a part of the path before its last name is not a directory", cmd, show(p))
 	}
 	return fmt.Errorf("%s: %s: %w", cmd, show(p), err)
+}
+
+// openAdvice is what files and restore-file add to an error opening a
+// volume: the --volume that reads the assembled volume it belongs to.
+func openAdvice(detected string, err error, vm string) string {
+	if errors.Is(err, btrfs.ErrMultiDevice) {
+		return fmt.Sprintf(" Read the assembled filesystem with --volume btrfs/NAME (`cairn partitions --vm %s` lists it).", vm)
+	}
+	return volumeAdvice(detected, vm)
 }

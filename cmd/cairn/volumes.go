@@ -103,7 +103,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 			d := partinfo.Detect(r, 0, r.Size())
 			fsys, err := fsopen.Open(r, 0, r.Size(), d)
 			if err != nil {
-				return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
+				return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 			}
 			return o, fsys, nil
 		}
@@ -124,7 +124,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 		d := partinfo.Detect(vol, 0, vol.Size())
 		fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 		if err != nil {
-			return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
+			return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 		}
 		return o, fsys, nil
 	}
@@ -160,7 +160,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	d := partinfo.Detect(vol, 0, vol.Size())
 	fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 	if err != nil {
-		return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), volumeAdvice(d.Type, p.VM)))
+		return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 	}
 	return o, fsys, nil
 }
@@ -333,6 +333,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 	// LVs) say where its files are.
 	forEachVolume(func(path string, v *volumeJSON) {
 		if b, ok := btrfsOf[path]; ok {
+			v.Btrfs = b
 			v.Why = "device of a btrfs of several devices: its files are listed under " + b
 		}
 	}, tables, out)
