@@ -93,6 +93,11 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	if got := files("/etc/hn"); !strings.Contains(got, "lrwxrwxrwx") || !strings.Contains(got, "hn -> hostname") {
 		t.Errorf("cairn files /etc/hn:\n%s", got)
 	}
+	// A disk without a partition table, --part left at its default 1.
+	res = runCairn(t, nil, "--repo", repoDir, "files", "--vm", "u", "--disk", "sda", "/")
+	if res.code == 0 || !strings.Contains(res.stderr, "give --part whole") {
+		t.Errorf("files without --part on a disk without a table: exit %d, %s", res.code, res.stderr)
+	}
 	// Two paths: refused, not the second silently ignored.
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc", "/usr")...)
 	if res.code == 0 || !strings.Contains(res.stderr, "give one PATH") {

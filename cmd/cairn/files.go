@@ -363,6 +363,9 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		return o, fsys, nil
 	}
 	o.Close()
+	if len(names) == 1 && names[0] == "whole" {
+		return nil, nil, fmt.Errorf("disk %s has no partition table, so no partition %q: the whole disk is one volume, give --part whole", c.String("disk"), c.String("part"))
+	}
 	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
 }
 
