@@ -517,11 +517,18 @@ func (f *FS) Lookup(dirIno uint64, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	i, ok := d.byName[name]
-	if !ok {
-		return 0, fmt.Errorf("exfat: %q: %w", name, fs.ErrNotExist)
+	if i, ok := d.byName[name]; ok {
+		return d.entries[i].ino, nil
 	}
-	return d.entries[i].ino, nil
+	// exFAT names are case-insensitive (Windows and the Linux exfat
+	// driver look them up through the up-case table): exact first, then
+	// ignoring case, as the FAT reader does.
+	for _, e := range d.entries {
+		if strings.EqualFold(e.name, name) {
+			return e.ino, nil
+		}
+	}
+	return 0, fmt.Errorf("exfat: %q: %w", name, fs.ErrNotExist)
 }
 
 // Readlink fails: exFAT has no symbolic links.
