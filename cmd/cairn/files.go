@@ -46,7 +46,7 @@ func fileCommands() []*cli.Command {
 		},
 		{
 			Name:      "files",
-			Usage:     "list a directory of a guest filesystem in a recovery point",
+			Usage:     "list a directory of a guest filesystem in a recovery point, or show one file, as ls -l does (mode, uid:gid, size or device, mtime)",
 			ArgsUsage: "[PATH]",
 			Flags:     volFlags(jsonFlag()),
 			Action:    filesAction,
