@@ -414,7 +414,7 @@ func guestPath(p string) (string, error) {
 	if p == "" {
 		return ".", nil
 	}
-	if !fs.ValidPath(p) {
+	if !partinfo.ValidPath(p) {
 		return "", fmt.Errorf("path %q is not valid", p)
 	}
 	return p, nil
