@@ -47,6 +47,8 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	must(os.Chown(filepath.Join(src, "home/alice/notes"), 1000, 1001))
 	must(os.WriteFile(filepath.Join(src, "etc/hostname"), []byte("h\n"), 0o644))
 	must(os.Symlink("hostname", filepath.Join(src, "etc/hn")))
+	must(os.WriteFile(filepath.Join(src, "etc/tab\tname"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(src, "etc/new\nline"), nil, 0o644))
 	img := filepath.Join(dir, "ext4.img")
 	sh(t, "mkfs.ext4", "-q", "-F", "-d", src, img, "16M")
 	repoDir := filepath.Join(dir, "repo")
@@ -97,6 +99,12 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	res = runCairn(t, nil, "--repo", repoDir, "files", "--vm", "u", "--disk", "sda", "/")
 	if res.code == 0 || !strings.Contains(res.stderr, "give --part whole") {
 		t.Errorf("files without --part on a disk without a table: exit %d, %s", res.code, res.stderr)
+	}
+	// Names with a tab or a newline are quoted, as ls quotes them: one
+	// line per entry, the columns intact.
+	etc := files("/etc")
+	if !strings.Contains(etc, `"tab\tname"`) || !strings.Contains(etc, `"new\nline"`) || strings.Count(etc, "\n") != 4 {
+		t.Errorf("cairn files /etc:\n%s", etc)
 	}
 	// Two paths: refused, not the second silently ignored.
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc", "/usr")...)

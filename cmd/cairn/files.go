@@ -492,9 +492,9 @@ func filesAction(c *cli.Context) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 1, ' ', tabwriter.AlignRight)
 	for _, j := range out {
-		name := j.Name
+		name := displayName(j.Name)
 		if j.Target != "" {
-			name += " -> " + j.Target
+			name += " -> " + displayName(j.Target)
 		}
 		owner, size := "-", fmt.Sprint(j.Size)
 		if j.UID != nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"syscall"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -88,4 +90,20 @@ func openAdvice(detected string, err error, vm string) string {
 		return fmt.Sprintf(" Read the assembled filesystem with --volume btrfs/NAME (`cairn partitions --vm %s` lists it).", vm)
 	}
 	return volumeAdvice(detected, vm)
+}
+
+// displayName is a guest name as the text listing shows it: unchanged,
+// or quoted with Go escapes when it holds control characters (a tab or
+// newline would split the listing's columns or lines) or is not UTF-8,
+// as ls quotes such names. --json carries the name itself.
+func displayName(name string) string {
+	if !utf8.ValidString(name) {
+		return strconv.Quote(name)
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return strconv.Quote(name)
+		}
+	}
+	return name
 }
