@@ -38,14 +38,9 @@ func TestRestoreFileStopsMidFile(t *testing.T) {
 	mustT(t, os.MkdirAll(src, 0o755))
 	mustT(t, os.WriteFile(filepath.Join(src, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 1<<20), 0o644)) // 16 MiB of data
 	mustT(t, os.WriteFile(filepath.Join(src, "later.txt"), []byte("later"), 0o644))
-	img := filepath.Join(dir, "e.img")
-	sparseImage(t, img, 64<<20)
-	run(t, "mkfs.ext4", "-q", "-d", src, img)
-	raw, err := os.ReadFile(img)
-	mustT(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	cfs := &cancellingFS{Filesystem: openImage(t, raw), cancel: cancel}
+	cfs := &cancellingFS{Filesystem: ext4Of(t, src, 64<<20), cancel: cancel}
 	dest := filepath.Join(dir, "out")
 	var rep bytes.Buffer
 	r, err := restoreTree(ctx, cfs, ".", dest, restoreOptions{report: &rep})

@@ -22,12 +22,7 @@ func TestRestoreNamesNotUTF8(t *testing.T) {
 	mustT(t, os.MkdirAll(filepath.Join(src, latin1), 0o755))
 	mustT(t, os.WriteFile(filepath.Join(src, latin1, "menu"), []byte("menu"), 0o644))
 	mustT(t, os.WriteFile(filepath.Join(src, surrogate), []byte("s"), 0o644))
-	img := filepath.Join(dir, "e.img")
-	sparseImage(t, img, 8<<20)
-	run(t, "mkfs.ext4", "-q", "-d", src, img)
-	raw, err := os.ReadFile(img)
-	mustT(t, err)
-	fsys := openImage(t, raw)
+	fsys := ext4Of(t, src, 8<<20)
 
 	dest := filepath.Join(dir, "out")
 	rep, lines, err := restore(t, fsys, ".", dest, false)

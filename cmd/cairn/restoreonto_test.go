@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // TestRestoreDirOntoNonDirectory: a guest directory restored where DEST
@@ -22,12 +23,7 @@ func TestRestoreDirOntoNonDirectory(t *testing.T) {
 	mustT(t, os.MkdirAll(filepath.Join(src, "etc", "sub"), 0o755))
 	mustT(t, os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("guest\n"), 0o644))
 	mustT(t, os.WriteFile(filepath.Join(src, "etc", "sub", "f"), []byte("f\n"), 0o644))
-	img := filepath.Join(dir, "e.img")
-	sparseImage(t, img, 8<<20)
-	run(t, "mkfs.ext4", "-q", "-d", src, img)
-	raw, err := os.ReadFile(img)
-	mustT(t, err)
-	fsys := openImage(t, raw)
+	fsys := ext4Of(t, src, 8<<20)
 
 	t.Run("file", func(t *testing.T) {
 		existing := filepath.Join(t.TempDir(), "existing")
@@ -79,4 +75,16 @@ func TestRestoreDirOntoNonDirectory(t *testing.T) {
 			t.Errorf("hostname: %q %v", b, err)
 		}
 	})
+}
+
+// ext4Of makes an ext4 image of size bytes holding the tree src
+// (mkfs.ext4 -d) and opens it.
+func ext4Of(t *testing.T, src string, size int64) partinfo.Filesystem {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "e.img")
+	sparseImage(t, img, size)
+	run(t, "mkfs.ext4", "-q", "-d", src, img)
+	raw, err := os.ReadFile(img)
+	mustT(t, err)
+	return openImage(t, raw)
 }
