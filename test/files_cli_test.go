@@ -49,6 +49,7 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	must(os.Symlink("hostname", filepath.Join(src, "etc/hn")))
 	must(os.WriteFile(filepath.Join(src, "etc/tab\tname"), nil, 0o644))
 	must(os.WriteFile(filepath.Join(src, "etc/new\nline"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(src, "home/alice/caf\xe9"), nil, 0o644))
 	img := filepath.Join(dir, "ext4.img")
 	sh(t, "mkfs.ext4", "-q", "-F", "-d", src, img, "16M")
 	repoDir := filepath.Join(dir, "repo")
@@ -105,6 +106,25 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	etc := files("/etc")
 	if !strings.Contains(etc, `"tab\tname"`) || !strings.Contains(etc, `"new\nline"`) || strings.Count(etc, "\n") != 4 {
 		t.Errorf("cairn files /etc:\n%s", etc)
+	}
+	// A name that is not UTF-8 (Latin-1): quoted in the text, its bytes
+	// in the JSON (a JSON string cannot carry them).
+	if got := files("/home/alice"); !strings.Contains(got, `"caf\xe9"`) {
+		t.Errorf("cairn files /home/alice:\n%s", got)
+	}
+	var named []struct {
+		Name      string
+		NameBytes []byte `json:"name_bytes"`
+	}
+	if err := json.Unmarshal([]byte(files("--json", "/home/alice")), &named); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range named {
+		found = found || string(e.NameBytes) == "caf\xe9"
+	}
+	if !found {
+		t.Errorf("cairn files --json /home/alice: no name_bytes of caf\\xe9: %+v", named)
 	}
 	// Two paths: refused, not the second silently ignored.
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "files"}, vol...), "/etc", "/usr")...)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -421,14 +422,17 @@ func guestPath(p string) (string, error) {
 }
 
 type fileJSON struct {
-	Name   string    `json:"name"`
-	Mode   string    `json:"mode"` // as ls -l shows it
-	UID    *uint32   `json:"uid,omitempty"`
-	GID    *uint32   `json:"gid,omitempty"`
-	Size   int64     `json:"size"`
-	Device string    `json:"device,omitempty"` // major:minor of a device node
-	Mtime  time.Time `json:"mtime"`
-	Target string    `json:"target,omitempty"`
+	Name string `json:"name"`
+	// NameBytes is the name's bytes (base64) when it is not UTF-8:
+	// JSON strings cannot carry it, "name" has U+FFFD in its place.
+	NameBytes []byte    `json:"name_bytes,omitempty"`
+	Mode      string    `json:"mode"` // as ls -l shows it
+	UID       *uint32   `json:"uid,omitempty"`
+	GID       *uint32   `json:"gid,omitempty"`
+	Size      int64     `json:"size"`
+	Device    string    `json:"device,omitempty"` // major:minor of a device node
+	Mtime     time.Time `json:"mtime"`
+	Target    string    `json:"target,omitempty"`
 }
 
 func filesAction(c *cli.Context) error {
@@ -475,6 +479,9 @@ func filesAction(c *cli.Context) error {
 	for _, fi := range infos {
 		j := fileJSON{Name: fi.Name(), Mode: lsMode(fi.Mode()), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
 		fileEntry(&j, fi)
+		if !utf8.ValidString(j.Name) {
+			j.NameBytes = []byte(j.Name)
+		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			lp := path.Join(p, fi.Name())
 			if !st.IsDir() {
