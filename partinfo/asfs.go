@@ -33,7 +33,7 @@ func (x *ioFS) resolve(op, name string, follow bool) (uint64, Attr, error) {
 	fail := func(err error) (uint64, Attr, error) {
 		return 0, Attr{}, &fs.PathError{Op: op, Path: name, Err: err}
 	}
-	if !fs.ValidPath(name) {
+	if !ValidPath(name) {
 		return fail(fs.ErrInvalid)
 	}
 	root := x.f.Root()
@@ -294,4 +294,21 @@ func (f *ioFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	out := f.dir[:n]
 	f.dir = f.dir[n:]
 	return out, nil
+}
+
+// ValidPath is io/fs.ValidPath without its UTF-8 check: guest names are
+// bytes (a Latin-1 name of an old Linux system, the WTF-8 form
+// DecodeUTF16Name gives an unpaired surrogate), and each must stay
+// reachable. Elements may not be empty, "." or ".."; "." alone is the
+// root.
+func ValidPath(name string) bool {
+	if name == "." {
+		return true
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+	}
+	return true
 }

@@ -159,7 +159,7 @@ func TestDetectEachKind(t *testing.T) {
 			if readable[d.Type] != (u == nil) {
 				t.Errorf("Unreadable(%s) = %v", d.Type, u)
 			}
-			if u != nil && (!strings.HasPrefix(u.Error(), "This partition holds") || len(u.Error()) < 80) {
+			if u != nil && (!strings.HasPrefix(u.Error(), "This volume holds") || len(u.Error()) < 80) {
 				t.Errorf("ERROR.txt text too thin: %q", u.Error())
 			}
 		})

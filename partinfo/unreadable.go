@@ -11,7 +11,7 @@ type UnreadableError struct {
 }
 
 func (e *UnreadableError) Error() string {
-	return fmt.Sprintf("This partition holds %s. %s", e.What, e.Why)
+	return fmt.Sprintf("This volume holds %s. %s", e.What, e.Why)
 }
 
 // exportHint is the common way out: the raw image is always available.

@@ -34,4 +34,10 @@ func TestSUSELayout(t *testing.T) {
 	if err != nil || strings.Contains(string(b), "after the snapshot") {
 		t.Errorf("snapshot shows %q %v", b, err)
 	}
+	// --volume btrfs/NAME is for a btrfs of several devices: asked for
+	// this one by its label, cairn says where a one-device btrfs is read.
+	if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "suse", "--volume", "btrfs/suse-root", "/"); res.code == 0 ||
+		!strings.Contains(res.stderr, "a btrfs of one device is read where it lives, with --disk/--part") {
+		t.Errorf("files --volume btrfs/suse-root: exit %d %s", res.code, res.stderr)
+	}
 }

@@ -79,6 +79,15 @@ func TestBtrfsMultiDeviceLayout(t *testing.T) {
 			t.Errorf("partitions --json lacks %s:\n%s", want, parts)
 		}
 	}
+	// The text table marks each device, and a device read alone with
+	// --disk/--part names the --volume that reads the filesystem.
+	if txt := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "pool"); strings.Count(txt, "(device of btrfs/pool)") != 2 {
+		t.Errorf("partitions does not mark both devices of btrfs/pool:\n%s", txt)
+	}
+	if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "pool", "--disk", "sdb", "--part", "whole", "/"); res.code == 0 ||
+		!strings.Contains(res.stderr, "--volume btrfs/NAME") {
+		t.Errorf("files on one device of btrfs/pool: %d %q", res.code, res.stderr)
+	}
 	res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "pool", "--volume", "btrfs/nope", "/")
 	if res.code == 0 || !strings.Contains(res.stderr, "pool") {
 		t.Errorf("unknown btrfs volume: %d %q", res.code, res.stderr)

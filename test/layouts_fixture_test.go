@@ -212,14 +212,16 @@ type partitionTable struct {
 	Table      string   `json:"table"`
 	MadeOf     []string `json:"made_of"`
 	Partitions []struct {
-		Name       string `json:"name"`
-		Type       string `json:"type"`
-		Filesystem string `json:"filesystem"`
-		Label      string `json:"label"`
-		Browsable  bool   `json:"browsable"`
-		VG         string `json:"volume_group"`
-		Array      string `json:"md_array"`
-		Why        string `json:"why_not_browsable"`
+		Name        string   `json:"name"`
+		Type        string   `json:"type"`
+		Filesystem  string   `json:"filesystem"`
+		Label       string   `json:"label"`
+		Browsable   bool     `json:"browsable"`
+		VG          string   `json:"volume_group"`
+		Array       string   `json:"md_array"`
+		LDM         []string `json:"ldm_volumes"`
+		Why         string   `json:"why_not_browsable"`
+		VolumeError string   `json:"volume_error"`
 	} `json:"partitions"`
 }
 

@@ -72,10 +72,15 @@ func TestWindowsDynamicDisks(t *testing.T) {
 		for _, tb := range tables {
 			if strings.HasPrefix(tb.Disk, "ldm/") {
 				p := tb.Partitions[0]
-				got = append(got, fmt.Sprintf("%s=%s:%s:%v", tb.Disk, p.Type, p.Filesystem, p.Browsable))
+				got = append(got, fmt.Sprintf("%s=%s:%s:%v:%s", tb.Disk, p.Type, p.Filesystem, p.Browsable, strings.Join(tb.MadeOf, "+")))
+			} else {
+				// A dynamic disk says which volumes it holds.
+				p := tb.Partitions[0]
+				got = append(got, fmt.Sprintf("%s/%s=%s:%s", tb.Disk, p.Name, p.Filesystem, strings.Join(p.LDM, "+")))
 			}
 		}
-		if w := "ldm/Data=spanned:ntfs:true ldm/Mirror=mirrored:ntfs:true ldm/Stripe=striped:ntfs:true"; strings.Join(got, " ") != w {
+		if w := "disk0/p1=ldm:ldm/Data+ldm/Mirror+ldm/Stripe disk1/p1=ldm:ldm/Data+ldm/Mirror+ldm/Stripe " +
+			"ldm/Data=spanned:ntfs:true:disk0+disk1 ldm/Mirror=mirrored:ntfs:true:disk0+disk1 ldm/Stripe=striped:ntfs:true:disk0+disk1"; strings.Join(got, " ") != w {
 			t.Errorf("partitions: %v, want %s", got, w)
 		}
 		ls := mustCairn(t, "--repo", repoDir, "files", "--vm", "win", "--volume", "ldm/Stripe", "/")

@@ -1,9 +1,11 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,42 @@ func TestCentOSLayout(t *testing.T) {
 			"md/boot/whole=ext4:true:: md/pv/whole=lvm2:false::centos lvm/centos/root=ext4:true:: lvm/centos/swap=unknown:false::"
 		if strings.Join(got, " ") != want {
 			t.Errorf("partitions:\n got %s\nwant %s", strings.Join(got, " "), want)
+		}
+		// --disk takes a disk (described with the arrays and VGs its
+		// partitions belong to, as without --disk) or a volume as the
+		// DISK column names it; a wrong one lists what there is.
+		one := func(disk string) []partitionTable {
+			var tb []partitionTable
+			raw := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "centos", "--point", full, "--json", "--disk", disk)
+			if err := json.Unmarshal([]byte(raw), &tb); err != nil {
+				t.Fatalf("partitions --disk %s: %v\n%s", disk, err, raw)
+			}
+			return tb
+		}
+		if tb := one("sda"); len(tb) != 1 || len(tb[0].Partitions) != 2 || tb[0].Partitions[1].Array != "md/pv" {
+			t.Errorf("partitions --disk sda: %+v", tb)
+		}
+		if tb := one("lvm/centos"); len(tb) != 1 || tb[0].Disk != "lvm/centos" || len(tb[0].Partitions) != 2 {
+			t.Errorf("partitions --disk lvm/centos: %+v", tb)
+		}
+		if res := runCairn(t, nil, "--repo", repoDir, "partitions", "--vm", "centos", "--disk", "md/nope"); res.code == 0 ||
+			!strings.Contains(res.stderr, "it has: sda, sdb, md/boot, md/pv, lvm/centos") {
+			t.Errorf("partitions --disk md/nope: exit %d %s", res.code, res.stderr)
+		}
+		// The text table says each array's RAID level, not only its
+		// superblock version.
+		if ptxt := mustCairn(t, "--repo", repoDir, "partitions", "--vm", "centos"); !regexp.MustCompile(`(?m)^md/boot +md +whole .* raid1, MD 1\.0 `).MatchString(ptxt) {
+			t.Errorf("partitions does not say md/boot is raid1:\n%s", ptxt)
+		}
+		// An LV is a volume, not a partition.
+		if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "centos", "--volume", "lvm/centos/swap", "/"); res.code == 0 ||
+			!strings.Contains(res.stderr, "This volume holds") {
+			t.Errorf("files --volume lvm/centos/swap: exit %d %s", res.code, res.stderr)
+		}
+		// The array holding the PV says which --volume reads its LVs.
+		if res := runCairn(t, nil, "--repo", repoDir, "files", "--vm", "centos", "--volume", "md/pv", "/"); res.code == 0 ||
+			!strings.Contains(res.stderr, "--volume lvm/VG/LV") || strings.Contains(res.stderr, "--disk/--part") {
+			t.Errorf("files --volume md/pv: exit %d %s", res.code, res.stderr)
 		}
 		ls := mustCairn(t, "--repo", repoDir, "files", "--vm", "halfcentos", "--volume", "md/boot", "/")
 		if !strings.Contains(ls, "names") {

@@ -53,9 +53,9 @@ func hintFor(err error) string {
 		case missing.Dir == "":
 			return "use --repo DIR or set CAIRN_REPO"
 		case missing.Exists:
-			return fmt.Sprintf("create one with `cairn init --repo %s`", missing.Dir)
+			return fmt.Sprintf("create one with `cairn --repo %s init`", missing.Dir)
 		}
-		return fmt.Sprintf("create it with `cairn init --repo %s`", missing.Dir)
+		return fmt.Sprintf("create it with `cairn --repo %s init`", missing.Dir)
 	case errors.As(err, &noPoint):
 		if noPoint.Ref == "" {
 			return "see `cairn points`"

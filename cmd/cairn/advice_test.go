@@ -61,8 +61,8 @@ func TestAdviceForLibraryErrors(t *testing.T) {
 		text, logic string // in the error; in the advice
 	}{
 		{"no repository", open(""), "no repository given", "--repo DIR or set CAIRN_REPO"},
-		{"missing repository", open(missing), "does not exist", "`cairn init --repo " + missing + "`"},
-		{"no cairn.json", open(empty), "cairn.json is missing", "`cairn init --repo " + empty + "`"},
+		{"missing repository", open(missing), "does not exist", "`cairn --repo " + missing + " init`"},
+		{"no cairn.json", open(empty), "cairn.json is missing", "`cairn --repo " + empty + " init`"},
 		{"no points", fmt.Errorf("export: %w", noPoints), "no recovery points", "`cairn points`"},
 		{"unknown point", noPoint, `has no recovery point "b"`, "`cairn points --vm vm1`"},
 		{"stale mount", &fusefs.MountedError{Dir: "/m", Stale: true}, "server has died", "`cairn umount --lazy /m`"},

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,12 +42,12 @@ func fileCommands() []*cli.Command {
 		{
 			Name:   "partitions",
 			Usage:  "print the partition tables and filesystems of a recovery point's disks, and the MD arrays, LVM volume groups, dynamic volumes and btrfs filesystems across them (md/ARRAY, lvm/VG, ldm/VOLUME, btrfs/NAME)",
-			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk"}, jsonFlag()),
+			Flags:  pointFlags(&cli.StringFlag{Name: "disk", Usage: "only this disk, or one volume across disks as the DISK column names it (md/ARRAY, lvm/VG, ldm/VOLUME, btrfs/NAME)"}, jsonFlag()),
 			Action: partitionsAction,
 		},
 		{
 			Name:      "files",
-			Usage:     "list a directory of a guest filesystem in a recovery point",
+			Usage:     "list a directory of a guest filesystem in a recovery point, or show one file, as ls -l does (mode, uid:gid, size or device, mtime)",
 			ArgsUsage: "[PATH]",
 			Flags:     volFlags(jsonFlag()),
 			Action:    filesAction,
@@ -54,8 +57,8 @@ func fileCommands() []*cli.Command {
 			Usage:     "copy a file or directory tree out of a guest filesystem, keeping modes, times, extended attributes and ACLs (owners, trusted.* and security.* as root)",
 			ArgsUsage: "PATH DEST",
 			Description: "DEST names the restored copy of PATH, as with cp -a; when DEST is an existing\n" +
-				"directory, PATH is restored into it under its own name. Missing parent directories\n" +
-				"of DEST are created.\n" +
+				"directory or ends in /, PATH is restored into it under its own name (DEST/NAME, the\n" +
+				"same on every run). Missing parent directories of DEST are created.\n" +
 				"Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
@@ -131,9 +134,14 @@ type volumeJSON struct {
 	Browsable  bool     `json:"browsable"`
 	VG         string   `json:"volume_group,omitempty"` // an LVM PV: its VG
 	Array      string   `json:"md_array,omitempty"`     // an MD member: md/<array>
+	LDM        []string `json:"ldm_volumes,omitempty"`  // a dynamic disk's partition: the ldm/<volume>s on it
 	Why        string   `json:"why_not_browsable,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
 	Recovered  string   `json:"recovered,omitempty"` // journal or log replayed in memory (crash-consistent image)
+	// VolumeError: the volume itself (an LV, an array, a dynamic
+	// volume) cannot be read, so nothing is known of its filesystem.
+	VolumeError string `json:"volume_error,omitempty"`
+	Btrfs       string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
 }
 
 type diskTableJSON struct {
@@ -209,11 +217,11 @@ func partitionsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// --disk names a disk or a volume across disks (md/ARRAY, lvm/VG,
+	// ldm/VOLUME, btrfs/NAME, as the DISK column shows them); a disk's
+	// partitions are described with the volumes they belong to.
 	var tables []diskTableJSON
 	for _, d := range p.Disks {
-		if only := c.String("disk"); only != "" && d.Name != only {
-			continue
-		}
 		dr, err := repo.OpenDisk(c.Context, p, d.Name)
 		if err != nil {
 			return err
@@ -225,13 +233,22 @@ func partitionsAction(c *cli.Context) error {
 		}
 		tables = append(tables, t)
 	}
-	if len(tables) == 0 {
-		return fmt.Errorf("point %s of %s has no disk %q", p.ID, p.VM, c.String("disk"))
+	if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
+		return err
 	}
-	if c.String("disk") == "" {
-		if tables, err = addLVM(c.Context, repo, p, tables); err != nil {
-			return err
+	if only := c.String("disk"); only != "" {
+		var names []string
+		var kept []diskTableJSON
+		for _, t := range tables {
+			names = append(names, t.Disk)
+			if t.Disk == only {
+				kept = append(kept, t)
+			}
 		}
+		if kept == nil {
+			return fmt.Errorf("point %s of %s has no disk or volume %q (it has: %s)", p.ID, p.VM, only, strings.Join(names, ", "))
+		}
+		tables = kept
 	}
 	if c.Bool("json") {
 		return printJSON(tables)
@@ -258,12 +275,18 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 			}
 			fs := v.Filesystem
 			switch {
+			case v.VolumeError != "":
+				fs = "(unreadable volume)"
 			case v.Extended:
 				fs = "(extended container)"
 			case v.VG != "":
 				fs += " (PV of " + v.VG + ")"
 			case v.Array != "":
 				fs += " (member of " + v.Array + ")"
+			case v.Btrfs != "":
+				fs += " (device of " + v.Btrfs + ")"
+			case len(v.LDM) > 0:
+				fs += " (holds " + strings.Join(v.LDM, ", ") + ")"
 			case !v.Browsable:
 				fs += " (not browsable)"
 			case v.Recovered != "":
@@ -279,6 +302,11 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 	for _, t := range tables {
 		for _, warn := range t.Warnings {
 			fmt.Fprintf(w, "%s: warning: %s\n", t.Disk, warn)
+		}
+		for _, v := range t.Partitions {
+			if v.VolumeError != "" {
+				fmt.Fprintf(w, "%s/%s: cannot be read: %s\n", t.Disk, v.Name, v.VolumeError)
+			}
 		}
 		if len(t.MadeOf) > 0 {
 			fmt.Fprintf(w, "%s: made of %s\n", t.Disk, strings.Join(t.MadeOf, " "))
@@ -331,11 +359,14 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		if err != nil {
 			o.Close()
 			return nil, nil, fmt.Errorf("disk %s partition %s: %s%s", c.String("disk"), v.Name, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "),
-				volumeAdvice(v.Detection.Type, c.String("vm")))
+				openAdvice(v.Detection.Type, err, c.String("vm")))
 		}
 		return o, fsys, nil
 	}
 	o.Close()
+	if len(names) == 1 && names[0] == "whole" {
+		return nil, nil, fmt.Errorf("disk %s has no partition table, so no partition %q: the whole disk is one volume, give --part whole", c.String("disk"), c.String("part"))
+	}
 	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
 }
 
@@ -354,7 +385,7 @@ func volumeAdvice(detected, vm string) string {
 	default:
 		return ""
 	}
-	return fmt.Sprintf(" Read the assembled volume with %s instead of --disk/--part (`cairn partitions --vm %s` lists them).", kind, vm)
+	return fmt.Sprintf(" Read the assembled volume with %s (`cairn partitions --vm %s` lists them).", kind, vm)
 }
 
 // restoreDest is where restore-file writes guest path p: dest itself, or
@@ -362,7 +393,12 @@ func volumeAdvice(detected, vm string) string {
 // Missing parents of the result are created, so that a DEST such as
 // ./restored/etc works without a mkdir first.
 func restoreDest(dest, p string) (string, error) {
-	if fi, err := os.Stat(dest); err == nil && fi.IsDir() && p != "." {
+	// A trailing slash says "into this directory", existing or not: the
+	// file or tree lands at DEST/NAME on the first run as on the next
+	// (DEST/ was made the directory itself, and a file restored to a
+	// missing DEST/ failed after its directory had been created).
+	into := strings.HasSuffix(dest, "/") && p != "."
+	if fi, err := os.Stat(dest); (into || err == nil && fi.IsDir()) && p != "." {
 		dest = filepath.Join(dest, restoreName(path.Base(p)))
 	}
 	if parent := filepath.Dir(dest); parent != "" {
@@ -379,21 +415,30 @@ func guestPath(p string) (string, error) {
 	if p == "" {
 		return ".", nil
 	}
-	if !fs.ValidPath(p) {
+	if !partinfo.ValidPath(p) {
 		return "", fmt.Errorf("path %q is not valid", p)
 	}
 	return p, nil
 }
 
 type fileJSON struct {
-	Name   string    `json:"name"`
-	Mode   string    `json:"mode"`
-	Size   int64     `json:"size"`
-	Mtime  time.Time `json:"mtime"`
-	Target string    `json:"target,omitempty"`
+	Name string `json:"name"`
+	// NameBytes is the name's bytes (base64) when it is not UTF-8:
+	// JSON strings cannot carry it, "name" has U+FFFD in its place.
+	NameBytes []byte    `json:"name_bytes,omitempty"`
+	Mode      string    `json:"mode"` // as ls -l shows it
+	UID       *uint32   `json:"uid,omitempty"`
+	GID       *uint32   `json:"gid,omitempty"`
+	Size      int64     `json:"size"`
+	Device    string    `json:"device,omitempty"` // major:minor of a device node
+	Mtime     time.Time `json:"mtime"`
+	Target    string    `json:"target,omitempty"`
 }
 
 func filesAction(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return fmt.Errorf("files: give one PATH (a directory to list, or a file), got %d: %s", c.NArg(), strings.Join(c.Args().Slice(), " "))
+	}
 	o, fsys, err := openVolume(c)
 	if err != nil {
 		return err
@@ -406,7 +451,7 @@ func filesAction(c *cli.Context) error {
 	gfs := partinfo.AsFS(fsys)
 	st, err := fs.Stat(gfs, p)
 	if err != nil {
-		return fmt.Errorf("files: %w", err)
+		return guestPathError("files", p, err)
 	}
 	var infos []fs.FileInfo
 	if st.IsDir() {
@@ -422,13 +467,27 @@ func filesAction(c *cli.Context) error {
 			infos = append(infos, fi)
 		}
 	} else {
-		infos = append(infos, st)
+		// One entry, as ls -l shows it: a symlink is the link itself,
+		// with its target (Stat followed it to know it is no directory).
+		lfi, err := fs.Lstat(gfs, p)
+		if err != nil {
+			return guestPathError("files", p, err)
+		}
+		infos = append(infos, lfi)
 	}
 	var out []fileJSON
 	for _, fi := range infos {
-		j := fileJSON{Name: fi.Name(), Mode: fi.Mode().String(), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
+		j := fileJSON{Name: fi.Name(), Mode: lsMode(fi.Mode()), Size: fi.Size(), Mtime: fi.ModTime().UTC()}
+		fileEntry(&j, fi)
+		if !utf8.ValidString(j.Name) {
+			j.NameBytes = []byte(j.Name)
+		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			j.Target, _ = fs.ReadLink(gfs, path.Join(p, fi.Name()))
+			lp := path.Join(p, fi.Name())
+			if !st.IsDir() {
+				lp = p
+			}
+			j.Target, _ = fs.ReadLink(gfs, lp)
 		}
 		out = append(out, j)
 	}
@@ -440,11 +499,18 @@ func filesAction(c *cli.Context) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 1, ' ', tabwriter.AlignRight)
 	for _, j := range out {
-		name := j.Name
+		name := displayName(j.Name)
 		if j.Target != "" {
-			name += " -> " + j.Target
+			name += " -> " + displayName(j.Target)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t %s\n", j.Mode, j.Size, j.Mtime.Format("2006-01-02 15:04:05"), name)
+		owner, size := "-", fmt.Sprint(j.Size)
+		if j.UID != nil {
+			owner = fmt.Sprintf("%d:%d", *j.UID, *j.GID)
+		}
+		if j.Device != "" {
+			size = j.Device
+		}
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\n", j.Mode, owner, size, j.Mtime.Format("2006-01-02 15:04:05"), name)
 	}
 	return tw.Flush()
 }
@@ -462,14 +528,23 @@ func restoreFileAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := fs.Lstat(partinfo.AsFS(fsys), p); err != nil {
+		return guestPathError("restore-file", p, err) // before DEST or its parents are made
+	}
 	dest, err := restoreDest(c.Args().Get(1), p)
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}
 	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
 	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("restore-file: interrupted after %d entries (listed in the summary above); the file being written was removed, nothing partly written is left in %s", rep.restored, dest)
+	}
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
+	}
+	if rep.failed > 0 && rep.restored == 0 {
+		return fmt.Errorf("restore-file: nothing restored: %d failed (listed above with the reason)", rep.failed)
 	}
 	if rep.failed > 0 {
 		return fmt.Errorf("restore-file: %d entries failed (each listed above with its reason); the rest is restored in %s", rep.failed, dest)

@@ -136,6 +136,14 @@ func (r *restorer) walk(p, target string) error {
 	}
 	a, _ := fi.Sys().(partinfo.Attr)
 	mode := fi.Mode()
+	if !mode.IsDir() {
+		// As cp -a: a directory in the way is never replaced (removing
+		// it failed silently when it held anything, or dropped it when
+		// it was empty).
+		if st, err := os.Lstat(target); err == nil && st.IsDir() {
+			return r.fail(p, fmt.Errorf("%s exists and is a directory: the guest's %s is not restored onto it; move it away or give another DEST", target, guestKind(mode)))
+		}
+	}
 	switch {
 	case mode.IsDir():
 		return r.dir(p, target, fi, a)
@@ -162,6 +170,9 @@ func (r *restorer) walk(p, target string) error {
 		}
 		if err := r.file(p, target, fi, a); err != nil {
 			os.Remove(target) // never leave a half-written file behind
+			if cerr := r.ctx.Err(); cerr != nil {
+				return errStop{cerr} // interrupted, not a failure of this entry
+			}
 			return r.fail(p, err)
 		}
 		if a.Nlink > 1 {
@@ -203,7 +214,16 @@ func (r *restorer) dir(p, target string, fi fs.FileInfo, a partinfo.Attr) error 
 	if r.onPath[a.Ino] {
 		return r.fail(p, fmt.Errorf("directory cycle: this directory (inode %d) is also one of its own ancestors; the filesystem is corrupt, not descended", a.Ino))
 	}
-	if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(target, 0o700); errors.Is(err, fs.ErrExist) {
+		// Restore into an existing directory only: never onto a file
+		// (its attributes would become the directory's) nor through a
+		// symlink (the children would land wherever it points).
+		if st, lerr := os.Lstat(target); lerr != nil {
+			return r.fail(p, lerr)
+		} else if !st.IsDir() {
+			return r.fail(p, fmt.Errorf("%s exists and is not a directory (%s): a directory is not restored onto it; move it away or give another DEST", target, fileKind(st.Mode())))
+		}
+	} else if err != nil {
 		return r.fail(p, err)
 	}
 	r.dirs = append(r.dirs, dirMeta{target, p, fi})
@@ -294,6 +314,9 @@ func (r *restorer) copyData(out *os.File, ino uint64, size int64) error {
 			return nil
 		}
 		for pos := start; pos < end; {
+			if err := r.ctx.Err(); err != nil {
+				return err // Ctrl-C inside a large file
+			}
 			n, rerr := r.fsys.ReadAt(ino, r.buf[:min(int64(len(r.buf)), end-pos)], pos)
 			for b := 0; b < n; b += len(zero) {
 				chunk := r.buf[b:min(b+len(zero), n)]
@@ -354,4 +377,29 @@ func timespec(t time.Time) unix.Timespec {
 // devString renders a Linux device number (new_encode_dev form).
 func devString(d uint32) string {
 	return fmt.Sprintf("%d:%d", unix.Major(uint64(d)), unix.Minor(uint64(d)))
+}
+
+// fileKind names the type of a local file for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device node"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a directory"
+}
+
+// guestKind names the type of a guest entry for messages.
+func guestKind(m fs.FileMode) string {
+	if m.IsRegular() {
+		return "file"
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(fileKind(m), "a "), "an ")
 }

@@ -35,7 +35,7 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 	if errors.Is(err, partinfo.ErrNoXattrs) {
 		return nil
 	}
-	var failed []string
+	var failed xattrFailures
 	tooLarge := errors.Is(err, partinfo.ErrXattrTooLarge)
 	if err != nil && !tooLarge {
 		return fmt.Errorf("read extended attributes of %s: %w", p, err)
@@ -54,7 +54,7 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 			continue // XFS's own form of the ACLs, restored as system.posix_acl_*
 		}
 		if err := unix.Lsetxattr(target, x.Name, x.Value, 0); err != nil {
-			failed = append(failed, fmt.Sprintf("%s (%v)", x.Name, err))
+			failed.add(x.Name, err)
 		}
 	}
 	for _, acl := range []string{partinfo.XattrACLAccess, partinfo.XattrACLDefault} {
@@ -63,21 +63,57 @@ func restoreXattrs(gfs fs.FS, p, target string) error {
 		}
 		err := unix.Lremovexattr(target, acl)
 		if err != nil && !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
-			failed = append(failed, fmt.Sprintf("remove inherited %s (%v)", acl, err))
+			failed.add("remove inherited "+acl, err)
 		}
 	}
 	if tooLarge {
 		// The attributes that fit are set; the file is still reported.
-		if len(failed) > 0 {
-			return fmt.Errorf("%s: %w; also cannot set extended attributes %s", target, err, strings.Join(failed, ", "))
+		if failed.n > 0 {
+			return fmt.Errorf("%s: %w; also cannot set %s", target, err, failed.summary(len(xs)))
 		}
 		return fmt.Errorf("%s: %w; pass --no-xattrs to leave extended attributes out", target, err)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%s: cannot set extended attributes %s: restore onto a filesystem that can hold them (XFS, or ext4 with ea_inode for values larger than a block), as root for trusted.* and security.*, or pass --no-xattrs to leave them out",
-			target, strings.Join(failed, ", "))
+	if failed.n > 0 {
+		return fmt.Errorf("%s: cannot set %s: restore onto a filesystem that can hold them (XFS, or ext4 with ea_inode for values larger than a block), as root for trusted.* and security.*, or pass --no-xattrs to leave them out",
+			target, failed.summary(len(xs)))
 	}
 	return nil
+}
+
+// xattrFailures collects the attributes a target refused, by error.
+type xattrFailures struct {
+	n     int
+	errs  []string            // distinct errors, in order of first sight
+	byErr map[string][]string // error -> attribute names
+}
+
+func (f *xattrFailures) add(name string, err error) {
+	if f.byErr == nil {
+		f.byErr = map[string][]string{}
+	}
+	e := err.Error()
+	if _, ok := f.byErr[e]; !ok {
+		f.errs = append(f.errs, e)
+	}
+	f.byErr[e] = append(f.byErr[e], name)
+	f.n++
+}
+
+// summary is one short clause for the report line: how many of total
+// attributes failed, each error with the first few names (a file with
+// hundreds of attributes made a line of tens of kilobytes).
+func (f *xattrFailures) summary(total int) string {
+	const show = 3
+	var parts []string
+	for _, e := range f.errs {
+		names := f.byErr[e]
+		list := strings.Join(names[:min(show, len(names))], ", ")
+		if len(names) > show {
+			list += fmt.Sprintf(" and %d more", len(names)-show)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", e, list))
+	}
+	return fmt.Sprintf("%d of %d extended attributes (%s)", f.n, total, strings.Join(parts, "; "))
 }
 
 // hideXattrs returns gfs without its extended attributes (--no-xattrs):

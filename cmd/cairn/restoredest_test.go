@@ -19,6 +19,9 @@ func TestRestoreDest(t *testing.T) {
 		{existing, "etc/nginx", filepath.Join(existing, "nginx")},
 		{existing, ".", existing},
 		{filepath.Join(dir, "c", "root"), ".", filepath.Join(dir, "c", "root")},
+		// A trailing slash: into that directory, made when missing.
+		{filepath.Join(dir, "new") + "/", "etc/hostname", filepath.Join(dir, "new", "hostname")},
+		{filepath.Join(dir, "new2") + "/", "home/user", filepath.Join(dir, "new2", "user")},
 	} {
 		got, err := restoreDest(tc.dest, tc.guest)
 		if err != nil || got != tc.want {

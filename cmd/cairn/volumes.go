@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -86,7 +87,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 			}
 			return o, partinfo.Safe(fsys, "btrfs"), nil
 		}
-		return fail(fmt.Errorf("point %s of %s has no btrfs of several devices named %q (it has: %s)", p.ID, p.VM, parts[1], orNone(names)))
+		return fail(fmt.Errorf("point %s of %s has no btrfs of several devices named %q (it has: %s); a btrfs of one device is read where it lives, with --disk/--part, --volume md/ARRAY or --volume lvm/VG/LV (`cairn partitions --vm %s` shows it)", p.ID, p.VM, parts[1], orNone(names), p.VM))
 	}
 	if isLDM {
 		var names []string
@@ -102,7 +103,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 			d := partinfo.Detect(r, 0, r.Size())
 			fsys, err := fsopen.Open(r, 0, r.Size(), d)
 			if err != nil {
-				return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+				return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 			}
 			return o, fsys, nil
 		}
@@ -123,7 +124,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 		d := partinfo.Detect(vol, 0, vol.Size())
 		fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 		if err != nil {
-			return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+			return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 		}
 		return o, fsys, nil
 	}
@@ -151,7 +152,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	vol, err := lv.Open()
 	if err != nil {
 		msg := err.Error()
-		if len(vg.Problems) > 0 {
+		if len(vg.Problems) > 0 && !errors.Is(err, lvm.ErrMissingPV) { // that error names the PV already
 			msg += " (volume group: " + strings.Join(vg.Problems, "; ") + ")"
 		}
 		return fail(fmt.Errorf("%s", msg))
@@ -159,7 +160,7 @@ func openSpannedVolume(c *cli.Context, spec string) (*openedDisk, partinfo.Files
 	d := partinfo.Detect(vol, 0, vol.Size())
 	fsys, err := fsopen.Open(vol, 0, vol.Size(), d)
 	if err != nil {
-		return fail(fmt.Errorf("%s: %s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")))
+		return fail(fmt.Errorf("%s: %s%s", spec, strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " "), openAdvice(d.Type, err, p.VM)))
 	}
 	return o, fsys, nil
 }
@@ -200,16 +201,33 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 	set := st.LVM
 	var out []diskTableJSON
 	// Dynamic volumes: one pseudo disk ldm/<volume> each.
+	ldmOf := map[string][]string{} // region -> the dynamic volumes on it
 	for _, v := range st.LDM.Volumes {
 		t := diskTableJSON{Disk: volumes.LDMDir + "/" + v.Name, Table: "ldm", Size: v.Size, Warnings: v.Problems}
+		t.MadeOf = v.Devices()
+		for _, d := range t.MadeOf {
+			ldmOf[d] = append(ldmOf[d], t.Disk)
+		}
 		j := volumeJSON{Name: "whole", Size: v.Size, Type: v.Type, Used: -1, Free: -1}
 		if r, err := v.Open(); err != nil {
-			j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+			j.Filesystem, j.Why, j.VolumeError = partinfo.TypeUnknown, err.Error(), err.Error()
 		} else {
 			describeVolume(&j, r, r.Size())
 		}
 		t.Partitions = append(t.Partitions, j)
 		out = append(out, t)
+	}
+	// A dynamic disk is read whole: its LDM partitions say which
+	// volumes it holds.
+	for i := range tables {
+		vols, ok := ldmOf[tables[i].Disk]
+		for j := range tables[i].Partitions {
+			v := &tables[i].Partitions[j]
+			if ok && v.Filesystem == partinfo.TypeLDM {
+				v.LDM = vols
+				v.Why = "part of a Windows dynamic disk (LDM): its volumes are listed as " + strings.Join(vols, ", ")
+			}
+		}
 	}
 	for _, pr := range st.LDM.Problems {
 		out = append(out, diskTableJSON{Disk: volumes.LDMDir, Table: "ldm", Warnings: []string{pr}})
@@ -251,9 +269,10 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			}
 			t.MadeOf = append(t.MadeOf, fmt.Sprintf("slot%d=%s", r, where))
 		}
-		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: "MD " + a.Version, Used: -1, Free: -1}
+		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: md.LevelName(a.Level) + ", MD " + a.Version, Used: -1, Free: -1}
 		if vol := st.Arrays[a.Name]; vol == nil {
 			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
+			j.VolumeError = j.Why
 		} else {
 			t.Size, j.Size = vol.Size(), vol.Size()
 			describeVolume(&j, vol, vol.Size())
@@ -299,6 +318,9 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 			vol, err := lv.Open()
 			if err != nil {
 				j.Filesystem, j.Why = partinfo.TypeUnknown, err.Error()
+				if lv.Type() != "thin-pool" { // a pool is never read: its thin volumes are
+					j.VolumeError = err.Error()
+				}
 				t.Partitions = append(t.Partitions, j)
 				continue
 			}
@@ -311,6 +333,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 	// LVs) say where its files are.
 	forEachVolume(func(path string, v *volumeJSON) {
 		if b, ok := btrfsOf[path]; ok {
+			v.Btrfs = b
 			v.Why = "device of a btrfs of several devices: its files are listed under " + b
 		}
 	}, tables, out)

@@ -187,7 +187,7 @@ func (v *volumeDir) open() {
 		if err != nil {
 			var ue *partinfo.UnreadableError
 			if !errors.As(err, &ue) {
-				err = fmt.Errorf("This partition holds %s, but cairn could not open it: %v\nThe raw disk image is in disks/; attach it to a machine that can repair or read it.", describe(v.vol.Detection), err)
+				err = fmt.Errorf("This volume holds %s, but cairn could not open it: %v\nThe raw disk image is in disks/; attach it to a machine that can repair or read it.", describe(v.vol.Detection), err)
 				v.log.Warn("cannot open guest filesystem", append(v.where(), "type", v.vol.Detection.Type, "err", err)...)
 			}
 			v.err = err

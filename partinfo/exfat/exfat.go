@@ -477,7 +477,10 @@ func (f *FS) dirOf(ino uint64) (*dir, error) {
 // Stat returns an inode's attributes.
 func (f *FS) Stat(ino uint64) (partinfo.Attr, error) {
 	if ino == rootIno {
-		return partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2}, nil
+		// No times are stored for the root: the Unix epoch, as
+		// exfat-fuse shows it (Go's zero time is year 1).
+		epoch := time.Unix(0, 0).UTC()
+		return partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2, Mtime: epoch, Atime: epoch, Ctime: epoch}, nil
 	}
 	e, err := f.lookupEntry(ino)
 	if err != nil {
@@ -514,11 +517,18 @@ func (f *FS) Lookup(dirIno uint64, name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	i, ok := d.byName[name]
-	if !ok {
-		return 0, fmt.Errorf("exfat: %q: %w", name, fs.ErrNotExist)
+	if i, ok := d.byName[name]; ok {
+		return d.entries[i].ino, nil
 	}
-	return d.entries[i].ino, nil
+	// exFAT names are case-insensitive (Windows and the Linux exfat
+	// driver look them up through the up-case table): exact first, then
+	// ignoring case, as the FAT reader does.
+	for _, e := range d.entries {
+		if strings.EqualFold(e.name, name) {
+			return e.ino, nil
+		}
+	}
+	return 0, fmt.Errorf("exfat: %q: %w", name, fs.ErrNotExist)
 }
 
 // Readlink fails: exFAT has no symbolic links.

@@ -106,6 +106,20 @@ func TestExFAT(t *testing.T) {
 	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o555 {
 		t.Errorf("directory many: %v %v", fi, err)
 	}
+	// Names are found ignoring case, as Windows and the Linux exfat
+	// driver find them (a mistyped case said "does not exist").
+	want, err := fsys.Lookup(fsys.Root(), "frag-a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"FRAG-A.BIN", "Frag-A.bin"} {
+		if got, err := fsys.Lookup(fsys.Root(), n); err != nil || got != want {
+			t.Errorf("Lookup(%q) = %d, %v; want inode %d", n, got, err, want)
+		}
+	}
+	if _, err := fsys.Lookup(fsys.Root(), "frag-c.bin"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Lookup of a missing name: %v", err)
+	}
 }
 
 // TestExFATCorrupt damages the boot region and a directory entry set:

@@ -99,6 +99,9 @@ func Open(r io.ReaderAt, off, size int64) (fsys partinfo.Filesystem, err error) 
 			f.info.Recovered = fmt.Sprintf("journal replayed: %d blocks", blocks)
 		}
 	}
+	if n, ok := f.groupFreeBlocks(); ok {
+		f.info.Used, f.info.Free = int64(sb.blocksCount-n)*sb.blockSize, int64(n)*sb.blockSize
+	}
 	root, err := f.readInode(rootIno)
 	if err != nil {
 		return nil, fmt.Errorf("ext4: root directory: %w", err)

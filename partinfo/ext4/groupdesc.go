@@ -84,3 +84,38 @@ func (f *FS) inodeTable(g uint64) (uint64, error) {
 	f.groups.Add(g, table, 1)
 	return table, nil
 }
+
+// groupFreeBlocks sums the free block counts of every group descriptor
+// (through the replayed journal), as the kernel (ext4_count_free_clusters)
+// and e2fsck count free space: the superblock's own count is written
+// only now and then while the filesystem is mounted, so an image of a
+// running guest carries an old one. ok is false when a descriptor block
+// cannot be read or the sum is impossible (the superblock's count is
+// used then).
+func (f *FS) groupFreeBlocks() (free uint64, ok bool) {
+	s := f.sb
+	perBlock := uint64(s.blockSize) / uint64(s.descSize)
+	if perBlock == 0 || s.groupCount > 1<<22 {
+		return 0, false
+	}
+	le := binary.LittleEndian
+	blk := make([]byte, s.blockSize)
+	for g := uint64(0); g < s.groupCount; g++ {
+		if g%perBlock == 0 {
+			if err := f.readFull(blk, int64(s.descriptorBlock(g/perBlock))*s.blockSize); err != nil {
+				return 0, false
+			}
+		}
+		d := blk[(g%perBlock)*uint64(s.descSize):]
+		n := uint64(le.Uint16(d[0x0C:]))
+		if s.descSize >= 64 {
+			n |= uint64(le.Uint16(d[0x2C:])) << 16
+		}
+		free += n // clusters
+	}
+	free *= uint64(s.clusterSize / s.blockSize)
+	if free > s.blocksCount {
+		return 0, false
+	}
+	return free, true
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"time"
 
 	"github.com/cairnbackup/cairn/partinfo"
 )
@@ -12,7 +13,10 @@ import (
 // permissions: directories are 0555, files 0444.
 func (f *FS) Stat(ino uint64) (partinfo.Attr, error) {
 	if ino == rootIno {
-		a := partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2}
+		// No times are stored for the root: the Unix epoch, as the
+		// kernel's vfat shows it (fat_read_root; Go's zero time is year 1).
+		epoch := time.Unix(0, 0).UTC()
+		a := partinfo.Attr{Ino: rootIno, Mode: fs.ModeDir | 0o555, Nlink: 2, Mtime: epoch, Atime: epoch, Ctime: epoch}
 		if b, _, err := f.dirStream(rootIno); err == nil {
 			a.Size = int64(len(b))
 			a.Blocks = a.Size / 512

@@ -642,3 +642,24 @@ func (v *Volume) Open() (interface {
 	}
 	return nil, fmt.Errorf("ldm: volume %s: %s: %w", v.Name, strings.Join(errs, "; "), ErrMissing)
 }
+
+// Devices names, in order and once each, the regions (partitions or
+// whole disks of the point, as Region.Name gives them) holding a part of
+// the volume; a part on a missing disk is named "missing <disk name>".
+func (v *Volume) Devices() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, pl := range v.plexes {
+		for _, p := range pl.parts {
+			name := "missing " + p.diskName
+			if p.disk != nil {
+				name = p.disk.Region.Name
+			}
+			if !seen[name] {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}

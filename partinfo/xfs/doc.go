@@ -49,9 +49,11 @@
 //     reflink sharing (shared blocks are simply read), the free-space
 //     and inode btrees (not needed to read files).
 //
-// Used and free space come from the superblock counters (sb_fdblocks),
-// which lazy-count filesystems update at unmount; they may lag on an
-// image of a mounted filesystem.
+// Used and free space come from the allocation groups' AGF headers
+// (read through the replayed log), as the kernel counts them at mount:
+// the superblock counter (sb_fdblocks), which lazy-count filesystems
+// update only at unmount or freeze, lags on an image of a mounted
+// filesystem. It is used when an AGF cannot be read.
 //
 // Caches are bounded: decoded inodes, extent maps (by record count) and
 // parsed directories (by entry count, which makes Lookup a map access

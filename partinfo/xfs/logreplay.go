@@ -118,7 +118,12 @@ func (x *xfs) replayLog() (*logOverlay, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tail == last && len(recs) == 1 && recs[0].unmount {
+	// Clean when the newest record, ending at the head, is an unmount
+	// record, whatever tail it carries (xlog_check_unmount_rec): the
+	// tail LSN is stamped before the unmount record is written, so after
+	// a few metadata changes it points at the transactions before it,
+	// which unmount has already written back.
+	if n := len(recs); n > 0 && recs[n-1].unmount && recs[n-1].blk == last {
 		return nil, errLogClean
 	}
 	trans, err := parseTransactions(recs)
@@ -217,6 +222,7 @@ func (r *logRecovery) lastHeader(head int64) (int64, []byte, error) {
 
 // logRecord is the unpacked data of one log record.
 type logRecord struct {
+	blk     int64 // log block of its header
 	lsn     uint64
 	data    []byte
 	ops     int
@@ -270,7 +276,7 @@ func (r *logRecovery) records(tail, head int64) ([]logRecord, error) {
 			}
 			copy(data[i*bbSize:], word)
 		}
-		rec := logRecord{lsn: be.Uint64(hdr[16:]), data: data[:length], ops: int(be.Uint32(hdr[40:]))}
+		rec := logRecord{blk: b, lsn: be.Uint64(hdr[16:]), data: data[:length], ops: int(be.Uint32(hdr[40:]))}
 		out = append(out, rec)
 		b = (b + hblocks + dblocks) % r.nbb
 	}

@@ -1,6 +1,7 @@
 package xfs
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -145,8 +146,12 @@ func (x *xfs) Info() partinfo.Info {
 	size := int64(x.sb.dblocks) * x.geo.blockSize
 	free := int64(-1)
 	used := int64(-1)
-	if x.sb.fdblocks <= x.sb.dblocks {
-		free = int64(x.sb.fdblocks) * x.geo.blockSize
+	fdblocks, ok := x.agfFreeBlocks()
+	if !ok {
+		fdblocks = x.sb.fdblocks
+	}
+	if fdblocks <= x.sb.dblocks {
+		free = int64(fdblocks) * x.geo.blockSize
 		used = size - free
 	}
 	recovered := ""
@@ -192,4 +197,38 @@ func (x *xfs) LogReplay() (transactions int, err error) {
 		transactions = x.log.trans
 	}
 	return transactions, x.logErr
+}
+
+// agfFreeBlocks sums the free blocks of every allocation group's AGF
+// header (free space btree blocks, free list and btree blocks), as the
+// kernel does when it mounts a filesystem with lazy superblock counters
+// (xfs_initialize_perag_data): those counters reach the superblock only
+// at unmount or freeze, so in a crash-consistent image they are the ones
+// of the last clean mount. Read through the replayed log. ok is false
+// when an AGF cannot be read or looks wrong (the superblock counter is
+// used then).
+func (x *xfs) agfFreeBlocks() (free uint64, ok bool) {
+	const agfMagic = 0x58414746 // "XAGF"
+	const lazySBCount = 0x2     // sb_features2: counters kept in the AGFs, the superblock's lag
+	if !x.sb.v5() && (x.sb.versionNum&versionMoreBits == 0 || x.sb.features2&lazySBCount == 0) {
+		return 0, false // the superblock's counter is exact
+	}
+	if x.sb.agCount > 1<<16 {
+		return 0, false // not worth thousands of reads for one number
+	}
+	be := binary.BigEndian
+	var b [64]byte
+	for ag := uint64(0); ag < uint64(x.sb.agCount); ag++ {
+		off := int64(ag)*int64(x.sb.agBlocks)*x.geo.blockSize + int64(x.sb.sectSize)
+		if err := x.readRaw(b[:], off); err != nil || be.Uint32(b[0:]) != agfMagic || be.Uint32(b[8:]) != uint32(ag) {
+			return 0, false
+		}
+		length := uint64(be.Uint32(b[12:]))
+		agFree := uint64(be.Uint32(b[52:])) + uint64(be.Uint32(b[48:])) + uint64(be.Uint32(b[60:])) // freeblks + flcount + btreeblks
+		if agFree > length {
+			return 0, false
+		}
+		free += agFree
+	}
+	return free, true
 }
