@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -29,7 +28,7 @@ type ExtendStats struct {
 func (r *Remote) Extend(ctx context.Context) (*ExtendStats, error) {
 	days := r.opts.ImmutableDays
 	if days <= 0 {
-		return nil, errors.New("extend: the remote has no --immutable-days")
+		return nil, fmt.Errorf("extend: %w", ErrNoRetention)
 	}
 	ms, bad, err := r.manifests(ctx)
 	if err != nil {

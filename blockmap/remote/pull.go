@@ -27,8 +27,7 @@ func (r *Remote) Pull(ctx context.Context, repo *blockmap.Repo, vm, pointID stri
 		}
 	}
 	if m.BlockSize != repo.BlockSize() {
-		return blockmap.Point{}, false, fmt.Errorf("pull %s point %s: %w: the remote point has %d-byte blocks, the repository %d (create the repository with cairn init --block-size %d)",
-			vm, pointID, blockmap.ErrInvalid, m.BlockSize, repo.BlockSize(), m.BlockSize)
+		return blockmap.Point{}, false, fmt.Errorf("pull %s point %s: %w", vm, pointID, &BlockSizeError{Remote: m.BlockSize, Local: repo.BlockSize()})
 	}
 	// The point keeps its id (two points of one second are T and T-2:
 	// pulled alone, T-2 must not become T); another pull that committed

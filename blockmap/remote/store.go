@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/ratelimit"
 )
 
@@ -37,7 +38,19 @@ var (
 	ErrNotFound           = errors.New("not found on the remote")
 	ErrCorrupt            = errors.New("remote object fails authentication")
 	ErrLocked             = errors.New("object is locked")
+	ErrNoRetention        = errors.New("the remote keeps no Object Lock retention")
 )
+
+// BlockSizeError means a remote point's block size differs from the
+// repository's it is pulled into (a repository has one block size).
+type BlockSizeError struct{ Remote, Local int }
+
+func (e *BlockSizeError) Error() string {
+	return fmt.Sprintf("the remote point has %d-byte blocks, the repository %d", e.Remote, e.Local)
+}
+
+// Is makes a *BlockSizeError match blockmap.ErrInvalid.
+func (e *BlockSizeError) Is(target error) bool { return target == blockmap.ErrInvalid }
 
 // Object name prefixes.
 const (

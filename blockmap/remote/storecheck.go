@@ -18,7 +18,7 @@ func CheckStore(endpoint, bucket string) error {
 		return fmt.Errorf("endpoint %q: want http://HOST[:PORT] or https://HOST[:PORT]", endpoint)
 	}
 	if u.Path != "" && u.Path != "/" {
-		return fmt.Errorf("endpoint %q: want no path (the bucket is given with --bucket)", endpoint)
+		return fmt.Errorf("endpoint %q: want no path (the bucket is named on its own)", endpoint)
 	}
 	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
 		return fmt.Errorf("bucket %q: not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens): %v", bucket, err)

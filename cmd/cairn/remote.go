@@ -196,6 +196,12 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 		return fmt.Errorf("%w\nthe bucket already holds a cairn remote: use it as it is (cairn points --remote %s)", err, rc.Name)
 	case errors.Is(err, remote.ErrNoBucket):
 		return fmt.Errorf("%w\n%s", err, noBucketAdvice(rc))
+	case errors.Is(err, remote.ErrNoRetention):
+		return fmt.Errorf("%w\nthe remote %s was added without --immutable-days and its bucket sets no default retention: there is nothing to extend", err, rc.Name)
+	}
+	var bs *remote.BlockSizeError
+	if errors.As(err, &bs) {
+		return fmt.Errorf("%w\npull into a repository of the remote's block size: cairn --repo DIR init --block-size %d", err, bs.Remote)
 	}
 	if a := unreachableAdvice(rc, err); a != "" {
 		return fmt.Errorf("%w\n%s", err, a)

@@ -103,6 +103,13 @@ func TestPullAdvice(t *testing.T) {
 	if msg := pullAdvice(rc, "/r", fmt.Errorf("x: %w", blockmap.ErrInvalid), 0).Error(); strings.Contains(msg, "again") {
 		t.Errorf("invalid: %s", msg)
 	}
+	bs := fmt.Errorf("pull web point P: %w", &remote.BlockSizeError{Remote: 131072, Local: 65536})
+	if msg := pullAdvice(rc, "/r", bs, 0).Error(); !errors.Is(bs, blockmap.ErrInvalid) || strings.Contains(msg, "again") || !strings.Contains(msg, "init --block-size 131072") {
+		t.Errorf("block size: %s", msg)
+	}
+	if msg := remoteAdvice(rc, fmt.Errorf("extend: %w", remote.ErrNoRetention)).Error(); !strings.Contains(msg, "added without --immutable-days") {
+		t.Errorf("no retention: %s", msg)
+	}
 }
 
 // TestStatusReplications: `cairn status` shows each remote's last
