@@ -235,7 +235,7 @@ func TestPruneReleasesSpace(t *testing.T) {
 	before := dirAllocated(t, filepath.Join(repo, "images"))
 	inodes := imageInodes(t, repo)
 	dry := mustCairn(t, "--repo", repo, "prune", "--keep-last", "2", "--dry-run")
-	if !strings.Contains(dry, "6 points would delete") {
+	if !strings.Contains(dry, "6 points would be deleted") {
 		t.Fatalf("dry run said: %s", dry)
 	}
 	if len(listPoints(t, repo, "vm1")) != 8 {

@@ -143,8 +143,7 @@ func pruneAction(c *cli.Context) error {
 		return err
 	}
 	if pol.IsZero() {
-		_, err := repo.Prune(c.Context, "", pol, true) // its error names the flags
-		return err
+		return errors.New("prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (without a rule every point would go)")
 	}
 	cat, err := repo.Catalog(c.Context)
 	if err != nil {
