@@ -65,11 +65,11 @@ func (n *attachDir) list() []fuse.DirEntry {
 }
 
 func (n *attachDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list()), 0
+	return newDirStream(&n.Inode, n.list()), 0
 }
 
 func (n *attachDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list())
+	return openCachedDir(&n.Inode, n.list())
 }
 
 func (n *attachDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

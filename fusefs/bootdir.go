@@ -55,7 +55,7 @@ func (n *bootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
 		}
 	}
-	return newDirStream(entries), 0
+	return newDirStream(&n.Inode, entries), 0
 }
 
 func (n *bootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

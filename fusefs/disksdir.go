@@ -43,11 +43,11 @@ func (n *disksDir) list() []fuse.DirEntry {
 }
 
 func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list()), 0
+	return newDirStream(&n.Inode, n.list()), 0
 }
 
 func (n *disksDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list())
+	return openCachedDir(&n.Inode, n.list())
 }
 
 func (n *disksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -46,6 +46,9 @@
 //   - OpenCachedDir: the handle of a directory whose listing never changes;
 //     OpenCachedDirLookup also decides per entry what a READDIRPLUS answer
 //     carries (DirEntryLookup; an error leaves the entry bare, node id 0).
+//   - WithDots: every listing starts with "." and ".." (the directory's and
+//     its parent's inode numbers), as a kernel filesystem's; READDIRPLUS
+//     gives them no attributes, so they make no LOOKUP and no dentry.
 //
 // Panics: go-fuse's handler is the mount's one recover (MountOptions'
 // PanicHandler logs the stack and answers EIO). fusefs adds none of its

@@ -46,11 +46,11 @@ func (n *fsDir) list(ctx context.Context) []fuse.DirEntry {
 }
 
 func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list(ctx)), 0
+	return newDirStream(&n.Inode, n.list(ctx)), 0
 }
 
 func (n *fsDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list(ctx))
+	return openCachedDir(&n.Inode, n.list(ctx))
 }
 
 func (n *fsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -146,11 +146,11 @@ func (n *errorDir) list() []fuse.DirEntry {
 }
 
 func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list()), 0
+	return newDirStream(&n.Inode, n.list()), 0
 }
 
 func (n *errorDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list())
+	return openCachedDir(&n.Inode, n.list())
 }
 
 func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

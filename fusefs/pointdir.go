@@ -62,11 +62,11 @@ func (n *pointDir) list() []fuse.DirEntry {
 }
 
 func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	return newDirStream(n.list()), 0
+	return newDirStream(&n.Inode, n.list()), 0
 }
 
 func (n *pointDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return openCachedDir(n.list())
+	return openCachedDir(&n.Inode, n.list())
 }
 
 func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -79,9 +79,12 @@ func MountSource(ctx context.Context, repo Source, dir string, opts Options) (*S
 		// Guest files keep mode 0000 (go-fuse would show 0644/0755);
 		// every node of the tree sets its own permissions.
 		NullPermissions: true,
-		UID:             t.uid,
-		GID:             t.gid,
-		Logger:          log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
+		// The root is inode 1 (stat, and "." in its listing), not 0:
+		// a directory entry of inode 0 is one no reader shows.
+		RootStableAttr: &gofs.StableAttr{Ino: fuse.FUSE_ROOT_ID},
+		UID:            t.uid,
+		GID:            t.gid,
+		Logger:         log.New(slogWriter{t.log, slog.LevelWarn}, "", 0),
 		MountOptions: fuse.MountOptions{
 			AllowOther:   opts.AllowOther,
 			FsName:       fsType,

@@ -155,7 +155,8 @@ func (t *tree) forgetEntries(old, cur *catalogSnap, gone []pointKey) {
 	}
 }
 
-// newDirStream lists names in order, all of the given mode.
-func newDirStream(entries []fuse.DirEntry) gofs.DirStream {
-	return gofs.NewListDirStream(entries)
+// newDirStream lists the directory dir: "." and "..", then entries in
+// order (WithDots).
+func newDirStream(dir *gofs.Inode, entries []fuse.DirEntry) gofs.DirStream {
+	return gofs.NewListDirStream(WithDots(dir, entries))
 }

@@ -46,14 +46,14 @@ func (n *vmDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOu
 func (n *vmDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v, ok := n.t.cat.current().vms[n.name]
 	if !ok {
-		return newDirStream(nil), 0
+		return newDirStream(&n.Inode, nil), 0
 	}
 	entries := make([]fuse.DirEntry, 0, len(v.points)+1)
 	entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK})
 	for _, p := range v.points {
 		entries = append(entries, fuse.DirEntry{Name: p.ID, Mode: syscall.S_IFDIR})
 	}
-	return newDirStream(entries), 0
+	return newDirStream(&n.Inode, entries), 0
 }
 
 func (n *vmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

@@ -125,7 +125,7 @@ func (d *diskDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 	for _, v := range d.vols {
 		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
 	}
-	return fusefs.OpenCachedDir(es)
+	return fusefs.OpenCachedDir(&d.Inode, es)
 }
 
 func (d *diskDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -230,7 +230,7 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return fusefs.OpenCachedDir([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
+		return fusefs.OpenCachedDir(&v.Inode, []fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
 	}
 	return v.root.openDir(&v.Inode)
 }
@@ -410,7 +410,10 @@ func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 }
 
 // openDir opens the directory n, which is parent in the mount's tree (the
-// volume directory for a filesystem's root).
+// volume directory for a filesystem's root). The listing starts with "."
+// and ".." as the mount reports them (parent's inode number and its
+// parent's: for a filesystem's root the volume directory and the disk's
+// directory in fs/).
 func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscall.Errno) {
 	out, errno := n.entries()
 	if errno != 0 {
@@ -423,9 +426,9 @@ func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscal
 		}
 	}
 	if !n.cache.mode.bare(n.ino, files) {
-		return fusefs.OpenCachedDir(out)
+		return fusefs.OpenCachedDir(parent, out)
 	}
-	return fusefs.OpenCachedDirLookup(out, func(ctx context.Context, e fuse.DirEntry, eo *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return fusefs.OpenCachedDirLookup(parent, out, func(ctx context.Context, e fuse.DirEntry, eo *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 		if e.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return nil, syscall.ENOENT // bare: no attributes, no inode (bareentries.go)
 		}

@@ -222,7 +222,7 @@ func (d *staticDir) entries() []fuse.DirEntry {
 }
 
 func (d *staticDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return fusefs.OpenCachedDir(d.entries())
+	return fusefs.OpenCachedDir(&d.Inode, d.entries())
 }
 
 func (d *staticDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
