@@ -273,6 +273,9 @@ func (s *Server) removeDeadMount(dir string) {
 // still running when its time comes runs again right after it ends.
 func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	for _, j := range cfg.Jobs {
+		if !j.BacksUp() {
+			continue // replicates and boot-checks only (timers below)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
