@@ -40,7 +40,10 @@ func TestConfigWithoutVCenter(t *testing.T) {
 			}
 		})
 	}
-	cfg, _ := ParseConfig("c.yaml", []byte(good[5].yaml))
+	cfg, err := ParseConfig("c.yaml", []byte(good[5].yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if j := cfg.Jobs[0]; j.Replicate == nil || j.Replicate.Remote != "off" || j.Replicate.Retention.KeepDaily != 30 ||
 		!j.SelectsByName("kvm-1") || !j.SelectsByName("pve-101") || j.SelectsByName("kvm-test") || j.SelectsByName("web-1") {
 		t.Errorf("replicating job %+v", j)
