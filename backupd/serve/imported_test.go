@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/guestimg"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -179,5 +182,69 @@ func TestServeWithoutVCenter(t *testing.T) {
 	}
 	if got := a.metric(t, "cairn_remote_bytes_uploaded_total"); got != float64(rep.BytesUploaded) {
 		t.Errorf("cairn_remote_bytes_uploaded_total = %v, the run uploaded %d", got, rep.BytesUploaded)
+	}
+}
+
+// TestServeWithoutVCenterBootCheck: a job without vcenter boots the
+// newest imported point of its VM (imported with its VM configuration, as
+// cairn import --vm-config keeps it) on its boot_check schedule, with no
+// vCenter anywhere, and records the verdict.
+func TestServeWithoutVCenterBootCheck(t *testing.T) {
+	testutil.RequireTools(t, append([]string{"qemu-system-x86_64", "qemu-img"}, guestimg.Tools...)...)
+	img, err := guestimg.Build(guestimg.Spec{Kind: guestimg.KindBIOS, Marker: "serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(t.TempDir(), "repo")
+	if err := blockmap.Init(context.Background(), repoDir, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("cairn.yaml", []byte(fmt.Sprintf(`repository: %s
+listen: 127.0.0.1:0
+jobs:
+  - name: kvm-boot
+    vms: [kvm-boot]
+    boot_check: {schedule: 2s, timeout: 5m}
+`, repoDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p blockmap.Point
+	a := runTestServer(t, repoDir, cfg, func(s *Server) {
+		repo, err := blockmap.Open(context.Background(), repoDir, blockmap.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer repo.Close()
+		// As cairn import --vm-config: the firmware and the disk's bus.
+		vmcfg := fmt.Sprintf(`{"version":1,"name":"kvm-boot","firmware":"bios","cpus":1,"memory_mb":256,
+			"controllers":[{"key":1000,"type":"pvscsi","bus":0}],
+			"disks":[{"name":"scsi0-0","key":2000,"controller_key":1000,"bus":0,"unit":0,"capacity":%d,"provisioning":"thin"}],"nics":[]}`, guestimg.Size)
+		p, err = backupd.Import(context.Background(), repo, "kvm-boot", []backupd.ImportDisk{{Name: "scsi0-0", Source: img}},
+			backupd.ImportOptions{Point: blockmap.PointOptions{Attachments: map[string][]byte{vmconfig.AttachmentConfig: []byte(vmcfg)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	deadline := time.Now().Add(6 * time.Minute)
+	for {
+		code, body := a.do(t, http.MethodGet, "/api/v1/points/kvm-boot/latest/boot", "", nil)
+		if code == http.StatusOK {
+			var res boot.Result
+			if err := json.Unmarshal([]byte(body), &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != boot.VerdictBooted {
+				t.Fatalf("boot check of imported point %s: %+v", p.ID, res)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no boot check of the imported point %s: %d %s", p.ID, code, body)
+		}
+		time.Sleep(time.Second)
+	}
+	if got := a.metric(t, `cairn_boot_check_ok\{vm="kvm-boot"\}`); got != 1 {
+		t.Errorf("cairn_boot_check_ok{vm=kvm-boot} = %v", got)
 	}
 }
