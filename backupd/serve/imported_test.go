@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -246,5 +247,30 @@ jobs:
 	}
 	if got := a.metric(t, `cairn_boot_check_ok\{vm="kvm-boot"\}`); got != 1 {
 		t.Errorf("cairn_boot_check_ok{vm=kvm-boot} = %v", got)
+	}
+}
+
+// TestBootCheckImportedWithoutConfig: a boot check of an imported point
+// without a VM configuration fails with the fix (import --vm-config).
+func TestBootCheckImportedWithoutConfig(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := blockmap.Init(ctx, dir, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := blockmap.Open(ctx, dir, blockmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	p, _ := importRaw(t, repo, "kvm-1", 1)
+	s, err := New(&Config{Repository: dir}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.repo = repo
+	_, err = s.bootCheck(ctx, &BootCheck{Timeout: time.Minute, MaxParallel: 1}, "kvm-1", p.ID)
+	if !errors.Is(err, boot.ErrNoConfig) || !strings.Contains(err.Error(), "cairn import --vm-config") {
+		t.Fatalf("boot check of an imported point without configuration: %v", err)
 	}
 }
