@@ -48,6 +48,13 @@ func startAPIServer(t *testing.T, sim *esxsim.Sim, cfgText string, tune func(*Se
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runTestServer(t, repo, cfg, tune)
+}
+
+// runTestServer runs cfg (on the initialized repository repo) until the
+// test ends and waits until it serves; tune adjusts the server first.
+func runTestServer(t *testing.T, repo string, cfg *Config, tune func(*Server)) *apiServer {
+	t.Helper()
 	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

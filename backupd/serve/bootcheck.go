@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -281,6 +282,9 @@ func (s *Server) bootCheck(ctx context.Context, bc *BootCheck, vm, pointID strin
 	serial := filepath.Join(work, boot.SerialFile)
 	pm, err := boot.StartPoint(ctx, s.repo, p, boot.Options{Network: boot.NetworkIsolated, Serial: serial,
 		RunDir: filepath.Join(work, "run"), Logger: s.log})
+	if errors.Is(err, boot.ErrNoConfig) {
+		return boot.Result{}, fmt.Errorf("%w; import the VM with cairn import --vm-config FILE so that its points carry the firmware and disks to boot", err)
+	}
 	if err != nil {
 		return boot.Result{}, err
 	}

@@ -333,11 +333,13 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	if err := cfg.CheckListen(); err != nil {
 		return nil, p.errf(orNode(m["listen"], root), "config: %v", err)
 	}
-	vcs := m["vcenters"]
-	if vcs == nil || vcs.Kind != yaml.SequenceNode || len(vcs.Content) == 0 {
-		return nil, p.errf(orNode(vcs, root), "config: want a non-empty list \"vcenters\"")
+	// vcenters and jobs are optional: a repository filled by cairn import
+	// is served (mount, API, verify) and replicated without a vCenter.
+	vcs, err := p.list(m, "vcenters")
+	if err != nil {
+		return nil, err
 	}
-	for _, n := range vcs.Content {
+	for _, n := range vcs {
 		vc, err := p.vcenter(n)
 		if err != nil {
 			return nil, err
@@ -347,12 +349,12 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		}
 		cfg.VCenters = append(cfg.VCenters, vc)
 	}
-	jobs := m["jobs"]
-	if jobs == nil || jobs.Kind != yaml.SequenceNode || len(jobs.Content) == 0 {
-		return nil, p.errf(orNode(jobs, root), "config: want a non-empty list \"jobs\"")
+	jobs, err := p.list(m, "jobs")
+	if err != nil {
+		return nil, err
 	}
 	names := map[string]bool{}
-	for _, n := range jobs.Content {
+	for _, n := range jobs {
 		j, err := p.job(n, cfg)
 		if err != nil {
 			return nil, err
@@ -442,11 +444,14 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 		return j, err
 	}
 	what := fmt.Sprintf("job %q", j.Name)
+	if m["vcenter"] == nil {
+		return p.importedJob(n, m, j, what, cfg)
+	}
 	if j.VCenter, err = p.str(m, "vcenter", what, true, n); err != nil {
 		return j, err
 	}
 	if cfg.VCenterByName(j.VCenter) == nil {
-		return j, p.errf(m["vcenter"], "%s: unknown vcenter %q", what, j.VCenter)
+		return j, p.unknownVCenter(m["vcenter"], what, j.VCenter, cfg)
 	}
 	for key, dst := range map[string]*[]string{"vms": &j.VMs, "folders": &j.Folders, "tags": &j.Tags, "exclude": &j.Exclude} {
 		v := m[key]

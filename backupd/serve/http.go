@@ -241,6 +241,9 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 			if j.Name != name {
 				continue
 			}
+			if !j.BacksUp() {
+				return Job{}, refused(http.StatusBadRequest, "job %s backs nothing up: it has no vcenter (it replicates or boot-checks VMs already in the repository; cairn import fills it)", name)
+			}
 			ok, err := s.jobSelects(ctx, cfg, j, vm)
 			if err != nil {
 				return Job{}, err
@@ -254,6 +257,9 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 	}
 	var firstErr error
 	for _, j := range cfg.Jobs {
+		if !j.BacksUp() {
+			continue
+		}
 		ok, err := s.jobSelects(ctx, cfg, j, vm)
 		if err != nil {
 			if firstErr == nil {
@@ -333,7 +339,9 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	st.Started = s.started
 	for _, j := range cfg.Jobs {
 		js := *s.jobStatus(j.Name)
-		js.Schedule = j.Schedule.String()
+		if j.Schedule != nil {
+			js.Schedule = j.Schedule.String()
+		}
 		st.Jobs = append(st.Jobs, js)
 	}
 	for _, r := range s.runs {

@@ -4,7 +4,9 @@
 // retention after each successful backup, verifies the repository and
 // (every N backups) the VMs against their source, and answers an HTTP API
 // with Prometheus metrics; jobs with a replicate: section copy their
-// points to an offsite remote (replicate.go; see docs/serve.md).
+// points to an offsite remote (replicate.go; see docs/serve.md). A config
+// needs no vCenter: jobs without one back nothing up and replicate and
+// boot-check the repository's (imported) VMs (config_imported.go).
 package serve
 
 import (
@@ -273,6 +275,9 @@ func (s *Server) removeDeadMount(dir string) {
 // still running when its time comes runs again right after it ends.
 func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	for _, j := range cfg.Jobs {
+		if !j.BacksUp() {
+			continue // replicates and boot-checks only (timers below)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -35,6 +35,10 @@ parallelism: {vms: 4, per_host: 2}
 verify:
   schedule: "0 4 * * sun"
 
+# The vCenters that jobs back VMs up from. Optional: a repository that only
+# cairn import fills (KVM, Proxmox, physical machines, raw images) needs
+# none, and serve still mounts, verifies and replicates it (see the
+# job without vcenter at the end).
 vcenters:
   - name: prod
     url: https://vcenter.example.com/sdk
@@ -84,6 +88,17 @@ jobs:
     #   verify_sample: 10%
     #   limit_rate: 20M                       # bandwidth cap (bytes/s; 100Mbit)
     #   limit_rate_hours: "Mon-Fri 08:00-18:00"  # ... only then
+
+  # A job without vcenter backs nothing up: it replicates (and/or
+  # boot-checks, boot_check: {schedule: 24h}) on its own schedule the
+  # points cairn import wrote of the VMs its vms: name (docs/serve.md,
+  # "Without vCenter").
+  # - name: imported-offsite
+  #   vms: ["kvm-*", "pve-*"]
+  #   replicate:
+  #     remote: offsite
+  #     schedule: "0 3 * * *"
+  #     retention: {keep_daily: 30, keep_monthly: 24}
 `
 
 func configCommands() []*cli.Command {

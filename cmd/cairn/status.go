@@ -265,7 +265,7 @@ func printStatus(w io.Writer, base string, st serve.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSCHEDULE\tNEXT RUN\tRUNNING\tLAST END\tLAST OK\tLAST FAILED")
 	for _, j := range st.Jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", j.Name, j.Schedule, when(j.NextRun), j.Running, when(j.LastEnd), j.LastOK, j.LastFail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", j.Name, dash(j.Schedule), when(j.NextRun), j.Running, when(j.LastEnd), j.LastOK, j.LastFail)
 	}
 	tw.Flush()
 	if len(st.Running) > 0 {
