@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -543,6 +544,19 @@ func writeExtendStamp(repoDir, name string) error {
 }
 
 func replicateAction(c *cli.Context) error {
+	var (
+		pts []blockmap.Point
+		st  *remote.ReplicateStats
+	)
+	end := startRemoteJob(c, backupd.JobReplicate)
+	err := replicate(c, &pts, &st)
+	end(err, func(r *backupd.JobRecord) { replicateRecord(r, pts, st) })
+	return err
+}
+
+// replicate is cairn replicate; it leaves the points it chose in *ptsOut
+// and what it did in *stOut for the job log.
+func replicate(c *cli.Context, ptsOut *[]blockmap.Point, stOut **remote.ReplicateStats) error {
 	var pts []blockmap.Point
 	// The local points are listed and the remote's lock taken while the
 	// remote is opened.
@@ -551,6 +565,7 @@ func replicateAction(c *cli.Context) error {
 		if pts, err = selectLocal(c, repo); err != nil {
 			return nil, err
 		}
+		*ptsOut = pts
 		return lockRemote(repo.Dir(), rc.Name)
 	}
 	return withRemoteLocal(c, local, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
@@ -563,6 +578,7 @@ func replicateAction(c *cli.Context) error {
 				}
 			},
 		})
+		*stOut = st
 		if err != nil {
 			if !errors.Is(err, remote.ErrNoObjectLock) { // a second run fails alike: no resume advice
 				err = fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err)
@@ -597,6 +613,21 @@ func replicateAction(c *cli.Context) error {
 }
 
 func pullAction(c *cli.Context) error {
+	var rec backupd.JobRecord // what the pull did, for the job log
+	end := startRemoteJob(c, backupd.JobPull)
+	err := pull(c, &rec)
+	end(err, func(r *backupd.JobRecord) {
+		if rec.VMs != nil {
+			r.SetVMs(rec.VMs)
+		}
+		r.Points, r.PointsPresent = rec.Points, rec.PointsPresent
+		r.BytesDownloaded, r.BytesWritten = rec.BytesDownloaded, rec.BytesWritten
+	})
+	return err
+}
+
+// pull is cairn pull; it counts what it did in rec.
+func pull(c *cli.Context, rec *backupd.JobRecord) error {
 	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
 		pts, bad, err := remotePointsOf(c, rem, rc, "")
 		if err != nil {
@@ -610,10 +641,13 @@ func pullAction(c *cli.Context) error {
 			return err
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
+		rec.SetVMs(pointVMs(sel))
 		pulled := 0
 		var damaged []string
 		for _, p := range sel {
-			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			started := time.Now()
+			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress})
+			rec.BytesDownloaded += st.BytesDownloaded
 			if err != nil && pointDamaged(err) {
 				// One damaged point must not keep the others from
 				// coming back: say so and go on.
@@ -626,8 +660,16 @@ func pullAction(c *cli.Context) error {
 			}
 			if did {
 				pulled++
-				fmt.Printf("pulled %s %s (generation %d)\n", np.VM, np.ID, np.Gen)
+				rec.Points++
+				var stored int64
+				for _, d := range np.Disks {
+					stored += d.StoredBytes
+				}
+				rec.BytesWritten += stored
+				fmt.Printf("pulled %s %s (generation %d): %s of data, %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
+					humanBytes(st.BytesData), humanBytes(st.BytesDownloaded), humanBytes(stored), time.Since(started).Round(time.Millisecond))
 			} else {
+				rec.PointsPresent++
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}
