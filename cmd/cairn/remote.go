@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -329,30 +328,10 @@ func remoteCommands() []*cli.Command {
 					},
 				},
 				{
-					Name:  "list",
-					Usage: "list the repository's remotes",
-					Action: func(c *cli.Context) error {
-						repo, err := openRepo(c)
-						if err != nil {
-							return err
-						}
-						defer repo.Close()
-						ents, _ := os.ReadDir(remotesDir(repo.Dir()))
-						tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS\tLIMIT RATE")
-						for _, e := range ents {
-							name, ok := strings.CutSuffix(e.Name(), ".json")
-							if !ok {
-								continue
-							}
-							rc, err := loadRemoteConfig(repo.Dir(), name)
-							if err != nil {
-								return err
-							}
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", rc.Name, rc.Endpoint, rc.Bucket, rc.ImmutableDays, rc.limitString())
-						}
-						return tw.Flush()
-					},
+					Name:   "list",
+					Usage:  "list the repository's remotes",
+					Flags:  remoteListFlags(),
+					Action: remoteListAction, // remote_list.go
 				},
 				{
 					Name:      "extend",
