@@ -360,7 +360,7 @@ func parseDatastoreDirs(items []string) (vsphere.DatastoreDirs, error) {
 func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
-		Usage: "list backup and restore jobs (start, end, VM, result, bytes read and stored or written, error)",
+		Usage: "list backup, import, restore, replicate and pull jobs (start, end, VM, result, bytes read and stored or written, uploaded or downloaded, error)",
 		Description: "When cairn serve runs on the repository (or --server is given) this lists the\n" +
 			"server's runs, queued and running ones included; --history (or no server) lists\n" +
 			"the repository's job log, which every cairn process appends to.",
@@ -409,19 +409,24 @@ func jobsCommand() *cli.Command {
 				}
 				return enc.Encode(jobs)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tOFFSITE\tERROR")
-			for _, j := range jobs {
-				end := "-"
-				if !j.End.IsZero() {
-					end = j.End.Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
-					jobPoints(j), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
-			}
-			return tw.Flush()
+			return printJobTable(os.Stdout, jobs)
 		},
 	}
+}
+
+// printJobTable prints job log records as cairn jobs lists them.
+func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tOFFSITE\tERROR")
+	for _, j := range jobs {
+		end := "-"
+		if !j.End.IsZero() {
+			end = j.End.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
+			jobPoints(j), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
+	}
+	return tw.Flush()
 }
 
 // jobPoints is the POINT column of cairn jobs: the point a backup, import
