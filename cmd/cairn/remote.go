@@ -374,6 +374,10 @@ func remoteCommands() []*cli.Command {
 		{
 			Name:  "pull",
 			Usage: "copy recovery points from a remote into this repository (disaster recovery)",
+			Description: "Pulls the points oldest first; a point already in the repository is skipped. On a\n" +
+				"terminal each disk being pulled shows a progress bar on stderr; every point pulled\n" +
+				"prints its data, the bytes downloaded and stored and the time it took. The run is\n" +
+				"recorded in the repository's job log (cairn jobs).",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
