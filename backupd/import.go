@@ -43,7 +43,26 @@ type ImportOptions struct {
 // --full, no list, a disk with no earlier version) every allocated area,
 // compared by hash with the previous point. Every source is opened before
 // the point begins.
+//
+// The import is recorded in the repository's job log (kind import).
 func Import(ctx context.Context, repo *blockmap.Repo, vm string, disks []ImportDisk, opts ImportOptions) (p blockmap.Point, err error) {
+	end := StartJob(repo.Dir(), JobRecord{Kind: JobImport, VM: vm})
+	defer func() {
+		end(err, func(r *JobRecord) {
+			if err != nil {
+				return
+			}
+			r.Point, r.Consistency = p.ID, p.Consistency
+			for _, d := range p.Disks {
+				r.BytesRead += d.ReadBytes
+				r.BytesWritten += d.StoredBytes
+			}
+		})
+	}()
+	return importPoint(ctx, repo, vm, disks, opts)
+}
+
+func importPoint(ctx context.Context, repo *blockmap.Repo, vm string, disks []ImportDisk, opts ImportOptions) (p blockmap.Point, err error) {
 	srcs := make([]source.Source, len(disks))
 	for i, d := range disks {
 		o := opts.Source

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +28,14 @@ const (
 const (
 	JobBackup = "backup"
 	JobVerify = "verify-source"
+	// JobImport is cairn import: images, devices or NBD exports read into
+	// a new point.
+	JobImport = "import"
+	// JobReplicate copies points to a remote (cairn replicate, and the
+	// replicate: runs of cairn serve); JobPull brings points back from one
+	// (cairn pull).
+	JobReplicate = "replicate"
+	JobPull      = "pull"
 )
 
 // JobRecord is one line of <repo>/jobs/jobs.jsonl. A job writes a running
@@ -48,6 +59,92 @@ type JobRecord struct {
 	// Target is the VM a finished restore wrote (a new VM, the replaced or
 	// rolled-back one, or the VM that received a disk).
 	Target string `json:"target,omitempty"`
+	// Remote is the remote a replicate or pull job copied to or from.
+	Remote string `json:"remote,omitempty"`
+	// VMs are the VMs of a job that may concern several (replicate, pull);
+	// VM is set too when they are one.
+	VMs []string `json:"vms,omitempty"`
+	// ServeJob is the cairn serve job whose replicate: section ran it.
+	ServeJob string `json:"serve_job,omitempty"`
+	// Points counts the points a replicate or pull copied; PointsPresent
+	// those that were there already.
+	Points        int `json:"points,omitempty"`
+	PointsPresent int `json:"points_present,omitempty"`
+	// BytesUploaded are the bytes a replicate wrote to the remote's store;
+	// BytesDownloaded those a pull read from it. (BytesRead and
+	// BytesWritten stay the local side: read from the repository or a
+	// source, stored in the repository.)
+	BytesUploaded   int64 `json:"bytes_uploaded,omitempty"`
+	BytesDownloaded int64 `json:"bytes_downloaded,omitempty"`
+}
+
+// SetVMs sets VMs (sorted, without repeats) and VM when they are one.
+func (r *JobRecord) SetVMs(vms []string) {
+	vms = slices.Clone(vms)
+	slices.Sort(vms)
+	r.VMs = slices.Compact(vms)
+	r.VM = ""
+	if len(r.VMs) == 1 {
+		r.VM = r.VMs[0]
+	}
+}
+
+// Describe is the job's VM(s) and, beside a backup, what kind of job it
+// was: "web", "web (restore to web-copy)", "a, b (replicate to offsite)",
+// "web (pull from offsite)", "web (import)".
+func (r JobRecord) Describe() string {
+	vm := r.VM
+	if len(r.VMs) > 1 {
+		const show = 3
+		vm = strings.Join(r.VMs[:min(show, len(r.VMs))], ", ")
+		if len(r.VMs) > show {
+			vm += fmt.Sprintf(" +%d more", len(r.VMs)-show)
+		}
+	}
+	if vm == "" {
+		vm = "-"
+	}
+	switch {
+	case r.Kind == "" || r.Kind == JobBackup:
+		return vm
+	case r.Kind == JobReplicate && r.Remote != "":
+		return vm + " (replicate to " + r.Remote + ")"
+	case r.Kind == JobPull && r.Remote != "":
+		return vm + " (pull from " + r.Remote + ")"
+	case r.Target != "":
+		return vm + " (" + r.Kind + " to " + r.Target + ")" // where a restore went
+	}
+	return vm + " (" + r.Kind + ")"
+}
+
+// StartJob records a job as running in the job log of the repository in
+// repoDir and returns the function that records its end: err's text, or
+// ok, with what fill sets on the record (bytes, points). A failure to
+// write the log is logged, never the job's failure.
+func StartJob(repoDir string, rec JobRecord) (end func(err error, fill func(*JobRecord))) {
+	jobs := NewJobLog(repoDir)
+	if rec.ID == "" {
+		rec.ID = NewJobID()
+	}
+	if rec.Start.IsZero() {
+		rec.Start = time.Now().UTC()
+	}
+	rec.State = JobRunning
+	if err := jobs.Append(rec); err != nil {
+		slog.Warn("cannot record the job", "kind", rec.Kind, "error", err)
+	}
+	return func(err error, fill func(*JobRecord)) {
+		if fill != nil {
+			fill(&rec)
+		}
+		rec.End, rec.State = time.Now().UTC(), JobOK
+		if err != nil {
+			rec.State, rec.Error = JobFailed, err.Error()
+		}
+		if aerr := jobs.Append(rec); aerr != nil {
+			slog.Warn("cannot record the job", "kind", rec.Kind, "error", aerr)
+		}
+	}
 }
 
 // JobLog is the job history of a repository.

@@ -1,6 +1,7 @@
 package backupd
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"sync"
@@ -71,5 +72,38 @@ func TestJobLogRotation(t *testing.T) {
 		if _, ok := ids[fmt.Sprintf("last-%d", i)]; !ok {
 			t.Errorf("job last-%d, among the newest, is missing", i)
 		}
+	}
+}
+
+// TestJobDescribe: cairn jobs names each kind of job beside its VMs, and
+// a record written before kinds and remotes existed reads as a backup.
+func TestJobDescribe(t *testing.T) {
+	many := JobRecord{Kind: JobReplicate, Remote: "offsite"}
+	many.SetVMs([]string{"e", "b", "a", "d", "b"})
+	one := JobRecord{Kind: JobPull, Remote: "offsite"}
+	one.SetVMs([]string{"web"})
+	var old JobRecord
+	if err := json.Unmarshal([]byte(`{"id":"x","vm":"web","start":"2026-11-01T01:00:00Z","state":"ok","bytes_read":1,"bytes_written":2}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		r    JobRecord
+		want string
+	}{
+		{old, "web"},
+		{JobRecord{VM: "web", Kind: JobBackup}, "web"},
+		{JobRecord{VM: "web", Kind: JobImport}, "web (import)"},
+		{JobRecord{VM: "web", Kind: JobRestore, Target: "web-copy"}, "web (restore to web-copy)"},
+		{JobRecord{VM: "web", Kind: JobVerify}, "web (verify-source)"},
+		{many, "a, b, d +1 more (replicate to offsite)"},
+		{one, "web (pull from offsite)"},
+		{JobRecord{Kind: JobReplicate, Remote: "offsite"}, "- (replicate to offsite)"},
+	} {
+		if got := tc.r.Describe(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+	if one.VM != "web" || many.VM != "" || len(many.VMs) != 4 {
+		t.Errorf("SetVMs: one %q %v, many %q %v", one.VM, one.VMs, many.VM, many.VMs)
 	}
 }

@@ -101,6 +101,10 @@ type sessionRecord struct {
 	Disks   []uint32  `json:"disks"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
+	// Purpose is PointOptions.Purpose ("cairn pull", "cairn import",
+	// "cairn backup"): the sweep names what was interrupted. Session
+	// files written before it was kept have none.
+	Purpose string `json:"purpose,omitempty"`
 }
 
 // VMSummary is one VM in the catalog.

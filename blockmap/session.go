@@ -133,7 +133,7 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 		if s.base != nil && s.base.Gen >= s.gen {
 			s.gen = s.base.Gen + 1
 		}
-		err = r.writeSessionFile(sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started})
+		err = r.writeSessionFile(sessionRecord{VM: vm, Gen: s.gen, PID: os.Getpid(), Started: s.started, Purpose: opts.Purpose})
 	}
 	if err != nil {
 		lock.Release()

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,5 +135,54 @@ func TestSessionFileDamaged(t *testing.T) {
 	_, err := r.BeginPoint(context.Background(), "vm", PointOptions{})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("damaged")) {
 		t.Fatalf("BeginPoint with a damaged session file: %v", err)
+	}
+}
+
+// TestSweepNamesTheWriter: the sweep's log line names what was
+// interrupted (a pull, an import, a backup) when the session file says so,
+// and a neutral word for session files written before they said it.
+func TestSweepNamesTheWriter(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ purpose, want string }{
+		{"cairn pull", "sweeping an interrupted pull"},
+		{"cairn import", "sweeping an interrupted import"},
+		{"cairn backup job 20261206T0100Z-abc", "sweeping an interrupted backup"},
+		{"cairn verify --against-source --repair", "sweeping an interrupted write (cairn verify --against-source --repair)"},
+		{"", "sweeping an interrupted write"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "repo")
+			if err := Init(ctx, dir, InitOptions{BlockSize: testBS}); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			r, err := Open(ctx, dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			s, err := r.BeginPoint(ctx, "vm", PointOptions{Purpose: tc.purpose})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The process "dies": its session file stays, with another pid.
+			rec, ok, err := r.readSessionFile("vm")
+			if err != nil || !ok {
+				t.Fatalf("session file: %v %v", ok, err)
+			}
+			crash(s)
+			rec.PID, rec.Purpose = 1, tc.purpose // "": a file written before purposes were kept
+			if err := r.writeSessionFile(rec); err != nil {
+				t.Fatal(err)
+			}
+			s2, err := r.BeginPoint(ctx, "vm", PointOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Abort(ctx)
+			if !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("sweep logged:\n%s\nwant %q", logs.String(), tc.want)
+			}
+		})
 	}
 }

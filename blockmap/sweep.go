@@ -8,10 +8,26 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
 )
+
+// interruptedWriter names what a dead session was, for the sweep's log
+// line: "an interrupted pull" for a session of "cairn pull", and a neutral
+// word when its record does not say (written before purposes were kept).
+func interruptedWriter(purpose string) string {
+	words := strings.Fields(strings.TrimPrefix(purpose, "cairn "))
+	if len(words) == 0 {
+		return "an interrupted write"
+	}
+	switch words[0] { // "cairn backup job ID" is a backup
+	case "pull", "import", "backup":
+		return "an interrupted " + words[0]
+	}
+	return "an interrupted write (" + purpose + ")"
+}
 
 // sweepVM removes what dead sessions of vm left behind (index entries and
 // delta images of generations that never committed) and finishes a garbage
@@ -58,7 +74,7 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 	}
 	for _, s := range sessions {
 		if s.PID != os.Getpid() {
-			r.log.Info("sweeping an interrupted backup", "vm", vm, "generation", s.Gen, "pid", s.PID, "started", s.Started)
+			r.log.Info("sweeping "+interruptedWriter(s.Purpose), "vm", vm, "purpose", s.Purpose, "generation", s.Gen, "pid", s.PID, "started", s.Started)
 		}
 		disks := map[uint32]bool{}
 		for _, d := range s.Disks {

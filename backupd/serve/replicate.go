@@ -298,7 +298,9 @@ func (s *Server) replicateJob(ctx context.Context, cfg *Config, job Job, vms []s
 	rec := &ReplicationRecord{ID: backupd.NewJobID(), Job: job.Name, Remote: rc.Remote, Kind: "replicate", Trigger: trigger, State: StateRunning, Start: time.Now().UTC()}
 	log := s.log.With("job_name", job.Name, "remote", rc.Remote, "replication", rec.ID)
 	s.repl.add(rec)
+	endJob := s.startReplicationJob(rec) // replicate_jobs.go
 	err := s.replicateRun(ctx, job, vms, rec, log)
+	endJob(err) // before the API shows the run ended
 	s.endReplication(rec, err, log)
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 	"github.com/cairnbackup/cairn/internal/rgwtest"
@@ -129,6 +130,21 @@ func TestServeReplicate(t *testing.T) {
 	if rep == nil || rep.State != StateOK || rep.Replicated != 2 || rep.Pruned != 0 || rep.BytesUploaded <= 0 || rep.Objects < 5 ||
 		strings.Join(rep.VMs, ",") != "web-1,web-2" || rep.Trigger != "schedule" {
 		t.Fatalf("replication run: %+v", rep)
+	}
+	// The run is in the repository's job log too (cairn jobs), by its id.
+	jobs, err := backupd.NewJobLog(a.repo).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged *backupd.JobRecord
+	for i := range jobs {
+		if jobs[i].ID == rep.ID {
+			logged = &jobs[i]
+		}
+	}
+	if logged == nil || logged.Kind != backupd.JobReplicate || logged.State != backupd.JobOK || logged.Remote != "off" || logged.ServeJob != "web" ||
+		strings.Join(logged.VMs, ",") != "web-1,web-2" || logged.Points != 2 || logged.BytesUploaded != rep.BytesUploaded || logged.End.IsZero() {
+		t.Errorf("job log record of the replication: %+v (run %+v)", logged, rep)
 	}
 	if ver == nil || (ver.State != StateOK && !strings.Contains(ver.Error, "damaged")) {
 		t.Fatalf("verify run: %+v", ver)

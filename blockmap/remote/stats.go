@@ -52,8 +52,13 @@ type Stats struct {
 	// retention): prune --remote deletes them when it may.
 	UnreferencedPacks int   `json:"unreferenced_packs"`
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
-	// ImmutableDays is the Object Lock retention new objects get (0: none).
+	// ImmutableDays is the Object Lock retention cairn gives new objects
+	// (0: none of its own).
 	ImmutableDays int `json:"immutable_days"`
+	// Bucket is the bucket's Object Lock configuration: its default
+	// retention applies to every object written without one of its own
+	// (nil: the store did not say).
+	Bucket *Retention `json:"bucket,omitempty"`
 	// Unreadable are manifests that cannot be read (their points are not
 	// counted).
 	Unreadable []BadObject `json:"unreadable,omitempty"`
@@ -136,6 +141,12 @@ func (r *Remote) Stats(ctx context.Context) (*Stats, error) {
 		st.LogicalBytes += logical
 	}
 	st.Requests += len(maps)
+	if ret, err := r.BucketRetention(ctx); err == nil {
+		st.Bucket = &ret
+	} else {
+		r.log.Debug("bucket object lock configuration unknown", "error", err)
+	}
+	st.Requests++
 	if len(bad) == 0 {
 		for _, o := range packs {
 			if !used[strings.TrimPrefix(o.Name, packPrefix)] {

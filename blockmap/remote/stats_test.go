@@ -91,8 +91,11 @@ func testStats(t *testing.T, eng s3test.Engine) {
 	if st.Ratio <= 1 || st.Ratio != float64(logical)/float64(st.PackBytes) {
 		t.Fatalf("ratio %.3f of %d logical bytes in %d", st.Ratio, logical, st.PackBytes)
 	}
-	if st.Requests != 1+1+len(pts)+st.Maps {
-		t.Fatalf("stats made %d requests, want %d (two lists, one GET per manifest and per map)", st.Requests, 2+len(pts)+st.Maps)
+	if st.Requests != 1+1+len(pts)+st.Maps+1 {
+		t.Fatalf("stats made %d requests, want %d (two lists, one GET per manifest and per map, the bucket's Object Lock configuration)", st.Requests, 3+len(pts)+st.Maps)
+	}
+	if st.Bucket == nil || st.Bucket.BucketDays != 0 {
+		t.Fatalf("stats of a bucket without Object Lock: bucket %+v", st.Bucket)
 	}
 	t.Logf("%d points, %d packs (%d bytes), %d logical bytes: %.2fx, %d requests", st.Points, st.Packs, st.PackBytes, st.LogicalBytes, st.Ratio, st.Requests)
 	// A pack no manifest refers to.

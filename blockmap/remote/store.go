@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -261,10 +262,21 @@ func (s *store) getInto(ctx context.Context, name, version string, off, length i
 	} else if data, err = io.ReadAll(obj); err != nil {
 		return nil, s.s3err("get", name, err)
 	}
+	if c, ok := ctx.Value(downloadCounterKey{}).(*atomic.Int64); ok {
+		c.Add(int64(len(data)))
+	}
 	if length > 0 && int64(len(data)) != length {
 		return nil, fmt.Errorf("get %s: %w: %d bytes at %d, want %d (object shorter than its index says)", name, ErrCorrupt, len(data), off, length)
 	}
 	return data, nil
+}
+
+// downloadCounterKey carries an *atomic.Int64 that getInto adds the bytes
+// of every object body it reads to (PullWith's BytesDownloaded).
+type downloadCounterKey struct{}
+
+func withDownloadCounter(ctx context.Context, c *atomic.Int64) context.Context {
+	return context.WithValue(ctx, downloadCounterKey{}, c)
 }
 
 type objectInfo struct {

@@ -360,7 +360,7 @@ func parseDatastoreDirs(items []string) (vsphere.DatastoreDirs, error) {
 func jobsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
-		Usage: "list backup and restore jobs (start, end, VM, result, bytes read and stored or written, error)",
+		Usage: "list backup, import, restore, replicate and pull jobs (start, end, VM, result, bytes read and stored or written, uploaded or downloaded, error)",
 		Description: "When cairn serve runs on the repository (or --server is given) this lists the\n" +
 			"server's runs, queued and running ones included; --history (or no server) lists\n" +
 			"the repository's job log, which every cairn process appends to.",
@@ -409,27 +409,51 @@ func jobsCommand() *cli.Command {
 				}
 				return enc.Encode(jobs)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tERROR")
-			for _, j := range jobs {
-				end := "-"
-				if !j.End.IsZero() {
-					end = j.End.Format(time.RFC3339)
-				}
-				vm := j.VM
-				if j.Kind != "" && j.Kind != backupd.JobBackup {
-					if j.Target != "" {
-						vm += " (" + j.Kind + " to " + j.Target + ")" // where a restore went
-					} else {
-						vm += " (" + j.Kind + ")" // restores and verify-source runs beside backups
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, vm, j.Start.Format(time.RFC3339), end, j.State,
-					dash(j.Point), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), oneLine(j.Error))
-			}
-			return tw.Flush()
+			return printJobTable(os.Stdout, jobs)
 		},
 	}
+}
+
+// printJobTable prints job log records as cairn jobs lists them.
+func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tOFFSITE\tERROR")
+	for _, j := range jobs {
+		end := "-"
+		if !j.End.IsZero() {
+			end = j.End.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
+			jobPoints(j), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
+	}
+	return tw.Flush()
+}
+
+// jobPoints is the POINT column of cairn jobs: the point a backup, import
+// or restore made or read; how many points a replicate or pull copied.
+func jobPoints(j backupd.JobRecord) string {
+	if (j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull) && j.Point == "" {
+		if j.End.IsZero() || j.State == backupd.JobFailed && j.Points == 0 && j.PointsPresent == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%s copied, %d there", count(j.Points, "point"), j.PointsPresent)
+	}
+	return dash(j.Point)
+}
+
+// jobOffsite is the OFFSITE column of cairn jobs: what a replicate uploaded
+// or a pull downloaded.
+func jobOffsite(j backupd.JobRecord) string {
+	if j.BytesUploaded == 0 && j.BytesDownloaded == 0 && j.State != backupd.JobOK {
+		return "-"
+	}
+	switch j.Kind {
+	case backupd.JobReplicate:
+		return humanBytes(j.BytesUploaded) + " up"
+	case backupd.JobPull:
+		return humanBytes(j.BytesDownloaded) + " down"
+	}
+	return "-"
 }
 
 func dash(s string) string {

@@ -15,12 +15,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -334,30 +334,10 @@ func remoteCommands() []*cli.Command {
 					},
 				},
 				{
-					Name:  "list",
-					Usage: "list the repository's remotes",
-					Action: func(c *cli.Context) error {
-						repo, err := openRepo(c)
-						if err != nil {
-							return err
-						}
-						defer repo.Close()
-						ents, _ := os.ReadDir(remotesDir(repo.Dir()))
-						tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS\tLIMIT RATE")
-						for _, e := range ents {
-							name, ok := strings.CutSuffix(e.Name(), ".json")
-							if !ok {
-								continue
-							}
-							rc, err := loadRemoteConfig(repo.Dir(), name)
-							if err != nil {
-								return err
-							}
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", rc.Name, rc.Endpoint, rc.Bucket, rc.ImmutableDays, rc.limitString())
-						}
-						return tw.Flush()
-					},
+					Name:   "list",
+					Usage:  "list the repository's remotes",
+					Flags:  remoteListFlags(),
+					Action: remoteListAction, // remote_list.go
 				},
 				{
 					Name:      "extend",
@@ -400,6 +380,10 @@ func remoteCommands() []*cli.Command {
 		{
 			Name:  "pull",
 			Usage: "copy recovery points from a remote into this repository (disaster recovery)",
+			Description: "Pulls the points oldest first; a point already in the repository is skipped. On a\n" +
+				"terminal each disk being pulled shows a progress bar on stderr; every point pulled\n" +
+				"prints its data, the bytes downloaded and stored and the time it took. The run is\n" +
+				"recorded in the repository's job log (cairn jobs).",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
@@ -549,6 +533,19 @@ func writeExtendStamp(repoDir, name string) error {
 }
 
 func replicateAction(c *cli.Context) error {
+	var (
+		pts []blockmap.Point
+		st  *remote.ReplicateStats
+	)
+	end := startRemoteJob(c, backupd.JobReplicate)
+	err := replicate(c, &pts, &st)
+	end(err, func(r *backupd.JobRecord) { replicateRecord(r, pts, st) })
+	return err
+}
+
+// replicate is cairn replicate; it leaves the points it chose in *ptsOut
+// and what it did in *stOut for the job log.
+func replicate(c *cli.Context, ptsOut *[]blockmap.Point, stOut **remote.ReplicateStats) error {
 	var pts []blockmap.Point
 	// The local points are listed and the remote's lock taken while the
 	// remote is opened.
@@ -557,6 +554,7 @@ func replicateAction(c *cli.Context) error {
 		if pts, err = selectLocal(c, repo); err != nil {
 			return nil, err
 		}
+		*ptsOut = pts
 		return lockRemote(repo.Dir(), rc.Name)
 	}
 	return withRemoteLocal(c, local, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
@@ -569,6 +567,7 @@ func replicateAction(c *cli.Context) error {
 				}
 			},
 		})
+		*stOut = st
 		if err != nil {
 			if !errors.Is(err, remote.ErrNoObjectLock) { // a second run fails alike: no resume advice
 				err = fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err)
@@ -603,6 +602,21 @@ func replicateAction(c *cli.Context) error {
 }
 
 func pullAction(c *cli.Context) error {
+	var rec backupd.JobRecord // what the pull did, for the job log
+	end := startRemoteJob(c, backupd.JobPull)
+	err := pull(c, &rec)
+	end(err, func(r *backupd.JobRecord) {
+		if rec.VMs != nil {
+			r.SetVMs(rec.VMs)
+		}
+		r.Points, r.PointsPresent = rec.Points, rec.PointsPresent
+		r.BytesDownloaded, r.BytesWritten = rec.BytesDownloaded, rec.BytesWritten
+	})
+	return err
+}
+
+// pull is cairn pull; it counts what it did in rec.
+func pull(c *cli.Context, rec *backupd.JobRecord) error {
 	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
 		pts, bad, err := remotePointsOf(c, rem, rc, "")
 		if err != nil {
@@ -616,10 +630,13 @@ func pullAction(c *cli.Context) error {
 			return err
 		}
 		sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time.Before(sel[j].Time) })
+		rec.SetVMs(pointVMs(sel))
 		pulled := 0
 		var damaged []string
 		for _, p := range sel {
-			np, did, err := rem.Pull(c.Context, repo, p.VM, p.ID)
+			started := time.Now()
+			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress})
+			rec.BytesDownloaded += st.BytesDownloaded
 			if err != nil && pointDamaged(err) {
 				// One damaged point must not keep the others from
 				// coming back: say so and go on.
@@ -632,8 +649,16 @@ func pullAction(c *cli.Context) error {
 			}
 			if did {
 				pulled++
-				fmt.Printf("pulled %s %s (generation %d)\n", np.VM, np.ID, np.Gen)
+				rec.Points++
+				var stored int64
+				for _, d := range np.Disks {
+					stored += d.StoredBytes
+				}
+				rec.BytesWritten += stored
+				fmt.Printf("pulled %s %s (generation %d): %s of data, %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
+					humanBytes(st.BytesData), humanBytes(st.BytesDownloaded), humanBytes(stored), time.Since(started).Round(time.Millisecond))
 			} else {
+				rec.PointsPresent++
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}

@@ -301,6 +301,9 @@ func remoteStatsAction(c *cli.Context) error {
 	if err != nil {
 		return remoteAdvice(rc, err)
 	}
+	if st.Bucket != nil {
+		writeRetentionCache(dir, rc.Name, *st.Bucket) // remote list shows it
+	}
 	if a.Bool("json") {
 		return printJSON(map[string]any{"remote": rc.Name, "bucket": rc.Bucket, "endpoint": rc.Endpoint, "stats": st})
 	}
@@ -328,11 +331,7 @@ func remoteStatsAction(c *cli.Context) error {
 	for _, b := range st.Unreadable {
 		fmt.Printf("unreadable manifest %s: %s (its point is not counted)\n", b.Object, b.Err)
 	}
-	if st.ImmutableDays > 0 {
-		fmt.Printf("immutable: Object Lock COMPLIANCE retention of %s (renewed by replicate and cairn remote extend)\n", count(st.ImmutableDays, "day"))
-	} else {
-		fmt.Println("immutable: no (no Object Lock retention)")
-	}
+	fmt.Println(immutableLine(rc.Name, st))
 	fmt.Printf("%s\n", count(st.Requests+1, "request"))
 	return nil
 }

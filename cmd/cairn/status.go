@@ -374,14 +374,37 @@ func serverJobs(c *cli.Context, srv *serverClient) error {
 	if c.Bool("json") {
 		return printJSON(jr)
 	}
-	fmt.Printf("runs of cairn serve at %s (the repository's full history: cairn jobs --history)\n", srv.base)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	return printServerJobs(os.Stdout, srv.base, jr, c.Int("last"))
+}
+
+// printServerJobs prints a server's runs and, after them, the replicate
+// runs and pulls of the repository's job log (serve's own replications
+// are not runs of its backup queue; a failed offsite copy must show).
+func printServerJobs(w io.Writer, base string, jr serve.JobsResponse, last int) error {
+	fmt.Fprintf(w, "runs of cairn serve at %s (the repository's full history: cairn jobs --history)\n", base)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tJOB\tVM\tHOST\tTRIGGER\tSTATE\tATTEMPTS\tSTART\tEND\tPOINT\tREAD\tSTORED\tERROR")
 	for _, r := range jr.Runs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Job, r.VM, dash(r.Host), r.Trigger, r.State,
 			r.Attempts, when(r.Start), when(r.End), dash(r.Point), humanBytes(r.BytesRead), humanBytes(r.BytesWritten), oneLine(r.Error))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var offsite []backupd.JobRecord
+	for _, j := range jr.History {
+		if j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull {
+			offsite = append(offsite, j)
+		}
+	}
+	if last > 0 && len(offsite) > last {
+		offsite = offsite[len(offsite)-last:]
+	}
+	if len(offsite) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nreplications and pulls (the repository's job log):")
+	return printJobTable(w, offsite)
 }
 
 // post sends a JSON body to path and decodes the answer into v; want is
