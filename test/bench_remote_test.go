@@ -17,7 +17,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/rgwtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -372,48 +371,7 @@ func runCairnPeak(tb testing.TB, args ...string) (stdout, stderr string, peak in
 // returns a function that unmounts it and waits for the process.
 func startMount(tb testing.TB, repo, mnt string, flags ...string) func() {
 	tb.Helper()
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	args := append(append([]string{"--repo", repo, "mount"}, flags...), mnt)
-	cmd := exec.Command(buildCairn(tb), args...)
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if mi, ok, err := fusefs.FindMount(mnt); err == nil && ok && mi.FSType == "fuse.cairn" {
-			break
-		}
-		select {
-		case err := <-done:
-			tb.Fatalf("cairn mount exited: %v: %s", err, se.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			tb.Fatalf("cairn mount did not mount: %s", se.String())
-		}
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = fusefs.Unmount(mnt, true)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	tb.Cleanup(stop)
+	_, stop := startMountPID(tb, buildCairn(tb), repo, mnt, flags...)
 	return stop
 }
 
