@@ -1,12 +1,3 @@
-// Package serve is the cairn daemon: it keeps the repository mounted, runs
-// the backup jobs of a cairn.yaml on their schedules (intervals or cron)
-// within a total and a per-ESXi-host cap, retries failed VMs, applies
-// retention after each successful backup, verifies the repository and
-// (every N backups) the VMs against their source, and answers an HTTP API
-// with Prometheus metrics; jobs with a replicate: section copy their
-// points to an offsite remote (replicate.go; see docs/serve.md). A config
-// needs no vCenter: jobs without one back nothing up and replicate and
-// boot-check the repository's (imported) VMs (config_imported.go).
 package serve
 
 import (

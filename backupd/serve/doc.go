@@ -1,0 +1,33 @@
+// Package serve is the cairn daemon: it keeps the repository mounted, runs
+// the backup jobs of a cairn.yaml on their schedules (intervals or cron)
+// within a total and a per-ESXi-host cap, retries failed VMs, applies
+// retention after each successful backup, verifies the repository and
+// (every N backups) the VMs against their source, and answers an HTTP API
+// with Prometheus metrics (docs/serve.md).
+//
+// Vocabulary:
+//
+//   - Config: a validated cairn.yaml (ParseConfig, LoadConfig); a bad one
+//     is a *ConfigError naming the line. VCenter: one vCenter's URL,
+//     credentials file and thumbprint.
+//   - Job: a selection of VMs (names, globs, folders, tags) with its
+//     schedule, transports, retention and retries. A job with a vcenter
+//     backs up (Job.BacksUp); a job without one only replicates and
+//     boot-checks the repository's (imported) VMs (config_imported.go), so
+//     a config needs no vCenter at all.
+//   - Run: one execution of a job, recorded as a RunRecord (state, VMs,
+//     bytes, error); slots (slots.go) cap runs in total and per ESXi host.
+//   - Replicate: a job's replicate: section (remote, schedule or
+//     after_backup, the remote's retention, verify, limit_rate); each run
+//     is a ReplicationRecord, also written to the repository's job log
+//     (replicate_jobs.go); RemotePoints is what the API lists of a remote.
+//   - BootCheck: a job's boot_check: section, a scheduled verify-boot of
+//     the newest point (bootcheck.go).
+//   - RestoreRequest / RestoreRecord: a restore asked through the API and
+//     its record; errors carry the request's field names, never CLI flags.
+//   - ServeFile (serve.json): how other cairn commands find the running
+//     server (listen address, pid); the API token lives in
+//     <repo>/api-token (TokenFileName).
+//   - Status, JobStatus, VMStatus, VerifyStatus: what GET /api/v1/status
+//     and `cairn status` show.
+package serve
