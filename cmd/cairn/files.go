@@ -519,6 +519,9 @@ func restoreFileAction(c *cli.Context) error {
 	if c.NArg() != 2 {
 		return fmt.Errorf("restore-file: give PATH (in the guest) and DEST (here)")
 	}
+	if err := refuseInsideRepo(c.String("repo"), c.Args().Get(1), "DEST"); err != nil {
+		return fmt.Errorf("restore-file: %w", err)
+	}
 	o, fsys, err := openVolume(c)
 	if err != nil {
 		return err

@@ -328,3 +328,21 @@ func TestRefuseSecondServer(t *testing.T) {
 		t.Fatalf("no serve.json: %v", err)
 	}
 }
+
+// TestRestoreFileRefusesRepoDest: restore-file never writes into the
+// repository (export and mount refused it already; restore-file wrote
+// there), with or without --remote, before anything is opened.
+func TestRestoreFileRefusesRepoDest(t *testing.T) {
+	repo := t.TempDir()
+	for _, args := range [][]string{
+		{"restore-file", "--vm", "web", "--disk", "scsi0-0", "/etc", filepath.Join(repo, "etc")},
+		{"restore-file", "--remote", "off", "--vm", "web", "--disk", "scsi0-0", "/etc", repo},
+	} {
+		app := newApp()
+		app.Writer, app.ErrWriter = io.Discard, io.Discard
+		err := app.Run(append([]string{"cairn", "--repo", repo}, args...))
+		if err == nil || !strings.Contains(err.Error(), "is inside the repository") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
