@@ -457,3 +457,21 @@ func TestBadInput(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+// TestPointsListedByTime: `cairn points` lists a VM's points by time, as
+// latest and retention go, even when a generation holds an older point
+// (imported out of order, or pulled latest first).
+func TestPointsListedByTime(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	src := filepath.Join(dir, "disk.img")
+	makeImage(t, src, 1<<20)
+	mustCairn(t, "--repo", repo, "init")
+	newer := strings.TrimSpace(mustCairn(t, "--repo", repo, "import", "--vm", "vm1", "--disk", "d0", "--time", "2026-03-02T00:00:00Z", src))
+	older := strings.TrimSpace(mustCairn(t, "--repo", repo, "import", "--vm", "vm1", "--disk", "d0", "--time", "2026-03-01T00:00:00Z", src))
+	out := mustCairn(t, "--repo", repo, "points")
+	i, j := strings.Index(out, older), strings.Index(out, newer)
+	if i < 0 || j < 0 || i > j {
+		t.Fatalf("points not listed by time (older %s, newer %s):\n%s", older, newer, out)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -259,7 +260,11 @@ func pointsAction(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
 	for _, v := range cat {
-		for _, p := range v.Points {
+		// By time, as latest and retention go (a repository rebuilt by
+		// pull may hold an older point under a higher generation).
+		pts := slices.Clone(v.Points)
+		slices.SortStableFunc(pts, func(a, b blockmap.Point) int { return a.Time.Compare(b.Time) })
+		for _, p := range pts {
 			var disks []string
 			for _, d := range p.Disks {
 				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
