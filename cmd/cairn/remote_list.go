@@ -19,6 +19,7 @@ import (
 // remoteListFlags are cairn remote list's flags.
 func remoteListFlags() []cli.Flag {
 	return []cli.Flag{
+		jsonFlag(),
 		&cli.BoolFlag{Name: "check", Usage: "ask each remote's bucket what Object Lock retention applies (two requests per remote, no key needed); without it nothing is asked and a remote added without --immutable-days shows what the last check or remote stats learned, or unknown"},
 	}
 }
@@ -98,6 +99,7 @@ func remoteListAction(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tENDPOINT\tBUCKET\tIMMUTABLE DAYS\tLIMIT RATE")
 	unknown := false
+	rows := []remoteListRow{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok {
@@ -123,7 +125,11 @@ func remoteListAction(c *cli.Context) error {
 		}
 		col := immutableColumn(rc, ret)
 		unknown = unknown || col == "unknown"
+		rows = append(rows, newRemoteListRow(rc, ret))
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rc.Name, rc.Endpoint, rc.Bucket, col, rc.limitString())
+	}
+	if c.Bool("json") {
+		return printJSON(rows)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -132,6 +138,39 @@ func remoteListAction(c *cli.Context) error {
 		printUnknownRetention(os.Stdout)
 	}
 	return nil
+}
+
+// remoteListRow is one remote in remote list --json: its registration
+// (never the credentials' or key's contents) and what applies of Object
+// Lock: ImmutableDays and RetentionFrom as the text's column says them
+// ("" and null when unknown: added without --immutable-days, not checked).
+type remoteListRow struct {
+	Name           string            `json:"name"`
+	Endpoint       string            `json:"endpoint"`
+	Bucket         string            `json:"bucket"`
+	Region         string            `json:"region,omitempty"`
+	Credentials    string            `json:"credentials_file,omitempty"`
+	KeyFile        string            `json:"key_file,omitempty"`
+	PassphraseFile string            `json:"passphrase_file,omitempty"`
+	Registered     int               `json:"registered_immutable_days"`
+	ImmutableDays  *int              `json:"immutable_days"`
+	RetentionFrom  string            `json:"retention_from,omitempty"`
+	Retention      *remote.Retention `json:"retention,omitempty"`
+	LimitRate      int64             `json:"limit_rate"`
+}
+
+func newRemoteListRow(rc *remoteConfig, ret *remote.Retention) remoteListRow {
+	r := remoteListRow{Name: rc.Name, Endpoint: rc.Endpoint, Bucket: rc.Bucket, Region: rc.Region, Credentials: rc.CredentialsFile,
+		KeyFile: rc.KeyFile, PassphraseFile: rc.PassphraseFile, Registered: rc.ImmutableDays, Retention: ret, LimitRate: rc.LimitRate}
+	switch {
+	case ret != nil:
+		d, src := ret.Days(rc.ImmutableDays)
+		r.ImmutableDays, r.RetentionFrom = &d, src
+	case rc.ImmutableDays > 0:
+		d := rc.ImmutableDays
+		r.ImmutableDays, r.RetentionFrom = &d, remote.RetentionRemote
+	}
+	return r
 }
 
 func printUnknownRetention(w io.Writer) {
