@@ -36,6 +36,9 @@ const (
 	// (cairn pull).
 	JobReplicate = "replicate"
 	JobPull      = "pull"
+	// JobVerifyRemote reads a remote's objects back (cairn verify
+	// --remote, and the verify runs of a serve job's replicate: section).
+	JobVerifyRemote = "verify-remote"
 )
 
 // JobRecord is one line of <repo>/jobs/jobs.jsonl. A job writes a running
@@ -91,7 +94,7 @@ func (r *JobRecord) SetVMs(vms []string) {
 
 // Describe is the job's VM(s) and, beside a backup, what kind of job it
 // was: "web", "web (restore to web-copy)", "a, b (replicate to offsite)",
-// "web (pull from offsite)", "web (import)".
+// "web (pull from offsite)", "- (verify of offsite)", "web (import)".
 func (r JobRecord) Describe() string {
 	vm := r.VM
 	if len(r.VMs) > 1 {
@@ -111,6 +114,8 @@ func (r JobRecord) Describe() string {
 		return vm + " (replicate to " + r.Remote + ")"
 	case r.Kind == JobPull && r.Remote != "":
 		return vm + " (pull from " + r.Remote + ")"
+	case r.Kind == JobVerifyRemote && r.Remote != "":
+		return vm + " (verify of " + r.Remote + ")"
 	case r.Target != "":
 		return vm + " (" + r.Kind + " to " + r.Target + ")" // where a restore went
 	}

@@ -98,6 +98,7 @@ func TestJobDescribe(t *testing.T) {
 		{many, "a, b, d +1 more (replicate to offsite)"},
 		{one, "web (pull from offsite)"},
 		{JobRecord{Kind: JobReplicate, Remote: "offsite"}, "- (replicate to offsite)"},
+		{JobRecord{Kind: JobVerifyRemote, Remote: "offsite"}, "- (verify of offsite)"},
 	} {
 		if got := tc.r.Describe(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)

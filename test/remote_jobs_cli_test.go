@@ -37,6 +37,7 @@ func testRemoteJobsCLI(t *testing.T, eng s3test.Engine) {
 	f.add(t, repo, "offsite")
 	mustCairn(t, "--repo", repo, "remote", "init", "offsite")
 	mustCairn(t, "--repo", repo, "replicate", "--remote", "offsite")
+	mustCairn(t, "--repo", repo, "verify", "--remote", "offsite")
 	badCreds := filepath.Join(dir, "badcreds")
 	if err := os.WriteFile(badCreds, []byte("aws_access_key_id = "+eng.AccessKey+"\naws_secret_access_key = nope\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -69,11 +70,14 @@ func testRemoteJobsCLI(t *testing.T, eng s3test.Engine) {
 	if failed == nil || failed.State != backupd.JobFailed || !strings.Contains(failed.Error, "access denied") || failed.End.IsZero() {
 		t.Errorf("failed replicate record: %+v", failed)
 	}
+	if v := byKind[backupd.JobVerifyRemote]; len(v) != 1 || v[0].Remote != "offsite" || v[0].State != backupd.JobOK || v[0].End.IsZero() {
+		t.Errorf("verify --remote records: %+v", v)
+	}
 	if lg := byKind[""]; len(lg) != 1 || lg[0].VM != "legacy" || lg[0].BytesWritten != 524288 {
 		t.Errorf("old record: %+v", lg)
 	}
 	out := mustCairn(t, "--repo", repo, "jobs")
-	for _, want := range []string{"a (import)", "a (replicate to offsite)", "a (replicate to denied)", "access denied", "legacy", "1 point copied, 0 there", " up"} {
+	for _, want := range []string{"a (import)", "a (replicate to offsite)", "a (replicate to denied)", "- (verify of offsite)", "access denied", "legacy", "1 point copied, 0 there", " up"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cairn jobs lacks %q:\n%s", want, out)
 		}

@@ -445,6 +445,7 @@ func (s *Server) verifyRemote(ctx context.Context, job Job) {
 	rec := &ReplicationRecord{ID: backupd.NewJobID(), Job: job.Name, Remote: rc.Remote, Kind: "verify", Trigger: "schedule", State: StateRunning, Start: time.Now().UTC()}
 	log := s.log.With("job_name", job.Name, "remote", rc.Remote, "replication", rec.ID)
 	s.repl.add(rec)
+	endJob := s.startVerifyJob(rec)
 	err := func() error {
 		o, release, err := s.openRemote(ctx, rc.Remote)
 		if err != nil {
@@ -470,6 +471,7 @@ func (s *Server) verifyRemote(ctx context.Context, job Job) {
 		}
 		return nil
 	}()
+	endJob(err)
 	s.endReplication(rec, err, log)
 }
 

@@ -25,3 +25,13 @@ func (s *Server) startReplicationJob(rec *ReplicationRecord) func(err error) {
 		})
 	}
 }
+
+// startVerifyJob records a remote verify run in the repository's job log
+// (cairn jobs) under the run's id and returns what records its end.
+func (s *Server) startVerifyJob(rec *ReplicationRecord) func(err error) {
+	if s.repo == nil {
+		return func(error) {}
+	}
+	end := backupd.StartJob(s.repo.Dir(), backupd.JobRecord{ID: rec.ID, Kind: backupd.JobVerifyRemote, Remote: rec.Remote, ServeJob: rec.Job, Start: rec.Start})
+	return func(err error) { end(err, nil) }
+}

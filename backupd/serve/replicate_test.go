@@ -149,6 +149,15 @@ func TestServeReplicate(t *testing.T) {
 	if ver == nil || (ver.State != StateOK && !strings.Contains(ver.Error, "damaged")) {
 		t.Fatalf("verify run: %+v", ver)
 	}
+	var loggedVer *backupd.JobRecord
+	for i := range jobs {
+		if jobs[i].ID == ver.ID {
+			loggedVer = &jobs[i]
+		}
+	}
+	if loggedVer == nil || loggedVer.Kind != backupd.JobVerifyRemote || loggedVer.Remote != "off" || loggedVer.ServeJob != "web" {
+		t.Errorf("job log record of the remote verify: %+v (run %+v)", loggedVer, ver)
+	}
 	if got := a.metric(t, "cairn_remote_bytes_uploaded_total"); got != float64(rep.BytesUploaded) {
 		t.Errorf("cairn_remote_bytes_uploaded_total = %v, the run uploaded %d", got, rep.BytesUploaded)
 	}

@@ -691,6 +691,14 @@ func remotePointsAction(c *cli.Context) error {
 }
 
 func remoteVerifyAction(c *cli.Context) error {
+	end := startRemoteJob(c, backupd.JobVerifyRemote)
+	err := remoteVerify(c)
+	end(err, nil)
+	return err
+}
+
+// remoteVerify is cairn verify --remote.
+func remoteVerify(c *cli.Context) error {
 	return withRemote(c, func(repo *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
 		var pct float64
 		if s := strings.TrimSuffix(c.String("sample"), "%"); s != "" {

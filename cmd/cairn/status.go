@@ -393,7 +393,7 @@ func printServerJobs(w io.Writer, base string, jr serve.JobsResponse, last int) 
 	}
 	var offsite []backupd.JobRecord
 	for _, j := range jr.History {
-		if j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull {
+		if j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull || j.Kind == backupd.JobVerifyRemote {
 			offsite = append(offsite, j)
 		}
 	}
