@@ -17,6 +17,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/boot"
 	"github.com/cairnbackup/cairn/backupd/schedule"
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 )
 
 // BootCheck is a job's boot_check: after each successful backup (and/or
@@ -30,15 +31,19 @@ type BootCheck struct {
 	Timeout     time.Duration     // default 10m
 	Pattern     string            // serial-console RE meaning booted (default: a login prompt)
 	MaxParallel int               // boot checks of this job at once (default 1)
-	pattern     *regexp.Regexp
+	// Firmware ("bios" or "efi") boots points that carry no VM
+	// configuration (imported without --vm-config); a point's own
+	// configuration always wins.
+	Firmware string
+	pattern  *regexp.Regexp
 }
 
 // bootCheck parses boot_check: {after_backup: true, schedule: CRON|interval,
-// timeout: 10m, pattern: RE, max_parallel: 1}. With a schedule,
-// after_backup defaults to false.
+// timeout: 10m, pattern: RE, max_parallel: 1, firmware: bios|efi}. With a
+// schedule, after_backup defaults to false.
 func (p *parser) bootCheck(n *yaml.Node, what string, cfg *Config) (*BootCheck, error) {
 	what += ": boot_check"
-	m, err := p.fields(n, what, "after_backup", "schedule", "timeout", "pattern", "max_parallel")
+	m, err := p.fields(n, what, "after_backup", "schedule", "timeout", "pattern", "max_parallel", "firmware")
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +77,12 @@ func (p *parser) bootCheck(n *yaml.Node, what string, cfg *Config) (*BootCheck, 
 		if err := v.Decode(&bc.MaxParallel); err != nil || bc.MaxParallel < 1 || bc.MaxParallel > 4 {
 			return nil, p.errf(v, "%s: max_parallel: want 1 to 4", what)
 		}
+	}
+	if v := m["firmware"]; v != nil {
+		if v.Kind != yaml.ScalarNode || (v.Value != vmconfig.FirmwareBIOS && v.Value != vmconfig.FirmwareEFI) {
+			return nil, p.errf(v, "%s: firmware %q: want bios or efi (for points without a VM configuration)", what, v.Value)
+		}
+		bc.Firmware = v.Value
 	}
 	if !bc.AfterBackup && bc.Schedule == nil {
 		return nil, p.errf(n, "%s: say when: after_backup: true or schedule: (an interval like 24h or a cron expression)", what)
@@ -280,10 +291,16 @@ func (s *Server) bootCheck(ctx context.Context, bc *BootCheck, vm, pointID strin
 	}
 	defer os.RemoveAll(work)
 	serial := filepath.Join(work, boot.SerialFile)
-	pm, err := boot.StartPoint(ctx, s.repo, p, boot.Options{Network: boot.NetworkIsolated, Serial: serial,
-		RunDir: filepath.Join(work, "run"), Logger: s.log})
+	opts := boot.Options{Network: boot.NetworkIsolated, Serial: serial, RunDir: filepath.Join(work, "run"), Logger: s.log}
+	pm, err := boot.StartPoint(ctx, s.repo, p, opts)
+	if errors.Is(err, boot.ErrNoConfig) && bc.Firmware != "" {
+		// No configuration (an imported point): the job's firmware. A
+		// point that has one keeps its own, so it is only a fallback.
+		opts.Firmware = bc.Firmware
+		pm, err = boot.StartPoint(ctx, s.repo, p, opts)
+	}
 	if errors.Is(err, boot.ErrNoConfig) {
-		return boot.Result{}, fmt.Errorf("%w; import the VM with cairn import --vm-config FILE so that its points carry the firmware and disks to boot", err)
+		return boot.Result{}, fmt.Errorf("%w; give the job's boot_check: a firmware: bios or efi, or import the VM with cairn import --vm-config FILE so that its points carry the firmware and disks to boot", err)
 	}
 	if err != nil {
 		return boot.Result{}, err

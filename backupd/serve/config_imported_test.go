@@ -22,6 +22,7 @@ func TestConfigWithoutVCenter(t *testing.T) {
 		{"keys without values", "repository: /r\nvcenters:\njobs:\n", 0},
 		{"replicating job", "repository: /r\njobs:\n  - name: off\n    vms: [kvm-*, pve-101]\n    exclude: [kvm-test]\n    replicate: {remote: off, schedule: 6h, retention: {keep_daily: 30}, verify: 168h}\n", 1},
 		{"boot-checking job", "repository: /r\njobs:\n  - name: boot\n    vms: [kvm-*]\n    boot_check: {schedule: 24h}\n", 1},
+		{"boot check with firmware", "repository: /r\njobs:\n  - name: boot\n    vms: [kvm-*]\n    boot_check: {schedule: 24h, firmware: efi}\n", 1},
 		{"mixed with a vSphere job", "repository: /r\nvcenters: [{name: v, url: https://vc/sdk, credentials: /c}]\njobs:\n  - {name: n, vcenter: v, vms: [a], schedule: 1h}\n  - {name: i, vms: [kvm-*], replicate: {remote: off, schedule: 1h}}\n", 2},
 	}
 	for _, tc := range good {
@@ -73,6 +74,8 @@ func TestConfigWithoutVCenter(t *testing.T) {
 			[]string{"give replicate: or boot_check:"}},
 		{"replicate after backup", "repository: /r\njobs:\n  - name: n\n    vms: [a]\n    replicate:\n      remote: off\n      after_backup: true\n", 7,
 			[]string{"replicate: after_backup needs backups", "give schedule:"}},
+		{"bad firmware", "repository: /r\njobs:\n  - name: n\n    vms: [a]\n    boot_check: {schedule: 24h, firmware: uefi}\n", 5,
+			[]string{`firmware "uefi": want bios or efi`}},
 		{"boot check after backup", "repository: /r\njobs:\n  - name: n\n    vms: [a]\n    boot_check: {timeout: 5m}\n", 5,
 			[]string{"boot_check: after_backup needs backups"}},
 		{"bad vms pattern", "repository: /r\njobs:\n  - name: n\n    vms: [\"[\"]\n    replicate: {remote: off, schedule: 1h}\n", 4,

@@ -270,7 +270,15 @@ func TestBootCheckImportedWithoutConfig(t *testing.T) {
 	}
 	s.repo = repo
 	_, err = s.bootCheck(ctx, &BootCheck{Timeout: time.Minute, MaxParallel: 1}, "kvm-1", p.ID)
-	if !errors.Is(err, boot.ErrNoConfig) || !strings.Contains(err.Error(), "cairn import --vm-config") {
+	if !errors.Is(err, boot.ErrNoConfig) || !strings.Contains(err.Error(), "cairn import --vm-config") || !strings.Contains(err.Error(), "firmware: bios or efi") {
 		t.Fatalf("boot check of an imported point without configuration: %v", err)
+	}
+	// With the job's firmware the point boots (its random disk holds no
+	// boot loader, so the verdict is not "booted": what matters is that a
+	// machine ran and a verdict was reached).
+	testutil.RequireTools(t, "qemu-system-x86_64", "qemu-img")
+	res, err := s.bootCheck(ctx, &BootCheck{Timeout: 3 * time.Second, MaxParallel: 1, Firmware: "bios"}, "kvm-1", p.ID)
+	if err != nil || res.Firmware != "bios" || res.Verdict == "" || res.Verdict == boot.VerdictBooted {
+		t.Fatalf("boot check with firmware: bios: %+v, %v", res, err)
 	}
 }
