@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"github.com/cairnbackup/cairn/fusefs"
 	"github.com/cairnbackup/cairn/internal/rgwtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
@@ -53,22 +50,8 @@ func BenchmarkRemoteColdRead(b *testing.B) {
 	testutil.RequireFUSE(b)
 	testutil.RequireTools(b, "dd")
 	c := rgwtest.Shared(b)
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("CAIRN_BENCH_REMOTE_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	type bin struct{ name, path string }
-	bins := []bin{{"tree", buildCairn(b)}}
-	if s := os.Getenv("CAIRN_BENCH_REMOTE_BINS"); s != "" {
-		bins = nil
-		for _, f := range strings.Split(s, ",") {
-			name, path, ok := strings.Cut(f, "=")
-			if !ok {
-				b.Fatalf("CAIRN_BENCH_REMOTE_BINS: want name=path, got %q", f)
-			}
-			bins = append(bins, bin{name, path})
-		}
-	}
+	rounds := benchEnvInt("CAIRN_BENCH_REMOTE_ROUNDS", 3)
+	bins := benchBins(b)
 	withRclone := os.Getenv("CAIRN_BENCH_REMOTE_RCLONE") != ""
 	perfDir := os.Getenv("CAIRN_BENCH_REMOTE_PERF")
 	cacheSize := "3GiB" // BenchmarkRemote's: the warm read is served from it
@@ -76,25 +59,10 @@ func BenchmarkRemoteColdRead(b *testing.B) {
 		cacheSize = s
 	}
 	ctx := context.Background()
-	s3, err := minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	creds := filepath.Join(dir, "creds")
-	if err := os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKey, c.SecretKey)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	const size = int64(4) << 30
-	src := filepath.Join(dir, "disk.img")
-	makeImage(b, src, size)
-	for off := int64(0); off < size; off += 128 << 20 {
-		writeRandom(b, src, off, 64<<20, uint64(off>>20)+1)
-	}
+	f := newRemoteBench(b, c)
+	dir, s3, creds, key := f.dir, f.s3, f.creds, f.key
+	const size = remoteBenchSize
+	src := f.disk(b)
 	run := func(bin string, args ...string) string {
 		b.Helper()
 		cmd := exec.Command(bin, args...)

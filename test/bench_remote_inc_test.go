@@ -7,13 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairnbackup/cairn/internal/rgwtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
@@ -44,52 +40,21 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 	}
 	testutil.RequireRoot(b)
 	c := rgwtest.Shared(b)
-	envInt := func(name string, def int) int {
-		if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-			return n
-		}
-		return def
-	}
-	rounds, points := envInt("CAIRN_BENCH_REMOTE_ROUNDS", 3), envInt("CAIRN_BENCH_REMOTE_POINTS", 3)
-	type bin struct{ name, path string }
-	bins := []bin{{"tree", buildCairn(b)}}
-	if s := os.Getenv("CAIRN_BENCH_REMOTE_BINS"); s != "" {
-		bins = nil
-		for _, f := range strings.Split(s, ",") {
-			name, path, ok := strings.Cut(f, "=")
-			if !ok {
-				b.Fatalf("CAIRN_BENCH_REMOTE_BINS: want name=path, got %q", f)
-			}
-			bins = append(bins, bin{name, path})
-		}
-	}
+	rounds, points := benchEnvInt("CAIRN_BENCH_REMOTE_ROUNDS", 3), benchEnvInt("CAIRN_BENCH_REMOTE_POINTS", 3)
+	bins := benchBins(b)
 	debugFile := os.Getenv("CAIRN_BENCH_REMOTE_DEBUG")
 	ctx := context.Background()
-	s3, err := minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	creds := filepath.Join(dir, "creds")
-	if err := os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKey, c.SecretKey)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	keyFlag := []string{"--key-file", filepath.Join(dir, "key")}
-	if err := os.WriteFile(keyFlag[1], []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	f := newRemoteBench(b, c)
+	dir, s3, creds := f.dir, f.s3, f.creds
+	keyFlag := []string{"--key-file", f.key}
 	if os.Getenv("CAIRN_BENCH_REMOTE_KEY") == "passphrase" {
 		keyFlag = []string{"--passphrase-file", filepath.Join(dir, "pass")}
 		if err := os.WriteFile(keyFlag[1], []byte("a long offsite passphrase\n"), 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}
-	const size = int64(4) << 30
-	src := filepath.Join(dir, "disk.img")
-	makeImage(b, src, size)
-	for off := int64(0); off < size; off += 128 << 20 {
-		writeRandom(b, src, off, 64<<20, uint64(off>>20)+1)
-	}
+	const size = remoteBenchSize
+	src := f.disk(b)
 	var lastCPU time.Duration // user + system time of the last run
 	run := func(bin string, args ...string) (time.Duration, string) {
 		b.Helper()
@@ -110,12 +75,12 @@ func BenchmarkRemoteIncremental(b *testing.B) {
 	// binaries must share the remote format): pairs seconds apart on a
 	// machine whose load swings.
 	paired := os.Getenv("CAIRN_BENCH_REMOTE_PAIRED") != ""
-	groups := [][]bin{}
+	groups := [][]benchBin{}
 	if paired {
 		groups = append(groups, bins)
 	} else {
 		for _, bn := range bins {
-			groups = append(groups, []bin{bn})
+			groups = append(groups, []benchBin{bn})
 		}
 	}
 	for round := 0; round < rounds; round++ {

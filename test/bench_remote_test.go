@@ -52,24 +52,8 @@ func BenchmarkRemote(b *testing.B) {
 		rounds = n
 	}
 	ctx := context.Background()
-	dir := b.TempDir()
-	s3, err := minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	creds := filepath.Join(dir, "creds")
-	// A key file (docs/remote.md's setup): the first replication derives
-	// the master key with argon2id and keeps it in the key cache, later
-	// runs take it from there. With a passphrase every run pays argon2id
-	// (0.2 s of CPU quiet), which BenchmarkRemoteIncremental measures
-	// with CAIRN_BENCH_REMOTE_KEY=passphrase.
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKey, c.SecretKey)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	f := newRemoteBench(b, c)
+	dir, s3, creds, key := f.dir, f.s3, f.creds, f.key
 	rclone := rcloneEnv(c)
 	// tmpfs for what rclone downloads (the reads through the mount go to
 	// /dev/null: neither side writes to a disk).
@@ -82,13 +66,8 @@ func BenchmarkRemote(b *testing.B) {
 	}
 	b.Cleanup(func() { exec.Command("umount", "-l", shm).Run() })
 
-	// The disk: 4 GiB, 64 MiB of random data then 64 MiB of hole.
-	const size = int64(4) << 30
-	src := filepath.Join(dir, "disk.img")
-	makeImage(b, src, size)
-	for off := int64(0); off < size; off += 128 << 20 {
-		writeRandom(b, src, off, 64<<20, uint64(off>>20)+1)
-	}
+	const size = remoteBenchSize
+	src := f.disk(b)
 	ref := filepath.Join(dir, "ref.bin") // rclone's 2 GiB file
 	writeRandom(b, ref, 0, size/2, 99)
 	refBucket := rgwtest.NewBucketName()
@@ -413,4 +392,78 @@ func clearDir(tb testing.TB, dir string) {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// remoteBench is the setup BenchmarkRemote and its two single-case tools
+// (BenchmarkRemoteIncremental, BenchmarkRemoteColdRead) share: a
+// directory, an S3 client of the store, a credentials file and a key
+// file (docs/remote.md's setup: the first replication derives the master
+// key with argon2id and keeps it in the key cache, later runs take it
+// from there; with a passphrase every run pays argon2id, 0.2 s of CPU
+// quiet, which BenchmarkRemoteIncremental measures with
+// CAIRN_BENCH_REMOTE_KEY=passphrase).
+type remoteBench struct {
+	dir, creds, key string
+	s3              *minio.Client
+}
+
+// remoteBenchSize is the benchmarks' disk: 4 GiB, 2 GiB of it random.
+const remoteBenchSize = int64(4) << 30
+
+func newRemoteBench(b *testing.B, c *rgwtest.Cluster) remoteBench {
+	b.Helper()
+	f := remoteBench{dir: b.TempDir()}
+	var err error
+	if f.s3, err = minio.New(strings.TrimPrefix(c.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")}); err != nil {
+		b.Fatal(err)
+	}
+	f.creds, f.key = filepath.Join(f.dir, "creds"), filepath.Join(f.dir, "key")
+	if err := os.WriteFile(f.creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKey, c.SecretKey)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(f.key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// disk writes the benchmarks' disk image: 4 GiB, 64 MiB of random data
+// then 64 MiB of hole, over and over.
+func (f remoteBench) disk(b *testing.B) string {
+	src := filepath.Join(f.dir, "disk.img")
+	makeImage(b, src, remoteBenchSize)
+	for off := int64(0); off < remoteBenchSize; off += 128 << 20 {
+		writeRandom(b, src, off, 64<<20, uint64(off>>20)+1)
+	}
+	return src
+}
+
+// benchBin is a cairn binary a benchmark tool runs, by name.
+type benchBin struct{ name, path string }
+
+// benchBins are the binaries of $CAIRN_BENCH_REMOTE_BINS
+// ("name=path,name=path"), alternated in each round; by default the
+// tree's own build.
+func benchBins(b *testing.B) []benchBin {
+	s := os.Getenv("CAIRN_BENCH_REMOTE_BINS")
+	if s == "" {
+		return []benchBin{{"tree", buildCairn(b)}}
+	}
+	var bins []benchBin
+	for _, f := range strings.Split(s, ",") {
+		name, path, ok := strings.Cut(f, "=")
+		if !ok {
+			b.Fatalf("CAIRN_BENCH_REMOTE_BINS: want name=path, got %q", f)
+		}
+		bins = append(bins, benchBin{name, path})
+	}
+	return bins
+}
+
+// benchEnvInt is a positive integer from the environment, or def.
+func benchEnvInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }

@@ -101,18 +101,7 @@ func TestServeReplicateLimited(t *testing.T) {
 			writeTestPoint(t, repo, vm, t0.Add(time.Duration(i)*time.Hour), byte(i+1))
 		}
 	})
-	var rep ReplicationRecord
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if rs := a.s.Replications(); len(rs) > 0 && rs[0].State != StateRunning {
-			rep = rs[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replication did not end")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	rep := a.firstReplication(t)
 	if rep.State != StateOK || rep.Replicated != 2 || rep.BytesUploaded <= 0 {
 		t.Fatalf("replication: %+v", rep)
 	}

@@ -296,18 +296,7 @@ func TestServeReplicateAfterBackup(t *testing.T) {
     retries: 0
     replicate: {remote: off, after_backup: true}
 `, func(s *Server) { s.remotes = opener })
-	var rep ReplicationRecord
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if rs := a.s.Replications(); len(rs) > 0 && rs[0].State != StateRunning {
-			rep = rs[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no replication after the backup; runs: %+v", a.s.Runs())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	rep := a.firstReplication(t)
 	runs := a.s.Runs()
 	if len(runs) != 1 || runs[0].State != StateOK || runs[0].Point == "" {
 		t.Fatalf("backup runs: %+v", runs)
@@ -344,5 +333,21 @@ func TestServeReplicateAfterBackup(t *testing.T) {
 		if !bytes.Equal(rb, lb) || bytes.Count(lb, []byte{0}) == len(lb) {
 			t.Fatalf("disk %s: the remote point differs from the local one (or is empty)", d.Name)
 		}
+	}
+}
+
+// firstReplication waits (up to 2 minutes) for the server's first
+// replication run to end and returns it.
+func (a *apiServer) firstReplication(t *testing.T) ReplicationRecord {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if rs := a.s.Replications(); len(rs) > 0 && rs[0].State != StateRunning {
+			return rs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replication ended; runs: %+v", a.s.Runs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

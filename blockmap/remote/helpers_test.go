@@ -37,18 +37,35 @@ func newEnv(t *testing.T, immutableDays int) *env {
 
 func newEnvOn(t *testing.T, c s3test.Engine, immutableDays int) *env {
 	t.Helper()
-	b := s3test.NewBucketName()
-	e := &env{t: t, c: c, bucket: b, opts: Options{
+	return envIn(t, c, c.Client(t), s3test.NewBucketName(), immutableDays)
+}
+
+// envIn initializes a remote in bucket b (made by the test, or by Init
+// when missing).
+func envIn(t *testing.T, c s3test.Engine, cl *minio.Client, b string, immutableDays int) *env {
+	t.Helper()
+	e := &env{t: t, c: c, bucket: b, s3: cl, opts: Options{
 		Store:         StoreOptions{Endpoint: c.Endpoint, Bucket: b, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Timeout: 20 * time.Second},
 		Secret:        []byte("correct horse battery staple"),
 		ImmutableDays: immutableDays,
 		PackSize:      1 << 20, // small packs: several per test
 	}}
-	e.s3 = c.Client(t)
 	if err := Init(ctx(t), e.opts); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// lockedBucketEnv is a remote without immutable days of its own on a
+// bucket created with Object Lock.
+func lockedBucketEnv(t *testing.T, c s3test.Engine) *env {
+	t.Helper()
+	b := s3test.NewBucketName()
+	cl := c.Client(t)
+	if err := cl.MakeBucket(ctx(t), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
+		t.Fatal(err)
+	}
+	return envIn(t, c, cl, b, 0)
 }
 
 func ctx(t *testing.T) context.Context {

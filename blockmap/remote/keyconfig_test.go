@@ -168,21 +168,7 @@ func newVersionedEnv(t *testing.T, eng s3test.Engine) *env {
 	if err := cl.EnableVersioning(ctx(t), b); err != nil {
 		t.Fatal(err)
 	}
-	return initEnvIn(t, eng, cl, b)
-}
-
-// initEnvIn initializes a remote without retention in an existing bucket.
-func initEnvIn(t *testing.T, eng s3test.Engine, cl *minio.Client, b string) *env {
-	t.Helper()
-	e := &env{t: t, c: eng, bucket: b, s3: cl, opts: Options{
-		Store:    StoreOptions{Endpoint: eng.Endpoint, Bucket: b, AccessKey: eng.AccessKey, SecretKey: eng.SecretKey, Timeout: 20 * time.Second},
-		Secret:   []byte("correct horse battery staple"),
-		PackSize: 1 << 20,
-	}}
-	if err := Init(ctx(t), e.opts); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return envIn(t, eng, cl, b, 0)
 }
 
 // TestRekeyObjectLock: under Object Lock the old config version cannot be
@@ -285,12 +271,8 @@ func testRekeyOldConfigPruned(t *testing.T, eng s3test.Engine) {
 // rekeyOldConfigPruned runs the test with the old config retained for
 // keep; false when the rekey outlasted that.
 func rekeyOldConfigPruned(t *testing.T, eng s3test.Engine, keep time.Duration) bool {
-	b := s3test.NewBucketName()
-	cl := eng.Client(t)
-	if err := cl.MakeBucket(ctx(t), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
-		t.Fatal(err)
-	}
-	e := initEnvIn(t, eng, cl, b)
+	e := lockedBucketEnv(t, eng)
+	b, cl := e.bucket, e.s3
 	// Right before the rekey the first config gets a retention of a few
 	// seconds (cairn's own retentions are whole days): long enough for the
 	// rekey and a prune on a loaded machine (argon2id takes up to 2 s).

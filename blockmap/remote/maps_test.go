@@ -359,22 +359,11 @@ func testMapLocked(t *testing.T, eng s3test.Engine) {
 	}
 }
 
-// deltaEnvLockedBucket is a remote without --immutable-days on a bucket
-// created with Object Lock.
+// deltaEnvLockedBucket is deltaEnv's remote on a bucket created with
+// Object Lock, without immutable days of its own.
 func deltaEnvLockedBucket(t *testing.T, eng s3test.Engine) *env {
-	b := s3test.NewBucketName()
-	cl := eng.Client(t)
-	if err := cl.MakeBucket(ctx(t), b, minio.MakeBucketOptions{ObjectLocking: true}); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, c: eng, bucket: b, s3: cl, opts: Options{
-		Store:    StoreOptions{Endpoint: eng.Endpoint, Bucket: b, AccessKey: eng.AccessKey, SecretKey: eng.SecretKey, Timeout: 20 * time.Second},
-		Secret:   []byte("correct horse battery staple"),
-		PackSize: 8 << 20,
-	}}
-	if err := Init(ctx(t), e.opts); err != nil {
-		t.Fatal(err)
-	}
+	e := lockedBucketEnv(t, eng)
+	e.opts.PackSize = 8 << 20
 	return e
 }
 
