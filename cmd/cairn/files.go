@@ -141,7 +141,10 @@ type volumeJSON struct {
 	// VolumeError: the volume itself (an LV, an array, a dynamic
 	// volume) cannot be read, so nothing is known of its filesystem.
 	VolumeError string `json:"volume_error,omitempty"`
-	Btrfs       string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
+	// SizeDeclared: Size is what the volume's metadata declares (an MD
+	// array that cannot be assembled), not what could be read.
+	SizeDeclared bool   `json:"size_declared,omitempty"`
+	Btrfs        string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
 }
 
 type diskTableJSON struct {
