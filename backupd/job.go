@@ -256,9 +256,9 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 			}
 		}
 	}()
-	var base *blockmap.Point
-	if b, ok := sess.Base(); ok {
-		base = &b
+	base, err := cbtBase(ctx, j.repo, sess)
+	if err != nil {
+		return nil, fmt.Errorf("read points of %s: %w", j.vm.Name, err)
 	}
 	disks := make([]*diskJob, 0, len(j.snap.Disks))
 	for _, d := range j.snap.Disks {
@@ -311,8 +311,10 @@ type diskJob struct {
 	result DiskResult
 }
 
+// prepareDisk plans disk d since base, the point CBT is asked since
+// (cbtBase), and adds it to sess.
 func (j *vmJob) prepareDisk(ctx context.Context, sess *blockmap.Session, d vsphere.Disk, base *blockmap.Point) (*diskJob, error) {
-	plan, err := planDisk(ctx, j.hv, j.vm, j.snap, d, base)
+	plan, err := planCBTDisk(ctx, j.hv, j.vm, j.snap, d, sess, base)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name, err)
 	}

@@ -35,6 +35,12 @@
 // Badger's checksums are on and its tables and MANIFEST are checked before
 // it opens them (indexcheck.go).
 //
+// A new generation builds on the session's base, the VM's highest
+// generation, whatever the points' times. When the newest point by time is
+// an older generation (points pulled out of time order), Session.BaseDiff
+// lists the blocks written after it up to the base: a backup that reads
+// only what changed since the newest point reads those too.
+//
 // A recovery point becomes visible only when its catalog record is
 // committed, after its delta images are fsynced. A session that dies
 // leaves a session record; the next writer of that VM sweeps it (index

@@ -61,7 +61,7 @@ func (n *attachDir) list() []fuse.DirEntry {
 			out = append(out, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
 		}
 	}
-	return out
+	return n.t.numbered(&n.Inode, out)
 }
 
 func (n *attachDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -84,7 +84,7 @@ func (n *attachDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 			n.t.log.Error("read attachment", "vm", n.p.VM, "point", n.p.ID, "attachment", full, "err", err)
 			return nil, syscall.EIO
 		}
-		ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+		ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, n.t.childFile(&n.Inode, name))
 	}
 	return ch, fillEntry(ctx, ch, out)
 }

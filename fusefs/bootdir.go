@@ -55,7 +55,7 @@ func (n *bootDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
 		}
 	}
-	return newDirStream(&n.Inode, entries), 0
+	return newDirStream(&n.Inode, n.t.numbered(&n.Inode, entries)), 0
 }
 
 func (n *bootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -71,7 +71,7 @@ func (n *bootDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, syscall.ENOENT
 	}
-	ch := n.NewInode(ctx, &bootFile{t: n.t, path: path}, gofs.StableAttr{Mode: syscall.S_IFREG})
+	ch := n.NewInode(ctx, &bootFile{t: n.t, path: path}, n.t.childFile(&n.Inode, name))
 	n.t.fillAttr(&out.Attr, syscall.S_IFREG|0o444, uint64(fi.Size()), fi.ModTime())
 	out.SetEntryTimeout(bootTimeout)
 	out.SetAttrTimeout(bootTimeout)

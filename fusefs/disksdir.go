@@ -39,7 +39,7 @@ func (n *disksDir) list() []fuse.DirEntry {
 			entries = append(entries, fuse.DirEntry{Name: d.Name + ".vmdk", Mode: syscall.S_IFREG})
 		}
 	}
-	return entries
+	return n.t.numbered(&n.Inode, entries)
 }
 
 func (n *disksDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -56,7 +56,7 @@ func (n *disksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		case d.Name + ".img":
 			ch := n.GetChild(name)
 			if ch == nil {
-				ch = n.NewInode(ctx, &imgFile{t: n.t, p: n.p, disk: d}, gofs.StableAttr{Mode: syscall.S_IFREG})
+				ch = n.NewInode(ctx, &imgFile{t: n.t, p: n.p, disk: d}, n.t.childFile(&n.Inode, name))
 			}
 			return ch, fillEntry(ctx, ch, out)
 		case d.Name + ".vmdk":
@@ -66,7 +66,7 @@ func (n *disksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			ch := n.GetChild(name)
 			if ch == nil {
 				data := vmdkDescriptor(n.p, d)
-				ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+				ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, n.t.childFile(&n.Inode, name))
 			}
 			return ch, fillEntry(ctx, ch, out)
 		}

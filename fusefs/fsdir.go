@@ -42,7 +42,7 @@ func (n *fsDir) list(ctx context.Context) []fuse.DirEntry {
 	for _, d := range n.p.Disks {
 		entries = append(entries, fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR})
 	}
-	return append(entries, n.volumeEntries(ctx)...)
+	return n.t.numbered(&n.Inode, append(entries, n.volumeEntries(ctx)...))
 }
 
 func (n *fsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -103,7 +103,7 @@ func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d bl
 			msg := fmt.Sprintf("cairn cannot show the filesystems of disk %s of %s at %s:\n%v\n\nThe raw image is in ../../disks/%s.img.\n", d.Name, p.VM, p.ID, err, d.Name)
 			node = &errorDir{t: t, p: p, text: []byte(msg)}
 		}
-		e.in = parent.NewPersistentInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		e.in = parent.NewPersistentInode(ctx, node, t.childDir(&parent.Inode, d.Name))
 	})
 	return e.in
 }
@@ -142,7 +142,7 @@ func (n *errorDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 }
 
 func (n *errorDir) list() []fuse.DirEntry {
-	return []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}}
+	return n.t.numbered(&n.Inode, []fuse.DirEntry{{Name: ErrorFileName, Mode: syscall.S_IFREG}})
 }
 
 func (n *errorDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -159,7 +159,7 @@ func (n *errorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	ch := n.GetChild(name)
 	if ch == nil {
-		ch = n.NewInode(ctx, &contentFile{t: n.t, data: n.text, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+		ch = n.NewInode(ctx, &contentFile{t: n.t, data: n.text, mtime: n.p.Time}, n.t.childFile(&n.Inode, name))
 	}
 	return ch, fillEntry(ctx, ch, out)
 }

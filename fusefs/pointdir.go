@@ -58,7 +58,7 @@ func (n *pointDir) list() []fuse.DirEntry {
 	if _, err := os.Stat(filepath.Join(n.t.opts.BootChecksDir, n.p.VM, n.p.ID)); err == nil {
 		entries = append(entries, fuse.DirEntry{Name: bootName, Mode: syscall.S_IFDIR})
 	}
-	return entries
+	return n.t.numbered(&n.Inode, entries)
 }
 
 func (n *pointDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -79,29 +79,29 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 				n.t.log.Error("build info.json", "vm", n.p.VM, "point", n.p.ID, "err", err)
 				return nil, syscall.EIO
 			}
-			ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, gofs.StableAttr{Mode: syscall.S_IFREG})
+			ch = n.NewInode(ctx, &contentFile{t: n.t, data: data, mtime: n.p.Time}, n.t.childFile(&n.Inode, name))
 		}
 	case disksName:
 		if ch == nil {
-			ch = n.NewInode(ctx, &disksDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			ch = n.NewInode(ctx, &disksDir{t: n.t, p: n.p}, n.t.childDir(&n.Inode, name))
 		}
 	case fsName:
 		if n.t.opts.FSProvider == nil {
 			return nil, syscall.ENOENT
 		}
 		if ch == nil {
-			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			ch = n.NewInode(ctx, &fsDir{t: n.t, p: n.p}, n.t.childDir(&n.Inode, name))
 		}
 	case bootName:
 		if ch == nil {
-			ch = n.NewInode(ctx, &bootDir{t: n.t, p: n.p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			ch = n.NewInode(ctx, &bootDir{t: n.t, p: n.p}, n.t.childDir(&n.Inode, name))
 		}
 	default:
 		if !slices.Contains(attachmentDirs(n.p), name) {
 			return nil, syscall.ENOENT
 		}
 		if ch == nil {
-			ch = n.NewInode(ctx, &attachDir{t: n.t, p: n.p, dir: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			ch = n.NewInode(ctx, &attachDir{t: n.t, p: n.p, dir: name}, n.t.childDir(&n.Inode, name))
 		}
 	}
 	return ch, fillEntry(ctx, ch, out)

@@ -36,7 +36,7 @@ func (n *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	for _, name := range snap.names {
 		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFDIR})
 	}
-	return newDirStream(&n.Inode, entries), 0
+	return newDirStream(&n.Inode, n.t.numbered(&n.Inode, entries)), 0
 }
 
 func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -46,7 +46,7 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	ch := n.GetChild(name)
 	if ch == nil {
-		ch = n.NewInode(ctx, &vmDir{t: n.t, name: name}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		ch = n.NewInode(ctx, &vmDir{t: n.t, name: name}, n.t.childDir(&n.Inode, name))
 	}
 	var a fuse.AttrOut
 	ch.Operations().(*vmDir).Getattr(ctx, nil, &a)

@@ -37,6 +37,7 @@ type tree struct {
 	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life
 	// volNodes holds VolumeProvider results per point (fs/lvm, ...).
 	volNodes map[pointKey]*volEntry
+	inos     inoTable // inode numbers of the mount's own nodes (inos.go)
 }
 
 // fillAttr sets the attributes every node shares.

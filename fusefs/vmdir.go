@@ -49,9 +49,9 @@ func (n *vmDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		return newDirStream(&n.Inode, nil), 0
 	}
 	entries := make([]fuse.DirEntry, 0, len(v.points)+1)
-	entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK})
+	entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK, Ino: n.t.ino(&n.Inode, latestName)})
 	for _, p := range v.points {
-		entries = append(entries, fuse.DirEntry{Name: p.ID, Mode: syscall.S_IFDIR})
+		entries = append(entries, fuse.DirEntry{Name: p.ID, Mode: syscall.S_IFDIR, Ino: n.t.ino(&n.Inode, pointInoName(p))})
 	}
 	return newDirStream(&n.Inode, entries), 0
 }
@@ -68,7 +68,7 @@ func (n *vmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 		}
 		ch := n.GetChild(name)
 		if ch == nil {
-			ch = n.NewInode(ctx, &latestLink{t: n.t, vm: n.name}, gofs.StableAttr{Mode: syscall.S_IFLNK})
+			ch = n.NewInode(ctx, &latestLink{t: n.t, vm: n.name}, n.t.child(&n.Inode, latestName, syscall.S_IFLNK))
 		}
 		n.t.fillAttr(&out.Attr, syscall.S_IFLNK|0o777, uint64(len(p.ID)), p.Time)
 		entry(out, out.Attr, dirTimeout, dirTimeout)
@@ -85,7 +85,7 @@ func (n *vmDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*g
 		}
 	}
 	if ch == nil {
-		ch = n.NewInode(ctx, &pointDir{t: n.t, p: p}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		ch = n.NewInode(ctx, &pointDir{t: n.t, p: p}, n.t.childDir(&n.Inode, pointInoName(p)))
 	}
 	n.t.fillAttr(&out.Attr, syscall.S_IFDIR|0o555, 0, p.Time)
 	// A point never changes; when it is deleted, the mount tells the

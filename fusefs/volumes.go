@@ -72,7 +72,7 @@ func (t *tree) pointVolumes(ctx context.Context, parent *fsDir) *volEntry {
 				t.log.Warn("volume directory name taken; not shown", "vm", p.VM, "point", p.ID, "name", d.Name)
 				continue
 			}
-			e.nodes[d.Name] = parent.NewPersistentInode(ctx, d.Node, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			e.nodes[d.Name] = parent.NewPersistentInode(ctx, d.Node, t.childDir(&parent.Inode, d.Name))
 			e.names = append(e.names, d.Name)
 		}
 		sort.Strings(e.names)

@@ -96,7 +96,18 @@ type store struct {
 	minRate int64
 	hc      *http.Client // presigned requests minio-go cannot decode (store_compat.go)
 	lt      *limitTransport
+	// lock is what this store learnt of the bucket's Object Lock (one of
+	// lockUnknown, lockOff, lockOn): put sends a Content-MD5 to a bucket
+	// with Object Lock (lockedPut).
+	lock atomic.Int32
 }
+
+// The states of store.lock.
+const (
+	lockUnknown int32 = iota
+	lockOff
+	lockOn
+)
 
 func newStore(o StoreOptions) (*store, error) {
 	u, err := url.Parse(o.Endpoint)
@@ -197,12 +208,15 @@ func (s *store) put(ctx context.Context, name string, data []byte, po putOptions
 	}
 	// The payload is checked by the store on arrival: its SHA-256 is
 	// signed (over https TLS guards it too). S3 requires a Content-MD5
-	// with an Object Lock retention; then that MD5 is the check and the
-	// SHA-256 is skipped.
+	// with an Object Lock retention, and with every PUT to a bucket whose
+	// Object Lock has a default retention (even one that sets none); then
+	// that MD5 is the check and the SHA-256 is skipped.
 	var md5b64, sha string
 	if !po.retainUntil.IsZero() {
 		o.Mode = minio.Compliance
 		o.RetainUntilDate = po.retainUntil.UTC()
+	}
+	if !po.retainUntil.IsZero() || s.lockedPut(ctx) {
 		sum := md5.Sum(data)
 		md5b64 = base64.StdEncoding.EncodeToString(sum[:])
 	} else {
@@ -375,17 +389,45 @@ func (s *store) remove(ctx context.Context, name, version string) error {
 	return s.s3err("delete", name, s.cl.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{VersionID: version}))
 }
 
-// objectLock reports whether the bucket has Object Lock enabled.
+// objectLock reports whether the bucket has Object Lock enabled, and
+// keeps the answer for put.
 func (s *store) objectLock(ctx context.Context) (bool, error) {
 	enabled, _, _, _, err := s.cl.GetObjectLockConfig(ctx, s.bucket)
 	if err != nil {
 		resp := minio.ToErrorResponse(err)
 		if resp.Code == "ObjectLockConfigurationNotFoundError" || resp.StatusCode == http.StatusNotFound && resp.Code != "NoSuchBucket" {
+			s.lock.Store(lockOff)
 			return false, nil
 		}
 		return false, s.s3err("get object lock configuration", s.bucket, err)
 	}
-	return enabled == "Enabled", nil
+	on := enabled == "Enabled"
+	if on {
+		s.lock.Store(lockOn)
+	} else {
+		s.lock.Store(lockOff)
+	}
+	return on, nil
+}
+
+// lockedPut tells whether a PUT needs a Content-MD5 because the bucket
+// has Object Lock: S3 refuses a PUT without one (or an x-amz-checksum-*)
+// to a bucket whose Object Lock has a default retention. The bucket's
+// configuration is asked once per store (objectLock). When it cannot be
+// read (a policy without s3:GetBucketObjectLockConfiguration, a store
+// down) the MD5 is sent anyway: every store accepts it.
+func (s *store) lockedPut(ctx context.Context) bool {
+	switch s.lock.Load() {
+	case lockOn:
+		return true
+	case lockOff:
+		return false
+	}
+	on, err := s.objectLock(ctx)
+	if errors.Is(err, ErrAccessDenied) {
+		s.lock.Store(lockOn)
+	}
+	return on || err != nil
 }
 
 // retention reads an object version's retain-until date (zero: none).

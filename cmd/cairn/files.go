@@ -62,7 +62,7 @@ func fileCommands() []*cli.Command {
 				"Restores every entry it can: an entry that cannot be read or written is reported on\n" +
 				"one line (FAILED path: reason) and the rest goes on; a summary follows and the exit\n" +
 				"status is non-zero when anything failed. Names longer than 255 bytes get a\n" +
-				"deterministic shortened name (RENAMED line). FIFOs are created; device nodes\n" +
+				"deterministic shortened name (RENAMED line, counted in the summary). FIFOs are created; device nodes\n" +
 				"too when run as root, else they are listed as SKIPPED, like sockets.",
 			Flags: volFlags(&cli.BoolFlag{Name: "fail-fast", Usage: "stop at the first entry that cannot be restored"},
 				&cli.BoolFlag{Name: "no-xattrs", Usage: "do not restore extended attributes, ACLs, file capabilities and SELinux labels"}),
@@ -141,7 +141,10 @@ type volumeJSON struct {
 	// VolumeError: the volume itself (an LV, an array, a dynamic
 	// volume) cannot be read, so nothing is known of its filesystem.
 	VolumeError string `json:"volume_error,omitempty"`
-	Btrfs       string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
+	// SizeDeclared: Size is what the volume's metadata declares (an MD
+	// array that cannot be assembled), not what could be read.
+	SizeDeclared bool   `json:"size_declared,omitempty"`
+	Btrfs        string `json:"btrfs,omitempty"` // a device of a btrfs of several devices: btrfs/<name>
 }
 
 type diskTableJSON struct {
@@ -539,7 +542,7 @@ func restoreFileAction(c *cli.Context) error {
 		return fmt.Errorf("restore-file: %w", err)
 	}
 	rep, err := restoreTree(c.Context, fsys, p, dest, restoreOptions{failFast: c.Bool("fail-fast"), noXattrs: c.Bool("no-xattrs"), report: os.Stderr})
-	fmt.Printf("restored %d, failed %d, skipped %d to %s\n", rep.restored, rep.failed, rep.skipped, dest)
+	fmt.Println(rep.summary(dest))
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("restore-file: interrupted after %d entries (listed in the summary above); the file being written was removed, nothing partly written is left in %s", rep.restored, dest)
 	}

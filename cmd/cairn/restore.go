@@ -31,9 +31,20 @@ type restoreOptions struct {
 	report   io.Writer // one line per failed, skipped or renamed entry
 }
 
-// restoreReport counts what restoreTree did.
+// restoreReport counts what restoreTree did. Renamed entries are among
+// the restored ones.
 type restoreReport struct {
 	restored, failed, skipped, renamed int
+}
+
+// summary is the line that ends a restore-file run; entries restored
+// under a shortened name are counted in brackets (when there are any).
+func (r restoreReport) summary(dest string) string {
+	renamed := ""
+	if r.renamed > 0 {
+		renamed = fmt.Sprintf(" (%d renamed)", r.renamed)
+	}
+	return fmt.Sprintf("restored %d%s, failed %d, skipped %d to %s", r.restored, renamed, r.failed, r.skipped, dest)
 }
 
 // restorer walks one guest tree and writes it out.

@@ -148,6 +148,9 @@ func TestRestoreFileNTFSLongNamesAndTimes(t *testing.T) {
 	if len(short) > nameMax || short == long || restoreName(long) != short {
 		t.Fatalf("short name %q (%d bytes)", short, len(short))
 	}
+	if got, want := rep.summary(dest), "restored 25 (1 renamed), failed 0, skipped 0 to "+dest; got != want {
+		t.Errorf("summary %q, want %q", got, want)
+	}
 	if !strings.Contains(lines, "RENAMED /tree/"+long+" -> "+short) {
 		t.Errorf("report does not list the renamed entry:\n%s", lines)
 	}

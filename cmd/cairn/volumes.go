@@ -271,8 +271,7 @@ func describeLVM(ctx context.Context, disks []volumes.Disk, tables []diskTableJS
 		}
 		j := volumeJSON{Name: "whole", Type: md.LevelName(a.Level), TypeName: md.LevelName(a.Level) + ", MD " + a.Version, Used: -1, Free: -1}
 		if vol := st.Arrays[a.Name]; vol == nil {
-			j.Filesystem, j.Why = partinfo.TypeUnknown, st.ArrayErrors[a.Name].Error()
-			j.VolumeError = j.Why
+			unassembledArray(&t, &j, a, st.ArrayErrors[a.Name])
 		} else {
 			t.Size, j.Size = vol.Size(), vol.Size()
 			describeVolume(&j, vol, vol.Size())
@@ -392,3 +391,21 @@ func describeVolume(j *volumeJSON, r io.ReaderAt, size int64) {
 }
 
 func info(f partinfo.Filesystem) string { return f.Info().Label }
+
+// unassembledArray describes an MD array that cannot be assembled: the
+// size its superblocks declare (not 0 B) and why it is not assembled.
+func unassembledArray(t *diskTableJSON, j *volumeJSON, a *md.Array, err error) {
+	why := "not assembled"
+	if err != nil {
+		why += ": " + err.Error()
+	}
+	if size := a.DeclaredSize(); size > 0 {
+		t.Size, j.Size, j.SizeDeclared = size, size, true
+		about := ""
+		if (a.Level == md.Level0 || a.Level == md.LevelLinear) && a.Missing() > 0 {
+			about = "about " // a missing member counts as the smallest present one
+		}
+		why += fmt.Sprintf(" (its superblocks declare %s%s)", about, humanBytes(size))
+	}
+	j.Filesystem, j.Why, j.VolumeError = partinfo.TypeUnknown, why, why
+}

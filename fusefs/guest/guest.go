@@ -117,7 +117,7 @@ func (d *diskDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for _, v := range d.vols {
 		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
 	}
-	return gofs.NewListDirStream(es), 0
+	return gofs.NewListDirStream(fusefs.ChildInos(&d.Inode, es)), 0
 }
 
 func (d *diskDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -125,7 +125,7 @@ func (d *diskDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHan
 	for _, v := range d.vols {
 		es = append(es, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR})
 	}
-	return fusefs.OpenCachedDir(&d.Inode, es)
+	return fusefs.OpenCachedDir(&d.Inode, fusefs.ChildInos(&d.Inode, es))
 }
 
 func (d *diskDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -159,6 +159,9 @@ type volumeDir struct {
 	// openFS, when set, opens a filesystem that lies across several
 	// devices (a btrfs of several disks) instead of src.Reader's.
 	openFS func() (partinfo.Filesystem, error)
+
+	errOnce sync.Once
+	errNode *gofs.Inode // ERROR.txt of a volume that does not open
 }
 
 var (
@@ -205,6 +208,25 @@ func describe(d partinfo.Detection) string {
 	return "a " + d.Type + " filesystem"
 }
 
+// errorNode is ERROR.txt of a volume that does not open: one persistent
+// child, so that its inode number is listed and stays (ls -i).
+func (v *volumeDir) errorNode(ctx context.Context) *gofs.Inode {
+	v.errOnce.Do(func() {
+		text := []byte(v.errorText())
+		f := &gofs.MemRegularFile{Data: text, Attr: fuse.Attr{Mode: 0o444, Nlink: 1}}
+		t := v.src.Point.Time
+		f.Attr.SetTimes(&t, &t, &t)
+		v.errNode = v.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG})
+		v.AddChild(fusefs.ErrorFileName, v.errNode, false)
+	})
+	return v.errNode
+}
+
+// errorEntries lists a volume that does not open: ERROR.txt alone.
+func (v *volumeDir) errorEntries(ctx context.Context) []fuse.DirEntry {
+	return []fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG, Ino: v.errorNode(ctx).StableAttr().Ino}}
+}
+
 func (v *volumeDir) errorText() string {
 	msg := v.err.Error()
 	if !strings.HasSuffix(msg, "\n") {
@@ -230,7 +252,7 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return fusefs.OpenCachedDir(&v.Inode, []fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}})
+		return fusefs.OpenCachedDir(&v.Inode, v.errorEntries(ctx))
 	}
 	return v.root.openDir(&v.Inode)
 }
@@ -238,7 +260,7 @@ func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	v.open()
 	if v.err != nil {
-		return gofs.NewListDirStream([]fuse.DirEntry{{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG}}), 0
+		return gofs.NewListDirStream(v.errorEntries(ctx)), 0
 	}
 	return v.root.readdir()
 }
@@ -249,17 +271,15 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		if name != fusefs.ErrorFileName {
 			return nil, syscall.ENOENT
 		}
-		text := []byte(v.errorText())
-		f := &gofs.MemRegularFile{Data: text, Attr: fuse.Attr{Mode: 0o444, Nlink: 1}}
+		ch := v.errorNode(ctx)
 		t := v.src.Point.Time
-		f.Attr.SetTimes(&t, &t, &t)
 		out.Attr.Mode = syscall.S_IFREG | 0o444
 		out.Attr.Nlink = 1
-		out.Attr.Size = uint64(len(text))
+		out.Attr.Size = uint64(len(v.errorText()))
 		out.Attr.SetTimes(&t, &t, &t)
 		out.SetEntryTimeout(timeout)
 		out.SetAttrTimeout(timeout)
-		return v.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), 0
+		return ch, 0
 	}
 	ch, errno := v.root.lookup(ctx, &v.Inode, name, out)
 	if errno == 0 && out.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {

@@ -218,7 +218,7 @@ func (d *staticDir) entries() []fuse.DirEntry {
 	if d.errText != "" {
 		es = append(es, fuse.DirEntry{Name: fusefs.ErrorFileName, Mode: syscall.S_IFREG})
 	}
-	return es
+	return fusefs.ChildInos(&d.Inode, es)
 }
 
 func (d *staticDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

@@ -298,6 +298,9 @@ func (a *Array) Open() (*Volume, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := g.complete(); err != nil {
+			return nil, err
+		}
 		v.size = g.size
 		v.read = g.read
 	case Level4, Level5, Level6:

@@ -182,6 +182,28 @@ func (g *raid10) copies(c, in int64) [][2]int64 {
 	return out
 }
 
+// complete fails with ErrMissing when the missing members hold every
+// copy of some chunks (both members of a near-2 pair, say), as the
+// kernel refuses to start such an array. Which members hold a chunk's
+// copies depends only on the member of its first copy, (c*near) mod
+// disks, so the first disks chunks show every case.
+func (g *raid10) complete() error {
+	missing := g.a.Missing()
+	if missing == 0 {
+		return nil
+	}
+	for c := int64(0); c < g.disks && c*g.a.Chunk < g.size; c++ {
+		found := false
+		for _, cp := range g.copies(c, 0) {
+			found = found || g.a.Members[cp[0]] != nil
+		}
+		if !found {
+			return fmt.Errorf("md %s (raid10): %d of %d members missing, among them every copy of chunk %d: %w", g.a.Name, missing, g.disks, c, ErrMissing)
+		}
+	}
+	return nil
+}
+
 // read reads chunk by chunk from the first copy whose member is present
 // and reads.
 func (g *raid10) read(p []byte, off int64) error {
