@@ -1,0 +1,101 @@
+package guestfind
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/cairnbackup/cairn/blockmap"
+)
+
+// recReader is one disk of a point read through a recorder: every block
+// a reader touches goes into the read set.
+type recReader struct {
+	dr  *blockmap.DiskReader
+	bs  int64
+	set *readSet
+	id  int // index of the disk in the point
+}
+
+func (r *recReader) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) > 0 && off >= 0 {
+		r.set.add(r.id, off/r.bs, (off+int64(len(p))-1)/r.bs)
+	}
+	return r.dr.ReadAt(p, off)
+}
+
+// readSet is the blocks of each disk of a point that a piece of work
+// read, safe for concurrent use.
+type readSet struct {
+	mu     sync.Mutex
+	blocks []map[int64]struct{} // per disk index
+}
+
+func newReadSet(disks int) *readSet {
+	s := &readSet{blocks: make([]map[int64]struct{}, disks)}
+	for i := range s.blocks {
+		s.blocks[i] = map[int64]struct{}{}
+	}
+	return s
+}
+
+func (s *readSet) add(disk int, first, last int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for b := first; b <= last; b++ {
+		s.blocks[disk][b] = struct{}{}
+	}
+}
+
+// genMap answers which generation holds a block of one disk of a point
+// (0 for a hole or a zero block).
+type genMap struct {
+	id    uint32
+	size  int64
+	first []int64
+	n     []int64
+	gen   []uint32
+}
+
+func newGenMap(dr *blockmap.DiskReader) *genMap {
+	m := &genMap{id: dr.Disk().ID, size: dr.Size()}
+	dr.DataRuns(func(first, n int64, gen uint32) bool {
+		m.first = append(m.first, first)
+		m.n = append(m.n, n)
+		m.gen = append(m.gen, gen)
+		return true
+	})
+	return m
+}
+
+func (m *genMap) at(b int64) uint32 {
+	i := sort.Search(len(m.first), func(i int) bool { return m.first[i] > b }) - 1
+	if i < 0 || b >= m.first[i]+m.n[i] {
+		return 0
+	}
+	return m.gen[i]
+}
+
+// sameBytes reports whether every block of set has the same generation
+// in the disks of a and b: then every read recorded in set returns the
+// same bytes in both points. The disks must be the same ones (name, id,
+// size, in order), as the work walked all of them.
+func sameBytes(set *readSet, names []string, a, b []*genMap, bnames []string) bool {
+	if set == nil || len(a) != len(b) || len(names) != len(bnames) {
+		return false
+	}
+	for i := range a {
+		if names[i] != bnames[i] || a[i].id != b[i].id || a[i].size != b[i].size {
+			return false
+		}
+	}
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	for i, blocks := range set.blocks {
+		for blk := range blocks {
+			if a[i].at(blk) != b[i].at(blk) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,331 @@
+package test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// historyFixture is a VM "u" with five points of two disks, imported
+// with `cairn import`: sda is an ext4 filesystem without a partition
+// table that changes between points, sdb an MBR disk whose p1 holds an
+// ext4 filesystem that never changes.
+//
+//	P1 /etc/app.conf = A (100 bytes, mtime M), /docs/old/report.txt
+//	P2 P1's image with A's bytes overwritten in place by B: same size,
+//	   same mtime, same inode, other bytes
+//	P3 /etc/app.conf deleted, /docs/old renamed /docs/new
+//	P4 /etc/app.conf back with other content C and mtime
+//	P5 P4's image again: nothing changed
+type historyFixture struct {
+	repo    string
+	ids     []string // P1..P5
+	a, b, c []byte
+	mtime   time.Time // of A and B
+	mtimeC  time.Time
+}
+
+func pad(s string, n int) []byte { return []byte(s + strings.Repeat(".", n-len(s))) }
+
+func buildHistoryFixture(t *testing.T) historyFixture {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4")
+	dir := t.TempDir()
+	f := historyFixture{
+		repo:   filepath.Join(dir, "repo"),
+		a:      pad("app.conf version A: listen 8080", 100),
+		b:      pad("app.conf version B: listen 9090", 100),
+		c:      pad("app.conf version C: listen 7070, workers 4", 180),
+		mtime:  time.Date(2026, 10, 20, 8, 30, 0, 0, time.UTC),
+		mtimeC: time.Date(2026, 10, 25, 9, 0, 0, 0, time.UTC),
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(root, rel string, data []byte, mode os.FileMode, mtime time.Time) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.WriteFile(p, data, mode))
+		must(os.Chmod(p, mode))
+		must(os.Chtimes(p, mtime, mtime))
+	}
+	old := time.Date(2026, 9, 1, 12, 0, 0, 0, time.UTC)
+	src := filepath.Join(dir, "src")
+	write(src, "etc/app.conf", f.a, 0o640, f.mtime)
+	write(src, "docs/old/report.txt", []byte("quarterly report\n"), 0o644, old)
+	write(src, "notes.txt", []byte("notes\n"), 0o644, old)
+	mkfs := func(name string) string {
+		img := filepath.Join(dir, name)
+		sh(t, "mkfs.ext4", "-q", "-F", "-O", "^inline_data", "-d", src, img, "16M")
+		return img
+	}
+	img1 := mkfs("p1.img")
+	// P2: the same filesystem with A's bytes replaced in place.
+	raw, err := os.ReadFile(img1)
+	must(err)
+	if n := bytes.Count(raw, f.a); n != 1 {
+		t.Fatalf("content A found %d times in the image, want 1", n)
+	}
+	img2 := filepath.Join(dir, "p2.img")
+	must(os.WriteFile(img2, bytes.Replace(raw, f.a, f.b, 1), 0o644))
+	must(os.Remove(filepath.Join(src, "etc/app.conf")))
+	must(os.Rename(filepath.Join(src, "docs/old"), filepath.Join(src, "docs/new")))
+	img3 := mkfs("p3.img")
+	write(src, "etc/app.conf", f.c, 0o644, f.mtimeC)
+	img4 := mkfs("p4.img")
+
+	// sdb: an MBR disk whose p1 (1 MiB in) holds another ext4.
+	data := filepath.Join(dir, "data")
+	write(data, "archive/report.txt", []byte("last year's report\n"), 0o600, old)
+	fsImg := filepath.Join(dir, "data.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-d", data, fsImg, "8M")
+	fsBytes, err := os.ReadFile(fsImg)
+	must(err)
+	disk := make([]byte, 10<<20)
+	copy(disk[1<<20:], fsBytes)
+	e := disk[446:462]
+	e[4] = 0x83
+	binary.LittleEndian.PutUint32(e[8:], 2048)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(fsBytes)/512))
+	disk[510], disk[511] = 0x55, 0xaa
+	sdb := filepath.Join(dir, "sdb.img")
+	must(os.WriteFile(sdb, disk, 0o644))
+
+	mustCairn(t, "--repo", f.repo, "init")
+	for i, img := range []string{img1, img2, img3, img4, img4} {
+		at := time.Date(2026, 11, 1+i, 1, 0, 0, 0, time.UTC)
+		mustCairn(t, "--repo", f.repo, "import", "--vm", "u", "--disk", "sda", "--disk", "sdb", "--time", at.Format(time.RFC3339), img, sdb)
+		f.ids = append(f.ids, at.Format("2006-01-02T15-04-05Z"))
+	}
+	return f
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// TestHistoryCLI: `cairn history` tells the versions of a file apart by
+// content (same size and mtime, other bytes: two versions), shows the
+// gap where it was deleted, prints a restore-file command that brings
+// each version back, and reads an unchanged point not at all.
+func TestHistoryCLI(t *testing.T) {
+	f := buildHistoryFixture(t)
+	P := f.ids
+	var h struct {
+		Path        string
+		Order       string
+		Filesystems []struct {
+			Filesystem, Disk, Part string
+			Versions               int
+			Runs                   []struct {
+				Points      []string
+				First, Last string
+				State       string
+				Version     int
+				Type, Mode  string
+				UID         *uint32
+				Size        int64
+				Mtime       time.Time
+				SHA256      string
+				Restore     string
+			}
+		}
+		Errors []json.RawMessage
+		Stats  struct {
+			Points          int
+			PointsRead      int `json:"points_read"`
+			PointsUnchanged int `json:"points_unchanged"`
+		}
+	}
+	out := mustCairn(t, "--repo", f.repo, "history", "--vm", "u", "--json", "--oldest-first", "/etc/app.conf")
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(h.Filesystems) != 1 || h.Filesystems[0].Filesystem != "sda/whole" || h.Filesystems[0].Versions != 3 || len(h.Errors) != 0 {
+		t.Fatalf("history: want one filesystem sda/whole with 3 versions, no errors:\n%s", out)
+	}
+	type run struct {
+		points  []string
+		state   string
+		version int
+		size    int64
+		mode    string
+		mtime   time.Time
+		sha     string
+	}
+	want := []run{
+		{P[0:1], "version", 1, 100, "-rw-r-----", f.mtime, sha(f.a)},
+		{P[1:2], "version", 2, 100, "-rw-r-----", f.mtime, sha(f.b)},
+		{P[2:3], "absent", 0, 0, "", time.Time{}, ""},
+		{P[3:5], "version", 3, 180, "-rw-r--r--", f.mtimeC, sha(f.c)},
+	}
+	var got []run
+	for _, r := range h.Filesystems[0].Runs {
+		got = append(got, run{r.Points, r.State, r.Version, r.Size, r.Mode, r.Mtime, r.SHA256})
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("history runs:\n got %+v\nwant %+v", got, want)
+	}
+	if s := h.Stats; s.Points != 5 || s.PointsRead != 4 || s.PointsUnchanged != 1 {
+		t.Errorf("stats %+v: want 5 points, 4 read, 1 unchanged (P5 is P4 again)", s)
+	}
+
+	// The text, newest first: one row per run, then how to restore each
+	// version, from its newest point.
+	text := mustCairn(t, "--repo", f.repo, "history", "--vm", "u", "/etc/app.conf")
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		rows = append(rows, strings.Fields(l))
+	}
+	wantRows := [][]string{
+		{"sda/whole", "/etc/app.conf:", "3", "version(s)", "in", "4", "of", "5", "points,", "newest", "first"},
+		{"POINTS", "VERSION", "TYPE", "MODE", "OWNER", "SIZE", "MTIME", "SHA256"},
+		{P[4] + ".." + P[3], "(2)", "v3", "file", "-rw-r--r--", "0:0", "180", "2026-10-25", "09:00:00", sha(f.c)[:16]},
+		{P[2], "absent"},
+		{P[1], "v2", "file", "-rw-r-----", "0:0", "100", "2026-10-20", "08:30:00", sha(f.b)[:16]},
+		{P[0], "v1", "file", "-rw-r-----", "0:0", "100", "2026-10-20", "08:30:00", sha(f.a)[:16]},
+		{"restore", "a", "version", "(DEST:", "where", "to", "put", "it):"},
+		{"v3:", "cairn", "--repo", f.repo, "restore-file", "--vm", "u", "--point", P[4], "--disk", "sda", "--part", "whole", "/etc/app.conf", "DEST"},
+		{"v2:", "cairn", "--repo", f.repo, "restore-file", "--vm", "u", "--point", P[1], "--disk", "sda", "--part", "whole", "/etc/app.conf", "DEST"},
+		{"v1:", "cairn", "--repo", f.repo, "restore-file", "--vm", "u", "--point", P[0], "--disk", "sda", "--part", "whole", "/etc/app.conf", "DEST"},
+	}
+	if !reflect.DeepEqual(rows, wantRows) {
+		t.Errorf("history text:\n%s\nwant rows %q", text, wantRows)
+	}
+	// Each printed command brings back that version's bytes.
+	for v, content := range map[string][]byte{"v1:": f.a, "v2:": f.b, "v3:": f.c} {
+		for _, r := range rows {
+			if len(r) == 0 || r[0] != v {
+				continue
+			}
+			dest := filepath.Join(t.TempDir(), "app.conf")
+			args := append(append([]string(nil), r[2:len(r)-1]...), dest)
+			mustCairn(t, args...)
+			if b, err := os.ReadFile(dest); err != nil || !bytes.Equal(b, content) {
+				t.Errorf("%s restored %q (%v), want %q", strings.Join(args, " "), b, err, content)
+			}
+		}
+	}
+
+	// A path in no point: an error naming it and where to look.
+	res := runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/nope.conf")
+	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (5 points; looked in sda/whole, sdb/p1)") ||
+		!strings.Contains(res.stderr, "cairn search --vm u --all-points") {
+		t.Errorf("history of a missing path: exit %d\n%s", res.code, res.stderr)
+	}
+	// A directory renamed away: present, then absent from P3 on.
+	out = mustCairn(t, "--repo", f.repo, "history", "--vm", "u", "--json", "--disk", "sda", "/docs/old")
+	h.Filesystems = nil
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Filesystems) != 1 || len(h.Filesystems[0].Runs) != 2 || h.Filesystems[0].Runs[0].State != "absent" ||
+		!reflect.DeepEqual(h.Filesystems[0].Runs[0].Points, P[2:5]) || h.Filesystems[0].Runs[1].Type != "dir" ||
+		!reflect.DeepEqual(h.Filesystems[0].Runs[1].Points, P[0:2]) {
+		t.Errorf("history /docs/old:\n%s", out)
+	}
+	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "nosuchvm", "/etc/app.conf")
+	if res.code == 0 || !strings.Contains(res.stderr, `"nosuchvm"`) {
+		t.Errorf("history of an unknown VM: exit %d\n%s", res.code, res.stderr)
+	}
+}
+
+// TestSearchCLI: `cairn search` finds names in every filesystem of every
+// disk, and with --all-points prints an entry unchanged across points
+// once with the range of points (a renamed directory: the old path for
+// the points before, the new one after).
+func TestSearchCLI(t *testing.T) {
+	f := buildHistoryFixture(t)
+	P := f.ids
+	type hit struct {
+		Filesystem string
+		Path       string
+		Points     []string
+		Type       string
+		Size       int64
+	}
+	search := func(args ...string) ([]hit, string) {
+		t.Helper()
+		out := mustCairn(t, append([]string{"--repo", f.repo, "search", "--vm", "u", "--json"}, args...)...)
+		var r struct {
+			Hits   []hit
+			Errors []json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if len(r.Errors) != 0 {
+			t.Errorf("search %v: errors in\n%s", args, out)
+		}
+		return r.Hits, out
+	}
+	for _, tc := range []struct {
+		args []string
+		want []hit
+	}{
+		{[]string{"--all-points", "report*"}, []hit{
+			{"sda/whole", "/docs/new/report.txt", P[2:5], "file", 17},
+			{"sda/whole", "/docs/old/report.txt", P[0:2], "file", 17},
+			{"sdb/p1", "/archive/report.txt", P[0:5], "file", 19},
+		}},
+		{[]string{"report*"}, []hit{ // the latest point
+			{"sda/whole", "/docs/new/report.txt", P[4:5], "file", 17},
+			{"sdb/p1", "/archive/report.txt", P[4:5], "file", 19},
+		}},
+		{[]string{"--point", P[0], "--path-prefix", "/docs", "*"}, []hit{
+			{"sda/whole", "/docs/old", P[0:1], "dir", 1024},
+			{"sda/whole", "/docs/old/report.txt", P[0:1], "file", 17},
+		}},
+		// Search groups by metadata: B has A's size and mtime, so P1
+		// and P2 are one line (history tells them apart by content).
+		{[]string{"--all-points", "-i", "*.CONF"}, []hit{
+			{"sda/whole", "/etc/app.conf", P[0:2], "file", 100},
+			{"sda/whole", "/etc/app.conf", P[3:5], "file", 180},
+		}},
+		{[]string{"--all-points", "*.CONF"}, []hit{}},
+		{[]string{"--all-points", "--larger", "100", "*.conf"}, []hit{
+			{"sda/whole", "/etc/app.conf", P[3:5], "file", 180},
+		}},
+		{[]string{"--all-points", "--volume", "lvm/vg/lv", "*"}, []hit{}},
+		{[]string{"--all-points", "--disk", "sdb", "--path", "archive/*", "*"}, []hit{
+			{"sdb/p1", "/archive/report.txt", P[0:5], "file", 19},
+		}},
+	} {
+		got, out := search(tc.args...)
+		if got == nil {
+			got = []hit{}
+		}
+		// Directory sizes depend on mkfs: compare them only for files.
+		for i := range got {
+			if got[i].Type == "dir" && i < len(tc.want) && tc.want[i].Type == "dir" {
+				got[i].Size = tc.want[i].Size
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("search %v:\n got %+v\nwant %+v\n%s", tc.args, got, tc.want, out)
+		}
+	}
+	text := mustCairn(t, "--repo", f.repo, "search", "--vm", "u", "--all-points", "report*")
+	for _, w := range []string{P[0] + ".." + P[1] + " (2)  sda/whole   file  17    2026-09-01 12:00:00  /docs/old/report.txt"} {
+		if !strings.Contains(text, w) {
+			t.Errorf("search text: no %q in\n%s", w, text)
+		}
+	}
+	res := runCairn(t, nil, "--repo", f.repo, "search", "--vm", "u", "--point", P[0], "--all-points", "x")
+	if res.code == 0 || !strings.Contains(res.stderr, "either --point or --all-points") {
+		t.Errorf("search --point with --all-points: exit %d %s", res.code, res.stderr)
+	}
+}
