@@ -27,6 +27,7 @@ import (
 //	P3 /etc/app.conf deleted, /docs/old renamed /docs/new
 //	P4 /etc/app.conf back with other content C and mtime
 //	P5 P4's image again: nothing changed
+//	P6 (broken only) P4's image with its superblock wiped
 type historyFixture struct {
 	repo    string
 	ids     []string // P1..P5
@@ -37,7 +38,7 @@ type historyFixture struct {
 
 func pad(s string, n int) []byte { return []byte(s + strings.Repeat(".", n-len(s))) }
 
-func buildHistoryFixture(t *testing.T) historyFixture {
+func buildHistoryFixture(t *testing.T, broken bool) historyFixture {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.ext4")
@@ -106,8 +107,17 @@ func buildHistoryFixture(t *testing.T) historyFixture {
 	sdb := filepath.Join(dir, "sdb.img")
 	must(os.WriteFile(sdb, disk, 0o644))
 
+	imgs := []string{img1, img2, img3, img4, img4}
+	if broken {
+		raw, err := os.ReadFile(img4)
+		must(err)
+		clear(raw[1024:2048])
+		img6 := filepath.Join(dir, "p6.img")
+		must(os.WriteFile(img6, raw, 0o644))
+		imgs = append(imgs, img6)
+	}
 	mustCairn(t, "--repo", f.repo, "init")
-	for i, img := range []string{img1, img2, img3, img4, img4} {
+	for i, img := range imgs {
 		at := time.Date(2026, 11, 1+i, 1, 0, 0, 0, time.UTC)
 		mustCairn(t, "--repo", f.repo, "import", "--vm", "u", "--disk", "sda", "--disk", "sdb", "--time", at.Format(time.RFC3339), img, sdb)
 		f.ids = append(f.ids, at.Format("2006-01-02T15-04-05Z"))
@@ -122,7 +132,7 @@ func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:
 // gap where it was deleted, prints a restore-file command that brings
 // each version back, and reads an unchanged point not at all.
 func TestHistoryCLI(t *testing.T) {
-	f := buildHistoryFixture(t)
+	f := buildHistoryFixture(t, true)
 	P := f.ids
 	var h struct {
 		Path        string
@@ -141,9 +151,10 @@ func TestHistoryCLI(t *testing.T) {
 				Mtime       time.Time
 				SHA256      string
 				Restore     string
+				Error       string
 			}
 		}
-		Errors []json.RawMessage
+		Errors []struct{ Point, Filesystem, Error string }
 		Stats  struct {
 			Points          int
 			PointsRead      int `json:"points_read"`
@@ -154,8 +165,12 @@ func TestHistoryCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(h.Filesystems) != 1 || h.Filesystems[0].Filesystem != "sda/whole" || h.Filesystems[0].Versions != 3 || len(h.Errors) != 0 {
-		t.Fatalf("history: want one filesystem sda/whole with 3 versions, no errors:\n%s", out)
+	if len(h.Filesystems) != 1 || h.Filesystems[0].Filesystem != "sda/whole" || h.Filesystems[0].Versions != 3 {
+		t.Fatalf("history: want one filesystem sda/whole with 3 versions:\n%s", out)
+	}
+	// P6's sda holds no filesystem any more: unreadable, never "absent".
+	if len(h.Errors) != 1 || h.Errors[0].Point != P[5] || h.Errors[0].Filesystem != "sda/whole" || !strings.Contains(h.Errors[0].Error, "no filesystem cairn recognises") {
+		t.Errorf("history errors: want P6's sda/whole unreadable:\n%s", out)
 	}
 	type run struct {
 		points  []string
@@ -171,6 +186,7 @@ func TestHistoryCLI(t *testing.T) {
 		{P[1:2], "version", 2, 100, "-rw-r-----", f.mtime, sha(f.b)},
 		{P[2:3], "absent", 0, 0, "", time.Time{}, ""},
 		{P[3:5], "version", 3, 180, "-rw-r--r--", f.mtimeC, sha(f.c)},
+		{P[5:6], "unreadable", 0, 0, "", time.Time{}, ""},
 	}
 	var got []run
 	for _, r := range h.Filesystems[0].Runs {
@@ -179,20 +195,25 @@ func TestHistoryCLI(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("history runs:\n got %+v\nwant %+v", got, want)
 	}
-	if s := h.Stats; s.Points != 5 || s.PointsRead != 4 || s.PointsUnchanged != 1 {
-		t.Errorf("stats %+v: want 5 points, 4 read, 1 unchanged (P5 is P4 again)", s)
+	if s := h.Stats; s.Points != 6 || s.PointsRead != 5 || s.PointsUnchanged != 1 {
+		t.Errorf("stats %+v: want 6 points, 5 read, 1 unchanged (P5 is P4 again)", s)
 	}
 
 	// The text, newest first: one row per run, then how to restore each
 	// version, from its newest point.
-	text := mustCairn(t, "--repo", f.repo, "history", "--vm", "u", "/etc/app.conf")
+	res := runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/app.conf")
+	text := res.stdout
+	if res.code != 0 || !strings.Contains(res.stderr, "point "+P[5]+": filesystem sda/whole: cannot be read: This volume holds no filesystem cairn recognises") {
+		t.Errorf("history: exit %d, stderr:\n%s", res.code, res.stderr)
+	}
 	var rows [][]string
 	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
 		rows = append(rows, strings.Fields(l))
 	}
 	wantRows := [][]string{
-		{"sda/whole", "/etc/app.conf:", "3", "version(s)", "in", "4", "of", "5", "points,", "newest", "first"},
+		{"sda/whole", "/etc/app.conf:", "3", "version(s)", "in", "4", "of", "6", "points,", "newest", "first"},
 		{"POINTS", "VERSION", "TYPE", "MODE", "OWNER", "SIZE", "MTIME", "SHA256"},
+		{P[5], "unreadable"},
 		{P[4] + ".." + P[3], "(2)", "v3", "file", "-rw-r--r--", "0:0", "180", "2026-10-25", "09:00:00", sha(f.c)[:16]},
 		{P[2], "absent"},
 		{P[1], "v2", "file", "-rw-r-----", "0:0", "100", "2026-10-20", "08:30:00", sha(f.b)[:16]},
@@ -221,8 +242,8 @@ func TestHistoryCLI(t *testing.T) {
 	}
 
 	// A path in no point: an error naming it and where to look.
-	res := runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/nope.conf")
-	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (5 points; looked in sda/whole, sdb/p1)") ||
+	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/nope.conf")
+	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (6 points; looked in sda/whole, sdb/p1)") ||
 		!strings.Contains(res.stderr, "cairn search --vm u --all-points") {
 		t.Errorf("history of a missing path: exit %d\n%s", res.code, res.stderr)
 	}
@@ -232,9 +253,9 @@ func TestHistoryCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatal(err)
 	}
-	if len(h.Filesystems) != 1 || len(h.Filesystems[0].Runs) != 2 || h.Filesystems[0].Runs[0].State != "absent" ||
-		!reflect.DeepEqual(h.Filesystems[0].Runs[0].Points, P[2:5]) || h.Filesystems[0].Runs[1].Type != "dir" ||
-		!reflect.DeepEqual(h.Filesystems[0].Runs[1].Points, P[0:2]) {
+	if fs := h.Filesystems; len(fs) != 1 || len(fs[0].Runs) != 3 || fs[0].Runs[0].State != "unreadable" ||
+		fs[0].Runs[1].State != "absent" || !reflect.DeepEqual(fs[0].Runs[1].Points, P[2:5]) ||
+		fs[0].Runs[2].Type != "dir" || !reflect.DeepEqual(fs[0].Runs[2].Points, P[0:2]) {
 		t.Errorf("history /docs/old:\n%s", out)
 	}
 	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "nosuchvm", "/etc/app.conf")
@@ -248,7 +269,7 @@ func TestHistoryCLI(t *testing.T) {
 // once with the range of points (a renamed directory: the old path for
 // the points before, the new one after).
 func TestSearchCLI(t *testing.T) {
-	f := buildHistoryFixture(t)
+	f := buildHistoryFixture(t, false)
 	P := f.ids
 	type hit struct {
 		Filesystem string

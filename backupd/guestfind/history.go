@@ -83,6 +83,7 @@ type state struct {
 	fs    FS
 	entry *Entry
 	err   *PointError
+	noFS  bool // err: no filesystem recognised there in this point
 }
 
 // PathHistory walks every point of vm, oldest first, and tells the
@@ -148,11 +149,11 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 			}
 		}
 		for _, st := range states {
-			if !seenFS[st.fs.Name] {
+			if !seenFS[st.fs.Name] && !st.noFS {
 				seenFS[st.fs.Name] = true
 				looked = append(looked, st.fs.Name)
 			}
-			if st.err != nil {
+			if st.err != nil && !st.noFS {
 				h.Errors = append(h.Errors, st.err)
 			}
 			if st.entry == nil && st.err == nil {
@@ -177,7 +178,20 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 			continue // unreadable only: in Errors
 		}
 		h.Filesystems = append(h.Filesystems, fh)
+		// Where a filesystem holding the path is not recognised in a
+		// point (damaged, reformatted), that point is unreadable, not
+		// a gap.
+		for _, st := range perFS[name] {
+			if st != nil && st.noFS {
+				h.Errors = append(h.Errors, st.err)
+			}
+		}
 	}
+	at := map[string]int{}
+	for i, pt := range h.Points {
+		at[pt.ID] = i
+	}
+	sort.SliceStable(h.Errors, func(i, j int) bool { return at[h.Errors[i].Point] < at[h.Errors[j].Point] })
 	if len(h.Filesystems) == 0 {
 		return h, &NotFoundError{VM: vm, Path: p, Points: len(h.Points), FS: looked}
 	}
@@ -194,7 +208,7 @@ func historyStates(ctx context.Context, o *pointFS, pt blockmap.Point, p string,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		st := state{fs: f.FS}
+		st := state{fs: f.FS, noFS: f.noFS}
 		if f.err != nil {
 			st.err = &PointError{Point: pt.ID, FS: f.Name, Err: f.err}
 			out = append(out, st)

@@ -61,6 +61,9 @@ type openFS struct {
 	FS
 	fsys partinfo.Filesystem
 	err  error
+	// noFS: no filesystem cairn reads was found there (err says what
+	// was detected).
+	noFS bool
 }
 
 // pointFS is a point open for reading its guest filesystems: every disk
@@ -112,7 +115,14 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 	disks := o.disks
 	add := func(f FS, r io.ReaderAt, off, size int64, d partinfo.Detection) {
 		f.Type = d.Type
-		if !sel.match(f) || !readable[d.Type] {
+		if !sel.match(f) {
+			return
+		}
+		if !readable[d.Type] {
+			// Swap, a PV, an array member... or a filesystem damaged
+			// past recognition: only an error where the same name held
+			// a filesystem in another point (the caller decides).
+			o.fss = append(o.fss, openFS{FS: f, err: partinfo.Unreadable(d), noFS: true})
 			return
 		}
 		fsys, err := fsopen.Open(r, off, size, d)

@@ -94,6 +94,7 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 	runs := map[string]*HitRun{} // open run of each hit key
 	last := map[string]int{}     // point index the key was last seen in
 	var all []*HitRun
+	wasFS := map[string]bool{} // filesystem names read in an earlier point
 	for i, pt := range res.Points {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -123,6 +124,10 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 				return nil, err
 			}
 			for _, f := range cur.fss {
+				if f.noFS && !wasFS[f.Name] {
+					continue // swap, a PV, ...: never a filesystem here
+				}
+				wasFS[f.Name] = true
 				if f.err != nil {
 					res.Errors = append(res.Errors, &PointError{Point: pt.ID, FS: f.Name, Err: f.err})
 					continue
