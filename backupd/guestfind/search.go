@@ -33,13 +33,14 @@ type SearchOptions struct {
 	Select Selector
 }
 
-// HitRun is one entry found in consecutive points (oldest first) with
-// the same attributes: one line however many points hold it unchanged.
+// HitRun is one entry found in consecutive points with the same
+// attributes: one line however many points hold it unchanged. From and
+// To (inclusive) index the SearchResult's Points.
 type HitRun struct {
-	FS     FS
-	Path   string // io/fs form
-	Entry  Entry
-	Points []blockmap.Point
+	FS       FS
+	Path     string // io/fs form
+	Entry    Entry
+	From, To int
 }
 
 // SearchResult is what Search found.
@@ -162,9 +163,9 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 		for _, h := range hits {
 			k := h.fs.Name + "\x00" + h.path + "\x00" + h.entry.key()
 			if r := runs[k]; r != nil && last[k] == i-1 {
-				r.Points = append(r.Points, pt)
+				r.To = i
 			} else {
-				r := &HitRun{FS: h.fs, Path: h.path, Entry: h.entry, Points: []blockmap.Point{pt}}
+				r := &HitRun{FS: h.fs, Path: h.path, Entry: h.entry, From: i, To: i}
 				runs[k] = r
 				all = append(all, r)
 			}

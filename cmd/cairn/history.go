@@ -401,8 +401,9 @@ func searchAction(c *cli.Context) error {
 	}
 	out := searchJSON{VM: vm, Points: pointIDs(res.Points), Hits: []hitJSON{}, Errors: pointErrorsJSON(res.Errors), Stats: toStatsJSON(res.Stats)}
 	for _, h := range res.Hits {
-		out.Hits = append(out.Hits, hitJSON{FS: h.FS, Path: show(h.Path), Points: pointIDs(h.Points), First: h.Points[0].ID,
-			Last: h.Points[len(h.Points)-1].ID, entryJSON: entryToJSON(h.Entry)})
+		pts := res.Points[h.From : h.To+1]
+		out.Hits = append(out.Hits, hitJSON{FS: h.FS, Path: show(h.Path), Points: pointIDs(pts), First: pts[0].ID,
+			Last: pts[len(pts)-1].ID, entryJSON: entryToJSON(h.Entry)})
 	}
 	if c.Bool("json") {
 		return printJSON(out)
@@ -414,7 +415,7 @@ func searchAction(c *cli.Context) error {
 		if h.Entry.Target != "" {
 			name += " -> " + displayName(h.Entry.Target)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", pointRange(h.Points, false), h.FS.Name, h.Entry.Kind(), h.Entry.Size,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", pointRange(res.Points[h.From:h.To+1], false), h.FS.Name, h.Entry.Kind(), h.Entry.Size,
 			h.Entry.Mtime.Format("2006-01-02 15:04:05"), name)
 	}
 	if err := tw.Flush(); err != nil {
