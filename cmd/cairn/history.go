@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -265,7 +266,8 @@ func printHistory(w, ew io.Writer, h historyJSON, newest bool) error {
 			}
 		}
 		fmt.Fprintf(w, "%s %s: %d version(s) in %d of %d points, %s\n", displayName(fh.Name), displayName(h.Path), fh.Versions, held, all, strings.ReplaceAll(h.Order, "-", " "))
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		var table bytes.Buffer
+		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "POINTS\tVERSION\tTYPE\tMODE\tOWNER\tSIZE\tMTIME\tSHA256")
 		restore := map[int]string{}
 		var order []int
@@ -298,6 +300,13 @@ func printHistory(w, ew io.Writer, h historyJSON, newest bool) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		// absent and unreadable rows keep their empty cells (a shorter
+		// row would end tabwriter's column blocks), not their padding.
+		for _, l := range strings.SplitAfter(table.String(), "\n") {
+			if l != "" {
+				fmt.Fprintln(w, strings.TrimRight(l, " \n"))
+			}
 		}
 		fmt.Fprintln(w, "restore a version (DEST: where to put it):")
 		for _, v := range order {
