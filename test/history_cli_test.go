@@ -28,6 +28,7 @@ import (
 //	P4 /etc/app.conf back with other content C and mtime
 //	P5 P4's image again: nothing changed
 //	P6 (broken only) P4's image with its superblock wiped
+//	P7 (broken only) P6's image again
 type historyFixture struct {
 	repo    string
 	ids     []string // P1..P5
@@ -114,7 +115,7 @@ func buildHistoryFixture(t *testing.T, broken bool) historyFixture {
 		clear(raw[1024:2048])
 		img6 := filepath.Join(dir, "p6.img")
 		must(os.WriteFile(img6, raw, 0o644))
-		imgs = append(imgs, img6)
+		imgs = append(imgs, img6, img6)
 	}
 	mustCairn(t, "--repo", f.repo, "init")
 	for i, img := range imgs {
@@ -168,9 +169,11 @@ func TestHistoryCLI(t *testing.T) {
 	if len(h.Filesystems) != 1 || h.Filesystems[0].Filesystem != "sda/whole" || h.Filesystems[0].Versions != 3 {
 		t.Fatalf("history: want one filesystem sda/whole with 3 versions:\n%s", out)
 	}
-	// P6's sda holds no filesystem any more: unreadable, never "absent".
-	if len(h.Errors) != 1 || h.Errors[0].Point != P[5] || h.Errors[0].Filesystem != "sda/whole" || !strings.Contains(h.Errors[0].Error, "no filesystem cairn recognises") {
-		t.Errorf("history errors: want P6's sda/whole unreadable:\n%s", out)
+	// P6's sda holds no filesystem any more: unreadable, never "absent";
+	// P7 is P6 again, answered without a read, with its own error.
+	if len(h.Errors) != 2 || h.Errors[0].Point != P[5] || h.Errors[1].Point != P[6] || h.Errors[1].Filesystem != "sda/whole" ||
+		!strings.Contains(h.Errors[1].Error, "no filesystem cairn recognises") {
+		t.Errorf("history errors: want P6's and P7's sda/whole unreadable:\n%s", out)
 	}
 	type run struct {
 		points  []string
@@ -186,7 +189,7 @@ func TestHistoryCLI(t *testing.T) {
 		{P[1:2], "version", 2, 100, "-rw-r-----", f.mtime, sha(f.b)},
 		{P[2:3], "absent", 0, 0, "", time.Time{}, ""},
 		{P[3:5], "version", 3, 180, "-rw-r--r--", f.mtimeC, sha(f.c)},
-		{P[5:6], "unreadable", 0, 0, "", time.Time{}, ""},
+		{P[5:7], "unreadable", 0, 0, "", time.Time{}, ""},
 	}
 	var got []run
 	for _, r := range h.Filesystems[0].Runs {
@@ -195,15 +198,16 @@ func TestHistoryCLI(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("history runs:\n got %+v\nwant %+v", got, want)
 	}
-	if s := h.Stats; s.Points != 6 || s.PointsRead != 5 || s.PointsUnchanged != 1 {
-		t.Errorf("stats %+v: want 6 points, 5 read, 1 unchanged (P5 is P4 again)", s)
+	if s := h.Stats; s.Points != 7 || s.PointsRead != 5 || s.PointsUnchanged != 2 {
+		t.Errorf("stats %+v: want 7 points, 5 read, 2 unchanged (P5 is P4 again, P7 is P6)", s)
 	}
 
 	// The text, newest first: one row per run, then how to restore each
 	// version, from its newest point.
 	res := runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/app.conf")
 	text := res.stdout
-	if res.code != 0 || !strings.Contains(res.stderr, "point "+P[5]+": filesystem sda/whole: cannot be read: This volume holds no filesystem cairn recognises") {
+	if res.code != 0 || !strings.Contains(res.stderr, "point "+P[5]+": filesystem sda/whole: cannot be read: This volume holds no filesystem cairn recognises") ||
+		!strings.Contains(res.stderr, "point "+P[6]+": filesystem sda/whole: cannot be read:") {
 		t.Errorf("history: exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 	var rows [][]string
@@ -211,9 +215,9 @@ func TestHistoryCLI(t *testing.T) {
 		rows = append(rows, strings.Fields(l))
 	}
 	wantRows := [][]string{
-		{"sda/whole", "/etc/app.conf:", "3", "version(s)", "in", "4", "of", "6", "points,", "newest", "first"},
+		{"sda/whole", "/etc/app.conf:", "3", "version(s)", "in", "4", "of", "7", "points,", "newest", "first"},
 		{"POINTS", "VERSION", "TYPE", "MODE", "OWNER", "SIZE", "MTIME", "SHA256"},
-		{P[5], "unreadable"},
+		{P[6] + ".." + P[5], "(2)", "unreadable"},
 		{P[4] + ".." + P[3], "(2)", "v3", "file", "-rw-r--r--", "0:0", "180", "2026-10-25", "09:00:00", sha(f.c)[:16]},
 		{P[2], "absent"},
 		{P[1], "v2", "file", "-rw-r-----", "0:0", "100", "2026-10-20", "08:30:00", sha(f.b)[:16]},
@@ -243,7 +247,7 @@ func TestHistoryCLI(t *testing.T) {
 
 	// A path in no point: an error naming it and where to look.
 	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/nope.conf")
-	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (6 points; looked in sda/whole, sdb/p1)") ||
+	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (7 points; looked in sda/whole, sdb/p1)") ||
 		!strings.Contains(res.stderr, "cairn search --vm u --all-points") {
 		t.Errorf("history of a missing path: exit %d\n%s", res.code, res.stderr)
 	}
@@ -253,10 +257,25 @@ func TestHistoryCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &h); err != nil {
 		t.Fatal(err)
 	}
-	if fs := h.Filesystems; len(fs) != 1 || len(fs[0].Runs) != 3 || fs[0].Runs[0].State != "unreadable" ||
+	if fs := h.Filesystems; len(fs) != 1 || len(fs[0].Runs) != 3 || fs[0].Runs[0].State != "unreadable" || !reflect.DeepEqual(fs[0].Runs[0].Points, P[5:7]) ||
 		fs[0].Runs[1].State != "absent" || !reflect.DeepEqual(fs[0].Runs[1].Points, P[2:5]) ||
 		fs[0].Runs[2].Type != "dir" || !reflect.DeepEqual(fs[0].Runs[2].Points, P[0:2]) {
 		t.Errorf("history /docs/old:\n%s", out)
+	}
+	// search reports the filesystem that vanished, in both points.
+	out = mustCairn(t, "--repo", f.repo, "search", "--vm", "u", "--all-points", "--json", "app.conf")
+	var sr struct {
+		Hits   []struct{ Points []string }
+		Errors []struct{ Point, Filesystem string }
+		Stats  struct {
+			Read int `json:"points_read"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sr); err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Hits) != 2 || len(sr.Errors) != 2 || sr.Errors[0].Point != P[5] || sr.Errors[1].Point != P[6] || sr.Errors[1].Filesystem != "sda/whole" || sr.Stats.Read != 5 {
+		t.Errorf("search app.conf over the broken points:\n%s", out)
 	}
 	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "nosuchvm", "/etc/app.conf")
 	if res.code == 0 || !strings.Contains(res.stderr, `"nosuchvm"`) {

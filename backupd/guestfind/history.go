@@ -138,8 +138,17 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 		var states []state
 		if cur.reusable(prev) {
 			h.Stats.Reused++
-			states = prevStates
 			cur.set = prev.set // the same blocks answer for this point too
+			// The same answer, and the same errors, now this point's.
+			states = make([]state, len(prevStates))
+			for i, st := range prevStates {
+				if st.err != nil {
+					e := *st.err
+					e.Point = pt.ID
+					st.err = &e
+				}
+				states[i] = st
+			}
 		} else {
 			h.Stats.Read++
 			states, err = historyStates(ctx, cur, pt, p, sel, &h.Stats)

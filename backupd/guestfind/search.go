@@ -87,6 +87,7 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 	}
 	var prev *pointFS
 	var prevHits []hit
+	var prevErrs []*PointError // the errors of the point prevHits are of
 	defer func() {
 		if prev != nil {
 			prev.close()
@@ -110,14 +111,20 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 			if prev != nil {
 				prev.close()
 			}
-			prev, prevHits = nil, nil
+			prev, prevHits, prevErrs = nil, nil, nil
 			continue
 		}
 		var hits []hit
+		errsBefore := len(res.Errors)
 		if cur.reusable(prev) {
 			res.Stats.Reused++
 			hits = prevHits
 			cur.set = prev.set
+			for _, e := range prevErrs { // the same errors, now this point's
+				pe := *e
+				pe.Point = pt.ID
+				res.Errors = append(res.Errors, &pe)
+			}
 		} else {
 			res.Stats.Read++
 			if err := cur.openFilesystems(ctx, opts.Select); err != nil {
@@ -175,6 +182,7 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 			prev.close()
 		}
 		prev, prevHits = cur, hits
+		prevErrs = append([]*PointError(nil), res.Errors[errsBefore:]...)
 	}
 	sort.SliceStable(all, func(i, j int) bool {
 		a, b := all[i], all[j]
