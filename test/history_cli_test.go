@@ -19,7 +19,8 @@ import (
 // historyFixture is a VM "u" with five points of two disks, imported
 // with `cairn import`: sda is an ext4 filesystem without a partition
 // table that changes between points, sdb an MBR disk whose p1 holds an
-// ext4 filesystem that never changes.
+// ext4 filesystem that never changes, sdc a FAT filesystem without a
+// partition table (names in mixed case) that never changes.
 //
 //	P1 /etc/app.conf = A (100 bytes, mtime M), /docs/old/report.txt
 //	P2 P1's image with A's bytes overwritten in place by B: same size,
@@ -42,7 +43,7 @@ func pad(s string, n int) []byte { return []byte(s + strings.Repeat(".", n-len(s
 func buildHistoryFixture(t *testing.T, broken bool) historyFixture {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.RequireTools(t, "mkfs.ext4")
+	testutil.RequireTools(t, "mkfs.ext4", "mkfs.vfat", "mmd", "mcopy")
 	dir := t.TempDir()
 	f := historyFixture{
 		repo:   filepath.Join(dir, "repo"),
@@ -117,10 +118,18 @@ func buildHistoryFixture(t *testing.T, broken bool) historyFixture {
 		must(os.WriteFile(img6, raw, 0o644))
 		imgs = append(imgs, img6, img6)
 	}
+	// sdc: FAT, /Docs/Q3 Report.XLSX.
+	sdc := filepath.Join(dir, "sdc.img")
+	sh(t, "mkfs.vfat", "-C", sdc, "4096")
+	xlsx := filepath.Join(dir, "Q3 Report.XLSX")
+	write(dir, "Q3 Report.XLSX", []byte("spreadsheet\n"), 0o644, old)
+	sh(t, "mmd", "-i", sdc, "::/Docs")
+	sh(t, "mcopy", "-m", "-i", sdc, xlsx, "::/Docs/")
+
 	mustCairn(t, "--repo", f.repo, "init")
 	for i, img := range imgs {
 		at := time.Date(2026, 11, 1+i, 1, 0, 0, 0, time.UTC)
-		mustCairn(t, "--repo", f.repo, "import", "--vm", "u", "--disk", "sda", "--disk", "sdb", "--time", at.Format(time.RFC3339), img, sdb)
+		mustCairn(t, "--repo", f.repo, "import", "--vm", "u", "--disk", "sda", "--disk", "sdb", "--disk", "sdc", "--time", at.Format(time.RFC3339), img, sdb, sdc)
 		f.ids = append(f.ids, at.Format("2006-01-02T15-04-05Z"))
 	}
 	return f
@@ -247,7 +256,7 @@ func TestHistoryCLI(t *testing.T) {
 
 	// A path in no point: an error naming it and where to look.
 	res = runCairn(t, nil, "--repo", f.repo, "history", "--vm", "u", "/etc/nope.conf")
-	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (7 points; looked in sda/whole, sdb/p1)") ||
+	if res.code == 0 || !strings.Contains(res.stderr, "/etc/nope.conf: path not found in any recovery point (7 points; looked in sda/whole, sdb/p1, sdc/whole)") ||
 		!strings.Contains(res.stderr, "cairn search --vm u --all-points") {
 		t.Errorf("history of a missing path: exit %d\n%s", res.code, res.stderr)
 	}
@@ -328,6 +337,8 @@ func TestSearchCLI(t *testing.T) {
 		{[]string{"--point", P[0], "--path-prefix", "/docs", "*"}, []hit{
 			{"sda/whole", "/docs/old", P[0:1], "dir", 1024},
 			{"sda/whole", "/docs/old/report.txt", P[0:1], "file", 17},
+			// FAT ignores case: /docs is its /Docs, shown as it is spelt.
+			{"sdc/whole", "/Docs/Q3 Report.XLSX", P[0:1], "file", 12},
 		}},
 		// Search groups by metadata: B has A's size and mtime, so P1
 		// and P2 are one line (history tells them apart by content).
@@ -336,6 +347,10 @@ func TestSearchCLI(t *testing.T) {
 			{"sda/whole", "/etc/app.conf", P[3:5], "file", 180},
 		}},
 		{[]string{"--all-points", "*.CONF"}, []hit{}},
+		{[]string{"-i", "*.xlsx"}, []hit{
+			{"sdc/whole", "/Docs/Q3 Report.XLSX", P[4:5], "file", 12},
+		}},
+		{[]string{"--all-points", "*.xlsx"}, []hit{}},
 		{[]string{"--all-points", "--larger", "100", "*.conf"}, []hit{
 			{"sda/whole", "/etc/app.conf", P[3:5], "file", 180},
 		}},

@@ -221,6 +221,7 @@ func walk(ctx context.Context, fsys partinfo.Filesystem, typ, dir string, want f
 			return nil
 		}
 		start = a.Ino
+		dir = realCase(fsys, dir)
 	}
 	owners := hasOwners(typ)
 	type item struct {
@@ -278,4 +279,36 @@ func walk(ctx context.Context, fsys partinfo.Filesystem, typ, dir string, want f
 		}
 	}
 	return ctx.Err()
+}
+
+// realCase is dir with each name as its directory spells it, for
+// filesystems whose lookups ignore case (FAT, exFAT, NTFS): /docs found
+// as /Docs is shown as /Docs. A name it cannot place (a symlink on the
+// way) leaves dir as given.
+func realCase(fsys partinfo.Filesystem, dir string) string {
+	ino := fsys.Root()
+	var out []string
+	for _, name := range strings.Split(dir, "/") {
+		child, err := fsys.Lookup(ino, name)
+		if err != nil {
+			return dir
+		}
+		ents, err := fsys.ReadDir(ino)
+		if err != nil {
+			return dir
+		}
+		real := ""
+		for _, e := range ents {
+			if e.Ino == child && strings.EqualFold(e.Name, name) {
+				real = e.Name
+				break
+			}
+		}
+		if real == "" {
+			return dir
+		}
+		out = append(out, real)
+		ino = child
+	}
+	return strings.Join(out, "/")
 }

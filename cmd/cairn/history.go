@@ -66,6 +66,20 @@ func findCommands() []*cli.Command {
 	}
 }
 
+// argsError says what a command wants instead of args; a flag among
+// them came after the argument, where the flag parser stops.
+func argsError(cmd, want string, args []string) error {
+	for _, a := range args[min(1, len(args)):] {
+		if strings.HasPrefix(a, "-") {
+			return fmt.Errorf("%s: %s came after %s: give the flags first (cairn %s [flags] %s)", cmd, a, args[0], cmd, args[0])
+		}
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("%s: give %s, got %d: %s (an unquoted glob the shell expanded?)", cmd, want, len(args), strings.Join(args, " "))
+	}
+	return fmt.Errorf("%s: give %s", cmd, want)
+}
+
 // findSelector reads --disk/--part/--volume.
 func findSelector(c *cli.Context) (guestfind.Selector, error) {
 	sel := guestfind.Selector{Disk: c.String("disk"), Part: c.String("part"), Volume: c.String("volume")}
@@ -198,7 +212,7 @@ type historyJSON struct {
 
 func historyAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return fmt.Errorf("history: give one PATH (a file or directory in the guest), got %d", c.NArg())
+		return argsError("history", "one PATH (a file or directory in the guest)", c.Args().Slice())
 	}
 	sel, err := findSelector(c)
 	if err != nil {
@@ -365,7 +379,7 @@ func parseNewer(s string) (time.Time, error) {
 
 func searchAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return fmt.Errorf("search: give one PATTERN (a glob on the name, e.g. '*.xlsx'), got %d", c.NArg())
+		return argsError("search", "one PATTERN (a glob on the name, quoted: '*.xlsx')", c.Args().Slice())
 	}
 	sel, err := findSelector(c)
 	if err != nil {
