@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -382,5 +383,85 @@ func TestSearchCLI(t *testing.T) {
 	res := runCairn(t, nil, "--repo", f.repo, "search", "--vm", "u", "--point", P[0], "--all-points", "x")
 	if res.code == 0 || !strings.Contains(res.stderr, "either --point or --all-points") {
 		t.Errorf("search --point with --all-points: exit %d %s", res.code, res.stderr)
+	}
+}
+
+// TestHistoryXFS: the same in-place rewrite (same size, mtime and inode,
+// other bytes) seen through the XFS reader, and a point that is the one
+// before it again answered without a read.
+func TestHistoryXFS(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.xfs")
+	dir := t.TempDir()
+	a, b := pad("xfs app.conf version A", 120), pad("xfs app.conf version B", 120)
+	conf := filepath.Join(dir, "app.conf")
+	if err := os.WriteFile(conf, a, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	proto := filepath.Join(dir, "proto")
+	if err := os.WriteFile(proto, []byte("/dev/null\n0 0\nd--755 0 0\netc d--755 0 0\napp.conf ---640 0 0 "+conf+"\n$\n$\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img1 := filepath.Join(dir, "x1.img")
+	f, err := os.Create(img1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(32 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	// Below mkfs.xfs's 300 MB floor through the fstests escape.
+	mkfs := exec.Command("mkfs.xfs", "-q", "-p", proto, img1)
+	mkfs.Env = append(os.Environ(), "TEST_DIR=1", "TEST_DEV=1", "QA_CHECK_FS=1")
+	if out, err := mkfs.CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(img1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(raw, a); n != 1 {
+		t.Fatalf("content A found %d times in the image, want 1", n)
+	}
+	img2 := filepath.Join(dir, "x2.img")
+	if err := os.WriteFile(img2, bytes.Replace(raw, a, b, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	var ids []string
+	for i, img := range []string{img1, img2, img2} {
+		at := time.Date(2026, 11, 1+i, 1, 0, 0, 0, time.UTC)
+		mustCairn(t, "--repo", repo, "import", "--vm", "x", "--disk", "sda", "--time", at.Format(time.RFC3339), img)
+		ids = append(ids, at.Format("2006-01-02T15-04-05Z"))
+	}
+	var h struct {
+		Filesystems []struct {
+			Filesystem string
+			FSType     string `json:"fs_type"`
+			Runs       []struct {
+				Points  []string
+				Version int
+				SHA256  string
+			}
+		}
+		Stats struct {
+			Read      int `json:"points_read"`
+			Unchanged int `json:"points_unchanged"`
+		}
+	}
+	out := mustCairn(t, "--repo", repo, "history", "--vm", "x", "--oldest-first", "--json", "/etc/app.conf")
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Filesystems) != 1 || h.Filesystems[0].FSType != "xfs" || len(h.Filesystems[0].Runs) != 2 {
+		t.Fatalf("history on XFS:\n%s", out)
+	}
+	r := h.Filesystems[0].Runs
+	if !reflect.DeepEqual(r[0].Points, ids[0:1]) || r[0].Version != 1 || r[0].SHA256 != sha(a) ||
+		!reflect.DeepEqual(r[1].Points, ids[1:3]) || r[1].Version != 2 || r[1].SHA256 != sha(b) ||
+		h.Stats.Read != 2 || h.Stats.Unchanged != 1 {
+		t.Errorf("history on XFS: want v1 in P1, v2 in P2..P3 (P3 not read):\n%s", out)
 	}
 }
