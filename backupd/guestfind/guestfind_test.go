@@ -115,3 +115,19 @@ func TestBuildRuns(t *testing.T) {
 		t.Errorf("runs %+v (versions %d), want %+v (2)", got, fh.Versions, want)
 	}
 }
+
+// TestReadSetRanges: a sequential read is one range, whatever its length.
+func TestReadSetRanges(t *testing.T) {
+	s := newReadSet(2)
+	for b := int64(100); b < 100000; b += 4 {
+		s.add(0, b, b+3)
+	}
+	s.add(0, 5, 5)
+	s.add(0, 6, 8)
+	s.add(0, 4, 4)
+	s.add(1, 7, 7)
+	want := [][]blockRange{{{100, 99999}, {4, 8}}, {{7, 7}}}
+	if !reflect.DeepEqual(s.ranges, want) {
+		t.Errorf("ranges %v, want %v", s.ranges, want)
+	}
+}

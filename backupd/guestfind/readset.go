@@ -24,26 +24,30 @@ func (r *recReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // readSet is the blocks of each disk of a point that a piece of work
-// read, safe for concurrent use.
+// read, safe for concurrent use. Blocks are kept as ranges: a file read
+// from start to end is one range per extent, not one entry per block.
 type readSet struct {
 	mu     sync.Mutex
-	blocks []map[int64]struct{} // per disk index
+	ranges [][]blockRange // per disk index, in the order they were read
 }
 
+// blockRange is the blocks first..last (inclusive).
+type blockRange struct{ first, last int64 }
+
 func newReadSet(disks int) *readSet {
-	s := &readSet{blocks: make([]map[int64]struct{}, disks)}
-	for i := range s.blocks {
-		s.blocks[i] = map[int64]struct{}{}
-	}
-	return s
+	return &readSet{ranges: make([][]blockRange, disks)}
 }
 
 func (s *readSet) add(disk int, first, last int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for b := first; b <= last; b++ {
-		s.blocks[disk][b] = struct{}{}
+	rs := s.ranges[disk]
+	if n := len(rs); n > 0 && first <= rs[n-1].last+1 && last >= rs[n-1].first-1 {
+		// touches the last range read: grow it
+		rs[n-1].first, rs[n-1].last = min(rs[n-1].first, first), max(rs[n-1].last, last)
+		return
 	}
+	s.ranges[disk] = append(rs, blockRange{first, last})
 }
 
 // genMap answers which generation holds a block of one disk of a point
@@ -90,10 +94,12 @@ func sameBytes(set *readSet, names []string, a, b []*genMap, bnames []string) bo
 	}
 	set.mu.Lock()
 	defer set.mu.Unlock()
-	for i, blocks := range set.blocks {
-		for blk := range blocks {
-			if a[i].at(blk) != b[i].at(blk) {
-				return false
+	for i, rs := range set.ranges {
+		for _, r := range rs {
+			for blk := r.first; blk <= r.last; blk++ {
+				if a[i].at(blk) != b[i].at(blk) {
+					return false
+				}
 			}
 		}
 	}
