@@ -100,13 +100,6 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 		return nil, err
 	}
 	h := &History{VM: vm, Path: p, Points: PointsByTime(pts)}
-	var prev *pointFS
-	var prevStates []state
-	defer func() {
-		if prev != nil {
-			prev.close()
-		}
-	}()
 	// per filesystem name: the states of every point (nil: no such
 	// filesystem in that point, or path absent)
 	perFS := map[string][]*state{}
@@ -114,48 +107,25 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 	fsOf := map[string]FS{}
 	seenFS := map[string]bool{}
 	var looked []string
-	for i, pt := range h.Points {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	work := func(o *pointFS) ([]state, error) {
+		return historyStates(ctx, o, o.p, p, sel, &h.Stats)
+	}
+	rebind := func(prev []state, pt blockmap.Point) []state {
+		states := make([]state, len(prev))
+		for i, st := range prev {
+			st.err = rebindErr(st.err, pt)
+			states[i] = st
 		}
-		h.Stats.Points++
-		cur, err := openPoint(ctx, repo, pt)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			pe := &PointError{Point: pt.ID, Err: err}
+		return states
+	}
+	use := func(i int, pt blockmap.Point, states []state, pointErr error) {
+		if pointErr != nil {
+			pe := &PointError{Point: pt.ID, Err: pointErr}
 			h.Errors = append(h.Errors, pe)
 			for _, name := range order {
 				perFS[name][i] = &state{fs: fsOf[name], err: pe}
 			}
-			if prev != nil {
-				prev.close()
-			}
-			prev, prevStates = nil, nil
-			continue
-		}
-		var states []state
-		if cur.reusable(prev) {
-			h.Stats.Reused++
-			cur.set = prev.set // the same blocks answer for this point too
-			// The same answer, and the same errors, now this point's.
-			states = make([]state, len(prevStates))
-			for i, st := range prevStates {
-				if st.err != nil {
-					e := *st.err
-					e.Point = pt.ID
-					st.err = &e
-				}
-				states[i] = st
-			}
-		} else {
-			h.Stats.Read++
-			states, err = historyStates(ctx, cur, pt, p, sel, &h.Stats)
-			if err != nil {
-				cur.close()
-				return nil, err
-			}
+			return
 		}
 		for _, st := range states {
 			if !seenFS[st.fs.Name] && !st.noFS {
@@ -176,10 +146,9 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 			s := st
 			perFS[st.fs.Name][i] = &s
 		}
-		if prev != nil {
-			prev.close()
-		}
-		prev, prevStates = cur, states
+	}
+	if err := eachPoint(ctx, repo, h.Points, &h.Stats, work, rebind, use); err != nil {
+		return nil, err
 	}
 	for _, name := range order {
 		fh := buildRuns(h.Points, perFS[name])

@@ -85,89 +85,69 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 		path  string
 		entry Entry
 	}
-	var prev *pointFS
-	var prevHits []hit
-	var prevErrs []*PointError // the errors of the point prevHits are of
-	defer func() {
-		if prev != nil {
-			prev.close()
-		}
-	}()
+	type answer struct {
+		hits []hit
+		errs []*PointError
+	}
 	runs := map[string]*HitRun{} // open run of each hit key
 	last := map[string]int{}     // point index the key was last seen in
 	var all []*HitRun
 	wasFS := map[string]bool{} // filesystem names read in an earlier point
-	for i, pt := range res.Points {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	work := func(o *pointFS) (answer, error) {
+		var a answer
+		if err := o.openFilesystems(ctx, opts.Select); err != nil {
+			return a, err
 		}
-		res.Stats.Points++
-		cur, err := openPoint(ctx, repo, pt)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		for _, f := range o.fss {
+			if f.noFS && !wasFS[f.Name] {
+				continue // swap, a PV, ...: never a filesystem here
 			}
-			res.Errors = append(res.Errors, &PointError{Point: pt.ID, Err: err})
-			if prev != nil {
-				prev.close()
+			wasFS[f.Name] = true
+			if f.err != nil {
+				a.errs = append(a.errs, &PointError{Point: o.p.ID, FS: f.Name, Err: f.err})
+				continue
 			}
-			prev, prevHits, prevErrs = nil, nil, nil
-			continue
-		}
-		var hits []hit
-		errsBefore := len(res.Errors)
-		if cur.reusable(prev) {
-			res.Stats.Reused++
-			hits = prevHits
-			cur.set = prev.set
-			for _, e := range prevErrs { // the same errors, now this point's
-				pe := *e
-				pe.Point = pt.ID
-				res.Errors = append(res.Errors, &pe)
-			}
-		} else {
-			res.Stats.Read++
-			if err := cur.openFilesystems(ctx, opts.Select); err != nil {
-				cur.close()
-				return nil, err
-			}
-			for _, f := range cur.fss {
-				if f.noFS && !wasFS[f.Name] {
-					continue // swap, a PV, ...: never a filesystem here
+			err := walk(ctx, f.fsys, f.Type, under, func(p string) bool {
+				name, full := path.Base(p), p
+				if opts.IgnoreCase {
+					name, full = strings.ToLower(name), strings.ToLower(full)
 				}
-				wasFS[f.Name] = true
-				if f.err != nil {
-					res.Errors = append(res.Errors, &PointError{Point: pt.ID, FS: f.Name, Err: f.err})
-					continue
+				if ok, _ := path.Match(pat, name); !ok {
+					return false
 				}
-				err := walk(ctx, f.fsys, f.Type, under, func(p string) bool {
-					name, full := path.Base(p), p
-					if opts.IgnoreCase {
-						name, full = strings.ToLower(name), strings.ToLower(full)
-					}
-					if ok, _ := path.Match(pat, name); !ok {
-						return false
-					}
-					ok, _ := path.Match(ppat, full)
-					return ppat == "" || ok
-				}, func(p string, e Entry) {
-					if !opts.Newer.IsZero() && !e.Mtime.After(opts.Newer) {
-						return
-					}
-					if opts.Larger >= 0 && e.Size <= opts.Larger {
-						return
-					}
-					hits = append(hits, hit{fs: f.FS, path: p, entry: e})
-				}, func(p string, err error) {
-					res.Errors = append(res.Errors, &PointError{Point: pt.ID, FS: f.Name, Err: fmt.Errorf("/%s: %w", p, err)})
-				})
-				if err != nil {
-					cur.close()
-					return nil, err
+				ok, _ := path.Match(ppat, full)
+				return ppat == "" || ok
+			}, func(p string, e Entry) {
+				if !opts.Newer.IsZero() && !e.Mtime.After(opts.Newer) {
+					return
 				}
+				if opts.Larger >= 0 && e.Size <= opts.Larger {
+					return
+				}
+				a.hits = append(a.hits, hit{fs: f.FS, path: p, entry: e})
+			}, func(p string, err error) {
+				a.errs = append(a.errs, &PointError{Point: o.p.ID, FS: f.Name, Err: fmt.Errorf("/%s: %w", p, err)})
+			})
+			if err != nil {
+				return a, err
 			}
 		}
-		for _, h := range hits {
+		return a, nil
+	}
+	rebind := func(prev answer, pt blockmap.Point) answer {
+		a := answer{hits: prev.hits}
+		for _, e := range prev.errs {
+			a.errs = append(a.errs, rebindErr(e, pt))
+		}
+		return a
+	}
+	use := func(i int, pt blockmap.Point, a answer, pointErr error) {
+		if pointErr != nil {
+			res.Errors = append(res.Errors, &PointError{Point: pt.ID, Err: pointErr})
+			return
+		}
+		res.Errors = append(res.Errors, a.errs...)
+		for _, h := range a.hits {
 			k := h.fs.Name + "\x00" + h.path + "\x00" + h.entry.key()
 			if r := runs[k]; r != nil && last[k] == i-1 {
 				r.To = i
@@ -178,11 +158,9 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 			}
 			last[k] = i
 		}
-		if prev != nil {
-			prev.close()
-		}
-		prev, prevHits = cur, hits
-		prevErrs = append([]*PointError(nil), res.Errors[errsBefore:]...)
+	}
+	if err := eachPoint(ctx, repo, res.Points, &res.Stats, work, rebind, use); err != nil {
+		return nil, err
 	}
 	sort.SliceStable(all, func(i, j int) bool {
 		a, b := all[i], all[j]
