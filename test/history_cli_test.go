@@ -465,3 +465,64 @@ func TestHistoryXFS(t *testing.T) {
 		t.Errorf("history on XFS: want v1 in P1, v2 in P2..P3 (P3 not read):\n%s", out)
 	}
 }
+
+// searchAcrossVolumes: search and history find a /boot file on the MD
+// raid1 md/boot only (its members sda/p1 and sdb/p1 hold the same ext4
+// at offset 0 and are not searched again) and a root file on the LV
+// lvm/centos/root inside the other array. TestCentOSLayout calls it on
+// its fixture.
+func searchAcrossVolumes(t *testing.T, repoDir, point, srcBoot, srcRoot string) {
+	firstFile := func(root string) string {
+		t.Helper()
+		var rel string
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && rel == "" && d.Type().IsRegular() {
+				rel, _ = filepath.Rel(root, p)
+			}
+			return nil
+		})
+		if rel == "" {
+			t.Fatalf("no file under %s", root)
+		}
+		return rel
+	}
+	for _, src := range []string{srcBoot, srcRoot} {
+		rel := firstFile(src)
+		// The filesystems holding rel, as search sorts them.
+		var want []string
+		for _, fs := range []struct{ name, src string }{{"lvm/centos/root", srcRoot}, {"md/boot", srcBoot}} {
+			if _, err := os.Lstat(filepath.Join(fs.src, rel)); err == nil {
+				want = append(want, fs.name)
+			}
+		}
+		out := mustCairn(t, "--repo", repoDir, "search", "--vm", "centos", "--point", point, "--json", "--path", rel, filepath.Base(rel))
+		var r struct {
+			Hits []struct {
+				Filesystem, Volume, Path string
+			}
+			Errors []json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, h := range r.Hits {
+			if h.Volume != h.Filesystem || h.Path != "/"+rel {
+				t.Errorf("search %s: hit %+v", rel, h)
+			}
+			got = append(got, h.Filesystem)
+		}
+		if !reflect.DeepEqual(got, want) || len(r.Errors) != 0 {
+			t.Errorf("search %s: hits on %v, want %v (no array member):\n%s", rel, got, want, out)
+		}
+		text := mustCairn(t, "--repo", repoDir, "history", "--vm", "centos", "/"+rel)
+		for _, fs := range want {
+			if !strings.Contains(text, fs+" /"+rel+": 1 version(s) in 1 of 1 points") || !strings.Contains(text, "--volume "+fs+" /"+rel+" DEST") {
+				t.Errorf("history %s: no table of %s:\n%s", rel, fs, text)
+			}
+		}
+		if strings.Contains(text, "sda/") || strings.Contains(text, "sdb/") {
+			t.Errorf("history %s shows an array member:\n%s", rel, text)
+		}
+	}
+}

@@ -131,6 +131,30 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 		}
 		o.fss = append(o.fss, openFS{FS: f, fsys: fsys, err: err})
 	}
+	// What lies across the disks, unless one disk was asked for. A
+	// member of an array that could be assembled is read as the array
+	// (md/<array>), not as the partition: a raid1 member with its data at
+	// offset 0 holds the array's filesystem too, and would show every
+	// file two or three times.
+	var st *volumes.Stack
+	var scanErr error
+	inArray := map[string]bool{}
+	if sel.Disk == "" {
+		if st, scanErr = volumes.Scan(ctx, disks); scanErr == nil {
+			for _, a := range st.MD.Arrays {
+				if st.Arrays[a.Name] == nil {
+					continue
+				}
+				for _, m := range a.Members {
+					if m != nil {
+						inArray[m.Device.Name] = true
+					}
+				}
+			}
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	for _, d := range disks {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -146,6 +170,9 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 			continue // its volumes are ldm/<volume>
 		}
 		for _, v := range vols {
+			if inArray[d.Name+"/"+v.Name] {
+				continue
+			}
 			part := strings.TrimPrefix(v.Name, "p")
 			add(FS{Name: d.Name + "/" + v.Name, Disk: d.Name, Part: part}, d.R, v.Offset, v.Size, v.Detection)
 		}
@@ -153,12 +180,8 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 	if sel.Disk != "" {
 		return nil
 	}
-	st, err := volumes.Scan(ctx, disks)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		o.fss = append(o.fss, openFS{FS: FS{Name: "(volumes across disks)"}, err: err})
+	if scanErr != nil {
+		o.fss = append(o.fss, openFS{FS: FS{Name: "(volumes across disks)"}, err: scanErr})
 		return nil
 	}
 	vol := func(name string, r interface {
