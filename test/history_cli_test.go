@@ -526,3 +526,28 @@ func searchAcrossVolumes(t *testing.T, repoDir, point, srcBoot, srcRoot string) 
 		}
 	}
 }
+
+// remoteFindMatchesLocal: search and history with --remote give what
+// they give on the local point the remote holds a copy of (the restore
+// commands with --remote). TestRemoteRestoreFile calls it on its
+// replicated VM g (disk sda, ext4 in p1 made from src).
+func remoteFindMatchesLocal(t *testing.T, repo, src string) {
+	t.Helper()
+	local := mustCairn(t, "--repo", repo, "search", "--vm", "g", "--all-points", "--json", "*")
+	remote := mustCairn(t, "--repo", repo, "search", "--remote", "off", "--vm", "g", "--all-points", "--json", "*")
+	if local != remote || strings.Count(local, `"path"`) < 100 {
+		t.Errorf("search --remote differs from the local search:\n%.3000s\nlocal:\n%.3000s", remote, local)
+	}
+	var rel string
+	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err == nil && rel == "" && d.Type().IsRegular() {
+			rel, _ = filepath.Rel(src, p)
+		}
+		return nil
+	})
+	local = mustCairn(t, "--repo", repo, "history", "--vm", "g", "--json", "/"+rel)
+	remote = mustCairn(t, "--repo", repo, "history", "--remote", "off", "--vm", "g", "--json", "/"+rel)
+	if !strings.Contains(remote, "restore-file --remote off --vm g") || strings.Replace(remote, "restore-file --remote off", "restore-file", -1) != local {
+		t.Errorf("history --remote:\n%s\nlocal:\n%s", remote, local)
+	}
+}

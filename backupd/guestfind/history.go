@@ -90,12 +90,12 @@ type state struct {
 // versions of path in the filesystems sel selects. A point or filesystem
 // that cannot be read is an unreadable run and an entry of Errors; the
 // walk goes on. It returns a *NotFoundError when the path is in no point.
-func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string, sel Selector) (*History, error) {
+func PathHistory(ctx context.Context, src Source, vm, guestPath string, sel Selector) (*History, error) {
 	p, err := CleanPath(guestPath)
 	if err != nil {
 		return nil, err
 	}
-	pts, err := repo.Points(ctx, vm)
+	pts, err := src.Points(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func PathHistory(ctx context.Context, repo *blockmap.Repo, vm, guestPath string,
 			perFS[st.fs.Name][i] = &s
 		}
 	}
-	if err := eachPoint(ctx, repo, h.Points, &h.Stats, work, rebind, use); err != nil {
+	if err := eachPoint(ctx, src, h.Points, &h.Stats, work, rebind, use); err != nil {
 		return nil, err
 	}
 	for _, name := range order {

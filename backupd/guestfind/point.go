@@ -70,7 +70,7 @@ type openFS struct {
 // through a recording reader, so that the work done on it has a read set.
 type pointFS struct {
 	p     blockmap.Point
-	drs   []*blockmap.DiskReader
+	drs   []Disk
 	names []string
 	gens  []*genMap
 	disks []volumes.Disk // the recording readers
@@ -86,18 +86,21 @@ func (o *pointFS) close() {
 
 // openPoint opens every disk of p through a recording reader (a disk
 // that cannot be opened is an error for the whole point).
-func openPoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (*pointFS, error) {
+func openPoint(ctx context.Context, src Source, p blockmap.Point) (*pointFS, error) {
 	o := &pointFS{p: p, set: newReadSet(len(p.Disks))}
-	bs := int64(repo.BlockSize())
 	for i, d := range p.Disks {
-		dr, err := repo.OpenDisk(ctx, p, d.Name)
+		dr, err := src.OpenDisk(ctx, p, d.Name)
 		if err != nil {
 			o.close()
 			return nil, err
 		}
 		o.drs = append(o.drs, dr)
 		o.names = append(o.names, d.Name)
-		o.gens = append(o.gens, newGenMap(dr))
+		o.gens = append(o.gens, newGenMap(dr, d.ID))
+		bs := int64(64 << 10) // recorded for nothing when dr has no block identity
+		if r, ok := dr.(dataRunner); ok {
+			bs = r.BlockBytes()
+		}
 		o.disks = append(o.disks, volumes.Disk{Name: d.Name, R: &recReader{dr: dr, bs: bs, set: o.set, id: i}, Size: dr.Size()})
 	}
 	return o, nil

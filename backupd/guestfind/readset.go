@@ -3,14 +3,12 @@ package guestfind
 import (
 	"sort"
 	"sync"
-
-	"github.com/cairnbackup/cairn/blockmap"
 )
 
 // recReader is one disk of a point read through a recorder: every block
 // a reader touches goes into the read set.
 type recReader struct {
-	dr  *blockmap.DiskReader
+	dr  Disk
 	bs  int64
 	set *readSet
 	id  int // index of the disk in the point
@@ -60,8 +58,14 @@ type genMap struct {
 	gen   []uint32
 }
 
-func newGenMap(dr *blockmap.DiskReader) *genMap {
-	m := &genMap{id: dr.Disk().ID, size: dr.Size()}
+// newGenMap is the block map of disk d (id: its DiskInfo.ID), or nil when
+// the disk does not tell block identities (a remote disk).
+func newGenMap(d Disk, id uint32) *genMap {
+	dr, ok := d.(dataRunner)
+	if !ok {
+		return nil
+	}
+	m := &genMap{id: id, size: d.Size()}
 	dr.DataRuns(func(first, n int64, gen uint32) bool {
 		m.first = append(m.first, first)
 		m.n = append(m.n, n)
@@ -88,7 +92,7 @@ func sameBytes(set *readSet, names []string, a, b []*genMap, bnames []string) bo
 		return false
 	}
 	for i := range a {
-		if names[i] != bnames[i] || a[i].id != b[i].id || a[i].size != b[i].size {
+		if a[i] == nil || b[i] == nil || names[i] != bnames[i] || a[i].id != b[i].id || a[i].size != b[i].size {
 			return false
 		}
 	}

@@ -61,7 +61,7 @@ const maxDepth = 4096
 // the same filesystem, path and attributes in consecutive points are one
 // HitRun. Points and filesystems that cannot be read are in Errors and
 // the rest is searched.
-func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockmap.Point, opts SearchOptions) (*SearchResult, error) {
+func Search(ctx context.Context, src Source, vm string, points []blockmap.Point, opts SearchOptions) (*SearchResult, error) {
 	pat, ppat := opts.Pattern, opts.PathPattern
 	if pat == "" {
 		pat = "*"
@@ -159,7 +159,7 @@ func Search(ctx context.Context, repo *blockmap.Repo, vm string, points []blockm
 			last[k] = i
 		}
 	}
-	if err := eachPoint(ctx, repo, res.Points, &res.Stats, work, rebind, use); err != nil {
+	if err := eachPoint(ctx, src, res.Points, &res.Stats, work, rebind, use); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(all, func(i, j int) bool {

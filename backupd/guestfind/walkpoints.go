@@ -12,7 +12,7 @@ import (
 // made this point's by rebind, without a read (Stats.Reused). A point
 // whose disks cannot be opened gets use(i, pt, zero, err) and the walk
 // goes on. Only a cancelled context or an error of work stops it.
-func eachPoint[T any](ctx context.Context, repo *blockmap.Repo, pts []blockmap.Point, stats *Stats,
+func eachPoint[T any](ctx context.Context, src Source, pts []blockmap.Point, stats *Stats,
 	work func(o *pointFS) (T, error), rebind func(prev T, pt blockmap.Point) T,
 	use func(i int, pt blockmap.Point, val T, pointErr error)) error {
 	var prev *pointFS
@@ -27,7 +27,7 @@ func eachPoint[T any](ctx context.Context, repo *blockmap.Repo, pts []blockmap.P
 			return err
 		}
 		stats.Points++
-		cur, err := openPoint(ctx, repo, pt)
+		cur, err := openPoint(ctx, src, pt)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -25,6 +25,7 @@ func findCommands() []*cli.Command {
 		&cli.StringFlag{Name: "disk", Usage: "only this disk's filesystems (with --part: one partition)"},
 		&cli.StringFlag{Name: "part", Usage: "with --disk: partition number (1, p1, ...) or whole"},
 		&cli.StringFlag{Name: "volume", Usage: "only this volume across disks: lvm/VG/LV, md/ARRAY, ldm/VOLUME or btrfs/NAME"},
+		remoteFlag, limitRateFlag,
 		jsonFlag(),
 	}
 	return []*cli.Command{
@@ -99,7 +100,11 @@ func restoreCommand(c *cli.Context, vm string, pt blockmap.Point, f guestfind.FS
 	if c.IsSet("repo") {
 		args = append(args, "--repo", shellQuote(c.String("repo")))
 	}
-	args = append(args, "restore-file", "--vm", shellQuote(vm), "--point", pt.ID)
+	args = append(args, "restore-file")
+	if r := c.String("remote"); r != "" {
+		args = append(args, "--remote", shellQuote(r))
+	}
+	args = append(args, "--vm", shellQuote(vm), "--point", pt.ID)
 	if f.Volume != "" {
 		args = append(args, "--volume", shellQuote(f.Volume))
 	} else {
@@ -218,13 +223,13 @@ func historyAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	repo, err := openRepo(c)
+	src, _, closeSrc, err := findSource(c)
 	if err != nil {
 		return err
 	}
-	defer repo.Close()
+	defer closeSrc()
 	vm := c.String("vm")
-	h, err := guestfind.PathHistory(c.Context, repo, vm, c.Args().First(), sel)
+	h, err := guestfind.PathHistory(c.Context, src, vm, c.Args().First(), sel)
 	var nf *guestfind.NotFoundError
 	switch {
 	case errors.As(err, &nf):
@@ -400,25 +405,25 @@ func searchAction(c *cli.Context) error {
 			return fmt.Errorf("search: --larger: %w (give bytes or 10M, 2GiB)", err)
 		}
 	}
-	repo, err := openRepo(c)
+	src, resolve, closeSrc, err := findSource(c)
 	if err != nil {
 		return err
 	}
-	defer repo.Close()
+	defer closeSrc()
 	vm := c.String("vm")
 	var pts []blockmap.Point
 	if c.Bool("all-points") {
-		if pts, err = repo.Points(c.Context, vm); err != nil {
+		if pts, err = src.Points(c.Context, vm); err != nil {
 			return err
 		}
 	} else {
-		p, err := repo.ResolvePoint(c.Context, vm, c.String("point"))
+		p, err := resolve(c.String("point"))
 		if err != nil {
 			return err
 		}
 		pts = []blockmap.Point{p}
 	}
-	res, err := guestfind.Search(c.Context, repo, vm, pts, opts)
+	res, err := guestfind.Search(c.Context, src, vm, pts, opts)
 	if err != nil {
 		return fmt.Errorf("search: %w", err)
 	}
