@@ -7,6 +7,10 @@
 //
 // # Vocabulary
 //
+//   - Source: where points and disks come from: the local repository
+//     (Local) or a remote (the CLI adapts blockmap/remote). A Disk that
+//     tells which generation holds each block (a local one) allows the
+//     reuse below; a remote one is read at every point.
 //   - Filesystem name: where a guest filesystem lives in a point, as the
 //     mount's fs/ directory names it: <disk>/<part> (sda/p1, sda/whole)
 //     or a volume path across disks (lvm/<vg>/<lv>, md/<array>,
