@@ -144,16 +144,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 	inArray := map[string]bool{}
 	if sel.Disk == "" {
 		if st, scanErr = volumes.Scan(ctx, disks); scanErr == nil {
-			for _, a := range st.MD.Arrays {
-				if st.Arrays[a.Name] == nil {
-					continue
-				}
-				for _, m := range a.Members {
-					if m != nil {
-						inArray[m.Device.Name] = true
-					}
-				}
-			}
+			inArray = st.InArray()
 		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
