@@ -81,6 +81,20 @@ func argsError(cmd, want string, args []string) error {
 	return fmt.Errorf("%s: give %s", cmd, want)
 }
 
+var drivePath = regexp.MustCompile(`^[A-Za-z]:[\\/]`)
+
+// windowsPath turns a Windows path as an administrator copies it
+// (C:\Users\bob\report.xlsx) into the guest path the readers take
+// (/Users/bob/report.xlsx); the drive letter is dropped (every NTFS and
+// FAT volume is looked in unless --disk/--volume says which). Other paths
+// are left as they are: a backslash is a legal character in a Linux name.
+func windowsPath(p string) string {
+	if !drivePath.MatchString(p) {
+		return p
+	}
+	return strings.ReplaceAll(p[2:], `\`, "/")
+}
+
 // findSelector reads --disk/--part/--volume.
 func findSelector(c *cli.Context) (guestfind.Selector, error) {
 	sel := guestfind.Selector{Disk: c.String("disk"), Part: c.String("part"), Volume: c.String("volume")}
@@ -229,7 +243,7 @@ func historyAction(c *cli.Context) error {
 	}
 	defer closeSrc()
 	vm := c.String("vm")
-	h, err := guestfind.PathHistory(c.Context, src, vm, c.Args().First(), sel)
+	h, err := guestfind.PathHistory(c.Context, src, vm, windowsPath(c.Args().First()), sel)
 	var nf *guestfind.NotFoundError
 	switch {
 	case errors.As(err, &nf):
@@ -394,7 +408,7 @@ func searchAction(c *cli.Context) error {
 		return fmt.Errorf("search: give either --point or --all-points, not both")
 	}
 	opts := guestfind.SearchOptions{Pattern: c.Args().First(), PathPattern: strings.TrimPrefix(c.String("path"), "/"),
-		IgnoreCase: c.Bool("ignore-case"), Under: c.String("path-prefix"), Select: sel, Larger: -1}
+		IgnoreCase: c.Bool("ignore-case"), Under: windowsPath(c.String("path-prefix")), Select: sel, Larger: -1}
 	if s := c.String("newer"); s != "" {
 		if opts.Newer, err = parseNewer(s); err != nil {
 			return fmt.Errorf("search: %w", err)
