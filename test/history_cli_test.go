@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -549,5 +550,74 @@ func remoteFindMatchesLocal(t *testing.T, repo, src string) {
 	remote = mustCairn(t, "--repo", repo, "history", "--remote", "off", "--vm", "g", "--json", "/"+rel)
 	if !strings.Contains(remote, "restore-file --remote off --vm g") || strings.Replace(remote, "restore-file --remote off", "restore-file", -1) != local {
 		t.Errorf("history --remote:\n%s\nlocal:\n%s", remote, local)
+	}
+}
+
+// TestHistoryNTFS: a Windows path as an administrator copies it (drive
+// letter, backslashes, other case) finds the file on NTFS, and a file
+// overwritten by ntfscp (same size; ntfscp leaves the mtime) is two
+// versions, each restored as it was.
+func TestHistoryNTFS(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkntfs", "ntfscp")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "ntfs.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(16 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sh(t, "mkntfs", "-F", "-Q", "-q", img)
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	contents := [][]byte{[]byte("quarter three v1\n"), []byte("quarter three v2\n")}
+	var ids []string
+	for i, c := range contents {
+		src := filepath.Join(dir, fmt.Sprint("v", i))
+		if err := os.WriteFile(src, c, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "ntfscp", "-f", img, src, "Q3 Report.XLSX")
+		at := time.Date(2026, 11, 1+i, 1, 0, 0, 0, time.UTC)
+		mustCairn(t, "--repo", repo, "import", "--vm", "w", "--disk", "sda", "--time", at.Format(time.RFC3339), img)
+		ids = append(ids, at.Format("2006-01-02T15-04-05Z"))
+	}
+	var h struct {
+		Filesystems []struct {
+			FSType string `json:"fs_type"`
+			Runs   []struct {
+				Points  []string
+				Version int
+				UID     *uint32
+				SHA256  string
+				Restore string
+			}
+		}
+	}
+	out := mustCairn(t, "--repo", repo, "history", "--vm", "w", "--oldest-first", "--json", `C:\q3 report.xlsx`)
+	if err := json.Unmarshal([]byte(out), &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Filesystems) != 1 || h.Filesystems[0].FSType != "ntfs" || len(h.Filesystems[0].Runs) != 2 {
+		t.Fatalf("history on NTFS:\n%s", out)
+	}
+	for i, r := range h.Filesystems[0].Runs {
+		if !reflect.DeepEqual(r.Points, ids[i:i+1]) || r.Version != i+1 || r.SHA256 != sha(contents[i]) || r.UID != nil {
+			t.Errorf("run %d: %+v, want v%d in %s with the SHA-256 of %q and no owner", i, r, i+1, ids[i], contents[i])
+		}
+		args := strings.Fields(strings.Replace(r.Restore, "'/q3 report.xlsx'", "/q3_report.xlsx", 1))
+		if len(args) < 3 || args[len(args)-1] != "DEST" {
+			t.Fatalf("restore line %q", r.Restore)
+		}
+		dest := filepath.Join(t.TempDir(), "r.xlsx")
+		args[len(args)-2] = "/q3 report.xlsx"
+		args[len(args)-1] = dest
+		mustCairn(t, args[1:]...)
+		if b, err := os.ReadFile(dest); err != nil || !bytes.Equal(b, contents[i]) {
+			t.Errorf("%s restored %q (%v), want %q", r.Restore, b, err, contents[i])
+		}
 	}
 }
