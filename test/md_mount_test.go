@@ -117,4 +117,5 @@ func TestCentOSLayout(t *testing.T) {
 			t.Errorf("files --volume md/boot:\n%s", ls)
 		}
 	})
+	t.Run("search", func(t *testing.T) { searchAcrossVolumes(t, repoDir, full, srcBoot, srcRoot) })
 }

@@ -437,6 +437,7 @@ func TestRemoteRestoreFile(t *testing.T) {
 	got := walkTree(t, remoteDest, skip)
 	compareTrees(t, walkTree(t, localDest, skip), got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
 	compareTrees(t, walkTree(t, src, nil), got, compareOpts{modes: true, links: true, mtimeGran: time.Second})
+	remoteFindMatchesLocal(t, repo, src) // cairn history and search --remote
 	// A point the remote lacks is named.
 	res := runCairn(t, nil, append([]string{"--repo", repo, "files", "--remote", "off", "--vm", "nosuch", "--disk", "sda"}, "/")...)
 	if res.code == 0 || !strings.Contains(res.stderr, "nosuch") {

@@ -9,6 +9,7 @@ func extraCommands() []*cli.Command {
 	var cmds []*cli.Command
 	cmds = append(cmds, mountCommands()...)
 	cmds = append(cmds, fileCommands()...)
+	cmds = append(cmds, findCommands()...)
 	cmds = append(cmds, configCommands()...)
 	cmds = append(cmds, backupCommands()...)
 	cmds = append(cmds, labCommands()...)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cairnbackup/cairn/backupd/guestfind"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
@@ -413,16 +414,7 @@ func restoreDest(dest, p string) (string, error) {
 }
 
 // guestPath cleans a guest path for io/fs ("" and "/" are the root).
-func guestPath(p string) (string, error) {
-	p = strings.Trim(path.Clean("/"+p), "/")
-	if p == "" {
-		return ".", nil
-	}
-	if !partinfo.ValidPath(p) {
-		return "", fmt.Errorf("path %q is not valid", p)
-	}
-	return p, nil
-}
+func guestPath(p string) (string, error) { return guestfind.CleanPath(p) }
 
 type fileJSON struct {
 	Name string `json:"name"`

@@ -150,6 +150,25 @@ func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
 	return st, nil
 }
 
+// InArray is the set of partitions and whole disks (by region name:
+// disk/part or disk) that are members of an MD array that could be
+// assembled. A raid1 member with its data at offset 0 shows the array's
+// filesystem too: the array (md/<array>) is the volume to read.
+func (st *Stack) InArray() map[string]bool {
+	in := map[string]bool{}
+	for _, a := range st.MD.Arrays {
+		if st.Arrays[a.Name] == nil {
+			continue
+		}
+		for _, m := range a.Members {
+			if m != nil {
+				in[m.Device.Name] = true
+			}
+		}
+	}
+	return in
+}
+
 // btrfsRegions is where a device of a btrfs of several devices may be:
 // the partitions and whole disks that are not members of an array that
 // could be assembled (a raid1 member with its data at offset 0 shows the
@@ -157,17 +176,7 @@ func Scan(ctx context.Context, disks []Disk) (*Stack, error) {
 // then the visible LVs, named by their volume paths (md/<array>,
 // lvm/<vg>/<lv>).
 func (st *Stack) btrfsRegions(parts []partinfo.Region) []partinfo.Region {
-	inArray := map[string]bool{}
-	for _, a := range st.MD.Arrays {
-		if st.Arrays[a.Name] == nil {
-			continue
-		}
-		for _, m := range a.Members {
-			if m != nil {
-				inArray[m.Device.Name] = true
-			}
-		}
-	}
+	inArray := st.InArray()
 	var rs []partinfo.Region
 	for _, r := range parts {
 		if !inArray[r.Name] {
