@@ -223,3 +223,49 @@ notify:
 		}
 	}
 }
+
+// TestNotifyTestCommand: cairn notify test reaches each target of the
+// config, and names the fix of one that fails (an SMTP server whose
+// certificate is not trusted: ca_file).
+func TestNotifyTestCommand(t *testing.T) {
+	buildCairn(t)
+	certs := t.TempDir()
+	testutil.WriteTLSCerts(t, certs)
+	smtp := testutil.StartSMTP(t, testutil.SMTPOptions{StartTLS: true, CertFile: filepath.Join(certs, "server-cert.pem"), KeyFile: filepath.Join(certs, "server-key.pem")})
+	hook := newNotifyHook(t)
+	dir := t.TempDir()
+	server := strings.Replace(smtp.Addr, "127.0.0.1", "localhost", 1)
+	cfg := fmt.Sprintf(`repository: %s
+notify:
+  targets:
+    - name: hook
+      webhook: {url: "%s"}
+    - name: mail-untrusted
+      email: {server: "%s", from: cairn@backup.test, to: [ops@example.test]}
+    - name: mail
+      email: {server: "%s", ca_file: %s, from: cairn@backup.test, to: [ops@example.test]}
+`, filepath.Join(dir, "repo"), hook.srv.URL, server, server, filepath.Join(certs, "ca-cert.pem"))
+	file := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCairn(t, nil, "notify", "test", "--config", file)
+	if res.code != 1 {
+		t.Fatalf("exit %d, want 1: %s %s", res.code, res.stdout, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], "hook") || !strings.Contains(lines[0], "ok") ||
+		!strings.Contains(lines[1], "mail-untrusted") || !strings.Contains(lines[1], "FAILED") || !strings.Contains(lines[1], "not trusted") ||
+		!strings.Contains(lines[2], "fix:") || !strings.Contains(lines[2], "ca_file") || !strings.Contains(lines[3], "mail ") || !strings.Contains(lines[3], "ok") {
+		t.Errorf("output:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stderr, "1 of 3 targets failed") {
+		t.Errorf("stderr %s", res.stderr)
+	}
+	if k := hook.kinds(); len(k) != 1 || k[0] != string(notify.Test) {
+		t.Errorf("webhook got %v", k)
+	}
+	if m := smtp.Messages(t); len(m) != 1 || !m[0].TLS || m[0].Msg.Header.Get("X-Cairn-Kind") != "test" {
+		t.Errorf("mail %+v", m)
+	}
+}
