@@ -81,6 +81,9 @@ func newSender(tc TargetConfig) (sender, error) {
 // readSecret is the first line of file (a password, a token, a URL),
 // read at each delivery so that a rotated secret takes effect at once.
 func readSecret(file string) (string, error) {
+	if err := CheckSecretFile(file); err != nil {
+		return "", err
+	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrSecret, err)
@@ -91,6 +94,26 @@ func readSecret(file string) (string, error) {
 		return "", fmt.Errorf("%w: %s is empty", ErrSecret, file)
 	}
 	return s, nil
+}
+
+// CheckSecretFile refuses a secret file that is not a regular file or
+// that others than its owner may read (like vCenter credentials files).
+func CheckSecretFile(file string) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrSecret, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file", ErrSecret, file)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o: refusing it; make it readable by its owner only (chmod 600 %s)", ErrSecret, file, perm, file)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrSecret, err)
+	}
+	return f.Close()
 }
 
 // tlsConfig trusts the system's roots, plus caFile's when given.

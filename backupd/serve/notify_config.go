@@ -210,17 +210,24 @@ func (p *parser) notifyTarget(n *yaml.Node, cfg *Config, counts map[string]int) 
 	return tc, err
 }
 
-// secretFile checks that the file named by key exists and is readable.
+// secretFile checks that the file named by key exists and is readable,
+// and when it holds a secret that only its owner may read it.
 func (p *parser) secretFile(m map[string]*yaml.Node, key, what string, parent *yaml.Node) (string, error) {
 	f, err := p.str(m, key, what, false, parent)
 	if err != nil || f == "" {
 		return f, err
 	}
-	fh, err := os.Open(f)
-	if err != nil {
-		return "", p.errf(m[key], "%s: %s %s: %v (create it, mode 0600, readable by cairn serve's user)", what, key, f, err)
+	if key == "ca_file" {
+		fh, err := os.Open(f)
+		if err != nil {
+			return "", p.errf(m[key], "%s: %s %s: %v", what, key, f, err)
+		}
+		fh.Close()
+		return f, nil
 	}
-	fh.Close()
+	if err := notify.CheckSecretFile(f); err != nil {
+		return "", p.errf(m[key], "%s: %s: %s (create it, mode 0600, owned by cairn serve's user)", what, key, strings.TrimPrefix(err.Error(), notify.ErrSecret.Error()+": "))
+	}
 	return f, nil
 }
 

@@ -50,6 +50,11 @@ func writeNotifyConfig(t *testing.T, from, to string) (string, string) {
 		data = strings.Replace(data, from, to, 1)
 	}
 	data = strings.ReplaceAll(data, "SECRET", secret)
+	loose := filepath.Join(dir, "loose")
+	if err := os.WriteFile(loose, []byte("pw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data = strings.ReplaceAll(data, "LOOSE", loose)
 	file := filepath.Join(dir, "cairn.yaml")
 	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,8 +125,9 @@ func TestNotifyConfigBad(t *testing.T) {
 		{"bad url", "url: https://hooks.example.com/cairn", "url: ftp://hooks", 29, `url "ftp://hooks": want http:// or https://`},
 		{"secret in url", "url: https://hooks.example.com/cairn", "url: https://u:p@hooks.example.com/", 29, "credentials in the URL"},
 		{"inline authorization", "{X-Team: infra}", "{Authorization: Bearer abc}", 31, "give token_file"},
-		{"missing token file", "token_file: SECRET", "token_file: /nonexistent/x", 30, "token_file /nonexistent/x: open /nonexistent/x: no such file"},
-		{"missing password file", "password_file: SECRET", "password_file: /nonexistent/pw", 37, "password_file /nonexistent/pw"},
+		{"missing token file", "token_file: SECRET", "token_file: /nonexistent/x", 30, "token_file: stat /nonexistent/x: no such file"},
+		{"missing password file", "password_file: SECRET", "password_file: /nonexistent/pw", 37, "password_file: stat /nonexistent/pw: no such file"},
+		{"loose password file", "password_file: SECRET", "password_file: LOOSE", 37, "has mode 0644: refusing it; make it readable by its owner only (chmod 600 "},
 		{"bad severity", "on: [failure, warning]", "on: [failure, disaster]", 32, `unknown severity "disaster": use failure, warning, info, ok or report`},
 		{"unknown job", "jobs: [lab]", "jobs: [lab, nightly]", 33, `unknown job "nightly" (defined: lab)`},
 		{"both kinds", "    - email:", "    - webhook: {url: http://x}\n      email:", 34, "exactly one of webhook: and email:"},
