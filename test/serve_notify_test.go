@@ -153,7 +153,8 @@ notify:
 // TestServeNotifyRPO: a job without vCenter watching an imported VM's
 // RPO alerts once when its newest point grows older than rpo:, stays
 // quiet while the breach lasts, and tells the recovery once when a new
-// import lands.
+// import lands; a block damaged on disk is told by the repository verify;
+// the report reaches the report target only.
 func TestServeNotifyRPO(t *testing.T) {
 	bin := buildCairn(t)
 	hook := newNotifyHook(t)
@@ -207,6 +208,44 @@ notify:
 	if r := hook.payloads()[1]; r.Severity != notify.OK || r.VM != "kvm-1" || r.Point == "" || r.Point == p.Point {
 		t.Errorf("recovery payload %+v (breach point %s)", r, p.Point)
 	}
+	// A damaged block found by the repository verify is told.
+	imgs, _ := filepath.Glob(filepath.Join(repo, "images", "*", "*.img"))
+	damaged := false
+	for _, f := range imgs {
+		fh, err := os.OpenFile(f, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 9)
+		if n, _ := fh.ReadAt(b, 1<<20); n == 9 && string(b) == "cairn rpo" {
+			_, err = fh.WriteAt([]byte("CAIRN"), 1<<20)
+			damaged = err == nil
+		}
+		fh.Close()
+	}
+	if !damaged {
+		t.Fatalf("no delta image holds the test's data at 1 MiB: %v", imgs)
+	}
+	api := serveAPI{base: "http://" + listen, repo: repo}
+	resp, err := api.post("/api/v1/verify", strings.NewReader("{}"))
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /api/v1/verify: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var dmg *notify.Payload
+	serveWaitFor(t, "the verify damage notification", exited, &logs, func() bool {
+		for _, p := range hook.payloads() {
+			if p.Kind == notify.VerifyDamage {
+				dmg = &p
+				return true
+			}
+		}
+		return false
+	})
+	if dmg.Severity != notify.Failure || dmg.VM != "kvm-1" || !strings.Contains(dmg.Error, "do not match their hash (kvm-1: 1)") {
+		t.Errorf("verify damage payload %+v", dmg)
+	}
+
 	// The report target got reports only, each listing the VM.
 	rep := reports.payloads()
 	if len(rep) == 0 {
