@@ -308,3 +308,59 @@ notify:
 		t.Errorf("mail %+v", m)
 	}
 }
+
+// TestServeNotifyReplicateFailed: a replication whose object store is
+// down is told once per run, naming the job, the remote and the cause.
+func TestServeNotifyReplicateFailed(t *testing.T) {
+	bin := buildCairn(t)
+	hook := newNotifyHook(t)
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(dir, "vda.img")
+	if err := os.WriteFile(img, []byte(strings.Repeat("cairn replicate ", 8192)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, "--repo", repo, "import", "--vm", "kvm-1", "--disk", "vda", img)
+	creds, pass := filepath.Join(dir, "creds"), filepath.Join(dir, "pass")
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id = a\naws_secret_access_key = b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pass, []byte("a long offsite passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, "--repo", repo, "remote", "add", "offsite", "--endpoint", "http://"+closedAddr(t), "--bucket", "cairn-down",
+		"--credentials", creds, "--passphrase-file", pass)
+	listen := serveFreeAddr(t)
+	cfg := fmt.Sprintf(`repository: %s
+listen: %s
+jobs:
+  - name: kvm-offsite
+    vms: [kvm-*]
+    replicate:
+      remote: offsite
+      schedule: 1h
+notify:
+  targets:
+    - webhook: {url: "%s"}
+`, repo, listen, hook.srv.URL)
+	file := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs serveLogBuffer
+	_, exited := serveStartChild(t, bin, &logs, "serve", "--config", file)
+	api := serveAPI{base: "http://" + listen, repo: repo}
+	serveWaitFor(t, "the failed replication", exited, &logs, func() bool {
+		var rs struct {
+			Replications []serve.ReplicationRecord `json:"replications"`
+		}
+		return api.getJSON("/api/v1/replications", &rs) && len(rs.Replications) == 1 && rs.Replications[0].State == serve.StateFailed &&
+			len(hook.payloads()) == 1
+	})
+	p := hook.payloads()[0]
+	if p.Kind != notify.ReplicateFailed || p.Severity != notify.Failure || p.Job != "kvm-offsite" || p.Remote != "offsite" ||
+		!strings.Contains(p.Error, "connection refused") || p.Title != "FAILURE: replication to offsite failed (job kvm-offsite)" {
+		t.Errorf("payload %+v", p)
+	}
+}

@@ -30,7 +30,7 @@ func (t TargetConfig) Type() string {
 // Filter selects the events a target receives.
 type Filter struct {
 	// On lists severities (failure, warning, info, ok) and "report";
-	// empty means DefaultOn. A target that receives failures or warnings
+	// empty means failure and warning. A target that receives failures or warnings
 	// also receives the recoveries (ok) that end them.
 	On []Severity
 	// Jobs limits the target to these jobs' events (empty: all). Events
@@ -39,9 +39,6 @@ type Filter struct {
 	Jobs []string
 }
 
-// DefaultOn is the severities of a target without on:.
-var DefaultOn = []Severity{Failure, Warning}
-
 // Match reports whether the filter lets ev through.
 func (f Filter) Match(ev Event) bool {
 	if ev.Kind == Test {
@@ -49,7 +46,7 @@ func (f Filter) Match(ev Event) bool {
 	}
 	on := f.On
 	if len(on) == 0 {
-		on = DefaultOn
+		on = []Severity{Failure, Warning}
 	}
 	if len(f.Jobs) > 0 && ev.Job != "" && !slices.Contains(f.Jobs, ev.Job) {
 		return false
