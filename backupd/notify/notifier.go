@@ -41,6 +41,9 @@ type Options struct {
 	// AttemptTimeout bounds one delivery attempt (default 30s).
 	AttemptTimeout time.Duration
 	Logger         *slog.Logger
+	// Status carries the counters and last results of targets of the same
+	// name and type over from a notifier this one replaces (a reload).
+	Status []TargetStatus
 }
 
 func (o *Options) defaults() {
@@ -119,6 +122,11 @@ func New(opts Options) (*Notifier, error) {
 			return nil, err
 		}
 		t := &target{cfg: tc, snd: snd, queue: make(chan Event, opts.Queue), st: TargetStatus{Name: tc.Name, Type: tc.Type()}}
+		for _, st := range opts.Status {
+			if st.Name == tc.Name && st.Type == tc.Type() {
+				t.st = st
+			}
+		}
 		n.targets = append(n.targets, t)
 		n.wg.Add(1)
 		go n.work(t)

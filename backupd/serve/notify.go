@@ -32,7 +32,7 @@ func (s *Server) startNotifier(cfg *Config) {
 		var err error
 		n, err = notify.New(notify.Options{
 			Targets: cfg.Notify.Targets, Retries: cfg.Notify.Retries, RetryDelay: cfg.Notify.RetryDelay,
-			RepeatAfter: cfg.Notify.RepeatAfter, Logger: s.log.With("component", "notify"),
+			RepeatAfter: cfg.Notify.RepeatAfter, Logger: s.log.With("component", "notify"), Status: s.NotifyStatus(),
 		})
 		if err != nil {
 			s.log.Error("notifications are off: the notify: section cannot be used", "error", err)

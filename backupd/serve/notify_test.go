@@ -77,3 +77,33 @@ func TestTellBackupDone(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifierReload: a reload keeps what is known of a target of the
+// same name (its last failure stays in cairn status) and the RPO state.
+func TestNotifierReload(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	defer srv.Close()
+	cfg := func(name string) *Config {
+		return &Config{Notify: &NotifyConfig{Targets: []notify.TargetConfig{{Name: name, Webhook: &notify.WebhookConfig{URL: srv.URL}}}}}
+	}
+	s := &Server{log: slog.Default()}
+	s.startNotifier(cfg("hook"))
+	defer s.stopNotifier()
+	rpo := s.note.rpo
+	s.tell(notify.Event{Kind: notify.VerifyDamage, Severity: notify.Failure, Error: "x"})
+	deadline := time.Now().Add(20 * time.Second)
+	for s.NotifyStatus()[0].Failed != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the event was not given up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.startNotifier(cfg("hook"))
+	if st := s.NotifyStatus(); len(st) != 1 || st[0].Failed != 1 || st[0].LastError == "" || s.note.rpo != rpo {
+		t.Errorf("after a reload: %+v", st)
+	}
+	s.startNotifier(cfg("other"))
+	if st := s.NotifyStatus(); len(st) != 1 || st[0].Failed != 0 || st[0].Name != "other" {
+		t.Errorf("a new target: %+v", st)
+	}
+}
