@@ -145,6 +145,17 @@ notify:
 	if !strings.Contains(out, "NOTIFY TARGET") || !strings.Contains(out, "connection refused") {
 		t.Errorf("cairn status does not show the failed target:\n%s", out)
 	}
+	resp, err := api.get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`cairn_notify_failures_total{target="down"} 1`, `cairn_notify_sent_total{target="hook"} 1`, `cairn_notify_sent_total{target="mail"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if n := strings.Count(logs.String(), "notification given up"); n != 1 {
 		t.Errorf("%d give-ups logged, want 1:\n%s", n, logs.String())
 	}
@@ -195,6 +206,16 @@ notify:
 	if k := hook.kinds(); len(k) != 1 || k[0] != string(notify.RPOMissed) {
 		t.Fatalf("during the breach: %v, want one rpo_missed", k)
 	}
+	api := serveAPI{base: "http://" + listen, repo: repo}
+	if resp, err := api.get("/metrics"); err != nil {
+		t.Fatal(err)
+	} else {
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(m), "cairn_rpo_breaches 1") {
+			t.Errorf("/metrics does not count the breach")
+		}
+	}
 	p := hook.payloads()[0]
 	if p.VM != "kvm-1" || p.Job != "kvm" || p.Severity != notify.Failure || p.Details["rpo"] != "4s" || !strings.Contains(p.Error, "more than the RPO of 4s") {
 		t.Errorf("breach payload %+v", p)
@@ -226,7 +247,6 @@ notify:
 	if !damaged {
 		t.Fatalf("no delta image holds the test's data at 1 MiB: %v", imgs)
 	}
-	api := serveAPI{base: "http://" + listen, repo: repo}
 	resp, err := api.post("/api/v1/verify", strings.NewReader("{}"))
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /api/v1/verify: %v %v", resp, err)

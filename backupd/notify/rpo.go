@@ -83,7 +83,7 @@ func (t *RPOTracker) Observe(now time.Time, obs []RPOObservation) []Event {
 	return out
 }
 
-// Breached lists the job\x00vm keys in breach (for status).
+// Breached counts the VMs (of a job) in breach.
 func (t *RPOTracker) Breached() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/notify"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
@@ -293,4 +295,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// notifyCollector reports the notify targets' deliveries when scraped,
+// so that Prometheus can alert on the alerting itself.
+type notifyCollector struct {
+	s                           *Server
+	sent, failed, dropped, rpoB *prometheus.Desc
+}
+
+func (s *Server) registerNotifyMetrics(reg *prometheus.Registry) {
+	reg.MustRegister(notifyCollector{s: s,
+		sent:    prometheus.NewDesc("cairn_notify_sent_total", "Notifications delivered, by target.", []string{"target"}, nil),
+		failed:  prometheus.NewDesc("cairn_notify_failures_total", "Notifications given up after their retries, by target.", []string{"target"}, nil),
+		dropped: prometheus.NewDesc("cairn_notify_dropped_total", "Notifications dropped because the target's queue was full.", []string{"target"}, nil),
+		rpoB:    prometheus.NewDesc("cairn_rpo_breaches", "VMs whose newest point is older than their job's RPO (present with notify: and an RPO).", nil, nil),
+	})
+}
+
+func (c notifyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.sent
+	ch <- c.failed
+	ch <- c.dropped
+	ch <- c.rpoB
+}
+
+func (c notifyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, t := range c.s.NotifyStatus() {
+		ch <- prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(t.Sent), t.Name)
+		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(t.Failed), t.Name)
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(t.Dropped), t.Name)
+	}
+	c.s.note.mu.Lock()
+	tr := c.s.note.rpo
+	c.s.note.mu.Unlock()
+	if tr != nil {
+		ch <- prometheus.MustNewConstMetric(c.rpoB, prometheus.GaugeValue, float64(tr.Breached()))
+	}
 }

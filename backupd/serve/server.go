@@ -93,6 +93,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		remotes: opts.Remotes, repl: newReplications(),
 	}
 	s.registerRemoteMetrics(s.metrics.reg)
+	s.registerNotifyMetrics(s.metrics.reg)
 	return s, nil
 }
 
