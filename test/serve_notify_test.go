@@ -330,7 +330,8 @@ notify:
 }
 
 // TestServeNotifyReplicateFailed: a replication whose object store is
-// down is told once per run, naming the job, the remote and the cause.
+// down is told once per run, naming the job, the remote and the cause;
+// a boot check that cannot run (an imported point without firmware) too.
 func TestServeNotifyReplicateFailed(t *testing.T) {
 	bin := buildCairn(t)
 	hook := newNotifyHook(t)
@@ -360,6 +361,8 @@ jobs:
     replicate:
       remote: offsite
       schedule: 1h
+    boot_check:
+      schedule: 1h                 # no firmware: for an imported point without a VM configuration
 notify:
   targets:
     - webhook: {url: "%s"}
@@ -376,9 +379,17 @@ notify:
 			Replications []serve.ReplicationRecord `json:"replications"`
 		}
 		return api.getJSON("/api/v1/replications", &rs) && len(rs.Replications) == 1 && rs.Replications[0].State == serve.StateFailed &&
-			len(hook.payloads()) == 1
+			len(hook.payloads()) == 2
 	})
-	p := hook.payloads()[0]
+	byKind := map[notify.Kind]notify.Payload{}
+	for _, p := range hook.payloads() {
+		byKind[p.Kind] = p
+	}
+	b := byKind[notify.BootCheckFailed]
+	if b.VM != "kvm-1" || b.Job != "kvm-offsite" || b.Point == "" || !strings.Contains(b.Error, "firmware: bios or efi") {
+		t.Errorf("boot check payload %+v", b)
+	}
+	p := byKind[notify.ReplicateFailed]
 	if p.Kind != notify.ReplicateFailed || p.Severity != notify.Failure || p.Job != "kvm-offsite" || p.Remote != "offsite" ||
 		!strings.Contains(p.Error, "connection refused") || p.Title != "FAILURE: replication to offsite failed (job kvm-offsite)" {
 		t.Errorf("payload %+v", p)
