@@ -80,7 +80,7 @@ type TargetStatus struct {
 	Type          string    `json:"type"`
 	Sent          int       `json:"sent"`
 	Failed        int       `json:"failed"`  // messages given up after their retries
-	Dropped       int       `json:"dropped"` // events lost to a full queue
+	Dropped       int       `json:"dropped"` // events lost to a full queue, or abandoned at stop
 	LastOK        time.Time `json:"last_ok,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time,omitzero"`
@@ -204,6 +204,13 @@ func (n *Notifier) Notify(ev Event) {
 func (n *Notifier) work(t *target) {
 	defer n.wg.Done()
 	for ev := range t.queue {
+		if n.ctx.Err() != nil { // stopped: what is left is abandoned
+			n.mu.Lock()
+			t.st.Dropped++
+			n.mu.Unlock()
+			n.opts.Logger.Warn("notification abandoned: the notifier stopped", "target", t.cfg.Name, "kind", ev.Kind, "vm", ev.VM)
+			continue
+		}
 		n.deliver(t, ev)
 	}
 }
@@ -235,6 +242,13 @@ func (n *Notifier) deliver(t *target, ev Event) {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, maxRetryDelay)
+	}
+	if n.ctx.Err() != nil && !permanent(err) {
+		n.mu.Lock()
+		t.st.Dropped++
+		n.mu.Unlock()
+		log.Warn("notification abandoned: the notifier stopped", "attempts", attempt, "error", err)
+		return
 	}
 	n.mu.Lock()
 	t.st.Failed++

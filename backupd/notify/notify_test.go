@@ -419,3 +419,30 @@ func TestEmailTLS(t *testing.T) {
 }
 
 var mimeDecoder = mime.WordDecoder{}
+
+// TestCloseAbandons: Close gives a hanging target until its context
+// ends, then abandons what is left (counted as dropped, not failed).
+func TestCloseAbandons(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hang) // before srv.Close, which waits for the handler
+	n, err := New(Options{Targets: []TargetConfig{{Name: "slow", Webhook: &WebhookConfig{URL: srv.URL}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Notify(Event{Kind: VerifyDamage, Severity: Failure, Error: "a"})
+	n.Notify(Event{Kind: VerifyDamage, Severity: Failure, Error: "b"})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	n.Close(ctx)
+	if st := n.Status()[0]; st.Dropped != 2 || st.Failed != 0 || st.Sent != 0 {
+		t.Errorf("status after Close %+v", st)
+	}
+	n.Notify(Event{Kind: VerifyDamage, Severity: Failure, Error: "c"}) // after Close: ignored, no panic
+}
