@@ -7,7 +7,7 @@ packages=(
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools ntfs-3g
   fuse3 rsync fdisk gdisk parted util-linux bsdutils cryptsetup-bin lvm2 thin-provisioning-tools mdadm exfatprogs exfat-fuse ldmtool kmod
   ceph-mon ceph-osd radosgw ceph-common rclone
-  attr acl libcap2-bin
+  attr acl libcap2-bin python3-aiosmtpd
   qemu-system-x86 ovmf syslinux syslinux-common grub-efi-amd64-bin grub-common busybox-static
 )
 missing=()

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/backupd/notify"
 	"github.com/cairnbackup/cairn/backupd/schedule"
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
 )
@@ -186,6 +187,10 @@ func (s *Server) runBootCheck(ctx context.Context, job Job, vm, pointID string, 
 	res, err := s.bootCheck(ctx, bc, vm, pointID)
 	if err != nil {
 		log.Error("boot check could not run", "point", pointID, "error", err)
+		if ctx.Err() == nil {
+			s.tell(notify.Event{Kind: notify.BootCheckFailed, Severity: notify.Failure, Job: job.Name, VM: vm, Point: pointID, Error: "the boot check could not run: " + err.Error(),
+				Summary: fmt.Sprintf("boot check of %s could not run (job %s)", vm, job.Name)})
+		}
 		s.boots.failed.WithLabelValues(vm).Inc()
 		s.boots.ok.WithLabelValues(vm).Set(0)
 		s.boots.last.WithLabelValues(vm).Set(float64(time.Now().Unix()))
@@ -198,6 +203,8 @@ func (s *Server) runBootCheck(ctx context.Context, job Job, vm, pointID string, 
 		s.boots.ok.WithLabelValues(vm).Set(0)
 		s.boots.failed.WithLabelValues(vm).Inc()
 		log.Error("boot check: the point did not boot", "point", pointID, "verdict", res.Verdict, "reason", res.Reason)
+		s.tell(notify.Event{Kind: notify.BootCheckFailed, Severity: notify.Failure, Job: job.Name, VM: vm, Point: pointID, Error: fmt.Sprintf("%s: %s", res.Verdict, res.Reason),
+			Summary: fmt.Sprintf("point %s of %s did not boot (job %s)", pointID, vm, job.Name)})
 	}
 	s.boots.last.WithLabelValues(vm).Set(float64(res.Finished.Unix()))
 }

@@ -46,6 +46,8 @@ type Config struct {
 	Verify   schedule.Schedule
 	VCenters []VCenter
 	Jobs     []Job
+	// Notify is where failures are told (nil: nowhere; notify_config.go).
+	Notify *NotifyConfig
 }
 
 // Parallelism caps concurrent VM backups: in total and per ESXi host
@@ -117,6 +119,9 @@ type Job struct {
 	BootCheck *BootCheck
 	// Replicate copies the job's points offsite (nil: not replicated).
 	Replicate *Replicate
+	// RPO is the rpo: key: 0 derives it from the schedule, RPOOff turns
+	// the check off (EffectiveRPO).
+	RPO time.Duration
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -274,7 +279,7 @@ func (p *parser) strs(n *yaml.Node, what string) ([]string, error) {
 }
 
 func (p *parser) config(root *yaml.Node) (*Config, error) {
-	m, err := p.fields(root, "config", "repository", "mount", "listen", "api", "timezone", "parallelism", "verify", "vcenters", "jobs")
+	m, err := p.fields(root, "config", "repository", "mount", "listen", "api", "timezone", "parallelism", "verify", "vcenters", "jobs", "notify")
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +370,11 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		names[j.Name] = true
 		cfg.Jobs = append(cfg.Jobs, j)
 	}
+	if n := m["notify"]; n != nil {
+		if cfg.Notify, err = p.notifyConfig(n, cfg); err != nil {
+			return nil, err
+		}
+	}
 	return cfg, nil
 }
 
@@ -436,7 +446,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo")
 	if err != nil {
 		return j, err
 	}
@@ -444,6 +454,9 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 		return j, err
 	}
 	what := fmt.Sprintf("job %q", j.Name)
+	if err := p.jobRPO(m, what, &j); err != nil {
+		return j, err
+	}
 	if m["vcenter"] == nil {
 		return p.importedJob(n, m, j, what, cfg)
 	}

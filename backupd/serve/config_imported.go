@@ -72,8 +72,8 @@ func (p *parser) importedJob(n *yaml.Node, m map[string]*yaml.Node, j Job, what 
 			return j, p.errf(orNode(valueOf(v, "after_backup"), v), "%s: boot_check: after_backup needs backups, and a job without vcenter makes none: give schedule: (an interval like 24h or a cron expression)", what)
 		}
 	}
-	if j.Replicate == nil && j.BootCheck == nil {
-		return j, p.errf(n, "%s: without vcenter a job only replicates or boot-checks the repository's VMs: give replicate: or boot_check: with a schedule (or vcenter: NAME to back up from vSphere)", what)
+	if j.Replicate == nil && j.BootCheck == nil && j.RPO <= 0 {
+		return j, p.errf(n, "%s: without vcenter a job only replicates, boot-checks or watches the RPO of the repository's VMs: give replicate: or boot_check: with a schedule, or rpo: (or vcenter: NAME to back up from vSphere)", what)
 	}
 	return j, nil
 }

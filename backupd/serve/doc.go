@@ -23,6 +23,11 @@
 //     (replicate_jobs.go); RemotePoints is what the API lists of a remote.
 //   - BootCheck: a job's boot_check: section, a scheduled verify-boot of
 //     the newest point (bootcheck.go).
+//   - NotifyConfig: the notify: section (notify_config.go): targets for
+//     package notify, the RPO check interval and the report schedule; a
+//     job's rpo: (EffectiveRPO, DefaultRPO). notify.go holds the hook
+//     points (tell*) that turn failures into notify events, the RPO checks
+//     and the report.
 //   - RestoreRequest / RestoreRecord: a restore asked through the API and
 //     its record; errors carry the request's field names, never CLI flags.
 //   - ServeFile (serve.json): how other cairn commands find the running

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/notify"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
@@ -321,6 +322,8 @@ type Status struct {
 	Running    []RunRecord  `json:"running"`
 	Verify     VerifyStatus `json:"verify"`
 	VMs        []VMStatus   `json:"vms"`
+	// Notify is each notify target's delivery status (notify: in the config).
+	Notify []notify.TargetStatus `json:"notify,omitempty"`
 }
 
 // Status returns the server's state: jobs with their next runs, the
@@ -351,6 +354,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	}
 	st.Verify = s.verify
 	s.mu.Unlock()
+	st.Notify = s.NotifyStatus()
 	return st, nil
 }
 

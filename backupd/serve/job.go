@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/notify"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -123,6 +124,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		}
 		for _, r := range runs {
 			s.finish(r, start, err)
+			s.tellBackupFailed(ctx, job.Name, r, 0, err)
 		}
 		s.metrics.jobFailed(job.Name)
 		s.jobEnded(job.Name, 0, len(runs))
@@ -265,6 +267,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		if ctx.Err() != nil || attempt > job.Retries || permanent {
 			log.Error("backup failed", "attempts", attempt, "error", err)
 			s.finish(r, time.Now(), err)
+			s.tellBackupFailed(ctx, job.Name, r, attempt, err)
 			s.metrics.jobFailed(job.Name)
 			return err
 		}
@@ -280,10 +283,13 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	})
 	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
 	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
+	s.tellBackupDone(job, r, res)
 	if !job.Retention.IsZero() {
 		pr, err := s.repo.Prune(ctx, r.VM, job.Retention, false)
 		if err != nil {
 			log.Error("retention failed", "error", err)
+			s.tell(notify.Event{Kind: notify.RetentionFailed, Severity: notify.Failure, Job: job.Name, VM: r.VM, Error: err.Error(),
+				Summary: fmt.Sprintf("retention of %s failed (job %s)", r.VM, job.Name)})
 		} else {
 			s.update(r, func(r *RunRecord) { r.Pruned = len(pr.Deleted) })
 			if len(pr.Deleted) > 0 {

@@ -315,6 +315,7 @@ func (s *Server) endReplication(rec *ReplicationRecord, err error, log *slog.Log
 	if err != nil {
 		result = "failed"
 		log.Error(rec.Kind+" of the remote failed; it runs again at its next time", "error", err)
+		s.tellReplicationFailed(rec, err)
 	} else {
 		log.Info(rec.Kind+" of the remote done", "points_replicated", rec.Replicated, "points_present", rec.Present,
 			"points_pruned", rec.Pruned, "bytes_uploaded", rec.BytesUploaded, "verify_errors", rec.VerifyErrors)

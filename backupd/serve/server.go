@@ -50,6 +50,8 @@ type Server struct {
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
 	rmetrics *remoteMetrics // the offsite tier's metrics
+
+	note notifyState // notify targets and RPO tracking (notify.go)
 }
 
 const maxRuns = 500
@@ -91,6 +93,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		remotes: opts.Remotes, repl: newReplications(),
 	}
 	s.registerRemoteMetrics(s.metrics.reg)
+	s.registerNotifyMetrics(s.metrics.reg)
 	return s, nil
 }
 
@@ -210,6 +213,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.updateRepoMetrics(ctx)
 
+	s.startNotifier(cfg)
+	defer s.stopNotifier()
 	schedCtx, stopSched := context.WithCancel(ctx)
 	var schedWG sync.WaitGroup
 	s.startSchedules(schedCtx, cfg, &schedWG)
@@ -234,6 +239,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.slots = newSlots(ncfg.Parallelism)
 			s.inv.reset()
 			s.mu.Unlock()
+			s.startNotifier(cfg)
 			s.log.Info("configuration reloaded", "jobs", len(cfg.Jobs))
 			schedCtx, stopSched = context.WithCancel(ctx)
 			s.startSchedules(schedCtx, cfg, &schedWG)
@@ -307,6 +313,7 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 	}
 	s.startReplications(ctx, cfg, wg)
 	s.startBootCheckSchedules(ctx, cfg, wg)
+	s.startNotifySchedules(ctx, cfg, wg)
 }
 
 // sleepUntil waits until t (re-checking the wall clock every minute, so a

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/notify"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -49,11 +50,15 @@ func (s *Server) verifyRepository(ctx context.Context) {
 	switch {
 	case err != nil:
 		s.log.Error("repository verify failed", "error", err)
+		if ctx.Err() == nil {
+			s.tell(notify.Event{Kind: notify.VerifyDamage, Severity: notify.Failure, Error: "the verify could not run: " + err.Error(), Summary: "repository verify failed"})
+		}
 		return
 	case !rep.OK():
 		for _, b := range rep.Bad {
 			s.log.Error("repository verify: bad block", "vm", b.VM, "disk", b.Disk, "offset", b.Offset, "generation", b.Gen)
 		}
+		s.tell(verifyDamageEvent(rep.Bad))
 	default:
 		s.log.Info("repository verify done: every block matches its hash", "blocks", rep.Blocks, "bytes", rep.Bytes)
 	}
@@ -138,5 +143,13 @@ func (s *Server) maybeVerifySource(ctx context.Context, conn *vsphere.Conn, opts
 		log.Info("verify against source done: the point matches the VM's disks", "point", rep.Point)
 	}
 	s.update(r, func(r *RunRecord) { r.SourceVerify = result })
+	if result != "ok" && ctx.Err() == nil {
+		sev := notify.Failure
+		if rep != nil && rep.Repaired != "" {
+			sev = notify.Warning // CBT missed changes, a corrected point is committed
+		}
+		s.tell(notify.Event{Kind: notify.SourceVerifyFailed, Severity: sev, Job: job.Name, VM: r.VM, Point: r.Point, Error: "verify against the source: " + result,
+			Summary: fmt.Sprintf("verify of %s against its source: %s (job %s)", r.VM, result, job.Name)})
+	}
 	s.metrics.sourceVerified(r.VM, err == nil, missed)
 }

@@ -99,6 +99,28 @@ jobs:
   #     remote: offsite
   #     schedule: "0 3 * * *"
   #     retention: {keep_daily: 30, keep_monthly: 24}
+
+# Tell someone when something goes wrong (docs/serve.md, Notifications):
+# failed backups (after their retries), warnings, verify damage, failed
+# replication and boot checks, and VMs whose newest point is older than
+# their job's rpo: (default 1.25 times the longest gap of its schedule).
+# Secrets come from files. Try it: cairn notify test --config cairn.yaml
+# notify:
+#   report: "0 7 * * *"               # a daily summary to targets with on: [report]
+#   targets:
+#     - name: ops-chat
+#       webhook:
+#         url: https://hooks.example.com/cairn
+#         token_file: /etc/cairn/hook-token   # sent as Authorization: Bearer
+#       on: [failure, warning]
+#     - name: ops-mail
+#       email:
+#         server: smtp.example.com:587         # STARTTLS (tls: tls for 465)
+#         username: cairn
+#         password_file: /etc/cairn/smtp-password
+#         from: cairn@example.com
+#         to: [ops@example.com]
+#       on: [failure, report]
 `
 
 func configCommands() []*cli.Command {

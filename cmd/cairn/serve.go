@@ -13,7 +13,7 @@ import (
 
 // serveCommands is `cairn serve`.
 func serveCommands() []*cli.Command {
-	return []*cli.Command{statusCommand(), triggerCommand(), {
+	return []*cli.Command{statusCommand(), triggerCommand(), notifyCommand(), {
 		Name:  "serve",
 		Usage: "run the backup daemon: scheduled jobs, retention, the mount and the HTTP API",
 		Description: "Reads --config (cairn.yaml, see docs/serve.md; `cairn config example` prints one),\n" +

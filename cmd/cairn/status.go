@@ -297,6 +297,7 @@ func printStatus(w io.Writer, base string, st serve.Status) {
 		}
 		fmt.Fprintf(w, "repository verify: %s, %d blocks (%s) at %s; next %s\n", state, v.Blocks, humanBytes(v.Bytes), when(v.End), when(v.NextRun))
 	}
+	printNotifyStatus(w, st.Notify)
 	fmt.Fprintln(w)
 	printVMTable(w, st.VMs)
 }
