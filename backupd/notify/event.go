@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // Kind is what happened.
@@ -156,23 +158,10 @@ func (ev Event) Text(host string) string {
 			if last == "" {
 				last = "-"
 			}
-			fmt.Fprintf(&b, "%-24s %6d  %-22s %-12s %s\n", l.VM, l.Points, last, humanBytes(l.StoredBytes), l.LastResult)
+			fmt.Fprintf(&b, "%-24s %6d  %-22s %-12s %s\n", l.VM, l.Points, last, bytesize.IEC(l.StoredBytes), l.LastResult)
 		}
 	}
 	return b.String()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // key identifies equal events for de-duplication.

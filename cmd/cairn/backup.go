@@ -20,6 +20,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 func backupCommands() []*cli.Command {
@@ -152,9 +153,9 @@ func verifySourceCommand() *cli.Command {
 				for _, d := range rep.Disks {
 					state := "ok"
 					if len(d.Missed) > 0 {
-						state = fmt.Sprintf("CBT MISSED %s in %d areas", humanBytes(d.MissedBytes()), len(d.Missed))
+						state = fmt.Sprintf("CBT MISSED %s in %d areas", bytesize.IEC(d.MissedBytes()), len(d.Missed))
 					}
-					fmt.Printf("%s\t%s\t%s\tcompared %s\t%s\n", rep.VM, rep.Point, d.Name, humanBytes(d.Compared), state)
+					fmt.Printf("%s\t%s\t%s\tcompared %s\t%s\n", rep.VM, rep.Point, d.Name, bytesize.IEC(d.Compared), state)
 					for _, e := range d.Missed {
 						fmt.Printf("\tmissed %d+%d\n", e.Offset, e.Length)
 					}
@@ -298,7 +299,7 @@ func (m *multiBar) drawLocked() {
 		rate := float64(done) / max(end.Sub(b.start).Seconds(), 0.001)
 		filled := min(int(pct/100*30), 30)
 		fmt.Fprintf(m.out, "\r\x1b[K%-20s [%s%s] %5.1f%% %s/%s %s/s\n", b.label, strings.Repeat("#", filled), strings.Repeat(".", 30-filled),
-			pct, humanBytes(done), humanBytes(b.total), humanBytes(int64(rate)))
+			pct, bytesize.IEC(done), bytesize.IEC(b.total), bytesize.IEC(int64(rate)))
 	}
 	m.drawn = len(m.bars)
 }
@@ -333,7 +334,7 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 				continue
 			}
 			r := o.Result
-			fmt.Printf("%s\t%s\t%s\tread %s\tstored %s\n", r.VM, r.PointID, r.Consistency, humanBytes(r.BytesRead()), humanBytes(r.BytesWritten()))
+			fmt.Printf("%s\t%s\t%s\tread %s\tstored %s\n", r.VM, r.PointID, r.Consistency, bytesize.IEC(r.BytesRead()), bytesize.IEC(r.BytesWritten()))
 		}
 	}
 	if len(failed) > 0 {
@@ -424,7 +425,7 @@ func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
 			end = j.End.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
-			jobPoints(j), humanBytes(j.BytesRead), humanBytes(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
+			jobPoints(j), bytesize.IEC(j.BytesRead), bytesize.IEC(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
 	}
 	return tw.Flush()
 }
@@ -449,9 +450,9 @@ func jobOffsite(j backupd.JobRecord) string {
 	}
 	switch j.Kind {
 	case backupd.JobReplicate:
-		return humanBytes(j.BytesUploaded) + " up"
+		return bytesize.IEC(j.BytesUploaded) + " up"
 	case backupd.JobPull:
-		return humanBytes(j.BytesDownloaded) + " down"
+		return bytesize.IEC(j.BytesDownloaded) + " down"
 	}
 	return "-"
 }

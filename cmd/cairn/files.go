@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/guestfind"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
 	"github.com/cairnbackup/cairn/partinfo/volumes"
@@ -271,7 +272,7 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 		for _, v := range t.Partitions {
 			used, free := "-", "-"
 			if v.Used >= 0 && v.Browsable {
-				used, free = humanBytes(v.Used), humanBytes(v.Free)
+				used, free = bytesize.IEC(v.Used), bytesize.IEC(v.Free)
 			}
 			typ := v.TypeName
 			if typ == "" {
@@ -296,7 +297,7 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 			case v.Recovered != "":
 				fs += " (recovered)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, humanBytes(v.Size),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Disk, t.Table, v.Name, v.Start, bytesize.IEC(v.Size),
 				orDash(typ), orDash(v.PartName), fs, orDash(v.Label), orDash(v.UUID), used, free)
 		}
 	}
@@ -316,7 +317,7 @@ func printPartitionTable(w io.Writer, tables []diskTableJSON) error {
 			fmt.Fprintf(w, "%s: made of %s\n", t.Disk, strings.Join(t.MadeOf, " "))
 		}
 		if t.Allocated > 0 || t.Unallocated > 0 {
-			fmt.Fprintf(w, "%s: allocated %s, free %s\n", t.Disk, humanBytes(t.Allocated), humanBytes(t.Unallocated))
+			fmt.Fprintf(w, "%s: allocated %s, free %s\n", t.Disk, bytesize.IEC(t.Allocated), bytesize.IEC(t.Unallocated))
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/internal/bytesize"
 	"github.com/cairnbackup/cairn/internal/mdfixture"
 	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
@@ -66,8 +67,8 @@ func TestPartitionsUnassembledMDArray(t *testing.T) {
 			mustT(t, printPartitionTable(&text, []diskTableJSON{*md}))
 			row := md.Disk + " "
 			for _, l := range strings.Split(text.String(), "\n") {
-				if strings.HasPrefix(l, row) && !strings.Contains(l, humanBytes(want)) {
-					t.Errorf("text row does not show the declared size %s:\n%s", humanBytes(want), l)
+				if strings.HasPrefix(l, row) && !strings.Contains(l, bytesize.IEC(want)) {
+					t.Errorf("text row does not show the declared size %s:\n%s", bytesize.IEC(want), l)
 				}
 			}
 			if !strings.Contains(text.String(), md.Disk+"/whole: cannot be read: not assembled") {

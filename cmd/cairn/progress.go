@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // progressBar draws one updating line on a terminal (stderr) and nothing
@@ -68,7 +70,7 @@ func (p *progressBar) draw() {
 			bar[i] = '.'
 		}
 	}
-	fmt.Fprintf(p.out, "\r%-12s [%s] %5.1f%% %s/%s %s/s   ", p.label, bar, pct, humanBytes(done), humanBytes(p.total), humanBytes(int64(rate)))
+	fmt.Fprintf(p.out, "\r%-12s [%s] %5.1f%% %s/%s %s/s   ", p.label, bar, pct, bytesize.IEC(done), bytesize.IEC(p.total), bytesize.IEC(int64(rate)))
 }
 
 // Finish stops drawing.
@@ -82,17 +84,4 @@ func (p *progressBar) Finish() {
 		close(p.stop)
 	}
 	p.stopped.Wait()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

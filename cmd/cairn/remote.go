@@ -25,6 +25,7 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
 	"github.com/cairnbackup/cairn/fusefs"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // remoteConfig is <repo>/remotes/<name>.json (0600). It names the files
@@ -592,8 +593,8 @@ func replicate(c *cli.Context, ptsOut *[]blockmap.Point, stOut **remote.Replicat
 			ratio = float64(st.RawNew) / float64(st.PackBytes)
 		}
 		fmt.Printf("%s replicated, %d already there; read %s, %d of %s new (%s, %s after compression and encryption, %.2fx), %s, %s uploaded in %s\n",
-			count(len(st.Replicated), "point"), len(st.Present), humanBytes(st.BytesRead), st.BlocksNew, count(st.BlocksRead, "block"), humanBytes(st.RawNew), humanBytes(st.PackBytes), ratio,
-			count(st.Packs, "pack"), humanBytes(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
+			count(len(st.Replicated), "point"), len(st.Present), bytesize.IEC(st.BytesRead), st.BlocksNew, count(st.BlocksRead, "block"), bytesize.IEC(st.RawNew), bytesize.IEC(st.PackBytes), ratio,
+			count(st.Packs, "pack"), bytesize.IEC(st.BytesUploaded), time.Since(started).Round(time.Millisecond))
 		if ext != nil {
 			fmt.Printf("retention: %s referenced, %d extended to %s\n", count(ext.Objects, "object"), ext.Extended, count(days, "day"))
 		}
@@ -656,7 +657,7 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 				}
 				rec.BytesWritten += stored
 				fmt.Printf("pulled %s %s (generation %d): %s of data, %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
-					humanBytes(st.BytesData), humanBytes(st.BytesDownloaded), humanBytes(stored), time.Since(started).Round(time.Millisecond))
+					bytesize.IEC(st.BytesData), bytesize.IEC(st.BytesDownloaded), bytesize.IEC(stored), time.Since(started).Round(time.Millisecond))
 			} else {
 				rec.PointsPresent++
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)

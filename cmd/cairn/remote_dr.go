@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // Advice for the mistakes of an administrator who sets up a remote on a
@@ -130,7 +131,7 @@ func wrongKeyHint(rc *remoteConfig) string {
 // point's under a lock) say who removes them.
 func remoteVerifySummary(name string, rep *remote.VerifyReport) string {
 	s := fmt.Sprintf("remote %s: %s, read %d of %s (%s, %s) and %s: %s, %s, %s",
-		name, count(rep.Points, "point"), rep.PacksRead, count(rep.Packs, "pack"), count(rep.BlobsRead, "blob"), humanBytes(rep.BytesRead),
+		name, count(rep.Points, "point"), rep.PacksRead, count(rep.Packs, "pack"), count(rep.BlobsRead, "blob"), bytesize.IEC(rep.BytesRead),
 		count(rep.MapsRead, "block map"), count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object"), count(rep.OrphanPacks, "unreferenced pack"))
 	if rep.OrphanMaps > 0 {
 		s += ", " + count(rep.OrphanMaps, "unreferenced block map")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // remoteManageCommands are the subcommands of cairn remote that manage a
@@ -317,16 +318,16 @@ func remoteStatsAction(c *cli.Context) error {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VM\tPOINTS\tOLDEST (UTC)\tNEWEST (UTC)\tDATA")
 		for _, v := range st.VMs {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.VM, v.Points, v.Oldest.UTC().Format(day), v.Newest.UTC().Format(day), humanBytes(v.LogicalBytes))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.VM, v.Points, v.Oldest.UTC().Format(day), v.Newest.UTC().Format(day), bytesize.IEC(v.LogicalBytes))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("stored: %s in %s (%s with %s, %s and %s)\n", humanBytes(st.PackBytes), count(st.Packs, "pack"), humanBytes(st.StoredBytes), fmt.Sprintf("%d pack indexes", st.Indexes), count(st.Manifests, "manifest"), count(st.Maps, "block map"))
-	fmt.Printf("data of all points: %s, %.2fx the packs (deduplication and compression)\n", humanBytes(st.LogicalBytes), st.Ratio)
+	fmt.Printf("stored: %s in %s (%s with %s, %s and %s)\n", bytesize.IEC(st.PackBytes), count(st.Packs, "pack"), bytesize.IEC(st.StoredBytes), fmt.Sprintf("%d pack indexes", st.Indexes), count(st.Manifests, "manifest"), count(st.Maps, "block map"))
+	fmt.Printf("data of all points: %s, %.2fx the packs (deduplication and compression)\n", bytesize.IEC(st.LogicalBytes), st.Ratio)
 	if st.UnreferencedPacks > 0 {
-		fmt.Printf("unreferenced: %s (%s) no point refers to; cairn prune --remote %s deletes them when their retention allows\n", count(st.UnreferencedPacks, "pack"), humanBytes(st.UnreferencedBytes), rc.Name)
+		fmt.Printf("unreferenced: %s (%s) no point refers to; cairn prune --remote %s deletes them when their retention allows\n", count(st.UnreferencedPacks, "pack"), bytesize.IEC(st.UnreferencedBytes), rc.Name)
 	}
 	for _, b := range st.Unreadable {
 		fmt.Printf("unreadable manifest %s: %s (its point is not counted)\n", b.Object, b.Err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // printRemotePoints is `cairn points --remote`'s table: the columns of
@@ -22,7 +23,7 @@ func printRemotePoints(w io.Writer, name string, pts []blockmap.Point, bad []rem
 	for _, p := range pts {
 		var disks []string
 		for _, d := range p.Disks {
-			disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+			disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", p.VM, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"), p.Consistency, strings.Join(disks, ", "))
 	}

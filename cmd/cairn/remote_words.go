@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cairnbackup/cairn/blockmap/remote"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // count says n things: "1 point", "2 points" (noun is the singular; the
@@ -30,7 +31,7 @@ func pruneSummary(name string, rep *remote.PruneReport, verb string) string {
 	verb = passive(verb)
 	s := fmt.Sprintf("remote %s: %s %s, %d kept, %d locked; %s %s (%s), %s still locked, %s",
 		name, count(len(rep.Deleted), "point"), verb, len(rep.Kept), len(rep.Locked), count(rep.PacksDeleted, "pack"), verb,
-		humanBytes(rep.BytesFreed), count(rep.PacksLocked, "unreferenced pack"), count(rep.Orphans, "orphan pack"))
+		bytesize.IEC(rep.BytesFreed), count(rep.PacksLocked, "unreferenced pack"), count(rep.Orphans, "orphan pack"))
 	if rep.MapsDeleted > 0 || rep.MapsLocked > 0 {
 		s += fmt.Sprintf("; %s %s, %s still locked", count(rep.MapsDeleted, "block map"), verb, count(rep.MapsLocked, "unreferenced block map"))
 	}

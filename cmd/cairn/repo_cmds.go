@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 func repoCommands() []*cli.Command {
@@ -33,7 +34,7 @@ func repoCommands() []*cli.Command {
 				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: c.Int("block-size"), Hash: c.String("hash")}); err != nil {
 					return err
 				}
-				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, humanBytes(int64(c.Int("block-size"))), c.String("hash"))
+				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, bytesize.IEC(int64(c.Int("block-size"))), c.String("hash"))
 				return nil
 			},
 		},
@@ -195,7 +196,7 @@ func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
 	}
 	fmt.Printf("%s %s, %d kept", count(len(res.Deleted), "point"), passive(verb), len(res.Kept))
 	if !res.DryRun {
-		fmt.Printf(", %d block versions removed, %s released, %d delta images deleted", res.VersionsDeleted, humanBytes(res.BytesReleased), res.ImagesDeleted)
+		fmt.Printf(", %d block versions removed, %s released, %d delta images deleted", res.VersionsDeleted, bytesize.IEC(res.BytesReleased), res.ImagesDeleted)
 	}
 	fmt.Println()
 	return nil
@@ -267,15 +268,15 @@ func pointsAction(c *cli.Context) error {
 		for _, p := range pts {
 			var disks []string
 			for _, d := range p.Disks {
-				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, humanBytes(d.Size)))
+				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
-				p.Consistency, strings.Join(disks, ", "), humanBytes(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
+				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
 		}
 	}
 	tw.Flush()
 	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
-		humanBytes(out.Totals.StoredBytes), humanBytes(out.Totals.RepoBytes))
+		bytesize.IEC(out.Totals.StoredBytes), bytesize.IEC(out.Totals.RepoBytes))
 	return nil
 }
 
@@ -388,7 +389,7 @@ func verifyAction(c *cli.Context) error {
 		for _, p := range problems {
 			fmt.Println("PROBLEM", p)
 		}
-		fmt.Printf("checked %d blocks (%s): %d bad, %d other problems\n", rep.Blocks, humanBytes(rep.Bytes), len(rep.Bad), len(problems))
+		fmt.Printf("checked %d blocks (%s): %d bad, %d other problems\n", rep.Blocks, bytesize.IEC(rep.Bytes), len(rep.Bad), len(problems))
 	}
 	if !rep.OK() {
 		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)

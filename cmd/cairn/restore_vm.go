@@ -16,6 +16,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // restoreCommands is `cairn restore vm|disk|cleanup`.
@@ -197,13 +198,13 @@ func restoreVMAction(c *cli.Context) error {
 	if req.PowerOn {
 		powered = "\tpowered on"
 	}
-	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s%s\n", res.VM, res.MoRef, res.Mode, res.Point, humanBytes(res.BytesWritten()), powered)
+	fmt.Printf("%s\t%s\t%s\tpoint %s\twritten %s%s\n", res.VM, res.MoRef, res.Mode, res.Point, bytesize.IEC(res.BytesWritten()), powered)
 	for _, d := range res.Disks {
 		extra := ""
 		if res.Mode == "rollback" {
-			extra = "\tCBT changed " + humanBytes(d.ChangedBytes)
+			extra = "\tCBT changed " + bytesize.IEC(d.ChangedBytes)
 		}
-		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, d.Transport, humanBytes(d.BytesWritten), humanBytes(d.ZeroBytes), extra)
+		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, d.Transport, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
 	}
 	return nil
 }
@@ -280,7 +281,7 @@ func restoreDiskCommand() *cli.Command {
 				return enc.Encode(res)
 			}
 			d := res.Disks[0]
-			fmt.Printf("%s\t%s -> %s\t%s\twritten %s\n", res.VM, d.Name, d.Target, d.Transport, humanBytes(d.BytesWritten))
+			fmt.Printf("%s\t%s -> %s\t%s\twritten %s\n", res.VM, d.Name, d.Target, d.Transport, bytesize.IEC(d.BytesWritten))
 			return nil
 		},
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/serve"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // serverFlag names the cairn serve to ask; without it the repository's
@@ -295,7 +296,7 @@ func printStatus(w io.Writer, base string, st serve.Status) {
 		if len(v.Bad) > 0 {
 			state = fmt.Sprintf("%d BAD BLOCKS (cairn verify names them)", len(v.Bad))
 		}
-		fmt.Fprintf(w, "repository verify: %s, %d blocks (%s) at %s; next %s\n", state, v.Blocks, humanBytes(v.Bytes), when(v.End), when(v.NextRun))
+		fmt.Fprintf(w, "repository verify: %s, %d blocks (%s) at %s; next %s\n", state, v.Blocks, bytesize.IEC(v.Bytes), when(v.End), when(v.NextRun))
 	}
 	printNotifyStatus(w, st.Notify)
 	fmt.Fprintln(w)
@@ -387,7 +388,7 @@ func printServerJobs(w io.Writer, base string, jr serve.JobsResponse, last int) 
 	fmt.Fprintln(tw, "RUN\tJOB\tVM\tHOST\tTRIGGER\tSTATE\tATTEMPTS\tSTART\tEND\tPOINT\tREAD\tSTORED\tERROR")
 	for _, r := range jr.Runs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Job, r.VM, dash(r.Host), r.Trigger, r.State,
-			r.Attempts, when(r.Start), when(r.End), dash(r.Point), humanBytes(r.BytesRead), humanBytes(r.BytesWritten), oneLine(r.Error))
+			r.Attempts, when(r.Start), when(r.End), dash(r.Point), bytesize.IEC(r.BytesRead), bytesize.IEC(r.BytesWritten), oneLine(r.Error))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -501,7 +502,7 @@ func triggerCommand() *cli.Command {
 						failed++
 						fmt.Printf("%s: FAILED: %s\n", r.VM, oneLine(r.Error))
 					} else {
-						fmt.Printf("%s: point %s (read %s, stored %s)\n", r.VM, r.Point, humanBytes(r.BytesRead), humanBytes(r.BytesWritten))
+						fmt.Printf("%s: point %s (read %s, stored %s)\n", r.VM, r.Point, bytesize.IEC(r.BytesRead), bytesize.IEC(r.BytesWritten))
 					}
 				}
 			}

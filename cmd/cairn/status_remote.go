@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
 // printReplications is `cairn status`'s replication section: for each
@@ -50,5 +51,5 @@ func replicationState(r serve.ReplicationRecord) string {
 		return fmt.Sprintf("ok at %s, %s", when(r.End), count(r.VerifyErrors, "error"))
 	}
 	return fmt.Sprintf("ok at %s: %s copied, %d already there, %d pruned, %s uploaded",
-		when(r.End), count(r.Replicated, "point"), r.Present, r.Pruned, humanBytes(r.BytesUploaded))
+		when(r.End), count(r.Replicated, "point"), r.Present, r.Pruned, bytesize.IEC(r.BytesUploaded))
 }

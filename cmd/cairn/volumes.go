@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/bytesize"
 	"github.com/cairnbackup/cairn/partinfo"
 	"github.com/cairnbackup/cairn/partinfo/fsopen"
 	"github.com/cairnbackup/cairn/partinfo/lvm"
@@ -405,7 +406,7 @@ func unassembledArray(t *diskTableJSON, j *volumeJSON, a *md.Array, err error) {
 		if (a.Level == md.Level0 || a.Level == md.LevelLinear) && a.Missing() > 0 {
 			about = "about " // a missing member counts as the smallest present one
 		}
-		why += fmt.Sprintf(" (its superblocks declare %s%s)", about, humanBytes(size))
+		why += fmt.Sprintf(" (its superblocks declare %s%s)", about, bytesize.IEC(size))
 	}
 	j.Filesystem, j.Why, j.VolumeError = partinfo.TypeUnknown, why, why
 }

@@ -1,0 +1,22 @@
+// Package bytesize writes byte counts the way cairn's output shows them.
+//
+// Vocabulary:
+//   - IEC form: a count in powers of 1024 with one decimal and its binary
+//     prefix ("1.5 GiB"); counts under 1 KiB are plain bytes ("512 B").
+package bytesize
+
+import "fmt"
+
+// IEC returns n in IEC form: "512 B", "1.5 KiB", "3.0 GiB".
+func IEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
