@@ -280,16 +280,18 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	})
 	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
 	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
-	if !job.Retention.IsZero() {
-		pr, err := s.repo.Prune(ctx, r.VM, job.Retention, false)
+	if pol, others := s.retentionFor(s.Config(), job, r.VM); !pol.IsZero() {
+		pr, err := s.repo.Prune(ctx, r.VM, pol, false)
 		if err != nil {
 			log.Error("retention failed", "error", err)
 		} else {
 			s.update(r, func(r *RunRecord) { r.Pruned = len(pr.Deleted) })
 			if len(pr.Deleted) > 0 {
-				log.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted))
+				log.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted), "also_kept_for", others)
 			}
 		}
+	} else if len(others) > 0 && !job.Retention.IsZero() {
+		log.Info("retention skipped: another job that backs the VM up has no retention and keeps every point", "jobs", others)
 	}
 	if job.VerifySourceEvery > 0 {
 		s.maybeVerifySource(ctx, conn, opts, job, r, host, log)
