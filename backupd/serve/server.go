@@ -46,6 +46,7 @@ type Server struct {
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
+	timers  timers // the schedules' last runs, across reloads (timers.go)
 
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
@@ -263,7 +264,10 @@ func (s *Server) removeDeadMount(dir string) {
 
 // startSchedules starts one timer goroutine per job (and one for the
 // repository verify) that runs it on its schedule until ctx ends. A job
-// still running when its time comes runs again right after it ends.
+// still running when its time comes runs again right after it ends. The
+// runs go on in the background, so a reload (which ends ctx and starts
+// the timers of the new configuration) neither waits for them nor, for
+// interval schedules, starts them again (runOnSchedule).
 func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	for _, j := range cfg.Jobs {
 		if !j.BacksUp() {
@@ -272,37 +276,20 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next := time.Now()
-			if !j.Schedule.RunAtStart() {
-				next = j.Schedule.Next(next)
-			}
-			for {
-				s.setNextRun(j.Name, j.Schedule.String(), next)
-				if !sleepUntil(ctx, next) {
-					return
-				}
-				began := time.Now()
-				s.runJob(s.runCtx(), cfg, j, nil, "schedule")
-				// The next time after this run began: a run that outlasted
-				// it is followed at once by the next one.
-				next = j.Schedule.Next(began)
-			}
+			s.runOnSchedule(ctx, "job/"+j.Name, j.Schedule, true,
+				func(next time.Time) { s.setNextRun(j.Name, j.Schedule.String(), next) },
+				func(rctx context.Context) { s.runJob(rctx, cfg, j, nil, "schedule") })
 		}()
 	}
 	if cfg.Verify != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				next := cfg.Verify.Next(time.Now())
+			s.runOnSchedule(ctx, "verify", cfg.Verify, false, func(next time.Time) {
 				s.mu.Lock()
 				s.verify.Schedule, s.verify.NextRun = cfg.Verify.String(), next
 				s.mu.Unlock()
-				if !sleepUntil(ctx, next) {
-					return
-				}
-				s.verifyRepository(s.runCtx())
-			}
+			}, s.verifyRepository)
 		}()
 	}
 	s.startReplications(ctx, cfg, wg)
