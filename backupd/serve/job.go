@@ -140,6 +140,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 	}
 	defer conn.Close()
 	hosts := map[string]string{}
+	missing := 0
 	if runs == nil {
 		sel := job.Selection()
 		sel.Credentials = opts.Credentials
@@ -152,6 +153,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		if len(vms) == 0 {
 			log.Warn("the job selects no VM", "vms", job.VMs, "folders", job.Folders, "tags", job.Tags)
 		}
+		missing = s.recordMissingVMs(job, vms, trigger, log)
 		names := make([]string, len(vms))
 		for i, vm := range vms {
 			names[i] = vm.Name
@@ -199,7 +201,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		}()
 	}
 	wg.Wait()
-	s.jobEnded(job.Name, ok, failed)
+	s.jobEnded(job.Name, ok, failed+missing)
 	s.updateRepoMetrics(ctx)
 	s.replicateAfterBackup(ctx, cfg, job, committedVMs(runs))
 }
