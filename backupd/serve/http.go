@@ -67,6 +67,8 @@ type VMStatus struct {
 	Name   string          `json:"name"`
 	Points int             `json:"points"`
 	Latest *blockmap.Point `json:"latest,omitempty"`
+	// LastRun is the VM's last finished backup run of this server.
+	LastRun *RunRecord `json:"last_run,omitempty"`
 }
 
 // VMStatuses summarizes a repository catalog, one entry per VM.
@@ -87,7 +89,7 @@ func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return VMStatuses(cat), nil
+	return s.addLastRuns(VMStatuses(cat)), nil
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
@@ -321,6 +323,12 @@ type Status struct {
 	Running    []RunRecord  `json:"running"`
 	Verify     VerifyStatus `json:"verify"`
 	VMs        []VMStatus   `json:"vms"`
+	// Timezone is the zone of cron schedules (timezone: in the config).
+	Timezone string `json:"timezone,omitempty"`
+	// ReloadError is the last refused reload of the config (the old one
+	// stays in force), until one succeeds.
+	ReloadError   string    `json:"reload_error,omitempty"`
+	ReloadErrorAt time.Time `json:"reload_error_at,omitzero"`
 }
 
 // Status returns the server's state: jobs with their next runs, the
@@ -350,6 +358,8 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	st.Verify = s.verify
+	st.Timezone = zoneName(cfg)
+	st.ReloadError, st.ReloadErrorAt = s.rejected.err, s.rejected.at
 	s.mu.Unlock()
 	return st, nil
 }

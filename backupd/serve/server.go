@@ -47,6 +47,8 @@ type Server struct {
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
 	timers  timers // the schedules' last runs, across reloads (timers.go)
+	// rejected is the last refused reload (status_runs.go).
+	rejected reloadRejection
 
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
@@ -232,6 +234,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			ncfg.API = cfg.API
 			s.cfg, cfg = ncfg, ncfg
+			s.rejected = reloadRejection{}
 			s.slots = newSlots(ncfg.Parallelism)
 			s.inv.reset()
 			s.mu.Unlock()

@@ -66,6 +66,7 @@ func serveCommands() []*cli.Command {
 						ncfg, err := load()
 						if err != nil {
 							slog.Error("reload rejected; the old configuration stays in force", "error", err)
+							srv.ReloadRejected(err)
 							continue
 						}
 						slog.Info("reloading configuration", "config", file)
