@@ -47,7 +47,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"verify": "started"})
 	})
-	return mux
+	return jsonErrors(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -167,8 +167,14 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 		VM  string `json:"vm"`
 		Job string `json:"job"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.VM == "" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME} (optionally \"job\": JOB)"))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields() // a misspelt "job" must not pick another job
+	if err := dec.Decode(&req); err != nil || req.VM == "" {
+		reason := "no \"vm\""
+		if err != nil {
+			reason = err.Error()
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME} (optionally \"job\": JOB): %s", reason))
 		return
 	}
 	ctx := s.runCtx()
