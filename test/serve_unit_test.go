@@ -2,12 +2,14 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -125,5 +127,62 @@ func TestServiceUnitBootCheck(t *testing.T) {
 	}
 	if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestServeRefusesBadCredentials: cairn serve does not start with a
+// vCenter credentials file that is missing, readable by others or not
+// two lines; the error names the vCenter, the file and the fix (it used
+// to start and fail each job at its first run, hours later for a nightly
+// job). The same check refuses such a config on SIGHUP.
+func TestServeRefusesBadCredentials(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	creds := filepath.Join(dir, "vc-credentials")
+	cfg := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(cfg, []byte(`repository: `+repo+`
+listen: 127.0.0.1:0
+vcenters:
+  - name: prod
+    url: https://127.0.0.1:1/sdk
+    credentials: `+creds+`
+    insecure: true
+jobs:
+  - name: nightly
+    vcenter: prod
+    vms: [web-1]
+    schedule: "30 22 * * *"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, content string
+		mode          os.FileMode
+		want          string
+	}{
+		{"missing", "", 0, "no such file"},
+		{"open", "admin\nsecret\n", 0o644, "chmod 600"},
+		{"one line", "admin\n", 0o600, "the password on the second"},
+	} {
+		os.Remove(creds)
+		if c.mode != 0 {
+			if err := os.WriteFile(creds, []byte(c.content), c.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(creds, c.mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A serve that starts runs until killed: the guard ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, buildCairn(t), "serve", "--config", cfg).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Errorf("%s credentials: cairn serve started:\n%s", c.name, out)
+		} else if err == nil || !strings.Contains(string(out), "vcenter prod") || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), creds) {
+			t.Errorf("%s credentials: %v: %s", c.name, err, out)
+		}
 	}
 }

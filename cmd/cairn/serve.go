@@ -41,6 +41,9 @@ func serveCommands() []*cli.Command {
 				if err == nil {
 					err = checkServeRemotes(cfg)
 				}
+				if err == nil {
+					err = checkServeCredentials(cfg)
+				}
 				return cfg, err
 			}
 			cfg, err := load()
