@@ -329,6 +329,9 @@ type Status struct {
 	Running    []RunRecord  `json:"running"`
 	Verify     VerifyStatus `json:"verify"`
 	VMs        []VMStatus   `json:"vms"`
+	// VCenters are the last logins to the jobs' vCenters (at start and
+	// by every run): ok, or the error.
+	VCenters []VCenterStatus `json:"vcenters,omitempty"`
 	// Timezone is the zone of cron schedules (timezone: in the config).
 	Timezone string `json:"timezone,omitempty"`
 	// ReloadError is the last refused reload of the config (the old one
@@ -365,6 +368,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	}
 	st.Verify = s.verify
 	st.Timezone = zoneName(cfg)
+	st.VCenters = s.vcs.list(cfg)
 	st.ReloadError, st.ReloadErrorAt = s.rejected.err, s.rejected.at
 	s.mu.Unlock()
 	return st, nil

@@ -344,6 +344,11 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	conn, err := vsphere.Connect(cctx, vsphere.ConnectOptions{
 		URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint, Insecure: vc.Insecure, Logger: log,
 	})
+	defer func() {
+		if ctx.Err() == nil {
+			s.vcs.set(vc.Name, err)
+		}
+	}()
 	if err != nil {
 		var untrusted *vsphere.UntrustedCertError
 		switch {

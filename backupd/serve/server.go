@@ -49,6 +49,7 @@ type Server struct {
 	timers  timers // the schedules' last runs, across reloads (timers.go)
 	// rejected is the last refused reload (status_runs.go).
 	rejected reloadRejection
+	vcs      vcenterHealth // last login per vCenter (vcheck.go)
 
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
@@ -212,6 +213,11 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = httpSrv.Shutdown(sctx)
 	}()
 	s.updateRepoMetrics(ctx)
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		s.checkVCenters(ctx, cfg)
+	}()
 
 	schedCtx, stopSched := context.WithCancel(ctx)
 	var schedWG sync.WaitGroup

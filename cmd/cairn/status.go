@@ -266,6 +266,13 @@ func printStatus(w io.Writer, base string, st serve.Status) {
 		zone, _ := time.Now().Zone()
 		fmt.Fprintf(w, "  times shown in %s; cron schedules run in %s\n", zone, st.Timezone)
 	}
+	for _, vc := range st.VCenters {
+		if vc.OK {
+			fmt.Fprintf(w, "  vcenter %s: login ok at %s\n", vc.Name, when(vc.Checked))
+		} else {
+			fmt.Fprintf(w, "  vcenter %s: login FAILED at %s (its jobs fail until this is fixed): %s\n", vc.Name, when(vc.Checked), vc.Error)
+		}
+	}
 	if st.ReloadError != "" {
 		fmt.Fprintf(w, "  CONFIG RELOAD REJECTED at %s (the previous configuration stays in force; fix the file and reload again): %s\n", when(st.ReloadErrorAt), st.ReloadError)
 	}
