@@ -11,8 +11,19 @@ import (
 )
 
 // ErrVMMissing: a VM a job names exactly (not by a glob) is not in its
-// vCenter: renamed, removed, or a typo.
-var ErrVMMissing = fmt.Errorf("%w: no such VM in the vCenter", vsphere.ErrVMNotFound)
+// vCenter: renamed, removed, or a typo. It is also vsphere.ErrVMNotFound.
+var ErrVMMissing = &missingVM{}
+
+// missingVM is the error of a run of a VM the job names that the vCenter
+// does not have.
+type missingVM struct{ job, vm, vcenter string }
+
+func (e *missingVM) Error() string {
+	return fmt.Sprintf("job %s names VM %q, which vcenter %s does not have (not found, or a template): renamed or removed? Its points stay in the repository; correct or remove it in the job's vms:",
+		e.job, e.vm, e.vcenter)
+}
+
+func (e *missingVM) Is(target error) bool { return target == ErrVMMissing || target == vsphere.ErrVMNotFound }
 
 // missingVMs returns the exact names, inventory paths and MoRefs of the
 // job's vms: that select none of vms (and that exclude: does not remove):
@@ -44,8 +55,7 @@ func missingVMs(job Job, vms []vsphere.SelectedVM) []string {
 // missingVMError is the error of a run of a VM the job names that the
 // vCenter does not have.
 func missingVMError(job Job, vm string) error {
-	return fmt.Errorf("%w: job %s names VM %q, which vcenter %s does not have (not found, or a template): renamed or removed? Its points stay in the repository; correct or remove it in the job's vms:",
-		ErrVMMissing, job.Name, vm, job.VCenter)
+	return &missingVM{job: job.Name, vm: vm, vcenter: job.VCenter}
 }
 
 // recordMissingVMs records a failed run for each VM the job names exactly

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 )
@@ -54,7 +55,7 @@ func TestServeMissingVM(t *testing.T) {
 	if st.LastOK != 1 || st.LastFail != 1 {
 		t.Errorf("job status %+v: want 1 ok, 1 failed", st)
 	}
-	if !errors.Is(missingVMError(Job{Name: "web"}, "x"), ErrVMMissing) {
-		t.Error("missingVMError is not ErrVMMissing")
+	if err := missingVMError(Job{Name: "web"}, "x"); !errors.Is(err, ErrVMMissing) || !errors.Is(err, vsphere.ErrVMNotFound) {
+		t.Error("missingVMError is not ErrVMMissing and vsphere.ErrVMNotFound")
 	}
 }
