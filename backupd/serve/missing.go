@@ -23,7 +23,9 @@ func (e *missingVM) Error() string {
 		e.job, e.vm, e.vcenter)
 }
 
-func (e *missingVM) Is(target error) bool { return target == ErrVMMissing || target == vsphere.ErrVMNotFound }
+func (e *missingVM) Is(target error) bool {
+	return target == ErrVMMissing || target == vsphere.ErrVMNotFound
+}
 
 // missingVMs returns the exact names, inventory paths and MoRefs of the
 // job's vms: that select none of vms (and that exclude: does not remove):
