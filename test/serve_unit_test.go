@@ -2,7 +2,9 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,5 +186,54 @@ jobs:
 		} else if err == nil || !strings.Contains(string(out), "vcenter prod") || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), creds) {
 			t.Errorf("%s credentials: %v: %s", c.name, err, out)
 		}
+	}
+}
+
+// TestServeNotifiesSystemd: dist/cairn.service is Type=notify, and cairn
+// serve sends READY=1 to $NOTIFY_SOCKET once it serves (so `systemctl
+// start` waits for it and fails when serve cannot start; as Type=simple
+// it reported success for a config serve then refused).
+func TestServeNotifiesSystemd(t *testing.T) {
+	if opts := unitOptions(t); opts["Type"] != "notify" {
+		t.Errorf("the unit is Type=%s: systemctl start reports success before serve has checked its config", opts["Type"])
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	cfg := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(cfg, []byte("repository: "+repo+"\nlisten: 127.0.0.1:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(buildCairn(t), "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if err := ln.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	n, err := ln.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("notify socket: %q %v\n%s", buf[:n], err, logs.String())
+	}
+	// Ready means serving: serve.json names the API.
+	if _, err := os.Stat(filepath.Join(repo, "serve.json")); err != nil {
+		t.Errorf("READY=1 before serve.json: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v\n%s", err, logs.String())
 	}
 }

@@ -50,6 +50,7 @@ type Server struct {
 	// rejected is the last refused reload (status_runs.go).
 	rejected reloadRejection
 	vcs      vcenterHealth // last login per vCenter (vcheck.go)
+	ready    func()        // Options.Ready
 
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
@@ -65,6 +66,9 @@ type Options struct {
 	// Remotes opens the remotes that jobs replicate to (nil: replicate:
 	// sections fail with a clear error).
 	Remotes RemoteOpener
+	// Ready, when set, is called once the repository is mounted and the
+	// API listens (systemd's READY=1 for Type=notify).
+	Ready func()
 }
 
 // Run serves cfg until ctx is cancelled: it mounts the repository at
@@ -92,7 +96,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
 		slots: newSlots(cfg.Parallelism), jobs: map[string]*JobStatus{},
 		inv: newInventory(), posts: newRateLimiter(postRate, postBurst), hosts: allowedHosts(cfg),
-		remotes: opts.Remotes, repl: newReplications(),
+		remotes: opts.Remotes, repl: newReplications(), ready: opts.Ready,
 	}
 	s.registerRemoteMetrics(s.metrics.reg)
 	return s, nil
@@ -207,6 +211,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer removeServeFile(repo.Dir())
 	s.log.Info("serving", "listen", s.listen, "repo", cfg.Repository, "jobs", len(cfg.Jobs))
+	if s.ready != nil {
+		s.ready()
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -53,7 +53,8 @@ func serveCommands() []*cli.Command {
 			if err := refuseSecondServer(cfg.Repository); err != nil {
 				return err
 			}
-			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote})
+			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote,
+				Ready: func() { sdNotify("READY=1") }})
 			if err != nil {
 				return err
 			}
