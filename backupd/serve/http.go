@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -256,6 +257,9 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 			if err != nil {
 				return Job{}, err
 			}
+			if !ok && slices.Contains(j.VMs, vm) {
+				return Job{}, refused(http.StatusNotFound, "job %s names VM %q, but vcenter %s does not have it (not found, or a template): renamed or removed?", name, vm, j.VCenter)
+			}
 			if !ok {
 				return Job{}, refused(http.StatusForbidden, "job %s does not select VM %q (its vms, folders, tags and exclude decide; the vCenter's inventory is read at most every %s)", name, vm, inventoryMinRefresh)
 			}
@@ -281,6 +285,11 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 	}
 	if firstErr != nil {
 		return Job{}, firstErr
+	}
+	for _, j := range cfg.Jobs {
+		if j.BacksUp() && slices.Contains(j.VMs, vm) {
+			return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q: job %s names it, but vcenter %s does not have it (not found, or a template): renamed or removed?", vm, j.Name, j.VCenter)
+		}
 	}
 	return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q", vm)
 }

@@ -59,3 +59,16 @@ func TestServeMissingVM(t *testing.T) {
 		t.Error("missingVMError is not ErrVMMissing and vsphere.ErrVMNotFound")
 	}
 }
+
+// TestAPITriggerMissingVM: a backup requested of a VM a job names that
+// the vCenter does not have is 404 saying so (it said the job "does not
+// select" the VM the job's own vms: list names).
+func TestAPITriggerMissingVM(t *testing.T) {
+	a := startAPIServer(t, apiSim(t), strings.Replace(apiConfig, `vms: ["web-*"]`, `vms: ["web-*", web-9]`, 1), nil)
+	for _, body := range []string{`{"vm":"web-9","job":"web"}`, `{"vm":"web-9"}`} {
+		code, resp := a.do(t, "POST", "/api/v1/jobs", body, nil)
+		if code != 404 || !strings.Contains(resp, `web-9`) || !strings.Contains(resp, "does not have it") {
+			t.Errorf("POST %s: %d %s", body, code, resp)
+		}
+	}
+}
