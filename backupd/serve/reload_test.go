@@ -1,11 +1,15 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,4 +148,52 @@ func (c *configServer) parse(t *testing.T, text string) *Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written from goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestServeReloadAPIChange: a reload that changes api: (hosts, TLS) says
+// that it takes effect after a restart, as it does for listen (it was
+// ignored without a word).
+func TestServeReloadAPIChange(t *testing.T) {
+	var logs lockedBuffer
+	c := &configServer{}
+	dir := t.TempDir()
+	c.creds = filepath.Join(dir, "credentials")
+	repo := filepath.Join(dir, "repo")
+	if err := blockmap.Init(context.Background(), repo, blockmap.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.apiServer = &apiServer{repo: repo}
+	text := "repository: %[1]s\nlisten: 127.0.0.1:0\n"
+	c.apiServer = runTestServer(t, repo, c.parse(t, text), func(s *Server) {
+		s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	c.s.Reload(c.parse(t, text+"api: {hosts: [backup.example.com]}\n"))
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(logs.String(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "api: changes") {
+		t.Errorf("a reload changing api: says nothing:\n%s", logs.String())
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -244,6 +245,9 @@ func (s *Server) Run(ctx context.Context) error {
 			if ncfg.Repository != cfg.Repository || ncfg.Mount != cfg.Mount || ncfg.Listen != cfg.Listen {
 				s.log.Warn("reload: repository, mount and listen changes take effect after a restart")
 				ncfg.Repository, ncfg.Mount, ncfg.Listen = cfg.Repository, cfg.Mount, cfg.Listen
+			}
+			if !slices.Equal(ncfg.API.Hosts, cfg.API.Hosts) || ncfg.API.TLSCert != cfg.API.TLSCert || ncfg.API.TLSKey != cfg.API.TLSKey {
+				s.log.Warn("reload: api: changes (hosts, tls_cert, tls_key) take effect after a restart; the API keeps its old settings")
 			}
 			ncfg.API = cfg.API
 			s.cfg, cfg = ncfg, ncfg
