@@ -70,6 +70,11 @@ type VMStatus struct {
 	Latest *blockmap.Point `json:"latest,omitempty"`
 	// LastRun is the VM's last finished backup run of this server.
 	LastRun *RunRecord `json:"last_run,omitempty"`
+	// Jobs back the VM up (by name, or in their last selection).
+	Jobs []string `json:"jobs,omitempty"`
+	// Unselected: no job backs the VM up any more (removed from the
+	// vCenter or from every job); its points are kept.
+	Unselected bool `json:"unselected,omitempty"`
 }
 
 // VMStatuses summarizes a repository catalog, one entry per VM.

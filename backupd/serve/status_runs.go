@@ -32,7 +32,48 @@ func (s *Server) addLastRuns(vms []VMStatus) []VMStatus {
 		vms = append(vms, VMStatus{Name: vm, LastRun: &r})
 	}
 	slices.SortFunc(vms[n:], func(a, b VMStatus) int { return strings.Compare(a.Name, b.Name) })
+	s.addJobs(s.Config(), vms)
 	return vms
+}
+
+// addJobs sets each VM's Jobs: the jobs backing up from a vCenter that
+// select it by name or did in their last selection (folders, tags), and
+// Unselected when no job does and every job's selection is known: a VM
+// removed from the vCenter or from every job keeps its points (serve
+// never prunes a VM it does not back up), and the status says so.
+func (s *Server) addJobs(cfg *Config, vms []VMStatus) {
+	allKnown := true
+	known := map[string]map[string]bool{}
+	for _, j := range cfg.Jobs {
+		if !j.BacksUp() || len(j.Folders)+len(j.Tags) == 0 {
+			continue
+		}
+		names, ok := s.inv.known(j.Name)
+		allKnown = allKnown && ok
+		known[j.Name] = names
+	}
+	for i := range vms {
+		vms[i].Jobs = []string{}
+		for _, j := range cfg.Jobs {
+			if !j.BacksUp() {
+				continue
+			}
+			if j.SelectsByName(vms[i].Name) || known[j.Name][vms[i].Name] {
+				vms[i].Jobs = append(vms[i].Jobs, j.Name)
+			}
+		}
+		vms[i].Unselected = allKnown && len(vms[i].Jobs) == 0 && cfg.hasBackupJobs()
+	}
+}
+
+// hasBackupJobs reports whether any job backs up from a vCenter.
+func (c *Config) hasBackupJobs() bool {
+	for _, j := range c.Jobs {
+		if j.BacksUp() {
+			return true
+		}
+	}
+	return false
 }
 
 // reloadRejection is the last configuration reload that was refused,

@@ -82,3 +82,59 @@ func TestServeStatusNeverBackedUp(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServeStatusUnselectedVM: a VM with points that no job backs up any
+// more (here: its job removed by a reload; a VM deleted in the vCenter or
+// untagged is the same) is marked unselected in the status, and its
+// points are kept; a VM a job selects names the job.
+func TestServeStatusUnselectedVM(t *testing.T) {
+	a := startAPIServer(t, apiSim(t), simConfigHeader+`jobs:
+  - name: web
+    vcenter: sim
+    vms: [web-1]
+    schedule: "0 0 1 1 *"
+    transports: [file]
+    retries: 0
+  - name: gold
+    vcenter: sim
+    tags: ["backup:gold"]
+    schedule: "0 0 1 1 *"
+    transports: [file]
+    retries: 0
+`, nil)
+	waitRun(t, a, "web-1", "web")
+	waitRun(t, a, "db-1", "gold")
+	vm := func(name string) VMStatus {
+		t.Helper()
+		st, err := a.s.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range st.VMs {
+			if v.Name == name {
+				return v
+			}
+		}
+		t.Fatalf("%s not in the status: %+v", name, st.VMs)
+		return VMStatus{}
+	}
+	if v := vm("db-1"); len(v.Jobs) != 1 || v.Jobs[0] != "gold" || v.Unselected {
+		t.Errorf("db-1 while gold selects it: %+v", v)
+	}
+	cfg := *a.s.Config()
+	cfg.Jobs = cfg.Jobs[:1] // gold removed
+	a.s.Reload(&cfg)
+	deadline := time.Now().Add(time.Minute)
+	for len(a.s.Config().Jobs) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("reload did not happen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := vm("db-1"); !v.Unselected || len(v.Jobs) != 0 || v.Points != 1 {
+		t.Errorf("db-1 once no job selects it: %+v", v)
+	}
+	if v := vm("web-1"); v.Unselected || len(v.Jobs) != 1 {
+		t.Errorf("web-1: %+v", v)
+	}
+}
