@@ -197,3 +197,34 @@ func TestServeReloadAPIChange(t *testing.T) {
 		t.Errorf("a reload changing api: says nothing:\n%s", logs.String())
 	}
 }
+
+// TestServeReloadKeepsVerifyTime: a reload does not put off an interval
+// repository verify that has not run yet (it restarted its wait, so a
+// config reloaded more often than the interval never verified).
+func TestServeReloadKeepsVerifyTime(t *testing.T) {
+	text := "repository: %[1]s\nlisten: 127.0.0.1:0\n"
+	c := startConfigServer(t, text+"verify: {schedule: 1h}\n")
+	verify := func() (string, time.Time) {
+		c.s.mu.Lock()
+		defer c.s.mu.Unlock()
+		return c.s.verify.Schedule, c.s.verify.NextRun
+	}
+	deadline := time.Now().Add(time.Minute)
+	waitFor := func(sched string) time.Time {
+		for {
+			if s, next := verify(); s == sched {
+				return next
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the verify timer of %q did not start", sched)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := waitFor("1h")
+	// The same interval written another way: the new timer is seen.
+	c.s.Reload(c.parse(t, text+"verify: {schedule: \"@every 1h\"}\n"))
+	if got := waitFor("@every 1h"); !got.Equal(first) {
+		t.Errorf("verify at %s after the reload, %s before: the reload put it off", got, first)
+	}
+}

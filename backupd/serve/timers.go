@@ -18,8 +18,9 @@ type timers struct {
 }
 
 type timedTask struct {
-	began time.Time     // when its last run began (zero: never since start)
-	done  chan struct{} // closed when that run ended (nil: none yet)
+	created time.Time     // when its first timer started
+	began   time.Time     // when its last run began (zero: never since start)
+	done    chan struct{} // closed when that run ended (nil: none yet)
 }
 
 func (t *timers) task(key string) *timedTask {
@@ -30,7 +31,7 @@ func (t *timers) task(key string) *timedTask {
 	}
 	tk := t.tasks[key]
 	if tk == nil {
-		tk = &timedTask{}
+		tk = &timedTask{created: time.Now()}
 		t.tasks[key] = tk
 	}
 	return tk
@@ -38,12 +39,13 @@ func (t *timers) task(key string) *timedTask {
 
 // first is the first run time of a timer starting now: the schedule's
 // next time after the task's last run when it ran since the server
-// started (a reload), else now for an interval (when atStart) or the
-// schedule's next time.
+// started (a reload), else now for an interval (when atStart), one
+// interval after the task's first timer started for one that is not run
+// at start, or the cron expression's next time.
 func (t *timers) first(key string, sc schedule.Schedule, atStart bool, now time.Time) time.Time {
 	tk := t.task(key)
 	t.mu.Lock()
-	began := tk.began
+	began, created := tk.began, tk.created
 	t.mu.Unlock()
 	if !began.IsZero() {
 		if sc.RunAtStart() { // an interval: its time after the last run
@@ -55,6 +57,15 @@ func (t *timers) first(key string, sc schedule.Schedule, atStart bool, now time.
 		return sc.Next(now)
 	}
 	if atStart && sc.RunAtStart() {
+		return now
+	}
+	if sc.RunAtStart() {
+		// An interval that waits one interval first (the repository
+		// verify): from when its first timer started, so that reloads do
+		// not put it off again and again.
+		if t := sc.Next(created); t.After(now) {
+			return t
+		}
 		return now
 	}
 	return sc.Next(now)
