@@ -53,7 +53,7 @@ const (
 func TestHelperHardenedExec(t *testing.T) {
 	cmdline := os.Getenv("CAIRN_HARDEN_EXEC")
 	if cmdline == "" {
-		t.Skip("helper process only")
+		return // not run as the helper process
 	}
 	for _, h := range strings.Fields(os.Getenv("CAIRN_HARDEN")) {
 		var err syscall.Errno
