@@ -221,6 +221,7 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = httpSrv.Shutdown(sctx)
 	}()
 	s.updateRepoMetrics(ctx)
+	s.seedLastSuccess(ctx)
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
