@@ -222,6 +222,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.updateRepoMetrics(ctx)
 	s.seedLastSuccess(ctx)
+	if err := s.timers.loadSchedule(repo.Dir()); err != nil {
+		s.log.Warn("cannot read the jobs' last runs; runs missed while serve was stopped are not caught up", "error", err)
+	}
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,10 @@ import (
 type timers struct {
 	mu    sync.Mutex
 	tasks map[string]*timedTask
+	// file and saved are the backup jobs' last scheduled runs of earlier
+	// servers, for catching up a missed cron time (catchup.go).
+	file  string
+	saved map[string]time.Time
 }
 
 type timedTask struct {
@@ -59,6 +64,9 @@ func (t *timers) first(key string, sc schedule.Schedule, atStart bool, now time.
 	if atStart && sc.RunAtStart() {
 		return now
 	}
+	if _, missed := t.missedRun(key, sc, now); missed {
+		return now // once: the time that passed while serve was stopped
+	}
 	if sc.RunAtStart() {
 		// An interval that waits one interval first (the repository
 		// verify): from when its first timer started, so that reloads do
@@ -79,7 +87,11 @@ func (t *timers) first(key string, sc schedule.Schedule, atStart bool, now time.
 // hears each next run time.
 func (s *Server) runOnSchedule(ctx context.Context, key string, sc schedule.Schedule, atStart bool, onNext func(time.Time), run func(context.Context)) {
 	tk := s.timers.task(key)
-	next := s.timers.first(key, sc, atStart, time.Now())
+	now := time.Now()
+	next := s.timers.first(key, sc, atStart, now)
+	if missed, ok := s.timers.missedRun(key, sc, now); ok && next.Equal(now) {
+		s.log.Info("catching up a scheduled run missed while cairn serve was stopped", "task", key, "missed", missed.UTC())
+	}
 	for {
 		if onNext != nil {
 			onNext(next)
@@ -106,6 +118,11 @@ func (s *Server) runOnSchedule(ctx context.Context, key string, sc schedule.Sche
 		s.timers.mu.Lock()
 		tk.began, tk.done = began, done
 		s.timers.mu.Unlock()
+		if strings.HasPrefix(key, "job/") {
+			if err := s.timers.saveSchedule(); err != nil {
+				s.log.Warn("cannot record the job's run for catching up after a restart", "error", err)
+			}
+		}
 		s.running.Add(1)
 		go func() {
 			defer s.running.Done()
