@@ -397,6 +397,10 @@ func TestServeLab(t *testing.T) {
 	if strings.TrimSpace(health) != "ok" {
 		t.Errorf("healthz said %q", health)
 	}
+	// cairn status says so (a `systemctl reload` gives no answer).
+	if out := mustCairn(t, "--repo", repo, "status"); !strings.Contains(out, "CONFIG RELOAD REJECTED") || !strings.Contains(out, "bogus_key") {
+		t.Errorf("cairn status after a rejected reload:\n%s", out)
+	}
 
 	// SIGHUP with a valid config: backups now read over NBD from nbdkit
 	// throttled to 128 KiB/s, so the next backup is still reading its
@@ -416,6 +420,9 @@ func TestServeLab(t *testing.T) {
 	serveWaitFor(t, "the valid config to be reloaded", exited, &logs, func() bool {
 		return strings.Contains(logs.String(), "configuration reloaded")
 	})
+	if out := mustCairn(t, "--repo", repo, "status"); strings.Contains(out, "REJECTED") {
+		t.Errorf("cairn status after a valid reload still shows the rejected one:\n%s", out)
+	}
 	var reading string
 	serveWaitFor(t, "a backup reading through the throttled nbdkit", exited, &logs, func() bool {
 		for _, cmdline := range processesMatching(t, "rate=128K") {

@@ -31,7 +31,11 @@ func Parse(s string, loc *time.Location) (Schedule, error) {
 		return nil, fmt.Errorf("empty schedule: give an interval like 30m or a cron expression like \"0 3 * * *\"")
 	}
 	if rest, ok := strings.CutPrefix(spec, "@every "); ok {
-		return parseInterval(s, strings.TrimSpace(rest))
+		sc, err := parseInterval(s, strings.TrimSpace(rest))
+		if err != nil {
+			return nil, withHint(strings.TrimSpace(rest), err)
+		}
+		return sc, nil
 	}
 	if expr, ok := shorthands[spec]; ok {
 		c, err := parseCron(expr, loc)
@@ -45,11 +49,15 @@ func Parse(s string, loc *time.Location) (Schedule, error) {
 		return nil, fmt.Errorf("schedule %q: unknown shorthand (known: @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually, @every DURATION)", s)
 	}
 	if len(strings.Fields(spec)) == 1 {
-		return parseInterval(s, spec)
+		sc, err := parseInterval(s, spec)
+		if err != nil {
+			return nil, withHint(spec, err)
+		}
+		return sc, nil
 	}
 	c, err := parseCron(spec, loc)
 	if err != nil {
-		return nil, err
+		return nil, withHint(spec, err)
 	}
 	c.text = s
 	return c, nil

@@ -274,15 +274,7 @@ func (s *Server) startBootCheckSchedules(ctx context.Context, cfg *Config, wg *s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next := time.Now()
-			if !sc.RunAtStart() {
-				next = sc.Next(next)
-			}
-			for sleepUntil(ctx, next) {
-				began := time.Now()
-				s.scheduledBootChecks(s.runCtx(), j)
-				next = sc.Next(began)
-			}
+			s.runOnSchedule(ctx, "boot-check/"+j.Name, sc, true, nil, func(ctx context.Context) { s.scheduledBootChecks(ctx, j) })
 		}()
 	}
 }

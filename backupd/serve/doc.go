@@ -34,5 +34,12 @@
 //     server (listen address, pid); the API token lives in
 //     <repo>/api-token (TokenFileName).
 //   - Status, JobStatus, VMStatus, VerifyStatus: what GET /api/v1/status
-//     and `cairn status` show.
+//     and `cairn status` show; VCenterStatus is a vCenter's last login (at
+//     start and by every run, vcheck.go).
+//   - Timers (timers.go): each schedule's loop; runs go on in the
+//     background, and a reload's new timers follow on from the old ones
+//     (no rerun of intervals, no wait for running jobs).
+//   - Retention of a VM is the union of the retentions of every job that
+//     may back it up (retention.go); a VM a job names exactly that the
+//     vCenter lacks is a failed run (missing.go).
 package serve

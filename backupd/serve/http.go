@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -48,7 +49,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"verify": "started"})
 	})
-	return mux
+	return jsonErrors(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -68,6 +69,13 @@ type VMStatus struct {
 	Name   string          `json:"name"`
 	Points int             `json:"points"`
 	Latest *blockmap.Point `json:"latest,omitempty"`
+	// LastRun is the VM's last finished backup run of this server.
+	LastRun *RunRecord `json:"last_run,omitempty"`
+	// Jobs back the VM up (by name, or in their last selection).
+	Jobs []string `json:"jobs,omitempty"`
+	// Unselected: no job backs the VM up any more (removed from the
+	// vCenter or from every job); its points are kept.
+	Unselected bool `json:"unselected,omitempty"`
 }
 
 // VMStatuses summarizes a repository catalog, one entry per VM.
@@ -88,7 +96,7 @@ func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return VMStatuses(cat), nil
+	return s.addLastRuns(VMStatuses(cat)), nil
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
@@ -166,8 +174,14 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 		VM  string `json:"vm"`
 		Job string `json:"job"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.VM == "" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME} (optionally \"job\": JOB)"))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields() // a misspelt "job" must not pick another job
+	if err := dec.Decode(&req); err != nil || req.VM == "" {
+		reason := "no \"vm\""
+		if err != nil {
+			reason = err.Error()
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME} (optionally \"job\": JOB): %s", reason))
 		return
 	}
 	ctx := s.runCtx()
@@ -249,6 +263,9 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 			if err != nil {
 				return Job{}, err
 			}
+			if !ok && slices.Contains(j.VMs, vm) {
+				return Job{}, refused(http.StatusNotFound, "job %s names VM %q, but vcenter %s does not have it (not found, or a template): renamed or removed?", name, vm, j.VCenter)
+			}
 			if !ok {
 				return Job{}, refused(http.StatusForbidden, "job %s does not select VM %q (its vms, folders, tags and exclude decide; the vCenter's inventory is read at most every %s)", name, vm, inventoryMinRefresh)
 			}
@@ -274,6 +291,11 @@ func (s *Server) jobFor(ctx context.Context, cfg *Config, vm, name string) (Job,
 	}
 	if firstErr != nil {
 		return Job{}, firstErr
+	}
+	for _, j := range cfg.Jobs {
+		if j.BacksUp() && slices.Contains(j.VMs, vm) {
+			return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q: job %s names it, but vcenter %s does not have it (not found, or a template): renamed or removed?", vm, j.Name, j.VCenter)
+		}
 	}
 	return Job{}, refused(http.StatusNotFound, "no job of the configuration selects VM %q", vm)
 }
@@ -324,6 +346,15 @@ type Status struct {
 	VMs        []VMStatus   `json:"vms"`
 	// Notify is each notify target's delivery status (notify: in the config).
 	Notify []notify.TargetStatus `json:"notify,omitempty"`
+	// VCenters are the last logins to the jobs' vCenters (at start and
+	// by every run): ok, or the error.
+	VCenters []VCenterStatus `json:"vcenters,omitempty"`
+	// Timezone is the zone of cron schedules (timezone: in the config).
+	Timezone string `json:"timezone,omitempty"`
+	// ReloadError is the last refused reload of the config (the old one
+	// stays in force), until one succeeds.
+	ReloadError   string    `json:"reload_error,omitempty"`
+	ReloadErrorAt time.Time `json:"reload_error_at,omitzero"`
 }
 
 // Status returns the server's state: jobs with their next runs, the
@@ -353,6 +384,9 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	st.Verify = s.verify
+	st.Timezone = zoneName(cfg)
+	st.VCenters = s.vcs.list(cfg)
+	st.ReloadError, st.ReloadErrorAt = s.rejected.err, s.rejected.at
 	s.mu.Unlock()
 	st.Notify = s.NotifyStatus()
 	return st, nil

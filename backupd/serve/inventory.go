@@ -105,3 +105,15 @@ func (inv *inventory) selects(ctx context.Context, job, vm string, fetch func(co
 	ok, _, _ := answer(time.Now())
 	return ok, nil
 }
+
+// known returns the VMs of job's last successful selection, and false
+// when there is none (the job has not selected since start or reload).
+func (inv *inventory) known(job string) (map[string]bool, bool) {
+	j := inv.job(job)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.fetched.IsZero() || j.err != nil {
+		return nil, false
+	}
+	return j.names, true
+}

@@ -142,6 +142,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 	}
 	defer conn.Close()
 	hosts := map[string]string{}
+	missing := 0
 	if runs == nil {
 		sel := job.Selection()
 		sel.Credentials = opts.Credentials
@@ -154,6 +155,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		if len(vms) == 0 {
 			log.Warn("the job selects no VM", "vms", job.VMs, "folders", job.Folders, "tags", job.Tags)
 		}
+		missing = s.recordMissingVMs(job, vms, trigger, log)
 		names := make([]string, len(vms))
 		for i, vm := range vms {
 			names[i] = vm.Name
@@ -201,7 +203,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		}()
 	}
 	wg.Wait()
-	s.jobEnded(job.Name, ok, failed)
+	s.jobEnded(job.Name, ok, failed+missing)
 	s.updateRepoMetrics(ctx)
 	s.replicateAfterBackup(ctx, cfg, job, committedVMs(runs))
 }
@@ -284,8 +286,8 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
 	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
 	s.tellBackupDone(job, r, res)
-	if !job.Retention.IsZero() {
-		pr, err := s.repo.Prune(ctx, r.VM, job.Retention, false)
+	if pol, others := s.retentionFor(s.Config(), job, r.VM); !pol.IsZero() {
+		pr, err := s.repo.Prune(ctx, r.VM, pol, false)
 		if err != nil {
 			log.Error("retention failed", "error", err)
 			s.tell(notify.Event{Kind: notify.RetentionFailed, Severity: notify.Failure, Job: job.Name, VM: r.VM, Error: err.Error(),
@@ -293,9 +295,11 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		} else {
 			s.update(r, func(r *RunRecord) { r.Pruned = len(pr.Deleted) })
 			if len(pr.Deleted) > 0 {
-				log.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted))
+				log.Info("retention applied", "kept", len(pr.Kept), "deleted", len(pr.Deleted), "also_kept_for", others)
 			}
 		}
+	} else if len(others) > 0 && !job.Retention.IsZero() {
+		log.Info("retention skipped: another job that backs the VM up has no retention and keeps every point", "jobs", others)
 	}
 	if job.VerifySourceEvery > 0 {
 		s.maybeVerifySource(ctx, conn, opts, job, r, host, log)
@@ -346,6 +350,11 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	conn, err := vsphere.Connect(cctx, vsphere.ConnectOptions{
 		URL: vc.URL, Credentials: creds, Thumbprint: vc.Thumbprint, Insecure: vc.Insecure, Logger: log,
 	})
+	defer func() {
+		if ctx.Err() == nil {
+			s.vcs.set(vc.Name, err)
+		}
+	}()
 	if err != nil {
 		var untrusted *vsphere.UntrustedCertError
 		switch {

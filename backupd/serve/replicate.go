@@ -234,11 +234,12 @@ func (s *Server) startReplications(ctx context.Context, cfg *Config, wg *sync.Wa
 			continue
 		}
 		for _, sc := range []struct {
+			key   string
 			sched schedule.Schedule
 			run   func(context.Context)
 		}{
-			{rc.Schedule, func(ctx context.Context) { s.replicateJob(ctx, cfg, j, nil, "schedule") }},
-			{rc.Verify, func(ctx context.Context) { s.verifyRemote(ctx, j) }},
+			{"replicate/" + j.Name, rc.Schedule, func(ctx context.Context) { s.replicateJob(ctx, cfg, j, nil, "schedule") }},
+			{"remote-verify/" + j.Name, rc.Verify, func(ctx context.Context) { s.verifyRemote(ctx, j) }},
 		} {
 			if sc.sched == nil {
 				continue
@@ -246,15 +247,7 @@ func (s *Server) startReplications(ctx context.Context, cfg *Config, wg *sync.Wa
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				next := time.Now()
-				if !sc.sched.RunAtStart() {
-					next = sc.sched.Next(next)
-				}
-				for sleepUntil(ctx, next) {
-					began := time.Now()
-					sc.run(s.runCtx())
-					next = sc.sched.Next(began)
-				}
+				s.runOnSchedule(ctx, sc.key, sc.sched, true, nil, sc.run)
 			}()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -46,6 +47,11 @@ type Server struct {
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
+	timers  timers // the schedules' last runs, across reloads (timers.go)
+	// rejected is the last refused reload (status_runs.go).
+	rejected reloadRejection
+	vcs      vcenterHealth // last login per vCenter (vcheck.go)
+	ready    func()        // Options.Ready
 
 	remotes  RemoteOpener   // opens the remotes of replicate: sections (replicate.go)
 	repl     *replications  // replication runs and what is known offsite
@@ -63,6 +69,9 @@ type Options struct {
 	// Remotes opens the remotes that jobs replicate to (nil: replicate:
 	// sections fail with a clear error).
 	Remotes RemoteOpener
+	// Ready, when set, is called once the repository is mounted and the
+	// API listens (systemd's READY=1 for Type=notify).
+	Ready func()
 }
 
 // Run serves cfg until ctx is cancelled: it mounts the repository at
@@ -90,7 +99,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		log: log, version: opts.Version, cfg: cfg, reload: make(chan *Config, 1), metrics: newMetrics(),
 		slots: newSlots(cfg.Parallelism), jobs: map[string]*JobStatus{},
 		inv: newInventory(), posts: newRateLimiter(postRate, postBurst), hosts: allowedHosts(cfg),
-		remotes: opts.Remotes, repl: newReplications(),
+		remotes: opts.Remotes, repl: newReplications(), ready: opts.Ready,
 	}
 	s.registerRemoteMetrics(s.metrics.reg)
 	s.registerNotifyMetrics(s.metrics.reg)
@@ -206,12 +215,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer removeServeFile(repo.Dir())
 	s.log.Info("serving", "listen", s.listen, "repo", cfg.Repository, "jobs", len(cfg.Jobs))
+	if s.ready != nil {
+		s.ready()
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = httpSrv.Shutdown(sctx)
 	}()
 	s.updateRepoMetrics(ctx)
+	s.seedLastSuccess(ctx)
+	if err := s.timers.loadSchedule(repo.Dir()); err != nil {
+		s.log.Warn("cannot read the jobs' last runs; runs missed while serve was stopped are not caught up", "error", err)
+	}
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		s.checkVCenters(ctx, cfg)
+	}()
 
 	s.startNotifier(cfg)
 	defer s.stopNotifier()
@@ -234,8 +255,12 @@ func (s *Server) Run(ctx context.Context) error {
 				s.log.Warn("reload: repository, mount and listen changes take effect after a restart")
 				ncfg.Repository, ncfg.Mount, ncfg.Listen = cfg.Repository, cfg.Mount, cfg.Listen
 			}
+			if !slices.Equal(ncfg.API.Hosts, cfg.API.Hosts) || ncfg.API.TLSCert != cfg.API.TLSCert || ncfg.API.TLSKey != cfg.API.TLSKey {
+				s.log.Warn("reload: api: changes (hosts, tls_cert, tls_key) take effect after a restart; the API keeps its old settings")
+			}
 			ncfg.API = cfg.API
 			s.cfg, cfg = ncfg, ncfg
+			s.rejected = reloadRejection{}
 			s.slots = newSlots(ncfg.Parallelism)
 			s.inv.reset()
 			s.mu.Unlock()
@@ -269,7 +294,10 @@ func (s *Server) removeDeadMount(dir string) {
 
 // startSchedules starts one timer goroutine per job (and one for the
 // repository verify) that runs it on its schedule until ctx ends. A job
-// still running when its time comes runs again right after it ends.
+// still running when its time comes runs again right after it ends. The
+// runs go on in the background, so a reload (which ends ctx and starts
+// the timers of the new configuration) neither waits for them nor, for
+// interval schedules, starts them again (runOnSchedule).
 func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitGroup) {
 	for _, j := range cfg.Jobs {
 		if !j.BacksUp() {
@@ -278,37 +306,20 @@ func (s *Server) startSchedules(ctx context.Context, cfg *Config, wg *sync.WaitG
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next := time.Now()
-			if !j.Schedule.RunAtStart() {
-				next = j.Schedule.Next(next)
-			}
-			for {
-				s.setNextRun(j.Name, j.Schedule.String(), next)
-				if !sleepUntil(ctx, next) {
-					return
-				}
-				began := time.Now()
-				s.runJob(s.runCtx(), cfg, j, nil, "schedule")
-				// The next time after this run began: a run that outlasted
-				// it is followed at once by the next one.
-				next = j.Schedule.Next(began)
-			}
+			s.runOnSchedule(ctx, "job/"+j.Name, j.Schedule, true,
+				func(next time.Time) { s.setNextRun(j.Name, j.Schedule.String(), next) },
+				func(rctx context.Context) { s.runJob(rctx, cfg, j, nil, "schedule") })
 		}()
 	}
 	if cfg.Verify != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				next := cfg.Verify.Next(time.Now())
+			s.runOnSchedule(ctx, "verify", cfg.Verify, false, func(next time.Time) {
 				s.mu.Lock()
 				s.verify.Schedule, s.verify.NextRun = cfg.Verify.String(), next
 				s.mu.Unlock()
-				if !sleepUntil(ctx, next) {
-					return
-				}
-				s.verifyRepository(s.runCtx())
-			}
+			}, s.verifyRepository)
 		}()
 	}
 	s.startReplications(ctx, cfg, wg)

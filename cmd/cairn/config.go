@@ -9,8 +9,8 @@ import (
 // exampleConfig is what `cairn config example` prints: a commented
 // cairn.yaml for `cairn serve` (docs/serve.md).
 const exampleConfig = `# cairn.yaml: the configuration of cairn serve (docs/serve.md).
-# Check it with: cairn serve --config cairn.yaml (an invalid file is
-# rejected with its line and the reason; SIGHUP reloads it).
+# Check it with: cairn config check cairn.yaml (an invalid file is
+# rejected with its line and the reason, as serve does; SIGHUP reloads it).
 
 # The repository (create it first: cairn --repo /srv/cairn/repo init).
 repository: /srv/cairn/repo
@@ -134,6 +134,6 @@ func configCommands() []*cli.Command {
 				_, err := fmt.Print(exampleConfig)
 				return err
 			},
-		}},
+		}, configCheckCommand()},
 	}}
 }

@@ -41,6 +41,9 @@ func serveCommands() []*cli.Command {
 				if err == nil {
 					err = checkServeRemotes(cfg)
 				}
+				if err == nil {
+					err = checkServeCredentials(cfg)
+				}
 				return cfg, err
 			}
 			cfg, err := load()
@@ -50,7 +53,8 @@ func serveCommands() []*cli.Command {
 			if err := refuseSecondServer(cfg.Repository); err != nil {
 				return err
 			}
-			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote})
+			srv, err := serve.New(cfg, serve.Options{Logger: slog.Default(), Version: version, Remotes: openServeRemote,
+				Ready: func() { sdNotify("READY=1") }})
 			if err != nil {
 				return err
 			}
@@ -66,6 +70,7 @@ func serveCommands() []*cli.Command {
 						ncfg, err := load()
 						if err != nil {
 							slog.Error("reload rejected; the old configuration stays in force", "error", err)
+							srv.ReloadRejected(err)
 							continue
 						}
 						slog.Info("reloading configuration", "config", file)

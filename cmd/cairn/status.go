@@ -262,7 +262,22 @@ func when(t time.Time) string {
 
 func printStatus(w io.Writer, base string, st serve.Status) {
 	fmt.Fprintf(w, "cairn serve %s, pid %d, up since %s\n", st.Version, st.PID, when(st.Started))
-	fmt.Fprintf(w, "  api %s  config %s\n  repository %s  mount %s\n\n", base, dash(st.Config), st.Repository, dash(st.Mount))
+	fmt.Fprintf(w, "  api %s  config %s\n  repository %s  mount %s\n", base, dash(st.Config), st.Repository, dash(st.Mount))
+	if st.Timezone != "" {
+		zone, _ := time.Now().Zone()
+		fmt.Fprintf(w, "  times shown in %s; cron schedules run in %s\n", zone, st.Timezone)
+	}
+	for _, vc := range st.VCenters {
+		if vc.OK {
+			fmt.Fprintf(w, "  vcenter %s: login ok at %s\n", vc.Name, when(vc.Checked))
+		} else {
+			fmt.Fprintf(w, "  vcenter %s: login FAILED at %s (its jobs fail until this is fixed): %s\n", vc.Name, when(vc.Checked), vc.Error)
+		}
+	}
+	if st.ReloadError != "" {
+		fmt.Fprintf(w, "  CONFIG RELOAD REJECTED at %s (the previous configuration stays in force; fix the file and reload again): %s\n", when(st.ReloadErrorAt), st.ReloadError)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSCHEDULE\tNEXT RUN\tRUNNING\tLAST END\tLAST OK\tLAST FAILED")
 	for _, j := range st.Jobs {
@@ -305,15 +320,44 @@ func printStatus(w io.Writer, base string, st serve.Status) {
 
 func printVMTable(w io.Writer, vms []serve.VMStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tCONSISTENCY")
+	runs := false
+	for _, v := range vms {
+		runs = runs || v.LastRun != nil
+	}
+	if runs {
+		fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tCONSISTENCY\tLAST BACKUP")
+	} else {
+		fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tCONSISTENCY")
+	}
+	var failed []serve.VMStatus
 	for _, v := range vms {
 		latest, cons := "-", "-"
 		if v.Latest != nil {
 			latest, cons = v.Latest.ID, v.Latest.Consistency
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", v.Name, v.Points, latest, cons)
+		if !runs {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", v.Name, v.Points, latest, cons)
+			continue
+		}
+		last := "-"
+		if r := v.LastRun; r != nil {
+			last = r.State + " " + when(r.End)
+			if r.State == serve.StateFailed {
+				last = "FAILED " + when(r.End)
+				failed = append(failed, v)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Name, v.Points, latest, cons, last)
 	}
 	tw.Flush()
+	for _, v := range failed {
+		fmt.Fprintf(w, "%s: last backup (job %s) failed: %s\n", v.Name, v.LastRun.Job, v.LastRun.Error)
+	}
+	for _, v := range vms {
+		if v.Unselected {
+			fmt.Fprintf(w, "%s: no job backs it up any more (removed from the vCenter, or from every job's selection); its %d points are kept (cairn forget removes them)\n", v.Name, v.Points)
+		}
+	}
 }
 
 // repoStatus is `cairn status` without a server: the repository's VMs and
