@@ -100,6 +100,8 @@ func bootAction(c *cli.Context) error {
 		opts.RunDir, opts.KeepOverlays = d, true
 	} else if opts.RunDir, err = os.MkdirTemp("", "cairn-boot-"); err != nil {
 		return err
+	} else {
+		defer os.RemoveAll(opts.RunDir) // also when the machine never started
 	}
 	// written before starting, so --stop also ends a machine still starting
 	if err := os.WriteFile(state, []byte(strconv.Itoa(os.Getpid())), 0o600); err == nil {
@@ -197,7 +199,7 @@ func verifyBootAction(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		enc.Encode(keptBootResult(repo.Dir(), p.VM, p.ID, res))
 	} else {
 		fmt.Printf("%s %s: %s (%s) after %.0f s [%s, %s]\n", p.VM, p.ID, res.Verdict, res.Reason, res.BootSeconds, res.Firmware, strings.ToUpper(res.Accel))
 		fmt.Printf("  result, screenshot and serial log: %s\n", boot.ResultsDir(repo.Dir(), p.VM, p.ID))
@@ -216,4 +218,33 @@ func processZombie(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(st), ')')
 	return i > 0 && strings.HasPrefix(string(st[i+1:]), " Z")
+}
+
+// verifyBootJSON is what verify-boot --json prints: the verdict as kept
+// beside the point, with where it is kept.
+type verifyBootJSON struct {
+	VM    string `json:"vm"`
+	Point string `json:"point"`
+	// Dir holds result.json, screenshot.png and serial.log.
+	Dir string `json:"dir"`
+	boot.Result
+}
+
+// keptBootResult is res as SaveResult kept it, its screenshot and serial
+// log named by their paths in the results directory (not the removed
+// working files the check wrote them to).
+func keptBootResult(repoDir, vm, point string, res boot.Result) verifyBootJSON {
+	dir := boot.ResultsDir(repoDir, vm, point)
+	if kept, ok := boot.LoadResult(repoDir, vm, point); ok {
+		res = kept
+	}
+	res.Screenshot, res.SerialLog = keptFile(dir, res.Screenshot), keptFile(dir, res.SerialLog)
+	return verifyBootJSON{VM: vm, Point: point, Dir: dir, Result: res}
+}
+
+func keptFile(dir, name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(dir, name)
 }
