@@ -47,7 +47,7 @@ func TestBootCLIResults(t *testing.T) {
 		}
 		var out struct {
 			VM, Point, Dir, Verdict, Screenshot string
-			SerialLog                          string `json:"serial_log"`
+			SerialLog                           string `json:"serial_log"`
 		}
 		if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
 			t.Fatalf("verify-boot --json: %v: %q", err, res.stdout)
