@@ -191,7 +191,7 @@ func restoreVMAction(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return enc.Encode(restoreVMJSON{RestoreResult: res, BytesWritten: res.BytesWritten(), PoweredOn: req.PowerOn})
 	}
 	powered := ""
 	if req.PowerOn {
@@ -203,7 +203,11 @@ func restoreVMAction(c *cli.Context) error {
 		if res.Mode == "rollback" {
 			extra = "\tCBT changed " + humanBytes(d.ChangedBytes)
 		}
-		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, d.Transport, humanBytes(d.BytesWritten), humanBytes(d.ZeroBytes), extra)
+		tr := d.Transport
+		if tr == "" {
+			tr = "unchanged" // a rollback's disk CBT reports no change in: nothing opened
+		}
+		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, tr, humanBytes(d.BytesWritten), humanBytes(d.ZeroBytes), extra)
 	}
 	return nil
 }
@@ -284,4 +288,12 @@ func restoreDiskCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// restoreVMJSON is what restore vm --json prints: the result with the
+// totals the text line shows (bytes written, powered on).
+type restoreVMJSON struct {
+	*backupd.RestoreResult
+	BytesWritten int64 `json:"bytes_written"`
+	PoweredOn    bool  `json:"powered_on"`
 }
