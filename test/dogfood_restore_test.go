@@ -3,13 +3,19 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
+	"github.com/cairnbackup/cairn/backupd/vsphere"
+	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/testutil"
@@ -91,6 +97,39 @@ func TestRestoreCLIOutput(t *testing.T) {
 		}
 		if len(lines) != 2 || !strings.Contains(lines["scsi0-0"], "\tnbd\t") || !strings.Contains(lines["nvme0-0"], "\tunchanged\t") {
 			t.Fatalf("rollback output: want the changed disk through nbd and the other unchanged:\n%s", r.stdout)
+		}
+	})
+	t.Run("configuration disk smaller than the point's", func(t *testing.T) {
+		ctx := context.Background()
+		r, err := blockmap.Open(ctx, repo, blockmap.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.ResolvePoint(ctx, "efivm", "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := r.Attachment(ctx, p, vmconfig.AttachmentConfig)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := vmconfig.Parse(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Disks[0].Capacity /= 2
+		small, _ := json.Marshal(cfg)
+		file := filepath.Join(t.TempDir(), "small.json")
+		if err := os.WriteFile(file, small, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res := runCairn(t, env, append([]string{"--repo", repo, "restore", "vm", "--vm", "efivm", "--point", "1", "--name", "small", "--vm-config", file}, conn...)...)
+		if res.code == 0 || !strings.Contains(res.stderr, "at least as large") || strings.Contains(res.stderr, "vddk") {
+			t.Fatalf("restore with a configuration whose disk is too small: exit %d: %s", res.code, res.stderr)
+		}
+		if _, err := connectSim(t, sim).LookupVM(ctx, "small"); !errors.Is(err, vsphere.ErrVMNotFound) {
+			t.Fatalf("VM small: %v, want none", err)
 		}
 	})
 }
