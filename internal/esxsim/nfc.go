@@ -31,6 +31,11 @@ func (r *router) ImportVApp(ctx *simulator.Context, req *types.ImportVApp) soap.
 		return &methods.ImportVAppBody{Fault_: simulator.Fault("Permission to perform this operation was denied.",
 			&types.NoPermission{Object: &req.This, PrivilegeId: "VApp.Import"})}
 	}
+	if is, ok := req.Spec.(*types.VirtualMachineImportSpec); ok {
+		if f := r.sim.checkSpaceFor(is.ConfigSpec.DeviceChange); f != nil {
+			return &methods.ImportVAppBody{Fault_: simulator.Fault("There is not enough space on the file system for the selected operation", f)}
+		}
+	}
 	var res soap.HasFault
 	ctx.WithLock(pool, func() { res = pool.ImportVApp(ctx, req) })
 	body, ok := res.(*methods.ImportVAppBody)
