@@ -3,9 +3,12 @@ package test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -70,6 +73,47 @@ func TestBootCLIResults(t *testing.T) {
 		left, _ := filepath.Glob(filepath.Join(tmp, "cairn-*-*"))
 		if len(left) != 0 {
 			t.Errorf("verify-boot left %v", left)
+		}
+	})
+	t.Run("verify-boot interrupted keeps no verdict", func(t *testing.T) {
+		testutil.RequireTools(t, "qemu-system-x86_64", "qemu-img")
+		// a boot sector that spins (jmp $): no verdict before --settle
+		spin := filepath.Join(dir, "spin.img")
+		makeImage(t, spin, 1<<20)
+		f, err := os.OpenFile(spin, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt([]byte{0xeb, 0xfe}, 0)
+		f.WriteAt([]byte{0x55, 0xaa}, 510)
+		f.Close()
+		mustCairn(t, "--repo", repo, "import", "--vm", "spin", "--disk", "d0", spin)
+		cmd := exec.Command(buildCairn(t), "--repo", repo, "verify-boot", "--vm", "spin", "--firmware", "bios", "--timeout", "5m", "--settle", "5m")
+		cmd.Env = append(os.Environ(), env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// running: qemu started and SeaBIOS wrote to the serial console
+		running := func() bool {
+			logs, _ := filepath.Glob(filepath.Join(tmp, "cairn-verify-boot-*", "serial.log"))
+			fi, err := os.Stat(strings.Join(logs, ""))
+			return childQEMU(cmd.Process.Pid) != 0 && len(logs) == 1 && err == nil && fi.Size() > 0
+		}
+		for deadline := time.Now().Add(60 * time.Second); !running(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("verify-boot never started qemu")
+			}
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		if err := cmd.Wait(); err == nil {
+			t.Fatal("an interrupted verify-boot exited 0")
+		}
+		kept, _ := filepath.Glob(filepath.Join(repo, "bootchecks", "spin", "*", "result.json"))
+		if len(kept) != 0 {
+			data, _ := os.ReadFile(kept[0])
+			t.Fatalf("an interrupted verify-boot kept a verdict: %s", data)
 		}
 	})
 }

@@ -193,6 +193,11 @@ func verifyBootAction(c *cli.Context) error {
 	}
 	res := boot.Verify(c.Context, pm.Machine, vo)
 	pm.Stop()
+	if c.Context.Err() != nil {
+		// interrupted is no verdict: keep the last real one (cairn points,
+		// the mount's boot/, serve's metrics show it)
+		return fmt.Errorf("verify-boot of %s point %s cancelled: no verdict kept", p.VM, p.ID)
+	}
 	if err := boot.SaveResult(repo.Dir(), p.VM, p.ID, res, vo.Screenshot, serial); err != nil {
 		return fmt.Errorf("verify-boot: save the result: %w", err)
 	}
