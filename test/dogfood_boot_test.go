@@ -116,4 +116,43 @@ func TestBootCLIResults(t *testing.T) {
 			t.Fatalf("an interrupted verify-boot kept a verdict: %s", data)
 		}
 	})
+	t.Run("boot keep-overlay says they are kept", func(t *testing.T) {
+		testutil.RequireTools(t, "qemu-system-x86_64", "qemu-img")
+		if _, err := os.Stat(filepath.Join(dir, "spin.img")); err != nil {
+			t.Skip("needs the spin point of the subtest before")
+		}
+		keep := filepath.Join(dir, "keep")
+		cmd := exec.Command(buildCairn(t), "--repo", repo, "boot", "--vm", "spin", "--firmware", "bios", "--keep-overlay", keep)
+		cmd.Env = append(os.Environ(), env...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(60 * time.Second); childQEMU(cmd.Process.Pid) == 0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("boot never started qemu")
+			}
+		}
+		if r := runCairn(t, env, "--repo", repo, "boot", "--stop", "--vm", "spin"); r.code != 0 {
+			t.Fatalf("boot --stop: %s", r.stderr)
+		}
+		cmd.Wait()
+		out := stderr.String()
+		ov := filepath.Join(keep, "d0.qcow2")
+		if strings.Contains(out, "overlays removed") || !strings.Contains(out, "overlays kept in "+keep) ||
+			!strings.Contains(out, "--disk d0 --socket "+filepath.Join(keep, "nbd0.sock")) {
+			t.Fatalf("boot --keep-overlay said:\n%s", out)
+		}
+		fi, err := os.Stat(ov)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("kept overlay %s: %v %v, want mode 0600", ov, fi, err)
+		}
+		info, _ := exec.Command("qemu-img", "info", "--output=json", ov).Output()
+		if !strings.Contains(string(info), "socket="+filepath.Join(keep, "nbd0.sock")) {
+			t.Fatalf("overlay backing is not the socket said: %s", info)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/blockmap"
 )
 
 func bootCommand() *cli.Command {
@@ -128,7 +129,8 @@ func bootAction(c *cli.Context) error {
 	select {
 	case <-c.Context.Done():
 		pm.Stop()
-		fmt.Fprintln(os.Stderr, "powered off; overlays removed")
+		fmt.Fprintln(os.Stderr, "powered off")
+		overlaysFate(opts, p)
 		return nil
 	case <-pm.Exited():
 		err := pm.Err()
@@ -137,7 +139,22 @@ func bootAction(c *cli.Context) error {
 			return fmt.Errorf("boot: qemu ended: %w", err)
 		}
 		fmt.Fprintln(os.Stderr, "the guest powered off")
+		overlaysFate(opts, p)
 		return nil
+	}
+}
+
+// overlaysFate says what became of the overlays: removed, or kept (then
+// how to use them again: their backing is the socket each disk was served
+// on).
+func overlaysFate(opts boot.Options, p blockmap.Point) {
+	if !opts.KeepOverlays {
+		fmt.Fprintln(os.Stderr, "overlays removed")
+		return
+	}
+	fmt.Fprintf(os.Stderr, "overlays kept in %s; to boot them again, serve each disk on the socket its overlay is backed by:\n", opts.RunDir)
+	for i, d := range p.Disks {
+		fmt.Fprintf(os.Stderr, "  cairn nbd-export --vm %s --point %s --disk %s --socket %s   (%s)\n", p.VM, p.ID, d.Name, boot.DiskSocket(opts.RunDir, i), filepath.Join(opts.RunDir, d.Name+".qcow2"))
 	}
 }
 
