@@ -339,7 +339,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		created, imported, err = j.importVM(ctx, req.Point, spec)
 		if err != nil {
 			// where the VM goes is wrong whatever writes its disks: stop
-			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) {
+			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) ||
+				vsphere.IsNoDiskSpace(err) {
 				return nil, err
 			}
 			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)

@@ -132,4 +132,34 @@ func TestRestoreCLIOutput(t *testing.T) {
 			t.Fatalf("VM small: %v, want none", err)
 		}
 	})
+	t.Run("thick disks beyond the datastore", func(t *testing.T) {
+		ctx := context.Background()
+		r, err := blockmap.Open(ctx, repo, blockmap.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.ResolvePoint(ctx, "efivm", "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := vmConfigOf(t, r, p)
+		r.Close()
+		cfg.Disks[0].Capacity = 1 << 50 // 1 PiB: more than any test machine has free
+		data, _ := json.Marshal(cfg)
+		file := filepath.Join(t.TempDir(), "huge.json")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		res := runCairn(t, env, append([]string{"--repo", repo, "restore", "vm", "--vm", "efivm", "--point", "1", "--name", "thick",
+			"--vm-config", file, "--disk-provisioning", "thick", "--nbd-command", restoreNBDCommand}, conn...)...)
+		if res.code == 0 || !strings.Contains(res.stderr, "not enough space") || !strings.Contains(res.stderr, "--disk-provisioning thin") {
+			t.Fatalf("thick restore beyond the datastore: exit %d: %s", res.code, res.stderr)
+		}
+		if strings.Contains(res.stderr, "trying the next") {
+			t.Errorf("a full datastore sent the restore on to the next transport: %s", res.stderr)
+		}
+		if _, err := connectSim(t, sim).LookupVM(ctx, "thick"); !errors.Is(err, vsphere.ErrVMNotFound) {
+			t.Fatalf("VM thick: %v, want none", err)
+		}
+	})
 }

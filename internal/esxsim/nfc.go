@@ -33,7 +33,11 @@ func (r *router) ImportVApp(ctx *simulator.Context, req *types.ImportVApp) soap.
 	}
 	if is, ok := req.Spec.(*types.VirtualMachineImportSpec); ok {
 		if f := r.sim.checkSpaceFor(is.ConfigSpec.DeviceChange); f != nil {
-			return &methods.ImportVAppBody{Fault_: simulator.Fault("There is not enough space on the file system for the selected operation", f)}
+			msg := "There is not enough space on the file system for the selected operation"
+			if m := f.GetMethodFault().FaultMessage; len(m) > 0 {
+				msg = m[0].Message
+			}
+			return &methods.ImportVAppBody{Fault_: simulator.Fault(msg, f)}
 		}
 	}
 	var res soap.HasFault
