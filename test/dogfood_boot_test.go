@@ -124,16 +124,16 @@ func TestBootCLIResults(t *testing.T) {
 		keep := filepath.Join(dir, "keep")
 		cmd := exec.Command(buildCairn(t), "--repo", repo, "boot", "--vm", "spin", "--firmware", "bios", "--keep-overlay", keep)
 		cmd.Env = append(os.Environ(), env...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
+		stderr := &serveLogBuffer{}
+		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(60 * time.Second); childQEMU(cmd.Process.Pid) == 0; time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "powers it off"); time.Sleep(50 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				cmd.Process.Kill()
 				cmd.Wait()
-				t.Fatal("boot never started qemu")
+				t.Fatalf("boot never said the machine is up: %s", stderr.String())
 			}
 		}
 		if r := runCairn(t, env, "--repo", repo, "boot", "--stop", "--vm", "spin"); r.code != 0 {
@@ -153,6 +153,39 @@ func TestBootCLIResults(t *testing.T) {
 		info, _ := exec.Command("qemu-img", "info", "--output=json", ov).Output()
 		if !strings.Contains(string(info), "socket="+filepath.Join(keep, "nbd0.sock")) {
 			t.Fatalf("overlay backing is not the socket said: %s", info)
+		}
+	})
+	t.Run("boot stopped while starting", func(t *testing.T) {
+		testutil.RequireTools(t, "qemu-system-x86_64", "qemu-img")
+		if _, err := os.Stat(filepath.Join(dir, "spin.img")); err != nil {
+			t.Skip("needs the spin point of the subtest before")
+		}
+		cmd := exec.Command(buildCairn(t), "--repo", repo, "boot", "--vm", "spin", "--firmware", "bios")
+		cmd.Env = append(os.Environ(), env...)
+		stderr := &serveLogBuffer{}
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// the state file is written before the machine starts: --stop now
+		// most likely lands while qemu is starting
+		state := filepath.Join(tmp, "cairn-boot", "spin.pid")
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(state); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("cairn boot wrote no state file")
+			}
+		}
+		runCairn(t, env, "--repo", repo, "boot", "--stop", "--vm", "spin")
+		if err := cmd.Wait(); err != nil || strings.Contains(stderr.String(), "qemu failed") {
+			t.Fatalf("boot stopped on request: %v:\n%s", err, stderr.String())
+		}
+		if left, _ := filepath.Glob(filepath.Join(tmp, "cairn-boot-*")); len(left) != 0 {
+			t.Errorf("a stopped boot left %v", left)
 		}
 	})
 }

@@ -110,6 +110,13 @@ func bootAction(c *cli.Context) error {
 	}
 	pm, err := boot.StartPoint(c.Context, repo, p, opts)
 	if err != nil {
+		if c.Context.Err() != nil {
+			// Ctrl-C or --stop while qemu was starting: what was asked,
+			// not a qemu failure
+			fmt.Fprintln(os.Stderr, "stopped before the machine was up")
+			overlaysFate(opts, p)
+			return nil
+		}
 		return fmt.Errorf("boot: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "booting %s point %s: firmware %s, %s, %d CPUs, %d MiB, network %s\n", p.VM, p.ID, pm.Firmware, strings.ToUpper(pm.Accel), pm.CPUs, pm.MemoryMB, c.String("network"))
