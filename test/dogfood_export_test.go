@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -151,5 +152,73 @@ func TestGlobalFlagsAfterCommand(t *testing.T) {
 	}
 	if r := runCairn(t, env, "points", "--repo", repo); !strings.Contains(r.stdout, "vm1") {
 		t.Fatalf("points --repo: %q", r.stdout)
+	}
+}
+
+// startExport starts `cairn nbd-export ARGS` and returns once it printed
+// its URI, with a stop that interrupts it and waits for its end; when it
+// exits instead, stop is nil and said is what it said.
+func startExport(t *testing.T, args ...string) (stop func(), said string) {
+	t.Helper()
+	cmd := exec.Command(buildCairn(t), append([]string{"nbd-export"}, args...)...)
+	stdout, stderr := &serveLogBuffer{}, &serveLogBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(stdout.String(), "nbd") {
+		select {
+		case <-exited:
+			return nil, stderr.String()
+		case <-deadline:
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("nbd-export %v neither served nor ended: %s", args, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop = func() { cmd.Process.Signal(syscall.SIGINT); <-exited }
+	t.Cleanup(stop)
+	return stop, ""
+}
+
+// TestNBDExportOverlayBase: a --writable-overlay holds writes made over
+// one disk of one point; serving it over another disk of the same size
+// (another VM, another point) is refused instead of showing those blocks
+// over bytes they were not written on.
+func TestNBDExportOverlayBase(t *testing.T) {
+	testutil.RequireTools(t, "qemu-io")
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCairn(t, "--repo", repo, "init")
+	for i, vm := range []string{"vma", "vmb"} {
+		src := filepath.Join(dir, vm+".img")
+		makeImage(t, src, 4<<20)
+		writeRandom(t, src, 0, 1<<20, uint64(20+i))
+		mustCairn(t, "--repo", repo, "import", "--vm", vm, "--disk", "d0", src)
+	}
+	ov := filepath.Join(dir, "overlay")
+	sock := filepath.Join(dir, "nbd.sock")
+	uri := "nbd+unix:///?socket=" + sock
+	stop, said := startExport(t, "--repo", repo, "--vm", "vma", "--disk", "d0", "--socket", sock, "--writable-overlay", ov)
+	if stop == nil {
+		t.Fatalf("nbd-export of vma: %s", said)
+	}
+	if out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write -P 0xab 0 4096", uri).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v %s", err, out)
+	}
+	stop()
+	if stop, said := startExport(t, "--repo", repo, "--vm", "vmb", "--disk", "d0", "--socket", sock, "--writable-overlay", ov); stop != nil || !strings.Contains(said, "another disk") {
+		t.Fatalf("the overlay of vma served over vmb (%q)", said)
+	}
+	if stop, said := startExport(t, "--repo", repo, "--vm", "vma", "--disk", "d0", "--socket", sock, "--writable-overlay", ov); stop == nil {
+		t.Fatalf("the overlay of vma refused over vma: %s", said)
+	}
+	out, err := exec.Command("qemu-io", "-r", "-f", "raw", "-c", "read -P 0xab 0 4096", uri).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "Pattern verification failed") {
+		t.Fatalf("the reused overlay lost its write: %v %s", err, out)
 	}
 }
