@@ -305,8 +305,14 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		return nil, err
 	}
 	for _, d := range cfg.Disks {
-		if _, ok := req.Point.Disk(d.Name); !ok {
+		pd, ok := req.Point.Disk(d.Name)
+		if !ok {
 			return nil, fmt.Errorf("disk %s of the VM configuration is not in point %s (points hold %s)", d.Name, req.Point.ID, diskNames(req.Point))
+		}
+		if d.Capacity < pd.Size {
+			// every transport would fail on it, the last one with its own
+			// unrelated complaint: say it before anything is created
+			return nil, fmt.Errorf("disk %s of the VM configuration holds %d bytes, less than the point's %d: give a configuration whose disk is at least as large", d.Name, d.Capacity, pd.Size)
 		}
 	}
 	if existing, err := hv.LookupVM(ctx, name); err == nil {
@@ -333,7 +339,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		created, imported, err = j.importVM(ctx, req.Point, spec)
 		if err != nil {
 			// where the VM goes is wrong whatever writes its disks: stop
-			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) {
+			if ctx.Err() != nil || len(opts.Transports) == 1 || errors.Is(err, vsphere.ErrPlacement) || errors.Is(err, vsphere.ErrVMExists) ||
+				vsphere.IsNoDiskSpace(err) {
 				return nil, err
 			}
 			j.log.Warn("write transport failed, trying the next", "transport", WriteTransportNFC, "err", err)

@@ -447,6 +447,10 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("overlay of disk %s: qemu-img create: %v: %s", d.Name, err, strings.TrimSpace(string(out)))
 		}
+		// the guest's writes: private, like the repository (qemu-img makes 0644)
+		if err := os.Chmod(ov, 0o600); err != nil {
+			return nil, fmt.Errorf("overlay of disk %s: %w", d.Name, err)
+		}
 	}
 	m.Args = args
 	cmd := exec.Command(opts.QEMU, args...)

@@ -83,7 +83,7 @@ func StartPoint(ctx context.Context, repo *blockmap.Repo, p blockmap.Point, opts
 		if err != nil {
 			return pm, err
 		}
-		sock := filepath.Join(opts.RunDir, fmt.Sprintf("nbd%d.sock", i))
+		sock := DiskSocket(opts.RunDir, i)
 		os.Remove(sock)
 		ln, err := net.Listen("unix", sock)
 		if err != nil {
@@ -207,4 +207,12 @@ func moveFile(src, dst string) error {
 		return err
 	}
 	return errors.Join(os.Rename(dst+".tmp", dst), os.Remove(src))
+}
+
+// DiskSocket is the unix socket in runDir that serves the i-th disk of the
+// point (in the point's disk order) to StartPoint's machine: the backing
+// of that disk's overlay, where `cairn nbd-export --socket` serves the
+// disk again to reuse a kept overlay.
+func DiskSocket(runDir string, i int) string {
+	return filepath.Join(runDir, fmt.Sprintf("nbd%d.sock", i))
 }

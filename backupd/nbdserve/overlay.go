@@ -23,9 +23,17 @@ type overlay struct {
 	written []uint64 // bitmap of overlay blocks
 }
 
+// overlayBaseXattr keeps Options.OverlayBase with the overlay file.
+const overlayBaseXattr = "user.cairn.overlay-base"
+
+// ErrOverlayBase means an existing overlay was written over another disk.
+var ErrOverlayBase = errors.New("overlay was written over another disk")
+
 // openOverlay opens (creating) the overlay file at path for a disk of
-// size bytes; blocks it already has allocated count as written.
-func openOverlay(path string, src io.ReaderAt, size int64) (*overlay, error) {
+// size bytes; blocks it already has allocated count as written. A base
+// (see Options.OverlayBase) is recorded on a new overlay and must match
+// the one recorded on an existing one.
+func openOverlay(path string, src io.ReaderAt, size int64, base string) (*overlay, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
@@ -38,6 +46,18 @@ func openOverlay(path string, src io.ReaderAt, size int64) (*overlay, error) {
 	if fi.Size() != 0 && fi.Size() != size {
 		f.Close()
 		return nil, fmt.Errorf("overlay %s is %d bytes but the disk is %d: %w (use a new file)", path, fi.Size(), size, ErrOverlaySize)
+	}
+	if base != "" {
+		buf := make([]byte, 1024)
+		n, err := unix.Fgetxattr(int(f.Fd()), overlayBaseXattr, buf)
+		switch {
+		case err == nil && string(buf[:n]) != base:
+			f.Close()
+			return nil, fmt.Errorf("overlay %s holds writes made over %s, not over %s: %w (use a new file)", path, buf[:n], base, ErrOverlayBase)
+		case errors.Is(err, unix.ENODATA):
+			// new, or from before bases were kept: it is this base's now
+			_ = unix.Fsetxattr(int(f.Fd()), overlayBaseXattr, []byte(base), 0)
+		}
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()

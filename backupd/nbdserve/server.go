@@ -34,6 +34,12 @@ type Options struct {
 	// Overlay, when set, is the file that takes writes (see package doc);
 	// without it the export is read-only.
 	Overlay string
+	// OverlayBase names what the overlay's writes are made over (the VM,
+	// point and disk); it is kept with the overlay file (an xattr) and an
+	// existing overlay written over another base is refused
+	// (ErrOverlayBase): its blocks would show over bytes they were not
+	// written on. "" checks nothing.
+	OverlayBase string
 	// Description is sent to clients that list exports.
 	Description string
 	// Logger (default slog.Default()).
@@ -59,7 +65,7 @@ func NewExport(src Source, opts Options) (*Export, error) {
 	}
 	e := &Export{src: src, size: src.Size(), opts: opts, log: opts.Logger}
 	if opts.Overlay != "" {
-		ov, err := openOverlay(opts.Overlay, src, e.size)
+		ov, err := openOverlay(opts.Overlay, src, e.size, opts.OverlayBase)
 		if err != nil {
 			return nil, err
 		}

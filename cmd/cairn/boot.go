@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/blockmap"
 )
 
 func bootCommand() *cli.Command {
@@ -100,6 +101,8 @@ func bootAction(c *cli.Context) error {
 		opts.RunDir, opts.KeepOverlays = d, true
 	} else if opts.RunDir, err = os.MkdirTemp("", "cairn-boot-"); err != nil {
 		return err
+	} else {
+		defer os.RemoveAll(opts.RunDir) // also when the machine never started
 	}
 	// written before starting, so --stop also ends a machine still starting
 	if err := os.WriteFile(state, []byte(strconv.Itoa(os.Getpid())), 0o600); err == nil {
@@ -107,6 +110,13 @@ func bootAction(c *cli.Context) error {
 	}
 	pm, err := boot.StartPoint(c.Context, repo, p, opts)
 	if err != nil {
+		if c.Context.Err() != nil {
+			// Ctrl-C or --stop while qemu was starting: what was asked,
+			// not a qemu failure
+			fmt.Fprintln(os.Stderr, "stopped before the machine was up")
+			overlaysFate(opts, p)
+			return nil
+		}
 		return fmt.Errorf("boot: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "booting %s point %s: firmware %s, %s, %d CPUs, %d MiB, network %s\n", p.VM, p.ID, pm.Firmware, strings.ToUpper(pm.Accel), pm.CPUs, pm.MemoryMB, c.String("network"))
@@ -126,7 +136,8 @@ func bootAction(c *cli.Context) error {
 	select {
 	case <-c.Context.Done():
 		pm.Stop()
-		fmt.Fprintln(os.Stderr, "powered off; overlays removed")
+		fmt.Fprintln(os.Stderr, "powered off")
+		overlaysFate(opts, p)
 		return nil
 	case <-pm.Exited():
 		err := pm.Err()
@@ -135,7 +146,22 @@ func bootAction(c *cli.Context) error {
 			return fmt.Errorf("boot: qemu ended: %w", err)
 		}
 		fmt.Fprintln(os.Stderr, "the guest powered off")
+		overlaysFate(opts, p)
 		return nil
+	}
+}
+
+// overlaysFate says what became of the overlays: removed, or kept (then
+// how to use them again: their backing is the socket each disk was served
+// on).
+func overlaysFate(opts boot.Options, p blockmap.Point) {
+	if !opts.KeepOverlays {
+		fmt.Fprintln(os.Stderr, "overlays removed")
+		return
+	}
+	fmt.Fprintf(os.Stderr, "overlays kept in %s; to boot them again, serve each disk on the socket its overlay is backed by:\n", opts.RunDir)
+	for i, d := range p.Disks {
+		fmt.Fprintf(os.Stderr, "  cairn nbd-export --vm %s --point %s --disk %s --socket %s   (%s)\n", p.VM, p.ID, d.Name, boot.DiskSocket(opts.RunDir, i), filepath.Join(opts.RunDir, d.Name+".qcow2"))
 	}
 }
 
@@ -191,13 +217,18 @@ func verifyBootAction(c *cli.Context) error {
 	}
 	res := boot.Verify(c.Context, pm.Machine, vo)
 	pm.Stop()
+	if c.Context.Err() != nil {
+		// interrupted is no verdict: keep the last real one (cairn points,
+		// the mount's boot/, serve's metrics show it)
+		return fmt.Errorf("verify-boot of %s point %s cancelled: no verdict kept", p.VM, p.ID)
+	}
 	if err := boot.SaveResult(repo.Dir(), p.VM, p.ID, res, vo.Screenshot, serial); err != nil {
 		return fmt.Errorf("verify-boot: save the result: %w", err)
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		enc.Encode(keptBootResult(repo.Dir(), p.VM, p.ID, res))
 	} else {
 		fmt.Printf("%s %s: %s (%s) after %.0f s [%s, %s]\n", p.VM, p.ID, res.Verdict, res.Reason, res.BootSeconds, res.Firmware, strings.ToUpper(res.Accel))
 		fmt.Printf("  result, screenshot and serial log: %s\n", boot.ResultsDir(repo.Dir(), p.VM, p.ID))
@@ -216,4 +247,33 @@ func processZombie(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(st), ')')
 	return i > 0 && strings.HasPrefix(string(st[i+1:]), " Z")
+}
+
+// verifyBootJSON is what verify-boot --json prints: the verdict as kept
+// beside the point, with where it is kept.
+type verifyBootJSON struct {
+	VM    string `json:"vm"`
+	Point string `json:"point"`
+	// Dir holds result.json, screenshot.png and serial.log.
+	Dir string `json:"dir"`
+	boot.Result
+}
+
+// keptBootResult is res as SaveResult kept it, its screenshot and serial
+// log named by their paths in the results directory (not the removed
+// working files the check wrote them to).
+func keptBootResult(repoDir, vm, point string, res boot.Result) verifyBootJSON {
+	dir := boot.ResultsDir(repoDir, vm, point)
+	if kept, ok := boot.LoadResult(repoDir, vm, point); ok {
+		res = kept
+	}
+	res.Screenshot, res.SerialLog = keptFile(dir, res.Screenshot), keptFile(dir, res.SerialLog)
+	return verifyBootJSON{VM: vm, Point: point, Dir: dir, Result: res}
+}
+
+func keptFile(dir, name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(dir, name)
 }

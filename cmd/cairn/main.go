@@ -27,7 +27,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp()
-	if err := app.RunContext(ctx, rewriteArgs(app, os.Args)); err != nil {
+	if err := app.RunContext(ctx, rewriteArgs(app, hoistGlobalFlags(app, os.Args))); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", errorLine(err))
 		if a := adviceFor(err); a != "" {
 			fmt.Fprintln(os.Stderr, "cairn:", a)

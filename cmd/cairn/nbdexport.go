@@ -78,7 +78,8 @@ func nbdExportAction(c *cli.Context) error {
 	}
 	defer repo.Close()
 	defer dr.Close()
-	exp, err := nbdserve.NewExport(dr, nbdserve.Options{Name: c.String("name"), Overlay: c.String("writable-overlay"), Logger: slog.Default()})
+	exp, err := nbdserve.NewExport(dr, nbdserve.Options{Name: c.String("name"), Overlay: c.String("writable-overlay"),
+		OverlayBase: fmt.Sprintf("VM %s point %s disk %s", dr.Point().VM, dr.Point().ID, dr.Disk().Name), Logger: slog.Default()})
 	if err != nil {
 		return fmt.Errorf("nbd-export: %w", err)
 	}

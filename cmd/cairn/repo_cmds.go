@@ -52,7 +52,13 @@ func repoCommands() []*cli.Command {
 		{
 			Name:      "export",
 			Usage:     "write a disk of a recovery point as a sparse raw image",
-			ArgsUsage: "OUT (a file, or - for stdout)",
+			ArgsUsage: "OUT (a file, a block device, or - for stdout)",
+			Description: "A file is written sparse (the point's holes stay holes) and truncated to the disk's\n" +
+				"size. A block device (a disk, a LUN, /dev/loopN) gets the disk written over it: data,\n" +
+				"and zeros for the holes; a device smaller than the disk, or mounted, is refused before\n" +
+				"anything is written, and bytes past the disk's size are left alone. A FIFO or a\n" +
+				"character device gets the whole stream. A failed export removes the file it was\n" +
+				"writing, never a device or a FIFO.",
 			Flags: []cli.Flag{
 				vmFlag(),
 				pointFlag(),
@@ -333,6 +339,10 @@ func exportAction(c *cli.Context) error {
 			return dr.ExportSparse(c.Context, os.Stdout, nil)
 		}
 		return dr.ExportStream(c.Context, os.Stdout, nil)
+	}
+	if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+		var done int64
+		return exportToSpecial(c.Context, out, fi.Mode(), dr, func(d int64) { bar.Add(d - done); done = d })
 	}
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600) // a VM's disk: private, like the repository
 	if err != nil {

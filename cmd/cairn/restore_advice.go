@@ -47,6 +47,10 @@ func restoreAdvice(err error) string {
 			return fmt.Sprintf("give --%s NAME of an existing %s (or leave it out)", pe.Field, map[string]string{"host": "ESXi host", "cluster": "cluster"}[pe.Field])
 		}
 	}
+	if vsphere.IsNoDiskSpace(err) {
+		return "the datastore has no room for the disks: give --datastore NAME of one that has, or --disk-provisioning thin " +
+			"(thick and eager disks take their whole capacity when they are created)"
+	}
 	msg := err.Error()
 	if strings.Contains(msg, "cannot open plugin 'vddk'") || strings.Contains(msg, "nbdkit-vddk-plugin") {
 		return fmt.Sprintf("nbdkit's vddk plugin (VMware's VDDK) is not installed on this machine: install it, or, where the datastore is mounted here "+

@@ -67,10 +67,10 @@ func restoreVMCommand() *cli.Command {
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
 			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
 			&cli.StringFlag{Name: "name", Usage: "name of the restored VM (default: the recorded name)"},
-			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster)"},
+			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster; default: the datacenter's first host)"},
 			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host)"},
-			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and disks"},
-			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder)"},
+			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and disks (default: the host's first datastore)"},
+			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder; default: the VM folder itself, not the original's folder, which points do not record)"},
 			&cli.StringSliceFlag{Name: "network", Usage: "OLD=NEW: connect NICs of network OLD to NEW (repeatable)"},
 			&cli.StringFlag{Name: "disk-provisioning", Usage: "thin, thick or eager for every disk (default: as recorded)"},
 			&cli.StringFlag{Name: "vm-config", Usage: "`FILE`: VM configuration (vm/config.json format) for a point without one"},
@@ -192,7 +192,7 @@ func restoreVMAction(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return enc.Encode(restoreVMJSON{RestoreResult: res, BytesWritten: res.BytesWritten(), PoweredOn: req.PowerOn})
 	}
 	powered := ""
 	if req.PowerOn {
@@ -204,7 +204,11 @@ func restoreVMAction(c *cli.Context) error {
 		if res.Mode == "rollback" {
 			extra = "\tCBT changed " + bytesize.IEC(d.ChangedBytes)
 		}
-		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, d.Transport, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
+		tr := d.Transport
+		if tr == "" {
+			tr = "unchanged" // a rollback's disk CBT reports no change in: nothing opened
+		}
+		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, tr, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
 	}
 	return nil
 }
@@ -285,4 +289,12 @@ func restoreDiskCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// restoreVMJSON is what restore vm --json prints: the result with the
+// totals the text line shows (bytes written, powered on).
+type restoreVMJSON struct {
+	*backupd.RestoreResult
+	BytesWritten int64 `json:"bytes_written"`
+	PoweredOn    bool  `json:"powered_on"`
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/blockmap"
@@ -48,13 +45,8 @@ func openLocalDisk(c *cli.Context) (*blockmap.Repo, blockmap.Point, *blockmap.Di
 	dr, err := repo.OpenDisk(c.Context, p, c.String("disk"))
 	if err != nil {
 		repo.Close()
-		if errors.Is(err, blockmap.ErrNotFound) {
-			var names []string
-			for _, d := range p.Disks {
-				names = append(names, d.Name)
-			}
-			return nil, p, nil, fmt.Errorf("point %s of %s has no disk %q (it has %v): %w", p.ID, p.VM, c.String("disk"), names, err)
-		}
+		// blockmap's error names the point, the disk asked for and the
+		// point's disks: wrapping it again said it all twice
 		return nil, p, nil, err
 	}
 	return repo, p, dr, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -141,4 +142,23 @@ func (s *Sim) GrowDisk(ctx context.Context, vmName string, disk int, newSize int
 		return fmt.Errorf("grow disk %s/%d: %w", vmName, disk, err)
 	}
 	return nil
+}
+
+// PowerState is the named VM's power state and its MoRef (a VM destroyed
+// and created again under the same name, as a restore does, has a new
+// one). The lab's guests write only while their VM is powered on.
+func (s *Sim) PowerState(vmName string) (types.VirtualMachinePowerState, types.ManagedObjectReference, error) {
+	s.mu.Lock()
+	vm, err := s.vmLocked(vmName)
+	var ref types.ManagedObjectReference
+	if err == nil {
+		ref = vm.ref
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return "", ref, err
+	}
+	var st types.VirtualMachinePowerState
+	err = s.withVM(ref, func(_ *simulator.Context, v *simulator.VirtualMachine) { st = v.Runtime.PowerState })
+	return st, ref, err
 }

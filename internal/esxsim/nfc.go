@@ -31,6 +31,15 @@ func (r *router) ImportVApp(ctx *simulator.Context, req *types.ImportVApp) soap.
 		return &methods.ImportVAppBody{Fault_: simulator.Fault("Permission to perform this operation was denied.",
 			&types.NoPermission{Object: &req.This, PrivilegeId: "VApp.Import"})}
 	}
+	if is, ok := req.Spec.(*types.VirtualMachineImportSpec); ok {
+		if f := r.sim.checkSpaceFor(is.ConfigSpec.DeviceChange); f != nil {
+			msg := "There is not enough space on the file system for the selected operation"
+			if m := f.GetMethodFault().FaultMessage; len(m) > 0 {
+				msg = m[0].Message
+			}
+			return &methods.ImportVAppBody{Fault_: simulator.Fault(msg, f)}
+		}
+	}
 	var res soap.HasFault
 	ctx.WithLock(pool, func() { res = pool.ImportVApp(ctx, req) })
 	body, ok := res.(*methods.ImportVAppBody)

@@ -62,8 +62,16 @@ func (s *Sim) SetDatastoreFree(bytes int64) {
 // checkSpace fails a reconfiguration whose new thick disks do not fit in
 // the space SetDatastoreFree left, and takes that space otherwise.
 func (s *Sim) checkSpace(req *types.ReconfigVM_Task) types.BaseMethodFault {
+	return s.checkSpaceFor(req.Spec.DeviceChange)
+}
+
+// checkSpaceFor fails the creation of the thick disks among changes that
+// do not fit: in the space SetDatastoreFree left, or, without that limit,
+// in the space free on the datastore's directory (a thick disk takes its
+// blocks with fallocate, which would fill the machine's own disk first).
+func (s *Sim) checkSpaceFor(changes []types.BaseVirtualDeviceConfigSpec) types.BaseMethodFault {
 	var need int64
-	for _, dc := range req.Spec.DeviceChange {
+	for _, dc := range changes {
 		spec := dc.GetVirtualDeviceConfigSpec()
 		disk, ok := spec.Device.(*types.VirtualDisk)
 		if !ok || spec.FileOperation != types.VirtualDeviceConfigSpecFileOperationCreate {
@@ -77,19 +85,29 @@ func (s *Sim) checkSpace(req *types.ReconfigVM_Task) types.BaseMethodFault {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dsLimited || need == 0 {
+	if need == 0 {
 		return nil
 	}
-	if need > s.dsFree {
+	free := s.dsFree
+	if !s.dsLimited {
+		var st unix.Statfs_t
+		if unix.Statfs(s.DatastoreDir, &st) != nil {
+			return nil
+		}
+		free = int64(st.Bavail) * st.Bsize
+	}
+	if need > free {
 		return &types.NoDiskSpace{
 			FileFault: types.FileFault{VimFault: types.VimFault{MethodFault: types.MethodFault{FaultMessage: []types.LocalizableMessage{{
 				Key:     "msg.disk.noBackEnd",
-				Message: fmt.Sprintf("There is not enough space on the file system for the selected operation: %d bytes needed, %d free", need, s.dsFree),
+				Message: fmt.Sprintf("There is not enough space on the file system for the selected operation: %d bytes needed, %d free", need, free),
 			}}}}},
 			Datastore: s.Datastore,
 		}
 	}
-	s.dsFree -= need
+	if s.dsLimited {
+		s.dsFree -= need
+	}
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/vim25/types"
+
 	"github.com/cairnbackup/cairn/internal/esxsim"
 )
 
@@ -22,16 +24,20 @@ const maxAppLog = 64 << 10
 // guest is one VM's guest OS: it owns the working image of the system disk
 // and changes a few files every tick.
 type guest struct {
-	vm          string
-	gw          *esxsim.GuestWriter
+	vm  string
+	sim *esxsim.Sim
+	gw  *esxsim.GuestWriter
+	// ref is the VM the guest last ran in (see awake).
+	ref         types.ManagedObjectReference
 	img         *image
 	jr          *journal
 	journalPath string
 	log         *slog.Logger
 	rng         *rand.Rand
 
-	mu     sync.Mutex // guards batch for readers outside the writer
+	mu     sync.Mutex // guards batch and wasOff for readers outside the writer
 	batch  int
+	wasOff bool     // the VM was seen powered off (or gone) since the guest last ran
 	docs   []string // paths of the documents the writer may change or delete
 	appLog []byte
 }
@@ -48,7 +54,7 @@ func newGuest(ctx context.Context, sim *esxsim.Sim, dir, vm string, n, ndisks in
 		return nil, fmt.Errorf("disks of %s: %w", vm, err)
 	}
 	g := &guest{
-		vm: vm, gw: gw, log: log.With("vm", vm),
+		vm: vm, sim: sim, gw: gw, log: log.With("vm", vm),
 		journalPath: filepath.Join(dir, "journal", vm+".jsonl"),
 		rng:         rand.New(rand.NewPCG(uint64(n), uint64(time.Now().UnixNano()))),
 	}
@@ -164,6 +170,13 @@ func (g *guest) run(ctx context.Context, delay, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if on, err := g.awake(); err != nil || !on {
+			if err != nil {
+				g.log.Error("guest writer stopped", "err", err)
+				return
+			}
+			continue
 		}
 		if err := g.step(); err != nil {
 			g.log.Error("guest writer stopped", "err", err)
