@@ -333,18 +333,19 @@ func exportAction(c *cli.Context) error {
 		}
 		return dr.ExportStream(c.Context, os.Stdout, nil)
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600) // a VM's disk: private, like the repository
+	// A VM's disk: private, like the repository; complete at OUT or not there.
+	f, err := createOutput(out, 0o600)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	var done int64
-	err = dr.ExportSparse(c.Context, f, func(d int64) { bar.Add(d - done); done = d })
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("export: close %s: %w", out, cerr)
-	}
+	err = dr.ExportSparse(c.Context, f.File, func(d int64) { bar.Add(d - done); done = d })
 	if err != nil {
-		os.Remove(out)
+		f.abort()
 		return err
+	}
+	if err := f.commit(true); err != nil {
+		return fmt.Errorf("export: %w", err)
 	}
 	return nil
 }
