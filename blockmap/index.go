@@ -231,6 +231,9 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	defer release()
 	locked := time.Now()
 	r.dropEmptyLogFiles() // under the exclusive lock: no writer has them open
+	if err := r.checkIndexRoom(); err != nil {
+		return err
+	}
 	db, err := r.openIndex(ctx, r.badgerOptions(false))
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
@@ -286,6 +289,10 @@ func levelZeroTables(db *badger.DB) int {
 func (r *Repo) compactL0(ctx context.Context) {
 	fail := func(err error) {
 		r.log.Warn("compacting the index failed; lookups stay slower until the next update", "err", err)
+	}
+	if err := r.checkIndexRoom(); err != nil {
+		fail(err)
+		return
 	}
 	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
 	if err != nil {
