@@ -14,7 +14,7 @@ import (
 // and sizing it leaves an empty file, on which Badger refuses every open,
 // read-only and read-write. The repository must still be read and written
 // (seen with `cairn forget` killed by SIGKILL about 40 ms after its
-// start; TestKilledWriters kills at such moments).
+// start; TestCrashSafety/killed kills at such moments).
 func TestOpenAfterWriterKilledCreatingLog(t *testing.T) {
 	for _, ext := range []string{".mem", ".vlog"} {
 		t.Run(ext, func(t *testing.T) {

@@ -173,15 +173,18 @@ func partialsUnder(t *testing.T, dir string) []string {
 	return out
 }
 
-// TestKilledWriters kills prune, forget, export, restore-file and verify
-// (the last while an import writes) at several moments each.
-func TestKilledWriters(t *testing.T) {
-	testutil.RequireRoot(t) // restore-file keeps owners
-	buildCairn(t)
-	start := time.Now()
+// TestCrashSafety kills prune, forget, export, restore-file and verify
+// (the last while an import writes) at several moments each, and fills
+// the filesystem of a repository, of its index and of an output
+// (crash_diskfull_test.go); all on one fixture.
+func TestCrashSafety(t *testing.T) {
+	testutil.RequireRoot(t) // restore-file keeps owners; mounts
 	f := newCrashFixture(t)
-	t.Logf("fixture: %v", time.Since(start))
+	t.Run("killed", func(t *testing.T) { killedWriters(t, f) })
+	t.Run("full", func(t *testing.T) { diskFull(t, f) })
+}
 
+func killedWriters(t *testing.T, f *crashFixture) {
 	// prune: the points it keeps never change; a point is listed whole
 	// or not at all; the next prune finishes the work and leaves no
 	// leftover (no block version nor image that no point can see).
