@@ -87,10 +87,9 @@ func (f *crashFixture) copyRepo(t *testing.T) string {
 	return dst
 }
 
-// pointHashes reads every point of vm in repo (in this process, as the
-// CLI's readers do) and returns the sha256 of each one's disk, by
-// generation.
-func pointHashes(t *testing.T, repoDir, vm, disk string) map[uint32]string {
+// eachPointHash reads every point of vm in repo (in this process, as the
+// CLI's readers do) and calls fn with each one and the sha256 of its disk.
+func eachPointHash(t *testing.T, repoDir, vm, disk string, fn func(p blockmap.Point, sha string)) {
 	t.Helper()
 	ctx := context.Background()
 	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
@@ -102,12 +101,18 @@ func pointHashes(t *testing.T, repoDir, vm, disk string) map[uint32]string {
 	if err != nil && !errors.Is(err, blockmap.ErrNotFound) {
 		t.Fatal(err)
 	}
-	out := map[uint32]string{}
 	for _, p := range pts {
 		b, _ := readPoint(t, repo, p, disk)
 		sum := sha256.Sum256(b)
-		out[p.Gen] = hex.EncodeToString(sum[:])
+		fn(p, hex.EncodeToString(sum[:]))
 	}
+}
+
+// pointHashes is the sha256 of each point's disk by generation.
+func pointHashes(t *testing.T, repoDir, vm, disk string) map[uint32]string {
+	t.Helper()
+	out := map[uint32]string{}
+	eachPointHash(t, repoDir, vm, disk, func(p blockmap.Point, sha string) { out[p.Gen] = sha })
 	return out
 }
 

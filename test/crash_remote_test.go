@@ -1,9 +1,6 @@
 package test
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,27 +11,12 @@ import (
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// hashesByID reads every point of vm in repo and returns the sha256 of
-// each one's disk by point id (generations differ between a repository
-// and one that pulled from its remote).
+// hashesByID is the sha256 of each point's disk by point id (generations
+// differ between a repository and one that pulled from its remote).
 func hashesByID(t *testing.T, repoDir, vm, disk string) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	repo, err := blockmap.Open(ctx, repoDir, blockmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
-	pts, err := repo.Points(ctx, vm)
-	if err != nil && !strings.Contains(err.Error(), "no recovery points") {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	for _, p := range pts {
-		b, _ := readPoint(t, repo, p, disk)
-		sum := sha256.Sum256(b)
-		out[p.ID] = hex.EncodeToString(sum[:])
-	}
+	eachPointHash(t, repoDir, vm, disk, func(p blockmap.Point, sha string) { out[p.ID] = sha })
 	return out
 }
 
