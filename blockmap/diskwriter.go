@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -200,7 +201,8 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 		}
 		lo, hi := (runStart-idx)*bs, min((end-idx)*bs, int64(len(data)))
 		if err := f.WriteAt(data[lo:hi], runStart*bs); err != nil {
-			return fmt.Errorf("disk %q: write blocks %d..%d to %s: %w", w.name, runStart, end-1, f.Name(), fileSizeAdvice(err))
+			// A PathError (same text) so that the CLI can name the full filesystem.
+			return fmt.Errorf("disk %q: %w", w.name, &fs.PathError{Op: fmt.Sprintf("write blocks %d..%d to", runStart, end-1), Path: f.Name(), Err: fileSizeAdvice(err)})
 		}
 		w.stored.Add(hi - lo)
 		runStart = -1

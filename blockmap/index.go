@@ -138,7 +138,7 @@ func (r *Repo) viewOnce(ctx context.Context, fn func(db *badger.DB) error) error
 		if err != nil {
 			release()
 			c.mu.Unlock()
-			if isTruncateNeeded(err) {
+			if isTruncateNeeded(err) || r.hasEmptyLogFile() {
 				return fmt.Errorf("open index %s: %w: %v", filepath.Join(r.dir, "index"), errNeedsRecovery, err)
 			}
 			return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
@@ -230,6 +230,10 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	}
 	defer release()
 	locked := time.Now()
+	r.dropEmptyLogFiles() // under the exclusive lock: no writer has them open
+	if err := r.checkIndexRoom(); err != nil {
+		return err
+	}
 	db, err := r.openIndex(ctx, r.badgerOptions(false))
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
@@ -285,6 +289,10 @@ func levelZeroTables(db *badger.DB) int {
 func (r *Repo) compactL0(ctx context.Context) {
 	fail := func(err error) {
 		r.log.Warn("compacting the index failed; lookups stay slower until the next update", "err", err)
+	}
+	if err := r.checkIndexRoom(); err != nil {
+		fail(err)
+		return
 	}
 	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
 	if err != nil {

@@ -97,6 +97,13 @@ func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*
 				del = append(del, p.Gen)
 			}
 		}
+		if !dryRun && len(del) == 0 {
+			// A prune killed after its deletion was durable left the
+			// space to release: this run finishes it.
+			if err := r.finishInterrupted(ctx, v.Name); err != nil {
+				return res, err
+			}
+		}
 		if dryRun || len(del) == 0 {
 			continue
 		}
@@ -116,6 +123,14 @@ func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*
 
 // Forget deletes the given points (ids, generation numbers or "latest") of one VM.
 func (r *Repo) Forget(ctx context.Context, vm string, refs []string, dryRun bool) (*PruneResult, error) {
+	if !dryRun {
+		// A forget killed after its deletion was durable left the space
+		// to release: the next one finishes it, even when the points it
+		// names are gone already.
+		if err := r.finishInterrupted(ctx, vm); err != nil {
+			return nil, err
+		}
+	}
 	pts, err := r.Points(ctx, vm)
 	if err != nil {
 		return nil, err

@@ -149,12 +149,17 @@ func TestRemoteDamagedPointPullAndExport(t *testing.T) {
 	if pts := listPoints(t, rebuilt, "b"); len(pts) != 1 || exportSHA(t, rebuilt, "b", "latest", "d0") != exportSHA(t, repo, "b", "latest", "d0") {
 		t.Fatalf("the undamaged point of b was not pulled whole: %v", pts)
 	}
-	out := filepath.Join(dir, "a.img")
+	// (Not onto dir/a.img, the source image of VM a: a failed export now
+	// leaves a file at its output's name as it was; it removed it.)
+	out := filepath.Join(dir, "a.out")
 	if res := runCairn(t, nil, "--repo", rebuilt, "export", "--remote", "off", "--vm", "a", "--disk", "d0", out); res.code == 0 {
 		t.Fatal("export --remote of a damaged point succeeded")
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("export --remote of a damaged point left %s: %v", out, err)
+	}
+	if left := partialsUnder(t, dir); len(left) > 0 {
+		t.Fatalf("export --remote of a damaged point left %v", left)
 	}
 	good := filepath.Join(dir, "b.out")
 	mustCairn(t, "--repo", rebuilt, "export", "--remote", "off", "--vm", "b", "--disk", "d0", good)

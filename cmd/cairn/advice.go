@@ -68,6 +68,8 @@ func hintFor(err error) string {
 		return fmt.Sprintf("unmount it first with `cairn umount %s`", mounted.Dir)
 	case errors.As(err, &locked):
 		return vmLockedHint(locked.Holder)
+	case isNoSpace(err):
+		return noSpaceHint(err)
 	}
 	return ""
 }

@@ -542,6 +542,9 @@ func restoreFileAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}
+	if rep.noSpace != nil { // the hint (advice.go) names the full filesystem and the fix
+		return fmt.Errorf("restore-file: %d entries failed (each listed above with its reason; the rest is restored in %s), the first for want of space: %w", rep.failed, dest, rep.noSpace)
+	}
 	if rep.failed > 0 && rep.restored == 0 {
 		return fmt.Errorf("restore-file: nothing restored: %d failed (listed above with the reason)", rep.failed)
 	}

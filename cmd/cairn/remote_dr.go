@@ -184,17 +184,16 @@ func exportRemoteFile(repoDir, out string, dr *remote.DiskReader) error {
 	if err := refuseInsideRepo(repoDir, out, "output"); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := createOutput(out, 0o600)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	err = writeRemoteExtents(f, dr)
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("export: close %s: %w", out, cerr)
-	}
-	if err != nil {
-		os.Remove(out)
+	if err := writeRemoteExtents(f.File, dr); err != nil {
+		f.abort()
 		return err
+	}
+	if err := f.commit(true); err != nil {
+		return fmt.Errorf("export: %w", err)
 	}
 	return nil
 }

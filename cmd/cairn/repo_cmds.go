@@ -57,8 +57,9 @@ func repoCommands() []*cli.Command {
 				"size. A block device (a disk, a LUN, /dev/loopN) gets the disk written over it: data,\n" +
 				"and zeros for the holes; a device smaller than the disk, or mounted, is refused before\n" +
 				"anything is written, and bytes past the disk's size are left alone. A FIFO or a\n" +
-				"character device gets the whole stream. A failed export removes the file it was\n" +
-				"writing, never a device or a FIFO.",
+				"character device gets the whole stream. A file is written beside OUT (.OUT.cairn-partial)\n" +
+				"and renamed to OUT only when complete: a failed or killed export leaves a file that\n" +
+				"was at OUT as it was, and never touches a device or a FIFO.",
 			Flags: []cli.Flag{
 				vmFlag(),
 				pointFlag(),
@@ -344,18 +345,19 @@ func exportAction(c *cli.Context) error {
 		var done int64
 		return exportToSpecial(c.Context, out, fi.Mode(), dr, func(d int64) { bar.Add(d - done); done = d })
 	}
-	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600) // a VM's disk: private, like the repository
+	// A VM's disk: private, like the repository; complete at OUT or not there.
+	f, err := createOutput(out, 0o600)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	var done int64
-	err = dr.ExportSparse(c.Context, f, func(d int64) { bar.Add(d - done); done = d })
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("export: close %s: %w", out, cerr)
-	}
+	err = dr.ExportSparse(c.Context, f.File, func(d int64) { bar.Add(d - done); done = d })
 	if err != nil {
-		os.Remove(out)
+		f.abort()
 		return err
+	}
+	if err := f.commit(true); err != nil {
+		return fmt.Errorf("export: %w", err)
 	}
 	return nil
 }

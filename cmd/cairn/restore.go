@@ -35,6 +35,7 @@ type restoreOptions struct {
 // the restored ones.
 type restoreReport struct {
 	restored, failed, skipped, renamed int
+	noSpace                            error // the first failure for want of space, if any
 }
 
 // summary is the line that ends a restore-file run; entries restored
@@ -120,6 +121,9 @@ func show(p string) string {
 // fail reports one failed entry; with failFast it stops the walk.
 func (r *restorer) fail(p string, err error) error {
 	r.rep.failed++
+	if r.rep.noSpace == nil && isNoSpace(err) {
+		r.rep.noSpace = err
+	}
 	fmt.Fprintf(r.opt.report, "FAILED %s: %s\n", show(p), errLine(err))
 	if r.opt.failFast {
 		return errStop{fmt.Errorf("%s: %w", show(p), err)}
@@ -179,16 +183,32 @@ func (r *restorer) walk(p, target string) error {
 				return nil
 			}
 		}
-		if err := r.file(p, target, fi, a); err != nil {
-			os.Remove(target) // never leave a half-written file behind
+		// Written beside target and renamed into place with its
+		// metadata: a failed or killed restore never leaves a file at
+		// target that looks restored but is not (partial.go).
+		out, err := r.file(target, fi, a)
+		if err != nil {
 			if cerr := r.ctx.Err(); cerr != nil {
 				return errStop{cerr} // interrupted, not a failure of this entry
 			}
 			return r.fail(p, err)
 		}
+		merr := applyMeta(out.Name(), fi)
+		if merr == nil {
+			// After owner and mode: chown clears a file capability.
+			merr = restoreXattrs(r.gfs, p, out.Name())
+		}
+		if err := out.commit(false); err != nil {
+			return r.fail(p, err)
+		}
 		if a.Nlink > 1 {
 			r.linked[a.Ino] = target
 		}
+		if merr != nil {
+			return r.fail(p, merr)
+		}
+		r.rep.restored++
+		return nil
 	case mode&(fs.ModeNamedPipe|fs.ModeDevice) != 0:
 		if os.Geteuid() != 0 && mode&fs.ModeNamedPipe == 0 {
 			r.skip(p, "device node: only root can create it (device "+devString(a.Rdev)+")")
@@ -282,25 +302,25 @@ func restoreName(name string) string {
 	return name[:keep] + tag + ext
 }
 
-// file writes a regular file sparse: holes the guest reports and all-zero
+// file writes a regular file sparse, under its temporary name (the
+// caller renames it into place): holes the guest reports and all-zero
 // 64 KiB blocks stay holes. The target is sized first, so a size the
 // local filesystem cannot hold fails at once (EFBIG).
-func (r *restorer) file(p, target string, fi fs.FileInfo, a partinfo.Attr) error {
-	os.Remove(target)
-	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (r *restorer) file(target string, fi fs.FileInfo, a partinfo.Attr) (*partialFile, error) {
+	out, err := createPartial(target, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	size := fi.Size()
 	if err := out.Truncate(size); err != nil {
-		out.Close()
-		return fmt.Errorf("size the file to %d bytes: %w", size, err)
+		out.abort()
+		return nil, fmt.Errorf("size the file to %d bytes: %w", size, err)
 	}
-	if err := r.copyData(out, a.Ino, size); err != nil {
-		out.Close()
-		return err
+	if err := r.copyData(out.File, a.Ino, size); err != nil {
+		out.abort()
+		return nil, err
 	}
-	return out.Close()
+	return out, nil
 }
 
 // copyData copies the data ranges of ino (per SeekData/SeekHole; all of
