@@ -19,26 +19,35 @@ func (dr *DiskReader) ExportSparse(ctx context.Context, f *os.File, progress fun
 	buf := make([]byte, exportChunk)
 	var done int64
 	for _, e := range dr.DataExtents() {
-		for off := e.Offset; off < e.Offset+e.Length; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(int64(len(buf)), e.Offset+e.Length-off)
-			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-				return fmt.Errorf("export: %w", err)
-			}
-			if _, err := f.WriteAt(buf[:n], off); err != nil {
-				return fmt.Errorf("export to %s: %w", f.Name(), err)
-			}
-			off += n
-			done += n
-			if progress != nil {
-				progress(done)
-			}
+		if err := dr.copyExtent(ctx, f, buf, e, &done, progress); err != nil {
+			return err
 		}
 	}
 	if err := f.Truncate(dr.Size()); err != nil {
 		return fmt.Errorf("export to %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// copyExtent writes the disk's extent e to f at its offset through buf,
+// adding what it wrote to *done and telling progress.
+func (dr *DiskReader) copyExtent(ctx context.Context, f *os.File, buf []byte, e Extent, done *int64, progress func(done int64)) error {
+	for off := e.Offset; off < e.Offset+e.Length; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), e.Offset+e.Length-off)
+		if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+			return fmt.Errorf("export: %w", err)
+		}
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("export to %s: %w", f.Name(), err)
+		}
+		off += n
+		*done += n
+		if progress != nil {
+			progress(*done)
+		}
 	}
 	return nil
 }

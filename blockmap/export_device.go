@@ -39,22 +39,8 @@ func (dr *DiskReader) ExportDevice(ctx context.Context, f *os.File, progress fun
 				return fmt.Errorf("export to %s: zero %d bytes at %d: %w", f.Name(), e.Offset-pos, pos, err)
 			}
 		}
-		for off := e.Offset; off < e.Offset+e.Length; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(int64(len(buf)), e.Offset+e.Length-off)
-			if _, err := dr.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-				return fmt.Errorf("export: %w", err)
-			}
-			if _, err := f.WriteAt(buf[:n], off); err != nil {
-				return fmt.Errorf("export to %s: %w", f.Name(), err)
-			}
-			off += n
-			done += n
-			if progress != nil {
-				progress(done)
-			}
+		if err := dr.copyExtent(ctx, f, buf, e, &done, progress); err != nil {
+			return err
 		}
 		pos = e.Offset + e.Length
 	}
