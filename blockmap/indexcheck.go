@@ -35,12 +35,22 @@ func (r *Repo) checkTables(opts badger.Options) error {
 	if err := checkManifest(opts.Dir); err != nil {
 		return err
 	}
+	live, err := manifestTables(opts)
+	if err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
 		return fmt.Errorf("read index directory: %w", err)
 	}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".sst") {
+			continue
+		}
+		if id, ok := table.ParseFileID(e.Name()); ok && live != nil && !live[id] {
+			// Not a table of the index: a writer killed while it
+			// created one (an empty file) or removed one. Badger
+			// deletes such files when it opens the index.
 			continue
 		}
 		fi, err := e.Info()
@@ -68,6 +78,30 @@ func (r *Repo) checkTables(opts badger.Options) error {
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// manifestTables returns the ids of the tables the index's MANIFEST lists,
+// the ones Badger opens; nil for a new index without a MANIFEST. Call it
+// after checkManifest.
+func manifestTables(opts badger.Options) (map[uint64]bool, error) {
+	path := filepath.Join(opts.Dir, "MANIFEST")
+	fp, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer fp.Close()
+	mf, _, err := badger.ReplayManifestFile(fp, opts.ExternalMagicVersion, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrIndexDamaged, path, err)
+	}
+	live := make(map[uint64]bool, len(mf.Tables))
+	for id := range mf.Tables {
+		live[id] = true
+	}
+	return live, nil
 }
 
 // checkManifest reads the index's MANIFEST (the list of its tables) the
