@@ -67,7 +67,9 @@ func (t *RPOTracker) Observe(now time.Time, obs []RPOObservation) []Event {
 			}
 			out = append(out, Event{Kind: RPOMissed, Severity: Failure, Time: now, Job: o.Job, VM: o.VM, Point: o.LatestPoint,
 				Error: msg, Details: details, Summary: fmt.Sprintf("RPO missed: %s has no point younger than %s (job %s)", o.VM, o.RPO, o.Job)})
-		case age <= o.RPO && breached:
+		case age <= o.RPO && breached && !o.Latest.IsZero():
+			// (a VM without any point has not recovered: its Watched
+			// restarts with serve, a told breach does not)
 			delete(t.breached, k)
 			details["breach_told"] = since.UTC().Format(time.RFC3339)
 			out = append(out, Event{Kind: RPORecovered, Severity: OK, Time: now, Job: o.Job, VM: o.VM, Point: o.LatestPoint,
