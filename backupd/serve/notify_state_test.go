@@ -74,7 +74,13 @@ func (h *payloadHook) waitKinds(t *testing.T, want string) {
 // for Run to return (and so for the notifier to deliver what it held).
 func runUntilStopped(t *testing.T, repo string, cfg *Config) (s *Server, stop func()) {
 	t.Helper()
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return runUntilStoppedLog(t, repo, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// runUntilStoppedLog is runUntilStopped logging to log.
+func runUntilStoppedLog(t *testing.T, repo string, cfg *Config, log *slog.Logger) (s *Server, stop func()) {
+	t.Helper()
+	s, err := New(cfg, Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
