@@ -173,7 +173,10 @@ func (n *Notifier) Notify(ev Event) {
 			}
 		}
 	}
-	if ev.Kind != Test && ev.Kind != Report && n.opts.RepeatAfter > 0 {
+	// Info events (a backup done) name a new point each: they never
+	// repeat, so they are not kept for de-duplication (nor written into
+	// serve's state at every backup).
+	if ev.Kind != Test && ev.Kind != Report && ev.Severity != Info && n.opts.RepeatAfter > 0 {
 		k := ev.dedupKey()
 		if last, ok := n.sent[k]; ok && ev.Time.Sub(last) < n.opts.RepeatAfter {
 			n.suppressed++

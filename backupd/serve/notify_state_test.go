@@ -234,3 +234,30 @@ func TestNotifyStateCorrupt(t *testing.T) {
 		t.Errorf("state %s (%v), told %q", data, err, h.kinds())
 	}
 }
+
+// TestNotifyStateQuietBackups: backups that succeed leave the state file
+// as it is (it is not rewritten at every backup of every VM).
+func TestNotifyStateQuietBackups(t *testing.T) {
+	dir := t.TempDir()
+	h := newPayloadHook(t)
+	s := &Server{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.loadNotifyState(dir)
+	s.startNotifier(&Config{Notify: &NotifyConfig{Targets: []notify.TargetConfig{{Name: "w", Webhook: &notify.WebhookConfig{URL: h.srv.URL}}}}})
+	defer s.stopNotifier()
+	s.tell(notify.Event{Kind: notify.BackupOK, Severity: notify.Info, Job: "j", VM: "v", Point: "p1"})
+	file := filepath.Join(dir, NotifyStateFileName)
+	before, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		s.tell(notify.Event{Kind: notify.BackupOK, Severity: notify.Info, Job: "j", VM: fmt.Sprint("v", i), Point: fmt.Sprint("p", i)})
+	}
+	after, err := os.Stat(file)
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("the state file was rewritten by backups that succeeded")
+	}
+	if data, _ := os.ReadFile(file); bytes.Contains(data, []byte("backup_ok")) {
+		t.Errorf("state keeps backup_ok events: %s", data)
+	}
+}
