@@ -71,6 +71,11 @@ func repoCommands() []*cli.Command {
 		{
 			Name:  "verify",
 			Usage: "re-read every stored block and check its hash; check every point's block map in the index",
+			Description: "Prints each bad block (BAD ...) and each finding of the consistency check (PROBLEM ...), and says which\n" +
+				"findings are leftovers of an interrupted write, prune or forget (harmless; the next backup, import, prune or\n" +
+				"forget of the VM removes them) and which are damage.\n\n" +
+				"Exit status: 0 every block checked matches its hash and nothing is damaged (leftovers may be listed);\n" +
+				"1 bad blocks or damage, or verify could not run (docs/repository.md, Verify; with --remote: docs/remote.md).",
 			Flags: []cli.Flag{
 				onlyVMFlag(),
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
