@@ -509,9 +509,12 @@ func TestRPOTrackerRestore(t *testing.T) {
 	}
 	tr2 := NewRPOTracker()
 	tr2.Restore(tr.State())
+	if _, np := tr.State(); len(np) != 2 || !np[0].Told.Equal(t0) { // none and x: no point since t0
+		t.Errorf("watched without a point: %+v", np)
+	}
 	tr2.Forget(map[string]bool{"j": true})
-	if tr2.Breached() != 2 {
-		t.Errorf("restored %+v", tr2.State())
+	if b, np := tr2.State(); tr2.Breached() != 2 || len(np) != 1 {
+		t.Errorf("restored and forgotten: %+v %+v", b, np)
 	}
 	restarted := t0.Add(3 * time.Hour)
 	obs2 := []RPOObservation{
@@ -520,6 +523,14 @@ func TestRPOTrackerRestore(t *testing.T) {
 	}
 	if evs := tr2.Observe(restarted.Add(time.Minute), obs2); len(evs) != 0 {
 		t.Errorf("after a restart: %+v", evs)
+	}
+	// A VM without a point whose RPO passed across restarts breaches,
+	// however recent the last restart.
+	fresh := NewRPOTracker()
+	fresh.Restore(nil, []Breach{{Job: "j", VM: "new", Told: t0}})
+	evs0 := fresh.Observe(restarted.Add(time.Minute), []RPOObservation{{Job: "j", VM: "new", RPO: time.Hour, Watched: restarted}})
+	if len(evs0) != 1 || evs0[0].Kind != RPOMissed || !strings.Contains(evs0[0].Error, "no point at all since 2026-12-06T00:00:00Z") {
+		t.Errorf("a VM without a point watched since before the restart: %+v", evs0)
 	}
 	obs2[0].Latest, obs2[0].LatestPoint = restarted, "p2"
 	evs := tr2.Observe(restarted.Add(2*time.Minute), obs2)

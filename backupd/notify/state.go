@@ -16,6 +16,9 @@ type State struct {
 	Sent        []SentEvent `json:"sent,omitempty"`
 	Failing     []JobVM     `json:"backup_failing,omitempty"`
 	RPOBreached []Breach    `json:"rpo_breached,omitempty"`
+	// RPONoPoint: since when VMs without any point are watched (Told is
+	// that time): a restart does not start their RPO afresh.
+	RPONoPoint []Breach `json:"rpo_no_point_since,omitempty"`
 }
 
 // SentEvent is an event that suppresses an equal one until Time plus
@@ -91,27 +94,35 @@ func (n *Notifier) restore(st *State) {
 	}
 }
 
-// State lists the breaches told and not yet ended.
-func (t *RPOTracker) State() []Breach {
+// State lists the breaches told and not yet ended, and since when the
+// VMs without any point are watched.
+func (t *RPOTracker) State() (breached, noPoint []Breach) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Breach, 0, len(t.breached))
-	for k, at := range t.breached {
-		job, vm, _ := cut0(k)
-		out = append(out, Breach{Job: job, VM: vm, Told: at.UTC()})
+	list := func(m map[string]time.Time) []Breach {
+		out := make([]Breach, 0, len(m))
+		for k, at := range m {
+			job, vm, _ := cut0(k)
+			out = append(out, Breach{Job: job, VM: vm, Told: at.UTC()})
+		}
+		return out
 	}
-	st := State{RPOBreached: out}
+	st := State{RPOBreached: list(t.breached), RPONoPoint: list(t.noPoint)}
 	sortState(&st)
-	return st.RPOBreached
+	return st.RPOBreached, st.RPONoPoint
 }
 
-// Restore takes over breaches told by an earlier tracker: they are not
-// told again while they last, and their end is told.
-func (t *RPOTracker) Restore(bs []Breach) {
+// Restore takes over what an earlier tracker knew (State): breaches told
+// are not told again while they last, and their end is told; a VM without
+// any point is watched since the earlier time.
+func (t *RPOTracker) Restore(breached, noPoint []Breach) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, b := range bs {
+	for _, b := range breached {
 		t.breached[b.Job+"\x00"+b.VM] = b.Told
+	}
+	for _, b := range noPoint {
+		t.noPoint[b.Job+"\x00"+b.VM] = b.Told
 	}
 }
 
@@ -120,9 +131,11 @@ func (t *RPOTracker) Restore(bs []Breach) {
 func (t *RPOTracker) Forget(keep map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k := range t.breached {
-		if job, _, _ := cut0(k); !keep[job] {
-			delete(t.breached, k)
+	for _, m := range []map[string]time.Time{t.breached, t.noPoint} {
+		for k := range m {
+			if job, _, _ := cut0(k); !keep[job] {
+				delete(m, k)
+			}
 		}
 	}
 }
@@ -132,6 +145,7 @@ func sortState(st *State) {
 	sortBy(st.Sent, func(s SentEvent) string { return s.key() })
 	sortBy(st.Failing, func(f JobVM) string { return f.Job + "\x00" + f.VM })
 	sortBy(st.RPOBreached, func(b Breach) string { return b.Job + "\x00" + b.VM })
+	sortBy(st.RPONoPoint, func(b Breach) string { return b.Job + "\x00" + b.VM })
 }
 
 func sortBy[T any](s []T, key func(T) string) {

@@ -59,7 +59,7 @@ func (s *Server) startNotifier(cfg *Config) {
 	if s.note.rpo == nil {
 		s.note.rpo = notify.NewRPOTracker()
 		if saved != nil {
-			s.note.rpo.Restore(saved.RPOBreached)
+			s.note.rpo.Restore(saved.RPOBreached, saved.RPONoPoint)
 		}
 	}
 	s.note.mu.Unlock()

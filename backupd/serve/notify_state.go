@@ -58,7 +58,7 @@ func (s *Server) saveNotifyState() {
 	}
 	st := n.State()
 	if tr != nil {
-		st.RPOBreached = tr.State()
+		st.RPOBreached, st.RPONoPoint = tr.State()
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
