@@ -183,6 +183,9 @@ jobs:
     vms: [web-1]
     schedule: "0 0 1 1 *"
     transports: [file]
+notify:
+  targets:
+    - webhook: {url: "http://127.0.0.1:9/"}
 `, repoDir, sim.URL, creds, sim.Thumbprint)))
 	if err != nil {
 		t.Fatal(err)

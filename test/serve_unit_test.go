@@ -132,6 +132,17 @@ func TestServiceUnitBootCheck(t *testing.T) {
 	}
 }
 
+// TestServiceUnitKillMode: systemctl stop sends SIGTERM to serve alone
+// (KillMode=mixed). With the default (control-group) qemu of a running
+// boot check got it at the same moment, died before serve knew it was
+// stopping, and the check recorded and told a point that "did not boot"
+// ("the machine stopped").
+func TestServiceUnitKillMode(t *testing.T) {
+	if got := unitOptions(t)["KillMode"]; got != "mixed" {
+		t.Errorf("dist/cairn.service: KillMode=%q, want mixed (SIGTERM to serve alone; it stops its children itself)", got)
+	}
+}
+
 // TestServeRefusesBadCredentials: cairn serve does not start with a
 // vCenter credentials file that is missing, readable by others or not
 // two lines; the error names the vCenter, the file and the fix (it used

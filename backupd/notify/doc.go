@@ -25,6 +25,9 @@
 //   - RPO: the recovery point objective of a VM: its newest point must be
 //     younger than that. RPOTracker turns periodic observations into one
 //     breach and one recovery event per episode (no repeat storm).
+//   - State: what a Notifier (events sent recently, backups failing) and
+//     an RPOTracker (breaches told) know, as plain data, so that a new
+//     one (a reload, a restart of serve) goes on where they stopped.
 //   - Test: Test sends one test message to every target at once and
 //     returns per-target results; Advice names the fix of a failed one.
 package notify

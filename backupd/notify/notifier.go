@@ -44,6 +44,10 @@ type Options struct {
 	// Status carries the counters and last results of targets of the same
 	// name and type over from a notifier this one replaces (a reload).
 	Status []TargetStatus
+	// State is what an earlier notifier knew (State): events sent
+	// recently are not sent again, and a failing backup that succeeds is
+	// told as recovered, across a reload or a restart.
+	State *State
 }
 
 func (o *Options) defaults() {
@@ -115,6 +119,7 @@ func New(opts Options) (*Notifier, error) {
 	opts.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Notifier{opts: opts, ctx: ctx, cancel: cancel, sent: map[string]time.Time{}, failing: map[string]bool{}}
+	n.restore(opts.State)
 	for _, tc := range opts.Targets {
 		snd, err := newSender(tc)
 		if err != nil {
@@ -168,8 +173,11 @@ func (n *Notifier) Notify(ev Event) {
 			}
 		}
 	}
-	if ev.Kind != Test && ev.Kind != Report && n.opts.RepeatAfter > 0 {
-		k := ev.key() + "\x00" + ev.Point
+	// Info events (a backup done) name a new point each: they never
+	// repeat, so they are not kept for de-duplication (nor written into
+	// serve's state at every backup).
+	if ev.Kind != Test && ev.Kind != Report && ev.Severity != Info && n.opts.RepeatAfter > 0 {
+		k := ev.dedupKey()
 		if last, ok := n.sent[k]; ok && ev.Time.Sub(last) < n.opts.RepeatAfter {
 			n.suppressed++
 			n.mu.Unlock()

@@ -446,3 +446,95 @@ func TestCloseAbandons(t *testing.T) {
 	}
 	n.Notify(Event{Kind: VerifyDamage, Severity: Failure, Error: "c"}) // after Close: ignored, no panic
 }
+
+// TestStateAcrossNotifiers: what a notifier knew, kept as JSON (serve
+// does so across restarts and reloads), keeps a new notifier from
+// telling a lasting failure again and lets it tell the recovery.
+func TestStateAcrossNotifiers(t *testing.T) {
+	h := newHook(t, func(int) int { return http.StatusOK })
+	targets := []TargetConfig{{Name: "w", Webhook: &WebhookConfig{URL: h.srv.URL}}}
+	n1, err := New(Options{Targets: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := Event{Kind: BackupFailed, Severity: Failure, Job: "j", VM: "v", Error: "nbd: refused"}
+	n1.Notify(fail)
+	old := Event{Kind: VerifyDamage, Severity: Failure, Error: "old", Time: time.Now().Add(-13 * time.Hour)}
+	n1.Notify(old) // no longer suppresses anything after 12h
+	waitFor(t, "2 deliveries", func() bool { return n1.Status()[0].Sent == 2 })
+	closeNotifier(t, n1)
+	data, err := json.Marshal(n1.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	n2, err := New(Options{Targets: targets, State: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeNotifier(t, n2)
+	n2.Notify(fail)                                                                 // told already: suppressed
+	n2.Notify(Event{Kind: VerifyDamage, Severity: Failure, Error: "old"})           // expired: told
+	n2.Notify(Event{Kind: BackupOK, Severity: Info, Job: "j", VM: "v", Point: "p"}) // ends the failure
+	waitFor(t, "2 more deliveries", func() bool { return n2.Status()[0].Sent == 2 })
+	var kinds []string
+	h.mu.Lock()
+	for _, b := range h.bodies {
+		var p Payload
+		_ = json.Unmarshal(b, &p)
+		kinds = append(kinds, string(p.Kind))
+	}
+	h.mu.Unlock()
+	if got := strings.Join(kinds, " "); got != "backup_failed verify_damage verify_damage backup_recovered" {
+		t.Errorf("delivered %s (state %s)", got, data)
+	}
+}
+
+// TestRPOTrackerRestore: breaches told by an earlier tracker are not
+// told again, their end is; a VM without any point does not recover
+// because serve restarted (its Watched moved).
+func TestRPOTrackerRestore(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	tr := NewRPOTracker()
+	obs := []RPOObservation{
+		{Job: "j", VM: "v", RPO: time.Hour, Latest: t0, LatestPoint: "p", Watched: t0},
+		{Job: "j", VM: "none", RPO: time.Hour, Watched: t0},
+		{Job: "gone", VM: "x", RPO: time.Hour, Watched: t0},
+	}
+	if evs := tr.Observe(t0.Add(2*time.Hour), obs); len(evs) != 3 {
+		t.Fatalf("first tracker: %+v", evs)
+	}
+	tr2 := NewRPOTracker()
+	tr2.Restore(tr.State())
+	if _, np := tr.State(); len(np) != 2 || !np[0].Told.Equal(t0) { // none and x: no point since t0
+		t.Errorf("watched without a point: %+v", np)
+	}
+	tr2.Forget(map[string]bool{"j": true})
+	if b, np := tr2.State(); tr2.Breached() != 2 || len(np) != 1 {
+		t.Errorf("restored and forgotten: %+v %+v", b, np)
+	}
+	restarted := t0.Add(3 * time.Hour)
+	obs2 := []RPOObservation{
+		{Job: "j", VM: "v", RPO: time.Hour, Latest: t0, LatestPoint: "p", Watched: restarted},
+		{Job: "j", VM: "none", RPO: time.Hour, Watched: restarted},
+	}
+	if evs := tr2.Observe(restarted.Add(time.Minute), obs2); len(evs) != 0 {
+		t.Errorf("after a restart: %+v", evs)
+	}
+	// A VM without a point whose RPO passed across restarts breaches,
+	// however recent the last restart.
+	fresh := NewRPOTracker()
+	fresh.Restore(nil, []Breach{{Job: "j", VM: "new", Told: t0}})
+	evs0 := fresh.Observe(restarted.Add(time.Minute), []RPOObservation{{Job: "j", VM: "new", RPO: time.Hour, Watched: restarted}})
+	if len(evs0) != 1 || evs0[0].Kind != RPOMissed || !strings.Contains(evs0[0].Error, "no point at all since 2026-12-06T00:00:00Z") {
+		t.Errorf("a VM without a point watched since before the restart: %+v", evs0)
+	}
+	obs2[0].Latest, obs2[0].LatestPoint = restarted, "p2"
+	evs := tr2.Observe(restarted.Add(2*time.Minute), obs2)
+	if len(evs) != 1 || evs[0].Kind != RPORecovered || evs[0].VM != "v" {
+		t.Errorf("recovery: %+v", evs)
+	}
+}

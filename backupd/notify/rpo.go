@@ -26,10 +26,16 @@ type RPOObservation struct {
 type RPOTracker struct {
 	mu       sync.Mutex
 	breached map[string]time.Time // job\x00vm -> when the breach was told
+	// noPoint: since when a VM without any point is watched (the earliest
+	// Watched seen, kept across restarts through State, so that restarts
+	// do not put its breach off for ever)
+	noPoint map[string]time.Time
 }
 
 // NewRPOTracker returns a tracker with no breach known.
-func NewRPOTracker() *RPOTracker { return &RPOTracker{breached: map[string]time.Time{}} }
+func NewRPOTracker() *RPOTracker {
+	return &RPOTracker{breached: map[string]time.Time{}, noPoint: map[string]time.Time{}}
+}
 
 // Observe compares each observation with now and returns the events of
 // the VMs whose state changed. VMs of the observed jobs that are no
@@ -45,11 +51,19 @@ func (t *RPOTracker) Observe(now time.Time, obs []RPOObservation) []Event {
 		seen[k], jobs[o.Job] = true, true
 		if o.RPO <= 0 {
 			delete(t.breached, k)
+			delete(t.noPoint, k)
 			continue
 		}
 		ref := o.Latest
 		if ref.IsZero() {
 			ref = o.Watched
+			if since, ok := t.noPoint[k]; ok && since.Before(ref) {
+				ref = since
+			} else {
+				t.noPoint[k] = ref
+			}
+		} else {
+			delete(t.noPoint, k)
 		}
 		age := now.Sub(ref)
 		details := map[string]string{"rpo": o.RPO.String()}
@@ -63,21 +77,25 @@ func (t *RPOTracker) Observe(now time.Time, obs []RPOObservation) []Event {
 			t.breached[k] = now
 			msg := fmt.Sprintf("newest point %s is %s old, more than the RPO of %s", o.LatestPoint, age.Round(time.Second), o.RPO)
 			if o.Latest.IsZero() {
-				msg = fmt.Sprintf("no point at all since %s (RPO %s)", o.Watched.UTC().Format(time.RFC3339), o.RPO)
+				msg = fmt.Sprintf("no point at all since %s (RPO %s)", ref.UTC().Format(time.RFC3339), o.RPO)
 			}
 			out = append(out, Event{Kind: RPOMissed, Severity: Failure, Time: now, Job: o.Job, VM: o.VM, Point: o.LatestPoint,
 				Error: msg, Details: details, Summary: fmt.Sprintf("RPO missed: %s has no point younger than %s (job %s)", o.VM, o.RPO, o.Job)})
-		case age <= o.RPO && breached:
+		case age <= o.RPO && breached && !o.Latest.IsZero():
+			// (a VM without any point has not recovered: its Watched
+			// restarts with serve, a told breach does not)
 			delete(t.breached, k)
 			details["breach_told"] = since.UTC().Format(time.RFC3339)
 			out = append(out, Event{Kind: RPORecovered, Severity: OK, Time: now, Job: o.Job, VM: o.VM, Point: o.LatestPoint,
 				Details: details, Summary: fmt.Sprintf("RPO met again: %s has point %s (job %s)", o.VM, o.LatestPoint, o.Job)})
 		}
 	}
-	for k := range t.breached {
-		job, _, _ := cut0(k)
-		if jobs[job] && !seen[k] {
-			delete(t.breached, k)
+	for _, m := range []map[string]time.Time{t.breached, t.noPoint} {
+		for k := range m {
+			job, _, _ := cut0(k)
+			if jobs[job] && !seen[k] {
+				delete(m, k)
+			}
 		}
 	}
 	return out

@@ -185,12 +185,16 @@ func (s *Server) runBootCheck(ctx context.Context, job Job, vm, pointID string, 
 	defer func() { <-sem }()
 	s.boots.runs.WithLabelValues(vm).Inc()
 	res, err := s.bootCheck(ctx, bc, vm, pointID)
+	if err != nil && ctx.Err() != nil {
+		// stopped, not failed: no verdict kept (the last real one stays
+		// in cairn points and the mount), nothing told or counted
+		log.Info("boot check stopped with the server; no verdict kept", "point", pointID)
+		return
+	}
 	if err != nil {
 		log.Error("boot check could not run", "point", pointID, "error", err)
-		if ctx.Err() == nil {
-			s.tell(notify.Event{Kind: notify.BootCheckFailed, Severity: notify.Failure, Job: job.Name, VM: vm, Point: pointID, Error: "the boot check could not run: " + err.Error(),
-				Summary: fmt.Sprintf("boot check of %s could not run (job %s)", vm, job.Name)})
-		}
+		s.tell(notify.Event{Kind: notify.BootCheckFailed, Severity: notify.Failure, Job: job.Name, VM: vm, Point: pointID, Error: "the boot check could not run: " + err.Error(),
+			Summary: fmt.Sprintf("boot check of %s could not run (job %s)", vm, job.Name)})
 		s.boots.failed.WithLabelValues(vm).Inc()
 		s.boots.ok.WithLabelValues(vm).Set(0)
 		s.boots.last.WithLabelValues(vm).Set(float64(time.Now().Unix()))

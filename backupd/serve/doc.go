@@ -27,7 +27,9 @@
 //     package notify, the RPO check interval and the report schedule; a
 //     job's rpo: (EffectiveRPO, DefaultRPO). notify.go holds the hook
 //     points (tell*) that turn failures into notify events, the RPO checks
-//     and the report.
+//     and the report. What the notifications told (RPO breaches, failing backups,
+//     recent events) outlives a restart in <repo>/serve-notify.json
+//     (NotifyStateFileName, notify_state.go).
 //   - RestoreRequest / RestoreRecord: a restore asked through the API and
 //     its record; errors carry the request's field names, never CLI flags.
 //   - ServeFile (serve.json): how other cairn commands find the running

@@ -288,7 +288,9 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	s.tellBackupDone(job, r, res)
 	if pol, others := s.retentionFor(s.Config(), job, r.VM); !pol.IsZero() {
 		pr, err := s.repo.Prune(ctx, r.VM, pol, false)
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
+			log.Info("retention stopped with the server; the next backup of the VM applies it", "error", err)
+		} else if err != nil {
 			log.Error("retention failed", "error", err)
 			s.tell(notify.Event{Kind: notify.RetentionFailed, Severity: notify.Failure, Job: job.Name, VM: r.VM, Error: err.Error(),
 				Summary: fmt.Sprintf("retention of %s failed (job %s)", r.VM, job.Name)})

@@ -19,22 +19,35 @@ import (
 )
 
 // notifyState is the server's notifier (replaced on reload) and its RPO
-// tracker (kept across reloads, so a reload does not re-alert).
+// tracker (kept across reloads, so a reload does not re-alert); what
+// they know is kept in file (NotifyStateFileName) across restarts.
 type notifyState struct {
 	mu       sync.Mutex
 	notifier *notify.Notifier
 	rpo      *notify.RPOTracker
+	file     string        // "": not kept
+	saved    *notify.State // the state last read or written
+	saveMu   sync.Mutex    // serializes saveNotifyState
+	written  []byte        // what file holds (under saveMu)
 }
 
 // startNotifier builds the notifier of cfg (none without notify:) and
 // closes the one it replaces, letting it deliver what it holds.
 func (s *Server) startNotifier(cfg *Config) {
 	var n *notify.Notifier
+	s.note.mu.Lock()
+	prev, saved := s.note.notifier, s.note.saved
+	s.note.mu.Unlock()
+	if prev != nil { // a reload: de-duplication goes on
+		st := prev.State()
+		saved = &st
+	}
 	if cfg.Notify != nil {
 		var err error
 		n, err = notify.New(notify.Options{
 			Targets: cfg.Notify.Targets, Retries: cfg.Notify.Retries, RetryDelay: cfg.Notify.RetryDelay,
 			RepeatAfter: cfg.Notify.RepeatAfter, Logger: s.log.With("component", "notify"), Status: s.NotifyStatus(),
+			State: saved,
 		})
 		if err != nil {
 			s.log.Error("notifications are off: the notify: section cannot be used", "error", err)
@@ -45,6 +58,9 @@ func (s *Server) startNotifier(cfg *Config) {
 	s.note.notifier = n
 	if s.note.rpo == nil {
 		s.note.rpo = notify.NewRPOTracker()
+		if saved != nil {
+			s.note.rpo.Restore(saved.RPOBreached, saved.RPONoPoint)
+		}
 	}
 	s.note.mu.Unlock()
 	if old != nil {
@@ -58,6 +74,7 @@ func (s *Server) startNotifier(cfg *Config) {
 
 // stopNotifier delivers what is queued for up to 10s and stops.
 func (s *Server) stopNotifier() {
+	s.saveNotifyState()
 	s.note.mu.Lock()
 	n := s.note.notifier
 	s.note.notifier = nil
@@ -73,6 +90,7 @@ func (s *Server) tell(ev notify.Event) {
 	n := s.note.notifier
 	s.note.mu.Unlock()
 	n.Notify(ev)
+	s.saveNotifyState()
 }
 
 // NotifyStatus is each notify target's delivery status.
@@ -171,11 +189,13 @@ func (s *Server) checkRPO(ctx context.Context, cfg *Config) {
 	watched := s.started
 	s.mu.Unlock()
 	var obs []notify.RPOObservation
+	rpoJobs := map[string]bool{}
 	for _, job := range cfg.Jobs {
 		rpo := job.EffectiveRPO()
 		if rpo <= 0 {
 			continue
 		}
+		rpoJobs[job.Name] = true
 		chosen := s.inv.job(job.Name)
 		chosen.mu.Lock()
 		vms := map[string]bool{}
@@ -206,6 +226,8 @@ func (s *Server) checkRPO(ctx context.Context, cfg *Config) {
 	s.note.mu.Lock()
 	tr := s.note.rpo
 	s.note.mu.Unlock()
+	tr.Forget(rpoJobs)
+	defer s.saveNotifyState()
 	for _, ev := range tr.Observe(time.Now(), obs) {
 		lvl := slog.LevelError
 		if ev.Kind == notify.RPORecovered {

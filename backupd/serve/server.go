@@ -234,6 +234,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.checkVCenters(ctx, cfg)
 	}()
 
+	s.loadNotifyState(repo.Dir())
 	s.startNotifier(cfg)
 	defer s.stopNotifier()
 	schedCtx, stopSched := context.WithCancel(ctx)

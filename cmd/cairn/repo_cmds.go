@@ -71,6 +71,11 @@ func repoCommands() []*cli.Command {
 		{
 			Name:  "verify",
 			Usage: "re-read every stored block and check its hash; check every point's block map in the index",
+			Description: "Prints each bad block (BAD ...) and each finding of the consistency check (PROBLEM ...), and says which\n" +
+				"findings are leftovers of an interrupted write, prune or forget (harmless; the next backup, import, prune or\n" +
+				"forget of the VM removes them) and which are damage.\n\n" +
+				"Exit status: 0 every block checked matches its hash and nothing is damaged (leftovers may be listed);\n" +
+				"1 bad blocks or damage, or verify could not run (docs/repository.md, Verify; with --remote: docs/remote.md).",
 			Flags: []cli.Flag{
 				onlyVMFlag(),
 				&cli.StringFlag{Name: "point", Usage: "only blocks this point reads (needs --vm)"},
@@ -402,11 +407,40 @@ func verifyAction(c *cli.Context) error {
 			fmt.Println("PROBLEM", p)
 		}
 		fmt.Printf("checked %d blocks (%s): %d bad, %d other problems\n", rep.Blocks, bytesize.IEC(rep.Bytes), len(rep.Bad), len(problems))
+		explainProblems(problems)
 	}
 	if !rep.OK() {
 		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)
 	}
+	if n := countDamage(problems); n > 0 {
+		return cli.Exit(fmt.Sprintf("verify: %d problems are damage of the repository", n), 1)
+	}
 	return nil
+}
+
+// countDamage counts the problems of blockmap's Check that are damage.
+func countDamage(problems []string) int {
+	n := 0
+	for _, p := range problems {
+		if blockmap.CheckDamage(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// explainProblems says which of verify's other problems are harmless
+// leftovers (and what removes them) and which are damage (exit 1).
+func explainProblems(problems []string) {
+	damage := countDamage(problems)
+	if left := len(problems) - damage; left > 0 {
+		fmt.Printf("%d of them are leftovers of an interrupted write, prune or forget: harmless to every point; "+
+			"the next backup, import, prune or forget of the VM removes them (an open session of a writer still running ends with it)\n", left)
+	}
+	if damage > 0 {
+		fmt.Printf("%d of them are damage of the repository (data or index lost; no write repairs it): "+
+			"the points it touches read wrong or not at all: restore them from an offsite copy (docs/remote.md) or forget them (docs/repository.md, Verify)\n", damage)
+	}
 }
 
 // warnLooseModes tells on stderr which repository paths other users may
