@@ -117,6 +117,7 @@ func deletionResult(print func() error, err error) error {
 		if perr := print(); perr != nil {
 			return perr
 		}
+		return afterJSON(true, err) // its result (JSON too) is printed
 	}
 	return err
 }

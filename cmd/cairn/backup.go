@@ -175,7 +175,7 @@ func verifySourceCommand() *cli.Command {
 				}
 			}
 			if len(bad) > 0 {
-				return cli.Exit("CBT missed changes on: "+strings.Join(bad, ", "), 1)
+				return afterJSON(c.Bool("json"), cli.Exit("CBT missed changes on: "+strings.Join(bad, ", "), 1))
 			}
 			return nil
 		},
@@ -338,7 +338,7 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 		}
 	}
 	if len(failed) > 0 {
-		return cli.Exit(fmt.Sprintf("backup failed for %d of %d VMs: %s", len(failed), len(outs), strings.Join(failed, ", ")), 1)
+		return afterJSON(asJSON, cli.Exit(fmt.Sprintf("backup failed for %d of %d VMs: %s", len(failed), len(outs), strings.Join(failed, ", ")), 1))
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ func newApp() *cli.App {
 	app.Commands = append(app.Commands, remoteCommands()...)
 	refuseNegativeFlags(app.Commands)
 	oneLineUsageErrors(app)
+	jsonFailures(app.Commands, stdout)
 	return app
 }
 

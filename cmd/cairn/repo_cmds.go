@@ -185,7 +185,7 @@ func pruneAction(c *cli.Context) error {
 		return err
 	}
 	if len(busy) > 0 {
-		return cli.Exit(fmt.Sprintf("prune: %d VMs in use were not pruned (%s); run cairn prune again when they are free", len(busy), strings.Join(busy, ", ")), 1)
+		return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("prune: %d VMs in use were not pruned (%s); run cairn prune again when they are free", len(busy), strings.Join(busy, ", ")), 1))
 	}
 	return nil
 }
@@ -404,7 +404,7 @@ func verifyAction(c *cli.Context) error {
 		fmt.Printf("checked %d blocks (%s): %d bad, %d other problems\n", rep.Blocks, bytesize.IEC(rep.Bytes), len(rep.Bad), len(problems))
 	}
 	if !rep.OK() {
-		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)
+		return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -37,8 +38,8 @@ func (e *usageError) ExitCode() int { return exitUsage }
 // isUnknownFlag says whether err is a usage error for the unknown flag
 // --name.
 func isUnknownFlag(err error, name string) bool {
-	ue, ok := err.(*usageError)
-	return ok && ue.Unknown == name
+	var ue *usageError
+	return errors.As(err, &ue) && ue.Unknown == name
 }
 
 // oneLineUsageErrors makes every command of app (and app itself) fail a
