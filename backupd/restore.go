@@ -197,14 +197,14 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 		j.log.Warn("job log", "err", err)
 	}
 	return func(res *RestoreResult, err error) {
-		rec.End, rec.State = time.Now().UTC(), JobOK
+		rec.End, rec.State = time.Now().UTC(), EndState(err)
 		rec.BytesRead = j.read.Load()
 		if res != nil {
 			res.BytesRead = rec.BytesRead
 			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
-			rec.State, rec.Error = JobFailed, err.Error()
+			rec.Error = err.Error()
 		}
 		if aerr := jobs.Append(rec); aerr != nil {
 			j.log.Warn("job log", "err", aerr)
@@ -270,7 +270,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	name := req.Create.Name
 	finish := j.record(req.Point, req.VCenter)
 	defer func() {
-		finish(res, err)
+		finish(res, Cancelled(ctx, err))
 		j.phase("done")
 	}()
 	j.phase("job recorded")

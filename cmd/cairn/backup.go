@@ -434,7 +434,7 @@ func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
 // or restore made or read; how many points a replicate or pull copied.
 func jobPoints(j backupd.JobRecord) string {
 	if (j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull) && j.Point == "" {
-		if j.End.IsZero() || j.State == backupd.JobFailed && j.Points == 0 && j.PointsPresent == 0 {
+		if j.End.IsZero() || (j.State == backupd.JobFailed || j.State == backupd.JobCancelled) && j.Points == 0 && j.PointsPresent == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%s copied, %d there", count(j.Points, "point"), j.PointsPresent)
