@@ -54,6 +54,12 @@ func oneLineUsageErrors(app *cli.App) {
 	}
 	if app.Action == nil {
 		app.Action = func(c *cli.Context) error {
+			if c.Args().First() == "help" { // cairn help [COMMAND...]: the command's --help
+				if rest := c.Args().Tail(); len(rest) > 0 {
+					return c.App.RunContext(c.Context, append(append([]string{c.App.Name}, rest...), "--help"))
+				}
+				return cli.ShowAppHelp(c)
+			}
 			if c.Args().Present() {
 				return &usageError{Problem: fmt.Sprintf("unknown command %q", c.Args().First())}
 			}

@@ -54,7 +54,7 @@ func TestUsageErrorsOneLine(t *testing.T) {
 
 // TestUsageHelpStays: --help and a bare command group still print help.
 func TestUsageHelpStays(t *testing.T) {
-	for _, args := range []string{"restore vm --help", "restore", ""} {
+	for _, args := range []string{"restore vm --help", "restore", "", "help", "help restore vm"} {
 		app := newApp()
 		var out bytes.Buffer
 		app.Writer, app.ErrWriter = &out, &out
