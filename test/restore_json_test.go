@@ -1,12 +1,16 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/internal/esxsim"
@@ -65,6 +69,36 @@ func TestRestoreJSONFailure(t *testing.T) {
 		}
 		if _, err := connectSim(t, sim).LookupVM(context.Background(), "broken"); !errors.Is(err, vsphere.ErrVMNotFound) {
 			t.Fatalf("VM broken: %v, want it removed as the JSON says", err)
+		}
+	})
+	t.Run("Ctrl-C", func(t *testing.T) {
+		slow := "nbdkit -t 1 -U {socket} -f --filter=delay file {disk_local_path} delay-write=200ms"
+		cmd := exec.Command(buildCairn(t), append([]string{"--repo", repo, "restore", "vm", "--vm", "efivm", "--name", "stopped",
+			"--transport", "nbd", "--nbd-command", slow, "--json"}, conn...)...)
+		cmd.Env = append(os.Environ(), env...)
+		var stdout bytes.Buffer
+		stderr := &serveLogBuffer{}
+		cmd.Stdout, cmd.Stderr = &stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "writing disk"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("the restore never started writing: %s", stderr.String())
+			}
+		}
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		r := cairnResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+		if err == nil {
+			t.Fatalf("an interrupted restore exited 0: %s", r.stdout)
+		}
+		f := parse(t, "restore vm --json stopped by SIGINT", r)
+		if f.Cancelled == nil || !*f.Cancelled || f.RemovedVM != "stopped" {
+			t.Fatalf("restore vm --json after SIGINT: %+v", f)
 		}
 	})
 	t.Run("refused before creating anything", func(t *testing.T) {
