@@ -48,7 +48,7 @@ type ImportOptions struct {
 func Import(ctx context.Context, repo *blockmap.Repo, vm string, disks []ImportDisk, opts ImportOptions) (p blockmap.Point, err error) {
 	end := StartJob(repo.Dir(), JobRecord{Kind: JobImport, VM: vm})
 	defer func() {
-		end(err, func(r *JobRecord) {
+		end(Cancelled(ctx, err), func(r *JobRecord) {
 			if err != nil {
 				return
 			}

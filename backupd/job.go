@@ -171,7 +171,7 @@ func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec stri
 		rec.VM = j.vm.Name
 	}
 	if err != nil {
-		rec.State, rec.Error = JobFailed, err.Error()
+		rec.State, rec.Error = EndState(Cancelled(ctx, err)), err.Error()
 	} else {
 		rec.State, rec.Point, rec.BytesRead, rec.BytesWritten = JobOK, res.PointID, res.BytesRead(), res.BytesWritten()
 		rec.Consistency = res.Consistency

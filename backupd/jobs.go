@@ -2,6 +2,7 @@ package backupd
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,43 @@ const (
 	JobOK          = "ok"
 	JobFailed      = "failed"
 	JobInterrupted = "interrupted" // running, but its process is gone
+	// JobCancelled is a job stopped on purpose before it ended (Ctrl-C,
+	// SIGTERM, a stopping cairn serve): no failure, nothing committed by
+	// it half-way.
+	JobCancelled = "cancelled"
 )
+
+// Cancelled marks err, the error a job ended with, as its cancellation
+// when ctx, the job's context, was cancelled (not timed out): the job log
+// then records the job as cancelled, not failed. The text stays err's.
+func Cancelled(ctx context.Context, err error) error {
+	if err == nil || !errors.Is(ctx.Err(), context.Canceled) {
+		return err
+	}
+	var ce *cancelledError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &cancelledError{err: err, cause: ctx.Err()}
+}
+
+type cancelledError struct{ err, cause error }
+
+func (e *cancelledError) Error() string   { return e.err.Error() }
+func (e *cancelledError) Unwrap() []error { return []error{e.err, e.cause} }
+
+// EndState is the state a job that ended with err is recorded with: ok,
+// cancelled (err marked by Cancelled) or failed.
+func EndState(err error) string {
+	var ce *cancelledError
+	switch {
+	case err == nil:
+		return JobOK
+	case errors.As(err, &ce):
+		return JobCancelled
+	}
+	return JobFailed
+}
 
 // Job kinds.
 const (
@@ -124,8 +161,9 @@ func (r JobRecord) Describe() string {
 
 // StartJob records a job as running in the job log of the repository in
 // repoDir and returns the function that records its end: err's text, or
-// ok, with what fill sets on the record (bytes, points). A failure to
-// write the log is logged, never the job's failure.
+// ok, with what fill sets on the record (bytes, points); an err marked by
+// Cancelled is recorded as cancelled. A failure to write the log is
+// logged, never the job's failure.
 func StartJob(repoDir string, rec JobRecord) (end func(err error, fill func(*JobRecord))) {
 	jobs := NewJobLog(repoDir)
 	if rec.ID == "" {
@@ -142,9 +180,9 @@ func StartJob(repoDir string, rec JobRecord) (end func(err error, fill func(*Job
 		if fill != nil {
 			fill(&rec)
 		}
-		rec.End, rec.State = time.Now().UTC(), JobOK
+		rec.End, rec.State = time.Now().UTC(), EndState(err)
 		if err != nil {
-			rec.State, rec.Error = JobFailed, err.Error()
+			rec.Error = err.Error()
 		}
 		if aerr := jobs.Append(rec); aerr != nil {
 			slog.Warn("cannot record the job", "kind", rec.Kind, "error", aerr)

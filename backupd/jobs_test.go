@@ -1,7 +1,9 @@
 package backupd
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -106,5 +108,45 @@ func TestJobDescribe(t *testing.T) {
 	}
 	if one.VM != "web" || many.VM != "" || len(many.VMs) != 4 {
 		t.Errorf("SetVMs: one %q %v, many %q %v", one.VM, one.VMs, many.VM, many.VMs)
+	}
+}
+
+// TestJobEndState: a job whose context was cancelled (Ctrl-C, SIGTERM, a
+// stopping server) ends cancelled, with its error's text; one that timed
+// out, or failed while its context was live, ends failed.
+func TestJobEndState(t *testing.T) {
+	boom := errors.New("nbd read: connection reset")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	timedOut, stop := context.WithTimeout(context.Background(), 0)
+	defer stop()
+	<-timedOut.Done()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{"ok", cancelled, nil, JobOK},
+		{"failed", context.Background(), boom, JobFailed},
+		{"cancelled", cancelled, boom, JobCancelled},
+		{"cancelled twice", cancelled, Cancelled(cancelled, boom), JobCancelled},
+		{"timed out", timedOut, boom, JobFailed},
+		{"context.Canceled from a live context", context.Background(), context.Canceled, JobFailed},
+	} {
+		err := Cancelled(tc.ctx, tc.err)
+		if got := EndState(err); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+		if tc.err != nil && (err.Error() != tc.err.Error() || !errors.Is(err, tc.err)) {
+			t.Errorf("%s: error %q no longer the job's own", tc.name, err)
+		}
+	}
+	dir := t.TempDir()
+	end := StartJob(dir, JobRecord{Kind: JobImport, VM: "web"})
+	end(Cancelled(cancelled, boom), nil)
+	recs, err := NewJobLog(dir).List()
+	if err != nil || len(recs) != 1 || recs[0].State != JobCancelled || recs[0].Error != boom.Error() {
+		t.Fatalf("StartJob of a cancelled job recorded %+v (%v)", recs, err)
 	}
 }

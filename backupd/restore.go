@@ -158,15 +158,20 @@ func (r *RestoreResult) BytesWritten() (n int64) {
 
 // RestoreError is a failed restore; LeftVM names a VM that could not be
 // removed and was renamed instead ("" when nothing was left), PoweredOff
-// a VM the restore powered off to overwrite it (Replace) and left off.
+// a VM the restore powered off to overwrite it (Replace) and left off,
+// Removed the new VM the restore created and removed again.
 type RestoreError struct {
 	Err        error
 	LeftVM     string
 	PoweredOff string
+	Removed    string
 }
 
 func (e *RestoreError) Error() string {
 	msg := e.Err.Error()
+	if e.Removed != "" {
+		msg = fmt.Sprintf("%s (the new VM %s was removed again)", msg, e.Removed)
+	}
 	if e.LeftVM != "" {
 		msg = fmt.Sprintf("%s (the half-restored VM could not be removed: it is renamed %q; delete it in vSphere)", msg, e.LeftVM)
 	}
@@ -192,14 +197,14 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 		j.log.Warn("job log", "err", err)
 	}
 	return func(res *RestoreResult, err error) {
-		rec.End, rec.State = time.Now().UTC(), JobOK
+		rec.End, rec.State = time.Now().UTC(), EndState(err)
 		rec.BytesRead = j.read.Load()
 		if res != nil {
 			res.BytesRead = rec.BytesRead
 			rec.BytesWritten, rec.Target = res.BytesWritten(), res.VM
 		}
 		if err != nil {
-			rec.State, rec.Error = JobFailed, err.Error()
+			rec.Error = err.Error()
 		}
 		if aerr := jobs.Append(rec); aerr != nil {
 			j.log.Warn("job log", "err", aerr)
@@ -265,7 +270,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	name := req.Create.Name
 	finish := j.record(req.Point, req.VCenter)
 	defer func() {
-		finish(res, err)
+		finish(res, Cancelled(ctx, err))
 		j.phase("done")
 	}()
 	j.phase("job recorded")
@@ -369,6 +374,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 			return
 		}
 		j.log.Info("half-restored VM removed", "vm", name)
+		err = &RestoreError{Err: err, Removed: name}
 	}()
 	j.vm = created.VM
 	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new"}

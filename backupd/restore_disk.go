@@ -34,7 +34,7 @@ func RestoreDisk(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor,
 	}
 	j := newRestoreJob(repo, hv, opts)
 	finish := j.record(req.Point, req.VCenter)
-	defer func() { finish(res, err) }()
+	defer func() { finish(res, Cancelled(ctx, err)) }()
 	vm, err := hv.LookupVM(ctx, req.TargetVM)
 	if err != nil {
 		return nil, err

@@ -327,8 +327,8 @@ func TestRestorePlan(t *testing.T) {
 					t.Error("the half-restored VM is left")
 				}
 				var re *RestoreError
-				if errors.As(err, &re) {
-					t.Errorf("RestoreError %v, want a plain failure (the VM was removed)", re)
+				if !errors.As(err, &re) || re.Removed != "web2" || re.LeftVM != "" {
+					t.Errorf("error %#v, want a RestoreError saying web2 was removed and nothing left", err)
 				}
 			},
 		},

@@ -82,7 +82,7 @@ func VerifySource(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpe
 	}
 	switch {
 	case err != nil:
-		rec.State, rec.Error = JobFailed, err.Error()
+		rec.State, rec.Error = EndState(Cancelled(ctx, err)), err.Error()
 	case !rep.OK():
 		rec.State, rec.Error = JobFailed, "the source differs from the latest point where CBT reported no change"
 		rec.Point = rep.Repaired

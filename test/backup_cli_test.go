@@ -238,7 +238,7 @@ func mustCairnEnv(t *testing.T, env []string, args ...string) string {
 
 // TestBackupInterruptedCleansUp stops `cairn backup` with SIGINT while it
 // reads: it must remove its snapshot and stop its NBD server itself, record
-// the job as failed and leave no point.
+// the job as cancelled and leave no point.
 func TestBackupInterruptedCleansUp(t *testing.T) {
 	testutil.RequireTools(t, "nbdkit")
 	sim, env := cliSim(t)
@@ -271,7 +271,7 @@ func TestBackupInterruptedCleansUp(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repoDir, "jobs", "--json")), &jobs); err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 1 || jobs[0].State != backupd.JobFailed || !strings.Contains(jobs[0].Error, "canceled") {
+	if len(jobs) != 1 || jobs[0].State != backupd.JobCancelled || !strings.Contains(jobs[0].Error, "canceled") {
 		t.Errorf("jobs after an interrupt: %+v", jobs)
 	}
 	if out := mustCairn(t, "--repo", repoDir, "points", "--json"); strings.Contains(out, "app") {

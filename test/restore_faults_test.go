@@ -113,8 +113,8 @@ func TestRestoreFaults(t *testing.T) {
 			t.Fatalf("restore through a failing server: %v", err)
 		}
 		var re *backupd.RestoreError
-		if errors.As(err, &re) {
-			t.Errorf("the VM was left behind: %v", err)
+		if !errors.As(err, &re) || re.LeftVM != "" || re.Removed != "broken" {
+			t.Errorf("the VM was left behind, or the error does not say it was removed: %v", err)
 		}
 		noVMNamed(t, sim, conn, "broken")
 	})

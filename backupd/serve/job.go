@@ -126,7 +126,9 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			s.finish(r, start, err)
 			s.tellBackupFailed(ctx, job.Name, r, 0, err)
 		}
-		s.metrics.jobFailed(job.Name)
+		if ctx.Err() == nil { // a stopping server's aborted run is no failure
+			s.metrics.jobFailed(job.Name)
+		}
 		s.jobEnded(job.Name, 0, len(runs))
 	}
 	if ctx.Err() != nil {
@@ -270,7 +272,9 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 			log.Error("backup failed", "attempts", attempt, "error", err)
 			s.finish(r, time.Now(), err)
 			s.tellBackupFailed(ctx, job.Name, r, attempt, err)
-			s.metrics.jobFailed(job.Name)
+			if ctx.Err() == nil { // as tellBackupFailed: not a stopping server's abort
+				s.metrics.jobFailed(job.Name)
+			}
 			return err
 		}
 		s.metrics.retried(job.Name)

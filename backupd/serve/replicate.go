@@ -293,7 +293,7 @@ func (s *Server) replicateJob(ctx context.Context, cfg *Config, job Job, vms []s
 	s.repl.add(rec)
 	endJob := s.startReplicationJob(rec) // replicate_jobs.go
 	err := s.replicateRun(ctx, job, vms, rec, log)
-	endJob(err) // before the API shows the run ended
+	endJob(backupd.Cancelled(ctx, err)) // before the API shows the run ended
 	s.endReplication(rec, err, log)
 }
 
@@ -307,6 +307,9 @@ func (s *Server) endReplication(rec *ReplicationRecord, err error, log *slog.Log
 	})
 	if err != nil {
 		result = "failed"
+		if errors.Is(err, context.Canceled) {
+			result = "cancelled" // the server stops: no failure (and no notification)
+		}
 		log.Error(rec.Kind+" of the remote failed; it runs again at its next time", "error", err)
 		s.tellReplicationFailed(rec, err)
 	} else {
@@ -465,7 +468,7 @@ func (s *Server) verifyRemote(ctx context.Context, job Job) {
 		}
 		return nil
 	}()
-	endJob(err)
+	endJob(backupd.Cancelled(ctx, err))
 	s.endReplication(rec, err, log)
 }
 

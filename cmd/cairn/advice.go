@@ -101,7 +101,7 @@ func adviceFor(err error) string {
 	switch {
 	case errors.Is(err, blockmap.ErrIndexDamaged):
 		return "the repository index is damaged and nothing was read from the damaged part: run `cairn verify` to see which points are affected, and restore the repository from an offsite copy (`cairn verify` names bad blocks and block maps)"
-	case err.Error() == "flag provided but not defined: -remote":
+	case isUnknownFlag(err, "remote"):
 		// partitions, boot, verify-boot, nbd-export, restore disk, ...
 		return "this command reads the local repository only: pull the point first (cairn pull --remote NAME --vm VM --point ID), or read it through cairn mount --remote NAME DIR (disks/*.img, fs/)"
 	case errors.Is(err, blockmap.ErrNotReleased):
@@ -117,6 +117,7 @@ func deletionResult(print func() error, err error) error {
 		if perr := print(); perr != nil {
 			return perr
 		}
+		return afterJSON(true, err) // its result (JSON too) is printed
 	}
 	return err
 }

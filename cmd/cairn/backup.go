@@ -175,7 +175,7 @@ func verifySourceCommand() *cli.Command {
 				}
 			}
 			if len(bad) > 0 {
-				return cli.Exit("CBT missed changes on: "+strings.Join(bad, ", "), 1)
+				return afterJSON(c.Bool("json"), cli.Exit("CBT missed changes on: "+strings.Join(bad, ", "), 1))
 			}
 			return nil
 		},
@@ -338,7 +338,7 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 		}
 	}
 	if len(failed) > 0 {
-		return cli.Exit(fmt.Sprintf("backup failed for %d of %d VMs: %s", len(failed), len(outs), strings.Join(failed, ", ")), 1)
+		return afterJSON(asJSON, cli.Exit(fmt.Sprintf("backup failed for %d of %d VMs: %s", len(failed), len(outs), strings.Join(failed, ", ")), 1))
 	}
 	return nil
 }
@@ -434,7 +434,7 @@ func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
 // or restore made or read; how many points a replicate or pull copied.
 func jobPoints(j backupd.JobRecord) string {
 	if (j.Kind == backupd.JobReplicate || j.Kind == backupd.JobPull) && j.Point == "" {
-		if j.End.IsZero() || j.State == backupd.JobFailed && j.Points == 0 && j.PointsPresent == 0 {
+		if j.End.IsZero() || (j.State == backupd.JobFailed || j.State == backupd.JobCancelled) && j.Points == 0 && j.PointsPresent == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%s copied, %d there", count(j.Points, "point"), j.PointsPresent)

@@ -234,7 +234,7 @@ func verifyBootAction(c *cli.Context) error {
 		fmt.Printf("  result, screenshot and serial log: %s\n", boot.ResultsDir(repo.Dir(), p.VM, p.ID))
 	}
 	if res.Verdict != boot.VerdictBooted {
-		return fmt.Errorf("verify-boot: %s point %s: %s: %s", p.VM, p.ID, res.Verdict, res.Reason)
+		return afterJSON(c.Bool("json"), fmt.Errorf("verify-boot: %s point %s: %s: %s", p.VM, p.ID, res.Verdict, res.Reason))
 	}
 	return nil
 }

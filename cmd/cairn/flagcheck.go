@@ -36,11 +36,11 @@ func checkNonNegative(c *cli.Context) error {
 		switch f.(type) {
 		case *cli.IntFlag, *cli.Int64Flag:
 			if v := c.Int64(name); v < 0 {
-				return fmt.Errorf("%s: --%s %d: give 0 or more", c.Command.Name, name, v)
+				return &usageError{Command: commandPath(c), Problem: fmt.Sprintf("--%s %d: give 0 or more", name, v)}
 			}
 		case *cli.DurationFlag:
 			if v := c.Duration(name); v < 0 {
-				return fmt.Errorf("%s: --%s %s: give a duration of 0 or more (like 30s)", c.Command.Name, name, v)
+				return &usageError{Command: commandPath(c), Problem: fmt.Sprintf("--%s %s: give a duration of 0 or more (like 30s)", name, v)}
 			}
 		}
 	}

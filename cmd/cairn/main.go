@@ -55,7 +55,7 @@ func newApp() *cli.App {
 		Before: func(c *cli.Context) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-				return fmt.Errorf("--log-level %q: use debug, info, warn or error", c.String("log-level"))
+				return &usageError{Problem: fmt.Sprintf("--log-level %q: use debug, info, warn or error", c.String("log-level"))}
 			}
 			slog.SetDefault(newLogger(level))
 			return nil
@@ -67,6 +67,8 @@ func newApp() *cli.App {
 	app.Commands = append(app.Commands, extraCommands()...)
 	app.Commands = append(app.Commands, remoteCommands()...)
 	refuseNegativeFlags(app.Commands)
+	oneLineUsageErrors(app)
+	jsonFailures(app.Commands, stdout)
 	return app
 }
 

@@ -94,7 +94,7 @@ func notifyCommand() *cli.Command {
 					}
 				}
 				if failed > 0 {
-					return cli.Exit(fmt.Sprintf("notify test: %d of %d targets failed", failed, len(res)), 1)
+					return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("notify test: %d of %d targets failed", failed, len(res)), 1))
 				}
 				return nil
 			},

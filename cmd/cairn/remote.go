@@ -729,7 +729,7 @@ func remoteVerify(c *cli.Context) error {
 			fmt.Println(remoteVerifySummary(rc.Name, rep))
 		}
 		if !rep.OK() {
-			return cli.Exit(fmt.Sprintf("verify --remote: %s, %s", count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object")), 1)
+			return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("verify --remote: %s, %s", count(len(rep.BadBlocks), "bad block"), count(len(rep.BadObjects), "bad object")), 1))
 		}
 		return nil
 	})
@@ -892,7 +892,11 @@ func remotePruneAction(c *cli.Context) error {
 			}
 		}
 		if c.Bool("json") {
-			return printJSON(rep)
+			if err := printJSON(rep); err != nil {
+				return err
+			}
+			// forget --remote --json failed to say locked points were kept
+			return afterJSON(true, forgetLockedError(c.Command.Name, rep))
 		}
 		verb := "deleted"
 		if rep.DryRun {

@@ -23,7 +23,10 @@ func startRemoteJob(c *cli.Context, kind string) func(err error, fill func(*back
 	}
 	rec := backupd.JobRecord{Kind: kind, Remote: c.String("remote")}
 	rec.SetVMs(c.StringSlice("vm"))
-	return backupd.StartJob(dir, rec)
+	end := backupd.StartJob(dir, rec)
+	return func(err error, fill func(*backupd.JobRecord)) {
+		end(backupd.Cancelled(c.Context, err), fill) // Ctrl-C, SIGTERM: cancelled, not failed
+	}
 }
 
 // pointVMs are the VMs of pts, sorted, each once.

@@ -119,7 +119,11 @@ func selectPull(pts []blockmap.Point, remoteName string, vms []string, point str
 			sel = append(sel, p)
 		}
 	}
-	if len(sel) == 0 {
+	switch {
+	case len(sel) > 0:
+	case len(vms) == 0: // every point was asked for: name no VM
+		return nil, fmt.Errorf("pull: %w: remote %s has no points (cairn replicate --remote %s copies the repository's points to it; cairn points --remote %s lists what it holds)", blockmap.ErrNotFound, remoteName, remoteName, remoteName)
+	default:
 		return nil, fmt.Errorf("pull: %w: the remote has no points of %s (%s; cairn points --remote %s lists them)", blockmap.ErrNotFound, strings.Join(vms, ", "), remoteVMList(pts), remoteName)
 	}
 	return sel, nil

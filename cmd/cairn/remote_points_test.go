@@ -98,3 +98,21 @@ func TestRemoteGenerationAmbiguous(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectPullEmptyRemote: `cairn pull` from a remote that holds no
+// points names no VM when none was given (it said "the remote has no
+// points of  (it holds no points; ...)"), and names the VM when one was.
+func TestSelectPullEmptyRemote(t *testing.T) {
+	for _, tc := range []struct {
+		vms  []string
+		want string
+	}{
+		{nil, "pull: not found: remote offsite has no points (cairn replicate --remote offsite copies"},
+		{[]string{"mail"}, "pull: not found: the remote has no points of mail (it holds no points; cairn points --remote offsite lists them)"},
+	} {
+		_, err := selectPull(nil, "offsite", tc.vms, "")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "of  ") {
+			t.Errorf("pull --vm %v from an empty remote: %v, want %s...", tc.vms, err, tc.want)
+		}
+	}
+}

@@ -190,7 +190,7 @@ func pruneAction(c *cli.Context) error {
 		return err
 	}
 	if len(busy) > 0 {
-		return cli.Exit(fmt.Sprintf("prune: %d VMs in use were not pruned (%s); run cairn prune again when they are free", len(busy), strings.Join(busy, ", ")), 1)
+		return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("prune: %d VMs in use were not pruned (%s); run cairn prune again when they are free", len(busy), strings.Join(busy, ", ")), 1))
 	}
 	return nil
 }
@@ -410,7 +410,7 @@ func verifyAction(c *cli.Context) error {
 		explainProblems(problems)
 	}
 	if !rep.OK() {
-		return cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1)
+		return afterJSON(c.Bool("json"), cli.Exit(fmt.Sprintf("verify: %d bad blocks", len(rep.Bad)), 1))
 	}
 	if n := countDamage(problems); n > 0 {
 		return cli.Exit(fmt.Sprintf("verify: %d problems are damage of the repository", n), 1)

@@ -181,6 +181,7 @@ func restoreVMAction(c *cli.Context) error {
 	defer lock.Release()
 	res, err := backupd.Restore(c.Context, repo, backupd.NewVSphere(conn), req, opts)
 	if err != nil {
+		err = restoreFailure(c.Context, p, err, nil) // what --json's error object says it did
 		switch {
 		case errors.Is(err, backupd.ErrNoVMConfig):
 			return fmt.Errorf("%w: this point was imported without one; give --vm-config FILE (the vm/config.json format, see docs/restore.md)", err)
@@ -277,12 +278,13 @@ func restoreDiskCommand() *cli.Command {
 				Provisioning: c.String("disk-provisioning"), VCenter: conn.URL.Host,
 			}, opts)
 			if err != nil {
+				err = restoreFailure(c.Context, p, err, map[string]any{"disk": c.String("disk"), "to_vm": c.String("to-vm")})
 				return withRestoreAdvice(fmt.Errorf("restore of disk %s of %s point %s: %w", c.String("disk"), p.VM, p.ID, err))
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return enc.Encode(restoreDiskJSON{RestoreResult: res, BytesWritten: res.BytesWritten()})
 			}
 			d := res.Disks[0]
 			fmt.Printf("%s\t%s -> %s\t%s\twritten %s\n", res.VM, d.Name, d.Target, d.Transport, bytesize.IEC(d.BytesWritten))
