@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +55,11 @@ func restoreVMCommand() *cli.Command {
 		Usage: "create a VM from a point (or roll the original VM back to it with --in-place)",
 		Description: "Creates a new VM from the point's recorded configuration (firmware, CPUs, memory,\n" +
 			"controllers, disks, NICs), creates its disks and writes only their data areas (holes\n" +
-			"stay holes). New UUIDs and MAC addresses unless --keep-identity. A VM of the same name\n" +
+			"stay holes). New UUIDs and MAC addresses unless --keep-identity. It goes back where the\n" +
+			"original was (folder, resource pool, host, each disk's datastore, networks) as the point\n" +
+			"records it; each of --folder, --host/--cluster, --datastore, --network overrides its part,\n" +
+			"and a recorded item that no longer exists falls back to the default alone, with a line\n" +
+			"saying so (points made before cairn recorded placement use the defaults). A VM of the same name\n" +
 			"is never touched unless --replace (it is powered off and its disks overwritten).\n" +
 			"--in-place rolls the original, powered-off VM back: only the areas CBT reports changed\n" +
 			"since the point are written; where CBT cannot tell (another epoch, a resized disk) it\n" +
@@ -67,10 +74,10 @@ func restoreVMCommand() *cli.Command {
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
 			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
 			&cli.StringFlag{Name: "name", Usage: "name of the restored VM (default: the recorded name)"},
-			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster; default: the datacenter's first host)"},
-			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host)"},
-			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and disks (default: the host's first datastore)"},
-			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder; default: the VM folder itself, not the original's folder, which points do not record)"},
+			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster; default: the original host and resource pool, else the datacenter's first host)"},
+			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host; default: the original's)"},
+			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and every disk (default: each disk's original datastore, else the host's first datastore)"},
+			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder; default: the original's folder, else the VM folder itself)"},
 			&cli.StringSliceFlag{Name: "network", Usage: "OLD=NEW: connect NICs of network OLD to NEW (repeatable)"},
 			&cli.StringFlag{Name: "disk-provisioning", Usage: "thin, thick or eager for every disk (default: as recorded)"},
 			&cli.StringFlag{Name: "vm-config", Usage: "`FILE`: VM configuration (vm/config.json format) for a point without one"},
@@ -210,7 +217,34 @@ func restoreVMAction(c *cli.Context) error {
 		}
 		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, tr, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
 	}
+	printPlacement(os.Stdout, res.Placement)
 	return nil
+}
+
+// printPlacement shows where a new VM went: one line with its folder,
+// resource pool, host and each disk's datastore. A recorded item that no
+// longer exists was logged by the restore (one warning line each) and is
+// in --json's placement.fallbacks.
+func printPlacement(out io.Writer, p *vsphere.Placed) {
+	if p == nil {
+		return
+	}
+	how := "default placement (the point records none)"
+	if p.Original {
+		how = "original placement"
+	}
+	switch n := len(p.Fallbacks); n {
+	case 0:
+	case 1:
+		how += ", 1 recorded item not found"
+	default:
+		how += fmt.Sprintf(", %d recorded items not found", n)
+	}
+	var disks []string
+	for _, n := range slices.Sorted(maps.Keys(p.Disks)) {
+		disks = append(disks, n+"@"+p.Disks[n])
+	}
+	fmt.Fprintf(out, "\tplaced (%s): folder %s\tpool %s\thost %s\tdatastore %s\tdisks %s\n", how, p.Folder, p.ResourcePool, p.Host, p.Datastore, strings.Join(disks, " "))
 }
 
 func restoreCleanupCommand() *cli.Command {
