@@ -357,3 +357,29 @@ func (c *Conn) makeDiskDirs(ctx context.Context, p *placement, name string) erro
 func isFileAlreadyExists(err error) bool {
 	return fault.Is(err, &types.FileAlreadyExists{})
 }
+
+// findNetwork finds a network by name, or a distributed port group by the
+// "dvportgroup:KEY" form VMConfig records for NICs on one (the port
+// group's key, which its name may not be).
+func (c *Conn) findNetwork(ctx context.Context, finder *find.Finder, name string) (object.NetworkReference, error) {
+	key, ok := strings.CutPrefix(name, "dvportgroup:")
+	if !ok {
+		return finder.Network(ctx, name)
+	}
+	nets, err := finder.NetworkList(ctx, "*")
+	if err != nil {
+		return nil, err
+	}
+	pc := property.DefaultCollector(c.Client)
+	for _, n := range nets {
+		pg, isPG := n.(*object.DistributedVirtualPortgroup)
+		if !isPG {
+			continue
+		}
+		var m mo.DistributedVirtualPortgroup
+		if err := pc.RetrieveOne(ctx, pg.Reference(), []string{"key"}, &m); err == nil && m.Key == key {
+			return pg, nil
+		}
+	}
+	return nil, fmt.Errorf("distributed port group of key %q not found", key)
+}

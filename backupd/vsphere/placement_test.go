@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmware/govmomi/simulator"
+
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/internal/esxsim"
@@ -211,6 +213,79 @@ func TestCreateVMPlacementFallback(t *testing.T) {
 		})
 	}
 	if len(fb) != 3 || !has("folder", "/DC0/vm/retired", "/DC0/vm") || !has("resource pool", "oldpool", "DC0_H1") || !has("scsi0-1", "ds2") {
+		t.Errorf("fallbacks %q", fb)
+	}
+}
+
+// TestPlacementInCluster uses vcsim's own model, which has a cluster
+// (DC0_C0, three hosts, a child resource pool DC0_C0_RP1 its VMs run in): a VM of a cluster records
+// the cluster; it comes back to its pool and host; with its pool gone it
+// goes to the cluster's root pool on its host, saying so; --cluster keeps
+// the recorded pool of that cluster. Its NIC on a distributed port group
+// comes back on that port group.
+func TestPlacementInCluster(t *testing.T) {
+	m := simulator.VPX()
+	m.Pool = 1
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Remove)
+	srv := m.Service.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	c, err := vsphere.Connect(ctx, vsphere.ConnectOptions{
+		URL: srv.URL.String(), Credentials: vsphere.Credentials{User: "user", Password: "pass"}, Insecure: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cfg := recordPlacement(t, c, "DC0_C0_RP1_VM0")
+	if cfg.Placement.Cluster != "DC0_C0" || !strings.HasPrefix(cfg.Placement.ResourcePool, "/DC0/host/DC0_C0/Resources") ||
+		!strings.HasPrefix(cfg.Placement.Host, "DC0_C0_H") || cfg.Placement.Folder != "/DC0/vm" {
+		t.Fatalf("recorded %+v", *cfg.Placement)
+	}
+	if cfg.Placement.ResourcePool != "/DC0/host/DC0_C0/Resources/DC0_C0_RP1" {
+		t.Fatalf("recorded pool %s", cfg.Placement.ResourcePool)
+	}
+	// vcsim picks a VM's host at random: say it ran on the third.
+	pl := *cfg.Placement
+	pl.Host = "DC0_C0_H2"
+	cfg.Placement = &pl
+	created, err := c.CreateVM(ctx, vsphere.CreateSpec{Config: &cfg, Name: "back", JobID: "j1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := placedOf(t, c, created)
+	if *got.Placement != pl || len(created.Placed.Fallbacks) != 0 {
+		t.Errorf("restored to %+v (fallbacks %q)\nwant        %+v", *got.Placement, created.Placed.Fallbacks, pl)
+	}
+	// Its NIC is back on the distributed port group it was on (recorded
+	// as "dvportgroup:KEY").
+	if len(got.NICs) != len(cfg.NICs) || len(cfg.NICs) == 0 || !strings.HasPrefix(cfg.NICs[0].Network, "dvportgroup:") || got.NICs[0].Network != cfg.NICs[0].Network {
+		t.Errorf("NICs %+v, recorded %+v", got.NICs, cfg.NICs)
+	}
+	// --cluster of the recorded pool keeps the pool and host.
+	cl, err := c.CreateVM(ctx, vsphere.CreateSpec{Config: &cfg, Name: "incluster", Cluster: "DC0_C0", JobID: "j2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := placedOf(t, c, cl); got.Placement.ResourcePool != pl.ResourcePool || got.Placement.Host != pl.Host {
+		t.Errorf("--cluster DC0_C0: %+v", *got.Placement)
+	}
+	// The pool is gone: the cluster's root pool, the recorded host.
+	gone := pl
+	gone.ResourcePool = "/DC0/host/DC0_C0/Resources/retired"
+	cfg.Placement = &gone
+	g, err := c.CreateVM(ctx, vsphere.CreateSpec{Config: &cfg, Name: "nopool", JobID: "j3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp := placedOf(t, c, g)
+	if gp.Placement.ResourcePool != "/DC0/host/DC0_C0/Resources" || gp.Placement.Host != "DC0_C0_H2" || gp.Placement.Cluster != "DC0_C0" {
+		t.Errorf("pool gone: %+v", *gp.Placement)
+	}
+	if fb := g.Placed.Fallbacks; len(fb) != 1 || !strings.Contains(fb[0], "retired") || !strings.Contains(fb[0], "cluster DC0_C0") {
 		t.Errorf("fallbacks %q", fb)
 	}
 }

@@ -540,7 +540,7 @@ func (c *Conn) nicDevice(ctx context.Context, p *placement, n vmconfig.NIC, key 
 	}
 	finder := find.NewFinder(c.Client, false)
 	finder.SetDatacenter(p.dc)
-	net, err := finder.Network(ctx, netName)
+	net, err := c.findNetwork(ctx, finder, netName)
 	if err != nil {
 		return nil, &NetworkError{NIC: orDefault(n.Label, strconv.Itoa(int(n.Key))), Network: netName, Recorded: n.Network}
 	}
