@@ -45,7 +45,8 @@ func whereIs(t *testing.T, conn *vsphere.Conn, name string) (vmconfig.Placement,
 // TestRestoreOriginalPlacement backs up a VM that lives in a sub-folder, a
 // resource pool of the second host and on two datastores, deletes it and
 // restores the point: without placement flags it comes back to the same
-// folder, pool, host and per-disk datastores (nfc and nbd); --datastore
+// folder, pool, host and per-disk datastores (nfc; nbd for a copy beside
+// it); --datastore
 // puts every disk there; in a vCenter without the second datastore only
 // that disk falls back, and the CLI says so on one line; a configuration
 // without a recorded placement (an imported point's) goes to the default
@@ -119,11 +120,24 @@ func TestRestoreOriginalPlacement(t *testing.T) {
 		t.Errorf("second disk not on ds2: %v", err)
 	}
 
+	// The same through nbd, as a copy beside it: the copy's disks go to
+	// the original's datastores too (the second written on ds2's file).
+	opts.Transports = []string{backupd.WriteTransportNBD}
+	res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{
+		Point: p, Create: vsphere.CreateSpec{Name: "web-nbd"}, VCenter: sim.URL.Host,
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl, disks := whereIs(t, conn, "web-nbd"); pl != orig || disks[1].Datastore != "ds2" || res.Placement.Disks["scsi0-1"] != "ds2" {
+		t.Errorf("nbd copy placed at %+v, disks %+v", pl, disks)
+	}
+	checkDisks("web-nbd")
+
 	// A configuration without placement (what an imported point carries):
 	// the default place, as before.
 	plain := *cfg
 	plain.Placement = nil
-	opts.Transports = []string{backupd.WriteTransportNBD}
 	res, err = backupd.Restore(ctx, repo, backupd.NewVSphere(conn), backupd.RestoreRequest{
 		Point: p, Config: &plain, Create: vsphere.CreateSpec{Name: "web-imported"}, VCenter: sim.URL.Host,
 	}, opts)
