@@ -89,6 +89,10 @@ func TestCreateVMOriginalPlacement(t *testing.T) {
 	if err := c.DestroyVM(ctx, orig.Ref); err != nil {
 		t.Fatal(err)
 	}
+	dir, _ := sim.DatastoreDirOf("ds2")
+	if _, err := os.Stat(filepath.Join(dir, "web")); !os.IsNotExist(err) {
+		t.Fatalf("the destroyed VM's directory on ds2: %v", err)
+	}
 
 	// No flags: where it was.
 	created, err := c.CreateVM(ctx, vsphere.CreateSpec{Config: &cfg, JobID: "j1"})
@@ -110,7 +114,6 @@ func TestCreateVMOriginalPlacement(t *testing.T) {
 		t.Errorf("placed %+v", pl)
 	}
 	// The second disk's file is a real file on ds2's directory.
-	dir, _ := sim.DatastoreDirOf("ds2")
 	if _, err := os.Stat(filepath.Join(dir, "web", "web_1-flat.vmdk")); err != nil {
 		t.Errorf("disk on ds2: %v", err)
 	}
