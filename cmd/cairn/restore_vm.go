@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"maps"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -59,8 +56,8 @@ func restoreVMCommand() *cli.Command {
 			"original was (folder, resource pool, host, each disk's datastore, networks) as the point\n" +
 			"records it; each of --folder, --host/--cluster, --datastore, --network overrides its part,\n" +
 			"and a recorded item that no longer exists falls back to the default alone, with a line\n" +
-			"saying so (points made before cairn recorded placement use the defaults). A VM of the same name\n" +
-			"is never touched unless --replace (it is powered off and its disks overwritten).\n" +
+			"saying so (points made before cairn recorded placement use the defaults). A VM of the\n" +
+			"same name is never touched unless --replace (it is powered off and its disks overwritten).\n" +
 			"--in-place rolls the original, powered-off VM back: only the areas CBT reports changed\n" +
 			"since the point are written; where CBT cannot tell (another epoch, a resized disk) it\n" +
 			"says so, and --full overwrites every disk instead. Ctrl-C cancels; a failed or\n" +
@@ -219,32 +216,6 @@ func restoreVMAction(c *cli.Context) error {
 	}
 	printPlacement(os.Stdout, res.Placement)
 	return nil
-}
-
-// printPlacement shows where a new VM went: one line with its folder,
-// resource pool, host and each disk's datastore. A recorded item that no
-// longer exists was logged by the restore (one warning line each) and is
-// in --json's placement.fallbacks.
-func printPlacement(out io.Writer, p *vsphere.Placed) {
-	if p == nil {
-		return
-	}
-	how := "default placement (the point records none)"
-	if p.Original {
-		how = "original placement"
-	}
-	switch n := len(p.Fallbacks); n {
-	case 0:
-	case 1:
-		how += ", 1 recorded item not found"
-	default:
-		how += fmt.Sprintf(", %d recorded items not found", n)
-	}
-	var disks []string
-	for _, n := range slices.Sorted(maps.Keys(p.Disks)) {
-		disks = append(disks, n+"@"+p.Disks[n])
-	}
-	fmt.Fprintf(out, "\tplaced (%s): folder %s\tpool %s\thost %s\tdatastore %s\tdisks %s\n", how, p.Folder, p.ResourcePool, p.Host, p.Datastore, strings.Join(disks, " "))
 }
 
 func restoreCleanupCommand() *cli.Command {
