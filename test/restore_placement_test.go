@@ -180,6 +180,21 @@ func TestRestoreOriginalPlacement(t *testing.T) {
 		t.Errorf("with --datastore the second disk is on %s", disks[1].Datastore)
 	}
 
+	// --resource-pool names the pool; with --cluster it is refused before
+	// connecting; an unknown one says which flag to fix.
+	r = runCairn(t, env, base(sim, "--name", "web-pool", "--resource-pool", "DC0_H1/Resources/webpool", "--folder", "/DC0/vm")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "pool /DC0/host/DC0_H1/Resources/webpool\thost DC0_H1") {
+		t.Errorf("restore --resource-pool: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	r = runCairn(t, env, base(sim, "--name", "web-pool2", "--resource-pool", "DC0_H1/Resources/webpool", "--cluster", "C1")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "--resource-pool and --cluster exclude each other") {
+		t.Errorf("restore --resource-pool --cluster: exit %d %s", r.code, r.stderr)
+	}
+	r = runCairn(t, env, base(sim, "--name", "web-pool3", "--resource-pool", "nopool")...)
+	if r.code == 0 || !strings.Contains(r.stderr, `resource_pool "nopool"`) || !strings.Contains(r.stderr, "give --resource-pool") {
+		t.Errorf("restore --resource-pool nopool: exit %d %s", r.code, r.stderr)
+	}
+
 	// Another vCenter with the folder and the pool but no ds2: that disk
 	// alone falls back, and the CLI says so on one line.
 	dst := esxsimtest.Start(t, esxsim.Options{Hosts: 2, VMs: []esxsim.VMSpec{{

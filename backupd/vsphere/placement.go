@@ -383,3 +383,33 @@ func (c *Conn) findNetwork(ctx context.Context, finder *find.Finder, name string
 	}
 	return nil, fmt.Errorf("distributed port group of key %q not found", key)
 }
+
+// givenPool places p in the resource pool spec names: on spec.Host, which
+// must belong to the pool's cluster or host, else on the recorded host
+// when it does, else on the first host of the pool's cluster or host.
+func (c *Conn) givenPool(ctx context.Context, finder *find.Finder, p *placement, spec CreateSpec, rec *vmconfig.Placement) error {
+	pool, err := finder.ResourcePool(ctx, spec.ResourcePool)
+	if err != nil {
+		return &PlacementError{Field: "resource_pool", Value: spec.ResourcePool, Reason: "not found in " + p.dc.Name(), Err: err}
+	}
+	var pm mo.ResourcePool
+	if err := property.DefaultCollector(c.Client).RetrieveOne(ctx, pool.Reference(), []string{"owner"}, &pm); err != nil {
+		return fmt.Errorf("resource pool %s: %w", spec.ResourcePool, err)
+	}
+	p.pool = pool
+	if spec.Host != "" {
+		if p.host = c.hostIn(ctx, finder, spec.Host, pm.Owner); p.host == nil {
+			return &PlacementError{Field: "host", Value: spec.Host, Reason: "is no ESXi host of the cluster or host of resource pool " + spec.ResourcePool}
+		}
+		return nil
+	}
+	if p.host = c.hostIn(ctx, finder, recHost(rec), pm.Owner); p.host != nil {
+		return nil
+	}
+	hosts, err := object.NewComputeResource(c.Client, pm.Owner).Hosts(ctx)
+	if err != nil || len(hosts) == 0 {
+		return &PlacementError{Field: "resource_pool", Value: spec.ResourcePool, Reason: "has no hosts", Err: err}
+	}
+	p.host = hosts[0]
+	return nil
+}

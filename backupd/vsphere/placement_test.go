@@ -2,6 +2,7 @@ package vsphere_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,6 +160,32 @@ func TestCreateVMOriginalPlacement(t *testing.T) {
 	}
 	if def.Placed.Original || len(def.Placed.Fallbacks) != 0 {
 		t.Errorf("placed %+v", def.Placed)
+	}
+
+	// --resource-pool (a path below the host folder) picks the pool and
+	// its host; a --host outside it, an unknown pool and a pool with a
+	// cluster are placement errors naming the field.
+	inPool, err := c.CreateVM(ctx, vsphere.CreateSpec{Config: &plain, Name: "web-pool", ResourcePool: "DC0_H1/Resources/webpool", JobID: "j5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp := placedOf(t, c, inPool); pp.Placement.ResourcePool != cfg.Placement.ResourcePool || pp.Placement.Host != "DC0_H1" {
+		t.Errorf("--resource-pool: %+v", *pp.Placement)
+	}
+	for _, tc := range []struct {
+		spec  vsphere.CreateSpec
+		field string
+	}{
+		{vsphere.CreateSpec{ResourcePool: "DC0_H1/Resources/webpool", Host: "DC0_H0"}, "host"},
+		{vsphere.CreateSpec{ResourcePool: "DC0_H1/Resources/nopool"}, "resource_pool"},
+		{vsphere.CreateSpec{ResourcePool: "DC0_H1/Resources/webpool", Cluster: "DC0_C0"}, "resource_pool"},
+	} {
+		tc.spec.Config, tc.spec.Name = &plain, "web-bad"
+		_, err := c.CreateVM(ctx, tc.spec)
+		var pe *vsphere.PlacementError
+		if !errors.As(err, &pe) || pe.Field != tc.field {
+			t.Errorf("%+v: %v, want a placement error on %s", tc.spec, err, tc.field)
+		}
 	}
 }
 

@@ -88,10 +88,14 @@ func ErrHostAndCluster(host, cluster string) error {
 }
 
 // CheckPlacement refuses what a placement can never satisfy, before any
-// connection: a host and a cluster both given.
+// connection: a host and a cluster both given, a resource pool and a
+// cluster both given (the pool names its cluster).
 func (s CreateSpec) CheckPlacement() error {
 	if s.Host != "" && s.Cluster != "" {
 		return ErrHostAndCluster(s.Host, s.Cluster)
+	}
+	if s.ResourcePool != "" && s.Cluster != "" {
+		return &PlacementError{Field: "resource_pool", Value: s.ResourcePool, Reason: fmt.Sprintf("and cluster %q both given: a resource pool belongs to one cluster or host already", s.Cluster)}
 	}
 	return nil
 }
@@ -116,6 +120,12 @@ type CreateSpec struct {
 	// first host of the datacenter.
 	Host    string
 	Cluster string
+	// ResourcePool is an inventory path ("/DC0/host/C1/Resources/web") or
+	// a path below the datacenter's host folder ("C1/Resources/web"); with
+	// Host, the host must belong to the pool's cluster or host; not with
+	// Cluster. Default: the recorded one (see Config.Placement), else the
+	// root pool of the host or cluster.
+	ResourcePool string
 	// Datastore for the VM's files and disks (default: the first
 	// datastore of the host).
 	Datastore string
@@ -205,9 +215,14 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 	} else {
 		c.recordedFolder(ctx, finder, p, rec)
 	}
+	if err := spec.CheckPlacement(); err != nil {
+		return nil, err
+	}
 	switch {
-	case spec.Host != "" && spec.Cluster != "":
-		return nil, ErrHostAndCluster(spec.Host, spec.Cluster)
+	case spec.ResourcePool != "":
+		if err := c.givenPool(ctx, finder, p, spec, rec); err != nil {
+			return nil, err
+		}
 	case spec.Cluster != "":
 		cl, err := finder.ClusterComputeResource(ctx, spec.Cluster)
 		if err != nil {
