@@ -3,6 +3,7 @@ package backupd
 import (
 	"context"
 
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -47,6 +48,10 @@ type Hypervisor interface {
 	// DownloadFile reads a file of the VM's datastore (.vmx, .nvram), at
 	// most limit bytes.
 	DownloadFile(ctx context.Context, vm *vsphere.VM, path string, limit int64) ([]byte, error)
+	// VMPlacement reads where the VM lives (datacenter, folder, resource
+	// pool, cluster, host, datastore of its files), recorded with each
+	// point so that a restore can put the VM back.
+	VMPlacement(ctx context.Context, vm *vsphere.VM) (*vmconfig.Placement, error)
 	// LocalDatastores maps datastores to local directories (extra on top
 	// of what the server tells), for the file transport.
 	LocalDatastores(ctx context.Context, extra vsphere.DatastoreDirs) (vsphere.DatastoreDirs, error)
@@ -95,6 +100,10 @@ func (h vsphereHypervisor) RemoveStaleSnapshots(ctx context.Context, vm *vsphere
 
 func (h vsphereHypervisor) ChangedAreas(ctx context.Context, vm *vsphere.VM, snap *vsphere.Snapshot, disk vsphere.Disk, since string) ([]vsphere.Extent, error) {
 	return vm.ChangedAreas(ctx, snap.Ref, disk, since)
+}
+
+func (h vsphereHypervisor) VMPlacement(ctx context.Context, vm *vsphere.VM) (*vmconfig.Placement, error) {
+	return h.conn.VMPlacement(ctx, vm)
 }
 
 func (h vsphereHypervisor) DownloadFile(ctx context.Context, vm *vsphere.VM, path string, limit int64) ([]byte, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 )
 
@@ -310,6 +311,11 @@ func (h *memHV) ChangedAreas(_ context.Context, v *vsphere.VM, snap *vsphere.Sna
 		out = append(out, d.history[s]...)
 	}
 	return out, nil
+}
+
+// VMPlacement: the in-memory platform has no inventory to record.
+func (h *memHV) VMPlacement(context.Context, *vsphere.VM) (*vmconfig.Placement, error) {
+	return nil, errors.New("memhv: no inventory")
 }
 
 func (h *memHV) DownloadFile(context.Context, *vsphere.VM, string, int64) ([]byte, error) {

@@ -145,7 +145,10 @@ type RestoreResult struct {
 	// BytesRead are the bytes read from the point (its data in what was
 	// written; for nfc also the zero grains, which are read, not sent).
 	BytesRead int64 `json:"bytes_read"`
-	Reused    bool  `json:"-"`
+	// Placement says where a new VM went (mode "new" only) and which
+	// recorded items no longer existed.
+	Placement *vsphere.Placed `json:"placement,omitempty"`
+	Reused    bool            `json:"-"`
 }
 
 // BytesWritten sums the disks' data bytes sent.
@@ -357,7 +360,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 			return nil, err
 		}
 	}
-	j.log.Info("VM created for restore", "vm", name, "moref", created.Ref.Value, "datastore", created.Datastore)
+	j.log.Info("VM created for restore", "vm", name, "moref", created.Ref.Value, "datastore", created.Datastore,
+		"folder", created.Placed.Folder, "resource_pool", created.Placed.ResourcePool, "host", created.Placed.Host)
+	for _, f := range created.Placed.Fallbacks {
+		j.log.Warn("recorded placement not used", "vm", name, "fallback", f)
+	}
 	defer func() {
 		if err == nil {
 			return
@@ -377,7 +384,8 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 		err = &RestoreError{Err: err, Removed: name}
 	}()
 	j.vm = created.VM
-	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new"}
+	placed := created.Placed
+	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new", Placement: &placed}
 	res.Disks = imported
 	for _, cd := range created.Disks {
 		if imported != nil {

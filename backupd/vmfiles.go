@@ -21,6 +21,16 @@ const (
 // is logged and left out (the point's attachment list shows what is there).
 func (j *vmJob) attachVMFiles(ctx context.Context, sess *blockmap.Session) error {
 	cfg := vsphere.VMConfig(j.vm.Name, j.vm.Config)
+	// Where the VM lives, for a restore to the original place; a point
+	// without it restores to the default place, so a failure here is
+	// only logged.
+	if pl, err := j.hv.VMPlacement(ctx, j.vm); err == nil {
+		cfg.Placement = pl
+	} else if ctx.Err() != nil {
+		return ctx.Err()
+	} else {
+		j.log.Warn("VM placement not recorded with the point: a restore will use the default placement", "vm", j.vm.Name, "error", err)
+	}
 	data, err := cfg.Marshal()
 	if err != nil {
 		return fmt.Errorf("VM configuration of %s: %w", j.vm.Name, err)

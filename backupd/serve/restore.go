@@ -27,6 +27,7 @@ type RestoreRequest struct {
 	Name             string            `json:"name,omitempty"`
 	Host             string            `json:"host,omitempty"`
 	Cluster          string            `json:"cluster,omitempty"`
+	ResourcePool     string            `json:"resource_pool,omitempty"`
 	Datastore        string            `json:"datastore,omitempty"`
 	Folder           string            `json:"folder,omitempty"`
 	Networks         map[string]string `json:"networks,omitempty"`
@@ -154,6 +155,8 @@ func (req RestoreRequest) check() error {
 		return errors.New(`"in_place" and "replace" exclude each other: in_place rolls the (powered-off) VM back, replace overwrites a VM of the target name`)
 	case req.Host != "" && req.Cluster != "":
 		return errors.New(`"host" and "cluster" exclude each other: the VM goes to a host, or to a cluster (which picks the host)`)
+	case req.ResourcePool != "" && req.Cluster != "":
+		return errors.New(`"resource_pool" and "cluster" exclude each other: a resource pool belongs to one cluster (or host) already`)
 	case req.Full && !req.InPlace:
 		return errors.New(`"full" goes with "in_place" (a new VM is always written whole)`)
 	}
@@ -192,7 +195,7 @@ func (s *Server) runRestore(ctx context.Context, vc *VCenter, req RestoreRequest
 	rreq := backupd.RestoreRequest{
 		Point: p, PowerOn: req.PowerOn, Replace: req.Replace, InPlace: req.InPlace, Full: req.Full, VCenter: vc.Name,
 		Create: vsphere.CreateSpec{
-			Name: name, Host: req.Host, Cluster: req.Cluster, Datastore: req.Datastore, Folder: req.Folder,
+			Name: name, Host: req.Host, Cluster: req.Cluster, ResourcePool: req.ResourcePool, Datastore: req.Datastore, Folder: req.Folder,
 			Networks: req.Networks, Provisioning: req.DiskProvisioning, KeepIdentity: req.KeepIdentity,
 		},
 	}

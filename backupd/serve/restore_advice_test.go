@@ -43,4 +43,12 @@ func TestRestoreAPIAdvice(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"host" and "cluster"`) {
 		t.Errorf("host and cluster both: %v", err)
 	}
+	err = RestoreRequest{VM: "app", ResourcePool: "c1/Resources/web", Cluster: "c1"}.check()
+	if err == nil || !strings.Contains(err.Error(), `"resource_pool" and "cluster"`) {
+		t.Errorf("resource_pool and cluster both: %v", err)
+	}
+	err = withAPIRestoreAdvice(&vsphere.PlacementError{Field: "resource_pool", Value: "web", Reason: "not found in DC0"})
+	if !strings.Contains(err.Error(), `give an existing "resource_pool"`) {
+		t.Errorf("resource pool advice: %v", err)
+	}
 }

@@ -16,6 +16,10 @@
 //     name of the disk in the point, "scsi0-0").
 //   - NIC: a network adapter (vmxnet3, e1000, e1000e, vmxnet2, pcnet32,
 //     sriov), its MAC and the network it is connected to.
+//   - Placement: where the VM lived in vSphere at backup time (datacenter,
+//     folder and resource pool inventory paths, cluster, host, the
+//     datastore of its files); each Disk names its own datastore. Optional:
+//     older points and imports have none.
 //   - ExtraConfig: the VM's advanced settings without secrets: keys that
 //     look like secrets are dropped by SecretKey (see there for the rule)
 //     and listed by name only in DroppedExtraConfig.

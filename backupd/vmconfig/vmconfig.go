@@ -96,6 +96,31 @@ type Config struct {
 	// DroppedExtraConfig names the keys SecretKey removed.
 	ExtraConfig        map[string]string `json:"extra_config,omitempty"`
 	DroppedExtraConfig []string          `json:"dropped_extra_config,omitempty"`
+	// Placement is where the VM lived at backup time; nil in points made
+	// before it was recorded and in imports without it. A restore puts
+	// the VM back there by default (with each disk on its Datastore).
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement is where a VM lived in the vSphere inventory. Every field is
+// optional; paths are inventory paths as vCenter shows them.
+type Placement struct {
+	// Datacenter is the name of the VM's datacenter.
+	Datacenter string `json:"datacenter,omitempty"`
+	// Folder is the inventory path of the VM's folder ("/DC0/vm/prod").
+	Folder string `json:"folder,omitempty"`
+	// ResourcePool is the inventory path of the VM's resource pool
+	// ("/DC0/host/C1/Resources/web"); a host's or cluster's root pool
+	// ends in "/Resources".
+	ResourcePool string `json:"resource_pool,omitempty"`
+	// Cluster is the name of the cluster the VM ran in ("" on a
+	// standalone host).
+	Cluster string `json:"cluster,omitempty"`
+	// Host is the name of the ESXi host the VM ran on.
+	Host string `json:"host,omitempty"`
+	// Datastore holds the VM's files (.vmx, .nvram); each disk's own
+	// datastore is Disk.Datastore.
+	Datastore string `json:"datastore,omitempty"`
 }
 
 // Controller is a disk controller.
@@ -120,8 +145,11 @@ type Disk struct {
 	Capacity       int64  `json:"capacity"`
 	Provisioning   string `json:"provisioning"`
 	FileName       string `json:"file_name,omitempty"`
-	UUID           string `json:"uuid,omitempty"`
-	Mode           string `json:"mode,omitempty"`
+	// Datastore is the name of the datastore the disk's file was on (the
+	// "[ds]" of FileName).
+	Datastore string `json:"datastore,omitempty"`
+	UUID      string `json:"uuid,omitempty"`
+	Mode      string `json:"mode,omitempty"`
 }
 
 // NIC is a network adapter.

@@ -78,3 +78,34 @@ func TestSecretKey(t *testing.T) {
 		t.Fatalf("FilterVMX: %q %v", vmx, drop)
 	}
 }
+
+// TestParsePlacement: a document without placement (points made before it
+// was recorded, imports) parses with none; one with it keeps every field.
+func TestParsePlacement(t *testing.T) {
+	old, err := Parse([]byte(good))
+	if err != nil || old.Placement != nil || old.Disks[0].Datastore != "" {
+		t.Fatalf("old document: %+v %v", old, err)
+	}
+	doc := strings.Replace(good, `"memory_mb":2048,`, `"memory_mb":2048,"placement":{"datacenter":"DC0","folder":"/DC0/vm/prod",`+
+		`"resource_pool":"/DC0/host/C1/Resources/web","cluster":"C1","host":"esx1","datastore":"ds1"},`, 1)
+	doc = strings.Replace(doc, `"provisioning":"thin"`, `"provisioning":"thin","datastore":"ds2"`, 1)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Placement{Datacenter: "DC0", Folder: "/DC0/vm/prod", ResourcePool: "/DC0/host/C1/Resources/web", Cluster: "C1", Host: "esx1", Datastore: "ds1"}
+	if c.Placement == nil || *c.Placement != want || c.Disks[0].Datastore != "ds2" {
+		t.Fatalf("placement %+v disk %+v", c.Placement, c.Disks[0])
+	}
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out)
+	if err != nil || *back.Placement != want || back.Disks[0].Datastore != "ds2" {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if out, _ := old.Marshal(); strings.Contains(string(out), "placement") || strings.Contains(string(out), `"datastore"`) {
+		t.Errorf("a configuration without placement writes %s", out)
+	}
+}

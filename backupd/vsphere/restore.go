@@ -17,7 +17,6 @@ import (
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
@@ -89,10 +88,14 @@ func ErrHostAndCluster(host, cluster string) error {
 }
 
 // CheckPlacement refuses what a placement can never satisfy, before any
-// connection: a host and a cluster both given.
+// connection: a host and a cluster both given, a resource pool and a
+// cluster both given (the pool names its cluster).
 func (s CreateSpec) CheckPlacement() error {
 	if s.Host != "" && s.Cluster != "" {
 		return ErrHostAndCluster(s.Host, s.Cluster)
+	}
+	if s.ResourcePool != "" && s.Cluster != "" {
+		return &PlacementError{Field: "resource_pool", Value: s.ResourcePool, Reason: fmt.Sprintf("and cluster %q both given: a resource pool belongs to one cluster or host already", s.Cluster)}
 	}
 	return nil
 }
@@ -117,6 +120,12 @@ type CreateSpec struct {
 	// first host of the datacenter.
 	Host    string
 	Cluster string
+	// ResourcePool is an inventory path ("/DC0/host/C1/Resources/web") or
+	// a path below the datacenter's host folder ("C1/Resources/web"); with
+	// Host, the host must belong to the pool's cluster or host; not with
+	// Cluster. Default: the recorded one (see Config.Placement), else the
+	// root pool of the host or cluster.
+	ResourcePool string
 	// Datastore for the VM's files and disks (default: the first
 	// datastore of the host).
 	Datastore string
@@ -148,6 +157,9 @@ type CreatedVM struct {
 	*VM
 	Datastore string
 	Disks     []CreatedDisk
+	// Placed says where the VM went and which recorded items were not
+	// found.
+	Placed Placed
 }
 
 // LookupVM finds a VM by name, inventory path or MoRef, templates and
@@ -158,13 +170,23 @@ func (c *Conn) LookupVM(ctx context.Context, spec string) (types.ManagedObjectRe
 
 // placement is where a new VM goes.
 type placement struct {
-	dc     *object.Datacenter
-	folder *object.Folder
-	pool   *object.ResourcePool
-	host   *object.HostSystem
+	dc      *object.Datacenter
+	folder  *object.Folder
+	pool    *object.ResourcePool
+	host    *object.HostSystem
+	cluster string
+	// ds holds the VM's files; diskDS the disks placed elsewhere.
 	ds     *object.Datastore
+	diskDS map[string]*object.Datastore
+	placed Placed
 }
 
+// place decides where a new VM goes. Each of spec's Folder, Host or
+// Cluster, and Datastore decides its part; a part not given follows the
+// configuration's recorded Placement (and each disk's recorded datastore)
+// where that still exists, else today's default (the datacenter's VM
+// folder, its first host and that host's first datastore), with a line in
+// Placed.Fallbacks for each recorded item not found.
 func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 	finder := find.NewFinder(c.Client, false)
 	dc, err := finder.DefaultDatacenter(ctx)
@@ -172,6 +194,10 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		return nil, fmt.Errorf("datacenter: %w (several datacenters are not supported yet)", err)
 	}
 	finder.SetDatacenter(dc)
+	var rec *vmconfig.Placement
+	if spec.Config != nil {
+		rec = spec.Config.Placement
+	}
 	p := &placement{dc: dc}
 	folders, err := dc.Folders(ctx)
 	if err != nil {
@@ -186,10 +212,17 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		if p.folder, err = finder.Folder(ctx, fp); err != nil {
 			return nil, &PlacementError{Field: "folder", Value: spec.Folder, Reason: "not found in " + dc.Name(), Err: err}
 		}
+	} else {
+		c.recordedFolder(ctx, finder, p, rec)
+	}
+	if err := spec.CheckPlacement(); err != nil {
+		return nil, err
 	}
 	switch {
-	case spec.Host != "" && spec.Cluster != "":
-		return nil, ErrHostAndCluster(spec.Host, spec.Cluster)
+	case spec.ResourcePool != "":
+		if err := c.givenPool(ctx, finder, p, spec, rec); err != nil {
+			return nil, err
+		}
 	case spec.Cluster != "":
 		cl, err := finder.ClusterComputeResource(ctx, spec.Cluster)
 		if err != nil {
@@ -198,17 +231,16 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		if p.pool, err = cl.ResourcePool(ctx); err != nil {
 			return nil, fmt.Errorf("resource pool of cluster %q: %w", spec.Cluster, err)
 		}
-		hosts, err := cl.Hosts(ctx)
-		if err != nil || len(hosts) == 0 {
-			return nil, &PlacementError{Field: "cluster", Value: spec.Cluster, Reason: "has no hosts", Err: err}
+		if p.host = c.hostIn(ctx, finder, recHost(rec), cl.Reference()); p.host == nil {
+			hosts, err := cl.Hosts(ctx)
+			if err != nil || len(hosts) == 0 {
+				return nil, &PlacementError{Field: "cluster", Value: spec.Cluster, Reason: "has no hosts", Err: err}
+			}
+			p.host = hosts[0]
 		}
-		p.host = hosts[0]
-	default:
-		hs := spec.Host
-		if hs == "" {
-			hs = "*"
-		}
-		hosts, err := finder.HostSystemList(ctx, hs)
+		c.keepRecordedPool(ctx, finder, p, rec)
+	case spec.Host != "":
+		hosts, err := finder.HostSystemList(ctx, spec.Host)
 		if err != nil || len(hosts) == 0 {
 			return nil, &PlacementError{Field: "host", Value: spec.Host, Reason: "is no ESXi host of " + dc.Name()}
 		}
@@ -216,26 +248,43 @@ func (c *Conn) place(ctx context.Context, spec CreateSpec) (*placement, error) {
 		if p.pool, err = p.host.ResourcePool(ctx); err != nil {
 			return nil, fmt.Errorf("resource pool of host %s: %w", p.host.Name(), err)
 		}
-	}
-	var hm mo.HostSystem
-	if err := property.DefaultCollector(c.Client).RetrieveOne(ctx, p.host.Reference(), []string{"datastore"}, &hm); err != nil {
-		return nil, fmt.Errorf("datastores of host %s: %w", p.host.Name(), err)
-	}
-	for _, ref := range hm.Datastore {
-		var dm mo.Datastore
-		if err := property.DefaultCollector(c.Client).RetrieveOne(ctx, ref, []string{"name"}, &dm); err != nil {
-			return nil, fmt.Errorf("datastore %s: %w", ref.Value, err)
+		c.keepRecordedPool(ctx, finder, p, rec)
+	default:
+		ok, err := c.recordedCompute(ctx, finder, p, rec)
+		if err != nil {
+			return nil, err
 		}
-		if spec.Datastore == "" || dm.Name == spec.Datastore {
-			p.ds = object.NewDatastore(c.Client, ref)
-			p.ds.InventoryPath = dm.Name
+		if ok {
 			break
 		}
+		hosts, err := finder.HostSystemList(ctx, "*")
+		if err != nil || len(hosts) == 0 {
+			return nil, &PlacementError{Field: "host", Value: "", Reason: "is no ESXi host of " + dc.Name()}
+		}
+		p.host = hosts[0]
+		if p.pool, err = p.host.ResourcePool(ctx); err != nil {
+			return nil, fmt.Errorf("resource pool of host %s: %w", p.host.Name(), err)
+		}
+		if rec != nil && rec.Host != "" {
+			p.fallback("recorded host %s not found in %s: the VM goes to host %s", rec.Host, dc.Name(), p.host.Name())
+		}
 	}
-	if p.ds == nil {
-		return nil, &PlacementError{Field: "datastore", Value: spec.Datastore, Reason: "is not mounted on host " + p.host.Name()}
+	if err := c.datastores(ctx, finder, p, spec); err != nil {
+		return nil, err
 	}
+	cfg := spec.Config
+	if cfg == nil {
+		cfg = &vmconfig.Config{}
+	}
+	c.finishPlaced(ctx, p, cfg)
 	return p, nil
+}
+
+func recHost(rec *vmconfig.Placement) string {
+	if rec == nil {
+		return ""
+	}
+	return rec.Host
 }
 
 // marker is the RestoreMarkerKey value of a restore job run here.
@@ -277,6 +326,9 @@ func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err
 	if disks.DeviceChange, err = b.diskChanges(); err != nil {
 		return nil, err
 	}
+	if err := c.makeDiskDirs(ctx, p, name); err != nil {
+		return nil, err
+	}
 	obj := object.NewVirtualMachine(c.Client, ref)
 	if len(disks.DeviceChange) > 0 {
 		t, err := obj.Reconfigure(ctx, disks)
@@ -297,7 +349,7 @@ func (c *Conn) createdVM(ctx context.Context, ref types.ManagedObjectReference, 
 	if err != nil {
 		return nil, err
 	}
-	out := &CreatedVM{VM: vm, Datastore: dsName}
+	out := &CreatedVM{VM: vm, Datastore: dsName, Placed: b.p.placed}
 	// The new disks in recorded order: match by controller bus and unit.
 	newByPos := map[string]Disk{}
 	for _, d := range vm.Disks {
@@ -419,9 +471,10 @@ func (c *Conn) buildVM(ctx context.Context, spec CreateSpec) (*builtVM, error) {
 // diskChanges are the device changes that create the VM's disks.
 func (b *builtVM) diskChanges() ([]types.BaseVirtualDeviceConfigSpec, error) {
 	var out []types.BaseVirtualDeviceConfigSpec
-	cfg, name, dsName, ctrlKeys, spec := b.cfg, b.name, b.dsName, b.ctrlKeys, b.spec
-	dsRef := b.p.ds.Reference()
+	cfg, name, ctrlKeys, spec := b.cfg, b.name, b.ctrlKeys, b.spec
 	for i, d := range cfg.Disks {
+		ds := b.p.diskDatastore(d.Name)
+		dsName, dsRef := ds.InventoryPath, ds.Reference()
 		ckey, ok := ctrlKeys[d.ControllerKey]
 		if !ok {
 			return nil, fmt.Errorf("disk %s: its controller (key %d) is not in the configuration", d.Name, d.ControllerKey)
@@ -502,7 +555,7 @@ func (c *Conn) nicDevice(ctx context.Context, p *placement, n vmconfig.NIC, key 
 	}
 	finder := find.NewFinder(c.Client, false)
 	finder.SetDatacenter(p.dc)
-	net, err := finder.Network(ctx, netName)
+	net, err := c.findNetwork(ctx, finder, netName)
 	if err != nil {
 		return nil, &NetworkError{NIC: orDefault(n.Label, strconv.Itoa(int(n.Key))), Network: netName, Recorded: n.Network}
 	}
@@ -843,6 +896,9 @@ func (c *Conn) ImportVM(ctx context.Context, spec CreateSpec, upload UploadFunc)
 	}
 	disks, err := b.diskChanges()
 	if err != nil {
+		return nil, err
+	}
+	if err := c.makeDiskDirs(ctx, b.p, b.name); err != nil {
 		return nil, err
 	}
 	cs := b.cs

@@ -100,6 +100,10 @@ func VMConfig(name string, cfg *types.VirtualMachineConfigInfo) vmconfig.Config 
 			}
 			if fb, ok := vd.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
 				disk.FileName = fb.GetVirtualDeviceFileBackingInfo().FileName
+				var dp object.DatastorePath
+				if dp.FromString(disk.FileName) {
+					disk.Datastore = dp.Datastore
+				}
 			}
 			switch b := vd.Backing.(type) {
 			case *types.VirtualDiskFlatVer2BackingInfo:

@@ -43,6 +43,8 @@ func restoreAdvice(err error) string {
 			return "create the folder in vSphere, or give an existing --folder (an inventory path, or a path below the datacenter's VM folder)"
 		case "datastore":
 			return "give --datastore NAME of a datastore mounted on the host (or leave it out for the host's first)"
+		case "resource_pool":
+			return "give --resource-pool of an existing pool (an inventory path, or a path below the datacenter's host folder: CLUSTER/Resources/POOL), or leave it out"
 		default:
 			return fmt.Sprintf("give --%s NAME of an existing %s (or leave it out)", pe.Field, map[string]string{"host": "ESXi host", "cluster": "cluster"}[pe.Field])
 		}

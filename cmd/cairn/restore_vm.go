@@ -52,8 +52,13 @@ func restoreVMCommand() *cli.Command {
 		Usage: "create a VM from a point (or roll the original VM back to it with --in-place)",
 		Description: "Creates a new VM from the point's recorded configuration (firmware, CPUs, memory,\n" +
 			"controllers, disks, NICs), creates its disks and writes only their data areas (holes\n" +
-			"stay holes). New UUIDs and MAC addresses unless --keep-identity. A VM of the same name\n" +
-			"is never touched unless --replace (it is powered off and its disks overwritten).\n" +
+			"stay holes). New UUIDs and MAC addresses unless --keep-identity. It goes back where the\n" +
+			"original was (folder, resource pool, host, each disk's datastore, networks) as the point\n" +
+			"records it; each of --folder, --host/--cluster/--resource-pool, --datastore and --network\n" +
+			"overrides its part, and a recorded item that no longer exists falls back to the default\n" +
+			"alone, with a line saying so (points made before cairn recorded placement use the\n" +
+			"defaults). A VM of the same name is never touched unless --replace (it is powered off\n" +
+			"and its disks overwritten).\n" +
 			"--in-place rolls the original, powered-off VM back: only the areas CBT reports changed\n" +
 			"since the point are written; where CBT cannot tell (another epoch, a resized disk) it\n" +
 			"says so, and --full overwrites every disk instead. Ctrl-C cancels; a failed or\n" +
@@ -67,10 +72,11 @@ func restoreVMCommand() *cli.Command {
 			&cli.StringFlag{Name: "vm", Required: true, Usage: "the VM's `NAME` in the repository"},
 			&cli.StringFlag{Name: "point", Value: "latest", Usage: "point `ID` or latest"},
 			&cli.StringFlag{Name: "name", Usage: "name of the restored VM (default: the recorded name)"},
-			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster; default: the datacenter's first host)"},
-			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host)"},
-			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and disks (default: the host's first datastore)"},
-			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder; default: the VM folder itself, not the original's folder, which points do not record)"},
+			&cli.StringFlag{Name: "host", Usage: "ESXi host to place the VM on (not with --cluster; default: the original host and resource pool, else the datacenter's first host)"},
+			&cli.StringFlag{Name: "cluster", Usage: "cluster to place the VM in (not with --host; default: the original's)"},
+			&cli.StringFlag{Name: "resource-pool", Usage: "resource `POOL` (inventory path, or path below the datacenter's host folder: C1/Resources/web; not with --cluster; default: the original's)"},
+			&cli.StringFlag{Name: "datastore", Usage: "datastore for the VM's files and every disk (default: each disk's original datastore, else the host's first datastore)"},
+			&cli.StringFlag{Name: "folder", Usage: "VM folder (inventory path, or path below the datacenter's VM folder; default: the original's folder, else the VM folder itself)"},
 			&cli.StringSliceFlag{Name: "network", Usage: "OLD=NEW: connect NICs of network OLD to NEW (repeatable)"},
 			&cli.StringFlag{Name: "disk-provisioning", Usage: "thin, thick or eager for every disk (default: as recorded)"},
 			&cli.StringFlag{Name: "vm-config", Usage: "`FILE`: VM configuration (vm/config.json format) for a point without one"},
@@ -139,6 +145,9 @@ func restoreVMAction(c *cli.Context) error {
 	if c.String("host") != "" && c.String("cluster") != "" {
 		return errors.New("--host and --cluster exclude each other: the VM goes to a host, or to a cluster (which picks the host)")
 	}
+	if c.String("resource-pool") != "" && c.String("cluster") != "" {
+		return errors.New("--resource-pool and --cluster exclude each other: a resource pool belongs to one cluster (or host) already")
+	}
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")
 	}
@@ -167,7 +176,7 @@ func restoreVMAction(c *cli.Context) error {
 		Point: p, Config: cfg, PowerOn: c.Bool("power-on"), Replace: c.Bool("replace"),
 		InPlace: c.Bool("in-place"), Full: c.Bool("full"), VCenter: conn.URL.Host,
 		Create: vsphere.CreateSpec{
-			Name: c.String("name"), Host: c.String("host"), Cluster: c.String("cluster"), Datastore: c.String("datastore"),
+			Name: c.String("name"), Host: c.String("host"), Cluster: c.String("cluster"), ResourcePool: c.String("resource-pool"), Datastore: c.String("datastore"),
 			Folder: c.String("folder"), Networks: networks, Provisioning: c.String("disk-provisioning"), KeepIdentity: c.Bool("keep-identity"),
 		},
 	}
@@ -211,6 +220,7 @@ func restoreVMAction(c *cli.Context) error {
 		}
 		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, tr, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
 	}
+	printPlacement(os.Stdout, res.Placement)
 	return nil
 }
 

@@ -14,8 +14,17 @@
 //
 //   - VMSpec.Host places a VM on a host (its runtime.host); VMSpec.Folder
 //     ("prod/web") creates the folders below DC0/vm and the VM in them, so
-//     its inventory path is /DC0/vm/prod/web/NAME; VMSpec.Template marks it
-//     as a template.
+//     its inventory path is /DC0/vm/prod/web/NAME; VMSpec.ResourcePool
+//     ("webpool") puts it in a resource pool of that name below its host's
+//     root pool (/DC0/host/DC0_H1/Resources/webpool); VMSpec.Template marks
+//     it as a template.
+//   - Options.ExtraDatastores adds datastores beside the default one, each
+//     on a temporary directory of its own (Sim.DatastoreDirOf) and mounted
+//     on every host; DiskSpec.Datastore puts a disk's files there
+//     ("[ds2] vm1/vm1_1.vmdk", the VM's directory made on ds2 as vSphere
+//     clients do). Destroying a VM deletes its directories on every
+//     datastore, as ESXi deletes a VM's disks wherever they are. There are
+//     no clusters (use vcsim's own model for those).
 //   - VMSpec.Tags ("category:tag") are created and attached through the
 //     vSphere Automation API: the same HTTPS server serves govmomi's vAPI
 //     simulator on /rest (sessions with the same credentials, tag

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,8 @@ func (s *Sim) buildInventory(ctx context.Context, o Options) error {
 	hosts := make([]*object.HostSystem, o.Hosts)
 	pools := make([]*object.ResourcePool, o.Hosts)
 	var ds types.ManagedObjectReference
+	dsRefs := map[string]types.ManagedObjectReference{}
+	childPools := map[string]*object.ResourcePool{}
 	for i := range hosts {
 		name := fmt.Sprintf("%s_H%d", dc.Name(), i)
 		host, err := finder.HostSystem(ctx, name)
@@ -50,6 +53,12 @@ func (s *Sim) buildInventory(ctx context.Context, o Options) error {
 		// datastore on each of them, like shared storage.
 		if ds, err = mountDatastore(ctx, host, s.Datastore, s.DatastoreDir); err != nil {
 			return err
+		}
+		dsRefs[s.Datastore] = ds
+		for _, n := range o.ExtraDatastores {
+			if dsRefs[n], err = mountDatastore(ctx, host, n, s.dsDirs[n]); err != nil {
+				return err
+			}
 		}
 		if pools[i], err = host.ResourcePool(ctx); err != nil {
 			return fmt.Errorf("resource pool of %s: %w", name, err)
@@ -70,7 +79,17 @@ func (s *Sim) buildInventory(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("create vm %s: %w", spec.Name, err)
 		}
-		if err := s.createVM(ctx, spec, folder, pools[spec.Host], hosts[spec.Host], ds); err != nil {
+		pool := pools[spec.Host]
+		if spec.ResourcePool != "" {
+			key := fmt.Sprintf("%d/%s", spec.Host, spec.ResourcePool)
+			if childPools[key] == nil {
+				if childPools[key], err = pool.Create(ctx, spec.ResourcePool, types.DefaultResourceConfigSpec()); err != nil {
+					return fmt.Errorf("create vm %s: resource pool %s: %w", spec.Name, spec.ResourcePool, err)
+				}
+			}
+			pool = childPools[key]
+		}
+		if err := s.createVM(ctx, spec, folder, pool, hosts[spec.Host], dsRefs); err != nil {
 			return fmt.Errorf("create vm %s: %w", spec.Name, err)
 		}
 	}
@@ -110,7 +129,7 @@ func (s *Sim) vmFolder(ctx context.Context, made map[string]*object.Folder, rel 
 }
 
 // createVM creates one VM with real flat disk files and powers it on.
-func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, pool *object.ResourcePool, host *object.HostSystem, ds types.ManagedObjectReference) error {
+func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, pool *object.ResourcePool, host *object.HostSystem, dsRefs map[string]types.ManagedObjectReference) error {
 	hw, _ := hardwareVersionNumber(spec.HardwareVersion)
 	vm := &vmState{name: spec.Name, hwVersion: hw, failQuiesce: spec.FailQuiesce, attached: map[string]bool{}}
 	guest := spec.GuestID
@@ -184,11 +203,23 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 			return err
 		}
 		rel := path.Join(spec.Name, base+".vmdk")
+		dsName := d.Datastore
+		if dsName == "" {
+			dsName = s.Datastore
+		}
+		ds := dsRefs[dsName]
 		disk := &diskState{
 			vm: vm, index: i, key: diskKey + unit, controller: d.Controller, uuid: uuid,
-			dsPath:   fmt.Sprintf("[%s] %s", s.Datastore, rel),
-			descPath: filepath.Join(s.DatastoreDir, filepath.FromSlash(rel)),
+			dsPath:   fmt.Sprintf("[%s] %s", dsName, rel),
+			descPath: filepath.Join(s.dsDirs[dsName], filepath.FromSlash(rel)),
 			size:     d.Size,
+		}
+		if dsName != s.Datastore {
+			// vcsim creates the VM's directory on its files' datastore
+			// only; ESXi's clients make it on the others first.
+			if err := os.MkdirAll(filepath.Dir(disk.descPath), 0o755); err != nil {
+				return err
+			}
 		}
 		disk.flatPath = flatName(disk.descPath)
 		if err := disk.track.start(vm.cbt, disk.size); err != nil {

@@ -129,7 +129,7 @@ func (s *Sim) serveNFCUpload(w http.ResponseWriter, r *http.Request) {
 	if vm, found := s.byRef[vmRef]; ok && found {
 		vmName = vm.name
 		for _, d := range vm.disks {
-			if path.Base(strings.TrimPrefix(d.dsPath, "["+s.Datastore+"] ")) == parts[1] {
+			if path.Base(d.dsPath) == parts[1] {
 				flat = d.flatPath
 			}
 		}

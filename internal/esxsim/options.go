@@ -40,6 +40,10 @@ type Options struct {
 	DatastoreDir string
 	// DatastoreName is the datastore's vSphere name (default "datastore1").
 	DatastoreName string
+	// ExtraDatastores names more local datastores, each on a temporary
+	// directory of its own (removed by Close) and mounted on every host;
+	// DiskSpec.Datastore puts a disk on one of them.
+	ExtraDatastores []string
 
 	// Hosts is the number of standalone ESXi hosts in the datacenter,
 	// named DC0_H0, DC0_H1, ... (default 1). The datastore is mounted on
@@ -89,6 +93,9 @@ type VMSpec struct {
 	// Folder is a folder path below the datacenter's VM folder ("prod" or
 	// "prod/web"), created as needed; empty puts the VM in the VM folder.
 	Folder string
+	// ResourcePool names a resource pool below the host's root pool
+	// (created as needed) the VM runs in; empty: the host's root pool.
+	ResourcePool string
 	// Tags are vSphere tags ("category:tag") attached to the VM through the
 	// vSphere Automation API; categories and tags are created as needed.
 	Tags []string
@@ -135,6 +142,9 @@ type DiskSpec struct {
 	// Provisioning is "thin" (default), "thick" or "eager" (eagerly
 	// zeroed thick); the flat file stays sparse either way.
 	Provisioning string
+	// Datastore is the datastore of the disk's files: one of
+	// Options.ExtraDatastores, or "" for the default datastore.
+	Datastore string
 }
 
 // withDefaults returns a copy of o with every zero field set and validates it.
@@ -153,6 +163,20 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Hosts <= 0 {
 		o.Hosts = 1
+	}
+	dsNames := map[string]bool{o.DatastoreName: true}
+	for _, n := range o.ExtraDatastores {
+		if n == "" || strings.ContainsAny(n, "/[]") || dsNames[n] {
+			return o, fmt.Errorf("extra datastore %q: empty, invalid or duplicate name", n)
+		}
+		dsNames[n] = true
+	}
+	for _, vm := range o.VMs {
+		for i, d := range vm.Disks {
+			if d.Datastore != "" && !dsNames[d.Datastore] {
+				return o, fmt.Errorf("vm %q disk %d: datastore %q is neither %s nor one of ExtraDatastores", vm.Name, i, d.Datastore, o.DatastoreName)
+			}
+		}
 	}
 	if o.MaxChangedAreas <= 0 {
 		o.MaxChangedAreas = DefaultMaxChangedAreas

@@ -13,14 +13,18 @@ import (
 // localDescriptor maps "[datastore1] vm1/vm1.vmdk" to the descriptor's local path.
 func (s *Sim) localDescriptor(dsPath string) (string, error) {
 	var p object.DatastorePath
-	if !p.FromString(dsPath) || p.Datastore != s.Datastore || p.Path == "" {
-		return "", fmt.Errorf("datastore path %q is not on datastore %s: %w", dsPath, s.Datastore, ErrNotFound)
+	if !p.FromString(dsPath) || p.Path == "" {
+		return "", fmt.Errorf("datastore path %q is not on a datastore of the simulator: %w", dsPath, ErrNotFound)
+	}
+	dir, ok := s.dsDirs[p.Datastore]
+	if !ok {
+		return "", fmt.Errorf("datastore path %q is not on a datastore of the simulator: %w", dsPath, ErrNotFound)
 	}
 	rel := filepath.Clean(filepath.FromSlash(p.Path))
 	if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "", fmt.Errorf("datastore path %q leaves the datastore", dsPath)
 	}
-	return filepath.Join(s.DatastoreDir, rel), nil
+	return filepath.Join(dir, rel), nil
 }
 
 // LocalPath maps a disk's datastore path ("[datastore1] vm1/vm1.vmdk", as

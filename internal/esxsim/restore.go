@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/vmware/govmomi/simulator"
@@ -129,12 +130,34 @@ func allocateThick(path string, size int64) error {
 // task completes (as ESXi does; vcsim deletes it in a task of its own
 // that may finish later) and forgets esxsim's state of the VM.
 func (h *vmHandler) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task) soap.HasFault {
-	var dir string
-	if h.Config != nil {
-		if vmx, err := h.sim.localDescriptor(h.Config.Files.VmPathName); err == nil && filepath.Dir(vmx) != filepath.Clean(h.sim.DatastoreDir) {
-			dir = filepath.Dir(vmx)
+	// The VM's directory, and those of its own disks on other datastores
+	// (ESXi deletes a VM's disks wherever they are).
+	var dirs []string
+	vmDir := func(dsPath string) {
+		local, err := h.sim.localDescriptor(dsPath)
+		if err != nil {
+			return
+		}
+		dir := filepath.Dir(local)
+		for _, root := range h.sim.dsDirs {
+			if dir == filepath.Clean(root) {
+				return
+			}
+		}
+		if !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
 		}
 	}
+	if h.Config != nil {
+		vmDir(h.Config.Files.VmPathName)
+	}
+	h.sim.mu.Lock()
+	if vm, ok := h.sim.byRef[h.Self.Value]; ok {
+		for _, d := range vm.disks {
+			vmDir(d.dsPath)
+		}
+	}
+	h.sim.mu.Unlock()
 	res := h.VirtualMachine.DestroyTask(ctx, req)
 	ref, fault := taskRef(res)
 	if fault == nil {
@@ -142,7 +165,7 @@ func (h *vmHandler) DestroyTask(ctx *simulator.Context, req *types.Destroy_Task)
 	}
 	if fault == nil {
 		s := h.sim
-		if dir != "" {
+		for _, dir := range dirs {
 			if err := os.RemoveAll(dir); err != nil {
 				s.log.Error("delete the directory of a destroyed VM", "dir", dir, "err", err)
 			}

@@ -55,6 +55,10 @@ type Sim struct {
 	router   *router
 	maxAreas int
 	ownsDir  bool
+	// dsDirs maps every datastore's name to its local directory;
+	// extraDirs are those Start made for Options.ExtraDatastores.
+	dsDirs    map[string]string
+	extraDirs []string
 
 	mu        sync.Mutex
 	vms       map[string]*vmState // by name
@@ -153,6 +157,16 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	if s.DatastoreDir, err = filepath.Abs(o.DatastoreDir); err != nil {
 		return nil, fmt.Errorf("datastore dir: %w", err)
 	}
+	s.dsDirs = map[string]string{s.Datastore: s.DatastoreDir}
+	for _, n := range o.ExtraDatastores {
+		dir, err := os.MkdirTemp("", "esxsim-ds-"+n+"-")
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("datastore %s dir: %w", n, err)
+		}
+		s.dsDirs[n] = dir
+		s.extraDirs = append(s.extraDirs, dir)
+	}
 	if err := s.start(ctx, o); err != nil {
 		s.Close()
 		return nil, err
@@ -232,6 +246,16 @@ func (s *Sim) Close() {
 	if s.ownsDir {
 		_ = os.RemoveAll(s.DatastoreDir)
 	}
+	for _, d := range s.extraDirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// DatastoreDirOf returns the local directory of the named datastore (the
+// default one or one of Options.ExtraDatastores).
+func (s *Sim) DatastoreDirOf(name string) (string, bool) {
+	d, ok := s.dsDirs[name]
+	return d, ok
 }
 
 // ClientURL returns URL with the credentials set, as govmomi.NewClient wants it.
