@@ -46,3 +46,36 @@ func TestForgetCountsDeletedImages(t *testing.T) {
 		t.Fatalf("bytes released %d, want the deleted image's %d", res.BytesReleased, held)
 	}
 }
+
+// TestSparseReserveRefilled: a copy of the repository by a tool that makes
+// zeros holes (rsync -S, cp --sparse=always) leaves a reserve of the right
+// size that holds no space; the next writer allocates it again, so that a
+// full filesystem still has room for forget and prune.
+func TestSparseReserveRefilled(t *testing.T) {
+	r := newTestRepo(t)
+	path := r.reservePath()
+	want := r.reserveSize()
+	if got := allocated(t, path); got < want {
+		t.Fatalf("new reserve holds %d bytes, want %d", got, want)
+	}
+	// What rsync -S leaves: the same size, all holes.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, FileMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, want); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(context.Background(), r.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &modelDisk{name: "disk0", data: make([]byte, 2*testBS), changed: map[int64]bool{}}
+	d.data[5] = 1
+	backup(t, r2, "vm1", []*modelDisk{d}, true, time.Unix(1000, 0))
+	if got := allocated(t, path); got < want {
+		t.Fatalf("after a writer the reserve holds %d bytes, want %d", got, want)
+	}
+}

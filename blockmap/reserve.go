@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +46,7 @@ func (r *Repo) freeBytes() (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
-// ensureReserve makes the reserve when it is missing and the filesystem
+// ensureReserve makes the reserve when it is missing (or sparse) and the filesystem
 // has room for it twice over (so that making it never fills the disk);
 // with warn, it says so when there is no room. Failures are logged: the
 // reserve is a safety margin, not data.
@@ -53,7 +54,17 @@ func (r *Repo) ensureReserve(warn bool) {
 	path := r.reservePath()
 	size := r.reserveSize()
 	if fi, err := os.Stat(path); err == nil && fi.Size() >= size {
-		return
+		// A copy by a tool that turns zeros into holes (rsync -S,
+		// cp --sparse=always, tar --sparse) keeps the size but not the
+		// space: such a reserve frees nothing when the disk is full.
+		held := int64(-1)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			held = st.Blocks * 512
+		}
+		if held < 0 || held >= size {
+			return
+		}
+		r.log.Info("the repository's space reserve is sparse (copied by a tool that makes zeros holes?): allocating it again", "path", path)
 	}
 	free, err := r.freeBytes()
 	if err != nil || free < 2*size {
