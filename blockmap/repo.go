@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -31,6 +33,8 @@ var (
 	ErrCorrupt       = errors.New("stored data fails its checksum")
 	ErrNoData        = errors.New("no data after offset")
 	ErrInvalid       = errors.New("invalid argument")
+	// ErrUnsupportedFormat: the repository was made by a newer cairn.
+	ErrUnsupportedFormat = errors.New("repository format not supported")
 	// ErrPointDeleted: the recovery point was deleted while it was being read.
 	ErrPointDeleted = errors.New("recovery point was deleted while it was read")
 )
@@ -89,14 +93,38 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if _, err := blockHasher(hash); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case err == nil && len(entries) > 0:
 		if _, err := os.Stat(filepath.Join(dir, "cairn.json")); err == nil {
 			return fmt.Errorf("init %s: a repository already exists there", dir)
 		}
 		return fmt.Errorf("init %s: directory is not empty; choose an empty or new directory", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	case err != nil && errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("init %s: %w: it is a file, not a directory; choose an empty or new directory", dir, ErrInvalid)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	if outer := enclosingRepo(dir); outer != "" {
+		return fmt.Errorf("init %s: %w: it is inside the repository %s (its files would be taken for that repository's and counted in its size); choose a directory outside it", dir, ErrInvalid, outer)
+	}
+	// A failed init (a read-only or full filesystem) takes back what it
+	// made, so that the next init in the same place is not refused as
+	// "not empty".
+	created := err != nil // the directory did not exist
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		if created {
+			os.RemoveAll(dir)
+			return
+		}
+		for _, name := range []string{"index", "images", "locks", "index.lock", ReserveFileName, ReserveFileName + ".tmp"} {
+			os.RemoveAll(filepath.Join(dir, name))
+		}
+	}()
 	for _, sub := range []string{"index", "images", "locks"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), DirMode); err != nil {
 			return fmt.Errorf("init %s: %w", dir, err)
@@ -112,8 +140,28 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if err := writeFileAtomic(filepath.Join(dir, "cairn.json"), append(data, '\n')); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	ok = true
 	r.ensureReserve(true)
 	return nil
+}
+
+// enclosingRepo is the repository that holds dir in one of its
+// directories, or "" when none does.
+func enclosingRepo(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(filepath.Join(p, "cairn.json")); err == nil && fi.Mode().IsRegular() {
+			if _, err := os.Stat(filepath.Join(p, "index")); err == nil {
+				return p
+			}
+		}
+		if p == filepath.Dir(p) {
+			return ""
+		}
+	}
 }
 
 // Open opens an existing repository.
@@ -128,6 +176,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 		}
 		return nil, &RepoMissingError{Dir: dir, Exists: true}
 	}
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("open repository %s: %w%s", dir, err, ownerAdvice(dir))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
@@ -135,8 +186,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w: cairn.json is not valid JSON: %v", dir, ErrNotRepository, err)
 	}
+	if cfg.Format > FormatVersion {
+		return nil, fmt.Errorf("%s: %w: repository format %d was written by a newer cairn, and this cairn reads format %d: run a cairn at least as new as the one that made it", dir, ErrUnsupportedFormat, cfg.Format, FormatVersion)
+	}
 	if cfg.Format != FormatVersion {
-		return nil, fmt.Errorf("%s: repository format %d is not supported by this cairn (format %d)", dir, cfg.Format, FormatVersion)
+		return nil, fmt.Errorf("%s: %w: cairn.json names format %d, and no cairn ever wrote a format below 1", dir, ErrNotRepository, cfg.Format)
 	}
 	if cfg.BlockSize < 4096 || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
 		return nil, fmt.Errorf("%s: %w: block size %d in cairn.json", dir, ErrNotRepository, cfg.BlockSize)
@@ -234,4 +288,29 @@ func ValidateName(kind, name string) error {
 		return fmt.Errorf("%s name %q: %w: longer than 200 bytes", kind, name, ErrInvalid)
 	}
 	return nil
+}
+
+// ownerAdvice says who owns the repository in dir and who runs cairn, for
+// a permission error: the repository is private to its owner (mode 0700).
+func ownerAdvice(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	name := func(uid int) string {
+		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+			return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+		}
+		return fmt.Sprintf("uid %d", uid)
+	}
+	as := "root"
+	if st.Uid != 0 {
+		as = name(int(st.Uid)) + " or root"
+	}
+	return fmt.Sprintf(": the repository belongs to %s with mode %04o and cairn runs as %s; run cairn as %s",
+		name(int(st.Uid)), fi.Mode().Perm(), name(os.Geteuid()), as)
 }

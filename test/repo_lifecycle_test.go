@@ -1,0 +1,140 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// TestInitPlaces: init refuses a file, a directory inside another
+// repository (whose size and files it would then take for its own), and
+// takes a relative path and $CAIRN_REPO.
+func TestInitPlaces(t *testing.T) {
+	dir := t.TempDir()
+	outer := filepath.Join(dir, "outer")
+	if res := runCairn(t, nil, "--repo", outer, "init"); res.code != 0 {
+		t.Fatalf("init: %s", res.stderr)
+	}
+	for _, inner := range []string{filepath.Join(outer, "sub"), filepath.Join(outer, "images", "x")} {
+		res := runCairn(t, nil, "--repo", inner, "init")
+		requireOneLineError(t, res, "inside the repository "+outer)
+		if _, err := os.Stat(inner); !os.IsNotExist(err) {
+			t.Errorf("refused init left %s: %v", inner, err)
+		}
+	}
+	file := filepath.Join(dir, "afile")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	requireOneLineError(t, runCairn(t, nil, "--repo", file, "init"), "is a file, not a directory")
+
+	// A relative path and $CAIRN_REPO.
+	cmd := exec.Command(buildCairn(t), "init")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CAIRN_REPO=rel")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CAIRN_REPO=rel cairn init: %v: %s", err, out)
+	}
+	if res := runCairn(t, nil, "--repo", filepath.Join(dir, "rel"), "points"); res.code != 0 {
+		t.Fatalf("points of the relative repository: %s", res.stderr)
+	}
+}
+
+// TestInitFailedLeavesNothing: an init that fails on a full filesystem
+// takes back what it made, so that init in the same place works once
+// there is room (it used to be refused as "directory is not empty").
+func TestInitFailedLeavesNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	for _, pre := range []bool{false, true} { // new directory, existing empty one
+		repo := filepath.Join(mnt, "repo")
+		if pre {
+			if err := os.Mkdir(repo, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := runCairn(t, nil, "--repo", repo, "init")
+		requireOneLineError(t, res, "space")
+		entries, err := os.ReadDir(repo)
+		switch {
+		case !pre && !os.IsNotExist(err):
+			t.Errorf("failed init left the directory it made (%v, %d entries)", err, len(entries))
+		case pre && (err != nil || len(entries) != 0):
+			t.Errorf("failed init left %d entries in the directory (%v)", len(entries), err)
+		}
+		if out, err := exec.Command("mount", "-o", "remount,size=100m", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("remount: %v: %s", err, out)
+		}
+		if res := runCairn(t, nil, "--repo", repo, "init"); res.code != 0 {
+			t.Fatalf("init once there is room: %s", res.stderr)
+		}
+		os.RemoveAll(repo)
+		if out, err := exec.Command("mount", "-o", "remount,size=300k", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("remount: %v: %s", err, out)
+		}
+	}
+}
+
+// TestOpenNewerFormat: a repository of a newer format says that a newer
+// cairn made it and what to do; a format no cairn wrote is not a repository.
+func TestOpenNewerFormat(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	if res := runCairn(t, nil, "--repo", repo, "init"); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	cfg := filepath.Join(repo, "cairn.json")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for format, want := range map[string]string{"2": "written by a newer cairn", "0": "not a cairn repository"} {
+		if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), `"format": 1`, `"format": `+format, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		requireOneLineError(t, runCairn(t, nil, "--repo", repo, "points"), want)
+	}
+}
+
+// TestOpenOtherUsersRepository: a user who may not read the repository
+// is told whose it is and as whom to run cairn.
+func TestOpenOtherUsersRepository(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := os.MkdirTemp("/tmp", "cairn-otheruser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "cairn")
+	copyFile(t, buildCairn(t), bin)
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	if res := runCairn(t, nil, "--repo", repo, "init"); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	cmd := exec.Command(bin, "--repo", repo, "points")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("points as uid 65534 succeeded: %s", out)
+	}
+	msg := strings.TrimSpace(string(out))
+	for _, want := range []string{"permission denied", "belongs to uid 0", "mode 0700", "cairn runs as uid 65534", "run cairn as root"} {
+		if !strings.Contains(msg, want) || strings.Contains(msg, "\n") {
+			t.Errorf("error %q: want one line containing %q", msg, want)
+		}
+	}
+}
