@@ -138,3 +138,66 @@ func TestOpenOtherUsersRepository(t *testing.T) {
 		}
 	}
 }
+
+// TestRepositoryCopy follows docs/repository.md, "Moving or copying a
+// repository": a repository copied with cp -a, rsync -aHS and tar
+// --sparse to another path works there (verify clean, the same points and
+// bytes), its delta images stay sparse, and the reserve a sparse copy
+// left as a hole is allocated again by the first writer (a prune).
+func TestRepositoryCopy(t *testing.T) {
+	testutil.RequireTools(t, "rsync", "tar", "cp")
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig")
+	mustCairn(t, "--repo", orig, "init")
+	img := filepath.Join(dir, "disk.img")
+	makeImage(t, img, 64<<20)
+	writeRandom(t, img, 1<<20, 3<<20, 1)
+	writeRandom(t, img, 40<<20, 2<<20, 2)
+	mustCairn(t, "--repo", orig, "import", "--vm", "web01", "--disk", "sda", "--time", "2026-01-01T00:00:00Z", img)
+	writeRandom(t, img, 50<<20, 1<<20, 3)
+	mustCairn(t, "--repo", orig, "import", "--vm", "web01", "--disk", "sda", "--time", "2026-01-02T00:00:00Z", img)
+	want := exportSHA(t, orig, "web01", "latest", "sda")
+	imagesHeld := dirAllocated(t, filepath.Join(orig, "images"))
+
+	copies := map[string]string{
+		"cp":    "cp -a ORIG NEW",
+		"rsync": "rsync -aHS ORIG/ NEW/",
+		"tar":   "mkdir NEW && tar -C ORIG --sparse -cf - . | tar -C NEW -xpf -",
+	}
+	for name, recipe := range copies {
+		t.Run(name, func(t *testing.T) {
+			nw := filepath.Join(dir, "new-"+name, "cairn")
+			if err := os.MkdirAll(filepath.Dir(nw), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			sh := strings.NewReplacer("ORIG", orig, "NEW", nw).Replace(recipe)
+			if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", sh, err, out)
+			}
+			res := runCairn(t, nil, "--repo", nw, "verify")
+			if res.code != 0 || !strings.Contains(res.stdout, "0 bad, 0 other problems") {
+				t.Fatalf("verify of the %s copy: exit %d: %s%s", name, res.code, res.stdout, res.stderr)
+			}
+			if got := len(listPoints(t, nw, "web01")); got != 2 {
+				t.Fatalf("the %s copy has %d points, want 2", name, got)
+			}
+			if got := exportSHA(t, nw, "web01", "latest", "sda"); got != want {
+				t.Fatalf("the %s copy exports other bytes", name)
+			}
+			if held := dirAllocated(t, filepath.Join(nw, "images")); held > imagesHeld+imagesHeld/8 {
+				t.Fatalf("the %s copy's images hold %d bytes, the original's %d: holes were filled", name, held, imagesHeld)
+			}
+			mustCairn(t, "--repo", nw, "prune", "--keep-last", "1")
+			fi, err := os.Stat(filepath.Join(nw, "reserve"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held := fi.Sys().(*syscall.Stat_t).Blocks * 512; held < fi.Size() {
+				t.Fatalf("the %s copy's reserve holds %d of its %d bytes after a prune", name, held, fi.Size())
+			}
+			if got := exportSHA(t, nw, "web01", "latest", "sda"); got != want {
+				t.Fatalf("the %s copy exports other bytes after the prune", name)
+			}
+		})
+	}
+}
