@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -77,5 +78,41 @@ func TestSparseReserveRefilled(t *testing.T) {
 	backup(t, r2, "vm1", []*modelDisk{d}, true, time.Unix(1000, 0))
 	if got := allocated(t, path); got < want {
 		t.Fatalf("after a writer the reserve holds %d bytes, want %d", got, want)
+	}
+}
+
+// TestCheckSkipsRunningWriter: verify runs beside backups, so a writer at
+// work (its VM lock held) is not reported as the "open session" and
+// "orphaned delta image" of a dead one; once its holder is gone without a
+// commit (a killed writer), both are reported.
+func TestCheckSkipsRunningWriter(t *testing.T) {
+	r := newTestRepo(t)
+	ctx := context.Background()
+	d := &modelDisk{name: "disk0", data: make([]byte, 2*testBS), changed: map[int64]bool{}}
+	d.data[0] = 1
+	backup(t, r, "vm1", []*modelDisk{d}, true, time.Unix(1000, 0))
+	s, err := r.BeginPoint(ctx, "vm1", PointOptions{Purpose: "running"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.AddDisk(ctx, "disk0", 2*testBS, DiskOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, testBS)
+	block[1] = 2
+	if err := w.WriteBlock(0, block); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := r.Check(ctx); err != nil || len(probs) != 0 {
+		t.Fatalf("check beside a running writer: %v %q, want no problem", err, probs)
+	}
+	s.lock.Release() // the writer dies: the kernel drops its flock
+	probs, err := r.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(probs) != 2 || !strings.HasPrefix(probs[0], "open session: VM vm1") || !strings.HasPrefix(probs[1], "orphaned delta image") {
+		t.Fatalf("check after the writer died: %q, want its open session and orphaned image", probs)
 	}
 }
