@@ -42,7 +42,7 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 					writing[s.VM] = s.Gen
 					continue
 				}
-				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d)", s.VM, s.Gen, s.PID))
+				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d, which no longer writes it): the VM's next backup or import removes what it left", s.VM, s.Gen, s.PID))
 			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
 			for it.Rewind(); it.Valid(); it.Next() {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,4 +201,31 @@ func TestRepositoryCopy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVerifyJSONAndPointFlag: verify --json of a clean repository gives
+// empty lists (not null) for bad blocks, problems and loose modes;
+// --point without --vm says to add --vm.
+func TestVerifyJSONAndPointFlag(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(t.TempDir(), "d.img")
+	makeImage(t, img, 1<<20)
+	writeRandom(t, img, 0, 128<<10, 4)
+	mustCairn(t, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", img)
+	out := mustCairn(t, "--repo", repo, "verify", "--json")
+	var v struct {
+		Report struct {
+			Bad []any `json:"bad"`
+		} `json:"report"`
+		Problems   []string `json:"problems"`
+		LooseModes []string `json:"loose_modes"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("verify --json: %v: %s", err, out)
+	}
+	if v.Report.Bad == nil || v.Problems == nil || v.LooseModes == nil {
+		t.Fatalf("verify --json of a clean repository has null lists:\n%s", out)
+	}
+	requireOneLineError(t, runCairn(t, nil, "--repo", repo, "verify", "--point", "latest"), "--point latest needs --vm NAME")
 }

@@ -366,6 +366,9 @@ func verifyAction(c *cli.Context) error {
 	if err := checkVerifyFlags(c.String("remote"), c.String("sample"), c.String("vm"), c.String("point")); err != nil {
 		return err
 	}
+	if c.String("point") != "" && c.String("vm") == "" && c.String("remote") == "" {
+		return fmt.Errorf("verify: --point %s needs --vm NAME, the point's VM (cairn points lists them)", c.String("point"))
+	}
 	if c.String("remote") != "" {
 		return remoteVerifyAction(c)
 	}
@@ -391,6 +394,16 @@ func verifyAction(c *cli.Context) error {
 	}
 	warnLooseModes(repo.Dir(), loose)
 	if c.Bool("json") {
+		// Empty lists, not null: a script iterates them without a check.
+		if rep.Bad == nil {
+			rep.Bad = []blockmap.BadBlock{}
+		}
+		if problems == nil {
+			problems = []string{}
+		}
+		if loose == nil {
+			loose = []string{}
+		}
 		if err := printJSON(map[string]any{"report": rep, "problems": problems, "loose_modes": loose}); err != nil {
 			return err
 		}
