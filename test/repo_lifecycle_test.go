@@ -229,3 +229,69 @@ func TestVerifyJSONAndPointFlag(t *testing.T) {
 	}
 	requireOneLineError(t, runCairn(t, nil, "--repo", repo, "verify", "--point", "latest"), "--point latest needs --vm NAME")
 }
+
+// jsonKeys adds every object key under v to keys.
+func jsonKeys(v any, keys map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			keys[k] = true
+			jsonKeys(e, keys)
+		}
+	case []any:
+		for _, e := range x {
+			jsonKeys(e, keys)
+		}
+	}
+}
+
+// TestPointsJSONDocumented: every field `cairn points --json` prints is
+// named in docs/repository.md ("Listing points"), the meta objects aside;
+// an empty repository lists [] and says how to make a first point.
+func TestPointsJSONDocumented(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "docs", "repository.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Listing points")
+	if !ok {
+		t.Fatal(`docs/repository.md has no "## Listing points" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustCairn(t, "--repo", repo, "init")
+	empty := mustCairn(t, "--repo", repo, "points")
+	if !strings.Contains(empty, "no recovery points yet") {
+		t.Errorf("points of an empty repository:\n%s\nwant it to say there are none yet", empty)
+	}
+	if out := mustCairn(t, "--repo", repo, "points", "--json"); !strings.Contains(out, `"vms": []`) {
+		t.Errorf("points --json of an empty repository:\n%s", out)
+	}
+	img := filepath.Join(t.TempDir(), "d.img")
+	makeImage(t, img, 1<<20)
+	writeRandom(t, img, 0, 128<<10, 5)
+	mustCairn(t, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", img)
+	var v map[string]any
+	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "points", "--json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	// The meta objects are the writer's own words; their keys are not fields.
+	for _, vm := range v["vms"].([]any) {
+		for _, p := range vm.(map[string]any)["points"].([]any) {
+			pm := p.(map[string]any)
+			if _, ok := pm["meta"]; ok {
+				pm["meta"] = "x"
+			}
+			for _, d := range pm["disks"].([]any) {
+				d.(map[string]any)["meta"] = "x"
+			}
+		}
+	}
+	keys := map[string]bool{}
+	jsonKeys(v, keys)
+	for k := range keys {
+		if !strings.Contains(section, "`"+k+"`") {
+			t.Errorf("points --json prints %q, which docs/repository.md (Listing points) does not name", k)
+		}
+	}
+}

@@ -265,6 +265,11 @@ func pointsAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(out)
 	}
+	if len(cat) == 0 {
+		fmt.Println("no recovery points yet: make one with `cairn backup` (vSphere VMs) or `cairn import` (images, devices, NBD exports)")
+		fmt.Printf("total: 0 VMs, 0 points, %s on disk\n", bytesize.IEC(out.Totals.RepoBytes))
+		return nil
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
 	for _, v := range cat {
