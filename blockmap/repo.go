@@ -314,3 +314,37 @@ func ownerAdvice(dir string) string {
 	return fmt.Sprintf(": the repository belongs to %s with mode %04o and cairn runs as %s; run cairn as %s",
 		name(int(st.Uid)), fi.Mode().Perm(), name(os.Geteuid()), as)
 }
+
+// permissionAdvice follows a permission error inside the repository: it
+// names a file that another user owns (typically root, when a cairn run
+// as root wrote into a repository that belongs to someone else) and the
+// command that gives it back.
+func (r *Repo) permissionAdvice() string {
+	fi, err := os.Stat(r.dir)
+	if err != nil {
+		return ""
+	}
+	owner, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	var other string
+	var otherUID uint32
+	filepath.WalkDir(r.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || other != "" {
+			return filepath.SkipDir
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != owner.Uid {
+				other, otherUID = p, st.Uid
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	if other == "" {
+		return ownerAdvice(r.dir)
+	}
+	return fmt.Sprintf(": %s belongs to uid %d, not to the repository's owner (uid %d): a cairn run as another user wrote into the repository; give the files back with chown -R %d:%d %s (as root), and run cairn as uid %d",
+		other, otherUID, owner.Uid, owner.Uid, owner.Gid, r.dir, owner.Uid)
+}
