@@ -34,6 +34,15 @@ func TestInitPlaces(t *testing.T) {
 	}
 	requireOneLineError(t, runCairn(t, nil, "--repo", file, "init"), "is a file, not a directory")
 
+	// The directory as an argument (the first guess) says how to give it.
+	requireOneLineError(t, runCairn(t, nil, "init", filepath.Join(dir, "arg")), "run `cairn --repo "+filepath.Join(dir, "arg")+" init`")
+	requireOneLineError(t, runCairn(t, nil, "--repo", filepath.Join(dir, "r2"), "init", "extra"), `unexpected argument "extra"`)
+	for _, p := range []string{"arg", "r2"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("refused init made %s: %v", p, err)
+		}
+	}
+
 	// A relative path and $CAIRN_REPO.
 	cmd := exec.Command(buildCairn(t), "init")
 	cmd.Dir = dir

@@ -28,6 +28,12 @@ func repoCommands() []*cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				dir := c.String("repo")
+				if c.NArg() > 0 {
+					if dir == "" {
+						return fmt.Errorf("init: the repository is given with --repo, not as an argument: run `cairn --repo %s init`", c.Args().First())
+					}
+					return fmt.Errorf("init: unexpected argument %q: the repository is --repo %s", c.Args().First(), dir)
+				}
 				if dir == "" {
 					return fmt.Errorf("init: no repository given: use --repo DIR or set CAIRN_REPO")
 				}
