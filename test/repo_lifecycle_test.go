@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -362,5 +363,48 @@ func TestRootWroteIntoUsersRepository(t *testing.T) {
 	}
 	if out, err := asNobody("--repo", repo, "points"); err != nil || !strings.Contains(out, "web01") {
 		t.Fatalf("points after the advised chown: %v: %s", err, out)
+	}
+}
+
+// TestPruneJSONDocumented: every top-level field of prune --json and
+// forget --json is named in docs/repository.md (Prune and forget), and
+// the bytes forget reports released are what du sees go.
+func TestPruneJSONDocumented(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "docs", "repository.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Prune and forget")
+	if !ok {
+		t.Fatal(`docs/repository.md has no "## Prune and forget" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(t.TempDir(), "d.img")
+	makeImage(t, img, 8<<20)
+	for i := range 3 {
+		writeRandom(t, img, 0, 4<<20, uint64(10+i)) // each point replaces the last one's data
+		mustCairn(t, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--time", fmt.Sprintf("2026-01-0%dT00:00:00Z", i+1), img)
+	}
+	check := func(out string) map[string]any {
+		t.Helper()
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for k := range v {
+			if !strings.Contains(section, "`"+k+"`") {
+				t.Errorf("prune/forget --json prints %q, which docs/repository.md (Prune and forget) does not name", k)
+			}
+		}
+		return v
+	}
+	check(mustCairn(t, "--repo", repo, "prune", "--keep-last", "2", "--dry-run", "--json"))
+	before := dirAllocated(t, filepath.Join(repo, "images"))
+	v := check(mustCairn(t, "--repo", repo, "forget", "--vm", "web01", "--point", "2026-01-01T00-00-00Z", "--json"))
+	after := dirAllocated(t, filepath.Join(repo, "images"))
+	if got := int64(v["bytes_released"].(float64)); got != before-after || got < 4<<20 {
+		t.Errorf("forget reports %d bytes released, du of images/ went from %d to %d", got, before, after)
 	}
 }
