@@ -8,6 +8,9 @@ import "fmt"
 type RepoMissingError struct {
 	Dir    string
 	Exists bool // the directory exists but has no cairn.json
+	// Inside is the repository that holds Dir in one of its directories
+	// (--repo REPO/images), or "".
+	Inside string
 }
 
 func (e *RepoMissingError) Error() string {

@@ -172,9 +172,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "cairn.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(dir); serr != nil {
-			return nil, &RepoMissingError{Dir: dir}
+			return nil, &RepoMissingError{Dir: dir, Inside: enclosingRepo(dir)}
 		}
-		return nil, &RepoMissingError{Dir: dir, Exists: true}
+		return nil, &RepoMissingError{Dir: dir, Exists: true, Inside: enclosingRepo(dir)}
 	}
 	if errors.Is(err, os.ErrPermission) {
 		return nil, fmt.Errorf("open repository %s: %w%s", dir, err, ownerAdvice(dir))

@@ -29,6 +29,8 @@ func TestInitPlaces(t *testing.T) {
 			t.Errorf("refused init left %s: %v", inner, err)
 		}
 	}
+	// --repo naming a directory of a repository points at the repository.
+	requireOneLineError(t, runCairn(t, nil, "--repo", filepath.Join(outer, "images"), "points"), "inside the repository "+outer+": use --repo "+outer)
 	file := filepath.Join(dir, "afile")
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
