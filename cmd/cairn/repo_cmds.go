@@ -404,6 +404,9 @@ func verifyAction(c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "cairn: WARNING: cannot check the repository's file modes: %v\n", err)
 	}
 	warnLooseModes(repo.Dir(), loose)
+	if c.String("vm") == "" {
+		warnFilledHoles(c, repo)
+	}
 	if c.Bool("json") {
 		// Empty lists, not null: a script iterates them without a check.
 		if rep.Bad == nil {
@@ -449,4 +452,18 @@ func warnLooseModes(dir string, loose []string) {
 		fmt.Fprintf(os.Stderr, "  %s\n", p)
 	}
 	fmt.Fprintf(os.Stderr, "cairn: fix: chmod -R go-rwx %s (any backup, import, prune or forget by the repository's owner also fixes them)\n", dir)
+}
+
+// warnFilledHoles tells on stderr when the delta images take far more
+// space than the data they store: a copy that did not keep holes (rsync
+// without -S, tar without --sparse) wrote them as zeros. The data is
+// sound; fallocate --dig-holes gives the space back in place.
+func warnFilledHoles(c *cli.Context, repo *blockmap.Repo) {
+	data, held, err := repo.ImageSpace(c.Context)
+	if err != nil || held <= 2*data+32<<20 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "cairn: NOTE: the delta images take %s on disk for %s of data: their holes were filled (a copy by rsync without -S or tar without --sparse?); "+
+		"give the space back, while no cairn process writes, with: find %s/images -name '*.img' -exec fallocate --dig-holes {} \\;\n",
+		bytesize.IEC(held), bytesize.IEC(data), repo.Dir())
 }
