@@ -424,6 +424,9 @@ func TestPruneJSONDocumented(t *testing.T) {
 		return v
 	}
 	check(mustCairn(t, "--repo", repo, "prune", "--keep-last", "2", "--dry-run", "--json"))
+	if v := check(mustCairn(t, "--repo", repo, "prune", "--keep-last", "3", "--json")); v["deleted"] == nil {
+		t.Errorf("prune --json that deletes nothing: deleted is null, want []")
+	}
 	before := dirAllocated(t, filepath.Join(repo, "images"))
 	v := check(mustCairn(t, "--repo", repo, "forget", "--vm", "web01", "--point", "2026-01-01T00-00-00Z", "--json"))
 	after := dirAllocated(t, filepath.Join(repo, "images"))

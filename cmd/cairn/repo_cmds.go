@@ -198,7 +198,15 @@ func pruneAction(c *cli.Context) error {
 
 func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
 	if c.Bool("json") {
-		return printJSON(res)
+		// Empty lists, not null (nothing deleted, or nothing kept).
+		out := *res
+		if out.Kept == nil {
+			out.Kept = []blockmap.Point{}
+		}
+		if out.Deleted == nil {
+			out.Deleted = []blockmap.Point{}
+		}
+		return printJSON(&out)
 	}
 	verb := "deleted"
 	if res.DryRun {
