@@ -53,6 +53,7 @@ func (r *Repo) freeBytes() (int64, error) {
 func (r *Repo) ensureReserve(warn bool) {
 	path := r.reservePath()
 	size := r.reserveSize()
+	refill := false
 	if fi, err := os.Stat(path); err == nil && fi.Size() >= size {
 		// A copy by a tool that turns zeros into holes (rsync -S,
 		// cp --sparse=always, tar --sparse) keeps the size but not the
@@ -64,7 +65,7 @@ func (r *Repo) ensureReserve(warn bool) {
 		if held < 0 || held >= size {
 			return
 		}
-		r.log.Info("the repository's space reserve is sparse (copied by a tool that makes zeros holes?): allocating it again", "path", path)
+		refill = true
 	}
 	free, err := r.freeBytes()
 	if err != nil || free < 2*size {
@@ -82,6 +83,13 @@ func (r *Repo) ensureReserve(warn bool) {
 	}
 	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
 	if errors.Is(err, unix.EOPNOTSUPP) {
+		if refill {
+			// Zeros written again would be dropped again (a filesystem
+			// that compresses them away): keep the reserve as it is.
+			f.Close()
+			os.Remove(tmp)
+			return
+		}
 		err = writeZeros(f, size) // a filesystem without fallocate
 	}
 	if cerr := f.Close(); err == nil {
@@ -89,6 +97,9 @@ func (r *Repo) ensureReserve(warn bool) {
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
+	}
+	if err == nil && refill {
+		r.log.Info("allocated the repository's space reserve again: it had no space (copied by a tool that makes zeros holes, like rsync -S)", "path", path)
 	}
 	if err != nil {
 		os.Remove(tmp)
