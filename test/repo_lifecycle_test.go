@@ -434,3 +434,25 @@ func TestPruneJSONDocumented(t *testing.T) {
 		t.Errorf("forget reports %d bytes released, du of images/ went from %d to %d", got, before, after)
 	}
 }
+
+// TestPruneBucketsCountPointDays: --keep-daily N keeps the newest point
+// of the N most recent days that have points, however long ago, as the
+// help now says (it said "of the last N days", read as counted back from
+// now, which would keep only the newest point of an old VM).
+func TestPruneBucketsCountPointDays(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustCairn(t, "--repo", repo, "init")
+	img := filepath.Join(t.TempDir(), "d.img")
+	makeImage(t, img, 1<<20)
+	for i, when := range []string{"2025-01-01T01:00:00Z", "2025-02-01T01:00:00Z", "2025-03-01T01:00:00Z"} {
+		writeRandom(t, img, 0, 64<<10, uint64(20+i))
+		mustCairn(t, "--repo", repo, "import", "--vm", "old", "--disk", "sda", "--time", when, img)
+	}
+	out := mustCairn(t, "--repo", repo, "prune", "--keep-daily", "2", "--dry-run")
+	if !strings.Contains(out, "would delete old 2025-01-01T01-00-00Z") || !strings.Contains(out, "1 point would be deleted, 2 kept") {
+		t.Fatalf("prune --keep-daily 2 of points a month apart:\n%s", out)
+	}
+	if help := mustCairn(t, "prune", "--help"); !strings.Contains(help, "N most recent days that have points") {
+		t.Fatalf("prune --help does not say how days are counted:\n%s", help)
+	}
+}
