@@ -91,7 +91,8 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 		hash = HashBLAKE3
 	}
 	if _, err := blockHasher(hash); err != nil {
-		return fmt.Errorf("init %s: %w", dir, err)
+		// blockHasher's advice is for opening a repository made elsewhere.
+		return fmt.Errorf("init %s: %w: block hash %q: use %s or %s", dir, ErrInvalid, hash, HashBLAKE3, HashSHA256)
 	}
 	entries, err := os.ReadDir(dir)
 	switch {

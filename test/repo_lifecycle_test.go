@@ -37,6 +37,14 @@ func TestInitPlaces(t *testing.T) {
 	}
 	requireOneLineError(t, runCairn(t, nil, "--repo", file, "init"), "is a file, not a directory")
 
+	// A hash name init does not know: the names it takes, not advice for
+	// opening a repository another cairn made.
+	res := runCairn(t, nil, "--repo", filepath.Join(dir, "h"), "init", "--hash", "SHA1")
+	requireOneLineError(t, res, `block hash "SHA1": use blake3 or sha256`)
+	if strings.Contains(res.stderr, "the cairn that made") {
+		t.Errorf("init --hash SHA1: %s", res.stderr)
+	}
+
 	// The directory as an argument (the first guess) says how to give it.
 	requireOneLineError(t, runCairn(t, nil, "init", filepath.Join(dir, "arg")), "run `cairn --repo "+filepath.Join(dir, "arg")+" init`")
 	requireOneLineError(t, runCairn(t, nil, "--repo", filepath.Join(dir, "r2"), "init", "extra"), `unexpected argument "extra"`)
