@@ -180,6 +180,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if errors.Is(err, os.ErrPermission) {
 		return nil, fmt.Errorf("open repository %s: %w%s", dir, err, ownerAdvice(dir))
 	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		// --repo names a file (its cairn.json, say), not the directory.
+		return nil, &RepoMissingError{Dir: dir, Exists: true, Inside: enclosingRepo(dir), File: true}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}

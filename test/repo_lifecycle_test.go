@@ -31,11 +31,13 @@ func TestInitPlaces(t *testing.T) {
 	}
 	// --repo naming a directory of a repository points at the repository.
 	requireOneLineError(t, runCairn(t, nil, "--repo", filepath.Join(outer, "images"), "points"), "inside the repository "+outer+": use --repo "+outer)
+	requireOneLineError(t, runCairn(t, nil, "--repo", filepath.Join(outer, "cairn.json"), "points"), "inside the repository "+outer+": use --repo "+outer)
 	file := filepath.Join(dir, "afile")
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	requireOneLineError(t, runCairn(t, nil, "--repo", file, "init"), "is a file, not a directory")
+	requireOneLineError(t, runCairn(t, nil, "--repo", file, "points"), "is a file: not a cairn repository (a repository is a directory) (give --repo the repository's directory)")
 
 	// A hash name init does not know: the names it takes, not advice for
 	// opening a repository another cairn made.
