@@ -19,8 +19,8 @@ import (
 func TestInitPlaces(t *testing.T) {
 	dir := t.TempDir()
 	outer := filepath.Join(dir, "outer")
-	if res := runCairn(t, nil, "--repo", outer, "init"); res.code != 0 {
-		t.Fatalf("init: %s", res.stderr)
+	if res := runCairn(t, nil, "--repo", outer, "init"); res.code != 0 || !strings.Contains(res.stdout, " of it is "+outer+"/reserve, space kept free for prune and forget") {
+		t.Fatalf("init: exit %d: %s%s (want it to name the reserve)", res.code, res.stdout, res.stderr)
 	}
 	for _, inner := range []string{filepath.Join(outer, "sub"), filepath.Join(outer, "images", "x")} {
 		res := runCairn(t, nil, "--repo", inner, "init")

@@ -41,6 +41,11 @@ func repoCommands() []*cli.Command {
 					return err
 				}
 				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, bytesize.IEC(int64(c.Int("block-size"))), c.String("hash"))
+				// The reserve is the one surprise in an empty repository's du.
+				if fi, err := os.Stat(dir + "/" + blockmap.ReserveFileName); err == nil {
+					fmt.Printf("%s of it is %s/%s, space kept free for prune and forget on a full filesystem (docs/repository.md)\n",
+						bytesize.IEC(fi.Size()), dir, blockmap.ReserveFileName)
+				}
 				return nil
 			},
 		},
