@@ -25,6 +25,7 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 			byVM[v.Name] = v.Points
 		}
 		var vmRecs []vmRecord
+		writing := map[string]uint32{} // VM -> generation of a running writer's session
 		err = db.View(func(txn *badger.Txn) error {
 			ss, err := readSessions(txn)
 			if err != nil {
@@ -35,7 +36,13 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 				return err
 			}
 			for _, s := range append(ss, files...) {
-				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d)", s.VM, s.Gen, s.PID))
+				if r.vmLockHeld(s.VM) {
+					// A writer at work (verify runs beside backups), not
+					// the leftovers of a dead one.
+					writing[s.VM] = s.Gen
+					continue
+				}
+				problems = append(problems, fmt.Sprintf("open session: VM %s generation %d (pid %d, which no longer writes it): the VM's next backup or import removes what it left", s.VM, s.Gen, s.PID))
 			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixGC}})
 			for it.Rewind(); it.Valid(); it.Next() {
@@ -90,6 +97,9 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 				for _, e := range entries {
 					var g uint32
 					if _, err := fmt.Sscanf(e.Name(), "%d.img", &g); err != nil || !live[g] {
+						if wg, ok := writing[rec.Name]; ok && wg == g && err == nil {
+							continue // the image a running writer fills
+						}
 						problems = append(problems, fmt.Sprintf("orphaned delta image %s", r.imageDir(id)+"/"+e.Name()))
 					}
 				}
@@ -97,7 +107,7 @@ func (r *Repo) Check(ctx context.Context) ([]string, error) {
 		}
 		dirs, _ := os.ReadDir(r.dir + "/images")
 		for _, d := range dirs {
-			if !knownDisks[d.Name()] {
+			if !knownDisks[d.Name()] && len(writing) == 0 { // a running writer's new disk has no record yet
 				if sub, _ := os.ReadDir(r.dir + "/images/" + d.Name()); len(sub) > 0 {
 					problems = append(problems, fmt.Sprintf("image directory of unknown disk %s", d.Name()))
 				}

@@ -8,6 +8,10 @@ import "fmt"
 type RepoMissingError struct {
 	Dir    string
 	Exists bool // the directory exists but has no cairn.json
+	// Inside is the repository that holds Dir in one of its directories
+	// (--repo REPO/images), or "".
+	Inside string
+	File   bool // Dir is a file, not a directory
 }
 
 func (e *RepoMissingError) Error() string {
@@ -16,6 +20,8 @@ func (e *RepoMissingError) Error() string {
 		return fmt.Sprintf("no repository given: %v", ErrNotRepository)
 	case !e.Exists:
 		return fmt.Sprintf("repository %s does not exist: %v", e.Dir, ErrNotRepository)
+	case e.File:
+		return fmt.Sprintf("%s is a file: %v (a repository is a directory)", e.Dir, ErrNotRepository)
 	}
 	return fmt.Sprintf("%s: %v: cairn.json is missing", e.Dir, ErrNotRepository)
 }

@@ -171,6 +171,11 @@ func (r *Repo) run(db *badger.DB, fn func(db *badger.DB) error) (err error) {
 // openIndex checks the index's tables, then opens it; a panic while
 // opening becomes an ErrIndexDamaged error.
 func (r *Repo) openIndex(ctx context.Context, opts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, ErrIndexDamaged) && errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w%s", err, r.permissionAdvice())
+		}
+	}()
 	if err := r.checkTables(opts); err != nil {
 		return nil, err
 	}

@@ -174,6 +174,10 @@ func checkTable(path string, opts badger.Options) (err error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if errors.Is(err, os.ErrPermission) {
+		// Not damage: a file another user (root) made (modes.go).
+		return fmt.Errorf("table %s: %w", path, os.ErrPermission)
+	}
 	if err != nil { // z.NewFile: an empty file
 		return fmt.Errorf("%w: table %s: %v", ErrIndexDamaged, path, err)
 	}

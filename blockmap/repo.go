@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -31,6 +33,8 @@ var (
 	ErrCorrupt       = errors.New("stored data fails its checksum")
 	ErrNoData        = errors.New("no data after offset")
 	ErrInvalid       = errors.New("invalid argument")
+	// ErrUnsupportedFormat: the repository was made by a newer cairn.
+	ErrUnsupportedFormat = errors.New("repository format not supported")
 	// ErrPointDeleted: the recovery point was deleted while it was being read.
 	ErrPointDeleted = errors.New("recovery point was deleted while it was read")
 )
@@ -87,16 +91,41 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 		hash = HashBLAKE3
 	}
 	if _, err := blockHasher(hash); err != nil {
-		return fmt.Errorf("init %s: %w", dir, err)
+		// blockHasher's advice is for opening a repository made elsewhere.
+		return fmt.Errorf("init %s: %w: block hash %q: use %s or %s", dir, ErrInvalid, hash, HashBLAKE3, HashSHA256)
 	}
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case err == nil && len(entries) > 0:
 		if _, err := os.Stat(filepath.Join(dir, "cairn.json")); err == nil {
 			return fmt.Errorf("init %s: a repository already exists there", dir)
 		}
 		return fmt.Errorf("init %s: directory is not empty; choose an empty or new directory", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	case err != nil && errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("init %s: %w: it is a file, not a directory; choose an empty or new directory", dir, ErrInvalid)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	if outer := enclosingRepo(dir); outer != "" {
+		return fmt.Errorf("init %s: %w: it is inside the repository %s (its files would be taken for that repository's and counted in its size); choose a directory outside it", dir, ErrInvalid, outer)
+	}
+	// A failed init (a read-only or full filesystem) takes back what it
+	// made, so that the next init in the same place is not refused as
+	// "not empty".
+	created := err != nil // the directory did not exist
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		if created {
+			os.RemoveAll(dir)
+			return
+		}
+		for _, name := range []string{"index", "images", "locks", "index.lock", ReserveFileName, ReserveFileName + ".tmp"} {
+			os.RemoveAll(filepath.Join(dir, name))
+		}
+	}()
 	for _, sub := range []string{"index", "images", "locks"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), DirMode); err != nil {
 			return fmt.Errorf("init %s: %w", dir, err)
@@ -112,8 +141,28 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if err := writeFileAtomic(filepath.Join(dir, "cairn.json"), append(data, '\n')); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
 	}
+	ok = true
 	r.ensureReserve(true)
 	return nil
+}
+
+// enclosingRepo is the repository that holds dir in one of its
+// directories, or "" when none does.
+func enclosingRepo(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(filepath.Join(p, "cairn.json")); err == nil && fi.Mode().IsRegular() {
+			if _, err := os.Stat(filepath.Join(p, "index")); err == nil {
+				return p
+			}
+		}
+		if p == filepath.Dir(p) {
+			return ""
+		}
+	}
 }
 
 // Open opens an existing repository.
@@ -124,9 +173,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "cairn.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(dir); serr != nil {
-			return nil, &RepoMissingError{Dir: dir}
+			return nil, &RepoMissingError{Dir: dir, Inside: enclosingRepo(dir)}
 		}
-		return nil, &RepoMissingError{Dir: dir, Exists: true}
+		return nil, &RepoMissingError{Dir: dir, Exists: true, Inside: enclosingRepo(dir)}
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("open repository %s: %w%s", dir, err, ownerAdvice(dir))
+	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		// --repo names a file (its cairn.json, say), not the directory.
+		return nil, &RepoMissingError{Dir: dir, Exists: true, Inside: enclosingRepo(dir), File: true}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
@@ -135,8 +191,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w: cairn.json is not valid JSON: %v", dir, ErrNotRepository, err)
 	}
+	if cfg.Format > FormatVersion {
+		return nil, fmt.Errorf("%s: %w: repository format %d was written by a newer cairn, and this cairn reads format %d: run a cairn at least as new as the one that made it", dir, ErrUnsupportedFormat, cfg.Format, FormatVersion)
+	}
 	if cfg.Format != FormatVersion {
-		return nil, fmt.Errorf("%s: repository format %d is not supported by this cairn (format %d)", dir, cfg.Format, FormatVersion)
+		return nil, fmt.Errorf("%s: %w: cairn.json names format %d, and no cairn ever wrote a format below 1", dir, ErrNotRepository, cfg.Format)
 	}
 	if cfg.BlockSize < 4096 || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
 		return nil, fmt.Errorf("%s: %w: block size %d in cairn.json", dir, ErrNotRepository, cfg.BlockSize)
@@ -234,4 +293,63 @@ func ValidateName(kind, name string) error {
 		return fmt.Errorf("%s name %q: %w: longer than 200 bytes", kind, name, ErrInvalid)
 	}
 	return nil
+}
+
+// ownerAdvice says who owns the repository in dir and who runs cairn, for
+// a permission error: the repository is private to its owner (mode 0700).
+func ownerAdvice(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	name := func(uid int) string {
+		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+			return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+		}
+		return fmt.Sprintf("uid %d", uid)
+	}
+	as := "root"
+	if st.Uid != 0 {
+		as = name(int(st.Uid)) + " or root"
+	}
+	return fmt.Sprintf(": the repository belongs to %s with mode %04o and cairn runs as %s; run cairn as %s",
+		name(int(st.Uid)), fi.Mode().Perm(), name(os.Geteuid()), as)
+}
+
+// permissionAdvice follows a permission error inside the repository: it
+// names a file that another user owns (typically root, when a cairn run
+// as root wrote into a repository that belongs to someone else) and the
+// command that gives it back.
+func (r *Repo) permissionAdvice() string {
+	fi, err := os.Stat(r.dir)
+	if err != nil {
+		return ""
+	}
+	owner, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	var other string
+	var otherUID uint32
+	filepath.WalkDir(r.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || other != "" {
+			return filepath.SkipDir
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid != owner.Uid {
+				other, otherUID = p, st.Uid
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	if other == "" {
+		return ownerAdvice(r.dir)
+	}
+	return fmt.Sprintf(": %s belongs to uid %d, not to the repository's owner (uid %d): a cairn run as another user wrote into the repository; give the files back with chown -R %d:%d %s (as root), and run cairn as uid %d",
+		other, otherUID, owner.Uid, owner.Uid, owner.Gid, r.dir, owner.Uid)
 }

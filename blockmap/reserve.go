@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,15 +46,26 @@ func (r *Repo) freeBytes() (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
-// ensureReserve makes the reserve when it is missing and the filesystem
+// ensureReserve makes the reserve when it is missing (or sparse) and the filesystem
 // has room for it twice over (so that making it never fills the disk);
 // with warn, it says so when there is no room. Failures are logged: the
 // reserve is a safety margin, not data.
 func (r *Repo) ensureReserve(warn bool) {
 	path := r.reservePath()
 	size := r.reserveSize()
+	refill := false
 	if fi, err := os.Stat(path); err == nil && fi.Size() >= size {
-		return
+		// A copy by a tool that turns zeros into holes (rsync -S,
+		// cp --sparse=always, tar --sparse) keeps the size but not the
+		// space: such a reserve frees nothing when the disk is full.
+		held := int64(-1)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			held = st.Blocks * 512
+		}
+		if held < 0 || held >= size {
+			return
+		}
+		refill = true
 	}
 	free, err := r.freeBytes()
 	if err != nil || free < 2*size {
@@ -71,6 +83,13 @@ func (r *Repo) ensureReserve(warn bool) {
 	}
 	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
 	if errors.Is(err, unix.EOPNOTSUPP) {
+		if refill {
+			// Zeros written again would be dropped again (a filesystem
+			// that compresses them away): keep the reserve as it is.
+			f.Close()
+			os.Remove(tmp)
+			return
+		}
 		err = writeZeros(f, size) // a filesystem without fallocate
 	}
 	if cerr := f.Close(); err == nil {
@@ -78,6 +97,9 @@ func (r *Repo) ensureReserve(warn bool) {
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
+	}
+	if err == nil && refill {
+		r.log.Info("allocated the repository's space reserve again: it had no space (copied by a tool that makes zeros holes, like rsync -S)", "path", path)
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -321,7 +322,9 @@ func (r *Repo) collectDisk(db *badger.DB, disk uint32, retained []span) (GCStats
 		}
 		path := r.imagePath(disk, gen)
 		if fi, err := os.Stat(path); err == nil {
-			if sys, ok := fi.Sys().(*unix.Stat_t); ok {
+			// os.Stat fills a syscall.Stat_t (a unix.Stat_t never
+			// matched: deleted images counted as 0 B released).
+			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 				st.BytesReleased += sys.Blocks * 512
 			}
 		}

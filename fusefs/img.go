@@ -68,6 +68,10 @@ func (n *imgFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 func (n *imgFile) borrow() (h *imgHandle, done func(), errno syscall.Errno) {
 	key := pointKey{n.p.VM, n.p.Gen}
 	if !n.t.cat.alive(key) {
+		// Say why once: the reader only sees "Input/output error".
+		if n.warned.CompareAndSwap(false, true) {
+			n.t.log.Warn("reads of a deleted recovery point are refused (EIO)", "vm", n.p.VM, "point", n.p.ID, "disk", n.disk.Name)
+		}
 		return nil, nil, syscall.EIO
 	}
 	e, err := n.t.readers.acquire(n.p, n.disk.Name)

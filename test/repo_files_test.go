@@ -64,7 +64,7 @@ func documentedRepoPaths(t *testing.T) []*regexp.Regexp {
 }
 
 // TestRepositoryFilesDocumented runs what writes into a repository —
-// init, imports, prune, forget, verify, a vSphere backup job, a writer
+// init, imports, prune, forget, verify, remote add, a vSphere backup job, a writer
 // session left open, `cairn serve` and a boot-check record — and fails
 // on any file or directory under the repository that the table of
 // docs/repository.md does not name, so the document cannot fall behind.
@@ -82,6 +82,16 @@ func TestRepositoryFilesDocumented(t *testing.T) {
 	mustCairn(t, "--repo", dir, "forget", "--vm", "imp", "--point", "latest")
 	mustCairn(t, "--repo", dir, "prune", "--keep-last", "1")
 	mustCairn(t, "--repo", dir, "verify")
+	// A remote's registration (remote add does not reach the store).
+	secrets := t.TempDir()
+	creds, key := filepath.Join(secrets, "creds"), filepath.Join(secrets, "key")
+	if err := os.WriteFile(creds, []byte("[default]\naws_access_key_id=a\naws_secret_access_key=b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, []byte(strings.Repeat("k", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, "--repo", dir, "remote", "add", "--endpoint", "http://127.0.0.1:1", "--bucket", "cairn-files", "--credentials", creds, "--key-file", key, "off1")
 
 	// A vSphere backup job and cairn serve.
 	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "web-1", Disks: []esxsim.DiskSpec{{Size: 2 << 20}}}}})
@@ -154,7 +164,7 @@ func TestRepositoryFilesDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"sessions/imp.json", "locks/web-1.lock", "jobs/jobs.jsonl", "api-token", "bootchecks/web-1/" + res.PointID + "/result.json"} {
+	for _, want := range []string{"remotes/off1.json", "sessions/imp.json", "locks/web-1.lock", "jobs/jobs.jsonl", "api-token", "bootchecks/web-1/" + res.PointID + "/result.json"} {
 		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
 			t.Errorf("the operations did not make %s: %v", want, err)
 		}

@@ -21,12 +21,27 @@ type ServeFile struct {
 	// TLSCert is the API's certificate when it serves HTTPS: clients on
 	// this machine trust exactly this certificate.
 	TLSCert string `json:"tls_cert,omitempty"`
+	// RepoDev and RepoIno identify the repository directory the server
+	// runs on: a copy of the repository (cp -a, rsync, tar while serve
+	// runs) carries serve.json along, and is not where that server runs.
+	RepoDev uint64 `json:"repo_dev,omitempty"`
+	RepoIno uint64 `json:"repo_ino,omitempty"`
+}
+
+// dirIdentity is the device and inode of dir (0, 0 when unknown).
+func dirIdentity(dir string) (dev, ino uint64) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, 0
+	}
+	return uint64(st.Dev), st.Ino
 }
 
 // ServeFileName is the file's name inside the repository.
 const ServeFileName = "serve.json"
 
 func writeServeFile(repoDir string, f ServeFile) error {
+	f.RepoDev, f.RepoIno = dirIdentity(repoDir)
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
@@ -50,7 +65,8 @@ var ErrNotServing = errors.New("cairn serve is not running on this repository")
 
 // ReadServeFile returns the record of the server running on the
 // repository in repoDir, or ErrNotServing when there is none or its
-// process is gone (a server killed with SIGKILL leaves the file behind).
+// process is gone (a server killed with SIGKILL leaves the file behind)
+// or the record was copied with the repository from another directory.
 func ReadServeFile(repoDir string) (*ServeFile, error) {
 	data, err := os.ReadFile(filepath.Join(repoDir, ServeFileName))
 	if errors.Is(err, os.ErrNotExist) {
@@ -65,6 +81,11 @@ func ReadServeFile(repoDir string) (*ServeFile, error) {
 	}
 	if err := syscall.Kill(f.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return nil, ErrNotServing
+	}
+	if f.RepoIno != 0 {
+		if dev, ino := dirIdentity(repoDir); ino != 0 && (dev != f.RepoDev || ino != f.RepoIno) {
+			return nil, ErrNotServing // a copy: its server runs on the original
+		}
 	}
 	return &f, nil
 }

@@ -52,6 +52,10 @@ func hintFor(err error) string {
 		switch {
 		case missing.Dir == "":
 			return "use --repo DIR or set CAIRN_REPO"
+		case missing.Inside != "":
+			return fmt.Sprintf("%s is inside the repository %s: use --repo %s", missing.Dir, missing.Inside, missing.Inside)
+		case missing.File:
+			return "give --repo the repository's directory"
 		case missing.Exists:
 			return fmt.Sprintf("create one with `cairn --repo %s init`", missing.Dir)
 		}

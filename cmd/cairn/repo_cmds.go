@@ -28,6 +28,12 @@ func repoCommands() []*cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				dir := c.String("repo")
+				if c.NArg() > 0 {
+					if dir == "" {
+						return fmt.Errorf("init: the repository is given with --repo, not as an argument: run `cairn --repo %s init`", c.Args().First())
+					}
+					return fmt.Errorf("init: unexpected argument %q: the repository is --repo %s", c.Args().First(), dir)
+				}
 				if dir == "" {
 					return fmt.Errorf("init: no repository given: use --repo DIR or set CAIRN_REPO")
 				}
@@ -35,6 +41,11 @@ func repoCommands() []*cli.Command {
 					return err
 				}
 				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, bytesize.IEC(int64(c.Int("block-size"))), c.String("hash"))
+				// The reserve is the one surprise in an empty repository's du.
+				if fi, err := os.Stat(dir + "/" + blockmap.ReserveFileName); err == nil {
+					fmt.Printf("%s of it is %s/%s, space kept free for prune and forget on a full filesystem (docs/repository.md)\n",
+						bytesize.IEC(fi.Size()), dir, blockmap.ReserveFileName)
+				}
 				return nil
 			},
 		},
@@ -92,10 +103,10 @@ func repoCommands() []*cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "only this VM (default: every VM)"},
 				&cli.IntFlag{Name: "keep-last", Usage: "keep the newest N points"},
-				&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest point of each of the last N hours"},
-				&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest point of each of the last N days"},
-				&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the last N weeks"},
-				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the last N months"},
+				&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest point of each of the N most recent hours that have points (UTC; not counted back from now)"},
+				&cli.IntFlag{Name: "keep-daily", Usage: "keep the newest point of each of the N most recent days that have points (UTC; not counted back from now)"},
+				&cli.IntFlag{Name: "keep-weekly", Usage: "keep the newest point of each of the N most recent weeks that have points (UTC; not counted back from now)"},
+				&cli.IntFlag{Name: "keep-monthly", Usage: "keep the newest point of each of the N most recent months that have points (UTC; not counted back from now)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 				jsonFlag(),
 				remoteFlag,
@@ -197,7 +208,15 @@ func pruneAction(c *cli.Context) error {
 
 func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
 	if c.Bool("json") {
-		return printJSON(res)
+		// Empty lists, not null (nothing deleted, or nothing kept).
+		out := *res
+		if out.Kept == nil {
+			out.Kept = []blockmap.Point{}
+		}
+		if out.Deleted == nil {
+			out.Deleted = []blockmap.Point{}
+		}
+		return printJSON(&out)
 	}
 	verb := "deleted"
 	if res.DryRun {
@@ -269,6 +288,11 @@ func pointsAction(c *cli.Context) error {
 	out.Totals.RepoBytes = allocatedBytes(repo.Dir())
 	if c.Bool("json") {
 		return printJSON(out)
+	}
+	if len(cat) == 0 {
+		fmt.Println("no recovery points yet: make one with `cairn backup` (vSphere VMs) or `cairn import` (images, devices, NBD exports)")
+		fmt.Printf("total: 0 VMs, 0 points, %s on disk\n", bytesize.IEC(out.Totals.RepoBytes))
+		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
@@ -371,6 +395,9 @@ func verifyAction(c *cli.Context) error {
 	if err := checkVerifyFlags(c.String("remote"), c.String("sample"), c.String("vm"), c.String("point")); err != nil {
 		return err
 	}
+	if c.String("point") != "" && c.String("vm") == "" && c.String("remote") == "" {
+		return fmt.Errorf("verify: --point %s needs --vm NAME, the point's VM (cairn points lists them)", c.String("point"))
+	}
 	if c.String("remote") != "" {
 		return remoteVerifyAction(c)
 	}
@@ -395,7 +422,20 @@ func verifyAction(c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "cairn: WARNING: cannot check the repository's file modes: %v\n", err)
 	}
 	warnLooseModes(repo.Dir(), loose)
+	if c.String("vm") == "" {
+		warnFilledHoles(c, repo)
+	}
 	if c.Bool("json") {
+		// Empty lists, not null: a script iterates them without a check.
+		if rep.Bad == nil {
+			rep.Bad = []blockmap.BadBlock{}
+		}
+		if problems == nil {
+			problems = []string{}
+		}
+		if loose == nil {
+			loose = []string{}
+		}
 		if err := printJSON(map[string]any{"report": rep, "problems": problems, "loose_modes": loose}); err != nil {
 			return err
 		}
@@ -459,4 +499,18 @@ func warnLooseModes(dir string, loose []string) {
 		fmt.Fprintf(os.Stderr, "  %s\n", p)
 	}
 	fmt.Fprintf(os.Stderr, "cairn: fix: chmod -R go-rwx %s (any backup, import, prune or forget by the repository's owner also fixes them)\n", dir)
+}
+
+// warnFilledHoles tells on stderr when the delta images take far more
+// space than the data they store: a copy that did not keep holes (rsync
+// without -S, tar without --sparse) wrote them as zeros. The data is
+// sound; fallocate --dig-holes gives the space back in place.
+func warnFilledHoles(c *cli.Context, repo *blockmap.Repo) {
+	data, held, err := repo.ImageSpace(c.Context)
+	if err != nil || held <= 2*data+32<<20 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "cairn: NOTE: the delta images take %s on disk for %s of data: their holes were filled (a copy by rsync without -S or tar without --sparse?); "+
+		"give the space back, while no cairn process writes, with: find %s/images -name '*.img' -exec fallocate --dig-holes {} \\;\n",
+		bytesize.IEC(held), bytesize.IEC(data), repo.Dir())
 }
