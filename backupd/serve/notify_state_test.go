@@ -106,7 +106,7 @@ func runUntilStoppedLog(t *testing.T, repo string, cfg *Config, log *slog.Logger
 	t.Cleanup(stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := ReadServeFile(repo); err == nil {
+		if _, err := ReadServeFile(repo); err == nil && (cfg.Notify == nil || s.rpoTrackerReady()) {
 			return s, stop
 		}
 		select {
@@ -260,4 +260,13 @@ func TestNotifyStateQuietBackups(t *testing.T) {
 	if data, _ := os.ReadFile(file); bytes.Contains(data, []byte("backup_ok")) {
 		t.Errorf("state keeps backup_ok events: %s", data)
 	}
+}
+
+// rpoTrackerReady reports whether Run has started the server's
+// notifications (serve.json may be written before, and a test that calls
+// checkRPO itself must not run ahead of them).
+func (s *Server) rpoTrackerReady() bool {
+	s.note.mu.Lock()
+	defer s.note.mu.Unlock()
+	return s.note.rpo != nil
 }
