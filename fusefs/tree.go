@@ -62,8 +62,10 @@ func entry(out *fuse.EntryOut, a fuse.Attr, entryTimeout, attrTimeout time.Durat
 
 // catalogChanged runs after every catalog reload: readers and guest
 // filesystem nodes of deleted points are dropped, and the kernel is told
-// to forget their directory entries.
+// to forget their directory entries. The inode numbers of what the
+// catalog no longer reaches are dropped (inoTable.trim).
 func (t *tree) catalogChanged(old, cur *catalogSnap) {
+	t.inos.trim(cur)
 	var gone []pointKey
 	for k := range old.alive {
 		if !cur.alive[k] {

@@ -1,0 +1,132 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// inoWalk lists every directory below dir and stats every entry, and
+// returns each path's inode number as stat reports it.
+func inoWalk(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	inos := map[string]uint64{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		inos[path] = fi.Sys().(*syscall.Stat_t).Ino
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	return inos
+}
+
+// TestMountInodeTableShrinksWithTheCatalog: the mount's table of inode
+// numbers holds an entry for every entry of its own directories ever
+// listed; when points are forgotten (and a VM loses all its points) and
+// the mount sees the catalog change, their entries and everything below
+// them leave the table, which falls back to what the remaining points
+// need, while the remaining entries keep their numbers. A VM that comes
+// back is a new directory with a number never used before. (The table
+// grew by every point ever listed, for the mount's life.)
+func TestMountInodeTableShrinksWithTheCatalog(t *testing.T) {
+	testutil.RequireFUSE(t)
+	ctx := context.Background()
+	const many, keep = 40, 4
+	repo, pts := testRepo(t, many)
+	var vm2 []string
+	for i := 0; i < 3; i++ {
+		vm2 = append(vm2, commitPoint(t, repo, "vm2", byte(i+1)).ID)
+	}
+	mnt := t.TempDir()
+	srv, err := Mount(ctx, repo, mnt, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount(true, 5*time.Second) })
+
+	before := inoWalk(t, mnt)
+	// root, and per VM: its directory, latest, and per point: the point,
+	// info.json, disks, disk0.img, disk0.vmdk
+	perPoint := 5
+	if want := 1 + 2*2 + (many+3)*perPoint; len(before) != want {
+		t.Fatalf("walk saw %d entries, want %d", len(before), want)
+	}
+	if got, want := srv.t.inos.size(), len(before)-1; got != want {
+		t.Fatalf("inode table holds %d entries after a walk of %d, want %d", got, len(before)-1, want)
+	}
+	maxIno := uint64(0)
+	for _, n := range before {
+		maxIno = max(maxIno, n)
+	}
+
+	var gone []string
+	for _, p := range pts[:many-keep] {
+		gone = append(gone, p.ID)
+	}
+	if _, err := repo.Forget(ctx, "vm", gone, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Forget(ctx, "vm2", vm2, false); err != nil {
+		t.Fatal(err)
+	}
+	want := 2 + keep*perPoint // vm, vm/latest and the kept points
+	eventually(t, "inode table trimmed", func() error {
+		if _, err := listNames(filepath.Join(mnt, "vm")); err != nil {
+			return err
+		}
+		if got := srv.t.inos.size(); got != want {
+			return fmt.Errorf("inode table holds %d entries after forgetting %d of %d points, want %d", got, many-keep+3, many+3, want)
+		}
+		return nil
+	})
+
+	after := inoWalk(t, mnt)
+	if len(after) != 1+want {
+		t.Errorf("walk after the forget saw %d entries, want %d", len(after), 1+want)
+	}
+	for path, n := range after {
+		if was, ok := before[path]; !ok || was != n {
+			t.Errorf("%s: inode %d after the forget, was %d (listed before: %v)", path, n, was, ok)
+		}
+	}
+	if got := srv.t.inos.size(); got != want {
+		t.Errorf("inode table holds %d entries after walking the kept points, want %d", got, want)
+	}
+
+	// vm2 comes back: a new directory, with numbers never used before.
+	commitPoint(t, repo, "vm2", 9)
+	eventually(t, "vm2 back", func() error {
+		_, err := os.Stat(filepath.Join(mnt, "vm2"))
+		return err
+	})
+	again := inoWalk(t, mnt)
+	for path, n := range again {
+		if _, kept := after[path]; kept {
+			if n != after[path] {
+				t.Errorf("%s: inode %d after vm2 came back, was %d", path, n, after[path])
+			}
+			continue
+		}
+		if n <= maxIno {
+			t.Errorf("%s: inode %d, a number given out before (up to %d)", path, n, maxIno)
+		}
+	}
+	if got, want := srv.t.inos.size(), len(again)-1; got != want {
+		t.Errorf("inode table holds %d entries for a tree of %d, want %d", got, len(again)-1, want)
+	}
+}
