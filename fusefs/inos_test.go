@@ -1,7 +1,9 @@
 package fusefs
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,6 +35,38 @@ func inoWalk(t *testing.T, dir string) map[string]uint64 {
 		t.Fatalf("walk %s: %v", dir, err)
 	}
 	return inos
+}
+
+// listedInos is the inode number getdents64 lists for each entry of dir.
+func listedInos(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]uint64{}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := syscall.Getdents(int(f.Fd()), buf)
+		if err != nil {
+			t.Fatalf("getdents %s: %v", dir, err)
+		}
+		if n == 0 {
+			return out
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64: ino, off, reclen, type, name
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			out[string(name)] = ino
+			off += reclen
+		}
+	}
 }
 
 // TestMountInodeTableShrinksWithTheCatalog: the mount's table of inode
@@ -73,6 +107,13 @@ func TestMountInodeTableShrinksWithTheCatalog(t *testing.T) {
 	for _, n := range before {
 		maxIno = max(maxIno, n)
 	}
+
+	// An open vm2/ keeps its node in the mount after vm2 is gone.
+	held, err := os.Open(filepath.Join(mnt, "vm2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
 
 	var gone []string
 	for _, p := range pts[:many-keep] {
@@ -125,6 +166,10 @@ func TestMountInodeTableShrinksWithTheCatalog(t *testing.T) {
 		if n <= maxIno {
 			t.Errorf("%s: inode %d, a number given out before (up to %d)", path, n, maxIno)
 		}
+	}
+	// The root lists vm2 with the number stat reports for it.
+	if listed, stated := listedInos(t, mnt)["vm2"], again[filepath.Join(mnt, "vm2")]; listed != stated {
+		t.Errorf("vm2 listed as inode %d, stat says %d", listed, stated)
 	}
 	if got, want := srv.t.inos.size(), len(again)-1; got != want {
 		t.Errorf("inode table holds %d entries for a tree of %d, want %d", got, len(again)-1, want)
