@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -174,4 +177,73 @@ func TestMountInodeTableShrinksWithTheCatalog(t *testing.T) {
 	if got, want := srv.t.inos.size(), len(again)-1; got != want {
 		t.Errorf("inode table holds %d entries for a tree of %d, want %d", got, len(again)-1, want)
 	}
+}
+
+// emptyDir is an FSProvider's node with nothing in it.
+type emptyDir struct{ gofs.Inode }
+
+// TestMountDropsGuestNodesOfDeletedPoints: the guest filesystem nodes a
+// lookup builds in a point already deleted (its directory still open)
+// leave the mount at the next catalog change. (They stayed for the
+// mount's life: only points the change itself deleted were swept.)
+func TestMountDropsGuestNodesOfDeletedPoints(t *testing.T) {
+	testutil.RequireFUSE(t)
+	ctx := context.Background()
+	repo, pts := testRepo(t, 2)
+	provider := func(ctx context.Context, src DiskSource) (gofs.InodeEmbedder, error) { return &emptyDir{}, nil }
+	mnt := t.TempDir()
+	srv, err := Mount(ctx, repo, mnt, Options{FSProvider: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount(true, 5*time.Second) })
+
+	deleted := filepath.Join(mnt, "vm", pts[0].ID)
+	held, err := os.Open(deleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := repo.Forget(ctx, "vm", []string{pts[0].ID}, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "forgotten point gone", func() error {
+		if _, err := os.Stat(deleted); !os.IsNotExist(err) {
+			return fmt.Errorf("stat of the forgotten point: %v, want not found", err)
+		}
+		return nil
+	})
+	// A lookup through the open directory of the deleted point.
+	size := srv.t.inos.size()
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(held.Fd()), "fs/disk0", &st, 0); err != nil {
+		t.Fatalf("fs/disk0 of the open deleted point: %v", err)
+	}
+	if got := srv.t.inos.size(); got != size {
+		t.Errorf("inode table holds %d entries after a lookup in a deleted point, was %d", got, size)
+	}
+	deadNodes := func() int {
+		srv.t.fsMu.Lock()
+		defer srv.t.fsMu.Unlock()
+		n := 0
+		for k := range srv.t.fsNodes {
+			if k.Gen == pts[0].Gen {
+				n++
+			}
+		}
+		return n
+	}
+	if deadNodes() != 1 {
+		t.Fatalf("the lookup built %d guest nodes of the deleted point, want 1", deadNodes())
+	}
+	p3 := commitPoint(t, repo, "vm", 3)
+	eventually(t, "guest nodes of the deleted point dropped", func() error {
+		if _, err := os.Stat(filepath.Join(mnt, "vm", p3.ID)); err != nil {
+			return err
+		}
+		if n := deadNodes(); n != 0 {
+			return fmt.Errorf("%d guest nodes of the deleted point kept after the next catalog change, want 0", n)
+		}
+		return nil
+	})
 }

@@ -89,11 +89,10 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 	if len(moved) > 0 {
 		go t.invalidateLatest(moved)
 	}
-	if len(gone) == 0 {
-		return
-	}
 	isGone := func(k pointKey) bool { return !cur.alive[k] }
-	t.readers.forget(isGone)
+	// Guest filesystem nodes are swept at every change, not only when
+	// points were deleted: a lookup in a deleted point still open (or
+	// answered from the snapshot before) adds one after its deletion.
 	t.fsMu.Lock()
 	for k := range t.fsNodes {
 		if isGone(k.pointKey) {
@@ -106,6 +105,10 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 		}
 	}
 	t.fsMu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	t.readers.forget(isGone)
 	// Notifications must not run inside the request that triggered the
 	// reload: the kernel may hold the directory lock it needs.
 	go t.forgetEntries(old, cur, gone)
