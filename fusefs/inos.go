@@ -30,25 +30,98 @@ import (
 // already dropped (a deleted point still open somewhere) gets a fresh
 // number that is not recorded.
 type inoTable struct {
-	mu   sync.Mutex
-	next uint64
-	// dirs holds the entries of every numbered node by name; a node
-	// without entries has a nil map. A number is live while it is a
-	// key of dirs.
-	dirs map[uint64]map[string]uint64
+	mu    sync.Mutex
+	next  uint64
+	count int // entries held
+	peak  int // most directories dirs held (see trim)
+	// dirs holds the entries of every numbered directory; a number is
+	// a live directory while it is a key of dirs. Other entries (files,
+	// links) are only in their directory's inoDir.
+	dirs map[uint64]inoDir
 }
 
-// ino is the inode number of entry name of directory parent.
-func (t *tree) ino(parent *gofs.Inode, name string) uint64 {
-	return t.inos.get(parent.StableAttr().Ino, name)
+// inoDir is the numbered entries of one directory: a short list (most
+// directories of the mount hold a handful), a map once it is long.
+type inoDir struct {
+	small []inoName
+	big   map[string]uint64
 }
 
-func (tab *inoTable) get(parent uint64, name string) uint64 {
+type inoName struct {
+	name string
+	ino  uint64
+}
+
+// inoSmall is the longest list an inoDir keeps before it moves to a map.
+const inoSmall = 8
+
+func (d *inoDir) find(name string) (uint64, bool) {
+	if d.big != nil {
+		n, ok := d.big[name]
+		return n, ok
+	}
+	for _, e := range d.small {
+		if e.name == name {
+			return e.ino, true
+		}
+	}
+	return 0, false
+}
+
+func (d *inoDir) add(name string, n uint64) {
+	if d.big == nil && len(d.small) < inoSmall {
+		d.small = append(d.small, inoName{name, n})
+		return
+	}
+	if d.big == nil {
+		d.big = make(map[string]uint64, 2*inoSmall)
+		for _, e := range d.small {
+			d.big[e.name] = e.ino
+		}
+		d.small = nil
+	}
+	d.big[name] = n
+}
+
+func (d *inoDir) remove(name string) (uint64, bool) {
+	if d.big != nil {
+		n, ok := d.big[name]
+		delete(d.big, name)
+		return n, ok
+	}
+	for i, e := range d.small {
+		if e.name == name {
+			d.small = append(d.small[:i], d.small[i+1:]...)
+			return e.ino, true
+		}
+	}
+	return 0, false
+}
+
+// names lists the entries' names.
+func (d *inoDir) names() []string {
+	var out []string
+	for _, e := range d.small {
+		out = append(out, e.name)
+	}
+	for name := range d.big {
+		out = append(out, name)
+	}
+	return out
+}
+
+// ino is the inode number of entry name of directory parent; isDir says
+// whether the entry is a directory (whose own entries are numbered).
+func (t *tree) ino(parent *gofs.Inode, name string, isDir bool) uint64 {
+	return t.inos.get(parent.StableAttr().Ino, name, isDir)
+}
+
+func (tab *inoTable) get(parent uint64, name string, isDir bool) uint64 {
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
 	tab.init()
-	kids, live := tab.dirs[parent]
-	if n, ok := kids[name]; ok {
+	d, live := tab.dirs[parent]
+	if n, ok := d.find(name); ok {
 		return n
 	}
 	n := tab.next
@@ -56,18 +129,19 @@ func (tab *inoTable) get(parent uint64, name string) uint64 {
 	if !live {
 		return n // below a dropped directory: not recorded
 	}
-	if kids == nil {
-		kids = map[string]uint64{}
-		tab.dirs[parent] = kids
+	d.add(name, n)
+	tab.dirs[parent] = d
+	tab.count++
+	if isDir {
+		tab.dirs[n] = inoDir{}
+		tab.peak = max(tab.peak, len(tab.dirs))
 	}
-	kids[name] = n
-	tab.dirs[n] = nil
 	return n
 }
 
 func (tab *inoTable) init() {
 	if tab.dirs == nil {
-		tab.dirs, tab.next = map[uint64]map[string]uint64{fuse.FUSE_ROOT_ID: nil}, fuse.FUSE_ROOT_ID+1
+		tab.dirs, tab.next = map[uint64]inoDir{fuse.FUSE_ROOT_ID: {}}, fuse.FUSE_ROOT_ID+1
 	}
 }
 
@@ -82,14 +156,17 @@ func (tab *inoTable) trim(cur *catalogSnap) {
 	defer tab.mu.Unlock()
 	tab.init()
 	root := tab.dirs[fuse.FUSE_ROOT_ID]
-	for vm, vmIno := range root {
+	var gone []string
+	for _, vm := range root.names() {
+		vmIno, _ := root.find(vm)
 		v, ok := cur.vms[vm]
 		if !ok {
-			tab.drop(root, vm)
+			gone = append(gone, vm)
 			continue
 		}
-		kids := tab.dirs[vmIno]
-		for name := range kids {
+		var dead []string
+		d := tab.dirs[vmIno]
+		for _, name := range d.names() {
 			if name == latestName {
 				continue
 			}
@@ -98,35 +175,78 @@ func (tab *inoTable) trim(cur *catalogSnap) {
 					continue
 				}
 			}
-			tab.drop(kids, name)
+			dead = append(dead, name)
 		}
+		tab.dropAll(vmIno, dead)
+	}
+	tab.dropAll(fuse.FUSE_ROOT_ID, gone)
+	// A Go map keeps the buckets of its largest size: rebuild dirs once
+	// it holds a quarter of that.
+	if len(tab.dirs)*4 < tab.peak {
+		tab.dirs = shrunk(tab.dirs)
+		tab.peak = len(tab.dirs)
 	}
 }
 
-// drop removes entry name of the directory whose entries are kids, and
-// everything below it.
-func (tab *inoTable) drop(kids map[string]uint64, name string) {
-	n, ok := kids[name]
+// dropAll drops entries names of directory dir, each with everything
+// below it. A long directory that lost a quarter or more of its entries
+// gets a map sized for the rest (Go maps never shrink).
+func (tab *inoTable) dropAll(dir uint64, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	for _, name := range names {
+		tab.drop(dir, name)
+	}
+	if d := tab.dirs[dir]; d.big != nil && len(names)*4 >= len(d.big)+len(names) {
+		d.big = shrunk(d.big)
+		tab.dirs[dir] = d
+	}
+}
+
+// drop removes entry name of directory dir, and everything below it.
+func (tab *inoTable) drop(dir uint64, name string) {
+	d := tab.dirs[dir]
+	n, ok := d.remove(name)
 	if !ok {
 		return
 	}
-	delete(kids, name)
+	tab.dirs[dir] = d
+	tab.count--
 	tab.dropBelow(n)
 }
 
 func (tab *inoTable) dropBelow(n uint64) {
-	kids := tab.dirs[n]
+	d, ok := tab.dirs[n]
+	if !ok {
+		return
+	}
 	delete(tab.dirs, n)
-	for _, ch := range kids {
+	for _, e := range d.small {
+		tab.count--
+		tab.dropBelow(e.ino)
+	}
+	for _, ch := range d.big {
+		tab.count--
 		tab.dropBelow(ch)
 	}
 }
 
-// size is the number of entries in the table (the root not counted).
+// shrunk is a copy of m sized for what it holds (maps.Clone keeps the
+// buckets of the original).
+func shrunk[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// size is the number of entries in the table.
 func (tab *inoTable) size() int {
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
-	return max(len(tab.dirs)-1, 0)
+	return tab.count
 }
 
 // pointInoName is the name a point directory is numbered under: its id
@@ -153,14 +273,14 @@ func splitPointInoName(name string) (string, uint32, bool) {
 // (entries named as their nodes are numbered).
 func (t *tree) numbered(dir *gofs.Inode, entries []fuse.DirEntry) []fuse.DirEntry {
 	for i := range entries {
-		entries[i].Ino = t.ino(dir, entries[i].Name)
+		entries[i].Ino = t.ino(dir, entries[i].Name, entries[i].Mode&syscall.S_IFMT == syscall.S_IFDIR)
 	}
 	return entries
 }
 
 // child is the StableAttr of entry name of dir, of the given type.
 func (t *tree) child(dir *gofs.Inode, name string, mode uint32) gofs.StableAttr {
-	return gofs.StableAttr{Mode: mode, Ino: t.ino(dir, name)}
+	return gofs.StableAttr{Mode: mode, Ino: t.ino(dir, name, mode&syscall.S_IFMT == syscall.S_IFDIR)}
 }
 
 // childDir and childFile are child for a directory and a regular file.

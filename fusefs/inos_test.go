@@ -13,8 +13,10 @@ import (
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -246,4 +248,95 @@ func TestMountDropsGuestNodesOfDeletedPoints(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestInoTableTrim: trim keeps the numbers of what the snapshot reaches,
+// drops deleted points (by id and generation) and VMs without points with
+// everything below them, and never hands a dropped number out again.
+func TestInoTableTrim(t *testing.T) {
+	var tab inoTable
+	snap := func(pts ...blockmap.Point) *catalogSnap {
+		s := &catalogSnap{vms: map[string]*vmView{}}
+		for _, p := range pts {
+			v := s.vms[p.VM]
+			if v == nil {
+				v = &vmView{name: p.VM, byID: map[string]int{}}
+				s.vms[p.VM] = v
+			}
+			v.byID[p.ID] = len(v.points)
+			v.points = append(v.points, p)
+		}
+		return s
+	}
+	seen := map[uint64]bool{}
+	number := func(parent uint64, name string, dir bool) uint64 {
+		n := tab.get(parent, name, dir)
+		seen[n] = true
+		return n
+	}
+	// fill numbers a VM's directory, latest and, per point, its directory,
+	// info.json, disks/ and disks/disk0.img.
+	fill := func(pts ...blockmap.Point) map[string]uint64 {
+		out := map[string]uint64{}
+		for _, p := range pts {
+			vm := number(fuse.FUSE_ROOT_ID, p.VM, true)
+			number(vm, latestName, false)
+			pd := number(vm, pointInoName(p), true)
+			number(pd, infoName, false)
+			d := number(pd, disksName, true)
+			out[p.VM+"/"+p.ID] = pd
+			out[p.VM+"/"+p.ID+"/disks/disk0.img"] = number(d, "disk0.img", false)
+		}
+		return out
+	}
+	var pts []blockmap.Point
+	for i := range 20 {
+		pts = append(pts, blockmap.Point{VM: "a", ID: fmt.Sprintf("p%02d", i), Gen: uint32(i + 1)})
+	}
+	b := blockmap.Point{VM: "b", ID: "p00", Gen: 100}
+	before := fill(append(pts, b)...)
+	if got, want := tab.size(), 2*2+21*4; got != want {
+		t.Fatalf("table holds %d entries, want %d", got, want)
+	}
+
+	kept := pts[15:]
+	tab.trim(snap(kept...))
+	if got, want := tab.size(), 2+5*4; got != want {
+		t.Errorf("after trim the table holds %d entries, want %d", got, want)
+	}
+	if got := len(tab.dirs); got != 1+1+5*2 {
+		t.Errorf("after trim %d directories are numbered, want %d", got, 1+1+5*2)
+	}
+	seenBefore := len(seen)
+	now := fill(kept...)
+	for k, n := range now {
+		if before[k] != n {
+			t.Errorf("%s: number %d after trim, was %d", k, n, before[k])
+		}
+	}
+	if len(seen) != seenBefore {
+		t.Errorf("numbering kept points again handed out %d new numbers", len(seen)-seenBefore)
+	}
+
+	// A point pulled again under the same id (a new generation) and the
+	// VM b coming back get numbers never handed out before.
+	repulled := pts[3]
+	repulled.Gen = 500
+	var top uint64
+	for n := range seen {
+		top = max(top, n)
+	}
+	again := fill(repulled, b)
+	for k, n := range again {
+		if n <= top {
+			t.Errorf("%s: number %d, one handed out before (up to %d)", k, n, top)
+		}
+	}
+	// Below a dropped directory nothing is recorded.
+	size := tab.size()
+	deadDir := before["a/"+pts[0].ID]
+	n1, n2 := tab.get(deadDir, infoName, false), tab.get(deadDir, infoName, false)
+	if n1 == n2 || tab.size() != size {
+		t.Errorf("entries below a dropped directory: numbers %d, %d and %d entries (was %d); want fresh numbers, nothing recorded", n1, n2, tab.size(), size)
+	}
 }

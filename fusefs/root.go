@@ -46,7 +46,7 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	// A VM whose points were all deleted and that has points again is
 	// another directory (its number was dropped, inoTable.trim).
-	ino := n.t.ino(&n.Inode, name)
+	ino := n.t.ino(&n.Inode, name, true)
 	ch := n.GetChild(name)
 	if ch != nil && ch.StableAttr().Ino != ino {
 		ch = nil
