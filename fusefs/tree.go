@@ -34,7 +34,7 @@ type tree struct {
 	root    *rootNode
 
 	fsMu    sync.Mutex
-	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life
+	fsNodes map[readerKey]*fsEntry // FSProvider results, kept while their point exists (catalogChanged)
 	// volNodes holds VolumeProvider results per point (fs/lvm, ...).
 	volNodes map[pointKey]*volEntry
 	inos     inoTable // inode numbers of the mount's own nodes (inos.go)
