@@ -300,7 +300,7 @@ func TestInoTableTrim(t *testing.T) {
 	}
 
 	kept := pts[15:]
-	tab.trim(snap(kept...))
+	tab.trim(snap(), snap(kept...))
 	if got, want := tab.size(), 2+5*4; got != want {
 		t.Errorf("after trim the table holds %d entries, want %d", got, want)
 	}

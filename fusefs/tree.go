@@ -65,7 +65,7 @@ func entry(out *fuse.EntryOut, a fuse.Attr, entryTimeout, attrTimeout time.Durat
 // to forget their directory entries. The inode numbers of what the
 // catalog no longer reaches are dropped (inoTable.trim).
 func (t *tree) catalogChanged(old, cur *catalogSnap) {
-	t.inos.trim(cur)
+	t.inos.trim(old, cur)
 	var gone []pointKey
 	for k := range old.alive {
 		if !cur.alive[k] {
