@@ -84,9 +84,9 @@ type fsEntry struct {
 }
 
 // diskFS returns the node of fs/<disk>, asking the FSProvider once per
-// point and disk for the life of the mount. Providers of different disks
-// run concurrently. The node is nil for the life of the mount once the
-// provider has panicked.
+// point and disk while the point exists (tree.catalogChanged drops the
+// nodes of deleted points). Providers of different disks run
+// concurrently. The node is nil for good once the provider has panicked.
 func (t *tree) diskFS(ctx context.Context, parent *fsDir, p blockmap.Point, d blockmap.DiskInfo) *gofs.Inode {
 	key := readerKey{pointKey{p.VM, p.Gen}, d.Name}
 	t.fsMu.Lock()

@@ -44,7 +44,13 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if _, ok := snap.vms[name]; !ok {
 		return nil, syscall.ENOENT
 	}
+	// A VM whose points were all deleted and that has points again is
+	// another directory (its number was dropped, inoTable.trim).
+	ino := n.t.ino(&n.Inode, name, true)
 	ch := n.GetChild(name)
+	if ch != nil && ch.StableAttr().Ino != ino {
+		ch = nil
+	}
 	if ch == nil {
 		ch = n.NewInode(ctx, &vmDir{t: n.t, name: name}, n.t.childDir(&n.Inode, name))
 	}

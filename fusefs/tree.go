@@ -34,7 +34,7 @@ type tree struct {
 	root    *rootNode
 
 	fsMu    sync.Mutex
-	fsNodes map[readerKey]*fsEntry // FSProvider results, kept for the mount's life
+	fsNodes map[readerKey]*fsEntry // FSProvider results, kept while their point exists (catalogChanged)
 	// volNodes holds VolumeProvider results per point (fs/lvm, ...).
 	volNodes map[pointKey]*volEntry
 	inos     inoTable // inode numbers of the mount's own nodes (inos.go)
@@ -62,8 +62,10 @@ func entry(out *fuse.EntryOut, a fuse.Attr, entryTimeout, attrTimeout time.Durat
 
 // catalogChanged runs after every catalog reload: readers and guest
 // filesystem nodes of deleted points are dropped, and the kernel is told
-// to forget their directory entries.
+// to forget their directory entries. The inode numbers of what the
+// catalog no longer reaches are dropped (inoTable.trim).
 func (t *tree) catalogChanged(old, cur *catalogSnap) {
+	t.inos.trim(old, cur)
 	var gone []pointKey
 	for k := range old.alive {
 		if !cur.alive[k] {
@@ -87,11 +89,10 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 	if len(moved) > 0 {
 		go t.invalidateLatest(moved)
 	}
-	if len(gone) == 0 {
-		return
-	}
 	isGone := func(k pointKey) bool { return !cur.alive[k] }
-	t.readers.forget(isGone)
+	// Guest filesystem nodes are swept at every change, not only when
+	// points were deleted: a lookup in a deleted point still open (or
+	// answered from the snapshot before) adds one after its deletion.
 	t.fsMu.Lock()
 	for k := range t.fsNodes {
 		if isGone(k.pointKey) {
@@ -104,6 +105,10 @@ func (t *tree) catalogChanged(old, cur *catalogSnap) {
 		}
 	}
 	t.fsMu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	t.readers.forget(isGone)
 	// Notifications must not run inside the request that triggered the
 	// reload: the kernel may hold the directory lock it needs.
 	go t.forgetEntries(old, cur, gone)

@@ -49,9 +49,9 @@ func (n *vmDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		return newDirStream(&n.Inode, nil), 0
 	}
 	entries := make([]fuse.DirEntry, 0, len(v.points)+1)
-	entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK, Ino: n.t.ino(&n.Inode, latestName)})
+	entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK, Ino: n.t.ino(&n.Inode, latestName, false)})
 	for _, p := range v.points {
-		entries = append(entries, fuse.DirEntry{Name: p.ID, Mode: syscall.S_IFDIR, Ino: n.t.ino(&n.Inode, pointInoName(p))})
+		entries = append(entries, fuse.DirEntry{Name: p.ID, Mode: syscall.S_IFDIR, Ino: n.t.ino(&n.Inode, pointInoName(p), true)})
 	}
 	return newDirStream(&n.Inode, entries), 0
 }
