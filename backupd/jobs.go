@@ -96,6 +96,12 @@ type JobRecord struct {
 	Error        string    `json:"error,omitempty"`
 	PID          int       `json:"pid,omitempty"`
 	Host         string    `json:"host,omitempty"`
+	// RepoDev and RepoIno identify the repository directory the writer
+	// ran on: a copy of the repository (cp -a, rsync, tar while a job
+	// runs) carries the running record along, and the job does not run
+	// there.
+	RepoDev uint64 `json:"repo_dev,omitempty"`
+	RepoIno uint64 `json:"repo_ino,omitempty"`
 	// Target is the VM a finished restore wrote (a new VM, the replaced or
 	// rolled-back one, or the VM that received a disk).
 	Target string `json:"target,omitempty"`
@@ -225,6 +231,9 @@ func (l *JobLog) Append(r JobRecord) error {
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return fmt.Errorf("job log: %w", err)
 	}
+	if r.RepoIno == 0 {
+		r.RepoDev, r.RepoIno = dirIdentity(filepath.Dir(l.dir))
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("job log: %w", err)
@@ -256,7 +265,8 @@ func (l *JobLog) Append(r JobRecord) error {
 }
 
 // List returns the jobs, oldest first; a running job whose process on
-// this host is gone is shown as interrupted. A damaged line is skipped.
+// this host is gone, or whose writer ran on another repository directory
+// (this is a copy), is shown as interrupted. A damaged line is skipped.
 // The rotated file is read first, so a job begun before a rotation and
 // ended after it shows its final record.
 func (l *JobLog) List() ([]JobRecord, error) {
@@ -267,9 +277,10 @@ func (l *JobLog) List() ([]JobRecord, error) {
 		}
 	}
 	host, _ := os.Hostname()
+	dev, ino := dirIdentity(filepath.Dir(l.dir))
 	out := make([]JobRecord, 0, len(byID))
 	for _, r := range byID {
-		if r.State == JobRunning && r.Host == host && !processAlive(r.PID) {
+		if r.State == JobRunning && (r.Host == host && !processAlive(r.PID) || copied(r, host, dev, ino)) {
 			r.State = JobInterrupted
 		}
 		out = append(out, r)
@@ -307,6 +318,31 @@ func readJobFile(path string, byID map[string]JobRecord) error {
 		return fmt.Errorf("job log %s: %w", path, err)
 	}
 	return nil
+}
+
+// copied reports whether running record r was written on another
+// repository directory than this one (device dev, inode ino): the
+// repository was copied while the job ran. On another host (a repository
+// on NFS) only the inode is compared, as each client numbers the device
+// of its mount itself. Records without the identity (older cairn) and an
+// unknown identity of this directory are not copies.
+func copied(r JobRecord, host string, dev, ino uint64) bool {
+	if r.RepoIno == 0 || ino == 0 {
+		return false
+	}
+	if r.Host == host {
+		return r.RepoDev != dev || r.RepoIno != ino
+	}
+	return r.RepoIno != ino
+}
+
+// dirIdentity is the device and inode of dir (0, 0 when unknown).
+func dirIdentity(dir string) (dev, ino uint64) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, 0
+	}
+	return uint64(st.Dev), st.Ino
 }
 
 func processAlive(pid int) bool {

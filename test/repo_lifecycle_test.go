@@ -9,7 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cairnbackup/cairn/backupd/boot"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -314,6 +316,38 @@ func TestPointsJSONDocumented(t *testing.T) {
 	makeImage(t, img, 1<<20)
 	writeRandom(t, img, 0, 128<<10, 5)
 	mustCairn(t, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", img)
+	mustCairn(t, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", img)
+	// A boot check's verdict beside the first point (as verify-boot and
+	// serve's boot checks keep it); the second point has none.
+	var pl struct {
+		VMs []struct{ Points []struct{ ID string } }
+	}
+	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "points", "--json")), &pl); err != nil || len(pl.VMs) != 1 || len(pl.VMs[0].Points) != 2 {
+		t.Fatalf("points --json: %+v %v", pl, err)
+	}
+	finished := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	if err := boot.SaveResult(repo, "web01", pl.VMs[0].Points[0].ID, boot.Result{Verdict: "booted", Reason: "login prompt on the console", Finished: finished}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	var typed struct {
+		VMs []struct {
+			Points []struct {
+				Boot *struct {
+					Verdict, Reason string
+					Finished        time.Time
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "points", "--json")), &typed); err != nil {
+		t.Fatal(err)
+	}
+	if b := typed.VMs[0].Points[0].Boot; b == nil || b.Verdict != "booted" || b.Reason != "login prompt on the console" || !b.Finished.Equal(finished) {
+		t.Errorf("points --json: boot of the boot-checked point %+v, want its verdict, reason and time", b)
+	}
+	if b := typed.VMs[0].Points[1].Boot; b != nil {
+		t.Errorf("points --json: boot of a point never boot-checked %+v, want none", b)
+	}
 	var v map[string]any
 	if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "points", "--json")), &v); err != nil {
 		t.Fatal(err)

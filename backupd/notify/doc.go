@@ -13,7 +13,7 @@
 //     that receives failures also receives the recoveries that end them.
 //   - Target: where messages go: a Webhook (HTTP POST of the JSON payload,
 //     or a Slack-compatible {"text"}) or an Email (SMTP with STARTTLS,
-//     implicit TLS or none, optional PLAIN auth). Secrets (passwords,
+//     implicit TLS or none, optional PLAIN or LOGIN auth, as the server offers). Secrets (passwords,
 //     tokens, secret URLs) are read from files, never from the config, and
 //     never logged.
 //   - Notifier: the dispatcher. Notify never blocks: each target has a

@@ -24,7 +24,8 @@ type EmailConfig struct {
 	TLS    string
 	CAFile string // PEM file of CAs trusted besides the system's
 	// Username and PasswordFile (first line: the password) log in with
-	// SMTP AUTH PLAIN, only over TLS (or to localhost).
+	// SMTP AUTH PLAIN, or AUTH LOGIN where the server offers no PLAIN,
+	// only over TLS (or to localhost).
 	Username, PasswordFile string
 	From                   string
 	To                     []string
@@ -94,10 +95,15 @@ func (e *email) send(ctx context.Context, ev Event, host string) error {
 		}
 	}
 	if c.Username != "" {
-		if ok, _ := cl.Extension("AUTH"); !ok {
+		ok, mechs := cl.Extension("AUTH")
+		if !ok {
 			return fmt.Errorf("%w: the server offers no AUTH (give no username: for a relay that needs none)", ErrAuth)
 		}
-		if err := cl.Auth(smtp.PlainAuth("", c.Username, password, hostname)); err != nil {
+		auth, err := pickAuth(mechs, c.Username, password, hostname)
+		if err != nil {
+			return err
+		}
+		if err := cl.Auth(auth); err != nil {
 			return redacted{classify(authErr(err)), password}
 		}
 	}
@@ -121,6 +127,70 @@ func (e *email) send(ctx context.Context, ev Event, host string) error {
 	}
 	_ = cl.Quit()
 	return nil
+}
+
+// pickAuth is the login mechanism for the server's EHLO AUTH list
+// (mechs): PLAIN where offered, else LOGIN (Microsoft 365, Exchange).
+func pickAuth(mechs, username, password, hostname string) (smtp.Auth, error) {
+	offered := strings.Fields(strings.ToUpper(mechs))
+	has := func(m string) bool {
+		for _, o := range offered {
+			if o == m {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("PLAIN"):
+		return smtp.PlainAuth("", username, password, hostname), nil
+	case has("LOGIN"):
+		return &loginAuth{username: username, password: password, host: hostname}, nil
+	}
+	return nil, fmt.Errorf("%w: the server offers AUTH %s; cairn logs in with PLAIN or LOGIN (enable one of them for this account, or use a relay that does)", ErrAuth, strings.Join(offered, " "))
+}
+
+// loginAuth is SMTP AUTH LOGIN (draft-murchison-sasl-login): the server
+// asks for the username and then the password, each base64 (net/smtp
+// does the encoding). Like net/smtp's PlainAuth it sends the password
+// only over TLS or to localhost.
+type loginAuth struct {
+	username, password, host string
+	step                     int
+}
+
+func (a *loginAuth) Start(server *smtp.ServerInfo) (string, []byte, error) {
+	if !server.TLS && !isLocalhost(server.Name) {
+		return "", nil, errors.New("unencrypted connection")
+	}
+	if server.Name != a.host {
+		return "", nil, errors.New("wrong host name")
+	}
+	a.step = 0
+	return "LOGIN", nil, nil
+}
+
+func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
+	if !more {
+		return nil, nil
+	}
+	a.step++
+	prompt := strings.ToLower(strings.TrimSpace(string(fromServer)))
+	switch {
+	case strings.HasPrefix(prompt, "user"):
+		return []byte(a.username), nil
+	case strings.HasPrefix(prompt, "pass"):
+		return []byte(a.password), nil
+	case a.step == 1:
+		return []byte(a.username), nil
+	case a.step == 2:
+		return []byte(a.password), nil
+	}
+	return nil, fmt.Errorf("unexpected AUTH LOGIN challenge %q", fromServer)
+}
+
+func isLocalhost(name string) bool {
+	return name == "localhost" || name == "127.0.0.1" || name == "::1"
 }
 
 // authErr marks a refused AUTH (net/smtp's own refusals too, like PLAIN

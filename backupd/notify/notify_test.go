@@ -538,3 +538,53 @@ func TestRPOTrackerRestore(t *testing.T) {
 		t.Errorf("recovery: %+v", evs)
 	}
 }
+
+// TestEmailAuthMechanisms: the login mechanism is picked from the
+// server's EHLO AUTH list: LOGIN where PLAIN is not offered (Microsoft
+// 365, Exchange), and a server offering neither is named with what it
+// offers. The password is in no error.
+func TestEmailAuthMechanisms(t *testing.T) {
+	certs := t.TempDir()
+	testutil.WriteTLSCerts(t, certs)
+	ca, cert, key := filepath.Join(certs, "ca-cert.pem"), filepath.Join(certs, "server-cert.pem"), filepath.Join(certs, "server-key.pem")
+	pw := secretFile(t, "hunter2-pw")
+	wrong := secretFile(t, "wrong-pw")
+	target := func(srv *testutil.SMTPServer, pwFile string) []TargetConfig {
+		return emailTarget(srv, func(c *EmailConfig) {
+			c.Server = strings.Replace(srv.Addr, "127.0.0.1", "localhost", 1)
+			c.TLS, c.Username, c.CAFile, c.PasswordFile = TLSStartTLS, "cairn", ca, pwFile
+		})
+	}
+	opts := testutil.SMTPOptions{StartTLS: true, CertFile: cert, KeyFile: key, User: "cairn", Password: "hunter2-pw"}
+
+	t.Run("login-only", func(t *testing.T) {
+		o := opts
+		o.AuthExclude = []string{"PLAIN"}
+		srv := testutil.StartSMTP(t, o)
+		res := SendTest(context.Background(), target(srv, pw), "h", 10*time.Second)
+		if res[0].Err != nil {
+			t.Fatalf("AUTH LOGIN: %v", res[0].Err)
+		}
+		if msgs := srv.Messages(t); len(msgs) != 1 || msgs[0].Auth != "cairn" || !msgs[0].TLS {
+			t.Fatalf("delivered %+v", msgs)
+		}
+		res = SendTest(context.Background(), target(srv, wrong), "h", 10*time.Second)
+		if !errors.Is(res[0].Err, ErrAuth) || strings.Contains(res[0].Err.Error(), "wrong-pw") || !strings.Contains(res[0].Advice, "password_file") {
+			t.Errorf("AUTH LOGIN, wrong password: %v / %q", res[0].Err, res[0].Advice)
+		}
+	})
+	t.Run("neither", func(t *testing.T) {
+		o := opts
+		o.AuthExclude = []string{"PLAIN", "LOGIN"}
+		o.AuthRefuse = []string{"XOAUTH2"}
+		srv := testutil.StartSMTP(t, o)
+		res := SendTest(context.Background(), target(srv, pw), "h", 10*time.Second)
+		if !errors.Is(res[0].Err, ErrAuth) || !strings.Contains(res[0].Err.Error(), "XOAUTH2") ||
+			!strings.Contains(res[0].Err.Error(), "PLAIN") || strings.Contains(res[0].Err.Error(), "hunter2") {
+			t.Errorf("no PLAIN or LOGIN: %v", res[0].Err)
+		}
+		if len(srv.Messages(t)) != 0 {
+			t.Errorf("delivered without logging in")
+		}
+	})
+}

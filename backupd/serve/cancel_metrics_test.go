@@ -11,7 +11,7 @@ import (
 )
 
 // TestStoppingServerNoFailureMetric: a run a stopping server aborts is
-// recorded (state failed, "server stopping") but is not counted in
+// recorded (state cancelled, "server stopping") but is not counted in
 // cairn_job_failures_total, as it is not notified as a failure: an alert
 // on that counter fired at every restart during a backup window.
 func TestStoppingServerNoFailureMetric(t *testing.T) {

@@ -48,6 +48,9 @@ const (
 	StateRunning = "running"
 	StateOK      = "ok"
 	StateFailed  = "failed"
+	// StateCancelled is a run a stopping server aborted: no failure (the
+	// job log records it as cancelled too); the VM's next run backs it up.
+	StateCancelled = backupd.JobCancelled
 )
 
 // JobStatus is what /api/v1/status says about one job.
@@ -123,7 +126,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			runs = []*RunRecord{s.newRun(job.Name, "*", trigger)}
 		}
 		for _, r := range runs {
-			s.finish(r, start, err)
+			s.finish(r, start, backupd.Cancelled(ctx, err))
 			s.tellBackupFailed(ctx, job.Name, r, 0, err)
 		}
 		if ctx.Err() == nil { // a stopping server's aborted run is no failure
@@ -185,7 +188,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			case jobSem <- struct{}{}:
 				defer func() { <-jobSem }()
 			case <-ctx.Done():
-				s.finish(r, start, fmt.Errorf("server stopping: %w", ctx.Err()))
+				s.finish(r, start, backupd.Cancelled(ctx, fmt.Errorf("server stopping: %w", ctx.Err())))
 				return
 			}
 			host, known := hosts[r.VM]
@@ -226,7 +229,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	// waits, and an import or prune of it in another process is refused.
 	lock, err := s.repo.WaitLockVM(ctx, r.VM, "cairn serve job "+job.Name+" run "+r.ID)
 	if err != nil {
-		s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
+		s.finish(r, time.Now(), backupd.Cancelled(ctx, fmt.Errorf("server stopping: %w", err)))
 		return err
 	}
 	defer lock.Release()
@@ -235,7 +238,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	for attempt := 1; ; attempt++ {
 		release, err := s.currentSlots().Acquire(ctx, host)
 		if err != nil {
-			s.finish(r, time.Now(), fmt.Errorf("server stopping: %w", err))
+			s.finish(r, time.Now(), backupd.Cancelled(ctx, fmt.Errorf("server stopping: %w", err)))
 			return err
 		}
 		s.setRunning(job.Name, 1)
@@ -270,7 +273,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		permanent := errors.Is(err, vsphere.ErrVMNotFound) || errors.Is(err, vsphere.ErrNotBackupable)
 		if ctx.Err() != nil || attempt > job.Retries || permanent {
 			log.Error("backup failed", "attempts", attempt, "error", err)
-			s.finish(r, time.Now(), err)
+			s.finish(r, time.Now(), backupd.Cancelled(ctx, err))
 			s.tellBackupFailed(ctx, job.Name, r, attempt, err)
 			if ctx.Err() == nil { // as tellBackupFailed: not a stopping server's abort
 				s.metrics.jobFailed(job.Name)
@@ -280,7 +283,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		s.metrics.retried(job.Name)
 		log.Warn("backup failed; retrying", "attempt", attempt, "retry_in", job.RetryDelay.String(), "error", err)
 		if !sleepUntil(ctx, time.Now().Add(job.RetryDelay)) {
-			s.finish(r, time.Now(), fmt.Errorf("server stopping before retry: %w (last error: %v)", ctx.Err(), err))
+			s.finish(r, time.Now(), backupd.Cancelled(ctx, fmt.Errorf("server stopping before retry: %w (last error: %v)", ctx.Err(), err)))
 			return ctx.Err()
 		}
 	}
@@ -331,7 +334,10 @@ func (s *Server) finish(r *RunRecord, start time.Time, err error) {
 		}
 		r.End = time.Now().UTC()
 		r.State = StateOK
-		if err != nil {
+		switch backupd.EndState(err) {
+		case backupd.JobCancelled: // marked by backupd.Cancelled: the server stops
+			r.State, r.Error = StateCancelled, err.Error()
+		case backupd.JobFailed:
 			r.State, r.Error = StateFailed, err.Error()
 		}
 	})

@@ -303,6 +303,9 @@ func (s *Server) endReplication(rec *ReplicationRecord, err error, log *slog.Log
 		r.End, r.State = time.Now().UTC(), StateOK
 		if err != nil {
 			r.State, r.Error = StateFailed, err.Error()
+			if errors.Is(err, context.Canceled) {
+				r.State = StateCancelled // the server stops
+			}
 		}
 	})
 	if err != nil {

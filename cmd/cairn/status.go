@@ -504,7 +504,7 @@ func triggerCommand() *cli.Command {
 			serverFlag, tokenFileFlag,
 			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM `NAME` (repeatable)"},
 			&cli.StringFlag{Name: "job", Usage: "the `JOB` to run it with (default: the first job that selects the VM)"},
-			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed or was cancelled (the server stopped)"},
 		},
 		Action: func(c *cli.Context) error {
 			srv, err := findServer(c)
@@ -526,7 +526,7 @@ func triggerCommand() *cli.Command {
 			if !c.Bool("wait") {
 				return nil
 			}
-			failed := 0
+			failed, cancelled := 0, 0
 			for len(ids) > 0 {
 				select {
 				case <-c.Context.Done():
@@ -538,20 +538,22 @@ func triggerCommand() *cli.Command {
 					return err
 				}
 				for _, r := range jr.Runs {
-					if _, ok := ids[r.ID]; !ok || (r.State != serve.StateOK && r.State != serve.StateFailed) {
+					line, ended := triggerEnded(r)
+					if _, ok := ids[r.ID]; !ok || !ended {
 						continue
 					}
 					delete(ids, r.ID)
-					if r.State == serve.StateFailed {
+					fmt.Println(line)
+					switch r.State {
+					case serve.StateFailed:
 						failed++
-						fmt.Printf("%s: FAILED: %s\n", r.VM, oneLine(r.Error))
-					} else {
-						fmt.Printf("%s: point %s (read %s, stored %s)\n", r.VM, r.Point, bytesize.IEC(r.BytesRead), bytesize.IEC(r.BytesWritten))
+					case serve.StateCancelled:
+						cancelled++
 					}
 				}
 			}
-			if failed > 0 {
-				return cli.Exit(fmt.Sprintf("%d backups failed", failed), 1)
+			if err := triggerExit(failed, cancelled); err != nil {
+				return cli.Exit(err.Error(), 1)
 			}
 			return nil
 		},

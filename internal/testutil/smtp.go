@@ -33,6 +33,12 @@ type SMTPOptions struct {
 	CertFile, KeyFile string
 	// User and Password require AUTH (over TLS).
 	User, Password string
+	// AuthExclude are AUTH mechanisms the server does not offer ("PLAIN"
+	// leaves a LOGIN-only server like Microsoft 365's).
+	AuthExclude []string
+	// AuthRefuse are further AUTH mechanisms the server offers ("XOAUTH2"),
+	// refusing every login through them.
+	AuthRefuse []string
 }
 
 // StartSMTP starts the server; it is stopped when the test ends. Skips
@@ -65,6 +71,12 @@ func StartSMTP(t *testing.T, o SMTPOptions) *SMTPServer {
 	}
 	if o.User != "" {
 		args = append(args, "--auth", o.User, o.Password)
+	}
+	for _, m := range o.AuthExclude {
+		args = append(args, "--auth-exclude", m)
+	}
+	for _, m := range o.AuthRefuse {
+		args = append(args, "--auth-refuse", m)
 	}
 	cmd := exec.Command(py, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

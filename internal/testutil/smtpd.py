@@ -4,7 +4,8 @@ python3-aiosmtpd): writes each message to OUTDIR/NNN.eml with the envelope
 in OUTDIR/NNN.env, prints READY when it accepts connections.
 
 usage: smtpd.py HOST PORT OUTDIR [--starttls CERT KEY] [--smtps CERT KEY]
-                                 [--auth USER PASSWORD]
+                                 [--auth USER PASSWORD] [--auth-exclude MECH]...
+                                 [--auth-refuse MECH]...
 """
 import os
 import ssl
@@ -41,6 +42,7 @@ def main():
     host, port, outdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     args = sys.argv[4:]
     kw = {}
+    refuse = []
     user = password = None
     while args:
         a = args.pop(0)
@@ -52,6 +54,10 @@ def main():
                 kw["require_starttls"] = True
             else:
                 kw["ssl_context"] = ctx
+        elif a == "--auth-exclude":
+            kw.setdefault("auth_exclude_mechanism", []).append(args.pop(0))
+        elif a == "--auth-refuse":
+            refuse.append(args.pop(0))
         elif a == "--auth":
             user, password = args.pop(0).encode(), args.pop(0).encode()
         else:
@@ -71,7 +77,13 @@ def main():
         kw["auth_require_tls"] = False
     if "ssl_context" in kw:
         kw["server_hostname"] = "localhost"
-    c = Controller(Store(outdir), hostname=host, port=port, **kw)
+    store = Store(outdir)
+    for m in refuse:
+        # aiosmtpd offers each auth_MECH method of the handler.
+        async def auth_refused(server, args):
+            return AuthResult(success=False, handled=False)
+        setattr(store, "auth_" + m.replace("-", "__"), auth_refused)
+    c = Controller(store, hostname=host, port=port, **kw)
     c.start()
     print("READY", flush=True)
     try:

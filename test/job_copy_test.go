@@ -1,0 +1,84 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/internal/testutil"
+)
+
+// TestCopiedRepositoryJobInterrupted: a copy of a repository (cp -a)
+// taken while an import into it runs carries the import's running record
+// along; in the copy that job is interrupted (its writer runs on the
+// original, not there), while the original still shows it running. The
+// copy showed it running until the original's process ended.
+func TestCopiedRepositoryJobInterrupted(t *testing.T) {
+	testutil.RequireTools(t, "nbdkit")
+	repo := cliRepo(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "nbd.sock")
+	// a large sparse export, each read delayed: the import runs far longer
+	// than the test
+	srv := exec.Command("nbdkit", "-t", "1", "-U", sock, "-f", "--filter=delay", "sparse-random", "4G", "percent=10", "delay-read=200ms")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nbdkit never made its socket")
+		}
+	}
+	cmd := exec.Command(buildCairn(t), "--repo", repo, "import", "--vm", "kvm1", "--disk", "vda", fmt.Sprintf("nbd+unix:///?socket=%s", sock))
+	cmd.Env = append(os.Environ(), "CAIRN_REPO=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	log := filepath.Join(repo, "jobs", "jobs.jsonl")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(log); strings.Contains(string(b), `"kind":"import"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the import never recorded its job")
+		}
+	}
+	cp := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", repo, cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v: %s", err, out)
+	}
+	importJob := func(repo string) backupd.JobRecord {
+		t.Helper()
+		var jobs []backupd.JobRecord
+		if err := json.Unmarshal([]byte(mustCairn(t, "--repo", repo, "jobs", "--json")), &jobs); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			if j.Kind == backupd.JobImport {
+				return j
+			}
+		}
+		t.Fatalf("no import job in %s: %+v", repo, jobs)
+		return backupd.JobRecord{}
+	}
+	if j := importJob(cp); j.State != backupd.JobInterrupted {
+		t.Errorf("the copy shows the original's import as %q, want %q", j.State, backupd.JobInterrupted)
+	}
+	if table := mustCairn(t, "--repo", cp, "jobs"); !strings.Contains(table, " interrupted ") {
+		t.Errorf("cairn jobs of the copy:\n%s\nwant the import interrupted", table)
+	}
+	if j := importJob(repo); j.State != backupd.JobRunning {
+		t.Errorf("the original shows its running import as %q, want %q", j.State, backupd.JobRunning)
+	}
+}
