@@ -175,7 +175,9 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 			return fmt.Errorf("create mount point: %w", err)
 		}
-		srv, err = fusefs.Mount(ctx, repo, cfg.Mount, fusefs.Options{Logger: s.log, FSProvider: guest.Provider(s.log), VolumeProvider: guest.VolumeProvider(s.log)})
+		// At most guest.DefaultMaxOpen guest filesystems stay open.
+		guests := guest.New(s.log, 0)
+		srv, err = fusefs.Mount(ctx, repo, cfg.Mount, fusefs.Options{Logger: s.log, FSProvider: guests.FSProvider(), VolumeProvider: guests.VolumeProvider()})
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("mount %s: %w", cfg.Mount, err)

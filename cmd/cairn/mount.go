@@ -27,6 +27,7 @@ func mountCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "allow-other", Usage: "let other users read the mount (non-root needs user_allow_other in /etc/fuse.conf)"},
 				&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on stop, how long a busy (detached) mount keeps serving files that are still open"},
 				&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
+				&cli.IntFlag{Name: "max-open-filesystems", Value: guest.DefaultMaxOpen, Usage: "guest filesystems (under <point>/fs/) kept open at once; the least recently used beyond it is closed and reopened on next use (each holds up to ~36 MiB of caches)"},
 				remoteFlag, limitRateFlag,
 				&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "with --remote: memory for blocks read from the remote (e.g. 512MiB, 2GiB)"},
 			},
@@ -72,10 +73,14 @@ func runMount(c *cli.Context) error {
 	if err := refuseInsideRepo(c.String("repo"), dir, "mount point"); err != nil {
 		return err
 	}
+	if c.Int("max-open-filesystems") < 1 {
+		return fmt.Errorf("mount: --max-open-filesystems must be at least 1 (default %d)", guest.DefaultMaxOpen)
+	}
+	guests := guest.New(slog.Default(), c.Int("max-open-filesystems"))
 	opts := fusefs.Options{
 		Logger:         slog.Default(),
-		FSProvider:     guest.Provider(slog.Default()),
-		VolumeProvider: guest.VolumeProvider(slog.Default()),
+		FSProvider:     guests.FSProvider(),
+		VolumeProvider: guests.VolumeProvider(),
 		AllowOther:     c.Bool("allow-other"),
 		Debug:          c.Bool("debug-fuse"),
 	}

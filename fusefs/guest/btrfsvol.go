@@ -14,7 +14,7 @@ import (
 
 // btrfsDir is fs/btrfs: one directory per btrfs of several devices, read
 // from its devices among the point's disks, or nil when there is none.
-func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() uint64) *staticDir {
+func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, ids *volIDs) *staticDir {
 	if len(st.Btrfs) == 0 {
 		return nil
 	}
@@ -30,7 +30,7 @@ func btrfsDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func()
 			problems = append(problems, fmt.Sprintf("%s (UUID %s): %d of %d devices found (%s); chunks on the missing devices "+
 				"cannot be read unless mirrored", name, g.FSID, len(g.Members), g.NumDevices, strings.Join(found, ", ")))
 		}
-		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.BtrfsDir + "/" + name}}}
+		v := &volumeDir{log: log, salt: ids.salt(), set: ids.set, src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.BtrfsDir + "/" + name}}}
 		v.vol.Name = name
 		v.vol.Detection = partinfo.Detection{Type: "btrfs", UUID: g.FSID, Label: g.Label}
 		v.openFS = func() (partinfo.Filesystem, error) {

@@ -6,8 +6,13 @@
 //
 // # Vocabulary
 //
-//   - Provider, VolumeProvider: the fusefs.FSProvider and
-//     fusefs.VolumeProvider that cairn mount and serve install.
+//   - Guests (New): one mount's FSProvider and VolumeProvider, which
+//     cairn mount and serve install; Provider and VolumeProvider make one
+//     each with its own Guests.
+//   - open set (openset.go): the volumes whose filesystem is open, by
+//     last use; beyond the bound (DefaultMaxOpen) the least recently used
+//     idle one is closed (volState dropped: reader, chunk and dir caches)
+//     and reopened by its next request (acquire/release).
 //   - diskDir: fs/<disk>, one volumeDir per volume that
 //     partinfo/volumes.OfDisk finds.
 //   - volumeDir: fs/<disk>/<volume> (or an MD array, LV or LDM volume):
@@ -29,8 +34,9 @@
 //   - bare entries, probe (bareentries.go): a listing's files answered
 //     without attributes (node id 0) while the walk only reads names and
 //     types, as probes (about one listing in 32) find out.
-//   - salt: the high bits that give each opened volume its own inode
-//     number range in the mount.
+//   - salt: the high bits that give each volume its own inode number
+//     range in the mount, fixed when the volume is built, so a reopened
+//     volume keeps its inode numbers.
 //
 // Volume discovery (partitions, MD, LVM, LDM) is partinfo/volumes'; the
 // EROFS answers (fusefs.ReadOnly, fusefs.ReadOnlyOpen), the ERROR.txt name

@@ -29,16 +29,22 @@ const timeout = time.Hour
 
 // Provider returns the fusefs.FSProvider that shows partitions and guest
 // filesystems. Errors inside a reader are logged with the point, disk and
-// partition and answered with EIO.
+// partition and answered with EIO. Its volumes have their own bound of
+// DefaultMaxOpen open filesystems; a mount should use one Guests for both
+// providers instead.
 func Provider(log *slog.Logger) fusefs.FSProvider {
-	if log == nil {
-		log = slog.Default()
-	}
+	return New(log, 0).FSProvider()
+}
+
+// FSProvider returns the fusefs.FSProvider of g (see Provider).
+func (g *Guests) FSProvider() fusefs.FSProvider {
+	log, set := g.log, g.set
 	volumes := new(atomic.Uint64)
 	return func(ctx context.Context, src fusefs.DiskSource) (gofs.InodeEmbedder, error) {
 		d, err := newDiskDir(src, log)
 		if d != nil {
 			d.volumes = volumes
+			d.set = set
 		}
 		return d, err
 	}
@@ -52,6 +58,7 @@ type diskDir struct {
 	log     *slog.Logger
 	vols    []volumes.Volume
 	volumes *atomic.Uint64 // per-mount counter that keeps inode numbers apart
+	set     *openSet       // the mount's bound on open filesystems
 }
 
 func newDiskDir(src fusefs.DiskSource, log *slog.Logger) (*diskDir, error) {
@@ -89,7 +96,7 @@ var (
 
 func (d *diskDir) OnAdd(ctx context.Context) {
 	for _, v := range d.vols {
-		vd := &volumeDir{src: d.src, log: d.log, vol: v, salt: inoSalt(d.volumes)}
+		vd := &volumeDir{src: d.src, log: d.log, vol: v, salt: inoSalt(d.volumes), set: d.set}
 		d.AddChild(v.Name, d.NewPersistentInode(ctx, vd, gofs.StableAttr{Mode: syscall.S_IFDIR}), false)
 	}
 }
@@ -152,10 +159,15 @@ type volumeDir struct {
 	vol  volumes.Volume
 	salt uint64
 
-	once sync.Once
-	fsys partinfo.Filesystem
-	root *guestNode
-	err  error
+	set *openSet // the mount's bound on open filesystems
+	// st is the opened filesystem (nil before the first use and after
+	// the set closed it), guarded by set.mu; err is why the volume does
+	// not open, set once (at build time or by the first open) and never
+	// changed; root is its root directory once it opened.
+	st     *volState
+	openMu sync.Mutex // serialises opening
+	err    error
+	root   *guestNode
 	// openFS, when set, opens a filesystem that lies across several
 	// devices (a btrfs of several disks) instead of src.Reader's.
 	openFS func() (partinfo.Filesystem, error)
@@ -175,30 +187,77 @@ func (v *volumeDir) where() []any {
 	return []any{"vm", v.src.Point.VM, "point", v.src.Point.ID, "disk", v.src.Disk.Name, "partition", v.vol.Name}
 }
 
-// open opens the volume's filesystem once. fsopen.Open is the reader
-// boundary: a reader's panic comes back as an error (ERROR.txt).
-func (v *volumeDir) open() {
-	v.once.Do(func() {
-		// The reader's small reads come from cached 64 KiB chunks.
-		var fsys partinfo.Filesystem
-		var err error
-		if v.openFS != nil {
-			fsys, err = v.openFS()
-		} else {
-			fsys, err = fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
+// acquire returns the opened volume for one request, opening it on first
+// use and again after the set closed it; release gives it back. A volume
+// that does not open returns nil and 0 (v.err says why). fsopen.Open is
+// the reader boundary: a reader's panic comes back as an error (ERROR.txt).
+func (v *volumeDir) acquire() (*volState, syscall.Errno) {
+	s := v.set
+	if s == nil {
+		s = &openSet{max: DefaultMaxOpen}
+		v.set = s
+	}
+	v.openMu.Lock()
+	defer v.openMu.Unlock()
+	s.mu.Lock()
+	if v.err != nil {
+		s.mu.Unlock()
+		return nil, 0
+	}
+	if st := v.st; st != nil {
+		st.users++
+		s.lru.MoveToFront(st.elem)
+		s.mu.Unlock()
+		return st, 0
+	}
+	s.mu.Unlock()
+	// The reader's small reads come from cached 64 KiB chunks.
+	var fsys partinfo.Filesystem
+	var err error
+	if v.openFS != nil {
+		fsys, err = v.openFS()
+	} else {
+		fsys, err = fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil && v.root != nil {
+		// It opened before: the same bytes failing now is a read error.
+		v.log.Error("guest filesystem read failed", append(v.where(), "op", "reopen", "err", err)...)
+		return nil, syscall.EIO
+	}
+	if err != nil {
+		var ue *partinfo.UnreadableError
+		if !errors.As(err, &ue) {
+			err = fmt.Errorf("This volume holds %s, but cairn could not open it: %v\nThe raw disk image is in disks/; attach it to a machine that can repair or read it.", describe(v.vol.Detection), err)
+			v.log.Warn("cannot open guest filesystem", append(v.where(), "type", v.vol.Detection.Type, "err", err)...)
 		}
-		if err != nil {
-			var ue *partinfo.UnreadableError
-			if !errors.As(err, &ue) {
-				err = fmt.Errorf("This volume holds %s, but cairn could not open it: %v\nThe raw disk image is in disks/; attach it to a machine that can repair or read it.", describe(v.vol.Detection), err)
-				v.log.Warn("cannot open guest filesystem", append(v.where(), "type", v.vol.Detection.Type, "err", err)...)
-			}
-			v.err = err
-			return
-		}
-		v.fsys = fsys
-		v.root = &guestNode{fs: fsys, ino: fsys.Root(), salt: v.salt, cache: newDirCacheFor(v.vol.Detection.Type), log: v.log, where: v.where()}
-	})
+		v.err = err
+		return nil, 0
+	}
+	if v.root == nil {
+		v.root = &guestNode{vol: v, ino: fsys.Root(), salt: v.salt, log: v.log, where: v.where()}
+	}
+	st := &volState{fs: fsys, cache: newDirCacheFor(v.vol.Detection.Type), users: 1}
+	st.elem = s.lru.PushFront(v)
+	v.st = st
+	s.evict()
+	return st, 0
+}
+
+// release ends a request's use of st and closes the least recently used
+// idle volumes beyond the bound.
+func (v *volumeDir) release(st *volState) {
+	if st == nil {
+		return
+	}
+	s := v.set
+	s.mu.Lock()
+	st.users--
+	if st.users == 0 {
+		s.evict()
+	}
+	s.mu.Unlock()
 }
 
 func describe(d partinfo.Detection) string {
@@ -235,8 +294,17 @@ func (v *volumeDir) errorText() string {
 	return msg
 }
 
+// open opens the volume if it is not open (v.err says when it does not).
+func (v *volumeDir) open() syscall.Errno {
+	st, errno := v.acquire()
+	v.release(st)
+	return errno
+}
+
 func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return errno
+	}
 	if v.err != nil {
 		dirAttr(&out.Attr, v.src.Point.Time)
 		out.SetTimeout(timeout)
@@ -250,7 +318,9 @@ func (v *volumeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 }
 
 func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return nil, 0, errno
+	}
 	if v.err != nil {
 		return fusefs.OpenCachedDir(&v.Inode, v.errorEntries(ctx))
 	}
@@ -258,7 +328,9 @@ func (v *volumeDir) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 }
 
 func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return nil, errno
+	}
 	if v.err != nil {
 		return gofs.NewListDirStream(v.errorEntries(ctx)), 0
 	}
@@ -266,7 +338,9 @@ func (v *volumeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno)
 }
 
 func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return nil, errno
+	}
 	if v.err != nil {
 		if name != fusefs.ErrorFileName {
 			return nil, syscall.ENOENT
@@ -281,25 +355,32 @@ func (v *volumeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		out.SetAttrTimeout(timeout)
 		return ch, 0
 	}
-	ch, errno := v.root.lookup(ctx, &v.Inode, name, out)
-	if errno == 0 && out.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		v.root.cache.mode.lookedUp(v.root.ino)
-	}
-	return ch, errno
+	return v.root.lookupIn(ctx, &v.Inode, name, out)
 }
 
 // guestNode is a file, directory, symlink or special file of a guest
-// filesystem. Its methods turn reader errors into EIO and log them.
+// filesystem. Its methods turn reader errors into EIO and log them. It
+// reaches the filesystem through its volume for each request (use), so
+// that the mount's open set may close the volume between requests.
 type guestNode struct {
 	gofs.Inode
 	fusefs.ReadOnly
-	fs    partinfo.Filesystem
+	vol   *volumeDir
 	ino   uint64
 	salt  uint64
-	cache *dirCache
 	log   *slog.Logger
 	where []any
 	xc    xattrCache
+}
+
+// use returns the opened volume for one request; release it with
+// n.vol.release.
+func (n *guestNode) use() (*volState, syscall.Errno) {
+	st, errno := n.vol.acquire()
+	if errno == 0 && st == nil {
+		errno = syscall.EIO // opened before: cannot happen
+	}
+	return st, errno
 }
 
 var (
@@ -383,7 +464,12 @@ func fillAttr(out *fuse.Attr, a partinfo.Attr, salt uint64) {
 }
 
 func (n *guestNode) getattr(out *fuse.AttrOut) syscall.Errno {
-	a, err := n.fs.Stat(n.ino)
+	st, errno := n.use()
+	if errno != 0 {
+		return errno
+	}
+	defer n.vol.release(st)
+	a, err := st.fs.Stat(n.ino)
 	if err != nil {
 		return n.fail("stat", err)
 	}
@@ -398,27 +484,32 @@ func (n *guestNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 
 // entries lists the directory for FUSE (mount inode numbers) and fills
 // the lookup cache with the guest inode numbers.
-func (n *guestNode) entries() ([]fuse.DirEntry, syscall.Errno) {
-	entries, ok := n.cache.ahead.take(n.ino)
+func (n *guestNode) entries(st *volState) ([]fuse.DirEntry, syscall.Errno) {
+	entries, ok := st.cache.ahead.take(n.ino)
 	if !ok {
 		var err error
-		if entries, err = n.fs.ReadDir(n.ino); err != nil {
+		if entries, err = st.fs.ReadDir(n.ino); err != nil {
 			return nil, n.fail("readdir", err)
 		}
 	}
-	n.cache.ahead.ahead(n.fs, entries)
+	st.cache.ahead.ahead(st.fs, entries)
 	out := make([]fuse.DirEntry, 0, len(entries))
 	guest := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, fuse.DirEntry{Name: e.Name, Ino: mountIno(n.salt, e.Ino), Mode: goModeToSys(e.Type) &^ 0o7777})
 		guest = append(guest, fuse.DirEntry{Name: e.Name, Ino: e.Ino})
 	}
-	n.cache.put(n.ino, guest)
+	st.cache.put(n.ino, guest)
 	return out, 0
 }
 
 func (n *guestNode) readdir() (gofs.DirStream, syscall.Errno) {
-	out, errno := n.entries()
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	out, errno := n.entries(st)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -435,7 +526,12 @@ func (n *guestNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 // parent's: for a filesystem's root the volume directory and the disk's
 // directory in fs/).
 func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscall.Errno) {
-	out, errno := n.entries()
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	defer n.vol.release(st)
+	out, errno := n.entries(st)
 	if errno != 0 {
 		return nil, 0, errno
 	}
@@ -445,7 +541,7 @@ func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscal
 			files++
 		}
 	}
-	if !n.cache.mode.bare(n.ino, files) {
+	if !st.cache.mode.bare(n.ino, files) {
 		return fusefs.OpenCachedDir(parent, out)
 	}
 	return fusefs.OpenCachedDirLookup(parent, out, func(ctx context.Context, e fuse.DirEntry, eo *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -459,9 +555,18 @@ func (n *guestNode) openDir(parent *gofs.Inode) (gofs.FileHandle, uint32, syscal
 func (n *guestNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) { return n.readdir() }
 
 func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	return n.lookupWith(ctx, st, parent, name, out)
+}
+
+func (n *guestNode) lookupWith(ctx context.Context, st *volState, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if ch := parent.GetChild(name); ch != nil {
 		if g, ok := ch.Operations().(*guestNode); ok {
-			if a, err := g.fs.Stat(g.ino); err == nil {
+			if a, err := st.fs.Stat(g.ino); err == nil {
 				fillAttr(&out.Attr, a, g.salt)
 				out.SetEntryTimeout(timeout)
 				out.SetAttrTimeout(timeout)
@@ -469,32 +574,43 @@ func (n *guestNode) lookup(ctx context.Context, parent *gofs.Inode, name string,
 			}
 		}
 	}
-	ino, found, known := n.cache.lookup(n.ino, name)
+	ino, found, known := st.cache.lookup(n.ino, name)
 	if known && !found {
 		return nil, syscall.ENOENT
 	}
 	if !known {
 		var err error
-		if ino, err = n.fs.Lookup(n.ino, name); err != nil {
+		if ino, err = st.fs.Lookup(n.ino, name); err != nil {
 			return nil, n.fail("lookup", err)
 		}
 	}
-	a, err := n.fs.Stat(ino)
+	a, err := st.fs.Stat(ino)
 	if err != nil {
 		return nil, n.fail("stat", err)
 	}
 	fillAttr(&out.Attr, a, n.salt)
 	out.SetEntryTimeout(timeout)
 	out.SetAttrTimeout(timeout)
-	child := &guestNode{fs: n.fs, ino: ino, salt: n.salt, cache: n.cache, log: n.log, where: n.where}
+	child := &guestNode{vol: n.vol, ino: ino, salt: n.salt, log: n.log, where: n.where}
 	// The guest inode number keeps hard links one inode in the mount.
 	return parent.NewInode(ctx, child, gofs.StableAttr{Mode: out.Attr.Mode &^ 0o7777, Ino: mountIno(n.salt, ino)}), 0
 }
 
 func (n *guestNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	ch, errno := n.lookup(ctx, &n.Inode, name, out)
+	return n.lookupIn(ctx, &n.Inode, name, out)
+}
+
+// lookupIn answers a LOOKUP of name in the directory n, which is parent
+// in the mount's tree, and tells the entry mode of a file looked up.
+func (n *guestNode) lookupIn(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	ch, errno := n.lookupWith(ctx, st, parent, name, out)
 	if errno == 0 && out.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		n.cache.mode.lookedUp(n.ino)
+		st.cache.mode.lookedUp(n.ino)
 	}
 	return ch, errno
 }
@@ -507,12 +623,17 @@ func (n *guestNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 }
 
 func (n *guestNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	m, err := n.fs.ReadAt(n.ino, dest, off)
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	m, err := st.fs.ReadAt(n.ino, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, n.fail("read", err)
 	}
 	if off == 0 {
-		n.storeAhead()
+		n.storeAhead(st)
 	}
 	return fuse.ReadResultData(dest[:m]), 0
 }
@@ -520,11 +641,16 @@ func (n *guestNode) Read(ctx context.Context, f gofs.FileHandle, dest []byte, of
 func (n *guestNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	var pos int64
 	var err error
+	st, errno := n.use()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer n.vol.release(st)
 	switch whence {
 	case unix.SEEK_DATA:
-		pos, err = n.fs.SeekData(n.ino, int64(off))
+		pos, err = st.fs.SeekData(n.ino, int64(off))
 	case unix.SEEK_HOLE:
-		pos, err = n.fs.SeekHole(n.ino, int64(off))
+		pos, err = st.fs.SeekHole(n.ino, int64(off))
 	default:
 		return 0, syscall.EINVAL
 	}
@@ -538,7 +664,12 @@ func (n *guestNode) Lseek(ctx context.Context, f gofs.FileHandle, off uint64, wh
 }
 
 func (n *guestNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	target, err := n.fs.Readlink(n.ino)
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	target, err := st.fs.Readlink(n.ino)
 	if err != nil {
 		return nil, n.fail("readlink", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/cairnbackup/cairn/partinfo"
 )
 
 // Store-ahead: a tar (or cp -r, rsync) of a tree reads the files of a
@@ -32,8 +34,8 @@ func newStorer() *storer { return &storer{busy: make(chan struct{}, 1)} }
 
 // storeAhead starts pushing the files after n in its directory's listing,
 // unless a push is already running.
-func (n *guestNode) storeAhead() {
-	s := n.cache.store
+func (n *guestNode) storeAhead(st *volState) {
+	s := st.cache.store
 	if s == nil {
 		return
 	}
@@ -46,7 +48,7 @@ func (n *guestNode) storeAhead() {
 	var entries []gofsEntry
 	if parent != nil {
 		if p, ok := parent.Operations().(*guestNode); ok {
-			for _, e := range n.cache.claimAfter(p.ino, name, storeAheadFiles) {
+			for _, e := range st.cache.claimAfter(p.ino, name, storeAheadFiles) {
 				if ch := parent.GetChild(e.Name); ch != nil {
 					entries = append(entries, gofsEntry{ch, e.Ino})
 				}
@@ -60,7 +62,7 @@ func (n *guestNode) storeAhead() {
 	go func() {
 		defer func() { <-s.busy }()
 		for _, e := range entries {
-			n.store(e.inode, e.ino)
+			store(st.fs, e.inode, e.ino)
 		}
 	}()
 }
@@ -72,13 +74,13 @@ type gofsEntry struct {
 
 // store pushes one small regular file whole into the kernel's cache; any
 // failure leaves it to the kernel's READ (never a partial or wrong page).
-func (n *guestNode) store(in *gofs.Inode, ino uint64) {
-	a, err := n.fs.Stat(ino)
+func store(fsys partinfo.Filesystem, in *gofs.Inode, ino uint64) {
+	a, err := fsys.Stat(ino)
 	if err != nil || !a.Mode.IsRegular() || a.Size <= 0 || a.Size > storeAheadMaxFile {
 		return
 	}
 	buf := make([]byte, a.Size)
-	m, err := n.fs.ReadAt(ino, buf, 0)
+	m, err := fsys.ReadAt(ino, buf, 0)
 	if (err != nil && !errors.Is(err, io.EOF)) || m != len(buf) {
 		return
 	}

@@ -23,7 +23,7 @@ import (
 
 // ldmDir is fs/ldm: one directory per dynamic volume, or nil when the
 // point has no dynamic disk.
-func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64) *staticDir {
+func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, ids *volIDs) *staticDir {
 	if len(set.Disks) == 0 && len(set.Problems) == 0 {
 		return nil
 	}
@@ -40,13 +40,11 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 		for _, pr := range vol.Problems {
 			problems = append(problems, vol.Name+": "+pr)
 		}
-		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.LDMDir + "/" + name}}}
+		v := &volumeDir{log: log, salt: ids.salt(), set: ids.set, src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: volumes.LDMDir + "/" + name}}}
 		v.vol.Name = name
 		r, err := vol.Open()
 		if err != nil {
-			v.once.Do(func() {
-				v.err = fmt.Errorf("Dynamic volume %s (%s, %d bytes) cannot be read: %v\nThe raw disk images are in disks/.", vol.Name, vol.Type, vol.Size, err)
-			})
+			v.err = fmt.Errorf("Dynamic volume %s (%s, %d bytes) cannot be read: %v\nThe raw disk images are in disks/.", vol.Name, vol.Type, vol.Size, err)
 		} else {
 			v.src.Reader, v.src.Size, v.vol.Size = r, r.Size(), r.Size()
 			v.vol.Detection = partinfo.Detect(r, 0, r.Size())
@@ -61,15 +59,21 @@ func ldmDir(p blockmap.Point, set *ldm.Set, log *slog.Logger, salt func() uint64
 
 // VolumeProvider returns the fusefs.VolumeProvider that shows LVM volume
 // groups as fs/lvm/<vg>/<lv>/, each LV's filesystem read through the
-// same readers as partitions. Points without LVM get no fs/lvm.
+// same readers as partitions. Points without LVM get no fs/lvm. Its
+// volumes have their own bound of DefaultMaxOpen open filesystems; a
+// mount should use one Guests for both providers instead.
 func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
-	if log == nil {
-		log = slog.Default()
-	}
+	return New(log, 0).VolumeProvider()
+}
+
+// VolumeProvider returns the fusefs.VolumeProvider of g (fs/lvm, fs/md,
+// fs/ldm, fs/btrfs; see the function VolumeProvider).
+func (g *Guests) VolumeProvider() fusefs.VolumeProvider {
+	log, set := g.log, g.set
 	// Salts 0x4000-0x7fff: apart from the partitions' (Provider counts
 	// up from 1) for the first 16,383 volumes of each kind.
 	salts := new(atomic.Uint64)
-	salt := func() uint64 { return (0x4000 | salts.Add(1)&0x3fff) << 48 }
+	ids := &volIDs{set: set, salt: func() uint64 { return (0x4000 | salts.Add(1)&0x3fff) << 48 }}
 	return func(ctx context.Context, src fusefs.PointSource) ([]fusefs.VolumeDir, error) {
 		var disks []volumes.Disk
 		for _, d := range src.Disks {
@@ -81,13 +85,13 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 		}
 		p := src.Point
 		var out []fusefs.VolumeDir
-		if d := mdDir(p, st, log, salt); d != nil {
+		if d := mdDir(p, st, log, ids); d != nil {
 			out = append(out, fusefs.VolumeDir{Name: volumes.MDDir, Node: d})
 		}
-		if d := ldmDir(p, st.LDM, log, salt); d != nil {
+		if d := ldmDir(p, st.LDM, log, ids); d != nil {
 			out = append(out, fusefs.VolumeDir{Name: volumes.LDMDir, Node: d})
 		}
-		if d := btrfsDir(p, st, log, salt); d != nil {
+		if d := btrfsDir(p, st, log, ids); d != nil {
 			out = append(out, fusefs.VolumeDir{Name: volumes.BtrfsDir, Node: d})
 		}
 		set := st.LVM
@@ -104,7 +108,7 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 				vd.errText = fmt.Sprintf("Volume group %s (UUID %s), metadata from %s:\n- %s\n", vg.Name, vg.UUID, vg.MetadataFrom, strings.Join(vg.Problems, "\n- "))
 			}
 			for _, lv := range vg.VisibleLVs() {
-				vd.add(lv.Name, lvDir(p, lv, log, salt()))
+				vd.add(lv.Name, lvDir(p, lv, log, ids))
 			}
 			top.add(vg.Name, vd)
 		}
@@ -114,7 +118,7 @@ func VolumeProvider(log *slog.Logger) fusefs.VolumeProvider {
 
 // mdDir is fs/md: one directory per array with its filesystem, or nil
 // when the point has no MD member.
-func mdDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() uint64) *staticDir {
+func mdDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, ids *volIDs) *staticDir {
 	if len(st.MD.Members) == 0 && len(st.MD.Problems) == 0 {
 		return nil
 	}
@@ -126,21 +130,17 @@ func mdDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() ui
 			problems = append(problems, fmt.Sprintf("%s (%s, UUID %s): %s", a.Name, md.LevelName(a.Level), a.UUID, pr))
 		}
 		name := volumes.MDDir + "/" + a.Name
-		v := &volumeDir{log: log, salt: salt(), src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
+		v := &volumeDir{log: log, salt: ids.salt(), set: ids.set, src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
 		v.vol.Name = a.Name
 		if vol := st.Arrays[a.Name]; vol != nil {
 			v.src.Reader, v.src.Size, v.vol.Size = vol, vol.Size(), vol.Size()
 			v.vol.Detection = partinfo.Detect(vol, 0, vol.Size())
 			if v.vol.Detection.Type == "lvm2" {
-				v.once.Do(func() {
-					v.err = fmt.Errorf("MD array %s is an LVM2 physical volume: its logical volumes are under fs/lvm/<vg>/ of this point.", a.Name)
-				})
+				v.err = fmt.Errorf("MD array %s is an LVM2 physical volume: its logical volumes are under fs/lvm/<vg>/ of this point.", a.Name)
 			}
 		} else {
 			err := st.ArrayErrors[a.Name]
-			v.once.Do(func() {
-				v.err = fmt.Errorf("MD array %s (%s, UUID %s) cannot be read: %v\nThe raw disk images are in disks/.", a.Name, md.LevelName(a.Level), a.UUID, err)
-			})
+			v.err = fmt.Errorf("MD array %s (%s, UUID %s) cannot be read: %v\nThe raw disk images are in disks/.", a.Name, md.LevelName(a.Level), a.UUID, err)
 		}
 		top.add(a.Name, v)
 	}
@@ -151,16 +151,14 @@ func mdDir(p blockmap.Point, st *volumes.Stack, log *slog.Logger, salt func() ui
 }
 
 // lvDir is the directory of one LV: its filesystem, or ERROR.txt.
-func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, salt uint64) *volumeDir {
+func lvDir(p blockmap.Point, lv *lvm.LV, log *slog.Logger, ids *volIDs) *volumeDir {
 	name := volumes.LVPath(lv)
-	v := &volumeDir{log: log, salt: salt,
+	v := &volumeDir{log: log, salt: ids.salt(), set: ids.set,
 		src: fusefs.DiskSource{Point: p, Disk: blockmap.DiskInfo{Name: name}}}
 	v.vol.Name = lv.Name
 	vol, err := lv.Open()
 	if err != nil {
-		v.once.Do(func() {
-			v.err = fmt.Errorf("This is logical volume %s (%s, %d bytes), which cannot be read: %v\nThe raw disk images are in disks/.", name, lv.Type(), lv.Size(), err)
-		})
+		v.err = fmt.Errorf("This is logical volume %s (%s, %d bytes), which cannot be read: %v\nThe raw disk images are in disks/.", name, lv.Type(), lv.Size(), err)
 		return v
 	}
 	v.src.Reader, v.src.Size = vol, vol.Size()

@@ -49,7 +49,12 @@ func (n *guestNode) xattrs() ([]partinfo.Xattr, syscall.Errno) {
 }
 
 func (n *guestNode) readXattrs() ([]partinfo.Xattr, syscall.Errno) {
-	xs, err := partinfo.Xattrs(n.fs, n.ino)
+	st, errno := n.use()
+	if errno != 0 {
+		return nil, errno
+	}
+	defer n.vol.release(st)
+	xs, err := partinfo.Xattrs(st.fs, n.ino)
 	if errors.Is(err, partinfo.ErrNoXattrs) {
 		return nil, syscall.ENOTSUP
 	}
@@ -62,7 +67,12 @@ func (n *guestNode) readXattrs() ([]partinfo.Xattr, syscall.Errno) {
 // Getxattr copies one attribute's value into dest (its size when dest is
 // empty, ERANGE when too small, ENODATA when the file has no such name).
 func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if g, ok := partinfo.XattrGetterOf(n.fs); ok {
+	st, errno := n.use()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer n.vol.release(st)
+	if g, ok := partinfo.XattrGetterOf(st.fs); ok {
 		v, err := g.Xattr(n.ino, attr)
 		switch {
 		case errors.Is(err, partinfo.ErrNoSuchXattr):
@@ -95,7 +105,12 @@ func (n *guestNode) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 // Listxattr fills dest with the NUL-terminated names.
 func (n *guestNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []string
-	if g, ok := partinfo.XattrGetterOf(n.fs); ok {
+	st, errno := n.use()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer n.vol.release(st)
+	if g, ok := partinfo.XattrGetterOf(st.fs); ok {
 		var err error
 		if names, err = g.XattrNames(n.ino); err != nil {
 			return 0, n.fail("xattr names", err)
@@ -129,7 +144,9 @@ func (n *guestNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 // attributes; a volume that cannot be opened has none.
 
 func (v *volumeDir) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return 0, errno
+	}
 	if v.err != nil {
 		return 0, syscall.ENODATA
 	}
@@ -137,7 +154,9 @@ func (v *volumeDir) Getxattr(ctx context.Context, attr string, dest []byte) (uin
 }
 
 func (v *volumeDir) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	v.open()
+	if errno := v.open(); errno != 0 {
+		return 0, errno
+	}
 	if v.err != nil {
 		return 0, 0
 	}

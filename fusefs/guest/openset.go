@@ -1,0 +1,83 @@
+package guest
+
+import (
+	"github.com/cairnbackup/cairn/partinfo"
+
+	"container/list"
+	"log/slog"
+	"sync"
+)
+
+// DefaultMaxOpen is how many guest filesystems a mount keeps open when
+// New is given 0: each holds up to 16 MiB of cached chunks and a
+// directory cache of up to 200,000 names (some 20 MiB).
+const DefaultMaxOpen = 16
+
+// Guests is the guest filesystem state of one mount: its FSProvider and
+// VolumeProvider share one bound on the filesystems kept open.
+type Guests struct {
+	log *slog.Logger
+	set *openSet
+}
+
+// New returns the guest filesystems of one mount, keeping at most maxOpen
+// filesystems open (0 or less means DefaultMaxOpen). The least recently
+// used one beyond the bound is closed: its reader and caches are dropped
+// and it is opened again, transparently, at its next use. Inode numbers
+// do not change (they derive from the guest's own). A filesystem in use
+// by a request is never closed under it; the bound is exceeded while more
+// than maxOpen are in use at once.
+func New(log *slog.Logger, maxOpen int) *Guests {
+	if log == nil {
+		log = slog.Default()
+	}
+	if maxOpen <= 0 {
+		maxOpen = DefaultMaxOpen
+	}
+	return &Guests{log: log, set: &openSet{max: maxOpen}}
+}
+
+// openSet keeps the opened filesystems of a mount's volumes by last use.
+// Its mutex guards every volumeDir.st of the set.
+type openSet struct {
+	mu  sync.Mutex
+	max int
+	lru list.List // of *volumeDir with st != nil, front = most recent
+}
+
+// volState is an opened volume: its filesystem and caches. users counts
+// the requests using it; it is closed (dropped) only at zero.
+type volState struct {
+	fs    partinfo.Filesystem
+	cache *dirCache
+	users int
+	elem  *list.Element
+}
+
+// open returns the number of opened volumes.
+func (s *openSet) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lru.Len()
+}
+
+// evict drops the least recently used idle volumes beyond the bound.
+// s.mu is held.
+func (s *openSet) evict() {
+	for e := s.lru.Back(); e != nil && s.lru.Len() > s.max; {
+		prev := e.Prev()
+		v := e.Value.(*volumeDir)
+		if v.st.users == 0 {
+			s.lru.Remove(e)
+			v.st = nil
+		}
+		e = prev
+	}
+}
+
+// volIDs gives the volumes a VolumeProvider builds their inode number
+// salt and the mount's open set.
+type volIDs struct {
+	set  *openSet
+	salt func() uint64
+}
