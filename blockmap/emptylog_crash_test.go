@@ -1,6 +1,7 @@
 package blockmap
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -110,5 +111,56 @@ func TestOpenAfterWriterKilledCreatingTable(t *testing.T) {
 				t.Fatalf("check: %v %v", probs, err)
 			}
 		})
+	}
+}
+
+// TestFinishInterruptedAfterCommit: a writer killed after its point was
+// committed but before it removed its session file (seen with `cairn
+// pull` killed at that moment: the next pull found the point there, wrote
+// nothing, and left the session for the VM's next backup) is finished by
+// FinishInterrupted, which the pull command calls for the VMs it pulled.
+func TestFinishInterruptedAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRepo(t)
+	d := &modelDisk{name: "d0", data: make([]byte, 3*testBS), changed: map[int64]bool{}}
+	d.data[5] = 1
+	backup(t, r, "vm", []*modelDisk{d}, true, time.Time{})
+	// The session file as it is while a second point is written.
+	s, err := r.BeginPoint(ctx, "vm", PointOptions{Purpose: "killed pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := os.ReadFile(r.sessionPath("vm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.AddDisk(ctx, "d0", int64(len(d.data)), DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteBlocks(1, bytes.Repeat([]byte{2}, testBS)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.sessionPath("vm"), left, 0o600); err != nil { // killed before it went
+		t.Fatal(err)
+	}
+	if probs, err := r.Check(ctx); err != nil || len(probs) == 0 {
+		t.Fatalf("check with the session left: %v %v; want it reported", probs, err)
+	}
+	if err := r.FinishInterrupted(ctx, "vm"); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := r.Check(ctx); err != nil || len(probs) > 0 {
+		t.Fatalf("check after FinishInterrupted: %v %v", probs, err)
+	}
+	pts, err := r.Points(ctx, "vm")
+	if err != nil || len(pts) != 2 {
+		t.Fatalf("points: %v %v", pts, err)
+	}
+	if got := readAll(t, r, pts[1], "d0"); got[testBS] != 2 || got[5] != 1 {
+		t.Fatal("the committed point reads wrong after finishing")
 	}
 }

@@ -663,6 +663,14 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
 			}
 		}
+		// A pull killed after it committed a point left that point's
+		// session behind; this run found the point there and wrote
+		// nothing, so it finishes the session itself.
+		for _, vm := range pointVMs(sel) {
+			if err := repo.FinishInterrupted(c.Context, vm); err != nil {
+				slog.Warn("could not finish an interrupted write", "vm", vm, "error", err)
+			}
+		}
 		fmt.Printf("%s pulled, %d already there", count(pulled, "point"), len(sel)-pulled-len(damaged))
 		if len(damaged) > 0 {
 			fmt.Printf(", %d damaged", len(damaged))
