@@ -32,27 +32,7 @@ func TestOpenAfterWriterKilledCreatingLog(t *testing.T) {
 			if err := os.WriteFile(empty, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r2, err := Open(context.Background(), r.Dir(), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r2.Close()
-			pts, err := r2.Points(context.Background(), "vm")
-			if err != nil || len(pts) != 1 {
-				t.Fatalf("points after a writer killed creating %s: %v %v", ext, pts, err)
-			}
-			if got := readAll(t, r2, pts[0], "d0"); got[5] != 1 {
-				t.Fatal("point reads wrong after recovery")
-			}
-			d.data[testBS+7] = 2
-			d.changed[1] = true
-			p := backup(t, r2, "vm", []*modelDisk{d}, false, time.Time{})
-			if got := readAll(t, r2, p, "d0"); got[testBS+7] != 2 || got[5] != 1 {
-				t.Fatal("new point reads wrong")
-			}
-			if probs, err := r2.Check(context.Background()); err != nil || len(probs) > 0 {
-				t.Fatalf("check: %v %v", probs, err)
-			}
+			reopenAndWrite(t, r, d)
 		})
 	}
 }
@@ -89,27 +69,7 @@ func TestOpenAfterWriterKilledCreatingTable(t *testing.T) {
 			if err := os.WriteFile(orphan, content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r2, err := Open(context.Background(), r.Dir(), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r2.Close()
-			pts, err := r2.Points(context.Background(), "vm")
-			if err != nil || len(pts) != 1 {
-				t.Fatalf("points beside a table the MANIFEST does not list: %v %v", pts, err)
-			}
-			if got := readAll(t, r2, pts[0], "d0"); got[5] != 1 {
-				t.Fatal("point reads wrong")
-			}
-			d.data[testBS+7] = 2
-			d.changed[1] = true
-			p := backup(t, r2, "vm", []*modelDisk{d}, false, time.Time{})
-			if got := readAll(t, r2, p, "d0"); got[testBS+7] != 2 || got[5] != 1 {
-				t.Fatal("new point reads wrong")
-			}
-			if probs, err := r2.Check(context.Background()); err != nil || len(probs) > 0 {
-				t.Fatalf("check: %v %v", probs, err)
-			}
+			reopenAndWrite(t, r, d)
 		})
 	}
 }
@@ -162,5 +122,35 @@ func TestFinishInterruptedAfterCommit(t *testing.T) {
 	}
 	if got := readAll(t, r, pts[1], "d0"); got[testBS] != 2 || got[5] != 1 {
 		t.Fatal("the committed point reads wrong after finishing")
+	}
+}
+
+// reopenAndWrite opens r's directory again, as the next command after a
+// killed writer does, and checks that d's one point reads (byte 5 is 1),
+// that a new point can be written and read, and that the repository then
+// has no problems.
+func reopenAndWrite(t *testing.T, r *Repo, d *modelDisk) {
+	t.Helper()
+	ctx := context.Background()
+	r2, err := Open(ctx, r.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	pts, err := r2.Points(ctx, "vm")
+	if err != nil || len(pts) != 1 {
+		t.Fatalf("points after the killed writer: %v %v", pts, err)
+	}
+	if got := readAll(t, r2, pts[0], "d0"); got[5] != 1 {
+		t.Fatal("point reads wrong after recovery")
+	}
+	d.data[testBS+7] = 2
+	d.changed[1] = true
+	p := backup(t, r2, "vm", []*modelDisk{d}, false, time.Time{})
+	if got := readAll(t, r2, p, "d0"); got[testBS+7] != 2 || got[5] != 1 {
+		t.Fatal("new point reads wrong")
+	}
+	if probs, err := r2.Check(ctx); err != nil || len(probs) > 0 {
+		t.Fatalf("check: %v %v", probs, err)
 	}
 }

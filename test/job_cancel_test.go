@@ -73,40 +73,47 @@ func TestInterruptedJobsCancelled(t *testing.T) {
 
 	t.Run("import", func(t *testing.T) {
 		repo := cliRepo(t)
-		dir := t.TempDir()
-		sock := filepath.Join(dir, "nbd.sock")
-		// a large sparse export with data all over, each read delayed: the
-		// import runs far longer than the test waits for its start
-		srv := exec.Command("nbdkit", "-t", "1", "-U", sock, "-f", "--filter=delay", "sparse-random", "4G", "percent=10", "delay-read=200ms")
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(sock); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("nbdkit never made its socket")
-			}
-		}
-		cmd := exec.Command(buildCairn(t), "--repo", repo, "import", "--vm", "kvm1", "--disk", "vda", fmt.Sprintf("nbd+unix:///?socket=%s", sock))
-		cmd.Env = append(os.Environ(), "CAIRN_REPO=")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// wait for its running record (the job log is written before the source is read)
-		log := filepath.Join(repo, "jobs", "jobs.jsonl")
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if b, _ := os.ReadFile(log); strings.Contains(string(b), `"kind":"import"`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("the import never recorded its job")
-			}
-		}
+		cmd := startSlowImport(t, repo)
 		interrupt(t, cmd)
 		check(t, repo, backupd.JobImport)
 	})
+}
+
+// startSlowImport starts `cairn import` into repo from an nbdkit export of
+// 4 GiB with data all over and each read delayed, so the import runs far
+// longer than a test waits, and returns once its running record is in the
+// job log (written before the source is read). The process is killed at
+// the end of the test.
+func startSlowImport(t *testing.T, repo string) *exec.Cmd {
+	t.Helper()
+	testutil.RequireTools(t, "nbdkit")
+	sock := filepath.Join(t.TempDir(), "nbd.sock")
+	srv := exec.Command("nbdkit", "-t", "1", "-U", sock, "-f", "--filter=delay", "sparse-random", "4G", "percent=10", "delay-read=200ms")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nbdkit never made its socket")
+		}
+	}
+	cmd := exec.Command(buildCairn(t), "--repo", repo, "import", "--vm", "kvm1", "--disk", "vda", fmt.Sprintf("nbd+unix:///?socket=%s", sock))
+	cmd.Env = append(os.Environ(), "CAIRN_REPO=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	log := filepath.Join(repo, "jobs", "jobs.jsonl")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(log); strings.Contains(string(b), `"kind":"import"`) {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the import never recorded its job")
+		}
+	}
 }

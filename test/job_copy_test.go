@@ -2,16 +2,13 @@ package test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // TestCopiedRepositoryJobInterrupted: a copy of a repository (cp -a)
@@ -20,40 +17,8 @@ import (
 // original, not there), while the original still shows it running. The
 // copy showed it running until the original's process ended.
 func TestCopiedRepositoryJobInterrupted(t *testing.T) {
-	testutil.RequireTools(t, "nbdkit")
 	repo := cliRepo(t)
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "nbd.sock")
-	// a large sparse export, each read delayed: the import runs far longer
-	// than the test
-	srv := exec.Command("nbdkit", "-t", "1", "-U", sock, "-f", "--filter=delay", "sparse-random", "4G", "percent=10", "delay-read=200ms")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nbdkit never made its socket")
-		}
-	}
-	cmd := exec.Command(buildCairn(t), "--repo", repo, "import", "--vm", "kvm1", "--disk", "vda", fmt.Sprintf("nbd+unix:///?socket=%s", sock))
-	cmd.Env = append(os.Environ(), "CAIRN_REPO=")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	log := filepath.Join(repo, "jobs", "jobs.jsonl")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, _ := os.ReadFile(log); strings.Contains(string(b), `"kind":"import"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the import never recorded its job")
-		}
-	}
+	startSlowImport(t, repo)
 	// cp -a of a repository a writer is using may meet a file the writer
 	// removes meanwhile (the index's write-ahead log, when it rotates):
 	// an administrator would copy again, and so does the test.

@@ -133,19 +133,7 @@ func TestOpenNewerFormat(t *testing.T) {
 // is told whose it is and as whom to run cairn.
 func TestOpenOtherUsersRepository(t *testing.T) {
 	testutil.RequireRoot(t)
-	dir, err := os.MkdirTemp("/tmp", "cairn-otheruser-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "cairn")
-	copyFile(t, buildCairn(t), bin)
-	if err := os.Chmod(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := worldReadableCairn(t, "cairn-otheruser-")
 	repo := filepath.Join(dir, "repo")
 	if res := runCairn(t, nil, "--repo", repo, "init"); res.code != 0 {
 		t.Fatal(res.stderr)
@@ -380,19 +368,7 @@ func TestPointsJSONDocumented(t *testing.T) {
 // and after that chown the owner reads the repository again.
 func TestRootWroteIntoUsersRepository(t *testing.T) {
 	testutil.RequireRoot(t)
-	dir, err := os.MkdirTemp("/tmp", "cairn-rootwrote-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "cairn")
-	copyFile(t, buildCairn(t), bin)
-	if err := os.Chmod(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := worldReadableCairn(t, "cairn-rootwrote-")
 	asNobody := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -499,4 +475,26 @@ func TestPruneBucketsCountPointDays(t *testing.T) {
 	if help := mustCairn(t, "prune", "--help"); !strings.Contains(help, "N most recent days that have points") {
 		t.Fatalf("prune --help does not say how days are counted:\n%s", help)
 	}
+}
+
+// worldReadableCairn makes a directory under /tmp (which another user can
+// reach, unlike t.TempDir's parents) holding a copy of the cairn binary,
+// both mode 0755, for tests that run cairn as another user; it is removed
+// at the end of the test.
+func worldReadableCairn(t *testing.T, prefix string) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "cairn")
+	copyFile(t, buildCairn(t), bin)
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
 }
