@@ -19,8 +19,9 @@ import (
 // the claim (disaster recovery: the new appliance replaces the lost one).
 
 // writerName is the object holding the claim: sealed with the master key
-// (it names a host and a path), without retention (it is no data, and an
-// overwrite by someone holding the credentials can only stop writes).
+// (it names a host and a path), written with the remote's retention like
+// every object. A version put over it by someone holding the credentials
+// does not authenticate and is passed over (readVersions).
 const writerName = prefix + "writer"
 
 // Writer identifies an appliance that writes a remote: a repository on a
@@ -55,7 +56,7 @@ type OtherWriterError struct {
 }
 
 func (e *OtherWriterError) Error() string {
-	return fmt.Sprintf("%s refused: %v: %s", e.Op, ErrOtherWriter, e.Owner.String())
+	return fmt.Sprintf("%s refused: %v: %s; nothing was written (once that appliance is gone for good, cairn remote takeover on this one makes it the writer)", e.Op, ErrOtherWriter, e.Owner.String())
 }
 
 // Is makes errors.Is(err, ErrOtherWriter) true.
@@ -93,7 +94,7 @@ func (r *Remote) putWriter(ctx context.Context, w Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.st.put(ctx, writerName, seal(r.keys.aead, nil, plain, writerAD), putOptions{})
+	_, err = r.st.put(ctx, writerName, seal(r.keys.aead, nil, plain, writerAD), putOptions{retainUntil: retainUntil(r.opts.ImmutableDays)})
 	return err
 }
 
