@@ -18,6 +18,7 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // TestDisasterRecoveryWalk walks the loss of the appliance as an
@@ -44,11 +45,12 @@ func TestDisasterRecoveryWalk(t *testing.T) {
 	sim := esxsimtest.Start(t, esxsim.Options{DVPortgroups: 1, VMs: restoreVMs()})
 	vms := []string{"biosvm", "efivm"}
 	rng := mrand.New(mrand.NewPCG(61, 62))
+	dir := t.TempDir()
+	canary := putCanary(t, sim, "efivm", dir)
 	for _, vm := range vms {
 		writeBlocks(t, sim, vm, 40, rng) // most of what the first replication uploads
 	}
 	bin := buildCairn(t)
-	dir := t.TempDir()
 	app, safe := filepath.Join(dir, "appliance"), filepath.Join(dir, "safe")
 	etc, repo := filepath.Join(app, "etc"), filepath.Join(app, "repo")
 	for _, d := range []string{etc, safe} {
@@ -101,7 +103,7 @@ jobs:
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	firstUpload := waitReplicated(t, api, exited, &logs, 1, 0) // the run at start
 	for i, vm := range vms {
-		scribble(t, sim, vm, rng)
+		writeBlocks(t, sim, vm, 3, rng)
 		resp, err := api.post("/api/v1/jobs", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
 		if err != nil {
 			t.Fatal(err)
@@ -173,6 +175,25 @@ jobs:
 	if r.code != 0 {
 		t.Fatalf("restore vm --remote: %s", r.stderr)
 	}
+	// A file and a disk image straight from the bucket (the drill's canary).
+	got := filepath.Join(dir, "restored")
+	mustCairn(t, "--repo", repo, "restore-file", "--remote", "offsite", "--vm", "efivm", "--point", "latest", "--disk", "scsi0-0", "--part", "1", "/canary.txt", got)
+	if b := readFile(t, got); b != canary {
+		t.Fatalf("restore-file --remote of the canary: %q, want %q", b, canary)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var mountErr serveLogBuffer
+	mcmd, mexited := serveStartChild(t, bin, &mountErr, "--repo", repo, "mount", "--remote", "offsite", mnt)
+	viaMount := filepath.Join(mnt, "efivm", "latest", "fs", "scsi0-0", "p1", "canary.txt")
+	serveWaitFor(t, "the remote mount", mexited, &mountErr, func() bool {
+		b, err := os.ReadFile(viaMount)
+		return err == nil && string(b) == canary
+	})
+	syscall.Kill(-mcmd.Process.Pid, syscall.SIGTERM)
+	<-mexited
 	mustCairn(t, "--repo", repo, "pull", "--remote", "offsite")
 	checkRestored(t, repo, sim, "efivm", "efivm-dr")
 	pulled := map[string]blockmap.Point{}
@@ -334,9 +355,41 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
+// putCanary writes a GPT disk with an ext4 partition holding canary.txt
+// over the first disk of vm, and returns the canary's text.
+func putCanary(t *testing.T, sim *esxsim.Sim, vm, dir string) string {
+	t.Helper()
+	testutil.RequireTools(t, "mkfs.ext4", "sgdisk")
+	testutil.RequireFUSE(t)
+	src := filepath.Join(dir, "canary-src")
+	text := "the drill's canary, written before the disaster\n"
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "canary.txt"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs, disk := filepath.Join(dir, "canary.fs"), filepath.Join(dir, "canary.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-d", src, fs, "4M")
+	makeImage(t, disk, 16<<20)
+	sh(t, "sgdisk", "-n", "1:2048:10239", disk)
+	writeAt(t, disk, fs, mib)
+	data, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := sim.Guest(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WriteAt(0, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
 
 // writeBlocks writes n random 64 KiB blocks at random places of every
-// disk of vm.
+// disk of vm but the canary's (efivm's first).
 func writeBlocks(t *testing.T, sim *esxsim.Sim, vm string, n int, rng *mrand.Rand) {
 	t.Helper()
 	g, err := sim.Guest(vm)
@@ -348,6 +401,9 @@ func writeBlocks(t *testing.T, sim *esxsim.Sim, vm string, n int, rng *mrand.Ran
 		t.Fatal(err)
 	}
 	for i := range disks {
+		if vm == "efivm" && i == 0 {
+			continue
+		}
 		if _, err := g.WriteRandomBlocks(i, n, 64<<10, rng); err != nil {
 			t.Fatal(err)
 		}
