@@ -27,7 +27,9 @@ import (
 //
 //  1. the appliance runs cairn serve with a backup job that replicates
 //     after each backup (remote retention, --immutable-days); two
-//     generations of two VMs reach the remote;
+//     generations of two VMs reach the remote; a drill in a scratch
+//     repository (verify --remote, restore-file --remote of a canary)
+//     does not disturb the appliance's next replication;
 //  2. cairn remote show --for-recovery names what to keep; those files
 //     are copied to a "safe" and the appliance (repository, config, keys)
 //     is deleted, keeping a stale copy of its repository for step 4;
@@ -103,6 +105,25 @@ jobs:
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	firstUpload := waitReplicated(t, api, exited, &logs, 1, 0) // the run at start
 	for i, vm := range vms {
+		if i == 1 {
+			// The drill (docs/remote.md): a scratch repository reads the
+			// remote while the appliance works; it claims nothing, so the
+			// appliance's next replication goes on.
+			drill := filepath.Join(dir, "drill")
+			mustCairn(t, "--repo", drill, "init")
+			mustCairn(t, "--repo", drill, "remote", "add", "offsite", "--endpoint", f.c.Endpoint, "--bucket", f.bucket, "--credentials", cred, "--key-file", key)
+			if out := mustCairn(t, "--repo", drill, "verify", "--remote", "offsite", "--sample", "50%"); !strings.Contains(out, "0 bad blocks, 0 bad objects") {
+				t.Fatalf("drill verify --remote:\n%s", out)
+			}
+			out := filepath.Join(dir, "drill-canary")
+			mustCairn(t, "--repo", drill, "restore-file", "--remote", "offsite", "--vm", "efivm", "--point", "latest", "--disk", "scsi0-0", "--part", "1", "/canary.txt", out)
+			if b := readFile(t, out); b != canary {
+				t.Fatalf("drill canary: %q", b)
+			}
+			if err := os.RemoveAll(drill); err != nil {
+				t.Fatal(err)
+			}
+		}
 		writeBlocks(t, sim, vm, 3, rng)
 		resp, err := api.post("/api/v1/jobs", strings.NewReader(fmt.Sprintf(`{"vm":%q}`, vm)))
 		if err != nil {
