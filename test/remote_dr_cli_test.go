@@ -98,6 +98,7 @@ func TestRemoteRetentionFromBucket(t *testing.T) {
 	mustCairn(t, "--repo", repo, "replicate", "--remote", "offsite")
 	_, repo2 := repoWithOnePoint(t, 1<<20, 6)
 	f.add(t, repo2, "offsite")
+	mustCairn(t, "--repo", repo2, "remote", "takeover", "offsite") // the new machine replaces the old one
 	out := mustCairn(t, "--repo", repo2, "replicate", "--remote", "offsite")
 	if !strings.Contains(out, "retention: ") || !strings.Contains(out, "to 3 days") {
 		t.Fatalf("replicate from a machine that added the remote without --immutable-days did not renew retentions:\n%s", out)

@@ -9,6 +9,7 @@
 //	cairn/index/<id>      the encrypted index of the pack with the same id
 //	cairn/maps/<id>       an encrypted full block map (every data block of a point's disks → blob)
 //	cairn/points/<name>   the encrypted manifest of one recovery point
+//	cairn/writer          the encrypted claim of the appliance that writes the remote (Writer)
 //
 // Pack ids are random; a manifest's name is a keyed MAC of the VM name and
 // point id. The store sees no VM or disk names, no block hashes and no
@@ -48,6 +49,11 @@
 // new secret (the data is not re-encrypted) and writes a new sealed
 // config; an older config version that opens while a newer one bears the
 // seal is a superseded key (ErrKeyChanged), not a tampered config.
+//
+// One writer per remote: with Options.Writer, Replicate, Prune and Forget
+// claim an unclaimed remote for that appliance and refuse one another
+// appliance claimed (ErrOtherWriter); TakeOver moves the claim (disaster
+// recovery). Reads never check it.
 //
 // Stats counts what a remote holds from its listing and manifests.
 //

@@ -99,6 +99,11 @@ func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryR
 func (r *Remote) Forget(ctx context.Context, pts []blockmap.Point, dryRun bool) (*PruneReport, error) {
 	rep := &PruneReport{DryRun: dryRun}
 	now := time.Now()
+	if !dryRun {
+		if err := r.checkWriter(ctx, "prune"); err != nil {
+			return nil, err
+		}
+	}
 	lockOn, err := r.st.objectLock(ctx)
 	if err != nil {
 		return nil, err

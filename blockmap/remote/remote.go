@@ -46,7 +46,11 @@ type Options struct {
 	// but guessing a passphrase against it is cheap. Keep it beside the
 	// key file, on the machine that already holds Secret.
 	KeyCache string
-	Logger   *slog.Logger
+	// Writer, when set, identifies this appliance: Replicate, Prune and
+	// Forget claim an unclaimed remote for it and refuse a remote another
+	// appliance claimed (ErrOtherWriter; TakeOver moves the claim).
+	Writer *Writer
+	Logger *slog.Logger
 }
 
 // config is the plaintext object cairn/config.

@@ -78,7 +78,12 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 	wg.Add(3)
 	go func() { defer wg.Done(); cache, cerr = r.loadCache(ctx, filepath.Join(o.CacheDir, "index")) }()
 	go func() { defer wg.Done(); have, herr = r.st.list(ctx, pointsPrefix, false) }()
-	go func() { defer wg.Done(); lerr = r.checkObjectLock(ctx) }()
+	go func() {
+		defer wg.Done()
+		if lerr = r.checkObjectLock(ctx); lerr == nil {
+			lerr = r.checkWriter(ctx, "replicate")
+		}
+	}()
 	known := r.prefetchPrev(ctx, o.CacheDir, pts)
 	pre := r.preopen(ctx, repo, o.CacheDir, pts)
 	defer pre.close()

@@ -172,6 +172,9 @@ func (rc *remoteConfig) optionsIn(repoDir string) (remote.Options, error) {
 	if err == nil && rc.KeyFile != "" {
 		o.KeyCache = filepath.Join(remoteCacheDir(repoDir, rc.Name), "key")
 	}
+	if err == nil {
+		withWriter(&o, repoDir) // remote_writer.go
+	}
 	return o, err
 }
 
@@ -181,6 +184,8 @@ func remoteAdvice(rc *remoteConfig, err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, remote.ErrOtherWriter):
+		return fmt.Errorf("%w\n%s", err, otherWriterAdvice(rc, err))
 	case errors.Is(err, remote.ErrKeyChanged):
 		return fmt.Errorf("%w\nget the new key file or passphrase from whoever changed it and give it to this repository with: cairn remote rekey %s --new-key-file FILE (or --new-passphrase-file FILE)", err, rc.Name)
 	case errors.Is(err, remote.ErrWrongKey):
@@ -364,6 +369,8 @@ func remoteCommands() []*cli.Command {
 					Flags: []cli.Flag{&cli.StringFlag{Name: "remote", Hidden: true}},
 				},
 				remoteLimitCommand(),
+				remoteTakeoverCommand(), // remote_writer.go
+				remoteShowCommand(),
 			}, remoteManageCommands()...),
 		},
 		{
@@ -570,7 +577,7 @@ func replicate(c *cli.Context, ptsOut *[]blockmap.Point, stOut **remote.Replicat
 		})
 		*stOut = st
 		if err != nil {
-			if !errors.Is(err, remote.ErrNoObjectLock) { // a second run fails alike: no resume advice
+			if !errors.Is(err, remote.ErrNoObjectLock) && !errors.Is(err, remote.ErrOtherWriter) { // a second run fails alike: no resume advice
 				err = fmt.Errorf("%w\nnothing half-written is visible on the remote; run cairn replicate again to resume (packs already stored are not uploaded again)", err)
 			}
 			return remoteAdvice(rc, err)
@@ -890,13 +897,13 @@ func remotePruneAction(c *cli.Context) error {
 			}
 			rep, err = rem.Forget(c.Context, sel, c.Bool("dry-run"))
 			if err != nil {
-				return err
+				return remoteAdvice(rc, err)
 			}
 		} else {
 			pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
 				KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
 			if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
-				return err
+				return remoteAdvice(rc, err)
 			}
 		}
 		if c.Bool("json") {
