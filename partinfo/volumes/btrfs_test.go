@@ -3,6 +3,7 @@ package volumes_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -34,7 +35,7 @@ func TestScanBtrfsOnArrays(t *testing.T) {
 		fixture.Image(t, img, s.ArraySize())
 		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
 		if err != nil {
-			t.Skipf("no loop device available: %v %s", err, out)
+			testutil.Missing(t, fmt.Sprintf("a loop device: %v %s", err, out))
 		}
 		loop := strings.TrimSpace(string(out))
 		t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
