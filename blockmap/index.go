@@ -239,7 +239,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	if err := r.checkIndexRoom(); err != nil {
 		return err
 	}
-	db, err := r.openIndex(ctx, r.badgerOptions(false))
+	db, err := r.openForWrite(ctx) // compactroom.go
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 	}
@@ -249,8 +249,8 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 		if err == nil {
 			r.settleLevels(ctx, db) // what an earlier writer's budget left
 		}
-		l0 := levelZeroTables(db) + 1                  // Close flushes the memtable into one more
-		merge := mergeRoom(db, db.Opts().MemTableSize) // compactroom.go
+		l0 := levelZeroTables(db) + 1 // Close flushes the memtable into one more
+		merge := mergeRoom(db)        // compactroom.go
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close index: %w", cerr)
 		}
@@ -326,7 +326,7 @@ func (r *Repo) compactL0(ctx context.Context, need int64) {
 // writers wait), so the budget is short: work left over is continued by
 // the next writer. Close lets a running compaction finish.
 func (r *Repo) settleLevels(ctx context.Context, db *badger.DB) {
-	if !levelsOverTarget(db) {
+	if !levelsOverTarget(db) || db.Opts().NumCompactors == 0 {
 		return
 	}
 	if err := r.roomForMerge(settleRoom(db)); err != nil {
