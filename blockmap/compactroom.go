@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -20,26 +23,50 @@ import (
 // meanwhile) and a warning says why.
 
 // openForWrite opens the index read-write for update. When the filesystem
-// has no room for the largest merge Badger's compactors may start while
-// the index is open (mergeRoom), it opens it again with the compactors
-// off (and no stall of level 0, which nothing would drain).
+// may lack room for the largest merge Badger's compactors may start while
+// the index is open (mergeRoom), the compactors stay off (and level 0,
+// which nothing drains then, does not stall the write). The common case,
+// room for every table of the index, costs a directory
+// listing; otherwise the index is opened without compactors first to
+// look at its levels.
 func (r *Repo) openForWrite(ctx context.Context) (*badger.DB, error) {
 	opts := r.badgerOptions(false)
-	db, err := r.openIndex(ctx, opts)
-	if err != nil || opts.NumCompactors == 0 {
-		return db, err
+	if opts.NumCompactors == 0 || r.roomForMerge(r.tablesSize()) == nil {
+		return r.openIndex(ctx, opts)
 	}
-	// Compactors start after a random delay of up to a second: time to
-	// look before one does.
+	off := opts.WithNumCompactors(0).WithNumLevelZeroTablesStall(math.MaxInt32)
+	db, err := r.openIndex(ctx, off)
+	if err != nil {
+		return nil, err
+	}
 	room := r.roomForMerge(mergeRoom(db))
-	if room == nil {
+	if room != nil {
+		r.log.Warn("the index's tables are not merged during this write: its filesystem has no room for it; lookups stay slower until there is room", "err", room)
 		return db, nil
 	}
-	r.log.Warn("the index's tables are not merged during this write: its filesystem has no room for it; lookups stay slower until there is room", "err", room)
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	return r.openIndex(ctx, opts.WithNumCompactors(0).WithNumLevelZeroTablesStall(math.MaxInt32))
+	return r.openIndex(ctx, opts)
+}
+
+// tablesSize is the size of the index's table files: no merge writes
+// more.
+func (r *Repo) tablesSize() int64 {
+	ents, err := os.ReadDir(filepath.Join(r.dir, "index"))
+	if err != nil {
+		return math.MaxInt64 / 4 // unknown: look at the levels
+	}
+	var n int64
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".sst") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // mergeRoom is the most one merge of the index may write, with the
