@@ -15,10 +15,8 @@ import (
 // must wait for the exec instead of failing (backupd once kept process
 // starts apart from index operations for this).
 func TestIndexWhileForking(t *testing.T) {
-	true_, err := exec.LookPath("true")
-	if err != nil {
-		t.Skip("no true(1)")
-	}
+	requireTools(t, "true")
+	true_, _ := exec.LookPath("true")
 	r := newTestRepo(t)
 	ctx := context.Background()
 	stop := make(chan struct{})

@@ -239,7 +239,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	if err := r.checkIndexRoom(); err != nil {
 		return err
 	}
-	db, err := r.openIndex(ctx, r.badgerOptions(false))
+	db, err := r.openForWrite(ctx) // compactroom.go
 	if err != nil {
 		return fmt.Errorf("open index %s: %w", filepath.Join(r.dir, "index"), err)
 	}
@@ -250,12 +250,13 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 			r.settleLevels(ctx, db) // what an earlier writer's budget left
 		}
 		l0 := levelZeroTables(db) + 1 // Close flushes the memtable into one more
+		merge := mergeRoom(db)        // compactroom.go
 		if cerr := db.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close index: %w", cerr)
 		}
 		closed := time.Now()
 		if err == nil && l0 >= compactL0At {
-			r.compactL0(ctx)
+			r.compactL0(ctx, merge)
 		}
 		r.fixRepoModes()
 		r.log.Debug("index update", "wait", locked.Sub(start), "open", opened.Sub(locked), "work", work.Sub(opened),
@@ -291,12 +292,12 @@ func levelZeroTables(db *badger.DB) int {
 // is rare, since each level is ten times the one above.
 // The caller holds the exclusive lock. A failure only costs speed, so it
 // is logged, not returned: the update that came before it is durable.
-func (r *Repo) compactL0(ctx context.Context) {
+func (r *Repo) compactL0(ctx context.Context, need int64) {
 	fail := func(err error) {
 		r.log.Warn("compacting the index failed; lookups stay slower until the next update", "err", err)
 	}
-	if err := r.checkIndexRoom(); err != nil {
-		fail(err)
+	if err := r.roomForMerge(need); err != nil {
+		r.log.Warn("compacting the index postponed until its filesystem has room; lookups stay slower until then", "err", err)
 		return
 	}
 	db, err := openBadger(ctx, r.badgerOptions(false).WithCompactL0OnClose(true))
@@ -325,7 +326,11 @@ func (r *Repo) compactL0(ctx context.Context) {
 // writers wait), so the budget is short: work left over is continued by
 // the next writer. Close lets a running compaction finish.
 func (r *Repo) settleLevels(ctx context.Context, db *badger.DB) {
-	if !levelsOverTarget(db) {
+	if !levelsOverTarget(db) || db.Opts().NumCompactors == 0 {
+		return
+	}
+	if err := r.roomForMerge(settleRoom(db)); err != nil {
+		r.log.Warn("compacting the index's lower levels postponed until its filesystem has room", "err", err)
 		return
 	}
 	start := time.Now()

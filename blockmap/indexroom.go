@@ -29,6 +29,24 @@ func (r *Repo) indexRoom() int64 {
 	return min(maxIndexRoom, r.reserveSize())
 }
 
+// indexFree is the free space of the index's filesystem this process may
+// use (root may use the blocks reserved for root); -1 for a filesystem
+// that reports no size (some FUSE and network filesystems).
+func (r *Repo) indexFree() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(r.dir, "index"), &st); err != nil {
+		return 0, err
+	}
+	if st.Blocks == 0 {
+		return -1, nil
+	}
+	avail := st.Bavail
+	if os.Geteuid() == 0 {
+		avail = st.Bfree
+	}
+	return int64(avail) * int64(st.Bsize), nil
+}
+
 // checkIndexRoom refuses a read-write open of the index when its
 // filesystem has less free space than indexRoom. Free space is what this
 // process may use (root may use the blocks reserved for root). A
@@ -36,15 +54,11 @@ func (r *Repo) indexRoom() int64 {
 // filesystems) is not checked.
 func (r *Repo) checkIndexRoom() error {
 	dir := filepath.Join(r.dir, "index")
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || st.Blocks == 0 {
+	free, err := r.indexFree()
+	if err != nil || free < 0 {
 		return nil
 	}
-	avail := st.Bavail
-	if os.Geteuid() == 0 {
-		avail = st.Bfree
-	}
-	free, need := int64(avail)*int64(st.Bsize), r.indexRoom()
+	need := r.indexRoom()
 	if free >= need {
 		return nil
 	}

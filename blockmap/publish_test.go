@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -44,17 +45,15 @@ func twoPointsSharingHalf(t *testing.T, r *Repo, seed uint64) (data, other []byt
 // item 3.)
 func TestForgetUnpublishedReleasesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("chattr +i needs root")
+		missingPrereq(t, "root privileges (chattr +i)")
 	}
-	if _, err := exec.LookPath("chattr"); err != nil {
-		t.Skip("chattr is not installed")
-	}
+	requireTools(t, "chattr")
 	ctx := context.Background()
 	r := newTestRepo(t)
 	data, other, dr := twoPointsSharingHalf(t, r, 3)
 	seq := filepath.Join(r.Dir(), "catalog.seq")
 	if out, err := exec.Command("chattr", "+i", seq).CombinedOutput(); err != nil {
-		t.Skipf("chattr +i not supported here: %v %s", err, out)
+		missingPrereq(t, fmt.Sprintf("chattr +i on the temporary directory's filesystem: %v %s", err, out))
 	}
 	defer exec.Command("chattr", "-i", seq).Run()
 	_, err := r.Forget(ctx, "vm", []string{"1"}, false)

@@ -25,6 +25,13 @@ const FormatVersion = 1
 // for the measurements behind it).
 const DefaultBlockSize = 64 << 10
 
+// MinBlockSize and MaxBlockSize bound a repository's block size (a power
+// of two between them).
+const (
+	MinBlockSize = 64 << 10
+	MaxBlockSize = 1 << 20
+)
+
 // Errors callers can test for with errors.Is.
 var (
 	ErrNotRepository = errors.New("not a cairn repository")
@@ -83,7 +90,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 	if bs == 0 {
 		bs = DefaultBlockSize
 	}
-	if bs < 64<<10 || bs > 1<<20 || bs&(bs-1) != 0 {
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
 		return fmt.Errorf("block size %d: %w: use a power of two from 64 KiB to 1 MiB (65536..1048576)", bs, ErrInvalid)
 	}
 	hash := opts.Hash

@@ -13,6 +13,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd/boot"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/guestimg"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // BenchmarkBootTime is issue #15's boot benchmark: the BIOS test guest
@@ -133,11 +134,7 @@ func accelName() string {
 //
 //	go test -run '^$' -bench BenchmarkNBDExport -benchtime 1x ./test/
 func BenchmarkNBDExport(b *testing.B) {
-	for _, tool := range []string{"nbdcopy", "qemu-nbd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("%s missing", tool)
-		}
-	}
+	testutil.RequireTools(b, "nbdcopy", "qemu-nbd")
 	ctx := context.Background()
 	dir := benchDir(b, "nbdexport")
 	os.RemoveAll(dir)

@@ -36,6 +36,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/boot/screenshot.png", s.handleBootScreenshot)
 	mux.HandleFunc("GET /api/v1/jobs", s.handleJobs)
 	mux.HandleFunc("POST /api/v1/jobs", s.handleRunNow)
+	mux.HandleFunc("GET /api/v1/jobs/wait", s.handleRunWait) // runwait.go
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /api/v1/restores", s.handleRestores) // restore.go
 	mux.HandleFunc("POST /api/v1/restores", s.handleRestore)

@@ -60,7 +60,7 @@ func findCommands() []*cli.Command {
 				&cli.StringFlag{Name: "path", Usage: "also require the whole path to match this `GLOB` (e.g. 'home/*/Documents/*')"},
 				&cli.BoolFlag{Name: "ignore-case", Aliases: []string{"i"}, Usage: "match PATTERN and --path without regard to case (NTFS, FAT)"},
 				&cli.StringFlag{Name: "newer", Usage: "only entries modified after `TIME` (2026-11-30 or RFC 3339)"},
-				&cli.StringFlag{Name: "larger", Usage: "only entries bigger than `SIZE` (bytes, or 10M, 2GiB, ...)"},
+				&cli.StringFlag{Name: "larger", Usage: "only entries bigger than `SIZE` (bytes, or with a 1024-based suffix: 10k, 10M, 2GiB)"},
 			}, selFlags...),
 			Action: searchAction,
 		},
@@ -415,8 +415,8 @@ func searchAction(c *cli.Context) error {
 		}
 	}
 	if s := c.String("larger"); s != "" {
-		if opts.Larger, err = parseSize(s); err != nil {
-			return fmt.Errorf("search: --larger: %w (give bytes or 10M, 2GiB)", err)
+		if opts.Larger, err = parseSizeFlag("search", "larger", s, 0, 0); err != nil {
+			return err
 		}
 	}
 	src, resolve, closeSrc, err := findSource(c)

@@ -29,7 +29,7 @@ func mountCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "debug-fuse", Usage: "log every FUSE request"},
 				&cli.IntFlag{Name: "max-open-filesystems", Value: guest.DefaultMaxOpen, Usage: "guest filesystems (under <point>/fs/) kept open at once; the least recently used beyond it is closed and reopened on next use (each holds up to ~36 MiB of caches)"},
 				remoteFlag, limitRateFlag,
-				&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "with --remote: memory for blocks read from the remote (e.g. 512MiB, 2GiB)"},
+				&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "with --remote: memory for blocks read from the remote, at least 1M (e.g. 512M, 512MiB, 2GiB)"},
 			},
 			Action: runMount,
 		},

@@ -314,7 +314,7 @@ func remoteCommands() []*cli.Command {
 						&cli.StringFlag{Name: "passphrase-file", Usage: "`FILE` (mode 0600) holding the passphrase; losing it loses the remote's data"},
 						&cli.IntFlag{Name: "immutable-days", Usage: "write every object with an Object Lock COMPLIANCE retention of `N` days (the bucket needs Object Lock)"},
 						&cli.BoolFlag{Name: "insecure", Usage: "do not verify the store's TLS certificate"},
-						&cli.IntFlag{Name: "pack-size", Hidden: true, Usage: "pack size in bytes (tests)"},
+						&cli.StringFlag{Name: "pack-size", Hidden: true, Usage: "pack `SIZE` (bytes, or 16M...; tests)"},
 						&cli.StringFlag{Name: "limit-rate", Usage: "cap every transfer of this remote (replicate, pull, mount, restores) at `RATE` bytes per second by default: 50M, 800k, 1.5G or 100Mbit; a command's --limit-rate overrides it"},
 					},
 					Action: remoteAddAction,
@@ -452,7 +452,14 @@ func remoteAddAction(c *cli.Context) error {
 	}
 	rc := &remoteConfig{Name: name, Endpoint: a.String("endpoint"), Bucket: a.String("bucket"), Region: a.String("region"),
 		CredentialsFile: abs(a.String("credentials")), KeyFile: abs(a.String("key-file")), PassphraseFile: abs(a.String("passphrase-file")),
-		ImmutableDays: a.Int("immutable-days"), Insecure: a.Bool("insecure"), PackSize: a.Int("pack-size")}
+		ImmutableDays: a.Int("immutable-days"), Insecure: a.Bool("insecure")}
+	if v := a.String("pack-size"); v != "" {
+		n, err := parseSizeFlag("remote add", "pack-size", v, 0, 1<<30)
+		if err != nil {
+			return err
+		}
+		rc.PackSize = int(n)
+	}
 	if (rc.KeyFile == "") == (rc.PassphraseFile == "") {
 		return errors.New("remote add: give exactly one of --key-file FILE or --passphrase-file FILE")
 	}
@@ -960,9 +967,9 @@ func (s *remoteSource) OpenDisk(ctx context.Context, p blockmap.Point, disk stri
 
 // mountRemote mounts the remote named by --remote at dir.
 func mountRemote(c *cli.Context, dir string, opts fusefs.Options) error {
-	size, err := parseSize(c.String("cache-size"))
-	if err != nil || size < 1<<20 {
-		return fmt.Errorf("--cache-size %q: want a size of at least 1MiB, e.g. 256MiB", c.String("cache-size"))
+	size, err := parseSizeFlag("mount", "cache-size", c.String("cache-size"), 1<<20, 0)
+	if err != nil {
+		return err
 	}
 	return withRemote(c, func(_ *blockmap.Repo, rem *remote.Remote, rc *remoteConfig) error {
 		pts, bad, err := remotePointsOf(c, rem, rc, "")
@@ -992,24 +999,4 @@ func mountRemote(c *cli.Context, dir string, opts fusefs.Options) error {
 		slog.Info("mounted the remote; stop with Ctrl-C or `cairn umount "+srv.Dir()+"`", "remote", rc.Name, "dir", srv.Dir(), "points", len(pts))
 		return serveMount(c, srv)
 	})
-}
-
-// parseSize reads sizes like 256MiB, 2GiB, 512M or plain bytes.
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if strings.HasSuffix(s, u.suf) {
-			s, mult = strings.TrimSuffix(s, u.suf), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return n * mult, nil
 }

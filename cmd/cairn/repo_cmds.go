@@ -23,7 +23,7 @@ func repoCommands() []*cli.Command {
 			Usage:     "create a repository",
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
-				&cli.IntFlag{Name: "block-size", Value: blockmap.DefaultBlockSize, Usage: "block size in bytes: a power of two from 65536 to 1048576 (see docs/repository.md)"},
+				&cli.StringFlag{Name: "block-size", Value: bytesize.Short(blockmap.DefaultBlockSize), Usage: "block size: a power of two from 64k to 1M, in bytes or with a 1024-based suffix (65536, 64k, 256KiB, 1M; see docs/repository.md)"},
 				&cli.StringFlag{Name: "hash", Value: blockmap.HashBLAKE3, Usage: "block hash: blake3 or sha256 (see docs/repository.md)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -37,10 +37,14 @@ func repoCommands() []*cli.Command {
 				if dir == "" {
 					return fmt.Errorf("init: no repository given: use --repo DIR or set CAIRN_REPO")
 				}
-				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: c.Int("block-size"), Hash: c.String("hash")}); err != nil {
+				bs, err := parseBlockSize(c.String("block-size"))
+				if err != nil {
 					return err
 				}
-				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, bytesize.IEC(int64(c.Int("block-size"))), c.String("hash"))
+				if err := blockmap.Init(c.Context, dir, blockmap.InitOptions{BlockSize: bs, Hash: c.String("hash")}); err != nil {
+					return err
+				}
+				fmt.Printf("created repository %s (block size %s, block hash %s)\n", dir, bytesize.IEC(int64(bs)), c.String("hash"))
 				// The reserve is the one surprise in an empty repository's du.
 				if fi, err := os.Stat(dir + "/" + blockmap.ReserveFileName); err == nil {
 					fmt.Printf("%s of it is %s/%s, space kept free for prune and forget on a full filesystem (docs/repository.md)\n",

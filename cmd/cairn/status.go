@@ -504,7 +504,7 @@ func triggerCommand() *cli.Command {
 			serverFlag, tokenFileFlag,
 			&cli.StringSliceFlag{Name: "vm", Required: true, Usage: "VM `NAME` (repeatable)"},
 			&cli.StringFlag{Name: "job", Usage: "the `JOB` to run it with (default: the first job that selects the VM)"},
-			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed or was cancelled (the server stopped)"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the backups end; exit 1 if one failed, 3 if none failed but one was cancelled (the server stopped)"},
 		},
 		Action: func(c *cli.Context) error {
 			srv, err := findServer(c)
@@ -526,36 +526,7 @@ func triggerCommand() *cli.Command {
 			if !c.Bool("wait") {
 				return nil
 			}
-			failed, cancelled := 0, 0
-			for len(ids) > 0 {
-				select {
-				case <-c.Context.Done():
-					return c.Context.Err()
-				case <-time.After(time.Second):
-				}
-				var jr serve.JobsResponse
-				if err := srv.get(c.Context, "/api/v1/jobs", &jr); err != nil {
-					return err
-				}
-				for _, r := range jr.Runs {
-					line, ended := triggerEnded(r)
-					if _, ok := ids[r.ID]; !ok || !ended {
-						continue
-					}
-					delete(ids, r.ID)
-					fmt.Println(line)
-					switch r.State {
-					case serve.StateFailed:
-						failed++
-					case serve.StateCancelled:
-						cancelled++
-					}
-				}
-			}
-			if err := triggerExit(failed, cancelled); err != nil {
-				return cli.Exit(err.Error(), 1)
-			}
-			return nil
+			return waitRuns(c.Context, srv, ids) // trigger_wait.go
 		},
 	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 )
@@ -27,11 +30,18 @@ func TestTriggerWaitCancelled(t *testing.T) {
 			t.Errorf("%s: %q ended %v, want %v with %q", tc.r.State, line, ended, tc.ended, tc.wantInLine)
 		}
 	}
-	if err := triggerExit(0, 1); err == nil || !strings.Contains(err.Error(), "1 backups cancelled") {
-		t.Errorf("exit with a cancelled run: %v", err)
+	code := func(err error) int {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
+		return -1
 	}
-	if err := triggerExit(2, 1); err == nil || !strings.Contains(err.Error(), "2 backups failed, 1 cancelled") {
-		t.Errorf("exit with failed and cancelled runs: %v", err)
+	if err := triggerExit(0, 1); err == nil || !strings.Contains(err.Error(), "1 backups cancelled") || code(err) != exitCancelled {
+		t.Errorf("exit with a cancelled run: %v (exit %d, want %d)", err, code(err), exitCancelled)
+	}
+	if err := triggerExit(2, 1); err == nil || !strings.Contains(err.Error(), "2 backups failed, 1 cancelled") || code(err) != 1 {
+		t.Errorf("exit with failed and cancelled runs: %v (exit %d, want 1)", err, code(err))
 	}
 	if err := triggerExit(0, 0); err != nil {
 		t.Errorf("exit with every run ok: %v", err)

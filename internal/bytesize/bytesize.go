@@ -1,8 +1,12 @@
-// Package bytesize writes byte counts the way cairn's output shows them.
+// Package bytesize writes byte counts the way cairn's output shows them
+// and reads the sizes its flags take.
 //
 // Vocabulary:
 //   - IEC form: a count in powers of 1024 with one decimal and its binary
 //     prefix ("1.5 GiB"); counts under 1 KiB are plain bytes ("512 B").
+//   - size: what a size flag takes (Parse): bytes with an optional
+//     1024-based suffix, k, M, G, T or KiB, MiB, GiB, TiB ("64k", "2GiB");
+//     the short form (Short) is the one with the largest whole suffix.
 package bytesize
 
 import "fmt"

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/internal/mdfixture"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // MiB is a mebibyte.
@@ -56,15 +57,33 @@ const (
 )
 
 // lvmEnv runs lvm commands with a private config: no udev, no backups,
-// no device-mapper.
+// no device-mapper, on the pinned loop devices loops (devs: their names).
 type lvmEnv struct {
-	t    testing.TB
-	env  []string
-	devs string
+	t     testing.TB
+	env   []string
+	devs  string
+	loops []*testutil.Loop
+}
+
+func newLVMEnv(t testing.TB, sys string, loops ...*testutil.Loop) *lvmEnv {
+	e := &lvmEnv{t: t, env: []string{"LVM_SYSTEM_DIR=" + sys, "LVM_SUPPRESS_FD_WARNINGS=1"}, loops: loops}
+	var names []string
+	for _, l := range loops {
+		names = append(names, l.Dev)
+	}
+	e.devs = strings.Join(names, ",")
+	return e
 }
 
 func (e *lvmEnv) run(args ...string) string {
 	e.t.Helper()
+	// Pinned, a loop stays the fixture's whatever other tests detach;
+	// should it not, say so rather than let lvm report a missing PV.
+	for _, l := range e.loops {
+		if err := l.Check(); err != nil {
+			e.t.Fatalf("lvmfixture: before %s: %v", args[0], err)
+		}
+	}
 	args = append(args[:1:1], append([]string{"--driverloaded", "n", "--devices", e.devs}, args[1:]...)...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), e.env...)
@@ -115,17 +134,11 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 	} else {
 		t.Fatalf("sgdisk -i 2: %s", out)
 	}
-	loop := func(img string, off, size int64) string {
-		args := []string{"--find", "--show"}
-		if size > 0 {
-			args = append(args, "--offset", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size))
-		}
-		dev := strings.TrimSpace(sh(t, "losetup", append(args, img)...))
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-		return dev
-	}
-	l0 := loop(d0, p2start, p2size)
-	l1 := loop(d1, 0, 0)
+	// Pinned loop devices (testutil.AttachLoop): another test's stray
+	// `losetup -d` of a reused name cannot take a PV away mid-build.
+	lp0 := testutil.AttachLoop(t, d0, testutil.LoopOptions{Offset: p2start, SizeLimit: p2size})
+	lp1 := testutil.AttachLoop(t, d1, testutil.LoopOptions{})
+	l0, l1 := lp0.Dev, lp1.Dev
 	where := map[string]struct {
 		img string
 		off int64
@@ -137,7 +150,7 @@ func Build(t testing.TB, dir string, fill map[string]string) *Layout {
 	if err := os.WriteFile(filepath.Join(sys, "lvm.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &lvmEnv{t: t, env: []string{"LVM_SYSTEM_DIR=" + sys, "LVM_SUPPRESS_FD_WARNINGS=1"}, devs: l0 + "," + l1}
+	e := newLVMEnv(t, sys, lp0, lp1)
 	const vg = "vgdata"
 	e.run("pvcreate", "-q", "-ff", "-y", l0, l1)
 	e.run("vgcreate", "-q", "-s", "4M", vg, l0, l1)
@@ -409,15 +422,16 @@ func lvSection(name, id string, extents int64, seg string) string {
 // it.
 func Simple(t testing.TB, dir, img, vg string, names []string, sizesMiB []int) map[string]int64 {
 	t.Helper()
-	dev := strings.TrimSpace(sh(t, "losetup", "--find", "--show", img))
-	defer exec.Command("losetup", "-d", dev).Run()
+	lp := testutil.AttachLoop(t, img, testutil.LoopOptions{})
+	defer lp.Detach()
+	dev := lp.Dev
 	sys := filepath.Join(dir, "lvm-etc-"+vg)
 	os.MkdirAll(sys, 0o755)
 	conf := "global { use_lvmetad = 0 }\nactivation { udev_sync = 0 udev_rules = 0 }\nbackup { backup = 0 archive = 0 }\ndevices { obtain_device_list_from_udev = 0 }\n"
 	if err := os.WriteFile(filepath.Join(sys, "lvm.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &lvmEnv{t: t, env: []string{"LVM_SYSTEM_DIR=" + sys, "LVM_SUPPRESS_FD_WARNINGS=1"}, devs: dev}
+	e := newLVMEnv(t, sys, lp)
 	e.run("pvcreate", "-q", "-ff", "-y", dev)
 	e.run("vgcreate", "-q", "-s", "4M", vg, dev)
 	for i, n := range names {

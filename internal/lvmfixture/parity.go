@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cairnbackup/cairn/internal/mdfixture"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
 // ParityImageSize is the size of each image (rimage) LV Parity makes.
@@ -51,6 +51,7 @@ func Parity(t testing.TB, dir, vg, segType string, images int, data []byte) (dis
 	}
 	size = int64(images-parity) * ParityImageSize
 	var devs []string
+	var loops []*testutil.Loop
 	where := map[string]string{}
 	for i := range images {
 		d := filepath.Join(dir, fmt.Sprintf("pv%d.img", i))
@@ -60,8 +61,12 @@ func Parity(t testing.TB, dir, vg, segType string, images int, data []byte) (dis
 		}
 		f.Truncate(16 * MiB)
 		f.Close()
-		dev := strings.TrimSpace(sh(t, "losetup", "--find", "--show", d))
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		// Pinned (testutil.AttachLoop): a stray `losetup -d` of a reused
+		// name by another test cannot take a PV away mid-build ("VG vgp
+		// is missing PV ... last written to /dev/loop2").
+		lp := testutil.AttachLoop(t, d, testutil.LoopOptions{})
+		dev := lp.Dev
+		loops = append(loops, lp)
 		disks, devs = append(disks, d), append(devs, dev)
 		where[dev] = d
 	}
@@ -71,7 +76,7 @@ func Parity(t testing.TB, dir, vg, segType string, images int, data []byte) (dis
 	if err := os.WriteFile(filepath.Join(sys, "lvm.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := &lvmEnv{t: t, env: []string{"LVM_SYSTEM_DIR=" + sys, "LVM_SUPPRESS_FD_WARNINGS=1"}, devs: strings.Join(devs, ",")}
+	e := newLVMEnv(t, sys, loops...)
 	e.run(append([]string{"pvcreate", "-q", "-ff", "-y"}, devs...)...)
 	e.run(append([]string{"vgcreate", "-q", "-s", "4M", vg}, devs...)...)
 	var raids []string

@@ -12,6 +12,14 @@ import (
 // InCI reports whether the tests run under CI (CI=true).
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// Missing skips the test locally and fails it under CI: for a
+// prerequisite no Require function checks (a loop device, a tmpfs mount,
+// chattr +i on the temporary directory's filesystem). what names it.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	missing(t, what)
+}
+
 // missing skips the test locally and fails it under CI.
 func missing(t testing.TB, what string) {
 	t.Helper()

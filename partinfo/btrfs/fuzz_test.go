@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cairnbackup/cairn/internal/testutil"
 	"github.com/cairnbackup/cairn/partinfo"
 )
 
@@ -46,9 +47,7 @@ func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
 // fuzzer picks, refreshes the block's checksum and reads the whole
 // filesystem: errors are fine, panics and hangs are not.
 func FuzzTree(f *testing.F) {
-	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
-		f.Skip("mkfs.btrfs not installed")
-	}
+	testutil.RequireTools(f, "mkfs.btrfs")
 	dir := f.TempDir()
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(filepath.Join(src, "d"), 0o755)

@@ -28,16 +28,15 @@ func multiDev(t *testing.T, devices int, data, meta string) ([]string, string) {
 	testutil.RequireTools(t, "mkfs.btrfs", "losetup", "mount", "umount")
 	dir := t.TempDir()
 	var imgs, loops []string
+	var pinned []*testutil.Loop
 	for i := range devices {
 		img := filepath.Join(dir, fmt.Sprintf("dev%d.img", i))
 		fixture.Image(t, img, 256<<20)
-		out, err := exec.Command("losetup", "-f", "--show", img).Output()
-		if err != nil {
-			t.Fatalf("losetup %s: %v", img, err)
-		}
-		loop := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-		imgs, loops = append(imgs, img), append(loops, loop)
+		// Detached once, through its pin: detaching the name again at
+		// the end took away loop devices other packages had been given
+		// since (an LVM fixture's PV, mid-build).
+		l := testutil.AttachLoop(t, img, testutil.LoopOptions{})
+		imgs, loops, pinned = append(imgs, img), append(loops, l.Dev), append(pinned, l)
 	}
 	sh(t, "mkfs.btrfs", append([]string{"-q", "-f", "-L", "multi-" + data, "-d", data, "-m", meta}, loops...)...)
 	mnt := filepath.Join(dir, "mnt")
@@ -61,20 +60,16 @@ func multiDev(t *testing.T, devices int, data, meta string) ([]string, string) {
 	sp.WriteAt([]byte("end"), 30<<20)
 	sp.Close()
 	sh(t, "umount", mnt)
-	for _, l := range loops {
-		sh(t, "losetup", "-d", l)
+	for _, l := range pinned {
+		if err := l.Detach(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Read-only, through fresh loop devices, for the comparison.
 	loops = loops[:0]
 	opts = opts[:0]
 	for _, img := range imgs {
-		out, err := exec.Command("losetup", "-f", "-r", "--show", img).Output()
-		if err != nil {
-			t.Fatalf("losetup %s: %v", img, err)
-		}
-		loop := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-		loops = append(loops, loop)
+		loops = append(loops, testutil.AttachLoop(t, img, testutil.LoopOptions{ReadOnly: true}).Dev)
 	}
 	for _, l := range loops[1:] {
 		opts = append(opts, "device="+l)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,17 +27,15 @@ func TestScanBtrfsOnArrays(t *testing.T) {
 	dir := t.TempDir()
 	var arrays []mdfixture.Spec
 	var loops []string
+	var pinned []*testutil.Loop
 	for _, name := range []string{"a", "b"} {
 		s := mdfixture.Spec{Version: "1.0", Level: mdfixture.Level1, Members: 2, MemberLen: 130 * mib, Name: name}
 		img := filepath.Join(dir, name+".array")
 		fixture.Image(t, img, s.ArraySize())
-		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-		if err != nil {
-			t.Skipf("no loop device available: %v %s", err, out)
-		}
-		loop := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-		arrays, loops = append(arrays, s), append(loops, loop)
+		// Detached once, through its pin: detaching the name again at
+		// the end took away loop devices other packages had been given.
+		l := testutil.AttachLoop(t, img, testutil.LoopOptions{})
+		arrays, loops, pinned = append(arrays, s), append(loops, l.Dev), append(pinned, l)
 	}
 	fixture.Run(t, nil, "mkfs.btrfs", "-q", "-f", "-L", "onmd", "-d", "raid0", "-m", "raid1", loops[0], loops[1])
 	mnt := filepath.Join(dir, "mnt")
@@ -52,7 +49,9 @@ func TestScanBtrfsOnArrays(t *testing.T) {
 	}
 	var disks []volumes.Disk
 	for i, s := range arrays {
-		exec.Command("losetup", "-d", loops[i]).Run()
+		if err := pinned[i].Detach(); err != nil {
+			t.Fatal(err)
+		}
 		for j, m := range s.BuildRaid1(t, t.TempDir(), filepath.Join(dir, s.Name+".array")) {
 			f := open(t, m)
 			disks = append(disks, volumes.Disk{Name: s.Name + string(rune('0'+j)), R: f, Size: size(t, f)})

@@ -3,6 +3,7 @@ package volumes_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +132,7 @@ func TestScan(t *testing.T) {
 	mbr := mbrDisk(t)
 	out, err := exec.Command("losetup", "-f", "--show", "-o", "17825792", "--sizelimit", "8388608", mbr).CombinedOutput()
 	if err != nil {
-		t.Skipf("no loop device available: %v %s", err, out)
+		testutil.Missing(t, fmt.Sprintf("a loop device: %v %s", err, out))
 	}
 	dev := strings.TrimSpace(string(out))
 	fixture.Run(t, nil, "pvcreate", "-ff", "-y", "--norestorefile", "--uuid", "abcdef123456789abcdef01234567890", dev)
