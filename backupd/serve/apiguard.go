@@ -114,7 +114,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			s.refuse(w, "origin", http.StatusForbidden, fmt.Errorf("cross-site request refused"))
 			return
 		}
-		if r.URL.Path == "/healthz" {
+		if r.URL.Path == "/healthz" || isConsole(r) || isDownload(r) { // console.go, download.go
 			next.ServeHTTP(w, r)
 			return
 		}
