@@ -9,6 +9,7 @@ packages=(
   ceph-mon ceph-osd radosgw ceph-common rclone
   attr acl libcap2-bin python3-aiosmtpd
   qemu-system-x86 ovmf syslinux syslinux-common grub-efi-amd64-bin grub-common busybox-static
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -116,13 +116,19 @@ function enc(s) { return encodeURIComponent(s); }
 
 // ---- login --------------------------------------------------------------
 
+// takeTokenFromFragment moves a token handed over in the fragment
+// (#token=TOKEN, optionally &next=/files?vm=...: the view to open) into
+// sessionStorage and strips it from the address bar and the history.
+// Fragments never reach the server.
 function takeTokenFromFragment() {
   const h = location.hash;
   if (!h.startsWith("#token=")) return;
-  const tok = decodeURIComponent(h.slice("#token=".length)).trim();
+  const f = new URLSearchParams(h.slice(1));
+  const tok = (f.get("token") || "").trim();
   if (tok) sessionStorage.setItem(TOKEN_KEY, tok);
-  // Strip it from the address bar and the history entry.
-  history.replaceState(null, "", location.pathname + location.search + "#/");
+  let next = f.get("next") || "/";
+  if (!next.startsWith("/")) next = "/";
+  history.replaceState(null, "", location.pathname + location.search + "#" + next);
 }
 
 function logout(msg) {

@@ -1,0 +1,116 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/backupd/serve"
+)
+
+// TestConsoleInBrowser starts `cairn serve` on a repository filled by
+// `cairn import` of real mkfs images (buildHistoryFixture: VM u, ext4 on
+// sda, an MBR disk sdb, FAT on sdc) and loads the web console in a real
+// headless Chromium, logged in by the token in the URL fragment: the
+// dashboard shows the VM and its jobs' state, a point's file listing
+// shows the guest's real file names, and the rendered pages no longer
+// carry the token in their address.
+func TestConsoleInBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is missing (scripts/install-deps.sh installs it)")
+		}
+		t.Skip("chromium is missing (apt-get install chromium)")
+	}
+	f := buildHistoryFixture(t, false)
+	bin := buildCairn(t)
+	listen := serveFreeAddr(t)
+	cfgFile := filepath.Join(t.TempDir(), "cairn.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("repository: %s\nlisten: %s\ntimezone: UTC\n", f.repo, listen)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs serveLogBuffer
+	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
+	t.Cleanup(func() {
+		srv.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("serve did not stop within 30s of SIGTERM")
+		}
+	})
+	api := serveAPI{base: "http://" + listen, repo: f.repo}
+	serveWaitFor(t, "serve to answer", exited, &logs, func() bool {
+		var v any
+		return api.getJSON("/api/v1/vms", &v)
+	})
+	tok, err := serve.ReadToken(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := t.TempDir()
+	// render loads the console at the fragment frag in a fresh headless
+	// Chromium and returns the DOM once the page's requests are answered
+	// (virtual time runs until the page is idle, at most the budget).
+	render := func(t *testing.T, frag string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+			"--no-first-run", "--user-data-dir="+profile, "--virtual-time-budget=4000", "--dump-dom",
+			api.base+"/ui/#"+frag)
+		cmd.Env = append(os.Environ(), "HOME="+profile)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium: %v\n%s", err, stderr.String())
+		}
+		return string(out)
+	}
+	login := "token=" + url.QueryEscape(tok)
+
+	t.Run("dashboard", func(t *testing.T) {
+		dom := render(t, login)
+		for _, want := range []string{`id="dashboard"`, `<a href="#/vm?name=u">u</a>`, `<a href="#/point?vm=u&amp;point=` + f.ids[len(f.ids)-1] + `">`, "Repository verify"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("dashboard lacks %q:\n%s", want, dom)
+			}
+		}
+		if !strings.Contains(dom, `id="login" hidden`) {
+			t.Errorf("the login form is still shown:\n%s", dom)
+		}
+	})
+
+	t.Run("files", func(t *testing.T) {
+		next := "/files?" + url.Values{"vm": {"u"}, "point": {f.ids[3]}, "fs": {"sda/whole"}, "path": {"/etc"}}.Encode()
+		dom := render(t, login+"&next="+url.QueryEscape(next))
+		for _, want := range []string{`id="files"`, ">app.conf<", "-rw-r--r--", "180 B"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the listing of /etc lacks %q:\n%s", want, dom)
+			}
+		}
+		next = "/files?" + url.Values{"vm": {"u"}, "point": {f.ids[0]}, "fs": {"sdc/whole"}, "path": {"/Docs"}}.Encode()
+		if dom := render(t, login+"&next="+url.QueryEscape(next)); !strings.Contains(dom, ">Q3 Report.XLSX<") {
+			t.Errorf("the FAT listing of /Docs lacks Q3 Report.XLSX:\n%s", dom)
+		}
+	})
+
+	t.Run("wrong token", func(t *testing.T) {
+		dom := render(t, "token="+strings.Repeat("0", 64))
+		if !strings.Contains(dom, "The token was refused") || strings.Contains(dom, `id="dashboard"`) {
+			t.Errorf("a wrong token did not end on the login form:\n%s", dom)
+		}
+	})
+	if strings.Contains(logs.String(), tok) {
+		t.Errorf("serve logged the token:\n%s", logs.String())
+	}
+}
