@@ -104,6 +104,28 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("history", func(t *testing.T) {
+		var h serve.HistoryResponse
+		if !api.getJSON("/api/v1/vms/u/history?fs=sda/whole&path=/etc/app.conf", &h) || len(h.Filesystems) != 1 {
+			t.Fatalf("history %+v", h)
+		}
+		var vers []int
+		for _, r := range h.Filesystems[0].Runs {
+			vers = append(vers, r.Version)
+		}
+		// P1 A, P2 B (same size and mtime, other bytes), P3 absent, P4-P5 C.
+		if fmt.Sprint(vers) != "[1 2 0 3]" || h.Filesystems[0].Runs[3].Points != 2 || h.Filesystems[0].Runs[3].SHA256 != sha(f.c) {
+			t.Errorf("history runs %+v", h.Filesystems[0].Runs)
+		}
+		next := "/history?" + url.Values{"vm": {"u"}, "fs": {"sda/whole"}, "path": {"/etc/app.conf"}}.Encode()
+		dom := render(t, login+"&next="+url.QueryEscape(next))
+		for _, want := range []string{"Versions of /etc/app.conf in sda/whole", ">v3<", sha(f.c)} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the versions view lacks %q:\n%s", want, dom)
+			}
+		}
+	})
+
 	t.Run("wrong token", func(t *testing.T) {
 		dom := render(t, "token="+strings.Repeat("0", 64))
 		if !strings.Contains(dom, "The token was refused") || strings.Contains(dom, `id="dashboard"`) {

@@ -123,7 +123,8 @@ func (s *Server) closeBrowsers() {
 // browseError answers a failed point, filesystem or path lookup.
 func browseError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, blockmap.ErrNotFound), errors.Is(err, guestfind.ErrNoFilesystem), errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, blockmap.ErrNotFound), errors.Is(err, guestfind.ErrNoFilesystem), errors.Is(err, fs.ErrNotExist),
+		errors.Is(err, guestfind.ErrPathNotFound):
 		writeError(w, http.StatusNotFound, err)
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, err)

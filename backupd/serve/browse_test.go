@@ -163,6 +163,15 @@ func TestConsoleFileEndpoints(t *testing.T) {
 	a, f := startBrowseServer(t)
 	base := "/api/v1/points/web-1/latest"
 
+	t.Run("repository", func(t *testing.T) {
+		code, body := a.do(t, http.MethodGet, "/api/v1/repository", "", nil)
+		var got RepositoryOverview
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || got.Space == nil || got.Space.Size <= 0 ||
+			got.Space.Free > got.Space.Size || got.Dir != f.repo || len(got.RPO) != 0 {
+			t.Fatalf("%d %s", code, body)
+		}
+	})
+
 	t.Run("filesystems", func(t *testing.T) {
 		code, body := a.do(t, http.MethodGet, base+"/filesystems", "", nil)
 		var got FilesystemsResponse

@@ -220,7 +220,9 @@ async function route() {
 // ---- dashboard ----------------------------------------------------------
 
 async function viewDashboard() {
-  const st = await api("/api/v1/status");
+  const [st, repo] = await Promise.all([api("/api/v1/status"), api("/api/v1/repository").catch(() => ({}))]);
+  st.space = repo.space;
+  st.rpo = repo.rpo;
   $("serverinfo").textContent = "cairn " + (st.version || "") + " · " + st.repository;
   const out = el("div", { id: "dashboard" }, el("h1", {}, "Dashboard"));
   if (st.reload_error) {
@@ -240,7 +242,9 @@ async function viewDashboard() {
     el("div", { class: "card" }, el("div", { class: "muted" }, "Repository verify"), el("div", { class: v.error || (v.bad && v.bad.length) ? "bad" : "" }, verifyText)),
   ));
   if (st.space) {
-    out.append(el("p", {}, "Repository space: ", bytes(st.space.used), " used of ", bytes(st.space.size), ", ", bytes(st.space.free), " free"));
+    const pct = st.space.size ? Math.round(100 * st.space.used / st.space.size) : 0;
+    out.append(el("p", { id: "space" }, "Repository space: ", bytes(st.space.used), " used of ", bytes(st.space.size), " (" + pct + " %), ",
+      el("span", { class: pct >= 90 ? "bad" : "" }, bytes(st.space.free) + " free"), " ", el("progress", { max: 100, value: pct })));
   }
 
   if (st.vcenters && st.vcenters.length) {
@@ -287,8 +291,8 @@ function vmTable(vms, rpo) {
 // ---- VMs and points -----------------------------------------------------
 
 async function viewVMs() {
-  const st = await api("/api/v1/status");
-  return el("div", {}, el("h1", {}, "VMs"), vmTable(st.vms, st.rpo));
+  const [st, repo] = await Promise.all([api("/api/v1/status"), api("/api/v1/repository").catch(() => ({}))]);
+  return el("div", {}, el("h1", {}, "VMs"), vmTable(st.vms, repo.rpo));
 }
 
 async function offsiteCopies(vm) {
@@ -425,7 +429,7 @@ async function viewHistory(params) {
       (f.runs || []).map(r => [when(r.first_time), when(r.last_time), r.points,
         r.version ? "v" + r.version : (r.error ? el("span", { class: "error" }, r.error) : "absent"),
         r.entry ? bytes(r.entry.size) : "", r.entry ? when(r.entry.mtime) : "",
-        r.entry && r.entry.sha256 ? el("span", { class: "mono" }, r.entry.sha256.slice(0, 16) + "…") : "",
+        r.sha256 ? el("span", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 16) + "…") : "",
         r.version && r.entry && r.entry.kind === "file" ? el("button", { type: "button", on: { click: () => download(vm, r.last_point, fsName, path) } }, "download") : ""])));
   }
   return out;
