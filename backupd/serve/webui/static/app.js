@@ -254,7 +254,7 @@ async function viewDashboard() {
 
   out.append(el("h2", {}, "Running backups"), table(["Run", "Job", "VM", "Host", "State", "Attempt", "Since", "Progress"],
     st.running.map(r => [r.id, r.job, r.vm, r.host || "—", state(r.state), r.attempts || "", when(r.start || r.queued),
-      r.bytes_read ? bytes(r.bytes_read) + " read" : ""])));
+      progressOf(r)])));
 
   out.append(el("h2", {}, "Jobs"), table(["Job", "Schedule", "Next run", "Running", "Last end", "Last OK", "Last failed"],
     st.jobs.map(j => [j.name, j.schedule || "—", when(j.next_run) + " " + ago(j.next_run), j.running, when(j.last_end), j.last_ok,
@@ -271,6 +271,13 @@ async function viewDashboard() {
   return out;
 }
 viewDashboard.poll = true;
+
+function progressOf(r) {
+  const p = r.progress;
+  if (!p || !p.total) return r.state === "running" ? "starting" : "";
+  const pct = Math.min(100, Math.round(100 * p.done / p.total));
+  return el("span", {}, el("progress", { max: 100, value: pct }), " " + pct + " % of " + bytes(p.total) + " (" + p.disk + ")");
+}
 
 function vmTable(vms, rpo) {
   const rpoOf = {};
@@ -321,7 +328,7 @@ async function viewVM(params) {
     const stored = p.disks.reduce((s, d) => s + (d.stored_bytes || 0), 0);
     const b = boots[i];
     return [link("point", { vm: vm, point: p.id }, p.id), when(p.time), p.consistency, bytes(size), bytes(stored),
-      b ? el("span", { class: b.ok || b.verdict === "ok" || b.booted ? "ok" : "bad" }, b.verdict || (b.ok ? "booted" : "failed")) : "—",
+      b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: b.reason || "" }, b.verdict || "?") : "—",
       (offsite[p.id] || []).join(", ") || "—",
       link("files", { vm: vm, point: p.id }, "browse files")];
   });
