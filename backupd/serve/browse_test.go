@@ -22,6 +22,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/lvmfixture"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -39,7 +40,7 @@ type browseFixture struct {
 func buildBrowseFixture(t *testing.T) browseFixture {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.RequireTools(t, "mkfs.ext4", "tar")
+	testutil.RequireTools(t, append(lvmfixture.Required, "mkfs.ext4", "tar")...)
 	dir := t.TempDir()
 	f := browseFixture{repo: filepath.Join(dir, "repo"), src: filepath.Join(dir, "src")}
 	must := func(err error) {
@@ -98,6 +99,26 @@ func buildBrowseFixture(t *testing.T) browseFixture {
 	must(err)
 	defer repo.Close()
 	f.point, err = backupd.Import(ctx, repo, "web-1", []backupd.ImportDisk{{Name: "sda", Source: img}}, backupd.ImportOptions{})
+	must(err)
+
+	// VM db-1: disk sda is an LVM PV (no partition table) of VG vg0
+	// whose LV data holds an ext4 filesystem made from src/etc.
+	pv := filepath.Join(dir, "pv.img")
+	must(os.WriteFile(pv, nil, 0o600))
+	must(os.Truncate(pv, 32<<20))
+	offs := lvmfixture.Simple(t, dir, pv, "vg0", []string{"data"}, []int{12})
+	lvImg := filepath.Join(dir, "lv.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", filepath.Join(f.src, "etc"), lvImg, "12M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	lv, err := os.ReadFile(lvImg)
+	must(err)
+	pvf, err := os.OpenFile(pv, os.O_WRONLY, 0)
+	must(err)
+	_, err = pvf.WriteAt(lv, offs["data"])
+	must(err)
+	must(pvf.Close())
+	_, err = backupd.Import(ctx, repo, "db-1", []backupd.ImportDisk{{Name: "sda", Source: pv}}, backupd.ImportOptions{})
 	must(err)
 	return f
 }
@@ -180,6 +201,32 @@ func TestConsoleFileEndpoints(t *testing.T) {
 		}
 		if got.Point != f.point.ID || len(got.Filesystems) != 1 || got.Filesystems[0].Name != "sda/p1" || got.Filesystems[0].Type != "ext4" || got.Filesystems[0].Error != "" {
 			t.Fatalf("filesystems %+v", got)
+		}
+	})
+
+	t.Run("lvm", func(t *testing.T) {
+		code, body := a.do(t, http.MethodGet, "/api/v1/points/db-1/latest/filesystems", "", nil)
+		var got FilesystemsResponse
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil {
+			t.Fatalf("%d %s", code, body)
+		}
+		var ok []string
+		for _, f := range got.Filesystems {
+			if f.Error == "" {
+				ok = append(ok, f.Name+"="+f.Type)
+			}
+		}
+		if strings.Join(ok, " ") != "lvm/vg0/data=ext4" {
+			t.Fatalf("readable filesystems %v (all: %+v)", ok, got.Filesystems)
+		}
+		code, body = a.do(t, http.MethodGet, "/api/v1/points/db-1/latest/files?fs=lvm/vg0/data&path=/", "", nil)
+		var ls FilesResponse
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &ls) != nil || len(ls.Entries) != 3 || ls.Entries[0].Name != "hosts" || ls.Entries[2].Name != "shadow" {
+			t.Fatalf("files of lvm/vg0/data: %d %s", code, body)
+		}
+		tk := a.mint(t, DownloadRequest{VM: "db-1", FS: "lvm/vg0/data", Path: "/shadow"})
+		if resp, got := a.get(t, tk.URL, "-", nil); resp.StatusCode != http.StatusOK || string(got) != "root:*:20000:0:99999:7:::\n" {
+			t.Errorf("lvm/vg0/data /shadow: %d %q", resp.StatusCode, got)
 		}
 	})
 
