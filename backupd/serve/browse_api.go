@@ -49,7 +49,7 @@ type FilesResponse struct {
 }
 
 func fileEntry(name string, e guestfind.Entry, err error) FileEntry {
-	fe := FileEntry{Name: name, Kind: e.Kind(), Mode: e.Mode.String(), Perm: unixPerm(e.Mode), Size: e.Size, Mtime: e.Mtime, Target: e.Target}
+	fe := FileEntry{Name: name, Kind: e.Kind(), Mode: guestfind.LsMode(e.Mode), Perm: unixPerm(e.Mode), Size: e.Size, Mtime: e.Mtime, Target: e.Target}
 	if e.HasOwner {
 		uid, gid := e.UID, e.GID
 		fe.UID, fe.GID = &uid, &gid

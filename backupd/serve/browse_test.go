@@ -262,7 +262,7 @@ func TestConsoleFileEndpoints(t *testing.T) {
 		if e := byName["big-link"]; e.Kind != "symlink" || e.Target != "../big.bin" {
 			t.Errorf("big-link %+v", e)
 		}
-		if e := byName["run.sh"]; e.Kind != "file" || e.Perm != 0o4755 || e.Mode != "urwxr-xr-x" || e.UID == nil || *e.UID != 0 || e.Size != 18 {
+		if e := byName["run.sh"]; e.Kind != "file" || e.Perm != 0o4755 || e.Mode != "-rwsr-xr-x" || e.UID == nil || *e.UID != 0 || e.Size != 18 {
 			t.Errorf("run.sh %+v", e)
 		}
 		if e := byName["notes café.txt"]; e.UID == nil || *e.UID != 1000 || *e.GID != 1000 || !e.Mtime.Equal(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)) {
