@@ -65,7 +65,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-			"--no-first-run", "--user-data-dir="+profile, "--virtual-time-budget=4000", "--dump-dom",
+			"--no-first-run", "--user-data-dir="+profile, "--virtual-time-budget=4000", "--dump-dom", "--enable-logging=stderr", "--v=0",
 			api.base+"/ui/#"+frag)
 		cmd.Env = append(os.Environ(), "HOME="+profile)
 		var stderr strings.Builder
@@ -73,6 +73,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("chromium: %v\n%s", err, stderr.String())
+		}
+		// The page's console: no CSP violation, no script error.
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, ":CONSOLE") && (strings.Contains(l, "Content Security Policy") || strings.Contains(l, "Uncaught")) {
+				t.Errorf("the console logged: %s", l)
+			}
 		}
 		return string(out)
 	}
@@ -101,6 +107,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		next = "/files?" + url.Values{"vm": {"u"}, "point": {f.ids[0]}, "fs": {"sdc/whole"}, "path": {"/Docs"}}.Encode()
 		if dom := render(t, login+"&next="+url.QueryEscape(next)); !strings.Contains(dom, ">Q3 Report.XLSX<") {
 			t.Errorf("the FAT listing of /Docs lacks Q3 Report.XLSX:\n%s", dom)
+		}
+	})
+
+	t.Run("point", func(t *testing.T) {
+		dom := render(t, login+"&next="+url.QueryEscape("/point?vm=u&point=latest"))
+		for _, want := range []string{"/ " + f.ids[len(f.ids)-1] + "</div>", "<td>sda</td>", "<td>sdb</td>", "<td>sdc</td>",
+			`<a href="#/files?vm=u&amp;point=` + f.ids[len(f.ids)-1] + `&amp;fs=sdb%2Fp1&amp;path=%2F">sdb/p1</a>`, "Restore as a new VM"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the point's page lacks %q:\n%s", want, dom)
+			}
 		}
 	})
 

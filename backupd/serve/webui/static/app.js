@@ -339,11 +339,14 @@ async function viewVM(params) {
 }
 
 async function viewPoint(params) {
-  const vm = params.get("vm"), id = params.get("point");
+  const vm = params.get("vm"), ref = params.get("point");
   const [pts, fss] = await Promise.all([api("/api/v1/points?vm=" + enc(vm)),
-    api("/api/v1/points/" + enc(vm) + "/" + enc(id) + "/filesystems").catch(e => ({ error: e.message }))]);
-  const p = pts.find(x => x.id === id);
-  if (!p) throw new APIError(404, "no point " + id + " of VM " + vm);
+    api("/api/v1/points/" + enc(vm) + "/" + enc(ref) + "/filesystems").catch(e => ({ error: e.message }))]);
+  // The point as the API resolves it: an id, a generation or latest.
+  const p = ref === "latest" ? pts.reduce((a, b) => (!a || b.time > a.time ? b : a), null)
+    : pts.find(x => x.id === ref || String(x.generation) === ref);
+  if (!p) throw new APIError(404, "no point " + ref + " of VM " + vm);
+  const id = p.id;
   const out = el("div", {}, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / ", id),
     el("h1", {}, vm + " at " + when(p.time)),
     el("p", {}, "Consistency: " + p.consistency + " · generation " + p.generation + " · committed " + when(p.committed)));
