@@ -101,6 +101,14 @@ func buildBrowseFixture(t *testing.T) browseFixture {
 	f.point, err = backupd.Import(ctx, repo, "web-1", []backupd.ImportDisk{{Name: "sda", Source: img}}, backupd.ImportOptions{})
 	must(err)
 
+	// Five more points of web-1 (the same image: nothing new stored),
+	// for the cache of open points.
+	for i := range 5 {
+		at := f.point.Time.Add(-time.Duration(i+1) * time.Hour) // older: latest stays f.point
+		_, err := backupd.Import(ctx, repo, "web-1", []backupd.ImportDisk{{Name: "sda", Source: img}}, backupd.ImportOptions{Point: blockmap.PointOptions{Time: at}})
+		must(err)
+	}
+
 	// VM db-1: disk sda is an LVM PV (no partition table) of VG vg0
 	// whose LV data holds an ext4 filesystem made from src/etc.
 	pv := filepath.Join(dir, "pv.img")
@@ -401,6 +409,40 @@ func TestConsoleFileEndpoints(t *testing.T) {
 		}
 		if resp, got := a.get(t, tk.URL, "-", nil); resp.StatusCode != http.StatusOK || string(got) != "127.0.0.1 localhost\n" {
 			t.Errorf("the good ticket: %d %q", resp.StatusCode, got)
+		}
+	})
+
+	t.Run("open points", func(t *testing.T) {
+		// Six points listed at once by 12 clients: every answer is right,
+		// and at most maxOpenBrowsers points stay open afterwards.
+		code, body := a.do(t, http.MethodGet, "/api/v1/points?vm=web-1", "", nil)
+		var pts []blockmap.Point
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &pts) != nil || len(pts) != 6 {
+			t.Fatalf("points of web-1: %d %s", code, body)
+		}
+		errs := make(chan string, 12)
+		for i := range 12 {
+			go func() {
+				p := pts[i%len(pts)]
+				code, body := a.do(t, http.MethodGet, "/api/v1/points/web-1/"+p.ID+"/files?fs=sda/p1&path=/etc", "", nil)
+				var got FilesResponse
+				if code != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || got.Point != p.ID || names(got) != "hosts,shadow" {
+					errs <- fmt.Sprintf("%s: %d %s", p.ID, code, body)
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range 12 {
+			if e := <-errs; e != "" {
+				t.Error(e)
+			}
+		}
+		a.s.browse.mu.Lock()
+		open := len(a.s.browse.open)
+		a.s.browse.mu.Unlock()
+		if open > maxOpenBrowsers {
+			t.Errorf("%d points open after the requests, want at most %d", open, maxOpenBrowsers)
 		}
 	})
 
