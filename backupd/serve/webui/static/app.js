@@ -239,7 +239,8 @@ async function viewDashboard() {
     el("div", { class: "card" }, el("div", { class: "muted" }, "VMs"), el("div", { class: "big" }, st.vms.length)),
     el("div", { class: "card" }, el("div", { class: "muted" }, "Running backups"), el("div", { class: "big" }, st.running.length)),
     el("div", { class: "card" }, el("div", { class: "muted" }, "VMs whose last backup failed"), el("div", { class: failedVMs ? "big bad" : "big" }, failedVMs)),
-    el("div", { class: "card" }, el("div", { class: "muted" }, "Repository verify"), el("div", { class: v.error || (v.bad && v.bad.length) ? "bad" : "" }, verifyText)),
+    el("div", { class: "card" }, el("div", { class: "muted" }, "Repository verify"), el("div", { class: v.error || (v.bad && v.bad.length) ? "bad" : "" }, verifyText),
+      v.running ? null : el("button", { type: "button", on: { click: verifyNow } }, "Verify now")),
   ));
   if (st.space) {
     const pct = st.space.size ? Math.round(100 * st.space.used / st.space.size) : 0;
@@ -466,6 +467,16 @@ async function viewJobs() {
   return out;
 }
 viewJobs.poll = true;
+
+async function verifyNow() {
+  if (!await confirmAction("Verify every block of the repository now? It reads the whole repository.", "Verify now")) return;
+  try {
+    await api("/api/v1/verify", { method: "POST", json: {} });
+    route();
+  } catch (e) {
+    if (e.status !== 401) alert("Verify refused: " + e.message);
+  }
+}
 
 async function backupNow(vm) {
   if (!await confirmAction("Start a backup of " + vm + " now?", "Back up now")) return;
