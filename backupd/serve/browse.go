@@ -84,8 +84,22 @@ func (s *Server) releaseBrowser(e *openBrowser) {
 	defer st.mu.Unlock()
 	e.refs--
 	e.used = time.Now()
-	// Close what is idle: beyond maxOpenBrowsers the least recently
-	// used, and anything unused for browserIdleClose.
+	st.evictLocked()
+	if e.refs == 0 {
+		// Closed when still unused then, even if no request comes.
+		time.AfterFunc(browserIdleClose+time.Second, s.sweepBrowsers)
+	}
+}
+
+func (s *Server) sweepBrowsers() {
+	s.browse.mu.Lock()
+	defer s.browse.mu.Unlock()
+	s.browse.evictLocked()
+}
+
+// evictLocked closes what is idle: beyond maxOpenBrowsers the least
+// recently used, and anything unused for browserIdleClose.
+func (st *browseState) evictLocked() {
 	type idle struct {
 		k string
 		e *openBrowser
