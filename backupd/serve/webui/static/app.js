@@ -449,7 +449,8 @@ async function viewHistory(params) {
 // ---- jobs and actions ---------------------------------------------------
 
 async function viewJobs() {
-  const [jobs, restores] = await Promise.all([api("/api/v1/jobs?limit=200"), api("/api/v1/restores").catch(() => null)]);
+  const [jobs, restores, reps] = await Promise.all([api("/api/v1/jobs?limit=200"), api("/api/v1/restores").catch(() => null),
+    api("/api/v1/replications").catch(() => null)]);
   const out = el("div", { id: "jobs" }, el("h1", {}, "Jobs"));
   out.append(el("h2", {}, "Runs of this server"), table(["Run", "Job", "VM", "Trigger", "State", "Start", "End", "Point", "Read", "Stored", "Error"],
     jobs.runs.slice().reverse().map(r => [r.id, r.job, r.vm, r.trigger, state(r.state), when(r.start), when(r.end), r.point || "—",
@@ -460,6 +461,11 @@ async function viewJobs() {
       out.append(el("h2", {}, "Restores"), table(["Id", "VM", "Point", "State", "Start", "End", "Error"],
         list.slice().reverse().map(r => [r.id, r.request.vm, r.request.point, state(r.state), when(r.start), when(r.end), r.error || ""])));
     }
+  }
+  if (reps && reps.replications && reps.replications.length) {
+    out.append(el("h2", {}, "Replications and remote verifies"), table(["Id", "Job", "Remote", "Kind", "State", "Start", "End", "Points copied", "Uploaded", "Error"],
+      reps.replications.slice().reverse().map(r => [r.id, r.job, r.remote, r.kind, state(r.state), when(r.start), when(r.end),
+        r.points_replicated, bytes(r.bytes_uploaded), r.error ? el("span", { class: "error" }, r.error) : ""]), [7, 8]));
   }
   out.append(el("h2", {}, "History (every process on the repository)"), table(["Id", "Kind", "VM", "State", "Start", "End", "Point", "Read", "Stored", "Error"],
     jobs.history.slice().reverse().map(r => [r.id, r.kind || "backup", r.vm || (r.vms || []).join(", "), state(r.state), when(r.start), when(r.end), r.point || "—",
