@@ -142,6 +142,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("jobs", func(t *testing.T) {
+		// The repository's job log holds the five imports, with their points.
+		dom := render(t, login+"&next="+url.QueryEscape("/jobs"))
+		for _, want := range append([]string{`id="jobs"`, "History (every process on the repository)"}, f.ids...) {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the jobs view lacks %q:\n%s", want, dom)
+			}
+		}
+	})
+
 	t.Run("wrong token", func(t *testing.T) {
 		dom := render(t, "token="+strings.Repeat("0", 64))
 		if !strings.Contains(dom, "The token was refused") || strings.Contains(dom, `id="dashboard"`) {
