@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/lvmfixture"
@@ -74,6 +76,8 @@ func buildBrowseFixture(t *testing.T) browseFixture {
 	must(os.Link(filepath.Join(f.src, "data/sub/run.sh"), filepath.Join(f.src, "data/sub/run-link.sh")))
 	must(os.Symlink("../big.bin", filepath.Join(f.src, "data/sub/big-link")))
 	must(os.Mkdir(filepath.Join(f.src, "data/empty"), 0o750))
+	must(unix.Mkfifo(filepath.Join(f.src, "data/sub/pipe"), 0o620))
+	must(unix.Mknod(filepath.Join(f.src, "data/sub/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	for _, d := range []string{"data/sub", "data/empty", "data", "etc"} {
 		must(os.Chtimes(filepath.Join(f.src, d), old, old))
 	}
@@ -260,7 +264,7 @@ func TestConsoleFileEndpoints(t *testing.T) {
 			t.Errorf("/ lists %s", got)
 		}
 		sub := list(t, "/data/sub")
-		if got := names(sub); got != "big-link,notes café.txt,run-link.sh,run.sh" {
+		if got := names(sub); got != "big-link,notes café.txt,null,pipe,run-link.sh,run.sh" {
 			t.Errorf("/data/sub lists %s", got)
 		}
 		byName := map[string]FileEntry{}
@@ -505,6 +509,9 @@ func treeOf(t *testing.T, root string) map[string]string {
 		}
 		st := fi.Sys().(*syscall.Stat_t)
 		desc := fmt.Sprintf("%v %d:%d %d", fi.Mode(), st.Uid, st.Gid, fi.ModTime().Unix())
+		if fi.Mode()&fs.ModeDevice != 0 {
+			desc += fmt.Sprintf(" dev %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			target, _ := os.Readlink(p)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cairnbackup/cairn/partinfo"
 )
 
@@ -310,14 +312,16 @@ func (s *Server) writeTar(r *http.Request, w io.Writer, g *guestTarget) {
 			if a.Mode&fs.ModeCharDevice != 0 {
 				h.Typeflag = tar.TypeChar
 			}
-			h.Devmajor, h.Devminor = int64(a.Rdev>>8&0xfff), int64(a.Rdev&0xff|a.Rdev>>12&0xfff00)
+			h.Devmajor, h.Devminor = int64(unix.Major(uint64(a.Rdev))), int64(unix.Minor(uint64(a.Rdev))) // Linux dev_t
 		default: // a socket: tar has no type for it
 			problems = append(problems, fmt.Sprintf("%s: a socket, not archived", name))
 			return nil
 		}
 		var ents []partinfo.DirEntry
-		if a.Mode.IsDir() && depth < 4096 {
-			if ents, err = g.fsys.ReadDir(ino); err != nil {
+		if a.Mode.IsDir() {
+			if depth >= maxTarDepth {
+				problems = append(problems, fmt.Sprintf("%s: deeper than %d directories, its entries not archived", name, maxTarDepth))
+			} else if ents, err = g.fsys.ReadDir(ino); err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			}
 		}
@@ -353,6 +357,10 @@ func (s *Server) writeTar(r *http.Request, w io.Writer, g *guestTarget) {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// maxTarDepth bounds the directories a tar descends (a damaged
+// filesystem may loop).
+const maxTarDepth = 4096
 
 func sortEntries(d []partinfo.DirEntry) {
 	slices.SortFunc(d, func(a, b partinfo.DirEntry) int { return strings.Compare(a.Name, b.Name) })
