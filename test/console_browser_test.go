@@ -31,6 +31,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Skip("chromium is missing (apt-get install chromium)")
 	}
 	f := buildHistoryFixture(t, false)
+	// VM evil-1: a guest whose file and directory names are HTML.
+	evil := filepath.Join(t.TempDir(), "evil")
+	hostile := `<img src=x onerror="document.title='pwned'">.txt`
+	if err := os.MkdirAll(filepath.Join(evil, "<b>dir</b>"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(evil, "<b>dir</b>", hostile), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	evilImg := filepath.Join(t.TempDir(), "evil.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-d", evil, evilImg, "8M")
+	mustCairn(t, "--repo", f.repo, "import", "--vm", "evil-1", "--disk", "sda", evilImg)
 	bin := buildCairn(t)
 	listen := serveFreeAddr(t)
 	cfgFile := filepath.Join(t.TempDir(), "cairn.yaml")
@@ -107,6 +119,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		next = "/files?" + url.Values{"vm": {"u"}, "point": {f.ids[0]}, "fs": {"sdc/whole"}, "path": {"/Docs"}}.Encode()
 		if dom := render(t, login+"&next="+url.QueryEscape(next)); !strings.Contains(dom, ">Q3 Report.XLSX<") {
 			t.Errorf("the FAT listing of /Docs lacks Q3 Report.XLSX:\n%s", dom)
+		}
+	})
+
+	t.Run("hostile names", func(t *testing.T) {
+		// Guest names are text, never markup: escaped in the DOM, no
+		// element made of them, nothing run (render fails on console
+		// errors and CSP reports).
+		next := "/files?" + url.Values{"vm": {"evil-1"}, "point": {"latest"}, "fs": {"sda/whole"}, "path": {"/<b>dir</b>"}}.Encode()
+		dom := render(t, login+"&next="+url.QueryEscape(next))
+		if !strings.Contains(dom, `&lt;img src=x onerror="document.title='pwned'"&gt;.txt`) || !strings.Contains(dom, "&lt;b&gt;dir&lt;/b&gt;") {
+			t.Errorf("the hostile names are not shown as text:\n%s", dom)
+		}
+		if strings.Contains(dom, "<img") || strings.Contains(dom, "<b>") || strings.Contains(dom, "pwned</title>") {
+			t.Errorf("a guest name became markup:\n%s", dom)
 		}
 	})
 
