@@ -32,6 +32,10 @@
 //     is a list of runs per filesystem; search groups identical hits
 //     (same filesystem, path and metadata) into runs the same way, so 60
 //     points of an unchanged file are one line.
+//   - Browser: one point open for browsing (Browse): every filesystem of
+//     the point found and opened once, listed with its error when it
+//     cannot be read; Lookup and ReadDir read entries from it (the web
+//     console's file endpoints).
 //   - Read set: the repository blocks a point's work read (every read of
 //     every disk goes through a recording reader). A block with the same
 //     generation in two points of a VM holds the same bytes (see

@@ -41,6 +41,13 @@
 //   - Timers (timers.go): each schedule's loop; runs go on in the
 //     background, and a reload's new timers follow on from the old ones
 //     (no rerun of intervals, no wait for running jobs).
+//   - Console (console.go, package webui): the web console at /ui/ and the
+//     endpoints it adds: a point's guest filesystems and directory
+//     listings (browse_api.go, over guestfind.Browser points kept open
+//     in browseState), a file's versions (history_api.go), the
+//     repository's space and RPO states (console_overview.go), and
+//     downloads through tickets: HMAC-signed, expiring URLs minted by an
+//     authenticated POST (download.go).
 //   - Retention of a VM is the union of the retentions of every job that
 //     may back it up (retention.go); a VM a job names exactly that the
 //     vCenter lacks is a failed run (missing.go).

@@ -50,7 +50,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"verify": "started"})
 	})
-	return jsonErrors(mux)
+	s.routeConsole(mux) // console.go: the web console, file browsing and downloads
+	return consoleHeaders(jsonErrors(mux))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -40,6 +40,8 @@ type RunRecord struct {
 	// "differs" or "failed: reason".
 	SourceVerify string `json:"source_verify,omitempty"`
 	Error        string `json:"error,omitempty"`
+	// Progress of a running attempt (run_progress.go).
+	Progress *RunProgress `json:"progress,omitempty"`
 }
 
 // Run states.
@@ -243,7 +245,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 		}
 		s.setRunning(job.Name, 1)
 		s.update(r, func(r *RunRecord) {
-			r.State, r.Attempts = StateRunning, attempt
+			r.State, r.Attempts, r.Progress = StateRunning, attempt, nil
 			if r.Start.IsZero() {
 				r.Start = time.Now().UTC()
 			}
@@ -257,7 +259,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 			}
 		}
 		if c != nil {
-			res, err = backupd.BackupVM(ctx, s.repo, c, r.VM, opts)
+			res, err = backupd.BackupVM(ctx, s.repo, c, r.VM, s.withProgress(opts, r))
 			if c != conn {
 				c.Close()
 			}

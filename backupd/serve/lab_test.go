@@ -139,6 +139,9 @@ jobs:
 		if r.Host != host || r.Point == "" || r.BytesRead < 4<<20 {
 			t.Errorf("run of %s: host %q (want %q), point %q, read %d", vm, r.Host, host, r.Point, r.BytesRead)
 		}
+		if p := r.Progress; p == nil || p.Total < 4<<20 || p.Done != p.Total || p.Disk == "" {
+			t.Errorf("run of %s: progress %+v, want every byte to read read", vm, p)
+		}
 		if r.Attempts == 2 {
 			retried++
 		}

@@ -58,6 +58,8 @@ type Server struct {
 	rmetrics *remoteMetrics // the offsite tier's metrics
 
 	note notifyState // notify targets and RPO tracking (notify.go)
+
+	browse browseState // points open for the file endpoints, download key (browse.go)
 }
 
 const maxRuns = 500
@@ -132,6 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("open repository: %w", err)
 	}
 	defer repo.Close()
+	defer s.closeBrowsers() // before the repository closes
 	s.repo = repo
 	if _, err := repo.FixModes(); err != nil {
 		s.log.Warn("cannot make the repository private to its owner; run cairn serve as the repository's owner or fix the modes (chmod -R go-rwx)", "dir", repo.Dir(), "error", err)

@@ -25,6 +25,8 @@ func serveCommands() []*cli.Command {
 			"find it through the repository's serve.json). Every request but /healthz needs the\n" +
 			"bearer token serve writes to <repo>/api-token (mode 0600) on its first start;\n" +
 			"a listen address beyond loopback needs api: tls_cert and tls_key (docs/security.md).\n" +
+			"The same listener serves the web console at /ui/ (dashboard, VMs and points, guest\n" +
+			"file browser with downloads, job history; log in with the token, docs/serve.md).\n" +
 			"SIGHUP reloads the config (an invalid one is logged and the old one stays);\n" +
 			"SIGINT or SIGTERM abort running jobs, release the mount and exit.",
 		Flags: []cli.Flag{
