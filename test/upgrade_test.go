@@ -306,6 +306,25 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 		mustBin(t, cur, "--repo", repo, "export", "--vm", "web01", "--point", p.ID, "--disk", "sdb", out+"-sdb")
 		requireSameFile(t, out+"-sdb", raw, "sdb of "+p.ID)
 	}
+	// The current mount shows the old points (and the old remote's) with
+	// the same disks and files.
+	for _, m := range []struct{ name, flag string }{{"mount", ""}, {"mount --remote", "--remote=off1"}} {
+		mnt := filepath.Join(dir, "mnt-"+strings.ReplaceAll(m.name, " ", ""))
+		var flags []string
+		if m.flag != "" {
+			flags = append(flags, m.flag)
+		}
+		_, stop := startMountPID(t, cur, repo, mnt, flags...)
+		for i, p := range oldPts["web01"] {
+			requireSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sda.img"), sda[i+1], m.name+" sda.img of "+p.ID)
+			requireSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sdb.img"), raw, m.name+" sdb.img of "+p.ID)
+			got, err := os.ReadFile(filepath.Join(mnt, "web01", p.ID, "fs", "sda", "whole", "etc", "motd"))
+			if want := fmt.Sprintf("motd of point %d\n", i+2); err != nil || string(got) != want {
+				t.Errorf("%s: etc/motd of %s: %q %v, want %q", m.name, p.ID, got, err, want)
+			}
+		}
+		stop()
+	}
 	motd := func(extra ...string) string {
 		t.Helper()
 		dst := filepath.Join(t.TempDir(), "motd")
