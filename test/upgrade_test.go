@@ -83,8 +83,8 @@ func buildOldCairn(t *testing.T, commit string) string {
 	return bin
 }
 
-// runBin runs bin (any cairn binary) with args.
-func runBin(t *testing.T, bin string, args ...string) cairnResult {
+// upgradeRun runs bin (any cairn binary) with args.
+func upgradeRun(t *testing.T, bin string, args ...string) cairnResult {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	var so, se bytes.Buffer
@@ -101,9 +101,9 @@ func runBin(t *testing.T, bin string, args ...string) cairnResult {
 	return res
 }
 
-func mustBin(t *testing.T, bin string, args ...string) string {
+func upgradeMust(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	res := runBin(t, bin, args...)
+	res := upgradeRun(t, bin, args...)
 	if res.code != 0 {
 		t.Fatalf("%s %s: exit %d:\n%s%s", filepath.Base(filepath.Dir(bin)), strings.Join(args, " "), res.code, res.stdout, res.stderr)
 	}
@@ -120,10 +120,10 @@ type upgradePoints struct {
 	Points []blockmap.Point `json:"points"`
 }
 
-func pointsOf(t *testing.T, bin, repo string, extra ...string) map[string][]blockmap.Point {
+func upgradePointsOf(t *testing.T, bin, repo string, extra ...string) map[string][]blockmap.Point {
 	t.Helper()
 	var out upgradePoints
-	if err := json.Unmarshal([]byte(mustBin(t, bin, append([]string{"--repo", repo, "points", "--json"}, extra...)...)), &out); err != nil {
+	if err := json.Unmarshal([]byte(upgradeMust(t, bin, append([]string{"--repo", repo, "points", "--json"}, extra...)...)), &out); err != nil {
 		t.Fatal(err)
 	}
 	m := map[string][]blockmap.Point{}
@@ -136,8 +136,8 @@ func pointsOf(t *testing.T, bin, repo string, extra ...string) map[string][]bloc
 	return m
 }
 
-// pointKeys lists "vm id gen time" of every point, for comparing listings.
-func pointKeys(m map[string][]blockmap.Point) []string {
+// upgradePointKeys lists "vm id gen time" of every point, for comparing listings.
+func upgradePointKeys(m map[string][]blockmap.Point) []string {
 	var out []string
 	for vm, pts := range m {
 		for _, p := range pts {
@@ -181,7 +181,7 @@ func upgradeExt4(t *testing.T, dir, name, motd string, data []byte) string {
 	return img
 }
 
-func requireSameFile(t *testing.T, got, want, what string) {
+func upgradeSameFile(t *testing.T, got, want, what string) {
 	t.Helper()
 	a, err := os.ReadFile(got)
 	if err != nil {
@@ -235,12 +235,12 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	// up) and the old cairn's repository.
 	lb := startServeLab(t, cur, 1, "2s")
 	repo := filepath.Join(dir, "repo")
-	mustBin(t, old, "--repo", repo, "init")
+	upgradeMust(t, old, "--repo", repo, "init")
 	for i := 0; i < 3; i++ {
-		mustBin(t, old, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb",
+		upgradeMust(t, old, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb",
 			"--time", fmt.Sprintf("2026-11-0%dT01:00:00Z", i+1), sda[i], raw)
 	}
-	mustBin(t, old, "--repo", repo, "prune", "--vm", "web01", "--keep-last", "2")
+	upgradeMust(t, old, "--repo", repo, "prune", "--vm", "web01", "--keep-last", "2")
 
 	creds, key := filepath.Join(dir, "creds"), filepath.Join(dir, "key")
 	if err := os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", store.AccessKey, store.SecretKey)), 0o600); err != nil {
@@ -253,9 +253,9 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	}
 	bucket := s3test.NewBucketName()
 	remoteArgs := []string{"off1", "--endpoint", store.Endpoint, "--bucket", bucket, "--region", "us-east-1", "--credentials", creds, "--key-file", key}
-	mustBin(t, old, append([]string{"--repo", repo, "remote", "add"}, remoteArgs...)...)
-	mustBin(t, old, "--repo", repo, "remote", "init", "off1")
-	mustBin(t, old, "--repo", repo, "replicate", "--remote", "off1")
+	upgradeMust(t, old, append([]string{"--repo", repo, "remote", "add"}, remoteArgs...)...)
+	upgradeMust(t, old, "--repo", repo, "remote", "init", "off1")
+	upgradeMust(t, old, "--repo", repo, "replicate", "--remote", "off1")
 
 	// The old serve backs the lab's VM up on its schedule, keeps 3 points
 	// and replicates after each backup.
@@ -267,14 +267,14 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 		t.Fatalf("the lab's cairn.yaml changed shape:\n%s", lb.raw)
 	}
 	cfgFile := lb.writeConfig(t, cfg)
-	labPoints := func(bin string) []blockmap.Point { return pointsOf(t, bin, repo)["lab-vm-1"] }
+	labPoints := func(bin string) []blockmap.Point { return upgradePointsOf(t, bin, repo)["lab-vm-1"] }
 	runServe := func(bin string, until func() bool, what string) {
 		t.Helper()
 		var logs serveLogBuffer
 		srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 		serveWaitFor(t, what, exited, &logs, until)
 		if bin == cur {
-			if res := runBin(t, cur, "--repo", repo, "status"); res.code != 0 || !strings.Contains(res.stdout, "lab-vm-1") {
+			if res := upgradeRun(t, cur, "--repo", repo, "status"); res.code != 0 || !strings.Contains(res.stdout, "lab-vm-1") {
 				t.Errorf("status while the current serve runs: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 			}
 		}
@@ -287,24 +287,24 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	}
 	runServe(old, func() bool { return len(labPoints(old)) >= 2 }, "two points of lab-vm-1 by the old serve")
 
-	oldPts := pointsOf(t, old, repo)
-	oldJobs := jobIDs(t, repo)
-	oldRemote := pointsOf(t, old, repo, "--remote", "off1")
+	oldPts := upgradePointsOf(t, old, repo)
+	oldJobs := upgradeJobIDs(t, repo)
+	oldRemote := upgradePointsOf(t, old, repo, "--remote", "off1")
 	if len(oldPts["web01"]) != 2 || len(oldRemote["web01"]) != 2 || len(oldJobs) == 0 {
-		t.Fatalf("the old cairn's repository: points %v, remote %v, jobs %v", pointKeys(oldPts), pointKeys(oldRemote), oldJobs)
+		t.Fatalf("the old cairn's repository: points %v, remote %v, jobs %v", upgradePointKeys(oldPts), upgradePointKeys(oldRemote), oldJobs)
 	}
 
 	// The current cairn over the old repository.
-	if got, want := pointKeys(pointsOf(t, cur, repo)), pointKeys(oldPts); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got, want := upgradePointKeys(upgradePointsOf(t, cur, repo)), upgradePointKeys(oldPts); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("points after the upgrade:\n%s\nthe old cairn listed:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	mustBin(t, cur, "--repo", repo, "verify")
+	upgradeMust(t, cur, "--repo", repo, "verify")
 	for i, p := range oldPts["web01"] {
 		out := filepath.Join(dir, "export-"+p.ID)
-		mustBin(t, cur, "--repo", repo, "export", "--vm", "web01", "--point", p.ID, "--disk", "sda", out)
-		requireSameFile(t, out, sda[i+1], "sda of "+p.ID)
-		mustBin(t, cur, "--repo", repo, "export", "--vm", "web01", "--point", p.ID, "--disk", "sdb", out+"-sdb")
-		requireSameFile(t, out+"-sdb", raw, "sdb of "+p.ID)
+		upgradeMust(t, cur, "--repo", repo, "export", "--vm", "web01", "--point", p.ID, "--disk", "sda", out)
+		upgradeSameFile(t, out, sda[i+1], "sda of "+p.ID)
+		upgradeMust(t, cur, "--repo", repo, "export", "--vm", "web01", "--point", p.ID, "--disk", "sdb", out+"-sdb")
+		upgradeSameFile(t, out+"-sdb", raw, "sdb of "+p.ID)
 	}
 	// The current mount shows the old points (and the old remote's) with
 	// the same disks and files.
@@ -316,8 +316,8 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 		}
 		_, stop := startMountPID(t, cur, repo, mnt, flags...)
 		for i, p := range oldPts["web01"] {
-			requireSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sda.img"), sda[i+1], m.name+" sda.img of "+p.ID)
-			requireSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sdb.img"), raw, m.name+" sdb.img of "+p.ID)
+			upgradeSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sda.img"), sda[i+1], m.name+" sda.img of "+p.ID)
+			upgradeSameFile(t, filepath.Join(mnt, "web01", p.ID, "disks", "sdb.img"), raw, m.name+" sdb.img of "+p.ID)
 			got, err := os.ReadFile(filepath.Join(mnt, "web01", p.ID, "fs", "sda", "whole", "etc", "motd"))
 			if want := fmt.Sprintf("motd of point %d\n", i+2); err != nil || string(got) != want {
 				t.Errorf("%s: etc/motd of %s: %q %v, want %q", m.name, p.ID, got, err, want)
@@ -328,7 +328,7 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	motd := func(extra ...string) string {
 		t.Helper()
 		dst := filepath.Join(t.TempDir(), "motd")
-		mustBin(t, cur, append(append([]string{"--repo", repo, "restore-file", "--vm", "web01"}, extra...), "--disk", "sda", "--part", "whole", "/etc/motd", dst)...)
+		upgradeMust(t, cur, append(append([]string{"--repo", repo, "restore-file", "--vm", "web01"}, extra...), "--disk", "sda", "--part", "whole", "/etc/motd", dst)...)
 		b, err := os.ReadFile(dst)
 		if err != nil {
 			t.Fatal(err)
@@ -343,8 +343,8 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	}
 
 	// The next import stores only what changed since the old point.
-	mustBin(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb", sda[3], raw)
-	web := pointsOf(t, cur, repo)["web01"]
+	upgradeMust(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb", sda[3], raw)
+	web := upgradePointsOf(t, cur, repo)["web01"]
 	last := web[len(web)-1]
 	for _, d := range last.Disks {
 		if d.StoredBytes > 1<<20 {
@@ -354,7 +354,7 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 
 	// serve with the old config file: it starts, backs up incrementally
 	// (CBT since the old serve's point), and status answers.
-	mustBin(t, cur, "config", "check", cfgFile)
+	upgradeMust(t, cur, "config", "check", cfgFile)
 	before := len(labPoints(cur))
 	runServe(cur, func() bool { return len(labPoints(cur)) > before }, "a point of lab-vm-1 by the current serve")
 	lab := labPoints(cur)
@@ -364,11 +364,11 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 			t.Errorf("the current serve's first backup of lab-vm-1 read %s in full (%s), not from the old point's CBT", d.Name, d.FullReason)
 		}
 	}
-	jobs := jobIDs(t, repo)
+	jobs := upgradeJobIDs(t, repo)
 	var listed []struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal([]byte(mustBin(t, cur, "--repo", repo, "jobs", "--json", "--history")), &listed); err != nil {
+	if err := json.Unmarshal([]byte(upgradeMust(t, cur, "--repo", repo, "jobs", "--json", "--history")), &listed); err != nil {
 		t.Fatal(err)
 	}
 	have := map[string]bool{}
@@ -391,7 +391,7 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 			BlocksNew int64            `json:"blocks_new"`
 		} `json:"stats"`
 	}
-	if err := json.Unmarshal([]byte(mustBin(t, cur, "--repo", repo, "replicate", "--remote", "off1", "--json")), &rep); err != nil {
+	if err := json.Unmarshal([]byte(upgradeMust(t, cur, "--repo", repo, "replicate", "--remote", "off1", "--json")), &rep); err != nil {
 		t.Fatal(err)
 	}
 	present := map[string]bool{}
@@ -406,8 +406,8 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 	if rep.Stats.BlocksNew > 32 {
 		t.Errorf("replicate after the upgrade sent %d new blocks (one import of a changed motd needs a few)", rep.Stats.BlocksNew)
 	}
-	mustBin(t, cur, "--repo", repo, "verify", "--remote", "off1")
-	remoteNow := pointsOf(t, cur, repo, "--remote", "off1")
+	upgradeMust(t, cur, "--repo", repo, "verify", "--remote", "off1")
+	remoteNow := upgradePointsOf(t, cur, repo, "--remote", "off1")
 	for _, p := range oldRemote["web01"] {
 		found := false
 		for _, q := range remoteNow["web01"] {
@@ -420,40 +420,40 @@ func TestUpgradeFromOlderCairn(t *testing.T) {
 
 	// The remote pulled into a new repository gives the same bytes.
 	pulled := filepath.Join(dir, "pulled")
-	mustBin(t, cur, "--repo", pulled, "init")
-	mustBin(t, cur, append([]string{"--repo", pulled, "remote", "add"}, remoteArgs...)...)
-	mustBin(t, cur, "--repo", pulled, "pull", "--remote", "off1", "--vm", "web01")
+	upgradeMust(t, cur, "--repo", pulled, "init")
+	upgradeMust(t, cur, append([]string{"--repo", pulled, "remote", "add"}, remoteArgs...)...)
+	upgradeMust(t, cur, "--repo", pulled, "pull", "--remote", "off1", "--vm", "web01")
 	for i, p := range oldPts["web01"] {
 		out := filepath.Join(dir, "pulled-"+p.ID)
-		mustBin(t, cur, "--repo", pulled, "export", "--vm", "web01", "--point", p.ID, "--disk", "sda", out)
-		requireSameFile(t, out, sda[i+1], "pulled sda of "+p.ID)
+		upgradeMust(t, cur, "--repo", pulled, "export", "--vm", "web01", "--point", p.ID, "--disk", "sda", out)
+		upgradeSameFile(t, out, sda[i+1], "pulled sda of "+p.ID)
 	}
 
-	mustBin(t, cur, "--repo", repo, "prune", "--vm", "web01", "--keep-last", "2")
-	mustBin(t, cur, "--repo", repo, "verify")
+	upgradeMust(t, cur, "--repo", repo, "prune", "--vm", "web01", "--keep-last", "2")
+	upgradeMust(t, cur, "--repo", repo, "verify")
 
 	// Downgrade: the old cairn reads what the current one wrote while the
 	// repository stays at format 1 ...
-	if got, want := pointKeys(pointsOf(t, old, repo)), pointKeys(pointsOf(t, cur, repo)); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got, want := upgradePointKeys(upgradePointsOf(t, old, repo)), upgradePointKeys(upgradePointsOf(t, cur, repo)); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the old cairn lists other points than the current one:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	mustBin(t, old, "--repo", repo, "verify")
+	upgradeMust(t, old, "--repo", repo, "verify")
 	// ... and refuses it once a disk came back after a point without it
 	// (format 2), naming the format, rather than exporting wrong bytes.
-	mustBin(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", sda[3])
-	mustBin(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb", sda[3], raw)
-	res := runBin(t, old, "--repo", repo, "points")
+	upgradeMust(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", sda[3])
+	upgradeMust(t, cur, "--repo", repo, "import", "--vm", "web01", "--disk", "sda", "--disk", "sdb", sda[3], raw)
+	res := upgradeRun(t, old, "--repo", repo, "points")
 	if res.code == 0 || !strings.Contains(res.stderr, "repository format 2") {
 		t.Errorf("the old cairn on a format-2 repository: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	mustBin(t, cur, "--repo", repo, "verify")
+	upgradeMust(t, cur, "--repo", repo, "verify")
 	out := filepath.Join(dir, "back-sdb")
-	mustBin(t, cur, "--repo", repo, "export", "--vm", "web01", "--disk", "sdb", out)
-	requireSameFile(t, out, raw, "sdb back after a point without it")
+	upgradeMust(t, cur, "--repo", repo, "export", "--vm", "web01", "--disk", "sdb", out)
+	upgradeSameFile(t, out, raw, "sdb back after a point without it")
 }
 
-// jobIDs lists the ids in the repository's job log.
-func jobIDs(t *testing.T, repo string) []string {
+// upgradeJobIDs lists the ids in the repository's job log.
+func upgradeJobIDs(t *testing.T, repo string) []string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repo, "jobs", "jobs.jsonl"))
 	if err != nil {
