@@ -63,5 +63,9 @@ func sourceVMConfig(ctx context.Context, src attachmentReader, p blockmap.Point)
 	if err != nil {
 		return nil, fmt.Errorf("point %s of %s: VM configuration: %w", p.ID, p.VM, err)
 	}
-	return vmconfig.Parse(data)
+	cfg, err := vmconfig.ParseRecorded(data)
+	if err != nil {
+		return nil, fmt.Errorf("point %s of %s: %s: %w", p.ID, p.VM, vmconfig.AttachmentConfig, err)
+	}
+	return cfg, nil
 }

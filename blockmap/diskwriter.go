@@ -48,6 +48,9 @@ type DiskWriter struct {
 	baseSpan span
 	baseDisk DiskInfo
 	lineage  uint32
+	// reusedID: the disk id held another life of the disk before this
+	// point (a disk back after points without it): FormatLineage.
+	reusedID bool
 	baseAll  *baseMap // the previous versions of every block, when loaded (loadBase)
 	// With DiskOptions.Changed: the previous versions of just the blocks
 	// in covered (sorted block ranges [first, end)); see base.

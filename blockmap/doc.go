@@ -26,6 +26,9 @@
 // begins for a point: a disk new to a point (first backup, or back after
 // points without it) starts one at the point's generation, and versions
 // older than the lineage (an earlier disk of the same name) are not read.
+// A cairn from before lineages would read them, so the first commit of a
+// disk id's second life raises cairn.json from FormatBase to FormatLineage,
+// which such a cairn refuses (format.go; docs/repository.md, "Upgrading").
 // The span of a disk in a point is [lineage, gen]. versionIter is the one
 // loop over a disk's stored versions (each with the generation of the next
 // newer one, or only the newest in a span); walkMap, the writer's base,

@@ -18,8 +18,9 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// FormatVersion is the repository format this package reads and writes.
-const FormatVersion = 1
+// FormatVersion is the newest repository format this package reads and
+// writes (format.go: FormatBase, FormatLineage); init writes FormatBase.
+const FormatVersion = FormatLineage
 
 // DefaultBlockSize is the block size of new repositories (see docs/repository.md
 // for the measurements behind it).
@@ -69,7 +70,8 @@ type Repo struct {
 	sum    func([]byte) [32]byte // the block hash (Config.Hash)
 	// tuneIndex, when set (by tests), adjusts every Badger open's options.
 	tuneIndex func(badger.Options) badger.Options
-	modesOnce sync.Once // the first update makes the whole tree private (modes.go)
+	modesOnce sync.Once  // the first update makes the whole tree private (modes.go)
+	fmtMu     sync.Mutex // guards cfg.Format, which raiseFormat changes (format.go)
 }
 
 // InitOptions configure a new repository.
@@ -138,7 +140,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) error {
 			return fmt.Errorf("init %s: %w", dir, err)
 		}
 	}
-	r := &Repo{dir: dir, cfg: Config{Format: FormatVersion, BlockSize: bs, Hash: hash, Created: time.Now().UTC()}, log: slog.Default()}
+	r := &Repo{dir: dir, cfg: Config{Format: FormatBase, BlockSize: bs, Hash: hash, Created: time.Now().UTC()}, log: slog.Default()}
 	r.locker = newIndexLocker(filepath.Join(dir, "index.lock"))
 	if err := r.update(ctx, func(*badger.DB) error { return nil }); err != nil {
 		return fmt.Errorf("init %s: create index: %w", dir, err)
@@ -201,7 +203,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Repo, error) {
 	if cfg.Format > FormatVersion {
 		return nil, fmt.Errorf("%s: %w: repository format %d was written by a newer cairn, and this cairn reads format %d: run a cairn at least as new as the one that made it", dir, ErrUnsupportedFormat, cfg.Format, FormatVersion)
 	}
-	if cfg.Format != FormatVersion {
+	if cfg.Format < FormatBase {
 		return nil, fmt.Errorf("%s: %w: cairn.json names format %d, and no cairn ever wrote a format below 1", dir, ErrNotRepository, cfg.Format)
 	}
 	if cfg.BlockSize < 4096 || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
@@ -231,7 +233,11 @@ func (r *Repo) Dir() string { return r.dir }
 func (r *Repo) BlockSize() int { return r.cfg.BlockSize }
 
 // Config returns the repository configuration.
-func (r *Repo) Config() Config { return r.cfg }
+func (r *Repo) Config() Config {
+	r.fmtMu.Lock()
+	defer r.fmtMu.Unlock()
+	return r.cfg
+}
 
 func (r *Repo) imagePath(disk uint32, gen uint32) string {
 	return filepath.Join(r.dir, "images", strconv.FormatUint(uint64(disk), 10), strconv.FormatUint(uint64(gen), 10)+".img")

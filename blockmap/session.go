@@ -212,6 +212,7 @@ func (s *Session) AddDisk(ctx context.Context, name string, size int64, opts Dis
 				return fmt.Errorf("read VM record: %w", err)
 			}
 			w.id = rec.Disks[name]
+			w.reusedID = w.id != 0 && !w.hasBase
 			return nil
 		})
 	})
@@ -282,6 +283,14 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		syncTook = time.Since(t)
 		synced <- err
 	}()
+	for _, w := range s.disks {
+		if w.reusedID {
+			if err := s.repo.raiseFormat(FormatLineage); err != nil {
+				return Point{}, fmt.Errorf("commit point of %s: %w", s.vm, err)
+			}
+			break
+		}
+	}
 	waited := false
 	p := Point{VM: s.vm, Gen: s.gen, Time: s.opts.Time.UTC(), Consistency: s.opts.Consistency, Started: s.started, Meta: s.opts.Meta, Attachments: s.attachmentInfos()}
 	var opened, imagesSynced, entriesWritten time.Time

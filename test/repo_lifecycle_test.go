@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/boot"
+	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -121,7 +123,8 @@ func TestOpenNewerFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for format, want := range map[string]string{"2": "written by a newer cairn", "0": "not a cairn repository"} {
+	newer := strconv.Itoa(blockmap.FormatVersion + 1)
+	for format, want := range map[string]string{newer: "written by a newer cairn", "0": "not a cairn repository"} {
 		if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), `"format": 1`, `"format": `+format, 1)), 0o600); err != nil {
 			t.Fatal(err)
 		}

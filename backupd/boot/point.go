@@ -26,7 +26,7 @@ func PointConfig(ctx context.Context, repo *blockmap.Repo, p blockmap.Point) (*v
 	if err != nil {
 		return nil, false, err
 	}
-	cfg, err := vmconfig.Parse(data)
+	cfg, err := vmconfig.ParseRecorded(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("point %s of %s: %s: %w", p.ID, p.VM, vmconfig.AttachmentConfig, err)
 	}

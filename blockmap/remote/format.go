@@ -197,6 +197,9 @@ func (r *Remote) openManifest(name string, data []byte) (*manifest, error) {
 			return nil, fmt.Errorf("manifest %s: %w: block map id %q", name, ErrFormat, m.Map.ID)
 		}
 	default:
+		if m.Format > manifestFormatMap {
+			return nil, fmt.Errorf("manifest %s: %w: format %d was written by a newer cairn (this cairn reads 1 and 2): use a cairn at least as new as the one that replicated it", name, ErrFormat, m.Format)
+		}
 		return nil, fmt.Errorf("manifest %s: %w: format %d (this cairn reads 1 and 2)", name, ErrFormat, m.Format)
 	}
 	m.normalizeAttachments()

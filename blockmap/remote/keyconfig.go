@@ -62,6 +62,9 @@ func parseConfig(data []byte) (*config, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, configName, err)
 	}
+	if cfg.Format > FormatVersion {
+		return nil, fmt.Errorf("%w: %s names format %d, written by a newer cairn (this cairn reads %d): use a cairn at least as new as the one that made the remote", ErrFormat, configName, cfg.Format, FormatVersion)
+	}
 	if cfg.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: format %d (this cairn reads %d)", ErrFormat, cfg.Format, FormatVersion)
 	}

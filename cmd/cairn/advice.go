@@ -8,6 +8,7 @@ import (
 	"github.com/cairnbackup/cairn/backupd"
 	"github.com/cairnbackup/cairn/backupd/boot"
 	"github.com/cairnbackup/cairn/backupd/source"
+	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/fusefs"
@@ -34,6 +35,8 @@ func hintFor(err error) string {
 		return "give --vcenter https://HOST/sdk"
 	case errors.Is(err, backupd.ErrNoThumbprint):
 		return "give --thumbprint"
+	case errors.Is(err, vmconfig.ErrNewer):
+		return "use the cairn that recorded the point (or a newer one); cairn restore vm also takes --vm-config FILE in its place"
 	case errors.Is(err, boot.ErrNoConfig):
 		return "give --firmware bios or efi, or import the point with --vm-config"
 	case errors.Is(err, fusefs.ErrBusy):
