@@ -132,6 +132,7 @@ func (s *Sim) syncVM(vm *vmState, obj *simulator.VirtualMachine, created map[str
 			kept = append(kept, d)
 		}
 	}
+	kept = append(kept, keptRDMs(vm, obj.Config.Hardware.Device)...)
 	for i, d := range kept {
 		d.index = i
 	}

@@ -37,6 +37,11 @@ func (h *vmHandler) createSnapshot(ctx *simulator.Context, req *types.CreateSnap
 		ref, _ := taskRef(h.VirtualMachine.CreateSnapshotExTask(ctx, req))
 		return ref
 	}
+	if vm.snapFault != nil {
+		f := vm.snapFault
+		s.mu.Unlock()
+		return failedTask(ctx, h.Self, "createSnapshot", f)
+	}
 	quiesce := req.QuiesceSpec != nil && h.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	if quiesce && vm.failQuiesce {
 		s.mu.Unlock()
@@ -126,11 +131,18 @@ func (h *vmHandler) adoptSnapshot(ctx *simulator.Context, vm *vmState, ref types
 		for _, dev := range snap.Config.Hardware.Device {
 			disk, isDisk := dev.(*types.VirtualDisk)
 			fd := byKey[dev.GetVirtualDevice().Key]
-			if !isDisk || fd == nil {
+			if !isDisk || fd == nil || !fd.disk.snapshotted() {
+				// independent disks and physical RDMs stay out of the
+				// snapshot: its configuration names the live disk (edges.go)
 				devices = append(devices, shallowCopy(dev))
 				continue
 			}
 			nd := *disk
+			if b, ok := disk.Backing.(*types.VirtualDiskRawDiskMappingVer1BackingInfo); ok {
+				nb := *b
+				nb.FileName, nb.ChangeId, nb.Parent = fd.dsPath, fd.track.changeID(), nil
+				nd.Backing = &nb
+			}
 			if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
 				nb := *b
 				nb.FileName = fd.dsPath

@@ -1,0 +1,155 @@
+package esxsim
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// RDM compatibility modes of DiskSpec.RDM.
+const (
+	RDMPhysical = "physical"
+	RDMVirtual  = "virtual"
+)
+
+// The VMs real sites have that break naive backup tools, as ESXi shows
+// them:
+//
+//   - Independent disks (DiskSpec.Mode independent_persistent or
+//     independent_nonpersistent) are left out of snapshots: the snapshot's
+//     configuration lists them with the live disk's backing (no frozen
+//     copy, no changeId of the moment).
+//   - Raw device mappings (DiskSpec.RDM): the disk's backing is a
+//     VirtualDiskRawDiskMappingVer1BackingInfo (compatibilityMode
+//     physicalMode or virtualMode, deviceName /vmfs/devices/disks/naa...,
+//     fileName the mapping file) whose data is the disk's flat file here
+//     (standing in for the LUN). A physical-mode RDM is left out of
+//     snapshots like an independent disk; a virtual-mode one is frozen
+//     like any disk and tracked by CBT.
+//   - SetSnapshotFault makes CreateSnapshot fail through its task with a
+//     chosen fault (a vMotion in progress: InvalidState; an encrypted VM
+//     and a user without cryptographic privileges: NoPermission).
+//   - EditVM changes any property of a VM as vCenter would show it
+//     (runtime.connectionState orphaned or inaccessible, config.ftInfo of
+//     a Fault Tolerance pair, config.keyId of an encrypted VM).
+
+// orPersistent is a disk mode, persistent when unset.
+func orPersistent(mode string) string {
+	if mode == "" {
+		return string(types.VirtualDiskModePersistent)
+	}
+	return mode
+}
+
+// snapshotted reports whether a snapshot includes the disk.
+func (d *diskState) snapshotted() bool {
+	return !strings.HasPrefix(d.mode, "independent") && d.rdm != RDMPhysical
+}
+
+// applyRDMs gives the VM's RDM disks their mapping backing (vcsim creates
+// flat disks only).
+func (s *Sim) applyRDMs(st *vmState) error {
+	return s.withVM(st.ref, func(_ *simulator.Context, vm *simulator.VirtualMachine) {
+		for _, dev := range vm.Config.Hardware.Device {
+			disk, ok := dev.(*types.VirtualDisk)
+			if !ok {
+				continue
+			}
+			b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+			if !ok {
+				continue
+			}
+			for _, d := range st.disks {
+				if d.dsPath != b.FileName || d.rdm == "" {
+					continue
+				}
+				compat := types.VirtualDiskCompatibilityModeVirtualMode
+				if d.rdm == RDMPhysical {
+					compat = types.VirtualDiskCompatibilityModePhysicalMode
+				}
+				lun := "naa.600" + strings.ReplaceAll(strings.ToLower(d.uuid), "-", "")
+				disk.Backing = &types.VirtualDiskRawDiskMappingVer1BackingInfo{
+					DeviceName:                   "/vmfs/devices/disks/" + lun,
+					VirtualDeviceFileBackingInfo: b.VirtualDeviceFileBackingInfo,
+					LunUuid:                      lun,
+					CompatibilityMode:            string(compat),
+					DiskMode:                     b.DiskMode,
+					Uuid:                         b.Uuid,
+					ChangeId:                     b.ChangeId,
+				}
+			}
+		}
+	})
+}
+
+// keptRDMs are the VM's RDM disks still among devices (flatDisks skips
+// them); s.mu held.
+func keptRDMs(vm *vmState, devices []types.BaseVirtualDevice) []*diskState {
+	var out []*diskState
+	for _, dev := range devices {
+		disk, ok := dev.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		b, ok := disk.Backing.(*types.VirtualDiskRawDiskMappingVer1BackingInfo)
+		if !ok {
+			continue
+		}
+		for _, d := range vm.disks {
+			if d.rdm != "" && d.dsPath == b.FileName {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// SetSnapshotFault makes every CreateSnapshot of the named VM fail through
+// its task with fault (nil: snapshots work again).
+func (s *Sim) SetSnapshotFault(vmName string, fault types.BaseMethodFault) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vm, err := s.vmLocked(vmName)
+	if err != nil {
+		return err
+	}
+	vm.snapFault = fault
+	return nil
+}
+
+// EditVM changes the named VM's properties as vCenter shows them, under
+// the simulator's lock (runtime.connectionState, config.ftInfo,
+// config.keyId, ...).
+func (s *Sim) EditVM(vmName string, edit func(vm *mo.VirtualMachine)) error {
+	ref, err := s.VMRef(vmName)
+	if err != nil {
+		return err
+	}
+	return s.withVM(ref, func(_ *simulator.Context, vm *simulator.VirtualMachine) { edit(&vm.VirtualMachine) })
+}
+
+// SetDatastoreAccessible marks a datastore accessible or not
+// (summary.accessible, as when its storage is lost to the hosts).
+func (s *Sim) SetDatastoreAccessible(name string, ok bool) error {
+	m := s.model.Map()
+	for _, obj := range m.All("Datastore") {
+		ds, isDS := obj.(*simulator.Datastore)
+		if !isDS || ds.Name != name {
+			continue
+		}
+		ctx := &simulator.Context{Map: m}
+		ctx.WithLock(ds, func() {
+			ds.Summary.Accessible = ok
+			if ok {
+				ds.OverallStatus = types.ManagedEntityStatusGreen
+			} else {
+				ds.OverallStatus = types.ManagedEntityStatusRed
+			}
+		})
+		return nil
+	}
+	return fmt.Errorf("datastore %q: %w", name, ErrNotFound)
+}
