@@ -225,12 +225,12 @@ type restoreJob struct {
 	// of (vmconfig.Disk.NotBackedUp): created empty (restore_empty.go).
 	emptyDisks []vmconfig.Disk
 	id         string
-	repo *blockmap.Repo
-	hv   RestoreHypervisor
-	opts RestoreOptions
-	log  *slog.Logger
-	dirs vsphere.DatastoreDirs
-	vm   *vsphere.VM
+	repo       *blockmap.Repo
+	hv         RestoreHypervisor
+	opts       RestoreOptions
+	log        *slog.Logger
+	dirs       vsphere.DatastoreDirs
+	vm         *vsphere.VM
 	// transports are the write transports, built at the first disk.
 	transports []WriteTransport
 	// pre is a write target opened ahead of its disk's turn (prestart).

@@ -161,3 +161,21 @@ func IsNotSnapshotable(err error) bool {
 	var ns *NotSnapshotableError
 	return errors.As(err, &ns)
 }
+
+// checkedSnapshot checks that the VM can be snapshotted
+// (CheckSnapshotable), takes the snapshot and turns a fault with a known
+// cause into a NotSnapshotableError; a quiesce fault comes back as it is.
+func (v *VM) checkedSnapshot(ctx context.Context, name string, quiesce bool) (types.ManagedObjectReference, error) {
+	if err := v.CheckSnapshotable(ctx); err != nil {
+		return types.ManagedObjectReference{}, err
+	}
+	ref, err := v.createSnapshot(ctx, name, quiesce)
+	if err == nil || ctx.Err() != nil || (quiesce && isQuiesceFault(err)) {
+		return ref, err
+	}
+	ft, encrypted := v.snapshotFacts(ctx)
+	if xerr := explainSnapshotFault(v.Name, err, ft, encrypted); xerr != nil {
+		return ref, xerr
+	}
+	return ref, err
+}

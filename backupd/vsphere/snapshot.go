@@ -127,19 +127,13 @@ func (v *VM) TakeSnapshot(ctx context.Context, name string, quiesce bool) (*Snap
 	if !quiesce {
 		snap.Consistency = ConsistencyCrash
 	}
-	if err := v.CheckSnapshotable(ctx); err != nil {
-		return nil, err
-	}
-	ref, err := v.createSnapshot(ctx, name, quiesce)
+	ref, err := v.checkedSnapshot(ctx, name, quiesce)
 	if err != nil {
 		if quiesce && isQuiesceFault(err) {
 			return nil, &QuiesceFaultError{VM: v.Name, Err: err}
 		}
-		if ctx.Err() == nil {
-			ft, encrypted := v.snapshotFacts(ctx)
-			if xerr := explainSnapshotFault(v.Name, err, ft, encrypted); xerr != nil {
-				return nil, xerr
-			}
+		if IsNotSnapshotable(err) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("snapshot VM %s: %w", v.Name, err)
 	}

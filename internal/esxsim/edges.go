@@ -153,3 +153,49 @@ func (s *Sim) SetDatastoreAccessible(name string, ok bool) error {
 	}
 	return fmt.Errorf("datastore %q: %w", name, ErrNotFound)
 }
+
+// flatRDMs swaps the VM's RDM backings for flat ones while vcsim's own
+// code runs (its storage layout code knows flat disks only and panics on
+// others) and returns the function that puts them back. The caller holds
+// vcsim's lock on vm; properties read in between show flat backings.
+func flatRDMs(vm *simulator.VirtualMachine) (restore func()) {
+	rdms := map[int32]*types.VirtualDiskRawDiskMappingVer1BackingInfo{}
+	for _, dev := range vm.Config.Hardware.Device {
+		disk, ok := dev.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		b, ok := disk.Backing.(*types.VirtualDiskRawDiskMappingVer1BackingInfo)
+		if !ok {
+			continue
+		}
+		rdms[disk.Key] = b
+		disk.Backing = &types.VirtualDiskFlatVer2BackingInfo{VirtualDeviceFileBackingInfo: b.VirtualDeviceFileBackingInfo,
+			DiskMode: b.DiskMode, Uuid: b.Uuid, ChangeId: b.ChangeId}
+	}
+	return func() {
+		for _, dev := range vm.Config.Hardware.Device {
+			disk, ok := dev.(*types.VirtualDisk)
+			if !ok {
+				continue
+			}
+			b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+			r := rdms[disk.Key]
+			if !ok || r == nil || b.FileName != r.FileName {
+				continue
+			}
+			nr := *r
+			nr.ChangeId = b.ChangeId
+			disk.Backing = &nr
+		}
+	}
+}
+
+// withFlatRDMs runs f with the RDM backings of the VM ref flattened
+// (flatRDMs), locking the VM only to swap them.
+func (s *Sim) withFlatRDMs(ref types.ManagedObjectReference, f func()) {
+	restore := func() {}
+	_ = s.withVM(ref, func(_ *simulator.Context, vm *simulator.VirtualMachine) { restore = flatRDMs(vm) })
+	defer func() { _ = s.withVM(ref, func(*simulator.Context, *simulator.VirtualMachine) { restore() }) }()
+	f()
+}

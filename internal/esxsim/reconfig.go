@@ -46,10 +46,12 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 		}
 	}
 	before := diskFileNames(h.Config.Hardware.Device)
+	restore := flatRDMs(h.VirtualMachine)
 	ref, fault := taskRef(h.VirtualMachine.ReconfigVMTask(ctx, req))
 	if fault == nil {
 		_, fault = waitTask(ctx, ref)
 	}
+	restore()
 	if fault != nil {
 		if ref.Value == "" {
 			ref = failedTask(ctx, h.Self, "reconfigVm", fault)

@@ -203,10 +203,14 @@ func (h *snapshotHandler) RemoveSnapshotTask(ctx *simulator.Context, req *types.
 		return body
 	}
 	s.mu.Unlock()
-	ref, fault := taskRef(h.VirtualMachineSnapshot.RemoveSnapshotTask(ctx, req))
-	if fault == nil {
-		_, fault = waitTask(ctx, ref)
-	}
+	var ref types.ManagedObjectReference
+	var fault types.BaseMethodFault
+	s.withFlatRDMs(h.Vm, func() {
+		ref, fault = taskRef(h.VirtualMachineSnapshot.RemoveSnapshotTask(ctx, req))
+		if fault == nil {
+			_, fault = waitTask(ctx, ref)
+		}
+	})
 	if fault != nil {
 		if ref.Value == "" {
 			ref = failedTask(ctx, h.Vm, "removeSnapshot", fault)
@@ -236,10 +240,12 @@ func (h *vmHandler) RemoveAllSnapshotsTask(ctx *simulator.Context, req *types.Re
 		return body
 	}
 	s.mu.Unlock()
+	restore := flatRDMs(h.VirtualMachine)
 	ref, fault := taskRef(h.VirtualMachine.RemoveAllSnapshotsTask(ctx, req))
 	if fault == nil {
 		_, fault = waitTask(ctx, ref)
 	}
+	restore()
 	if fault == nil {
 		s.forgetSnapshots(victims)
 	} else if ref.Value == "" {
