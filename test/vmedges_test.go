@@ -444,8 +444,10 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 		"ft-legacy": func(vm *mo.VirtualMachine) {
 			vm.Config.FtInfo = &types.FaultTolerancePrimaryConfigInfo{FaultToleranceConfigInfo: types.FaultToleranceConfigInfo{Role: 1, InstanceUuids: []string{"a", "b"}}}
 		},
-		"orphan":    func(vm *mo.VirtualMachine) { vm.Runtime.ConnectionState = types.VirtualMachineConnectionStateOrphaned },
-		"encrypted": func(vm *mo.VirtualMachine) { vm.Config.KeyId = &types.CryptoKeyId{KeyId: "k1", ProviderId: &types.KeyProviderId{Id: "kms"}} },
+		"orphan": func(vm *mo.VirtualMachine) { vm.Runtime.ConnectionState = types.VirtualMachineConnectionStateOrphaned },
+		"encrypted": func(vm *mo.VirtualMachine) {
+			vm.Config.KeyId = &types.CryptoKeyId{KeyId: "k1", ProviderId: &types.KeyProviderId{Id: "kms"}}
+		},
 	}
 	for name, edit := range edits {
 		if err := e.sim.EditVM(name, edit); err != nil {
