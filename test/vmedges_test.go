@@ -507,3 +507,36 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 	}
 	_ = vmconfig.ProvisioningThin
 }
+
+// TestBackupCLIExcludeDisk runs cairn backup with --exclude-disk on a VM
+// that also has an independent disk: the excluded disk is listed as
+// excluded, the independent one is a warning on stderr, --json carries
+// both, and a bad pattern is refused before anything runs.
+func TestBackupCLIExcludeDisk(t *testing.T) {
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "app", Disks: []esxsim.DiskSpec{
+		{Size: 8 << 20}, {Size: 4 << 20}, {Size: 4 << 20, Mode: string(types.VirtualDiskModeIndependent_nonpersistent)},
+	}}}})
+	env := []string{"CAIRN_VC_USER=" + sim.User, "CAIRN_VC_PASSWORD=" + sim.Password}
+	repo := cliRepo(t)
+	base := []string{"--repo", repo, "backup", "--vcenter", sim.URL.String(), "--thumbprint", sim.Thumbprint, "--transport", "file", "--vm", "app"}
+	res := runCairn(t, env, append(base, "--exclude-disk", "app/scsi0:1")...)
+	if res.code != 0 || !strings.Contains(res.stdout, "disk scsi0-1 excluded") ||
+		!strings.Contains(res.stderr, "warning: app: disk scsi0-2 (Hard disk 3) not backed up: independent disk") {
+		t.Fatalf("backup --exclude-disk: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
+	}
+	res = runCairn(t, env, append(base, "--exclude-disk", "Hard disk 2", "--json")...)
+	var items []struct {
+		Result *backupd.Result `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &items); err != nil || len(items) != 1 || items[0].Result == nil {
+		t.Fatalf("--json: %v %q", err, res.stdout)
+	}
+	r := items[0].Result
+	if k := skippedKinds(r.Skipped); len(k) != 2 || k["scsi0-1"] != vsphere.SkipExcluded || k["scsi0-2"] != vsphere.SkipIndependent || len(r.Warnings) != 1 {
+		t.Errorf("--json skipped %+v warnings %q", r.Skipped, r.Warnings)
+	}
+	res = runCairn(t, env, append(base, "--exclude-disk", "app/")...)
+	if res.code == 0 || !strings.Contains(res.stderr, `--exclude-disk: disk exclusion "app/": no disk`) {
+		t.Errorf("bad pattern: exit %d %q", res.code, res.stderr)
+	}
+}
