@@ -438,7 +438,7 @@ func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
 			end = j.End.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
-			jobPoints(j), bytesize.IEC(j.BytesRead), bytesize.IEC(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
+			jobPoints(j), bytesize.IEC(j.BytesRead), bytesize.IEC(j.BytesWritten), jobOffsite(j), oneLine(jobErrorText(j)))
 	}
 	return tw.Flush()
 }
