@@ -216,6 +216,10 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	if err := blockmap.ValidateName("VM", vm.Name); err != nil {
 		return err
 	}
+	if keep, skipped, _ := classifyDisks(vm.Name, vm.Disks, j.opts.ExcludeDisks); len(keep) == 0 {
+		// refused before any snapshot (snapDisks checks the snapshot's disks again)
+		return fmt.Errorf("VM %s: no disk left to back up (%s): %w", vm.Name, skippedSummary(skipped), vsphere.ErrNotBackupable)
+	}
 	lock, err := j.repo.LockVM(ctx, vm.Name, "cairn backup job "+j.id)
 	if err != nil {
 		return err

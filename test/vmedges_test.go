@@ -294,6 +294,12 @@ func TestBackupExcludeDisks(t *testing.T) {
 	if !errors.Is(err, vsphere.ErrNotBackupable) || !strings.Contains(err.Error(), "no disk left") {
 		t.Errorf("backup with every disk excluded: %v", err)
 	}
+	if pts, err := e.repo.Points(ctx, "edge"); err != nil || len(pts) != 3 {
+		t.Errorf("points after the refused backup: %d (%v), want 3", len(pts), err)
+	}
+	if snaps := vmSnapshots(t, e.conn, e.sim, "edge"); len(snaps) != 0 {
+		t.Errorf("snapshots after the refused backup: %v", snaps)
+	}
 }
 
 // TestBackupKeepsUserSnapshots backs up a VM that has its users' own
