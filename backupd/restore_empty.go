@@ -1,6 +1,7 @@
 package backupd
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/cairnbackup/cairn/backupd/vmconfig"
@@ -52,3 +53,18 @@ func (e emptyDisk) ReadAt(b []byte, off int64) (int, error) {
 func (e emptyDisk) Close() error                   { return nil }
 func (e emptyDisk) Size() int64                    { return int64(e) }
 func (e emptyDisk) DataExtents() []blockmap.Extent { return nil }
+
+// SkippedDiskOf returns the record of a disk that point p left out
+// (PointMeta.SkippedDisks), if it did.
+func SkippedDiskOf(p blockmap.Point, name string) (SkippedDisk, bool) {
+	var pm PointMeta
+	if len(p.Meta) == 0 || json.Unmarshal(p.Meta, &pm) != nil {
+		return SkippedDisk{}, false
+	}
+	for _, sd := range pm.SkippedDisks {
+		if sd.Name == name {
+			return sd, true
+		}
+	}
+	return SkippedDisk{}, false
+}

@@ -192,6 +192,11 @@ func TestBackupIndependentAndRDMDisks(t *testing.T) {
 	images = runningImages(t, e.sim, "edge")
 	checkPoint(t, e.repo, res2.Point, want, [][]byte{images[0], images[3]})
 
+	// one disk to another VM: a disk left out is refused with the reason
+	_, err = backupd.RestoreDisk(ctx, e.repo, backupd.NewVSphere(e.conn), backupd.RestoreDiskRequest{Point: res2.Point, Disk: e.names[1], TargetVM: "edge"}, restoreOpts(e.sim))
+	if err == nil || !strings.Contains(err.Error(), "the backup left it out (independent disk") {
+		t.Errorf("restore of the independent disk alone: %v", err)
+	}
 	for _, transport := range []string{backupd.WriteTransportNFC, backupd.WriteTransportNBD} {
 		name := "edge-" + transport
 		opts := restoreOpts(e.sim)
