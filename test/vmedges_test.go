@@ -15,7 +15,6 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/cairnbackup/cairn/backupd"
-	"github.com/cairnbackup/cairn/backupd/vmconfig"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
@@ -444,7 +443,7 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 	d := []esxsim.DiskSpec{{Size: 4 << 20}}
 	more := []esxsim.VMSpec{
 		{Name: "ft-secondary", Disks: d}, {Name: "ft-legacy", Disks: d}, {Name: "orphan", Disks: d},
-		{Name: "encrypted", Disks: d}, {Name: "moving", Disks: d},
+		{Name: "encrypted", Disks: d}, {Name: "moving", Disks: d}, {Name: "vmotion", Disks: d},
 		{Name: "lost-ds", Disks: []esxsim.DiskSpec{{Size: 4 << 20}, {Size: 4 << 20, Datastore: "ds2"}}},
 	}
 	e := newEdgeEnv(t, d, more...)
@@ -478,6 +477,11 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// a vMotion in progress, as vCenter shows it: a running
+	// RelocateVM_Task in the VM's recentTask
+	if err := e.sim.SetMigrating("vmotion", true); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.sim.SetDatastoreAccessible("ds2", false); err != nil {
 		t.Fatal(err)
 	}
@@ -487,10 +491,11 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 		"orphan":       {"orphaned", "register its .vmx again"},
 		"encrypted":    {"encrypted", "Cryptographic operations"},
 		"moving":       {"vMotion", "retry when the operation has ended"},
+		"vmotion":      {"being migrated", "RelocateVM_Task", "retry when the migration has ended"},
 		"lost-ds":      {"datastore ds2", "not accessible", "exclude the disk"},
 	}
 	permanent := map[string]bool{"ft-secondary": true, "ft-legacy": true, "orphan": true, "encrypted": true}
-	vms := []string{"ft-secondary", "ft-legacy", "orphan", "edge", "encrypted", "moving", "lost-ds"}
+	vms := []string{"ft-secondary", "ft-legacy", "orphan", "edge", "encrypted", "moving", "vmotion", "lost-ds"}
 	outs := backupd.BackupVMs(context.Background(), e.repo, e.conn, vms, backupd.JobOptions{Transports: []string{"file"}}, backupd.ParallelOptions{VMs: 2, PerHost: 2})
 	for i, o := range outs {
 		name := vms[i]
@@ -516,7 +521,13 @@ func TestBackupUnsnapshotableVMs(t *testing.T) {
 			t.Errorf("%s: snapshots left %v", name, snaps)
 		}
 	}
-	_ = vmconfig.ProvisioningThin
+	// once the migration has ended the VM is backed up
+	if err := e.sim.SetMigrating("vmotion", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backupd.BackupVM(context.Background(), e.repo, e.conn, "vmotion", backupd.JobOptions{Transports: []string{"file"}}); err != nil {
+		t.Errorf("backup after the migration: %v", err)
+	}
 }
 
 // TestBackupCLIExcludeDisk runs cairn backup with --exclude-disk on a VM

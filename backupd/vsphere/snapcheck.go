@@ -44,7 +44,15 @@ func (e *NotSnapshotableError) Is(target error) bool {
 	return target == ErrNotBackupable && e.Permanent
 }
 
-var snapCheckProps = []string{"name", "runtime.connectionState", "config.ftInfo", "config.keyId", "config.hardware.device", "runtime.host"}
+var snapCheckProps = []string{"name", "runtime.connectionState", "config.ftInfo", "config.keyId", "config.hardware.device", "runtime.host", "recentTask"}
+
+// migrationTasks are the descriptionIds of the tasks that move a VM: a
+// vMotion or Storage vMotion started by a user or by DRS.
+var migrationTasks = map[string]bool{
+	"VirtualMachine.migrate":  true,
+	"VirtualMachine.relocate": true,
+	"Drm.ExecuteVMotionLRO":   true,
+}
 
 // CheckSnapshotable refuses, before a snapshot is tried, a VM that vSphere
 // will not snapshot or whose snapshot cannot be read: one that is
@@ -66,10 +74,34 @@ func (v *VM) CheckSnapshotable(ctx context.Context) error {
 				Fix:   "back up the primary VM of the pair instead (vSphere takes backup snapshots of the primary only)"}
 		}
 	}
+	if err := v.checkMigration(ctx, m.RecentTask); err != nil {
+		return err
+	}
 	if m.Config == nil {
 		return nil
 	}
 	return v.checkDatastores(ctx, DisksOf(m.Config.Hardware.Device))
+}
+
+// checkMigration refuses a VM that a running task is migrating.
+func (v *VM) checkMigration(ctx context.Context, recent []types.ManagedObjectReference) error {
+	if len(recent) == 0 {
+		return nil
+	}
+	var tasks []mo.Task
+	if err := property.DefaultCollector(v.conn.Client).Retrieve(ctx, recent, []string{"info"}, &tasks); err != nil {
+		// tasks end and vanish between the two reads: no answer is no migration
+		return nil
+	}
+	for _, t := range tasks {
+		st := t.Info.State
+		if migrationTasks[t.Info.DescriptionId] && (st == types.TaskInfoStateRunning || st == types.TaskInfoStateQueued) {
+			return &NotSnapshotableError{VM: v.Name,
+				Cause: fmt.Sprintf("it is being migrated (vMotion or Storage vMotion: task %s %s is %s)", t.Info.Key, t.Info.Name, st),
+				Fix:   "retry when the migration has ended"}
+		}
+	}
+	return nil
 }
 
 // connectionStateError explains a runtime.connectionState other than

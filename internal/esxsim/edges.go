@@ -199,3 +199,35 @@ func (s *Sim) withFlatRDMs(ref types.ManagedObjectReference, f func()) {
 	defer func() { _ = s.withVM(ref, func(*simulator.Context, *simulator.VirtualMachine) { restore() }) }()
 	f()
 }
+
+// SetMigrating shows a migration of the named VM in progress, as vCenter
+// does during a vMotion: a running RelocateVM_Task (descriptionId
+// "VirtualMachine.relocate") among the VM's recentTask. The task never
+// ends; SetMigrating(name, false) drops it from recentTask.
+func (s *Sim) SetMigrating(vmName string, on bool) error {
+	ref, err := s.VMRef(vmName)
+	if err != nil {
+		return err
+	}
+	m := s.model.Map()
+	var task *simulator.Task
+	if on {
+		task = &simulator.Task{}
+		task.Self = types.ManagedObjectReference{Type: "Task", Value: "task-esxsim-migrate-" + ref.Value}
+		task.Info = types.TaskInfo{Key: task.Self.Value, Task: task.Self, Name: "RelocateVM_Task", DescriptionId: "VirtualMachine.relocate",
+			Entity: &ref, EntityName: vmName, State: types.TaskInfoStateRunning}
+		m.Put(task)
+	}
+	return s.withVM(ref, func(_ *simulator.Context, vm *simulator.VirtualMachine) {
+		var keep []types.ManagedObjectReference
+		for _, t := range vm.RecentTask {
+			if !strings.HasPrefix(t.Value, "task-esxsim-migrate-") {
+				keep = append(keep, t)
+			}
+		}
+		if task != nil {
+			keep = append(keep, task.Self)
+		}
+		vm.RecentTask = keep
+	})
+}
