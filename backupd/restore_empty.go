@@ -54,14 +54,20 @@ func (e emptyDisk) Close() error                   { return nil }
 func (e emptyDisk) Size() int64                    { return int64(e) }
 func (e emptyDisk) DataExtents() []blockmap.Extent { return nil }
 
+// SkippedDisks lists the disks point p left out (PointMeta.SkippedDisks;
+// none for points of other sources and older points).
+func SkippedDisks(p blockmap.Point) []SkippedDisk {
+	var pm PointMeta
+	if len(p.Meta) == 0 || json.Unmarshal(p.Meta, &pm) != nil {
+		return nil
+	}
+	return pm.SkippedDisks
+}
+
 // SkippedDiskOf returns the record of a disk that point p left out
 // (PointMeta.SkippedDisks), if it did.
 func SkippedDiskOf(p blockmap.Point, name string) (SkippedDisk, bool) {
-	var pm PointMeta
-	if len(p.Meta) == 0 || json.Unmarshal(p.Meta, &pm) != nil {
-		return SkippedDisk{}, false
-	}
-	for _, sd := range pm.SkippedDisks {
+	for _, sd := range SkippedDisks(p) {
 		if sd.Name == name {
 			return sd, true
 		}

@@ -557,6 +557,14 @@ func TestBackupCLIExcludeDisk(t *testing.T) {
 	if k := skippedKinds(r.Skipped); len(k) != 2 || k["scsi0-1"] != vsphere.SkipExcluded || k["scsi0-2"] != vsphere.SkipIndependent || len(r.Warnings) != 1 {
 		t.Errorf("--json skipped %+v warnings %q", r.Skipped, r.Warnings)
 	}
+	out := mustCairn(t, "--repo", repo, "points", "--vm", "app")
+	if !strings.Contains(out, "scsi0-1 (not backed up: excluded)") || !strings.Contains(out, "scsi0-2 (not backed up: independent)") {
+		t.Errorf("cairn points does not name the disks left out:\n%s", out)
+	}
+	out = mustCairn(t, "--repo", repo, "jobs", "--history")
+	if !strings.Contains(out, "warning: disk scsi0-2 (Hard disk 3) not backed up: independent disk") {
+		t.Errorf("cairn jobs does not show the warning:\n%s", out)
+	}
 	res = runCairn(t, env, append(base, "--exclude-disk", "app/")...)
 	if res.code == 0 || !strings.Contains(res.stderr, `--exclude-disk: disk exclusion "app/": no disk`) {
 		t.Errorf("bad pattern: exit %d %q", res.code, res.stderr)
