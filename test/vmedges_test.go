@@ -279,8 +279,20 @@ func TestBackupExcludeDisks(t *testing.T) {
 		t.Errorf("vm/config disk %+v, want not_backed_up excluded", d)
 	}
 	// included again: that disk alone is read whole, and its new point is
-	// the VM's disk, not the first point's version
+	// the VM's disk, not the first point's version: data the first point
+	// holds and the guest has since zeroed must read as zeros (a full read
+	// through CBT "*" does not report zeroed areas)
 	e.write(t, 5)
+	g, err := e.sim.Guest("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WriteZeros(1, 0, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WriteRandomBlocks(1, 2, esxsim.BlockSize, e.rng); err != nil {
+		t.Fatal(err)
+	}
 	res3 := e.backup(t, backupd.JobOptions{})
 	for _, dr := range res3.Disks {
 		if full := dr.Name == e.names[1]; dr.Full != full {
