@@ -42,6 +42,12 @@
 //     takes the snapshot (quiesced per the quiesce mode, falling back to
 //     crash-consistent: vsphere.SnapshotWithMode) and removes it on every
 //     path.
+//   - SkippedDisk: a disk of the VM a point holds no data of, left out
+//     because snapshots do not hold it (independent disks, physical-mode
+//     RDMs: vsphere.Disk.SkipKind) or because a DiskExclusion
+//     (--exclude-disk, exclude_disks:) names it; recorded in PointMeta
+//     with the job's Warnings and marked not_backed_up in the point's
+//     vmconfig, so that Restore creates it empty (restore_empty.go).
 //   - Hypervisor: the narrow interface a job talks to (VM facts,
 //     snapshots, CBT, changed areas, VM files, the HotAdd proxy).
 //     NewVSphere adapts a vSphere connection.

@@ -42,6 +42,9 @@ type JobOptions struct {
 	DatastoreDirs vsphere.DatastoreDirs
 	// Quiesce is auto (default), require or off.
 	Quiesce string
+	// ExcludeDisks are disks not to back up (ParseDiskExclusions); the
+	// point records them as excluded (PointMeta.SkippedDisks).
+	ExcludeDisks []DiskExclusion
 	// ParallelDisks is how many disks of a VM are read at once (default 2).
 	ParallelDisks int
 	// Copy tunes the copier (workers; chunk size, default 2 MiB here).
@@ -87,6 +90,12 @@ type Result struct {
 	PointID     string         `json:"point"`
 	Consistency string         `json:"consistency"`
 	Disks       []DiskResult   `json:"disks"`
+	// Skipped are the VM's disks the point holds no data of (independent,
+	// physical-mode RDM, excluded); Warnings say what an administrator
+	// should know about the point (a disk left out that was not excluded
+	// on purpose).
+	Skipped  []SkippedDisk `json:"skipped_disks,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
 }
 
 // BytesRead sums the disks' bytes read.
@@ -143,6 +152,11 @@ type vmJob struct {
 	vm    *vsphere.VM
 	snap  *vsphere.Snapshot
 	proxy Proxy // nil without hotadd
+	// disks are the snapshot's disks to read; skipped and warnings those
+	// left out and why (classifyDisks, by snapDisks).
+	disks    []vsphere.Disk
+	skipped  []SkippedDisk
+	warnings []string
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
@@ -174,7 +188,7 @@ func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec stri
 		rec.State, rec.Error = EndState(Cancelled(ctx, err)), err.Error()
 	} else {
 		rec.State, rec.Point, rec.BytesRead, rec.BytesWritten = JobOK, res.PointID, res.BytesRead(), res.BytesWritten()
-		rec.Consistency = res.Consistency
+		rec.Consistency, rec.Warnings = res.Consistency, res.Warnings
 	}
 	if aerr := jobs.Append(rec); aerr != nil {
 		j.log.Warn("cannot record the job", "error", aerr)
@@ -201,6 +215,10 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	j.vm = vm
 	if err := blockmap.ValidateName("VM", vm.Name); err != nil {
 		return err
+	}
+	if keep, skipped, _ := classifyDisks(vm.Name, vm.Disks, j.opts.ExcludeDisks); len(keep) == 0 {
+		// refused before any snapshot (snapDisks checks the snapshot's disks again)
+		return fmt.Errorf("VM %s: no disk left to back up (%s): %w", vm.Name, skippedSummary(skipped), vsphere.ErrNotBackupable)
 	}
 	lock, err := j.repo.LockVM(ctx, vm.Name, "cairn backup job "+j.id)
 	if err != nil {
@@ -240,6 +258,9 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	}
 	j.snap = snap
 	j.log.Info("snapshot taken", "vm", vm.Name, "snapshot", snap.Name, "consistency", snap.Consistency)
+	if err := j.snapDisks(); err != nil {
+		return err
+	}
 	return body(ctx)
 }
 
@@ -260,8 +281,8 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read points of %s: %w", j.vm.Name, err)
 	}
-	disks := make([]*diskJob, 0, len(j.snap.Disks))
-	for _, d := range j.snap.Disks {
+	disks := make([]*diskJob, 0, len(j.disks))
+	for _, d := range j.disks {
 		dj, err := j.prepareDisk(ctx, sess, d, base)
 		if err != nil {
 			return nil, err
@@ -278,7 +299,7 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("commit point of %s: %w", j.vm.Name, err)
 	}
-	res = &Result{JobID: j.id, VM: j.vm.Name, Point: p, PointID: p.ID, Consistency: p.Consistency}
+	res = &Result{JobID: j.id, VM: j.vm.Name, Point: p, PointID: p.ID, Consistency: p.Consistency, Skipped: j.skipped, Warnings: j.warnings}
 	for _, dj := range disks {
 		dr := dj.result
 		if info, ok := p.Disk(dr.Name); ok {
@@ -290,12 +311,32 @@ func (j *vmJob) backup(ctx context.Context) (res *Result, err error) {
 	return res, nil
 }
 
+// snapDisks splits the snapshot's disks into those to read (j.disks) and
+// those left out (j.skipped, with j.warnings); a VM with no disk left is
+// refused.
+func (j *vmJob) snapDisks() error {
+	j.disks, j.skipped, j.warnings = classifyDisks(j.vm.Name, j.snap.Disks, j.opts.ExcludeDisks)
+	for _, w := range j.warnings {
+		j.log.Warn(w, "vm", j.vm.Name)
+	}
+	for _, s := range j.skipped {
+		if s.Kind == vsphere.SkipExcluded {
+			j.log.Info("disk excluded", "vm", j.vm.Name, "disk", s.Name, "reason", s.Reason)
+		}
+	}
+	if len(j.disks) == 0 {
+		return fmt.Errorf("VM %s: no disk left to back up (%s): %w", j.vm.Name, skippedSummary(j.skipped), vsphere.ErrNotBackupable)
+	}
+	return nil
+}
+
 // beginPoint begins the point of the job's snapshot.
 func (j *vmJob) beginPoint(ctx context.Context, purpose string) (*blockmap.Session, error) {
 	pm := PointMeta{
 		Source: "vsphere", VCenter: j.hv.Endpoint(), VMMoRef: j.vm.Ref.Value, VMName: j.vm.Name,
 		HardwareVersion: j.vm.HardwareVersion, JobID: j.id, Snapshot: j.snap.Name,
 		Consistency: j.snap.Consistency, QuiesceError: j.snap.QuiesceError,
+		SkippedDisks: j.skipped, Warnings: j.warnings,
 	}
 	return j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
 		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: purpose,

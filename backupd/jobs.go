@@ -94,8 +94,10 @@ type JobRecord struct {
 	BytesRead    int64     `json:"bytes_read"`
 	BytesWritten int64     `json:"bytes_written"`
 	Error        string    `json:"error,omitempty"`
-	PID          int       `json:"pid,omitempty"`
-	Host         string    `json:"host,omitempty"`
+	// Warnings of a backup that committed its point (disks left out).
+	Warnings []string `json:"warnings,omitempty"`
+	PID      int      `json:"pid,omitempty"`
+	Host     string   `json:"host,omitempty"`
 	// RepoDev and RepoIno identify the repository directory the writer
 	// ran on: a copy of the repository (cp -a, rsync, tar while a job
 	// runs) carries the running record along, and the job does not run

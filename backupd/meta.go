@@ -44,6 +44,11 @@ type PointMeta struct {
 	Snapshot        string `json:"snapshot"`
 	Consistency     string `json:"consistency"`
 	QuiesceError    string `json:"quiesce_error,omitempty"`
+	// SkippedDisks are the VM's disks the point holds no data of
+	// (independent, physical-mode RDM, excluded); Warnings what the
+	// backup warned about.
+	SkippedDisks []SkippedDisk `json:"skipped_disks,omitempty"`
+	Warnings     []string      `json:"warnings,omitempty"`
 }
 
 // ReadDiskMeta decodes the vSphere metadata of a point's disk; ok is false

@@ -148,7 +148,11 @@ type RestoreResult struct {
 	// Placement says where a new VM went (mode "new" only) and which
 	// recorded items no longer existed.
 	Placement *vsphere.Placed `json:"placement,omitempty"`
-	Reused    bool            `json:"-"`
+	// Warnings say what the restored VM lacks: disks created empty
+	// because the point holds no data of them (independent, RDM or
+	// excluded at backup time).
+	Warnings []string `json:"warnings,omitempty"`
+	Reused   bool     `json:"-"`
 }
 
 // BytesWritten sums the disks' data bytes sent.
@@ -217,13 +221,16 @@ func (j *restoreJob) record(p blockmap.Point, vcenter string) func(*RestoreResul
 
 // restoreJob is one running restore.
 type restoreJob struct {
-	id   string
-	repo *blockmap.Repo
-	hv   RestoreHypervisor
-	opts RestoreOptions
-	log  *slog.Logger
-	dirs vsphere.DatastoreDirs
-	vm   *vsphere.VM
+	// emptyDisks are disks of the configuration the point holds no data
+	// of (vmconfig.Disk.NotBackedUp): created empty (restore_empty.go).
+	emptyDisks []vmconfig.Disk
+	id         string
+	repo       *blockmap.Repo
+	hv         RestoreHypervisor
+	opts       RestoreOptions
+	log        *slog.Logger
+	dirs       vsphere.DatastoreDirs
+	vm         *vsphere.VM
 	// transports are the write transports, built at the first disk.
 	transports []WriteTransport
 	// pre is a write target opened ahead of its disk's turn (prestart).
@@ -312,8 +319,14 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	if err := checkNetworkMap(cfg, req.Create.Networks); err != nil {
 		return nil, err
 	}
+	var warnings []string
 	for _, d := range cfg.Disks {
 		pd, ok := req.Point.Disk(d.Name)
+		if !ok && d.NotBackedUp != "" {
+			warnings = append(warnings, notBackedUpWarning(d))
+			j.emptyDisks = append(j.emptyDisks, d)
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("disk %s of the VM configuration is not in point %s (points hold %s)", d.Name, req.Point.ID, diskNames(req.Point))
 		}
@@ -385,11 +398,17 @@ func Restore(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req
 	}()
 	j.vm = created.VM
 	placed := created.Placed
-	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new", Placement: &placed}
+	res = &RestoreResult{JobID: j.id, VM: name, MoRef: created.Ref.Value, Point: req.Point.ID, Mode: "new", Placement: &placed, Warnings: warnings}
+	for _, w := range warnings {
+		j.log.Warn(w, "vm", name)
+	}
 	res.Disks = imported
 	for _, cd := range created.Disks {
 		if imported != nil {
 			break // written during the import
+		}
+		if _, ok := req.Point.Disk(cd.Name); !ok && j.isEmptyDisk(cd.Name) {
+			continue // created empty: the point holds no data of it
 		}
 		dr, err := j.writeDisk(ctx, req.Point, cd.Name, cd.Disk, nil, false)
 		if err != nil {

@@ -30,6 +30,9 @@ type RestoreDiskRequest struct {
 func RestoreDisk(ctx context.Context, repo *blockmap.Repo, hv RestoreHypervisor, req RestoreDiskRequest, opts RestoreOptions) (res *RestoreResult, err error) {
 	pd, ok := req.Point.Disk(req.Disk)
 	if !ok {
+		if sd, left := SkippedDiskOf(req.Point, req.Disk); left {
+			return nil, fmt.Errorf("point %s of %s holds no data of disk %s: the backup left it out (%s)", req.Point.ID, req.Point.VM, req.Disk, sd.Reason)
+		}
 		return nil, fmt.Errorf("point %s of %s has no disk %s (it has %s)", req.Point.ID, req.Point.VM, req.Disk, diskNames(req.Point))
 	}
 	j := newRestoreJob(repo, hv, opts)

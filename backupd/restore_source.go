@@ -31,6 +31,13 @@ type PointSource interface {
 // are a small part of the disk (a quick rollback), only their blocks are
 // looked up in the index instead of the disk's whole map.
 func (j *restoreJob) openDisk(ctx context.Context, p blockmap.Point, name string, areas []blockmap.Extent) (PointDisk, error) {
+	if _, ok := p.Disk(name); !ok && j.isEmptyDisk(name) {
+		for _, d := range j.emptyDisks {
+			if d.Name == name {
+				return emptyDisk(d.Capacity), nil
+			}
+		}
+	}
 	if j.opts.Source != nil {
 		return j.opts.Source.OpenPointDisk(ctx, p, name)
 	}

@@ -111,7 +111,7 @@ func (j *vmJob) verify(ctx context.Context, rep *SourceReport, repair bool) (err
 			}
 		}()
 	}
-	for _, d := range j.snap.Disks {
+	for _, d := range j.disks {
 		dv, err := j.verifyDisk(ctx, latest, d, sess)
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", d.Name, err)

@@ -21,6 +21,7 @@ const (
 // is logged and left out (the point's attachment list shows what is there).
 func (j *vmJob) attachVMFiles(ctx context.Context, sess *blockmap.Session) error {
 	cfg := vsphere.VMConfig(j.vm.Name, j.vm.Config)
+	markSkipped(&cfg, j.skipped)
 	// Where the VM lives, for a restore to the original place; a point
 	// without it restores to the default place, so a failure here is
 	// only logged.

@@ -122,6 +122,9 @@ type Job struct {
 	// RPO is the rpo: key: 0 derives it from the schedule, RPOOff turns
 	// the check off (EffectiveRPO).
 	RPO time.Duration
+	// ExcludeDisks are the exclude_disks: patterns, disks not backed up
+	// (DISK or VM/DISK; backupd.ParseDiskExclusions).
+	ExcludeDisks []backupd.DiskExclusion
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -446,7 +449,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo", "exclude_disks")
 	if err != nil {
 		return j, err
 	}
@@ -510,6 +513,9 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 		}
 	}
 	if j.NBDCommand, err = p.str(m, "nbd_command", what, false, n); err != nil {
+		return j, err
+	}
+	if err := p.excludeDisks(m, what, &j); err != nil {
 		return j, err
 	}
 	q, err := p.str(m, "quiesce", what, false, n)

@@ -380,7 +380,7 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 		return nil, opts, err
 	}
 	opts = backupd.JobOptions{
-		Transports: job.Transports, NBDCommand: job.NBDCommand, Quiesce: job.Quiesce,
+		Transports: job.Transports, NBDCommand: job.NBDCommand, Quiesce: job.Quiesce, ExcludeDisks: job.ExcludeDisks,
 		Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
 	}
 	if opts.NBDCommand == "" {

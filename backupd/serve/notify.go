@@ -129,6 +129,7 @@ func (s *Server) tellBackupDone(job Job, r *RunRecord, res *backupd.Result) {
 			warns = append(warns, fmt.Sprintf("disk %s read whole: %s", d.Name, d.FullReason))
 		}
 	}
+	warns = append(warns, res.Warnings...)
 	ev := notify.Event{Kind: notify.BackupOK, Severity: notify.Info, Job: job.Name, VM: r.VM, Point: res.PointID,
 		Summary: fmt.Sprintf("%s backed up (job %s)", r.VM, job.Name),
 		Details: map[string]string{"bytes_read": fmt.Sprint(res.BytesRead()), "bytes_stored": fmt.Sprint(res.BytesWritten()), "consistency": res.Consistency}}

@@ -39,18 +39,21 @@ func TestTellBackupDone(t *testing.T) {
 		disk                 backupd.DiskResult
 		want                 notify.Kind
 		error                string
+		warnings             []string
 	}{
-		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0"}, notify.BackupOK, ""},
-		{vsphere.QuiesceAuto, vsphere.ConsistencyCrash, backupd.DiskResult{Name: "d0"}, notify.BackupWarning, "quiescing failed: the point is crash-consistent"},
-		{vsphere.QuiesceOff, vsphere.ConsistencyCrash, backupd.DiskResult{Name: "d0"}, notify.BackupOK, ""},
-		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0", Full: true, FullReason: "first backup of this VM"}, notify.BackupOK, ""},
+		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0"}, notify.BackupOK, "", nil},
+		{vsphere.QuiesceAuto, vsphere.ConsistencyCrash, backupd.DiskResult{Name: "d0"}, notify.BackupWarning, "quiescing failed: the point is crash-consistent", nil},
+		{vsphere.QuiesceOff, vsphere.ConsistencyCrash, backupd.DiskResult{Name: "d0"}, notify.BackupOK, "", nil},
+		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0", Full: true, FullReason: "first backup of this VM"}, notify.BackupOK, "", nil},
 		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0", Full: true, FullReason: "stored changeId rejected by vSphere (reset)"}, notify.BackupWarning,
-			"disk d0 read whole: stored changeId rejected by vSphere (reset)"},
+			"disk d0 read whole: stored changeId rejected by vSphere (reset)", nil},
+		{vsphere.QuiesceAuto, vsphere.ConsistencyQuiesced, backupd.DiskResult{Name: "d0"}, notify.BackupWarning,
+			"disk scsi0-1 (Hard disk 2) not backed up: independent disk", []string{"disk scsi0-1 (Hard disk 2) not backed up: independent disk"}},
 	}
 	for i, c := range cases {
 		job := Job{Name: "j", Quiesce: c.quiesce}
 		r := &RunRecord{VM: "vm" + string(rune('a'+i))}
-		s.tellBackupDone(job, r, &backupd.Result{PointID: "p", Consistency: c.consistency, Disks: []backupd.DiskResult{c.disk}})
+		s.tellBackupDone(job, r, &backupd.Result{PointID: "p", Consistency: c.consistency, Disks: []backupd.DiskResult{c.disk}, Warnings: c.warnings})
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {

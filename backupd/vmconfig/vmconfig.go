@@ -150,6 +150,16 @@ type Disk struct {
 	Datastore string `json:"datastore,omitempty"`
 	UUID      string `json:"uuid,omitempty"`
 	Mode      string `json:"mode,omitempty"`
+	// RDM is a raw device mapping's compatibility mode ("physicalMode",
+	// "virtualMode") and RDMDevice the LUN it maps; both "" for a virtual
+	// disk.
+	RDM       string `json:"rdm,omitempty"`
+	RDMDevice string `json:"rdm_device,omitempty"`
+	// NotBackedUp says why the point holds no data of this disk: the
+	// backup left it out ("independent", "rdm-physical", "excluded"; the
+	// kinds of vsphere.Disk.SkipKind). A restore creates it empty, with
+	// the same size and mode, and warns.
+	NotBackedUp string `json:"not_backed_up,omitempty"`
 }
 
 // NIC is a network adapter.

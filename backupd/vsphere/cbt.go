@@ -31,6 +31,9 @@ func (v *VM) EnableCBT(ctx context.Context) (bool, error) {
 	if v.CBTEnabled {
 		return false, nil
 	}
+	if err := v.CheckSnapshotable(ctx); err != nil {
+		return false, err
+	}
 	on := true
 	task, err := v.Object().Reconfigure(ctx, types.VirtualMachineConfigSpec{ChangeTrackingEnabled: &on})
 	if err == nil {
@@ -43,7 +46,10 @@ func (v *VM) EnableCBT(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("enable CBT on VM %s: %w", v.Name, err)
 	}
 	v.conn.log.Info("changed block tracking enabled", "vm", v.Name)
-	ref, err := v.createSnapshot(ctx, SnapshotPrefix+"cbt-enable", false)
+	ref, err := v.checkedSnapshot(ctx, SnapshotPrefix+"cbt-enable", false)
+	if IsNotSnapshotable(err) {
+		return true, err
+	}
 	if err != nil {
 		return true, fmt.Errorf("snapshot VM %s to make CBT effective: %w", v.Name, err)
 	}

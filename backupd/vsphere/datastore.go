@@ -3,6 +3,7 @@ package vsphere
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -97,6 +98,23 @@ func (d DatastoreDirs) LocalPath(dsPath string) (string, error) {
 	return flat, nil
 }
 
+// ErrNotFlat means a disk file is not a flat raw extent that the file
+// transport can read: a snapshot delta (the VM has snapshots of its own
+// below the backup's), a sparse disk or a raw device mapping.
+var ErrNotFlat = errors.New("not a flat disk")
+
+// extentError explains an extent the file transport cannot read.
+func extentError(path, kind string, child bool) error {
+	switch {
+	case child || kind == "VMFSSPARSE" || kind == "SESPARSE":
+		return fmt.Errorf("descriptor %s: extent type %s is a snapshot delta (the VM has snapshots of its own, so the backup snapshot's disk is a chain of deltas): %w; "+
+			"the file transport reads flat disks only: use the nbd or hotadd transport, or delete or consolidate the VM's snapshots", path, kind, ErrNotFlat)
+	case kind == "VMFSRDM" || kind == "VMFSRAW":
+		return fmt.Errorf("descriptor %s: extent type %s maps a raw device (RDM): %w; the file transport cannot read the LUN: use the nbd or hotadd transport", path, kind, ErrNotFlat)
+	}
+	return fmt.Errorf("descriptor %s: extent type %s is not a flat raw extent: %w; use the nbd or hotadd transport", path, kind, ErrNotFlat)
+}
+
 // flatExtent reads a VMDK descriptor and returns the local path of its
 // single flat extent; a file that is no descriptor is returned as is.
 func flatExtent(path string) (string, error) {
@@ -122,7 +140,7 @@ func flatExtent(path string) (string, error) {
 				name = name[:i]
 			}
 			if fields[2] != "VMFS" && fields[2] != "FLAT" {
-				return "", fmt.Errorf("descriptor %s: extent type %s is not a flat raw extent", path, fields[2])
+				return "", extentError(path, fields[2], strings.Contains(string(head), "parentFileNameHint"))
 			}
 			extents = append(extents, name)
 		}

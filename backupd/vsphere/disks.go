@@ -3,6 +3,7 @@ package vsphere
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
@@ -21,6 +22,14 @@ type Disk struct {
 	ChangeID string // backing.changeId ("" when CBT is off)
 	// Datastore is the MoRef value of the backing's datastore, if known.
 	Datastore string
+	// Mode is the backing's diskMode ("persistent", "independent_persistent",
+	// "independent_nonpersistent", ...; "" when the backing has none).
+	Mode string
+	// RDM is the compatibility mode of a raw device mapping
+	// ("physicalMode" or "virtualMode"), "" for a virtual disk; RDMDevice
+	// is the mapped LUN's device name.
+	RDM       string
+	RDMDevice string
 }
 
 // DisksOf lists the virtual disks of a device list, sorted by name.
@@ -78,16 +87,47 @@ func DisksOf(devices object.VirtualDeviceList) []Disk {
 		}
 		switch b := vd.Backing.(type) {
 		case *types.VirtualDiskFlatVer2BackingInfo:
-			disk.UUID, disk.ChangeID = b.Uuid, b.ChangeId
+			disk.UUID, disk.ChangeID, disk.Mode = b.Uuid, b.ChangeId, b.DiskMode
 		case *types.VirtualDiskSparseVer2BackingInfo:
-			disk.UUID, disk.ChangeID = b.Uuid, b.ChangeId
+			disk.UUID, disk.ChangeID, disk.Mode = b.Uuid, b.ChangeId, b.DiskMode
 		case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
-			disk.UUID, disk.ChangeID = b.Uuid, b.ChangeId
+			disk.UUID, disk.ChangeID, disk.Mode = b.Uuid, b.ChangeId, b.DiskMode
+			disk.RDM, disk.RDMDevice = b.CompatibilityMode, b.DeviceName
+			if disk.RDM == "" {
+				disk.RDM = string(types.VirtualDiskCompatibilityModeVirtualMode)
+			}
 		case *types.VirtualDiskSeSparseBackingInfo:
-			disk.UUID, disk.ChangeID = b.Uuid, b.ChangeId
+			disk.UUID, disk.ChangeID, disk.Mode = b.Uuid, b.ChangeId, b.DiskMode
 		}
 		out = append(out, disk)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Kinds of disks a backup leaves out (SkipKind).
+const (
+	// SkipIndependent: an independent disk (independent_persistent or
+	// independent_nonpersistent); snapshots do not include it, so no
+	// consistent copy of it can be read.
+	SkipIndependent = "independent"
+	// SkipRDMPhysical: a raw device mapping in physical compatibility
+	// mode; snapshots do not include it either.
+	SkipRDMPhysical = "rdm-physical"
+	// SkipExcluded: a disk the job's exclusions name.
+	SkipExcluded = "excluded"
+)
+
+// SkipKind says why a snapshot cannot hold the disk (SkipIndependent,
+// SkipRDMPhysical), "" when it can: ESXi leaves independent disks and
+// physical-mode RDMs out of snapshots, and the snapshot's configuration
+// then still points at the live disk.
+func (d Disk) SkipKind() string {
+	switch {
+	case d.RDM == string(types.VirtualDiskCompatibilityModePhysicalMode):
+		return SkipRDMPhysical
+	case strings.HasPrefix(d.Mode, "independent"):
+		return SkipIndependent
+	}
+	return ""
 }

@@ -7,6 +7,13 @@
 // fallback), asks QueryChangedDiskAreas what changed, maps datastore paths
 // to local files, and hot-adds snapshot disks to a proxy VM.
 //
+// Disk.SkipKind tells the disks a snapshot does not hold (independent
+// disks, physical-mode RDMs). CheckSnapshotable refuses, and a failed
+// snapshot is explained as, a NotSnapshotableError (orphaned or
+// inaccessible VMs, Fault Tolerance, encryption without privileges,
+// inaccessible datastores, a migration in progress). IsCairnSnapshot
+// tells cairn's snapshots from the VM users' own.
+//
 // It knows nothing about the repository: package backupd drives a backup
 // job with it.
 package vsphere

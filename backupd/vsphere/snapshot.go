@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -126,10 +127,13 @@ func (v *VM) TakeSnapshot(ctx context.Context, name string, quiesce bool) (*Snap
 	if !quiesce {
 		snap.Consistency = ConsistencyCrash
 	}
-	ref, err := v.createSnapshot(ctx, name, quiesce)
+	ref, err := v.checkedSnapshot(ctx, name, quiesce)
 	if err != nil {
 		if quiesce && isQuiesceFault(err) {
 			return nil, &QuiesceFaultError{VM: v.Name, Err: err}
+		}
+		if IsNotSnapshotable(err) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("snapshot VM %s: %w", v.Name, err)
 	}
@@ -144,7 +148,7 @@ func (v *VM) TakeSnapshot(ctx context.Context, name string, quiesce bool) (*Snap
 }
 
 func (v *VM) createSnapshot(ctx context.Context, name string, quiesce bool) (types.ManagedObjectReference, error) {
-	task, err := v.Object().CreateSnapshot(ctx, name, "taken by cairn for a backup; removed when it ends", false, quiesce)
+	task, err := v.Object().CreateSnapshot(ctx, name, snapshotDescription, false, quiesce)
 	if err != nil {
 		return types.ManagedObjectReference{}, err
 	}
@@ -189,9 +193,29 @@ func (v *VM) RemoveSnapshot(ref types.ManagedObjectReference) error {
 	return nil
 }
 
-// RemoveStaleSnapshots removes every snapshot whose name starts with
-// SnapshotPrefix: left behind by a run that was killed. It returns their
-// names.
+// snapshotDescription is the description of every snapshot cairn takes.
+const snapshotDescription = "taken by cairn for a backup; removed when it ends"
+
+// cairnSnapshotName matches the names cairn gives its snapshots:
+// cairn-<job id> and cairn-cbt-enable.
+var cairnSnapshotName = regexp.MustCompile(`^cairn-(cbt-enable|[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})$`)
+
+// IsCairnSnapshot reports whether a snapshot is one cairn took: its name
+// starts with SnapshotPrefix and either carries cairn's description or is
+// a name cairn gives (cairn-<job id>, cairn-cbt-enable). A user's own
+// snapshot that merely starts with "cairn-" ("cairn-before-upgrade",
+// with its own description) is not.
+func IsCairnSnapshot(name, description string) bool {
+	if !strings.HasPrefix(name, SnapshotPrefix) {
+		return false
+	}
+	return description == snapshotDescription || cairnSnapshotName.MatchString(name)
+}
+
+// RemoveStaleSnapshots removes every snapshot cairn took
+// (IsCairnSnapshot) that is still there: left behind by a run that was
+// killed. Snapshots the VM's users made are never touched. It returns
+// their names.
 func (v *VM) RemoveStaleSnapshots(ctx context.Context) ([]string, error) {
 	fresh, err := v.conn.LoadVM(ctx, v.Ref)
 	if err != nil {
@@ -200,7 +224,7 @@ func (v *VM) RemoveStaleSnapshots(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, s := range fresh.Snapshots {
-		if !strings.HasPrefix(s.Name, SnapshotPrefix) {
+		if !IsCairnSnapshot(s.Name, s.Description) {
 			continue
 		}
 		v.conn.log.Warn("removing a snapshot left by an interrupted cairn run", "vm", v.Name, "snapshot", s.Name)

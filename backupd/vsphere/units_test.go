@@ -1,6 +1,7 @@
 package vsphere
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,8 +38,13 @@ func TestFlatExtentFromDescriptor(t *testing.T) {
 		t.Errorf("raw file: %q %v", got, err)
 	}
 	os.WriteFile(desc, []byte("createType=\"monolithicSparse\"\nRW 2048 SPARSE \"vm.vmdk\"\n"), 0o644)
-	if _, err := flatExtent(desc); err == nil {
-		t.Error("sparse extent accepted")
+	if _, err := flatExtent(desc); !errors.Is(err, ErrNotFlat) {
+		t.Errorf("sparse extent: %v", err)
+	}
+	// the backup snapshot's disk of a VM with snapshots of its own: a delta
+	os.WriteFile(desc, []byte("createType=\"seSparse\"\nparentFileNameHint=\"vm-000001.vmdk\"\nRW 2048 SESPARSE \"vm-000002-sesparse.vmdk\"\n"), 0o644)
+	if _, err := flatExtent(desc); !errors.Is(err, ErrNotFlat) || !strings.Contains(err.Error(), "snapshots of its own") || !strings.Contains(err.Error(), "nbd or hotadd") {
+		t.Errorf("delta extent: %v", err)
 	}
 	dirs := DatastoreDirs{"ds1": dir}
 	os.WriteFile(desc, []byte("createType=\"vmfs\"\nRW 2048 VMFS \"vm-flat.vmdk\"\n"), 0o644)

@@ -50,8 +50,9 @@ func (v *VM) Object() *object.VirtualMachine {
 
 // SnapshotRef is one snapshot in a VM's tree.
 type SnapshotRef struct {
-	Ref  types.ManagedObjectReference
-	Name string
+	Ref         types.ManagedObjectReference
+	Name        string
+	Description string
 }
 
 var vmProps = []string{"name", "config", "snapshot", "runtime.host", "capability"}
@@ -160,7 +161,7 @@ func (c *Conn) LoadVM(ctx context.Context, ref types.ManagedObjectReference) (*V
 
 func flattenSnapshots(tree []types.VirtualMachineSnapshotTree, out []SnapshotRef) []SnapshotRef {
 	for _, s := range tree {
-		out = append(out, SnapshotRef{Ref: s.Snapshot, Name: s.Name})
+		out = append(out, SnapshotRef{Ref: s.Snapshot, Name: s.Name, Description: s.Description})
 		out = flattenSnapshots(s.ChildSnapshotList, out)
 	}
 	return out

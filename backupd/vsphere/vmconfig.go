@@ -120,6 +120,7 @@ func VMConfig(name string, cfg *types.VirtualMachineConfigInfo) vmconfig.Config 
 				disk.UUID, disk.Mode, disk.Provisioning = b.Uuid, b.DiskMode, vmconfig.ProvisioningThin
 			case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
 				disk.UUID, disk.Mode = b.Uuid, b.DiskMode
+				disk.RDM, disk.RDMDevice = orDefault(b.CompatibilityMode, string(types.VirtualDiskCompatibilityModeVirtualMode)), b.DeviceName
 			}
 			c.Disks = append(c.Disks, disk)
 		case types.BaseVirtualEthernetCard:

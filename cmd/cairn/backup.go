@@ -41,6 +41,7 @@ func vcenterFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "datastore-dir", Usage: "NAME=DIR: a datastore mounted on this machine (file transport, {disk_local_path})"},
 		&cli.StringFlag{Name: "quiesce", Value: vsphere.QuiesceAuto, Usage: "auto (fall back to crash-consistent), require or off"},
 		&cli.IntFlag{Name: "parallel-disks", Value: 2, Usage: "disks of one VM read at once"},
+		&cli.StringSliceFlag{Name: "exclude-disk", Usage: "`DISK` or VM/DISK not to back up: scsi0:1, scsi0-1, a glob (scsi0-*) or a label (\"Hard disk 2\"); VM may be a glob (repeatable)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
 	), nbdTLSFlags()...)
 }
@@ -104,6 +105,10 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 	if err != nil {
 		return nil, nil, opts, err
 	}
+	excl, err := backupd.ParseDiskExclusions(c.StringSlice("exclude-disk"))
+	if err != nil {
+		return nil, nil, opts, fmt.Errorf("--exclude-disk: %w", err)
+	}
 	repo, conn, creds, err := openRepoAndVCenter(c)
 	if err != nil {
 		return nil, nil, opts, err
@@ -112,7 +117,7 @@ func jobSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.JobOptions
 		Transports: transports, NBDCommand: c.String("nbd-command"), NBDURL: c.String("nbd-url"),
 		NBD:     nbd.Options{StallTimeout: c.Duration("nbd-stall-timeout"), Retries: c.Int("nbd-retries"), TLS: nbdTLS},
 		ProxyVM: c.String("proxy-vm"), DatastoreDirs: dirs, Quiesce: quiesce, ParallelDisks: c.Int("parallel-disks"),
-		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(),
+		Credentials: creds, Thumbprint: c.String("thumbprint"), Progress: diskProgress(), ExcludeDisks: excl,
 	}
 	if opts.NBD.Retries == 0 {
 		opts.NBD.Retries = -1
@@ -335,6 +340,14 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 			}
 			r := o.Result
 			fmt.Printf("%s\t%s\t%s\tread %s\tstored %s\n", r.VM, r.PointID, r.Consistency, bytesize.IEC(r.BytesRead()), bytesize.IEC(r.BytesWritten()))
+			for _, s := range r.Skipped {
+				if s.Kind == vsphere.SkipExcluded {
+					fmt.Printf("\tdisk %s excluded\n", s.Name)
+				}
+			}
+			for _, w := range r.Warnings {
+				fmt.Fprintf(os.Stderr, "cairn: warning: %s: %s\n", r.VM, w)
+			}
 		}
 	}
 	if len(failed) > 0 {
@@ -425,7 +438,7 @@ func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
 			end = j.End.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Describe(), j.Start.Format(time.RFC3339), end, j.State,
-			jobPoints(j), bytesize.IEC(j.BytesRead), bytesize.IEC(j.BytesWritten), jobOffsite(j), oneLine(j.Error))
+			jobPoints(j), bytesize.IEC(j.BytesRead), bytesize.IEC(j.BytesWritten), jobOffsite(j), oneLine(jobErrorText(j)))
 	}
 	return tw.Flush()
 }

@@ -313,6 +313,7 @@ func pointsAction(c *cli.Context) error {
 			for _, d := range p.Disks {
 				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
 			}
+			disks = append(disks, skippedColumn(p)...)
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
 				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
 		}

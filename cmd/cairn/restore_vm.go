@@ -221,6 +221,9 @@ func restoreVMAction(c *cli.Context) error {
 		fmt.Printf("\t%s -> %s\t%s\twritten %s\tzeroed %s%s\n", d.Name, d.Target, tr, bytesize.IEC(d.BytesWritten), bytesize.IEC(d.ZeroBytes), extra)
 	}
 	printPlacement(os.Stdout, res.Placement)
+	for _, w := range res.Warnings {
+		fmt.Fprintf(os.Stderr, "cairn: warning: %s\n", w)
+	}
 	return nil
 }
 

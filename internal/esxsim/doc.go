@@ -107,9 +107,11 @@
 //     fixed DefaultMaxPageBytes (ESXi's page lengths vary); "*" reports
 //     non-zero blocks, so zeros the guest wrote are not "allocated" (an
 //     incremental query does report them as changed).
-//   - Only VirtualDiskFlatVer2BackingInfo disks; no RDM, no vVols, no
-//     NFC/HTTP disk transfer, no VDDK/NBD service: tests serve the local
-//     flat files (Sim.LocalPath, DiskInfo.LocalPath) with qemu-nbd/nbdkit.
+//   - Flat disks, and RDMs whose "LUN" is a flat file (DiskSpec.RDM; vcsim's
+//     own storage code sees their backings as flat while it runs, see
+//     edges.go); no vVols, no NFC/HTTP disk transfer, no VDDK/NBD service:
+//     tests serve the local flat files (Sim.LocalPath, DiskInfo.LocalPath)
+//     with qemu-nbd/nbdkit.
 //   - Task progress is not simulated; snapshot and reconfigure tasks are
 //     complete when the call returns.
 //   - Fault types follow ESXi; the message texts are approximations.
@@ -122,7 +124,9 @@
 // image that differ, so a filesystem built and changed with real tools
 // lands as an exact CBT delta); Sim.SilentlyMissChange writes without recording it
 // (to exercise verify --against-source); Sim.ResetCBT, Sim.GrowDisk,
-// Sim.SetFailQuiesce change behaviour; Sim.Disks, Sim.SnapshotDisks,
+// Sim.SetFailQuiesce, Sim.SetSnapshotFault, Sim.EditVM and
+// Sim.SetDatastoreAccessible change behaviour (edges.go: independent
+// disks, RDMs, VMs that cannot be snapshotted); Sim.Disks, Sim.SnapshotDisks,
 // Sim.LocalPath, Sim.DeviceLocalPath and Sim.Journal inspect state.
 //
 // # How the calls are intercepted

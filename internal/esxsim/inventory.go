@@ -212,7 +212,7 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 			vm: vm, index: i, key: diskKey + unit, controller: d.Controller, uuid: uuid,
 			dsPath:   fmt.Sprintf("[%s] %s", dsName, rel),
 			descPath: filepath.Join(s.dsDirs[dsName], filepath.FromSlash(rel)),
-			size:     d.Size,
+			size:     d.Size, mode: d.Mode, rdm: d.RDM,
 		}
 		if dsName != s.Datastore {
 			// vcsim creates the VM's directory on its files' datastore
@@ -235,7 +235,7 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 				DeviceInfo: &types.Description{Label: fmt.Sprintf("Hard disk %d", i+1)},
 				Backing: &types.VirtualDiskFlatVer2BackingInfo{
 					VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: disk.dsPath, Datastore: &ds},
-					DiskMode:                     string(types.VirtualDiskModePersistent),
+					DiskMode:                     orPersistent(d.Mode),
 					ThinProvisioned:              types.NewBool(d.Provisioning == "" || d.Provisioning == "thin"),
 					EagerlyScrub:                 types.NewBool(d.Provisioning == "eager"),
 				},
@@ -279,6 +279,9 @@ func (s *Sim) createVM(ctx context.Context, spec VMSpec, folder *object.Folder, 
 	s.byRef[vm.ref.Value] = vm
 	s.mu.Unlock()
 	if err := s.fixupCreatedVM(vm); err != nil {
+		return err
+	}
+	if err := s.applyRDMs(vm); err != nil {
 		return err
 	}
 	if err := s.writeVMFiles(ctx, vm); err != nil {

@@ -145,6 +145,13 @@ type DiskSpec struct {
 	// Datastore is the datastore of the disk's files: one of
 	// Options.ExtraDatastores, or "" for the default datastore.
 	Datastore string
+	// Mode is the disk mode: "persistent" (default),
+	// "independent_persistent" or "independent_nonpersistent". As on
+	// ESXi, snapshots leave independent disks out (edges.go).
+	Mode string
+	// RDM makes the disk a raw device mapping: RDMPhysical or RDMVirtual
+	// (edges.go); "" is a virtual disk.
+	RDM string
 }
 
 // withDefaults returns a copy of o with every zero field set and validates it.

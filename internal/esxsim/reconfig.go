@@ -46,10 +46,12 @@ func (h *vmHandler) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM
 		}
 	}
 	before := diskFileNames(h.Config.Hardware.Device)
+	restore := flatRDMs(h.VirtualMachine)
 	ref, fault := taskRef(h.VirtualMachine.ReconfigVMTask(ctx, req))
 	if fault == nil {
 		_, fault = waitTask(ctx, ref)
 	}
+	restore()
 	if fault != nil {
 		if ref.Value == "" {
 			ref = failedTask(ctx, h.Self, "reconfigVm", fault)
@@ -132,6 +134,7 @@ func (s *Sim) syncVM(vm *vmState, obj *simulator.VirtualMachine, created map[str
 			kept = append(kept, d)
 		}
 	}
+	kept = append(kept, keptRDMs(vm, obj.Config.Hardware.Device)...)
 	for i, d := range kept {
 		d.index = i
 	}

@@ -86,6 +86,8 @@ type vmState struct {
 	disks       []*diskState
 	nextSnap    int
 	attached    map[string]bool // datastore paths of disks attached from elsewhere (HotAdd)
+	// snapFault makes CreateSnapshot fail with it (SetSnapshotFault).
+	snapFault types.BaseMethodFault
 }
 
 // diskState is one VM disk: its files and its change tracking.
@@ -100,6 +102,10 @@ type diskState struct {
 	flatPath   string
 	size       int64
 	track      tracking
+	// mode is the disk mode and rdm the RDM compatibility mode ("" for a
+	// virtual disk) (edges.go).
+	mode string
+	rdm  string
 }
 
 // snapState is a snapshot taken through the API: its frozen disks.

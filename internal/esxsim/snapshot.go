@@ -37,6 +37,11 @@ func (h *vmHandler) createSnapshot(ctx *simulator.Context, req *types.CreateSnap
 		ref, _ := taskRef(h.VirtualMachine.CreateSnapshotExTask(ctx, req))
 		return ref
 	}
+	if vm.snapFault != nil {
+		f := vm.snapFault
+		s.mu.Unlock()
+		return failedTask(ctx, h.Self, "createSnapshot", f)
+	}
 	quiesce := req.QuiesceSpec != nil && h.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
 	if quiesce && vm.failQuiesce {
 		s.mu.Unlock()
@@ -126,11 +131,18 @@ func (h *vmHandler) adoptSnapshot(ctx *simulator.Context, vm *vmState, ref types
 		for _, dev := range snap.Config.Hardware.Device {
 			disk, isDisk := dev.(*types.VirtualDisk)
 			fd := byKey[dev.GetVirtualDevice().Key]
-			if !isDisk || fd == nil {
+			if !isDisk || fd == nil || !fd.disk.snapshotted() {
+				// independent disks and physical RDMs stay out of the
+				// snapshot: its configuration names the live disk (edges.go)
 				devices = append(devices, shallowCopy(dev))
 				continue
 			}
 			nd := *disk
+			if b, ok := disk.Backing.(*types.VirtualDiskRawDiskMappingVer1BackingInfo); ok {
+				nb := *b
+				nb.FileName, nb.ChangeId, nb.Parent = fd.dsPath, fd.track.changeID(), nil
+				nd.Backing = &nb
+			}
 			if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
 				nb := *b
 				nb.FileName = fd.dsPath
@@ -191,10 +203,14 @@ func (h *snapshotHandler) RemoveSnapshotTask(ctx *simulator.Context, req *types.
 		return body
 	}
 	s.mu.Unlock()
-	ref, fault := taskRef(h.VirtualMachineSnapshot.RemoveSnapshotTask(ctx, req))
-	if fault == nil {
-		_, fault = waitTask(ctx, ref)
-	}
+	var ref types.ManagedObjectReference
+	var fault types.BaseMethodFault
+	s.withFlatRDMs(h.Vm, func() {
+		ref, fault = taskRef(h.VirtualMachineSnapshot.RemoveSnapshotTask(ctx, req))
+		if fault == nil {
+			_, fault = waitTask(ctx, ref)
+		}
+	})
 	if fault != nil {
 		if ref.Value == "" {
 			ref = failedTask(ctx, h.Vm, "removeSnapshot", fault)
@@ -224,10 +240,12 @@ func (h *vmHandler) RemoveAllSnapshotsTask(ctx *simulator.Context, req *types.Re
 		return body
 	}
 	s.mu.Unlock()
+	restore := flatRDMs(h.VirtualMachine)
 	ref, fault := taskRef(h.VirtualMachine.RemoveAllSnapshotsTask(ctx, req))
 	if fault == nil {
 		_, fault = waitTask(ctx, ref)
 	}
+	restore()
 	if fault == nil {
 		s.forgetSnapshots(victims)
 	} else if ref.Value == "" {
