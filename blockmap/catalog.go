@@ -128,19 +128,20 @@ func (r *Repo) Catalog(ctx context.Context) ([]VMSummary, error) {
 	var out []VMSummary
 	err := r.view(ctx, func(db *badger.DB) error {
 		var err error
-		out, err = readCatalog(db)
+		out, err = r.readCatalog(db)
 		return err
 	})
 	return out, err
 }
 
-func readCatalog(db *badger.DB) ([]VMSummary, error) {
+func (r *Repo) readCatalog(db *badger.DB) ([]VMSummary, error) {
 	byVM := map[string][]Point{}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPoint}, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var p Point
+			r.pointDecodes.Add(1)
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
 				return fmt.Errorf("decode point record %q: %w", it.Item().Key(), err)
 			}
@@ -166,7 +167,7 @@ func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
 	var pts []Point
 	err := r.view(ctx, func(db *badger.DB) error {
 		var err error
-		pts, err = readPoints(db, vm)
+		pts, err = r.readPoints(db, vm)
 		return err
 	})
 	if err != nil {
@@ -178,13 +179,14 @@ func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
 	return pts, nil
 }
 
-func readPoints(db *badger.DB, vm string) ([]Point, error) {
+func (r *Repo) readPoints(db *badger.DB, vm string) ([]Point, error) {
 	var pts []Point
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: vmGenPrefix(prefixPoint, vm), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var p Point
+			r.pointDecodes.Add(1)
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
 				return fmt.Errorf("decode point record of %s: %w", vm, err)
 			}

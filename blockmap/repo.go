@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,9 @@ type Repo struct {
 	// tuneIndex, when set (by tests), adjusts every Badger open's options.
 	tuneIndex func(badger.Options) badger.Options
 	modesOnce sync.Once // the first update makes the whole tree private (modes.go)
+	// pointDecodes counts the point records read from the index (tests
+	// check with it that listing one VM does not read every VM's).
+	pointDecodes atomic.Int64
 }
 
 // InitOptions configure a new repository.

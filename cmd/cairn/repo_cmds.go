@@ -257,23 +257,11 @@ func pointsAction(c *cli.Context) error {
 	if c.String("remote") != "" {
 		return remotePointsAction(c)
 	}
-	repo, cat, err := openCatalog(c)
+	repo, cat, err := openPointsOf(c, c.String("vm"))
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	if vm := c.String("vm"); vm != "" {
-		var only []blockmap.VMSummary
-		for _, v := range cat {
-			if v.Name == vm {
-				only = append(only, v)
-			}
-		}
-		if len(only) == 0 {
-			return fmt.Errorf("VM %q: %w: the repository has no recovery points for it", vm, blockmap.ErrNotFound)
-		}
-		cat = only
-	}
 	out := pointsJSON{VMs: cat}
 	if out.VMs == nil {
 		out.VMs = []blockmap.VMSummary{}
@@ -317,6 +305,28 @@ func pointsAction(c *cli.Context) error {
 	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
 		bytesize.IEC(out.Totals.StoredBytes), bytesize.IEC(out.Totals.RepoBytes))
 	return nil
+}
+
+// openPointsOf opens the repository and reads the catalog, or with vm
+// only that VM's points (not every VM's).
+func openPointsOf(c *cli.Context, vm string) (*blockmap.Repo, []blockmap.VMSummary, error) {
+	if vm == "" {
+		return openCatalog(c)
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	pts, err := repo.Points(c.Context, vm)
+	var nf *blockmap.PointNotFoundError
+	if errors.As(err, &nf) {
+		err = fmt.Errorf("VM %q: %w: the repository has no recovery points for it", vm, blockmap.ErrNotFound)
+	}
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	return repo, []blockmap.VMSummary{{Name: vm, Points: pts}}, nil
 }
 
 // allocatedBytes sums the allocated size of the files under dir.
