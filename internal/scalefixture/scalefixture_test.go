@@ -3,8 +3,8 @@ package scalefixture
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/cairnbackup/cairn/backupd"
