@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -285,23 +283,9 @@ func pointsAction(c *cli.Context) error {
 		fmt.Printf("total: 0 VMs, 0 points, %s on disk\n", bytesize.IEC(out.Totals.RepoBytes))
 		return nil
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
-	for _, v := range cat {
-		// By time, as latest and retention go (a repository rebuilt by
-		// pull may hold an older point under a higher generation).
-		pts := slices.Clone(v.Points)
-		slices.SortStableFunc(pts, func(a, b blockmap.Point) int { return a.Time.Compare(b.Time) })
-		for _, p := range pts {
-			var disks []string
-			for _, d := range p.Disks {
-				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
-				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
-		}
+	if err := printPointsTable(os.Stdout, repo.Dir(), cat); err != nil {
+		return err
 	}
-	tw.Flush()
 	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
 		bytesize.IEC(out.Totals.StoredBytes), bytesize.IEC(out.Totals.RepoBytes))
 	return nil
