@@ -124,13 +124,24 @@ func (v VMSummary) Latest() (Point, bool) {
 
 // Catalog lists every VM that has recovery points, by name, with its points
 // oldest first.
+//
+// A Repo keeps the catalog it read last while the repository's catalog
+// sequence (catalog.seq) says nothing changed (catalogcache.go): a
+// long-running process asking again gets it without reading the index.
 func (r *Repo) Catalog(ctx context.Context) ([]VMSummary, error) {
+	if vms, _, ok := r.cachedCatalog(); ok {
+		return vms, nil
+	}
+	key, cacheable := r.catalogKey()
 	var out []VMSummary
 	err := r.view(ctx, func(db *badger.DB) error {
 		var err error
 		out, err = r.readCatalog(db)
 		return err
 	})
+	if err == nil && cacheable {
+		r.storeCatalog(key, out)
+	}
 	return out, err
 }
 

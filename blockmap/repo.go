@@ -67,6 +67,10 @@ type Repo struct {
 	// pointDecodes counts the point records read from the index (tests
 	// check with it that listing one VM does not read every VM's).
 	pointDecodes atomic.Int64
+	// catCache is the catalog read last; updates counts this Repo's
+	// index updates, which make it stale (catalogcache.go).
+	catCache catalogCache
+	updates  atomic.Uint64
 }
 
 // InitOptions configure a new repository.

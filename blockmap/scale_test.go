@@ -64,3 +64,65 @@ func TestOneVMReadsOnlyItsPoints(t *testing.T) {
 		t.Fatalf("catalog after prune and forget: %d VMs, vm-02 %d points, vm-04 %d points", len(cat), len(cat[2].Points), len(cat[4].Points))
 	}
 }
+
+// TestCatalogKeptWhileUnchanged: a Repo asked for the catalog again
+// (cairn serve's status requests, RPO checks and metrics) reads no point
+// record while nothing changed, and sees at once what another process
+// (another Repo) or itself committed or deleted.
+func TestCatalogKeptWhileUnchanged(t *testing.T) {
+	const vms, pts = 4, 3
+	r := scaleRepo(t, vms, pts)
+	ctx := context.Background()
+	other, err := Open(ctx, r.Dir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	count := func(want int, what string) []VMSummary {
+		t.Helper()
+		cat, err := r.Catalog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, v := range cat {
+			n += len(v.Points)
+		}
+		if n != want {
+			t.Fatalf("%s: catalog has %d points, want %d", what, n, want)
+		}
+		return cat
+	}
+	reads := func() int64 { return r.pointDecodes.Load() }
+	count(vms*pts, "first read")
+	before := reads()
+	cat := count(vms*pts, "second read")
+	if n := reads() - before; n != 0 {
+		t.Errorf("second catalog read with nothing changed decoded %d point records, want 0", n)
+	}
+	// What a caller does to the list it got does not change the next one.
+	cat[0].Points = cat[0].Points[:1]
+	cat[1].Points[0].ID = "changed"
+	if again := count(vms*pts, "after the caller changed its copy"); again[1].Points[0].ID == "changed" {
+		t.Errorf("a caller's change to its list reached the kept catalog")
+	}
+	// Another process commits: seen.
+	d := &modelDisk{name: "disk0", data: make([]byte, 4*testBS), changed: map[int64]bool{}}
+	backup(t, other, "vm-new", []*modelDisk{d}, true, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	count(vms*pts+1, "after another Repo committed")
+	// Another process forgets: seen.
+	if _, err := other.Forget(ctx, "vm-00", []string{"1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	count(vms*pts, "after another Repo forgot a point")
+	// This Repo prunes: seen.
+	if _, err := r.Prune(ctx, "vm-01", Policy{KeepLast: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	count(vms*pts-2, "after this Repo pruned")
+	before = reads()
+	count(vms*pts-2, "again")
+	if n := reads() - before; n != 0 {
+		t.Errorf("catalog read again after the prune decoded %d point records, want 0", n)
+	}
+}
