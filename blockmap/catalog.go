@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sort"
 	"strconv"
 	"time"
@@ -147,13 +148,29 @@ func (r *Repo) Catalog(ctx context.Context) ([]VMSummary, error) {
 
 func (r *Repo) readCatalog(db *badger.DB) ([]VMSummary, error) {
 	byVM := map[string][]Point{}
+	// A record read before with the same bytes (committed points never
+	// change) is not decoded again (catalogcache.go).
+	prev := r.catCache.decoded()
+	next := make(map[string]decodedPoint, len(prev))
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPoint}, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var p Point
-			r.pointDecodes.Add(1)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+			key := string(it.Item().Key())
+			if err := it.Item().Value(func(v []byte) error {
+				sum := crc32.Checksum(v, castagnoli)
+				if d, ok := prev[key]; ok && d.sum == sum && d.size == len(v) {
+					p = d.p
+				} else {
+					r.pointDecodes.Add(1)
+					if err := json.Unmarshal(v, &p); err != nil {
+						return err
+					}
+				}
+				next[key] = decodedPoint{sum: sum, size: len(v), p: p}
+				return nil
+			}); err != nil {
 				return fmt.Errorf("decode point record %q: %w", it.Item().Key(), err)
 			}
 			byVM[p.VM] = append(byVM[p.VM], p)
@@ -163,6 +180,7 @@ func (r *Repo) readCatalog(db *badger.DB) ([]VMSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
+	r.catCache.setDecoded(next)
 	out := make([]VMSummary, 0, len(byVM))
 	for name, pts := range byVM {
 		sort.Slice(pts, func(i, j int) bool { return pts[i].Gen < pts[j].Gen })

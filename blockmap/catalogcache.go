@@ -26,6 +26,30 @@ type catalogCache struct {
 	at   time.Time
 	vms  []VMSummary
 	have bool
+	// byKey holds every point record of the last catalog read, decoded,
+	// by index key, with the CRC-32C and length of its bytes: the next
+	// read decodes only records it does not find here unchanged.
+	byKey map[string]decodedPoint
+}
+
+// decodedPoint is a point record as read: its decoded Point and the
+// CRC-32C and length of the stored bytes.
+type decodedPoint struct {
+	sum  uint32
+	size int
+	p    Point
+}
+
+func (c *catalogCache) decoded() map[string]decodedPoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byKey
+}
+
+func (c *catalogCache) setDecoded(m map[string]decodedPoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byKey = m
 }
 
 // catalogKey identifies one state of the catalog: catalog.seq's number

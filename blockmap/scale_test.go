@@ -109,7 +109,12 @@ func TestCatalogKeptWhileUnchanged(t *testing.T) {
 	// Another process commits: seen.
 	d := &modelDisk{name: "disk0", data: make([]byte, 4*testBS), changed: map[int64]bool{}}
 	backup(t, other, "vm-new", []*modelDisk{d}, true, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	before = reads()
 	count(vms*pts+1, "after another Repo committed")
+	// ... and only the new record is decoded: the others are unchanged.
+	if n := reads() - before; n != 1 {
+		t.Errorf("catalog read after one commit decoded %d point records, want 1 (the new point)", n)
+	}
 	// Another process forgets: seen.
 	if _, err := other.Forget(ctx, "vm-00", []string{"1"}, false); err != nil {
 		t.Fatal(err)
