@@ -273,10 +273,7 @@ func pointsAction(c *cli.Context) error {
 	}
 	out.Totals.RepoBytes = allocatedBytes(repo.Dir())
 	if c.Bool("json") {
-		return printJSON(struct {
-			VMs    []pointsJSONVM `json:"vms"`
-			Totals pointsTotals   `json:"totals"`
-		}{withBootVerdicts(repo.Dir(), cat), out.Totals})
+		return printPointsJSON(os.Stdout, repo.Dir(), cat, out.Totals)
 	}
 	if len(cat) == 0 {
 		fmt.Println("no recovery points yet: make one with `cairn backup` (vSphere VMs) or `cairn import` (images, devices, NBD exports)")

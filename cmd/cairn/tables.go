@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -52,4 +53,34 @@ func printPointsTable(w io.Writer, repoDir string, cat []blockmap.VMSummary) err
 		}
 	}
 	return tw.Flush()
+}
+
+// printPointsJSON prints `cairn points --json` one VM at a time, as
+// printJSON would print the whole document at once: a site's 12,000
+// points made a 40 MiB document (and two copies of it) in memory.
+func printPointsJSON(w io.Writer, repoDir string, cat []blockmap.VMSummary, totals pointsTotals) error {
+	buf := bufio.NewWriterSize(w, 64<<10)
+	buf.WriteString("{\n  \"vms\": [")
+	for i, v := range cat {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		b, err := json.MarshalIndent(withBootVerdicts(repoDir, []blockmap.VMSummary{v})[0], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		buf.WriteString("\n    ")
+		buf.Write(b)
+	}
+	if len(cat) > 0 {
+		buf.WriteString("\n  ")
+	}
+	b, err := json.MarshalIndent(totals, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	buf.WriteString("],\n  \"totals\": ")
+	buf.Write(b)
+	buf.WriteString("\n}\n")
+	return buf.Flush()
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -57,6 +59,59 @@ func TestListingsWriteInBlocks(t *testing.T) {
 		}
 		if most := w.b.Len()/(32<<10) + 2; w.writes > most {
 			t.Errorf("%s: %d write calls for %d lines (%d bytes); want at most %d", tc.name, w.writes, lines, w.b.Len(), most)
+		}
+	}
+}
+
+// maxWriter records the largest Write it gets.
+type maxWriter struct {
+	most int
+	b    bytes.Buffer
+}
+
+func (w *maxWriter) Write(p []byte) (int, error) {
+	w.most = max(w.most, len(p))
+	return w.b.Write(p)
+}
+
+// TestPointsJSONStreamed: cairn points --json prints the same document as
+// one json encoding of it would (printJSON), one VM at a time: no write
+// (and no buffer) holds the whole listing.
+func TestPointsJSONStreamed(t *testing.T) {
+	start := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
+	var cat []blockmap.VMSummary
+	for v := range 60 {
+		vm := blockmap.VMSummary{Name: fmt.Sprintf("vm-%04d <&>", v)}
+		for p := range 40 {
+			at := start.Add(time.Duration(p) * 24 * time.Hour)
+			vm.Points = append(vm.Points, blockmap.Point{VM: vm.Name, ID: at.Format(blockmap.PointIDLayout), Gen: uint32(p + 1), Time: at,
+				Consistency: blockmap.ConsistencyQuiesced, Meta: json.RawMessage(`{"job_id": "j", "vm_moref": "vm-1"}`),
+				Disks: []blockmap.DiskInfo{{Name: "disk0", Size: 4 << 20, StoredBytes: 64 << 10, Meta: json.RawMessage(`{"change_id":"52 1a/3"}`)}}})
+		}
+		cat = append(cat, vm)
+	}
+	totals := pointsTotals{VMs: len(cat), Points: 2400, StoredBytes: 1 << 30, RepoBytes: 2 << 30}
+	for _, c := range [][]blockmap.VMSummary{nil, cat[:1], cat} {
+		dir := t.TempDir()
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		vms := withBootVerdicts(dir, c)
+		if err := enc.Encode(struct {
+			VMs    []pointsJSONVM `json:"vms"`
+			Totals pointsTotals   `json:"totals"`
+		}{vms, totals}); err != nil {
+			t.Fatal(err)
+		}
+		var got maxWriter
+		if err := printPointsJSON(&got, dir, c, totals); err != nil {
+			t.Fatal(err)
+		}
+		if got.b.String() != want.String() {
+			t.Fatalf("%d VMs: streamed JSON differs:\n%s\nwant:\n%s", len(c), got.b.String(), want.String())
+		}
+		if len(c) == len(cat) && got.most > 128<<10 {
+			t.Errorf("a write of %d bytes for a %d-byte listing: want at most 128 KiB at once", got.most, got.b.Len())
 		}
 	}
 }
