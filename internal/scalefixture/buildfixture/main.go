@@ -15,6 +15,12 @@ import (
 )
 
 func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	spec := scalefixture.Default
 	flag.IntVar(&spec.VMs, "vms", spec.VMs, "number of VMs")
 	flag.IntVar(&spec.Points, "points", spec.Points, "points per VM")
@@ -27,7 +33,7 @@ func main() {
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
@@ -36,8 +42,8 @@ func main() {
 	defer stop()
 	dir, err := scalefixture.Cached(ctx, spec, log.Printf)
 	if err != nil {
-		log.Print(err)
-		return
+		return err
 	}
 	fmt.Println(dir)
+	return nil
 }
