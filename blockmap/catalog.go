@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sort"
 	"strconv"
 	"time"
@@ -124,24 +125,52 @@ func (v VMSummary) Latest() (Point, bool) {
 
 // Catalog lists every VM that has recovery points, by name, with its points
 // oldest first.
+//
+// A Repo keeps the catalog it read last while the repository's catalog
+// sequence (catalog.seq) says nothing changed (catalogcache.go): a
+// long-running process asking again gets it without reading the index.
 func (r *Repo) Catalog(ctx context.Context) ([]VMSummary, error) {
+	if vms, _, ok := r.cachedCatalog(); ok {
+		return vms, nil
+	}
+	key, cacheable := r.catalogKey()
 	var out []VMSummary
 	err := r.view(ctx, func(db *badger.DB) error {
 		var err error
-		out, err = readCatalog(db)
+		out, err = r.readCatalog(db)
 		return err
 	})
+	if err == nil && cacheable {
+		r.storeCatalog(key, out)
+	}
 	return out, err
 }
 
-func readCatalog(db *badger.DB) ([]VMSummary, error) {
+func (r *Repo) readCatalog(db *badger.DB) ([]VMSummary, error) {
 	byVM := map[string][]Point{}
+	// A record read before with the same bytes (committed points never
+	// change) is not decoded again (catalogcache.go).
+	prev := r.catCache.decoded()
+	next := make(map[string]decodedPoint, len(prev))
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixPoint}, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var p Point
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+			key := string(it.Item().Key())
+			if err := it.Item().Value(func(v []byte) error {
+				sum := crc32.Checksum(v, castagnoli)
+				if d, ok := prev[key]; ok && d.sum == sum && d.size == len(v) {
+					p = d.p
+				} else {
+					r.pointDecodes.Add(1)
+					if err := json.Unmarshal(v, &p); err != nil {
+						return err
+					}
+				}
+				next[key] = decodedPoint{sum: sum, size: len(v), p: p}
+				return nil
+			}); err != nil {
 				return fmt.Errorf("decode point record %q: %w", it.Item().Key(), err)
 			}
 			byVM[p.VM] = append(byVM[p.VM], p)
@@ -151,6 +180,7 @@ func readCatalog(db *badger.DB) ([]VMSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read catalog: %w", err)
 	}
+	r.catCache.setDecoded(next)
 	out := make([]VMSummary, 0, len(byVM))
 	for name, pts := range byVM {
 		sort.Slice(pts, func(i, j int) bool { return pts[i].Gen < pts[j].Gen })
@@ -166,7 +196,7 @@ func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
 	var pts []Point
 	err := r.view(ctx, func(db *badger.DB) error {
 		var err error
-		pts, err = readPoints(db, vm)
+		pts, err = r.readPoints(db, vm)
 		return err
 	})
 	if err != nil {
@@ -178,13 +208,14 @@ func (r *Repo) Points(ctx context.Context, vm string) ([]Point, error) {
 	return pts, nil
 }
 
-func readPoints(db *badger.DB, vm string) ([]Point, error) {
+func (r *Repo) readPoints(db *badger.DB, vm string) ([]Point, error) {
 	var pts []Point
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: vmGenPrefix(prefixPoint, vm), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var p Point
+			r.pointDecodes.Add(1)
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
 				return fmt.Errorf("decode point record of %s: %w", vm, err)
 			}

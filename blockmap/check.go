@@ -16,7 +16,7 @@ import (
 func (r *Repo) Check(ctx context.Context) ([]string, error) {
 	var problems []string
 	err := r.view(ctx, func(db *badger.DB) error {
-		cat, err := readCatalog(db)
+		cat, err := r.readCatalog(db)
 		if err != nil {
 			return err
 		}

@@ -57,6 +57,9 @@
 // The Badger index is opened only for the moment it is needed (shared for
 // readers, exclusive for commits), so a FUSE mount, an export and an
 // import can run in different processes on one repository at once.
+// A Repo keeps the catalog it read last while catalog.seq says nothing
+// changed, and decodes only new point records after a change
+// (catalogcache.go); operations on one VM read that VM's records only.
 //
 // Errors are sentinels (ErrNotFound, ErrInvalid, ErrIndexDamaged, ...) or
 // types that match them (RepoMissingError, PointNotFoundError, BlockError,

@@ -228,6 +228,7 @@ func (r *Repo) update(ctx context.Context, fn func(db *badger.DB) error) (err er
 	r.ro.gate.Lock()
 	defer r.ro.gate.Unlock()
 	r.closeIdleRO(true)
+	defer r.updates.Add(1) // a cached catalog is stale after any update
 	start := time.Now()
 	release, err := r.locker.lock(ctx, true)
 	if err != nil {

@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -76,9 +77,24 @@ func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*
 	if pol.IsZero() {
 		return nil, fmt.Errorf("prune: %w: the policy has no keep rule (last, hourly, daily, weekly or monthly), so it would delete every point", ErrInvalid)
 	}
-	cat, err := r.Catalog(ctx)
-	if err != nil {
-		return nil, err
+	// One VM's points are read alone: prune runs after every backup
+	// (cairn serve), and a whole catalog read per VM grew with the square
+	// of the site.
+	var cat []VMSummary
+	if vm != "" {
+		pts, err := r.Points(ctx, vm)
+		var nf *PointNotFoundError
+		if err != nil && !errors.As(err, &nf) {
+			return nil, err
+		}
+		if len(pts) > 0 {
+			cat = []VMSummary{{Name: vm, Points: pts}}
+		}
+	} else {
+		var err error
+		if cat, err = r.Catalog(ctx); err != nil {
+			return nil, err
+		}
 	}
 	res := &PruneResult{DryRun: dryRun}
 	found := false

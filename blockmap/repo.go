@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,13 @@ type Repo struct {
 	tuneIndex func(badger.Options) badger.Options
 	modesOnce sync.Once  // the first update makes the whole tree private (modes.go)
 	fmtMu     sync.Mutex // guards cfg.Format, which raiseFormat changes (format.go)
+	// pointDecodes counts the point records read from the index (tests
+	// check with it that listing one VM does not read every VM's).
+	pointDecodes atomic.Int64
+	// catCache is the catalog read last; updates counts this Repo's
+	// index updates, which make it stale (catalogcache.go).
+	catCache catalogCache
+	updates  atomic.Uint64
 }
 
 // InitOptions configure a new repository.

@@ -99,7 +99,7 @@ func (r *Repo) BeginPoint(ctx context.Context, vm string, opts PointOptions) (*S
 	var rec vmRecord
 	var dirty bool
 	read := func(db *badger.DB) error {
-		pts, err := readPoints(db, vm)
+		pts, err := r.readPoints(db, vm)
 		if err != nil {
 			return err
 		}
@@ -339,7 +339,7 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 			return err
 		}
 		err := db.Update(func(txn *badger.Txn) error {
-			pts, err := readPoints(db, s.vm)
+			pts, err := s.repo.readPoints(db, s.vm)
 			if err != nil {
 				return err
 			}

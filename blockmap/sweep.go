@@ -63,7 +63,7 @@ func (r *Repo) sweepVM(db *badger.DB, vm string) error {
 		return fmt.Errorf("sweep %s: %w", vm, err)
 	}
 	if hasFile {
-		pts, err := readPoints(db, vm)
+		pts, err := r.readPoints(db, vm)
 		if err != nil {
 			return fmt.Errorf("sweep %s: %w", vm, err)
 		}
@@ -205,7 +205,7 @@ func (r *Repo) collect(db *badger.DB, vm string) (GCStats, error) {
 	if err := db.View(func(txn *badger.Txn) error { _, err := getJSON(txn, vmKey(vm), &rec); return err }); err != nil {
 		return st, fmt.Errorf("collect %s: %w", vm, err)
 	}
-	pts, err := readPoints(db, vm)
+	pts, err := r.readPoints(db, vm)
 	if err != nil {
 		return st, err
 	}

@@ -65,9 +65,20 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, e
 	var versions []version
 	var mapBad []BadBlock
 	err := r.view(ctx, func(db *badger.DB) error {
-		cat, err := readCatalog(db)
-		if err != nil {
-			return err
+		var cat []VMSummary
+		if opts.VM != "" { // that VM's points alone, not the whole catalog
+			pts, err := r.readPoints(db, opts.VM)
+			if err != nil {
+				return err
+			}
+			if len(pts) > 0 {
+				cat = []VMSummary{{Name: opts.VM, Points: pts}}
+			}
+		} else {
+			var err error
+			if cat, err = r.readCatalog(db); err != nil {
+				return err
+			}
 		}
 		found := false
 		for _, v := range cat {

@@ -29,6 +29,7 @@ type notifyState struct {
 	saved    *notify.State // the state last read or written
 	saveMu   sync.Mutex    // serializes saveNotifyState
 	written  []byte        // what file holds (under saveMu)
+	writes   int           // times file was written (under saveMu)
 }
 
 // startNotifier builds the notifier of cfg (none without notify:) and
@@ -86,11 +87,17 @@ func (s *Server) stopNotifier() {
 
 // tell queues ev for the notify targets; it never blocks.
 func (s *Server) tell(ev notify.Event) {
+	s.tellUnsaved(ev)
+	s.saveNotifyState()
+}
+
+// tellUnsaved tells ev without saving the state: a caller telling many
+// events at once (checkRPO) saves it once after them.
+func (s *Server) tellUnsaved(ev notify.Event) {
 	s.note.mu.Lock()
 	n := s.note.notifier
 	s.note.mu.Unlock()
 	n.Notify(ev)
-	s.saveNotifyState()
 }
 
 // NotifyStatus is each notify target's delivery status.
@@ -235,7 +242,7 @@ func (s *Server) checkRPO(ctx context.Context, cfg *Config) {
 			lvl = slog.LevelInfo
 		}
 		s.log.Log(ctx, lvl, ev.Summary, "job_name", ev.Job, "vm", ev.VM, "point", ev.Point, "rpo", ev.Details["rpo"])
-		s.tell(ev)
+		s.tellUnsaved(ev) // saved once, by the deferred saveNotifyState
 	}
 }
 

@@ -73,6 +73,7 @@ func (s *Server) saveNotifyState() {
 		return
 	}
 	s.note.written = data
+	s.note.writes++
 	s.note.mu.Lock()
 	s.note.saved = &st
 	s.note.mu.Unlock()

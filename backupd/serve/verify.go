@@ -29,13 +29,24 @@ type VerifyStatus struct {
 // verifyRepository re-reads every stored block and checks its hash (as
 // `cairn verify` does), records the result and logs each bad block.
 func (s *Server) verifyRepository(ctx context.Context) {
+	if s.claimVerify() {
+		s.runVerify(ctx)
+	}
+}
+
+// claimVerify marks a repository verify as running; false when one runs.
+func (s *Server) claimVerify() bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.verify.Running {
-		s.mu.Unlock()
-		return
+		return false
 	}
 	s.verify.Running, s.verify.Start = true, time.Now().UTC()
-	s.mu.Unlock()
+	return true
+}
+
+// runVerify runs the repository verify that claimVerify marked running.
+func (s *Server) runVerify(ctx context.Context) {
 	s.log.Info("repository verify started")
 	rep, err := s.repo.Verify(ctx, blockmap.VerifyOptions{})
 	s.mu.Lock()
@@ -71,10 +82,15 @@ func (s *Server) VerifyNow() error {
 	if ctx == nil || ctx.Err() != nil {
 		return fmt.Errorf("server is stopping")
 	}
+	// Marked running before the answer: a status asked right after it
+	// must not show the previous verify as this one's result.
+	if !s.claimVerify() {
+		return nil
+	}
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
-		s.verifyRepository(ctx)
+		s.runVerify(ctx)
 	}()
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -430,7 +429,7 @@ func jobsCommand() *cli.Command {
 
 // printJobTable prints job log records as cairn jobs lists them.
 func printJobTable(w io.Writer, jobs []backupd.JobRecord) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "JOB\tVM\tSTART\tEND\tRESULT\tPOINT\tREAD\tSTORED\tOFFSITE\tERROR")
 	for _, j := range jobs {
 		end := "-"

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -261,23 +259,11 @@ func pointsAction(c *cli.Context) error {
 	if c.String("remote") != "" {
 		return remotePointsAction(c)
 	}
-	repo, cat, err := openCatalog(c)
+	repo, cat, err := openPointsOf(c, c.String("vm"))
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	if vm := c.String("vm"); vm != "" {
-		var only []blockmap.VMSummary
-		for _, v := range cat {
-			if v.Name == vm {
-				only = append(only, v)
-			}
-		}
-		if len(only) == 0 {
-			return fmt.Errorf("VM %q: %w: the repository has no recovery points for it", vm, blockmap.ErrNotFound)
-		}
-		cat = only
-	}
 	out := pointsJSON{VMs: cat}
 	if out.VMs == nil {
 		out.VMs = []blockmap.VMSummary{}
@@ -291,37 +277,41 @@ func pointsAction(c *cli.Context) error {
 	}
 	out.Totals.RepoBytes = allocatedBytes(repo.Dir())
 	if c.Bool("json") {
-		return printJSON(struct {
-			VMs    []pointsJSONVM `json:"vms"`
-			Totals pointsTotals   `json:"totals"`
-		}{withBootVerdicts(repo.Dir(), cat), out.Totals})
+		return printPointsJSON(os.Stdout, repo.Dir(), cat, out.Totals)
 	}
 	if len(cat) == 0 {
 		fmt.Println("no recovery points yet: make one with `cairn backup` (vSphere VMs) or `cairn import` (images, devices, NBD exports)")
 		fmt.Printf("total: 0 VMs, 0 points, %s on disk\n", bytesize.IEC(out.Totals.RepoBytes))
 		return nil
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
-	for _, v := range cat {
-		// By time, as latest and retention go (a repository rebuilt by
-		// pull may hold an older point under a higher generation).
-		pts := slices.Clone(v.Points)
-		slices.SortStableFunc(pts, func(a, b blockmap.Point) int { return a.Time.Compare(b.Time) })
-		for _, p := range pts {
-			var disks []string
-			for _, d := range p.Disks {
-				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
-			}
-			disks = append(disks, skippedColumn(p)...)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
-				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repo.Dir(), v.Name, p.ID))
-		}
+	if err := printPointsTable(os.Stdout, repo.Dir(), cat); err != nil {
+		return err
 	}
-	tw.Flush()
 	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
 		bytesize.IEC(out.Totals.StoredBytes), bytesize.IEC(out.Totals.RepoBytes))
 	return nil
+}
+
+// openPointsOf opens the repository and reads the catalog, or with vm
+// only that VM's points (not every VM's).
+func openPointsOf(c *cli.Context, vm string) (*blockmap.Repo, []blockmap.VMSummary, error) {
+	if vm == "" {
+		return openCatalog(c)
+	}
+	repo, err := openRepo(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	pts, err := repo.Points(c.Context, vm)
+	var nf *blockmap.PointNotFoundError
+	if errors.As(err, &nf) {
+		err = fmt.Errorf("VM %q: %w: the repository has no recovery points for it", vm, blockmap.ErrNotFound)
+	}
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	return repo, []blockmap.VMSummary{{Name: vm, Points: pts}}, nil
 }
 
 // allocatedBytes sums the allocated size of the files under dir.

@@ -392,7 +392,7 @@ func repoStatus(c *cli.Context) error {
 		return printJSON(map[string]any{"server": nil, "repository": repo.Dir(), "vms": out})
 	}
 	fmt.Printf("cairn serve is not running on %s (no live serve.json); the repository:\n\n", repo.Dir())
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := newTable(os.Stdout)
 	fmt.Fprintln(tw, "VM\tPOINTS\tLATEST\tLAST JOB\tRESULT\tERROR")
 	for _, o := range out {
 		latest, lj, res, msg := "-", "-", "-", ""
