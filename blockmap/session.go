@@ -304,15 +304,33 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// Room for the entries' tables first, then again every
+		// roomCheckEvery entries (entryroom.go).
+		finals := make([][]entry, len(s.disks))
+		var left, leftVals int64
+		for i, w := range s.disks {
+			finals[i] = w.finalEntries()
+			left += int64(len(finals[i]))
+			leftVals += entryValueBytes(finals[i])
+		}
+		if err := s.repo.roomForEntries(left, leftVals); err != nil {
+			return err
+		}
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
 		var walk []int // disks whose map digest is computed from the index
 		for i, w := range s.disks {
-			es := w.finalEntries()
-			for _, e := range es {
+			es := finals[i]
+			for j, e := range es {
+				if j > 0 && j%roomCheckEvery == 0 {
+					if err := s.repo.roomForEntries(left, leftVals); err != nil {
+						return err
+					}
+				}
 				if err := wb.Set(blockKey(w.id, e.block, s.gen), e.val.encode()); err != nil {
 					return fmt.Errorf("write index entries of disk %q: %w", w.name, err)
 				}
+				left, leftVals = left-1, leftVals-e.val.encodedLen()
 			}
 			info := w.info()
 			if d, ok := w.digestFrom(es); ok {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,10 +97,15 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	if got := files("/etc/hn"); !strings.Contains(got, "lrwxrwxrwx") || !strings.Contains(got, "hn -> hostname") {
 		t.Errorf("cairn files /etc/hn:\n%s", got)
 	}
-	// A disk without a partition table, --part left at its default 1.
-	res = runCairn(t, nil, "--repo", repoDir, "files", "--vm", "u", "--disk", "sda", "/")
-	if res.code == 0 || !strings.Contains(res.stderr, "give --part whole") {
-		t.Errorf("files without --part on a disk without a table: exit %d, %s", res.code, res.stderr)
+	// A disk without a partition table (mkfs on the whole disk, as data
+	// disks often are): --part left out takes its one volume, for files,
+	// restore-file, history and search alike; partitions names it whole.
+	// Before: files and restore-file asked for --part whole.
+	wholeDiskWithoutPart(t, repoDir, dir)
+	// --part 1 given on it: refused, naming the choice.
+	res = runCairn(t, nil, "--repo", repoDir, "files", "--vm", "u", "--disk", "sda", "--part", "1", "/")
+	if res.code == 0 || !strings.Contains(res.stderr, "give --part whole") || !strings.Contains(res.stderr, "whole (ext4)") {
+		t.Errorf("files --part 1 on a disk without a table: exit %d, %s", res.code, res.stderr)
 	}
 	// Names with a tab or a newline are quoted, as ls quotes them: one
 	// line per entry, the columns intact.
@@ -145,5 +151,34 @@ func TestFilesAndRestoreFileAsAUserSeesThem(t *testing.T) {
 	res = runCairn(t, nil, append(append([]string{"--repo", repoDir, "restore-file"}, vol...), "/etc", existing)...)
 	if res.code == 0 || !strings.Contains(res.stderr, "nothing restored") || strings.Contains(res.stderr, "the rest is restored") {
 		t.Errorf("restore-file /etc onto a file: exit %d, %s%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// wholeDiskWithoutPart checks point u (disk sda: ext4 on the whole disk,
+// no partition table) through every command that takes --disk/--part,
+// with --part left out.
+func wholeDiskWithoutPart(t *testing.T, repoDir, dir string) {
+	t.Helper()
+	sel := []string{"--vm", "u", "--disk", "sda"}
+	cairn := func(cmd string, args ...string) cairnResult {
+		return runCairn(t, nil, append(append([]string{"--repo", repoDir, cmd}, sel...), args...)...)
+	}
+	if res := cairn("files", "/etc"); res.code != 0 || !strings.Contains(res.stdout, "hostname") {
+		t.Errorf("files without --part on a disk without a table: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	dest := filepath.Join(dir, "whole-out", "hostname")
+	if res := cairn("restore-file", "/etc/hostname", dest); res.code != 0 {
+		t.Errorf("restore-file without --part on a disk without a table: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	} else if b, err := os.ReadFile(dest); err != nil || string(b) != "h\n" {
+		t.Errorf("restored hostname: %q %v", b, err)
+	}
+	if res := cairn("history", "/etc/hostname"); res.code != 0 || !strings.Contains(res.stdout, "v1") || !strings.Contains(res.stdout, "--part whole") {
+		t.Errorf("history without --part: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if res := cairn("search", "hostname"); res.code != 0 || !strings.Contains(res.stdout, "etc/hostname") {
+		t.Errorf("search without --part: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if res := cairn("partitions"); res.code != 0 || !regexp.MustCompile(`(?m)^sda +none +whole +0 .* ext4`).MatchString(res.stdout) {
+		t.Errorf("partitions of a disk without a table: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }

@@ -275,10 +275,16 @@ func (s *Server) startBootCheckSchedules(ctx context.Context, cfg *Config, wg *s
 			continue
 		}
 		sc := j.BootCheck.Schedule
+		// A job that only boot-checks: its next run is the boot check's
+		// (as a replicate-only job's is its replication's).
+		var onNext func(time.Time)
+		if !j.BacksUp() && (j.Replicate == nil || j.Replicate.Schedule == nil) {
+			onNext = func(next time.Time) { s.setNextRun(j.Name, "boot-check "+sc.String(), next) }
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.runOnSchedule(ctx, "boot-check/"+j.Name, sc, true, nil, func(ctx context.Context) { s.scheduledBootChecks(ctx, j) })
+			s.runOnSchedule(ctx, "boot-check/"+j.Name, sc, true, onNext, func(ctx context.Context) { s.scheduledBootChecks(ctx, j) })
 		}()
 	}
 }

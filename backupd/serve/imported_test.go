@@ -105,7 +105,7 @@ func TestServeWithoutVCenter(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("/api/v1/status: %d %s", code, body)
 	}
-	if len(st.Jobs) != 1 || st.Jobs[0].Name != "kvm-offsite" || st.Jobs[0].Schedule != "" || len(st.VMs) != 3 {
+	if len(st.Jobs) != 1 || st.Jobs[0].Name != "kvm-offsite" || len(st.VMs) != 3 {
 		t.Fatalf("status jobs %+v vms %+v", st.Jobs, st.VMs)
 	}
 	if got := a.metric(t, "cairn_points"); got != 4 {
@@ -184,6 +184,23 @@ func TestServeWithoutVCenter(t *testing.T) {
 	if got := a.metric(t, "cairn_remote_bytes_uploaded_total"); got != float64(rep.BytesUploaded) {
 		t.Errorf("cairn_remote_bytes_uploaded_total = %v, the run uploaded %d", got, rep.BytesUploaded)
 	}
+
+	// The job only replicates: its next run (cairn status' NEXT RUN, the
+	// console's dashboard) is the next replication, about 1h after the
+	// one that ran at start. Before: no schedule and no next run ("-").
+	for {
+		code, body := a.do(t, http.MethodGet, "/api/v1/status", "", nil)
+		var st Status
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || len(st.Jobs) != 1 {
+			t.Fatalf("/api/v1/status: %d %s", code, body)
+		}
+		if j := st.Jobs[0]; j.Schedule == "replicate 1h" && j.NextRun.After(time.Now().Add(30*time.Minute)) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("status of the replicate-only job: schedule %q, next run %v; want replicate 1h and its next replication", j.Schedule, j.NextRun)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestServeWithoutVCenterBootCheck: a job without vcenter boots the
@@ -247,6 +264,11 @@ jobs:
 	}
 	if got := a.metric(t, `cairn_boot_check_ok\{vm="kvm-boot"\}`); got != 1 {
 		t.Errorf("cairn_boot_check_ok{vm=kvm-boot} = %v", got)
+	}
+	// The job only boot-checks: its next run is the next boot check's.
+	st, err := a.s.Status(context.Background())
+	if err != nil || len(st.Jobs) != 1 || st.Jobs[0].Schedule != "boot-check 2s" || st.Jobs[0].NextRun.IsZero() {
+		t.Errorf("status of the boot-check-only job: %+v %v", st.Jobs, err)
 	}
 }
 

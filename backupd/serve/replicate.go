@@ -233,13 +233,21 @@ func (s *Server) startReplications(ctx context.Context, cfg *Config, wg *sync.Wa
 		if rc == nil {
 			continue
 		}
+		// A job that only replicates has no backup schedule: its next
+		// run in the status (cairn status, the console) is the
+		// replication's, its schedule "replicate <schedule>".
+		var onNext func(time.Time)
+		if !j.BacksUp() && rc.Schedule != nil {
+			onNext = func(next time.Time) { s.setNextRun(j.Name, "replicate "+rc.Schedule.String(), next) }
+		}
 		for _, sc := range []struct {
-			key   string
-			sched schedule.Schedule
-			run   func(context.Context)
+			key    string
+			sched  schedule.Schedule
+			run    func(context.Context)
+			onNext func(time.Time)
 		}{
-			{"replicate/" + j.Name, rc.Schedule, func(ctx context.Context) { s.replicateJob(ctx, cfg, j, nil, "schedule") }},
-			{"remote-verify/" + j.Name, rc.Verify, func(ctx context.Context) { s.verifyRemote(ctx, j) }},
+			{"replicate/" + j.Name, rc.Schedule, func(ctx context.Context) { s.replicateJob(ctx, cfg, j, nil, "schedule") }, onNext},
+			{"remote-verify/" + j.Name, rc.Verify, func(ctx context.Context) { s.verifyRemote(ctx, j) }, nil},
 		} {
 			if sc.sched == nil {
 				continue
@@ -247,7 +255,7 @@ func (s *Server) startReplications(ctx context.Context, cfg *Config, wg *sync.Wa
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.runOnSchedule(ctx, sc.key, sc.sched, true, nil, sc.run)
+				s.runOnSchedule(ctx, sc.key, sc.sched, true, sc.onNext, sc.run)
 			}()
 		}
 	}

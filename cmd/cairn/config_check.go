@@ -71,8 +71,13 @@ func printConfigCheck(w io.Writer, file string, cfg *serve.Config, now time.Time
 	fmt.Fprintln(tw, "JOB\tVCENTER\tSCHEDULE\tNEXT RUNS")
 	for _, j := range cfg.Jobs {
 		sched, next := "-", "- (replicates or boot-checks on its own schedules)"
-		if j.Schedule != nil {
+		switch {
+		case j.Schedule != nil:
 			sched, next = j.Schedule.String(), nextRuns(j.Schedule, true, now, cfg.Location)
+		case j.Replicate != nil && j.Replicate.Schedule != nil: // as cairn status shows it
+			sched, next = "replicate "+j.Replicate.Schedule.String(), nextRuns(j.Replicate.Schedule, true, now, cfg.Location)
+		case j.BootCheck != nil && j.BootCheck.Schedule != nil:
+			sched, next = "boot-check "+j.BootCheck.Schedule.String(), nextRuns(j.BootCheck.Schedule, true, now, cfg.Location)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j.Name, dash(j.VCenter), sched, next)
 	}

@@ -22,6 +22,7 @@ vcenters:
 jobs:
   - {name: nightly, vcenter: prod, vms: [web-1], schedule: "30 2 * * *"}
   - {name: often, vcenter: prod, vms: [web-2], schedule: 4h}
+  - {name: offsite, vms: [kvm-*], replicate: {remote: off, schedule: 6h}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,8 @@ jobs:
 		"Mon 2026-03-30 02:30 CEST, Tue 2026-03-31 02:30 CEST, Wed 2026-04-01 02:30 CEST",
 		"at start, then every 4h0m0s",
 		"every 24h0m0s from start",
+		// A job that only replicates: its replication's runs (was "-").
+		"replicate 6h  at start, then every 6h0m0s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("want %q in:\n%s", want, out)

@@ -35,7 +35,7 @@ func fileCommands() []*cli.Command {
 	volFlags := func(extra ...cli.Flag) []cli.Flag {
 		return pointFlags(append([]cli.Flag{
 			&cli.StringFlag{Name: "disk", Usage: "disk name (or --volume)"},
-			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole"},
+			&cli.StringFlag{Name: "part", Value: "1", Usage: "partition number (1, p1, ...) or whole (left out on a disk without a partition table: whole)"},
 			volumeFlag,
 			remoteFlag, limitRateFlag,
 		}, extra...)...)
@@ -345,18 +345,15 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	want := strings.TrimPrefix(c.String("part"), "p")
-	if want != "whole" {
-		want = "p" + want
-	}
 	vols, _, err := volumes.OfDisk(o.dr, o.dr.Size())
 	if err != nil {
 		o.Close()
 		return nil, nil, fmt.Errorf("disk %s: %w", c.String("disk"), err)
 	}
+	want := wantedPart(c.String("part"), c.IsSet("part"), vols)
 	var names []string
 	for _, v := range vols {
-		names = append(names, v.Name)
+		names = append(names, volumeChoice(v))
 		if v.Name != want {
 			continue
 		}
@@ -369,10 +366,37 @@ func openVolume(c *cli.Context) (*openedDisk, partinfo.Filesystem, error) {
 		return o, fsys, nil
 	}
 	o.Close()
-	if len(names) == 1 && names[0] == "whole" {
-		return nil, nil, fmt.Errorf("disk %s has no partition table, so no partition %q: the whole disk is one volume, give --part whole", c.String("disk"), c.String("part"))
+	if len(vols) == 1 && vols[0].Name == "whole" {
+		return nil, nil, fmt.Errorf("disk %s has no partition table, so no partition %q: the whole disk is one volume (%s), give --part whole or leave --part out", c.String("disk"), c.String("part"), names[0])
 	}
-	return nil, nil, fmt.Errorf("disk %s has no partition %q (it has: %s)", c.String("disk"), c.String("part"), strings.Join(names, ", "))
+	if len(names) == 0 {
+		return nil, nil, fmt.Errorf("disk %s has a partition table with no partitions: there is no filesystem to read", c.String("disk"))
+	}
+	return nil, nil, fmt.Errorf("disk %s has no partition %q: give --part with one of: %s", c.String("disk"), c.String("part"), strings.Join(names, ", "))
+}
+
+// wantedPart is the volume name (p1, p2, ..., whole) that --part
+// selects among a disk's volumes. Left out, --part means partition 1 —
+// or the whole disk when the disk has no partition table (a filesystem
+// made on the whole disk, as data disks often are): its one volume.
+func wantedPart(part string, given bool, vols []volumes.Volume) string {
+	if !given && len(vols) == 1 && vols[0].Name == "whole" {
+		return "whole"
+	}
+	want := strings.TrimPrefix(part, "p")
+	if want != "whole" {
+		want = "p" + want
+	}
+	return want
+}
+
+// volumeChoice names a volume for an error listing the choices: its
+// name and what was found on it ("p2 (xfs)", "whole (ext4)").
+func volumeChoice(v volumes.Volume) string {
+	if v.Detection.Type == "" {
+		return v.Name + " (no filesystem recognised)"
+	}
+	return v.Name + " (" + v.Detection.Type + ")"
 }
 
 // volumeAdvice is what files and restore-file add when --disk/--part

@@ -29,6 +29,7 @@ type chunkCache struct {
 	mu     sync.Mutex
 	lru    *list.List // of *chunk, front = newest
 	chunks map[int64]*list.Element
+	bytes  int64 // held by the chunks
 }
 
 type chunk struct {
@@ -83,10 +84,19 @@ func (c *chunkCache) get(off int64) ([]byte, error) {
 		return el.Value.(*chunk).data, nil
 	}
 	c.chunks[off] = c.lru.PushFront(&chunk{off: off, data: data})
+	c.bytes += int64(len(data))
 	for c.lru.Len() > chunkCacheBytes/chunkSize {
 		old := c.lru.Back()
 		c.lru.Remove(old)
 		delete(c.chunks, old.Value.(*chunk).off)
+		c.bytes -= int64(len(old.Value.(*chunk).data))
 	}
 	return data, nil
+}
+
+// held is what the cache holds, in bytes.
+func (c *chunkCache) held() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }

@@ -8,8 +8,19 @@ import (
 )
 
 // maxCachedNames bounds the names the directory cache of one volume holds
-// (about 100 bytes each: some 20 MiB per volume at most).
+// (about bytesPerCachedName each: some 20 MiB per volume at most).
 const maxCachedNames = 200_000
+
+// bytesPerCachedName is about what one cached name costs: the name, its
+// entries in the name and index maps and its fuse.DirEntry.
+const bytesPerCachedName = 100
+
+// held is about what the cache holds, in bytes.
+func (c *dirCache) held() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(c.names) * bytesPerCachedName
+}
 
 // dirCache keeps the name -> inode maps of recently listed directories of
 // one volume, so that the lookups that follow a listing (READDIRPLUS, ls -l,

@@ -10,8 +10,9 @@
 //     cairn mount and serve install; Provider and VolumeProvider make one
 //     each with its own Guests.
 //   - open set (openset.go): the volumes whose filesystem is open, by
-//     last use; beyond the bound (DefaultMaxOpen) the least recently used
-//     idle one is closed (volState dropped: reader, chunk and dir caches)
+//     last use; beyond the bounds (DefaultMaxOpen volumes, or
+//     DefaultMaxOpenBytes held by their chunk and directory caches
+//     together) the least recently used idle one is closed (volState dropped: reader, chunk and dir caches)
 //     and reopened by its next request (acquire/release).
 //   - diskDir: fs/<disk>, one volumeDir per volume that
 //     partinfo/volumes.OfDisk finds.

@@ -213,11 +213,13 @@ func (v *volumeDir) acquire() (*volState, syscall.Errno) {
 	s.mu.Unlock()
 	// The reader's small reads come from cached 64 KiB chunks.
 	var fsys partinfo.Filesystem
+	var chunks *chunkCache
 	var err error
 	if v.openFS != nil {
 		fsys, err = v.openFS()
 	} else {
-		fsys, err = fsopen.Open(newChunkCache(v.src.Reader, v.src.Size), v.vol.Offset, v.vol.Size, v.vol.Detection)
+		chunks = newChunkCache(v.src.Reader, v.src.Size)
+		fsys, err = fsopen.Open(chunks, v.vol.Offset, v.vol.Size, v.vol.Detection)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,7 +240,7 @@ func (v *volumeDir) acquire() (*volState, syscall.Errno) {
 	if v.root == nil {
 		v.root = &guestNode{vol: v, ino: fsys.Root(), salt: v.salt, log: v.log, where: v.where()}
 	}
-	st := &volState{fs: fsys, cache: newDirCacheFor(v.vol.Detection.Type), users: 1}
+	st := &volState{fs: fsys, cache: newDirCacheFor(v.vol.Detection.Type), chunks: chunks, users: 1}
 	st.elem = s.lru.PushFront(v)
 	v.st = st
 	s.evict()

@@ -155,4 +155,22 @@ func TestOpenVolumesBounded(t *testing.T) {
 	if n := guests.OpenVolumes(); n != bound {
 		t.Errorf("at the end: %d guest filesystems open, want %d", n, bound)
 	}
+
+	// The bound in bytes: what the open volumes' caches hold together.
+	// Each browsed volume holds more than 64 KiB (a chunk of its
+	// metadata), so with a bound of 64 KiB only the most recently used
+	// one stays open, whatever the count bound allows; files read on.
+	guests.SetMaxBytes(64 << 10)
+	if n := guests.OpenVolumes(); n != 1 {
+		t.Errorf("after lowering the byte bound: %d guest filesystems open, want 1", n)
+	}
+	for i := range disks {
+		check(filepath.Join(vol(i), "sub", "c.txt"), files["sub/c.txt"])
+		if n := guests.OpenVolumes(); n != 1 {
+			t.Errorf("after browsing d%d under a byte bound of 64 KiB: %d guest filesystems open, want 1", i, n)
+		}
+	}
+	if held := guests.HeldBytes(); held <= 0 {
+		t.Errorf("the open volume holds %d bytes", held)
+	}
 }
