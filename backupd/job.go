@@ -58,6 +58,9 @@ type JobOptions struct {
 	Progress Progress
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Hooks are the administrator's commands run before and after the
+	// snapshot and after the backup (nil: none; hooks.go).
+	Hooks *VMHooks
 }
 
 func (o JobOptions) nbdStartTimeout() time.Duration {
@@ -96,6 +99,8 @@ type Result struct {
 	// on purpose).
 	Skipped  []SkippedDisk `json:"skipped_disks,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// Hooks are the hooks that ran around the backup.
+	Hooks []HookResult `json:"hooks,omitempty"`
 }
 
 // BytesRead sums the disks' bytes read.
@@ -157,6 +162,10 @@ type vmJob struct {
 	disks    []vsphere.Disk
 	skipped  []SkippedDisk
 	warnings []string
+	// hookWarnings are failed hooks that did not stop the backup; hooks
+	// every hook that ran (hooks.go).
+	hookWarnings []string
+	hooks        []HookResult
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
@@ -180,12 +189,18 @@ func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec stri
 		j.log.Warn("cannot record the job", "error", err)
 	}
 	res, err := j.run(ctx)
+	if res != nil {
+		res.Warnings = append(res.Warnings, j.hookWarnings...)
+	}
+	res = j.postBackup(ctx, res, err)
 	rec.End = time.Now().UTC()
 	if j.vm != nil {
 		rec.VM = j.vm.Name
 	}
+	rec.Hooks = j.hooks
 	if err != nil {
 		rec.State, rec.Error = EndState(Cancelled(ctx, err)), err.Error()
+		rec.Warnings = j.hookWarnings
 	} else {
 		rec.State, rec.Point, rec.BytesRead, rec.BytesWritten = JobOK, res.PointID, res.BytesRead(), res.BytesWritten()
 		rec.Consistency, rec.Warnings = res.Consistency, res.Warnings
@@ -240,10 +255,14 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	if _, err := j.hv.EnableCBT(ctx, vm); err != nil {
 		return err
 	}
+	if err := j.preSnapshot(ctx); err != nil {
+		return err
+	}
 	name := vsphere.SnapshotPrefix + j.id
 	snap, err := vsphere.SnapshotWithMode(ctx, vm.Name, j.opts.Quiesce, j.log, func(ctx context.Context, quiesce bool) (*vsphere.Snapshot, error) {
 		return j.hv.CreateSnapshot(ctx, vm, name, quiesce)
 	})
+	j.postSnapshot(ctx, err) // thaw: also when the snapshot failed
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
 			// A failed removal does not fail a job whose point is
