@@ -250,6 +250,8 @@ type VMHooks struct {
 	PreSnapshot, PostSnapshot, PostBackup []Hook
 	// Job is CAIRN_JOB (the serve job's name; "" for cairn backup).
 	Job string
+	// Record, when set, is called with each hook's result as it ends.
+	Record func(HookResult)
 }
 
 // Empty reports whether there is no hook.

@@ -17,7 +17,12 @@ func (j *vmJob) hookEnv() HookEnv {
 	return e
 }
 
-func (j *vmJob) recordHook(r HookResult) { j.hooks = append(j.hooks, r) }
+func (j *vmJob) recordHook(r HookResult) {
+	j.hooks = append(j.hooks, r)
+	if j.opts.Hooks.Record != nil {
+		j.opts.Hooks.Record(r)
+	}
+}
 
 // preSnapshot runs the pre_snapshot hooks; a failing one with policy fail
 // or skip ends the backup before any snapshot.
