@@ -36,6 +36,10 @@ const DefaultHookTimeout = 5 * time.Minute
 // together, the end of it) is kept.
 const HookOutputMax = 64 << 10
 
+// hookLogMax is how much of the end of a hook's output goes into the log
+// (the job and run records keep HookOutputMax).
+const hookLogMax = 2 << 10
+
 // ErrHookFailed marks a backup failed by a pre hook whose policy is fail.
 var ErrHookFailed = errors.New("hook failed")
 
@@ -205,11 +209,15 @@ func RunHook(ctx context.Context, h Hook, env HookEnv, log *slog.Logger) HookRes
 	default:
 		res.Error = err.Error()
 	}
-	attrs := []any{"hook", h.Point, "argv", h.Argv, "vm", env.VM, "exit_code", res.ExitCode, "seconds", res.Seconds}
+	tail := res.Output
+	if len(tail) > hookLogMax {
+		tail = "..." + tail[len(tail)-hookLogMax:]
+	}
+	attrs := []any{"hook", h.Point, "argv", h.Argv, "vm", env.VM, "exit_code", res.ExitCode, "seconds", res.Seconds, "output", tail}
 	if res.Failed() {
-		log.Warn("hook failed", append(attrs, "error", res.Error, "output", res.Output)...)
+		log.Warn("hook failed", append(attrs, "error", res.Error)...)
 	} else {
-		log.Info("hook ran", append(attrs, "output", res.Output)...)
+		log.Info("hook ran", attrs...)
 	}
 	return res
 }

@@ -218,10 +218,11 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			}
 			err := s.backupOne(ctx, conn, opts, job, r, host, log.With("vm", r.VM, "run", r.ID))
 			mu.Lock()
-			if skippedByHook(err) { // neither backed up nor failed
-			} else if err != nil {
+			switch {
+			case skippedByHook(err): // neither backed up nor failed
+			case err != nil:
 				failed++
-			} else {
+			default:
 				ok++
 			}
 			mu.Unlock()
