@@ -222,7 +222,7 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 // withSnapshot finds and locks the VM, cleans up what a killed run left,
 // makes sure CBT is on, takes the job's snapshot, runs body and removes the
 // snapshot whatever happens.
-func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) error {
+func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) (err error) {
 	vm, err := j.hv.FindVM(ctx, j.spec)
 	if err != nil {
 		return err
@@ -241,6 +241,18 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	}
 	defer lock.Release()
 	ctx = blockmap.WithVMLock(ctx, lock)
+	// pre_snapshot runs before cairn changes anything on the VM; once it
+	// ran, post_snapshot runs whatever happens (hooks_job.go)
+	preErr := j.preSnapshot(ctx)
+	thawed := false
+	defer func() {
+		if !thawed {
+			j.postSnapshot(ctx, err)
+		}
+	}()
+	if preErr != nil {
+		return preErr
+	}
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
 		if j.proxy, err = j.hv.FindProxy(ctx, j.opts.ProxyVM); err != nil {
 			return err
@@ -255,13 +267,11 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	if _, err := j.hv.EnableCBT(ctx, vm); err != nil {
 		return err
 	}
-	if err := j.preSnapshot(ctx); err != nil {
-		return err
-	}
 	name := vsphere.SnapshotPrefix + j.id
 	snap, err := vsphere.SnapshotWithMode(ctx, vm.Name, j.opts.Quiesce, j.log, func(ctx context.Context, quiesce bool) (*vsphere.Snapshot, error) {
 		return j.hv.CreateSnapshot(ctx, vm, name, quiesce)
 	})
+	thawed = true
 	j.postSnapshot(ctx, err) // thaw: also when the snapshot failed
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
