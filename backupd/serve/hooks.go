@@ -49,7 +49,11 @@ func (s *Server) preJob(ctx context.Context, job Job, runs []*RunRecord, log *sl
 // run's result (CAIRN_RESULT ok, failed, skipped or cancelled); a failed
 // post_job hook is logged, recorded and told as a backup warning.
 func (s *Server) postJob(ctx context.Context, job Job, runs []*RunRecord, log *slog.Logger) {
-	if job.Hooks == nil || len(job.Hooks.PostJob) == 0 {
+	if job.Hooks.Empty() {
+		return
+	}
+	defer s.setHookFailures(job.Name, runs)
+	if len(job.Hooks.PostJob) == 0 {
 		return
 	}
 	env := backupd.HookEnv{Job: job.Name, Result: backupd.JobOK}
@@ -81,6 +85,24 @@ func (s *Server) postJob(ctx context.Context, job Job, runs []*RunRecord, log *s
 		s.tell(notify.Event{Kind: notify.BackupWarning, Severity: notify.Warning, Job: job.Name, VM: "*", Error: strings.Join(warns, "; "),
 			Summary: fmt.Sprintf("post_job hook of job %s failed", job.Name)})
 	}
+}
+
+// setHookFailures sets the job's LastHookFailures (/api/v1/status) from
+// the hooks its runs recorded, each failure once.
+func (s *Server) setHookFailures(job string, runs []*RunRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fails []string
+	seen := map[string]bool{}
+	for _, r := range runs {
+		for _, h := range r.Hooks {
+			if sum := h.Summary(); h.Failed() && !seen[sum] {
+				seen[sum] = true
+				fails = append(fails, sum)
+			}
+		}
+	}
+	s.jobStatus(job).LastHookFailures = fails
 }
 
 func (s *Server) recordJobHook(runs []*RunRecord) func(backupd.HookResult) {

@@ -289,4 +289,38 @@ func TestServeHooksPolicies(t *testing.T) {
 			t.Errorf("backup_warning %+v", p)
 		}
 	}
+
+	// /api/v1/status names each job's failed hooks of its last run (set
+	// when the job run ends, after the notifications: waited for)
+	lagFail := "pre_snapshot hook " + lag + ": exit status 1: replica lag 600s"
+	wantStatus := map[string]string{
+		"skipper": fmt.Sprintf("ok 0 failed 0 hooks %q", []string{lagFail}),
+		"failer":  fmt.Sprintf("ok 0 failed 1 hooks %q", []string{lagFail}),
+		"warner":  fmt.Sprintf("ok 1 failed 0 hooks %q", []string{lagFail}),
+		"thaw":    "ok 0 failed 1 hooks []",
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		var st struct{ Jobs []JobStatus }
+		if code, body := a.do(t, "GET", "/api/v1/status", "", nil); code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+			t.Fatalf("status %d %s", code, body)
+		}
+		got := map[string]string{}
+		for _, j := range st.Jobs {
+			got[j.Name] = fmt.Sprintf("ok %d failed %d hooks %q", j.LastOK, j.LastFail, j.LastHookFailures)
+		}
+		bad := ""
+		for name, w := range wantStatus {
+			if got[name] != w {
+				bad += fmt.Sprintf("\njob %s: %s, wantStatus %s", name, got[name], w)
+			}
+		}
+		if bad == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/v1/status:%s", bad)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

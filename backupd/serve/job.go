@@ -68,6 +68,9 @@ type JobStatus struct {
 	LastEnd  time.Time `json:"last_end,omitzero"`
 	LastOK   int       `json:"last_ok"`     // VMs backed up by the last run
 	LastFail int       `json:"last_failed"` // VMs that failed in the last run
+	// LastHookFailures are the hooks that failed in the last run, each
+	// "HOOK hook PROGRAM: why: last output line" (hooks.go).
+	LastHookFailures []string `json:"last_hook_failures,omitempty"`
 }
 
 func (s *Server) newRun(job, vm, trigger string) *RunRecord {
@@ -190,7 +193,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		s.postJob(ctx, job, runs, log)
 		return
 	}
-	defer s.postJob(ctx, job, runs, log)
+	defer s.postJob(ctx, job, runs, log) // and its hook failures (hooks.go)
 	par := job.Parallel
 	if par < 1 {
 		par = cfg.Parallelism.VMs
