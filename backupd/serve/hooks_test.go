@@ -206,7 +206,9 @@ func TestServeHooksPolicies(t *testing.T) {
 		job("failer", "web-1", "{command: ["+lag+"]}")+
 		job("hanger", "web-1", "{command: ["+hang+"], timeout: 300ms, on_failure: fail}")+
 		job("warner", "web-1", "{command: ["+lag+"], on_failure: warn}")+
-		job("thaw", "db-1", "{command: ["+note+"]}")+`notify:
+		job("thaw", "db-1", "{command: ["+note+"]}")+
+		job("gate", "web-1", "{command: ["+note+"]}")+`      pre_job: [{command: [`+lag+`], on_failure: skip}]
+notify:
   targets:
     - webhook: {url: "`+h.srv.URL+`"}
 `, nil)
@@ -290,6 +292,15 @@ func TestServeHooksPolicies(t *testing.T) {
 		}
 	}
 
+	// a pre_job hook that skips: the run is skipped before any VM hook
+	r = requestRun(t, a, "web-1", "gate")
+	if r.State != StateSkipped || !strings.HasSuffix(r.Error, "pre_job hook "+lag+": exit status 1: replica lag 600s") {
+		t.Errorf("run skipped by pre_job %+v", r)
+	}
+	if b, _ := os.ReadFile(log); strings.Count(string(b), "\n") != len(want) {
+		t.Errorf("VM hooks ran in a run its pre_job skipped:\n%s", b)
+	}
+
 	// /api/v1/status names each job's failed hooks of its last run (set
 	// when the job run ends, after the notifications: waited for)
 	lagFail := "pre_snapshot hook " + lag + ": exit status 1: replica lag 600s"
@@ -298,6 +309,7 @@ func TestServeHooksPolicies(t *testing.T) {
 		"failer":  fmt.Sprintf("ok 0 failed 1 hooks %q", []string{lagFail}),
 		"warner":  fmt.Sprintf("ok 1 failed 0 hooks %q", []string{lagFail}),
 		"thaw":    "ok 0 failed 1 hooks []",
+		"gate":    fmt.Sprintf("ok 0 failed 0 hooks %q", []string{"pre_job hook " + lag + ": exit status 1: replica lag 600s"}),
 	}
 	deadline = time.Now().Add(30 * time.Second)
 	for {

@@ -189,7 +189,11 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 				s.tellBackupFailed(ctx, job.Name, r, 0, o.Err)
 			}
 		}
-		s.jobEnded(job.Name, 0, len(runs))
+		failed := len(runs)
+		if skippedByHook(o.Err) {
+			failed = 0
+		}
+		s.jobEnded(job.Name, 0, failed)
 		s.postJob(ctx, job, runs, log)
 		return
 	}
