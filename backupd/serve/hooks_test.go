@@ -226,6 +226,9 @@ notify:
 	if r.State != StateSkipped || !strings.Contains(r.Error, "skipped by pre hook") || !strings.HasSuffix(r.Error, "exit status 1: replica lag 600s") || r.Point != "" {
 		t.Errorf("skipped run %+v", r)
 	}
+	if !RunEnded(r.State) { // cairn trigger --wait and GET /api/v1/jobs/wait
+		t.Errorf("a skipped run is not ended for GET /api/v1/jobs/wait")
+	}
 	r = requestRun(t, a, "web-1", "failer")
 	if r.State != StateFailed || !strings.HasSuffix(r.Error, "replica lag 600s") {
 		t.Errorf("failed run %+v", r)
