@@ -29,6 +29,10 @@ const (
 	HookWarn = "warn" // it goes on, with a warning
 )
 
+// hookPipeWait is how long a hook's end waits for background processes
+// it left holding its output.
+const hookPipeWait = 5 * time.Second
+
 // DefaultHookTimeout bounds a hook without a timeout of its own.
 const DefaultHookTimeout = 5 * time.Minute
 
@@ -116,7 +120,11 @@ func (r HookResult) LastLine() string {
 // Summary is one line naming the hook, why it failed and its last output
 // line.
 func (r HookResult) Summary() string {
-	s := fmt.Sprintf("%s hook %s: %s", r.Hook, r.Argv[0], r.Error)
+	prog := "(no command)"
+	if len(r.Argv) > 0 {
+		prog = r.Argv[0]
+	}
+	s := fmt.Sprintf("%s hook %s: %s", r.Hook, prog, r.Error)
 	if l := r.LastLine(); l != "" {
 		s += ": " + l
 	}
@@ -185,13 +193,13 @@ func RunHook(ctx context.Context, h Hook, env HookEnv, log *slog.Logger) HookRes
 		// the whole group: a shell's children (sleep, ssh) die with it
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	// a child that escaped the group and holds the output pipe open
-	// must not hold the backup
-	cmd.WaitDelay = 5 * time.Second
+	// A process the hook leaves in the background (a session holding a
+	// lock until post_snapshot ends it) keeps running; one that still
+	// holds the output pipe is waited for hookPipeWait at most.
+	cmd.WaitDelay = hookPipeWait
 	err := cmd.Run()
-	if cmd.Process != nil && cmd.ProcessState != nil {
-		// whatever the hook left running in its group goes too
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		err = nil // the hook itself ended well
 	}
 	res.Seconds = time.Since(res.Start).Seconds()
 	res.Output, res.Truncated = out.String(), out.dropped

@@ -3,6 +3,8 @@ package backupd
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,7 +31,7 @@ func TestRunHookTimeoutKillsGroup(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
 	sh := writeScript(t, dir, "hang", "sleep 300 &\necho $! > "+pidFile+"\necho frozen\nwait\n")
-	r := RunHook(context.Background(), Hook{Point: HookPreSnapshot, Argv: []string{sh}, Timeout: 500 * time.Millisecond}, HookEnv{VM: "vm1"}, nil)
+	r := RunHook(context.Background(), Hook{Point: HookPreSnapshot, Argv: []string{sh}, Timeout: 500 * time.Millisecond}, HookEnv{VM: "vm1"}, quiet)
 	if !r.Failed() || !strings.Contains(r.Error, "timed out") || r.LastLine() != "frozen" {
 		t.Fatalf("result %+v", r)
 	}
@@ -40,10 +42,7 @@ func TestRunHookTimeoutKillsGroup(t *testing.T) {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	// the child was SIGKILLed: once reaped by init it no longer exists
 	deadline := time.Now().Add(10 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
-			break // a zombie: killed, waiting to be reaped
-		}
+	for running(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the hook's child %d (sleep 300) still runs after the timeout", pid)
 		}
@@ -58,7 +57,7 @@ func TestRunHookCancelKillsGroup(t *testing.T) {
 	sh := writeScript(t, dir, "hang", "sleep 300\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	r := RunHook(ctx, Hook{Point: HookPreJob, Argv: []string{sh}, Timeout: time.Hour}, HookEnv{}, nil)
+	r := RunHook(ctx, Hook{Point: HookPreJob, Argv: []string{sh}, Timeout: time.Hour}, HookEnv{}, quiet)
 	if !r.Failed() || !strings.HasPrefix(r.Error, "stopped") {
 		t.Fatalf("result %+v", r)
 	}
@@ -69,7 +68,7 @@ func TestRunHookCancelKillsGroup(t *testing.T) {
 func TestRunHookOutputBounded(t *testing.T) {
 	dir := t.TempDir()
 	sh := writeScript(t, dir, "loud", "head -c 1048576 /dev/zero | tr '\\0' x\necho\necho to-stderr >&2\necho last line\nexit 3\n")
-	r := RunHook(context.Background(), Hook{Point: HookPostBackup, Argv: []string{sh}}, HookEnv{}, nil)
+	r := RunHook(context.Background(), Hook{Point: HookPostBackup, Argv: []string{sh}}, HookEnv{}, quiet)
 	if len(r.Output) != HookOutputMax || !r.Truncated || !strings.HasSuffix(r.Output, "to-stderr\nlast line\n") {
 		t.Fatalf("output %d bytes, truncated %v, ends %q", len(r.Output), r.Truncated, r.Output[max(0, len(r.Output)-40):])
 	}
@@ -121,7 +120,7 @@ func TestRunPreHooksPolicies(t *testing.T) {
 	}{{HookFail, ErrHookFailed, 1, 0}, {HookSkip, ErrSkippedByHook, 1, 0}, {HookWarn, nil, 2, 1}} {
 		var ran []HookResult
 		o := RunPreHooks(context.Background(), []Hook{{Point: HookPreSnapshot, Argv: []string{bad}, OnFailure: tc.policy}, {Point: HookPreSnapshot, Argv: []string{good}}},
-			HookEnv{}, nil, func(r HookResult) { ran = append(ran, r) })
+			HookEnv{}, quiet, func(r HookResult) { ran = append(ran, r) })
 		if !errors.Is(o.Err, tc.want) || (tc.want == nil) != (o.Err == nil) || len(ran) != tc.ran || len(o.Warnings) != tc.warns {
 			t.Errorf("%s: err %v, ran %d, warnings %q", tc.policy, o.Err, len(ran), o.Warnings)
 		}
@@ -156,4 +155,40 @@ func TestCheckHookProgram(t *testing.T) {
 			t.Errorf("%q: %v, want %q", tc.argv, err, tc.want)
 		}
 	}
+}
+
+// TestRunHookBackgroundSurvives: a process a successful hook leaves in
+// the background (a session holding a database lock until post_snapshot
+// ends it) keeps running, and the hook is ok.
+func TestRunHookBackgroundSurvives(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "session.pid")
+	sh := writeScript(t, dir, "freeze", "sleep 300 >/dev/null 2>&1 &\necho $! > "+pidFile+"\necho locked\n")
+	r := RunHook(context.Background(), Hook{Point: HookPreSnapshot, Argv: []string{sh}, Timeout: time.Minute}, HookEnv{}, quiet)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if r.Failed() || r.LastLine() != "locked" {
+		t.Fatalf("result %+v", r)
+	}
+	if !running(pid) {
+		t.Errorf("the hook's background session %d is gone", pid)
+	}
+}
+
+// quiet is the tests' logger: hook outcomes are asserted, not printed.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// running reports whether process pid exists and is not a zombie (killed,
+// not yet reaped by init).
+func running(pid int) bool {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(st), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }
