@@ -61,3 +61,32 @@ env >> ` + envOut + "\n"
 		t.Errorf("relative: exit %d, stderr %q", res.code, res.stderr)
 	}
 }
+
+// TestConfigCheckHooks: cairn config check refuses a job hook whose
+// program is not executable, with the line and the fix.
+func TestConfigCheckHooks(t *testing.T) {
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "db-freeze")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(cfg, []byte(`repository: `+filepath.Join(dir, "repo")+`
+vcenters:
+  - {name: prod, url: https://vc.example.com/sdk, credentials: /etc/cairn/vc}
+jobs:
+  - name: nightly
+    vcenter: prod
+    vms: [db-1]
+    schedule: "0 1 * * *"
+    hooks:
+      pre_snapshot: [{command: [`+prog+`, --host, db-1], on_failure: skip}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runCairn(t, nil, "config", "check", cfg)
+	want := `cairn.yaml:10: job "nightly": hooks: pre_snapshot: program ` + prog + ` is not executable (chmod +x it)`
+	if res.code == 0 || !strings.Contains(res.stderr, want) {
+		t.Errorf("exit %d, stderr %q; want %q", res.code, res.stderr, want)
+	}
+}
