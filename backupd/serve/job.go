@@ -192,6 +192,8 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 		failed := len(runs)
 		if skippedByHook(o.Err) {
 			failed = 0
+		} else if ctx.Err() == nil {
+			s.metrics.jobFailed(job.Name)
 		}
 		s.jobEnded(job.Name, 0, failed)
 		s.postJob(ctx, job, runs, log)
