@@ -82,6 +82,14 @@
 //     restores that overwrite a VM take it too (LockRestoreTarget).
 //   - Slots: the caps on VM jobs running at once, in total and per host
 //     (NewSlots), for BackupVMs and cairn serve alike.
+//   - Hook: an administrator's command at a hook point (pre_snapshot,
+//     post_snapshot, post_backup per VM; pre_job, post_job for serve),
+//     run by RunHook in its own process group, killed with it at its
+//     timeout, with CAIRN_* variables and no credentials in its
+//     environment (childEnv); HookResult keeps the end of its output.
+//     A pre hook's policy fails the VM (ErrHookFailed), skips it
+//     (ErrSkippedByHook, job state skipped) or warns; post_snapshot runs
+//     whenever pre_snapshot ran (hooks.go, hooks_job.go).
 //
 // The snapshot is removed, NBD servers are stopped and hot-added disks
 // are detached on every path; what a killed run left behind is cleaned

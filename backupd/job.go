@@ -58,6 +58,9 @@ type JobOptions struct {
 	Progress Progress
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Hooks are the administrator's commands run before and after the
+	// snapshot and after the backup (nil: none; hooks.go).
+	Hooks *VMHooks
 }
 
 func (o JobOptions) nbdStartTimeout() time.Duration {
@@ -96,6 +99,8 @@ type Result struct {
 	// on purpose).
 	Skipped  []SkippedDisk `json:"skipped_disks,omitempty"`
 	Warnings []string      `json:"warnings,omitempty"`
+	// Hooks are the hooks that ran around the backup.
+	Hooks []HookResult `json:"hooks,omitempty"`
 }
 
 // BytesRead sums the disks' bytes read.
@@ -157,6 +162,10 @@ type vmJob struct {
 	disks    []vsphere.Disk
 	skipped  []SkippedDisk
 	warnings []string
+	// hookWarnings are failed hooks that did not stop the backup; hooks
+	// every hook that ran (hooks.go).
+	hookWarnings []string
+	hooks        []HookResult
 
 	dirsOnce sync.Once
 	dirs     vsphere.DatastoreDirs
@@ -180,12 +189,18 @@ func Backup(ctx context.Context, repo *blockmap.Repo, hv Hypervisor, vmSpec stri
 		j.log.Warn("cannot record the job", "error", err)
 	}
 	res, err := j.run(ctx)
+	if res != nil {
+		res.Warnings = append(res.Warnings, j.hookWarnings...)
+	}
+	res = j.postBackup(ctx, res, err)
 	rec.End = time.Now().UTC()
 	if j.vm != nil {
 		rec.VM = j.vm.Name
 	}
+	rec.Hooks = j.hooks
 	if err != nil {
 		rec.State, rec.Error = EndState(Cancelled(ctx, err)), err.Error()
+		rec.Warnings = j.hookWarnings
 	} else {
 		rec.State, rec.Point, rec.BytesRead, rec.BytesWritten = JobOK, res.PointID, res.BytesRead(), res.BytesWritten()
 		rec.Consistency, rec.Warnings = res.Consistency, res.Warnings
@@ -207,7 +222,7 @@ func (j *vmJob) run(ctx context.Context) (res *Result, err error) {
 // withSnapshot finds and locks the VM, cleans up what a killed run left,
 // makes sure CBT is on, takes the job's snapshot, runs body and removes the
 // snapshot whatever happens.
-func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) error {
+func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context) error) (err error) {
 	vm, err := j.hv.FindVM(ctx, j.spec)
 	if err != nil {
 		return err
@@ -226,6 +241,18 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	}
 	defer lock.Release()
 	ctx = blockmap.WithVMLock(ctx, lock)
+	// pre_snapshot runs before cairn changes anything on the VM; once it
+	// ran, post_snapshot runs whatever happens (hooks_job.go)
+	preErr := j.preSnapshot(ctx)
+	thawed := false
+	defer func() {
+		if !thawed {
+			j.postSnapshot(ctx, err)
+		}
+	}()
+	if preErr != nil {
+		return preErr
+	}
 	if slices.Contains(j.opts.Transports, TransportHotAdd) && j.opts.ProxyVM != "" {
 		if j.proxy, err = j.hv.FindProxy(ctx, j.opts.ProxyVM); err != nil {
 			return err
@@ -244,6 +271,8 @@ func (j *vmJob) withSnapshot(ctx context.Context, body func(ctx context.Context)
 	snap, err := vsphere.SnapshotWithMode(ctx, vm.Name, j.opts.Quiesce, j.log, func(ctx context.Context, quiesce bool) (*vsphere.Snapshot, error) {
 		return j.hv.CreateSnapshot(ctx, vm, name, quiesce)
 	})
+	thawed = true
+	j.postSnapshot(ctx, err) // thaw: also when the snapshot failed
 	if snap != nil && snap.Ref.Value != "" {
 		defer func() {
 			// A failed removal does not fail a job whose point is

@@ -27,6 +27,9 @@ const (
 	// SIGTERM, a stopping cairn serve): no failure, nothing committed by
 	// it half-way.
 	JobCancelled = "cancelled"
+	// JobSkipped is a backup a pre hook skipped (policy skip,
+	// ErrSkippedByHook): no failure, nothing backed up.
+	JobSkipped = "skipped"
 )
 
 // Cancelled marks err, the error a job ended with, as its cancellation
@@ -57,6 +60,8 @@ func EndState(err error) string {
 		return JobOK
 	case errors.As(err, &ce):
 		return JobCancelled
+	case errors.Is(err, ErrSkippedByHook):
+		return JobSkipped
 	}
 	return JobFailed
 }
@@ -94,10 +99,13 @@ type JobRecord struct {
 	BytesRead    int64     `json:"bytes_read"`
 	BytesWritten int64     `json:"bytes_written"`
 	Error        string    `json:"error,omitempty"`
-	// Warnings of a backup that committed its point (disks left out).
+	// Warnings of a backup that committed its point (disks left out), and
+	// hooks that failed without stopping it.
 	Warnings []string `json:"warnings,omitempty"`
-	PID      int      `json:"pid,omitempty"`
-	Host     string   `json:"host,omitempty"`
+	// Hooks are the administrator's hooks that ran around a backup.
+	Hooks []HookResult `json:"hooks,omitempty"`
+	PID   int          `json:"pid,omitempty"`
+	Host  string       `json:"host,omitempty"`
 	// RepoDev and RepoIno identify the repository directory the writer
 	// ran on: a copy of the repository (cp -a, rsync, tar while a job
 	// runs) carries the running record along, and the job does not run

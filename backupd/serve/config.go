@@ -125,6 +125,9 @@ type Job struct {
 	// ExcludeDisks are the exclude_disks: patterns, disks not backed up
 	// (DISK or VM/DISK; backupd.ParseDiskExclusions).
 	ExcludeDisks []backupd.DiskExclusion
+	// Hooks are the administrator's commands around the job and each
+	// VM's snapshot and backup (nil: none; config_hooks.go).
+	Hooks *JobHooks
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -449,7 +452,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo", "exclude_disks")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo", "exclude_disks", "hooks")
 	if err != nil {
 		return j, err
 	}
@@ -555,6 +558,11 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	}
 	if v := m["replicate"]; v != nil {
 		if j.Replicate, err = p.replicate(v, what, cfg); err != nil {
+			return j, err
+		}
+	}
+	if v := m["hooks"]; v != nil {
+		if j.Hooks, err = p.hooks(v, what); err != nil {
 			return j, err
 		}
 	}

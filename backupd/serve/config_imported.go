@@ -16,7 +16,7 @@ func (j *Job) BacksUp() bool { return j.VCenter != "" }
 // vSphereJobKeys are the job keys that only a job backing up from a
 // vCenter can use.
 var vSphereJobKeys = []string{"schedule", "folders", "tags", "retention", "transports", "nbd_command", "quiesce",
-	"parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "exclude_disks"}
+	"parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "exclude_disks", "hooks"}
 
 // importedJob reads a job without vcenter: (m are its keys): vms (names
 // or globs of VMs in the repository) and exclude, with replicate: and/or

@@ -48,6 +48,9 @@
 //     repository's space and RPO states (console_overview.go), and
 //     downloads through tickets: HMAC-signed, expiring URLs minted by an
 //     authenticated POST (download.go).
+//   - Hooks (config_hooks.go, hooks.go): a job's hooks: commands, per VM
+//     through backupd.VMHooks and per job run (pre_job, post_job); their
+//     results are kept in the runs, a skip is state skipped.
 //   - Retention of a VM is the union of the retentions of every job that
 //     may back it up (retention.go); a VM a job names exactly that the
 //     vCenter lacks is a failed run (missing.go).

@@ -46,7 +46,7 @@ var fileKey = regexp.MustCompile(`(?m)\b(token_file|url_file|password_file|ca_fi
 // checked as written, only where its files live changes.
 func standInFiles(t *testing.T, text string) string {
 	dir := t.TempDir()
-	return fileKey.ReplaceAllStringFunc(text, func(m string) string {
+	text = fileKey.ReplaceAllStringFunc(text, func(m string) string {
 		sub := fileKey.FindStringSubmatch(m)
 		p := filepath.Join(dir, filepath.Base(sub[2]))
 		content := "secret\n"
@@ -57,5 +57,22 @@ func standInFiles(t *testing.T, text string) string {
 			t.Fatal(err)
 		}
 		return sub[1] + ": " + p
+	})
+	return standInHookPrograms(t, dir, text)
+}
+
+// hookProgram is a hook's program under /usr/local (the administrator's
+// own scripts).
+var hookProgram = regexp.MustCompile(`command: \[(/usr/local/[^\s,\]]+)`)
+
+// standInHookPrograms points the example's hook programs under /usr/local
+// at executable scripts made in dir (the parser checks they exist).
+func standInHookPrograms(t *testing.T, dir, text string) string {
+	return hookProgram.ReplaceAllStringFunc(text, func(m string) string {
+		p := filepath.Join(dir, filepath.Base(hookProgram.FindStringSubmatch(m)[1]))
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return "command: [" + p
 	})
 }

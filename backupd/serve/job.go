@@ -42,6 +42,10 @@ type RunRecord struct {
 	Error        string `json:"error,omitempty"`
 	// Progress of a running attempt (run_progress.go).
 	Progress *RunProgress `json:"progress,omitempty"`
+	// Warnings of the run (disks left out, failed hooks with on_failure
+	// warn, failed post hooks); Hooks are the hooks that ran (hooks.go).
+	Warnings []string             `json:"warnings,omitempty"`
+	Hooks    []backupd.HookResult `json:"hooks,omitempty"`
 }
 
 // Run states.
@@ -64,6 +68,9 @@ type JobStatus struct {
 	LastEnd  time.Time `json:"last_end,omitzero"`
 	LastOK   int       `json:"last_ok"`     // VMs backed up by the last run
 	LastFail int       `json:"last_failed"` // VMs that failed in the last run
+	// LastHookFailures are the hooks that failed in the last run, each
+	// "HOOK hook PROGRAM: why: last output line" (hooks.go).
+	LastHookFailures []string `json:"last_hook_failures,omitempty"`
 }
 
 func (s *Server) newRun(job, vm, trigger string) *RunRecord {
@@ -174,6 +181,25 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			hosts[vm.Name] = vm.Host
 		}
 	}
+	if o := s.preJob(ctx, job, runs, log); o.Err != nil {
+		log.Warn("pre_job hook ended the job run", "error", o.Err)
+		for _, r := range runs {
+			s.finish(r, start, backupd.Cancelled(ctx, o.Err))
+			if !skippedByHook(o.Err) {
+				s.tellBackupFailed(ctx, job.Name, r, 0, o.Err)
+			}
+		}
+		failed := len(runs)
+		if skippedByHook(o.Err) {
+			failed = 0
+		} else if ctx.Err() == nil {
+			s.metrics.jobFailed(job.Name)
+		}
+		s.jobEnded(job.Name, 0, failed)
+		s.postJob(ctx, job, runs, log)
+		return
+	}
+	defer s.postJob(ctx, job, runs, log) // and its hook failures (hooks.go)
 	par := job.Parallel
 	if par < 1 {
 		par = cfg.Parallelism.VMs
@@ -201,9 +227,11 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			}
 			err := s.backupOne(ctx, conn, opts, job, r, host, log.With("vm", r.VM, "run", r.ID))
 			mu.Lock()
-			if err != nil {
+			switch {
+			case skippedByHook(err): // neither backed up nor failed
+			case err != nil:
 				failed++
-			} else {
+			default:
 				ok++
 			}
 			mu.Unlock()
@@ -259,7 +287,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 			}
 		}
 		if c != nil {
-			res, err = backupd.BackupVM(ctx, s.repo, c, r.VM, s.withProgress(opts, r))
+			res, err = backupd.BackupVM(ctx, s.repo, c, r.VM, s.withHooks(s.withProgress(opts, r), job, r))
 			if c != conn {
 				c.Close()
 			}
@@ -273,6 +301,11 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 			break
 		}
 		permanent := errors.Is(err, vsphere.ErrVMNotFound) || errors.Is(err, vsphere.ErrNotBackupable)
+		if skippedByHook(err) {
+			log.Warn("backup skipped by pre hook", "error", err)
+			s.finish(r, time.Now(), err)
+			return err
+		}
 		if ctx.Err() != nil || attempt > job.Retries || permanent {
 			log.Error("backup failed", "attempts", attempt, "error", err)
 			s.finish(r, time.Now(), backupd.Cancelled(ctx, err))
@@ -291,6 +324,7 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	}
 	s.update(r, func(r *RunRecord) {
 		r.Point, r.BytesRead, r.BytesWritten = res.PointID, res.BytesRead(), res.BytesWritten()
+		r.Warnings = append(r.Warnings, res.Warnings...)
 	})
 	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
 	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
@@ -341,6 +375,8 @@ func (s *Server) finish(r *RunRecord, start time.Time, err error) {
 			r.State, r.Error = StateCancelled, err.Error()
 		case backupd.JobFailed:
 			r.State, r.Error = StateFailed, err.Error()
+		case backupd.JobSkipped: // by a pre hook (hooks.go)
+			r.State, r.Error = StateSkipped, err.Error()
 		}
 	})
 }
@@ -386,6 +422,7 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	if opts.NBDCommand == "" {
 		opts.NBDCommand = backupd.DefaultNBDCommand
 	}
+	opts.Hooks = job.Hooks.VMHooks(job.Name)
 	opts.NBD.Retries = 5
 	opts.NBD.StallTimeout = 60 * time.Second
 	return conn, opts, nil

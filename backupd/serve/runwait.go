@@ -14,9 +14,10 @@ const MaxRunWait = 20 * time.Second
 // runWaitPoll is how often a waiting request looks at its runs.
 const runWaitPoll = 50 * time.Millisecond
 
-// RunEnded reports whether a run is over (ok, failed or cancelled).
+// RunEnded reports whether a run is over (ok, failed, cancelled, or
+// skipped by a pre hook).
 func RunEnded(state string) bool {
-	return state == StateOK || state == StateFailed || state == StateCancelled
+	return state == StateOK || state == StateFailed || state == StateCancelled || state == StateSkipped
 }
 
 // handleRunWait is GET /api/v1/jobs/wait?id=RUN[&id=RUN...][&timeout=20s]:

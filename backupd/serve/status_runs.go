@@ -13,7 +13,7 @@ func (s *Server) addLastRuns(vms []VMStatus) []VMStatus {
 	last := map[string]RunRecord{}
 	s.mu.Lock()
 	for _, r := range s.runs {
-		if r.VM == "*" || (r.State != StateOK && r.State != StateFailed) {
+		if r.VM == "*" || (r.State != StateOK && r.State != StateFailed && r.State != StateSkipped) {
 			continue
 		}
 		if prev, ok := last[r.VM]; !ok || !r.End.Before(prev.End) {

@@ -198,19 +198,24 @@ func backupCommand() *cli.Command {
 			"NBD command placeholders: {socket} {server} {user} {password_file} {thumbprint}\n" +
 			"{vm_moref} {snapshot_moref} {disk_file} {disk_local_path} {vm} {disk}.\n" +
 			"Prints one line per VM: VM, point id, consistency, bytes read, bytes stored.",
-		Flags: append(vcenterFlags(),
+		Flags: append(append(vcenterFlags(),
 			&cli.IntFlag{Name: "parallel-vms", Value: 1, Usage: "VMs backed up at once"},
 			&cli.IntFlag{Name: "per-host", Value: 2, Usage: "VMs backed up at once on one ESXi host"},
-		),
+		), backupHookFlags()...),
 		Action: backupAction,
 	}
 }
 
 func backupAction(c *cli.Context) error {
+	hooks, err := backupHooks(c)
+	if err != nil {
+		return err
+	}
 	repo, conn, opts, err := jobSetup(c)
 	if err != nil {
 		return err
 	}
+	opts.Hooks = hooks
 	defer repo.Close()
 	defer conn.Close()
 	outs := backupd.BackupVMs(c.Context, repo, conn, c.StringSlice("vm"), opts,
@@ -319,7 +324,9 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 		var items []item
 		for _, o := range outs {
 			it := item{VM: o.Spec, Result: o.Result}
-			if o.Err != nil {
+			if errors.Is(o.Err, backupd.ErrSkippedByHook) {
+				it.Error = o.Err.Error() // skipped on purpose: no failure
+			} else if o.Err != nil {
 				it.Error = o.Err.Error()
 				failed = append(failed, o.Spec)
 			}
@@ -332,6 +339,10 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 		}
 	} else {
 		for _, o := range outs {
+			if errors.Is(o.Err, backupd.ErrSkippedByHook) {
+				fmt.Fprintf(os.Stderr, "cairn: %s not backed up: %v\n", o.Spec, o.Err)
+				continue
+			}
 			if o.Err != nil {
 				fmt.Fprintf(os.Stderr, "cairn: backup of %s failed: %v\n", o.Spec, o.Err)
 				failed = append(failed, o.Spec)

@@ -33,6 +33,8 @@ func triggerEnded(r serve.RunRecord) (line string, ended bool) {
 		return fmt.Sprintf("%s: point %s (read %s, stored %s)", r.VM, r.Point, bytesize.IEC(r.BytesRead), bytesize.IEC(r.BytesWritten)), true
 	case serve.StateFailed:
 		return fmt.Sprintf("%s: FAILED: %s", r.VM, oneLine(r.Error)), true
+	case serve.StateSkipped: // by a pre hook of the job: no failure
+		return fmt.Sprintf("%s: skipped: %s", r.VM, oneLine(r.Error)), true
 	case serve.StateCancelled:
 		return fmt.Sprintf("%s: CANCELLED: the server stopped before the backup ended (%s); its next run backs the VM up, or trigger it again", r.VM, oneLine(r.Error)), true
 	}

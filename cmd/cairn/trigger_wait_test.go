@@ -23,6 +23,7 @@ func TestTriggerWaitCancelled(t *testing.T) {
 		{serve.RunRecord{VM: "web", State: serve.StateFailed, Error: "nbd: refused"}, true, "web: FAILED: nbd: refused"},
 		{serve.RunRecord{VM: "web", State: serve.StateCancelled, Error: "server stopping: context canceled"}, true, "web: CANCELLED: the server stopped"},
 		{serve.RunRecord{VM: "web", State: serve.StateRunning}, false, ""},
+		{serve.RunRecord{VM: "web", State: serve.StateSkipped, Error: "skipped by pre hook: pre_snapshot hook /x: exit status 1: lag"}, true, "web: skipped: skipped by pre hook: pre_snapshot hook /x: exit status 1: lag"},
 		{serve.RunRecord{VM: "web", State: serve.StateQueued}, false, ""},
 	} {
 		line, ended := triggerEnded(tc.r)
