@@ -43,7 +43,8 @@ const walkBigDir = 10000
 // file and of a directory's tar and compares the bytes the browser saved
 // with the guest's, pages the large directory, browses md, lvm and btrfs
 // filesystems, clicks "Back up now" and sees the run end in the polled
-// page without a reload, keeps the keyboard focus across a poll, fits a
+// page without a reload, checks a file's versions, restores a point as a
+// new VM from the point's form, keeps the keyboard focus across a poll, fits a
 // phone-sized viewport, says so when serve stops and recovers when it is
 // back, and logs out.
 func TestConsoleWalk(t *testing.T) {
@@ -371,6 +372,22 @@ func TestConsoleWalk(t *testing.T) {
 		if js(t, `String(window.walkMarker)`) != "no reload" {
 			t.Errorf("the page was reloaded")
 		}
+	})
+
+	t.Run("versions and restore", func(t *testing.T) {
+		step(t, "versions", cd.Navigate(api.base+"/ui/#/history?"+url.Values{"vm": {"web"}, "fs": {fsName}, "path": {"/etc/app.conf"}}.Encode()))
+		waitJS(t, "the versions", `!!document.querySelector("#history tbody [title]")`)
+		if got := js(t, `document.querySelector("#history tbody [title]").title`); got != sha(appConf) {
+			t.Errorf("the version's SHA-256 is %s, want %s", got, sha(appConf))
+		}
+		// A restore as a new VM, from the point's form.
+		step(t, "point", cd.Navigate(api.base+"/ui/#/point?vm=web&point=latest"), cd.WaitVisible(cd.CSS("#view form")),
+			cd.SendKeys(cd.CSS(`#view form input[aria-label="Name of the new VM"]`), "web-restored"),
+			cd.Click(cd.CSS(`#view form button[type=submit]`)))
+		waitJS(t, "the confirmation", `document.querySelector("#confirm").open`)
+		step(t, "confirm", cd.Click(cd.CSS("#confirmok")))
+		waitJS(t, "the restore's notice", `!document.querySelector("#notice").hidden && document.querySelector("#notice").textContent.includes("restore-")`)
+		waitJS(t, "the restore ok", `[...document.querySelectorAll("#jobs tbody tr")].some(r => r.cells.length === 8 && r.cells[3].textContent === "web-restored" && r.cells[4].textContent === "ok")`)
 	})
 
 	t.Run("focus kept across polls", func(t *testing.T) {

@@ -535,7 +535,9 @@ async function download(vm, id, fsName, path) {
 async function viewHistory(params) {
   const vm = params.get("vm"), fsName = params.get("fs"), path = params.get("path");
   const h = await api("/api/v1/vms/" + enc(vm) + "/history?fs=" + enc(fsName) + "&path=" + enc(path));
-  const out = el("div", {}, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / versions"),
+  const dir = path.replace(/\/[^/]*$/, "") || "/";
+  const out = el("div", { id: "history" }, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / ",
+    link("files", { vm: vm, point: "latest", fs: fsName, path: dir }, fsName + " " + dir), " / versions"),
     el("h1", {}, "Versions of " + path + " in " + fsName));
   for (const f of h.filesystems || []) {
     out.append(el("h2", {}, f.filesystem), table(["From", "To", "Points", "Version", "Size", "Modified", "SHA-256", ""],
@@ -560,8 +562,9 @@ async function viewJobs() {
   if (restores) {
     const list = restores.restores || restores;
     if (Array.isArray(list)) {
-      out.append(el("h2", {}, "Restores"), table(["Id", "VM", "Point", "State", "Start", "End", "Error"],
-        list.slice().reverse().map(r => [r.id, r.request.vm, r.request.point, state(r.state), when(r.start), when(r.end), r.error || ""])));
+      out.append(el("h2", {}, "Restores"), table(["Id", "VM", "Point", "New VM", "State", "Start", "End", "Error"],
+        list.slice().reverse().map(r => [r.id, r.request.vm, r.request.point, (r.result && r.result.vm) || r.request.name || "—", state(r.state),
+          when(r.start), when(r.end), r.error ? el("span", { class: "error" }, r.error) : ""])));
     }
   }
   if (reps && reps.replications && reps.replications.length) {
