@@ -253,11 +253,10 @@ async function route(ev) {
       const key = first ? null : focusKey();
       $("banner").hidden = true;
       $("view").replaceChildren(node);
-      if (first && navigated) {
-        // A new view: the keyboard and screen readers start at its title.
-        const h = $("view").querySelector("h1");
-        if (h) { h.tabIndex = -1; h.focus({ preventScroll: true }); }
-      } else focusFrom(key);
+      const h = $("view").querySelector("h1");
+      if (h) h.tabIndex = -1; // focusable by script (not by Tab)
+      // A new view: the keyboard and screen readers start at its title.
+      if (first && navigated) { if (h) h.focus({ preventScroll: true }); } else focusFrom(key);
       first = false;
       return true;
     } catch (e) {
