@@ -407,6 +407,10 @@ func TestConsoleWalk(t *testing.T) {
 		for _, v := range []struct{ frag, ready string }{{"/", "#dashboard"}, {"/point?vm=web&point=latest", "#view form"}, {"/jobs", "#jobs"}} {
 			frag := v.frag
 			step(t, frag, cd.Navigate(api.base+"/ui/#"+frag), cd.WaitVisible(cd.CSS(v.ready)))
+			// Every field has a name a screen reader can say.
+			if u := js(t, `[...document.querySelectorAll("input")].filter(i => !i.labels.length && !i.getAttribute("aria-label")).map(i => i.id || i.placeholder).join(", ")`); u != "" {
+				t.Errorf("%s has fields without a label: %s", frag, u)
+			}
 			if w := js(t, `String(document.documentElement.scrollWidth)`); w != "375" {
 				t.Errorf("%s is %s px wide in a 375 px window (the page scrolls sideways); too wide: %s", frag, w,
 					js(t, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 376 && !e.closest(".scroll")).slice(0, 6).map(e => e.tagName + "." + e.className + ": " + e.textContent.slice(0, 60)).join(" | ")`))
