@@ -269,6 +269,10 @@ func TestConsoleWalk(t *testing.T) {
 		if js(t, `document.querySelector("#loginerror").textContent`) != "" {
 			t.Errorf("the refusal is still shown after a successful login")
 		}
+		// The keyboard goes on from the view's title, not the hidden form.
+		if got := js(t, `document.activeElement.tagName + " " + document.activeElement.textContent.trim().slice(0, 40)`); !strings.HasPrefix(got, "H1 /etc") {
+			t.Errorf("after the login the focus is on %q, want the view's title", got)
+		}
 	})
 
 	t.Run("download file", func(t *testing.T) {

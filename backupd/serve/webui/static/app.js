@@ -176,15 +176,17 @@ async function login(tok) {
     return;
   }
   $("loginerror").textContent = "";
-  showApp();
+  showApp(true);
 }
 
-function showApp() {
+// showApp shows the console; after a login (focus) the keyboard goes on
+// from the view's title, not from the hidden form.
+function showApp(focus) {
   $("login").hidden = true;
   $("main").hidden = false;
   $("nav").hidden = false;
   $("logout").hidden = false;
-  route();
+  route(focus ? { type: "login" } : undefined);
 }
 
 // ---- confirmation -------------------------------------------------------
