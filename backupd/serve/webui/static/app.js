@@ -36,6 +36,10 @@ function el(tag, attrs, ...children) {
 function $(id) { return document.getElementById(id); }
 
 function table(headers, rows, numeric) {
+  return el("div", { class: "scroll" }, bareTable(headers, rows, numeric));
+}
+
+function bareTable(headers, rows, numeric) {
   const num = new Set(numeric || []);
   return el("table", {},
     el("thead", {}, el("tr", {}, headers.map((h, i) => el("th", { class: num.has(i) ? "num" : null }, h)))),
@@ -95,7 +99,15 @@ async function api(path, opts) {
     o.headers["Content-Type"] = "application/json";
     delete o.json;
   }
-  const resp = await fetch(path, o);
+  let resp;
+  try {
+    resp = await fetch(path, o);
+  } catch (e) {
+    // fetch fails without an answer: serve stopped, restarting, or the
+    // network between is down.
+    throw new APIError(0, "cairn serve does not answer (stopped, restarting, or the network is down): retrying every " +
+      POLL_MS / 1000 + " s.");
+  }
   if (resp.status === 401) {
     logout("The token was refused (wrong token, or the server has a new one).");
     throw new APIError(401, "not logged in");
@@ -113,6 +125,17 @@ async function api(path, opts) {
 }
 
 function enc(s) { return encodeURIComponent(s); }
+
+// notice shows the outcome of an action (a queued backup, a refused
+// download) in the page's status line, read out by screen readers; it
+// stays until the next action or until the administrator opens a view.
+let noticeKeep = false;
+function notice(msg, isError) {
+  const n = $("notice");
+  n.textContent = msg;
+  n.className = isError ? "error" : "";
+  n.hidden = false;
+}
 
 // ---- login --------------------------------------------------------------
 
@@ -139,6 +162,7 @@ function logout(msg) {
   $("logout").hidden = true;
   $("login").hidden = false;
   $("loginerror").textContent = msg || "";
+  $("notice").hidden = true;
   $("token").value = "";
   $("token").focus();
 }
@@ -151,15 +175,18 @@ async function login(tok) {
     if (e.status !== 401) { $("loginerror").textContent = e.message; }
     return;
   }
-  showApp();
+  $("loginerror").textContent = "";
+  showApp(true);
 }
 
-function showApp() {
+// showApp shows the console; after a login (focus) the keyboard goes on
+// from the view's title, not from the hidden form.
+function showApp(focus) {
   $("login").hidden = true;
   $("main").hidden = false;
   $("nav").hidden = false;
   $("logout").hidden = false;
-  route();
+  route(focus ? { type: "login" } : undefined);
 }
 
 // ---- confirmation -------------------------------------------------------
@@ -183,10 +210,34 @@ function parseRoute() {
   return { name: name || "", params: new URLSearchParams(q || "") };
 }
 
-async function route() {
+// focusKey names the focused element of the view so that a poll that
+// redraws the view can give the focus back to its new copy (a keyboard
+// user on "Verify now" stays there); focusFrom finds that copy.
+function focusKey() {
+  const a = document.activeElement;
+  if (!a || a === document.body || !$("view").contains(a)) return null;
+  if (a.id) return { id: a.id };
+  const same = [...$("view").querySelectorAll(a.tagName)].filter(e => e.textContent === a.textContent);
+  return { tag: a.tagName, text: a.textContent, index: same.indexOf(a) };
+}
+
+function focusFrom(key) {
+  if (!key) return;
+  let e = null;
+  if (key.id) e = $(key.id);
+  else e = [...$("view").querySelectorAll(key.tag)].filter(x => x.textContent === key.text)[key.index];
+  if (e) e.focus({ preventScroll: true });
+}
+
+const TITLES = { "": "Dashboard", vms: "VMs", vm: "VM", point: "Point", files: "Files", history: "Versions", jobs: "Jobs" };
+
+async function route(ev) {
   if (!sessionStorage.getItem(TOKEN_KEY)) { logout(); return; }
   clearTimeout(pollTimer);
   const seq = ++routeSeq;
+  if (!noticeKeep) $("notice").hidden = true;
+  noticeKeep = false;
+  const navigated = !!ev; // the administrator opened another view
   const { name, params } = parseRoute();
   for (const a of document.querySelectorAll("#nav a")) {
     const target = a.getAttribute("href").replace(/^#\/?/, "");
@@ -194,24 +245,37 @@ async function route() {
   }
   const views = { "": viewDashboard, vms: viewVMs, vm: viewVM, point: viewPoint, files: viewFiles, history: viewHistory, jobs: viewJobs };
   const view = views[name] || viewDashboard;
+  document.title = (TITLES[name] || "Dashboard") + " · cairn console";
+  let first = true, down = false;
+  // show draws the view; it reports whether serve answered.
   const show = async () => {
     try {
       const node = await view(params);
-      if (seq !== routeSeq) return;
+      if (seq !== routeSeq) return true;
+      const key = first ? null : focusKey();
       $("banner").hidden = true;
       $("view").replaceChildren(node);
+      const h = $("view").querySelector("h1");
+      if (h) h.tabIndex = -1; // focusable by script (not by Tab)
+      // A new view: the keyboard and screen readers start at its title.
+      if (first && navigated) { if (h) h.focus({ preventScroll: true }); } else focusFrom(key);
+      first = false;
+      return true;
     } catch (e) {
-      if (seq !== routeSeq || e.status === 401) return;
+      if (seq !== routeSeq || e.status === 401) return true;
       $("banner").hidden = false;
       $("banner").textContent = e.message;
+      return e.status !== 0;
     }
   };
-  await show();
-  if (view.poll && seq === routeSeq) {
+  down = !await show();
+  // Polled views redraw every POLL_MS; any view retries while serve does
+  // not answer, and redraws once it does again.
+  if ((view.poll || down) && seq === routeSeq) {
     const again = async () => {
       if (seq !== routeSeq) return;
-      await show();
-      if (seq === routeSeq) pollTimer = setTimeout(again, POLL_MS);
+      const ok = await show();
+      if (seq === routeSeq && (view.poll || !ok)) pollTimer = setTimeout(again, POLL_MS);
     };
     pollTimer = setTimeout(again, POLL_MS);
   }
@@ -268,7 +332,7 @@ async function viewDashboard() {
       st.notify.map(n => [n.name, n.type, n.sent, el("span", { class: n.failed ? "bad" : "" }, n.failed), when(n.last_ok),
         n.last_error ? when(n.last_error_time) + ": " + n.last_error : "—"]), [2, 3]));
   }
-  out.append(el("p", { class: "muted" }, "Refreshed " + new Date().toLocaleTimeString() + " (every " + POLL_MS / 1000 + " s)."));
+  out.append(el("p", { class: "muted", id: "refreshed" }, "Refreshed " + new Date().toLocaleTimeString() + " (every " + POLL_MS / 1000 + " s)."));
   return out;
 }
 viewDashboard.poll = true;
@@ -380,6 +444,8 @@ async function viewFiles(params) {
   }
   const path = params.get("path") || "/";
   const ans = await api(base + "/files?fs=" + enc(fsName) + "&path=" + enc(path));
+  // The point as the server resolved it (latest, a generation: its id).
+  crumbs.children[2].textContent = ans.point;
   crumbs.append(link("files", { vm: vm, point: id }, "fs"), " / ", link("files", { vm: vm, point: id, fs: fsName, path: "/" }, fsName));
   let acc = "";
   for (const part of ans.path.split("/").filter(Boolean)) {
@@ -392,24 +458,61 @@ async function viewFiles(params) {
       el("button", { type: "button", on: { click: () => download(vm, id, fsName, ans.path) } },
         ans.entry.kind === "dir" ? "Download this directory (tar)" : "Download")));
   if (ans.entry.kind !== "dir") {
-    out.append(entryTable([ans.entry], () => null, vm, id, fsName, ans.path));
+    out.append(el("div", { class: "scroll" }, entryTable([ans.entry], () => null, vm, id, fsName, ans.path)));
     return out;
   }
   const child = name => (ans.path === "/" ? "/" : ans.path + "/") + name;
-  out.append(entryTable(ans.entries, e => child(e.name), vm, id, fsName));
+  out.append(pagedEntries(ans.entries || [], e => child(e.name), vm, id, fsName));
   return out;
 }
 
+// PAGE is the number of directory entries drawn at once: a directory of
+// 100,000 files stays a page of PAGE rows (a filter finds the others).
+const PAGE = 200;
+
+// pagedEntries is a directory's listing a page at a time, with a filter
+// on names and a count of the entries.
+function pagedEntries(all, pathOf, vm, id, fsName) {
+  let page = 0, shown = all;
+  const count = el("span", { "aria-live": "polite" });
+  const filter = el("input", { type: "search", id: "filter", size: 24, placeholder: "part of a name" });
+  const prev = el("button", { type: "button" }, "Previous");
+  const next = el("button", { type: "button" }, "Next");
+  const box = el("div", { class: "scroll" });
+  const draw = () => {
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    page = Math.min(page, pages - 1);
+    const from = page * PAGE, to = Math.min(shown.length, from + PAGE);
+    box.replaceChildren(entryTable(shown.slice(from, to), pathOf, vm, id, fsName));
+    count.textContent = (shown === all ? all.length + " entries" : shown.length + " of " + all.length + " entries match") +
+      (shown.length > PAGE ? ", " + (from + 1) + "–" + to + " shown" : "");
+    prev.hidden = next.hidden = shown.length <= PAGE;
+    prev.disabled = page === 0;
+    next.disabled = page >= pages - 1;
+  };
+  filter.addEventListener("input", () => {
+    const f = filter.value.toLowerCase();
+    shown = f ? all.filter(e => e.name.toLowerCase().includes(f)) : all;
+    page = 0;
+    draw();
+  });
+  prev.addEventListener("click", () => { page--; draw(); });
+  next.addEventListener("click", () => { page++; draw(); });
+  draw();
+  return el("div", {}, el("div", { class: "pager" }, el("label", {}, "Filter names", filter), count, prev, next), box);
+}
+
 function entryTable(entries, pathOf, vm, id, fsName, single) {
-  return table(["Name", "Mode", "Owner", "Size", "Modified", ""], entries.map(e => {
+  return bareTable(["Name", "Mode", "Owner", "Size", "Modified", ""], entries.map(e => {
     const p = single || pathOf(e);
     const name = e.kind === "dir" ? link("files", { vm: vm, point: id, fs: fsName, path: p }, e.name + "/")
       : el("span", { class: "mono" }, e.name);
     const extra = [];
     if (e.kind === "file" || e.kind === "dir") {
-      extra.push(el("button", { type: "button", on: { click: () => download(vm, id, fsName, p) } }, e.kind === "dir" ? "tar" : "download"));
+      extra.push(el("button", { type: "button", "aria-label": (e.kind === "dir" ? "Download as tar: " : "Download: ") + e.name,
+        on: { click: () => download(vm, id, fsName, p) } }, e.kind === "dir" ? "tar" : "download"));
     }
-    if (e.kind === "file") extra.push(" ", link("history", { vm: vm, fs: fsName, path: p }, "versions"));
+    if (e.kind === "file") extra.push(" ", el("a", { href: href("history", { vm: vm, fs: fsName, path: p }), "aria-label": "Versions of " + e.name }, "versions"));
     return [el("span", {}, name, e.target ? el("span", { class: "muted" }, " → " + e.target) : null, e.error ? el("div", { class: "error" }, e.error) : null),
       el("span", { class: "mono" }, e.mode), e.uid !== undefined ? e.uid + ":" + e.gid : "—",
       e.kind === "dir" ? "" : bytes(e.size), when(e.mtime), el("span", {}, extra)];
@@ -424,7 +527,7 @@ async function download(vm, id, fsName, path) {
     a.click();
     a.remove();
   } catch (e) {
-    if (e.status !== 401) alert("Download refused: " + e.message);
+    if (e.status !== 401) notice("Download refused: " + e.message, true);
   }
 }
 
@@ -433,7 +536,9 @@ async function download(vm, id, fsName, path) {
 async function viewHistory(params) {
   const vm = params.get("vm"), fsName = params.get("fs"), path = params.get("path");
   const h = await api("/api/v1/vms/" + enc(vm) + "/history?fs=" + enc(fsName) + "&path=" + enc(path));
-  const out = el("div", {}, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / versions"),
+  const dir = path.replace(/\/[^/]*$/, "") || "/";
+  const out = el("div", { id: "history" }, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / ",
+    link("files", { vm: vm, point: "latest", fs: fsName, path: dir }, fsName + " " + dir), " / versions"),
     el("h1", {}, "Versions of " + path + " in " + fsName));
   for (const f of h.filesystems || []) {
     out.append(el("h2", {}, f.filesystem), table(["From", "To", "Points", "Version", "Size", "Modified", "SHA-256", ""],
@@ -458,8 +563,9 @@ async function viewJobs() {
   if (restores) {
     const list = restores.restores || restores;
     if (Array.isArray(list)) {
-      out.append(el("h2", {}, "Restores"), table(["Id", "VM", "Point", "State", "Start", "End", "Error"],
-        list.slice().reverse().map(r => [r.id, r.request.vm, r.request.point, state(r.state), when(r.start), when(r.end), r.error || ""])));
+      out.append(el("h2", {}, "Restores"), table(["Id", "VM", "Point", "New VM", "State", "Start", "End", "Error"],
+        list.slice().reverse().map(r => [r.id, r.request.vm, r.request.point, (r.result && r.result.vm) || r.request.name || "—", state(r.state),
+          when(r.start), when(r.end), r.error ? el("span", { class: "error" }, r.error) : ""])));
     }
   }
   if (reps && reps.replications && reps.replications.length) {
@@ -480,7 +586,7 @@ async function verifyNow() {
     await api("/api/v1/verify", { method: "POST", json: {} });
     route();
   } catch (e) {
-    if (e.status !== 401) alert("Verify refused: " + e.message);
+    if (e.status !== 401) notice("Verify refused: " + e.message, true);
   }
 }
 
@@ -488,16 +594,17 @@ async function backupNow(vm) {
   if (!await confirmAction("Start a backup of " + vm + " now?", "Back up now")) return;
   try {
     const r = await api("/api/v1/jobs", { method: "POST", json: { vm: vm } });
-    alert("Backup of " + vm + " " + (r.deduplicated ? "already queued" : "queued") + ": run " + r.id + " (job " + r.job + ").");
+    notice("Backup of " + vm + " " + (r.deduplicated ? "already queued" : "queued") + ": run " + r.id + " (job " + r.job + "). Jobs below follows it.");
+    noticeKeep = true;
     location.hash = href("jobs");
   } catch (e) {
-    if (e.status !== 401) alert("Backup refused: " + e.message);
+    if (e.status !== 401) notice("Backup refused: " + e.message, true);
   }
 }
 
 function restoreForm(vm, id) {
-  const name = el("input", { type: "text", placeholder: "name of the new VM (default: " + vm + "-restored-…)", size: 40 });
-  const ds = el("input", { type: "text", placeholder: "datastore (optional)", size: 20 });
+  const name = el("input", { type: "text", "aria-label": "Name of the new VM", placeholder: "name of the new VM (default: " + vm + "-restored-…)", size: 40 });
+  const ds = el("input", { type: "text", "aria-label": "Datastore", placeholder: "datastore (optional)", size: 20 });
   const power = el("input", { type: "checkbox" });
   const go = async ev => {
     ev.preventDefault();
@@ -509,10 +616,11 @@ function restoreForm(vm, id) {
       " in the vCenter? Nothing existing is replaced.", "Restore")) return;
     try {
       const r = await api("/api/v1/restores", { method: "POST", json: req });
-      alert("Restore started: " + (r.id || JSON.stringify(r)));
+      notice("Restore of " + vm + " started: " + (r.id || JSON.stringify(r)) + ". Jobs below follows it.");
+      noticeKeep = true;
       location.hash = href("jobs");
     } catch (e) {
-      if (e.status !== 401) alert("Restore refused: " + e.message);
+      if (e.status !== 401) notice("Restore refused: " + e.message, true);
     }
   };
   return el("form", { class: "toolbar", on: { submit: go } }, name, ds, el("label", {}, power, " power on"),
@@ -525,6 +633,6 @@ document.addEventListener("DOMContentLoaded", () => {
   takeTokenFromFragment();
   $("loginform").addEventListener("submit", ev => { ev.preventDefault(); login($("token").value.trim()); });
   $("logout").addEventListener("click", () => logout());
-  window.addEventListener("hashchange", () => { if (!location.hash.startsWith("#token=")) route(); else { takeTokenFromFragment(); route(); } });
+  window.addEventListener("hashchange", ev => { if (location.hash.startsWith("#token=")) takeTokenFromFragment(); route(ev); });
   if (sessionStorage.getItem(TOKEN_KEY)) showApp(); else logout();
 });
