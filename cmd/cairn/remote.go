@@ -650,7 +650,7 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 		var damaged []string
 		for _, p := range sel {
 			started := time.Now()
-			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress})
+			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress, CacheDir: remoteCacheDir(repo.Dir(), rc.Name)})
 			rec.BytesDownloaded += st.BytesDownloaded
 			if err != nil && pointDamaged(err) {
 				// One damaged point must not keep the others from
@@ -670,8 +670,8 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 					stored += d.StoredBytes
 				}
 				rec.BytesWritten += stored
-				fmt.Printf("pulled %s %s (generation %d): %s of data, %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
-					bytesize.IEC(st.BytesData), bytesize.IEC(st.BytesDownloaded), bytesize.IEC(stored), time.Since(started).Round(time.Millisecond))
+				fmt.Printf("pulled %s %s (generation %d): %s of data (%s already here), %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
+					bytesize.IEC(st.BytesData), bytesize.IEC(st.BytesLocal), bytesize.IEC(st.BytesDownloaded), bytesize.IEC(stored), time.Since(started).Round(time.Millisecond))
 			} else {
 				rec.PointsPresent++
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
