@@ -102,10 +102,7 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 	if err != nil {
 		return blockmap.Point{}, err
 	}
-	var base *pullBase
-	if b, ok := s.Base(); ok {
-		base = r.loadPullBase(ctx, repo, o.CacheDir, b, m, maps)
-	}
+	base := r.findPullBase(ctx, repo, o.CacheDir, s, m, maps)
 	for _, d := range m.Point.Disks {
 		var md *manifestDisk
 		for i := range m.Disks {
@@ -121,9 +118,10 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 			return blockmap.Point{}, err
 		}
 		bes := base.entries(d.Name)
-		// With a base twin the writer keeps the base's blocks (unless
-		// the disk is new or resized: then it asks for every block).
-		w, err := s.AddDisk(ctx, d.Name, md.Size, blockmap.DiskOptions{Full: bes == nil, FullReason: "pulled from a remote", Meta: d.Meta})
+		// With the session's base as twin the writer keeps the base's
+		// blocks (unless the disk is new or resized: then it asks for
+		// every block, and equal blocks are copied from the twin).
+		w, err := s.AddDisk(ctx, d.Name, md.Size, blockmap.DiskOptions{Full: bes == nil || !base.incremental, FullReason: "pulled from a remote", Meta: d.Meta})
 		if err != nil {
 			return blockmap.Point{}, err
 		}

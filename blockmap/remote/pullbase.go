@@ -61,20 +61,74 @@ func (r *Remote) savePullRecord(cacheDir string, p blockmap.Point, m *manifest) 
 
 // pullBase is the local point a pull builds on with its remote twin.
 type pullBase struct {
-	repo *blockmap.Repo
-	p    blockmap.Point
-	m    *manifest
-	maps *pointMaps
+	// incremental: p is the session's base (the writer keeps its blocks).
+	incremental bool
+	repo        *blockmap.Repo
+	p           blockmap.Point
+	m           *manifest
+	maps        *pointMaps
+}
+
+// maxTwinTries bounds the local points whose remote copies a pull reads
+// (one manifest GET each) to find a twin.
+const maxTwinTries = 3
+
+// findPullBase returns the local point a pull of m takes blocks from:
+// the session's base (the VM's newest local point) when it has a proven
+// remote twin — then the writer keeps its blocks and only the blocks that
+// differ are written — or else the newest other point of the VM that has
+// one (then the writer takes every block and the equal ones are read
+// from that point's local disk instead of downloaded). nil when none.
+func (r *Remote) findPullBase(ctx context.Context, repo *blockmap.Repo, cacheDir string, s *blockmap.Session, m *manifest, pm *pointMaps) *pullBase {
+	if cacheDir == "" {
+		return nil
+	}
+	var cands []blockmap.Point
+	sb, hasBase := s.Base()
+	if hasBase {
+		cands = append(cands, sb)
+	}
+	if local, err := repo.Points(ctx, s.VM()); err == nil {
+		sort.Slice(local, func(i, j int) bool { return local[i].Gen > local[j].Gen })
+		for _, p := range local {
+			if (!hasBase || p.Gen != sb.Gen) && r.recorded(cacheDir, p) {
+				cands = append(cands, p)
+			}
+		}
+	}
+	tries := 0
+	for _, p := range cands {
+		if !r.recorded(cacheDir, p) {
+			continue
+		}
+		if tries++; tries > maxTwinTries {
+			break
+		}
+		if pb := r.loadPullBase(ctx, repo, cacheDir, p, m, pm); pb != nil {
+			pb.incremental = hasBase && p.Gen == sb.Gen
+			return pb
+		}
+	}
+	return nil
+}
+
+// recorded reports whether this machine holds a pull record or a
+// replicate state of local point b.
+func (r *Remote) recorded(cacheDir string, b blockmap.Point) bool {
+	gen := strconv.FormatUint(uint64(b.Gen), 10)
+	for _, f := range []string{filepath.Join(r.pulledDir(cacheDir, b.VM), gen), filepath.Join(r.stateDir(cacheDir, b.VM), gen)} {
+		if _, err := os.Stat(f); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // loadPullBase returns b's remote twin when this repository's records
 // prove that local point b holds the bytes of the remote point of the same
-// VM and id; nil otherwise (then every block is downloaded). pm are the
-// maps of the point being pulled: a base sharing its map object reuses it.
+// VM and id; nil otherwise. pm are the maps of the point being pulled: a
+// base sharing its map object reuses it.
 func (r *Remote) loadPullBase(ctx context.Context, repo *blockmap.Repo, cacheDir string, b blockmap.Point, m *manifest, pm *pointMaps) *pullBase {
-	if cacheDir == "" {
-		return nil
-	}
 	gen := strconv.FormatUint(uint64(b.Gen), 10)
 	src, mapID, pulled := uint32(0), "", false
 	if data, err := os.ReadFile(filepath.Join(r.pulledDir(cacheDir, b.VM), gen)); err == nil {

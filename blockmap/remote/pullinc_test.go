@@ -196,6 +196,29 @@ func testPullIncrementalDownloadsChanges(t *testing.T, c s3test.Engine) {
 		})
 	}
 
+	// The VM's newest local point is a backup the remote does not have:
+	// the pull takes equal blocks from the newest point it can prove (an
+	// earlier pull), reading them from the local disk.
+	t.Run("twin-not-newest", func(t *testing.T) {
+		dst := newRepoAt(t, filepath.Join(t.TempDir(), "dst"))
+		cache := cacheDir(t)
+		if _, _, _, err := pr.PullWith(ctx(t), dst, pts[0].VM, pts[0].ID, PullOptions{CacheDir: cache}); err != nil {
+			t.Fatal(err)
+		}
+		other := rand.New(rand.NewPCG(1, 2))
+		writePoint(t, dst, "inc", t0.Add(30*24*time.Hour), []diskSpec{{name: "scsi0-0", size: size, data: map[int64][]byte{0: randBytes(other, 2<<20)}}})
+		cp.take()
+		np, _, st, err := pr.PullWith(ctx(t), dst, pts[1].VM, pts[1].ID, PullOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gets, _ := cp.take()
+		if st.BytesFetched > 3*bs || gets["cairn/packs/"] > 3*(bs+64)+3*(64<<10) {
+			t.Errorf("pull beside a newer local backup fetched %d plaintext bytes, %d bytes of packs; want at most 3 blocks", st.BytesFetched, gets["cairn/packs/"])
+		}
+		sameLocal(t, src, dst, pts[1], np)
+	})
+
 	// A record that does not name the remote point's manifest (its
 	// source generation differs) proves nothing: every block is
 	// downloaded, and the bytes are right.
