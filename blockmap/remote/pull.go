@@ -141,9 +141,9 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 		}
 		st.BytesLocal += pl.kept
 		add(pl.kept)
-		err = r.pullLocal(ctx, base, d.Name, w, pl, bs, add, st)
+		again, err := r.pullLocal(ctx, base, d.Name, w, pl, bs, add, st)
 		if err == nil {
-			err = r.fetchBlobs(ctx, m.Packs, pl.fetch, func(e blockEntry, data []byte, err error) error {
+			err = r.fetchBlobs(ctx, m.Packs, append(pl.fetch, again...), func(e blockEntry, data []byte, err error) error {
 				if err != nil {
 					return &BlockError{VM: m.Point.VM, Point: m.Point.ID, Disk: d.Name, Offset: e.Block * bs, Pack: m.Packs[e.Pack].ID, Err: err}
 				}
@@ -177,40 +177,47 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 }
 
 // pullLocal writes the blocks of pl that come from the repository: the
-// copies read from the base's local disk (each checked against its id:
-// a block that does not match is an error, never written) and the zeros.
-func (r *Remote) pullLocal(ctx context.Context, base *pullBase, disk string, w *blockmap.DiskWriter, pl pullPlan, bs int64, add func(int64), st *PullStats) error {
+// zeros and the copies read from the base's local disk. A copy is checked
+// against its id first; one that does not match or cannot be read (the
+// local disk damaged) is never written but returned, to be downloaded.
+func (r *Remote) pullLocal(ctx context.Context, base *pullBase, disk string, w *blockmap.DiskWriter, pl pullPlan, bs int64, add func(int64), st *PullStats) ([]blockEntry, error) {
 	for _, b := range pl.zero {
 		if err := w.WriteBlock(b, make([]byte, w.BlockLen(b))); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if len(pl.copies) == 0 {
-		return nil
+		return nil, nil
 	}
 	dr, err := base.repo.OpenDisk(ctx, base.p, disk)
 	if err != nil {
-		return err
+		r.log.Warn("pull: cannot read the local point's disk; downloading its blocks", "vm", base.p.VM, "point", base.p.ID, "disk", disk, "error", err)
+		return pl.copyE, nil
 	}
 	defer dr.Close()
+	var again []blockEntry
 	buf := make([]byte, bs)
 	for i, c := range pl.copies {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		e := pl.copyE[i]
 		p := buf[:e.Raw]
 		if _, err := dr.ReadAt(p, c[1]*bs); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read block %d of disk %s of local point %s: %w", c[1], disk, base.p.ID, err)
+			r.log.Warn("pull: cannot read a block of the local point; downloading it", "vm", base.p.VM, "point", base.p.ID, "disk", disk, "offset", c[1]*bs, "error", err)
+			again = append(again, e)
+			continue
 		}
 		if r.keys.blockID(p) != e.ID {
-			return fmt.Errorf("block %d of disk %s of local point %s is not the block the remote map names: %w", c[1], disk, base.p.ID, ErrCorrupt)
+			r.log.Warn("pull: a block of the local point is not the block its remote copy names (run cairn verify); downloading it", "vm", base.p.VM, "point", base.p.ID, "disk", disk, "offset", c[1]*bs)
+			again = append(again, e)
+			continue
 		}
 		if _, err := w.WriteAt(p, c[0]*bs); err != nil {
-			return err
+			return nil, err
 		}
 		st.BytesLocal += int64(len(p))
 		add(int64(len(p)))
 	}
-	return nil
+	return again, nil
 }

@@ -219,6 +219,39 @@ func testPullIncrementalDownloadsChanges(t *testing.T, c s3test.Engine) {
 		sameLocal(t, src, dst, pts[1], np)
 	})
 
+	// The twin's local bytes are damaged: the damaged block is not
+	// copied but downloaded, and the pulled point is right.
+	t.Run("damaged-local-twin", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "dst")
+		dst := newRepoAt(t, dir)
+		cache := cacheDir(t)
+		if _, _, _, err := pr.PullWith(ctx(t), dst, pts[0].VM, pts[0].ID, PullOptions{CacheDir: cache}); err != nil {
+			t.Fatal(err)
+		}
+		imgs, _ := filepath.Glob(filepath.Join(dir, "images", "*", "1.img"))
+		if len(imgs) != 1 {
+			t.Fatalf("images of generation 1: %v", imgs)
+		}
+		fh, err := os.OpenFile(imgs[0], os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fh.WriteAt([]byte("damaged"), 40*bs+100); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+		other := rand.New(rand.NewPCG(1, 2))
+		writePoint(t, dst, "inc", t0.Add(30*24*time.Hour), []diskSpec{{name: "scsi0-0", size: size, data: map[int64][]byte{0: randBytes(other, 2<<20)}}})
+		np, _, st, err := pr.PullWith(ctx(t), dst, pts[1].VM, pts[1].ID, PullOptions{CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.BytesFetched != 4*bs {
+			t.Errorf("fetched %d plaintext bytes, want the 3 changed blocks and the damaged one (%d)", st.BytesFetched, 4*bs)
+		}
+		sameLocal(t, src, dst, pts[1], np)
+	})
+
 	// A record that does not name the remote point's manifest (its
 	// source generation differs) proves nothing: every block is
 	// downloaded, and the bytes are right.
