@@ -48,15 +48,7 @@ func (r *Remote) savePullRecord(cacheDir string, p blockmap.Point, m *manifest) 
 	if m.Map != nil {
 		rec.Map = m.Map.ID
 	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(dir, strconv.FormatUint(uint64(p.Gen), 10))
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return writeGenFile(dir, p.Gen, rec)
 }
 
 // pullBase is the local point a pull builds on with its remote twin.
