@@ -390,8 +390,11 @@ func remoteCommands() []*cli.Command {
 			Usage: "copy recovery points from a remote into this repository (disaster recovery)",
 			Description: "Pulls the points oldest first; a point already in the repository is skipped. On a\n" +
 				"terminal each disk being pulled shows a progress bar on stderr; every point pulled\n" +
-				"prints its data, the bytes downloaded and stored and the time it took. The run is\n" +
-				"recorded in the repository's job log (cairn jobs).",
+				"prints its data, what of it was already here, the bytes downloaded and stored and\n" +
+				"the time it took. A point of a VM whose newest point here was pulled from (or\n" +
+				"replicated to) the remote downloads only the blocks that differ from it\n" +
+				"(docs/remote.md, \"What a pull downloads\"). The run is recorded in the\n" +
+				"repository's job log (cairn jobs).",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
