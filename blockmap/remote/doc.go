@@ -62,6 +62,17 @@
 // sealing); the disks of the first point to copy are preopened while the
 // remote is listed.
 //
+// Pull copies a remote point into a local repository. It downloads only
+// what the repository lacks: a local point is the twin of a remote point
+// when this machine pulled it from the remote (a pull record in
+// PullOptions.CacheDir) or replicated it there (its replicate state), and
+// the remote still has that point's manifest. The VM's newest local point,
+// when it is a twin, is the pull's base: blocks whose id equals the
+// base's are kept, blocks the base holds elsewhere are copied from the
+// local disk (checked against the id), and only the rest is fetched, in
+// ranged GETs of just their blobs (fetchBlobs: gaps of up to 64 KiB read
+// through, runs of up to 8 MiB, four in flight).
+//
 // A DiskReader that is read in order fetches ahead (read-ahead) up to
 // 32 MiB of blocks into its block cache.
 //

@@ -105,11 +105,17 @@ func (r *Remote) saveState(cacheDir string, p blockmap.Point, runs map[string][]
 	for d, rs := range runs {
 		st.Runs[d] = encodeRuns(rs)
 	}
-	data, err := json.Marshal(st)
+	return writeGenFile(dir, p.Gen, st)
+}
+
+// writeGenFile writes v as JSON to dir/<gen> (mode 0600), whole or not at
+// all (a temporary file renamed over it).
+func writeGenFile(dir string, gen uint32, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, strconv.FormatUint(uint64(p.Gen), 10))
+	path := filepath.Join(dir, strconv.FormatUint(uint64(gen), 10))
 	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
 		return err
 	}

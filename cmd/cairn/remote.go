@@ -390,8 +390,11 @@ func remoteCommands() []*cli.Command {
 			Usage: "copy recovery points from a remote into this repository (disaster recovery)",
 			Description: "Pulls the points oldest first; a point already in the repository is skipped. On a\n" +
 				"terminal each disk being pulled shows a progress bar on stderr; every point pulled\n" +
-				"prints its data, the bytes downloaded and stored and the time it took. The run is\n" +
-				"recorded in the repository's job log (cairn jobs).",
+				"prints its data, what of it was already here, the bytes downloaded and stored and\n" +
+				"the time it took. A point of a VM whose newest point here was pulled from (or\n" +
+				"replicated to) the remote downloads only the blocks that differ from it\n" +
+				"(docs/remote.md, \"What a pull downloads\"). The run is recorded in the\n" +
+				"repository's job log (cairn jobs).",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "remote", Required: true, Usage: "remote `NAME`"},
 				&cli.StringSliceFlag{Name: "vm", Usage: "only this VM (repeatable)"},
@@ -650,7 +653,7 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 		var damaged []string
 		for _, p := range sel {
 			started := time.Now()
-			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress})
+			np, did, st, err := rem.PullWith(c.Context, repo, p.VM, p.ID, remote.PullOptions{Progress: pullProgress, CacheDir: remoteCacheDir(repo.Dir(), rc.Name)})
 			rec.BytesDownloaded += st.BytesDownloaded
 			if err != nil && pointDamaged(err) {
 				// One damaged point must not keep the others from
@@ -670,8 +673,8 @@ func pull(c *cli.Context, rec *backupd.JobRecord) error {
 					stored += d.StoredBytes
 				}
 				rec.BytesWritten += stored
-				fmt.Printf("pulled %s %s (generation %d): %s of data, %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
-					bytesize.IEC(st.BytesData), bytesize.IEC(st.BytesDownloaded), bytesize.IEC(stored), time.Since(started).Round(time.Millisecond))
+				fmt.Printf("pulled %s %s (generation %d): %s of data (%s already here), %s downloaded, %s stored in %s\n", np.VM, np.ID, np.Gen,
+					bytesize.IEC(st.BytesData), bytesize.IEC(st.BytesLocal), bytesize.IEC(st.BytesDownloaded), bytesize.IEC(stored), time.Since(started).Round(time.Millisecond))
 			} else {
 				rec.PointsPresent++
 				fmt.Printf("%s %s already in the repository\n", p.VM, p.ID)
