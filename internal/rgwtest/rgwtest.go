@@ -158,8 +158,23 @@ rgw dns name = 127.0.0.1
 	if err := c.run(ctx, "ceph-osd", "-c", c.conf, "-i", "0", "--mkfs", "--osd-uuid", osdUUID, "--no-mon-config"); err != nil {
 		return err
 	}
-	if err := c.run(ctx, "ceph", "-c", c.conf, "--connect-timeout", "60", "osd", "create", osdUUID, "0"); err != nil {
-		return err
+	// The monitor can take longer than one client's connect timeout to
+	// form its quorum on a loaded machine (CI runs packages in parallel
+	// on 2 CPUs); osd create with the same uuid is idempotent, so ask
+	// again until the caller's deadline.
+	for {
+		err := c.run(ctx, "ceph", "-c", c.conf, "--connect-timeout", "60", "osd", "create", osdUUID, "0")
+		if err == nil {
+			break
+		}
+		if !c.alive("mon") || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
 	}
 	if err := c.spawn("osd", "ceph-osd", "-c", c.conf, "-f", "-i", "0"); err != nil {
 		return err
