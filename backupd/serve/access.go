@@ -158,10 +158,8 @@ func (s *Server) auditEvent(r *http.Request, kind string, id Identity, pattern s
 			ev.Detail = "refused ticket: " + err.Error()
 			return ev
 		}
-		ev.Token, ev.VM, ev.Point, ev.FS, ev.Path = c.Who, c.VM, c.Point, c.FS, c.Path
-		if c.Who != "" {
-			ev.Role = ""
-		}
+		ev.Token, ev.VM, ev.Point, ev.FS, ev.Path = c.Who, c.VM, c.Point, c.FS, "/"+strings.TrimPrefix(c.Path, "/")
+		ev.Role = s.tokens.roleOf(c.Who)
 		return ev
 	}
 	if r.Method != http.MethodPost || r.Body == nil {

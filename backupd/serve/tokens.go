@@ -329,6 +329,25 @@ func (ts *tokenStore) authenticate(secret string, now time.Time) (Identity, erro
 	return Identity{Name: t.Name, Role: t.Role}, nil
 }
 
+// roleOf returns the role of the token called name as last read ("" when
+// there is none now, e.g. revoked since).
+func (ts *tokenStore) roleOf(name string) string {
+	if ts == nil || name == "" {
+		return ""
+	}
+	if name == LegacyTokenName {
+		return RoleAdmin.String()
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, t := range ts.byHash {
+		if t.Name == name {
+			return t.Role.String()
+		}
+	}
+	return ""
+}
+
 // ParseTTL reads a token lifetime: a number of days ("90d"), weeks
 // ("2w") or a Go duration ("12h").
 func ParseTTL(s string) (time.Duration, error) {
