@@ -301,7 +301,7 @@ func TestAuditRotation(t *testing.T) {
 // with the fix, expiry parses.
 func TestTokenFile(t *testing.T) {
 	dir := t.TempDir()
-	for _, bad := range []string{"", "api-token", "a b", "-x", strings.Repeat("x", 65)} {
+	for _, bad := range []string{"", "api-token", "help", "a b", "-x", strings.Repeat("x", 65)} {
 		if _, err := AddToken(dir, bad, RoleViewer, 0, time.Now()); err == nil {
 			t.Errorf("AddToken(%q) accepted", bad)
 		}

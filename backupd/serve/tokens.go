@@ -173,8 +173,8 @@ func editTokens(repoDir string, edit func([]Token) ([]Token, error)) error {
 // valid for ttl (0: no expiry), and returns its secret: 64 hex digits,
 // shown only now (the repository keeps its SHA-256).
 func AddToken(repoDir, name string, role Role, ttl time.Duration, now time.Time) (string, error) {
-	if !tokenNameRegexp.MatchString(name) || name == LegacyTokenName {
-		return "", fmt.Errorf("%w %q: use 1 to 64 letters, digits, '.', '_', '@' or '-' (not %q)", ErrTokenName, name, LegacyTokenName)
+	if !tokenNameRegexp.MatchString(name) || name == LegacyTokenName || name == "help" || name == "h" {
+		return "", fmt.Errorf("%w %q: use 1 to 64 letters, digits, '.', '_', '@' or '-' (not %q, help or h)", ErrTokenName, name, LegacyTokenName)
 	}
 	if role < RoleViewer || role > RoleAdmin {
 		return "", fmt.Errorf("%w: use viewer, operator or admin", ErrRole)
