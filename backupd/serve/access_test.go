@@ -62,7 +62,7 @@ func TestAPIRoles(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		role Role
-	}{{"help", RoleViewer}, {"ops", RoleOperator}, {"boss", RoleAdmin}, {"leaver", RoleOperator}} {
+	}{{"desk", RoleViewer}, {"ops", RoleOperator}, {"boss", RoleAdmin}, {"leaver", RoleOperator}} {
 		s, err := AddToken(a.repo, tc.name, tc.role, 90*24*time.Hour, now)
 		if err != nil {
 			t.Fatal(err)
@@ -73,8 +73,8 @@ func TestAPIRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AddToken(a.repo, "help", RoleAdmin, 0, now); err == nil {
-		t.Error("AddToken made a second token called help")
+	if _, err := AddToken(a.repo, "desk", RoleAdmin, 0, now); err == nil {
+		t.Error("AddToken made a second token called desk")
 	}
 	secrets["api-token"] = a.token
 
@@ -84,7 +84,7 @@ func TestAPIRoles(t *testing.T) {
 	}
 	mintBody := `{"vm":"web-1","point":"latest","fs":"sda1","path":"/etc/shadow"}`
 	// fs names: ask the server
-	code, fsBody := call("GET", "/api/v1/points/web-1/latest/filesystems", "", secrets["help"])
+	code, fsBody := call("GET", "/api/v1/points/web-1/latest/filesystems", "", secrets["desk"])
 	if code != 200 {
 		t.Fatalf("viewer: filesystems: %d %s", code, fsBody)
 	}
@@ -113,7 +113,7 @@ func TestAPIRoles(t *testing.T) {
 		{"download ticket", "POST", "/api/v1/downloads", mintBody, RoleOperator},
 		{"restore vm", "POST", "/api/v1/restores", `{"vm":"web-1","replace":true}`, RoleAdmin},
 	}
-	roles := map[string]Role{"help": RoleViewer, "ops": RoleOperator, "boss": RoleAdmin, "api-token": RoleAdmin}
+	roles := map[string]Role{"desk": RoleViewer, "ops": RoleOperator, "boss": RoleAdmin, "api-token": RoleAdmin}
 	for name, role := range roles {
 		for _, r := range routes {
 			code, body := call(r.method, r.path, r.body, secrets[name])
@@ -186,7 +186,7 @@ func TestAPIRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tok := range toks {
-		if tok.Name == "help" && tok.LastUsed.IsZero() {
+		if tok.Name == "desk" && tok.LastUsed.IsZero() {
 			t.Errorf("help: no last use recorded: %+v", tok)
 		}
 		if tok.Name == "leaver" {
@@ -233,7 +233,7 @@ func TestAPIRoles(t *testing.T) {
 		return e.Kind == AuditRequest && e.Token == "boss" && e.Route == "/api/v1/restores" && e.VM == "web-1" && strings.Contains(e.Detail, "replace")
 	})
 	find("viewer refused a restore", func(e AuditEvent) bool {
-		return e.Kind == AuditDenied && e.Token == "help" && e.Role == "viewer" && e.Route == "/api/v1/restores" && e.Status == 403 && e.VM == "web-1"
+		return e.Kind == AuditDenied && e.Token == "desk" && e.Role == "viewer" && e.Route == "/api/v1/restores" && e.Status == 403 && e.VM == "web-1"
 	})
 	find("operator's ticket mint", func(e AuditEvent) bool {
 		return e.Kind == AuditRequest && e.Token == "ops" && e.Route == "/api/v1/downloads" && e.Path == "/etc/shadow" && e.Status == 201
@@ -301,7 +301,7 @@ func TestAuditRotation(t *testing.T) {
 // with the fix, expiry parses.
 func TestTokenFile(t *testing.T) {
 	dir := t.TempDir()
-	for _, bad := range []string{"", "api-token", "help", "a b", "-x", strings.Repeat("x", 65)} {
+	for _, bad := range []string{"", "api-token", "help", "h", "a b", "-x", strings.Repeat("x", 65)} {
 		if _, err := AddToken(dir, bad, RoleViewer, 0, time.Now()); err == nil {
 			t.Errorf("AddToken(%q) accepted", bad)
 		}

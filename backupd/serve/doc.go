@@ -48,6 +48,13 @@
 //     repository's space and RPO states (console_overview.go), and
 //     downloads through tickets: HMAC-signed, expiring URLs minted by an
 //     authenticated POST (download.go).
+//   - Token, Role, Identity (tokens.go, access.go): named API tokens in
+//     <repo>/api-tokens.json (SHA-256 hashes only, TokensFileName) with a
+//     role each (viewer, operator, admin; the api-token is admin);
+//     routeRoles gives every route the role it needs (RolePublic: none).
+//     The guard authenticates, authorize checks the role (403 naming it)
+//     and writes AuditEvents to <repo>/audit.log (audit.go, AuditFileName;
+//     ReadAudit for `cairn audit`); GET /api/v1/whoami tells the console.
 //   - Retention of a VM is the union of the retentions of every job that
 //     may back it up (retention.go); a VM a job names exactly that the
 //     vCenter lacks is a failed run (missing.go).
