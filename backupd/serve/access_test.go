@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -308,6 +309,24 @@ func TestTokenFile(t *testing.T) {
 	}
 	if _, err := AddToken(dir, "x", RolePublic, 0, time.Now()); err == nil {
 		t.Error("AddToken with no role accepted")
+	}
+	if _, err := AddToken(filepath.Join(dir, "nothere"), "x", RoleViewer, 0, time.Now()); err == nil || !strings.Contains(err.Error(), "not a cairn repository") {
+		t.Errorf("AddToken outside a repository: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cairn.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // root adds a token to another user's repository: the files stay the owner's
+		if err := os.Chown(dir, 1234, 1234); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := AddToken(dir, "x", RoleViewer, 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, TokensFileName))
+		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1234 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("token file of another user's repository: %v, %+v", err, fi)
+		}
 	}
 	if err := RevokeToken(dir, "nobody"); err == nil {
 		t.Error("RevokeToken of an unknown name succeeded")

@@ -146,6 +146,9 @@ func readTokensFile(path string) ([]Token, error) {
 // (two `cairn serve token` commands at once do not lose a change).
 func editTokens(repoDir string, edit func([]Token) ([]Token, error)) error {
 	path := filepath.Join(repoDir, TokensFileName)
+	if _, err := os.Stat(filepath.Join(repoDir, "cairn.json")); err != nil {
+		return fmt.Errorf("%s is not a cairn repository (%v): give the repository with --repo DIR or --config FILE", repoDir, err)
+	}
 	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("lock the token file: %w (run as the repository's owner)", err)
@@ -166,7 +169,21 @@ func editTokens(repoDir string, edit func([]Token) ([]Token, error)) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	if err := writeFileAtomic(path, append(data, '\n')); err != nil {
+		return err
+	}
+	// root editing another user's repository: the files stay the owner's,
+	// or the owner's cairn serve could not read them
+	if fi, err := os.Stat(repoDir); err == nil && os.Geteuid() == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+			for _, f := range []string{path, path + ".lock"} {
+				if err := os.Chown(f, int(st.Uid), int(st.Gid)); err != nil {
+					return fmt.Errorf("give %s to the repository's owner: %w", f, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // AddToken makes a token called name with role in the repository repoDir,
