@@ -27,6 +27,8 @@ func serveCommands() []*cli.Command {
 			"a listen address beyond loopback needs api: tls_cert and tls_key (docs/security.md).\n" +
 			"The same listener serves the web console at /ui/ (dashboard, VMs and points, guest\n" +
 			"file browser with downloads, job history; log in with the token, docs/serve.md).\n" +
+			"Named tokens with a role (viewer, operator, admin): cairn serve token; who did what:\n" +
+			"cairn audit (<repo>/audit.log).\n" +
 			"SIGHUP reloads the config (an invalid one is logged and the old one stays);\n" +
 			"SIGINT or SIGTERM abort running jobs, release the mount and exit.",
 		Subcommands: []*cli.Command{serveTokenCommand()}, // serve_token.go
