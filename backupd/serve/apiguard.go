@@ -2,7 +2,6 @@ package serve
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -118,11 +117,14 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !s.authorized(r) {
+		id, err := s.authenticate(r) // access.go
+		if err != nil {
+			s.auditRefusedToken(r, id, err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
-			s.refuse(w, "token", http.StatusUnauthorized, fmt.Errorf("missing or wrong API token: send \"Authorization: Bearer TOKEN\" with the token of %s in the repository", TokenFileName))
+			s.refuse(w, "token", http.StatusUnauthorized, fmt.Errorf("missing, wrong, revoked or expired API token: send \"Authorization: Bearer TOKEN\" with the token of %s in the repository or one of cairn serve token add", TokenFileName))
 			return
 		}
+		r = withIdentity(r, id)
 		if r.Method == http.MethodPost {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {
@@ -137,14 +139,6 @@ func (s *Server) guard(next http.Handler) http.Handler {
 func (s *Server) refuse(w http.ResponseWriter, reason string, code int, err error) {
 	s.metrics.apiRefused.WithLabelValues(reason).Inc()
 	writeError(w, code, err)
-}
-
-func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || s.token == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.token)) == 1
 }
 
 // hostAllowed reports whether a request's Host header names this server:
@@ -265,4 +259,20 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// auditRefusedToken records a refused authentication: never the token,
+// only why (missing, unknown, expired) and, for an expired named token,
+// its name.
+func (s *Server) auditRefusedToken(r *http.Request, id Identity, err error) {
+	route := r.URL.Path
+	if len(route) > 200 {
+		route = route[:200] + "..."
+	}
+	ev := AuditEvent{Time: time.Now().UTC(), Kind: AuditAuth, Token: id.Name, Remote: r.RemoteAddr, Method: r.Method, Route: route,
+		Status: http.StatusUnauthorized, Detail: err.Error()}
+	if id.Name != "" {
+		ev.Role = id.Role.String()
+	}
+	s.audit.add(ev)
 }

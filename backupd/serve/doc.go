@@ -51,6 +51,13 @@
 //   - Hooks (config_hooks.go, hooks.go): a job's hooks: commands, per VM
 //     through backupd.VMHooks and per job run (pre_job, post_job); their
 //     results are kept in the runs, a skip is state skipped.
+//   - Token, Role, Identity (tokens.go, access.go): named API tokens in
+//     <repo>/api-tokens.json (SHA-256 hashes only, TokensFileName) with a
+//     role each (viewer, operator, admin; the api-token is admin);
+//     routeRoles gives every route the role it needs (RolePublic: none).
+//     The guard authenticates, authorize checks the role (403 naming it)
+//     and writes AuditEvents to <repo>/audit.log (audit.go, AuditFileName;
+//     ReadAudit for `cairn audit`); GET /api/v1/whoami tells the console.
 //   - Retention of a VM is the union of the retentions of every job that
 //     may back it up (retention.go); a VM a job names exactly that the
 //     vCenter lacks is a failed run (missing.go).

@@ -39,6 +39,8 @@ type ticketClaims struct {
 	FS      string `json:"fs"`
 	Path    string `json:"path"`
 	Expires int64  `json:"exp"` // Unix seconds
+	// Who minted the ticket (a token's name), for the audit log (access.go).
+	Who string `json:"who,omitempty"`
 }
 
 // ErrTicket is a download URL whose ticket is damaged, forged or
@@ -145,7 +147,8 @@ func (s *Server) handleMintDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp := time.Now().Add(DownloadTTL)
-	t, err := s.signTicket(ticketClaims{VM: g.vm, Point: g.point, FS: g.fs.Name, Path: g.path, Expires: exp.Unix()})
+	id, _ := identityOf(r)
+	t, err := s.signTicket(ticketClaims{VM: g.vm, Point: g.point, FS: g.fs.Name, Path: g.path, Expires: exp.Unix(), Who: id.Name})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return

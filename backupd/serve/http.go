@@ -40,6 +40,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /api/v1/restores", s.handleRestores) // restore.go
 	mux.HandleFunc("POST /api/v1/restores", s.handleRestore)
+	mux.HandleFunc("GET /api/v1/whoami", s.handleWhoami)
 	mux.HandleFunc("GET /api/v1/replications", s.handleReplications)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/points", s.handleRemotePoints)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/stats", s.handleRemoteStats) // remote_stats.go
@@ -51,7 +52,8 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusAccepted, map[string]string{"verify": "started"})
 	})
 	s.routeConsole(mux) // console.go: the web console, file browsing and downloads
-	return consoleHeaders(jsonErrors(mux))
+	// access.go: every route's role, and the audit log
+	return consoleHeaders(s.authorize(mux, jsonErrors(mux)))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -44,6 +44,8 @@ type Server struct {
 	metrics *metrics
 	inv     *inventory   // the jobs' selections, for API requests
 	token   string       // the API's bearer token (apiguard.go)
+	tokens  *tokenStore  // named tokens with roles (tokens.go)
+	audit   *auditLog    // the repository's audit.log (audit.go)
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
@@ -150,6 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.token, err = ensureToken(repo.Dir()); err != nil {
 		return fmt.Errorf("API token: %w", err)
 	}
+	s.tokens, s.audit = newTokenStore(repo.Dir(), s.token, s.log), newAuditLog(repo.Dir(), s.log)
 	var tlsCfg *tls.Config
 	if cfg.API.TLS() {
 		cert, err := tls.LoadX509KeyPair(cfg.API.TLSCert, cfg.API.TLSKey)

@@ -13,7 +13,7 @@ import (
 
 // serveCommands is `cairn serve`.
 func serveCommands() []*cli.Command {
-	return []*cli.Command{statusCommand(), triggerCommand(), notifyCommand(), {
+	return []*cli.Command{statusCommand(), triggerCommand(), notifyCommand(), auditCommand(), {
 		Name:  "serve",
 		Usage: "run the backup daemon: scheduled jobs, retention, the mount and the HTTP API",
 		Description: "Reads --config (cairn.yaml, see docs/serve.md; `cairn config example` prints one),\n" +
@@ -27,14 +27,21 @@ func serveCommands() []*cli.Command {
 			"a listen address beyond loopback needs api: tls_cert and tls_key (docs/security.md).\n" +
 			"The same listener serves the web console at /ui/ (dashboard, VMs and points, guest\n" +
 			"file browser with downloads, job history; log in with the token, docs/serve.md).\n" +
+			"Named tokens with a role (viewer, operator, admin): cairn serve token; who did what:\n" +
+			"cairn audit (<repo>/audit.log).\n" +
 			"SIGHUP reloads the config (an invalid one is logged and the old one stays);\n" +
 			"SIGINT or SIGTERM abort running jobs, release the mount and exit.",
+		Subcommands: []*cli.Command{serveTokenCommand()}, // serve_token.go
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Required: true, Usage: "`FILE` cairn.yaml"},
+			// required, checked in Action (a Required flag would be asked of `serve token` too)
+			&cli.StringFlag{Name: "config", Usage: "`FILE` cairn.yaml (required)"},
 			&cli.StringFlag{Name: "listen", Usage: "HTTP `ADDRESS`, overriding the config's listen"},
 		},
 		Action: func(c *cli.Context) error {
 			file := c.String("config")
+			if file == "" {
+				return &usageError{Command: "serve", Problem: "missing --config"}
+			}
 			load := func() (*serve.Config, error) {
 				cfg, err := serve.LoadConfig(file)
 				if err == nil && c.String("listen") != "" {

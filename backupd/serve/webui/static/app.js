@@ -179,9 +179,17 @@ async function login(tok) {
   showApp(true);
 }
 
+// WHO is GET /api/v1/whoami: the token's name, role and the actions it
+// may take ("may"); the console offers only those (null: an older
+// server without roles, everything offered).
+let WHO = null;
+function may(action) { return !WHO || WHO.may.includes(action); }
+
 // showApp shows the console; after a login (focus) the keyboard goes on
 // from the view's title, not from the hidden form.
-function showApp(focus) {
+async function showApp(focus) {
+  try { WHO = await api("/api/v1/whoami"); } catch (e) { if (e.status === 401) return; WHO = null; }
+  if (WHO) $("logout").textContent = "Log out " + WHO.name + " (" + WHO.role + ")";
   $("login").hidden = true;
   $("main").hidden = false;
   $("nav").hidden = false;
@@ -304,7 +312,7 @@ async function viewDashboard() {
     el("div", { class: "card" }, el("div", { class: "muted" }, "Running backups"), el("div", { class: "big" }, st.running.length)),
     el("div", { class: "card" }, el("div", { class: "muted" }, "VMs whose last backup failed"), el("div", { class: failedVMs ? "big bad" : "big" }, failedVMs)),
     el("div", { class: "card" }, el("div", { class: "muted" }, "Repository verify"), el("div", { class: v.error || (v.bad && v.bad.length) ? "bad" : "" }, verifyText),
-      v.running ? null : el("button", { type: "button", on: { click: verifyNow } }, "Verify now")),
+      v.running || !may("verify") ? null : el("button", { type: "button", on: { click: verifyNow } }, "Verify now")),
   ));
   if (st.space) {
     const pct = st.space.size ? Math.round(100 * st.space.used / st.space.size) : 0;
@@ -399,7 +407,7 @@ async function viewVM(params) {
   });
   return el("div", {}, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", vm),
     el("h1", {}, vm),
-    el("div", { class: "toolbar" }, el("button", { type: "button", on: { click: () => backupNow(vm) } }, "Back up now")),
+    may("backup") ? el("div", { class: "toolbar" }, el("button", { type: "button", on: { click: () => backupNow(vm) } }, "Back up now")) : null,
     table(["Point", "Time", "Consistency", "Size", "Stored", "Boot check", "Offsite", ""], rows, [3, 4]));
 }
 
@@ -508,7 +516,7 @@ function entryTable(entries, pathOf, vm, id, fsName, single) {
     const name = e.kind === "dir" ? link("files", { vm: vm, point: id, fs: fsName, path: p }, e.name + "/")
       : el("span", { class: "mono" }, e.name);
     const extra = [];
-    if (e.kind === "file" || e.kind === "dir") {
+    if ((e.kind === "file" || e.kind === "dir") && may("download")) {
       extra.push(el("button", { type: "button", "aria-label": (e.kind === "dir" ? "Download as tar: " : "Download: ") + e.name,
         on: { click: () => download(vm, id, fsName, p) } }, e.kind === "dir" ? "tar" : "download"));
     }
@@ -546,7 +554,7 @@ async function viewHistory(params) {
         r.version ? "v" + r.version : (r.error ? el("span", { class: "error" }, r.error) : "absent"),
         r.entry ? bytes(r.entry.size) : "", r.entry ? when(r.entry.mtime) : "",
         r.sha256 ? el("span", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 16) + "…") : "",
-        r.version && r.entry && r.entry.kind === "file" ? el("button", { type: "button", on: { click: () => download(vm, r.last_point, fsName, path) } }, "download") : ""])));
+        r.version && r.entry && r.entry.kind === "file" && may("download") ? el("button", { type: "button", on: { click: () => download(vm, r.last_point, fsName, path) } }, "download") : ""])));
   }
   return out;
 }
@@ -603,6 +611,7 @@ async function backupNow(vm) {
 }
 
 function restoreForm(vm, id) {
+  if (!may("restore_vm")) return el("p", { class: "muted" }, "Restoring a whole VM needs an admin token (this one is " + WHO.role + ").");
   const name = el("input", { type: "text", "aria-label": "Name of the new VM", placeholder: "name of the new VM (default: " + vm + "-restored-…)", size: 40 });
   const ds = el("input", { type: "text", "aria-label": "Datastore", placeholder: "datastore (optional)", size: 20 });
   const power = el("input", { type: "checkbox" });
