@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -59,7 +60,12 @@ func TestRemoteAttachments(t *testing.T) {
 	}
 	mnt := t.TempDir()
 	cmd := mountStartCLI(t, buildCairn(t), repo, mnt, "--remote", "off")
-	got := readSHA(filepath.Join(mnt, "att", pts[0].ID, "vm", "config.json"))
+	cfgData, err := os.ReadFile(filepath.Join(mnt, "att", pts[0].ID, "vm", "config.json"))
+	if err != nil {
+		t.Fatalf("%v; the mount said: %s", err, cmd.Stderr.(*bytes.Buffer).String())
+	}
+	sum := sha256.Sum256(cfgData)
+	got := hex.EncodeToString(sum[:])
 	mustCairn(t, "umount", mnt)
 	mountWaitExit(t, cmd)
 	if got != info.SHA256 {
