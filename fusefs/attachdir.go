@@ -80,6 +80,13 @@ func (n *attachDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 			return nil, syscall.ENOENT
 		}
 		data, err := n.t.repo.Attachment(ctx, n.p, full)
+		if err != nil && ctx.Err() != nil {
+			// The kernel interrupted the request (a signal to the
+			// reader) and the read from a remote was cancelled with it:
+			// EINTR makes the reader's libc or runtime ask again, where
+			// EIO would read as damaged data.
+			return nil, syscall.EINTR
+		}
 		if err != nil {
 			n.t.log.Error("read attachment", "vm", n.p.VM, "point", n.p.ID, "attachment", full, "err", err)
 			return nil, syscall.EIO
