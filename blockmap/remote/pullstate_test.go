@@ -60,14 +60,31 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 		}
 	}
 	dataBlocks := int64(len(data)) / bs
+	p1Packs := offsite.objects(packPrefix) // p1's alone
+	// A later point of the old appliance, on the offsite remote only.
+	data1b := append([]byte(nil), data...)
+	for _, b := range []int64{60, 61, 62} {
+		copy(data1b[b*bs:(b+1)*bs], randBytes(rnd, int(bs)))
+	}
+	p1b := writePoint(t, src, "dr", t0.Add(12*time.Hour), []diskSpec{{name: "scsi0-0", size: size, data: map[int64][]byte{0: data1b}}})
+	if _, err := rOld.Replicate(ctx(t), src, []blockmap.Point{p1, p1b}, ReplicateOptions{CacheDir: cacheDir(t)}); err != nil {
+		t.Fatal(err)
+	}
 
 	// rebuilt pulls p1 from remote, takes remote over, backs up a new point
 	// (3 blocks rewritten, incremental on the pulled one) and replicates.
-	rebuild := func(t *testing.T, from *Remote, fromCache string, when time.Time) (*blockmap.Repo, blockmap.Point, blockmap.Point) {
+	rebuild := func(t *testing.T, from *Remote, fromCache string, when time.Time, pulls ...blockmap.Point) (*blockmap.Repo, []blockmap.Point, blockmap.Point) {
 		repo := newRepoAt(t, filepath.Join(t.TempDir(), "new"))
-		np, did, _, err := from.PullWith(ctx(t), repo, p1.VM, p1.ID, PullOptions{CacheDir: fromCache})
-		if err != nil || !did {
-			t.Fatalf("pull: %v (pulled %v)", err, did)
+		if len(pulls) == 0 {
+			pulls = []blockmap.Point{p1}
+		}
+		var np []blockmap.Point
+		for _, p := range pulls {
+			pp, did, _, err := from.PullWith(ctx(t), repo, p.VM, p.ID, PullOptions{CacheDir: fromCache})
+			if err != nil || !did {
+				t.Fatalf("pull %s: %v (pulled %v)", p.ID, err, did)
+			}
+			np = append(np, pp)
 		}
 		s, err := repo.BeginPoint(ctx(t), "dr", blockmap.PointOptions{Time: when})
 		if err != nil {
@@ -116,7 +133,6 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 		}
 	}
 
-	p1Packs := offsite.objects(packPrefix)
 	// What the rebuilt appliance's cache holds (or lost) when it
 	// replicates, and what that replicate must read: the 3 changed blocks
 	// when the pulled point is proven, every block when it is not, and
@@ -124,15 +140,21 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 	for i, tc := range []struct {
 		name   string
 		mutate func(t *testing.T, cache string, np blockmap.Point)
+		pulls  []blockmap.Point
 	}{
-		{"same-remote", nil},
+		{"same-remote", nil, nil},
+		// The newest point pulled first, then the older one (a higher
+		// generation here): the new backup's blocks build on the point
+		// of the highest generation (the session's base), and so does
+		// its replication.
+		{"pulled-newest-first", nil, []blockmap.Point{p1b, p1}},
 		// Pulled by a cairn that wrote no replicate state: the replicate
 		// writes it from the pull record.
 		{"pulled-before-states", func(t *testing.T, cache string, np blockmap.Point) {
 			if err := os.RemoveAll(filepath.Join(cache, "points")); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, nil},
 		// A state that does not name the remote manifest proves nothing.
 		{"state-mismatch", func(t *testing.T, cache string, np blockmap.Point) {
 			f := filepath.Join(rNew.stateDir(cache, np.VM), strconv.FormatUint(uint64(np.Gen), 10))
@@ -147,7 +169,7 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 			if err := os.WriteFile(f, []byte(b2), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, nil},
 		// A pack of the pulled point is gone from the remote: its blocks
 		// are read and uploaded again, never taken from the pulled map.
 		{"pack-lost", func(t *testing.T, cache string, np blockmap.Point) {
@@ -157,24 +179,25 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 				}
 				return
 			}
-		}},
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := cacheDir(t)
-			repo, np, p2 := rebuild(t, rNew, cache, t0.Add(time.Duration(i+1)*24*time.Hour))
+			repo, nps, p2 := rebuild(t, rNew, cache, t0.Add(time.Duration(i+1)*24*time.Hour), tc.pulls...)
+			np := nps[len(nps)-1]
 			if _, err := rNew.TakeOver(ctx(t)); err != nil {
 				t.Fatal(err)
 			}
 			if tc.mutate != nil {
 				tc.mutate(t, cache, np)
 			}
-			st, err := rNew.Replicate(ctx(t), repo, []blockmap.Point{np, p2}, ReplicateOptions{CacheDir: cache})
+			st, err := rNew.Replicate(ctx(t), repo, append(nps, p2), ReplicateOptions{CacheDir: cache})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("replicate after takeover: present %d, copied %d, blocks read %d (%d bytes), unchanged %d, new %d (%d raw bytes), uploaded %d bytes",
 				len(st.Present), len(st.Replicated), st.BlocksRead, st.BytesRead, st.BlocksUnchanged, st.BlocksNew, st.RawNew, st.BytesUploaded)
-			if len(st.Present) != 1 || len(st.Replicated) != 1 {
+			if len(st.Present) != len(nps) || len(st.Replicated) != 1 {
 				t.Fatalf("present %d, replicated %d; want the pulled point present and the new one copied", len(st.Present), len(st.Replicated))
 			}
 			if st.BlocksRead+st.BlocksUnchanged != dataBlocks {
@@ -211,9 +234,9 @@ func testReplicateAfterPullIsIncremental(t *testing.T, c s3test.Engine) {
 	// record), so the new point is read whole (and deduplicated by the
 	// block cache) — and verifies.
 	t.Run("other-remote", func(t *testing.T) {
-		repo, np, p2 := rebuild(t, rSecond, cacheDir(t), t0.Add(10*24*time.Hour))
+		repo, nps, p2 := rebuild(t, rSecond, cacheDir(t), t0.Add(10*24*time.Hour))
 		cache := cacheDir(t)
-		st, err := rNew.Replicate(ctx(t), repo, []blockmap.Point{np, p2}, ReplicateOptions{CacheDir: cache})
+		st, err := rNew.Replicate(ctx(t), repo, append(nps, p2), ReplicateOptions{CacheDir: cache})
 		if err != nil {
 			t.Fatal(err)
 		}
