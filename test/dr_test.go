@@ -249,6 +249,20 @@ jobs:
 	if up*4 > firstUpload {
 		t.Errorf("the new appliance's first replication uploaded %d bytes, the old appliance's first %d: it re-uploaded what the remote holds", up, firstUpload)
 	}
+	// The pulled points count as replicated: the new points' replication
+	// reads only their changed blocks (one 64 KiB block per data disk
+	// here), not each VM's whole point again.
+	var rs struct {
+		Replications []serve.ReplicationRecord `json:"replications"`
+	}
+	if !api.getJSON("/api/v1/replications", &rs) || len(rs.Replications) == 0 {
+		t.Fatal("no replication record after the resumed replication")
+	}
+	read := rs.Replications[len(rs.Replications)-1].BytesRead
+	t.Logf("read locally: the new appliance's first replication %d bytes", read)
+	if read == 0 || read > 1<<20 {
+		t.Errorf("the new appliance's first replication read %d bytes locally for a few changed 64 KiB blocks: it re-read the pulled points", read)
+	}
 	syscall.Kill(-srv.Process.Pid, syscall.SIGTERM)
 	<-exited
 	for _, vm := range vms {

@@ -78,6 +78,9 @@ type ReplicationRecord struct {
 	Pruned        int   `json:"points_pruned"`
 	BytesUploaded int64 `json:"bytes_uploaded"`
 	Objects       int64 `json:"objects_written"`
+	// BytesRead are the bytes of local blocks the run read (blocks an
+	// earlier copied or pulled point holds unchanged are not read).
+	BytesRead int64 `json:"bytes_read"`
 	// VerifyErrors counts what a verify found wrong (objects and blocks).
 	VerifyErrors int    `json:"verify_errors,omitempty"`
 	Error        string `json:"error,omitempty"`
@@ -386,6 +389,7 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 		s.rmetrics.objects.WithLabelValues(rc.Remote).Add(float64(objects))
 		s.repl.update(rec, func(r *ReplicationRecord) {
 			r.Replicated, r.Present, r.BytesUploaded, r.Objects = len(st.Replicated), len(st.Present), st.BytesUploaded, objects
+			r.BytesRead = st.BytesRead
 		})
 		s.learnOffsite(rc.Remote, vms, append(st.Replicated, st.Present...))
 	}

@@ -22,6 +22,7 @@ func (s *Server) startReplicationJob(rec *ReplicationRecord) func(err error) {
 			defer s.repl.mu.Unlock()
 			r.SetVMs(rec.VMs)
 			r.Points, r.PointsPresent, r.BytesUploaded = rec.Replicated, rec.Present, rec.BytesUploaded
+			r.BytesRead = rec.BytesRead
 		})
 	}
 }

@@ -71,7 +71,11 @@
 // base's are kept, blocks the base holds elsewhere are copied from the
 // local disk (checked against the id), and only the rest is fetched, in
 // ranged GETs of just their blobs (fetchBlobs: gaps of up to 64 KiB read
-// through, runs of up to 8 MiB, four in flight).
+// through, runs of up to 8 MiB, four in flight). A pulled point is also
+// recorded as replicated to the remote it came from (its replicate state,
+// naming the manifest's generation and map: pullstate.go), so the next
+// point of the VM replicates incrementally on it after a disaster
+// recovery.
 //
 // A DiskReader that is read in order fetches ahead (read-ahead) up to
 // 32 MiB of blocks into its block cache.

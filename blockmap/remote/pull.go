@@ -168,9 +168,13 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 	}
 	p, err := s.Commit(ctx)
 	if err == nil && o.CacheDir != "" {
-		if serr := r.savePullRecord(o.CacheDir, p, m); serr != nil {
+		rec, serr := r.savePullRecord(o.CacheDir, p, m)
+		if serr != nil {
 			// The point is committed; only the next pull's saving is lost.
 			r.log.Warn("pull: could not record the pulled point; the next pull of the VM downloads every block", "vm", p.VM, "point", p.ID, "error", serr)
+		} else if serr := r.savePulledState(ctx, repo, o.CacheDir, p, rec); serr != nil {
+			// Written again by the next replicate (adoptPulled).
+			r.log.Warn("pull: could not record the pulled point as copied", "vm", p.VM, "point", p.ID, "error", serr)
 		}
 	}
 	return p, err

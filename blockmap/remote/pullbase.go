@@ -39,16 +39,16 @@ func (r *Remote) pulledDir(cacheDir, vm string) string {
 	return filepath.Join(cacheDir, "pulled", r.keys.manifestName(vm, ""))
 }
 
-func (r *Remote) savePullRecord(cacheDir string, p blockmap.Point, m *manifest) error {
-	dir := r.pulledDir(cacheDir, p.VM)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
+func (r *Remote) savePullRecord(cacheDir string, p blockmap.Point, m *manifest) (pullRecord, error) {
 	rec := pullRecord{Gen: p.Gen, ID: p.ID, SourceGen: m.Point.Gen}
 	if m.Map != nil {
 		rec.Map = m.Map.ID
 	}
-	return writeGenFile(dir, p.Gen, rec)
+	dir := r.pulledDir(cacheDir, p.VM)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return rec, err
+	}
+	return rec, writeGenFile(dir, p.Gen, rec)
 }
 
 // pullBase is the local point a pull builds on with its remote twin.
@@ -139,7 +139,10 @@ func (r *Remote) loadPullBase(ctx context.Context, repo *blockmap.Repo, cacheDir
 		if json.Unmarshal(data, &st) != nil || st.Gen != b.Gen || st.ID != b.ID {
 			return nil
 		}
-		src = b.Gen
+		src = st.remoteGen()
+		if st.Map != "" {
+			mapID, pulled = st.Map, true // a pulled point's state: its map is known too
+		}
 	}
 	bm, err := r.manifest(ctx, b.VM, b.ID)
 	if err != nil {

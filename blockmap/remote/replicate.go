@@ -84,6 +84,7 @@ func (r *Remote) Replicate(ctx context.Context, repo *blockmap.Repo, pts []block
 			lerr = r.checkWriter(ctx, "replicate")
 		}
 	}()
+	r.adoptPulled(ctx, repo, o.CacheDir, pts)
 	known := r.prefetchPrev(ctx, o.CacheDir, pts)
 	pre := r.preopen(ctx, repo, o.CacheDir, pts)
 	defer pre.close()

@@ -21,10 +21,37 @@ import (
 // is taken from the earlier point's manifest. State files of the first
 // format (one uint32 per block, field "disks") are ignored: the next
 // replication of the VM then reads every block once.
+//
+// A point pulled from the remote is recorded the same way (see
+// savePulledState): the remote holds it under another generation (the
+// appliance's that copied it first), SourceGen, and block map, Map; a
+// replicated point has neither (its remote generation is Gen).
 type pointState struct {
-	Gen  uint32            `json:"generation"`
-	ID   string            `json:"id"`
-	Runs map[string][]byte `json:"runs"` // per disk: encodeRuns
+	Gen       uint32            `json:"generation"`
+	ID        string            `json:"id"`
+	Runs      map[string][]byte `json:"runs"` // per disk: encodeRuns
+	SourceGen uint32            `json:"source_generation,omitempty"`
+	Map       string            `json:"map,omitempty"`
+}
+
+// remoteGen is the generation the remote manifest of the point names.
+func (st *pointState) remoteGen() uint32 {
+	if st.SourceGen != 0 {
+		return st.SourceGen
+	}
+	return st.Gen
+}
+
+// matches reports whether remote manifest m is the one the state was
+// recorded for.
+func (st *pointState) matches(m *manifest) bool {
+	if m.Point.Gen != st.remoteGen() || m.Point.ID != st.ID {
+		return false
+	}
+	if st.Map != "" && (m.Map == nil || m.Map.ID != st.Map) {
+		return false
+	}
+	return true
 }
 
 // genRun is blocks [first, first+n) held by local generation gen.
@@ -97,11 +124,16 @@ func (r *Remote) stateDir(cacheDir, vm string) string {
 }
 
 func (r *Remote) saveState(cacheDir string, p blockmap.Point, runs map[string][]genRun) error {
+	return r.writeState(cacheDir, p, runs, pointState{})
+}
+
+// writeState records point p with runs; from carries SourceGen and Map.
+func (r *Remote) writeState(cacheDir string, p blockmap.Point, runs map[string][]genRun, from pointState) error {
 	dir := r.stateDir(cacheDir, p.VM)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	st := pointState{Gen: p.Gen, ID: p.ID, Runs: map[string][]byte{}}
+	st := pointState{Gen: p.Gen, ID: p.ID, Runs: map[string][]byte{}, SourceGen: from.SourceGen, Map: from.Map}
 	for d, rs := range runs {
 		st.Runs[d] = encodeRuns(rs)
 	}
@@ -143,7 +175,7 @@ func (r *Remote) loadPrev(ctx context.Context, cacheDir string, p blockmap.Point
 		if m == nil && err == nil {
 			m, err = r.readManifest(ctx, name)
 		}
-		if err != nil || m.Point.Gen != st.Gen {
+		if err != nil || !st.matches(m) {
 			continue
 		}
 		if rm == nil {
