@@ -105,6 +105,7 @@ if command -v curl >/dev/null; then
 fi
 
 say "The guests keep writing; a backup now (through serve) reads only what CBT says changed"
+echo "(letting the guests write for 4 s first)"; sleep 4
 run "$CAIRN" trigger --vm lab-vm-1 --vm lab-vm-2 --wait
 run "$CAIRN" points
 run "$CAIRN" jobs --last 6
