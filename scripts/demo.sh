@@ -75,6 +75,14 @@ wait_points() {
 wait_points 1
 run "$CAIRN" status
 
+say "The web console: open this address in a browser (the token after # logs you in and stays in the tab)"
+echo "  $API/ui/#token=$(cat "$DEMO/repo/api-token")"
+if command -v curl >/dev/null; then
+  echo "  (GET $API/ui/ answers $(curl -s -o /dev/null -w '%{http_code}' "$API/ui/"))"
+fi
+echo "  That token is the admin token serve made (api-token). Give people their own, with a role:"
+echo "    cairn serve token add alice --role viewer --expires 90d     (viewer, operator or admin; docs/security.md)"
+
 if [ "$mount_ok" -eq 1 ]; then
   say "Every recovery point is plain files"
   run ls -l "$DEMO/mnt/lab-vm-1"
@@ -87,15 +95,21 @@ if [ "$mount_ok" -eq 1 ]; then
   command -v qemu-img >/dev/null && run qemu-img info "$DEMO/mnt/lab-vm-1/latest/disks/scsi0-0.vmdk"
 fi
 
+say "Restore files without the mount: straight out of a point's guest filesystem"
+run "$CAIRN" restore-file --vm lab-vm-1 --point latest --disk scsi0-0 --part 1 /etc "$DEMO/restored/"
+run ls "$DEMO/restored/etc"
+
 say "Metrics for Prometheus"
 if command -v curl >/dev/null; then
   curl -s -H "Authorization: Bearer $(cat "$DEMO/repo/api-token")" "$API/metrics" | grep -E '^cairn_(points|last_backup_read_bytes|vm_stored_bytes|repository_bytes)' || true
 fi
 
-say "The guests keep writing; the next scheduled backup (within 30 s) reads only what CBT says changed"
-wait_points 2
+say "The guests keep writing; a backup now (through serve) reads only what CBT says changed"
+echo "(letting the guests write for 4 s first)"; sleep 4
+run "$CAIRN" trigger --vm lab-vm-1 --vm lab-vm-2 --wait
 run "$CAIRN" points
 run "$CAIRN" jobs --last 6
+run "$CAIRN" history --vm lab-vm-1 /var/log/app.log
 
 cat <<TXT
 
@@ -104,6 +118,7 @@ Try, in another shell:
   ls $DEMO/mnt/lab-vm-2/                          every point, and 'latest'
   ls $DEMO/mnt/lab-vm-2/latest/fs/                guest files of every disk and partition
   cp $DEMO/mnt/lab-vm-1/latest/fs/scsi0-0/p1/etc/hostname /tmp/   restore a file
+  $API/ui/#token=$(cat "$DEMO/repo/api-token")   the web console
   qemu-img info $DEMO/mnt/lab-vm-1/latest/disks/scsi0-0.vmdk
   TOKEN=\$(cat $DEMO/repo/api-token)                  the API's bearer token (docs/security.md)
   curl -s -H "Authorization: Bearer \$TOKEN" $API/metrics | grep ^cairn_

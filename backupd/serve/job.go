@@ -222,7 +222,7 @@ func (s *Server) runJob(ctx context.Context, cfg *Config, job Job, runs []*RunRe
 			host, known := hosts[r.VM]
 			if !known {
 				if vm, err := conn.FindVM(ctx, r.VM); err == nil {
-					host = vm.Host
+					host = conn.HostName(ctx, vm.Host) // by name, as a selection has it
 				}
 			}
 			err := s.backupOne(ctx, conn, opts, job, r, host, log.With("vm", r.VM, "run", r.ID))

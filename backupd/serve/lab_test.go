@@ -196,6 +196,12 @@ jobs:
 		if r.State != StateOK || r.Trigger != "api" {
 			t.Errorf("requested run of %s: %s %s: %s", r.VM, r.Trigger, r.State, r.Error)
 		}
+		// The host by name, as a scheduled run has it: per_host counts
+		// requested and scheduled runs of one host together (a requested
+		// run had the host's MoRef, "host-15", a cap of its own).
+		if r.Host != wantHost[r.VM] {
+			t.Errorf("requested run of %s: host %q, want %q as the scheduled run had", r.VM, r.Host, wantHost[r.VM])
+		}
 		want := "ok"
 		if r.VM == "db-2" {
 			want = "repaired "

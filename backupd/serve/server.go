@@ -222,7 +222,11 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("cannot record the server in the repository; cairn status and cairn jobs will not find it", "error", err)
 	}
 	defer removeServeFile(repo.Dir())
-	s.log.Info("serving", "listen", s.listen, "repo", cfg.Repository, "jobs", len(cfg.Jobs))
+	scheme := "http"
+	if cfg.API.TLS() {
+		scheme = "https"
+	}
+	s.log.Info("serving", "listen", s.listen, "console", scheme+"://"+s.listen+"/ui/", "repo", cfg.Repository, "jobs", len(cfg.Jobs))
 	if s.ready != nil {
 		s.ready()
 	}

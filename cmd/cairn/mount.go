@@ -43,7 +43,7 @@ func mountCommands() []*cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
-					return cli.Exit("usage: cairn umount [--lazy] MOUNTPOINT", 2)
+					return &usageError{Command: "umount", Problem: "give one MOUNTPOINT"}
 				}
 				dir := c.Args().First()
 				if err := fusefs.Unmount(dir, c.Bool("lazy")); err != nil {
@@ -62,7 +62,7 @@ func runMount(c *cli.Context) error {
 		return fmt.Errorf("mount: --cache-size sizes the cache of blocks read from a remote: add --remote NAME, or drop --cache-size")
 	}
 	if c.NArg() != 1 {
-		return cli.Exit("usage: cairn mount [--allow-other] MOUNTPOINT", 2)
+		return &usageError{Command: "mount", Problem: "give one MOUNTPOINT"}
 	}
 	dir := c.Args().First()
 	// Check the mount point before opening the repository, so the most

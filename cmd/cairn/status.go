@@ -262,7 +262,7 @@ func when(t time.Time) string {
 
 func printStatus(w io.Writer, base string, st serve.Status) {
 	fmt.Fprintf(w, "cairn serve %s, pid %d, up since %s\n", st.Version, st.PID, when(st.Started))
-	fmt.Fprintf(w, "  api %s  config %s\n  repository %s  mount %s\n", base, dash(st.Config), st.Repository, dash(st.Mount))
+	fmt.Fprintf(w, "  api %s  console %s/ui/  config %s\n  repository %s  mount %s\n", base, base, dash(st.Config), st.Repository, dash(st.Mount))
 	if st.Timezone != "" {
 		zone, _ := time.Now().Zone()
 		fmt.Fprintf(w, "  times shown in %s; cron schedules run in %s\n", zone, st.Timezone)

@@ -27,6 +27,8 @@ func TestUsageErrorsOneLine(t *testing.T) {
 		{"backup --vcenter", "backup: --vcenter needs a value (see cairn backup --help)"},
 		{"points --json=maybe", "points: --json=maybe: give --json alone, or =true or =false"},
 		{"nosuchcmd", `unknown command "nosuchcmd" (see cairn --help)`},
+		{"mount", "mount: give one MOUNTPOINT (see cairn mount --help)"},
+		{"umount a b", "umount: give one MOUNTPOINT (see cairn umount --help)"},
 		{"restore nosuch", `restore: unknown command "nosuch" (see cairn restore --help)`},
 		{"--bogus points", "unknown flag --bogus (see cairn --help)"},
 		{"--log-level loud points", `--log-level "loud": use debug, info, warn or error`},
