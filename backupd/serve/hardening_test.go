@@ -2,10 +2,13 @@ package serve
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode"
@@ -257,5 +260,56 @@ func TestAuditClean(t *testing.T) {
 	}
 	if got := auditClean(strings.Repeat("a", 5000)); len(got) > auditMaxField+3 || !strings.HasSuffix(got, "...") {
 		t.Errorf("a long field: %d bytes", len(got))
+	}
+}
+
+// TestClientConnLimit: over real TCP, a client holding
+// MaxConnsPerClient connections gets its next ones closed at once, while
+// another address is still accepted and a slot given back is reused.
+func TestClientConnLimit(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newClientConnListener(inner, 4)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var held []net.Conn
+	for range 4 {
+		dial("127.0.0.2")
+		held = append(held, <-accepted)
+	}
+	extra := dial("127.0.0.2")
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second)) // against a hang only
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		t.Errorf("a 5th connection of one client: read %d, %v; want it closed", n, err)
+	}
+	dial("127.0.0.3")
+	if c := <-accepted; c.RemoteAddr().(*net.TCPAddr).IP.String() != "127.0.0.3" {
+		t.Errorf("accepted %v, want the other client", c.RemoteAddr())
+	}
+	held[0].Close()
+	dial("127.0.0.2")
+	if c := <-accepted; c.RemoteAddr().(*net.TCPAddr).IP.String() != "127.0.0.2" {
+		t.Errorf("accepted %v after a slot was given back", c.RemoteAddr())
 	}
 }

@@ -171,7 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.listen = ln.Addr().String()
 	// The API holds at most MaxConns descriptors: the rest stay for the
 	// mount and the backups, whatever clients do.
-	ln = newLimitListener(ln, MaxConns)
+	ln = newLimitListener(newClientConnListener(ln, MaxConnsPerClient), MaxConns) // connlimit.go
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
