@@ -127,6 +127,10 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 			})
 			return
 		}
+		if guarded && id.Role < RoleOperator && hookRedactedRoutes[pattern] {
+			redactHooks(next).ServeHTTP(w, r) // redact.go: no hook command lines or output for viewers
+			return
+		}
 		audited := (r.Method != http.MethodGet && r.Method != http.MethodHead) || pattern == downloadRoute
 		if !audited {
 			next.ServeHTTP(w, r)
