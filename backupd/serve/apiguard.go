@@ -271,7 +271,7 @@ func (c *limitConn) Close() error {
 // only why (missing, unknown, expired) and, for an expired named token,
 // its name.
 func (s *Server) auditRefusedToken(r *http.Request, id Identity, why string) {
-	route := r.URL.Path
+	route := auditPath(r.URL.Path) // hardening.go: never a ticket
 	if len(route) > 200 {
 		route = route[:200] + "..."
 	}

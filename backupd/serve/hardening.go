@@ -216,3 +216,13 @@ func setSecurityHeaders(h http.Header, path string) {
 		h.Set("Cache-Control", "no-store")
 	}
 }
+
+// auditPath is a refused request's path as the audit log writes it: a
+// download URL's ticket (a POST or PUT to it, refused for want of a
+// token) becomes {ticket}, so that a valid ticket is never written.
+func auditPath(p string) string {
+	if rest, ok := strings.CutPrefix(p, "/api/v1/download/"); ok && rest != "" {
+		return "/api/v1/download/{ticket}"
+	}
+	return p
+}

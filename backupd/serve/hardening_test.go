@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,6 +139,19 @@ func TestAdversarialAPI(t *testing.T) {
 			if name == "download" && (!strings.HasPrefix(h.Get("Content-Disposition"), "attachment") || h.Get("Content-Type") != "application/octet-stream") {
 				t.Errorf("download: %v", h)
 			}
+		}
+	})
+
+	t.Run("no ticket in the audit log", func(t *testing.T) {
+		u := mint(a.token, "/etc/hosts")
+		for _, m := range []string{"POST", "PUT", "DELETE"} {
+			if resp, body := raw(m, u, "{}", nil); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s of a download URL without a token: %d %s", m, resp.StatusCode, body)
+			}
+		}
+		ticket := strings.TrimPrefix(u, "/api/v1/download/")
+		if b, err := os.ReadFile(filepath.Join(a.repo, AuditFileName)); err != nil || strings.Contains(string(b), ticket[:40]) {
+			t.Errorf("the audit log holds a ticket (%v):\n%s", err, b)
 		}
 	})
 
