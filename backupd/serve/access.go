@@ -116,8 +116,13 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 		// the guard (Handler used bare, in tests), which checks nothing.
 		id, guarded := identityOf(r)
 		if need > RolePublic && guarded && id.Role < need {
+			ok, dropped, wait := s.fails.refused("token "+id.Name, time.Now()) // hardening.go: per token
+			if !ok {
+				s.tooManyRefusals(w, wait)
+				return
+			}
 			ev := s.auditEvent(r, AuditDenied, id, pattern)
-			ev.Status, ev.Detail = http.StatusForbidden, "needs role "+need.String()
+			ev.Status, ev.Detail = http.StatusForbidden, droppedDetail("needs role "+need.String(), dropped)
 			s.audit.add(ev)
 			s.metrics.apiRefused.WithLabelValues("role").Inc()
 			writeJSON(w, http.StatusForbidden, map[string]string{

@@ -62,7 +62,8 @@ func clientKey(remote string) string {
 	return ip.String()
 }
 
-// refused counts a refusal of remote at now: whether it may be audited
+// refused counts a refusal of remote (a client's address, or "token
+// NAME" for a valid token refused by its role) at now: whether it may be audited
 // (and answered as usual), how many refusals before it were not, and,
 // when not, how long the client should wait.
 func (l *failLimiter) refused(remote string, now time.Time) (ok bool, dropped int, wait time.Duration) {
@@ -108,7 +109,7 @@ func (b *failBucket) level(now time.Time) float64 {
 func (s *Server) tooManyRefusals(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 	s.refuse(w, "too_many_refusals", http.StatusTooManyRequests,
-		fmt.Errorf("too many refused tokens or download URLs from this address: wait %s (a valid token is always accepted)", wait.Round(time.Second)))
+		fmt.Errorf("too many refused tokens, download URLs or requests beyond the token's role: wait %s", wait.Round(time.Second)))
 }
 
 // droppedDetail notes in an audit line the refusals left out before it.

@@ -180,6 +180,32 @@ func TestAdversarialAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("refusals by role limited per token", func(t *testing.T) {
+		pest := add("pest", RoleViewer)
+		before, _, _ := ReadAudit(a.repo, time.Time{})
+		start := time.Now()
+		limited := 0
+		const n = 60
+		for range n {
+			resp, body := raw("POST", "/api/v1/restores", `{"vm":"web-1","replace":true}`, bearer(pest))
+			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
+				limited++
+			case http.StatusForbidden:
+			default:
+				t.Fatalf("viewer's restore: %d %s", resp.StatusCode, body)
+			}
+		}
+		after, _, _ := ReadAudit(a.repo, time.Time{})
+		bound := failBurst + int(time.Since(start)/failEvery) + 1
+		if got := len(after) - len(before); got > bound || limited < n-bound {
+			t.Errorf("%d requests beyond a viewer's role: %d audit lines (want at most %d), %d answered 429", n, got, bound, limited)
+		}
+		if resp, _ := raw("GET", "/api/v1/status", "", bearer(pest)); resp.StatusCode != 200 {
+			t.Errorf("the viewer's own routes after: %d", resp.StatusCode)
+		}
+	})
+
 	// last: it spends this client's refusals
 	t.Run("refusals limited per client", func(t *testing.T) {
 		before, _, _ := ReadAudit(a.repo, time.Time{})
