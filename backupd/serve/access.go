@@ -57,6 +57,10 @@ var routeRoles = map[string]Role{
 // downloadRoute is the ticket download's pattern (audited as downloads).
 const downloadRoute = "GET /api/v1/download/{ticket}"
 
+// refusedTicket starts the detail of an audited download whose ticket
+// was refused.
+const refusedTicket = "refused ticket: "
+
 // routeRole returns the role pattern needs: its row, or admin.
 func routeRole(pattern string) Role {
 	if r, ok := routeRoles[pattern]; ok {
@@ -112,8 +116,13 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 		// the guard (Handler used bare, in tests), which checks nothing.
 		id, guarded := identityOf(r)
 		if need > RolePublic && guarded && id.Role < need {
+			ok, dropped, wait := s.fails.refused("token "+id.Name, time.Now()) // hardening.go: per token
+			if !ok {
+				s.tooManyRefusals(w, wait)
+				return
+			}
 			ev := s.auditEvent(r, AuditDenied, id, pattern)
-			ev.Status, ev.Detail = http.StatusForbidden, "needs role "+need.String()
+			ev.Status, ev.Detail = http.StatusForbidden, droppedDetail("needs role "+need.String(), dropped)
 			s.audit.add(ev)
 			s.metrics.apiRefused.WithLabelValues("role").Inc()
 			writeJSON(w, http.StatusForbidden, map[string]string{
@@ -121,6 +130,10 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 				"role_needed": need.String(),
 				"role":        id.Role.String(),
 			})
+			return
+		}
+		if guarded && id.Role < RoleOperator && hookRedactedRoutes[pattern] {
+			redactHooks(next).ServeHTTP(w, r) // redact.go: no hook command lines or output for viewers
 			return
 		}
 		audited := (r.Method != http.MethodGet && r.Method != http.MethodHead) || pattern == downloadRoute
@@ -133,6 +146,14 @@ func (s *Server) authorize(mux *http.ServeMux, next http.Handler) http.Handler {
 			kind = AuditDownload
 		}
 		ev := s.auditEvent(r, kind, id, pattern)
+		if kind == AuditDownload && strings.HasPrefix(ev.Detail, refusedTicket) {
+			ok, dropped, wait := s.fails.refused(r.RemoteAddr, time.Now()) // hardening.go
+			if !ok {
+				s.tooManyRefusals(w, wait)
+				return
+			}
+			ev.Detail = droppedDetail(ev.Detail, dropped)
+		}
 		rec := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		ev.Status, ev.Bytes = rec.status, rec.bytes
@@ -156,9 +177,9 @@ func (s *Server) auditEvent(r *http.Request, kind string, id Identity, pattern s
 		ev.Role = id.Role.String()
 	}
 	if pattern == downloadRoute {
-		c, err := s.checkTicket(strings.TrimPrefix(r.URL.Path, "/api/v1/download/"), time.Now())
+		c, err := s.validTicket(strings.TrimPrefix(r.URL.Path, "/api/v1/download/"), time.Now())
 		if err != nil {
-			ev.Detail = "refused ticket: " + err.Error()
+			ev.Detail = refusedTicket + err.Error()
 			return ev
 		}
 		ev.Token, ev.VM, ev.Point, ev.FS, ev.Path = c.Who, c.VM, c.Point, c.FS, "/"+strings.TrimPrefix(c.Path, "/")

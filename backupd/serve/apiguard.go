@@ -101,6 +101,7 @@ const (
 // handleRunNow.)
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setSecurityHeaders(w.Header(), r.URL.Path) // hardening.go: refusals too
 		if !s.hostAllowed(r.Host) {
 			s.refuse(w, "host", http.StatusMisdirectedRequest, fmt.Errorf("host %q is not a name of this cairn serve (allowed: IP addresses, localhost and the api hosts of the config)", r.Host))
 			return
@@ -119,7 +120,12 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		}
 		id, err := s.authenticate(r) // access.go
 		if err != nil {
-			s.auditRefusedToken(r, id, err)
+			ok, dropped, wait := s.fails.refused(r.RemoteAddr, time.Now()) // hardening.go
+			if !ok {
+				s.tooManyRefusals(w, wait)
+				return
+			}
+			s.auditRefusedToken(r, id, droppedDetail(err.Error(), dropped))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
 			s.refuse(w, "token", http.StatusUnauthorized, fmt.Errorf("missing, wrong, revoked or expired API token: send \"Authorization: Bearer TOKEN\" with the token of %s in the repository or one of cairn serve token add", TokenFileName))
 			return
@@ -264,13 +270,13 @@ func (c *limitConn) Close() error {
 // auditRefusedToken records a refused authentication: never the token,
 // only why (missing, unknown, expired) and, for an expired named token,
 // its name.
-func (s *Server) auditRefusedToken(r *http.Request, id Identity, err error) {
-	route := r.URL.Path
+func (s *Server) auditRefusedToken(r *http.Request, id Identity, why string) {
+	route := auditPath(r.URL.Path) // hardening.go: never a ticket
 	if len(route) > 200 {
 		route = route[:200] + "..."
 	}
 	ev := AuditEvent{Time: time.Now().UTC(), Kind: AuditAuth, Token: id.Name, Remote: r.RemoteAddr, Method: r.Method, Route: route,
-		Status: http.StatusUnauthorized, Detail: err.Error()}
+		Status: http.StatusUnauthorized, Detail: why}
 	if id.Name != "" {
 		ev.Role = id.Role.String()
 	}

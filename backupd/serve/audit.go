@@ -76,7 +76,7 @@ func (a *auditLog) add(e AuditEvent) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	line, err := json.Marshal(e)
+	line, err := json.Marshal(e.clean()) // hardening.go: no forged lines
 	if err != nil {
 		return
 	}

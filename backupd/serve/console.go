@@ -43,19 +43,7 @@ func isConsole(r *http.Request) bool {
 // (they hold guest data and state).
 func consoleHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		if strings.HasPrefix(r.URL.Path, "/ui/") {
-			h.Set("Content-Security-Policy", ConsoleCSP)
-			h.Set("Cache-Control", "no-cache")
-		} else {
-			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-			h.Set("Cache-Control", "no-store")
-		}
+		setSecurityHeaders(w.Header(), r.URL.Path) // hardening.go
 		next.ServeHTTP(w, r)
 	})
 }

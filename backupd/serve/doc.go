@@ -58,6 +58,12 @@
 //     The guard authenticates, authorize checks the role (403 naming it)
 //     and writes AuditEvents to <repo>/audit.log (audit.go, AuditFileName;
 //     ReadAudit for `cairn audit`); GET /api/v1/whoami tells the console.
+//   - Defences (hardening.go, connlimit.go, redact.go): a failLimiter of
+//     refusals per client address and per token (429, no audit line), a
+//     ticket valid only while its minting token may download
+//     (validTicket), audit fields escaped (auditClean), at most
+//     MaxConnsPerClient connections per address, and a viewer's hook
+//     results without argv and output (redactHooks).
 //   - Retention of a VM is the union of the retentions of every job that
 //     may back it up (retention.go); a VM a job names exactly that the
 //     vCenter lacks is a failed run (missing.go).

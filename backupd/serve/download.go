@@ -164,7 +164,7 @@ func isDownload(r *http.Request) bool {
 }
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
-	c, err := s.checkTicket(r.PathValue("ticket"), time.Now())
+	c, err := s.validTicket(r.PathValue("ticket"), time.Now()) // hardening.go: its token still valid
 	if err != nil {
 		s.metrics.apiRefused.WithLabelValues("ticket").Inc()
 		writeError(w, http.StatusForbidden, err)

@@ -98,7 +98,7 @@ echo "said by $CAIRN_HOOK"
       pre_snapshot: [{command: [`+hook+`], timeout: 1m, on_failure: fail}]
       post_snapshot: {command: [`+hook+`]}
       post_backup: [{command: [`+hook+`]}]
-      post_job: [{command: [`+hook+`]}]
+      post_job: [{command: [`+hook+`, --password=hook-secret]}]
 `, nil)
 	r := requestRun(t, a, "web-1", "nightly")
 	if r.State != StateOK || r.Point == "" {
@@ -157,6 +157,31 @@ echo "said by $CAIRN_HOOK"
 			t.Fatalf("run hooks %q", hooks)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// a viewer sees which hooks ran and how they ended, not their
+	// command lines (a password) or output (hardening: redact.go)
+	viewer, err := AddToken(a.repo, "desk", RoleViewer, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/vms"} {
+		for _, tc := range []struct {
+			tok  string
+			want bool
+		}{{viewer, false}, {a.token, true}} {
+			code, body := a.do(t, "GET", path, "", map[string]string{"Authorization": "Bearer " + tc.tok})
+			if code != 200 || !strings.Contains(body, `"post_snapshot"`) {
+				t.Fatalf("GET %s: %d %s", path, code, body)
+			}
+			for _, secret := range []string{"said by post_snapshot", "hook-secret"} {
+				if path == "/api/v1/vms" && secret == "hook-secret" {
+					continue // post_job is no VM's
+				}
+				if strings.Contains(body, secret) != tc.want {
+					t.Errorf("GET %s (admin %v) holds %q: %v", path, tc.want, secret, !tc.want)
+				}
+			}
+		}
 	}
 	recs, err := backupd.NewJobLog(a.repo).List()
 	if err != nil {

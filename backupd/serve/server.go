@@ -46,6 +46,7 @@ type Server struct {
 	token   string       // the API's bearer token (apiguard.go)
 	tokens  *tokenStore  // named tokens with roles (tokens.go)
 	audit   *auditLog    // the repository's audit.log (audit.go)
+	fails   *failLimiter // refused credentials per client (hardening.go)
 	hosts   []string     // Host names the API answers besides IPs and localhost
 	posts   *rateLimiter // POST requests
 	boots   bootChecks
@@ -153,6 +154,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("API token: %w", err)
 	}
 	s.tokens, s.audit = newTokenStore(repo.Dir(), s.token, s.log), newAuditLog(repo.Dir(), s.log)
+	s.fails = newFailLimiter()
 	var tlsCfg *tls.Config
 	if cfg.API.TLS() {
 		cert, err := tls.LoadX509KeyPair(cfg.API.TLSCert, cfg.API.TLSKey)
@@ -169,7 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.listen = ln.Addr().String()
 	// The API holds at most MaxConns descriptors: the rest stay for the
 	// mount and the backups, whatever clients do.
-	ln = newLimitListener(ln, MaxConns)
+	ln = newLimitListener(newClientConnListener(ln, MaxConnsPerClient), MaxConns) // connlimit.go
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

@@ -311,22 +311,9 @@ func (ts *tokenStore) authenticate(secret string, now time.Time) (Identity, erro
 	if ts.legacy != "" && constantTimeEqual(secret, ts.legacy) {
 		return Identity{Name: LegacyTokenName, Role: RoleAdmin}, nil
 	}
-	path := filepath.Join(ts.dir, TokensFileName)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if st := fileStamp(path); st != ts.stamp {
-		toks, err := readTokensFile(path)
-		if err != nil {
-			// fail closed: no named token works until the file is fixed
-			ts.log.Error("named API tokens refused until the token file is fixed", "error", err)
-			toks = nil
-		}
-		ts.byHash = make(map[string]Token, len(toks))
-		for _, t := range toks {
-			ts.byHash[t.SHA256] = t
-		}
-		ts.stamp = st
-	}
+	ts.reloadLocked()
 	t, ok := ts.byHash[hashSecret(secret)]
 	if !ok {
 		return Identity{}, errTokenUnknown
@@ -344,6 +331,38 @@ func (ts *tokenStore) authenticate(secret string, now time.Time) (Identity, erro
 		}
 	}
 	return Identity{Name: t.Name, Role: t.Role}, nil
+}
+
+// reloadLocked rereads the token file when it changed (ts.mu held).
+func (ts *tokenStore) reloadLocked() {
+	path := filepath.Join(ts.dir, TokensFileName)
+	if st := fileStamp(path); st != ts.stamp {
+		toks, err := readTokensFile(path)
+		if err != nil {
+			// fail closed: no named token works until the file is fixed
+			ts.log.Error("named API tokens refused until the token file is fixed", "error", err)
+			toks = nil
+		}
+		ts.byHash = make(map[string]Token, len(toks))
+		for _, t := range toks {
+			ts.byHash[t.SHA256] = t
+		}
+		ts.stamp = st
+	}
+}
+
+// current returns the token called name as the token file has it now
+// (reread when it changed): false when it was revoked.
+func (ts *tokenStore) current(name string) (Token, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.reloadLocked()
+	for _, t := range ts.byHash {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Token{}, false
 }
 
 // roleOf returns the role of the token called name as last read ("" when
