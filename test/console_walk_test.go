@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -319,6 +320,8 @@ func TestConsoleWalk(t *testing.T) {
 	})
 
 	t.Run("large directory", func(t *testing.T) {
+		// The answers of /big are measured below: start with none.
+		js(t, `performance.clearResourceTimings(); performance.setResourceTimingBufferSize(5000); ""`)
 		step(t, "big", cd.Navigate(filesURL("web", fsName, "/big")))
 		waitJS(t, "the listing of /big", `document.body.innerText.includes("f00000")`)
 		n := js(t, "String("+rows+")")
@@ -328,9 +331,34 @@ func TestConsoleWalk(t *testing.T) {
 		if !strings.Contains(js(t, `document.querySelector("#view").innerText`), fmt.Sprint(walkBigDir)+" entries") {
 			t.Errorf("the page does not say how many entries /big has")
 		}
-		// The filter finds the last entry.
+		// Next and Previous ask the server for the page after the
+		// cursor, and back.
+		clickText(t, "#view button", "Next", "")
+		waitJS(t, "the second page", `document.querySelector("#view tbody").innerText.includes("f00200") && !document.querySelector("#view tbody").innerText.includes("f00000")`)
+		if v := js(t, `document.querySelector("#view").innerText`); !strings.Contains(v, "201–400 shown") {
+			t.Errorf("the second page does not say which entries it shows")
+		}
+		clickText(t, "#view button", "Previous", "")
+		waitJS(t, "the first page again", `document.querySelector("#view tbody").innerText.includes("f00000")`)
+		// The filter, applied by the server to the whole directory,
+		// finds the last entry.
 		step(t, "filter", cd.SendKeys(cd.CSS("#filter"), "f09999"))
 		waitJS(t, "f09999 alone", rows+` === 1 && document.querySelector("#view tbody").innerText.includes("f09999")`)
+		if v := js(t, `document.querySelector("#view").innerText`); !strings.Contains(v, "1 of "+fmt.Sprint(walkBigDir)+" entries match") {
+			t.Errorf("the filtered page does not say how many entries match")
+		}
+		// Every answer the browser got for /big was one page, not the
+		// directory (10,000 entries answered at once were ~1.9 MB).
+		sizes := js(t, `JSON.stringify(performance.getEntriesByType("resource").filter(e => e.name.includes("/files?") && e.name.includes("big")).map(e => e.decodedBodySize))`)
+		var got []int
+		if err := json.Unmarshal([]byte(sizes), &got); err != nil || len(got) < 3 {
+			t.Fatalf("the listing requests of /big: %s %v", sizes, err)
+		}
+		for _, n := range got {
+			if n > 300*200 { // ~195 bytes an entry
+				t.Errorf("an answer for /big was %d bytes (all: %v), want at most one page of 200 entries", n, got)
+			}
+		}
 	})
 
 	t.Run("md lvm btrfs", func(t *testing.T) {

@@ -130,22 +130,13 @@ func ReadDir(ctx context.Context, fsys partinfo.Filesystem, typ string, ino uint
 	}
 	owners := hasOwners(typ)
 	out := make([]DirEntry, 0, len(ents))
-	for i, de := range ents {
+	for i := range ents {
 		if i%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
-		a, err := fsys.Stat(de.Ino)
-		if err != nil {
-			out = append(out, DirEntry{Name: de.Name, Entry: Entry{Mode: de.Type, Ino: de.Ino}, Err: err})
-			continue
-		}
-		e := entryOf(a, owners)
-		if a.Mode&fs.ModeSymlink != 0 {
-			e.Target, _ = fsys.Readlink(a.Ino)
-		}
-		out = append(out, DirEntry{Name: de.Name, Entry: e})
+		out = append(out, statEntry(fsys, &ents[i], owners)) // dirpage.go
 	}
 	sortDir(out)
 	return out, nil

@@ -36,6 +36,10 @@
 //     the point found and opened once, listed with its error when it
 //     cannot be read; Lookup and ReadDir read entries from it (the web
 //     console's file endpoints).
+//   - Dir page: ReadDirPage's answer to a DirQuery: at most Limit entries
+//     of a directory after a cursor name (After) whose names hold Filter,
+//     case-insensitively, with the counts (Total, Matched, Offset); only
+//     the page's entries are stat'ed.
 //   - Read set: the repository blocks a point's work read (every read of
 //     every disk goes through a recording reader). A block with the same
 //     generation in two points of a VM holds the same bytes (see

@@ -37,7 +37,8 @@ type FileEntry struct {
 }
 
 // FilesResponse is GET /api/v1/points/{vm}/{point}/files?fs=NAME&path=P:
-// the entry at P and, when it is a directory, its entries in name order.
+// the entry at P and, when it is a directory, one page of its entries in
+// name order (limit, after and filter: browse_page.go).
 type FilesResponse struct {
 	VM         string      `json:"vm"`
 	Point      string      `json:"point"`
@@ -46,6 +47,15 @@ type FilesResponse struct {
 	Path       string      `json:"path"` // cleaned, from the filesystem's root: /etc
 	Entry      FileEntry   `json:"entry"`
 	Entries    []FileEntry `json:"entries,omitempty"`
+	// The page of a directory: Total entries, Matched by the filter,
+	// Offset of them before the page, at most Limit entries, and Next,
+	// the cursor of the next page (after=Next), when one follows.
+	Total   int    `json:"total,omitempty"`
+	Matched int    `json:"matched,omitempty"`
+	Offset  int    `json:"offset,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+	Next    string `json:"next,omitempty"`
+	Filter  string `json:"filter,omitempty"`
 }
 
 func fileEntry(name string, e guestfind.Entry, err error) FileEntry {
@@ -147,6 +157,11 @@ func (g *guestTarget) baseName() string {
 
 func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	dq, err := dirQueryOf(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
 	g, err := s.resolveGuest(r, r.PathValue("vm"), r.PathValue("point"), q.Get("fs"), q.Get("path"))
 	if err != nil {
 		browseError(w, err)
@@ -156,15 +171,12 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 	out := FilesResponse{VM: g.vm, Point: g.point, Filesystem: g.fs.Name, FSType: g.fs.Type, Path: g.slashPath(),
 		Entry: fileEntry(g.baseName(), g.entry, nil)}
 	if g.entry.Mode.IsDir() {
-		ents, err := guestfind.ReadDir(r.Context(), g.fsys, g.fs.Type, g.entry.Ino)
+		pg, err := guestfind.ReadDirPage(r.Context(), g.fsys, g.fs.Type, g.entry.Ino, dq)
 		if err != nil {
 			browseError(w, fmt.Errorf("list %s of %s in %s/%s: %w", out.Path, g.fs.Name, g.vm, g.point, err))
 			return
 		}
-		out.Entries = make([]FileEntry, 0, len(ents))
-		for _, de := range ents {
-			out.Entries = append(out.Entries, fileEntry(de.Name, de.Entry, de.Err))
-		}
+		setPage(&out, pg, dq)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/cairnbackup/cairn/blockmap"
 )
 
 // RepositoryOverview is GET /api/v1/repository: what the console's
@@ -48,8 +50,14 @@ func (s *Server) handleRepository(w http.ResponseWriter, r *http.Request) {
 		bs := int64(st.Bsize)
 		out.Space = &Space{Size: int64(st.Blocks) * bs, Used: int64(st.Blocks-st.Bfree) * bs, Free: int64(st.Bavail) * bs}
 	}
-	cfg := s.Config()
-	now := time.Now()
+	out.RPO = rpoStates(s.Config(), cat, time.Now())
+	writeJSON(w, http.StatusOK, out)
+}
+
+// rpoStates is the RPO state of every VM of cat that a job with an RPO
+// selects (the first such job), as of now.
+func rpoStates(cfg *Config, cat []blockmap.VMSummary, now time.Time) []RPOState {
+	out := []RPOState{}
 	seen := map[string]bool{}
 	for i := range cfg.Jobs {
 		j := &cfg.Jobs[i]
@@ -66,8 +74,8 @@ func (s *Server) handleRepository(w http.ResponseWriter, r *http.Request) {
 			if p, ok := v.Latest(); ok {
 				rs.Latest, rs.Breached = p.Time, now.Sub(p.Time) > rpo
 			}
-			out.RPO = append(out.RPO, rs)
+			out = append(out, rs)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }

@@ -397,6 +397,9 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if s.handleStatusForm(w, r) { // ?vms=summary: console_status.go
+		return
+	}
 	st, err := s.Status(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)

@@ -170,7 +170,7 @@ function logout(msg) {
 async function login(tok) {
   sessionStorage.setItem(TOKEN_KEY, tok);
   try {
-    await api("/api/v1/status");
+    await api("/api/v1/status?vms=summary");
   } catch (e) {
     if (e.status !== 401) { $("loginerror").textContent = e.message; }
     return;
@@ -291,8 +291,13 @@ async function route(ev) {
 
 // ---- dashboard ----------------------------------------------------------
 
+// STATUS is the status the console polls: per VM only what it shows, so
+// a site of 1,000 VMs is not 1.7 MB every POLL_MS.
+const STATUS = "/api/v1/status?vms=summary";
+
 async function viewDashboard() {
-  const [st, repo] = await Promise.all([api("/api/v1/status"), api("/api/v1/repository").catch(() => ({}))]);
+  // The summary form: each VM's latest point cut to what the table shows.
+  const [st, repo] = await Promise.all([api(STATUS), api("/api/v1/repository").catch(() => ({}))]);
   st.space = repo.space;
   st.rpo = repo.rpo;
   $("serverinfo").textContent = "cairn " + (st.version || "") + " · " + st.repository;
@@ -358,7 +363,7 @@ function vmTable(vms, rpo) {
   return table(["VM", "Points", "Latest point", "Consistency", "Last backup", "RPO"],
     vms.map(v => {
       const lr = v.last_run;
-      const r = rpoOf[v.name];
+      const r = v.rpo || rpoOf[v.name];
       return [link("vm", { name: v.name }, v.name), v.points,
         v.latest ? link("point", { vm: v.name, point: v.latest.id }, when(v.latest.time)) : "—",
         v.latest ? v.latest.consistency : "—",
@@ -371,7 +376,8 @@ function vmTable(vms, rpo) {
 // ---- VMs and points -----------------------------------------------------
 
 async function viewVMs() {
-  const [st, repo] = await Promise.all([api("/api/v1/status"), api("/api/v1/repository").catch(() => ({}))]);
+  // The summary form: each VM's latest point cut to what the table shows.
+  const [st, repo] = await Promise.all([api(STATUS), api("/api/v1/repository").catch(() => ({}))]);
   return el("div", {}, el("h1", {}, "VMs"), vmTable(st.vms, repo.rpo));
 }
 
@@ -451,7 +457,8 @@ async function viewFiles(params) {
     return el("div", {}, crumbs, el("h1", {}, "Files of " + vm + " at " + id), fsTable(vm, id, fss.filesystems));
   }
   const path = params.get("path") || "/";
-  const ans = await api(base + "/files?fs=" + enc(fsName) + "&path=" + enc(path));
+  const listURL = base + "/files?fs=" + enc(fsName) + "&path=" + enc(path);
+  const ans = await api(listURL + "&limit=" + PAGE);
   // The point as the server resolved it (latest, a generation: its id).
   crumbs.children[2].textContent = ans.point;
   crumbs.append(link("files", { vm: vm, point: id }, "fs"), " / ", link("files", { vm: vm, point: id, fs: fsName, path: "/" }, fsName));
@@ -470,42 +477,59 @@ async function viewFiles(params) {
     return out;
   }
   const child = name => (ans.path === "/" ? "/" : ans.path + "/") + name;
-  out.append(pagedEntries(ans.entries || [], e => child(e.name), vm, id, fsName));
+  out.append(pagedEntries(ans, listURL, e => child(e.name), vm, id, fsName));
   return out;
 }
 
-// PAGE is the number of directory entries drawn at once: a directory of
-// 100,000 files stays a page of PAGE rows (a filter finds the others).
+// PAGE is the number of directory entries asked for and drawn at once:
+// a directory of 500,000 files stays a page of PAGE rows, from the
+// server a page at a time (a filter, sent to the server, finds the
+// others).
 const PAGE = 200;
 
-// pagedEntries is a directory's listing a page at a time, with a filter
-// on names and a count of the entries.
-function pagedEntries(all, pathOf, vm, id, fsName) {
-  let page = 0, shown = all;
+// pagedEntries is a directory's listing a page at a time, the first
+// page first (its answer), with a filter on names that the server
+// applies to the whole directory, Previous and Next (the server's
+// cursors) and a count of the entries.
+function pagedEntries(first, listURL, pathOf, vm, id, fsName) {
+  let ans = first, page = 0, cursors = [""], filterText = "", seq = 0, timer = null;
   const count = el("span", { "aria-live": "polite" });
   const filter = el("input", { type: "search", id: "filter", size: 24, placeholder: "part of a name" });
   const prev = el("button", { type: "button" }, "Previous");
   const next = el("button", { type: "button" }, "Next");
   const box = el("div", { class: "scroll" });
   const draw = () => {
-    const pages = Math.max(1, Math.ceil(shown.length / PAGE));
-    page = Math.min(page, pages - 1);
-    const from = page * PAGE, to = Math.min(shown.length, from + PAGE);
-    box.replaceChildren(entryTable(shown.slice(from, to), pathOf, vm, id, fsName));
-    count.textContent = (shown === all ? all.length + " entries" : shown.length + " of " + all.length + " entries match") +
-      (shown.length > PAGE ? ", " + (from + 1) + "–" + to + " shown" : "");
-    prev.hidden = next.hidden = shown.length <= PAGE;
+    const ents = ans.entries || [];
+    const total = ans.total || 0, matched = ans.matched || 0, from = (ans.offset || 0) + 1, to = (ans.offset || 0) + ents.length;
+    box.replaceChildren(entryTable(ents, pathOf, vm, id, fsName));
+    count.textContent = (filterText ? matched + " of " + total + " entries match" : total + " entries") +
+      (matched > ents.length && ents.length ? ", " + from + "–" + to + " shown" : "");
+    prev.hidden = next.hidden = page === 0 && !ans.next;
     prev.disabled = page === 0;
-    next.disabled = page >= pages - 1;
+    next.disabled = !ans.next;
+  };
+  // load asks for page `page` (after its cursor) with the filter; only
+  // the answer to the latest request is drawn.
+  const load = async () => {
+    const my = ++seq;
+    let u = listURL + "&limit=" + PAGE;
+    if (cursors[page]) u += "&after=" + enc(cursors[page]);
+    if (filterText) u += "&filter=" + enc(filterText);
+    let a;
+    try { a = await api(u); } catch (e) {
+      if (my === seq && e.status !== 401) notice("Listing refused: " + e.message, true);
+      return;
+    }
+    if (my !== seq) return;
+    ans = a;
+    draw();
   };
   filter.addEventListener("input", () => {
-    const f = filter.value.toLowerCase();
-    shown = f ? all.filter(e => e.name.toLowerCase().includes(f)) : all;
-    page = 0;
-    draw();
+    clearTimeout(timer);
+    timer = setTimeout(() => { filterText = filter.value; page = 0; cursors = [""]; load(); }, 200);
   });
-  prev.addEventListener("click", () => { page--; draw(); });
-  next.addEventListener("click", () => { page++; draw(); });
+  prev.addEventListener("click", () => { if (page > 0) { page--; load(); } });
+  next.addEventListener("click", () => { if (ans.next) { cursors[page + 1] = ans.next; page++; load(); } });
   draw();
   return el("div", {}, el("div", { class: "pager" }, el("label", {}, "Filter names", filter), count, prev, next), box);
 }
