@@ -1,16 +1,12 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 )
@@ -23,13 +19,7 @@ import (
 // shows the guest's real file names, and the rendered pages no longer
 // carry the token in their address.
 func TestConsoleInBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing (scripts/install-deps.sh installs it)")
-		}
-		t.Skip("chromium is missing (apt-get install chromium)")
-	}
+	chromium := requireChromium(t)
 	f := buildHistoryFixture(t, false)
 	// VM evil-1: a guest whose file and directory names are HTML.
 	evil := filepath.Join(t.TempDir(), "evil")
@@ -43,57 +33,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	evilImg := filepath.Join(t.TempDir(), "evil.img")
 	sh(t, "mkfs.ext4", "-q", "-F", "-d", evil, evilImg, "8M")
 	mustCairn(t, "--repo", f.repo, "import", "--vm", "evil-1", "--disk", "sda", evilImg)
-	bin := buildCairn(t)
-	listen := serveFreeAddr(t)
-	cfgFile := filepath.Join(t.TempDir(), "cairn.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("repository: %s\nlisten: %s\ntimezone: UTC\n", f.repo, listen)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs serveLogBuffer
-	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve did not stop within 30s of SIGTERM")
-		}
-	})
-	api := serveAPI{base: "http://" + listen, repo: f.repo}
-	serveWaitFor(t, "serve to answer", exited, &logs, func() bool {
-		var v any
-		return api.getJSON("/api/v1/vms", &v)
-	})
+	api, _, logs := consoleServe(t, buildCairn(t), f.repo)
 	tok, err := serve.ReadToken(f.repo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	profile := t.TempDir()
-	// render loads the console at the fragment frag in a fresh headless
-	// Chromium and returns the DOM once the page's requests are answered
-	// (virtual time runs until the page is idle, at most the budget).
-	render := func(t *testing.T, frag string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-			"--no-first-run", "--user-data-dir="+profile, "--virtual-time-budget=4000", "--dump-dom", "--enable-logging=stderr", "--v=0",
-			api.base+"/ui/#"+frag)
-		cmd.Env = append(os.Environ(), "HOME="+profile)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("chromium: %v\n%s", err, stderr.String())
-		}
-		// The page's console: no CSP violation, no script error.
-		for _, l := range strings.Split(stderr.String(), "\n") {
-			if strings.Contains(l, ":CONSOLE") && (strings.Contains(l, "Content Security Policy") || strings.Contains(l, "Uncaught")) {
-				t.Errorf("the console logged: %s", l)
-			}
-		}
-		return string(out)
-	}
+	render := consoleRenderer(chromium, api.base)
 	login := "token=" + url.QueryEscape(tok)
 
 	t.Run("dashboard", func(t *testing.T) {

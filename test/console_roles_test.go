@@ -1,18 +1,11 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 )
@@ -25,35 +18,10 @@ import (
 // `cairn audit` lists the refusals without secrets; a revoked token is
 // refused at once.
 func TestConsoleRoles(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing (scripts/install-deps.sh installs it)")
-		}
-		t.Skip("chromium is missing (apt-get install chromium)")
-	}
+	chromium := requireChromium(t)
 	f := buildHistoryFixture(t, false)
 	bin := buildCairn(t)
-	listen := serveFreeAddr(t)
-	cfgFile := filepath.Join(t.TempDir(), "cairn.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("repository: %s\nlisten: %s\ntimezone: UTC\n", f.repo, listen)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs serveLogBuffer
-	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
-	t.Cleanup(func() {
-		srv.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Errorf("serve did not stop within 30s of SIGTERM")
-		}
-	})
-	api := serveAPI{base: "http://" + listen, repo: f.repo}
-	serveWaitFor(t, "serve to answer", exited, &logs, func() bool {
-		var v any
-		return api.getJSON("/api/v1/vms", &v)
-	})
+	api, cfgFile, _ := consoleServe(t, bin, f.repo)
 	// the flags after the name, as the docs write it; --config names the repository
 	viewer := strings.TrimSpace(mustCairn(t, "serve", "token", "add", "desk", "--role", "viewer", "--expires", "30d", "--config", cfgFile))
 	operator := strings.TrimSpace(mustCairn(t, "--repo", f.repo, "serve", "token", "add", "ops", "--role", "operator"))
@@ -64,20 +32,7 @@ func TestConsoleRoles(t *testing.T) {
 		t.Errorf("token add --role root: exit %d: %s", res.code, res.stderr)
 	}
 
-	profile := t.TempDir()
-	render := func(t *testing.T, frag string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-			"--no-first-run", "--user-data-dir="+profile, "--virtual-time-budget=4000", "--dump-dom", api.base+"/ui/#"+frag)
-		cmd.Env = append(os.Environ(), "HOME="+profile)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("chromium: %v", err)
-		}
-		return string(out)
-	}
+	render := consoleRenderer(chromium, api.base)
 	point := "/point?vm=u&point=latest"
 	files := "/files?" + url.Values{"vm": {"u"}, "point": {f.ids[3]}, "fs": {"sda/whole"}, "path": {"/etc"}}.Encode()
 	vm := "/vm?name=u"
