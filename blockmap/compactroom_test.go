@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,35 +22,16 @@ import (
 // warning, and the update stands. Run in a child process (a SIGBUS ends
 // the process) on a small tmpfs.
 func TestCompactionNeedsRoom(t *testing.T) {
-	if dir := os.Getenv("CAIRN_COMPACT_ROOM_DIR"); dir != "" {
-		compactionNeedsRoomChild(t, dir)
+	out, child, err := onSmallTmpfs(t, "TestCompactionNeedsRoom", "CAIRN_COMPACT_ROOM_DIR", "40m", compactionNeedsRoomChild)
+	if child {
 		return
 	}
-	if os.Geteuid() != 0 {
-		missingPrereq(t, "root privileges (a tmpfs mount)")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		missingPrereq(t, fmt.Sprintf("a tmpfs mount: %v %s", err, out))
-	}
-	defer exec.Command("umount", mnt).Run()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCompactionNeedsRoom$", "-test.v")
-	cmd.Env = append(os.Environ(), "CAIRN_COMPACT_ROOM_DIR="+mnt)
-	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the writer on a nearly full filesystem died: %v\n%s", err, tail(out))
 	}
 	if !bytes.Contains(out, []byte("compacting the index postponed")) || !bytes.Contains(out, []byte("merging the index's tables may write")) {
 		t.Fatalf("no warning that the compaction was postponed:\n%s", tail(out))
 	}
-}
-
-func tail(b []byte) string {
-	s := string(b)
-	if len(s) > 4000 {
-		s = "..." + s[len(s)-4000:]
-	}
-	return s
 }
 
 // compactionNeedsRoomChild makes compactL0At-1 overlapping level-0 tables

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,21 +22,10 @@ import (
 // the filesystem through memory maps: SIGBUS. Run in a child process (a
 // SIGBUS ends the process) on a small tmpfs.
 func TestCommitNeedsRoom(t *testing.T) {
-	if dir := os.Getenv("CAIRN_COMMIT_ROOM_DIR"); dir != "" {
-		commitNeedsRoomChild(t, dir)
+	out, child, err := onSmallTmpfs(t, "TestCommitNeedsRoom", "CAIRN_COMMIT_ROOM_DIR", "64m", commitNeedsRoomChild)
+	if child {
 		return
 	}
-	if os.Geteuid() != 0 {
-		missingPrereq(t, "root privileges (a tmpfs mount)")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		missingPrereq(t, fmt.Sprintf("a tmpfs mount: %v %s", err, out))
-	}
-	defer exec.Command("umount", mnt).Run()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCommitNeedsRoom$", "-test.v")
-	cmd.Env = append(os.Environ(), "CAIRN_COMMIT_ROOM_DIR="+mnt)
-	out, err := cmd.CombinedOutput()
 	if err != nil {
 		head := out[:min(len(out), 1500)]
 		t.Fatalf("the commit on a nearly full filesystem died: %v\n%s\n%s", err, head, tail(out))
