@@ -10,6 +10,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cairnbackup/cairn/internal/lab"
 )
 
 // requireChromium returns Debian's chromium, skipping the test without it
@@ -82,4 +86,20 @@ func consoleRenderer(chromium, base string) func(t *testing.T, frag string) stri
 		}
 		return string(out)
 	}
+}
+
+// writeServeConfig writes cfg as dir/cairn.yaml, initialises its
+// repository and returns the file's path.
+func writeServeConfig(t *testing.T, dir string, cfg lab.ServeConfig) string {
+	t.Helper()
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "cairn.yaml")
+	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, "--repo", cfg.Repository, "init")
+	return cfgFile
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	cd "github.com/chromedp/chromedp"
-	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/internal/esxsim"
@@ -128,15 +127,7 @@ func TestConsoleWalk(t *testing.T) {
 			Retention: lab.RetentionConfig{KeepLast: 5}, Transports: []string{"file"}, Quiesce: "auto", RetryDelay: "10s",
 		}},
 	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "cairn.yaml")
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustCairn(t, "--repo", cfg.Repository, "init")
+	cfgFile := writeServeConfig(t, dir, cfg)
 	var logs serveLogBuffer
 	var srv *exec.Cmd
 	var exited <-chan error

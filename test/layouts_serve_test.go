@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/lab"
@@ -75,15 +73,7 @@ func TestLayoutsThroughServe(t *testing.T) {
 			Retention: lab.RetentionConfig{KeepLast: 5}, Transports: []string{"file"}, Quiesce: "auto", RetryDelay: "10s",
 		}},
 	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "cairn.yaml")
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustCairn(t, "--repo", cfg.Repository, "init")
+	cfgFile := writeServeConfig(t, dir, cfg)
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	// serve stops on SIGTERM and releases its mount (a SIGKILL would leave

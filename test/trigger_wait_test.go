@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
 	"github.com/cairnbackup/cairn/internal/lab"
@@ -62,15 +60,7 @@ func TestTriggerWaitCancelled(t *testing.T) {
 			job("broken", "broken", "nbdkit -t 1 -f -r -U {socket} no-such-plugin-cairn-test"),
 		},
 	}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "cairn.yaml")
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustCairn(t, "--repo", cfg.Repository, "init")
+	cfgFile := writeServeConfig(t, dir, cfg)
 	var logs serveLogBuffer
 	srv, exited := serveStartChild(t, bin, &logs, "serve", "--config", cfgFile)
 	api := serveAPI{base: "http://" + listen, repo: cfg.Repository}
