@@ -14,18 +14,17 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/internal/lab"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// requireChromium returns Debian's chromium, skipping the test without it
-// (failing it under CI=true: scripts/install-deps.sh installs it).
+// requireChromium returns Debian's chromium (testutil.RequireTools: a
+// skip locally, a failure under CI=true; scripts/install-deps.sh installs it).
 func requireChromium(t *testing.T) string {
 	t.Helper()
+	testutil.RequireTools(t, "chromium")
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing (scripts/install-deps.sh installs it)")
-		}
-		t.Skip("chromium is missing (apt-get install chromium)")
+		t.Fatal(err)
 	}
 	return chromium
 }

@@ -48,13 +48,7 @@ const walkBigDir = 10000
 // phone-sized viewport, says so when serve stops and recovers when it is
 // back, and logs out.
 func TestConsoleWalk(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing (scripts/install-deps.sh installs it)")
-		}
-		t.Skip("chromium is missing (apt-get install chromium)")
-	}
+	chromium := requireChromium(t)
 	testutil.RequireTools(t, append(lvmfixture.Required, "mkfs.ext4", "mdadm", "mkfs.btrfs", "sgdisk")...)
 	bin := buildCairn(t)
 	dir := t.TempDir()

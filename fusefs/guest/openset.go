@@ -94,6 +94,9 @@ func (s *openSet) open() int {
 // more than max open, or more than maxBytes held by their caches
 // together (the most recently used one always stays). s.mu is held.
 func (s *openSet) evict() {
+	if s.lru.Len() <= 1 {
+		return // the most recently used one always stays: nothing to sum (every request's release comes here)
+	}
 	var total int64
 	if s.maxBytes > 0 {
 		for e := s.lru.Front(); e != nil; e = e.Next() {
