@@ -196,31 +196,46 @@ func sameOrigin(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, scheme+"://"+r.Host)
 }
 
-// rateLimiter is a token bucket.
-type rateLimiter struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
+// bucket is a token bucket's state: tokens at last, refilled at rate a
+// second up to burst (rateLimiter; failLimiter keeps one per client).
+type bucket struct {
 	tokens float64
 	last   time.Time
 }
 
+// level is the bucket's tokens at now.
+func (b *bucket) level(now time.Time, rate, burst float64) float64 {
+	return min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+}
+
+// take takes a token at now; without one it answers how long until one
+// is there.
+func (b *bucket) take(now time.Time, rate, burst float64) (ok bool, wait time.Duration) {
+	b.tokens, b.last = b.level(now, rate, burst), now
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	}
+	b.tokens--
+	return true, 0
+}
+
+// rateLimiter is a token bucket.
+type rateLimiter struct {
+	mu    sync.Mutex
+	rate  float64
+	burst float64
+	b     bucket
+}
+
 func newRateLimiter(rate, burst float64) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: burst, tokens: burst}
+	return &rateLimiter{rate: rate, burst: burst, b: bucket{tokens: burst, last: time.Now()}}
 }
 
 func (l *rateLimiter) allow(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
+	ok, _ := l.b.take(now, l.rate, l.burst)
+	return ok
 }
 
 // limitListener accepts at most n connections at once; further clients

@@ -37,9 +37,11 @@ type failLimiter struct {
 	clients map[string]*failBucket
 }
 
+// failRate is failEvery as tokens a second.
+var failRate = 1 / failEvery.Seconds()
+
 type failBucket struct {
-	tokens  float64
-	last    time.Time
+	bucket
 	dropped int // refusals answered 429 without an audit line since the last audited one
 }
 
@@ -77,7 +79,7 @@ func (l *failLimiter) refused(remote string, now time.Time) (ok bool, dropped in
 	if b == nil {
 		if len(l.clients) >= failClients {
 			for k, o := range l.clients { // forget the clients whose buckets are full again
-				if o.dropped == 0 && o.level(now) >= failBurst {
+				if o.dropped == 0 && o.level(now, failRate, failBurst) >= failBurst {
 					delete(l.clients, k)
 				}
 			}
@@ -87,22 +89,16 @@ func (l *failLimiter) refused(remote string, now time.Time) (ok bool, dropped in
 			b = l.clients[key]
 		}
 		if b == nil {
-			b = &failBucket{tokens: failBurst, last: now}
+			b = &failBucket{bucket: bucket{tokens: failBurst, last: now}}
 			l.clients[key] = b
 		}
 	}
-	b.tokens, b.last = b.level(now), now
-	if b.tokens < 1 {
+	if ok, wait := b.take(now, failRate, failBurst); !ok {
 		b.dropped++
-		return false, 0, time.Duration((1 - b.tokens) * float64(failEvery))
+		return false, 0, wait
 	}
-	b.tokens--
 	dropped, b.dropped = b.dropped, 0
 	return true, dropped, 0
-}
-
-func (b *failBucket) level(now time.Time) float64 {
-	return min(failBurst, b.tokens+float64(now.Sub(b.last))/float64(failEvery))
 }
 
 // tooManyRefusals answers a client past its refusals.
