@@ -189,10 +189,18 @@ func (r *Repo) stateToWrite() CatalogState {
 // reader could not learn that they are gone. The caller holds the
 // exclusive index lock.
 func (r *Repo) publishDeleted(vm string, gens []uint32) error {
+	return r.publishDeletedOf(map[string][]uint32{vm: gens})
+}
+
+// publishDeletedOf is publishDeleted for the points of several VMs, in
+// one write of catalog.seq.
+func (r *Repo) publishDeletedOf(dels map[string][]uint32) error {
 	st := r.stateToWrite()
 	st.Seq++
-	for _, g := range gens {
-		st.Deleted[PointRef{VM: vm, Gen: g}] = st.Seq
+	for vm, gens := range dels {
+		for _, g := range gens {
+			st.Deleted[PointRef{VM: vm, Gen: g}] = st.Seq
+		}
 	}
 	if err := r.writeCatalogState(st); err != nil {
 		return fmt.Errorf("%w: publish the deletion in %s: %v", ErrNotReleased, filepath.Join(r.dir, catalogSeqFile), err)

@@ -145,9 +145,9 @@ func repoCommands() []*cli.Command {
 }
 
 // pruneAction is `cairn prune` (negative counts are refused before it
-// runs: flagcheck.go). Without --vm it prunes every VM on its
-// own: a VM that another process holds (a running import or backup) is
-// reported and skipped, the others are pruned, and the exit status is 1.
+// runs: flagcheck.go). Without --vm it prunes every VM in one index
+// update: a VM that another process holds (a running import or backup)
+// is reported and skipped, the others are pruned, and the exit status is 1.
 func pruneAction(c *cli.Context) error {
 	if c.String("remote") != "" {
 		return remotePruneAction(c)
@@ -172,34 +172,25 @@ func pruneAction(c *cli.Context) error {
 	if pol.IsZero() {
 		return errors.New("prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (without a rule every point would go)")
 	}
-	cat, err := repo.Catalog(c.Context)
-	if err != nil {
+	// One call for every VM: their deletions share one index update.
+	res, err := repo.Prune(c.Context, "", pol, c.Bool("dry-run"))
+	if res == nil {
 		return err
 	}
-	all := &blockmap.PruneResult{DryRun: c.Bool("dry-run")}
 	var busy []string
-	for _, v := range cat {
-		res, err := repo.Prune(c.Context, v.Name, pol, c.Bool("dry-run"))
-		if err == nil || errors.Is(err, blockmap.ErrNotReleased) && res != nil {
-			all.Deleted = append(all.Deleted, res.Deleted...)
-			all.Kept = append(all.Kept, res.Kept...)
-			all.VersionsDeleted += res.VersionsDeleted
-			all.BytesReleased += res.BytesReleased
-			all.ImagesDeleted += res.ImagesDeleted
-		}
-		if errors.Is(err, blockmap.ErrInUse) {
-			fmt.Fprintf(os.Stderr, "cairn: skipped: %v\n", err)
-			busy = append(busy, v.Name)
-			continue
-		}
-		if err != nil {
-			if perr := printPrune(c, all); perr != nil {
-				return perr
+	if len(res.Busy) > 0 && errors.Is(err, blockmap.ErrInUse) {
+		var each interface{ Unwrap() []error }
+		if errors.As(err, &each) {
+			for _, e := range each.Unwrap() {
+				fmt.Fprintf(os.Stderr, "cairn: skipped: %v\n", e)
 			}
-			return fmt.Errorf("prune %s: %w", v.Name, err)
 		}
+		busy, err = res.Busy, nil
 	}
-	if err := printPrune(c, all); err != nil {
+	if err != nil {
+		return deletionResult(func() error { return printPrune(c, res) }, err)
+	}
+	if err := printPrune(c, res); err != nil {
 		return err
 	}
 	if len(busy) > 0 {
