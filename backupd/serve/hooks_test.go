@@ -363,4 +363,21 @@ notify:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// A viewer learns that the hooks failed and why they ended, not the
+	// last line they printed, which the runs' errors and warnings and the
+	// status's failed hooks carry; an admin sees it.
+	viewer, err := AddToken(a.repo, "desk", RoleViewer, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/status", "/api/v1/vms"} {
+		code, body := a.do(t, "GET", path, "", map[string]string{"Authorization": "Bearer " + viewer})
+		if code != 200 || strings.Contains(body, "replica lag") || !strings.Contains(body, lag+": exit status 1: (hook output redacted)") {
+			t.Errorf("GET %s as viewer: %d, holds the hook's output or not its redacted summary:\n%s", path, code, body)
+		}
+		if code, body := a.do(t, "GET", path, "", nil); code != 200 || !strings.Contains(body, "exit status 1: replica lag 600s") {
+			t.Errorf("GET %s as admin: %d, without the hook's last line", path, code)
+		}
+	}
 }
