@@ -239,6 +239,21 @@ func MakePlan(cfg *vmconfig.Config, disks []string, vmx []byte, spec Spec, vm, p
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: no VM configuration", ErrBadSpec)
 	}
+	if spec.Dir != "" {
+		// libvirt wants absolute paths
+		abs, err := filepath.Abs(spec.Dir)
+		if err != nil {
+			return nil, err
+		}
+		spec.Dir = abs
+	}
+	if spec.SerialLog != "" {
+		abs, err := filepath.Abs(spec.SerialLog)
+		if err != nil {
+			return nil, err
+		}
+		spec.SerialLog = abs
+	}
 	p := &Plan{Name: spec.Name, GuestOS: GuestOS(cfg), Firmware: cfg.Firmware, SecureBoot: cfg.SecureBoot,
 		CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, format: spec.Format, SerialLog: spec.SerialLog,
 		desc: fmt.Sprintf("restored by cairn from point %s of VM %s", point, vm)}

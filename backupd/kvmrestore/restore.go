@@ -184,7 +184,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 			req.Progress(d, dr.Size())
 		}
 		res.Sizes[d.Name], res.DataBytes[d.Name] = dr.Size(), dr.DataBytes()
-		log.Info("writing disk", "disk", d.Name, "file", d.File, "size", dr.Size(), "data", dr.DataBytes())
+		log.Debug("writing disk", "disk", d.Name, "file", d.File, "size", dr.Size(), "data", dr.DataBytes())
 		if plan.format == FormatRaw {
 			err = writeRaw(ctx, dr, tmp)
 		} else {

@@ -19,15 +19,16 @@ import (
 	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
-// restoreCommands is `cairn restore vm|disk|cleanup`.
+// restoreCommands is `cairn restore vm|disk|cleanup|kvm`.
 func restoreCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "restore",
-		Usage: "bring a VM (or one disk) of a recovery point back to vSphere",
+		Usage: "bring a VM (or one disk) of a recovery point back to vSphere, or to KVM/libvirt",
 		Subcommands: []*cli.Command{
 			restoreVMCommand(),
 			restoreDiskCommand(),
 			restoreCleanupCommand(),
+			restoreKVMCommand(),
 		},
 	}}
 }
