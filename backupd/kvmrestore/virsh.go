@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -95,4 +97,43 @@ func Unreachable(dir string) []string {
 		}
 	}
 	return out
+}
+
+// qemuGroups are the groups qemu:///system runs qemu in (libvirt's
+// qemu.conf default): Debian and Ubuntu's, then Red Hat's and SUSE's.
+var qemuGroups = []string{"libvirt-qemu", "qemu"}
+
+// ShareWithQEMU gives the group libvirt runs qemu in read access to the
+// restore's disks and UEFI variables (mode 0640): libvirt reads a qcow2
+// image's header as that user before it takes ownership of the file. It
+// returns the group ("" when this machine has none of them: nothing is
+// changed).
+func (r *Result) ShareWithQEMU() (string, error) {
+	for _, name := range qemuGroups {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			continue
+		}
+		gid, err := strconv.Atoi(g.Gid)
+		if err != nil {
+			continue
+		}
+		files := []string{}
+		for _, d := range r.Disks {
+			files = append(files, d.File)
+		}
+		if r.NVRAM != "" {
+			files = append(files, r.NVRAM)
+		}
+		for _, f := range files {
+			if err := os.Chown(f, -1, gid); err != nil {
+				return "", err
+			}
+			if err := os.Chmod(f, 0o640); err != nil {
+				return "", err
+			}
+		}
+		return name, nil
+	}
+	return "", nil
 }

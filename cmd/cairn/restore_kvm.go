@@ -153,6 +153,11 @@ func restoreKVMAction(c *cli.Context) error {
 		if dirs := kvmrestore.Unreachable(spec.Dir); len(dirs) > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("libvirt's qemu user may not reach the disks: %s not searchable by others (chmod o+x)", strings.Join(dirs, ", ")))
 		}
+		if g, err := res.ShareWithQEMU(); err != nil {
+			return fmt.Errorf("give libvirt's qemu read access to the disks: %w", err)
+		} else if g != "" {
+			res.Notes = append(res.Notes, "disks and UEFI variables readable by group "+g+" (libvirt's qemu)")
+		}
 		if err := virsh.Define(c.Context, res.XMLFile); err != nil {
 			return fmt.Errorf("%w (the files are written and complete: fix the cause and run virsh -c %s define %s)", err, out.URI, res.XMLFile)
 		}
