@@ -153,9 +153,11 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 		}
 	}
 	if fi, err := os.Stat(spec.Dir); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", spec.Dir)
+		return nil, fmt.Errorf("%s is not a directory (give --dir a directory)", spec.Dir)
 	}
-	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+	dir := filepath.Dir(plan.XMLFile) // absolute
+	_, statErr := os.Stat(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	var temps []string
@@ -168,6 +170,9 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 			if os.Remove(t) == nil {
 				removed = append(removed, t)
 			}
+		}
+		if os.IsNotExist(statErr) && os.Remove(dir) == nil { // made here, and empty
+			removed = append(removed, dir)
 		}
 		err = &RemovedError{Err: err, Removed: removed}
 	}()
@@ -222,7 +227,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 			return nil, err
 		}
 	}
-	syncDir(spec.Dir)
+	syncDir(dir)
 	return res, nil
 }
 

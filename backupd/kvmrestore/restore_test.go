@@ -225,9 +225,8 @@ func TestRestoreDisks(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || !errors.As(err, &re) || len(re.Removed) == 0 {
 			t.Errorf("%s: cancelled restore: %v", format, err)
 		}
-		entries, _ := os.ReadDir(out)
-		if len(entries) != 0 {
-			t.Errorf("%s: a cancelled restore left %v", format, entries)
+		if entries, err := os.ReadDir(out); !os.IsNotExist(err) {
+			t.Errorf("%s: a cancelled restore left its directory, holding %v", format, entries)
 		}
 	}
 }

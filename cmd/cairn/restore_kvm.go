@@ -96,15 +96,9 @@ func restoreKVMAction(c *cli.Context) error {
 		}
 		spec.NetworkDefault = &t
 	}
-	var cfg *vmconfig.Config
-	if f := c.String("vm-config"); f != "" {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--vm-config: %w", err)
-		}
-		if cfg, err = vmconfig.Parse(data); err != nil {
-			return fmt.Errorf("--vm-config %s: %w (the format is that of a point's vm/config.json)", f, err)
-		}
+	cfg, err := restoreVMConfig(c)
+	if err != nil {
+		return err
 	}
 	define := c.Bool("define") || c.Bool("start")
 	virsh := kvmrestore.Virsh{URI: c.String("connect")}
@@ -217,4 +211,22 @@ func kvmAdvice(err error) error {
 		return fmt.Errorf("%w (an imported point?): give --vm-config FILE (the vm/config.json format, see docs/restore.md)", err)
 	}
 	return err
+}
+
+// restoreVMConfig reads --vm-config (nil when not given): the
+// configuration for a point that has none (restore vm and restore kvm).
+func restoreVMConfig(c *cli.Context) (*vmconfig.Config, error) {
+	f := c.String("vm-config")
+	if f == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("--vm-config: %w", err)
+	}
+	cfg, err := vmconfig.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("--vm-config %s: %w (the format is that of a point's vm/config.json)", f, err)
+	}
+	return cfg, nil
 }
