@@ -180,18 +180,20 @@ type PlannedNIC struct {
 
 // Plan is the domain a restore writes.
 type Plan struct {
-	Name       string        `json:"name"`
-	DomainType string        `json:"domain_type"`
-	GuestOS    string        `json:"guest_os"`
-	Firmware   string        `json:"firmware"`
-	SecureBoot bool          `json:"secure_boot"`
-	CPUs       int           `json:"cpus"`
-	Sockets    int           `json:"sockets"`
-	Cores      int           `json:"cores"`
-	MemoryMB   int64         `json:"memory_mb"`
-	Disks      []PlannedDisk `json:"disks"`
-	CDROMs     int           `json:"cdroms"`
-	NICs       []PlannedNIC  `json:"nics"`
+	Name       string `json:"name"`
+	DomainType string `json:"domain_type"`
+	GuestOS    string `json:"guest_os"`
+	Firmware   string `json:"firmware"`
+	SecureBoot bool   `json:"secure_boot"`
+	CPUs       int    `json:"cpus"`
+	Sockets    int    `json:"sockets"`
+	Cores      int    `json:"cores"`
+	MemoryMB   int64  `json:"memory_mb"`
+	// Format is the disks' image format (FormatQCOW2, FormatRaw).
+	Format string        `json:"format"`
+	Disks  []PlannedDisk `json:"disks"`
+	CDROMs int           `json:"cdroms"`
+	NICs   []PlannedNIC  `json:"nics"`
 	// Loader and NVRAMTemplate are the OVMF files (UEFI); NVRAM the
 	// domain's own copy of the variables.
 	Loader        string `json:"loader,omitempty"`
@@ -204,9 +206,8 @@ type Plan struct {
 	NotCarried []string `json:"not_carried_over"`
 	Notes      []string `json:"notes"`
 
-	format string
-	uuid   string
-	desc   string
+	uuid string
+	desc string
 }
 
 // GuestOS is the family of a recorded guest id (and full name):
@@ -255,7 +256,7 @@ func MakePlan(cfg *vmconfig.Config, disks []string, vmx []byte, spec Spec, vm, p
 		spec.SerialLog = abs
 	}
 	p := &Plan{Name: spec.Name, GuestOS: GuestOS(cfg), Firmware: cfg.Firmware, SecureBoot: cfg.SecureBoot,
-		CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, format: spec.Format, SerialLog: spec.SerialLog,
+		CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, Format: spec.Format, SerialLog: spec.SerialLog,
 		desc: fmt.Sprintf("restored by cairn from point %s of VM %s", point, vm)}
 	if p.Name == "" {
 		p.Name = cfg.Name
@@ -263,10 +264,10 @@ func MakePlan(cfg *vmconfig.Config, disks []string, vmx []byte, spec Spec, vm, p
 	if p.Name == "" || strings.ContainsAny(p.Name, "/\x00") || strings.HasPrefix(p.Name, ".") {
 		return nil, fmt.Errorf("%w: domain name %q: want a name without '/' that does not start with '.' (--name)", ErrBadSpec, p.Name)
 	}
-	if p.format == "" {
-		p.format = FormatQCOW2
+	if p.Format == "" {
+		p.Format = FormatQCOW2
 	}
-	if p.format != FormatQCOW2 && p.format != FormatRaw {
+	if p.Format != FormatQCOW2 && p.Format != FormatRaw {
 		return nil, fmt.Errorf("%w: format %q: want qcow2 or raw", ErrBadSpec, spec.Format)
 	}
 	p.DomainType = spec.DomainType
@@ -356,7 +357,7 @@ func (p *Plan) planDisks(cfg *vmconfig.Config, disks []string, spec Spec) error 
 	}
 	sd, vd := 0, 0
 	for i, name := range boot.BootOrder(cfg, disks) {
-		pd := PlannedDisk{Name: name, File: filepath.Join(spec.Dir, p.Name+"-"+vmconfig.SafeFileName(name)+"."+p.format), BootOrder: i + 1}
+		pd := PlannedDisk{Name: name, File: filepath.Join(spec.Dir, p.Name+"-"+vmconfig.SafeFileName(name)+"."+p.Format), BootOrder: i + 1}
 		conf, ok := cfg.Disk(name)
 		ctype := ""
 		if ok {

@@ -142,7 +142,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 			}
 		}
 	}
-	if plan.format == FormatQCOW2 {
+	if plan.Format == FormatQCOW2 {
 		if _, err := exec.LookPath("qemu-img"); err != nil {
 			return nil, fmt.Errorf("qemu-img not found: %w: install the Debian package qemu-utils, or write raw images (--format raw)", ErrToolMissing)
 		}
@@ -190,7 +190,7 @@ func Restore(ctx context.Context, repo *blockmap.Repo, req Request) (res *Result
 		}
 		res.Sizes[d.Name], res.DataBytes[d.Name] = dr.Size(), dr.DataBytes()
 		log.Debug("writing disk", "disk", d.Name, "file", d.File, "size", dr.Size(), "data", dr.DataBytes())
-		if plan.format == FormatRaw {
+		if plan.Format == FormatRaw {
 			err = writeRaw(ctx, dr, tmp)
 		} else {
 			err = writeQCOW2(ctx, dr, tmp, log)

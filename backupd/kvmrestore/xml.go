@@ -241,7 +241,7 @@ func (p *Plan) XML() ([]byte, error) {
 	}
 	ctrl := map[string]int{} // SCSI controller model -> index
 	for _, pd := range p.Disks {
-		dx := diskXML{Type: "file", Device: "disk", Driver: driverXML{Name: "qemu", Type: p.format, Discard: "unmap"},
+		dx := diskXML{Type: "file", Device: "disk", Driver: driverXML{Name: "qemu", Type: p.Format, Discard: "unmap"},
 			Source: &diskSource{File: pd.File}, Target: diskTargetXML{Dev: pd.Dev, Bus: pd.Bus}, Boot: &bootXML{Order: pd.BootOrder}}
 		if pd.Bus == BusSCSI {
 			idx, ok := ctrl[pd.Controller]
