@@ -386,7 +386,8 @@ func (p *Plan) planDisks(cfg *vmconfig.Config, disks []string, spec Spec) error 
 					p.Notes = append(p.Notes, fmt.Sprintf("disk %s: NVMe has no libvirt disk bus here: SATA", name))
 				}
 				if !ok {
-					b = BusSCSI
+					// a boot check puts a disk the configuration does not name on pvscsi
+					b, pd.Controller = BusSCSI, "vmpvscsi"
 				}
 			}
 		}
