@@ -336,8 +336,7 @@ func (p *Plan) planDisks(cfg *vmconfig.Config, disks []string, spec Spec) error 
 		switch p.GuestOS {
 		case OSLinux:
 			p.Notes = append(p.Notes, "Linux guest: disks on virtio-scsi (names stay /dev/sdX as on a VMware SCSI controller)")
-		case OSWindows:
-			p.Notes = append(p.Notes, "Windows guest: disks on SATA (Windows has no virtio driver of its own)")
+		case OSWindows: // the driver note below says it
 		default:
 			p.Notes = append(p.Notes, "guest OS not known as Linux or Windows: each disk on the controller a boot check gives it")
 		}
