@@ -297,21 +297,7 @@ func (m *Machine) diskArgs() ([]string, error) {
 	}
 	// boot order: the configuration's controller and unit order (the first
 	// disk is what vSphere boots), disks without configuration last
-	slices.SortStableFunc(slots, func(a, b slot) int {
-		switch {
-		case a.ok != b.ok:
-			if a.ok {
-				return -1
-			}
-			return 1
-		case !a.ok:
-			return 0
-		}
-		if a.conf.ControllerKey != b.conf.ControllerKey {
-			return int(a.conf.ControllerKey - b.conf.ControllerKey)
-		}
-		return int(a.conf.Unit - b.conf.Unit)
-	})
+	slices.SortStableFunc(slots, func(a, b slot) int { return compareBoot(a.conf, a.ok, b.conf, b.ok) })
 	ctrls := map[int32]string{}
 	lsiUnits := map[int32]int{}
 	for i, s := range slots {
@@ -380,13 +366,7 @@ func (m *Machine) nicArgs() []string {
 	}
 	var args []string
 	for i, n := range m.opts.Config.NICs {
-		dev := "e1000"
-		switch n.AdapterType {
-		case "vmxnet3", "vmxnet2", "vmxnet":
-			dev = "vmxnet3"
-		case "e1000e":
-			dev = "e1000e"
-		}
+		dev := QEMUNIC(n.AdapterType)
 		mac := ""
 		if n.MAC != "" {
 			mac = ",mac=" + n.MAC

@@ -157,6 +157,9 @@ var otherToolFlags = map[string]bool{
 	"sparse": true, "flush": true, "persistent": true, "readonly": true, "tls": true, "filter": true,
 	"add": true, "clear": true, "map": true, "examine": true, "update": true, "bwlimit": true,
 	"object-lock-enabled-for-bucket": true, "dig-holes": true,
+	// Proxmox VE's qm (docs/restore.md, Restore to KVM / libvirt)
+	"memory": true, "sockets": true, "cores": true, "machine": true, "bios": true, "scsihw": true, "net0": true,
+	"scsi0": true, "sata0": true, "boot": true, "serial0": true, "efidisk0": true, "ostype": true,
 }
 
 // TestDocsNameRealCommandsAndFlags: every `cairn COMMAND ... --flag` in

@@ -19,15 +19,16 @@ import (
 	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
-// restoreCommands is `cairn restore vm|disk|cleanup`.
+// restoreCommands is `cairn restore vm|disk|cleanup|kvm`.
 func restoreCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "restore",
-		Usage: "bring a VM (or one disk) of a recovery point back to vSphere",
+		Usage: "bring a VM (or one disk) of a recovery point back to vSphere, or to KVM/libvirt",
 		Subcommands: []*cli.Command{
 			restoreVMCommand(),
 			restoreDiskCommand(),
 			restoreCleanupCommand(),
+			restoreKVMCommand(),
 		},
 	}}
 }
@@ -151,15 +152,9 @@ func restoreVMAction(c *cli.Context) error {
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")
 	}
-	var cfg *vmconfig.Config
-	if f := c.String("vm-config"); f != "" {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--vm-config: %w", err)
-		}
-		if cfg, err = vmconfig.Parse(data); err != nil {
-			return fmt.Errorf("--vm-config %s: %w (the format is that of a point's vm/config.json)", f, err)
-		}
+	cfg, err := restoreVMConfig(c)
+	if err != nil {
+		return err
 	}
 	repo, conn, opts, err := restoreSetup(c)
 	if err != nil {
