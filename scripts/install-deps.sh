@@ -10,6 +10,7 @@ packages=(
   attr acl libcap2-bin python3-aiosmtpd
   qemu-system-x86 ovmf syslinux syslinux-common grub-efi-amd64-bin grub-common busybox-static
   systemd # systemd-analyze verify of dist/cairn.service; installing it does not make it init (no systemd-sysv)
+  libnfs-utils qemu-block-extra # instant recovery: NFS clients of the export (nfs-ls, nfs-cp; qemu's nfs:// driver)
   chromium # the web console's browser tests (TestConsoleInBrowser, TestConsoleWalk: driven through the DevTools protocol)
 )
 missing=()
