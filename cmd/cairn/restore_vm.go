@@ -27,6 +27,7 @@ func restoreCommands() []*cli.Command {
 		Subcommands: []*cli.Command{
 			restoreVMCommand(),
 			restoreDiskCommand(),
+			restoreInstantCommand(),
 			restoreCleanupCommand(),
 		},
 	}}
@@ -242,6 +243,11 @@ func restoreCleanupCommand() *cli.Command {
 			}
 			defer conn.Close()
 			removed, err := backupd.CleanupRestores(c.Context, backupd.NewVSphere(conn), c.String("proxy-vm"), slog.Default())
+			if err == nil { // instant recovery's NFS datastores that no VM uses any more
+				var ds []string
+				ds, err = backupd.CleanupInstantDatastores(c.Context, conn, slog.Default())
+				removed = append(removed, ds...)
+			}
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
 			}
