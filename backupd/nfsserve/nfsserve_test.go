@@ -288,3 +288,66 @@ func TestSessionDirOfAnotherPointRefused(t *testing.T) {
 		t.Fatalf("a session directory of another point: %v", err)
 	}
 }
+
+// goMount mounts the export at pt with go-nfs-client (through the NFS
+// port, which answers MNT too).
+func goMount(t *testing.T, pt ports) *nfsc.Target {
+	t.Helper()
+	c, err := rpc.DialTCP("tcp", fmt.Sprintf("127.0.0.1:%d", pt.nfs), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	m := &nfsc.Mount{Client: c}
+	target, err := m.Mount(ExportPath, rpc.AuthNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+func TestFileHandlesSurviveARestart(t *testing.T) {
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	dir := t.TempDir()
+	e := openExport(t, repo, p, dir)
+	pt, stop := serveExport(t, e)
+	target := goMount(t, pt)
+	if _, err := target.Mkdir("/vm", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := target.Create("/vm/vm.vmx", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	handles := map[string][]byte{}
+	for _, name := range []string{"/disk0-flat.vmdk", "/vm/vm.vmx", "/vm"} {
+		_, fh, err := target.Lookup(name)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", name, err)
+		}
+		handles[name] = fh
+	}
+	stop()
+	e.Close()
+
+	e2 := openExport(t, repo, p, dir)
+	defer e2.Close()
+	pt2, _ := serveExport(t, e2)
+	target2 := goMount(t, pt2)
+	for name, fh := range handles {
+		attr, err := target2.GetAttr(fh)
+		if err != nil {
+			t.Errorf("handle of %s after a restart: %v", name, err)
+			continue
+		}
+		if name == "/disk0-flat.vmdk" && attr.Size() != int64(len(disks["disk0"])) {
+			t.Errorf("handle of %s after a restart: size %d", name, attr.Size())
+		}
+	}
+	// a handle of another session is stale, not another file
+	other := append([]byte(nil), handles["/vm/vm.vmx"]...)
+	other[0] ^= 0xff
+	if _, err := target2.GetAttr(other); err == nil {
+		t.Errorf("a foreign handle was taken")
+	}
+}
