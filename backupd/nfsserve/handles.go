@@ -42,7 +42,12 @@ func newHandler(fs *sessionFS, scratch, session string) *handler {
 	return h
 }
 
+// Mount answers MNT on the NFS port (go-nfs serves MOUNT there too; the
+// Go client mounts that way): the same paths as the MOUNT server.
 func (h *handler) Mount(ctx context.Context, c net.Conn, req nfs.MountRequest) (nfs.MountStatus, billy.Filesystem, []nfs.AuthFlavor) {
+	if !mountable(string(req.Dirpath)) {
+		return nfs.MountStatusErrNoEnt, nil, nil
+	}
 	return nfs.MountStatusOk, h.fs, []nfs.AuthFlavor{nfs.AuthFlavorUnix, nfs.AuthFlavorNull}
 }
 

@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 
+	nfsc "github.com/willscott/go-nfs-client/nfs"
+	"github.com/willscott/go-nfs-client/nfs/rpc"
+
 	"github.com/cairnbackup/cairn/backupd/nbdserve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/testutil"
@@ -349,5 +352,26 @@ func TestFileHandlesSurviveARestart(t *testing.T) {
 	other[0] ^= 0xff
 	if _, err := target2.GetAttr(other); err == nil {
 		t.Errorf("a foreign handle was taken")
+	}
+}
+
+func TestMountOfAnotherPathRefused(t *testing.T) {
+	testutil.RequireTools(t, "nfs-ls")
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	e := openExport(t, repo, p, t.TempDir())
+	defer e.Close()
+	pt, _ := serveExport(t, e)
+	out, err := exec.Command("nfs-ls", fmt.Sprintf("nfs://127.0.0.1/elsewhere/?nfsport=%d&mountport=%d", pt.nfs, pt.mount)).CombinedOutput()
+	if err == nil {
+		t.Errorf("a mount of /elsewhere was taken:\n%s", out)
+	}
+	c, err := rpc.DialTCP("tcp", fmt.Sprintf("127.0.0.1:%d", pt.nfs), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := (&nfsc.Mount{Client: c}).Mount("/elsewhere", rpc.AuthNull); err == nil {
+		t.Errorf("a mount of /elsewhere through the NFS port was taken")
 	}
 }
