@@ -178,29 +178,15 @@ func restoreInstantCommand() *cli.Command {
 }
 
 func restoreInstantAction(c *cli.Context) error {
-	networks := map[string]string{}
-	for _, m := range c.StringSlice("network") {
-		old, nw, ok := strings.Cut(m, "=")
-		if !ok || old == "" || nw == "" {
-			return fmt.Errorf("--network %q: want OLD=NEW (recorded network name = new network name)", m)
-		}
-		networks[old] = nw
+	networks, cfg, err := networkAndConfigFlags(c)
+	if err != nil {
+		return err
 	}
 	if c.String("host") != "" && c.String("cluster") != "" {
 		return errors.New("--host and --cluster exclude each other: the VM goes to a host, or to a cluster (which picks the host)")
 	}
 	if c.Bool("migrate-now") && c.String("migrate-to") == "" {
 		return errors.New("--migrate-now needs --migrate-to DATASTORE (where the VM goes)")
-	}
-	var cfg *vmconfig.Config
-	if f := c.String("vm-config"); f != "" {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--vm-config: %w", err)
-		}
-		if cfg, err = vmconfig.Parse(data); err != nil {
-			return fmt.Errorf("--vm-config %s: %w (the format is that of a point's vm/config.json)", f, err)
-		}
 	}
 	repo, conn, _, err := openRepoAndVCenter(c)
 	if err != nil {
@@ -298,4 +284,30 @@ func migrateTarget(s string) string {
 		return "(no --migrate-to given)"
 	}
 	return s
+}
+
+// networkAndConfigFlags reads --network OLD=NEW (repeatable) and
+// --vm-config FILE of the commands that create a VM from a point.
+func networkAndConfigFlags(c *cli.Context) (map[string]string, *vmconfig.Config, error) {
+	networks := map[string]string{}
+	for _, m := range c.StringSlice("network") {
+		old, nw, ok := strings.Cut(m, "=")
+		if !ok || old == "" || nw == "" {
+			return nil, nil, fmt.Errorf("--network %q: want OLD=NEW (recorded network name = new network name)", m)
+		}
+		networks[old] = nw
+	}
+	f := c.String("vm-config")
+	if f == "" {
+		return networks, nil, nil
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--vm-config: %w", err)
+	}
+	cfg, err := vmconfig.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--vm-config %s: %w (the format is that of a point's vm/config.json)", f, err)
+	}
+	return networks, cfg, nil
 }
