@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -73,7 +74,7 @@ func vmPowerState(t *testing.T, conn *vsphere.Conn, name string) types.VirtualMa
 // nfsWrite writes b at off of a file of the export, as the running VM would.
 func nfsWrite(t *testing.T, addr, file string, off int64, b []byte) {
 	t.Helper()
-	c, err := rpc.DialTCP("tcp", addr, false)
+	c, err := esxsim.DialRPC(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,8 +249,12 @@ func TestInstantRecovery(t *testing.T) {
 	// registering fails (a network that does not exist): the datastore is removed again
 	req = request("efi-badnet")
 	req.Create.Networks = map[string]string{"VM Network": "no-such-network"}
-	if _, err = backupd.StartInstant(ctx, repo, conn, req, nil); err == nil || !strings.Contains(err.Error(), "no-such-network") {
+	var logs strings.Builder
+	if _, err = backupd.StartInstant(ctx, repo, conn, req, slog.New(slog.NewTextHandler(&logs, nil))); err == nil || !strings.Contains(err.Error(), "no-such-network") {
 		t.Errorf("registration with a missing network: %v", err)
+	}
+	if !strings.Contains(logs.String(), "NFS datastore mounted") {
+		t.Errorf("the registration did not fail after the mount (nothing to remove was made):\n%s", logs.String())
 	}
 	noLeftovers("failed registration", "efi-badnet")
 

@@ -296,7 +296,7 @@ func TestSessionDirOfAnotherPointRefused(t *testing.T) {
 // port, which answers MNT too).
 func goMount(t *testing.T, pt ports) *nfsc.Target {
 	t.Helper()
-	c, err := rpc.DialTCP("tcp", fmt.Sprintf("127.0.0.1:%d", pt.nfs), false)
+	c, err := dialRPC(fmt.Sprintf("127.0.0.1:%d", pt.nfs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestMountOfAnotherPathRefused(t *testing.T) {
 	if err == nil {
 		t.Errorf("a mount of /elsewhere was taken:\n%s", out)
 	}
-	c, err := rpc.DialTCP("tcp", fmt.Sprintf("127.0.0.1:%d", pt.nfs), false)
+	c, err := dialRPC(fmt.Sprintf("127.0.0.1:%d", pt.nfs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,4 +374,17 @@ func TestMountOfAnotherPathRefused(t *testing.T) {
 	if _, err := (&nfsc.Mount{Client: c}).Mount("/elsewhere", rpc.AuthNull); err == nil {
 		t.Errorf("a mount of /elsewhere through the NFS port was taken")
 	}
+}
+
+// dialRPC is rpc.DialTCP, again when the random local port it binds is
+// taken (it does not retry itself).
+func dialRPC(addr string) (*rpc.Client, error) {
+	var err error
+	for range 20 {
+		var c *rpc.Client
+		if c, err = rpc.DialTCP("tcp", addr, false); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			return c, err
+		}
+	}
+	return nil, err
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -120,7 +121,7 @@ func (s *Sim) nfsMount(host, path string) (t *nfsc.Target, done func(), err erro
 	if pmAddr == "" {
 		pmAddr = net.JoinHostPort(host, "111")
 	}
-	pc, err := rpc.DialTCP("tcp", pmAddr, false)
+	pc, err := DialRPC(pmAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("Unable to connect to NFS server (portmapper %s: %v)", pmAddr, err)
 	}
@@ -137,7 +138,7 @@ func (s *Sim) nfsMount(host, path string) (t *nfsc.Target, done func(), err erro
 	if nport == 0 || mport == 0 {
 		return nil, nil, errors.New("NFS version 3 or MOUNT version 3 is not registered with the portmapper")
 	}
-	nc, err := rpc.DialTCP("tcp", net.JoinHostPort(host, fmt.Sprint(nport)), false)
+	nc, err := DialRPC(net.JoinHostPort(host, fmt.Sprint(nport)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("Unable to connect to NFS server: %v", err)
 	}
@@ -575,4 +576,21 @@ func (r *router) RemoveDatastore(ctx *simulator.Context, req *types.RemoveDatast
 	n.mu.Unlock()
 	body.Res = &types.RemoveDatastoreResponse{}
 	return body
+}
+
+// DialRPC connects go-nfs-client's RPC client to addr. The client binds a
+// random local port of 49152-65535 and gives up when it is taken (by a
+// connection in TIME_WAIT of an earlier mount): try again a few times.
+func DialRPC(addr string) (*rpc.Client, error) {
+	var err error
+	for range 20 {
+		var c *rpc.Client
+		if c, err = rpc.DialTCP("tcp", addr, false); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+	}
+	return nil, err
 }
