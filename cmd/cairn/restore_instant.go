@@ -206,15 +206,24 @@ func restoreInstantAction(c *cli.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
+	// the session's own channel from the start on: a SIGUSR1 sent while
+	// the VM is being started migrates once it runs
+	sigs2 := make(chan os.Signal, 4)
+	signal.Notify(sigs2, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	defer signal.Stop(sigs2)
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	go func() {
-		select {
-		case s := <-sigs:
-			if s != syscall.SIGUSR1 {
-				cancel() // Ctrl-C while starting: StartInstant undoes what it made
+		for {
+			select {
+			case s := <-sigs:
+				if s != syscall.SIGUSR1 {
+					cancel() // Ctrl-C while starting: StartInstant undoes what it made
+					return
+				}
+			case <-ctx.Done():
+				return
 			}
-		case <-ctx.Done():
 		}
 	}()
 	s, err := backupd.StartInstant(ctx, repo, conn, backupd.InstantRequest{
@@ -250,9 +259,6 @@ func restoreInstantAction(c *cli.Context) error {
 	if c.Bool("migrate-now") {
 		return migrate()
 	}
-	sigs2 := make(chan os.Signal, 2)
-	signal.Notify(sigs2, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
-	defer signal.Stop(sigs2)
 	for {
 		select {
 		case sig := <-sigs2:
