@@ -56,6 +56,13 @@
 //     powered-off VM's disk, add and remove disks, the proxy to write
 //     through, the restore marker). Restore, RestoreDisk and
 //     CleanupRestores talk to it only; NewVSphere implements it too.
+//   - Instant recovery (restore_instant.go): StartInstant serves a point
+//     over NFS (backupd/nfsserve), mounts it on an ESXi host as datastore
+//     cairn-<vm>-<point> and runs a VM of the point's vmconfig on it
+//     (InstantHypervisor, which *vsphere.Conn implements); the
+//     InstantSession then Migrates (Storage vMotion) or Stops; what a
+//     killed session left, CleanupRestores and CleanupInstantDatastores
+//     remove.
 //   - Plan: per disk, full or incremental, the areas to read (or none
 //     known: the source's allocation map), what they are relative to
 //     (Since: a changeId, "*", a dirty bitmap) and why a disk is read in

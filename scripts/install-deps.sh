@@ -11,6 +11,7 @@ packages=(
   qemu-system-x86 ovmf syslinux syslinux-common grub-efi-amd64-bin grub-common busybox-static
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils # restore kvm's tests: a private libvirtd (internal/libvirttest), virsh, virt-xml-validate (needs xmllint)
   systemd # systemd-analyze verify of dist/cairn.service; installing it does not make it init (no systemd-sysv)
+  libnfs-utils qemu-block-extra # instant recovery: NFS clients of the export (nfs-ls, nfs-cp; qemu's nfs:// driver)
   chromium # the web console's browser tests (TestConsoleInBrowser, TestConsoleWalk: driven through the DevTools protocol)
 )
 missing=()

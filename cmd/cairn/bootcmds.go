@@ -8,7 +8,7 @@ import (
 
 // bootCommands are the commands that use points as running machines.
 func bootCommands() []*cli.Command {
-	return []*cli.Command{nbdExportCommand(), bootCommand(), verifyBootCommand()}
+	return []*cli.Command{nbdExportCommand(), nfsExportCommand(), bootCommand(), verifyBootCommand()}
 }
 
 // bootColumn is the BOOT column of `cairn points`: the last boot check's

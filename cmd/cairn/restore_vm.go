@@ -27,6 +27,7 @@ func restoreCommands() []*cli.Command {
 		Subcommands: []*cli.Command{
 			restoreVMCommand(),
 			restoreDiskCommand(),
+			restoreInstantCommand(),
 			restoreCleanupCommand(),
 			restoreKVMCommand(),
 		},
@@ -124,13 +125,9 @@ func restoreSetup(c *cli.Context) (*blockmap.Repo, *vsphere.Conn, backupd.Restor
 }
 
 func restoreVMAction(c *cli.Context) error {
-	networks := map[string]string{}
-	for _, m := range c.StringSlice("network") {
-		old, nw, ok := strings.Cut(m, "=")
-		if !ok || old == "" || nw == "" {
-			return fmt.Errorf("--network %q: want OLD=NEW (recorded network name = new network name)", m)
-		}
-		networks[old] = nw
+	networks, cfg, err := networkAndConfigFlags(c)
+	if err != nil {
+		return err
 	}
 	switch p := c.String("disk-provisioning"); p {
 	case "", vmconfig.ProvisioningThin, vmconfig.ProvisioningThick, vmconfig.ProvisioningEager:
@@ -151,10 +148,6 @@ func restoreVMAction(c *cli.Context) error {
 	}
 	if c.Bool("in-place") && c.Bool("replace") {
 		return errors.New("--in-place and --replace exclude each other: --in-place rolls the VM back, --replace overwrites a VM of the target name")
-	}
-	cfg, err := restoreVMConfig(c)
-	if err != nil {
-		return err
 	}
 	repo, conn, opts, err := restoreSetup(c)
 	if err != nil {
@@ -225,10 +218,11 @@ func restoreVMAction(c *cli.Context) error {
 func restoreCleanupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cleanup",
-		Usage: "remove VMs left by restores that were killed (the next restore does this too)",
+		Usage: "remove VMs (and instant recovery datastores) left by restores that were killed",
 		Description: "Lists the VMs carrying the extraConfig key " + vsphere.RestoreMarkerKey + " (set while a\n" +
 			"restore creates a VM, cleared when it finished) and destroys those whose cairn process\n" +
-			"on this machine is gone. Markers of other machines or of running restores are listed.",
+			"on this machine is gone. Markers of other machines or of running restores are listed.\n" +
+			"Then removes the NFS datastores of instant recovery (cairn-*) that no VM uses any more.",
 		Flags: restoreConnFlags(),
 		Action: func(c *cli.Context) error {
 			conn, _, err := connectVCenter(c)
@@ -237,6 +231,11 @@ func restoreCleanupCommand() *cli.Command {
 			}
 			defer conn.Close()
 			removed, err := backupd.CleanupRestores(c.Context, backupd.NewVSphere(conn), c.String("proxy-vm"), slog.Default())
+			if err == nil { // instant recovery's NFS datastores that no VM uses any more
+				var ds []string
+				ds, err = backupd.CleanupInstantDatastores(c.Context, conn, slog.Default())
+				removed = append(removed, ds...)
+			}
 			for _, n := range removed {
 				fmt.Printf("removed %s\n", n)
 			}

@@ -74,6 +74,8 @@ type Sim struct {
 	leases map[string]string
 	// denyImport makes ImportVApp fail (SetDenyImport).
 	denyImport bool
+	// nas is the NFS datastores (nas.go).
+	nas *nasState
 }
 
 // vmState is what the simulator knows about one VM beyond vcsim's object.

@@ -132,11 +132,17 @@ func (s *Sim) route(ctx *simulator.Context, m *simulator.Method) (mo.Reference, 
 	case "VirtualMachine":
 		switch m.Name {
 		case "QueryChangedDiskAreas", "CreateSnapshot_Task", "CreateSnapshotEx_Task",
-			"ReconfigVM_Task", "RemoveAllSnapshots_Task", "Destroy_Task", "Rename_Task":
+			"ReconfigVM_Task", "RemoveAllSnapshots_Task", "Destroy_Task", "Rename_Task",
+			"PowerOnVM_Task", "RelocateVM_Task": // the last two: nas.go
 			if _, ok := ctx.Map.Get(m.This).(*simulator.VirtualMachine); ok {
 				m.This = s.router.Self
 				return s.router, nil
 			}
+		}
+	case "HostDatastoreSystem":
+		if m.Name == "CreateNasDatastore" || m.Name == "RemoveDatastore" { // nas.go
+			m.This = s.router.Self
+			return s.router, nil
 		}
 	case "ResourcePool":
 		if m.Name == "ImportVApp" {
