@@ -64,6 +64,11 @@ type openFS struct {
 	// noFS: no filesystem cairn reads was found there (err says what
 	// was detected).
 	noFS bool
+	// onDisk: a partition or whole-disk filesystem, on the disk of
+	// index disk (its extents are offsets of that disk); false for a
+	// volume across disks.
+	onDisk bool
+	disk   int
 }
 
 // pointFS is a point open for reading its guest filesystems: every disk
@@ -116,7 +121,7 @@ func (o *pointFS) reusable(prev *pointFS) bool {
 // filesystem that cannot be opened is kept with its error.
 func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 	disks := o.disks
-	add := func(f FS, r io.ReaderAt, off, size int64, d partinfo.Detection) {
+	add := func(f FS, r io.ReaderAt, off, size int64, d partinfo.Detection, disk int) {
 		f.Type = d.Type
 		if !sel.match(f) {
 			return
@@ -132,7 +137,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 		if errors.Is(err, btrfs.ErrMultiDevice) {
 			return // one device of btrfs/<name>, read there
 		}
-		o.fss = append(o.fss, openFS{FS: f, fsys: fsys, err: err})
+		o.fss = append(o.fss, openFS{FS: f, fsys: fsys, err: err, onDisk: disk >= 0, disk: disk})
 	}
 	// What lies across the disks, unless one disk was asked for. A
 	// member of an array that could be assembled is read as the array
@@ -149,7 +154,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 			return ctx.Err()
 		}
 	}
-	for _, d := range disks {
+	for di, d := range disks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -168,7 +173,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 				continue
 			}
 			part := strings.TrimPrefix(v.Name, "p")
-			add(FS{Name: d.Name + "/" + v.Name, Disk: d.Name, Part: part}, d.R, v.Offset, v.Size, v.Detection)
+			add(FS{Name: d.Name + "/" + v.Name, Disk: d.Name, Part: part}, d.R, v.Offset, v.Size, v.Detection, di)
 		}
 	}
 	if sel.Disk != "" {
@@ -189,7 +194,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 			}
 			return
 		}
-		add(f, r, 0, r.Size(), partinfo.Detect(r, 0, r.Size()))
+		add(f, r, 0, r.Size(), partinfo.Detect(r, 0, r.Size()), -1)
 	}
 	for _, a := range st.MD.Arrays {
 		name := volumes.MDDir + "/" + a.Name
