@@ -151,7 +151,6 @@ func TestDiffSkipsSharedBlocks(t *testing.T) {
 	}
 }
 
-
 // TestDiffSameBytesOtherBlocks: P3 holds P1's bytes in blocks of another
 // generation: the file is read and reported equal; against P2 it is
 // modified.
