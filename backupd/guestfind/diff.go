@@ -501,7 +501,9 @@ func (d *differ) compare(c *Change, a, b partinfo.Attr) ([]string, error) {
 		add(a.Mode.Perm()|a.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != b.Mode.Perm()|b.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), FieldMode)
 	}
 	add(d.owners && (a.Uid != b.Uid || a.Gid != b.Gid), FieldOwner)
-	add(!a.Mtime.Equal(b.Mtime), FieldMtime)
+	// A symlink's own mtime is not compared (rsync -a does not either):
+	// re-creating a link with the same target is no change.
+	add(typ&fs.ModeSymlink == 0 && !a.Mtime.Equal(b.Mtime), FieldMtime)
 	add(typ&fs.ModeDevice != 0 && a.Rdev != b.Rdev, FieldDevice)
 	var errs []error
 	if typ&fs.ModeSymlink != 0 {
