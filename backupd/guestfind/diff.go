@@ -40,6 +40,9 @@ const (
 	FieldDevice  = "device"
 )
 
+// fieldOrder is the order of a change's Fields.
+var fieldOrder = []string{FieldContent, FieldSize, FieldTarget, FieldMode, FieldOwner, FieldMtime, FieldXattrs, FieldACL, FieldDevice}
+
 // Side is an entry as one of the two points holds it.
 type Side struct {
 	Type   string    `json:"type"` // file, dir, symlink, fifo, socket, char, block
@@ -409,6 +412,7 @@ func (d *differ) entry(p string, ea, eb *partinfo.DirEntry) error {
 		}
 	}
 	if len(fields) > 0 {
+		slices.SortStableFunc(fields, func(x, y string) int { return slices.Index(fieldOrder, x) - slices.Index(fieldOrder, y) })
 		c.Fields, c.Old, c.New = fields, d.side(d.fa, aa), d.side(d.fb, ab)
 		c.Kind = Metadata
 		if slices.Contains(fields, FieldContent) || slices.Contains(fields, FieldTarget) {
