@@ -48,7 +48,6 @@
 //     readers would see the very same bytes and give the very same answer:
 //     the result is reused without reading (Stats.Reused). This is exact,
 //     never a guess from metadata.
-//
 //   - Diff: what changed in the guest files between two points of a VM
 //     (`cairn diff`, the API's .../diff): filesystems paired by name,
 //     entries by path, every entry of both trees looked at. A Change is
