@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -53,8 +55,8 @@ func diffTree(t testing.TB, root string) {
 		}
 	}
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode()&os.ModeSymlink == 0 {
-			os.Chtimes(p, old, old)
+		if err == nil {
+			lchtimes(t, p, old)
 		}
 		return nil
 	})
@@ -103,6 +105,7 @@ func diffChanges(t testing.TB, root string, acl bool) {
 	}
 	must(os.Remove(p("link")))
 	must(os.Symlink("grow.txt", p("link")))
+	lchtimes(t, p("link"), later) // rsync compares a link's time in whole seconds
 	must(os.Remove(p("f2d")))
 	must(os.Mkdir(p("f2d"), 0o755))
 	must(os.WriteFile(p("f2d/child"), []byte("child\n"), 0o644))
@@ -127,6 +130,15 @@ func diffChanges(t testing.TB, root string, acl bool) {
 	// The root's mtime changed above, maybe within the second it had
 	// (rsync compares directory times in whole seconds): move it on.
 	must(os.Chtimes(root, later, later))
+}
+
+// lchtimes sets the atime and mtime of p, not following a symlink.
+func lchtimes(t testing.TB, p string, at time.Time) {
+	t.Helper()
+	ts := unix.NsecToTimespec(at.UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rsyncChanges is what rsync -n -a -i -c -H -X -A --delete reports
@@ -389,7 +401,11 @@ func TestDiffFAT(t *testing.T) {
 	if d.Summary == nil || d.Summary.Kinds["modified"].Count != 2 || d.Summary.Kinds["added"].Count != 1 || d.Summary.Kinds["deleted"].Count != 1 || len(d.Changes) != 0 {
 		t.Errorf("--summary --json: %s", out)
 	}
-	res := runCairn(t, nil, "--repo", repo, "diff", "--vm", "w", "--from", "latest")
+	res := runCairn(t, nil, "--repo", repo, "diff", "--vm", "w", "--disk", "sdz")
+	if res.code == 0 || !strings.Contains(res.stderr, "--disk sdz selects no filesystem") || !strings.Contains(res.stderr, "it has: sdc/whole (fat") || res.stdout != "" {
+		t.Errorf("diff --disk sdz: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	res = runCairn(t, nil, "--repo", repo, "diff", "--vm", "w", "--from", "latest")
 	if res.code == 0 || !strings.Contains(res.stderr, "newest point") {
 		t.Errorf("diff --from latest: exit %d\n%s", res.code, res.stderr)
 	}

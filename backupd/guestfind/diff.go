@@ -209,10 +209,41 @@ func Diff(ctx context.Context, src Source, from, to blockmap.Point, opts DiffOpt
 	for _, fb := range inB {
 		res.Filesystems = append(res.Filesystems, DiffFS{FS: fb.FS, State: Added})
 	}
+	if len(res.Filesystems) == 0 && opts.Selector != (Selector{}) {
+		return res, noneSelected(ctx, src, to, opts.Selector)
+	}
 	if !found && sub != "." {
-		return res, fmt.Errorf("/%s: %w in %s nor %s", sub, fs.ErrNotExist, from.ID, to.ID)
+		return res, fmt.Errorf("/%s is in neither %s nor %s: %w", sub, from.ID, to.ID, fs.ErrNotExist)
 	}
 	return res, nil
+}
+
+// noneSelected is the error of a selector that matched no filesystem
+// in either point: what the later point has.
+func noneSelected(ctx context.Context, src Source, p blockmap.Point, sel Selector) error {
+	what := "--disk " + sel.Disk
+	if sel.Part != "" {
+		what += " --part " + sel.Part
+	}
+	if sel.Volume != "" {
+		what = "--volume " + sel.Volume
+	}
+	var names []string
+	if all, err := openDiffPoint(ctx, src, p, Selector{}); err == nil {
+		for _, f := range all.fss {
+			n := f.Name
+			if f.Type != "" {
+				n += " (" + f.Type + ")"
+			}
+			names = append(names, n)
+		}
+		all.close()
+	}
+	has := "no filesystem"
+	if len(names) > 0 {
+		has = strings.Join(names, ", ")
+	}
+	return fmt.Errorf("%s selects no filesystem of %s (it has: %s): %w", what, p.ID, has, ErrNoFilesystem)
 }
 
 // diffPoint is one point of a Diff: its filesystems and the block
@@ -505,9 +536,7 @@ func (d *differ) compare(c *Change, a, b partinfo.Attr) ([]string, error) {
 		add(a.Mode.Perm()|a.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != b.Mode.Perm()|b.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), FieldMode)
 	}
 	add(d.owners && (a.Uid != b.Uid || a.Gid != b.Gid), FieldOwner)
-	// A symlink's own mtime is not compared (rsync -a does not either):
-	// re-creating a link with the same target is no change.
-	add(typ&fs.ModeSymlink == 0 && !a.Mtime.Equal(b.Mtime), FieldMtime)
+	add(!a.Mtime.Equal(b.Mtime), FieldMtime) // to the nanosecond the filesystem keeps
 	add(typ&fs.ModeDevice != 0 && a.Rdev != b.Rdev, FieldDevice)
 	var errs []error
 	if typ&fs.ModeSymlink != 0 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -138,24 +139,33 @@ type diffPrinter struct {
 	sum        *guestfind.DiffSummary
 	fs         string // filesystem of the last change printed
 	n          int
-	err        error
+	started    bool
 }
 
 func newDiffPrinter(w io.Writer, from, to blockmap.Point, asJSON, summary bool) *diffPrinter {
-	p := &diffPrinter{w: w, from: from, to: to, json: asJSON, summ: summary, sum: guestfind.NewDiffSummary()}
-	if asJSON {
-		head, _ := json.Marshal(map[string]string{"vm": from.VM, "from": from.ID, "to": to.ID})
-		fmt.Fprintf(w, "%s", head[:len(head)-1])
-		if !summary {
-			fmt.Fprint(w, `,"changes":[`)
+	return &diffPrinter{w: w, from: from, to: to, json: asJSON, summ: summary, sum: guestfind.NewDiffSummary()}
+}
+
+// start writes the head, once: at the first change or at the end, so
+// that a diff refused before it began prints only its error.
+func (p *diffPrinter) start() {
+	if p.started {
+		return
+	}
+	p.started = true
+	if p.json {
+		head, _ := json.Marshal(map[string]string{"vm": p.from.VM, "from": p.from.ID, "to": p.to.ID})
+		fmt.Fprintf(p.w, "%s", head[:len(head)-1])
+		if !p.summ {
+			fmt.Fprint(p.w, `,"changes":[`)
 		}
 	} else {
-		fmt.Fprintf(w, "# %s: %s -> %s\n", from.VM, from.ID, to.ID)
+		fmt.Fprintf(p.w, "# %s: %s -> %s\n", p.from.VM, p.from.ID, p.to.ID)
 	}
-	return p
 }
 
 func (p *diffPrinter) change(c guestfind.Change) error {
+	p.start()
 	p.sum.Add(c)
 	p.n++
 	if p.summ {
@@ -240,7 +250,11 @@ func diffField(f string, a, b *guestfind.Side) string {
 			return fmt.Sprintf("owner %d:%d -> %d:%d", *a.UID, *a.GID, *b.UID, *b.GID)
 		}
 	case guestfind.FieldMtime:
-		return fmt.Sprintf("mtime %s -> %s", a.Mtime.Format("2006-01-02 15:04:05"), b.Mtime.Format("2006-01-02 15:04:05"))
+		layout := "2006-01-02 15:04:05"
+		if a.Mtime.Truncate(time.Second).Equal(b.Mtime.Truncate(time.Second)) {
+			layout += ".999999999" // the same second: show what differs
+		}
+		return fmt.Sprintf("mtime %s -> %s", a.Mtime.Format(layout), b.Mtime.Format(layout))
 	case guestfind.FieldTarget:
 		return fmt.Sprintf("target %s -> %s", displayName(a.Target), displayName(b.Target))
 	}
@@ -248,6 +262,7 @@ func diffField(f string, a, b *guestfind.Side) string {
 }
 
 func (p *diffPrinter) finish(res guestfind.DiffResult) error {
+	p.start()
 	if p.json {
 		tail := map[string]any{"filesystems": res.Filesystems, "stats": res.Stats}
 		if p.summ {
