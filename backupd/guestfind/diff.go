@@ -288,6 +288,8 @@ type differ struct {
 	links   map[uint64][]string
 	pending []Change
 	pendIno []uint64
+	// bufA and bufB hold the bytes compared (made once)
+	bufA, bufB []byte
 }
 
 // diffFS compares subtree sub of two filesystems; ok is false when sub
@@ -622,7 +624,10 @@ func (d *differ) sameContent(a, b partinfo.Attr) (bool, error) {
 	}
 	d.stats.FilesRead++
 	const chunk = 1 << 20
-	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	if d.bufA == nil {
+		d.bufA, d.bufB = make([]byte, chunk), make([]byte, chunk)
+	}
+	ba, bb := d.bufA, d.bufB
 	for _, r := range ranges {
 		for off := r.off; off < r.end; off += chunk {
 			if err := d.ctx.Err(); err != nil {
