@@ -74,7 +74,19 @@ func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
 	if p, err := guestfind.CleanPath(opts.Path); err == nil && p != "." {
 		out.Path = "/" + p
 	}
+	// A viewer learns which files changed (as listings tell), not the
+	// entropy of their bytes: only who may read a file sees it (the
+	// encrypted-looking marker stays).
+	id, guarded := identityOf(r)
+	hideEntropy := guarded && id.Role < routeRole("POST /api/v1/downloads")
 	res, err := guestfind.Diff(r.Context(), guestfind.Local(s.repo), from, to, opts, func(c guestfind.Change) error {
+		if hideEntropy {
+			for _, sd := range []*guestfind.Side{c.Old, c.New} {
+				if sd != nil {
+					sd.Entropy = nil
+				}
+			}
+		}
 		out.Summary.Add(c)
 		if len(out.Changes) < limit {
 			out.Changes = append(out.Changes, c)

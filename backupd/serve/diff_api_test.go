@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,18 @@ func TestDiffEndpoint(t *testing.T) {
 	}
 	if d.Summary == nil || d.Summary.Kinds[guestfind.Modified].Count != 1 {
 		t.Errorf("summary %+v", d.Summary)
+	}
+	if !strings.Contains(body, `"entropy"`) {
+		t.Errorf("the api-token (admin) gets no entropy of the modified file: %s", body)
+	}
+	// A viewer may ask (as for listings) but gets no entropy figures.
+	desk, err := AddToken(repoDir, "desk", RoleViewer, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = a.do(t, http.MethodGet, "/api/v1/points/web-1/latest/diff?path=/etc", "", map[string]string{"Authorization": "Bearer " + desk})
+	if code != http.StatusOK || !strings.Contains(body, "/etc/hosts") || strings.Contains(body, `"entropy"`) {
+		t.Errorf("viewer: %d %s", code, body)
 	}
 	code, body = a.do(t, http.MethodGet, "/api/v1/points/web-1/latest/diff?against="+ids[0]+"&limit=1", "", nil)
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &d) != nil || len(d.Changes) != 1 || !d.Truncated {
