@@ -157,6 +157,7 @@ var otherToolFlags = map[string]bool{
 	"sparse": true, "flush": true, "persistent": true, "readonly": true, "tls": true, "filter": true,
 	"add": true, "clear": true, "map": true, "examine": true, "update": true, "bwlimit": true,
 	"object-lock-enabled-for-bucket": true, "dig-holes": true,
+	"delete": true, // rsync (docs/filesystems.md, cairn diff)
 }
 
 // TestDocsNameRealCommandsAndFlags: every `cairn COMMAND ... --flag` in
