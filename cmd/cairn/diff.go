@@ -124,8 +124,20 @@ func diffAction(c *cli.Context) error {
 	out := newDiffPrinter(w, from, to, c.Bool("json"), c.Bool("summary"))
 	res, err := guestfind.Diff(c.Context, src, from, to, opts, out.change)
 	if err != nil {
+		err = fmt.Errorf("diff: %w", err)
+		if out.json && out.started {
+			// The document is begun: end it with the error, so that
+			// stdout stays one JSON document (jsonerr.go).
+			msg, _ := json.Marshal(err.Error())
+			if !out.summ {
+				fmt.Fprint(w, "\n]")
+			}
+			fmt.Fprintf(w, ",\"error\":%s}\n", msg)
+			w.Flush()
+			return jsonShown{err}
+		}
 		w.Flush()
-		return fmt.Errorf("diff: %w", err)
+		return err
 	}
 	return out.finish(res)
 }
