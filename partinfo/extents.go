@@ -7,8 +7,9 @@ import (
 
 // ErrNoExtents is returned (wrapped) by Extents when a file's bytes are
 // not simply the bytes of its extents as stored: data kept inside the
-// inode (ext4 inline data, an XFS local fork), a journal or log replayed
-// in memory over the volume, or a reader that does not tell extents.
+// inode (ext4 inline data, an XFS local fork), data blocks that a journal
+// or log replayed in memory overlays, or a reader that does not tell
+// extents.
 var ErrNoExtents = errors.New("the file's bytes are not read from extents of the volume")
 
 // Extent is one run of a regular file's data: Length bytes of the file

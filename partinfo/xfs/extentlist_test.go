@@ -2,8 +2,11 @@ package xfs
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -108,5 +111,50 @@ func TestExtentsGiveTheFileBytes(t *testing.T) {
 	}
 	if !sawUnwritten || !sawHole {
 		t.Errorf("fixture did not make an unwritten extent (%v) and a hole (%v)", sawUnwritten, sawHole)
+	}
+}
+
+// TestExtentsUnderAReplayedLog: a crashed XFS (its log replayed in
+// memory): a file whose blocks the log does not hold has its extents,
+// and its bytes are there on disk; a log sector over its data takes them
+// away.
+func TestExtentsUnderAReplayedLog(t *testing.T) {
+	img := crashedXFS(t, 64<<20, 50)
+	raw, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := openImage(t, img)
+	if x.log == nil {
+		t.Fatal("the log was not replayed: the fixture did not work")
+	}
+	dir, err := x.Lookup(x.Root(), "new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino, err := x.Lookup(dir, "data.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := x.Extents(ino)
+	if err != nil {
+		t.Fatalf("extents of new/data.bin: %v", err)
+	}
+	want := []byte(strings.Repeat("0123456789abcdef", 70000))
+	got := make([]byte, len(want))
+	for _, e := range ext {
+		if e.Logical < int64(len(got)) {
+			copy(got[e.Logical:], raw[e.Physical:e.Physical+e.Length])
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("the on-disk bytes at new/data.bin's extents are not its bytes")
+	}
+	s := ext[0].Physical / bbSize
+	x.log.sectors[s] = make([]byte, bbSize)
+	x.log.sorted = append(x.log.sorted, s)
+	slices.Sort(x.log.sorted)
+	if _, err := x.Extents(ino); !errors.Is(err, partinfo.ErrNoExtents) {
+		t.Errorf("a log sector over the data: %v, want ErrNoExtents", err)
 	}
 }
