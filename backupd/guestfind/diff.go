@@ -15,7 +15,6 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/partinfo"
-	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 // Change kinds of a Diff.
@@ -156,12 +155,12 @@ func Diff(ctx context.Context, src Source, from, to blockmap.Point, opts DiffOpt
 			return res, fmt.Errorf("exclude pattern %q: %w", ex, err)
 		}
 	}
-	a, err := openDiffPoint(ctx, src, from, opts.Selector)
+	a, err := openDirect(ctx, src, from, opts.Selector)
 	if err != nil {
 		return res, err
 	}
 	defer a.close()
-	b, err := openDiffPoint(ctx, src, to, opts.Selector)
+	b, err := openDirect(ctx, src, to, opts.Selector)
 	if err != nil {
 		return res, err
 	}
@@ -229,7 +228,7 @@ func noneSelected(ctx context.Context, src Source, p blockmap.Point, sel Selecto
 		what = "--volume " + sel.Volume
 	}
 	var names []string
-	if all, err := openDiffPoint(ctx, src, p, Selector{}); err == nil {
+	if all, err := openDirect(ctx, src, p, Selector{}); err == nil {
 		for _, f := range all.fss {
 			n := f.Name
 			if f.Type != "" {
@@ -246,40 +245,12 @@ func noneSelected(ctx context.Context, src Source, p blockmap.Point, sel Selecto
 	return fmt.Errorf("%s selects no filesystem of %s (it has: %s): %w", what, p.ID, has, ErrNoFilesystem)
 }
 
-// diffPoint is one point of a Diff: its filesystems and the block
-// generations of its disks.
-type diffPoint struct {
-	*pointFS
-	ids []uint32
-}
-
-func openDiffPoint(ctx context.Context, src Source, p blockmap.Point, sel Selector) (*diffPoint, error) {
-	o := &pointFS{p: p}
-	dp := &diffPoint{pointFS: o}
-	for _, d := range p.Disks {
-		dr, err := src.OpenDisk(ctx, p, d.Name)
-		if err != nil {
-			o.close()
-			return nil, fmt.Errorf("open disk %s of %s/%s: %w", d.Name, p.VM, p.ID, err)
-		}
-		o.drs = append(o.drs, dr)
-		o.names = append(o.names, d.Name)
-		o.gens = append(o.gens, newGenMap(dr, d.ID))
-		o.disks = append(o.disks, volumes.Disk{Name: d.Name, R: dr, Size: dr.Size()})
-	}
-	if err := o.openFilesystems(ctx, sel); err != nil {
-		o.close()
-		return nil, err
-	}
-	return dp, nil
-}
-
 type differ struct {
 	ctx   context.Context
 	opts  DiffOptions
 	emit  func(Change) error
 	stats *DiffStats
-	a, b  *diffPoint
+	a, b  *pointFS
 	// of the filesystem being compared
 	fa, fb openFS
 	owners bool

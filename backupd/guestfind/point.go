@@ -111,6 +111,30 @@ func openPoint(ctx context.Context, src Source, p blockmap.Point) (*pointFS, err
 	return o, nil
 }
 
+// openDirect opens every disk of p without a recording reader, with
+// each disk's block generations (when it tells them), and the
+// filesystems sel selects (a disk that cannot be opened is an error for
+// the whole point).
+func openDirect(ctx context.Context, src Source, p blockmap.Point, sel Selector) (*pointFS, error) {
+	o := &pointFS{p: p}
+	for _, d := range p.Disks {
+		dr, err := src.OpenDisk(ctx, p, d.Name)
+		if err != nil {
+			o.close()
+			return nil, fmt.Errorf("open disk %s of %s/%s: %w", d.Name, p.VM, p.ID, err)
+		}
+		o.drs = append(o.drs, dr)
+		o.names = append(o.names, d.Name)
+		o.gens = append(o.gens, newGenMap(dr, d.ID))
+		o.disks = append(o.disks, volumes.Disk{Name: d.Name, R: dr, Size: dr.Size()})
+	}
+	if err := o.openFilesystems(ctx, sel); err != nil {
+		o.close()
+		return nil, err
+	}
+	return o, nil
+}
+
 // reusable reports whether the work done on prev would give the same
 // answer on o: every block prev's work read has the same generation here.
 func (o *pointFS) reusable(prev *pointFS) bool {
