@@ -3,6 +3,7 @@ package guestfind_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -61,8 +62,8 @@ func (d countingDisk) BlockBytes() int64 {
 	return d.Disk.(interface{ BlockBytes() int64 }).BlockBytes()
 }
 
-// diffFixture: three points of one ext4 disk made by mkfs.ext4 -d (no
-// mount): P1 with a 6 MiB random file and a small text file, P2 the same
+// diffFixture: three points of one MBR disk whose p1 holds an ext4 made
+// by mkfs.ext4 -d (no mount): P1 with a 6 MiB random file and a small text file, P2 the same
 // image with the text's bytes replaced in place (same size, same mtime,
 // same inode, other bytes), P3 the P1 image again (the text's block now
 // has P3's generation, its bytes are P1's).
@@ -86,8 +87,20 @@ func diffFixture(t *testing.T) (*blockmap.Repo, []blockmap.Point, int64) {
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-O", "^inline_data", "-d", src, img1, "32M").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
-	raw, err := os.ReadFile(img1)
+	fsBytes, err := os.ReadFile(img1)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// An MBR disk whose p1 starts 1 MiB in: the extents' disk offsets
+	// include the partition's.
+	raw := make([]byte, 1<<20+len(fsBytes))
+	copy(raw[1<<20:], fsBytes)
+	e := raw[446:462]
+	e[4] = 0x83
+	binary.LittleEndian.PutUint32(e[8:], 2048)
+	binary.LittleEndian.PutUint32(e[12:], uint32(len(fsBytes)/512))
+	raw[510], raw[511] = 0x55, 0xaa
+	if err := os.WriteFile(img1, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Count(raw, a) != 1 {
@@ -134,7 +147,7 @@ func TestDiffSkipsSharedBlocks(t *testing.T) {
 	if len(got) != 1 || got[0].Path != "/report.txt" || got[0].Kind != guestfind.Modified || strings.Join(got[0].Fields, ",") != "content" {
 		t.Fatalf("changes %+v, want /report.txt modified: content", got)
 	}
-	if len(res.Filesystems) != 1 || res.Filesystems[0].State != "compared" {
+	if len(res.Filesystems) != 1 || res.Filesystems[0].State != "compared" || res.Filesystems[0].Name != "sda/p1" {
 		t.Errorf("filesystems %+v", res.Filesystems)
 	}
 	t.Logf("stats %+v, %d bytes read from the disks", res.Stats, n.Load())
