@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/blockmap"
@@ -182,6 +183,7 @@ func Diff(ctx context.Context, src Source, from, to blockmap.Point, opts DiffOpt
 		return openFS{}, false
 	}
 	d := &differ{ctx: ctx, opts: opts, emit: emit, stats: &res.Stats, a: a, b: b}
+	d.bufs.New = func() any { return &[2][]byte{make([]byte, compareChunk), make([]byte, compareChunk)} }
 	for _, fa := range a.fss {
 		if fa.err != nil && fa.noFS {
 			continue // swap, a PV...: nothing to compare
@@ -259,9 +261,13 @@ type differ struct {
 	links   map[uint64][]string
 	pending []Change
 	pendIno []uint64
-	// bufA and bufB hold the bytes compared (made once)
-	bufA, bufB []byte
+	mu      sync.Mutex // stats
+	bufs    sync.Pool  // *[2][]byte of compareChunk bytes: what sameContent compares
 }
+
+// compareChunk is how many bytes of each file sameContent compares at
+// once.
+const compareChunk = 1 << 20
 
 // diffFS compares subtree sub of two filesystems; ok is false when sub
 // is in neither.
@@ -346,15 +352,38 @@ func showPath(p string) string {
 	return "/" + p
 }
 
-// entry compares what the two points hold at p (nil: absent there).
+// entry compares what the two points hold at p (nil: absent there)
+// and walks what is below it.
 func (d *differ) entry(p string, ea, eb *partinfo.DirEntry) error {
-	if err := d.ctx.Err(); err != nil {
-		return err
-	}
 	if p != "." && d.excluded(p) {
 		return nil
 	}
-	d.stats.Entries++
+	return d.finish(d.judge(p, ea, eb))
+}
+
+// judged is one entry compared (judge) and what finish does with it.
+type judged struct {
+	p      string
+	err    error // the walk stops (a cancelled context)
+	change *Change
+	// pending: an added file with other names, emitted at the end of
+	// the filesystem with the name of another (HardLinkTo)
+	pending bool
+	// link: a regular file of the later point with several names
+	link    bool
+	linkIno uint64
+	// walk: the directories below to compare, (old, new) pairs
+	walk [][2]*partinfo.DirEntry
+}
+
+// judge reads and compares what the two points hold at p: safe for
+// concurrent use (children judges a directory's entries in parallel).
+func (d *differ) judge(p string, ea, eb *partinfo.DirEntry) judged {
+	j := judged{p: p}
+	if j.err = d.ctx.Err(); j.err != nil {
+		return j
+	}
+	d.count(func(s *DiffStats) { s.Entries++ })
 	var aa, ab partinfo.Attr
 	var errA, errB error
 	if ea != nil {
@@ -363,52 +392,42 @@ func (d *differ) entry(p string, ea, eb *partinfo.DirEntry) error {
 	if eb != nil {
 		ab, errB = d.fb.fsys.Stat(eb.Ino)
 		if errB == nil && ab.Mode.IsRegular() && ab.Nlink > 1 {
-			d.links[ab.Ino] = append(d.links[ab.Ino], showPath(p))
+			j.link, j.linkIno = true, ab.Ino
 		}
 	}
-	c := Change{FS: d.fb.Name, Path: showPath(p)}
+	c := &Change{FS: d.fb.Name, Path: showPath(p)}
 	if err := errors.Join(errA, errB); err != nil {
 		c.Kind, c.Error = Modified, err.Error()
-		return d.emit(c)
+		j.change = c
+		return j
 	}
 	switch {
 	case ea == nil:
 		c.Kind, c.New = Added, d.side(d.fb, ab)
-		if ab.Mode.IsRegular() && ab.Nlink > 1 {
-			d.pending = append(d.pending, c)
-			d.pendIno = append(d.pendIno, ab.Ino)
-		} else if err := d.emit(c); err != nil {
-			return err
-		}
+		j.change, j.pending = c, ab.Mode.IsRegular() && ab.Nlink > 1
 		if ab.Mode.IsDir() {
-			return d.children(p, nil, eb)
+			j.walk = [][2]*partinfo.DirEntry{{nil, eb}}
 		}
-		return nil
+		return j
 	case eb == nil:
 		c.Kind, c.Old = Deleted, d.side(d.fa, aa)
-		if err := d.emit(c); err != nil {
-			return err
-		}
+		j.change = c
 		if aa.Mode.IsDir() {
-			return d.children(p, ea, nil)
+			j.walk = [][2]*partinfo.DirEntry{{ea, nil}}
 		}
-		return nil
+		return j
 	case aa.Mode.Type() != ab.Mode.Type():
 		c.Kind, c.Old, c.New = TypeChanged, d.side(d.fa, aa), d.side(d.fb, ab)
-		if err := d.emit(c); err != nil {
-			return err
-		}
+		j.change = c
 		if aa.Mode.IsDir() {
-			if err := d.children(p, ea, nil); err != nil {
-				return err
-			}
+			j.walk = append(j.walk, [2]*partinfo.DirEntry{ea, nil})
 		}
 		if ab.Mode.IsDir() {
-			return d.children(p, nil, eb)
+			j.walk = append(j.walk, [2]*partinfo.DirEntry{nil, eb})
 		}
-		return nil
+		return j
 	}
-	fields, err := d.compare(&c, aa, ab)
+	fields, err := d.compare(c, aa, ab)
 	if err != nil {
 		c.Error = err.Error()
 		if !slices.Contains(fields, FieldContent) {
@@ -423,21 +442,58 @@ func (d *differ) entry(p string, ea, eb *partinfo.DirEntry) error {
 			c.Kind = Modified
 		}
 		if d.opts.Entropy && aa.Mode.IsRegular() && slices.Contains(fields, FieldContent) && c.Error == "" {
-			d.entropy(&c, aa, ab)
+			d.entropy(c, aa, ab)
 		}
-		if err := d.emit(c); err != nil {
+		j.change = c
+	}
+	if aa.Mode.IsDir() {
+		j.walk = [][2]*partinfo.DirEntry{{ea, eb}}
+	}
+	return j
+}
+
+// finish emits a judged entry's change and walks below it, in order.
+func (d *differ) finish(j judged) error {
+	if j.err != nil {
+		return j.err
+	}
+	if j.link {
+		d.links[j.linkIno] = append(d.links[j.linkIno], showPath(j.p))
+	}
+	if c := j.change; c != nil {
+		if j.pending {
+			d.pending = append(d.pending, *c)
+			d.pendIno = append(d.pendIno, j.linkIno)
+		} else if err := d.emit(*c); err != nil {
 			return err
 		}
 	}
-	if aa.Mode.IsDir() {
-		return d.children(p, ea, eb)
+	for _, w := range j.walk {
+		if err := d.children(j.p, w[0], w[1]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// count updates the stats (judge runs in parallel).
+func (d *differ) count(f func(*DiffStats)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d.stats)
+}
+
+// diffWorkers judge a directory's entries at once (the reads are mostly
+// waits on the disks), diffWindow entries at a time.
+const (
+	diffWorkers = 4
+	diffWindow  = 256
+)
+
 // children compares the entries of directory p, a directory in the
 // points where it is given (ea or eb nil: the directory is only in one
-// point, its entries are all added or deleted).
+// point, its entries are all added or deleted). Its entries are judged
+// in parallel, a window at a time, and finished in name order.
 func (d *differ) children(p string, ea, eb *partinfo.DirEntry) error {
 	var la, lb []partinfo.DirEntry
 	var err error
@@ -460,22 +516,55 @@ func (d *differ) children(p string, ea, eb *partinfo.DirEntry) error {
 		}
 		return p + "/" + n
 	}
+	type pair struct {
+		p      string
+		ea, eb *partinfo.DirEntry
+	}
+	var pairs []pair
 	i, j := 0, 0
 	for i < len(la) || j < len(lb) {
+		var pr pair
 		switch {
 		case j >= len(lb) || i < len(la) && la[i].Name < lb[j].Name:
-			err = d.entry(join(la[i].Name), &la[i], nil)
+			pr = pair{join(la[i].Name), &la[i], nil}
 			i++
 		case i >= len(la) || lb[j].Name < la[i].Name:
-			err = d.entry(join(lb[j].Name), nil, &lb[j])
+			pr = pair{join(lb[j].Name), nil, &lb[j]}
 			j++
 		default:
-			err = d.entry(join(la[i].Name), &la[i], &lb[j])
+			pr = pair{join(la[i].Name), &la[i], &lb[j]}
 			i++
 			j++
 		}
-		if err != nil {
-			return err
+		if !d.excluded(pr.p) {
+			pairs = append(pairs, pr)
+		}
+	}
+	out := make([]judged, min(len(pairs), diffWindow))
+	for len(pairs) > 0 {
+		win := pairs[:min(len(pairs), diffWindow)]
+		pairs = pairs[len(win):]
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for range min(diffWorkers, len(win)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range next {
+					out[k] = d.judge(win[k].p, win[k].ea, win[k].eb)
+				}
+			}()
+		}
+		for k := range win {
+			next <- k
+		}
+		close(next)
+		wg.Wait()
+		for k := range win {
+			if err := d.finish(out[k]); err != nil {
+				return err
+			}
+			out[k] = judged{}
 		}
 	}
 	return nil
@@ -584,21 +673,20 @@ func (d *differ) sameContent(a, b partinfo.Attr) (bool, error) {
 	if a.Size == 0 {
 		return true, nil
 	}
-	d.stats.FilesCompared++
+	d.count(func(s *DiffStats) { s.FilesCompared++ })
 	ranges, ok := d.changedRanges(a.Ino, b.Ino, a.Size)
 	if !ok {
 		ranges = []fileRange{{0, a.Size}}
 	}
 	if len(ranges) == 0 {
-		d.stats.SameBlocks++
+		d.count(func(s *DiffStats) { s.SameBlocks++ })
 		return true, nil
 	}
-	d.stats.FilesRead++
-	const chunk = 1 << 20
-	if d.bufA == nil {
-		d.bufA, d.bufB = make([]byte, chunk), make([]byte, chunk)
-	}
-	ba, bb := d.bufA, d.bufB
+	d.count(func(s *DiffStats) { s.FilesRead++ })
+	const chunk = compareChunk
+	bufs := d.bufs.Get().(*[2][]byte)
+	defer d.bufs.Put(bufs)
+	ba, bb := bufs[0], bufs[1]
 	for _, r := range ranges {
 		for off := r.off; off < r.end; off += chunk {
 			if err := d.ctx.Err(); err != nil {
@@ -611,7 +699,7 @@ func (d *differ) sameContent(a, b partinfo.Attr) (bool, error) {
 			if err := readFull(d.fb.fsys, b.Ino, bb[:n], off); err != nil {
 				return false, fmt.Errorf("read %s: %w", d.b.p.ID, err)
 			}
-			d.stats.BytesRead += 2 * int64(n)
+			d.count(func(s *DiffStats) { s.BytesRead += 2 * int64(n) })
 			if !bytes.Equal(ba[:n], bb[:n]) {
 				return false, nil
 			}
@@ -689,7 +777,7 @@ func (d *differ) entropy(c *Change, a, b partinfo.Attr) {
 	if errA != nil || errB != nil {
 		return
 	}
-	d.stats.BytesRead += int64(na + nb)
+	d.count(func(s *DiffStats) { s.BytesRead += int64(na + nb) })
 	c.Old.Entropy, c.New.Entropy = &ha, &hb
 	c.Encrypted = LooksEncrypted(ha, hb, nb)
 }
