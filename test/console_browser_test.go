@@ -113,6 +113,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("changes", func(t *testing.T) {
+		// P2 is P1 with /etc/app.conf's bytes replaced (same size, same
+		// mtime): the one change, found by its content.
+		next := "/changes?" + url.Values{"vm": {"u"}, "point": {f.ids[1]}}.Encode()
+		dom := render(t, login+"&next="+url.QueryEscape(next))
+		for _, want := range []string{`id="changes"`, "from " + f.ids[0] + " to " + f.ids[1], "<td>/etc/app.conf</td>", "<td>modified</td>", "<td>content</td>", "1 modified"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the changes view lacks %q:\n%s", want, dom)
+			}
+		}
+	})
+
 	t.Run("jobs", func(t *testing.T) {
 		// The repository's job log holds the five imports, with their points.
 		dom := render(t, login+"&next="+url.QueryEscape("/jobs"))

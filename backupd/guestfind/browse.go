@@ -10,7 +10,6 @@ import (
 
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/partinfo"
-	"github.com/cairnbackup/cairn/partinfo/volumes"
 )
 
 // ErrNoFilesystem means a point has no guest filesystem of the name
@@ -41,21 +40,10 @@ type FSInfo struct {
 // them. A filesystem that cannot be opened is listed with its error; a
 // disk that cannot be opened fails the whole point.
 func Browse(ctx context.Context, src Source, p blockmap.Point) (*Browser, error) {
-	o := &pointFS{p: p}
-	for _, d := range p.Disks {
-		dr, err := src.OpenDisk(ctx, p, d.Name)
-		if err != nil {
-			o.close()
-			return nil, fmt.Errorf("open disk %s of %s/%s: %w", d.Name, p.VM, p.ID, err)
-		}
-		o.drs = append(o.drs, dr)
-		o.names = append(o.names, d.Name)
-		// No recording reader: a browser reads whole files, and its
-		// reads are never compared with another point's.
-		o.disks = append(o.disks, volumes.Disk{Name: d.Name, R: dr, Size: dr.Size()})
-	}
-	if err := o.openFilesystems(ctx, Selector{}); err != nil {
-		o.close()
+	// No recording reader: a browser reads whole files, and its reads
+	// are never compared with another point's.
+	o, err := openDirect(ctx, src, p, Selector{})
+	if err != nil {
 		return nil, err
 	}
 	return &Browser{Point: p, o: o}, nil

@@ -48,6 +48,22 @@
 //     readers would see the very same bytes and give the very same answer:
 //     the result is reused without reading (Stats.Reused). This is exact,
 //     never a guess from metadata.
+//   - Diff: what changed in the guest files between two points of a VM
+//     (`cairn diff`, the API's .../diff): filesystems paired by name,
+//     entries by path, every entry of both trees looked at. A Change is
+//     Added, Deleted, Modified (content, or a symlink's target),
+//     TypeChanged or Metadata, with the Fields that differ and both
+//     Sides (type, mode, owner, size, mtime, target, hard link, entropy).
+//   - Shared blocks: the Diff's shortcut. When a file has the same
+//     extents (partinfo.ExtentReader) in both points on the same disk,
+//     only its bytes in repository blocks whose generation differs are
+//     read; a file all of whose blocks are shared is known equal without
+//     a read (DiffStats.SameBlocks). Anything else is read in both points
+//     and compared byte for byte.
+//   - Encrypted: a modified file whose first EntropySample bytes went
+//     from below LowEntropy to at least EncryptedEntropy bits per byte
+//     (LooksEncrypted), the ransomware fingerprint; DiffSummary counts
+//     changes and bytes per kind and per top-level directory.
 //
 // # Errors
 //

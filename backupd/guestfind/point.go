@@ -64,6 +64,11 @@ type openFS struct {
 	// noFS: no filesystem cairn reads was found there (err says what
 	// was detected).
 	noFS bool
+	// onDisk: a partition or whole-disk filesystem, on the disk of
+	// index disk (its extents are offsets of that disk); false for a
+	// volume across disks.
+	onDisk bool
+	disk   int
 }
 
 // pointFS is a point open for reading its guest filesystems: every disk
@@ -106,6 +111,30 @@ func openPoint(ctx context.Context, src Source, p blockmap.Point) (*pointFS, err
 	return o, nil
 }
 
+// openDirect opens every disk of p without a recording reader, with
+// each disk's block generations (when it tells them), and the
+// filesystems sel selects (a disk that cannot be opened is an error for
+// the whole point).
+func openDirect(ctx context.Context, src Source, p blockmap.Point, sel Selector) (*pointFS, error) {
+	o := &pointFS{p: p}
+	for _, d := range p.Disks {
+		dr, err := src.OpenDisk(ctx, p, d.Name)
+		if err != nil {
+			o.close()
+			return nil, fmt.Errorf("open disk %s of %s/%s: %w", d.Name, p.VM, p.ID, err)
+		}
+		o.drs = append(o.drs, dr)
+		o.names = append(o.names, d.Name)
+		o.gens = append(o.gens, newGenMap(dr, d.ID))
+		o.disks = append(o.disks, volumes.Disk{Name: d.Name, R: dr, Size: dr.Size()})
+	}
+	if err := o.openFilesystems(ctx, sel); err != nil {
+		o.close()
+		return nil, err
+	}
+	return o, nil
+}
+
 // reusable reports whether the work done on prev would give the same
 // answer on o: every block prev's work read has the same generation here.
 func (o *pointFS) reusable(prev *pointFS) bool {
@@ -116,7 +145,7 @@ func (o *pointFS) reusable(prev *pointFS) bool {
 // filesystem that cannot be opened is kept with its error.
 func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 	disks := o.disks
-	add := func(f FS, r io.ReaderAt, off, size int64, d partinfo.Detection) {
+	add := func(f FS, r io.ReaderAt, off, size int64, d partinfo.Detection, disk int) {
 		f.Type = d.Type
 		if !sel.match(f) {
 			return
@@ -132,7 +161,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 		if errors.Is(err, btrfs.ErrMultiDevice) {
 			return // one device of btrfs/<name>, read there
 		}
-		o.fss = append(o.fss, openFS{FS: f, fsys: fsys, err: err})
+		o.fss = append(o.fss, openFS{FS: f, fsys: fsys, err: err, onDisk: disk >= 0, disk: disk})
 	}
 	// What lies across the disks, unless one disk was asked for. A
 	// member of an array that could be assembled is read as the array
@@ -149,7 +178,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 			return ctx.Err()
 		}
 	}
-	for _, d := range disks {
+	for di, d := range disks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -168,7 +197,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 				continue
 			}
 			part := strings.TrimPrefix(v.Name, "p")
-			add(FS{Name: d.Name + "/" + v.Name, Disk: d.Name, Part: part}, d.R, v.Offset, v.Size, v.Detection)
+			add(FS{Name: d.Name + "/" + v.Name, Disk: d.Name, Part: part}, d.R, v.Offset, v.Size, v.Detection, di)
 		}
 	}
 	if sel.Disk != "" {
@@ -189,7 +218,7 @@ func (o *pointFS) openFilesystems(ctx context.Context, sel Selector) error {
 			}
 			return
 		}
-		add(f, r, 0, r.Size(), partinfo.Detect(r, 0, r.Size()))
+		add(f, r, 0, r.Size(), partinfo.Detect(r, 0, r.Size()), -1)
 	}
 	for _, a := range st.MD.Arrays {
 		name := volumes.MDDir + "/" + a.Name

@@ -46,6 +46,7 @@ var routeRoles = map[string]Role{
 	"GET /api/v1/points/{vm}/{point}/filesystems": RoleViewer,
 	"GET /api/v1/points/{vm}/{point}/files":       RoleViewer,
 	"GET /api/v1/vms/{vm}/history":                RoleViewer,
+	"GET /api/v1/points/{vm}/{point}/diff":        RoleViewer, // which files changed, as listings tell
 
 	"POST /api/v1/jobs":      RoleOperator, // start a backup
 	"POST /api/v1/verify":    RoleOperator,

@@ -24,8 +24,9 @@ func (s *Server) routeConsole(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/repository", s.handleRepository)                       // console_overview.go
 	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/filesystems", s.handleFilesystems) // browse_api.go
 	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/files", s.handleFiles)
-	mux.HandleFunc("GET /api/v1/vms/{vm}/history", s.handleHistory) // history_api.go
-	mux.HandleFunc("POST /api/v1/downloads", s.handleMintDownload)  // download.go
+	mux.HandleFunc("GET /api/v1/vms/{vm}/history", s.handleHistory)      // history_api.go
+	mux.HandleFunc("GET /api/v1/points/{vm}/{point}/diff", s.handleDiff) // diff_api.go
+	mux.HandleFunc("POST /api/v1/downloads", s.handleMintDownload)       // download.go
 	mux.HandleFunc("GET /api/v1/download/{ticket}", s.handleDownload)
 }
 

@@ -160,6 +160,7 @@ var otherToolFlags = map[string]bool{
 	// Proxmox VE's qm (docs/restore.md, Restore to KVM / libvirt)
 	"memory": true, "sockets": true, "cores": true, "machine": true, "bios": true, "scsihw": true, "net0": true,
 	"scsi0": true, "sata0": true, "boot": true, "serial0": true, "efidisk0": true, "ostype": true,
+	"delete": true, // rsync (docs/filesystems.md, cairn diff)
 }
 
 // TestDocsNameRealCommandsAndFlags: every `cairn COMMAND ... --flag` in

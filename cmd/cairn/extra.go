@@ -10,6 +10,7 @@ func extraCommands() []*cli.Command {
 	cmds = append(cmds, mountCommands()...)
 	cmds = append(cmds, fileCommands()...)
 	cmds = append(cmds, findCommands()...)
+	cmds = append(cmds, diffCommand())
 	cmds = append(cmds, configCommands()...)
 	cmds = append(cmds, backupCommands()...)
 	cmds = append(cmds, labCommands()...)

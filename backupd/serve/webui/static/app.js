@@ -237,7 +237,7 @@ function focusFrom(key) {
   if (e) e.focus({ preventScroll: true });
 }
 
-const TITLES = { "": "Dashboard", vms: "VMs", vm: "VM", point: "Point", files: "Files", history: "Versions", jobs: "Jobs" };
+const TITLES = { "": "Dashboard", vms: "VMs", vm: "VM", point: "Point", files: "Files", history: "Versions", changes: "Changes", jobs: "Jobs" };
 
 async function route(ev) {
   if (!sessionStorage.getItem(TOKEN_KEY)) { logout(); return; }
@@ -249,9 +249,9 @@ async function route(ev) {
   const { name, params } = parseRoute();
   for (const a of document.querySelectorAll("#nav a")) {
     const target = a.getAttribute("href").replace(/^#\/?/, "");
-    a.classList.toggle("active", target === name || (target === "vms" && ["vm", "point", "files", "history"].includes(name)));
+    a.classList.toggle("active", target === name || (target === "vms" && ["vm", "point", "files", "history", "changes"].includes(name)));
   }
-  const views = { "": viewDashboard, vms: viewVMs, vm: viewVM, point: viewPoint, files: viewFiles, history: viewHistory, jobs: viewJobs };
+  const views = { "": viewDashboard, vms: viewVMs, vm: viewVM, point: viewPoint, files: viewFiles, history: viewHistory, changes: viewChanges, jobs: viewJobs };
   const view = views[name] || viewDashboard;
   document.title = (TITLES[name] || "Dashboard") + " · cairn console";
   let first = true, down = false;
@@ -433,7 +433,7 @@ async function viewPoint(params) {
     p.disks.map(d => [d.name, bytes(d.size), bytes(d.stored_bytes), bytes(d.read_bytes), d.full ? "full" + (d.full_reason ? " (" + d.full_reason + ")" : "") : "incremental", ""]), [1, 2, 3]));
   out.append(el("h2", {}, "Guest filesystems"));
   if (fss.error) out.append(el("p", { class: "error" }, fss.error));
-  else out.append(fsTable(vm, id, fss.filesystems));
+  else out.append(fsTable(vm, id, fss.filesystems), el("p", {}, link("changes", { vm: vm, point: id }, "Compare with the previous point")));
   out.append(el("h2", {}, "Restore"), restoreForm(vm, id));
   return out;
 }
@@ -471,7 +471,8 @@ async function viewFiles(params) {
     el("h1", {}, ans.path + " ", el("span", { class: "muted" }, "(" + ans.fs_type + ")")),
     el("div", { class: "toolbar" },
       el("button", { type: "button", on: { click: () => download(vm, id, fsName, ans.path) } },
-        ans.entry.kind === "dir" ? "Download this directory (tar)" : "Download")));
+        ans.entry.kind === "dir" ? "Download this directory (tar)" : "Download"),
+      " ", link("changes", { vm: vm, point: ans.point, fs: fsName, path: ans.path }, "Compare with the previous point")));
   if (ans.entry.kind !== "dir") {
     out.append(el("div", { class: "scroll" }, entryTable([ans.entry], () => null, vm, id, fsName, ans.path)));
     return out;
@@ -580,6 +581,36 @@ async function viewHistory(params) {
         r.sha256 ? el("span", { class: "mono", title: r.sha256 }, r.sha256.slice(0, 16) + "…") : "",
         r.version && r.entry && r.entry.kind === "file" && may("download") ? el("button", { type: "button", on: { click: () => download(vm, r.last_point, fsName, path) } }, "download") : ""])));
   }
+  return out;
+}
+
+// ---- changes since the previous point ----------------------------------
+
+// viewChanges lists what changed in the guest files from the point
+// before (or params "against") to the point: GET .../diff.
+async function viewChanges(params) {
+  const vm = params.get("vm"), id = params.get("point"), fsName = params.get("fs") || "", path = params.get("path") || "/";
+  let url = "/api/v1/points/" + enc(vm) + "/" + enc(id) + "/diff?path=" + enc(path);
+  if (fsName) url += "&fs=" + enc(fsName);
+  if (params.get("against")) url += "&against=" + enc(params.get("against"));
+  const d = await api(url);
+  const out = el("div", { id: "changes" }, el("div", { class: "crumbs" }, link("vms", {}, "VMs"), " / ", link("vm", { name: vm }, vm), " / ",
+    link("point", { vm: vm, point: d.point }, d.point), " / changes"),
+    el("h1", {}, "Changes in " + (fsName ? fsName + " " : "") + d.path + " from " + d.against + " to " + d.point));
+  const kinds = ["added", "deleted", "modified", "type", "metadata"];
+  const k = d.summary.kinds || {};
+  out.append(el("p", {}, kinds.map(n => (k[n] ? k[n].count : 0) + " " + n).join(" · ") +
+    (d.summary.encrypted && d.summary.encrypted.length ? " · " + d.summary.encrypted.length + " encrypted-looking" : "")));
+  for (const f of d.filesystems.filter(f => f.state !== "compared")) {
+    out.append(el("p", { class: f.state === "unreadable" ? "error" : "muted" }, f.filesystem + ": " + (f.error || "only in one point (" + f.state + ")")));
+  }
+  const side = c => c.new || c.old || {};
+  out.append(table(["Change", "Filesystem", "Path", "What", "Size", ""],
+    d.changes.map(c => [c.kind, c.filesystem, c.path,
+      c.kind === "type" ? c.old.type + " → " + c.new.type : (c.fields || []).join(", ") || side(c).type,
+      side(c).type === "file" ? (c.old && c.new ? bytes(c.old.size) + " → " + bytes(c.new.size) : bytes(side(c).size)) : "",
+      c.encrypted ? el("span", { class: "error" }, "encrypted?") : (c.error ? el("span", { class: "error" }, c.error) : "")]), [4]));
+  if (d.truncated) out.append(el("p", { class: "muted" }, "The first " + d.limit + " changes; `cairn diff` lists them all."));
   return out;
 }
 
