@@ -17,12 +17,12 @@ const KindNet = "net"
 
 // netRecipe is the cache key version of KindNet (the other kinds keep
 // theirs).
-const netRecipe = "net2"
+const netRecipe = "net3"
 
 // Services of a KindNet guest.
 const (
 	// NetHTTPPort serves busybox httpd: "/" is NetPage, /health is
-	// "ok", /cgi-bin/probe?port=N tries an HTTP GET of 10.0.2.2:N (the
+	// "ok", /cgi-bin/probe?port=N tries for 10 s an HTTP GET of 10.0.2.2:N (the
 	// host, seen from qemu's user network) and answers "probe N:
 	// reached" or "probe N: blocked".
 	NetHTTPPort = 8080
@@ -101,13 +101,14 @@ func netInit(marker string) string {
 		"while :; do " + bb + "sleep 3600; done\n"
 }
 
-// netProbe is the CGI behind /cgi-bin/probe?port=N.
+// netProbe is the CGI behind /cgi-bin/probe?port=N. (busybox 1.35 static
+// wget -T segfaults: the time limit is busybox timeout.)
 const netProbe = `#!/bin/busybox sh
 echo "Content-Type: text/plain"
 echo
 p="${QUERY_STRING#port=}"
 case "$p" in *[!0-9]*|"") echo "probe: want ?port=N"; exit 0;; esac
-if /bin/busybox wget -q -T 5 -O /dev/null "http://10.0.2.2:$p/" 2>/dev/null; then echo "probe $p: reached"; else echo "probe $p: blocked"; fi
+if /bin/busybox timeout 10 /bin/busybox wget -q -O /dev/null "http://10.0.2.2:$p/" 2>/dev/null; then echo "probe $p: reached"; else echo "probe $p: blocked"; fi
 `
 
 // netInitrd writes a KindNet initramfs.
