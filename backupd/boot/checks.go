@@ -243,8 +243,10 @@ func CheckPorts(checks []Check) []int {
 	return ports
 }
 
-// planForwards gives every guest port of Options.Forwards an ephemeral
-// port on 127.0.0.1, refusing a machine without a NIC.
+// planForwards checks Options.Forwards, refusing a machine without a
+// NIC; qemu picks the host ports (hostfwd from port 0), read back by
+// readForwards once it runs, so no other process can take one between
+// a choice and qemu's bind.
 func (m *Machine) planForwards() error {
 	if len(m.opts.Forwards) == 0 {
 		return nil
@@ -260,13 +262,7 @@ func (m *Machine) planForwards() error {
 		if gp < 1 || gp > 65535 {
 			return fmt.Errorf("forward of guest port %d: want 1 to 65535", gp)
 		}
-		// an ephemeral port the kernel picks, given to qemu right after
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("a host port for guest port %d: %w", gp, err)
-		}
-		m.Forwards[gp] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		m.Forwards[gp] = 0
 	}
 	return nil
 }
@@ -280,9 +276,64 @@ func (m *Machine) hostfwd() string {
 	}
 	slices.Sort(ports)
 	for _, gp := range ports {
-		fmt.Fprintf(&b, ",hostfwd=tcp:127.0.0.1:%d-:%d", m.Forwards[gp], gp)
+		fmt.Fprintf(&b, ",hostfwd=tcp:127.0.0.1:0-:%d", gp)
 	}
 	return b.String()
+}
+
+// readForwards fills Machine.Forwards with the host ports qemu bound.
+func (m *Machine) readForwards(ctx context.Context) error {
+	if len(m.Forwards) == 0 {
+		return nil
+	}
+	info, err := m.usernet(ctx)
+	if err != nil {
+		return fmt.Errorf("the forwarded ports: %w", err)
+	}
+	got := usernetForwards(info)
+	for gp := range m.Forwards {
+		if got[gp] == 0 {
+			return fmt.Errorf("qemu forwards no host port to guest port %d:\n%s", gp, info)
+		}
+		m.Forwards[gp] = got[gp]
+	}
+	return nil
+}
+
+// usernetForwards reads the forwards of net0 (guest port -> host port)
+// from the text of "info usernet".
+func usernetForwards(info string) map[int]int {
+	out := map[int]int{}
+	net0 := false
+	for _, l := range strings.Split(info, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[0] == "Hub" {
+			net0 = strings.Contains(l, "(net0)")
+			continue
+		}
+		if !net0 || len(f) < 6 || f[0] != "TCP[HOST_FORWARD]" {
+			continue
+		}
+		hp, err1 := strconv.Atoi(f[3])
+		gp, err2 := strconv.Atoi(f[5])
+		if err1 == nil && err2 == nil {
+			out[gp] = hp
+		}
+	}
+	return out
+}
+
+// usernet is the text of qemu's "info usernet".
+func (m *Machine) usernet(ctx context.Context) (string, error) {
+	raw, err := m.qmp.Do(ctx, "human-monitor-command", map[string]string{"command-line": "info usernet"})
+	if err != nil {
+		return "", err
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", err
+	}
+	return out, nil
 }
 
 // usernetEstablished asks qemu's user network whether a forwarded
@@ -290,12 +341,8 @@ func (m *Machine) hostfwd() string {
 // it). qemu accepts a forwarded connection on the host before the guest
 // answers, so a connect alone proves nothing.
 func (m *Machine) usernetEstablished(ctx context.Context, guestPort int) (bool, error) {
-	raw, err := m.qmp.Do(ctx, "human-monitor-command", map[string]string{"command-line": "info usernet"})
+	out, err := m.usernet(ctx)
 	if err != nil {
-		return false, err
-	}
-	var out string
-	if err := json.Unmarshal(raw, &out); err != nil {
 		return false, err
 	}
 	return usernetHas(out, guestPort), nil

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +114,7 @@ func TestPlanForwards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Forwards) != 2 || m.Forwards[22] == 0 || m.Forwards[8080] == 0 || m.Forwards[22] == m.Forwards[8080] {
+	if _, ok22 := m.Forwards[22]; !ok22 || len(m.Forwards) != 2 {
 		t.Fatalf("forwards %v", m.Forwards)
 	}
 	var netdevs []string
@@ -127,12 +126,14 @@ func TestPlanForwards(t *testing.T) {
 	if len(netdevs) != 2 {
 		t.Fatalf("netdevs %q", netdevs)
 	}
-	want := "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:" + itoa(m.Forwards[22]) + "-:22,hostfwd=tcp:127.0.0.1:" + itoa(m.Forwards[8080]) + "-:8080"
+	// qemu picks the host ports (read back with readForwards)
+	want := "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22,hostfwd=tcp:127.0.0.1:0-:8080"
 	if netdevs[0] != want || netdevs[1] != "user,id=net1,restrict=on" {
 		t.Errorf("netdevs %q, want %q first and no forward on the second", netdevs, want)
 	}
+	m.Forwards = usernetForwards(usernetTwoNICs)
 	env := strings.Join(m.CheckEnv(), " ")
-	if !strings.Contains(env, "CAIRN_GUEST_HOST=127.0.0.1") || !strings.Contains(env, "CAIRN_GUEST_PORT_8080="+itoa(m.Forwards[8080])) {
+	if !strings.Contains(env, "CAIRN_GUEST_HOST=127.0.0.1") || !strings.Contains(env, "CAIRN_GUEST_PORT_8080=39179") || !strings.Contains(env, "CAIRN_GUEST_PORT_22=46157") {
 		t.Errorf("check environment %s", env)
 	}
 
@@ -148,7 +149,24 @@ func TestPlanForwards(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+// usernetTwoNICs is "info usernet" of qemu 7.2 with forwards on net0 and
+// a connection on net1.
+const usernetTwoNICs = `Hub -1 (net0):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]   9       127.0.0.1 39179       10.0.2.15  8080     0     0
+  TCP[ESTABLISHED]   14       127.0.0.1 39179       10.0.2.15  8080     0     0
+  TCP[HOST_FORWARD]   8       127.0.0.1 46157       10.0.2.15    22     0     0
+Hub -1 (net1):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]   7       127.0.0.1 40000       10.0.2.15    23     0     0
+`
+
+func TestUsernetForwards(t *testing.T) {
+	got := usernetForwards(usernetTwoNICs)
+	if len(got) != 2 || got[8080] != 39179 || got[22] != 46157 {
+		t.Errorf("forwards %v, want 8080->39179 and 22->46157 (net0 only)", got)
+	}
+}
 
 func TestShortDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{3 * time.Minute: "3m", 20 * time.Second: "20s", 90 * time.Second: "1m30s", time.Hour: "1h", 2*time.Hour + time.Minute: "2h1m"} {

@@ -507,6 +507,10 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 		return nil, fmt.Errorf("qemu control socket: %w", err)
 	}
 	m.qmp = q
+	if err := m.readForwards(qctx); err != nil {
+		m.Stop()
+		return nil, err
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
