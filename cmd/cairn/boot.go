@@ -168,7 +168,7 @@ func overlaysFate(opts boot.Options, p blockmap.Point) {
 func verifyBootCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify-boot",
-		Usage:     "boot a point headless and isolated and decide whether it comes up (booted, failed, timeout)",
+		Usage:     "boot a point headless and isolated and decide whether it comes up and (--check) its applications answer (booted, failed, timeout)",
 		ArgsUsage: " ",
 		Description: "Boots the point (as cairn boot, network isolated, no display), watches the serial\n" +
 			"console and takes QMP screenshots. booted: the serial console shows a login prompt\n" +
