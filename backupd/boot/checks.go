@@ -34,6 +34,10 @@ const DefaultCheckTimeout = 3 * time.Minute
 // checkRetry is the pause between two tries of a check.
 const checkRetry = 2 * time.Second
 
+// tcpAnswerWait is how long a tcp check's try waits for the guest to
+// accept or refuse the connection qemu accepted for it.
+const tcpAnswerWait = 5 * time.Second
+
 // ErrBadCheck means a check spec is not understood.
 var ErrBadCheck = errors.New("bad check")
 
@@ -480,27 +484,35 @@ func (m *Machine) tryTCP(ctx context.Context, c Check) try {
 		return try{detail: err.Error()}
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(time.Second))
+	// qemu closes the connection when the guest refuses it; a slow
+	// (emulated, loaded) guest may take seconds to answer either way
 	buf := make([]byte, 64)
-	n, err := conn.Read(buf)
-	if n > 0 {
-		return try{passed: true, detail: fmt.Sprintf("answered: %q", strings.TrimSpace(string(buf[:n])))}
+	for wait := time.Now().Add(tcpAnswerWait); ; {
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := conn.Read(buf)
+		if n > 0 {
+			return try{passed: true, detail: fmt.Sprintf("answered: %q", strings.TrimSpace(string(buf[:n])))}
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return try{detail: "connection refused"}
+		}
+		// silent and open: the guest accepted, or has not answered yet
+		if ctx.Err() != nil {
+			return try{detail: "the guest did not accept the connection"}
+		}
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ok, err := m.usernetEstablished(qctx, c.Port)
+		cancel()
+		switch {
+		case err != nil:
+			return try{detail: "ask qemu about the connection: " + err.Error()}
+		case ok:
+			return try{passed: true, detail: "connection accepted"}
+		case time.Now().After(wait):
+			return try{detail: "the guest did not accept the connection"}
+		}
 	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		return try{detail: "connection refused"}
-	}
-	// silent and open: the guest accepted, or has not answered yet
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	ok, err := m.usernetEstablished(qctx, c.Port)
-	switch {
-	case err != nil:
-		return try{detail: "ask qemu about the connection: " + err.Error()}
-	case ok:
-		return try{passed: true, detail: "connection accepted"}
-	}
-	return try{detail: "the guest did not accept the connection"}
 }
 
 // tryHTTP gets the page (no redirects followed: they would lead out of
