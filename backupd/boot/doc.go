@@ -27,6 +27,17 @@
 //     never changes, "No bootable device"/"Boot failed", GRUB's prompt or
 //     rescue shell, the EFI shell or no boot option, a kernel panic, a
 //     blue stop screen) or VerdictTimeout.
+//   - Check: an application check run once the guest booted (checks.go):
+//     tcp:PORT (the guest accepts: a banner, or qemu's user network says
+//     the forwarded connection is established), http://:PORT/PATH with
+//     an optional =STATUS and ~REGEX, or script:/PROGRAM ARGS (exit 0,
+//     own process group, killed at the CheckTimeout). VerifyOptions.Checks
+//     turn booted into failed when one does not pass; Result.Checks holds
+//     a CheckResult per check.
+//   - Forward: a guest TCP port reachable from an ephemeral port on
+//     127.0.0.1 (Options.Forwards, Machine.Forwards; qemu hostfwd on the
+//     first NIC). The isolated network stays restricted: the guest reaches
+//     nothing, the host reaches only the forwarded ports.
 //
 // Every qemu process is started with PR_SET_PDEATHSIG, in its own process
 // group, and killed (and its overlays removed) when its Machine stops, on

@@ -79,8 +79,13 @@ type Options struct {
 	MaxCPUs     int
 	MaxMemoryMB int64
 	// Accel forces "kvm" or "tcg" (default: detect).
-	Accel  string
-	Logger *slog.Logger
+	Accel string
+	// Forwards are guest TCP ports reachable from the host: each gets a
+	// forward from an ephemeral port on 127.0.0.1 through the first NIC
+	// (Machine.Forwards says which); the network stays as isolated as
+	// Network says. Starting refuses when there is no NIC (ErrNoNIC).
+	Forwards []int
+	Logger   *slog.Logger
 }
 
 // Machine is a running qemu.
@@ -96,6 +101,9 @@ type Machine struct {
 	SerialLog string
 	RunDir    string
 	Args      []string
+	// Forwards maps each guest port of Options.Forwards to its port on
+	// 127.0.0.1.
+	Forwards map[int]int
 
 	opts    Options
 	cmd     *exec.Cmd
@@ -261,6 +269,9 @@ func (m *Machine) plan() ([]string, error) {
 		return nil, err
 	}
 	args = append(args, dargs...)
+	if err := m.planForwards(); err != nil {
+		return nil, err
+	}
 	args = append(args, m.nicArgs()...)
 	return args, nil
 }
@@ -360,7 +371,7 @@ func (m *Machine) nicArgs() []string {
 	}
 	if net == NetworkNone || m.opts.Config == nil {
 		if m.opts.Config == nil && net != NetworkNone {
-			return []string{"-netdev", netdev(net, 0), "-device", "e1000,netdev=net0,romfile="}
+			return []string{"-netdev", netdev(net, 0) + m.hostfwd(), "-device", "e1000,netdev=net0,romfile="}
 		}
 		return nil
 	}
@@ -371,7 +382,11 @@ func (m *Machine) nicArgs() []string {
 		if n.MAC != "" {
 			mac = ",mac=" + n.MAC
 		}
-		args = append(args, "-netdev", netdev(net, i), "-device", fmt.Sprintf("%s,netdev=net%d%s,romfile=", dev, i, mac))
+		nd := netdev(net, i)
+		if i == 0 {
+			nd += m.hostfwd()
+		}
+		args = append(args, "-netdev", nd, "-device", fmt.Sprintf("%s,netdev=net%d%s,romfile=", dev, i, mac))
 	}
 	return args
 }
@@ -472,6 +487,10 @@ func Start(ctx context.Context, opts Options) (*Machine, error) {
 		return nil, fmt.Errorf("qemu control socket: %w", err)
 	}
 	m.qmp = q
+	if err := m.readForwards(qctx); err != nil {
+		m.Stop()
+		return nil, err
+	}
 	go func() {
 		select {
 		case <-ctx.Done():

@@ -49,6 +49,12 @@ type VerifyOptions struct {
 	Settle time.Duration
 	// Screenshot is the PNG the last screenshot is written to.
 	Screenshot string
+	// Checks run once the guest booted (the machine needs Options.Forwards
+	// = CheckPorts(Checks)); booted stands only when every one passes.
+	Checks []Check
+	// CheckTimeout is how long each check may take to pass (default
+	// DefaultCheckTimeout).
+	CheckTimeout time.Duration
 }
 
 // Result is what a boot check found.
@@ -67,6 +73,8 @@ type Result struct {
 	Pattern     string    `json:"pattern"`
 	Screenshot  string    `json:"screenshot,omitempty"`
 	SerialLog   string    `json:"serial_log,omitempty"`
+	// Checks are the application checks run after the boot, in order.
+	Checks []CheckResult `json:"checks,omitempty"`
 }
 
 // Verify watches a started machine until it decides, then stops it.
@@ -116,10 +124,16 @@ func Verify(ctx context.Context, m *Machine, o VerifyOptions) Result {
 		res.BootSeconds = time.Since(start).Seconds()
 		return res
 	}
+	booted := func(reason string) Result {
+		if len(o.Checks) == 0 {
+			return decide(VerdictBooted, reason)
+		}
+		return decideChecks(ctx, m, o, reason, decide)
+	}
 	for {
 		serial, _ := os.ReadFile(m.SerialLog)
 		if loc := o.Pattern.FindIndex(serial); loc != nil {
-			return decide(VerdictBooted, fmt.Sprintf("serial console: %q", serial[loc[0]:loc[1]]))
+			return booted(fmt.Sprintf("serial console: %q", serial[loc[0]:loc[1]]))
 		}
 		for _, f := range failures {
 			if f.re.Match(serial) {
@@ -160,7 +174,7 @@ func Verify(ctx context.Context, m *Machine, o VerifyOptions) Result {
 			if st.Blank {
 				return decide(VerdictFailed, fmt.Sprintf("blank screen, unchanged for %s", o.Settle.Round(time.Second)))
 			}
-			return decide(VerdictBooted, fmt.Sprintf("the screen settled (unchanged for %s) on no known failure", o.Settle.Round(time.Second)))
+			return booted(fmt.Sprintf("the screen settled (unchanged for %s) on no known failure", o.Settle.Round(time.Second)))
 		}
 	}
 }

@@ -36,15 +36,22 @@ type BootCheck struct {
 	// configuration (imported without --vm-config); a point's own
 	// configuration always wins.
 	Firmware string
-	pattern  *regexp.Regexp
+	// Checks are application checks run once the point booted
+	// (backupd/boot.ParseCheck specs); booted only when all pass.
+	Checks []string
+	// CheckTimeout is how long each check may take (default 3m).
+	CheckTimeout time.Duration
+	pattern      *regexp.Regexp
+	checks       []boot.Check
 }
 
 // bootCheck parses boot_check: {after_backup: true, schedule: CRON|interval,
-// timeout: 10m, pattern: RE, max_parallel: 1, firmware: bios|efi}. With a
-// schedule, after_backup defaults to false.
+// timeout: 10m, pattern: RE, max_parallel: 1, firmware: bios|efi,
+// checks: [SPEC, ...], check_timeout: 3m}. With a schedule, after_backup
+// defaults to false.
 func (p *parser) bootCheck(n *yaml.Node, what string, cfg *Config) (*BootCheck, error) {
 	what += ": boot_check"
-	m, err := p.fields(n, what, "after_backup", "schedule", "timeout", "pattern", "max_parallel", "firmware")
+	m, err := p.fields(n, what, "after_backup", "schedule", "timeout", "pattern", "max_parallel", "firmware", "checks", "check_timeout")
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +91,9 @@ func (p *parser) bootCheck(n *yaml.Node, what string, cfg *Config) (*BootCheck, 
 			return nil, p.errf(v, "%s: firmware %q: want bios or efi (for points without a VM configuration)", what, v.Value)
 		}
 		bc.Firmware = v.Value
+	}
+	if err := p.bootCheckApps(m, what, bc); err != nil {
+		return nil, err
 	}
 	if !bc.AfterBackup && bc.Schedule == nil {
 		return nil, p.errf(n, "%s: say when: after_backup: true or schedule: (an interval like 24h or a cron expression)", what)
@@ -208,7 +218,7 @@ func (s *Server) runBootCheck(ctx context.Context, job Job, vm, pointID string, 
 		s.boots.failed.WithLabelValues(vm).Inc()
 		log.Error("boot check: the point did not boot", "point", pointID, "verdict", res.Verdict, "reason", res.Reason)
 		s.tell(notify.Event{Kind: notify.BootCheckFailed, Severity: notify.Failure, Job: job.Name, VM: vm, Point: pointID, Error: fmt.Sprintf("%s: %s", res.Verdict, res.Reason),
-			Summary: fmt.Sprintf("point %s of %s did not boot (job %s)", pointID, vm, job.Name)})
+			Summary: bootFailedSummary(res, vm, pointID, job.Name)})
 	}
 	s.boots.last.WithLabelValues(vm).Set(float64(res.Finished.Unix()))
 }
@@ -300,7 +310,8 @@ func (s *Server) bootCheck(ctx context.Context, bc *BootCheck, vm, pointID strin
 	}
 	defer os.RemoveAll(work)
 	serial := filepath.Join(work, boot.SerialFile)
-	opts := boot.Options{Network: boot.NetworkIsolated, Serial: serial, RunDir: filepath.Join(work, "run"), Logger: s.log}
+	opts := boot.Options{Network: boot.NetworkIsolated, Serial: serial, RunDir: filepath.Join(work, "run"), Logger: s.log,
+		Forwards: boot.CheckPorts(bc.checks)}
 	pm, err := boot.StartPoint(ctx, s.repo, p, opts)
 	if errors.Is(err, boot.ErrNoConfig) && bc.Firmware != "" {
 		// No configuration (an imported point): the job's firmware. A
@@ -314,7 +325,8 @@ func (s *Server) bootCheck(ctx context.Context, bc *BootCheck, vm, pointID strin
 	if err != nil {
 		return boot.Result{}, err
 	}
-	vo := boot.VerifyOptions{Timeout: bc.Timeout, Pattern: bc.pattern, Screenshot: filepath.Join(work, boot.ScreenshotFile)}
+	vo := boot.VerifyOptions{Timeout: bc.Timeout, Pattern: bc.pattern, Screenshot: filepath.Join(work, boot.ScreenshotFile),
+		Checks: bc.checks, CheckTimeout: bc.CheckTimeout}
 	res := boot.Verify(ctx, pm.Machine, vo)
 	pm.Stop()
 	if ctx.Err() != nil {

@@ -168,7 +168,7 @@ func overlaysFate(opts boot.Options, p blockmap.Point) {
 func verifyBootCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify-boot",
-		Usage:     "boot a point headless and isolated and decide whether it comes up (booted, failed, timeout)",
+		Usage:     "boot a point headless and isolated and decide whether it comes up and (--check) its applications answer (booted, failed, timeout)",
 		ArgsUsage: " ",
 		Description: "Boots the point (as cairn boot, network isolated, no display), watches the serial\n" +
 			"console and takes QMP screenshots. booted: the serial console shows a login prompt\n" +
@@ -176,7 +176,11 @@ func verifyBootCommand() *cli.Command {
 			"kernel panic, no bootable device, GRUB prompt/rescue, EFI shell, a blank screen that\n" +
 			"never changes, a blue stop screen. timeout otherwise. The verdict, last screenshot\n" +
 			"(PNG) and serial log are kept in <repo>/bootchecks/<vm>/<point>/ (mount:\n" +
-			"<point>/boot/). Exits 0 only for booted.",
+			"<point>/boot/). Exits 0 only for booted.\n\n" +
+			"Application checks (--check, --check-script) run once the guest booted: each is\n" +
+			"retried until it passes or --check-timeout runs out; any that fails makes the\n" +
+			"verdict failed. The guest's network stays isolated (no way out); only the checked\n" +
+			"ports are forwarded to 127.0.0.1.",
 		Flags: []cli.Flag{
 			vmFlag(),
 			pointFlag(),
@@ -185,6 +189,9 @@ func verifyBootCommand() *cli.Command {
 			&cli.DurationFlag{Name: "settle", Value: 90 * time.Second, Usage: "an unchanged non-blank screen for this long means booted"},
 			&cli.StringFlag{Name: "firmware", Usage: "bios or efi (needed for points without a VM configuration)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.GenericFlag{Name: "check", Value: &areaLists{}, Usage: "after the boot, check the guest's application: tcp:PORT, http://:PORT/PATH[=STATUS][~REGEX] or https://... (repeatable; booted only if every check passes)"},
+			&cli.GenericFlag{Name: "check-script", Value: &areaLists{}, Usage: "after the boot, run `CMD` (absolute program path and arguments, no shell) with CAIRN_GUEST_HOST, CAIRN_GUEST_PORT_<N>, CAIRN_SERIAL_LOG; exit 0 passes (repeatable)"},
+			&cli.DurationFlag{Name: "check-timeout", Value: boot.DefaultCheckTimeout, Usage: "each check is retried until it passes or this runs out"},
 		},
 		Action: verifyBootAction,
 	}
@@ -202,6 +209,10 @@ func verifyBootAction(c *cli.Context) error {
 			return fmt.Errorf("--pattern: %w", err)
 		}
 	}
+	if vo.Checks, err = verifyBootChecks(c); err != nil {
+		return err
+	}
+	vo.CheckTimeout = c.Duration("check-timeout")
 	work, err := os.MkdirTemp("", "cairn-verify-boot-")
 	if err != nil {
 		return err
@@ -210,7 +221,7 @@ func verifyBootAction(c *cli.Context) error {
 	vo.Screenshot = filepath.Join(work, boot.ScreenshotFile)
 	serial := filepath.Join(work, boot.SerialFile)
 	opts := boot.Options{Firmware: c.String("firmware"), Network: boot.NetworkIsolated, Serial: serial,
-		RunDir: filepath.Join(work, "run"), Logger: slog.Default()}
+		RunDir: filepath.Join(work, "run"), Logger: slog.Default(), Forwards: boot.CheckPorts(vo.Checks)}
 	pm, err := boot.StartPoint(c.Context, repo, p, opts)
 	if err != nil {
 		return fmt.Errorf("verify-boot: %w", err)
@@ -231,6 +242,7 @@ func verifyBootAction(c *cli.Context) error {
 		enc.Encode(keptBootResult(repo.Dir(), p.VM, p.ID, res))
 	} else {
 		fmt.Printf("%s %s: %s (%s) after %.0f s [%s, %s]\n", p.VM, p.ID, res.Verdict, res.Reason, res.BootSeconds, res.Firmware, strings.ToUpper(res.Accel))
+		printChecks(res.Checks)
 		fmt.Printf("  result, screenshot and serial log: %s\n", boot.ResultsDir(repo.Dir(), p.VM, p.ID))
 	}
 	if res.Verdict != boot.VerdictBooted {

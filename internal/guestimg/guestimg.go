@@ -10,7 +10,9 @@
 //
 // Kinds: KindBIOS and KindEFI boot to the marker; KindPanic's kernel
 // panics (rdinit=/nonexistent); KindGRUBPrompt stops at the "grub>"
-// prompt; KindEmpty is an empty disk (no bootable device).
+// prompt; KindEmpty is an empty disk (no bootable device); KindNet boots
+// to the marker with an e1000 network and applications to check (an HTTP
+// server and a TCP server, see net.go).
 package guestimg
 
 import (
@@ -66,7 +68,11 @@ func Build(spec Spec) (string, error) {
 	if err := os.MkdirAll(spec.Cache, 0o755); err != nil {
 		return "", err
 	}
-	key := sha256.Sum256([]byte(fmt.Sprintf("v4|%s|%s", spec.Kind, spec.Marker)))
+	recipe := "v4"
+	if spec.Kind == KindNet {
+		recipe = netRecipe
+	}
+	key := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%s", recipe, spec.Kind, spec.Marker)))
 	path := filepath.Join(spec.Cache, fmt.Sprintf("%s-%s.img", spec.Kind, hex.EncodeToString(key[:6])))
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
@@ -85,7 +91,7 @@ func Build(spec Spec) (string, error) {
 	}
 	switch spec.Kind {
 	case KindEmpty:
-	case KindBIOS, KindPanic:
+	case KindBIOS, KindPanic, KindNet:
 		err = buildBIOS(spec, tmp, img)
 	case KindEFI, KindGRUBPrompt:
 		err = buildEFI(spec, tmp, img)
@@ -127,6 +133,26 @@ func Kernel(cache string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
+	deb, err := kernelPackage(tmp)
+	if err != nil {
+		return "", err
+	}
+	if err := run(tmp, "sh", "-c", "dpkg-deb --fsys-tarfile \"$1\" | tar -x --wildcards './boot/vmlinuz-*'", "sh", deb); err != nil {
+		return "", err
+	}
+	ks, _ := filepath.Glob(filepath.Join(tmp, "boot", "vmlinuz-*"))
+	if len(ks) != 1 {
+		return "", fmt.Errorf("%s has %d kernels", deb, len(ks))
+	}
+	if err := os.Rename(ks[0], k); err != nil {
+		return "", err
+	}
+	return k, nil
+}
+
+// kernelPackage downloads the linux-image package behind
+// linux-image-amd64 into tmp and returns its path.
+func kernelPackage(tmp string) (string, error) {
 	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
 	if err != nil {
 		return "", fmt.Errorf("apt-cache depends linux-image-amd64: %w", err)
@@ -147,17 +173,7 @@ func Kernel(cache string) (string, error) {
 	if len(debs) != 1 {
 		return "", fmt.Errorf("apt-get download %s gave %d files", pkg, len(debs))
 	}
-	if err := run(tmp, "sh", "-c", "dpkg-deb --fsys-tarfile \"$1\" | tar -x --wildcards './boot/vmlinuz-*'", "sh", debs[0]); err != nil {
-		return "", err
-	}
-	ks, _ := filepath.Glob(filepath.Join(tmp, "boot", "vmlinuz-*"))
-	if len(ks) != 1 {
-		return "", fmt.Errorf("%s has %d kernels", debs[0], len(ks))
-	}
-	if err := os.Rename(ks[0], k); err != nil {
-		return "", err
-	}
-	return k, nil
+	return debs[0], nil
 }
 
 // initramfs writes an uncompressed newc cpio with busybox and an init
@@ -174,6 +190,19 @@ func initramfs(path, marker string) error {
 		"for c in /dev/ttyS0 /dev/tty0; do echo \"" + MarkerPrefix + " " + marker + "\" > $c; done\n" +
 		"echo 'cairn guest login: ' > /dev/tty0\n" +
 		"while :; do /bin/busybox sleep 3600; done\n"
+	return writeCpio(path, bb, init, nil)
+}
+
+// cpioFile is one extra file of an initramfs.
+type cpioFile struct {
+	name string
+	mode uint32
+	data []byte
+}
+
+// writeCpio writes an uncompressed newc cpio holding busybox, init and
+// the extra files (after the base entries, so the base bytes never move).
+func writeCpio(path string, bb []byte, init string, extra []cpioFile) error {
 	var b bytes.Buffer
 	ino := 1
 	add := func(name string, mode uint32, data []byte) {
@@ -197,6 +226,9 @@ func initramfs(path, marker string) error {
 	add("bin/busybox", 0o100755, bb)
 	add("bin/sh", 0o120777, []byte("busybox"))
 	add("init", 0o100755, []byte(init))
+	for _, f := range extra {
+		add(f.name, f.mode, f.data)
+	}
 	add("TRAILER!!!", 0, nil)
 	return os.WriteFile(path, b.Bytes(), 0o644)
 }
@@ -242,6 +274,9 @@ func place(img, part string) error {
 // kernelAndInitrd returns Debian's kernel (cached) and a fresh initramfs
 // in tmp whose init writes spec.Marker.
 func kernelAndInitrd(spec Spec, tmp string) (kernel, initrd string, err error) {
+	if spec.Kind == KindNet {
+		return netKernelAndInitrd(spec, tmp)
+	}
 	if kernel, err = Kernel(spec.Cache); err != nil {
 		return "", "", err
 	}

@@ -407,7 +407,7 @@ async function viewVM(params) {
     const stored = p.disks.reduce((s, d) => s + (d.stored_bytes || 0), 0);
     const b = boots[i];
     return [link("point", { vm: vm, point: p.id }, p.id), when(p.time), p.consistency, bytes(size), bytes(stored),
-      b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: b.reason || "" }, b.verdict || "?") : "—",
+      b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: (b.reason || "") + (b.checks || []).map(c => "\n" + (c.passed ? "passed " : "FAILED ") + c.spec + ": " + c.detail).join("") }, b.verdict || "?") : "—",
       (offsite[p.id] || []).join(", ") || "—",
       link("files", { vm: vm, point: p.id }, "browse files")];
   });
