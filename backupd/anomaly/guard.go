@@ -36,9 +36,13 @@ func LastClean(pts []blockmap.Point, acks Acks) (clean, first blockmap.Point, ok
 		return clean, first, false
 	}
 	first = sorted[at]
-	// The newest normal point, else the newest one that is not flagged.
+	// The newest normal (or acknowledged) point, else the newest one that
+	// is not flagged (no baseline, or no verdict).
 	for _, want := range []func(blockmap.Point) bool{
-		func(p blockmap.Point) bool { v, ok := ReadVerdict(p); return ok && v.Status == Normal },
+		func(p blockmap.Point) bool {
+			v, ok := ReadVerdict(p)
+			return ok && (v.Status == Normal || (v.Status == Suspicious && acks.Acked(p.VM, p.ID)))
+		},
 		func(p blockmap.Point) bool { return !Flagged(p, acks) },
 	} {
 		for i := at - 1; i >= 0; i-- {

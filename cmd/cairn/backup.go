@@ -201,7 +201,7 @@ func backupCommand() *cli.Command {
 		Flags: append(append(vcenterFlags(),
 			&cli.IntFlag{Name: "parallel-vms", Value: 1, Usage: "VMs backed up at once"},
 			&cli.IntFlag{Name: "per-host", Value: 2, Usage: "VMs backed up at once on one ESXi host"},
-		), backupHookFlags()...),
+		), append(backupHookFlags(), anomalyFlags()...)...),
 		Action: backupAction,
 	}
 }
@@ -216,6 +216,11 @@ func backupAction(c *cli.Context) error {
 		return err
 	}
 	opts.Hooks = hooks
+	if opts.Anomaly, err = anomalyThresholds(c, "backup"); err != nil {
+		repo.Close()
+		conn.Close()
+		return err
+	}
 	defer repo.Close()
 	defer conn.Close()
 	outs := backupd.BackupVMs(c.Context, repo, conn, c.StringSlice("vm"), opts,
@@ -358,6 +363,7 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 			for _, w := range r.Warnings {
 				fmt.Fprintf(os.Stderr, "cairn: warning: %s: %s\n", r.VM, w)
 			}
+			warnSuspicious(r.Point)
 		}
 	}
 	if len(failed) > 0 {
