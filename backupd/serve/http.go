@@ -44,6 +44,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/replications", s.handleReplications)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/points", s.handleRemotePoints)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/stats", s.handleRemoteStats) // remote_stats.go
+	mux.HandleFunc("POST /api/v1/acks", s.handleAck)                        // anomaly.go: a suspicious point is a false alarm
 	mux.HandleFunc("POST /api/v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.VerifyNow(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)
