@@ -18,15 +18,12 @@ import (
 	"github.com/cairnbackup/cairn/internal/bytesize"
 )
 
-// anomalyKeys are the keys of a job's anomaly: block (docs/backup.md,
-// "Suspicious changes").
-var anomalyKeys = []string{"disabled", "min_bytes", "min_share", "share_rise", "volume_factor", "baseline_points", "min_baseline"}
-
 // anomaly reads a job's anomaly: block: the thresholds of the
-// suspicious-change verdict of its points.
+// suspicious-change verdict of its points (docs/backup.md, "Suspicious
+// changes").
 func (p *parser) anomaly(n *yaml.Node, what string) (anomaly.Thresholds, error) {
 	var t anomaly.Thresholds
-	m, err := p.fields(n, what+": anomaly", anomalyKeys...)
+	m, err := p.fields(n, what+": anomaly", "disabled", "min_bytes", "min_share", "share_rise", "volume_factor", "baseline_points", "min_baseline")
 	if err != nil {
 		return t, err
 	}

@@ -1,0 +1,134 @@
+package serve
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/backupd/anomaly"
+	"github.com/cairnbackup/cairn/backupd/notify"
+	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/esxsim"
+	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
+)
+
+// guestLines is n bytes of log-like text, different per day.
+func guestLines(day, n int) []byte {
+	var b strings.Builder
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "2026-12-%02d 01:%02d:%02d app[%d]: request %d served in %d ms for user%d\n", day%28+1, i/60%60, i%60, 4000+day, i, i*7%300, i%97)
+	}
+	return []byte(b.String()[:n])
+}
+
+// TestSuspiciousChangesServe: a vSphere VM on the simulated vCenter,
+// backed up by serve's job with its anomaly: thresholds. Ordinary days
+// write text; one day writes AES-CTR output over most of the disk. That
+// point is flagged: the webhook receives one suspicious_changes with the
+// reason, GET /api/v1/points shows the verdict, and retention (keep_last
+// 3) keeps the last clean point and the flagged one until POST
+// /api/v1/acks acknowledges it.
+func TestSuspiciousChangesServe(t *testing.T) {
+	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "files-1", Disks: []esxsim.DiskSpec{{Size: 32 << 20}}}}})
+	h := newPayloadHook(t)
+	a := startAPIServer(t, sim, simConfigHeader+`jobs:
+  - name: nightly
+    vcenter: sim
+    vms: [files-1]
+    schedule: "0 0 1 1 *"
+    retention: {keep_last: 3}
+    transports: [file]
+    retries: 0
+    anomaly: {min_bytes: 4MiB, min_baseline: 2}
+notify:
+  targets:
+    - webhook: {url: "`+h.srv.URL+`"}
+`, nil)
+	g, err := sim.Guest("files-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ordinary := func(day int) {
+		t.Helper()
+		if err := g.WriteAt(0, guestLines(day, 1<<20), int64(day%6)<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var runs []RunRecord
+	for day := 1; day <= 4; day++ { // run 1 (first backup), 2, 3: no baseline; 4 normal
+		ordinary(day)
+		runs = append(runs, waitRun(t, a, "files-1", "nightly"))
+	}
+	// The attack: 20 MiB of AES-CTR output over the files.
+	key := make([]byte, 32)
+	rand.Read(key)
+	blk, _ := aes.NewCipher(key)
+	enc := make([]byte, 20<<20)
+	cipher.NewCTR(blk, make([]byte, 16)).XORKeyStream(enc, guestLines(99, len(enc)))
+	if err := g.WriteAt(0, enc, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	runs = append(runs, waitRun(t, a, "files-1", "nightly"))
+	h.waitKinds(t, "suspicious_changes")
+	ev := h.payloads()[0]
+	if ev.Severity != notify.Warning || ev.Job != "nightly" || ev.VM != "files-1" || ev.Point != runs[4].Point ||
+		!strings.Contains(ev.Error, "changed looks encrypted; this VM's usual") ||
+		ev.Details["acknowledge"] != "cairn points ack --vm files-1 --point "+runs[4].Point {
+		t.Errorf("suspicious_changes %+v", ev)
+	}
+	code, body := a.do(t, "GET", "/api/v1/points?vm=files-1", "", nil)
+	var pts []blockmap.Point
+	if code != 200 || json.Unmarshal([]byte(body), &pts) != nil {
+		t.Fatalf("GET points: %d %s", code, body)
+	}
+	verdicts := map[string]string{}
+	for _, p := range pts {
+		v, _ := anomaly.ReadVerdict(p)
+		verdicts[p.ID] = v.Status
+	}
+	if verdicts[runs[3].Point] != anomaly.Normal || verdicts[runs[4].Point] != anomaly.Suspicious {
+		t.Errorf("verdicts %v (runs %s, %s)", verdicts, runs[3].Point, runs[4].Point)
+	}
+	// Two ordinary days more: keep_last 3 alone would drop run 4 (the
+	// clean point) and run 5 (the flagged one).
+	for day := 6; day <= 7; day++ {
+		ordinary(day)
+		runs = append(runs, waitRun(t, a, "files-1", "nightly"))
+	}
+	ids := func() []string {
+		t.Helper()
+		pts, err := a.s.repo.Points(context.Background(), "files-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range pts {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	want := []string{runs[3].Point, runs[4].Point, runs[5].Point, runs[6].Point}
+	if got := ids(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("points after retention %v, want %v (the clean point and the flagged one kept)", got, want)
+	}
+	if code, body := a.do(t, "POST", "/api/v1/acks", `{"vm":"files-1","point":"`+runs[3].Point+`"}`, nil); code != 409 {
+		t.Errorf("ack of a normal point: %d %s", code, body)
+	}
+	if code, body := a.do(t, "POST", "/api/v1/acks", `{"vm":"files-1","point":"`+runs[4].Point+`","note":"bulk archive"}`, nil); code != 200 {
+		t.Fatalf("ack: %d %s", code, body)
+	}
+	ordinary(8)
+	runs = append(runs, waitRun(t, a, "files-1", "nightly"))
+	want = []string{runs[5].Point, runs[6].Point, runs[7].Point}
+	if got := ids(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("points after the ack %v, want %v", got, want)
+	}
+	if k := h.kinds(); k != "suspicious_changes" {
+		t.Errorf("notifications %q, want one suspicious_changes", k)
+	}
+}
