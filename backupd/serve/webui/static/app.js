@@ -406,7 +406,10 @@ async function viewVM(params) {
     const size = p.disks.reduce((s, d) => s + d.size, 0);
     const stored = p.disks.reduce((s, d) => s + (d.stored_bytes || 0), 0);
     const b = boots[i];
-    return [link("point", { vm: vm, point: p.id }, p.id), when(p.time), p.consistency, bytes(size), bytes(stored),
+    // The suspicious-change verdict kept with the point (docs/backup.md): a badge.
+    const susp = p.verdict && p.verdict.status === "suspicious" ?
+      el("span", { class: "bad", title: p.verdict.reason || "" }, " suspicious") : null;
+    return [el("span", {}, link("point", { vm: vm, point: p.id }, p.id), susp), when(p.time), p.consistency, bytes(size), bytes(stored),
       b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: b.reason || "" }, b.verdict || "?") : "—",
       (offsite[p.id] || []).join(", ") || "—",
       link("files", { vm: vm, point: p.id }, "browse files")];
