@@ -80,7 +80,7 @@ func importPoint(ctx context.Context, repo *blockmap.Repo, vm string, disks []Im
 	}
 	begin := time.Now()
 	if opts.Point.Judge == nil {
-		opts.Point.Judge = judgeFor(ctx, repo, vm, opts.Anomaly, slog.Default())
+		opts.Point.Judge = judgeFor(repo, opts.Anomaly, slog.Default())
 	}
 	sess, err := repo.BeginPoint(ctx, vm, opts.Point)
 	if err != nil {

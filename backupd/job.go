@@ -373,7 +373,7 @@ func (j *vmJob) beginPoint(ctx context.Context, purpose string) (*blockmap.Sessi
 	}
 	return j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
 		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: purpose,
-		Judge: judgeFor(ctx, j.repo, j.vm.Name, j.opts.Anomaly, j.log),
+		Judge: judgeFor(j.repo, j.opts.Anomaly, j.log),
 	})
 }
 

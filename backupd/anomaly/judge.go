@@ -193,14 +193,14 @@ func pct(f float64) string {
 	return fmt.Sprintf("%.0f %%", f*100)
 }
 
-// JudgeFunc returns the blockmap.PointOptions.Judge of a new point of a VM
-// whose earlier points are history: nil when t is Disabled.
-func JudgeFunc(history []blockmap.Point, acks Acks, t Thresholds) func(blockmap.Point) json.RawMessage {
+// JudgeFunc returns the blockmap.PointOptions.Judge of new points, with
+// acks and t: nil when t is Disabled.
+func JudgeFunc(acks Acks, t Thresholds) func(p blockmap.Point, earlier []blockmap.Point) json.RawMessage {
 	if t.Disabled {
 		return nil
 	}
-	return func(p blockmap.Point) json.RawMessage {
-		b, _ := json.Marshal(Judge(p, history, acks, t))
+	return func(p blockmap.Point, earlier []blockmap.Point) json.RawMessage {
+		b, _ := json.Marshal(Judge(p, earlier, acks, t))
 		return b
 	}
 }
