@@ -132,3 +132,36 @@ notify:
 		t.Errorf("notifications %q, want one suspicious_changes", k)
 	}
 }
+
+// TestConfigAnomaly: a job's anomaly: block sets the thresholds (sizes
+// with suffixes); unset keys keep the defaults; bad values and unknown
+// keys are refused with the line and the key.
+func TestConfigAnomaly(t *testing.T) {
+	with := func(block string) string {
+		return strings.Replace(goodConfig, "    quiesce: auto", "    quiesce: auto\n    anomaly: "+block, 1)
+	}
+	cfg, err := ParseConfig("cairn.yaml", []byte(with("{min_bytes: 1GiB, min_share: 60, baseline_points: 30}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Jobs[0].Anomaly
+	if got.MinBytes != 1<<30 || got.MinShare != 60 || got.BaselinePoints != 30 || got.WithDefaults().ShareRise != anomaly.DefaultThresholds.ShareRise {
+		t.Errorf("thresholds %+v", got)
+	}
+	if cfg, err = ParseConfig("cairn.yaml", []byte(goodConfig)); err != nil || cfg.Jobs[0].Anomaly != (anomaly.Thresholds{}) {
+		t.Errorf("no anomaly: block: %+v %v", cfg.Jobs[0].Anomaly, err)
+	}
+	for _, c := range []struct{ block, want string }{
+		{"{min_bytes: lots}", "min_bytes \"lots\": want a size"},
+		{"{min_share: 120}", "min_share 120 is not a percentage"},
+		{"{share_rise: -3}", "share_rise: want a number > 0"},
+		{"{baseline_points: 2, min_baseline: 5}", "min_baseline 5 must be between 1 and baseline_points (2)"},
+		{"{disabled: maybe}", "disabled: want true or false"},
+		{"{min_byte: 1GiB}", "min_byte"},
+	} {
+		_, err := ParseConfig("cairn.yaml", []byte(with(c.block)))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "cairn.yaml:2") {
+			t.Errorf("anomaly: %s: error %v, want one with the line and %q", c.block, err, c.want)
+		}
+	}
+}
