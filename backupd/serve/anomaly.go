@@ -135,3 +135,24 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, a)
 }
+
+// addSuspicious fills each VM's unacknowledged suspicious points and its
+// last clean point.
+func (s *Server) addSuspicious(vms []VMStatus, cat []blockmap.VMSummary) []VMStatus {
+	acks, _ := anomaly.LoadAcks(s.repo.Dir())
+	pts := map[string][]blockmap.Point{}
+	for _, v := range cat {
+		pts[v.Name] = v.Points
+	}
+	for i := range vms {
+		for _, p := range pts[vms[i].Name] {
+			if anomaly.Flagged(p, acks) {
+				vms[i].Suspicious = append(vms[i].Suspicious, p.ID)
+			}
+		}
+		if clean, _, ok := anomaly.LastClean(pts[vms[i].Name], acks); ok {
+			vms[i].LastClean = clean.ID
+		}
+	}
+	return vms
+}

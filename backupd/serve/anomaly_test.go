@@ -94,6 +94,18 @@ notify:
 	if verdicts[runs[3].Point] != anomaly.Normal || verdicts[runs[4].Point] != anomaly.Suspicious {
 		t.Errorf("verdicts %v (runs %s, %s)", verdicts, runs[3].Point, runs[4].Point)
 	}
+	vmState := func() VMStatus {
+		t.Helper()
+		code, body := a.do(t, "GET", "/api/v1/vms", "", nil)
+		var vms []VMStatus
+		if code != 200 || json.Unmarshal([]byte(body), &vms) != nil || len(vms) != 1 {
+			t.Fatalf("GET vms: %d %s", code, body)
+		}
+		return vms[0]
+	}
+	if v := vmState(); fmt.Sprint(v.Suspicious) != "["+runs[4].Point+"]" || v.LastClean != runs[3].Point {
+		t.Errorf("vms: suspicious %v, last clean %q; want [%s] and %s", v.Suspicious, v.LastClean, runs[4].Point, runs[3].Point)
+	}
 	// Two ordinary days more: keep_last 3 alone would drop run 4 (the
 	// clean point) and run 5 (the flagged one).
 	for day := 6; day <= 7; day++ {
@@ -121,6 +133,9 @@ notify:
 	}
 	if code, body := a.do(t, "POST", "/api/v1/acks", `{"vm":"files-1","point":"`+runs[4].Point+`","note":"bulk archive"}`, nil); code != 200 {
 		t.Fatalf("ack: %d %s", code, body)
+	}
+	if v := vmState(); len(v.Suspicious) != 0 || v.LastClean != "" {
+		t.Errorf("vms after the ack: suspicious %v, last clean %q", v.Suspicious, v.LastClean)
 	}
 	ordinary(8)
 	runs = append(runs, waitRun(t, a, "files-1", "nightly"))

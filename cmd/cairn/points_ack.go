@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairnbackup/cairn/backupd/anomaly"
+	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 )
 
@@ -142,5 +144,20 @@ func warnSuspicious(p blockmap.Point) {
 	if v, ok := anomaly.ReadVerdict(p); ok && v.Status == anomaly.Suspicious {
 		fmt.Fprintf(os.Stderr, "cairn: warning: %s %s has suspicious changes: %s (retention keeps the last clean point; a false alarm: cairn points ack --vm %s --point %s)\n",
 			p.VM, p.ID, v.Reason, p.VM, p.ID)
+	}
+}
+
+// printSuspiciousVMs tells, under status's VM table, which VMs have
+// unacknowledged suspicious points and their last clean point.
+func printSuspiciousVMs(w io.Writer, vms []serve.VMStatus) {
+	for _, v := range vms {
+		if len(v.Suspicious) == 0 {
+			continue
+		}
+		clean := "none before it"
+		if v.LastClean != "" {
+			clean = v.LastClean + " (kept by retention)"
+		}
+		fmt.Fprintf(w, "%s: SUSPICIOUS changes in %s; last clean point %s; see cairn points --vm %s\n", v.Name, strings.Join(v.Suspicious, ", "), clean, v.Name)
 	}
 }
