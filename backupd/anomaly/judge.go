@@ -121,7 +121,7 @@ func Judge(p blockmap.Point, history []blockmap.Point, acks Acks, t Thresholds) 
 	t = t.WithDefaults()
 	f, ok := PointFigures(p)
 	if !ok {
-		return Verdict{Status: NoBaseline, Reason: "no figures to judge: the first backup of every disk of the point stores all of it"}
+		return Verdict{Status: NoBaseline, Reason: "no figures to judge: every disk of the point is backed up for the first time (it stores all of it) or was stored without measuring"}
 	}
 	v := Verdict{WrittenBytes: f.WrittenBytes, HighEntropyBytes: f.HighEntropyBytes}
 	now := fmt.Sprintf("%s of %s changed looks encrypted", pct(f.Share()), bytesize.IEC(f.WrittenBytes))

@@ -59,7 +59,7 @@ func TestJudge(t *testing.T) {
 		want    string
 		because string // part of the reason
 	}{
-		{"first backup", nil, pt(1, 1000, 900, true), nil, Thresholds{}, NoBaseline, "first backup"},
+		{"first backup", nil, pt(1, 1000, 900, true), nil, Thresholds{}, NoBaseline, "backed up for the first time"},
 		{"too few points", history([2]int64{40, 2}, [2]int64{40, 2}), pt(4, 2000, 1900, false), nil, Thresholds{}, NoBaseline, "2 earlier point(s) with figures, 3 needed"},
 		{"ordinary day", textVM, pt(16, 50, 3, false), nil, Thresholds{}, Normal, "6 % of 50.0 MiB changed looks encrypted; this VM's usual: 5 % of 40.0 MiB over its last 14 points"},
 		{"ransomware", textVM, pt(16, 1200, 1100, false), nil, Thresholds{}, Suspicious, "92 % of 1.2 GiB changed looks encrypted; this VM's usual: 5 % of 40.0 MiB over its last 14 points"},

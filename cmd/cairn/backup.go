@@ -325,10 +325,15 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 			VM     string          `json:"vm"`
 			Result *backupd.Result `json:"result,omitempty"`
 			Error  string          `json:"error,omitempty"`
+			// Verdict is the new point's suspicious-change verdict.
+			Verdict json.RawMessage `json:"verdict,omitempty"`
 		}
 		var items []item
 		for _, o := range outs {
 			it := item{VM: o.Spec, Result: o.Result}
+			if o.Result != nil {
+				it.Verdict = o.Result.Point.Verdict
+			}
 			if errors.Is(o.Err, backupd.ErrSkippedByHook) {
 				it.Error = o.Err.Error() // skipped on purpose: no failure
 			} else if o.Err != nil {
