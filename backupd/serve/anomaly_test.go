@@ -7,6 +7,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,25 +18,84 @@ import (
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/esxsim"
 	"github.com/cairnbackup/cairn/internal/esxsim/esxsimtest"
+	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
-// guestLines is n bytes of log-like text, different per day.
-func guestLines(day, n int) []byte {
+// guestText is n bytes of log-like text, different per seed.
+func guestText(seed, n int) []byte {
 	var b strings.Builder
 	for i := 0; b.Len() < n; i++ {
-		fmt.Fprintf(&b, "2026-12-%02d 01:%02d:%02d app[%d]: request %d served in %d ms for user%d\n", day%28+1, i/60%60, i%60, 4000+day, i, i*7%300, i%97)
+		fmt.Fprintf(&b, "2026-12-%02d 01:%02d:%02d app[%d]: request %d served in %d ms for user%d\n", seed%28+1, i/60%60, i%60, 4000+seed, i, i*7%300, i%97)
 	}
 	return []byte(b.String()[:n])
 }
 
-// TestSuspiciousChangesServe: a vSphere VM on the simulated vCenter,
-// backed up by serve's job with its anomaly: thresholds. Ordinary days
-// write text; one day writes AES-CTR output over most of the disk. That
-// point is flagged: the webhook receives one suspicious_changes with the
-// reason, GET /api/v1/points shows the verdict, and retention (keep_last
-// 3) keeps the last clean point and the flagged one until POST
+// ext4Guest is a real ext4 image (mkfs.ext4 -d) of 100 text files that
+// the test changes through a kernel loop mount and syncs into the
+// simulated VM's disk (only the blocks that differ, as tracked writes).
+type ext4Guest struct {
+	img, mnt string
+	g        *esxsim.GuestWriter
+}
+
+func newExt4Guest(t *testing.T, g *esxsim.GuestWriter) *ext4Guest {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	for i := 0; i < 100; i++ {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("log%03d.txt", i)), guestText(i, 128<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &ext4Guest{img: filepath.Join(dir, "disk.img"), mnt: filepath.Join(dir, "mnt"), g: g}
+	os.Mkdir(e.mnt, 0o755)
+	if err := os.WriteFile(e.img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(e.img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	runTool(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard", "-d", src, e.img)
+	e.sync(t)
+	return e
+}
+
+func runTool(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+func (e *ext4Guest) sync(t *testing.T) {
+	t.Helper()
+	if _, err := e.g.SyncFromImage(0, e.img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// change mounts the image, runs edit, unmounts and syncs it in.
+func (e *ext4Guest) change(t *testing.T, edit func(root string)) {
+	t.Helper()
+	runTool(t, "mount", "-o", "loop", e.img, e.mnt)
+	edit(e.mnt)
+	runTool(t, "umount", e.mnt)
+	e.sync(t)
+}
+
+// TestSuspiciousChangesServe: a vSphere VM on the simulated vCenter whose
+// disk is a real ext4 filesystem, backed up by serve's job with its
+// anomaly: thresholds. Ordinary days rewrite a few text files; then
+// "ransomware" encrypts 90 of the 100 files in place (AES-CTR, same
+// size). That point is flagged: the webhook receives one
+// suspicious_changes with the reason, GET /api/v1/points shows the
+// verdict, /api/v1/vms the flagged and the last clean point, and retention
+// (keep_last 3) keeps the last clean point and the flagged one until POST
 // /api/v1/acks acknowledges it.
 func TestSuspiciousChangesServe(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4", "mount", "umount")
 	sim := esxsimtest.Start(t, esxsim.Options{VMs: []esxsim.VMSpec{{Name: "files-1", Disks: []esxsim.DiskSpec{{Size: 32 << 20}}}}})
 	h := newPayloadHook(t)
 	a := startAPIServer(t, sim, simConfigHeader+`jobs:
@@ -53,26 +115,45 @@ notify:
 	if err != nil {
 		t.Fatal(err)
 	}
+	guest := newExt4Guest(t, g)
 	ordinary := func(day int) {
 		t.Helper()
-		if err := g.WriteAt(0, guestLines(day, 1<<20), int64(day%6)<<20); err != nil {
-			t.Fatal(err)
-		}
+		guest.change(t, func(root string) {
+			for i := 0; i < 4; i++ {
+				n := (day*11 + i*23) % 100
+				if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("log%03d.txt", n)), guestText(100*day+n, 128<<10), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 	var runs []RunRecord
-	for day := 1; day <= 4; day++ { // run 1 (first backup), 2, 3: no baseline; 4 normal
+	runs = append(runs, waitRun(t, a, "files-1", "nightly")) // the first backup
+	for day := 1; day <= 3; day++ {                          // 2, 3: no baseline yet; 4 normal
 		ordinary(day)
 		runs = append(runs, waitRun(t, a, "files-1", "nightly"))
 	}
-	// The attack: 20 MiB of AES-CTR output over the files.
 	key := make([]byte, 32)
 	rand.Read(key)
 	blk, _ := aes.NewCipher(key)
-	enc := make([]byte, 20<<20)
-	cipher.NewCTR(blk, make([]byte, 16)).XORKeyStream(enc, guestLines(99, len(enc)))
-	if err := g.WriteAt(0, enc, 8<<20); err != nil {
-		t.Fatal(err)
-	}
+	guest.change(t, func(root string) {
+		for i := 0; i < 90; i++ {
+			path := filepath.Join(root, fmt.Sprintf("log%03d.txt", i))
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cipher.NewCTR(blk, make([]byte, 16)).XORKeyStream(data, data)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(data, 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+	})
 	runs = append(runs, waitRun(t, a, "files-1", "nightly"))
 	h.waitKinds(t, "suspicious_changes")
 	ev := h.payloads()[0]
