@@ -364,7 +364,10 @@ function vmTable(vms, rpo) {
     vms.map(v => {
       const lr = v.last_run;
       const r = v.rpo || rpoOf[v.name];
-      return [link("vm", { name: v.name }, v.name), v.points,
+      // Unacknowledged suspicious changes (docs/backup.md): a badge.
+      const susp = v.suspicious && v.suspicious.length ? el("span", { class: "bad",
+        title: "suspicious changes in " + v.suspicious.join(", ") + (v.last_clean ? "; last clean point " + v.last_clean : "") }, " suspicious") : null;
+      return [el("span", {}, link("vm", { name: v.name }, v.name), susp), v.points,
         v.latest ? link("point", { vm: v.name, point: v.latest.id }, when(v.latest.time)) : "—",
         v.latest ? v.latest.consistency : "—",
         lr ? el("span", {}, state(lr.state), " " + when(lr.end || lr.start), lr.error ? el("div", { class: "error" }, lr.error) : null)
