@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/backupd/anomaly"
+	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
 
@@ -286,6 +288,28 @@ func TestSuspiciousChangesImport(t *testing.T) {
 	if !strings.Contains(tab.stdout, "SUSPICIOUS") || !strings.Contains(tab.stdout, "last clean point of office: "+ops[5].ID) {
 		t.Errorf("cairn points does not mark the point or name the clean one:\n%s", tab.stdout)
 	}
+
+	// The console marks the VM on the dashboard and the point in its list.
+	t.Run("console", func(t *testing.T) {
+		chromium := requireChromium(t)
+		api, _, _ := consoleServe(t, buildCairn(t), repo)
+		tok, err := serve.ReadToken(repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		render := consoleRenderer(chromium, api.base)
+		login := "token=" + url.QueryEscape(tok)
+		if dom := render(t, login); !strings.Contains(dom, `title="suspicious changes in `+ops[6].ID+`; last clean point `+ops[5].ID+`"> suspicious</span>`) {
+			t.Errorf("the dashboard does not mark office:\n%s", dom)
+		}
+		dom := render(t, login+"&next="+url.QueryEscape("/vm?name=office"))
+		if !strings.Contains(dom, `<span class="bad" title="`+ransom.Reason+`"> suspicious</span>`) {
+			t.Errorf("the points of office do not mark %s:\n%s", ops[6].ID, dom)
+		}
+		if strings.Count(dom, "> suspicious</span>") != 1 {
+			t.Errorf("more than one point of office is marked:\n%s", dom)
+		}
+	})
 
 	// Retention: keep-last 1 would delete everything but the encrypted point.
 	pr := runCairn(t, nil, "--repo", repo, "prune", "--vm", "office", "--keep-last", "1")
