@@ -154,7 +154,7 @@ func pointsOf(t *testing.T, repo, vm string) []anomalyPoint {
 // acknowledged.
 func TestSuspiciousChangesImport(t *testing.T) {
 	testutil.RequireRoot(t)
-	testutil.RequireTools(t, "mkfs.ext4", "mount", "umount", "truncate")
+	testutil.RequireTools(t, "mkfs.ext4", "mount", "umount", "truncate", "fstrim")
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
 	if r := runCairn(t, nil, "--repo", repo, "init"); r.code != 0 {
