@@ -337,4 +337,11 @@ func TestSuspiciousChangesImport(t *testing.T) {
 	if left := pointsOf(t, repo, "office"); len(left) != 1 || left[0].ID != ops[6].ID {
 		t.Fatalf("after ack and prune office has %v, want only %s", left, ops[6].ID)
 	}
+	// The acknowledgement file is a repository file like the others.
+	var vr struct {
+		LooseModes []string `json:"loose_modes"`
+	}
+	if r := runCairn(t, nil, "--repo", repo, "verify", "--json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &vr) != nil || len(vr.LooseModes) != 0 {
+		t.Errorf("verify: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 }

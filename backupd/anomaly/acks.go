@@ -72,7 +72,7 @@ func Acknowledge(dir string, a Ack) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, AckFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, AckFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600) // every repository file is 0600 (docs/repository.md)
 	if err != nil {
 		return fmt.Errorf("record the acknowledgement: %w", err)
 	}

@@ -2,6 +2,8 @@ package anomaly
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +147,9 @@ func TestAcksRoundTrip(t *testing.T) {
 	}
 	if err := Acknowledge(dir, Ack{VM: "w", Point: "p2"}); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, AckFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("ack file: %v, mode %v, want 0600 like every repository file", err, fi.Mode().Perm())
 	}
 	a, err := LoadAcks(dir)
 	if err != nil || !a.Acked("v", "p1") || !a.Acked("w", "p2") || a.Acked("v", "p2") || a["v"]["p1"].By != "alice" {
