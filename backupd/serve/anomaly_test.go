@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/notify"
@@ -214,6 +215,14 @@ notify:
 	}
 	if code, body := a.do(t, "POST", "/api/v1/acks", `{"vm":"files-1","point":"`+runs[4].Point+`","note":"bulk archive"}`, nil); code != 200 {
 		t.Fatalf("ack: %d %s", code, body)
+	}
+	evs, _, err := ReadAudit(a.repo, time.Time{})
+	acked := false
+	for _, e := range evs {
+		acked = acked || (e.Route == "/api/v1/acks" && e.VM == "files-1" && e.Point == runs[4].Point && e.Status == 200)
+	}
+	if err != nil || !acked {
+		t.Errorf("the audit log has no acknowledgement of %s: %v %+v", runs[4].Point, err, evs)
 	}
 	if v := vmState(); len(v.Suspicious) != 0 || v.LastClean != "" {
 		t.Errorf("vms after the ack: suspicious %v, last clean %q", v.Suspicious, v.LastClean)
