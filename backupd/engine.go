@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -37,7 +38,8 @@ func (p Plan) Unchanged() bool { return p.AreasKnown && len(p.Areas) == 0 }
 // full's, given the repository's reason.
 func addDisk(ctx context.Context, sess *blockmap.Session, name string, size int64, plan Plan, meta json.RawMessage,
 	full func(ctx context.Context, reason string) (Plan, error)) (*blockmap.DiskWriter, Plan, error) {
-	opts := blockmap.DiskOptions{Full: plan.Full, FullReason: plan.Reason, Meta: meta}
+	// The meter counts what the stored blocks look like (backupd/anomaly).
+	opts := blockmap.DiskOptions{Full: plan.Full, FullReason: plan.Reason, Meta: meta, Content: anomaly.NewMeter()}
 	if !plan.Full && plan.AreasKnown {
 		// Only the changed areas' previous versions need loading.
 		opts.Changed = plan.Areas

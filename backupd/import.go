@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/source"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -36,6 +37,9 @@ type ImportOptions struct {
 	// the disk's).
 	Source   source.Options
 	Progress Progress
+	// Anomaly are the thresholds of the suspicious-change verdict kept
+	// with the point (zero: the defaults; backupd/anomaly).
+	Anomaly anomaly.Thresholds
 }
 
 // Import reads the disks of vm from their sources into one new point: the
@@ -75,6 +79,9 @@ func importPoint(ctx context.Context, repo *blockmap.Repo, vm string, disks []Im
 		srcs[i] = src
 	}
 	begin := time.Now()
+	if opts.Point.Judge == nil {
+		opts.Point.Judge = judgeFor(repo, opts.Anomaly, slog.Default())
+	}
 	sess, err := repo.BeginPoint(ctx, vm, opts.Point)
 	if err != nil {
 		return p, fmt.Errorf("import: %w", err)

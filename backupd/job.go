@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/nbd"
 	"github.com/cairnbackup/cairn/backupd/source"
@@ -61,6 +62,9 @@ type JobOptions struct {
 	// Hooks are the administrator's commands run before and after the
 	// snapshot and after the backup (nil: none; hooks.go).
 	Hooks *VMHooks
+	// Anomaly are the thresholds of the suspicious-change verdict kept
+	// with every new point (zero: the defaults; backupd/anomaly).
+	Anomaly anomaly.Thresholds
 }
 
 func (o JobOptions) nbdStartTimeout() time.Duration {
@@ -369,6 +373,7 @@ func (j *vmJob) beginPoint(ctx context.Context, purpose string) (*blockmap.Sessi
 	}
 	return j.repo.BeginPoint(ctx, j.vm.Name, blockmap.PointOptions{
 		Time: j.snap.Time, Consistency: j.snap.Consistency, Meta: mustJSON(pm), Purpose: purpose,
+		Judge: judgeFor(j.repo, j.opts.Anomaly, j.log),
 	})
 }
 

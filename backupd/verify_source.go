@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/copier"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -168,7 +169,7 @@ func (j *vmJob) verifyDisk(ctx context.Context, latest blockmap.Point, d vsphere
 		meta := diskMeta(d)
 		meta.Full, meta.FullReason = true, "verify --against-source --repair: every block read from the source"
 		var err error
-		if w, err = sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: true, FullReason: meta.FullReason, Meta: mustJSON(meta)}); err != nil {
+		if w, err = sess.AddDisk(ctx, d.Name, d.Capacity, blockmap.DiskOptions{Full: true, FullReason: meta.FullReason, Meta: mustJSON(meta), Content: anomaly.NewMeter()}); err != nil {
 			return dv, err
 		}
 	}

@@ -38,6 +38,10 @@ type Point struct {
 	Meta        json.RawMessage `json:"meta,omitempty"`
 	// Attachments are the named files committed with the point (Session.Attach).
 	Attachments []AttachmentInfo `json:"attachments,omitempty"`
+	// Verdict is what PointOptions.Judge said of the point when it was
+	// committed (backupd/anomaly: normal, suspicious, no-baseline). Empty
+	// in points committed without a judge.
+	Verdict json.RawMessage `json:"verdict,omitempty"`
 }
 
 // DiskInfo describes one disk of a recovery point.
@@ -67,6 +71,10 @@ type DiskInfo struct {
 	// damage. Empty in points written before they were recorded.
 	DataBlocks int64  `json:"data_blocks,omitempty"`
 	MapDigest  string `json:"map_digest,omitempty"`
+	// Content are the figures of DiskOptions.Content about the blocks
+	// the point stored (backupd/anomaly). Empty in points written
+	// without a meter.
+	Content json.RawMessage `json:"content,omitempty"`
 }
 
 // Disk returns the named disk of the point.

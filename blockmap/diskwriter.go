@@ -29,6 +29,20 @@ type DiskOptions struct {
 	// blocks' previous versions are read from the index (not the whole
 	// disk's); a block written outside them is stored as changed.
 	Changed []Extent
+	// Content, when set, is shown every data block this point stores for
+	// the disk (changed and not zero; never an unchanged or zero block),
+	// and its Figures are kept with the point (DiskInfo.Content).
+	Content ContentMeter
+}
+
+// ContentMeter looks at the data blocks a point stores for a disk, for
+// figures kept with the point (backupd/anomaly measures how many of them
+// look encrypted). Observe is called from several goroutines at once and
+// must not keep the block; Figures is called once, when the point is
+// committed.
+type ContentMeter interface {
+	Observe(block []byte)
+	Figures() json.RawMessage
 }
 
 // DiskWriter receives the blocks of one disk of a session. Its methods are
@@ -239,6 +253,9 @@ func (w *DiskWriter) WriteBlocks(idx int64, data []byte) error {
 				adds = append(adds, entry{block: uint64(b), val: val})
 				w.changed.Add(1)
 				store = true
+				if w.opts.Content != nil {
+					w.opts.Content.Observe(block)
+				}
 			}
 		}
 		switch {
@@ -318,5 +335,14 @@ func (w *DiskWriter) info() DiskInfo {
 		StoredBytes: w.stored.Load(), ReadBytes: w.read.Load(),
 		ChangedBlocks: w.changed.Load(), ZeroedBlocks: w.zeroed.Load(),
 		Full: w.opts.Full, FullReason: w.opts.FullReason, Meta: meta, Lineage: w.lineage,
+		Content: w.content(),
 	}
+}
+
+// content is the content meter's figures, when the disk has one.
+func (w *DiskWriter) content() json.RawMessage {
+	if w.opts.Content == nil {
+		return nil
+	}
+	return w.opts.Content.Figures()
 }

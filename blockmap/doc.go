@@ -44,6 +44,13 @@
 // lists the blocks written after it up to the base: a backup that reads
 // only what changed since the newest point reads those too.
 //
+// A writer may give each disk a ContentMeter, shown every data block the
+// point stores (changed, not zero), whose figures are kept in the disk
+// (DiskInfo.Content), and the point a Judge, called at commit with the
+// point and the VM's earlier points, whose answer is kept as
+// Point.Verdict (backupd/anomaly uses both). PruneWith takes a PruneGuard
+// that names points to keep beyond the policy (PruneResult.Protected).
+//
 // A recovery point becomes visible only when its catalog record is
 // committed, after its delta images are fsynced. A session that dies
 // leaves a session record; the next writer of that VM sweeps it (index

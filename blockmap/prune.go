@@ -68,12 +68,34 @@ type PruneResult struct {
 	// Busy names the VMs a prune of every VM left alone because another
 	// process held them (their points are in Kept).
 	Busy []string `json:"busy,omitempty"`
+	// Protected are the points the policy would have deleted that a
+	// PruneGuard kept, with its reason.
+	Protected []ProtectedPoint `json:"protected,omitempty"`
 	GCStats
+}
+
+// PruneGuard names the points of vm (pts, any order) a prune must keep
+// whatever its policy says, by generation, each with the reason told to
+// the administrator (backupd/anomaly keeps a VM's last clean point while
+// it has suspicious ones).
+type PruneGuard func(vm string, pts []Point) map[uint32]string
+
+// ProtectedPoint is a point a PruneGuard kept from a prune.
+type ProtectedPoint struct {
+	VM     string `json:"vm"`
+	Point  string `json:"point"`
+	Reason string `json:"reason"`
 }
 
 // Prune applies the policy to one VM, or to every VM when vm is "".
 // With dryRun nothing is changed.
 func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*PruneResult, error) {
+	return r.PruneWith(ctx, vm, pol, dryRun, nil)
+}
+
+// PruneWith is Prune that also keeps the points guard names (nil: none),
+// listed with its reasons in PruneResult.Protected.
+func (r *Repo) PruneWith(ctx context.Context, vm string, pol Policy, dryRun bool, guard PruneGuard) (*PruneResult, error) {
 	if err := pol.Validate(); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
@@ -108,8 +130,17 @@ func (r *Repo) Prune(ctx context.Context, vm string, pol Policy, dryRun bool) (*
 		}
 		found = true
 		keep := pol.Keep(v.Points)
+		var guarded map[uint32]string
+		if guard != nil {
+			guarded = guard(v.Name, v.Points)
+		}
 		var del []uint32
 		for _, p := range v.Points {
+			if why, ok := guarded[p.Gen]; ok && !keep[p.Gen] {
+				res.Kept = append(res.Kept, p)
+				res.Protected = append(res.Protected, ProtectedPoint{VM: v.Name, Point: p.ID, Reason: why})
+				continue
+			}
 			if keep[p.Gen] {
 				res.Kept = append(res.Kept, p)
 			} else {

@@ -31,6 +31,13 @@ type PointOptions struct {
 	// BeginPoint and Commit fail with ErrPointExists when the VM already
 	// has a point of that id.
 	ID string
+	// Judge, when set, is called as the point is committed, with the
+	// point as it will be recorded (disks and their Content figures
+	// filled in) and the VM's committed points before it (read in the
+	// same transaction: no extra index open); what it returns is kept as
+	// Point.Verdict. It must not block: it runs under the index's
+	// exclusive lock.
+	Judge func(p Point, earlier []Point) json.RawMessage
 }
 
 // latestRef is the point reference that means the newest point.
@@ -369,6 +376,9 @@ func (s *Session) Commit(ctx context.Context) (Point, error) {
 				p.ID = s.opts.ID
 			}
 			p.Committed = time.Now().UTC()
+			if s.opts.Judge != nil {
+				p.Verdict = s.opts.Judge(p, pts)
+			}
 			if err := setJSON(txn, vmGenKey(prefixPoint, s.vm, s.gen), p); err != nil {
 				return err
 			}

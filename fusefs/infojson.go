@@ -24,6 +24,9 @@ type pointInfo struct {
 	// Attachments list every file committed with the point.
 	VMConfig    string                    `json:"vm_config,omitempty"`
 	Attachments []blockmap.AttachmentInfo `json:"attachments,omitempty"`
+	// Verdict is the suspicious-change verdict kept with the point
+	// (backupd/anomaly: status, reason, figures); absent in older points.
+	Verdict json.RawMessage `json:"verdict,omitempty"`
 }
 
 type diskInfo struct {
@@ -38,6 +41,8 @@ type diskInfo struct {
 	Full          bool            `json:"full"`
 	FullReason    string          `json:"full_reason,omitempty"`
 	Meta          json.RawMessage `json:"meta,omitempty"`
+	// Content: what the stored blocks looked like (backupd/anomaly).
+	Content json.RawMessage `json:"content,omitempty"`
 }
 
 // pointInfoJSON renders a point's info.json, indented, ending in a newline.
@@ -45,7 +50,7 @@ func pointInfoJSON(p blockmap.Point) ([]byte, error) {
 	info := pointInfo{
 		VM: p.VM, Point: p.ID, Generation: p.Gen, Time: p.Time, Consistency: p.Consistency,
 		Started: p.Started, Committed: p.Committed, StoredBytes: p.StoredBytes(), Meta: validJSON(p.Meta),
-		Disks: []diskInfo{}, Attachments: p.Attachments,
+		Disks: []diskInfo{}, Attachments: p.Attachments, Verdict: validJSON(p.Verdict),
 	}
 	if _, ok := p.Attachment(vmConfigAttachment); ok {
 		info.VMConfig = vmConfigAttachment
@@ -55,6 +60,7 @@ func pointInfoJSON(p blockmap.Point) ([]byte, error) {
 			Name: d.Name, Image: "disks/" + d.Name + ".img", Size: d.Size, BlockSize: d.BlockSize,
 			StoredBytes: d.StoredBytes, ReadBytes: d.ReadBytes, ChangedBlocks: d.ChangedBlocks,
 			ZeroedBlocks: d.ZeroedBlocks, Full: d.Full, FullReason: d.FullReason, Meta: validJSON(d.Meta),
+			Content: validJSON(d.Content),
 		})
 	}
 	data, err := json.MarshalIndent(info, "", "  ")

@@ -23,6 +23,7 @@ const (
 	ReplicateFailed    Kind = "replicate_failed"     // a replication to a remote failed
 	VerifyRemoteFailed Kind = "verify_remote_failed" // a remote verify failed or found damage
 	BootCheckFailed    Kind = "boot_check_failed"    // a point did not boot (or the check could not run)
+	SuspiciousChanges  Kind = "suspicious_changes"   // a new point's changes look encrypted far beyond the VM's usual (backupd/anomaly)
 	RPOMissed          Kind = "rpo_missed"           // a VM has no point younger than its RPO
 	RPORecovered       Kind = "rpo_recovered"        // ... and now has one again (ok)
 	Report             Kind = "report"               // the daily summary (info)

@@ -51,6 +51,7 @@ var routeRoles = map[string]Role{
 	"POST /api/v1/jobs":      RoleOperator, // start a backup
 	"POST /api/v1/verify":    RoleOperator,
 	"POST /api/v1/downloads": RoleOperator, // mint a download ticket: read guest files
+	"POST /api/v1/acks":      RoleOperator, // acknowledge a suspicious point (retention stops keeping its clean point)
 
 	"POST /api/v1/restores": RoleAdmin, // restore a whole VM (new, replace, in place)
 }

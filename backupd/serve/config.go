@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/schedule"
 	"github.com/cairnbackup/cairn/backupd/vsphere"
 	"github.com/cairnbackup/cairn/blockmap"
@@ -128,6 +129,9 @@ type Job struct {
 	// Hooks are the administrator's commands around the job and each
 	// VM's snapshot and backup (nil: none; config_hooks.go).
 	Hooks *JobHooks
+	// Anomaly are the thresholds of the suspicious-change verdict of the
+	// job's points (the anomaly: block; zero: the defaults).
+	Anomaly anomaly.Thresholds
 }
 
 // Selection is the job's VM selection for vsphere.SelectVMs.
@@ -452,7 +456,7 @@ func (p *parser) vcenter(n *yaml.Node) (VCenter, error) {
 func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	j := Job{Retries: DefaultRetries, RetryDelay: DefaultRetryDelay, Repair: true}
 	m, err := p.fields(n, "job", "name", "vcenter", "vms", "folders", "tags", "exclude", "schedule", "retention",
-		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo", "exclude_disks", "hooks")
+		"transports", "nbd_command", "quiesce", "parallel", "retries", "retry_delay", "verify_against_source_every", "repair", "boot_check", "replicate", "rpo", "exclude_disks", "hooks", "anomaly")
 	if err != nil {
 		return j, err
 	}
@@ -549,6 +553,11 @@ func (p *parser) job(n *yaml.Node, cfg *Config) (Job, error) {
 	if v := m["repair"]; v != nil {
 		if err := v.Decode(&j.Repair); err != nil {
 			return j, p.errf(v, "%s: repair: want true or false", what)
+		}
+	}
+	if v := m["anomaly"]; v != nil {
+		if j.Anomaly, err = p.anomaly(v, what); err != nil {
+			return j, err
 		}
 	}
 	if v := m["boot_check"]; v != nil {

@@ -25,6 +25,9 @@ type VMSummary struct {
 	// RPO is the VM's RPO state, when a job with an RPO selects it.
 	RPO        *RPOState `json:"rpo,omitempty"`
 	Unselected bool      `json:"unselected,omitempty"`
+	// Suspicious and LastClean as in VMStatus (anomaly.go).
+	Suspicious []string `json:"suspicious,omitempty"`
+	LastClean  string   `json:"last_clean,omitempty"`
 }
 
 // PointSummary is a VM's latest point in StatusSummary.
@@ -73,7 +76,7 @@ func (s *Server) handleStatusForm(w http.ResponseWriter, r *http.Request) bool {
 	}
 	out := StatusSummary{Status: st, VMs: make([]VMSummary, 0, len(st.VMs))}
 	for _, v := range st.VMs {
-		vs := VMSummary{Name: v.Name, Points: v.Points, RPO: rpo[v.Name], Unselected: v.Unselected}
+		vs := VMSummary{Name: v.Name, Points: v.Points, RPO: rpo[v.Name], Unselected: v.Unselected, Suspicious: v.Suspicious, LastClean: v.LastClean}
 		if p := v.Latest; p != nil {
 			ps := &PointSummary{ID: p.ID, Time: p.Time, Consistency: p.Consistency}
 			for _, d := range p.Disks {

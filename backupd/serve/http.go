@@ -44,6 +44,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/replications", s.handleReplications)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/points", s.handleRemotePoints)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/stats", s.handleRemoteStats) // remote_stats.go
+	mux.HandleFunc("POST /api/v1/acks", s.handleAck)                        // anomaly.go: a suspicious point is a false alarm
 	mux.HandleFunc("POST /api/v1/verify", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.VerifyNow(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, err)
@@ -80,6 +81,11 @@ type VMStatus struct {
 	// Unselected: no job backs the VM up any more (removed from the
 	// vCenter or from every job); its points are kept.
 	Unselected bool `json:"unselected,omitempty"`
+	// Suspicious are the VM's points flagged for suspicious changes and
+	// not acknowledged, oldest first; LastClean the point retention keeps
+	// for them (anomaly.go).
+	Suspicious []string `json:"suspicious,omitempty"`
+	LastClean  string   `json:"last_clean,omitempty"`
 }
 
 // VMStatuses summarizes a repository catalog, one entry per VM.
@@ -100,7 +106,7 @@ func (s *Server) vmStatuses(ctx context.Context) ([]VMStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.addLastRuns(VMStatuses(cat)), nil
+	return s.addSuspicious(s.addLastRuns(VMStatuses(cat)), cat), nil
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {

@@ -329,8 +329,10 @@ func (s *Server) backupOne(ctx context.Context, conn *vsphere.Conn, opts backupd
 	log.Info("backup done", "point", res.PointID, "bytes_read", res.BytesRead(), "bytes_written", res.BytesWritten())
 	s.metrics.jobDone(job.Name, r.VM, time.Since(r.Start), res.BytesRead(), res.BytesWritten())
 	s.tellBackupDone(job, r, res)
+	s.tellSuspicious(job, r, res, log)
 	if pol, others := s.retentionFor(s.Config(), job, r.VM); !pol.IsZero() {
-		pr, err := s.repo.Prune(ctx, r.VM, pol, false)
+		pr, err := s.repo.PruneWith(ctx, r.VM, pol, false, s.pruneGuard(log))
+		logProtected(log, pr)
 		if err != nil && ctx.Err() != nil {
 			log.Info("retention stopped with the server; the next backup of the VM applies it", "error", err)
 		} else if err != nil {
@@ -417,7 +419,7 @@ func (s *Server) connect(ctx context.Context, vc *VCenter, job Job, log *slog.Lo
 	}
 	opts = backupd.JobOptions{
 		Transports: job.Transports, NBDCommand: job.NBDCommand, Quiesce: job.Quiesce, ExcludeDisks: job.ExcludeDisks,
-		Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log,
+		Credentials: creds, Thumbprint: vc.Thumbprint, Logger: log, Anomaly: job.Anomaly,
 	}
 	if opts.NBDCommand == "" {
 		opts.NBDCommand = backupd.DefaultNBDCommand

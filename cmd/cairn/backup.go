@@ -201,7 +201,7 @@ func backupCommand() *cli.Command {
 		Flags: append(append(vcenterFlags(),
 			&cli.IntFlag{Name: "parallel-vms", Value: 1, Usage: "VMs backed up at once"},
 			&cli.IntFlag{Name: "per-host", Value: 2, Usage: "VMs backed up at once on one ESXi host"},
-		), backupHookFlags()...),
+		), append(backupHookFlags(), anomalyFlags()...)...),
 		Action: backupAction,
 	}
 }
@@ -216,6 +216,11 @@ func backupAction(c *cli.Context) error {
 		return err
 	}
 	opts.Hooks = hooks
+	if opts.Anomaly, err = anomalyThresholds(c, "backup"); err != nil {
+		repo.Close()
+		conn.Close()
+		return err
+	}
 	defer repo.Close()
 	defer conn.Close()
 	outs := backupd.BackupVMs(c.Context, repo, conn, c.StringSlice("vm"), opts,
@@ -320,10 +325,15 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 			VM     string          `json:"vm"`
 			Result *backupd.Result `json:"result,omitempty"`
 			Error  string          `json:"error,omitempty"`
+			// Verdict is the new point's suspicious-change verdict.
+			Verdict json.RawMessage `json:"verdict,omitempty"`
 		}
 		var items []item
 		for _, o := range outs {
 			it := item{VM: o.Spec, Result: o.Result}
+			if o.Result != nil {
+				it.Verdict = o.Result.Point.Verdict
+			}
 			if errors.Is(o.Err, backupd.ErrSkippedByHook) {
 				it.Error = o.Err.Error() // skipped on purpose: no failure
 			} else if o.Err != nil {
@@ -358,6 +368,7 @@ func printBackupResults(asJSON bool, outs []backupd.VMOutcome) error {
 			for _, w := range r.Warnings {
 				fmt.Fprintf(os.Stderr, "cairn: warning: %s: %s\n", r.VM, w)
 			}
+			warnSuspicious(r.Point)
 		}
 	}
 	if len(failed) > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/boot"
 	"github.com/cairnbackup/cairn/blockmap"
 )
@@ -19,6 +20,9 @@ type pointJSONEntry struct {
 	// Boot is the last boot check's verdict (cairn verify-boot, serve's
 	// boot checks): the BOOT column; absent when never boot-checked.
 	Boot *pointBootJSON `json:"boot,omitempty"`
+	// Acknowledged is the acknowledgement of a suspicious verdict
+	// (cairn points ack); absent when none.
+	Acknowledged *anomaly.Ack `json:"acknowledged,omitempty"`
 }
 
 type pointBootJSON struct {
@@ -31,12 +35,16 @@ type pointBootJSON struct {
 // the point in repoDir.
 func withBootVerdicts(repoDir string, cat []blockmap.VMSummary) []pointsJSONVM {
 	out := make([]pointsJSONVM, 0, len(cat))
+	acks := repoAcks(repoDir)
 	for _, v := range cat {
 		vm := pointsJSONVM{Name: v.Name, Points: make([]pointJSONEntry, 0, len(v.Points))}
 		for _, p := range v.Points {
 			e := pointJSONEntry{Point: p}
 			if r, ok := boot.LoadResult(repoDir, v.Name, p.ID); ok {
 				e.Boot = &pointBootJSON{Verdict: r.Verdict, Reason: r.Reason, Finished: r.Finished.UTC()}
+			}
+			if a, ok := acks[v.Name][p.ID]; ok {
+				e.Acknowledged = &a
 			}
 			vm.Points = append(vm.Points, e)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/internal/bytesize"
 )
@@ -60,7 +61,8 @@ func repoCommands() []*cli.Command {
 				jsonFlag(),
 				remoteFlag,
 			},
-			Action: pointsAction,
+			Action:      pointsAction,
+			Subcommands: []*cli.Command{pointsAckCommand()},
 		},
 		{
 			Name:      "export",
@@ -159,8 +161,10 @@ func pruneAction(c *cli.Context) error {
 	defer repo.Close()
 	pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
 		KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
+	// A VM with unacknowledged suspicious points keeps its last clean one.
+	guard := anomaly.Guard(repoAcks(repo.Dir()))
 	if vm := c.String("vm"); vm != "" {
-		res, err := repo.Prune(c.Context, vm, pol, c.Bool("dry-run"))
+		res, err := repo.PruneWith(c.Context, vm, pol, c.Bool("dry-run"), guard)
 		if err != nil {
 			return deletionResult(func() error { return printPrune(c, res) }, err)
 		}
@@ -173,7 +177,7 @@ func pruneAction(c *cli.Context) error {
 		return errors.New("prune: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (without a rule every point would go)")
 	}
 	// One call for every VM: their deletions share one index update.
-	res, err := repo.Prune(c.Context, "", pol, c.Bool("dry-run"))
+	res, err := repo.PruneWith(c.Context, "", pol, c.Bool("dry-run"), guard)
 	if res == nil {
 		return err
 	}
@@ -218,6 +222,7 @@ func printPrune(c *cli.Context, res *blockmap.PruneResult) error {
 	for _, p := range res.Deleted {
 		fmt.Printf("%s %s %s (generation %d)\n", verb, p.VM, p.ID, p.Gen)
 	}
+	printProtected(res)
 	fmt.Printf("%s %s, %d kept", count(len(res.Deleted), "point"), passive(verb), len(res.Kept))
 	if !res.DryRun {
 		fmt.Printf(", %d block versions removed, %s released, %d delta images deleted", res.VersionsDeleted, bytesize.IEC(res.BytesReleased), res.ImagesDeleted)
@@ -278,6 +283,7 @@ func pointsAction(c *cli.Context) error {
 	if err := printPointsTable(os.Stdout, repo.Dir(), cat); err != nil {
 		return err
 	}
+	printSuspicious(os.Stdout, cat, repoAcks(repo.Dir()))
 	fmt.Printf("total: %d VMs, %d points, %s stored by points, %s on disk\n", out.Totals.VMs, out.Totals.Points,
 		bytesize.IEC(out.Totals.StoredBytes), bytesize.IEC(out.Totals.RepoBytes))
 	return nil

@@ -353,6 +353,7 @@ func printVMTable(w io.Writer, vms []serve.VMStatus) {
 	for _, v := range failed {
 		fmt.Fprintf(w, "%s: last backup (job %s) failed: %s\n", v.Name, v.LastRun.Job, v.LastRun.Error)
 	}
+	printSuspiciousVMs(w, vms)
 	for _, v := range vms {
 		if v.Unselected {
 			fmt.Fprintf(w, "%s: no job backs it up any more (removed from the vCenter, or from every job's selection); its %d points are kept (cairn forget removes them)\n", v.Name, v.Points)

@@ -37,7 +37,8 @@ func (t *table) Flush() error {
 // printPointsTable prints the points of cat as cairn points lists them.
 func printPointsTable(w io.Writer, repoDir string, cat []blockmap.VMSummary) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT")
+	acks := repoAcks(repoDir)
+	fmt.Fprintln(tw, "VM\tPOINT\tGEN\tTIME (UTC)\tCONSISTENCY\tDISKS\tSTORED\tBOOT\tCHANGES")
 	for _, v := range cat {
 		// By time, as latest and retention go (a repository rebuilt by
 		// pull may hold an older point under a higher generation).
@@ -49,8 +50,8 @@ func printPointsTable(w io.Writer, repoDir string, cat []blockmap.VMSummary) err
 				disks = append(disks, fmt.Sprintf("%s (%s)", d.Name, bytesize.IEC(d.Size)))
 			}
 			disks = append(disks, skippedColumn(p)...)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
-				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repoDir, v.Name, p.ID))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, p.ID, p.Gen, p.Time.UTC().Format("2006-01-02 15:04:05"),
+				p.Consistency, strings.Join(disks, ", "), bytesize.IEC(p.StoredBytes()), bootColumn(repoDir, v.Name, p.ID), changesColumn(p, acks))
 		}
 	}
 	return tw.Flush()

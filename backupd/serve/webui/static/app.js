@@ -364,7 +364,10 @@ function vmTable(vms, rpo) {
     vms.map(v => {
       const lr = v.last_run;
       const r = v.rpo || rpoOf[v.name];
-      return [link("vm", { name: v.name }, v.name), v.points,
+      // Unacknowledged suspicious changes (docs/backup.md): a badge.
+      const susp = v.suspicious && v.suspicious.length ? el("span", { class: "bad",
+        title: "suspicious changes in " + v.suspicious.join(", ") + (v.last_clean ? "; last clean point " + v.last_clean : "") }, " suspicious") : null;
+      return [el("span", {}, link("vm", { name: v.name }, v.name), susp), v.points,
         v.latest ? link("point", { vm: v.name, point: v.latest.id }, when(v.latest.time)) : "—",
         v.latest ? v.latest.consistency : "—",
         lr ? el("span", {}, state(lr.state), " " + when(lr.end || lr.start), lr.error ? el("div", { class: "error" }, lr.error) : null)
@@ -406,7 +409,10 @@ async function viewVM(params) {
     const size = p.disks.reduce((s, d) => s + d.size, 0);
     const stored = p.disks.reduce((s, d) => s + (d.stored_bytes || 0), 0);
     const b = boots[i];
-    return [link("point", { vm: vm, point: p.id }, p.id), when(p.time), p.consistency, bytes(size), bytes(stored),
+    // The suspicious-change verdict kept with the point (docs/backup.md): a badge.
+    const susp = p.verdict && p.verdict.status === "suspicious" ?
+      el("span", { class: "bad", title: p.verdict.reason || "" }, " suspicious") : null;
+    return [el("span", {}, link("point", { vm: vm, point: p.id }, p.id), susp), when(p.time), p.consistency, bytes(size), bytes(stored),
       b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: (b.reason || "") + (b.checks || []).map(c => "\n" + (c.passed ? "passed " : "FAILED ") + c.spec + ": " + c.detail).join("") }, b.verdict || "?") : "—",
       (offsite[p.id] || []).join(", ") || "—",
       link("files", { vm: vm, point: p.id }, "browse files")];
