@@ -122,7 +122,7 @@ func (c *Conn) FindNFSDatastores(ctx context.Context, prefix string) ([]NFSDatas
 // datastore path ("[cairn-vm-p] disk0.vmdk"). spec.Datastore holds the
 // VM's own files; spec.Host must be given. The VM carries the restore
 // marker until FinishRestore; on an error nothing is left.
-func (c *Conn) CreateVMOnDisks(ctx context.Context, spec CreateSpec, files map[string]string) (_ *CreatedVM, err error) {
+func (c *Conn) CreateVMOnDisks(ctx context.Context, spec CreateSpec, files map[string]string) (*CreatedVM, error) {
 	b, err := c.buildVM(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -155,23 +155,9 @@ func (c *Conn) CreateVMOnDisks(ctx context.Context, spec CreateSpec, files map[s
 			},
 		})
 	}
-	task, err := p.folder.CreateVM(ctx, b.cs, p.pool, p.host)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
-	}
-	info, err := task.WaitForResult(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
-	}
-	ref := info.Result.(types.ManagedObjectReference)
-	defer func() {
-		if err != nil {
-			if derr := c.DestroyVM(context.WithoutCancel(ctx), ref); derr != nil {
-				err = fmt.Errorf("%w (and removing the half-created VM %s failed: %v)", err, name, derr)
-			}
-		}
-	}()
-	return c.createdVM(ctx, ref, b)
+	return c.createThen(ctx, b, func(ref types.ManagedObjectReference) (*CreatedVM, error) {
+		return c.createdVM(ctx, ref, b)
+	})
 }
 
 // RelocateVM moves a (running) VM's files and disks to the datastore

@@ -298,48 +298,58 @@ func marker(job string) string {
 // without media) and empty disks of the recorded capacities. The VM
 // carries RestoreMarkerKey until FinishRestore; on an error the partly
 // created VM is destroyed before CreateVM returns.
-func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (_ *CreatedVM, err error) {
+func (c *Conn) CreateVM(ctx context.Context, spec CreateSpec) (*CreatedVM, error) {
 	b, err := c.buildVM(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	name, p, cs := b.name, b.p, b.cs
-	task, err := p.folder.CreateVM(ctx, cs, p.pool, p.host)
+	name, p := b.name, b.p
+	return c.createThen(ctx, b, func(ref types.ManagedObjectReference) (*CreatedVM, error) {
+		// Disks in a second step, named as ESXi names them (NAME.vmdk,
+		// NAME_1.vmdk, ...) in the VM's directory.
+		var disks types.VirtualMachineConfigSpec
+		var err error
+		if disks.DeviceChange, err = b.diskChanges(); err != nil {
+			return nil, err
+		}
+		if err := c.makeDiskDirs(ctx, p, name); err != nil {
+			return nil, err
+		}
+		obj := object.NewVirtualMachine(c.Client, ref)
+		if len(disks.DeviceChange) > 0 {
+			t, err := obj.Reconfigure(ctx, disks)
+			if err != nil {
+				return nil, fmt.Errorf("create the disks of %s: %w", name, err)
+			}
+			if err := t.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("create the disks of %s: %w", name, err)
+			}
+		}
+		return c.createdVM(ctx, ref, b)
+	})
+}
+
+// createThen creates the VM b describes, then runs then on it; when
+// either fails, the half-created VM is destroyed before createThen
+// returns (CreateVM, CreateVMOnDisks).
+func (c *Conn) createThen(ctx context.Context, b *builtVM, then func(types.ManagedObjectReference) (*CreatedVM, error)) (_ *CreatedVM, err error) {
+	task, err := b.p.folder.CreateVM(ctx, b.cs, b.p.pool, b.p.host)
 	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
+		return nil, fmt.Errorf("create VM %s: %w", b.name, err)
 	}
 	info, err := task.WaitForResult(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("create VM %s: %w", name, err)
+		return nil, fmt.Errorf("create VM %s: %w", b.name, err)
 	}
 	ref := info.Result.(types.ManagedObjectReference)
 	defer func() {
 		if err != nil {
 			if derr := c.DestroyVM(context.WithoutCancel(ctx), ref); derr != nil {
-				err = fmt.Errorf("%w (and removing the half-created VM %s failed: %v)", err, name, derr)
+				err = fmt.Errorf("%w (and removing the half-created VM %s failed: %v)", err, b.name, derr)
 			}
 		}
 	}()
-	// Disks in a second step, named as ESXi names them (NAME.vmdk,
-	// NAME_1.vmdk, ...) in the VM's directory.
-	var disks types.VirtualMachineConfigSpec
-	if disks.DeviceChange, err = b.diskChanges(); err != nil {
-		return nil, err
-	}
-	if err := c.makeDiskDirs(ctx, p, name); err != nil {
-		return nil, err
-	}
-	obj := object.NewVirtualMachine(c.Client, ref)
-	if len(disks.DeviceChange) > 0 {
-		t, err := obj.Reconfigure(ctx, disks)
-		if err != nil {
-			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
-		}
-		if err := t.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("create the disks of %s: %w", name, err)
-		}
-	}
-	return c.createdVM(ctx, ref, b)
+	return then(ref)
 }
 
 // createdVM loads a VM made from b and maps its disks to the recorded ones.
