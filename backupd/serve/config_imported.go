@@ -82,7 +82,7 @@ func (p *parser) importedJob(n *yaml.Node, m map[string]*yaml.Node, j Job, what 
 		}
 	}
 	if j.Replicate == nil && j.BootCheck == nil && j.RPO <= 0 && m["anomaly"] == nil {
-		return j, p.errf(n, "%s: without vcenter a job only replicates, boot-checks or watches the RPO of the repository's VMs, or gives cairn import its anomaly: thresholds: give replicate: or boot_check: with a schedule, rpo: or anomaly: (or vcenter: NAME to back up from vSphere)", what)
+		return j, p.errf(n, "%s: without vcenter a job only replicates, boot-checks or watches the RPO of the repository's VMs, or gives cairn import its anomaly: thresholds: give replicate: or boot_check: with a schedule, or rpo:, or anomaly: (or vcenter: NAME to back up from vSphere)", what)
 	}
 	return j, nil
 }
