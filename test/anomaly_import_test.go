@@ -330,6 +330,32 @@ func TestSuspiciousChangesImport(t *testing.T) {
 	if left := pointsOf(t, repo, "office"); left[1].Acknowledged == nil || left[1].Acknowledged.Note != "test" {
 		t.Errorf("points --json does not show the acknowledgement: %+v", left[1])
 	}
+	// GET /api/v1/points says acknowledged too, and the console shows
+	// "acknowledged" instead of the badge.
+	t.Run("console acknowledged", func(t *testing.T) {
+		chromium := requireChromium(t)
+		api, _, _ := consoleServe(t, buildCairn(t), repo)
+		var pts []struct {
+			ID           string       `json:"id"`
+			Acknowledged *anomaly.Ack `json:"acknowledged"`
+		}
+		if !api.getJSON("/api/v1/points?vm=office", &pts) || len(pts) != 2 {
+			t.Fatalf("GET /api/v1/points?vm=office: %+v", pts)
+		}
+		for _, p := range pts {
+			if (p.Acknowledged != nil) != (p.ID == ops[6].ID) || p.Acknowledged != nil && p.Acknowledged.Note != "test" {
+				t.Errorf("GET /api/v1/points: point %s acknowledged %+v (only %s was)", p.ID, p.Acknowledged, ops[6].ID)
+			}
+		}
+		tok, err := serve.ReadToken(repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dom := consoleRenderer(chromium, api.base)(t, "token="+url.QueryEscape(tok)+"&next="+url.QueryEscape("/vm?name=office"))
+		if strings.Contains(dom, "> suspicious</span>") || strings.Count(dom, "> acknowledged</span>") != 1 {
+			t.Errorf("the points of office after the ack: want %s marked acknowledged, no suspicious badge:\n%s", ops[6].ID, dom)
+		}
+	})
 	pr = runCairn(t, nil, "--repo", repo, "prune", "--vm", "office", "--keep-last", "1")
 	if pr.code != 0 || strings.Contains(pr.stdout, "kept office") {
 		t.Fatalf("prune after ack: %d %s %s", pr.code, pr.stdout, pr.stderr)

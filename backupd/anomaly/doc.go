@@ -29,5 +29,7 @@
 //     change). An acknowledged point counts as clean.
 //   - Guard: the blockmap.PruneGuard that keeps a VM's last clean point
 //     (the newest point older than its first unacknowledged suspicious
-//     one that is not itself suspicious) from any retention.
+//     one that is not itself suspicious) from any retention: local
+//     (blockmap.Repo.PruneWith) and remote (remote.Remote.PruneWith, with
+//     the verdicts the remote's manifests carry and the local acks).
 package anomaly

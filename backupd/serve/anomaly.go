@@ -156,3 +156,29 @@ func (s *Server) addSuspicious(vms []VMStatus, cat []blockmap.VMSummary) []VMSta
 	}
 	return vms
 }
+
+// PointEntry is a point of GET /api/v1/points: the point, and the
+// acknowledgement of its suspicious verdict when it has one (as in cairn
+// points --json).
+type PointEntry struct {
+	blockmap.Point
+	// Acknowledged is the acknowledgement of a suspicious verdict (cairn
+	// points ack, POST /api/v1/acks); absent when none.
+	Acknowledged *anomaly.Ack `json:"acknowledged,omitempty"`
+}
+
+// withAcks is pts with their acknowledgements (never null).
+func (s *Server) withAcks(pts []blockmap.Point) []PointEntry {
+	acks, err := anomaly.LoadAcks(s.repo.Dir())
+	if err != nil {
+		s.log.Warn("cannot read acknowledged suspicious points", "error", err)
+	}
+	out := make([]PointEntry, len(pts))
+	for i, p := range pts {
+		out[i].Point = p
+		if a, ok := acks[p.VM][p.ID]; ok {
+			out[i].Acknowledged = &a
+		}
+	}
+	return out
+}

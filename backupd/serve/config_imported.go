@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 )
 
 // BacksUp reports whether the job backs VMs up from a vCenter. A job
@@ -72,8 +74,15 @@ func (p *parser) importedJob(n *yaml.Node, m map[string]*yaml.Node, j Job, what 
 			return j, p.errf(orNode(valueOf(v, "after_backup"), v), "%s: boot_check: after_backup needs backups, and a job without vcenter makes none: give schedule: (an interval like 24h or a cron expression)", what)
 		}
 	}
-	if j.Replicate == nil && j.BootCheck == nil && j.RPO <= 0 {
-		return j, p.errf(n, "%s: without vcenter a job only replicates, boot-checks or watches the RPO of the repository's VMs: give replicate: or boot_check: with a schedule, or rpo: (or vcenter: NAME to back up from vSphere)", what)
+	if v := m["anomaly"]; v != nil {
+		// The thresholds cairn import --config judges the job's VMs'
+		// new points with (ImportThresholds).
+		if j.Anomaly, err = p.anomaly(v, what); err != nil {
+			return j, err
+		}
+	}
+	if j.Replicate == nil && j.BootCheck == nil && j.RPO <= 0 && m["anomaly"] == nil {
+		return j, p.errf(n, "%s: without vcenter a job only replicates, boot-checks or watches the RPO of the repository's VMs, or gives cairn import its anomaly: thresholds: give replicate: or boot_check: with a schedule, or rpo:, or anomaly: (or vcenter: NAME to back up from vSphere)", what)
 	}
 	return j, nil
 }
@@ -113,4 +122,18 @@ func (p *parser) list(m map[string]*yaml.Node, key string) ([]*yaml.Node, error)
 		return nil, p.errf(n, "config: %s: want a list (of mappings, as in docs/serve.md)", key)
 	}
 	return n.Content, nil
+}
+
+// ImportThresholds are the suspicious-change thresholds of vm's imported
+// points (cairn import --config): the anomaly: block of the first job
+// without vcenter whose vms: select vm (zero fields: the defaults), and
+// that job's name; ok is false when no such job selects it.
+func (c *Config) ImportThresholds(vm string) (t anomaly.Thresholds, job string, ok bool) {
+	for i := range c.Jobs {
+		j := &c.Jobs[i]
+		if !j.BacksUp() && j.SelectsByName(vm) {
+			return j.Anomaly, j.Name, true
+		}
+	}
+	return t, "", false
 }

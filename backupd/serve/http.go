@@ -125,13 +125,13 @@ func (s *Server) handlePoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	vm := r.URL.Query().Get("vm")
-	out := []blockmap.Point{}
+	var pts []blockmap.Point
 	for _, v := range cat {
 		if vm == "" || v.Name == vm {
-			out = append(out, v.Points...)
+			pts = append(pts, v.Points...)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, s.withAcks(pts))
 }
 
 // JobsResponse is GET /api/v1/jobs[?limit=N]: the server's runs and the

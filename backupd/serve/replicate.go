@@ -374,9 +374,10 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 	}
 	var pts []blockmap.Point
 	skipped := 0
+	guard := s.pruneGuard(log) // a VM's last clean point goes offsite and stays there
 	for _, v := range cat {
 		if want[v.Name] {
-			kept := keptByRemoteRetention(rc.Retention, v.Points)
+			kept := keptByRemoteRetention(rc.Retention, v.Points, guard)
 			skipped += len(v.Points) - len(kept)
 			pts = append(pts, kept...)
 		}
@@ -406,7 +407,7 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 	}
 	var errs []error
 	for _, vm := range vms {
-		pr, err := o.Remote.Prune(ctx, vm, rc.Retention, false)
+		pr, err := o.Remote.PruneWith(ctx, vm, rc.Retention, false, guard)
 		if errors.Is(err, blockmap.ErrNotFound) {
 			continue
 		}
@@ -414,6 +415,7 @@ func (s *Server) replicateRun(ctx context.Context, job Job, vms []string, rec *R
 			errs = append(errs, fmt.Errorf("remote retention of %s: %w", vm, err))
 			continue
 		}
+		logProtected(log, &blockmap.PruneResult{Protected: pr.Protected})
 		s.repl.update(rec, func(r *ReplicationRecord) { r.Pruned += len(pr.Deleted) })
 		s.forgetOffsite(rc.Remote, vm, pr.Deleted)
 	}

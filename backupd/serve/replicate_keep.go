@@ -10,14 +10,22 @@ import "github.com/cairnbackup/cairn/blockmap"
 // delete it again cost every run the upload (and, under Object Lock,
 // objects that stay for the lock's days) when the local retention keeps
 // more points than the remote's.
-func keptByRemoteRetention(pol blockmap.Policy, pts []blockmap.Point) []blockmap.Point {
+//
+// The points guard names (nil: none) are replicated whatever the policy
+// says: the remote's retention keeps them too (a VM's last clean point
+// while it has suspicious ones, backupd/anomaly.Guard).
+func keptByRemoteRetention(pol blockmap.Policy, pts []blockmap.Point, guard blockmap.PruneGuard) []blockmap.Point {
 	if pol.IsZero() {
 		return pts
 	}
 	keep := pol.Keep(pts)
+	var guarded map[uint32]string
+	if guard != nil && len(pts) > 0 {
+		guarded = guard(pts[0].VM, pts)
+	}
 	out := make([]blockmap.Point, 0, len(keep))
 	for _, p := range pts {
-		if keep[p.Gen] {
+		if _, g := guarded[p.Gen]; keep[p.Gen] || g {
 			out = append(out, p)
 		}
 	}

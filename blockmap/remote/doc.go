@@ -75,7 +75,14 @@
 // recorded as replicated to the remote it came from (its replicate state,
 // naming the manifest's generation and map: pullstate.go), so the next
 // point of the VM replicates incrementally on it after a disaster
-// recovery.
+// recovery. A pulled point keeps the manifest point's suspicious-change
+// verdict (blockmap.Point.Verdict) and its disks' content figures: they
+// are not judged again.
+//
+// PruneWith is Prune with a blockmap.PruneGuard, which sees each VM's
+// remote points (with the verdicts their manifests carry) numbered by
+// time and names the points to keep whatever the policy says
+// (backupd/anomaly.Guard keeps a VM's last clean point).
 //
 // A DiskReader that is read in order fetches ahead (read-ahead) up to
 // 32 MiB of blocks into its block cache.

@@ -24,6 +24,10 @@ type PruneReport struct {
 	Deleted []blockmap.Point `json:"deleted"`
 	// Locked points were selected but are still under retention.
 	Locked []LockedPoint `json:"locked,omitempty"`
+	// Protected are the points the policy would have deleted that
+	// PruneWith's guard kept, with its reason (a VM's last clean point
+	// while it has suspicious ones: backupd/anomaly.Guard).
+	Protected []blockmap.ProtectedPoint `json:"protected,omitempty"`
 	// PacksDeleted were referenced by no point any more; PacksLocked
 	// were unreferenced but still under retention (a later prune
 	// deletes them); Orphans are packs an interrupted replication left
@@ -53,6 +57,16 @@ const orphanAge = 24 * time.Hour
 // Object Lock retention is deleted: such points are reported as Locked and
 // their objects stay until a later prune after the date.
 func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryRun bool) (*PruneReport, error) {
+	return r.PruneWith(ctx, vm, pol, dryRun, nil)
+}
+
+// PruneWith is Prune that also keeps the points guard names (nil: none),
+// listed with its reasons in PruneReport.Protected. The guard sees each
+// VM's remote points as their manifests hold them (with the verdict the
+// replicating repository kept: blockmap.Point.Verdict), numbered by time
+// (the generations of a remote's points come from whichever repository
+// replicated them), and names the points to keep by that number.
+func (r *Remote) PruneWith(ctx context.Context, vm string, pol blockmap.Policy, dryRun bool, guard blockmap.PruneGuard) (*PruneReport, error) {
 	pts, _, err := r.Points(ctx)
 	if err != nil {
 		return nil, err
@@ -67,7 +81,8 @@ func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryR
 		return nil, fmt.Errorf("VM %q: %w: the remote has no points of it", vm, blockmap.ErrNotFound)
 	}
 	var del, kept []blockmap.Point
-	for _, vp := range byVM {
+	var protected []blockmap.ProtectedPoint
+	for name, vp := range byVM {
 		// Generations come from whichever repository replicated a point
 		// (a repository rebuilt by pull numbers its own), so the policy
 		// sees the points numbered in time order instead.
@@ -78,7 +93,16 @@ func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryR
 			byTime[i].Gen = uint32(i + 1)
 		}
 		keep := pol.Keep(byTime)
+		var guarded map[uint32]string
+		if guard != nil {
+			guarded = guard(name, byTime)
+		}
 		for i, p := range vp {
+			if why, ok := guarded[byTime[i].Gen]; ok && !keep[byTime[i].Gen] {
+				kept = append(kept, p)
+				protected = append(protected, blockmap.ProtectedPoint{VM: p.VM, Point: p.ID, Reason: why})
+				continue
+			}
 			if keep[byTime[i].Gen] {
 				kept = append(kept, p)
 			} else {
@@ -89,6 +113,7 @@ func (r *Remote) Prune(ctx context.Context, vm string, pol blockmap.Policy, dryR
 	rep, err := r.Forget(ctx, del, dryRun)
 	if rep != nil {
 		rep.Kept = kept
+		rep.Protected = protected
 	}
 	return rep, err
 }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,9 @@ import (
 )
 
 // Pull copies one remote point into a local repository as a new point of
-// the same VM with the same time, consistency, metadata and disk contents
-// (byte for byte). It fails with blockmap.ErrInvalid when the repository's
+// the same VM with the same time, consistency, metadata, disk contents
+// (byte for byte), suspicious-change verdict and content figures (as the
+// manifest keeps them). It fails with blockmap.ErrInvalid when the repository's
 // block size differs from the remote point's, and does nothing when the
 // VM already has a point with that id. Nothing is committed unless every
 // block was fetched and authenticated.
@@ -79,7 +81,14 @@ func (r *Remote) pull(ctx context.Context, repo *blockmap.Repo, vm, pointID stri
 	// The point keeps its id (two points of one second are T and T-2:
 	// pulled alone, T-2 must not become T); another pull that committed
 	// it since the check above is found under the VM's lock.
-	s, err := repo.BeginPoint(ctx, vm, blockmap.PointOptions{ID: pointID, Time: m.Point.Time, Consistency: m.Point.Consistency, Meta: m.Point.Meta, Purpose: "cairn pull"})
+	popts := blockmap.PointOptions{ID: pointID, Time: m.Point.Time, Consistency: m.Point.Consistency, Meta: m.Point.Meta, Purpose: "cairn pull"}
+	if v := m.Point.Verdict; len(v) > 0 {
+		// The verdict was decided once, when the point was first
+		// committed (against that repository's history): it is kept,
+		// not judged again.
+		popts.Judge = func(blockmap.Point, []blockmap.Point) json.RawMessage { return v }
+	}
+	s, err := repo.BeginPoint(ctx, vm, popts)
 	if errors.Is(err, blockmap.ErrPointExists) {
 		p, rerr := repo.ResolvePoint(ctx, vm, pointID)
 		return p, false, rerr
@@ -121,7 +130,11 @@ func (r *Remote) pullInto(ctx context.Context, repo *blockmap.Repo, s *blockmap.
 		// With the session's base as twin the writer keeps the base's
 		// blocks (unless the disk is new or resized: then it asks for
 		// every block, and equal blocks are copied from the twin).
-		w, err := s.AddDisk(ctx, d.Name, md.Size, blockmap.DiskOptions{Full: bes == nil || !base.incremental, FullReason: "pulled from a remote", Meta: d.Meta})
+		dopts := blockmap.DiskOptions{Full: bes == nil || !base.incremental, FullReason: "pulled from a remote", Meta: d.Meta}
+		if len(d.Content) > 0 {
+			dopts.Content = keptFigures(d.Content) // what was measured as the point was first stored
+		}
+		w, err := s.AddDisk(ctx, d.Name, md.Size, dopts)
 		if err != nil {
 			return blockmap.Point{}, err
 		}
@@ -225,3 +238,11 @@ func (r *Remote) pullLocal(ctx context.Context, base *pullBase, disk string, w *
 	}
 	return again, nil
 }
+
+// keptFigures is the content meter of a pulled disk: it measures nothing
+// (the blocks a pull writes are not the blocks the point stored when it
+// was made) and gives the figures the manifest kept (DiskInfo.Content).
+type keptFigures json.RawMessage
+
+func (keptFigures) Observe([]byte)             {}
+func (k keptFigures) Figures() json.RawMessage { return json.RawMessage(k) }

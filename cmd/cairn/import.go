@@ -37,6 +37,7 @@ func importCommand() *cli.Command {
 			&cli.TimestampFlag{Name: "time", Layout: time.RFC3339, Usage: "capture time of the point (RFC 3339, default now)"},
 			&cli.DurationFlag{Name: "nbd-stall-timeout", Value: 60 * time.Second, Usage: "NBD sources: fail a connection that makes no progress for this long (the handshake gets at most 30s of it)"},
 			&cli.StringFlag{Name: "vm-config", Usage: "VM configuration JSON `FILE` (the format of a point's vm/config.json) kept with the point, so `cairn boot` can use it"},
+			&cli.StringFlag{Name: "config", Usage: "judge suspicious changes with the anomaly: thresholds of this cairn.yaml `FILE`'s job without vcenter whose vms: name --vm (the flags below override them)"},
 		}, append(nbdTLSFlags(), anomalyFlags()...)...),
 		Action: importAction,
 	}
@@ -64,7 +65,7 @@ func importAction(c *cli.Context) error {
 	if c.Duration("nbd-stall-timeout") <= 0 {
 		return fmt.Errorf("import: --nbd-stall-timeout must be positive")
 	}
-	th, err := anomalyThresholds(c, "import")
+	th, err := importThresholds(c)
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,29 @@ func anomalyThresholds(c *cli.Context, command string) (anomaly.Thresholds, erro
 	return t, nil
 }
 
+// importThresholds are import's thresholds: those of --config's job
+// without vcenter that selects --vm (docs/serve.md), with anomalyFlags
+// over them.
+func importThresholds(c *cli.Context) (anomaly.Thresholds, error) {
+	flags, err := anomalyThresholds(c, "import")
+	if err != nil || c.String("config") == "" {
+		return flags, err
+	}
+	cfg, err := serve.LoadConfig(c.String("config"))
+	if err != nil {
+		return flags, fmt.Errorf("import: --config: %w", err)
+	}
+	t, _, ok := cfg.ImportThresholds(c.String("vm"))
+	if !ok {
+		return flags, fmt.Errorf("import: --config %s has no job without vcenter whose vms: name %q: add the VM to one (its anomaly: block gives the thresholds), or drop --config", c.String("config"), c.String("vm"))
+	}
+	t.Disabled = t.Disabled || flags.Disabled
+	if flags.MinBytes > 0 {
+		t.MinBytes = flags.MinBytes
+	}
+	return t, nil
+}
+
 // warnSuspicious tells on stderr that a new point was flagged.
 func warnSuspicious(p blockmap.Point) {
 	if v, ok := anomaly.ReadVerdict(p); ok && v.Status == anomaly.Suspicious {

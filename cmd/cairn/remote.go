@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cairnbackup/cairn/backupd"
+	"github.com/cairnbackup/cairn/backupd/anomaly"
 	"github.com/cairnbackup/cairn/backupd/serve"
 	"github.com/cairnbackup/cairn/blockmap"
 	"github.com/cairnbackup/cairn/blockmap/remote"
@@ -912,7 +913,9 @@ func remotePruneAction(c *cli.Context) error {
 		} else {
 			pol := blockmap.Policy{KeepLast: c.Int("keep-last"), KeepHourly: c.Int("keep-hourly"), KeepDaily: c.Int("keep-daily"),
 				KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly")}
-			if rep, err = rem.Prune(c.Context, c.String("vm"), pol, c.Bool("dry-run")); err != nil {
+			// A VM with unacknowledged suspicious points keeps its last
+			// clean one offsite too (verdicts from the manifests, acks local).
+			if rep, err = rem.PruneWith(c.Context, c.String("vm"), pol, c.Bool("dry-run"), anomaly.Guard(repoAcks(repo.Dir()))); err != nil {
 				return remoteAdvice(rc, err)
 			}
 		}
@@ -933,6 +936,7 @@ func remotePruneAction(c *cli.Context) error {
 		for _, p := range rep.Locked {
 			fmt.Printf("locked %s %s until %s (Object Lock): kept\n", p.VM, p.ID, p.Until.UTC().Format(time.RFC3339))
 		}
+		printProtected(&blockmap.PruneResult{Protected: rep.Protected})
 		fmt.Println(pruneSummary(rc.Name, rep, verb))
 		return forgetLockedError(c.Command.Name, rep)
 	})

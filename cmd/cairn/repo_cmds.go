@@ -60,6 +60,7 @@ func repoCommands() []*cli.Command {
 				onlyVMFlag(),
 				jsonFlag(),
 				remoteFlag,
+				&cli.BoolFlag{Name: "suspicious", Usage: "list only every VM's unacknowledged suspicious points and its last clean point (site-wide triage)"},
 			},
 			Action:      pointsAction,
 			Subcommands: []*cli.Command{pointsAckCommand()},
@@ -252,6 +253,9 @@ type pointsTotals struct {
 }
 
 func pointsAction(c *cli.Context) error {
+	if c.Bool("suspicious") {
+		return pointsSuspiciousAction(c, os.Stdout)
+	}
 	if c.String("remote") != "" {
 		return remotePointsAction(c)
 	}

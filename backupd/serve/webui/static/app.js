@@ -409,9 +409,11 @@ async function viewVM(params) {
     const size = p.disks.reduce((s, d) => s + d.size, 0);
     const stored = p.disks.reduce((s, d) => s + (d.stored_bytes || 0), 0);
     const b = boots[i];
-    // The suspicious-change verdict kept with the point (docs/backup.md): a badge.
-    const susp = p.verdict && p.verdict.status === "suspicious" ?
-      el("span", { class: "bad", title: p.verdict.reason || "" }, " suspicious") : null;
+    // The suspicious-change verdict kept with the point (docs/backup.md): a
+    // badge, or "acknowledged" once it was acknowledged as a false alarm.
+    const susp = p.verdict && p.verdict.status === "suspicious" ? (p.acknowledged ?
+      el("span", { class: "muted", title: p.verdict.reason + "; acknowledged by " + (p.acknowledged.by || "?") + (p.acknowledged.note ? ": " + p.acknowledged.note : "") }, " acknowledged") :
+      el("span", { class: "bad", title: p.verdict.reason || "" }, " suspicious")) : null;
     return [el("span", {}, link("point", { vm: vm, point: p.id }, p.id), susp), when(p.time), p.consistency, bytes(size), bytes(stored),
       b ? el("span", { class: b.verdict === "booted" ? "ok" : "bad", title: (b.reason || "") + (b.checks || []).map(c => "\n" + (c.passed ? "passed " : "FAILED ") + c.spec + ": " + c.detail).join("") }, b.verdict || "?") : "—",
       (offsite[p.id] || []).join(", ") || "—",
