@@ -76,6 +76,16 @@ func (a *AllowList) Set(p []netip.Prefix) {
 	a.mu.Unlock()
 }
 
+// Prefixes are the list's prefixes (empty: Loopback applies).
+func (a *AllowList) Prefixes() []netip.Prefix {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return append([]netip.Prefix(nil), a.p...)
+}
+
 // String lists the prefixes.
 func (a *AllowList) String() string {
 	var p []netip.Prefix
