@@ -198,8 +198,9 @@ type guardConn struct {
 	net.Conn
 	r    *bufio.Reader
 	log  *slog.Logger
-	buf  []byte // checked bytes not yet passed on
-	rest int64  // bytes of the current record after buf, passed on unread
+	buf  []byte // checked bytes not yet passed on (in pre)
+	pre  []byte
+	rest int64 // bytes of the current record after buf, passed on unread
 	err  error
 	l    *guardListener
 	once sync.Once
@@ -246,7 +247,10 @@ func (c *guardConn) read(p []byte) (int, error) {
 	if mark&0x80000000 == 0 || total > maxRecord {
 		return 0, c.refuse(fmt.Errorf("%w: record of %d bytes (last fragment %v; at most %d in one fragment)", errBadCall, total, mark&0x80000000 != 0, maxRecord))
 	}
-	pre := make([]byte, 4+min(total, prefixLen))
+	if c.pre == nil {
+		c.pre = make([]byte, 4+prefixLen)
+	}
+	pre := c.pre[:4+min(total, prefixLen)] // buf is empty: the buffer is free again
 	copy(pre, hdr[:])
 	if _, err := io.ReadFull(c.r, pre[4:]); err != nil {
 		return 0, err

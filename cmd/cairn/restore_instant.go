@@ -91,7 +91,8 @@ func nfsExportCommand() *cli.Command {
 			"any other file a client creates (.vmx, logs, locks) lands in DIR/files. An ESXi host can\n" +
 			"mount it as an NFS 3 datastore (server: this machine, folder: /cairn); qemu can use\n" +
 			"-drive file=nfs://HOST/cairn/NAME-flat.vmdk,format=raw. `cairn restore instant` does\n" +
-			"the whole instant recovery on vSphere. No authentication: serve on the storage network.",
+			"the whole instant recovery on vSphere. No authentication: serve on the storage network;\n" +
+			"only this machine may connect unless --allow names the clients' addresses or networks.",
 		Flags:  append([]cli.Flag{vmFlag(), pointFlag()}, nfsListenFlags()...),
 		Action: nfsExportAction,
 	}
