@@ -202,6 +202,15 @@ func TestLinksDevicesAndEscapesRefused(t *testing.T) {
 	if fi, err := target.Getattr("/disk0-flat.vmdk"); err != nil || fi.Size() != int64(len(disks["disk0"])) {
 		t.Errorf("the flat file after the attacks: %v %v", fi, err)
 	}
+	if f, err := target.Open("/disk0-flat.vmdk"); err != nil {
+		t.Errorf("open the flat file after the attacks: %v", err)
+	} else {
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || sum(b) != before {
+			t.Errorf("the flat file read over NFS after the attacks is not the point's disk (%d bytes, %v)", len(b), err)
+		}
+	}
 	stop()
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -355,4 +364,36 @@ func FuzzCheckCall(f *testing.F) {
 			return m.dispatch(prog, vers, proc, rd)
 		})
 	})
+}
+
+func TestForgedHandlesDoNotWalkTheTreeEachTime(t *testing.T) {
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	dir := t.TempDir()
+	e := openExport(t, repo, p, dir)
+	defer e.Close()
+	pt, _ := serveExport(t, e)
+	addr := fmt.Sprintf("127.0.0.1:%d", pt.nfs)
+	for i := range 200 {
+		if err := os.MkdirAll(filepath.Join(dir, filesDir, fmt.Sprintf("d%d/e", i)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the first unknown handle learns the tree (handles from before a restart)
+	known := e.h.key([]string{"d7", "e"})
+	if stat, body, err := rawRPC(t, addr, record(callMsg(progNFS, 3, 1, xdrOpaque(known[:])))); err != nil || stat != 0 || nfsStatus(body) != 0 {
+		t.Fatalf("GETATTR of a path made before the handle was asked: %d %d %v", stat, nfsStatus(body), err)
+	}
+	for i := range 50 {
+		fh := e.h.key([]string{"nothing", fmt.Sprint(i)})
+		if _, body, err := rawRPC(t, addr, record(callMsg(progNFS, 3, 1, xdrOpaque(fh[:])))); err != nil || nfsStatus(body) == 0 {
+			t.Fatalf("a forged handle was answered: %v", err)
+		}
+	}
+	e.h.mu.Lock()
+	walks := e.h.walks
+	e.h.mu.Unlock()
+	if walks != 1 {
+		t.Errorf("51 unknown handles walked the tree %d times (want once)", walks)
+	}
 }
