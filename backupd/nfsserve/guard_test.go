@@ -397,3 +397,51 @@ func TestForgedHandlesDoNotWalkTheTreeEachTime(t *testing.T) {
 		t.Errorf("51 unknown handles walked the tree %d times (want once)", walks)
 	}
 }
+
+func TestConnectionsBounded(t *testing.T) {
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	e := openExport(t, repo, p, t.TempDir())
+	defer e.Close()
+	pt, _ := serveExport(t, e)
+	for _, port := range []int{pt.nfs, pt.mount} {
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		var held []net.Conn
+		for range MaxConns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		// each held connection is answered (so the server has taken it)
+		for _, c := range held {
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			if _, err := c.Write(record(callMsg(progNFS, 3, 0))); err != nil {
+				t.Fatal(err)
+			}
+			var hdr [4]byte
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				t.Fatalf("port %d: a held connection got no answer: %v", port, err)
+			}
+			io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(hdr[:])&0x7fffffff))
+		}
+		if _, _, err := rawRPC(t, addr, record(callMsg(progNFS, 3, 0))); !errors.Is(err, errClosed) {
+			t.Errorf("port %d: connection %d was taken (%v)", port, MaxConns+1, err)
+		}
+		held[0].Close()
+		var err error
+		for range 100 { // the server notices the close when it reads
+			if _, _, err = rawRPC(t, addr, record(callMsg(progNFS, 3, 0))); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("port %d: a freed place was not taken again: %v", port, err)
+		}
+		for _, c := range held[1:] {
+			c.Close()
+		}
+	}
+}

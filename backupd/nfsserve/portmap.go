@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // RPC program numbers the portmapper answers for.
@@ -46,6 +47,7 @@ func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDisp
 			pc.Close()
 		}
 	}()
+	var conns atomic.Int64 // TCP connections open (at most MaxConns)
 	errc := make(chan error, 2)
 	if pc != nil {
 		wg.Add(1)
@@ -83,9 +85,16 @@ func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDisp
 					c.Close()
 					continue
 				}
+				if conns.Add(1) > MaxConns {
+					conns.Add(-1)
+					log.Warn("rpc: refused a client: too many connections", "client", c.RemoteAddr().String(), "max", MaxConns)
+					c.Close()
+					continue
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer conns.Add(-1)
 					stop := context.AfterFunc(ctx, func() { c.Close() })
 					defer stop()
 					defer c.Close()
