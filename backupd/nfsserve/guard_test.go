@@ -276,8 +276,28 @@ func TestAllowListDecidesWhoConnects(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- (&Portmapper{NFSPort: pt.nfs, MountPort: pt.mount, Allow: allow}).Serve(ctx, pln, nil) }()
+	upc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- (&Portmapper{NFSPort: pt.nfs, MountPort: pt.mount, Allow: allow}).Serve(ctx, pln, upc) }()
 	defer func() { cancel(); <-done }()
+	// udpCall asks the portmapper over UDP; false: no answer within 2 s
+	udpCall := func() bool {
+		c, err := net.Dial("udp", upc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write(callMsg(progPortmap, 2, 3, u32s(progMount, 3, 6, 0)))
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		return err == nil && n >= 28
+	}
+	if udpCall() {
+		t.Errorf("the portmapper answered a UDP call from 127.0.0.1, which is not in the allow list")
+	}
 
 	servers := map[string][]byte{
 		fmt.Sprintf("NFS 127.0.0.1:%d", pt.nfs):     record(callMsg(progNFS, 3, 0)),
@@ -291,6 +311,9 @@ func TestAllowListDecidesWhoConnects(t *testing.T) {
 		}
 	}
 	allow.Set(Loopback)
+	if !udpCall() {
+		t.Errorf("the portmapper did not answer a UDP call from 127.0.0.1 once allowed")
+	}
 	for name, msg := range servers {
 		addr := name[strings.Index(name, " ")+1:]
 		if stat, _, err := rawRPC(t, addr, msg); err != nil || stat != 0 {
