@@ -112,6 +112,9 @@ func Open(ctx context.Context, opts Options) (_ *Export, err error) {
 	if len(p.Disks) == 0 {
 		return nil, fmt.Errorf("nfs export: point %s of VM %s has no disks", p.ID, p.VM)
 	}
+	if err := checkSessionDir(opts.SessionDir); err != nil { // guard.go
+		return nil, fmt.Errorf("nfs export: %w", err)
+	}
 	for _, d := range []string{opts.SessionDir, filepath.Join(opts.SessionDir, overlayDir), filepath.Join(opts.SessionDir, filesDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("nfs export: session directory: %w", err)

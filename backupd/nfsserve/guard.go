@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 
@@ -431,4 +432,37 @@ func (f *scratchFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, &fs.PathError{Op: "writeat", Path: f.Name(), Err: errors.ErrUnsupported}
 	}
 	return w.WriteAt(p, off)
+}
+
+// ErrNotSessionDir means the session directory given holds other files:
+// a session's directory is deleted when the session ends (restore
+// instant), so only an empty or new directory, or one of a session, is
+// taken.
+var ErrNotSessionDir = errors.New("the directory holds files but no session")
+
+// checkSessionDir refuses an existing directory that is neither empty nor
+// a session's (session.json): a mistyped --session-dir (the repository,
+// a home directory) would be deleted with the session.
+func checkSessionDir(dir string) error {
+	list, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var foreign []string
+	for _, e := range list {
+		switch e.Name() {
+		case sessionFile:
+			return nil
+		case overlayDir, filesDir: // a session whose session.json was not written yet
+		default:
+			foreign = append(foreign, e.Name())
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w (it holds %s and %d more; ending a session deletes its directory): give an empty or new directory", dir, ErrNotSessionDir, foreign[0], len(foreign)-1)
 }

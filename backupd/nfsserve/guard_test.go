@@ -468,3 +468,27 @@ func TestConnectionsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionDirWithOtherFilesRefused(t *testing.T) {
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "cairn.json")
+	if err := os.WriteFile(keep, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), Options{SessionDir: dir, Point: p,
+		OpenDisk: func(ctx context.Context, disk string) (nbdserve.Source, error) { return repo.OpenDisk(ctx, p, disk) }})
+	if !errors.Is(err, ErrNotSessionDir) || !strings.Contains(err.Error(), "empty or new directory") {
+		t.Fatalf("a directory holding other files as the session directory: %v", err)
+	}
+	if list, _ := os.ReadDir(dir); len(list) != 1 {
+		t.Errorf("the refused directory was changed: %d entries", len(list))
+	}
+	// a new, an empty and a session's own directory are taken
+	empty := t.TempDir()
+	for _, d := range []string{filepath.Join(t.TempDir(), "new"), empty, empty} {
+		e := openExport(t, repo, p, d)
+		e.Close()
+	}
+}
