@@ -271,8 +271,9 @@ func (c *guardConn) refuse(err error) error {
 }
 
 // checkCall checks the start of one RPC call record of total bytes: the
-// header, and for NFSv3 and MOUNT v3 calls every length field of the
-// arguments (a WRITE's data only against the record's length).
+// header, and for NFS and MOUNT calls every length field of the
+// arguments as version 3 has them (a WRITE's data only against the
+// record's length).
 func checkCall(b []byte, total int64) error {
 	rd := &xdrReader{b: b}
 	bad := func(what string, args ...any) error {
@@ -326,9 +327,11 @@ func checkCall(b []byte, total int64) error {
 		}
 	}
 	switch {
-	case prog == progMount && vers == 3 && (proc == 1 || proc == 3):
+	// go-nfs dispatches on program and procedure only, whatever the
+	// version: every version is checked as version 3
+	case prog == progMount && (proc == 1 || proc == 3):
 		rd.opaque(maxPath)
-	case prog == progNFS && vers == 3:
+	case prog == progNFS:
 		switch proc {
 		case 0: // NULL
 		case 3, 12, 13: // LOOKUP, REMOVE, RMDIR

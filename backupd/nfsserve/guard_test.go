@@ -105,6 +105,8 @@ func TestMalformedCallsDisconnectedWithoutAllocating(t *testing.T) {
 	}{
 		{"credential of 2 GiB", record(append(u32s(1, 0, 2, progNFS, 3, 1, 1), huge(0x7ffffff0)...))},
 		{"GETATTR handle of 4 GiB", record(callMsg(progNFS, 3, 1, huge(0xfffffff0)))},
+		{"GETATTR handle of 4 GiB as version 2", record(callMsg(progNFS, 2, 1, huge(0xfffffff0)))},
+		{"MNT path of 4 GiB as MOUNT version 1", record(callMsg(progMount, 1, 1, huge(0xfffffff0)))},
 		{"ACCESS handle of 2 GiB", record(callMsg(progNFS, 3, 4, huge(0x7ffffff0), u32s(0x1f)))},
 		{"WRITE data of 2 GiB in a small call", record(callMsg(progNFS, 3, 7, xdrOpaque(root), u32s(0, 0, 4096, 2), huge(0x7ffffff0)))},
 		{"SYMLINK target of 4 GiB", record(callMsg(progNFS, 3, 10, xdrOpaque(root), str("l"), sattrNone, huge(0xfffffff0)))},
