@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -67,6 +68,10 @@ type InstantRequest struct {
 	PortmapUDP          net.PacketConn
 	// RemoteHost is the appliance's address as the ESXi host reaches it.
 	RemoteHost string
+	// Allow lists who may connect to the export (nfsserve.ParseAllow);
+	// empty: the ESXi host that mounts it (its name's addresses) and
+	// this machine (instantAllow).
+	Allow []netip.Prefix
 }
 
 // InstantSession is a VM running from a recovery point over NFS.
@@ -137,7 +142,8 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 	if err := checkNetworkMap(cfg, req.Create.Networks); err != nil {
 		return nil, err
 	}
-	exp, err := nfsserve.Open(ctx, nfsserve.Options{SessionDir: req.SessionDir, Point: p, Logger: log,
+	allow := nfsserve.NewAllowList(req.Allow)
+	exp, err := nfsserve.Open(ctx, nfsserve.Options{SessionDir: req.SessionDir, Point: p, Logger: log, Allow: allow,
 		OpenDisk: func(ctx context.Context, disk string) (nbdserve.Source, error) { return repo.OpenDisk(ctx, p, disk) }})
 	if err != nil {
 		return nil, err
@@ -156,7 +162,7 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 	serve("NFS server", func() error { return exp.Serve(sctx, req.NFS) })
 	serve("MOUNT server", func() error { return exp.ServeMount(sctx, req.Mount, nil) })
 	if req.Portmap != nil || req.PortmapUDP != nil {
-		pm := &nfsserve.Portmapper{NFSPort: req.NFS.Addr().(*net.TCPAddr).Port, MountPort: req.Mount.Addr().(*net.TCPAddr).Port, Logger: log}
+		pm := &nfsserve.Portmapper{NFSPort: req.NFS.Addr().(*net.TCPAddr).Port, MountPort: req.Mount.Addr().(*net.TCPAddr).Port, Logger: log, Allow: allow}
 		serve("portmapper", func() error { return pm.Serve(sctx, req.Portmap, req.PortmapUDP) })
 	}
 	// undo: what was made, in reverse order
@@ -185,6 +191,9 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 		return nil, err
 	}
 	s.Host = host
+	if len(req.Allow) == 0 {
+		allow.Set(instantAllow(ctx, host, log)) // restore_instant_allow.go
+	}
 	dsName := instantDatastoreName(p)
 	if s.ds, err = hv.MountNFS(ctx, host, dsName, req.RemoteHost, nfsserve.ExportPath); err != nil {
 		return nil, err

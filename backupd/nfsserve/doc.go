@@ -30,6 +30,13 @@
 //   - Portmapper: NFS clients (ESXi, libnfs) ask the ONC RPC portmapper
 //     on port 111 where MOUNT (and NFS) answer; Portmapper answers that
 //     for an export on a host without rpcbind.
+//   - Allow list: the addresses and networks that may connect (NFS,
+//     MOUNT, portmapper), checked per connection; Loopback by default.
+//   - Call check: each RPC record's header and argument lengths are
+//     checked before go-nfs decodes it (it allocates what a length field
+//     claims); a malformed call ends its connection. Names must be one
+//     path component; SYMLINK is refused; scratch writes keep
+//     Options.MinFree free (guard.go, docs/security.md).
 //
 // Protocol: NFSv3 (RFC 1813) by github.com/willscott/go-nfs over TCP
 // (its billy-filesystem interface takes the tree above); MOUNT v3 (MNT,
@@ -38,5 +45,6 @@
 // WRITE as FILE_SYNC; the overlays are flushed every Options.SyncEvery
 // and when the export stops, so an appliance crash loses at most the
 // writes of that interval. No authentication: the export is for the
-// hypervisor's storage network (see docs/restore.md).
+// hypervisor's storage network, restricted by the allow list (see
+// docs/restore.md).
 package nfsserve

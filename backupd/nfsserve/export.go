@@ -44,6 +44,14 @@ type Options struct {
 	// FILE_SYNC: writes of the last SyncEvery are lost if the appliance
 	// itself crashes.
 	SyncEvery time.Duration
+	// Allow is who may connect (NFS and MOUNT); others are disconnected
+	// at once. nil: Loopback (this machine only).
+	Allow *AllowList
+	// MinFree is the free space (bytes) writes to the scratch directory
+	// keep on the session directory's filesystem; a write that would
+	// leave less fails with NFS3ERR_NOSPC (default DefaultMinFree; < 0:
+	// no reserve). The overlays are bounded by the disks' sizes.
+	MinFree int64
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -91,6 +99,9 @@ func Open(ctx context.Context, opts Options) (_ *Export, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MinFree == 0 {
+		opts.MinFree = DefaultMinFree
+	}
 	if opts.SyncEvery <= 0 {
 		opts.SyncEvery = 5 * time.Second
 	}
@@ -100,6 +111,9 @@ func Open(ctx context.Context, opts Options) (_ *Export, err error) {
 	p := opts.Point
 	if len(p.Disks) == 0 {
 		return nil, fmt.Errorf("nfs export: point %s of VM %s has no disks", p.ID, p.VM)
+	}
+	if err := checkSessionDir(opts.SessionDir); err != nil { // guard.go
+		return nil, fmt.Errorf("nfs export: %w", err)
 	}
 	for _, d := range []string{opts.SessionDir, filepath.Join(opts.SessionDir, overlayDir), filepath.Join(opts.SessionDir, filesDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -133,7 +147,8 @@ func Open(ctx context.Context, opts Options) (_ *Export, err error) {
 		}
 	}()
 	files := filepath.Join(opts.SessionDir, filesDir)
-	e.fs = &sessionFS{Filesystem: osfs.New(files, osfs.WithBoundOS()), disks: map[string]*disk{}}
+	e.fs = &sessionFS{Filesystem: osfs.New(files, osfs.WithBoundOS()), disks: map[string]*disk{},
+		minFree: opts.MinFree, log: opts.Logger}
 	for i, d := range p.Disks {
 		src, err := opts.OpenDisk(ctx, d.Name)
 		if err != nil {
@@ -170,7 +185,7 @@ func (e *Export) Disks() []Disk { return append([]Disk(nil), e.disks...) }
 func (e *Export) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tl := &trackingListener{Listener: ln, conns: map[net.Conn]struct{}{}}
+	tl := &trackingListener{Listener: &guardListener{Listener: ln, allow: e.opts.Allow, log: e.log}, conns: map[net.Conn]struct{}{}}
 	go func() {
 		<-ctx.Done()
 		tl.closeAll()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"sort"
@@ -33,6 +34,8 @@ type sessionFS struct {
 	billy.Filesystem // the scratch directory
 	mu               sync.Mutex
 	disks            map[string]*disk
+	minFree          int64 // free space scratch writes keep (guard.go)
+	log              *slog.Logger
 }
 
 // virtual returns the disk a path names (nil: a scratch path).
@@ -67,7 +70,7 @@ func (s *sessionFS) OpenFile(name string, flag int, perm os.FileMode) (billy.Fil
 		}
 		return &diskFile{d: d, s: s}, nil
 	}
-	return s.Filesystem.OpenFile(name, flag, perm)
+	return s.guardScratch(s.Filesystem.OpenFile(name, flag, perm))
 }
 
 func (s *sessionFS) Stat(name string) (os.FileInfo, error) {

@@ -28,6 +28,20 @@ type handler struct {
 	id      [4]byte
 	mu      sync.Mutex
 	paths   map[[handleLen]byte][]string
+	learned bool // the tree was walked (learnOnce)
+	walks   int  // tree walks made
+}
+
+// learnOnce reports whether the tree is still to be walked for handles
+// of before a restart (the first time only).
+func (h *handler) learnOnce() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.learned {
+		return false
+	}
+	h.learned = true
+	return true
 }
 
 // ErrStaleHandle means a client used a handle of a path that no longer
@@ -90,8 +104,11 @@ func (h *handler) FromHandle(fh []byte) (billy.Filesystem, []string, error) {
 	h.mu.Lock()
 	p, ok := h.paths[k]
 	h.mu.Unlock()
-	if !ok {
-		// a handle given out before a restart: learn the tree's paths again
+	if !ok && h.learnOnce() {
+		// a handle given out before a restart: learn the tree's paths
+		// (once: every path made since gets its handle when it is made,
+		// and a walk per unknown handle would let a client make the
+		// export walk the whole tree with each forged handle)
 		h.walk(nil, 0)
 		h.mu.Lock()
 		p, ok = h.paths[k]
@@ -107,6 +124,11 @@ func (h *handler) FromHandle(fh []byte) (billy.Filesystem, []string, error) {
 func (h *handler) walk(dir []string, depth int) {
 	if depth > 16 {
 		return
+	}
+	if depth == 0 {
+		h.mu.Lock()
+		h.walks++
+		h.mu.Unlock()
 	}
 	list, err := h.fs.ReadDir(path.Join(dir...))
 	if err != nil {

@@ -25,7 +25,7 @@ type mountd struct {
 // (either may be nil) until ctx ends; it returns nil then.
 func (e *Export) ServeMount(ctx context.Context, ln net.Listener, pc net.PacketConn) error {
 	m := &mountd{h: e.h, log: e.log}
-	if err := serveRPC(ctx, ln, pc, m.dispatch, e.log); err != nil {
+	if err := serveRPC(ctx, ln, pc, m.dispatch, e.opts.Allow, e.log); err != nil {
 		return fmt.Errorf("nfs export: mount: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // RPC program numbers the portmapper answers for.
@@ -27,8 +28,9 @@ type rpcDispatch func(prog, vers, proc uint32, args *xdrReader) (uint32, []byte)
 
 // serveRPC answers ONC RPC calls (RFC 5531) on a TCP listener (record
 // marking) and a UDP socket (either may be nil) until ctx ends; it
-// returns nil then.
-func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDispatch, log *slog.Logger) error {
+// returns nil then. Clients whose address is not in allow (Loopback when
+// empty) are disconnected (TCP) or not answered (UDP).
+func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDispatch, allow *AllowList, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -45,6 +47,7 @@ func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDisp
 			pc.Close()
 		}
 	}()
+	var conns atomic.Int64 // TCP connections open (at most MaxConns)
 	errc := make(chan error, 2)
 	if pc != nil {
 		wg.Add(1)
@@ -56,6 +59,10 @@ func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDisp
 				if err != nil {
 					errc <- err
 					return
+				}
+				if !allow.Allows(addr) {
+					log.Debug("rpc: ignored a UDP call from a client not in the allow list", "client", addr.String())
+					continue
 				}
 				if out := rpcReply(buf[:n], d); out != nil {
 					_, _ = pc.WriteTo(out, addr)
@@ -73,9 +80,21 @@ func serveRPC(ctx context.Context, ln net.Listener, pc net.PacketConn, d rpcDisp
 					errc <- err
 					return
 				}
+				if !allow.Allows(c.RemoteAddr()) {
+					log.Warn("rpc: refused a client not in the allow list (--allow)", "client", c.RemoteAddr().String())
+					c.Close()
+					continue
+				}
+				if conns.Add(1) > MaxConns {
+					conns.Add(-1)
+					log.Warn("rpc: refused a client: too many connections", "client", c.RemoteAddr().String(), "max", MaxConns)
+					c.Close()
+					continue
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer conns.Add(-1)
 					stop := context.AfterFunc(ctx, func() { c.Close() })
 					defer stop()
 					defer c.Close()
@@ -178,6 +197,8 @@ type Portmapper struct {
 	// NFSPort and MountPort are the TCP ports of the export's NFS and
 	// MOUNT servers.
 	NFSPort, MountPort int
+	// Allow is who may ask (nil: Loopback).
+	Allow *AllowList
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -185,7 +206,7 @@ type Portmapper struct {
 // Serve answers on a TCP listener and a UDP socket (either may be nil)
 // until ctx ends; it returns nil then.
 func (pm *Portmapper) Serve(ctx context.Context, ln net.Listener, pc net.PacketConn) error {
-	if err := serveRPC(ctx, ln, pc, pm.dispatch, pm.Logger); err != nil {
+	if err := serveRPC(ctx, ln, pc, pm.dispatch, pm.Allow, pm.Logger); err != nil {
 		return fmt.Errorf("portmapper: %w", err)
 	}
 	return nil
@@ -252,6 +273,10 @@ func (r *xdrReader) u32() uint32 {
 func (r *xdrReader) opaqueAuth() {
 	r.u32() // flavor
 	n := r.u32()
+	if n > 400 { // RFC 5531: an opaque_auth body has at most 400 bytes
+		r.bad = true
+		return
+	}
 	n = (n + 3) &^ 3
 	if r.bad || uint32(len(r.b)) < n {
 		r.bad = true

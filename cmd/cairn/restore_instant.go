@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,6 +27,7 @@ func nfsListenFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", Value: ":2049", Usage: "TCP `ADDR` of the NFS server (ESXi connects to port 2049)"},
 		&cli.StringFlag{Name: "mount-listen", Usage: "TCP `ADDR` of the MOUNT server (default: the --listen host, a free port; the portmapper tells clients)"},
 		&cli.StringFlag{Name: "portmap", Value: ":111", Usage: "`ADDR` (TCP and UDP) of the portmapper clients ask where MOUNT is (ESXi and libnfs ask port 111); \"off\": none (another rpcbind answers)"},
+		&cli.StringSliceFlag{Name: "allow", Usage: "`ADDR` or ADDR/BITS of the clients that may connect (repeatable, or comma-separated; \"any\": everyone). Default: nfs-export this machine only; restore instant the ESXi host's addresses (give its storage network's address when it mounts from another)"},
 		&cli.StringFlag{Name: "session-dir", Required: true, Usage: "`DIR` that keeps the session: the overlays taking the writes and the hypervisor's files (reusable: a new export continues it)"},
 	}
 }
@@ -89,7 +91,8 @@ func nfsExportCommand() *cli.Command {
 			"any other file a client creates (.vmx, logs, locks) lands in DIR/files. An ESXi host can\n" +
 			"mount it as an NFS 3 datastore (server: this machine, folder: /cairn); qemu can use\n" +
 			"-drive file=nfs://HOST/cairn/NAME-flat.vmdk,format=raw. `cairn restore instant` does\n" +
-			"the whole instant recovery on vSphere. No authentication: serve on the storage network.",
+			"the whole instant recovery on vSphere. No authentication: serve on the storage network;\n" +
+			"only this machine may connect unless --allow names the clients' addresses or networks.",
 		Flags:  append([]cli.Flag{vmFlag(), pointFlag()}, nfsListenFlags()...),
 		Action: nfsExportAction,
 	}
@@ -101,7 +104,11 @@ func nfsExportAction(c *cli.Context) error {
 		return fmt.Errorf("nfs-export: %w", err)
 	}
 	defer repo.Close()
-	exp, err := nfsserve.Open(c.Context, nfsserve.Options{SessionDir: c.String("session-dir"), Point: p, Logger: slog.Default(),
+	allow, err := allowFlag(c)
+	if err != nil {
+		return fmt.Errorf("nfs-export: %w", err)
+	}
+	exp, err := nfsserve.Open(c.Context, nfsserve.Options{SessionDir: c.String("session-dir"), Point: p, Logger: slog.Default(), Allow: allow,
 		OpenDisk: func(ctx context.Context, disk string) (nbdserve.Source, error) { return repo.OpenDisk(ctx, p, disk) }})
 	if err != nil {
 		return fmt.Errorf("nfs-export: %w", err)
@@ -118,11 +125,11 @@ func nfsExportAction(c *cli.Context) error {
 	go func() { errc <- exp.ServeMount(ctx, mountLn, nil) }()
 	n := 2
 	if pmLn != nil {
-		pm := &nfsserve.Portmapper{NFSPort: nfsLn.Addr().(*net.TCPAddr).Port, MountPort: mountLn.Addr().(*net.TCPAddr).Port}
+		pm := &nfsserve.Portmapper{NFSPort: nfsLn.Addr().(*net.TCPAddr).Port, MountPort: mountLn.Addr().(*net.TCPAddr).Port, Allow: allow}
 		go func() { errc <- pm.Serve(ctx, pmLn, pmUDP) }()
 		n++
 	}
-	slog.Info("serving over NFS", "vm", p.VM, "point", p.ID, "nfs", nfsLn.Addr().String(), "mount", mountLn.Addr().String(), "session", c.String("session-dir"))
+	slog.Info("serving over NFS", "allow", allow.String(), "vm", p.VM, "point", p.ID, "nfs", nfsLn.Addr().String(), "mount", mountLn.Addr().String(), "session", c.String("session-dir"))
 	host := nfsLn.Addr().(*net.TCPAddr).IP.String()
 	if ip := nfsLn.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -185,6 +192,14 @@ func restoreInstantAction(c *cli.Context) error {
 	if c.String("host") != "" && c.String("cluster") != "" {
 		return errors.New("--host and --cluster exclude each other: the VM goes to a host, or to a cluster (which picks the host)")
 	}
+	allowList, err := allowFlag(c)
+	if err != nil {
+		return err
+	}
+	var allow []netip.Prefix
+	if len(c.StringSlice("allow")) > 0 {
+		allow = allowList.Prefixes()
+	}
 	if c.Bool("migrate-now") && c.String("migrate-to") == "" {
 		return errors.New("--migrate-now needs --migrate-to DATASTORE (where the VM goes)")
 	}
@@ -228,7 +243,7 @@ func restoreInstantAction(c *cli.Context) error {
 	}()
 	s, err := backupd.StartInstant(ctx, repo, conn, backupd.InstantRequest{
 		Point: p, Config: cfg, PowerOn: c.Bool("power-on"), SessionDir: c.String("session-dir"),
-		NFS: nfsLn, Mount: mountLn, Portmap: pmLn, PortmapUDP: pmUDP, RemoteHost: c.String("nfs-host"),
+		NFS: nfsLn, Mount: mountLn, Portmap: pmLn, PortmapUDP: pmUDP, RemoteHost: c.String("nfs-host"), Allow: allow,
 		Create: vsphere.CreateSpec{Name: c.String("name"), Host: c.String("host"), Cluster: c.String("cluster"),
 			ResourcePool: c.String("resource-pool"), Folder: c.String("folder"), Networks: networks, KeepIdentity: c.Bool("keep-identity")},
 	}, slog.Default())
@@ -237,7 +252,7 @@ func restoreInstantAction(c *cli.Context) error {
 		case errors.Is(err, backupd.ErrNoVMConfig):
 			return fmt.Errorf("instant recovery of %s point %s: %w: this point was imported without one; give --vm-config FILE (the vm/config.json format, see docs/restore.md)", p.VM, p.ID, err)
 		case errors.Is(err, vsphere.ErrNFSMount):
-			return fmt.Errorf("instant recovery of %s point %s: %w\nthe ESXi host must reach %s on TCP 2049 and 111 (and UDP 111): check --nfs-host, the firewall between them and the host's NFS client (docs/restore.md, Instant recovery)", p.VM, p.ID, err, c.String("nfs-host"))
+			return fmt.Errorf("instant recovery of %s point %s: %w\nthe ESXi host must reach %s on TCP 2049 and 111 (and UDP 111): check --nfs-host, the firewall between them, the host's NFS client and --allow (the host's storage address must be in it; the log names refused clients) (docs/restore.md, Instant recovery)", p.VM, p.ID, err, c.String("nfs-host"))
 		case ctx.Err() != nil:
 			return fmt.Errorf("instant recovery cancelled: %w", err)
 		}
@@ -308,4 +323,21 @@ func networkAndConfigFlags(c *cli.Context) (map[string]string, *vmconfig.Config,
 		return nil, nil, err
 	}
 	return networks, cfg, nil
+}
+
+// allowFlag reads --allow (nil when not given: the command's default).
+func allowFlag(c *cli.Context) (*nfsserve.AllowList, error) {
+	var list []string
+	for _, v := range c.StringSlice("allow") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				list = append(list, f)
+			}
+		}
+	}
+	p, err := nfsserve.ParseAllow(list)
+	if err != nil {
+		return nil, fmt.Errorf("--%w", err)
+	}
+	return nfsserve.NewAllowList(p), nil
 }
