@@ -2,6 +2,7 @@ package nfsserve
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -190,7 +191,10 @@ func (e *Export) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	srv := &nfs.Server{Handler: e.h, Context: ctx}
-	err := srv.Serve(tl)
+	if _, err := rand.Read(srv.ID[:]); err != nil {
+		return fmt.Errorf("nfs export: %w", err)
+	}
+	err := srv.Serve(&fastListener{Listener: tl, h: e.h, verf: srv.ID, log: e.log})
 	serr := e.Sync()
 	if ctx.Err() != nil {
 		return serr
