@@ -10,6 +10,7 @@ import (
 	"net"
 	"path"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	nfs "github.com/willscott/go-nfs"
@@ -68,6 +69,8 @@ type fastListener struct {
 	h    *handler
 	verf [8]byte // go-nfs's Server.ID: the WRITE/COMMIT verifier
 	log  *slog.Logger
+	// calls counts the calls answered here.
+	calls *atomic.Int64
 }
 
 func (l *fastListener) Accept() (net.Conn, error) {
@@ -264,6 +267,7 @@ func (c *fastConn) dispatch(rec *[]byte) bool {
 	if d == nil {
 		return false
 	}
+	c.l.calls.Add(1)
 	if proc == procRead {
 		c.sem <- struct{}{}
 		go func() {
