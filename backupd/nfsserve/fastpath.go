@@ -78,7 +78,7 @@ func (l *fastListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fc := &fastConn{Conn: c, l: l, in: make(chan []byte, 64), done: make(chan struct{}), sem: make(chan struct{}, fastInflight)}
+	fc := &fastConn{Conn: c, l: l, in: make(chan []byte, 8), done: make(chan struct{}), sem: make(chan struct{}, fastInflight)}
 	go fc.demux()
 	return fc, nil
 }
@@ -139,7 +139,14 @@ func (c *fastConn) demux() {
 		if _, err := io.ReadFull(br, (*b)[4:]); err != nil {
 			return
 		}
-		if rm&lastFragment != 0 && c.dispatch(b) {
+		if rm&lastFragment == 0 || !callHeaderOK((*b)[4:]) {
+			// go-nfs would stop reading the connection without closing
+			// it (it takes neither fragments nor a malformed header)
+			c.l.log.Warn("nfs export: malformed RPC record, closing the connection", "client", c.RemoteAddr())
+			c.Close()
+			return
+		}
+		if c.dispatch(b) {
 			continue
 		}
 		rec := append([]byte(nil), (*b)...)
@@ -234,6 +241,29 @@ func (r *recReader) opaque(limit int) []byte {
 }
 
 func pad4(n int) int { return (n + 3) &^ 3 }
+
+// callHeaderOK reports whether body is an RPC call whose header go-nfs
+// can read: at least 40 bytes, a call, and a credential and verifier
+// within the record.
+func callHeaderOK(body []byte) bool {
+	if len(body) < 40 {
+		return false
+	}
+	r := recReader{b: body}
+	r.u32() // xid
+	if r.u32() != rpcCall {
+		return false
+	}
+	r.u32() // RPC version
+	r.u32() // program
+	r.u32() // version
+	r.u32() // procedure
+	r.u32()
+	r.opaque(len(body))
+	r.u32()
+	r.opaque(len(body))
+	return !r.bad
+}
 
 // dispatch answers rec (a whole call record, with its record mark) when
 // it is a READ or WRITE of a disk's flat file and reports whether it took

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 )
 
 // rpcCallRecord is a record-marked NFSv3 call (AUTH_UNIX credential, as
@@ -230,5 +231,42 @@ func TestPipelinedCallsGetTheirOwnReplies(t *testing.T) {
 	}
 	if n := e.fastCalls.Load() - before; n != 160 {
 		t.Errorf("the fast path answered %d READs, want 160", n)
+	}
+}
+
+// TestMalformedRecordClosesTheConnection: a record go-nfs cannot read (a
+// fragment that is not the last, a call shorter than its header, a reply)
+// ends the connection instead of leaving it open and unread.
+func TestMalformedRecordClosesTheConnection(t *testing.T) {
+	disks, order := twoDisks()
+	repo, p := point(t, disks, order...)
+	e := openExport(t, repo, p, t.TempDir())
+	defer e.Close()
+	pt, _ := serveExport(t, e)
+	good := rpcCallRecord(7, 0, nil)
+	for name, rec := range map[string][]byte{
+		"first fragment": append(u32s(uint32(len(good)-4)), good[4:]...),
+		"short call":     append(u32s(lastFragment|8), u32s(9, 0)...),
+		"a reply":        append(u32s(lastFragment|uint32(len(good)-4)), append(u32s(7, 1), good[12:]...)...),
+		"auth too long":  append(u32s(lastFragment|uint32(len(good)-4)), append(u32s(7, 0, 2, progNFS, 3, 0, 1, 1<<20), good[36:]...)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", pt.nfs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// a good call first: the connection works
+			c.Write(good)
+			br := bufio.NewReader(c)
+			if rep := readReply(t, br); rep.xid != 7 {
+				t.Fatalf("NULL answered with xid %d", rep.xid)
+			}
+			c.Write(rec)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a guard against hanging, not a measure
+			if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("after a malformed record: read %d bytes, %v; want the connection closed (EOF)", n, err)
+			}
+		})
 	}
 }
