@@ -360,6 +360,7 @@ func (c *fastConn) read(xid uint32, d *disk, name string, off uint64, count uint
 	ab.Grow(96)
 	_ = nfs.WritePostOpAttrs(&ab, c.attrs(d, name))
 	size := uint64(d.ov.Size())
+	count = min(count, fastMaxRead) // before the eof: a capped READ is short, not at the end
 	eof := false
 	switch {
 	case off >= size:
@@ -367,7 +368,6 @@ func (c *fastConn) read(xid uint32, d *disk, name string, off uint64, count uint
 	case size-off <= uint64(count):
 		count, eof = uint32(size-off), true
 	}
-	count = min(count, fastMaxRead)
 	head := 28 + 4 + ab.Len() + 12 // RPC header, status, attributes, count, eof, data length
 	b := getBuf(head + pad4(int(count)))
 	defer putBuf(b)
