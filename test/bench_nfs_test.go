@@ -29,7 +29,10 @@ import (
 //   - warm sequential read: the same again;
 //   - serial read: nfs-cp (libnfs, one 1 MiB-ish READ at a time) to tmpfs;
 //   - scattered 4 KiB reads: qemu-img bench, 20000 reads 1 MiB + 4 KiB
-//     apart (wrapping), 16 in flight.
+//     apart (wrapping), 16 in flight;
+//   - scattered 4 KiB writes: the same with -w (a guest's writes during an
+//     instant session; each round writes its own blocks, first to
+//     cairn's overlay, into ganesha's file: the two stay equal).
 func BenchmarkNFSExport(b *testing.B) {
 	testutil.RequireRoot(b)
 	testutil.RequireTools(b, "ganesha.nfsd", "rpcbind", "unshare", "nsenter", "ip", "qemu-img", "nfs-cp")
@@ -75,7 +78,7 @@ LOG { Default_Log_Level = WARN; }
 		waitNFS(b, s.ns, s.url)
 	}
 
-	type result struct{ cold, warm, serial, iops []float64 } // MB/s, MB/s, MB/s, reads/s
+	type result struct{ cold, warm, serial, iops, wiops []float64 } // MB/s, MB/s, MB/s, reads/s, writes/s
 	res := make([]result, len(servers))
 	const rounds = 5
 	shm := filepath.Join("/dev/shm", fmt.Sprintf("cairn-nfs-bench-%d", os.Getpid()))
@@ -116,6 +119,13 @@ LOG { Default_Log_Level = WARN; }
 				b.Fatal(err)
 			}
 			res[i].iops = append(res[i].iops, reads/d.Seconds())
+			d, err = timeIt(func() error {
+				return runQuiet("nsenter", "--net="+s.ns, "qemu-img", "bench", "-w", "-f", "raw", "-c", strconv.Itoa(reads), "-d", "16", "-s", "4096", "-S", strconv.Itoa(1<<20+4096), "-o", strconv.Itoa(r*8192), s.url)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			res[i].wiops = append(res[i].wiops, reads/d.Seconds())
 		}
 	}
 	row := func(what string, unit string, get func(result) []float64) string {
@@ -129,7 +139,8 @@ LOG { Default_Log_Level = WARN; }
 	rows := row("sequential, cold (qemu-img convert)", "MB/s", func(r result) []float64 { return r.cold }) +
 		row("sequential, warm (qemu-img convert)", "MB/s", func(r result) []float64 { return r.warm }) +
 		row("sequential, one READ at a time (nfs-cp)", "MB/s", func(r result) []float64 { return r.serial }) +
-		row("4 KiB reads 1 MiB apart, 16 in flight (qemu-img bench)", "reads/s", func(r result) []float64 { return r.iops })
+		row("4 KiB reads 1 MiB apart, 16 in flight (qemu-img bench)", "reads/s", func(r result) []float64 { return r.iops }) +
+		row("4 KiB writes 1 MiB apart, 16 in flight (qemu-img bench -w)", "writes/s", func(r result) []float64 { return r.wiops })
 	writeSection(b, "42-nfs-export", fmt.Sprintf(`## NFS export
 
 `+"`cairn nfs-export`"+` (what `+"`cairn restore instant`"+` mounts on ESXi) against
