@@ -12,6 +12,7 @@ packages=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils # restore kvm's tests: a private libvirtd (internal/libvirttest), virsh, virt-xml-validate (needs xmllint)
   systemd # systemd-analyze verify of dist/cairn.service; installing it does not make it init (no systemd-sysv)
   libnfs-utils qemu-block-extra # instant recovery: NFS clients of the export (nfs-ls, nfs-cp; qemu's nfs:// driver)
+  nfs-ganesha nfs-ganesha-vfs rpcbind # BenchmarkNFSExport: the reference NFS server (the kernel has no nfsd here)
   chromium # the web console's browser tests (TestConsoleInBrowser, TestConsoleWalk: driven through the DevTools protocol)
 )
 missing=()

@@ -39,7 +39,10 @@
 //     Options.MinFree free (guard.go, docs/security.md).
 //
 // Protocol: NFSv3 (RFC 1813) by github.com/willscott/go-nfs over TCP
-// (its billy-filesystem interface takes the tree above); MOUNT v3 (MNT,
+// (its billy-filesystem interface takes the tree above), except READ and
+// WRITE of a flat file: the fast path (fastpath.go) answers those itself,
+// several at a time per connection, straight from and to the overlay,
+// and passes every other call to go-nfs in order; MOUNT v3 (MNT,
 // UMNT, EXPORT, ...) and portmapper v2 (GETPORT, DUMP) are answered here
 // (go-nfs has no EXPORT call, which libnfs makes). go-nfs answers every
 // WRITE as FILE_SYNC; the overlays are flushed every Options.SyncEvery

@@ -2,6 +2,7 @@ package nfsserve
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -91,6 +93,8 @@ type Export struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	closed  bool
+	// fastCalls counts the READs and WRITEs the fast path answered.
+	fastCalls atomic.Int64
 }
 
 // Open prepares (or reopens) the session in opts.SessionDir: every disk's
@@ -205,7 +209,10 @@ func (e *Export) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	srv := &nfs.Server{Handler: e.h, Context: ctx}
-	err := srv.Serve(tl)
+	if _, err := rand.Read(srv.ID[:]); err != nil {
+		return fmt.Errorf("nfs export: %w", err)
+	}
+	err := srv.Serve(&fastListener{Listener: tl, h: e.h, verf: srv.ID, log: e.log, calls: &e.fastCalls})
 	serr := e.Sync()
 	if ctx.Err() != nil {
 		return serr
