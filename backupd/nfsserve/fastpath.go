@@ -47,12 +47,9 @@ const (
 	// fastMaxRead is the largest READ answered whole (go-nfs's MaxRead);
 	// a bigger one is answered short, as NFSv3 allows.
 	fastMaxRead = nfs.MaxRead
-	// maxRecord bounds one request record (a WRITE carries its data).
-	maxRecord = fastMaxRead + 64<<10
-	// maxAuth is the largest credential or verifier body (RFC 5531).
-	maxAuth = 400
-	// maxHandle is the largest NFSv3 file handle.
-	maxHandle = 64
+	// A request record is bounded by maxRecord (guard.go: a WRITE of
+	// fastMaxRead and its header), a credential by maxAuthBody, a file
+	// handle by maxFH.
 )
 
 // NFSv3 status codes the fast path answers with.
@@ -279,10 +276,10 @@ func (c *fastConn) dispatch(rec *[]byte) bool {
 		return false
 	}
 	r.u32() // credential flavor
-	r.opaque(maxAuth)
+	r.opaque(maxAuthBody)
 	r.u32() // verifier flavor
-	r.opaque(maxAuth)
-	fh := r.opaque(maxHandle)
+	r.opaque(maxAuthBody)
+	fh := r.opaque(maxFH)
 	off := r.u64()
 	count := r.u32()
 	if r.bad {
