@@ -271,7 +271,7 @@ func (s *InstantSession) Migrate(ctx context.Context, datastore string) (err err
 	if err := s.hv.UnmountNFS(cleanup, s.ds); err != nil {
 		errs = append(errs, fmt.Errorf("%w (run cairn restore cleanup)", err))
 	}
-	s.bytesWritten = s.OverlayBytes()
+	s.setBytesWritten(s.OverlayBytes())
 	s.stopExport()
 	if err := os.RemoveAll(s.dir); err != nil {
 		errs = append(errs, err)
@@ -298,7 +298,7 @@ func (s *InstantSession) Stop(ctx context.Context) (err error) {
 	if err := s.hv.UnmountNFS(ctx, s.ds); err != nil {
 		errs = append(errs, fmt.Errorf("%w (run cairn restore cleanup)", err))
 	}
-	s.bytesWritten = s.OverlayBytes()
+	s.setBytesWritten(s.OverlayBytes())
 	s.stopExport()
 	if len(errs) == 0 {
 		if err := os.RemoveAll(s.dir); err != nil {
@@ -314,13 +314,43 @@ func (s *InstantSession) Stop(ctx context.Context) (err error) {
 func (s *InstantSession) job(action, datastore string) func(error) {
 	end := StartJob(s.repoDir, JobRecord{Kind: JobInstant, Action: action, VM: s.point.VM, Point: s.point.ID, Target: s.VM, Datastore: datastore})
 	return func(err error) {
-		end(err, func(r *JobRecord) { r.BytesWritten = s.bytesWritten })
+		end(err, func(r *JobRecord) {
+			s.mu.Lock()
+			r.BytesWritten = s.bytesWritten
+			s.mu.Unlock()
+		})
 	}
 }
 
 // OverlayBytes is the space the VM's writes take in the session's
 // overlays now (0 once the session ended).
 func (s *InstantSession) OverlayBytes() int64 { return nfsserve.OverlayBytes(s.dir) }
+
+// Ended reports whether Migrate or Stop ended the session (a failed
+// Storage vMotion leaves it running).
+func (s *InstantSession) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// BytesWritten is what the VM's writes take in the overlays: now while
+// the session runs, at its end afterwards.
+func (s *InstantSession) BytesWritten() int64 {
+	s.mu.Lock()
+	n, ended := s.bytesWritten, s.ended
+	s.mu.Unlock()
+	if ended && n > 0 {
+		return n
+	}
+	return s.OverlayBytes()
+}
+
+func (s *InstantSession) setBytesWritten(n int64) {
+	s.mu.Lock()
+	s.bytesWritten = n
+	s.mu.Unlock()
+}
 
 // ErrSessionEnded means the session was migrated or stopped already.
 var ErrSessionEnded = errors.New("the instant recovery session has ended")
