@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,18 @@ instant:
 		t.Fatalf("POST /api/v1/instant: %d %v", resp.StatusCode, started)
 	}
 	serveWaitFor(t, "the session to run", exited, logs, func() bool { return session(started["id"]).State == serve.InstantRunning })
+	// the console lists the running session with Migrate and Stop
+	tok, err := serve.ReadToken(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := consoleRenderer(requireChromium(t), api.base)
+	dom := render(t, "token="+url.QueryEscape(tok)+"&next="+url.QueryEscape("/jobs"))
+	for _, want := range []string{"Instant recovery sessions", "<td>" + started["id"] + "</td>", "<td>app-killed</td>", ">Migrate</button>", ">Stop</button>"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the jobs view lacks %q:\n%s", want, dom)
+		}
+	}
 	srv.Process.Kill()
 	<-exited
 	if len(sim.NASDatastores()) != 1 {
