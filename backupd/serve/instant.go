@@ -178,7 +178,7 @@ func (s *Server) handleInstantStart(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.VM == "" {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME, \"point\": ID|latest, \"nfs_host\": ADDR, ...} (see docs/serve.md, Instant recovery): %v", err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME, \"point\": ID|latest, \"nfs_host\": ADDR, ...} (see docs/restore.md, Instant recovery): %v", err))
 		return
 	}
 	if req.Point == "" {
