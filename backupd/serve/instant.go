@@ -262,7 +262,9 @@ func (s *Server) handleInstantStart(w http.ResponseWriter, r *http.Request) {
 	}
 	s.instant.update(e, func(r *InstantRecord) { r.NFS = lns.NFS.Addr().String() })
 	sctx, cancel := context.WithCancel(ctx)
+	s.instant.mu.Lock()
 	e.cancel = cancel
+	s.instant.mu.Unlock()
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
@@ -383,6 +385,14 @@ func (s *Server) runInstant(ctx context.Context, vc *VCenter, e *instantEntry, p
 			err = fmt.Errorf("%w: this point was imported without one; start it with cairn restore instant --vm-config FILE", err)
 		case errors.Is(err, vsphere.ErrNFSMount):
 			err = fmt.Errorf("%w: the ESXi host must reach %s on TCP 2049 and 111 (and UDP 111): check \"nfs_host\" and the firewall (docs/restore.md, Instant recovery)", err, req.NFSHost)
+		case ctx.Err() != nil: // a stop while starting, or serve stopping
+			s.instant.update(e, func(r *InstantRecord) {
+				r.State, r.Error, r.End = InstantStopped, "stopped while starting: "+err.Error(), time.Now().UTC()
+			})
+			if !strings.Contains(err.Error(), "cairn restore cleanup") {
+				os.RemoveAll(dir)
+			}
+			return
 		default:
 			err = withAPIRestoreAdvice(err)
 		}
