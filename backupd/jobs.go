@@ -155,7 +155,8 @@ func (r *JobRecord) SetVMs(vms []string) {
 
 // Describe is the job's VM(s) and, beside a backup, what kind of job it
 // was: "web", "web (restore to web-copy)", "a, b (replicate to offsite)",
-// "web (pull from offsite)", "- (verify of offsite)", "web (import)".
+// "web (pull from offsite)", "- (verify of offsite)", "web (import)",
+// "web (instant migrate of web-instant to ds1)".
 func (r JobRecord) Describe() string {
 	vm := r.VM
 	if len(r.VMs) > 1 {
@@ -178,7 +179,11 @@ func (r JobRecord) Describe() string {
 	case r.Kind == JobVerifyRemote && r.Remote != "":
 		return vm + " (verify of " + r.Remote + ")"
 	case r.Kind == JobInstant && r.Action != "":
-		return vm + " (instant " + r.Action + describeTarget(r.Target) + ")"
+		to := ""
+		if r.Action == "migrate" && r.Datastore != "" {
+			to = " to " + r.Datastore
+		}
+		return vm + " (instant " + r.Action + describeTarget(r.Target) + to + ")"
 	case r.Target != "":
 		return vm + " (" + r.Kind + " to " + r.Target + ")" // where a restore went
 	}
