@@ -205,6 +205,24 @@ instant:
 		t.Errorf("stop of an unknown session: %d %s", rec.Code, rec.Body)
 	}
 
+	// a migration that fails leaves the session running, with the error
+	if rec := api("POST", "/api/v1/instant/"+id+"/migrate", `{"datastore": "no-such-datastore"}`); rec.Code != http.StatusAccepted {
+		t.Fatalf("migrate to a missing datastore: %d %s", rec.Code, rec.Body)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for r = session(id); r.State != InstantRunning || r.Error == ""; r = session(id) {
+		if time.Now().After(deadline) || (r.State != InstantRunning && r.State != InstantMigrating) {
+			t.Fatalf("session after a failed migration: %+v", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(r.Error, "no-such-datastore") || len(sim.NASDatastores()) != 1 {
+		t.Errorf("failed migration: error %q, NFS datastores %+v", r.Error, sim.NASDatastores())
+	}
+	if st := powerState("app-instant"); st != types.VirtualMachinePowerStatePoweredOn {
+		t.Errorf("after a failed migration the VM is %s", st)
+	}
+
 	// migrate: disks on datastore1, the NFS datastore removed, the session ended
 	if rec := api("POST", "/api/v1/instant/"+id+"/migrate", ""); rec.Code != http.StatusAccepted {
 		t.Fatalf("migrate: %d %s", rec.Code, rec.Body)
@@ -267,7 +285,7 @@ instant:
 			steps = append(steps, jr.Action+" "+jr.Target+" "+jr.State)
 		}
 	}
-	want := "start app-instant ok,migrate app-instant ok,start app-stop ok,stop app-stop ok,start app-left ok,stop app-left ok"
+	want := "start app-instant ok,migrate app-instant failed,migrate app-instant ok,start app-stop ok,stop app-stop ok,start app-left ok,stop app-left ok"
 	if got := strings.Join(steps, ","); got != want {
 		t.Errorf("job log instant records:\n%s\nwant\n%s", got, want)
 	}
