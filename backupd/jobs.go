@@ -81,6 +81,9 @@ const (
 	// JobVerifyRemote reads a remote's objects back (cairn verify
 	// --remote, and the verify runs of a serve job's replicate: section).
 	JobVerifyRemote = "verify-remote"
+	// JobInstant is a step of an instant recovery session (cairn restore
+	// instant, POST /api/v1/instant): Action start, migrate or stop.
+	JobInstant = "instant"
 )
 
 // JobRecord is one line of <repo>/jobs/jobs.jsonl. A job writes a running
@@ -132,6 +135,11 @@ type JobRecord struct {
 	// source, stored in the repository.)
 	BytesUploaded   int64 `json:"bytes_uploaded,omitempty"`
 	BytesDownloaded int64 `json:"bytes_downloaded,omitempty"`
+	// Action is the step of an instant recovery session a JobInstant
+	// record is (start, migrate, stop); Datastore the NFS datastore it ran
+	// from, or for migrate the datastore the VM moved to.
+	Action    string `json:"action,omitempty"`
+	Datastore string `json:"datastore,omitempty"`
 }
 
 // SetVMs sets VMs (sorted, without repeats) and VM when they are one.
@@ -147,7 +155,8 @@ func (r *JobRecord) SetVMs(vms []string) {
 
 // Describe is the job's VM(s) and, beside a backup, what kind of job it
 // was: "web", "web (restore to web-copy)", "a, b (replicate to offsite)",
-// "web (pull from offsite)", "- (verify of offsite)", "web (import)".
+// "web (pull from offsite)", "- (verify of offsite)", "web (import)",
+// "web (instant migrate of web-instant to ds1)".
 func (r JobRecord) Describe() string {
 	vm := r.VM
 	if len(r.VMs) > 1 {
@@ -169,10 +178,23 @@ func (r JobRecord) Describe() string {
 		return vm + " (pull from " + r.Remote + ")"
 	case r.Kind == JobVerifyRemote && r.Remote != "":
 		return vm + " (verify of " + r.Remote + ")"
+	case r.Kind == JobInstant && r.Action != "":
+		to := ""
+		if r.Action == "migrate" && r.Datastore != "" {
+			to = " to " + r.Datastore
+		}
+		return vm + " (instant " + r.Action + describeTarget(r.Target) + to + ")"
 	case r.Target != "":
 		return vm + " (" + r.Kind + " to " + r.Target + ")" // where a restore went
 	}
 	return vm + " (" + r.Kind + ")"
+}
+
+func describeTarget(t string) string {
+	if t == "" {
+		return ""
+	}
+	return " of " + t
 }
 
 // StartJob records a job as running in the job log of the repository in

@@ -101,6 +101,10 @@ func TestJobDescribe(t *testing.T) {
 		{one, "web (pull from offsite)"},
 		{JobRecord{Kind: JobReplicate, Remote: "offsite"}, "- (replicate to offsite)"},
 		{JobRecord{Kind: JobVerifyRemote, Remote: "offsite"}, "- (verify of offsite)"},
+		{JobRecord{VM: "web", Kind: JobInstant, Action: "start", Target: "web-instant", Datastore: "cairn-web-p1"}, "web (instant start of web-instant)"},
+		{JobRecord{VM: "web", Kind: JobInstant, Action: "start"}, "web (instant start)"}, // failed before a VM was made
+		{JobRecord{VM: "web", Kind: JobInstant, Action: "migrate", Target: "web-instant", Datastore: "ds1"}, "web (instant migrate of web-instant to ds1)"},
+		{JobRecord{VM: "web", Kind: JobInstant, Action: "stop", Target: "web-instant", Datastore: "cairn-web-p1"}, "web (instant stop of web-instant)"},
 	} {
 		if got := tc.r.Describe(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)

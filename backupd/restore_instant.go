@@ -81,19 +81,24 @@ type InstantSession struct {
 	MoRef     string
 	Datastore string
 	Host      string
+	// Started is when StartInstant began.
+	Started time.Time
 
-	hv     InstantHypervisor
-	exp    *nfsserve.Export
-	ds     *vsphere.NFSDatastore
-	ref    types.ManagedObjectReference
-	dir    string
-	point  blockmap.Point
-	log    *slog.Logger
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	failed chan error
-	mu     sync.Mutex
-	ended  bool
+	repoDir string
+	hv      InstantHypervisor
+	exp     *nfsserve.Export
+	ds      *vsphere.NFSDatastore
+	ref     types.ManagedObjectReference
+	dir     string
+	point   blockmap.Point
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	failed  chan error
+	mu      sync.Mutex
+	ended   bool
+	// bytesWritten is OverlayBytes when Migrate or Stop ended the export.
+	bytesWritten int64
 }
 
 // instantDatastoreName is cairn-<vm>-<point>, at most 42 characters (the
@@ -128,6 +133,16 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 		log = slog.Default()
 	}
 	p := req.Point
+	started := time.Now().UTC()
+	var made *InstantSession
+	endJob := StartJob(repo.Dir(), JobRecord{Kind: JobInstant, Action: "start", VM: p.VM, Point: p.ID, Target: req.Create.Name, Start: started})
+	defer func() { // registered first: runs after the undo below, with its error
+		endJob(Cancelled(ctx, err), func(r *JobRecord) {
+			if made != nil {
+				r.Target, r.Datastore = made.VM, made.Datastore
+			}
+		})
+	}()
 	cfg := req.Config
 	if cfg == nil {
 		if cfg, err = PointVMConfig(ctx, repo, p); err != nil {
@@ -149,7 +164,7 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &InstantSession{hv: hv, exp: exp, dir: req.SessionDir, point: p, log: log, cancel: cancel, failed: make(chan error, 3)}
+	s := &InstantSession{Started: started, repoDir: repo.Dir(), hv: hv, exp: exp, dir: req.SessionDir, point: p, log: log, cancel: cancel, failed: make(chan error, 3)}
 	serve := func(what string, f func() error) {
 		s.wg.Add(1)
 		go func() {
@@ -221,6 +236,7 @@ func StartInstant(ctx context.Context, repo *blockmap.Repo, hv InstantHypervisor
 		}
 		log.Info("instant VM powered on", "vm", s.VM)
 	}
+	made = s
 	return s, nil
 }
 
@@ -242,10 +258,12 @@ func (s *InstantSession) stopExport() {
 // export and deletes the session directory; the VM is an ordinary VM
 // afterwards (restore marker removed, annotation set). A failed move
 // leaves the session running (the VM still runs from the export).
-func (s *InstantSession) Migrate(ctx context.Context, datastore string) error {
+func (s *InstantSession) Migrate(ctx context.Context, datastore string) (err error) {
 	if err := s.begin(); err != nil {
 		return err
 	}
+	endJob := s.job("migrate", datastore)
+	defer func() { endJob(err) }()
 	s.log.Info("moving the instant VM to production storage", "vm", s.VM, "datastore", datastore)
 	if err := s.hv.RelocateVM(ctx, s.ref, datastore); err != nil {
 		s.mu.Lock()
@@ -262,6 +280,7 @@ func (s *InstantSession) Migrate(ctx context.Context, datastore string) error {
 	if err := s.hv.UnmountNFS(cleanup, s.ds); err != nil {
 		errs = append(errs, fmt.Errorf("%w (run cairn restore cleanup)", err))
 	}
+	s.setBytesWritten(s.OverlayBytes())
 	s.stopExport()
 	if err := os.RemoveAll(s.dir); err != nil {
 		errs = append(errs, err)
@@ -273,10 +292,12 @@ func (s *InstantSession) Migrate(ctx context.Context, datastore string) error {
 // it, removes the NFS datastore, stops the export and deletes the session
 // directory (the overlays: what the VM wrote is gone). Every step is
 // tried; the errors are joined.
-func (s *InstantSession) Stop(ctx context.Context) error {
+func (s *InstantSession) Stop(ctx context.Context) (err error) {
 	if err := s.begin(); err != nil {
 		return err
 	}
+	endJob := s.job("stop", s.Datastore)
+	defer func() { endJob(err) }()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	var errs []error
@@ -286,6 +307,7 @@ func (s *InstantSession) Stop(ctx context.Context) error {
 	if err := s.hv.UnmountNFS(ctx, s.ds); err != nil {
 		errs = append(errs, fmt.Errorf("%w (run cairn restore cleanup)", err))
 	}
+	s.setBytesWritten(s.OverlayBytes())
 	s.stopExport()
 	if len(errs) == 0 {
 		if err := os.RemoveAll(s.dir); err != nil {
@@ -293,6 +315,50 @@ func (s *InstantSession) Stop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// job records a step of the session in the job log (kind instant) and
+// returns the function that records its end; BytesWritten is what the
+// overlays hold when the step ends (read before they are deleted).
+func (s *InstantSession) job(action, datastore string) func(error) {
+	end := StartJob(s.repoDir, JobRecord{Kind: JobInstant, Action: action, VM: s.point.VM, Point: s.point.ID, Target: s.VM, Datastore: datastore})
+	return func(err error) {
+		end(err, func(r *JobRecord) {
+			s.mu.Lock()
+			r.BytesWritten = s.bytesWritten
+			s.mu.Unlock()
+		})
+	}
+}
+
+// OverlayBytes is the space the VM's writes take in the session's
+// overlays now (0 once the session ended).
+func (s *InstantSession) OverlayBytes() int64 { return nfsserve.OverlayBytes(s.dir) }
+
+// Ended reports whether Migrate or Stop ended the session (a failed
+// Storage vMotion leaves it running).
+func (s *InstantSession) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// BytesWritten is what the VM's writes take in the overlays: now while
+// the session runs, at its end afterwards.
+func (s *InstantSession) BytesWritten() int64 {
+	s.mu.Lock()
+	n, ended := s.bytesWritten, s.ended
+	s.mu.Unlock()
+	if ended && n > 0 {
+		return n
+	}
+	return s.OverlayBytes()
+}
+
+func (s *InstantSession) setBytesWritten(n int64) {
+	s.mu.Lock()
+	s.bytesWritten = n
+	s.mu.Unlock()
 }
 
 // ErrSessionEnded means the session was migrated or stopped already.

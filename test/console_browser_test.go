@@ -84,7 +84,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("point", func(t *testing.T) {
 		dom := render(t, login+"&next="+url.QueryEscape("/point?vm=u&point=latest"))
 		for _, want := range []string{"/ " + f.ids[len(f.ids)-1] + "</div>", "<td>sda</td>", "<td>sdb</td>", "<td>sdc</td>",
-			`<a href="#/files?vm=u&amp;point=` + f.ids[len(f.ids)-1] + `&amp;fs=sdb%2Fp1&amp;path=%2F">sdb/p1</a>`, "Restore as a new VM"} {
+			`<a href="#/files?vm=u&amp;point=` + f.ids[len(f.ids)-1] + `&amp;fs=sdb%2Fp1&amp;path=%2F">sdb/p1</a>`, "Restore as a new VM",
+			">Instant recovery</h2>", ">Instant recovery</button>"} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("the point's page lacks %q:\n%s", want, dom)
 			}

@@ -148,4 +148,13 @@ func TestInstantRecoveryCLI(t *testing.T) {
 		t.Errorf("a point without a VM configuration: exit %d: %s", r.code, r.stderr)
 	}
 	gone("no config", "bare-instant")
+
+	// the foreground sessions' steps are in the job log
+	jobs := mustCairn(t, "--repo", repoDir, "jobs")
+	for _, want := range []string{"efivm (instant start of efi-cli)", "efivm (instant stop of efi-cli)",
+		"efivm (instant start of efi-usr1)", "efivm (instant migrate of efi-usr1 to datastore1)", "efivm (instant start of efi-killed)"} {
+		if !strings.Contains(jobs, want) {
+			t.Errorf("cairn jobs lacks %q:\n%s", want, jobs)
+		}
+	}
 }

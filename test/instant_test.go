@@ -279,6 +279,38 @@ func TestInstantRecovery(t *testing.T) {
 	}
 	noLeftovers("dead export", "efi-dies")
 
+	// the job log has every step with its result (kind instant)
+	recs, err := backupd.NewJobLog(repoDir).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, r := range recs {
+		if r.Kind != backupd.JobInstant {
+			continue
+		}
+		step := fmt.Sprintf("%s %s %s", r.Action, r.Target, r.State)
+		if r.VM != "efivm" || r.Point != p.ID || r.End.IsZero() {
+			t.Errorf("instant record %s: %+v", step, r)
+		}
+		switch {
+		case r.Action == "migrate" && (r.Datastore != "datastore1" || r.BytesWritten < int64(len(pattern))):
+			t.Errorf("migrate record: datastore %q, %d bytes written (want datastore1, >= %d)", r.Datastore, r.BytesWritten, len(pattern))
+		case r.Action == "stop" && r.Target == "efi-stop" && r.BytesWritten < int64(len(pattern)):
+			t.Errorf("stop record: %d bytes written, want >= %d", r.BytesWritten, len(pattern))
+		case r.State == backupd.JobFailed && r.Error == "":
+			t.Errorf("failed record %s without its error", step)
+		case r.Action == "start" && r.State == backupd.JobOK && !strings.HasPrefix(r.Datastore, "cairn-efivm-"):
+			t.Errorf("start record %s: datastore %q", step, r.Datastore)
+		}
+		steps = append(steps, step)
+	}
+	wantSteps := []string{"start efi-instant ok", "migrate efi-instant ok", "start efi-stop ok", "stop efi-stop ok",
+		"start efi-refused failed", "start efi-badnet failed", "start efi-dies ok", "stop efi-dies ok"}
+	if strings.Join(steps, "\n") != strings.Join(wantSteps, "\n") {
+		t.Errorf("instant job records:\n%s\nwant:\n%s", strings.Join(steps, "\n"), strings.Join(wantSteps, "\n"))
+	}
+
 	// the point stays byte-identical through all of it
 	for _, d := range p.Disks {
 		if got := pointDiskHash(t, repo, p, d.Name); got != before[d.Name] {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/cairnbackup/cairn/backupd/nbdserve"
 	"github.com/cairnbackup/cairn/blockmap"
+	"github.com/cairnbackup/cairn/internal/vmdkdesc"
 )
 
 // Session directory layout.
@@ -329,32 +329,11 @@ func safeName(s string) string {
 	return s
 }
 
-// descriptor is the monolithicFlat VMDK descriptor of a disk whose
-// extent is the flat file beside it (the same shape as the mount's
-// <disk>.vmdk, with ESXi's file naming).
+// descriptor is the VMDK descriptor of a disk whose extent is the flat
+// file beside it (internal/vmdkdesc, ESXi's vmfs shape and file naming).
 func descriptor(p blockmap.Point, d blockmap.DiskInfo, flat string) []byte {
-	sectors := (d.Size + 511) / 512
-	const heads, sectorsPerTrack = 255, 63
-	cylinders := min(max(sectors/(heads*sectorsPerTrack), 1), 65535)
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%s", p.VM, p.ID, p.Gen, d.Name)
-	cid := h.Sum32()
-	if cid == 0xffffffff || cid == 0xfffffffe {
-		cid = 1
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Disk DescriptorFile\n")
-	fmt.Fprintf(&b, "# cairn instant recovery: VM %s, recovery point %s, disk %s\n", oneLine(p.VM), p.ID, oneLine(d.Name))
-	fmt.Fprintf(&b, "version=1\nCID=%08x\nparentCID=ffffffff\ncreateType=\"vmfs\"\n\n", cid)
-	fmt.Fprintf(&b, "# Extent description\nRW %d VMFS \"%s\"\n\n", sectors, flat)
-	fmt.Fprintf(&b, "# The Disk Data Base\n#DDB\n\n")
-	fmt.Fprintf(&b, "ddb.virtualHWVersion = \"4\"\n")
-	fmt.Fprintf(&b, "ddb.geometry.cylinders = \"%d\"\nddb.geometry.heads = \"%d\"\nddb.geometry.sectors = \"%d\"\n", cylinders, heads, sectorsPerTrack)
-	fmt.Fprintf(&b, "ddb.adapterType = \"lsilogic\"\n")
-	return []byte(b.String())
+	return vmdkdesc.Descriptor(p, d, vmdkdesc.VMFS, flat, "cairn instant recovery")
 }
-
-func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
 
 // writeFileSync writes a new file durably.
 func writeFileSync(path string, b []byte) error {

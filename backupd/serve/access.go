@@ -54,6 +54,11 @@ var routeRoles = map[string]Role{
 	"POST /api/v1/acks":      RoleOperator, // acknowledge a suspicious point (retention stops keeping its clean point)
 
 	"POST /api/v1/restores": RoleAdmin, // restore a whole VM (new, replace, in place)
+	// instant recovery: run a point as a VM, move it to production, remove it
+	"GET /api/v1/instant":               RoleViewer,
+	"POST /api/v1/instant":              RoleAdmin,
+	"POST /api/v1/instant/{id}/migrate": RoleAdmin,
+	"POST /api/v1/instant/{id}/stop":    RoleAdmin,
 }
 
 // downloadRoute is the ticket download's pattern (audited as downloads).

@@ -49,6 +49,8 @@ type Config struct {
 	Jobs     []Job
 	// Notify is where failures are told (nil: nowhere; notify_config.go).
 	Notify *NotifyConfig
+	// Instant is the instant: section (config_instant.go).
+	Instant InstantConfig
 }
 
 // Parallelism caps concurrent VM backups: in total and per ESXi host
@@ -289,11 +291,11 @@ func (p *parser) strs(n *yaml.Node, what string) ([]string, error) {
 }
 
 func (p *parser) config(root *yaml.Node) (*Config, error) {
-	m, err := p.fields(root, "config", "repository", "mount", "listen", "api", "timezone", "parallelism", "verify", "vcenters", "jobs", "notify")
+	m, err := p.fields(root, "config", "repository", "mount", "listen", "api", "timezone", "parallelism", "verify", "vcenters", "jobs", "notify", "instant")
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{Location: time.Local, Parallelism: Parallelism{VMs: DefaultParallelVMs, PerHost: DefaultParallelHosts}}
+	cfg := &Config{Location: time.Local, Parallelism: Parallelism{VMs: DefaultParallelVMs, PerHost: DefaultParallelHosts}, Instant: defaultInstant()}
 	tz, err := p.str(m, "timezone", "config", false, root)
 	if err != nil {
 		return nil, err
@@ -379,6 +381,11 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		}
 		names[j.Name] = true
 		cfg.Jobs = append(cfg.Jobs, j)
+	}
+	if n := m["instant"]; n != nil {
+		if cfg.Instant, err = p.instant(n); err != nil {
+			return nil, err
+		}
 	}
 	if n := m["notify"]; n != nil {
 		if cfg.Notify, err = p.notifyConfig(n, cfg); err != nil {

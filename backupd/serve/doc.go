@@ -32,6 +32,12 @@
 //     (NotifyStateFileName, notify_state.go).
 //   - RestoreRequest / RestoreRecord: a restore asked through the API and
 //     its record; errors carry the request's field names, never CLI flags.
+//   - InstantRequest / InstantRecord: an instant recovery session asked
+//     through the API (POST /api/v1/instant) and its record (state
+//     starting, running, migrating, stopping, migrated, stopped, failed);
+//     InstantConfig is the instant: section (cap, session_dir, NFS address
+//     and ports). Sessions end with the server; <session_dir>/<id>/serve.json
+//     marks a session so the next server cleans up after a killed one.
 //   - ServeFile (serve.json): how other cairn commands find the running
 //     server (listen address, pid); the API token lives in
 //     <repo>/api-token (TokenFileName).

@@ -40,6 +40,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", s.handleStatus)
 	mux.HandleFunc("GET /api/v1/restores", s.handleRestores) // restore.go
 	mux.HandleFunc("POST /api/v1/restores", s.handleRestore)
+	mux.HandleFunc("GET /api/v1/instant", s.handleInstantList) // instant.go
+	mux.HandleFunc("POST /api/v1/instant", s.handleInstantStart)
+	mux.HandleFunc("POST /api/v1/instant/{id}/migrate", s.handleInstantMigrate)
+	mux.HandleFunc("POST /api/v1/instant/{id}/stop", s.handleInstantStop)
 	mux.HandleFunc("GET /api/v1/whoami", s.handleWhoami)
 	mux.HandleFunc("GET /api/v1/replications", s.handleReplications)
 	mux.HandleFunc("GET /api/v1/remotes/{name}/points", s.handleRemotePoints)

@@ -40,6 +40,8 @@ type Server struct {
 	verify  VerifyStatus
 	// restores are the restores run through the API (restore.go).
 	restores restoreList
+	// instant are the instant recovery sessions (instant.go).
+	instant instants
 
 	metrics *metrics
 	inv     *inventory   // the jobs' selections, for API requests
@@ -246,6 +248,11 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() {
 		defer s.running.Done()
 		s.checkVCenters(ctx, cfg)
+	}()
+	s.running.Add(1)
+	go func() { // instant.go: what sessions of a killed serve left
+		defer s.running.Done()
+		s.cleanupInstant(ctx, cfg)
 	}()
 
 	s.loadNotifyState(repo.Dir())

@@ -443,6 +443,7 @@ async function viewPoint(params) {
   if (fss.error) out.append(el("p", { class: "error" }, fss.error));
   else out.append(fsTable(vm, id, fss.filesystems), el("p", {}, link("changes", { vm: vm, point: id }, "Compare with the previous point")));
   out.append(el("h2", {}, "Restore"), restoreForm(vm, id));
+  out.append(el("h2", {}, "Instant recovery"), instantForm(vm, id));
   return out;
 }
 
@@ -639,6 +640,8 @@ async function viewJobs() {
           when(r.start), when(r.end), r.error ? el("span", { class: "error" }, r.error) : ""])));
     }
   }
+  const inst = await instantSection();
+  if (inst) out.append(inst);
   if (reps && reps.replications && reps.replications.length) {
     out.append(el("h2", {}, "Replications and remote verifies"), table(["Id", "Job", "Remote", "Kind", "State", "Start", "End", "Points copied", "Uploaded", "Error"],
       reps.replications.slice().reverse().map(r => [r.id, r.job, r.remote, r.kind, state(r.state), when(r.start), when(r.end),
@@ -697,6 +700,78 @@ function restoreForm(vm, id) {
   };
   return el("form", { class: "toolbar", on: { submit: go } }, name, ds, el("label", {}, power, " power on"),
     el("button", { type: "submit" }, "Restore as a new VM"));
+}
+
+// ---- instant recovery ---------------------------------------------------
+
+// instantForm starts an instant recovery session of a point (admin only):
+// the VM runs from the repository over NFS until it is migrated or stopped.
+function instantForm(vm, id) {
+  if (!may("restore_vm")) return el("p", { class: "muted" }, "Instant recovery needs an admin token (this one is " + WHO.role + ").");
+  const name = el("input", { type: "text", "aria-label": "Name of the instant VM", placeholder: "name of the VM (default: the recorded name)", size: 30 });
+  const host = el("input", { type: "text", "aria-label": "ESXi host", placeholder: "ESXi host (optional)", size: 18 });
+  const nfs = el("input", { type: "text", "aria-label": "NFS address of this machine", placeholder: "this machine's IP for ESXi (default: config)", size: 24 });
+  const target = el("input", { type: "text", "aria-label": "Datastore to migrate to", placeholder: "migrate to datastore (optional)", size: 22 });
+  const power = el("input", { type: "checkbox", checked: true });
+  const go = async ev => {
+    ev.preventDefault();
+    const req = { vm: vm, point: id };
+    if (name.value) req.name = name.value;
+    if (host.value) req.host = host.value;
+    if (nfs.value) req.nfs_host = nfs.value;
+    if (target.value) req.migrate_to = target.value;
+    if (power.checked) req.power_on = true;
+    if (!await confirmAction("Run " + vm + " as it was at point " + id + " on vSphere straight from the backup" + (req.name ? " as " + req.name : "") +
+      "? Its writes go to this machine until you migrate or stop it.", "Start instant recovery")) return;
+    try {
+      const r = await api("/api/v1/instant", { method: "POST", json: req });
+      notice("Instant recovery of " + vm + " starting: session " + r.id + ". Jobs lists it with Migrate and Stop.");
+      noticeKeep = true;
+      location.hash = href("jobs");
+    } catch (e) {
+      if (e.status !== 401) notice("Instant recovery refused: " + e.message, true);
+    }
+  };
+  return el("form", { class: "toolbar", on: { submit: go } }, name, host, nfs, target, el("label", {}, power, " power on"),
+    el("button", { type: "submit" }, "Instant recovery"));
+}
+
+// instantSection is the jobs view's table of instant recovery sessions,
+// with Migrate and Stop for the running ones (admin); null when there are none.
+async function instantSection() {
+  const list = await api("/api/v1/instant").catch(() => null);
+  if (!Array.isArray(list) || !list.length) return null;
+  const acts = r => {
+    if (r.state !== "running" || !may("restore_vm")) return "";
+    return el("span", {}, el("button", { type: "button", on: { click: () => instantAction(r, "migrate") } }, "Migrate"), " ",
+      el("button", { type: "button", on: { click: () => instantAction(r, "stop") } }, "Stop"));
+  };
+  return el("div", { id: "instant" }, el("h2", {}, "Instant recovery sessions"),
+    table(["Id", "VM", "Point", "Running as", "State", "Datastore", "Written", "Started", "End", "Error", ""],
+      list.slice().reverse().map(r => [r.id, r.request.vm, r.point, r.vm || r.request.name || "—", state(r.state),
+        r.migrated_to ? "→ " + r.migrated_to : (r.datastore || "—"), bytes(r.bytes_written), when(r.started), when(r.end),
+        r.error ? el("span", { class: "error" }, r.error) : "", acts(r)]), [6]));
+}
+
+async function instantAction(r, action) {
+  const vm = r.vm || r.request.vm;
+  let body = {};
+  if (action === "migrate") {
+    let ds = r.request.migrate_to || "";
+    if (!ds) {
+      ds = (window.prompt("Datastore to move " + vm + " to (Storage vMotion):") || "").trim();
+      if (!ds) return;
+    }
+    if (!await confirmAction("Move " + vm + " to datastore " + ds + " while it runs, then end the instant recovery session? The VM stays.", "Migrate")) return;
+    body = { datastore: ds };
+  } else if (!await confirmAction("Stop the instant recovery of " + vm + "? The VM is powered off and deleted; what it wrote is gone.", "Stop")) return;
+  try {
+    await api("/api/v1/instant/" + encodeURIComponent(r.id) + "/" + action, { method: "POST", json: body });
+    notice((action === "migrate" ? "Migrating " : "Stopping ") + vm + ": session " + r.id + ".");
+    route();
+  } catch (e) {
+    if (e.status !== 401) notice((action === "migrate" ? "Migration" : "Stop") + " refused: " + e.message, true);
+  }
 }
 
 // ---- start --------------------------------------------------------------
