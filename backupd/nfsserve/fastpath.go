@@ -206,36 +206,8 @@ func (c *fastConn) Close() error {
 	return c.Conn.Close()
 }
 
-// recReader reads XDR items from a call record; a short record sets bad
-// (the fast path's own, beside portmap.go's xdrReader).
-type recReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *recReader) u32() uint32 {
-	if len(r.b) < 4 {
-		r.bad = true
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *recReader) u64() uint64 { return uint64(r.u32())<<32 | uint64(r.u32()) }
-
-// opaque reads a variable-length opaque of at most limit bytes.
-func (r *recReader) opaque(limit int) []byte {
-	n := int(r.u32())
-	if r.bad || n > limit || n > len(r.b) {
-		r.bad = true
-		return nil
-	}
-	v := r.b[:n]
-	r.b = r.b[min(pad4(n), len(r.b)):]
-	return v
-}
+// u64 reads an XDR unsigned hyper (the fast path's offsets).
+func (r *xdrReader) u64() uint64 { return uint64(r.u32())<<32 | uint64(r.u32()) }
 
 func pad4(n int) int { return (n + 3) &^ 3 }
 
@@ -246,7 +218,7 @@ func callHeaderOK(body []byte) bool {
 	if len(body) < 40 {
 		return false
 	}
-	r := recReader{b: body}
+	r := xdrReader{b: body}
 	r.u32() // xid
 	if r.u32() != rpcCall {
 		return false
@@ -256,9 +228,9 @@ func callHeaderOK(body []byte) bool {
 	r.u32() // version
 	r.u32() // procedure
 	r.u32()
-	r.opaque(len(body))
+	r.opaque(uint32(len(body)))
 	r.u32()
-	r.opaque(len(body))
+	r.opaque(uint32(len(body)))
 	return !r.bad
 }
 
@@ -266,7 +238,7 @@ func callHeaderOK(body []byte) bool {
 // it is a READ or WRITE of a disk's flat file and reports whether it took
 // it (then it owns rec).
 func (c *fastConn) dispatch(rec *[]byte) bool {
-	r := recReader{b: (*rec)[4:]}
+	r := xdrReader{b: (*rec)[4:]}
 	xid := r.u32()
 	if r.u32() != rpcCall || r.u32() != rpcVersion || r.u32() != progNFS || r.u32() != nfsVersion3 {
 		return false

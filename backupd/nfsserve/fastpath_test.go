@@ -55,7 +55,7 @@ func readReply(t *testing.T, br *bufio.Reader) testReply {
 	if _, err := io.ReadFull(br, b); err != nil {
 		t.Fatalf("reading a reply: %v", err)
 	}
-	r := recReader{b: b}
+	r := xdrReader{b: b}
 	xid := r.u32()
 	if r.u32() != 1 || r.u32() != 0 {
 		t.Fatalf("reply %d is not an accepted reply", xid)
@@ -72,7 +72,7 @@ func readReply(t *testing.T, br *bufio.Reader) testReply {
 // readResult parses a READ3res: status, count, eof and data.
 func readResult(t *testing.T, rep testReply) (status uint32, eof bool, data []byte) {
 	t.Helper()
-	r := recReader{b: rep.body}
+	r := xdrReader{b: rep.body}
 	status = r.u32()
 	if r.u32() == 1 { // post_op_attr
 		if len(r.b) < 84 {
