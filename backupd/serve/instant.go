@@ -197,25 +197,8 @@ func (s *Server) handleInstantStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, errors.New("instant recovery is off on this server (instant: max_sessions: 0): raise max_sessions in the config"))
 		return
 	}
-	var vc *VCenter
-	for i := range cfg.VCenters {
-		if req.VCenter == "" || cfg.VCenters[i].Name == req.VCenter {
-			vc = &cfg.VCenters[i]
-			break
-		}
-	}
-	if vc == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no vcenter %q in the configuration", req.VCenter))
-		return
-	}
-	ctx := s.runCtx()
-	if ctx == nil || ctx.Err() != nil {
-		writeError(w, http.StatusServiceUnavailable, errors.New("server is starting or stopping"))
-		return
-	}
-	p, err := s.repo.ResolvePoint(r.Context(), req.VM, req.Point)
-	if err != nil {
-		writeError(w, http.StatusNotFound, err)
+	vc, ctx, p, ok := s.restoreTarget(w, r, cfg, req.VCenter, req.VM, req.Point) // restore.go
+	if !ok {
 		return
 	}
 	select {

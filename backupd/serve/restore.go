@@ -94,27 +94,8 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	cfg := s.Config()
-	var vc *VCenter
-	for i := range cfg.VCenters {
-		if req.VCenter == "" || cfg.VCenters[i].Name == req.VCenter {
-			vc = &cfg.VCenters[i]
-			break
-		}
-	}
-	if vc == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no vcenter %q in the configuration", req.VCenter))
-		return
-	}
-	ctx := s.runCtx()
-	if ctx == nil || ctx.Err() != nil {
-		writeError(w, http.StatusServiceUnavailable, errors.New("server is starting or stopping"))
-		return
-	}
-	// s.repo is set before the run context (under s.mu), so it is ready here
-	p, err := s.repo.ResolvePoint(r.Context(), req.VM, req.Point)
-	if err != nil {
-		writeError(w, http.StatusNotFound, err)
+	vc, ctx, p, ok := s.restoreTarget(w, r, s.Config(), req.VCenter, req.VM, req.Point)
+	if !ok {
 		return
 	}
 	s.restores.mu.Lock()
@@ -231,4 +212,33 @@ func withAPIRestoreAdvice(err error) error {
 		return fmt.Errorf(`%w: give "proxy_vm" (the appliance's own VM), or leave hotadd out of "transports"`, err)
 	}
 	return err
+}
+
+// restoreTarget finds what a restore or an instant recovery asks for: the
+// vCenter named (the first one for ""), serve's run context and the
+// point. When one is missing it has answered (404, or 503 while serve
+// starts or stops) and ok is false.
+func (s *Server) restoreTarget(w http.ResponseWriter, r *http.Request, cfg *Config, vcenter, vm, point string) (vc *VCenter, ctx context.Context, p blockmap.Point, ok bool) {
+	for i := range cfg.VCenters {
+		if vcenter == "" || cfg.VCenters[i].Name == vcenter {
+			vc = &cfg.VCenters[i]
+			break
+		}
+	}
+	if vc == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no vcenter %q in the configuration", vcenter))
+		return nil, nil, p, false
+	}
+	ctx = s.runCtx()
+	if ctx == nil || ctx.Err() != nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("server is starting or stopping"))
+		return nil, nil, p, false
+	}
+	// s.repo is set before the run context (under s.mu), so it is ready here
+	p, err := s.repo.ResolvePoint(r.Context(), vm, point)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return nil, nil, p, false
+	}
+	return vc, ctx, p, true
 }
