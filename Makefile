@@ -37,7 +37,8 @@ fuzz:
 demo: deps build
 	@bash scripts/demo.sh
 
-bench: deps build
+bench: build
+	@bash scripts/install-deps.sh bench
 	@bash scripts/bench.sh
 
 clean:

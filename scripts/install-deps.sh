@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cairn's tests, demo and benchmarks use.
+# Installs the Debian packages cairn's tests, demo and benchmarks use
+# (`bench` as the argument: also the benchmarks' reference servers).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 packages=(
@@ -12,9 +13,15 @@ packages=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils # restore kvm's tests: a private libvirtd (internal/libvirttest), virsh, virt-xml-validate (needs xmllint)
   systemd # systemd-analyze verify of dist/cairn.service; installing it does not make it init (no systemd-sysv)
   libnfs-utils qemu-block-extra # instant recovery: NFS clients of the export (nfs-ls, nfs-cp; qemu's nfs:// driver)
-  nfs-ganesha nfs-ganesha-vfs rpcbind # BenchmarkNFSExport: the reference NFS server (the kernel has no nfsd here)
   chromium # the web console's browser tests (TestConsoleInBrowser, TestConsoleWalk: driven through the DevTools protocol)
 )
+# `install-deps.sh bench` (make bench) adds the benchmarks' reference
+# servers. rpcbind stays out of make test's packages: where systemd is init,
+# installing it starts rpcbind.socket on port 111, which the NFS export's
+# tests need for their own portmapper (qemu's nfs:// driver asks port 111).
+if [ "${1:-}" = bench ]; then
+  packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind) # BenchmarkNFSExport: the reference NFS server (the kernel has no nfsd here); each in its own network namespace
+fi
 missing=()
 for p in "${packages[@]}"; do
   case "$p" in *-) continue ;; esac

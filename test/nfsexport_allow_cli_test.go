@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cairnbackup/cairn/internal/testutil"
 )
@@ -42,28 +41,10 @@ func TestNFSExportCLIAllow(t *testing.T) {
 	}
 	mustCairn(t, "--repo", repo, "import", "--vm", "allowvm", "--disk", "d0", img)
 
-	export := func(session string, extra ...string) (url string, stderr *serveLogBuffer) {
-		args := append([]string{"--repo", repo, "nfs-export", "--vm", "allowvm", "--listen", "0.0.0.0:0",
-			"--portmap", "off", "--session-dir", filepath.Join(dir, session)}, extra...)
-		cmd := exec.Command(buildCairn(t), args...)
-		var stdout serveLogBuffer
-		stderr = &serveLogBuffer{}
-		cmd.Stdout, cmd.Stderr = &stdout, stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		})
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(stdout.String(), "\n") {
-			if time.Now().After(deadline) {
-				t.Fatalf("no URL printed: %s", stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return strings.Replace(strings.TrimSpace(stdout.String()), "nfs://127.0.0.1/", "nfs://"+ip+"/", 1), stderr
+	export := func(session string, extra ...string) (string, *serveLogBuffer) {
+		url, stderr := startNFSExport(t, append([]string{"--repo", repo, "nfs-export", "--vm", "allowvm", "--listen", "0.0.0.0:0",
+			"--portmap", "off", "--session-dir", filepath.Join(dir, session)}, extra...)...)
+		return strings.Replace(url, "nfs://127.0.0.1/", "nfs://"+ip+"/", 1), stderr
 	}
 	url, stderr := export("s1")
 	if out, err := exec.Command("nfs-cp", url, filepath.Join(dir, "refused.img")).CombinedOutput(); err == nil {

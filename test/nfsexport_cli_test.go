@@ -32,25 +32,8 @@ func TestNFSExportCLI(t *testing.T) {
 	mustCairn(t, "--repo", repo, "export", "--vm", "nfsvm", "--disk", "scsi0-0", exported)
 
 	session := filepath.Join(dir, "session")
-	cmd := exec.Command(buildCairn(t), "--repo", repo, "nfs-export", "--vm", "nfsvm", "--point", "1", "--listen", "127.0.0.1:0",
+	url, _ := startNFSExport(t, "--repo", repo, "nfs-export", "--vm", "nfsvm", "--point", "1", "--listen", "127.0.0.1:0",
 		"--portmap", "off", "--session-dir", session)
-	var stdout, stderr serveLogBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no URL printed: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	url := strings.TrimSpace(stdout.String())
 	if !strings.HasPrefix(url, "nfs://127.0.0.1/cairn/scsi0-0-flat.vmdk?nfsport=") {
 		t.Fatalf("URL %q", url)
 	}
@@ -69,4 +52,29 @@ func TestNFSExportCLI(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "--session-dir") {
 		t.Errorf("another point on the session: exit %d: %s", r.code, r.stderr)
 	}
+}
+
+// startNFSExport runs `cairn ARGS` (an nfs-export), stopped with Ctrl-C
+// when the test ends, and returns the first URL it prints and its stderr.
+func startNFSExport(t *testing.T, args ...string) (url string, stderr *serveLogBuffer) {
+	t.Helper()
+	cmd := exec.Command(buildCairn(t), args...)
+	var stdout serveLogBuffer
+	stderr = &serveLogBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no URL printed: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return strings.TrimSpace(strings.SplitN(stdout.String(), "\n", 2)[0]), stderr
 }

@@ -1,10 +1,7 @@
 package serve
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -110,8 +107,12 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		Point string `json:"point"`
 		Note  string `json:"note"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.VM == "" || req.Point == "" {
-		writeError(w, http.StatusBadRequest, errors.New(`want {"vm": NAME, "point": ID, "note": WHY} naming a point flagged suspicious`))
+	if err := decodeBody(w, r, &req); err != nil || req.VM == "" || req.Point == "" {
+		reason := `no "vm" or "point"`
+		if err != nil {
+			reason = err.Error()
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf(`want {"vm": NAME, "point": ID, "note": WHY} naming a point flagged suspicious: %s`, reason))
 		return
 	}
 	p, err := s.repo.ResolvePoint(r.Context(), req.VM, req.Point)

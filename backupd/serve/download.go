@@ -117,9 +117,7 @@ type DownloadTicket struct {
 
 func (s *Server) handleMintDownload(w http.ResponseWriter, r *http.Request) {
 	var req DownloadRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.VM == "" {
+	if err := decodeBody(w, r, &req); err != nil || req.VM == "" {
 		reason := "no \"vm\""
 		if err != nil {
 			reason = err.Error()

@@ -69,6 +69,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// decodeBody reads a request's JSON body into v: at most 64 KiB, and an
+// unknown field is an error (a misspelt "job" or "note" must not be
+// dropped silently).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
@@ -188,9 +197,7 @@ func (s *Server) handleRunNow(w http.ResponseWriter, r *http.Request) {
 		VM  string `json:"vm"`
 		Job string `json:"job"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-	dec.DisallowUnknownFields() // a misspelt "job" must not pick another job
-	if err := dec.Decode(&req); err != nil || req.VM == "" {
+	if err := decodeBody(w, r, &req); err != nil || req.VM == "" {
 		reason := "no \"vm\""
 		if err != nil {
 			reason = err.Error()

@@ -175,9 +175,7 @@ func (s *Server) handleInstantList(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleInstantStart(w http.ResponseWriter, r *http.Request) {
 	var req InstantRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.VM == "" {
+	if err := decodeBody(w, r, &req); err != nil || req.VM == "" {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("want a JSON body {\"vm\": NAME, \"point\": ID|latest, \"nfs_host\": ADDR, ...} (see docs/restore.md, Instant recovery): %v", err))
 		return
 	}
@@ -444,9 +442,7 @@ func (s *Server) handleInstantMigrate(w http.ResponseWriter, r *http.Request) {
 		Datastore string `json:"datastore"`
 	}
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<12))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if err := decodeBody(w, r, &body); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("want no body or {\"datastore\": NAME}: %v", err))
 			return
 		}
